@@ -1,0 +1,1 @@
+//! sluice benchmarks (filled below).

@@ -1,0 +1,1 @@
+//! Bounce classification (placeholder until filled).

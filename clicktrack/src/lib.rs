@@ -1,0 +1,1 @@
+//! Click tracking (placeholder until filled).

@@ -1,0 +1,1 @@
+//! Channel load policy (placeholder until filled).
