@@ -1,1 +1,20 @@
-//! sluice admin api
+//! The HTTP contract of sluice with the CRM and the channel administrator
+//! (`/v1/...`, see `shared/API.md`): routes, bearer-token roles, request
+//! validation and the versioned wire types.
+//!
+//! It does not know how campaigns are stored or sent: the daemon's behaviour
+//! arrives through the [`Backend`] trait, which the `gateway` crate implements.
+//! Main types: [`Backend`], [`ApiConfig`], [`ApiError`], [`router`], and the
+//! wire types in [`types::v1`].
+
+mod auth;
+mod backend;
+mod error;
+mod ingest;
+mod routes;
+pub mod types;
+
+pub use auth::{Role, Tokens};
+pub use backend::{Backend, BackendError, BackendResult};
+pub use error::ApiError;
+pub use routes::{ApiConfig, router};

@@ -1,0 +1,126 @@
+//! Bearer tokens and the two roles of API.md.
+
+use axum::http::{HeaderMap, header::AUTHORIZATION};
+
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Crm,
+    Admin,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "crm" => Some(Self::Crm),
+            "admin" => Some(Self::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// The configured tokens. Empty means the API is open (loopback only).
+#[derive(Clone, Default)]
+pub struct Tokens(Vec<(Role, String)>);
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tokens({} configured)", self.0.len())
+    }
+}
+
+impl Tokens {
+    pub fn new(tokens: Vec<(Role, String)>) -> Self {
+        Self(tokens)
+    }
+
+    /// Parses `crm:TOKEN1,admin:TOKEN2`.
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let mut tokens = Vec::new();
+        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (role, token) = item.split_once(':').ok_or_else(|| {
+                "token entry without `role:`: expected crm:TOKEN or admin:TOKEN".to_owned()
+            })?;
+            let role =
+                Role::parse(role).ok_or_else(|| format!("unknown role `{role}` (crm or admin)"))?;
+            if token.is_empty() {
+                return Err(format!("empty token for role {role:?}"));
+            }
+            tokens.push((role, token.to_owned()));
+        }
+        Ok(Self(tokens))
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Checks the request's bearer token grants at least `needed`.
+    pub fn authorize(&self, headers: &HeaderMap, needed: Role) -> Result<(), ApiError> {
+        if self.is_open() {
+            return Ok(());
+        }
+        let presented = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(ApiError::Unauthorized)?;
+        let role = self
+            .0
+            .iter()
+            .find(|(_, token)| constant_time_eq(token.as_bytes(), presented.as_bytes()))
+            .map(|(role, _)| *role)
+            .ok_or(ApiError::Unauthorized)?;
+        if role >= needed {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn bearer(token: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+        );
+        h
+    }
+
+    #[test]
+    fn roles_are_enforced() {
+        let tokens = Tokens::parse("crm:c1,admin:a1").expect("parse");
+        assert!(tokens.authorize(&bearer("c1"), Role::Crm).is_ok());
+        assert!(matches!(
+            tokens.authorize(&bearer("c1"), Role::Admin),
+            Err(ApiError::Forbidden)
+        ));
+        assert!(tokens.authorize(&bearer("a1"), Role::Crm).is_ok());
+        assert!(matches!(
+            tokens.authorize(&bearer("zz"), Role::Crm),
+            Err(ApiError::Unauthorized)
+        ));
+        assert!(matches!(
+            tokens.authorize(&HeaderMap::new(), Role::Crm),
+            Err(ApiError::Unauthorized)
+        ));
+    }
+
+    #[test]
+    fn bad_specs_are_refused() {
+        assert!(Tokens::parse("root:x").is_err());
+        assert!(Tokens::parse("crm").is_err());
+        assert!(Tokens::parse("crm:").is_err());
+    }
+}

@@ -1,0 +1,56 @@
+//! What the API needs from the daemon. The gateway implements it; tests may
+//! implement it in memory.
+
+use async_trait::async_trait;
+
+use crate::types::v1::{
+    AudienceRow, CampaignDecl, CampaignView, Control, EventPage, ParticipantIn, UploadResult,
+};
+
+/// Why the daemon refused or could not do a request.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// Every problem found, each naming its field.
+    #[error("invalid: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+    /// The store cannot commit: nothing was acknowledged.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type BackendResult<T> = Result<T, BackendError>;
+
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Declare a campaign or update it before it starts.
+    async fn declare(&self, id: &str, decl: CampaignDecl) -> BackendResult<CampaignView>;
+
+    /// Add participants; each is paired with its 1-based line in the upload.
+    /// Returns only once the accepted ones are durable.
+    async fn add_participants(
+        &self,
+        campaign: &str,
+        batch: Vec<(usize, ParticipantIn)>,
+    ) -> BackendResult<UploadResult>;
+
+    async fn control(&self, campaign: &str, action: Control) -> BackendResult<CampaignView>;
+
+    async fn campaign(&self, campaign: &str) -> BackendResult<CampaignView>;
+
+    /// Participants whose outcome is `outcome` (one of `AUDIENCE_OUTCOMES`).
+    async fn audience(&self, campaign: &str, outcome: &str) -> BackendResult<Vec<AudienceRow>>;
+
+    async fn events(&self, after: u64, limit: usize) -> BackendResult<EventPage>;
+
+    /// Prometheus text exposition.
+    fn metrics(&self) -> String;
+
+    /// Store open and upstreams configured.
+    fn ready(&self) -> bool;
+}

@@ -1,0 +1,55 @@
+//! The router: one file per resource under `routes/`.
+
+mod campaigns;
+mod events;
+mod ops;
+mod participants;
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    routing::{get, post, put},
+};
+
+use crate::{auth::Tokens, backend::Backend};
+
+/// Settings of the API listener.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub tokens: Tokens,
+    /// Largest request body accepted, in bytes (413 beyond).
+    pub max_body_bytes: usize,
+}
+
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub backend: Arc<dyn Backend>,
+    pub config: Arc<ApiConfig>,
+}
+
+/// Every `/v1` route plus `/metrics`, `/healthz` and `/readyz`.
+pub fn router(backend: Arc<dyn Backend>, config: ApiConfig) -> Router {
+    let state = AppState {
+        backend,
+        config: Arc::new(config),
+    };
+    Router::new()
+        .route(
+            "/v1/campaigns/{id}",
+            put(campaigns::declare).get(campaigns::show),
+        )
+        .route("/v1/campaigns/{id}/{action}", post(campaigns::control))
+        .route(
+            "/v1/campaigns/{id}/participants",
+            post(participants::upload).get(participants::audience),
+        )
+        .route("/v1/events", get(events::feed))
+        .route("/metrics", get(ops::metrics))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests;

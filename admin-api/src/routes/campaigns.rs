@@ -1,0 +1,80 @@
+//! `/v1/campaigns/{id}`: declare, show, and start/pause/resume/cancel.
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{Path, State},
+    http::HeaderMap,
+};
+
+use super::AppState;
+use crate::{
+    auth::Role,
+    error::ApiError,
+    types::v1::{CampaignDecl, CampaignView, Control, valid_id},
+};
+
+pub(crate) fn check_id(id: &str) -> Result<(), ApiError> {
+    if valid_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound(format!(
+            "campaign id `{id}` is not 1..=128 characters of [A-Za-z0-9._:-]"
+        )))
+    }
+}
+
+pub async fn declare(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<CampaignView>, ApiError> {
+    s.config.tokens.authorize(&headers, Role::Crm)?;
+    check_id(&id)?;
+    if body.len() > s.config.max_body_bytes {
+        return Err(ApiError::PayloadTooLarge {
+            limit: s.config.max_body_bytes,
+        });
+    }
+    let decl: CampaignDecl = serde_json::from_slice(&body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::Unprocessable(vec![e.to_string()]),
+        _ => ApiError::BadRequest {
+            message: format!(
+                "malformed JSON at line {} column {}: {e}",
+                e.line(),
+                e.column()
+            ),
+            line: Some(e.line()),
+            accepted: None,
+        },
+    })?;
+    Ok(Json(s.backend.declare(&id, decl).await?))
+}
+
+pub async fn show(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<CampaignView>, ApiError> {
+    s.config.tokens.authorize(&headers, Role::Crm)?;
+    check_id(&id)?;
+    Ok(Json(s.backend.campaign(&id).await?))
+}
+
+pub async fn control(
+    State(s): State<AppState>,
+    Path((id, action)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<CampaignView>, ApiError> {
+    s.config.tokens.authorize(&headers, Role::Crm)?;
+    check_id(&id)?;
+    let action = match action.as_str() {
+        "start" => Control::Start,
+        "pause" => Control::Pause,
+        "resume" => Control::Resume,
+        "cancel" => Control::Cancel,
+        other => return Err(ApiError::NotFound(format!("no campaign action `{other}`"))),
+    };
+    Ok(Json(s.backend.control(&id, action).await?))
+}

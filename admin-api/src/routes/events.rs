@@ -1,0 +1,35 @@
+//! `/v1/events?after=CURSOR&limit=N`: the fact feed.
+
+use axum::{
+    Json,
+    extract::{Query, State},
+    http::HeaderMap,
+};
+use serde::Deserialize;
+
+use super::AppState;
+use crate::{auth::Role, error::ApiError, types::v1::EventPage};
+
+const MAX_LIMIT: usize = 10_000;
+
+#[derive(Deserialize)]
+pub struct FeedQuery {
+    #[serde(default)]
+    after: u64,
+    limit: Option<usize>,
+}
+
+pub async fn feed(
+    State(s): State<AppState>,
+    Query(q): Query<FeedQuery>,
+    headers: HeaderMap,
+) -> Result<Json<EventPage>, ApiError> {
+    s.config.tokens.authorize(&headers, Role::Crm)?;
+    let limit = q.limit.unwrap_or(1000);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::Unprocessable(vec![format!(
+            "limit must be 1..={MAX_LIMIT}"
+        )]));
+    }
+    Ok(Json(s.backend.events(q.after, limit).await?))
+}

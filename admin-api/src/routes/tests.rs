@@ -1,0 +1,275 @@
+//! Route behaviour against an in-memory backend: status codes and bodies for
+//! good and bad input.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use axum::{
+    body::Body,
+    http::{Request, StatusCode},
+};
+use tower::ServiceExt;
+
+use super::*;
+use crate::{
+    auth::Role,
+    backend::{BackendError, BackendResult},
+    types::v1::*,
+};
+
+#[derive(Default)]
+struct Memory {
+    added: Mutex<Vec<(usize, ParticipantIn)>>,
+}
+
+#[async_trait]
+impl Backend for Memory {
+    async fn declare(&self, id: &str, decl: CampaignDecl) -> BackendResult<CampaignView> {
+        Ok(CampaignView {
+            id: id.into(),
+            state: CampaignState::Declared,
+            declaration: decl,
+            participants: 0,
+            counts: Default::default(),
+        })
+    }
+    async fn add_participants(
+        &self,
+        _campaign: &str,
+        batch: Vec<(usize, ParticipantIn)>,
+    ) -> BackendResult<UploadResult> {
+        let mut added = self.added.lock().expect("lock");
+        let n = batch.len() as u64;
+        added.extend(batch);
+        Ok(UploadResult {
+            accepted: n,
+            ..Default::default()
+        })
+    }
+    async fn control(&self, _c: &str, _a: Control) -> BackendResult<CampaignView> {
+        Err(BackendError::Conflict("no participants".into()))
+    }
+    async fn campaign(&self, c: &str) -> BackendResult<CampaignView> {
+        Err(BackendError::NotFound(format!("no campaign {c}")))
+    }
+    async fn audience(&self, _c: &str, _o: &str) -> BackendResult<Vec<AudienceRow>> {
+        Ok(vec![])
+    }
+    async fn events(&self, after: u64, _limit: usize) -> BackendResult<EventPage> {
+        Ok(EventPage {
+            events: vec![],
+            next: after,
+        })
+    }
+    fn metrics(&self) -> String {
+        "# EOF\n".into()
+    }
+    fn ready(&self) -> bool {
+        true
+    }
+}
+
+fn app(tokens: Tokens) -> (Arc<Memory>, Router) {
+    let backend = Arc::new(Memory::default());
+    let router = router(
+        backend.clone(),
+        ApiConfig {
+            tokens,
+            max_body_bytes: 1024,
+        },
+    );
+    (backend, router)
+}
+
+async fn call(router: Router, req: Request<Body>) -> (StatusCode, serde_json::Value) {
+    let res = router.oneshot(req).await.expect("infallible");
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+fn post(uri: &str, content_type: &str, body: &str) -> Request<Body> {
+    Request::post(uri)
+        .header("content-type", content_type)
+        .body(Body::from(body.to_owned()))
+        .expect("request")
+}
+
+#[tokio::test]
+async fn ndjson_upload_rejects_bad_lines_and_keeps_the_rest() {
+    let (backend, router) = app(Tokens::default());
+    let body = "{\"customer\":\"a\",\"address\":\"a@x.org\"}\n\n{\"customer\":\"b\"}\n{\"customer\":\"c\",\"address\":\"c@x.org\",\"bogus\":1}\n{\"customer\":\"d\",\"address\":\"d@x.org\"}";
+    let (status, json) = call(
+        router,
+        post(
+            "/v1/campaigns/c1/participants",
+            "application/x-ndjson",
+            body,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["accepted"], 2);
+    let rejected = json["rejected"].as_array().expect("array");
+    assert_eq!(rejected.len(), 2);
+    assert_eq!(rejected[0]["line"], 3);
+    assert!(
+        rejected[0]["error"]
+            .as_str()
+            .expect("str")
+            .contains("address")
+    );
+    assert_eq!(rejected[1]["line"], 4);
+    assert!(
+        rejected[1]["error"]
+            .as_str()
+            .expect("str")
+            .contains("bogus")
+    );
+    let lines: Vec<usize> = backend
+        .added
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(l, _)| *l)
+        .collect();
+    assert_eq!(lines, vec![1, 5]);
+}
+
+#[tokio::test]
+async fn malformed_ndjson_names_the_line() {
+    let (_, router) = app(Tokens::default());
+    let body = "{\"customer\":\"a\",\"address\":\"a@x.org\"}\n{\"customer\": oops}\n";
+    let (status, json) = call(
+        router,
+        post(
+            "/v1/campaigns/c1/participants",
+            "application/x-ndjson",
+            body,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(json["line"], 2);
+    assert_eq!(
+        json["accepted"], 1,
+        "the line before was durably accepted and says so"
+    );
+}
+
+#[tokio::test]
+async fn oversize_bodies_get_413() {
+    let (_, router) = app(Tokens::default());
+    let line = "{\"customer\":\"a\",\"address\":\"a@x.org\"}\n".repeat(100);
+    let (status, _) = call(
+        router.clone(),
+        post(
+            "/v1/campaigns/c1/participants",
+            "application/x-ndjson",
+            &line,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let array = format!(
+        "[{}]",
+        vec!["{\"customer\":\"a\",\"address\":\"a@x.org\"}"; 100].join(",")
+    );
+    let (status, _) = call(
+        router,
+        post("/v1/campaigns/c1/participants", "application/json", &array),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn json_array_rejects_elements_by_position() {
+    let (_, router) = app(Tokens::default());
+    let body = r#"[{"customer":"a","address":"a@x.org"},{"customer":"b","address":7}]"#;
+    let (status, json) = call(
+        router,
+        post("/v1/campaigns/c1/participants", "application/json", body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json["accepted"], 1);
+    assert_eq!(json["rejected"][0]["line"], 2);
+}
+
+#[tokio::test]
+async fn declaring_with_unknown_fields_is_422_and_bad_json_400() {
+    let (_, router) = app(Tokens::default());
+    let req = |body: &str| {
+        Request::put("/v1/campaigns/c1")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .expect("request")
+    };
+    let (status, json) = call(
+        router.clone(),
+        req(r#"{"channel":"email","name":"x","colour":"red"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        json["problems"][0]
+            .as_str()
+            .expect("str")
+            .contains("colour")
+    );
+    let (status, _) = call(router.clone(), req(r#"{"channel":"#)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = call(router, req(r#"{"channel":"email","name":"x"}"#)).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn tokens_and_roles() {
+    let (_, router) = app(Tokens::new(vec![
+        (Role::Crm, "c".into()),
+        (Role::Admin, "a".into()),
+    ]));
+    let get = |token: Option<&str>| {
+        let mut b = Request::get("/v1/events");
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        b.body(Body::empty()).expect("request")
+    };
+    assert_eq!(
+        call(router.clone(), get(None)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(router.clone(), get(Some("nope"))).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(call(router.clone(), get(Some("c"))).await.0, StatusCode::OK);
+    assert_eq!(call(router.clone(), get(Some("a"))).await.0, StatusCode::OK);
+    let health = Request::get("/healthz")
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(
+        router.oneshot(health).await.expect("ok").status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn backend_conflicts_and_bad_ids_map_to_status() {
+    let (_, router) = app(Tokens::default());
+    let start = Request::post("/v1/campaigns/c1/start")
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(call(router.clone(), start).await.0, StatusCode::CONFLICT);
+    let bad = Request::get("/v1/campaigns/bad%20id")
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(call(router, bad).await.0, StatusCode::NOT_FOUND);
+}

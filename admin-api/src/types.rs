@@ -1,0 +1,3 @@
+//! Versioned wire types. Only ever extended: CRMs code against them.
+
+pub mod v1;
