@@ -1,0 +1,135 @@
+//! Domain types shared by the store, the dispatcher and the channels.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use admin_api::types::v1::{CampaignDecl, CampaignState, ChannelKind};
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type Millis = u64;
+
+pub fn now_ms() -> Millis {
+    u64::try_from(jiff::Timestamp::now().as_millisecond()).unwrap_or(0)
+}
+
+pub fn rfc3339(ms: Millis) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// A message: one participant of one campaign. `campaign` is the store's
+/// compact number for the campaign, `participant` the arrival order in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageNo {
+    pub campaign: u32,
+    pub participant: u32,
+}
+
+impl MessageNo {
+    pub fn as_u64(self) -> u64 {
+        (u64::from(self.campaign) << 32) | u64::from(self.participant)
+    }
+
+    pub fn from_u64(v: u64) -> Self {
+        Self {
+            campaign: (v >> 32) as u32,
+            participant: v as u32,
+        }
+    }
+}
+
+/// A campaign as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CampaignRecord {
+    pub id: String,
+    /// Compact number used in message keys and tokens.
+    pub seq: u32,
+    pub state: CampaignState,
+    pub decl: CampaignDecl,
+}
+
+/// A participant as uploaded (validated).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Participant {
+    pub customer: String,
+    pub address: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, serde_json::Value>,
+}
+
+/// Where a participant's message stands. One value per participant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pending,
+    Submitted,
+    Delivered,
+    Failed,
+    BouncedHard,
+    BouncedSoft,
+    Suppressed,
+}
+
+impl Status {
+    pub const ALL: [Status; 7] = [
+        Status::Pending,
+        Status::Submitted,
+        Status::Delivered,
+        Status::Failed,
+        Status::BouncedHard,
+        Status::BouncedSoft,
+        Status::Suppressed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Submitted => "submitted",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+            Self::BouncedHard => "bounced_hard",
+            Self::BouncedSoft => "bounced_soft",
+            Self::Suppressed => "suppressed",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Pending)
+    }
+}
+
+/// What happened to a message, as the dispatcher reports it to the store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The upstream accepted it (SMTP 250, submit_sm_resp OK).
+    Submitted {
+        detail: serde_json::Map<String, serde_json::Value>,
+    },
+    /// Permanently refused or out of retries.
+    Failed {
+        reason: String,
+        detail: serde_json::Map<String, serde_json::Value>,
+    },
+    /// Try again at `due`.
+    Retry { due: Millis, reason: String },
+    /// Not sent on purpose (blacklist, quota, hard bounce).
+    Suppressed { why: String },
+}
+
+/// An outcome for one message at one instant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Update {
+    pub msg: MessageNo,
+    pub at: Millis,
+    pub outcome: Outcome,
+}

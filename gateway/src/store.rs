@@ -1,0 +1,97 @@
+//! The transit store: campaigns, participants, message state and the fact
+//! feed, behind one trait shaped by what the pipeline does (enqueue batches,
+//! claim due messages with a lease, record outcomes and facts, read the feed
+//! from a cursor). `embedded` is the default engine; a Redis engine can be
+//! added beside it without touching the pipeline.
+
+mod codec;
+pub mod embedded;
+mod index;
+
+use std::collections::BTreeMap;
+
+use admin_api::types::v1::{AudienceRow, Event};
+use async_trait::async_trait;
+
+use crate::domain::{
+    CampaignDecl, CampaignRecord, CampaignState, MessageNo, Millis, Participant, Update,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no campaign `{0}`")]
+    UnknownCampaign(String),
+    #[error("store cannot commit: {0}")]
+    Unavailable(String),
+    #[error("corrupt record in {what}: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A message handed to the dispatcher, leased until it reports an outcome.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub msg: MessageNo,
+    pub participant: Participant,
+    /// Sends already tried (0 on the first).
+    pub attempts: u32,
+}
+
+/// Participants per current status, and in total.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counts {
+    pub participants: u64,
+    pub by_status: BTreeMap<String, u64>,
+    /// Messages leased to the dispatcher right now.
+    pub in_flight: u64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Declares a campaign or replaces its declaration; returns the record.
+    async fn put_campaign(&self, id: &str, decl: CampaignDecl) -> Result<CampaignRecord>;
+
+    async fn set_state(&self, id: &str, state: CampaignState) -> Result<CampaignRecord>;
+
+    fn campaign(&self, id: &str) -> Option<CampaignRecord>;
+
+    fn campaigns(&self) -> Vec<CampaignRecord>;
+
+    /// Adds participants, idempotent on (campaign, customer), and appends an
+    /// `accepted` fact for each new one. Returns, per input, whether it was
+    /// new. Resolves only once durable.
+    async fn add_participants(
+        &self,
+        id: &str,
+        batch: Vec<Participant>,
+        at: Millis,
+    ) -> Result<Vec<bool>>;
+
+    /// Leases up to `max` messages of a campaign due at `now` until
+    /// `now + lease`. A lease not settled by `record` or `release` in time
+    /// makes the message claimable again.
+    fn claim(&self, campaign: u32, now: Millis, max: usize, lease: Millis) -> Result<Vec<Claim>>;
+
+    /// Gives leased messages back unsent (shutdown, pause).
+    fn release(&self, msgs: &[MessageNo]);
+
+    /// Records outcomes and their facts; resolves once durable.
+    async fn record(&self, updates: Vec<Update>) -> Result<()>;
+
+    /// Durable facts with a cursor greater than `after`, oldest first.
+    fn events(&self, after: u64, limit: usize) -> Result<Vec<Event>>;
+
+    /// The participants of a campaign whose current outcome is `outcome`.
+    fn audience(&self, id: &str, outcome: &str) -> Result<Vec<AudienceRow>>;
+
+    fn counts(&self, id: &str) -> Result<Counts>;
+
+    /// A small durable value (e.g. a webhook's cursor).
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
+
+    async fn put_meta(&self, key: &str, value: Vec<u8>) -> Result<()>;
+
+    /// False once a commit has failed: nothing more is acknowledged.
+    fn healthy(&self) -> bool;
+}

@@ -1,0 +1,739 @@
+//! The embedded engine: fjall as the durable log, an in-memory index for
+//! claims and queries. One committer thread takes every write queued since
+//! its last fsync and commits them as one batch, so callers share the cost of
+//! durability (group commit) and memory changes only once a write is durable.
+
+use std::{
+    collections::{HashMap, HashSet},
+    path::Path,
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread,
+};
+
+use admin_api::types::v1::{AudienceRow, Event};
+use async_trait::async_trait;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use serde_json::{Map, Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    Claim, Counts, Result, Store, StoreError,
+    codec::{self, StatusRecord},
+    index::CampaignIndex,
+};
+use crate::domain::{
+    CampaignDecl, CampaignRecord, CampaignState, ChannelKind, MessageNo, Millis, Outcome,
+    Participant, Status, Update, rfc3339,
+};
+
+/// Writes taken into one commit at most.
+const MAX_GROUP: usize = 512;
+
+#[derive(Clone)]
+struct Keyspaces {
+    campaigns: Keyspace,
+    participants: Keyspace,
+    status: Keyspace,
+    facts: Keyspace,
+    meta: Keyspace,
+}
+
+#[derive(Default)]
+struct Index {
+    campaigns: HashMap<String, CampaignIndex>,
+    ids: HashMap<u32, String>,
+    next_campaign: u32,
+}
+
+impl Index {
+    fn by_seq(&mut self, seq: u32) -> Option<&mut CampaignIndex> {
+        let id = self.ids.get(&seq)?;
+        self.campaigns.get_mut(id)
+    }
+}
+
+struct Shared {
+    index: Mutex<Index>,
+    /// Highest fact cursor that is durable; the feed never reads past it.
+    durable_cursor: AtomicU64,
+    healthy: AtomicBool,
+    ks: Keyspaces,
+}
+
+impl Shared {
+    fn index(&self) -> MutexGuard<'_, Index> {
+        // A panic while holding the lock would be a bug; keep serving reads.
+        self.index
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The default store: a data directory, no external service.
+pub struct Embedded {
+    shared: Arc<Shared>,
+    ops: mpsc::Sender<Op>,
+}
+
+impl Embedded {
+    /// Opens (or creates) the store in `dir` and rebuilds the index.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let db = Database::builder(dir)
+            .manual_journal_persist(true)
+            .open()
+            .map_err(|e| StoreError::Unavailable(format!("opening {}: {e}", dir.display())))?;
+        let open = |name: &str| {
+            db.keyspace(name, KeyspaceCreateOptions::default)
+                .map_err(|e| StoreError::Unavailable(format!("opening keyspace {name}: {e}")))
+        };
+        let ks = Keyspaces {
+            campaigns: open("campaigns")?,
+            participants: open("participants")?,
+            status: open("status")?,
+            facts: open("facts")?,
+            meta: open("meta")?,
+        };
+        let (index, last_cursor) = recover(&ks)?;
+        let shared = Arc::new(Shared {
+            index: Mutex::new(index),
+            durable_cursor: AtomicU64::new(last_cursor),
+            healthy: AtomicBool::new(true),
+            ks,
+        });
+        let (ops, rx) = mpsc::channel(4 * MAX_GROUP);
+        let committer = Committer {
+            db,
+            shared: shared.clone(),
+            next_cursor: last_cursor + 1,
+        };
+        thread::Builder::new()
+            .name("store-commit".into())
+            .spawn(move || committer.run(rx))
+            .map_err(|e| StoreError::Unavailable(format!("starting the committer: {e}")))?;
+        Ok(Self { shared, ops })
+    }
+
+    async fn submit<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Op) -> Result<T> {
+        if !self.healthy() {
+            return Err(StoreError::Unavailable("an earlier commit failed".into()));
+        }
+        let (tx, rx) = oneshot::channel();
+        self.ops
+            .send(make(tx))
+            .await
+            .map_err(|_| StoreError::Unavailable("committer stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("committer stopped".into()))?
+    }
+}
+
+/// Reads everything back after a restart. Leases are not persisted: every
+/// message not settled is due again (at-least-once).
+fn recover(ks: &Keyspaces) -> Result<(Index, u64)> {
+    let mut index = Index::default();
+    for kv in ks.campaigns.iter() {
+        let value = kv.value().map_err(io)?;
+        let record: CampaignRecord = codec::decode("campaign", &value)?;
+        index.next_campaign = index.next_campaign.max(record.seq + 1);
+        index.ids.insert(record.seq, record.id.clone());
+        index
+            .campaigns
+            .insert(record.id.clone(), CampaignIndex::new(record));
+    }
+    for kv in ks.participants.iter() {
+        let (key, value) = kv.into_inner().map_err(io)?;
+        let msg = codec::parse_message_key(&key)?;
+        let p: Participant = codec::decode("participant", &value)?;
+        if let Some(c) = index.by_seq(msg.campaign) {
+            c.push(p.customer.into(), p.address.into(), 0);
+        }
+    }
+    for kv in ks.status.iter() {
+        let (key, value) = kv.into_inner().map_err(io)?;
+        let msg = codec::parse_message_key(&key)?;
+        let s: StatusRecord = codec::decode("status", &value)?;
+        if let Some(c) = index.by_seq(msg.campaign) {
+            c.set(msg.participant, s.status, s.attempts, s.due, s.at);
+        }
+    }
+    let last_cursor = match ks.facts.last_key_value() {
+        Some(kv) => codec::parse_cursor_key(&kv.key().map_err(io)?)?,
+        None => 0,
+    };
+    Ok((index, last_cursor))
+}
+
+fn io(e: fjall::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+enum Op {
+    PutCampaign {
+        id: String,
+        decl: CampaignDecl,
+        reply: oneshot::Sender<Result<CampaignRecord>>,
+    },
+    SetState {
+        id: String,
+        state: CampaignState,
+        reply: oneshot::Sender<Result<CampaignRecord>>,
+    },
+    Add {
+        id: String,
+        items: Vec<Participant>,
+        at: Millis,
+        reply: oneshot::Sender<Result<Vec<bool>>>,
+    },
+    Record {
+        updates: Vec<Update>,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Meta {
+        key: String,
+        value: Vec<u8>,
+        reply: oneshot::Sender<Result<()>>,
+    },
+}
+
+/// A memory change to make once its commit is durable.
+enum Effect {
+    Campaign(CampaignRecord),
+    Participant {
+        campaign: u32,
+        customer: Box<str>,
+        address: Box<str>,
+        at: Millis,
+    },
+    Status {
+        msg: MessageNo,
+        record: StatusRecord,
+    },
+}
+
+/// A caller to answer once its commit is durable.
+enum Answer {
+    Campaign(oneshot::Sender<Result<CampaignRecord>>, CampaignRecord),
+    Added(oneshot::Sender<Result<Vec<bool>>>, Vec<bool>),
+    Done(oneshot::Sender<Result<()>>),
+}
+
+impl Answer {
+    /// Answers the caller; `failure` says the commit did not happen. A caller
+    /// that went away no longer needs its answer, so send errors are ignored.
+    fn send(self, failure: Option<&str>) {
+        fn outcome<T>(value: T, failure: Option<&str>) -> Result<T> {
+            match failure {
+                None => Ok(value),
+                Some(reason) => Err(StoreError::Unavailable(reason.to_owned())),
+            }
+        }
+        match self {
+            Self::Campaign(tx, record) => drop(tx.send(outcome(record, failure))),
+            Self::Added(tx, fresh) => drop(tx.send(outcome(fresh, failure))),
+            Self::Done(tx) => drop(tx.send(outcome((), failure))),
+        }
+    }
+}
+
+struct Committer {
+    db: Database,
+    shared: Arc<Shared>,
+    next_cursor: u64,
+}
+
+/// One commit being assembled.
+struct Group {
+    batch: fjall::OwnedWriteBatch,
+    effects: Vec<Effect>,
+    answers: Vec<Answer>,
+    /// Customers added in this group, per campaign, not yet in the index.
+    staged: HashMap<u32, HashSet<String>>,
+}
+
+impl Committer {
+    fn run(mut self, mut rx: mpsc::Receiver<Op>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut ops = vec![first];
+            while ops.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(op) => ops.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(ops);
+        }
+    }
+
+    fn commit_group(&mut self, ops: Vec<Op>) {
+        let mut group = Group {
+            batch: self.db.batch().durability(None),
+            effects: Vec::new(),
+            answers: Vec::new(),
+            staged: HashMap::new(),
+        };
+        let first_cursor = self.next_cursor;
+        {
+            let shared = self.shared.clone();
+            let mut index = shared.index();
+            for op in ops {
+                self.plan(op, &mut index, &mut group);
+            }
+        }
+        let written = if group.batch.is_empty() {
+            Ok(())
+        } else {
+            group
+                .batch
+                .commit()
+                .and_then(|()| self.db.persist(PersistMode::SyncData))
+        };
+        match written {
+            Ok(()) => {
+                let mut index = self.shared.index();
+                for effect in group.effects {
+                    apply(&mut index, effect);
+                }
+                drop(index);
+                self.shared
+                    .durable_cursor
+                    .store(self.next_cursor - 1, Ordering::Release);
+                for answer in group.answers {
+                    answer.send(None);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store commit failed; refusing further writes");
+                self.shared.healthy.store(false, Ordering::Release);
+                self.next_cursor = first_cursor;
+                let reason = format!("commit failed: {e}");
+                for answer in group.answers {
+                    answer.send(Some(&reason));
+                }
+            }
+        }
+    }
+
+    fn plan(&mut self, op: Op, index: &mut Index, g: &mut Group) {
+        let ks = self.shared.ks.clone();
+        match op {
+            Op::PutCampaign { id, decl, reply } => {
+                let record = match index.campaigns.get(&id) {
+                    Some(c) => CampaignRecord {
+                        decl,
+                        ..c.record.clone()
+                    },
+                    None => {
+                        let seq = index.next_campaign;
+                        index.next_campaign += 1;
+                        index.ids.insert(seq, id.clone());
+                        index.campaigns.insert(
+                            id.clone(),
+                            CampaignIndex::new(CampaignRecord {
+                                id: id.clone(),
+                                seq,
+                                state: CampaignState::Declared,
+                                decl: decl.clone(),
+                            }),
+                        );
+                        CampaignRecord {
+                            id,
+                            seq,
+                            state: CampaignState::Declared,
+                            decl,
+                        }
+                    }
+                };
+                g.batch
+                    .insert(&ks.campaigns, record.id.as_str(), codec::encode(&record));
+                g.effects.push(Effect::Campaign(record.clone()));
+                g.answers.push(Answer::Campaign(reply, record));
+            }
+            Op::SetState { id, state, reply } => {
+                let Some(c) = index.campaigns.get(&id) else {
+                    let _ = reply.send(Err(StoreError::UnknownCampaign(id)));
+                    return;
+                };
+                let record = CampaignRecord {
+                    state,
+                    ..c.record.clone()
+                };
+                g.batch
+                    .insert(&ks.campaigns, record.id.as_str(), codec::encode(&record));
+                g.effects.push(Effect::Campaign(record.clone()));
+                g.answers.push(Answer::Campaign(reply, record));
+            }
+            Op::Add {
+                id,
+                items,
+                at,
+                reply,
+            } => {
+                let Some(c) = index.campaigns.get_mut(&id) else {
+                    let _ = reply.send(Err(StoreError::UnknownCampaign(id)));
+                    return;
+                };
+                let seq = c.record.seq;
+                let mut staged = std::mem::take(g.staged.entry(seq).or_default());
+                let mut fresh = Vec::with_capacity(items.len());
+                for p in items {
+                    let new = !c.by_customer.contains_key(p.customer.as_str())
+                        && staged.insert(p.customer.clone());
+                    fresh.push(new);
+                    if !new {
+                        continue;
+                    }
+                    let msg = MessageNo {
+                        campaign: seq,
+                        participant: c.allocated,
+                    };
+                    c.allocated += 1;
+                    g.batch
+                        .insert(&ks.participants, codec::message_key(msg), codec::encode(&p));
+                    self.append_fact(g, fact(at, &id, &p.customer, "accepted", Map::new()));
+                    g.effects.push(Effect::Participant {
+                        campaign: seq,
+                        customer: p.customer.into(),
+                        address: p.address.into(),
+                        at,
+                    });
+                }
+                g.staged.insert(seq, staged);
+                g.answers.push(Answer::Added(reply, fresh));
+            }
+            Op::Record { updates, reply } => {
+                for u in updates {
+                    let Some(c) = index.by_seq(u.msg.campaign) else {
+                        continue;
+                    };
+                    let Some(slot) = c.slots.get(u.msg.participant as usize) else {
+                        continue;
+                    };
+                    let (record, kind, detail) = settle(slot.attempts, slot.due, &u);
+                    let fact = fact(u.at, &c.record.id, &slot.customer, kind, detail);
+                    g.batch.insert(
+                        &ks.status,
+                        codec::message_key(u.msg),
+                        codec::encode(&record),
+                    );
+                    self.append_fact(g, fact);
+                    g.effects.push(Effect::Status { msg: u.msg, record });
+                }
+                g.answers.push(Answer::Done(reply));
+            }
+            Op::Meta { key, value, reply } => {
+                g.batch.insert(&ks.meta, key.as_str(), value);
+                g.answers.push(Answer::Done(reply));
+            }
+        }
+    }
+
+    fn append_fact(&mut self, g: &mut Group, mut fact: Event) {
+        fact.cursor = self.next_cursor;
+        self.next_cursor += 1;
+        g.batch.insert(
+            &self.shared.ks.facts,
+            codec::cursor_key(fact.cursor),
+            codec::encode(&fact),
+        );
+    }
+}
+
+/// The status a message reaches and the fact that says so.
+fn settle(
+    attempts: u32,
+    due: Millis,
+    u: &Update,
+) -> (StatusRecord, &'static str, Map<String, Value>) {
+    let at = u.at;
+    match &u.outcome {
+        Outcome::Submitted { detail } => (
+            StatusRecord {
+                status: Status::Submitted,
+                attempts: attempts + 1,
+                due,
+                at,
+            },
+            "submitted",
+            detail.clone(),
+        ),
+        Outcome::Failed { reason, detail } => {
+            let mut detail = detail.clone();
+            detail.insert("reason".into(), json!(reason));
+            (
+                StatusRecord {
+                    status: Status::Failed,
+                    attempts: attempts + 1,
+                    due,
+                    at,
+                },
+                "failed",
+                detail,
+            )
+        }
+        Outcome::Retry { due, reason } => {
+            let mut detail = Map::new();
+            detail.insert("reason".into(), json!(reason));
+            detail.insert("attempt".into(), json!(attempts + 1));
+            detail.insert("retry_at".into(), json!(rfc3339(*due)));
+            (
+                StatusRecord {
+                    status: Status::Pending,
+                    attempts: attempts + 1,
+                    due: *due,
+                    at,
+                },
+                "retry_scheduled",
+                detail,
+            )
+        }
+        Outcome::Suppressed { why } => {
+            let mut detail = Map::new();
+            detail.insert("why".into(), json!(why));
+            (
+                StatusRecord {
+                    status: Status::Suppressed,
+                    attempts,
+                    due,
+                    at,
+                },
+                "suppressed",
+                detail,
+            )
+        }
+    }
+}
+
+fn fact(
+    at: Millis,
+    campaign: &str,
+    customer: &str,
+    kind: &str,
+    detail: Map<String, Value>,
+) -> Event {
+    Event {
+        cursor: 0,
+        at: rfc3339(at),
+        campaign: campaign.to_owned(),
+        customer: customer.to_owned(),
+        kind: kind.to_owned(),
+        detail,
+    }
+}
+
+fn apply(index: &mut Index, effect: Effect) {
+    match effect {
+        Effect::Campaign(record) => {
+            if let Some(c) = index.campaigns.get_mut(&record.id) {
+                c.record = record;
+            }
+        }
+        Effect::Participant {
+            campaign,
+            customer,
+            address,
+            at,
+        } => {
+            if let Some(c) = index.by_seq(campaign) {
+                c.push(customer, address, at);
+            }
+        }
+        Effect::Status { msg, record } => {
+            if let Some(c) = index.by_seq(msg.campaign) {
+                c.set(
+                    msg.participant,
+                    record.status,
+                    record.attempts,
+                    record.due,
+                    record.at,
+                );
+            }
+        }
+    }
+}
+
+/// Which statuses an audience outcome selects, per channel.
+fn audience_statuses(channel: ChannelKind, outcome: &str) -> &'static [Status] {
+    match (outcome, channel) {
+        // E-mail has no delivery receipt: a relay's acceptance is the best
+        // knowledge until a bounce says otherwise.
+        ("delivered", ChannelKind::Email) => &[Status::Submitted, Status::Delivered],
+        ("delivered", ChannelKind::Sms) => &[Status::Delivered],
+        ("pending", _) => &[Status::Pending],
+        ("submitted", _) => &[Status::Submitted],
+        ("failed", _) => &[Status::Failed],
+        ("bounced_hard", _) => &[Status::BouncedHard],
+        ("bounced_soft", _) => &[Status::BouncedSoft],
+        ("suppressed", _) => &[Status::Suppressed],
+        _ => &[],
+    }
+}
+
+#[async_trait]
+impl Store for Embedded {
+    async fn put_campaign(&self, id: &str, decl: CampaignDecl) -> Result<CampaignRecord> {
+        self.submit(|reply| Op::PutCampaign {
+            id: id.to_owned(),
+            decl,
+            reply,
+        })
+        .await
+    }
+
+    async fn set_state(&self, id: &str, state: CampaignState) -> Result<CampaignRecord> {
+        self.submit(|reply| Op::SetState {
+            id: id.to_owned(),
+            state,
+            reply,
+        })
+        .await
+    }
+
+    fn campaign(&self, id: &str) -> Option<CampaignRecord> {
+        self.shared
+            .index()
+            .campaigns
+            .get(id)
+            .map(|c| c.record.clone())
+    }
+
+    fn campaigns(&self) -> Vec<CampaignRecord> {
+        self.shared
+            .index()
+            .campaigns
+            .values()
+            .map(|c| c.record.clone())
+            .collect()
+    }
+
+    async fn add_participants(
+        &self,
+        id: &str,
+        items: Vec<Participant>,
+        at: Millis,
+    ) -> Result<Vec<bool>> {
+        self.submit(|reply| Op::Add {
+            id: id.to_owned(),
+            items,
+            at,
+            reply,
+        })
+        .await
+    }
+
+    fn claim(&self, campaign: u32, now: Millis, max: usize, lease: Millis) -> Result<Vec<Claim>> {
+        let leased: Vec<(MessageNo, u32)> = {
+            let mut index = self.shared.index();
+            let Some(c) = index.by_seq(campaign) else {
+                return Ok(Vec::new());
+            };
+            c.claim(now, max, now + lease)
+                .into_iter()
+                .map(|(n, attempts)| (c.message(n), attempts))
+                .collect()
+        };
+        let mut claims = Vec::with_capacity(leased.len());
+        for (msg, attempts) in leased {
+            let value = self
+                .shared
+                .ks
+                .participants
+                .get(codec::message_key(msg))
+                .map_err(io)?
+                .ok_or_else(|| StoreError::Corrupt {
+                    what: "participant",
+                    detail: format!("message {msg:?} has no record"),
+                })?;
+            let participant = codec::decode("participant", &value)?;
+            claims.push(Claim {
+                msg,
+                participant,
+                attempts,
+            });
+        }
+        Ok(claims)
+    }
+
+    fn release(&self, msgs: &[MessageNo]) {
+        let mut index = self.shared.index();
+        for msg in msgs {
+            if let Some(c) = index.by_seq(msg.campaign) {
+                c.release(msg.participant);
+            }
+        }
+    }
+
+    async fn record(&self, updates: Vec<Update>) -> Result<()> {
+        self.submit(|reply| Op::Record { updates, reply }).await
+    }
+
+    fn events(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
+        let durable = self.shared.durable_cursor.load(Ordering::Acquire);
+        if after >= durable {
+            return Ok(Vec::new());
+        }
+        let range = codec::cursor_key(after + 1)..=codec::cursor_key(durable);
+        let mut events = Vec::new();
+        for kv in self.shared.ks.facts.range(range).take(limit) {
+            let value = kv.value().map_err(io)?;
+            events.push(codec::decode("fact", &value)?);
+        }
+        Ok(events)
+    }
+
+    fn audience(&self, id: &str, outcome: &str) -> Result<Vec<AudienceRow>> {
+        let index = self.shared.index();
+        let c = index
+            .campaigns
+            .get(id)
+            .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
+        let wanted = audience_statuses(c.record.decl.channel, outcome);
+        Ok(c.slots
+            .iter()
+            .filter(|s| wanted.contains(&s.status))
+            .map(|s| AudienceRow {
+                customer: s.customer.to_string(),
+                address: s.address.to_string(),
+                outcome: outcome.to_owned(),
+                at: (s.at > 0).then(|| rfc3339(s.at)),
+            })
+            .collect())
+    }
+
+    fn counts(&self, id: &str) -> Result<Counts> {
+        let index = self.shared.index();
+        let c = index
+            .campaigns
+            .get(id)
+            .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
+        Ok(c.counts())
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .shared
+            .ks
+            .meta
+            .get(key)
+            .map_err(io)?
+            .map(|v| v.to_vec()))
+    }
+
+    async fn put_meta(&self, key: &str, value: Vec<u8>) -> Result<()> {
+        self.submit(|reply| Op::Meta {
+            key: key.to_owned(),
+            value,
+            reply,
+        })
+        .await
+    }
+
+    fn healthy(&self) -> bool {
+        self.shared.healthy.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,150 @@
+//! The embedded engine against a real data directory: durability across
+//! reopen, idempotent uploads, claims, outcomes and the feed.
+
+use super::*;
+use crate::domain::ChannelKind;
+
+fn decl() -> CampaignDecl {
+    CampaignDecl {
+        channel: ChannelKind::Email,
+        name: "spring".into(),
+        segment: None,
+        priority: None,
+        expected_participants: 3,
+        window: None,
+        content: None,
+        fallback: None,
+    }
+}
+
+fn participant(customer: &str) -> Participant {
+    Participant {
+        customer: customer.into(),
+        address: format!("{customer}@example.org"),
+        segment: None,
+        fields: Default::default(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_acknowledged_survives_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seq;
+    {
+        let store = Embedded::open(dir.path()).expect("open");
+        let record = store.put_campaign("c1", decl()).await.expect("declare");
+        seq = record.seq;
+        let fresh = store
+            .add_participants(
+                "c1",
+                vec![participant("a"), participant("b"), participant("a")],
+                1_000,
+            )
+            .await
+            .expect("add");
+        assert_eq!(
+            fresh,
+            vec![true, true, false],
+            "a customer is added once per campaign"
+        );
+        let again = store
+            .add_participants("c1", vec![participant("b"), participant("c")], 2_000)
+            .await
+            .expect("add");
+        assert_eq!(again, vec![false, true]);
+        store
+            .set_state("c1", CampaignState::Running)
+            .await
+            .expect("state");
+        let claims = store.claim(seq, 10_000, 2, 60_000).expect("claim");
+        assert_eq!(claims.len(), 2);
+        assert_eq!(claims[0].participant.customer, "a");
+        let updates = vec![
+            Update {
+                msg: claims[0].msg,
+                at: 11_000,
+                outcome: Outcome::Submitted { detail: Map::new() },
+            },
+            Update {
+                msg: claims[1].msg,
+                at: 11_000,
+                outcome: Outcome::Retry {
+                    due: 99_000,
+                    reason: "451 try later".into(),
+                },
+            },
+        ];
+        store.record(updates).await.expect("record");
+    }
+    let store = Embedded::open(dir.path()).expect("reopen");
+    let record = store.campaign("c1").expect("campaign survives");
+    assert_eq!(record.state, CampaignState::Running);
+    let counts = store.counts("c1").expect("counts");
+    assert_eq!(counts.participants, 3);
+    assert_eq!(counts.by_status["submitted"], 1);
+    assert_eq!(counts.by_status["pending"], 2);
+    let claims = store.claim(seq, 20_000, 10, 500_000).expect("claim");
+    let customers: Vec<_> = claims
+        .iter()
+        .map(|c| c.participant.customer.as_str())
+        .collect();
+    assert_eq!(
+        customers,
+        vec!["c"],
+        "b waits for its retry time, a is done"
+    );
+    let later = store.claim(seq, 100_000, 10, 60_000).expect("claim");
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].participant.customer, "b");
+    assert_eq!(later[0].attempts, 1);
+
+    let events = store.events(0, 100).expect("events");
+    let kinds: Vec<_> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "accepted",
+            "accepted",
+            "accepted",
+            "submitted",
+            "retry_scheduled"
+        ]
+    );
+    let cursors: Vec<_> = events.iter().map(|e| e.cursor).collect();
+    assert_eq!(cursors, vec![1, 2, 3, 4, 5]);
+    assert_eq!(store.events(3, 1).expect("page")[0].cursor, 4);
+    let audience = store.audience("c1", "delivered").expect("audience");
+    assert_eq!(audience.len(), 1);
+    assert_eq!(audience[0].customer, "a");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_uploads_of_the_same_customers_add_each_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Embedded::open(dir.path()).expect("open"));
+    store.put_campaign("c1", decl()).await.expect("declare");
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let batch = (0..500).map(|i| participant(&format!("cust{i}"))).collect();
+            store.add_participants("c1", batch, 1).await.expect("add")
+        }));
+    }
+    let mut fresh = 0;
+    for t in tasks {
+        fresh += t.await.expect("join").into_iter().filter(|&b| b).count();
+    }
+    assert_eq!(fresh, 500);
+    assert_eq!(store.counts("c1").expect("counts").participants, 500);
+}
+
+#[tokio::test]
+async fn unknown_campaigns_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Embedded::open(dir.path()).expect("open");
+    let err = store
+        .add_participants("nope", vec![participant("a")], 1)
+        .await;
+    assert!(matches!(err, Err(StoreError::UnknownCampaign(_))));
+}

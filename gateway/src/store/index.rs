@@ -1,0 +1,216 @@
+//! The in-memory view of what is durable: per campaign, who its participants
+//! are, each message's status, which are due and which are leased. Rebuilt
+//! from disk at open; changed only after a commit is durable (claims and
+//! releases, which are not persisted, excepted).
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::Counts;
+use crate::domain::{CampaignRecord, MessageNo, Millis, Status};
+
+/// One participant's message.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    pub customer: Box<str>,
+    pub address: Box<str>,
+    pub status: Status,
+    pub attempts: u32,
+    pub due: Millis,
+    pub at: Millis,
+}
+
+#[derive(Debug)]
+pub struct CampaignIndex {
+    pub record: CampaignRecord,
+    pub by_customer: HashMap<Box<str>, u32>,
+    /// Indexed by participant number. A slot exists once durable.
+    pub slots: Vec<Slot>,
+    /// Participant numbers allocated, durable or being committed.
+    pub allocated: u32,
+    due: BTreeSet<(Millis, u32)>,
+    leased: HashMap<u32, Millis>,
+    counts: [u64; Status::ALL.len()],
+}
+
+impl CampaignIndex {
+    pub fn new(record: CampaignRecord) -> Self {
+        Self {
+            record,
+            by_customer: HashMap::new(),
+            slots: Vec::new(),
+            allocated: 0,
+            due: BTreeSet::new(),
+            leased: HashMap::new(),
+            counts: [0; Status::ALL.len()],
+        }
+    }
+
+    /// Adds a durable participant (in number order).
+    pub fn push(&mut self, customer: Box<str>, address: Box<str>, at: Millis) {
+        let n = self.slots.len() as u32;
+        self.by_customer.insert(customer.clone(), n);
+        self.slots.push(Slot {
+            customer,
+            address,
+            status: Status::Pending,
+            attempts: 0,
+            due: 0,
+            at,
+        });
+        self.allocated = self.allocated.max(n + 1);
+        self.counts[Status::Pending.index()] += 1;
+        self.due.insert((0, n));
+    }
+
+    /// Sets a message's state as recorded durably.
+    pub fn set(
+        &mut self,
+        participant: u32,
+        status: Status,
+        attempts: u32,
+        due: Millis,
+        at: Millis,
+    ) {
+        let Some(slot) = self.slots.get_mut(participant as usize) else {
+            return;
+        };
+        if slot.status == Status::Pending {
+            self.due.remove(&(slot.due, participant));
+        }
+        self.leased.remove(&participant);
+        self.counts[slot.status.index()] -= 1;
+        self.counts[status.index()] += 1;
+        *slot = Slot {
+            status,
+            attempts,
+            due,
+            at,
+            ..slot.clone()
+        };
+        if status == Status::Pending {
+            self.due.insert((due, participant));
+        }
+    }
+
+    /// Leases up to `max` due messages; returns (participant, attempts).
+    pub fn claim(&mut self, now: Millis, max: usize, lease_until: Millis) -> Vec<(u32, u32)> {
+        self.expire_leases(now);
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(&(due, n)) = self.due.first() else {
+                break;
+            };
+            if due > now {
+                break;
+            }
+            self.due.pop_first();
+            self.leased.insert(n, lease_until);
+            let attempts = self.slots.get(n as usize).map_or(0, |s| s.attempts);
+            out.push((n, attempts));
+        }
+        out
+    }
+
+    fn expire_leases(&mut self, now: Millis) {
+        if self.leased.is_empty() {
+            return;
+        }
+        let expired: Vec<u32> = self
+            .leased
+            .iter()
+            .filter(|&(_, &until)| until <= now)
+            .map(|(&n, _)| n)
+            .collect();
+        for n in expired {
+            self.release(n);
+        }
+    }
+
+    /// Makes a leased, still pending message due again.
+    pub fn release(&mut self, participant: u32) {
+        if self.leased.remove(&participant).is_none() {
+            return;
+        }
+        if let Some(slot) = self.slots.get(participant as usize)
+            && slot.status == Status::Pending
+        {
+            self.due.insert((slot.due, participant));
+        }
+    }
+
+    pub fn counts(&self) -> Counts {
+        Counts {
+            participants: self.slots.len() as u64,
+            by_status: Status::ALL
+                .iter()
+                .map(|s| (s.as_str().to_owned(), self.counts[s.index()]))
+                .collect(),
+            in_flight: self.leased.len() as u64,
+        }
+    }
+
+    pub fn message(&self, participant: u32) -> MessageNo {
+        MessageNo {
+            campaign: self.record.seq,
+            participant,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{CampaignDecl, CampaignState, ChannelKind};
+
+    fn index() -> CampaignIndex {
+        let decl: CampaignDecl = CampaignDecl {
+            channel: ChannelKind::Email,
+            name: "t".into(),
+            segment: None,
+            priority: None,
+            expected_participants: 0,
+            window: None,
+            content: None,
+            fallback: None,
+        };
+        let mut idx = CampaignIndex::new(CampaignRecord {
+            id: "c".into(),
+            seq: 1,
+            state: CampaignState::Running,
+            decl,
+        });
+        for c in ["a", "b", "c"] {
+            idx.push(c.into(), format!("{c}@x").into(), 0);
+        }
+        idx
+    }
+
+    #[test]
+    fn claims_respect_due_time_and_leases() {
+        let mut idx = index();
+        idx.set(1, Status::Pending, 1, 500, 0);
+        let first = idx.claim(100, 10, 200);
+        assert_eq!(first, vec![(0, 0), (2, 0)], "the retry due at 500 waits");
+        assert!(
+            idx.claim(150, 10, 250).is_empty(),
+            "leased messages are not claimed twice"
+        );
+        let after_lease = idx.claim(200, 10, 300);
+        assert_eq!(
+            after_lease,
+            vec![(0, 0), (2, 0)],
+            "an expired lease makes them claimable"
+        );
+        idx.set(0, Status::Submitted, 1, 0, 210);
+        idx.release(2);
+        assert_eq!(
+            idx.claim(600, 10, 900),
+            vec![(2, 0), (1, 1)],
+            "oldest due first"
+        );
+        let counts = idx.counts();
+        assert_eq!(counts.by_status["submitted"], 1);
+        assert_eq!(counts.by_status["pending"], 2);
+        assert_eq!(counts.in_flight, 2);
+    }
+}
