@@ -1,0 +1,247 @@
+//! Tests (unwrap is fine here: the workspace denies it outside tests).
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::window::WindowSpec;
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn limits(json: &str) -> Limits {
+    serde_json::from_str(json).unwrap()
+}
+
+fn setup(json: &str, now: &str) -> (Admission, QuotaBook, Blacklist) {
+    let l = limits(json);
+    let a = Admission::new(&l).unwrap();
+    let q = QuotaBook::new(l.quota_rules().unwrap(), ts(now));
+    (a, q, Blacklist::new())
+}
+
+fn office_hours(start: Option<&str>, end: Option<&str>) -> Window {
+    let spec = WindowSpec {
+        tz: "Europe/Berlin".into(),
+        days: Some(vec![
+            "mon".into(),
+            "tue".into(),
+            "wed".into(),
+            "thu".into(),
+            "fri".into(),
+        ]),
+        hours: Some(vec!["09:00-18:00".into()]),
+    };
+    Window::new(&spec, start.map(ts), end.map(ts)).unwrap()
+}
+
+fn req(customer: &str) -> Request<'static> {
+    Request {
+        customer: CustomerKey::of(customer),
+        address: None,
+        segment: None,
+    }
+}
+
+const BASE: &str =
+    r#"{"rate_per_sec": 10, "tz": "Europe/Berlin", "quotas": {"*": {"max": 1, "per": "P1D"}}}"#;
+
+#[test]
+fn go_records_and_quota_suppresses_second_message() {
+    let (mut a, mut q, b) = setup(BASE, "2026-11-23T09:00:00Z");
+    let mut w = office_hours(None, None);
+    let now = ts("2026-11-23T09:00:00Z"); // Monday 10:00 in Berlin
+    assert_eq!(
+        a.admit(now, &mut w, &req("c1"), &b, &mut q).unwrap(),
+        Decision::Go
+    );
+    let later = ts("2026-11-23T10:00:00Z");
+    match a.admit(later, &mut w, &req("c1"), &b, &mut q).unwrap() {
+        Decision::Suppress(Suppression::QuotaExceeded { free_at }) => {
+            assert!(
+                free_at >= ts("2026-11-24T09:00:00Z") && free_at <= ts("2026-11-24T09:00:32Z"),
+                "{free_at}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Another customer goes.
+    assert_eq!(
+        a.admit(later, &mut w, &req("c2"), &b, &mut q).unwrap(),
+        Decision::Go
+    );
+    // Quota state exported and imported into a fresh book still suppresses.
+    let state = q.export(CustomerKey::of("c1")).unwrap().to_bytes();
+    let mut q2 = QuotaBook::new(limits(BASE).quota_rules().unwrap(), later);
+    q2.import(
+        CustomerKey::of("c1"),
+        &crate::QuotaState::from_bytes(&state).unwrap(),
+    );
+    let mut a2 = Admission::new(&limits(BASE)).unwrap();
+    assert!(matches!(
+        a2.admit(later, &mut w, &req("c1"), &b, &mut q2).unwrap(),
+        Decision::Suppress(Suppression::QuotaExceeded { .. })
+    ));
+}
+
+#[test]
+fn blacklist_by_customer_or_address() {
+    let (mut a, mut q, mut b) = setup(BASE, "2026-11-23T09:00:00Z");
+    let mut w = office_hours(None, None);
+    b.insert("+49 170 1111111");
+    b.insert("c9");
+    let now = ts("2026-11-23T09:00:00Z");
+    let mut r = req("c1");
+    r.address = Some(CustomerKey::of("+491701111111"));
+    assert_eq!(
+        a.admit(now, &mut w, &r, &b, &mut q).unwrap(),
+        Decision::Suppress(Suppression::Blacklisted)
+    );
+    assert_eq!(
+        a.admit(now, &mut w, &req("c9"), &b, &mut q).unwrap(),
+        Decision::Suppress(Suppression::Blacklisted)
+    );
+    // Nothing was recorded for them.
+    assert!(q.is_empty());
+}
+
+#[test]
+fn outside_window_defers_to_the_opening() {
+    let (mut a, mut q, b) = setup(BASE, "2026-11-23T09:00:00Z");
+    let mut w = office_hours(None, None);
+    // Friday 2026-11-27 19:00 Berlin: next opening Monday 09:00 Berlin.
+    let d = a
+        .admit(ts("2026-11-27T18:00:00Z"), &mut w, &req("c1"), &b, &mut q)
+        .unwrap();
+    assert_eq!(
+        d,
+        Decision::Defer {
+            reason: Deferral::OutsideWindow,
+            retry_at: ts("2026-11-30T08:00:00Z")
+        }
+    );
+}
+
+#[test]
+fn exclusion_day_defers_past_it_and_into_the_window() {
+    let json = r#"{"rate_per_sec": 10, "tz": "Europe/Berlin", "exclusion_days": ["2026-11-30", "2026-12-01"]}"#;
+    let (mut a, mut q, b) = setup(json, "2026-11-30T09:00:00Z");
+    let mut w = office_hours(None, None);
+    let d = a
+        .admit(ts("2026-11-30T09:00:00Z"), &mut w, &req("c1"), &b, &mut q)
+        .unwrap();
+    // Excluded Monday and Tuesday; the window opens Wednesday 09:00 Berlin.
+    assert_eq!(
+        d,
+        Decision::Defer {
+            reason: Deferral::ExclusionDay,
+            retry_at: ts("2026-12-02T08:00:00Z")
+        }
+    );
+}
+
+#[test]
+fn cap_reached_defers_to_period_end() {
+    let json = r#"{"rate_per_sec": 100, "tz": "Europe/Berlin", "caps": [{"days": ["mon"], "hours": "10:00-12:00", "max": 2}]}"#;
+    let (mut a, mut q, b) = setup(json, "2026-11-23T09:00:00Z");
+    let mut w = office_hours(None, None);
+    let now = ts("2026-11-23T09:30:00Z");
+    assert_eq!(
+        a.admit(now, &mut w, &req("c1"), &b, &mut q).unwrap(),
+        Decision::Go
+    );
+    assert_eq!(
+        a.admit(ts("2026-11-23T09:31:00Z"), &mut w, &req("c2"), &b, &mut q)
+            .unwrap(),
+        Decision::Go
+    );
+    let d = a
+        .admit(ts("2026-11-23T09:32:00Z"), &mut w, &req("c3"), &b, &mut q)
+        .unwrap();
+    assert_eq!(
+        d,
+        Decision::Defer {
+            reason: Deferral::CapReached,
+            retry_at: ts("2026-11-23T11:00:00Z")
+        }
+    );
+    assert_eq!(
+        a.admit(ts("2026-11-23T11:00:00Z"), &mut w, &req("c3"), &b, &mut q)
+            .unwrap(),
+        Decision::Go
+    );
+}
+
+#[test]
+fn bandwidth_defers_to_next_slot() {
+    let (mut a, mut q, b) = setup(
+        r#"{"rate_per_sec": 2, "tz": "UTC"}"#,
+        "2026-11-23T09:00:00Z",
+    );
+    let mut w = Window::always();
+    let now = ts("2026-11-23T09:00:00Z");
+    assert_eq!(
+        a.admit(now, &mut w, &req("c1"), &b, &mut q).unwrap(),
+        Decision::Go
+    );
+    let d = a.admit(now, &mut w, &req("c2"), &b, &mut q).unwrap();
+    assert_eq!(
+        d,
+        Decision::Defer {
+            reason: Deferral::RateLimited,
+            retry_at: ts("2026-11-23T09:00:00.5Z")
+        }
+    );
+}
+
+#[test]
+fn campaign_start_and_end() {
+    let (mut a, mut q, b) = setup(BASE, "2026-11-23T09:00:00Z");
+    let mut w = office_hours(Some("2026-11-24T12:00:00Z"), Some("2026-11-25T12:00:00Z"));
+    let d = a
+        .admit(ts("2026-11-23T09:00:00Z"), &mut w, &req("c1"), &b, &mut q)
+        .unwrap();
+    assert_eq!(
+        d,
+        Decision::Defer {
+            reason: Deferral::NotStarted,
+            retry_at: ts("2026-11-24T12:00:00Z")
+        }
+    );
+    let d = a
+        .admit(ts("2026-11-25T12:00:00Z"), &mut w, &req("c1"), &b, &mut q)
+        .unwrap();
+    assert_eq!(d, Decision::Suppress(Suppression::CampaignEnded));
+    // Window closes for the day and the campaign ends before it reopens.
+    let d = a
+        .admit(ts("2026-11-24T18:00:00Z"), &mut w, &req("c1"), &b, &mut q)
+        .unwrap();
+    assert_eq!(
+        d,
+        Decision::Defer {
+            reason: Deferral::OutsideWindow,
+            retry_at: ts("2026-11-25T08:00:00Z")
+        }
+    );
+    let mut short = office_hours(Some("2026-11-24T12:00:00Z"), Some("2026-11-24T20:00:00Z"));
+    let d = a
+        .admit(
+            ts("2026-11-24T18:00:00Z"),
+            &mut short,
+            &req("c1"),
+            &b,
+            &mut q,
+        )
+        .unwrap();
+    assert_eq!(d, Decision::Suppress(Suppression::CampaignEnded));
+    assert_eq!(Deferral::CapReached.as_str(), "cap_reached");
+    assert_eq!(Suppression::Blacklisted.as_str(), "blacklisted");
+}
+
+#[test]
+fn invalid_limits_are_refused() {
+    let l = limits(r#"{"rate_per_sec": 0, "tz": "Nowhere"}"#);
+    match Admission::new(&l) {
+        Err(crate::Error::Invalid(p)) => assert_eq!(p.len(), 2),
+        other => panic!("{other:?}"),
+    }
+}
