@@ -24,7 +24,7 @@ mod error;
 mod exclusion;
 mod key;
 mod limits;
-mod plan;
+pub mod plan;
 mod quota;
 mod window;
 
@@ -36,6 +36,5 @@ pub use error::{Error, Problem, Result};
 pub use exclusion::ExclusionDays;
 pub use key::{CustomerKey, hash64};
 pub use limits::{Limits, QuotaSpec, parse_period};
-
-pub use quota::{QuotaBook, QuotaCheck, QuotaRule, QuotaState};
+pub use quota::{MAX_PERIOD_SECS, QuotaBook, QuotaCheck, QuotaRule, QuotaState, UNIT_SECS};
 pub use window::{Opening, Window, WindowSpec};
