@@ -1,8 +1,21 @@
 //! The sluice daemon: configuration, the transit store, the dispatcher, the
-//! SMTP channel, events and metrics, wired to the CRM API of `admin-api`.
+//! SMTP channel, signed webhooks and metrics, wired to the CRM API of
+//! `admin-api`.
 //!
 //! Main entry points: [`config::Config`] (load and validate) and [`run`]
-//! (serve until shutdown).
+//! (serve until shutdown). `main.rs` only parses arguments and calls them.
 
+pub mod backend;
+pub mod channel;
+pub mod config;
+pub mod dispatch;
 pub mod domain;
+pub mod metrics;
 pub mod store;
+pub mod template;
+pub mod verp;
+pub mod webhook;
+
+mod daemon;
+
+pub use daemon::{RunError, run};

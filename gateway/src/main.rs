@@ -1,1 +1,103 @@
-fn main() {}
+//! `sluice`: the command line of the gateway daemon.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use gateway::config::Config;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Messaging gateway between a CRM and SMS/e-mail upstreams"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (embedded store in ./sluice-data by default).
+    Serve {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory of the embedded store (overrides store.path).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Validate a configuration file and print every problem.
+    CheckConfig { file: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match cli.command {
+        Command::CheckConfig { file } => match Config::load(Some(&file)).and_then(|c| c.validate())
+        {
+            Ok(()) => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", file.display());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve { config, data } => match serve(config, data) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sluice: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn serve(config: Option<PathBuf>, data: Option<PathBuf>) -> anyhow::Result<()> {
+    let mut config = Config::load(config.as_deref())?;
+    if let Some(dir) = data {
+        config.store.path = dir;
+    }
+    config.validate()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(signals(shutdown.clone()));
+        gateway::run(config, shutdown).await
+    })?;
+    Ok(())
+}
+
+/// First SIGTERM/SIGINT: graceful shutdown. Second: exit at once.
+async fn signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return;
+    };
+    let Ok(mut int) = signal(SignalKind::interrupt()) else {
+        return;
+    };
+    for round in 0..2 {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        if round == 0 {
+            tracing::info!("signal received: shutting down gracefully (again to exit at once)");
+            shutdown.cancel();
+        } else {
+            std::process::exit(130);
+        }
+    }
+}

@@ -173,7 +173,7 @@ fn io(e: fjall::Error) -> StoreError {
 enum Op {
     PutCampaign {
         id: String,
-        decl: CampaignDecl,
+        decl: Box<CampaignDecl>,
         reply: oneshot::Sender<Result<CampaignRecord>>,
     },
     SetState {
@@ -200,7 +200,7 @@ enum Op {
 
 /// A memory change to make once its commit is durable.
 enum Effect {
-    Campaign(CampaignRecord),
+    Campaign(Box<CampaignRecord>),
     Participant {
         campaign: u32,
         customer: Box<str>,
@@ -215,7 +215,7 @@ enum Effect {
 
 /// A caller to answer once its commit is durable.
 enum Answer {
-    Campaign(oneshot::Sender<Result<CampaignRecord>>, CampaignRecord),
+    Campaign(oneshot::Sender<Result<CampaignRecord>>, Box<CampaignRecord>),
     Added(oneshot::Sender<Result<Vec<bool>>>, Vec<bool>),
     Done(oneshot::Sender<Result<()>>),
 }
@@ -231,7 +231,7 @@ impl Answer {
             }
         }
         match self {
-            Self::Campaign(tx, record) => drop(tx.send(outcome(record, failure))),
+            Self::Campaign(tx, record) => drop(tx.send(outcome(*record, failure))),
             Self::Added(tx, fresh) => drop(tx.send(outcome(fresh, failure))),
             Self::Done(tx) => drop(tx.send(outcome((), failure))),
         }
@@ -322,7 +322,7 @@ impl Committer {
             Op::PutCampaign { id, decl, reply } => {
                 let record = match index.campaigns.get(&id) {
                     Some(c) => CampaignRecord {
-                        decl,
+                        decl: *decl,
                         ..c.record.clone()
                     },
                     None => {
@@ -335,21 +335,21 @@ impl Committer {
                                 id: id.clone(),
                                 seq,
                                 state: CampaignState::Declared,
-                                decl: decl.clone(),
+                                decl: (*decl).clone(),
                             }),
                         );
                         CampaignRecord {
                             id,
                             seq,
                             state: CampaignState::Declared,
-                            decl,
+                            decl: *decl,
                         }
                     }
                 };
                 g.batch
                     .insert(&ks.campaigns, record.id.as_str(), codec::encode(&record));
-                g.effects.push(Effect::Campaign(record.clone()));
-                g.answers.push(Answer::Campaign(reply, record));
+                g.effects.push(Effect::Campaign(Box::new(record.clone())));
+                g.answers.push(Answer::Campaign(reply, Box::new(record)));
             }
             Op::SetState { id, state, reply } => {
                 let Some(c) = index.campaigns.get(&id) else {
@@ -362,8 +362,8 @@ impl Committer {
                 };
                 g.batch
                     .insert(&ks.campaigns, record.id.as_str(), codec::encode(&record));
-                g.effects.push(Effect::Campaign(record.clone()));
-                g.answers.push(Answer::Campaign(reply, record));
+                g.effects.push(Effect::Campaign(Box::new(record.clone())));
+                g.answers.push(Answer::Campaign(reply, Box::new(record)));
             }
             Op::Add {
                 id,
@@ -527,7 +527,7 @@ fn apply(index: &mut Index, effect: Effect) {
     match effect {
         Effect::Campaign(record) => {
             if let Some(c) = index.campaigns.get_mut(&record.id) {
-                c.record = record;
+                c.record = *record;
             }
         }
         Effect::Participant {
@@ -576,7 +576,7 @@ impl Store for Embedded {
     async fn put_campaign(&self, id: &str, decl: CampaignDecl) -> Result<CampaignRecord> {
         self.submit(|reply| Op::PutCampaign {
             id: id.to_owned(),
-            decl,
+            decl: Box::new(decl),
             reply,
         })
         .await

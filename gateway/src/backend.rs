@@ -1,0 +1,362 @@
+//! The daemon behind the CRM API: validates declarations and uploads,
+//! enforces the campaign lifecycle, and answers from the store.
+
+use std::sync::Arc;
+
+use admin_api::{
+    Backend, BackendError, BackendResult,
+    types::v1::{
+        AudienceRow, CampaignView, ChannelKind, Control, EventPage, ParticipantIn, Rejected,
+        UploadResult, valid_id,
+    },
+};
+use async_trait::async_trait;
+use tokio::sync::Notify;
+
+use crate::{
+    channel::{email::EmailChannel, mail::MailTemplate, mail::is_email},
+    domain::{CampaignDecl, CampaignRecord, CampaignState, Participant, now_ms},
+    metrics::Metrics,
+    store::{Store, StoreError},
+};
+
+pub struct GatewayBackend {
+    pub store: Arc<dyn Store>,
+    pub email: Arc<EmailChannel>,
+    pub metrics: Arc<Metrics>,
+    pub wake: Arc<Notify>,
+}
+
+fn store_error(e: StoreError) -> BackendError {
+    match e {
+        StoreError::UnknownCampaign(id) => BackendError::NotFound(format!("no campaign `{id}`")),
+        StoreError::Unavailable(m) => BackendError::Unavailable(m),
+        e @ StoreError::Corrupt { .. } => BackendError::Internal(e.to_string()),
+    }
+}
+
+impl GatewayBackend {
+    fn record(&self, id: &str) -> BackendResult<CampaignRecord> {
+        self.store
+            .campaign(id)
+            .ok_or_else(|| BackendError::NotFound(format!("no campaign `{id}`")))
+    }
+
+    fn view(&self, record: CampaignRecord) -> BackendResult<CampaignView> {
+        let counts = self.store.counts(&record.id).map_err(store_error)?;
+        Ok(CampaignView {
+            id: record.id,
+            state: record.state,
+            declaration: record.decl,
+            participants: counts.participants,
+            counts: counts.by_status,
+        })
+    }
+
+    async fn set_state(&self, id: &str, state: CampaignState) -> BackendResult<CampaignView> {
+        let record = self.store.set_state(id, state).await.map_err(store_error)?;
+        self.wake.notify_one();
+        self.view(record)
+    }
+
+    /// Why `record` cannot start, if it cannot.
+    fn start_blocker(&self, record: &CampaignRecord) -> Option<String> {
+        let content = record.decl.content.as_ref();
+        match record.decl.channel {
+            ChannelKind::Email if content.and_then(|c| c.email.as_ref()).is_none() => {
+                Some("campaign has no e-mail content".into())
+            }
+            ChannelKind::Email if self.email.relays.is_empty() => {
+                Some("no SMTP relay is configured".into())
+            }
+            ChannelKind::Sms => Some("the SMS channel is not available in this build".into()),
+            ChannelKind::Email => None,
+        }
+    }
+}
+
+/// Every problem of a declaration, each naming its field.
+fn declaration_problems(decl: &CampaignDecl) -> Vec<String> {
+    let mut problems = Vec::new();
+    if decl.name.trim().is_empty() {
+        problems.push("name: must not be empty".into());
+    }
+    if decl.priority.is_some_and(|p| p > 9) {
+        problems.push("priority: must be 0..=9".into());
+    }
+    if let Some(w) = &decl.window {
+        let parse = |field: &str, v: &Option<String>, problems: &mut Vec<String>| {
+            v.as_deref()
+                .and_then(|s| match s.parse::<jiff::Timestamp>() {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        problems.push(format!(
+                            "window.{field}: `{s}` is not an RFC 3339 instant: {e}"
+                        ));
+                        None
+                    }
+                })
+        };
+        let start = parse("start", &w.start, &mut problems);
+        let end = parse("end", &w.end, &mut problems);
+        if let (Some(s), Some(e)) = (start, end)
+            && s >= e
+        {
+            problems.push("window: start must be before end".into());
+        }
+        if let Some(tz) = &w.tz
+            && jiff::tz::TimeZone::get(tz).is_err()
+        {
+            problems.push(format!("window.tz: unknown time zone `{tz}`"));
+        }
+        for day in &w.weekdays {
+            if !["mon", "tue", "wed", "thu", "fri", "sat", "sun"].contains(&day.as_str()) {
+                problems.push(format!("window.weekdays: `{day}` is not one of mon..sun"));
+            }
+        }
+        for hours in &w.hours {
+            if !valid_hour_range(hours) {
+                problems.push(format!(
+                    "window.hours: `{hours}` is not HH:MM-HH:MM with start before end"
+                ));
+            }
+        }
+    }
+    if let Some(content) = &decl.content {
+        match (decl.channel, &content.email, &content.sms) {
+            (ChannelKind::Email, None, _) => {
+                problems.push("content.email: required for an email campaign".into())
+            }
+            (ChannelKind::Sms, _, None) => {
+                problems.push("content.sms: required for an sms campaign".into())
+            }
+            _ => {}
+        }
+        if let (ChannelKind::Email, Some(email)) = (decl.channel, &content.email)
+            && let Err(p) = MailTemplate::new(email)
+        {
+            problems.extend(p);
+        }
+    }
+    if let Some(f) = &decl.fallback {
+        if !valid_id(&f.campaign) {
+            problems.push(format!(
+                "fallback.campaign: `{}` is not a campaign id",
+                f.campaign
+            ));
+        }
+        if f.after.parse::<jiff::Span>().is_err() {
+            problems.push(format!(
+                "fallback.after: `{}` is not an ISO 8601 duration",
+                f.after
+            ));
+        }
+    }
+    problems
+}
+
+fn valid_hour_range(range: &str) -> bool {
+    let minutes = |hhmm: &str| {
+        let (h, m) = hhmm.split_once(':')?;
+        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+        (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
+    };
+    match range.split_once('-') {
+        Some((a, b)) => matches!((minutes(a), minutes(b)), (Some(a), Some(b)) if a < b),
+        None => false,
+    }
+}
+
+/// E.164: `+` then 8 to 15 digits, no leading zero.
+fn is_msisdn(address: &str) -> bool {
+    address.strip_prefix('+').is_some_and(|d| {
+        (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
+    })
+}
+
+#[async_trait]
+impl Backend for GatewayBackend {
+    async fn declare(&self, id: &str, decl: CampaignDecl) -> BackendResult<CampaignView> {
+        let problems = declaration_problems(&decl);
+        if !problems.is_empty() {
+            return Err(BackendError::Invalid(problems));
+        }
+        if let Some(existing) = self.store.campaign(id) {
+            if existing.state != CampaignState::Declared {
+                return Err(BackendError::Conflict(format!(
+                    "campaign `{id}` is {:?}; a declaration can change only before start",
+                    existing.state
+                )));
+            }
+            if existing.decl.channel != decl.channel {
+                return Err(BackendError::Conflict(
+                    "a campaign's channel cannot change".into(),
+                ));
+            }
+        }
+        let record = self
+            .store
+            .put_campaign(id, decl)
+            .await
+            .map_err(store_error)?;
+        self.view(record)
+    }
+
+    async fn add_participants(
+        &self,
+        id: &str,
+        batch: Vec<(usize, ParticipantIn)>,
+    ) -> BackendResult<UploadResult> {
+        let record = self.record(id)?;
+        if record.state == CampaignState::Cancelled {
+            return Err(BackendError::Conflict(format!(
+                "campaign `{id}` is cancelled"
+            )));
+        }
+        let template = match record.decl.content.as_ref().and_then(|c| c.email.as_ref()) {
+            Some(content) => {
+                Some(MailTemplate::new(content).map_err(|p| BackendError::Internal(p.join("; ")))?)
+            }
+            None => None,
+        };
+        let mut result = UploadResult::default();
+        let mut lines = Vec::with_capacity(batch.len());
+        let mut accepted = Vec::with_capacity(batch.len());
+        for (line, p) in batch {
+            let p = Participant {
+                customer: p.customer,
+                address: p.address,
+                segment: p.segment,
+                fields: p.fields,
+            };
+            let problem = if !valid_id(&p.customer) {
+                Some(format!(
+                    "customer `{}` is not 1..=128 characters of [A-Za-z0-9._:-]",
+                    p.customer
+                ))
+            } else {
+                match (record.decl.channel, &template) {
+                    (ChannelKind::Email, Some(t)) => t.check(&p).err(),
+                    (ChannelKind::Email, None) => (!is_email(&p.address))
+                        .then(|| format!("address `{}` is not an e-mail address", p.address)),
+                    (ChannelKind::Sms, _) => (!is_msisdn(&p.address))
+                        .then(|| format!("address `{}` is not an E.164 number", p.address)),
+                }
+            };
+            match problem {
+                Some(error) => result.rejected.push(Rejected { line, error }),
+                None => {
+                    lines.push(line);
+                    accepted.push(p);
+                }
+            }
+        }
+        if accepted.is_empty() {
+            return Ok(result);
+        }
+        let fresh = self
+            .store
+            .add_participants(id, accepted, now_ms())
+            .await
+            .map_err(store_error)?;
+        let new = fresh.iter().filter(|&&f| f).count() as u64;
+        result.accepted = new;
+        result.duplicates = fresh.len() as u64 - new;
+        self.metrics.participants_accepted.inc_by(new);
+        if new > 0 && record.state == CampaignState::Finished {
+            self.store
+                .set_state(id, CampaignState::Running)
+                .await
+                .map_err(store_error)?;
+        }
+        self.wake.notify_one();
+        Ok(result)
+    }
+
+    async fn control(&self, id: &str, action: Control) -> BackendResult<CampaignView> {
+        use CampaignState::*;
+        let record = self.record(id)?;
+        let conflict = |what: &str| {
+            Err(BackendError::Conflict(format!(
+                "cannot {what} campaign `{id}`: it is {:?}",
+                record.state
+            )))
+        };
+        match (action, record.state) {
+            (Control::Start, Declared) => {
+                if let Some(why) = self.start_blocker(&record) {
+                    return Err(BackendError::Conflict(format!(
+                        "cannot start `{id}`: {why}"
+                    )));
+                }
+                let counts = self.store.counts(id).map_err(store_error)?;
+                if counts.participants == 0 {
+                    return Err(BackendError::Conflict(format!(
+                        "cannot start `{id}`: it has no participants"
+                    )));
+                }
+                self.set_state(id, Running).await
+            }
+            (Control::Start, _) => conflict("start"),
+            (Control::Pause, Running) => self.set_state(id, Paused).await,
+            (Control::Pause, _) => conflict("pause"),
+            (Control::Resume, Paused) => self.set_state(id, Running).await,
+            (Control::Resume, _) => conflict("resume"),
+            (Control::Cancel, Declared | Running | Paused) => self.set_state(id, Cancelled).await,
+            (Control::Cancel, _) => conflict("cancel"),
+        }
+    }
+
+    async fn campaign(&self, id: &str) -> BackendResult<CampaignView> {
+        let record = self.record(id)?;
+        self.view(record)
+    }
+
+    async fn audience(&self, id: &str, outcome: &str) -> BackendResult<Vec<AudienceRow>> {
+        self.store.audience(id, outcome).map_err(store_error)
+    }
+
+    async fn events(&self, after: u64, limit: usize) -> BackendResult<EventPage> {
+        let events = self.store.events(after, limit).map_err(store_error)?;
+        let next = events.last().map_or(after, |e| e.cursor);
+        Ok(EventPage { events, next })
+    }
+
+    fn metrics(&self) -> String {
+        self.metrics.render()
+    }
+
+    fn ready(&self) -> bool {
+        self.store.healthy() && !self.email.relays.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hour_ranges_and_numbers() {
+        assert!(valid_hour_range("09:00-12:00"));
+        assert!(valid_hour_range("00:00-24:00"));
+        assert!(!valid_hour_range("12:00-09:00"));
+        assert!(!valid_hour_range("25:00-26:00"));
+        assert!(!valid_hour_range("9-12"));
+        assert!(is_msisdn("+4915112345678"));
+        assert!(!is_msisdn("015112345678"));
+        assert!(!is_msisdn("+49 151"));
+    }
+
+    #[test]
+    fn declarations_list_every_problem() {
+        let decl: CampaignDecl = serde_json::from_value(serde_json::json!({
+            "channel": "email", "name": "", "priority": 12,
+            "window": { "start": "yesterday", "tz": "Mars/Olympus", "weekdays": ["funday"], "hours": ["18:00-09:00"] },
+            "content": { "sms": { "from": "x", "text": "y" } },
+            "fallback": { "campaign": "bad id", "after": "six hours" }
+        }))
+        .expect("shape");
+        let problems = declaration_problems(&decl);
+        assert_eq!(problems.len(), 9, "{problems:#?}");
+    }
+}

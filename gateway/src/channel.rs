@@ -1,0 +1,25 @@
+//! Upstream channels. Each send ends in a [`Delivery`] that says what the
+//! dispatcher must do next: record success, fail for good, retry later, or
+//! slow the whole upstream down.
+
+pub mod email;
+pub mod mail;
+pub mod smtp;
+
+use std::time::Duration;
+
+/// The upstream's answer to one message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    /// Accepted upstream; `reply` is what it said (e.g. `250 2.0.0 queued as X`).
+    Accepted { reply: String },
+    /// Refused for good (5xx).
+    Permanent { reply: String, code: Option<u16> },
+    /// Try again later (4xx, connection lost, timeout).
+    Transient {
+        reply: String,
+        retry_after: Option<Duration>,
+    },
+    /// The upstream asked us to slow down; not a failure of this message.
+    Throttled { retry_after: Duration },
+}

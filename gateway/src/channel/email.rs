@@ -1,0 +1,88 @@
+//! The e-mail channel as the dispatcher sees it: personalise a claimed
+//! message, give it a verifiable Return-Path, sign it, hand it to a relay.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use super::{
+    Delivery,
+    mail::{Dkim, Envelope, MailTemplate},
+    smtp::RelayPool,
+};
+use crate::{domain::CampaignRecord, store::Claim, verp::ReturnPaths};
+
+pub struct EmailChannel {
+    pub relays: RelayPool,
+    pub return_paths: ReturnPaths,
+    pub dkim: Option<Dkim>,
+    /// Parsed templates per campaign number; content is fixed once started.
+    templates: Mutex<HashMap<u32, Arc<MailTemplate>>>,
+}
+
+impl std::fmt::Debug for EmailChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailChannel")
+            .field("relays", &self.relays)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmailChannel {
+    pub fn new(relays: RelayPool, return_paths: ReturnPaths, dkim: Option<Dkim>) -> Self {
+        Self {
+            relays,
+            return_paths,
+            dkim,
+            templates: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn template(&self, campaign: &CampaignRecord) -> Result<Arc<MailTemplate>, String> {
+        let mut cache = self
+            .templates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(t) = cache.get(&campaign.seq) {
+            return Ok(t.clone());
+        }
+        let content = campaign
+            .decl
+            .content
+            .as_ref()
+            .and_then(|c| c.email.as_ref())
+            .ok_or_else(|| "campaign has no e-mail content".to_owned())?;
+        let template = Arc::new(MailTemplate::new(content).map_err(|p| p.join("; "))?);
+        cache.insert(campaign.seq, template.clone());
+        Ok(template)
+    }
+
+    pub async fn send(&self, campaign: &CampaignRecord, claim: &Claim, now_secs: i64) -> Delivery {
+        let template = match self.template(campaign) {
+            Ok(t) => t,
+            Err(reply) => return Delivery::Permanent { reply, code: None },
+        };
+        if let Err(reply) = template.check(&claim.participant) {
+            return Delivery::Permanent { reply, code: None };
+        }
+        let return_path = self.return_paths.address(claim.msg);
+        let envelope = Envelope {
+            message_id: &return_path,
+            list_unsubscribe: None,
+            date: now_secs,
+        };
+        let message = match template.compose(&claim.participant, &envelope, self.dkim.as_ref()) {
+            Ok(m) => m,
+            Err(e) => {
+                return Delivery::Permanent {
+                    reply: format!("building the message: {e}"),
+                    code: None,
+                };
+            }
+        };
+        self.relays
+            .send(&return_path, &claim.participant.address, &message)
+            .await
+    }
+}

@@ -1,0 +1,341 @@
+//! E-mail content: a campaign's templates parsed once, then per participant
+//! a personalised MIME message (text, optional HTML) built with
+//! `mail-builder`, optionally DKIM-signed.
+
+use std::path::Path;
+
+use mail_auth::{
+    common::{
+        crypto::{RsaKey, Sha256},
+        headers::HeaderWriter,
+    },
+    dkim::DkimSigner,
+};
+use mail_builder::{MessageBuilder, headers::raw::Raw};
+use rustls::pki_types::{PrivateKeyDer, pem::PemObject};
+
+use crate::{
+    domain::Participant,
+    template::{Escape, Template, missing_fields},
+};
+
+/// Headers covered by the DKIM signature.
+const SIGNED_HEADERS: [&str; 6] = [
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "List-Unsubscribe",
+];
+
+/// A campaign's e-mail content, ready to personalise.
+#[derive(Debug, Clone)]
+pub struct MailTemplate {
+    from_name: Option<String>,
+    from_address: String,
+    subject: Template,
+    text: Template,
+    html: Option<Template>,
+}
+
+/// Per-message values that are not template fields.
+#[derive(Debug, Clone)]
+pub struct Envelope<'a> {
+    pub message_id: &'a str,
+    /// Value for `List-Unsubscribe` (already in `<...>` form), if any.
+    pub list_unsubscribe: Option<&'a str>,
+    pub date: i64,
+}
+
+impl MailTemplate {
+    /// Parses the campaign's content; every problem is returned.
+    pub fn new(content: &admin_api::types::v1::EmailContent) -> Result<Self, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut parse = |what: &str, text: &str| {
+            Template::parse(text)
+                .map_err(|e| problems.push(format!("content.email.{what}: {e}")))
+                .ok()
+        };
+        let subject = parse("subject", &content.subject);
+        let text = parse("text", &content.text);
+        let html = content.html.as_deref().map(|h| parse("html", h));
+        let (from_name, from_address) = split_mailbox(&content.from);
+        if !is_email(&from_address) {
+            problems.push(format!(
+                "content.email.from: `{}` is not an e-mail address",
+                content.from
+            ));
+        }
+        match (subject, text, html) {
+            (Some(subject), Some(text), Some(Some(html))) if problems.is_empty() => Ok(Self {
+                from_name,
+                from_address,
+                subject,
+                text,
+                html: Some(html),
+            }),
+            (Some(subject), Some(text), None) if problems.is_empty() => Ok(Self {
+                from_name,
+                from_address,
+                subject,
+                text,
+                html: None,
+            }),
+            _ => Err(problems),
+        }
+    }
+
+    fn templates(&self) -> impl Iterator<Item = &Template> {
+        [&self.subject, &self.text]
+            .into_iter()
+            .chain(self.html.as_ref())
+    }
+
+    /// Why a participant cannot receive this mail, if it cannot.
+    pub fn check(&self, p: &Participant) -> Result<(), String> {
+        if !is_email(&p.address) {
+            return Err(format!("address `{}` is not an e-mail address", p.address));
+        }
+        let missing = missing_fields(self.templates(), p);
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "missing template field(s) {}",
+                missing
+                    .iter()
+                    .map(|f| format!("`{f}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        }
+    }
+
+    /// The personalised RFC 5322 message.
+    pub fn compose(
+        &self,
+        p: &Participant,
+        env: &Envelope<'_>,
+        dkim: Option<&Dkim>,
+    ) -> std::io::Result<Vec<u8>> {
+        let from = match &self.from_name {
+            Some(name) => mail_builder::headers::address::Address::new_address(
+                Some(name.as_str()),
+                self.from_address.as_str(),
+            ),
+            None => mail_builder::headers::address::Address::new_address(
+                None::<&str>,
+                self.from_address.as_str(),
+            ),
+        };
+        let mut builder = MessageBuilder::new()
+            .from(from)
+            .to(p.address.as_str())
+            .subject(self.subject.render(p, Escape::Header))
+            .message_id(env.message_id)
+            .date(env.date)
+            .text_body(self.text.render(p, Escape::None));
+        if let Some(html) = &self.html {
+            builder = builder.html_body(html.render(p, Escape::Html));
+        }
+        if let Some(unsubscribe) = env.list_unsubscribe {
+            builder = builder
+                .header("List-Unsubscribe", Raw::new(unsubscribe))
+                .header(
+                    "List-Unsubscribe-Post",
+                    Raw::new("List-Unsubscribe=One-Click"),
+                );
+        }
+        let message = builder.write_to_vec()?;
+        Ok(match dkim {
+            Some(d) => d.sign(message),
+            None => message,
+        })
+    }
+}
+
+/// DKIM signing with an RSA key.
+pub struct Dkim {
+    signer: DkimSigner<RsaKey<Sha256>, mail_auth::dkim::Done>,
+}
+
+impl std::fmt::Debug for Dkim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Dkim")
+    }
+}
+
+impl Dkim {
+    pub fn load(domain: &str, selector: &str, key_file: &Path) -> Result<Self, String> {
+        let der = PrivateKeyDer::from_pem_file(key_file)
+            .map_err(|e| format!("{}: {e}", key_file.display()))?;
+        let key = RsaKey::<Sha256>::from_key_der(der)
+            .map_err(|e| format!("{}: {e}", key_file.display()))?;
+        Ok(Self {
+            signer: DkimSigner::from_key(key)
+                .domain(domain)
+                .selector(selector)
+                .headers(SIGNED_HEADERS),
+        })
+    }
+
+    /// Prepends the signature; a message that cannot be signed goes unsigned
+    /// (and says so in the log) rather than not at all.
+    fn sign(&self, message: Vec<u8>) -> Vec<u8> {
+        match self.signer.sign(&message) {
+            Ok(signature) => {
+                let mut signed = signature.to_header().into_bytes();
+                signed.extend_from_slice(&message);
+                signed
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "DKIM signing failed; sending unsigned");
+                message
+            }
+        }
+    }
+}
+
+/// `Name <addr>` or `addr`.
+fn split_mailbox(text: &str) -> (Option<String>, String) {
+    match (text.find('<'), text.rfind('>')) {
+        (Some(open), Some(close)) if open < close => {
+            let name = text[..open].trim().trim_matches('"').trim();
+            (
+                (!name.is_empty()).then(|| name.to_owned()),
+                text[open + 1..close].trim().to_owned(),
+            )
+        }
+        _ => (None, text.trim().to_owned()),
+    }
+}
+
+/// A pragmatic check of an addr-spec: what a relay would accept in RCPT TO.
+pub fn is_email(address: &str) -> bool {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return false;
+    };
+    address.len() <= 254
+        && !local.is_empty()
+        && local.len() <= 64
+        && domain.contains('.')
+        && !domain.starts_with(['.', '-'])
+        && !domain.ends_with(['.', '-'])
+        && !domain.contains("..")
+        && domain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))
+        && local.bytes().all(|b| {
+            b.is_ascii_graphic()
+                && !matches!(
+                    b,
+                    b'<' | b'>'
+                        | b'('
+                        | b')'
+                        | b'['
+                        | b']'
+                        | b','
+                        | b';'
+                        | b':'
+                        | b'\\'
+                        | b'"'
+                        | b'@'
+                )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use admin_api::types::v1::EmailContent;
+
+    fn content() -> EmailContent {
+        EmailContent {
+            from: "Telco Offers <offers@telco.example>".into(),
+            subject: "{{name}}, unlimited data".into(),
+            text: "Hello {{name}}, see {{url}}".into(),
+            html: Some("<p>Hello {{name}}</p>".into()),
+        }
+    }
+
+    fn participant(name: &str) -> Participant {
+        let mut p = Participant {
+            customer: "c1".into(),
+            address: "ann@example.org".into(),
+            segment: None,
+            fields: Default::default(),
+        };
+        p.fields.insert("name".into(), serde_json::json!(name));
+        p.fields.insert(
+            "url".into(),
+            serde_json::json!("https://telco.example/offer"),
+        );
+        p
+    }
+
+    #[test]
+    fn composes_a_personalised_multipart_message() {
+        let t = MailTemplate::new(&content()).expect("template");
+        let env = Envelope {
+            message_id: "m1@bounces.example",
+            list_unsubscribe: Some("<http://t/u/x>"),
+            date: 0,
+        };
+        let raw = String::from_utf8(
+            t.compose(&participant("Ann & Bob"), &env, None)
+                .expect("compose"),
+        )
+        .expect("utf8");
+        assert!(
+            raw.contains("From: \"Telco Offers\" <offers@telco.example>"),
+            "{raw}"
+        );
+        assert!(raw.contains("To: <ann@example.org>"), "{raw}");
+        assert!(raw.contains("Subject: Ann & Bob, unlimited data"), "{raw}");
+        assert!(
+            raw.contains("Hello Ann & Bob, see https://telco.example/offer"),
+            "{raw}"
+        );
+        assert!(raw.contains("<p>Hello Ann &amp; Bob</p>"), "{raw}");
+        assert!(raw.contains("List-Unsubscribe: <http://t/u/x>"), "{raw}");
+        assert!(
+            raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"),
+            "{raw}"
+        );
+        assert!(raw.contains("Message-ID: <m1@bounces.example>"), "{raw}");
+    }
+
+    #[test]
+    fn refuses_participants_it_cannot_fill() {
+        let t = MailTemplate::new(&content()).expect("template");
+        let mut p = participant("Ann");
+        p.fields.remove("url");
+        assert!(t.check(&p).expect_err("missing").contains("`url`"));
+        p.address = "not-an-address".into();
+        assert!(t.check(&p).expect_err("bad").contains("not an e-mail"));
+    }
+
+    #[test]
+    fn bad_content_lists_every_problem() {
+        let bad = EmailContent {
+            from: "nobody".into(),
+            subject: "{{".into(),
+            text: "{{}}".into(),
+            html: None,
+        };
+        assert_eq!(MailTemplate::new(&bad).expect_err("bad").len(), 3);
+    }
+
+    #[test]
+    fn address_check() {
+        for ok in ["a@b.co", "first.last+tag@sub.example.org"] {
+            assert!(is_email(ok), "{ok}");
+        }
+        for bad in [
+            "", "a", "@b.co", "a@b", "a@.b.co", "a b@c.co", "a@b..co", "<a@b.co>",
+        ] {
+            assert!(!is_email(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! The daemon's configuration: TOML with explicit defaults for every key,
+//! overridden by `SLUICE_SECTION__KEY` environment variables, validated as a
+//! whole so every problem is reported at once before any port is bound.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Parse(String),
+    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub listen: Listen,
+    pub api: Api,
+    pub store: StoreConfig,
+    pub tracking: Tracking,
+    pub email: Email,
+    pub dispatch: Dispatch,
+    pub webhooks: Vec<Webhook>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listen {
+    pub api: String,
+    pub tracking: String,
+    pub bounce: String,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Self {
+            api: "127.0.0.1:7800".into(),
+            tracking: "127.0.0.1:7801".into(),
+            bounce: "127.0.0.1:2525".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Api {
+    /// `crm:TOKEN,admin:TOKEN`; `SLUICE_API_TOKENS` overrides it.
+    pub tokens: String,
+    pub max_body_bytes: usize,
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Self {
+            tokens: String::new(),
+            max_body_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub engine: String,
+    pub path: PathBuf,
+    pub url: Option<String>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            engine: "embedded".into(),
+            path: PathBuf::from("./sluice-data"),
+            url: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tracking {
+    /// What links in messages point to.
+    pub base_url: String,
+}
+
+impl Default for Tracking {
+    fn default() -> Self {
+        Self {
+            base_url: "http://127.0.0.1:7801".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Email {
+    /// Domain of the per-message Return-Path, handled by `listen.bounce`.
+    pub bounce_domain: String,
+    /// Name announced in EHLO.
+    pub helo: String,
+    /// Sends tried before a transient failure becomes `failed`.
+    pub max_attempts: u32,
+    /// First retry delay; doubles on every further attempt.
+    pub retry_base_secs: u64,
+    pub retry_max_secs: u64,
+    /// Environment variable holding the secret that signs Return-Path tokens.
+    pub token_secret_env: String,
+    pub relays: Vec<Relay>,
+    pub dkim: Option<Dkim>,
+}
+
+impl Default for Email {
+    fn default() -> Self {
+        Self {
+            bounce_domain: "bounces.example.com".into(),
+            helo: "sluice.localhost".into(),
+            max_attempts: 5,
+            retry_base_secs: 30,
+            retry_max_secs: 3600,
+            token_secret_env: "SLUICE_TOKEN_SECRET".into(),
+            relays: Vec::new(),
+            dkim: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain text only.
+    None,
+    /// Upgrade when the relay offers STARTTLS.
+    Starttls,
+    /// TLS from the first byte.
+    Tls,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Relay {
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    #[serde(default = "default_tls")]
+    pub tls: TlsMode,
+    /// Accept any certificate (test relays only).
+    #[serde(default)]
+    pub tls_insecure: bool,
+    /// Connections kept open and reused.
+    #[serde(default = "default_connections")]
+    pub connections: usize,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password_env: Option<String>,
+}
+
+fn default_smtp_port() -> u16 {
+    25
+}
+fn default_tls() -> TlsMode {
+    TlsMode::Starttls
+}
+fn default_connections() -> usize {
+    16
+}
+fn default_timeout() -> u64 {
+    30
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dkim {
+    pub domain: String,
+    pub selector: String,
+    /// PEM file with the RSA private key.
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dispatch {
+    /// Messages being sent at once, over all campaigns.
+    pub concurrency: usize,
+    /// How long a claimed message stays leased before it may be claimed again.
+    pub lease_secs: u64,
+    /// Messages claimed at once.
+    pub claim_batch: usize,
+}
+
+impl Default for Dispatch {
+    fn default() -> Self {
+        Self {
+            concurrency: 256,
+            lease_secs: 300,
+            claim_batch: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    pub url: String,
+    /// Environment variable holding the HMAC secret.
+    pub secret_env: String,
+    #[serde(default = "default_webhook_batch")]
+    pub batch: usize,
+}
+
+fn default_webhook_batch() -> usize {
+    500
+}
+
+impl Config {
+    /// Reads `path` (or the defaults) and applies the environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.into(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        Self::from_toml(&text, std::env::vars())
+    }
+
+    /// Parses TOML text, then overrides with `SLUICE_SECTION__KEY` variables.
+    pub fn from_toml(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut doc: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        for (name, value) in env {
+            if name == "SLUICE_API_TOKENS" {
+                set(&mut doc, &["api", "tokens"], toml::Value::String(value));
+            } else if let Some(path) = name.strip_prefix("SLUICE_").filter(|p| p.contains("__")) {
+                let keys: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+                let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+                set(&mut doc, &keys, env_value(&value));
+            }
+        }
+        toml::Value::Table(doc)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))
+    }
+
+    /// Every problem at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        for (key, addr) in [
+            ("listen.api", &self.listen.api),
+            ("listen.tracking", &self.listen.tracking),
+            ("listen.bounce", &self.listen.bounce),
+        ] {
+            if addr.parse::<SocketAddr>().is_err() {
+                problems.push(format!("{key}: `{addr}` is not an IP:port address"));
+            }
+        }
+        if let Err(e) = admin_api::Tokens::parse(&self.api.tokens) {
+            problems.push(format!("api.tokens: {e}"));
+        }
+        if self.api.max_body_bytes == 0 {
+            problems.push("api.max_body_bytes: must be > 0".into());
+        }
+        match self.store.engine.as_str() {
+            "embedded" => {}
+            "redis" => problems
+                .push("store.engine: the redis engine is not available in this build yet".into()),
+            other => problems.push(format!(
+                "store.engine: `{other}` is not `embedded` or `redis`"
+            )),
+        }
+        if !self.tracking.base_url.starts_with("http://")
+            && !self.tracking.base_url.starts_with("https://")
+        {
+            problems.push(format!(
+                "tracking.base_url: `{}` is not an http(s) URL",
+                self.tracking.base_url
+            ));
+        }
+        if self.email.bounce_domain.is_empty() || self.email.bounce_domain.contains(['@', ' ']) {
+            problems.push(format!(
+                "email.bounce_domain: `{}` is not a domain",
+                self.email.bounce_domain
+            ));
+        }
+        if self.email.max_attempts == 0 {
+            problems.push("email.max_attempts: must be ≥ 1".into());
+        }
+        if self.email.retry_base_secs == 0 || self.email.retry_max_secs < self.email.retry_base_secs
+        {
+            problems.push("email.retry_base_secs must be > 0 and ≤ email.retry_max_secs".into());
+        }
+        for (i, r) in self.email.relays.iter().enumerate() {
+            if r.host.is_empty() {
+                problems.push(format!("email.relays[{i}].host: empty"));
+            }
+            if r.port == 0 {
+                problems.push(format!("email.relays[{i}].port: must be > 0"));
+            }
+            if r.connections == 0 {
+                problems.push(format!("email.relays[{i}].connections: must be ≥ 1"));
+            }
+            if r.username.is_some() != r.password_env.is_some() {
+                problems.push(format!(
+                    "email.relays[{i}]: username and password_env go together"
+                ));
+            }
+        }
+        if let Some(d) = &self.email.dkim
+            && !d.key_file.is_file()
+        {
+            problems.push(format!(
+                "email.dkim.key_file: {} is not a readable file",
+                d.key_file.display()
+            ));
+        }
+        if self.dispatch.concurrency == 0
+            || self.dispatch.claim_batch == 0
+            || self.dispatch.lease_secs == 0
+        {
+            problems.push("dispatch.concurrency, claim_batch and lease_secs must be > 0".into());
+        }
+        for (i, w) in self.webhooks.iter().enumerate() {
+            if !w.url.starts_with("http://") {
+                problems.push(format!(
+                    "webhooks[{i}].url: `{}` must be an http:// URL",
+                    w.url
+                ));
+            }
+            if w.batch == 0 {
+                problems.push(format!("webhooks[{i}].batch: must be ≥ 1"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+}
+
+/// Environment values are TOML scalars when they parse as one, else strings.
+fn env_value(raw: &str) -> toml::Value {
+    let parsed: Result<toml::Table, _> = toml::from_str(&format!("v = {raw}"));
+    match parsed.ok().and_then(|mut t| t.remove("v")) {
+        Some(v @ (toml::Value::Integer(_) | toml::Value::Boolean(_) | toml::Value::Float(_))) => v,
+        _ => toml::Value::String(raw.to_owned()),
+    }
+}
+
+fn set(doc: &mut toml::Table, keys: &[&str], value: toml::Value) {
+    let Some((last, parents)) = keys.split_last() else {
+        return;
+    };
+    let mut table = doc;
+    for key in parents {
+        let entry = table
+            .entry((*key).to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let toml::Value::Table(t) = entry else { return };
+        table = t;
+    }
+    table.insert((*last).to_owned(), value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_loopback_only() {
+        let c = Config::from_toml("", Vec::new()).expect("parse");
+        c.validate().expect("valid");
+        assert_eq!(c.listen.api, "127.0.0.1:7800");
+        assert_eq!(c.store.path, PathBuf::from("./sluice-data"));
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let env = vec![
+            ("SLUICE_LISTEN__API".to_owned(), "127.0.0.1:0".to_owned()),
+            ("SLUICE_DISPATCH__CONCURRENCY".to_owned(), "9".to_owned()),
+            ("SLUICE_API_TOKENS".to_owned(), "crm:abc".to_owned()),
+            ("UNRELATED".to_owned(), "x".to_owned()),
+        ];
+        let c = Config::from_toml("[listen]\napi = \"127.0.0.1:1\"\n", env).expect("parse");
+        assert_eq!(c.listen.api, "127.0.0.1:0");
+        assert_eq!(c.dispatch.concurrency, 9);
+        assert_eq!(c.api.tokens, "crm:abc");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = Config::from_toml("[listen]\napi = \"127.0.0.1:1\"\ncolour = 1\n", Vec::new());
+        assert!(err.expect_err("unknown key").to_string().contains("colour"));
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let text = r#"
+            [listen]
+            api = "nowhere"
+            [store]
+            engine = "floppy"
+            [email]
+            max_attempts = 0
+            [[email.relays]]
+            host = ""
+            connections = 0
+        "#;
+        let c = Config::from_toml(text, Vec::new()).expect("parse");
+        let ConfigError::Invalid(problems) = c.validate().expect_err("invalid") else {
+            panic!("not Invalid")
+        };
+        assert_eq!(problems.len(), 5, "{problems:#?}");
+    }
+}

@@ -1,0 +1,169 @@
+//! Start-up and shutdown: open the store, build the channels, bind the
+//! listeners, run the dispatcher and webhooks until the shutdown signal, then
+//! stop accepting, let sends in flight finish (bounded), and close upstreams.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use admin_api::{ApiConfig, Tokens};
+use tokio::{net::TcpListener, sync::Notify};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    backend::GatewayBackend,
+    channel::{email::EmailChannel, mail::Dkim, smtp::RelayPool},
+    config::Config,
+    dispatch::{Dispatcher, RetryPolicy},
+    metrics::Metrics,
+    store::{Store, StoreError, embedded::Embedded},
+    verp::ReturnPaths,
+    webhook::WebhookSender,
+};
+
+/// How long sends in flight may take to finish after the shutdown signal.
+const GRACE: Duration = Duration::from_secs(20);
+/// Meta key of the generated Return-Path secret when none is configured.
+const RETURN_PATH_SECRET: &str = "secret:return-path";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("binding {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Serves until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    config.validate()?;
+    let path = config.store.path.clone();
+    let store: Arc<dyn Store> = Arc::new(
+        tokio::task::spawn_blocking(move || Embedded::open(&path))
+            .await
+            .map_err(|e| RunError::Setup(e.to_string()))??,
+    );
+    let secret = return_path_secret(&config, store.as_ref()).await?;
+    let dkim = match &config.email.dkim {
+        Some(d) => Some(Dkim::load(&d.domain, &d.selector, &d.key_file).map_err(RunError::Setup)?),
+        None => None,
+    };
+    let relays =
+        RelayPool::new(&config.email.relays, &config.email.helo).map_err(RunError::Setup)?;
+    if relays.is_empty() {
+        tracing::warn!(
+            "no SMTP relay configured: e-mail campaigns cannot start and /readyz says not ready"
+        );
+    }
+    let email = Arc::new(EmailChannel::new(
+        relays,
+        ReturnPaths::new(&secret, &config.email.bounce_domain),
+        dkim,
+    ));
+    let metrics = Arc::new(Metrics::default());
+    let wake = Arc::new(Notify::new());
+
+    let tokens = Tokens::parse(&config.api.tokens).map_err(RunError::Setup)?;
+    if tokens.is_open() {
+        tracing::warn!(
+            "no API tokens set (SLUICE_API_TOKENS): the API is open to anyone on loopback"
+        );
+    }
+    let backend = Arc::new(GatewayBackend {
+        store: store.clone(),
+        email: email.clone(),
+        metrics: metrics.clone(),
+        wake: wake.clone(),
+    });
+    let router = admin_api::router(
+        backend,
+        ApiConfig {
+            tokens,
+            max_body_bytes: config.api.max_body_bytes,
+        },
+    );
+    let api = bind("api", &config.listen.api).await?;
+    let api_addr = api
+        .local_addr()
+        .map_err(|e| RunError::Setup(e.to_string()))?;
+
+    let tasks = TaskTracker::new();
+    let dispatcher = Arc::new(Dispatcher {
+        store: store.clone(),
+        email,
+        config: config.dispatch.clone(),
+        retry: RetryPolicy::from_config(&config.email),
+        metrics: metrics.clone(),
+        wake,
+    });
+    tasks.spawn(dispatcher.run(shutdown.clone()));
+    for (index, hook) in config.webhooks.iter().enumerate() {
+        let secret = std::env::var(&hook.secret_env).map_err(|_| {
+            RunError::Setup(format!("webhooks[{index}]: {} is not set", hook.secret_env))
+        })?;
+        let sender = WebhookSender {
+            index,
+            config: hook.clone(),
+            secret: secret.into_bytes(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+        };
+        tasks.spawn(sender.run(shutdown.clone()));
+    }
+    let stop_api = shutdown.clone();
+    tasks.spawn(async move {
+        let served = axum::serve(api, router)
+            .with_graceful_shutdown(stop_api.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "API listener failed");
+        }
+    });
+    tasks.close();
+    announce(api_addr);
+    tracing::info!(api = %api_addr, "sluice is serving");
+
+    shutdown.cancelled().await;
+    tracing::info!("shutting down: no new claims, finishing sends in flight");
+    if tokio::time::timeout(GRACE, tasks.wait()).await.is_err() {
+        tracing::warn!("grace period over; unsettled messages will be sent again after restart");
+    }
+    Ok(())
+}
+
+async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, RunError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::Bind {
+            what,
+            addr: addr.to_owned(),
+            source,
+        })
+}
+
+/// The one line tests and scripts read to find the ports.
+fn announce(api: SocketAddr) {
+    println!("listening api={api}");
+}
+
+/// The configured secret, or one generated once and kept in the store so
+/// Return-Path tokens stay valid across restarts.
+async fn return_path_secret(config: &Config, store: &dyn Store) -> Result<Vec<u8>, RunError> {
+    if let Ok(secret) = std::env::var(&config.email.token_secret_env)
+        && !secret.is_empty()
+    {
+        return Ok(secret.into_bytes());
+    }
+    if let Some(secret) = store.meta(RETURN_PATH_SECRET)? {
+        return Ok(secret);
+    }
+    let secret: [u8; 32] = rand::random();
+    store.put_meta(RETURN_PATH_SECRET, secret.to_vec()).await?;
+    Ok(secret.to_vec())
+}

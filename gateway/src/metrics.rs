@@ -1,0 +1,107 @@
+//! Prometheus metrics of the daemon (names follow Prometheus conventions:
+//! `_total` counters, seconds, no customer or message ids in labels).
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub channel: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabels {
+    pub channel: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    /// Messages by channel and what became of them.
+    pub messages: Family<OutcomeLabels, Counter>,
+    /// Seconds from claim to the upstream's answer.
+    pub send_seconds: Family<ChannelLabels, Histogram>,
+    /// Participants accepted by uploads.
+    pub participants_accepted: Counter,
+    /// Messages being sent right now.
+    pub in_flight: Gauge,
+    /// Messages waiting to be sent, per channel.
+    pub queue_depth: Family<ChannelLabels, Gauge>,
+    /// Webhook batches by result.
+    pub webhook_batches: Family<OutcomeLabels, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("sluice");
+        let messages = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "messages",
+            "Messages by channel and outcome",
+            messages.clone(),
+        );
+        let send_seconds = Family::<ChannelLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ])
+        });
+        registry.register(
+            "send_duration_seconds",
+            "Seconds from claim to the upstream's answer",
+            send_seconds.clone(),
+        );
+        let participants_accepted = Counter::default();
+        registry.register(
+            "participants_accepted",
+            "Participants accepted by uploads",
+            participants_accepted.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "messages_in_flight",
+            "Messages being sent right now",
+            in_flight.clone(),
+        );
+        let queue_depth = Family::<ChannelLabels, Gauge>::default();
+        registry.register(
+            "queue_depth_messages",
+            "Messages of running campaigns waiting to be sent",
+            queue_depth.clone(),
+        );
+        let webhook_batches = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "webhook_batches",
+            "Webhook batches by result",
+            webhook_batches.clone(),
+        );
+        Self {
+            registry,
+            messages,
+            send_seconds,
+            participants_accepted,
+            in_flight,
+            queue_depth,
+            webhook_batches,
+        }
+    }
+}
+
+impl Metrics {
+    /// The OpenMetrics text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

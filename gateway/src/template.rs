@@ -1,0 +1,208 @@
+//! `{{field}}` templates: parsed once per campaign, filled per participant.
+//! Fields come from the participant (`customer`, `address`, `segment`) and
+//! from the extra `fields` the CRM attached.
+
+use std::collections::BTreeSet;
+
+use crate::domain::Participant;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Text(String),
+    Field(String),
+}
+
+/// How a filled-in value is written into the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escape {
+    /// As is (plain text bodies).
+    None,
+    /// `& < > " '` escaped (HTML bodies).
+    Html,
+    /// Line breaks folded to spaces (header values such as the subject).
+    Header,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+impl Template {
+    /// Parses `text`; an unclosed `{{` or an empty name is an error.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(open) = rest.find("{{") {
+            if open > 0 {
+                parts.push(Part::Text(rest[..open].to_owned()));
+            }
+            let after = &rest[open + 2..];
+            let close = after.find("}}").ok_or_else(|| {
+                format!(
+                    "`{{{{` at byte {} is never closed",
+                    text.len() - rest.len() + open
+                )
+            })?;
+            let name = after[..close].trim();
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            {
+                return Err(format!("`{{{{{}}}}}` is not a field name", &after[..close]));
+            }
+            parts.push(Part::Field(name.to_owned()));
+            rest = &after[close + 2..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_owned()));
+        }
+        Ok(Self { parts })
+    }
+
+    /// Field names the template needs.
+    pub fn fields(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Field(f) => Some(f.as_str()),
+            Part::Text(_) => None,
+        })
+    }
+
+    pub fn render(&self, p: &Participant, escape: Escape) -> String {
+        let mut out = String::with_capacity(
+            self.parts
+                .iter()
+                .map(|p| match p {
+                    Part::Text(t) => t.len(),
+                    Part::Field(_) => 16,
+                })
+                .sum(),
+        );
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::Field(name) => {
+                    push_escaped(&mut out, &field_value(p, name).unwrap_or_default(), escape)
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The value of a field for a participant, if it has one.
+pub fn field_value(p: &Participant, name: &str) -> Option<String> {
+    match name {
+        "customer" => Some(p.customer.clone()),
+        "address" => Some(p.address.clone()),
+        "segment" => p.segment.clone(),
+        _ => p.fields.get(name).map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => String::new(),
+            other => other.to_string(),
+        }),
+    }
+}
+
+/// Fields a set of templates needs that a participant lacks.
+pub fn missing_fields<'a>(
+    templates: impl IntoIterator<Item = &'a Template>,
+    p: &Participant,
+) -> BTreeSet<String> {
+    templates
+        .into_iter()
+        .flat_map(Template::fields)
+        .filter(|f| field_value(p, f).is_none())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn push_escaped(out: &mut String, value: &str, escape: Escape) {
+    match escape {
+        Escape::None => out.push_str(value),
+        Escape::Header => out.extend(
+            value
+                .chars()
+                .map(|c| if c == '\r' || c == '\n' { ' ' } else { c }),
+        ),
+        Escape::Html => {
+            for c in value.chars() {
+                match c {
+                    '&' => out.push_str("&amp;"),
+                    '<' => out.push_str("&lt;"),
+                    '>' => out.push_str("&gt;"),
+                    '"' => out.push_str("&quot;"),
+                    '\'' => out.push_str("&#39;"),
+                    c => out.push(c),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn participant() -> Participant {
+        let mut p = Participant {
+            customer: "c42".into(),
+            address: "ann@example.org".into(),
+            segment: Some("gold".into()),
+            fields: Default::default(),
+        };
+        p.fields
+            .insert("name".into(), serde_json::json!("Ann <&> \"O'Neil\""));
+        p.fields.insert("gb".into(), serde_json::json!(21.5));
+        p
+    }
+
+    #[test]
+    fn fills_fields_with_the_right_escaping() {
+        let t = Template::parse("Hi {{ name }}, you used {{gb}} GB ({{segment}}/{{customer}})")
+            .expect("parse");
+        let p = participant();
+        assert_eq!(
+            t.render(&p, Escape::None),
+            "Hi Ann <&> \"O'Neil\", you used 21.5 GB (gold/c42)"
+        );
+        assert_eq!(
+            t.render(&p, Escape::Html),
+            "Hi Ann &lt;&amp;&gt; &quot;O&#39;Neil&quot;, you used 21.5 GB (gold/c42)"
+        );
+    }
+
+    #[test]
+    fn header_values_cannot_inject_lines() {
+        let t = Template::parse("Offer for {{name}}").expect("parse");
+        let mut p = participant();
+        p.fields.insert(
+            "name".into(),
+            serde_json::json!("x\r\nBcc: evil@example.com"),
+        );
+        assert_eq!(
+            t.render(&p, Escape::Header),
+            "Offer for x  Bcc: evil@example.com"
+        );
+    }
+
+    #[test]
+    fn reports_missing_fields_and_bad_templates() {
+        let t = Template::parse("{{name}} {{plan}}").expect("parse");
+        let missing = missing_fields([&t], &participant());
+        assert_eq!(
+            missing.into_iter().collect::<Vec<_>>(),
+            vec!["plan".to_owned()]
+        );
+        assert!(Template::parse("Hi {{name").is_err());
+        assert!(Template::parse("Hi {{}}").is_err());
+        assert!(Template::parse("Hi {{a b}}").is_err());
+        assert_eq!(
+            Template::parse("no fields")
+                .expect("parse")
+                .render(&participant(), Escape::None),
+            "no fields"
+        );
+    }
+}
