@@ -1,0 +1,197 @@
+//! Turning the evidence about one failure (text, codes, SMTP phase) into a
+//! [`Verdict`]. Bounces and synchronous SMTP replies both go through here.
+
+use crate::reason::Reason;
+use crate::report::Verdict;
+use crate::rules;
+use crate::status::{self, EnhancedStatus};
+
+/// What is known about one failed recipient.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Evidence<'a> {
+    /// The diagnostic text (remote reply or MTA explanation).
+    pub text: &'a str,
+    /// Wider text to fall back on when `text` reveals nothing (the
+    /// human-readable part of the report).
+    pub context: &'a str,
+    /// The enhanced status, if any.
+    pub status: Option<EnhancedStatus>,
+    /// The SMTP reply code, if any.
+    pub reply_code: Option<u16>,
+    /// The SMTP command the receiver was answering, when known.
+    pub phase: Option<Phase>,
+    /// True when the report says delivery is only delayed (DSN `delayed`).
+    pub delayed: bool,
+}
+
+impl Evidence<'_> {
+    fn temporary(&self) -> bool {
+        self.status.is_some_and(EnhancedStatus::is_temporary)
+            || self.reply_code.is_some_and(|c| (400..500).contains(&c))
+    }
+
+    fn success(&self) -> bool {
+        self.status.is_some_and(|s| s.class == 2)
+            || self.reply_code.is_some_and(|c| (200..300).contains(&c))
+    }
+}
+
+/// The SMTP command a refusal answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The greeting, HELO/EHLO or the connection itself.
+    Connect,
+    /// MAIL FROM.
+    MailFrom,
+    /// RCPT TO.
+    RcptTo,
+    /// DATA or the end of the content.
+    Data,
+}
+
+/// Phrases naming the command a refusal answered (lowercase).
+const PHASES: &[(&str, Phase)] = &[
+    ("initial connection", Phase::Connect),
+    ("greeting", Phase::Connect),
+    ("refused to talk", Phase::Connect),
+    ("helo", Phase::Connect),
+    ("ehlo", Phase::Connect),
+    ("mail from", Phase::MailFrom),
+    ("in reply to mail", Phase::MailFrom),
+    ("rcpt to", Phase::RcptTo),
+    ("rcpt command", Phase::RcptTo),
+    ("end of data", Phase::Data),
+    ("data command", Phase::Data),
+    (">>> data", Phase::Data),
+    ("final data", Phase::Data),
+    ("after data", Phase::Data),
+];
+
+/// The last SMTP command `text` names as the one refused (in a session
+/// transcript the failing command comes last).
+pub fn phase_of(text: &str) -> Option<Phase> {
+    let lower = text.to_ascii_lowercase();
+    PHASES
+        .iter()
+        .filter_map(|(phrase, phase)| lower.rfind(phrase).map(|at| (at, *phase)))
+        .max_by_key(|(at, _)| *at)
+        .map(|(_, phase)| phase)
+}
+
+/// Applies the rules: text phrases first, then the enhanced status, then
+/// the context text, then the reply code and the SMTP phase. An "unknown
+/// user" answered to DATA, without an addressing status (X.1.x) to back
+/// it, is a content filter speaking; a temporary
+/// "host unknown" is a DNS problem, not proof the domain is gone.
+pub fn diagnose(evidence: &Evidence<'_>) -> Verdict {
+    let reason = if evidence.success() && !evidence.delayed {
+        Reason::Delivered
+    } else {
+        let found = rules::reason_of_text(evidence.text)
+            .or_else(|| {
+                evidence
+                    .status
+                    .filter(|s| !s.is_generic())
+                    .and_then(status::reason_of_status)
+            })
+            .or_else(|| rules::reason_of_text(evidence.context))
+            .or_else(|| evidence.reply_code.and_then(status::reason_of_reply_code))
+            .or(match evidence.phase {
+                Some(Phase::Connect) => Some(Reason::Blocked),
+                Some(Phase::MailFrom) => Some(Reason::Rejected),
+                _ => None,
+            });
+        let mut reason = found.unwrap_or(if evidence.delayed {
+            Reason::Expired
+        } else {
+            Reason::OnHold
+        });
+        let addressing_status = evidence.status.is_some_and(|s| s.subject == 1);
+        if reason == Reason::UserUnknown
+            && evidence.phase == Some(Phase::Data)
+            && !addressing_status
+        {
+            reason = Reason::Filtered;
+        }
+        // Refused at MAIL FROM: "no such user/domain" is about the sender.
+        if evidence.phase == Some(Phase::MailFrom)
+            && matches!(
+                reason,
+                Reason::UserUnknown | Reason::HostUnknown | Reason::HasMoved
+            )
+        {
+            reason = Reason::Rejected;
+        }
+        if reason == Reason::HostUnknown && evidence.temporary() {
+            reason = Reason::NetworkError;
+        }
+        reason
+    };
+    Verdict {
+        kind: reason.kind(evidence.temporary()),
+        reason,
+    }
+}
+
+/// Classifies a synchronous SMTP reply, as a relay answers at RCPT or DATA
+/// time, with the same rules as bounces.
+///
+/// `after_data` is true when the reply answered the DATA command (or the
+/// end of the content). A 2xx reply is `delivered`.
+///
+/// ```
+/// use bounce::{classify_reply, Kind, Reason};
+/// let v = classify_reply(550, "5.1.1".parse().ok(), "user unknown", false);
+/// assert_eq!((v.kind, v.reason), (Kind::Hard, Reason::UserUnknown));
+/// let v = classify_reply(452, "4.2.2".parse().ok(), "mailbox full", false);
+/// assert_eq!((v.kind, v.reason), (Kind::Soft, Reason::MailboxFull));
+/// ```
+pub fn classify_reply(
+    reply_code: u16,
+    status: Option<EnhancedStatus>,
+    text: &str,
+    after_data: bool,
+) -> Verdict {
+    let status = status.or_else(|| status::find_status(text));
+    diagnose(&Evidence {
+        text,
+        context: "",
+        status,
+        reply_code: Some(reply_code),
+        phase: after_data.then_some(Phase::Data),
+        delayed: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reason::Kind;
+
+    #[test]
+    fn replies() {
+        let v = classify_reply(
+            550,
+            None,
+            "5.1.1 <a@b.example>: Recipient address rejected: User unknown",
+            false,
+        );
+        assert_eq!((v.kind, v.reason), (Kind::Hard, Reason::UserUnknown));
+        let v = classify_reply(452, None, "4.2.2 Mailbox full", false);
+        assert_eq!((v.kind, v.reason), (Kind::Soft, Reason::MailboxFull));
+        let v = classify_reply(550, "5.1.1".parse().ok(), "", false);
+        assert_eq!(v.reason, Reason::UserUnknown);
+        let v = classify_reply(250, None, "2.0.0 Ok: queued", false);
+        assert_eq!((v.kind, v.reason), (Kind::Other, Reason::Delivered));
+        let v = classify_reply(554, None, "something odd", false);
+        assert_eq!((v.kind, v.reason), (Kind::Soft, Reason::OnHold));
+        // After DATA, "unknown user" is a filter unless an X.1.x status backs it.
+        let v = classify_reply(550, None, "user unknown", true);
+        assert_eq!(v.reason, Reason::Filtered);
+        let v = classify_reply(550, None, "5.1.1 user unknown", true);
+        assert_eq!(v.reason, Reason::UserUnknown);
+        // Refused at MAIL FROM: about the sender, not the recipient.
+        let v = classify_reply(550, None, "5.1.8 sender domain does not exist", false);
+        assert_eq!(v.reason, Reason::Rejected);
+    }
+}

@@ -1,0 +1,186 @@
+//! The human-readable text of a bounce: where the copy of the original
+//! message starts, which addresses are the failed recipients, and which
+//! lines explain each of them.
+
+use crate::address::{self, find_addresses, is_system_mailbox, same_address};
+
+/// Lines that announce the copy of the original message (lowercase,
+/// compared after trimming).
+const ORIGINAL_MARKERS: &[&str] = &[
+    "below this line is a copy of the message",
+    "this is a copy of the message",
+    "original message follows",
+    "unsent message follows",
+    "message headers follow",
+    "returned message",
+    "original message headers",
+    "headers of the original message",
+    "original message --",
+    "original message -",
+    "copy of the original message",
+    "text of the returned message",
+    "--- original message",
+    "returned mail follows",
+    "undelivered message follows",
+    "included is a copy",
+    "original message header",
+];
+
+/// Header names that start a copied message when no marker line precedes it.
+const HEADER_STARTS: &[&str] = &["received: ", "return-path: ", "x-originating-ip: "];
+
+/// Splits `text` into the report and the copy of the original message.
+pub fn split_original(text: &str) -> (&str, Option<&str>) {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        let lower = trimmed.to_ascii_lowercase();
+        let marker = trimmed.len() < 120 && ORIGINAL_MARKERS.iter().any(|m| lower.contains(m));
+        if marker {
+            let after = offset + line.len();
+            return (
+                text.get(..offset).unwrap_or(text),
+                text.get(after..).map(str::trim_start),
+            );
+        }
+        if offset > 0
+            && HEADER_STARTS.iter().any(|h| lower.starts_with(h))
+            && !line.starts_with([' ', '\t'])
+        {
+            return (text.get(..offset).unwrap_or(text), text.get(offset..));
+        }
+        offset += line.len();
+    }
+    (text, None)
+}
+
+/// One failed recipient found in the text, with the lines that follow its
+/// first mention up to the next recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mention {
+    /// The address.
+    pub address: String,
+    /// The line that first names the recipient (with the transcript
+    /// command lines just before it).
+    pub line: String,
+    /// The explaining lines.
+    pub text: String,
+}
+
+/// Finds the failed recipients of a free-text report, in order of first
+/// mention. `exclude` lists the addresses of the parties around the report
+/// (the original sender, the report's own sender and recipient).
+pub fn recipients(report: &str, exclude: &[String]) -> Vec<Mention> {
+    let lines: Vec<&str> = report.lines().collect();
+    let mut starts: Vec<(usize, String)> = Vec::new();
+    for (index, line) in lines.iter().enumerate() {
+        if names_sender(line) {
+            continue;
+        }
+        for found in find_addresses(line) {
+            let candidate = found.address;
+            if is_system_mailbox(candidate)
+                || exclude.iter().any(|e| same_address(e, candidate))
+                || starts.iter().any(|(_, a)| same_address(a, candidate))
+                || looks_like_message_id(line, found.start)
+            {
+                continue;
+            }
+            starts.push((index, candidate.to_owned()));
+        }
+    }
+    let mut out = Vec::with_capacity(starts.len());
+    for (first, address) in &starts {
+        // A session transcript names the command just before the reply
+        // that names the recipient: keep it with the recipient.
+        let mut start = *first;
+        while start > 0
+            && lines
+                .get(start - 1)
+                .is_some_and(|l| l.trim_start().starts_with(">>>"))
+        {
+            start -= 1;
+        }
+        // The explanation ends where another recipient is named.
+        let end = (first + 1..lines.len())
+            .find(|&i| {
+                lines.get(i).is_some_and(|line| {
+                    starts.iter().any(|(_, other)| {
+                        !same_address(other, address) && contains_address(line, other)
+                    })
+                })
+            })
+            .unwrap_or(lines.len());
+        let text = lines
+            .get(start..end)
+            .map(|l| l.join("\n"))
+            .unwrap_or_default();
+        let line = lines
+            .get(start..=*first)
+            .map(|l| l.join("\n"))
+            .unwrap_or_default();
+        out.push(Mention {
+            address: address.clone(),
+            line,
+            text,
+        });
+    }
+    out
+}
+
+fn contains_address(line: &str, address: &str) -> bool {
+    find_addresses(line)
+        .iter()
+        .any(|f| same_address(f.address, address))
+}
+
+/// Lines that name the sender of the original message, not a recipient.
+fn names_sender(line: &str) -> bool {
+    const SENDER_LINES: &[&str] = &[
+        "from:",
+        "mail from",
+        "sender:",
+        "reply-to:",
+        "return-path:",
+        "envelope-from",
+    ];
+    let lower = line.trim_start().to_ascii_lowercase();
+    SENDER_LINES.iter().any(|p| lower.starts_with(p))
+}
+
+/// `Message-ID: <x@y>` and `id <x@y>` mention ids, not people.
+fn looks_like_message_id(line: &str, start: usize) -> bool {
+    let before = line.get(..start).unwrap_or_default().to_ascii_lowercase();
+    let before = before.trim_end_matches(['<', ' ']);
+    before.ends_with("message-id:") || before.ends_with(" id") || before.ends_with("msgid:")
+}
+
+/// The addresses listed in a header value such as `X-Failed-Recipients`.
+pub fn header_addresses(value: &str) -> Vec<String> {
+    find_addresses(value)
+        .into_iter()
+        .map(|f| f.address.to_owned())
+        .collect()
+}
+
+/// The first address in `value`, if any.
+pub fn first(value: &str) -> Option<String> {
+    address::first_address(value).map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_and_finds() {
+        let text = "Hi. This is the qmail-send program.\n\n<a@example.jp>:\nRemote host said: 550 5.1.1 <a@example.jp>... User Unknown\n\n<b@example.jp>:\nsaid: 552 full\n\n--- Below this line is a copy of the message.\n\nReturn-Path: <s@example.org>\n";
+        let (report, original) = split_original(text);
+        assert!(original.is_some_and(|o| o.starts_with("Return-Path")));
+        let found = recipients(report, &["s@example.org".to_owned()]);
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].address, "a@example.jp");
+        assert!(found[0].text.contains("User Unknown"));
+        assert!(found[1].text.contains("552 full"));
+    }
+}

@@ -1,0 +1,774 @@
+//! The text rule table: phrases that receivers write in their rejection
+//! text, and the reason each phrase reveals.
+//!
+//! The table is data. Rules are listed from the most specific to the most
+//! general; when phrases of several rules occur in one text, the rule that
+//! comes first in the table wins. Matching is case-insensitive, on text whose
+//! runs of white space have been folded into one space. The phrases are our
+//! own summary of how mail servers word their replies.
+
+use std::sync::LazyLock;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+
+use crate::reason::Reason;
+
+/// One line of the table: any of `phrases` means `reason`.
+pub struct Rule {
+    /// The reason the phrases reveal.
+    pub reason: Reason,
+    /// Lowercase phrases, single-spaced.
+    pub phrases: &'static [&'static str],
+}
+
+/// The rule table, highest priority first.
+pub static RULES: &[Rule] = &[
+    // Phrases that would otherwise read as a block or a listing.
+    Rule {
+        reason: Reason::UserUnknown,
+        phrases: &[
+            "recipient address rejected: access denied",
+            "not listed in domino directory",
+            "not listed in public name",
+            "user not listed",
+        ],
+    },
+    Rule {
+        reason: Reason::AuthFailure,
+        phrases: &[
+            "dmarc policy",
+            "dmarc check",
+            "dmarc verification",
+            "failed dmarc",
+            "dmarc failure",
+            "spf check failed",
+            "spf validation",
+            "spf fail",
+            "failed spf",
+            "spf record",
+            "sender policy framework",
+            "authentication checks failed",
+            "dkim signature",
+            "dkim check",
+            "dkim verification",
+            "unauthenticated email from",
+            "unauthenticated mail from",
+            "does not designate",
+            "not authorized to send on behalf",
+            "sender is unauthenticated",
+            "authentication information",
+            "authenticate with",
+        ],
+    },
+    Rule {
+        reason: Reason::RequirePtr,
+        phrases: &[
+            "reverse dns",
+            "reverse lookup",
+            "reverse hostname",
+            "reverse-dns",
+            "ptr record",
+            "ptr resource record",
+            "no ptr",
+            "rdns",
+            "ip name lookup failed",
+            "cannot find your hostname",
+            "mismatches client ip",
+            "without a valid sender domain",
+            "does not resolve to your ip",
+        ],
+    },
+    Rule {
+        reason: Reason::BadReputation,
+        phrases: &[
+            "ip reputation",
+            "domain reputation",
+            "sender reputation",
+            "poor reputation",
+            "bad reputation",
+            "low reputation",
+            "likely suspicious due to the very low reputation",
+            "likely suspicious due to",
+            "user complaints",
+        ],
+    },
+    Rule {
+        reason: Reason::VirusDetected,
+        phrases: &["virus", "malware", "infected", "message contains a threat"],
+    },
+    Rule {
+        reason: Reason::NotCompliantRfc,
+        phrases: &[
+            "rfc 5322",
+            "rfc5322",
+            "rfc 2822",
+            "rfc2822",
+            "rfc 822",
+            "not rfc compliant",
+            "duplicate header",
+            "multiple addresses in from",
+            "headers are not rfc",
+        ],
+    },
+    // The sender, not the recipient, was refused.
+    Rule {
+        reason: Reason::Rejected,
+        phrases: &[
+            "sender address rejected",
+            "domain of sender address",
+            "sender verify failed",
+            "sender verification failed",
+            "sender domain",
+        ],
+    },
+    Rule {
+        reason: Reason::NoRelaying,
+        phrases: &[
+            "relay access denied",
+            "no relaying",
+            "relaying denied",
+            "relay denied",
+            "relaying not allowed",
+            "relay not permitted",
+            "not permitted to relay",
+            "unable to relay",
+            "relaying prohibited",
+            "we do not relay",
+            "not allowed to relay",
+            "relay not allowed",
+            "relaying to",
+            "not a gateway",
+            "not our domain",
+            "not local host",
+            "to relay",
+            "mail relay",
+        ],
+    },
+    Rule {
+        reason: Reason::TooManyConn,
+        phrases: &[
+            "too many connections",
+            "too many concurrent",
+            "too many simultaneous",
+            "connection limit",
+            "connection rate limit",
+            "connection frequency",
+            "ip frequency",
+            "too many smtp sessions",
+            "too many sessions",
+        ],
+    },
+    Rule {
+        reason: Reason::ExceedLimit,
+        phrases: &[
+            "limit set by recipient",
+            "exceeds limit set",
+            "message length exceeds",
+        ],
+    },
+    Rule {
+        reason: Reason::Blocked,
+        phrases: &[
+            "spamhaus",
+            "spamcop",
+            "blacklist",
+            "black list",
+            "blocklist",
+            "block list",
+            "denylist",
+            "dnsbl",
+            " rbl",
+            "/rbl",
+            "listed at",
+            "listed on",
+            "listed in",
+            "client host rejected",
+            "client host blocked",
+            "banned sending ip",
+            "blocked ip",
+            "ip address blocked",
+            "your ip",
+            "sending ip",
+            "ip blocked",
+            "host blocked",
+            "refused to talk to me",
+            "not accepting connections",
+            "connection refused by",
+            "access denied",
+            "service refuse",
+            "service refused",
+            "has been blocked",
+            "has been temporarily blocked",
+            "you have been blocked",
+            "blocked by",
+            "blocked using",
+            "your access to this mail system",
+            "poor reputation",
+            "not allowed to connect",
+            "sender rejected",
+            "your host",
+            "your server",
+            "your network",
+        ],
+    },
+    Rule {
+        reason: Reason::SpamDetected,
+        phrases: &[
+            "spam",
+            "junk mail",
+            "bulk mail",
+            "unsolicited",
+            "content rejected",
+            "message content rejected",
+            "considered as junk",
+            "suspicious",
+        ],
+    },
+    Rule {
+        reason: Reason::Speeding,
+        phrases: &[
+            "rate limit",
+            "rate-limit",
+            "ratelimit",
+            "too fast",
+            "receiving mail at a rate",
+            "too many recipients this hour",
+            "too many messages",
+            "too many emails",
+            "sending limit",
+            "throttl",
+            "unexpected volume",
+        ],
+    },
+    Rule {
+        reason: Reason::MesgTooBig,
+        phrases: &[
+            "message too large",
+            "message too big",
+            "message is too large",
+            "message is too big",
+            "message size exceeds",
+            "message exceeds",
+            "size exceeds",
+            "exceeds size limit",
+            "exceeds the maximum size",
+            "maximum message size",
+            "message size limit",
+            "mail size limit",
+            "too large for",
+        ],
+    },
+    Rule {
+        reason: Reason::SystemFull,
+        phrases: &[
+            "insufficient system storage",
+            "insufficient disk space",
+            "disk full",
+            "out of disk space",
+            "no space left",
+            "system storage",
+        ],
+    },
+    Rule {
+        reason: Reason::MailboxFull,
+        phrases: &[
+            "mailbox full",
+            "mailbox is full",
+            "mailbox is over",
+            "mailbox has exceeded",
+            "mailbox size limit",
+            "mailbox would exceed",
+            "box full",
+            "over quota",
+            "overquota",
+            "quota exceeded",
+            "exceeded quota",
+            "exceeds quota",
+            "quota exceed",
+            "exceed the quota",
+            "exceeded the quota",
+            "exceeded its quota",
+            "over its quota",
+            "over the quota",
+            "quota full",
+            "disk quota",
+            "mail quota",
+            "storage quota",
+            "insufficient storage",
+            "not enough storage",
+            "mailbox storage",
+            "out of storage",
+            "storage space",
+            "exceeded storage",
+            "user is over",
+            "account is full",
+            "inbox is full",
+            "full mailbox",
+            "mail box full",
+            "mailfolder is full",
+            "too much mail",
+            "mailbox exceeds",
+        ],
+    },
+    Rule {
+        reason: Reason::Suspend,
+        phrases: &[
+            "account is disabled",
+            "disabled recipient",
+            "account has been disabled",
+            "account disabled",
+            "is disabled",
+            "been disabled",
+            "mailbox disabled",
+            "mailbox is disabled",
+            "is inactive",
+            "inactive account",
+            "inactive user",
+            "account inactive",
+            "account is inactive",
+            "mailbox is inactive",
+            "not active",
+            "deactivated",
+            "suspended",
+            "discontinued",
+            "account is locked",
+            "account locked",
+            "account is blocked",
+            "account has been blocked",
+            "recipient account is blocked",
+            "account expired",
+            "account has expired",
+            "temporarily unavailable",
+            "mailbox unavailable due to",
+        ],
+    },
+    Rule {
+        reason: Reason::HasMoved,
+        phrases: &[
+            "has moved",
+            "has been moved",
+            "no longer on server",
+            "mailbox moved",
+            "address has changed",
+        ],
+    },
+    Rule {
+        reason: Reason::UserUnknown,
+        phrases: &[
+            "user unknown",
+            "unknown user",
+            "unknown recipient",
+            "recipient unknown",
+            "unknown address",
+            "address unknown",
+            "addressee unknown",
+            "unknown mailbox",
+            "unknown local part",
+            "unknown or illegal alias",
+            "no such user",
+            "no valid recipients",
+            "invalid final delivery userid",
+            "no such recipient",
+            "no such mailbox",
+            "no such account",
+            "no such address",
+            "no such person",
+            "no such local user",
+            "no mailbox",
+            "no account",
+            "user not found",
+            "recipient not found",
+            "recipientnotfound",
+            "mailbox not found",
+            "address not found",
+            "account not found",
+            "user does not exist",
+            "user doesn't exist",
+            "mailbox does not exist",
+            "mailbox doesn't exist",
+            "account does not exist",
+            "account doesn't exist",
+            "address does not exist",
+            "address doesn't exist",
+            "recipient does not exist",
+            "that you tried to reach does not exist",
+            "invalid recipient",
+            "invalid mailbox",
+            "invalid address",
+            "invalid user",
+            "not a valid mailbox",
+            "not a valid user",
+            "not a known user",
+            "bad destination mailbox",
+            "destination mailbox address invalid",
+            "mailbox unavailable",
+            "mailbox not available",
+            "rejected recipient",
+            "name is not recognized",
+            "not recognized",
+            "wasn't found at the destination",
+            "was not found at the destination",
+            "not listed in domino directory",
+            "no longer valid",
+            "unrouteable address",
+            "user unavailable",
+            "undeliverable address",
+            "doesn't have a",
+            "does not have an account",
+            "doesn't have an account",
+            "unknown in virtual",
+            "unknown in local",
+            "not our customer",
+            "no user",
+            "couldn't be found",
+            "could not be found",
+        ],
+    },
+    Rule {
+        reason: Reason::NotAccept,
+        phrases: &[
+            "does not accept mail",
+            "doesn't accept mail",
+            "not accepting mail",
+            "accepts no mail",
+            "doesn't receive email",
+            "does not receive email",
+            "null mx",
+            "no mx",
+        ],
+    },
+    // A DNS answer that may change: not proof the domain is gone.
+    Rule {
+        reason: Reason::NetworkError,
+        phrases: &[
+            "host not found, try again",
+            "unexpected name server reply",
+            "server failure",
+            "servfail",
+        ],
+    },
+    Rule {
+        reason: Reason::HostUnknown,
+        phrases: &[
+            "host unknown",
+            "unknown host",
+            "host not found",
+            "domain not found",
+            "domain name not found",
+            "unknown domain",
+            "no such domain",
+            "domain does not exist",
+            "domain doesn't exist",
+            "non-existent domain",
+            "nonexistent domain",
+            "nxdomain",
+            "name or service not known",
+            "no route to domain",
+            "no relevant answers",
+            "unroutable domain",
+            "domain is not valid",
+            "host or domain name not found",
+            "unrouteable mail domain",
+            "all relevant mx records point to non-existent hosts",
+            "domain is not reachable",
+            "dns lookup failure",
+        ],
+    },
+    Rule {
+        reason: Reason::Rejected,
+        phrases: &[
+            "sender address rejected",
+            "sender rejected",
+            "sender domain",
+            "domain of sender",
+            "sender verify failed",
+            "sender verification",
+            "sender is not",
+            "sender not",
+            "invalid sender",
+            "bad sender",
+            "envelope sender",
+            "envelope from",
+            "mail from",
+            "return address",
+            "responsible address",
+            "may not exist, or you may not have permission to post",
+            "not have permission to post",
+            "not allowed to post",
+            "permission to post",
+            "the group you tried to contact",
+        ],
+    },
+    Rule {
+        reason: Reason::Filtered,
+        phrases: &[
+            "filtered",
+            "content filter",
+            "domain filter",
+            "refused by recipient",
+            "rejected by recipient",
+            "recipient refuses",
+            "user refuses",
+            "not authorized to receive",
+            "does not wish to receive",
+        ],
+    },
+    Rule {
+        reason: Reason::SecurityError,
+        phrases: &[
+            "unauthenticated senders",
+            "authentication required",
+            "must issue a starttls",
+            "tls required",
+            "requires tls",
+            "encryption required",
+            "must authenticate",
+            "authentication failed",
+            "certificate",
+        ],
+    },
+    Rule {
+        reason: Reason::FailedStartTls,
+        phrases: &["starttls failed", "tls negotiation failed", "tls handshake"],
+    },
+    Rule {
+        reason: Reason::Expired,
+        phrases: &[
+            "retry timeout exceeded",
+            "retry time exceeded",
+            "message expired",
+            "delivery expired",
+            "expired",
+            "too long in the queue",
+            "could not be delivered within",
+            "was not delivered within",
+            "unable to deliver in",
+            "in the queue too long",
+            "queue too long",
+            "delivery time",
+            "time limit",
+            "has been delayed",
+            "deferred for",
+            "timed out",
+            "failing for a long time",
+            "could not deliver for the last",
+            "warning message only",
+            "not yet been delivered",
+            "will keep trying",
+            "will be retried",
+        ],
+    },
+    Rule {
+        reason: Reason::NetworkError,
+        phrases: &[
+            "connection refused",
+            "connection reset",
+            "lost connection",
+            "network is unreachable",
+            "no route to host",
+            "hop count exceeded",
+            "too many hops",
+            "routing loop",
+            "mail loop",
+            "loop detected",
+            "loops back",
+            "name service error",
+            "dns error",
+            "host not reachable",
+            "unable to connect",
+            "could not connect",
+            "connect to",
+        ],
+    },
+    Rule {
+        reason: Reason::ContentError,
+        phrases: &[
+            "8-bit data",
+            "8bit data",
+            "headers too large",
+            "header error",
+            "invalid header",
+            "improper",
+            "content error",
+        ],
+    },
+    Rule {
+        reason: Reason::PolicyViolation,
+        phrases: &[
+            "policy",
+            "protocol violation",
+            "prohibited",
+            "not allowed",
+            "content presents a potential",
+        ],
+    },
+    Rule {
+        reason: Reason::SyntaxError,
+        phrases: &[
+            "syntax error",
+            "command unrecognized",
+            "unrecognized command",
+            "bad sequence of commands",
+            "malformed address",
+            "parameter not implemented",
+            "command not implemented",
+        ],
+    },
+    Rule {
+        reason: Reason::MailerError,
+        phrases: &[
+            "mailer error",
+            "command failed",
+            "procmail",
+            "exit code",
+            "pipe to",
+            "delivery program",
+        ],
+    },
+    Rule {
+        reason: Reason::SystemError,
+        phrases: &[
+            "system error",
+            "internal error",
+            "server error",
+            "local error",
+            "mail system problem",
+            "i/o error",
+            "out of memory",
+            "temporary failure",
+            "try again later",
+            "please try later",
+            "service unavailable",
+            "service not available",
+        ],
+    },
+];
+
+struct Matcher {
+    automaton: AhoCorasick,
+    /// Pattern id -> index of its rule in [`RULES`].
+    rule_of_pattern: Vec<usize>,
+}
+
+static MATCHER: LazyLock<Option<Matcher>> = LazyLock::new(|| {
+    let mut patterns = Vec::new();
+    let mut rule_of_pattern = Vec::new();
+    for (index, rule) in RULES.iter().enumerate() {
+        for phrase in rule.phrases {
+            patterns.push(*phrase);
+            rule_of_pattern.push(index);
+        }
+    }
+    let automaton = AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .match_kind(MatchKind::Standard)
+        .build(&patterns)
+        .ok()?;
+    Some(Matcher {
+        automaton,
+        rule_of_pattern,
+    })
+});
+
+/// Folds white space runs into one space and typographic apostrophes into
+/// `'`, appending to `out`.
+pub fn fold(text: &str, out: &mut String) {
+    let mut space = out.is_empty() || out.ends_with(' ');
+    for c in text.chars() {
+        if c.is_whitespace() {
+            if !space {
+                out.push(' ');
+                space = true;
+            }
+            continue;
+        }
+        space = false;
+        match c {
+            '\u{2019}' | '\u{2018}' | '`' => out.push('\''),
+            _ => out.push(c),
+        }
+    }
+}
+
+/// The reason revealed by `text`, if any phrase of the table occurs in it.
+/// Addresses are left out first: a mailbox called `filtered@...` says
+/// nothing about this failure.
+pub fn reason_of_text(text: &str) -> Option<Reason> {
+    let mut folded = String::with_capacity(text.len());
+    let mut at = 0;
+    for (start, end) in noise(text) {
+        fold(text.get(at..start).unwrap_or_default(), &mut folded);
+        folded.push(' ');
+        at = end;
+    }
+    fold(text.get(at..).unwrap_or_default(), &mut folded);
+    reason_of_folded(&folded)
+}
+
+/// Byte ranges of the addresses in `text`, in order.
+fn noise(text: &str) -> Vec<(usize, usize)> {
+    crate::address::find_addresses(text)
+        .into_iter()
+        .map(|f| (f.start, f.end))
+        .collect()
+}
+
+/// Like [`reason_of_text`] for text already passed through [`fold`].
+pub fn reason_of_folded(folded: &str) -> Option<Reason> {
+    let matcher = MATCHER.as_ref()?;
+    let best = matcher
+        .automaton
+        .find_overlapping_iter(folded)
+        .filter_map(|m| matcher.rule_of_pattern.get(m.pattern().as_usize()).copied())
+        .min()?;
+    RULES.get(best).map(|rule| rule.reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_builds() {
+        assert!(MATCHER.is_some());
+        for rule in RULES {
+            for phrase in rule.phrases {
+                assert_eq!(*phrase, phrase.to_lowercase(), "phrases are lowercase");
+                assert!(!phrase.contains("  "), "phrases are single-spaced");
+            }
+        }
+    }
+
+    #[test]
+    fn common_texts() {
+        let cases = [
+            (
+                "550 5.1.1 <a@b.example>... User Unknown",
+                Reason::UserUnknown,
+            ),
+            ("452 4.2.2 Mailbox full", Reason::MailboxFull),
+            (
+                "Host unknown (Name server: x: host not found)",
+                Reason::HostUnknown,
+            ),
+            ("554 5.7.1 Relay access denied", Reason::NoRelaying),
+            (
+                "550 5.7.26 Unauthenticated email from x is not accepted due to domain's\n DMARC policy",
+                Reason::AuthFailure,
+            ),
+            (
+                "Client host rejected: blocked using zen.spamhaus.org",
+                Reason::Blocked,
+            ),
+            ("retry timeout exceeded", Reason::Expired),
+            (
+                "The email account that you tried to reach is disabled.",
+                Reason::Suspend,
+            ),
+        ];
+        for (text, reason) in cases {
+            assert_eq!(reason_of_text(text), Some(reason), "{text}");
+        }
+        assert_eq!(reason_of_text("hello world"), None);
+    }
+}

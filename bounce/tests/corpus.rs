@@ -1,0 +1,139 @@
+//! The bounce corpus (testdata/, BSD-2-Clause, see testdata/README.md) as a
+//! test: every file is classified and compared per recipient with
+//! expected.tsv. Prints kind and reason agreement; asserts kind agreement.
+//! Set `BOUNCE_CORPUS_VERBOSE=1` to print every disagreement.
+//!
+//! This test runs without the libtest harness (`harness = false`) so that
+//! the agreement figures always reach the CI log, even when it passes.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use bounce::{Kind, Reason};
+
+/// The floor this test enforces for kind agreement, in percent.
+///
+/// The target is 97%. What stands between the two is mostly rows
+/// where the corpus labels a plain "550 user unknown" (no filter named, no
+/// SMTP phase given) as `filtered` (soft) while we say `userunknown`
+/// (hard); no rule that is not tuned to single files separates those, and
+/// hard is the right call for a sender. The floor sits just under what the
+/// rules reach today so that a regression fails the build.
+const MIN_KIND_AGREEMENT: f64 = 90.0;
+
+struct Expected {
+    reason: Reason,
+    kind: String,
+}
+
+fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
+}
+
+fn expected() -> BTreeMap<(String, usize), Expected> {
+    let text = fs::read_to_string(testdata().join("expected.tsv")).expect("expected.tsv");
+    let mut out = BTreeMap::new();
+    for line in text.lines().skip(1) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        assert!(cols.len() >= 4, "bad row {line:?}");
+        let reason: Reason = cols[2].parse().expect("known reason");
+        out.insert(
+            (cols[0].to_owned(), cols[1].parse().expect("rcpt")),
+            Expected {
+                reason,
+                kind: cols[3].to_owned(),
+            },
+        );
+    }
+    out
+}
+
+fn main() {
+    corpus_agreement();
+    every_corpus_file_classifies();
+    not_bounces_are_not_bounces();
+    println!("bounce corpus: ok");
+}
+
+fn corpus_agreement() {
+    let expected = expected();
+    let verbose = std::env::var_os("BOUNCE_CORPUS_VERBOSE").is_some();
+    let mut kind_ok = 0usize;
+    let mut reason_ok = 0usize;
+    let mut files = 0usize;
+    for ((file, rcpt), want) in &expected {
+        let raw = fs::read(testdata().join("eml").join(file)).expect("corpus file");
+        let bounce = bounce::classify(&raw).expect("classify");
+        files += 1;
+        let got = bounce.recipients.get(rcpt - 1);
+        let (kind, reason) = match got {
+            Some(r) => (r.kind, Some(r.reason)),
+            None => (Kind::Other, None),
+        };
+        let kind_match = got.is_some() && kind.as_str() == want.kind;
+        let reason_match = reason == Some(want.reason);
+        kind_ok += usize::from(kind_match);
+        reason_ok += usize::from(reason_match);
+        if verbose && (!kind_match || !reason_match) {
+            eprintln!(
+                "MISMATCH {file}#{rcpt}: want {}/{} got {:?}/{:?} addr={:?} status={:?} diag={:?}",
+                want.kind,
+                want.reason,
+                got.map(|r| r.kind),
+                reason,
+                got.map(|r| r.address.as_str()),
+                got.and_then(|r| r.status).map(|s| s.to_string()),
+                got.and_then(|r| r.diagnostic.as_deref())
+                    .map(|d| d.chars().take(160).collect::<String>()),
+            );
+        }
+    }
+    let total = expected.len();
+    let kind_pct = 100.0 * kind_ok as f64 / total as f64;
+    let reason_pct = 100.0 * reason_ok as f64 / total as f64;
+    println!(
+        "bounce corpus: {total} recipients: kind agreement {kind_ok}/{total} = {kind_pct:.1}%, reason agreement {reason_ok}/{total} = {reason_pct:.1}%"
+    );
+    assert!(files > 0);
+    assert!(
+        kind_pct >= MIN_KIND_AGREEMENT,
+        "kind agreement {kind_pct:.1}% is below {MIN_KIND_AGREEMENT}%"
+    );
+}
+
+fn every_corpus_file_classifies() {
+    let expected = expected();
+    let mut missed = Vec::new();
+    for entry in fs::read_dir(testdata().join("eml")).expect("eml dir") {
+        let path = entry.expect("entry").path();
+        let raw = fs::read(&path).expect("read");
+        let bounce = bounce::classify(&raw).expect("classify");
+        // Serialises for the gateway's NDJSON output.
+        serde_json::to_string(&bounce).expect("serialise");
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let listed = expected.keys().any(|(file, _)| file == name);
+        if listed && !bounce.is_bounce {
+            missed.push(name.to_owned());
+        }
+    }
+    println!("bounce corpus: files not recognised as reports: {missed:?}");
+    // Two mailing-list manager notices (fml) are not bounces to us.
+    assert!(missed.len() <= 2, "not recognised as reports: {missed:?}");
+}
+
+fn not_bounces_are_not_bounces() {
+    let mut seen = 0;
+    for entry in fs::read_dir(testdata().join("not-bounce")).expect("not-bounce dir") {
+        let path = entry.expect("entry").path();
+        let raw = fs::read(&path).expect("read");
+        let bounce = bounce::classify(&raw).expect("classify");
+        assert!(!bounce.is_bounce, "{} is not a bounce", path.display());
+        assert!(bounce.recipients.is_empty());
+        seen += 1;
+    }
+    assert!(seen > 0);
+}
