@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Redirect throughput of clicktrack against nginx's static `return 302`, same
+# machine, same wrk settings, in one run.
+#
+#   bench/redirect.sh                  # wrk -t2 -c64 -d10s, server on 1 thread
+#   DURATION=30s CONNS=128 SERVER_THREADS=2 bench/redirect.sh
+#   BENCH_REDIRECT_BIN=target/release/bench_redirect bench/redirect.sh   # no build
+#
+# Installs wrk and nginx with apt-get if they are missing. Prints req/s and
+# p99 latency of both, the ratio sluice/nginx (target >= 0.90), and the clicks
+# the server recorded next to the responses wrk counted. Every process it
+# starts is stopped on exit, however it exits.
+set -euo pipefail
+
+DURATION=${DURATION:-10s}
+THREADS=${THREADS:-2}
+CONNS=${CONNS:-64}
+SERVER_THREADS=${SERVER_THREADS:-1}
+WARMUP=${WARMUP:-2s}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+
+need_install=()
+command -v wrk >/dev/null || need_install+=(wrk)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_install+=(nginx)
+if [ ${#need_install[@]} -gt 0 ]; then
+    echo "installing ${need_install[*]} with apt-get" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_install[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+TMP=$(mktemp -d)
+NGINX_PID=
+SERVER_PID=
+cleanup() {
+    for pid in $SERVER_PID $NGINX_PID; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid" 2>/dev/null || true
+            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_for_port() {
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "nothing listens on port $1" >&2
+    return 1
+}
+
+# Runs wrk on $1, writing its report to $2. The warm-up uses HEAD, which the
+# tracking server answers without recording a click, so the clicks counted
+# afterwards are those of the measured run only.
+run_wrk() {
+    timeout 30 wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" -s "$TMP/head.lua" "$1" >/dev/null
+    timeout 120 wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --timeout 2s --latency "$1" >"$2"
+}
+rps() { awk '/^Requests\/sec:/ { print $2 }' "$1"; }
+p99() { awk '$1 == "99%" { print $2 }' "$1"; }
+total() { awk '/requests in/ { print $1 }' "$1"; }
+non3xx() { awk '/Non-2xx or 3xx/ { print $5 }' "$1"; }
+
+echo 'wrk.method = "HEAD"' >"$TMP/head.lua"
+
+# BENCH_REDIRECT_BIN=path skips the build (e.g. a binary built elsewhere).
+BIN=${BENCH_REDIRECT_BIN:-}
+if [ -z "$BIN" ]; then
+    echo "building bench_redirect (release)" >&2
+    cargo build --quiet --release --manifest-path "$ROOT/Cargo.toml" -p bench --bin bench_redirect
+    BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/bench_redirect"
+fi
+
+# nginx: one worker, static 302, no logging.
+NGINX_PORT=$(free_port)
+cat >"$TMP/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $TMP/nginx.pid;
+error_log $TMP/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / { return 302 http://example.com/; }
+    }
+}
+CONF
+"$NGINX" -p "$TMP" -c "$TMP/nginx.conf" &
+NGINX_PID=$!
+wait_for_port "$NGINX_PORT"
+
+"$BIN" --threads "$SERVER_THREADS" >"$TMP/server.out" &
+SERVER_PID=$!
+for _ in $(seq 100); do grep -q '^url ' "$TMP/server.out" 2>/dev/null && break; sleep 0.1; done
+URL=$(awk '/^url / { print $2 }' "$TMP/server.out")
+[ -n "$URL" ] || { echo "bench_redirect did not start" >&2; exit 1; }
+curl_check=$(python3 - "$URL" <<'PY'
+import http.client, sys, urllib.parse
+u = urllib.parse.urlsplit(sys.argv[1])
+c = http.client.HTTPConnection(u.hostname, u.port)
+c.request("HEAD", u.path)
+r = c.getresponse()
+print(r.status, r.getheader("Location"))
+PY
+)
+[ "$curl_check" = "302 http://example.com/" ] || { echo "unexpected answer: $curl_check" >&2; exit 1; }
+
+echo "wrk -t$THREADS -c$CONNS -d$DURATION (warm-up $WARMUP), server threads: sluice $SERVER_THREADS, nginx 1 worker" >&2
+run_wrk "http://127.0.0.1:$NGINX_PORT/c/x" "$TMP/nginx.wrk"
+run_wrk "$URL" "$TMP/sluice.wrk"
+
+kill -TERM "$SERVER_PID"
+wait "$SERVER_PID" || true
+SERVER_PID=
+CLICKED=$(awk '/^events / { sub("clicked=", "", $2); print $2 }' "$TMP/server.out")
+REFUSED=$(awk '/^events / { sub("refused=", "", $3); print $3 }' "$TMP/server.out")
+
+N_RPS=$(rps "$TMP/nginx.wrk"); S_RPS=$(rps "$TMP/sluice.wrk")
+RATIO=$(awk -v s="$S_RPS" -v n="$N_RPS" 'BEGIN { printf "%.2f", s / n }')
+printf '%-8s %12s %10s %12s %10s\n' server req/s p99 requests non-3xx
+printf '%-8s %12s %10s %12s %10s\n' nginx "$N_RPS" "$(p99 "$TMP/nginx.wrk")" "$(total "$TMP/nginx.wrk")" "$(non3xx "$TMP/nginx.wrk")"
+printf '%-8s %12s %10s %12s %10s\n' sluice "$S_RPS" "$(p99 "$TMP/sluice.wrk")" "$(total "$TMP/sluice.wrk")" "$(non3xx "$TMP/sluice.wrk")"
+echo "ratio sluice/nginx: $RATIO (target >= 0.90)"
+echo "clicks recorded by the server: $CLICKED (wrk counted $(total "$TMP/sluice.wrk") responses; requests in flight when wrk stops are recorded but not counted), refused: $REFUSED"
