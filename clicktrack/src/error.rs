@@ -20,6 +20,14 @@ pub enum Error {
         /// The minimum accepted length.
         min: usize,
     },
+    /// A keyring configuration string that does not parse.
+    #[error("keyring entry {entry}: {reason}")]
+    KeySpec {
+        /// The entry's position, from 1.
+        entry: usize,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// Two keys with the same id in one keyring.
     #[error("key id {0} appears twice in the keyring")]
     DuplicateKeyId(u8),

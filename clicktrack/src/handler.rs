@@ -1,24 +1,5 @@
 //! The HTTP handlers of the public tracking listener, and the trait through
 //! which they ask about links and report events.
-//!
-//! | route | methods | answer |
-//! |---|---|---|
-//! | `/c/{token}` | GET, HEAD | 302 to the link's URL; GET records [`EventKind::Clicked`] |
-//! | `/o/{token}` | GET, HEAD | 1×1 transparent GIF, not cacheable; GET records [`EventKind::Opened`] |
-//! | `/u/{token}` | GET, HEAD | a page with a button that POSTs back; records nothing |
-//! | `/u/{token}` | POST | RFC 8058 one-click unsubscribe: records [`EventKind::Unsubscribed`], small page |
-//!
-//! HEAD answers with the same status and headers as GET but records nothing:
-//! HEAD comes from link scanners and prefetchers, not from people. Replays are
-//! not detected: each GET of a click URL is one more click.
-//!
-//! A token that does not verify (garbage, truncated, oversized, tampered,
-//! unknown key), a token of another kind than its route, an unknown message or
-//! link, or a stored URL that is not `http(s)` gives 404 with no `Location`.
-//! Another method on a tracking route gives 405 with `Allow`. When the sink
-//! refuses an event ([`Overloaded`]) the answer is 503 with `Retry-After`, not
-//! the redirect: every 302, pixel and unsubscribe confirmation the handler
-//! sends stands for an event the sink accepted.
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
@@ -39,7 +20,9 @@ use crate::token::{LinkIndex, MessageNo, Token};
 /// channel drained by a batching writer with group commit).
 pub trait TrackingSink: Send + Sync + 'static {
     /// The URL of link `link` of the campaign `message` belongs to; `None`
-    /// when the message, its campaign or the link is unknown.
+    /// when the message, its campaign, its link table (e.g. an old campaign
+    /// purged from the store) or the link is unknown: the handler then
+    /// answers 404.
     fn resolve_link(&self, message: MessageNo, link: LinkIndex) -> Option<Arc<str>>;
 
     /// Whether `message` is a message the gateway sent (for opens and
@@ -85,6 +68,25 @@ pub enum EventKind {
 /// The tracking handlers: a cheap-to-clone hyper [`Service`] that the gateway
 /// can mount on its own listener, or call through [`Tracking::respond`] from
 /// another framework.
+///
+/// | route | methods | answer |
+/// |---|---|---|
+/// | `/c/{token}` | GET, HEAD | 302 to the link's URL; GET records [`EventKind::Clicked`] |
+/// | `/o/{token}` | GET, HEAD | 1×1 transparent GIF, not cacheable; GET records [`EventKind::Opened`] |
+/// | `/u/{token}` | GET, HEAD | a page with a button that POSTs back; records nothing |
+/// | `/u/{token}` | POST | RFC 8058 one-click unsubscribe: records [`EventKind::Unsubscribed`], small page |
+///
+/// HEAD answers with the same status and headers as GET but records nothing:
+/// HEAD comes from link scanners and prefetchers, not from people. Replays are
+/// not detected: each GET of a click URL is one more click.
+///
+/// A token that does not verify (garbage, truncated, oversized, tampered,
+/// unknown key), a token of another kind than its route, an unknown message or
+/// link, or a stored URL that is not `http(s)` gives 404 with no `Location`.
+/// Another method on a tracking route gives 405 with `Allow`. When the sink
+/// refuses an event ([`Overloaded`]) the answer is 503 with `Retry-After`, not
+/// the redirect: every 302, pixel and unsubscribe confirmation the handler
+/// sends stands for an event the sink accepted.
 ///
 /// [`Service`]: hyper::service::Service
 pub struct Tracking<S> {

@@ -93,6 +93,40 @@ impl Keyring {
         Ok(Keyring::new(Key::new(id, secret)?))
     }
 
+    /// A keyring from a configuration string: comma-separated `ID:SECRET`
+    /// entries, `SECRET` being base64 (standard or URL-safe, padding
+    /// optional) of at least [`MIN_SECRET_LEN`] bytes. The first entry signs;
+    /// the others only verify. Example: `"2:<new secret>,1:<old secret>"`.
+    /// Errors name the entry by position, never its secret.
+    pub fn from_spec(spec: &str) -> Result<Self> {
+        let mut entries = spec.split(',').map(str::trim).enumerate();
+        let parse = |(i, entry): (usize, &str)| -> Result<Key> {
+            let refuse = |reason| Error::KeySpec {
+                entry: i + 1,
+                reason,
+            };
+            let (id, secret) = entry
+                .split_once(':')
+                .ok_or_else(|| refuse("expected ID:SECRET"))?;
+            let id: u8 = id
+                .trim()
+                .parse()
+                .map_err(|_| refuse("ID is not a number 0..=63"))?;
+            let secret =
+                decode_secret(secret.trim()).ok_or_else(|| refuse("SECRET is not base64"))?;
+            Key::new(id, &secret)
+        };
+        let first = entries.next().ok_or(Error::KeySpec {
+            entry: 1,
+            reason: "empty",
+        })?;
+        let mut ring = Keyring::new(parse(first)?);
+        for entry in entries {
+            ring = ring.with_verifying(parse(entry)?)?;
+        }
+        Ok(ring)
+    }
+
     /// Adds an older key that verifies but no longer signs. Refuses an id the
     /// keyring already holds.
     pub fn with_verifying(mut self, key: Key) -> Result<Self> {
@@ -162,6 +196,15 @@ impl Keyring {
         }
         self.verifying.iter().find(|k| k.id == id)
     }
+}
+
+fn decode_secret(text: &str) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let text = text.trim_end_matches('=');
+    STANDARD_NO_PAD
+        .decode(text)
+        .or_else(|_| URL_SAFE_NO_PAD.decode(text))
+        .ok()
 }
 
 // Keep the constant referenced from the docs in one place.
@@ -273,6 +316,49 @@ mod tests {
         assert!(matches!(dup, Err(Error::DuplicateKeyId(1))));
         let shown = format!("{:?}", ring());
         assert!(!shown.contains("0123456789abcdef"), "{shown}");
+    }
+
+    #[test]
+    fn keyrings_are_parsed_from_a_spec() {
+        use base64::engine::general_purpose::STANDARD;
+        let spec = format!(
+            " 2:{} , 1:{}",
+            STANDARD.encode(SECRET_B),
+            URL_SAFE_NO_PAD.encode(SECRET_A)
+        );
+        let ring = Keyring::from_spec(&spec).unwrap();
+        assert_eq!(ring.current_id(), 2);
+        assert_eq!(ring.verify(&ring.mint(click(1, 1))).unwrap(), click(1, 1));
+        let old = Keyring::from_secret(1, SECRET_A).unwrap();
+        assert_eq!(ring.verify(&old.mint(click(1, 1))).unwrap(), click(1, 1));
+        let secret = STANDARD.encode(SECRET_A);
+        for (bad, entry) in [
+            (String::new(), 1),
+            ("1".to_string(), 1),
+            (format!("x:{secret}"), 1),
+            (format!("1:{secret},2:not base64!"), 2),
+        ] {
+            match Keyring::from_spec(&bad) {
+                Err(Error::KeySpec { entry: e, .. }) => assert_eq!(e, entry, "{bad}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            Keyring::from_spec(&format!("64:{secret}")),
+            Err(Error::KeyId(64))
+        ));
+        assert!(matches!(
+            Keyring::from_spec("1:c2hvcnQ="),
+            Err(Error::ShortSecret { .. })
+        ));
+        assert!(matches!(
+            Keyring::from_spec(&format!("1:{secret},1:{secret}")),
+            Err(Error::DuplicateKeyId(1))
+        ));
+        let err = Keyring::from_spec(&format!("1:{secret},2:not base64!"))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains(&secret), "{err}");
     }
 
     #[test]

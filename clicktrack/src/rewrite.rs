@@ -1,29 +1,4 @@
 //! Link tables and the rewriting of bodies and headers at send time.
-//!
-//! # What is tracked
-//! - HTML: the `href` of every `<a>` and `<area>` tag whose value (after
-//!   HTML-unescaping and trimming) starts with `http://` or `https://`, in
-//!   double, single or no quotes. `mailto:`, `tel:`, relative and fragment links
-//!   are left alone; so are comments and `<script>`/`<style>` contents.
-//! - Text: every `http://` or `https://` URL that starts a word, up to
-//!   whitespace, `<`, `>`, `"`, a backquote or a non-ASCII character, without
-//!   trailing punctuation (`.,;:!?'*`, and `)`/`]` left unbalanced).
-//!
-//! # Marking a link untracked
-//! - HTML: put the attribute `data-untracked` on the `<a>` (it is kept in the
-//!   output; browsers ignore it): `<a href="https://x.example/" data-untracked>`.
-//! - Text (and anywhere in HTML): write `{{untracked:URL}}`; the marker is
-//!   removed and the URL is emitted as written. The gateway's template merge
-//!   must leave this form alone.
-//!
-//! # Link tables
-//! The table is per campaign: [`LinkTable::from_template`] collects the tracked
-//! URLs of the template once (each distinct URL gets one index, in order of
-//! first appearance, HTML before text), and the gateway stores
-//! [`LinkTable::urls`]. Each personalised body is then rewritten against that
-//! table; a link whose URL is not in it (typically one personalised with a
-//! `{{field}}`, which the template's table skips) stays as it is and is
-//! reported in [`Rewritten::not_in_table`].
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -164,6 +139,31 @@ impl ListUnsubscribe {
 }
 
 /// Rewrites bodies for one tracking base URL and keyring.
+///
+/// # What is tracked
+/// - HTML: the `href` of every `<a>` and `<area>` tag whose value (after
+///   HTML-unescaping and trimming) starts with `http://` or `https://`, in
+///   double, single or no quotes. `mailto:`, `tel:`, relative and fragment links
+///   are left alone; so are comments and `<script>`/`<style>` contents.
+/// - Text: every `http://` or `https://` URL that starts a word, up to
+///   whitespace, `<`, `>`, `"`, a backquote or a non-ASCII character, without
+///   trailing punctuation (`.,;:!?'*`, and `)`/`]` left unbalanced).
+///
+/// # Marking a link untracked
+/// - HTML: put the attribute `data-untracked` on the `<a>` (it is kept in the
+///   output; browsers ignore it): `<a href="https://x.example/" data-untracked>`.
+/// - Text (and anywhere in HTML): write `{{untracked:URL}}`; the marker is
+///   removed and the URL is emitted as written. The gateway's template merge
+///   must leave this form alone.
+///
+/// # Link tables
+/// The table is per campaign: [`LinkTable::from_template`] collects the tracked
+/// URLs of the template once (each distinct URL gets one index, in order of
+/// first appearance, HTML before text), and the gateway stores
+/// [`LinkTable::urls`]. Each personalised body is then rewritten against that
+/// table; a link whose URL is not in it (typically one personalised with a
+/// `{{field}}`, which the template's table skips) stays as it is and is
+/// reported in [`Rewritten::not_in_table`].
 #[derive(Clone, Debug)]
 pub struct Rewriter {
     keys: Arc<Keyring>,

@@ -1,18 +1,4 @@
 //! What a tracking token says, and its byte layout.
-//!
-//! A token is `base64url(payload ‖ tag)` without padding, where
-//!
-//! ```text
-//! payload = header:u8  message:LEB128(u64)  [link:LEB128(u16), click tokens only]
-//! header  = key_id << 2 | kind          (key_id 0..=63; kind 0 click, 1 open, 2 unsubscribe)
-//! tag     = HMAC-SHA256(key, "sluice/clicktrack/v1\0" ‖ payload)[..10]
-//! ```
-//!
-//! The varints must be minimal and nothing may follow the tag, so every token
-//! has exactly one spelling: any change to its text either stops it decoding or
-//! changes the authenticated bytes. With message numbers below 2^35 a click
-//! token is 23 or 24 characters; the longest possible token (message
-//! `u64::MAX`, link `u16::MAX`) is 32.
 
 /// The number the gateway gives each message it sends; the gateway maps it to
 /// the campaign and the customer.
@@ -45,6 +31,20 @@ impl Kind {
 }
 
 /// The authenticated content of a tracking token.
+///
+/// Minted and verified by [`Keyring`](crate::Keyring). Its text is `base64url(payload ‖ tag)` without padding, where
+///
+/// ```text
+/// payload = header:u8  message:LEB128(u64)  [link:LEB128(u16), click tokens only]
+/// header  = key_id << 2 | kind          (key_id 0..=63; kind 0 click, 1 open, 2 unsubscribe)
+/// tag     = HMAC-SHA256(key, "sluice/clicktrack/v1\0" ‖ payload)[..10]
+/// ```
+///
+/// The varints must be minimal and nothing may follow the tag, so every token
+/// has exactly one spelling: any change to its text either stops it decoding or
+/// changes the authenticated bytes. With message numbers below 2^35 a click
+/// token is 23 or 24 characters; the longest possible token (message
+/// `u64::MAX`, link `u16::MAX`) is 32.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Token {
     /// Link `link` of message `message` was followed.
