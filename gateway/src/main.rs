@@ -1,10 +1,13 @@
 //! `sluice`: the command line of the gateway daemon.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use gateway::config::Config;
 use tokio_util::sync::CancellationToken;
+
+/// Our own info logs; the storage engine's only when they matter.
+const DEFAULT_LOG: &str = "info,fjall=warn,lsm_tree=warn";
 
 #[derive(Parser)]
 #[command(
@@ -35,9 +38,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG)),
         )
         .init();
     match cli.command {

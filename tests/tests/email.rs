@@ -1,0 +1,433 @@
+//! E-mail campaigns end to end: the real daemon against a real SMTP server
+//! (Python aiosmtpd), asserting on what the server received and on the facts
+//! the CRM reads back.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use serde_json::json;
+use sluice_e2e::{Daemon, SmtpPeer};
+
+fn relay_config(peer: &SmtpPeer) -> String {
+    format!(
+        "[email]\nbounce_domain = \"bounces.test\"\nretry_base_secs = 1\nretry_max_secs = 1\nmax_attempts = 3\n\n\
+         [[email.relays]]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"starttls\"\nconnections = 4\n",
+        peer.port
+    )
+}
+
+fn declare(daemon: &Daemon, id: &str) {
+    let r = daemon.put_json(
+        &format!("/v1/campaigns/{id}"),
+        &json!({
+            "channel": "email",
+            "name": "Unlimited plan",
+            "expected_participants": 4,
+            "content": { "email": {
+                "from": "Telco Offers <offers@telco.test>",
+                "subject": "{{name}}, go unlimited",
+                "text": "Hello {{name}}, you used {{gb}} GB.",
+                "html": "<p>Hello {{name}}, you used <b>{{gb}}</b> GB.</p>"
+            }}
+        }),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+fn finished(v: &serde_json::Value) -> bool {
+    v["state"] == "finished"
+}
+
+#[test]
+fn personalised_mail_reaches_the_relay_and_every_fact_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(peer) = SmtpPeer::start(dir.path()) else {
+        return;
+    };
+    let daemon = Daemon::start(dir.path(), &relay_config(&peer));
+    declare(&daemon, "stage1");
+
+    let upload = [
+        json!({"customer": "c1", "address": "ann@example.org", "fields": {"name": "Ann & <Bob>", "gb": 21}}),
+        json!({"customer": "c2", "address": "carl@example.org", "segment": "gold", "fields": {"name": "Carl", "gb": 35.5}}),
+        json!({"customer": "c3", "address": "not-an-address", "fields": {"name": "X", "gb": 1}}),
+        json!({"customer": "c4", "address": "dora@example.org", "fields": {"name": "Dora"}}),
+        json!({"customer": "c1", "address": "ann@example.org", "fields": {"name": "Ann & <Bob>", "gb": 21}}),
+    ];
+    let body: String = upload.iter().map(|l| format!("{l}\n")).collect();
+    let r = daemon.post(
+        "/v1/campaigns/stage1/participants",
+        "application/x-ndjson",
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answer = r.json();
+    assert_eq!(answer["accepted"], 2);
+    assert_eq!(answer["duplicates"], 1);
+    let rejected = answer["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 2);
+    assert_eq!(rejected[0]["line"], 3);
+    assert!(
+        rejected[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not-an-address")
+    );
+    assert_eq!(rejected[1]["line"], 4);
+    assert!(rejected[1]["error"].as_str().unwrap().contains("`gb`"));
+
+    assert_eq!(
+        daemon
+            .post("/v1/campaigns/stage1/start", "application/json", b"")
+            .status,
+        200
+    );
+    let state = daemon.wait_for_campaign("stage1", Duration::from_secs(60), finished);
+    assert_eq!(state["counts"]["submitted"], 2, "{state}");
+
+    let mut received = peer.received();
+    received.sort_by(|a, b| a.rcpt_tos.cmp(&b.rcpt_tos));
+    assert_eq!(received.len(), 2);
+    let ann = &received[0];
+    assert_eq!(ann.rcpt_tos, vec!["ann@example.org"]);
+    assert!(
+        ann.mail_from.starts_with("b-") && ann.mail_from.ends_with("@bounces.test"),
+        "{}",
+        ann.mail_from
+    );
+    assert_ne!(
+        ann.mail_from, received[1].mail_from,
+        "each message has its own Return-Path token"
+    );
+    assert!(
+        ann.data.contains("Subject: Ann & <Bob>, go unlimited\r\n"),
+        "{}",
+        ann.data
+    );
+    assert!(
+        ann.data
+            .contains("From: \"Telco Offers\" <offers@telco.test>\r\n"),
+        "{}",
+        ann.data
+    );
+    assert!(
+        ann.data.contains("To: <ann@example.org>\r\n"),
+        "{}",
+        ann.data
+    );
+    assert!(
+        ann.data
+            .contains(&format!("Message-ID: <{}>", ann.mail_from)),
+        "{}",
+        ann.data
+    );
+    assert!(
+        ann.data.contains("Hello Ann & <Bob>, you used 21 GB."),
+        "{}",
+        ann.data
+    );
+    assert!(
+        ann.data
+            .contains("<p>Hello Ann &amp; &lt;Bob&gt;, you used <b>21</b> GB.</p>"),
+        "{}",
+        ann.data
+    );
+    let carl = &received[1];
+    assert_eq!(carl.rcpt_tos, vec!["carl@example.org"]);
+    assert!(
+        carl.data.contains("Subject: Carl, go unlimited\r\n"),
+        "{}",
+        carl.data
+    );
+    assert!(carl.data.contains("you used 35.5 GB."), "{}", carl.data);
+
+    let events = daemon.all_events();
+    let kinds: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["customer"].as_str().unwrap().to_owned(),
+                e["type"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for customer in ["c1", "c2"] {
+        assert!(
+            kinds.contains(&(customer.into(), "accepted".into())),
+            "{kinds:?}"
+        );
+        assert!(
+            kinds.contains(&(customer.into(), "submitted".into())),
+            "{kinds:?}"
+        );
+    }
+    assert_eq!(events.len(), 4, "{events:#?}");
+    let cursors: Vec<u64> = events
+        .iter()
+        .map(|e| e["cursor"].as_u64().unwrap())
+        .collect();
+    assert!(
+        cursors.windows(2).all(|w| w[0] < w[1]),
+        "cursors only grow: {cursors:?}"
+    );
+    assert!(events.iter().all(|e| e["campaign"] == "stage1"));
+
+    let audience = daemon.get("/v1/campaigns/stage1/participants?outcome=delivered");
+    assert_eq!(audience.status, 200);
+    let mut rows: Vec<serde_json::Value> = audience
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    rows.sort_by_key(|r| r["customer"].as_str().unwrap().to_owned());
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["customer"], "c1");
+    assert_eq!(rows[0]["address"], "ann@example.org");
+    assert_eq!(rows[0]["outcome"], "delivered");
+    assert!(
+        daemon
+            .get("/v1/campaigns/stage1/participants?outcome=failed")
+            .text()
+            .is_empty()
+    );
+
+    let later = daemon.get("/v1/events?after=4");
+    assert_eq!(later.json()["events"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn temporary_failures_are_retried_and_permanent_ones_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(peer) = SmtpPeer::start(dir.path()) else {
+        return;
+    };
+    let daemon = Daemon::start(dir.path(), &relay_config(&peer));
+    declare(&daemon, "retry");
+    let body = [
+        json!({"customer": "soon", "address": "tempfail-2-soon@example.org", "fields": {"name": "S", "gb": 1}}),
+        json!({"customer": "never", "address": "full-never@example.org", "fields": {"name": "N", "gb": 1}}),
+        json!({"customer": "gone", "address": "reject-gone@example.org", "fields": {"name": "G", "gb": 1}}),
+    ];
+    let r = daemon.post(
+        "/v1/campaigns/retry/participants",
+        "application/json",
+        json!(body).to_string().as_bytes(),
+    );
+    assert_eq!(r.json()["accepted"], 3);
+    assert_eq!(
+        daemon
+            .post("/v1/campaigns/retry/start", "application/json", b"")
+            .status,
+        200
+    );
+    let state = daemon.wait_for_campaign("retry", Duration::from_secs(60), finished);
+    assert_eq!(state["counts"]["submitted"], 1, "{state}");
+    assert_eq!(state["counts"]["failed"], 2, "{state}");
+
+    let received = peer.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].rcpt_tos, vec!["tempfail-2-soon@example.org"]);
+
+    let events = daemon.all_events();
+    let of = |customer: &str| -> Vec<serde_json::Value> {
+        events
+            .iter()
+            .filter(|e| e["customer"] == customer)
+            .cloned()
+            .collect()
+    };
+    let soon: Vec<_> = of("soon")
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        soon,
+        vec![
+            "accepted",
+            "retry_scheduled",
+            "retry_scheduled",
+            "submitted"
+        ]
+    );
+    assert!(
+        of("soon")[1]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("451 4.3.0")
+    );
+
+    let never: Vec<_> = of("never")
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        never,
+        vec!["accepted", "retry_scheduled", "retry_scheduled", "failed"],
+        "max_attempts = 3"
+    );
+    assert!(
+        of("never")[3]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("452 4.2.2")
+    );
+
+    let gone = of("gone");
+    assert_eq!(gone.len(), 2);
+    assert_eq!(gone[1]["type"], "failed");
+    assert_eq!(gone[1]["status"], 550);
+    assert!(gone[1]["reason"].as_str().unwrap().contains("5.1.1"));
+
+    let failed = daemon
+        .get("/v1/campaigns/retry/participants?outcome=failed")
+        .text();
+    assert_eq!(failed.lines().count(), 2, "{failed}");
+}
+
+#[test]
+fn a_relay_that_is_down_gets_the_messages_once_it_is_up() {
+    let dir = tempfile::tempdir().unwrap();
+    // Find a free port, then leave it closed while the campaign starts.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    if !sluice_e2e::require(
+        "python3 with aiosmtpd",
+        std::process::Command::new("python3").args(["-c", "import aiosmtpd"]),
+    ) {
+        return;
+    }
+    let config = format!(
+        "[email]\nretry_base_secs = 1\nretry_max_secs = 1\nmax_attempts = 50\n\n[[email.relays]]\nhost = \"127.0.0.1\"\nport = {port}\n"
+    );
+    let daemon = Daemon::start(dir.path(), &config);
+    declare(&daemon, "down");
+    let body =
+        json!([{"customer": "a", "address": "a@example.org", "fields": {"name": "A", "gb": 2}}]);
+    daemon.post(
+        "/v1/campaigns/down/participants",
+        "application/json",
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(
+        daemon
+            .post("/v1/campaigns/down/start", "application/json", b"")
+            .status,
+        200
+    );
+    let start = std::time::Instant::now();
+    while !daemon
+        .all_events()
+        .iter()
+        .any(|e| e["type"] == "retry_scheduled")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no retry while the relay is down"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let peer = SmtpPeer::start_on(dir.path(), port).unwrap();
+    daemon.wait_for_campaign("down", Duration::from_secs(60), finished);
+    let received = peer.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].rcpt_tos, vec!["a@example.org"]);
+}
+
+#[test]
+fn bad_requests_get_clear_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(peer) = SmtpPeer::start(dir.path()) else {
+        return;
+    };
+    let daemon = Daemon::start_with_env(
+        dir.path(),
+        &relay_config(&peer),
+        &[("SLUICE_API_TOKENS", "crm:crm-secret,admin:admin-secret")],
+    );
+    let anonymous = daemon.get("/v1/campaigns/x");
+    assert_eq!(anonymous.status, 401, "{}", anonymous.text());
+    let wrong = sluice_e2e::request(
+        "GET",
+        &daemon.api,
+        "/v1/campaigns/x",
+        &[("authorization", "Bearer nope")],
+        b"",
+    );
+    assert_eq!(wrong.status, 401);
+    let auth = [
+        ("authorization", "Bearer crm-secret"),
+        ("content-type", "application/json"),
+    ];
+    let missing = sluice_e2e::request("GET", &daemon.api, "/v1/campaigns/x", &auth, b"");
+    assert_eq!(missing.status, 404);
+    let decl = json!({"channel": "email", "name": "n", "content": {"email": {"from": "a@b.test", "subject": "s", "text": "t"}}});
+    let put = sluice_e2e::request(
+        "PUT",
+        &daemon.api,
+        "/v1/campaigns/empty",
+        &auth,
+        decl.to_string().as_bytes(),
+    );
+    assert_eq!(put.status, 200, "{}", put.text());
+    let start = sluice_e2e::request("POST", &daemon.api, "/v1/campaigns/empty/start", &auth, b"");
+    assert_eq!(start.status, 409, "no participants: {}", start.text());
+    assert!(
+        start.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("no participants")
+    );
+    let nocontent = json!({"channel": "email", "name": "n"});
+    sluice_e2e::request(
+        "PUT",
+        &daemon.api,
+        "/v1/campaigns/bare",
+        &auth,
+        nocontent.to_string().as_bytes(),
+    );
+    let upload = json!([{"customer": "a", "address": "a@example.org"}]);
+    sluice_e2e::request(
+        "POST",
+        &daemon.api,
+        "/v1/campaigns/bare/participants",
+        &auth,
+        upload.to_string().as_bytes(),
+    );
+    let start = sluice_e2e::request("POST", &daemon.api, "/v1/campaigns/bare/start", &auth, b"");
+    assert_eq!(start.status, 409, "no content: {}", start.text());
+    let unknown = sluice_e2e::request(
+        "POST",
+        &daemon.api,
+        "/v1/campaigns/nope/participants",
+        &auth,
+        upload.to_string().as_bytes(),
+    );
+    assert_eq!(unknown.status, 404);
+    let bad_decl =
+        json!({"channel": "email", "name": "n", "window": {"start": "tomorrow"}, "priority": 99});
+    let r = sluice_e2e::request(
+        "PUT",
+        &daemon.api,
+        "/v1/campaigns/bad",
+        &auth,
+        bad_decl.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json()["problems"].as_array().unwrap().len(),
+        2,
+        "{}",
+        r.text()
+    );
+    assert_eq!(daemon.get("/healthz").status, 200);
+    assert_eq!(daemon.get("/readyz").status, 200);
+    let metrics = daemon.get("/metrics").text();
+    assert!(
+        metrics.contains("sluice_participants_accepted_total"),
+        "{metrics}"
+    );
+}
