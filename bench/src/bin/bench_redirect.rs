@@ -138,6 +138,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         });
     }
 
+    // Install the handlers before announcing the address, so that a signal
+    // sent as soon as the address is printed is not fatal.
+    let shutdown = shutdown_signal()?;
     let keys = Arc::new(Keyring::from_secret(
         1,
         b"bench secret, thirty-two bytes!!",
@@ -152,7 +155,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
 
     let tracking = Tracking::new(sink.clone(), keys);
-    clicktrack::serve(listener, tracking, shutdown_signal()).await?;
+    clicktrack::serve(listener, tracking, shutdown).await?;
 
     let refused = sink.refused.load(Ordering::Relaxed);
     let accepted = sink.counted.load(Ordering::Relaxed);
@@ -170,16 +173,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    })
 }
