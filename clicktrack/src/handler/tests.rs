@@ -436,3 +436,54 @@ async fn serve_speaks_http1_with_keep_alive_and_stops_on_shutdown() {
     let _ = conn.read_to_end(&mut rest).await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+fn escape_attr(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+proptest::proptest! {
+    /// Whatever the URL in the template, the redirect goes to that URL, HTML
+    /// entities decoded, and nowhere else.
+    #[test]
+    fn a_rewritten_link_redirects_to_its_original_url(
+        tail in "[A-Za-z0-9&=?;'\"<>%#/._~-]{0,40}",
+        message in proptest::prelude::any::<u64>(),
+    ) {
+        let url = format!("https://shop.example/{tail}");
+        let html = format!("<p><a href=\"{}\">go</a></p>", escape_attr(&url));
+        let table = crate::LinkTable::from_template(None, Some(&html)).unwrap();
+        proptest::prop_assert_eq!(&*table.urls()[0], url.as_str());
+
+        let keys = Arc::new(Keyring::from_secret(1, &[9; 32]).unwrap());
+        let mut sink = MemSink::default();
+        sink.links.insert((message, 0), table.urls()[0].clone());
+        let tracking = Tracking::new(Arc::new(sink), keys.clone());
+        let rw = Rewriter::new(keys, "https://t.example").unwrap();
+        let out = rw.rewrite_html(&html, &table, MessageNo(message));
+        proptest::prop_assert_eq!(out.tracked, 1);
+        let start = out.body.find("/c/").unwrap();
+        let end = start + out.body[start..].find('"').unwrap();
+        let res = tracking.respond(&Request::get(&out.body[start..end]).body(()).unwrap());
+        proptest::prop_assert_eq!(res.status(), StatusCode::FOUND);
+        proptest::prop_assert_eq!(header(&res, "location"), Some(url.as_str()));
+    }
+
+    /// No path other than a valid token ever gets a Location.
+    #[test]
+    fn arbitrary_paths_never_redirect(
+        route in "[cou]",
+        token in "[A-Za-z0-9_%./-]{0,64}",
+    ) {
+        let f = fixture();
+        let path = format!("/{route}/{token}");
+        for method in [Method::GET, Method::HEAD, Method::POST] {
+            let res = f.get(method, &path);
+            proptest::prop_assert!(res.headers().get(header::LOCATION).is_none());
+            proptest::prop_assert!(matches!(res.status().as_u16(), 404 | 405));
+        }
+        proptest::prop_assert!(f.sink.kinds().is_empty());
+    }
+}
