@@ -31,6 +31,10 @@ pub trait TrackingSink: Send + Sync + 'static {
 
     /// Takes one event without waiting. `Err(Overloaded)` when it cannot be
     /// queued: the handler then answers 503 instead of pretending success.
+    /// The handler answers as soon as this returns `Ok`, so what a crash can
+    /// lose of acknowledged events is what the sink holds in memory: its
+    /// queue and the batch being committed (bounded by its group-commit
+    /// interval).
     fn record(&self, event: TrackingEvent) -> Result<(), Overloaded>;
 }
 
