@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::exclusion::ExclusionDays;
 use crate::key::CustomerKey;
 use crate::limits::Limits;
-use crate::quota::{QuotaBook, QuotaCheck};
+use crate::quota::{QuotaBook, QuotaCheck, QuotaRule};
 use crate::window::{Opening, Window};
 
 /// Why a message must wait (it is kept and retried, not dropped).
@@ -158,15 +158,62 @@ impl Admission {
         blacklist: &Blacklist,
         quotas: &mut QuotaBook,
     ) -> Result<Decision> {
-        let d = self.decide(now, window, req, blacklist, quotas)?;
+        let (d, rule) = self.decide_rule(now, window, req, blacklist, quotas)?;
         if d == Decision::Go {
             self.bucket.record(now);
             self.caps.record(now)?;
-            if let Some(rule) = quotas.rule_for(req.segment) {
+            if let Some(rule) = rule {
                 quotas.record(req.customer, rule, now);
             }
         }
         Ok(d)
+    }
+
+    /// [`admit`](Self::admit) for each request in order, all at `now`,
+    /// appending the decisions to `out`. Same results as calling `admit` in
+    /// a loop, but the customers' quota slots and blacklist entries are
+    /// fetched from memory together, so with millions of customers a batch
+    /// runs several times faster than one-by-one calls.
+    pub fn admit_batch(
+        &mut self,
+        now: Timestamp,
+        window: &mut Window,
+        reqs: &[Request<'_>],
+        blacklist: &Blacklist,
+        quotas: &mut QuotaBook,
+        out: &mut Vec<Decision>,
+    ) -> Result<()> {
+        const CHUNK: usize = 16;
+        // Software pipelining: while chunk k is decided, the memory for
+        // chunk k + 1 is already on its way.
+        let warm = |chunk: &[Request<'_>], quotas: &QuotaBook| {
+            let mut keys = [CustomerKey(0); CHUNK];
+            for (k, r) in keys.iter_mut().zip(chunk) {
+                *k = r.customer;
+            }
+            quotas.warm(&keys[..chunk.len()]);
+            if !blacklist.is_empty() {
+                let mut any = false;
+                for r in chunk {
+                    any |= blacklist.contains_key(r.customer)
+                        | r.address.is_some_and(|a| blacklist.contains_key(a));
+                }
+                std::hint::black_box(any);
+            }
+        };
+        let mut chunks = reqs.chunks(CHUNK).peekable();
+        if let Some(first) = chunks.peek() {
+            warm(first, quotas);
+        }
+        while let Some(chunk) = chunks.next() {
+            if let Some(next) = chunks.peek() {
+                warm(next, quotas);
+            }
+            for r in chunk {
+                out.push(self.admit(now, window, r, blacklist, quotas)?);
+            }
+        }
+        Ok(())
     }
 
     /// As [`admit`](Self::admit) but records nothing.
@@ -178,45 +225,63 @@ impl Admission {
         blacklist: &Blacklist,
         quotas: &QuotaBook,
     ) -> Result<Decision> {
-        if !blacklist.is_empty()
+        Ok(self.decide_rule(now, window, req, blacklist, quotas)?.0)
+    }
+
+    /// [`decide`](Self::decide), plus the quota rule that applied.
+    fn decide_rule(
+        &mut self,
+        now: Timestamp,
+        window: &mut Window,
+        req: &Request<'_>,
+        blacklist: &Blacklist,
+        quotas: &QuotaBook,
+    ) -> Result<(Decision, Option<QuotaRule>)> {
+        let blocked = if !blacklist.is_empty()
             && (blacklist.contains_key(req.customer)
                 || req.address.is_some_and(|a| blacklist.contains_key(a)))
         {
-            return Ok(Decision::Suppress(Suppression::Blacklisted));
-        }
-        if window.ended(now) {
-            return Ok(Decision::Suppress(Suppression::CampaignEnded));
-        }
-        if let Some(start) = window.start().filter(|s| now < *s) {
-            return self.defer(Deferral::NotStarted, start, window);
-        }
-        if let Some(until) = self.exclusion.check(now)? {
-            return self.defer(Deferral::ExclusionDay, until, window);
-        }
-        match window.check(now)? {
-            Opening::Open { .. } => {}
-            Opening::Closed { opens: Some(t) } => {
-                return self.defer(Deferral::OutsideWindow, t, window);
+            Decision::Suppress(Suppression::Blacklisted)
+        } else if window.ended(now) {
+            Decision::Suppress(Suppression::CampaignEnded)
+        } else if let Some(start) = window.start().filter(|s| now < *s) {
+            self.defer(Deferral::NotStarted, start, window)?
+        } else if let Some(until) = self.exclusion.check(now)? {
+            self.defer(Deferral::ExclusionDay, until, window)?
+        } else {
+            match window.check(now)? {
+                Opening::Open { .. } => match self.caps.check(now)? {
+                    Some(t) => self.defer(Deferral::CapReached, t, window)?,
+                    None => Decision::Go,
+                },
+                Opening::Closed { opens: Some(t) } => {
+                    self.defer(Deferral::OutsideWindow, t, window)?
+                }
+                Opening::Closed { opens: None } => Decision::Suppress(Suppression::CampaignEnded),
             }
-            Opening::Closed { opens: None } => {
-                return Ok(Decision::Suppress(Suppression::CampaignEnded));
-            }
+        };
+        if blocked != Decision::Go {
+            return Ok((blocked, None));
         }
-        if let Some(t) = self.caps.check(now)? {
-            return self.defer(Deferral::CapReached, t, window);
-        }
-        if let Some(rule) = quotas.rule_for(req.segment)
+        let rule = quotas.rule_for(req.segment);
+        if let Some(rule) = rule
             && let QuotaCheck::Exceeded { free_at } = quotas.check(req.customer, rule, now)
         {
-            return Ok(Decision::Suppress(Suppression::QuotaExceeded { free_at }));
+            return Ok((
+                Decision::Suppress(Suppression::QuotaExceeded { free_at }),
+                Some(rule),
+            ));
         }
         if let Err(t) = self.bucket.check(now) {
-            return Ok(Decision::Defer {
-                reason: Deferral::RateLimited,
-                retry_at: t,
-            });
+            return Ok((
+                Decision::Defer {
+                    reason: Deferral::RateLimited,
+                    retry_at: t,
+                },
+                rule,
+            ));
         }
-        Ok(Decision::Go)
+        Ok((Decision::Go, rule))
     }
 
     /// A deferral whose `retry_at` is moved past exclusion days and window

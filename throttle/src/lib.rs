@@ -28,6 +28,10 @@ pub mod plan;
 mod quota;
 mod window;
 
+/// The time library of this crate's API (`Timestamp`, time zones), re-exported
+/// so callers use the same version.
+pub use jiff;
+
 pub use admission::{Admission, Decision, Deferral, Request, Suppression};
 pub use blacklist::Blacklist;
 pub use bucket::Bucket;

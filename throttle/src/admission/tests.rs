@@ -245,3 +245,51 @@ fn invalid_limits_are_refused() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn batch_matches_one_by_one() {
+    let json = r#"{"rate_per_sec": 1000, "burst": 50, "tz": "Europe/Berlin",
+        "caps": [{"hours": "09:00-18:00", "max": 150}],
+        "quotas": {"*": {"max": 2, "per": "P1D"}, "gold": {"max": 1, "per": "P1D"}}}"#;
+    let (mut a1, mut q1, mut b) = setup(json, "2026-11-23T09:00:00Z");
+    let (mut a2, mut q2, _) = setup(json, "2026-11-23T09:00:00Z");
+    b.insert("c7");
+    let mut w1 = office_hours(None, None);
+    let mut w2 = office_hours(None, None);
+    let names: Vec<String> = (0..400).map(|i| format!("c{}", i % 90)).collect();
+    let reqs: Vec<Request<'_>> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Request {
+            customer: CustomerKey::of(n),
+            address: None,
+            segment: (i % 3 == 0).then_some("gold"),
+        })
+        .collect();
+    let mut batched = Vec::new();
+    let mut single = Vec::new();
+    for (k, chunk) in reqs.chunks(70).enumerate() {
+        let now = ts("2026-11-23T09:00:00Z") + jiff::SignedDuration::from_millis(10 * k as i64);
+        a2.admit_batch(now, &mut w2, chunk, &b, &mut q2, &mut batched)
+            .unwrap();
+        for r in chunk {
+            single.push(a1.admit(now, &mut w1, r, &b, &mut q1).unwrap());
+        }
+    }
+    assert_eq!(batched, single);
+    // Every kind of answer occurred, so the comparison covered them.
+    assert!(single.contains(&Decision::Go));
+    assert!(single.contains(&Decision::Suppress(Suppression::Blacklisted)));
+    assert!(
+        single
+            .iter()
+            .any(|d| matches!(d, Decision::Suppress(Suppression::QuotaExceeded { .. })))
+    );
+    assert!(single.iter().any(|d| matches!(
+        d,
+        Decision::Defer {
+            reason: Deferral::RateLimited,
+            ..
+        }
+    )));
+}
