@@ -5,7 +5,7 @@
 #   bench/redirect.sh                  # wrk -t2 -c64 -d10s, server on 1 thread
 #   DURATION=30s CONNS=128 SERVER_THREADS=2 bench/redirect.sh
 #   BENCH_REDIRECT_BIN=target/release/bench_redirect bench/redirect.sh   # no build
-#   ROUNDS=3 bench/redirect.sh   # alternate nginx and sluice 3 times, report the best of each
+#   ROUNDS=5 bench/redirect.sh   # alternate nginx and sluice 5 times, report medians
 #
 # Installs wrk and nginx with apt-get if they are missing. Prints req/s and
 # p99 latency of both, the ratio sluice/nginx (target >= 0.90), each server's
@@ -132,7 +132,7 @@ PY
 
 echo "wrk -t$THREADS -c$CONNS -d$DURATION (HEAD warm-up $WARMUP), $ROUNDS round(s); sluice on $SERVER_THREADS thread(s), nginx on 1 worker" >&2
 printf '%-6s %-8s %12s %10s %12s %8s %10s\n' round server req/s p99 responses non-3xx cpu-us/req
-BEST_N=0; BEST_S=0; BEST_N_P99=; BEST_S_P99=; SLUICE_RESPONSES=0
+N_RPS=(); S_RPS=(); N_P99=(); S_P99=(); RATIOS=(); SLUICE_RESPONSES=0
 for round in $(seq "$ROUNDS"); do
     run_wrk "http://127.0.0.1:$NGINX_PORT/c/x" "$TMP/nginx.wrk" "$NGINX_PID"
     run_wrk "$URL" "$TMP/sluice.wrk" "$SERVER_PID"
@@ -142,12 +142,9 @@ for round in $(seq "$ROUNDS"); do
             "$(total "$f")" "$(non3xx "$f")" "$(cpu_per_req "$(cat "$f.cpu")" "$(total "$f")")"
     done
     SLUICE_RESPONSES=$((SLUICE_RESPONSES + $(total "$TMP/sluice.wrk")))
-    if awk -v a="$(rps "$TMP/nginx.wrk")" -v b="$BEST_N" 'BEGIN { exit !(a > b) }'; then
-        BEST_N=$(rps "$TMP/nginx.wrk"); BEST_N_P99=$(p99 "$TMP/nginx.wrk")
-    fi
-    if awk -v a="$(rps "$TMP/sluice.wrk")" -v b="$BEST_S" 'BEGIN { exit !(a > b) }'; then
-        BEST_S=$(rps "$TMP/sluice.wrk"); BEST_S_P99=$(p99 "$TMP/sluice.wrk")
-    fi
+    N_RPS+=("$(rps "$TMP/nginx.wrk")"); S_RPS+=("$(rps "$TMP/sluice.wrk")")
+    N_P99+=("$(p99 "$TMP/nginx.wrk")"); S_P99+=("$(p99 "$TMP/sluice.wrk")")
+    RATIOS+=("$(awk -v s="$(rps "$TMP/sluice.wrk")" -v n="$(rps "$TMP/nginx.wrk")" 'BEGIN { printf "%.2f", s / n }')")
 done
 
 kill -TERM "$SERVER_PID"
@@ -156,9 +153,18 @@ SERVER_PID=
 CLICKED=$(awk '/^events / { sub("clicked=", "", $2); print $2 }' "$TMP/server.out")
 REFUSED=$(awk '/^events / { sub("refused=", "", $3); print $3 }' "$TMP/server.out")
 
-RATIO=$(awk -v s="$BEST_S" -v n="$BEST_N" 'BEGIN { printf "%.2f", s / n }')
-echo "best nginx:  $BEST_N req/s, p99 $BEST_N_P99"
-echo "best sluice: $BEST_S req/s, p99 $BEST_S_P99"
-echo "ratio sluice/nginx: $RATIO (target >= 0.90)"
+# Median of the arguments (numbers, or durations like 1.2ms / 850us / 1.1s
+# compared as numbers after conversion to microseconds).
+median() {
+    printf '%s\n' "$@" | awk '
+        /us$/ { sub("us", ""); print $0 + 0; next }
+        /ms$/ { sub("ms", ""); print $0 * 1000; next }
+        /s$/ { sub("s", ""); print $0 * 1000000; next }
+        { print $0 + 0 }' | sort -g |
+        awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print m }'
+}
+echo "median nginx:  $(median "${N_RPS[@]}") req/s, p99 $(median "${N_P99[@]}") us"
+echo "median sluice: $(median "${S_RPS[@]}") req/s, p99 $(median "${S_P99[@]}") us"
+echo "ratio sluice/nginx per round: ${RATIOS[*]}; median $(median "${RATIOS[@]}") (target >= 0.90)"
 echo "clicks recorded by sluice: $CLICKED, 3xx responses counted by wrk: $SLUICE_RESPONSES, refused: $REFUSED"
 echo "(requests still in flight when wrk stops are recorded but not counted by wrk)"
