@@ -1,1 +1,6 @@
-//! sluice benchmarks (filled below).
+//! Load generators, sinks and benchmarks for sluice. Each `src/bin/bench_*`
+//! prints its figures (as ratios to a same-run baseline where one exists);
+//! `BENCHMARKS.md` at the root records them with the command that made them.
+
+pub mod http;
+pub mod smtp_sink;

@@ -40,8 +40,39 @@ pub enum RunError {
     Setup(String),
 }
 
-/// Serves until `shutdown` is cancelled.
+/// A started daemon: its bound addresses and its tasks.
+pub struct Running {
+    pub api: SocketAddr,
+    tasks: TaskTracker,
+}
+
+impl Running {
+    /// Waits for the tasks after `shutdown` was cancelled, at most the grace period.
+    pub async fn stopped(self) {
+        if tokio::time::timeout(GRACE, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "grace period over; unsettled messages will be sent again after restart"
+            );
+        }
+    }
+}
+
+/// Serves until `shutdown` is cancelled, then shuts down gracefully.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    let running = start(config, shutdown.clone()).await?;
+    announce(running.api);
+    tracing::info!(api = %running.api, "sluice is serving");
+    shutdown.cancelled().await;
+    tracing::info!("shutting down: no new claims, finishing sends in flight");
+    running.stopped().await;
+    Ok(())
+}
+
+/// Opens the store, binds the listeners and starts every task.
+pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, RunError> {
     config.validate()?;
     let path = config.store.path.clone();
     let store: Arc<dyn Store> = Arc::new(
@@ -126,15 +157,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         }
     });
     tasks.close();
-    announce(api_addr);
-    tracing::info!(api = %api_addr, "sluice is serving");
-
-    shutdown.cancelled().await;
-    tracing::info!("shutting down: no new claims, finishing sends in flight");
-    if tokio::time::timeout(GRACE, tasks.wait()).await.is_err() {
-        tracing::warn!("grace period over; unsettled messages will be sent again after restart");
-    }
-    Ok(())
+    Ok(Running {
+        api: api_addr,
+        tasks,
+    })
 }
 
 async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, RunError> {

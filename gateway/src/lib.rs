@@ -18,4 +18,4 @@ pub mod webhook;
 
 mod daemon;
 
-pub use daemon::{RunError, run};
+pub use daemon::{RunError, Running, run, start};

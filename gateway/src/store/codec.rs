@@ -22,13 +22,6 @@ pub fn cursor_key(cursor: u64) -> [u8; 8] {
     cursor.to_be_bytes()
 }
 
-pub fn parse_cursor_key(key: &[u8]) -> Result<u64> {
-    let bytes: [u8; 8] = key
-        .try_into()
-        .map_err(|_| corrupt("fact key", "not 8 bytes"))?;
-    Ok(u64::from_be_bytes(bytes))
-}
-
 /// A message's state, rewritten on every outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct StatusRecord {

@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use foldhash::fast::RandomState;
+
 use super::Counts;
 use crate::domain::{CampaignRecord, MessageNo, Millis, Status};
 
@@ -22,7 +24,7 @@ pub struct Slot {
 #[derive(Debug)]
 pub struct CampaignIndex {
     pub record: CampaignRecord,
-    pub by_customer: HashMap<Box<str>, u32>,
+    pub by_customer: HashMap<Box<str>, u32, RandomState>,
     /// Indexed by participant number. A slot exists once durable.
     pub slots: Vec<Slot>,
     /// Participant numbers allocated, durable or being committed.
@@ -36,7 +38,7 @@ impl CampaignIndex {
     pub fn new(record: CampaignRecord) -> Self {
         Self {
             record,
-            by_customer: HashMap::new(),
+            by_customer: HashMap::default(),
             slots: Vec::new(),
             allocated: 0,
             due: BTreeSet::new(),

@@ -1,0 +1,140 @@
+//! E-mail throughput from a started campaign to a fast loopback SMTP sink,
+//! with the p99 time from claim to the relay's 250:
+//! `cargo run --release -p bench --bin bench_email [MESSAGES]`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::ensure;
+use bench::{http::Api, smtp_sink::SmtpSink};
+use gateway::config::{Config, Relay, TlsMode};
+use hyper::Method;
+use tokio_util::sync::CancellationToken;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let n: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(50_000);
+    let sink = SmtpSink::start().await?;
+    let dir = tempfile::tempdir()?;
+    let mut config = Config::default();
+    config.listen.api = "127.0.0.1:0".into();
+    config.store.path = dir.path().join("data");
+    config.dispatch.concurrency = 512;
+    config.dispatch.claim_batch = 512;
+    config.email.relays = vec![Relay {
+        host: "127.0.0.1".into(),
+        port: sink.port,
+        tls: TlsMode::None,
+        tls_insecure: false,
+        connections: 128,
+        timeout_secs: 30,
+        username: None,
+        password_env: None,
+    }];
+    let shutdown = CancellationToken::new();
+    let running = gateway::start(config, shutdown.clone()).await?;
+    let api = Api::new(running.api);
+    let decl = serde_json::json!({"channel": "email", "name": "bench", "content": {"email": {
+        "from": "Offers <offers@telco.example>", "subject": "{{name}}, go unlimited",
+        "text": "Hello {{name}}, your offer is waiting.", "html": "<p>Hello {{name}}, your offer is waiting.</p>"}}});
+    let (status, _) = api
+        .call(
+            Method::PUT,
+            "/v1/campaigns/bench",
+            "application/json",
+            decl.to_string(),
+        )
+        .await?;
+    ensure!(status == 200, "declare answered {status}");
+    let body: String = (0..n)
+        .map(|i| format!("{{\"customer\":\"c{i}\",\"address\":\"u{i}@example.org\",\"fields\":{{\"name\":\"N{i}\"}}}}\n"))
+        .collect();
+    let (status, answer) = api
+        .call(
+            Method::POST,
+            "/v1/campaigns/bench/participants",
+            "application/x-ndjson",
+            body,
+        )
+        .await?;
+    ensure!(
+        status == 200 && answer["accepted"] == n,
+        "upload answered {status}: {answer}"
+    );
+
+    let started = Instant::now();
+    let (status, _) = api
+        .call(
+            Method::POST,
+            "/v1/campaigns/bench/start",
+            "application/json",
+            "",
+        )
+        .await?;
+    ensure!(status == 200, "start answered {status}");
+    loop {
+        let (_, state) = api
+            .call(Method::GET, "/v1/campaigns/bench", "application/json", "")
+            .await?;
+        if state["state"] == "finished" {
+            ensure!(
+                state["counts"]["submitted"] == n,
+                "not all submitted: {state}"
+            );
+            break;
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "campaign did not finish: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let metrics = api.text("/metrics").await?;
+    shutdown.cancel();
+    running.stopped().await;
+    println!("messages: {n} (sink received {})", sink.received());
+    println!(
+        "throughput start→finished: {:.0} messages/s",
+        n as f64 / elapsed
+    );
+    match p99_upper_bound(&metrics) {
+        Some(p99) => println!(
+            "p99 claim→250: ≤ {:.1} ms (histogram bucket bound)",
+            p99 * 1000.0
+        ),
+        None => println!("p99 claim→250: not found in /metrics"),
+    }
+    Ok(())
+}
+
+/// The smallest histogram bucket bound holding 99% of the e-mail sends.
+fn p99_upper_bound(metrics: &str) -> Option<f64> {
+    let buckets: Vec<(f64, f64)> = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("sluice_send_duration_seconds_bucket") && l.contains("channel=\"email\"")
+        })
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            let count: f64 = l.rsplit(' ').next()?.parse().ok()?;
+            Some((le, count))
+        })
+        .collect();
+    let total = buckets.iter().map(|b| b.1).fold(0.0, f64::max);
+    buckets
+        .iter()
+        .find(|(_, c)| *c >= total * 0.99)
+        .map(|(le, _)| *le)
+}

@@ -1,0 +1,88 @@
+//! A fast SMTP sink for measuring: answers everything positively, supports
+//! PIPELINING, keeps nothing but a count of messages received.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter},
+    net::{TcpListener, TcpStream},
+};
+
+pub struct SmtpSink {
+    pub port: u16,
+    received: Arc<AtomicU64>,
+}
+
+impl SmtpSink {
+    /// Binds 127.0.0.1 on an ephemeral port and serves in the background.
+    pub async fn start() -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let received = Arc::new(AtomicU64::new(0));
+        let count = received.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let count = count.clone();
+                tokio::spawn(async move {
+                    let _ = session(stream, &count).await;
+                });
+            }
+        });
+        Ok(Self { port, received })
+    }
+
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+}
+
+async fn session(stream: TcpStream, count: &AtomicU64) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let (read, write) = stream.into_split();
+    let mut reader = BufReader::with_capacity(64 * 1024, read);
+    let mut writer = BufWriter::new(write);
+    writer.write_all(b"220 sink ESMTP\r\n").await?;
+    writer.flush().await?;
+    let mut line = Vec::with_capacity(1024);
+    let mut in_data = false;
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line).await? == 0 {
+            return Ok(());
+        }
+        let reply: &[u8] = if in_data {
+            if line != b".\r\n" {
+                continue;
+            }
+            in_data = false;
+            count.fetch_add(1, Ordering::Relaxed);
+            b"250 2.0.0 accepted\r\n"
+        } else {
+            let verb = line
+                .get(..4)
+                .map(<[u8]>::to_ascii_uppercase)
+                .unwrap_or_default();
+            match verb.as_slice() {
+                b"EHLO" => b"250-sink\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
+                b"HELO" | b"MAIL" | b"RCPT" | b"RSET" | b"NOOP" => b"250 2.0.0 ok\r\n",
+                b"DATA" => {
+                    in_data = true;
+                    b"354 go ahead\r\n"
+                }
+                b"QUIT" => {
+                    writer.write_all(b"221 bye\r\n").await?;
+                    return writer.flush().await;
+                }
+                _ => b"500 5.5.1 unknown command\r\n",
+            }
+        };
+        writer.write_all(reply).await?;
+        // Answer pipelined commands together: flush once the input is drained.
+        if reader.buffer().is_empty() {
+            writer.flush().await?;
+        }
+    }
+}
