@@ -2,9 +2,10 @@
 //! [`Bounce`] from its parts.
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
 use mail_parser::decoders::html::html_to_text;
-use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::{HeaderName, Message, MessageParser, MimeHeaders, PartType};
 
 use crate::address::{find_addresses, is_system_mailbox};
 use crate::diagnosis::{self, Evidence};
@@ -17,6 +18,18 @@ use crate::reason::{Kind, Reason};
 use crate::report::{Bounce, Format, Recipient};
 use crate::rules;
 use crate::status::{self, EnhancedStatus};
+
+/// The MIME parser, set up to decode only the headers we read through it;
+/// every other header is skipped (its raw bytes are read on demand).
+pub(crate) static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
+    MessageParser::new()
+        .header_content_type(HeaderName::ContentType)
+        .header_content_type(HeaderName::ContentDisposition)
+        .header_text(HeaderName::ContentTransferEncoding)
+        .header_text(HeaderName::Subject)
+        .header_id(HeaderName::MessageId)
+        .default_header_ignore()
+});
 
 /// Default input size limit: 10 MiB.
 pub const DEFAULT_MAX_SIZE: usize = 10 * 1024 * 1024;
@@ -107,7 +120,7 @@ struct Parts {
 impl Parts {
     fn collect(message: &Message<'_>) -> Self {
         let mut parts = Parts::default();
-        let mut html = String::new();
+        let mut html: Vec<&str> = Vec::new();
         for part in &message.parts {
             let (ctype, subtype) = match part.content_type() {
                 Some(ct) => (
@@ -124,8 +137,7 @@ impl Parts {
                 PartType::Text(t) => Some(Cow::Borrowed(t.as_ref())),
                 PartType::Html(h) => {
                     if !(is_status || is_feedback || is_headers) {
-                        html.push_str(&html_to_text(h));
-                        html.push('\n');
+                        html.push(h.as_ref());
                         continue;
                     }
                     Some(Cow::Borrowed(h.as_ref()))
@@ -134,9 +146,8 @@ impl Parts {
                     Some(String::from_utf8_lossy(b.as_ref()))
                 }
                 PartType::Message(m) => {
-                    let inner = Parts::collect(m);
-                    if inner.delivery_status.is_some() || inner.feedback.is_some() {
-                        parts.nested.get_or_insert(Box::new(inner));
+                    if parts.nested.is_none() && carries_report(m) {
+                        parts.nested = Some(Box::new(Parts::collect(m)));
                     } else {
                         parts.original.merge(Original::of_message(m));
                     }
@@ -164,7 +175,11 @@ impl Parts {
             }
         }
         if parts.text.trim().is_empty() {
-            parts.text = html;
+            // Only HTML: turn it into text (costly, so only when needed).
+            for h in html {
+                parts.text.push_str(&html_to_text(h));
+                parts.text.push('\n');
+            }
         }
         if parts.text.trim().is_empty() {
             // Broken MIME: fall back on the raw body.
@@ -175,7 +190,7 @@ impl Parts {
         }
         if parts.delivery_status.is_none()
             && parts.feedback.is_none()
-            && contains_ignore_case(&parts.text, "final-recipient:")
+            && mentions_final_recipient(&parts.text)
         {
             // A report whose status fields ended up in the text (a bounce
             // forwarded as text, or broken MIME).
@@ -192,6 +207,21 @@ impl Parts {
         }
         parts
     }
+}
+
+/// True when `message` has a delivery-status or feedback-report part (a
+/// report forwarded inside another message).
+fn carries_report(message: &Message<'_>) -> bool {
+    message.parts.iter().any(|part| {
+        part.content_type().is_some_and(|ct| {
+            ct.ctype().eq_ignore_ascii_case("message")
+                && ct.subtype().is_some_and(|s| {
+                    s.eq_ignore_ascii_case("delivery-status")
+                        || s.eq_ignore_ascii_case("global-delivery-status")
+                        || s.eq_ignore_ascii_case("feedback-report")
+                })
+        })
+    })
 }
 
 /// Headers of the report itself.
@@ -242,7 +272,9 @@ impl Envelope {
 
     fn sent_by_system(&self) -> bool {
         let lower = self.from_raw.to_ascii_lowercase();
-        self.from.as_deref().is_none_or(is_system_mailbox)
+        // `From: <>` (present, but no address) is how some MTAs sign.
+        (self.from.is_none() && !self.from_raw.is_empty())
+            || self.from.as_deref().is_some_and(is_system_mailbox)
             || lower.contains("mailer-daemon")
             || lower.contains("mail delivery")
             || lower.contains("postmaster")
@@ -291,7 +323,7 @@ impl Classifier {
         if raw.iter().all(u8::is_ascii_whitespace) {
             return Err(Error::Empty);
         }
-        let Some(message) = MessageParser::default().parse(raw) else {
+        let Some(message) = PARSER.parse(raw) else {
             return Ok(Bounce::not_a_bounce());
         };
         Ok(assemble(&message))
@@ -482,7 +514,7 @@ fn dsn_recipients(delivery_status: &str, report: &str, exclude: &[String]) -> Ve
                 context,
                 status,
                 reply_code,
-                phase: diagnosis::phase_of(&diagnostic).or_else(|| diagnosis::phase_of(context)),
+                phase: None,
                 delayed: action.as_deref() == Some("delayed"),
             };
             let mut verdict = diagnosis::diagnose(&evidence);
@@ -560,7 +592,7 @@ fn text_recipients(
                 context: report,
                 status,
                 reply_code,
-                phase: diagnosis::phase_of(text),
+                phase: None,
                 delayed: false,
             };
             let verdict = diagnosis::diagnose(&evidence);
@@ -607,11 +639,10 @@ fn reads_like_failure(report: &str) -> bool {
         && rules::reason_of_text(report).is_some()
 }
 
-fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
-    haystack
-        .as_bytes()
-        .windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+fn mentions_final_recipient(text: &str) -> bool {
+    static FIELD: LazyLock<Option<aho_corasick::AhoCorasick>> =
+        LazyLock::new(|| rules::phrase_matcher(&["final-recipient:"]));
+    FIELD.as_ref().is_some_and(|m| m.is_match(text))
 }
 
 /// Folds white space and caps the length of a diagnostic text.

@@ -1,6 +1,10 @@
 //! Turning the evidence about one failure (text, codes, SMTP phase) into a
 //! [`Verdict`]. Bounces and synchronous SMTP replies both go through here.
 
+use std::sync::LazyLock;
+
+use aho_corasick::AhoCorasick;
+
 use crate::reason::Reason;
 use crate::report::Verdict;
 use crate::rules;
@@ -18,7 +22,8 @@ pub struct Evidence<'a> {
     pub status: Option<EnhancedStatus>,
     /// The SMTP reply code, if any.
     pub reply_code: Option<u16>,
-    /// The SMTP command the receiver was answering, when known.
+    /// The SMTP command the receiver was answering, when known. When
+    /// `None`, it is looked for in `text`, then `context`, if needed.
     pub phase: Option<Phase>,
     /// True when the report says delivery is only delayed (DSN `delayed`).
     pub delayed: bool,
@@ -70,12 +75,14 @@ const PHASES: &[(&str, Phase)] = &[
 /// The last SMTP command `text` names as the one refused (in a session
 /// transcript the failing command comes last).
 pub fn phase_of(text: &str) -> Option<Phase> {
-    let lower = text.to_ascii_lowercase();
+    static MATCHER: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
+        let phrases: Vec<&str> = PHASES.iter().map(|(p, _)| *p).collect();
+        rules::phrase_matcher(&phrases)
+    });
+    let last = MATCHER.as_ref()?.find_iter(text).last()?;
     PHASES
-        .iter()
-        .filter_map(|(phrase, phase)| lower.rfind(phrase).map(|at| (at, *phase)))
-        .max_by_key(|(at, _)| *at)
-        .map(|(_, phase)| phase)
+        .get(last.pattern().as_usize())
+        .map(|(_, phase)| *phase)
 }
 
 /// Applies the rules: text phrases first, then the enhanced status, then
@@ -84,6 +91,12 @@ pub fn phase_of(text: &str) -> Option<Phase> {
 /// it, is a content filter speaking; a temporary
 /// "host unknown" is a DNS problem, not proof the domain is gone.
 pub fn diagnose(evidence: &Evidence<'_>) -> Verdict {
+    let phase = || {
+        evidence
+            .phase
+            .or_else(|| phase_of(evidence.text))
+            .or_else(|| phase_of(evidence.context))
+    };
     let reason = if evidence.success() && !evidence.delayed {
         Reason::Delivered
     } else {
@@ -94,9 +107,14 @@ pub fn diagnose(evidence: &Evidence<'_>) -> Verdict {
                     .filter(|s| !s.is_generic())
                     .and_then(status::reason_of_status)
             })
-            .or_else(|| rules::reason_of_text(evidence.context))
+            .or_else(|| {
+                // Often the same text (a one-recipient report): read it once.
+                (evidence.context != evidence.text)
+                    .then(|| rules::reason_of_text(evidence.context))
+                    .flatten()
+            })
             .or_else(|| evidence.reply_code.and_then(status::reason_of_reply_code))
-            .or(match evidence.phase {
+            .or_else(|| match phase() {
                 Some(Phase::Connect) => Some(Reason::Blocked),
                 Some(Phase::MailFrom) => Some(Reason::Rejected),
                 _ => None,
@@ -107,19 +125,16 @@ pub fn diagnose(evidence: &Evidence<'_>) -> Verdict {
             Reason::OnHold
         });
         let addressing_status = evidence.status.is_some_and(|s| s.subject == 1);
-        if reason == Reason::UserUnknown
-            && evidence.phase == Some(Phase::Data)
-            && !addressing_status
-        {
+        let about_address = matches!(
+            reason,
+            Reason::UserUnknown | Reason::HostUnknown | Reason::HasMoved
+        );
+        let phase = if about_address { phase() } else { None };
+        if reason == Reason::UserUnknown && phase == Some(Phase::Data) && !addressing_status {
             reason = Reason::Filtered;
         }
         // Refused at MAIL FROM: "no such user/domain" is about the sender.
-        if evidence.phase == Some(Phase::MailFrom)
-            && matches!(
-                reason,
-                Reason::UserUnknown | Reason::HostUnknown | Reason::HasMoved
-            )
-        {
+        if about_address && phase == Some(Phase::MailFrom) {
             reason = Reason::Rejected;
         }
         if reason == Reason::HostUnknown && evidence.temporary() {

@@ -1,7 +1,7 @@
 //! What a report tells about the original message: its Message-ID, its
 //! Return-Path, its sender and recipients, and sluice's token.
 
-use mail_parser::{Message, MessageParser};
+use mail_parser::Message;
 
 use crate::address::find_addresses;
 
@@ -65,7 +65,14 @@ impl Original {
     /// Reads the headers of a copy of the message given as text (a
     /// `text/rfc822-headers` part, or the copy after a marker line).
     pub fn of_text(text: &str) -> Self {
-        match MessageParser::new().parse(text.as_bytes()) {
+        // Only the header block matters; skip parsing the body.
+        let end = [text.find("\r\n\r\n"), text.find("\n\n")]
+            .into_iter()
+            .flatten()
+            .min()
+            .map_or(text.len(), |at| at + 1);
+        let head = text.get(..end).unwrap_or(text);
+        match crate::classifier::PARSER.parse(head.as_bytes()) {
             Some(message) => Original::of_message(&message),
             None => Original::default(),
         }

@@ -2,7 +2,11 @@
 //! message starts, which addresses are the failed recipients, and which
 //! lines explain each of them.
 
-use crate::address::{self, find_addresses, is_system_mailbox, same_address};
+use std::sync::LazyLock;
+
+use aho_corasick::AhoCorasick;
+
+use crate::address::{self, Found, find_addresses, is_system_mailbox, same_address};
 
 /// Lines that announce the copy of the original message (lowercase,
 /// compared after trimming).
@@ -31,25 +35,44 @@ const HEADER_STARTS: &[&str] = &["received: ", "return-path: ", "x-originating-i
 
 /// Splits `text` into the report and the copy of the original message.
 pub fn split_original(text: &str) -> (&str, Option<&str>) {
+    static MARKERS: LazyLock<Option<AhoCorasick>> =
+        LazyLock::new(|| crate::rules::phrase_matcher(ORIGINAL_MARKERS));
+    let Some(markers) = MARKERS.as_ref() else {
+        return (text, None);
+    };
+    // The first marker line, found in one pass over the text.
+    let marker = markers.find_iter(text).find_map(|m| {
+        let start = text.get(..m.start())?.rfind('\n').map_or(0, |at| at + 1);
+        let end = text
+            .get(m.end()..)?
+            .find('\n')
+            .map_or(text.len(), |at| m.end() + at + 1);
+        let line = text.get(start..end)?;
+        (line.trim().len() < 120).then_some((start, end))
+    });
+    let limit = marker.map_or(text.len(), |(start, _)| start);
+    // A copied header block without a marker line before it.
     let mut offset = 0;
-    for line in text.split_inclusive('\n') {
+    for line in text.get(..limit).unwrap_or_default().split_inclusive('\n') {
         let trimmed = line.trim();
-        let lower = trimmed.to_ascii_lowercase();
-        let marker = trimmed.len() < 120 && ORIGINAL_MARKERS.iter().any(|m| lower.contains(m));
-        if marker {
-            let after = offset + line.len();
-            return (
-                text.get(..offset).unwrap_or(text),
-                text.get(after..).map(str::trim_start),
-            );
-        }
         if offset > 0
-            && HEADER_STARTS.iter().any(|h| lower.starts_with(h))
             && !line.starts_with([' ', '\t'])
+            && HEADER_STARTS.iter().any(|h| {
+                trimmed
+                    .as_bytes()
+                    .get(..h.len())
+                    .is_some_and(|start| start.eq_ignore_ascii_case(h.as_bytes()))
+            })
         {
             return (text.get(..offset).unwrap_or(text), text.get(offset..));
         }
         offset += line.len();
+    }
+    if let Some((start, end)) = marker {
+        return (
+            text.get(..start).unwrap_or(text),
+            text.get(end..).map(str::trim_start),
+        );
     }
     (text, None)
 }
@@ -72,12 +95,14 @@ pub struct Mention {
 /// (the original sender, the report's own sender and recipient).
 pub fn recipients(report: &str, exclude: &[String]) -> Vec<Mention> {
     let lines: Vec<&str> = report.lines().collect();
+    // Addresses of every line, found once.
+    let found_in: Vec<Vec<Found<'_>>> = lines.iter().map(|l| find_addresses(l)).collect();
     let mut starts: Vec<(usize, String)> = Vec::new();
-    for (index, line) in lines.iter().enumerate() {
-        if names_sender(line) {
+    for (index, (line, found_here)) in lines.iter().zip(&found_in).enumerate() {
+        if found_here.is_empty() || names_sender(line) {
             continue;
         }
-        for found in find_addresses(line) {
+        for found in found_here {
             let candidate = found.address;
             if is_system_mailbox(candidate)
                 || exclude.iter().any(|e| same_address(e, candidate))
@@ -104,9 +129,12 @@ pub fn recipients(report: &str, exclude: &[String]) -> Vec<Mention> {
         // The explanation ends where another recipient is named.
         let end = (first + 1..lines.len())
             .find(|&i| {
-                lines.get(i).is_some_and(|line| {
-                    starts.iter().any(|(_, other)| {
-                        !same_address(other, address) && contains_address(line, other)
+                found_in.get(i).is_some_and(|here| {
+                    here.iter().any(|f| {
+                        !same_address(f.address, address)
+                            && starts
+                                .iter()
+                                .any(|(_, other)| same_address(other, f.address))
                     })
                 })
             })
@@ -126,12 +154,6 @@ pub fn recipients(report: &str, exclude: &[String]) -> Vec<Mention> {
         });
     }
     out
-}
-
-fn contains_address(line: &str, address: &str) -> bool {
-    find_addresses(line)
-        .iter()
-        .any(|f| same_address(f.address, address))
 }
 
 /// Lines that name the sender of the original message, not a recipient.

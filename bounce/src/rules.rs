@@ -670,6 +670,16 @@ static MATCHER: LazyLock<Option<Matcher>> = LazyLock::new(|| {
     })
 });
 
+/// A case-insensitive (ASCII) matcher for a fixed phrase list; `None` only
+/// if the automaton cannot be built (it always can for short lists).
+pub(crate) fn phrase_matcher(phrases: &[&str]) -> Option<AhoCorasick> {
+    AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .match_kind(MatchKind::LeftmostFirst)
+        .build(phrases)
+        .ok()
+}
+
 /// Folds white space runs into one space and typographic apostrophes into
 /// `'`, appending to `out`.
 pub fn fold(text: &str, out: &mut String) {
@@ -694,6 +704,9 @@ pub fn fold(text: &str, out: &mut String) {
 /// Addresses are left out first: a mailbox called `filtered@...` says
 /// nothing about this failure.
 pub fn reason_of_text(text: &str) -> Option<Reason> {
+    if text.is_empty() {
+        return None;
+    }
     let mut folded = String::with_capacity(text.len());
     let mut at = 0;
     for (start, end) in noise(text) {
