@@ -174,14 +174,18 @@ impl Parts {
                 parts.text.push('\n');
             }
         }
-        if parts.text.trim().is_empty() {
+        // A DSN or ARF part carries what we need; the human-readable text is
+        // only context then, and converting HTML or re-reading the raw body
+        // for it costs more than it tells.
+        let has_report = parts.delivery_status.is_some() || parts.feedback.is_some();
+        if !has_report && parts.text.trim().is_empty() {
             // Only HTML: turn it into text (costly, so only when needed).
             for h in html {
                 parts.text.push_str(&html_to_text(h));
                 parts.text.push('\n');
             }
         }
-        if parts.text.trim().is_empty() {
+        if !has_report && parts.text.trim().is_empty() {
             // Broken MIME: fall back on the raw body.
             let raw = message.raw_message();
             let body_at = message.root_part().offset_body as usize;

@@ -707,6 +707,10 @@ pub fn reason_of_text(text: &str) -> Option<Reason> {
     if text.is_empty() {
         return None;
     }
+    if is_plain(text) {
+        // Nothing to fold or leave out: search the text as it is.
+        return reason_of_folded(text);
+    }
     let mut folded = String::with_capacity(text.len());
     let mut at = 0;
     for (start, end) in noise(text) {
@@ -716,6 +720,15 @@ pub fn reason_of_text(text: &str) -> Option<Reason> {
     }
     fold(text.get(at..).unwrap_or_default(), &mut folded);
     reason_of_folded(&folded)
+}
+
+/// True when [`fold`] would not change `text` and it holds no address.
+fn is_plain(text: &str) -> bool {
+    let b = text.as_bytes();
+    !b.iter()
+        .any(|&c| matches!(c, b'@' | b'\n' | b'\r' | b'\t' | b'`') || c >= 0x80)
+        && !b.windows(2).any(|w| w == b"  ")
+        && !text.starts_with(' ')
 }
 
 /// Byte ranges of the addresses in `text`, in order.
