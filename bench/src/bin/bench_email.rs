@@ -25,8 +25,8 @@ async fn main() -> anyhow::Result<()> {
     let mut config = Config::default();
     config.listen.api = "127.0.0.1:0".into();
     config.store.path = dir.path().join("data");
-    config.dispatch.concurrency = 512;
-    config.dispatch.claim_batch = 512;
+    config.dispatch.concurrency = 128;
+    config.dispatch.claim_batch = 128;
     config.email.relays = vec![Relay {
         host: "127.0.0.1".into(),
         port: sink.port,

@@ -1,7 +1,8 @@
 //! The SMTP channel: a pool of reused connections to each configured relay,
-//! STARTTLS when the relay offers it (rustls), optional AUTH. A relay's reply
-//! becomes a [`Delivery`]: 2xx accepted, 5xx permanent, 4xx and lost
-//! connections transient.
+//! STARTTLS when the relay offers it (rustls), optional AUTH, and PIPELINING
+//! (RFC 2920) when offered, so a message costs two round trips instead of
+//! four. A relay's reply becomes a [`Delivery`]: 2xx accepted, 5xx
+//! permanent, 4xx and lost connections transient.
 
 use std::{
     sync::{
@@ -15,28 +16,44 @@ use mail_send::{
     Credentials, SmtpClient,
     smtp::{AssertReply, message::Parameters},
 };
-use tokio::{net::TcpStream, sync::Semaphore};
+use smtp_proto::Response;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufStream},
+    net::TcpStream,
+    sync::Semaphore,
+};
 use tokio_rustls::{TlsConnector, client::TlsStream};
 
 use super::Delivery;
 use crate::config::{Relay as RelayConfig, TlsMode};
 
-/// `EXT_START_TLS` of smtp-proto: the relay's EHLO offered STARTTLS.
-const STARTTLS: u32 = smtp_proto::EXT_START_TLS;
-
-enum Connection {
-    Plain(SmtpClient<TcpStream>),
-    Tls(Box<SmtpClient<TlsStream<TcpStream>>>),
+/// An open session, buffered so pipelined commands leave in one write.
+enum Client {
+    Plain(SmtpClient<BufStream<TcpStream>>),
+    Tls(Box<SmtpClient<BufStream<TlsStream<TcpStream>>>>),
 }
 
-/// Runs the same body on either kind of connection.
+struct Connection {
+    client: Client,
+    /// The relay offered PIPELINING.
+    pipelining: bool,
+}
+
+/// Runs the same body on either kind of client.
 macro_rules! on_client {
-    ($conn:expr, $client:ident => $body:expr) => {
-        match $conn {
-            Connection::Plain($client) => $body,
-            Connection::Tls($client) => $body,
+    ($client:expr, $c:ident => $body:expr) => {
+        match $client {
+            Client::Plain($c) => $body,
+            Client::Tls($c) => $body,
         }
     };
+}
+
+fn buffered<T: AsyncRead + AsyncWrite>(c: SmtpClient<T>) -> SmtpClient<BufStream<T>> {
+    SmtpClient {
+        stream: BufStream::new(c.stream),
+        timeout: c.timeout,
+    }
 }
 
 struct Relay {
@@ -157,9 +174,9 @@ impl RelayPool {
         for relay in &self.relays {
             let idle = std::mem::take(&mut *relay.lock_idle());
             for conn in idle {
-                let _ = match conn {
-                    Connection::Plain(c) => c.quit().await,
-                    Connection::Tls(c) => c.quit().await,
+                let _ = match conn.client {
+                    Client::Plain(c) => c.quit().await,
+                    Client::Tls(c) => c.quit().await,
                 };
             }
         }
@@ -182,12 +199,9 @@ enum Outcome {
 }
 
 async fn transaction(mut conn: Connection, from: &str, to: &str, message: &[u8]) -> Outcome {
-    let params = Parameters::default();
-    let result = on_client!(&mut conn, c => async {
-        c.mail_from(from, &params).await?;
-        c.rcpt_to(to, &params).await?;
-        c.data(message).await
-    }.await);
+    let pipelining = conn.pipelining;
+    let result =
+        on_client!(&mut conn.client, c => exchange(c, pipelining, from, to, message).await);
     match result {
         Ok(reply) => {
             let delivery = Delivery::Accepted {
@@ -209,11 +223,79 @@ async fn transaction(mut conn: Connection, from: &str, to: &str, message: &[u8])
                 }
             };
             // The transaction is half done: reset it before reuse.
-            let reusable = on_client!(&mut conn, c => c.rset().await).is_ok();
+            let reusable = on_client!(&mut conn.client, c => c.rset().await).is_ok();
             Outcome::Replied(delivery, reusable.then_some(conn))
         }
         Err(e) => Outcome::Lost(e.to_string()),
     }
+}
+
+/// MAIL, RCPT, DATA and the message; the final reply, or the first refusal
+/// as `UnexpectedReply`.
+async fn exchange<T: AsyncRead + AsyncWrite + Unpin>(
+    c: &mut SmtpClient<T>,
+    pipelining: bool,
+    from: &str,
+    to: &str,
+    message: &[u8],
+) -> mail_send::Result<Response<String>> {
+    if !pipelining {
+        let params = Parameters::default();
+        c.mail_from(from, &params).await?;
+        c.rcpt_to(to, &params).await?;
+        c.cmd(b"DATA\r\n").await?.assert_code(354)?;
+        write_data(&mut c.stream, message).await?;
+        return c.read().await?.into_positive_completion();
+    }
+    let commands = [
+        format!("MAIL FROM:<{from}>\r\n"),
+        format!("RCPT TO:<{to}>\r\n"),
+        "DATA\r\n".to_owned(),
+    ];
+    let mut replies = c.cmds(commands).await?.into_iter();
+    let (Some(mail), Some(rcpt), Some(data)) = (replies.next(), replies.next(), replies.next())
+    else {
+        return Err(mail_send::Error::UnparseableReply);
+    };
+    let refused = [mail, rcpt]
+        .into_iter()
+        .find(|r| !(200..300).contains(&r.code));
+    match (refused, data.code) {
+        (None, 354) => {
+            write_data(&mut c.stream, message).await?;
+            c.read().await?.into_positive_completion()
+        }
+        (Some(refusal), 354) => {
+            // RFC 2920: the relay took DATA although nothing can be delivered;
+            // end the empty message and report the refusal.
+            c.stream.write_all(b".\r\n").await?;
+            c.stream.flush().await?;
+            let _ = c.read().await?;
+            Err(mail_send::Error::UnexpectedReply(refusal))
+        }
+        (refusal, _) => Err(mail_send::Error::UnexpectedReply(refusal.unwrap_or(data))),
+    }
+}
+
+/// The message as DATA content: lines starting with `.` doubled (RFC 5321
+/// 4.5.2), a final CRLF only if the message lacks one, then `.`.
+async fn write_data<W: AsyncWrite + Unpin>(w: &mut W, message: &[u8]) -> std::io::Result<()> {
+    let mut line_start = true;
+    let mut from = 0;
+    for (i, &b) in message.iter().enumerate() {
+        if line_start && b == b'.' {
+            w.write_all(&message[from..i]).await?;
+            w.write_all(b".").await?;
+            from = i;
+        }
+        line_start = b == b'\n';
+    }
+    w.write_all(&message[from..]).await?;
+    if !message.ends_with(b"\r\n") {
+        w.write_all(b"\r\n").await?;
+    }
+    w.write_all(b".\r\n").await?;
+    w.flush().await
 }
 
 fn reply_text(code: u16, esc: [u8; 3], message: &str) -> String {
@@ -251,31 +333,242 @@ impl Relay {
             .ok_or_else(|| {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "host has no address")
             })?;
-        let mut plain = SmtpClient::connect(addr, timeout).await?;
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| mail_send::Error::Timeout)??;
+        // Commands are small and answered one by one: never wait for Nagle.
+        stream.set_nodelay(true)?;
+        let mut plain = SmtpClient { stream, timeout };
         let host = self.config.host.as_str();
-        let (mut conn, caps) = match (&self.tls, self.config.tls) {
+        let (mut client, caps) = match (&self.tls, self.config.tls) {
             (Some(tls), TlsMode::Tls) => {
                 let mut c = plain.into_tls(tls, host).await?;
                 c.read().await?.assert_positive_completion()?;
                 let caps = c.ehlo(helo).await?;
-                (Connection::Tls(Box::new(c)), caps)
+                (Client::Tls(Box::new(buffered(c))), caps)
             }
             (tls, _) => {
                 plain.read().await?.assert_positive_completion()?;
                 let caps = plain.ehlo(helo).await?;
                 match tls {
-                    Some(tls) if caps.has_capability(STARTTLS) => {
+                    Some(tls) if caps.has_capability(smtp_proto::EXT_START_TLS) => {
                         let mut c = plain.start_tls(tls, host).await?;
                         let caps = c.ehlo(helo).await?;
-                        (Connection::Tls(Box::new(c)), caps)
+                        (Client::Tls(Box::new(buffered(c))), caps)
                     }
-                    _ => (Connection::Plain(plain), caps),
+                    _ => (Client::Plain(buffered(plain)), caps),
                 }
             }
         };
         if let Some(credentials) = &self.credentials {
-            on_client!(&mut conn, c => c.authenticate(credentials, &caps).await.map(drop))?;
+            on_client!(&mut client, c => c.authenticate(credentials, &caps).await.map(drop))?;
         }
-        Ok(conn)
+        let pipelining = caps.has_capability(smtp_proto::EXT_PIPELINING);
+        Ok(Connection { client, pipelining })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The SMTP client against a scripted relay on loopback: what it sends,
+    //! pipelined or not, and how each reply becomes a delivery.
+
+    use std::sync::Arc;
+
+    use tokio::{
+        io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+        net::TcpListener,
+        sync::Mutex as AsyncMutex,
+    };
+
+    use super::*;
+
+    /// A relay whose RCPT answer is chosen by the recipient's local part:
+    /// `user` 250, `gone` 550 5.1.1, `late` 550 but DATA still 354.
+    /// Every line it reads is kept for the assertions.
+    async fn relay(pipelining: bool) -> (u16, Arc<AsyncMutex<Vec<String>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let seen = Arc::new(AsyncMutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let (r, mut w) = stream.into_split();
+                    let mut r = BufReader::new(r);
+                    w.write_all(b"220 scripted\r\n").await.expect("greet");
+                    let (mut in_data, mut rcpt_ok, mut late) = (false, false, false);
+                    let mut line = String::new();
+                    while r.read_line(&mut line).await.unwrap_or(0) > 0 {
+                        log.lock().await.push(line.trim_end().to_owned());
+                        let reply: &[u8] = if in_data {
+                            if line == ".\r\n" {
+                                in_data = false;
+                                if rcpt_ok {
+                                    b"250 2.0.0 queued as 42\r\n"
+                                } else {
+                                    b"554 5.5.1 no valid recipients\r\n"
+                                }
+                            } else {
+                                b""
+                            }
+                        } else if line.starts_with("EHLO") {
+                            if pipelining {
+                                b"250-scripted\r\n250 PIPELINING\r\n"
+                            } else {
+                                b"250 scripted\r\n"
+                            }
+                        } else if line.starts_with("RCPT") {
+                            rcpt_ok = line.contains("<user@");
+                            late = line.contains("<late@");
+                            if rcpt_ok {
+                                b"250 ok\r\n"
+                            } else {
+                                b"550 5.1.1 user unknown\r\n"
+                            }
+                        } else if line.starts_with("DATA") {
+                            if rcpt_ok || late {
+                                in_data = true;
+                                b"354 go\r\n"
+                            } else {
+                                b"554 5.5.1 no valid recipients\r\n"
+                            }
+                        } else {
+                            b"250 ok\r\n"
+                        };
+                        w.write_all(reply).await.expect("reply");
+                        line.clear();
+                    }
+                });
+            }
+        });
+        (port, seen)
+    }
+
+    fn pool(port: u16) -> RelayPool {
+        let config = RelayConfig {
+            host: "127.0.0.1".into(),
+            port,
+            tls: TlsMode::None,
+            tls_insecure: false,
+            connections: 1,
+            timeout_secs: 5,
+            username: None,
+            password_env: None,
+        };
+        RelayPool::new(&[config], "test.local").expect("pool")
+    }
+
+    #[tokio::test]
+    async fn replies_become_deliveries_with_and_without_pipelining() {
+        for pipelining in [true, false] {
+            let (port, seen) = relay(pipelining).await;
+            let pool = pool(port);
+            let ok = pool
+                .send(
+                    "b-x@bounce.test",
+                    "user@example.org",
+                    b"Subject: hi\r\n\r\n.dot line\r\n",
+                )
+                .await;
+            assert_eq!(
+                ok,
+                Delivery::Accepted {
+                    reply: "250 2.0.0 queued as 42".into()
+                }
+            );
+            let gone = pool
+                .send(
+                    "b-x@bounce.test",
+                    "gone@example.org",
+                    b"Subject: hi\r\n\r\nbody\r\n",
+                )
+                .await;
+            assert_eq!(
+                gone,
+                Delivery::Permanent {
+                    reply: "550 5.1.1 user unknown".into(),
+                    code: Some(550)
+                }
+            );
+            let late = pool
+                .send(
+                    "b-x@bounce.test",
+                    "late@example.org",
+                    b"Subject: hi\r\n\r\nbody\r\n",
+                )
+                .await;
+            assert_eq!(
+                late,
+                Delivery::Permanent {
+                    reply: "550 5.1.1 user unknown".into(),
+                    code: Some(550)
+                }
+            );
+            let again = pool
+                .send(
+                    "b-y@bounce.test",
+                    "user@example.org",
+                    b"Subject: again\r\n\r\nbody\r\n",
+                )
+                .await;
+            assert!(
+                matches!(again, Delivery::Accepted { .. }),
+                "the connection is reused after a refusal: {again:?}"
+            );
+            let seen = seen.lock().await.clone();
+            assert_eq!(
+                seen.iter().filter(|l| l.starts_with("EHLO")).count(),
+                1,
+                "one session: {seen:?}"
+            );
+            assert!(
+                seen.contains(&"..dot line".to_owned()),
+                "dot-stuffed body: {seen:?}"
+            );
+            assert!(
+                seen.contains(&"RSET".to_owned()),
+                "reset after a refusal: {seen:?}"
+            );
+            let after = |rcpt: &str, n: usize| -> Vec<String> {
+                let at = seen.iter().position(|l| l == rcpt).expect("rcpt sent");
+                seen[at + 1..at + 1 + n].to_vec()
+            };
+            if pipelining {
+                assert_eq!(
+                    after("RCPT TO:<gone@example.org>", 2),
+                    ["DATA", "RSET"],
+                    "{seen:?}"
+                );
+                assert_eq!(
+                    after("RCPT TO:<late@example.org>", 3),
+                    ["DATA", ".", "RSET"],
+                    "{seen:?}"
+                );
+            } else {
+                assert_eq!(after("RCPT TO:<gone@example.org>", 1), ["RSET"], "{seen:?}");
+            }
+            assert_eq!(
+                after("Subject: again", 3),
+                ["", "body", "."],
+                "the body as composed, no line added: {seen:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_relay_that_is_down_is_a_transient_failure() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let delivery = pool(port).send("b@x.test", "user@example.org", b"x").await;
+        assert!(
+            matches!(delivery, Delivery::Transient { .. }),
+            "{delivery:?}"
+        );
     }
 }
