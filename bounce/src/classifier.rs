@@ -513,8 +513,16 @@ fn dsn_recipients(delivery_status: &str, report: &str, exclude: &[String]) -> Ve
             );
             let reply_code = status::find_reply_code(&diagnostic, delivered)
                 .or_else(|| status::find_reply_code(context, delivered));
+            // Without a Diagnostic-Code, the human-readable text is the best
+            // witness of the cause (the status then often only says
+            // "expired" or "other").
+            let (text, context) = if diagnostic.is_empty() {
+                (context, "")
+            } else {
+                (diagnostic.as_str(), context)
+            };
             let evidence = Evidence {
-                text: &diagnostic,
+                text,
                 context,
                 status,
                 reply_code,
