@@ -271,8 +271,17 @@ impl Config {
                 problems.push(format!("{key}: `{addr}` is not an IP:port address"));
             }
         }
-        if let Err(e) = admin_api::Tokens::parse(&self.api.tokens) {
-            problems.push(format!("api.tokens: {e}"));
+        match admin_api::Tokens::parse(&self.api.tokens) {
+            Err(e) => problems.push(format!("api.tokens: {e}")),
+            Ok(tokens) if tokens.is_open() => {
+                if self.listen.api.parse::<SocketAddr>().is_ok_and(|a| !a.ip().is_loopback()) {
+                    problems.push(format!(
+                        "listen.api: `{}` is not loopback, so API tokens are required (SLUICE_API_TOKENS)",
+                        self.listen.api
+                    ));
+                }
+            }
+            Ok(_) => {}
         }
         if self.api.max_body_bytes == 0 {
             problems.push("api.max_body_bytes: must be > 0".into());
@@ -403,6 +412,15 @@ mod tests {
         assert_eq!(c.listen.api, "127.0.0.1:0");
         assert_eq!(c.dispatch.concurrency, 9);
         assert_eq!(c.api.tokens, "crm:abc");
+    }
+
+    #[test]
+    fn an_open_api_must_stay_on_loopback() {
+        let open = Config::from_toml("[listen]\napi = \"0.0.0.0:7800\"\n", Vec::new()).expect("parse");
+        assert!(open.validate().expect_err("open").to_string().contains("tokens are required"));
+        let env = vec![("SLUICE_API_TOKENS".to_owned(), "crm:x".to_owned())];
+        let closed = Config::from_toml("[listen]\napi = \"0.0.0.0:7800\"\n", env).expect("parse");
+        closed.validate().expect("tokens set");
     }
 
     #[test]
