@@ -86,7 +86,8 @@ fn fields(body: &str) -> Vec<(String, String)> {
         if line.starts_with([' ', '\t']) {
             if let (true, Some(last)) = (open, out.last_mut()) {
                 last.1.push(' ');
-                last.1.push_str(line.trim());
+                last.1
+                    .push_str(crate::status::strip_reply_prefix(line).trim());
             }
             continue;
         }

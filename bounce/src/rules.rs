@@ -45,7 +45,6 @@ pub static RULES: &[Rule] = &[
             "spf validation",
             "spf fail",
             "failed spf",
-            "spf record",
             "sender policy framework",
             "authentication checks failed",
             "dkim signature",
@@ -247,6 +246,8 @@ pub static RULES: &[Rule] = &[
         reason: Reason::MesgTooBig,
         phrases: &[
             "message too large",
+            "line limit exceeded",
+            "line too long",
             "message too big",
             "message is too large",
             "message is too big",
@@ -314,6 +315,7 @@ pub static RULES: &[Rule] = &[
             "mailfolder is full",
             "too much mail",
             "mailbox exceeds",
+            "mailbox exceeded",
         ],
     },
     Rule {
@@ -543,7 +545,13 @@ pub static RULES: &[Rule] = &[
     },
     Rule {
         reason: Reason::FailedStartTls,
-        phrases: &["starttls failed", "tls negotiation failed", "tls handshake"],
+        phrases: &[
+            "starttls failed",
+            "tls negotiation failed",
+            "tls handshake",
+            "does not support tls",
+            "does not support starttls",
+        ],
     },
     // Connections that kept timing out until the message was given up.
     Rule {
@@ -615,7 +623,6 @@ pub static RULES: &[Rule] = &[
             "8-bit data",
             "8bit data",
             "headers too large",
-            "header error",
             "invalid header",
             "improper",
             "content error",
@@ -626,6 +633,7 @@ pub static RULES: &[Rule] = &[
         phrases: &[
             "policy",
             "protocol violation",
+            "header error",
             "prohibited",
             "not allowed",
             "content presents a potential",
@@ -713,18 +721,31 @@ pub(crate) fn phrase_matcher(phrases: &[&str]) -> Option<AhoCorasick> {
 /// `'`, appending to `out`.
 pub fn fold(text: &str, out: &mut String) {
     let mut space = out.is_empty() || out.ends_with(' ');
-    for c in text.chars() {
-        if c.is_whitespace() {
-            if !space {
-                out.push(' ');
-                space = true;
-            }
-            continue;
+    for (index, line) in text.split('\n').enumerate() {
+        // Continuation lines of a multi-line reply repeat the code
+        // (`550-5.7.1 ...`); drop it so phrases can span the lines.
+        let line = if index > 0 {
+            crate::status::strip_reply_prefix(line)
+        } else {
+            line
+        };
+        if index > 0 && !space {
+            out.push(' ');
+            space = true;
         }
-        space = false;
-        match c {
-            '\u{2019}' | '\u{2018}' | '`' => out.push('\''),
-            _ => out.push(c),
+        for c in line.chars() {
+            if c.is_whitespace() {
+                if !space {
+                    out.push(' ');
+                    space = true;
+                }
+                continue;
+            }
+            space = false;
+            match c {
+                '\u{2019}' | '\u{2018}' | '`' => out.push('\''),
+                _ => out.push(c),
+            }
         }
     }
 }
@@ -825,5 +846,12 @@ mod tests {
             assert_eq!(reason_of_text(text), Some(reason), "{text}");
         }
         assert_eq!(reason_of_text("hello world"), None);
+        // A phrase split over the lines of a multi-line reply.
+        assert_eq!(
+            reason_of_text("550-5.7.1 Messages with multiple\n550 5.7.1 addresses in From: header"),
+            Some(Reason::NotCompliantRfc)
+        );
+        // The address of the recipient is not evidence.
+        assert_eq!(reason_of_text("<filtered@example.jp>:"), None);
     }
 }

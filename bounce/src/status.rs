@@ -173,6 +173,28 @@ fn starts_reply(b: &[u8], i: usize) -> bool {
     }
 }
 
+/// Removes a leading reply code and enhanced status (`550-5.7.1 `,
+/// `550 `) from a line of a multi-line reply.
+pub fn strip_reply_prefix(line: &str) -> &str {
+    let trimmed = line.trim_start();
+    let b = trimmed.as_bytes();
+    let is_code = b.len() >= 4
+        && matches!(b[0], b'2' | b'4' | b'5')
+        && b[1].is_ascii_digit()
+        && b[2].is_ascii_digit()
+        && matches!(b[3], b'-' | b' ');
+    if !is_code {
+        return line;
+    }
+    let rest = trimmed.get(4..).unwrap_or_default();
+    match parse_status_at(rest.as_bytes(), 0) {
+        Some((_, end)) if rest.as_bytes().get(end).is_none_or(|c| *c == b' ') => {
+            rest.get(end..).unwrap_or_default()
+        }
+        _ => rest,
+    }
+}
+
 /// What an enhanced status alone says about the reason. `None` where the
 /// code is too broad to tell (e.g. `5.7.1` is used for almost anything).
 pub fn reason_of_status(status: EnhancedStatus) -> Option<Reason> {
@@ -251,6 +273,20 @@ mod tests {
             find_status("550-5.7.26 DMARC").map(|s| s.to_string()),
             Some("5.7.26".into())
         );
+    }
+
+    #[test]
+    fn strips_continuation_prefix() {
+        assert_eq!(
+            strip_reply_prefix("550-5.7.26 DMARC policy"),
+            "DMARC policy"
+        );
+        assert_eq!(
+            strip_reply_prefix(" 550 5.7.1 addresses in"),
+            "addresses in"
+        );
+        assert_eq!(strip_reply_prefix("554-No SMTP service"), "No SMTP service");
+        assert_eq!(strip_reply_prefix("2024 was a year"), "2024 was a year");
     }
 
     #[test]
