@@ -189,7 +189,7 @@ pub fn strip_reply_prefix(line: &str) -> &str {
     let rest = trimmed.get(4..).unwrap_or_default();
     match parse_status_at(rest.as_bytes(), 0) {
         Some((_, end)) if rest.as_bytes().get(end).is_none_or(|c| *c == b' ') => {
-            rest.get(end..).unwrap_or_default()
+            rest.get(end..).unwrap_or_default().trim_start()
         }
         _ => rest,
     }
