@@ -149,6 +149,63 @@ impl Drop for SmtpPeer {
     }
 }
 
+/// A Python HTTP endpoint that logs webhook posts and fails the first few.
+pub struct WebhookReceiver {
+    child: Child,
+    pub port: u16,
+    log: PathBuf,
+}
+
+/// One webhook post as received.
+#[derive(Debug, Clone)]
+pub struct Post {
+    pub signature: String,
+    pub body: String,
+}
+
+impl WebhookReceiver {
+    pub fn start(dir: &Path, fail_first: usize) -> Option<Self> {
+        if !require("python3", Command::new("python3").arg("--version")) {
+            return None;
+        }
+        let log = dir.join("webhook-posts.ndjson");
+        let mut child = Command::new("python3")
+            .arg(peers_dir().join("webhook_receiver.py"))
+            .arg("--log")
+            .arg(&log)
+            .arg("--fail-first")
+            .arg(fail_first.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let port = read_announcement(&mut child, "port").parse().unwrap();
+        Some(Self { child, port, log })
+    }
+
+    pub fn posts(&self) -> Vec<Post> {
+        let Ok(text) = std::fs::read_to_string(&self.log) else {
+            return Vec::new();
+        };
+        text.lines()
+            .filter(|l| l.ends_with('}'))
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                Post {
+                    signature: v["signature"].as_str().unwrap_or_default().to_owned(),
+                    body: v["body"].as_str().unwrap().to_owned(),
+                }
+            })
+            .collect()
+    }
+}
+
+impl Drop for WebhookReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The real daemon, configured by a TOML text, with its own data directory.
 pub struct Daemon {
     child: Option<Child>,

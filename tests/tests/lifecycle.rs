@@ -1,0 +1,192 @@
+//! Campaign lifecycle and delivery of facts: pause takes effect within a
+//! second, a window's start is respected, and signed webhooks deliver every
+//! fact, retrying until the endpoint answers 2xx.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use serde_json::json;
+use sha2::Sha256;
+use sluice_e2e::{Daemon, SmtpPeer, WebhookReceiver};
+
+fn email_campaign(
+    daemon: &Daemon,
+    id: &str,
+    window: Option<serde_json::Value>,
+    participants: usize,
+) {
+    let mut decl = json!({"channel": "email", "name": id,
+        "content": {"email": {"from": "o@telco.test", "subject": "Hi {{customer}}", "text": "Offer"}}});
+    if let Some(w) = window {
+        decl["window"] = w;
+    }
+    let r = daemon.put_json(&format!("/v1/campaigns/{id}"), &decl);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body: String = (0..participants)
+        .map(|i| format!("{{\"customer\":\"c{i}\",\"address\":\"u{i}@example.org\"}}\n"))
+        .collect();
+    let r = daemon.post(
+        &format!("/v1/campaigns/{id}/participants"),
+        "application/x-ndjson",
+        body.as_bytes(),
+    );
+    assert_eq!(r.json()["accepted"], participants);
+}
+
+#[test]
+fn pause_stops_sending_within_a_second_and_resume_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(peer) = SmtpPeer::start(dir.path()) else {
+        return;
+    };
+    let config = format!(
+        "[dispatch]\nconcurrency = 4\nclaim_batch = 4\n\n[[email.relays]]\nhost = \"127.0.0.1\"\nport = {}\nconnections = 2\n",
+        peer.port
+    );
+    let daemon = Daemon::start(dir.path(), &config);
+    email_campaign(&daemon, "p", None, 3000);
+    assert_eq!(
+        daemon
+            .post("/v1/campaigns/p/start", "application/json", b"")
+            .status,
+        200
+    );
+    while peer.received().len() < 20 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let paused = daemon.post("/v1/campaigns/p/pause", "application/json", b"");
+    assert_eq!(paused.status, 200);
+    assert_eq!(paused.json()["state"], "paused");
+    std::thread::sleep(Duration::from_secs(1));
+    let settled = peer.received().len();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        peer.received().len(),
+        settled,
+        "nothing is sent a second after pause"
+    );
+    assert!(settled < 3000, "pause came before the end");
+    assert_eq!(
+        daemon
+            .post("/v1/campaigns/p/pause", "application/json", b"")
+            .status,
+        409
+    );
+    assert_eq!(
+        daemon
+            .post("/v1/campaigns/p/resume", "application/json", b"")
+            .status,
+        200
+    );
+    let state =
+        daemon.wait_for_campaign("p", Duration::from_secs(120), |v| v["state"] == "finished");
+    assert_eq!(state["counts"]["submitted"], 3000);
+    assert_eq!(
+        daemon
+            .post("/v1/campaigns/p/cancel", "application/json", b"")
+            .status,
+        409,
+        "finished"
+    );
+}
+
+#[test]
+fn nothing_is_sent_before_the_window_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(peer) = SmtpPeer::start(dir.path()) else {
+        return;
+    };
+    let config = format!(
+        "[[email.relays]]\nhost = \"127.0.0.1\"\nport = {}\n",
+        peer.port
+    );
+    let daemon = Daemon::start(dir.path(), &config);
+    let opens = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2);
+    email_campaign(&daemon, "w", Some(json!({"start": opens.to_string()})), 5);
+    assert_eq!(
+        daemon
+            .post("/v1/campaigns/w/start", "application/json", b"")
+            .status,
+        200
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(peer.received().is_empty(), "sent before the window opened");
+    daemon.wait_for_campaign("w", Duration::from_secs(30), |v| v["state"] == "finished");
+    assert_eq!(peer.received().len(), 5);
+    for fact in daemon
+        .all_events()
+        .iter()
+        .filter(|e| e["type"] == "submitted")
+    {
+        let at: jiff::Timestamp = fact["at"].as_str().unwrap().parse().unwrap();
+        assert!(at >= opens, "submitted at {at}, window opens at {opens}");
+    }
+}
+
+#[test]
+fn webhooks_deliver_every_fact_signed_and_retry_until_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(peer) = SmtpPeer::start(dir.path()) else {
+        return;
+    };
+    let Some(hook) = WebhookReceiver::start(dir.path(), 2) else {
+        return;
+    };
+    let config = format!(
+        "[[email.relays]]\nhost = \"127.0.0.1\"\nport = {}\n\n[[webhooks]]\nurl = \"http://127.0.0.1:{}/sluice\"\nsecret_env = \"HOOK_SECRET\"\nbatch = 50\n",
+        peer.port, hook.port
+    );
+    let daemon = Daemon::start_with_env(dir.path(), &config, &[("HOOK_SECRET", "s3cret")]);
+    email_campaign(&daemon, "h", None, 30);
+    daemon.post("/v1/campaigns/h/start", "application/json", b"");
+    daemon.wait_for_campaign("h", Duration::from_secs(60), |v| v["state"] == "finished");
+    let facts = daemon.all_events();
+    assert_eq!(facts.len(), 60, "30 accepted + 30 submitted");
+
+    let started = Instant::now();
+    let delivered = loop {
+        let posts = hook.posts();
+        let cursors: Vec<u64> = posts
+            .iter()
+            .skip(2) // the two answered 500
+            .flat_map(|p| {
+                serde_json::from_str::<serde_json::Value>(&p.body).unwrap()["events"]
+                    .as_array()
+                    .unwrap()
+                    .clone()
+            })
+            .map(|e| e["cursor"].as_u64().unwrap())
+            .collect();
+        if cursors.last() == Some(&60) {
+            break (posts, cursors);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "webhooks incomplete: {cursors:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (posts, cursors) = delivered;
+    assert_eq!(
+        posts[0].body, posts[1].body,
+        "a failed batch is sent again as it was"
+    );
+    assert_eq!(posts[1].body, posts[2].body);
+    let mut sorted = cursors.clone();
+    sorted.dedup();
+    assert_eq!(
+        sorted,
+        (1..=60).collect::<Vec<u64>>(),
+        "every fact once, in order, after the retries"
+    );
+    for post in &posts {
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").unwrap();
+        mac.update(post.body.as_bytes());
+        assert_eq!(
+            post.signature,
+            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+        );
+    }
+}
