@@ -274,7 +274,12 @@ impl Config {
         match admin_api::Tokens::parse(&self.api.tokens) {
             Err(e) => problems.push(format!("api.tokens: {e}")),
             Ok(tokens) if tokens.is_open() => {
-                if self.listen.api.parse::<SocketAddr>().is_ok_and(|a| !a.ip().is_loopback()) {
+                if self
+                    .listen
+                    .api
+                    .parse::<SocketAddr>()
+                    .is_ok_and(|a| !a.ip().is_loopback())
+                {
                     problems.push(format!(
                         "listen.api: `{}` is not loopback, so API tokens are required (SLUICE_API_TOKENS)",
                         self.listen.api
@@ -416,8 +421,14 @@ mod tests {
 
     #[test]
     fn an_open_api_must_stay_on_loopback() {
-        let open = Config::from_toml("[listen]\napi = \"0.0.0.0:7800\"\n", Vec::new()).expect("parse");
-        assert!(open.validate().expect_err("open").to_string().contains("tokens are required"));
+        let open =
+            Config::from_toml("[listen]\napi = \"0.0.0.0:7800\"\n", Vec::new()).expect("parse");
+        assert!(
+            open.validate()
+                .expect_err("open")
+                .to_string()
+                .contains("tokens are required")
+        );
         let env = vec![("SLUICE_API_TOKENS".to_owned(), "crm:x".to_owned())];
         let closed = Config::from_toml("[listen]\napi = \"0.0.0.0:7800\"\n", env).expect("parse");
         closed.validate().expect("tokens set");

@@ -52,7 +52,10 @@ impl Backend for Memory {
     async fn campaign(&self, c: &str) -> BackendResult<CampaignView> {
         Err(BackendError::NotFound(format!("no campaign {c}")))
     }
-    async fn audience(&self, _c: &str, _o: &str) -> BackendResult<Vec<AudienceRow>> {
+    async fn audience(&self, c: &str, _o: &str) -> BackendResult<Vec<AudienceRow>> {
+        if c == "down" {
+            return Err(BackendError::Unavailable("store cannot commit".into()));
+        }
         Ok(vec![])
     }
     async fn events(&self, after: u64, _limit: usize) -> BackendResult<EventPage> {
@@ -272,4 +275,19 @@ async fn backend_conflicts_and_bad_ids_map_to_status() {
         .body(Body::empty())
         .expect("request");
     assert_eq!(call(router, bad).await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_commit_answers_503() {
+    let (_, router) = app(Tokens::default());
+    let req = Request::get("/v1/campaigns/down/participants?outcome=pending")
+        .body(Body::empty())
+        .expect("request");
+    let (status, json) = call(router.clone(), req).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(json["error"], "store cannot commit");
+    let bad = Request::get("/v1/campaigns/c1/participants?outcome=sleepy")
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(call(router, bad).await.0, StatusCode::UNPROCESSABLE_ENTITY);
 }

@@ -307,6 +307,39 @@ mod tests {
     }
 
     #[test]
+    fn dkim_signs_the_composed_message() {
+        let key =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/dkim-test-key.pem");
+        let dkim = Dkim::load("telco.example", "s2026", &key).expect("test key loads");
+        let t = MailTemplate::new(&content()).expect("template");
+        let env = Envelope {
+            message_id: "m1@bounces.example",
+            list_unsubscribe: None,
+            date: 0,
+        };
+        let raw = String::from_utf8(
+            t.compose(&participant("Ann"), &env, Some(&dkim))
+                .expect("compose"),
+        )
+        .expect("utf8");
+        assert!(
+            raw.starts_with("DKIM-Signature: v=1; a=rsa-sha256;"),
+            "{raw}"
+        );
+        let header: String = raw
+            .split("\r\n")
+            .take_while(|l| !l.starts_with("From:"))
+            .collect();
+        assert!(header.contains("d=telco.example"), "{header}");
+        assert!(header.contains("s=s2026"), "{header}");
+        assert!(header.contains("bh="), "{header}");
+        assert!(
+            raw.contains("Subject: Ann, unlimited data"),
+            "the message follows unchanged"
+        );
+    }
+
+    #[test]
     fn refuses_participants_it_cannot_fill() {
         let t = MailTemplate::new(&content()).expect("template");
         let mut p = participant("Ann");
