@@ -150,6 +150,7 @@ impl Admission {
     ///
     /// Order: blacklist and campaign end (final), campaign start, exclusion
     /// day, window, caps (deferrals), quota (final), bandwidth (deferral).
+    #[inline]
     pub fn admit(
         &mut self,
         now: Timestamp,
@@ -184,34 +185,31 @@ impl Admission {
         out: &mut Vec<Decision>,
     ) -> Result<()> {
         const CHUNK: usize = 16;
+        const AHEAD: usize = 4;
         // Software pipelining: while chunk k is decided, the memory for
-        // chunk k + 1 is already on its way.
+        // chunks k + 1 ..= k + AHEAD is already on its way.
         let warm = |chunk: &[Request<'_>], quotas: &QuotaBook| {
             let mut keys = [CustomerKey(0); CHUNK];
             for (k, r) in keys.iter_mut().zip(chunk) {
                 *k = r.customer;
             }
             quotas.warm(&keys[..chunk.len()]);
-            if !blacklist.is_empty() {
-                let mut any = false;
-                for r in chunk {
-                    any |= blacklist.contains_key(r.customer)
-                        | r.address.is_some_and(|a| blacklist.contains_key(a));
-                }
-                std::hint::black_box(any);
-            }
         };
-        let mut chunks = reqs.chunks(CHUNK).peekable();
-        if let Some(first) = chunks.peek() {
-            warm(first, quotas);
+        let chunk = |k: usize| reqs.get(k * CHUNK..((k + 1) * CHUNK).min(reqs.len()));
+        for k in 0..AHEAD {
+            if let Some(c) = chunk(k) {
+                warm(c, quotas);
+            }
         }
-        while let Some(chunk) = chunks.next() {
-            if let Some(next) = chunks.peek() {
+        let mut k = 0;
+        while let Some(c) = chunk(k) {
+            if let Some(next) = chunk(k + AHEAD) {
                 warm(next, quotas);
             }
-            for r in chunk {
+            for r in c {
                 out.push(self.admit(now, window, r, blacklist, quotas)?);
             }
+            k += 1;
         }
         Ok(())
     }
@@ -229,6 +227,7 @@ impl Admission {
     }
 
     /// [`decide`](Self::decide), plus the quota rule that applied.
+    #[inline]
     fn decide_rule(
         &mut self,
         now: Timestamp,

@@ -55,6 +55,7 @@ impl Bucket {
 
     /// `Ok(())` if a message may go at `now`, otherwise `Err(t)`, the
     /// earliest instant at which one may. Does not record anything.
+    #[inline]
     pub fn check(&self, now: Timestamp) -> Result<(), Timestamp> {
         let now_ns = nanos(now);
         let allowed_at = self.tat_ns.saturating_sub(self.tolerance_ns);
@@ -67,6 +68,7 @@ impl Bucket {
 
     /// Records a message sent at `now` (call after a successful
     /// [`check`](Self::check)).
+    #[inline]
     pub fn record(&mut self, now: Timestamp) {
         self.tat_ns = self.tat_ns.max(nanos(now)).saturating_add(self.interval_ns);
     }
@@ -81,6 +83,7 @@ impl Bucket {
 
 /// Nanoseconds since the Unix epoch, saturating (jiff's range fits in i64
 /// nanoseconds only up to 2262, which is far beyond any schedule).
+#[inline]
 pub(crate) fn nanos(t: Timestamp) -> i64 {
     i64::try_from(t.as_nanosecond()).unwrap_or(if t.as_second() < 0 {
         i64::MIN

@@ -217,6 +217,7 @@ impl Caps {
 
     /// `None` if every cap applying at `now` has room; otherwise the
     /// instant at which all the full ones' periods have ended.
+    #[inline]
     pub fn check(&mut self, now: Timestamp) -> Result<Option<Timestamp>> {
         if self.caps.is_empty() {
             return Ok(None);
@@ -234,6 +235,7 @@ impl Caps {
     }
 
     /// Counts one message sent at `now` against every cap applying then.
+    #[inline]
     pub fn record(&mut self, now: Timestamp) -> Result<()> {
         if self.caps.is_empty() {
             return Ok(());
@@ -257,6 +259,7 @@ impl Caps {
         self.counts.get(&(index, day)).copied().unwrap_or(0)
     }
 
+    #[inline]
     fn refresh(&mut self, now: Timestamp) -> Result<()> {
         if let Some((from, to, _)) = &self.cache
             && *from <= now

@@ -36,6 +36,7 @@ impl ExclusionDays {
 
     /// `None` if sending is allowed at `now`; otherwise `Some(t)`, the start
     /// of the next local day that is not excluded. Cached per local day.
+    #[inline]
     pub fn check(&mut self, now: Timestamp) -> Result<Option<Timestamp>> {
         if let Some((from, to, answer)) = self.cache
             && from <= now

@@ -198,6 +198,7 @@ fn home(fp: u32, cap: usize) -> usize {
 }
 
 impl Shard {
+    #[inline]
     fn find(&self, fp: u32) -> Option<usize> {
         let cap = self.slots.len();
         if cap == 0 {
@@ -221,6 +222,7 @@ impl Shard {
 
     /// Index of `fp`'s slot, inserting an empty one if absent; `true` if
     /// it was inserted.
+    #[inline]
     fn entry(&mut self, fp: u32) -> (usize, bool) {
         if let Some(i) = self.find(fp) {
             return (i, false);
@@ -324,6 +326,7 @@ impl QuotaBook {
     }
 
     /// The rule for `segment` (the `*` rule if it has none of its own).
+    #[inline]
     pub fn rule_for(&self, segment: Option<&str>) -> Option<QuotaRule> {
         if let Some(seg) = segment
             && let Some((_, r)) = self.rules.iter().find(|(n, _)| &**n == seg)
@@ -357,6 +360,7 @@ impl QuotaBook {
             + spill
     }
 
+    #[inline]
     fn split(key: CustomerKey) -> (usize, u32, u64) {
         let shard = (key.0 >> (64 - SHARD_BITS)) as usize;
         let fp = (key.0 as u32).max(1);
@@ -364,6 +368,7 @@ impl QuotaBook {
     }
 
     /// The `n`-th most recent recorded send (1-based), in units, if any.
+    #[inline]
     fn nth_recent(&self, key: CustomerKey, n: usize) -> i64 {
         let (shard, fp, ident) = Self::split(key);
         let Some(shard) = self.shards.get(shard) else {
@@ -406,6 +411,7 @@ impl QuotaBook {
     }
 
     /// May `key` receive one more message at `now` under `rule`?
+    #[inline]
     pub fn check(&self, key: CustomerKey, rule: QuotaRule, now: Timestamp) -> QuotaCheck {
         let v = self.nth_recent(key, rule.max.max(1) as usize);
         if v == 0 {
@@ -430,6 +436,7 @@ impl QuotaBook {
     }
 
     /// Records a message sent to `key` at `now` under `rule`.
+    #[inline]
     pub fn record(&mut self, key: CustomerKey, rule: QuotaRule, now: Timestamp) {
         let secs = now
             .as_second()
@@ -447,6 +454,7 @@ impl QuotaBook {
     }
 
     /// Units for Unix second `secs`, rounded up, moving the epoch if needed.
+    #[inline]
     fn units(&mut self, secs: i64) -> i64 {
         let d = secs.saturating_sub(self.epoch);
         let u = d.div_euclid(UNIT_SECS) + i64::from(d.rem_euclid(UNIT_SECS) != 0);
@@ -477,6 +485,7 @@ impl QuotaBook {
         self.epoch = self.epoch.saturating_add(shift.saturating_mul(UNIT_SECS));
     }
 
+    #[inline]
     fn record_secs(&mut self, key: CustomerKey, n: usize, secs: i64) {
         let u = self.units(secs);
         let keep = self.keep;

@@ -179,12 +179,14 @@ impl Window {
     }
 
     /// Whether the campaign has ended at `now`.
+    #[inline]
     pub fn ended(&self, now: Timestamp) -> bool {
         self.end.is_some_and(|e| now >= e)
     }
 
     /// Is the window open at `now`? Cached: repeated calls while the answer
     /// cannot change cost a comparison.
+    #[inline]
     pub fn check(&mut self, now: Timestamp) -> Result<Opening> {
         if let Some((from, to, answer)) = self.cache
             && from <= now

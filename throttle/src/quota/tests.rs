@@ -235,3 +235,30 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn probe_lengths_stay_short() {
+    let (mut b, r) = book(2, 86_400);
+    let n = 300_000u64;
+    let mut b2 = QuotaBook::with_capacity([("*".to_string(), r)], at(0), n as usize);
+    for i in 0..n {
+        b.record(key(i), r, at(0));
+        b2.record(key(i), r, at(0));
+    }
+    for book in [&b, &b2] {
+        let (mut total, mut worst, mut count) = (0usize, 0usize, 0usize);
+        for sh in book.shards.iter() {
+            let cap = sh.slots.len();
+            for (i, s) in sh.slots.iter().enumerate().filter(|(_, s)| s.fp != 0) {
+                let h = home(s.fp, cap);
+                let d = (i + cap - h) % cap;
+                total += d + 1;
+                worst = worst.max(d + 1);
+                count += 1;
+            }
+        }
+        let mean = total as f64 / count as f64;
+        eprintln!("mean probes {mean:.2}, worst {worst}");
+        assert!(mean < 6.0, "mean probe length {mean}");
+    }
+}
