@@ -97,7 +97,8 @@ pub fn recipients(report: &str, exclude: &[String]) -> Vec<Mention> {
     let lines: Vec<&str> = report.lines().collect();
     // Addresses of every line, found once.
     let found_in: Vec<Vec<Found<'_>>> = lines.iter().map(|l| find_addresses(l)).collect();
-    let mut starts: Vec<(usize, String)> = Vec::new();
+    // (first line, address, named the way recipients are named)
+    let mut candidates: Vec<(usize, String, bool)> = Vec::new();
     for (index, (line, found_here)) in lines.iter().zip(&found_in).enumerate() {
         if found_here.is_empty() || names_sender(line) {
             continue;
@@ -106,14 +107,28 @@ pub fn recipients(report: &str, exclude: &[String]) -> Vec<Mention> {
             let candidate = found.address;
             if is_system_mailbox(candidate)
                 || exclude.iter().any(|e| same_address(e, candidate))
-                || starts.iter().any(|(_, a)| same_address(a, candidate))
                 || looks_like_message_id(line, found.start)
             {
                 continue;
             }
-            starts.push((index, candidate.to_owned()));
+            let strong = names_recipient(line, found);
+            match candidates
+                .iter_mut()
+                .find(|(_, a, _)| same_address(a, candidate))
+            {
+                Some(seen) => seen.2 |= strong,
+                None => candidates.push((index, candidate.to_owned(), strong)),
+            }
         }
     }
+    // Addresses only mentioned in passing ("please contact x@y") are not
+    // recipients when others are named the way failed recipients are.
+    let any_strong = candidates.iter().any(|(_, _, strong)| *strong);
+    let starts: Vec<(usize, String)> = candidates
+        .into_iter()
+        .filter(|(_, _, strong)| *strong || !any_strong)
+        .map(|(index, address, _)| (index, address))
+        .collect();
     let mut out = Vec::with_capacity(starts.len());
     for (first, address) in &starts {
         // A session transcript names the command just before the reply
@@ -154,6 +169,43 @@ pub fn recipients(report: &str, exclude: &[String]) -> Vec<Mention> {
         });
     }
     out
+}
+
+/// True when `found` is named in `line` the way reports name a failed
+/// recipient: at the start of the line, after "to"/"recipient"/"address",
+/// before a colon or `...`, or on a line carrying an SMTP reply.
+fn names_recipient(line: &str, found: &Found<'_>) -> bool {
+    const BEFORE: &[&str] = &[
+        "to",
+        "to:",
+        "rcpt",
+        "recipient",
+        "recipient:",
+        "recipients:",
+        "address",
+        "address:",
+        "addressee:",
+        "user",
+        "user:",
+        "mailbox",
+        "mailbox:",
+        "for",
+    ];
+    let before = line.get(..found.start).unwrap_or_default();
+    let before = before
+        .trim_end_matches(|c: char| c.is_whitespace() || "<\"'*-[(:".contains(c))
+        .to_ascii_lowercase();
+    let word = before
+        .rsplit(|c: char| c.is_whitespace() || c == '<')
+        .next()
+        .unwrap_or_default();
+    let after = line.get(found.end..).unwrap_or_default();
+    let after = after.trim_start_matches(['>', '"', '\'', ']', ')']);
+    before.trim().is_empty()
+        || BEFORE.contains(&word)
+        || after.starts_with(':')
+        || after.starts_with("...")
+        || crate::status::find_reply_code(line, false).is_some()
 }
 
 /// Lines that name the sender of the original message, not a recipient.
