@@ -99,16 +99,21 @@ pub fn recipients(report: &str, exclude: &[String]) -> Vec<Mention> {
     let found_in: Vec<Vec<Found<'_>>> = lines.iter().map(|l| find_addresses(l)).collect();
     // (first line, address, named the way recipients are named)
     let mut candidates: Vec<(usize, String, bool)> = Vec::new();
+    // Excluded addresses named as recipients: someone who mailed himself.
+    let mut self_sent: Vec<(usize, String, bool)> = Vec::new();
     for (index, (line, found_here)) in lines.iter().zip(&found_in).enumerate() {
         if found_here.is_empty() || names_sender(line) {
             continue;
         }
         for found in found_here {
             let candidate = found.address;
-            if is_system_mailbox(candidate)
-                || exclude.iter().any(|e| same_address(e, candidate))
-                || looks_like_message_id(line, found.start)
-            {
+            if is_system_mailbox(candidate) || looks_like_message_id(line, found.start) {
+                continue;
+            }
+            if exclude.iter().any(|e| same_address(e, candidate)) {
+                if self_sent.is_empty() && names_recipient(line, found) {
+                    self_sent.push((index, candidate.to_owned(), true));
+                }
                 continue;
             }
             let strong = names_recipient(line, found);
@@ -123,6 +128,9 @@ pub fn recipients(report: &str, exclude: &[String]) -> Vec<Mention> {
     }
     // Addresses only mentioned in passing ("please contact x@y") are not
     // recipients when others are named the way failed recipients are.
+    if candidates.is_empty() {
+        candidates = self_sent;
+    }
     let any_strong = candidates.iter().any(|(_, _, strong)| *strong);
     let starts: Vec<(usize, String)> = candidates
         .into_iter()
