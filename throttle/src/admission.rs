@@ -140,6 +140,28 @@ impl Admission {
         })
     }
 
+    /// Applies new limits without a restart: cap counters of unchanged caps
+    /// and the bandwidth schedule carry over, so an edit never releases a
+    /// burst or resets a partly used cap. (Quota rules live in the
+    /// [`QuotaBook`]: call [`QuotaBook::set_rules`] with
+    /// [`Limits::quota_rules`].)
+    pub fn set_limits(&mut self, limits: &Limits) -> Result<()> {
+        let next = Admission::new(limits)?;
+        let tz = calendar::time_zone(&limits.tz)
+            .map_err(|e| crate::Error::Invalid(vec![crate::Problem::new("tz", e)]))?;
+        let mut problems = Vec::new();
+        let caps = limits
+            .compiled_caps(&mut problems)
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect();
+        let old_caps = std::mem::replace(&mut self.caps, Caps::none());
+        self.caps = old_caps.carry_over(tz, caps);
+        self.bucket = next.bucket.continuing(&self.bucket);
+        self.exclusion = next.exclusion;
+        Ok(())
+    }
+
     /// The channel's bandwidth bucket. (To change limits, build a new
     /// `Admission`; quota state lives in the [`QuotaBook`] and survives.)
     pub fn bucket(&self) -> &Bucket {

@@ -48,6 +48,14 @@ impl Bucket {
         })
     }
 
+    /// This bucket with `earlier`'s schedule carried over, for a rate change
+    /// that must not release a burst: the next message is due no sooner
+    /// than the old bucket would have allowed.
+    pub fn continuing(mut self, earlier: &Bucket) -> Bucket {
+        self.tat_ns = earlier.tat_ns;
+        self
+    }
+
     /// Nanoseconds between two messages at the steady rate.
     pub fn interval_ns(&self) -> i64 {
         self.interval_ns

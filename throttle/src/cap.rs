@@ -210,6 +210,32 @@ impl Caps {
         }
     }
 
+    /// Caps compiled from new limits that keep the counters of every cap
+    /// whose definition did not change (so editing limits mid-period never
+    /// resets a cap that is already partly used).
+    pub(crate) fn carry_over(mut self, tz: TimeZone, caps: Vec<Cap>) -> Caps {
+        if let Some((_, _, active)) = self.cache.take() {
+            for a in active {
+                self.counts.insert((a.cap, a.day), a.count);
+            }
+        }
+        let same_tz = self.tz == tz;
+        let mut counts = HashMap::new();
+        if same_tz {
+            for ((old, day), n) in self.counts {
+                if let Some(new) = caps.iter().position(|c| Some(c) == self.caps.get(old)) {
+                    counts.insert((new, day), n);
+                }
+            }
+        }
+        Caps {
+            tz,
+            caps,
+            counts,
+            cache: None,
+        }
+    }
+
     /// No caps at all.
     pub fn none() -> Caps {
         Caps::new(TimeZone::UTC, Vec::new())

@@ -293,3 +293,58 @@ fn batch_matches_one_by_one() {
         }
     )));
 }
+
+#[test]
+fn set_limits_keeps_cap_counts_and_bandwidth_schedule() {
+    let json = r#"{"rate_per_sec": 1, "tz": "Europe/Berlin", "caps": [{"hours": "09:00-18:00", "max": 2}]}"#;
+    let (mut a, mut q, b) = setup(json, "2026-11-23T09:00:00Z");
+    let mut w = office_hours(None, None);
+    assert_eq!(
+        a.admit(ts("2026-11-23T09:00:00Z"), &mut w, &req("c1"), &b, &mut q)
+            .unwrap(),
+        Decision::Go
+    );
+    // A faster rate and a new exclusion day; the cap is unchanged.
+    let edited = r#"{"rate_per_sec": 1000, "tz": "Europe/Berlin", "exclusion_days": ["2026-12-24"], "caps": [{"hours": "09:00-18:00", "max": 2}]}"#;
+    a.set_limits(&limits(edited)).unwrap();
+    // The old schedule still holds for the message already due.
+    let d = a
+        .admit(ts("2026-11-23T09:00:00.5Z"), &mut w, &req("c2"), &b, &mut q)
+        .unwrap();
+    assert_eq!(
+        d,
+        Decision::Defer {
+            reason: Deferral::RateLimited,
+            retry_at: ts("2026-11-23T09:00:01Z")
+        }
+    );
+    assert_eq!(
+        a.admit(ts("2026-11-23T09:00:01Z"), &mut w, &req("c2"), &b, &mut q)
+            .unwrap(),
+        Decision::Go
+    );
+    // The cap had one message before the edit: one more makes two, full.
+    // Its period ends at 18:00 Berlin, when the window closes too, so the
+    // dispatcher is told to come back when the window reopens on Tuesday.
+    let d = a
+        .admit(ts("2026-11-23T09:00:02Z"), &mut w, &req("c3"), &b, &mut q)
+        .unwrap();
+    assert_eq!(
+        d,
+        Decision::Defer {
+            reason: Deferral::CapReached,
+            retry_at: ts("2026-11-24T08:00:00Z")
+        }
+    );
+    // A changed cap starts counting afresh.
+    a.set_limits(&limits(r#"{"rate_per_sec": 1000, "tz": "Europe/Berlin", "caps": [{"hours": "09:00-18:00", "max": 3}]}"#)).unwrap();
+    assert_eq!(
+        a.admit(ts("2026-11-23T09:00:03Z"), &mut w, &req("c3"), &b, &mut q)
+            .unwrap(),
+        Decision::Go
+    );
+    assert!(
+        a.set_limits(&limits(r#"{"rate_per_sec": 0, "tz": "UTC"}"#))
+            .is_err()
+    );
+}
