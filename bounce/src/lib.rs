@@ -13,6 +13,10 @@
 //! It does not receive mail, verify tokens, match bounces to campaigns or
 //! suppress addresses: that is the gateway's job. It does no I/O.
 //!
+//! Main types: [`Classifier`] (limits; [`classify`] uses the defaults),
+//! [`Bounce`] and its [`Recipient`]s, [`Kind`], [`Reason`],
+//! [`EnhancedStatus`], [`Verdict`] (from [`classify_reply`]) and [`Error`].
+//!
 //! The classification rules are data: [`rules::RULES`] (text phrases to
 //! reasons) and [`status::reason_of_status`] (enhanced status to reason);
 //! the hard/soft rule lives in [`Reason::kind`].

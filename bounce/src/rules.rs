@@ -719,7 +719,7 @@ pub(crate) fn phrase_matcher(phrases: &[&str]) -> Option<AhoCorasick> {
 
 /// Folds white space runs into one space and typographic apostrophes into
 /// `'`, appending to `out`.
-pub fn fold(text: &str, out: &mut String) {
+pub(crate) fn fold(text: &str, out: &mut String) {
     let mut space = out.is_empty() || out.ends_with(' ');
     for (index, line) in text.split('\n').enumerate() {
         // Continuation lines of a multi-line reply repeat the code
@@ -790,7 +790,7 @@ fn noise(text: &str) -> Vec<(usize, usize)> {
 }
 
 /// Like [`reason_of_text`] for text already passed through [`fold`].
-pub fn reason_of_folded(folded: &str) -> Option<Reason> {
+pub(crate) fn reason_of_folded(folded: &str) -> Option<Reason> {
     let matcher = MATCHER.as_ref()?;
     let best = matcher
         .automaton
