@@ -87,7 +87,9 @@ pub struct CampaignPlan {
     pub planned: u64,
     /// End of the hour in which its last message is planned, if all are.
     pub finish: Option<Timestamp>,
-    /// Whether every participant is planned by the campaign's end.
+    /// Whether every participant is planned by the campaign's end. A
+    /// campaign that ends after the horizon is judged at the horizon's end,
+    /// so plan over a horizon that covers the campaigns' ends.
     pub feasible: bool,
     /// Participants left unplanned.
     pub shortfall: u64,

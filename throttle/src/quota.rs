@@ -20,7 +20,9 @@
 //! kept between ~70% and 87.5% full, so the table costs 12 / load ≈ 14–17
 //! bytes per customer (≈ 15 on average). Rules with
 //! N > 3 keep that customer's times in a spill map instead (4 bytes per send
-//! plus map overhead).
+//! plus map overhead). A customer whose segment moves from a rule with
+//! N <= 3 to one with N > 3 has its older sends assumed as late as the oldest
+//! of the three kept (over-counting, never under-counting).
 //!
 //! A customer's identity is 44 bits of its [`CustomerKey`] (top 12 + low
 //! 32). Two customers sharing them share a quota: conservative (one of them
@@ -506,12 +508,21 @@ impl QuotaBook {
             return;
         }
         slot.set_state(SPILL);
+        let keep = keep.max(n);
         let list = self.spill.entry(ident).or_insert_with(|| {
-            if st & SPILL == 0 {
-                unpack(st).into_iter().filter(|&x| x > 0).collect()
-            } else {
-                Vec::new()
+            if st & SPILL != 0 {
+                return Vec::new();
             }
+            let inline = unpack(st);
+            let mut v: Vec<i64> = inline.into_iter().filter(|&x| x > 0).collect();
+            // Moving from an inline rule (N <= 3) to a larger N: sends older
+            // than the three kept are unknown. If all three slots were in
+            // use, assume the unknown ones happened as late as the oldest
+            // kept one, which can only over-count (conservative).
+            if inline[INLINE - 1] > 0 {
+                v.resize(keep, inline[INLINE - 1]);
+            }
+            v
         });
         let pos = list.iter().position(|&x| x < u).unwrap_or(list.len());
         list.insert(pos, u);

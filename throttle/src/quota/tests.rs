@@ -262,3 +262,28 @@ fn probe_lengths_stay_short() {
         assert!(mean < 6.0, "mean probe length {mean}");
     }
 }
+
+proptest! {
+    /// Customers switching between segments with different rules (inline
+    /// and spilled) never exceed the rule in force at each send.
+    #[test]
+    fn segment_switches_never_undercount(
+        steps in proptest::collection::vec((0i64..2_000, 0usize..3), 1..300),
+    ) {
+        let rules = [QuotaRule::new(2, 5_000).unwrap(), QuotaRule::new(5, 5_000).unwrap(), QuotaRule::new(3, 5_000).unwrap()];
+        let names = ["a", "b", "c"];
+        let mut b = QuotaBook::new(names.iter().zip(rules).map(|(n, r)| (n.to_string(), r)), at(0));
+        let k = key(1);
+        let mut t = 0i64;
+        let mut sent = Vec::new();
+        for (step, seg) in steps {
+            t += step;
+            let rule = b.rule_for(Some(names[seg])).unwrap();
+            if b.try_take(k, rule, at(t)) == QuotaCheck::Allowed {
+                let before = sent.iter().filter(|&&s| s > t - rule.per_secs).count();
+                prop_assert!(before < rule.max as usize, "{before} earlier sends within P under N={}", rule.max);
+                sent.push(t);
+            }
+        }
+    }
+}
