@@ -9,7 +9,7 @@
 
 use std::sync::LazyLock;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 use crate::reason::Reason;
 
@@ -699,6 +699,7 @@ static MATCHER: LazyLock<Option<Matcher>> = LazyLock::new(|| {
     let automaton = AhoCorasickBuilder::new()
         .ascii_case_insensitive(true)
         .match_kind(MatchKind::Standard)
+        .kind(Some(AhoCorasickKind::DFA))
         .build(&patterns)
         .ok()?;
     Some(Matcher {
@@ -713,6 +714,7 @@ pub(crate) fn phrase_matcher(phrases: &[&str]) -> Option<AhoCorasick> {
     AhoCorasickBuilder::new()
         .ascii_case_insensitive(true)
         .match_kind(MatchKind::LeftmostFirst)
+        .kind(Some(AhoCorasickKind::DFA))
         .build(phrases)
         .ok()
 }
@@ -720,33 +722,57 @@ pub(crate) fn phrase_matcher(phrases: &[&str]) -> Option<AhoCorasick> {
 /// Folds white space runs into one space and typographic apostrophes into
 /// `'`, appending to `out`.
 pub(crate) fn fold(text: &str, out: &mut String) {
+    let b = text.as_bytes();
     let mut space = out.is_empty() || out.ends_with(' ');
-    for (index, line) in text.split('\n').enumerate() {
-        // Continuation lines of a multi-line reply repeat the code
-        // (`550-5.7.1 ...`); drop it so phrases can span the lines.
-        let line = if index > 0 {
-            crate::status::strip_reply_prefix(line)
-        } else {
-            line
+    // Start of the run of bytes copied as they are.
+    let mut run = 0;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        // Width of a special sequence at `i` and what it becomes.
+        let (width, becomes) = match c {
+            b' ' | b'\t' | b'\r' | b'\n' | 0x0b | 0x0c => (1, Some(' ')),
+            b'`' => (1, Some('\'')),
+            // U+00A0 no-break space
+            0xC2 if b.get(i + 1) == Some(&0xA0) => (2, Some(' ')),
+            // U+2018, U+2019 typographic apostrophes
+            0xE2 if b.get(i + 1) == Some(&0x80) && matches!(b.get(i + 2), Some(0x98 | 0x99)) => {
+                (3, Some('\''))
+            }
+            _ => (1, None),
         };
-        if index > 0 && !space {
-            out.push(' ');
-            space = true;
-        }
-        for c in line.chars() {
-            if c.is_whitespace() {
-                if !space {
-                    out.push(' ');
-                    space = true;
-                }
-                continue;
-            }
+        let Some(becomes) = becomes else {
+            i += 1;
+            continue;
+        };
+        if run < i {
+            out.push_str(text.get(run..i).unwrap_or_default());
             space = false;
-            match c {
-                '\u{2019}' | '\u{2018}' | '`' => out.push('\''),
-                _ => out.push(c),
-            }
         }
+        if becomes == ' ' {
+            if !space {
+                out.push(' ');
+                space = true;
+            }
+        } else {
+            out.push(becomes);
+            space = false;
+        }
+        i += width;
+        run = i;
+        if c == b'\n' {
+            // Continuation lines of a multi-line reply repeat the code
+            // (`550-5.7.1 ...`); drop it so phrases can span the lines.
+            let rest = text.get(i..).unwrap_or_default();
+            let line_end = rest.find('\n').unwrap_or(rest.len());
+            let line = rest.get(..line_end).unwrap_or_default();
+            let stripped = crate::status::strip_reply_prefix(line);
+            i += line.len() - stripped.len();
+            run = i;
+        }
+    }
+    if run < b.len() {
+        out.push_str(text.get(run..).unwrap_or_default());
     }
 }
 
@@ -813,6 +839,19 @@ mod tests {
                 assert!(!phrase.contains("  "), "phrases are single-spaced");
             }
         }
+    }
+
+    #[test]
+    fn folds_white_space_and_quotes() {
+        let mut out = String::new();
+        fold(
+            "  doesn\u{2019}t\r\n 550-5.1.1  exist\u{a0}here `x`",
+            &mut out,
+        );
+        assert_eq!(out, "doesn't exist here 'x'");
+        let mut out = String::new();
+        fold("ünïcode\tstays", &mut out);
+        assert_eq!(out, "ünïcode stays");
     }
 
     #[test]
