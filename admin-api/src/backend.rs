@@ -4,7 +4,8 @@
 use async_trait::async_trait;
 
 use crate::types::v1::{
-    AudienceRow, CampaignDecl, CampaignView, Control, EventPage, ParticipantIn, UploadResult,
+    AudienceRow, BounceImport, CampaignDecl, CampaignView, Control, EventPage, ParticipantIn,
+    UploadResult,
 };
 
 /// Why the daemon refused or could not do a request.
@@ -22,6 +23,8 @@ pub enum BackendError {
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
+    #[error("body larger than {0} bytes")]
+    TooLarge(usize),
 }
 
 pub type BackendResult<T> = Result<T, BackendError>;
@@ -47,6 +50,10 @@ pub trait Backend: Send + Sync + 'static {
     async fn audience(&self, campaign: &str, outcome: &str) -> BackendResult<Vec<AudienceRow>>;
 
     async fn events(&self, after: u64, limit: usize) -> BackendResult<EventPage>;
+
+    /// Takes one returned message (raw RFC 822), as if it had arrived at the
+    /// bounce listener. `TooLarge` beyond the daemon's limit.
+    async fn import_bounce(&self, raw: &[u8]) -> BackendResult<BounceImport>;
 
     /// Prometheus text exposition.
     fn metrics(&self) -> String;

@@ -68,6 +68,7 @@ impl From<BackendError> for ApiError {
             BackendError::Invalid(problems) => Self::Unprocessable(problems),
             BackendError::Unavailable(m) => Self::Unavailable(m),
             BackendError::Internal(m) => Self::Internal(m),
+            BackendError::TooLarge(limit) => Self::PayloadTooLarge { limit },
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The router: one file per resource under `routes/`.
 
+mod bounces;
 mod campaigns;
 mod events;
 mod ops;
@@ -45,6 +46,7 @@ pub fn router(backend: Arc<dyn Backend>, config: ApiConfig) -> Router {
             post(participants::upload).get(participants::audience),
         )
         .route("/v1/events", get(events::feed))
+        .route("/v1/bounces", post(bounces::import))
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

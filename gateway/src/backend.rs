@@ -6,8 +6,8 @@ use std::sync::Arc;
 use admin_api::{
     Backend, BackendError, BackendResult,
     types::v1::{
-        AudienceRow, CampaignView, ChannelKind, Control, EventPage, ParticipantIn, Rejected,
-        UploadResult, valid_id,
+        AudienceRow, BounceImport, CampaignView, ChannelKind, Control, EventPage, ParticipantIn,
+        Rejected, UploadResult, valid_id,
     },
 };
 use async_trait::async_trait;
@@ -17,11 +17,13 @@ use crate::{
     channel::{email::EmailChannel, mail::MailTemplate, mail::is_email},
     domain::{CampaignDecl, CampaignRecord, CampaignState, Participant, now_ms},
     metrics::Metrics,
+    returns::{IntakeError, Returns},
     store::{Store, StoreError},
 };
 
 pub struct GatewayBackend {
     pub store: Arc<dyn Store>,
+    pub returns: Arc<Returns>,
     pub email: Arc<EmailChannel>,
     pub metrics: Arc<Metrics>,
     pub wake: Arc<Notify>,
@@ -320,6 +322,18 @@ impl Backend for GatewayBackend {
         let events = self.store.events(after, limit).map_err(store_error)?;
         let next = events.last().map_or(after, |e| e.cursor);
         Ok(EventPage { events, next })
+    }
+
+    async fn import_bounce(&self, raw: &[u8]) -> BackendResult<BounceImport> {
+        match self.returns.take(raw, &[]).await {
+            Ok(i) => Ok(BounceImport {
+                is_bounce: i.is_bounce,
+                matched: i.matched,
+                unmatched: i.unmatched,
+            }),
+            Err(IntakeError::TooLarge { limit, .. }) => Err(BackendError::TooLarge(limit)),
+            Err(IntakeError::Store(e)) => Err(store_error(e)),
+        }
     }
 
     fn metrics(&self) -> String {

@@ -14,6 +14,7 @@ use crate::{
     config::Config,
     dispatch::{Dispatcher, RetryPolicy},
     metrics::Metrics,
+    returns::Returns,
     store::{Store, StoreError, embedded::Embedded},
     verp::ReturnPaths,
     webhook::WebhookSender,
@@ -43,6 +44,7 @@ pub enum RunError {
 /// A started daemon: its bound addresses and its tasks.
 pub struct Running {
     pub api: SocketAddr,
+    pub bounce: SocketAddr,
     tasks: TaskTracker,
 }
 
@@ -63,8 +65,8 @@ impl Running {
 /// Serves until `shutdown` is cancelled, then shuts down gracefully.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
     let running = start(config, shutdown.clone()).await?;
-    announce(running.api);
-    tracing::info!(api = %running.api, "sluice is serving");
+    announce(&running);
+    tracing::info!(api = %running.api, bounce = %running.bounce, "sluice is serving");
     shutdown.cancelled().await;
     tracing::info!("shutting down: no new claims, finishing sends in flight");
     running.stopped().await;
@@ -106,8 +108,16 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             "no API tokens set (SLUICE_API_TOKENS): the API is open to anyone on loopback"
         );
     }
+    let retry = RetryPolicy::from_config(&config.email);
+    let returns = Arc::new(Returns::new(
+        store.clone(),
+        ReturnPaths::new(&secret, &config.email.bounce_domain),
+        retry,
+        metrics.clone(),
+    ));
     let backend = Arc::new(GatewayBackend {
         store: store.clone(),
+        returns: returns.clone(),
         email: email.clone(),
         metrics: metrics.clone(),
         wake: wake.clone(),
@@ -123,17 +133,26 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let api_addr = api
         .local_addr()
         .map_err(|e| RunError::Setup(e.to_string()))?;
+    let bounce_listener = bind("bounce", &config.listen.bounce).await?;
+    let bounce_addr = bounce_listener
+        .local_addr()
+        .map_err(|e| RunError::Setup(e.to_string()))?;
 
     let tasks = TaskTracker::new();
     let dispatcher = Arc::new(Dispatcher {
         store: store.clone(),
         email,
         config: config.dispatch.clone(),
-        retry: RetryPolicy::from_config(&config.email),
+        retry,
         metrics: metrics.clone(),
         wake,
     });
     tasks.spawn(dispatcher.run(shutdown.clone()));
+    tasks.spawn(crate::returns::listener::serve(
+        bounce_listener,
+        returns,
+        shutdown.clone(),
+    ));
     for (index, hook) in config.webhooks.iter().enumerate() {
         let secret = std::env::var(&hook.secret_env).map_err(|_| {
             RunError::Setup(format!("webhooks[{index}]: {} is not set", hook.secret_env))
@@ -159,6 +178,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     tasks.close();
     Ok(Running {
         api: api_addr,
+        bounce: bounce_addr,
         tasks,
     })
 }
@@ -174,8 +194,8 @@ async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, RunError> {
 }
 
 /// The one line tests and scripts read to find the ports.
-fn announce(api: SocketAddr) {
-    println!("listening api={api}");
+fn announce(running: &Running) {
+    println!("listening api={} bounce={}", running.api, running.bounce);
 }
 
 /// The configured secret, or one generated once and kept in the store so

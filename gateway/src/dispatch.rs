@@ -21,6 +21,7 @@ use crate::{
     config::{Dispatch, Email},
     domain::{CampaignRecord, CampaignState, ChannelKind, Millis, Outcome, Update, now_ms},
     metrics::{ChannelLabels, Metrics, OutcomeLabels},
+    returns,
     store::{Claim, Store},
 };
 
@@ -224,6 +225,14 @@ struct SendJob {
 
 impl SendJob {
     async fn send(self, campaign: &CampaignRecord, claim: Claim) {
+        if let Some(why) = self
+            .store
+            .suppressed(campaign.decl.channel, &claim.participant.address)
+        {
+            self.record(campaign, claim, now_ms(), Outcome::Suppressed { why })
+                .await;
+            return;
+        }
         let started = Instant::now();
         self.metrics.in_flight.inc();
         let delivery = match campaign.decl.channel {
@@ -245,10 +254,29 @@ impl SendJob {
             .observe(started.elapsed().as_secs_f64());
         let at = now_ms();
         let outcome = self.outcome(delivery, claim.attempts + 1, at);
+        if let Outcome::Bounced { hard: true, .. } = outcome
+            && let Err(e) = self
+                .store
+                .suppress(
+                    campaign.decl.channel,
+                    &claim.participant.address,
+                    "hard_bounce",
+                )
+                .await
+        {
+            tracing::error!(error = %e, "could not suppress a hard-bounced address");
+        }
+        self.record(campaign, claim, at, outcome).await;
+    }
+
+    async fn record(&self, campaign: &CampaignRecord, claim: Claim, at: Millis, outcome: Outcome) {
+        let channel = campaign.decl.channel.as_str();
         let label = match &outcome {
             Outcome::Submitted { .. } => "submitted",
             Outcome::Failed { .. } => "failed",
             Outcome::Retry { .. } => "retried",
+            Outcome::Bounced { hard: true, .. } => "bounced_hard",
+            Outcome::Bounced { hard: false, .. } => "bounced_soft",
             Outcome::Suppressed { .. } => "suppressed",
         };
         self.metrics
@@ -274,30 +302,53 @@ impl SendJob {
     }
 
     /// What the store records, given the upstream's answer and this attempt's number.
+    /// Refusals go through the bounce rules, so a 550 5.1.1 at RCPT is a hard
+    /// bounce like a returned DSN saying the same.
     fn outcome(&self, delivery: Delivery, attempt: u32, now: Millis) -> Outcome {
+        let retry_at = |after: Option<Duration>| {
+            now + after
+                .unwrap_or_else(|| self.retry.delay(attempt))
+                .as_millis() as u64
+        };
+        let attempts_left = attempt < self.retry.max_attempts;
         match delivery {
             Delivery::Accepted { reply } => {
                 let mut detail = Map::new();
                 detail.insert("reply".into(), json!(reply));
                 Outcome::Submitted { detail }
             }
-            Delivery::Permanent { reply, code } => {
-                let mut detail = Map::new();
-                if let Some(code) = code {
-                    detail.insert("status".into(), json!(code));
-                }
-                Outcome::Failed {
-                    reason: reply,
-                    detail,
+            Delivery::Permanent {
+                reply,
+                code: Some(code),
+            } => {
+                let (hard, detail) = returns::classify_reply(code, &reply);
+                match (hard, attempts_left) {
+                    (true, _) => Outcome::Bounced {
+                        hard: true,
+                        retry: None,
+                        detail,
+                    },
+                    (false, true) => Outcome::Retry {
+                        due: retry_at(None),
+                        reason: reply,
+                        detail,
+                    },
+                    (false, false) => Outcome::Bounced {
+                        hard: false,
+                        retry: None,
+                        detail,
+                    },
                 }
             }
-            Delivery::Transient { reply, retry_after } if attempt < self.retry.max_attempts => {
-                let delay = retry_after.unwrap_or_else(|| self.retry.delay(attempt));
-                Outcome::Retry {
-                    due: now + delay.as_millis() as u64,
-                    reason: reply,
-                }
-            }
+            Delivery::Permanent { reply, code: None } => Outcome::Failed {
+                reason: reply,
+                detail: Map::new(),
+            },
+            Delivery::Transient { reply, retry_after } if attempts_left => Outcome::Retry {
+                due: retry_at(retry_after),
+                reason: reply,
+                detail: Map::new(),
+            },
             Delivery::Transient { reply, .. } => {
                 let mut detail = Map::new();
                 detail.insert("attempts".into(), json!(attempt));
@@ -309,6 +360,7 @@ impl SendJob {
             Delivery::Throttled { retry_after } => Outcome::Retry {
                 due: now + retry_after.as_millis() as u64,
                 reason: "upstream throttled".into(),
+                detail: Map::new(),
             },
         }
     }

@@ -120,8 +120,19 @@ pub enum Outcome {
         reason: String,
         detail: serde_json::Map<String, serde_json::Value>,
     },
-    /// Try again at `due`.
-    Retry { due: Millis, reason: String },
+    /// Try again at `due`; `detail` adds what is known (e.g. the bounce class).
+    Retry {
+        due: Millis,
+        reason: String,
+        detail: serde_json::Map<String, serde_json::Value>,
+    },
+    /// A classified bounce: hard ends the message; soft either schedules a
+    /// resend at `retry` or, out of attempts, ends it.
+    Bounced {
+        hard: bool,
+        retry: Option<Millis>,
+        detail: serde_json::Map<String, serde_json::Value>,
+    },
     /// Not sent on purpose (blacklist, quota, hard bounce).
     Suppressed { why: String },
 }

@@ -36,6 +36,18 @@ enum Command {
     },
     /// Validate a configuration file and print every problem.
     CheckConfig { file: PathBuf },
+    /// Work with returned mail.
+    Bounce {
+        #[command(subcommand)]
+        command: BounceCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BounceCommand {
+    /// Classify returned messages (files, or stdin if none): one NDJSON line
+    /// per recipient with kind (hard|soft|other) and reason.
+    Classify { files: Vec<PathBuf> },
 }
 
 fn main() -> ExitCode {
@@ -60,6 +72,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Bounce {
+            command: BounceCommand::Classify { files },
+        } => classify(&files),
         Command::Serve { config, data } => match serve(config, data) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -85,6 +100,39 @@ fn serve(config: Option<PathBuf>, data: Option<PathBuf>) -> anyhow::Result<()> {
         gateway::run(config, shutdown).await
     })?;
     Ok(())
+}
+
+/// Prints the classification of each file; a file that cannot be read or
+/// classified is reported on stderr and makes the exit code non-zero.
+fn classify(files: &[PathBuf]) -> ExitCode {
+    let inputs: Vec<(String, std::io::Result<Vec<u8>>)> = if files.is_empty() {
+        let mut raw = Vec::new();
+        let read = std::io::Read::read_to_end(&mut std::io::stdin(), &mut raw).map(|_| raw);
+        vec![("-".to_owned(), read)]
+    } else {
+        files
+            .iter()
+            .map(|f| (f.display().to_string(), std::fs::read(f)))
+            .collect()
+    };
+    let mut ok = true;
+    for (name, raw) in inputs {
+        match raw
+            .map_err(|e| e.to_string())
+            .and_then(|r| gateway::returns::classify_lines(&name, &r).map_err(|e| e.to_string()))
+        {
+            Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                ok = false;
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// First SIGTERM/SIGINT: graceful shutdown. Second: exit at once.

@@ -14,6 +14,12 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BounceLabels {
+    pub kind: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ChannelLabels {
     pub channel: &'static str,
 }
@@ -32,6 +38,10 @@ pub struct Metrics {
     pub queue_depth: Family<ChannelLabels, Gauge>,
     /// Webhook batches by result.
     pub webhook_batches: Family<OutcomeLabels, Counter>,
+    /// Bounced recipients by kind and reason (at send time and returned).
+    pub bounces: Family<BounceLabels, Counter>,
+    /// Returned mail that matched no message (kept, not dropped).
+    pub bounces_unmatched: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -84,6 +94,18 @@ impl Default for Metrics {
             "Webhook batches by result",
             webhook_batches.clone(),
         );
+        let bounces = Family::<BounceLabels, Counter>::default();
+        registry.register(
+            "bounces",
+            "Bounced recipients by kind and reason",
+            bounces.clone(),
+        );
+        let bounces_unmatched = Counter::default();
+        registry.register(
+            "bounces_unmatched",
+            "Returned mail that matched no message",
+            bounces_unmatched.clone(),
+        );
         Self {
             registry,
             messages,
@@ -92,6 +114,8 @@ impl Default for Metrics {
             in_flight,
             queue_depth,
             webhook_batches,
+            bounces,
+            bounces_unmatched,
         }
     }
 }

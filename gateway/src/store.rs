@@ -14,7 +14,8 @@ use admin_api::types::v1::{AudienceRow, Event};
 use async_trait::async_trait;
 
 use crate::domain::{
-    CampaignDecl, CampaignRecord, CampaignState, MessageNo, Millis, Participant, Update,
+    CampaignDecl, CampaignRecord, CampaignState, ChannelKind, MessageNo, Millis, Participant,
+    Status, Update,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +36,16 @@ pub struct Claim {
     pub msg: MessageNo,
     pub participant: Participant,
     /// Sends already tried (0 on the first).
+    pub attempts: u32,
+}
+
+/// What the store knows of one message.
+#[derive(Debug, Clone)]
+pub struct MessageInfo {
+    pub campaign: CampaignRecord,
+    pub customer: String,
+    pub address: String,
+    pub status: Status,
     pub attempts: u32,
 }
 
@@ -91,6 +102,16 @@ pub trait Store: Send + Sync + 'static {
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
 
     async fn put_meta(&self, key: &str, value: Vec<u8>) -> Result<()>;
+
+    /// One message, for matching what comes back (bounces, clicks).
+    fn message(&self, msg: MessageNo) -> Option<MessageInfo>;
+
+    /// Never send to `address` on `channel` again (hard bounce, opt-out);
+    /// resolves once durable.
+    async fn suppress(&self, channel: ChannelKind, address: &str, why: &str) -> Result<()>;
+
+    /// Why `address` is suppressed on `channel`, if it is.
+    fn suppressed(&self, channel: ChannelKind, address: &str) -> Option<String>;
 
     /// False once a commit has failed: nothing more is acknowledged.
     fn healthy(&self) -> bool;

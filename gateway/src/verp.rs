@@ -1,4 +1,4 @@
-//! Per-message Return-Path tokens (VERP style): `b-TOKEN@bounce-domain`,
+//! Per-message Return-Path tokens (VERP style): `b+TOKEN@bounce-domain`,
 //! where TOKEN carries the message number and an HMAC tag, so a bounce can be
 //! traced back to its message and a forged or guessed address cannot.
 
@@ -44,12 +44,16 @@ impl ReturnPaths {
         tag
     }
 
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
     /// The envelope sender for a message.
     pub fn address(&self, msg: MessageNo) -> String {
         let mut raw = Vec::with_capacity(8 + TAG);
         raw.extend_from_slice(&msg.as_u64().to_be_bytes());
         raw.extend_from_slice(&self.tag(msg));
-        format!("b-{}@{}", base32(&raw), self.domain)
+        format!("b+{}@{}", base32(&raw), self.domain)
     }
 
     /// The message an address was made for, if it verifies.
@@ -59,8 +63,8 @@ impl ReturnPaths {
             return None;
         }
         let token = local
-            .strip_prefix("b-")
-            .or_else(|| local.strip_prefix("B-"))?;
+            .strip_prefix("b+")
+            .or_else(|| local.strip_prefix("B+"))?;
         let raw = unbase32(token)?;
         let (number, tag) = raw.split_at_checked(8)?;
         let msg = MessageNo::from_u64(u64::from_be_bytes(number.try_into().ok()?));
@@ -135,7 +139,7 @@ mod tests {
             paths.verify(&String::from_utf8(forged).expect("ascii")),
             None
         );
-        assert_eq!(paths.verify("b-@bounces.example.com"), None);
+        assert_eq!(paths.verify("b+@bounces.example.com"), None);
         assert_eq!(paths.verify("nobody@bounces.example.com"), None);
         assert_eq!(
             paths.verify(&addr.replace("bounces.example.com", "evil.example")),

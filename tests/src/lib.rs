@@ -52,8 +52,12 @@ pub fn require(what: &str, check: &mut Command) -> bool {
     ok
 }
 
-/// Reads `key=value` words from the first line of a child's stdout that has `key=`.
+/// Reads the `key=value` words of the first line of a child's stdout that has `key=`.
 fn read_announcement(child: &mut Child, key: &str) -> String {
+    announcement(child, key).remove(key).unwrap()
+}
+
+fn announcement(child: &mut Child, key: &str) -> std::collections::HashMap<String, String> {
     let stdout = child.stdout.take().unwrap();
     let mut reader = BufReader::new(stdout);
     let mut line = String::new();
@@ -61,10 +65,12 @@ fn read_announcement(child: &mut Child, key: &str) -> String {
         line.clear();
         let n = reader.read_line(&mut line).unwrap();
         assert!(n > 0, "process ended before announcing {key}");
-        if let Some(value) = line
+        let words: std::collections::HashMap<String, String> = line
             .split_whitespace()
-            .find_map(|w| w.strip_prefix(&format!("{key}=")).map(str::to_owned))
-        {
+            .filter_map(|w| w.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        if words.contains_key(key) {
             // Keep draining stdout so the child never blocks on a full pipe.
             std::thread::spawn(move || {
                 let mut sink = String::new();
@@ -72,7 +78,7 @@ fn read_announcement(child: &mut Child, key: &str) -> String {
                     sink.clear();
                 }
             });
-            return value;
+            return words;
         }
     }
 }
@@ -210,6 +216,8 @@ impl Drop for WebhookReceiver {
 pub struct Daemon {
     child: Option<Child>,
     pub api: String,
+    /// The bounce intake SMTP listener.
+    pub bounce: String,
     config: PathBuf,
     data: PathBuf,
     envs: Vec<(String, String)>,
@@ -230,6 +238,7 @@ impl Daemon {
         let mut daemon = Self {
             child: None,
             api: String::new(),
+            bounce: String::new(),
             config,
             data: dir.join("data"),
             envs: envs
@@ -253,7 +262,9 @@ impl Daemon {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        self.api = read_announcement(&mut child, "api");
+        let mut words = announcement(&mut child, "api");
+        self.api = words.remove("api").unwrap();
+        self.bounce = words.remove("bounce").unwrap_or_default();
         self.child = Some(child);
     }
 

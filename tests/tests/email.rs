@@ -92,7 +92,7 @@ fn personalised_mail_reaches_the_relay_and_every_fact_comes_back() {
     let ann = &received[0];
     assert_eq!(ann.rcpt_tos, vec!["ann@example.org"]);
     assert!(
-        ann.mail_from.starts_with("b-") && ann.mail_from.ends_with("@bounces.test"),
+        ann.mail_from.starts_with("b+") && ann.mail_from.ends_with("@bounces.test"),
         "{}",
         ann.mail_from
     );
@@ -223,7 +223,8 @@ fn temporary_failures_are_retried_and_permanent_ones_fail() {
     );
     let state = daemon.wait_for_campaign("retry", Duration::from_secs(60), finished);
     assert_eq!(state["counts"]["submitted"], 1, "{state}");
-    assert_eq!(state["counts"]["failed"], 2, "{state}");
+    assert_eq!(state["counts"]["failed"], 1, "{state}");
+    assert_eq!(state["counts"]["bounced_hard"], 1, "{state}");
 
     let received = peer.received();
     assert_eq!(received.len(), 1);
@@ -275,14 +276,23 @@ fn temporary_failures_are_retried_and_permanent_ones_fail() {
 
     let gone = of("gone");
     assert_eq!(gone.len(), 2);
-    assert_eq!(gone[1]["type"], "failed");
-    assert_eq!(gone[1]["status"], 550);
-    assert!(gone[1]["reason"].as_str().unwrap().contains("5.1.1"));
+    assert_eq!(
+        gone[1]["type"], "bounced",
+        "a 550 5.1.1 at RCPT is a hard bounce"
+    );
+    assert_eq!(gone[1]["bounce"], "hard");
+    assert_eq!(gone[1]["reason"], "userunknown");
+    assert_eq!(gone[1]["status"], "5.1.1");
+    assert_eq!(gone[1]["replycode"], 550);
 
     let failed = daemon
         .get("/v1/campaigns/retry/participants?outcome=failed")
         .text();
-    assert_eq!(failed.lines().count(), 2, "{failed}");
+    assert_eq!(failed.lines().count(), 1, "{failed}");
+    let hard = daemon
+        .get("/v1/campaigns/retry/participants?outcome=bounced_hard")
+        .text();
+    assert!(hard.contains("\"customer\":\"gone\""), "{hard}");
 }
 
 #[test]

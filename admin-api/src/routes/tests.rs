@@ -64,6 +64,12 @@ impl Backend for Memory {
             next: after,
         })
     }
+    async fn import_bounce(&self, raw: &[u8]) -> BackendResult<BounceImport> {
+        Ok(BounceImport {
+            is_bounce: !raw.is_empty(),
+            ..Default::default()
+        })
+    }
     fn metrics(&self) -> String {
         "# EOF\n".into()
     }

@@ -190,6 +190,17 @@ pub struct AudienceRow {
     pub at: Option<String>,
 }
 
+/// `POST /v1/bounces`: what became of an imported returned message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BounceImport {
+    /// The message reports a delivery failure.
+    pub is_bounce: bool,
+    /// Failed recipients recorded against their message.
+    pub matched: usize,
+    /// Kept without a message to attach to.
+    pub unmatched: usize,
+}
+
 /// Outcomes the audience query accepts.
 pub const AUDIENCE_OUTCOMES: &[&str] = &[
     "pending",

@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Claim, Counts, Result, Store, StoreError,
+    Claim, Counts, MessageInfo, Result, Store, StoreError,
     codec::{self, StatusRecord},
     index::CampaignIndex,
 };
@@ -43,11 +43,14 @@ struct Keyspaces {
     status: Keyspace,
     facts: Keyspace,
     meta: Keyspace,
+    suppressions: Keyspace,
 }
 
 #[derive(Default)]
 struct Index {
     campaigns: HashMap<String, CampaignIndex>,
+    /// `channel\0address` (address lowercased) → why.
+    suppressed: HashMap<String, String>,
     ids: HashMap<u32, String>,
     next_campaign: u32,
 }
@@ -99,6 +102,7 @@ impl Embedded {
             status: open("status")?,
             facts: open("facts")?,
             meta: open("meta")?,
+            suppressions: open("suppressions")?,
         };
         let (index, last_cursor) = recover(&ks)?;
         let shared = Arc::new(Shared {
@@ -163,6 +167,13 @@ fn recover(ks: &Keyspaces) -> Result<(Index, u64)> {
             c.set(msg.participant, s.status, s.attempts, s.due, s.at);
         }
     }
+    for kv in ks.suppressions.iter() {
+        let (key, value) = kv.into_inner().map_err(io)?;
+        index.suppressed.insert(
+            String::from_utf8_lossy(&key).into_owned(),
+            String::from_utf8_lossy(&value).into_owned(),
+        );
+    }
     let last_cursor = match ks.facts.last_key_value() {
         Some(kv) => {
             let run: Vec<Event> = codec::decode("facts", &kv.value().map_err(io)?)?;
@@ -203,6 +214,11 @@ enum Op {
         value: Vec<u8>,
         reply: oneshot::Sender<Result<()>>,
     },
+    Suppress {
+        key: String,
+        why: String,
+        reply: oneshot::Sender<Result<()>>,
+    },
 }
 
 /// A memory change to make once its commit is durable.
@@ -217,6 +233,10 @@ enum Effect {
     Status {
         msg: MessageNo,
         record: StatusRecord,
+    },
+    Suppressed {
+        key: String,
+        why: String,
     },
 }
 
@@ -434,6 +454,11 @@ impl Committer {
                 }
                 g.answers.push(Answer::Done(reply));
             }
+            Op::Suppress { key, why, reply } => {
+                g.batch.insert(&ks.suppressions, key.as_str(), why.as_str());
+                g.effects.push(Effect::Suppressed { key, why });
+                g.answers.push(Answer::Done(reply));
+            }
             Op::Meta { key, value, reply } => {
                 g.batch.insert(&ks.meta, key.as_str(), value);
                 g.answers.push(Answer::Done(reply));
@@ -492,8 +517,12 @@ fn settle(
                 detail,
             )
         }
-        Outcome::Retry { due, reason } => {
-            let mut detail = Map::new();
+        Outcome::Retry {
+            due,
+            reason,
+            detail,
+        } => {
+            let mut detail = detail.clone();
             detail.insert("reason".into(), json!(reason));
             detail.insert("attempt".into(), json!(attempts + 1));
             detail.insert("retry_at".into(), json!(rfc3339(*due)));
@@ -505,6 +534,32 @@ fn settle(
                     at,
                 },
                 "retry_scheduled",
+                detail,
+            )
+        }
+        Outcome::Bounced {
+            hard,
+            retry,
+            detail,
+        } => {
+            let mut detail = detail.clone();
+            detail.insert("bounce".into(), json!(if *hard { "hard" } else { "soft" }));
+            let (status, due) = match (hard, retry) {
+                (true, _) => (Status::BouncedHard, due),
+                (false, Some(retry)) => {
+                    detail.insert("retry_at".into(), json!(rfc3339(*retry)));
+                    (Status::Pending, *retry)
+                }
+                (false, None) => (Status::BouncedSoft, due),
+            };
+            (
+                StatusRecord {
+                    status,
+                    attempts,
+                    due,
+                    at,
+                },
+                "bounced",
                 detail,
             )
         }
@@ -544,6 +599,9 @@ fn fact(
 
 fn apply(index: &mut Index, effect: Effect) {
     match effect {
+        Effect::Suppressed { key, why } => {
+            index.suppressed.insert(key, why);
+        }
         Effect::Campaign(record) => {
             if let Some(c) = index.campaigns.get_mut(&record.id) {
                 c.record = *record;
@@ -571,6 +629,10 @@ fn apply(index: &mut Index, effect: Effect) {
             }
         }
     }
+}
+
+fn suppression_key(channel: ChannelKind, address: &str) -> String {
+    format!("{}\0{}", channel.as_str(), address.to_lowercase())
 }
 
 /// Which statuses an audience outcome selects, per channel.
@@ -765,6 +827,33 @@ impl Store for Embedded {
             reply,
         })
         .await
+    }
+
+    fn message(&self, msg: MessageNo) -> Option<MessageInfo> {
+        let mut index = self.shared.index();
+        let c = index.by_seq(msg.campaign)?;
+        let slot = c.slots.get(msg.participant as usize)?;
+        Some(MessageInfo {
+            campaign: c.record.clone(),
+            customer: slot.customer.to_string(),
+            address: slot.address.to_string(),
+            status: slot.status,
+            attempts: slot.attempts,
+        })
+    }
+
+    async fn suppress(&self, channel: ChannelKind, address: &str, why: &str) -> Result<()> {
+        let key = suppression_key(channel, address);
+        let why = why.to_owned();
+        self.submit(|reply| Op::Suppress { key, why, reply }).await
+    }
+
+    fn suppressed(&self, channel: ChannelKind, address: &str) -> Option<String> {
+        self.shared
+            .index()
+            .suppressed
+            .get(&suppression_key(channel, address))
+            .cloned()
     }
 
     fn healthy(&self) -> bool {

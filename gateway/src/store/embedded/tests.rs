@@ -71,6 +71,7 @@ async fn everything_acknowledged_survives_a_reopen() {
                 outcome: Outcome::Retry {
                     due: 99_000,
                     reason: "451 try later".into(),
+                    detail: Map::new(),
                 },
             },
         ];

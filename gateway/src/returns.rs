@@ -1,0 +1,240 @@
+//! Returned mail: synchronous refusals and asynchronous bounces (DSNs and
+//! the free text real MTAs write) classified by the `bounce` crate into hard
+//! and soft, matched to their message by the verified Return-Path token, and
+//! recorded as facts. Hard bounces suppress the address on the channel; soft
+//! ones are resent with back-off until the attempts run out.
+
+pub mod listener;
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+
+use bounce::{Classifier, Kind, Verdict};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::{
+    dispatch::RetryPolicy,
+    domain::{Outcome, Update, now_ms},
+    metrics::{BounceLabels, Metrics},
+    store::{Store, StoreError},
+    verp::ReturnPaths,
+};
+
+/// Largest returned message taken (bigger ones are refused at SMTP time and
+/// by the import endpoint).
+pub const MAX_RETURNED_BYTES: usize = 10 * 1024 * 1024;
+
+/// The bounce rules applied to a relay's refusal at send time: whether it is
+/// hard, and the fact's fields.
+pub fn classify_reply(code: u16, reply: &str) -> (bool, Map<String, Value>) {
+    let verdict = bounce::classify_reply(code, None, reply, false);
+    let mut detail = verdict_detail(verdict);
+    if let Some(status) = bounce::status::find_status(reply) {
+        detail.insert("status".into(), json!(status.to_string()));
+    }
+    detail.insert("replycode".into(), json!(code));
+    detail.insert("diagnostic".into(), json!(reply));
+    (verdict.kind == Kind::Hard, detail)
+}
+
+fn verdict_detail(verdict: Verdict) -> Map<String, Value> {
+    let mut detail = Map::new();
+    detail.insert("reason".into(), json!(verdict.reason.as_str()));
+    detail
+}
+
+/// What became of one returned message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Intake {
+    /// The classifier saw a delivery failure report.
+    pub is_bounce: bool,
+    /// Failed recipients recorded against their message.
+    pub matched: usize,
+    /// Kept without a message to attach to (no or forged token, not ours).
+    pub unmatched: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("returned message is {size} bytes, above the limit of {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Takes returned mail from any intake (SMTP listener, import endpoint).
+pub struct Returns {
+    pub store: Arc<dyn Store>,
+    pub paths: ReturnPaths,
+    pub retry: RetryPolicy,
+    pub metrics: Arc<Metrics>,
+    classifier: Classifier,
+    kept: AtomicU64,
+}
+
+impl Returns {
+    pub fn new(
+        store: Arc<dyn Store>,
+        paths: ReturnPaths,
+        retry: RetryPolicy,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            store,
+            paths,
+            retry,
+            metrics,
+            classifier: Classifier::new().with_max_size(MAX_RETURNED_BYTES),
+            kept: AtomicU64::new(0),
+        }
+    }
+
+    /// Classifies `raw`, matches it through the first verifying address among
+    /// `envelope_to` (the SMTP recipients), the bounce's own Return-Path and
+    /// its VERP detail, and records the facts. Unmatched mail is kept.
+    pub async fn take(&self, raw: &[u8], envelope_to: &[String]) -> Result<Intake, IntakeError> {
+        if raw.len() > MAX_RETURNED_BYTES {
+            return Err(IntakeError::TooLarge {
+                size: raw.len(),
+                limit: MAX_RETURNED_BYTES,
+            });
+        }
+        let bounce = match self.classifier.classify(raw) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::info!(error = %e, "returned mail could not be classified; kept");
+                self.keep(raw).await?;
+                return Ok(Intake {
+                    unmatched: 1,
+                    ..Intake::default()
+                });
+            }
+        };
+        let domain_token = bounce
+            .token
+            .as_deref()
+            .map(|t| format!("b+{t}@{}", self.paths.domain()));
+        let msg = envelope_to
+            .iter()
+            .map(String::as_str)
+            .chain(bounce.original_return_path.as_deref())
+            .chain(domain_token.as_deref())
+            .find_map(|a| self.paths.verify(a));
+        let failures: Vec<_> = bounce
+            .recipients
+            .iter()
+            .filter(|r| r.kind != Kind::Other)
+            .collect();
+        let info = msg.and_then(|m| self.store.message(m).map(|i| (m, i)));
+        let (Some((msg, info)), Some(first)) = (info, failures.first()) else {
+            if bounce.is_bounce {
+                self.metrics.bounces_unmatched.inc();
+                self.keep(raw).await?;
+                return Ok(Intake {
+                    is_bounce: true,
+                    unmatched: failures.len().max(1),
+                    matched: 0,
+                });
+            }
+            return Ok(Intake::default());
+        };
+        // One message per recipient: the failure naming our address, else the first.
+        let failure = failures
+            .iter()
+            .find(|r| r.address.eq_ignore_ascii_case(&info.address))
+            .unwrap_or(first);
+        let hard = failure.kind == Kind::Hard;
+        let mut detail = verdict_detail(Verdict {
+            kind: failure.kind,
+            reason: failure.reason,
+        });
+        if let Some(status) = failure.status {
+            detail.insert("status".into(), json!(status.to_string()));
+        }
+        if let Some(code) = failure.reply_code {
+            detail.insert("replycode".into(), json!(code));
+        }
+        if let Some(text) = &failure.diagnostic {
+            detail.insert("diagnostic".into(), json!(text));
+        }
+        let now = now_ms();
+        let retry = (!hard && info.attempts < self.retry.max_attempts)
+            .then(|| now + self.retry.delay(info.attempts.max(1)).as_millis() as u64);
+        if hard {
+            self.store
+                .suppress(info.campaign.decl.channel, &info.address, "hard_bounce")
+                .await?;
+        }
+        self.store
+            .record(vec![Update {
+                msg,
+                at: now,
+                outcome: Outcome::Bounced {
+                    hard,
+                    retry,
+                    detail,
+                },
+            }])
+            .await?;
+        self.metrics
+            .bounces
+            .get_or_create(&BounceLabels {
+                kind: failure.kind.as_str(),
+                reason: failure.reason.as_str(),
+            })
+            .inc();
+        Ok(Intake {
+            is_bounce: true,
+            matched: 1,
+            unmatched: 0,
+        })
+    }
+
+    /// Keeps mail that matched nothing, for an operator to look at.
+    async fn keep(&self, raw: &[u8]) -> Result<(), StoreError> {
+        let n = self.kept.fetch_add(1, Ordering::Relaxed);
+        self.store
+            .put_meta(&format!("unmatched:{}:{n}", now_ms()), raw.to_vec())
+            .await
+    }
+}
+
+/// One line of `sluice bounce classify`, fields in the documented order.
+#[derive(Serialize)]
+struct ClassifiedLine<'a> {
+    file: &'a str,
+    rcpt: usize,
+    recipient: &'a str,
+    kind: &'static str,
+    reason: &'static str,
+    status: Option<String>,
+    replycode: Option<u16>,
+}
+
+/// `sluice bounce classify`: one NDJSON line per recipient of a returned
+/// message, `rcpt` being its 1-based position in the bounce.
+pub fn classify_lines(file: &str, raw: &[u8]) -> Result<Vec<String>, bounce::Error> {
+    let bounce = Classifier::new()
+        .with_max_size(MAX_RETURNED_BYTES)
+        .classify(raw)?;
+    Ok(bounce
+        .recipients
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let line = ClassifiedLine {
+                file,
+                rcpt: i + 1,
+                recipient: &r.address,
+                kind: r.kind.as_str(),
+                reason: r.reason.as_str(),
+                status: r.status.map(|s| s.to_string()),
+                replycode: r.reply_code,
+            };
+            serde_json::to_string(&line).unwrap_or_default()
+        })
+        .collect())
+}
