@@ -348,3 +348,49 @@ fn set_limits_keeps_cap_counts_and_bandwidth_schedule() {
             .is_err()
     );
 }
+
+proptest::proptest! {
+    /// Whatever the clock does (including stepping back across days and
+    /// DST changes), admission never panics, never exceeds the bandwidth
+    /// (burst + span / interval) and never exceeds a customer's quota.
+    #[test]
+    fn random_clock_never_panics_or_bursts(
+        steps in proptest::collection::vec((-7_200_000i64..86_400_000, 0u8..6), 1..400),
+    ) {
+        let json = r#"{"rate_per_sec": 0.5, "burst": 2, "tz": "Europe/Berlin", "exclusion_days": ["2026-10-26"],
+            "caps": [{"days": ["sun"], "hours": "01:00-04:00", "max": 5}],
+            "quotas": {"*": {"max": 2, "per": "PT6H"}}}"#;
+        let (mut a, mut q, mut b) = setup(json, "2026-10-24T00:00:00Z");
+        b.insert("c5");
+        let mut w = office_hours(None, None);
+        let mut always = Window::always();
+        let mut t = ts("2026-10-24T00:00:00Z");
+        let mut sends: Vec<Timestamp> = Vec::new();
+        let mut per_customer: std::collections::HashMap<u8, Vec<Timestamp>> = Default::default();
+        for (ms, who) in steps {
+            t += jiff::SignedDuration::from_millis(ms);
+            let win = if who % 2 == 0 { &mut w } else { &mut always };
+            let d = a.admit(t, win, &req(&format!("c{who}")), &b, &mut q).unwrap();
+            if d == Decision::Go {
+                proptest::prop_assert!(who != 5);
+                sends.push(t);
+                per_customer.entry(who).or_default().push(t);
+            }
+            if let Decision::Defer { retry_at, .. } = d {
+                proptest::prop_assert!(retry_at > t);
+            }
+        }
+        for (i, x) in sends.iter().enumerate() {
+            for (j, y) in sends.iter().enumerate().skip(i) {
+                let span = y.duration_since(*x).as_nanos().max(0);
+                proptest::prop_assert!((j - i + 1) as i128 <= 2 + span / 2_000_000_000);
+            }
+        }
+        for times in per_customer.values() {
+            for x in times {
+                let n = times.iter().filter(|y| *y >= x && y.duration_since(*x).as_secs() < 6 * 3600).count();
+                proptest::prop_assert!(n <= 2);
+            }
+        }
+    }
+}
