@@ -20,7 +20,7 @@ use crate::{
     channel::{Delivery, email::EmailChannel},
     config::{Dispatch, Email},
     domain::{CampaignRecord, CampaignState, ChannelKind, Millis, Outcome, Update, now_ms},
-    metrics::{ChannelLabels, Metrics, OutcomeLabels},
+    metrics::{BounceLabels, ChannelLabels, Metrics, OutcomeLabels},
     returns,
     store::{Claim, Store},
 };
@@ -98,26 +98,33 @@ impl Dispatcher {
             .store
             .campaigns()
             .into_iter()
-            .filter(|c| c.state == CampaignState::Running)
+            .filter(|c| matches!(c.state, CampaignState::Running | CampaignState::Finished))
             .collect();
         campaigns.sort_by_key(|c| std::cmp::Reverse(c.decl.priority.unwrap_or(0)));
         let mut claimed = 0;
         let mut depth = [0i64; 2];
         for campaign in campaigns {
-            if let Ok(counts) = self.store.counts(&campaign.id) {
-                let pending = counts.by_status.get("pending").copied().unwrap_or(0);
-                depth[channel_slot(campaign.decl.channel)] +=
-                    i64::try_from(pending).unwrap_or(i64::MAX);
-                if pending == 0 && counts.in_flight == 0 {
-                    if let Err(e) = self
-                        .store
-                        .set_state(&campaign.id, CampaignState::Finished)
-                        .await
-                    {
-                        tracing::warn!(campaign = %campaign.id, error = %e, "could not mark finished");
-                    }
-                    continue;
-                }
+            let Ok(counts) = self.store.counts(&campaign.id) else {
+                continue;
+            };
+            let pending = counts.by_status.get("pending").copied().unwrap_or(0);
+            depth[channel_slot(campaign.decl.channel)] +=
+                i64::try_from(pending).unwrap_or(i64::MAX);
+            let settled = pending == 0 && counts.in_flight == 0;
+            // A campaign finishes when nothing is left to send, and runs again
+            // when something came back to send (a soft bounce's resend).
+            let next = match (campaign.state, settled) {
+                (CampaignState::Running, true) => Some(CampaignState::Finished),
+                (CampaignState::Finished, false) => Some(CampaignState::Running),
+                _ => None,
+            };
+            if let Some(state) = next
+                && let Err(e) = self.store.set_state(&campaign.id, state).await
+            {
+                tracing::warn!(campaign = %campaign.id, error = %e, "could not change state");
+            }
+            if settled {
+                continue;
             }
             match window_status(&campaign, now) {
                 WindowStatus::Open => {}
@@ -321,7 +328,15 @@ impl SendJob {
                 reply,
                 code: Some(code),
             } => {
-                let (hard, detail) = returns::classify_reply(code, &reply);
+                let (verdict, detail) = returns::classify_reply(code, &reply);
+                self.metrics
+                    .bounces
+                    .get_or_create(&BounceLabels {
+                        kind: verdict.kind.as_str(),
+                        reason: verdict.reason.as_str(),
+                    })
+                    .inc();
+                let hard = verdict.kind == bounce::Kind::Hard;
                 match (hard, attempts_left) {
                     (true, _) => Outcome::Bounced {
                         hard: true,

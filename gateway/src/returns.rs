@@ -27,9 +27,9 @@ use crate::{
 /// by the import endpoint).
 pub const MAX_RETURNED_BYTES: usize = 10 * 1024 * 1024;
 
-/// The bounce rules applied to a relay's refusal at send time: whether it is
-/// hard, and the fact's fields.
-pub fn classify_reply(code: u16, reply: &str) -> (bool, Map<String, Value>) {
+/// The bounce rules applied to a relay's refusal at send time: the verdict,
+/// and the fact's fields.
+pub fn classify_reply(code: u16, reply: &str) -> (Verdict, Map<String, Value>) {
     let verdict = bounce::classify_reply(code, None, reply, false);
     let mut detail = verdict_detail(verdict);
     if let Some(status) = bounce::status::find_status(reply) {
@@ -37,7 +37,7 @@ pub fn classify_reply(code: u16, reply: &str) -> (bool, Map<String, Value>) {
     }
     detail.insert("replycode".into(), json!(code));
     detail.insert("diagnostic".into(), json!(reply));
-    (verdict.kind == Kind::Hard, detail)
+    (verdict, detail)
 }
 
 fn verdict_detail(verdict: Verdict) -> Map<String, Value> {
@@ -200,6 +200,23 @@ impl Returns {
             .put_meta(&format!("unmatched:{}:{n}", now_ms()), raw.to_vec())
             .await
     }
+}
+
+/// Where a mailbox copy keeps the envelope recipient: `Delivered-To` and
+/// `X-Original-To` of the returned message's own header.
+fn delivery_headers(raw: &[u8]) -> Vec<String> {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(raw.len().min(64 * 1024));
+    String::from_utf8_lossy(&raw[..end])
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .filter(|(name, _)| {
+            name.eq_ignore_ascii_case("delivered-to") || name.eq_ignore_ascii_case("x-original-to")
+        })
+        .map(|(_, value)| value.trim().trim_matches(['<', '>']).to_owned())
+        .collect()
 }
 
 /// One line of `sluice bounce classify`, fields in the documented order.

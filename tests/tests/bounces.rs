@@ -1,0 +1,275 @@
+//! Bounces end to end: refusals at send time and DSNs returned later to the
+//! bounce listener become the right facts; hard bounces suppress the address
+//! for later campaigns; soft ones are resent; forged tokens match nothing.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{path::Path, process::Command, time::Duration};
+
+use serde_json::json;
+use sluice_e2e::{Daemon, SmtpPeer, peers_dir};
+
+fn config(peer: &SmtpPeer) -> String {
+    format!(
+        "[email]\nbounce_domain = \"bounces.test\"\nretry_base_secs = 1\nretry_max_secs = 1\nmax_attempts = 2\n\n\
+         [[email.relays]]\nhost = \"127.0.0.1\"\nport = {}\n",
+        peer.port
+    )
+}
+
+fn campaign(daemon: &Daemon, id: &str, addresses: &[(&str, &str)]) {
+    let decl = json!({"channel": "email", "name": id,
+        "content": {"email": {"from": "o@telco.test", "subject": "Offer", "text": "Hello {{customer}}"}}});
+    assert_eq!(
+        daemon
+            .put_json(&format!("/v1/campaigns/{id}"), &decl)
+            .status,
+        200
+    );
+    let rows: Vec<_> = addresses
+        .iter()
+        .map(|(c, a)| json!({"customer": c, "address": a}))
+        .collect();
+    let r = daemon.post(
+        &format!("/v1/campaigns/{id}/participants"),
+        "application/json",
+        json!(rows).to_string().as_bytes(),
+    );
+    assert_eq!(r.json()["accepted"], addresses.len());
+    assert_eq!(
+        daemon
+            .post(
+                &format!("/v1/campaigns/{id}/start"),
+                "application/json",
+                b""
+            )
+            .status,
+        200
+    );
+    daemon.wait_for_campaign(id, Duration::from_secs(60), |v| v["state"] == "finished");
+}
+
+/// An RFC 3464 report for `recipient` with `status`, as a remote MTA writes it.
+fn dsn(recipient: &str, status: &str, diagnostic: &str) -> String {
+    format!(
+        "From: MAILER-DAEMON@mx.remote.example\r\nTo: whoever@bounces.test\r\nSubject: Undelivered Mail Returned to Sender\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+         --B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n\r\n\
+         --B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.remote.example\r\n\r\n\
+         Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: {status}\r\nDiagnostic-Code: smtp; {diagnostic}\r\n\r\n\
+         --B--\r\n"
+    )
+}
+
+fn deliver(dir: &Path, daemon: &Daemon, rcpt: &str, message: &str) -> String {
+    let file = dir.join(format!("dsn-{}.eml", rcpt.len() + message.len()));
+    std::fs::write(&file, message).unwrap();
+    let port = daemon.bounce.rsplit(':').next().unwrap();
+    let out = Command::new("python3")
+        .arg(peers_dir().join("send_mail.py"))
+        .args(["--port", port, "--rcpt", rcpt, "--file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn events_of(daemon: &Daemon, campaign: &str, customer: &str) -> Vec<serde_json::Value> {
+    daemon
+        .all_events()
+        .into_iter()
+        .filter(|e| e["campaign"] == campaign && e["customer"] == customer)
+        .collect()
+}
+
+#[test]
+fn returned_dsns_become_facts_and_hard_bounces_are_suppressed() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(peer) = SmtpPeer::start(dir.path()) else {
+        return;
+    };
+    let daemon = Daemon::start(dir.path(), &config(&peer));
+    campaign(
+        &daemon,
+        "s1",
+        &[
+            ("hard", "hard@example.org"),
+            ("soft", "soft@example.org"),
+            ("sync", "reject-sync@example.org"),
+        ],
+    );
+    let received = peer.received();
+    assert_eq!(received.len(), 2);
+    let return_path = |rcpt: &str| {
+        received
+            .iter()
+            .find(|m| m.rcpt_tos[0] == rcpt)
+            .unwrap()
+            .mail_from
+            .clone()
+    };
+
+    // A hard DSN for `hard`, sent to its VERP address by a remote MTA.
+    let reply = deliver(
+        dir.path(),
+        &daemon,
+        &return_path("hard@example.org"),
+        &dsn(
+            "hard@example.org",
+            "5.1.1",
+            "550 5.1.1 <hard@example.org>: Recipient address rejected: User unknown",
+        ),
+    );
+    assert_eq!(reply, "250");
+    let hard = events_of(&daemon, "s1", "hard");
+    let bounced = hard
+        .iter()
+        .find(|e| e["type"] == "bounced")
+        .expect("bounced fact");
+    assert_eq!(bounced["bounce"], "hard");
+    assert_eq!(bounced["reason"], "userunknown");
+    assert_eq!(bounced["status"], "5.1.1");
+
+    // A soft DSN for `soft`: resent, and the peer gets a second copy.
+    let reply = deliver(
+        dir.path(),
+        &daemon,
+        &return_path("soft@example.org"),
+        &dsn(
+            "soft@example.org",
+            "4.2.2",
+            "452 4.2.2 <soft@example.org>: Mailbox full",
+        ),
+    );
+    assert_eq!(reply, "250");
+    let start = std::time::Instant::now();
+    while peer
+        .received()
+        .iter()
+        .filter(|m| m.rcpt_tos[0] == "soft@example.org")
+        .count()
+        < 2
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "a soft bounce is resent: {:?} {}",
+            events_of(&daemon, "s1", "soft"),
+            daemon.get("/v1/campaigns/s1").text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let soft = events_of(&daemon, "s1", "soft");
+    let bounced = soft
+        .iter()
+        .find(|e| e["type"] == "bounced")
+        .expect("bounced fact");
+    assert_eq!(bounced["bounce"], "soft");
+    assert_eq!(bounced["reason"], "mailboxfull");
+    assert!(bounced["retry_at"].is_string());
+
+    // Relaying through the bounce listener is refused; forged tokens match nothing.
+    assert_eq!(
+        deliver(
+            dir.path(),
+            &daemon,
+            "someone@elsewhere.example",
+            "Subject: x\r\n\r\nx\r\n"
+        ),
+        "550"
+    );
+    let forged = return_path("hard@example.org").replacen("b+a", "b+b", 1);
+    assert_eq!(
+        deliver(
+            dir.path(),
+            &daemon,
+            &forged,
+            &dsn("hard@example.org", "5.1.1", "550 user unknown")
+        ),
+        "250"
+    );
+    assert_eq!(
+        events_of(&daemon, "s1", "hard")
+            .iter()
+            .filter(|e| e["type"] == "bounced")
+            .count(),
+        1
+    );
+    let metrics = daemon.get("/metrics").text();
+    assert!(
+        metrics.contains("sluice_bounces_unmatched_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sluice_bounces_total{kind=\"hard\",reason=\"userunknown\"} 2"),
+        "{metrics}"
+    );
+
+    // The hard-bounced addresses (returned and at RCPT) are never sent again.
+    campaign(
+        &daemon,
+        "s2",
+        &[
+            ("hard", "hard@example.org"),
+            ("sync", "reject-sync@example.org"),
+            ("new", "new@example.org"),
+        ],
+    );
+    for customer in ["hard", "sync"] {
+        let facts = events_of(&daemon, "s2", customer);
+        let suppressed = facts
+            .iter()
+            .find(|e| e["type"] == "suppressed")
+            .expect("suppressed");
+        assert_eq!(suppressed["why"], "hard_bounce");
+    }
+    let to_hard = peer
+        .received()
+        .iter()
+        .filter(|m| m.rcpt_tos[0] == "hard@example.org")
+        .count();
+    assert_eq!(to_hard, 1, "only the first campaign's message");
+    let audience = daemon
+        .get("/v1/campaigns/s1/participants?outcome=bounced_hard")
+        .text();
+    assert!(
+        audience.contains("\"hard\"") && audience.contains("\"sync\""),
+        "{audience}"
+    );
+}
+
+#[test]
+fn an_imported_bounce_is_matched_like_one_received() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(peer) = SmtpPeer::start(dir.path()) else {
+        return;
+    };
+    let daemon = Daemon::start(dir.path(), &config(&peer));
+    campaign(&daemon, "imp", &[("a", "a@example.org")]);
+    let return_path = peer.received()[0].mail_from.clone();
+    let report = dsn("a@example.org", "5.1.1", "550 5.1.1 user unknown");
+    let r = daemon.post("/v1/bounces", "message/rfc822", report.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json()["unmatched"],
+        1,
+        "no token anywhere: kept, not matched"
+    );
+    // A mailbox copy keeps the envelope recipient in Delivered-To.
+    let copy = format!("Return-Path: <>\r\nDelivered-To: {return_path}\r\n{report}");
+    let r = daemon.post("/v1/bounces", "message/rfc822", copy.as_bytes());
+    assert_eq!(r.json()["matched"], 1, "{}", r.text());
+    let facts = events_of(&daemon, "imp", "a");
+    assert!(
+        facts
+            .iter()
+            .any(|e| e["type"] == "bounced" && e["bounce"] == "hard"),
+        "{facts:?}"
+    );
+    let empty = daemon.post("/v1/bounces", "message/rfc822", b"");
+    assert_eq!(empty.status, 400);
+}
