@@ -113,6 +113,8 @@ impl Returns {
                 });
             }
         };
+        // The classifier finds a VERP detail in To, Delivered-To and
+        // X-Original-To, where mailbox copies keep the envelope recipient.
         let domain_token = bounce
             .token
             .as_deref()
@@ -200,23 +202,6 @@ impl Returns {
             .put_meta(&format!("unmatched:{}:{n}", now_ms()), raw.to_vec())
             .await
     }
-}
-
-/// Where a mailbox copy keeps the envelope recipient: `Delivered-To` and
-/// `X-Original-To` of the returned message's own header.
-fn delivery_headers(raw: &[u8]) -> Vec<String> {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(raw.len().min(64 * 1024));
-    String::from_utf8_lossy(&raw[..end])
-        .lines()
-        .filter_map(|line| line.split_once(':'))
-        .filter(|(name, _)| {
-            name.eq_ignore_ascii_case("delivered-to") || name.eq_ignore_ascii_case("x-original-to")
-        })
-        .map(|(_, value)| value.trim().trim_matches(['<', '>']).to_owned())
-        .collect()
 }
 
 /// One line of `sluice bounce classify`, fields in the documented order.
