@@ -406,9 +406,13 @@ fn assemble(message: &Message<'_>) -> Bounce {
                 .find_map(|a| original::verp_detail(a))
                 .map(str::to_owned)
         });
+    let mut recipients = recipients;
+    let truncated = recipients.len() > prose::MAX_RECIPIENTS;
+    recipients.truncate(prose::MAX_RECIPIENTS);
     Bounce {
         is_bounce: true,
         format,
+        truncated,
         recipients,
         original_message_id: original.message_id,
         original_return_path: original.return_path.or(reply_path),
@@ -599,9 +603,16 @@ fn text_recipients(
             };
             let status = status::find_status(text);
             let reply_code = status::find_reply_code(text, false);
+            // The recipient's own lines are its context; the whole report
+            // only when it is about one recipient.
+            let context = if single || mention.is_empty() {
+                report
+            } else {
+                mention.as_str()
+            };
             let evidence = Evidence {
                 text,
-                context: report,
+                context,
                 status,
                 reply_code,
                 phase: None,

@@ -31,6 +31,9 @@ pub fn parse(body: &str) -> Vec<RecipientFields> {
     let mut out = Vec::new();
     let mut current = RecipientFields::default();
     for (name, value) in fields(body) {
+        if out.len() > crate::prose::MAX_RECIPIENTS {
+            break;
+        }
         let name = name.to_ascii_lowercase();
         match name.as_str() {
             // Only a hint; keep it when nothing better is known.

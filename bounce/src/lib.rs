@@ -38,6 +38,7 @@ pub use classifier::{Classifier, DEFAULT_MAX_SIZE};
 pub use diagnosis::classify_reply;
 pub use error::{Error, Result};
 pub use original::TOKEN_HEADER;
+pub use prose::{MAX_RECIPIENTS, MAX_REPORT};
 pub use reason::{Kind, Reason};
 pub use report::{Bounce, Format, Recipient, Verdict};
 pub use status::EnhancedStatus;

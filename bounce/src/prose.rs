@@ -2,11 +2,22 @@
 //! message starts, which addresses are the failed recipients, and which
 //! lines explain each of them.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use aho_corasick::AhoCorasick;
 
 use crate::address::{self, Found, find_addresses, is_system_mailbox, same_address};
+
+/// Most bytes of a report's human-readable text that are read.
+pub const MAX_REPORT: usize = 1024 * 1024;
+
+/// Most recipients returned for one report (one more is read, to know
+/// that there were more).
+pub const MAX_RECIPIENTS: usize = 1000;
+
+/// Most lines of explanation kept for one recipient.
+const MAX_EXPLANATION_LINES: usize = 200;
 
 /// Lines that announce the copy of the original message (lowercase,
 /// compared after trimming).
@@ -94,9 +105,15 @@ pub struct Mention {
 /// mention. `exclude` lists the addresses of the parties around the report
 /// (the original sender, the report's own sender and recipient).
 pub fn recipients(report: &str, exclude: &[String]) -> Vec<Mention> {
+    // Bounded work on hostile input: a report is read up to MAX_REPORT
+    // bytes, names at most MAX_RECIPIENTS recipients, and one recipient's
+    // explanation spans at most MAX_EXPLANATION_LINES lines.
+    let report = clip_to(report, MAX_REPORT);
     let lines: Vec<&str> = report.lines().collect();
     // Addresses of every line, found once.
     let found_in: Vec<Vec<Found<'_>>> = lines.iter().map(|l| find_addresses(l)).collect();
+    // Lowercase address -> index in `candidates`.
+    let mut index_of: HashMap<String, usize> = HashMap::new();
     // (first line, address, named the way recipients are named)
     let mut candidates: Vec<(usize, String, bool)> = Vec::new();
     // Excluded addresses named as recipients: someone who mailed himself.
@@ -117,12 +134,18 @@ pub fn recipients(report: &str, exclude: &[String]) -> Vec<Mention> {
                 continue;
             }
             let strong = names_recipient(line, found);
-            match candidates
-                .iter_mut()
-                .find(|(_, a, _)| same_address(a, candidate))
-            {
-                Some(seen) => seen.2 |= strong,
-                None => candidates.push((index, candidate.to_owned(), strong)),
+            let key = candidate.to_ascii_lowercase();
+            match index_of.get(&key) {
+                Some(&at) => {
+                    if let Some(seen) = candidates.get_mut(at) {
+                        seen.2 |= strong;
+                    }
+                }
+                None if candidates.len() <= MAX_RECIPIENTS => {
+                    index_of.insert(key, candidates.len());
+                    candidates.push((index, candidate.to_owned(), strong));
+                }
+                None => {}
             }
         }
     }
@@ -137,12 +160,14 @@ pub fn recipients(report: &str, exclude: &[String]) -> Vec<Mention> {
         .filter(|(_, _, strong)| *strong || !any_strong)
         .map(|(index, address, _)| (index, address))
         .collect();
+    let is_start: HashSet<String> = starts.iter().map(|(_, a)| a.to_ascii_lowercase()).collect();
     let mut out = Vec::with_capacity(starts.len());
     for (first, address) in &starts {
         // A session transcript names the command just before the reply
         // that names the recipient: keep it with the recipient.
         let mut start = *first;
         while start > 0
+            && first - start < 4
             && lines
                 .get(start - 1)
                 .is_some_and(|l| l.trim_start().starts_with(">>>"))
@@ -150,18 +175,17 @@ pub fn recipients(report: &str, exclude: &[String]) -> Vec<Mention> {
             start -= 1;
         }
         // The explanation ends where another recipient is named.
-        let end = (first + 1..lines.len())
+        let limit = lines.len().min(first + MAX_EXPLANATION_LINES);
+        let end = (first + 1..limit)
             .find(|&i| {
                 found_in.get(i).is_some_and(|here| {
                     here.iter().any(|f| {
                         !same_address(f.address, address)
-                            && starts
-                                .iter()
-                                .any(|(_, other)| same_address(other, f.address))
+                            && is_start.contains(&f.address.to_ascii_lowercase())
                     })
                 })
             })
-            .unwrap_or(lines.len());
+            .unwrap_or(limit);
         let text = lines
             .get(start..end)
             .map(|l| l.join("\n"))
@@ -177,6 +201,18 @@ pub fn recipients(report: &str, exclude: &[String]) -> Vec<Mention> {
         });
     }
     out
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+pub fn clip_to(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default()
 }
 
 /// True when `found` is named in `line` the way reports name a failed
@@ -199,7 +235,18 @@ fn names_recipient(line: &str, found: &Found<'_>) -> bool {
         "mailbox:",
         "for",
     ];
-    let before = line.get(..found.start).unwrap_or_default();
+    // Only the words just before the address matter (and long lines must
+    // not make this quadratic).
+    // `To: x` lines summarise the original message's headers; they list
+    // whom it was sent to, not who failed.
+    if line
+        .trim_start()
+        .get(..3)
+        .is_some_and(|h| h.eq_ignore_ascii_case("to:"))
+    {
+        return false;
+    }
+    let before = window_before(line, found.start, 48);
     let before = before
         .trim_end_matches(|c: char| c.is_whitespace() || "<\"'*-[(:".contains(c))
         .to_ascii_lowercase();
@@ -213,7 +260,16 @@ fn names_recipient(line: &str, found: &Found<'_>) -> bool {
         || BEFORE.contains(&word)
         || after.starts_with(':')
         || after.starts_with("...")
-        || crate::status::find_reply_code(line, false).is_some()
+        || crate::status::find_reply_code(clip_to(line, 512), false).is_some()
+}
+
+/// Up to `max` bytes of `line` just before byte `at`, at a char boundary.
+fn window_before(line: &str, at: usize, max: usize) -> &str {
+    let mut start = at.saturating_sub(max);
+    while start < at && !line.is_char_boundary(start) {
+        start += 1;
+    }
+    line.get(start..at).unwrap_or_default()
 }
 
 /// Lines that name the sender of the original message, not a recipient.
@@ -232,7 +288,7 @@ fn names_sender(line: &str) -> bool {
 
 /// `Message-ID: <x@y>` and `id <x@y>` mention ids, not people.
 fn looks_like_message_id(line: &str, start: usize) -> bool {
-    let before = line.get(..start).unwrap_or_default().to_ascii_lowercase();
+    let before = window_before(line, start, 24).to_ascii_lowercase();
     let before = before.trim_end_matches(['<', ' ']);
     before.ends_with("message-id:") || before.ends_with(" id") || before.ends_with("msgid:")
 }

@@ -43,6 +43,10 @@ pub struct Bounce {
     /// header, or the `+detail` of its VERP Return-Path, or of the address
     /// the report was sent to (`b+TOKEN@bounce.example`). Not verified here.
     pub token: Option<String>,
+    /// True when the report names more recipients than are read (see
+    /// [`MAX_RECIPIENTS`](crate::MAX_RECIPIENTS)); `recipients` then holds
+    /// the first ones only.
+    pub truncated: bool,
 }
 
 impl Bounce {
@@ -55,6 +59,7 @@ impl Bounce {
             original_message_id: None,
             original_return_path: None,
             token: None,
+            truncated: false,
         }
     }
 }

@@ -146,3 +146,36 @@ Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n";
     assert_eq!(bounce.recipients[0].address, "kim@example.jp");
     assert_eq!(bounce.recipients[0].reason, bounce::Reason::UserUnknown);
 }
+
+#[test]
+fn many_recipients_are_capped_and_flagged() {
+    let mut raw =
+        String::from("From: MAILER-DAEMON@mx.example\r\nSubject: Undelivered Mail\r\n\r\n");
+    let mut i = 0;
+    while raw.len() < 2 * 1024 * 1024 {
+        raw.push_str(&format!(
+            "<user{i}@example.com>: 550 5.1.1 user unknown\r\n"
+        ));
+        i += 1;
+    }
+    let started = std::time::Instant::now();
+    let b = bounce::classify(raw.as_bytes()).expect("classify");
+    assert_eq!(b.recipients.len(), bounce::MAX_RECIPIENTS);
+    assert!(b.truncated);
+    assert_eq!(b.recipients[0].address, "user0@example.com");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+#[test]
+fn one_huge_line_of_addresses_is_not_quadratic() {
+    let mut raw =
+        String::from("From: MAILER-DAEMON@mx.example\r\nSubject: Undelivered Mail\r\n\r\n");
+    while raw.len() < 2 * 1024 * 1024 {
+        raw.push_str("a@b.example x@y.example ");
+    }
+    let started = std::time::Instant::now();
+    let b = bounce::classify(raw.as_bytes()).expect("classify");
+    assert!(b.is_bounce);
+    assert!(!b.truncated);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
