@@ -264,7 +264,11 @@ impl Envelope {
             from_raw,
             to,
             subject: message.subject().unwrap_or_default().to_lowercase(),
-            failed: prose::header_addresses(&raw("X-Failed-Recipients")),
+            failed: {
+                let mut failed = prose::header_addresses(&raw("X-Failed-Recipients"));
+                failed.truncate(prose::MAX_RECIPIENTS + 1);
+                failed
+            },
             auto_submitted: raw("Auto-Submitted").to_ascii_lowercase(),
             auto_reply_header: ["X-Autoreply", "X-Autorespond", "X-Vacation"]
                 .iter()
