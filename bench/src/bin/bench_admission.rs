@@ -10,6 +10,11 @@
 
 use std::time::{Duration, Instant};
 
+/// The daemon's allocator (see gateway/src/main.rs), so memory behaves as
+/// it does in `sluice`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{Context, bail};
 use throttle::jiff;
 use throttle::{
