@@ -97,11 +97,18 @@ impl Blacklist {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let iter = entries.into_iter();
-        self.keys.reserve(iter.size_hint().0);
+        let mut keys: Vec<u64> = entries
+            .into_iter()
+            .map(|e| CustomerKey::of(e.as_ref()).0)
+            .collect();
+        // The table places a key by its low bits: inserting in that order
+        // walks the table front to back instead of jumping around memory,
+        // several times faster for large imports.
+        keys.sort_unstable_by_key(|k| k.reverse_bits());
+        self.keys.reserve(keys.len());
         let before = self.keys.len();
-        for e in iter {
-            self.keys.insert(CustomerKey::of(e.as_ref()).0);
+        for k in keys {
+            self.keys.insert(k);
         }
         self.keys.len() - before
     }
