@@ -127,7 +127,7 @@ fn strip_type(value: &str) -> String {
     };
     let mut folded = String::with_capacity(rest.len());
     crate::rules::fold(rest.trim(), &mut folded);
-    folded.trim_end().to_owned()
+    crate::status::drop_repeated_prefix(folded.trim_end())
 }
 
 #[cfg(test)]

@@ -195,6 +195,35 @@ pub fn strip_reply_prefix(line: &str) -> &str {
     }
 }
 
+/// Removes the repeats of a reply's leading `code status` that some MTAs
+/// leave inside the text when they join a multi-line reply into one
+/// (`550-5.7.1 Messages with multiple 550 5.7.1 addresses ...`).
+pub fn drop_repeated_prefix(text: &str) -> String {
+    let b = text.as_bytes();
+    let has_code = b.len() >= 4
+        && matches!(b[0], b'4' | b'5')
+        && b[1].is_ascii_digit()
+        && b[2].is_ascii_digit()
+        && matches!(b[3], b'-' | b' ');
+    let end = match has_code.then(|| parse_status_at(b, 4)).flatten() {
+        Some((_, end)) => end,
+        None => return text.to_owned(),
+    };
+    let code = text.get(..3).unwrap_or_default();
+    let status = text.get(4..end).unwrap_or_default();
+    let mut body = text.get(end..).unwrap_or_default().to_owned();
+    for sep in [' ', '-'] {
+        let needle = format!(" {code}{sep}{status} ");
+        if body.contains(&needle) {
+            body = body.replace(&needle, " ");
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    out.push_str(text.get(..end).unwrap_or_default());
+    out.push_str(&body);
+    out
+}
+
 /// What an enhanced status alone says about the reason. `None` where the
 /// code is too broad to tell (e.g. `5.7.1` is used for almost anything).
 pub fn reason_of_status(status: EnhancedStatus) -> Option<Reason> {
@@ -287,6 +316,17 @@ mod tests {
         );
         assert_eq!(strip_reply_prefix("554-No SMTP service"), "No SMTP service");
         assert_eq!(strip_reply_prefix("2024 was a year"), "2024 was a year");
+    }
+
+    #[test]
+    fn drops_repeated_prefix() {
+        assert_eq!(
+            drop_repeated_prefix(
+                "550-5.7.1 [x] Messages with multiple 550 5.7.1 addresses in From:"
+            ),
+            "550-5.7.1 [x] Messages with multiple addresses in From:"
+        );
+        assert_eq!(drop_repeated_prefix("550 user unknown"), "550 user unknown");
     }
 
     #[test]
