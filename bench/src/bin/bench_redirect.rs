@@ -20,6 +20,11 @@ use clicktrack::{
 };
 use tokio::sync::mpsc;
 
+// The daemon's allocator, so the figures are those of the tracking listener
+// inside `sluice`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const QUEUE: usize = 65_536;
 const BATCH: usize = 1024;
 
