@@ -92,12 +92,17 @@ impl Default for StoreConfig {
 pub struct Tracking {
     /// What links in messages point to.
     pub base_url: String,
+    /// Environment variable with the signing keys, `ID:BASE64SECRET[,ID:SECRET...]`
+    /// (first signs, others still verify); without it a key is generated
+    /// once and kept in the store.
+    pub keys_env: String,
 }
 
 impl Default for Tracking {
     fn default() -> Self {
         Self {
             base_url: "http://127.0.0.1:7801".into(),
+            keys_env: "SLUICE_TRACKING_KEYS".into(),
         }
     }
 }

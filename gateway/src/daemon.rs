@@ -16,6 +16,7 @@ use crate::{
     metrics::Metrics,
     returns::Returns,
     store::{Store, StoreError, embedded::Embedded},
+    tracking::{self, Links},
     verp::ReturnPaths,
     webhook::WebhookSender,
 };
@@ -24,6 +25,8 @@ use crate::{
 const GRACE: Duration = Duration::from_secs(20);
 /// Meta key of the generated Return-Path secret when none is configured.
 const RETURN_PATH_SECRET: &str = "secret:return-path";
+/// Meta key of the generated tracking key when none is configured.
+const TRACKING_SECRET: &str = "secret:tracking";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -44,6 +47,7 @@ pub enum RunError {
 /// A started daemon: its bound addresses and its tasks.
 pub struct Running {
     pub api: SocketAddr,
+    pub tracking: SocketAddr,
     pub bounce: SocketAddr,
     tasks: TaskTracker,
 }
@@ -66,7 +70,7 @@ impl Running {
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
     let running = start(config, shutdown.clone()).await?;
     announce(&running);
-    tracing::info!(api = %running.api, bounce = %running.bounce, "sluice is serving");
+    tracing::info!(api = %running.api, tracking = %running.tracking, bounce = %running.bounce, "sluice is serving");
     shutdown.cancelled().await;
     tracing::info!("shutting down: no new claims, finishing sends in flight");
     running.stopped().await;
@@ -94,10 +98,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             "no SMTP relay configured: e-mail campaigns cannot start and /readyz says not ready"
         );
     }
+    let keys = Arc::new(tracking_keys(&config, store.as_ref()).await?);
+    let links =
+        Arc::new(Links::new(keys.clone(), &config.tracking.base_url).map_err(RunError::Setup)?);
     let email = Arc::new(EmailChannel::new(
         relays,
         ReturnPaths::new(&secret, &config.email.bounce_domain),
         dkim,
+        links.clone(),
     ));
     let metrics = Arc::new(Metrics::default());
     let wake = Arc::new(Notify::new());
@@ -133,6 +141,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let api_addr = api
         .local_addr()
         .map_err(|e| RunError::Setup(e.to_string()))?;
+    let tracking_listener = bind("tracking", &config.listen.tracking).await?;
+    let tracking_addr = tracking_listener
+        .local_addr()
+        .map_err(|e| RunError::Setup(e.to_string()))?;
     let bounce_listener = bind("bounce", &config.listen.bounce).await?;
     let bounce_addr = bounce_listener
         .local_addr()
@@ -153,6 +165,17 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         returns,
         shutdown.clone(),
     ));
+    let (sink, events) = tracking::Sink::new(store.clone(), links);
+    tasks.spawn(tracking::write_events(events, store.clone()));
+    let handlers = clicktrack::Tracking::new(Arc::new(sink), keys);
+    let stop_tracking = shutdown.clone();
+    tasks.spawn(async move {
+        let served =
+            clicktrack::serve(tracking_listener, handlers, stop_tracking.cancelled_owned()).await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "tracking listener failed");
+        }
+    });
     for (index, hook) in config.webhooks.iter().enumerate() {
         let secret = std::env::var(&hook.secret_env).map_err(|_| {
             RunError::Setup(format!("webhooks[{index}]: {} is not set", hook.secret_env))
@@ -178,6 +201,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     tasks.close();
     Ok(Running {
         api: api_addr,
+        tracking: tracking_addr,
         bounce: bounce_addr,
         tasks,
     })
@@ -195,7 +219,34 @@ async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, RunError> {
 
 /// The one line tests and scripts read to find the ports.
 fn announce(running: &Running) {
-    println!("listening api={} bounce={}", running.api, running.bounce);
+    println!(
+        "listening api={} tracking={} bounce={}",
+        running.api, running.tracking, running.bounce
+    );
+}
+
+/// The configured tracking keys, or a key generated once and kept in the
+/// store so links already sent keep working across restarts.
+async fn tracking_keys(
+    config: &Config,
+    store: &dyn Store,
+) -> Result<clicktrack::Keyring, RunError> {
+    let setup =
+        |e: clicktrack::Error| RunError::Setup(format!("{}: {e}", config.tracking.keys_env));
+    if let Ok(spec) = std::env::var(&config.tracking.keys_env)
+        && !spec.is_empty()
+    {
+        return clicktrack::Keyring::from_spec(&spec).map_err(setup);
+    }
+    let secret = match store.meta(TRACKING_SECRET)? {
+        Some(secret) => secret,
+        None => {
+            let secret: [u8; 32] = rand::random();
+            store.put_meta(TRACKING_SECRET, secret.to_vec()).await?;
+            secret.to_vec()
+        }
+    };
+    clicktrack::Keyring::from_secret(1, &secret).map_err(setup)
 }
 
 /// The configured secret, or one generated once and kept in the store so

@@ -144,3 +144,42 @@ pub struct Update {
     pub at: Millis,
     pub outcome: Outcome,
 }
+
+/// What a recipient did with a delivered message (tracked links).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engagement {
+    Clicked,
+    Opened,
+    Unsubscribed,
+}
+
+impl Engagement {
+    pub const ALL: [Engagement; 3] = [
+        Engagement::Clicked,
+        Engagement::Opened,
+        Engagement::Unsubscribed,
+    ];
+
+    /// The fact type and the audience outcome.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Clicked => "clicked",
+            Self::Opened => "opened",
+            Self::Unsubscribed => "unsubscribed",
+        }
+    }
+
+    /// Its bit in a message's engagement flags.
+    pub fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// One engagement to record as a fact.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Engaged {
+    pub msg: MessageNo,
+    pub at: Millis,
+    pub kind: Engagement,
+    pub detail: serde_json::Map<String, serde_json::Value>,
+}

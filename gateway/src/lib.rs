@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod returns;
 pub mod store;
 pub mod template;
+pub mod tracking;
 pub mod verp;
 pub mod webhook;
 

@@ -14,8 +14,8 @@ use admin_api::types::v1::{AudienceRow, Event};
 use async_trait::async_trait;
 
 use crate::domain::{
-    CampaignDecl, CampaignRecord, CampaignState, ChannelKind, MessageNo, Millis, Participant,
-    Status, Update,
+    CampaignDecl, CampaignRecord, CampaignState, ChannelKind, Engaged, MessageNo, Millis,
+    Participant, Status, Update,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +89,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records outcomes and their facts; resolves once durable.
     async fn record(&self, updates: Vec<Update>) -> Result<()>;
+
+    /// Records clicks, opens and unsubscribes as facts and in the message's
+    /// engagement flags (for the audience query); resolves once durable.
+    async fn engage(&self, items: Vec<Engaged>) -> Result<()>;
 
     /// Durable facts with a cursor greater than `after`, oldest first.
     fn events(&self, after: u64, limit: usize) -> Result<Vec<Event>>;

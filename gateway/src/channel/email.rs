@@ -1,5 +1,6 @@
 //! The e-mail channel as the dispatcher sees it: personalise a claimed
-//! message, give it a verifiable Return-Path, sign it, hand it to a relay.
+//! message, track its links, give it a verifiable Return-Path, sign it, hand
+//! it to a relay.
 
 use std::{
     collections::HashMap,
@@ -11,12 +12,13 @@ use super::{
     mail::{Dkim, Envelope, MailTemplate},
     smtp::RelayPool,
 };
-use crate::{domain::CampaignRecord, store::Claim, verp::ReturnPaths};
+use crate::{domain::CampaignRecord, store::Claim, tracking::Links, verp::ReturnPaths};
 
 pub struct EmailChannel {
     pub relays: RelayPool,
     pub return_paths: ReturnPaths,
     pub dkim: Option<Dkim>,
+    pub links: Arc<Links>,
     /// Parsed templates per campaign number; content is fixed once started.
     templates: Mutex<HashMap<u32, Arc<MailTemplate>>>,
 }
@@ -30,11 +32,17 @@ impl std::fmt::Debug for EmailChannel {
 }
 
 impl EmailChannel {
-    pub fn new(relays: RelayPool, return_paths: ReturnPaths, dkim: Option<Dkim>) -> Self {
+    pub fn new(
+        relays: RelayPool,
+        return_paths: ReturnPaths,
+        dkim: Option<Dkim>,
+        links: Arc<Links>,
+    ) -> Self {
         Self {
             relays,
             return_paths,
             dkim,
+            links,
             templates: Mutex::new(HashMap::new()),
         }
     }
@@ -67,12 +75,14 @@ impl EmailChannel {
             return Delivery::Permanent { reply, code: None };
         }
         let return_path = self.return_paths.address(claim.msg);
+        let mut mail = template.render(&claim.participant);
+        let unsubscribe = self.links.track(campaign, claim.msg, &mut mail);
         let envelope = Envelope {
             message_id: &return_path,
-            list_unsubscribe: None,
+            list_unsubscribe: Some(&unsubscribe),
             date: now_secs,
         };
-        let message = match template.compose(&claim.participant, &envelope, self.dkim.as_ref()) {
+        let message = match template.build(mail, &envelope, self.dkim.as_ref()) {
             Ok(m) => m,
             Err(e) => {
                 return Delivery::Permanent {

@@ -39,6 +39,15 @@ pub struct MailTemplate {
     html: Option<Template>,
 }
 
+/// A participant's subject and bodies, before the MIME message is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+}
+
 /// Per-message values that are not template fields.
 #[derive(Debug, Clone)]
 pub struct Envelope<'a> {
@@ -112,10 +121,30 @@ impl MailTemplate {
         }
     }
 
+    /// The personalised subject and bodies.
+    pub fn render(&self, p: &Participant) -> Rendered {
+        Rendered {
+            to: p.address.clone(),
+            subject: self.subject.render(p, Escape::Header),
+            text: self.text.render(p, Escape::None),
+            html: self.html.as_ref().map(|h| h.render(p, Escape::Html)),
+        }
+    }
+
     /// The personalised RFC 5322 message.
     pub fn compose(
         &self,
         p: &Participant,
+        env: &Envelope<'_>,
+        dkim: Option<&Dkim>,
+    ) -> std::io::Result<Vec<u8>> {
+        self.build(self.render(p), env, dkim)
+    }
+
+    /// The RFC 5322 message of rendered (and possibly link-tracked) content.
+    pub fn build(
+        &self,
+        mail: Rendered,
         env: &Envelope<'_>,
         dkim: Option<&Dkim>,
     ) -> std::io::Result<Vec<u8>> {
@@ -131,13 +160,13 @@ impl MailTemplate {
         };
         let mut builder = MessageBuilder::new()
             .from(from)
-            .to(p.address.as_str())
-            .subject(self.subject.render(p, Escape::Header))
+            .to(mail.to.as_str())
+            .subject(mail.subject)
             .message_id(env.message_id)
             .date(env.date)
-            .text_body(self.text.render(p, Escape::None));
-        if let Some(html) = &self.html {
-            builder = builder.html_body(html.render(p, Escape::Html));
+            .text_body(mail.text);
+        if let Some(html) = mail.html {
+            builder = builder.html_body(html);
         }
         if let Some(unsubscribe) = env.list_unsubscribe {
             builder = builder

@@ -25,8 +25,8 @@ use super::{
     index::CampaignIndex,
 };
 use crate::domain::{
-    CampaignDecl, CampaignRecord, CampaignState, ChannelKind, MessageNo, Millis, Outcome,
-    Participant, Status, Update, rfc3339,
+    CampaignDecl, CampaignRecord, CampaignState, ChannelKind, Engaged, Engagement, MessageNo,
+    Millis, Outcome, Participant, Status, Update, rfc3339,
 };
 
 /// Writes taken into one commit at most.
@@ -44,6 +44,8 @@ struct Keyspaces {
     facts: Keyspace,
     meta: Keyspace,
     suppressions: Keyspace,
+    /// Per message, the `Engagement::bit`s recorded.
+    engagement: Keyspace,
 }
 
 #[derive(Default)]
@@ -103,6 +105,7 @@ impl Embedded {
             facts: open("facts")?,
             meta: open("meta")?,
             suppressions: open("suppressions")?,
+            engagement: open("engagement")?,
         };
         let (index, last_cursor) = recover(&ks)?;
         let shared = Arc::new(Shared {
@@ -167,6 +170,16 @@ fn recover(ks: &Keyspaces) -> Result<(Index, u64)> {
             c.set(msg.participant, s.status, s.attempts, s.due, s.at);
         }
     }
+    for kv in ks.engagement.iter() {
+        let (key, value) = kv.into_inner().map_err(io)?;
+        let msg = codec::parse_message_key(&key)?;
+        if let Some(slot) = index
+            .by_seq(msg.campaign)
+            .and_then(|c| c.slots.get_mut(msg.participant as usize))
+        {
+            slot.engaged = value.first().copied().unwrap_or(0);
+        }
+    }
     for kv in ks.suppressions.iter() {
         let (key, value) = kv.into_inner().map_err(io)?;
         index.suppressed.insert(
@@ -219,6 +232,10 @@ enum Op {
         why: String,
         reply: oneshot::Sender<Result<()>>,
     },
+    Engage {
+        items: Vec<Engaged>,
+        reply: oneshot::Sender<Result<()>>,
+    },
 }
 
 /// A memory change to make once its commit is durable.
@@ -237,6 +254,10 @@ enum Effect {
     Suppressed {
         key: String,
         why: String,
+    },
+    Engaged {
+        msg: MessageNo,
+        flags: u8,
     },
 }
 
@@ -454,6 +475,32 @@ impl Committer {
                 }
                 g.answers.push(Answer::Done(reply));
             }
+            Op::Engage { items, reply } => {
+                // Flags of messages engaged earlier in this same group.
+                let mut staged: HashMap<MessageNo, u8> = HashMap::new();
+                for e in items {
+                    let Some(c) = index.by_seq(e.msg.campaign) else {
+                        continue;
+                    };
+                    let Some(slot) = c.slots.get(e.msg.participant as usize) else {
+                        continue;
+                    };
+                    let flags = staged.get(&e.msg).copied().unwrap_or(slot.engaged) | e.kind.bit();
+                    staged.insert(e.msg, flags);
+                    let fact = fact(
+                        e.at,
+                        &c.record.id,
+                        &slot.customer,
+                        e.kind.as_str(),
+                        e.detail,
+                    );
+                    g.batch
+                        .insert(&ks.engagement, codec::message_key(e.msg), vec![flags]);
+                    self.append_fact(g, fact);
+                    g.effects.push(Effect::Engaged { msg: e.msg, flags });
+                }
+                g.answers.push(Answer::Done(reply));
+            }
             Op::Suppress { key, why, reply } => {
                 g.batch.insert(&ks.suppressions, key.as_str(), why.as_str());
                 g.effects.push(Effect::Suppressed { key, why });
@@ -601,6 +648,14 @@ fn apply(index: &mut Index, effect: Effect) {
     match effect {
         Effect::Suppressed { key, why } => {
             index.suppressed.insert(key, why);
+        }
+        Effect::Engaged { msg, flags } => {
+            if let Some(slot) = index
+                .by_seq(msg.campaign)
+                .and_then(|c| c.slots.get_mut(msg.participant as usize))
+            {
+                slot.engaged = flags;
+            }
         }
         Effect::Campaign(record) => {
             if let Some(c) = index.campaigns.get_mut(&record.id) {
@@ -789,9 +844,13 @@ impl Store for Embedded {
             .get(id)
             .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
         let wanted = audience_statuses(c.record.decl.channel, outcome);
+        let engaged = Engagement::ALL
+            .into_iter()
+            .find(|e| e.as_str() == outcome)
+            .map_or(0, Engagement::bit);
         Ok(c.slots
             .iter()
-            .filter(|s| wanted.contains(&s.status))
+            .filter(|s| wanted.contains(&s.status) || s.engaged & engaged != 0)
             .map(|s| AudienceRow {
                 customer: s.customer.to_string(),
                 address: s.address.to_string(),
@@ -827,6 +886,10 @@ impl Store for Embedded {
             reply,
         })
         .await
+    }
+
+    async fn engage(&self, items: Vec<Engaged>) -> Result<()> {
+        self.submit(|reply| Op::Engage { items, reply }).await
     }
 
     fn message(&self, msg: MessageNo) -> Option<MessageInfo> {

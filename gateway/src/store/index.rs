@@ -19,6 +19,8 @@ pub struct Slot {
     pub attempts: u32,
     pub due: Millis,
     pub at: Millis,
+    /// `Engagement::bit`s of what the recipient did.
+    pub engaged: u8,
 }
 
 #[derive(Debug)]
@@ -58,6 +60,7 @@ impl CampaignIndex {
             attempts: 0,
             due: 0,
             at,
+            engaged: 0,
         });
         self.allocated = self.allocated.max(n + 1);
         self.counts[Status::Pending.index()] += 1;

@@ -1,0 +1,213 @@
+//! Click-through end to end: an HTML+text campaign goes to a real SMTP
+//! server, the links are taken out of the received message as a mail client
+//! would (MIME-decoded by mail-parser), followed over HTTP, and the clicks,
+//! opens and one-click unsubscribes come back as facts.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use mail_parser::MessageParser;
+use serde_json::json;
+use sluice_e2e::{Daemon, SmtpPeer, request};
+
+const OFFER: &str = "https://telco.example/offer?plan=unlimited&src=mail";
+
+fn links(text: &str, base: &str, route: &str) -> Vec<String> {
+    let prefix = format!("{base}{route}");
+    text.match_indices(&prefix)
+        .map(|(i, _)| {
+            text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || ":/._-".contains(*c))
+                .collect()
+        })
+        .collect()
+}
+
+fn path_of(url: &str) -> &str {
+    let after_scheme = url.split_once("//").unwrap().1;
+    &after_scheme[after_scheme.find('/').unwrap()..]
+}
+
+fn wait_for_fact(daemon: &Daemon, kind: &str, customer: &str) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        if let Some(e) = daemon
+            .all_events()
+            .into_iter()
+            .find(|e| e["type"] == kind && e["customer"] == customer)
+        {
+            return e;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no {kind} fact for {customer}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn links_redirect_and_clicks_opens_and_unsubscribes_become_facts() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(peer) = SmtpPeer::start(dir.path()) else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let config = format!(
+        "[[email.relays]]\nhost = \"127.0.0.1\"\nport = {}\n",
+        peer.port
+    );
+    let daemon = Daemon::start_with_env(
+        dir.path(),
+        &config,
+        &[
+            ("SLUICE_LISTEN__TRACKING", &format!("127.0.0.1:{port}")),
+            ("SLUICE_TRACKING__BASE_URL", &base),
+        ],
+    );
+    let tracking = format!("127.0.0.1:{port}");
+    let decl = json!({"channel": "email", "name": "clicks", "content": {"email": {
+        "from": "o@telco.test", "subject": "Go unlimited, {{customer}}",
+        "text": format!("See {OFFER} today."),
+        "html": "<p><a href=\"https://telco.example/offer?plan=unlimited&amp;src=mail\">Offer</a> \
+                 <a data-untracked href=\"https://telco.example/privacy\">Privacy</a></p>"}}});
+    assert_eq!(daemon.put_json("/v1/campaigns/clicks", &decl).status, 200);
+    let people = json!([{"customer": "ann", "address": "ann@example.org"}, {"customer": "bob", "address": "bob@example.org"}]);
+    daemon.post(
+        "/v1/campaigns/clicks/participants",
+        "application/json",
+        people.to_string().as_bytes(),
+    );
+    daemon.post("/v1/campaigns/clicks/start", "application/json", b"");
+    daemon.wait_for_campaign("clicks", Duration::from_secs(60), |v| {
+        v["state"] == "finished"
+    });
+
+    let received = peer.received();
+    let ann = received
+        .iter()
+        .find(|m| m.rcpt_tos[0] == "ann@example.org")
+        .unwrap();
+    let message = MessageParser::default().parse(ann.data.as_bytes()).unwrap();
+    let html = message.body_html(0).unwrap().into_owned();
+    let text = message.body_text(0).unwrap().into_owned();
+    assert!(!text.contains(OFFER), "the text link is tracked: {text}");
+    assert!(
+        html.contains("href=\"https://telco.example/privacy\""),
+        "untracked links stay: {html}"
+    );
+    let html_clicks = links(&html, &base, "/c/");
+    let text_clicks = links(&text, &base, "/c/");
+    assert_eq!(html_clicks.len(), 1, "{html}");
+    assert_eq!(
+        text_clicks, html_clicks,
+        "the same URL has the same link in both bodies"
+    );
+    let pixel = links(&html, &base, "/o/");
+    assert_eq!(pixel.len(), 1, "an open pixel: {html}");
+    let unsubscribe = message
+        .header_raw("List-Unsubscribe")
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(
+        unsubscribe.starts_with(&format!("<{base}/u/")),
+        "{unsubscribe}"
+    );
+    assert_eq!(
+        message.header_raw("List-Unsubscribe-Post").unwrap().trim(),
+        "List-Unsubscribe=One-Click"
+    );
+    assert!(
+        html_clicks[0].len() - base.len() - 3 <= 40,
+        "short tokens: {}",
+        html_clicks[0]
+    );
+
+    // Follow the link like a browser: a 302 to the original URL, and a fact.
+    let click = request("GET", &tracking, path_of(&html_clicks[0]), &[], b"");
+    assert_eq!(click.status, 302);
+    assert_eq!(click.header("location"), Some(OFFER));
+    let clicked = wait_for_fact(&daemon, "clicked", "ann");
+    assert_eq!(clicked["url"], OFFER);
+    assert_eq!(clicked["campaign"], "clicks");
+    let open = request("GET", &tracking, path_of(&pixel[0]), &[], b"");
+    assert_eq!(open.status, 200);
+    assert_eq!(open.header("content-type"), Some("image/gif"));
+    wait_for_fact(&daemon, "opened", "ann");
+
+    // Tampered or unknown tokens never redirect.
+    let path = path_of(&html_clicks[0]).to_owned();
+    let mut tampered = path.clone().into_bytes();
+    let last = tampered.len() - 1;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let bad = request(
+        "GET",
+        &tracking,
+        std::str::from_utf8(&tampered).unwrap(),
+        &[],
+        b"",
+    );
+    assert_eq!(bad.status, 404);
+    assert_eq!(bad.header("location"), None);
+    assert_eq!(
+        request("GET", &tracking, "/c/garbage", &[], b"").status,
+        404
+    );
+
+    let clicked: Vec<serde_json::Value> = daemon
+        .get("/v1/campaigns/clicks/participants?outcome=clicked")
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(clicked.len(), 1);
+    assert_eq!(clicked[0]["customer"], "ann");
+
+    // One-click unsubscribe (RFC 8058) blacklists Ann for later campaigns.
+    let unsubscribe_path = path_of(unsubscribe.trim_matches(['<', '>'])).to_owned();
+    let r = request(
+        "POST",
+        &tracking,
+        &unsubscribe_path,
+        &[("content-type", "application/x-www-form-urlencoded")],
+        b"List-Unsubscribe=One-Click",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_for_fact(&daemon, "unsubscribed", "ann");
+    let again = json!({"channel": "email", "name": "next", "content": {"email": {"from": "o@telco.test", "subject": "s", "text": "t"}}});
+    daemon.put_json("/v1/campaigns/next", &again);
+    daemon.post(
+        "/v1/campaigns/next/participants",
+        "application/json",
+        people.to_string().as_bytes(),
+    );
+    daemon.post("/v1/campaigns/next/start", "application/json", b"");
+    daemon.wait_for_campaign("next", Duration::from_secs(60), |v| {
+        v["state"] == "finished"
+    });
+    let next: Vec<_> = daemon
+        .all_events()
+        .into_iter()
+        .filter(|e| e["campaign"] == "next" && e["customer"] == "ann")
+        .collect();
+    assert!(
+        next.iter()
+            .any(|e| e["type"] == "suppressed" && e["why"] == "unsubscribed"),
+        "{next:?}"
+    );
+    assert_eq!(
+        peer.received()
+            .iter()
+            .filter(|m| m.rcpt_tos[0] == "ann@example.org")
+            .count(),
+        1
+    );
+}
