@@ -174,6 +174,7 @@ pub static RULES: &[Rule] = &[
         reason: Reason::Blocked,
         phrases: &[
             "my name was rejected",
+            "invalid ip",
             "server of your isp",
             "spamhaus",
             "spamcop",
@@ -350,7 +351,6 @@ pub static RULES: &[Rule] = &[
             "recipient account is blocked",
             "account expired",
             "account has expired",
-            "temporarily unavailable",
             "mailbox unavailable due to",
         ],
     },
@@ -517,6 +517,9 @@ pub static RULES: &[Rule] = &[
             "not allowed to post",
             "permission to post",
             "the group you tried to contact",
+            // Google Groups signs its "cannot post" notices, in every
+            // language, with its help link.
+            "groups.google.com/support",
         ],
     },
     Rule {
