@@ -45,6 +45,12 @@ impl Template {
                 )
             })?;
             let name = after[..close].trim();
+            // `{{untracked:URL}}` is the link tracker's marker: left as written.
+            if name.starts_with("untracked:") {
+                parts.push(Part::Text(rest[open..open + close + 4].to_owned()));
+                rest = &after[close + 2..];
+                continue;
+            }
             if name.is_empty()
                 || !name
                     .bytes()
@@ -203,6 +209,18 @@ mod tests {
                 .expect("parse")
                 .render(&participant(), Escape::None),
             "no fields"
+        );
+    }
+
+    #[test]
+    fn the_untracked_link_marker_is_left_for_the_link_tracker() {
+        let t =
+            Template::parse("see {{untracked:https://x.example/a?b=1}} {{name}}").expect("parse");
+        assert_eq!(t.fields().collect::<Vec<_>>(), vec!["name"]);
+        let out = t.render(&participant(), Escape::Html);
+        assert!(
+            out.starts_with("see {{untracked:https://x.example/a?b=1}} Ann"),
+            "{out}"
         );
     }
 }

@@ -181,7 +181,7 @@ fn main() -> anyhow::Result<()> {
             let req = Request {
                 customer: key(i),
                 address: Some(address(i)),
-                segment: segments[usize::from(i % 10 != 0)],
+                segment: segments[usize::from(!i.is_multiple_of(10))],
             };
             count(&admission.admit(now, &mut window, &req, &blacklist, &mut quotas)?);
         }
@@ -211,7 +211,7 @@ fn main() -> anyhow::Result<()> {
                 reqs.push(Request {
                     customer: key(i),
                     address: Some(address(i)),
-                    segment: segments[usize::from(i % 10 != 0)],
+                    segment: segments[usize::from(!i.is_multiple_of(10))],
                 });
             }
             admission.admit_batch(now, &mut window, &reqs, &blacklist, &mut quotas, &mut out)?;

@@ -20,13 +20,14 @@ use crate::{
 };
 
 /// Headers covered by the DKIM signature.
-const SIGNED_HEADERS: [&str; 6] = [
+const SIGNED_HEADERS: [&str; 7] = [
     "From",
     "To",
     "Subject",
     "Date",
     "Message-ID",
     "List-Unsubscribe",
+    "List-Unsubscribe-Post",
 ];
 
 /// A campaign's e-mail content, ready to personalise.
