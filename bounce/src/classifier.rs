@@ -228,6 +228,24 @@ fn carries_report(message: &Message<'_>) -> bool {
     })
 }
 
+/// The raw value of the first header of each of `names` (compared without
+/// regard to case), in one pass over the message's headers.
+pub(crate) fn header_values<'m, const N: usize>(
+    message: &'m Message<'_>,
+    names: &[&str; N],
+) -> [Option<&'m str>; N] {
+    let mut values = [None; N];
+    for (name, value) in message.headers_raw() {
+        if let Some(index) = names.iter().position(|n| n.eq_ignore_ascii_case(name))
+            && let Some(slot) = values.get_mut(index)
+            && slot.is_none()
+        {
+            *slot = Some(value);
+        }
+    }
+    values
+}
+
 /// Headers of the report itself.
 struct Envelope {
     from: Option<String>,
@@ -242,17 +260,33 @@ struct Envelope {
 
 impl Envelope {
     fn of(message: &Message<'_>) -> Self {
-        let raw = |name: &'static str| {
-            message
-                .header_raw(name)
+        const NAMES: [&str; 11] = [
+            "From",
+            "To",
+            "Delivered-To",
+            "X-Original-To",
+            "Return-Path",
+            "X-Failed-Recipients",
+            "Auto-Submitted",
+            "Precedence",
+            "X-Autoreply",
+            "X-Autorespond",
+            "X-Vacation",
+        ];
+        let values = header_values(message, &NAMES);
+        let raw = |index: usize| {
+            values
+                .get(index)
+                .copied()
+                .flatten()
                 .unwrap_or_default()
                 .trim()
                 .to_owned()
         };
-        let from_raw = raw("From");
+        let from_raw = raw(0);
         let mut to = Vec::new();
-        for name in ["To", "Delivered-To", "X-Original-To", "Return-Path"] {
-            to.extend(prose::header_addresses(&raw(name)));
+        for index in 1..=4 {
+            to.extend(prose::header_addresses(&raw(index)));
         }
         let report_type = message
             .content_type()
@@ -265,15 +299,15 @@ impl Envelope {
             to,
             subject: message.subject().unwrap_or_default().to_lowercase(),
             failed: {
-                let mut failed = prose::header_addresses(&raw("X-Failed-Recipients"));
+                let mut failed = prose::header_addresses(&raw(5));
                 failed.truncate(prose::MAX_RECIPIENTS + 1);
                 failed
             },
-            auto_submitted: raw("Auto-Submitted").to_ascii_lowercase(),
-            auto_reply_header: ["X-Autoreply", "X-Autorespond", "X-Vacation"]
-                .iter()
-                .any(|h| message.header_raw(*h).is_some())
-                || raw("Precedence").eq_ignore_ascii_case("auto_reply"),
+            auto_submitted: raw(6).to_ascii_lowercase(),
+            auto_reply_header: values
+                .get(8..)
+                .is_some_and(|v| v.iter().any(Option::is_some))
+                || raw(7).eq_ignore_ascii_case("auto_reply"),
             report_type,
         }
     }

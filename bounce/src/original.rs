@@ -26,14 +26,25 @@ pub struct Original {
 impl Original {
     /// Reads the headers of a parsed message.
     pub fn of_message(message: &Message<'_>) -> Self {
-        let raw = |name: &'static str| {
-            message
-                .header_raw(name)
+        const NAMES: [&str; 6] = [
+            "Message-ID",
+            "Return-Path",
+            "From",
+            "To",
+            "Cc",
+            TOKEN_HEADER,
+        ];
+        let values = crate::classifier::header_values(message, &NAMES);
+        let raw = |index: usize| {
+            values
+                .get(index)
+                .copied()
+                .flatten()
                 .map(str::trim)
                 .filter(|v| !v.is_empty())
         };
-        let first = |name: &'static str| {
-            raw(name).and_then(|v| {
+        let first = |index: usize| {
+            raw(index).and_then(|v| {
                 find_addresses(v)
                     .into_iter()
                     .next()
@@ -41,8 +52,8 @@ impl Original {
             })
         };
         let mut to = Vec::new();
-        for name in ["To", "Cc"] {
-            if let Some(value) = raw(name) {
+        for index in [3, 4] {
+            if let Some(value) = raw(index) {
                 to.extend(
                     find_addresses(value)
                         .into_iter()
@@ -54,11 +65,11 @@ impl Original {
             message_id: message
                 .message_id()
                 .map(str::to_owned)
-                .or_else(|| raw("Message-ID").map(|v| v.trim_matches(['<', '>']).to_owned())),
-            return_path: first("Return-Path"),
-            from: first("From"),
+                .or_else(|| raw(0).map(|v| v.trim_matches(['<', '>']).to_owned())),
+            return_path: first(1),
+            from: first(2),
             to,
-            token: raw(TOKEN_HEADER).map(str::to_owned),
+            token: raw(5).map(str::to_owned),
         }
     }
 
