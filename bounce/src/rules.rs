@@ -210,7 +210,6 @@ pub static RULES: &[Rule] = &[
             "blocked by",
             "blocked using",
             "your access to this mail system",
-            "poor reputation",
             "not allowed to connect",
             "sender rejected",
             "your host",
@@ -426,7 +425,6 @@ pub static RULES: &[Rule] = &[
             "not recognized",
             "wasn't found at the destination",
             "was not found at the destination",
-            "not listed in domino directory",
             "no longer valid",
             "user unavailable",
             "undeliverable address",
@@ -498,11 +496,7 @@ pub static RULES: &[Rule] = &[
     Rule {
         reason: Reason::Rejected,
         phrases: &[
-            "sender address rejected",
-            "sender rejected",
-            "sender domain",
             "domain of sender",
-            "sender verify failed",
             "sender verification",
             "sender is not",
             "sender not",
@@ -838,6 +832,12 @@ mod tests {
     #[test]
     fn table_builds() {
         assert!(MATCHER.is_some());
+        let mut seen = std::collections::HashSet::new();
+        for rule in RULES {
+            for phrase in rule.phrases {
+                assert!(seen.insert(*phrase), "{phrase:?} is listed twice");
+            }
+        }
         for rule in RULES {
             for phrase in rule.phrases {
                 assert_eq!(*phrase, phrase.to_lowercase(), "phrases are lowercase");
