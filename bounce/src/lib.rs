@@ -13,6 +13,14 @@
 //! It does not receive mail, verify tokens, match bounces to campaigns or
 //! suppress addresses: that is the gateway's job. It does no I/O.
 //!
+//! Bad input never panics. Input above the size limit
+//! ([`DEFAULT_MAX_SIZE`], 10 MiB, configurable on [`Classifier`]) is
+//! refused with [`Error::TooLarge`] before parsing; anything else gives a
+//! [`Bounce`], with `is_bounce == false` when it is not a report. Work is
+//! bounded: at most [`MAX_REPORT`] bytes of a report's text are read and at
+//! most [`MAX_RECIPIENTS`] recipients returned ([`Bounce::truncated`] says
+//! when there were more).
+//!
 //! Main types: [`Classifier`] (limits; [`classify`] uses the defaults),
 //! [`Bounce`] and its [`Recipient`]s, [`Kind`], [`Reason`],
 //! [`EnhancedStatus`], [`Verdict`] (from [`classify_reply`]) and [`Error`].
