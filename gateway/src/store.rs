@@ -110,6 +110,12 @@ pub trait Store: Send + Sync + 'static {
     /// One message, for matching what comes back (bounces, clicks).
     fn message(&self, msg: MessageNo) -> Option<MessageInfo>;
 
+    /// Whether a message exists (cheaper than `message` on hot paths).
+    fn exists(&self, msg: MessageNo) -> bool;
+
+    /// A campaign by its compact number.
+    fn campaign_by_seq(&self, seq: u32) -> Option<CampaignRecord>;
+
     /// Never send to `address` on `channel` again (hard bounce, opt-out);
     /// resolves once durable.
     async fn suppress(&self, channel: ChannelKind, address: &str, why: &str) -> Result<()>;

@@ -55,6 +55,24 @@ impl Links {
         })
     }
 
+    /// The table of campaign number `seq`, built from its declaration on first use.
+    fn table_of(
+        &self,
+        seq: u32,
+        campaign: impl FnOnce() -> Option<CampaignRecord>,
+    ) -> Option<Arc<LinkTable>> {
+        let cached = self
+            .tables
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&seq)
+            .cloned();
+        match cached {
+            Some(table) => Some(table),
+            None => campaign().map(|c| self.table(&c)),
+        }
+    }
+
     fn table(&self, campaign: &CampaignRecord) -> Arc<LinkTable> {
         let mut tables = self
             .tables
@@ -119,12 +137,18 @@ impl Sink {
 
 impl TrackingSink for Sink {
     fn resolve_link(&self, message: clicktrack::MessageNo, link: LinkIndex) -> Option<Arc<str>> {
-        let info = self.store.message(ours(message))?;
-        self.links.table(&info.campaign).get(link).cloned()
+        let msg = ours(message);
+        if !self.store.exists(msg) {
+            return None;
+        }
+        let table = self
+            .links
+            .table_of(msg.campaign, || self.store.campaign_by_seq(msg.campaign))?;
+        table.get(link).cloned()
     }
 
     fn knows_message(&self, message: clicktrack::MessageNo) -> bool {
-        self.store.message(ours(message)).is_some()
+        self.store.exists(ours(message))
     }
 
     fn record(&self, event: TrackingEvent) -> Result<(), Overloaded> {

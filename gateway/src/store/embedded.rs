@@ -428,6 +428,8 @@ impl Committer {
                     return;
                 };
                 let seq = c.record.seq;
+                // One timestamp for the whole batch, formatted once.
+                let accepted_at = rfc3339(at);
                 let mut staged = std::mem::take(g.staged.entry(seq).or_default());
                 let mut fresh = Vec::with_capacity(items.len());
                 for p in items {
@@ -444,7 +446,17 @@ impl Committer {
                     c.allocated += 1;
                     g.batch
                         .insert(&ks.participants, codec::message_key(msg), codec::encode(&p));
-                    self.append_fact(g, fact(at, &id, &p.customer, "accepted", Map::new()));
+                    self.append_fact(
+                        g,
+                        Event {
+                            cursor: 0,
+                            at: accepted_at.clone(),
+                            campaign: id.clone(),
+                            customer: p.customer.clone(),
+                            kind: "accepted".into(),
+                            detail: Map::new(),
+                        },
+                    );
                     g.effects.push(Effect::Participant {
                         campaign: seq,
                         customer: p.customer.into(),
@@ -903,6 +915,17 @@ impl Store for Embedded {
             status: slot.status,
             attempts: slot.attempts,
         })
+    }
+
+    fn exists(&self, msg: MessageNo) -> bool {
+        self.shared
+            .index()
+            .by_seq(msg.campaign)
+            .is_some_and(|c| (msg.participant as usize) < c.slots.len())
+    }
+
+    fn campaign_by_seq(&self, seq: u32) -> Option<CampaignRecord> {
+        self.shared.index().by_seq(seq).map(|c| c.record.clone())
     }
 
     async fn suppress(&self, channel: ChannelKind, address: &str, why: &str) -> Result<()> {
