@@ -3,8 +3,8 @@
 //! expected.tsv. Prints kind and reason agreement; asserts kind agreement.
 //! Set `BOUNCE_CORPUS_VERBOSE=1` to print every disagreement.
 //!
-//! This test runs without the libtest harness (`harness = false`) so that
-//! the agreement figures always reach the CI log, even when it passes.
+//! `.config/nextest.toml` shows this test's output even when it passes, so
+//! the agreement figures reach the CI log.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -53,13 +53,7 @@ fn expected() -> BTreeMap<(String, usize), Expected> {
     out
 }
 
-fn main() {
-    corpus_agreement();
-    every_corpus_file_classifies();
-    not_bounces_are_not_bounces();
-    println!("bounce corpus: ok");
-}
-
+#[test]
 fn corpus_agreement() {
     let expected = expected();
     let verbose = std::env::var_os("BOUNCE_CORPUS_VERBOSE").is_some();
@@ -110,6 +104,7 @@ fn corpus_agreement() {
     );
 }
 
+#[test]
 fn every_corpus_file_classifies() {
     let expected = expected();
     let mut missed = Vec::new();
@@ -133,6 +128,7 @@ fn every_corpus_file_classifies() {
     assert!(missed.len() <= 2, "not recognised as reports: {missed:?}");
 }
 
+#[test]
 fn not_bounces_are_not_bounces() {
     let mut seen = 0;
     for entry in fs::read_dir(testdata().join("not-bounce")).expect("not-bounce dir") {
