@@ -123,6 +123,8 @@ pub struct Email {
     pub token_secret_env: String,
     pub relays: Vec<Relay>,
     pub dkim: Option<Dkim>,
+    /// A Maildir whose `new/` receives returned mail (besides `listen.bounce`).
+    pub bounce_maildir: Option<PathBuf>,
 }
 
 impl Default for Email {
@@ -136,6 +138,7 @@ impl Default for Email {
             token_secret_env: "SLUICE_TOKEN_SECRET".into(),
             relays: Vec::new(),
             dkim: None,
+            bounce_maildir: None,
         }
     }
 }
@@ -340,6 +343,14 @@ impl Config {
                     "email.relays[{i}]: username and password_env go together"
                 ));
             }
+        }
+        if let Some(m) = &self.email.bounce_maildir
+            && !(m.join("new").is_dir() && m.join("cur").is_dir())
+        {
+            problems.push(format!(
+                "email.bounce_maildir: {} has no new/ and cur/",
+                m.display()
+            ));
         }
         if let Some(d) = &self.email.dkim
             && !d.key_file.is_file()

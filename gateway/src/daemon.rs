@@ -160,6 +160,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         wake,
     });
     tasks.spawn(dispatcher.run(shutdown.clone()));
+    if let Some(maildir) = &config.email.bounce_maildir {
+        let watcher = crate::returns::maildir::Maildir::new(maildir, returns.clone());
+        tasks.spawn(watcher.watch(shutdown.clone()));
+    }
     tasks.spawn(crate::returns::listener::serve(
         bounce_listener,
         returns,

@@ -5,6 +5,7 @@
 //! ones are resent with back-off until the attempts run out.
 
 pub mod listener;
+pub mod maildir;
 
 use std::sync::{
     Arc,
