@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 
 use crate::{
     channel::{email::EmailChannel, mail::MailTemplate, mail::is_email},
-    domain::{CampaignDecl, CampaignRecord, CampaignState, Participant, now_ms},
+    domain::{CampaignDecl, CampaignRecord, CampaignState, now_ms},
     metrics::Metrics,
     returns::{IntakeError, Returns},
     store::{Store, StoreError},
@@ -225,12 +225,6 @@ impl Backend for GatewayBackend {
         let mut lines = Vec::with_capacity(batch.len());
         let mut accepted = Vec::with_capacity(batch.len());
         for (line, p) in batch {
-            let p = Participant {
-                customer: p.customer,
-                address: p.address,
-                segment: p.segment,
-                fields: p.fields,
-            };
             let problem = if !valid_id(&p.customer) {
                 Some(format!(
                     "customer `{}` is not 1..=128 characters of [A-Za-z0-9._:-]",

@@ -1,9 +1,9 @@
 //! Domain types shared by the store, the dispatcher and the channels.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
+/// A participant as uploaded: the wire type is the domain type.
+pub use admin_api::types::v1::ParticipantIn as Participant;
 pub use admin_api::types::v1::{CampaignDecl, CampaignState, ChannelKind};
 
 /// Milliseconds since the Unix epoch, UTC.
@@ -50,17 +50,6 @@ pub struct CampaignRecord {
     pub seq: u32,
     pub state: CampaignState,
     pub decl: CampaignDecl,
-}
-
-/// A participant as uploaded (validated).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Participant {
-    pub customer: String,
-    pub address: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub segment: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub fields: BTreeMap<String, serde_json::Value>,
 }
 
 /// Where a participant's message stands. One value per participant.

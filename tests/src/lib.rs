@@ -83,11 +83,51 @@ fn announcement(child: &mut Child, key: &str) -> std::collections::HashMap<Strin
     }
 }
 
+/// A Python peer from `peers/`: it prints `port=N` once it listens and
+/// appends one JSON object per thing it received to its log.
+struct PythonPeer {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl PythonPeer {
+    fn spawn(script: &str, log: PathBuf, args: &[String]) -> Self {
+        let mut child = Command::new("python3")
+            .arg(peers_dir().join(script))
+            .arg("--log")
+            .arg(&log)
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let port = read_announcement(&mut child, "port").parse().unwrap();
+        Self { child, port, log }
+    }
+
+    /// The complete lines of the log, parsed.
+    fn logged(&self) -> Vec<serde_json::Value> {
+        let Ok(text) = std::fs::read_to_string(&self.log) else {
+            return Vec::new();
+        };
+        text.lines()
+            .filter(|l| l.ends_with('}'))
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for PythonPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A Python `aiosmtpd` server that logs each accepted message.
 pub struct SmtpPeer {
-    child: Child,
+    peer: PythonPeer,
     pub port: u16,
-    log: PathBuf,
 }
 
 /// One message as the SMTP peer received it.
@@ -112,54 +152,35 @@ impl SmtpPeer {
             return None;
         }
         let log = dir.join(format!("smtp-received-{port}.ndjson"));
-        let mut child = Command::new("python3")
-            .arg(peers_dir().join("smtp_peer.py"))
-            .arg("--log")
-            .arg(&log)
-            .arg("--port")
-            .arg(port.to_string())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let port = read_announcement(&mut child, "port").parse().unwrap();
-        Some(Self { child, port, log })
+        let peer = PythonPeer::spawn("smtp_peer.py", log, &["--port".into(), port.to_string()]);
+        Some(Self {
+            port: peer.port,
+            peer,
+        })
     }
 
     pub fn received(&self) -> Vec<Received> {
-        let Ok(text) = std::fs::read_to_string(&self.log) else {
-            return Vec::new();
-        };
-        text.lines()
-            .filter(|l| l.ends_with('}'))
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                Received {
-                    mail_from: v["mail_from"].as_str().unwrap().to_owned(),
-                    rcpt_tos: v["rcpt_tos"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|r| r.as_str().unwrap().to_owned())
-                        .collect(),
-                    data: v["data"].as_str().unwrap().to_owned(),
-                }
+        self.peer
+            .logged()
+            .iter()
+            .map(|v| Received {
+                mail_from: v["mail_from"].as_str().unwrap().to_owned(),
+                rcpt_tos: v["rcpt_tos"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.as_str().unwrap().to_owned())
+                    .collect(),
+                data: v["data"].as_str().unwrap().to_owned(),
             })
             .collect()
     }
 }
 
-impl Drop for SmtpPeer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A Python HTTP endpoint that logs webhook posts and fails the first few.
 pub struct WebhookReceiver {
-    child: Child,
+    peer: PythonPeer,
     pub port: u16,
-    log: PathBuf,
 }
 
 /// One webhook post as received.
@@ -175,41 +196,35 @@ impl WebhookReceiver {
             return None;
         }
         let log = dir.join("webhook-posts.ndjson");
-        let mut child = Command::new("python3")
-            .arg(peers_dir().join("webhook_receiver.py"))
-            .arg("--log")
-            .arg(&log)
-            .arg("--fail-first")
-            .arg(fail_first.to_string())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let port = read_announcement(&mut child, "port").parse().unwrap();
-        Some(Self { child, port, log })
+        let peer = PythonPeer::spawn(
+            "webhook_receiver.py",
+            log,
+            &["--fail-first".into(), fail_first.to_string()],
+        );
+        Some(Self {
+            port: peer.port,
+            peer,
+        })
     }
 
     pub fn posts(&self) -> Vec<Post> {
-        let Ok(text) = std::fs::read_to_string(&self.log) else {
-            return Vec::new();
-        };
-        text.lines()
-            .filter(|l| l.ends_with('}'))
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                Post {
-                    signature: v["signature"].as_str().unwrap_or_default().to_owned(),
-                    body: v["body"].as_str().unwrap().to_owned(),
-                }
+        self.peer
+            .logged()
+            .iter()
+            .map(|v| Post {
+                signature: v["signature"].as_str().unwrap_or_default().to_owned(),
+                body: v["body"].as_str().unwrap().to_owned(),
             })
             .collect()
     }
 }
 
-impl Drop for WebhookReceiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The `[[email.relays]]` entry for a peer.
+pub fn relay_config(peer: &SmtpPeer) -> String {
+    format!(
+        "[[email.relays]]\nhost = \"127.0.0.1\"\nport = {}\n",
+        peer.port
+    )
 }
 
 /// The real daemon, configured by a TOML text, with its own data directory.
@@ -310,6 +325,27 @@ impl Daemon {
             &[("content-type", content_type)],
             body,
         )
+    }
+
+    /// Declares an e-mail campaign (`window` optional) and uploads
+    /// `participants` customers `c0..` at `u0@example.org..`.
+    pub fn email_campaign(&self, id: &str, window: Option<serde_json::Value>, participants: usize) {
+        let mut decl = serde_json::json!({"channel": "email", "name": id, "expected_participants": participants,
+            "content": {"email": {"from": "o@telco.test", "subject": "Hi {{customer}}", "text": "Offer for {{customer}}"}}});
+        if let Some(w) = window {
+            decl["window"] = w;
+        }
+        let r = self.put_json(&format!("/v1/campaigns/{id}"), &decl);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let body: String = (0..participants)
+            .map(|i| format!("{{\"customer\":\"c{i}\",\"address\":\"u{i}@example.org\"}}\n"))
+            .collect();
+        let r = self.post(
+            &format!("/v1/campaigns/{id}/participants"),
+            "application/x-ndjson",
+            body.as_bytes(),
+        );
+        assert_eq!(r.json()["accepted"], participants, "{}", r.text());
     }
 
     /// Polls the campaign until `done` holds for its JSON, or panics at `deadline`.

@@ -6,8 +6,7 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use serde_json::json;
-use sluice_e2e::{Daemon, SmtpPeer};
+use sluice_e2e::{Daemon, SmtpPeer, relay_config};
 
 const PARTICIPANTS: usize = 20_000;
 const CONCURRENCY: usize = 32;
@@ -24,18 +23,7 @@ fn kill_9_mid_campaign_loses_nothing() {
         peer.port
     );
     let mut daemon = Daemon::start(dir.path(), &config);
-    let decl = json!({"channel": "email", "name": "big", "expected_participants": PARTICIPANTS,
-        "content": {"email": {"from": "o@telco.test", "subject": "Hi {{customer}}", "text": "Offer for {{customer}}"}}});
-    assert_eq!(daemon.put_json("/v1/campaigns/big", &decl).status, 200);
-    let body: String = (0..PARTICIPANTS)
-        .map(|i| format!("{{\"customer\":\"c{i}\",\"address\":\"u{i}@example.org\"}}\n"))
-        .collect();
-    let r = daemon.post(
-        "/v1/campaigns/big/participants",
-        "application/x-ndjson",
-        body.as_bytes(),
-    );
-    assert_eq!(r.json()["accepted"], PARTICIPANTS);
+    daemon.email_campaign("big", None, PARTICIPANTS);
     assert_eq!(
         daemon
             .post("/v1/campaigns/big/start", "application/json", b"")
@@ -105,22 +93,9 @@ fn sigterm_finishes_in_flight_sends_and_exits_cleanly() {
     let Some(peer) = SmtpPeer::start(dir.path()) else {
         return;
     };
-    let config = format!(
-        "[[email.relays]]\nhost = \"127.0.0.1\"\nport = {}\n",
-        peer.port
-    );
+    let config = relay_config(&peer);
     let mut daemon = Daemon::start(dir.path(), &config);
-    let decl = json!({"channel": "email", "name": "t",
-        "content": {"email": {"from": "o@telco.test", "subject": "Hi", "text": "Offer"}}});
-    daemon.put_json("/v1/campaigns/t", &decl);
-    let body: String = (0..2000)
-        .map(|i| format!("{{\"customer\":\"c{i}\",\"address\":\"u{i}@example.org\"}}\n"))
-        .collect();
-    daemon.post(
-        "/v1/campaigns/t/participants",
-        "application/x-ndjson",
-        body.as_bytes(),
-    );
+    daemon.email_campaign("t", None, 2000);
     daemon.post("/v1/campaigns/t/start", "application/json", b"");
     while peer.received().is_empty() {
         std::thread::sleep(Duration::from_millis(20));

@@ -9,31 +9,7 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
-use sluice_e2e::{Daemon, SmtpPeer, WebhookReceiver};
-
-fn email_campaign(
-    daemon: &Daemon,
-    id: &str,
-    window: Option<serde_json::Value>,
-    participants: usize,
-) {
-    let mut decl = json!({"channel": "email", "name": id,
-        "content": {"email": {"from": "o@telco.test", "subject": "Hi {{customer}}", "text": "Offer"}}});
-    if let Some(w) = window {
-        decl["window"] = w;
-    }
-    let r = daemon.put_json(&format!("/v1/campaigns/{id}"), &decl);
-    assert_eq!(r.status, 200, "{}", r.text());
-    let body: String = (0..participants)
-        .map(|i| format!("{{\"customer\":\"c{i}\",\"address\":\"u{i}@example.org\"}}\n"))
-        .collect();
-    let r = daemon.post(
-        &format!("/v1/campaigns/{id}/participants"),
-        "application/x-ndjson",
-        body.as_bytes(),
-    );
-    assert_eq!(r.json()["accepted"], participants);
-}
+use sluice_e2e::{Daemon, SmtpPeer, WebhookReceiver, relay_config};
 
 #[test]
 fn pause_stops_sending_within_a_second_and_resume_finishes() {
@@ -46,7 +22,7 @@ fn pause_stops_sending_within_a_second_and_resume_finishes() {
         peer.port
     );
     let daemon = Daemon::start(dir.path(), &config);
-    email_campaign(&daemon, "p", None, 3000);
+    daemon.email_campaign("p", None, 3000);
     assert_eq!(
         daemon
             .post("/v1/campaigns/p/start", "application/json", b"")
@@ -98,13 +74,10 @@ fn nothing_is_sent_before_the_window_opens() {
     let Some(peer) = SmtpPeer::start(dir.path()) else {
         return;
     };
-    let config = format!(
-        "[[email.relays]]\nhost = \"127.0.0.1\"\nport = {}\n",
-        peer.port
-    );
+    let config = relay_config(&peer);
     let daemon = Daemon::start(dir.path(), &config);
     let opens = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2);
-    email_campaign(&daemon, "w", Some(json!({"start": opens.to_string()})), 5);
+    daemon.email_campaign("w", Some(json!({"start": opens.to_string()})), 5);
     assert_eq!(
         daemon
             .post("/v1/campaigns/w/start", "application/json", b"")
@@ -139,7 +112,7 @@ fn webhooks_deliver_every_fact_signed_and_retry_until_accepted() {
         peer.port, hook.port
     );
     let daemon = Daemon::start_with_env(dir.path(), &config, &[("HOOK_SECRET", "s3cret")]);
-    email_campaign(&daemon, "h", None, 30);
+    daemon.email_campaign("h", None, 30);
     daemon.post("/v1/campaigns/h/start", "application/json", b"");
     daemon.wait_for_campaign("h", Duration::from_secs(60), |v| v["state"] == "finished");
     let facts = daemon.all_events();
