@@ -55,6 +55,26 @@ pub trait Backend: Send + Sync + 'static {
     /// bounce listener. `TooLarge` beyond the daemon's limit.
     async fn import_bounce(&self, raw: &[u8]) -> BackendResult<BounceImport>;
 
+    /// Sets a channel's limits (API.md shape); `Invalid` lists every problem.
+    async fn put_limits(
+        &self,
+        channel: &str,
+        limits: serde_json::Value,
+    ) -> BackendResult<serde_json::Value>;
+
+    async fn get_limits(&self, channel: &str) -> BackendResult<serde_json::Value>;
+
+    /// Adds customer ids or addresses to a channel's blacklist; durable
+    /// before it returns. Returns how many entries were given.
+    async fn blacklist_add(&self, channel: &str, entries: Vec<String>) -> BackendResult<usize>;
+
+    /// Removes an entry; `false` if it was not listed.
+    async fn blacklist_remove(&self, channel: &str, entry: &str) -> BackendResult<bool>;
+
+    /// Why an entry is blocked on a channel (`blacklisted`, `hard_bounce`,
+    /// `unsubscribed`, ...), if it is.
+    async fn blacklist_get(&self, channel: &str, entry: &str) -> BackendResult<Option<String>>;
+
     /// Prometheus text exposition.
     fn metrics(&self) -> String;
 

@@ -1,7 +1,9 @@
 //! The router: one file per resource under `routes/`.
 
+mod blacklist;
 mod bounces;
 mod campaigns;
+mod channels;
 mod events;
 mod ops;
 mod participants;
@@ -47,6 +49,15 @@ pub fn router(backend: Arc<dyn Backend>, config: ApiConfig) -> Router {
         )
         .route("/v1/events", get(events::feed))
         .route("/v1/bounces", post(bounces::import))
+        .route(
+            "/v1/channels/{channel}/limits",
+            put(channels::put_limits).get(channels::get_limits),
+        )
+        .route("/v1/blacklist/{channel}", put(blacklist::add))
+        .route(
+            "/v1/blacklist/{channel}/{entry}",
+            get(blacklist::show).delete(blacklist::remove),
+        )
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -17,6 +17,7 @@ use crate::{
     channel::{email::EmailChannel, mail::MailTemplate, mail::is_email},
     domain::{CampaignDecl, CampaignRecord, CampaignState, now_ms},
     metrics::Metrics,
+    policy::{Policy, PolicyError},
     returns::{IntakeError, Returns},
     store::{Store, StoreError},
 };
@@ -24,6 +25,7 @@ use crate::{
 pub struct GatewayBackend {
     pub store: Arc<dyn Store>,
     pub returns: Arc<Returns>,
+    pub policy: Arc<Policy>,
     pub email: Arc<EmailChannel>,
     pub metrics: Arc<Metrics>,
     pub wake: Arc<Notify>,
@@ -155,6 +157,14 @@ fn declaration_problems(decl: &CampaignDecl) -> Vec<String> {
         }
     }
     problems
+}
+
+fn channel_kind(channel: &str) -> BackendResult<ChannelKind> {
+    match channel {
+        "email" => Ok(ChannelKind::Email),
+        "sms" => Ok(ChannelKind::Sms),
+        other => Err(BackendError::NotFound(format!("no channel `{other}`"))),
+    }
 }
 
 fn valid_hour_range(range: &str) -> bool {
@@ -328,6 +338,57 @@ impl Backend for GatewayBackend {
             Err(IntakeError::TooLarge { limit, .. }) => Err(BackendError::TooLarge(limit)),
             Err(IntakeError::Store(e)) => Err(store_error(e)),
         }
+    }
+
+    async fn put_limits(
+        &self,
+        channel: &str,
+        limits: serde_json::Value,
+    ) -> BackendResult<serde_json::Value> {
+        let channel = channel_kind(channel)?;
+        let parsed: throttle::Limits = serde_json::from_value(limits)
+            .map_err(|e| BackendError::Invalid(vec![e.to_string()]))?;
+        match self
+            .policy
+            .set_limits(channel, parsed.clone(), now_ms())
+            .await
+        {
+            Ok(()) => {
+                self.wake.notify_one();
+                serde_json::to_value(parsed).map_err(|e| BackendError::Internal(e.to_string()))
+            }
+            Err(PolicyError::Invalid(problems)) => Err(BackendError::Invalid(problems)),
+            Err(PolicyError::Store(e)) => Err(store_error(e)),
+        }
+    }
+
+    async fn get_limits(&self, channel: &str) -> BackendResult<serde_json::Value> {
+        let kind = channel_kind(channel)?;
+        let limits = self
+            .policy
+            .limits(kind)
+            .ok_or_else(|| BackendError::NotFound(format!("no limits set for {channel}")))?;
+        serde_json::to_value(limits).map_err(|e| BackendError::Internal(e.to_string()))
+    }
+
+    async fn blacklist_add(&self, channel: &str, entries: Vec<String>) -> BackendResult<usize> {
+        let n = entries.len();
+        self.store
+            .suppress_many(channel_kind(channel)?, entries, "blacklisted")
+            .await
+            .map_err(store_error)?;
+        Ok(n)
+    }
+
+    async fn blacklist_remove(&self, channel: &str, entry: &str) -> BackendResult<bool> {
+        self.store
+            .unsuppress(channel_kind(channel)?, entry)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn blacklist_get(&self, channel: &str, entry: &str) -> BackendResult<Option<String>> {
+        Ok(self.store.suppressed(channel_kind(channel)?, entry))
     }
 
     fn metrics(&self) -> String {

@@ -14,6 +14,7 @@ use crate::{
     config::Config,
     dispatch::{Dispatcher, RetryPolicy},
     metrics::Metrics,
+    policy::Policy,
     returns::Returns,
     store::{Store, StoreError, embedded::Embedded},
     tracking::{self, Links},
@@ -108,6 +109,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         links.clone(),
     ));
     let metrics = Arc::new(Metrics::default());
+    let policy = Arc::new(
+        Policy::load(store.clone(), crate::domain::now_ms())
+            .map_err(|e| RunError::Setup(format!("load control: {e}")))?,
+    );
     let wake = Arc::new(Notify::new());
 
     let tokens = Tokens::parse(&config.api.tokens).map_err(RunError::Setup)?;
@@ -126,6 +131,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let backend = Arc::new(GatewayBackend {
         store: store.clone(),
         returns: returns.clone(),
+        policy: policy.clone(),
         email: email.clone(),
         metrics: metrics.clone(),
         wake: wake.clone(),
@@ -152,6 +158,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
 
     let tasks = TaskTracker::new();
     let dispatcher = Arc::new(Dispatcher {
+        policy,
         store: store.clone(),
         email,
         config: config.dispatch.clone(),

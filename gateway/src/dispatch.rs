@@ -20,7 +20,8 @@ use crate::{
     channel::{Delivery, email::EmailChannel},
     config::{Dispatch, Email},
     domain::{CampaignRecord, CampaignState, ChannelKind, Millis, Outcome, Update, now_ms},
-    metrics::{BounceLabels, ChannelLabels, Metrics, OutcomeLabels},
+    metrics::{BounceLabels, ChannelLabels, Metrics, OutcomeLabels, ReasonLabels},
+    policy::{Policy, QuotaWrite, Verdict},
     returns,
     store::{Claim, Store},
 };
@@ -34,6 +35,8 @@ pub struct Dispatcher {
     pub config: Dispatch,
     pub retry: RetryPolicy,
     pub metrics: Arc<Metrics>,
+    /// Load control: windows, exclusion days, caps, quotas, bandwidth.
+    pub policy: Arc<Policy>,
     /// Woken when a campaign starts or gets participants.
     pub wake: Arc<Notify>,
 }
@@ -72,12 +75,16 @@ impl Dispatcher {
         let permits = Arc::new(Semaphore::new(self.config.concurrency));
         let sends = TaskTracker::new();
         while !shutdown.is_cancelled() {
-            let claimed = self.tick(&permits, &sends, &shutdown).await;
-            if claimed == 0 {
+            let progress = self.tick(&permits, &sends, &shutdown).await;
+            if progress.done == 0 {
+                // Nothing went: wait for news, the next deferred message, or a tick.
+                let idle = progress.next_due.map_or(IDLE_TICK, |due| {
+                    Duration::from_millis(due.saturating_sub(now_ms())).min(IDLE_TICK)
+                });
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     () = self.wake.notified() => {}
-                    () = tokio::time::sleep(IDLE_TICK) => {}
+                    () = tokio::time::sleep(idle) => {}
                 }
             }
         }
@@ -86,13 +93,13 @@ impl Dispatcher {
         self.email.relays.close().await;
     }
 
-    /// One pass over the running campaigns; returns how many were claimed.
+    /// One pass over the running campaigns.
     async fn tick(
         &self,
         permits: &Arc<Semaphore>,
         sends: &TaskTracker,
         shutdown: &CancellationToken,
-    ) -> usize {
+    ) -> Progress {
         let now = now_ms();
         let mut campaigns: Vec<CampaignRecord> = self
             .store
@@ -101,7 +108,7 @@ impl Dispatcher {
             .filter(|c| matches!(c.state, CampaignState::Running | CampaignState::Finished))
             .collect();
         campaigns.sort_by_key(|c| std::cmp::Reverse(c.decl.priority.unwrap_or(0)));
-        let mut claimed = 0;
+        let mut progress = Progress::default();
         let mut depth = [0i64; 2];
         for campaign in campaigns {
             let Ok(counts) = self.store.counts(&campaign.id) else {
@@ -126,13 +133,14 @@ impl Dispatcher {
             if settled {
                 continue;
             }
-            match window_status(&campaign, now) {
-                WindowStatus::Open => {}
-                WindowStatus::NotYet | WindowStatus::Over => continue,
-            }
-            claimed += self
+            let pass = self
                 .claim_and_send(&campaign, now, permits, sends, shutdown)
                 .await;
+            progress.done += pass.done;
+            progress.next_due = match (progress.next_due, pass.next_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
         }
         self.metrics
             .queue_depth
@@ -142,7 +150,7 @@ impl Dispatcher {
             .queue_depth
             .get_or_create(&ChannelLabels { channel: "sms" })
             .set(depth[1]);
-        claimed
+        progress
     }
 
     async fn claim_and_send(
@@ -152,7 +160,7 @@ impl Dispatcher {
         permits: &Arc<Semaphore>,
         sends: &TaskTracker,
         shutdown: &CancellationToken,
-    ) -> usize {
+    ) -> Progress {
         let room = permits
             .available_permits()
             .clamp(1, self.config.claim_batch);
@@ -161,32 +169,105 @@ impl Dispatcher {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(campaign = %campaign.id, error = %e, "claim failed");
-                return 0;
+                return Progress::default();
             }
         };
-        let n = claims.len();
+        let mut progress = Progress::default();
         let campaign = Arc::new(campaign.clone());
         for claim in claims {
-            let permit = tokio::select! {
-                p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                () = shutdown.cancelled() => {
-                    self.store.release(&[claim.msg]);
-                    continue;
-                }
-            };
+            if shutdown.is_cancelled() {
+                self.store.release(&[claim.msg]);
+                continue;
+            }
             let job = SendJob {
                 store: self.store.clone(),
                 email: self.email.clone(),
                 retry: self.retry,
                 metrics: self.metrics.clone(),
             };
-            let campaign = campaign.clone();
-            sends.spawn(async move {
-                job.send(&campaign, claim).await;
-                drop(permit);
-            });
+            let channel = campaign.decl.channel;
+            let p = &claim.participant;
+            let suppressed = self
+                .store
+                .suppressed(channel, &p.address)
+                .or_else(|| self.store.suppressed(channel, &p.customer));
+            let verdict = match suppressed {
+                Some(why) => Ok(Verdict::Suppress {
+                    why: why_label(&why),
+                }),
+                None => self.policy.admit(&campaign, p, now).await,
+            };
+            match verdict {
+                Ok(Verdict::Go { quota }) => {
+                    let permit = tokio::select! {
+                        p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                        () = shutdown.cancelled() => {
+                            self.store.release(&[claim.msg]);
+                            continue;
+                        }
+                    };
+                    let campaign = campaign.clone();
+                    sends.spawn(async move {
+                        job.send(&campaign, claim, quota).await;
+                        drop(permit);
+                    });
+                    progress.done += 1;
+                }
+                Ok(Verdict::Defer { reason, until }) => {
+                    self.store.defer(claim.msg, until);
+                    self.metrics
+                        .deferred
+                        .get_or_create(&ReasonLabels {
+                            channel: channel.as_str(),
+                            reason,
+                        })
+                        .inc();
+                    progress.next_due = Some(progress.next_due.map_or(until, |d| d.min(until)));
+                }
+                Ok(Verdict::Suppress { why }) => {
+                    self.metrics
+                        .suppressed
+                        .get_or_create(&ReasonLabels {
+                            channel: channel.as_str(),
+                            reason: why,
+                        })
+                        .inc();
+                    job.record(
+                        &campaign,
+                        claim,
+                        now,
+                        Outcome::Suppressed {
+                            why: why.to_owned(),
+                        },
+                    )
+                    .await;
+                    progress.done += 1;
+                }
+                Err(e) => {
+                    tracing::error!(campaign = %campaign.id, error = %e, "load control failed; message released");
+                    self.store.release(&[claim.msg]);
+                }
+            }
         }
-        n
+        progress
+    }
+}
+
+/// What one pass achieved: messages sent or settled, and the earliest
+/// instant a deferred one asks again.
+#[derive(Debug, Default, Clone, Copy)]
+struct Progress {
+    done: usize,
+    next_due: Option<Millis>,
+}
+
+/// Suppression reasons are a small fixed vocabulary (metric labels).
+fn why_label(why: &str) -> &'static str {
+    match why {
+        "hard_bounce" => "hard_bounce",
+        "unsubscribed" => "unsubscribed",
+        "opted_out" => "opted_out",
+        _ => "blacklisted",
     }
 }
 
@@ -195,31 +276,6 @@ fn channel_slot(channel: ChannelKind) -> usize {
         ChannelKind::Email => 0,
         ChannelKind::Sms => 1,
     }
-}
-
-enum WindowStatus {
-    NotYet,
-    Open,
-    Over,
-}
-
-/// The campaign's absolute start/end (validated RFC 3339 at declaration).
-fn window_status(campaign: &CampaignRecord, now: Millis) -> WindowStatus {
-    let Some(window) = &campaign.decl.window else {
-        return WindowStatus::Open;
-    };
-    let at = |s: &Option<String>| {
-        s.as_deref()
-            .and_then(|s| s.parse::<jiff::Timestamp>().ok())
-            .and_then(|t| u64::try_from(t.as_millisecond()).ok())
-    };
-    if at(&window.start).is_some_and(|start| now < start) {
-        return WindowStatus::NotYet;
-    }
-    if at(&window.end).is_some_and(|end| now >= end) {
-        return WindowStatus::Over;
-    }
-    WindowStatus::Open
 }
 
 /// What one send task needs.
@@ -231,13 +287,13 @@ struct SendJob {
 }
 
 impl SendJob {
-    async fn send(self, campaign: &CampaignRecord, claim: Claim) {
-        if let Some(why) = self
-            .store
-            .suppressed(campaign.decl.channel, &claim.participant.address)
+    /// Persists the customer's quota state (if load control counted one),
+    /// then sends: a crash in between can only over-count the quota.
+    async fn send(self, campaign: &CampaignRecord, claim: Claim, quota: Option<QuotaWrite>) {
+        if let Some((key, state)) = quota
+            && let Err(e) = self.store.put_meta(&key, state).await
         {
-            self.record(campaign, claim, now_ms(), Outcome::Suppressed { why })
-                .await;
+            tracing::error!(error = %e, "quota state not durable; message left for a later claim");
             return;
         }
         let started = Instant::now();

@@ -11,6 +11,7 @@ pub mod config;
 pub mod dispatch;
 pub mod domain;
 pub mod metrics;
+pub mod policy;
 pub mod returns;
 pub mod store;
 pub mod template;

@@ -20,6 +20,12 @@ pub struct BounceLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub channel: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ChannelLabels {
     pub channel: &'static str,
 }
@@ -42,6 +48,10 @@ pub struct Metrics {
     pub bounces: Family<BounceLabels, Counter>,
     /// Returned mail that matched no message (kept, not dropped).
     pub bounces_unmatched: Counter,
+    /// Messages load control deferred, by reason.
+    pub deferred: Family<ReasonLabels, Counter>,
+    /// Messages not sent on purpose, by reason.
+    pub suppressed: Family<ReasonLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -106,8 +116,22 @@ impl Default for Metrics {
             "Returned mail that matched no message",
             bounces_unmatched.clone(),
         );
+        let deferred = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "messages_deferred",
+            "Messages load control deferred, by reason",
+            deferred.clone(),
+        );
+        let suppressed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "messages_suppressed",
+            "Messages not sent on purpose, by reason",
+            suppressed.clone(),
+        );
         Self {
             registry,
+            deferred,
+            suppressed,
             messages,
             send_seconds,
             participants_accepted,

@@ -87,6 +87,11 @@ pub trait Store: Send + Sync + 'static {
     /// Gives leased messages back unsent (shutdown, pause).
     fn release(&self, msgs: &[MessageNo]);
 
+    /// Gives a leased message back to be claimed again at `due` (load
+    /// control said "not now"). Not persisted: after a restart the policy
+    /// is simply asked again.
+    fn defer(&self, msg: MessageNo, due: Millis);
+
     /// Records outcomes and their facts; resolves once durable.
     async fn record(&self, updates: Vec<Update>) -> Result<()>;
 
@@ -107,6 +112,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn put_meta(&self, key: &str, value: Vec<u8>) -> Result<()>;
 
+    /// Every small durable value whose key starts with `prefix`.
+    fn meta_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
+
     /// One message, for matching what comes back (bounces, clicks).
     fn message(&self, msg: MessageNo) -> Option<MessageInfo>;
 
@@ -119,6 +127,17 @@ pub trait Store: Send + Sync + 'static {
     /// Never send to `address` on `channel` again (hard bounce, opt-out);
     /// resolves once durable.
     async fn suppress(&self, channel: ChannelKind, address: &str, why: &str) -> Result<()>;
+
+    /// Suppresses many entries (customer ids or addresses) at once.
+    async fn suppress_many(
+        &self,
+        channel: ChannelKind,
+        entries: Vec<String>,
+        why: &str,
+    ) -> Result<()>;
+
+    /// Lifts a suppression; returns whether there was one.
+    async fn unsuppress(&self, channel: ChannelKind, entry: &str) -> Result<bool>;
 
     /// Why `address` is suppressed on `channel`, if it is.
     fn suppressed(&self, channel: ChannelKind, address: &str) -> Option<String>;

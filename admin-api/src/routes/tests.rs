@@ -70,6 +70,25 @@ impl Backend for Memory {
             ..Default::default()
         })
     }
+    async fn put_limits(
+        &self,
+        _c: &str,
+        limits: serde_json::Value,
+    ) -> BackendResult<serde_json::Value> {
+        Ok(limits)
+    }
+    async fn get_limits(&self, c: &str) -> BackendResult<serde_json::Value> {
+        Err(BackendError::NotFound(format!("no limits for {c}")))
+    }
+    async fn blacklist_add(&self, _c: &str, entries: Vec<String>) -> BackendResult<usize> {
+        Ok(entries.len())
+    }
+    async fn blacklist_remove(&self, _c: &str, _e: &str) -> BackendResult<bool> {
+        Ok(false)
+    }
+    async fn blacklist_get(&self, _c: &str, _e: &str) -> BackendResult<Option<String>> {
+        Ok(None)
+    }
     fn metrics(&self) -> String {
         "# EOF\n".into()
     }

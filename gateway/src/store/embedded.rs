@@ -228,8 +228,12 @@ enum Op {
         reply: oneshot::Sender<Result<()>>,
     },
     Suppress {
-        key: String,
+        keys: Vec<String>,
         why: String,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Unsuppress {
+        key: String,
         reply: oneshot::Sender<Result<()>>,
     },
     Engage {
@@ -254,6 +258,9 @@ enum Effect {
     Suppressed {
         key: String,
         why: String,
+    },
+    Unsuppressed {
+        key: String,
     },
     Engaged {
         msg: MessageNo,
@@ -513,9 +520,19 @@ impl Committer {
                 }
                 g.answers.push(Answer::Done(reply));
             }
-            Op::Suppress { key, why, reply } => {
-                g.batch.insert(&ks.suppressions, key.as_str(), why.as_str());
-                g.effects.push(Effect::Suppressed { key, why });
+            Op::Suppress { keys, why, reply } => {
+                for key in keys {
+                    g.batch.insert(&ks.suppressions, key.as_str(), why.as_str());
+                    g.effects.push(Effect::Suppressed {
+                        key,
+                        why: why.clone(),
+                    });
+                }
+                g.answers.push(Answer::Done(reply));
+            }
+            Op::Unsuppress { key, reply } => {
+                g.batch.remove(&ks.suppressions, key.as_str());
+                g.effects.push(Effect::Unsuppressed { key });
                 g.answers.push(Answer::Done(reply));
             }
             Op::Meta { key, value, reply } => {
@@ -661,6 +678,9 @@ fn apply(index: &mut Index, effect: Effect) {
         Effect::Suppressed { key, why } => {
             index.suppressed.insert(key, why);
         }
+        Effect::Unsuppressed { key } => {
+            index.suppressed.remove(&key);
+        }
         Effect::Engaged { msg, flags } => {
             if let Some(slot) = index
                 .by_seq(msg.campaign)
@@ -804,6 +824,12 @@ impl Store for Embedded {
         Ok(claims)
     }
 
+    fn defer(&self, msg: MessageNo, due: Millis) {
+        if let Some(c) = self.shared.index().by_seq(msg.campaign) {
+            c.defer(msg.participant, due);
+        }
+    }
+
     fn release(&self, msgs: &[MessageNo]) {
         let mut index = self.shared.index();
         for msg in msgs {
@@ -891,6 +917,15 @@ impl Store for Embedded {
             .map(|v| v.to_vec()))
     }
 
+    fn meta_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for kv in self.shared.ks.meta.prefix(prefix) {
+            let (key, value) = kv.into_inner().map_err(io)?;
+            out.push((String::from_utf8_lossy(&key).into_owned(), value.to_vec()));
+        }
+        Ok(out)
+    }
+
     async fn put_meta(&self, key: &str, value: Vec<u8>) -> Result<()> {
         self.submit(|reply| Op::Meta {
             key: key.to_owned(),
@@ -929,9 +964,31 @@ impl Store for Embedded {
     }
 
     async fn suppress(&self, channel: ChannelKind, address: &str, why: &str) -> Result<()> {
-        let key = suppression_key(channel, address);
+        self.suppress_many(channel, vec![address.to_owned()], why)
+            .await
+    }
+
+    async fn suppress_many(
+        &self,
+        channel: ChannelKind,
+        entries: Vec<String>,
+        why: &str,
+    ) -> Result<()> {
+        let keys = entries
+            .iter()
+            .map(|e| suppression_key(channel, e))
+            .collect();
         let why = why.to_owned();
-        self.submit(|reply| Op::Suppress { key, why, reply }).await
+        self.submit(|reply| Op::Suppress { keys, why, reply }).await
+    }
+
+    async fn unsuppress(&self, channel: ChannelKind, entry: &str) -> Result<bool> {
+        let key = suppression_key(channel, entry);
+        if !self.shared.index().suppressed.contains_key(&key) {
+            return Ok(false);
+        }
+        self.submit(|reply| Op::Unsuppress { key, reply }).await?;
+        Ok(true)
     }
 
     fn suppressed(&self, channel: ChannelKind, address: &str) -> Option<String> {

@@ -131,6 +131,19 @@ impl CampaignIndex {
         }
     }
 
+    /// Makes a leased message due again at `due`.
+    pub fn defer(&mut self, participant: u32, due: Millis) {
+        if self.leased.remove(&participant).is_none() {
+            return;
+        }
+        if let Some(slot) = self.slots.get_mut(participant as usize)
+            && slot.status == Status::Pending
+        {
+            slot.due = due;
+            self.due.insert((due, participant));
+        }
+    }
+
     /// Makes a leased, still pending message due again.
     pub fn release(&mut self, participant: u32) {
         if self.leased.remove(&participant).is_none() {

@@ -1,0 +1,81 @@
+//! `/v1/blacklist/{channel}`: bulk additions, and one entry's look-up and removal.
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode},
+};
+use serde_json::json;
+
+use super::{AppState, channels::check_channel};
+use crate::{auth::Role, error::ApiError};
+
+/// `PUT`: a JSON array of customer ids or addresses.
+pub async fn add(
+    State(s): State<AppState>,
+    Path(channel): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    s.config.tokens.authorize(&headers, Role::Admin)?;
+    check_channel(&channel)?;
+    let entries: Vec<String> = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest {
+        message: format!(
+            "expected a JSON array of strings: line {} column {}: {e}",
+            e.line(),
+            e.column()
+        ),
+        line: Some(e.line()),
+        accepted: None,
+    })?;
+    let empty: Vec<usize> = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.trim().is_empty())
+        .map(|(i, _)| i)
+        .collect();
+    if !empty.is_empty() {
+        return Err(ApiError::Unprocessable(
+            empty
+                .iter()
+                .map(|i| format!("[{i}]: empty entry"))
+                .collect(),
+        ));
+    }
+    let added = s.backend.blacklist_add(&channel, entries).await?;
+    Ok(Json(json!({ "added": added })))
+}
+
+pub async fn show(
+    State(s): State<AppState>,
+    Path((channel, entry)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    s.config.tokens.authorize(&headers, Role::Admin)?;
+    check_channel(&channel)?;
+    match s.backend.blacklist_get(&channel, &entry).await? {
+        Some(why) => Ok(Json(
+            json!({ "channel": channel, "entry": entry, "why": why }),
+        )),
+        None => Err(ApiError::NotFound(format!(
+            "`{entry}` is not blocked on {channel}"
+        ))),
+    }
+}
+
+pub async fn remove(
+    State(s): State<AppState>,
+    Path((channel, entry)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    s.config.tokens.authorize(&headers, Role::Admin)?;
+    check_channel(&channel)?;
+    if s.backend.blacklist_remove(&channel, &entry).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!(
+            "`{entry}` is not blocked on {channel}"
+        )))
+    }
+}

@@ -1,0 +1,51 @@
+//! `/v1/channels/{channel}/limits`: the channel administrator's limits.
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{Path, State},
+    http::HeaderMap,
+};
+
+use super::AppState;
+use crate::{auth::Role, error::ApiError};
+
+pub(crate) fn check_channel(channel: &str) -> Result<(), ApiError> {
+    match channel {
+        "email" | "sms" => Ok(()),
+        other => Err(ApiError::NotFound(format!(
+            "no channel `{other}` (email or sms)"
+        ))),
+    }
+}
+
+pub async fn put_limits(
+    State(s): State<AppState>,
+    Path(channel): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    s.config.tokens.authorize(&headers, Role::Admin)?;
+    check_channel(&channel)?;
+    let limits: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest {
+            message: format!(
+                "malformed JSON at line {} column {}: {e}",
+                e.line(),
+                e.column()
+            ),
+            line: Some(e.line()),
+            accepted: None,
+        })?;
+    Ok(Json(s.backend.put_limits(&channel, limits).await?))
+}
+
+pub async fn get_limits(
+    State(s): State<AppState>,
+    Path(channel): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    s.config.tokens.authorize(&headers, Role::Admin)?;
+    check_channel(&channel)?;
+    Ok(Json(s.backend.get_limits(&channel).await?))
+}

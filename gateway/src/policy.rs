@@ -1,0 +1,239 @@
+//! Load control in the daemon: each channel's limits (bandwidth, exclusion
+//! days, caps, per-segment quotas) compiled by the `throttle` crate, each
+//! campaign's send window, and the durable quota state, asked before every
+//! send. Limits change without a restart; quota state survives one.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use throttle::{
+    Admission, Blacklist, CustomerKey, Decision, Limits, Opening, QuotaBook, QuotaState, Request,
+    Window, WindowSpec, jiff::Timestamp,
+};
+
+use crate::{
+    domain::{CampaignRecord, ChannelKind, Millis, Participant},
+    store::{Store, StoreError},
+};
+
+/// A customer's quota state to make durable before the send: meta key and bytes.
+pub type QuotaWrite = (String, Vec<u8>);
+
+/// What the dispatcher does with a claimed message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Send it; first make `quota` durable, if any.
+    Go { quota: Option<QuotaWrite> },
+    /// Ask again at `until` (ms); `reason` labels the metric.
+    Defer { reason: &'static str, until: Millis },
+    /// Never send; `why` goes into the `suppressed` fact.
+    Suppress { why: &'static str },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{}", .0.join("; "))]
+    Invalid(Vec<String>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+struct ChannelPolicy {
+    limits: Limits,
+    admission: Admission,
+    quotas: QuotaBook,
+}
+
+/// Load-control state of every channel, and the windows of running campaigns.
+pub struct Policy {
+    store: Arc<dyn Store>,
+    channels: Mutex<HashMap<ChannelKind, ChannelPolicy>>,
+    windows: Mutex<HashMap<u32, Window>>,
+    /// Blacklists live in the store's suppression list; the policy's own stays empty.
+    no_blacklist: Blacklist,
+}
+
+const CHANNELS: [ChannelKind; 2] = [ChannelKind::Email, ChannelKind::Sms];
+
+fn limits_key(channel: ChannelKind) -> String {
+    format!("limits:{}", channel.as_str())
+}
+
+fn quota_prefix(channel: ChannelKind) -> String {
+    format!("quota:{}:", channel.as_str())
+}
+
+fn timestamp(ms: Millis) -> Timestamp {
+    Timestamp::from_millisecond(i64::try_from(ms).unwrap_or(i64::MAX)).unwrap_or(Timestamp::MAX)
+}
+
+fn millis(t: Timestamp) -> Millis {
+    u64::try_from(t.as_millisecond()).unwrap_or(0)
+}
+
+impl Policy {
+    /// Loads the stored limits and quota state of every channel.
+    pub fn load(store: Arc<dyn Store>, now: Millis) -> Result<Self, PolicyError> {
+        let mut channels = HashMap::new();
+        for channel in CHANNELS {
+            let Some(raw) = store.meta(&limits_key(channel))? else {
+                continue;
+            };
+            let limits: Limits = serde_json::from_slice(&raw).map_err(|e| {
+                PolicyError::Invalid(vec![format!("stored limits of {}: {e}", channel.as_str())])
+            })?;
+            let mut policy = compile(&limits, now)?;
+            for (key, bytes) in store.meta_prefix(&quota_prefix(channel))? {
+                let customer = &key[quota_prefix(channel).len()..];
+                if let Ok(state) = QuotaState::from_bytes(&bytes) {
+                    policy.quotas.import(CustomerKey::of(customer), &state);
+                }
+            }
+            channels.insert(channel, policy);
+        }
+        Ok(Self {
+            store,
+            channels: Mutex::new(channels),
+            windows: Mutex::new(HashMap::new()),
+            no_blacklist: Blacklist::new(),
+        })
+    }
+
+    /// Validates, stores durably, then applies a channel's limits.
+    pub async fn set_limits(
+        &self,
+        channel: ChannelKind,
+        limits: Limits,
+        now: Millis,
+    ) -> Result<(), PolicyError> {
+        let compiled = compile(&limits, now)?;
+        let raw =
+            serde_json::to_vec(&limits).map_err(|e| PolicyError::Invalid(vec![e.to_string()]))?;
+        self.store.put_meta(&limits_key(channel), raw).await?;
+        let mut channels = self.lock_channels();
+        match channels.get_mut(&channel) {
+            Some(existing) => {
+                existing.admission.set_limits(&limits).map_err(invalid)?;
+                existing
+                    .quotas
+                    .set_rules(limits.quota_rules().map_err(invalid)?);
+                existing.limits = limits;
+            }
+            None => {
+                channels.insert(channel, compiled);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn limits(&self, channel: ChannelKind) -> Option<Limits> {
+        self.lock_channels().get(&channel).map(|c| c.limits.clone())
+    }
+
+    fn lock_channels(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelKind, ChannelPolicy>> {
+        self.channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// May `p` of `campaign` be sent at `now`? On Go the send is counted in
+    /// memory (bandwidth, caps, quota) and the customer's new quota state is
+    /// returned for the sender to make durable before it sends.
+    pub async fn admit(
+        &self,
+        campaign: &CampaignRecord,
+        p: &Participant,
+        now: Millis,
+    ) -> Result<Verdict, PolicyError> {
+        let channel = campaign.decl.channel;
+        let at = timestamp(now);
+        let (decision, quota) = {
+            let mut windows = self
+                .windows
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let window = match windows.get_mut(&campaign.seq) {
+                Some(w) => w,
+                None => windows.entry(campaign.seq).or_insert(window_of(campaign)?),
+            };
+            let mut channels = self.lock_channels();
+            let Some(policy) = channels.get_mut(&channel) else {
+                // No limits on this channel: only the campaign's window applies.
+                return Ok(match window.check(at).map_err(invalid)? {
+                    Opening::Open { .. } => Verdict::Go { quota: None },
+                    Opening::Closed { opens: Some(next) } => Verdict::Defer {
+                        reason: "outside_window",
+                        until: millis(next),
+                    },
+                    Opening::Closed { opens: None } => Verdict::Suppress {
+                        why: "campaign_ended",
+                    },
+                });
+            };
+            let customer = CustomerKey::of(&p.customer);
+            let request = Request {
+                customer,
+                address: Some(CustomerKey::of(&p.address)),
+                segment: p.segment.as_deref(),
+            };
+            let decision = policy
+                .admission
+                .admit(at, window, &request, &self.no_blacklist, &mut policy.quotas)
+                .map_err(invalid)?;
+            let quota = match decision {
+                Decision::Go => policy.quotas.export(customer).map(|s| s.to_bytes()),
+                _ => None,
+            };
+            (decision, quota)
+        };
+        Ok(match decision {
+            Decision::Go => Verdict::Go {
+                quota: quota
+                    .map(|state| (format!("{}{}", quota_prefix(channel), p.customer), state)),
+            },
+            Decision::Defer { reason, retry_at } => Verdict::Defer {
+                reason: reason.as_str(),
+                until: millis(retry_at),
+            },
+            Decision::Suppress(why) => Verdict::Suppress { why: why.as_str() },
+        })
+    }
+}
+
+fn invalid(e: throttle::Error) -> PolicyError {
+    match e {
+        throttle::Error::Invalid(problems) => PolicyError::Invalid(
+            problems
+                .iter()
+                .map(|p| format!("{}: {}", p.field, p.message))
+                .collect(),
+        ),
+        other => PolicyError::Invalid(vec![other.to_string()]),
+    }
+}
+
+fn compile(limits: &Limits, now: Millis) -> Result<ChannelPolicy, PolicyError> {
+    let admission = Admission::new(limits).map_err(invalid)?;
+    let quotas = QuotaBook::new(limits.quota_rules().map_err(invalid)?, timestamp(now));
+    Ok(ChannelPolicy {
+        limits: limits.clone(),
+        admission,
+        quotas,
+    })
+}
+
+/// A campaign's window: weekdays and hours in its time zone, start and end.
+fn window_of(campaign: &CampaignRecord) -> Result<Window, PolicyError> {
+    let Some(w) = &campaign.decl.window else {
+        return Ok(Window::always());
+    };
+    let instant = |s: &Option<String>| s.as_deref().and_then(|s| s.parse::<Timestamp>().ok());
+    let spec = WindowSpec {
+        tz: w.tz.clone().unwrap_or_else(|| "UTC".into()),
+        days: (!w.weekdays.is_empty()).then(|| w.weekdays.clone()),
+        hours: (!w.hours.is_empty()).then(|| w.hours.clone()),
+    };
+    Window::new(&spec, instant(&w.start), instant(&w.end)).map_err(invalid)
+}
