@@ -136,11 +136,10 @@ impl Dispatcher {
             let pass = self
                 .claim_and_send(&campaign, now, permits, sends, shutdown)
                 .await;
-            progress.done += pass.done;
-            progress.next_due = match (progress.next_due, pass.next_due) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            progress.done += pass;
+            if let Some(due) = self.store.next_due(campaign.seq) {
+                progress.next_due = Some(progress.next_due.map_or(due, |d| d.min(due)));
+            }
         }
         self.metrics
             .queue_depth
@@ -160,7 +159,7 @@ impl Dispatcher {
         permits: &Arc<Semaphore>,
         sends: &TaskTracker,
         shutdown: &CancellationToken,
-    ) -> Progress {
+    ) -> usize {
         let room = permits
             .available_permits()
             .clamp(1, self.config.claim_batch);
@@ -169,10 +168,10 @@ impl Dispatcher {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(campaign = %campaign.id, error = %e, "claim failed");
-                return Progress::default();
+                return 0;
             }
         };
-        let mut progress = Progress::default();
+        let mut done = 0;
         let campaign = Arc::new(campaign.clone());
         for claim in claims {
             if shutdown.is_cancelled() {
@@ -211,7 +210,7 @@ impl Dispatcher {
                         job.send(&campaign, claim, quota).await;
                         drop(permit);
                     });
-                    progress.done += 1;
+                    done += 1;
                 }
                 Ok(Verdict::Defer { reason, until }) => {
                     self.store.defer(claim.msg, until);
@@ -222,7 +221,6 @@ impl Dispatcher {
                             reason,
                         })
                         .inc();
-                    progress.next_due = Some(progress.next_due.map_or(until, |d| d.min(until)));
                 }
                 Ok(Verdict::Suppress { why }) => {
                     self.metrics
@@ -241,7 +239,7 @@ impl Dispatcher {
                         },
                     )
                     .await;
-                    progress.done += 1;
+                    done += 1;
                 }
                 Err(e) => {
                     tracing::error!(campaign = %campaign.id, error = %e, "load control failed; message released");
@@ -249,12 +247,12 @@ impl Dispatcher {
                 }
             }
         }
-        progress
+        done
     }
 }
 
-/// What one pass achieved: messages sent or settled, and the earliest
-/// instant a deferred one asks again.
+/// What one pass achieved: messages sent or settled, and when the earliest
+/// waiting message (deferred or retried) is due.
 #[derive(Debug, Default, Clone, Copy)]
 struct Progress {
     done: usize,

@@ -84,6 +84,9 @@ pub trait Store: Send + Sync + 'static {
     /// makes the message claimable again.
     fn claim(&self, campaign: u32, now: Millis, max: usize, lease: Millis) -> Result<Vec<Claim>>;
 
+    /// When the earliest pending, unleased message of a campaign is due.
+    fn next_due(&self, campaign: u32) -> Option<Millis>;
+
     /// Gives leased messages back unsent (shutdown, pause).
     fn release(&self, msgs: &[MessageNo]);
 

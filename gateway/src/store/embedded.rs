@@ -824,6 +824,13 @@ impl Store for Embedded {
         Ok(claims)
     }
 
+    fn next_due(&self, campaign: u32) -> Option<Millis> {
+        self.shared
+            .index()
+            .by_seq(campaign)
+            .and_then(|c| c.next_due())
+    }
+
     fn defer(&self, msg: MessageNo, due: Millis) {
         if let Some(c) = self.shared.index().by_seq(msg.campaign) {
             c.defer(msg.participant, due);

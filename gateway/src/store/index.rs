@@ -131,6 +131,11 @@ impl CampaignIndex {
         }
     }
 
+    /// When the earliest unleased pending message is due.
+    pub fn next_due(&self) -> Option<Millis> {
+        self.due.first().map(|&(due, _)| due)
+    }
+
     /// Makes a leased message due again at `due`.
     pub fn defer(&mut self, participant: u32, due: Millis) {
         if self.leased.remove(&participant).is_none() {

@@ -1,0 +1,202 @@
+//! Load control end to end: a channel limited to R msgs/s delivers at R, an
+//! exclusion day sends nothing, a second campaign to the same customers is
+//! suppressed by the quota (also after a restart), blacklisted customers get
+//! nothing, and bad limits get every problem listed.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use serde_json::json;
+use sluice_e2e::{Daemon, SmtpPeer, relay_config};
+
+fn set_limits(daemon: &Daemon, limits: serde_json::Value) {
+    let r = daemon.put_json("/v1/channels/email/limits", &limits);
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+fn start(daemon: &Daemon, id: &str) {
+    let r = daemon.post(
+        &format!("/v1/campaigns/{id}/start"),
+        "application/json",
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+fn finished(v: &serde_json::Value) -> bool {
+    v["state"] == "finished"
+}
+
+fn facts(daemon: &Daemon, campaign: &str, kind: &str) -> Vec<serde_json::Value> {
+    daemon
+        .all_events()
+        .into_iter()
+        .filter(|e| e["campaign"] == campaign && e["type"] == kind)
+        .collect()
+}
+
+#[test]
+fn a_rate_limited_channel_sends_at_its_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(peer) = SmtpPeer::start(dir.path()) else {
+        return;
+    };
+    let daemon = Daemon::start(dir.path(), &relay_config(&peer));
+    set_limits(
+        &daemon,
+        json!({"rate_per_sec": 20, "burst": 2, "tz": "UTC"}),
+    );
+    daemon.email_campaign("rate", None, 101);
+    start(&daemon, "rate");
+    daemon.wait_for_campaign("rate", Duration::from_secs(60), finished);
+    let mut at: Vec<jiff::Timestamp> = facts(&daemon, "rate", "submitted")
+        .iter()
+        .map(|e| e["at"].as_str().unwrap().parse().unwrap())
+        .collect();
+    at.sort();
+    assert_eq!(at.len(), 101);
+    // Burst 2 lets the first two go together; after that one every 50 ms.
+    let span = (at[100] - at[1]).total(jiff::Unit::Millisecond).unwrap() / 1000.0;
+    let rate = 99.0 / span;
+    eprintln!("rate over the run: {rate:.2} msgs/s (limit 20)");
+    assert!((rate - 20.0).abs() <= 0.4, "rate {rate:.2} is not 20 ±2%");
+    assert_eq!(peer.received().len(), 101);
+}
+
+#[test]
+fn nothing_is_sent_on_an_exclusion_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(peer) = SmtpPeer::start(dir.path()) else {
+        return;
+    };
+    let daemon = Daemon::start(dir.path(), &relay_config(&peer));
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+        .to_string();
+    set_limits(
+        &daemon,
+        json!({"rate_per_sec": 100, "tz": "UTC", "exclusion_days": [today]}),
+    );
+    daemon.email_campaign("x", None, 5);
+    start(&daemon, "x");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(peer.received().is_empty(), "sent on an exclusion day");
+    let state = daemon.get("/v1/campaigns/x").json();
+    assert_eq!(state["counts"]["pending"], 5, "{state}");
+    let metrics = daemon.get("/metrics").text();
+    assert!(
+        metrics
+            .contains("sluice_messages_deferred_total{channel=\"email\",reason=\"exclusion_day\"}"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn quotas_suppress_a_second_campaign_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(peer) = SmtpPeer::start(dir.path()) else {
+        return;
+    };
+    let mut daemon = Daemon::start(dir.path(), &relay_config(&peer));
+    set_limits(
+        &daemon,
+        json!({"rate_per_sec": 1000, "tz": "UTC", "quotas": {"*": {"max": 1, "per": "P1D"}}}),
+    );
+    daemon.email_campaign("first", None, 5);
+    start(&daemon, "first");
+    daemon.wait_for_campaign("first", Duration::from_secs(30), finished);
+    assert_eq!(peer.received().len(), 5);
+
+    daemon.email_campaign("second", None, 5);
+    start(&daemon, "second");
+    let state = daemon.wait_for_campaign("second", Duration::from_secs(30), finished);
+    assert_eq!(state["counts"]["suppressed"], 5, "{state}");
+    assert!(
+        facts(&daemon, "second", "suppressed")
+            .iter()
+            .all(|e| e["why"] == "quota_exceeded")
+    );
+
+    daemon.kill9();
+    daemon.restart();
+    daemon.email_campaign("third", None, 5);
+    start(&daemon, "third");
+    let state = daemon.wait_for_campaign("third", Duration::from_secs(30), finished);
+    assert_eq!(
+        state["counts"]["suppressed"], 5,
+        "quota state survives a restart: {state}"
+    );
+    assert_eq!(peer.received().len(), 5, "nobody got a second message");
+    let limits = daemon.get("/v1/channels/email/limits");
+    assert_eq!(
+        limits.json()["quotas"]["*"]["max"],
+        1,
+        "limits survive a restart"
+    );
+}
+
+#[test]
+fn blacklisted_customers_and_addresses_receive_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(peer) = SmtpPeer::start(dir.path()) else {
+        return;
+    };
+    let daemon = Daemon::start(dir.path(), &relay_config(&peer));
+    let r = sluice_e2e::request(
+        "PUT",
+        &daemon.api,
+        "/v1/blacklist/email",
+        &[("content-type", "application/json")],
+        br#"["c1", "U2@example.org"]"#,
+    );
+    assert_eq!(r.json()["added"], 2, "{}", r.text());
+    assert_eq!(
+        daemon.get("/v1/blacklist/email/c1").json()["why"],
+        "blacklisted"
+    );
+    daemon.email_campaign("b", None, 4);
+    start(&daemon, "b");
+    daemon.wait_for_campaign("b", Duration::from_secs(30), finished);
+    let mut got: Vec<String> = peer
+        .received()
+        .iter()
+        .map(|m| m.rcpt_tos[0].clone())
+        .collect();
+    got.sort();
+    assert_eq!(got, vec!["u0@example.org", "u3@example.org"]);
+    let suppressed = facts(&daemon, "b", "suppressed");
+    assert_eq!(suppressed.len(), 2);
+    assert!(suppressed.iter().all(|e| e["why"] == "blacklisted"));
+    let removed = sluice_e2e::request("DELETE", &daemon.api, "/v1/blacklist/email/c1", &[], b"");
+    assert_eq!(removed.status, 204);
+    assert_eq!(daemon.get("/v1/blacklist/email/c1").status, 404);
+}
+
+#[test]
+fn bad_limits_get_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), "");
+    let bad = json!({"rate_per_sec": 0, "tz": "Mars/Olympus", "caps": [{"hours": "18:00-09:00", "max": 10}],
+        "quotas": {"*": {"max": 1, "per": "P0D"}}});
+    let r = daemon.put_json("/v1/channels/email/limits", &bad);
+    assert_eq!(r.status, 422, "{}", r.text());
+    let problems = r.json()["problems"].as_array().unwrap().len();
+    assert!(problems >= 4, "{}", r.text());
+    assert_eq!(
+        daemon
+            .put_json(
+                "/v1/channels/email/limits",
+                &json!({"rate_per_sec": 1, "tz": "UTC", "colour": 1})
+            )
+            .status,
+        422
+    );
+    assert_eq!(
+        daemon
+            .put_json("/v1/channels/fax/limits", &json!({}))
+            .status,
+        404
+    );
+}
