@@ -75,6 +75,17 @@ pub trait Backend: Send + Sync + 'static {
     /// `unsubscribed`, ...), if it is.
     async fn blacklist_get(&self, channel: &str, entry: &str) -> BackendResult<Option<String>>;
 
+    /// Computes and stores the channel's load plan (API.md shape), over all
+    /// its declared, running and paused campaigns or only `campaigns`.
+    async fn plan(
+        &self,
+        channel: &str,
+        campaigns: Option<Vec<String>>,
+    ) -> BackendResult<serde_json::Value>;
+
+    /// The stored plan.
+    async fn stored_plan(&self, channel: &str) -> BackendResult<serde_json::Value>;
+
     /// Prometheus text exposition.
     fn metrics(&self) -> String;
 

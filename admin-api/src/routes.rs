@@ -7,6 +7,7 @@ mod channels;
 mod events;
 mod ops;
 mod participants;
+mod plan;
 
 use std::sync::Arc;
 
@@ -53,6 +54,11 @@ pub fn router(backend: Arc<dyn Backend>, config: ApiConfig) -> Router {
             "/v1/channels/{channel}/limits",
             put(channels::put_limits).get(channels::get_limits),
         )
+        .route(
+            "/v1/channels/{channel}/plan",
+            post(plan::compute).get(plan::show),
+        )
+        .route("/admin/plan/{channel}", get(plan::page))
         .route("/v1/blacklist/{channel}", put(blacklist::add))
         .route(
             "/v1/blacklist/{channel}/{entry}",

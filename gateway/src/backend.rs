@@ -391,6 +391,53 @@ impl Backend for GatewayBackend {
         Ok(self.store.suppressed(channel_kind(channel)?, entry))
     }
 
+    async fn plan(
+        &self,
+        channel: &str,
+        campaigns: Option<Vec<String>>,
+    ) -> BackendResult<serde_json::Value> {
+        let kind = channel_kind(channel)?;
+        let records: Vec<(CampaignRecord, u64)> = self
+            .store
+            .campaigns()
+            .into_iter()
+            .map(|c| {
+                let pending = self
+                    .store
+                    .counts(&c.id)
+                    .map_or(0, |n| n.by_status.get("pending").copied().unwrap_or(0));
+                (c, pending)
+            })
+            .collect();
+        let plan = match self
+            .policy
+            .plan(kind, &records, campaigns.as_deref(), now_ms())
+        {
+            Ok(plan) => plan,
+            Err(PolicyError::Invalid(problems)) => return Err(BackendError::Invalid(problems)),
+            Err(PolicyError::Store(e)) => return Err(store_error(e)),
+        };
+        let json =
+            serde_json::to_value(&plan).map_err(|e| BackendError::Internal(e.to_string()))?;
+        self.store
+            .put_meta(&format!("plan:{channel}"), json.to_string().into_bytes())
+            .await
+            .map_err(store_error)?;
+        Ok(json)
+    }
+
+    async fn stored_plan(&self, channel: &str) -> BackendResult<serde_json::Value> {
+        channel_kind(channel)?;
+        let raw = self
+            .store
+            .meta(&format!("plan:{channel}"))
+            .map_err(store_error)?
+            .ok_or_else(|| {
+                BackendError::NotFound(format!("no plan for {channel}: POST one first"))
+            })?;
+        serde_json::from_slice(&raw).map_err(|e| BackendError::Internal(e.to_string()))
+    }
+
     fn metrics(&self) -> String {
         self.metrics.render()
     }

@@ -237,3 +237,96 @@ fn window_of(campaign: &CampaignRecord) -> Result<Window, PolicyError> {
     };
     Window::new(&spec, instant(&w.start), instant(&w.end)).map_err(invalid)
 }
+
+/// The longest planning horizon: 90 days.
+const MAX_HORIZON_HOURS: u32 = 90 * 24;
+
+impl Policy {
+    /// Plans every declared, running or paused campaign of `channel` (or only
+    /// `only`, if given) against the channel's limits, from the current hour
+    /// to the last campaign end (at least a day, at most 90 days).
+    pub fn plan(
+        &self,
+        channel: ChannelKind,
+        campaigns: &[(CampaignRecord, u64)],
+        only: Option<&[String]>,
+        now: Millis,
+    ) -> Result<throttle::plan::Plan, PolicyError> {
+        use crate::domain::CampaignState;
+        let limits = self.limits(channel).ok_or_else(|| {
+            PolicyError::Invalid(vec![format!(
+                "set the limits of {} before planning",
+                channel.as_str()
+            )])
+        })?;
+        if let Some(ids) = only {
+            let unknown: Vec<String> = ids
+                .iter()
+                .filter(|id| {
+                    !campaigns
+                        .iter()
+                        .any(|(c, _)| &c.id == *id && c.decl.channel == channel)
+                })
+                .map(|id| format!("campaigns: no {} campaign `{id}`", channel.as_str()))
+                .collect();
+            if !unknown.is_empty() {
+                return Err(PolicyError::Invalid(unknown));
+            }
+        }
+        let from = timestamp(now - now % 3_600_000);
+        let horizon_end =
+            from + throttle::jiff::SignedDuration::from_hours(i64::from(MAX_HORIZON_HOURS));
+        let instant = |s: &Option<String>| s.as_deref().and_then(|s| s.parse::<Timestamp>().ok());
+        let mut planned = Vec::new();
+        let mut last_end = from + throttle::jiff::SignedDuration::from_hours(24);
+        for (c, pending) in campaigns {
+            let included = only.is_none_or(|ids| ids.contains(&c.id));
+            let active = matches!(
+                c.state,
+                CampaignState::Declared | CampaignState::Running | CampaignState::Paused
+            );
+            if c.decl.channel != channel || !included || !active {
+                continue;
+            }
+            let w = c.decl.window.as_ref();
+            let start = w.and_then(|w| instant(&w.start)).unwrap_or(from).max(from);
+            let end = w
+                .and_then(|w| instant(&w.end))
+                .unwrap_or(horizon_end)
+                .min(horizon_end);
+            last_end = last_end.max(end);
+            let participants = if c.state == CampaignState::Declared {
+                c.decl.expected_participants.max(*pending)
+            } else {
+                *pending
+            };
+            planned.push(throttle::plan::PlannedCampaign {
+                id: c.id.clone(),
+                participants,
+                window: WindowSpec {
+                    tz: w.and_then(|w| w.tz.clone()).unwrap_or_else(|| "UTC".into()),
+                    days: w.and_then(|w| (!w.weekdays.is_empty()).then(|| w.weekdays.clone())),
+                    hours: w.and_then(|w| (!w.hours.is_empty()).then(|| w.hours.clone())),
+                },
+                priority: c.decl.priority.unwrap_or(0),
+                start,
+                end,
+                after: None,
+            });
+        }
+        let hours = (last_end.as_second() - from.as_second())
+            .max(0)
+            .unsigned_abs()
+            .div_ceil(3600);
+        let horizon_hours = u32::try_from(hours)
+            .unwrap_or(MAX_HORIZON_HOURS)
+            .clamp(1, MAX_HORIZON_HOURS);
+        let request = throttle::plan::PlanRequest {
+            limits,
+            campaigns: planned,
+            from,
+            horizon_hours,
+        };
+        throttle::plan::plan(&request).map_err(invalid)
+    }
+}

@@ -89,6 +89,12 @@ impl Backend for Memory {
     async fn blacklist_get(&self, _c: &str, _e: &str) -> BackendResult<Option<String>> {
         Ok(None)
     }
+    async fn plan(&self, _c: &str, _ids: Option<Vec<String>>) -> BackendResult<serde_json::Value> {
+        Ok(serde_json::json!({"hours": [], "campaigns": {}}))
+    }
+    async fn stored_plan(&self, c: &str) -> BackendResult<serde_json::Value> {
+        Err(BackendError::NotFound(format!("no plan for {c}")))
+    }
     fn metrics(&self) -> String {
         "# EOF\n".into()
     }

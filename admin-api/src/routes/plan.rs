@@ -1,0 +1,57 @@
+//! `/v1/channels/{channel}/plan` (compute and read the load plan) and
+//! `/admin/plan/{channel}`, the page that draws it for the administrator.
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{Path, State},
+    http::{HeaderMap, header::CONTENT_TYPE},
+    response::IntoResponse,
+};
+use serde::Deserialize;
+
+use super::{AppState, channels::check_channel};
+use crate::{auth::Role, error::ApiError};
+
+/// The page: fetches the stored plan (the token, if any, from the URL
+/// fragment `#token=...`) and draws capacity, stacked campaigns and the
+/// campaigns that cannot finish.
+const PAGE: &str = include_str!("plan.html");
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PlanBody {
+    campaigns: Option<Vec<String>>,
+}
+
+pub async fn compute(
+    State(s): State<AppState>,
+    Path(channel): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    s.config.tokens.authorize(&headers, Role::Admin)?;
+    check_channel(&channel)?;
+    let body: PlanBody = if body.is_empty() {
+        PlanBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::Unprocessable(vec![e.to_string()]))?
+    };
+    Ok(Json(s.backend.plan(&channel, body.campaigns).await?))
+}
+
+pub async fn show(
+    State(s): State<AppState>,
+    Path(channel): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    s.config.tokens.authorize(&headers, Role::Admin)?;
+    check_channel(&channel)?;
+    Ok(Json(s.backend.stored_plan(&channel).await?))
+}
+
+/// The page itself holds no data, so it needs no token; its requests do.
+pub async fn page(Path(channel): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    check_channel(&channel)?;
+    Ok(([(CONTENT_TYPE, "text/html; charset=utf-8")], PAGE))
+}
