@@ -110,6 +110,7 @@ impl Dispatcher {
         campaigns.sort_by_key(|c| std::cmp::Reverse(c.decl.priority.unwrap_or(0)));
         let mut progress = Progress::default();
         let mut depth = [0i64; 2];
+        let mut oldest_due = [now; 2];
         for campaign in campaigns {
             let Ok(counts) = self.store.counts(&campaign.id) else {
                 continue;
@@ -139,6 +140,8 @@ impl Dispatcher {
             progress.done += pass;
             if let Some(due) = self.store.next_due(campaign.seq) {
                 progress.next_due = Some(progress.next_due.map_or(due, |d| d.min(due)));
+                let slot = &mut oldest_due[channel_slot(campaign.decl.channel)];
+                *slot = (*slot).min(due);
             }
         }
         self.metrics
@@ -149,6 +152,19 @@ impl Dispatcher {
             .queue_depth
             .get_or_create(&ChannelLabels { channel: "sms" })
             .set(depth[1]);
+        for channel in [ChannelKind::Email, ChannelKind::Sms] {
+            let labels = ChannelLabels {
+                channel: channel.as_str(),
+            };
+            let waited = now.saturating_sub(oldest_due[channel_slot(channel)]) as f64 / 1000.0;
+            self.metrics.oldest_wait.get_or_create(&labels).set(waited);
+            if let Some(limits) = self.policy.limits(channel) {
+                self.metrics
+                    .rate_limit
+                    .get_or_create(&labels)
+                    .set(limits.rate_per_sec);
+            }
+        }
         progress
     }
 

@@ -48,6 +48,10 @@ pub struct Metrics {
     pub bounces: Family<BounceLabels, Counter>,
     /// Returned mail that matched no message (kept, not dropped).
     pub bounces_unmatched: Counter,
+    /// The channel's configured bandwidth (messages per second).
+    pub rate_limit: Family<ChannelLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// How long the longest-waiting due message has waited, per channel.
+    pub oldest_wait: Family<ChannelLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Messages load control deferred, by reason.
     pub deferred: Family<ReasonLabels, Counter>,
     /// Messages not sent on purpose, by reason.
@@ -116,6 +120,21 @@ impl Default for Metrics {
             "Returned mail that matched no message",
             bounces_unmatched.clone(),
         );
+        let rate_limit =
+            Family::<ChannelLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "channel_rate_limit",
+            "Configured bandwidth in messages per second",
+            rate_limit.clone(),
+        );
+        let oldest_wait =
+            Family::<ChannelLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register_with_unit(
+            "queue_oldest_wait",
+            "How long the longest-waiting due message has waited",
+            prometheus_client::registry::Unit::Seconds,
+            oldest_wait.clone(),
+        );
         let deferred = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "messages_deferred",
@@ -132,6 +151,8 @@ impl Default for Metrics {
             registry,
             deferred,
             suppressed,
+            rate_limit,
+            oldest_wait,
             messages,
             send_seconds,
             participants_accepted,
@@ -141,10 +162,63 @@ impl Default for Metrics {
             bounces,
             bounces_unmatched,
         }
+        .with_known_labels()
     }
 }
 
+/// Label values known in advance, exposed at 0 from the start so dashboards
+/// show a flat line, not "no data".
+const CHANNELS: [&str; 2] = ["email", "sms"];
+const OUTCOMES: [&str; 6] = [
+    "submitted",
+    "failed",
+    "retried",
+    "bounced_hard",
+    "bounced_soft",
+    "suppressed",
+];
+const DEFERRALS: [&str; 5] = [
+    "not_started",
+    "outside_window",
+    "exclusion_day",
+    "cap_reached",
+    "rate_limited",
+];
+const SUPPRESSIONS: [&str; 5] = [
+    "blacklisted",
+    "quota_exceeded",
+    "campaign_ended",
+    "hard_bounce",
+    "unsubscribed",
+];
+
 impl Metrics {
+    fn with_known_labels(self) -> Self {
+        for channel in CHANNELS {
+            self.send_seconds.get_or_create(&ChannelLabels { channel });
+            self.queue_depth.get_or_create(&ChannelLabels { channel });
+            for outcome in OUTCOMES {
+                self.messages
+                    .get_or_create(&OutcomeLabels { channel, outcome });
+            }
+            for reason in DEFERRALS {
+                self.deferred
+                    .get_or_create(&ReasonLabels { channel, reason });
+            }
+            for reason in SUPPRESSIONS {
+                self.suppressed
+                    .get_or_create(&ReasonLabels { channel, reason });
+            }
+        }
+        for outcome in ["delivered", "failed"] {
+            self.webhook_batches.get_or_create(&OutcomeLabels {
+                channel: "webhook",
+                outcome,
+            });
+        }
+        self
+    }
+
     /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
