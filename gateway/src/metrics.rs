@@ -195,26 +195,32 @@ const SUPPRESSIONS: [&str; 5] = [
 impl Metrics {
     fn with_known_labels(self) -> Self {
         for channel in CHANNELS {
-            self.send_seconds.get_or_create(&ChannelLabels { channel });
-            self.queue_depth.get_or_create(&ChannelLabels { channel });
+            drop(self.send_seconds.get_or_create(&ChannelLabels { channel }));
+            drop(self.queue_depth.get_or_create(&ChannelLabels { channel }));
             for outcome in OUTCOMES {
-                self.messages
-                    .get_or_create(&OutcomeLabels { channel, outcome });
+                drop(
+                    self.messages
+                        .get_or_create(&OutcomeLabels { channel, outcome }),
+                );
             }
             for reason in DEFERRALS {
-                self.deferred
-                    .get_or_create(&ReasonLabels { channel, reason });
+                drop(
+                    self.deferred
+                        .get_or_create(&ReasonLabels { channel, reason }),
+                );
             }
             for reason in SUPPRESSIONS {
-                self.suppressed
-                    .get_or_create(&ReasonLabels { channel, reason });
+                drop(
+                    self.suppressed
+                        .get_or_create(&ReasonLabels { channel, reason }),
+                );
             }
         }
         for outcome in ["delivered", "failed"] {
-            self.webhook_batches.get_or_create(&OutcomeLabels {
+            drop(self.webhook_batches.get_or_create(&OutcomeLabels {
                 channel: "webhook",
                 outcome,
-            });
+            }));
         }
         self
     }
