@@ -45,6 +45,15 @@ impl ApiError {
         }
     }
 
+    /// A body that is not the JSON expected: 400 naming where it broke.
+    pub fn malformed(what: &str, e: &serde_json::Error) -> Self {
+        Self::BadRequest {
+            message: format!("{what} at line {} column {}: {e}", e.line(), e.column()),
+            line: Some(e.line()),
+            accepted: None,
+        }
+    }
+
     fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,

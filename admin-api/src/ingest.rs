@@ -202,16 +202,8 @@ pub async fn array(
             ApiError::bad_request(format!("reading body: {e}"))
         }
     })?;
-    let items: Vec<serde_json::Value> =
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest {
-            message: format!(
-                "malformed JSON array at line {} column {}: {e}",
-                e.line(),
-                e.column()
-            ),
-            line: Some(e.line()),
-            accepted: None,
-        })?;
+    let items: Vec<serde_json::Value> = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::malformed("malformed JSON array", &e))?;
     let mut up = Uploader::new(backend, campaign);
     for (i, item) in items.into_iter().enumerate() {
         match serde_json::from_value::<ParticipantIn>(item) {

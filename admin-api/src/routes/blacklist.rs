@@ -20,15 +20,8 @@ pub async fn add(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     s.config.tokens.authorize(&headers, Role::Admin)?;
     check_channel(&channel)?;
-    let entries: Vec<String> = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest {
-        message: format!(
-            "expected a JSON array of strings: line {} column {}: {e}",
-            e.line(),
-            e.column()
-        ),
-        line: Some(e.line()),
-        accepted: None,
-    })?;
+    let entries: Vec<String> = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::malformed("expected a JSON array of strings", &e))?;
     let empty: Vec<usize> = entries
         .iter()
         .enumerate()

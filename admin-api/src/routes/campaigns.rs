@@ -39,15 +39,7 @@ pub async fn declare(
     }
     let decl: CampaignDecl = serde_json::from_slice(&body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => ApiError::Unprocessable(vec![e.to_string()]),
-        _ => ApiError::BadRequest {
-            message: format!(
-                "malformed JSON at line {} column {}: {e}",
-                e.line(),
-                e.column()
-            ),
-            line: Some(e.line()),
-            accepted: None,
-        },
+        _ => ApiError::malformed("malformed JSON", &e),
     })?;
     Ok(Json(s.backend.declare(&id, decl).await?))
 }

@@ -28,15 +28,7 @@ pub async fn put_limits(
     s.config.tokens.authorize(&headers, Role::Admin)?;
     check_channel(&channel)?;
     let limits: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest {
-            message: format!(
-                "malformed JSON at line {} column {}: {e}",
-                e.line(),
-                e.column()
-            ),
-            line: Some(e.line()),
-            accepted: None,
-        })?;
+        serde_json::from_slice(&body).map_err(|e| ApiError::malformed("malformed JSON", &e))?;
     Ok(Json(s.backend.put_limits(&channel, limits).await?))
 }
 
