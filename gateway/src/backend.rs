@@ -15,9 +15,9 @@ use tokio::sync::Notify;
 
 use crate::{
     channel::{email::EmailChannel, mail::MailTemplate, mail::is_email},
-    domain::{CampaignDecl, CampaignRecord, CampaignState, now_ms},
+    domain::{CampaignDecl, CampaignRecord, CampaignState, DeclaredWindow, now_ms},
     metrics::Metrics,
-    policy::{Policy, PolicyError},
+    policy::{Policy, PolicyError, window_spec},
     returns::{IntakeError, Returns},
     store::{Store, StoreError},
 };
@@ -108,23 +108,7 @@ fn declaration_problems(decl: &CampaignDecl) -> Vec<String> {
         {
             problems.push("window: start must be before end".into());
         }
-        if let Some(tz) = &w.tz
-            && jiff::tz::TimeZone::get(tz).is_err()
-        {
-            problems.push(format!("window.tz: unknown time zone `{tz}`"));
-        }
-        for day in &w.weekdays {
-            if !["mon", "tue", "wed", "thu", "fri", "sat", "sun"].contains(&day.as_str()) {
-                problems.push(format!("window.weekdays: `{day}` is not one of mon..sun"));
-            }
-        }
-        for hours in &w.hours {
-            if !valid_hour_range(hours) {
-                problems.push(format!(
-                    "window.hours: `{hours}` is not HH:MM-HH:MM with start before end"
-                ));
-            }
-        }
+        problems.extend(window_problems(w));
     }
     if let Some(content) = &decl.content {
         match (decl.channel, &content.email, &content.sms) {
@@ -167,16 +151,13 @@ fn channel_kind(channel: &str) -> BackendResult<ChannelKind> {
     }
 }
 
-fn valid_hour_range(range: &str) -> bool {
-    let minutes = |hhmm: &str| {
-        let (h, m) = hhmm.split_once(':')?;
-        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
-        (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
-    };
-    match range.split_once('-') {
-        Some((a, b)) => matches!((minutes(a), minutes(b)), (Some(a), Some(b)) if a < b),
-        None => false,
-    }
+/// The window template's problems, found by the code that compiles it.
+fn window_problems(w: &DeclaredWindow) -> Vec<String> {
+    window_spec(w)
+        .problems("window")
+        .into_iter()
+        .map(|p| format!("{}: {}", p.field, p.message))
+        .collect()
 }
 
 /// E.164: `+` then 8 to 15 digits, no leading zero.
@@ -453,6 +434,16 @@ mod tests {
 
     #[test]
     fn hour_ranges_and_numbers() {
+        let valid_hour_range = |range: &str| {
+            let w = DeclaredWindow {
+                start: None,
+                end: None,
+                tz: None,
+                weekdays: vec![],
+                hours: vec![range.into()],
+            };
+            window_problems(&w).is_empty()
+        };
         assert!(valid_hour_range("09:00-12:00"));
         assert!(valid_hour_range("00:00-24:00"));
         assert!(!valid_hour_range("12:00-09:00"));

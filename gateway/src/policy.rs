@@ -230,12 +230,18 @@ fn window_of(campaign: &CampaignRecord) -> Result<Window, PolicyError> {
         return Ok(Window::always());
     };
     let instant = |s: &Option<String>| s.as_deref().and_then(|s| s.parse::<Timestamp>().ok());
-    let spec = WindowSpec {
+    Window::new(&window_spec(w), instant(&w.start), instant(&w.end)).map_err(invalid)
+}
+
+/// The weekly template of a declared window, as the throttle crate reads it
+/// (no time zone means UTC; no days or hours mean all). Declarations are
+/// validated with the same spec they are later compiled from.
+pub fn window_spec(w: &crate::domain::DeclaredWindow) -> WindowSpec {
+    WindowSpec {
         tz: w.tz.clone().unwrap_or_else(|| "UTC".into()),
         days: (!w.weekdays.is_empty()).then(|| w.weekdays.clone()),
         hours: (!w.hours.is_empty()).then(|| w.hours.clone()),
-    };
-    Window::new(&spec, instant(&w.start), instant(&w.end)).map_err(invalid)
+    }
 }
 
 /// The longest planning horizon: 90 days.
@@ -303,11 +309,12 @@ impl Policy {
             planned.push(throttle::plan::PlannedCampaign {
                 id: c.id.clone(),
                 participants,
-                window: WindowSpec {
-                    tz: w.and_then(|w| w.tz.clone()).unwrap_or_else(|| "UTC".into()),
-                    days: w.and_then(|w| (!w.weekdays.is_empty()).then(|| w.weekdays.clone())),
-                    hours: w.and_then(|w| (!w.hours.is_empty()).then(|| w.hours.clone())),
-                },
+                window: w.map(window_spec).unwrap_or_else(|| WindowSpec {
+                    tz: "UTC".into(),
+                    days: None,
+                    hours: None,
+                }),
+
                 priority: c.decl.priority.unwrap_or(0),
                 start,
                 end,
