@@ -4,6 +4,7 @@
 
 pub mod email;
 pub mod mail;
+pub mod sms;
 pub mod smtp;
 
 use std::time::Duration;
