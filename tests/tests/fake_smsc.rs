@@ -260,3 +260,37 @@ async fn garbage_after_a_submit_and_generic_nack_for_unknown_commands() {
         (1, vec![3], 1)
     );
 }
+
+#[tokio::test]
+async fn a_stall_leaves_submits_unanswered_but_answers_enquire_link() {
+    let smsc = FakeSmsc::start(SmscBehaviour::default().stall(1, Duration::from_secs(3600)));
+    let mut esme = RawEsme::connect(smsc.addr()).await;
+    esme.bind_transceiver("a", "b").await;
+    assert_eq!(esme.submit("s", "d", b"1").await.0, status::OK);
+    esme.next_deliver(T).await;
+    let sm = SubmitSm::builder()
+        .source_addr("s".parse().unwrap())
+        .destination_addr("d".parse().unwrap())
+        .build();
+    esme.request(sm).await;
+    // The fake answers in order: the enquire_link_resp comes first, so the
+    // submit before it was left unanswered.
+    let seq = esme.request(Pdu::EnquireLink).await;
+    let next = esme.next(T).await.unwrap();
+    assert_eq!(
+        (next.id(), next.sequence_number()),
+        (CommandId::EnquireLinkResp, seq)
+    );
+    assert_eq!(smsc.received()[1].status, None);
+
+    smsc.unbind_all();
+    let unbind = esme.next(T).await.unwrap();
+    assert_eq!(unbind.id(), CommandId::Unbind);
+    esme.send(Command::new(
+        CommandStatus::EsmeRok,
+        unbind.sequence_number(),
+        Pdu::UnbindResp,
+    ))
+    .await;
+    assert!(esme.next(T).await.is_none(), "closed after unbind_resp");
+}
