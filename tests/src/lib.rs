@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)] // test harness: a failure here is a test failure
 
 pub mod http;
+pub mod npm_smsc;
 pub mod smsc;
 
 use std::{
