@@ -14,12 +14,17 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use crate::{
-    channel::{email::EmailChannel, mail::MailTemplate, mail::is_email},
+    channel::{
+        email::EmailChannel,
+        mail::{MailTemplate, is_email},
+        sms::{SmsChannel, SmsTemplate},
+    },
     domain::{CampaignDecl, CampaignRecord, CampaignState, DeclaredWindow, now_ms},
     metrics::Metrics,
     policy::{Policy, PolicyError, window_spec},
     returns::{IntakeError, Returns},
     store::{Store, StoreError},
+    template::Escape,
 };
 
 pub struct GatewayBackend {
@@ -27,6 +32,9 @@ pub struct GatewayBackend {
     pub returns: Arc<Returns>,
     pub policy: Arc<Policy>,
     pub email: Arc<EmailChannel>,
+    pub sms: Arc<SmsChannel>,
+    /// Most parts one SMS may take (`sms.max_parts`).
+    pub sms_max_parts: usize,
     pub metrics: Arc<Metrics>,
     pub wake: Arc<Notify>,
 }
@@ -73,14 +81,17 @@ impl GatewayBackend {
             ChannelKind::Email if self.email.relays.is_empty() => {
                 Some("no SMTP relay is configured".into())
             }
-            ChannelKind::Sms => Some("the SMS channel is not available in this build".into()),
-            ChannelKind::Email => None,
+            ChannelKind::Sms if content.and_then(|c| c.sms.as_ref()).is_none() => {
+                Some("campaign has no SMS content".into())
+            }
+            ChannelKind::Sms if !self.sms.is_configured() => Some("no SMSC is configured".into()),
+            ChannelKind::Email | ChannelKind::Sms => None,
         }
     }
 }
 
 /// Every problem of a declaration, each naming its field.
-fn declaration_problems(decl: &CampaignDecl) -> Vec<String> {
+fn declaration_problems(decl: &CampaignDecl, sms_max_parts: usize) -> Vec<String> {
     let mut problems = Vec::new();
     if decl.name.trim().is_empty() {
         problems.push("name: must not be empty".into());
@@ -125,6 +136,9 @@ fn declaration_problems(decl: &CampaignDecl) -> Vec<String> {
         {
             problems.extend(p);
         }
+        if let (ChannelKind::Sms, Some(sms)) = (decl.channel, &content.sms) {
+            problems.extend(sms_content_problem(&sms.from, &sms.text, sms_max_parts));
+        }
     }
     if let Some(f) = &decl.fallback {
         if !valid_id(&f.campaign) {
@@ -160,6 +174,26 @@ fn window_problems(w: &DeclaredWindow) -> Vec<String> {
         .collect()
 }
 
+/// An SMS declaration's sender and text: the text with every field left
+/// empty must already fit in `max_parts` (personalised texts are checked
+/// again at upload).
+fn sms_content_problem(from: &str, text: &str, max_parts: usize) -> Option<String> {
+    let template = match SmsTemplate::new(from, text, max_parts) {
+        Ok(t) => t,
+        Err(e) => return Some(e),
+    };
+    let nobody = ParticipantIn {
+        customer: String::new(),
+        address: String::new(),
+        segment: None,
+        fields: Default::default(),
+    };
+    let bare = template.text.render(&nobody, Escape::None);
+    crate::channel::sms::text::check(&bare, max_parts)
+        .err()
+        .map(|e| format!("content.sms.text: {e}"))
+}
+
 /// E.164: `+` then 8 to 15 digits, no leading zero.
 fn is_msisdn(address: &str) -> bool {
     address.strip_prefix('+').is_some_and(|d| {
@@ -170,7 +204,7 @@ fn is_msisdn(address: &str) -> bool {
 #[async_trait]
 impl Backend for GatewayBackend {
     async fn declare(&self, id: &str, decl: CampaignDecl) -> BackendResult<CampaignView> {
-        let problems = declaration_problems(&decl);
+        let problems = declaration_problems(&decl, self.sms_max_parts);
         if !problems.is_empty() {
             return Err(BackendError::Invalid(problems));
         }
@@ -206,10 +240,18 @@ impl Backend for GatewayBackend {
                 "campaign `{id}` is cancelled"
             )));
         }
-        let template = match record.decl.content.as_ref().and_then(|c| c.email.as_ref()) {
+        let content = record.decl.content.as_ref();
+        let template = match content.and_then(|c| c.email.as_ref()) {
             Some(content) => {
                 Some(MailTemplate::new(content).map_err(|p| BackendError::Internal(p.join("; ")))?)
             }
+            None => None,
+        };
+        let sms_template = match content.and_then(|c| c.sms.as_ref()) {
+            Some(c) => Some(
+                SmsTemplate::new(&c.from, &c.text, self.sms_max_parts)
+                    .map_err(BackendError::Internal)?,
+            ),
             None => None,
         };
         let mut result = UploadResult::default();
@@ -226,8 +268,10 @@ impl Backend for GatewayBackend {
                     (ChannelKind::Email, Some(t)) => t.check(&p).err(),
                     (ChannelKind::Email, None) => (!is_email(&p.address))
                         .then(|| format!("address `{}` is not an e-mail address", p.address)),
-                    (ChannelKind::Sms, _) => (!is_msisdn(&p.address))
-                        .then(|| format!("address `{}` is not an E.164 number", p.address)),
+                    (ChannelKind::Sms, _) if !is_msisdn(&p.address) => {
+                        Some(format!("address `{}` is not an E.164 number", p.address))
+                    }
+                    (ChannelKind::Sms, _) => sms_template.as_ref().and_then(|t| t.check(&p).err()),
                 }
             };
             match problem {
@@ -423,8 +467,11 @@ impl Backend for GatewayBackend {
         self.metrics.render()
     }
 
+    /// The store takes writes, some upstream is configured, and every
+    /// configured SMSC has a bind up.
     fn ready(&self) -> bool {
-        self.store.healthy() && !self.email.relays.is_empty()
+        let configured = !self.email.relays.is_empty() || self.sms.is_configured();
+        self.store.healthy() && configured && self.sms.ready()
     }
 }
 
@@ -463,7 +510,17 @@ mod tests {
             "fallback": { "campaign": "bad id", "after": "six hours" }
         }))
         .expect("shape");
-        let problems = declaration_problems(&decl);
+        let problems = declaration_problems(&decl, 6);
         assert_eq!(problems.len(), 9, "{problems:#?}");
+    }
+
+    #[test]
+    fn an_sms_text_too_long_even_without_fields_is_refused_with_its_part_count() {
+        let long = "x".repeat(153 * 3 + 1);
+        let problem =
+            sms_content_problem("Sluice", &format!("{long}{{{{name}}}}"), 3).expect("too long");
+        assert!(problem.contains("needs 4 parts"), "{problem}");
+        assert_eq!(sms_content_problem("Sluice", "Hi {{name}}", 3), None);
+        assert!(sms_content_problem("not a sender!", "Hi", 3).is_some());
     }
 }

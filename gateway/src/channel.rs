@@ -9,11 +9,17 @@ pub mod smtp;
 
 use std::time::Duration;
 
+use crate::domain::Upstream;
+
 /// The upstream's answer to one message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Delivery {
-    /// Accepted upstream; `reply` is what it said (e.g. `250 2.0.0 queued as X`).
-    Accepted { reply: String },
+    /// Accepted upstream; `reply` is what it said (e.g. `250 2.0.0 queued as X`),
+    /// `upstream` the SMSC's ids for the parts (SMS only).
+    Accepted {
+        reply: String,
+        upstream: Option<Upstream>,
+    },
     /// Refused for good (5xx).
     Permanent { reply: String, code: Option<u16> },
     /// Try again later (4xx, connection lost, timeout).

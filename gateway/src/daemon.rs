@@ -10,7 +10,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     backend::GatewayBackend,
-    channel::{email::EmailChannel, mail::Dkim, smtp::RelayPool},
+    channel::{email::EmailChannel, mail::Dkim, sms::SmsChannel, smtp::RelayPool},
     config::Config,
     dispatch::{Dispatcher, RetryPolicy},
     metrics::Metrics,
@@ -109,6 +109,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         links.clone(),
     ));
     let metrics = Arc::new(Metrics::default());
+    let sms = Arc::new(
+        SmsChannel::start(&config.sms, store.clone(), metrics.clone()).map_err(RunError::Setup)?,
+    );
+    if !sms.is_configured() {
+        tracing::warn!("no SMSC configured: SMS campaigns cannot start");
+    }
     let policy = Arc::new(
         Policy::load(store.clone(), crate::domain::now_ms())
             .map_err(|e| RunError::Setup(format!("load control: {e}")))?,
@@ -121,7 +127,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             "no API tokens set (SLUICE_API_TOKENS): the API is open to anyone on loopback"
         );
     }
-    let retry = RetryPolicy::from_config(&config.email);
+    let retry = RetryPolicy::email(&config.email);
     let returns = Arc::new(Returns::new(
         store.clone(),
         ReturnPaths::new(&secret, &config.email.bounce_domain),
@@ -133,6 +139,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         returns: returns.clone(),
         policy: policy.clone(),
         email: email.clone(),
+        sms: sms.clone(),
+        sms_max_parts: config.sms.max_parts,
         metrics: metrics.clone(),
         wake: wake.clone(),
     });
@@ -161,8 +169,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         policy,
         store: store.clone(),
         email,
+        sms,
         config: config.dispatch.clone(),
-        retry,
+        retry: [retry, RetryPolicy::sms(&config.sms)],
         metrics: metrics.clone(),
         wake,
     });

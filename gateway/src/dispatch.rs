@@ -17,8 +17,8 @@ use tokio::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    channel::{Delivery, email::EmailChannel},
-    config::{Dispatch, Email},
+    channel::{Delivery, email::EmailChannel, sms::SmsChannel},
+    config::{Dispatch, Email, Sms},
     domain::{CampaignRecord, CampaignState, ChannelKind, Millis, Outcome, Update, now_ms},
     metrics::{BounceLabels, ChannelLabels, Metrics, OutcomeLabels, ReasonLabels},
     policy::{Policy, QuotaWrite, Verdict},
@@ -32,8 +32,10 @@ const IDLE_TICK: Duration = Duration::from_millis(100);
 pub struct Dispatcher {
     pub store: Arc<dyn Store>,
     pub email: Arc<EmailChannel>,
+    pub sms: Arc<SmsChannel>,
     pub config: Dispatch,
-    pub retry: RetryPolicy,
+    /// Retry policies per channel (`channel_slot` order).
+    pub retry: [RetryPolicy; 2],
     pub metrics: Arc<Metrics>,
     /// Load control: windows, exclusion days, caps, quotas, bandwidth.
     pub policy: Arc<Policy>,
@@ -50,11 +52,19 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    pub fn from_config(email: &Email) -> Self {
+    pub fn email(email: &Email) -> Self {
         Self {
             max_attempts: email.max_attempts,
             base: Duration::from_secs(email.retry_base_secs),
             max: Duration::from_secs(email.retry_max_secs),
+        }
+    }
+
+    pub fn sms(sms: &Sms) -> Self {
+        Self {
+            max_attempts: sms.max_attempts,
+            base: Duration::from_secs(sms.retry_base_secs),
+            max: Duration::from_secs(sms.retry_max_secs),
         }
     }
 
@@ -72,7 +82,12 @@ impl RetryPolicy {
 impl Dispatcher {
     /// Runs until `shutdown`; then stops claiming and waits for sends in flight.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let permits = Arc::new(Semaphore::new(self.config.concurrency));
+        // Sends in flight per channel: SMS up to every bind's window, so the
+        // windows, not the dispatcher, are what limits an SMSC.
+        let permits = [
+            Arc::new(Semaphore::new(self.config.concurrency)),
+            Arc::new(Semaphore::new(self.sms.capacity().max(1))),
+        ];
         let sends = TaskTracker::new();
         while !shutdown.is_cancelled() {
             let progress = self.tick(&permits, &sends, &shutdown).await;
@@ -91,12 +106,13 @@ impl Dispatcher {
         sends.close();
         sends.wait().await;
         self.email.relays.close().await;
+        self.sms.close().await;
     }
 
     /// One pass over the running campaigns.
     async fn tick(
         &self,
-        permits: &Arc<Semaphore>,
+        permits: &[Arc<Semaphore>; 2],
         sends: &TaskTracker,
         shutdown: &CancellationToken,
     ) -> Progress {
@@ -134,6 +150,7 @@ impl Dispatcher {
             if settled {
                 continue;
             }
+            let permits = &permits[channel_slot(campaign.decl.channel)];
             let pass = self
                 .claim_and_send(&campaign, now, permits, sends, shutdown)
                 .await;
@@ -194,13 +211,14 @@ impl Dispatcher {
                 self.store.release(&[claim.msg]);
                 continue;
             }
+            let channel = campaign.decl.channel;
             let job = SendJob {
                 store: self.store.clone(),
                 email: self.email.clone(),
-                retry: self.retry,
+                sms: self.sms.clone(),
+                retry: self.retry[channel_slot(channel)],
                 metrics: self.metrics.clone(),
             };
-            let channel = campaign.decl.channel;
             let p = &claim.participant;
             let suppressed = self
                 .store
@@ -296,6 +314,7 @@ fn channel_slot(channel: ChannelKind) -> usize {
 struct SendJob {
     store: Arc<dyn Store>,
     email: Arc<EmailChannel>,
+    sms: Arc<SmsChannel>,
     retry: RetryPolicy,
     metrics: Arc<Metrics>,
 }
@@ -318,10 +337,7 @@ impl SendJob {
                     .send(campaign, &claim, (now_ms() / 1000) as i64)
                     .await
             }
-            ChannelKind::Sms => Delivery::Transient {
-                reply: "no SMS channel configured".into(),
-                retry_after: None,
-            },
+            ChannelKind::Sms => self.sms.send(campaign, &claim).await,
         };
         self.metrics.in_flight.dec();
         let channel = campaign.decl.channel.as_str();
@@ -350,6 +366,10 @@ impl SendJob {
         let channel = campaign.decl.channel.as_str();
         let label = match &outcome {
             Outcome::Submitted { .. } => "submitted",
+            Outcome::Receipt {
+                delivered: true, ..
+            } => "delivered",
+            Outcome::Receipt { .. } => "failed",
             Outcome::Failed { .. } => "failed",
             Outcome::Retry { .. } => "retried",
             Outcome::Bounced { hard: true, .. } => "bounced_hard",
@@ -389,10 +409,10 @@ impl SendJob {
         };
         let attempts_left = attempt < self.retry.max_attempts;
         match delivery {
-            Delivery::Accepted { reply } => {
+            Delivery::Accepted { reply, upstream } => {
                 let mut detail = Map::new();
                 detail.insert("reply".into(), json!(reply));
-                Outcome::Submitted { detail }
+                Outcome::Submitted { detail, upstream }
             }
             Delivery::Permanent {
                 reply,

@@ -105,6 +105,13 @@ pub enum Outcome {
     /// The upstream accepted it (SMTP 250, submit_sm_resp OK).
     Submitted {
         detail: serde_json::Map<String, serde_json::Value>,
+        /// The SMSC's ids for the parts, to match delivery receipts by.
+        upstream: Option<Upstream>,
+    },
+    /// A delivery receipt settled it: delivered to the handset, or not.
+    Receipt {
+        delivered: bool,
+        detail: serde_json::Map<String, serde_json::Value>,
     },
     /// Permanently refused or out of retries.
     Failed {
@@ -128,6 +135,34 @@ pub enum Outcome {
     Suppressed { why: String },
 }
 
+/// The ids an SMSC gave the parts of one message, in part order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// The SMSC's position in the configuration: ids are unique per SMSC only.
+    pub smsc: u16,
+    pub ids: Vec<String>,
+}
+
+/// A delivery receipt as the SMSC sent it, to be matched by upstream id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceiptIn {
+    pub smsc: u16,
+    pub id: String,
+    /// `None` for an intermediate state (en route, accepted): nothing to record.
+    pub delivered: Option<bool>,
+    pub at: Millis,
+    pub detail: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What became of a receipt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptMatch {
+    /// It belongs to one of our messages (recorded, or nothing left to record).
+    Matched,
+    /// No message has that id (yet).
+    Unknown,
+}
+
 /// An outcome for one message at one instant.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Update {
@@ -136,19 +171,22 @@ pub struct Update {
     pub outcome: Outcome,
 }
 
-/// What a recipient did with a delivered message (tracked links).
+/// What a recipient did with a delivered message (tracked links, an
+/// inbound STOP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engagement {
     Clicked,
     Opened,
     Unsubscribed,
+    OptedOut,
 }
 
 impl Engagement {
-    pub const ALL: [Engagement; 3] = [
+    pub const ALL: [Engagement; 4] = [
         Engagement::Clicked,
         Engagement::Opened,
         Engagement::Unsubscribed,
+        Engagement::OptedOut,
     ];
 
     /// The fact type and the audience outcome.
@@ -157,6 +195,7 @@ impl Engagement {
             Self::Clicked => "clicked",
             Self::Opened => "opened",
             Self::Unsubscribed => "unsubscribed",
+            Self::OptedOut => "opted_out",
         }
     }
 

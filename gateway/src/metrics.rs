@@ -30,8 +30,33 @@ pub struct ChannelLabels {
     pub channel: &'static str,
 }
 
+/// One SMPP bind: the SMSC's position in the configuration and the bind's.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BindLabels {
+    pub smsc: String,
+    pub bind: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReceiptLabels {
+    pub smsc: String,
+    pub bind: String,
+    /// `matched` or `unmatched`.
+    pub result: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
+    /// SMPP binds: 1 while bound, 0 otherwise.
+    pub smpp_bound: Family<BindLabels, Gauge>,
+    /// submit_sm sent and not yet answered, per bind.
+    pub smpp_window: Family<BindLabels, Gauge>,
+    /// Seconds from submit_sm to its response, per bind.
+    pub smpp_submit_seconds: Family<BindLabels, Histogram>,
+    /// submit_sm answered ESME_RTHROTTLED or ESME_RMSGQFUL, per bind.
+    pub smpp_throttled: Family<BindLabels, Counter>,
+    /// Delivery receipts by whether they matched a message.
+    pub smpp_receipts: Family<ReceiptLabels, Counter>,
     /// Messages by channel and what became of them.
     pub messages: Family<OutcomeLabels, Counter>,
     /// Seconds from claim to the upstream's answer.
@@ -147,8 +172,47 @@ impl Default for Metrics {
             "Messages not sent on purpose, by reason",
             suppressed.clone(),
         );
+        let smpp_bound = Family::<BindLabels, Gauge>::default();
+        registry.register(
+            "smpp_bind_up",
+            "SMPP binds: 1 while bound, 0 otherwise",
+            smpp_bound.clone(),
+        );
+        let smpp_window = Family::<BindLabels, Gauge>::default();
+        registry.register(
+            "smpp_window_in_flight",
+            "submit_sm sent and not yet answered",
+            smpp_window.clone(),
+        );
+        let smpp_submit_seconds = Family::<BindLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ])
+        });
+        registry.register(
+            "smpp_submit_duration_seconds",
+            "Seconds from submit_sm to its response",
+            smpp_submit_seconds.clone(),
+        );
+        let smpp_throttled = Family::<BindLabels, Counter>::default();
+        registry.register(
+            "smpp_throttled",
+            "submit_sm answered ESME_RTHROTTLED or ESME_RMSGQFUL",
+            smpp_throttled.clone(),
+        );
+        let smpp_receipts = Family::<ReceiptLabels, Counter>::default();
+        registry.register(
+            "smpp_receipts",
+            "Delivery receipts by whether they matched a message",
+            smpp_receipts.clone(),
+        );
         Self {
             registry,
+            smpp_bound,
+            smpp_window,
+            smpp_submit_seconds,
+            smpp_throttled,
+            smpp_receipts,
             deferred,
             suppressed,
             rate_limit,

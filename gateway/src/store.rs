@@ -7,6 +7,7 @@
 mod codec;
 pub mod embedded;
 mod index;
+mod upstream;
 
 use std::collections::BTreeMap;
 
@@ -15,7 +16,7 @@ use async_trait::async_trait;
 
 use crate::domain::{
     CampaignDecl, CampaignRecord, CampaignState, ChannelKind, Engaged, MessageNo, Millis,
-    Participant, Status, Update,
+    Participant, ReceiptIn, ReceiptMatch, Status, Update,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +98,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records outcomes and their facts; resolves once durable.
     async fn record(&self, updates: Vec<Update>) -> Result<()>;
+
+    /// Matches delivery receipts to messages by the SMSC's ids (recorded with
+    /// `Outcome::Submitted`) and records their outcome; resolves once durable.
+    /// A receipt for an id not (yet) known comes back `Unknown`.
+    async fn receipts(&self, receipts: Vec<ReceiptIn>) -> Result<Vec<ReceiptMatch>>;
+
+    /// The latest message sent on `channel` to `address`, to link an inbound
+    /// reply (an SMS "STOP") to a campaign and customer.
+    fn last_message_to(&self, channel: ChannelKind, address: &str) -> Option<MessageNo>;
 
     /// Records clicks, opens and unsubscribes as facts and in the message's
     /// engagement flags (for the audience query); resolves once durable.

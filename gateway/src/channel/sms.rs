@@ -1,3 +1,429 @@
-//! The SMS channel: SMPP 3.4 towards SMSCs.
+//! The SMS channel as the dispatcher sees it: personalise the text, encode it
+//! (GSM 03.38 or UCS-2, concatenated parts), submit every part through one
+//! bind of an SMSC, and hand back the SMSC's ids so receipts can be matched.
 
+pub mod bind;
+pub mod inbound;
+pub mod intake;
+pub mod status;
 pub mod text;
+
+use std::{
+    collections::HashMap,
+    str::FromStr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use rusmpp::{
+    pdus::SubmitSm,
+    types::{COctetString, OctetString},
+    values::{DataCoding, EsmClass, Npi, RegisteredDelivery, Ton},
+};
+use tokio::sync::mpsc;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+pub use self::inbound::Inbound;
+use self::{
+    bind::{Bind, SubmitError},
+    intake::Intake,
+    status::Refusal,
+};
+use super::Delivery;
+use crate::{
+    config::{Sms as SmsConfig, Smsc as SmscConfig},
+    domain::{CampaignRecord, Participant, Upstream},
+    metrics::Metrics,
+    store::{Claim, Store},
+    template::{Escape, Template, missing_fields},
+};
+
+/// deliver_sm waiting for the intake at most; beyond, binds stop reading.
+const INBOUND_QUEUE: usize = 8192;
+/// A message that found no bound SMSC is tried again after this.
+const UNBOUND_RETRY: Duration = Duration::from_secs(5);
+/// A message whose session dropped mid-submit is tried again after this.
+const LOST_RETRY: Duration = Duration::from_secs(1);
+/// Destinations remembered for UDH references before the table restarts.
+const REFERENCE_TABLE: usize = 1 << 20;
+
+pub struct SmsChannel {
+    smscs: Vec<Smsc>,
+    max_parts: usize,
+    references: References,
+    /// Parsed templates per campaign number; content is fixed once started.
+    templates: Mutex<HashMap<u32, Arc<SmsTemplate>>>,
+    turn: AtomicUsize,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+struct Smsc {
+    index: u16,
+    config: Arc<SmscConfig>,
+    binds: Vec<Arc<Bind>>,
+}
+
+impl std::fmt::Debug for SmsChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmsChannel")
+            .field("smscs", &self.smscs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmsChannel {
+    /// Starts every bind of every configured SMSC and the inbound intake.
+    pub fn start(
+        config: &SmsConfig,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
+        let mut smscs = Vec::new();
+        for (i, c) in config.smsc.iter().enumerate() {
+            let index = u16::try_from(i).map_err(|_| "too many SMSCs".to_owned())?;
+            let password = c.password().map_err(|e| format!("sms.smsc[{i}]: {e}"))?;
+            let tls = if c.tls {
+                Some(
+                    mail_send::smtp::tls::build_tls_connector(c.tls_insecure)
+                        .map_err(|e| format!("sms.smsc[{i}]: TLS: {e}"))?,
+                )
+            } else {
+                None
+            };
+            let config = Arc::new(c.clone());
+            let binds: Vec<Arc<Bind>> = (0..c.binds)
+                .map(|b| {
+                    Arc::new(Bind::new(
+                        index,
+                        b,
+                        config.clone(),
+                        password.clone(),
+                        tls.clone(),
+                        metrics.clone(),
+                    ))
+                })
+                .collect();
+            for bind in &binds {
+                tasks.spawn(bind.clone().run(tx.clone(), stop.clone()));
+            }
+            smscs.push(Smsc {
+                index,
+                config,
+                binds,
+            });
+        }
+        drop(tx);
+        let intake = Intake {
+            store,
+            metrics,
+            stop_words: config.stop_words.iter().map(|w| w.to_uppercase()).collect(),
+            wait: Duration::from_secs(config.receipt_wait_secs),
+        };
+        tasks.spawn(intake.run(rx));
+        Ok(Self {
+            smscs,
+            max_parts: config.max_parts,
+            references: References::default(),
+            templates: Mutex::new(HashMap::new()),
+            turn: AtomicUsize::new(0),
+            stop,
+            tasks,
+        })
+    }
+
+    pub fn is_configured(&self) -> bool {
+        !self.smscs.is_empty()
+    }
+
+    /// Every configured SMSC has at least one bind up.
+    pub fn ready(&self) -> bool {
+        self.smscs
+            .iter()
+            .all(|s| s.binds.iter().any(|b| b.is_bound()))
+    }
+
+    /// Messages that may be outstanding at once over all binds.
+    pub fn capacity(&self) -> usize {
+        self.smscs
+            .iter()
+            .map(|s| s.config.window * s.binds.len())
+            .sum()
+    }
+
+    /// Unbinds every session and waits for the intake to answer what it holds.
+    pub async fn close(&self) {
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    pub async fn send(&self, campaign: &CampaignRecord, claim: &Claim) -> Delivery {
+        let template = match self.template(campaign) {
+            Ok(t) => t,
+            Err(reply) => return Delivery::Permanent { reply, code: None },
+        };
+        let p = &claim.participant;
+        if let Err(reply) = template.check(p) {
+            return Delivery::Permanent { reply, code: None };
+        }
+        let text = template.text.render(p, Escape::None);
+        let reference = self.references.next(&p.address);
+        let parts = match text::encode(&text, reference, self.max_parts) {
+            Ok(parts) => parts,
+            Err(e) => {
+                return Delivery::Permanent {
+                    reply: e.to_string(),
+                    code: None,
+                };
+            }
+        };
+        let Some((smsc, bind)) = self.pick() else {
+            return Delivery::Transient {
+                reply: "no SMSC bound".into(),
+                retry_after: Some(UNBOUND_RETRY),
+            };
+        };
+        let mut ids = Vec::with_capacity(parts.len());
+        for part in parts {
+            let sm = match submit_sm(&template.from, smsc.config.as_ref(), &p.address, part) {
+                Ok(sm) => sm,
+                Err(reply) => return Delivery::Permanent { reply, code: None },
+            };
+            match bind.submit(sm).await {
+                Ok(id) => ids.push(id),
+                Err(e) => return refused(e),
+            }
+        }
+        Delivery::Accepted {
+            reply: format!("submit_sm_resp ESME_ROK message_id={}", ids.join(",")),
+            upstream: Some(Upstream {
+                smsc: smsc.index,
+                ids,
+            }),
+        }
+    }
+
+    /// The bound bind with the most room, SMSCs taken in turn.
+    fn pick(&self) -> Option<(&Smsc, &Arc<Bind>)> {
+        let n = self.smscs.len();
+        let start = self.turn.fetch_add(1, Ordering::Relaxed);
+        (0..n).map(|i| &self.smscs[(start + i) % n]).find_map(|s| {
+            s.binds
+                .iter()
+                .filter(|b| b.is_bound())
+                .max_by_key(|b| b.room())
+                .map(|b| (s, b))
+        })
+    }
+
+    fn template(&self, campaign: &CampaignRecord) -> Result<Arc<SmsTemplate>, String> {
+        let mut cache = self
+            .templates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(t) = cache.get(&campaign.seq) {
+            return Ok(t.clone());
+        }
+        let content = campaign
+            .decl
+            .content
+            .as_ref()
+            .and_then(|c| c.sms.as_ref())
+            .ok_or_else(|| "campaign has no SMS content".to_owned())?;
+        let template = Arc::new(SmsTemplate::new(
+            &content.from,
+            &content.text,
+            self.max_parts,
+        )?);
+        cache.insert(campaign.seq, template.clone());
+        Ok(template)
+    }
+}
+
+/// Concatenated messages to one handset need distinct 8-bit references
+/// while in flight: a counter per destination gives 256 before one repeats.
+#[derive(Debug, Default)]
+struct References(Mutex<HashMap<String, u8>>);
+
+impl References {
+    fn next(&self, destination: &str) -> u8 {
+        let mut table = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if table.len() >= REFERENCE_TABLE {
+            table.clear();
+        }
+        let next = table
+            .entry(destination.to_owned())
+            .or_insert_with(rand::random);
+        *next = next.wrapping_add(1);
+        *next
+    }
+}
+
+/// A campaign's SMS content, parsed once.
+#[derive(Debug)]
+pub struct SmsTemplate {
+    pub from: String,
+    pub text: Template,
+    max_parts: usize,
+}
+
+impl SmsTemplate {
+    pub fn new(from: &str, text: &str, max_parts: usize) -> Result<Self, String> {
+        sender_problem(from).map_or(Ok(()), Err)?;
+        let template = Template::parse(text).map_err(|e| format!("content.sms.text: {e}"))?;
+        Ok(Self {
+            from: from.to_owned(),
+            text: template,
+            max_parts,
+        })
+    }
+
+    /// Why this participant's message cannot be sent, if it cannot: a
+    /// missing field, or a personalised text needing too many parts.
+    pub fn check(&self, p: &Participant) -> Result<(), String> {
+        let missing = missing_fields([&self.text], p);
+        if !missing.is_empty() {
+            let names: Vec<_> = missing.into_iter().collect();
+            return Err(format!("missing field(s): {}", names.join(", ")));
+        }
+        let text = self.text.render(p, Escape::None);
+        text::check(&text, self.max_parts)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Why `from` cannot be an SMS sender: `+` and up to 15 digits, up to 20
+/// digits, or up to 11 alphanumeric characters (GSM 03.40).
+pub fn sender_problem(from: &str) -> Option<String> {
+    let digits = from.strip_prefix('+').unwrap_or(from);
+    let numeric = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+    let ok = if numeric {
+        digits.len() <= if from.starts_with('+') { 15 } else { 20 }
+    } else {
+        !from.is_empty()
+            && from.chars().count() <= 11
+            && from.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ')
+    };
+    (!ok).then(|| {
+        format!("content.sms.from: `{from}` is not a number or 1 to 11 letters and digits")
+    })
+}
+
+/// The source TON/NPI a sender implies, unless the SMSC's configuration says.
+fn source_address(from: &str, config: &SmscConfig) -> (Ton, Npi, String) {
+    let (ton, npi, address) = match from.strip_prefix('+') {
+        Some(digits) => (Ton::International, Npi::Isdn, digits.to_owned()),
+        None if from.bytes().all(|b| b.is_ascii_digit()) => {
+            (Ton::Unknown, Npi::Isdn, from.to_owned())
+        }
+        None => (Ton::Alphanumeric, Npi::Unknown, from.to_owned()),
+    };
+    (
+        config.source_ton.map_or(ton, Ton::from),
+        config.source_npi.map_or(npi, Npi::from),
+        address,
+    )
+}
+
+fn submit_sm(
+    from: &str,
+    config: &SmscConfig,
+    to: &str,
+    part: text::Part,
+) -> Result<SubmitSm, String> {
+    let (source_ton, source_npi, source) = source_address(from, config);
+    let field = |what: &str, e: &dyn std::fmt::Display| format!("{what}: {e}");
+    let esm_class = EsmClass::from(if part.esm_class_udhi { 0x40 } else { 0x00 });
+    Ok(SubmitSm::builder()
+        .source_addr_ton(source_ton)
+        .source_addr_npi(source_npi)
+        .source_addr(COctetString::from_str(&source).map_err(|e| field("source", &e))?)
+        .dest_addr_ton(Ton::International)
+        .dest_addr_npi(Npi::Isdn)
+        .destination_addr(
+            COctetString::from_str(to.trim_start_matches('+'))
+                .map_err(|e| field("destination", &e))?,
+        )
+        .esm_class(esm_class)
+        .registered_delivery(RegisteredDelivery::request_all())
+        .data_coding(DataCoding::from(part.data_coding))
+        .short_message(
+            OctetString::from_vec(part.short_message).map_err(|e| field("short_message", &e))?,
+        )
+        .build())
+}
+
+/// What the dispatcher makes of a submit that got no id.
+fn refused(e: SubmitError) -> Delivery {
+    match e {
+        SubmitError::Lost(reply) => Delivery::Transient {
+            reply,
+            retry_after: Some(LOST_RETRY),
+        },
+        SubmitError::Refused {
+            class: Refusal::Permanent,
+            ..
+        } => Delivery::Permanent {
+            reply: e.to_string(),
+            code: None,
+        },
+        SubmitError::Refused { .. } => Delivery::Transient {
+            reply: e.to_string(),
+            retry_after: None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn senders_are_numbers_or_short_names() {
+        for ok in ["+4915112345678", "12345", "Sluice", "ACME Bank"] {
+            assert_eq!(sender_problem(ok), None, "{ok}");
+        }
+        for bad in ["", "+", "TwelveLetter", "+1234567890123456", "a@b"] {
+            assert!(sender_problem(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_sender_decides_ton_and_npi_unless_configured() {
+        let mut config: SmscConfig =
+            toml::from_str("host = \"h\"\nsystem_id = \"s\"").expect("config");
+        assert_eq!(
+            source_address("+4915112345678", &config),
+            (Ton::International, Npi::Isdn, "4915112345678".into())
+        );
+        assert_eq!(
+            source_address("Sluice", &config),
+            (Ton::Alphanumeric, Npi::Unknown, "Sluice".into())
+        );
+        config.source_ton = Some(3);
+        config.source_npi = Some(0);
+        assert_eq!(
+            source_address("12345", &config),
+            (Ton::NetworkSpecific, Npi::Unknown, "12345".into())
+        );
+    }
+
+    #[test]
+    fn references_differ_for_consecutive_messages_to_one_handset() {
+        let refs = References::default();
+        let first = refs.next("+491");
+        assert_eq!(refs.next("+491"), first.wrapping_add(1));
+        assert_eq!(refs.next("+491"), first.wrapping_add(2));
+    }
+}

@@ -206,6 +206,7 @@ async fn transaction(mut conn: Connection, from: &str, to: &str, message: &[u8])
         Ok(reply) => {
             let delivery = Delivery::Accepted {
                 reply: reply_text(reply.code, reply.esc, &reply.message),
+                upstream: None,
             };
             Outcome::Replied(delivery, Some(conn))
         }
@@ -475,7 +476,8 @@ mod tests {
             assert_eq!(
                 ok,
                 Delivery::Accepted {
-                    reply: "250 2.0.0 queued as 42".into()
+                    reply: "250 2.0.0 queued as 42".into(),
+                    upstream: None,
                 }
             );
             let gone = pool

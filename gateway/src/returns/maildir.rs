@@ -107,6 +107,7 @@ mod tests {
         let claim = store.claim(seq, 10, 1, 1000).expect("claim").remove(0);
         let submitted = Outcome::Submitted {
             detail: Default::default(),
+            upstream: None,
         };
         store
             .record(vec![Update {

@@ -23,10 +23,11 @@ use super::{
     Claim, Counts, MessageInfo, Result, Store, StoreError,
     codec::{self, StatusRecord},
     index::CampaignIndex,
+    upstream::{self, Link},
 };
 use crate::domain::{
     CampaignDecl, CampaignRecord, CampaignState, ChannelKind, Engaged, Engagement, MessageNo,
-    Millis, Outcome, Participant, Status, Update, rfc3339,
+    Millis, Outcome, Participant, ReceiptIn, ReceiptMatch, Status, Update, rfc3339,
 };
 
 /// Writes taken into one commit at most.
@@ -46,6 +47,8 @@ struct Keyspaces {
     suppressions: Keyspace,
     /// Per message, the `Engagement::bit`s recorded.
     engagement: Keyspace,
+    /// SMSC message ids → our messages (see `upstream`).
+    upstream: Keyspace,
 }
 
 #[derive(Default)]
@@ -106,6 +109,7 @@ impl Embedded {
             meta: open("meta")?,
             suppressions: open("suppressions")?,
             engagement: open("engagement")?,
+            upstream: open("upstream")?,
         };
         let (index, last_cursor) = recover(&ks)?;
         let shared = Arc::new(Shared {
@@ -240,6 +244,10 @@ enum Op {
         items: Vec<Engaged>,
         reply: oneshot::Sender<Result<()>>,
     },
+    Receipts {
+        items: Vec<ReceiptIn>,
+        reply: oneshot::Sender<Result<Vec<ReceiptMatch>>>,
+    },
 }
 
 /// A memory change to make once its commit is durable.
@@ -272,6 +280,10 @@ enum Effect {
 enum Answer {
     Campaign(oneshot::Sender<Result<CampaignRecord>>, Box<CampaignRecord>),
     Added(oneshot::Sender<Result<Vec<bool>>>, Vec<bool>),
+    Matched(
+        oneshot::Sender<Result<Vec<ReceiptMatch>>>,
+        Vec<ReceiptMatch>,
+    ),
     Done(oneshot::Sender<Result<()>>),
 }
 
@@ -288,6 +300,7 @@ impl Answer {
         match self {
             Self::Campaign(tx, record) => drop(tx.send(outcome(*record, failure))),
             Self::Added(tx, fresh) => drop(tx.send(outcome(fresh, failure))),
+            Self::Matched(tx, matches) => drop(tx.send(outcome(matches, failure))),
             Self::Done(tx) => drop(tx.send(outcome((), failure))),
         }
     }
@@ -308,6 +321,10 @@ struct Group {
     staged: HashMap<u32, HashSet<String, foldhash::fast::RandomState>>,
     /// Facts not yet written, consecutive cursors.
     facts: Vec<Event>,
+    /// Upstream keys written (Some) or removed (None) in this group.
+    upstream: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Statuses recorded in this group, not yet in the index.
+    statuses: HashMap<MessageNo, Status>,
 }
 
 impl Committer {
@@ -331,6 +348,8 @@ impl Committer {
             answers: Vec::new(),
             staged: HashMap::new(),
             facts: Vec::new(),
+            upstream: HashMap::new(),
+            statuses: HashMap::new(),
         };
         let first_cursor = self.next_cursor;
         {
@@ -476,23 +495,31 @@ impl Committer {
             }
             Op::Record { updates, reply } => {
                 for u in updates {
-                    let Some(c) = index.by_seq(u.msg.campaign) else {
-                        continue;
-                    };
-                    let Some(slot) = c.slots.get(u.msg.participant as usize) else {
-                        continue;
-                    };
-                    let (record, kind, detail) = settle(slot.attempts, slot.due, &u);
-                    let fact = fact(u.at, &c.record.id, &slot.customer, kind, detail);
-                    g.batch.insert(
-                        &ks.status,
-                        codec::message_key(u.msg),
-                        codec::encode(&record),
-                    );
-                    self.append_fact(g, fact);
-                    g.effects.push(Effect::Status { msg: u.msg, record });
+                    if let Outcome::Submitted {
+                        upstream: Some(up), ..
+                    } = &u.outcome
+                    {
+                        let parts = u8::try_from(up.ids.len()).unwrap_or(u8::MAX);
+                        for (part, id) in up.ids.iter().enumerate() {
+                            let link = Link {
+                                msg: u.msg,
+                                part: u8::try_from(part).unwrap_or(u8::MAX),
+                                parts,
+                            };
+                            let value = upstream::encode_link(link);
+                            self.put_upstream(g, upstream::id_key(up.smsc, id), Some(value));
+                        }
+                    }
+                    self.record_update(index, g, u);
                 }
                 g.answers.push(Answer::Done(reply));
+            }
+            Op::Receipts { items, reply } => {
+                let matches = items
+                    .into_iter()
+                    .map(|r| self.receipt(index, g, r))
+                    .collect();
+                g.answers.push(Answer::Matched(reply, matches));
             }
             Op::Engage { items, reply } => {
                 // Flags of messages engaged earlier in this same group.
@@ -542,6 +569,106 @@ impl Committer {
         }
     }
 
+    /// Writes a message's new status and its fact.
+    fn record_update(&mut self, index: &mut Index, g: &mut Group, u: Update) {
+        let Some(c) = index.by_seq(u.msg.campaign) else {
+            return;
+        };
+        let Some(slot) = c.slots.get(u.msg.participant as usize) else {
+            return;
+        };
+        let (record, kind, detail) = settle(slot.attempts, slot.due, &u);
+        let fact = fact(u.at, &c.record.id, &slot.customer, kind, detail);
+        g.batch.insert(
+            &self.shared.ks.status,
+            codec::message_key(u.msg),
+            codec::encode(&record),
+        );
+        self.append_fact(g, fact);
+        g.statuses.insert(u.msg, record.status);
+        g.effects.push(Effect::Status { msg: u.msg, record });
+    }
+
+    /// Settles one receipt: finds its message by any reading of the id, and
+    /// once every part is delivered (or one failed) records the outcome of a
+    /// message still waiting for it.
+    fn receipt(&mut self, index: &mut Index, g: &mut Group, r: ReceiptIn) -> ReceiptMatch {
+        let found = upstream::lookup_keys(r.smsc, &r.id)
+            .into_iter()
+            .find_map(|key| {
+                let link = upstream::decode_link(&self.upstream_value(g, &key)?)?;
+                Some((key, link))
+            });
+        let Some((key, link)) = found else {
+            return ReceiptMatch::Unknown;
+        };
+        // An intermediate state (en route, accepted) changes nothing.
+        let Some(delivered) = r.delivered else {
+            return ReceiptMatch::Matched;
+        };
+        self.put_upstream(g, key, None);
+        if link.parts > 1 {
+            let progress = upstream::progress_key(link.msg);
+            let waiting = self
+                .upstream_value(g, &progress)
+                .and_then(|v| v.first().copied())
+                .unwrap_or(link.parts);
+            if waiting == 0 {
+                return ReceiptMatch::Matched; // a part failed: already settled
+            }
+            let left = if delivered { waiting - 1 } else { 0 };
+            let value = (left > 0 || !delivered).then(|| vec![left]);
+            self.put_upstream(g, progress, value);
+            if left > 0 {
+                return ReceiptMatch::Matched;
+            }
+        }
+        let status = g.statuses.get(&link.msg).copied().or_else(|| {
+            index
+                .by_seq(link.msg.campaign)
+                .and_then(|c| c.slots.get(link.msg.participant as usize))
+                .map(|s| s.status)
+        });
+        if status == Some(Status::Submitted) {
+            let outcome = Outcome::Receipt {
+                delivered,
+                detail: r.detail,
+            };
+            self.record_update(
+                index,
+                g,
+                Update {
+                    msg: link.msg,
+                    at: r.at,
+                    outcome,
+                },
+            );
+        }
+        ReceiptMatch::Matched
+    }
+
+    fn upstream_value(&self, g: &Group, key: &[u8]) -> Option<Vec<u8>> {
+        match g.upstream.get(key) {
+            Some(staged) => staged.clone(),
+            None => match self.shared.ks.upstream.get(key) {
+                Ok(v) => v.map(|v| v.to_vec()),
+                Err(e) => {
+                    tracing::error!(error = %e, "reading an upstream id");
+                    None
+                }
+            },
+        }
+    }
+
+    fn put_upstream(&self, g: &mut Group, key: Vec<u8>, value: Option<Vec<u8>>) {
+        let ks = &self.shared.ks.upstream;
+        match &value {
+            Some(v) => g.batch.insert(ks, key.as_slice(), v.as_slice()),
+            None => g.batch.remove(ks, key.as_slice()),
+        }
+        g.upstream.insert(key, value);
+    }
+
     fn append_fact(&mut self, g: &mut Group, mut fact: Event) {
         fact.cursor = self.next_cursor;
         self.next_cursor += 1;
@@ -569,7 +696,21 @@ fn settle(
 ) -> (StatusRecord, &'static str, Map<String, Value>) {
     let at = u.at;
     match &u.outcome {
-        Outcome::Submitted { detail } => (
+        Outcome::Receipt { delivered, detail } => (
+            StatusRecord {
+                status: if *delivered {
+                    Status::Delivered
+                } else {
+                    Status::Failed
+                },
+                attempts,
+                due,
+                at,
+            },
+            if *delivered { "delivered" } else { "failed" },
+            detail.clone(),
+        ),
+        Outcome::Submitted { detail, .. } => (
             StatusRecord {
                 status: Status::Submitted,
                 attempts: attempts + 1,
@@ -944,6 +1085,29 @@ impl Store for Embedded {
 
     async fn engage(&self, items: Vec<Engaged>) -> Result<()> {
         self.submit(|reply| Op::Engage { items, reply }).await
+    }
+
+    async fn receipts(&self, items: Vec<ReceiptIn>) -> Result<Vec<ReceiptMatch>> {
+        self.submit(|reply| Op::Receipts { items, reply }).await
+    }
+
+    fn last_message_to(&self, channel: ChannelKind, address: &str) -> Option<MessageNo> {
+        let index = self.shared.index();
+        index
+            .campaigns
+            .values()
+            .filter(|c| c.record.decl.channel == channel)
+            .filter_map(|c| {
+                let n = c
+                    .slots
+                    .iter()
+                    .rposition(|s| s.address.eq_ignore_ascii_case(address))?;
+                Some(MessageNo {
+                    campaign: c.record.seq,
+                    participant: u32::try_from(n).ok()?,
+                })
+            })
+            .max_by_key(|m| m.campaign)
     }
 
     fn message(&self, msg: MessageNo) -> Option<MessageInfo> {

@@ -63,7 +63,10 @@ async fn everything_acknowledged_survives_a_reopen() {
             Update {
                 msg: claims[0].msg,
                 at: 11_000,
-                outcome: Outcome::Submitted { detail: Map::new() },
+                outcome: Outcome::Submitted {
+                    detail: Map::new(),
+                    upstream: None,
+                },
             },
             Update {
                 msg: claims[1].msg,
@@ -178,4 +181,104 @@ async fn the_feed_pages_across_fact_runs_and_survives_reopen() {
         "cursors continue after a reopen"
     );
     assert_eq!(tail[1].customer, "late");
+}
+
+fn receipt(smsc: u16, id: &str, delivered: Option<bool>) -> ReceiptIn {
+    ReceiptIn {
+        smsc,
+        id: id.into(),
+        delivered,
+        at: 20_000,
+        detail: Map::new(),
+    }
+}
+
+fn submitted(msg: MessageNo, smsc: u16, ids: &[&str]) -> Update {
+    Update {
+        msg,
+        at: 11_000,
+        outcome: Outcome::Submitted {
+            detail: Map::new(),
+            upstream: Some(crate::domain::Upstream {
+                smsc,
+                ids: ids.iter().map(|s| s.to_string()).collect(),
+            }),
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_settle_messages_by_upstream_id_after_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seq;
+    let claims;
+    {
+        let store = Embedded::open(dir.path()).expect("open");
+        seq = store.put_campaign("s", decl()).await.expect("declare").seq;
+        let people = ["a", "b", "c"].map(participant).to_vec();
+        store
+            .add_participants("s", people, 1_000)
+            .await
+            .expect("add");
+        claims = store.claim(seq, 10_000, 3, 60_000).expect("claim");
+        // A receipt that overtakes its submit_sm_resp is not known yet.
+        assert_eq!(
+            store
+                .receipts(vec![receipt(0, "1A", Some(true))])
+                .await
+                .expect("receipts"),
+            vec![ReceiptMatch::Unknown]
+        );
+        store
+            .record(vec![
+                submitted(claims[0].msg, 0, &["1A"]),
+                submitted(claims[1].msg, 0, &["p1", "p2"]),
+                submitted(claims[2].msg, 1, &["1A"]),
+            ])
+            .await
+            .expect("record");
+    }
+    let store = Embedded::open(dir.path()).expect("reopen");
+    let matched = store
+        .receipts(vec![
+            // Decimal 26 is hex 1A; the same id at another SMSC is another message.
+            receipt(0, "26", Some(true)),
+            receipt(0, "P1", None),
+            receipt(0, "p1", Some(true)),
+            receipt(1, "1a", Some(false)),
+            receipt(0, "nobody", Some(true)),
+        ])
+        .await
+        .expect("receipts");
+    use ReceiptMatch::{Matched, Unknown};
+    assert_eq!(matched, vec![Matched, Matched, Matched, Matched, Unknown]);
+    let status = |i: usize| store.message(claims[i].msg).expect("message").status;
+    assert_eq!(status(0), Status::Delivered);
+    assert_eq!(
+        status(1),
+        Status::Submitted,
+        "one part of two delivered is not delivered"
+    );
+    assert_eq!(status(2), Status::Failed);
+    store
+        .receipts(vec![receipt(0, "p2", Some(true))])
+        .await
+        .expect("receipts");
+    assert_eq!(status(1), Status::Delivered);
+    assert_eq!(
+        store
+            .receipts(vec![receipt(0, "p2", Some(true))])
+            .await
+            .expect("receipts"),
+        vec![Unknown],
+        "an id is settled once"
+    );
+    let kinds: Vec<String> = store
+        .events(0, 100)
+        .expect("events")
+        .into_iter()
+        .map(|e| e.kind)
+        .filter(|k| k == "delivered" || k == "failed")
+        .collect();
+    assert_eq!(kinds, ["delivered", "failed", "delivered"]);
 }

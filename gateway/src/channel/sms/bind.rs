@@ -1,0 +1,419 @@
+//! One bind to an SMSC: keeps an SMPP 3.4 session up (connect, bind,
+//! enquire_link, reconnect with jittered exponential back-off), limits the
+//! submit_sm outstanding on it to its window, and pauses it when the SMSC
+//! throttles. rusmppc does the framing and matches responses to requests;
+//! everything about staying connected and polite is ours.
+//!
+//! In `pair` mode a bind is a transmitter (submits) plus a receiver (receipts
+//! and handset messages); in `transceiver` mode one session does both.
+
+use std::{
+    pin::Pin,
+    str::FromStr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures_util::{Stream, StreamExt};
+use rand::Rng;
+use rusmpp::{
+    Pdu,
+    pdus::{BindReceiver, BindTransceiver, BindTransmitter, SubmitSm},
+    types::COctetString,
+    values::{InterfaceVersion, Npi, Ton},
+};
+use rusmppc::{Client, ConnectionBuilder, Event, error::Error as SmppError};
+use tokio::{
+    net::TcpStream,
+    sync::{Semaphore, mpsc, watch},
+    time::Instant,
+};
+use tokio_rustls::TlsConnector;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    Inbound,
+    status::{self, Refusal},
+};
+use crate::{
+    config::{BindMode, Smsc},
+    metrics::{BindLabels, Metrics},
+};
+
+/// Longest pause of a bind the SMSC keeps throttling.
+const MAX_THROTTLE_PAUSE: Duration = Duration::from_secs(30);
+/// Largest PDU we accept from an SMSC (a deliver_sm with TLVs is < 1 KiB).
+const MAX_COMMAND_LENGTH: usize = 8192;
+/// How long an unbind may take at shutdown before the connection is dropped.
+const UNBIND_TIMEOUT: Duration = Duration::from_secs(2);
+
+type Events = Pin<Box<dyn Stream<Item = Event> + Send>>;
+
+/// A bind field, refused when too long for the PDU (SMPP caps each).
+fn octets<const N: usize>(what: &str, value: &str) -> Result<COctetString<1, N>, String> {
+    COctetString::from_str(value).map_err(|e| format!("{what}: at most {} characters: {e}", N - 1))
+}
+
+/// Why a submit_sm did not get a message id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// Not bound, connection lost or no answer in time: whether the SMSC
+    /// took it is unknown, so the message goes back to the queue.
+    #[error("{0}")]
+    Lost(String),
+    /// Refused with a status other than a throttling one.
+    #[error("{}", status::describe(*.status))]
+    Refused { status: u32, class: Refusal },
+}
+
+/// A deliver_sm to answer once what it says is durable.
+pub struct Delivered {
+    pub smsc: u16,
+    pub labels: BindLabels,
+    pub sequence_number: u32,
+    pub client: Client,
+    pub inbound: Inbound,
+}
+
+pub struct Bind {
+    pub smsc: u16,
+    pub labels: BindLabels,
+    config: Arc<Smsc>,
+    password: String,
+    tls: Option<TlsConnector>,
+    /// The session submits go through, while bound.
+    submitter: watch::Sender<Option<Client>>,
+    window: Semaphore,
+    pause: Mutex<Pause>,
+    metrics: Arc<Metrics>,
+}
+
+/// Throttling state: paused until `until`; `streak` throttles in a row.
+#[derive(Debug, Default)]
+struct Pause {
+    until: Option<Instant>,
+    streak: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Transceiver,
+    Transmitter,
+    Receiver,
+}
+
+impl Bind {
+    pub fn new(
+        smsc: u16,
+        index: usize,
+        config: Arc<Smsc>,
+        password: String,
+        tls: Option<TlsConnector>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let labels = BindLabels {
+            smsc: smsc.to_string(),
+            bind: index.to_string(),
+        };
+        metrics.smpp_bound.get_or_create(&labels).set(0);
+        metrics.smpp_window.get_or_create(&labels).set(0);
+        drop(metrics.smpp_throttled.get_or_create(&labels));
+        Self {
+            smsc,
+            labels,
+            window: Semaphore::new(config.window),
+            config,
+            password,
+            tls,
+            submitter: watch::channel(None).0,
+            pause: Mutex::new(Pause::default()),
+            metrics,
+        }
+    }
+
+    pub fn is_bound(&self) -> bool {
+        self.submitter.borrow().is_some()
+    }
+
+    /// Free room in the window (to pick the least loaded bind).
+    pub fn room(&self) -> usize {
+        self.window.available_permits()
+    }
+
+    /// Keeps this bind's sessions up until `stop`.
+    pub async fn run(self: Arc<Self>, inbound: mpsc::Sender<Delivered>, stop: CancellationToken) {
+        let roles: &[Role] = match self.config.bind_mode {
+            BindMode::Transceiver => &[Role::Transceiver],
+            BindMode::Pair => &[Role::Transmitter, Role::Receiver],
+        };
+        let sessions = roles.iter().map(|&role| {
+            let bind = self.clone();
+            let (inbound, stop) = (inbound.clone(), stop.clone());
+            async move { bind.keep_up(role, inbound, stop).await }
+        });
+        futures_util::future::join_all(sessions).await;
+    }
+
+    /// Sends one submit_sm within the window and returns the SMSC's message
+    /// id. Throttling answers pause the bind and the PDU is sent again: they
+    /// are never a failure of the message.
+    pub async fn submit(&self, sm: SubmitSm) -> Result<String, SubmitError> {
+        let _slot = self
+            .window
+            .acquire()
+            .await
+            .map_err(|_| SubmitError::Lost("bind closed".into()))?;
+        let window = self.metrics.smpp_window.get_or_create(&self.labels).clone();
+        loop {
+            self.wait_while_paused().await;
+            let client = self
+                .submitter
+                .borrow()
+                .clone()
+                .ok_or_else(|| SubmitError::Lost("SMSC not bound".into()))?;
+            window.inc();
+            let started = Instant::now();
+            let answer = client.submit_sm(sm.clone()).await;
+            window.dec();
+            self.metrics
+                .smpp_submit_seconds
+                .get_or_create(&self.labels)
+                .observe(started.elapsed().as_secs_f64());
+            match answer {
+                Ok(resp) => {
+                    self.lock_pause().streak = 0;
+                    return Ok(resp.message_id().as_str().to_owned());
+                }
+                Err(SmppError::UnexpectedResponse { response }) => {
+                    let status = u32::from(response.status());
+                    match status::classify(status) {
+                        Refusal::Throttled => self.throttled(),
+                        class => return Err(SubmitError::Refused { status, class }),
+                    }
+                }
+                Err(e) => return Err(SubmitError::Lost(e.to_string())),
+            }
+        }
+    }
+
+    async fn wait_while_paused(&self) {
+        loop {
+            let until = self.lock_pause().until;
+            match until {
+                Some(t) if t > Instant::now() => tokio::time::sleep_until(t).await,
+                _ => return,
+            }
+        }
+    }
+
+    /// Pauses the bind: the first throttle for `throttle_pause_ms`, doubling
+    /// while the SMSC keeps throttling. Concurrent throttles of one burst
+    /// extend the same pause rather than compounding it.
+    fn throttled(&self) {
+        self.metrics
+            .smpp_throttled
+            .get_or_create(&self.labels)
+            .inc();
+        let now = Instant::now();
+        let mut pause = self.lock_pause();
+        if pause.until.is_some_and(|t| t > now) {
+            return;
+        }
+        let base = Duration::from_millis(self.config.throttle_pause_ms);
+        let length = base
+            .saturating_mul(2u32.saturating_pow(pause.streak.min(16)))
+            .min(MAX_THROTTLE_PAUSE);
+        pause.streak += 1;
+        pause.until = Some(now + length);
+        tracing::info!(smsc = self.smsc, bind = %self.labels.bind, pause_ms = length.as_millis() as u64, "SMSC throttled; bind paused");
+    }
+
+    fn lock_pause(&self) -> std::sync::MutexGuard<'_, Pause> {
+        self.pause
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// One session's life: open, serve until it drops, back off, again.
+    async fn keep_up(&self, role: Role, inbound: mpsc::Sender<Delivered>, stop: CancellationToken) {
+        let min = Duration::from_millis(self.config.reconnect_min_ms);
+        let max = Duration::from_secs(self.config.reconnect_max_secs);
+        let mut backoff = min;
+        while !stop.is_cancelled() {
+            let opened = tokio::select! {
+                opened = self.open(role) => opened,
+                () = stop.cancelled() => break,
+            };
+            match opened {
+                Ok((client, events)) => {
+                    backoff = min;
+                    tracing::info!(smsc = self.smsc, bind = %self.labels.bind, ?role, host = %self.config.host, "SMPP bound");
+                    self.set_bound(role, Some(client.clone()));
+                    let unbound_by_us = self.serve(&client, events, &inbound, &stop).await;
+                    self.set_bound(role, None);
+                    if unbound_by_us {
+                        break;
+                    }
+                    tracing::warn!(smsc = self.smsc, bind = %self.labels.bind, ?role, "SMPP session lost; reconnecting");
+                }
+                Err(e) => {
+                    tracing::warn!(smsc = self.smsc, bind = %self.labels.bind, ?role, host = %self.config.host, error = %e, retry_ms = backoff.as_millis() as u64, "SMPP bind failed");
+                }
+            }
+            let wait = backoff.mul_f64(rand::rng().random_range(0.5..1.0));
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = stop.cancelled() => break,
+            }
+            backoff = (backoff * 2).min(max);
+        }
+    }
+
+    fn set_bound(&self, role: Role, client: Option<Client>) {
+        let bound = i64::from(client.is_some());
+        if role != Role::Receiver {
+            self.submitter.send_replace(client);
+        }
+        self.metrics
+            .smpp_bound
+            .get_or_create(&self.labels)
+            .set(bound);
+    }
+
+    /// Connects (TCP or TLS) and binds with interface version 3.4.
+    async fn open(&self, role: Role) -> Result<(Client, Events), String> {
+        let address = (self.config.host.as_str(), self.config.port);
+        let tcp = TcpStream::connect(address)
+            .await
+            .map_err(|e| format!("connecting: {e}"))?;
+        // Submits are small and latency-bound; never wait for Nagle.
+        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+        let builder = ConnectionBuilder::new()
+            .max_command_length(MAX_COMMAND_LENGTH)
+            .enquire_link_interval(Duration::from_secs(self.config.enquire_link_secs.max(1)))
+            .response_timeout(Duration::from_secs(self.config.response_timeout_secs))
+            .disable_interface_version_check();
+        let (client, events): (Client, Events) = match &self.tls {
+            Some(tls) => {
+                let name = rustls::pki_types::ServerName::try_from(self.config.host.clone())
+                    .map_err(|e| format!("TLS server name: {e}"))?;
+                let stream = tls
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS handshake: {e}"))?;
+                let (c, e) = builder.connected(stream);
+                (c, Box::pin(e))
+            }
+            None => {
+                let (c, e) = builder.connected(tcp);
+                (c, Box::pin(e))
+            }
+        };
+        let (system_id, password, system_type) = (
+            octets("system_id", &self.config.system_id)?,
+            octets("password", &self.password)?,
+            octets("system_type", &self.config.system_type)?,
+        );
+        let bound = match role {
+            Role::Transceiver => client
+                .bind_transceiver(
+                    BindTransceiver::builder()
+                        .system_id(system_id)
+                        .password(password)
+                        .system_type(system_type)
+                        .interface_version(InterfaceVersion::Smpp3_4)
+                        .addr_ton(Ton::Unknown)
+                        .addr_npi(Npi::Unknown)
+                        .build(),
+                )
+                .await
+                .map(drop),
+            Role::Transmitter => client
+                .bind_transmitter(
+                    BindTransmitter::builder()
+                        .system_id(system_id)
+                        .password(password)
+                        .system_type(system_type)
+                        .interface_version(InterfaceVersion::Smpp3_4)
+                        .build(),
+                )
+                .await
+                .map(drop),
+            Role::Receiver => client
+                .bind_receiver(
+                    BindReceiver::builder()
+                        .system_id(system_id)
+                        .password(password)
+                        .system_type(system_type)
+                        .interface_version(InterfaceVersion::Smpp3_4)
+                        .build(),
+                )
+                .await
+                .map(drop),
+        };
+        if let Err(e) = bound {
+            let _ = client.close().await;
+            return Err(match e {
+                SmppError::UnexpectedResponse { response } => {
+                    format!(
+                        "bind refused: {}",
+                        status::describe(u32::from(response.status()))
+                    )
+                }
+                other => other.to_string(),
+            });
+        }
+        Ok((client, events))
+    }
+
+    /// Serves a bound session until it drops (false) or `stop` unbinds it (true).
+    async fn serve(
+        &self,
+        client: &Client,
+        mut events: Events,
+        inbound: &mpsc::Sender<Delivered>,
+        stop: &CancellationToken,
+    ) -> bool {
+        loop {
+            let event = tokio::select! {
+                event = events.next() => event,
+                () = stop.cancelled() => {
+                    let _ = tokio::time::timeout(UNBIND_TIMEOUT, client.unbind()).await;
+                    let _ = client.close().await;
+                    return true;
+                }
+            };
+            match event {
+                None => return false,
+                Some(Event::Error(e)) => {
+                    tracing::warn!(smsc = self.smsc, bind = %self.labels.bind, error = %e, "SMPP session error");
+                }
+                Some(Event::Incoming(command)) => {
+                    let sequence_number = command.sequence_number();
+                    match command.pdu() {
+                        Some(Pdu::DeliverSm(sm)) => {
+                            let delivered = Delivered {
+                                smsc: self.smsc,
+                                labels: self.labels.clone(),
+                                sequence_number,
+                                client: client.clone(),
+                                inbound: super::inbound::parse(sm),
+                            };
+                            if inbound.send(delivered).await.is_err() {
+                                return false;
+                            }
+                        }
+                        Some(Pdu::Unbind) => {
+                            tracing::warn!(smsc = self.smsc, bind = %self.labels.bind, "SMSC unbound us");
+                            let _ = client.unbind_resp(sequence_number).await;
+                            let _ = client.close().await;
+                            return false;
+                        }
+                        // Late answers to requests that timed out, and the like.
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+}

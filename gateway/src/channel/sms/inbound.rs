@@ -1,0 +1,252 @@
+//! What a `deliver_sm` from an SMSC says: a delivery receipt for one of our
+//! submits, or a message from a handset (mobile-originated).
+
+use rusmpp::{pdus::DeliverSm, tlvs::TlvValue, values::MessageState};
+
+use super::text;
+
+/// esm_class message-type bits (SMPP 3.4 §5.2.12).
+const MESSAGE_TYPE: u8 = 0x3C;
+const DELIVERY_RECEIPT: u8 = 0x04;
+const INTERMEDIATE_NOTIFICATION: u8 = 0x20;
+const UDHI: u8 = 0x40;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound {
+    Receipt(Receipt),
+    /// A text from a handset: `from` as `+digits` when it is a number.
+    Mobile {
+        from: String,
+        text: String,
+    },
+    /// A receipt we cannot read (no id): acknowledged and counted.
+    Unreadable(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The SMSC's message id, as it wrote it.
+    pub id: String,
+    pub state: State,
+    /// The receipt's `stat:` word or state name, e.g. `UNDELIV`.
+    pub stat: String,
+    /// The `err:` field or network error code, when given.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Delivered,
+    Failed,
+    /// En route, accepted, unknown: not final.
+    Intermediate,
+}
+
+pub fn parse(sm: &DeliverSm) -> Inbound {
+    let esm = u8::from(sm.esm_class);
+    let data_coding = u8::from(sm.data_coding);
+    let body = sm.short_message().as_ref();
+    let text = text::decode(body, data_coding, esm & UDHI != 0)
+        .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned());
+    if !matches!(
+        esm & MESSAGE_TYPE,
+        DELIVERY_RECEIPT | INTERMEDIATE_NOTIFICATION
+    ) {
+        return Inbound::Mobile {
+            from: international(sm.source_addr.as_str(), u8::from(sm.source_addr_ton)),
+            text,
+        };
+    }
+    let classic = parse_receipt_text(&text);
+    let mut id = None;
+    let mut tlv_state = None;
+    let mut network_error = None;
+    for tlv in sm.tlvs() {
+        match tlv.value() {
+            Some(TlvValue::ReceiptedMessageId(v)) => id = Some(v.as_str().to_owned()),
+            Some(TlvValue::MessageState(s)) => tlv_state = Some(*s),
+            Some(TlvValue::NetworkErrorCode(e)) => network_error = Some(format!("{e:?}")),
+            _ => {}
+        }
+    }
+    let Some(id) = id.or_else(|| classic.as_ref().map(|c| c.id.clone())) else {
+        return Inbound::Unreadable(text);
+    };
+    let (state, stat) = match (tlv_state, &classic) {
+        (Some(s), _) => (state_of(s), format!("{s:?}").to_uppercase()),
+        (None, Some(c)) => (stat_state(&c.stat), c.stat.clone()),
+        (None, None) => (State::Intermediate, String::new()),
+    };
+    let error = classic
+        .and_then(|c| c.error)
+        .or(network_error)
+        .filter(|e| !e.trim_start_matches('0').is_empty());
+    Inbound::Receipt(Receipt {
+        id,
+        state,
+        stat,
+        error,
+    })
+}
+
+fn state_of(state: MessageState) -> State {
+    match state {
+        MessageState::Delivered => State::Delivered,
+        MessageState::Expired
+        | MessageState::Deleted
+        | MessageState::Undeliverable
+        | MessageState::Rejected => State::Failed,
+        _ => State::Intermediate,
+    }
+}
+
+/// The classic receipt words (SMPP 3.4 Appendix B).
+fn stat_state(stat: &str) -> State {
+    match stat.to_ascii_uppercase().as_str() {
+        "DELIVRD" | "DELIVERED" => State::Delivered,
+        "UNDELIV" | "REJECTD" | "EXPIRED" | "DELETED" | "UNDELIVERABLE" | "REJECTED" => {
+            State::Failed
+        }
+        _ => State::Intermediate,
+    }
+}
+
+struct Classic {
+    id: String,
+    stat: String,
+    error: Option<String>,
+}
+
+/// `id:IIII sub:SSS dlvrd:DDD submit date:… done date:… stat:DDDDDDD err:E text:…`
+/// Fields are found by name, in any order and case; `text:` ends the scan
+/// since it may hold anything.
+fn parse_receipt_text(text: &str) -> Option<Classic> {
+    let head = match text.to_ascii_lowercase().find("text:") {
+        Some(i) => &text[..i],
+        None => text,
+    };
+    let field = |name: &str| {
+        let lower = head.to_ascii_lowercase();
+        let start = find_field(&lower, name)? + name.len();
+        let value = head[start..].split_whitespace().next().unwrap_or_default();
+        Some(value.to_owned())
+    };
+    Some(Classic {
+        id: field("id:").filter(|v| !v.is_empty())?,
+        stat: field("stat:").unwrap_or_default(),
+        error: field("err:"),
+    })
+}
+
+/// Where `name` starts as a whole field (not inside `submit date:` etc.).
+fn find_field(lower: &str, name: &str) -> Option<usize> {
+    lower.match_indices(name).map(|(i, _)| i).find(|&i| {
+        i == 0
+            || lower
+                .as_bytes()
+                .get(i - 1)
+                .is_some_and(u8::is_ascii_whitespace)
+    })
+}
+
+/// A handset's number in the form participants are uploaded in (`+E.164`).
+fn international(addr: &str, ton: u8) -> String {
+    let digits = addr.trim_start_matches('+');
+    let numeric = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+    if numeric && (ton == 1 || addr.starts_with('+') || digits.len() > 8) {
+        format!("+{digits}")
+    } else {
+        addr.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use rusmpp::{
+        tlvs::MessageDeliveryRequestTlvValue,
+        types::{COctetString, OctetString},
+        values::{EsmClass, Ton},
+    };
+
+    use super::*;
+
+    fn deliver(esm: u8, text: &str) -> DeliverSm {
+        DeliverSm::builder()
+            .source_addr_ton(Ton::International)
+            .source_addr(COctetString::from_str("491701234567").expect("addr"))
+            .esm_class(EsmClass::from(esm))
+            .short_message(OctetString::from_str(text).expect("text"))
+            .build()
+    }
+
+    #[test]
+    fn classic_receipt_text_is_read_by_field_name() {
+        let sm = deliver(
+            0x04,
+            "id:0A1B2C sub:001 dlvrd:000 submit date:2611231200 done date:2611231201 stat:UNDELIV err:034 text:hello id:zz",
+        );
+        assert_eq!(
+            parse(&sm),
+            Inbound::Receipt(Receipt {
+                id: "0A1B2C".into(),
+                state: State::Failed,
+                stat: "UNDELIV".into(),
+                error: Some("034".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn tlvs_win_over_the_text() {
+        let mut sm = deliver(0x04, "id:999 stat:UNDELIV err:000");
+        sm.push_tlv(MessageDeliveryRequestTlvValue::ReceiptedMessageId(
+            COctetString::from_str("abc").expect("id"),
+        ));
+        sm.push_tlv(MessageDeliveryRequestTlvValue::MessageState(
+            MessageState::Delivered,
+        ));
+        let Inbound::Receipt(r) = parse(&sm) else {
+            panic!("not a receipt")
+        };
+        assert_eq!((r.id.as_str(), r.state), ("abc", State::Delivered));
+        assert_eq!(r.error, None, "err:000 is no error");
+    }
+
+    #[test]
+    fn states_map_to_delivered_failed_or_nothing_yet() {
+        for (stat, state) in [
+            ("DELIVRD", State::Delivered),
+            ("UNDELIV", State::Failed),
+            ("REJECTD", State::Failed),
+            ("EXPIRED", State::Failed),
+            ("ENROUTE", State::Intermediate),
+            ("ACCEPTD", State::Intermediate),
+        ] {
+            let Inbound::Receipt(r) = parse(&deliver(0x04, &format!("id:1 stat:{stat}"))) else {
+                panic!("not a receipt")
+            };
+            assert_eq!(r.state, state, "{stat}");
+        }
+    }
+
+    #[test]
+    fn a_receipt_without_an_id_is_unreadable() {
+        assert!(matches!(
+            parse(&deliver(0x04, "stat:DELIVRD")),
+            Inbound::Unreadable(_)
+        ));
+    }
+
+    #[test]
+    fn a_plain_deliver_sm_is_a_text_from_a_handset() {
+        assert_eq!(
+            parse(&deliver(0x00, "Stop")),
+            Inbound::Mobile {
+                from: "+491701234567".into(),
+                text: "Stop".into()
+            }
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! What SMSCs send us: delivery receipts become `delivered`/`failed` facts,
+//! a handset's STOP blacklists its number. Each deliver_sm is answered only
+//! once what it says is durable, so an SMSC resends what a crash lost.
+//!
+//! A receipt can overtake the submit_sm_resp it belongs to (the SMSC sends
+//! it before we have recorded the message id). Such a receipt waits here,
+//! unanswered, and is matched again every `RETRY_EVERY` until the id is
+//! known or `wait` has passed; then it is kept as unmatched and answered.
+
+use std::{sync::Arc, time::Duration};
+
+use rusmpp::{CommandStatus, pdus::DeliverSmResp};
+use serde_json::{Map, json};
+use tokio::{sync::mpsc, time::Instant};
+
+use super::{
+    bind::Delivered,
+    inbound::{Inbound, Receipt, State},
+};
+use crate::{
+    domain::{ChannelKind, Engaged, Engagement, ReceiptIn, ReceiptMatch, now_ms},
+    metrics::{Metrics, ReceiptLabels},
+    store::Store,
+};
+
+/// deliver_sm handled in one store round trip at most.
+const BATCH: usize = 1024;
+const RETRY_EVERY: Duration = Duration::from_millis(200);
+
+pub struct Intake {
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+    /// Upper-cased words that opt a handset out.
+    pub stop_words: Vec<String>,
+    /// How long an unknown receipt waits for its id to be recorded.
+    pub wait: Duration,
+}
+
+/// A receipt whose id is not known yet.
+struct Waiting {
+    delivered: Delivered,
+    receipt: ReceiptIn,
+    until: Instant,
+}
+
+impl Intake {
+    /// Runs until every bind has stopped (the channel closes).
+    pub async fn run(self, mut rx: mpsc::Receiver<Delivered>) {
+        let mut waiting: Vec<Waiting> = Vec::new();
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            let received = if waiting.is_empty() {
+                rx.recv_many(&mut batch, BATCH).await
+            } else {
+                tokio::time::timeout(RETRY_EVERY, rx.recv_many(&mut batch, BATCH))
+                    .await
+                    .unwrap_or(1)
+            };
+            if received == 0 {
+                break;
+            }
+            let mut receipts: Vec<(Delivered, ReceiptIn, Option<Instant>)> = waiting
+                .drain(..)
+                .map(|w| (w.delivered, w.receipt, Some(w.until)))
+                .collect();
+            for delivered in batch.drain(..) {
+                match &delivered.inbound {
+                    Inbound::Receipt(r) => {
+                        let receipt = receipt_in(delivered.smsc, r);
+                        receipts.push((delivered, receipt, None));
+                    }
+                    Inbound::Mobile { from, text } => {
+                        let (from, text) = (from.clone(), text.clone());
+                        self.mobile(delivered, &from, &text).await;
+                    }
+                    Inbound::Unreadable(text) => {
+                        tracing::warn!(smsc = delivered.smsc, text = %text, "receipt without a message id");
+                        self.count(&delivered, "unmatched");
+                        answer(&delivered, CommandStatus::EsmeRok).await;
+                    }
+                }
+            }
+            waiting = self.settle(receipts).await;
+        }
+        // Stopping: what still waits is answered as a temporary failure so
+        // the SMSC sends it again after the restart.
+        for w in waiting {
+            answer(&w.delivered, CommandStatus::EsmeRxTAppn).await;
+        }
+    }
+
+    /// Matches receipts; returns those that must wait for their id.
+    async fn settle(&self, receipts: Vec<(Delivered, ReceiptIn, Option<Instant>)>) -> Vec<Waiting> {
+        if receipts.is_empty() {
+            return Vec::new();
+        }
+        let items = receipts.iter().map(|(_, r, _)| r.clone()).collect();
+        let matches = match self.store.receipts(items).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, "receipts not recorded; the SMSC will resend them");
+                for (delivered, ..) in &receipts {
+                    answer(delivered, CommandStatus::EsmeRxTAppn).await;
+                }
+                return Vec::new();
+            }
+        };
+        let now = Instant::now();
+        let mut waiting = Vec::new();
+        for ((delivered, receipt, until), matched) in receipts.into_iter().zip(matches) {
+            let until = until.unwrap_or(now + self.wait);
+            match matched {
+                ReceiptMatch::Matched => {
+                    self.count(&delivered, "matched");
+                    answer(&delivered, CommandStatus::EsmeRok).await;
+                }
+                ReceiptMatch::Unknown if until > now => waiting.push(Waiting {
+                    delivered,
+                    receipt,
+                    until,
+                }),
+                ReceiptMatch::Unknown => self.keep_unmatched(&delivered, &receipt).await,
+            }
+        }
+        waiting
+    }
+
+    /// A receipt no message claims: kept durably, counted, answered.
+    async fn keep_unmatched(&self, delivered: &Delivered, receipt: &ReceiptIn) {
+        tracing::warn!(smsc = receipt.smsc, id = %receipt.id, "receipt for an unknown message id; kept");
+        let key = format!("receipt:unmatched:{}:{}", receipt.smsc, receipt.id);
+        let value = json!({ "at": receipt.at, "detail": receipt.detail }).to_string();
+        let status = match self.store.put_meta(&key, value.into_bytes()).await {
+            Ok(()) => CommandStatus::EsmeRok,
+            Err(_) => CommandStatus::EsmeRxTAppn,
+        };
+        self.count(delivered, "unmatched");
+        answer(delivered, status).await;
+    }
+
+    /// A handset's text: a STOP word blacklists the number for SMS at once and
+    /// records `opted_out` on the latest message sent to it.
+    async fn mobile(&self, delivered: Delivered, from: &str, text: &str) {
+        if !self.is_stop(text) {
+            tracing::info!(smsc = delivered.smsc, from = %from, "message from a handset (not an opt-out)");
+            answer(&delivered, CommandStatus::EsmeRok).await;
+            return;
+        }
+        let mut recorded = self
+            .store
+            .suppress(ChannelKind::Sms, from, "opted_out")
+            .await;
+        if recorded.is_ok()
+            && let Some(msg) = self.store.last_message_to(ChannelKind::Sms, from)
+        {
+            let mut detail = Map::new();
+            detail.insert("text".into(), json!(text));
+            recorded = self
+                .store
+                .engage(vec![Engaged {
+                    msg,
+                    at: now_ms(),
+                    kind: Engagement::OptedOut,
+                    detail,
+                }])
+                .await;
+        }
+        let status = match recorded {
+            Ok(()) => {
+                tracing::info!(from = %from, "handset opted out");
+                CommandStatus::EsmeRok
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "opt-out not recorded; the SMSC will resend it");
+                CommandStatus::EsmeRxTAppn
+            }
+        };
+        answer(&delivered, status).await;
+    }
+
+    fn is_stop(&self, text: &str) -> bool {
+        let word = text
+            .trim()
+            .trim_end_matches(['.', '!'])
+            .trim()
+            .to_uppercase();
+        self.stop_words.contains(&word)
+    }
+
+    fn count(&self, delivered: &Delivered, result: &'static str) {
+        self.metrics
+            .smpp_receipts
+            .get_or_create(&ReceiptLabels {
+                smsc: delivered.labels.smsc.clone(),
+                bind: delivered.labels.bind.clone(),
+                result,
+            })
+            .inc();
+    }
+}
+
+fn receipt_in(smsc: u16, r: &Receipt) -> ReceiptIn {
+    let mut detail = Map::new();
+    detail.insert("stat".into(), json!(r.stat));
+    if let Some(e) = &r.error {
+        detail.insert("error".into(), json!(e));
+    }
+    if r.state == State::Failed {
+        let reason = match &r.error {
+            Some(e) => format!("{} (err {e})", r.stat),
+            None => r.stat.clone(),
+        };
+        detail.insert("reason".into(), json!(reason));
+    }
+    ReceiptIn {
+        smsc,
+        id: r.id.clone(),
+        delivered: match r.state {
+            State::Delivered => Some(true),
+            State::Failed => Some(false),
+            State::Intermediate => None,
+        },
+        at: now_ms(),
+        detail,
+    }
+}
+
+/// Answers a deliver_sm; a session that has gone cannot be answered (the
+/// SMSC resends on the next one).
+async fn answer(delivered: &Delivered, status: CommandStatus) {
+    let _ = delivered
+        .client
+        .status(status)
+        .deliver_sm_resp(delivered.sequence_number, DeliverSmResp::default())
+        .await;
+}

@@ -1,0 +1,105 @@
+//! How the embedded engine links an SMSC's message ids to our messages.
+//!
+//! Key `smsc (u16 BE) · id` → value `message (u64 BE) · part · parts`, where
+//! the id is normalised (lower case, no leading zeros). SMSCs differ in how
+//! they write the same id in `submit_sm_resp` and in the receipt (hex in one,
+//! decimal in the other), so a receipt's id is looked up in each reading.
+//! A concatenated message also has a progress key `FF FF · message` holding
+//! how many parts still wait for a receipt (0 once a part failed).
+
+use crate::domain::MessageNo;
+
+/// Where one upstream id leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    pub msg: MessageNo,
+    pub part: u8,
+    pub parts: u8,
+}
+
+pub fn id_key(smsc: u16, id: &str) -> Vec<u8> {
+    let id = normalise(id);
+    let mut key = Vec::with_capacity(2 + id.len());
+    key.extend_from_slice(&smsc.to_be_bytes());
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// The keys a receipt's id may have been stored under, most likely first.
+pub fn lookup_keys(smsc: u16, id: &str) -> Vec<Vec<u8>> {
+    let id = normalise(id);
+    let mut readings = vec![id.clone()];
+    let decimal = !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit());
+    if decimal && let Ok(n) = id.parse::<u128>() {
+        readings.push(format!("{n:x}"));
+    }
+    if let Ok(n) = u128::from_str_radix(&id, 16) {
+        readings.push(n.to_string());
+    }
+    readings.dedup();
+    readings.iter().map(|r| id_key(smsc, r)).collect()
+}
+
+pub fn progress_key(msg: MessageNo) -> Vec<u8> {
+    let mut key = vec![0xFF, 0xFF];
+    key.extend_from_slice(&msg.as_u64().to_be_bytes());
+    key
+}
+
+pub fn encode_link(link: Link) -> Vec<u8> {
+    let mut value = link.msg.as_u64().to_be_bytes().to_vec();
+    value.extend_from_slice(&[link.part, link.parts]);
+    value
+}
+
+pub fn decode_link(value: &[u8]) -> Option<Link> {
+    let msg: [u8; 8] = value.get(..8)?.try_into().ok()?;
+    Some(Link {
+        msg: MessageNo::from_u64(u64::from_be_bytes(msg)),
+        part: *value.get(8)?,
+        parts: *value.get(9)?,
+    })
+}
+
+fn normalise(id: &str) -> String {
+    let id = id.trim().to_ascii_lowercase();
+    let trimmed = id.trim_start_matches('0');
+    if trimmed.is_empty() && !id.is_empty() {
+        "0".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_match_whatever_case_and_leading_zeros() {
+        assert_eq!(id_key(1, "00AbC"), id_key(1, "abc"));
+        assert_ne!(id_key(1, "abc"), id_key(2, "abc"));
+        assert!(lookup_keys(3, "ABC").contains(&id_key(3, "abc")));
+    }
+
+    #[test]
+    fn a_decimal_receipt_id_finds_a_hex_submit_id_and_back() {
+        // The SMSC answered submit_sm with hex, the receipt text says decimal.
+        assert!(lookup_keys(0, "6699").contains(&id_key(0, "1A2B")));
+        assert!(lookup_keys(0, "1a2b").contains(&id_key(0, "6699")));
+    }
+
+    #[test]
+    fn links_round_trip() {
+        let link = Link {
+            msg: MessageNo {
+                campaign: 3,
+                participant: 9,
+            },
+            part: 2,
+            parts: 4,
+        };
+        assert_eq!(decode_link(&encode_link(link)), Some(link));
+        assert_eq!(decode_link(&[1, 2]), None);
+    }
+}
