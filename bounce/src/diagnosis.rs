@@ -7,7 +7,7 @@ use aho_corasick::AhoCorasick;
 
 use crate::reason::Reason;
 use crate::report::Verdict;
-use crate::rules;
+use crate::rules::{self, Finding};
 use crate::status::{self, EnhancedStatus};
 
 /// What is known about one failed recipient.
@@ -65,6 +65,10 @@ const PHASES: &[(&str, Phase)] = &[
     ("in reply to mail", Phase::MailFrom),
     ("rcpt to", Phase::RcptTo),
     ("rcpt command", Phase::RcptTo),
+    ("rcpt_to", Phase::RcptTo),
+    ("smtp:rcpt", Phase::RcptTo),
+    ("does not like recipient", Phase::RcptTo),
+    ("recipient address rejected", Phase::RcptTo),
     ("end of data", Phase::Data),
     ("data command", Phase::Data),
     (">>> data", Phase::Data),
@@ -86,10 +90,17 @@ pub fn phase_of(text: &str) -> Option<Phase> {
 }
 
 /// Applies the rules: text phrases first, then the enhanced status, then
-/// the context text, then the reply code and the SMTP phase. An "unknown
-/// user" answered to DATA, without an addressing status (X.1.x) to back
-/// it, is a content filter speaking; a temporary
-/// "host unknown" is a DNS problem, not proof the domain is gone.
+/// the context text, then the reply code and the SMTP phase.
+///
+/// The generic words of a refused recipient ("user unknown", "no such
+/// user": the [vague](rules::Rule::vague) rules) prove the mailbox is gone
+/// only when something backs them: an addressing status (X.1.x), the RCPT
+/// phase, or a reply that names the address as their subject
+/// (`<a@b.example>: User unknown`) where no specific status of another
+/// kind (5.2.1, 5.7.1) says otherwise. Unbacked, a receiver's filter is
+/// speaking and the refusal is `filtered`. Any "unknown user" answered to
+/// DATA without an addressing status is a filter too. A temporary "host
+/// unknown" is a DNS problem, not proof the domain is gone.
 pub fn diagnose(evidence: &Evidence<'_>) -> Verdict {
     let phase = || {
         evidence
@@ -100,19 +111,26 @@ pub fn diagnose(evidence: &Evidence<'_>) -> Verdict {
     let reason = if evidence.success() && !evidence.delayed {
         Reason::Delivered
     } else {
-        let found = rules::reason_of_text(evidence.text)
+        let found = rules::finding_of_text(evidence.text)
             .or_else(|| {
                 evidence
                     .status
                     .filter(|s| !s.is_generic())
                     .and_then(status::reason_of_status)
+                    .map(|reason| Finding {
+                        reason,
+                        vague: false,
+                    })
             })
             .or_else(|| {
                 // Often the same text (a one-recipient report): read it once.
                 (evidence.context != evidence.text)
-                    .then(|| rules::reason_of_text(evidence.context))
+                    .then(|| rules::finding_of_text(evidence.context))
                     .flatten()
-            })
+            });
+        let vague = found.is_some_and(|f| f.vague);
+        let found = found
+            .map(|f| f.reason)
             .or_else(|| evidence.reply_code.and_then(status::reason_of_reply_code))
             .or_else(|| match phase() {
                 Some(Phase::Connect) => Some(Reason::Blocked),
@@ -130,8 +148,18 @@ pub fn diagnose(evidence: &Evidence<'_>) -> Verdict {
             Reason::UserUnknown | Reason::HostUnknown | Reason::HasMoved
         );
         let phase = if about_address { phase() } else { None };
-        if reason == Reason::UserUnknown && phase == Some(Phase::Data) && !addressing_status {
-            reason = Reason::Filtered;
+        if reason == Reason::UserUnknown && !addressing_status {
+            // Naming the address backs the words only when the status
+            // (absent or X.0.0) does not say something else.
+            let backed = || {
+                phase == Some(Phase::RcptTo)
+                    || (evidence.status.is_none_or(EnhancedStatus::is_generic)
+                        && (rules::names_its_address(evidence.text)
+                            || rules::names_its_address(evidence.context)))
+            };
+            if phase == Some(Phase::Data) || (vague && !backed()) {
+                reason = Reason::Filtered;
+            }
         }
         // Refused at MAIL FROM: "no such user/domain" is about the sender.
         if about_address && phase == Some(Phase::MailFrom) {
@@ -173,7 +201,13 @@ pub fn classify_reply(
         context: "",
         status,
         reply_code: Some(reply_code),
-        phase: after_data.then_some(Phase::Data),
+        // A reply not to DATA is taken as the answer to RCPT TO unless its
+        // text names another command.
+        phase: Some(if after_data {
+            Phase::Data
+        } else {
+            phase_of(text).unwrap_or(Phase::RcptTo)
+        }),
         delayed: false,
     })
 }
@@ -208,5 +242,54 @@ mod tests {
         // Refused at MAIL FROM: about the sender, not the recipient.
         let v = classify_reply(550, None, "5.1.8 sender domain does not exist", false);
         assert_eq!(v.reason, Reason::Rejected);
+        // A synchronous refusal not to DATA answered RCPT TO: backed.
+        let v = classify_reply(550, None, "no such user here", false);
+        assert_eq!((v.kind, v.reason), (Kind::Hard, Reason::UserUnknown));
+    }
+
+    fn bounce(text: &str, status: &str) -> Verdict {
+        let status = status.parse().ok();
+        diagnose(&Evidence {
+            text,
+            status,
+            reply_code: status::find_reply_code(text, false),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn generic_unknown_user_needs_backing() {
+        // Nothing backs the words: a filter's stock answer.
+        for (text, status) in [
+            ("550 user unknown", "5.0.0"),
+            ("550 <a@b.example>... User Unknown", "5.2.1"),
+            ("550 5.7.1 550 User Unknown: a@b.example", "5.7.1"),
+            ("<a@b.example>: 550 No such user here", ""),
+        ] {
+            let v = bounce(text, status);
+            assert_eq!((v.kind, v.reason), (Kind::Soft, Reason::Filtered), "{text}");
+        }
+        // Backed by the status, the RCPT phase, or naming the address.
+        for (text, status) in [
+            ("550 5.1.1 user unknown", "5.1.1"),
+            ("550 user unknown (in reply to RCPT TO command)", "5.0.0"),
+            (">>> RCPT To:<a@b.example>\n<<< 550 No such user", ""),
+            (
+                "a@b.example: 192.0.2.1 does not like recipient. 550 user unknown",
+                "",
+            ),
+            ("550 <a@b.example>: User unknown", "5.0.0"),
+            ("Unknown user: a@b.example", ""),
+        ] {
+            let v = bounce(text, status);
+            assert_eq!(
+                (v.kind, v.reason),
+                (Kind::Hard, Reason::UserUnknown),
+                "{text}"
+            );
+        }
+        // A mail system's statement about its own directory needs nothing.
+        let v = bounce("The recipient name is not recognized", "");
+        assert_eq!(v.reason, Reason::UserUnknown);
     }
 }

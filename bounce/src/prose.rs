@@ -59,7 +59,12 @@ pub fn split_original(text: &str) -> (&str, Option<&str>) {
             .find('\n')
             .map_or(text.len(), |at| m.end() + at + 1);
         let line = text.get(start..end)?;
-        (line.trim().len() < 120).then_some((start, end))
+        // The marker opens its line (after dashes, stars or spaces): the
+        // same words inside a sentence ("delete your own text from the
+        // attached returned message") announce nothing.
+        let lead = text.get(start..m.start())?;
+        let opens = !lead.chars().any(char::is_alphanumeric);
+        (opens && line.trim().len() < 120).then_some((start, end))
     });
     let limit = marker.map_or(text.len(), |(start, _)| start);
     // A copied header block without a marker line before it.
@@ -163,14 +168,16 @@ pub fn recipients(report: &str, exclude: &[String]) -> Vec<Mention> {
     let is_start: HashSet<String> = starts.iter().map(|(_, a)| a.to_ascii_lowercase()).collect();
     let mut out = Vec::with_capacity(starts.len());
     for (first, address) in &starts {
-        // A session transcript names the command just before the reply
-        // that names the recipient: keep it with the recipient.
+        // A session transcript names the command, and the reply to it,
+        // just before the line that names the recipient: keep them with
+        // the recipient.
         let mut start = *first;
         while start > 0
             && first - start < 4
-            && lines
-                .get(start - 1)
-                .is_some_and(|l| l.trim_start().starts_with(">>>"))
+            && lines.get(start - 1).is_some_and(|l| {
+                let l = l.trim_start();
+                l.starts_with(">>>") || l.starts_with("<<<")
+            })
         {
             start -= 1;
         }
@@ -320,5 +327,27 @@ mod tests {
         assert_eq!(found[0].address, "a@example.jp");
         assert!(found[0].text.contains("User Unknown"));
         assert!(found[1].text.contains("552 full"));
+    }
+
+    #[test]
+    fn marker_words_inside_a_sentence_are_no_marker() {
+        let text = "delete your own text from the attached returned message.\n\n<a@example.jp>: said: 550 x\n";
+        assert_eq!(split_original(text), (text, None));
+        let text = "<a@example.jp>: said: 550 x\n------ This is a copy of the message, including all the headers. ------\nReturn-Path: <s@example.org>\n";
+        let (report, original) = split_original(text);
+        assert_eq!(report, "<a@example.jp>: said: 550 x\n");
+        assert!(original.is_some_and(|o| o.starts_with("Return-Path")));
+    }
+
+    #[test]
+    fn transcript_lines_stay_with_their_recipient() {
+        let report = "While talking to mx.example.org:\n>>> MAIL From:<s@example.org>\n<<< 501 no access from mail server\n554 <a@example.jp>... Remote protocol error\n";
+        let found = recipients(report, &["s@example.org".to_owned()]);
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].text.starts_with(">>> MAIL From"),
+            "{:?}",
+            found[0].text
+        );
     }
 }

@@ -3,9 +3,12 @@
 //!
 //! The table is data. Rules are listed from the most specific to the most
 //! general; when phrases of several rules occur in one text, the rule that
-//! comes first in the table wins. Matching is case-insensitive, on text whose
-//! runs of white space have been folded into one space. The phrases are our
-//! own summary of how mail servers word their replies.
+//! comes first in the table wins. Matching is case-insensitive, on text
+//! whose runs of white space have been folded into one space. The phrases
+//! are our own summary of how mail servers word their replies. A rule
+//! marked [`vague`](Rule::vague) names its reason in words receivers also
+//! use for other refusals; the diagnosis wants other evidence before it
+//! believes them.
 
 use std::sync::LazyLock;
 
@@ -19,6 +22,12 @@ pub struct Rule {
     pub reason: Reason,
     /// Lowercase phrases, single-spaced.
     pub phrases: &'static [&'static str],
+    /// True when receivers also use these words for refusals of another
+    /// kind, so that the words alone are not proof of `reason`. The
+    /// generic "user unknown" family is the case in point: content filters
+    /// answer it after DATA too. See [`crate::classify_reply`] and
+    /// [`Finding::vague`].
+    pub vague: bool,
 }
 
 /// The rule table, highest priority first.
@@ -32,6 +41,7 @@ pub static RULES: &[Rule] = &[
             "not listed in public name",
             "user not listed",
         ],
+        vague: false,
     },
     Rule {
         reason: Reason::AuthFailure,
@@ -62,6 +72,7 @@ pub static RULES: &[Rule] = &[
             "authentication information",
             "authenticate with",
         ],
+        vague: false,
     },
     Rule {
         reason: Reason::RequirePtr,
@@ -80,6 +91,7 @@ pub static RULES: &[Rule] = &[
             "without a valid sender domain",
             "does not resolve to your ip",
         ],
+        vague: false,
     },
     Rule {
         reason: Reason::BadReputation,
@@ -94,10 +106,12 @@ pub static RULES: &[Rule] = &[
             "likely suspicious due to",
             "user complaints",
         ],
+        vague: false,
     },
     Rule {
         reason: Reason::VirusDetected,
         phrases: &["virus", "malware", "infected", "message contains a threat"],
+        vague: false,
     },
     Rule {
         reason: Reason::NotCompliantRfc,
@@ -112,6 +126,7 @@ pub static RULES: &[Rule] = &[
             "multiple addresses in from",
             "headers are not rfc",
         ],
+        vague: false,
     },
     // The sender, not the recipient, was refused.
     Rule {
@@ -124,6 +139,7 @@ pub static RULES: &[Rule] = &[
             "sender was rejected",
             "sender domain",
         ],
+        vague: false,
     },
     Rule {
         reason: Reason::NoRelaying,
@@ -147,6 +163,7 @@ pub static RULES: &[Rule] = &[
             "to relay",
             "mail relay",
         ],
+        vague: false,
     },
     Rule {
         reason: Reason::TooManyConn,
@@ -161,6 +178,7 @@ pub static RULES: &[Rule] = &[
             "too many smtp sessions",
             "too many sessions",
         ],
+        vague: false,
     },
     Rule {
         reason: Reason::ExceedLimit,
@@ -169,6 +187,7 @@ pub static RULES: &[Rule] = &[
             "exceeds limit set",
             "message length exceeds",
         ],
+        vague: false,
     },
     Rule {
         reason: Reason::Blocked,
@@ -211,11 +230,13 @@ pub static RULES: &[Rule] = &[
             "blocked using",
             "your access to this mail system",
             "not allowed to connect",
+            "open relay",
             "sender rejected",
             "your host",
             "your server",
             "your network",
         ],
+        vague: false,
     },
     Rule {
         reason: Reason::SpamDetected,
@@ -229,6 +250,7 @@ pub static RULES: &[Rule] = &[
             "considered as junk",
             "suspicious",
         ],
+        vague: false,
     },
     Rule {
         reason: Reason::Speeding,
@@ -245,6 +267,7 @@ pub static RULES: &[Rule] = &[
             "throttl",
             "unexpected volume",
         ],
+        vague: false,
     },
     Rule {
         reason: Reason::MesgTooBig,
@@ -265,6 +288,7 @@ pub static RULES: &[Rule] = &[
             "mail size limit",
             "too large for",
         ],
+        vague: false,
     },
     Rule {
         reason: Reason::SystemFull,
@@ -276,6 +300,7 @@ pub static RULES: &[Rule] = &[
             "no space left",
             "system storage",
         ],
+        vague: false,
     },
     Rule {
         reason: Reason::MailboxFull,
@@ -321,6 +346,7 @@ pub static RULES: &[Rule] = &[
             "mailbox exceeds",
             "mailbox exceeded",
         ],
+        vague: false,
     },
     Rule {
         reason: Reason::Suspend,
@@ -352,6 +378,7 @@ pub static RULES: &[Rule] = &[
             "account has expired",
             "mailbox unavailable due to",
         ],
+        vague: false,
     },
     Rule {
         reason: Reason::HasMoved,
@@ -362,53 +389,22 @@ pub static RULES: &[Rule] = &[
             "mailbox moved",
             "address has changed",
         ],
+        vague: false,
     },
+    // What a mail system says of its own directory: the mailbox is not
+    // there.
     Rule {
         reason: Reason::UserUnknown,
         phrases: &[
-            "user unknown",
-            "unknown user",
-            "unknown recipient",
-            "recipient unknown",
-            "unknown address",
-            "address unknown",
-            "addressee unknown",
-            "unknown mailbox",
             "unknown local part",
             "unknown or illegal alias",
-            "no such user",
-            "no mailbox here",
             "recipnotfound",
             "bad recipient",
-            "unknown account",
-            "user not known",
             "is not a known",
             "no valid recipients",
             "invalid final delivery userid",
-            "no such recipient",
-            "no such mailbox",
-            "no such account",
-            "no such address",
-            "no such person",
-            "no such local user",
-            "no mailbox",
-            "no account",
-            "user not found",
-            "recipient not found",
             "recipientnotfound",
-            "mailbox not found",
             "address not found",
-            "account not found",
-            "user does not exist",
-            "user doesn't exist",
-            "mailbox does not exist",
-            "mailbox doesn't exist",
-            "account does not exist",
-            "account doesn't exist",
-            "address does not exist",
-            "address doesn't exist",
-            "recipient does not exist",
-            "that you tried to reach does not exist",
             "invalid recipient",
             "invalid mailbox",
             "invalid address",
@@ -426,18 +422,63 @@ pub static RULES: &[Rule] = &[
             "wasn't found at the destination",
             "was not found at the destination",
             "no longer valid",
-            "user unavailable",
             "undeliverable address",
-            "doesn't have a",
             "does not have an account",
             "doesn't have an account",
             "unknown in virtual",
             "unknown in local",
             "not our customer",
-            "no user",
             "couldn't be found",
             "could not be found",
         ],
+        vague: false,
+    },
+    // The generic words of a refused recipient. Receivers' content filters
+    // answer them too (after DATA, or to refuse mail they do not want), so
+    // they prove the mailbox is gone only when an addressing status (X.1.x)
+    // or the RCPT phase backs them.
+    Rule {
+        reason: Reason::UserUnknown,
+        phrases: &[
+            "user unknown",
+            "unknown user",
+            "unknown recipient",
+            "recipient unknown",
+            "unknown address",
+            "address unknown",
+            "addressee unknown",
+            "unknown mailbox",
+            "no such user",
+            "no mailbox here",
+            "unknown account",
+            "user not known",
+            "no such recipient",
+            "no such mailbox",
+            "no such account",
+            "no such address",
+            "no such person",
+            "no such local user",
+            "no mailbox",
+            "no account",
+            "user not found",
+            "recipient not found",
+            "mailbox not found",
+            "account not found",
+            "user does not exist",
+            "user doesn't exist",
+            "mailbox does not exist",
+            "mailbox doesn't exist",
+            "account does not exist",
+            "account doesn't exist",
+            "address does not exist",
+            "address doesn't exist",
+            "recipient does not exist",
+            "that you tried to reach does not exist",
+            "user unavailable",
+            "doesn't have a",
+            "no user",
+        ],
+        vague: true,
     },
     Rule {
         reason: Reason::NotAccept,
@@ -451,6 +492,7 @@ pub static RULES: &[Rule] = &[
             "null mx",
             "no mx",
         ],
+        vague: false,
     },
     // A DNS answer that may change: not proof the domain is gone.
     Rule {
@@ -461,6 +503,7 @@ pub static RULES: &[Rule] = &[
             "server failure",
             "servfail",
         ],
+        vague: false,
     },
     Rule {
         reason: Reason::HostUnknown,
@@ -492,6 +535,7 @@ pub static RULES: &[Rule] = &[
             "domain is not reachable",
             "dns lookup failure",
         ],
+        vague: false,
     },
     Rule {
         reason: Reason::Rejected,
@@ -515,6 +559,7 @@ pub static RULES: &[Rule] = &[
             // language, with its help link.
             "groups.google.com/support",
         ],
+        vague: false,
     },
     Rule {
         reason: Reason::Filtered,
@@ -529,6 +574,7 @@ pub static RULES: &[Rule] = &[
             "not authorized to receive",
             "does not wish to receive",
         ],
+        vague: false,
     },
     Rule {
         reason: Reason::SecurityError,
@@ -543,6 +589,7 @@ pub static RULES: &[Rule] = &[
             "authentication failed",
             "certificate",
         ],
+        vague: false,
     },
     Rule {
         reason: Reason::FailedStartTls,
@@ -553,6 +600,7 @@ pub static RULES: &[Rule] = &[
             "does not support tls",
             "does not support starttls",
         ],
+        vague: false,
     },
     // Connections that kept timing out until the message was given up.
     Rule {
@@ -562,6 +610,7 @@ pub static RULES: &[Rule] = &[
             "did not accept our requests to connect",
             "failing for a long time",
         ],
+        vague: false,
     },
     Rule {
         reason: Reason::NetworkError,
@@ -587,6 +636,7 @@ pub static RULES: &[Rule] = &[
             "could not connect",
             "connect to",
         ],
+        vague: false,
     },
     // The MTA gave up; a named cause (above) says more than this.
     Rule {
@@ -617,6 +667,7 @@ pub static RULES: &[Rule] = &[
             "will keep trying",
             "will be retried",
         ],
+        vague: false,
     },
     Rule {
         reason: Reason::ContentError,
@@ -628,6 +679,7 @@ pub static RULES: &[Rule] = &[
             "improper",
             "content error",
         ],
+        vague: false,
     },
     Rule {
         reason: Reason::PolicyViolation,
@@ -639,6 +691,7 @@ pub static RULES: &[Rule] = &[
             "not allowed",
             "content presents a potential",
         ],
+        vague: false,
     },
     Rule {
         reason: Reason::SyntaxError,
@@ -651,6 +704,7 @@ pub static RULES: &[Rule] = &[
             "parameter not implemented",
             "command not implemented",
         ],
+        vague: false,
     },
     Rule {
         reason: Reason::MailerError,
@@ -662,6 +716,7 @@ pub static RULES: &[Rule] = &[
             "pipe to",
             "delivery program",
         ],
+        vague: false,
     },
     Rule {
         reason: Reason::SystemError,
@@ -679,6 +734,16 @@ pub static RULES: &[Rule] = &[
             "service unavailable",
             "service not available",
         ],
+        vague: false,
+    },
+    // Advice to the sender, read only when nothing above names a cause.
+    Rule {
+        reason: Reason::UserUnknown,
+        phrases: &[
+            "check if address is correct",
+            "check if the address is correct",
+        ],
+        vague: false,
     },
 ];
 
@@ -775,16 +840,32 @@ pub(crate) fn fold(text: &str, out: &mut String) {
     }
 }
 
+/// What the table reads in a text: the reason of the first rule (in
+/// table order) one of whose phrases occurs, and whether that rule is
+/// [`vague`](Rule::vague).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finding {
+    /// The reason of the rule.
+    pub reason: Reason,
+    /// The rule's words alone do not prove `reason`.
+    pub vague: bool,
+}
+
 /// The reason revealed by `text`, if any phrase of the table occurs in it.
 /// Addresses are left out first: a mailbox called `filtered@...` says
 /// nothing about this failure.
 pub fn reason_of_text(text: &str) -> Option<Reason> {
+    finding_of_text(text).map(|f| f.reason)
+}
+
+/// Like [`reason_of_text`], telling also whether the words were vague.
+pub fn finding_of_text(text: &str) -> Option<Finding> {
     if text.is_empty() {
         return None;
     }
     if is_plain(text) {
         // Nothing to fold or leave out: search the text as it is.
-        return reason_of_folded(text);
+        return finding_of_folded(text);
     }
     let mut folded = String::with_capacity(text.len());
     let mut at = 0;
@@ -794,7 +875,53 @@ pub fn reason_of_text(text: &str) -> Option<Reason> {
         at = end;
     }
     fold(text.get(at..).unwrap_or_default(), &mut folded);
-    reason_of_folded(&folded)
+    finding_of_folded(&folded)
+}
+
+/// True when the words of a [vague](Rule::vague) rule name the refused
+/// address as their subject: `<a@b.example>: User unknown`, `Unknown
+/// user: a@b.example`. A receiver that names the address this way is
+/// answering for that mailbox (at RCPT time), not refusing the message.
+pub(crate) fn names_its_address(text: &str) -> bool {
+    let found = crate::address::find_addresses(text);
+    if found.is_empty() {
+        return false;
+    }
+    let vague = || {
+        RULES
+            .iter()
+            .filter(|rule| rule.vague)
+            .flat_map(|rule| rule.phrases.iter())
+    };
+    let starts_with = |hay: &str, phrase: &str| {
+        hay.as_bytes()
+            .get(..phrase.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(phrase.as_bytes()))
+    };
+    let ends_with = |hay: &str, phrase: &str| {
+        hay.len() >= phrase.len()
+            && hay
+                .as_bytes()
+                .get(hay.len() - phrase.len()..)
+                .is_some_and(|tail| tail.eq_ignore_ascii_case(phrase.as_bytes()))
+    };
+    found.iter().any(|f| {
+        // `<address>: words`
+        let after = text.get(f.end..).unwrap_or_default();
+        let after = after.strip_prefix('>').unwrap_or(after);
+        if let Some(words) = after.strip_prefix(':') {
+            let words = words.trim_start();
+            if vague().any(|p| starts_with(words, p)) {
+                return true;
+            }
+        }
+        // `words: <address>`
+        let before = text.get(..f.start).unwrap_or_default();
+        let before = before.strip_suffix('<').unwrap_or(before).trim_end();
+        before
+            .strip_suffix(':')
+            .is_some_and(|words| vague().any(|p| ends_with(words.trim_end(), p)))
+    })
 }
 
 /// True when [`fold`] would not change `text` and it holds no address.
@@ -814,15 +941,18 @@ fn noise(text: &str) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// Like [`reason_of_text`] for text already passed through [`fold`].
-pub(crate) fn reason_of_folded(folded: &str) -> Option<Reason> {
+/// Like [`finding_of_text`] for text already passed through [`fold`].
+pub(crate) fn finding_of_folded(folded: &str) -> Option<Finding> {
     let matcher = MATCHER.as_ref()?;
     let best = matcher
         .automaton
         .find_overlapping_iter(folded)
         .filter_map(|m| matcher.rule_of_pattern.get(m.pattern().as_usize()).copied())
         .min()?;
-    RULES.get(best).map(|rule| rule.reason)
+    RULES.get(best).map(|rule| Finding {
+        reason: rule.reason,
+        vague: rule.vague,
+    })
 }
 
 #[cfg(test)]
@@ -897,5 +1027,32 @@ mod tests {
         );
         // The address of the recipient is not evidence.
         assert_eq!(reason_of_text("<filtered@example.jp>:"), None);
+        // The generic words are found, and said to be vague.
+        assert_eq!(
+            finding_of_text("550 User unknown"),
+            Some(Finding {
+                reason: Reason::UserUnknown,
+                vague: true
+            })
+        );
+        assert_eq!(
+            finding_of_text("User x not listed in Domino Directory"),
+            Some(Finding {
+                reason: Reason::UserUnknown,
+                vague: false
+            })
+        );
+    }
+
+    #[test]
+    fn words_naming_their_address() {
+        assert!(names_its_address("550 <a@b.example>: User unknown"));
+        assert!(names_its_address("a@b.example:  no such user"));
+        assert!(names_its_address("Unknown user: a@b.example"));
+        assert!(names_its_address("User unknown: <a@b.example>"));
+        assert!(!names_its_address("<a@b.example>: 550 unknown user"));
+        assert!(!names_its_address("<a@b.example>... User unknown"));
+        assert!(!names_its_address("550 user unknown"));
+        assert!(!names_its_address("<a@b.example>: mailbox full"));
     }
 }

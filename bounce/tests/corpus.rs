@@ -12,19 +12,21 @@ use std::path::{Path, PathBuf};
 
 use bounce::{Kind, Reason};
 
-/// The floor this test enforces for kind agreement, in percent.
+/// The floor this test enforces for kind agreement, in percent: the
+/// issue's target.
 ///
-/// The target is 97%. What stands between the two is mostly rows
-/// where the corpus labels a plain "550 user unknown" (no filter named, no
-/// SMTP phase given) as `filtered` (soft) while we say `userunknown`
-/// (hard); no rule that is not tuned to single files separates those, and
-/// hard is the right call for a sender. The floor sits just under what the
-/// rules reach today so that a regression fails the build.
-const MIN_KIND_AGREEMENT: f64 = 91.0;
+/// The rows still missed are mostly ones the corpus labels differently for
+/// the same wording (the same "This user doesn't have a ... account" is
+/// `userunknown` from one MTA and `filtered` from another; the same Postfix
+/// "Malformed or unexpected name server reply" with 5.4.4 is `networkerror`
+/// once and `notaccept` once), mailing-list notices that are not bounces to
+/// us, and one report whose single recipient the corpus counts twice. They
+/// are left missed rather than matched by rules tuned to single files.
+const MIN_KIND_AGREEMENT: f64 = 97.0;
 
 /// The floor for reason agreement, in percent (reported, and guarded
-/// against regressions).
-const MIN_REASON_AGREEMENT: f64 = 83.0;
+/// against regressions; 89.5% when last raised).
+const MIN_REASON_AGREEMENT: f64 = 89.0;
 
 struct Expected {
     reason: Reason,
