@@ -662,6 +662,24 @@ impl FakeSmsc {
         });
     }
 
+    /// Sends the held receipts for these `submit_sm_resp` message ids now
+    /// and keeps holding the others (and new ones); returns how many went.
+    pub fn release_receipts_of(&self, message_ids: &[&str]) -> usize {
+        self.shared.update(|s| {
+            let (go, keep): (Vec<Job>, Vec<Job>) =
+                std::mem::take(&mut s.held).into_iter().partition(|job| {
+                    matches!(&job.kind, DeliverKind::Receipt { message_id, .. }
+                        if message_ids.contains(&message_id.as_str()))
+                });
+            s.held = keep;
+            let n = go.len();
+            for job in go {
+                s.route(job, None);
+            }
+            n
+        })
+    }
+
     /// Stop answering submits for `duration` from now.
     pub fn stall_for(&self, duration: Duration) {
         self.shared
