@@ -73,7 +73,7 @@ pub fn parse(sm: &DeliverSm) -> Inbound {
         return Inbound::Unreadable(text);
     };
     let (state, stat) = match (tlv_state, &classic) {
-        (Some(s), _) => (state_of(s), format!("{s:?}").to_uppercase()),
+        (Some(s), _) => (state_of(s), stat_word(s)),
         (None, Some(c)) => (stat_state(&c.stat), c.stat.clone()),
         (None, None) => (State::Intermediate, String::new()),
     };
@@ -98,6 +98,26 @@ fn state_of(state: MessageState) -> State {
         | MessageState::Rejected => State::Failed,
         _ => State::Intermediate,
     }
+}
+
+/// The `stat:` word of the classic receipt text for a `message_state`
+/// (SMPP 3.4 Appendix B, plus the two states SMPP 5.0 added), so that a
+/// receipt reads the same whether the SMSC sent TLVs or text only.
+fn stat_word(state: MessageState) -> String {
+    match state {
+        MessageState::Scheduled => "SCHEDULED",
+        MessageState::Enroute => "ENROUTE",
+        MessageState::Delivered => "DELIVRD",
+        MessageState::Expired => "EXPIRED",
+        MessageState::Deleted => "DELETED",
+        MessageState::Undeliverable => "UNDELIV",
+        MessageState::Accepted => "ACCEPTD",
+        MessageState::Unknown => "UNKNOWN",
+        MessageState::Rejected => "REJECTD",
+        MessageState::Skipped => "SKIPPED",
+        MessageState::Other(n) => return format!("STATE {n}"),
+    }
+    .to_owned()
 }
 
 /// The classic receipt words (SMPP 3.4 Appendix B).
@@ -212,6 +232,28 @@ mod tests {
         };
         assert_eq!((r.id.as_str(), r.state), ("abc", State::Delivered));
         assert_eq!(r.error, None, "err:000 is no error");
+    }
+
+    #[test]
+    fn a_tlv_state_reads_as_the_stat_word_of_the_text() {
+        for (state, text_stat, stat) in [
+            (MessageState::Undeliverable, "UNDELIV", "UNDELIV"),
+            (MessageState::Rejected, "REJECTD", "REJECTD"),
+            (MessageState::Expired, "EXPIRED", "EXPIRED"),
+            (MessageState::Delivered, "DELIVRD", "DELIVRD"),
+            (MessageState::Accepted, "ACCEPTD", "ACCEPTD"),
+            (MessageState::Other(42), "UNDELIV", "STATE 42"),
+        ] {
+            let mut sm = deliver(0x04, &format!("id:7 stat:{text_stat} err:034"));
+            sm.push_tlv(MessageDeliveryRequestTlvValue::ReceiptedMessageId(
+                COctetString::from_str("7").expect("id"),
+            ));
+            sm.push_tlv(MessageDeliveryRequestTlvValue::MessageState(state));
+            let Inbound::Receipt(r) = parse(&sm) else {
+                panic!("not a receipt")
+            };
+            assert_eq!(r.stat, stat, "{state:?}");
+        }
     }
 
     #[test]
