@@ -356,7 +356,10 @@ fn submit_sm(
                 .map_err(|e| field("destination", &e))?,
         )
         .esm_class(esm_class)
-        .registered_delivery(RegisteredDelivery::request_all())
+        // The SMSC's receipt of the final outcome, success or failure, and
+        // nothing else: `request_all` would also ask the handset for SME
+        // acknowledgements and the SMSC for intermediate notifications.
+        .registered_delivery(RegisteredDelivery::from(0x01))
         .data_coding(DataCoding::from(part.data_coding))
         .short_message(
             OctetString::from_vec(part.short_message).map_err(|e| field("short_message", &e))?,
@@ -417,6 +420,16 @@ mod tests {
             source_address("12345", &config),
             (Ton::NetworkSpecific, Npi::Unknown, "12345".into())
         );
+    }
+
+    #[test]
+    fn a_submit_asks_for_the_final_receipt_only() {
+        let config: SmscConfig = toml::from_str("host = \"h\"\nsystem_id = \"s\"").expect("config");
+        let part = text::encode("Hi", 1, 1).expect("one part").remove(0);
+        let sm = submit_sm("Sluice", &config, "+4915112345678", part).expect("submit_sm");
+        // SMSC receipt on success or failure; no SME acknowledgements, no
+        // intermediate notifications (SMSCs may refuse those with 0x07).
+        assert_eq!(u8::from(sm.registered_delivery), 0x01);
     }
 
     #[test]
