@@ -17,7 +17,7 @@ use std::{
 use futures_util::{Stream, StreamExt};
 use rand::Rng;
 use rusmpp::{
-    Pdu,
+    CommandStatus, Pdu,
     pdus::{BindReceiver, BindTransceiver, BindTransmitter, SubmitSm},
     types::COctetString,
     values::{InterfaceVersion, Npi, Ton},
@@ -410,10 +410,101 @@ impl Bind {
                             return false;
                         }
                         // Late answers to requests that timed out, and the like.
-                        _ => {}
+                        _ if command.id().is_response() => {}
+                        // The one request SMPP 3.4 defines without a response.
+                        Some(Pdu::AlertNotification(_)) => {}
+                        // SMPP 3.4 §4.3: a request we do not handle gets a
+                        // generic_nack; an SMSC would otherwise wait for an
+                        // answer that never comes.
+                        _ => {
+                            tracing::warn!(smsc = self.smsc, bind = %self.labels.bind, command_id = ?command.id(), "SMSC sent a command we do not handle; answered generic_nack");
+                            let _ = client
+                                .status(CommandStatus::EsmeRinvcmdid)
+                                .generic_nack(sequence_number)
+                                .await;
+                        }
                     }
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpListener,
+    };
+
+    use super::*;
+
+    /// One PDU off the wire: (command_id, command_status, sequence_number).
+    async fn read_pdu(stream: &mut TcpStream) -> (u32, u32, u32) {
+        let mut header = [0u8; 16];
+        stream.read_exact(&mut header).await.expect("header");
+        let word = |i: usize| u32::from_be_bytes(header[i..i + 4].try_into().expect("4 octets"));
+        let mut body = vec![0u8; word(0) as usize - 16];
+        stream.read_exact(&mut body).await.expect("body");
+        (word(4), word(8), word(12))
+    }
+
+    fn pdu(command_id: u32, status: u32, sequence: u32, body: &[u8]) -> Vec<u8> {
+        let mut out = ((16 + body.len()) as u32).to_be_bytes().to_vec();
+        for word in [command_id, status, sequence] {
+            out.extend(word.to_be_bytes());
+        }
+        out.extend(body);
+        out
+    }
+
+    #[tokio::test]
+    async fn an_unknown_command_from_the_smsc_is_answered_generic_nack() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("listen");
+        let port = listener.local_addr().expect("addr").port();
+        let config: Smsc = toml::from_str(&format!(
+            "host = \"127.0.0.1\"\nport = {port}\nsystem_id = \"sluice\""
+        ))
+        .expect("config");
+        let bind = Arc::new(Bind::new(
+            0,
+            0,
+            Arc::new(config),
+            "pw".into(),
+            None,
+            Arc::new(Metrics::default()),
+        ));
+        let (tx, _rx) = mpsc::channel(1);
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(bind.clone().run(tx, stop.clone()));
+
+        let (mut smsc, _) = listener.accept().await.expect("accept");
+        let (id, _, seq) = read_pdu(&mut smsc).await;
+        assert_eq!(id, 0x0000_0009, "bind_transceiver");
+        let resp = pdu(0x8000_0009, 0, seq, b"smsc\0");
+        smsc.write_all(&resp).await.expect("bind resp");
+        // A well-formed header with a command id SMPP does not define.
+        let unknown = pdu(0x0000_0999, 0, 0x7777, b"");
+        smsc.write_all(&unknown).await.expect("unknown command");
+        let answer = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                let (id, status, seq) = read_pdu(&mut smsc).await;
+                if id == 0x8000_0000 {
+                    return (status, seq);
+                }
+            }
+        })
+        .await
+        .expect("no generic_nack within 5 s");
+        assert_eq!(answer, (0x0000_0003, 0x7777), "ESME_RINVCMDID");
+        assert!(bind.is_bound(), "the session carries on");
+
+        stop.cancel();
+        // Answer the unbind so that shutdown does not wait for its timeout.
+        let (id, _, seq) = read_pdu(&mut smsc).await;
+        assert_eq!(id, 0x0000_0006, "unbind");
+        let resp = pdu(0x8000_0006, 0, seq, b"");
+        smsc.write_all(&resp).await.expect("unbind resp");
+        running.await.expect("bind task");
     }
 }
