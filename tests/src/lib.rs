@@ -10,6 +10,7 @@
 pub mod http;
 pub mod npm_smsc;
 pub mod smsc;
+pub mod smtp_sink;
 
 use std::{
     io::{BufRead, BufReader},
