@@ -27,6 +27,12 @@ pub enum Delivery {
         reply: String,
         retry_after: Option<Duration>,
     },
+    /// Never sent: no upstream could take it now (none bound, or throttled
+    /// for longer than the lease allows). Not an attempt: it waits, no fact.
+    Unsent {
+        reply: String,
+        retry_after: Duration,
+    },
     /// The upstream asked us to slow down; not a failure of this message.
     Throttled { retry_after: Duration },
 }

@@ -110,7 +110,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     ));
     let metrics = Arc::new(Metrics::default());
     let sms = Arc::new(
-        SmsChannel::start(&config.sms, store.clone(), metrics.clone()).map_err(RunError::Setup)?,
+        SmsChannel::start(
+            &config.sms,
+            Duration::from_secs(config.dispatch.lease_secs) / 2,
+            store.clone(),
+            metrics.clone(),
+        )
+        .map_err(RunError::Setup)?,
     );
     if !sms.is_configured() {
         tracing::warn!("no SMSC configured: SMS campaigns cannot start");

@@ -341,6 +341,19 @@ impl SendJob {
         };
         self.metrics.in_flight.dec();
         let channel = campaign.decl.channel.as_str();
+        if let Delivery::Unsent { reply, retry_after } = &delivery {
+            tracing::debug!(campaign = %campaign.id, reason = %reply, "not sent; waiting");
+            let due = now_ms() + retry_after.as_millis() as u64;
+            self.store.defer(claim.msg, due);
+            self.metrics
+                .deferred
+                .get_or_create(&ReasonLabels {
+                    channel,
+                    reason: "upstream_unavailable",
+                })
+                .inc();
+            return;
+        }
         self.metrics
             .send_seconds
             .get_or_create(&ChannelLabels { channel })
@@ -462,6 +475,12 @@ impl SendJob {
                     detail,
                 }
             }
+            // Handled before an outcome is recorded (`SendJob::send`).
+            Delivery::Unsent { reply, retry_after } => Outcome::Retry {
+                due: now + retry_after.as_millis() as u64,
+                reason: reply,
+                detail: Map::new(),
+            },
             Delivery::Throttled { retry_after } => Outcome::Retry {
                 due: now + retry_after.as_millis() as u64,
                 reason: "upstream throttled".into(),

@@ -241,12 +241,13 @@ const OUTCOMES: [&str; 6] = [
     "bounced_soft",
     "suppressed",
 ];
-const DEFERRALS: [&str; 5] = [
+const DEFERRALS: [&str; 6] = [
     "not_started",
     "outside_window",
     "exclusion_day",
     "cap_reached",
     "rate_limited",
+    "upstream_unavailable",
 ];
 const SUPPRESSIONS: [&str; 5] = [
     "blacklisted",

@@ -986,9 +986,6 @@ fn the_npm_smpp_server_takes_a_campaign_and_its_receipts_become_facts() {
 }
 
 #[test]
-#[ignore = "bug: an SMSC outage longer than max_attempts x 5 s fails every queued message that was \
-            never submitted: channel/sms.rs returns Transient{retry_after: UNBOUND_RETRY} for \
-            `no SMSC bound` and dispatch.rs counts it as an attempt"]
 fn an_smsc_outage_longer_than_the_attempt_budget_loses_no_message() {
     let dir = tempfile::tempdir().unwrap();
     let smsc = FakeSmsc::start(
@@ -996,27 +993,18 @@ fn an_smsc_outage_longer_than_the_attempt_budget_loses_no_message() {
             .account("sluice", "secret")
             .refuse_binds(),
     );
-    // Two attempts: with the fixed 5 s retry of an unbound channel the
-    // budget is spent 5 s into the outage.
+    // Two attempts allowed; the outage lasts until every message has been
+    // handed back unsent more often than that.
     let daemon = start_unready(dir.path(), smsc.port(), "max_attempts = 2", "");
     sms_campaign(&daemon, "ob", "Hi {{name}}", &numbers(2));
-    let first = wait_facts(&daemon, "retry_scheduled", 2);
-    // The outage lasts past the second attempt's time (the daemon's own
-    // retry_at), then the SMSC lets binds in.
-    let retry_at = first
-        .iter()
-        .map(|f| {
-            f["retry_at"]
-                .as_str()
-                .unwrap()
-                .parse::<jiff::Timestamp>()
-                .unwrap()
-        })
-        .max()
-        .unwrap();
-    wait_until("the second attempt's time", || {
-        jiff::Timestamp::now() > retry_at + jiff::SignedDuration::from_secs(1)
+    wait_until("messages handed back unsent 4 times", || {
+        metric(
+            &daemon,
+            "sluice_messages_deferred_total",
+            "upstream_unavailable",
+        ) >= 4.0
     });
+    assert_eq!(facts(&daemon, "retry_scheduled"), Vec::<Value>::new());
     assert_eq!(smsc.received(), Vec::new());
     smsc.configure(|b| b.refuse_binds = false);
     wait_ready(&daemon);
@@ -1030,9 +1018,6 @@ fn an_smsc_outage_longer_than_the_attempt_budget_loses_no_message() {
 }
 
 #[test]
-#[ignore = "bug: a submit kept throttled past dispatch.lease_secs is claimed and sent again while \
-            the first send still waits: sms/bind.rs Bind::submit loops on throttles without a \
-            deadline, dispatch.rs re-claims the expired lease"]
 fn a_message_throttled_longer_than_its_lease_is_sent_once() {
     let dir = tempfile::tempdir().unwrap();
     // Seven throttles in a row pause the bind 50+100+...+3200 ms: 6.35 s,

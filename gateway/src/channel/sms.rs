@@ -28,7 +28,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use self::inbound::Inbound;
 use self::{
-    bind::{Bind, SubmitError},
+    bind::{Bind, SubmitError, UNBOUND_RETRY},
     intake::Intake,
     status::Refusal,
 };
@@ -43,8 +43,6 @@ use crate::{
 
 /// deliver_sm waiting for the intake at most; beyond, binds stop reading.
 const INBOUND_QUEUE: usize = 8192;
-/// A message that found no bound SMSC is tried again after this.
-const UNBOUND_RETRY: Duration = Duration::from_secs(5);
 /// A message whose session dropped mid-submit is tried again after this.
 const LOST_RETRY: Duration = Duration::from_secs(1);
 /// Destinations remembered for UDH references before the table restarts.
@@ -57,6 +55,7 @@ pub struct SmsChannel {
     /// Parsed templates per campaign number; content is fixed once started.
     templates: Mutex<HashMap<u32, Arc<SmsTemplate>>>,
     turn: AtomicUsize,
+    patience: Duration,
     stop: CancellationToken,
     tasks: TaskTracker,
 }
@@ -77,8 +76,12 @@ impl std::fmt::Debug for SmsChannel {
 
 impl SmsChannel {
     /// Starts every bind of every configured SMSC and the inbound intake.
+    /// `patience` is how long one send may wait for window room or a
+    /// throttling SMSC before the message is handed back unsent; it must be
+    /// shorter than the dispatcher's lease so no second claim sends it again.
     pub fn start(
         config: &SmsConfig,
+        patience: Duration,
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
@@ -133,6 +136,7 @@ impl SmsChannel {
             references: References::default(),
             templates: Mutex::new(HashMap::new()),
             turn: AtomicUsize::new(0),
+            patience,
             stop,
             tasks,
         })
@@ -185,19 +189,24 @@ impl SmsChannel {
             }
         };
         let Some((smsc, bind)) = self.pick() else {
-            return Delivery::Transient {
+            return Delivery::Unsent {
                 reply: "no SMSC bound".into(),
-                retry_after: Some(UNBOUND_RETRY),
+                retry_after: UNBOUND_RETRY,
             };
         };
+        let give_up_at = tokio::time::Instant::now() + self.patience;
         let mut ids = Vec::with_capacity(parts.len());
         for part in parts {
             let sm = match submit_sm(&template.from, smsc.config.as_ref(), &p.address, part) {
                 Ok(sm) => sm,
                 Err(reply) => return Delivery::Permanent { reply, code: None },
             };
-            match bind.submit(sm).await {
+            match bind.submit(sm, give_up_at).await {
                 Ok(id) => ids.push(id),
+                // A later part unsent leaves the message half sent: an attempt.
+                Err(SubmitError::Unsent { reply, .. }) if !ids.is_empty() => {
+                    return refused(SubmitError::Lost(reply));
+                }
                 Err(e) => return refused(e),
             }
         }
@@ -374,6 +383,7 @@ fn refused(e: SubmitError) -> Delivery {
             reply,
             retry_after: Some(LOST_RETRY),
         },
+        SubmitError::Unsent { reply, retry_after } => Delivery::Unsent { reply, retry_after },
         SubmitError::Refused {
             class: Refusal::Permanent,
             ..

@@ -44,6 +44,10 @@ use crate::{
 const MAX_THROTTLE_PAUSE: Duration = Duration::from_secs(30);
 /// Largest PDU we accept from an SMSC (a deliver_sm with TLVs is < 1 KiB).
 const MAX_COMMAND_LENGTH: usize = 8192;
+/// A send that found the window full is tried again after this.
+const WINDOW_RETRY: Duration = Duration::from_millis(100);
+/// A send that found the bind down is tried again after this.
+pub const UNBOUND_RETRY: Duration = Duration::from_secs(5);
 /// How long an unbind may take at shutdown before the connection is dropped.
 const UNBIND_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -57,10 +61,17 @@ fn octets<const N: usize>(what: &str, value: &str) -> Result<COctetString<1, N>,
 /// Why a submit_sm did not get a message id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubmitError {
-    /// Not bound, connection lost or no answer in time: whether the SMSC
-    /// took it is unknown, so the message goes back to the queue.
+    /// Connection lost or no answer in time: whether the SMSC took it is
+    /// unknown, so the message goes back to the queue.
     #[error("{0}")]
     Lost(String),
+    /// Never sent (not bound, window full or throttled until the deadline):
+    /// not an attempt; worth trying again after `retry_after`.
+    #[error("{reply}")]
+    Unsent {
+        reply: String,
+        retry_after: Duration,
+    },
     /// Refused with a status other than a throttling one.
     #[error("{}", status::describe(*.status))]
     Refused { status: u32, class: Refusal },
@@ -156,21 +167,29 @@ impl Bind {
 
     /// Sends one submit_sm within the window and returns the SMSC's message
     /// id. Throttling answers pause the bind and the PDU is sent again: they
-    /// are never a failure of the message.
-    pub async fn submit(&self, sm: SubmitSm) -> Result<String, SubmitError> {
-        let _slot = self
-            .window
-            .acquire()
+    /// are never a failure of the message. Past `give_up_at` (the message's
+    /// lease must not run out while it waits here) it is handed back unsent.
+    pub async fn submit(&self, sm: SubmitSm, give_up_at: Instant) -> Result<String, SubmitError> {
+        let unsent = |reply: &str, retry_after| SubmitError::Unsent {
+            reply: reply.to_owned(),
+            retry_after,
+        };
+        let _slot = tokio::time::timeout_at(give_up_at, self.window.acquire())
             .await
-            .map_err(|_| SubmitError::Lost("bind closed".into()))?;
+            .map_err(|_| unsent("SMPP window full", WINDOW_RETRY))?
+            .map_err(|_| unsent("bind closed", WINDOW_RETRY))?;
         let window = self.metrics.smpp_window.get_or_create(&self.labels).clone();
         loop {
+            let paused_until = self.lock_pause().until;
+            if let Some(until) = paused_until.filter(|&t| t > give_up_at) {
+                return Err(unsent("SMSC throttling", until - Instant::now()));
+            }
             self.wait_while_paused().await;
             let client = self
                 .submitter
                 .borrow()
                 .clone()
-                .ok_or_else(|| SubmitError::Lost("SMSC not bound".into()))?;
+                .ok_or_else(|| unsent("SMSC not bound", UNBOUND_RETRY))?;
             window.inc();
             let started = Instant::now();
             let answer = client.submit_sm(sm.clone()).await;
