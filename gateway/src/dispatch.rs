@@ -86,7 +86,7 @@ impl Dispatcher {
         // windows, not the dispatcher, are what limits an SMSC.
         let permits = [
             Arc::new(Semaphore::new(self.config.concurrency)),
-            Arc::new(Semaphore::new(self.sms.capacity().max(1))),
+            Arc::new(Semaphore::new(4 * self.sms.capacity().max(1))),
         ];
         let sends = TaskTracker::new();
         while !shutdown.is_cancelled() {

@@ -330,7 +330,27 @@ enum Septets {
     Extended(u8),
 }
 
+/// Basic-alphabet septets of the ASCII characters (0xFF: not there), so the
+/// common case is one lookup rather than a table search.
+const ASCII_SEPTETS: [u8; 128] = {
+    let mut table = [0xFF; 128];
+    let mut septet = 0;
+    while septet < GSM_BASIC.len() {
+        let ch = GSM_BASIC[septet] as usize;
+        if ch < 128 && septet != ESC as usize {
+            table[ch] = septet as u8;
+        }
+        septet += 1;
+    }
+    table
+};
+
 fn gsm_encode(ch: char) -> Option<Septets> {
+    if let Some(&septet) = ASCII_SEPTETS.get(ch as usize)
+        && septet != 0xFF
+    {
+        return Some(Septets::Basic(septet));
+    }
     if let Some(septet) = (0..)
         .zip(GSM_BASIC)
         .find_map(|(s, c)| (c == ch && s != ESC).then_some(s))
