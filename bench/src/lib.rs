@@ -3,4 +3,6 @@
 //! `BENCHMARKS.md` at the root records them with the command that made them.
 
 pub mod http;
+pub mod sms_baseline;
+pub mod smsc_sink;
 pub mod smtp_sink;
