@@ -248,3 +248,120 @@ async fn read_events(
 fn c_octets<const MIN: usize, const MAX: usize>(s: &str) -> anyhow::Result<COctetString<MIN, MAX>> {
     COctetString::from_string(s.to_owned()).map_err(|e| anyhow::anyhow!("{s:?}: {e:?}"))
 }
+
+/// The ceiling of the sink and the codec, without any client library: one
+/// connection speaking SMPP through rusmpp's codec directly, submits and
+/// `deliver_sm_resp` written in batches with one flush each, at most
+/// `window` submits outstanding. Shows how far the sink is from being the
+/// bottleneck of a run.
+pub async fn raw_codec_rate(addr: &str, messages: usize, window: usize) -> anyhow::Result<BareRun> {
+    use futures_util::SinkExt;
+    use rusmpp::{Command, tokio_codec::CommandCodec};
+    use tokio_util::codec::Framed;
+
+    ensure!(window > 0, "window must be at least 1");
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    stream.set_nodelay(true)?;
+    let mut framed = Framed::new(stream, CommandCodec::new());
+    let bind = BindTransceiver::builder()
+        .system_id(c_octets("bench")?)
+        .interface_version(InterfaceVersion::Smpp3_4)
+        .build();
+    framed
+        .send(Command::new(CommandStatus::EsmeRok, 1, bind))
+        .await?;
+    match framed.next().await {
+        Some(Ok(c)) if c.status() == CommandStatus::EsmeRok => {}
+        other => bail!("bind answered {other:?}"),
+    }
+    let (mut tx, mut rx) = framed.split();
+    let short_message = OctetString::from_string("Your code is 123456".into())
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let source = c_octets("Telco")?;
+    let permits = Arc::new(Semaphore::new(window));
+    let (acks, mut to_ack) = tokio::sync::mpsc::unbounded_channel::<u32>();
+    let started = Instant::now();
+
+    // The reader cannot write: it hands receipts' sequence numbers over.
+    let reader = {
+        let permits = permits.clone();
+        tokio::spawn(async move {
+            let (mut submitted, mut receipts) = (0, 0);
+            while submitted < messages || receipts < messages {
+                let Some(command) = rx.next().await else {
+                    bail!("closed after {submitted} responses and {receipts} receipts");
+                };
+                let command = command?;
+                match command.pdu() {
+                    Some(Pdu::SubmitSmResp(_)) => {
+                        submitted += 1;
+                        permits.add_permits(1);
+                    }
+                    Some(Pdu::DeliverSm(_)) => {
+                        receipts += 1;
+                        acks.send(command.sequence_number())?;
+                    }
+                    _ => continue,
+                }
+            }
+            anyhow::Ok((submitted, receipts))
+        })
+    };
+    let mut next = 0;
+    let mut seq = 1u32;
+    let mut acked = 0;
+    while next < messages || acked < messages {
+        let mut fed = 0;
+        while let Ok(s) = to_ack.try_recv() {
+            tx.feed(Command::new(
+                CommandStatus::EsmeRok,
+                s,
+                DeliverSmResp::default(),
+            ))
+            .await?;
+            acked += 1;
+            fed += 1;
+        }
+        while next < messages
+            && let Ok(permit) = permits.try_acquire()
+        {
+            permit.forget();
+            seq += 2;
+            let sm = SubmitSm::builder()
+                .source_addr_ton(Ton::Alphanumeric)
+                .source_addr(source.clone())
+                .dest_addr_ton(Ton::International)
+                .dest_addr_npi(Npi::Isdn)
+                .destination_addr(c_octets(&format!("4917{next:08}"))?)
+                .registered_delivery(RegisteredDelivery::from(1))
+                .short_message(short_message.clone())
+                .build();
+            tx.feed(Command::new(CommandStatus::EsmeRok, seq, sm))
+                .await?;
+            next += 1;
+            fed += 1;
+        }
+        if fed > 0 {
+            SinkExt::<Command>::flush(&mut tx).await?;
+            continue;
+        }
+        tokio::select! {
+            s = to_ack.recv() => {
+                let Some(s) = s else { bail!("reader ended") };
+                tx.feed(Command::new(CommandStatus::EsmeRok, s, DeliverSmResp::default())).await?;
+                acked += 1;
+            }
+            // A window slot is free again: the next round takes it.
+            permit = permits.acquire(), if next < messages => drop(permit?),
+        }
+    }
+    SinkExt::<Command>::flush(&mut tx).await?;
+    let (submitted, receipts) = reader.await??;
+    Ok(BareRun {
+        elapsed: started.elapsed(),
+        submitted,
+        receipts,
+    })
+}
