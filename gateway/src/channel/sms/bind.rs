@@ -10,7 +10,11 @@
 use std::{
     pin::Pin,
     str::FromStr,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    task::{Context, Poll},
     time::Duration,
 };
 
@@ -83,7 +87,57 @@ pub struct Delivered {
     pub labels: BindLabels,
     pub sequence_number: u32,
     pub client: Client,
+    /// The session's count of requests in rusmppc's hands (see `Kicked`).
+    pub busy: Arc<AtomicUsize>,
     pub inbound: Inbound,
+}
+
+/// How often a session with requests outstanding is polled at least.
+const KICK: Duration = Duration::from_millis(1);
+
+/// A rusmppc 0.4 connection, polled again every `KICK` while requests are
+/// outstanding. Its connection task writes only a few queued requests per
+/// poll and does not schedule itself again, so a burst (pipelined submits, a
+/// batch of deliver_sm_resp) would otherwise wait for the next PDU from the
+/// SMSC, or for the next enquire_link.
+struct Kicked<F> {
+    connection: Pin<Box<F>>,
+    busy: Arc<AtomicUsize>,
+    tick: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<F: Future<Output = ()> + Send + 'static> Kicked<F> {
+    fn spawn(connection: F, busy: Arc<AtomicUsize>) {
+        tokio::spawn(Self {
+            connection: Box::pin(connection),
+            busy,
+            tick: Box::pin(tokio::time::sleep(KICK)),
+        });
+    }
+}
+
+impl<F: Future<Output = ()>> Future for Kicked<F> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            if self.connection.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            if self.busy.load(Ordering::Acquire) == 0 || self.tick.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.tick.as_mut().reset(Instant::now() + KICK);
+        }
+    }
+}
+
+/// Counts a request as outstanding while `request` runs.
+pub async fn counted<T>(busy: &AtomicUsize, request: impl Future<Output = T>) -> T {
+    busy.fetch_add(1, Ordering::AcqRel);
+    let result = request.await;
+    busy.fetch_sub(1, Ordering::AcqRel);
+    result
 }
 
 pub struct Bind {
@@ -96,6 +150,8 @@ pub struct Bind {
     submitter: watch::Sender<Option<Client>>,
     window: Semaphore,
     pause: Mutex<Pause>,
+    /// Requests in rusmppc's hands, over this bind's sessions.
+    busy: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
 }
 
@@ -138,6 +194,7 @@ impl Bind {
             tls,
             submitter: watch::channel(None).0,
             pause: Mutex::new(Pause::default()),
+            busy: Arc::new(AtomicUsize::new(0)),
             metrics,
         }
     }
@@ -192,7 +249,7 @@ impl Bind {
                 .ok_or_else(|| unsent("SMSC not bound", UNBOUND_RETRY))?;
             window.inc();
             let started = Instant::now();
-            let answer = client.submit_sm(sm.clone()).await;
+            let answer = counted(&self.busy, client.submit_sm(sm.clone())).await;
             window.dec();
             self.metrics
                 .smpp_submit_seconds
@@ -311,7 +368,8 @@ impl Bind {
             .max_command_length(MAX_COMMAND_LENGTH)
             .enquire_link_interval(Duration::from_secs(self.config.enquire_link_secs.max(1)))
             .response_timeout(Duration::from_secs(self.config.response_timeout_secs))
-            .disable_interface_version_check();
+            .disable_interface_version_check()
+            .no_spawn();
         let (client, events): (Client, Events) = match &self.tls {
             Some(tls) => {
                 let name = rustls::pki_types::ServerName::try_from(self.config.host.clone())
@@ -320,11 +378,13 @@ impl Bind {
                     .connect(name, tcp)
                     .await
                     .map_err(|e| format!("TLS handshake: {e}"))?;
-                let (c, e) = builder.connected(stream);
+                let (c, e, connection) = builder.connected(stream);
+                Kicked::spawn(connection, self.busy.clone());
                 (c, Box::pin(e))
             }
             None => {
-                let (c, e) = builder.connected(tcp);
+                let (c, e, connection) = builder.connected(tcp);
+                Kicked::spawn(connection, self.busy.clone());
                 (c, Box::pin(e))
             }
         };
@@ -416,6 +476,7 @@ impl Bind {
                                 labels: self.labels.clone(),
                                 sequence_number,
                                 client: client.clone(),
+                                busy: self.busy.clone(),
                                 inbound: super::inbound::parse(sm),
                             };
                             if inbound.send(delivered).await.is_err() {

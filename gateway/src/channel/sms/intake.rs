@@ -14,7 +14,7 @@ use serde_json::{Map, json};
 use tokio::{sync::mpsc, time::Instant};
 
 use super::{
-    bind::Delivered,
+    bind::{Delivered, counted},
     inbound::{Inbound, Receipt, State},
 };
 use crate::{
@@ -228,9 +228,9 @@ fn receipt_in(smsc: u16, r: &Receipt) -> ReceiptIn {
 /// Answers a deliver_sm; a session that has gone cannot be answered (the
 /// SMSC resends on the next one).
 async fn answer(delivered: &Delivered, status: CommandStatus) {
-    let _ = delivered
+    let request = delivered
         .client
         .status(status)
-        .deliver_sm_resp(delivered.sequence_number, DeliverSmResp::default())
-        .await;
+        .deliver_sm_resp(delivered.sequence_number, DeliverSmResp::default());
+    let _ = counted(&delivered.busy, request).await;
 }

@@ -1,0 +1,144 @@
+//! SMS throughput of a started campaign through the whole pipeline (store
+//! claim → SMPP bind → SMSC sink → receipt → `delivered` fact), against a
+//! bare rusmppc loop on the same sink in the same process, with the same
+//! connection count and window:
+//! `cargo run --release -p bench --bin bench_sms [MESSAGES] [BINDS] [WINDOW]`
+//! (100,000 messages, 1 bind, window 64 by default).
+
+use std::time::{Duration, Instant};
+
+use anyhow::ensure;
+use bench::{http::Api, sms_baseline::bare_rusmppc_rate, smsc_sink::SmscSink};
+use gateway::config::{Config, Smsc};
+use hyper::Method;
+use tokio_util::sync::CancellationToken;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let mut arg = |default: usize| -> anyhow::Result<usize> {
+        Ok(args
+            .next()
+            .map(|s| s.parse())
+            .transpose()?
+            .unwrap_or(default))
+    };
+    let (n, binds, window) = (arg(100_000)?, arg(1)?, arg(64)?);
+    let sink = SmscSink::start().await?;
+
+    let bare = bare_rusmppc_rate(&sink.addr(), n, window).await?;
+    ensure!(bare.receipts == n, "bare run incomplete: {bare:?}");
+    println!(
+        "bare rusmppc, 1 connection, window {window}: {:.0} messages/s",
+        bare.rate()
+    );
+
+    let dir = tempfile::tempdir()?;
+    let mut config = Config::default();
+    config.listen.api = "127.0.0.1:0".into();
+    config.listen.tracking = "127.0.0.1:0".into();
+    config.listen.bounce = "127.0.0.1:0".into();
+    config.store.path = dir.path().join("data");
+    config.dispatch.claim_batch = 1024;
+    config.sms.smsc = vec![toml::from_str::<Smsc>(&format!(
+        "host = \"127.0.0.1\"\nport = {}\nsystem_id = \"bench\"\nbinds = {binds}\nwindow = {window}",
+        sink.port
+    ))?];
+    let shutdown = CancellationToken::new();
+    let running = gateway::start(config, shutdown.clone()).await?;
+    let api = Api::new(running.api);
+    let decl = serde_json::json!({"channel": "sms", "name": "bench",
+        "content": {"sms": {"from": "Telco", "text": "Hello {{name}}, your offer is waiting."}}});
+    let (status, _) = api
+        .call(
+            Method::PUT,
+            "/v1/campaigns/bench",
+            "application/json",
+            decl.to_string(),
+        )
+        .await?;
+    ensure!(status == 200, "declare answered {status}");
+    let body: String = (0..n)
+        .map(|i| {
+            format!(
+                "{{\"customer\":\"c{i}\",\"address\":\"+4915{:09}\",\"fields\":{{\"name\":\"N{i}\"}}}}\n",
+                i
+            )
+        })
+        .collect();
+    let (status, answer) = api
+        .call(
+            Method::POST,
+            "/v1/campaigns/bench/participants",
+            "application/x-ndjson",
+            body,
+        )
+        .await?;
+    ensure!(
+        status == 200 && answer["accepted"] == n,
+        "upload answered {status}: {answer}"
+    );
+    // Wait for the bind before starting the clock.
+    let bound = Instant::now();
+    while !api.text("/readyz").await?.starts_with("ready") {
+        ensure!(bound.elapsed() < Duration::from_secs(10), "never bound");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let submits_before = sink.submits();
+    let started = Instant::now();
+    let (status, _) = api
+        .call(
+            Method::POST,
+            "/v1/campaigns/bench/start",
+            "application/json",
+            "",
+        )
+        .await?;
+    ensure!(status == 200, "start answered {status}");
+    let counts = loop {
+        let (_, state) = api
+            .call(Method::GET, "/v1/campaigns/bench", "application/json", "")
+            .await?;
+        if state["counts"]["delivered"] == n {
+            break state["counts"].clone();
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "campaign did not settle: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    let metrics = api.text("/metrics").await?;
+    shutdown.cancel();
+    running.stopped().await;
+    let pipeline = n as f64 / elapsed;
+    let matched = metric(&metrics, "sluice_smpp_receipts_total", "result=\"matched\"");
+    let unmatched = metric(
+        &metrics,
+        "sluice_smpp_receipts_total",
+        "result=\"unmatched\"",
+    );
+    println!(
+        "sluice, {binds} bind(s), window {window}: {n} messages start→all delivered facts in {elapsed:.2} s: {pipeline:.0} messages/s"
+    );
+    println!(
+        "sink submits: {}; receipts matched {matched}, unmatched {unmatched} ({:.1}% matched); counts {counts}",
+        sink.submits() - submits_before,
+        100.0 * matched / n as f64
+    );
+    println!("ratio sluice / bare rusmppc: {:.2}", pipeline / bare.rate());
+    Ok(())
+}
+
+/// The sum of a counter's samples whose labels contain `filter`.
+fn metric(text: &str, name: &str, filter: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
