@@ -21,7 +21,7 @@ use crate::{
     },
     domain::{CampaignDecl, CampaignRecord, CampaignState, DeclaredWindow, now_ms},
     metrics::Metrics,
-    policy::{Policy, PolicyError, window_spec},
+    policy::{Policy, PolicyError, plan_key, window_spec},
     returns::{IntakeError, Returns},
     store::{Store, StoreError},
     template::Escape,
@@ -445,17 +445,18 @@ impl Backend for GatewayBackend {
         let json =
             serde_json::to_value(&plan).map_err(|e| BackendError::Internal(e.to_string()))?;
         self.store
-            .put_meta(&format!("plan:{channel}"), json.to_string().into_bytes())
+            .put_meta(&plan_key(kind), json.to_string().into_bytes())
             .await
             .map_err(store_error)?;
+        self.policy.follow(kind, &plan);
         Ok(json)
     }
 
     async fn stored_plan(&self, channel: &str) -> BackendResult<serde_json::Value> {
-        channel_kind(channel)?;
+        let kind = channel_kind(channel)?;
         let raw = self
             .store
-            .meta(&format!("plan:{channel}"))
+            .meta(&plan_key(kind))
             .map_err(store_error)?
             .ok_or_else(|| {
                 BackendError::NotFound(format!("no plan for {channel}: POST one first"))

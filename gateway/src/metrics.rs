@@ -241,7 +241,8 @@ const OUTCOMES: [&str; 6] = [
     "bounced_soft",
     "suppressed",
 ];
-const DEFERRALS: [&str; 6] = [
+const DEFERRALS: [&str; 7] = [
+    "plan",
     "not_started",
     "outside_window",
     "exclusion_day",

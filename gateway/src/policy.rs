@@ -15,6 +15,7 @@ use throttle::{
 
 use crate::{
     domain::{CampaignRecord, ChannelKind, Millis, Participant},
+    schedule::Schedule,
     store::{Store, StoreError},
 };
 
@@ -51,6 +52,8 @@ pub struct Policy {
     store: Arc<dyn Store>,
     channels: Mutex<HashMap<ChannelKind, ChannelPolicy>>,
     windows: Mutex<HashMap<u32, Window>>,
+    /// The stored plan of each channel that has one, as it is followed.
+    schedules: Mutex<HashMap<ChannelKind, Schedule>>,
     /// Blacklists live in the store's suppression list; the policy's own stays empty.
     no_blacklist: Blacklist,
 }
@@ -59,6 +62,10 @@ const CHANNELS: [ChannelKind; 2] = [ChannelKind::Email, ChannelKind::Sms];
 
 fn limits_key(channel: ChannelKind) -> String {
     format!("limits:{}", channel.as_str())
+}
+
+pub fn plan_key(channel: ChannelKind) -> String {
+    format!("plan:{}", channel.as_str())
 }
 
 fn quota_prefix(channel: ChannelKind) -> String {
@@ -77,7 +84,14 @@ impl Policy {
     /// Loads the stored limits and quota state of every channel.
     pub fn load(store: Arc<dyn Store>, now: Millis) -> Result<Self, PolicyError> {
         let mut channels = HashMap::new();
+        let mut schedules = HashMap::new();
         for channel in CHANNELS {
+            if let Some(raw) = store.meta(&plan_key(channel))? {
+                let plan: throttle::plan::Plan = serde_json::from_slice(&raw).map_err(|e| {
+                    PolicyError::Invalid(vec![format!("stored plan of {}: {e}", channel.as_str())])
+                })?;
+                schedules.insert(channel, Schedule::new(&plan));
+            }
             let Some(raw) = store.meta(&limits_key(channel))? else {
                 continue;
             };
@@ -97,6 +111,7 @@ impl Policy {
             store,
             channels: Mutex::new(channels),
             windows: Mutex::new(HashMap::new()),
+            schedules: Mutex::new(schedules),
             no_blacklist: Blacklist::new(),
         })
     }
@@ -128,6 +143,17 @@ impl Policy {
         Ok(())
     }
 
+    /// From now on, sends on `channel` follow `plan` (it is stored already).
+    pub fn follow(&self, channel: ChannelKind, plan: &throttle::plan::Plan) {
+        self.lock_schedules().insert(channel, Schedule::new(plan));
+    }
+
+    fn lock_schedules(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelKind, Schedule>> {
+        self.schedules
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     pub fn limits(&self, channel: ChannelKind) -> Option<Limits> {
         self.lock_channels().get(&channel).map(|c| c.limits.clone())
     }
@@ -149,6 +175,33 @@ impl Policy {
     ) -> Result<Verdict, PolicyError> {
         let channel = campaign.decl.channel;
         let at = timestamp(now);
+        let planned = self
+            .lock_schedules()
+            .get(&channel)
+            .and_then(|s| s.check(&campaign.id, now));
+        if let Some(until) = planned {
+            return Ok(Verdict::Defer {
+                reason: "plan",
+                until,
+            });
+        }
+        let verdict = self.admit_now(campaign, p, at)?;
+        if let Verdict::Go { .. } = verdict
+            && let Some(schedule) = self.lock_schedules().get_mut(&channel)
+        {
+            schedule.count(&campaign.id, now);
+        }
+        Ok(verdict)
+    }
+
+    /// The channel's limits and the campaign's window (the plan aside).
+    fn admit_now(
+        &self,
+        campaign: &CampaignRecord,
+        p: &Participant,
+        at: Timestamp,
+    ) -> Result<Verdict, PolicyError> {
+        let channel = campaign.decl.channel;
         let (decision, quota) = {
             let mut windows = self
                 .windows

@@ -7,12 +7,23 @@
 use std::collections::BTreeSet;
 
 use serde_json::json;
-use sluice_e2e::Daemon;
+use sluice_e2e::{
+    Daemon,
+    smsc::{FakeSmsc, SmscBehaviour},
+};
 
 #[test]
 fn every_dashboard_query_names_an_exposed_metric() {
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(dir.path(), "");
+    // An SMSC, so the per-bind SMPP metrics exist too.
+    let smsc = FakeSmsc::start(SmscBehaviour::default());
+    let daemon = Daemon::start(
+        dir.path(),
+        &format!(
+            "[[sms.smsc]]\nhost = \"127.0.0.1\"\nport = {}\nsystem_id = \"sluice\"\n",
+            smsc.port()
+        ),
+    );
     daemon.put_json(
         "/v1/channels/email/limits",
         &json!({"rate_per_sec": 5, "tz": "UTC"}),

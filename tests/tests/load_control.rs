@@ -200,3 +200,75 @@ fn bad_limits_get_every_problem() {
         404
     );
 }
+
+/// Declares an e-mail campaign with a priority and uploads `n` customers.
+fn prioritised_campaign(daemon: &Daemon, id: &str, priority: u8, n: usize) {
+    let decl = json!({"channel": "email", "name": id, "priority": priority, "expected_participants": n,
+        "content": {"email": {"from": "o@telco.test", "subject": "Hi", "text": "Offer for {{customer}}"}}});
+    let r = daemon.put_json(&format!("/v1/campaigns/{id}"), &decl);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body: String = (0..n)
+        .map(|i| format!("{{\"customer\":\"{id}{i}\",\"address\":\"{id}{i}@example.org\"}}\n"))
+        .collect();
+    let r = daemon.post(
+        &format!("/v1/campaigns/{id}/participants"),
+        "application/x-ndjson",
+        body.as_bytes(),
+    );
+    assert_eq!(r.json()["accepted"], n, "{}", r.text());
+}
+
+#[test]
+fn the_dispatcher_follows_the_stored_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(peer) = SmtpPeer::start(dir.path()) else {
+        return;
+    };
+    let daemon = Daemon::start(dir.path(), &relay_config(&peer));
+    // Five messages a day: the plan gives today's five to the urgent campaign.
+    set_limits(
+        &daemon,
+        json!({"rate_per_sec": 10, "tz": "UTC", "caps": [{"hours": "00:00-24:00", "max": 5}]}),
+    );
+    prioritised_campaign(&daemon, "urgent", 9, 5);
+    prioritised_campaign(&daemon, "later", 0, 3);
+    let r = daemon.post("/v1/channels/email/plan", "application/json", b"{}");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let plan = r.json();
+    let today: u64 = plan["hours"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take_while(|h| {
+            h["hour"].as_str().unwrap()[..10] == plan["hours"][0]["hour"].as_str().unwrap()[..10]
+        })
+        .map(|h| h["allocated"]["later"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        today, 0,
+        "the plan leaves nothing for `later` today: {plan}"
+    );
+
+    // The cap alone would let `later` send today; the plan holds it back.
+    start(&daemon, "later");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(peer.received().len(), 0, "`later` sent against the plan");
+    let deferred = daemon
+        .get("/metrics")
+        .text()
+        .lines()
+        .find(|l| {
+            l.starts_with("sluice_messages_deferred_total")
+                && l.contains("reason=\"plan\"")
+                && l.contains("channel=\"email\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(deferred >= 3.0, "deferred by the plan: {deferred}");
+
+    // The campaign the plan gives today's hours to goes out.
+    start(&daemon, "urgent");
+    daemon.wait_for_campaign("urgent", Duration::from_secs(30), finished);
+    assert_eq!(facts(&daemon, "urgent", "submitted").len(), 5);
+    assert_eq!(facts(&daemon, "later", "submitted").len(), 0);
+}

@@ -41,7 +41,7 @@ use super::{
 };
 use crate::{
     config::{BindMode, Smsc},
-    metrics::{BindLabels, Metrics},
+    metrics::{BindLabels, Metrics, ReceiptLabels},
 };
 
 /// Longest pause of a bind the SMSC keeps throttling.
@@ -185,6 +185,14 @@ impl Bind {
         metrics.smpp_bound.get_or_create(&labels).set(0);
         metrics.smpp_window.get_or_create(&labels).set(0);
         drop(metrics.smpp_throttled.get_or_create(&labels));
+        drop(metrics.smpp_submit_seconds.get_or_create(&labels));
+        for result in ["matched", "unmatched"] {
+            drop(metrics.smpp_receipts.get_or_create(&ReceiptLabels {
+                smsc: labels.smsc.clone(),
+                bind: labels.bind.clone(),
+                result,
+            }));
+        }
         Self {
             smsc,
             labels,

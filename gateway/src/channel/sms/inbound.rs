@@ -281,6 +281,38 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        /// Whatever an SMSC puts in a deliver_sm, reading it never panics
+        /// and a receipt always has an id.
+        #[test]
+        fn any_deliver_sm_reads_without_panicking(
+            esm in proptest::prelude::any::<u8>(),
+            coding in proptest::prelude::any::<u8>(),
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..255),
+        ) {
+            let sm = DeliverSm::builder()
+                .esm_class(EsmClass::from(esm))
+                .data_coding(rusmpp::values::DataCoding::from(coding))
+                .short_message(OctetString::new(&body).expect("at most 255 octets"))
+                .build();
+            if let Inbound::Receipt(r) = parse(&sm) {
+                proptest::prop_assert!(!r.id.is_empty());
+            }
+        }
+
+        /// Bytes off the wire, garbage included, decode to a command or an
+        /// error (the session is then dropped and re-established), never a panic.
+        #[test]
+        fn any_bytes_from_an_smsc_decode_without_panicking(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+        ) {
+            use tokio_util::codec::Decoder;
+            let mut codec = rusmpp::tokio_codec::CommandCodec::new();
+            let mut buffer = bytes::BytesMut::from(&bytes[..]);
+            while let Ok(Some(_)) = codec.decode(&mut buffer) {}
+        }
+    }
+
     #[test]
     fn a_plain_deliver_sm_is_a_text_from_a_handset() {
         assert_eq!(
