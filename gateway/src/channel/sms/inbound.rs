@@ -293,7 +293,7 @@ mod tests {
             let sm = DeliverSm::builder()
                 .esm_class(EsmClass::from(esm))
                 .data_coding(rusmpp::values::DataCoding::from(coding))
-                .short_message(OctetString::new(&body).expect("at most 255 octets"))
+                .short_message(OctetString::from_vec(body).expect("at most 255 octets"))
                 .build();
             if let Inbound::Receipt(r) = parse(&sm) {
                 proptest::prop_assert!(!r.id.is_empty());
