@@ -331,13 +331,13 @@ impl SendJob {
         }
         let started = Instant::now();
         self.metrics.in_flight.inc();
+        // Boxed: a channel's send future is large, and a task is moved
+        // around by value; keeping it on the heap keeps each task small.
         let delivery = match campaign.decl.channel {
             ChannelKind::Email => {
-                self.email
-                    .send(campaign, &claim, (now_ms() / 1000) as i64)
-                    .await
+                Box::pin(self.email.send(campaign, &claim, (now_ms() / 1000) as i64)).await
             }
-            ChannelKind::Sms => self.sms.send(campaign, &claim).await,
+            ChannelKind::Sms => Box::pin(self.sms.send(campaign, &claim)).await,
         };
         self.metrics.in_flight.dec();
         let channel = campaign.decl.channel.as_str();

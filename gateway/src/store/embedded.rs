@@ -322,9 +322,9 @@ struct Group {
     /// Facts not yet written, consecutive cursors.
     facts: Vec<Event>,
     /// Upstream keys written (Some) or removed (None) in this group.
-    upstream: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    upstream: HashMap<Vec<u8>, Option<Vec<u8>>, foldhash::fast::RandomState>,
     /// Statuses recorded in this group, not yet in the index.
-    statuses: HashMap<MessageNo, Status>,
+    statuses: HashMap<MessageNo, Status, foldhash::fast::RandomState>,
 }
 
 impl Committer {
@@ -348,8 +348,8 @@ impl Committer {
             answers: Vec::new(),
             staged: HashMap::new(),
             facts: Vec::new(),
-            upstream: HashMap::new(),
-            statuses: HashMap::new(),
+            upstream: HashMap::default(),
+            statuses: HashMap::default(),
         };
         let first_cursor = self.next_cursor;
         {

@@ -23,6 +23,45 @@ pub struct Slot {
     pub engaged: u8,
 }
 
+/// Leased messages by number, and by expiry so that expiring them costs
+/// the expired ones, not a scan of every message in flight.
+#[derive(Debug, Default)]
+struct Leases {
+    until: HashMap<u32, Millis>,
+    by_expiry: BTreeSet<(Millis, u32)>,
+}
+
+impl Leases {
+    fn insert(&mut self, n: u32, until: Millis) {
+        if let Some(old) = self.until.insert(n, until) {
+            self.by_expiry.remove(&(old, n));
+        }
+        self.by_expiry.insert((until, n));
+    }
+
+    fn remove(&mut self, n: &u32) -> Option<Millis> {
+        let until = self.until.remove(n)?;
+        self.by_expiry.remove(&(until, *n));
+        Some(until)
+    }
+
+    /// Messages whose lease ended at or before `now`.
+    fn expired(&self, now: Millis) -> Vec<u32> {
+        self.by_expiry
+            .range(..=(now, u32::MAX))
+            .map(|&(_, n)| n)
+            .collect()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.until.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.until.len()
+    }
+}
+
 #[derive(Debug)]
 pub struct CampaignIndex {
     pub record: CampaignRecord,
@@ -32,7 +71,7 @@ pub struct CampaignIndex {
     /// Participant numbers allocated, durable or being committed.
     pub allocated: u32,
     due: BTreeSet<(Millis, u32)>,
-    leased: HashMap<u32, Millis>,
+    leased: Leases,
     counts: [u64; Status::ALL.len()],
 }
 
@@ -44,7 +83,7 @@ impl CampaignIndex {
             slots: Vec::new(),
             allocated: 0,
             due: BTreeSet::new(),
-            leased: HashMap::new(),
+            leased: Leases::default(),
             counts: [0; Status::ALL.len()],
         }
     }
@@ -120,13 +159,7 @@ impl CampaignIndex {
         if self.leased.is_empty() {
             return;
         }
-        let expired: Vec<u32> = self
-            .leased
-            .iter()
-            .filter(|&(_, &until)| until <= now)
-            .map(|(&n, _)| n)
-            .collect();
-        for n in expired {
+        for n in self.leased.expired(now) {
             self.release(n);
         }
     }
