@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use axum::{
     Router,
+    extract::DefaultBodyLimit,
     routing::{get, post, put},
 };
 
@@ -34,6 +35,8 @@ pub(crate) struct AppState {
 
 /// Every `/v1` route plus `/metrics`, `/healthz` and `/readyz`.
 pub fn router(backend: Arc<dyn Backend>, config: ApiConfig) -> Router {
+    // Whole-body extractors get the operator's limit, not axum's 2 MB default.
+    let body_limit = DefaultBodyLimit::max(config.max_body_bytes);
     let state = AppState {
         backend,
         config: Arc::new(config),
@@ -67,6 +70,7 @@ pub fn router(backend: Arc<dyn Backend>, config: ApiConfig) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        .layer(body_limit)
         .with_state(state)
 }
 

@@ -222,6 +222,34 @@ async fn oversize_bodies_get_413() {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 }
 
+/// The configured limit is the limit on every route, above axum's 2 MB
+/// default too: a million-entry blacklist is about 15 MB of JSON.
+#[tokio::test]
+async fn bodies_up_to_the_configured_limit_are_taken_on_every_route() {
+    let limit = 8 << 20;
+    let router = router(
+        Arc::new(Memory::default()),
+        ApiConfig {
+            tokens: Tokens::default(),
+            max_body_bytes: limit,
+        },
+    );
+    let entries: Vec<String> = (0..300_000).map(|i| format!("customer-{i}")).collect();
+    let body = serde_json::to_string(&entries).expect("json");
+    assert!(body.len() > 2 << 20 && body.len() < limit);
+    let put = |body: String| {
+        Request::put("/v1/blacklist/sms")
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .expect("request")
+    };
+    let (status, answer) = call(router.clone(), put(body)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["added"], 300_000);
+    let (status, _) = call(router, put(" ".repeat(limit + 1))).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
 #[tokio::test]
 async fn json_array_rejects_elements_by_position() {
     let (_, router) = app(Tokens::default());
