@@ -1048,3 +1048,24 @@ fn a_message_throttled_longer_than_its_lease_is_sent_once() {
     assert_eq!(customers(&facts(&daemon, "submitted")), ["c0"]);
     assert_eq!(customers(&facts(&daemon, "delivered")), ["c0"]);
 }
+
+#[test]
+fn sigterm_unbinds_from_the_smsc_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let smsc = FakeSmsc::start(
+        SmscBehaviour::default()
+            .account("sluice", "secret")
+            .hold_receipts(),
+    );
+    let mut daemon = start(dir.path(), &smsc, "");
+    sms_campaign(&daemon, "t", "Hi {{name}}", &numbers(3));
+    smsc.wait_for(3, T);
+    let started = Instant::now();
+    assert!(daemon.terminate(), "sluice did not exit 0 on SIGTERM");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "SIGTERM took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(smsc.observed().unbinds, 1, "the bind was not unbound");
+}
