@@ -1069,3 +1069,30 @@ fn sigterm_unbinds_from_the_smsc_and_exits_cleanly() {
     );
     assert_eq!(smsc.observed().unbinds, 1, "the bind was not unbound");
 }
+
+#[test]
+fn receipts_arriving_after_a_kill_9_and_restart_are_still_matched() {
+    let dir = tempfile::tempdir().unwrap();
+    let smsc = FakeSmsc::start(
+        SmscBehaviour::default()
+            .account("sluice", "secret")
+            .hold_receipts(),
+    );
+    let mut daemon = start(dir.path(), &smsc, "");
+    sms_campaign(&daemon, "k", "Hi {{name}}", &numbers(5));
+    smsc.wait_for(5, T);
+    wait_facts(&daemon, "submitted", 5);
+    daemon.kill9();
+    daemon.restart();
+    wait_ready(&daemon);
+    // The SMSC sends the receipts to the new session: the message ids were
+    // durable with the submitted facts, so every one finds its message.
+    smsc.release_receipts();
+    let delivered = wait_facts(&daemon, "delivered", 5);
+    assert_eq!(customers(&delivered), customer_ids(5));
+    assert_eq!(accepted_per_destination(&smsc.received()).len(), 5);
+    assert!(
+        smsc.received().len() == 5,
+        "submitted messages were sent again after the restart"
+    );
+}
