@@ -125,7 +125,6 @@ impl SmsChannel {
         drop(tx);
         let intake = Intake {
             store,
-            metrics,
             stop_words: config.stop_words.iter().map(|w| w.to_uppercase()).collect(),
             wait: Duration::from_secs(config.receipt_wait_secs),
         };
@@ -174,11 +173,11 @@ impl SmsChannel {
             Err(reply) => return Delivery::Permanent { reply, code: None },
         };
         let p = &claim.participant;
-        if let Err(reply) = template.check(p) {
+        if let Err(reply) = template.check_fields(p) {
             return Delivery::Permanent { reply, code: None };
         }
         let text = template.text.render(p, Escape::None);
-        let reference = self.references.next(&p.address);
+        let reference = || self.references.next(&p.address);
         let parts = match text::encode(&text, reference, self.max_parts) {
             Ok(parts) => parts,
             Err(e) => {
@@ -300,15 +299,22 @@ impl SmsTemplate {
     /// Why this participant's message cannot be sent, if it cannot: a
     /// missing field, or a personalised text needing too many parts.
     pub fn check(&self, p: &Participant) -> Result<(), String> {
-        let missing = missing_fields([&self.text], p);
-        if !missing.is_empty() {
-            let names: Vec<_> = missing.into_iter().collect();
-            return Err(format!("missing field(s): {}", names.join(", ")));
-        }
+        self.check_fields(p)?;
         let text = self.text.render(p, Escape::None);
         text::check(&text, self.max_parts)
             .map(drop)
             .map_err(|e| e.to_string())
+    }
+}
+
+impl SmsTemplate {
+    fn check_fields(&self, p: &Participant) -> Result<(), String> {
+        let missing = missing_fields([&self.text], p);
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<_> = missing.into_iter().collect();
+        Err(format!("missing field(s): {}", names.join(", ")))
     }
 }
 
@@ -435,7 +441,7 @@ mod tests {
     #[test]
     fn a_submit_asks_for_the_final_receipt_only() {
         let config: SmscConfig = toml::from_str("host = \"h\"\nsystem_id = \"s\"").expect("config");
-        let part = text::encode("Hi", 1, 1).expect("one part").remove(0);
+        let part = text::encode("Hi", || 1, 1).expect("one part").remove(0);
         let sm = submit_sm("Sluice", &config, "+4915112345678", part).expect("submit_sm");
         // SMSC receipt on success or failure; no SME acknowledgements, no
         // intermediate notifications (SMSCs may refuse those with 0x07).

@@ -593,12 +593,10 @@ impl Committer {
     /// once every part is delivered (or one failed) records the outcome of a
     /// message still waiting for it.
     fn receipt(&mut self, index: &mut Index, g: &mut Group, r: ReceiptIn) -> ReceiptMatch {
-        let found = upstream::lookup_keys(r.smsc, &r.id)
-            .into_iter()
-            .find_map(|key| {
-                let link = upstream::decode_link(&self.upstream_value(g, &key)?)?;
-                Some((key, link))
-            });
+        let found = upstream::lookup_keys(r.smsc, &r.id).find_map(|key| {
+            let link = upstream::decode_link(&self.upstream_value(g, &key)?)?;
+            Some((key, link))
+        });
         let Some((key, link)) = found else {
             return ReceiptMatch::Unknown;
         };

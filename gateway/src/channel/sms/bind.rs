@@ -19,6 +19,7 @@ use std::{
 };
 
 use futures_util::{Stream, StreamExt};
+use prometheus_client::metrics::{counter::Counter, gauge::Gauge, histogram::Histogram};
 use rand::Rng;
 use rusmpp::{
     CommandStatus, Pdu,
@@ -81,10 +82,51 @@ pub enum SubmitError {
     Refused { status: u32, class: Refusal },
 }
 
+/// One bind's metric handles, looked up once rather than per message.
+pub struct BindMetrics {
+    bound: Gauge,
+    window: Gauge,
+    submit_seconds: Histogram,
+    throttled: Counter,
+    receipts_matched: Counter,
+    receipts_unmatched: Counter,
+}
+
+impl BindMetrics {
+    fn new(metrics: &Metrics, labels: &BindLabels) -> Self {
+        let receipts = |result| {
+            metrics
+                .smpp_receipts
+                .get_or_create(&ReceiptLabels {
+                    smsc: labels.smsc.clone(),
+                    bind: labels.bind.clone(),
+                    result,
+                })
+                .clone()
+        };
+        Self {
+            bound: metrics.smpp_bound.get_or_create(labels).clone(),
+            window: metrics.smpp_window.get_or_create(labels).clone(),
+            submit_seconds: metrics.smpp_submit_seconds.get_or_create(labels).clone(),
+            throttled: metrics.smpp_throttled.get_or_create(labels).clone(),
+            receipts_matched: receipts("matched"),
+            receipts_unmatched: receipts("unmatched"),
+        }
+    }
+
+    /// Counts a receipt, matched to a message or not.
+    pub fn receipt(&self, matched: bool) {
+        match matched {
+            true => self.receipts_matched.inc(),
+            false => self.receipts_unmatched.inc(),
+        };
+    }
+}
+
 /// A deliver_sm to answer once what it says is durable.
 pub struct Delivered {
     pub smsc: u16,
-    pub labels: BindLabels,
+    pub metrics: Arc<BindMetrics>,
     pub sequence_number: u32,
     pub client: Client,
     /// The session's count of requests in rusmppc's hands (see `Kicked`).
@@ -152,7 +194,7 @@ pub struct Bind {
     pause: Mutex<Pause>,
     /// Requests in rusmppc's hands, over this bind's sessions.
     busy: Arc<AtomicUsize>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<BindMetrics>,
 }
 
 /// Throttling state: paused until `until`; `streak` throttles in a row.
@@ -182,17 +224,7 @@ impl Bind {
             smsc: smsc.to_string(),
             bind: index.to_string(),
         };
-        metrics.smpp_bound.get_or_create(&labels).set(0);
-        metrics.smpp_window.get_or_create(&labels).set(0);
-        drop(metrics.smpp_throttled.get_or_create(&labels));
-        drop(metrics.smpp_submit_seconds.get_or_create(&labels));
-        for result in ["matched", "unmatched"] {
-            drop(metrics.smpp_receipts.get_or_create(&ReceiptLabels {
-                smsc: labels.smsc.clone(),
-                bind: labels.bind.clone(),
-                result,
-            }));
-        }
+        let metrics = Arc::new(BindMetrics::new(&metrics, &labels));
         Self {
             smsc,
             labels,
@@ -243,7 +275,7 @@ impl Bind {
             .await
             .map_err(|_| unsent("SMPP window full", WINDOW_RETRY))?
             .map_err(|_| unsent("bind closed", WINDOW_RETRY))?;
-        let window = self.metrics.smpp_window.get_or_create(&self.labels).clone();
+        let window = &self.metrics.window;
         loop {
             let paused_until = self.lock_pause().until;
             if let Some(until) = paused_until.filter(|&t| t > give_up_at) {
@@ -260,8 +292,7 @@ impl Bind {
             let answer = counted(&self.busy, client.submit_sm(sm.clone())).await;
             window.dec();
             self.metrics
-                .smpp_submit_seconds
-                .get_or_create(&self.labels)
+                .submit_seconds
                 .observe(started.elapsed().as_secs_f64());
             match answer {
                 Ok(resp) => {
@@ -294,10 +325,7 @@ impl Bind {
     /// while the SMSC keeps throttling. Concurrent throttles of one burst
     /// extend the same pause rather than compounding it.
     fn throttled(&self) {
-        self.metrics
-            .smpp_throttled
-            .get_or_create(&self.labels)
-            .inc();
+        self.metrics.throttled.inc();
         let now = Instant::now();
         let mut pause = self.lock_pause();
         if pause.until.is_some_and(|t| t > now) {
@@ -358,10 +386,7 @@ impl Bind {
         if role != Role::Receiver {
             self.submitter.send_replace(client);
         }
-        self.metrics
-            .smpp_bound
-            .get_or_create(&self.labels)
-            .set(bound);
+        self.metrics.bound.set(bound);
     }
 
     /// Connects (TCP or TLS) and binds with interface version 3.4.
@@ -481,7 +506,7 @@ impl Bind {
                         Some(Pdu::DeliverSm(sm)) => {
                             let delivered = Delivered {
                                 smsc: self.smsc,
-                                labels: self.labels.clone(),
+                                metrics: self.metrics.clone(),
                                 sequence_number,
                                 client: client.clone(),
                                 busy: self.busy.clone(),

@@ -57,7 +57,6 @@ pub fn parse(sm: &DeliverSm) -> Inbound {
             text,
         };
     }
-    let classic = parse_receipt_text(&text);
     let mut id = None;
     let mut tlv_state = None;
     let mut network_error = None;
@@ -69,6 +68,12 @@ pub fn parse(sm: &DeliverSm) -> Inbound {
             _ => {}
         }
     }
+    // The text is read only when the TLVs do not tell all: most receipts
+    // say DELIVERED with both TLVs, and the text adds nothing then.
+    let tlvs_tell_all = id.is_some() && tlv_state == Some(MessageState::Delivered);
+    let classic = (!tlvs_tell_all)
+        .then(|| parse_receipt_text(&text))
+        .flatten();
     let Some(id) = id.or_else(|| classic.as_ref().map(|c| c.id.clone())) else {
         return Inbound::Unreadable(text);
     };
@@ -145,8 +150,8 @@ fn parse_receipt_text(text: &str) -> Option<Classic> {
         Some(i) => &text[..i],
         None => text,
     };
+    let lower = head.to_ascii_lowercase();
     let field = |name: &str| {
-        let lower = head.to_ascii_lowercase();
         let start = find_field(&lower, name)? + name.len();
         let value = head[start..].split_whitespace().next().unwrap_or_default();
         Some(value.to_owned())

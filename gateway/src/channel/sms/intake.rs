@@ -19,7 +19,6 @@ use super::{
 };
 use crate::{
     domain::{ChannelKind, Engaged, Engagement, ReceiptIn, ReceiptMatch, now_ms},
-    metrics::{Metrics, ReceiptLabels},
     store::Store,
 };
 
@@ -29,7 +28,6 @@ const RETRY_EVERY: Duration = Duration::from_millis(200);
 
 pub struct Intake {
     pub store: Arc<dyn Store>,
-    pub metrics: Arc<Metrics>,
     /// Upper-cased words that opt a handset out.
     pub stop_words: Vec<String>,
     /// How long an unknown receipt waits for its id to be recorded.
@@ -75,7 +73,7 @@ impl Intake {
                     }
                     Inbound::Unreadable(text) => {
                         tracing::warn!(smsc = delivered.smsc, text = %text, "receipt without a message id");
-                        self.count(&delivered, "unmatched");
+                        delivered.metrics.receipt(false);
                         answer(&delivered, CommandStatus::EsmeRok).await;
                     }
                 }
@@ -111,7 +109,7 @@ impl Intake {
             let until = until.unwrap_or(now + self.wait);
             match matched {
                 ReceiptMatch::Matched => {
-                    self.count(&delivered, "matched");
+                    delivered.metrics.receipt(true);
                     answer(&delivered, CommandStatus::EsmeRok).await;
                 }
                 ReceiptMatch::Unknown if until > now => waiting.push(Waiting {
@@ -134,7 +132,7 @@ impl Intake {
             Ok(()) => CommandStatus::EsmeRok,
             Err(_) => CommandStatus::EsmeRxTAppn,
         };
-        self.count(delivered, "unmatched");
+        delivered.metrics.receipt(false);
         answer(delivered, status).await;
     }
 
@@ -185,17 +183,6 @@ impl Intake {
             .trim()
             .to_uppercase();
         self.stop_words.contains(&word)
-    }
-
-    fn count(&self, delivered: &Delivered, result: &'static str) {
-        self.metrics
-            .smpp_receipts
-            .get_or_create(&ReceiptLabels {
-                smsc: delivered.labels.smsc.clone(),
-                bind: delivered.labels.bind.clone(),
-                result,
-            })
-            .inc();
     }
 }
 

@@ -183,7 +183,13 @@ pub fn check(text: &str, max_parts: usize) -> Result<(Coding, usize), TooManyPar
 /// The parts to submit for `text`, in order. `reference` goes into the UDH of
 /// every part of a concatenated message; pick one per destination so that the
 /// handset does not mix two messages.
-pub fn encode(text: &str, reference: u8, max_parts: usize) -> Result<Vec<Part>, TooManyParts> {
+///
+/// `reference` is asked for only when the text needs more than one part.
+pub fn encode(
+    text: &str,
+    reference: impl FnOnce() -> u8,
+    max_parts: usize,
+) -> Result<Vec<Part>, TooManyParts> {
     let (coding, count) = check(text, max_parts)?;
     let data_coding = coding.data_coding();
     if count == 1 {
@@ -203,6 +209,7 @@ pub fn encode(text: &str, reference: u8, max_parts: usize) -> Result<Vec<Part>, 
             max: MAX_TOTAL,
         });
     };
+    let reference = reference();
     let parts = split(text, coding)
         .zip(1..=total)
         .map(|(chunk, seq)| {
@@ -398,7 +405,7 @@ mod tests {
     const REF: u8 = 0xA7;
 
     fn single(text: &str) -> Part {
-        let parts = encode(text, REF, 10).expect("fits");
+        let parts = encode(text, || REF, 10).expect("fits");
         assert_eq!(parts.len(), 1, "{text:?}");
         parts.into_iter().next().expect("one part")
     }
@@ -458,7 +465,7 @@ mod tests {
         let part = single(&"a".repeat(160));
         assert_eq!(part.short_message, [0x61; 160]);
 
-        let parts = encode(&"a".repeat(161), REF, 10).expect("fits");
+        let parts = encode(&"a".repeat(161), || REF, 10).expect("fits");
         assert_eq!(parts.len(), 2);
         assert!(
             parts
@@ -488,7 +495,7 @@ mod tests {
         let part = single(&"ж".repeat(70));
         assert_eq!(part.short_message.len(), 140);
 
-        let parts = encode(&"ж".repeat(71), REF, 10).expect("fits");
+        let parts = encode(&"ж".repeat(71), || REF, 10).expect("fits");
         assert_eq!(parts.len(), 2);
         assert!(
             parts
@@ -508,13 +515,13 @@ mod tests {
     fn extension_pair_is_not_split_at_153() {
         // `€` would take septets 153 and 154: it moves whole to part 2.
         let text = format!("{}€{}", "a".repeat(152), "b".repeat(10));
-        let parts = encode(&text, REF, 10).expect("fits");
+        let parts = encode(&text, || REF, 10).expect("fits");
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0].short_message[6..], [0x61; 152]);
         assert_eq!(parts[1].short_message[6..9], [0x1B, 0x65, 0x62]);
         // One septet earlier it fits exactly.
         let text = format!("{}€{}", "a".repeat(151), "b".repeat(10));
-        let parts = encode(&text, REF, 10).expect("fits");
+        let parts = encode(&text, || REF, 10).expect("fits");
         assert_eq!(parts[0].short_message.len(), 6 + 153);
         assert_eq!(parts[0].short_message[6 + 151..], [0x1B, 0x65]);
         assert_eq!(parts[1].short_message[6..], [0x62; 10]);
@@ -524,7 +531,7 @@ mod tests {
     fn surrogate_pair_is_not_split_at_67() {
         // The emoji would take code units 67 and 68: it moves whole to part 2.
         let text = format!("{}😀{}", "ж".repeat(66), "ж".repeat(10));
-        let parts = encode(&text, REF, 10).expect("fits");
+        let parts = encode(&text, || REF, 10).expect("fits");
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0].short_message.len(), 6 + 66 * 2);
         assert_eq!(parts[1].short_message[6..10], [0xD8, 0x3D, 0xDE, 0x00]);
@@ -542,7 +549,7 @@ mod tests {
         // 11 full parts of 153 septets and one more septet.
         let text = "a".repeat(153 * 11 + 1);
         assert_eq!(parts_needed(&text), (Coding::Gsm7, 12));
-        let err = encode(&text, REF, 6).expect_err("too long");
+        let err = encode(&text, || REF, 6).expect_err("too long");
         assert_eq!(
             err,
             TooManyParts {
@@ -557,9 +564,9 @@ mod tests {
         );
         assert_eq!(check(&text, 6), Err(err));
         assert_eq!(check(&text, 12), Ok((Coding::Gsm7, 12)));
-        assert_eq!(encode(&text, REF, 12).expect("fits").len(), 12);
+        assert_eq!(encode(&text, || REF, 12).expect("fits").len(), 12);
         // One UCS-2 character makes the same length need 26 parts.
-        let err = encode(&format!("{text}ж"), REF, 6).expect_err("too long");
+        let err = encode(&format!("{text}ж"), || REF, 6).expect_err("too long");
         assert_eq!(
             err.to_string(),
             "text needs 26 parts in UCS-2, at most 6 allowed"
@@ -688,7 +695,7 @@ mod tests {
     proptest! {
         #[test]
         fn encode_decode_round_trips(text in texts(), reference in any::<u8>()) {
-            let parts = encode(&text, reference, 255).expect("under 255 parts");
+            let parts = encode(&text, || reference, 255).expect("under 255 parts");
             let (coding, needed) = parts_needed(&text);
             prop_assert_eq!(parts.len(), needed);
             prop_assert_eq!(coding, Coding::of(&text));
