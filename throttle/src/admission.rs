@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::exclusion::ExclusionDays;
 use crate::key::CustomerKey;
 use crate::limits::Limits;
-use crate::quota::{QuotaBook, QuotaCheck, QuotaRule};
+use crate::quota::{QuotaBook, QuotaCheck, QuotaRule, SlotHint};
 use crate::window::{Opening, Window};
 
 /// Why a message must wait (it is kept and retried, not dropped).
@@ -99,6 +99,16 @@ pub struct Request<'a> {
     pub segment: Option<&'a str>,
 }
 
+/// A decision plus what recording it needs.
+#[derive(Debug, Clone, Copy)]
+struct Verdict {
+    decision: Decision,
+    /// The quota rule that applied, if any.
+    rule: Option<QuotaRule>,
+    /// Where the customer's quota slot was found.
+    slot: SlotHint,
+}
+
 /// How many times the combined next-opening search may hop between
 /// exclusion days and window openings.
 const MAX_HOPS: usize = 64;
@@ -181,15 +191,27 @@ impl Admission {
         blacklist: &Blacklist,
         quotas: &mut QuotaBook,
     ) -> Result<Decision> {
-        let (d, rule) = self.decide_rule(now, window, req, blacklist, quotas)?;
-        if d == Decision::Go {
+        let v = self.decide_rule(now, window, req, blacklist, quotas, None)?;
+        self.commit(now, req, quotas, v)
+    }
+
+    /// Records the send of a [`Decision::Go`] verdict.
+    #[inline]
+    fn commit(
+        &mut self,
+        now: Timestamp,
+        req: &Request<'_>,
+        quotas: &mut QuotaBook,
+        v: Verdict,
+    ) -> Result<Decision> {
+        if v.decision == Decision::Go {
             self.bucket.record(now);
             self.caps.record(now)?;
-            if let Some(rule) = rule {
-                quotas.record(req.customer, rule, now);
+            if let Some(rule) = v.rule {
+                quotas.record_at(req.customer, rule, now, v.slot);
             }
         }
-        Ok(d)
+        Ok(v.decision)
     }
 
     /// [`admit`](Self::admit) for each request in order, all at `now`,
@@ -223,13 +245,18 @@ impl Admission {
                 warm(c, quotas);
             }
         }
+        // Every request shares `now`, so the campaign and calendar part of
+        // the decision (start, end, exclusion day, window) is the same for
+        // all: work it out once, at the first request that needs it.
+        let mut gate: Option<Option<Decision>> = None;
         let mut k = 0;
         while let Some(c) = chunk(k) {
             if let Some(next) = chunk(k + AHEAD) {
                 warm(next, quotas);
             }
             for r in c {
-                out.push(self.admit(now, window, r, blacklist, quotas)?);
+                let v = self.decide_rule(now, window, r, blacklist, quotas, Some(&mut gate))?;
+                out.push(self.commit(now, r, quotas, v)?);
             }
             k += 1;
         }
@@ -245,10 +272,14 @@ impl Admission {
         blacklist: &Blacklist,
         quotas: &QuotaBook,
     ) -> Result<Decision> {
-        Ok(self.decide_rule(now, window, req, blacklist, quotas)?.0)
+        Ok(self
+            .decide_rule(now, window, req, blacklist, quotas, None)?
+            .decision)
     }
 
-    /// [`decide`](Self::decide), plus the quota rule that applied.
+    /// [`decide`](Self::decide), plus what [`commit`](Self::commit) needs.
+    /// `gate` caches [`gate`](Self::gate) across calls that share `now`
+    /// and `window` (`Some(None)` until the first call fills it).
     #[inline]
     fn decide_rule(
         &mut self,
@@ -257,13 +288,66 @@ impl Admission {
         req: &Request<'_>,
         blacklist: &Blacklist,
         quotas: &QuotaBook,
-    ) -> Result<(Decision, Option<QuotaRule>)> {
-        let blocked = if !blacklist.is_empty()
+        gate: Option<&mut Option<Option<Decision>>>,
+    ) -> Result<Verdict> {
+        let blocked = |decision| Verdict {
+            decision,
+            rule: None,
+            slot: SlotHint::NONE,
+        };
+        if !blacklist.is_empty()
             && (blacklist.contains_key(req.customer)
                 || req.address.is_some_and(|a| blacklist.contains_key(a)))
         {
-            Decision::Suppress(Suppression::Blacklisted)
-        } else if window.ended(now) {
+            return Ok(blocked(Decision::Suppress(Suppression::Blacklisted)));
+        }
+        let closed = match gate {
+            None => self.gate(now, window)?,
+            Some(Some(g)) => *g,
+            Some(cache) => *cache.insert(self.gate(now, window)?),
+        };
+        if let Some(d) = closed {
+            return Ok(blocked(d));
+        }
+        if let Some(t) = self.caps.check(now)? {
+            return Ok(blocked(self.defer(Deferral::CapReached, t, window)?));
+        }
+        let rule = quotas.rule_for(req.segment);
+        let mut slot = SlotHint::NONE;
+        if let Some(rule) = rule {
+            let (check, s) = quotas.check_slot(req.customer, rule, now);
+            if let QuotaCheck::Exceeded { free_at } = check {
+                return Ok(Verdict {
+                    decision: Decision::Suppress(Suppression::QuotaExceeded { free_at }),
+                    rule: Some(rule),
+                    slot: s,
+                });
+            }
+            slot = s;
+        }
+        if let Err(t) = self.bucket.check(now) {
+            return Ok(Verdict {
+                decision: Decision::Defer {
+                    reason: Deferral::RateLimited,
+                    retry_at: t,
+                },
+                rule,
+                slot,
+            });
+        }
+        Ok(Verdict {
+            decision: Decision::Go,
+            rule,
+            slot,
+        })
+    }
+
+    /// The part of the decision that depends only on `now` and the
+    /// campaign: `None` if the campaign has started, has not ended, today is
+    /// not excluded and the window is open; otherwise the decision.
+    #[inline]
+    fn gate(&mut self, now: Timestamp, window: &mut Window) -> Result<Option<Decision>> {
+        Ok(Some(if window.ended(now) {
             Decision::Suppress(Suppression::CampaignEnded)
         } else if let Some(start) = window.start().filter(|s| now < *s) {
             self.defer(Deferral::NotStarted, start, window)?
@@ -271,38 +355,13 @@ impl Admission {
             self.defer(Deferral::ExclusionDay, until, window)?
         } else {
             match window.check(now)? {
-                Opening::Open { .. } => match self.caps.check(now)? {
-                    Some(t) => self.defer(Deferral::CapReached, t, window)?,
-                    None => Decision::Go,
-                },
+                Opening::Open { .. } => return Ok(None),
                 Opening::Closed { opens: Some(t) } => {
                     self.defer(Deferral::OutsideWindow, t, window)?
                 }
                 Opening::Closed { opens: None } => Decision::Suppress(Suppression::CampaignEnded),
             }
-        };
-        if blocked != Decision::Go {
-            return Ok((blocked, None));
-        }
-        let rule = quotas.rule_for(req.segment);
-        if let Some(rule) = rule
-            && let QuotaCheck::Exceeded { free_at } = quotas.check(req.customer, rule, now)
-        {
-            return Ok((
-                Decision::Suppress(Suppression::QuotaExceeded { free_at }),
-                Some(rule),
-            ));
-        }
-        if let Err(t) = self.bucket.check(now) {
-            return Ok((
-                Decision::Defer {
-                    reason: Deferral::RateLimited,
-                    retry_at: t,
-                },
-                rule,
-            ));
-        }
-        Ok((Decision::Go, rule))
+        }))
     }
 
     /// A deferral whose `retry_at` is moved past exclusion days and window

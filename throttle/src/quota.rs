@@ -148,6 +148,15 @@ impl QuotaState {
     }
 }
 
+/// Where a customer's slot was found (within its shard), if it has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SlotHint(Option<usize>);
+
+impl SlotHint {
+    /// No slot known.
+    pub(crate) const NONE: SlotHint = SlotHint(None);
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 #[repr(C)]
 struct Slot {
@@ -369,27 +378,32 @@ impl QuotaBook {
         (shard, fp, ((shard as u64) << 32) | u64::from(fp))
     }
 
-    /// The `n`-th most recent recorded send (1-based), in units, if any.
+    /// The `n`-th most recent recorded send (1-based), in units, if any,
+    /// and the customer's slot if it has one.
     #[inline]
-    fn nth_recent(&self, key: CustomerKey, n: usize) -> i64 {
+    fn nth_recent(&self, key: CustomerKey, n: usize) -> (i64, SlotHint) {
         let (shard, fp, ident) = Self::split(key);
         let Some(shard) = self.shards.get(shard) else {
-            return 0;
+            return (0, SlotHint(None));
         };
-        let Some(i) = shard.find(fp) else { return 0 };
+        let Some(i) = shard.find(fp) else {
+            return (0, SlotHint(None));
+        };
+        let hint = SlotHint(Some(i));
         let st = shard.slots[i].state();
         if st & SPILL != 0 {
-            return self
+            let v = self
                 .spill
                 .get(&ident)
                 .and_then(|v| v.get(n - 1))
                 .copied()
                 .unwrap_or(0);
+            return (v, hint);
         }
         if n > INLINE {
-            return 0;
+            return (0, hint);
         }
-        unpack(st)[n - 1]
+        (unpack(st)[n - 1], hint)
     }
 
     /// Loads the slots of `keys` into the CPU cache, all at once, so that
@@ -415,7 +429,25 @@ impl QuotaBook {
     /// May `key` receive one more message at `now` under `rule`?
     #[inline]
     pub fn check(&self, key: CustomerKey, rule: QuotaRule, now: Timestamp) -> QuotaCheck {
-        let v = self.nth_recent(key, rule.max.max(1) as usize);
+        self.check_slot(key, rule, now).0
+    }
+
+    /// [`check`](Self::check), plus where the customer's slot is (a hint
+    /// for [`record_at`](Self::record_at), so that a check followed by a
+    /// record searches the table once).
+    #[inline]
+    pub(crate) fn check_slot(
+        &self,
+        key: CustomerKey,
+        rule: QuotaRule,
+        now: Timestamp,
+    ) -> (QuotaCheck, SlotHint) {
+        let (v, hint) = self.nth_recent(key, rule.max.max(1) as usize);
+        (self.check_units(v, rule, now), hint)
+    }
+
+    #[inline]
+    fn check_units(&self, v: i64, rule: QuotaRule, now: Timestamp) -> QuotaCheck {
         if v == 0 {
             return QuotaCheck::Allowed;
         }
@@ -440,10 +472,24 @@ impl QuotaBook {
     /// Records a message sent to `key` at `now` under `rule`.
     #[inline]
     pub fn record(&mut self, key: CustomerKey, rule: QuotaRule, now: Timestamp) {
+        self.record_at(key, rule, now, SlotHint(None));
+    }
+
+    /// [`record`](Self::record) with the slot found by a
+    /// [`check_slot`](Self::check_slot) just before (the hint is verified,
+    /// so a stale one only costs the search it would have saved).
+    #[inline]
+    pub(crate) fn record_at(
+        &mut self,
+        key: CustomerKey,
+        rule: QuotaRule,
+        now: Timestamp,
+        hint: SlotHint,
+    ) {
         let secs = now
             .as_second()
             .saturating_add(i64::from(now.subsec_nanosecond() > 0));
-        self.record_secs(key, rule.max as usize, secs);
+        self.record_secs_at(key, rule.max as usize, secs, hint);
     }
 
     /// Checks and, if allowed, records.
@@ -487,15 +533,22 @@ impl QuotaBook {
         self.epoch = self.epoch.saturating_add(shift.saturating_mul(UNIT_SECS));
     }
 
-    #[inline]
     fn record_secs(&mut self, key: CustomerKey, n: usize, secs: i64) {
+        self.record_secs_at(key, n, secs, SlotHint(None));
+    }
+
+    #[inline]
+    fn record_secs_at(&mut self, key: CustomerKey, n: usize, secs: i64, hint: SlotHint) {
         let u = self.units(secs);
         let keep = self.keep;
         let (shard, fp, ident) = Self::split(key);
         let Some(sh) = self.shards.get_mut(shard) else {
             return;
         };
-        let (i, is_new) = sh.entry(fp);
+        let (i, is_new) = match hint.0 {
+            Some(i) if sh.slots.get(i).is_some_and(|s| s.fp == fp) => (i, false),
+            _ => sh.entry(fp),
+        };
         if is_new {
             self.len += 1;
         }
