@@ -145,11 +145,10 @@ impl SmsChannel {
         !self.smscs.is_empty()
     }
 
-    /// Every configured SMSC has at least one bind up.
+    /// Every configured SMSC has at least one bind fully up (in pair mode
+    /// its receiver too, or receipts would wait at the SMSC).
     pub fn ready(&self) -> bool {
-        self.smscs
-            .iter()
-            .all(|s| s.binds.iter().any(|b| b.is_bound()))
+        self.smscs.iter().all(|s| s.binds.iter().any(|b| b.is_up()))
     }
 
     /// Messages that may be outstanding at once over all binds.

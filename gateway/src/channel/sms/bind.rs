@@ -194,6 +194,8 @@ pub struct Bind {
     pause: Mutex<Pause>,
     /// Requests in rusmppc's hands, over this bind's sessions.
     busy: Arc<AtomicUsize>,
+    /// Sessions bound right now (see `sessions`).
+    sessions_up: AtomicUsize,
     metrics: Arc<BindMetrics>,
 }
 
@@ -235,6 +237,7 @@ impl Bind {
             submitter: watch::channel(None).0,
             pause: Mutex::new(Pause::default()),
             busy: Arc::new(AtomicUsize::new(0)),
+            sessions_up: AtomicUsize::new(0),
             metrics,
         }
     }
@@ -382,11 +385,27 @@ impl Bind {
     }
 
     fn set_bound(&self, role: Role, client: Option<Client>) {
-        let bound = i64::from(client.is_some());
+        let up = match client.is_some() {
+            true => self.sessions_up.fetch_add(1, Ordering::AcqRel) + 1,
+            false => self.sessions_up.fetch_sub(1, Ordering::AcqRel) - 1,
+        };
         if role != Role::Receiver {
             self.submitter.send_replace(client);
         }
-        self.metrics.bound.set(bound);
+        self.metrics.bound.set(i64::from(up == self.sessions()));
+    }
+
+    /// Sessions a bind keeps: one transceiver, or a transmitter and a receiver.
+    fn sessions(&self) -> usize {
+        match self.config.bind_mode {
+            BindMode::Transceiver => 1,
+            BindMode::Pair => 2,
+        }
+    }
+
+    /// Every session of the bind is up: it can submit and take receipts.
+    pub fn is_up(&self) -> bool {
+        self.sessions_up.load(Ordering::Acquire) == self.sessions()
     }
 
     /// Connects (TCP or TLS) and binds with interface version 3.4.
