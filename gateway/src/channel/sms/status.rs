@@ -59,6 +59,14 @@ const TABLE: &[(u32, &str, Refusal)] = &[
     (0xFF, "ESME_RUNKNOWNERR", Refusal::Transient),
 ];
 
+/// Statuses that answer a bind rather than a submit, named in logs.
+const BIND_ERRORS: &[(u32, &str)] = &[
+    (0x05, "ESME_RALYBND"),
+    (0x0D, "ESME_RBINDFAIL"),
+    (0x0E, "ESME_RINVPASWD"),
+    (0x0F, "ESME_RINVSYSID"),
+];
+
 /// How to treat a refused submit_sm with `status`.
 pub fn classify(status: u32) -> Refusal {
     TABLE
@@ -69,8 +77,13 @@ pub fn classify(status: u32) -> Refusal {
 
 /// `ESME_RINVDSTADR (0x0000000B)`, or just the number for unknown codes.
 pub fn describe(status: u32) -> String {
-    match TABLE.iter().find(|(code, ..)| *code == status) {
-        Some((_, name, _)) => format!("{name} (0x{status:08X})"),
+    let name = TABLE
+        .iter()
+        .map(|&(code, name, _)| (code, name))
+        .chain(BIND_ERRORS.iter().copied())
+        .find(|(code, _)| *code == status);
+    match name {
+        Some((_, name)) => format!("{name} (0x{status:08X})"),
         None => format!("status 0x{status:08X}"),
     }
 }
@@ -109,5 +122,6 @@ mod tests {
         assert_eq!(codes.len(), TABLE.len());
         assert_eq!(describe(0x0B), "ESME_RINVDSTADR (0x0000000B)");
         assert_eq!(describe(0x401), "status 0x00000401");
+        assert_eq!(describe(0x0E), "ESME_RINVPASWD (0x0000000E)");
     }
 }
