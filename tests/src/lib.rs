@@ -11,6 +11,7 @@ pub mod http;
 pub mod npm_smsc;
 pub mod smsc;
 pub mod smtp_sink;
+pub mod tls_proxy;
 
 use std::{
     io::{BufRead, BufReader},

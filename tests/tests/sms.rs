@@ -1096,3 +1096,22 @@ fn receipts_arriving_after_a_kill_9_and_restart_are_still_matched() {
         "submitted messages were sent again after the restart"
     );
 }
+
+#[test]
+fn an_smsc_over_tls_takes_the_campaign_and_sends_its_receipts_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let smsc = FakeSmsc::start(SmscBehaviour::default().account("sluice", "secret"));
+    let tls = sluice_e2e::tls_proxy::TlsProxy::start(dir.path(), smsc.port());
+    let daemon = start_unready(dir.path(), tls.port, "", "tls = true\ntls_insecure = true");
+    wait_ready(&daemon);
+    sms_campaign(&daemon, "tls", "Hi {{name}} €", &numbers(3));
+    let delivered = wait_facts(&daemon, "delivered", 3);
+    assert_eq!(customers(&delivered), customer_ids(3));
+    let received = smsc.received();
+    assert_eq!(received.len(), 3);
+    assert!(
+        received
+            .iter()
+            .all(|r| r.short_message.ends_with(&[0x1B, 0x65]))
+    );
+}
