@@ -2,13 +2,10 @@
 //! message, track its links, give it a verifiable Return-Path, sign it, hand
 //! it to a relay.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::sync::Arc;
 
 use super::{
-    Delivery,
+    Delivery, Parsed,
     mail::{Dkim, Envelope, MailTemplate},
     smtp::RelayPool,
 };
@@ -19,8 +16,7 @@ pub struct EmailChannel {
     pub return_paths: ReturnPaths,
     pub dkim: Option<Dkim>,
     pub links: Arc<Links>,
-    /// Parsed templates per campaign number; content is fixed once started.
-    templates: Mutex<HashMap<u32, Arc<MailTemplate>>>,
+    templates: Parsed<MailTemplate>,
 }
 
 impl std::fmt::Debug for EmailChannel {
@@ -43,27 +39,20 @@ impl EmailChannel {
             return_paths,
             dkim,
             links,
-            templates: Mutex::new(HashMap::new()),
+            templates: Parsed::default(),
         }
     }
 
     fn template(&self, campaign: &CampaignRecord) -> Result<Arc<MailTemplate>, String> {
-        let mut cache = self
-            .templates
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(t) = cache.get(&campaign.seq) {
-            return Ok(t.clone());
-        }
-        let content = campaign
-            .decl
-            .content
-            .as_ref()
-            .and_then(|c| c.email.as_ref())
-            .ok_or_else(|| "campaign has no e-mail content".to_owned())?;
-        let template = Arc::new(MailTemplate::new(content).map_err(|p| p.join("; "))?);
-        cache.insert(campaign.seq, template.clone());
-        Ok(template)
+        self.templates.get(campaign, |campaign| {
+            let content = campaign
+                .decl
+                .content
+                .as_ref()
+                .and_then(|c| c.email.as_ref())
+                .ok_or_else(|| "campaign has no e-mail content".to_owned())?;
+            MailTemplate::new(content).map_err(|p| p.join("; "))
+        })
     }
 
     pub async fn send(&self, campaign: &CampaignRecord, claim: &Claim, now_secs: i64) -> Delivery {

@@ -32,7 +32,7 @@ use self::{
     intake::Intake,
     status::Refusal,
 };
-use super::Delivery;
+use super::{Delivery, Parsed};
 use crate::{
     config::{Sms as SmsConfig, Smsc as SmscConfig},
     domain::{CampaignRecord, Participant, Upstream},
@@ -52,8 +52,7 @@ pub struct SmsChannel {
     smscs: Vec<Smsc>,
     max_parts: usize,
     references: References,
-    /// Parsed templates per campaign number; content is fixed once started.
-    templates: Mutex<HashMap<u32, Arc<SmsTemplate>>>,
+    templates: Parsed<SmsTemplate>,
     turn: AtomicUsize,
     patience: Duration,
     stop: CancellationToken,
@@ -133,7 +132,7 @@ impl SmsChannel {
             smscs,
             max_parts: config.max_parts,
             references: References::default(),
-            templates: Mutex::new(HashMap::new()),
+            templates: Parsed::default(),
             turn: AtomicUsize::new(0),
             patience,
             stop,
@@ -231,26 +230,15 @@ impl SmsChannel {
     }
 
     fn template(&self, campaign: &CampaignRecord) -> Result<Arc<SmsTemplate>, String> {
-        let mut cache = self
-            .templates
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(t) = cache.get(&campaign.seq) {
-            return Ok(t.clone());
-        }
-        let content = campaign
-            .decl
-            .content
-            .as_ref()
-            .and_then(|c| c.sms.as_ref())
-            .ok_or_else(|| "campaign has no SMS content".to_owned())?;
-        let template = Arc::new(SmsTemplate::new(
-            &content.from,
-            &content.text,
-            self.max_parts,
-        )?);
-        cache.insert(campaign.seq, template.clone());
-        Ok(template)
+        self.templates.get(campaign, |campaign| {
+            let content = campaign
+                .decl
+                .content
+                .as_ref()
+                .and_then(|c| c.sms.as_ref())
+                .ok_or_else(|| "campaign has no SMS content".to_owned())?;
+            SmsTemplate::new(&content.from, &content.text, self.max_parts)
+        })
     }
 }
 
