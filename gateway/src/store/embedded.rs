@@ -325,6 +325,8 @@ struct Group {
     upstream: HashMap<Vec<u8>, Option<Vec<u8>>, foldhash::fast::RandomState>,
     /// Statuses recorded in this group, not yet in the index.
     statuses: HashMap<MessageNo, Status, foldhash::fast::RandomState>,
+    /// Engagement flags set in this group, written once per message.
+    engaged: HashMap<MessageNo, u8, foldhash::fast::RandomState>,
 }
 
 impl Committer {
@@ -350,6 +352,7 @@ impl Committer {
             facts: Vec::new(),
             upstream: HashMap::default(),
             statuses: HashMap::default(),
+            engaged: HashMap::default(),
         };
         let first_cursor = self.next_cursor;
         {
@@ -360,6 +363,14 @@ impl Committer {
             }
         }
         self.write_facts(&mut group);
+        for (msg, flags) in std::mem::take(&mut group.engaged) {
+            group.batch.insert(
+                &self.shared.ks.engagement,
+                codec::message_key(msg),
+                vec![flags],
+            );
+            group.effects.push(Effect::Engaged { msg, flags });
+        }
         let written = if group.batch.is_empty() {
             Ok(())
         } else {
@@ -522,8 +533,6 @@ impl Committer {
                 g.answers.push(Answer::Matched(reply, matches));
             }
             Op::Engage { items, reply } => {
-                // Flags of messages engaged earlier in this same group.
-                let mut staged: HashMap<MessageNo, u8> = HashMap::new();
                 for e in items {
                     let Some(c) = index.by_seq(e.msg.campaign) else {
                         continue;
@@ -531,8 +540,8 @@ impl Committer {
                     let Some(slot) = c.slots.get(e.msg.participant as usize) else {
                         continue;
                     };
-                    let flags = staged.get(&e.msg).copied().unwrap_or(slot.engaged) | e.kind.bit();
-                    staged.insert(e.msg, flags);
+                    let flags = g.engaged.get(&e.msg).copied().unwrap_or(slot.engaged);
+                    g.engaged.insert(e.msg, flags | e.kind.bit());
                     let fact = fact(
                         e.at,
                         &c.record.id,
@@ -540,10 +549,7 @@ impl Committer {
                         e.kind.as_str(),
                         e.detail,
                     );
-                    g.batch
-                        .insert(&ks.engagement, codec::message_key(e.msg), vec![flags]);
                     self.append_fact(g, fact);
-                    g.effects.push(Effect::Engaged { msg: e.msg, flags });
                 }
                 g.answers.push(Answer::Done(reply));
             }

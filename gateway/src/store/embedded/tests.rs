@@ -282,3 +282,44 @@ async fn receipts_settle_messages_by_upstream_id_after_a_reopen() {
         .collect();
     assert_eq!(kinds, ["delivered", "failed", "delivered"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engagements_of_one_message_in_one_commit_keep_every_flag() {
+    use crate::domain::{Engaged, Engagement};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Embedded::open(dir.path()).expect("open");
+    store.put_campaign("e", decl()).await.expect("declare");
+    let people: Vec<_> = (0..20).map(|i| participant(&format!("p{i}"))).collect();
+    store
+        .add_participants("e", people, 1_000)
+        .await
+        .expect("add");
+    let seq = store.campaign("e").expect("campaign").seq;
+    let engaged = |participant, kind| {
+        vec![Engaged {
+            msg: MessageNo {
+                campaign: seq,
+                participant,
+            },
+            at: 2_000,
+            kind,
+            detail: Map::new(),
+        }]
+    };
+    // A click and an open of the same message, queued together so the
+    // committer takes them into one group.
+    for n in 0..20 {
+        let (a, b) = tokio::join!(
+            store.engage(engaged(n, Engagement::Clicked)),
+            store.engage(engaged(n, Engagement::Opened)),
+        );
+        a.expect("click");
+        b.expect("open");
+    }
+    drop(store);
+    let store = Embedded::open(dir.path()).expect("reopen");
+    for outcome in ["clicked", "opened"] {
+        let audience = store.audience("e", outcome).expect("audience");
+        assert_eq!(audience.len(), 20, "{outcome}: {audience:?}");
+    }
+}
