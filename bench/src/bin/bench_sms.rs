@@ -113,7 +113,16 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let elapsed = started.elapsed().as_secs_f64();
-    let metrics = api.text("/metrics").await?;
+    // The receipt counter is bumped just after the facts are durable.
+    let settled = Instant::now();
+    let metrics = loop {
+        let metrics = api.text("/metrics").await?;
+        let matched = metric(&metrics, "sluice_smpp_receipts_total", "result=\"matched\"");
+        if matched >= n as f64 || settled.elapsed() > Duration::from_secs(5) {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     shutdown.cancel();
     running.stopped().await;
     let pipeline = n as f64 / elapsed;
