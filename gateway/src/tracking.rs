@@ -161,7 +161,7 @@ impl TrackingSink for Sink {
     }
 }
 
-/// Writes queued events in batches (those of [`LINGER`] at a time) until
+/// Writes queued events in batches (those of `LINGER` at a time) until
 /// every sender is gone; an unsubscribe also suppresses the address on the
 /// campaign's channel.
 pub async fn write_events(mut rx: mpsc::Receiver<TrackingEvent>, store: Arc<dyn Store>) {
