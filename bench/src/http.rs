@@ -43,6 +43,39 @@ impl Api {
         ))
     }
 
+    /// Declares campaign `id`; anything but 200 is an error.
+    pub async fn declare(&self, id: &str, decl: &serde_json::Value) -> anyhow::Result<()> {
+        let path = format!("/v1/campaigns/{id}");
+        let (status, answer) = self
+            .call(Method::PUT, &path, "application/json", decl.to_string())
+            .await?;
+        anyhow::ensure!(status == 200, "declare answered {status}: {answer}");
+        Ok(())
+    }
+
+    /// Uploads NDJSON participants; an error unless all `n` are accepted.
+    pub async fn upload(&self, id: &str, ndjson: String, n: usize) -> anyhow::Result<()> {
+        let path = format!("/v1/campaigns/{id}/participants");
+        let (status, answer) = self
+            .call(Method::POST, &path, "application/x-ndjson", ndjson)
+            .await?;
+        anyhow::ensure!(
+            status == 200 && answer["accepted"] == n,
+            "upload answered {status}: {answer}"
+        );
+        Ok(())
+    }
+
+    /// Starts campaign `id`; anything but 200 is an error.
+    pub async fn start(&self, id: &str) -> anyhow::Result<()> {
+        let path = format!("/v1/campaigns/{id}/start");
+        let (status, answer) = self
+            .call(Method::POST, &path, "application/json", "")
+            .await?;
+        anyhow::ensure!(status == 200, "start answered {status}: {answer}");
+        Ok(())
+    }
+
     pub async fn text(&self, path: &str) -> anyhow::Result<String> {
         let request = Request::get(format!("{}{path}", self.base)).body(Full::new(Bytes::new()))?;
         let response = self.client.request(request).await?;

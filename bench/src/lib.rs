@@ -6,3 +6,14 @@ pub mod http;
 pub mod sms_baseline;
 pub mod smsc_sink;
 pub mod smtp_sink;
+
+/// The daemon's configuration for a benchmark: every listener on an
+/// ephemeral loopback port, the store in `dir`.
+pub fn loopback_config(dir: &std::path::Path) -> gateway::config::Config {
+    let mut config = gateway::config::Config::default();
+    config.listen.api = "127.0.0.1:0".into();
+    config.listen.tracking = "127.0.0.1:0".into();
+    config.listen.bounce = "127.0.0.1:0".into();
+    config.store.path = dir.join("data");
+    config
+}

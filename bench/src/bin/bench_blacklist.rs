@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::ensure;
 use bench::http::Api;
-use gateway::config::Config;
 use hyper::Method;
 use tokio_util::sync::CancellationToken;
 
@@ -21,11 +20,7 @@ async fn main() -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir()?;
-    let mut config = Config::default();
-    config.listen.api = "127.0.0.1:0".into();
-    config.listen.tracking = "127.0.0.1:0".into();
-    config.listen.bounce = "127.0.0.1:0".into();
-    config.store.path = dir.path().join("data");
+    let config = bench::loopback_config(dir.path());
     let shutdown = CancellationToken::new();
     let running = gateway::start(config, shutdown.clone()).await?;
     let api = Api::new(running.api);

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::ensure;
 use bench::{http::Api, smtp_sink::SmtpSink};
-use gateway::config::{Config, Relay, TlsMode};
+use gateway::config::{Relay, TlsMode};
 use hyper::Method;
 use tokio_util::sync::CancellationToken;
 
@@ -22,9 +22,7 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(50_000);
     let sink = SmtpSink::start().await?;
     let dir = tempfile::tempdir()?;
-    let mut config = Config::default();
-    config.listen.api = "127.0.0.1:0".into();
-    config.store.path = dir.path().join("data");
+    let mut config = bench::loopback_config(dir.path());
     config.dispatch.concurrency = 128;
     config.dispatch.claim_batch = 128;
     config.email.relays = vec![Relay {
@@ -43,41 +41,14 @@ async fn main() -> anyhow::Result<()> {
     let decl = serde_json::json!({"channel": "email", "name": "bench", "content": {"email": {
         "from": "Offers <offers@telco.example>", "subject": "{{name}}, go unlimited",
         "text": "Hello {{name}}, your offer is waiting.", "html": "<p>Hello {{name}}, your offer is waiting.</p>"}}});
-    let (status, _) = api
-        .call(
-            Method::PUT,
-            "/v1/campaigns/bench",
-            "application/json",
-            decl.to_string(),
-        )
-        .await?;
-    ensure!(status == 200, "declare answered {status}");
+    api.declare("bench", &decl).await?;
     let body: String = (0..n)
         .map(|i| format!("{{\"customer\":\"c{i}\",\"address\":\"u{i}@example.org\",\"fields\":{{\"name\":\"N{i}\"}}}}\n"))
         .collect();
-    let (status, answer) = api
-        .call(
-            Method::POST,
-            "/v1/campaigns/bench/participants",
-            "application/x-ndjson",
-            body,
-        )
-        .await?;
-    ensure!(
-        status == 200 && answer["accepted"] == n,
-        "upload answered {status}: {answer}"
-    );
+    api.upload("bench", body, n).await?;
 
     let started = Instant::now();
-    let (status, _) = api
-        .call(
-            Method::POST,
-            "/v1/campaigns/bench/start",
-            "application/json",
-            "",
-        )
-        .await?;
-    ensure!(status == 200, "start answered {status}");
+    api.start("bench").await?;
     loop {
         let (_, state) = api
             .call(Method::GET, "/v1/campaigns/bench", "application/json", "")

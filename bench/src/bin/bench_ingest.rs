@@ -5,14 +5,12 @@
 use std::{sync::Arc, time::Instant};
 
 use admin_api::types::v1::CampaignDecl;
-use anyhow::{Context, ensure};
+use anyhow::Context;
 use bench::http::Api;
 use gateway::{
-    config::Config,
     domain::{ChannelKind, Participant},
     store::{Store, embedded::Embedded},
 };
-use hyper::Method;
 use tokio_util::sync::CancellationToken;
 
 #[global_allocator]
@@ -101,22 +99,12 @@ async fn store_rate(n: usize) -> anyhow::Result<f64> {
 /// The whole API path: HTTP, NDJSON parsing, validation, durable commit.
 async fn api_rate(n: usize) -> anyhow::Result<f64> {
     let dir = tempfile::tempdir()?;
-    let mut config = Config::default();
-    config.listen.api = "127.0.0.1:0".into();
-    config.store.path = dir.path().join("data");
+    let config = bench::loopback_config(dir.path());
     let shutdown = CancellationToken::new();
     let running = gateway::start(config, shutdown.clone()).await?;
     let api = Api::new(running.api);
     let decl = serde_json::json!({"channel": "email", "name": "ingest"});
-    let (status, _) = api
-        .call(
-            Method::PUT,
-            "/v1/campaigns/ingest",
-            "application/json",
-            decl.to_string(),
-        )
-        .await?;
-    ensure!(status == 200, "declare answered {status}");
+    api.declare("ingest", &decl).await?;
     let mut body = String::with_capacity(n * 96);
     for i in 0..n {
         let p = participant(i);
@@ -126,19 +114,8 @@ async fn api_rate(n: usize) -> anyhow::Result<f64> {
         ));
     }
     let started = Instant::now();
-    let (status, answer) = api
-        .call(
-            Method::POST,
-            "/v1/campaigns/ingest/participants",
-            "application/x-ndjson",
-            body,
-        )
-        .await?;
+    api.upload("ingest", body, n).await?;
     let elapsed = started.elapsed().as_secs_f64();
-    ensure!(
-        status == 200 && answer["accepted"] == n,
-        "upload answered {status}: {answer}"
-    );
     shutdown.cancel();
     running.stopped().await;
     Ok(n as f64 / elapsed)

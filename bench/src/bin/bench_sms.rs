@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::ensure;
 use bench::{http::Api, sms_baseline::bare_rusmppc_rate, smsc_sink::SmscSink};
-use gateway::config::{Config, Smsc};
+use gateway::config::Smsc;
 use hyper::Method;
 use tokio_util::sync::CancellationToken;
 
@@ -37,11 +37,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let dir = tempfile::tempdir()?;
-    let mut config = Config::default();
-    config.listen.api = "127.0.0.1:0".into();
-    config.listen.tracking = "127.0.0.1:0".into();
-    config.listen.bounce = "127.0.0.1:0".into();
-    config.store.path = dir.path().join("data");
+    let mut config = bench::loopback_config(dir.path());
     config.dispatch.claim_batch = 1024;
     config.sms.smsc = vec![toml::from_str::<Smsc>(&format!(
         "host = \"127.0.0.1\"\nport = {}\nsystem_id = \"bench\"\nbinds = {binds}\nwindow = {window}",
@@ -52,15 +48,7 @@ async fn main() -> anyhow::Result<()> {
     let api = Api::new(running.api);
     let decl = serde_json::json!({"channel": "sms", "name": "bench",
         "content": {"sms": {"from": "Telco", "text": "Hello {{name}}, your offer is waiting."}}});
-    let (status, _) = api
-        .call(
-            Method::PUT,
-            "/v1/campaigns/bench",
-            "application/json",
-            decl.to_string(),
-        )
-        .await?;
-    ensure!(status == 200, "declare answered {status}");
+    api.declare("bench", &decl).await?;
     let body: String = (0..n)
         .map(|i| {
             format!(
@@ -69,18 +57,7 @@ async fn main() -> anyhow::Result<()> {
             )
         })
         .collect();
-    let (status, answer) = api
-        .call(
-            Method::POST,
-            "/v1/campaigns/bench/participants",
-            "application/x-ndjson",
-            body,
-        )
-        .await?;
-    ensure!(
-        status == 200 && answer["accepted"] == n,
-        "upload answered {status}: {answer}"
-    );
+    api.upload("bench", body, n).await?;
     // Wait for the bind before starting the clock.
     let bound = Instant::now();
     while !api.text("/readyz").await?.starts_with("ready") {
@@ -90,15 +67,7 @@ async fn main() -> anyhow::Result<()> {
 
     let submits_before = sink.submits();
     let started = Instant::now();
-    let (status, _) = api
-        .call(
-            Method::POST,
-            "/v1/campaigns/bench/start",
-            "application/json",
-            "",
-        )
-        .await?;
-    ensure!(status == 200, "start answered {status}");
+    api.start("bench").await?;
     let counts = loop {
         let (_, state) = api
             .call(Method::GET, "/v1/campaigns/bench", "application/json", "")
