@@ -17,63 +17,60 @@ const HOUR_MS: Millis = 3_600_000;
 
 #[derive(Debug, Default)]
 pub struct Schedule {
-    /// Campaign id → hour start (ms) → messages allocated.
-    allocated: HashMap<String, BTreeMap<Millis, u64>>,
-    /// (campaign id, hour start) → messages sent in that hour.
-    sent: HashMap<(String, Millis), u64>,
+    /// Campaign id → hour start (ms) → messages allocated in that hour.
+    hours: HashMap<String, BTreeMap<Millis, Hour>>,
     /// End of the plan's last hour.
     end: Millis,
 }
 
+#[derive(Debug, Default, Clone, Copy)]
+struct Hour {
+    allocated: u64,
+    sent: u64,
+}
+
 impl Schedule {
     pub fn new(plan: &Plan) -> Self {
-        let mut allocated: HashMap<String, BTreeMap<Millis, u64>> = HashMap::new();
+        let mut hours: HashMap<String, BTreeMap<Millis, Hour>> = HashMap::new();
         let mut end = 0;
         for hour in &plan.hours {
             let start = u64::try_from(hour.hour.as_millisecond()).unwrap_or(0);
             end = end.max(start + HOUR_MS);
-            for (campaign, &n) in &hour.allocated {
-                allocated
+            for (campaign, &allocated) in &hour.allocated {
+                hours
                     .entry(campaign.clone())
                     .or_default()
-                    .insert(start, n);
+                    .insert(start, Hour { allocated, sent: 0 });
             }
         }
-        Self {
-            allocated,
-            sent: HashMap::new(),
-            end,
-        }
+        Self { hours, end }
     }
 
     /// `None` if `campaign` may send at `now`, else when to ask again.
     pub fn check(&self, campaign: &str, now: Millis) -> Option<Millis> {
-        let hours = self.allocated.get(campaign)?;
+        let hours = self.hours.get(campaign)?;
         if now >= self.end {
             return None;
         }
-        let hour = now - now % HOUR_MS;
-        let allowed = hours.get(&hour).copied().unwrap_or(0);
-        let sent = self
-            .sent
-            .get(&(campaign.to_owned(), hour))
-            .copied()
-            .unwrap_or(0);
-        if sent < allowed {
+        let start = now - now % HOUR_MS;
+        let this = hours.get(&start).copied().unwrap_or_default();
+        if this.sent < this.allocated {
             return None;
         }
         let next = hours
-            .range(hour + 1..)
-            .find(|&(_, &n)| n > 0)
+            .range(start + 1..)
+            .find(|(_, h)| h.allocated > 0)
             .map(|(&start, _)| start);
         Some(next.unwrap_or(self.end))
     }
 
     /// Counts a send of `campaign` at `now` against its hour.
     pub fn count(&mut self, campaign: &str, now: Millis) {
-        if self.allocated.contains_key(campaign) && now < self.end {
-            let hour = now - now % HOUR_MS;
-            *self.sent.entry((campaign.to_owned(), hour)).or_default() += 1;
+        if now >= self.end {
+            return;
+        }
+        if let Some(hours) = self.hours.get_mut(campaign) {
+            hours.entry(now - now % HOUR_MS).or_default().sent += 1;
         }
     }
 }
