@@ -352,6 +352,32 @@ impl Daemon {
         assert_eq!(r.json()["accepted"], participants, "{}", r.text());
     }
 
+    /// Declares, fills and starts an e-mail campaign to `(customer, address)`
+    /// pairs; returns its state once finished.
+    pub fn run_email_campaign(&self, id: &str, participants: &[(&str, &str)]) -> serde_json::Value {
+        let decl = serde_json::json!({"channel": "email", "name": id,
+            "content": {"email": {"from": "o@telco.test", "subject": "Offer", "text": "Hello {{customer}}"}}});
+        let r = self.put_json(&format!("/v1/campaigns/{id}"), &decl);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let rows: Vec<_> = participants
+            .iter()
+            .map(|(c, a)| serde_json::json!({"customer": c, "address": a}))
+            .collect();
+        let r = self.post(
+            &format!("/v1/campaigns/{id}/participants"),
+            "application/json",
+            serde_json::json!(rows).to_string().as_bytes(),
+        );
+        assert_eq!(r.json()["accepted"], participants.len(), "{}", r.text());
+        let r = self.post(
+            &format!("/v1/campaigns/{id}/start"),
+            "application/json",
+            b"",
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        self.wait_for_campaign(id, Duration::from_secs(60), |v| v["state"] == "finished")
+    }
+
     /// Polls the campaign until `done` holds for its JSON, or panics at `deadline`.
     pub fn wait_for_campaign(
         &self,

@@ -6,7 +6,6 @@
 
 use std::{path::Path, process::Command, time::Duration};
 
-use serde_json::json;
 use sluice_e2e::{Daemon, SmtpPeer, peers_dir};
 
 fn config(peer: &SmtpPeer) -> String {
@@ -15,38 +14,6 @@ fn config(peer: &SmtpPeer) -> String {
          [[email.relays]]\nhost = \"127.0.0.1\"\nport = {}\n",
         peer.port
     )
-}
-
-fn campaign(daemon: &Daemon, id: &str, addresses: &[(&str, &str)]) {
-    let decl = json!({"channel": "email", "name": id,
-        "content": {"email": {"from": "o@telco.test", "subject": "Offer", "text": "Hello {{customer}}"}}});
-    assert_eq!(
-        daemon
-            .put_json(&format!("/v1/campaigns/{id}"), &decl)
-            .status,
-        200
-    );
-    let rows: Vec<_> = addresses
-        .iter()
-        .map(|(c, a)| json!({"customer": c, "address": a}))
-        .collect();
-    let r = daemon.post(
-        &format!("/v1/campaigns/{id}/participants"),
-        "application/json",
-        json!(rows).to_string().as_bytes(),
-    );
-    assert_eq!(r.json()["accepted"], addresses.len());
-    assert_eq!(
-        daemon
-            .post(
-                &format!("/v1/campaigns/{id}/start"),
-                "application/json",
-                b""
-            )
-            .status,
-        200
-    );
-    daemon.wait_for_campaign(id, Duration::from_secs(60), |v| v["state"] == "finished");
 }
 
 /// An RFC 3464 report for `recipient` with `status`, as a remote MTA writes it.
@@ -94,8 +61,7 @@ fn returned_dsns_become_facts_and_hard_bounces_are_suppressed() {
         return;
     };
     let daemon = Daemon::start(dir.path(), &config(&peer));
-    campaign(
-        &daemon,
+    daemon.run_email_campaign(
         "s1",
         &[
             ("hard", "hard@example.org"),
@@ -210,8 +176,7 @@ fn returned_dsns_become_facts_and_hard_bounces_are_suppressed() {
     );
 
     // The hard-bounced addresses (returned and at RCPT) are never sent again.
-    campaign(
-        &daemon,
+    daemon.run_email_campaign(
         "s2",
         &[
             ("hard", "hard@example.org"),
@@ -249,7 +214,7 @@ fn an_imported_bounce_is_matched_like_one_received() {
         return;
     };
     let daemon = Daemon::start(dir.path(), &config(&peer));
-    campaign(&daemon, "imp", &[("a", "a@example.org")]);
+    daemon.run_email_campaign("imp", &[("a", "a@example.org")]);
     let return_path = peer.received()[0].mail_from.clone();
     let report = dsn("a@example.org", "5.1.1", "550 5.1.1 user unknown");
     let r = daemon.post("/v1/bounces", "message/rfc822", report.as_bytes());

@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use sluice_e2e::Daemon;
 use sluice_e2e::smtp_sink::{Rcpt, SmtpSink, smtp_source};
 
@@ -30,32 +30,6 @@ fn config(sink: &SmtpSink, max_attempts: u32) -> String {
         "[email]\nbounce_domain = \"bounces.test\"\nretry_base_secs = 1\nretry_max_secs = 1\nmax_attempts = {max_attempts}\n\n{}",
         sink.relay_config()
     )
-}
-
-/// Declares, fills and starts an e-mail campaign; returns its state once
-/// finished.
-fn campaign(daemon: &Daemon, id: &str, participants: &[(&str, &str)]) -> Value {
-    let decl = json!({"channel": "email", "name": id,
-        "content": {"email": {"from": "o@telco.test", "subject": "Offer", "text": "Hello {{customer}}"}}});
-    let r = daemon.put_json(&format!("/v1/campaigns/{id}"), &decl);
-    assert_eq!(r.status, 200, "{}", r.text());
-    let rows: Vec<_> = participants
-        .iter()
-        .map(|(c, a)| json!({"customer": c, "address": a}))
-        .collect();
-    let r = daemon.post(
-        &format!("/v1/campaigns/{id}/participants"),
-        "application/json",
-        json!(rows).to_string().as_bytes(),
-    );
-    assert_eq!(r.json()["accepted"], participants.len(), "{}", r.text());
-    let r = daemon.post(
-        &format!("/v1/campaigns/{id}/start"),
-        "application/json",
-        b"",
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    daemon.wait_for_campaign(id, Duration::from_secs(60), |v| v["state"] == "finished")
 }
 
 fn events_of(daemon: &Daemon, campaign: &str, customer: &str) -> Vec<Value> {
@@ -91,7 +65,7 @@ fn a_550_5_1_1_at_rcpt_is_a_hard_bounce_and_the_address_is_suppressed() {
     let daemon = Daemon::start(dir.path(), &config(&sink, 3));
     let people = [("kim", "kim@example.org"), ("lee", "lee@example.org")];
 
-    let state = campaign(&daemon, "h1", &people);
+    let state = daemon.run_email_campaign("h1", &people);
     assert_eq!(state["counts"]["bounced_hard"], 2, "{state}");
     for (customer, address) in people {
         let facts = events_of(&daemon, "h1", customer);
@@ -131,8 +105,7 @@ fn a_550_5_1_1_at_rcpt_is_a_hard_bounce_and_the_address_is_suppressed() {
     );
 
     // A later campaign never sends to them again.
-    let state = campaign(
-        &daemon,
+    let state = daemon.run_email_campaign(
         "h2",
         &[
             ("kim", "kim@example.org"),
@@ -158,7 +131,7 @@ fn a_452_4_2_2_at_rcpt_is_retried_then_fails_and_is_not_suppressed() {
     let sink = SmtpSink::start(dir.path(), Rcpt::Refuse(MAILBOX_FULL));
     let daemon = Daemon::start(dir.path(), &config(&sink, 3));
 
-    let state = campaign(&daemon, "s1", &[("kim", "kim@example.org")]);
+    let state = daemon.run_email_campaign("s1", &[("kim", "kim@example.org")]);
     assert_eq!(state["counts"]["failed"], 1, "{state}");
     let facts = events_of(&daemon, "s1", "kim");
     assert_eq!(
@@ -193,7 +166,7 @@ fn a_452_4_2_2_at_rcpt_is_retried_then_fails_and_is_not_suppressed() {
     assert!(audience.contains("\"kim\""), "{audience}");
 
     // A temporary refusal does not suppress the address.
-    let state = campaign(&daemon, "s2", &[("kim", "kim@example.org")]);
+    let state = daemon.run_email_campaign("s2", &[("kim", "kim@example.org")]);
     assert_eq!(state["counts"]["failed"], 1, "{state}");
     assert!(
         !types(&events_of(&daemon, "s2", "kim")).contains(&"suppressed"),
@@ -260,8 +233,7 @@ fn returned_dsns_suppress_hard_bounces_and_resend_soft_ones_until_they_fail() {
     let dir = tempfile::tempdir().unwrap();
     let sink = SmtpSink::start(dir.path(), Rcpt::Accept);
     let daemon = Daemon::start(dir.path(), &config(&sink, 2));
-    let state = campaign(
-        &daemon,
+    let state = daemon.run_email_campaign(
         "d1",
         &[("hard", "hard@example.org"), ("soft", "soft@example.org")],
     );
@@ -392,8 +364,7 @@ fn returned_dsns_suppress_hard_bounces_and_resend_soft_ones_until_they_fail() {
 
     // A later campaign: the hard-bounced address is suppressed, the
     // soft-bounced one is mailed again.
-    let state = campaign(
-        &daemon,
+    let state = daemon.run_email_campaign(
         "d2",
         &[("hard", "hard@example.org"), ("soft", "soft@example.org")],
     );
