@@ -5,6 +5,7 @@
 pub mod bind;
 pub mod inbound;
 pub mod intake;
+pub mod session;
 pub mod status;
 pub mod text;
 

@@ -1,33 +1,29 @@
 //! One bind to an SMSC: keeps an SMPP 3.4 session up (connect, bind,
 //! enquire_link, reconnect with jittered exponential back-off), limits the
 //! submit_sm outstanding on it to its window, and pauses it when the SMSC
-//! throttles. rusmppc does the framing and matches responses to requests;
-//! everything about staying connected and polite is ours.
+//! throttles. `session.rs` does the framing and matches responses to
+//! requests; this file is about staying connected and polite.
 //!
 //! In `pair` mode a bind is a transmitter (submits) plus a receiver (receipts
 //! and handset messages); in `transceiver` mode one session does both.
 
 use std::{
-    pin::Pin,
     str::FromStr,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
-    task::{Context, Poll},
     time::Duration,
 };
 
-use futures_util::{Stream, StreamExt};
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge, histogram::Histogram};
 use rand::Rng;
 use rusmpp::{
-    CommandStatus, Pdu,
-    pdus::{BindReceiver, BindTransceiver, BindTransmitter, SubmitSm},
+    Command, CommandStatus, Pdu,
+    pdus::{BindReceiver, BindTransceiver, BindTransmitter, DeliverSmResp, SubmitSm},
     types::COctetString,
     values::{InterfaceVersion, Npi, Ton},
 };
-use rusmppc::{Client, ConnectionBuilder, Event, error::Error as SmppError};
 use tokio::{
     net::TcpStream,
     sync::{Semaphore, mpsc, watch},
@@ -38,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Inbound,
+    session::{Session, Timing},
     status::{self, Refusal},
 };
 use crate::{
@@ -47,16 +44,12 @@ use crate::{
 
 /// Longest pause of a bind the SMSC keeps throttling.
 const MAX_THROTTLE_PAUSE: Duration = Duration::from_secs(30);
-/// Largest PDU we accept from an SMSC (a deliver_sm with TLVs is < 1 KiB).
-const MAX_COMMAND_LENGTH: usize = 8192;
 /// A send that found the window full is tried again after this.
 const WINDOW_RETRY: Duration = Duration::from_millis(100);
 /// A send that found the bind down is tried again after this.
 pub const UNBOUND_RETRY: Duration = Duration::from_secs(5);
 /// How long an unbind may take at shutdown before the connection is dropped.
 const UNBIND_TIMEOUT: Duration = Duration::from_secs(2);
-
-type Events = Pin<Box<dyn Stream<Item = Event> + Send>>;
 
 /// A bind field, refused when too long for the PDU (SMPP caps each).
 fn octets<const N: usize>(what: &str, value: &str) -> Result<COctetString<1, N>, String> {
@@ -128,58 +121,17 @@ pub struct Delivered {
     pub smsc: u16,
     pub metrics: Arc<BindMetrics>,
     pub sequence_number: u32,
-    pub client: Client,
-    /// The session's count of requests in rusmppc's hands (see `Kicked`).
-    pub busy: Arc<AtomicUsize>,
+    pub session: Arc<Session>,
     pub inbound: Inbound,
 }
 
-/// How often a session with requests outstanding is polled at least.
-const KICK: Duration = Duration::from_millis(1);
-
-/// A rusmppc 0.4 connection, polled again every `KICK` while requests are
-/// outstanding. Its connection task writes only a few queued requests per
-/// poll and does not schedule itself again, so a burst (pipelined submits, a
-/// batch of deliver_sm_resp) would otherwise wait for the next PDU from the
-/// SMSC, or for the next enquire_link.
-struct Kicked<F> {
-    connection: Pin<Box<F>>,
-    busy: Arc<AtomicUsize>,
-    tick: Pin<Box<tokio::time::Sleep>>,
-}
-
-impl<F: Future<Output = ()> + Send + 'static> Kicked<F> {
-    fn spawn(connection: F, busy: Arc<AtomicUsize>) {
-        tokio::spawn(Self {
-            connection: Box::pin(connection),
-            busy,
-            tick: Box::pin(tokio::time::sleep(KICK)),
-        });
+impl Delivered {
+    /// Answers the deliver_sm; a session that has gone cannot be answered
+    /// (the SMSC resends on the next one).
+    pub fn answer(&self, status: CommandStatus) {
+        self.session
+            .respond(self.sequence_number, status, DeliverSmResp::default());
     }
-}
-
-impl<F: Future<Output = ()>> Future for Kicked<F> {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        loop {
-            if self.connection.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(());
-            }
-            if self.busy.load(Ordering::Acquire) == 0 || self.tick.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            self.tick.as_mut().reset(Instant::now() + KICK);
-        }
-    }
-}
-
-/// Counts a request as outstanding while `request` runs.
-pub async fn counted<T>(busy: &AtomicUsize, request: impl Future<Output = T>) -> T {
-    busy.fetch_add(1, Ordering::AcqRel);
-    let result = request.await;
-    busy.fetch_sub(1, Ordering::AcqRel);
-    result
 }
 
 pub struct Bind {
@@ -189,11 +141,9 @@ pub struct Bind {
     password: String,
     tls: Option<TlsConnector>,
     /// The session submits go through, while bound.
-    submitter: watch::Sender<Option<Client>>,
+    submitter: watch::Sender<Option<Arc<Session>>>,
     window: Semaphore,
     pause: Mutex<Pause>,
-    /// Requests in rusmppc's hands, over this bind's sessions.
-    busy: Arc<AtomicUsize>,
     /// Sessions bound right now (see `sessions`).
     sessions_up: AtomicUsize,
     metrics: Arc<BindMetrics>,
@@ -236,7 +186,6 @@ impl Bind {
             tls,
             submitter: watch::channel(None).0,
             pause: Mutex::new(Pause::default()),
-            busy: Arc::new(AtomicUsize::new(0)),
             sessions_up: AtomicUsize::new(0),
             metrics,
         }
@@ -285,32 +234,35 @@ impl Bind {
                 return Err(unsent("SMSC throttling", until - Instant::now()));
             }
             self.wait_while_paused().await;
-            let client = self
+            let session = self
                 .submitter
                 .borrow()
                 .clone()
                 .ok_or_else(|| unsent("SMSC not bound", UNBOUND_RETRY))?;
             window.inc();
             let started = Instant::now();
-            let answer = counted(&self.busy, client.submit_sm(sm.clone())).await;
+            let answer = session.request(sm.clone()).await;
             window.dec();
             self.metrics
                 .submit_seconds
                 .observe(started.elapsed().as_secs_f64());
-            match answer {
-                Ok(resp) => {
-                    self.lock_pause().streak = 0;
-                    return Ok(resp.message_id().as_str().to_owned());
+            let response = answer.map_err(|e| SubmitError::Lost(e.to_string()))?;
+            let status = u32::from(response.status());
+            if status != status::OK {
+                match status::classify(status) {
+                    Refusal::Throttled => self.throttled(),
+                    class => return Err(SubmitError::Refused { status, class }),
                 }
-                Err(SmppError::UnexpectedResponse { response }) => {
-                    let status = u32::from(response.status());
-                    match status::classify(status) {
-                        Refusal::Throttled => self.throttled(),
-                        class => return Err(SubmitError::Refused { status, class }),
-                    }
-                }
-                Err(e) => return Err(SubmitError::Lost(e.to_string())),
+                continue;
             }
+            self.lock_pause().streak = 0;
+            return match response.pdu() {
+                Some(Pdu::SubmitSmResp(resp)) => Ok(resp.message_id().as_str().to_owned()),
+                _ => Err(SubmitError::Lost(format!(
+                    "SMSC answered submit_sm with {:?}",
+                    response.id()
+                ))),
+            };
         }
     }
 
@@ -360,11 +312,11 @@ impl Bind {
                 () = stop.cancelled() => break,
             };
             match opened {
-                Ok((client, events)) => {
+                Ok((session, requests)) => {
                     backoff = min;
                     tracing::info!(smsc = self.smsc, bind = %self.labels.bind, ?role, host = %self.config.host, "SMPP bound");
-                    self.set_bound(role, Some(client.clone()));
-                    let unbound_by_us = self.serve(&client, events, &inbound, &stop).await;
+                    self.set_bound(role, Some(session.clone()));
+                    let unbound_by_us = self.serve(&session, requests, &inbound, &stop).await;
                     self.set_bound(role, None);
                     if unbound_by_us {
                         break;
@@ -384,13 +336,13 @@ impl Bind {
         }
     }
 
-    fn set_bound(&self, role: Role, client: Option<Client>) {
-        let up = match client.is_some() {
+    fn set_bound(&self, role: Role, session: Option<Arc<Session>>) {
+        let up = match session.is_some() {
             true => self.sessions_up.fetch_add(1, Ordering::AcqRel) + 1,
             false => self.sessions_up.fetch_sub(1, Ordering::AcqRel) - 1,
         };
         if role != Role::Receiver {
-            self.submitter.send_replace(client);
+            self.submitter.send_replace(session);
         }
         self.metrics.bound.set(i64::from(up == self.sessions()));
     }
@@ -409,20 +361,18 @@ impl Bind {
     }
 
     /// Connects (TCP or TLS) and binds with interface version 3.4.
-    async fn open(&self, role: Role) -> Result<(Client, Events), String> {
+    async fn open(&self, role: Role) -> Result<(Arc<Session>, mpsc::Receiver<Command>), String> {
         let address = (self.config.host.as_str(), self.config.port);
         let tcp = TcpStream::connect(address)
             .await
             .map_err(|e| format!("connecting: {e}"))?;
         // Submits are small and latency-bound; never wait for Nagle.
         tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-        let builder = ConnectionBuilder::new()
-            .max_command_length(MAX_COMMAND_LENGTH)
-            .enquire_link_interval(Duration::from_secs(self.config.enquire_link_secs.max(1)))
-            .response_timeout(Duration::from_secs(self.config.response_timeout_secs))
-            .disable_interface_version_check()
-            .no_spawn();
-        let (client, events): (Client, Events) = match &self.tls {
+        let timing = Timing {
+            response_timeout: Duration::from_secs(self.config.response_timeout_secs),
+            enquire_link: Duration::from_secs(self.config.enquire_link_secs.max(1)),
+        };
+        let (session, requests) = match &self.tls {
             Some(tls) => {
                 let name = rustls::pki_types::ServerName::try_from(self.config.host.clone())
                     .map_err(|e| format!("TLS server name: {e}"))?;
@@ -430,132 +380,113 @@ impl Bind {
                     .connect(name, tcp)
                     .await
                     .map_err(|e| format!("TLS handshake: {e}"))?;
-                let (c, e, connection) = builder.connected(stream);
-                Kicked::spawn(connection, self.busy.clone());
-                (c, Box::pin(e))
+                Session::start(stream, timing)
             }
-            None => {
-                let (c, e, connection) = builder.connected(tcp);
-                Kicked::spawn(connection, self.busy.clone());
-                (c, Box::pin(e))
-            }
+            None => Session::start(tcp, timing),
         };
+        let answer = session.request(self.bind_pdu(role)?).await;
+        let refusal = match answer {
+            Ok(response) if u32::from(response.status()) == status::OK => None,
+            Ok(response) => Some(format!(
+                "bind refused: {}",
+                status::describe(u32::from(response.status()))
+            )),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(refusal) = refusal {
+            session.close();
+            return Err(refusal);
+        }
+        Ok((session, requests))
+    }
+
+    /// The bind request for `role`, as SMPP 3.4.
+    fn bind_pdu(&self, role: Role) -> Result<Pdu, String> {
         let (system_id, password, system_type) = (
             octets("system_id", &self.config.system_id)?,
             octets("password", &self.password)?,
             octets("system_type", &self.config.system_type)?,
         );
-        let bound = match role {
-            Role::Transceiver => client
-                .bind_transceiver(
-                    BindTransceiver::builder()
-                        .system_id(system_id)
-                        .password(password)
-                        .system_type(system_type)
-                        .interface_version(InterfaceVersion::Smpp3_4)
-                        .addr_ton(Ton::Unknown)
-                        .addr_npi(Npi::Unknown)
-                        .build(),
-                )
-                .await
-                .map(drop),
-            Role::Transmitter => client
-                .bind_transmitter(
-                    BindTransmitter::builder()
-                        .system_id(system_id)
-                        .password(password)
-                        .system_type(system_type)
-                        .interface_version(InterfaceVersion::Smpp3_4)
-                        .build(),
-                )
-                .await
-                .map(drop),
-            Role::Receiver => client
-                .bind_receiver(
-                    BindReceiver::builder()
-                        .system_id(system_id)
-                        .password(password)
-                        .system_type(system_type)
-                        .interface_version(InterfaceVersion::Smpp3_4)
-                        .build(),
-                )
-                .await
-                .map(drop),
-        };
-        if let Err(e) = bound {
-            let _ = client.close().await;
-            return Err(match e {
-                SmppError::UnexpectedResponse { response } => {
-                    format!(
-                        "bind refused: {}",
-                        status::describe(u32::from(response.status()))
-                    )
-                }
-                other => other.to_string(),
-            });
-        }
-        Ok((client, events))
+        let version = InterfaceVersion::Smpp3_4;
+        Ok(match role {
+            Role::Transceiver => BindTransceiver::builder()
+                .system_id(system_id)
+                .password(password)
+                .system_type(system_type)
+                .interface_version(version)
+                .addr_ton(Ton::Unknown)
+                .addr_npi(Npi::Unknown)
+                .build()
+                .into(),
+            Role::Transmitter => BindTransmitter::builder()
+                .system_id(system_id)
+                .password(password)
+                .system_type(system_type)
+                .interface_version(version)
+                .build()
+                .into(),
+            Role::Receiver => BindReceiver::builder()
+                .system_id(system_id)
+                .password(password)
+                .system_type(system_type)
+                .interface_version(version)
+                .build()
+                .into(),
+        })
     }
 
     /// Serves a bound session until it drops (false) or `stop` unbinds it (true).
     async fn serve(
         &self,
-        client: &Client,
-        mut events: Events,
+        session: &Arc<Session>,
+        mut requests: mpsc::Receiver<Command>,
         inbound: &mpsc::Sender<Delivered>,
         stop: &CancellationToken,
     ) -> bool {
         loop {
-            let event = tokio::select! {
-                event = events.next() => event,
+            let request = tokio::select! {
+                request = requests.recv() => request,
                 () = stop.cancelled() => {
-                    let _ = tokio::time::timeout(UNBIND_TIMEOUT, client.unbind()).await;
-                    let _ = client.close().await;
+                    let _ = tokio::time::timeout(UNBIND_TIMEOUT, session.request(Pdu::Unbind)).await;
+                    session.close();
                     return true;
                 }
             };
-            match event {
-                None => return false,
-                Some(Event::Error(e)) => {
-                    tracing::warn!(smsc = self.smsc, bind = %self.labels.bind, error = %e, "SMPP session error");
-                }
-                Some(Event::Incoming(command)) => {
-                    let sequence_number = command.sequence_number();
-                    match command.pdu() {
-                        Some(Pdu::DeliverSm(sm)) => {
-                            let delivered = Delivered {
-                                smsc: self.smsc,
-                                metrics: self.metrics.clone(),
-                                sequence_number,
-                                client: client.clone(),
-                                busy: self.busy.clone(),
-                                inbound: super::inbound::parse(sm),
-                            };
-                            if inbound.send(delivered).await.is_err() {
-                                return false;
-                            }
-                        }
-                        Some(Pdu::Unbind) => {
-                            tracing::warn!(smsc = self.smsc, bind = %self.labels.bind, "SMSC unbound us");
-                            let _ = client.unbind_resp(sequence_number).await;
-                            let _ = client.close().await;
-                            return false;
-                        }
-                        // Late answers to requests that timed out, and the like.
-                        _ if command.id().is_response() => {}
-                        // The one request SMPP 3.4 defines without a response.
-                        Some(Pdu::AlertNotification(_)) => {}
-                        // SMPP 3.4 §4.3: a request we do not handle gets a
-                        // generic_nack; an SMSC would otherwise wait for an
-                        // answer that never comes.
-                        _ => {
-                            tracing::warn!(smsc = self.smsc, bind = %self.labels.bind, command_id = ?command.id(), "SMSC sent a command we do not handle; answered generic_nack");
-                            let _ = client
-                                .status(CommandStatus::EsmeRinvcmdid)
-                                .generic_nack(sequence_number)
-                                .await;
-                        }
+            let Some(command) = request else {
+                return false;
+            };
+            let sequence_number = command.sequence_number();
+            match command.pdu() {
+                Some(Pdu::DeliverSm(sm)) => {
+                    let delivered = Delivered {
+                        smsc: self.smsc,
+                        metrics: self.metrics.clone(),
+                        sequence_number,
+                        session: session.clone(),
+                        inbound: super::inbound::parse(sm),
+                    };
+                    if inbound.send(delivered).await.is_err() {
+                        return false;
                     }
+                }
+                Some(Pdu::Unbind) => {
+                    tracing::warn!(smsc = self.smsc, bind = %self.labels.bind, "SMSC unbound us");
+                    session.respond(sequence_number, CommandStatus::EsmeRok, Pdu::UnbindResp);
+                    session.close();
+                    return false;
+                }
+                // The one request SMPP 3.4 defines without a response.
+                Some(Pdu::AlertNotification(_)) => {}
+                // SMPP 3.4 §4.3: a request we do not handle gets a
+                // generic_nack; an SMSC would otherwise wait for an
+                // answer that never comes.
+                _ => {
+                    tracing::warn!(smsc = self.smsc, bind = %self.labels.bind, command_id = ?command.id(), "SMSC sent a command we do not handle; answered generic_nack");
+                    session.respond(
+                        sequence_number,
+                        CommandStatus::EsmeRinvcmdid,
+                        Pdu::GenericNack,
+                    );
                 }
             }
         }

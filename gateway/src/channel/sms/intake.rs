@@ -9,12 +9,12 @@
 
 use std::{sync::Arc, time::Duration};
 
-use rusmpp::{CommandStatus, pdus::DeliverSmResp};
+use rusmpp::CommandStatus;
 use serde_json::{Map, json};
 use tokio::{sync::mpsc, time::Instant};
 
 use super::{
-    bind::{Delivered, counted},
+    bind::Delivered,
     inbound::{Inbound, Receipt, State},
 };
 use crate::{
@@ -74,7 +74,7 @@ impl Intake {
                     Inbound::Unreadable(text) => {
                         tracing::warn!(smsc = delivered.smsc, text = %text, "receipt without a message id");
                         delivered.metrics.receipt(false);
-                        answer(&delivered, CommandStatus::EsmeRok).await;
+                        delivered.answer(CommandStatus::EsmeRok);
                     }
                 }
             }
@@ -83,7 +83,7 @@ impl Intake {
         // Stopping: what still waits is answered as a temporary failure so
         // the SMSC sends it again after the restart.
         for w in waiting {
-            answer(&w.delivered, CommandStatus::EsmeRxTAppn).await;
+            w.delivered.answer(CommandStatus::EsmeRxTAppn);
         }
     }
 
@@ -98,7 +98,7 @@ impl Intake {
             Err(e) => {
                 tracing::error!(error = %e, "receipts not recorded; the SMSC will resend them");
                 for (delivered, ..) in &receipts {
-                    answer(delivered, CommandStatus::EsmeRxTAppn).await;
+                    delivered.answer(CommandStatus::EsmeRxTAppn);
                 }
                 return Vec::new();
             }
@@ -110,7 +110,7 @@ impl Intake {
             match matched {
                 ReceiptMatch::Matched => {
                     delivered.metrics.receipt(true);
-                    answer(&delivered, CommandStatus::EsmeRok).await;
+                    delivered.answer(CommandStatus::EsmeRok);
                 }
                 ReceiptMatch::Unknown if until > now => waiting.push(Waiting {
                     delivered,
@@ -133,7 +133,7 @@ impl Intake {
             Err(_) => CommandStatus::EsmeRxTAppn,
         };
         delivered.metrics.receipt(false);
-        answer(delivered, status).await;
+        delivered.answer(status);
     }
 
     /// A handset's text: a STOP word blacklists the number for SMS at once and
@@ -141,7 +141,7 @@ impl Intake {
     async fn mobile(&self, delivered: Delivered, from: &str, text: &str) {
         if !self.is_stop(text) {
             tracing::info!(smsc = delivered.smsc, from = %from, "message from a handset (not an opt-out)");
-            answer(&delivered, CommandStatus::EsmeRok).await;
+            delivered.answer(CommandStatus::EsmeRok);
             return;
         }
         let mut recorded = self
@@ -173,7 +173,7 @@ impl Intake {
                 CommandStatus::EsmeRxTAppn
             }
         };
-        answer(&delivered, status).await;
+        delivered.answer(status);
     }
 
     fn is_stop(&self, text: &str) -> bool {
@@ -210,14 +210,4 @@ fn receipt_in(smsc: u16, r: &Receipt) -> ReceiptIn {
         at: now_ms(),
         detail,
     }
-}
-
-/// Answers a deliver_sm; a session that has gone cannot be answered (the
-/// SMSC resends on the next one).
-async fn answer(delivered: &Delivered, status: CommandStatus) {
-    let request = delivered
-        .client
-        .status(status)
-        .deliver_sm_resp(delivered.sequence_number, DeliverSmResp::default());
-    let _ = counted(&delivered.busy, request).await;
 }

@@ -15,6 +15,9 @@ pub enum Refusal {
     Permanent,
 }
 
+/// `ESME_ROK`: the request was accepted.
+pub const OK: u32 = 0;
+
 /// `(status, name, class)` for every submit_sm error SMPP 3.4 defines.
 const TABLE: &[(u32, &str, Refusal)] = &[
     (0x01, "ESME_RINVMSGLEN", Refusal::Permanent),

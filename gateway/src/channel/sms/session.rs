@@ -1,0 +1,244 @@
+//! One SMPP session over rusmpp's codec: a writer that sends every queued
+//! PDU in one system call, a reader that matches responses to requests by
+//! sequence number, and an `enquire_link` keep-alive. The SMSC's own requests
+//! (deliver_sm, unbind, anything unknown) go to whoever opened the session.
+//!
+//! We own this rather than use rusmppc's client: that wrote one PDU per
+//! system call and, in 0.4, had to be re-polled from outside to write a
+//! burst at all; a gateway at tens of thousands of submits a second lives on
+//! writing a whole window's worth at once. Windowing, throttling and
+//! reconnecting stay in `bind.rs`.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use rusmpp::{Command, CommandStatus, Pdu, tokio_codec::CommandCodec};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
+    sync::{mpsc, oneshot},
+};
+use tokio_util::{
+    codec::{Encoder, FramedRead},
+    sync::CancellationToken,
+};
+
+/// Largest PDU we accept from an SMSC (a deliver_sm with TLVs is < 1 KiB).
+const MAX_COMMAND_LENGTH: usize = 8192;
+/// PDUs written in one system call at most.
+const WRITE_BATCH: usize = 512;
+/// The SMSC's requests waiting for the bind; beyond this the reader waits,
+/// which holds the SMSC back through TCP.
+const REQUESTS_QUEUE: usize = 1024;
+
+/// Why a request got no response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("SMPP session closed before the response")]
+    Closed,
+    #[error("SMPP response timed out")]
+    TimedOut,
+}
+
+/// Timing of a session.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How long a request waits for its response.
+    pub response_timeout: Duration,
+    /// How often the link is checked with `enquire_link`.
+    pub enquire_link: Duration,
+}
+
+/// A running session. Dropping the last handle does not close it: `close`
+/// does, and so does the SMSC hanging up or sending what we cannot read.
+pub struct Session {
+    outgoing: mpsc::UnboundedSender<Command>,
+    waiting: Mutex<HashMap<u32, oneshot::Sender<Command>>>,
+    last_sequence: AtomicU32,
+    closed: CancellationToken,
+    timing: Timing,
+}
+
+impl Session {
+    /// Starts the session's reader, writer and keep-alive on `stream`, and
+    /// returns it with the requests the SMSC sends (ending when it closes).
+    pub fn start<S>(stream: S, timing: Timing) -> (Arc<Self>, mpsc::Receiver<Command>)
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (reader, writer) = tokio::io::split(stream);
+        let (outgoing, queued) = mpsc::unbounded_channel();
+        let (requests, incoming) = mpsc::channel(REQUESTS_QUEUE);
+        let session = Arc::new(Self {
+            outgoing,
+            waiting: Mutex::new(HashMap::new()),
+            last_sequence: AtomicU32::new(0),
+            closed: CancellationToken::new(),
+            timing,
+        });
+        tokio::spawn(session.clone().write(writer, queued));
+        tokio::spawn(session.clone().read(reader, requests));
+        tokio::spawn(session.clone().keep_alive());
+        (session, incoming)
+    }
+
+    /// Sends a request and waits for its response (whatever its status).
+    pub async fn request(&self, pdu: impl Into<Pdu>) -> Result<Command, RequestError> {
+        let sequence = self.next_sequence();
+        let (answer, response) = oneshot::channel();
+        self.lock_waiting().insert(sequence, answer);
+        // Checked after registering: `end` cancels, then empties the table.
+        if self.closed.is_cancelled() {
+            self.lock_waiting().remove(&sequence);
+            return Err(RequestError::Closed);
+        }
+        let command = Command::new(CommandStatus::EsmeRok, sequence, pdu);
+        if self.outgoing.send(command).is_err() {
+            self.lock_waiting().remove(&sequence);
+            return Err(RequestError::Closed);
+        }
+        match tokio::time::timeout(self.timing.response_timeout, response).await {
+            Ok(Ok(command)) => Ok(command),
+            Ok(Err(_)) => Err(RequestError::Closed),
+            Err(_) => {
+                self.lock_waiting().remove(&sequence);
+                Err(RequestError::TimedOut)
+            }
+        }
+    }
+
+    /// Answers one of the SMSC's requests. On a closed session the answer
+    /// is lost, and the SMSC sends its request again on the next one.
+    pub fn respond(&self, sequence: u32, status: CommandStatus, pdu: impl Into<Pdu>) {
+        let _ = self
+            .outgoing
+            .send(Command::new(status, sequence, pdu.into()));
+    }
+
+    /// Closes the session: what is queued is still written, then the
+    /// connection is shut down.
+    pub fn close(&self) {
+        self.closed.cancel();
+    }
+
+    /// Resolves once the session has ended, however it ended.
+    pub async fn closed(&self) {
+        self.closed.cancelled().await;
+    }
+
+    /// SMPP sequence numbers run from 1 to 0x7FFFFFFF and wrap.
+    fn next_sequence(&self) -> u32 {
+        let n = self.last_sequence.fetch_add(1, Ordering::Relaxed);
+        n % 0x7FFF_FFFF + 1
+    }
+
+    fn lock_waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u32, oneshot::Sender<Command>>> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Ends the session: every request still waiting learns it is closed.
+    fn end(&self) {
+        self.closed.cancel();
+        self.lock_waiting().clear();
+    }
+
+    async fn write(
+        self: Arc<Self>,
+        mut writer: impl AsyncWrite + Unpin,
+        mut queued: mpsc::UnboundedReceiver<Command>,
+    ) {
+        let mut codec = CommandCodec::new();
+        let mut batch = Vec::with_capacity(WRITE_BATCH);
+        let mut bytes = BytesMut::with_capacity(64 * 1024);
+        loop {
+            let received = tokio::select! {
+                n = queued.recv_many(&mut batch, WRITE_BATCH) => n,
+                () = self.closed.cancelled() => {
+                    // Answers queued before the close still go out.
+                    while let Ok(command) = queued.try_recv() {
+                        batch.push(command);
+                    }
+                    0
+                }
+            };
+            for command in batch.drain(..) {
+                if let Err(e) = codec.encode(command, &mut bytes) {
+                    tracing::error!(error = %e, "SMPP PDU could not be encoded; dropped");
+                }
+            }
+            if let Err(e) = writer.write_all(&bytes).await {
+                tracing::debug!(error = %e, "SMPP write failed");
+                break;
+            }
+            bytes.clear();
+            if received == 0 {
+                break;
+            }
+        }
+        let _ = writer.shutdown().await;
+        self.end();
+    }
+
+    async fn read(
+        self: Arc<Self>,
+        reader: impl AsyncRead + Unpin,
+        requests: mpsc::Sender<Command>,
+    ) {
+        let codec = CommandCodec::new().with_max_length(MAX_COMMAND_LENGTH);
+        let mut frames = FramedRead::new(reader, codec);
+        loop {
+            let frame = tokio::select! {
+                frame = frames.next() => frame,
+                () = self.closed.cancelled() => break,
+            };
+            let command = match frame {
+                Some(Ok(command)) => command,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "SMSC sent what is not an SMPP PDU; session dropped");
+                    break;
+                }
+                None => break,
+            };
+            if command.id().is_response() {
+                // A response nobody waits for any more (timed out) is dropped.
+                if let Some(answer) = self.lock_waiting().remove(&command.sequence_number()) {
+                    let _ = answer.send(command);
+                }
+            } else if command.id() == rusmpp::CommandId::EnquireLink {
+                self.respond(
+                    command.sequence_number(),
+                    CommandStatus::EsmeRok,
+                    Pdu::EnquireLinkResp,
+                );
+            } else if requests.send(command).await.is_err() {
+                break;
+            }
+        }
+        self.end();
+    }
+
+    /// Checks the link every `enquire_link`; a link that does not answer
+    /// within the response timeout is dropped.
+    async fn keep_alive(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(self.timing.enquire_link) => {}
+                () = self.closed.cancelled() => return,
+            }
+            if let Err(e) = self.request(Pdu::EnquireLink).await {
+                if e == RequestError::TimedOut {
+                    tracing::warn!("SMSC did not answer enquire_link; session dropped");
+                }
+                self.end();
+                return;
+            }
+        }
+    }
+}
