@@ -242,3 +242,157 @@ impl Session {
         }
     }
 }
+
+#[cfg(test)]
+pub(super) mod tests {
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::{TcpListener, TcpStream},
+    };
+
+    use super::*;
+
+    /// One PDU off the wire: (command_id, command_status, sequence_number).
+    pub async fn read_pdu(stream: &mut TcpStream) -> (u32, u32, u32) {
+        let mut header = [0u8; 16];
+        stream.read_exact(&mut header).await.expect("header");
+        let word = |i: usize| u32::from_be_bytes(header[i..i + 4].try_into().expect("4 octets"));
+        let mut body = vec![0u8; word(0) as usize - 16];
+        stream.read_exact(&mut body).await.expect("body");
+        (word(4), word(8), word(12))
+    }
+
+    /// A PDU as an SMSC would send it.
+    pub fn pdu(command_id: u32, status: u32, sequence: u32, body: &[u8]) -> Vec<u8> {
+        let mut out = ((16 + body.len()) as u32).to_be_bytes().to_vec();
+        for word in [command_id, status, sequence] {
+            out.extend(word.to_be_bytes());
+        }
+        out.extend(body);
+        out
+    }
+
+    const ENQUIRE_LINK: u32 = 0x0000_0015;
+    const ENQUIRE_LINK_RESP: u32 = 0x8000_0015;
+
+    /// A session on one end of a loopback connection, the SMSC's end.
+    async fn connected(timing: Timing) -> (Arc<Session>, mpsc::Receiver<Command>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("listen");
+        let ours = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (theirs, _) = listener.accept().await.expect("accept");
+        let (session, requests) = Session::start(ours, timing);
+        (session, requests, theirs)
+    }
+
+    fn patient() -> Timing {
+        Timing {
+            response_timeout: Duration::from_secs(30),
+            enquire_link: Duration::from_secs(3600),
+        }
+    }
+
+    #[tokio::test]
+    async fn responses_find_their_requests_whatever_their_order() {
+        let (session, _requests, mut smsc) = connected(patient()).await;
+        let first = tokio::spawn({
+            let session = session.clone();
+            async move { session.request(Pdu::EnquireLink).await }
+        });
+        let (_, _, seq1) = read_pdu(&mut smsc).await;
+        let second = tokio::spawn({
+            let session = session.clone();
+            async move { session.request(Pdu::EnquireLink).await }
+        });
+        let (_, _, seq2) = read_pdu(&mut smsc).await;
+        assert_ne!(seq1, seq2);
+        let answers = [
+            pdu(ENQUIRE_LINK_RESP, 0x58, seq2, b""),
+            pdu(ENQUIRE_LINK_RESP, 0, seq1, b""),
+        ]
+        .concat();
+        smsc.write_all(&answers).await.expect("answers");
+        let status = |r: Result<Command, RequestError>| u32::from(r.expect("answered").status());
+        assert_eq!(status(first.await.expect("task")), 0);
+        assert_eq!(status(second.await.expect("task")), 0x58);
+    }
+
+    #[tokio::test]
+    async fn an_unanswered_request_times_out_and_the_session_carries_on() {
+        let timing = Timing {
+            response_timeout: Duration::from_millis(200),
+            ..patient()
+        };
+        let (session, _requests, mut smsc) = connected(timing).await;
+        let late = session.request(Pdu::EnquireLink).await;
+        assert_eq!(late.expect_err("nobody answered"), RequestError::TimedOut);
+        let (_, _, seq_late) = read_pdu(&mut smsc).await;
+        // Its answer comes after all: dropped, and the next request still works.
+        smsc.write_all(&pdu(ENQUIRE_LINK_RESP, 0, seq_late, b""))
+            .await
+            .expect("late answer");
+        let next = tokio::spawn({
+            let session = session.clone();
+            async move { session.request(Pdu::EnquireLink).await }
+        });
+        let (_, _, seq) = read_pdu(&mut smsc).await;
+        smsc.write_all(&pdu(ENQUIRE_LINK_RESP, 0, seq, b""))
+            .await
+            .expect("answer");
+        assert!(next.await.expect("task").is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_smsc_hanging_up_fails_every_waiting_request_as_closed() {
+        let (session, mut requests, mut smsc) = connected(patient()).await;
+        let waiting = tokio::spawn({
+            let session = session.clone();
+            async move { session.request(Pdu::EnquireLink).await }
+        });
+        read_pdu(&mut smsc).await;
+        drop(smsc);
+        assert_eq!(
+            waiting.await.expect("task").expect_err("hung up"),
+            RequestError::Closed
+        );
+        session.closed().await;
+        assert!(
+            requests.recv().await.is_none(),
+            "the requests end with the session"
+        );
+        assert_eq!(
+            session.request(Pdu::EnquireLink).await.expect_err("closed"),
+            RequestError::Closed
+        );
+    }
+
+    #[tokio::test]
+    async fn enquire_link_from_the_smsc_is_answered_and_garbage_ends_the_session() {
+        let (session, _requests, mut smsc) = connected(patient()).await;
+        smsc.write_all(&pdu(ENQUIRE_LINK, 0, 41, b""))
+            .await
+            .expect("enquire_link");
+        assert_eq!(read_pdu(&mut smsc).await, (ENQUIRE_LINK_RESP, 0, 41));
+        // A header whose command_length (7) is shorter than a header.
+        let garbage = pdu(ENQUIRE_LINK, 0, 42, b"");
+        let garbage = [&7u32.to_be_bytes()[..], &garbage[4..]].concat();
+        smsc.write_all(&garbage).await.expect("garbage");
+        tokio::time::timeout(Duration::from_secs(5), session.closed())
+            .await
+            .expect("the session ends on bytes that are not a PDU");
+    }
+
+    #[tokio::test]
+    async fn a_silent_link_is_dropped_by_the_keep_alive() {
+        let timing = Timing {
+            response_timeout: Duration::from_millis(100),
+            enquire_link: Duration::from_millis(100),
+        };
+        let (session, _requests, mut smsc) = connected(timing).await;
+        assert_eq!(read_pdu(&mut smsc).await.0, ENQUIRE_LINK);
+        tokio::time::timeout(Duration::from_secs(5), session.closed())
+            .await
+            .expect("an unanswered enquire_link ends the session");
+    }
+}
