@@ -16,19 +16,6 @@ use anyhow::{Context, Result, bail};
 /// Target from issue 5: bounces per second per core.
 const TARGET: f64 = 20_000.0;
 
-/// CPU time (user + system) of the calling thread, in seconds, from
-/// `/proc/thread-self/stat` (Linux; `None` elsewhere).
-fn thread_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
-    // Fields after the parenthesised command name; utime and stime are the
-    // 14th and 15th fields of the line, in clock ticks (100 per second).
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
-}
-
 fn main() -> Result<()> {
     let seconds: f64 = match std::env::args().nth(1) {
         Some(s) => s.parse().context("SECONDS must be a number")?,
@@ -62,7 +49,7 @@ fn main() -> Result<()> {
     let mut done = 0usize;
     let start = Instant::now();
     for _ in 0..rounds {
-        let cpu_start = thread_cpu_seconds();
+        let cpu_start = bench::cpu::thread_seconds();
         let round_start = Instant::now();
         let mut round_done = 0usize;
         while round_start.elapsed() < round_budget {
@@ -73,7 +60,7 @@ fn main() -> Result<()> {
             round_done += files.len();
         }
         let wall = round_start.elapsed().as_secs_f64();
-        let cpu = match (cpu_start, thread_cpu_seconds()) {
+        let cpu = match (cpu_start, bench::cpu::thread_seconds()) {
             (Some(a), Some(b)) if b > a => b - a,
             _ => wall,
         };

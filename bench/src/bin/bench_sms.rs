@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
-use bench::{http::Api, sms_baseline::bare_rusmppc_rate, smsc_sink::SmscSink};
+use bench::{cpu, http::Api, sms_baseline::bare_rusmppc_rate, smsc_sink::SmscSink};
 use gateway::config::Smsc;
 use hyper::Method;
 use tokio_util::sync::CancellationToken;
@@ -29,10 +29,12 @@ async fn main() -> anyhow::Result<()> {
     let (n, binds, window) = (arg(100_000)?, arg(1)?, arg(64)?);
     let sink = SmscSink::start().await?;
 
+    let cpu_before = cpu::process_seconds();
     let bare = bare_rusmppc_rate(&sink.addr(), n, window).await?;
+    let bare_cpu = cpu_per_message(cpu_before, n);
     ensure!(bare.receipts == n, "bare run incomplete: {bare:?}");
     println!(
-        "bare rusmppc, 1 connection, window {window}: {:.0} messages/s",
+        "bare rusmppc, 1 connection, window {window}: {:.0} messages/s, {bare_cpu:.1} µs CPU per message (client and sink)",
         bare.rate()
     );
 
@@ -66,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let submits_before = sink.submits();
+    let cpu_before = cpu::process_seconds();
     let started = Instant::now();
     api.start("bench").await?;
     let counts = loop {
@@ -82,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let elapsed = started.elapsed().as_secs_f64();
+    let sluice_cpu = cpu_per_message(cpu_before, n);
     // The receipt counter is bumped just after the facts are durable.
     let settled = Instant::now();
     let metrics = loop {
@@ -109,8 +113,21 @@ async fn main() -> anyhow::Result<()> {
         sink.submits() - submits_before,
         100.0 * matched / n as f64
     );
-    println!("ratio sluice / bare rusmppc: {:.2}", pipeline / bare.rate());
+    println!("sluice: {sluice_cpu:.1} µs CPU per message (the whole daemon and the sink)");
+    println!(
+        "ratio sluice / bare rusmppc: {:.2} (rate), {:.2} (CPU per message, lower is better)",
+        pipeline / bare.rate(),
+        sluice_cpu / bare_cpu
+    );
     Ok(())
+}
+
+/// The process's CPU time since `before`, per message, in µs (NaN off Linux).
+fn cpu_per_message(before: Option<f64>, messages: usize) -> f64 {
+    match (before, cpu::process_seconds()) {
+        (Some(before), Some(now)) => (now - before) * 1e6 / messages as f64,
+        _ => f64::NAN,
+    }
 }
 
 /// The sum of a counter's samples whose labels contain `filter`.
