@@ -11,7 +11,7 @@ use std::{sync::Arc, time::Duration};
 use rand::Rng;
 use serde_json::{Map, json};
 use tokio::{
-    sync::{Notify, Semaphore},
+    sync::{Notify, OwnedSemaphorePermit, Semaphore},
     time::Instant,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -240,10 +240,7 @@ impl Dispatcher {
                         }
                     };
                     let campaign = campaign.clone();
-                    sends.spawn(async move {
-                        job.send(&campaign, claim, quota).await;
-                        drop(permit);
-                    });
+                    sends.spawn(async move { job.send(&campaign, claim, quota, permit).await });
                     done += 1;
                 }
                 Ok(Verdict::Defer { reason, until }) => {
@@ -321,8 +318,17 @@ struct SendJob {
 
 impl SendJob {
     /// Persists the customer's quota state (if load control counted one),
-    /// then sends: a crash in between can only over-count the quota.
-    async fn send(self, campaign: &CampaignRecord, claim: Claim, quota: Option<QuotaWrite>) {
+    /// then sends: a crash in between can only over-count the quota. The
+    /// `permit` (a send in flight) is given back once the upstream has
+    /// answered: waiting for the outcome to be durable is not sending, and
+    /// holding it through a commit would cap the rate at permits / commit time.
+    async fn send(
+        self,
+        campaign: &CampaignRecord,
+        claim: Claim,
+        quota: Option<QuotaWrite>,
+        permit: OwnedSemaphorePermit,
+    ) {
         if let Some((key, state)) = quota
             && let Err(e) = self.store.put_meta(&key, state).await
         {
@@ -339,6 +345,7 @@ impl SendJob {
             }
             ChannelKind::Sms => Box::pin(self.sms.send(campaign, &claim)).await,
         };
+        drop(permit);
         self.metrics.in_flight.dec();
         let channel = campaign.decl.channel.as_str();
         if let Delivery::Unsent { reply, retry_after } = &delivery {
