@@ -24,6 +24,7 @@ use rusmpp::{Command, CommandStatus, Pdu, tokio_codec::CommandCodec};
 use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt},
     sync::{mpsc, oneshot},
+    time::Instant,
 };
 use tokio_util::{
     codec::{Encoder, FramedRead},
@@ -32,6 +33,9 @@ use tokio_util::{
 
 /// Largest PDU we accept from an SMSC (a deliver_sm with TLVs is < 1 KiB).
 const MAX_COMMAND_LENGTH: usize = 8192;
+/// Bounds of the period at which requests past their deadline are failed.
+const SWEEP_MIN: Duration = Duration::from_millis(10);
+const SWEEP_MAX: Duration = Duration::from_millis(250);
 /// PDUs written in one system call at most.
 const WRITE_BATCH: usize = 512;
 /// The SMSC's requests waiting for the bind; beyond this the reader waits,
@@ -56,11 +60,17 @@ pub struct Timing {
     pub enquire_link: Duration,
 }
 
+/// A request waiting for its response.
+struct Waiter {
+    answer: oneshot::Sender<Result<Command, RequestError>>,
+    deadline: Instant,
+}
+
 /// A running session. Dropping the last handle does not close it: `close`
 /// does, and so does the SMSC hanging up or sending what we cannot read.
 pub struct Session {
     outgoing: mpsc::UnboundedSender<Command>,
-    waiting: Mutex<HashMap<u32, oneshot::Sender<Command>>>,
+    waiting: Mutex<HashMap<u32, Waiter>>,
     last_sequence: AtomicU32,
     closed: CancellationToken,
     timing: Timing,
@@ -86,6 +96,7 @@ impl Session {
         tokio::spawn(session.clone().write(writer, queued));
         tokio::spawn(session.clone().read(reader, requests));
         tokio::spawn(session.clone().keep_alive());
+        tokio::spawn(session.clone().expire());
         (session, incoming)
     }
 
@@ -93,7 +104,9 @@ impl Session {
     pub async fn request(&self, pdu: impl Into<Pdu>) -> Result<Command, RequestError> {
         let sequence = self.next_sequence();
         let (answer, response) = oneshot::channel();
-        self.lock_waiting().insert(sequence, answer);
+        let deadline = Instant::now() + self.timing.response_timeout;
+        self.lock_waiting()
+            .insert(sequence, Waiter { answer, deadline });
         // Checked after registering: `end` cancels, then empties the table.
         if self.closed.is_cancelled() {
             self.lock_waiting().remove(&sequence);
@@ -104,14 +117,8 @@ impl Session {
             self.lock_waiting().remove(&sequence);
             return Err(RequestError::Closed);
         }
-        match tokio::time::timeout(self.timing.response_timeout, response).await {
-            Ok(Ok(command)) => Ok(command),
-            Ok(Err(_)) => Err(RequestError::Closed),
-            Err(_) => {
-                self.lock_waiting().remove(&sequence);
-                Err(RequestError::TimedOut)
-            }
-        }
+        // `expire` answers TimedOut; a dropped sender means the session ended.
+        response.await.unwrap_or(Err(RequestError::Closed))
     }
 
     /// Answers one of the SMSC's requests. On a closed session the answer
@@ -139,7 +146,7 @@ impl Session {
         n % 0x7FFF_FFFF + 1
     }
 
-    fn lock_waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u32, oneshot::Sender<Command>>> {
+    fn lock_waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Waiter>> {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -219,8 +226,8 @@ impl Session {
             };
             if command.id().is_response() {
                 // A response nobody waits for any more (timed out) is dropped.
-                if let Some(answer) = self.lock_waiting().remove(&command.sequence_number()) {
-                    let _ = answer.send(command);
+                if let Some(waiter) = self.lock_waiting().remove(&command.sequence_number()) {
+                    let _ = waiter.answer.send(Ok(command));
                 }
             } else if command.id() == rusmpp::CommandId::EnquireLink {
                 self.respond(
@@ -233,6 +240,31 @@ impl Session {
             }
         }
         self.end();
+    }
+
+    /// Answers requests past their deadline with `TimedOut`. One sweep every
+    /// few milliseconds instead of a timer per request: at tens of thousands
+    /// of submits a second the timers cost more than the sweeps. A timeout
+    /// thus fires up to one sweep period late.
+    async fn expire(self: Arc<Self>) {
+        let period = (self.timing.response_timeout / 8).clamp(SWEEP_MIN, SWEEP_MAX);
+        let mut sweeps = tokio::time::interval(period);
+        sweeps.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = sweeps.tick() => {}
+                () = self.closed.cancelled() => return,
+            }
+            let now = Instant::now();
+            let expired: Vec<Waiter> = self
+                .lock_waiting()
+                .extract_if(|_, w| w.deadline <= now)
+                .map(|(_, w)| w)
+                .collect();
+            for waiter in expired {
+                let _ = waiter.answer.send(Err(RequestError::TimedOut));
+            }
+        }
     }
 
     /// Checks the link every `enquire_link`; a link that does not answer
