@@ -150,24 +150,11 @@ pub async fn bare_rusmppc_rate(
         messages,
     ));
 
-    let short_message = OctetString::from_string("Your code is 123456".into())
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let source = c_octets("Telco")?;
     let mut writes = FuturesUnordered::new();
     let submitter = &client;
     for i in 0..messages {
         window.acquire().await?.forget();
-        let sm = SubmitSm::builder()
-            .source_addr_ton(Ton::Alphanumeric)
-            .source_addr_npi(Npi::Unknown)
-            .source_addr(source.clone())
-            .dest_addr_ton(Ton::International)
-            .dest_addr_npi(Npi::Isdn)
-            .destination_addr(c_octets(&format!("4917{i:08}"))?)
-            .registered_delivery(RegisteredDelivery::from(1))
-            .data_coding(DataCoding::McSpecific)
-            .short_message(short_message.clone())
-            .build();
+        let sm = submit_sm(i)?;
         // A few writes queued at once, so the connection batches them.
         if writes.len() >= MAX_QUEUED_WRITES
             && let Some(written) = writes.next().await
@@ -245,6 +232,109 @@ async fn read_events(
     Ok((submitted, receipts))
 }
 
+/// The `i`th message of a bare run: a short GSM text asking for a receipt.
+fn submit_sm(i: usize) -> anyhow::Result<SubmitSm> {
+    let text = OctetString::from_string("Your code is 123456".into())
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    Ok(SubmitSm::builder()
+        .source_addr_ton(Ton::Alphanumeric)
+        .source_addr_npi(Npi::Unknown)
+        .source_addr(c_octets("Telco")?)
+        .dest_addr_ton(Ton::International)
+        .dest_addr_npi(Npi::Isdn)
+        .destination_addr(c_octets(&format!("4917{i:08}"))?)
+        .registered_delivery(RegisteredDelivery::from(1))
+        .data_coding(DataCoding::McSpecific)
+        .short_message(text)
+        .build())
+}
+
+/// The same loop over sluice's own SMPP session (`gateway::channel::sms::
+/// session`): a task per submit within the window, as the gateway sends,
+/// and every receipt answered. Against this, a run of sluice shows what the
+/// rest of the pipeline (claims, load control, templates, durable facts)
+/// costs on top of the SMPP client it uses.
+pub async fn bare_session_rate(
+    addr: &str,
+    messages: usize,
+    window: usize,
+) -> anyhow::Result<BareRun> {
+    use gateway::channel::sms::session::{Session, Timing};
+
+    ensure!(window > 0, "window must be at least 1");
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    stream.set_nodelay(true)?;
+    let timing = Timing {
+        response_timeout: Duration::from_secs(30),
+        enquire_link: Duration::from_secs(3600),
+    };
+    let (session, mut requests) = Session::start(stream, timing);
+    let bind = BindTransceiver::builder()
+        .system_id(c_octets("bench")?)
+        .interface_version(InterfaceVersion::Smpp3_4)
+        .build();
+    let bound = session.request(bind).await?;
+    ensure!(
+        bound.status() == CommandStatus::EsmeRok,
+        "bind answered {bound:?}"
+    );
+    let started = Instant::now();
+    let receipts = {
+        let session = session.clone();
+        tokio::spawn(async move {
+            let mut receipts = 0;
+            while receipts < messages {
+                let Some(command) = requests.recv().await else {
+                    bail!("closed after {receipts} receipts");
+                };
+                if let Some(Pdu::DeliverSm(_)) = command.pdu() {
+                    receipts += 1;
+                    let (sequence, ok) = (command.sequence_number(), CommandStatus::EsmeRok);
+                    session.respond(sequence, ok, DeliverSmResp::default());
+                }
+            }
+            anyhow::Ok(receipts)
+        })
+    };
+    let window = Arc::new(Semaphore::new(window));
+    let mut submits = tokio::task::JoinSet::new();
+    for i in 0..messages {
+        let permit = window.clone().acquire_owned().await?;
+        let (session, sm) = (session.clone(), submit_sm(i)?);
+        submits.spawn(async move {
+            let answer = session.request(sm).await;
+            drop(permit);
+            answer
+        });
+        while let Some(done) = submits.try_join_next() {
+            let answer = done??;
+            ensure!(
+                answer.status() == CommandStatus::EsmeRok,
+                "submit_sm answered {answer:?}"
+            );
+        }
+    }
+    let mut submitted = messages - submits.len();
+    while let Some(done) = submits.join_next().await {
+        let answer = done??;
+        ensure!(
+            answer.status() == CommandStatus::EsmeRok,
+            "submit_sm answered {answer:?}"
+        );
+        submitted += 1;
+    }
+    let receipts = receipts.await??;
+    let elapsed = started.elapsed();
+    session.close();
+    Ok(BareRun {
+        elapsed,
+        submitted,
+        receipts,
+    })
+}
+
 fn c_octets<const MIN: usize, const MAX: usize>(s: &str) -> anyhow::Result<COctetString<MIN, MAX>> {
     COctetString::from_string(s.to_owned()).map_err(|e| anyhow::anyhow!("{s:?}: {e:?}"))
 }
@@ -277,9 +367,6 @@ pub async fn raw_codec_rate(addr: &str, messages: usize, window: usize) -> anyho
         other => bail!("bind answered {other:?}"),
     }
     let (mut tx, mut rx) = framed.split();
-    let short_message = OctetString::from_string("Your code is 123456".into())
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let source = c_octets("Telco")?;
     let permits = Arc::new(Semaphore::new(window));
     let (acks, mut to_ack) = tokio::sync::mpsc::unbounded_channel::<u32>();
     let started = Instant::now();
@@ -329,16 +416,7 @@ pub async fn raw_codec_rate(addr: &str, messages: usize, window: usize) -> anyho
         {
             permit.forget();
             seq += 2;
-            let sm = SubmitSm::builder()
-                .source_addr_ton(Ton::Alphanumeric)
-                .source_addr(source.clone())
-                .dest_addr_ton(Ton::International)
-                .dest_addr_npi(Npi::Isdn)
-                .destination_addr(c_octets(&format!("4917{next:08}"))?)
-                .registered_delivery(RegisteredDelivery::from(1))
-                .short_message(short_message.clone())
-                .build();
-            tx.feed(Command::new(CommandStatus::EsmeRok, seq, sm))
+            tx.feed(Command::new(CommandStatus::EsmeRok, seq, submit_sm(next)?))
                 .await?;
             next += 1;
             fed += 1;

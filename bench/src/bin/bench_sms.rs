@@ -3,12 +3,19 @@
 //! bare rusmppc loop on the same sink in the same process, with the same
 //! connection count and window:
 //! `cargo run --release -p bench --bin bench_sms [MESSAGES] [BINDS] [WINDOW]`
-//! (100,000 messages, 1 bind, window 64 by default).
+//! (100,000 messages, 1 bind, window 64 by default). A second baseline, the
+//! same loop over sluice's own SMPP session, shows what the pipeline costs
+//! on top of the client it uses.
 
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
-use bench::{cpu, http::Api, sms_baseline::bare_rusmppc_rate, smsc_sink::SmscSink};
+use bench::{
+    cpu,
+    http::Api,
+    sms_baseline::{bare_rusmppc_rate, bare_session_rate},
+    smsc_sink::SmscSink,
+};
 use gateway::config::Smsc;
 use hyper::Method;
 use tokio_util::sync::CancellationToken;
@@ -36,6 +43,15 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "bare rusmppc, 1 connection, window {window}: {:.0} messages/s, {bare_cpu:.1} µs CPU per message (client and sink)",
         bare.rate()
+    );
+
+    let cpu_before = cpu::process_seconds();
+    let own = bare_session_rate(&sink.addr(), n, window).await?;
+    let own_cpu = cpu_per_message(cpu_before, n);
+    ensure!(own.receipts == n, "bare session run incomplete: {own:?}");
+    println!(
+        "bare sluice SMPP session, 1 connection, window {window}: {:.0} messages/s, {own_cpu:.1} µs CPU per message (client and sink)",
+        own.rate()
     );
 
     let dir = tempfile::tempdir()?;
@@ -118,6 +134,11 @@ async fn main() -> anyhow::Result<()> {
         "ratio sluice / bare rusmppc: {:.2} (rate), {:.2} (CPU per message, lower is better)",
         pipeline / bare.rate(),
         sluice_cpu / bare_cpu
+    );
+    println!(
+        "ratio sluice / bare sluice session: {:.2} (rate), {:.2} (CPU per message)",
+        pipeline / own.rate(),
+        sluice_cpu / own_cpu
     );
     Ok(())
 }
