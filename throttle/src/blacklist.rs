@@ -13,6 +13,7 @@
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use crate::admission::Request;
 use crate::key::CustomerKey;
 
 mod bloom;
@@ -132,6 +133,14 @@ impl Blacklist {
     #[inline]
     pub fn contains_key(&self, key: CustomerKey) -> bool {
         self.filter.may_contain(key.0) && self.keys.contains(&key.0)
+    }
+
+    /// Whether a request's customer or address is blacklisted.
+    #[inline]
+    pub fn lists(&self, req: &Request<'_>) -> bool {
+        !self.is_empty()
+            && (self.contains_key(req.customer)
+                || req.address.is_some_and(|a| self.contains_key(a)))
     }
 
     /// Bulk insert; returns how many entries were new.
