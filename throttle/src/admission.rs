@@ -223,8 +223,8 @@ impl Admission {
     /// [`admit`](Self::admit) for each request in order, all at `now`,
     /// appending the decisions to `out`. Same results as calling `admit` in
     /// a loop, but with millions of customers several times faster: the
-    /// memory a block of requests needs is fetched together (see
-    /// [`BLOCK`]), instead of one cache miss after another.
+    /// memory each block of 32 requests needs is fetched together, instead
+    /// of one cache miss after another.
     pub fn admit_batch(
         &mut self,
         now: Timestamp,

@@ -2,7 +2,7 @@
 //! channel. Membership is exact, on the entry's 64-bit [`CustomerKey`]: a
 //! hash set (about 9–18 bytes per entry), so millions of entries fit
 //! comfortably and bulk imports are a single pass. A Bloom filter in front
-//! (about 2 bytes per entry) answers "not listed", for nearly every key, from
+//! (2–4 bytes per entry) answers "not listed", for nearly every key, from
 //! one cache line, so the admission path rarely touches the set.
 //!
 //! Entries are normalised like [`CustomerKey::of`] (trimmed, ASCII case
