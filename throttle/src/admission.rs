@@ -242,14 +242,17 @@ impl Admission {
         let mut listed = [false; BLOCK];
         for block in reqs.chunks(BLOCK) {
             // Pass one: independent loads only, so the CPU overlaps their
-            // cache misses. The blacklist does not change during the call,
-            // so its answers are final; the quota slots are only warmed,
-            // as deciding may change them.
-            for ((key, listed), r) in keys.iter_mut().zip(&mut listed).zip(block) {
+            // cache misses. The quota slots (the longest misses) go first
+            // and are only warmed, as deciding may change them; the
+            // blacklist does not change during the call, so its answers
+            // are final.
+            for (key, r) in keys.iter_mut().zip(block) {
                 *key = r.customer;
-                *listed = blacklist.lists(r);
             }
             quotas.warm(&keys[..block.len()]);
+            for (listed, r) in listed.iter_mut().zip(block) {
+                *listed = blacklist.lists(r);
+            }
             // Pass two: decide in order, from the cache.
             for (r, &listed) in block.iter().zip(&listed) {
                 let v = self.decide_rule(now, window, r, listed, quotas, Some(&mut gate))?;
