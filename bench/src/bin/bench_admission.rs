@@ -43,6 +43,15 @@ fn cpu_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// The 1-minute load average, so that each figure carries how busy the
+/// machine was; "?" if unavailable.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(String::from))
+        .unwrap_or_else(|| "?".into())
+}
+
 fn key(i: u64) -> CustomerKey {
     CustomerKey(hash64(&i.to_le_bytes()))
 }
@@ -66,6 +75,7 @@ fn main() -> anyhow::Result<()> {
         .context("seconds")?
         .unwrap_or(3.0);
     let blacklisted = customers / 100;
+    let load_at_start = load_average();
 
     let weekdays = ["mon", "tue", "wed", "thu", "fri"]
         .map(String::from)
@@ -225,12 +235,18 @@ fn main() -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     let batch_cpu = (cpu_ns() - cpu0) as f64 / 1e9;
     let rate = n as f64 / elapsed.as_secs_f64();
+    let batch_per_cpu = n as f64 / batch_cpu;
+    let single_per_cpu = single_n as f64 / single_cpu;
     if quotas.len() as u64 + blacklisted < customers * 98 / 100 {
         bail!("only {} customers hold quota state", quotas.len());
     }
     let bytes = quotas.memory_bytes() as f64 / quotas.len() as f64;
 
-    println!("bench_admission: {customers} customers, {blacklisted} blacklisted addresses, 1 core");
+    println!(
+        "bench_admission: {customers} customers, {blacklisted} blacklisted addresses, 1 core, load average {} at start, {} at end",
+        load_at_start,
+        load_average()
+    );
     println!(
         "  blacklist bulk import: 1000000 phone numbers (text, normalised) in {:.0} ms",
         import_time.as_secs_f64() * 1e3
@@ -248,13 +264,14 @@ fn main() -> anyhow::Result<()> {
         "  random customers, one call each: {single_n} decisions in {:.2} s = {:.2} M decisions/s wall, {:.2} M per CPU-second",
         single_time.as_secs_f64(),
         single_rate / 1e6,
-        single_n as f64 / single_cpu / 1e6
+        single_per_cpu / 1e6
     );
     println!(
-        "  random customers, admit_batch(256): {n} decisions in {:.2} s = {:.2} M decisions/s wall, {:.2} M per CPU-second (both runs: go {}, over quota {}, blacklisted {}, deferred {})",
+        "  random customers, admit_batch(256): {n} decisions in {:.2} s = {:.2} M decisions/s wall, {:.2} M per CPU-second = {:.2}x one call each (both runs: go {}, over quota {}, blacklisted {}, deferred {})",
         elapsed.as_secs_f64(),
         rate / 1e6,
-        n as f64 / batch_cpu / 1e6,
+        batch_per_cpu / 1e6,
+        batch_per_cpu / single_per_cpu,
         outcomes[0],
         outcomes[1],
         outcomes[2],
