@@ -1,4 +1,5 @@
-//! A ready-made accept loop for the tracking listener.
+//! A ready-made accept loop for the tracking listener, and a way to run it
+//! on a thread of its own.
 
 use std::future::Future;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::{Result, Tracking, TrackingSink};
+use crate::{Error, Result, Tracking, TrackingSink};
 
 /// How long a client may take to send a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,6 +31,8 @@ where
     let mut builder = http1::Builder::new();
     builder
         .keep_alive(true)
+        // Answers are a few hundred bytes: one buffer, one write(2).
+        .writev(false)
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT);
     let mut shutdown = std::pin::pin!(shutdown);
@@ -57,4 +60,48 @@ where
     drop(listener);
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
     Ok(())
+}
+
+/// Runs [`serve`] on a new OS thread named `tracking`, with a current-thread
+/// runtime of its own, and returns a future that completes with its result.
+///
+/// A redirect is a few microseconds of work between two system calls: on a
+/// runtime shared with other tasks it waits behind them, and a multi-thread
+/// scheduler adds cross-thread bookkeeping to every wake-up. On its own
+/// thread the listener gets a core whenever one is free, and the caller's
+/// tasks (e.g. the writer draining the sink's queue) run beside it.
+pub fn serve_on_thread<S, F>(
+    listener: TcpListener,
+    tracking: Tracking<S>,
+    shutdown: F,
+) -> Result<impl Future<Output = Result<()>> + Send + 'static>
+where
+    S: TrackingSink,
+    F: Future<Output = ()> + Send + 'static,
+{
+    // Deregistered from the caller's runtime, registered again on the new one.
+    let listener = listener.into_std()?;
+    let (done, stopped) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("tracking".into())
+        .spawn(move || {
+            let served = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(Error::from)
+                .and_then(|runtime| {
+                    runtime.block_on(async {
+                        serve(TcpListener::from_std(listener)?, tracking, shutdown).await
+                    })
+                });
+            // The caller may have stopped waiting; nothing left to tell.
+            let _ = done.send(served);
+        })?;
+    Ok(async move {
+        stopped.await.unwrap_or_else(|_| {
+            Err(Error::Io(std::io::Error::other(
+                "the tracking thread panicked",
+            )))
+        })
+    })
 }
