@@ -5,14 +5,18 @@ use std::future::Future;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::{Error, Result, Tracking, TrackingSink};
 
-/// How long a client may take to send a request's headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+mod idle;
+
+/// A connection on which no request arrives for this long (to twice as long)
+/// is closed: idle keep-alive connections and clients that send their
+/// headers too slowly.
+const IDLE_WINDOW: Duration = Duration::from_secs(10);
 /// How long in-flight requests get to finish once shutdown is asked.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Pause after a failed `accept` (e.g. out of file descriptors).
@@ -21,7 +25,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Serves `tracking` over HTTP/1.1 with keep-alive on `listener` until
 /// `shutdown` completes; then stops accepting, lets in-flight requests finish
 /// (idle keep-alive connections close at once) for at most 5 seconds, and
-/// returns.
+/// returns. A connection on which no request arrives for 10 to 20 seconds is
+/// closed.
 pub async fn serve<S, F>(listener: TcpListener, tracking: Tracking<S>, shutdown: F) -> Result<()>
 where
     S: TrackingSink,
@@ -33,8 +38,8 @@ where
         .keep_alive(true)
         // Answers are a few hundred bytes: one buffer, one write(2).
         .writev(false)
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT);
+        // Slow and idle clients are closed by `idle::unless_idle` instead.
+        .header_read_timeout(None);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -50,11 +55,12 @@ where
         };
         // Best effort: a refused option only costs latency.
         let _ = stream.set_nodelay(true);
-        let conn = builder.serve_connection(TokioIo::new(stream), tracking.clone());
-        let conn = graceful.watch(conn);
+        let service = idle::Counted::new(tracking.clone());
+        let requests = service.requests();
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
-            // Client resets and timeouts end the connection; nothing to do.
-            let _ = conn.await;
+            // Client resets and idle clients end the connection; nothing to do.
+            let _ = idle::unless_idle(conn, &requests, IDLE_WINDOW).await;
         });
     }
     drop(listener);

@@ -437,6 +437,27 @@ async fn serve_speaks_http1_with_keep_alive_and_stops_on_shutdown() {
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
 
+#[tokio::test(start_paused = true)]
+async fn serve_closes_a_connection_whose_request_head_never_completes() {
+    let f = fixture();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(listener, f.tracking.clone(), std::future::pending()));
+
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET /c/").await.unwrap();
+    // The paused clock runs ahead whenever both ends wait: the server's idle
+    // window (10-20 s) ends long before this minute does.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        conn.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(closed.is_ok(), "slow client still connected after a minute");
+    assert!(rest.is_empty(), "{rest:?}");
+}
+
 #[test]
 fn serve_on_thread_answers_while_the_callers_runtime_is_blocked_and_stops_on_shutdown() {
     use std::io::{Read, Write};
