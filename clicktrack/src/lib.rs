@@ -10,7 +10,8 @@
 //! (links, open pixel, `List-Unsubscribe` headers). [`Tracking`] is the hyper
 //! service for `/c/{token}` (302), `/o/{token}` (1×1 GIF) and `/u/{token}`
 //! (unsubscribe page and RFC 8058 one-click POST); [`serve`] runs it on a
-//! listener until a shutdown future completes.
+//! listener until a shutdown future completes, [`serve_on_thread`] does so on
+//! a thread and runtime of its own.
 //!
 //! This crate does not know the gateway: it does not store link tables, map
 //! messages to campaigns or customers, or persist facts. It asks and reports
@@ -31,5 +32,5 @@ pub use error::{Error, Result};
 pub use handler::{EventKind, Overloaded, Tracking, TrackingEvent, TrackingSink};
 pub use keyring::{Key, Keyring, MAX_KEY_ID, MIN_SECRET_LEN};
 pub use rewrite::{LinkTable, ListUnsubscribe, Rewriter, Rewritten, UNTRACKED_ATTRIBUTE};
-pub use server::serve;
+pub use server::{serve, serve_on_thread};
 pub use token::{Kind, LinkIndex, MAX_TOKEN_LEN, MessageNo, Token};

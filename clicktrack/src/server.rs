@@ -1,17 +1,22 @@
-//! A ready-made accept loop for the tracking listener.
+//! A ready-made accept loop for the tracking listener, and a way to run it
+//! on a thread of its own.
 
 use std::future::Future;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::{Result, Tracking, TrackingSink};
+use crate::{Error, Result, Tracking, TrackingSink};
 
-/// How long a client may take to send a request's headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+mod idle;
+
+/// A connection on which no request arrives for this long (to twice as long)
+/// is closed: idle keep-alive connections and clients that send their
+/// headers too slowly.
+const IDLE_WINDOW: Duration = Duration::from_secs(10);
 /// How long in-flight requests get to finish once shutdown is asked.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Pause after a failed `accept` (e.g. out of file descriptors).
@@ -20,7 +25,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Serves `tracking` over HTTP/1.1 with keep-alive on `listener` until
 /// `shutdown` completes; then stops accepting, lets in-flight requests finish
 /// (idle keep-alive connections close at once) for at most 5 seconds, and
-/// returns.
+/// returns. A connection on which no request arrives for 10 to 20 seconds is
+/// closed.
 pub async fn serve<S, F>(listener: TcpListener, tracking: Tracking<S>, shutdown: F) -> Result<()>
 where
     S: TrackingSink,
@@ -30,8 +36,10 @@ where
     let mut builder = http1::Builder::new();
     builder
         .keep_alive(true)
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT);
+        // Answers are a few hundred bytes: one buffer, one write(2).
+        .writev(false)
+        // Slow and idle clients are closed by `idle::unless_idle` instead.
+        .header_read_timeout(None);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -47,14 +55,59 @@ where
         };
         // Best effort: a refused option only costs latency.
         let _ = stream.set_nodelay(true);
-        let conn = builder.serve_connection(TokioIo::new(stream), tracking.clone());
-        let conn = graceful.watch(conn);
+        let service = idle::Counted::new(tracking.clone());
+        let requests = service.requests();
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
-            // Client resets and timeouts end the connection; nothing to do.
-            let _ = conn.await;
+            // Client resets and idle clients end the connection; nothing to do.
+            let _ = idle::unless_idle(conn, &requests, IDLE_WINDOW).await;
         });
     }
     drop(listener);
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
     Ok(())
+}
+
+/// Runs [`serve`] on a new OS thread named `tracking`, with a current-thread
+/// runtime of its own, and returns a future that completes with its result.
+///
+/// A redirect is a few microseconds of work between two system calls: on a
+/// runtime shared with other tasks it waits behind them, and a multi-thread
+/// scheduler adds cross-thread bookkeeping to every wake-up. On its own
+/// thread the listener gets a core whenever one is free, and the caller's
+/// tasks (e.g. the writer draining the sink's queue) run beside it.
+pub fn serve_on_thread<S, F>(
+    listener: TcpListener,
+    tracking: Tracking<S>,
+    shutdown: F,
+) -> Result<impl Future<Output = Result<()>> + Send + 'static>
+where
+    S: TrackingSink,
+    F: Future<Output = ()> + Send + 'static,
+{
+    // Deregistered from the caller's runtime, registered again on the new one.
+    let listener = listener.into_std()?;
+    let (done, stopped) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("tracking".into())
+        .spawn(move || {
+            let served = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(Error::from)
+                .and_then(|runtime| {
+                    runtime.block_on(async {
+                        serve(TcpListener::from_std(listener)?, tracking, shutdown).await
+                    })
+                });
+            // The caller may have stopped waiting; nothing left to tell.
+            let _ = done.send(served);
+        })?;
+    Ok(async move {
+        stopped.await.unwrap_or_else(|_| {
+            Err(Error::Io(std::io::Error::other(
+                "the tracking thread panicked",
+            )))
+        })
+    })
 }

@@ -194,14 +194,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let (sink, events) = tracking::Sink::new(store.clone(), links);
     tasks.spawn(tracking::write_events(events, store.clone()));
     let handlers = clicktrack::Tracking::new(Arc::new(sink), keys);
-    let stop_tracking = shutdown.clone();
-    tasks.spawn(async move {
-        let served =
-            clicktrack::serve(tracking_listener, handlers, stop_tracking.cancelled_owned()).await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "tracking listener failed");
-        }
-    });
     for (index, hook) in config.webhooks.iter().enumerate() {
         let secret = std::env::var(&hook.secret_env).map_err(|_| {
             RunError::Setup(format!("webhooks[{index}]: {} is not set", hook.secret_env))
@@ -215,6 +207,20 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         };
         tasks.spawn(sender.run(shutdown.clone()));
     }
+    // Redirects get a thread and runtime of their own (see `serve_on_thread`),
+    // started after the last step that can fail so that no thread outlives a
+    // failed start.
+    let tracking_served = clicktrack::serve_on_thread(
+        tracking_listener,
+        handlers,
+        shutdown.clone().cancelled_owned(),
+    )
+    .map_err(|e| RunError::Setup(e.to_string()))?;
+    tasks.spawn(async move {
+        if let Err(e) = tracking_served.await {
+            tracing::error!(error = %e, "tracking listener failed");
+        }
+    });
     let stop_api = shutdown.clone();
     tasks.spawn(async move {
         let served = axum::serve(api, router)

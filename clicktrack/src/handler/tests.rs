@@ -6,7 +6,7 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
-use crate::{Key, Rewriter, serve};
+use crate::{Key, Rewriter, serve, serve_on_thread};
 
 /// A sink holding link tables and events in memory.
 #[derive(Default)]
@@ -435,6 +435,78 @@ async fn serve_speaks_http1_with_keep_alive_and_stops_on_shutdown() {
     let mut rest = Vec::new();
     let _ = conn.read_to_end(&mut rest).await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn serve_closes_a_connection_whose_request_head_never_completes() {
+    let f = fixture();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(listener, f.tracking.clone(), std::future::pending()));
+
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET /c/").await.unwrap();
+    // The paused clock runs ahead whenever both ends wait: the server's idle
+    // window (10-20 s) ends long before this minute does.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        conn.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(closed.is_ok(), "slow client still connected after a minute");
+    assert!(rest.is_empty(), "{rest:?}");
+}
+
+#[test]
+fn serve_on_thread_answers_while_the_callers_runtime_is_blocked_and_stops_on_shutdown() {
+    use std::io::{Read, Write};
+
+    let f = fixture();
+    let caller = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (addr, served) = caller.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let served = serve_on_thread(listener, f.tracking.clone(), async move {
+            let _ = stopped.await;
+        })
+        .unwrap();
+        (addr, served)
+    });
+
+    // The caller's only runtime thread is this one, blocked in std I/O: the
+    // answer can only come from the listener's own thread.
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    let click = f.click(7, 0);
+    conn.write_all(format!("GET {click} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = conn.read(&mut chunk).unwrap();
+        assert!(n > 0, "connection closed after {got:?}");
+        got.extend_from_slice(&chunk[..n]);
+    }
+    let res = String::from_utf8(got).unwrap();
+    assert!(res.starts_with("HTTP/1.1 302 Found\r\n"), "{res}");
+    assert_eq!(
+        f.sink.kinds(),
+        [(
+            7,
+            EventKind::Clicked {
+                link: LinkIndex(0),
+                url: Arc::from(OFFER)
+            }
+        )]
+    );
+
+    stop.send(()).unwrap();
+    caller.block_on(served).unwrap();
+    assert!(std::net::TcpStream::connect(addr).is_err());
 }
 
 fn escape_attr(s: &str) -> String {
