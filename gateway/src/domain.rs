@@ -155,12 +155,13 @@ pub struct ReceiptIn {
 }
 
 /// What became of a receipt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ReceiptMatch {
     /// It belongs to one of our messages (recorded, or nothing left to record).
     Matched,
-    /// No message has that id (yet).
-    Unknown,
+    /// No message has that id (yet): the receipt, handed back to be tried
+    /// again or kept.
+    Unknown(ReceiptIn),
 }
 
 /// An outcome for one message at one instant.

@@ -583,7 +583,7 @@ impl Committer {
         let Some(slot) = c.slots.get(u.msg.participant as usize) else {
             return;
         };
-        let (record, kind, detail) = settle(slot.attempts, slot.due, &u);
+        let (record, kind, detail) = settle(slot.attempts, slot.due, u.at, u.outcome);
         let fact = fact(u.at, &c.record.id, &slot.customer, kind, detail);
         g.batch.insert(
             &self.shared.ks.status,
@@ -604,7 +604,7 @@ impl Committer {
             Some((key, link))
         });
         let Some((key, link)) = found else {
-            return ReceiptMatch::Unknown;
+            return ReceiptMatch::Unknown(r);
         };
         // An intermediate state (en route, accepted) changes nothing.
         let Some(delivered) = r.delivered else {
@@ -696,13 +696,13 @@ impl Committer {
 fn settle(
     attempts: u32,
     due: Millis,
-    u: &Update,
+    at: Millis,
+    outcome: Outcome,
 ) -> (StatusRecord, &'static str, Map<String, Value>) {
-    let at = u.at;
-    match &u.outcome {
+    match outcome {
         Outcome::Receipt { delivered, detail } => (
             StatusRecord {
-                status: if *delivered {
+                status: if delivered {
                     Status::Delivered
                 } else {
                     Status::Failed
@@ -711,8 +711,8 @@ fn settle(
                 due,
                 at,
             },
-            if *delivered { "delivered" } else { "failed" },
-            detail.clone(),
+            if delivered { "delivered" } else { "failed" },
+            detail,
         ),
         Outcome::Submitted { detail, .. } => (
             StatusRecord {
@@ -722,10 +722,9 @@ fn settle(
                 at,
             },
             "submitted",
-            detail.clone(),
+            detail,
         ),
-        Outcome::Failed { reason, detail } => {
-            let mut detail = detail.clone();
+        Outcome::Failed { reason, mut detail } => {
             detail.insert("reason".into(), json!(reason));
             (
                 StatusRecord {
@@ -741,17 +740,16 @@ fn settle(
         Outcome::Retry {
             due,
             reason,
-            detail,
+            mut detail,
         } => {
-            let mut detail = detail.clone();
             detail.insert("reason".into(), json!(reason));
             detail.insert("attempt".into(), json!(attempts + 1));
-            detail.insert("retry_at".into(), json!(rfc3339(*due)));
+            detail.insert("retry_at".into(), json!(rfc3339(due)));
             (
                 StatusRecord {
                     status: Status::Pending,
                     attempts: attempts + 1,
-                    due: *due,
+                    due,
                     at,
                 },
                 "retry_scheduled",
@@ -761,15 +759,14 @@ fn settle(
         Outcome::Bounced {
             hard,
             retry,
-            detail,
+            mut detail,
         } => {
-            let mut detail = detail.clone();
-            detail.insert("bounce".into(), json!(if *hard { "hard" } else { "soft" }));
+            detail.insert("bounce".into(), json!(if hard { "hard" } else { "soft" }));
             let (status, due) = match (hard, retry) {
                 (true, _) => (Status::BouncedHard, due),
                 (false, Some(retry)) => {
-                    detail.insert("retry_at".into(), json!(rfc3339(*retry)));
-                    (Status::Pending, *retry)
+                    detail.insert("retry_at".into(), json!(rfc3339(retry)));
+                    (Status::Pending, retry)
                 }
                 (false, None) => (Status::BouncedSoft, due),
             };

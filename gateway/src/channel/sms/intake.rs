@@ -92,12 +92,15 @@ impl Intake {
         if receipts.is_empty() {
             return Vec::new();
         }
-        let items = receipts.iter().map(|(_, r, _)| r.clone()).collect();
+        let (held, items): (Vec<_>, Vec<_>) = receipts
+            .into_iter()
+            .map(|(delivered, receipt, until)| ((delivered, until), receipt))
+            .unzip();
         let matches = match self.store.receipts(items).await {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(error = %e, "receipts not recorded; the SMSC will resend them");
-                for (delivered, ..) in &receipts {
+                for (delivered, _) in &held {
                     delivered.answer(CommandStatus::EsmeRxTAppn);
                 }
                 return Vec::new();
@@ -105,19 +108,19 @@ impl Intake {
         };
         let now = Instant::now();
         let mut waiting = Vec::new();
-        for ((delivered, receipt, until), matched) in receipts.into_iter().zip(matches) {
+        for ((delivered, until), matched) in held.into_iter().zip(matches) {
             let until = until.unwrap_or(now + self.wait);
             match matched {
                 ReceiptMatch::Matched => {
                     delivered.metrics.receipt(true);
                     delivered.answer(CommandStatus::EsmeRok);
                 }
-                ReceiptMatch::Unknown if until > now => waiting.push(Waiting {
+                ReceiptMatch::Unknown(receipt) if until > now => waiting.push(Waiting {
                     delivered,
                     receipt,
                     until,
                 }),
-                ReceiptMatch::Unknown => self.keep_unmatched(&delivered, &receipt).await,
+                ReceiptMatch::Unknown(receipt) => self.keep_unmatched(&delivered, &receipt).await,
             }
         }
         waiting

@@ -227,7 +227,7 @@ async fn receipts_settle_messages_by_upstream_id_after_a_reopen() {
                 .receipts(vec![receipt(0, "1A", Some(true))])
                 .await
                 .expect("receipts"),
-            vec![ReceiptMatch::Unknown]
+            vec![ReceiptMatch::Unknown(receipt(0, "1A", Some(true)))]
         );
         store
             .record(vec![
@@ -251,7 +251,8 @@ async fn receipts_settle_messages_by_upstream_id_after_a_reopen() {
         .await
         .expect("receipts");
     use ReceiptMatch::{Matched, Unknown};
-    assert_eq!(matched, vec![Matched, Matched, Matched, Matched, Unknown]);
+    let unknown = Unknown(receipt(0, "nobody", Some(true)));
+    assert_eq!(matched, vec![Matched, Matched, Matched, Matched, unknown]);
     let status = |i: usize| store.message(claims[i].msg).expect("message").status;
     assert_eq!(status(0), Status::Delivered);
     assert_eq!(
@@ -270,7 +271,7 @@ async fn receipts_settle_messages_by_upstream_id_after_a_reopen() {
             .receipts(vec![receipt(0, "p2", Some(true))])
             .await
             .expect("receipts"),
-        vec![Unknown],
+        vec![Unknown(receipt(0, "p2", Some(true)))],
         "an id is settled once"
     );
     let kinds: Vec<String> = store
