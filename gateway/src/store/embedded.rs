@@ -934,36 +934,53 @@ impl Store for Embedded {
     }
 
     fn claim(&self, campaign: u32, now: Millis, max: usize, lease: Millis) -> Result<Vec<Claim>> {
-        let leased: Vec<(MessageNo, u32)> = {
+        let mut leased: Vec<(u32, u32, usize)> = {
             let mut index = self.shared.index();
             let Some(c) = index.by_seq(campaign) else {
                 return Ok(Vec::new());
             };
-            c.claim(now, max, now + lease)
-                .into_iter()
-                .map(|(n, attempts)| (c.message(n), attempts))
-                .collect()
+            let claimed = c.claim(now, max, now + lease).into_iter().enumerate();
+            claimed.map(|(i, (n, attempts))| (n, attempts, i)).collect()
         };
+        // Read in key order, a run of neighbours with one range scan: a
+        // fresh campaign's claims are consecutive, and a scan decodes each
+        // block once where a look-up per message searches for it again.
+        leased.sort_unstable_by_key(|&(n, ..)| n);
         let mut claims = Vec::with_capacity(leased.len());
-        for (msg, attempts) in leased {
-            let value = self
-                .shared
-                .ks
-                .participants
-                .get(codec::message_key(msg))
-                .map_err(io)?
-                .ok_or_else(|| StoreError::Corrupt {
-                    what: "participant",
-                    detail: format!("message {msg:?} has no record"),
-                })?;
-            let participant = codec::decode("participant", &value)?;
-            claims.push(Claim {
-                msg,
-                participant,
-                attempts,
-            });
+        for run in leased.chunk_by(|a, b| b.0 == a.0 + 1) {
+            let message = |n| MessageNo {
+                campaign,
+                participant: n,
+            };
+            let (first, last) = (run[0].0, run[run.len() - 1].0);
+            let range = codec::message_key(message(first))..=codec::message_key(message(last));
+            let mut records = self.shared.ks.participants.range(range);
+            for &(n, attempts, order) in run {
+                let msg = message(n);
+                let value = records
+                    .next()
+                    .map(|kv| kv.into_inner().map_err(io))
+                    .transpose()?
+                    .filter(|(key, _)| key.as_ref() == codec::message_key(msg))
+                    .ok_or_else(|| StoreError::Corrupt {
+                        what: "participant",
+                        detail: format!("message {msg:?} has no record"),
+                    })?
+                    .1;
+                let participant = codec::decode("participant", &value)?;
+                claims.push((
+                    order,
+                    Claim {
+                        msg,
+                        participant,
+                        attempts,
+                    },
+                ));
+            }
         }
-        Ok(claims)
+        // Back in the order they were claimed: oldest due first.
+        claims.sort_unstable_by_key(|&(order, _)| order);
+        Ok(claims.into_iter().map(|(_, claim)| claim).collect())
     }
 
     fn next_due(&self, campaign: u32) -> Option<Millis> {

@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use foldhash::fast::RandomState;
 
 use super::Counts;
-use crate::domain::{CampaignRecord, MessageNo, Millis, Status};
+use crate::domain::{CampaignRecord, Millis, Status};
 
 /// One participant's message.
 #[derive(Debug, Clone)]
@@ -202,13 +202,6 @@ impl CampaignIndex {
                 .map(|s| (s.as_str().to_owned(), self.counts[s.index()]))
                 .collect(),
             in_flight: self.leased.len() as u64,
-        }
-    }
-
-    pub fn message(&self, participant: u32) -> MessageNo {
-        MessageNo {
-            campaign: self.record.seq,
-            participant,
         }
     }
 }

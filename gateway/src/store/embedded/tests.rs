@@ -324,3 +324,33 @@ async fn engagements_of_one_message_in_one_commit_keep_every_flag() {
         assert_eq!(audience.len(), 20, "{outcome}: {audience:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_read_scattered_messages_and_keep_oldest_due_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Embedded::open(dir.path()).expect("open");
+    let seq = store.put_campaign("c1", decl()).await.expect("declare").seq;
+    let people: Vec<Participant> = ["a", "b", "c", "d", "e", "f"]
+        .into_iter()
+        .map(participant)
+        .collect();
+    store
+        .add_participants("c1", people, 1_000)
+        .await
+        .expect("add");
+    let all = store.claim(seq, 10_000, 6, 1_000_000).expect("claim");
+    assert_eq!(all.len(), 6);
+    // Three come back, due in an order that is not their key order: two
+    // neighbours (b, c) and one apart (e).
+    for (i, due) in [(4, 50_000), (1, 60_000), (2, 70_000)] {
+        store.defer(all[i].msg, due);
+    }
+    let again = store.claim(seq, 100_000, 6, 60_000).expect("claim");
+    let customers: Vec<&str> = again
+        .iter()
+        .map(|c| c.participant.customer.as_str())
+        .collect();
+    assert_eq!(customers, ["e", "b", "c"], "oldest due first");
+    let msgs: Vec<MessageNo> = again.iter().map(|c| c.msg).collect();
+    assert_eq!(msgs, [all[4].msg, all[1].msg, all[2].msg]);
+}
