@@ -31,6 +31,7 @@ pub use self::inbound::Inbound;
 use self::{
     bind::{Bind, SubmitError, UNBOUND_RETRY},
     intake::Intake,
+    session::Frame,
     status::Refusal,
 };
 use super::{Delivery, Parsed};
@@ -199,7 +200,7 @@ impl SmsChannel {
                 Ok(sm) => sm,
                 Err(reply) => return Delivery::Permanent { reply, code: None },
             };
-            match bind.submit(sm, give_up_at).await {
+            match bind.submit(&Frame::new(sm), give_up_at).await {
                 Ok(id) => ids.push(id),
                 // A later part unsent leaves the message half sent: an attempt.
                 Err(SubmitError::Unsent { reply, .. }) if !ids.is_empty() => {

@@ -20,7 +20,7 @@ use prometheus_client::metrics::{counter::Counter, gauge::Gauge, histogram::Hist
 use rand::Rng;
 use rusmpp::{
     Command, CommandStatus, Pdu,
-    pdus::{BindReceiver, BindTransceiver, BindTransmitter, DeliverSmResp, SubmitSm},
+    pdus::{BindReceiver, BindTransceiver, BindTransmitter, DeliverSmResp},
     types::COctetString,
     values::{InterfaceVersion, Npi, Ton},
 };
@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Inbound,
-    session::{Session, Timing},
+    session::{Frame, Session, Timing},
     status::{self, Refusal},
 };
 use crate::{
@@ -218,7 +218,7 @@ impl Bind {
     /// id. Throttling answers pause the bind and the PDU is sent again: they
     /// are never a failure of the message. Past `give_up_at` (the message's
     /// lease must not run out while it waits here) it is handed back unsent.
-    pub async fn submit(&self, sm: SubmitSm, give_up_at: Instant) -> Result<String, SubmitError> {
+    pub async fn submit(&self, sm: &Frame, give_up_at: Instant) -> Result<String, SubmitError> {
         let unsent = |reply: &str, retry_after| SubmitError::Unsent {
             reply: reply.to_owned(),
             retry_after,
@@ -241,7 +241,7 @@ impl Bind {
                 .ok_or_else(|| unsent("SMSC not bound", UNBOUND_RETRY))?;
             window.inc();
             let started = Instant::now();
-            let answer = session.request(sm.clone()).await;
+            let answer = session.send(sm).await;
             window.dec();
             self.metrics
                 .submit_seconds

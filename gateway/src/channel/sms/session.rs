@@ -18,7 +18,7 @@ use std::{
     time::Duration,
 };
 
-use bytes::BytesMut;
+use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use rusmpp::{Command, CommandStatus, Pdu, tokio_codec::CommandCodec};
 use tokio::{
@@ -60,6 +60,36 @@ pub struct Timing {
     pub enquire_link: Duration,
 }
 
+/// A request encoded once, to be sent as often as needed (a throttled
+/// submit_sm goes again): each send only sets the sequence number. Cloning
+/// it shares the bytes.
+#[derive(Debug, Clone)]
+pub struct Frame(Bytes);
+
+impl Frame {
+    pub fn new(pdu: impl Into<Pdu>) -> Self {
+        Self(encode(&Command::new(CommandStatus::EsmeRok, 0, pdu)))
+    }
+}
+
+/// A PDU as it goes on the wire. Into memory, rusmpp's codec cannot fail
+/// (its only error is I/O); were it to, the PDU would be left out and its
+/// request time out.
+fn encode(command: &Command) -> Bytes {
+    let mut bytes = BytesMut::new();
+    if let Err(e) = CommandCodec::new().encode(command, &mut bytes) {
+        tracing::error!(error = %e, command_id = ?command.id(), "SMPP PDU could not be encoded");
+        bytes.clear();
+    }
+    bytes.freeze()
+}
+
+/// A PDU queued for the writer, with the sequence number it goes out with.
+struct Outgoing {
+    frame: Bytes,
+    sequence: u32,
+}
+
 /// A request waiting for its response.
 struct Waiter {
     answer: oneshot::Sender<Result<Command, RequestError>>,
@@ -69,7 +99,7 @@ struct Waiter {
 /// A running session. Dropping the last handle does not close it: `close`
 /// does, and so does the SMSC hanging up or sending what we cannot read.
 pub struct Session {
-    outgoing: mpsc::UnboundedSender<Command>,
+    outgoing: mpsc::UnboundedSender<Outgoing>,
     waiting: Mutex<HashMap<u32, Waiter>>,
     last_sequence: AtomicU32,
     closed: CancellationToken,
@@ -102,6 +132,11 @@ impl Session {
 
     /// Sends a request and waits for its response (whatever its status).
     pub async fn request(&self, pdu: impl Into<Pdu>) -> Result<Command, RequestError> {
+        self.send(&Frame::new(pdu)).await
+    }
+
+    /// Sends an encoded request and waits for its response.
+    pub async fn send(&self, request: &Frame) -> Result<Command, RequestError> {
         let sequence = self.next_sequence();
         let (answer, response) = oneshot::channel();
         let deadline = Instant::now() + self.timing.response_timeout;
@@ -112,8 +147,11 @@ impl Session {
             self.lock_waiting().remove(&sequence);
             return Err(RequestError::Closed);
         }
-        let command = Command::new(CommandStatus::EsmeRok, sequence, pdu);
-        if self.outgoing.send(command).is_err() {
+        let outgoing = Outgoing {
+            frame: request.0.clone(),
+            sequence,
+        };
+        if self.outgoing.send(outgoing).is_err() {
             self.lock_waiting().remove(&sequence);
             return Err(RequestError::Closed);
         }
@@ -124,9 +162,8 @@ impl Session {
     /// Answers one of the SMSC's requests. On a closed session the answer
     /// is lost, and the SMSC sends its request again on the next one.
     pub fn respond(&self, sequence: u32, status: CommandStatus, pdu: impl Into<Pdu>) {
-        let _ = self
-            .outgoing
-            .send(Command::new(status, sequence, pdu.into()));
+        let frame = encode(&Command::new(status, sequence, pdu.into()));
+        let _ = self.outgoing.send(Outgoing { frame, sequence });
     }
 
     /// Closes the session: what is queued is still written, then the
@@ -159,9 +196,8 @@ impl Session {
     async fn write(
         self: Arc<Self>,
         mut writer: impl AsyncWrite + Unpin,
-        mut queued: mpsc::UnboundedReceiver<Command>,
+        mut queued: mpsc::UnboundedReceiver<Outgoing>,
     ) {
-        let mut codec = CommandCodec::new();
         let mut batch = Vec::with_capacity(WRITE_BATCH);
         let mut bytes = BytesMut::with_capacity(64 * 1024);
         loop {
@@ -169,8 +205,8 @@ impl Session {
                 n = queued.recv_many(&mut batch, WRITE_BATCH) => n,
                 () = self.closed.cancelled() => {
                     // Answers queued before the close still go out.
-                    while let Ok(command) = queued.try_recv() {
-                        batch.push(command);
+                    while let Ok(pdu) = queued.try_recv() {
+                        batch.push(pdu);
                     }
                     0
                 }
@@ -181,14 +217,17 @@ impl Session {
                 // took a window's PDUs from ~2 per write to ~50.
                 tokio::task::yield_now().await;
                 while batch.len() < WRITE_BATCH
-                    && let Ok(command) = queued.try_recv()
+                    && let Ok(pdu) = queued.try_recv()
                 {
-                    batch.push(command);
+                    batch.push(pdu);
                 }
             }
-            for command in batch.drain(..) {
-                if let Err(e) = codec.encode(command, &mut bytes) {
-                    tracing::error!(error = %e, "SMPP PDU could not be encoded; dropped");
+            for Outgoing { frame, sequence } in batch.drain(..) {
+                // command_length, command_id, command_status, then ours.
+                if let (Some(head), Some(body)) = (frame.get(..12), frame.get(16..)) {
+                    bytes.extend_from_slice(head);
+                    bytes.put_u32(sequence);
+                    bytes.extend_from_slice(body);
                 }
             }
             if let Err(e) = writer.write_all(&bytes).await {
