@@ -46,15 +46,19 @@ pub fn parse(sm: &DeliverSm) -> Inbound {
     let esm = u8::from(sm.esm_class);
     let data_coding = u8::from(sm.data_coding);
     let body = sm.short_message().as_ref();
-    let text = text::decode(body, data_coding, esm & UDHI != 0)
-        .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned());
+    // Decoded only when needed: a receipt whose TLVs tell all (most do)
+    // never reads its text.
+    let text = || {
+        text::decode(body, data_coding, esm & UDHI != 0)
+            .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned())
+    };
     if !matches!(
         esm & MESSAGE_TYPE,
         DELIVERY_RECEIPT | INTERMEDIATE_NOTIFICATION
     ) {
         return Inbound::Mobile {
             from: international(sm.source_addr.as_str(), u8::from(sm.source_addr_ton)),
-            text,
+            text: text(),
         };
     }
     let mut id = None;
@@ -71,11 +75,10 @@ pub fn parse(sm: &DeliverSm) -> Inbound {
     // The text is read only when the TLVs do not tell all: most receipts
     // say DELIVERED with both TLVs, and the text adds nothing then.
     let tlvs_tell_all = id.is_some() && tlv_state == Some(MessageState::Delivered);
-    let classic = (!tlvs_tell_all)
-        .then(|| parse_receipt_text(&text))
-        .flatten();
+    let read = (!tlvs_tell_all).then(text);
+    let classic = read.as_deref().and_then(parse_receipt_text);
     let Some(id) = id.or_else(|| classic.as_ref().map(|c| c.id.clone())) else {
-        return Inbound::Unreadable(text);
+        return Inbound::Unreadable(read.unwrap_or_default());
     };
     let (state, stat) = match (tlv_state, &classic) {
         (Some(s), _) => (state_of(s), stat_word(s)),
