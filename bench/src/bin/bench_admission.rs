@@ -33,16 +33,6 @@ impl Rng {
     }
 }
 
-/// CPU time this thread has run, from the scheduler (ns); 0 if unavailable.
-/// Dividing by it rather than by wall time gives decisions per second *of
-/// one core*, unaffected by other processes taking the CPU away.
-fn cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()))
-        .unwrap_or(0)
-}
-
 /// The 1-minute load average, so that each figure carries how busy the
 /// machine was; "?" if unavailable.
 fn load_average() -> String {
@@ -181,7 +171,7 @@ fn main() -> anyhow::Result<()> {
     };
     let segments = [Some("gold"), Some("silver")];
     let mut single_n = 0u64;
-    let cpu0 = cpu_ns();
+    let cpu0 = bench::cpu::thread_seconds().unwrap_or(0.0);
     let started = Instant::now();
     loop {
         for _ in 0..65_536 {
@@ -202,13 +192,13 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let single_time = started.elapsed();
-    let single_cpu = (cpu_ns() - cpu0) as f64 / 1e9;
+    let single_cpu = bench::cpu::thread_seconds().unwrap_or(0.0) - cpu0;
     let single_rate = single_n as f64 / single_time.as_secs_f64();
 
     let mut n = 0u64;
     let mut reqs = Vec::with_capacity(256);
     let mut out = Vec::with_capacity(256);
-    let cpu0 = cpu_ns();
+    let cpu0 = bench::cpu::thread_seconds().unwrap_or(0.0);
     let started = Instant::now();
     loop {
         for _ in 0..256 {
@@ -233,7 +223,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let elapsed = started.elapsed();
-    let batch_cpu = (cpu_ns() - cpu0) as f64 / 1e9;
+    let batch_cpu = bench::cpu::thread_seconds().unwrap_or(0.0) - cpu0;
     let rate = n as f64 / elapsed.as_secs_f64();
     let batch_per_cpu = n as f64 / batch_cpu;
     let single_per_cpu = single_n as f64 / single_cpu;

@@ -401,6 +401,32 @@ pub(super) mod tests {
     }
 
     #[tokio::test]
+    async fn a_frame_sent_twice_goes_out_with_a_sequence_number_each() {
+        let (session, _requests, mut smsc) = connected(patient()).await;
+        let frame = Frame::new(Pdu::EnquireLink);
+        let twice = tokio::spawn({
+            let (session, frame) = (session.clone(), frame.clone());
+            async move { futures_util::join!(session.send(&frame), session.send(&frame)) }
+        });
+        let (id1, _, seq1) = read_pdu(&mut smsc).await;
+        let (id2, _, seq2) = read_pdu(&mut smsc).await;
+        assert_eq!((id1, id2), (ENQUIRE_LINK, ENQUIRE_LINK));
+        assert_ne!(seq1, seq2, "each send has its own sequence number");
+        assert!(
+            seq1 != 0 && seq2 != 0,
+            "the frame's placeholder never goes out"
+        );
+        let answers = [
+            pdu(ENQUIRE_LINK_RESP, 0, seq1, b""),
+            pdu(ENQUIRE_LINK_RESP, 0, seq2, b""),
+        ]
+        .concat();
+        smsc.write_all(&answers).await.expect("answers");
+        let (first, second) = twice.await.expect("task");
+        assert!(first.is_ok() && second.is_ok());
+    }
+
+    #[tokio::test]
     async fn an_unanswered_request_times_out_and_the_session_carries_on() {
         let timing = Timing {
             response_timeout: Duration::from_millis(200),
