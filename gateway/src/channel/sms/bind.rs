@@ -22,7 +22,7 @@ use rusmpp::{
     Command, CommandStatus, Pdu,
     pdus::{BindReceiver, BindTransceiver, BindTransmitter, DeliverSmResp},
     types::COctetString,
-    values::{InterfaceVersion, Npi, Ton},
+    values::InterfaceVersion,
 };
 use tokio::{
     net::TcpStream,
@@ -407,31 +407,23 @@ impl Bind {
             octets("password", &self.password)?,
             octets("system_type", &self.config.system_type)?,
         );
-        let version = InterfaceVersion::Smpp3_4;
+        // The three bind PDUs have the same fields and no common type
+        // rusmpp exports; address TON/NPI stay at their default, Unknown.
+        macro_rules! bind_as {
+            ($pdu:ident) => {
+                $pdu::builder()
+                    .system_id(system_id)
+                    .password(password)
+                    .system_type(system_type)
+                    .interface_version(InterfaceVersion::Smpp3_4)
+                    .build()
+                    .into()
+            };
+        }
         Ok(match role {
-            Role::Transceiver => BindTransceiver::builder()
-                .system_id(system_id)
-                .password(password)
-                .system_type(system_type)
-                .interface_version(version)
-                .addr_ton(Ton::Unknown)
-                .addr_npi(Npi::Unknown)
-                .build()
-                .into(),
-            Role::Transmitter => BindTransmitter::builder()
-                .system_id(system_id)
-                .password(password)
-                .system_type(system_type)
-                .interface_version(version)
-                .build()
-                .into(),
-            Role::Receiver => BindReceiver::builder()
-                .system_id(system_id)
-                .password(password)
-                .system_type(system_type)
-                .interface_version(version)
-                .build()
-                .into(),
+            Role::Transceiver => bind_as!(BindTransceiver),
+            Role::Transmitter => bind_as!(BindTransmitter),
+            Role::Receiver => bind_as!(BindReceiver),
         })
     }
 
