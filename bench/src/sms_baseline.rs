@@ -111,12 +111,7 @@ pub async fn bare_rusmppc_rate(
     window: usize,
 ) -> anyhow::Result<BareRun> {
     ensure!(window > 0, "window must be at least 1");
-    // rusmppc's own `connect` leaves Nagle on, which with one write per PDU
-    // meets the peer's delayed ACKs (≈ 40 ms stalls); connect here instead.
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("connecting to {addr}"))?;
-    stream.set_nodelay(true)?;
+    let stream = connect(addr).await?;
     let (client, events, connection) = ConnectionBuilder::new()
         .disable_interface_version_check()
         .no_enquire_link_interval()
@@ -126,17 +121,7 @@ pub async fn bare_rusmppc_rate(
     let unwritten = Arc::new(AtomicUsize::new(0));
     tokio::spawn(Driven::new(connection, unwritten.clone()));
     client
-        .bind_transceiver(
-            BindTransceiver::builder()
-                .system_id(c_octets("bench")?)
-                .password(c_octets("bench")?)
-                .system_type(COctetString::empty())
-                .interface_version(InterfaceVersion::Smpp3_4)
-                .addr_ton(Ton::Unknown)
-                .addr_npi(Npi::Unknown)
-                .address_range(COctetString::empty())
-                .build(),
-        )
+        .bind_transceiver(bind_transceiver()?)
         .await
         .context("bind_transceiver")?;
 
@@ -232,6 +217,26 @@ async fn read_events(
     Ok((submitted, receipts))
 }
 
+/// A connection to the sink with Nagle's algorithm off. rusmppc's own
+/// `connect` leaves it on, which with one write per PDU meets the peer's
+/// delayed ACKs (≈ 40 ms stalls), so every bare loop connects here.
+async fn connect(addr: &str) -> anyhow::Result<tokio::net::TcpStream> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// The bind of every bare loop: a transceiver, SMPP 3.4.
+fn bind_transceiver() -> anyhow::Result<BindTransceiver> {
+    Ok(BindTransceiver::builder()
+        .system_id(c_octets("bench")?)
+        .password(c_octets("bench")?)
+        .interface_version(InterfaceVersion::Smpp3_4)
+        .build())
+}
+
 /// The `i`th message of a bare run: a short GSM text asking for a receipt.
 fn submit_sm(i: usize) -> anyhow::Result<SubmitSm> {
     let text = OctetString::from_string("Your code is 123456".into())
@@ -262,20 +267,13 @@ pub async fn bare_session_rate(
     use gateway::channel::sms::session::{Session, Timing};
 
     ensure!(window > 0, "window must be at least 1");
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("connecting to {addr}"))?;
-    stream.set_nodelay(true)?;
+    let stream = connect(addr).await?;
     let timing = Timing {
         response_timeout: Duration::from_secs(30),
         enquire_link: Duration::from_secs(3600),
     };
     let (session, mut requests) = Session::start(stream, timing);
-    let bind = BindTransceiver::builder()
-        .system_id(c_octets("bench")?)
-        .interface_version(InterfaceVersion::Smpp3_4)
-        .build();
-    let bound = session.request(bind).await?;
+    let bound = session.request(bind_transceiver()?).await?;
     ensure!(
         bound.status() == CommandStatus::EsmeRok,
         "bind answered {bound:?}"
@@ -300,29 +298,28 @@ pub async fn bare_session_rate(
     };
     let window = Arc::new(Semaphore::new(window));
     let mut submits = tokio::task::JoinSet::new();
+    let mut submitted = 0;
     for i in 0..messages {
         let permit = window.clone().acquire_owned().await?;
         let (session, sm) = (session.clone(), submit_sm(i)?);
         submits.spawn(async move {
             let answer = session.request(sm).await;
             drop(permit);
-            answer
-        });
-        while let Some(done) = submits.try_join_next() {
-            let answer = done??;
+            let answer = answer?;
             ensure!(
                 answer.status() == CommandStatus::EsmeRok,
                 "submit_sm answered {answer:?}"
             );
+            anyhow::Ok(())
+        });
+        // Reaped as they finish, so the set stays a window's size.
+        while let Some(done) = submits.try_join_next() {
+            done??;
+            submitted += 1;
         }
     }
-    let mut submitted = messages - submits.len();
     while let Some(done) = submits.join_next().await {
-        let answer = done??;
-        ensure!(
-            answer.status() == CommandStatus::EsmeRok,
-            "submit_sm answered {answer:?}"
-        );
+        done??;
         submitted += 1;
     }
     let receipts = receipts.await??;
@@ -350,17 +347,10 @@ pub async fn raw_codec_rate(addr: &str, messages: usize, window: usize) -> anyho
     use tokio_util::codec::Framed;
 
     ensure!(window > 0, "window must be at least 1");
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("connecting to {addr}"))?;
-    stream.set_nodelay(true)?;
+    let stream = connect(addr).await?;
     let mut framed = Framed::new(stream, CommandCodec::new());
-    let bind = BindTransceiver::builder()
-        .system_id(c_octets("bench")?)
-        .interface_version(InterfaceVersion::Smpp3_4)
-        .build();
     framed
-        .send(Command::new(CommandStatus::EsmeRok, 1, bind))
+        .send(Command::new(CommandStatus::EsmeRok, 1, bind_transceiver()?))
         .await?;
     match framed.next().await {
         Some(Ok(c)) if c.status() == CommandStatus::EsmeRok => {}
