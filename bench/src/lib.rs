@@ -2,6 +2,7 @@
 //! prints its figures (as ratios to a same-run baseline where one exists);
 //! `BENCHMARKS.md` at the root records them with the command that made them.
 
+pub mod args;
 pub mod cpu;
 pub mod http;
 pub mod sms_baseline;

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
+use bench::args::positional;
 use throttle::jiff;
 use throttle::{
     Admission, Blacklist, CapSpec, CustomerKey, Decision, Limits, QuotaBook, QuotaSpec, Request,
@@ -51,19 +52,8 @@ fn address(i: u64) -> CustomerKey {
 }
 
 fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let customers: u64 = args
-        .next()
-        .map(|a| a.parse())
-        .transpose()
-        .context("customers")?
-        .unwrap_or(10_000_000);
-    let seconds: f64 = args
-        .next()
-        .map(|a| a.parse())
-        .transpose()
-        .context("seconds")?
-        .unwrap_or(3.0);
+    let customers: u64 = positional(1, "customers", 10_000_000)?;
+    let seconds: f64 = positional(2, "seconds", 3.0)?;
     let blacklisted = customers / 100;
     let load_at_start = load_average();
 

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
-use bench::http::Api;
+use bench::{args::positional, http::Api};
 use hyper::Method;
 use tokio_util::sync::CancellationToken;
 
@@ -14,11 +14,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let n: usize = std::env::args()
-        .nth(1)
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(1_000_000);
+    let n: usize = positional(1, "entries", 1_000_000)?;
     let dir = tempfile::tempdir()?;
     let config = bench::loopback_config(dir.path());
     let shutdown = CancellationToken::new();

@@ -12,15 +12,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use bench::args::positional;
 
 /// Target from issue 5: bounces per second per core.
 const TARGET: f64 = 20_000.0;
 
 fn main() -> Result<()> {
-    let seconds: f64 = match std::env::args().nth(1) {
-        Some(s) => s.parse().context("SECONDS must be a number")?,
-        None => 3.0,
-    };
+    let seconds: f64 = positional(1, "seconds", 3.0)?;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bounce/testdata/eml");
     let mut files = Vec::new();
     for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
-use bench::{http::Api, smtp_sink::SmtpSink};
+use bench::{args::positional, http::Api, smtp_sink::SmtpSink};
 use gateway::config::{Relay, TlsMode};
 use hyper::Method;
 use tokio_util::sync::CancellationToken;
@@ -15,11 +15,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let n: usize = std::env::args()
-        .nth(1)
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(50_000);
+    let n: usize = positional(1, "messages", 50_000)?;
     let sink = SmtpSink::start().await?;
     let dir = tempfile::tempdir()?;
     let mut config = bench::loopback_config(dir.path());

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Instant};
 
 use admin_api::types::v1::CampaignDecl;
 use anyhow::Context;
-use bench::http::Api;
+use bench::{args::positional, http::Api};
 use gateway::{
     domain::{ChannelKind, Participant},
     store::{Store, embedded::Embedded},
@@ -123,11 +123,7 @@ async fn api_rate(n: usize) -> anyhow::Result<f64> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let n: usize = std::env::args()
-        .nth(1)
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(500_000);
+    let n: usize = positional(1, "participants", 500_000)?;
     let engine = engine_rate(n)?;
     let store = store_rate(n).await?;
     let api = api_rate(n).await?;

@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use anyhow::Context;
+use bench::args::positional;
 use throttle::jiff::{SignedDuration, Timestamp};
 use throttle::plan::{PlanRequest, PlannedCampaign, plan};
 use throttle::{CapSpec, Limits, WindowSpec};
@@ -21,19 +22,8 @@ impl Rng {
 }
 
 fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let n: u64 = args
-        .next()
-        .map(|a| a.parse())
-        .transpose()
-        .context("campaigns")?
-        .unwrap_or(1000);
-    let days: i64 = args
-        .next()
-        .map(|a| a.parse())
-        .transpose()
-        .context("days")?
-        .unwrap_or(90);
+    let n: u64 = positional(1, "campaigns", 1000)?;
+    let days: i64 = positional(2, "days", 90)?;
     let limits = Limits {
         rate_per_sec: 500.0,
         burst: None,

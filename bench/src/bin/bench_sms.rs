@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::ensure;
 use bench::{
+    args::positional,
     cpu,
     http::Api,
     sms_baseline::{bare_rusmppc_rate, bare_session_rate},
@@ -25,15 +26,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let mut arg = |default: usize| -> anyhow::Result<usize> {
-        Ok(args
-            .next()
-            .map(|s| s.parse())
-            .transpose()?
-            .unwrap_or(default))
-    };
-    let (n, binds, window) = (arg(100_000)?, arg(1)?, arg(64)?);
+    let n: usize = positional(1, "messages", 100_000)?;
+    let binds: usize = positional(2, "binds", 1)?;
+    let window: usize = positional(3, "window", 64)?;
     let sink = SmscSink::start().await?;
 
     let cpu_before = cpu::process_seconds();

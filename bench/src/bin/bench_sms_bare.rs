@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 
 use anyhow::ensure;
 use bench::{
+    args::positional,
     sms_baseline::{BareRun, bare_rusmppc_rate, raw_codec_rate},
     smsc_sink::SmscSink,
 };
@@ -17,13 +18,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let messages: usize = args
-        .next()
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(200_000);
-    let window: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(64);
+    let messages: usize = positional(1, "messages", 200_000)?;
+    let window: usize = positional(2, "window", 64)?;
     let sink = SmscSink::start().await?;
     let complete = |run: &BareRun| {
         ensure!(
