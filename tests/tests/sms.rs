@@ -25,19 +25,28 @@ use sluice_e2e::{
 /// Longest wait for anything in these tests.
 const T: Duration = Duration::from_secs(20);
 
+/// The account the daemon binds with.
+const SYSTEM_ID: &str = "sluice";
+const PASSWORD: &str = "secret";
+
+/// A fake SMSC that lets the daemon's account in.
+fn our_smsc() -> SmscBehaviour {
+    SmscBehaviour::default().account(SYSTEM_ID, PASSWORD)
+}
+
 fn smsc_config(port: u16, extra: &str) -> String {
     format!(
-        "[[sms.smsc]]\nhost = \"127.0.0.1\"\nport = {port}\nsystem_id = \"sluice\"\npassword_env = \"SMSC_PASSWORD\"\nreconnect_min_ms = 50\nreconnect_max_secs = 1\nthrottle_pause_ms = 50\n{extra}"
+        "[[sms.smsc]]\nhost = \"127.0.0.1\"\nport = {port}\nsystem_id = \"{SYSTEM_ID}\"\npassword_env = \"SMSC_PASSWORD\"\nreconnect_min_ms = 50\nreconnect_max_secs = 1\nthrottle_pause_ms = 50\n{extra}"
     )
 }
 
 /// Starts the daemon with `[sms]` settings `sms` and `[[sms.smsc]]` settings
-/// `extra` (password "secret"), without waiting for the bind.
+/// `extra` (our account), without waiting for the bind.
 fn start_unready(dir: &std::path::Path, port: u16, sms: &str, extra: &str) -> Daemon {
     Daemon::start_with_env(
         dir,
         &format!("[sms]\n{sms}\n{}", smsc_config(port, extra)),
-        &[("SMSC_PASSWORD", "secret")],
+        &[("SMSC_PASSWORD", PASSWORD)],
     )
 }
 
@@ -200,11 +209,7 @@ fn wire(number: &str) -> String {
 #[test]
 fn every_message_reaches_the_smsc_and_every_receipt_becomes_a_fact() {
     let dir = tempfile::tempdir().unwrap();
-    let smsc = FakeSmsc::start(
-        SmscBehaviour::default()
-            .account("sluice", "secret")
-            .final_state("4915100000001", FinalState::Undeliverable),
-    );
+    let smsc = FakeSmsc::start(our_smsc().final_state("4915100000001", FinalState::Undeliverable));
     let daemon = start(dir.path(), &smsc, "");
     sms_campaign(
         &daemon,
@@ -243,7 +248,7 @@ fn every_message_reaches_the_smsc_and_every_receipt_becomes_a_fact() {
 /// throttle answer counted.
 fn throttled_campaign(behaviour: SmscBehaviour) {
     let dir = tempfile::tempdir().unwrap();
-    let smsc = FakeSmsc::start(behaviour.account("sluice", "secret"));
+    let smsc = FakeSmsc::start(behaviour.account(SYSTEM_ID, PASSWORD));
     let daemon = start(dir.path(), &smsc, "");
     sms_campaign(&daemon, "t", "Hi {{name}}", &numbers(6));
     let delivered = wait_facts(&daemon, "delivered", 6);
@@ -285,11 +290,7 @@ fn a_full_queue_on_every_third_submit_slows_the_bind_and_fails_nothing() {
 fn a_connection_dropped_mid_window_comes_back_and_each_message_is_delivered_once() {
     let dir = tempfile::tempdir().unwrap();
     // Submits 1 and 2 get no answer; the 3rd closes the connection.
-    let smsc = FakeSmsc::start(
-        SmscBehaviour::default()
-            .account("sluice", "secret")
-            .drop_after(3, 3),
-    );
+    let smsc = FakeSmsc::start(our_smsc().drop_after(3, 3));
     let window = 4;
     let daemon = start(
         dir.path(),
@@ -338,11 +339,7 @@ fn a_connection_dropped_mid_window_comes_back_and_each_message_is_delivered_once
 #[test]
 fn submits_unanswered_past_the_response_timeout_are_retried_and_delivered() {
     let dir = tempfile::tempdir().unwrap();
-    let smsc = FakeSmsc::start(
-        SmscBehaviour::default()
-            .account("sluice", "secret")
-            .stall(2, Duration::from_secs(2)),
-    );
+    let smsc = FakeSmsc::start(our_smsc().stall(2, Duration::from_secs(2)));
     let daemon = start_with(
         dir.path(),
         &smsc,
@@ -377,8 +374,7 @@ fn garbage_from_the_smsc_drops_the_session_which_comes_back_and_delivers_all() {
     // Receipts are held until the new session is up: the fake, unlike a real
     // SMSC, does not resend a deliver_sm a dead connection never answered.
     let smsc = FakeSmsc::start(
-        SmscBehaviour::default()
-            .account("sluice", "secret")
+        our_smsc()
             .hold_receipts()
             .garbage_after(2, Garbage::CommandLength7),
     );
@@ -422,11 +418,7 @@ fn garbage_from_the_smsc_drops_the_session_which_comes_back_and_delivers_all() {
 fn an_unknown_command_from_the_smsc_is_nacked_and_the_session_carries_on() {
     let dir = tempfile::tempdir().unwrap();
     // A well-formed header with command id 0x00000999 after the 2nd answer.
-    let smsc = FakeSmsc::start(
-        SmscBehaviour::default()
-            .account("sluice", "secret")
-            .garbage_after(2, Garbage::BogusCommandId),
-    );
+    let smsc = FakeSmsc::start(our_smsc().garbage_after(2, Garbage::BogusCommandId));
     let daemon = start(dir.path(), &smsc, "");
     sms_campaign(&daemon, "u", "Hi {{name}}", &numbers(4));
     let delivered = wait_facts(&daemon, "delivered", 4);
@@ -445,11 +437,7 @@ fn an_unknown_command_from_the_smsc_is_nacked_and_the_session_carries_on() {
 #[test]
 fn a_receipt_ahead_of_its_submit_sm_resp_is_still_matched() {
     let dir = tempfile::tempdir().unwrap();
-    let smsc = FakeSmsc::start(
-        SmscBehaviour::default()
-            .account("sluice", "secret")
-            .receipt_before_resp(),
-    );
+    let smsc = FakeSmsc::start(our_smsc().receipt_before_resp());
     let daemon = start(dir.path(), &smsc, "");
     sms_campaign(&daemon, "rb", "Hi {{name}}", &numbers(3));
     let delivered = wait_facts(&daemon, "delivered", 3);
@@ -472,8 +460,7 @@ fn a_receipt_ahead_of_its_submit_sm_resp_is_still_matched() {
 fn text_only_receipts_with_decimal_ids_match_hex_submit_ids() {
     let dir = tempfile::tempdir().unwrap();
     let smsc = FakeSmsc::start(
-        SmscBehaviour::default()
-            .account("sluice", "secret")
+        our_smsc()
             .message_ids(MessageIds::UpperHex)
             .receipt_text_ids(MessageIds::Decimal)
             .receipts(ReceiptFormat::TextOnly),
@@ -518,11 +505,7 @@ fn text_only_receipts_with_decimal_ids_match_hex_submit_ids() {
 #[test]
 fn held_receipts_give_delivered_facts_only_once_released() {
     let dir = tempfile::tempdir().unwrap();
-    let smsc = FakeSmsc::start(
-        SmscBehaviour::default()
-            .account("sluice", "secret")
-            .hold_receipts(),
-    );
+    let smsc = FakeSmsc::start(our_smsc().hold_receipts());
     let daemon = start(dir.path(), &smsc, "");
     sms_campaign(&daemon, "h", "Hi {{name}}", &numbers(3));
     wait_facts(&daemon, "submitted", 3);
@@ -541,8 +524,7 @@ fn undeliverable_rejected_and_expired_receipts_fail_with_the_receipt_state() {
     for format in [ReceiptFormat::TlvAndText, ReceiptFormat::TextOnly] {
         let dir = tempfile::tempdir().unwrap();
         let smsc = FakeSmsc::start(
-            SmscBehaviour::default()
-                .account("sluice", "secret")
+            our_smsc()
                 .receipts(format)
                 .final_state(&wire(&number(1)), FinalState::Undeliverable)
                 .final_state(&wire(&number(2)), FinalState::Rejected)
@@ -590,11 +572,7 @@ fn ascii_septets(octets: &[u8]) -> String {
 #[test]
 fn texts_go_out_byte_exact_in_gsm_with_extensions_in_parts_and_in_ucs2() {
     let dir = tempfile::tempdir().unwrap();
-    let smsc = FakeSmsc::start(
-        SmscBehaviour::default()
-            .account("sluice", "secret")
-            .hold_receipts(),
-    );
+    let smsc = FakeSmsc::start(our_smsc().hold_receipts());
     let daemon = start(dir.path(), &smsc, "");
     let long: String = "Sluice sends long texts in parts. "
         .repeat(6)
@@ -708,11 +686,7 @@ fn texts_go_out_byte_exact_in_gsm_with_extensions_in_parts_and_in_ucs2() {
 #[test]
 fn a_destination_the_smsc_refuses_permanently_fails_alone_with_the_status_name() {
     let dir = tempfile::tempdir().unwrap();
-    let smsc = FakeSmsc::start(
-        SmscBehaviour::default()
-            .account("sluice", "secret")
-            .submit_error(&wire(&number(1)), status::INVDSTADR),
-    );
+    let smsc = FakeSmsc::start(our_smsc().submit_error(&wire(&number(1)), status::INVDSTADR));
     let daemon = start(dir.path(), &smsc, "");
     sms_campaign(&daemon, "p", "Hi {{name}}", &numbers(3));
     let failed = wait_facts(&daemon, "failed", 1);
@@ -736,11 +710,7 @@ fn a_destination_the_smsc_refuses_permanently_fails_alone_with_the_status_name()
 #[test]
 fn refused_binds_keep_readyz_503_and_are_retried_until_the_smsc_lets_them_in() {
     let dir = tempfile::tempdir().unwrap();
-    let smsc = FakeSmsc::start(
-        SmscBehaviour::default()
-            .account("sluice", "secret")
-            .refuse_binds(),
-    );
+    let smsc = FakeSmsc::start(our_smsc().refuse_binds());
     let daemon = start_unready(dir.path(), smsc.port(), "", "");
     // A campaign started meanwhile waits for the SMSC; nothing fails.
     sms_campaign(&daemon, "rb", "Hi {{name}}", &numbers(2));
@@ -775,7 +745,7 @@ fn refused_binds_keep_readyz_503_and_are_retried_until_the_smsc_lets_them_in() {
 #[test]
 fn a_wrong_password_is_retried_until_the_smsc_accepts_it() {
     let dir = tempfile::tempdir().unwrap();
-    let smsc = FakeSmsc::start(SmscBehaviour::default().account("sluice", "other"));
+    let smsc = FakeSmsc::start(SmscBehaviour::default().account(SYSTEM_ID, "other"));
     let daemon = start_unready(dir.path(), smsc.port(), "", "");
     smsc.wait_until("3 refused binds", T, |o| o.binds.len() >= 3);
     assert_eq!(daemon.get("/readyz").status, 503);
@@ -784,10 +754,10 @@ fn a_wrong_password_is_retried_until_the_smsc_accepts_it() {
     assert!(
         binds
             .iter()
-            .all(|b| b.status == status::INVPASWD && b.password == "secret"),
+            .all(|b| b.status == status::INVPASWD && b.password == PASSWORD),
         "{binds:?}"
     );
-    smsc.configure(|b| b.accounts = vec![("sluice".into(), "secret".into())]);
+    smsc.configure(|b| b.accounts = vec![(SYSTEM_ID.into(), PASSWORD.into())]);
     wait_ready(&daemon);
     sms_campaign(&daemon, "pw", "Hi {{name}}", &numbers(2));
     let delivered = wait_facts(&daemon, "delivered", 2);
@@ -797,7 +767,7 @@ fn a_wrong_password_is_retried_until_the_smsc_accepts_it() {
 #[test]
 fn stop_from_a_handset_opts_the_number_out_of_later_campaigns() {
     let dir = tempfile::tempdir().unwrap();
-    let smsc = FakeSmsc::start(SmscBehaviour::default().account("sluice", "secret"));
+    let smsc = FakeSmsc::start(our_smsc());
     let daemon = start(dir.path(), &smsc, "");
     let to = numbers(3);
     sms_campaign(&daemon, "o1", "Hi {{name}}", &to);
@@ -855,7 +825,7 @@ fn stop_from_a_handset_opts_the_number_out_of_later_campaigns() {
 #[test]
 fn invalid_numbers_and_too_long_texts_are_refused_at_the_api() {
     let dir = tempfile::tempdir().unwrap();
-    let smsc = FakeSmsc::start(SmscBehaviour::default().account("sluice", "secret"));
+    let smsc = FakeSmsc::start(our_smsc());
     let daemon = start_with(dir.path(), &smsc, "max_parts = 2", "");
 
     // 307 septets without any field: 3 parts of 153.
@@ -911,7 +881,7 @@ fn invalid_numbers_and_too_long_texts_are_refused_at_the_api() {
 #[test]
 fn pair_mode_submits_on_the_transmitter_and_takes_receipts_on_the_receiver() {
     let dir = tempfile::tempdir().unwrap();
-    let smsc = FakeSmsc::start(SmscBehaviour::default().account("sluice", "secret"));
+    let smsc = FakeSmsc::start(our_smsc());
     let daemon = start(dir.path(), &smsc, "bind_mode = \"pair\"\n");
     smsc.wait_for_binds(2, T);
     sms_campaign(&daemon, "pair", "Hi {{name}}", &numbers(3));
@@ -988,11 +958,7 @@ fn the_npm_smpp_server_takes_a_campaign_and_its_receipts_become_facts() {
 #[test]
 fn an_smsc_outage_longer_than_the_attempt_budget_loses_no_message() {
     let dir = tempfile::tempdir().unwrap();
-    let smsc = FakeSmsc::start(
-        SmscBehaviour::default()
-            .account("sluice", "secret")
-            .refuse_binds(),
-    );
+    let smsc = FakeSmsc::start(our_smsc().refuse_binds());
     // Two attempts allowed; the outage lasts until every message has been
     // handed back unsent more often than that.
     let daemon = start_unready(dir.path(), smsc.port(), "max_attempts = 2", "");
@@ -1022,18 +988,14 @@ fn a_message_throttled_longer_than_its_lease_is_sent_once() {
     let dir = tempfile::tempdir().unwrap();
     // Seven throttles in a row pause the bind 50+100+...+3200 ms: 6.35 s,
     // longer than the 1 s lease.
-    let smsc = FakeSmsc::start(
-        SmscBehaviour::default()
-            .account("sluice", "secret")
-            .throttle_next(7, status::THROTTLED),
-    );
+    let smsc = FakeSmsc::start(our_smsc().throttle_next(7, status::THROTTLED));
     let daemon = Daemon::start_with_env(
         dir.path(),
         &format!(
             "[dispatch]\nlease_secs = 1\n\n{}",
             smsc_config(smsc.port(), "")
         ),
-        &[("SMSC_PASSWORD", "secret")],
+        &[("SMSC_PASSWORD", PASSWORD)],
     );
     wait_ready(&daemon);
     sms_campaign(&daemon, "l", "Hi {{name}}", &numbers(1));
@@ -1052,11 +1014,7 @@ fn a_message_throttled_longer_than_its_lease_is_sent_once() {
 #[test]
 fn sigterm_unbinds_from_the_smsc_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let smsc = FakeSmsc::start(
-        SmscBehaviour::default()
-            .account("sluice", "secret")
-            .hold_receipts(),
-    );
+    let smsc = FakeSmsc::start(our_smsc().hold_receipts());
     let mut daemon = start(dir.path(), &smsc, "");
     sms_campaign(&daemon, "t", "Hi {{name}}", &numbers(3));
     smsc.wait_for(3, T);
@@ -1073,11 +1031,7 @@ fn sigterm_unbinds_from_the_smsc_and_exits_cleanly() {
 #[test]
 fn receipts_arriving_after_a_kill_9_and_restart_are_still_matched() {
     let dir = tempfile::tempdir().unwrap();
-    let smsc = FakeSmsc::start(
-        SmscBehaviour::default()
-            .account("sluice", "secret")
-            .hold_receipts(),
-    );
+    let smsc = FakeSmsc::start(our_smsc().hold_receipts());
     let mut daemon = start(dir.path(), &smsc, "");
     sms_campaign(&daemon, "k", "Hi {{name}}", &numbers(5));
     smsc.wait_for(5, T);
@@ -1100,7 +1054,7 @@ fn receipts_arriving_after_a_kill_9_and_restart_are_still_matched() {
 #[test]
 fn an_smsc_over_tls_takes_the_campaign_and_sends_its_receipts_back() {
     let dir = tempfile::tempdir().unwrap();
-    let smsc = FakeSmsc::start(SmscBehaviour::default().account("sluice", "secret"));
+    let smsc = FakeSmsc::start(our_smsc());
     let tls = sluice_e2e::tls_proxy::TlsProxy::start(dir.path(), smsc.port());
     let daemon = start_unready(dir.path(), tls.port, "", "tls = true\ntls_insecure = true");
     wait_ready(&daemon);
