@@ -339,17 +339,41 @@ impl Daemon {
         if let Some(w) = window {
             decl["window"] = w;
         }
-        let r = self.put_json(&format!("/v1/campaigns/{id}"), &decl);
-        assert_eq!(r.status, 200, "{}", r.text());
-        let body: String = (0..participants)
-            .map(|i| format!("{{\"customer\":\"c{i}\",\"address\":\"u{i}@example.org\"}}\n"))
+        self.declare(id, &decl);
+        let rows: Vec<_> = (0..participants)
+            .map(|i| serde_json::json!({"customer": format!("c{i}"), "address": format!("u{i}@example.org")}))
             .collect();
+        let r = self.upload(id, &rows);
+        assert_eq!(r["accepted"], participants, "{r}");
+    }
+
+    /// Declares campaign `id` as `decl`, asserting it is accepted.
+    pub fn declare(&self, id: &str, decl: &serde_json::Value) {
+        let r = self.put_json(&format!("/v1/campaigns/{id}"), decl);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+
+    /// Uploads `rows` as NDJSON to campaign `id`; returns the upload's
+    /// answer (accepted, rejected lines), asserting a 200.
+    pub fn upload(&self, id: &str, rows: &[serde_json::Value]) -> serde_json::Value {
+        let body: String = rows.iter().map(|row| format!("{row}\n")).collect();
         let r = self.post(
             &format!("/v1/campaigns/{id}/participants"),
             "application/x-ndjson",
             body.as_bytes(),
         );
-        assert_eq!(r.json()["accepted"], participants, "{}", r.text());
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    }
+
+    /// Starts campaign `id`, asserting it started.
+    pub fn start_campaign(&self, id: &str) {
+        let r = self.post(
+            &format!("/v1/campaigns/{id}/start"),
+            "application/json",
+            b"",
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
     }
 
     /// Declares, fills and starts an e-mail campaign to `(customer, address)`
@@ -357,8 +381,7 @@ impl Daemon {
     pub fn run_email_campaign(&self, id: &str, participants: &[(&str, &str)]) -> serde_json::Value {
         let decl = serde_json::json!({"channel": "email", "name": id,
             "content": {"email": {"from": "o@telco.test", "subject": "Offer", "text": "Hello {{customer}}"}}});
-        let r = self.put_json(&format!("/v1/campaigns/{id}"), &decl);
-        assert_eq!(r.status, 200, "{}", r.text());
+        self.declare(id, &decl);
         let rows: Vec<_> = participants
             .iter()
             .map(|(c, a)| serde_json::json!({"customer": c, "address": a}))
@@ -369,12 +392,7 @@ impl Daemon {
             serde_json::json!(rows).to_string().as_bytes(),
         );
         assert_eq!(r.json()["accepted"], participants.len(), "{}", r.text());
-        let r = self.post(
-            &format!("/v1/campaigns/{id}/start"),
-            "application/json",
-            b"",
-        );
-        assert_eq!(r.status, 200, "{}", r.text());
+        self.start_campaign(id);
         self.wait_for_campaign(id, Duration::from_secs(60), |v| v["state"] == "finished")
     }
 

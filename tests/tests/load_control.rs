@@ -205,17 +205,12 @@ fn bad_limits_get_every_problem() {
 fn prioritised_campaign(daemon: &Daemon, id: &str, priority: u8, n: usize) {
     let decl = json!({"channel": "email", "name": id, "priority": priority, "expected_participants": n,
         "content": {"email": {"from": "o@telco.test", "subject": "Hi", "text": "Offer for {{customer}}"}}});
-    let r = daemon.put_json(&format!("/v1/campaigns/{id}"), &decl);
-    assert_eq!(r.status, 200, "{}", r.text());
-    let body: String = (0..n)
-        .map(|i| format!("{{\"customer\":\"{id}{i}\",\"address\":\"{id}{i}@example.org\"}}\n"))
+    daemon.declare(id, &decl);
+    let rows: Vec<_> = (0..n)
+        .map(|i| json!({"customer": format!("{id}{i}"), "address": format!("{id}{i}@example.org")}))
         .collect();
-    let r = daemon.post(
-        &format!("/v1/campaigns/{id}/participants"),
-        "application/x-ndjson",
-        body.as_bytes(),
-    );
-    assert_eq!(r.json()["accepted"], n, "{}", r.text());
+    let r = daemon.upload(id, &rows);
+    assert_eq!(r["accepted"], n, "{r}");
 }
 
 #[test]

@@ -86,29 +86,7 @@ fn numbers(n: usize) -> Vec<String> {
 fn declare(daemon: &Daemon, id: &str, text: &str, participants: usize) {
     let decl = json!({"channel": "sms", "name": id, "expected_participants": participants,
         "content": {"sms": {"from": "Sluice", "text": text}}});
-    let r = daemon.put_json(&format!("/v1/campaigns/{id}"), &decl);
-    assert_eq!(r.status, 200, "{}", r.text());
-}
-
-/// Uploads NDJSON lines; returns the upload result.
-fn upload(daemon: &Daemon, id: &str, lines: &[Value]) -> Value {
-    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    let r = daemon.post(
-        &format!("/v1/campaigns/{id}/participants"),
-        "application/x-ndjson",
-        body.as_bytes(),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()
-}
-
-fn start_campaign(daemon: &Daemon, id: &str) {
-    let r = daemon.post(
-        &format!("/v1/campaigns/{id}/start"),
-        "application/json",
-        b"",
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
+    daemon.declare(id, &decl);
 }
 
 /// A campaign to customers `c0..` at `numbers`, each with field `name` = `N{i}`.
@@ -119,9 +97,9 @@ fn sms_campaign(daemon: &Daemon, id: &str, text: &str, numbers: &[String]) {
         .enumerate()
         .map(|(i, n)| json!({"customer": format!("c{i}"), "address": n, "fields": {"name": format!("N{i}")}}))
         .collect();
-    let r = upload(daemon, id, &lines);
+    let r = daemon.upload(id, &lines);
     assert_eq!(r["accepted"], numbers.len(), "{r}");
-    start_campaign(daemon, id);
+    daemon.start_campaign(id);
 }
 
 fn facts(daemon: &Daemon, kind: &str) -> Vec<Value> {
@@ -582,8 +560,7 @@ fn texts_go_out_byte_exact_in_gsm_with_extensions_in_parts_and_in_ucs2() {
     assert_eq!(long.len(), 200);
     let ucs2 = "Привет, мир 👋";
     declare(&daemon, "enc", "{{body}}", 3);
-    let r = upload(
-        &daemon,
+    let r = daemon.upload(
         "enc",
         &[
             json!({"customer": "gsm", "address": number(0), "fields": {"body": "€ [x]"}}),
@@ -592,7 +569,7 @@ fn texts_go_out_byte_exact_in_gsm_with_extensions_in_parts_and_in_ucs2() {
         ],
     );
     assert_eq!(r["accepted"], 3, "{r}");
-    start_campaign(&daemon, "enc");
+    daemon.start_campaign("enc");
     let received = smsc.wait_for(4, T);
     wait_facts(&daemon, "submitted", 3);
     assert_eq!(smsc.received().len(), 4);
@@ -845,8 +822,7 @@ fn invalid_numbers_and_too_long_texts_are_refused_at_the_api() {
         &format!("{{{{name}}}}{}", "y".repeat(300)),
         5,
     );
-    let r = upload(
-        &daemon,
+    let r = daemon.upload(
         "up",
         &[
             json!({"customer": "ok", "address": "+4915100000001", "fields": {"name": "Ann"}}),
@@ -866,7 +842,7 @@ fn invalid_numbers_and_too_long_texts_are_refused_at_the_api() {
             {"line": 5, "error": "text needs 5 parts in UCS-2, at most 2 allowed"},
         ])
     );
-    start_campaign(&daemon, "up");
+    daemon.start_campaign("up");
     let delivered = wait_facts(&daemon, "delivered", 1);
     assert_eq!(customers(&delivered), ["ok"]);
     let received = smsc.received();
