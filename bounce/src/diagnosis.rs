@@ -176,24 +176,27 @@ pub fn diagnose(evidence: &Evidence<'_>) -> Verdict {
     }
 }
 
-/// Classifies a synchronous SMTP reply, as a relay answers at RCPT or DATA
-/// time, with the same rules as bounces.
+/// Classifies a synchronous SMTP reply, as a relay answers at MAIL FROM,
+/// RCPT TO or DATA time, with the same rules as bounces.
 ///
-/// `after_data` is true when the reply answered the DATA command (or the
-/// end of the content). A 2xx reply is `delivered`.
+/// `phase` is the command the reply answered, when the caller knows it (a
+/// client does): the same words mean different things there ("user
+/// unknown" at MAIL FROM is about the sender, after DATA it is a content
+/// filter). `None` takes the reply as the answer to RCPT TO unless its
+/// text names another command. A 2xx reply is `delivered`.
 ///
 /// ```
-/// use bounce::{classify_reply, Kind, Reason};
-/// let v = classify_reply(550, "5.1.1".parse().ok(), "user unknown", false);
+/// use bounce::{classify_reply, Kind, Phase, Reason};
+/// let v = classify_reply(550, "5.1.1".parse().ok(), "user unknown", Some(Phase::RcptTo));
 /// assert_eq!((v.kind, v.reason), (Kind::Hard, Reason::UserUnknown));
-/// let v = classify_reply(452, "4.2.2".parse().ok(), "mailbox full", false);
+/// let v = classify_reply(452, "4.2.2".parse().ok(), "mailbox full", None);
 /// assert_eq!((v.kind, v.reason), (Kind::Soft, Reason::MailboxFull));
 /// ```
 pub fn classify_reply(
     reply_code: u16,
     status: Option<EnhancedStatus>,
     text: &str,
-    after_data: bool,
+    phase: Option<Phase>,
 ) -> Verdict {
     let status = status.or_else(|| status::find_status(text));
     diagnose(&Evidence {
@@ -201,13 +204,7 @@ pub fn classify_reply(
         context: "",
         status,
         reply_code: Some(reply_code),
-        // A reply not to DATA is taken as the answer to RCPT TO unless its
-        // text names another command.
-        phase: Some(if after_data {
-            Phase::Data
-        } else {
-            phase_of(text).unwrap_or(Phase::RcptTo)
-        }),
+        phase: Some(phase.or_else(|| phase_of(text)).unwrap_or(Phase::RcptTo)),
         delayed: false,
     })
 }
@@ -223,28 +220,39 @@ mod tests {
             550,
             None,
             "5.1.1 <a@b.example>: Recipient address rejected: User unknown",
-            false,
+            None,
         );
         assert_eq!((v.kind, v.reason), (Kind::Hard, Reason::UserUnknown));
-        let v = classify_reply(452, None, "4.2.2 Mailbox full", false);
+        let v = classify_reply(452, None, "4.2.2 Mailbox full", None);
         assert_eq!((v.kind, v.reason), (Kind::Soft, Reason::MailboxFull));
-        let v = classify_reply(550, "5.1.1".parse().ok(), "", false);
+        let v = classify_reply(550, "5.1.1".parse().ok(), "", None);
         assert_eq!(v.reason, Reason::UserUnknown);
-        let v = classify_reply(250, None, "2.0.0 Ok: queued", false);
+        let v = classify_reply(250, None, "2.0.0 Ok: queued", None);
         assert_eq!((v.kind, v.reason), (Kind::Other, Reason::Delivered));
-        let v = classify_reply(554, None, "something odd", false);
+        let v = classify_reply(554, None, "something odd", None);
         assert_eq!((v.kind, v.reason), (Kind::Soft, Reason::OnHold));
         // After DATA, "unknown user" is a filter unless an X.1.x status backs it.
-        let v = classify_reply(550, None, "user unknown", true);
+        let v = classify_reply(550, None, "user unknown", Some(Phase::Data));
         assert_eq!(v.reason, Reason::Filtered);
-        let v = classify_reply(550, None, "5.1.1 user unknown", true);
+        let v = classify_reply(550, None, "5.1.1 user unknown", Some(Phase::Data));
         assert_eq!(v.reason, Reason::UserUnknown);
         // Refused at MAIL FROM: about the sender, not the recipient.
-        let v = classify_reply(550, None, "5.1.8 sender domain does not exist", false);
+        let v = classify_reply(550, None, "5.1.8 sender domain does not exist", None);
         assert_eq!(v.reason, Reason::Rejected);
         // A synchronous refusal not to DATA answered RCPT TO: backed.
-        let v = classify_reply(550, None, "no such user here", false);
+        let v = classify_reply(550, None, "no such user here", None);
         assert_eq!((v.kind, v.reason), (Kind::Hard, Reason::UserUnknown));
+    }
+
+    #[test]
+    fn a_refused_sender_is_not_a_refused_recipient() {
+        // A relay verifying our return path: the words and the status are
+        // a recipient's, only the phase tells they are about the sender.
+        let text = "5.1.2 <b-x@bounce.example>: domain not found";
+        let v = classify_reply(550, None, text, Some(Phase::MailFrom));
+        assert_eq!((v.kind, v.reason), (Kind::Soft, Reason::Rejected));
+        let v = classify_reply(550, None, text, Some(Phase::RcptTo));
+        assert_eq!((v.kind, v.reason), (Kind::Hard, Reason::HostUnknown));
     }
 
     fn bounce(text: &str, status: &str) -> Verdict {

@@ -43,7 +43,7 @@ pub mod rules;
 pub mod status;
 
 pub use classifier::{Classifier, DEFAULT_MAX_SIZE};
-pub use diagnosis::classify_reply;
+pub use diagnosis::{Phase, classify_reply};
 pub use error::{Error, Result};
 pub use original::TOKEN_HEADER;
 pub use prose::{MAX_RECIPIENTS, MAX_REPORT};

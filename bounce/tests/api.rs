@@ -1,7 +1,7 @@
 //! The API as the gateway uses it: reports sluice will receive, built by
 //! hand, with the token of the original message in the places it can be.
 
-use bounce::{Format, Kind, Reason, classify, classify_reply};
+use bounce::{Format, Kind, Phase, Reason, classify, classify_reply};
 
 fn dsn(action: &str, status: &str, diagnostic: &str) -> Vec<u8> {
     format!(
@@ -221,7 +221,7 @@ fn synchronous_replies() {
         ),
     ];
     for (code, status, text, kind, reason) in cases {
-        let v = classify_reply(code, status.parse().ok(), text, false);
+        let v = classify_reply(code, status.parse().ok(), text, Some(Phase::RcptTo));
         assert_eq!((v.kind, v.reason), (kind, reason), "{code} {text}");
     }
 }

@@ -54,8 +54,18 @@ pub enum Delivery {
         reply: String,
         upstream: Option<Upstream>,
     },
-    /// Refused for good (5xx).
-    Permanent { reply: String, code: Option<u16> },
+    /// Cannot be sent, ever (e.g. a template field the participant lacks,
+    /// an SMSC's permanent error).
+    Permanent { reply: String },
+    /// An SMTP relay refused it, answering the command of `phase` with
+    /// `code`: 4xx try again later, 5xx for good. The bounce rules read
+    /// `reply` (and `phase`: "user unknown" at MAIL FROM is about our
+    /// sender, not the recipient).
+    Refused {
+        reply: String,
+        code: u16,
+        phase: bounce::Phase,
+    },
     /// Try again later (4xx, connection lost, timeout).
     Transient {
         reply: String,

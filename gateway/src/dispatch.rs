@@ -9,7 +9,7 @@
 use std::{sync::Arc, time::Duration};
 
 use rand::Rng;
-use serde_json::{Map, json};
+use serde_json::{Map, Value, json};
 use tokio::{
     sync::{Notify, OwnedSemaphorePermit, Semaphore},
     time::Instant,
@@ -420,7 +420,8 @@ impl SendJob {
 
     /// What the store records, given the upstream's answer and this attempt's number.
     /// Refusals go through the bounce rules, so a 550 5.1.1 at RCPT is a hard
-    /// bounce like a returned DSN saying the same.
+    /// bounce like a returned DSN saying the same, and a 4xx's retry fact
+    /// carries its reason and status too.
     fn outcome(&self, delivery: Delivery, attempt: u32, now: Millis) -> Outcome {
         let retry_at = |after: Option<Duration>| {
             now + after
@@ -428,60 +429,58 @@ impl SendJob {
                 .as_millis() as u64
         };
         let attempts_left = attempt < self.retry.max_attempts;
-        match delivery {
-            Delivery::Accepted { reply, upstream } => {
-                let mut detail = Map::new();
-                detail.insert("reply".into(), json!(reply));
-                Outcome::Submitted { detail, upstream }
-            }
-            Delivery::Permanent {
-                reply,
-                code: Some(code),
-            } => {
-                let (verdict, detail) = returns::classify_reply(code, &reply);
-                self.metrics
-                    .bounces
-                    .get_or_create(&BounceLabels {
-                        kind: verdict.kind.as_str(),
-                        reason: verdict.reason.as_str(),
-                    })
-                    .inc();
-                let hard = verdict.kind == bounce::Kind::Hard;
-                match (hard, attempts_left) {
-                    (true, _) => Outcome::Bounced {
-                        hard: true,
-                        retry: None,
-                        detail,
-                    },
-                    (false, true) => Outcome::Retry {
-                        due: retry_at(None),
-                        reason: reply,
-                        detail,
-                    },
-                    (false, false) => Outcome::Bounced {
-                        hard: false,
-                        retry: None,
-                        detail,
-                    },
+        // Temporary trouble: again later, or given up once attempts run out.
+        let temporary = |reply: String, retry_after, mut detail: Map<String, Value>| {
+            if attempts_left {
+                Outcome::Retry {
+                    due: retry_at(retry_after),
+                    reason: reply,
+                    detail,
                 }
-            }
-            Delivery::Permanent { reply, code: None } => Outcome::Failed {
-                reason: reply,
-                detail: Map::new(),
-            },
-            Delivery::Transient { reply, retry_after } if attempts_left => Outcome::Retry {
-                due: retry_at(retry_after),
-                reason: reply,
-                detail: Map::new(),
-            },
-            Delivery::Transient { reply, .. } => {
-                let mut detail = Map::new();
+            } else {
                 detail.insert("attempts".into(), json!(attempt));
                 Outcome::Failed {
                     reason: format!("gave up after {attempt} attempts: {reply}"),
                     detail,
                 }
             }
+        };
+        match delivery {
+            Delivery::Accepted { reply, upstream } => {
+                let mut detail = Map::new();
+                detail.insert("reply".into(), json!(reply));
+                Outcome::Submitted { detail, upstream }
+            }
+            Delivery::Refused { reply, code, phase } => {
+                let (verdict, mut detail) = returns::classify_reply(code, phase, &reply);
+                let reason = json!(verdict.reason.as_str());
+                let hard = verdict.kind == bounce::Kind::Hard;
+                if code >= 500 {
+                    self.metrics
+                        .bounces
+                        .get_or_create(&BounceLabels {
+                            kind: verdict.kind.as_str(),
+                            reason: verdict.reason.as_str(),
+                        })
+                        .inc();
+                }
+                // A 4xx, or a soft 5xx with attempts left: sent again later.
+                if code < 500 || (!hard && attempts_left) {
+                    detail.insert("bounce_reason".into(), reason);
+                    return temporary(reply, None, detail);
+                }
+                detail.insert("reason".into(), reason);
+                Outcome::Bounced {
+                    hard,
+                    retry: None,
+                    detail,
+                }
+            }
+            Delivery::Permanent { reply } => Outcome::Failed {
+                reason: reply,
+                detail: Map::new(),
+            },
+            Delivery::Transient { reply, retry_after } => temporary(reply, retry_after, Map::new()),
             // Handled before an outcome is recorded (`SendJob::send`).
             Delivery::Unsent { reply, retry_after } => Outcome::Retry {
                 due: now + retry_after.as_millis() as u64,

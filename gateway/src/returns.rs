@@ -12,7 +12,7 @@ use std::sync::{
     atomic::{AtomicU64, Ordering},
 };
 
-use bounce::{Classifier, Kind, Verdict};
+use bounce::{Classifier, EnhancedStatus, Kind, Phase, Verdict};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -28,22 +28,33 @@ use crate::{
 /// by the import endpoint).
 pub const MAX_RETURNED_BYTES: usize = 10 * 1024 * 1024;
 
-/// The bounce rules applied to a relay's refusal at send time: the verdict,
-/// and the fact's fields.
-pub fn classify_reply(code: u16, reply: &str) -> (Verdict, Map<String, Value>) {
-    let verdict = bounce::classify_reply(code, None, reply, false);
-    let mut detail = verdict_detail(verdict);
-    if let Some(status) = bounce::status::find_status(reply) {
-        detail.insert("status".into(), json!(status.to_string()));
-    }
-    detail.insert("replycode".into(), json!(code));
-    detail.insert("diagnostic".into(), json!(reply));
-    (verdict, detail)
+/// The bounce rules applied to a relay's refusal at send time, answering
+/// the command of `phase`: the verdict, and the reply's fields for the fact
+/// (`status`, `replycode`, `diagnostic`). The caller files the verdict's
+/// reason: `reason` of a `bounced` fact, `bounce_reason` of a
+/// `retry_scheduled` or `failed` one, whose `reason` is the reply itself.
+pub fn classify_reply(code: u16, phase: Phase, reply: &str) -> (Verdict, Map<String, Value>) {
+    let verdict = bounce::classify_reply(code, None, reply, Some(phase));
+    let status = bounce::status::find_status(reply);
+    (verdict, reply_detail(status, Some(code), Some(reply)))
 }
 
-fn verdict_detail(verdict: Verdict) -> Map<String, Value> {
+/// What a server said about a failure, as fact fields.
+fn reply_detail(
+    status: Option<EnhancedStatus>,
+    code: Option<u16>,
+    diagnostic: Option<&str>,
+) -> Map<String, Value> {
     let mut detail = Map::new();
-    detail.insert("reason".into(), json!(verdict.reason.as_str()));
+    if let Some(status) = status {
+        detail.insert("status".into(), json!(status.to_string()));
+    }
+    if let Some(code) = code {
+        detail.insert("replycode".into(), json!(code));
+    }
+    if let Some(text) = diagnostic {
+        detail.insert("diagnostic".into(), json!(text));
+    }
     detail
 }
 
@@ -150,19 +161,12 @@ impl Returns {
             .find(|r| r.address.eq_ignore_ascii_case(&info.address))
             .unwrap_or(first);
         let hard = failure.kind == Kind::Hard;
-        let mut detail = verdict_detail(Verdict {
-            kind: failure.kind,
-            reason: failure.reason,
-        });
-        if let Some(status) = failure.status {
-            detail.insert("status".into(), json!(status.to_string()));
-        }
-        if let Some(code) = failure.reply_code {
-            detail.insert("replycode".into(), json!(code));
-        }
-        if let Some(text) = &failure.diagnostic {
-            detail.insert("diagnostic".into(), json!(text));
-        }
+        let mut detail = reply_detail(
+            failure.status,
+            failure.reply_code,
+            failure.diagnostic.as_deref(),
+        );
+        detail.insert("reason".into(), json!(failure.reason.as_str()));
         let now = now_ms();
         let retry = (!hard && info.attempts < self.retry.max_attempts)
             .then(|| now + self.retry.delay(info.attempts.max(1)).as_millis() as u64);

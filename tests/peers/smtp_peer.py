@@ -2,7 +2,9 @@
 """A real SMTP server (aiosmtpd) for sluice's end-to-end tests.
 
 Every accepted message is appended as one JSON line to --log:
-{"mail_from", "rcpt_tos", "data"}. Recipients steer the answer:
+{"mail_from", "rcpt_tos", "data"}. A sender in a domain starting with
+"unroutable." is refused at MAIL FROM with 553 5.1.2 (a relay that cannot
+resolve the return path's domain). Recipients steer the answer:
   tempfail-N-...@  -> 451 4.3.0 for the first N attempts, then accepted
   reject-...@      -> 550 5.1.1 user unknown
   full-...@        -> 452 4.2.2 mailbox full (always)
@@ -23,6 +25,13 @@ class Handler:
     def __init__(self, log):
         self.log = open(log, "a", buffering=1)
         self.attempts = {}
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if address.rsplit("@", 1)[-1].lower().startswith("unroutable."):
+            return f"553 5.1.2 <{address}>: domain not found"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         local = address.split("@", 1)[0].lower()

@@ -273,6 +273,12 @@ fn temporary_failures_are_retried_and_permanent_ones_fail() {
             .unwrap()
             .contains("452 4.2.2")
     );
+    // A 4xx goes through the bounce rules too: its facts say why.
+    for fact in &of("never")[1..] {
+        assert_eq!(fact["status"], "4.2.2", "{fact}");
+        assert_eq!(fact["replycode"], 452, "{fact}");
+        assert_eq!(fact["bounce_reason"], "mailboxfull", "{fact}");
+    }
 
     let gone = of("gone");
     assert_eq!(gone.len(), 2);
@@ -293,6 +299,46 @@ fn temporary_failures_are_retried_and_permanent_ones_fail() {
         .get("/v1/campaigns/retry/participants?outcome=bounced_hard")
         .text();
     assert!(hard.contains("\"customer\":\"gone\""), "{hard}");
+}
+
+#[test]
+fn a_relay_refusing_our_sender_suppresses_no_recipient() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(peer) = SmtpPeer::start(dir.path()) else {
+        return;
+    };
+    // The peer refuses this return-path domain at MAIL FROM with
+    // `553 5.1.2 <...>: domain not found`, words that at RCPT would mean the
+    // recipient's domain is gone.
+    let config = relay_config(&peer).replace("bounces.test", "unroutable.bounces.test");
+    let daemon = Daemon::start(dir.path(), &config);
+    declare(&daemon, "sender");
+    daemon.upload(
+        "sender",
+        &[json!({"customer": "c1", "address": "c1@example.org", "fields": {"name": "C", "gb": 1}})],
+    );
+    daemon.start_campaign("sender");
+    let state = daemon.wait_for_campaign("sender", Duration::from_secs(60), finished);
+    assert_eq!(state["counts"]["bounced_soft"], 1, "{state}");
+
+    let events = daemon.all_events();
+    let refusals: Vec<_> = events
+        .iter()
+        .filter(|e| e["type"] == "retry_scheduled" || e["type"] == "bounced")
+        .collect();
+    assert_eq!(refusals.len(), 3, "max_attempts = 3: {events:?}");
+    for fact in &refusals {
+        assert_eq!(fact["replycode"], 553, "{fact}");
+        assert_eq!(fact["status"], "5.1.2", "{fact}");
+    }
+    assert_eq!(refusals[0]["bounce_reason"], "rejected", "{events:?}");
+    assert_eq!(refusals[2]["bounce"], "soft", "{events:?}");
+    assert_eq!(refusals[2]["reason"], "rejected", "{events:?}");
+    assert!(
+        !events.iter().any(|e| e["type"] == "suppressed"),
+        "our sender's problem is not the recipient's: {events:?}"
+    );
+    assert!(peer.received().is_empty());
 }
 
 #[test]

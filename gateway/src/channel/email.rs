@@ -58,10 +58,10 @@ impl EmailChannel {
     pub async fn send(&self, campaign: &CampaignRecord, claim: &Claim, now_secs: i64) -> Delivery {
         let template = match self.template(campaign) {
             Ok(t) => t,
-            Err(reply) => return Delivery::Permanent { reply, code: None },
+            Err(reply) => return Delivery::Permanent { reply },
         };
         if let Err(reply) = template.check(&claim.participant) {
-            return Delivery::Permanent { reply, code: None };
+            return Delivery::Permanent { reply };
         }
         let return_path = self.return_paths.address(claim.msg);
         let mut mail = template.render(&claim.participant);
@@ -76,7 +76,6 @@ impl EmailChannel {
             Err(e) => {
                 return Delivery::Permanent {
                     reply: format!("building the message: {e}"),
-                    code: None,
                 };
             }
         };

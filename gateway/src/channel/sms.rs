@@ -170,11 +170,11 @@ impl SmsChannel {
     pub async fn send(&self, campaign: &CampaignRecord, claim: &Claim) -> Delivery {
         let template = match self.template(campaign) {
             Ok(t) => t,
-            Err(reply) => return Delivery::Permanent { reply, code: None },
+            Err(reply) => return Delivery::Permanent { reply },
         };
         let p = &claim.participant;
         if let Err(reply) = template.check_fields(p) {
-            return Delivery::Permanent { reply, code: None };
+            return Delivery::Permanent { reply };
         }
         let text = template.text.render(p, Escape::None);
         let reference = || self.references.next(&p.address);
@@ -183,7 +183,6 @@ impl SmsChannel {
             Err(e) => {
                 return Delivery::Permanent {
                     reply: e.to_string(),
-                    code: None,
                 };
             }
         };
@@ -198,7 +197,7 @@ impl SmsChannel {
         for part in parts {
             let sm = match submit_sm(&template.from, smsc.config.as_ref(), &p.address, part) {
                 Ok(sm) => sm,
-                Err(reply) => return Delivery::Permanent { reply, code: None },
+                Err(reply) => return Delivery::Permanent { reply },
             };
             match bind.submit(&Frame::new(sm), give_up_at).await {
                 Ok(id) => ids.push(id),
@@ -384,7 +383,6 @@ fn refused(e: SubmitError) -> Delivery {
             ..
         } => Delivery::Permanent {
             reply: e.to_string(),
-            code: None,
         },
         SubmitError::Refused { .. } => Delivery::Transient {
             reply: e.to_string(),

@@ -24,6 +24,8 @@ use tokio::{
 };
 use tokio_rustls::{TlsConnector, client::TlsStream};
 
+use bounce::Phase;
+
 use super::Delivery;
 use crate::config::{Relay as RelayConfig, TlsMode};
 
@@ -212,48 +214,84 @@ async fn transaction(mut conn: Connection, from: &str, to: &str, message: &[u8])
     match result {
         Ok(reply) => {
             let delivery = Delivery::Accepted {
-                reply: reply_text(reply.code, reply.esc, &reply.message),
+                reply: reply_text(&reply),
                 upstream: None,
             };
             Outcome::Replied(delivery, Some(conn))
         }
-        Err(mail_send::Error::UnexpectedReply(reply)) => {
-            let text = reply_text(reply.code, reply.esc, &reply.message);
-            let delivery = if (500..600).contains(&reply.code) {
-                Delivery::Permanent {
-                    reply: text,
-                    code: Some(reply.code),
-                }
-            } else {
-                Delivery::Transient {
-                    reply: text,
-                    retry_after: None,
-                }
+        Err(Failure::Refused(phase, reply)) if (400..600).contains(&reply.code) => {
+            let delivery = Delivery::Refused {
+                reply: reply_text(&reply),
+                code: reply.code,
+                phase,
             };
             // The transaction is half done: reset it before reuse.
             let reusable = on_client!(&mut conn.client, c => c.rset().await).is_ok();
             Outcome::Replied(delivery, reusable.then_some(conn))
         }
-        Err(e) => Outcome::Lost(e.to_string()),
+        // A reply outside 4xx/5xx where a refusal was due: the session is
+        // out of step, so it is not reused.
+        Err(Failure::Refused(_, reply)) => {
+            Outcome::Lost(format!("unexpected reply {}", reply_text(&reply)))
+        }
+        Err(Failure::Broken(e)) => Outcome::Lost(e.to_string()),
     }
 }
 
-/// MAIL, RCPT, DATA and the message; the final reply, or the first refusal
-/// as `UnexpectedReply`.
+/// Why a transaction did not end in an accepted message.
+enum Failure {
+    /// The relay answered the command of `Phase` with something other than
+    /// what lets the transaction go on.
+    Refused(Phase, Response<String>),
+    /// The connection broke, timed out or spoke garbage.
+    Broken(mail_send::Error),
+}
+
+impl From<mail_send::Error> for Failure {
+    fn from(e: mail_send::Error) -> Self {
+        Failure::Broken(e)
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure::Broken(e.into())
+    }
+}
+
+/// Tags the relay's refusal of a command with the command's phase.
+fn refused_at(phase: Phase) -> impl FnOnce(mail_send::Error) -> Failure {
+    move |e| match e {
+        mail_send::Error::UnexpectedReply(reply) => Failure::Refused(phase, reply),
+        e => Failure::Broken(e),
+    }
+}
+
 async fn exchange<T: AsyncRead + AsyncWrite + Unpin>(
     c: &mut SmtpClient<T>,
     pipelining: bool,
     from: &str,
     to: &str,
     message: &[u8],
-) -> mail_send::Result<Response<String>> {
+) -> Result<Response<String>, Failure> {
     if !pipelining {
         let params = Parameters::default();
-        c.mail_from(from, &params).await?;
-        c.rcpt_to(to, &params).await?;
-        c.cmd(b"DATA\r\n").await?.assert_code(354)?;
+        c.mail_from(from, &params)
+            .await
+            .map_err(refused_at(Phase::MailFrom))?;
+        c.rcpt_to(to, &params)
+            .await
+            .map_err(refused_at(Phase::RcptTo))?;
+        c.cmd(b"DATA\r\n")
+            .await?
+            .assert_code(354)
+            .map_err(refused_at(Phase::Data))?;
         write_data(&mut c.stream, message).await?;
-        return c.read().await?.into_positive_completion();
+        return c
+            .read()
+            .await?
+            .into_positive_completion()
+            .map_err(refused_at(Phase::Data));
     }
     let commands = [
         format!("MAIL FROM:<{from}>\r\n"),
@@ -263,25 +301,29 @@ async fn exchange<T: AsyncRead + AsyncWrite + Unpin>(
     let mut replies = c.cmds(commands).await?.into_iter();
     let (Some(mail), Some(rcpt), Some(data)) = (replies.next(), replies.next(), replies.next())
     else {
-        return Err(mail_send::Error::UnparseableReply);
+        return Err(mail_send::Error::UnparseableReply.into());
     };
-    let refused = [mail, rcpt]
+    let refused = [(Phase::MailFrom, mail), (Phase::RcptTo, rcpt)]
         .into_iter()
-        .find(|r| !(200..300).contains(&r.code));
+        .find(|(_, r)| !(200..300).contains(&r.code));
     match (refused, data.code) {
         (None, 354) => {
             write_data(&mut c.stream, message).await?;
-            c.read().await?.into_positive_completion()
+            c.read()
+                .await?
+                .into_positive_completion()
+                .map_err(refused_at(Phase::Data))
         }
-        (Some(refusal), 354) => {
+        (Some((phase, refusal)), 354) => {
             // RFC 2920: the relay took DATA although nothing can be delivered;
             // end the empty message and report the refusal.
             c.stream.write_all(b".\r\n").await?;
             c.stream.flush().await?;
             let _ = c.read().await?;
-            Err(mail_send::Error::UnexpectedReply(refusal))
+            Err(Failure::Refused(phase, refusal))
         }
-        (refusal, _) => Err(mail_send::Error::UnexpectedReply(refusal.unwrap_or(data))),
+        (Some((phase, refusal)), _) => Err(Failure::Refused(phase, refusal)),
+        (None, _) => Err(Failure::Refused(Phase::Data, data)),
     }
 }
 
@@ -306,7 +348,9 @@ async fn write_data<W: AsyncWrite + Unpin>(w: &mut W, message: &[u8]) -> std::io
     w.flush().await
 }
 
-fn reply_text(code: u16, esc: [u8; 3], message: &str) -> String {
+/// A reply as the relay wrote it: `550 5.1.1 user unknown`.
+fn reply_text(reply: &Response<String>) -> String {
+    let (code, esc, message) = (reply.code, reply.esc, &reply.message);
     if esc[0] == 0 {
         format!("{code} {message}")
     } else {
@@ -391,8 +435,10 @@ mod tests {
 
     use super::*;
 
-    /// A relay whose RCPT answer is chosen by the recipient's local part:
-    /// `user` 250, `gone` 550 5.1.1, `late` 550 but DATA still 354.
+    /// A relay whose answers are chosen by the addresses and the content:
+    /// sender `refused@` 553 at MAIL FROM (then 503 to what follows);
+    /// recipient `user` 250, `gone` 550 5.1.1, `late` 550 but DATA still
+    /// 354, `busy` 451; a line `spam` in the content 550 at its end.
     /// Every line it reads is kept for the assertions.
     async fn relay(pipelining: bool) -> (u16, Arc<AsyncMutex<Vec<String>>>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -407,13 +453,17 @@ mod tests {
                     let mut r = BufReader::new(r);
                     w.write_all(b"220 scripted\r\n").await.expect("greet");
                     let (mut in_data, mut rcpt_ok, mut late) = (false, false, false);
+                    let (mut mail_ok, mut spam) = (true, false);
                     let mut line = String::new();
                     while r.read_line(&mut line).await.unwrap_or(0) > 0 {
                         log.lock().await.push(line.trim_end().to_owned());
                         let reply: &[u8] = if in_data {
+                            spam |= line == "spam\r\n";
                             if line == ".\r\n" {
                                 in_data = false;
-                                if rcpt_ok {
+                                if spam {
+                                    b"550 5.7.1 message content rejected\r\n"
+                                } else if rcpt_ok {
                                     b"250 2.0.0 queued as 42\r\n"
                                 } else {
                                     b"554 5.5.1 no valid recipients\r\n"
@@ -421,6 +471,17 @@ mod tests {
                             } else {
                                 b""
                             }
+                        } else if line.starts_with("MAIL") {
+                            mail_ok = !line.contains("<refused@");
+                            spam = false;
+                            if mail_ok {
+                                b"250 ok\r\n"
+                            } else {
+                                b"553 5.1.2 <refused@bounce.test>: domain not found\r\n"
+                            }
+                        } else if !mail_ok && (line.starts_with("RCPT") || line.starts_with("DATA"))
+                        {
+                            b"503 5.5.1 sender not yet given\r\n"
                         } else if line.starts_with("EHLO") {
                             if pipelining {
                                 b"250-scripted\r\n250 PIPELINING\r\n"
@@ -432,6 +493,8 @@ mod tests {
                             late = line.contains("<late@");
                             if rcpt_ok {
                                 b"250 ok\r\n"
+                            } else if line.contains("<busy@") {
+                                b"451 4.3.0 try again later\r\n"
                             } else {
                                 b"550 5.1.1 user unknown\r\n"
                             }
@@ -499,9 +562,10 @@ mod tests {
                 .await;
             assert_eq!(
                 gone,
-                Delivery::Permanent {
+                Delivery::Refused {
                     reply: "550 5.1.1 user unknown".into(),
-                    code: Some(550)
+                    code: 550,
+                    phase: Phase::RcptTo,
                 }
             );
             let late = pool
@@ -513,9 +577,10 @@ mod tests {
                 .await;
             assert_eq!(
                 late,
-                Delivery::Permanent {
+                Delivery::Refused {
                     reply: "550 5.1.1 user unknown".into(),
-                    code: Some(550)
+                    code: 550,
+                    phase: Phase::RcptTo,
                 }
             );
             let again = pool
@@ -566,6 +631,35 @@ mod tests {
                 ["", "body", "."],
                 "the body as composed, no line added: {seen:?}"
             );
+        }
+    }
+
+    #[tokio::test]
+    async fn each_refusal_names_the_command_it_answered() {
+        for pipelining in [true, false] {
+            let (port, _) = relay(pipelining).await;
+            let pool = pool(port);
+            let refusal = |d: Delivery| match d {
+                Delivery::Refused { code, phase, .. } => (code, phase),
+                other => panic!("not a refusal: {other:?}"),
+            };
+            let ok = b"Subject: hi\r\n\r\nbody\r\n";
+            let sender = pool
+                .send("refused@bounce.test", "user@example.org", ok)
+                .await;
+            assert_eq!(refusal(sender), (553, Phase::MailFrom), "{pipelining}");
+            let busy = pool.send("b-x@bounce.test", "busy@example.org", ok).await;
+            assert_eq!(refusal(busy), (451, Phase::RcptTo), "{pipelining}");
+            let spam = pool
+                .send(
+                    "b-x@bounce.test",
+                    "user@example.org",
+                    b"Subject: hi\r\n\r\nspam\r\n",
+                )
+                .await;
+            assert_eq!(refusal(spam), (550, Phase::Data), "{pipelining}");
+            let after = pool.send("b-x@bounce.test", "user@example.org", ok).await;
+            assert!(matches!(after, Delivery::Accepted { .. }), "{after:?}");
         }
     }
 
