@@ -448,7 +448,7 @@ impl Backend for GatewayBackend {
             .put_meta(&plan_key(kind), json.to_string().into_bytes())
             .await
             .map_err(store_error)?;
-        self.policy.follow(kind, &plan);
+        self.policy.follow(kind, &plan, now_ms());
         Ok(json)
     }
 

@@ -28,6 +28,9 @@ use crate::{
 
 /// Longest pause between looks at the queue when nothing was due.
 const IDLE_TICK: Duration = Duration::from_millis(100);
+/// How often load control's counters are persisted: what a crash can let a
+/// cap or a plan hour carry again is the sends of this long.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Dispatcher {
     pub store: Arc<dyn Store>,
@@ -89,8 +92,13 @@ impl Dispatcher {
             Arc::new(Semaphore::new(4 * self.sms.capacity().max(1))),
         ];
         let sends = TaskTracker::new();
+        let mut checkpointed = Instant::now();
         while !shutdown.is_cancelled() {
             let progress = self.tick(&permits, &sends, &shutdown).await;
+            if checkpointed.elapsed() >= CHECKPOINT_EVERY {
+                self.checkpoint().await;
+                checkpointed = Instant::now();
+            }
             if progress.done == 0 {
                 // Nothing went: wait for news, the next deferred message, or a tick.
                 let idle = progress.next_due.map_or(IDLE_TICK, |due| {
@@ -105,8 +113,16 @@ impl Dispatcher {
         }
         sends.close();
         sends.wait().await;
+        self.checkpoint().await;
         self.email.relays.close().await;
         self.sms.close().await;
+    }
+
+    /// Persists load control's counters (caps, plan hours).
+    async fn checkpoint(&self) {
+        if let Err(e) = self.policy.checkpoint(now_ms()).await {
+            tracing::warn!(error = %e, "load-control counters not persisted; retried in a second");
+        }
     }
 
     /// One pass over the running campaigns.

@@ -1,21 +1,26 @@
 //! Load control in the daemon: each channel's limits (bandwidth, exclusion
 //! days, caps, per-segment quotas) compiled by the `throttle` crate, each
 //! campaign's send window, and the durable quota state, asked before every
-//! send. Limits change without a restart; quota state survives one.
+//! send. Limits change without a restart; quota state survives one, and
+//! so do the caps' and the plan's counters, persisted by a checkpoint every
+//! second ([`Policy::checkpoint`]): after a crash a cap or a plan hour can
+//! carry at most the sends of the last second again.
 
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
 };
 
+use serde::{Deserialize, Serialize};
 use throttle::{
-    Admission, Blacklist, CustomerKey, Decision, Limits, Opening, QuotaBook, QuotaState, Request,
-    Window, WindowSpec, jiff::Timestamp,
+    Admission, Blacklist, CapCount, CapSpec, CustomerKey, Decision, Limits, Opening, QuotaBook,
+    QuotaState, Request, Window, WindowSpec,
+    jiff::{Timestamp, civil::Date},
 };
 
 use crate::{
     domain::{CampaignRecord, ChannelKind, Millis, Participant},
-    schedule::Schedule,
+    schedule::{Schedule, SentInHour},
     store::{Store, StoreError},
 };
 
@@ -56,6 +61,18 @@ pub struct Policy {
     schedules: Mutex<HashMap<ChannelKind, Schedule>>,
     /// Blacklists live in the store's suppression list; the policy's own stays empty.
     no_blacklist: Blacklist,
+    /// The counters as last persisted, by meta key: unchanged ones are not
+    /// written again.
+    checkpointed: Mutex<HashMap<String, Vec<u8>>>,
+}
+
+/// A cap's counter as persisted: with the cap's definition rather than its
+/// index, so that a counter never lands on another cap once limits change.
+#[derive(Serialize, Deserialize)]
+struct StoredCapCount {
+    cap: CapSpec,
+    day: Date,
+    count: u64,
 }
 
 const CHANNELS: [ChannelKind; 2] = [ChannelKind::Email, ChannelKind::Sms];
@@ -66,6 +83,14 @@ fn limits_key(channel: ChannelKind) -> String {
 
 pub fn plan_key(channel: ChannelKind) -> String {
     format!("plan:{}", channel.as_str())
+}
+
+fn caps_key(channel: ChannelKind) -> String {
+    format!("caps:{}", channel.as_str())
+}
+
+fn plan_sent_key(channel: ChannelKind) -> String {
+    format!("plan_sent:{}", channel.as_str())
 }
 
 fn quota_prefix(channel: ChannelKind) -> String {
@@ -81,16 +106,25 @@ fn millis(t: Timestamp) -> Millis {
 }
 
 impl Policy {
-    /// Loads the stored limits and quota state of every channel.
+    /// Loads the stored limits, quota state, plan and counters of every channel.
     pub fn load(store: Arc<dyn Store>, now: Millis) -> Result<Self, PolicyError> {
         let mut channels = HashMap::new();
         let mut schedules = HashMap::new();
+        let mut checkpointed = HashMap::new();
         for channel in CHANNELS {
             if let Some(raw) = store.meta(&plan_key(channel))? {
                 let plan: throttle::plan::Plan = serde_json::from_slice(&raw).map_err(|e| {
                     PolicyError::Invalid(vec![format!("stored plan of {}: {e}", channel.as_str())])
                 })?;
-                schedules.insert(channel, Schedule::new(&plan));
+                let mut schedule = Schedule::new(&plan);
+                let key = plan_sent_key(channel);
+                if let Some(raw) = store.meta(&key)? {
+                    for sent in stored_counters::<SentInHour>(&key, &raw) {
+                        schedule.restore(&sent);
+                    }
+                    checkpointed.insert(key, raw);
+                }
+                schedules.insert(channel, schedule);
             }
             let Some(raw) = store.meta(&limits_key(channel))? else {
                 continue;
@@ -105,6 +139,20 @@ impl Policy {
                     policy.quotas.import(CustomerKey::of(customer), &state);
                 }
             }
+            let key = caps_key(channel);
+            if let Some(raw) = store.meta(&key)? {
+                for stored in stored_counters::<StoredCapCount>(&key, &raw) {
+                    // A cap no longer in the limits has nothing to restore.
+                    if let Some(cap) = limits.caps.iter().position(|c| *c == stored.cap) {
+                        policy.admission.restore_cap_count(CapCount {
+                            cap,
+                            day: stored.day,
+                            count: stored.count,
+                        });
+                    }
+                }
+                checkpointed.insert(key, raw);
+            }
             channels.insert(channel, policy);
         }
         Ok(Self {
@@ -113,7 +161,51 @@ impl Policy {
             windows: Mutex::new(HashMap::new()),
             schedules: Mutex::new(schedules),
             no_blacklist: Blacklist::new(),
+            checkpointed: Mutex::new(checkpointed),
         })
+    }
+
+    /// Persists the caps' and the plan's counters that changed since the
+    /// last checkpoint, so that a restart goes on counting from them.
+    pub async fn checkpoint(&self, now: Millis) -> Result<(), StoreError> {
+        for (key, value) in self.counters(now) {
+            if self.lock_checkpointed().get(&key) == Some(&value) {
+                continue;
+            }
+            self.store.put_meta(&key, value.clone()).await?;
+            self.lock_checkpointed().insert(key, value);
+        }
+        Ok(())
+    }
+
+    /// Every channel's counters as meta keys and values.
+    fn counters(&self, now: Millis) -> Vec<(String, Vec<u8>)> {
+        let mut counters = Vec::new();
+        for (&channel, policy) in self.lock_channels().iter() {
+            let caps: Vec<StoredCapCount> = policy
+                .admission
+                .cap_counts()
+                .into_iter()
+                .filter_map(|c| {
+                    Some(StoredCapCount {
+                        cap: policy.limits.caps.get(c.cap)?.clone(),
+                        day: c.day,
+                        count: c.count,
+                    })
+                })
+                .collect();
+            counters.push((caps_key(channel), json_bytes(&caps)));
+        }
+        for (&channel, schedule) in self.lock_schedules().iter() {
+            counters.push((plan_sent_key(channel), json_bytes(&schedule.sent_from(now))));
+        }
+        counters
+    }
+
+    fn lock_checkpointed(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<u8>>> {
+        self.checkpointed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Validates, stores durably, then applies a channel's limits.
@@ -144,8 +236,16 @@ impl Policy {
     }
 
     /// From now on, sends on `channel` follow `plan` (it is stored already).
-    pub fn follow(&self, channel: ChannelKind, plan: &throttle::plan::Plan) {
-        self.lock_schedules().insert(channel, Schedule::new(plan));
+    /// What the previous plan counted in this hour and later still counts.
+    pub fn follow(&self, channel: ChannelKind, plan: &throttle::plan::Plan, now: Millis) {
+        let mut schedules = self.lock_schedules();
+        let mut next = Schedule::new(plan);
+        if let Some(previous) = schedules.get(&channel) {
+            for sent in previous.sent_from(now) {
+                next.restore(&sent);
+            }
+        }
+        schedules.insert(channel, next);
     }
 
     fn lock_schedules(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelKind, Schedule>> {
@@ -253,6 +353,20 @@ impl Policy {
             Decision::Suppress(why) => Verdict::Suppress { why: why.as_str() },
         })
     }
+}
+
+/// Counters persisted under `key`; none (and a warning) if they do not
+/// parse, as a lost checkpoint would leave them.
+fn stored_counters<T: serde::de::DeserializeOwned>(key: &str, raw: &[u8]) -> Vec<T> {
+    serde_json::from_slice(raw).unwrap_or_else(|e| {
+        tracing::warn!(key, error = %e, "stored counters unreadable; counting from zero");
+        Vec::new()
+    })
+}
+
+fn json_bytes<T: Serialize>(value: &T) -> Vec<u8> {
+    // Plain structs of strings, dates and numbers always serialize.
+    serde_json::to_vec(value).unwrap_or_default()
 }
 
 fn invalid(e: throttle::Error) -> PolicyError {
@@ -390,3 +504,6 @@ impl Policy {
         throttle::plan::plan(&request).map_err(invalid)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,11 +4,13 @@
 //! plan does not name, and every campaign after the plan's last hour, are
 //! held back by the channel's limits only.
 //!
-//! The per-hour counts live in memory: after a restart an hour may carry up
-//! to its allocation again, still within the channel's bandwidth and caps.
+//! The per-hour counts live in memory and are persisted by the policy's
+//! checkpoint ([`Schedule::sent_from`], [`Schedule::restore`]): after a
+//! crash an hour may carry what was sent since the last checkpoint again.
 
 use std::collections::{BTreeMap, HashMap};
 
+use serde::{Deserialize, Serialize};
 use throttle::plan::Plan;
 
 use crate::domain::Millis;
@@ -21,6 +23,14 @@ pub struct Schedule {
     hours: HashMap<String, BTreeMap<Millis, Hour>>,
     /// End of the plan's last hour.
     end: Millis,
+}
+
+/// Messages of `campaign` sent in the plan hour starting at `hour`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentInHour {
+    pub campaign: String,
+    pub hour: Millis,
+    pub sent: u64,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -62,6 +72,39 @@ impl Schedule {
             .find(|(_, h)| h.allocated > 0)
             .map(|(&start, _)| start);
         Some(next.unwrap_or(self.end))
+    }
+
+    /// What was sent in the hours that hold `now` and later, to persist.
+    pub fn sent_from(&self, now: Millis) -> Vec<SentInHour> {
+        let start = now - now % HOUR_MS;
+        let mut sent: Vec<SentInHour> = self
+            .hours
+            .iter()
+            .flat_map(|(campaign, hours)| {
+                hours
+                    .range(start..)
+                    .filter(|(_, h)| h.sent > 0)
+                    .map(|(&hour, h)| SentInHour {
+                        campaign: campaign.clone(),
+                        hour,
+                        sent: h.sent,
+                    })
+            })
+            .collect();
+        sent.sort_by(|a, b| (a.hour, &a.campaign).cmp(&(b.hour, &b.campaign)));
+        sent
+    }
+
+    /// Raises an hour's count to what was persisted or counted under an
+    /// earlier plan; hours and campaigns this plan does not have are left.
+    pub fn restore(&mut self, counted: &SentInHour) {
+        if let Some(hour) = self
+            .hours
+            .get_mut(&counted.campaign)
+            .and_then(|hours| hours.get_mut(&counted.hour))
+        {
+            hour.sent = hour.sent.max(counted.sent);
+        }
     }
 
     /// Counts a send of `campaign` at `now` against its hour.
@@ -123,5 +166,37 @@ mod tests {
         );
         assert_eq!(s.check("a", h(3)), None, "after the plan, only the limits");
         assert_eq!(s.check("z", now), None, "a campaign the plan does not name");
+    }
+
+    #[test]
+    fn restored_counts_hold_an_hour_that_was_used_up() {
+        let h = |i: u64| 1_000 * HOUR_MS + i * HOUR_MS;
+        let planned = plan(&[(h(0), &[("a", 2), ("b", 9)]), (h(1), &[("a", 1)])]);
+        let mut before = Schedule::new(&planned);
+        let now = h(0) + 10;
+        before.count("a", now);
+        before.count("a", now);
+        let sent = before.sent_from(now);
+        assert_eq!(
+            sent,
+            [SentInHour {
+                campaign: "a".into(),
+                hour: h(0),
+                sent: 2
+            }]
+        );
+        assert!(before.sent_from(h(1)).is_empty(), "past hours are not kept");
+        let mut after = Schedule::new(&planned);
+        assert_eq!(after.check("a", now), None);
+        for s in &sent {
+            after.restore(s);
+        }
+        assert_eq!(after.check("a", now), Some(h(1)));
+        after.restore(&SentInHour {
+            campaign: "gone".into(),
+            hour: h(0),
+            sent: 5,
+        });
+        assert_eq!(after.check("b", now), None, "other campaigns unaffected");
     }
 }

@@ -1,7 +1,8 @@
 //! Load control end to end: a channel limited to R msgs/s delivers at R, an
 //! exclusion day sends nothing, a second campaign to the same customers is
-//! suppressed by the quota (also after a restart), blacklisted customers get
-//! nothing, and bad limits get every problem listed.
+//! suppressed by the quota (also after a restart), a full cap stays full
+//! after a crash, blacklisted customers get nothing, and bad limits get
+//! every problem listed.
 
 #![allow(clippy::unwrap_used)]
 
@@ -91,6 +92,38 @@ fn nothing_is_sent_on_an_exclusion_day() {
             .contains("sluice_messages_deferred_total{channel=\"email\",reason=\"exclusion_day\"}"),
         "{metrics}"
     );
+}
+
+#[test]
+fn a_full_cap_stays_full_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(peer) = SmtpPeer::start(dir.path()) else {
+        return;
+    };
+    let mut daemon = Daemon::start(dir.path(), &relay_config(&peer));
+    set_limits(
+        &daemon,
+        json!({"rate_per_sec": 1000, "tz": "UTC", "caps": [{"max": 3}]}),
+    );
+    daemon.email_campaign("capped", None, 6);
+    start(&daemon, "capped");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while facts(&daemon, "capped", "submitted").len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "3 never went");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Past a checkpoint of the counters (every second), then a crash.
+    std::thread::sleep(Duration::from_millis(1500));
+    daemon.kill9();
+    daemon.restart();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        peer.received().len(),
+        3,
+        "the cap was counted from zero again"
+    );
+    let state = daemon.get("/v1/campaigns/capped").json();
+    assert_eq!(state["counts"]["pending"], 3, "{state}");
 }
 
 #[test]

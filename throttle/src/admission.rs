@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use crate::blacklist::Blacklist;
 use crate::bucket::Bucket;
 use crate::calendar;
-use crate::cap::Caps;
+use crate::cap::{CapCount, Caps};
 use crate::error::Result;
 use crate::exclusion::ExclusionDays;
 use crate::key::CustomerKey;
@@ -176,6 +176,18 @@ impl Admission {
         self.bucket = next.bucket.continuing(&self.bucket);
         self.exclusion = next.exclusion;
         Ok(())
+    }
+
+    /// The load caps' counters of the last two days, to persist (e.g. every
+    /// second) and [`restore`](Admission::restore_cap_count) after a restart.
+    pub fn cap_counts(&self) -> Vec<CapCount> {
+        self.caps.counters()
+    }
+
+    /// Raises a cap's counter to a persisted count. `counter.cap` must index
+    /// the same cap in these limits as where it was counted.
+    pub fn restore_cap_count(&mut self, counter: CapCount) {
+        self.caps.restore(counter);
     }
 
     /// The channel's bandwidth bucket. (To change limits, build a new

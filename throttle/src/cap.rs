@@ -182,6 +182,16 @@ pub(crate) fn contradictions(caps: &[(usize, Cap)]) -> Vec<Problem> {
 }
 
 /// One active period instance: cap index, local date, messages counted.
+/// Messages counted against cap number `cap` (its index in
+/// [`Limits::caps`](crate::Limits::caps)) on local `day`: what a restart
+/// must restore so that a cap's period is not counted from zero again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapCount {
+    pub cap: usize,
+    pub day: Date,
+    pub count: u64,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Active {
     cap: usize,
@@ -273,6 +283,33 @@ impl Caps {
             }
         }
         Ok(())
+    }
+
+    /// Every counter of the last two days, for persisting.
+    pub(crate) fn counters(&self) -> Vec<CapCount> {
+        let mut all = self.counts.clone();
+        if let Some((_, _, active)) = &self.cache {
+            for a in active {
+                all.insert((a.cap, a.day), a.count);
+            }
+        }
+        let mut counters: Vec<CapCount> = all
+            .into_iter()
+            .map(|((cap, day), count)| CapCount { cap, day, count })
+            .collect();
+        counters.sort_by_key(|c| (c.day, c.cap));
+        counters
+    }
+
+    /// Raises a counter to a persisted count (a restart never lowers one).
+    pub(crate) fn restore(&mut self, counter: CapCount) {
+        if let Some((_, _, active)) = self.cache.take() {
+            for a in active {
+                self.counts.insert((a.cap, a.day), a.count);
+            }
+        }
+        let n = self.counts.entry((counter.cap, counter.day)).or_default();
+        *n = (*n).max(counter.count);
     }
 
     /// Messages counted so far in cap `index`'s instance on local `day`.
@@ -401,6 +438,45 @@ mod tests {
         assert_eq!(c.count(0, calendar::date("2026-12-24").unwrap()), 2);
         // The clock going back within the instance finds it still full.
         assert!(c.check(ts("2026-12-24T18:00:00Z")).unwrap().is_some());
+    }
+
+    #[test]
+    fn restored_counters_hold_a_cap_full_after_a_restart() {
+        let specs = [cap(None, Some("08:00-20:00"), 3)];
+        let new = || {
+            Caps::new(
+                TimeZone::UTC,
+                compile(&specs).0.into_iter().map(|(_, c)| c).collect(),
+            )
+        };
+        let mut before = new();
+        let now = ts("2026-12-02T12:00:00Z");
+        for _ in 0..3 {
+            before.record(now).unwrap();
+        }
+        let counters = before.counters();
+        assert_eq!(
+            counters,
+            [CapCount {
+                cap: 0,
+                day: calendar::date("2026-12-02").unwrap(),
+                count: 3
+            }]
+        );
+        let mut after = new();
+        assert_eq!(after.check(now).unwrap(), None, "a fresh counter is empty");
+        for c in counters {
+            after.restore(c);
+        }
+        assert_eq!(after.check(now).unwrap(), Some(ts("2026-12-02T20:00:00Z")));
+        // Restoring never lowers what was counted since.
+        after.record(now).unwrap();
+        after.restore(CapCount {
+            cap: 0,
+            day: calendar::date("2026-12-02").unwrap(),
+            count: 1,
+        });
+        assert_eq!(after.count(0, calendar::date("2026-12-02").unwrap()), 4);
     }
 
     #[test]

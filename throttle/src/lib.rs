@@ -59,7 +59,7 @@ pub use jiff;
 pub use admission::{Admission, Decision, Deferral, Request, Suppression};
 pub use blacklist::Blacklist;
 pub use bucket::Bucket;
-pub use cap::{CapSpec, Caps};
+pub use cap::{CapCount, CapSpec, Caps};
 pub use error::{Error, Problem, Result};
 pub use exclusion::ExclusionDays;
 pub use key::{CustomerKey, hash64};

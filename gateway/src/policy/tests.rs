@@ -1,0 +1,140 @@
+//! Load control across a restart: what was counted against a cap or a plan
+//! hour before it is still counted after it.
+
+use std::collections::BTreeMap;
+
+use throttle::plan::{Plan, PlanHour};
+
+use super::*;
+use crate::{domain::CampaignState, store::embedded::Embedded};
+
+const HOUR_MS: Millis = 3_600_000;
+
+fn campaign() -> CampaignRecord {
+    CampaignRecord {
+        id: "c".into(),
+        seq: 0,
+        state: CampaignState::Running,
+        decl: serde_json::from_value(serde_json::json!({"channel": "email", "name": "c"}))
+            .expect("declaration"),
+    }
+}
+
+fn participant(n: u32) -> Participant {
+    Participant {
+        customer: format!("customer-{n}"),
+        address: format!("c{n}@example.org"),
+        segment: None,
+        fields: BTreeMap::new(),
+    }
+}
+
+/// Admits participants 0, 1, … until one is not sent; returns how many went.
+async fn sent_until_held(policy: &Policy, now: Millis, first: u32) -> (u32, Verdict) {
+    let mut n = first;
+    loop {
+        match policy
+            .admit(&campaign(), &participant(n), now)
+            .await
+            .expect("admit")
+        {
+            Verdict::Go { .. } => n += 1,
+            held => return (n - first, held),
+        }
+    }
+}
+
+fn now() -> Millis {
+    crate::domain::now_ms()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_cap_stays_full_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(Embedded::open(dir.path()).expect("open"));
+    let limits: Limits = serde_json::from_value(serde_json::json!(
+        {"rate_per_sec": 1000, "burst": 1000, "tz": "UTC", "caps": [{"max": 3}]}
+    ))
+    .expect("limits");
+    let now = now();
+    let before = Policy::load(store.clone(), now).expect("load");
+    before
+        .set_limits(ChannelKind::Email, limits, now)
+        .await
+        .expect("limits");
+    let (sent, held) = sent_until_held(&before, now, 0).await;
+    assert_eq!(sent, 3);
+    assert!(
+        matches!(
+            held,
+            Verdict::Defer {
+                reason: "cap_reached",
+                ..
+            }
+        ),
+        "{held:?}"
+    );
+    before.checkpoint(now).await.expect("checkpoint");
+
+    let after = Policy::load(store, now).expect("reload");
+    let (sent, held) = sent_until_held(&after, now, 3).await;
+    assert_eq!(sent, 0, "the cap was counted from zero again");
+    assert!(
+        matches!(
+            held,
+            Verdict::Defer {
+                reason: "cap_reached",
+                ..
+            }
+        ),
+        "{held:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_used_plan_hour_stays_used_after_a_restart_and_a_new_plan() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(Embedded::open(dir.path()).expect("open"));
+    let now = now();
+    let hour = now - now % HOUR_MS;
+    let plan = Plan {
+        hours: [hour, hour + HOUR_MS]
+            .into_iter()
+            .map(|start| PlanHour {
+                hour: Timestamp::from_millisecond(start as i64).expect("instant"),
+                capacity: 100,
+                allocated: [("c".to_owned(), 2)].into(),
+            })
+            .collect(),
+        campaigns: BTreeMap::new(),
+    };
+    store
+        .put_meta(
+            &plan_key(ChannelKind::Email),
+            serde_json::to_vec(&plan).expect("json"),
+        )
+        .await
+        .expect("store the plan");
+    let before = Policy::load(store.clone(), now).expect("load");
+    let (sent, held) = sent_until_held(&before, now, 0).await;
+    assert_eq!(sent, 2);
+    assert_eq!(
+        held,
+        Verdict::Defer {
+            reason: "plan",
+            until: hour + HOUR_MS
+        }
+    );
+    // Planning again within the hour does not hand the hour out twice.
+    before.follow(ChannelKind::Email, &plan, now);
+    assert_eq!(sent_until_held(&before, now, 2).await.0, 0);
+    before.checkpoint(now).await.expect("checkpoint");
+
+    let after = Policy::load(store, now).expect("reload");
+    let (sent, held) = sent_until_held(&after, now, 2).await;
+    assert_eq!(sent, 0, "the plan hour was counted from zero again");
+    assert!(
+        matches!(held, Verdict::Defer { reason: "plan", .. }),
+        "{held:?}"
+    );
+}
