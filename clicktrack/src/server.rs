@@ -2,12 +2,14 @@
 //! on a thread of its own.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::{Error, Result, Tracking, TrackingSink};
 
@@ -27,11 +29,22 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// (idle keep-alive connections close at once) for at most 5 seconds, and
 /// returns. A connection on which no request arrives for 10 to 20 seconds is
 /// closed.
-pub async fn serve<S, F>(listener: TcpListener, tracking: Tracking<S>, shutdown: F) -> Result<()>
+///
+/// At most `max_connections` connections are open at once: beyond that
+/// nothing more is accepted (new clients wait in the kernel's backlog) until
+/// one closes, so a flood of connections to this public listener cannot
+/// take the file descriptors the rest of the process needs.
+pub async fn serve<S, F>(
+    listener: TcpListener,
+    tracking: Tracking<S>,
+    max_connections: usize,
+    shutdown: F,
+) -> Result<()>
 where
     S: TrackingSink,
     F: Future<Output = ()>,
 {
+    let slots = Arc::new(Semaphore::new(max_connections));
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder
@@ -42,6 +55,15 @@ where
         .header_read_timeout(None);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                // Never closed: the semaphore is ours alone.
+                Err(_) => break,
+            },
+        };
         let stream = tokio::select! {
             biased;
             () = &mut shutdown => break,
@@ -61,6 +83,7 @@ where
         tokio::spawn(async move {
             // Client resets and idle clients end the connection; nothing to do.
             let _ = idle::unless_idle(conn, &requests, IDLE_WINDOW).await;
+            drop(slot);
         });
     }
     drop(listener);
@@ -79,6 +102,7 @@ where
 pub fn serve_on_thread<S, F>(
     listener: TcpListener,
     tracking: Tracking<S>,
+    max_connections: usize,
     shutdown: F,
 ) -> Result<impl Future<Output = Result<()>> + Send + 'static>
 where
@@ -97,7 +121,13 @@ where
                 .map_err(Error::from)
                 .and_then(|runtime| {
                     runtime.block_on(async {
-                        serve(TcpListener::from_std(listener)?, tracking, shutdown).await
+                        serve(
+                            TcpListener::from_std(listener)?,
+                            tracking,
+                            max_connections,
+                            shutdown,
+                        )
+                        .await
                     })
                 });
             // The caller may have stopped waiting; nothing left to tell.

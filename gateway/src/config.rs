@@ -97,6 +97,10 @@ pub struct Tracking {
     /// (first signs, others still verify); without it a key is generated
     /// once and kept in the store.
     pub keys_env: String,
+    /// Most connections the public tracking listener keeps open; beyond it
+    /// new ones wait until one closes. Keep it below the process's open-file
+    /// limit (`ulimit -n`) with room for the store, relays and SMSCs.
+    pub max_connections: usize,
 }
 
 impl Default for Tracking {
@@ -104,6 +108,7 @@ impl Default for Tracking {
         Self {
             base_url: "http://127.0.0.1:7801".into(),
             keys_env: "SLUICE_TRACKING_KEYS".into(),
+            max_connections: 4096,
         }
     }
 }
@@ -504,6 +509,9 @@ impl Config {
                 self.tracking.base_url
             ));
         }
+        if self.tracking.max_connections == 0 {
+            problems.push("tracking.max_connections: must be > 0".into());
+        }
         if self.email.bounce_domain.is_empty() || self.email.bounce_domain.contains(['@', ' ']) {
             problems.push(format!(
                 "email.bounce_domain: `{}` is not a domain",
@@ -653,6 +661,8 @@ mod tests {
             api = "nowhere"
             [store]
             engine = "floppy"
+            [tracking]
+            max_connections = 0
             [email]
             max_attempts = 0
             [[email.relays]]
@@ -663,6 +673,6 @@ mod tests {
         let ConfigError::Invalid(problems) = c.validate().expect_err("invalid") else {
             panic!("not Invalid")
         };
-        assert_eq!(problems.len(), 5, "{problems:#?}");
+        assert_eq!(problems.len(), 6, "{problems:#?}");
     }
 }

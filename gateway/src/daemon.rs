@@ -213,6 +213,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let tracking_served = clicktrack::serve_on_thread(
         tracking_listener,
         handlers,
+        config.tracking.max_connections,
         shutdown.clone().cancelled_owned(),
     )
     .map_err(|e| RunError::Setup(e.to_string()))?;

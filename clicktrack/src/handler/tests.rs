@@ -379,7 +379,7 @@ async fn serve_speaks_http1_with_keep_alive_and_stops_on_shutdown() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, f.tracking.clone(), async move {
+    let server = tokio::spawn(serve(listener, f.tracking.clone(), 64, async move {
         let _ = stopped.await;
     }));
 
@@ -437,12 +437,58 @@ async fn serve_speaks_http1_with_keep_alive_and_stops_on_shutdown() {
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
 
+#[tokio::test]
+async fn serve_accepts_no_connection_beyond_its_limit_until_one_closes() {
+    use std::time::Duration;
+
+    let f = fixture();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(
+        listener,
+        f.tracking.clone(),
+        2,
+        std::future::pending(),
+    ));
+    let request = format!("HEAD {} HTTP/1.1\r\nHost: t\r\n\r\n", f.click(7, 0));
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let res = exchange(&mut conn, &request).await;
+        assert!(res.starts_with("HTTP/1.1 302 Found\r\n"), "{res}");
+        held.push(conn);
+    }
+    // The kernel completes the handshake; the server does not take it up.
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let waiting = tokio::time::timeout(Duration::from_millis(300), exchange(&mut third, &request));
+    assert!(waiting.await.is_err(), "a third connection was served");
+    drop(held.pop());
+    let res = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut answer = String::new();
+        while !answer.contains("\r\n\r\n") {
+            let mut chunk = [0u8; 512];
+            let n = third.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed after {answer:?}");
+            answer.push_str(std::str::from_utf8(&chunk[..n]).unwrap());
+        }
+        answer
+    })
+    .await
+    .expect("served once a slot was free");
+    assert!(res.starts_with("HTTP/1.1 302 Found\r\n"), "{res}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn serve_closes_a_connection_whose_request_head_never_completes() {
     let f = fixture();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve(listener, f.tracking.clone(), std::future::pending()));
+    tokio::spawn(serve(
+        listener,
+        f.tracking.clone(),
+        64,
+        std::future::pending(),
+    ));
 
     let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
     conn.write_all(b"GET /c/").await.unwrap();
@@ -471,7 +517,7 @@ fn serve_on_thread_answers_while_the_callers_runtime_is_blocked_and_stops_on_shu
     let (addr, served) = caller.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let served = serve_on_thread(listener, f.tracking.clone(), async move {
+        let served = serve_on_thread(listener, f.tracking.clone(), 64, async move {
             let _ = stopped.await;
         })
         .unwrap();
