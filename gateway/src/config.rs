@@ -421,6 +421,10 @@ pub struct Webhook {
     pub secret_env: String,
     #[serde(default = "default_webhook_batch")]
     pub batch: usize,
+    /// PEM file of the CAs an https endpoint's certificate must chain to,
+    /// instead of the system's trust store (e.g. a CRM behind a private CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 fn default_webhook_batch() -> usize {
@@ -565,11 +569,18 @@ impl Config {
             problems.push("dispatch.concurrency, claim_batch and lease_secs must be > 0".into());
         }
         for (i, w) in self.webhooks.iter().enumerate() {
-            if !w.url.starts_with("http://") {
+            let uri = w.url.parse::<hyper::Uri>();
+            let web = uri.as_ref().is_ok_and(|u| {
+                matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
+            });
+            if !web {
                 problems.push(format!(
-                    "webhooks[{i}].url: `{}` must be an http:// URL",
+                    "webhooks[{i}].url: `{}` must be an http:// or https:// URL",
                     w.url
                 ));
+            }
+            if w.ca_file.is_some() && !w.url.starts_with("https://") {
+                problems.push(format!("webhooks[{i}].ca_file: only for https:// URLs"));
             }
             if w.batch == 0 {
                 problems.push(format!("webhooks[{i}].batch: must be ≥ 1"));
@@ -652,6 +663,24 @@ mod tests {
     fn unknown_keys_are_refused() {
         let err = Config::from_toml("[listen]\napi = \"127.0.0.1:1\"\ncolour = 1\n", Vec::new());
         assert!(err.expect_err("unknown key").to_string().contains("colour"));
+    }
+
+    #[test]
+    fn webhooks_post_to_http_or_https_urls_and_a_ca_file_is_for_https() {
+        let check = |url: &str, ca: &str| {
+            let text = format!("[[webhooks]]\nurl = \"{url}\"\nsecret_env = \"S\"\n{ca}");
+            Config::from_toml(&text, Vec::new())
+                .expect("parse")
+                .validate()
+                .is_ok()
+        };
+        assert!(check("http://127.0.0.1:9000/hook", ""));
+        assert!(check("https://crm.example:8443/hook", ""));
+        assert!(check("https://crm.example/hook", "ca_file = \"ca.pem\""));
+        for url in ["ftp://crm.example/", "https://", "crm.example/hook", ""] {
+            assert!(!check(url, ""), "{url}");
+        }
+        assert!(!check("http://crm.example/hook", "ca_file = \"ca.pem\""));
     }
 
     #[test]

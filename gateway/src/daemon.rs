@@ -198,9 +198,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         let secret = std::env::var(&hook.secret_env).map_err(|_| {
             RunError::Setup(format!("webhooks[{index}]: {} is not set", hook.secret_env))
         })?;
+        let client = crate::webhook::client(hook)
+            .map_err(|e| RunError::Setup(format!("webhooks[{index}]: {e}")))?;
         let sender = WebhookSender {
             index,
             config: hook.clone(),
+            client,
             secret: secret.into_bytes(),
             store: store.clone(),
             metrics: metrics.clone(),

@@ -10,7 +10,12 @@ use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, header::CONTENT_TYPE};
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use rustls::pki_types::{CertificateDer, pem::PemObject};
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
@@ -30,9 +35,45 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// An HTTP/1.1 client for http:// and https:// endpoints.
+pub type WebClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// The client for `config`'s endpoint: https verified against the system's
+/// trust store, or against `ca_file` alone when it is set.
+pub fn client(config: &Webhook) -> Result<WebClient, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = HttpsConnectorBuilder::new();
+    let builder = match &config.ca_file {
+        None => builder
+            .with_provider_and_platform_verifier(provider)
+            .map_err(|e| format!("the system's trust store: {e}"))?,
+        Some(path) => {
+            let unreadable = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| unreadable(&e))? {
+                roots
+                    .add(cert.map_err(|e| unreadable(&e))?)
+                    .map_err(|e| unreadable(&e))?;
+            }
+            if roots.is_empty() {
+                return Err(unreadable(&"no certificate in it"));
+            }
+            let tls = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            builder.with_tls_config(tls)
+        }
+    };
+    let connector = builder.https_or_http().enable_http1().build();
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
+}
+
 pub struct WebhookSender {
     pub index: usize,
     pub config: Webhook,
+    pub client: WebClient,
     pub secret: Vec<u8>,
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
@@ -44,7 +85,6 @@ impl WebhookSender {
     }
 
     pub async fn run(self, shutdown: CancellationToken) {
-        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
         let mut cursor = match self.store.meta(&self.cursor_key()) {
             Ok(Some(v)) => std::str::from_utf8(&v)
                 .ok()
@@ -66,7 +106,7 @@ impl WebhookSender {
             };
             let body =
                 serde_json::to_vec(&serde_json::json!({ "events": events })).unwrap_or_default();
-            let delivered = self.post(&client, body).await;
+            let delivered = self.post(body).await;
             let label = if delivered.is_ok() {
                 "delivered"
             } else {
@@ -100,17 +140,13 @@ impl WebhookSender {
         }
     }
 
-    async fn post(
-        &self,
-        client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
-        body: Vec<u8>,
-    ) -> Result<(), String> {
+    async fn post(&self, body: Vec<u8>) -> Result<(), String> {
         let request = Request::post(&self.config.url)
             .header(CONTENT_TYPE, "application/json")
             .header("X-Sluice-Signature", signature(&self.secret, &body))
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| e.to_string())?;
-        let response = tokio::time::timeout(Duration::from_secs(30), client.request(request))
+        let response = tokio::time::timeout(Duration::from_secs(30), self.client.request(request))
             .await
             .map_err(|_| "timed out".to_owned())?
             .map_err(|e| e.to_string())?;

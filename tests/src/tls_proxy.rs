@@ -1,9 +1,15 @@
-//! A TLS front for a plain TCP peer (e.g. the fake SMSC), so the daemon's
-//! TLS client paths are tested without teaching every fake to speak TLS.
-//! The certificate is made by the `openssl` command for `localhost` and
-//! `127.0.0.1`; clients must accept it without a CA (`tls_insecure`).
+//! A TLS front for a plain TCP peer (e.g. the fake SMSC, the webhook
+//! receiver), so the daemon's TLS client paths are tested without teaching
+//! every fake to speak TLS. The `openssl` command makes a throw-away CA
+//! (`TlsProxy::ca`, for clients configured to trust it) and a certificate it
+//! signs for `localhost` and `127.0.0.1`; other clients must accept it
+//! without a CA (`tls_insecure`).
 
-use std::{path::Path, process::Command, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::Arc,
+};
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tokio::net::{TcpListener, TcpStream};
@@ -11,26 +17,55 @@ use tokio_rustls::TlsAcceptor;
 
 pub struct TlsProxy {
     pub port: u16,
+    /// The PEM certificate of the CA that signed the proxy's certificate.
+    pub ca: PathBuf,
+}
+
+/// Makes a P-256 key `key` and a one-day certificate `cert` in `dir` for
+/// `subject`, with `extra` arguments of `openssl req` (extensions, the CA
+/// that signs it; self-signed without one).
+fn make_cert(dir: &Path, subject: &str, extra: &[&str], key: &str, cert: &str) {
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-nodes", "-days", "1", "-newkey", "ec"])
+        .args(["-pkeyopt", "ec_paramgen_curve:prime256v1", "-subj", subject])
+        .args(["-keyout", key, "-out", cert])
+        .args(extra)
+        .current_dir(dir)
+        .output()
+        .expect("tls proxy: the openssl command is needed to make certificates");
+    assert!(made.status.success(), "openssl: {made:?}");
 }
 
 impl TlsProxy {
     /// Listens on 127.0.0.1 (ephemeral port), forwarding each TLS
     /// connection's plaintext to 127.0.0.1:`backend`. Runs until the process ends.
     pub fn start(dir: &Path, backend: u16) -> Self {
+        make_cert(
+            dir,
+            "/CN=sluice-test-ca",
+            &[],
+            "proxy-ca-key.pem",
+            "proxy-ca.pem",
+        );
+        make_cert(
+            dir,
+            "/CN=localhost",
+            &[
+                "-addext",
+                "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                "-addext",
+                "basicConstraints=critical,CA:FALSE",
+                "-addext",
+                "extendedKeyUsage=serverAuth",
+                "-CA",
+                "proxy-ca.pem",
+                "-CAkey",
+                "proxy-ca-key.pem",
+            ],
+            "proxy-key.pem",
+            "proxy-cert.pem",
+        );
         let (cert, key) = (dir.join("proxy-cert.pem"), dir.join("proxy-key.pem"));
-        let made = Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            ])
-            .args(["-subj", "/CN=localhost"])
-            .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .output()
-            .expect("tls proxy: the openssl command is needed to make a certificate");
-        assert!(made.status.success(), "openssl: {made:?}");
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
             .expect("tls proxy: certificate")
             .collect::<Result<_, _>>()
@@ -71,6 +106,9 @@ impl TlsProxy {
                 }
             });
         });
-        Self { port }
+        Self {
+            port,
+            ca: dir.join("proxy-ca.pem"),
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Campaign lifecycle and delivery of facts: pause takes effect within a
 //! second, a window's start is respected, and signed webhooks deliver every
-//! fact, retrying until the endpoint answers 2xx.
+//! fact, retrying until the endpoint answers 2xx, over https to an endpoint
+//! whose certificate chains to the configured CA and to no other.
 
 #![allow(clippy::unwrap_used)]
 
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
-use sluice_e2e::{Daemon, SmtpPeer, WebhookReceiver, relay_config};
+use sluice_e2e::{Daemon, SmtpPeer, WebhookReceiver, relay_config, tls_proxy::TlsProxy};
 
 #[test]
 fn pause_stops_sending_within_a_second_and_resume_finishes() {
@@ -174,4 +175,68 @@ fn webhooks_deliver_every_fact_signed_and_retry_until_accepted() {
             format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
         );
     }
+}
+
+#[test]
+fn webhooks_over_https_trust_the_configured_ca_and_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(peer) = SmtpPeer::start(dir.path()) else {
+        return;
+    };
+    let Some(hook) = WebhookReceiver::start(dir.path(), 0) else {
+        return;
+    };
+    let tls = TlsProxy::start(dir.path(), hook.port);
+    // The second endpoint is the same server, checked against the system's
+    // trust store, which does not know the test CA: nothing may reach it.
+    let config = format!(
+        "{}\n[[webhooks]]\nurl = \"https://127.0.0.1:{port}/trusted\"\nsecret_env = \"HOOK_SECRET\"\nca_file = \"{ca}\"\n\n\
+         [[webhooks]]\nurl = \"https://localhost:{port}/untrusted\"\nsecret_env = \"HOOK_SECRET\"\n",
+        relay_config(&peer),
+        port = tls.port,
+        ca = tls.ca.display(),
+    );
+    let daemon = Daemon::start_with_env(dir.path(), &config, &[("HOOK_SECRET", "s3cret")]);
+    daemon.email_campaign("tls", None, 3);
+    daemon.start_campaign("tls");
+    daemon.wait_for_campaign("tls", Duration::from_secs(60), |v| v["state"] == "finished");
+
+    let started = Instant::now();
+    let cursors = loop {
+        let cursors: Vec<u64> = hook
+            .posts()
+            .iter()
+            .flat_map(|p| {
+                serde_json::from_str::<serde_json::Value>(&p.body).unwrap()["events"]
+                    .as_array()
+                    .unwrap()
+                    .clone()
+            })
+            .map(|e| e["cursor"].as_u64().unwrap())
+            .collect();
+        if cursors.contains(&6) {
+            break cursors;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "facts not delivered over https: {cursors:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        cursors,
+        (1..=6).collect::<Vec<u64>>(),
+        "once each, from one endpoint"
+    );
+    let failed = daemon
+        .get("/metrics")
+        .text()
+        .lines()
+        .find(|l| l.starts_with("sluice_webhook_batches_total") && l.contains("outcome=\"failed\""))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(
+        failed >= 1.0,
+        "the untrusted endpoint's batches fail: {failed}"
+    );
 }
