@@ -19,12 +19,12 @@ use crate::{
         mail::{MailTemplate, is_email},
         sms::{SmsChannel, SmsTemplate},
     },
-    domain::{CampaignDecl, CampaignRecord, CampaignState, DeclaredWindow, now_ms},
+    domain::{CampaignDecl, CampaignRecord, CampaignState, DeclaredWindow, SmsContent, now_ms},
     metrics::Metrics,
     policy::{Policy, PolicyError, plan_key, window_spec},
     returns::{IntakeError, Returns},
     store::{Store, StoreError},
-    template::Escape,
+    tracking::Links,
 };
 
 pub struct GatewayBackend {
@@ -35,6 +35,8 @@ pub struct GatewayBackend {
     pub sms: Arc<SmsChannel>,
     /// Most parts one SMS may take (`sms.max_parts`).
     pub sms_max_parts: usize,
+    /// Tracked links, whose length an SMS text's check must count.
+    pub links: Arc<Links>,
     pub metrics: Arc<Metrics>,
     pub wake: Arc<Notify>,
 }
@@ -91,7 +93,7 @@ impl GatewayBackend {
 }
 
 /// Every problem of a declaration, each naming its field.
-fn declaration_problems(decl: &CampaignDecl, sms_max_parts: usize) -> Vec<String> {
+fn declaration_problems(decl: &CampaignDecl, sms_max_parts: usize, links: &Links) -> Vec<String> {
     let mut problems = Vec::new();
     if decl.name.trim().is_empty() {
         problems.push("name: must not be empty".into());
@@ -137,7 +139,7 @@ fn declaration_problems(decl: &CampaignDecl, sms_max_parts: usize) -> Vec<String
             problems.extend(p);
         }
         if let (ChannelKind::Sms, Some(sms)) = (decl.channel, &content.sms) {
-            problems.extend(sms_content_problem(&sms.from, &sms.text, sms_max_parts));
+            problems.extend(sms_content_problem(sms, sms_max_parts, links));
         }
     }
     if let Some(f) = &decl.fallback {
@@ -177,21 +179,16 @@ fn window_problems(w: &DeclaredWindow) -> Vec<String> {
 /// An SMS declaration's sender and text: the text with every field left
 /// empty must already fit in `max_parts` (personalised texts are checked
 /// again at upload).
-fn sms_content_problem(from: &str, text: &str, max_parts: usize) -> Option<String> {
-    let template = match SmsTemplate::new(from, text, max_parts) {
-        Ok(t) => t,
-        Err(e) => return Some(e),
-    };
-    let nobody = ParticipantIn {
-        customer: String::new(),
-        address: String::new(),
-        segment: None,
-        fields: Default::default(),
-    };
-    let bare = template.text.render(&nobody, Escape::None);
-    crate::channel::sms::text::check(&bare, max_parts)
-        .err()
-        .map(|e| format!("content.sms.text: {e}"))
+/// Why an SMS content cannot be sent to anyone: a bad sender, a text that
+/// does not parse or needs too many parts even without its fields (with
+/// tracked links at their longest).
+fn sms_content_problem(content: &SmsContent, max_parts: usize, links: &Links) -> Option<String> {
+    match SmsTemplate::new(content, max_parts) {
+        Ok(template) => {
+            template.problem(|text| links.longest_tracked_sms(&content.text, text, None))
+        }
+        Err(e) => Some(e),
+    }
 }
 
 /// E.164: `+` then 8 to 15 digits, no leading zero.
@@ -204,7 +201,7 @@ fn is_msisdn(address: &str) -> bool {
 #[async_trait]
 impl Backend for GatewayBackend {
     async fn declare(&self, id: &str, decl: CampaignDecl) -> BackendResult<CampaignView> {
-        let problems = declaration_problems(&decl, self.sms_max_parts);
+        let problems = declaration_problems(&decl, self.sms_max_parts, &self.links);
         if !problems.is_empty() {
             return Err(BackendError::Invalid(problems));
         }
@@ -247,12 +244,17 @@ impl Backend for GatewayBackend {
             }
             None => None,
         };
-        let sms_template = match content.and_then(|c| c.sms.as_ref()) {
-            Some(c) => Some(
-                SmsTemplate::new(&c.from, &c.text, self.sms_max_parts)
-                    .map_err(BackendError::Internal)?,
-            ),
+        let sms_content = content.and_then(|c| c.sms.as_ref());
+        let sms_template = match sms_content {
+            Some(c) => {
+                Some(SmsTemplate::new(c, self.sms_max_parts).map_err(BackendError::Internal)?)
+            }
             None => None,
+        };
+        let longest_sms = |text: &str| {
+            let template = sms_content.map_or("", |c| c.text.as_str());
+            self.links
+                .longest_tracked_sms(template, text, Some(record.seq))
         };
         let mut result = UploadResult::default();
         let mut lines = Vec::with_capacity(batch.len());
@@ -271,7 +273,9 @@ impl Backend for GatewayBackend {
                     (ChannelKind::Sms, _) if !is_msisdn(&p.address) => {
                         Some(format!("address `{}` is not an E.164 number", p.address))
                     }
-                    (ChannelKind::Sms, _) => sms_template.as_ref().and_then(|t| t.check(&p).err()),
+                    (ChannelKind::Sms, _) => sms_template
+                        .as_ref()
+                        .and_then(|t| t.check(&p, longest_sms).err()),
                 }
             };
             match problem {
@@ -511,17 +515,48 @@ mod tests {
             "fallback": { "campaign": "bad id", "after": "six hours" }
         }))
         .expect("shape");
-        let problems = declaration_problems(&decl, 6);
+        let problems = declaration_problems(&decl, 6, &links());
         assert_eq!(problems.len(), 9, "{problems:#?}");
+    }
+
+    fn links() -> Links {
+        let keys = clicktrack::Keyring::from_spec("1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+            .expect("key");
+        Links::new(Arc::new(keys), "https://t.example").expect("links")
+    }
+
+    fn sms(text: &str, track_links: bool) -> SmsContent {
+        SmsContent {
+            from: "Sluice".into(),
+            text: text.into(),
+            track_links,
+        }
     }
 
     #[test]
     fn an_sms_text_too_long_even_without_fields_is_refused_with_its_part_count() {
         let long = "x".repeat(153 * 3 + 1);
-        let problem =
-            sms_content_problem("Sluice", &format!("{long}{{{{name}}}}"), 3).expect("too long");
+        let problem = sms_content_problem(&sms(&format!("{long}{{{{name}}}}"), false), 3, &links())
+            .expect("too long");
         assert!(problem.contains("needs 4 parts"), "{problem}");
-        assert_eq!(sms_content_problem("Sluice", "Hi {{name}}", 3), None);
-        assert!(sms_content_problem("not a sender!", "Hi", 3).is_some());
+        assert_eq!(
+            sms_content_problem(&sms("Hi {{name}}", false), 3, &links()),
+            None
+        );
+        let bad_sender = SmsContent {
+            from: "not a sender!".into(),
+            ..sms("Hi", false)
+        };
+        assert!(sms_content_problem(&bad_sender, 3, &links()).is_some());
+    }
+
+    #[test]
+    fn a_tracked_sms_is_checked_with_its_links_at_their_longest() {
+        // 160 characters fit one part; a short link grows to the tracking URL.
+        let text = format!("{} https://a.b/c", "x".repeat(160 - 14));
+        assert_eq!(text.len(), 160);
+        assert_eq!(sms_content_problem(&sms(&text, false), 1, &links()), None);
+        let problem = sms_content_problem(&sms(&text, true), 1, &links()).expect("too long");
+        assert!(problem.contains("needs 2 parts"), "{problem}");
     }
 }

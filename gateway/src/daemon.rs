@@ -115,6 +115,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             Duration::from_secs(config.dispatch.lease_secs) / 2,
             store.clone(),
             metrics.clone(),
+            links.clone(),
         )
         .map_err(RunError::Setup)?,
     );
@@ -147,6 +148,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         email: email.clone(),
         sms: sms.clone(),
         sms_max_parts: config.sms.max_parts,
+        links: links.clone(),
         metrics: metrics.clone(),
         wake: wake.clone(),
     });

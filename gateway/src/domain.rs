@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 /// A participant as uploaded: the wire type is the domain type.
 pub use admin_api::types::v1::ParticipantIn as Participant;
 pub use admin_api::types::v1::{
-    CampaignDecl, CampaignState, ChannelKind, Window as DeclaredWindow,
+    CampaignDecl, CampaignState, ChannelKind, SmsContent, Window as DeclaredWindow,
 };
 
 /// Milliseconds since the Unix epoch, UTC.

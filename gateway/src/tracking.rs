@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     channel::mail::Rendered,
-    domain::{CampaignRecord, Engaged, Engagement, MessageNo},
+    domain::{CampaignRecord, ChannelKind, Engaged, Engagement, MessageNo},
     store::Store,
 };
 
@@ -86,16 +86,7 @@ impl Links {
         tables
             .entry(campaign.seq)
             .or_insert_with(|| {
-                let email = campaign
-                    .decl
-                    .content
-                    .as_ref()
-                    .and_then(|c| c.email.as_ref());
-                let table = email.map_or_else(
-                    || Ok(LinkTable::new()),
-                    |e| LinkTable::from_template(Some(&e.text), e.html.as_deref()),
-                );
-                Arc::new(table.unwrap_or_else(|e| {
+                Arc::new(link_table(campaign).unwrap_or_else(|e| {
                     tracing::warn!(campaign = %campaign.id, error = %e, "links left untracked");
                     LinkTable::new()
                 }))
@@ -114,6 +105,43 @@ impl Links {
             mail.html = Some(self.rewriter.insert_open_pixel(&tracked, msg));
         }
         self.rewriter.list_unsubscribe(msg).list_unsubscribe
+    }
+
+    /// A rendered SMS text with its links rewritten to tracked ones.
+    pub fn track_sms(&self, campaign: &CampaignRecord, msg: MessageNo, text: &str) -> String {
+        let table = self.table(campaign);
+        self.rewriter.rewrite_text(text, &table, their(msg)).body
+    }
+
+    /// `text`, rendered from the SMS template `template`, with its links as
+    /// long as tracking can make them in campaign number `campaign` (any
+    /// campaign when `None`): to check its length before the message has a
+    /// number.
+    pub fn longest_tracked_sms(&self, template: &str, text: &str, campaign: Option<u32>) -> String {
+        let Ok(table) = LinkTable::from_template(Some(template), None) else {
+            return text.to_owned();
+        };
+        let last = MessageNo {
+            campaign: campaign.unwrap_or(u32::MAX),
+            participant: u32::MAX,
+        };
+        self.rewriter.rewrite_text(text, &table, their(last)).body
+    }
+}
+
+/// The links a campaign tracks, in order: those of an e-mail's text and HTML
+/// parts, and those of an SMS text that asks for tracking.
+fn link_table(campaign: &CampaignRecord) -> Result<LinkTable, clicktrack::Error> {
+    let content = campaign.decl.content.as_ref();
+    match campaign.decl.channel {
+        ChannelKind::Email => match content.and_then(|c| c.email.as_ref()) {
+            Some(e) => LinkTable::from_template(Some(&e.text), e.html.as_deref()),
+            None => Ok(LinkTable::new()),
+        },
+        ChannelKind::Sms => match content.and_then(|c| c.sms.as_ref()) {
+            Some(sms) if sms.track_links => LinkTable::from_template(Some(&sms.text), None),
+            _ => Ok(LinkTable::new()),
+        },
     }
 }
 

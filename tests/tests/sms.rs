@@ -1045,3 +1045,81 @@ fn an_smsc_over_tls_takes_the_campaign_and_sends_its_receipts_back() {
             .all(|r| r.short_message.ends_with(&[0x1B, 0x65]))
     );
 }
+
+/// The text of a GSM short_message made of URL characters: those with the
+/// same code in GSM 03.38 as in ASCII, and `_` (0x11 in GSM).
+fn gsm_url_text(octets: &[u8]) -> String {
+    octets
+        .iter()
+        .map(|&b| match b {
+            0x11 => '_',
+            b if b.is_ascii_alphanumeric() || b" .,:/?=&-".contains(&b) => char::from(b),
+            other => panic!("not a URL character in GSM: {other:#04X} in {octets:02X?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn links_of_an_sms_that_asks_for_tracking_become_short_tracked_links() {
+    const OFFER: &str = "https://telco.example/o?p=1";
+    let dir = tempfile::tempdir().unwrap();
+    let smsc = FakeSmsc::start(our_smsc());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let daemon = Daemon::start_with_env(
+        dir.path(),
+        &format!("[sms]\n\n{}", smsc_config(smsc.port(), "")),
+        &[
+            ("SMSC_PASSWORD", PASSWORD),
+            ("SLUICE_LISTEN__TRACKING", &format!("127.0.0.1:{port}")),
+            ("SLUICE_TRACKING__BASE_URL", &base),
+        ],
+    );
+    wait_ready(&daemon);
+    let text = format!("Hi {{{{name}}}}, see {OFFER} now");
+    for (id, track) in [("tracked", true), ("plain", false)] {
+        let decl = json!({"channel": "sms", "name": id, "content": {"sms": {
+            "from": "Sluice", "text": text, "track_links": track}}});
+        daemon.declare(id, &decl);
+    }
+    let one = |n: usize| json!({"customer": format!("c{n}"), "address": number(n), "fields": {"name": "Ann"}});
+    daemon.upload("tracked", &[one(0)]);
+    daemon.upload("plain", &[one(1)]);
+    daemon.start_campaign("tracked");
+    daemon.start_campaign("plain");
+    wait_facts(&daemon, "delivered", 2);
+
+    let received = smsc.observed().received;
+    let text_to = |n: usize| {
+        let sm = received
+            .iter()
+            .find(|r| r.destination_addr == wire(&number(n)))
+            .unwrap();
+        assert_eq!(sm.data_coding, 0, "still GSM 7-bit");
+        gsm_url_text(sm.body())
+    };
+    assert_eq!(text_to(1), format!("Hi Ann, see {OFFER} now"), "untracked");
+    let tracked = text_to(0);
+    let link = tracked
+        .strip_prefix(&format!("Hi Ann, see {base}/c/"))
+        .and_then(|rest| rest.strip_suffix(" now"))
+        .unwrap_or_else(|| panic!("not a tracked link: {tracked}"));
+    assert!(link.len() <= 32, "a short token: {link}");
+
+    let tracking = format!("127.0.0.1:{port}");
+    let click = sluice_e2e::request("GET", &tracking, &format!("/c/{link}"), &[], b"");
+    assert_eq!(click.status, 302);
+    assert_eq!(click.header("location"), Some(OFFER));
+    let clicked = wait_facts(&daemon, "clicked", 1);
+    assert_eq!(clicked[0]["customer"], "c0");
+    assert_eq!(clicked[0]["campaign"], "tracked");
+    assert_eq!(clicked[0]["url"], OFFER);
+    let audience = daemon
+        .get("/v1/campaigns/tracked/participants?outcome=clicked")
+        .text();
+    assert!(audience.contains("\"customer\":\"c0\""), "{audience}");
+}

@@ -73,6 +73,10 @@ pub struct Content {
 pub struct SmsContent {
     pub from: String,
     pub text: String,
+    /// Rewrite the text's http(s) links to short signed tracking links
+    /// (clicks become `clicked` facts), as e-mail links always are.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub track_links: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -37,10 +37,11 @@ use self::{
 use super::{Delivery, Parsed};
 use crate::{
     config::{Sms as SmsConfig, Smsc as SmscConfig},
-    domain::{CampaignRecord, Participant, Upstream},
+    domain::{CampaignRecord, Participant, SmsContent, Upstream},
     metrics::Metrics,
     store::{Claim, Store},
     template::{Escape, Template, missing_fields},
+    tracking::Links,
 };
 
 /// deliver_sm waiting for the intake at most; beyond, binds stop reading.
@@ -55,6 +56,8 @@ pub struct SmsChannel {
     max_parts: usize,
     references: References,
     templates: Parsed<SmsTemplate>,
+    /// Rewrites links of campaigns that track them.
+    links: Arc<Links>,
     turn: AtomicUsize,
     patience: Duration,
     stop: CancellationToken,
@@ -85,6 +88,7 @@ impl SmsChannel {
         patience: Duration,
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
+        links: Arc<Links>,
     ) -> Result<Self, String> {
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -135,6 +139,7 @@ impl SmsChannel {
             max_parts: config.max_parts,
             references: References::default(),
             templates: Parsed::default(),
+            links,
             turn: AtomicUsize::new(0),
             patience,
             stop,
@@ -176,7 +181,7 @@ impl SmsChannel {
         if let Err(reply) = template.check_fields(p) {
             return Delivery::Permanent { reply };
         }
-        let text = template.text.render(p, Escape::None);
+        let text = template.render(p, |text| self.links.track_sms(campaign, claim.msg, text));
         let reference = || self.references.next(&p.address);
         let parts = match text::encode(&text, reference, self.max_parts) {
             Ok(parts) => parts,
@@ -238,7 +243,7 @@ impl SmsChannel {
                 .as_ref()
                 .and_then(|c| c.sms.as_ref())
                 .ok_or_else(|| "campaign has no SMS content".to_owned())?;
-            SmsTemplate::new(&content.from, &content.text, self.max_parts)
+            SmsTemplate::new(content, self.max_parts)
         })
     }
 }
@@ -269,29 +274,58 @@ impl References {
 #[derive(Debug)]
 pub struct SmsTemplate {
     pub from: String,
-    pub text: Template,
+    text: Template,
+    /// Whether the text's links become tracked links (`track_links`).
+    track_links: bool,
     max_parts: usize,
 }
 
 impl SmsTemplate {
-    pub fn new(from: &str, text: &str, max_parts: usize) -> Result<Self, String> {
-        sender_problem(from).map_or(Ok(()), Err)?;
-        let template = Template::parse(text).map_err(|e| format!("content.sms.text: {e}"))?;
+    pub fn new(content: &SmsContent, max_parts: usize) -> Result<Self, String> {
+        sender_problem(&content.from).map_or(Ok(()), Err)?;
+        let template =
+            Template::parse(&content.text).map_err(|e| format!("content.sms.text: {e}"))?;
         Ok(Self {
-            from: from.to_owned(),
+            from: content.from.clone(),
             text: template,
+            track_links: content.track_links,
             max_parts,
         })
     }
 
-    /// Why this participant's message cannot be sent, if it cannot: a
-    /// missing field, or a personalised text needing too many parts.
-    pub fn check(&self, p: &Participant) -> Result<(), String> {
-        self.check_fields(p)?;
+    /// The text for `p`; when the campaign tracks links, `track` rewrites
+    /// them in the rendered text.
+    pub fn render(&self, p: &Participant, track: impl FnOnce(&str) -> String) -> String {
         let text = self.text.render(p, Escape::None);
-        text::check(&text, self.max_parts)
+        if self.track_links { track(&text) } else { text }
+    }
+
+    /// Why this participant's message cannot be sent, if it cannot: a
+    /// missing field, or a personalised text needing too many parts once
+    /// `longest` has given its links the longest form tracking can give them.
+    pub fn check(
+        &self,
+        p: &Participant,
+        longest: impl FnOnce(&str) -> String,
+    ) -> Result<(), String> {
+        self.check_fields(p)?;
+        text::check(&self.render(p, longest), self.max_parts)
             .map(drop)
             .map_err(|e| e.to_string())
+    }
+
+    /// Why no message of this template can be sent: its text without any
+    /// field needs too many parts (`longest` as for [`SmsTemplate::check`]).
+    pub fn problem(&self, longest: impl FnOnce(&str) -> String) -> Option<String> {
+        let nobody = Participant {
+            customer: String::new(),
+            address: String::new(),
+            segment: None,
+            fields: Default::default(),
+        };
+        text::check(&self.render(&nobody, longest), self.max_parts)
+            .err()
+            .map(|e| format!("content.sms.text: {e}"))
     }
 }
 
