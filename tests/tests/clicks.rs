@@ -78,14 +78,13 @@ fn links_redirect_and_clicks_opens_and_unsubscribes_become_facts() {
         "text": format!("See {OFFER} today."),
         "html": "<p><a href=\"https://telco.example/offer?plan=unlimited&amp;src=mail\">Offer</a> \
                  <a data-untracked href=\"https://telco.example/privacy\">Privacy</a></p>"}}});
-    assert_eq!(daemon.put_json("/v1/campaigns/clicks", &decl).status, 200);
-    let people = json!([{"customer": "ann", "address": "ann@example.org"}, {"customer": "bob", "address": "bob@example.org"}]);
-    daemon.post(
-        "/v1/campaigns/clicks/participants",
-        "application/json",
-        people.to_string().as_bytes(),
-    );
-    daemon.post("/v1/campaigns/clicks/start", "application/json", b"");
+    daemon.declare("clicks", &decl);
+    let people = [
+        json!({"customer": "ann", "address": "ann@example.org"}),
+        json!({"customer": "bob", "address": "bob@example.org"}),
+    ];
+    daemon.upload("clicks", &people);
+    daemon.start_campaign("clicks");
     daemon.wait_for_campaign("clicks", Duration::from_secs(60), |v| {
         v["state"] == "finished"
     });
@@ -183,13 +182,9 @@ fn links_redirect_and_clicks_opens_and_unsubscribes_become_facts() {
     assert_eq!(r.status, 200, "{}", r.text());
     wait_for_fact(&daemon, "unsubscribed", "ann");
     let again = json!({"channel": "email", "name": "next", "content": {"email": {"from": "o@telco.test", "subject": "s", "text": "t"}}});
-    daemon.put_json("/v1/campaigns/next", &again);
-    daemon.post(
-        "/v1/campaigns/next/participants",
-        "application/json",
-        people.to_string().as_bytes(),
-    );
-    daemon.post("/v1/campaigns/next/start", "application/json", b"");
+    daemon.declare("next", &again);
+    daemon.upload("next", &people);
+    daemon.start_campaign("next");
     daemon.wait_for_campaign("next", Duration::from_secs(60), |v| {
         v["state"] == "finished"
     });

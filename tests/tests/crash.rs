@@ -24,12 +24,7 @@ fn kill_9_mid_campaign_loses_nothing() {
     );
     let mut daemon = Daemon::start(dir.path(), &config);
     daemon.email_campaign("big", None, PARTICIPANTS);
-    assert_eq!(
-        daemon
-            .post("/v1/campaigns/big/start", "application/json", b"")
-            .status,
-        200
-    );
+    daemon.start_campaign("big");
 
     // Let a part of the campaign go out, then pull the plug.
     let start = std::time::Instant::now();
@@ -96,7 +91,7 @@ fn sigterm_finishes_in_flight_sends_and_exits_cleanly() {
     let config = relay_config(&peer);
     let mut daemon = Daemon::start(dir.path(), &config);
     daemon.email_campaign("t", None, 2000);
-    daemon.post("/v1/campaigns/t/start", "application/json", b"");
+    daemon.start_campaign("t");
     while peer.received().is_empty() {
         std::thread::sleep(Duration::from_millis(20));
     }

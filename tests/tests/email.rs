@@ -18,8 +18,8 @@ fn relay_config(peer: &SmtpPeer) -> String {
 }
 
 fn declare(daemon: &Daemon, id: &str) {
-    let r = daemon.put_json(
-        &format!("/v1/campaigns/{id}"),
+    daemon.declare(
+        id,
         &json!({
             "channel": "email",
             "name": "Unlimited plan",
@@ -32,7 +32,6 @@ fn declare(daemon: &Daemon, id: &str) {
             }}
         }),
     );
-    assert_eq!(r.status, 200, "{}", r.text());
 }
 
 fn finished(v: &serde_json::Value) -> bool {
@@ -55,14 +54,7 @@ fn personalised_mail_reaches_the_relay_and_every_fact_comes_back() {
         json!({"customer": "c4", "address": "dora@example.org", "fields": {"name": "Dora"}}),
         json!({"customer": "c1", "address": "ann@example.org", "fields": {"name": "Ann & <Bob>", "gb": 21}}),
     ];
-    let body: String = upload.iter().map(|l| format!("{l}\n")).collect();
-    let r = daemon.post(
-        "/v1/campaigns/stage1/participants",
-        "application/x-ndjson",
-        body.as_bytes(),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    let answer = r.json();
+    let answer = daemon.upload("stage1", &upload);
     assert_eq!(answer["accepted"], 2);
     assert_eq!(answer["duplicates"], 1);
     let rejected = answer["rejected"].as_array().unwrap();
@@ -77,12 +69,7 @@ fn personalised_mail_reaches_the_relay_and_every_fact_comes_back() {
     assert_eq!(rejected[1]["line"], 4);
     assert!(rejected[1]["error"].as_str().unwrap().contains("`gb`"));
 
-    assert_eq!(
-        daemon
-            .post("/v1/campaigns/stage1/start", "application/json", b"")
-            .status,
-        200
-    );
+    daemon.start_campaign("stage1");
     let state = daemon.wait_for_campaign("stage1", Duration::from_secs(60), finished);
     assert_eq!(state["counts"]["submitted"], 2, "{state}");
 
@@ -209,18 +196,8 @@ fn temporary_failures_are_retried_and_permanent_ones_fail() {
         json!({"customer": "never", "address": "full-never@example.org", "fields": {"name": "N", "gb": 1}}),
         json!({"customer": "gone", "address": "reject-gone@example.org", "fields": {"name": "G", "gb": 1}}),
     ];
-    let r = daemon.post(
-        "/v1/campaigns/retry/participants",
-        "application/json",
-        json!(body).to_string().as_bytes(),
-    );
-    assert_eq!(r.json()["accepted"], 3);
-    assert_eq!(
-        daemon
-            .post("/v1/campaigns/retry/start", "application/json", b"")
-            .status,
-        200
-    );
+    assert_eq!(daemon.upload("retry", &body)["accepted"], 3);
+    daemon.start_campaign("retry");
     let state = daemon.wait_for_campaign("retry", Duration::from_secs(60), finished);
     assert_eq!(state["counts"]["submitted"], 1, "{state}");
     assert_eq!(state["counts"]["failed"], 1, "{state}");
@@ -361,19 +338,11 @@ fn a_relay_that_is_down_gets_the_messages_once_it_is_up() {
     );
     let daemon = Daemon::start(dir.path(), &config);
     declare(&daemon, "down");
-    let body =
-        json!([{"customer": "a", "address": "a@example.org", "fields": {"name": "A", "gb": 2}}]);
-    daemon.post(
-        "/v1/campaigns/down/participants",
-        "application/json",
-        body.to_string().as_bytes(),
+    daemon.upload(
+        "down",
+        &[json!({"customer": "a", "address": "a@example.org", "fields": {"name": "A", "gb": 2}})],
     );
-    assert_eq!(
-        daemon
-            .post("/v1/campaigns/down/start", "application/json", b"")
-            .status,
-        200
-    );
+    daemon.start_campaign("down");
     let start = std::time::Instant::now();
     while !daemon
         .all_events()

@@ -24,12 +24,7 @@ fn pause_stops_sending_within_a_second_and_resume_finishes() {
     );
     let daemon = Daemon::start(dir.path(), &config);
     daemon.email_campaign("p", None, 3000);
-    assert_eq!(
-        daemon
-            .post("/v1/campaigns/p/start", "application/json", b"")
-            .status,
-        200
-    );
+    daemon.start_campaign("p");
     while peer.received().len() < 20 {
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -79,12 +74,7 @@ fn nothing_is_sent_before_the_window_opens() {
     let daemon = Daemon::start(dir.path(), &config);
     let opens = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2);
     daemon.email_campaign("w", Some(json!({"start": opens.to_string()})), 5);
-    assert_eq!(
-        daemon
-            .post("/v1/campaigns/w/start", "application/json", b"")
-            .status,
-        200
-    );
+    daemon.start_campaign("w");
     std::thread::sleep(Duration::from_millis(500));
     assert!(peer.received().is_empty(), "sent before the window opened");
     daemon.wait_for_campaign("w", Duration::from_secs(30), |v| v["state"] == "finished");
@@ -114,7 +104,7 @@ fn webhooks_deliver_every_fact_signed_and_retry_until_accepted() {
     );
     let daemon = Daemon::start_with_env(dir.path(), &config, &[("HOOK_SECRET", "s3cret")]);
     daemon.email_campaign("h", None, 30);
-    daemon.post("/v1/campaigns/h/start", "application/json", b"");
+    daemon.start_campaign("h");
     daemon.wait_for_campaign("h", Duration::from_secs(60), |v| v["state"] == "finished");
     let facts = daemon.all_events();
     assert_eq!(facts.len(), 60, "30 accepted + 30 submitted");

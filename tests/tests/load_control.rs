@@ -16,15 +16,6 @@ fn set_limits(daemon: &Daemon, limits: serde_json::Value) {
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
-fn start(daemon: &Daemon, id: &str) {
-    let r = daemon.post(
-        &format!("/v1/campaigns/{id}/start"),
-        "application/json",
-        b"",
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-}
-
 fn finished(v: &serde_json::Value) -> bool {
     v["state"] == "finished"
 }
@@ -49,7 +40,7 @@ fn a_rate_limited_channel_sends_at_its_rate() {
         json!({"rate_per_sec": 20, "burst": 2, "tz": "UTC"}),
     );
     daemon.email_campaign("rate", None, 101);
-    start(&daemon, "rate");
+    daemon.start_campaign("rate");
     daemon.wait_for_campaign("rate", Duration::from_secs(60), finished);
     let mut at: Vec<jiff::Timestamp> = facts(&daemon, "rate", "submitted")
         .iter()
@@ -81,7 +72,7 @@ fn nothing_is_sent_on_an_exclusion_day() {
         json!({"rate_per_sec": 100, "tz": "UTC", "exclusion_days": [today]}),
     );
     daemon.email_campaign("x", None, 5);
-    start(&daemon, "x");
+    daemon.start_campaign("x");
     std::thread::sleep(Duration::from_millis(1500));
     assert!(peer.received().is_empty(), "sent on an exclusion day");
     let state = daemon.get("/v1/campaigns/x").json();
@@ -106,7 +97,7 @@ fn a_full_cap_stays_full_after_a_crash() {
         json!({"rate_per_sec": 1000, "tz": "UTC", "caps": [{"max": 3}]}),
     );
     daemon.email_campaign("capped", None, 6);
-    start(&daemon, "capped");
+    daemon.start_campaign("capped");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while facts(&daemon, "capped", "submitted").len() < 3 {
         assert!(std::time::Instant::now() < deadline, "3 never went");
@@ -138,12 +129,12 @@ fn quotas_suppress_a_second_campaign_and_survive_a_restart() {
         json!({"rate_per_sec": 1000, "tz": "UTC", "quotas": {"*": {"max": 1, "per": "P1D"}}}),
     );
     daemon.email_campaign("first", None, 5);
-    start(&daemon, "first");
+    daemon.start_campaign("first");
     daemon.wait_for_campaign("first", Duration::from_secs(30), finished);
     assert_eq!(peer.received().len(), 5);
 
     daemon.email_campaign("second", None, 5);
-    start(&daemon, "second");
+    daemon.start_campaign("second");
     let state = daemon.wait_for_campaign("second", Duration::from_secs(30), finished);
     assert_eq!(state["counts"]["suppressed"], 5, "{state}");
     assert!(
@@ -155,7 +146,7 @@ fn quotas_suppress_a_second_campaign_and_survive_a_restart() {
     daemon.kill9();
     daemon.restart();
     daemon.email_campaign("third", None, 5);
-    start(&daemon, "third");
+    daemon.start_campaign("third");
     let state = daemon.wait_for_campaign("third", Duration::from_secs(30), finished);
     assert_eq!(
         state["counts"]["suppressed"], 5,
@@ -190,7 +181,7 @@ fn blacklisted_customers_and_addresses_receive_nothing() {
         "blacklisted"
     );
     daemon.email_campaign("b", None, 4);
-    start(&daemon, "b");
+    daemon.start_campaign("b");
     daemon.wait_for_campaign("b", Duration::from_secs(30), finished);
     let mut got: Vec<String> = peer
         .received()
@@ -278,7 +269,7 @@ fn the_dispatcher_follows_the_stored_plan() {
     );
 
     // The cap alone would let `later` send today; the plan holds it back.
-    start(&daemon, "later");
+    daemon.start_campaign("later");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(peer.received().len(), 0, "`later` sent against the plan");
     let deferred = daemon
@@ -295,7 +286,7 @@ fn the_dispatcher_follows_the_stored_plan() {
     assert!(deferred >= 3.0, "deferred by the plan: {deferred}");
 
     // The campaign the plan gives today's hours to goes out.
-    start(&daemon, "urgent");
+    daemon.start_campaign("urgent");
     daemon.wait_for_campaign("urgent", Duration::from_secs(30), finished);
     assert_eq!(facts(&daemon, "urgent", "submitted").len(), 5);
     assert_eq!(facts(&daemon, "later", "submitted").len(), 0);

@@ -12,8 +12,7 @@ use sluice_e2e::{Daemon, require};
 fn declare(daemon: &Daemon, id: &str, participants: u64, priority: u8, start: &str, end: &str) {
     let decl = json!({"channel": "email", "name": id, "expected_participants": participants, "priority": priority,
         "window": {"start": start, "end": end, "tz": "Europe/Berlin", "hours": ["00:00-24:00"]}});
-    let r = daemon.put_json(&format!("/v1/campaigns/{id}"), &decl);
-    assert_eq!(r.status, 200, "{}", r.text());
+    daemon.declare(id, &decl);
 }
 
 #[test]
