@@ -93,7 +93,13 @@ impl GatewayBackend {
 }
 
 /// Every problem of a declaration, each naming its field.
-fn declaration_problems(decl: &CampaignDecl, sms_max_parts: usize, links: &Links) -> Vec<String> {
+/// `seq` is the campaign's number (the next one for a new campaign).
+fn declaration_problems(
+    decl: &CampaignDecl,
+    seq: u32,
+    sms_max_parts: usize,
+    links: &Links,
+) -> Vec<String> {
     let mut problems = Vec::new();
     if decl.name.trim().is_empty() {
         problems.push("name: must not be empty".into());
@@ -139,7 +145,7 @@ fn declaration_problems(decl: &CampaignDecl, sms_max_parts: usize, links: &Links
             problems.extend(p);
         }
         if let (ChannelKind::Sms, Some(sms)) = (decl.channel, &content.sms) {
-            problems.extend(sms_content_problem(sms, sms_max_parts, links));
+            problems.extend(sms_content_problem(sms, seq, sms_max_parts, links));
         }
     }
     if let Some(f) = &decl.fallback {
@@ -179,14 +185,17 @@ fn window_problems(w: &DeclaredWindow) -> Vec<String> {
 /// An SMS declaration's sender and text: the text with every field left
 /// empty must already fit in `max_parts` (personalised texts are checked
 /// again at upload).
-/// Why an SMS content cannot be sent to anyone: a bad sender, a text that
-/// does not parse or needs too many parts even without its fields (with
-/// tracked links at their longest).
-fn sms_content_problem(content: &SmsContent, max_parts: usize, links: &Links) -> Option<String> {
+/// Why an SMS content of campaign number `seq` cannot be sent to anyone: a
+/// bad sender, a text that does not parse or needs too many parts even
+/// without its fields (with tracked links at their longest).
+fn sms_content_problem(
+    content: &SmsContent,
+    seq: u32,
+    max_parts: usize,
+    links: &Links,
+) -> Option<String> {
     match SmsTemplate::new(content, max_parts) {
-        Ok(template) => {
-            template.problem(|text| links.longest_tracked_sms(&content.text, text, None))
-        }
+        Ok(template) => template.problem(|text| links.longest_sms(content, text, seq)),
         Err(e) => Some(e),
     }
 }
@@ -201,11 +210,26 @@ fn is_msisdn(address: &str) -> bool {
 #[async_trait]
 impl Backend for GatewayBackend {
     async fn declare(&self, id: &str, decl: CampaignDecl) -> BackendResult<CampaignView> {
-        let problems = declaration_problems(&decl, self.sms_max_parts, &self.links);
+        let existing = self.store.campaign(id);
+        // A new campaign gets the next number (should a concurrent
+        // declaration take it, the length check is off by the tokens' length
+        // difference between two neighbouring campaign numbers: nil).
+        let seq = existing.as_ref().map_or_else(
+            || {
+                self.store
+                    .campaigns()
+                    .iter()
+                    .map(|c| c.seq + 1)
+                    .max()
+                    .unwrap_or(0)
+            },
+            |c| c.seq,
+        );
+        let problems = declaration_problems(&decl, seq, self.sms_max_parts, &self.links);
         if !problems.is_empty() {
             return Err(BackendError::Invalid(problems));
         }
-        if let Some(existing) = self.store.campaign(id) {
+        if let Some(existing) = existing {
             if existing.state != CampaignState::Declared {
                 return Err(BackendError::Conflict(format!(
                     "campaign `{id}` is {:?}; a declaration can change only before start",
@@ -251,10 +275,9 @@ impl Backend for GatewayBackend {
             }
             None => None,
         };
-        let longest_sms = |text: &str| {
-            let template = sms_content.map_or("", |c| c.text.as_str());
-            self.links
-                .longest_tracked_sms(template, text, Some(record.seq))
+        let longest_sms = |text: &str| match sms_content {
+            Some(c) => self.links.longest_sms(c, text, record.seq),
+            None => text.to_owned(),
         };
         let mut result = UploadResult::default();
         let mut lines = Vec::with_capacity(batch.len());
@@ -515,7 +538,7 @@ mod tests {
             "fallback": { "campaign": "bad id", "after": "six hours" }
         }))
         .expect("shape");
-        let problems = declaration_problems(&decl, 6, &links());
+        let problems = declaration_problems(&decl, 0, 6, &links());
         assert_eq!(problems.len(), 9, "{problems:#?}");
     }
 
@@ -536,18 +559,19 @@ mod tests {
     #[test]
     fn an_sms_text_too_long_even_without_fields_is_refused_with_its_part_count() {
         let long = "x".repeat(153 * 3 + 1);
-        let problem = sms_content_problem(&sms(&format!("{long}{{{{name}}}}"), false), 3, &links())
-            .expect("too long");
+        let problem =
+            sms_content_problem(&sms(&format!("{long}{{{{name}}}}"), false), 0, 3, &links())
+                .expect("too long");
         assert!(problem.contains("needs 4 parts"), "{problem}");
         assert_eq!(
-            sms_content_problem(&sms("Hi {{name}}", false), 3, &links()),
+            sms_content_problem(&sms("Hi {{name}}", false), 0, 3, &links()),
             None
         );
         let bad_sender = SmsContent {
             from: "not a sender!".into(),
             ..sms("Hi", false)
         };
-        assert!(sms_content_problem(&bad_sender, 3, &links()).is_some());
+        assert!(sms_content_problem(&bad_sender, 0, 3, &links()).is_some());
     }
 
     #[test]
@@ -555,8 +579,11 @@ mod tests {
         // 160 characters fit one part; a short link grows to the tracking URL.
         let text = format!("{} https://a.b/c", "x".repeat(160 - 14));
         assert_eq!(text.len(), 160);
-        assert_eq!(sms_content_problem(&sms(&text, false), 1, &links()), None);
-        let problem = sms_content_problem(&sms(&text, true), 1, &links()).expect("too long");
+        assert_eq!(
+            sms_content_problem(&sms(&text, false), 0, 1, &links()),
+            None
+        );
+        let problem = sms_content_problem(&sms(&text, true), 0, 1, &links()).expect("too long");
         assert!(problem.contains("needs 2 parts"), "{problem}");
     }
 }

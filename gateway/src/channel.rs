@@ -58,15 +58,16 @@ pub enum Delivery {
     /// an SMSC's permanent error).
     Permanent { reply: String },
     /// An SMTP relay refused it, answering the command of `phase` with
-    /// `code`: 4xx try again later, 5xx for good. The bounce rules read
-    /// `reply` (and `phase`: "user unknown" at MAIL FROM is about our
-    /// sender, not the recipient).
+    /// `code` (4xx or 5xx). The bounce rules read `reply` and `phase` ("user
+    /// unknown" at MAIL FROM is about our sender, not the recipient): a hard
+    /// bounce is final, a soft one or a 4xx is tried again while attempts
+    /// are left.
     Refused {
         reply: String,
         code: u16,
         phase: bounce::Phase,
     },
-    /// Try again later (4xx, connection lost, timeout).
+    /// Try again later (connection lost, timeout, an SMSC's temporary error).
     Transient {
         reply: String,
         retry_after: Option<Duration>,

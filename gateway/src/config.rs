@@ -103,6 +103,9 @@ pub struct Tracking {
     pub max_connections: usize,
 }
 
+/// Most connections `tracking.max_connections` may allow.
+pub const MAX_TRACKING_CONNECTIONS: usize = 1_000_000;
+
 impl Default for Tracking {
     fn default() -> Self {
         Self {
@@ -513,8 +516,10 @@ impl Config {
                 self.tracking.base_url
             ));
         }
-        if self.tracking.max_connections == 0 {
-            problems.push("tracking.max_connections: must be > 0".into());
+        if !(1..=MAX_TRACKING_CONNECTIONS).contains(&self.tracking.max_connections) {
+            problems.push(format!(
+                "tracking.max_connections: must be 1..={MAX_TRACKING_CONNECTIONS}"
+            ));
         }
         if self.email.bounce_domain.is_empty() || self.email.bounce_domain.contains(['@', ' ']) {
             problems.push(format!(
@@ -579,7 +584,8 @@ impl Config {
                     w.url
                 ));
             }
-            if w.ca_file.is_some() && !w.url.starts_with("https://") {
+            let https = uri.as_ref().is_ok_and(|u| u.scheme_str() == Some("https"));
+            if w.ca_file.is_some() && !https {
                 problems.push(format!("webhooks[{i}].ca_file: only for https:// URLs"));
             }
             if w.batch == 0 {
@@ -677,6 +683,7 @@ mod tests {
         assert!(check("http://127.0.0.1:9000/hook", ""));
         assert!(check("https://crm.example:8443/hook", ""));
         assert!(check("https://crm.example/hook", "ca_file = \"ca.pem\""));
+        assert!(check("HTTPS://crm.example/hook", "ca_file = \"ca.pem\""));
         for url in ["ftp://crm.example/", "https://", "crm.example/hook", ""] {
             assert!(!check(url, ""), "{url}");
         }

@@ -67,6 +67,38 @@ impl Running {
     }
 }
 
+/// Files the daemon needs besides tracking connections: the store's
+/// tables and journals, relay and SMSC connections, API clients.
+const FILES_BESIDES_TRACKING: u64 = 512;
+
+/// Warns when the open-file limit cannot hold `tracking.max_connections`
+/// connections and what the rest of the daemon needs: a connection flood
+/// would then starve the store and the upstreams after all.
+fn warn_if_files_run_short(max_connections: usize) {
+    let Some(limit) = open_file_limit() else {
+        return;
+    };
+    let wanted = max_connections as u64 + FILES_BESIDES_TRACKING;
+    if wanted > limit {
+        tracing::warn!(
+            limit,
+            max_connections,
+            "the open-file limit (ulimit -n) is below tracking.max_connections plus {FILES_BESIDES_TRACKING}: raise it or lower tracking.max_connections"
+        );
+    }
+}
+
+/// The process's soft limit on open files, where the system says (Linux).
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Serves until `shutdown` is cancelled, then shuts down gracefully.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
     let running = start(config, shutdown.clone()).await?;
@@ -164,6 +196,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         .local_addr()
         .map_err(|e| RunError::Setup(e.to_string()))?;
     let tracking_listener = bind("tracking", &config.listen.tracking).await?;
+    warn_if_files_run_short(config.tracking.max_connections);
     let tracking_addr = tracking_listener
         .local_addr()
         .map_err(|e| RunError::Setup(e.to_string()))?;
@@ -301,4 +334,14 @@ async fn return_path_secret(config: &Config, store: &dyn Store) -> Result<Vec<u8
     let secret: [u8; 32] = rand::random();
     store.put_meta(RETURN_PATH_SECRET, secret.to_vec()).await?;
     Ok(secret.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_open_file_limit_is_read_where_linux_tells_it() {
+        if cfg!(target_os = "linux") {
+            assert!(super::open_file_limit().is_some_and(|n| n > 0));
+        }
+    }
 }

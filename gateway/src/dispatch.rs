@@ -92,13 +92,10 @@ impl Dispatcher {
             Arc::new(Semaphore::new(4 * self.sms.capacity().max(1))),
         ];
         let sends = TaskTracker::new();
-        let mut checkpointed = Instant::now();
+        // On a timer of its own: a tick can wait for send permits far longer.
+        let checkpoints = tokio::spawn(checkpoint_until(self.policy.clone(), shutdown.clone()));
         while !shutdown.is_cancelled() {
             let progress = self.tick(&permits, &sends, &shutdown).await;
-            if checkpointed.elapsed() >= CHECKPOINT_EVERY {
-                self.checkpoint().await;
-                checkpointed = Instant::now();
-            }
             if progress.done == 0 {
                 // Nothing went: wait for news, the next deferred message, or a tick.
                 let idle = progress.next_due.map_or(IDLE_TICK, |due| {
@@ -113,16 +110,11 @@ impl Dispatcher {
         }
         sends.close();
         sends.wait().await;
-        self.checkpoint().await;
+        // The last checkpoint, once nothing is admitted any more.
+        let _ = checkpoints.await;
+        checkpoint(&self.policy).await;
         self.email.relays.close().await;
         self.sms.close().await;
-    }
-
-    /// Persists load control's counters (caps, plan hours).
-    async fn checkpoint(&self) {
-        if let Err(e) = self.policy.checkpoint(now_ms()).await {
-            tracing::warn!(error = %e, "load-control counters not persisted; retried in a second");
-        }
     }
 
     /// One pass over the running campaigns.
@@ -509,6 +501,25 @@ impl SendJob {
                 detail: Map::new(),
             },
         }
+    }
+}
+
+/// Persists load control's counters (caps, plan hours) every
+/// [`CHECKPOINT_EVERY`] until `shutdown`.
+async fn checkpoint_until(policy: Arc<Policy>, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = every.tick() => checkpoint(&policy).await,
+        }
+    }
+}
+
+async fn checkpoint(policy: &Policy) {
+    if let Err(e) = policy.checkpoint(now_ms()).await {
+        tracing::warn!(error = %e, "load-control counters not persisted; retried in a second");
     }
 }
 

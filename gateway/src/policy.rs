@@ -66,6 +66,14 @@ pub struct Policy {
     checkpointed: Mutex<HashMap<String, Vec<u8>>>,
 }
 
+/// A channel's cap counters as persisted, with the time zone whose days
+/// they count: counters of another zone's days are not restored.
+#[derive(Default, Serialize, Deserialize)]
+struct StoredCaps {
+    tz: String,
+    counts: Vec<StoredCapCount>,
+}
+
 /// A cap's counter as persisted: with the cap's definition rather than its
 /// index, so that a counter never lands on another cap once limits change.
 #[derive(Serialize, Deserialize)]
@@ -119,7 +127,7 @@ impl Policy {
                 let mut schedule = Schedule::new(&plan);
                 let key = plan_sent_key(channel);
                 if let Some(raw) = store.meta(&key)? {
-                    for sent in stored_counters::<SentInHour>(&key, &raw) {
+                    for sent in stored_counters::<Vec<SentInHour>>(&key, &raw) {
                         schedule.restore(&sent);
                     }
                     checkpointed.insert(key, raw);
@@ -141,7 +149,9 @@ impl Policy {
             }
             let key = caps_key(channel);
             if let Some(raw) = store.meta(&key)? {
-                for stored in stored_counters::<StoredCapCount>(&key, &raw) {
+                let caps = stored_counters::<StoredCaps>(&key, &raw);
+                let same_days = caps.tz == limits.tz;
+                for stored in caps.counts.into_iter().filter(|_| same_days) {
                     // A cap no longer in the limits has nothing to restore.
                     if let Some(cap) = limits.caps.iter().position(|c| *c == stored.cap) {
                         policy.admission.restore_cap_count(CapCount {
@@ -182,18 +192,21 @@ impl Policy {
     fn counters(&self, now: Millis) -> Vec<(String, Vec<u8>)> {
         let mut counters = Vec::new();
         for (&channel, policy) in self.lock_channels().iter() {
-            let caps: Vec<StoredCapCount> = policy
-                .admission
-                .cap_counts()
-                .into_iter()
-                .filter_map(|c| {
-                    Some(StoredCapCount {
-                        cap: policy.limits.caps.get(c.cap)?.clone(),
-                        day: c.day,
-                        count: c.count,
+            let caps = StoredCaps {
+                tz: policy.limits.tz.clone(),
+                counts: policy
+                    .admission
+                    .cap_counts()
+                    .into_iter()
+                    .filter_map(|c| {
+                        Some(StoredCapCount {
+                            cap: policy.limits.caps.get(c.cap)?.clone(),
+                            day: c.day,
+                            count: c.count,
+                        })
                     })
-                })
-                .collect();
+                    .collect(),
+            };
             counters.push((caps_key(channel), json_bytes(&caps)));
         }
         for (&channel, schedule) in self.lock_schedules().iter() {
@@ -357,10 +370,10 @@ impl Policy {
 
 /// Counters persisted under `key`; none (and a warning) if they do not
 /// parse, as a lost checkpoint would leave them.
-fn stored_counters<T: serde::de::DeserializeOwned>(key: &str, raw: &[u8]) -> Vec<T> {
+fn stored_counters<T: serde::de::DeserializeOwned + Default>(key: &str, raw: &[u8]) -> T {
     serde_json::from_slice(raw).unwrap_or_else(|e| {
         tracing::warn!(key, error = %e, "stored counters unreadable; counting from zero");
-        Vec::new()
+        T::default()
     })
 }
 

@@ -1,6 +1,7 @@
-//! Click tracking in the daemon: links of sent mail are rewritten to signed
-//! tracking URLs (with an open pixel and RFC 8058 `List-Unsubscribe`), and
-//! the public tracking listener's clicks, opens and unsubscribes become facts.
+//! Click tracking in the daemon: links of sent mail (and of SMS texts that
+//! ask for it) are rewritten to signed tracking URLs (mail also gets an open
+//! pixel and RFC 8058 `List-Unsubscribe`), and the public tracking
+//! listener's clicks, opens and unsubscribes become facts.
 //!
 //! A campaign's link table is derived from its stored declaration (the
 //! template's URLs in order), so it is as durable as the campaign. Events are
@@ -22,7 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     channel::mail::Rendered,
-    domain::{CampaignRecord, ChannelKind, Engaged, Engagement, MessageNo},
+    domain::{CampaignRecord, ChannelKind, Engaged, Engagement, MessageNo, SmsContent},
     store::Store,
 };
 
@@ -107,22 +108,22 @@ impl Links {
         self.rewriter.list_unsubscribe(msg).list_unsubscribe
     }
 
-    /// A rendered SMS text with its links rewritten to tracked ones.
+    /// A rendered SMS text with its links finished: rewritten to tracked
+    /// ones when the campaign asks for it, `{{untracked:URL}}` markers
+    /// removed in any case.
     pub fn track_sms(&self, campaign: &CampaignRecord, msg: MessageNo, text: &str) -> String {
         let table = self.table(campaign);
         self.rewriter.rewrite_text(text, &table, their(msg)).body
     }
 
-    /// `text`, rendered from the SMS template `template`, with its links as
-    /// long as tracking can make them in campaign number `campaign` (any
-    /// campaign when `None`): to check its length before the message has a
-    /// number.
-    pub fn longest_tracked_sms(&self, template: &str, text: &str, campaign: Option<u32>) -> String {
-        let Ok(table) = LinkTable::from_template(Some(template), None) else {
-            return text.to_owned();
-        };
+    /// `text`, rendered from `content`, with its links finished as
+    /// [`Links::track_sms`] would in campaign number `campaign`, tracked ones
+    /// as long as tracking can make them: to check its length before the
+    /// message has a number.
+    pub fn longest_sms(&self, content: &SmsContent, text: &str, campaign: u32) -> String {
+        let table = sms_table(content).unwrap_or_default();
         let last = MessageNo {
-            campaign: campaign.unwrap_or(u32::MAX),
+            campaign,
             participant: u32::MAX,
         };
         self.rewriter.rewrite_text(text, &table, their(last)).body
@@ -138,10 +139,18 @@ fn link_table(campaign: &CampaignRecord) -> Result<LinkTable, clicktrack::Error>
             Some(e) => LinkTable::from_template(Some(&e.text), e.html.as_deref()),
             None => Ok(LinkTable::new()),
         },
-        ChannelKind::Sms => match content.and_then(|c| c.sms.as_ref()) {
-            Some(sms) if sms.track_links => LinkTable::from_template(Some(&sms.text), None),
-            _ => Ok(LinkTable::new()),
-        },
+        ChannelKind::Sms => content
+            .and_then(|c| c.sms.as_ref())
+            .map_or_else(|| Ok(LinkTable::new()), sms_table),
+    }
+}
+
+/// The links an SMS text tracks: none unless it asks for tracking.
+fn sms_table(content: &SmsContent) -> Result<LinkTable, clicktrack::Error> {
+    if content.track_links {
+        LinkTable::from_template(Some(&content.text), None)
+    } else {
+        Ok(LinkTable::new())
     }
 }
 
@@ -240,5 +249,67 @@ pub async fn write_events(mut rx: mpsc::Receiver<TrackingEvent>, store: Arc<dyn 
         if let Err(e) = store.engage(items).await {
             tracing::error!(error = %e, "tracking events not recorded");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn links() -> Links {
+        let keys =
+            Keyring::from_spec("1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").expect("key");
+        Links::new(Arc::new(keys), "https://t.example").expect("links")
+    }
+
+    fn sms_campaign(seq: u32, text: &str, track_links: bool) -> (CampaignRecord, SmsContent) {
+        let content = SmsContent {
+            from: "Sluice".into(),
+            text: text.into(),
+            track_links,
+        };
+        let decl = serde_json::from_value(json!({"channel": "sms", "name": "s",
+            "content": {"sms": content}}))
+        .expect("declaration");
+        let record = CampaignRecord {
+            id: "s".into(),
+            seq,
+            state: crate::domain::CampaignState::Running,
+            decl,
+        };
+        (record, content)
+    }
+
+    #[test]
+    fn an_sms_checked_at_its_longest_is_never_shorter_than_one_sent() {
+        let links = links();
+        let text = "Go https://a.example/x or https://b.example/y?z=1 now";
+        for seq in [0, 1, 300, u32::MAX] {
+            let (campaign, content) = sms_campaign(seq, text, true);
+            let longest = links.longest_sms(&content, text, seq);
+            for participant in [0, 1, 200, 70_000, u32::MAX] {
+                let msg = MessageNo {
+                    campaign: seq,
+                    participant,
+                };
+                let sent = links.track_sms(&campaign, msg, text);
+                assert!(!sent.contains("a.example"), "tracked: {sent}");
+                assert!(sent.len() <= longest.len(), "{sent} vs {longest}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_untracked_sms_keeps_its_links_and_loses_the_markers() {
+        let links = links();
+        let text = "See https://a.example/x and {{untracked:https://b.example/y}}";
+        let (campaign, content) = sms_campaign(2, text, false);
+        let want = "See https://a.example/x and https://b.example/y";
+        let msg = MessageNo {
+            campaign: 2,
+            participant: 7,
+        };
+        assert_eq!(links.track_sms(&campaign, msg, text), want);
+        assert_eq!(links.longest_sms(&content, text, 2), want);
     }
 }

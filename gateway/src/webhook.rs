@@ -4,7 +4,7 @@
 //! back-off until a 2xx. Its cursor is durable, so a restart resumes where
 //! the last acknowledged batch ended (at-least-once).
 
-use std::{sync::Arc, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
@@ -39,35 +39,56 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
 pub type WebClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// The client for `config`'s endpoint: https verified against the system's
-/// trust store, or against `ca_file` alone when it is set.
+/// trust store, or against `ca_file` alone when it is set. An http endpoint
+/// needs no trust store at all.
 pub fn client(config: &Webhook) -> Result<WebClient, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = HttpsConnectorBuilder::new();
+    let https = config
+        .url
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
     let builder = match &config.ca_file {
-        None => builder
+        Some(path) => builder.with_tls_config(
+            tls_trusting(provider, &roots_in(path)?)
+                .map_err(|e| format!("{}: {e}", path.display()))?,
+        ),
+        None if https => builder
             .with_provider_and_platform_verifier(provider)
             .map_err(|e| format!("the system's trust store: {e}"))?,
-        Some(path) => {
-            let unreadable = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_file_iter(path).map_err(|e| unreadable(&e))? {
-                roots
-                    .add(cert.map_err(|e| unreadable(&e))?)
-                    .map_err(|e| unreadable(&e))?;
-            }
-            if roots.is_empty() {
-                return Err(unreadable(&"no certificate in it"));
-            }
-            let tls = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            builder.with_tls_config(tls)
-        }
+        None => builder.with_tls_config(tls_trusting(provider, &[])?),
     };
     let connector = builder.https_or_http().enable_http1().build();
     Ok(Client::builder(TokioExecutor::new()).build(connector))
+}
+
+/// The certificates of the PEM file at `path`; at least one.
+fn roots_in(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let unreadable = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| unreadable(&e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| unreadable(&e))?;
+    if certs.is_empty() {
+        return Err(unreadable(&"no certificate in it"));
+    }
+    Ok(certs)
+}
+
+/// A TLS client configuration trusting `roots` alone.
+fn tls_trusting(
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    roots: &[CertificateDer<'static>],
+) -> Result<rustls::ClientConfig, String> {
+    let mut store = rustls::RootCertStore::empty();
+    for cert in roots {
+        store.add(cert.clone()).map_err(|e| e.to_string())?;
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(store)
+        .with_no_client_auth())
 }
 
 pub struct WebhookSender {

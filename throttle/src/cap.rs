@@ -181,7 +181,6 @@ pub(crate) fn contradictions(caps: &[(usize, Cap)]) -> Vec<Problem> {
     out
 }
 
-/// One active period instance: cap index, local date, messages counted.
 /// Messages counted against cap number `cap` (its index in
 /// [`Limits::caps`](crate::Limits::caps)) on local `day`: what a restart
 /// must restore so that a cap's period is not counted from zero again.
@@ -192,6 +191,7 @@ pub struct CapCount {
     pub count: u64,
 }
 
+/// One active period instance: cap index, local date, messages counted.
 #[derive(Debug, Clone, Copy)]
 struct Active {
     cap: usize,

@@ -275,8 +275,6 @@ impl References {
 pub struct SmsTemplate {
     pub from: String,
     text: Template,
-    /// Whether the text's links become tracked links (`track_links`).
-    track_links: bool,
     max_parts: usize,
 }
 
@@ -288,21 +286,20 @@ impl SmsTemplate {
         Ok(Self {
             from: content.from.clone(),
             text: template,
-            track_links: content.track_links,
             max_parts,
         })
     }
 
-    /// The text for `p`; when the campaign tracks links, `track` rewrites
-    /// them in the rendered text.
-    pub fn render(&self, p: &Participant, track: impl FnOnce(&str) -> String) -> String {
-        let text = self.text.render(p, Escape::None);
-        if self.track_links { track(&text) } else { text }
+    /// The text for `p`, its links finished by `links` (tracked when the
+    /// campaign tracks them, `{{untracked:URL}}` markers removed).
+    pub fn render(&self, p: &Participant, links: impl FnOnce(&str) -> String) -> String {
+        links(&self.text.render(p, Escape::None))
     }
 
     /// Why this participant's message cannot be sent, if it cannot: a
     /// missing field, or a personalised text needing too many parts once
-    /// `longest` has given its links the longest form tracking can give them.
+    /// `longest` has finished its links, tracked ones at the longest form
+    /// tracking can give them.
     pub fn check(
         &self,
         p: &Participant,

@@ -92,6 +92,38 @@ async fn a_full_cap_stays_full_after_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_of_another_time_zone_are_not_restored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(Embedded::open(dir.path()).expect("open"));
+    let limits = |tz: &str| -> Limits {
+        serde_json::from_value(serde_json::json!(
+            {"rate_per_sec": 1000, "burst": 1000, "tz": tz, "caps": [{"max": 3}]}
+        ))
+        .expect("limits")
+    };
+    let now = now();
+    let before = Policy::load(store.clone(), now).expect("load");
+    before
+        .set_limits(ChannelKind::Email, limits("UTC"), now)
+        .await
+        .expect("limits");
+    assert_eq!(sent_until_held(&before, now, 0).await.0, 3);
+    before.checkpoint(now).await.expect("checkpoint");
+    // Other days from now on; a crash comes before the next checkpoint.
+    before
+        .set_limits(ChannelKind::Email, limits("Pacific/Kiritimati"), now)
+        .await
+        .expect("limits");
+
+    let after = Policy::load(store, now).expect("reload");
+    let (sent, _) = sent_until_held(&after, now, 3).await;
+    assert_eq!(
+        sent, 3,
+        "as set_limits does, a new zone's days start at zero"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_used_plan_hour_stays_used_after_a_restart_and_a_new_plan() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn Store> = Arc::new(Embedded::open(dir.path()).expect("open"));
