@@ -31,6 +31,8 @@ mod token;
 pub use error::{Error, Result};
 pub use handler::{EventKind, Overloaded, Tracking, TrackingEvent, TrackingSink};
 pub use keyring::{Key, Keyring, MAX_KEY_ID, MIN_SECRET_LEN};
-pub use rewrite::{LinkTable, ListUnsubscribe, Rewriter, Rewritten, UNTRACKED_ATTRIBUTE};
+pub use rewrite::{
+    LinkTable, ListUnsubscribe, Rewriter, Rewritten, UNTRACKED_ATTRIBUTE, is_personalised,
+};
 pub use server::{serve, serve_on_thread};
 pub use token::{Kind, LinkIndex, MAX_TOKEN_LEN, MessageNo, Token};

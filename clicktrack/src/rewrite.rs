@@ -13,7 +13,10 @@ const UNTRACKED_OPEN: &str = "{{untracked:";
 const UNTRACKED_CLOSE: &str = "}}";
 
 /// A campaign's tracked URLs, indexed by [`LinkIndex`]. URLs are stored as the
-/// browser would follow them (HTML entities decoded).
+/// browser would follow them (HTML entities decoded). A personalised URL is
+/// stored as its template (`https://shop.example/{{customer}}/offer`): the
+/// caller fills it per message ([`LinkTable::for_message`]) to rewrite, and
+/// again to redirect.
 #[derive(Clone, Debug, Default)]
 pub struct LinkTable {
     urls: Vec<Arc<str>>,
@@ -27,14 +30,18 @@ impl LinkTable {
     }
 
     /// The table of a campaign template: its HTML body's tracked links, then
-    /// its text body's, each distinct URL once. URLs that still contain a
-    /// `{{` placeholder are skipped (they differ per message).
+    /// its text body's, each distinct URL once; then, in the same order, the
+    /// personalised ones (holding a `{{` placeholder). Fixed URLs come first
+    /// so that their indices, in links already sent, never depend on the
+    /// personalised ones.
     pub fn from_template(text: Option<&str>, html: Option<&str>) -> Result<Self> {
-        let mut table = LinkTable::new();
-        let mut full = false;
+        let mut fixed = Vec::new();
+        let mut personalised = Vec::new();
         let mut collect = |url: &str| {
-            if !url.contains("{{") && table.intern(url).is_err() {
-                full = true;
+            if is_personalised(url) {
+                personalised.push(url.to_owned());
+            } else {
+                fixed.push(url.to_owned());
             }
             None
         };
@@ -44,10 +51,28 @@ impl LinkTable {
         if let Some(text) = text {
             scan_text(text, &mut collect);
         }
-        if full {
-            return Err(Error::TooManyLinks);
+        let mut table = LinkTable::new();
+        for url in fixed.iter().chain(&personalised) {
+            table.intern(url)?;
         }
         Ok(table)
+    }
+
+    /// This table for one message: each personalised URL replaced by
+    /// `fill(url)` (the template filled with the recipient's fields), every
+    /// index kept. Borrowed when the table has no personalised URL.
+    pub fn for_message(&self, mut fill: impl FnMut(&str) -> String) -> Result<Cow<'_, Self>> {
+        if !self.urls.iter().any(|u| is_personalised(u)) {
+            return Ok(Cow::Borrowed(self));
+        }
+        let filled = self.urls.iter().map(|url| -> Arc<str> {
+            if is_personalised(url) {
+                fill(url).into()
+            } else {
+                url.clone()
+            }
+        });
+        Ok(Cow::Owned(LinkTable::from_urls(filled)?))
     }
 
     /// A table from stored URLs, index `i` being `urls[i]` (as the gateway
@@ -159,10 +184,10 @@ impl ListUnsubscribe {
 /// # Link tables
 /// The table is per campaign: [`LinkTable::from_template`] collects the tracked
 /// URLs of the template once (each distinct URL gets one index, in order of
-/// first appearance, HTML before text), and the gateway stores
-/// [`LinkTable::urls`]. Each personalised body is then rewritten against that
-/// table; a link whose URL is not in it (typically one personalised with a
-/// `{{field}}`, which the template's table skips) stays as it is and is
+/// first appearance, HTML before text; URLs with a `{{field}}` after the
+/// others). Each personalised body is then rewritten against that table
+/// filled for its recipient ([`LinkTable::for_message`]); a link whose URL
+/// is not in it (one a field's value cut short, say) stays as it is and is
 /// reported in [`Rewritten::not_in_table`].
 #[derive(Clone, Debug)]
 pub struct Rewriter {
@@ -326,6 +351,11 @@ fn rfind_ci(haystack: &str, needle: &str) -> Option<usize> {
     (0..=h.len().checked_sub(n.len())?)
         .rev()
         .find(|&i| h[i..i + n.len()].eq_ignore_ascii_case(n))
+}
+
+/// Whether `url` is a template to fill per message.
+pub fn is_personalised(url: &str) -> bool {
+    url.contains("{{")
 }
 
 /// If `s` at `at` starts a complete `{{untracked:URL}}`, the URL's range and

@@ -195,7 +195,7 @@ fn sms_content_problem(
     links: &Links,
 ) -> Option<String> {
     match SmsTemplate::new(content, max_parts) {
-        Ok(template) => template.problem(|text| links.longest_sms(content, text, seq)),
+        Ok(template) => template.problem(|p, text| links.longest_sms(content, p, text, seq)),
         Err(e) => Some(e),
     }
 }
@@ -275,8 +275,8 @@ impl Backend for GatewayBackend {
             }
             None => None,
         };
-        let longest_sms = |text: &str| match sms_content {
-            Some(c) => self.links.longest_sms(c, text, record.seq),
+        let longest_sms = |p: &ParticipantIn, text: &str| match sms_content {
+            Some(c) => self.links.longest_sms(c, p, text, record.seq),
             None => text.to_owned(),
         };
         let mut result = UploadResult::default();

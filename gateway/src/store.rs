@@ -131,6 +131,10 @@ pub trait Store: Send + Sync + 'static {
     /// One message, for matching what comes back (bounces, clicks).
     fn message(&self, msg: MessageNo) -> Option<MessageInfo>;
 
+    /// The participant a message went to, with its fields (read from disk:
+    /// for filling a personalised link, not for every click).
+    fn participant(&self, msg: MessageNo) -> Result<Option<Participant>>;
+
     /// Whether a message exists (cheaper than `message` on hot paths).
     fn exists(&self, msg: MessageNo) -> bool;
 

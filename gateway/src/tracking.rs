@@ -10,6 +10,7 @@
 //! i.e. the events of the last commit interval (a few milliseconds).
 
 use std::{
+    borrow::Cow,
     collections::HashMap,
     sync::{Arc, Mutex},
     time::{Duration, UNIX_EPOCH},
@@ -17,14 +18,18 @@ use std::{
 
 use clicktrack::{
     EventKind, Keyring, LinkIndex, LinkTable, Overloaded, Rewriter, TrackingEvent, TrackingSink,
+    is_personalised,
 };
 use serde_json::{Map, json};
 use tokio::sync::mpsc;
 
 use crate::{
     channel::mail::Rendered,
-    domain::{CampaignRecord, ChannelKind, Engaged, Engagement, MessageNo, SmsContent},
+    domain::{
+        CampaignRecord, ChannelKind, Engaged, Engagement, MessageNo, Participant, SmsContent,
+    },
     store::Store,
+    template::{Escape, Template},
 };
 
 /// Events waiting for the writer; beyond this the listener answers 503.
@@ -95,10 +100,17 @@ impl Links {
             .clone()
     }
 
-    /// Rewrites a rendered mail's links, adds the open pixel, and returns the
-    /// `List-Unsubscribe` header value for it.
-    pub fn track(&self, campaign: &CampaignRecord, msg: MessageNo, mail: &mut Rendered) -> String {
+    /// Rewrites the links of a mail rendered for `p`, adds the open pixel,
+    /// and returns the `List-Unsubscribe` header value for it.
+    pub fn track(
+        &self,
+        campaign: &CampaignRecord,
+        msg: MessageNo,
+        p: &Participant,
+        mail: &mut Rendered,
+    ) -> String {
         let table = self.table(campaign);
+        let table = for_participant(&table, p);
         let msg = their(msg);
         mail.text = self.rewriter.rewrite_text(&mail.text, &table, msg).body;
         if let Some(html) = &mail.html {
@@ -108,26 +120,53 @@ impl Links {
         self.rewriter.list_unsubscribe(msg).list_unsubscribe
     }
 
-    /// A rendered SMS text with its links finished: rewritten to tracked
-    /// ones when the campaign asks for it, `{{untracked:URL}}` markers
-    /// removed in any case.
-    pub fn track_sms(&self, campaign: &CampaignRecord, msg: MessageNo, text: &str) -> String {
+    /// An SMS text rendered for `p` with its links finished: rewritten to
+    /// tracked ones when the campaign asks for it, `{{untracked:URL}}`
+    /// markers removed in any case.
+    pub fn track_sms(
+        &self,
+        campaign: &CampaignRecord,
+        msg: MessageNo,
+        p: &Participant,
+        text: &str,
+    ) -> String {
         let table = self.table(campaign);
+        let table = for_participant(&table, p);
         self.rewriter.rewrite_text(text, &table, their(msg)).body
     }
 
-    /// `text`, rendered from `content`, with its links finished as
+    /// `text`, rendered from `content` for `p`, with its links finished as
     /// [`Links::track_sms`] would in campaign number `campaign`, tracked ones
     /// as long as tracking can make them: to check its length before the
     /// message has a number.
-    pub fn longest_sms(&self, content: &SmsContent, text: &str, campaign: u32) -> String {
+    pub fn longest_sms(
+        &self,
+        content: &SmsContent,
+        p: &Participant,
+        text: &str,
+        campaign: u32,
+    ) -> String {
         let table = sms_table(content).unwrap_or_default();
+        let table = for_participant(&table, p);
         let last = MessageNo {
             campaign,
             participant: u32::MAX,
         };
         self.rewriter.rewrite_text(text, &table, their(last)).body
     }
+}
+
+/// `table` with its personalised URLs filled with `p`'s fields.
+fn for_participant<'t>(table: &'t LinkTable, p: &Participant) -> Cow<'t, LinkTable> {
+    // Filling keeps the number of URLs, which the table already holds.
+    table
+        .for_message(|url| fill(url, p))
+        .unwrap_or(Cow::Borrowed(table))
+}
+
+/// A personalised URL filled with `p`'s fields, as its message's body has it.
+fn fill(url: &str, p: &Participant) -> String {
+    Template::parse(url).map_or_else(|_| url.to_owned(), |t| t.render(p, Escape::None))
 }
 
 /// The links a campaign tracks, in order: those of an e-mail's text and HTML
@@ -186,7 +225,13 @@ impl TrackingSink for Sink {
         let table = self
             .links
             .table_of(msg.campaign, || self.store.campaign_by_seq(msg.campaign))?;
-        table.get(link).cloned()
+        let url = table.get(link)?;
+        if !is_personalised(url) {
+            return Some(url.clone());
+        }
+        // Filled again with the recipient's fields, as in the message.
+        let p = self.store.participant(msg).ok().flatten()?;
+        Some(fill(url, &p).into())
     }
 
     fn knows_message(&self, message: clicktrack::MessageNo) -> bool {
@@ -262,6 +307,12 @@ mod tests {
         Links::new(Arc::new(keys), "https://t.example").expect("links")
     }
 
+    fn ann() -> Participant {
+        serde_json::from_value(json!({"customer": "ann", "address": "+4915100000001",
+            "fields": {"code": "A7"}}))
+        .expect("participant")
+    }
+
     fn sms_campaign(seq: u32, text: &str, track_links: bool) -> (CampaignRecord, SmsContent) {
         let content = SmsContent {
             from: "Sluice".into(),
@@ -283,20 +334,52 @@ mod tests {
     #[test]
     fn an_sms_checked_at_its_longest_is_never_shorter_than_one_sent() {
         let links = links();
-        let text = "Go https://a.example/x or https://b.example/y?z=1 now";
+        let text = "Go https://a.example/x or https://b.example/y?z=1 now, {{customer}}";
         for seq in [0, 1, 300, u32::MAX] {
             let (campaign, content) = sms_campaign(seq, text, true);
-            let longest = links.longest_sms(&content, text, seq);
+            let longest = links.longest_sms(&content, &ann(), text, seq);
             for participant in [0, 1, 200, 70_000, u32::MAX] {
                 let msg = MessageNo {
                     campaign: seq,
                     participant,
                 };
-                let sent = links.track_sms(&campaign, msg, text);
+                let sent = links.track_sms(&campaign, msg, &ann(), text);
                 assert!(!sent.contains("a.example"), "tracked: {sent}");
+                assert!(
+                    sent.ends_with(", {{customer}}"),
+                    "only links change: {sent}"
+                );
                 assert!(sent.len() <= longest.len(), "{sent} vs {longest}");
             }
         }
+    }
+
+    #[test]
+    fn a_personalised_link_is_tracked_with_the_recipients_fields() {
+        let links = links();
+        let template = "Your code: https://a.example/r/{{code}}?c={{customer}}";
+        let (campaign, content) = sms_campaign(4, template, true);
+        let text = "Your code: https://a.example/r/A7?c=ann";
+        let msg = MessageNo {
+            campaign: 4,
+            participant: 9,
+        };
+        let sent = links.track_sms(&campaign, msg, &ann(), text);
+        assert!(
+            sent.starts_with("Your code: https://t.example/c/"),
+            "{sent}"
+        );
+        let longest = links.longest_sms(&content, &ann(), text, 4);
+        assert!(sent.len() <= longest.len(), "{sent} vs {longest}");
+        let table = links.table(&campaign);
+        assert_eq!(
+            &**table.get(LinkIndex(0)).expect("link"),
+            "https://a.example/r/{{code}}?c={{customer}}"
+        );
+        assert_eq!(
+            fill(table.get(LinkIndex(0)).expect("link"), &ann()),
+            "https://a.example/r/A7?c=ann"
+        );
     }
 
     #[test]
@@ -309,7 +392,7 @@ mod tests {
             campaign: 2,
             participant: 7,
         };
-        assert_eq!(links.track_sms(&campaign, msg, text), want);
-        assert_eq!(links.longest_sms(&content, text, 2), want);
+        assert_eq!(links.track_sms(&campaign, msg, &ann(), text), want);
+        assert_eq!(links.longest_sms(&content, &ann(), text, 2), want);
     }
 }

@@ -206,3 +206,66 @@ fn links_redirect_and_clicks_opens_and_unsubscribes_become_facts() {
         1
     );
 }
+
+#[test]
+fn a_personalised_link_is_tracked_and_redirects_to_its_recipients_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(peer) = SmtpPeer::start(dir.path()) else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let daemon = Daemon::start_with_env(
+        dir.path(),
+        &format!(
+            "[[email.relays]]\nhost = \"127.0.0.1\"\nport = {}\n",
+            peer.port
+        ),
+        &[
+            ("SLUICE_LISTEN__TRACKING", &format!("127.0.0.1:{port}")),
+            ("SLUICE_TRACKING__BASE_URL", &base),
+        ],
+    );
+    let decl = json!({"channel": "email", "name": "personal", "content": {"email": {
+        "from": "o@telco.test", "subject": "Your plan",
+        "text": "Your page: https://telco.example/me/{{customer}}?plan={{plan}} and https://telco.example/faq"}}});
+    daemon.declare("personal", &decl);
+    daemon.upload(
+        "personal",
+        &[
+            json!({"customer": "ann", "address": "ann@example.org", "fields": {"plan": "xl"}}),
+            json!({"customer": "bob", "address": "bob@example.org", "fields": {"plan": "s"}}),
+        ],
+    );
+    daemon.start_campaign("personal");
+    daemon.wait_for_campaign("personal", Duration::from_secs(60), |v| {
+        v["state"] == "finished"
+    });
+    let tracking = format!("127.0.0.1:{port}");
+    for (customer, plan) in [("ann", "xl"), ("bob", "s")] {
+        let mail = peer
+            .received()
+            .into_iter()
+            .find(|m| m.rcpt_tos[0] == format!("{customer}@example.org"))
+            .unwrap();
+        let message = MessageParser::default()
+            .parse(mail.data.as_bytes())
+            .unwrap();
+        let text = message.body_text(0).unwrap().into_owned();
+        assert!(
+            !text.contains("telco.example"),
+            "every link tracked: {text}"
+        );
+        let tracked = links(&text, &base, "/c/");
+        assert_eq!(tracked.len(), 2, "{text}");
+        let click = request("GET", &tracking, path_of(&tracked[0]), &[], b"");
+        assert_eq!(click.status, 302);
+        let url = format!("https://telco.example/me/{customer}?plan={plan}");
+        assert_eq!(click.header("location"), Some(url.as_str()));
+        assert_eq!(wait_for_fact(&daemon, "clicked", customer)["url"], url);
+    }
+}

@@ -63,6 +63,7 @@ fn link_table_is_built_once_from_the_template_in_order() {
             "https://shop.example/new",
             "https://en.example.org/wiki/Foo_(bar)",
             "https://shop.example/angle",
+            "https://shop.example/{{customer}}/profile",
         ]
     );
     assert_eq!(
@@ -73,7 +74,7 @@ fn link_table_is_built_once_from_the_template_in_order() {
         &**table.get(LinkIndex(6)).unwrap(),
         "https://shop.example/angle"
     );
-    assert!(table.get(LinkIndex(7)).is_none());
+    assert!(table.get(LinkIndex(8)).is_none());
     let reloaded = LinkTable::from_urls(table.urls().to_vec()).unwrap();
     assert_eq!(reloaded.urls(), table.urls());
     assert_eq!(
@@ -123,6 +124,39 @@ fn html_links_are_rewritten_and_the_rest_left_byte_for_byte() {
     assert!(!out.body.contains("shop.example/offer"));
     assert!(!out.body.contains("shop.example/bare"));
     assert!(!out.body.contains("{{untracked"));
+}
+
+#[test]
+fn personalised_links_are_tracked_with_the_table_filled_for_the_message() {
+    let (keys, rw) = rewriter();
+    let table = LinkTable::from_template(None, Some(HTML)).unwrap();
+    let personal = HTML
+        .replace("{{name}}", "Ann")
+        .replace("{{customer}}", "c42");
+    let filled = table
+        .for_message(|url| url.replace("{{customer}}", "c42"))
+        .unwrap();
+    // After the four fixed links of the HTML.
+    assert_eq!(
+        &**filled.get(LinkIndex(4)).unwrap(),
+        "https://shop.example/c42/profile"
+    );
+    let out = rw.rewrite_html(&personal, &filled, MessageNo(77));
+    assert_eq!(out.tracked, 6);
+    assert!(out.not_in_table.is_empty(), "{:?}", out.not_in_table);
+    assert_eq!(clicks(&keys, &out.body)[5], click(77, 4));
+    assert!(!out.body.contains("c42/profile"));
+    // Fixed links keep their indices; a table without personalised links
+    // is used as it is.
+    assert_eq!(
+        filled.index_of("http://shop.example/faq"),
+        Some(LinkIndex(1))
+    );
+    let fixed = LinkTable::from_template(Some("see https://a.example/"), None).unwrap();
+    assert!(matches!(
+        fixed.for_message(|_| unreachable!()).unwrap(),
+        std::borrow::Cow::Borrowed(_)
+    ));
 }
 
 #[test]

@@ -65,7 +65,9 @@ impl EmailChannel {
         }
         let return_path = self.return_paths.address(claim.msg);
         let mut mail = template.render(&claim.participant);
-        let unsubscribe = self.links.track(campaign, claim.msg, &mut mail);
+        let unsubscribe = self
+            .links
+            .track(campaign, claim.msg, &claim.participant, &mut mail);
         let envelope = Envelope {
             message_id: &return_path,
             list_unsubscribe: Some(&unsubscribe),

@@ -181,7 +181,9 @@ impl SmsChannel {
         if let Err(reply) = template.check_fields(p) {
             return Delivery::Permanent { reply };
         }
-        let text = template.render(p, |text| self.links.track_sms(campaign, claim.msg, text));
+        let text = template.render(p, |p, text| {
+            self.links.track_sms(campaign, claim.msg, p, text)
+        });
         let reference = || self.references.next(&p.address);
         let parts = match text::encode(&text, reference, self.max_parts) {
             Ok(parts) => parts,
@@ -292,8 +294,12 @@ impl SmsTemplate {
 
     /// The text for `p`, its links finished by `links` (tracked when the
     /// campaign tracks them, `{{untracked:URL}}` markers removed).
-    pub fn render(&self, p: &Participant, links: impl FnOnce(&str) -> String) -> String {
-        links(&self.text.render(p, Escape::None))
+    pub fn render(
+        &self,
+        p: &Participant,
+        links: impl FnOnce(&Participant, &str) -> String,
+    ) -> String {
+        links(p, &self.text.render(p, Escape::None))
     }
 
     /// Why this participant's message cannot be sent, if it cannot: a
@@ -303,7 +309,7 @@ impl SmsTemplate {
     pub fn check(
         &self,
         p: &Participant,
-        longest: impl FnOnce(&str) -> String,
+        longest: impl FnOnce(&Participant, &str) -> String,
     ) -> Result<(), String> {
         self.check_fields(p)?;
         text::check(&self.render(p, longest), self.max_parts)
@@ -313,7 +319,7 @@ impl SmsTemplate {
 
     /// Why no message of this template can be sent: its text without any
     /// field needs too many parts (`longest` as for [`SmsTemplate::check`]).
-    pub fn problem(&self, longest: impl FnOnce(&str) -> String) -> Option<String> {
+    pub fn problem(&self, longest: impl FnOnce(&Participant, &str) -> String) -> Option<String> {
         let nobody = Participant {
             customer: String::new(),
             address: String::new(),

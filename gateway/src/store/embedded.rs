@@ -1141,6 +1141,16 @@ impl Store for Embedded {
         })
     }
 
+    fn participant(&self, msg: MessageNo) -> Result<Option<Participant>> {
+        self.shared
+            .ks
+            .participants
+            .get(codec::message_key(msg))
+            .map_err(io)?
+            .map(|value| codec::decode("participant", &value))
+            .transpose()
+    }
+
     fn exists(&self, msg: MessageNo) -> bool {
         self.shared
             .index()
