@@ -269,3 +269,60 @@ fn a_personalised_link_is_tracked_and_redirects_to_its_recipients_url() {
         assert_eq!(wait_for_fact(&daemon, "clicked", customer)["url"], url);
     }
 }
+
+#[test]
+fn clicks_answered_before_a_kill_9_are_facts_after_the_restart() {
+    const CLICKS: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(peer) = SmtpPeer::start(dir.path()) else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut daemon = Daemon::start_with_env(
+        dir.path(),
+        &format!(
+            "[[email.relays]]\nhost = \"127.0.0.1\"\nport = {}\n",
+            peer.port
+        ),
+        &[
+            ("SLUICE_LISTEN__TRACKING", &format!("127.0.0.1:{port}")),
+            ("SLUICE_TRACKING__BASE_URL", &base),
+        ],
+    );
+    let decl = json!({"channel": "email", "name": "burst", "content": {"email": {
+        "from": "o@telco.test", "subject": "s", "text": format!("Go {OFFER}")}}});
+    daemon.declare("burst", &decl);
+    daemon.upload(
+        "burst",
+        &[json!({"customer": "bob", "address": "bob@example.org"})],
+    );
+    daemon.start_campaign("burst");
+    daemon.wait_for_campaign("burst", Duration::from_secs(60), |v| {
+        v["state"] == "finished"
+    });
+    let mail = peer.received().pop().unwrap();
+    let message = MessageParser::default()
+        .parse(mail.data.as_bytes())
+        .unwrap();
+    let link = links(&message.body_text(0).unwrap(), &base, "/c/").remove(0);
+    let tracking = format!("127.0.0.1:{port}");
+    for _ in 0..CLICKS {
+        let click = request("GET", &tracking, path_of(&link), &[], b"");
+        assert_eq!(click.status, 302);
+    }
+    // Past the writer's 5 ms linger and its commit, then the plug is pulled.
+    std::thread::sleep(Duration::from_millis(200));
+    daemon.kill9();
+    daemon.restart();
+    let clicked = daemon
+        .all_events()
+        .into_iter()
+        .filter(|e| e["type"] == "clicked" && e["customer"] == "bob")
+        .count();
+    assert_eq!(clicked, CLICKS, "every answered click is a fact");
+}
