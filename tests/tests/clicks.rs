@@ -48,31 +48,38 @@ fn wait_for_fact(daemon: &Daemon, kind: &str, customer: &str) -> serde_json::Val
     }
 }
 
+/// The daemon relaying to `peer`, its tracking listener on a port known in
+/// advance so that tracked links point to it: the daemon, the links' base
+/// URL and the listener's address.
+fn daemon_with_tracking(dir: &std::path::Path, peer: &SmtpPeer) -> (Daemon, String, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tracking = format!("127.0.0.1:{port}");
+    let base = format!("http://{tracking}");
+    let daemon = Daemon::start_with_env(
+        dir,
+        &format!(
+            "[[email.relays]]\nhost = \"127.0.0.1\"\nport = {}\n",
+            peer.port
+        ),
+        &[
+            ("SLUICE_LISTEN__TRACKING", &tracking),
+            ("SLUICE_TRACKING__BASE_URL", &base),
+        ],
+    );
+    (daemon, base, tracking)
+}
+
 #[test]
 fn links_redirect_and_clicks_opens_and_unsubscribes_become_facts() {
     let dir = tempfile::tempdir().unwrap();
     let Some(peer) = SmtpPeer::start(dir.path()) else {
         return;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
-    let config = format!(
-        "[[email.relays]]\nhost = \"127.0.0.1\"\nport = {}\n",
-        peer.port
-    );
-    let daemon = Daemon::start_with_env(
-        dir.path(),
-        &config,
-        &[
-            ("SLUICE_LISTEN__TRACKING", &format!("127.0.0.1:{port}")),
-            ("SLUICE_TRACKING__BASE_URL", &base),
-        ],
-    );
-    let tracking = format!("127.0.0.1:{port}");
+    let (daemon, base, tracking) = daemon_with_tracking(dir.path(), &peer);
     let decl = json!({"channel": "email", "name": "clicks", "content": {"email": {
         "from": "o@telco.test", "subject": "Go unlimited, {{customer}}",
         "text": format!("See {OFFER} today."),
@@ -213,23 +220,7 @@ fn a_personalised_link_is_tracked_and_redirects_to_its_recipients_url() {
     let Some(peer) = SmtpPeer::start(dir.path()) else {
         return;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
-    let daemon = Daemon::start_with_env(
-        dir.path(),
-        &format!(
-            "[[email.relays]]\nhost = \"127.0.0.1\"\nport = {}\n",
-            peer.port
-        ),
-        &[
-            ("SLUICE_LISTEN__TRACKING", &format!("127.0.0.1:{port}")),
-            ("SLUICE_TRACKING__BASE_URL", &base),
-        ],
-    );
+    let (daemon, base, tracking) = daemon_with_tracking(dir.path(), &peer);
     let decl = json!({"channel": "email", "name": "personal", "content": {"email": {
         "from": "o@telco.test", "subject": "Your plan",
         "text": "Your page: https://telco.example/me/{{customer}}?plan={{plan}} and https://telco.example/faq"}}});
@@ -245,7 +236,6 @@ fn a_personalised_link_is_tracked_and_redirects_to_its_recipients_url() {
     daemon.wait_for_campaign("personal", Duration::from_secs(60), |v| {
         v["state"] == "finished"
     });
-    let tracking = format!("127.0.0.1:{port}");
     for (customer, plan) in [("ann", "xl"), ("bob", "s")] {
         let mail = peer
             .received()
@@ -277,23 +267,7 @@ fn clicks_answered_before_a_kill_9_are_facts_after_the_restart() {
     let Some(peer) = SmtpPeer::start(dir.path()) else {
         return;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut daemon = Daemon::start_with_env(
-        dir.path(),
-        &format!(
-            "[[email.relays]]\nhost = \"127.0.0.1\"\nport = {}\n",
-            peer.port
-        ),
-        &[
-            ("SLUICE_LISTEN__TRACKING", &format!("127.0.0.1:{port}")),
-            ("SLUICE_TRACKING__BASE_URL", &base),
-        ],
-    );
+    let (mut daemon, base, tracking) = daemon_with_tracking(dir.path(), &peer);
     let decl = json!({"channel": "email", "name": "burst", "content": {"email": {
         "from": "o@telco.test", "subject": "s", "text": format!("Go {OFFER}")}}});
     daemon.declare("burst", &decl);
@@ -310,7 +284,6 @@ fn clicks_answered_before_a_kill_9_are_facts_after_the_restart() {
         .parse(mail.data.as_bytes())
         .unwrap();
     let link = links(&message.body_text(0).unwrap(), &base, "/c/").remove(0);
-    let tracking = format!("127.0.0.1:{port}");
     for _ in 0..CLICKS {
         let click = request("GET", &tracking, path_of(&link), &[], b"");
         assert_eq!(click.status, 302);
