@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
-use sluice_e2e::{Daemon, SmtpPeer, WebhookReceiver, relay_config, tls_proxy::TlsProxy};
+use sluice_e2e::{Daemon, Post, SmtpPeer, WebhookReceiver, relay_config, tls_proxy::TlsProxy};
 
 #[test]
 fn pause_stops_sending_within_a_second_and_resume_finishes() {
@@ -89,6 +89,34 @@ fn nothing_is_sent_before_the_window_opens() {
     }
 }
 
+/// Polls `hook` until its posts after the first `skip` carry the fact with
+/// cursor `last`; returns the posts and, in order, the cursors they carry.
+fn wait_for_cursor(hook: &WebhookReceiver, skip: usize, last: u64) -> (Vec<Post>, Vec<u64>) {
+    let started = Instant::now();
+    loop {
+        let posts = hook.posts();
+        let cursors: Vec<u64> = posts
+            .iter()
+            .skip(skip)
+            .flat_map(|p| {
+                serde_json::from_str::<serde_json::Value>(&p.body).unwrap()["events"]
+                    .as_array()
+                    .unwrap()
+                    .clone()
+            })
+            .map(|e| e["cursor"].as_u64().unwrap())
+            .collect();
+        if cursors.contains(&last) {
+            return (posts, cursors);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "webhooks incomplete: {cursors:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn webhooks_deliver_every_fact_signed_and_retry_until_accepted() {
     let dir = tempfile::tempdir().unwrap();
@@ -109,33 +137,11 @@ fn webhooks_deliver_every_fact_signed_and_retry_until_accepted() {
     let facts = daemon.all_events();
     assert_eq!(facts.len(), 60, "30 accepted + 30 submitted");
 
-    let started = Instant::now();
-    let delivered = loop {
-        let posts = hook.posts();
-        let cursors: Vec<u64> = posts
-            .iter()
-            .skip(2) // the two answered 500
-            .flat_map(|p| {
-                serde_json::from_str::<serde_json::Value>(&p.body).unwrap()["events"]
-                    .as_array()
-                    .unwrap()
-                    .clone()
-            })
-            .map(|e| e["cursor"].as_u64().unwrap())
-            .collect();
-        if cursors.last() == Some(&60) {
-            break (posts, cursors);
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "webhooks incomplete: {cursors:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let (posts, cursors) = delivered;
+    // The first two posts were answered 500.
+    let (posts, cursors) = wait_for_cursor(&hook, 2, 60);
     // A refused batch is sent again from the same cursor (it may have grown
     // meanwhile, up to the batch size).
-    let first_cursor = |post: &sluice_e2e::Post| {
+    let first_cursor = |post: &Post| {
         serde_json::from_str::<serde_json::Value>(&post.body).unwrap()["events"][0]["cursor"]
             .as_u64()
     };
@@ -191,28 +197,7 @@ fn webhooks_over_https_trust_the_configured_ca_and_no_other() {
     daemon.start_campaign("tls");
     daemon.wait_for_campaign("tls", Duration::from_secs(60), |v| v["state"] == "finished");
 
-    let started = Instant::now();
-    let cursors = loop {
-        let cursors: Vec<u64> = hook
-            .posts()
-            .iter()
-            .flat_map(|p| {
-                serde_json::from_str::<serde_json::Value>(&p.body).unwrap()["events"]
-                    .as_array()
-                    .unwrap()
-                    .clone()
-            })
-            .map(|e| e["cursor"].as_u64().unwrap())
-            .collect();
-        if cursors.contains(&6) {
-            break cursors;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "facts not delivered over https: {cursors:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let (_, cursors) = wait_for_cursor(&hook, 0, 6);
     assert_eq!(
         cursors,
         (1..=6).collect::<Vec<u64>>(),
