@@ -256,29 +256,26 @@ impl Rewriter {
     /// `html` with every tracked link of `table` pointing to its click URL
     /// for `message`.
     pub fn rewrite_html(&self, html: &str, table: &LinkTable, message: MessageNo) -> Rewritten {
-        let (mut tracked, mut not_in_table) = (0, Vec::new());
-        let body = scan_html(html, &mut |url| match table.index_of(url) {
-            Some(link) => {
-                tracked += 1;
-                Some(self.click_url(message, link))
-            }
-            None => {
-                not_in_table.push(url.to_string());
-                None
-            }
-        });
-        Rewritten {
-            body,
-            tracked,
-            not_in_table,
-        }
+        self.rewrite(scan_html, html, table, message)
     }
 
     /// `text` with every tracked link of `table` replaced by its click URL
     /// for `message`.
     pub fn rewrite_text(&self, text: &str, table: &LinkTable, message: MessageNo) -> Rewritten {
+        self.rewrite(scan_text, text, table, message)
+    }
+
+    /// `body` as `scan` finds its links, each in `table` replaced by its
+    /// click URL for `message`.
+    fn rewrite(
+        &self,
+        scan: fn(&str, &mut OnLink<'_>) -> String,
+        body: &str,
+        table: &LinkTable,
+        message: MessageNo,
+    ) -> Rewritten {
         let (mut tracked, mut not_in_table) = (0, Vec::new());
-        let body = scan_text(text, &mut |url| match table.index_of(url) {
+        let body = scan(body, &mut |url| match table.index_of(url) {
             Some(link) => {
                 tracked += 1;
                 Some(self.click_url(message, link))

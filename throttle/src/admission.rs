@@ -163,16 +163,8 @@ impl Admission {
     /// [`Limits::quota_rules`].)
     pub fn set_limits(&mut self, limits: &Limits) -> Result<()> {
         let next = Admission::new(limits)?;
-        let tz = calendar::time_zone(&limits.tz)
-            .map_err(|e| crate::Error::Invalid(vec![crate::Problem::new("tz", e)]))?;
-        let mut problems = Vec::new();
-        let caps = limits
-            .compiled_caps(&mut problems)
-            .into_iter()
-            .map(|(_, c)| c)
-            .collect();
         let old_caps = std::mem::replace(&mut self.caps, Caps::none());
-        self.caps = old_caps.carry_over(tz, caps);
+        self.caps = old_caps.carry_over(next.caps);
         self.bucket = next.bucket.continuing(&self.bucket);
         self.exclusion = next.exclusion;
         Ok(())

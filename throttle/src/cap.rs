@@ -220,29 +220,28 @@ impl Caps {
         }
     }
 
-    /// Caps compiled from new limits that keep the counters of every cap
-    /// whose definition did not change (so editing limits mid-period never
-    /// resets a cap that is already partly used).
-    pub(crate) fn carry_over(mut self, tz: TimeZone, caps: Vec<Cap>) -> Caps {
+    /// `next` (caps compiled from new limits) with the counters of every
+    /// cap whose definition and time zone did not change, so editing limits
+    /// mid-period never resets a cap that is already partly used.
+    pub(crate) fn carry_over(mut self, mut next: Caps) -> Caps {
+        self.settle_cache();
+        if self.tz == next.tz {
+            for ((old, day), n) in self.counts {
+                if let Some(new) = next.caps.iter().position(|c| Some(c) == self.caps.get(old)) {
+                    next.counts.insert((new, day), n);
+                }
+            }
+        }
+        next
+    }
+
+    /// Writes the active instances' counts back and forgets them, so the
+    /// next check looks them up again.
+    fn settle_cache(&mut self) {
         if let Some((_, _, active)) = self.cache.take() {
             for a in active {
                 self.counts.insert((a.cap, a.day), a.count);
             }
-        }
-        let same_tz = self.tz == tz;
-        let mut counts = HashMap::new();
-        if same_tz {
-            for ((old, day), n) in self.counts {
-                if let Some(new) = caps.iter().position(|c| Some(c) == self.caps.get(old)) {
-                    counts.insert((new, day), n);
-                }
-            }
-        }
-        Caps {
-            tz,
-            caps,
-            counts,
-            cache: None,
         }
     }
 
@@ -303,11 +302,7 @@ impl Caps {
 
     /// Raises a counter to a persisted count (a restart never lowers one).
     pub(crate) fn restore(&mut self, counter: CapCount) {
-        if let Some((_, _, active)) = self.cache.take() {
-            for a in active {
-                self.counts.insert((a.cap, a.day), a.count);
-            }
-        }
+        self.settle_cache();
         let n = self.counts.entry((counter.cap, counter.day)).or_default();
         *n = (*n).max(counter.count);
     }
@@ -331,11 +326,7 @@ impl Caps {
             return Ok(());
         }
         // Write the counters back before switching instances.
-        if let Some((_, _, active)) = self.cache.take() {
-            for a in active {
-                self.counts.insert((a.cap, a.day), a.count);
-            }
-        }
+        self.settle_cache();
         let dt = calendar::local(&self.tz, now);
         let day = dt.date();
         let minute = calendar::minute(dt);
