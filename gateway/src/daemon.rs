@@ -67,36 +67,28 @@ impl Running {
     }
 }
 
-/// Files the daemon needs besides tracking connections: the store's
-/// tables and journals, relay and SMSC connections, API clients.
-const FILES_BESIDES_TRACKING: u64 = 512;
+/// Files the daemon needs besides tracking connections: the store's table
+/// files (fjall keeps up to 900 open), journals, relay and SMSC
+/// connections, API clients.
+const FILES_BESIDES_TRACKING: u64 = 1024;
 
-/// Warns when the open-file limit cannot hold `tracking.max_connections`
-/// connections and what the rest of the daemon needs: a connection flood
-/// would then starve the store and the upstreams after all.
-fn warn_if_files_run_short(max_connections: usize) {
-    let Some(limit) = open_file_limit() else {
-        return;
-    };
-    let wanted = max_connections as u64 + FILES_BESIDES_TRACKING;
-    if wanted > limit {
-        tracing::warn!(
-            limit,
-            max_connections,
-            "the open-file limit (ulimit -n) is below tracking.max_connections plus {FILES_BESIDES_TRACKING}: raise it or lower tracking.max_connections"
-        );
+/// Raises the soft open-file limit to the hard one (as Go programs do at
+/// start: the soft default of 1024 is a relic of `select`), and warns when
+/// even that cannot hold `tracking.max_connections` connections and what the
+/// rest of the daemon needs: a connection flood would then starve the store
+/// and the upstreams after all.
+fn raise_file_limit(max_connections: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if max_connections as u64 + FILES_BESIDES_TRACKING > limit => {
+            tracing::warn!(
+                limit,
+                max_connections,
+                "the open-file limit (ulimit -n) is below tracking.max_connections plus {FILES_BESIDES_TRACKING}: raise its hard limit or lower tracking.max_connections"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not read or raise the open-file limit"),
     }
-}
-
-/// The process's soft limit on open files, where the system says (Linux).
-fn open_file_limit() -> Option<u64> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line["Max open files".len()..]
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 /// Serves until `shutdown` is cancelled, then shuts down gracefully.
@@ -196,7 +188,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         .local_addr()
         .map_err(|e| RunError::Setup(e.to_string()))?;
     let tracking_listener = bind("tracking", &config.listen.tracking).await?;
-    warn_if_files_run_short(config.tracking.max_connections);
+    raise_file_limit(config.tracking.max_connections);
     let tracking_addr = tracking_listener
         .local_addr()
         .map_err(|e| RunError::Setup(e.to_string()))?;
@@ -339,9 +331,13 @@ async fn return_path_secret(config: &Config, store: &dyn Store) -> Result<Vec<u8
 #[cfg(test)]
 mod tests {
     #[test]
-    fn the_open_file_limit_is_read_where_linux_tells_it() {
-        if cfg!(target_os = "linux") {
-            assert!(super::open_file_limit().is_some_and(|n| n > 0));
-        }
+    #[cfg(target_os = "linux")]
+    fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
+        use rlimit::{Resource, getrlimit, setrlimit};
+        let (_, hard) = getrlimit(Resource::NOFILE).expect("limit");
+        // Start from a low soft limit, as systemd gives services (1024).
+        setrlimit(Resource::NOFILE, hard.min(512), hard).expect("lower the soft limit");
+        super::raise_file_limit(1);
+        assert_eq!(getrlimit(Resource::NOFILE).expect("limit"), (hard, hard));
     }
 }
