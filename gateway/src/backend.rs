@@ -24,7 +24,7 @@ use crate::{
     policy::{Policy, PolicyError, plan_key, window_spec},
     returns::{IntakeError, Returns},
     store::{Store, StoreError},
-    tracking::Links,
+    tracking::{Links, sms_table},
 };
 
 pub struct GatewayBackend {
@@ -93,10 +93,11 @@ impl GatewayBackend {
 }
 
 /// Every problem of a declaration, each naming its field.
-/// `seq` is the campaign's number (the next one for a new campaign).
+/// `seq` gives the campaign's number (the next one for a new campaign),
+/// asked only for an SMS text's length.
 fn declaration_problems(
     decl: &CampaignDecl,
-    seq: u32,
+    seq: impl FnOnce() -> u32,
     sms_max_parts: usize,
     links: &Links,
 ) -> Vec<String> {
@@ -145,7 +146,7 @@ fn declaration_problems(
             problems.extend(p);
         }
         if let (ChannelKind::Sms, Some(sms)) = (decl.channel, &content.sms) {
-            problems.extend(sms_content_problem(sms, seq, sms_max_parts, links));
+            problems.extend(sms_content_problem(sms, seq(), sms_max_parts, links));
         }
     }
     if let Some(f) = &decl.fallback {
@@ -195,7 +196,10 @@ fn sms_content_problem(
     links: &Links,
 ) -> Option<String> {
     match SmsTemplate::new(content, max_parts) {
-        Ok(template) => template.problem(|p, text| links.longest_sms(content, p, text, seq)),
+        Ok(template) => {
+            let table = sms_table(content).unwrap_or_default();
+            template.problem(|p, text| links.longest_sms(&table, p, text, seq))
+        }
         Err(e) => Some(e),
     }
 }
@@ -214,17 +218,19 @@ impl Backend for GatewayBackend {
         // A new campaign gets the next number (should a concurrent
         // declaration take it, the length check is off by the tokens' length
         // difference between two neighbouring campaign numbers: nil).
-        let seq = existing.as_ref().map_or_else(
-            || {
-                self.store
-                    .campaigns()
-                    .iter()
-                    .map(|c| c.seq + 1)
-                    .max()
-                    .unwrap_or(0)
-            },
-            |c| c.seq,
-        );
+        let seq = || {
+            existing.as_ref().map_or_else(
+                || {
+                    self.store
+                        .campaigns()
+                        .iter()
+                        .map(|c| c.seq + 1)
+                        .max()
+                        .unwrap_or(0)
+                },
+                |c| c.seq,
+            )
+        };
         let problems = declaration_problems(&decl, seq, self.sms_max_parts, &self.links);
         if !problems.is_empty() {
             return Err(BackendError::Invalid(problems));
@@ -275,10 +281,12 @@ impl Backend for GatewayBackend {
             }
             None => None,
         };
-        let longest_sms = |p: &ParticipantIn, text: &str| match sms_content {
-            Some(c) => self.links.longest_sms(c, p, text, record.seq),
-            None => text.to_owned(),
-        };
+        // The links are the same for every participant: found once.
+        let sms_links = sms_content
+            .map(|c| sms_table(c).unwrap_or_default())
+            .unwrap_or_default();
+        let longest_sms =
+            |p: &ParticipantIn, text: &str| self.links.longest_sms(&sms_links, p, text, record.seq);
         let mut result = UploadResult::default();
         let mut lines = Vec::with_capacity(batch.len());
         let mut accepted = Vec::with_capacity(batch.len());
@@ -538,7 +546,7 @@ mod tests {
             "fallback": { "campaign": "bad id", "after": "six hours" }
         }))
         .expect("shape");
-        let problems = declaration_problems(&decl, 0, 6, &links());
+        let problems = declaration_problems(&decl, || 0, 6, &links());
         assert_eq!(problems.len(), 9, "{problems:#?}");
     }
 

@@ -430,6 +430,15 @@ pub struct Webhook {
     pub ca_file: Option<PathBuf>,
 }
 
+impl Webhook {
+    /// Whether the endpoint is spoken to over TLS (its URL's scheme).
+    pub fn is_https(&self) -> bool {
+        self.url
+            .parse::<hyper::Uri>()
+            .is_ok_and(|u| u.scheme_str() == Some("https"))
+    }
+}
+
 fn default_webhook_batch() -> usize {
     500
 }
@@ -584,8 +593,7 @@ impl Config {
                     w.url
                 ));
             }
-            let https = uri.as_ref().is_ok_and(|u| u.scheme_str() == Some("https"));
-            if w.ca_file.is_some() && !https {
+            if w.ca_file.is_some() && !w.is_https() {
                 problems.push(format!("webhooks[{i}].ca_file: only for https:// URLs"));
             }
             if w.batch == 0 {

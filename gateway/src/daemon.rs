@@ -105,6 +105,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
 /// Opens the store, binds the listeners and starts every task.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, RunError> {
     config.validate()?;
+    // Before the store opens its files.
+    raise_file_limit(config.tracking.max_connections);
     let path = config.store.path.clone();
     let store: Arc<dyn Store> = Arc::new(
         tokio::task::spawn_blocking(move || Embedded::open(&path))
@@ -188,7 +190,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         .local_addr()
         .map_err(|e| RunError::Setup(e.to_string()))?;
     let tracking_listener = bind("tracking", &config.listen.tracking).await?;
-    raise_file_limit(config.tracking.max_connections);
     let tracking_addr = tracking_listener
         .local_addr()
         .map_err(|e| RunError::Setup(e.to_string()))?;

@@ -130,29 +130,31 @@ impl Links {
         p: &Participant,
         text: &str,
     ) -> String {
-        let table = self.table(campaign);
-        let table = for_participant(&table, p);
-        self.rewriter.rewrite_text(text, &table, their(msg)).body
+        self.finish_sms(&self.table(campaign), msg, p, text)
     }
 
-    /// `text`, rendered from `content` for `p`, with its links finished as
-    /// [`Links::track_sms`] would in campaign number `campaign`, tracked ones
-    /// as long as tracking can make them: to check its length before the
-    /// message has a number.
+    /// `text`, rendered for `p` from SMS content whose links are `table`
+    /// ([`sms_table`]), with its links finished as [`Links::track_sms`]
+    /// would in campaign number `campaign`, tracked ones as long as tracking
+    /// can make them: to check its length before the message has a number.
     pub fn longest_sms(
         &self,
-        content: &SmsContent,
+        table: &LinkTable,
         p: &Participant,
         text: &str,
         campaign: u32,
     ) -> String {
-        let table = sms_table(content).unwrap_or_default();
-        let table = for_participant(&table, p);
         let last = MessageNo {
             campaign,
             participant: u32::MAX,
         };
-        self.rewriter.rewrite_text(text, &table, their(last)).body
+        self.finish_sms(table, last, p, text)
+    }
+
+    /// `text` with the links of `table`, filled for `p`, tracked for `msg`.
+    fn finish_sms(&self, table: &LinkTable, msg: MessageNo, p: &Participant, text: &str) -> String {
+        let table = for_participant(table, p);
+        self.rewriter.rewrite_text(text, &table, their(msg)).body
     }
 }
 
@@ -185,7 +187,7 @@ fn link_table(campaign: &CampaignRecord) -> Result<LinkTable, clicktrack::Error>
 }
 
 /// The links an SMS text tracks: none unless it asks for tracking.
-fn sms_table(content: &SmsContent) -> Result<LinkTable, clicktrack::Error> {
+pub fn sms_table(content: &SmsContent) -> Result<LinkTable, clicktrack::Error> {
     if content.track_links {
         LinkTable::from_template(Some(&content.text), None)
     } else {
@@ -337,7 +339,8 @@ mod tests {
         let text = "Go https://a.example/x or https://b.example/y?z=1 now, {{customer}}";
         for seq in [0, 1, 300, u32::MAX] {
             let (campaign, content) = sms_campaign(seq, text, true);
-            let longest = links.longest_sms(&content, &ann(), text, seq);
+            let longest =
+                links.longest_sms(&sms_table(&content).expect("table"), &ann(), text, seq);
             for participant in [0, 1, 200, 70_000, u32::MAX] {
                 let msg = MessageNo {
                     campaign: seq,
@@ -369,7 +372,7 @@ mod tests {
             sent.starts_with("Your code: https://t.example/c/"),
             "{sent}"
         );
-        let longest = links.longest_sms(&content, &ann(), text, 4);
+        let longest = links.longest_sms(&sms_table(&content).expect("table"), &ann(), text, 4);
         assert!(sent.len() <= longest.len(), "{sent} vs {longest}");
         let table = links.table(&campaign);
         assert_eq!(
@@ -393,6 +396,9 @@ mod tests {
             participant: 7,
         };
         assert_eq!(links.track_sms(&campaign, msg, &ann(), text), want);
-        assert_eq!(links.longest_sms(&content, &ann(), text, 2), want);
+        assert_eq!(
+            links.longest_sms(&sms_table(&content).expect("table"), &ann(), text, 2),
+            want
+        );
     }
 }

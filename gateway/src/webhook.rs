@@ -44,16 +44,12 @@ pub type WebClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 pub fn client(config: &Webhook) -> Result<WebClient, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = HttpsConnectorBuilder::new();
-    let https = config
-        .url
-        .get(..8)
-        .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
     let builder = match &config.ca_file {
         Some(path) => builder.with_tls_config(
             tls_trusting(provider, &roots_in(path)?)
                 .map_err(|e| format!("{}: {e}", path.display()))?,
         ),
-        None if https => builder
+        None if config.is_https() => builder
             .with_provider_and_platform_verifier(provider)
             .map_err(|e| format!("the system's trust store: {e}"))?,
         None => builder.with_tls_config(tls_trusting(provider, &[])?),

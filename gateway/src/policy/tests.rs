@@ -70,6 +70,16 @@ fn reason(verdict: &Verdict) -> Option<&'static str> {
     }
 }
 
+/// The policy loaded from `store`, then given `limits` on the e-mail channel.
+async fn loaded_with(store: &Arc<dyn Store>, limits: Limits, now: Millis) -> Policy {
+    let policy = Policy::load(store.clone(), now).expect("load");
+    policy
+        .set_limits(ChannelKind::Email, limits, now)
+        .await
+        .expect("limits");
+    policy
+}
+
 fn now() -> Millis {
     crate::domain::now_ms()
 }
@@ -78,11 +88,7 @@ fn now() -> Millis {
 async fn a_full_cap_stays_full_after_a_restart() {
     let (_dir, store) = store();
     let now = now();
-    let before = Policy::load(store.clone(), now).expect("load");
-    before
-        .set_limits(ChannelKind::Email, capped_at_3("UTC"), now)
-        .await
-        .expect("limits");
+    let before = loaded_with(&store, capped_at_3("UTC"), now).await;
     let (sent, held) = sent_until_held(&before, now, 0).await;
     assert_eq!((sent, reason(&held)), (3, Some("cap_reached")));
     before.checkpoint(now).await.expect("checkpoint");
@@ -100,11 +106,7 @@ async fn a_full_cap_stays_full_after_a_restart() {
 async fn counters_of_another_time_zone_are_not_restored() {
     let (_dir, store) = store();
     let now = now();
-    let before = Policy::load(store.clone(), now).expect("load");
-    before
-        .set_limits(ChannelKind::Email, capped_at_3("UTC"), now)
-        .await
-        .expect("limits");
+    let before = loaded_with(&store, capped_at_3("UTC"), now).await;
     assert_eq!(sent_until_held(&before, now, 0).await.0, 3);
     before.checkpoint(now).await.expect("checkpoint");
     // Other days from now on; a crash comes before the next checkpoint.
