@@ -2,8 +2,10 @@
 //! which they ask about links and report events.
 
 use std::convert::Infallible;
-use std::future::{Ready, ready};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -36,7 +38,16 @@ pub trait TrackingSink: Send + Sync + 'static {
     /// queue and the batch being committed (bounded by its group-commit
     /// interval).
     fn record(&self, event: TrackingEvent) -> Result<(), Overloaded>;
+
+    /// Takes an unsubscribe and resolves once it is durable together with
+    /// what follows from it (the address suppressed): the page that answers
+    /// says no more messages will come, so it must not come first. `Err`
+    /// when it could not be recorded: the handler answers 503.
+    fn unsubscribe(&self, event: TrackingEvent) -> Recording;
 }
+
+/// An event being made durable by the sink.
+pub type Recording = Pin<Box<dyn Future<Output = Result<(), Overloaded>> + Send>>;
 
 /// The sink could not take an event right now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,7 +89,7 @@ pub enum EventKind {
 /// | `/c/{token}` | GET, HEAD | 302 to the link's URL; GET records [`EventKind::Clicked`] |
 /// | `/o/{token}` | GET, HEAD | 1×1 transparent GIF, not cacheable; GET records [`EventKind::Opened`] |
 /// | `/u/{token}` | GET, HEAD | a page with a button that POSTs back; records nothing |
-/// | `/u/{token}` | POST | RFC 8058 one-click unsubscribe: records [`EventKind::Unsubscribed`], small page |
+/// | `/u/{token}` | POST | RFC 8058 one-click unsubscribe: records [`EventKind::Unsubscribed`] durably, then a small page |
 ///
 /// HEAD answers with the same status and headers as GET but records nothing:
 /// HEAD comes from link scanners and prefetchers, not from people. Replays are
@@ -146,25 +157,26 @@ impl<S: TrackingSink> Tracking<S> {
     /// The response to `req`. Only the method and the path are read (the
     /// query is ignored, the body of a one-click POST is not needed: the
     /// token authorises it).
-    pub fn respond<B>(&self, req: &Request<B>) -> Response<Full<Bytes>> {
+    pub fn respond<B>(&self, req: &Request<B>) -> Answer {
         self.route(req.method(), req.uri().path())
     }
 
     /// The response to `method` on `path`.
-    pub fn route(&self, method: &Method, path: &str) -> Response<Full<Bytes>> {
+    pub fn route(&self, method: &Method, path: &str) -> Answer {
         let (route, token) = match path.as_bytes() {
             [b'/', route @ (b'c' | b'o' | b'u'), b'/', ..] => (*route, &path[3..]),
-            _ => return not_found(),
+            _ => return Answer::now(not_found()),
         };
         let head = method == Method::HEAD;
-        match route {
+        let now = match route {
             b'c' if head || method == Method::GET => self.click(token, head),
             b'o' if head || method == Method::GET => self.open(token, head),
             b'u' if head || method == Method::GET => self.unsubscribe_page(token, head),
-            b'u' if method == Method::POST => self.unsubscribe(token),
+            b'u' if method == Method::POST => return self.unsubscribe(token),
             b'u' => not_allowed("GET, HEAD, POST"),
             _ => not_allowed("GET, HEAD"),
-        }
+        };
+        Answer::now(now)
     }
 
     fn message_of(&self, token: &str, want: fn(Token) -> Option<MessageNo>) -> Option<MessageNo> {
@@ -248,24 +260,75 @@ impl<S: TrackingSink> Tracking<S> {
         html(CONFIRM_PAGE, head)
     }
 
-    fn unsubscribe(&self, token: &str) -> Response<Full<Bytes>> {
+    fn unsubscribe(&self, token: &str) -> Answer {
         let Some(message) = self.unsubscribe_message(token) else {
-            return not_found();
+            return Answer::now(not_found());
         };
-        if self.record(message, EventKind::Unsubscribed).is_err() {
-            return overloaded();
+        Answer(Some(Pending::Unsubscribing(self.sink.unsubscribe(
+            TrackingEvent {
+                at: SystemTime::now(),
+                message,
+                kind: EventKind::Unsubscribed,
+            },
+        ))))
+    }
+}
+
+/// A response: at once for clicks, opens and pages, once the sink made it
+/// durable for an unsubscribe. A future, resolved by polling (or `.await`).
+pub struct Answer(Option<Pending>);
+
+enum Pending {
+    Now(Response<Full<Bytes>>),
+    Unsubscribing(Recording),
+}
+
+impl Answer {
+    fn now(response: Response<Full<Bytes>>) -> Self {
+        Answer(Some(Pending::Now(response)))
+    }
+}
+
+impl Future for Answer {
+    type Output = Response<Full<Bytes>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        match this.0.take() {
+            Some(Pending::Now(response)) => Poll::Ready(response),
+            Some(Pending::Unsubscribing(mut recording)) => match recording.as_mut().poll(cx) {
+                Poll::Ready(Ok(())) => Poll::Ready(html(DONE_PAGE, false)),
+                Poll::Ready(Err(Overloaded)) => Poll::Ready(overloaded()),
+                Poll::Pending => {
+                    this.0 = Some(Pending::Unsubscribing(recording));
+                    Poll::Pending
+                }
+            },
+            // Polled again after it answered: a caller's bug, answered as
+            // a server that has nothing more to say.
+            None => Poll::Ready(overloaded()),
         }
-        html(DONE_PAGE, false)
+    }
+}
+
+/// The hyper service's future: an [`Answer`] that cannot fail.
+pub struct Served(Answer);
+
+impl Future for Served {
+    type Output = Result<Response<Full<Bytes>>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx).map(Ok)
     }
 }
 
 impl<S: TrackingSink, B> hyper::service::Service<Request<B>> for Tracking<S> {
     type Response = Response<Full<Bytes>>;
     type Error = Infallible;
-    type Future = Ready<Result<Self::Response, Infallible>>;
+    type Future = Served;
 
     fn call(&self, req: Request<B>) -> Self::Future {
-        ready(Ok(self.respond(&req)))
+        Served(self.respond(&req))
     }
 }
 

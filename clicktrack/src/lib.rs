@@ -29,7 +29,9 @@ mod server;
 mod token;
 
 pub use error::{Error, Result};
-pub use handler::{EventKind, Overloaded, Tracking, TrackingEvent, TrackingSink};
+pub use handler::{
+    Answer, EventKind, Overloaded, Recording, Served, Tracking, TrackingEvent, TrackingSink,
+};
 pub use keyring::{Key, Keyring, MAX_KEY_ID, MIN_SECRET_LEN};
 pub use rewrite::{
     LinkTable, ListUnsubscribe, Rewriter, Rewritten, UNTRACKED_ATTRIBUTE, is_personalised,

@@ -19,7 +19,10 @@ use crate::{
         mail::{MailTemplate, is_email},
         sms::{SmsChannel, SmsTemplate},
     },
-    domain::{CampaignDecl, CampaignRecord, CampaignState, DeclaredWindow, SmsContent, now_ms},
+    domain::{
+        CampaignDecl, CampaignRecord, CampaignState, DeclaredWindow, SmsContent, SuppressReason,
+        now_ms,
+    },
     metrics::Metrics,
     policy::{Policy, PolicyError, plan_key, window_spec},
     returns::{IntakeError, Returns},
@@ -434,7 +437,7 @@ impl Backend for GatewayBackend {
     async fn blacklist_add(&self, channel: &str, entries: Vec<String>) -> BackendResult<usize> {
         let n = entries.len();
         self.store
-            .suppress_many(channel_kind(channel)?, entries, "blacklisted")
+            .suppress_many(channel_kind(channel)?, entries, SuppressReason::Blacklisted)
             .await
             .map_err(store_error)?;
         Ok(n)
@@ -448,7 +451,10 @@ impl Backend for GatewayBackend {
     }
 
     async fn blacklist_get(&self, channel: &str, entry: &str) -> BackendResult<Option<String>> {
-        Ok(self.store.suppressed(channel_kind(channel)?, entry))
+        Ok(self
+            .store
+            .suppressed(channel_kind(channel)?, entry)
+            .map(|why| why.as_str().to_owned()))
     }
 
     async fn plan(

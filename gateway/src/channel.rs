@@ -1,6 +1,6 @@
-//! Upstream channels. Each send ends in a [`Delivery`] that says what the
-//! dispatcher must do next: record success, fail for good, retry later, or
-//! slow the whole upstream down.
+//! Upstream channels. Each send ends in a [`Delivery`](crate::domain::Delivery)
+//! that the rules turn into an outcome: record success, fail for good, retry
+//! later, or slow the whole upstream down.
 
 pub mod email;
 pub mod mail;
@@ -10,10 +10,9 @@ pub mod smtp;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
-use crate::domain::{CampaignRecord, Upstream};
+use crate::domain::CampaignRecord;
 
 /// A campaign's content parsed once, per campaign number: content is fixed
 /// once a campaign starts, so the parse is kept for every later message.
@@ -43,41 +42,4 @@ impl<T> Parsed<T> {
         cache.insert(campaign.seq, parsed.clone());
         Ok(parsed)
     }
-}
-
-/// The upstream's answer to one message.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Delivery {
-    /// Accepted upstream; `reply` is what it said (e.g. `250 2.0.0 queued as X`),
-    /// `upstream` the SMSC's ids for the parts (SMS only).
-    Accepted {
-        reply: String,
-        upstream: Option<Upstream>,
-    },
-    /// Cannot be sent, ever (e.g. a template field the participant lacks,
-    /// an SMSC's permanent error).
-    Permanent { reply: String },
-    /// An SMTP relay refused it, answering the command of `phase` with
-    /// `code` (4xx or 5xx). The bounce rules read `reply` and `phase` ("user
-    /// unknown" at MAIL FROM is about our sender, not the recipient): a hard
-    /// bounce is final, a soft one or a 4xx is tried again while attempts
-    /// are left.
-    Refused {
-        reply: String,
-        code: u16,
-        phase: bounce::Phase,
-    },
-    /// Try again later (connection lost, timeout, an SMSC's temporary error).
-    Transient {
-        reply: String,
-        retry_after: Option<Duration>,
-    },
-    /// Never sent: no upstream could take it now (none bound, or throttled
-    /// for longer than the lease allows). Not an attempt: it waits, no fact.
-    Unsent {
-        reply: String,
-        retry_after: Duration,
-    },
-    /// The upstream asked us to slow down; not a failure of this message.
-    Throttled { retry_after: Duration },
 }

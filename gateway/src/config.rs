@@ -5,9 +5,12 @@
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use serde::Deserialize;
+
+use crate::rules::RetryPolicy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -136,6 +139,20 @@ pub struct Email {
     pub bounce_maildir: Option<PathBuf>,
 }
 
+impl Email {
+    pub fn retry(&self) -> RetryPolicy {
+        retry_policy(self.max_attempts, self.retry_base_secs, self.retry_max_secs)
+    }
+}
+
+fn retry_policy(max_attempts: u32, base_secs: u64, max_secs: u64) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts,
+        base: Duration::from_secs(base_secs),
+        max: Duration::from_secs(max_secs),
+    }
+}
+
 impl Default for Email {
     fn default() -> Self {
         Self {
@@ -186,6 +203,10 @@ pub struct Relay {
 }
 
 impl Sms {
+    pub fn retry(&self) -> RetryPolicy {
+        retry_policy(self.max_attempts, self.retry_base_secs, self.retry_max_secs)
+    }
+
     fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if !(1..=255).contains(&self.max_parts) {

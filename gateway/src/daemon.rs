@@ -12,7 +12,7 @@ use crate::{
     backend::GatewayBackend,
     channel::{email::EmailChannel, mail::Dkim, sms::SmsChannel, smtp::RelayPool},
     config::Config,
-    dispatch::{Dispatcher, RetryPolicy},
+    dispatch::Dispatcher,
     metrics::Metrics,
     policy::Policy,
     returns::Returns,
@@ -160,7 +160,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             "no API tokens set (SLUICE_API_TOKENS): the API is open to anyone on loopback"
         );
     }
-    let retry = RetryPolicy::email(&config.email);
+    let retry = config.email.retry();
     let returns = Arc::new(Returns::new(
         store.clone(),
         ReturnPaths::new(&secret, &config.email.bounce_domain),
@@ -205,7 +205,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         email,
         sms,
         config: config.dispatch.clone(),
-        retry: [retry, RetryPolicy::sms(&config.sms)],
+        retry: [retry, config.sms.retry()],
         metrics: metrics.clone(),
         wake,
     });

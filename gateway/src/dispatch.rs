@@ -10,7 +10,6 @@ mod outcome;
 
 use std::{sync::Arc, time::Duration};
 
-use rand::Rng;
 use tokio::{
     sync::{Notify, OwnedSemaphorePermit, Semaphore},
     time::Instant,
@@ -18,11 +17,14 @@ use tokio::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    channel::{Delivery, email::EmailChannel, sms::SmsChannel},
-    config::{Dispatch, Email, Sms},
-    domain::{CampaignRecord, CampaignState, ChannelKind, Millis, Outcome, Update, now_ms},
+    channel::{email::EmailChannel, sms::SmsChannel},
+    config::Dispatch,
+    domain::{
+        CampaignRecord, CampaignState, ChannelKind, Delivery, Millis, Outcome, Update, now_ms,
+    },
     metrics::{ChannelLabels, Metrics, OutcomeLabels, ReasonLabels},
     policy::{Policy, QuotaWrite, Verdict},
+    rules::RetryPolicy,
     store::{Claim, Store},
 };
 
@@ -44,42 +46,6 @@ pub struct Dispatcher {
     pub policy: Arc<Policy>,
     /// Woken when a campaign starts or gets participants.
     pub wake: Arc<Notify>,
-}
-
-/// Exponential back-off with jitter for transient failures.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub max_attempts: u32,
-    pub base: Duration,
-    pub max: Duration,
-}
-
-impl RetryPolicy {
-    pub fn email(email: &Email) -> Self {
-        Self {
-            max_attempts: email.max_attempts,
-            base: Duration::from_secs(email.retry_base_secs),
-            max: Duration::from_secs(email.retry_max_secs),
-        }
-    }
-
-    pub fn sms(sms: &Sms) -> Self {
-        Self {
-            max_attempts: sms.max_attempts,
-            base: Duration::from_secs(sms.retry_base_secs),
-            max: Duration::from_secs(sms.retry_max_secs),
-        }
-    }
-
-    /// Delay before attempt `attempts + 1`, given `attempts` made so far (≥ 1):
-    /// base·2^(attempts−1), capped, with ±20% jitter so retries spread out.
-    pub fn delay(&self, attempts: u32) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(2u32.saturating_pow(attempts.saturating_sub(1).min(30)));
-        let capped = exp.min(self.max);
-        capped.mul_f64(rand::rng().random_range(0.8..1.2))
-    }
 }
 
 impl Dispatcher {
@@ -233,9 +199,7 @@ impl Dispatcher {
                 .suppressed(channel, &p.address)
                 .or_else(|| self.store.suppressed(channel, &p.customer));
             let verdict = match suppressed {
-                Some(why) => Ok(Verdict::Suppress {
-                    why: why_label(&why),
-                }),
+                Some(why) => Ok(Verdict::Suppress { why: why.as_str() }),
                 None => self.policy.admit(&campaign, p, now).await,
             };
             match verdict {
@@ -296,16 +260,6 @@ impl Dispatcher {
 struct Progress {
     done: usize,
     next_due: Option<Millis>,
-}
-
-/// Suppression reasons are a small fixed vocabulary (metric labels).
-fn why_label(why: &str) -> &'static str {
-    match why {
-        "hard_bounce" => "hard_bounce",
-        "unsubscribed" => "unsubscribed",
-        "opted_out" => "opted_out",
-        _ => "blacklisted",
-    }
 }
 
 fn channel_slot(channel: ChannelKind) -> usize {
@@ -375,18 +329,6 @@ impl SendJob {
             .observe(started.elapsed().as_secs_f64());
         let at = now_ms();
         let outcome = outcome::of(delivery, claim.attempts + 1, at, &self.retry, &self.metrics);
-        if let Outcome::Bounced { hard: true, .. } = outcome
-            && let Err(e) = self
-                .store
-                .suppress(
-                    campaign.decl.channel,
-                    &claim.participant.address,
-                    "hard_bounce",
-                )
-                .await
-        {
-            tracing::error!(error = %e, "could not suppress a hard-bounced address");
-        }
         self.record(campaign, claim, at, outcome).await;
     }
 
@@ -443,26 +385,5 @@ async fn checkpoint_until(policy: Arc<Policy>, shutdown: CancellationToken) {
 async fn checkpoint(policy: &Policy) {
     if let Err(e) = policy.checkpoint(now_ms()).await {
         tracing::warn!(error = %e, "load-control counters not persisted; retried in a second");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        let p = RetryPolicy {
-            max_attempts: 5,
-            base: Duration::from_secs(10),
-            max: Duration::from_secs(60),
-        };
-        for (attempts, nominal) in [(1, 10.0), (2, 20.0), (3, 40.0), (4, 60.0), (20, 60.0)] {
-            let d = p.delay(attempts).as_secs_f64();
-            assert!(
-                d >= nominal * 0.8 && d <= nominal * 1.2,
-                "attempt {attempts}: {d}"
-            );
-        }
     }
 }

@@ -1,5 +1,7 @@
 //! Domain types shared by the store, the dispatcher and the channels.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 /// A participant as uploaded: the wire type is the domain type.
@@ -96,6 +98,77 @@ impl Status {
 
     pub fn is_final(self) -> bool {
         !matches!(self, Self::Pending)
+    }
+}
+
+/// Where one message stands: what the rules read before a fact and decide
+/// after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageState {
+    pub status: Status,
+    /// Sends tried so far.
+    pub attempts: u32,
+    /// When a pending message is due.
+    pub due: Millis,
+    /// When the status was reached (0: never sent).
+    pub at: Millis,
+}
+
+/// Why an address is never sent to again on a channel. Stored and shown as
+/// [`SuppressReason::as_str`]; an operator's blacklist entry is `Blacklisted`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SuppressReason {
+    HardBounce,
+    Unsubscribed,
+    OptedOut,
+    Blacklisted,
+}
+
+impl SuppressReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HardBounce => "hard_bounce",
+            Self::Unsubscribed => "unsubscribed",
+            Self::OptedOut => "opted_out",
+            Self::Blacklisted => "blacklisted",
+        }
+    }
+
+    /// The reason a stored entry names; anything else was put there by an
+    /// operator.
+    pub fn parse(stored: &str) -> Self {
+        [Self::HardBounce, Self::Unsubscribed, Self::OptedOut]
+            .into_iter()
+            .find(|r| r.as_str() == stored)
+            .unwrap_or(Self::Blacklisted)
+    }
+}
+
+/// What a fact in the feed says happened (its `type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactKind {
+    Accepted,
+    Submitted,
+    Delivered,
+    Failed,
+    RetryScheduled,
+    Bounced,
+    Suppressed,
+    Engaged(Engagement),
+}
+
+impl FactKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Submitted => "submitted",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+            Self::RetryScheduled => "retry_scheduled",
+            Self::Bounced => "bounced",
+            Self::Suppressed => "suppressed",
+            Self::Engaged(e) => e.as_str(),
+        }
     }
 }
 
@@ -213,4 +286,41 @@ pub struct Engaged {
     pub at: Millis,
     pub kind: Engagement,
     pub detail: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The upstream's answer to one message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    /// Accepted upstream; `reply` is what it said (e.g. `250 2.0.0 queued as X`),
+    /// `upstream` the SMSC's ids for the parts (SMS only).
+    Accepted {
+        reply: String,
+        upstream: Option<Upstream>,
+    },
+    /// Cannot be sent, ever (e.g. a template field the participant lacks,
+    /// an SMSC's permanent error).
+    Permanent { reply: String },
+    /// An SMTP relay refused it, answering the command of `phase` with
+    /// `code` (4xx or 5xx). The bounce rules read `reply` and `phase` ("user
+    /// unknown" at MAIL FROM is about our sender, not the recipient): a hard
+    /// bounce is final, a soft one or a 4xx is tried again while attempts
+    /// are left.
+    Refused {
+        reply: String,
+        code: u16,
+        phase: bounce::Phase,
+    },
+    /// Try again later (connection lost, timeout, an SMSC's temporary error).
+    Transient {
+        reply: String,
+        retry_after: Option<Duration>,
+    },
+    /// Never sent: no upstream could take it now (none bound, or throttled
+    /// for longer than the lease allows). Not an attempt: it waits, no fact.
+    Unsent {
+        reply: String,
+        retry_after: Duration,
+    },
+    /// The upstream asked us to slow down; not a failure of this message.
+    Throttled { retry_after: Duration },
 }

@@ -13,6 +13,7 @@ pub mod domain;
 pub mod metrics;
 pub mod policy;
 pub mod returns;
+pub mod rules;
 pub mod schedule;
 pub mod store;
 pub mod template;

@@ -17,9 +17,9 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::{
-    dispatch::RetryPolicy,
-    domain::{Outcome, Update, now_ms},
+    domain::{Update, now_ms},
     metrics::{BounceLabels, Metrics},
+    rules::{self, RetryPolicy},
     store::{Store, StoreError},
     verp::ReturnPaths,
 };
@@ -168,22 +168,11 @@ impl Returns {
         );
         detail.insert("reason".into(), json!(failure.reason.as_str()));
         let now = now_ms();
-        let retry = (!hard && info.attempts < self.retry.max_attempts)
-            .then(|| now + self.retry.delay(info.attempts.max(1)).as_millis() as u64);
-        if hard {
-            self.store
-                .suppress(info.campaign.decl.channel, &info.address, "hard_bounce")
-                .await?;
-        }
         self.store
             .record(vec![Update {
                 msg,
                 at: now,
-                outcome: Outcome::Bounced {
-                    hard,
-                    retry,
-                    detail,
-                },
+                outcome: rules::returned(hard, info.attempts, now, &self.retry, detail),
             }])
             .await?;
         self.metrics

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 
 use crate::domain::{
     CampaignDecl, CampaignRecord, CampaignState, ChannelKind, Engaged, MessageNo, Millis,
-    Participant, ReceiptIn, ReceiptMatch, Status, Update,
+    Participant, ReceiptIn, ReceiptMatch, Status, SuppressReason, Update,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +96,9 @@ pub trait Store: Send + Sync + 'static {
     /// is simply asked again.
     fn defer(&self, msg: MessageNo, due: Millis);
 
-    /// Records outcomes and their facts; resolves once durable.
+    /// Records outcomes with their facts and the rules' decisions (a hard
+    /// bounce suppresses the address), all in one atomic write; resolves
+    /// once durable.
     async fn record(&self, updates: Vec<Update>) -> Result<()>;
 
     /// Matches delivery receipts to messages by the SMSC's ids (recorded with
@@ -108,8 +110,10 @@ pub trait Store: Send + Sync + 'static {
     /// reply (an SMS "STOP") to a campaign and customer.
     fn last_message_to(&self, channel: ChannelKind, address: &str) -> Option<MessageNo>;
 
-    /// Records clicks, opens and unsubscribes as facts and in the message's
-    /// engagement flags (for the audience query); resolves once durable.
+    /// Records clicks, opens, unsubscribes and opt-outs as facts and in the
+    /// message's engagement flags (for the audience query), with the rules'
+    /// decisions (an unsubscribe suppresses the address) in the same atomic
+    /// write; resolves once durable.
     async fn engage(&self, items: Vec<Engaged>) -> Result<()>;
 
     /// Durable facts with a cursor greater than `after`, oldest first.
@@ -141,23 +145,30 @@ pub trait Store: Send + Sync + 'static {
     /// A campaign by its compact number.
     fn campaign_by_seq(&self, seq: u32) -> Option<CampaignRecord>;
 
-    /// Never send to `address` on `channel` again (hard bounce, opt-out);
-    /// resolves once durable.
-    async fn suppress(&self, channel: ChannelKind, address: &str, why: &str) -> Result<()>;
+    /// Never send to `address` on `channel` again (an opt-out from an
+    /// address no message went to); resolves once durable. Suppressions that
+    /// follow from a fact about a message (hard bounce, unsubscribe) are the
+    /// rules' decisions, written with their fact by `record` and `engage`.
+    async fn suppress(
+        &self,
+        channel: ChannelKind,
+        address: &str,
+        why: SuppressReason,
+    ) -> Result<()>;
 
     /// Suppresses many entries (customer ids or addresses) at once.
     async fn suppress_many(
         &self,
         channel: ChannelKind,
         entries: Vec<String>,
-        why: &str,
+        why: SuppressReason,
     ) -> Result<()>;
 
     /// Lifts a suppression; returns whether there was one.
     async fn unsuppress(&self, channel: ChannelKind, entry: &str) -> Result<bool>;
 
     /// Why `address` is suppressed on `channel`, if it is.
-    fn suppressed(&self, channel: ChannelKind, address: &str) -> Option<String>;
+    fn suppressed(&self, channel: ChannelKind, address: &str) -> Option<SuppressReason>;
 
     /// False once a commit has failed: nothing more is acknowledged.
     fn healthy(&self) -> bool;

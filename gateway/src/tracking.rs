@@ -4,10 +4,12 @@
 //! listener's clicks, opens and unsubscribes become facts.
 //!
 //! A campaign's link table is derived from its stored declaration (the
-//! template's URLs in order), so it is as durable as the campaign. Events are
-//! queued without blocking the redirect and written in batches by one task
-//! (group commit): a crash loses at most the queue and the batch in commit,
-//! i.e. the events of the last commit interval (a few milliseconds).
+//! template's URLs in order), so it is as durable as the campaign. Clicks and
+//! opens are queued without blocking the redirect and written in batches by
+//! one task (group commit): a crash loses at most the queue and the batch in
+//! commit, i.e. the events of the last commit interval (a few milliseconds).
+//! An unsubscribe is answered only once it is durable with the address's
+//! suppression (one write, the rules' decision).
 
 use std::{
     borrow::Cow,
@@ -17,8 +19,8 @@ use std::{
 };
 
 use clicktrack::{
-    EventKind, Keyring, LinkIndex, LinkTable, Overloaded, Rewriter, TrackingEvent, TrackingSink,
-    is_personalised,
+    EventKind, Keyring, LinkIndex, LinkTable, Overloaded, Recording, Rewriter, TrackingEvent,
+    TrackingSink, is_personalised,
 };
 use serde_json::{Map, json};
 use tokio::sync::mpsc;
@@ -243,11 +245,20 @@ impl TrackingSink for Sink {
     fn record(&self, event: TrackingEvent) -> Result<(), Overloaded> {
         self.queue.try_send(event).map_err(|_| Overloaded)
     }
+
+    fn unsubscribe(&self, event: TrackingEvent) -> Recording {
+        let store = self.store.clone();
+        Box::pin(async move {
+            store.engage(vec![engaged(event)]).await.map_err(|e| {
+                tracing::error!(error = %e, "unsubscribe not recorded");
+                Overloaded
+            })
+        })
+    }
 }
 
 /// Writes queued events in batches (those of `LINGER` at a time) until
-/// every sender is gone; an unsubscribe also suppresses the address on the
-/// campaign's channel.
+/// every sender is gone.
 pub async fn write_events(mut rx: mpsc::Receiver<TrackingEvent>, store: Arc<dyn Store>) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
@@ -261,41 +272,33 @@ pub async fn write_events(mut rx: mpsc::Receiver<TrackingEvent>, store: Arc<dyn 
                 batch.push(event);
             }
         }
-        let mut items = Vec::with_capacity(batch.len());
-        for event in batch.drain(..) {
-            let msg = ours(event.message);
-            let at = event
-                .at
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
-            let mut detail = Map::new();
-            let kind = match event.kind {
-                EventKind::Clicked { url, .. } => {
-                    detail.insert("url".into(), json!(&*url));
-                    Engagement::Clicked
-                }
-                EventKind::Opened => Engagement::Opened,
-                EventKind::Unsubscribed => {
-                    if let Some(info) = store.message(msg)
-                        && let Err(e) = store
-                            .suppress(info.campaign.decl.channel, &info.address, "unsubscribed")
-                            .await
-                    {
-                        tracing::error!(error = %e, "could not record an unsubscribe");
-                    }
-                    Engagement::Unsubscribed
-                }
-            };
-            items.push(Engaged {
-                msg,
-                at,
-                kind,
-                detail,
-            });
-        }
+        let items = batch.drain(..).map(engaged).collect();
         if let Err(e) = store.engage(items).await {
             tracing::error!(error = %e, "tracking events not recorded");
         }
+    }
+}
+
+/// A tracking event as the store records it.
+fn engaged(event: TrackingEvent) -> Engaged {
+    let at = event
+        .at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut detail = Map::new();
+    let kind = match event.kind {
+        EventKind::Clicked { url, .. } => {
+            detail.insert("url".into(), json!(&*url));
+            Engagement::Clicked
+        }
+        EventKind::Opened => Engagement::Opened,
+        EventKind::Unsubscribed => Engagement::Unsubscribed,
+    };
+    Engaged {
+        msg: ours(event.message),
+        at,
+        kind,
+        detail,
     }
 }
 

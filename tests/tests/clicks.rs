@@ -177,7 +177,10 @@ fn links_redirect_and_clicks_opens_and_unsubscribes_become_facts() {
     assert_eq!(clicked.len(), 1);
     assert_eq!(clicked[0]["customer"], "ann");
 
-    // One-click unsubscribe (RFC 8058) blacklists Ann for later campaigns.
+    // One-click unsubscribe (RFC 8058) blacklists Ann for later campaigns:
+    // by the time the page says so, the address is suppressed and the fact
+    // is in the feed, both durable (no waiting: a campaign started right
+    // after the answer must not mail her).
     let unsubscribe_path = path_of(unsubscribe.trim_matches(['<', '>'])).to_owned();
     let r = request(
         "POST",
@@ -187,7 +190,16 @@ fn links_redirect_and_clicks_opens_and_unsubscribes_become_facts() {
         b"List-Unsubscribe=One-Click",
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    wait_for_fact(&daemon, "unsubscribed", "ann");
+    let blocked = daemon.get("/v1/blacklist/email/ann@example.org");
+    assert_eq!(blocked.status, 200, "{}", blocked.text());
+    assert_eq!(blocked.json()["why"], "unsubscribed");
+    assert!(
+        daemon
+            .all_events()
+            .iter()
+            .any(|e| e["type"] == "unsubscribed" && e["customer"] == "ann"),
+        "the unsubscribe is a fact when it is answered"
+    );
     let again = json!({"channel": "email", "name": "next", "content": {"email": {"from": "o@telco.test", "subject": "s", "text": "t"}}});
     daemon.declare("next", &again);
     daemon.upload("next", &people);

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, bail};
 use clicktrack::{
-    EventKind, Keyring, LinkIndex, MessageNo, Overloaded, Rewriter, Tracking, TrackingEvent,
-    TrackingSink,
+    EventKind, Keyring, LinkIndex, MessageNo, Overloaded, Recording, Rewriter, Tracking,
+    TrackingEvent, TrackingSink,
 };
 use tokio::sync::mpsc;
 
@@ -61,6 +61,11 @@ impl TrackingSink for Sink {
                 Ok(())
             }
         }
+    }
+
+    /// The benchmark redirects only; an unsubscribe counts like a click.
+    fn unsubscribe(&self, event: TrackingEvent) -> Recording {
+        Box::pin(std::future::ready(self.record(event)))
     }
 }
 

@@ -31,6 +31,19 @@ impl TrackingSink for MemSink {
         self.events.lock().unwrap().push(event);
         Ok(())
     }
+    fn unsubscribe(&self, event: TrackingEvent) -> Recording {
+        Box::pin(std::future::ready(self.record(event)))
+    }
+}
+
+/// The response of an answer that needs no waiting (every one of `MemSink`'s).
+fn resolved(answer: Answer) -> Response<Full<Bytes>> {
+    let mut answer = answer;
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match Pin::new(&mut answer).poll(&mut cx) {
+        Poll::Ready(res) => res,
+        Poll::Pending => panic!("the answer waits"),
+    }
 }
 
 impl MemSink {
@@ -77,7 +90,7 @@ impl Fixture {
             .uri(path)
             .body(())
             .unwrap();
-        self.tracking.respond(&req)
+        resolved(self.tracking.respond(&req))
     }
     fn click(&self, message: u64, link: u16) -> String {
         let token = self.keys.mint(Token::Click {
@@ -206,7 +219,7 @@ fn unsubscribe_page_confirms_then_one_click_post_records() {
         .header("content-type", "application/x-www-form-urlencoded")
         .body("List-Unsubscribe=One-Click")
         .unwrap();
-    let res = f.tracking.respond(&req);
+    let res = resolved(f.tracking.respond(&req));
     assert_eq!(res.status(), StatusCode::OK);
     assert!(
         String::from_utf8(body(res).to_vec())
@@ -316,6 +329,74 @@ fn an_overloaded_sink_gets_503_not_a_redirect() {
     );
 }
 
+/// A sink whose unsubscribes become durable only when the test says so.
+struct SlowSink {
+    durable: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+}
+
+impl TrackingSink for SlowSink {
+    fn resolve_link(&self, _: MessageNo, _: LinkIndex) -> Option<Arc<str>> {
+        None
+    }
+    fn knows_message(&self, _: MessageNo) -> bool {
+        true
+    }
+    fn record(&self, _: TrackingEvent) -> Result<(), Overloaded> {
+        Ok(())
+    }
+    fn unsubscribe(&self, _: TrackingEvent) -> Recording {
+        let durable = self
+            .durable
+            .lock()
+            .unwrap()
+            .take()
+            .expect("one unsubscribe");
+        Box::pin(async move { durable.await.map_err(|_| Overloaded) })
+    }
+}
+
+#[test]
+fn the_unsubscribe_page_waits_until_the_unsubscribe_is_durable() {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let sink = Arc::new(SlowSink {
+        durable: Mutex::new(Some(rx)),
+    });
+    let keys = Arc::new(Keyring::from_secret(1, b"handler test secret, 32 bytes!!").unwrap());
+    let token = keys.mint(Token::Unsubscribe {
+        message: MessageNo(7),
+    });
+    let tracking = Tracking::new(sink, keys);
+    let req = Request::post(format!("/u/{token}")).body(()).unwrap();
+    let mut answer = tracking.respond(&req);
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    assert!(
+        Pin::new(&mut answer).poll(&mut cx).is_pending(),
+        "no confirmation before the sink made the unsubscribe durable"
+    );
+    tx.send(()).unwrap();
+    match Pin::new(&mut answer).poll(&mut cx) {
+        Poll::Ready(res) => assert_eq!(res.status(), StatusCode::OK),
+        Poll::Pending => panic!("durable, yet not answered"),
+    }
+}
+
+#[test]
+fn an_unsubscribe_the_sink_could_not_record_gets_503() {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    drop(tx);
+    let sink = Arc::new(SlowSink {
+        durable: Mutex::new(Some(rx)),
+    });
+    let keys = Arc::new(Keyring::from_secret(1, b"handler test secret, 32 bytes!!").unwrap());
+    let token = keys.mint(Token::Unsubscribe {
+        message: MessageNo(7),
+    });
+    let tracking = Tracking::new(sink, keys);
+    let req = Request::post(format!("/u/{token}")).body(()).unwrap();
+    let res = resolved(tracking.respond(&req));
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
 #[test]
 fn links_sent_before_a_key_rotation_still_redirect() {
     let f = fixture();
@@ -326,7 +407,10 @@ fn links_sent_before_a_key_rotation_still_redirect() {
         .unwrap();
     let tracking = Tracking::new(f.sink.clone(), Arc::new(rotated));
     let req = Request::get(&before).body(()).unwrap();
-    assert_eq!(header(&tracking.respond(&req), "location"), Some(OFFER));
+    assert_eq!(
+        header(&resolved(tracking.respond(&req)), "location"),
+        Some(OFFER)
+    );
 }
 
 #[test]
@@ -584,7 +668,7 @@ proptest::proptest! {
         proptest::prop_assert_eq!(out.tracked, 1);
         let start = out.body.find("/c/").unwrap();
         let end = start + out.body[start..].find('"').unwrap();
-        let res = tracking.respond(&Request::get(&out.body[start..end]).body(()).unwrap());
+        let res = resolved(tracking.respond(&Request::get(&out.body[start..end]).body(()).unwrap()));
         proptest::prop_assert_eq!(res.status(), StatusCode::FOUND);
         proptest::prop_assert_eq!(header(&res, "location"), Some(url.as_str()));
     }

@@ -5,11 +5,16 @@
 use std::sync::Arc;
 
 use super::{
-    Delivery, Parsed,
+    Parsed,
     mail::{Dkim, Envelope, MailTemplate},
     smtp::RelayPool,
 };
-use crate::{domain::CampaignRecord, store::Claim, tracking::Links, verp::ReturnPaths};
+use crate::{
+    domain::{CampaignRecord, Delivery},
+    store::Claim,
+    tracking::Links,
+    verp::ReturnPaths,
+};
 
 pub struct EmailChannel {
     pub relays: RelayPool,

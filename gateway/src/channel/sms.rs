@@ -34,7 +34,8 @@ use self::{
     session::Frame,
     status::Refusal,
 };
-use super::{Delivery, Parsed};
+use super::Parsed;
+use crate::domain::Delivery;
 use crate::{
     config::{Sms as SmsConfig, Smsc as SmscConfig},
     domain::{CampaignRecord, Participant, SmsContent, Upstream},

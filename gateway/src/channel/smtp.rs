@@ -26,8 +26,8 @@ use tokio_rustls::{TlsConnector, client::TlsStream};
 
 use bounce::Phase;
 
-use super::Delivery;
 use crate::config::{Relay as RelayConfig, TlsMode};
+use crate::domain::Delivery;
 
 /// An open session, buffered so pipelined commands leave in one write.
 enum Client {

@@ -80,9 +80,9 @@ impl Maildir {
 mod tests {
     use super::*;
     use crate::{
-        dispatch::RetryPolicy,
         domain::{CampaignDecl, ChannelKind, Outcome, Participant, Update},
         metrics::Metrics,
+        rules::RetryPolicy,
         store::{Store, embedded::Embedded},
         verp::ReturnPaths,
     };

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Result, StoreError};
-use crate::domain::{MessageNo, Millis, Status};
+use crate::domain::{MessageNo, MessageState, Millis, Status};
 
 pub fn message_key(msg: MessageNo) -> [u8; 8] {
     msg.as_u64().to_be_bytes()
@@ -35,6 +35,17 @@ pub struct StatusRecord {
     /// When the status was reached.
     #[serde(rename = "t")]
     pub at: Millis,
+}
+
+impl From<MessageState> for StatusRecord {
+    fn from(s: MessageState) -> Self {
+        Self {
+            status: s.status,
+            attempts: s.attempts,
+            due: s.due,
+            at: s.at,
+        }
+    }
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {

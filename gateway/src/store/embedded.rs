@@ -16,7 +16,7 @@ use std::{
 use admin_api::types::v1::{AudienceRow, Event};
 use async_trait::async_trait;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
@@ -25,9 +25,13 @@ use super::{
     index::CampaignIndex,
     upstream::{self, Link},
 };
-use crate::domain::{
-    CampaignDecl, CampaignRecord, CampaignState, ChannelKind, Engaged, Engagement, MessageNo,
-    Millis, Outcome, Participant, ReceiptIn, ReceiptMatch, Status, Update, rfc3339,
+use crate::{
+    domain::{
+        CampaignDecl, CampaignRecord, CampaignState, ChannelKind, Engaged, Engagement, FactKind,
+        MessageNo, MessageState, Millis, Outcome, Participant, ReceiptIn, ReceiptMatch, Status,
+        SuppressReason, Update, rfc3339,
+    },
+    rules::{self, PartReceipt},
 };
 
 /// Writes taken into one commit at most.
@@ -55,7 +59,7 @@ struct Keyspaces {
 struct Index {
     campaigns: HashMap<String, CampaignIndex>,
     /// `channel\0address` (address lowercased) → why.
-    suppressed: HashMap<String, String>,
+    suppressed: HashMap<String, SuppressReason>,
     ids: HashMap<u32, String>,
     next_campaign: u32,
 }
@@ -188,7 +192,7 @@ fn recover(ks: &Keyspaces) -> Result<(Index, u64)> {
         let (key, value) = kv.into_inner().map_err(io)?;
         index.suppressed.insert(
             String::from_utf8_lossy(&key).into_owned(),
-            String::from_utf8_lossy(&value).into_owned(),
+            SuppressReason::parse(&String::from_utf8_lossy(&value)),
         );
     }
     let last_cursor = match ks.facts.last_key_value() {
@@ -233,7 +237,7 @@ enum Op {
     },
     Suppress {
         keys: Vec<String>,
-        why: String,
+        why: SuppressReason,
         reply: oneshot::Sender<Result<()>>,
     },
     Unsuppress {
@@ -265,7 +269,7 @@ enum Effect {
     },
     Suppressed {
         key: String,
-        why: String,
+        why: SuppressReason,
     },
     Unsuppressed {
         key: String,
@@ -490,7 +494,7 @@ impl Committer {
                             at: accepted_at.clone(),
                             campaign: id.clone(),
                             customer: p.customer.clone(),
-                            kind: "accepted".into(),
+                            kind: FactKind::Accepted.as_str().into(),
                             detail: Map::new(),
                         },
                     );
@@ -542,24 +546,25 @@ impl Committer {
                     };
                     let flags = g.engaged.get(&e.msg).copied().unwrap_or(slot.engaged);
                     g.engaged.insert(e.msg, flags | e.kind.bit());
+                    let suppress = rules::engaged(e.kind)
+                        .map(|why| (suppression_key(c.record.decl.channel, &slot.address), why));
                     let fact = fact(
                         e.at,
                         &c.record.id,
                         &slot.customer,
-                        e.kind.as_str(),
+                        FactKind::Engaged(e.kind),
                         e.detail,
                     );
                     self.append_fact(g, fact);
+                    if let Some((key, why)) = suppress {
+                        self.put_suppression(g, key, why);
+                    }
                 }
                 g.answers.push(Answer::Done(reply));
             }
             Op::Suppress { keys, why, reply } => {
                 for key in keys {
-                    g.batch.insert(&ks.suppressions, key.as_str(), why.as_str());
-                    g.effects.push(Effect::Suppressed {
-                        key,
-                        why: why.clone(),
-                    });
+                    self.put_suppression(g, key, why);
                 }
                 g.answers.push(Answer::Done(reply));
             }
@@ -575,7 +580,9 @@ impl Committer {
         }
     }
 
-    /// Writes a message's new status and its fact.
+    /// Writes the rules' decision on an outcome with its fact: the
+    /// message's new status and, where the rules say so, the address's
+    /// suppression, in the same batch.
     fn record_update(&mut self, index: &mut Index, g: &mut Group, u: Update) {
         let Some(c) = index.by_seq(u.msg.campaign) else {
             return;
@@ -583,16 +590,41 @@ impl Committer {
         let Some(slot) = c.slots.get(u.msg.participant as usize) else {
             return;
         };
-        let (record, kind, detail) = settle(slot.attempts, slot.due, u.at, u.outcome);
-        let fact = fact(u.at, &c.record.id, &slot.customer, kind, detail);
+        let before = MessageState {
+            status: slot.status,
+            attempts: slot.attempts,
+            due: slot.due,
+            at: slot.at,
+        };
+        let decision = rules::settle(before, u.at, u.outcome);
+        let record = StatusRecord::from(decision.state);
+        let fact = fact(
+            u.at,
+            &c.record.id,
+            &slot.customer,
+            decision.fact,
+            decision.detail,
+        );
+        let suppress = decision
+            .suppress
+            .map(|why| (suppression_key(c.record.decl.channel, &slot.address), why));
         g.batch.insert(
             &self.shared.ks.status,
             codec::message_key(u.msg),
             codec::encode(&record),
         );
         self.append_fact(g, fact);
+        if let Some((key, why)) = suppress {
+            self.put_suppression(g, key, why);
+        }
         g.statuses.insert(u.msg, record.status);
         g.effects.push(Effect::Status { msg: u.msg, record });
+    }
+
+    fn put_suppression(&self, g: &mut Group, key: String, why: SuppressReason) {
+        g.batch
+            .insert(&self.shared.ks.suppressions, key.as_str(), why.as_str());
+        g.effects.push(Effect::Suppressed { key, why });
     }
 
     /// Settles one receipt: finds its message by any reading of the id, and
@@ -611,21 +643,25 @@ impl Committer {
             return ReceiptMatch::Matched;
         };
         self.put_upstream(g, key, None);
-        if link.parts > 1 {
-            let progress = upstream::progress_key(link.msg);
-            let waiting = self
-                .upstream_value(g, &progress)
+        let progress = upstream::progress_key(link.msg);
+        let waiting = if link.parts > 1 {
+            self.upstream_value(g, &progress)
                 .and_then(|v| v.first().copied())
-                .unwrap_or(link.parts);
-            if waiting == 0 {
-                return ReceiptMatch::Matched; // a part failed: already settled
-            }
-            let left = if delivered { waiting - 1 } else { 0 };
-            let value = (left > 0 || !delivered).then(|| vec![left]);
-            self.put_upstream(g, progress, value);
-            if left > 0 {
+        } else {
+            None
+        };
+        let delivered = match rules::part_receipt(link.parts, waiting, delivered) {
+            PartReceipt::AlreadySettled => return ReceiptMatch::Matched,
+            PartReceipt::Wait { left } => {
+                self.put_upstream(g, progress, Some(vec![left]));
                 return ReceiptMatch::Matched;
             }
+            PartReceipt::Settle { delivered } => delivered,
+        };
+        if link.parts > 1 {
+            // A failed part marks the message settled (0 left) against
+            // later receipts of its other parts.
+            self.put_upstream(g, progress, (!delivered).then(|| vec![0]));
         }
         let status = g.statuses.get(&link.msg).copied().or_else(|| {
             index
@@ -633,7 +669,7 @@ impl Committer {
                 .and_then(|c| c.slots.get(link.msg.participant as usize))
                 .map(|s| s.status)
         });
-        if status == Some(Status::Submitted) {
+        if status.is_some_and(rules::receipt_settles) {
             let outcome = Outcome::Receipt {
                 delivered,
                 detail: r.detail,
@@ -692,117 +728,11 @@ impl Committer {
     }
 }
 
-/// The status a message reaches and the fact that says so.
-fn settle(
-    attempts: u32,
-    due: Millis,
-    at: Millis,
-    outcome: Outcome,
-) -> (StatusRecord, &'static str, Map<String, Value>) {
-    match outcome {
-        Outcome::Receipt { delivered, detail } => (
-            StatusRecord {
-                status: if delivered {
-                    Status::Delivered
-                } else {
-                    Status::Failed
-                },
-                attempts,
-                due,
-                at,
-            },
-            if delivered { "delivered" } else { "failed" },
-            detail,
-        ),
-        Outcome::Submitted { detail, .. } => (
-            StatusRecord {
-                status: Status::Submitted,
-                attempts: attempts + 1,
-                due,
-                at,
-            },
-            "submitted",
-            detail,
-        ),
-        Outcome::Failed { reason, mut detail } => {
-            detail.insert("reason".into(), json!(reason));
-            (
-                StatusRecord {
-                    status: Status::Failed,
-                    attempts: attempts + 1,
-                    due,
-                    at,
-                },
-                "failed",
-                detail,
-            )
-        }
-        Outcome::Retry {
-            due,
-            reason,
-            mut detail,
-        } => {
-            detail.insert("reason".into(), json!(reason));
-            detail.insert("attempt".into(), json!(attempts + 1));
-            detail.insert("retry_at".into(), json!(rfc3339(due)));
-            (
-                StatusRecord {
-                    status: Status::Pending,
-                    attempts: attempts + 1,
-                    due,
-                    at,
-                },
-                "retry_scheduled",
-                detail,
-            )
-        }
-        Outcome::Bounced {
-            hard,
-            retry,
-            mut detail,
-        } => {
-            detail.insert("bounce".into(), json!(if hard { "hard" } else { "soft" }));
-            let (status, due) = match (hard, retry) {
-                (true, _) => (Status::BouncedHard, due),
-                (false, Some(retry)) => {
-                    detail.insert("retry_at".into(), json!(rfc3339(retry)));
-                    (Status::Pending, retry)
-                }
-                (false, None) => (Status::BouncedSoft, due),
-            };
-            (
-                StatusRecord {
-                    status,
-                    attempts,
-                    due,
-                    at,
-                },
-                "bounced",
-                detail,
-            )
-        }
-        Outcome::Suppressed { why } => {
-            let mut detail = Map::new();
-            detail.insert("why".into(), json!(why));
-            (
-                StatusRecord {
-                    status: Status::Suppressed,
-                    attempts,
-                    due,
-                    at,
-                },
-                "suppressed",
-                detail,
-            )
-        }
-    }
-}
-
 fn fact(
     at: Millis,
     campaign: &str,
     customer: &str,
-    kind: &str,
+    kind: FactKind,
     detail: Map<String, Value>,
 ) -> Event {
     Event {
@@ -810,7 +740,7 @@ fn fact(
         at: rfc3339(at),
         campaign: campaign.to_owned(),
         customer: customer.to_owned(),
-        kind: kind.to_owned(),
+        kind: kind.as_str().to_owned(),
         detail,
     }
 }
@@ -1162,7 +1092,12 @@ impl Store for Embedded {
         self.shared.index().by_seq(seq).map(|c| c.record.clone())
     }
 
-    async fn suppress(&self, channel: ChannelKind, address: &str, why: &str) -> Result<()> {
+    async fn suppress(
+        &self,
+        channel: ChannelKind,
+        address: &str,
+        why: SuppressReason,
+    ) -> Result<()> {
         self.suppress_many(channel, vec![address.to_owned()], why)
             .await
     }
@@ -1171,13 +1106,12 @@ impl Store for Embedded {
         &self,
         channel: ChannelKind,
         entries: Vec<String>,
-        why: &str,
+        why: SuppressReason,
     ) -> Result<()> {
         let keys = entries
             .iter()
             .map(|e| suppression_key(channel, e))
             .collect();
-        let why = why.to_owned();
         self.submit(|reply| Op::Suppress { keys, why, reply }).await
     }
 
@@ -1190,12 +1124,12 @@ impl Store for Embedded {
         Ok(true)
     }
 
-    fn suppressed(&self, channel: ChannelKind, address: &str) -> Option<String> {
+    fn suppressed(&self, channel: ChannelKind, address: &str) -> Option<SuppressReason> {
         self.shared
             .index()
             .suppressed
             .get(&suppression_key(channel, address))
-            .cloned()
+            .copied()
     }
 
     fn healthy(&self) -> bool {

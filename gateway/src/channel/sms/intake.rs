@@ -18,7 +18,7 @@ use super::{
     inbound::{Inbound, Receipt, State},
 };
 use crate::{
-    domain::{ChannelKind, Engaged, Engagement, ReceiptIn, ReceiptMatch, now_ms},
+    domain::{ChannelKind, Engaged, Engagement, ReceiptIn, ReceiptMatch, SuppressReason, now_ms},
     store::Store,
 };
 
@@ -139,33 +139,33 @@ impl Intake {
         delivered.answer(status);
     }
 
-    /// A handset's text: a STOP word blacklists the number for SMS at once and
-    /// records `opted_out` on the latest message sent to it.
+    /// A handset's text: a STOP word records `opted_out` on the latest
+    /// message sent to the number, which suppresses it for SMS in the same
+    /// write (the rules), or suppresses it alone when no message went to it.
     async fn mobile(&self, delivered: Delivered, from: &str, text: &str) {
         if !self.is_stop(text) {
             tracing::info!(smsc = delivered.smsc, from = %from, "message from a handset (not an opt-out)");
             delivered.answer(CommandStatus::EsmeRok);
             return;
         }
-        let mut recorded = self
-            .store
-            .suppress(ChannelKind::Sms, from, "opted_out")
-            .await;
-        if recorded.is_ok()
-            && let Some(msg) = self.store.last_message_to(ChannelKind::Sms, from)
-        {
-            let mut detail = Map::new();
-            detail.insert("text".into(), json!(text));
-            recorded = self
-                .store
-                .engage(vec![Engaged {
+        let recorded = match self.store.last_message_to(ChannelKind::Sms, from) {
+            Some(msg) => {
+                let mut detail = Map::new();
+                detail.insert("text".into(), json!(text));
+                let opted_out = Engaged {
                     msg,
                     at: now_ms(),
                     kind: Engagement::OptedOut,
                     detail,
-                }])
-                .await;
-        }
+                };
+                self.store.engage(vec![opted_out]).await
+            }
+            None => {
+                self.store
+                    .suppress(ChannelKind::Sms, from, SuppressReason::OptedOut)
+                    .await
+            }
+        };
         let status = match recorded {
             Ok(()) => {
                 tracing::info!(from = %from, "handset opted out");

@@ -354,3 +354,110 @@ async fn claims_read_scattered_messages_and_keep_oldest_due_first() {
     let msgs: Vec<MessageNo> = again.iter().map(|c| c.msg).collect();
     assert_eq!(msgs, [all[4].msg, all[1].msg, all[2].msg]);
 }
+
+/// The rules' suppressions are written with the fact that causes them: when
+/// `record` or `engage` resolves, the address is suppressed, also after a
+/// reopen, and a blacklist entry keeps its reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suppressions_decided_by_the_rules_are_durable_with_their_fact() {
+    use crate::domain::{Engaged, Engagement, SuppressReason};
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = Embedded::open(dir.path()).expect("open");
+        let seq = store.put_campaign("c1", decl()).await.expect("declare").seq;
+        let people = ["hard", "soft", "unsub", "clicker"]
+            .map(participant)
+            .to_vec();
+        store
+            .add_participants("c1", people, 1_000)
+            .await
+            .expect("add");
+        let msg = |participant| MessageNo {
+            campaign: seq,
+            participant,
+        };
+        let bounced = |n, hard| Update {
+            msg: msg(n),
+            at: 5_000,
+            outcome: Outcome::Bounced {
+                hard,
+                retry: None,
+                detail: Map::new(),
+            },
+        };
+        store
+            .record(vec![bounced(0, true), bounced(1, false)])
+            .await
+            .expect("record");
+        assert_eq!(
+            store.suppressed(ChannelKind::Email, "HARD@example.org"),
+            Some(SuppressReason::HardBounce),
+            "a hard bounce suppresses its address in the same write"
+        );
+        assert_eq!(
+            store.suppressed(ChannelKind::Email, "soft@example.org"),
+            None
+        );
+        let engaged = |n, kind| Engaged {
+            msg: msg(n),
+            at: 6_000,
+            kind,
+            detail: Map::new(),
+        };
+        store
+            .engage(vec![
+                engaged(2, Engagement::Unsubscribed),
+                engaged(3, Engagement::Clicked),
+            ])
+            .await
+            .expect("engage");
+        assert_eq!(
+            store.suppressed(ChannelKind::Email, "unsub@example.org"),
+            Some(SuppressReason::Unsubscribed)
+        );
+        assert_eq!(
+            store.suppressed(ChannelKind::Email, "clicker@example.org"),
+            None
+        );
+        assert_eq!(
+            store.suppressed(ChannelKind::Sms, "unsub@example.org"),
+            None,
+            "only on the campaign's channel"
+        );
+        store
+            .suppress_many(
+                ChannelKind::Sms,
+                vec!["+15550001".into()],
+                SuppressReason::Blacklisted,
+            )
+            .await
+            .expect("blacklist");
+    }
+    let store = Embedded::open(dir.path()).expect("reopen");
+    for (channel, address, why) in [
+        (
+            ChannelKind::Email,
+            "hard@example.org",
+            SuppressReason::HardBounce,
+        ),
+        (
+            ChannelKind::Email,
+            "unsub@example.org",
+            SuppressReason::Unsubscribed,
+        ),
+        (ChannelKind::Sms, "+15550001", SuppressReason::Blacklisted),
+    ] {
+        assert_eq!(store.suppressed(channel, address), Some(why), "{address}");
+    }
+    let kinds: Vec<String> = store
+        .events(0, 100)
+        .expect("events")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds[4..],
+        ["bounced", "bounced", "unsubscribed", "clicked"],
+        "each suppression's fact is in the feed"
+    );
+}

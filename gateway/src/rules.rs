@@ -1,0 +1,254 @@
+//! The rule table: what each fact does to a message, to its address and to
+//! its campaign. Pure functions over the domain model, with no I/O: an engine
+//! applies a [`Decision`] together with the fact that caused it in one atomic
+//! write, and holds no business rule of its own (ARCHITECTURE.md, "Rules").
+//!
+//! | fact | message | address |
+//! |---|---|---|
+//! | upstream accepted | `submitted`, one more attempt | |
+//! | delivery receipt (every part) | `delivered` or `failed`, only if still `submitted` | |
+//! | 4xx, transient error, soft 5xx with attempts left | `pending`, due after back-off | |
+//! | the same, attempts used up | `failed` | |
+//! | hard bounce (at send time or returned) | `bounced_hard` | suppressed (`hard_bounce`) |
+//! | soft bounce returned | `pending` at back-off, or `bounced_soft` when out of attempts | |
+//! | suppressed by load control | `suppressed` | |
+//! | unsubscribed, opted out | engagement flag | suppressed (`unsubscribed`, `opted_out`) |
+//! | clicked, opened | engagement flag | |
+
+mod retry;
+
+use std::time::Duration;
+
+use bounce::{Kind, Phase, Verdict};
+use serde_json::{Map, Value, json};
+
+pub use retry::RetryPolicy;
+
+use crate::domain::{
+    Delivery, Engagement, FactKind, MessageState, Millis, Outcome, Status, SuppressReason, rfc3339,
+};
+
+/// What an engine writes for one outcome, atomically with its fact.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The message's state after the fact.
+    pub state: MessageState,
+    /// The fact for the feed and what it adds to the outcome's detail.
+    pub fact: FactKind,
+    pub detail: Map<String, Value>,
+    /// Never send to the message's address on its campaign's channel again.
+    pub suppress: Option<SuppressReason>,
+}
+
+/// The decision for `outcome`, reported at `at` for a message in `before`.
+pub fn settle(before: MessageState, at: Millis, outcome: Outcome) -> Decision {
+    let state = |status, attempts, due| MessageState {
+        status,
+        attempts,
+        due,
+        at,
+    };
+    let sent = before.attempts + 1;
+    let decide = |state, fact, detail| Decision {
+        state,
+        fact,
+        detail,
+        suppress: None,
+    };
+    match outcome {
+        Outcome::Submitted { detail, .. } => decide(
+            state(Status::Submitted, sent, before.due),
+            FactKind::Submitted,
+            detail,
+        ),
+        Outcome::Receipt { delivered, detail } => {
+            let (status, fact) = if delivered {
+                (Status::Delivered, FactKind::Delivered)
+            } else {
+                (Status::Failed, FactKind::Failed)
+            };
+            decide(state(status, before.attempts, before.due), fact, detail)
+        }
+        Outcome::Failed { reason, mut detail } => {
+            detail.insert("reason".into(), json!(reason));
+            decide(
+                state(Status::Failed, sent, before.due),
+                FactKind::Failed,
+                detail,
+            )
+        }
+        Outcome::Retry {
+            due,
+            reason,
+            mut detail,
+        } => {
+            detail.insert("reason".into(), json!(reason));
+            detail.insert("attempt".into(), json!(sent));
+            detail.insert("retry_at".into(), json!(rfc3339(due)));
+            decide(
+                state(Status::Pending, sent, due),
+                FactKind::RetryScheduled,
+                detail,
+            )
+        }
+        Outcome::Bounced {
+            hard,
+            retry,
+            mut detail,
+        } => {
+            detail.insert("bounce".into(), json!(if hard { "hard" } else { "soft" }));
+            let (status, due) = match (hard, retry) {
+                (true, _) => (Status::BouncedHard, before.due),
+                (false, Some(retry)) => {
+                    detail.insert("retry_at".into(), json!(rfc3339(retry)));
+                    (Status::Pending, retry)
+                }
+                (false, None) => (Status::BouncedSoft, before.due),
+            };
+            Decision {
+                state: state(status, before.attempts, due),
+                fact: FactKind::Bounced,
+                detail,
+                suppress: hard.then_some(SuppressReason::HardBounce),
+            }
+        }
+        Outcome::Suppressed { why } => {
+            let mut detail = Map::new();
+            detail.insert("why".into(), json!(why));
+            decide(
+                state(Status::Suppressed, before.attempts, before.due),
+                FactKind::Suppressed,
+                detail,
+            )
+        }
+    }
+}
+
+/// Whether a delivery receipt still settles a message in `status`: only one
+/// waiting for it (a late receipt after a bounce or a failure changes nothing).
+pub fn receipt_settles(status: Status) -> bool {
+    status == Status::Submitted
+}
+
+/// What one part's final receipt does to a message sent in parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartReceipt {
+    /// A part failed earlier: the message is settled already.
+    AlreadySettled,
+    /// `left` parts still wait for their receipt.
+    Wait { left: u8 },
+    /// The message is settled: every part delivered, or this one failed.
+    Settle { delivered: bool },
+}
+
+/// The receipt of one of `parts` parts, `waiting` parts still waiting before
+/// it (`None`: no receipt seen yet). One failed part fails the message.
+pub fn part_receipt(parts: u8, waiting: Option<u8>, delivered: bool) -> PartReceipt {
+    let waiting = waiting.unwrap_or(parts);
+    if parts > 1 && waiting == 0 {
+        return PartReceipt::AlreadySettled;
+    }
+    match waiting.saturating_sub(1) {
+        left @ 1.. if delivered && parts > 1 => PartReceipt::Wait { left },
+        _ => PartReceipt::Settle { delivered },
+    }
+}
+
+/// What a recipient's action does to their address.
+pub fn engaged(kind: Engagement) -> Option<SuppressReason> {
+    match kind {
+        Engagement::Unsubscribed => Some(SuppressReason::Unsubscribed),
+        Engagement::OptedOut => Some(SuppressReason::OptedOut),
+        Engagement::Clicked | Engagement::Opened => None,
+    }
+}
+
+/// The outcome of the upstream's answer to attempt number `attempt` (≥ 1).
+/// A refusal is read by `classify` (the bounce rules: verdict and the reply's
+/// fields), so a 550 5.1.1 at RCPT is a hard bounce like a returned DSN
+/// saying the same, and a 4xx's retry fact carries its reason too.
+pub fn answered(
+    delivery: Delivery,
+    attempt: u32,
+    now: Millis,
+    retry: &RetryPolicy,
+    classify: impl FnOnce(u16, Phase, &str) -> (Verdict, Map<String, Value>),
+) -> Outcome {
+    let retry_at = |after: Option<Duration>| {
+        now + after.unwrap_or_else(|| retry.delay(attempt)).as_millis() as u64
+    };
+    let attempts_left = attempt < retry.max_attempts;
+    // Temporary trouble: again later, or given up once attempts run out.
+    let temporary = |reply: String, retry_after, mut detail: Map<String, Value>| {
+        if attempts_left {
+            Outcome::Retry {
+                due: retry_at(retry_after),
+                reason: reply,
+                detail,
+            }
+        } else {
+            detail.insert("attempts".into(), json!(attempt));
+            Outcome::Failed {
+                reason: format!("gave up after {attempt} attempts: {reply}"),
+                detail,
+            }
+        }
+    };
+    let later = |due: Duration, reason: String| Outcome::Retry {
+        due: now + due.as_millis() as u64,
+        reason,
+        detail: Map::new(),
+    };
+    match delivery {
+        Delivery::Accepted { reply, upstream } => {
+            let mut detail = Map::new();
+            detail.insert("reply".into(), json!(reply));
+            Outcome::Submitted { detail, upstream }
+        }
+        Delivery::Refused { reply, code, phase } => {
+            let (verdict, mut detail) = classify(code, phase, &reply);
+            let reason = json!(verdict.reason.as_str());
+            let hard = verdict.kind == Kind::Hard;
+            // A 4xx, or a soft 5xx with attempts left: sent again later.
+            if code < 500 || (!hard && attempts_left) {
+                detail.insert("bounce_reason".into(), reason);
+                return temporary(reply, None, detail);
+            }
+            detail.insert("reason".into(), reason);
+            Outcome::Bounced {
+                hard,
+                retry: None,
+                detail,
+            }
+        }
+        Delivery::Permanent { reply } => Outcome::Failed {
+            reason: reply,
+            detail: Map::new(),
+        },
+        Delivery::Transient { reply, retry_after } => temporary(reply, retry_after, Map::new()),
+        // Not an attempt: handled before an outcome is recorded.
+        Delivery::Unsent { reply, retry_after } => later(retry_after, reply),
+        Delivery::Throttled { retry_after } => later(retry_after, "upstream throttled".into()),
+    }
+}
+
+/// The outcome of a returned bounce for a message sent `attempts` times: a
+/// soft one is sent again after back-off while attempts are left.
+pub fn returned(
+    hard: bool,
+    attempts: u32,
+    now: Millis,
+    retry: &RetryPolicy,
+    detail: Map<String, Value>,
+) -> Outcome {
+    let retry = (!hard && attempts < retry.max_attempts)
+        .then(|| now + retry.delay(attempts.max(1)).as_millis() as u64);
+    Outcome::Bounced {
+        hard,
+        retry,
+        detail,
+    }
+}
+
+#[cfg(test)]
+mod tests;
