@@ -1,4 +1,4 @@
-//! Bearer tokens and the two roles of API.md.
+//! Bearer tokens and the two roles of the API (`docs/api.md`).
 
 use axum::http::{HeaderMap, header::AUTHORIZATION};
 

@@ -55,7 +55,7 @@ pub trait Backend: Send + Sync + 'static {
     /// bounce listener. `TooLarge` beyond the daemon's limit.
     async fn import_bounce(&self, raw: &[u8]) -> BackendResult<BounceImport>;
 
-    /// Sets a channel's limits (API.md shape); `Invalid` lists every problem.
+    /// Sets a channel's limits (`docs/api.md` shape); `Invalid` lists every problem.
     async fn put_limits(
         &self,
         channel: &str,
@@ -75,7 +75,7 @@ pub trait Backend: Send + Sync + 'static {
     /// `unsubscribed`, ...), if it is.
     async fn blacklist_get(&self, channel: &str, entry: &str) -> BackendResult<Option<String>>;
 
-    /// Computes and stores the channel's load plan (API.md shape), over all
+    /// Computes and stores the channel's load plan (`docs/api.md` shape), over all
     /// its declared, running and paused campaigns or only `campaigns`.
     async fn plan(
         &self,

@@ -1,5 +1,5 @@
 //! The HTTP contract of sluice with the CRM and the channel administrator
-//! (`/v1/...`, see `shared/API.md`): routes, bearer-token roles, request
+//! (`/v1/...`, documented in `docs/api.md`): routes, bearer-token roles, request
 //! validation and the versioned wire types.
 //!
 //! It does not know how campaigns are stored or sent: the daemon's behaviour

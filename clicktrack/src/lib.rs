@@ -18,7 +18,7 @@
 //! through the [`TrackingSink`] trait, which the gateway implements (a link
 //! table cache and a bounded, non-blocking event queue).
 
-// Tests may unwrap (CONVENTIONS.md: tests are exempt from `unwrap_used`).
+// Tests may unwrap: the workspace denies `unwrap_used` in library code only.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod error;
