@@ -15,9 +15,9 @@ use tokio::sync::Notify;
 
 use crate::{
     channel::{
-        email::EmailChannel,
+        Registry,
         mail::{MailTemplate, is_email},
-        sms::{SmsChannel, SmsTemplate},
+        sms::SmsTemplate,
     },
     domain::{
         CampaignDecl, CampaignRecord, CampaignState, DeclaredWindow, SmsContent, SuppressReason,
@@ -34,8 +34,7 @@ pub struct GatewayBackend {
     pub store: Arc<dyn Store>,
     pub returns: Arc<Returns>,
     pub policy: Arc<Policy>,
-    pub email: Arc<EmailChannel>,
-    pub sms: Arc<SmsChannel>,
+    pub channels: Registry,
     /// Most parts one SMS may take (`sms.max_parts`).
     pub sms_max_parts: usize,
     /// Tracked links, whose length an SMS text's check must count.
@@ -78,19 +77,9 @@ impl GatewayBackend {
 
     /// Why `record` cannot start, if it cannot.
     fn start_blocker(&self, record: &CampaignRecord) -> Option<String> {
-        let content = record.decl.content.as_ref();
-        match record.decl.channel {
-            ChannelKind::Email if content.and_then(|c| c.email.as_ref()).is_none() => {
-                Some("campaign has no e-mail content".into())
-            }
-            ChannelKind::Email if self.email.relays.is_empty() => {
-                Some("no SMTP relay is configured".into())
-            }
-            ChannelKind::Sms if content.and_then(|c| c.sms.as_ref()).is_none() => {
-                Some("campaign has no SMS content".into())
-            }
-            ChannelKind::Sms if !self.sms.is_configured() => Some("no SMSC is configured".into()),
-            ChannelKind::Email | ChannelKind::Sms => None,
+        match self.channels.get(record.decl.channel) {
+            Some(channel) => channel.start_blocker(record),
+            None => Some(format!("no {} channel runs", record.decl.channel.as_str())),
         }
     }
 }
@@ -510,10 +499,10 @@ impl Backend for GatewayBackend {
     }
 
     /// The store takes writes, some upstream is configured, and every
-    /// configured SMSC has a bind up.
+    /// channel's configured upstreams can take messages (an SMSC a bind up).
     fn ready(&self) -> bool {
-        let configured = !self.email.relays.is_empty() || self.sms.is_configured();
-        self.store.healthy() && configured && self.sms.ready()
+        let configured = self.channels.iter().any(|c| c.is_configured());
+        self.store.healthy() && configured && self.channels.iter().all(|c| c.ready())
     }
 }
 

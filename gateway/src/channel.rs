@@ -1,9 +1,12 @@
-//! Upstream channels. Each send ends in a [`Delivery`](crate::domain::Delivery)
-//! that the rules turn into an outcome: record success, fail for good, retry
-//! later, or slow the whole upstream down.
+//! Upstream channels behind one trait. Each send ends in a
+//! [`Delivery`](crate::domain::Delivery) that the rules turn into an outcome:
+//! record success, fail for good, retry later, or slow the whole upstream
+//! down. The [`Registry`] is the one place that lists the channels: a new
+//! channel is a module implementing [`Channel`] and one line there.
 
 pub mod email;
 pub mod mail;
+mod registry;
 pub mod sms;
 pub mod smtp;
 
@@ -12,7 +15,43 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use crate::domain::CampaignRecord;
+use async_trait::async_trait;
+
+pub use registry::{Deps, Registry};
+
+use crate::{
+    domain::{CampaignRecord, ChannelKind, Delivery},
+    rules::RetryPolicy,
+    store::Claim,
+};
+
+/// One channel as the dispatcher and the API see it.
+#[async_trait]
+pub trait Channel: Send + Sync + 'static {
+    /// The campaigns it sends (a campaign's declared `channel`).
+    fn kind(&self) -> ChannelKind;
+
+    /// Sends in flight at most (the dispatcher's permits).
+    fn concurrency(&self) -> usize;
+
+    /// Back-off and attempts after a temporary failure.
+    fn retry(&self) -> &RetryPolicy;
+
+    /// Some upstream is configured.
+    fn is_configured(&self) -> bool;
+
+    /// Every configured upstream can take messages now (for `/readyz`).
+    fn ready(&self) -> bool;
+
+    /// Why `campaign` cannot start on this channel, if it cannot.
+    fn start_blocker(&self, campaign: &CampaignRecord) -> Option<String>;
+
+    /// Personalises and sends one claimed message.
+    async fn send(&self, campaign: &CampaignRecord, claim: &Claim) -> Delivery;
+
+    /// Stops taking messages and closes upstream connections.
+    async fn close(&self);
+}
 
 /// A campaign's content parsed once, per campaign number: content is fixed
 /// once a campaign starts, so the parse is kept for every later message.

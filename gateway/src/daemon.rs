@@ -10,7 +10,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     backend::GatewayBackend,
-    channel::{email::EmailChannel, mail::Dkim, sms::SmsChannel, smtp::RelayPool},
+    channel::{self, Registry},
     config::Config,
     dispatch::Dispatcher,
     metrics::Metrics,
@@ -114,42 +114,20 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             .map_err(|e| RunError::Setup(e.to_string()))??,
     );
     let secret = return_path_secret(&config, store.as_ref()).await?;
-    let dkim = match &config.email.dkim {
-        Some(d) => Some(Dkim::load(&d.domain, &d.selector, &d.key_file).map_err(RunError::Setup)?),
-        None => None,
-    };
-    let relays =
-        RelayPool::new(&config.email.relays, &config.email.helo).map_err(RunError::Setup)?;
-    if relays.is_empty() {
-        tracing::warn!(
-            "no SMTP relay configured: e-mail campaigns cannot start and /readyz says not ready"
-        );
-    }
     let keys = Arc::new(tracking_keys(&config, store.as_ref()).await?);
     let links =
         Arc::new(Links::new(keys.clone(), &config.tracking.base_url).map_err(RunError::Setup)?);
-    let email = Arc::new(EmailChannel::new(
-        relays,
-        ReturnPaths::new(&secret, &config.email.bounce_domain),
-        dkim,
-        links.clone(),
-    ));
     let metrics = Arc::new(Metrics::default());
-    let sms = Arc::new(
-        SmsChannel::start(
-            &config.sms,
-            Duration::from_secs(config.dispatch.lease_secs) / 2,
-            store.clone(),
-            metrics.clone(),
-            links.clone(),
-        )
-        .map_err(RunError::Setup)?,
-    );
-    if !sms.is_configured() {
-        tracing::warn!("no SMSC configured: SMS campaigns cannot start");
-    }
+    let channels = Registry::start(&channel::Deps {
+        config: &config,
+        store: store.clone(),
+        metrics: metrics.clone(),
+        links: links.clone(),
+        return_paths: ReturnPaths::new(&secret, &config.email.bounce_domain),
+    })
+    .map_err(RunError::Setup)?;
     let policy = Arc::new(
-        Policy::load(store.clone(), crate::domain::now_ms())
+        Policy::load(store.clone(), channels.kinds(), crate::domain::now_ms())
             .map_err(|e| RunError::Setup(format!("load control: {e}")))?,
     );
     let wake = Arc::new(Notify::new());
@@ -160,19 +138,17 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             "no API tokens set (SLUICE_API_TOKENS): the API is open to anyone on loopback"
         );
     }
-    let retry = config.email.retry();
     let returns = Arc::new(Returns::new(
         store.clone(),
         ReturnPaths::new(&secret, &config.email.bounce_domain),
-        retry,
+        config.email.retry(),
         metrics.clone(),
     ));
     let backend = Arc::new(GatewayBackend {
         store: store.clone(),
         returns: returns.clone(),
         policy: policy.clone(),
-        email: email.clone(),
-        sms: sms.clone(),
+        channels: channels.clone(),
         sms_max_parts: config.sms.max_parts,
         links: links.clone(),
         metrics: metrics.clone(),
@@ -202,10 +178,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let dispatcher = Arc::new(Dispatcher {
         policy,
         store: store.clone(),
-        email,
-        sms,
+        channels,
         config: config.dispatch.clone(),
-        retry: [retry, config.sms.retry()],
         metrics: metrics.clone(),
         wake,
     });

@@ -8,7 +8,7 @@
 
 mod outcome;
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use tokio::{
     sync::{Notify, OwnedSemaphorePermit, Semaphore},
@@ -17,14 +17,13 @@ use tokio::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    channel::{email::EmailChannel, sms::SmsChannel},
+    channel::{Channel, Registry},
     config::Dispatch,
     domain::{
         CampaignRecord, CampaignState, ChannelKind, Delivery, Millis, Outcome, Update, now_ms,
     },
     metrics::{ChannelLabels, Metrics, OutcomeLabels, ReasonLabels},
     policy::{Policy, QuotaWrite, Verdict},
-    rules::RetryPolicy,
     store::{Claim, Store},
 };
 
@@ -36,11 +35,8 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Dispatcher {
     pub store: Arc<dyn Store>,
-    pub email: Arc<EmailChannel>,
-    pub sms: Arc<SmsChannel>,
+    pub channels: Registry,
     pub config: Dispatch,
-    /// Retry policies per channel (`channel_slot` order).
-    pub retry: [RetryPolicy; 2],
     pub metrics: Arc<Metrics>,
     /// Load control: windows, exclusion days, caps, quotas, bandwidth.
     pub policy: Arc<Policy>,
@@ -51,17 +47,19 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// Runs until `shutdown`; then stops claiming and waits for sends in flight.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        // Sends in flight per channel: SMS up to every bind's window, so the
-        // windows, not the dispatcher, are what limits an SMSC.
-        let permits = [
-            Arc::new(Semaphore::new(self.config.concurrency)),
-            Arc::new(Semaphore::new(4 * self.sms.capacity().max(1))),
-        ];
+        let lanes: Vec<Lane> = self
+            .channels
+            .iter()
+            .map(|channel| Lane {
+                channel: channel.clone(),
+                permits: Arc::new(Semaphore::new(channel.concurrency())),
+            })
+            .collect();
         let sends = TaskTracker::new();
         // On a timer of its own: a tick can wait for send permits far longer.
         let checkpoints = tokio::spawn(checkpoint_until(self.policy.clone(), shutdown.clone()));
         while !shutdown.is_cancelled() {
-            let progress = self.tick(&permits, &sends, &shutdown).await;
+            let progress = self.tick(&lanes, &sends, &shutdown).await;
             if progress.done == 0 {
                 // Nothing went: wait for news, the next deferred message, or a tick.
                 let idle = progress.next_due.map_or(IDLE_TICK, |due| {
@@ -79,14 +77,15 @@ impl Dispatcher {
         // The last checkpoint, once nothing is admitted any more.
         let _ = checkpoints.await;
         checkpoint(&self.policy).await;
-        self.email.relays.close().await;
-        self.sms.close().await;
+        for lane in &lanes {
+            lane.channel.close().await;
+        }
     }
 
     /// One pass over the running campaigns.
     async fn tick(
         &self,
-        permits: &[Arc<Semaphore>; 2],
+        lanes: &[Lane],
         sends: &TaskTracker,
         shutdown: &CancellationToken,
     ) -> Progress {
@@ -99,15 +98,24 @@ impl Dispatcher {
             .collect();
         campaigns.sort_by_key(|c| std::cmp::Reverse(c.decl.priority.unwrap_or(0)));
         let mut progress = Progress::default();
-        let mut depth = [0i64; 2];
-        let mut oldest_due = [now; 2];
+        let mut loads: HashMap<ChannelKind, Load> = lanes
+            .iter()
+            .map(|lane| (lane.channel.kind(), Load::new(now)))
+            .collect();
         for campaign in campaigns {
+            let (Some(lane), Some(load)) = (
+                lanes
+                    .iter()
+                    .find(|l| l.channel.kind() == campaign.decl.channel),
+                loads.get_mut(&campaign.decl.channel),
+            ) else {
+                continue; // validated at declaration: every channel runs
+            };
             let Ok(counts) = self.store.counts(&campaign.id) else {
                 continue;
             };
             let pending = counts.by_status.get("pending").copied().unwrap_or(0);
-            depth[channel_slot(campaign.decl.channel)] +=
-                i64::try_from(pending).unwrap_or(i64::MAX);
+            load.depth += i64::try_from(pending).unwrap_or(i64::MAX);
             let settled = pending == 0 && counts.in_flight == 0;
             // A campaign finishes when nothing is left to send, and runs again
             // when something came back to send (a soft bounce's resend).
@@ -124,30 +132,24 @@ impl Dispatcher {
             if settled {
                 continue;
             }
-            let permits = &permits[channel_slot(campaign.decl.channel)];
             let pass = self
-                .claim_and_send(&campaign, now, permits, sends, shutdown)
+                .claim_and_send(&campaign, now, lane, sends, shutdown)
                 .await;
             progress.done += pass;
             if let Some(due) = self.store.next_due(campaign.seq) {
                 progress.next_due = Some(progress.next_due.map_or(due, |d| d.min(due)));
-                let slot = &mut oldest_due[channel_slot(campaign.decl.channel)];
-                *slot = (*slot).min(due);
+                load.oldest_due = load.oldest_due.min(due);
             }
         }
-        self.metrics
-            .queue_depth
-            .get_or_create(&ChannelLabels { channel: "email" })
-            .set(depth[0]);
-        self.metrics
-            .queue_depth
-            .get_or_create(&ChannelLabels { channel: "sms" })
-            .set(depth[1]);
-        for channel in [ChannelKind::Email, ChannelKind::Sms] {
+        for (channel, load) in loads {
             let labels = ChannelLabels {
                 channel: channel.as_str(),
             };
-            let waited = now.saturating_sub(oldest_due[channel_slot(channel)]) as f64 / 1000.0;
+            self.metrics
+                .queue_depth
+                .get_or_create(&labels)
+                .set(load.depth);
+            let waited = now.saturating_sub(load.oldest_due) as f64 / 1000.0;
             self.metrics.oldest_wait.get_or_create(&labels).set(waited);
             if let Some(limits) = self.policy.limits(channel) {
                 self.metrics
@@ -163,10 +165,11 @@ impl Dispatcher {
         &self,
         campaign: &CampaignRecord,
         now: Millis,
-        permits: &Arc<Semaphore>,
+        lane: &Lane,
         sends: &TaskTracker,
         shutdown: &CancellationToken,
     ) -> usize {
+        let permits = &lane.permits;
         let room = permits
             .available_permits()
             .clamp(1, self.config.claim_batch);
@@ -188,9 +191,7 @@ impl Dispatcher {
             let channel = campaign.decl.channel;
             let job = SendJob {
                 store: self.store.clone(),
-                email: self.email.clone(),
-                sms: self.sms.clone(),
-                retry: self.retry[channel_slot(channel)],
+                channel: lane.channel.clone(),
                 metrics: self.metrics.clone(),
             };
             let p = &claim.participant;
@@ -262,19 +263,32 @@ struct Progress {
     next_due: Option<Millis>,
 }
 
-fn channel_slot(channel: ChannelKind) -> usize {
-    match channel {
-        ChannelKind::Email => 0,
-        ChannelKind::Sms => 1,
+/// One channel as the dispatcher drives it: the channel and its sends in
+/// flight (each channel says how many it takes).
+struct Lane {
+    channel: Arc<dyn Channel>,
+    permits: Arc<Semaphore>,
+}
+
+/// A channel's queue in one pass: messages pending, and the earliest due.
+struct Load {
+    depth: i64,
+    oldest_due: Millis,
+}
+
+impl Load {
+    fn new(now: Millis) -> Self {
+        Self {
+            depth: 0,
+            oldest_due: now,
+        }
     }
 }
 
 /// What one send task needs.
 struct SendJob {
     store: Arc<dyn Store>,
-    email: Arc<EmailChannel>,
-    sms: Arc<SmsChannel>,
-    retry: RetryPolicy,
+    channel: Arc<dyn Channel>,
     metrics: Arc<Metrics>,
 }
 
@@ -299,14 +313,9 @@ impl SendJob {
         }
         let started = Instant::now();
         self.metrics.in_flight.inc();
-        // Boxed: a channel's send future is large, and a task is moved
-        // around by value; keeping it on the heap keeps each task small.
-        let delivery = match campaign.decl.channel {
-            ChannelKind::Email => {
-                Box::pin(self.email.send(campaign, &claim, (now_ms() / 1000) as i64)).await
-            }
-            ChannelKind::Sms => Box::pin(self.sms.send(campaign, &claim)).await,
-        };
+        // The channel's send future is boxed (a trait object's), so the
+        // task that is moved around by value stays small.
+        let delivery = self.channel.send(campaign, &claim).await;
         drop(permit);
         self.metrics.in_flight.dec();
         let channel = campaign.decl.channel.as_str();
@@ -328,7 +337,8 @@ impl SendJob {
             .get_or_create(&ChannelLabels { channel })
             .observe(started.elapsed().as_secs_f64());
         let at = now_ms();
-        let outcome = outcome::of(delivery, claim.attempts + 1, at, &self.retry, &self.metrics);
+        let retry = self.channel.retry();
+        let outcome = outcome::of(delivery, claim.attempts + 1, at, retry, &self.metrics);
         self.record(campaign, claim, at, outcome).await;
     }
 

@@ -226,13 +226,12 @@ impl Default for Metrics {
             bounces,
             bounces_unmatched,
         }
-        .with_known_labels()
+        .with_webhook_labels()
     }
 }
 
 /// Label values known in advance, exposed at 0 from the start so dashboards
 /// show a flat line, not "no data".
-const CHANNELS: [&str; 2] = ["email", "sms"];
 const OUTCOMES: [&str; 6] = [
     "submitted",
     "failed",
@@ -259,29 +258,32 @@ const SUPPRESSIONS: [&str; 5] = [
 ];
 
 impl Metrics {
-    fn with_known_labels(self) -> Self {
-        for channel in CHANNELS {
-            drop(self.send_seconds.get_or_create(&ChannelLabels { channel }));
-            drop(self.queue_depth.get_or_create(&ChannelLabels { channel }));
-            for outcome in OUTCOMES {
-                drop(
-                    self.messages
-                        .get_or_create(&OutcomeLabels { channel, outcome }),
-                );
-            }
-            for reason in DEFERRALS {
-                drop(
-                    self.deferred
-                        .get_or_create(&ReasonLabels { channel, reason }),
-                );
-            }
-            for reason in SUPPRESSIONS {
-                drop(
-                    self.suppressed
-                        .get_or_create(&ReasonLabels { channel, reason }),
-                );
-            }
+    /// Creates the series of a channel at zero, so dashboards show them
+    /// before the first message (the channel registry calls it per channel).
+    pub fn know_channel(&self, channel: &'static str) {
+        drop(self.send_seconds.get_or_create(&ChannelLabels { channel }));
+        drop(self.queue_depth.get_or_create(&ChannelLabels { channel }));
+        for outcome in OUTCOMES {
+            drop(
+                self.messages
+                    .get_or_create(&OutcomeLabels { channel, outcome }),
+            );
         }
+        for reason in DEFERRALS {
+            drop(
+                self.deferred
+                    .get_or_create(&ReasonLabels { channel, reason }),
+            );
+        }
+        for reason in SUPPRESSIONS {
+            drop(
+                self.suppressed
+                    .get_or_create(&ReasonLabels { channel, reason }),
+            );
+        }
+    }
+
+    fn with_webhook_labels(self) -> Self {
         for outcome in ["delivered", "failed"] {
             drop(self.webhook_batches.get_or_create(&OutcomeLabels {
                 channel: "webhook",

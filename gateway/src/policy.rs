@@ -83,8 +83,6 @@ struct StoredCapCount {
     count: u64,
 }
 
-const CHANNELS: [ChannelKind; 2] = [ChannelKind::Email, ChannelKind::Sms];
-
 fn limits_key(channel: ChannelKind) -> String {
     format!("limits:{}", channel.as_str())
 }
@@ -114,12 +112,17 @@ fn millis(t: Timestamp) -> Millis {
 }
 
 impl Policy {
-    /// Loads the stored limits, quota state, plan and counters of every channel.
-    pub fn load(store: Arc<dyn Store>, now: Millis) -> Result<Self, PolicyError> {
+    /// Loads the stored limits, quota state, plan and counters of every
+    /// channel in `kinds`.
+    pub fn load(
+        store: Arc<dyn Store>,
+        kinds: impl IntoIterator<Item = ChannelKind>,
+        now: Millis,
+    ) -> Result<Self, PolicyError> {
         let mut channels = HashMap::new();
         let mut schedules = HashMap::new();
         let mut checkpointed = HashMap::new();
-        for channel in CHANNELS {
+        for channel in kinds {
             if let Some(raw) = store.meta(&plan_key(channel))? {
                 let plan: throttle::plan::Plan = serde_json::from_slice(&raw).map_err(|e| {
                     PolicyError::Invalid(vec![format!("stored plan of {}: {e}", channel.as_str())])

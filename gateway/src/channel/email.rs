@@ -4,24 +4,30 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
+
 use super::{
-    Parsed,
+    Channel, Deps, Parsed,
     mail::{Dkim, Envelope, MailTemplate},
     smtp::RelayPool,
 };
 use crate::{
-    domain::{CampaignRecord, Delivery},
+    domain::{CampaignRecord, ChannelKind, Delivery, now_ms},
+    rules::RetryPolicy,
     store::Claim,
     tracking::Links,
     verp::ReturnPaths,
 };
 
 pub struct EmailChannel {
-    pub relays: RelayPool,
-    pub return_paths: ReturnPaths,
-    pub dkim: Option<Dkim>,
-    pub links: Arc<Links>,
+    relays: RelayPool,
+    return_paths: ReturnPaths,
+    dkim: Option<Dkim>,
+    links: Arc<Links>,
     templates: Parsed<MailTemplate>,
+    retry: RetryPolicy,
+    /// Sends in flight at most (`dispatch.concurrency`).
+    concurrency: usize,
 }
 
 impl std::fmt::Debug for EmailChannel {
@@ -33,19 +39,28 @@ impl std::fmt::Debug for EmailChannel {
 }
 
 impl EmailChannel {
-    pub fn new(
-        relays: RelayPool,
-        return_paths: ReturnPaths,
-        dkim: Option<Dkim>,
-        links: Arc<Links>,
-    ) -> Self {
-        Self {
-            relays,
-            return_paths,
-            dkim,
-            links,
-            templates: Parsed::default(),
+    /// Loads the DKIM key and sets up the relay pool of `[email]`.
+    pub fn start(deps: &Deps<'_>) -> Result<Self, String> {
+        let config = &deps.config.email;
+        let dkim = match &config.dkim {
+            Some(d) => Some(Dkim::load(&d.domain, &d.selector, &d.key_file)?),
+            None => None,
+        };
+        let relays = RelayPool::new(&config.relays, &config.helo)?;
+        if relays.is_empty() {
+            tracing::warn!(
+                "no SMTP relay configured: e-mail campaigns cannot start and /readyz says not ready"
+            );
         }
+        Ok(Self {
+            relays,
+            return_paths: deps.return_paths.clone(),
+            dkim,
+            links: deps.links.clone(),
+            templates: Parsed::default(),
+            retry: config.retry(),
+            concurrency: deps.config.dispatch.concurrency,
+        })
     }
 
     fn template(&self, campaign: &CampaignRecord) -> Result<Arc<MailTemplate>, String> {
@@ -60,7 +75,7 @@ impl EmailChannel {
         })
     }
 
-    pub async fn send(&self, campaign: &CampaignRecord, claim: &Claim, now_secs: i64) -> Delivery {
+    async fn deliver(&self, campaign: &CampaignRecord, claim: &Claim) -> Delivery {
         let template = match self.template(campaign) {
             Ok(t) => t,
             Err(reply) => return Delivery::Permanent { reply },
@@ -76,7 +91,7 @@ impl EmailChannel {
         let envelope = Envelope {
             message_id: &return_path,
             list_unsubscribe: Some(&unsubscribe),
-            date: now_secs,
+            date: (now_ms() / 1000) as i64,
         };
         let message = match template.build(mail, &envelope, self.dkim.as_ref()) {
             Ok(m) => m,
@@ -89,5 +104,48 @@ impl EmailChannel {
         self.relays
             .send(&return_path, &claim.participant.address, &message)
             .await
+    }
+}
+
+#[async_trait]
+impl Channel for EmailChannel {
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Email
+    }
+
+    fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    fn retry(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    fn is_configured(&self) -> bool {
+        !self.relays.is_empty()
+    }
+
+    /// Relays are connected per send: nothing to be up in advance.
+    fn ready(&self) -> bool {
+        true
+    }
+
+    fn start_blocker(&self, campaign: &CampaignRecord) -> Option<String> {
+        let content = campaign.decl.content.as_ref();
+        if content.and_then(|c| c.email.as_ref()).is_none() {
+            Some("campaign has no e-mail content".into())
+        } else if !self.is_configured() {
+            Some("no SMTP relay is configured".into())
+        } else {
+            None
+        }
+    }
+
+    async fn send(&self, campaign: &CampaignRecord, claim: &Claim) -> Delivery {
+        self.deliver(campaign, claim).await
+    }
+
+    async fn close(&self) {
+        self.relays.close().await;
     }
 }

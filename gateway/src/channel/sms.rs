@@ -19,6 +19,7 @@ use std::{
     time::Duration,
 };
 
+use async_trait::async_trait;
 use rusmpp::{
     pdus::SubmitSm,
     types::{COctetString, OctetString},
@@ -34,13 +35,12 @@ use self::{
     session::Frame,
     status::Refusal,
 };
-use super::Parsed;
-use crate::domain::Delivery;
+use super::{Channel, Deps, Parsed};
 use crate::{
-    config::{Sms as SmsConfig, Smsc as SmscConfig},
-    domain::{CampaignRecord, Participant, SmsContent, Upstream},
-    metrics::Metrics,
-    store::{Claim, Store},
+    config::Smsc as SmscConfig,
+    domain::{CampaignRecord, ChannelKind, Delivery, Participant, SmsContent, Upstream},
+    rules::RetryPolicy,
+    store::Claim,
     template::{Escape, Template, missing_fields},
     tracking::Links,
 };
@@ -61,6 +61,7 @@ pub struct SmsChannel {
     links: Arc<Links>,
     turn: AtomicUsize,
     patience: Duration,
+    retry: RetryPolicy,
     stop: CancellationToken,
     tasks: TaskTracker,
 }
@@ -81,16 +82,9 @@ impl std::fmt::Debug for SmsChannel {
 
 impl SmsChannel {
     /// Starts every bind of every configured SMSC and the inbound intake.
-    /// `patience` is how long one send may wait for window room or a
-    /// throttling SMSC before the message is handed back unsent; it must be
-    /// shorter than the dispatcher's lease so no second claim sends it again.
-    pub fn start(
-        config: &SmsConfig,
-        patience: Duration,
-        store: Arc<dyn Store>,
-        metrics: Arc<Metrics>,
-        links: Arc<Links>,
-    ) -> Result<Self, String> {
+    pub fn start(deps: &Deps<'_>) -> Result<Self, String> {
+        let config = &deps.config.sms;
+        let metrics = &deps.metrics;
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
         let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
@@ -129,8 +123,11 @@ impl SmsChannel {
             });
         }
         drop(tx);
+        if smscs.is_empty() {
+            tracing::warn!("no SMSC configured: SMS campaigns cannot start");
+        }
         let intake = Intake {
-            store,
+            store: deps.store.clone(),
             stop_words: config.stop_words.iter().map(|w| w.to_uppercase()).collect(),
             wait: Duration::from_secs(config.receipt_wait_secs),
         };
@@ -140,40 +137,27 @@ impl SmsChannel {
             max_parts: config.max_parts,
             references: References::default(),
             templates: Parsed::default(),
-            links,
+            links: deps.links.clone(),
             turn: AtomicUsize::new(0),
-            patience,
+            // How long one send may wait for window room or a throttling
+            // SMSC before the message is handed back unsent: shorter than
+            // the dispatcher's lease, so no second claim sends it again.
+            patience: Duration::from_secs(deps.config.dispatch.lease_secs) / 2,
+            retry: config.retry(),
             stop,
             tasks,
         })
     }
 
-    pub fn is_configured(&self) -> bool {
-        !self.smscs.is_empty()
-    }
-
-    /// Every configured SMSC has at least one bind fully up (in pair mode
-    /// its receiver too, or receipts would wait at the SMSC).
-    pub fn ready(&self) -> bool {
-        self.smscs.iter().all(|s| s.binds.iter().any(|b| b.is_up()))
-    }
-
     /// Messages that may be outstanding at once over all binds.
-    pub fn capacity(&self) -> usize {
+    fn capacity(&self) -> usize {
         self.smscs
             .iter()
             .map(|s| s.config.window * s.binds.len())
             .sum()
     }
 
-    /// Unbinds every session and waits for the intake to answer what it holds.
-    pub async fn close(&self) {
-        self.stop.cancel();
-        self.tasks.close();
-        self.tasks.wait().await;
-    }
-
-    pub async fn send(&self, campaign: &CampaignRecord, claim: &Claim) -> Delivery {
+    async fn deliver(&self, campaign: &CampaignRecord, claim: &Claim) -> Delivery {
         let template = match self.template(campaign) {
             Ok(t) => t,
             Err(reply) => return Delivery::Permanent { reply },
@@ -248,6 +232,55 @@ impl SmsChannel {
                 .ok_or_else(|| "campaign has no SMS content".to_owned())?;
             SmsTemplate::new(content, self.max_parts)
         })
+    }
+}
+
+#[async_trait]
+impl Channel for SmsChannel {
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Sms
+    }
+
+    /// Up to every bind's window four times over, so the windows, not the
+    /// dispatcher, are what limits an SMSC.
+    fn concurrency(&self) -> usize {
+        4 * self.capacity().max(1)
+    }
+
+    fn retry(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    fn is_configured(&self) -> bool {
+        !self.smscs.is_empty()
+    }
+
+    /// Every configured SMSC has at least one bind fully up (in pair mode
+    /// its receiver too, or receipts would wait at the SMSC).
+    fn ready(&self) -> bool {
+        self.smscs.iter().all(|s| s.binds.iter().any(|b| b.is_up()))
+    }
+
+    fn start_blocker(&self, campaign: &CampaignRecord) -> Option<String> {
+        let content = campaign.decl.content.as_ref();
+        if content.and_then(|c| c.sms.as_ref()).is_none() {
+            Some("campaign has no SMS content".into())
+        } else if !self.is_configured() {
+            Some("no SMSC is configured".into())
+        } else {
+            None
+        }
+    }
+
+    async fn send(&self, campaign: &CampaignRecord, claim: &Claim) -> Delivery {
+        self.deliver(campaign, claim).await
+    }
+
+    /// Unbinds every session and waits for the intake to answer what it holds.
+    async fn close(&self) {
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 }
 
