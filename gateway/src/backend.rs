@@ -6,11 +6,15 @@ use std::sync::Arc;
 use admin_api::{
     Backend, BackendError, BackendResult,
     types::v1::{
-        AudienceRow, BounceImport, CampaignView, ChannelKind, Control, EventPage, ParticipantIn,
+        self, AudienceRow, BounceImport, CampaignView, Control, Event, EventPage, ParticipantIn,
         Rejected, UploadResult, valid_id,
     },
 };
 use async_trait::async_trait;
+use domain::{
+    CampaignDecl, CampaignRecord, CampaignState, ChannelKind, Participant, SmsContent,
+    SuppressReason, Window, now_ms,
+};
 use tokio::sync::Notify;
 
 use crate::{
@@ -18,10 +22,6 @@ use crate::{
         Registry,
         mail::{MailTemplate, is_email},
         sms::SmsTemplate,
-    },
-    domain::{
-        CampaignDecl, CampaignRecord, CampaignState, DeclaredWindow, SmsContent, SuppressReason,
-        now_ms,
     },
     metrics::Metrics,
     policy::{Policy, PolicyError, plan_key, window_spec},
@@ -62,8 +62,8 @@ impl GatewayBackend {
         let counts = self.store.counts(&record.id).map_err(store_error)?;
         Ok(CampaignView {
             id: record.id,
-            state: record.state,
-            declaration: record.decl,
+            state: record.state.into(),
+            declaration: record.decl.into(),
             participants: counts.participants,
             counts: counts.by_status,
         })
@@ -167,7 +167,7 @@ fn channel_kind(channel: &str) -> BackendResult<ChannelKind> {
 }
 
 /// The window template's problems, found by the code that compiles it.
-fn window_problems(w: &DeclaredWindow) -> Vec<String> {
+fn window_problems(w: &Window) -> Vec<String> {
     window_spec(w)
         .problems("window")
         .into_iter()
@@ -205,7 +205,8 @@ fn is_msisdn(address: &str) -> bool {
 
 #[async_trait]
 impl Backend for GatewayBackend {
-    async fn declare(&self, id: &str, decl: CampaignDecl) -> BackendResult<CampaignView> {
+    async fn declare(&self, id: &str, decl: v1::CampaignDecl) -> BackendResult<CampaignView> {
+        let decl = CampaignDecl::from(decl);
         let existing = self.store.campaign(id);
         // A new campaign gets the next number (should a concurrent
         // declaration take it, the length check is off by the tokens' length
@@ -278,11 +279,12 @@ impl Backend for GatewayBackend {
             .map(|c| sms_table(c).unwrap_or_default())
             .unwrap_or_default();
         let longest_sms =
-            |p: &ParticipantIn, text: &str| self.links.longest_sms(&sms_links, p, text, record.seq);
+            |p: &Participant, text: &str| self.links.longest_sms(&sms_links, p, text, record.seq);
         let mut result = UploadResult::default();
         let mut lines = Vec::with_capacity(batch.len());
         let mut accepted = Vec::with_capacity(batch.len());
         for (line, p) in batch {
+            let p = Participant::from(p);
             let problem = if !valid_id(&p.customer) {
                 Some(format!(
                     "customer `{}` is not 1..=128 characters of [A-Za-z0-9._:-]",
@@ -371,12 +373,17 @@ impl Backend for GatewayBackend {
     }
 
     async fn audience(&self, id: &str, outcome: &str) -> BackendResult<Vec<AudienceRow>> {
-        self.store.audience(id, outcome).map_err(store_error)
+        let members = self.store.audience(id, outcome).map_err(store_error)?;
+        Ok(members
+            .into_iter()
+            .map(|m| AudienceRow::of(m, outcome))
+            .collect())
     }
 
     async fn events(&self, after: u64, limit: usize) -> BackendResult<EventPage> {
-        let events = self.store.events(after, limit).map_err(store_error)?;
-        let next = events.last().map_or(after, |e| e.cursor);
+        let facts = self.store.events(after, limit).map_err(store_error)?;
+        let next = facts.last().map_or(after, |f| f.cursor);
+        let events = facts.into_iter().map(Event::of).collect();
         Ok(EventPage { events, next })
     }
 
@@ -513,7 +520,7 @@ mod tests {
     #[test]
     fn hour_ranges_and_numbers() {
         let valid_hour_range = |range: &str| {
-            let w = DeclaredWindow {
+            let w = Window {
                 start: None,
                 end: None,
                 tz: None,

@@ -1,5 +1,5 @@
 //! Upstream channels behind one trait. Each send ends in a
-//! [`Delivery`](crate::domain::Delivery) that the rules turn into an outcome:
+//! [`Delivery`](domain::Delivery) that the rules turn into an outcome:
 //! record success, fail for good, retry later, or slow the whole upstream
 //! down. The [`Registry`] is the one place that lists the channels: a new
 //! channel is a module implementing [`Channel`] and one line there.
@@ -19,11 +19,8 @@ use async_trait::async_trait;
 
 pub use registry::{Deps, Registry};
 
-use crate::{
-    domain::{CampaignRecord, ChannelKind, Delivery},
-    rules::RetryPolicy,
-    store::Claim,
-};
+use crate::{rules::RetryPolicy, store::Claim};
+use domain::{CampaignRecord, ChannelKind, Delivery};
 
 /// One channel as the dispatcher and the API see it.
 #[async_trait]

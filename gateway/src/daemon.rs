@@ -127,7 +127,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     })
     .map_err(RunError::Setup)?;
     let policy = Arc::new(
-        Policy::load(store.clone(), channels.kinds(), crate::domain::now_ms())
+        Policy::load(store.clone(), channels.kinds(), domain::now_ms())
             .map_err(|e| RunError::Setup(format!("load control: {e}")))?,
     );
     let wake = Arc::new(Notify::new());

@@ -19,12 +19,12 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     channel::{Channel, Registry},
     config::Dispatch,
-    domain::{
-        CampaignRecord, CampaignState, ChannelKind, Delivery, Millis, Outcome, Update, now_ms,
-    },
     metrics::{ChannelLabels, Metrics, OutcomeLabels, ReasonLabels},
     policy::{Policy, QuotaWrite, Verdict},
     store::{Claim, Store},
+};
+use domain::{
+    CampaignRecord, CampaignState, ChannelKind, Delivery, Millis, Outcome, Update, now_ms,
 };
 
 /// Longest pause between looks at the queue when nothing was due.

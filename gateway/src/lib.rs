@@ -9,7 +9,6 @@ pub mod backend;
 pub mod channel;
 pub mod config;
 pub mod dispatch;
-pub mod domain;
 pub mod metrics;
 pub mod policy;
 pub mod returns;

@@ -19,10 +19,10 @@ use throttle::{
 };
 
 use crate::{
-    domain::{CampaignRecord, ChannelKind, Millis, Participant},
     schedule::{Schedule, SentInHour},
     store::{Store, StoreError},
 };
+use domain::{CampaignRecord, ChannelKind, Millis, Participant};
 
 /// A customer's quota state to make durable before the send: meta key and bytes.
 pub type QuotaWrite = (String, Vec<u8>);
@@ -419,7 +419,7 @@ fn window_of(campaign: &CampaignRecord) -> Result<Window, PolicyError> {
 /// The weekly template of a declared window, as the throttle crate reads it
 /// (no time zone means UTC; no days or hours mean all). Declarations are
 /// validated with the same spec they are later compiled from.
-pub fn window_spec(w: &crate::domain::DeclaredWindow) -> WindowSpec {
+pub fn window_spec(w: &domain::Window) -> WindowSpec {
     WindowSpec {
         tz: w.tz.clone().unwrap_or_else(|| "UTC".into()),
         days: (!w.weekdays.is_empty()).then(|| w.weekdays.clone()),
@@ -441,7 +441,7 @@ impl Policy {
         only: Option<&[String]>,
         now: Millis,
     ) -> Result<throttle::plan::Plan, PolicyError> {
-        use crate::domain::CampaignState;
+        use domain::CampaignState;
         let limits = self.limits(channel).ok_or_else(|| {
             PolicyError::Invalid(vec![format!(
                 "set the limits of {} before planning",

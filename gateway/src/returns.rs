@@ -12,17 +12,16 @@ use std::sync::{
     atomic::{AtomicU64, Ordering},
 };
 
-use bounce::{Classifier, EnhancedStatus, Kind, Phase, Verdict};
+use bounce::{Classifier, EnhancedStatus, Kind, Verdict};
 use serde::Serialize;
-use serde_json::{Map, Value, json};
 
 use crate::{
-    domain::{Update, now_ms},
     metrics::{BounceLabels, Metrics},
     rules::{self, RetryPolicy},
     store::{Store, StoreError},
     verp::ReturnPaths,
 };
+use domain::{FactDetail, Phase, Update, now_ms};
 
 /// Largest returned message taken (bigger ones are refused at SMTP time and
 /// by the import endpoint).
@@ -33,10 +32,20 @@ pub const MAX_RETURNED_BYTES: usize = 10 * 1024 * 1024;
 /// (`status`, `replycode`, `diagnostic`). The caller files the verdict's
 /// reason: `reason` of a `bounced` fact, `bounce_reason` of a
 /// `retry_scheduled` or `failed` one, whose `reason` is the reply itself.
-pub fn classify_reply(code: u16, phase: Phase, reply: &str) -> (Verdict, Map<String, Value>) {
-    let verdict = bounce::classify_reply(code, None, reply, Some(phase));
+pub fn classify_reply(code: u16, phase: Phase, reply: &str) -> (Verdict, FactDetail) {
+    let verdict = bounce::classify_reply(code, None, reply, Some(bounce_phase(phase)));
     let status = bounce::status::find_status(reply);
     (verdict, reply_detail(status, Some(code), Some(reply)))
+}
+
+/// The bounce rules' name for the SMTP command a refusal answered.
+fn bounce_phase(phase: Phase) -> bounce::Phase {
+    match phase {
+        Phase::Connect => bounce::Phase::Connect,
+        Phase::MailFrom => bounce::Phase::MailFrom,
+        Phase::RcptTo => bounce::Phase::RcptTo,
+        Phase::Data => bounce::Phase::Data,
+    }
 }
 
 /// What a server said about a failure, as fact fields.
@@ -44,18 +53,13 @@ fn reply_detail(
     status: Option<EnhancedStatus>,
     code: Option<u16>,
     diagnostic: Option<&str>,
-) -> Map<String, Value> {
-    let mut detail = Map::new();
-    if let Some(status) = status {
-        detail.insert("status".into(), json!(status.to_string()));
+) -> FactDetail {
+    FactDetail {
+        status: status.map(|s| s.to_string()),
+        replycode: code,
+        diagnostic: diagnostic.map(str::to_owned),
+        ..FactDetail::default()
     }
-    if let Some(code) = code {
-        detail.insert("replycode".into(), json!(code));
-    }
-    if let Some(text) = diagnostic {
-        detail.insert("diagnostic".into(), json!(text));
-    }
-    detail
 }
 
 /// What became of one returned message.
@@ -166,7 +170,7 @@ impl Returns {
             failure.reply_code,
             failure.diagnostic.as_deref(),
         );
-        detail.insert("reason".into(), json!(failure.reason.as_str()));
+        detail.reason = Some(failure.reason.as_str().to_owned());
         let now = now_ms();
         self.store
             .record(vec![Update {

@@ -19,14 +19,13 @@ mod retry;
 
 use std::time::Duration;
 
-use bounce::{Kind, Phase, Verdict};
-use serde_json::{Map, Value, json};
+use bounce::{Kind, Verdict};
+use domain::{
+    Delivery, Engagement, FactDetail, FactKind, MessageState, Millis, Outcome, Phase, Status,
+    SuppressReason,
+};
 
 pub use retry::RetryPolicy;
-
-use crate::domain::{
-    Delivery, Engagement, FactKind, MessageState, Millis, Outcome, Status, SuppressReason, rfc3339,
-};
 
 /// What an engine writes for one outcome, atomically with its fact.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,7 +34,7 @@ pub struct Decision {
     pub state: MessageState,
     /// The fact for the feed and what it adds to the outcome's detail.
     pub fact: FactKind,
-    pub detail: Map<String, Value>,
+    pub detail: FactDetail,
     /// Never send to the message's address on its campaign's channel again.
     pub suppress: Option<SuppressReason>,
 }
@@ -70,7 +69,7 @@ pub fn settle(before: MessageState, at: Millis, outcome: Outcome) -> Decision {
             decide(state(status, before.attempts, before.due), fact, detail)
         }
         Outcome::Failed { reason, mut detail } => {
-            detail.insert("reason".into(), json!(reason));
+            detail.reason = Some(reason);
             decide(
                 state(Status::Failed, sent, before.due),
                 FactKind::Failed,
@@ -82,9 +81,9 @@ pub fn settle(before: MessageState, at: Millis, outcome: Outcome) -> Decision {
             reason,
             mut detail,
         } => {
-            detail.insert("reason".into(), json!(reason));
-            detail.insert("attempt".into(), json!(sent));
-            detail.insert("retry_at".into(), json!(rfc3339(due)));
+            detail.reason = Some(reason);
+            detail.attempt = Some(sent);
+            detail.retry_at = Some(due);
             decide(
                 state(Status::Pending, sent, due),
                 FactKind::RetryScheduled,
@@ -96,11 +95,11 @@ pub fn settle(before: MessageState, at: Millis, outcome: Outcome) -> Decision {
             retry,
             mut detail,
         } => {
-            detail.insert("bounce".into(), json!(if hard { "hard" } else { "soft" }));
+            detail.bounce = Some(if hard { "hard" } else { "soft" }.to_owned());
             let (status, due) = match (hard, retry) {
                 (true, _) => (Status::BouncedHard, before.due),
                 (false, Some(retry)) => {
-                    detail.insert("retry_at".into(), json!(rfc3339(retry)));
+                    detail.retry_at = Some(retry);
                     (Status::Pending, retry)
                 }
                 (false, None) => (Status::BouncedSoft, before.due),
@@ -113,8 +112,10 @@ pub fn settle(before: MessageState, at: Millis, outcome: Outcome) -> Decision {
             }
         }
         Outcome::Suppressed { why } => {
-            let mut detail = Map::new();
-            detail.insert("why".into(), json!(why));
+            let detail = FactDetail {
+                why: Some(why),
+                ..FactDetail::default()
+            };
             decide(
                 state(Status::Suppressed, before.attempts, before.due),
                 FactKind::Suppressed,
@@ -172,14 +173,14 @@ pub fn answered(
     attempt: u32,
     now: Millis,
     retry: &RetryPolicy,
-    classify: impl FnOnce(u16, Phase, &str) -> (Verdict, Map<String, Value>),
+    classify: impl FnOnce(u16, Phase, &str) -> (Verdict, FactDetail),
 ) -> Outcome {
     let retry_at = |after: Option<Duration>| {
         now + after.unwrap_or_else(|| retry.delay(attempt)).as_millis() as u64
     };
     let attempts_left = attempt < retry.max_attempts;
     // Temporary trouble: again later, or given up once attempts run out.
-    let temporary = |reply: String, retry_after, mut detail: Map<String, Value>| {
+    let temporary = |reply: String, retry_after, mut detail: FactDetail| {
         if attempts_left {
             Outcome::Retry {
                 due: retry_at(retry_after),
@@ -187,7 +188,7 @@ pub fn answered(
                 detail,
             }
         } else {
-            detail.insert("attempts".into(), json!(attempt));
+            detail.attempts = Some(attempt);
             Outcome::Failed {
                 reason: format!("gave up after {attempt} attempts: {reply}"),
                 detail,
@@ -197,24 +198,26 @@ pub fn answered(
     let later = |due: Duration, reason: String| Outcome::Retry {
         due: now + due.as_millis() as u64,
         reason,
-        detail: Map::new(),
+        detail: FactDetail::default(),
     };
     match delivery {
         Delivery::Accepted { reply, upstream } => {
-            let mut detail = Map::new();
-            detail.insert("reply".into(), json!(reply));
+            let detail = FactDetail {
+                reply: Some(reply),
+                ..FactDetail::default()
+            };
             Outcome::Submitted { detail, upstream }
         }
         Delivery::Refused { reply, code, phase } => {
             let (verdict, mut detail) = classify(code, phase, &reply);
-            let reason = json!(verdict.reason.as_str());
+            let reason = verdict.reason.as_str().to_owned();
             let hard = verdict.kind == Kind::Hard;
             // A 4xx, or a soft 5xx with attempts left: sent again later.
             if code < 500 || (!hard && attempts_left) {
-                detail.insert("bounce_reason".into(), reason);
+                detail.bounce_reason = Some(reason);
                 return temporary(reply, None, detail);
             }
-            detail.insert("reason".into(), reason);
+            detail.reason = Some(reason);
             Outcome::Bounced {
                 hard,
                 retry: None,
@@ -223,9 +226,11 @@ pub fn answered(
         }
         Delivery::Permanent { reply } => Outcome::Failed {
             reason: reply,
-            detail: Map::new(),
+            detail: FactDetail::default(),
         },
-        Delivery::Transient { reply, retry_after } => temporary(reply, retry_after, Map::new()),
+        Delivery::Transient { reply, retry_after } => {
+            temporary(reply, retry_after, FactDetail::default())
+        }
         // Not an attempt: handled before an outcome is recorded.
         Delivery::Unsent { reply, retry_after } => later(retry_after, reply),
         Delivery::Throttled { retry_after } => later(retry_after, "upstream throttled".into()),
@@ -239,7 +244,7 @@ pub fn returned(
     attempts: u32,
     now: Millis,
     retry: &RetryPolicy,
-    detail: Map<String, Value>,
+    detail: FactDetail,
 ) -> Outcome {
     let retry = (!hard && attempts < retry.max_attempts)
         .then(|| now + retry.delay(attempts.max(1)).as_millis() as u64);

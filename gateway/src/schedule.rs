@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use throttle::plan::Plan;
 
-use crate::domain::Millis;
+use domain::Millis;
 
 const HOUR_MS: Millis = 3_600_000;
 

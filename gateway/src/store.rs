@@ -4,19 +4,18 @@
 //! from a cursor). `embedded` is the default engine; a Redis engine can be
 //! added beside it without touching the pipeline.
 
-mod codec;
+pub mod codec;
 pub mod embedded;
 mod index;
 mod upstream;
 
 use std::collections::BTreeMap;
 
-use admin_api::types::v1::{AudienceRow, Event};
 use async_trait::async_trait;
 
-use crate::domain::{
-    CampaignDecl, CampaignRecord, CampaignState, ChannelKind, Engaged, MessageNo, Millis,
-    Participant, ReceiptIn, ReceiptMatch, Status, SuppressReason, Update,
+use domain::{
+    AudienceMember, CampaignDecl, CampaignRecord, CampaignState, ChannelKind, Engaged, Fact,
+    MessageNo, Millis, Participant, ReceiptIn, ReceiptMatch, Status, SuppressReason, Update,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +26,20 @@ pub enum StoreError {
     Unavailable(String),
     #[error("corrupt record in {what}: {detail}")]
     Corrupt { what: &'static str, detail: String },
+}
+
+impl StoreError {
+    /// Names the data directory a corrupt record was found in, so that a
+    /// start-up error says which files to look at.
+    pub fn found_in(self, dir: &std::path::Path) -> Self {
+        match self {
+            Self::Corrupt { what, detail } => Self::Corrupt {
+                what,
+                detail: format!("{detail} (data directory {})", dir.display()),
+            },
+            other => other,
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -117,10 +130,10 @@ pub trait Store: Send + Sync + 'static {
     async fn engage(&self, items: Vec<Engaged>) -> Result<()>;
 
     /// Durable facts with a cursor greater than `after`, oldest first.
-    fn events(&self, after: u64, limit: usize) -> Result<Vec<Event>>;
+    fn events(&self, after: u64, limit: usize) -> Result<Vec<Fact>>;
 
     /// The participants of a campaign whose current outcome is `outcome`.
-    fn audience(&self, id: &str, outcome: &str) -> Result<Vec<AudienceRow>>;
+    fn audience(&self, id: &str, outcome: &str) -> Result<Vec<AudienceMember>>;
 
     fn counts(&self, id: &str) -> Result<Counts>;
 

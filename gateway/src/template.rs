@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::domain::Participant;
+use domain::Participant;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
@@ -103,11 +103,7 @@ pub fn field_value(p: &Participant, name: &str) -> Option<String> {
         "customer" => Some(p.customer.clone()),
         "address" => Some(p.address.clone()),
         "segment" => p.segment.clone(),
-        _ => p.fields.get(name).map(|v| match v {
-            serde_json::Value::String(s) => s.clone(),
-            serde_json::Value::Null => String::new(),
-            other => other.to_string(),
-        }),
+        _ => p.fields.get(name).map(|v| v.render().to_owned()),
     }
 }
 
@@ -149,6 +145,8 @@ fn push_escaped(out: &mut String, value: &str, escape: Escape) {
 
 #[cfg(test)]
 mod tests {
+    use domain::FieldValue;
+
     use super::*;
 
     fn participant() -> Participant {
@@ -158,9 +156,12 @@ mod tests {
             segment: Some("gold".into()),
             fields: Default::default(),
         };
+        p.fields.insert(
+            "name".into(),
+            FieldValue::from_json(serde_json::json!("Ann <&> \"O'Neil\"")),
+        );
         p.fields
-            .insert("name".into(), serde_json::json!("Ann <&> \"O'Neil\""));
-        p.fields.insert("gb".into(), serde_json::json!(21.5));
+            .insert("gb".into(), FieldValue::from_json(serde_json::json!(21.5)));
         p
     }
 
@@ -185,7 +186,7 @@ mod tests {
         let mut p = participant();
         p.fields.insert(
             "name".into(),
-            serde_json::json!("x\r\nBcc: evil@example.com"),
+            FieldValue::from_json(serde_json::json!("x\r\nBcc: evil@example.com")),
         );
         assert_eq!(
             t.render(&p, Escape::Header),

@@ -22,14 +22,14 @@ use clicktrack::{
     EventKind, Keyring, LinkIndex, LinkTable, Overloaded, Recording, Rewriter, TrackingEvent,
     TrackingSink, is_personalised,
 };
-use serde_json::{Map, json};
+use domain::{
+    CampaignRecord, ChannelKind, Engaged, Engagement, FactDetail, MessageNo, Participant,
+    SmsContent,
+};
 use tokio::sync::mpsc;
 
 use crate::{
     channel::mail::Rendered,
-    domain::{
-        CampaignRecord, ChannelKind, Engaged, Engagement, MessageNo, Participant, SmsContent,
-    },
     store::Store,
     template::{Escape, Template},
 };
@@ -285,10 +285,10 @@ fn engaged(event: TrackingEvent) -> Engaged {
         .at
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let mut detail = Map::new();
+    let mut detail = FactDetail::default();
     let kind = match event.kind {
         EventKind::Clicked { url, .. } => {
-            detail.insert("url".into(), json!(&*url));
+            detail.url = Some(url.to_string());
             Engagement::Clicked
         }
         EventKind::Opened => Engagement::Opened,
@@ -304,6 +304,9 @@ fn engaged(event: TrackingEvent) -> Engaged {
 
 #[cfg(test)]
 mod tests {
+    use domain::FieldValue;
+    use serde_json::json;
+
     use super::*;
 
     fn links() -> Links {
@@ -313,9 +316,12 @@ mod tests {
     }
 
     fn ann() -> Participant {
-        serde_json::from_value(json!({"customer": "ann", "address": "+4915100000001",
-            "fields": {"code": "A7"}}))
-        .expect("participant")
+        Participant {
+            customer: "ann".into(),
+            address: "+4915100000001".into(),
+            segment: None,
+            fields: [("code".into(), FieldValue::Text("A7".into()))].into(),
+        }
     }
 
     fn sms_campaign(seq: u32, text: &str, track_links: bool) -> (CampaignRecord, SmsContent) {
@@ -330,7 +336,7 @@ mod tests {
         let record = CampaignRecord {
             id: "s".into(),
             seq,
-            state: crate::domain::CampaignState::Running,
+            state: domain::CampaignState::Running,
             decl,
         };
         (record, content)

@@ -5,7 +5,7 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::domain::MessageNo;
+use domain::MessageNo;
 
 /// Bytes of HMAC tag kept: 64 bits against guessing.
 const TAG: usize = 8;

@@ -6,6 +6,7 @@
 
 use std::{path::Path, sync::Arc, time::Duration};
 
+use admin_api::types::v1::Event;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full};
@@ -121,6 +122,8 @@ impl WebhookSender {
             let Some(last) = events.last().map(|e| e.cursor) else {
                 tokio::select! { () = shutdown.cancelled() => break, () = tokio::time::sleep(IDLE) => continue }
             };
+            // The feed's own shape, as `GET /v1/events` shows it.
+            let events: Vec<Event> = events.into_iter().map(Event::of).collect();
             let body =
                 serde_json::to_vec(&serde_json::json!({ "events": events })).unwrap_or_default();
             let delivered = self.post(body).await;

@@ -4,13 +4,10 @@
 
 use std::{sync::Arc, time::Instant};
 
-use admin_api::types::v1::CampaignDecl;
 use anyhow::Context;
 use bench::{args::positional, http::Api};
-use gateway::{
-    domain::{ChannelKind, Participant},
-    store::{Store, embedded::Embedded},
-};
+use domain::{CampaignDecl, ChannelKind, Fact, FactDetail, FactKind, FieldValue, Participant};
+use gateway::store::{Store, codec, embedded::Embedded};
 use tokio_util::sync::CancellationToken;
 
 #[global_allocator]
@@ -33,10 +30,7 @@ fn decl() -> CampaignDecl {
 
 fn participant(i: usize) -> Participant {
     let mut fields = std::collections::BTreeMap::new();
-    fields.insert(
-        "name".to_owned(),
-        serde_json::json!(format!("Customer {i}")),
-    );
+    fields.insert("name".to_owned(), FieldValue::Text(format!("Customer {i}")));
     Participant {
         customer: format!("cust-{i:09}"),
         address: format!("user{i}@example.org"),
@@ -57,16 +51,26 @@ fn engine_rate(n: usize) -> anyhow::Result<f64> {
     let started = Instant::now();
     for chunk_start in (0..n).step_by(BATCH) {
         let mut batch = db.batch().durability(None);
+        let mut run = Vec::with_capacity(BATCH);
         for i in chunk_start..(chunk_start + BATCH).min(n) {
             let key = (i as u64).to_be_bytes();
             let p = participant(i);
-            batch.insert(&participants, key, serde_json::to_vec(&p)?);
-            batch.insert(
-                &facts,
-                key,
-                format!("{{\"customer\":\"{}\",\"type\":\"accepted\"}}", p.customer),
-            );
+            batch.insert(&participants, key, codec::encode(&p));
+            run.push(Fact {
+                cursor: i as u64 + 1,
+                at: 1,
+                campaign: "raw".into(),
+                customer: p.customer,
+                kind: FactKind::Accepted,
+                detail: FactDetail::default(),
+            });
         }
+        // A commit's facts are one record, as the store writes them.
+        batch.insert(
+            &facts,
+            (chunk_start as u64).to_be_bytes(),
+            codec::encode(&run),
+        );
         batch.commit()?;
         db.persist(fjall::PersistMode::SyncData)?;
     }

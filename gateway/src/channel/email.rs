@@ -11,13 +11,8 @@ use super::{
     mail::{Dkim, Envelope, MailTemplate},
     smtp::RelayPool,
 };
-use crate::{
-    domain::{CampaignRecord, ChannelKind, Delivery, now_ms},
-    rules::RetryPolicy,
-    store::Claim,
-    tracking::Links,
-    verp::ReturnPaths,
-};
+use crate::{rules::RetryPolicy, store::Claim, tracking::Links, verp::ReturnPaths};
+use domain::{CampaignRecord, ChannelKind, Delivery, now_ms};
 
 pub struct EmailChannel {
     relays: RelayPool,

@@ -14,10 +14,8 @@ use mail_auth::{
 use mail_builder::{MessageBuilder, headers::raw::Raw};
 use rustls::pki_types::{PrivateKeyDer, pem::PemObject};
 
-use crate::{
-    domain::Participant,
-    template::{Escape, Template, missing_fields},
-};
+use crate::template::{Escape, Template, missing_fields};
+use domain::{EmailContent, Participant};
 
 /// Headers covered by the DKIM signature.
 const SIGNED_HEADERS: [&str; 7] = [
@@ -60,7 +58,7 @@ pub struct Envelope<'a> {
 
 impl MailTemplate {
     /// Parses the campaign's content; every problem is returned.
-    pub fn new(content: &admin_api::types::v1::EmailContent) -> Result<Self, Vec<String>> {
+    pub fn new(content: &EmailContent) -> Result<Self, Vec<String>> {
         let mut problems = Vec::new();
         let mut parse = |what: &str, text: &str| {
             Template::parse(text)
@@ -278,7 +276,7 @@ pub fn is_email(address: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use admin_api::types::v1::EmailContent;
+    use domain::{EmailContent, FieldValue};
 
     fn content() -> EmailContent {
         EmailContent {
@@ -296,10 +294,13 @@ mod tests {
             segment: None,
             fields: Default::default(),
         };
-        p.fields.insert("name".into(), serde_json::json!(name));
+        p.fields.insert(
+            "name".into(),
+            FieldValue::from_json(serde_json::json!(name)),
+        );
         p.fields.insert(
             "url".into(),
-            serde_json::json!("https://telco.example/offer"),
+            FieldValue::from_json(serde_json::json!("https://telco.example/offer")),
         );
         p
     }

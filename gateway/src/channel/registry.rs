@@ -4,10 +4,9 @@
 use std::sync::Arc;
 
 use super::{Channel, email::EmailChannel, sms::SmsChannel};
-use crate::{
-    config::Config, domain::ChannelKind, metrics::Metrics, store::Store, tracking::Links,
-    verp::ReturnPaths,
-};
+use domain::ChannelKind;
+
+use crate::{config::Config, metrics::Metrics, store::Store, tracking::Links, verp::ReturnPaths};
 
 /// What a channel may need to start.
 pub struct Deps<'a> {

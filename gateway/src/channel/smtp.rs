@@ -24,10 +24,10 @@ use tokio::{
 };
 use tokio_rustls::{TlsConnector, client::TlsStream};
 
-use bounce::Phase;
+use domain::Phase;
 
 use crate::config::{Relay as RelayConfig, TlsMode};
-use crate::domain::Delivery;
+use domain::Delivery;
 
 /// An open session, buffered so pipelined commands leave in one write.
 enum Client {

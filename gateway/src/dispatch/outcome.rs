@@ -2,11 +2,11 @@
 //! outcome, with refusals read by the bounce rules and counted.
 
 use crate::{
-    domain::{Delivery, Millis, Outcome},
     metrics::{BounceLabels, Metrics},
     returns,
     rules::{self, RetryPolicy},
 };
+use domain::{Delivery, Millis, Outcome};
 
 /// The outcome of `delivery`, this attempt's number being `attempt`. A
 /// refusal with a 5xx counts in the bounces metric.

@@ -7,7 +7,9 @@ use tempfile::TempDir;
 use throttle::plan::{Plan, PlanHour};
 
 use super::*;
-use crate::{domain::CampaignState, store::embedded::Embedded};
+use domain::CampaignState;
+
+use crate::store::embedded::Embedded;
 
 const HOUR_MS: Millis = 3_600_000;
 const BOTH: [ChannelKind; 2] = [ChannelKind::Email, ChannelKind::Sms];
@@ -82,7 +84,7 @@ async fn loaded_with(store: &Arc<dyn Store>, limits: Limits, now: Millis) -> Pol
 }
 
 fn now() -> Millis {
-    crate::domain::now_ms()
+    domain::now_ms()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -78,9 +78,10 @@ impl Maildir {
 
 #[cfg(test)]
 mod tests {
+    use domain::{CampaignDecl, ChannelKind, FactKind, Outcome, Participant, Update};
+
     use super::*;
     use crate::{
-        domain::{CampaignDecl, ChannelKind, Outcome, Participant, Update},
         metrics::Metrics,
         rules::RetryPolicy,
         store::{Store, embedded::Embedded},
@@ -158,9 +159,9 @@ mod tests {
         let facts = store.events(0, 10).expect("events");
         let bounced = facts
             .iter()
-            .find(|e| e.kind == "bounced")
+            .find(|e| e.kind == FactKind::Bounced)
             .expect("bounced fact");
-        assert_eq!(bounced.detail["bounce"], "hard");
+        assert_eq!(bounced.detail.bounce.as_deref(), Some("hard"));
         assert!(
             store
                 .suppressed(ChannelKind::Email, "c1@example.org")

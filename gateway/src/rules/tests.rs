@@ -6,7 +6,7 @@ use std::time::Duration;
 use bounce::Reason;
 
 use super::*;
-use crate::domain::Upstream;
+use domain::Upstream;
 
 const NOW: Millis = 1_000_000;
 
@@ -38,7 +38,7 @@ fn bounced(hard: bool, retry: Option<Millis>) -> Outcome {
     Outcome::Bounced {
         hard,
         retry,
-        detail: Map::new(),
+        detail: FactDetail::default(),
     }
 }
 
@@ -48,7 +48,7 @@ fn acceptance_submits_and_counts_the_attempt() {
         pending(0),
         NOW,
         Outcome::Submitted {
-            detail: Map::new(),
+            detail: FactDetail::default(),
             upstream: None,
         },
     );
@@ -76,7 +76,7 @@ fn receipts_deliver_or_fail_without_counting_an_attempt() {
             NOW,
             Outcome::Receipt {
                 delivered,
-                detail: Map::new(),
+                detail: FactDetail::default(),
             },
         );
         assert_eq!((d.state.status, d.state.attempts), (status, 1));
@@ -93,7 +93,7 @@ fn a_retry_is_pending_at_its_time_with_its_attempt_in_the_fact() {
         Outcome::Retry {
             due: NOW + 30_000,
             reason: "451 try later".into(),
-            detail: Map::new(),
+            detail: FactDetail::default(),
         },
     );
     assert_eq!(
@@ -101,9 +101,9 @@ fn a_retry_is_pending_at_its_time_with_its_attempt_in_the_fact() {
         (Status::Pending, 2, NOW + 30_000)
     );
     assert_eq!(d.fact, FactKind::RetryScheduled);
-    assert_eq!(d.detail["attempt"], 2);
-    assert_eq!(d.detail["reason"], "451 try later");
-    assert_eq!(d.detail["retry_at"], rfc3339(NOW + 30_000));
+    assert_eq!(d.detail.attempt, Some(2));
+    assert_eq!(d.detail.reason.as_deref(), Some("451 try later"));
+    assert_eq!(d.detail.retry_at, Some(NOW + 30_000));
 }
 
 #[test]
@@ -111,7 +111,7 @@ fn a_hard_bounce_ends_the_message_and_suppresses_its_address() {
     let d = settle(submitted(), NOW, bounced(true, None));
     assert_eq!(d.state.status, Status::BouncedHard);
     assert_eq!(d.fact, FactKind::Bounced);
-    assert_eq!(d.detail["bounce"], "hard");
+    assert_eq!(d.detail.bounce.as_deref(), Some("hard"));
     assert_eq!(d.suppress, Some(SuppressReason::HardBounce));
 }
 
@@ -122,7 +122,7 @@ fn a_soft_bounce_resends_or_ends_without_suppressing() {
         (again.state.status, again.state.due),
         (Status::Pending, NOW + 60_000)
     );
-    assert_eq!(again.detail["bounce"], "soft");
+    assert_eq!(again.detail.bounce.as_deref(), Some("soft"));
     assert_eq!(again.suppress, None);
     let ended = settle(submitted(), NOW, bounced(false, None));
     assert_eq!(ended.state.status, Status::BouncedSoft);
@@ -136,14 +136,14 @@ fn a_failure_and_a_suppression_say_why() {
         NOW,
         Outcome::Failed {
             reason: "no such field".into(),
-            detail: Map::new(),
+            detail: FactDetail::default(),
         },
     );
     assert_eq!(
         (failed.state.status, failed.state.attempts),
         (Status::Failed, 1)
     );
-    assert_eq!(failed.detail["reason"], "no such field");
+    assert_eq!(failed.detail.reason.as_deref(), Some("no such field"));
     let suppressed = settle(
         pending(0),
         NOW,
@@ -156,7 +156,7 @@ fn a_failure_and_a_suppression_say_why() {
         (Status::Suppressed, 0)
     );
     assert_eq!(suppressed.fact, FactKind::Suppressed);
-    assert_eq!(suppressed.detail["why"], "quota_exceeded");
+    assert_eq!(suppressed.detail.why.as_deref(), Some("quota_exceeded"));
     assert_eq!(
         suppressed.suppress, None,
         "load control suppresses the message, not the address"
@@ -201,11 +201,8 @@ fn unsubscribes_and_opt_outs_suppress_clicks_and_opens_do_not() {
     assert_eq!(engaged(Engagement::Opened), None);
 }
 
-fn verdict(
-    kind: Kind,
-    reason: Reason,
-) -> impl FnOnce(u16, Phase, &str) -> (Verdict, Map<String, Value>) {
-    move |_, _, _| (Verdict { kind, reason }, Map::new())
+fn verdict(kind: Kind, reason: Reason) -> impl FnOnce(u16, Phase, &str) -> (Verdict, FactDetail) {
+    move |_, _, _| (Verdict { kind, reason }, FactDetail::default())
 }
 
 fn refused(code: u16) -> Delivery {
@@ -267,7 +264,7 @@ fn a_hard_refusal_bounces_at_once_a_soft_one_retries_while_attempts_last() {
     match busy(3) {
         Outcome::Failed { reason, detail } => {
             assert!(reason.starts_with("gave up after 3 attempts"), "{reason}");
-            assert_eq!(detail["attempts"], 3);
+            assert_eq!(detail.attempts, Some(3));
         }
         other => panic!("{other:?}"),
     }
@@ -294,7 +291,7 @@ fn acceptance_carries_the_reply_and_the_upstream_ids() {
             detail,
             upstream: u,
         } => {
-            assert_eq!(detail["reply"], "250 ok");
+            assert_eq!(detail.reply.as_deref(), Some("250 ok"));
             assert_eq!(u, Some(upstream));
         }
         other => panic!("{other:?}"),
@@ -320,7 +317,7 @@ fn throttling_waits_without_using_an_attempt_of_the_policy() {
 
 #[test]
 fn a_returned_soft_bounce_is_resent_after_back_off_until_attempts_run_out() {
-    match returned(false, 1, NOW, &retry(), Map::new()) {
+    match returned(false, 1, NOW, &retry(), FactDetail::default()) {
         Outcome::Bounced {
             hard: false,
             retry: Some(at),
@@ -331,7 +328,7 @@ fn a_returned_soft_bounce_is_resent_after_back_off_until_attempts_run_out() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(
-        returned(false, 3, NOW, &retry(), Map::new()),
+        returned(false, 3, NOW, &retry(), FactDetail::default()),
         Outcome::Bounced {
             hard: false,
             retry: None,
@@ -339,7 +336,7 @@ fn a_returned_soft_bounce_is_resent_after_back_off_until_attempts_run_out() {
         }
     ));
     assert!(matches!(
-        returned(true, 1, NOW, &retry(), Map::new()),
+        returned(true, 1, NOW, &retry(), FactDetail::default()),
         Outcome::Bounced {
             hard: true,
             retry: None,

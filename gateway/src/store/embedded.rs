@@ -13,25 +13,20 @@ use std::{
     thread,
 };
 
-use admin_api::types::v1::{AudienceRow, Event};
 use async_trait::async_trait;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Claim, Counts, MessageInfo, Result, Store, StoreError,
-    codec::{self, StatusRecord},
+    Claim, Counts, MessageInfo, Result, Store, StoreError, codec,
     index::CampaignIndex,
     upstream::{self, Link},
 };
-use crate::{
-    domain::{
-        CampaignDecl, CampaignRecord, CampaignState, ChannelKind, Engaged, Engagement, FactKind,
-        MessageNo, MessageState, Millis, Outcome, Participant, ReceiptIn, ReceiptMatch, Status,
-        SuppressReason, Update, rfc3339,
-    },
-    rules::{self, PartReceipt},
+use crate::rules::{self, PartReceipt};
+use domain::{
+    AudienceMember, CampaignDecl, CampaignRecord, CampaignState, ChannelKind, Engaged, Engagement,
+    Fact, FactDetail, FactKind, MessageNo, MessageState, Millis, Outcome, Participant, ReceiptIn,
+    ReceiptMatch, Status, SuppressReason, Update,
 };
 
 /// Writes taken into one commit at most.
@@ -115,7 +110,7 @@ impl Embedded {
             engagement: open("engagement")?,
             upstream: open("upstream")?,
         };
-        let (index, last_cursor) = recover(&ks)?;
+        let (index, last_cursor) = recover(&ks).map_err(|e| e.found_in(dir))?;
         let shared = Arc::new(Shared {
             index: Mutex::new(index),
             durable_cursor: AtomicU64::new(last_cursor),
@@ -155,7 +150,7 @@ fn recover(ks: &Keyspaces) -> Result<(Index, u64)> {
     let mut index = Index::default();
     for kv in ks.campaigns.iter() {
         let value = kv.value().map_err(io)?;
-        let record: CampaignRecord = codec::decode("campaign", &value)?;
+        let record: CampaignRecord = codec::decode(&value)?;
         index.next_campaign = index.next_campaign.max(record.seq + 1);
         index.ids.insert(record.seq, record.id.clone());
         index
@@ -165,7 +160,7 @@ fn recover(ks: &Keyspaces) -> Result<(Index, u64)> {
     for kv in ks.participants.iter() {
         let (key, value) = kv.into_inner().map_err(io)?;
         let msg = codec::parse_message_key(&key)?;
-        let p: Participant = codec::decode("participant", &value)?;
+        let p: Participant = codec::decode(&value)?;
         if let Some(c) = index.by_seq(msg.campaign) {
             c.push(p.customer.into(), p.address.into(), 0);
         }
@@ -173,7 +168,7 @@ fn recover(ks: &Keyspaces) -> Result<(Index, u64)> {
     for kv in ks.status.iter() {
         let (key, value) = kv.into_inner().map_err(io)?;
         let msg = codec::parse_message_key(&key)?;
-        let s: StatusRecord = codec::decode("status", &value)?;
+        let s: MessageState = codec::decode(&value)?;
         if let Some(c) = index.by_seq(msg.campaign) {
             c.set(msg.participant, s.status, s.attempts, s.due, s.at);
         }
@@ -197,7 +192,7 @@ fn recover(ks: &Keyspaces) -> Result<(Index, u64)> {
     }
     let last_cursor = match ks.facts.last_key_value() {
         Some(kv) => {
-            let run: Vec<Event> = codec::decode("facts", &kv.value().map_err(io)?)?;
+            let run: Vec<Fact> = codec::decode(&kv.value().map_err(io)?)?;
             run.last().map_or(0, |e| e.cursor)
         }
         None => 0,
@@ -265,7 +260,7 @@ enum Effect {
     },
     Status {
         msg: MessageNo,
-        record: StatusRecord,
+        record: MessageState,
     },
     Suppressed {
         key: String,
@@ -324,7 +319,7 @@ struct Group {
     /// Customers added in this group, per campaign, not yet in the index.
     staged: HashMap<u32, HashSet<String, foldhash::fast::RandomState>>,
     /// Facts not yet written, consecutive cursors.
-    facts: Vec<Event>,
+    facts: Vec<Fact>,
     /// Upstream keys written (Some) or removed (None) in this group.
     upstream: HashMap<Vec<u8>, Option<Vec<u8>>, foldhash::fast::RandomState>,
     /// Statuses recorded in this group, not yet in the index.
@@ -469,8 +464,6 @@ impl Committer {
                     return;
                 };
                 let seq = c.record.seq;
-                // One timestamp for the whole batch, formatted once.
-                let accepted_at = rfc3339(at);
                 let mut staged = std::mem::take(g.staged.entry(seq).or_default());
                 let mut fresh = Vec::with_capacity(items.len());
                 for p in items {
@@ -489,14 +482,13 @@ impl Committer {
                         .insert(&ks.participants, codec::message_key(msg), codec::encode(&p));
                     self.append_fact(
                         g,
-                        Event {
-                            cursor: 0,
-                            at: accepted_at.clone(),
-                            campaign: id.clone(),
-                            customer: p.customer.clone(),
-                            kind: FactKind::Accepted.as_str().into(),
-                            detail: Map::new(),
-                        },
+                        fact(
+                            at,
+                            &id,
+                            &p.customer,
+                            FactKind::Accepted,
+                            FactDetail::default(),
+                        ),
                     );
                     g.effects.push(Effect::Participant {
                         campaign: seq,
@@ -597,7 +589,7 @@ impl Committer {
             at: slot.at,
         };
         let decision = rules::settle(before, u.at, u.outcome);
-        let record = StatusRecord::from(decision.state);
+        let record = decision.state;
         let fact = fact(
             u.at,
             &c.record.id,
@@ -636,7 +628,7 @@ impl Committer {
             Some((key, link))
         });
         let Some((key, link)) = found else {
-            return ReceiptMatch::Unknown(r);
+            return ReceiptMatch::Unknown(Box::new(r));
         };
         // An intermediate state (en route, accepted) changes nothing.
         let Some(delivered) = r.delivered else {
@@ -709,7 +701,7 @@ impl Committer {
         g.upstream.insert(key, value);
     }
 
-    fn append_fact(&mut self, g: &mut Group, mut fact: Event) {
+    fn append_fact(&mut self, g: &mut Group, mut fact: Fact) {
         fact.cursor = self.next_cursor;
         self.next_cursor += 1;
         g.facts.push(fact);
@@ -728,19 +720,13 @@ impl Committer {
     }
 }
 
-fn fact(
-    at: Millis,
-    campaign: &str,
-    customer: &str,
-    kind: FactKind,
-    detail: Map<String, Value>,
-) -> Event {
-    Event {
+fn fact(at: Millis, campaign: &str, customer: &str, kind: FactKind, detail: FactDetail) -> Fact {
+    Fact {
         cursor: 0,
-        at: rfc3339(at),
+        at,
         campaign: campaign.to_owned(),
         customer: customer.to_owned(),
-        kind: kind.as_str().to_owned(),
+        kind,
         detail,
     }
 }
@@ -897,7 +883,7 @@ impl Store for Embedded {
                         detail: format!("message {msg:?} has no record"),
                     })?
                     .1;
-                let participant = codec::decode("participant", &value)?;
+                let participant = codec::decode(&value)?;
                 claims.push((
                     order,
                     Claim {
@@ -939,7 +925,7 @@ impl Store for Embedded {
         self.submit(|reply| Op::Record { updates, reply }).await
     }
 
-    fn events(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
+    fn events(&self, after: u64, limit: usize) -> Result<Vec<Fact>> {
         let durable = self.shared.durable_cursor.load(Ordering::Acquire);
         if after >= durable {
             return Ok(Vec::new());
@@ -957,7 +943,7 @@ impl Store for Embedded {
             .facts
             .range(first..=codec::cursor_key(durable).to_vec())
         {
-            let run: Vec<Event> = codec::decode("facts", &kv.value().map_err(io)?)?;
+            let run: Vec<Fact> = codec::decode(&kv.value().map_err(io)?)?;
             for event in run
                 .into_iter()
                 .filter(|e| e.cursor > after && e.cursor <= durable)
@@ -971,7 +957,7 @@ impl Store for Embedded {
         Ok(events)
     }
 
-    fn audience(&self, id: &str, outcome: &str) -> Result<Vec<AudienceRow>> {
+    fn audience(&self, id: &str, outcome: &str) -> Result<Vec<AudienceMember>> {
         let index = self.shared.index();
         let c = index
             .campaigns
@@ -985,11 +971,10 @@ impl Store for Embedded {
         Ok(c.slots
             .iter()
             .filter(|s| wanted.contains(&s.status) || s.engaged & engaged != 0)
-            .map(|s| AudienceRow {
+            .map(|s| AudienceMember {
                 customer: s.customer.to_string(),
                 address: s.address.to_string(),
-                outcome: outcome.to_owned(),
-                at: (s.at > 0).then(|| rfc3339(s.at)),
+                at: (s.at > 0).then_some(s.at),
             })
             .collect())
     }
@@ -1077,7 +1062,7 @@ impl Store for Embedded {
             .participants
             .get(codec::message_key(msg))
             .map_err(io)?
-            .map(|value| codec::decode("participant", &value))
+            .map(|value| codec::decode(&value))
             .transpose()
     }
 
@@ -1139,3 +1124,5 @@ impl Store for Embedded {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod upgrade_tests;

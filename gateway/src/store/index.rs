@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use foldhash::fast::RandomState;
 
 use super::Counts;
-use crate::domain::{CampaignRecord, Millis, Status};
+use domain::{CampaignRecord, Millis, Status};
 
 /// One participant's message.
 #[derive(Debug, Clone)]
@@ -209,7 +209,7 @@ impl CampaignIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{CampaignDecl, CampaignState, ChannelKind};
+    use domain::{CampaignDecl, CampaignState, ChannelKind};
 
     fn index() -> CampaignIndex {
         let decl: CampaignDecl = CampaignDecl {

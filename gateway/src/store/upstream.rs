@@ -7,7 +7,7 @@
 //! A concatenated message also has a progress key `FF FF · message` holding
 //! how many parts still wait for a receipt (0 once a part failed).
 
-use crate::domain::MessageNo;
+use domain::MessageNo;
 
 /// Where one upstream id leads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

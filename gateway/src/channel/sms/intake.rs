@@ -10,16 +10,16 @@
 use std::{sync::Arc, time::Duration};
 
 use rusmpp::CommandStatus;
-use serde_json::{Map, json};
+use serde_json::json;
 use tokio::{sync::mpsc, time::Instant};
 
 use super::{
     bind::Delivered,
     inbound::{Inbound, Receipt, State},
 };
-use crate::{
-    domain::{ChannelKind, Engaged, Engagement, ReceiptIn, ReceiptMatch, SuppressReason, now_ms},
-    store::Store,
+use crate::store::Store;
+use domain::{
+    ChannelKind, Engaged, Engagement, FactDetail, ReceiptIn, ReceiptMatch, SuppressReason, now_ms,
 };
 
 /// deliver_sm handled in one store round trip at most.
@@ -117,7 +117,7 @@ impl Intake {
                 }
                 ReceiptMatch::Unknown(receipt) if until > now => waiting.push(Waiting {
                     delivered,
-                    receipt,
+                    receipt: *receipt,
                     until,
                 }),
                 ReceiptMatch::Unknown(receipt) => self.keep_unmatched(&delivered, &receipt).await,
@@ -130,7 +130,10 @@ impl Intake {
     async fn keep_unmatched(&self, delivered: &Delivered, receipt: &ReceiptIn) {
         tracing::warn!(smsc = receipt.smsc, id = %receipt.id, "receipt for an unknown message id; kept");
         let key = format!("receipt:unmatched:{}:{}", receipt.smsc, receipt.id);
-        let value = json!({ "at": receipt.at, "detail": receipt.detail }).to_string();
+        let d = &receipt.detail;
+        let value =
+            json!({ "at": receipt.at, "stat": d.stat, "error": d.error, "reason": d.reason })
+                .to_string();
         let status = match self.store.put_meta(&key, value.into_bytes()).await {
             Ok(()) => CommandStatus::EsmeRok,
             Err(_) => CommandStatus::EsmeRxTAppn,
@@ -150,8 +153,10 @@ impl Intake {
         }
         let recorded = match self.store.last_message_to(ChannelKind::Sms, from) {
             Some(msg) => {
-                let mut detail = Map::new();
-                detail.insert("text".into(), json!(text));
+                let detail = FactDetail {
+                    text: Some(text.to_owned()),
+                    ..FactDetail::default()
+                };
                 let opted_out = Engaged {
                     msg,
                     at: now_ms(),
@@ -190,18 +195,16 @@ impl Intake {
 }
 
 fn receipt_in(smsc: u16, r: &Receipt) -> ReceiptIn {
-    let mut detail = Map::new();
-    detail.insert("stat".into(), json!(r.stat));
-    if let Some(e) = &r.error {
-        detail.insert("error".into(), json!(e));
-    }
-    if r.state == State::Failed {
-        let reason = match &r.error {
-            Some(e) => format!("{} (err {e})", r.stat),
-            None => r.stat.clone(),
-        };
-        detail.insert("reason".into(), json!(reason));
-    }
+    let reason = (r.state == State::Failed).then(|| match &r.error {
+        Some(e) => format!("{} (err {e})", r.stat),
+        None => r.stat.clone(),
+    });
+    let detail = FactDetail {
+        stat: Some(r.stat.clone()),
+        error: r.error.clone(),
+        reason,
+        ..FactDetail::default()
+    };
     ReceiptIn {
         smsc,
         id: r.id.clone(),

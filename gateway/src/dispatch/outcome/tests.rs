@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use bounce::Phase;
+use domain::Phase;
 
 use super::*;
 
@@ -49,9 +49,9 @@ fn a_hard_5xx_at_rcpt_bounces_at_once_and_is_counted() {
     };
     assert!(hard);
     assert_eq!(retry, None);
-    assert_eq!(detail["reason"], "userunknown");
-    assert_eq!(detail["status"], "5.1.1");
-    assert_eq!(detail["replycode"], 550);
+    assert_eq!(detail.reason.as_deref(), Some("userunknown"));
+    assert_eq!(detail.status.as_deref(), Some("5.1.1"));
+    assert_eq!(detail.replycode, Some(550));
     assert_eq!(bounces(&metrics, "hard", "userunknown"), 1);
 }
 
@@ -76,17 +76,14 @@ fn a_soft_5xx_is_retried_while_attempts_last_then_bounces_soft() {
     };
     assert!(due > NOW);
     assert!(reason.starts_with("553 5.1.2"), "{reason}");
-    assert_eq!(detail["bounce_reason"], "rejected");
-    assert!(
-        detail.get("reason").is_none(),
-        "the store files the reply there"
-    );
+    assert_eq!(detail.bounce_reason.as_deref(), Some("rejected"));
+    assert!(detail.reason.is_none(), "the store files the reply there");
     let last = of(sender(), 3, NOW, &retry(), &metrics);
     let Outcome::Bounced { hard, detail, .. } = last else {
         panic!("{last:?}")
     };
     assert!(!hard);
-    assert_eq!(detail["reason"], "rejected");
+    assert_eq!(detail.reason.as_deref(), Some("rejected"));
     assert_eq!(bounces(&metrics, "soft", "rejected"), 2, "every 5xx counts");
 }
 
@@ -97,8 +94,8 @@ fn a_4xx_is_retried_with_its_reasons_then_fails_and_is_no_bounce() {
     let Outcome::Retry { detail, .. } = of(full(), 1, NOW, &retry(), &metrics) else {
         panic!("not a retry")
     };
-    assert_eq!(detail["bounce_reason"], "mailboxfull");
-    assert_eq!(detail["status"], "4.2.2");
+    assert_eq!(detail.bounce_reason.as_deref(), Some("mailboxfull"));
+    assert_eq!(detail.status.as_deref(), Some("4.2.2"));
     let last = of(full(), 3, NOW, &retry(), &metrics);
     let Outcome::Failed { reason, detail } = last else {
         panic!("{last:?}")
@@ -107,7 +104,7 @@ fn a_4xx_is_retried_with_its_reasons_then_fails_and_is_no_bounce() {
         reason.starts_with("gave up after 3 attempts: 452"),
         "{reason}"
     );
-    assert_eq!(detail["attempts"], 3);
+    assert_eq!(detail.attempts, Some(3));
     assert_eq!(bounces(&metrics, "soft", "mailboxfull"), 0);
 }
 
@@ -124,5 +121,5 @@ fn words_of_a_refused_recipient_after_data_are_a_filter_not_a_hard_bounce() {
     let Outcome::Retry { detail, .. } = out else {
         panic!("{out:?}")
     };
-    assert_eq!(detail["bounce_reason"], "filtered");
+    assert_eq!(detail.bounce_reason.as_deref(), Some("filtered"));
 }

@@ -2,7 +2,7 @@
 //! reopen, idempotent uploads, claims, outcomes and the feed.
 
 use super::*;
-use crate::domain::ChannelKind;
+use domain::ChannelKind;
 
 fn decl() -> CampaignDecl {
     CampaignDecl {
@@ -64,7 +64,7 @@ async fn everything_acknowledged_survives_a_reopen() {
                 msg: claims[0].msg,
                 at: 11_000,
                 outcome: Outcome::Submitted {
-                    detail: Map::new(),
+                    detail: FactDetail::default(),
                     upstream: None,
                 },
             },
@@ -74,7 +74,7 @@ async fn everything_acknowledged_survives_a_reopen() {
                 outcome: Outcome::Retry {
                     due: 99_000,
                     reason: "451 try later".into(),
-                    detail: Map::new(),
+                    detail: FactDetail::default(),
                 },
             },
         ];
@@ -189,7 +189,7 @@ fn receipt(smsc: u16, id: &str, delivered: Option<bool>) -> ReceiptIn {
         id: id.into(),
         delivered,
         at: 20_000,
-        detail: Map::new(),
+        detail: FactDetail::default(),
     }
 }
 
@@ -198,8 +198,8 @@ fn submitted(msg: MessageNo, smsc: u16, ids: &[&str]) -> Update {
         msg,
         at: 11_000,
         outcome: Outcome::Submitted {
-            detail: Map::new(),
-            upstream: Some(crate::domain::Upstream {
+            detail: FactDetail::default(),
+            upstream: Some(domain::Upstream {
                 smsc,
                 ids: ids.iter().map(|s| s.to_string()).collect(),
             }),
@@ -227,7 +227,11 @@ async fn receipts_settle_messages_by_upstream_id_after_a_reopen() {
                 .receipts(vec![receipt(0, "1A", Some(true))])
                 .await
                 .expect("receipts"),
-            vec![ReceiptMatch::Unknown(receipt(0, "1A", Some(true)))]
+            vec![ReceiptMatch::Unknown(Box::new(receipt(
+                0,
+                "1A",
+                Some(true)
+            )))]
         );
         store
             .record(vec![
@@ -251,7 +255,7 @@ async fn receipts_settle_messages_by_upstream_id_after_a_reopen() {
         .await
         .expect("receipts");
     use ReceiptMatch::{Matched, Unknown};
-    let unknown = Unknown(receipt(0, "nobody", Some(true)));
+    let unknown = Unknown(Box::new(receipt(0, "nobody", Some(true))));
     assert_eq!(matched, vec![Matched, Matched, Matched, Matched, unknown]);
     let status = |i: usize| store.message(claims[i].msg).expect("message").status;
     assert_eq!(status(0), Status::Delivered);
@@ -271,14 +275,14 @@ async fn receipts_settle_messages_by_upstream_id_after_a_reopen() {
             .receipts(vec![receipt(0, "p2", Some(true))])
             .await
             .expect("receipts"),
-        vec![Unknown(receipt(0, "p2", Some(true)))],
+        vec![Unknown(Box::new(receipt(0, "p2", Some(true))))],
         "an id is settled once"
     );
     let kinds: Vec<String> = store
         .events(0, 100)
         .expect("events")
         .into_iter()
-        .map(|e| e.kind)
+        .map(|e| e.kind.as_str().to_owned())
         .filter(|k| k == "delivered" || k == "failed")
         .collect();
     assert_eq!(kinds, ["delivered", "failed", "delivered"]);
@@ -286,7 +290,7 @@ async fn receipts_settle_messages_by_upstream_id_after_a_reopen() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engagements_of_one_message_in_one_commit_keep_every_flag() {
-    use crate::domain::{Engaged, Engagement};
+    use domain::{Engaged, Engagement};
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Embedded::open(dir.path()).expect("open");
     store.put_campaign("e", decl()).await.expect("declare");
@@ -304,7 +308,7 @@ async fn engagements_of_one_message_in_one_commit_keep_every_flag() {
             },
             at: 2_000,
             kind,
-            detail: Map::new(),
+            detail: FactDetail::default(),
         }]
     };
     // A click and an open of the same message, queued together so the
@@ -360,7 +364,7 @@ async fn claims_read_scattered_messages_and_keep_oldest_due_first() {
 /// reopen, and a blacklist entry keeps its reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suppressions_decided_by_the_rules_are_durable_with_their_fact() {
-    use crate::domain::{Engaged, Engagement, SuppressReason};
+    use domain::{Engaged, Engagement, SuppressReason};
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let store = Embedded::open(dir.path()).expect("open");
@@ -382,7 +386,7 @@ async fn suppressions_decided_by_the_rules_are_durable_with_their_fact() {
             outcome: Outcome::Bounced {
                 hard,
                 retry: None,
-                detail: Map::new(),
+                detail: FactDetail::default(),
             },
         };
         store
@@ -402,7 +406,7 @@ async fn suppressions_decided_by_the_rules_are_durable_with_their_fact() {
             msg: msg(n),
             at: 6_000,
             kind,
-            detail: Map::new(),
+            detail: FactDetail::default(),
         };
         store
             .engage(vec![
@@ -453,7 +457,7 @@ async fn suppressions_decided_by_the_rules_are_durable_with_their_fact() {
         .events(0, 100)
         .expect("events")
         .into_iter()
-        .map(|e| e.kind)
+        .map(|e| e.kind.as_str().to_owned())
         .collect();
     assert_eq!(
         kinds[4..],

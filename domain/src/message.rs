@@ -1,29 +1,11 @@
-//! Domain types shared by the store, the dispatcher and the channels.
+//! Messages: one participant of one campaign, where it stands, and what an
+//! upstream, a receipt or a recipient says about it.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// A participant as uploaded: the wire type is the domain type.
-pub use admin_api::types::v1::ParticipantIn as Participant;
-pub use admin_api::types::v1::{
-    CampaignDecl, CampaignState, ChannelKind, SmsContent, Window as DeclaredWindow,
-};
-
-/// Milliseconds since the Unix epoch, UTC.
-pub type Millis = u64;
-
-pub fn now_ms() -> Millis {
-    u64::try_from(jiff::Timestamp::now().as_millisecond()).unwrap_or(0)
-}
-
-pub fn rfc3339(ms: Millis) -> String {
-    i64::try_from(ms)
-        .ok()
-        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
-        .map(|t| t.to_string())
-        .unwrap_or_default()
-}
+use crate::{FactDetail, Millis};
 
 /// A message: one participant of one campaign. `campaign` is the store's
 /// compact number for the campaign, `participant` the arrival order in it.
@@ -44,16 +26,6 @@ impl MessageNo {
             participant: v as u32,
         }
     }
-}
-
-/// A campaign as the store keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CampaignRecord {
-    pub id: String,
-    /// Compact number used in message keys and tokens.
-    pub seq: u32,
-    pub state: CampaignState,
-    pub decl: CampaignDecl,
 }
 
 /// Where a participant's message stands. One value per participant.
@@ -103,73 +75,67 @@ impl Status {
 
 /// Where one message stands: what the rules read before a fact and decide
 /// after it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageState {
+    #[serde(rename = "s")]
     pub status: Status,
     /// Sends tried so far.
+    #[serde(rename = "a")]
     pub attempts: u32,
     /// When a pending message is due.
+    #[serde(rename = "d")]
     pub due: Millis,
     /// When the status was reached (0: never sent).
+    #[serde(rename = "t")]
     pub at: Millis,
 }
 
-/// Why an address is never sent to again on a channel. Stored and shown as
-/// [`SuppressReason::as_str`]; an operator's blacklist entry is `Blacklisted`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SuppressReason {
-    HardBounce,
-    Unsubscribed,
-    OptedOut,
-    Blacklisted,
-}
-
-impl SuppressReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::HardBounce => "hard_bounce",
-            Self::Unsubscribed => "unsubscribed",
-            Self::OptedOut => "opted_out",
-            Self::Blacklisted => "blacklisted",
-        }
-    }
-
-    /// The reason a stored entry names; anything else was put there by an
-    /// operator.
-    pub fn parse(stored: &str) -> Self {
-        [Self::HardBounce, Self::Unsubscribed, Self::OptedOut]
-            .into_iter()
-            .find(|r| r.as_str() == stored)
-            .unwrap_or(Self::Blacklisted)
-    }
-}
-
-/// What a fact in the feed says happened (its `type`).
+/// The SMTP command a refusal answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FactKind {
-    Accepted,
-    Submitted,
-    Delivered,
-    Failed,
-    RetryScheduled,
-    Bounced,
-    Suppressed,
-    Engaged(Engagement),
+pub enum Phase {
+    /// The greeting, HELO/EHLO or the connection itself.
+    Connect,
+    MailFrom,
+    RcptTo,
+    /// DATA or the end of the content.
+    Data,
 }
 
-impl FactKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Accepted => "accepted",
-            Self::Submitted => "submitted",
-            Self::Delivered => "delivered",
-            Self::Failed => "failed",
-            Self::RetryScheduled => "retry_scheduled",
-            Self::Bounced => "bounced",
-            Self::Suppressed => "suppressed",
-            Self::Engaged(e) => e.as_str(),
-        }
-    }
+/// The upstream's answer to one message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    /// Accepted upstream; `reply` is what it said (e.g. `250 2.0.0 queued as X`),
+    /// `upstream` the SMSC's ids for the parts (SMS only).
+    Accepted {
+        reply: String,
+        upstream: Option<Upstream>,
+    },
+    /// Cannot be sent, ever (e.g. a template field the participant lacks,
+    /// an SMSC's permanent error).
+    Permanent { reply: String },
+    /// An SMTP relay refused it, answering the command of `phase` with
+    /// `code` (4xx or 5xx). The bounce rules read `reply` and `phase` ("user
+    /// unknown" at MAIL FROM is about our sender, not the recipient): a hard
+    /// bounce is final, a soft one or a 4xx is tried again while attempts
+    /// are left.
+    Refused {
+        reply: String,
+        code: u16,
+        phase: Phase,
+    },
+    /// Try again later (connection lost, timeout, an SMSC's temporary error).
+    Transient {
+        reply: String,
+        retry_after: Option<Duration>,
+    },
+    /// Never sent: no upstream could take it now (none bound, or throttled
+    /// for longer than the lease allows). Not an attempt: it waits, no fact.
+    Unsent {
+        reply: String,
+        retry_after: Duration,
+    },
+    /// The upstream asked us to slow down; not a failure of this message.
+    Throttled { retry_after: Duration },
 }
 
 /// What happened to a message, as the dispatcher reports it to the store.
@@ -177,34 +143,29 @@ impl FactKind {
 pub enum Outcome {
     /// The upstream accepted it (SMTP 250, submit_sm_resp OK).
     Submitted {
-        detail: serde_json::Map<String, serde_json::Value>,
+        detail: FactDetail,
         /// The SMSC's ids for the parts, to match delivery receipts by.
         upstream: Option<Upstream>,
     },
     /// A delivery receipt settled it: delivered to the handset, or not.
-    Receipt {
-        delivered: bool,
-        detail: serde_json::Map<String, serde_json::Value>,
-    },
+    Receipt { delivered: bool, detail: FactDetail },
     /// Permanently refused or out of retries.
-    Failed {
-        reason: String,
-        detail: serde_json::Map<String, serde_json::Value>,
-    },
+    Failed { reason: String, detail: FactDetail },
     /// Try again at `due`; `detail` adds what is known (e.g. the bounce class).
     Retry {
         due: Millis,
         reason: String,
-        detail: serde_json::Map<String, serde_json::Value>,
+        detail: FactDetail,
     },
     /// A classified bounce: hard ends the message; soft either schedules a
     /// resend at `retry` or, out of attempts, ends it.
     Bounced {
         hard: bool,
         retry: Option<Millis>,
-        detail: serde_json::Map<String, serde_json::Value>,
+        detail: FactDetail,
     },
-    /// Not sent on purpose (blacklist, quota, hard bounce).
+    /// Not sent on purpose: a suppressed address or customer, or load
+    /// control's verdict (quota exceeded, campaign ended).
     Suppressed { why: String },
 }
 
@@ -224,7 +185,7 @@ pub struct ReceiptIn {
     /// `None` for an intermediate state (en route, accepted): nothing to record.
     pub delivered: Option<bool>,
     pub at: Millis,
-    pub detail: serde_json::Map<String, serde_json::Value>,
+    pub detail: FactDetail,
 }
 
 /// What became of a receipt.
@@ -234,7 +195,7 @@ pub enum ReceiptMatch {
     Matched,
     /// No message has that id (yet): the receipt, handed back to be tried
     /// again or kept.
-    Unknown(ReceiptIn),
+    Unknown(Box<ReceiptIn>),
 }
 
 /// An outcome for one message at one instant.
@@ -247,7 +208,7 @@ pub struct Update {
 
 /// What a recipient did with a delivered message (tracked links, an
 /// inbound STOP).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Engagement {
     Clicked,
     Opened,
@@ -285,42 +246,5 @@ pub struct Engaged {
     pub msg: MessageNo,
     pub at: Millis,
     pub kind: Engagement,
-    pub detail: serde_json::Map<String, serde_json::Value>,
-}
-
-/// The upstream's answer to one message.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Delivery {
-    /// Accepted upstream; `reply` is what it said (e.g. `250 2.0.0 queued as X`),
-    /// `upstream` the SMSC's ids for the parts (SMS only).
-    Accepted {
-        reply: String,
-        upstream: Option<Upstream>,
-    },
-    /// Cannot be sent, ever (e.g. a template field the participant lacks,
-    /// an SMSC's permanent error).
-    Permanent { reply: String },
-    /// An SMTP relay refused it, answering the command of `phase` with
-    /// `code` (4xx or 5xx). The bounce rules read `reply` and `phase` ("user
-    /// unknown" at MAIL FROM is about our sender, not the recipient): a hard
-    /// bounce is final, a soft one or a 4xx is tried again while attempts
-    /// are left.
-    Refused {
-        reply: String,
-        code: u16,
-        phase: bounce::Phase,
-    },
-    /// Try again later (connection lost, timeout, an SMSC's temporary error).
-    Transient {
-        reply: String,
-        retry_after: Option<Duration>,
-    },
-    /// Never sent: no upstream could take it now (none bound, or throttled
-    /// for longer than the lease allows). Not an attempt: it waits, no fact.
-    Unsent {
-        reply: String,
-        retry_after: Duration,
-    },
-    /// The upstream asked us to slow down; not a failure of this message.
-    Throttled { retry_after: Duration },
+    pub detail: FactDetail,
 }
