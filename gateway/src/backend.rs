@@ -26,9 +26,9 @@ use crate::{
     metrics::Metrics,
     policy::{Policy, PolicyError, plan_key, window_spec},
     returns::{IntakeError, Returns},
-    store::{Store, StoreError},
     tracking::{Links, sms_table},
 };
+use store::{Store, StoreError};
 
 pub struct GatewayBackend {
     pub store: Arc<dyn Store>,

@@ -19,8 +19,9 @@ use async_trait::async_trait;
 
 pub use registry::{Deps, Registry};
 
-use crate::{rules::RetryPolicy, store::Claim};
 use domain::{CampaignRecord, ChannelKind, Delivery};
+use rules::RetryPolicy;
+use store::Claim;
 
 /// One channel as the dispatcher and the API see it.
 #[async_trait]

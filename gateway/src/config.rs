@@ -10,7 +10,7 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::rules::RetryPolicy;
+use rules::RetryPolicy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -16,11 +16,11 @@ use crate::{
     metrics::Metrics,
     policy::Policy,
     returns::Returns,
-    store::{Store, StoreError, embedded::Embedded},
     tracking::{self, Links},
     verp::ReturnPaths,
     webhook::WebhookSender,
 };
+use store::{Store, StoreError, embedded::Embedded};
 
 /// How long sends in flight may take to finish after the shutdown signal.
 const GRACE: Duration = Duration::from_secs(20);

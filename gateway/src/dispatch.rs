@@ -21,11 +21,11 @@ use crate::{
     config::Dispatch,
     metrics::{ChannelLabels, Metrics, OutcomeLabels, ReasonLabels},
     policy::{Policy, QuotaWrite, Verdict},
-    store::{Claim, Store},
 };
 use domain::{
     CampaignRecord, CampaignState, ChannelKind, Delivery, Millis, Outcome, Update, now_ms,
 };
+use store::{Claim, Store};
 
 /// Longest pause between looks at the queue when nothing was due.
 const IDLE_TICK: Duration = Duration::from_millis(100);

@@ -18,11 +18,9 @@ use throttle::{
     jiff::{Timestamp, civil::Date},
 };
 
-use crate::{
-    schedule::{Schedule, SentInHour},
-    store::{Store, StoreError},
-};
+use crate::schedule::{Schedule, SentInHour};
 use domain::{CampaignRecord, ChannelKind, Millis, Participant};
+use store::{Store, StoreError};
 
 /// A customer's quota state to make durable before the send: meta key and bytes.
 pub type QuotaWrite = (String, Vec<u8>);

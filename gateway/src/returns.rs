@@ -17,11 +17,11 @@ use serde::Serialize;
 
 use crate::{
     metrics::{BounceLabels, Metrics},
-    rules::{self, RetryPolicy},
-    store::{Store, StoreError},
     verp::ReturnPaths,
 };
 use domain::{FactDetail, Phase, Update, now_ms};
+use rules::{self, RetryPolicy};
+use store::{Store, StoreError};
 
 /// Largest returned message taken (bigger ones are refused at SMTP time and
 /// by the import endpoint).

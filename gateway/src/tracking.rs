@@ -30,9 +30,9 @@ use tokio::sync::mpsc;
 
 use crate::{
     channel::mail::Rendered,
-    store::Store,
     template::{Escape, Template},
 };
+use store::Store;
 
 /// Events waiting for the writer; beyond this the listener answers 503.
 pub const QUEUE: usize = 65_536;

@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::Webhook,
     metrics::{Metrics, OutcomeLabels},
-    store::Store,
 };
+use store::Store;
 
 const IDLE: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);

@@ -11,7 +11,10 @@ use super::{
     mail::{Dkim, Envelope, MailTemplate},
     smtp::RelayPool,
 };
-use crate::{rules::RetryPolicy, store::Claim, tracking::Links, verp::ReturnPaths};
+use rules::RetryPolicy;
+use store::Claim;
+
+use crate::{tracking::Links, verp::ReturnPaths};
 use domain::{CampaignRecord, ChannelKind, Delivery, now_ms};
 
 pub struct EmailChannel {

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use super::{Channel, email::EmailChannel, sms::SmsChannel};
 use domain::ChannelKind;
 
-use crate::{config::Config, metrics::Metrics, store::Store, tracking::Links, verp::ReturnPaths};
+use store::Store;
+
+use crate::{config::Config, metrics::Metrics, tracking::Links, verp::ReturnPaths};
 
 /// What a channel may need to start.
 pub struct Deps<'a> {

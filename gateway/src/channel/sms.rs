@@ -38,12 +38,12 @@ use self::{
 use super::{Channel, Deps, Parsed};
 use crate::{
     config::Smsc as SmscConfig,
-    rules::RetryPolicy,
-    store::Claim,
     template::{Escape, Template, missing_fields},
     tracking::Links,
 };
 use domain::{CampaignRecord, ChannelKind, Delivery, Participant, SmsContent, Upstream};
+use rules::RetryPolicy;
+use store::Claim;
 
 /// deliver_sm waiting for the intake at most; beyond, binds stop reading.
 const INBOUND_QUEUE: usize = 8192;

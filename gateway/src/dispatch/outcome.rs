@@ -4,9 +4,9 @@
 use crate::{
     metrics::{BounceLabels, Metrics},
     returns,
-    rules::{self, RetryPolicy},
 };
 use domain::{Delivery, Millis, Outcome};
+use rules::{self, RetryPolicy};
 
 /// The outcome of `delivery`, this attempt's number being `attempt`. A
 /// refusal with a 5xx counts in the bounces metric.

@@ -9,7 +9,7 @@ use throttle::plan::{Plan, PlanHour};
 use super::*;
 use domain::CampaignState;
 
-use crate::store::embedded::Embedded;
+use store::embedded::Embedded;
 
 const HOUR_MS: Millis = 3_600_000;
 const BOTH: [ChannelKind; 2] = [ChannelKind::Email, ChannelKind::Sms];

@@ -79,14 +79,11 @@ impl Maildir {
 #[cfg(test)]
 mod tests {
     use domain::{CampaignDecl, ChannelKind, FactKind, Outcome, Participant, Update};
+    use rules::RetryPolicy;
+    use store::{Store, embedded::Embedded};
 
     use super::*;
-    use crate::{
-        metrics::Metrics,
-        rules::RetryPolicy,
-        store::{Store, embedded::Embedded},
-        verp::ReturnPaths,
-    };
+    use crate::{metrics::Metrics, verp::ReturnPaths};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn bounces_in_new_are_recorded_and_moved_to_cur() {

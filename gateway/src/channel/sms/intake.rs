@@ -17,10 +17,10 @@ use super::{
     bind::Delivered,
     inbound::{Inbound, Receipt, State},
 };
-use crate::store::Store;
 use domain::{
     ChannelKind, Engaged, Engagement, FactDetail, ReceiptIn, ReceiptMatch, SuppressReason, now_ms,
 };
+use store::Store;
 
 /// deliver_sm handled in one store round trip at most.
 const BATCH: usize = 1024;

@@ -1,8 +1,9 @@
 //! The transit store: campaigns, participants, message state and the fact
 //! feed, behind one trait shaped by what the pipeline does (enqueue batches,
 //! claim due messages with a lease, record outcomes and facts, read the feed
-//! from a cursor). `embedded` is the default engine; a Redis engine can be
-//! added beside it without touching the pipeline.
+//! from a cursor), the record codec, and `embedded`, the default engine.
+//! Engines apply the rules' decisions (the `rules` crate) with the fact that
+//! caused them in one atomic write and hold no business rule of their own.
 
 pub mod codec;
 pub mod embedded;

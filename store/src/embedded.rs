@@ -22,12 +22,12 @@ use super::{
     index::CampaignIndex,
     upstream::{self, Link},
 };
-use crate::rules::{self, PartReceipt};
 use domain::{
     AudienceMember, CampaignDecl, CampaignRecord, CampaignState, ChannelKind, Engaged, Engagement,
     Fact, FactDetail, FactKind, MessageNo, MessageState, Millis, Outcome, Participant, ReceiptIn,
     ReceiptMatch, Status, SuppressReason, Update,
 };
+use rules::{self, PartReceipt};
 
 /// Writes taken into one commit at most.
 const MAX_GROUP: usize = 512;
