@@ -5,7 +5,6 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -16,20 +15,24 @@ use hyper::{Method, Request, Response, StatusCode};
 use crate::Keyring;
 use crate::token::{LinkIndex, MessageNo, Token};
 
-/// Answers questions and takes events for the handlers. Every method is
-/// called on the request path and must not block: keep link tables and the
-/// message index in memory, and queue events (e.g. `try_send` on a bounded
-/// channel drained by a batching writer with group commit).
+/// Answers questions and takes events for the handlers. The questions may
+/// be answered from memory or from a store over the network (hence
+/// futures); `record` must not wait: queue events (e.g. `try_send` on a
+/// bounded channel drained by a batching writer with group commit).
 pub trait TrackingSink: Send + Sync + 'static {
     /// The URL of link `link` of the campaign `message` belongs to; `None`
     /// when the message, its campaign, its link table (e.g. an old campaign
     /// purged from the store) or the link is unknown: the handler then
     /// answers 404.
-    fn resolve_link(&self, message: MessageNo, link: LinkIndex) -> Option<Arc<str>>;
+    fn resolve_link(
+        &self,
+        message: MessageNo,
+        link: LinkIndex,
+    ) -> impl Future<Output = Option<Arc<str>>> + Send;
 
     /// Whether `message` is a message the gateway sent (for opens and
     /// unsubscribes, which name no link).
-    fn knows_message(&self, message: MessageNo) -> bool;
+    fn knows_message(&self, message: MessageNo) -> impl Future<Output = bool> + Send;
 
     /// Takes one event without waiting. `Err(Overloaded)` when it cannot be
     /// queued: the handler then answers 503 instead of pretending success.
@@ -43,11 +46,11 @@ pub trait TrackingSink: Send + Sync + 'static {
     /// what follows from it (the address suppressed): the page that answers
     /// says no more messages will come, so it must not come first. `Err`
     /// when it could not be recorded: the handler answers 503.
-    fn unsubscribe(&self, event: TrackingEvent) -> Recording;
+    fn unsubscribe(
+        &self,
+        event: TrackingEvent,
+    ) -> impl Future<Output = Result<(), Overloaded>> + Send;
 }
-
-/// An event being made durable by the sink.
-pub type Recording = Pin<Box<dyn Future<Output = Result<(), Overloaded>> + Send>>;
 
 /// The sink could not take an event right now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,31 +160,34 @@ impl<S: TrackingSink> Tracking<S> {
     /// The response to `req`. Only the method and the path are read (the
     /// query is ignored, the body of a one-click POST is not needed: the
     /// token authorises it).
-    pub fn respond<B>(&self, req: &Request<B>) -> Answer {
-        self.route(req.method(), req.uri().path())
+    pub async fn respond<B>(&self, req: &Request<B>) -> Response<Full<Bytes>> {
+        self.route(req.method(), req.uri().path()).await
     }
 
     /// The response to `method` on `path`.
-    pub fn route(&self, method: &Method, path: &str) -> Answer {
+    pub async fn route(&self, method: &Method, path: &str) -> Response<Full<Bytes>> {
         let (route, token) = match path.as_bytes() {
             [b'/', route @ (b'c' | b'o' | b'u'), b'/', ..] => (*route, &path[3..]),
-            _ => return Answer::now(not_found()),
+            _ => return not_found(),
         };
         let head = method == Method::HEAD;
-        let now = match route {
-            b'c' if head || method == Method::GET => self.click(token, head),
-            b'o' if head || method == Method::GET => self.open(token, head),
-            b'u' if head || method == Method::GET => self.unsubscribe_page(token, head),
-            b'u' if method == Method::POST => return self.unsubscribe(token),
+        match route {
+            b'c' if head || method == Method::GET => self.click(token, head).await,
+            b'o' if head || method == Method::GET => self.open(token, head).await,
+            b'u' if head || method == Method::GET => self.unsubscribe_page(token, head).await,
+            b'u' if method == Method::POST => self.unsubscribe(token).await,
             b'u' => not_allowed("GET, HEAD, POST"),
             _ => not_allowed("GET, HEAD"),
-        };
-        Answer::now(now)
+        }
     }
 
-    fn message_of(&self, token: &str, want: fn(Token) -> Option<MessageNo>) -> Option<MessageNo> {
+    async fn message_of(
+        &self,
+        token: &str,
+        want: fn(Token) -> Option<MessageNo>,
+    ) -> Option<MessageNo> {
         let message = want(self.keys.verify(token).ok()?)?;
-        self.sink.knows_message(message).then_some(message)
+        self.sink.knows_message(message).await.then_some(message)
     }
 
     fn record(&self, message: MessageNo, kind: EventKind) -> Result<(), Overloaded> {
@@ -192,11 +198,11 @@ impl<S: TrackingSink> Tracking<S> {
         })
     }
 
-    fn click(&self, token: &str, head: bool) -> Response<Full<Bytes>> {
+    async fn click(&self, token: &str, head: bool) -> Response<Full<Bytes>> {
         let Ok(Token::Click { message, link }) = self.keys.verify(token) else {
             return not_found();
         };
-        let Some(url) = self.sink.resolve_link(message, link) else {
+        let Some(url) = self.sink.resolve_link(message, link).await else {
             return not_found();
         };
         let Some(location) = location(&url) else {
@@ -221,11 +227,14 @@ impl<S: TrackingSink> Tracking<S> {
         res
     }
 
-    fn open(&self, token: &str, head: bool) -> Response<Full<Bytes>> {
-        let Some(message) = self.message_of(token, |t| match t {
-            Token::Open { message } => Some(message),
-            _ => None,
-        }) else {
+    async fn open(&self, token: &str, head: bool) -> Response<Full<Bytes>> {
+        let Some(message) = self
+            .message_of(token, |t| match t {
+                Token::Open { message } => Some(message),
+                _ => None,
+            })
+            .await
+        else {
             return not_found();
         };
         if !head && self.record(message, EventKind::Opened).is_err() {
@@ -246,81 +255,39 @@ impl<S: TrackingSink> Tracking<S> {
         res
     }
 
-    fn unsubscribe_message(&self, token: &str) -> Option<MessageNo> {
+    async fn unsubscribe_message(&self, token: &str) -> Option<MessageNo> {
         self.message_of(token, |t| match t {
             Token::Unsubscribe { message } => Some(message),
             _ => None,
         })
+        .await
     }
 
-    fn unsubscribe_page(&self, token: &str, head: bool) -> Response<Full<Bytes>> {
-        if self.unsubscribe_message(token).is_none() {
+    async fn unsubscribe_page(&self, token: &str, head: bool) -> Response<Full<Bytes>> {
+        if self.unsubscribe_message(token).await.is_none() {
             return not_found();
         }
         html(CONFIRM_PAGE, head)
     }
 
-    fn unsubscribe(&self, token: &str) -> Answer {
-        let Some(message) = self.unsubscribe_message(token) else {
-            return Answer::now(not_found());
+    async fn unsubscribe(&self, token: &str) -> Response<Full<Bytes>> {
+        let Some(message) = self.unsubscribe_message(token).await else {
+            return not_found();
         };
-        Answer(Some(Pending::Unsubscribing(self.sink.unsubscribe(
-            TrackingEvent {
-                at: SystemTime::now(),
-                message,
-                kind: EventKind::Unsubscribed,
-            },
-        ))))
-    }
-}
-
-/// A response: at once for clicks, opens and pages, once the sink made it
-/// durable for an unsubscribe. A future, resolved by polling (or `.await`).
-pub struct Answer(Option<Pending>);
-
-enum Pending {
-    Now(Response<Full<Bytes>>),
-    Unsubscribing(Recording),
-}
-
-impl Answer {
-    fn now(response: Response<Full<Bytes>>) -> Self {
-        Answer(Some(Pending::Now(response)))
-    }
-}
-
-impl Future for Answer {
-    type Output = Response<Full<Bytes>>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        match this.0.take() {
-            Some(Pending::Now(response)) => Poll::Ready(response),
-            Some(Pending::Unsubscribing(mut recording)) => match recording.as_mut().poll(cx) {
-                Poll::Ready(Ok(())) => Poll::Ready(html(DONE_PAGE, false)),
-                Poll::Ready(Err(Overloaded)) => Poll::Ready(overloaded()),
-                Poll::Pending => {
-                    this.0 = Some(Pending::Unsubscribing(recording));
-                    Poll::Pending
-                }
-            },
-            // Polled again after it answered: a caller's bug, answered as
-            // a server that has nothing more to say.
-            None => Poll::Ready(overloaded()),
+        let event = TrackingEvent {
+            at: SystemTime::now(),
+            message,
+            kind: EventKind::Unsubscribed,
+        };
+        match self.sink.unsubscribe(event).await {
+            Ok(()) => html(DONE_PAGE, false),
+            Err(Overloaded) => overloaded(),
         }
     }
 }
 
-/// The hyper service's future: an [`Answer`] that cannot fail.
-pub struct Served(Answer);
-
-impl Future for Served {
-    type Output = Result<Response<Full<Bytes>>, Infallible>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0).poll(cx).map(Ok)
-    }
-}
+/// The hyper service's future: the response to one request.
+pub type Served = Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
 
 impl<S: TrackingSink, B> hyper::service::Service<Request<B>> for Tracking<S> {
     type Response = Response<Full<Bytes>>;
@@ -328,7 +295,11 @@ impl<S: TrackingSink, B> hyper::service::Service<Request<B>> for Tracking<S> {
     type Future = Served;
 
     fn call(&self, req: Request<B>) -> Self::Future {
-        Served(self.respond(&req))
+        // The future owns what it reads: the method and the URI (shared,
+        // not copied), not the request and its body.
+        let tracking = self.clone();
+        let (method, uri) = (req.method().clone(), req.uri().clone());
+        Box::pin(async move { Ok(tracking.route(&method, uri.path()).await) })
     }
 }
 

@@ -29,9 +29,7 @@ mod server;
 mod token;
 
 pub use error::{Error, Result};
-pub use handler::{
-    Answer, EventKind, Overloaded, Recording, Served, Tracking, TrackingEvent, TrackingSink,
-};
+pub use handler::{EventKind, Overloaded, Served, Tracking, TrackingEvent, TrackingSink};
 pub use keyring::{Key, Keyring, MAX_KEY_ID, MIN_SECRET_LEN};
 pub use rewrite::{
     LinkTable, ListUnsubscribe, Rewriter, Rewritten, UNTRACKED_ATTRIBUTE, is_personalised,

@@ -52,14 +52,16 @@ fn store_error(e: StoreError) -> BackendError {
 }
 
 impl GatewayBackend {
-    fn record(&self, id: &str) -> BackendResult<CampaignRecord> {
+    async fn record(&self, id: &str) -> BackendResult<CampaignRecord> {
         self.store
             .campaign(id)
+            .await
+            .map_err(store_error)?
             .ok_or_else(|| BackendError::NotFound(format!("no campaign `{id}`")))
     }
 
-    fn view(&self, record: CampaignRecord) -> BackendResult<CampaignView> {
-        let counts = self.store.counts(&record.id).map_err(store_error)?;
+    async fn view(&self, record: CampaignRecord) -> BackendResult<CampaignView> {
+        let counts = self.store.counts(&record.id).await.map_err(store_error)?;
         Ok(CampaignView {
             id: record.id,
             state: record.state.into(),
@@ -72,7 +74,7 @@ impl GatewayBackend {
     async fn set_state(&self, id: &str, state: CampaignState) -> BackendResult<CampaignView> {
         let record = self.store.set_state(id, state).await.map_err(store_error)?;
         self.wake.notify_one();
-        self.view(record)
+        self.view(record).await
     }
 
     /// Why `record` cannot start, if it cannot.
@@ -85,11 +87,11 @@ impl GatewayBackend {
 }
 
 /// Every problem of a declaration, each naming its field.
-/// `seq` gives the campaign's number (the next one for a new campaign),
-/// asked only for an SMS text's length.
+/// `seq` is the campaign's number (the next one for a new campaign), which
+/// only an SMS text's length depends on.
 fn declaration_problems(
     decl: &CampaignDecl,
-    seq: impl FnOnce() -> u32,
+    seq: u32,
     sms_max_parts: usize,
     links: &Links,
 ) -> Vec<String> {
@@ -138,7 +140,7 @@ fn declaration_problems(
             problems.extend(p);
         }
         if let (ChannelKind::Sms, Some(sms)) = (decl.channel, &content.sms) {
-            problems.extend(sms_content_problem(sms, seq(), sms_max_parts, links));
+            problems.extend(sms_content_problem(sms, seq, sms_max_parts, links));
         }
     }
     if let Some(f) = &decl.fallback {
@@ -207,22 +209,23 @@ fn is_msisdn(address: &str) -> bool {
 impl Backend for GatewayBackend {
     async fn declare(&self, id: &str, decl: v1::CampaignDecl) -> BackendResult<CampaignView> {
         let decl = CampaignDecl::from(decl);
-        let existing = self.store.campaign(id);
-        // A new campaign gets the next number (should a concurrent
-        // declaration take it, the length check is off by the tokens' length
-        // difference between two neighbouring campaign numbers: nil).
-        let seq = || {
-            existing.as_ref().map_or_else(
-                || {
-                    self.store
-                        .campaigns()
-                        .iter()
-                        .map(|c| c.seq + 1)
-                        .max()
-                        .unwrap_or(0)
-                },
-                |c| c.seq,
-            )
+        let existing = self.store.campaign(id).await.map_err(store_error)?;
+        // Only an SMS text's length depends on the campaign's number: a new
+        // campaign gets the next one (should a concurrent declaration take
+        // it, the check is off by the tokens' length difference between two
+        // neighbouring numbers: nil).
+        let seq = match (&existing, decl.sms()) {
+            (Some(c), _) => c.seq,
+            (None, Some(_)) => self
+                .store
+                .campaigns()
+                .await
+                .map_err(store_error)?
+                .iter()
+                .map(|c| c.seq + 1)
+                .max()
+                .unwrap_or(0),
+            (None, None) => 0,
         };
         let problems = declaration_problems(&decl, seq, self.sms_max_parts, &self.links);
         if !problems.is_empty() {
@@ -246,7 +249,7 @@ impl Backend for GatewayBackend {
             .put_campaign(id, decl)
             .await
             .map_err(store_error)?;
-        self.view(record)
+        self.view(record).await
     }
 
     async fn add_participants(
@@ -254,7 +257,7 @@ impl Backend for GatewayBackend {
         id: &str,
         batch: Vec<(usize, ParticipantIn)>,
     ) -> BackendResult<UploadResult> {
-        let record = self.record(id)?;
+        let record = self.record(id).await?;
         if record.state == CampaignState::Cancelled {
             return Err(BackendError::Conflict(format!(
                 "campaign `{id}` is cancelled"
@@ -335,7 +338,7 @@ impl Backend for GatewayBackend {
 
     async fn control(&self, id: &str, action: Control) -> BackendResult<CampaignView> {
         use CampaignState::*;
-        let record = self.record(id)?;
+        let record = self.record(id).await?;
         let conflict = |what: &str| {
             Err(BackendError::Conflict(format!(
                 "cannot {what} campaign `{id}`: it is {:?}",
@@ -349,7 +352,7 @@ impl Backend for GatewayBackend {
                         "cannot start `{id}`: {why}"
                     )));
                 }
-                let counts = self.store.counts(id).map_err(store_error)?;
+                let counts = self.store.counts(id).await.map_err(store_error)?;
                 if counts.participants == 0 {
                     return Err(BackendError::Conflict(format!(
                         "cannot start `{id}`: it has no participants"
@@ -368,12 +371,16 @@ impl Backend for GatewayBackend {
     }
 
     async fn campaign(&self, id: &str) -> BackendResult<CampaignView> {
-        let record = self.record(id)?;
-        self.view(record)
+        let record = self.record(id).await?;
+        self.view(record).await
     }
 
     async fn audience(&self, id: &str, outcome: &str) -> BackendResult<Vec<AudienceRow>> {
-        let members = self.store.audience(id, outcome).map_err(store_error)?;
+        let members = self
+            .store
+            .audience(id, outcome)
+            .await
+            .map_err(store_error)?;
         Ok(members
             .into_iter()
             .map(|m| AudienceRow::of(m, outcome))
@@ -381,7 +388,7 @@ impl Backend for GatewayBackend {
     }
 
     async fn events(&self, after: u64, limit: usize) -> BackendResult<EventPage> {
-        let facts = self.store.events(after, limit).map_err(store_error)?;
+        let facts = self.store.events(after, limit).await.map_err(store_error)?;
         let next = facts.last().map_or(after, |f| f.cursor);
         let events = facts.into_iter().map(Event::of).collect();
         Ok(EventPage { events, next })
@@ -447,10 +454,12 @@ impl Backend for GatewayBackend {
     }
 
     async fn blacklist_get(&self, channel: &str, entry: &str) -> BackendResult<Option<String>> {
-        Ok(self
+        let why = self
             .store
             .suppressed(channel_kind(channel)?, entry)
-            .map(|why| why.as_str().to_owned()))
+            .await
+            .map_err(store_error)?;
+        Ok(why.map(|why| why.as_str().to_owned()))
     }
 
     async fn plan(
@@ -459,18 +468,12 @@ impl Backend for GatewayBackend {
         campaigns: Option<Vec<String>>,
     ) -> BackendResult<serde_json::Value> {
         let kind = channel_kind(channel)?;
-        let records: Vec<(CampaignRecord, u64)> = self
-            .store
-            .campaigns()
-            .into_iter()
-            .map(|c| {
-                let pending = self
-                    .store
-                    .counts(&c.id)
-                    .map_or(0, |n| n.by_status.get("pending").copied().unwrap_or(0));
-                (c, pending)
-            })
-            .collect();
+        let mut records: Vec<(CampaignRecord, u64)> = Vec::new();
+        for c in self.store.campaigns().await.map_err(store_error)? {
+            let counts = self.store.counts(&c.id).await.map_err(store_error)?;
+            let pending = counts.by_status.get("pending").copied().unwrap_or(0);
+            records.push((c, pending));
+        }
         let plan = match self
             .policy
             .plan(kind, &records, campaigns.as_deref(), now_ms())
@@ -494,6 +497,7 @@ impl Backend for GatewayBackend {
         let raw = self
             .store
             .meta(&plan_key(kind))
+            .await
             .map_err(store_error)?
             .ok_or_else(|| {
                 BackendError::NotFound(format!("no plan for {channel}: POST one first"))
@@ -548,7 +552,7 @@ mod tests {
             "fallback": { "campaign": "bad id", "after": "six hours" }
         }))
         .expect("shape");
-        let problems = declaration_problems(&decl, || 0, 6, &links());
+        let problems = declaration_problems(&decl, 0, 6, &links());
         assert_eq!(problems.len(), 9, "{problems:#?}");
     }
 

@@ -128,6 +128,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     .map_err(RunError::Setup)?;
     let policy = Arc::new(
         Policy::load(store.clone(), channels.kinds(), domain::now_ms())
+            .await
             .map_err(|e| RunError::Setup(format!("load control: {e}")))?,
     );
     let wake = Arc::new(Notify::new());
@@ -276,7 +277,7 @@ async fn tracking_keys(
     {
         return clicktrack::Keyring::from_spec(&spec).map_err(setup);
     }
-    let secret = match store.meta(TRACKING_SECRET)? {
+    let secret = match store.meta(TRACKING_SECRET).await? {
         Some(secret) => secret,
         None => {
             let secret: [u8; 32] = rand::random();
@@ -295,7 +296,7 @@ async fn return_path_secret(config: &Config, store: &dyn Store) -> Result<Vec<u8
     {
         return Ok(secret.into_bytes());
     }
-    if let Some(secret) = store.meta(RETURN_PATH_SECRET)? {
+    if let Some(secret) = store.meta(RETURN_PATH_SECRET).await? {
         return Ok(secret);
     }
     let secret: [u8; 32] = rand::random();

@@ -20,10 +20,11 @@ use crate::{
     channel::{Channel, Registry},
     config::Dispatch,
     metrics::{ChannelLabels, Metrics, OutcomeLabels, ReasonLabels},
-    policy::{Policy, QuotaWrite, Verdict},
+    policy::{Policy, PolicyError, QuotaWrite, Verdict},
 };
 use domain::{
-    CampaignRecord, CampaignState, ChannelKind, Delivery, Millis, Outcome, Update, now_ms,
+    CampaignRecord, CampaignState, ChannelKind, Delivery, MessageNo, Millis, Outcome, Participant,
+    SuppressReason, Update, now_ms,
 };
 use store::{Claim, Store};
 
@@ -90,12 +91,16 @@ impl Dispatcher {
         shutdown: &CancellationToken,
     ) -> Progress {
         let now = now_ms();
-        let mut campaigns: Vec<CampaignRecord> = self
-            .store
-            .campaigns()
-            .into_iter()
-            .filter(|c| matches!(c.state, CampaignState::Running | CampaignState::Finished))
-            .collect();
+        let mut campaigns: Vec<CampaignRecord> = match self.store.campaigns().await {
+            Ok(all) => all
+                .into_iter()
+                .filter(|c| matches!(c.state, CampaignState::Running | CampaignState::Finished))
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "listing campaigns failed");
+                return Progress::default();
+            }
+        };
         campaigns.sort_by_key(|c| std::cmp::Reverse(c.decl.priority.unwrap_or(0)));
         let mut progress = Progress::default();
         let mut loads: HashMap<ChannelKind, Load> = lanes
@@ -111,7 +116,7 @@ impl Dispatcher {
             ) else {
                 continue; // validated at declaration: every channel runs
             };
-            let Ok(counts) = self.store.counts(&campaign.id) else {
+            let Ok(counts) = self.store.counts(&campaign.id).await else {
                 continue;
             };
             let pending = counts.by_status.get("pending").copied().unwrap_or(0);
@@ -136,7 +141,7 @@ impl Dispatcher {
                 .claim_and_send(&campaign, now, lane, sends, shutdown)
                 .await;
             progress.done += pass;
-            if let Some(due) = self.store.next_due(campaign.seq) {
+            if let Ok(Some(due)) = self.store.next_due(campaign.seq).await {
                 progress.next_due = Some(progress.next_due.map_or(due, |d| d.min(due)));
                 load.oldest_due = load.oldest_due.min(due);
             }
@@ -174,7 +179,7 @@ impl Dispatcher {
             .available_permits()
             .clamp(1, self.config.claim_batch);
         let lease = self.config.lease_secs * 1000;
-        let claims = match self.store.claim(campaign.seq, now, room, lease) {
+        let claims = match self.store.claim(campaign.seq, now, room, lease).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(campaign = %campaign.id, error = %e, "claim failed");
@@ -185,7 +190,7 @@ impl Dispatcher {
         let campaign = Arc::new(campaign.clone());
         for claim in claims {
             if shutdown.is_cancelled() {
-                self.store.release(&[claim.msg]);
+                give_back(self.store.as_ref(), claim.msg, None).await;
                 continue;
             }
             let channel = campaign.decl.channel;
@@ -195,20 +200,17 @@ impl Dispatcher {
                 metrics: self.metrics.clone(),
             };
             let p = &claim.participant;
-            let suppressed = self
-                .store
-                .suppressed(channel, &p.address)
-                .or_else(|| self.store.suppressed(channel, &p.customer));
-            let verdict = match suppressed {
-                Some(why) => Ok(Verdict::Suppress { why: why.as_str() }),
-                None => self.policy.admit(&campaign, p, now).await,
+            let verdict = match self.suppression(channel, p).await {
+                Ok(Some(why)) => Ok(Verdict::Suppress { why: why.as_str() }),
+                Ok(None) => self.policy.admit(&campaign, p, now).await,
+                Err(e) => Err(PolicyError::Store(e)),
             };
             match verdict {
                 Ok(Verdict::Go { quota }) => {
                     let permit = tokio::select! {
                         p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
                         () = shutdown.cancelled() => {
-                            self.store.release(&[claim.msg]);
+                            give_back(self.store.as_ref(), claim.msg, None).await;
                             continue;
                         }
                     };
@@ -217,7 +219,7 @@ impl Dispatcher {
                     done += 1;
                 }
                 Ok(Verdict::Defer { reason, until }) => {
-                    self.store.defer(claim.msg, until);
+                    give_back(self.store.as_ref(), claim.msg, Some(until)).await;
                     self.metrics
                         .deferred
                         .get_or_create(&ReasonLabels {
@@ -247,11 +249,38 @@ impl Dispatcher {
                 }
                 Err(e) => {
                     tracing::error!(campaign = %campaign.id, error = %e, "load control failed; message released");
-                    self.store.release(&[claim.msg]);
+                    give_back(self.store.as_ref(), claim.msg, None).await;
                 }
             }
         }
         done
+    }
+}
+
+impl Dispatcher {
+    /// Why a participant's address or customer id is suppressed on `channel`.
+    async fn suppression(
+        &self,
+        channel: ChannelKind,
+        p: &Participant,
+    ) -> store::Result<Option<SuppressReason>> {
+        match self.store.suppressed(channel, &p.address).await? {
+            Some(why) => Ok(Some(why)),
+            None => self.store.suppressed(channel, &p.customer).await,
+        }
+    }
+}
+
+/// Gives a leased message back unsent: due again at `due`, or at once.
+/// Should the store not answer, the lease runs out instead and the message
+/// is claimed again then: never lost, only later.
+async fn give_back(store: &dyn Store, msg: MessageNo, due: Option<Millis>) {
+    let given = match due {
+        Some(due) => store.defer(msg, due).await,
+        None => store.release(&[msg]).await,
+    };
+    if let Err(e) = given {
+        tracing::warn!(error = %e, "message not given back; its lease will run out");
     }
 }
 
@@ -322,7 +351,7 @@ impl SendJob {
         if let Delivery::Unsent { reply, retry_after } = &delivery {
             tracing::debug!(campaign = %campaign.id, reason = %reply, "not sent; waiting");
             let due = now_ms() + retry_after.as_millis() as u64;
-            self.store.defer(claim.msg, due);
+            give_back(self.store.as_ref(), claim.msg, Some(due)).await;
             self.metrics
                 .deferred
                 .get_or_create(&ReasonLabels {

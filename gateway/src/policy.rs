@@ -112,7 +112,7 @@ fn millis(t: Timestamp) -> Millis {
 impl Policy {
     /// Loads the stored limits, quota state, plan and counters of every
     /// channel in `kinds`.
-    pub fn load(
+    pub async fn load(
         store: Arc<dyn Store>,
         kinds: impl IntoIterator<Item = ChannelKind>,
         now: Millis,
@@ -121,13 +121,13 @@ impl Policy {
         let mut schedules = HashMap::new();
         let mut checkpointed = HashMap::new();
         for channel in kinds {
-            if let Some(raw) = store.meta(&plan_key(channel))? {
+            if let Some(raw) = store.meta(&plan_key(channel)).await? {
                 let plan: throttle::plan::Plan = serde_json::from_slice(&raw).map_err(|e| {
                     PolicyError::Invalid(vec![format!("stored plan of {}: {e}", channel.as_str())])
                 })?;
                 let mut schedule = Schedule::new(&plan);
                 let key = plan_sent_key(channel);
-                if let Some(raw) = store.meta(&key)? {
+                if let Some(raw) = store.meta(&key).await? {
                     for sent in stored_counters::<Vec<SentInHour>>(&key, &raw) {
                         schedule.restore(&sent);
                     }
@@ -135,21 +135,21 @@ impl Policy {
                 }
                 schedules.insert(channel, schedule);
             }
-            let Some(raw) = store.meta(&limits_key(channel))? else {
+            let Some(raw) = store.meta(&limits_key(channel)).await? else {
                 continue;
             };
             let limits: Limits = serde_json::from_slice(&raw).map_err(|e| {
                 PolicyError::Invalid(vec![format!("stored limits of {}: {e}", channel.as_str())])
             })?;
             let mut policy = compile(&limits, now)?;
-            for (key, bytes) in store.meta_prefix(&quota_prefix(channel))? {
+            for (key, bytes) in store.meta_prefix(&quota_prefix(channel)).await? {
                 let customer = &key[quota_prefix(channel).len()..];
                 if let Ok(state) = QuotaState::from_bytes(&bytes) {
                     policy.quotas.import(CustomerKey::of(customer), &state);
                 }
             }
             let key = caps_key(channel);
-            if let Some(raw) = store.meta(&key)? {
+            if let Some(raw) = store.meta(&key).await? {
                 let caps = stored_counters::<StoredCaps>(&key, &raw);
                 let same_days = caps.tz == limits.tz;
                 for stored in caps.counts.into_iter().filter(|_| same_days) {

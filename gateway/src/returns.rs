@@ -146,7 +146,10 @@ impl Returns {
             .iter()
             .filter(|r| r.kind != Kind::Other)
             .collect();
-        let info = msg.and_then(|m| self.store.message(m).map(|i| (m, i)));
+        let info = match msg {
+            Some(m) => self.store.message(m).await?.map(|i| (m, i)),
+            None => None,
+        };
         let (Some((msg, info)), Some(first)) = (info, failures.first()) else {
             if bounce.is_bounce {
                 self.metrics.bounces_unmatched.inc();

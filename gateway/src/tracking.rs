@@ -19,8 +19,8 @@ use std::{
 };
 
 use clicktrack::{
-    EventKind, Keyring, LinkIndex, LinkTable, Overloaded, Recording, Rewriter, TrackingEvent,
-    TrackingSink, is_personalised,
+    EventKind, Keyring, LinkIndex, LinkTable, Overloaded, Rewriter, TrackingEvent, TrackingSink,
+    is_personalised,
 };
 use domain::{
     CampaignRecord, ChannelKind, Engaged, Engagement, FactDetail, MessageNo, Participant,
@@ -68,24 +68,16 @@ impl Links {
         })
     }
 
-    /// The table of campaign number `seq`, built from its declaration on first use.
-    fn table_of(
-        &self,
-        seq: u32,
-        campaign: impl FnOnce() -> Option<CampaignRecord>,
-    ) -> Option<Arc<LinkTable>> {
-        let cached = self
-            .tables
+    /// The table of campaign number `seq`, if it was built already.
+    fn cached(&self, seq: u32) -> Option<Arc<LinkTable>> {
+        self.tables
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&seq)
-            .cloned();
-        match cached {
-            Some(table) => Some(table),
-            None => campaign().map(|c| self.table(&c)),
-        }
+            .cloned()
     }
 
+    /// The table of `campaign`, built from its declaration on first use.
     fn table(&self, campaign: &CampaignRecord) -> Arc<LinkTable> {
         let mut tables = self
             .tables
@@ -220,39 +212,57 @@ impl Sink {
     }
 }
 
+impl Sink {
+    /// The store's answer, or `None` (the handler's 404) when it has none.
+    fn answered<T>(answer: store::Result<Option<T>>) -> Option<T> {
+        answer.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "tracking: the store did not answer");
+            None
+        })
+    }
+}
+
 impl TrackingSink for Sink {
-    fn resolve_link(&self, message: clicktrack::MessageNo, link: LinkIndex) -> Option<Arc<str>> {
+    async fn resolve_link(
+        &self,
+        message: clicktrack::MessageNo,
+        link: LinkIndex,
+    ) -> Option<Arc<str>> {
         let msg = ours(message);
-        if !self.store.exists(msg) {
+        if !self.knows_message(message).await {
             return None;
         }
-        let table = self
-            .links
-            .table_of(msg.campaign, || self.store.campaign_by_seq(msg.campaign))?;
+        let table = match self.links.cached(msg.campaign) {
+            Some(table) => table,
+            None => {
+                let campaign = Self::answered(self.store.campaign_by_seq(msg.campaign).await)?;
+                self.links.table(&campaign)
+            }
+        };
         let url = table.get(link)?;
         if !is_personalised(url) {
             return Some(url.clone());
         }
         // Filled again with the recipient's fields, as in the message.
-        let p = self.store.participant(msg).ok().flatten()?;
+        let p = Self::answered(self.store.participant(msg).await)?;
         Some(fill(url, &p).into())
     }
 
-    fn knows_message(&self, message: clicktrack::MessageNo) -> bool {
-        self.store.exists(ours(message))
+    async fn knows_message(&self, message: clicktrack::MessageNo) -> bool {
+        self.store.exists(ours(message)).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "tracking: the store did not answer");
+            false
+        })
     }
 
     fn record(&self, event: TrackingEvent) -> Result<(), Overloaded> {
         self.queue.try_send(event).map_err(|_| Overloaded)
     }
 
-    fn unsubscribe(&self, event: TrackingEvent) -> Recording {
-        let store = self.store.clone();
-        Box::pin(async move {
-            store.engage(vec![engaged(event)]).await.map_err(|e| {
-                tracing::error!(error = %e, "unsubscribe not recorded");
-                Overloaded
-            })
+    async fn unsubscribe(&self, event: TrackingEvent) -> Result<(), Overloaded> {
+        self.store.engage(vec![engaged(event)]).await.map_err(|e| {
+            tracing::error!(error = %e, "unsubscribe not recorded");
+            Overloaded
         })
     }
 }

@@ -103,7 +103,7 @@ impl WebhookSender {
     }
 
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut cursor = match self.store.meta(&self.cursor_key()) {
+        let mut cursor = match self.store.meta(&self.cursor_key()).await {
             Ok(Some(v)) => std::str::from_utf8(&v)
                 .ok()
                 .and_then(|s| s.parse().ok())
@@ -112,7 +112,7 @@ impl WebhookSender {
         };
         let mut backoff = Duration::from_secs(1);
         while !shutdown.is_cancelled() {
-            let events = match self.store.events(cursor, self.config.batch) {
+            let events = match self.store.events(cursor, self.config.batch).await {
                 Ok(e) => e,
                 Err(e) => {
                     tracing::error!(error = %e, "webhook: reading the feed failed");

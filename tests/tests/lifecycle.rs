@@ -203,13 +203,25 @@ fn webhooks_over_https_trust_the_configured_ca_and_no_other() {
         (1..=6).collect::<Vec<u64>>(),
         "once each, from one endpoint"
     );
-    let failed = daemon
-        .get("/metrics")
-        .text()
-        .lines()
-        .find(|l| l.starts_with("sluice_webhook_batches_total") && l.contains("outcome=\"failed\""))
-        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .unwrap_or(0.0);
+    // The untrusted endpoint fails its TLS handshake, which may come after
+    // the trusted one has every fact: wait for it rather than race it.
+    let failed_batches = || {
+        daemon
+            .get("/metrics")
+            .text()
+            .lines()
+            .find(|l| {
+                l.starts_with("sluice_webhook_batches_total") && l.contains("outcome=\"failed\"")
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut failed = failed_batches();
+    while failed < 1.0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        failed = failed_batches();
+    }
     assert!(
         failed >= 1.0,
         "the untrusted endpoint's batches fail: {failed}"

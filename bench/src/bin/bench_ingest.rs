@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Instant};
 use anyhow::Context;
 use bench::{args::positional, http::Api};
 use domain::{CampaignDecl, ChannelKind, Fact, FactDetail, FactKind, FieldValue, Participant};
-use store::{Store, codec, embedded::Embedded};
+use store::{Catalog, Intake, codec, embedded::Embedded};
 use tokio_util::sync::CancellationToken;
 
 #[global_allocator]

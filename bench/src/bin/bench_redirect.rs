@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, bail};
 use clicktrack::{
-    EventKind, Keyring, LinkIndex, MessageNo, Overloaded, Recording, Rewriter, Tracking,
-    TrackingEvent, TrackingSink,
+    EventKind, Keyring, LinkIndex, MessageNo, Overloaded, Rewriter, Tracking, TrackingEvent,
+    TrackingSink,
 };
 use tokio::sync::mpsc;
 
@@ -36,11 +36,11 @@ struct Sink {
 }
 
 impl TrackingSink for Sink {
-    fn resolve_link(&self, _message: MessageNo, link: LinkIndex) -> Option<Arc<str>> {
+    async fn resolve_link(&self, _message: MessageNo, link: LinkIndex) -> Option<Arc<str>> {
         (link.0 == 0).then(|| self.url.clone())
     }
 
-    fn knows_message(&self, _message: MessageNo) -> bool {
+    async fn knows_message(&self, _message: MessageNo) -> bool {
         true
     }
 
@@ -64,8 +64,8 @@ impl TrackingSink for Sink {
     }
 
     /// The benchmark redirects only; an unsubscribe counts like a click.
-    fn unsubscribe(&self, event: TrackingEvent) -> Recording {
-        Box::pin(std::future::ready(self.record(event)))
+    async fn unsubscribe(&self, event: TrackingEvent) -> Result<(), Overloaded> {
+        self.record(event)
     }
 }
 

@@ -1,6 +1,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,10 +19,10 @@ struct MemSink {
 }
 
 impl TrackingSink for MemSink {
-    fn resolve_link(&self, message: MessageNo, link: LinkIndex) -> Option<Arc<str>> {
+    async fn resolve_link(&self, message: MessageNo, link: LinkIndex) -> Option<Arc<str>> {
         self.links.get(&(message.0, link.0)).cloned()
     }
-    fn knows_message(&self, message: MessageNo) -> bool {
+    async fn knows_message(&self, message: MessageNo) -> bool {
         self.messages.contains(&message.0)
     }
     fn record(&self, event: TrackingEvent) -> Result<(), Overloaded> {
@@ -31,16 +32,15 @@ impl TrackingSink for MemSink {
         self.events.lock().unwrap().push(event);
         Ok(())
     }
-    fn unsubscribe(&self, event: TrackingEvent) -> Recording {
-        Box::pin(std::future::ready(self.record(event)))
+    async fn unsubscribe(&self, event: TrackingEvent) -> Result<(), Overloaded> {
+        self.record(event)
     }
 }
 
 /// The response of an answer that needs no waiting (every one of `MemSink`'s).
-fn resolved(answer: Answer) -> Response<Full<Bytes>> {
-    let mut answer = answer;
+fn resolved(answer: impl Future<Output = Response<Full<Bytes>>>) -> Response<Full<Bytes>> {
     let mut cx = Context::from_waker(std::task::Waker::noop());
-    match Pin::new(&mut answer).poll(&mut cx) {
+    match std::pin::pin!(answer).poll(&mut cx) {
         Poll::Ready(res) => res,
         Poll::Pending => panic!("the answer waits"),
     }
@@ -335,23 +335,23 @@ struct SlowSink {
 }
 
 impl TrackingSink for SlowSink {
-    fn resolve_link(&self, _: MessageNo, _: LinkIndex) -> Option<Arc<str>> {
+    async fn resolve_link(&self, _: MessageNo, _: LinkIndex) -> Option<Arc<str>> {
         None
     }
-    fn knows_message(&self, _: MessageNo) -> bool {
+    async fn knows_message(&self, _: MessageNo) -> bool {
         true
     }
     fn record(&self, _: TrackingEvent) -> Result<(), Overloaded> {
         Ok(())
     }
-    fn unsubscribe(&self, _: TrackingEvent) -> Recording {
+    async fn unsubscribe(&self, _: TrackingEvent) -> Result<(), Overloaded> {
         let durable = self
             .durable
             .lock()
             .unwrap()
             .take()
             .expect("one unsubscribe");
-        Box::pin(async move { durable.await.map_err(|_| Overloaded) })
+        durable.await.map_err(|_| Overloaded)
     }
 }
 
@@ -367,14 +367,14 @@ fn the_unsubscribe_page_waits_until_the_unsubscribe_is_durable() {
     });
     let tracking = Tracking::new(sink, keys);
     let req = Request::post(format!("/u/{token}")).body(()).unwrap();
-    let mut answer = tracking.respond(&req);
+    let mut answer = std::pin::pin!(tracking.respond(&req));
     let mut cx = Context::from_waker(std::task::Waker::noop());
     assert!(
-        Pin::new(&mut answer).poll(&mut cx).is_pending(),
+        answer.as_mut().poll(&mut cx).is_pending(),
         "no confirmation before the sink made the unsubscribe durable"
     );
     tx.send(()).unwrap();
-    match Pin::new(&mut answer).poll(&mut cx) {
+    match answer.as_mut().poll(&mut cx) {
         Poll::Ready(res) => assert_eq!(res.status(), StatusCode::OK),
         Poll::Pending => panic!("durable, yet not answered"),
     }

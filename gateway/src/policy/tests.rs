@@ -75,7 +75,7 @@ fn reason(verdict: &Verdict) -> Option<&'static str> {
 
 /// The policy loaded from `store`, then given `limits` on the e-mail channel.
 async fn loaded_with(store: &Arc<dyn Store>, limits: Limits, now: Millis) -> Policy {
-    let policy = Policy::load(store.clone(), BOTH, now).expect("load");
+    let policy = Policy::load(store.clone(), BOTH, now).await.expect("load");
     policy
         .set_limits(ChannelKind::Email, limits, now)
         .await
@@ -96,7 +96,7 @@ async fn a_full_cap_stays_full_after_a_restart() {
     assert_eq!((sent, reason(&held)), (3, Some("cap_reached")));
     before.checkpoint(now).await.expect("checkpoint");
 
-    let after = Policy::load(store, BOTH, now).expect("reload");
+    let after = Policy::load(store, BOTH, now).await.expect("reload");
     let (sent, held) = sent_until_held(&after, now, 3).await;
     assert_eq!(
         (sent, reason(&held)),
@@ -118,7 +118,7 @@ async fn counters_of_another_time_zone_are_not_restored() {
         .await
         .expect("limits");
 
-    let after = Policy::load(store, BOTH, now).expect("reload");
+    let after = Policy::load(store, BOTH, now).await.expect("reload");
     assert_eq!(
         sent_until_held(&after, now, 3).await.0,
         3,
@@ -149,7 +149,7 @@ async fn a_used_plan_hour_stays_used_after_a_restart_and_a_new_plan() {
         )
         .await
         .expect("store the plan");
-    let before = Policy::load(store.clone(), BOTH, now).expect("load");
+    let before = Policy::load(store.clone(), BOTH, now).await.expect("load");
     let (sent, held) = sent_until_held(&before, now, 0).await;
     assert_eq!(sent, 2);
     assert_eq!(
@@ -164,7 +164,7 @@ async fn a_used_plan_hour_stays_used_after_a_restart_and_a_new_plan() {
     assert_eq!(sent_until_held(&before, now, 2).await.0, 0);
     before.checkpoint(now).await.expect("checkpoint");
 
-    let after = Policy::load(store, BOTH, now).expect("reload");
+    let after = Policy::load(store, BOTH, now).await.expect("reload");
     let (sent, held) = sent_until_held(&after, now, 2).await;
     assert_eq!(
         (sent, reason(&held)),

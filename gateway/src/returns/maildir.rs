@@ -101,8 +101,17 @@ mod tests {
             fields: Default::default(),
         };
         store.add_participants("m", vec![p], 1).await.expect("add");
-        let seq = store.campaign("m").expect("campaign").seq;
-        let claim = store.claim(seq, 10, 1, 1000).expect("claim").remove(0);
+        let seq = store
+            .campaign("m")
+            .await
+            .expect("store answers")
+            .expect("campaign")
+            .seq;
+        let claim = store
+            .claim(seq, 10, 1, 1000)
+            .await
+            .expect("claim")
+            .remove(0);
         let submitted = Outcome::Submitted {
             detail: Default::default(),
             upstream: None,
@@ -153,7 +162,7 @@ mod tests {
             std::fs::read_dir(maildir.join("new")).expect("new").count(),
             0
         );
-        let facts = store.events(0, 10).expect("events");
+        let facts = store.events(0, 10).await.expect("events");
         let bounced = facts
             .iter()
             .find(|e| e.kind == FactKind::Bounced)
@@ -162,6 +171,8 @@ mod tests {
         assert!(
             store
                 .suppressed(ChannelKind::Email, "c1@example.org")
+                .await
+                .expect("store answers")
                 .is_some()
         );
         assert_eq!(watcher.scan().await.expect("scan"), 0, "nothing twice");

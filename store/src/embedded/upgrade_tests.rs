@@ -9,6 +9,7 @@ use std::path::Path;
 use domain::{ChannelKind, Engaged, Engagement, SuppressReason};
 
 use super::*;
+use crate::{Catalog, Ledger, Queue, Suppressions};
 
 /// Writes the first release's records, byte for byte as its `serde_json`
 /// encoding made them, straight into the keyspaces.
@@ -80,26 +81,33 @@ async fn a_data_directory_of_the_first_release_opens_and_keeps_working() {
     first_release_data(dir.path());
     let store = Embedded::open(dir.path()).expect("the first release's data opens");
 
-    let campaign = store.campaign("spring").expect("campaign");
+    let campaign = store
+        .campaign("spring")
+        .await
+        .expect("store answers")
+        .expect("campaign");
     assert_eq!(campaign.state, CampaignState::Running);
     assert_eq!(
         campaign.decl.email().expect("content").subject,
         "Hi {{name}}"
     );
-    let counts = store.counts("spring").expect("counts");
+    let counts = store.counts("spring").await.expect("counts");
     assert_eq!(counts.participants, 3);
     assert_eq!(counts.by_status["submitted"], 1);
     assert_eq!(counts.by_status["bounced_hard"], 1);
     assert_eq!(counts.by_status["pending"], 1);
     assert_eq!(
-        store.suppressed(ChannelKind::Email, "bob@example.org"),
+        store
+            .suppressed(ChannelKind::Email, "bob@example.org")
+            .await
+            .expect("store answers"),
         Some(SuppressReason::HardBounce)
     );
-    let clicked = store.audience("spring", "clicked").expect("audience");
+    let clicked = store.audience("spring", "clicked").await.expect("audience");
     assert_eq!(clicked.len(), 1);
     assert_eq!(clicked[0].customer, "ann");
 
-    let facts = store.events(0, 100).expect("feed");
+    let facts = store.events(0, 100).await.expect("feed");
     assert_eq!(facts.len(), 6);
     assert_eq!(facts[4].kind, FactKind::Bounced);
     assert_eq!(facts[4].detail.replycode, Some(550));
@@ -110,7 +118,7 @@ async fn a_data_directory_of_the_first_release_opens_and_keeps_working() {
     );
 
     // The pending participant is claimed with its fields as written.
-    let claims = store.claim(0, 10_000, 10, 60_000).expect("claim");
+    let claims = store.claim(0, 10_000, 10, 60_000).await.expect("claim");
     assert_eq!(claims.len(), 1);
     let cy = &claims[0].participant;
     assert_eq!(cy.customer, "cy");
@@ -120,6 +128,7 @@ async fn a_data_directory_of_the_first_release_opens_and_keeps_working() {
             campaign: 0,
             participant: 0,
         })
+        .await
         .expect("read")
         .expect("ann");
     assert_eq!(ann.fields["gb"].render(), "21.5");
@@ -156,17 +165,21 @@ async fn a_data_directory_of_the_first_release_opens_and_keeps_working() {
     let store = Embedded::open(dir.path()).expect("reopen");
     let cursors: Vec<u64> = store
         .events(0, 100)
+        .await
         .expect("feed")
         .iter()
         .map(|f| f.cursor)
         .collect();
     assert_eq!(cursors, [1, 2, 3, 4, 5, 6, 7, 8]);
     assert_eq!(
-        store.counts("spring").expect("counts").by_status["submitted"],
+        store.counts("spring").await.expect("counts").by_status["submitted"],
         2
     );
     assert_eq!(
-        store.suppressed(ChannelKind::Email, "cy@example.org"),
+        store
+            .suppressed(ChannelKind::Email, "cy@example.org")
+            .await
+            .expect("store answers"),
         Some(SuppressReason::Unsubscribed)
     );
 }

@@ -151,8 +151,9 @@ impl Intake {
             delivered.answer(CommandStatus::EsmeRok);
             return;
         }
-        let recorded = match self.store.last_message_to(ChannelKind::Sms, from) {
-            Some(msg) => {
+        let recorded = match self.store.last_message_to(ChannelKind::Sms, from).await {
+            Err(e) => Err(e),
+            Ok(Some(msg)) => {
                 let detail = FactDetail {
                     text: Some(text.to_owned()),
                     ..FactDetail::default()
@@ -165,7 +166,7 @@ impl Intake {
                 };
                 self.store.engage(vec![opted_out]).await
             }
-            None => {
+            Ok(None) => {
                 self.store
                     .suppress(ChannelKind::Sms, from, SuppressReason::OptedOut)
                     .await

@@ -1,0 +1,509 @@
+//! The contract every engine passes: what the pipeline relies on of the
+//! store, as tests over the role traits alone. An engine's test file runs the
+//! whole suite with [`contract_suite!`](crate::contract_suite) and a
+//! [`Harness`] that opens its store (and opens it again, to check what is
+//! durable); each contract is then a test of its own name.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use domain::{
+    CampaignDecl, CampaignState, ChannelKind, FactDetail, MessageNo, Outcome, Participant,
+    ReceiptIn, ReceiptMatch, Status, Update,
+};
+
+use crate::{Store, StoreError};
+
+/// The status of a message that exists.
+async fn status_of(store: &dyn Store, msg: MessageNo) -> Status {
+    store
+        .message(msg)
+        .await
+        .expect("store answers")
+        .expect("message")
+        .status
+}
+
+/// How the suite gets an engine.
+#[async_trait]
+pub trait Harness: Send + Sync {
+    /// A store over this harness's state: empty the first time, and the same
+    /// state again once every store it gave before is dropped.
+    async fn open(&self) -> Arc<dyn Store>;
+}
+
+/// Runs every contract as a test of its own, against the harness `$harness`
+/// builds (an expression, evaluated once per test).
+#[macro_export]
+macro_rules! contract_suite {
+    ($harness:expr) => {
+        $crate::contract_suite!(@each $harness; everything_acknowledged_survives_a_reopen, concurrent_uploads_of_the_same_customers_add_each_once, unknown_campaigns_are_refused, receipts_settle_messages_by_upstream_id_after_a_reopen, engagements_of_one_message_in_one_commit_keep_every_flag, claims_read_scattered_messages_and_keep_oldest_due_first, suppressions_decided_by_the_rules_are_durable_with_their_fact);
+    };
+    (@each $harness:expr; $($name:ident),+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $crate::contract::$name(&$harness).await;
+            }
+        )+
+    };
+}
+
+fn decl() -> CampaignDecl {
+    CampaignDecl {
+        channel: ChannelKind::Email,
+        name: "spring".into(),
+        segment: None,
+        priority: None,
+        expected_participants: 3,
+        window: None,
+        content: None,
+        fallback: None,
+    }
+}
+
+fn participant(customer: &str) -> Participant {
+    Participant {
+        customer: customer.into(),
+        address: format!("{customer}@example.org"),
+        segment: None,
+        fields: Default::default(),
+    }
+}
+
+pub async fn everything_acknowledged_survives_a_reopen(h: &dyn Harness) {
+    let seq;
+    {
+        let store = h.open().await;
+        let record = store.put_campaign("c1", decl()).await.expect("declare");
+        seq = record.seq;
+        let fresh = store
+            .add_participants(
+                "c1",
+                vec![participant("a"), participant("b"), participant("a")],
+                1_000,
+            )
+            .await
+            .expect("add");
+        assert_eq!(
+            fresh,
+            vec![true, true, false],
+            "a customer is added once per campaign"
+        );
+        let again = store
+            .add_participants("c1", vec![participant("b"), participant("c")], 2_000)
+            .await
+            .expect("add");
+        assert_eq!(again, vec![false, true]);
+        store
+            .set_state("c1", CampaignState::Running)
+            .await
+            .expect("state");
+        let claims = store.claim(seq, 10_000, 2, 60_000).await.expect("claim");
+        assert_eq!(claims.len(), 2);
+        assert_eq!(claims[0].participant.customer, "a");
+        let updates = vec![
+            Update {
+                msg: claims[0].msg,
+                at: 11_000,
+                outcome: Outcome::Submitted {
+                    detail: FactDetail::default(),
+                    upstream: None,
+                },
+            },
+            Update {
+                msg: claims[1].msg,
+                at: 11_000,
+                outcome: Outcome::Retry {
+                    due: 99_000,
+                    reason: "451 try later".into(),
+                    detail: FactDetail::default(),
+                },
+            },
+        ];
+        store.record(updates).await.expect("record");
+    }
+    let store = h.open().await;
+    let record = store
+        .campaign("c1")
+        .await
+        .expect("store answers")
+        .expect("campaign survives");
+    assert_eq!(record.state, CampaignState::Running);
+    let counts = store.counts("c1").await.expect("counts");
+    assert_eq!(counts.participants, 3);
+    assert_eq!(counts.by_status["submitted"], 1);
+    assert_eq!(counts.by_status["pending"], 2);
+    let claims = store.claim(seq, 20_000, 10, 500_000).await.expect("claim");
+    let customers: Vec<_> = claims
+        .iter()
+        .map(|c| c.participant.customer.as_str())
+        .collect();
+    assert_eq!(
+        customers,
+        vec!["c"],
+        "b waits for its retry time, a is done"
+    );
+    let later = store.claim(seq, 100_000, 10, 60_000).await.expect("claim");
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].participant.customer, "b");
+    assert_eq!(later[0].attempts, 1);
+
+    let events = store.events(0, 100).await.expect("events");
+    let kinds: Vec<_> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "accepted",
+            "accepted",
+            "accepted",
+            "submitted",
+            "retry_scheduled"
+        ]
+    );
+    let cursors: Vec<_> = events.iter().map(|e| e.cursor).collect();
+    assert_eq!(cursors, vec![1, 2, 3, 4, 5]);
+    assert_eq!(store.events(3, 1).await.expect("page")[0].cursor, 4);
+    let audience = store.audience("c1", "delivered").await.expect("audience");
+    assert_eq!(audience.len(), 1);
+    assert_eq!(audience[0].customer, "a");
+}
+
+pub async fn concurrent_uploads_of_the_same_customers_add_each_once(h: &dyn Harness) {
+    let store = h.open().await;
+    store.put_campaign("c1", decl()).await.expect("declare");
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let batch = (0..500).map(|i| participant(&format!("cust{i}"))).collect();
+            store.add_participants("c1", batch, 1).await.expect("add")
+        }));
+    }
+    let mut fresh = 0;
+    for t in tasks {
+        fresh += t.await.expect("join").into_iter().filter(|&b| b).count();
+    }
+    assert_eq!(fresh, 500);
+    assert_eq!(store.counts("c1").await.expect("counts").participants, 500);
+}
+
+pub async fn unknown_campaigns_are_refused(h: &dyn Harness) {
+    let store = h.open().await;
+    let err = store
+        .add_participants("nope", vec![participant("a")], 1)
+        .await;
+    assert!(matches!(err, Err(StoreError::UnknownCampaign(_))));
+}
+
+fn receipt(smsc: u16, id: &str, delivered: Option<bool>) -> ReceiptIn {
+    ReceiptIn {
+        smsc,
+        id: id.into(),
+        delivered,
+        at: 20_000,
+        detail: FactDetail::default(),
+    }
+}
+
+fn submitted(msg: MessageNo, smsc: u16, ids: &[&str]) -> Update {
+    Update {
+        msg,
+        at: 11_000,
+        outcome: Outcome::Submitted {
+            detail: FactDetail::default(),
+            upstream: Some(domain::Upstream {
+                smsc,
+                ids: ids.iter().map(|s| s.to_string()).collect(),
+            }),
+        },
+    }
+}
+
+pub async fn receipts_settle_messages_by_upstream_id_after_a_reopen(h: &dyn Harness) {
+    let seq;
+    let claims;
+    {
+        let store = h.open().await;
+        seq = store.put_campaign("s", decl()).await.expect("declare").seq;
+        let people = ["a", "b", "c"].map(participant).to_vec();
+        store
+            .add_participants("s", people, 1_000)
+            .await
+            .expect("add");
+        claims = store.claim(seq, 10_000, 3, 60_000).await.expect("claim");
+        // A receipt that overtakes its submit_sm_resp is not known yet.
+        assert_eq!(
+            store
+                .receipts(vec![receipt(0, "1A", Some(true))])
+                .await
+                .expect("receipts"),
+            vec![ReceiptMatch::Unknown(Box::new(receipt(
+                0,
+                "1A",
+                Some(true)
+            )))]
+        );
+        store
+            .record(vec![
+                submitted(claims[0].msg, 0, &["1A"]),
+                submitted(claims[1].msg, 0, &["p1", "p2"]),
+                submitted(claims[2].msg, 1, &["1A"]),
+            ])
+            .await
+            .expect("record");
+    }
+    let store = h.open().await;
+    let matched = store
+        .receipts(vec![
+            // Decimal 26 is hex 1A; the same id at another SMSC is another message.
+            receipt(0, "26", Some(true)),
+            receipt(0, "P1", None),
+            receipt(0, "p1", Some(true)),
+            receipt(1, "1a", Some(false)),
+            receipt(0, "nobody", Some(true)),
+        ])
+        .await
+        .expect("receipts");
+    use ReceiptMatch::{Matched, Unknown};
+    let unknown = Unknown(Box::new(receipt(0, "nobody", Some(true))));
+    assert_eq!(matched, vec![Matched, Matched, Matched, Matched, unknown]);
+    assert_eq!(
+        status_of(store.as_ref(), claims[0].msg).await,
+        Status::Delivered
+    );
+    assert_eq!(
+        status_of(store.as_ref(), claims[1].msg).await,
+        Status::Submitted,
+        "one part of two delivered is not delivered"
+    );
+    assert_eq!(
+        status_of(store.as_ref(), claims[2].msg).await,
+        Status::Failed
+    );
+    store
+        .receipts(vec![receipt(0, "p2", Some(true))])
+        .await
+        .expect("receipts");
+    assert_eq!(
+        status_of(store.as_ref(), claims[1].msg).await,
+        Status::Delivered
+    );
+    assert_eq!(
+        store
+            .receipts(vec![receipt(0, "p2", Some(true))])
+            .await
+            .expect("receipts"),
+        vec![Unknown(Box::new(receipt(0, "p2", Some(true))))],
+        "an id is settled once"
+    );
+    let kinds: Vec<String> = store
+        .events(0, 100)
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| e.kind.as_str().to_owned())
+        .filter(|k| k == "delivered" || k == "failed")
+        .collect();
+    assert_eq!(kinds, ["delivered", "failed", "delivered"]);
+}
+
+pub async fn engagements_of_one_message_in_one_commit_keep_every_flag(h: &dyn Harness) {
+    use domain::{Engaged, Engagement};
+    let store = h.open().await;
+    store.put_campaign("e", decl()).await.expect("declare");
+    let people: Vec<_> = (0..20).map(|i| participant(&format!("p{i}"))).collect();
+    store
+        .add_participants("e", people, 1_000)
+        .await
+        .expect("add");
+    let seq = store
+        .campaign("e")
+        .await
+        .expect("store answers")
+        .expect("campaign")
+        .seq;
+    let engaged = |participant, kind| {
+        vec![Engaged {
+            msg: MessageNo {
+                campaign: seq,
+                participant,
+            },
+            at: 2_000,
+            kind,
+            detail: FactDetail::default(),
+        }]
+    };
+    // A click and an open of the same message, queued together so the
+    // committer takes them into one group.
+    for n in 0..20 {
+        let (a, b) = tokio::join!(
+            store.engage(engaged(n, Engagement::Clicked)),
+            store.engage(engaged(n, Engagement::Opened)),
+        );
+        a.expect("click");
+        b.expect("open");
+    }
+    drop(store);
+    let store = h.open().await;
+    for outcome in ["clicked", "opened"] {
+        let audience = store.audience("e", outcome).await.expect("audience");
+        assert_eq!(audience.len(), 20, "{outcome}: {audience:?}");
+    }
+}
+
+pub async fn claims_read_scattered_messages_and_keep_oldest_due_first(h: &dyn Harness) {
+    let store = h.open().await;
+    let seq = store.put_campaign("c1", decl()).await.expect("declare").seq;
+    let people: Vec<Participant> = ["a", "b", "c", "d", "e", "f"]
+        .into_iter()
+        .map(participant)
+        .collect();
+    store
+        .add_participants("c1", people, 1_000)
+        .await
+        .expect("add");
+    let all = store.claim(seq, 10_000, 6, 1_000_000).await.expect("claim");
+    assert_eq!(all.len(), 6);
+    // Three come back, due in an order that is not their key order: two
+    // neighbours (b, c) and one apart (e).
+    for (i, due) in [(4, 50_000), (1, 60_000), (2, 70_000)] {
+        store.defer(all[i].msg, due).await.expect("store answers");
+    }
+    let again = store.claim(seq, 100_000, 6, 60_000).await.expect("claim");
+    let customers: Vec<&str> = again
+        .iter()
+        .map(|c| c.participant.customer.as_str())
+        .collect();
+    assert_eq!(customers, ["e", "b", "c"], "oldest due first");
+    let msgs: Vec<MessageNo> = again.iter().map(|c| c.msg).collect();
+    assert_eq!(msgs, [all[4].msg, all[1].msg, all[2].msg]);
+}
+
+/// The rules' suppressions are written with the fact that causes them: when
+/// `record` or `engage` resolves, the address is suppressed, also after a
+/// reopen, and a blacklist entry keeps its reason.
+pub async fn suppressions_decided_by_the_rules_are_durable_with_their_fact(h: &dyn Harness) {
+    use domain::{Engaged, Engagement, SuppressReason};
+    {
+        let store = h.open().await;
+        let seq = store.put_campaign("c1", decl()).await.expect("declare").seq;
+        let people = ["hard", "soft", "unsub", "clicker"]
+            .map(participant)
+            .to_vec();
+        store
+            .add_participants("c1", people, 1_000)
+            .await
+            .expect("add");
+        let msg = |participant| MessageNo {
+            campaign: seq,
+            participant,
+        };
+        let bounced = |n, hard| Update {
+            msg: msg(n),
+            at: 5_000,
+            outcome: Outcome::Bounced {
+                hard,
+                retry: None,
+                detail: FactDetail::default(),
+            },
+        };
+        store
+            .record(vec![bounced(0, true), bounced(1, false)])
+            .await
+            .expect("record");
+        assert_eq!(
+            store
+                .suppressed(ChannelKind::Email, "HARD@example.org")
+                .await
+                .expect("store answers"),
+            Some(SuppressReason::HardBounce),
+            "a hard bounce suppresses its address in the same write"
+        );
+        assert_eq!(
+            store
+                .suppressed(ChannelKind::Email, "soft@example.org")
+                .await
+                .expect("store answers"),
+            None
+        );
+        let engaged = |n, kind| Engaged {
+            msg: msg(n),
+            at: 6_000,
+            kind,
+            detail: FactDetail::default(),
+        };
+        store
+            .engage(vec![
+                engaged(2, Engagement::Unsubscribed),
+                engaged(3, Engagement::Clicked),
+            ])
+            .await
+            .expect("engage");
+        assert_eq!(
+            store
+                .suppressed(ChannelKind::Email, "unsub@example.org")
+                .await
+                .expect("store answers"),
+            Some(SuppressReason::Unsubscribed)
+        );
+        assert_eq!(
+            store
+                .suppressed(ChannelKind::Email, "clicker@example.org")
+                .await
+                .expect("store answers"),
+            None
+        );
+        assert_eq!(
+            store
+                .suppressed(ChannelKind::Sms, "unsub@example.org")
+                .await
+                .expect("store answers"),
+            None,
+            "only on the campaign's channel"
+        );
+        store
+            .suppress_many(
+                ChannelKind::Sms,
+                vec!["+15550001".into()],
+                SuppressReason::Blacklisted,
+            )
+            .await
+            .expect("blacklist");
+    }
+    let store = h.open().await;
+    for (channel, address, why) in [
+        (
+            ChannelKind::Email,
+            "hard@example.org",
+            SuppressReason::HardBounce,
+        ),
+        (
+            ChannelKind::Email,
+            "unsub@example.org",
+            SuppressReason::Unsubscribed,
+        ),
+        (ChannelKind::Sms, "+15550001", SuppressReason::Blacklisted),
+    ] {
+        assert_eq!(
+            store
+                .suppressed(channel, address)
+                .await
+                .expect("store answers"),
+            Some(why),
+            "{address}"
+        );
+    }
+    let kinds: Vec<String> = store
+        .events(0, 100)
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| e.kind.as_str().to_owned())
+        .collect();
+    assert_eq!(
+        kinds[4..],
+        ["bounced", "bounced", "unsubscribed", "clicked"],
+        "each suppression's fact is in the feed"
+    );
+}

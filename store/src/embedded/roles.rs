@@ -1,0 +1,387 @@
+//! The embedded engine in each of the store's roles.
+
+use std::sync::atomic::Ordering;
+
+use async_trait::async_trait;
+use domain::{
+    AudienceMember, CampaignDecl, CampaignRecord, CampaignState, ChannelKind, Engaged, Engagement,
+    Fact, MessageNo, Millis, Participant, ReceiptIn, ReceiptMatch, SuppressReason, Update,
+};
+
+use super::{Embedded, FACT_RUN, Op, audience_statuses, io, suppression_key};
+use crate::{
+    Catalog, Claim, Counts, Intake, Ledger, LimitState, MessageInfo, Queue, Result, Store,
+    StoreError, Suppressions, codec,
+};
+
+#[async_trait]
+impl Catalog for Embedded {
+    async fn put_campaign(&self, id: &str, decl: CampaignDecl) -> Result<CampaignRecord> {
+        self.submit(|reply| Op::PutCampaign {
+            id: id.to_owned(),
+            decl: Box::new(decl),
+            reply,
+        })
+        .await
+    }
+
+    async fn set_state(&self, id: &str, state: CampaignState) -> Result<CampaignRecord> {
+        self.submit(|reply| Op::SetState {
+            id: id.to_owned(),
+            state,
+            reply,
+        })
+        .await
+    }
+
+    async fn campaign(&self, id: &str) -> Result<Option<CampaignRecord>> {
+        Ok({
+            self.shared
+                .index()
+                .campaigns
+                .get(id)
+                .map(|c| c.record.clone())
+        })
+    }
+
+    async fn campaigns(&self) -> Result<Vec<CampaignRecord>> {
+        Ok({
+            self.shared
+                .index()
+                .campaigns
+                .values()
+                .map(|c| c.record.clone())
+                .collect()
+        })
+    }
+
+    async fn campaign_by_seq(&self, seq: u32) -> Result<Option<CampaignRecord>> {
+        Ok({ self.shared.index().by_seq(seq).map(|c| c.record.clone()) })
+    }
+}
+
+#[async_trait]
+impl Intake for Embedded {
+    async fn add_participants(
+        &self,
+        id: &str,
+        items: Vec<Participant>,
+        at: Millis,
+    ) -> Result<Vec<bool>> {
+        self.submit(|reply| Op::Add {
+            id: id.to_owned(),
+            items,
+            at,
+            reply,
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Queue for Embedded {
+    async fn claim(
+        &self,
+        campaign: u32,
+        now: Millis,
+        max: usize,
+        lease: Millis,
+    ) -> Result<Vec<Claim>> {
+        let mut leased: Vec<(u32, u32, usize)> = {
+            let mut index = self.shared.index();
+            let Some(c) = index.by_seq(campaign) else {
+                return Ok(Vec::new());
+            };
+            let claimed = c.claim(now, max, now + lease).into_iter().enumerate();
+            claimed.map(|(i, (n, attempts))| (n, attempts, i)).collect()
+        };
+        // Read in key order, a run of neighbours with one range scan: a
+        // fresh campaign's claims are consecutive, and a scan decodes each
+        // block once where a look-up per message searches for it again.
+        leased.sort_unstable_by_key(|&(n, ..)| n);
+        let mut claims = Vec::with_capacity(leased.len());
+        for run in leased.chunk_by(|a, b| b.0 == a.0 + 1) {
+            let message = |n| MessageNo {
+                campaign,
+                participant: n,
+            };
+            let (first, last) = (run[0].0, run[run.len() - 1].0);
+            let range = codec::message_key(message(first))..=codec::message_key(message(last));
+            let mut records = self.shared.ks.participants.range(range);
+            for &(n, attempts, order) in run {
+                let msg = message(n);
+                let value = records
+                    .next()
+                    .map(|kv| kv.into_inner().map_err(io))
+                    .transpose()?
+                    .filter(|(key, _)| key.as_ref() == codec::message_key(msg))
+                    .ok_or_else(|| StoreError::Corrupt {
+                        what: "participant",
+                        detail: format!("message {msg:?} has no record"),
+                    })?
+                    .1;
+                let participant = codec::decode(&value)?;
+                claims.push((
+                    order,
+                    Claim {
+                        msg,
+                        participant,
+                        attempts,
+                    },
+                ));
+            }
+        }
+        // Back in the order they were claimed: oldest due first.
+        claims.sort_unstable_by_key(|&(order, _)| order);
+        Ok(claims.into_iter().map(|(_, claim)| claim).collect())
+    }
+
+    async fn next_due(&self, campaign: u32) -> Result<Option<Millis>> {
+        Ok({
+            self.shared
+                .index()
+                .by_seq(campaign)
+                .and_then(|c| c.next_due())
+        })
+    }
+
+    async fn release(&self, msgs: &[MessageNo]) -> Result<()> {
+        let mut index = self.shared.index();
+        for msg in msgs {
+            if let Some(c) = index.by_seq(msg.campaign) {
+                c.release(msg.participant);
+            }
+        }
+        Ok(())
+    }
+
+    async fn defer(&self, msg: MessageNo, due: Millis) -> Result<()> {
+        if let Some(c) = self.shared.index().by_seq(msg.campaign) {
+            c.defer(msg.participant, due);
+        }
+        Ok(())
+    }
+
+    async fn record(&self, updates: Vec<Update>) -> Result<()> {
+        self.submit(|reply| Op::Record { updates, reply }).await
+    }
+
+    async fn receipts(&self, items: Vec<ReceiptIn>) -> Result<Vec<ReceiptMatch>> {
+        self.submit(|reply| Op::Receipts { items, reply }).await
+    }
+}
+
+#[async_trait]
+impl Ledger for Embedded {
+    async fn engage(&self, items: Vec<Engaged>) -> Result<()> {
+        self.submit(|reply| Op::Engage { items, reply }).await
+    }
+
+    async fn events(&self, after: u64, limit: usize) -> Result<Vec<Fact>> {
+        let durable = self.shared.durable_cursor.load(Ordering::Acquire);
+        if after >= durable {
+            return Ok(Vec::new());
+        }
+        let wanted = codec::cursor_key(after + 1);
+        // The run holding `after + 1` starts at or before it.
+        let first = match self.shared.ks.facts.range(..=wanted).next_back() {
+            Some(kv) => kv.key().map_err(io)?.to_vec(),
+            None => wanted.to_vec(),
+        };
+        let mut events = Vec::with_capacity(limit.min(FACT_RUN));
+        for kv in self
+            .shared
+            .ks
+            .facts
+            .range(first..=codec::cursor_key(durable).to_vec())
+        {
+            let run: Vec<Fact> = codec::decode(&kv.value().map_err(io)?)?;
+            for event in run
+                .into_iter()
+                .filter(|e| e.cursor > after && e.cursor <= durable)
+            {
+                if events.len() == limit {
+                    return Ok(events);
+                }
+                events.push(event);
+            }
+        }
+        Ok(events)
+    }
+
+    async fn counts(&self, id: &str) -> Result<Counts> {
+        let index = self.shared.index();
+        let c = index
+            .campaigns
+            .get(id)
+            .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
+        Ok(c.counts())
+    }
+
+    async fn audience(&self, id: &str, outcome: &str) -> Result<Vec<AudienceMember>> {
+        let index = self.shared.index();
+        let c = index
+            .campaigns
+            .get(id)
+            .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
+        let wanted = audience_statuses(c.record.decl.channel, outcome);
+        let engaged = Engagement::ALL
+            .into_iter()
+            .find(|e| e.as_str() == outcome)
+            .map_or(0, Engagement::bit);
+        Ok(c.slots
+            .iter()
+            .filter(|s| wanted.contains(&s.status) || s.engaged & engaged != 0)
+            .map(|s| AudienceMember {
+                customer: s.customer.to_string(),
+                address: s.address.to_string(),
+                at: (s.at > 0).then_some(s.at),
+            })
+            .collect())
+    }
+
+    async fn message(&self, msg: MessageNo) -> Result<Option<MessageInfo>> {
+        let mut index = self.shared.index();
+        let info = index.by_seq(msg.campaign).and_then(|c| {
+            let slot = c.slots.get(msg.participant as usize)?;
+            Some(MessageInfo {
+                campaign: c.record.clone(),
+                customer: slot.customer.to_string(),
+                address: slot.address.to_string(),
+                status: slot.status,
+                attempts: slot.attempts,
+            })
+        });
+        Ok(info)
+    }
+
+    async fn participant(&self, msg: MessageNo) -> Result<Option<Participant>> {
+        self.shared
+            .ks
+            .participants
+            .get(codec::message_key(msg))
+            .map_err(io)?
+            .map(|value| codec::decode(&value))
+            .transpose()
+    }
+
+    async fn exists(&self, msg: MessageNo) -> Result<bool> {
+        Ok({
+            self.shared
+                .index()
+                .by_seq(msg.campaign)
+                .is_some_and(|c| (msg.participant as usize) < c.slots.len())
+        })
+    }
+
+    async fn last_message_to(
+        &self,
+        channel: ChannelKind,
+        address: &str,
+    ) -> Result<Option<MessageNo>> {
+        Ok({
+            let index = self.shared.index();
+            index
+                .campaigns
+                .values()
+                .filter(|c| c.record.decl.channel == channel)
+                .filter_map(|c| {
+                    let n = c
+                        .slots
+                        .iter()
+                        .rposition(|s| s.address.eq_ignore_ascii_case(address))?;
+                    Some(MessageNo {
+                        campaign: c.record.seq,
+                        participant: u32::try_from(n).ok()?,
+                    })
+                })
+                .max_by_key(|m| m.campaign)
+        })
+    }
+}
+
+#[async_trait]
+impl LimitState for Embedded {
+    async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .shared
+            .ks
+            .meta
+            .get(key)
+            .map_err(io)?
+            .map(|v| v.to_vec()))
+    }
+
+    async fn put_meta(&self, key: &str, value: Vec<u8>) -> Result<()> {
+        self.submit(|reply| Op::Meta {
+            key: key.to_owned(),
+            value,
+            reply,
+        })
+        .await
+    }
+
+    async fn meta_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for kv in self.shared.ks.meta.prefix(prefix) {
+            let (key, value) = kv.into_inner().map_err(io)?;
+            out.push((String::from_utf8_lossy(&key).into_owned(), value.to_vec()));
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Suppressions for Embedded {
+    async fn suppress(
+        &self,
+        channel: ChannelKind,
+        address: &str,
+        why: SuppressReason,
+    ) -> Result<()> {
+        self.suppress_many(channel, vec![address.to_owned()], why)
+            .await
+    }
+
+    async fn suppress_many(
+        &self,
+        channel: ChannelKind,
+        entries: Vec<String>,
+        why: SuppressReason,
+    ) -> Result<()> {
+        let keys = entries
+            .iter()
+            .map(|e| suppression_key(channel, e))
+            .collect();
+        self.submit(|reply| Op::Suppress { keys, why, reply }).await
+    }
+
+    async fn unsuppress(&self, channel: ChannelKind, entry: &str) -> Result<bool> {
+        let key = suppression_key(channel, entry);
+        if !self.shared.index().suppressed.contains_key(&key) {
+            return Ok(false);
+        }
+        self.submit(|reply| Op::Unsuppress { key, reply }).await?;
+        Ok(true)
+    }
+
+    async fn suppressed(
+        &self,
+        channel: ChannelKind,
+        address: &str,
+    ) -> Result<Option<SuppressReason>> {
+        Ok({
+            self.shared
+                .index()
+                .suppressed
+                .get(&suppression_key(channel, address))
+                .copied()
+        })
+    }
+}
+
+impl Store for Embedded {
+    fn healthy(&self) -> bool {
+        self.shared.healthy.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,166 @@
+//! The store as the pipeline uses it: one trait per role, each async and
+//! fallible, so that an engine over the network (several nodes, one Redis)
+//! can answer every call without holding all state in memory. [`Store`] is
+//! all of them; the contract suite (`contract`) is what every engine passes.
+
+use async_trait::async_trait;
+use domain::{
+    AudienceMember, CampaignDecl, CampaignRecord, CampaignState, ChannelKind, Engaged, Fact,
+    MessageNo, Millis, Participant, ReceiptIn, ReceiptMatch, SuppressReason, Update,
+};
+
+use crate::{Claim, Counts, MessageInfo, Result};
+
+/// Campaigns: their declarations and lifecycle.
+#[async_trait]
+pub trait Catalog: Send + Sync {
+    /// Declares a campaign or replaces its declaration; returns the record.
+    async fn put_campaign(&self, id: &str, decl: CampaignDecl) -> Result<CampaignRecord>;
+
+    async fn set_state(&self, id: &str, state: CampaignState) -> Result<CampaignRecord>;
+
+    async fn campaign(&self, id: &str) -> Result<Option<CampaignRecord>>;
+
+    async fn campaigns(&self) -> Result<Vec<CampaignRecord>>;
+
+    /// A campaign by its compact number (message numbers carry it).
+    async fn campaign_by_seq(&self, seq: u32) -> Result<Option<CampaignRecord>>;
+}
+
+/// Participants arriving.
+#[async_trait]
+pub trait Intake: Send + Sync {
+    /// Adds participants, idempotent on (campaign, customer), and appends an
+    /// `accepted` fact for each new one. Returns, per input, whether it was
+    /// new. Resolves only once durable.
+    async fn add_participants(
+        &self,
+        id: &str,
+        batch: Vec<Participant>,
+        at: Millis,
+    ) -> Result<Vec<bool>>;
+}
+
+/// Messages due to be sent: claimed with a lease, settled by their outcome.
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Leases up to `max` messages of a campaign due at `now` until
+    /// `now + lease`. A lease not settled by `record` or `release` in time
+    /// makes the message claimable again.
+    async fn claim(
+        &self,
+        campaign: u32,
+        now: Millis,
+        max: usize,
+        lease: Millis,
+    ) -> Result<Vec<Claim>>;
+
+    /// When the earliest pending, unleased message of a campaign is due.
+    async fn next_due(&self, campaign: u32) -> Result<Option<Millis>>;
+
+    /// Gives leased messages back unsent (shutdown, pause).
+    async fn release(&self, msgs: &[MessageNo]) -> Result<()>;
+
+    /// Gives a leased message back to be claimed again at `due` (load
+    /// control said "not now"). Not persisted: after a restart the policy
+    /// is simply asked again.
+    async fn defer(&self, msg: MessageNo, due: Millis) -> Result<()>;
+
+    /// Records outcomes with their facts and the rules' decisions (a hard
+    /// bounce suppresses the address), all in one atomic write; resolves
+    /// once durable.
+    async fn record(&self, updates: Vec<Update>) -> Result<()>;
+
+    /// Matches delivery receipts to messages by the SMSC's ids (recorded with
+    /// `Outcome::Submitted`) and records their outcome; resolves once durable.
+    /// A receipt for an id not (yet) known comes back `Unknown`.
+    async fn receipts(&self, receipts: Vec<ReceiptIn>) -> Result<Vec<ReceiptMatch>>;
+}
+
+/// What happened: the fact feed, engagement, counts and audiences.
+#[async_trait]
+pub trait Ledger: Send + Sync {
+    /// Records clicks, opens, unsubscribes and opt-outs as facts and in the
+    /// message's engagement flags (for the audience query), with the rules'
+    /// decisions (an unsubscribe suppresses the address) in the same atomic
+    /// write; resolves once durable.
+    async fn engage(&self, items: Vec<Engaged>) -> Result<()>;
+
+    /// Durable facts with a cursor greater than `after`, oldest first.
+    async fn events(&self, after: u64, limit: usize) -> Result<Vec<Fact>>;
+
+    /// Participants per current status.
+    async fn counts(&self, id: &str) -> Result<Counts>;
+
+    /// The participants of a campaign whose current outcome is `outcome`.
+    async fn audience(&self, id: &str, outcome: &str) -> Result<Vec<AudienceMember>>;
+
+    /// One message, for matching what comes back (bounces, clicks).
+    async fn message(&self, msg: MessageNo) -> Result<Option<MessageInfo>>;
+
+    /// The participant a message went to, with its fields.
+    async fn participant(&self, msg: MessageNo) -> Result<Option<Participant>>;
+
+    /// Whether a message exists.
+    async fn exists(&self, msg: MessageNo) -> Result<bool>;
+
+    /// The latest message sent on `channel` to `address`, to link an inbound
+    /// reply (an SMS "STOP") to a campaign and customer.
+    async fn last_message_to(
+        &self,
+        channel: ChannelKind,
+        address: &str,
+    ) -> Result<Option<MessageNo>>;
+}
+
+/// Small durable values: load control's counters (quotas, caps, plan
+/// hours), limits and plans, cursors of webhooks, kept returns.
+#[async_trait]
+pub trait LimitState: Send + Sync {
+    async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Resolves once durable.
+    async fn put_meta(&self, key: &str, value: Vec<u8>) -> Result<()>;
+
+    /// Every value whose key starts with `prefix`.
+    async fn meta_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
+}
+
+/// Addresses and customers never sent to again on a channel.
+#[async_trait]
+pub trait Suppressions: Send + Sync {
+    /// Suppresses `address` on `channel` (an opt-out from an address no
+    /// message went to); resolves once durable. Suppressions that follow
+    /// from a fact about a message (hard bounce, unsubscribe) are the rules'
+    /// decisions, written with their fact by `record` and `engage`.
+    async fn suppress(
+        &self,
+        channel: ChannelKind,
+        address: &str,
+        why: SuppressReason,
+    ) -> Result<()>;
+
+    /// Suppresses many entries (customer ids or addresses) at once.
+    async fn suppress_many(
+        &self,
+        channel: ChannelKind,
+        entries: Vec<String>,
+        why: SuppressReason,
+    ) -> Result<()>;
+
+    /// Lifts a suppression; returns whether there was one.
+    async fn unsuppress(&self, channel: ChannelKind, entry: &str) -> Result<bool>;
+
+    /// Why `entry` (address, any case, or customer id) is suppressed on
+    /// `channel`, if it is.
+    async fn suppressed(&self, channel: ChannelKind, entry: &str)
+    -> Result<Option<SuppressReason>>;
+}
+
+/// Every role: what the daemon holds.
+pub trait Store:
+    Catalog + Intake + Queue + Ledger + LimitState + Suppressions + Send + Sync + 'static
+{
+    /// False once a commit has failed: nothing more is acknowledged.
+    fn healthy(&self) -> bool;
+}
