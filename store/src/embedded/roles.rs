@@ -35,28 +35,26 @@ impl Catalog for Embedded {
     }
 
     async fn campaign(&self, id: &str) -> Result<Option<CampaignRecord>> {
-        Ok({
-            self.shared
-                .index()
-                .campaigns
-                .get(id)
-                .map(|c| c.record.clone())
-        })
+        Ok(self
+            .shared
+            .index()
+            .campaigns
+            .get(id)
+            .map(|c| c.record.clone()))
     }
 
     async fn campaigns(&self) -> Result<Vec<CampaignRecord>> {
-        Ok({
-            self.shared
-                .index()
-                .campaigns
-                .values()
-                .map(|c| c.record.clone())
-                .collect()
-        })
+        Ok(self
+            .shared
+            .index()
+            .campaigns
+            .values()
+            .map(|c| c.record.clone())
+            .collect())
     }
 
     async fn campaign_by_seq(&self, seq: u32) -> Result<Option<CampaignRecord>> {
-        Ok({ self.shared.index().by_seq(seq).map(|c| c.record.clone()) })
+        Ok(self.shared.index().by_seq(seq).map(|c| c.record.clone()))
     }
 }
 
@@ -137,12 +135,11 @@ impl Queue for Embedded {
     }
 
     async fn next_due(&self, campaign: u32) -> Result<Option<Millis>> {
-        Ok({
-            self.shared
-                .index()
-                .by_seq(campaign)
-                .and_then(|c| c.next_due())
-        })
+        Ok(self
+            .shared
+            .index()
+            .by_seq(campaign)
+            .and_then(|c| c.next_due()))
     }
 
     async fn release(&self, msgs: &[MessageNo]) -> Result<()> {
@@ -266,12 +263,11 @@ impl Ledger for Embedded {
     }
 
     async fn exists(&self, msg: MessageNo) -> Result<bool> {
-        Ok({
-            self.shared
-                .index()
-                .by_seq(msg.campaign)
-                .is_some_and(|c| (msg.participant as usize) < c.slots.len())
-        })
+        Ok(self
+            .shared
+            .index()
+            .by_seq(msg.campaign)
+            .is_some_and(|c| (msg.participant as usize) < c.slots.len()))
     }
 
     async fn last_message_to(
@@ -279,24 +275,23 @@ impl Ledger for Embedded {
         channel: ChannelKind,
         address: &str,
     ) -> Result<Option<MessageNo>> {
-        Ok({
-            let index = self.shared.index();
-            index
-                .campaigns
-                .values()
-                .filter(|c| c.record.decl.channel == channel)
-                .filter_map(|c| {
-                    let n = c
-                        .slots
-                        .iter()
-                        .rposition(|s| s.address.eq_ignore_ascii_case(address))?;
-                    Some(MessageNo {
-                        campaign: c.record.seq,
-                        participant: u32::try_from(n).ok()?,
-                    })
+        let index = self.shared.index();
+        let latest = index
+            .campaigns
+            .values()
+            .filter(|c| c.record.decl.channel == channel)
+            .filter_map(|c| {
+                let n = c
+                    .slots
+                    .iter()
+                    .rposition(|s| s.address.eq_ignore_ascii_case(address))?;
+                Some(MessageNo {
+                    campaign: c.record.seq,
+                    participant: u32::try_from(n).ok()?,
                 })
-                .max_by_key(|m| m.campaign)
-        })
+            })
+            .max_by_key(|m| m.campaign);
+        Ok(latest)
     }
 }
 
@@ -370,13 +365,12 @@ impl Suppressions for Embedded {
         channel: ChannelKind,
         address: &str,
     ) -> Result<Option<SuppressReason>> {
-        Ok({
-            self.shared
-                .index()
-                .suppressed
-                .get(&suppression_key(channel, address))
-                .copied()
-        })
+        Ok(self
+            .shared
+            .index()
+            .suppressed
+            .get(&suppression_key(channel, address))
+            .copied())
     }
 }
 

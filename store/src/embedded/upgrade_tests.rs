@@ -6,7 +6,11 @@
 
 use std::path::Path;
 
-use domain::{ChannelKind, Engaged, Engagement, SuppressReason};
+use domain::{
+    CampaignState, Engaged, Engagement, FactDetail, FactKind, MessageNo, Outcome, SuppressReason,
+    Update,
+};
+use fjall::PersistMode;
 
 use super::*;
 use crate::{Catalog, Ledger, Queue, Suppressions};

@@ -1,0 +1,597 @@
+//! The committer: one thread takes every write queued since its last fsync,
+//! asks the rules for each outcome's decision, writes facts and decisions
+//! as one batch (group commit), and only once it is durable changes the
+//! in-memory index and answers the callers.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, atomic::Ordering},
+};
+
+use domain::{
+    CampaignDecl, CampaignRecord, CampaignState, Engaged, Fact, FactDetail, FactKind, MessageNo,
+    MessageState, Millis, Outcome, Participant, ReceiptIn, ReceiptMatch, Status, SuppressReason,
+    Update,
+};
+use fjall::{Database, PersistMode};
+use rules::{self, PartReceipt};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{FACT_RUN, Index, MAX_GROUP, Shared, suppression_key};
+use crate::{
+    Result, StoreError, codec,
+    index::CampaignIndex,
+    upstream::{self, Link},
+};
+
+pub(super) enum Op {
+    PutCampaign {
+        id: String,
+        decl: Box<CampaignDecl>,
+        reply: oneshot::Sender<Result<CampaignRecord>>,
+    },
+    SetState {
+        id: String,
+        state: CampaignState,
+        reply: oneshot::Sender<Result<CampaignRecord>>,
+    },
+    Add {
+        id: String,
+        items: Vec<Participant>,
+        at: Millis,
+        reply: oneshot::Sender<Result<Vec<bool>>>,
+    },
+    Record {
+        updates: Vec<Update>,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Meta {
+        key: String,
+        value: Vec<u8>,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Suppress {
+        keys: Vec<String>,
+        why: SuppressReason,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Unsuppress {
+        key: String,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Engage {
+        items: Vec<Engaged>,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Receipts {
+        items: Vec<ReceiptIn>,
+        reply: oneshot::Sender<Result<Vec<ReceiptMatch>>>,
+    },
+}
+
+/// A memory change to make once its commit is durable.
+enum Effect {
+    Campaign(Box<CampaignRecord>),
+    Participant {
+        campaign: u32,
+        customer: Box<str>,
+        address: Box<str>,
+        at: Millis,
+    },
+    Status {
+        msg: MessageNo,
+        record: MessageState,
+    },
+    Suppressed {
+        key: String,
+        why: SuppressReason,
+    },
+    Unsuppressed {
+        key: String,
+    },
+    Engaged {
+        msg: MessageNo,
+        flags: u8,
+    },
+}
+
+/// A caller to answer once its commit is durable.
+enum Answer {
+    Campaign(oneshot::Sender<Result<CampaignRecord>>, Box<CampaignRecord>),
+    Added(oneshot::Sender<Result<Vec<bool>>>, Vec<bool>),
+    Matched(
+        oneshot::Sender<Result<Vec<ReceiptMatch>>>,
+        Vec<ReceiptMatch>,
+    ),
+    Done(oneshot::Sender<Result<()>>),
+}
+
+impl Answer {
+    /// Answers the caller; `failure` says the commit did not happen. A caller
+    /// that went away no longer needs its answer, so send errors are ignored.
+    fn send(self, failure: Option<&str>) {
+        fn outcome<T>(value: T, failure: Option<&str>) -> Result<T> {
+            match failure {
+                None => Ok(value),
+                Some(reason) => Err(StoreError::Unavailable(reason.to_owned())),
+            }
+        }
+        match self {
+            Self::Campaign(tx, record) => drop(tx.send(outcome(*record, failure))),
+            Self::Added(tx, fresh) => drop(tx.send(outcome(fresh, failure))),
+            Self::Matched(tx, matches) => drop(tx.send(outcome(matches, failure))),
+            Self::Done(tx) => drop(tx.send(outcome((), failure))),
+        }
+    }
+}
+
+pub(super) struct Committer {
+    pub(super) db: Database,
+    pub(super) shared: Arc<Shared>,
+    pub(super) next_cursor: u64,
+}
+
+/// One commit being assembled.
+struct Group {
+    batch: fjall::OwnedWriteBatch,
+    effects: Vec<Effect>,
+    answers: Vec<Answer>,
+    /// Customers added in this group, per campaign, not yet in the index.
+    staged: HashMap<u32, HashSet<String, foldhash::fast::RandomState>>,
+    /// Facts not yet written, consecutive cursors.
+    facts: Vec<Fact>,
+    /// Upstream keys written (Some) or removed (None) in this group.
+    upstream: HashMap<Vec<u8>, Option<Vec<u8>>, foldhash::fast::RandomState>,
+    /// Statuses recorded in this group, not yet in the index.
+    statuses: HashMap<MessageNo, Status, foldhash::fast::RandomState>,
+    /// Engagement flags set in this group, written once per message.
+    engaged: HashMap<MessageNo, u8, foldhash::fast::RandomState>,
+}
+
+impl Committer {
+    pub(super) fn run(mut self, mut rx: mpsc::Receiver<Op>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut ops = vec![first];
+            while ops.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(op) => ops.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(ops);
+        }
+    }
+
+    fn commit_group(&mut self, ops: Vec<Op>) {
+        let mut group = Group {
+            batch: self.db.batch().durability(None),
+            effects: Vec::new(),
+            answers: Vec::new(),
+            staged: HashMap::new(),
+            facts: Vec::new(),
+            upstream: HashMap::default(),
+            statuses: HashMap::default(),
+            engaged: HashMap::default(),
+        };
+        let first_cursor = self.next_cursor;
+        {
+            let shared = self.shared.clone();
+            let mut index = shared.index();
+            for op in ops {
+                self.plan(op, &mut index, &mut group);
+            }
+        }
+        self.write_facts(&mut group);
+        for (msg, flags) in std::mem::take(&mut group.engaged) {
+            group.batch.insert(
+                &self.shared.ks.engagement,
+                codec::message_key(msg),
+                vec![flags],
+            );
+            group.effects.push(Effect::Engaged { msg, flags });
+        }
+        let written = if group.batch.is_empty() {
+            Ok(())
+        } else {
+            group
+                .batch
+                .commit()
+                .and_then(|()| self.db.persist(PersistMode::SyncData))
+        };
+        match written {
+            Ok(()) => {
+                let mut index = self.shared.index();
+                for effect in group.effects {
+                    apply(&mut index, effect);
+                }
+                drop(index);
+                self.shared
+                    .durable_cursor
+                    .store(self.next_cursor - 1, Ordering::Release);
+                for answer in group.answers {
+                    answer.send(None);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store commit failed; refusing further writes");
+                self.shared.healthy.store(false, Ordering::Release);
+                self.next_cursor = first_cursor;
+                let reason = format!("commit failed: {e}");
+                for answer in group.answers {
+                    answer.send(Some(&reason));
+                }
+            }
+        }
+    }
+
+    fn plan(&mut self, op: Op, index: &mut Index, g: &mut Group) {
+        let ks = self.shared.ks.clone();
+        match op {
+            Op::PutCampaign { id, decl, reply } => {
+                let record = match index.campaigns.get(&id) {
+                    Some(c) => CampaignRecord {
+                        decl: *decl,
+                        ..c.record.clone()
+                    },
+                    None => {
+                        let seq = index.next_campaign;
+                        index.next_campaign += 1;
+                        index.ids.insert(seq, id.clone());
+                        index.campaigns.insert(
+                            id.clone(),
+                            CampaignIndex::new(CampaignRecord {
+                                id: id.clone(),
+                                seq,
+                                state: CampaignState::Declared,
+                                decl: (*decl).clone(),
+                            }),
+                        );
+                        CampaignRecord {
+                            id,
+                            seq,
+                            state: CampaignState::Declared,
+                            decl: *decl,
+                        }
+                    }
+                };
+                g.batch
+                    .insert(&ks.campaigns, record.id.as_str(), codec::encode(&record));
+                g.effects.push(Effect::Campaign(Box::new(record.clone())));
+                g.answers.push(Answer::Campaign(reply, Box::new(record)));
+            }
+            Op::SetState { id, state, reply } => {
+                let Some(c) = index.campaigns.get(&id) else {
+                    let _ = reply.send(Err(StoreError::UnknownCampaign(id)));
+                    return;
+                };
+                let record = CampaignRecord {
+                    state,
+                    ..c.record.clone()
+                };
+                g.batch
+                    .insert(&ks.campaigns, record.id.as_str(), codec::encode(&record));
+                g.effects.push(Effect::Campaign(Box::new(record.clone())));
+                g.answers.push(Answer::Campaign(reply, Box::new(record)));
+            }
+            Op::Add {
+                id,
+                items,
+                at,
+                reply,
+            } => {
+                let Some(c) = index.campaigns.get_mut(&id) else {
+                    let _ = reply.send(Err(StoreError::UnknownCampaign(id)));
+                    return;
+                };
+                let seq = c.record.seq;
+                let mut staged = std::mem::take(g.staged.entry(seq).or_default());
+                let mut fresh = Vec::with_capacity(items.len());
+                for p in items {
+                    let new = !c.by_customer.contains_key(p.customer.as_str())
+                        && staged.insert(p.customer.clone());
+                    fresh.push(new);
+                    if !new {
+                        continue;
+                    }
+                    let msg = MessageNo {
+                        campaign: seq,
+                        participant: c.allocated,
+                    };
+                    c.allocated += 1;
+                    g.batch
+                        .insert(&ks.participants, codec::message_key(msg), codec::encode(&p));
+                    self.append_fact(
+                        g,
+                        fact(
+                            at,
+                            &id,
+                            &p.customer,
+                            FactKind::Accepted,
+                            FactDetail::default(),
+                        ),
+                    );
+                    g.effects.push(Effect::Participant {
+                        campaign: seq,
+                        customer: p.customer.into(),
+                        address: p.address.into(),
+                        at,
+                    });
+                }
+                g.staged.insert(seq, staged);
+                g.answers.push(Answer::Added(reply, fresh));
+            }
+            Op::Record { updates, reply } => {
+                for u in updates {
+                    if let Outcome::Submitted {
+                        upstream: Some(up), ..
+                    } = &u.outcome
+                    {
+                        let parts = u8::try_from(up.ids.len()).unwrap_or(u8::MAX);
+                        for (part, id) in up.ids.iter().enumerate() {
+                            let link = Link {
+                                msg: u.msg,
+                                part: u8::try_from(part).unwrap_or(u8::MAX),
+                                parts,
+                            };
+                            let value = upstream::encode_link(link);
+                            self.put_upstream(g, upstream::id_key(up.smsc, id), Some(value));
+                        }
+                    }
+                    self.record_update(index, g, u);
+                }
+                g.answers.push(Answer::Done(reply));
+            }
+            Op::Receipts { items, reply } => {
+                let matches = items
+                    .into_iter()
+                    .map(|r| self.receipt(index, g, r))
+                    .collect();
+                g.answers.push(Answer::Matched(reply, matches));
+            }
+            Op::Engage { items, reply } => {
+                for e in items {
+                    let Some(c) = index.by_seq(e.msg.campaign) else {
+                        continue;
+                    };
+                    let Some(slot) = c.slots.get(e.msg.participant as usize) else {
+                        continue;
+                    };
+                    let flags = g.engaged.get(&e.msg).copied().unwrap_or(slot.engaged);
+                    g.engaged.insert(e.msg, flags | e.kind.bit());
+                    let suppress = rules::engaged(e.kind)
+                        .map(|why| (suppression_key(c.record.decl.channel, &slot.address), why));
+                    let fact = fact(
+                        e.at,
+                        &c.record.id,
+                        &slot.customer,
+                        FactKind::Engaged(e.kind),
+                        e.detail,
+                    );
+                    self.append_fact(g, fact);
+                    if let Some((key, why)) = suppress {
+                        self.put_suppression(g, key, why);
+                    }
+                }
+                g.answers.push(Answer::Done(reply));
+            }
+            Op::Suppress { keys, why, reply } => {
+                for key in keys {
+                    self.put_suppression(g, key, why);
+                }
+                g.answers.push(Answer::Done(reply));
+            }
+            Op::Unsuppress { key, reply } => {
+                g.batch.remove(&ks.suppressions, key.as_str());
+                g.effects.push(Effect::Unsuppressed { key });
+                g.answers.push(Answer::Done(reply));
+            }
+            Op::Meta { key, value, reply } => {
+                g.batch.insert(&ks.meta, key.as_str(), value);
+                g.answers.push(Answer::Done(reply));
+            }
+        }
+    }
+
+    /// Writes the rules' decision on an outcome with its fact: the
+    /// message's new status and, where the rules say so, the address's
+    /// suppression, in the same batch.
+    fn record_update(&mut self, index: &mut Index, g: &mut Group, u: Update) {
+        let Some(c) = index.by_seq(u.msg.campaign) else {
+            return;
+        };
+        let Some(slot) = c.slots.get(u.msg.participant as usize) else {
+            return;
+        };
+        let before = MessageState {
+            status: slot.status,
+            attempts: slot.attempts,
+            due: slot.due,
+            at: slot.at,
+        };
+        let decision = rules::settle(before, u.at, u.outcome);
+        let record = decision.state;
+        let fact = fact(
+            u.at,
+            &c.record.id,
+            &slot.customer,
+            decision.fact,
+            decision.detail,
+        );
+        let suppress = decision
+            .suppress
+            .map(|why| (suppression_key(c.record.decl.channel, &slot.address), why));
+        g.batch.insert(
+            &self.shared.ks.status,
+            codec::message_key(u.msg),
+            codec::encode(&record),
+        );
+        self.append_fact(g, fact);
+        if let Some((key, why)) = suppress {
+            self.put_suppression(g, key, why);
+        }
+        g.statuses.insert(u.msg, record.status);
+        g.effects.push(Effect::Status { msg: u.msg, record });
+    }
+
+    fn put_suppression(&self, g: &mut Group, key: String, why: SuppressReason) {
+        g.batch
+            .insert(&self.shared.ks.suppressions, key.as_str(), why.as_str());
+        g.effects.push(Effect::Suppressed { key, why });
+    }
+
+    /// Settles one receipt: finds its message by any reading of the id, and
+    /// once every part is delivered (or one failed) records the outcome of a
+    /// message still waiting for it.
+    fn receipt(&mut self, index: &mut Index, g: &mut Group, r: ReceiptIn) -> ReceiptMatch {
+        let found = upstream::lookup_keys(r.smsc, &r.id).find_map(|key| {
+            let link = upstream::decode_link(&self.upstream_value(g, &key)?)?;
+            Some((key, link))
+        });
+        let Some((key, link)) = found else {
+            return ReceiptMatch::Unknown(Box::new(r));
+        };
+        // An intermediate state (en route, accepted) changes nothing.
+        let Some(delivered) = r.delivered else {
+            return ReceiptMatch::Matched;
+        };
+        self.put_upstream(g, key, None);
+        let progress = upstream::progress_key(link.msg);
+        let waiting = if link.parts > 1 {
+            self.upstream_value(g, &progress)
+                .and_then(|v| v.first().copied())
+        } else {
+            None
+        };
+        let delivered = match rules::part_receipt(link.parts, waiting, delivered) {
+            PartReceipt::AlreadySettled => return ReceiptMatch::Matched,
+            PartReceipt::Wait { left } => {
+                self.put_upstream(g, progress, Some(vec![left]));
+                return ReceiptMatch::Matched;
+            }
+            PartReceipt::Settle { delivered } => delivered,
+        };
+        if link.parts > 1 {
+            // A failed part marks the message settled (0 left) against
+            // later receipts of its other parts.
+            self.put_upstream(g, progress, (!delivered).then(|| vec![0]));
+        }
+        let status = g.statuses.get(&link.msg).copied().or_else(|| {
+            index
+                .by_seq(link.msg.campaign)
+                .and_then(|c| c.slots.get(link.msg.participant as usize))
+                .map(|s| s.status)
+        });
+        if status.is_some_and(rules::receipt_settles) {
+            let outcome = Outcome::Receipt {
+                delivered,
+                detail: r.detail,
+            };
+            self.record_update(
+                index,
+                g,
+                Update {
+                    msg: link.msg,
+                    at: r.at,
+                    outcome,
+                },
+            );
+        }
+        ReceiptMatch::Matched
+    }
+
+    fn upstream_value(&self, g: &Group, key: &[u8]) -> Option<Vec<u8>> {
+        match g.upstream.get(key) {
+            Some(staged) => staged.clone(),
+            None => match self.shared.ks.upstream.get(key) {
+                Ok(v) => v.map(|v| v.to_vec()),
+                Err(e) => {
+                    tracing::error!(error = %e, "reading an upstream id");
+                    None
+                }
+            },
+        }
+    }
+
+    fn put_upstream(&self, g: &mut Group, key: Vec<u8>, value: Option<Vec<u8>>) {
+        let ks = &self.shared.ks.upstream;
+        match &value {
+            Some(v) => g.batch.insert(ks, key.as_slice(), v.as_slice()),
+            None => g.batch.remove(ks, key.as_slice()),
+        }
+        g.upstream.insert(key, value);
+    }
+
+    fn append_fact(&mut self, g: &mut Group, mut fact: Fact) {
+        fact.cursor = self.next_cursor;
+        self.next_cursor += 1;
+        g.facts.push(fact);
+        if g.facts.len() >= FACT_RUN {
+            self.write_facts(g);
+        }
+    }
+
+    fn write_facts(&self, g: &mut Group) {
+        if let Some(first) = g.facts.first().map(|f| f.cursor) {
+            let run = codec::encode(&g.facts);
+            g.batch
+                .insert(&self.shared.ks.facts, codec::cursor_key(first), run);
+            g.facts.clear();
+        }
+    }
+}
+
+fn fact(at: Millis, campaign: &str, customer: &str, kind: FactKind, detail: FactDetail) -> Fact {
+    Fact {
+        cursor: 0,
+        at,
+        campaign: campaign.to_owned(),
+        customer: customer.to_owned(),
+        kind,
+        detail,
+    }
+}
+
+fn apply(index: &mut Index, effect: Effect) {
+    match effect {
+        Effect::Suppressed { key, why } => {
+            index.suppressed.insert(key, why);
+        }
+        Effect::Unsuppressed { key } => {
+            index.suppressed.remove(&key);
+        }
+        Effect::Engaged { msg, flags } => {
+            if let Some(slot) = index
+                .by_seq(msg.campaign)
+                .and_then(|c| c.slots.get_mut(msg.participant as usize))
+            {
+                slot.engaged = flags;
+            }
+        }
+        Effect::Campaign(record) => {
+            if let Some(c) = index.campaigns.get_mut(&record.id) {
+                c.record = *record;
+            }
+        }
+        Effect::Participant {
+            campaign,
+            customer,
+            address,
+            at,
+        } => {
+            if let Some(c) = index.by_seq(campaign) {
+                c.push(customer, address, at);
+            }
+        }
+        Effect::Status { msg, record } => {
+            if let Some(c) = index.by_seq(msg.campaign) {
+                c.set(
+                    msg.participant,
+                    record.status,
+                    record.attempts,
+                    record.due,
+                    record.at,
+                );
+            }
+        }
+    }
+}
