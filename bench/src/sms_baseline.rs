@@ -254,7 +254,7 @@ fn submit_sm(i: usize) -> anyhow::Result<SubmitSm> {
         .build())
 }
 
-/// The same loop over sluice's own SMPP session (`gateway::channel::sms::
+/// The same loop over sluice's own SMPP session (`smpp::
 /// session`): a task per submit within the window, as the gateway sends,
 /// and every receipt answered. Against this, a run of sluice shows what the
 /// rest of the pipeline (claims, load control, templates, durable facts)
@@ -264,7 +264,7 @@ pub async fn bare_session_rate(
     messages: usize,
     window: usize,
 ) -> anyhow::Result<BareRun> {
-    use gateway::channel::sms::session::{Session, Timing};
+    use smpp::session::{Session, Timing};
 
     ensure!(window > 0, "window must be at least 1");
     let stream = connect(addr).await?;

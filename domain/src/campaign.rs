@@ -17,6 +17,15 @@ impl ChannelKind {
             Self::Email => "email",
         }
     }
+
+    /// Whether the channel learns that a message reached its recipient (an
+    /// SMS delivery receipt); e-mail learns only of failures (bounces).
+    pub fn reports_delivery(self) -> bool {
+        match self {
+            Self::Sms => true,
+            Self::Email => false,
+        }
+    }
 }
 
 /// Where a campaign stands in its lifecycle.

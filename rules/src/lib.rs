@@ -155,6 +155,24 @@ pub fn part_receipt(parts: u8, waiting: Option<u8>, delivered: bool) -> PartRece
     }
 }
 
+/// The message statuses the audience for `outcome` selects. A channel that
+/// does not report delivery (e-mail: no receipt) counts a message the
+/// upstream accepted as delivered: the best knowledge until a bounce says
+/// otherwise. Engagement outcomes (clicked, ...) select by flag, not here.
+pub fn audience_statuses(outcome: &str, reports_delivery: bool) -> &'static [Status] {
+    match (outcome, reports_delivery) {
+        ("delivered", false) => &[Status::Submitted, Status::Delivered],
+        ("delivered", true) => &[Status::Delivered],
+        ("pending", _) => &[Status::Pending],
+        ("submitted", _) => &[Status::Submitted],
+        ("failed", _) => &[Status::Failed],
+        ("bounced_hard", _) => &[Status::BouncedHard],
+        ("bounced_soft", _) => &[Status::BouncedSoft],
+        ("suppressed", _) => &[Status::Suppressed],
+        _ => &[],
+    }
+}
+
 /// What a recipient's action does to their address.
 pub fn engaged(kind: Engagement) -> Option<SuppressReason> {
     match kind {

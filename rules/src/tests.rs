@@ -188,6 +188,26 @@ fn parts_settle_when_all_are_delivered_or_one_failed() {
 }
 
 #[test]
+fn delivered_means_accepted_where_the_channel_reports_no_delivery() {
+    assert_eq!(
+        audience_statuses("delivered", false),
+        [Status::Submitted, Status::Delivered]
+    );
+    assert_eq!(audience_statuses("delivered", true), [Status::Delivered]);
+    for status in Status::ALL {
+        for reports in [false, true] {
+            let selected = audience_statuses(status.as_str(), reports);
+            let expected: &[Status] = match (status, reports) {
+                (Status::Delivered, false) => &[Status::Submitted, Status::Delivered],
+                _ => &[status],
+            };
+            assert_eq!(selected, expected, "{status:?}");
+        }
+    }
+    assert!(audience_statuses("clicked", false).is_empty());
+}
+
+#[test]
 fn unsubscribes_and_opt_outs_suppress_clicks_and_opens_do_not() {
     assert_eq!(
         engaged(Engagement::Unsubscribed),

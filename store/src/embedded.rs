@@ -13,9 +13,7 @@ use std::{
     thread,
 };
 
-use domain::{
-    CampaignRecord, ChannelKind, Fact, MessageState, Participant, Status, SuppressReason,
-};
+use domain::{CampaignRecord, ChannelKind, Fact, MessageState, Participant, SuppressReason};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use tokio::sync::{mpsc, oneshot};
 
@@ -198,23 +196,6 @@ fn io(e: fjall::Error) -> StoreError {
 
 fn suppression_key(channel: ChannelKind, address: &str) -> String {
     format!("{}\0{}", channel.as_str(), address.to_lowercase())
-}
-
-/// Which statuses an audience outcome selects, per channel.
-fn audience_statuses(channel: ChannelKind, outcome: &str) -> &'static [Status] {
-    match (outcome, channel) {
-        // E-mail has no delivery receipt: a relay's acceptance is the best
-        // knowledge until a bounce says otherwise.
-        ("delivered", ChannelKind::Email) => &[Status::Submitted, Status::Delivered],
-        ("delivered", ChannelKind::Sms) => &[Status::Delivered],
-        ("pending", _) => &[Status::Pending],
-        ("submitted", _) => &[Status::Submitted],
-        ("failed", _) => &[Status::Failed],
-        ("bounced_hard", _) => &[Status::BouncedHard],
-        ("bounced_soft", _) => &[Status::BouncedSoft],
-        ("suppressed", _) => &[Status::Suppressed],
-        _ => &[],
-    }
 }
 
 mod commit;

@@ -3,11 +3,7 @@
 //! bind of an SMSC, and hand back the SMSC's ids so receipts can be matched.
 
 pub mod bind;
-pub mod inbound;
 pub mod intake;
-pub mod session;
-pub mod status;
-pub mod text;
 
 use std::{
     collections::HashMap,
@@ -28,12 +24,11 @@ use rusmpp::{
 use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-pub use self::inbound::Inbound;
+use smpp::{session::Frame, status::Refusal, text};
+
 use self::{
     bind::{Bind, SubmitError, UNBOUND_RETRY},
     intake::Intake,
-    session::Frame,
-    status::Refusal,
 };
 use super::{Channel, Deps, Parsed};
 use crate::{

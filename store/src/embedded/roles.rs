@@ -8,7 +8,7 @@ use domain::{
     Fact, MessageNo, Millis, Participant, ReceiptIn, ReceiptMatch, SuppressReason, Update,
 };
 
-use super::{Embedded, FACT_RUN, Op, audience_statuses, io, suppression_key};
+use super::{Embedded, FACT_RUN, Op, io, suppression_key};
 use crate::{
     Catalog, Claim, Counts, Intake, Ledger, LimitState, MessageInfo, Queue, Result, Store,
     StoreError, Suppressions, codec,
@@ -221,7 +221,7 @@ impl Ledger for Embedded {
             .campaigns
             .get(id)
             .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
-        let wanted = audience_statuses(c.record.decl.channel, outcome);
+        let wanted = rules::audience_statuses(outcome, c.record.decl.channel.reports_delivery());
         let engaged = Engagement::ALL
             .into_iter()
             .find(|e| e.as_str() == outcome)

@@ -32,11 +32,12 @@ use tokio::{
 use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    Inbound,
+use smpp::{
+    inbound::Inbound,
     session::{Frame, Session, Timing},
     status::{self, Refusal},
 };
+
 use crate::{
     config::{BindMode, Smsc},
     metrics::{BindLabels, Metrics, ReceiptLabels},
@@ -455,7 +456,7 @@ impl Bind {
                         metrics: self.metrics.clone(),
                         sequence_number,
                         session: session.clone(),
-                        inbound: super::inbound::parse(sm),
+                        inbound: smpp::inbound::parse(sm),
                     };
                     if inbound.send(delivered).await.is_err() {
                         return false;
@@ -487,12 +488,10 @@ impl Bind {
 
 #[cfg(test)]
 mod tests {
+    use smpp::testing::{pdu, read_pdu};
     use tokio::{io::AsyncWriteExt, net::TcpListener};
 
-    use super::{
-        super::session::tests::{pdu, read_pdu},
-        *,
-    };
+    use super::*;
 
     #[tokio::test]
     async fn an_unknown_command_from_the_smsc_is_answered_generic_nack() {

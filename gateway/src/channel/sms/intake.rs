@@ -13,10 +13,9 @@ use rusmpp::CommandStatus;
 use serde_json::json;
 use tokio::{sync::mpsc, time::Instant};
 
-use super::{
-    bind::Delivered,
-    inbound::{Inbound, Receipt, State},
-};
+use smpp::inbound::{Inbound, Receipt, State};
+
+use super::bind::Delivered;
 use domain::{
     ChannelKind, Engaged, Engagement, FactDetail, ReceiptIn, ReceiptMatch, SuppressReason, now_ms,
 };

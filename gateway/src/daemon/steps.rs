@@ -1,0 +1,305 @@
+//! The steps of the daemon's start, each named for what it sets up.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use admin_api::{ApiConfig, Tokens};
+use store::{Store, embedded::Embedded};
+use tokio::{net::TcpListener, sync::Notify};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use super::RunError;
+use crate::{
+    backend::GatewayBackend,
+    channel::{Deps, Registry},
+    config::Config,
+    dispatch::Dispatcher,
+    metrics::Metrics,
+    policy::Policy,
+    returns::{Returns, listener, maildir::Maildir},
+    tracking::{self, Links},
+    verp::ReturnPaths,
+    webhook::{self, WebhookSender},
+};
+
+/// Meta key of the generated Return-Path secret when none is configured.
+const RETURN_PATH_SECRET: &str = "secret:return-path";
+/// Meta key of the generated tracking key when none is configured.
+const TRACKING_SECRET: &str = "secret:tracking";
+
+/// What every part of the daemon shares: the store, the secrets' products,
+/// the metrics, the channels, load control and the returns intake.
+pub(super) struct Core {
+    store: Arc<dyn Store>,
+    keys: Arc<clicktrack::Keyring>,
+    links: Arc<Links>,
+    metrics: Arc<Metrics>,
+    channels: Registry,
+    policy: Arc<Policy>,
+    returns: Arc<Returns>,
+    /// Woken when a campaign starts or gets participants.
+    wake: Arc<Notify>,
+}
+
+impl Core {
+    /// Opens the store and starts the channels and load control on it.
+    pub(super) async fn open(config: &Config) -> Result<Self, RunError> {
+        let path = config.store.path.clone();
+        let store: Arc<dyn Store> = Arc::new(
+            tokio::task::spawn_blocking(move || Embedded::open(&path))
+                .await
+                .map_err(|e| RunError::Setup(e.to_string()))??,
+        );
+        let secret = return_path_secret(config, store.as_ref()).await?;
+        let return_paths = ReturnPaths::new(&secret, &config.email.bounce_domain);
+        let keys = Arc::new(tracking_keys(config, store.as_ref()).await?);
+        let links =
+            Arc::new(Links::new(keys.clone(), &config.tracking.base_url).map_err(RunError::Setup)?);
+        let metrics = Arc::new(Metrics::default());
+        let channels = Registry::start(&Deps {
+            config,
+            store: store.clone(),
+            metrics: metrics.clone(),
+            links: links.clone(),
+            return_paths: return_paths.clone(),
+        })
+        .map_err(RunError::Setup)?;
+        let policy = Arc::new(
+            Policy::load(store.clone(), channels.kinds(), domain::now_ms())
+                .await
+                .map_err(|e| RunError::Setup(format!("load control: {e}")))?,
+        );
+        let returns = Arc::new(Returns::new(
+            store.clone(),
+            return_paths,
+            config.email.retry(),
+            metrics.clone(),
+        ));
+        Ok(Self {
+            store,
+            keys,
+            links,
+            metrics,
+            channels,
+            policy,
+            returns,
+            wake: Arc::new(Notify::new()),
+        })
+    }
+}
+
+/// The CRM API over the core, with its tokens.
+pub(super) fn api_router(config: &Config, core: &Core) -> Result<axum::Router, RunError> {
+    let tokens = Tokens::parse(&config.api.tokens).map_err(RunError::Setup)?;
+    if tokens.is_open() {
+        tracing::warn!(
+            "no API tokens set (SLUICE_API_TOKENS): the API is open to anyone on loopback"
+        );
+    }
+    let backend = Arc::new(GatewayBackend {
+        store: core.store.clone(),
+        returns: core.returns.clone(),
+        policy: core.policy.clone(),
+        channels: core.channels.clone(),
+        sms_max_parts: config.sms.max_parts,
+        links: core.links.clone(),
+        metrics: core.metrics.clone(),
+        wake: core.wake.clone(),
+    });
+    Ok(admin_api::router(
+        backend,
+        ApiConfig {
+            tokens,
+            max_body_bytes: config.api.max_body_bytes,
+        },
+    ))
+}
+
+/// The three listeners, bound, and their addresses.
+pub(super) struct Listeners {
+    pub(super) api: TcpListener,
+    pub(super) tracking: TcpListener,
+    pub(super) bounce: TcpListener,
+    pub(super) addrs: Addrs,
+}
+
+pub(super) struct Addrs {
+    pub(super) api: SocketAddr,
+    pub(super) tracking: SocketAddr,
+    pub(super) bounce: SocketAddr,
+}
+
+impl Listeners {
+    pub(super) async fn bind(config: &Config) -> Result<Self, RunError> {
+        let api = bind("api", &config.listen.api).await?;
+        let tracking = bind("tracking", &config.listen.tracking).await?;
+        let bounce = bind("bounce", &config.listen.bounce).await?;
+        let addr = |l: &TcpListener| l.local_addr().map_err(|e| RunError::Setup(e.to_string()));
+        let addrs = Addrs {
+            api: addr(&api)?,
+            tracking: addr(&tracking)?,
+            bounce: addr(&bounce)?,
+        };
+        Ok(Self {
+            api,
+            tracking,
+            bounce,
+            addrs,
+        })
+    }
+}
+
+async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, RunError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::Bind {
+            what,
+            addr: addr.to_owned(),
+            source,
+        })
+}
+
+/// One sender per configured webhook, each with its secret.
+pub(super) fn webhook_senders(
+    config: &Config,
+    core: &Core,
+) -> Result<Vec<WebhookSender>, RunError> {
+    config
+        .webhooks
+        .iter()
+        .enumerate()
+        .map(|(index, hook)| {
+            let secret = std::env::var(&hook.secret_env).map_err(|_| {
+                RunError::Setup(format!("webhooks[{index}]: {} is not set", hook.secret_env))
+            })?;
+            let client = webhook::client(hook)
+                .map_err(|e| RunError::Setup(format!("webhooks[{index}]: {e}")))?;
+            Ok(WebhookSender {
+                index,
+                config: hook.clone(),
+                client,
+                secret: secret.into_bytes(),
+                store: core.store.clone(),
+                metrics: core.metrics.clone(),
+            })
+        })
+        .collect()
+}
+
+pub(super) fn spawn_dispatcher(
+    config: &Config,
+    core: &Core,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    let dispatcher = Arc::new(Dispatcher {
+        policy: core.policy.clone(),
+        store: core.store.clone(),
+        channels: core.channels.clone(),
+        config: config.dispatch.clone(),
+        metrics: core.metrics.clone(),
+        wake: core.wake.clone(),
+    });
+    tasks.spawn(dispatcher.run(shutdown.clone()));
+}
+
+/// Returned mail: the SMTP listener and, if configured, the maildir watcher.
+pub(super) fn spawn_returns(
+    config: &Config,
+    core: &Core,
+    bounce: TcpListener,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    if let Some(maildir) = &config.email.bounce_maildir {
+        let watcher = Maildir::new(maildir, core.returns.clone());
+        tasks.spawn(watcher.watch(shutdown.clone()));
+    }
+    tasks.spawn(listener::serve(
+        bounce,
+        core.returns.clone(),
+        shutdown.clone(),
+    ));
+}
+
+/// The tracking listener on a thread of its own, and its event writer.
+pub(super) fn spawn_tracking(
+    config: &Config,
+    core: &Core,
+    listener: TcpListener,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Result<(), RunError> {
+    let (sink, events) = tracking::Sink::new(core.store.clone(), core.links.clone());
+    tasks.spawn(tracking::write_events(events, core.store.clone()));
+    let handlers = clicktrack::Tracking::new(Arc::new(sink), core.keys.clone());
+    let served = clicktrack::serve_on_thread(
+        listener,
+        handlers,
+        config.tracking.max_connections,
+        shutdown.clone().cancelled_owned(),
+    )
+    .map_err(|e| RunError::Setup(e.to_string()))?;
+    tasks.spawn(async move {
+        if let Err(e) = served.await {
+            tracing::error!(error = %e, "tracking listener failed");
+        }
+    });
+    Ok(())
+}
+
+pub(super) fn spawn_api(
+    router: axum::Router,
+    listener: TcpListener,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "API listener failed");
+        }
+    });
+}
+
+/// The configured tracking keys, or a key generated once and kept in the
+/// store so links already sent keep working across restarts.
+async fn tracking_keys(
+    config: &Config,
+    store: &dyn Store,
+) -> Result<clicktrack::Keyring, RunError> {
+    let setup =
+        |e: clicktrack::Error| RunError::Setup(format!("{}: {e}", config.tracking.keys_env));
+    if let Ok(spec) = std::env::var(&config.tracking.keys_env)
+        && !spec.is_empty()
+    {
+        return clicktrack::Keyring::from_spec(&spec).map_err(setup);
+    }
+    let secret = match store.meta(TRACKING_SECRET).await? {
+        Some(secret) => secret,
+        None => {
+            let secret: [u8; 32] = rand::random();
+            store.put_meta(TRACKING_SECRET, secret.to_vec()).await?;
+            secret.to_vec()
+        }
+    };
+    clicktrack::Keyring::from_secret(1, &secret).map_err(setup)
+}
+
+/// The configured secret, or one generated once and kept in the store so
+/// Return-Path tokens stay valid across restarts.
+async fn return_path_secret(config: &Config, store: &dyn Store) -> Result<Vec<u8>, RunError> {
+    if let Ok(secret) = std::env::var(&config.email.token_secret_env)
+        && !secret.is_empty()
+    {
+        return Ok(secret.into_bytes());
+    }
+    if let Some(secret) = store.meta(RETURN_PATH_SECRET).await? {
+        return Ok(secret);
+    }
+    let secret: [u8; 32] = rand::random();
+    store.put_meta(RETURN_PATH_SECRET, secret.to_vec()).await?;
+    Ok(secret.to_vec())
+}
