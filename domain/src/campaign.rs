@@ -18,6 +18,13 @@ impl ChannelKind {
         }
     }
 
+    /// The kind a name (`email`, `sms`) gives.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Email, Self::Sms]
+            .into_iter()
+            .find(|k| k.as_str() == name)
+    }
+
     /// Whether the channel learns that a message reached its recipient (an
     /// SMS delivery receipt); e-mail learns only of failures (bounces).
     pub fn reports_delivery(self) -> bool {

@@ -12,33 +12,24 @@ use admin_api::{
 };
 use async_trait::async_trait;
 use domain::{
-    CampaignDecl, CampaignRecord, CampaignState, ChannelKind, Participant, SmsContent,
-    SuppressReason, Window, now_ms,
+    CampaignDecl, CampaignRecord, CampaignState, ChannelKind, Participant, SuppressReason, Window,
+    now_ms,
 };
+use store::{Store, StoreError};
 use tokio::sync::Notify;
 
 use crate::{
-    channel::{
-        Registry,
-        mail::{MailTemplate, is_email},
-        sms::SmsTemplate,
-    },
+    channel::{Channel, Registry},
     metrics::Metrics,
     policy::{Policy, PolicyError, plan_key, window_spec},
     returns::{IntakeError, Returns},
-    tracking::{Links, sms_table},
 };
-use store::{Store, StoreError};
 
 pub struct GatewayBackend {
     pub store: Arc<dyn Store>,
     pub returns: Arc<Returns>,
     pub policy: Arc<Policy>,
     pub channels: Registry,
-    /// Most parts one SMS may take (`sms.max_parts`).
-    pub sms_max_parts: usize,
-    /// Tracked links, whose length an SMS text's check must count.
-    pub links: Arc<Links>,
     pub metrics: Arc<Metrics>,
     pub wake: Arc<Notify>,
 }
@@ -77,24 +68,18 @@ impl GatewayBackend {
         self.view(record).await
     }
 
-    /// Why `record` cannot start, if it cannot.
-    fn start_blocker(&self, record: &CampaignRecord) -> Option<String> {
-        match self.channels.get(record.decl.channel) {
-            Some(channel) => channel.start_blocker(record),
-            None => Some(format!("no {} channel runs", record.decl.channel.as_str())),
-        }
+    /// The channel of `kind`; every kind has one, so none is a server fault.
+    fn channel(&self, kind: ChannelKind) -> BackendResult<&Arc<dyn Channel>> {
+        self.channels
+            .get(kind)
+            .ok_or_else(|| BackendError::Internal(format!("no {} channel runs", kind.as_str())))
     }
 }
 
-/// Every problem of a declaration, each naming its field.
-/// `seq` is the campaign's number (the next one for a new campaign), which
-/// only an SMS text's length depends on.
-fn declaration_problems(
-    decl: &CampaignDecl,
-    seq: u32,
-    sms_max_parts: usize,
-    links: &Links,
-) -> Vec<String> {
+/// Every problem of a declaration, each naming its field; the content's
+/// are its channel's (`seq` is the campaign's number, the next one for a new
+/// campaign).
+fn declaration_problems(decl: &CampaignDecl, seq: u32, channel: &dyn Channel) -> Vec<String> {
     let mut problems = Vec::new();
     if decl.name.trim().is_empty() {
         problems.push("name: must not be empty".into());
@@ -124,24 +109,9 @@ fn declaration_problems(
         }
         problems.extend(window_problems(w));
     }
-    if let Some(content) = &decl.content {
-        match (decl.channel, &content.email, &content.sms) {
-            (ChannelKind::Email, None, _) => {
-                problems.push("content.email: required for an email campaign".into())
-            }
-            (ChannelKind::Sms, _, None) => {
-                problems.push("content.sms: required for an sms campaign".into())
-            }
-            _ => {}
-        }
-        if let (ChannelKind::Email, Some(email)) = (decl.channel, &content.email)
-            && let Err(p) = MailTemplate::new(email)
-        {
-            problems.extend(p);
-        }
-        if let (ChannelKind::Sms, Some(sms)) = (decl.channel, &content.sms) {
-            problems.extend(sms_content_problem(sms, seq, sms_max_parts, links));
-        }
+    // Content may come later, in another declaration (start checks it).
+    if decl.content.is_some() {
+        problems.extend(channel.content_problems(decl, seq));
     }
     if let Some(f) = &decl.fallback {
         if !valid_id(&f.campaign) {
@@ -161,11 +131,8 @@ fn declaration_problems(
 }
 
 fn channel_kind(channel: &str) -> BackendResult<ChannelKind> {
-    match channel {
-        "email" => Ok(ChannelKind::Email),
-        "sms" => Ok(ChannelKind::Sms),
-        other => Err(BackendError::NotFound(format!("no channel `{other}`"))),
-    }
+    ChannelKind::parse(channel)
+        .ok_or_else(|| BackendError::NotFound(format!("no channel `{channel}`")))
 }
 
 /// The window template's problems, found by the code that compiles it.
@@ -175,34 +142,6 @@ fn window_problems(w: &Window) -> Vec<String> {
         .into_iter()
         .map(|p| format!("{}: {}", p.field, p.message))
         .collect()
-}
-
-/// An SMS declaration's sender and text: the text with every field left
-/// empty must already fit in `max_parts` (personalised texts are checked
-/// again at upload).
-/// Why an SMS content of campaign number `seq` cannot be sent to anyone: a
-/// bad sender, a text that does not parse or needs too many parts even
-/// without its fields (with tracked links at their longest).
-fn sms_content_problem(
-    content: &SmsContent,
-    seq: u32,
-    max_parts: usize,
-    links: &Links,
-) -> Option<String> {
-    match SmsTemplate::new(content, max_parts) {
-        Ok(template) => {
-            let table = sms_table(content).unwrap_or_default();
-            template.problem(|p, text| links.longest_sms(&table, p, text, seq))
-        }
-        Err(e) => Some(e),
-    }
-}
-
-/// E.164: `+` then 8 to 15 digits, no leading zero.
-fn is_msisdn(address: &str) -> bool {
-    address.strip_prefix('+').is_some_and(|d| {
-        (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
-    })
 }
 
 #[async_trait]
@@ -227,7 +166,7 @@ impl Backend for GatewayBackend {
                 .unwrap_or(0),
             (None, None) => 0,
         };
-        let problems = declaration_problems(&decl, seq, self.sms_max_parts, &self.links);
+        let problems = declaration_problems(&decl, seq, self.channel(decl.channel)?.as_ref());
         if !problems.is_empty() {
             return Err(BackendError::Invalid(problems));
         }
@@ -263,26 +202,10 @@ impl Backend for GatewayBackend {
                 "campaign `{id}` is cancelled"
             )));
         }
-        let content = record.decl.content.as_ref();
-        let template = match content.and_then(|c| c.email.as_ref()) {
-            Some(content) => {
-                Some(MailTemplate::new(content).map_err(|p| BackendError::Internal(p.join("; ")))?)
-            }
-            None => None,
-        };
-        let sms_content = content.and_then(|c| c.sms.as_ref());
-        let sms_template = match sms_content {
-            Some(c) => {
-                Some(SmsTemplate::new(c, self.sms_max_parts).map_err(BackendError::Internal)?)
-            }
-            None => None,
-        };
-        // The links are the same for every participant: found once.
-        let sms_links = sms_content
-            .map(|c| sms_table(c).unwrap_or_default())
-            .unwrap_or_default();
-        let longest_sms =
-            |p: &Participant, text: &str| self.links.longest_sms(&sms_links, p, text, record.seq);
+        let check = self
+            .channel(record.decl.channel)?
+            .participant_check(&record)
+            .map_err(BackendError::Internal)?;
         let mut result = UploadResult::default();
         let mut lines = Vec::with_capacity(batch.len());
         let mut accepted = Vec::with_capacity(batch.len());
@@ -294,17 +217,7 @@ impl Backend for GatewayBackend {
                     p.customer
                 ))
             } else {
-                match (record.decl.channel, &template) {
-                    (ChannelKind::Email, Some(t)) => t.check(&p).err(),
-                    (ChannelKind::Email, None) => (!is_email(&p.address))
-                        .then(|| format!("address `{}` is not an e-mail address", p.address)),
-                    (ChannelKind::Sms, _) if !is_msisdn(&p.address) => {
-                        Some(format!("address `{}` is not an E.164 number", p.address))
-                    }
-                    (ChannelKind::Sms, _) => sms_template
-                        .as_ref()
-                        .and_then(|t| t.check(&p, longest_sms).err()),
-                }
+                check(&p)
             };
             match problem {
                 Some(error) => result.rejected.push(Rejected { line, error }),
@@ -347,7 +260,7 @@ impl Backend for GatewayBackend {
         };
         match (action, record.state) {
             (Control::Start, Declared) => {
-                if let Some(why) = self.start_blocker(&record) {
+                if let Some(why) = self.channel(record.decl.channel)?.start_blocker(&record) {
                     return Err(BackendError::Conflict(format!(
                         "cannot start `{id}`: {why}"
                     )));
@@ -519,10 +432,20 @@ impl Backend for GatewayBackend {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use store::embedded::Embedded;
+
     use super::*;
+    use crate::{
+        channel::{Deps, email::EmailChannel},
+        config::Config,
+        tracking::Links,
+        verp::ReturnPaths,
+    };
 
     #[test]
-    fn hour_ranges_and_numbers() {
+    fn hour_ranges() {
         let valid_hour_range = |range: &str| {
             let w = Window {
                 start: None,
@@ -538,13 +461,21 @@ mod tests {
         assert!(!valid_hour_range("12:00-09:00"));
         assert!(!valid_hour_range("25:00-26:00"));
         assert!(!valid_hour_range("9-12"));
-        assert!(is_msisdn("+4915112345678"));
-        assert!(!is_msisdn("015112345678"));
-        assert!(!is_msisdn("+49 151"));
     }
 
-    #[test]
-    fn declarations_list_every_problem() {
+    #[tokio::test]
+    async fn declarations_list_every_problem_the_channels_among_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = clicktrack::Keyring::from_spec("1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+            .expect("key");
+        let email = EmailChannel::start(&Deps {
+            config: &Config::default(),
+            store: Arc::new(Embedded::open(dir.path()).expect("store")),
+            metrics: Arc::default(),
+            links: Arc::new(Links::new(Arc::new(keys), "https://t.example").expect("links")),
+            return_paths: ReturnPaths::new(b"secret", "bounces.example.com"),
+        })
+        .expect("e-mail channel");
         let decl: CampaignDecl = serde_json::from_value(serde_json::json!({
             "channel": "email", "name": "", "priority": 12,
             "window": { "start": "yesterday", "tz": "Mars/Olympus", "weekdays": ["funday"], "hours": ["18:00-09:00"] },
@@ -552,52 +483,11 @@ mod tests {
             "fallback": { "campaign": "bad id", "after": "six hours" }
         }))
         .expect("shape");
-        let problems = declaration_problems(&decl, 0, 6, &links());
+        let problems = declaration_problems(&decl, 0, &email);
         assert_eq!(problems.len(), 9, "{problems:#?}");
-    }
-
-    fn links() -> Links {
-        let keys = clicktrack::Keyring::from_spec("1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
-            .expect("key");
-        Links::new(Arc::new(keys), "https://t.example").expect("links")
-    }
-
-    fn sms(text: &str, track_links: bool) -> SmsContent {
-        SmsContent {
-            from: "Sluice".into(),
-            text: text.into(),
-            track_links,
-        }
-    }
-
-    #[test]
-    fn an_sms_text_too_long_even_without_fields_is_refused_with_its_part_count() {
-        let long = "x".repeat(153 * 3 + 1);
-        let problem =
-            sms_content_problem(&sms(&format!("{long}{{{{name}}}}"), false), 0, 3, &links())
-                .expect("too long");
-        assert!(problem.contains("needs 4 parts"), "{problem}");
-        assert_eq!(
-            sms_content_problem(&sms("Hi {{name}}", false), 0, 3, &links()),
-            None
+        assert!(
+            problems.contains(&"content.email: required for an email campaign".to_owned()),
+            "{problems:#?}"
         );
-        let bad_sender = SmsContent {
-            from: "not a sender!".into(),
-            ..sms("Hi", false)
-        };
-        assert!(sms_content_problem(&bad_sender, 0, 3, &links()).is_some());
-    }
-
-    #[test]
-    fn a_tracked_sms_is_checked_with_its_links_at_their_longest() {
-        // 160 characters fit one part; a short link grows to the tracking URL.
-        let text = format!("{} https://a.b/c", "x".repeat(160 - 14));
-        assert_eq!(text.len(), 160);
-        assert_eq!(
-            sms_content_problem(&sms(&text, false), 0, 1, &links()),
-            None
-        );
-        let problem = sms_content_problem(&sms(&text, true), 0, 1, &links()).expect("too long");
-        assert!(problem.contains("needs 2 parts"), "{problem}");
     }
 }

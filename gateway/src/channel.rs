@@ -19,9 +19,12 @@ use async_trait::async_trait;
 
 pub use registry::{Deps, Registry};
 
-use domain::{CampaignRecord, ChannelKind, Delivery};
+use domain::{CampaignDecl, CampaignRecord, ChannelKind, Delivery, Participant};
 use rules::RetryPolicy;
 use store::Claim;
+
+/// Why one participant cannot be sent to, if it cannot.
+pub type ParticipantCheck = Box<dyn Fn(&Participant) -> Option<String> + Send + Sync>;
 
 /// One channel as the dispatcher and the API see it.
 #[async_trait]
@@ -43,6 +46,15 @@ pub trait Channel: Send + Sync + 'static {
 
     /// Why `campaign` cannot start on this channel, if it cannot.
     fn start_blocker(&self, campaign: &CampaignRecord) -> Option<String>;
+
+    /// Every problem of the content `decl` gives this channel, each naming
+    /// its field; `seq` is the campaign's number (an SMS text's tracked
+    /// links, and so its length, depend on it).
+    fn content_problems(&self, decl: &CampaignDecl, seq: u32) -> Vec<String>;
+
+    /// The check of each participant of `campaign` at upload: why it cannot
+    /// be sent to (its address, the template's fields), if it cannot.
+    fn participant_check(&self, campaign: &CampaignRecord) -> Result<ParticipantCheck, String>;
 
     /// Personalises and sends one claimed message.
     async fn send(&self, campaign: &CampaignRecord, claim: &Claim) -> Delivery;

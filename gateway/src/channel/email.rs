@@ -7,15 +7,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{
-    Channel, Deps, Parsed,
-    mail::{Dkim, Envelope, MailTemplate},
+    Channel, Deps, Parsed, ParticipantCheck,
+    mail::{Dkim, Envelope, MailTemplate, is_email},
     smtp::RelayPool,
 };
 use rules::RetryPolicy;
 use store::Claim;
 
 use crate::{tracking::Links, verp::ReturnPaths};
-use domain::{CampaignRecord, ChannelKind, Delivery, now_ms};
+use domain::{CampaignDecl, CampaignRecord, ChannelKind, Delivery, now_ms};
 
 pub struct EmailChannel {
     relays: RelayPool,
@@ -137,6 +137,26 @@ impl Channel for EmailChannel {
         } else {
             None
         }
+    }
+
+    fn content_problems(&self, decl: &CampaignDecl, _seq: u32) -> Vec<String> {
+        match decl.email() {
+            Some(content) => MailTemplate::new(content).err().unwrap_or_default(),
+            None => vec!["content.email: required for an email campaign".into()],
+        }
+    }
+
+    fn participant_check(&self, campaign: &CampaignRecord) -> Result<ParticipantCheck, String> {
+        Ok(match campaign.decl.email() {
+            Some(content) => {
+                let template = MailTemplate::new(content).map_err(|p| p.join("; "))?;
+                Box::new(move |p| template.check(p).err())
+            }
+            None => Box::new(|p| {
+                (!is_email(&p.address))
+                    .then(|| format!("address `{}` is not an e-mail address", p.address))
+            }),
+        })
     }
 
     async fn send(&self, campaign: &CampaignRecord, claim: &Claim) -> Delivery {

@@ -3,6 +3,7 @@
 //! bind of an SMSC, and hand back the SMSC's ids so receipts can be matched.
 
 pub mod bind;
+mod checks;
 pub mod intake;
 
 use std::{
@@ -30,13 +31,15 @@ use self::{
     bind::{Bind, SubmitError, UNBOUND_RETRY},
     intake::Intake,
 };
-use super::{Channel, Deps, Parsed};
+use super::{Channel, Deps, Parsed, ParticipantCheck};
 use crate::{
     config::Smsc as SmscConfig,
     template::{Escape, Template, missing_fields},
     tracking::Links,
 };
-use domain::{CampaignRecord, ChannelKind, Delivery, Participant, SmsContent, Upstream};
+use domain::{
+    CampaignDecl, CampaignRecord, ChannelKind, Delivery, Participant, SmsContent, Upstream,
+};
 use rules::RetryPolicy;
 use store::Claim;
 
@@ -265,6 +268,19 @@ impl Channel for SmsChannel {
         } else {
             None
         }
+    }
+
+    fn content_problems(&self, decl: &CampaignDecl, seq: u32) -> Vec<String> {
+        match decl.sms() {
+            Some(content) => checks::content_problem(content, seq, self.max_parts, &self.links)
+                .into_iter()
+                .collect(),
+            None => vec!["content.sms: required for an sms campaign".into()],
+        }
+    }
+
+    fn participant_check(&self, campaign: &CampaignRecord) -> Result<ParticipantCheck, String> {
+        checks::participant_check(campaign, self.max_parts, self.links.clone())
     }
 
     async fn send(&self, campaign: &CampaignRecord, claim: &Claim) -> Delivery {

@@ -100,8 +100,6 @@ pub(super) fn api_router(config: &Config, core: &Core) -> Result<axum::Router, R
         returns: core.returns.clone(),
         policy: core.policy.clone(),
         channels: core.channels.clone(),
-        sms_max_parts: config.sms.max_parts,
-        links: core.links.clone(),
         metrics: core.metrics.clone(),
         wake: core.wake.clone(),
     });

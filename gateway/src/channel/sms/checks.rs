@@ -1,0 +1,118 @@
+//! What the API checks of an SMS campaign before it is sent: the declared
+//! sender and text, and each participant's number and fields, with tracked
+//! links counted at their longest.
+
+use std::sync::Arc;
+
+use domain::{CampaignRecord, SmsContent};
+
+use super::SmsTemplate;
+use crate::{
+    channel::ParticipantCheck,
+    tracking::{Links, sms_table},
+};
+
+/// Why an SMS content of campaign number `seq` cannot be sent to anyone: a
+/// bad sender, a text that does not parse or needs more than `max_parts`
+/// parts even without its fields (with tracked links at their longest).
+pub fn content_problem(
+    content: &SmsContent,
+    seq: u32,
+    max_parts: usize,
+    links: &Links,
+) -> Option<String> {
+    match SmsTemplate::new(content, max_parts) {
+        Ok(template) => {
+            let table = sms_table(content).unwrap_or_default();
+            template.problem(|p, text| links.longest_sms(&table, p, text, seq))
+        }
+        Err(e) => Some(e),
+    }
+}
+
+/// Each participant of `campaign`: an E.164 number, and a personalised text
+/// that fits once its links are tracked.
+pub fn participant_check(
+    campaign: &CampaignRecord,
+    max_parts: usize,
+    links: Arc<Links>,
+) -> Result<ParticipantCheck, String> {
+    let content = campaign.decl.sms();
+    let template = content
+        .map(|c| SmsTemplate::new(c, max_parts))
+        .transpose()?;
+    // The links are the same for every participant: found once.
+    let table = content
+        .map(|c| sms_table(c).unwrap_or_default())
+        .unwrap_or_default();
+    let seq = campaign.seq;
+    Ok(Box::new(move |p| {
+        if !is_msisdn(&p.address) {
+            return Some(format!("address `{}` is not an E.164 number", p.address));
+        }
+        let longest = |p: &_, text: &str| links.longest_sms(&table, p, text, seq);
+        template.as_ref().and_then(|t| t.check(p, longest).err())
+    }))
+}
+
+/// E.164: `+` then 8 to 15 digits, no leading zero.
+pub fn is_msisdn(address: &str) -> bool {
+    address.strip_prefix('+').is_some_and(|d| {
+        (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clicktrack::Keyring;
+
+    use super::*;
+
+    fn links() -> Links {
+        let keys =
+            Keyring::from_spec("1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").expect("key");
+        Links::new(Arc::new(keys), "https://t.example").expect("links")
+    }
+
+    fn sms(text: &str, track_links: bool) -> SmsContent {
+        SmsContent {
+            from: "Sluice".into(),
+            text: text.into(),
+            track_links,
+        }
+    }
+
+    #[test]
+    fn numbers_are_e164() {
+        assert!(is_msisdn("+4915112345678"));
+        assert!(!is_msisdn("015112345678"));
+        assert!(!is_msisdn("+49 151"));
+    }
+
+    #[test]
+    fn an_sms_text_too_long_even_without_fields_is_refused_with_its_part_count() {
+        let long = "x".repeat(153 * 3 + 1);
+        let problem = content_problem(&sms(&format!("{long}{{{{name}}}}"), false), 0, 3, &links())
+            .expect("too long");
+        assert!(problem.contains("needs 4 parts"), "{problem}");
+        assert_eq!(
+            content_problem(&sms("Hi {{name}}", false), 0, 3, &links()),
+            None
+        );
+        let bad_sender = SmsContent {
+            from: "not a sender!".into(),
+            ..sms("Hi", false)
+        };
+        assert!(content_problem(&bad_sender, 0, 3, &links()).is_some());
+    }
+
+    #[test]
+    fn a_tracked_sms_is_checked_with_its_links_at_their_longest() {
+        // 160 characters fit one part; a short link grows to the tracking URL.
+        let text = format!("{} https://a.b/c", "x".repeat(160 - 14));
+        assert_eq!(text.len(), 160);
+        assert_eq!(content_problem(&sms(&text, false), 0, 1, &links()), None);
+        let problem = content_problem(&sms(&text, true), 0, 1, &links()).expect("too long");
+        assert!(problem.contains("needs 2 parts"), "{problem}");
+    }
+}
