@@ -440,7 +440,7 @@ mod tests {
     use crate::{
         channel::{Deps, email::EmailChannel},
         config::Config,
-        tracking::Links,
+        links::Links,
         verp::ReturnPaths,
     };
 

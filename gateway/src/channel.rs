@@ -19,6 +19,7 @@ use async_trait::async_trait;
 
 pub use registry::{Deps, Registry};
 
+use clicktrack::LinkTable;
 use domain::{CampaignDecl, CampaignRecord, ChannelKind, Delivery, Participant};
 use rules::RetryPolicy;
 use store::Claim;
@@ -51,6 +52,9 @@ pub trait Channel: Send + Sync + 'static {
     /// its field; `seq` is the campaign's number (an SMS text's tracked
     /// links, and so its length, depend on it).
     fn content_problems(&self, decl: &CampaignDecl, seq: u32) -> Vec<String>;
+
+    /// The links of a campaign's content that tracking rewrites, in order.
+    fn link_table(&self, decl: &CampaignDecl) -> Result<LinkTable, clicktrack::Error>;
 
     /// The check of each participant of `campaign` at upload: why it cannot
     /// be sent to (its address, the template's fields), if it cannot.

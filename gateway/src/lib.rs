@@ -1,6 +1,7 @@
-//! The sluice daemon: configuration, the transit store, the dispatcher, the
-//! SMTP channel, signed webhooks and metrics, wired to the CRM API of
-//! `admin-api`.
+//! The sluice daemon: configuration, the channels (SMTP and SMPP), the
+//! dispatcher, returned mail, tracked links and the tracking listener's
+//! sink, signed webhooks and metrics, wired to the CRM API of `admin-api`
+//! over the store of the `store` crate. ARCHITECTURE.md maps the crates.
 //!
 //! Main entry points: [`config::Config`] (load and validate) and [`run`]
 //! (serve until shutdown). `main.rs` only parses arguments and calls them.
@@ -9,6 +10,7 @@ pub mod backend;
 pub mod channel;
 pub mod config;
 pub mod dispatch;
+pub mod links;
 pub mod metrics;
 pub mod policy;
 pub mod returns;

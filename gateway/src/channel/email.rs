@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use clicktrack::LinkTable;
 
 use super::{
     Channel, Deps, Parsed, ParticipantCheck,
@@ -14,7 +15,7 @@ use super::{
 use rules::RetryPolicy;
 use store::Claim;
 
-use crate::{tracking::Links, verp::ReturnPaths};
+use crate::{links::Links, verp::ReturnPaths};
 use domain::{CampaignDecl, CampaignRecord, ChannelKind, Delivery, now_ms};
 
 pub struct EmailChannel {
@@ -83,9 +84,14 @@ impl EmailChannel {
         }
         let return_path = self.return_paths.address(claim.msg);
         let mut mail = template.render(&claim.participant);
-        let unsubscribe = self
-            .links
-            .track(campaign, claim.msg, &claim.participant, &mut mail);
+        let table = self.links.table(campaign, |decl| self.link_table(decl));
+        let unsubscribe = self.links.track(
+            &table,
+            claim.msg,
+            &claim.participant,
+            &mut mail.text,
+            &mut mail.html,
+        );
         let envelope = Envelope {
             message_id: &return_path,
             list_unsubscribe: Some(&unsubscribe),
@@ -143,6 +149,14 @@ impl Channel for EmailChannel {
         match decl.email() {
             Some(content) => MailTemplate::new(content).err().unwrap_or_default(),
             None => vec!["content.email: required for an email campaign".into()],
+        }
+    }
+
+    /// The links of the text and HTML parts.
+    fn link_table(&self, decl: &CampaignDecl) -> Result<LinkTable, clicktrack::Error> {
+        match decl.email() {
+            Some(e) => LinkTable::from_template(Some(&e.text), e.html.as_deref()),
+            None => Ok(LinkTable::new()),
         }
     }
 

@@ -8,7 +8,7 @@ use domain::ChannelKind;
 
 use store::Store;
 
-use crate::{config::Config, metrics::Metrics, tracking::Links, verp::ReturnPaths};
+use crate::{config::Config, links::Links, metrics::Metrics, verp::ReturnPaths};
 
 /// What a channel may need to start.
 pub struct Deps<'a> {

@@ -17,6 +17,7 @@ use std::{
 };
 
 use async_trait::async_trait;
+use clicktrack::LinkTable;
 use rusmpp::{
     pdus::SubmitSm,
     types::{COctetString, OctetString},
@@ -34,8 +35,8 @@ use self::{
 use super::{Channel, Deps, Parsed, ParticipantCheck};
 use crate::{
     config::Smsc as SmscConfig,
+    links::{Links, sms_table},
     template::{Escape, Template, missing_fields},
-    tracking::Links,
 };
 use domain::{
     CampaignDecl, CampaignRecord, ChannelKind, Delivery, Participant, SmsContent, Upstream,
@@ -165,7 +166,8 @@ impl SmsChannel {
             return Delivery::Permanent { reply };
         }
         let text = template.render(p, |p, text| {
-            self.links.track_sms(campaign, claim.msg, p, text)
+            let table = self.links.table(campaign, |decl| self.link_table(decl));
+            self.links.track_sms(&table, claim.msg, p, text)
         });
         let reference = || self.references.next(&p.address);
         let parts = match text::encode(&text, reference, self.max_parts) {
@@ -277,6 +279,11 @@ impl Channel for SmsChannel {
                 .collect(),
             None => vec!["content.sms: required for an sms campaign".into()],
         }
+    }
+
+    /// The text's links, if it asks for tracking.
+    fn link_table(&self, decl: &CampaignDecl) -> Result<LinkTable, clicktrack::Error> {
+        decl.sms().map_or_else(|| Ok(LinkTable::new()), sms_table)
     }
 
     fn participant_check(&self, campaign: &CampaignRecord) -> Result<ParticipantCheck, String> {

@@ -13,10 +13,11 @@ use crate::{
     channel::{Deps, Registry},
     config::Config,
     dispatch::Dispatcher,
+    links::Links,
     metrics::Metrics,
     policy::Policy,
     returns::{Returns, listener, maildir::Maildir},
-    tracking::{self, Links},
+    tracking,
     verp::ReturnPaths,
     webhook::{self, WebhookSender},
 };
@@ -227,7 +228,11 @@ pub(super) fn spawn_tracking(
     tasks: &TaskTracker,
     shutdown: &CancellationToken,
 ) -> Result<(), RunError> {
-    let (sink, events) = tracking::Sink::new(core.store.clone(), core.links.clone());
+    let (sink, events) = tracking::Sink::new(
+        core.store.clone(),
+        core.links.clone(),
+        core.channels.clone(),
+    );
     tasks.spawn(tracking::write_events(events, core.store.clone()));
     let handlers = clicktrack::Tracking::new(Arc::new(sink), core.keys.clone());
     let served = clicktrack::serve_on_thread(

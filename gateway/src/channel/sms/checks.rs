@@ -9,7 +9,7 @@ use domain::{CampaignRecord, SmsContent};
 use super::SmsTemplate;
 use crate::{
     channel::ParticipantCheck,
-    tracking::{Links, sms_table},
+    links::{Links, sms_table},
 };
 
 /// Why an SMS content of campaign number `seq` cannot be sent to anyone: a
