@@ -183,6 +183,9 @@ pub enum TlsMode {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Relay {
+    /// What logs and errors call it; `host:port` when not given.
+    #[serde(default)]
+    pub name: Option<String>,
     pub host: String,
     #[serde(default = "default_smtp_port")]
     pub port: u16,
@@ -218,6 +221,10 @@ impl Sms {
         if self.retry_base_secs == 0 || self.retry_max_secs < self.retry_base_secs {
             problems.push("sms.retry_base_secs must be > 0 and ≤ sms.retry_max_secs".into());
         }
+        problems.extend(name_problems(
+            "sms.smsc",
+            self.smsc.iter().map(|c| (c.name.as_deref(), c.name())),
+        ));
         for (i, c) in self.smsc.iter().enumerate() {
             let at = format!("sms.smsc[{i}]");
             if c.host.is_empty() {
@@ -254,7 +261,44 @@ impl Sms {
     }
 }
 
+impl Relay {
+    /// Its name: as configured, or `host:port`.
+    pub fn name(&self) -> String {
+        connector_name(self.name.as_deref(), &self.host, self.port)
+    }
+}
+
+/// A connector's name: the configured one, or `host:port`.
+fn connector_name(configured: Option<&str>, host: &str, port: u16) -> String {
+    configured.map_or_else(|| format!("{host}:{port}"), str::to_owned)
+}
+
+/// Names that are empty or given to two connectors of `section` (metrics and
+/// logs tell connectors apart by name).
+fn name_problems<'a>(
+    section: &str,
+    names: impl Iterator<Item = (Option<&'a str>, String)>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, (configured, name)) in names.enumerate() {
+        if configured.is_some_and(|n| n.trim().is_empty()) {
+            problems.push(format!("{section}[{i}].name: empty"));
+        } else if !seen.insert(name.clone()) {
+            problems.push(format!(
+                "{section}[{i}].name: `{name}` names another one too"
+            ));
+        }
+    }
+    problems
+}
+
 impl Smsc {
+    /// Its name: as configured, or `host:port`.
+    pub fn name(&self) -> String {
+        connector_name(self.name.as_deref(), &self.host, self.port)
+    }
+
     /// The bind password, from the environment or a file (empty if neither).
     pub fn password(&self) -> Result<String, String> {
         if let Some(var) = &self.password_env {
@@ -336,6 +380,9 @@ impl Default for Sms {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Smsc {
+    /// What metrics, logs and errors call it; `host:port` when not given.
+    #[serde(default)]
+    pub name: Option<String>,
     pub host: String,
     #[serde(default = "default_smpp_port")]
     pub port: u16,
@@ -565,6 +612,13 @@ impl Config {
             problems.push("email.retry_base_secs must be > 0 and ≤ email.retry_max_secs".into());
         }
         problems.extend(self.sms.problems());
+        problems.extend(name_problems(
+            "email.relays",
+            self.email
+                .relays
+                .iter()
+                .map(|r| (r.name.as_deref(), r.name())),
+        ));
         for (i, r) in self.email.relays.iter().enumerate() {
             if r.host.is_empty() {
                 problems.push(format!("email.relays[{i}].host: empty"));
@@ -717,6 +771,44 @@ mod tests {
             assert!(!check(url, ""), "{url}");
         }
         assert!(!check("http://crm.example/hook", "ca_file = \"ca.pem\""));
+    }
+
+    #[test]
+    fn connectors_are_named_host_and_port_unless_named_and_names_are_unique() {
+        let text = r#"
+            [[email.relays]]
+            host = "10.0.0.1"
+            [[email.relays]]
+            name = "backup"
+            host = "10.0.0.2"
+            [[sms.smsc]]
+            host = "smsc.example"
+            system_id = "a"
+            [[sms.smsc]]
+            host = "smsc.example"
+            system_id = "b"
+            [[sms.smsc]]
+            name = " "
+            host = "other.example"
+            system_id = "c"
+        "#;
+        let c = Config::from_toml(text, Vec::new()).expect("parse");
+        assert_eq!(c.email.relays[0].name(), "10.0.0.1:25");
+        assert_eq!(c.email.relays[1].name(), "backup");
+        assert_eq!(c.sms.smsc[0].name(), "smsc.example:2775");
+        let ConfigError::Invalid(problems) = c.validate().expect_err("invalid") else {
+            panic!("not a validation error");
+        };
+        assert!(
+            problems
+                .contains(&"sms.smsc[1].name: `smsc.example:2775` names another one too".into()),
+            "{problems:#?}"
+        );
+        assert!(
+            problems.contains(&"sms.smsc[2].name: empty".into()),
+            "{problems:#?}"
+        );
+        assert_eq!(problems.len(), 2, "{problems:#?}");
     }
 
     #[test]

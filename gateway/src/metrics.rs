@@ -30,7 +30,8 @@ pub struct ChannelLabels {
     pub channel: &'static str,
 }
 
-/// One SMPP bind: the SMSC's position in the configuration and the bind's.
+/// One SMPP bind: the SMSC's name (`sms.smsc[].name`, else `host:port`)
+/// and the bind's position.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BindLabels {
     pub smsc: String,

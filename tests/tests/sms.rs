@@ -416,7 +416,7 @@ fn an_unknown_command_from_the_smsc_is_nacked_and_the_session_carries_on() {
 fn a_receipt_ahead_of_its_submit_sm_resp_is_still_matched() {
     let dir = tempfile::tempdir().unwrap();
     let smsc = FakeSmsc::start(our_smsc().receipt_before_resp());
-    let daemon = start(dir.path(), &smsc, "");
+    let daemon = start(dir.path(), &smsc, "name = \"main-smsc\"");
     sms_campaign(&daemon, "rb", "Hi {{name}}", &numbers(3));
     let delivered = wait_facts(&daemon, "delivered", 3);
     wait_receipts_settled(&smsc);
@@ -425,7 +425,8 @@ fn a_receipt_ahead_of_its_submit_sm_resp_is_still_matched() {
     // Each receipt went out on the submitting connection before the response.
     assert_eq!(o.receipts().count(), 3);
     assert!(o.receipts().all(|d| d.response == Some(status::OK)));
-    let matched = "result=\"matched\"";
+    // Metrics name the SMSC as configured (`sms.smsc[].name`).
+    let matched = "smsc=\"main-smsc\",bind=\"0\",result=\"matched\"";
     assert_eq!(metric(&daemon, "sluice_smpp_receipts_total", matched), 3.0);
     let unmatched = "result=\"unmatched\"";
     assert_eq!(

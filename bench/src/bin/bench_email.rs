@@ -22,6 +22,7 @@ async fn main() -> anyhow::Result<()> {
     config.dispatch.concurrency = 128;
     config.dispatch.claim_batch = 128;
     config.email.relays = vec![Relay {
+        name: None,
         host: "127.0.0.1".into(),
         port: sink.port,
         tls: TlsMode::None,

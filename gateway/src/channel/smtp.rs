@@ -106,7 +106,7 @@ impl RelayPool {
                 _ => None,
             };
             relays.push(Arc::new(Relay {
-                name: format!("{}:{}", config.host, config.port),
+                name: config.name(),
                 idle: Mutex::new(Vec::new()),
                 slots: Semaphore::new(config.connections),
                 tls,
@@ -522,6 +522,7 @@ mod tests {
 
     fn pool(port: u16) -> RelayPool {
         let config = RelayConfig {
+            name: None,
             host: "127.0.0.1".into(),
             port,
             tls: TlsMode::None,

@@ -174,7 +174,7 @@ impl Bind {
         metrics: Arc<Metrics>,
     ) -> Self {
         let labels = BindLabels {
-            smsc: smsc.to_string(),
+            smsc: config.name(),
             bind: index.to_string(),
         };
         let metrics = Arc::new(BindMetrics::new(&metrics, &labels));
@@ -293,7 +293,7 @@ impl Bind {
             .min(MAX_THROTTLE_PAUSE);
         pause.streak += 1;
         pause.until = Some(now + length);
-        tracing::info!(smsc = self.smsc, bind = %self.labels.bind, pause_ms = length.as_millis() as u64, "SMSC throttled; bind paused");
+        tracing::info!(smsc = %self.labels.smsc, bind = %self.labels.bind, pause_ms = length.as_millis() as u64, "SMSC throttled; bind paused");
     }
 
     fn lock_pause(&self) -> std::sync::MutexGuard<'_, Pause> {
@@ -315,17 +315,17 @@ impl Bind {
             match opened {
                 Ok((session, requests)) => {
                     backoff = min;
-                    tracing::info!(smsc = self.smsc, bind = %self.labels.bind, ?role, host = %self.config.host, "SMPP bound");
+                    tracing::info!(smsc = %self.labels.smsc, bind = %self.labels.bind, ?role, host = %self.config.host, "SMPP bound");
                     self.set_bound(role, Some(session.clone()));
                     let unbound_by_us = self.serve(&session, requests, &inbound, &stop).await;
                     self.set_bound(role, None);
                     if unbound_by_us {
                         break;
                     }
-                    tracing::warn!(smsc = self.smsc, bind = %self.labels.bind, ?role, "SMPP session lost; reconnecting");
+                    tracing::warn!(smsc = %self.labels.smsc, bind = %self.labels.bind, ?role, "SMPP session lost; reconnecting");
                 }
                 Err(e) => {
-                    tracing::warn!(smsc = self.smsc, bind = %self.labels.bind, ?role, host = %self.config.host, error = %e, retry_ms = backoff.as_millis() as u64, "SMPP bind failed");
+                    tracing::warn!(smsc = %self.labels.smsc, bind = %self.labels.bind, ?role, host = %self.config.host, error = %e, retry_ms = backoff.as_millis() as u64, "SMPP bind failed");
                 }
             }
             let wait = backoff.mul_f64(rand::rng().random_range(0.5..1.0));
@@ -463,7 +463,7 @@ impl Bind {
                     }
                 }
                 Some(Pdu::Unbind) => {
-                    tracing::warn!(smsc = self.smsc, bind = %self.labels.bind, "SMSC unbound us");
+                    tracing::warn!(smsc = %self.labels.smsc, bind = %self.labels.bind, "SMSC unbound us");
                     session.respond(sequence_number, CommandStatus::EsmeRok, Pdu::UnbindResp);
                     session.close();
                     return false;
@@ -474,7 +474,7 @@ impl Bind {
                 // generic_nack; an SMSC would otherwise wait for an
                 // answer that never comes.
                 _ => {
-                    tracing::warn!(smsc = self.smsc, bind = %self.labels.bind, command_id = ?command.id(), "SMSC sent a command we do not handle; answered generic_nack");
+                    tracing::warn!(smsc = %self.labels.smsc, bind = %self.labels.bind, command_id = ?command.id(), "SMSC sent a command we do not handle; answered generic_nack");
                     session.respond(
                         sequence_number,
                         CommandStatus::EsmeRinvcmdid,
