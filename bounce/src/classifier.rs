@@ -5,12 +5,13 @@ use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use mail_parser::decoders::html::html_to_text;
-use mail_parser::{HeaderName, Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::{Message, MimeHeaders, PartType};
 
 use crate::address::{find_addresses, is_system_mailbox};
 use crate::diagnosis::{self, Evidence};
 use crate::dsn;
 use crate::error::{Error, Result};
+use crate::mime::{PARSER, header_values};
 use crate::notification;
 use crate::original::{self, Original};
 use crate::prose;
@@ -18,18 +19,6 @@ use crate::reason::{Kind, Reason};
 use crate::report::{Bounce, Format, Recipient};
 use crate::rules;
 use crate::status::{self, EnhancedStatus};
-
-/// The MIME parser, set up to decode only the headers we read through it;
-/// every other header is skipped (its raw bytes are read on demand).
-pub(crate) static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
-    MessageParser::new()
-        .header_content_type(HeaderName::ContentType)
-        .header_content_type(HeaderName::ContentDisposition)
-        .header_text(HeaderName::ContentTransferEncoding)
-        .header_text(HeaderName::Subject)
-        .header_id(HeaderName::MessageId)
-        .default_header_ignore()
-});
 
 /// Default input size limit: 10 MiB.
 pub const DEFAULT_MAX_SIZE: usize = 10 * 1024 * 1024;
@@ -226,24 +215,6 @@ fn carries_report(message: &Message<'_>) -> bool {
                 })
         })
     })
-}
-
-/// The raw value of the first header of each of `names` (compared without
-/// regard to case), in one pass over the message's headers.
-pub(crate) fn header_values<'m, const N: usize>(
-    message: &'m Message<'_>,
-    names: &[&str; N],
-) -> [Option<&'m str>; N] {
-    let mut values = [None; N];
-    for (name, value) in message.headers_raw() {
-        if let Some(index) = names.iter().position(|n| n.eq_ignore_ascii_case(name))
-            && let Some(slot) = values.get_mut(index)
-            && slot.is_none()
-        {
-            *slot = Some(value);
-        }
-    }
-    values
 }
 
 /// Headers of the report itself.

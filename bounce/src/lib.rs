@@ -34,6 +34,7 @@ mod classifier;
 mod diagnosis;
 mod dsn;
 mod error;
+mod mime;
 mod notification;
 mod original;
 mod prose;

@@ -4,6 +4,7 @@
 use mail_parser::Message;
 
 use crate::address::find_addresses;
+use crate::mime::{PARSER, header_values};
 
 /// The header sluice puts on every message it sends.
 pub const TOKEN_HEADER: &str = "X-Sluice-Token";
@@ -34,7 +35,7 @@ impl Original {
             "Cc",
             TOKEN_HEADER,
         ];
-        let values = crate::classifier::header_values(message, &NAMES);
+        let values = header_values(message, &NAMES);
         let raw = |index: usize| {
             values
                 .get(index)
@@ -83,7 +84,7 @@ impl Original {
             .min()
             .map_or(text.len(), |at| at + 1);
         let head = text.get(..end).unwrap_or(text);
-        match crate::classifier::PARSER.parse(head.as_bytes()) {
+        match PARSER.parse(head.as_bytes()) {
             Some(message) => Original::of_message(&message),
             None => Original::default(),
         }

@@ -13,8 +13,8 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 use throttle::{
-    Admission, Blacklist, CapCount, CapSpec, CustomerKey, Decision, Limits, Opening, QuotaBook,
-    QuotaState, Request, Window, WindowSpec,
+    Admission, CapCount, CapSpec, CustomerKey, Decision, Limits, Opening, QuotaBook, QuotaState,
+    Request, Window, WindowSpec,
     jiff::{Timestamp, civil::Date},
 };
 
@@ -57,8 +57,6 @@ pub struct Policy {
     windows: Mutex<HashMap<u32, Window>>,
     /// The stored plan of each channel that has one, as it is followed.
     schedules: Mutex<HashMap<ChannelKind, Schedule>>,
-    /// Blacklists live in the store's suppression list; the policy's own stays empty.
-    no_blacklist: Blacklist,
     /// The counters as last persisted, by meta key: unchanged ones are not
     /// written again.
     checkpointed: Mutex<HashMap<String, Vec<u8>>>,
@@ -171,7 +169,6 @@ impl Policy {
             channels: Mutex::new(channels),
             windows: Mutex::new(HashMap::new()),
             schedules: Mutex::new(schedules),
-            no_blacklist: Blacklist::new(),
             checkpointed: Mutex::new(checkpointed),
         })
     }
@@ -342,12 +339,11 @@ impl Policy {
             let customer = CustomerKey::of(&p.customer);
             let request = Request {
                 customer,
-                address: Some(CustomerKey::of(&p.address)),
                 segment: p.segment.as_deref(),
             };
             let decision = policy
                 .admission
-                .admit(at, window, &request, &self.no_blacklist, &mut policy.quotas)
+                .admit(at, window, &request, &mut policy.quotas)
                 .map_err(invalid)?;
             let quota = match decision {
                 Decision::Go => policy.quotas.export(customer).map(|s| s.to_bytes()),

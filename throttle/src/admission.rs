@@ -1,10 +1,9 @@
 //! The admission decision: one call per message that combines the campaign
-//! window, exclusion days, load caps, blacklist, quota and bandwidth, and
-//! either records the send or says why not and when to ask again.
+//! window, exclusion days, load caps, quota and bandwidth, and either
+//! records the send or says why not and when to ask again.
 
 use jiff::Timestamp;
 
-use crate::blacklist::Blacklist;
 use crate::bucket::Bucket;
 use crate::calendar;
 use crate::cap::{CapCount, Caps};
@@ -34,8 +33,6 @@ pub enum Deferral {
 /// fact with this reason).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Suppression {
-    /// The customer or address is blacklisted.
-    Blacklisted,
     /// The customer's anti-spam quota is used up; it frees at `free_at`
     /// (informational: the message is suppressed, not deferred).
     QuotaExceeded {
@@ -63,7 +60,6 @@ impl Suppression {
     /// A stable lower-case label, e.g. for facts and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
-            Suppression::Blacklisted => "blacklisted",
             Suppression::QuotaExceeded { .. } => "quota_exceeded",
             Suppression::CampaignEnded => "campaign_ended",
         }
@@ -92,9 +88,6 @@ pub enum Decision {
 pub struct Request<'a> {
     /// The customer ([`CustomerKey::of`] their CRM id).
     pub customer: CustomerKey,
-    /// The address (phone number or e-mail), also checked against the
-    /// blacklist, if known.
-    pub address: Option<CustomerKey>,
     /// The customer's segment, which selects the quota rule.
     pub segment: Option<&'a str>,
 }
@@ -120,8 +113,8 @@ const MAX_HOPS: usize = 64;
 const BLOCK: usize = 32;
 
 /// One channel's compiled limits (exclusion days, caps, bandwidth) and their
-/// state. The blacklist and the quota book are passed in, so the caller can
-/// keep one per channel or share one across channels.
+/// state. The quota book is passed in, so the caller can keep one per
+/// channel or share one across channels.
 #[derive(Debug, Clone)]
 pub struct Admission {
     exclusion: ExclusionDays,
@@ -190,18 +183,17 @@ impl Admission {
 
     /// Decides for one message at `now`, recording the send on [`Decision::Go`].
     ///
-    /// Order: blacklist and campaign end (final), campaign start, exclusion
-    /// day, window, caps (deferrals), quota (final), bandwidth (deferral).
+    /// Order: campaign end (final), campaign start, exclusion day, window,
+    /// caps (deferrals), quota (final), bandwidth (deferral).
     #[inline]
     pub fn admit(
         &mut self,
         now: Timestamp,
         window: &mut Window,
         req: &Request<'_>,
-        blacklist: &Blacklist,
         quotas: &mut QuotaBook,
     ) -> Result<Decision> {
-        let v = self.decide_rule(now, window, req, blacklist.lists(req), quotas, None)?;
+        let v = self.decide_rule(now, window, req, quotas, None)?;
         self.commit(now, req, quotas, v)
     }
 
@@ -234,7 +226,6 @@ impl Admission {
         now: Timestamp,
         window: &mut Window,
         reqs: &[Request<'_>],
-        blacklist: &Blacklist,
         quotas: &mut QuotaBook,
         out: &mut Vec<Decision>,
     ) -> Result<()> {
@@ -243,45 +234,25 @@ impl Admission {
         // all: work it out once, at the first request that needs it.
         let mut gate: Option<Option<Decision>> = None;
         let mut keys = [CustomerKey(0); BLOCK];
-        let mut listed = [false; BLOCK];
         for block in reqs.chunks(BLOCK) {
             // Pass one: independent loads only, so the CPU overlaps their
-            // cache misses. The quota slots (the longest misses) go first
-            // and are only warmed, as deciding may change them; the
-            // blacklist does not change during the call, so its answers
-            // are final.
+            // cache misses. The quota slots are only warmed, as deciding
+            // may change them.
             for (key, r) in keys.iter_mut().zip(block) {
                 *key = r.customer;
             }
             quotas.warm(&keys[..block.len()]);
-            for (listed, r) in listed.iter_mut().zip(block) {
-                *listed = blacklist.lists(r);
-            }
             // Pass two: decide in order, from the cache.
-            for (r, &listed) in block.iter().zip(&listed) {
-                let v = self.decide_rule(now, window, r, listed, quotas, Some(&mut gate))?;
+            for r in block {
+                let v = self.decide_rule(now, window, r, quotas, Some(&mut gate))?;
                 out.push(self.commit(now, r, quotas, v)?);
             }
         }
         Ok(())
     }
 
-    /// As [`admit`](Self::admit) but records nothing.
-    pub fn decide(
-        &mut self,
-        now: Timestamp,
-        window: &mut Window,
-        req: &Request<'_>,
-        blacklist: &Blacklist,
-        quotas: &QuotaBook,
-    ) -> Result<Decision> {
-        Ok(self
-            .decide_rule(now, window, req, blacklist.lists(req), quotas, None)?
-            .decision)
-    }
-
-    /// [`decide`](Self::decide) for a request whose blacklist answer is
-    /// `listed` ([`Blacklist::lists`]), plus what [`commit`](Self::commit) needs.
+    /// What `req` gets now, without recording it, and what
+    /// [`commit`](Self::commit) needs to record it.
     /// `gate` caches [`gate`](Self::gate) across calls that share `now`
     /// and `window` (`Some(None)` until the first call fills it).
     #[inline]
@@ -290,7 +261,6 @@ impl Admission {
         now: Timestamp,
         window: &mut Window,
         req: &Request<'_>,
-        listed: bool,
         quotas: &QuotaBook,
         gate: Option<&mut Option<Option<Decision>>>,
     ) -> Result<Verdict> {
@@ -299,9 +269,6 @@ impl Admission {
             rule: None,
             slot: SlotHint::NONE,
         };
-        if listed {
-            return Ok(blocked(Decision::Suppress(Suppression::Blacklisted)));
-        }
         let closed = match gate {
             None => self.gate(now, window)?,
             Some(Some(g)) => *g,

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 /// so keys stay the same across releases and restarts and can be persisted.
 ///
 /// Two different customers may, with negligible probability, share a key;
-/// the effect is conservative (they share a quota or a blacklist entry), never
-/// a message sent that should not have been.
+/// the effect is conservative (they share a quota), never a message sent
+/// that should not have been.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct CustomerKey(pub u64);
 

@@ -12,14 +12,17 @@
 //! them; [`Limits::validate`] lists every problem), [`Admission`] (one
 //! channel's exclusion days, load caps and bandwidth [`Bucket`], with their
 //! state), [`Window`] (a campaign's send window and start/end, in its own
-//! time zone), [`Blacklist`], [`QuotaBook`] (exact "at most N per P" per
-//! customer and segment in about 15 bytes per customer), [`Decision`] (go,
-//! defer until an instant, or suppress with a reason), and the load planner
-//! [`plan::plan`]. The blacklist and the quota book are passed to each call,
-//! so one can serve a single channel or be shared by several.
+//! time zone), [`QuotaBook`] (exact "at most N per P" per customer and
+//! segment in about 15 bytes per customer), [`Decision`] (go, defer until an
+//! instant, or suppress with a reason), and the load planner [`plan::plan`].
+//! The quota book is passed to each call, so one can serve a single channel
+//! or be shared by several.
+//!
+//! Blacklists are not kept here: the caller checks its own suppression list
+//! (blacklist entries, hard bounces, opt-outs) before asking for admission.
 //!
 //! ```
-//! use throttle::{Admission, Blacklist, CustomerKey, Decision, Limits, QuotaBook, Request, Window, WindowSpec};
+//! use throttle::{Admission, CustomerKey, Decision, Limits, QuotaBook, Request, Window, WindowSpec};
 //! # fn main() -> throttle::Result<()> {
 //! let limits: Limits = serde_json::from_str(r#"{"rate_per_sec": 50, "tz": "Europe/Berlin",
 //!     "exclusion_days": ["2026-12-24"], "quotas": {"*": {"max": 1, "per": "P7D"}}}"#).unwrap();
@@ -27,20 +30,18 @@
 //! let now: throttle::jiff::Timestamp = "2026-11-23T09:00:00Z".parse().unwrap();
 //! let mut channel = Admission::new(&limits)?;
 //! let mut quotas = QuotaBook::new(limits.quota_rules()?, now);
-//! let blacklist = Blacklist::new();
 //! let spec = WindowSpec { tz: "Europe/Berlin".into(), days: None, hours: Some(vec!["09:00-18:00".into()]) };
 //! let mut window = Window::new(&spec, None, None)?;
-//! let req = Request { customer: CustomerKey::of("crm-42"), address: None, segment: Some("gold") };
-//! assert_eq!(channel.admit(now, &mut window, &req, &blacklist, &mut quotas)?, Decision::Go);
+//! let req = Request { customer: CustomerKey::of("crm-42"), segment: Some("gold") };
+//! assert_eq!(channel.admit(now, &mut window, &req, &mut quotas)?, Decision::Go);
 //! // Persist after a send; import on start-up so a restart never resets a quota.
 //! let bytes = quotas.export(req.customer).map(|s| s.to_bytes());
 //! // A second message to the same customer within 7 days is suppressed.
-//! assert!(matches!(channel.admit(now, &mut window, &req, &blacklist, &mut quotas)?, Decision::Suppress(_)));
+//! assert!(matches!(channel.admit(now, &mut window, &req, &mut quotas)?, Decision::Suppress(_)));
 //! # let _ = bytes; Ok(()) }
 //! ```
 
 mod admission;
-mod blacklist;
 mod bucket;
 pub mod calendar;
 mod cap;
@@ -57,7 +58,6 @@ mod window;
 pub use jiff;
 
 pub use admission::{Admission, Decision, Deferral, Request, Suppression};
-pub use blacklist::Blacklist;
 pub use bucket::Bucket;
 pub use cap::{CapCount, CapSpec, Caps};
 pub use error::{Error, Problem, Result};

@@ -1,10 +1,11 @@
 //! Admission decisions per second on one core with ten million customers,
 //! and bytes of quota state per customer.
 //!
-//! Each decision runs the whole admission path: blacklist (customer and
-//! address), campaign start/end, exclusion day, send window (Europe/Berlin
-//! office hours), a load cap, the per-segment quota (3 per 7 days) and the
-//! channel bucket. Bounded to a few seconds.
+//! Each decision runs the whole admission path: campaign start/end,
+//! exclusion day, send window (Europe/Berlin office hours), a load cap, the
+//! per-segment quota (3 per 7 days) and the channel bucket. (Blacklists are
+//! not part of it: the daemon checks its store's suppression list before it
+//! asks for admission.) Bounded to a few seconds.
 //!
 //! `cargo run --release -p bench --bin bench_admission [customers] [seconds]`
 
@@ -19,7 +20,7 @@ use anyhow::bail;
 use bench::args::positional;
 use throttle::jiff;
 use throttle::{
-    Admission, Blacklist, CapSpec, CustomerKey, Decision, Limits, QuotaBook, QuotaSpec, Request,
+    Admission, CapSpec, CustomerKey, Decision, Limits, QuotaBook, QuotaSpec, Request, Suppression,
     Window, WindowSpec, hash64,
 };
 
@@ -47,14 +48,9 @@ fn key(i: u64) -> CustomerKey {
     CustomerKey(hash64(&i.to_le_bytes()))
 }
 
-fn address(i: u64) -> CustomerKey {
-    CustomerKey(hash64(&(i ^ 0xadd0_0000_0000_0000).to_le_bytes()))
-}
-
 fn main() -> anyhow::Result<()> {
     let customers: u64 = positional(1, "customers", 10_000_000)?;
     let seconds: f64 = positional(2, "seconds", 3.0)?;
-    let blacklisted = customers / 100;
     let load_at_start = load_average();
 
     let weekdays = ["mon", "tue", "wed", "thu", "fri"]
@@ -105,26 +101,6 @@ fn main() -> anyhow::Result<()> {
     )?;
     let mut quotas = QuotaBook::with_capacity(limits.quota_rules()?, t0, customers as usize);
 
-    let started = Instant::now();
-    let mut blacklist = Blacklist::with_capacity(blacklisted as usize);
-    for i in 0..blacklisted {
-        blacklist.insert_key(address(i * 100 + 7));
-    }
-    let bl_time = started.elapsed();
-    // A bulk import as the API receives it: a million phone numbers as text.
-    let entries: Vec<String> = (0..1_000_000u64)
-        .map(|i| format!("+49 170 {:07}", i))
-        .collect();
-    let started = Instant::now();
-    let mut imported = Blacklist::new();
-    let added = imported.extend(&entries);
-    let import_time = started.elapsed();
-    if added != entries.len() || !imported.contains("+491700000042") {
-        bail!("bulk import lost entries");
-    }
-    drop(imported);
-    drop(entries);
-
     // Populate: every customer receives one message (10 M decisions).
     let mut tick: i128 = 0;
     let mut go = 0u64;
@@ -134,10 +110,9 @@ fn main() -> anyhow::Result<()> {
         let now = jiff::Timestamp::from_nanosecond(t0_ns + tick * 100)?;
         let req = Request {
             customer: key(i),
-            address: Some(address(i)),
             segment: None,
         };
-        if admission.admit(now, &mut window, &req, &blacklist, &mut quotas)? == Decision::Go {
+        if admission.admit(now, &mut window, &req, &mut quotas)? == Decision::Go {
             go += 1;
         }
     }
@@ -153,8 +128,8 @@ fn main() -> anyhow::Result<()> {
     let mut count = |d: &Decision| {
         let slot = match d {
             Decision::Go => 0,
-            Decision::Suppress(throttle::Suppression::QuotaExceeded { .. }) => 1,
-            Decision::Suppress(_) => 2,
+            Decision::Suppress(Suppression::QuotaExceeded { .. }) => 1,
+            Decision::Suppress(Suppression::CampaignEnded) => 2,
             Decision::Defer { .. } => 3,
         };
         outcomes[slot] += 1;
@@ -170,10 +145,9 @@ fn main() -> anyhow::Result<()> {
             let i = rng.next() % customers;
             let req = Request {
                 customer: key(i),
-                address: Some(address(i)),
                 segment: segments[usize::from(!i.is_multiple_of(10))],
             };
-            count(&admission.admit(now, &mut window, &req, &blacklist, &mut quotas)?);
+            count(&admission.admit(now, &mut window, &req, &mut quotas)?);
         }
         single_n += 65_536;
         // BENCH_BATCH_ONLY=1 shortens this phase (for profiling the other).
@@ -200,11 +174,10 @@ fn main() -> anyhow::Result<()> {
                 let i = rng.next() % customers;
                 reqs.push(Request {
                     customer: key(i),
-                    address: Some(address(i)),
                     segment: segments[usize::from(!i.is_multiple_of(10))],
                 });
             }
-            admission.admit_batch(now, &mut window, &reqs, &blacklist, &mut quotas, &mut out)?;
+            admission.admit_batch(now, &mut window, &reqs, &mut quotas, &mut out)?;
             out.iter().for_each(&mut count);
         }
         n += 65_536;
@@ -217,23 +190,15 @@ fn main() -> anyhow::Result<()> {
     let rate = n as f64 / elapsed.as_secs_f64();
     let batch_per_cpu = n as f64 / batch_cpu;
     let single_per_cpu = single_n as f64 / single_cpu;
-    if quotas.len() as u64 + blacklisted < customers * 98 / 100 {
+    if (quotas.len() as u64) < customers * 98 / 100 {
         bail!("only {} customers hold quota state", quotas.len());
     }
     let bytes = quotas.memory_bytes() as f64 / quotas.len() as f64;
 
     println!(
-        "bench_admission: {customers} customers, {blacklisted} blacklisted addresses, 1 core, load average {} at start, {} at end",
+        "bench_admission: {customers} customers, 1 core, load average {} at start, {} at end",
         load_at_start,
         load_average()
-    );
-    println!(
-        "  blacklist bulk import: 1000000 phone numbers (text, normalised) in {:.0} ms",
-        import_time.as_secs_f64() * 1e3
-    );
-    println!(
-        "  blacklist bulk insert: {blacklisted} keys in {:.0} ms",
-        bl_time.as_secs_f64() * 1e3
     );
     println!(
         "  populate: {customers} decisions ({go} go) in {:.2} s = {:.2} M decisions/s",
@@ -247,7 +212,7 @@ fn main() -> anyhow::Result<()> {
         single_per_cpu / 1e6
     );
     println!(
-        "  random customers, admit_batch(256): {n} decisions in {:.2} s = {:.2} M decisions/s wall, {:.2} M per CPU-second = {:.2}x one call each (both runs: go {}, over quota {}, blacklisted {}, deferred {})",
+        "  random customers, admit_batch(256): {n} decisions in {:.2} s = {:.2} M decisions/s wall, {:.2} M per CPU-second = {:.2}x one call each (both runs: go {}, over quota {}, campaign ended {}, deferred {})",
         elapsed.as_secs_f64(),
         rate / 1e6,
         batch_per_cpu / 1e6,

@@ -12,11 +12,11 @@ fn limits(json: &str) -> Limits {
     serde_json::from_str(json).unwrap()
 }
 
-fn setup(json: &str, now: &str) -> (Admission, QuotaBook, Blacklist) {
+fn setup(json: &str, now: &str) -> (Admission, QuotaBook) {
     let l = limits(json);
     let a = Admission::new(&l).unwrap();
     let q = QuotaBook::new(l.quota_rules().unwrap(), ts(now));
-    (a, q, Blacklist::new())
+    (a, q)
 }
 
 fn office_hours(start: Option<&str>, end: Option<&str>) -> Window {
@@ -37,7 +37,6 @@ fn office_hours(start: Option<&str>, end: Option<&str>) -> Window {
 fn req(customer: &str) -> Request<'static> {
     Request {
         customer: CustomerKey::of(customer),
-        address: None,
         segment: None,
     }
 }
@@ -47,15 +46,15 @@ const BASE: &str =
 
 #[test]
 fn go_records_and_quota_suppresses_second_message() {
-    let (mut a, mut q, b) = setup(BASE, "2026-11-23T09:00:00Z");
+    let (mut a, mut q) = setup(BASE, "2026-11-23T09:00:00Z");
     let mut w = office_hours(None, None);
     let now = ts("2026-11-23T09:00:00Z"); // Monday 10:00 in Berlin
     assert_eq!(
-        a.admit(now, &mut w, &req("c1"), &b, &mut q).unwrap(),
+        a.admit(now, &mut w, &req("c1"), &mut q).unwrap(),
         Decision::Go
     );
     let later = ts("2026-11-23T10:00:00Z");
-    match a.admit(later, &mut w, &req("c1"), &b, &mut q).unwrap() {
+    match a.admit(later, &mut w, &req("c1"), &mut q).unwrap() {
         Decision::Suppress(Suppression::QuotaExceeded { free_at }) => {
             assert!(
                 free_at >= ts("2026-11-24T09:00:00Z") && free_at <= ts("2026-11-24T09:00:32Z"),
@@ -66,7 +65,7 @@ fn go_records_and_quota_suppresses_second_message() {
     }
     // Another customer goes.
     assert_eq!(
-        a.admit(later, &mut w, &req("c2"), &b, &mut q).unwrap(),
+        a.admit(later, &mut w, &req("c2"), &mut q).unwrap(),
         Decision::Go
     );
     // Quota state exported and imported into a fresh book still suppresses.
@@ -78,39 +77,18 @@ fn go_records_and_quota_suppresses_second_message() {
     );
     let mut a2 = Admission::new(&limits(BASE)).unwrap();
     assert!(matches!(
-        a2.admit(later, &mut w, &req("c1"), &b, &mut q2).unwrap(),
+        a2.admit(later, &mut w, &req("c1"), &mut q2).unwrap(),
         Decision::Suppress(Suppression::QuotaExceeded { .. })
     ));
 }
 
 #[test]
-fn blacklist_by_customer_or_address() {
-    let (mut a, mut q, mut b) = setup(BASE, "2026-11-23T09:00:00Z");
-    let mut w = office_hours(None, None);
-    b.insert("+49 170 1111111");
-    b.insert("c9");
-    let now = ts("2026-11-23T09:00:00Z");
-    let mut r = req("c1");
-    r.address = Some(CustomerKey::of("+491701111111"));
-    assert_eq!(
-        a.admit(now, &mut w, &r, &b, &mut q).unwrap(),
-        Decision::Suppress(Suppression::Blacklisted)
-    );
-    assert_eq!(
-        a.admit(now, &mut w, &req("c9"), &b, &mut q).unwrap(),
-        Decision::Suppress(Suppression::Blacklisted)
-    );
-    // Nothing was recorded for them.
-    assert!(q.is_empty());
-}
-
-#[test]
 fn outside_window_defers_to_the_opening() {
-    let (mut a, mut q, b) = setup(BASE, "2026-11-23T09:00:00Z");
+    let (mut a, mut q) = setup(BASE, "2026-11-23T09:00:00Z");
     let mut w = office_hours(None, None);
     // Friday 2026-11-27 19:00 Berlin: next opening Monday 09:00 Berlin.
     let d = a
-        .admit(ts("2026-11-27T18:00:00Z"), &mut w, &req("c1"), &b, &mut q)
+        .admit(ts("2026-11-27T18:00:00Z"), &mut w, &req("c1"), &mut q)
         .unwrap();
     assert_eq!(
         d,
@@ -124,10 +102,10 @@ fn outside_window_defers_to_the_opening() {
 #[test]
 fn exclusion_day_defers_past_it_and_into_the_window() {
     let json = r#"{"rate_per_sec": 10, "tz": "Europe/Berlin", "exclusion_days": ["2026-11-30", "2026-12-01"]}"#;
-    let (mut a, mut q, b) = setup(json, "2026-11-30T09:00:00Z");
+    let (mut a, mut q) = setup(json, "2026-11-30T09:00:00Z");
     let mut w = office_hours(None, None);
     let d = a
-        .admit(ts("2026-11-30T09:00:00Z"), &mut w, &req("c1"), &b, &mut q)
+        .admit(ts("2026-11-30T09:00:00Z"), &mut w, &req("c1"), &mut q)
         .unwrap();
     // Excluded Monday and Tuesday; the window opens Wednesday 09:00 Berlin.
     assert_eq!(
@@ -142,20 +120,20 @@ fn exclusion_day_defers_past_it_and_into_the_window() {
 #[test]
 fn cap_reached_defers_to_period_end() {
     let json = r#"{"rate_per_sec": 100, "tz": "Europe/Berlin", "caps": [{"days": ["mon"], "hours": "10:00-12:00", "max": 2}]}"#;
-    let (mut a, mut q, b) = setup(json, "2026-11-23T09:00:00Z");
+    let (mut a, mut q) = setup(json, "2026-11-23T09:00:00Z");
     let mut w = office_hours(None, None);
     let now = ts("2026-11-23T09:30:00Z");
     assert_eq!(
-        a.admit(now, &mut w, &req("c1"), &b, &mut q).unwrap(),
+        a.admit(now, &mut w, &req("c1"), &mut q).unwrap(),
         Decision::Go
     );
     assert_eq!(
-        a.admit(ts("2026-11-23T09:31:00Z"), &mut w, &req("c2"), &b, &mut q)
+        a.admit(ts("2026-11-23T09:31:00Z"), &mut w, &req("c2"), &mut q)
             .unwrap(),
         Decision::Go
     );
     let d = a
-        .admit(ts("2026-11-23T09:32:00Z"), &mut w, &req("c3"), &b, &mut q)
+        .admit(ts("2026-11-23T09:32:00Z"), &mut w, &req("c3"), &mut q)
         .unwrap();
     assert_eq!(
         d,
@@ -165,7 +143,7 @@ fn cap_reached_defers_to_period_end() {
         }
     );
     assert_eq!(
-        a.admit(ts("2026-11-23T11:00:00Z"), &mut w, &req("c3"), &b, &mut q)
+        a.admit(ts("2026-11-23T11:00:00Z"), &mut w, &req("c3"), &mut q)
             .unwrap(),
         Decision::Go
     );
@@ -173,17 +151,17 @@ fn cap_reached_defers_to_period_end() {
 
 #[test]
 fn bandwidth_defers_to_next_slot() {
-    let (mut a, mut q, b) = setup(
+    let (mut a, mut q) = setup(
         r#"{"rate_per_sec": 2, "tz": "UTC"}"#,
         "2026-11-23T09:00:00Z",
     );
     let mut w = Window::always();
     let now = ts("2026-11-23T09:00:00Z");
     assert_eq!(
-        a.admit(now, &mut w, &req("c1"), &b, &mut q).unwrap(),
+        a.admit(now, &mut w, &req("c1"), &mut q).unwrap(),
         Decision::Go
     );
-    let d = a.admit(now, &mut w, &req("c2"), &b, &mut q).unwrap();
+    let d = a.admit(now, &mut w, &req("c2"), &mut q).unwrap();
     assert_eq!(
         d,
         Decision::Defer {
@@ -195,10 +173,10 @@ fn bandwidth_defers_to_next_slot() {
 
 #[test]
 fn campaign_start_and_end() {
-    let (mut a, mut q, b) = setup(BASE, "2026-11-23T09:00:00Z");
+    let (mut a, mut q) = setup(BASE, "2026-11-23T09:00:00Z");
     let mut w = office_hours(Some("2026-11-24T12:00:00Z"), Some("2026-11-25T12:00:00Z"));
     let d = a
-        .admit(ts("2026-11-23T09:00:00Z"), &mut w, &req("c1"), &b, &mut q)
+        .admit(ts("2026-11-23T09:00:00Z"), &mut w, &req("c1"), &mut q)
         .unwrap();
     assert_eq!(
         d,
@@ -208,12 +186,12 @@ fn campaign_start_and_end() {
         }
     );
     let d = a
-        .admit(ts("2026-11-25T12:00:00Z"), &mut w, &req("c1"), &b, &mut q)
+        .admit(ts("2026-11-25T12:00:00Z"), &mut w, &req("c1"), &mut q)
         .unwrap();
     assert_eq!(d, Decision::Suppress(Suppression::CampaignEnded));
     // Window closes for the day and the campaign ends before it reopens.
     let d = a
-        .admit(ts("2026-11-24T18:00:00Z"), &mut w, &req("c1"), &b, &mut q)
+        .admit(ts("2026-11-24T18:00:00Z"), &mut w, &req("c1"), &mut q)
         .unwrap();
     assert_eq!(
         d,
@@ -224,17 +202,11 @@ fn campaign_start_and_end() {
     );
     let mut short = office_hours(Some("2026-11-24T12:00:00Z"), Some("2026-11-24T20:00:00Z"));
     let d = a
-        .admit(
-            ts("2026-11-24T18:00:00Z"),
-            &mut short,
-            &req("c1"),
-            &b,
-            &mut q,
-        )
+        .admit(ts("2026-11-24T18:00:00Z"), &mut short, &req("c1"), &mut q)
         .unwrap();
     assert_eq!(d, Decision::Suppress(Suppression::CampaignEnded));
     assert_eq!(Deferral::CapReached.as_str(), "cap_reached");
-    assert_eq!(Suppression::Blacklisted.as_str(), "blacklisted");
+    assert_eq!(Suppression::CampaignEnded.as_str(), "campaign_ended");
 }
 
 #[test]
@@ -251,9 +223,8 @@ fn batch_matches_one_by_one() {
     let json = r#"{"rate_per_sec": 1000, "burst": 50, "tz": "Europe/Berlin",
         "caps": [{"hours": "09:00-18:00", "max": 150}],
         "quotas": {"*": {"max": 2, "per": "P1D"}, "gold": {"max": 1, "per": "P1D"}}}"#;
-    let (mut a1, mut q1, mut b) = setup(json, "2026-11-23T09:00:00Z");
-    let (mut a2, mut q2, _) = setup(json, "2026-11-23T09:00:00Z");
-    b.insert("c7");
+    let (mut a1, mut q1) = setup(json, "2026-11-23T09:00:00Z");
+    let (mut a2, mut q2) = setup(json, "2026-11-23T09:00:00Z");
     let mut w1 = office_hours(None, None);
     let mut w2 = office_hours(None, None);
     let names: Vec<String> = (0..400).map(|i| format!("c{}", i % 90)).collect();
@@ -262,7 +233,6 @@ fn batch_matches_one_by_one() {
         .enumerate()
         .map(|(i, n)| Request {
             customer: CustomerKey::of(n),
-            address: None,
             segment: (i % 3 == 0).then_some("gold"),
         })
         .collect();
@@ -270,16 +240,15 @@ fn batch_matches_one_by_one() {
     let mut single = Vec::new();
     for (k, chunk) in reqs.chunks(70).enumerate() {
         let now = ts("2026-11-23T09:00:00Z") + jiff::SignedDuration::from_millis(10 * k as i64);
-        a2.admit_batch(now, &mut w2, chunk, &b, &mut q2, &mut batched)
+        a2.admit_batch(now, &mut w2, chunk, &mut q2, &mut batched)
             .unwrap();
         for r in chunk {
-            single.push(a1.admit(now, &mut w1, r, &b, &mut q1).unwrap());
+            single.push(a1.admit(now, &mut w1, r, &mut q1).unwrap());
         }
     }
     assert_eq!(batched, single);
     // Every kind of answer occurred, so the comparison covered them.
     assert!(single.contains(&Decision::Go));
-    assert!(single.contains(&Decision::Suppress(Suppression::Blacklisted)));
     assert!(
         single
             .iter()
@@ -297,10 +266,10 @@ fn batch_matches_one_by_one() {
 #[test]
 fn set_limits_keeps_cap_counts_and_bandwidth_schedule() {
     let json = r#"{"rate_per_sec": 1, "tz": "Europe/Berlin", "caps": [{"hours": "09:00-18:00", "max": 2}]}"#;
-    let (mut a, mut q, b) = setup(json, "2026-11-23T09:00:00Z");
+    let (mut a, mut q) = setup(json, "2026-11-23T09:00:00Z");
     let mut w = office_hours(None, None);
     assert_eq!(
-        a.admit(ts("2026-11-23T09:00:00Z"), &mut w, &req("c1"), &b, &mut q)
+        a.admit(ts("2026-11-23T09:00:00Z"), &mut w, &req("c1"), &mut q)
             .unwrap(),
         Decision::Go
     );
@@ -309,7 +278,7 @@ fn set_limits_keeps_cap_counts_and_bandwidth_schedule() {
     a.set_limits(&limits(edited)).unwrap();
     // The old schedule still holds for the message already due.
     let d = a
-        .admit(ts("2026-11-23T09:00:00.5Z"), &mut w, &req("c2"), &b, &mut q)
+        .admit(ts("2026-11-23T09:00:00.5Z"), &mut w, &req("c2"), &mut q)
         .unwrap();
     assert_eq!(
         d,
@@ -319,7 +288,7 @@ fn set_limits_keeps_cap_counts_and_bandwidth_schedule() {
         }
     );
     assert_eq!(
-        a.admit(ts("2026-11-23T09:00:01Z"), &mut w, &req("c2"), &b, &mut q)
+        a.admit(ts("2026-11-23T09:00:01Z"), &mut w, &req("c2"), &mut q)
             .unwrap(),
         Decision::Go
     );
@@ -327,7 +296,7 @@ fn set_limits_keeps_cap_counts_and_bandwidth_schedule() {
     // Its period ends at 18:00 Berlin, when the window closes too, so the
     // dispatcher is told to come back when the window reopens on Tuesday.
     let d = a
-        .admit(ts("2026-11-23T09:00:02Z"), &mut w, &req("c3"), &b, &mut q)
+        .admit(ts("2026-11-23T09:00:02Z"), &mut w, &req("c3"), &mut q)
         .unwrap();
     assert_eq!(
         d,
@@ -339,7 +308,7 @@ fn set_limits_keeps_cap_counts_and_bandwidth_schedule() {
     // A changed cap starts counting afresh.
     a.set_limits(&limits(r#"{"rate_per_sec": 1000, "tz": "Europe/Berlin", "caps": [{"hours": "09:00-18:00", "max": 3}]}"#)).unwrap();
     assert_eq!(
-        a.admit(ts("2026-11-23T09:00:03Z"), &mut w, &req("c3"), &b, &mut q)
+        a.admit(ts("2026-11-23T09:00:03Z"), &mut w, &req("c3"), &mut q)
             .unwrap(),
         Decision::Go
     );
@@ -360,8 +329,7 @@ proptest::proptest! {
         let json = r#"{"rate_per_sec": 0.5, "burst": 2, "tz": "Europe/Berlin", "exclusion_days": ["2026-10-26"],
             "caps": [{"days": ["sun"], "hours": "01:00-04:00", "max": 5}],
             "quotas": {"*": {"max": 2, "per": "PT6H"}}}"#;
-        let (mut a, mut q, mut b) = setup(json, "2026-10-24T00:00:00Z");
-        b.insert("c5");
+        let (mut a, mut q) = setup(json, "2026-10-24T00:00:00Z");
         let mut w = office_hours(None, None);
         let mut always = Window::always();
         let mut t = ts("2026-10-24T00:00:00Z");
@@ -370,9 +338,8 @@ proptest::proptest! {
         for (ms, who) in steps {
             t += jiff::SignedDuration::from_millis(ms);
             let win = if who % 2 == 0 { &mut w } else { &mut always };
-            let d = a.admit(t, win, &req(&format!("c{who}")), &b, &mut q).unwrap();
+            let d = a.admit(t, win, &req(&format!("c{who}")), &mut q).unwrap();
             if d == Decision::Go {
-                proptest::prop_assert!(who != 5);
                 sends.push(t);
                 per_customer.entry(who).or_default().push(t);
             }
