@@ -1,0 +1,71 @@
+//! `[api]`: the CRM and administrator HTTP API.
+
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+use super::Listen;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Api {
+    /// `crm:TOKEN,admin:TOKEN`; `SLUICE_API_TOKENS` overrides it.
+    pub tokens: String,
+    pub max_body_bytes: usize,
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Self {
+            tokens: String::new(),
+            max_body_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+impl Api {
+    /// Its problems; an API without tokens must listen on loopback only.
+    pub(super) fn problems(&self, listen: &Listen) -> Vec<String> {
+        let mut problems = Vec::new();
+        match admin_api::Tokens::parse(&self.tokens) {
+            Err(e) => problems.push(format!("api.tokens: {e}")),
+            Ok(tokens) if tokens.is_open() => {
+                if listen
+                    .api
+                    .parse::<SocketAddr>()
+                    .is_ok_and(|a| !a.ip().is_loopback())
+                {
+                    problems.push(format!(
+                        "listen.api: `{}` is not loopback, so API tokens are required (SLUICE_API_TOKENS)",
+                        listen.api
+                    ));
+                }
+            }
+            Ok(_) => {}
+        }
+        if self.max_body_bytes == 0 {
+            problems.push("api.max_body_bytes: must be > 0".into());
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn an_open_api_must_stay_on_loopback() {
+        let open =
+            Config::from_toml("[listen]\napi = \"0.0.0.0:7800\"\n", Vec::new()).expect("parse");
+        assert!(
+            open.validate()
+                .expect_err("open")
+                .to_string()
+                .contains("tokens are required")
+        );
+        let env = vec![("SLUICE_API_TOKENS".to_owned(), "crm:x".to_owned())];
+        let closed = Config::from_toml("[listen]\napi = \"0.0.0.0:7800\"\n", env).expect("parse");
+        closed.validate().expect("tokens set");
+    }
+}
