@@ -1,0 +1,274 @@
+//! The SMTP client against a scripted relay on loopback: what it sends,
+//! pipelined or not, and how each reply becomes a delivery.
+
+use std::sync::Arc;
+
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::TcpListener,
+    sync::Mutex as AsyncMutex,
+};
+
+use super::*;
+
+/// A relay whose answers are chosen by the addresses and the content:
+/// sender `refused@` 553 at MAIL FROM (then 503 to what follows);
+/// recipient `user` 250, `gone` 550 5.1.1, `late` 550 but DATA still
+/// 354, `busy` 451; a line `spam` in the content 550 at its end.
+/// Every line it reads is kept for the assertions.
+async fn relay(pipelining: bool) -> (u16, Arc<AsyncMutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let seen = Arc::new(AsyncMutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = stream.into_split();
+                let mut r = BufReader::new(r);
+                w.write_all(b"220 scripted\r\n").await.expect("greet");
+                let (mut in_data, mut rcpt_ok, mut late) = (false, false, false);
+                let (mut mail_ok, mut spam) = (true, false);
+                let mut line = String::new();
+                while r.read_line(&mut line).await.unwrap_or(0) > 0 {
+                    log.lock().await.push(line.trim_end().to_owned());
+                    let reply: &[u8] = if in_data {
+                        spam |= line == "spam\r\n";
+                        if line == ".\r\n" {
+                            in_data = false;
+                            if spam {
+                                b"550 5.7.1 message content rejected\r\n"
+                            } else if rcpt_ok {
+                                b"250 2.0.0 queued as 42\r\n"
+                            } else {
+                                b"554 5.5.1 no valid recipients\r\n"
+                            }
+                        } else {
+                            b""
+                        }
+                    } else if line.starts_with("MAIL") {
+                        mail_ok = !line.contains("<refused@");
+                        spam = false;
+                        if mail_ok {
+                            b"250 ok\r\n"
+                        } else {
+                            b"553 5.1.2 <refused@bounce.test>: domain not found\r\n"
+                        }
+                    } else if !mail_ok && (line.starts_with("RCPT") || line.starts_with("DATA")) {
+                        b"503 5.5.1 sender not yet given\r\n"
+                    } else if line.starts_with("EHLO") {
+                        if pipelining {
+                            b"250-scripted\r\n250 PIPELINING\r\n"
+                        } else {
+                            b"250 scripted\r\n"
+                        }
+                    } else if line.starts_with("RCPT") {
+                        rcpt_ok = line.contains("<user@");
+                        late = line.contains("<late@");
+                        if rcpt_ok {
+                            b"250 ok\r\n"
+                        } else if line.contains("<busy@") {
+                            b"451 4.3.0 try again later\r\n"
+                        } else {
+                            b"550 5.1.1 user unknown\r\n"
+                        }
+                    } else if line.starts_with("QUIT") {
+                        // Silent, as some relays are: QUIT must not hang shutdown.
+                        b""
+                    } else if line.starts_with("DATA") {
+                        if rcpt_ok || late {
+                            in_data = true;
+                            b"354 go\r\n"
+                        } else {
+                            b"554 5.5.1 no valid recipients\r\n"
+                        }
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    w.write_all(reply).await.expect("reply");
+                    line.clear();
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+fn pool(port: u16) -> RelayPool {
+    let config = RelayConfig {
+        name: None,
+        host: "127.0.0.1".into(),
+        port,
+        tls: TlsMode::None,
+        tls_insecure: false,
+        connections: 1,
+        timeout_secs: 5,
+        username: None,
+        password_env: None,
+    };
+    RelayPool::new(&[config], "test.local").expect("pool")
+}
+
+#[tokio::test]
+async fn replies_become_deliveries_with_and_without_pipelining() {
+    for pipelining in [true, false] {
+        let (port, seen) = relay(pipelining).await;
+        let pool = pool(port);
+        let ok = pool
+            .send(
+                "b-x@bounce.test",
+                "user@example.org",
+                b"Subject: hi\r\n\r\n.dot line\r\n",
+            )
+            .await;
+        assert_eq!(
+            ok,
+            Delivery::Accepted {
+                reply: "250 2.0.0 queued as 42".into(),
+                upstream: None,
+            }
+        );
+        let gone = pool
+            .send(
+                "b-x@bounce.test",
+                "gone@example.org",
+                b"Subject: hi\r\n\r\nbody\r\n",
+            )
+            .await;
+        assert_eq!(
+            gone,
+            Delivery::Refused {
+                reply: "550 5.1.1 user unknown".into(),
+                code: 550,
+                phase: Phase::RcptTo,
+            }
+        );
+        let late = pool
+            .send(
+                "b-x@bounce.test",
+                "late@example.org",
+                b"Subject: hi\r\n\r\nbody\r\n",
+            )
+            .await;
+        assert_eq!(
+            late,
+            Delivery::Refused {
+                reply: "550 5.1.1 user unknown".into(),
+                code: 550,
+                phase: Phase::RcptTo,
+            }
+        );
+        let again = pool
+            .send(
+                "b-y@bounce.test",
+                "user@example.org",
+                b"Subject: again\r\n\r\nbody\r\n",
+            )
+            .await;
+        assert!(
+            matches!(again, Delivery::Accepted { .. }),
+            "the connection is reused after a refusal: {again:?}"
+        );
+        let seen = seen.lock().await.clone();
+        assert_eq!(
+            seen.iter().filter(|l| l.starts_with("EHLO")).count(),
+            1,
+            "one session: {seen:?}"
+        );
+        assert!(
+            seen.contains(&"..dot line".to_owned()),
+            "dot-stuffed body: {seen:?}"
+        );
+        assert!(
+            seen.contains(&"RSET".to_owned()),
+            "reset after a refusal: {seen:?}"
+        );
+        let after = |rcpt: &str, n: usize| -> Vec<String> {
+            let at = seen.iter().position(|l| l == rcpt).expect("rcpt sent");
+            seen[at + 1..at + 1 + n].to_vec()
+        };
+        if pipelining {
+            assert_eq!(
+                after("RCPT TO:<gone@example.org>", 2),
+                ["DATA", "RSET"],
+                "{seen:?}"
+            );
+            assert_eq!(
+                after("RCPT TO:<late@example.org>", 3),
+                ["DATA", ".", "RSET"],
+                "{seen:?}"
+            );
+        } else {
+            assert_eq!(after("RCPT TO:<gone@example.org>", 1), ["RSET"], "{seen:?}");
+        }
+        assert_eq!(
+            after("Subject: again", 3),
+            ["", "body", "."],
+            "the body as composed, no line added: {seen:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn each_refusal_names_the_command_it_answered() {
+    for pipelining in [true, false] {
+        let (port, _) = relay(pipelining).await;
+        let pool = pool(port);
+        let refusal = |d: Delivery| match d {
+            Delivery::Refused { code, phase, .. } => (code, phase),
+            other => panic!("not a refusal: {other:?}"),
+        };
+        let ok = b"Subject: hi\r\n\r\nbody\r\n";
+        let sender = pool
+            .send("refused@bounce.test", "user@example.org", ok)
+            .await;
+        assert_eq!(refusal(sender), (553, Phase::MailFrom), "{pipelining}");
+        let busy = pool.send("b-x@bounce.test", "busy@example.org", ok).await;
+        assert_eq!(refusal(busy), (451, Phase::RcptTo), "{pipelining}");
+        let spam = pool
+            .send(
+                "b-x@bounce.test",
+                "user@example.org",
+                b"Subject: hi\r\n\r\nspam\r\n",
+            )
+            .await;
+        assert_eq!(refusal(spam), (550, Phase::Data), "{pipelining}");
+        let after = pool.send("b-x@bounce.test", "user@example.org", ok).await;
+        assert!(matches!(after, Delivery::Accepted { .. }), "{after:?}");
+    }
+}
+
+#[tokio::test]
+async fn closing_does_not_wait_for_a_relay_silent_on_quit() {
+    let (port, _) = relay(true).await;
+    let pool = pool(port);
+    let sent = pool
+        .send(
+            "b-x@bounce.test",
+            "user@example.org",
+            b"Subject: hi\r\n\r\nx\r\n",
+        )
+        .await;
+    assert!(matches!(sent, Delivery::Accepted { .. }), "{sent:?}");
+    let closed = tokio::time::timeout(QUIT_TIMEOUT * 3, pool.close()).await;
+    assert!(
+        closed.is_ok(),
+        "close waited for a QUIT answer that never came"
+    );
+}
+
+#[tokio::test]
+async fn a_relay_that_is_down_is_a_transient_failure() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let delivery = pool(port).send("b@x.test", "user@example.org", b"x").await;
+    assert!(
+        matches!(delivery, Delivery::Transient { .. }),
+        "{delivery:?}"
+    );
+}
