@@ -1,5 +1,5 @@
 //! Upstream channels behind one trait. Each send ends in a
-//! [`Delivery`](domain::Delivery) that the rules turn into an outcome:
+//! [`domain::Delivery`] that the rules turn into an outcome:
 //! record success, fail for good, retry later, or slow the whole upstream
 //! down. The [`Registry`] is the one place that lists the channels: a new
 //! channel is a module implementing [`Channel`] and one line there.

@@ -7,7 +7,8 @@
 //! suppression (one write, the rules' decision).
 
 use std::{
-    sync::Arc,
+    collections::HashMap,
+    sync::{Arc, Mutex},
     time::{Duration, UNIX_EPOCH},
 };
 
@@ -42,6 +43,10 @@ pub struct Sink {
     links: Arc<Links>,
     /// Each campaign's channel says which of its links are tracked.
     channels: Registry,
+    /// Per campaign number, how many of its first messages are known to
+    /// exist. Messages are never removed, so a click on one of them needs
+    /// no round trip to the store: the redirect is the hot path.
+    known: Mutex<HashMap<u32, u32>>,
     queue: mpsc::Sender<TrackingEvent>,
 }
 
@@ -58,6 +63,7 @@ impl Sink {
                 store,
                 links,
                 channels,
+                known: Mutex::default(),
                 queue,
             },
             rx,
@@ -66,6 +72,12 @@ impl Sink {
 }
 
 impl Sink {
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<u32, u32>> {
+        self.known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The store's answer, or `None` (the handler's 404) when it has none.
     fn answered<T>(answer: store::Result<Option<T>>) -> Option<T> {
         answer.unwrap_or_else(|e| {
@@ -103,10 +115,24 @@ impl TrackingSink for Sink {
     }
 
     async fn knows_message(&self, message: clicktrack::MessageNo) -> bool {
-        self.store.exists(ours(message)).await.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "tracking: the store did not answer");
-            false
-        })
+        let msg = ours(message);
+        let known = |known: &HashMap<u32, u32>| known.get(&msg.campaign).copied().unwrap_or(0);
+        if msg.participant < known(&self.known()) {
+            return true;
+        }
+        match self.store.exists(msg).await {
+            Ok(true) => {
+                let mut all = self.known();
+                let below = known(&all).max(msg.participant.saturating_add(1));
+                all.insert(msg.campaign, below);
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "tracking: the store did not answer");
+                false
+            }
+        }
     }
 
     fn record(&self, event: TrackingEvent) -> Result<(), Overloaded> {
