@@ -43,6 +43,8 @@ use crate::error::{Error, Problem, Result};
 use crate::key::CustomerKey;
 
 /// Storage unit for send times, in seconds. Stored times are rounded up to it.
+use shard::{Shard, Slot, home, insert_desc, pack, unpack};
+
 pub const UNIT_SECS: i64 = 32;
 /// Longest supported quota period (366 days).
 pub const MAX_PERIOD_SECS: i64 = 366 * 86_400;
@@ -155,119 +157,6 @@ pub(crate) struct SlotHint(Option<usize>);
 impl SlotHint {
     /// No slot known.
     pub(crate) const NONE: SlotHint = SlotHint(None);
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-#[repr(C)]
-struct Slot {
-    fp: u32,
-    lo: u32,
-    hi: u32,
-}
-
-impl Slot {
-    fn state(self) -> u64 {
-        u64::from(self.lo) | (u64::from(self.hi) << 32)
-    }
-
-    fn set_state(&mut self, s: u64) {
-        self.lo = s as u32;
-        self.hi = (s >> 32) as u32;
-    }
-}
-
-fn unpack(s: u64) -> [i64; INLINE] {
-    [
-        (s & MASK) as i64,
-        ((s >> TIME_BITS) & MASK) as i64,
-        ((s >> (2 * TIME_BITS)) & MASK) as i64,
-    ]
-}
-
-fn pack(v: [i64; INLINE]) -> u64 {
-    let f = |x: i64| (x.clamp(0, MAX_UNITS)) as u64;
-    f(v[0]) | (f(v[1]) << TIME_BITS) | (f(v[2]) << (2 * TIME_BITS))
-}
-
-/// Inserts `u` into a descending list, keeping its length.
-fn insert_desc(v: &mut [i64], u: i64) {
-    let Some(pos) = v.iter().position(|&x| x < u) else {
-        return;
-    };
-    v[pos..].rotate_right(1);
-    v[pos] = u;
-}
-
-#[derive(Debug, Clone, Default)]
-struct Shard {
-    slots: Box<[Slot]>,
-    len: u32,
-}
-
-fn home(fp: u32, cap: usize) -> usize {
-    ((u64::from(fp) * cap as u64) >> 32) as usize
-}
-
-impl Shard {
-    #[inline]
-    fn find(&self, fp: u32) -> Option<usize> {
-        let cap = self.slots.len();
-        if cap == 0 {
-            return None;
-        }
-        let mut i = home(fp, cap);
-        loop {
-            let s = self.slots.get(i)?;
-            if s.fp == fp {
-                return Some(i);
-            }
-            if s.fp == 0 {
-                return None;
-            }
-            i += 1;
-            if i == cap {
-                i = 0;
-            }
-        }
-    }
-
-    /// Index of `fp`'s slot, inserting an empty one if absent; `true` if
-    /// it was inserted.
-    #[inline]
-    fn entry(&mut self, fp: u32) -> (usize, bool) {
-        if let Some(i) = self.find(fp) {
-            return (i, false);
-        }
-        let cap = self.slots.len();
-        if (self.len as usize + 1) * 8 > cap * 7 {
-            self.grow((cap + cap / 4 + 1).max(8));
-        }
-        self.len += 1;
-        (self.place(Slot { fp, lo: 0, hi: 0 }), true)
-    }
-
-    fn place(&mut self, slot: Slot) -> usize {
-        let cap = self.slots.len();
-        let mut i = home(slot.fp, cap);
-        while self.slots[i].fp != 0 {
-            i += 1;
-            if i == cap {
-                i = 0;
-            }
-        }
-        self.slots[i] = slot;
-        i
-    }
-
-    fn grow(&mut self, new_cap: usize) {
-        let old = std::mem::replace(
-            &mut self.slots,
-            vec![Slot::default(); new_cap].into_boxed_slice(),
-        );
-        for s in old.iter().filter(|s| s.fp != 0) {
-            self.place(*s);
-        }
-    }
 }
 
 /// Per-customer quota state for a set of per-segment rules.
@@ -695,5 +584,6 @@ impl QuotaBook {
     }
 }
 
+mod shard;
 #[cfg(test)]
 mod tests;
