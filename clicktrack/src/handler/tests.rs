@@ -9,6 +9,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::*;
 use crate::{Key, Rewriter, serve, serve_on_thread};
 
+mod unsubscribe;
+
 /// A sink holding link tables and events in memory.
 #[derive(Default)]
 struct MemSink {
@@ -327,74 +329,6 @@ fn an_overloaded_sink_gets_503_not_a_redirect() {
         f.get(Method::HEAD, &f.click(7, 0)).status(),
         StatusCode::FOUND
     );
-}
-
-/// A sink whose unsubscribes become durable only when the test says so.
-struct SlowSink {
-    durable: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
-}
-
-impl TrackingSink for SlowSink {
-    async fn resolve_link(&self, _: MessageNo, _: LinkIndex) -> Option<Arc<str>> {
-        None
-    }
-    async fn knows_message(&self, _: MessageNo) -> bool {
-        true
-    }
-    fn record(&self, _: TrackingEvent) -> Result<(), Overloaded> {
-        Ok(())
-    }
-    async fn unsubscribe(&self, _: TrackingEvent) -> Result<(), Overloaded> {
-        let durable = self
-            .durable
-            .lock()
-            .unwrap()
-            .take()
-            .expect("one unsubscribe");
-        durable.await.map_err(|_| Overloaded)
-    }
-}
-
-#[test]
-fn the_unsubscribe_page_waits_until_the_unsubscribe_is_durable() {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let sink = Arc::new(SlowSink {
-        durable: Mutex::new(Some(rx)),
-    });
-    let keys = Arc::new(Keyring::from_secret(1, b"handler test secret, 32 bytes!!").unwrap());
-    let token = keys.mint(Token::Unsubscribe {
-        message: MessageNo(7),
-    });
-    let tracking = Tracking::new(sink, keys);
-    let req = Request::post(format!("/u/{token}")).body(()).unwrap();
-    let mut answer = std::pin::pin!(tracking.respond(&req));
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    assert!(
-        answer.as_mut().poll(&mut cx).is_pending(),
-        "no confirmation before the sink made the unsubscribe durable"
-    );
-    tx.send(()).unwrap();
-    match answer.as_mut().poll(&mut cx) {
-        Poll::Ready(res) => assert_eq!(res.status(), StatusCode::OK),
-        Poll::Pending => panic!("durable, yet not answered"),
-    }
-}
-
-#[test]
-fn an_unsubscribe_the_sink_could_not_record_gets_503() {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    drop(tx);
-    let sink = Arc::new(SlowSink {
-        durable: Mutex::new(Some(rx)),
-    });
-    let keys = Arc::new(Keyring::from_secret(1, b"handler test secret, 32 bytes!!").unwrap());
-    let token = keys.mint(Token::Unsubscribe {
-        message: MessageNo(7),
-    });
-    let tracking = Tracking::new(sink, keys);
-    let req = Request::post(format!("/u/{token}")).body(()).unwrap();
-    let res = resolved(tracking.respond(&req));
-    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
 
 #[test]
