@@ -30,22 +30,31 @@ impl std::fmt::Debug for Tokens {
     }
 }
 
+/// Why a token list (`crm:TOKEN,admin:TOKEN`) did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenSpecError {
+    #[error("token entry without `role:`: expected crm:TOKEN or admin:TOKEN")]
+    NoRole,
+    #[error("unknown role `{0}` (crm or admin)")]
+    UnknownRole(String),
+    #[error("empty token for role {0:?}")]
+    EmptyToken(Role),
+}
+
 impl Tokens {
     pub fn new(tokens: Vec<(Role, String)>) -> Self {
         Self(tokens)
     }
 
     /// Parses `crm:TOKEN1,admin:TOKEN2`.
-    pub fn parse(spec: &str) -> Result<Self, String> {
+    pub fn parse(spec: &str) -> Result<Self, TokenSpecError> {
         let mut tokens = Vec::new();
         for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (role, token) = item.split_once(':').ok_or_else(|| {
-                "token entry without `role:`: expected crm:TOKEN or admin:TOKEN".to_owned()
-            })?;
+            let (role, token) = item.split_once(':').ok_or(TokenSpecError::NoRole)?;
             let role =
-                Role::parse(role).ok_or_else(|| format!("unknown role `{role}` (crm or admin)"))?;
+                Role::parse(role).ok_or_else(|| TokenSpecError::UnknownRole(role.to_owned()))?;
             if token.is_empty() {
-                return Err(format!("empty token for role {role:?}"));
+                return Err(TokenSpecError::EmptyToken(role));
             }
             tokens.push((role, token.to_owned()));
         }

@@ -14,7 +14,7 @@ mod ingest;
 mod routes;
 pub mod types;
 
-pub use auth::{Role, Tokens};
+pub use auth::{Role, TokenSpecError, Tokens};
 pub use backend::{Backend, BackendError, BackendResult};
 pub use error::ApiError;
 pub use routes::{ApiConfig, router};

@@ -27,7 +27,7 @@ pub use api::Api;
 pub use dispatch::Dispatch;
 pub use email::{Dkim, Email, Relay, TlsMode};
 pub use listen::Listen;
-pub use sms::{BindMode, Sms, Smsc};
+pub use sms::{BindMode, PasswordError, Sms, Smsc};
 pub use store::StoreConfig;
 pub use tracking::{MAX_TRACKING_CONNECTIONS, Tracking};
 pub use webhook::Webhook;

@@ -26,9 +26,9 @@ pub struct Links {
 }
 
 impl Links {
-    pub fn new(keys: Arc<Keyring>, base_url: &str) -> Result<Self, String> {
-        let rewriter =
-            Rewriter::new(keys, base_url).map_err(|e| format!("tracking.base_url: {e}"))?;
+    /// Links signed with `keys` under `base_url` (`tracking.base_url`).
+    pub fn new(keys: Arc<Keyring>, base_url: &str) -> Result<Self, clicktrack::Error> {
+        let rewriter = Rewriter::new(keys, base_url)?;
         Ok(Self {
             rewriter,
             tables: Mutex::new(HashMap::new()),

@@ -23,6 +23,15 @@ pub enum Escape {
     Header,
 }
 
+/// Why a template did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("`{{{{` at byte {at} is never closed")]
+    Unclosed { at: usize },
+    #[error("`{{{{{0}}}}}` is not a field name")]
+    NotAFieldName(String),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     parts: Vec<Part>,
@@ -30,7 +39,7 @@ pub struct Template {
 
 impl Template {
     /// Parses `text`; an unclosed `{{` or an empty name is an error.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, TemplateError> {
         let mut parts = Vec::new();
         let mut rest = text;
         while let Some(open) = rest.find("{{") {
@@ -38,11 +47,8 @@ impl Template {
                 parts.push(Part::Text(rest[..open].to_owned()));
             }
             let after = &rest[open + 2..];
-            let close = after.find("}}").ok_or_else(|| {
-                format!(
-                    "`{{{{` at byte {} is never closed",
-                    text.len() - rest.len() + open
-                )
+            let close = after.find("}}").ok_or(TemplateError::Unclosed {
+                at: text.len() - rest.len() + open,
             })?;
             let name = after[..close].trim();
             // `{{untracked:URL}}` is the link tracker's marker: left as written.
@@ -56,7 +62,7 @@ impl Template {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
             {
-                return Err(format!("`{{{{{}}}}}` is not a field name", &after[..close]));
+                return Err(TemplateError::NotAFieldName(after[..close].to_owned()));
             }
             parts.push(Part::Field(name.to_owned()));
             rest = &after[close + 2..];
@@ -222,6 +228,22 @@ mod tests {
         assert!(
             out.starts_with("see {{untracked:https://x.example/a?b=1}} Ann"),
             "{out}"
+        );
+    }
+
+    #[test]
+    fn parse_errors_say_where_and_what() {
+        assert_eq!(
+            Template::parse("Hi {{name")
+                .expect_err("unclosed")
+                .to_string(),
+            "`{{` at byte 3 is never closed"
+        );
+        assert_eq!(
+            Template::parse("Hi {{ two words }}")
+                .expect_err("bad name")
+                .to_string(),
+            "`{{ two words }}` is not a field name"
         );
     }
 }

@@ -6,19 +6,19 @@ use jiff::Timestamp;
 use jiff::civil::{Date, DateTime, Weekday};
 use jiff::tz::TimeZone;
 
+use crate::ParseError;
+
 /// Looks up an IANA time zone by name. The system database is tried first,
 /// then the copy bundled into the binary, so this works on hosts without
 /// `/usr/share/zoneinfo`.
-pub fn time_zone(name: &str) -> Result<TimeZone, String> {
+pub fn time_zone(name: &str) -> Result<TimeZone, ParseError> {
     if name.is_empty() {
-        return Err("time zone is empty".into());
+        return Err(ParseError::EmptyTimeZone);
     }
     jiff::tz::db()
         .get(name)
         .or_else(|_| jiff::tz::TimeZoneDatabase::bundled().get(name))
-        .map_err(|_| {
-            format!("unknown time zone {name:?} (expected an IANA name such as Europe/Berlin)")
-        })
+        .map_err(|_| ParseError::UnknownTimeZone(name.to_owned()))
 }
 
 /// A set of weekdays, one bit per day (Monday = bit 0).
@@ -101,21 +101,17 @@ impl HourRange {
     };
 
     /// Parses `HH:MM-HH:MM`.
-    pub fn parse(s: &str) -> Result<HourRange, String> {
+    pub fn parse(s: &str) -> Result<HourRange, ParseError> {
         let (a, b) = s
             .split_once('-')
-            .ok_or_else(|| format!("{s:?} is not of the form HH:MM-HH:MM"))?;
-        let start = minute_of_day(a)
-            .ok_or_else(|| format!("{a:?} is not a time HH:MM (00:00 to 23:59)"))?;
-        let end = minute_of_day(b)
-            .ok_or_else(|| format!("{b:?} is not a time HH:MM (00:00 to 24:00)"))?;
+            .ok_or_else(|| ParseError::NotARange(s.to_owned()))?;
+        let start = minute_of_day(a).ok_or_else(|| ParseError::BadStart(a.to_owned()))?;
+        let end = minute_of_day(b).ok_or_else(|| ParseError::BadEnd(b.to_owned()))?;
         if start >= 1440 {
-            return Err(format!("range {s:?} starts at 24:00"));
+            return Err(ParseError::StartsAtMidnight(s.to_owned()));
         }
         if end <= start {
-            return Err(format!(
-                "range {s:?} ends before it starts; write an overnight range as two ranges, e.g. 22:00-24:00 and 00:00-06:00"
-            ));
+            return Err(ParseError::EndsBeforeStart(s.to_owned()));
         }
         Ok(HourRange { start, end })
     }

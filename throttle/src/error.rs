@@ -13,10 +13,10 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, message: impl std::fmt::Display) -> Self {
         Self {
             field: field.into(),
-            message: message.into(),
+            message: message.to_string(),
         }
     }
 }
@@ -25,6 +25,34 @@ impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.field, self.message)
     }
+}
+
+/// Why a time zone, an hour range or a period did not parse; each says it
+/// in words an administrator can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("time zone is empty")]
+    EmptyTimeZone,
+    #[error("unknown time zone {0:?} (expected an IANA name such as Europe/Berlin)")]
+    UnknownTimeZone(String),
+    #[error("{0:?} is not of the form HH:MM-HH:MM")]
+    NotARange(String),
+    #[error("{0:?} is not a time HH:MM (00:00 to 23:59)")]
+    BadStart(String),
+    #[error("{0:?} is not a time HH:MM (00:00 to 24:00)")]
+    BadEnd(String),
+    #[error("range {0:?} starts at 24:00")]
+    StartsAtMidnight(String),
+    #[error(
+        "range {0:?} ends before it starts; write an overnight range as two ranges, e.g. 22:00-24:00 and 00:00-06:00"
+    )]
+    EndsBeforeStart(String),
+    #[error("{0:?} is not an ISO 8601 period such as P7D, P1W or PT12H")]
+    NotAPeriod(String),
+    #[error("{0:?}: years and months have no fixed length; use days, e.g. P30D")]
+    NoFixedLength(String),
+    #[error("{0:?} is too long")]
+    TooLong(String),
 }
 
 /// Everything that can go wrong in `throttle`.

@@ -60,7 +60,7 @@ pub use jiff;
 pub use admission::{Admission, Decision, Deferral, Request, Suppression};
 pub use bucket::Bucket;
 pub use cap::{CapCount, CapSpec, Caps};
-pub use error::{Error, Problem, Result};
+pub use error::{Error, ParseError, Problem, Result};
 pub use exclusion::ExclusionDays;
 pub use key::{CustomerKey, hash64};
 pub use limits::{Limits, QuotaSpec, parse_period};

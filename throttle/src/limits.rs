@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::calendar;
 use crate::cap::{self, Cap, CapSpec};
-use crate::error::{Error, Problem, Result};
+use crate::error::{Error, ParseError, Problem, Result};
 use crate::quota::{MAX_PERIOD_SECS, QuotaRule};
 
 /// A channel's limits.
@@ -136,8 +136,8 @@ impl Limits {
 
 /// Parses an ISO 8601 duration restricted to fixed-length units
 /// (`PnW`, `PnD`, `PTnH`, `PTnM`, `PTnS` and combinations) into seconds.
-pub fn parse_period(s: &str) -> Result<i64, String> {
-    let bad = || format!("{s:?} is not an ISO 8601 period such as P7D, P1W or PT12H");
+pub fn parse_period(s: &str) -> Result<i64, ParseError> {
+    let bad = || ParseError::NotAPeriod(s.to_owned());
     let rest = s.trim().strip_prefix('P').ok_or_else(bad)?;
     if rest.is_empty() {
         return Err(bad());
@@ -158,18 +158,14 @@ pub fn parse_period(s: &str) -> Result<i64, String> {
                     (true, 'H') => 3600,
                     (true, 'M') => 60,
                     (true, 'S') => 1,
-                    (false, 'Y' | 'M') => {
-                        return Err(format!(
-                            "{s:?}: years and months have no fixed length; use days, e.g. P30D"
-                        ));
-                    }
+                    (false, 'Y' | 'M') => return Err(ParseError::NoFixedLength(s.to_owned())),
                     _ => return Err(bad()),
                 };
                 let n: i64 = num.parse().map_err(|_| bad())?;
                 total = n
                     .checked_mul(unit)
                     .and_then(|v| total.checked_add(v))
-                    .ok_or_else(|| format!("{s:?} is too long"))?;
+                    .ok_or_else(|| ParseError::TooLong(s.to_owned()))?;
                 num.clear();
                 any = true;
                 time_any |= in_time;

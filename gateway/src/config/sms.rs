@@ -137,6 +137,18 @@ pub enum BindMode {
     Pair,
 }
 
+/// Why an SMSC's password could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    #[error("environment variable {0} is not set")]
+    Unset(String),
+    #[error("reading {}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 impl Smsc {
     /// Its name: as configured, or `host:port`.
     pub fn name(&self) -> String {
@@ -144,14 +156,15 @@ impl Smsc {
     }
 
     /// The bind password, from the environment or a file (empty if neither).
-    pub fn password(&self) -> Result<String, String> {
+    pub fn password(&self) -> Result<String, PasswordError> {
         if let Some(var) = &self.password_env {
-            return std::env::var(var)
-                .map_err(|_| format!("environment variable {var} is not set"));
+            return std::env::var(var).map_err(|_| PasswordError::Unset(var.clone()));
         }
         if let Some(path) = &self.password_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            let text = std::fs::read_to_string(path).map_err(|source| PasswordError::Read {
+                path: path.clone(),
+                source,
+            })?;
             return Ok(text.lines().next().unwrap_or_default().to_owned());
         }
         Ok(String::new())

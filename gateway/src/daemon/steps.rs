@@ -53,8 +53,10 @@ impl Core {
         let secret = return_path_secret(config, store.as_ref()).await?;
         let return_paths = ReturnPaths::new(&secret, &config.email.bounce_domain);
         let keys = Arc::new(tracking_keys(config, store.as_ref()).await?);
-        let links =
-            Arc::new(Links::new(keys.clone(), &config.tracking.base_url).map_err(RunError::Setup)?);
+        let links = Arc::new(
+            Links::new(keys.clone(), &config.tracking.base_url)
+                .map_err(|e| RunError::Setup(format!("tracking.base_url: {e}")))?,
+        );
         let metrics = Arc::new(Metrics::default());
         let channels = Registry::start(&Deps {
             config,
@@ -90,7 +92,7 @@ impl Core {
 
 /// The CRM API over the core, with its tokens.
 pub(super) fn api_router(config: &Config, core: &Core) -> Result<axum::Router, RunError> {
-    let tokens = Tokens::parse(&config.api.tokens).map_err(RunError::Setup)?;
+    let tokens = Tokens::parse(&config.api.tokens).map_err(|e| RunError::Setup(e.to_string()))?;
     if tokens.is_open() {
         tracing::warn!(
             "no API tokens set (SLUICE_API_TOKENS): the API is open to anyone on loopback"
