@@ -12,6 +12,7 @@ pub mod smtp;
 
 use std::{
     collections::HashMap,
+    path::PathBuf,
     sync::{Arc, Mutex},
 };
 
@@ -23,6 +24,29 @@ use clicktrack::LinkTable;
 use domain::{CampaignDecl, CampaignRecord, ChannelKind, Delivery, Participant};
 use rules::RetryPolicy;
 use store::Claim;
+
+/// Why a channel could not start, naming the configuration at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The DKIM key file could not be read or holds no RSA key.
+    #[error("{}: {source}", .file.display())]
+    DkimKey { file: PathBuf, source: BoxError },
+    /// A TLS connector for `at` (`relay NAME`, `sms.smsc[i]`) could not be built.
+    #[error("{at}: TLS: {source}")]
+    Tls { at: String, source: BoxError },
+    #[error("relay {relay}: environment variable {var} is not set")]
+    RelaySecret { relay: String, var: String },
+    #[error("sms.smsc[{index}]: {source}")]
+    SmscPassword {
+        index: usize,
+        source: crate::config::PasswordError,
+    },
+    #[error("too many SMSCs")]
+    TooManySmscs,
+}
+
+/// Another library's error, kept as the source of ours.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why one participant cannot be sent to, if it cannot.
 pub type ParticipantCheck = Box<dyn Fn(&Participant) -> Option<String> + Send + Sync>;

@@ -4,7 +4,11 @@
 //! back-off until a 2xx. Its cursor is durable, so a restart resumes where
 //! the last acknowledged batch ended (at-least-once).
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use admin_api::types::v1::Event;
 use bytes::Bytes;
@@ -42,32 +46,46 @@ pub type WebClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 /// The client for `config`'s endpoint: https verified against the system's
 /// trust store, or against `ca_file` alone when it is set. An http endpoint
 /// needs no trust store at all.
-pub fn client(config: &Webhook) -> Result<WebClient, String> {
+pub fn client(config: &Webhook) -> Result<WebClient, ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = HttpsConnectorBuilder::new();
     let builder = match &config.ca_file {
-        Some(path) => builder.with_tls_config(
-            tls_trusting(provider, &roots_in(path)?)
-                .map_err(|e| format!("{}: {e}", path.display()))?,
-        ),
+        Some(path) => {
+            let unusable = |source: BoxError| ClientError::CaFile {
+                path: path.clone(),
+                source,
+            };
+            let roots = roots_in(path).map_err(unusable)?;
+            builder.with_tls_config(tls_trusting(provider, &roots).map_err(|e| unusable(e.into()))?)
+        }
         None if config.is_https() => builder
             .with_provider_and_platform_verifier(provider)
-            .map_err(|e| format!("the system's trust store: {e}"))?,
+            .map_err(ClientError::TrustStore)?,
         None => builder.with_tls_config(tls_trusting(provider, &[])?),
     };
     let connector = builder.https_or_http().enable_http1().build();
     Ok(Client::builder(TokioExecutor::new()).build(connector))
 }
 
+/// Why a webhook's client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{}: {source}", .path.display())]
+    CaFile { path: PathBuf, source: BoxError },
+    #[error("the system's trust store: {0}")]
+    TrustStore(std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// Another library's error, kept as the source of ours.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// The certificates of the PEM file at `path`; at least one.
-fn roots_in(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let unreadable = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| unreadable(&e))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| unreadable(&e))?;
+fn roots_in(path: &Path) -> Result<Vec<CertificateDer<'static>>, BoxError> {
+    let certs: Vec<_> = CertificateDer::pem_file_iter(path)?.collect::<Result<_, _>>()?;
     if certs.is_empty() {
-        return Err(unreadable(&"no certificate in it"));
+        return Err("no certificate in it".into());
     }
     Ok(certs)
 }
@@ -76,16 +94,28 @@ fn roots_in(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 fn tls_trusting(
     provider: Arc<rustls::crypto::CryptoProvider>,
     roots: &[CertificateDer<'static>],
-) -> Result<rustls::ClientConfig, String> {
+) -> Result<rustls::ClientConfig, rustls::Error> {
     let mut store = rustls::RootCertStore::empty();
     for cert in roots {
-        store.add(cert.clone()).map_err(|e| e.to_string())?;
+        store.add(cert.clone())?;
     }
     Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .with_safe_default_protocol_versions()?
         .with_root_certificates(store)
         .with_no_client_auth())
+}
+
+/// Why a batch was not delivered (it is sent again after a back-off).
+#[derive(Debug, thiserror::Error)]
+enum PostError {
+    #[error("{0}")]
+    Request(#[from] hyper::http::Error),
+    #[error("timed out")]
+    TimedOut,
+    #[error("{0}")]
+    Transport(#[from] hyper_util::client::legacy::Error),
+    #[error("answered {0}")]
+    Status(hyper::StatusCode),
 }
 
 pub struct WebhookSender {
@@ -160,23 +190,21 @@ impl WebhookSender {
         }
     }
 
-    async fn post(&self, body: Vec<u8>) -> Result<(), String> {
+    async fn post(&self, body: Vec<u8>) -> Result<(), PostError> {
         let request = Request::post(&self.config.url)
             .header(CONTENT_TYPE, "application/json")
             .header("X-Sluice-Signature", signature(&self.secret, &body))
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
+            .body(Full::new(Bytes::from(body)))?;
         let response = tokio::time::timeout(Duration::from_secs(30), self.client.request(request))
             .await
-            .map_err(|_| "timed out".to_owned())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| PostError::TimedOut)??;
         let status = response.status();
         // Drain the body so the connection can be reused.
         let _ = response.into_body().collect().await;
         if status.is_success() {
             Ok(())
         } else {
-            Err(format!("answered {status}"))
+            Err(PostError::Status(status))
         }
     }
 }

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use clicktrack::LinkTable;
 
 use super::{
-    Channel, Deps, Parsed, ParticipantCheck,
+    Channel, Deps, Parsed, ParticipantCheck, StartError,
     mail::{Dkim, Envelope, MailTemplate, is_email},
     smtp::RelayPool,
 };
@@ -39,7 +39,7 @@ impl std::fmt::Debug for EmailChannel {
 
 impl EmailChannel {
     /// Loads the DKIM key and sets up the relay pool of `[email]`.
-    pub fn start(deps: &Deps<'_>) -> Result<Self, String> {
+    pub fn start(deps: &Deps<'_>) -> Result<Self, StartError> {
         let config = &deps.config.email;
         let dkim = match &config.dkim {
             Some(d) => Some(Dkim::load(&d.domain, &d.selector, &d.key_file)?),

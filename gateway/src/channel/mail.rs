@@ -14,6 +14,7 @@ use mail_auth::{
 use mail_builder::{MessageBuilder, headers::raw::Raw};
 use rustls::pki_types::{PrivateKeyDer, pem::PemObject};
 
+use super::{BoxError, StartError};
 use crate::template::{Escape, Template, missing_fields};
 use domain::{EmailContent, Participant};
 
@@ -195,11 +196,13 @@ impl std::fmt::Debug for Dkim {
 }
 
 impl Dkim {
-    pub fn load(domain: &str, selector: &str, key_file: &Path) -> Result<Self, String> {
-        let der = PrivateKeyDer::from_pem_file(key_file)
-            .map_err(|e| format!("{}: {e}", key_file.display()))?;
-        let key = RsaKey::<Sha256>::from_key_der(der)
-            .map_err(|e| format!("{}: {e}", key_file.display()))?;
+    pub fn load(domain: &str, selector: &str, key_file: &Path) -> Result<Self, StartError> {
+        let unusable = |source: BoxError| StartError::DkimKey {
+            file: key_file.to_owned(),
+            source,
+        };
+        let der = PrivateKeyDer::from_pem_file(key_file).map_err(|e| unusable(Box::new(e)))?;
+        let key = RsaKey::<Sha256>::from_key_der(der).map_err(|e| unusable(Box::new(e)))?;
         Ok(Self {
             signer: DkimSigner::from_key(key)
                 .domain(domain)

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Channel, email::EmailChannel, sms::SmsChannel};
+use super::{Channel, StartError, email::EmailChannel, sms::SmsChannel};
 use domain::ChannelKind;
 
 use store::Store;
@@ -27,7 +27,7 @@ pub struct Registry {
 
 impl Registry {
     /// Starts every channel; their order is the order of metrics and checks.
-    pub fn start(deps: &Deps<'_>) -> Result<Self, String> {
+    pub fn start(deps: &Deps<'_>) -> Result<Self, StartError> {
         let channels: Vec<Arc<dyn Channel>> = vec![
             Arc::new(EmailChannel::start(deps)?),
             Arc::new(SmsChannel::start(deps)?),

@@ -32,7 +32,7 @@ use self::{
     bind::{Bind, SubmitError, UNBOUND_RETRY},
     intake::Intake,
 };
-use super::{Channel, Deps, Parsed, ParticipantCheck};
+use super::{Channel, Deps, Parsed, ParticipantCheck, StartError};
 use crate::{
     config::Smsc as SmscConfig,
     links::{Links, sms_table},
@@ -81,7 +81,7 @@ impl std::fmt::Debug for SmsChannel {
 
 impl SmsChannel {
     /// Starts every bind of every configured SMSC and the inbound intake.
-    pub fn start(deps: &Deps<'_>) -> Result<Self, String> {
+    pub fn start(deps: &Deps<'_>) -> Result<Self, StartError> {
         let config = &deps.config.sms;
         let metrics = &deps.metrics;
         let stop = CancellationToken::new();
@@ -89,12 +89,18 @@ impl SmsChannel {
         let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
         let mut smscs = Vec::new();
         for (i, c) in config.smsc.iter().enumerate() {
-            let index = u16::try_from(i).map_err(|_| "too many SMSCs".to_owned())?;
-            let password = c.password().map_err(|e| format!("sms.smsc[{i}]: {e}"))?;
+            let index = u16::try_from(i).map_err(|_| StartError::TooManySmscs)?;
+            let password = c
+                .password()
+                .map_err(|source| StartError::SmscPassword { index: i, source })?;
             let tls = if c.tls {
                 Some(
-                    mail_send::smtp::tls::build_tls_connector(c.tls_insecure)
-                        .map_err(|e| format!("sms.smsc[{i}]: TLS: {e}"))?,
+                    mail_send::smtp::tls::build_tls_connector(c.tls_insecure).map_err(|e| {
+                        StartError::Tls {
+                            at: format!("sms.smsc[{i}]"),
+                            source: e.into(),
+                        }
+                    })?,
                 )
             } else {
                 None

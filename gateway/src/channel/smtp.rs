@@ -26,6 +26,7 @@ use tokio_rustls::{TlsConnector, client::TlsStream};
 
 use domain::Phase;
 
+use super::StartError;
 use crate::config::{Relay as RelayConfig, TlsMode};
 use domain::Delivery;
 
@@ -84,22 +85,25 @@ impl std::fmt::Debug for RelayPool {
 
 impl RelayPool {
     /// Prepares the pool; connections are opened on first use.
-    pub fn new(configs: &[RelayConfig], helo: &str) -> Result<Self, String> {
+    pub fn new(configs: &[RelayConfig], helo: &str) -> Result<Self, StartError> {
         let mut relays = Vec::with_capacity(configs.len());
         for config in configs {
             let tls = match config.tls {
                 TlsMode::None => None,
                 TlsMode::Starttls | TlsMode::Tls => Some(
-                    mail_send::smtp::tls::build_tls_connector(config.tls_insecure)?,
+                    mail_send::smtp::tls::build_tls_connector(config.tls_insecure).map_err(
+                        |e| StartError::Tls {
+                            at: format!("relay {}", config.name()),
+                            source: e.into(),
+                        },
+                    )?,
                 ),
             };
             let credentials = match (&config.username, &config.password_env) {
                 (Some(user), Some(env)) => {
-                    let secret = std::env::var(env).map_err(|_| {
-                        format!(
-                            "relay {}: environment variable {env} is not set",
-                            config.host
-                        )
+                    let secret = std::env::var(env).map_err(|_| StartError::RelaySecret {
+                        relay: config.name(),
+                        var: env.clone(),
                     })?;
                     Some(Credentials::new(user.clone(), secret))
                 }

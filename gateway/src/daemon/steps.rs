@@ -65,7 +65,7 @@ impl Core {
             links: links.clone(),
             return_paths: return_paths.clone(),
         })
-        .map_err(RunError::Setup)?;
+        .map_err(|e| RunError::Setup(e.to_string()))?;
         let policy = Arc::new(
             Policy::load(store.clone(), channels.kinds(), domain::now_ms())
                 .await
