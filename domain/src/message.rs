@@ -138,6 +138,16 @@ pub enum Delivery {
     Throttled { retry_after: Duration },
 }
 
+impl Delivery {
+    /// Cannot be sent, ever, for `why` (a template field the participant
+    /// lacks, content that does not parse).
+    pub fn permanent(why: impl std::fmt::Display) -> Self {
+        Self::Permanent {
+            reply: why.to_string(),
+        }
+    }
+}
+
 /// What happened to a message, as the dispatcher reports it to the store.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {

@@ -205,7 +205,7 @@ impl Backend for GatewayBackend {
         let check = self
             .channel(record.decl.channel)?
             .participant_check(&record)
-            .map_err(BackendError::Internal)?;
+            .map_err(|e| BackendError::Internal(e.to_string()))?;
         let mut result = UploadResult::default();
         let mut lines = Vec::with_capacity(batch.len());
         let mut accepted = Vec::with_capacity(batch.len());
@@ -217,7 +217,7 @@ impl Backend for GatewayBackend {
                     p.customer
                 ))
             } else {
-                check(&p)
+                check(&p).map(|unfit| unfit.to_string())
             };
             match problem {
                 Some(error) => result.rejected.push(Rejected { line, error }),

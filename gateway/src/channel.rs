@@ -9,6 +9,7 @@ pub mod mail;
 mod registry;
 pub mod sms;
 pub mod smtp;
+mod unfit;
 
 use std::{
     collections::HashMap,
@@ -19,6 +20,7 @@ use std::{
 use async_trait::async_trait;
 
 pub use registry::{Deps, Registry};
+pub use unfit::Unfit;
 
 use clicktrack::LinkTable;
 use domain::{CampaignDecl, CampaignRecord, ChannelKind, Delivery, Participant};
@@ -49,7 +51,7 @@ pub enum StartError {
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why one participant cannot be sent to, if it cannot.
-pub type ParticipantCheck = Box<dyn Fn(&Participant) -> Option<String> + Send + Sync>;
+pub type ParticipantCheck = Box<dyn Fn(&Participant) -> Option<Unfit> + Send + Sync>;
 
 /// One channel as the dispatcher and the API see it.
 #[async_trait]
@@ -82,7 +84,7 @@ pub trait Channel: Send + Sync + 'static {
 
     /// The check of each participant of `campaign` at upload: why it cannot
     /// be sent to (its address, the template's fields), if it cannot.
-    fn participant_check(&self, campaign: &CampaignRecord) -> Result<ParticipantCheck, String>;
+    fn participant_check(&self, campaign: &CampaignRecord) -> Result<ParticipantCheck, Unfit>;
 
     /// Personalises and sends one claimed message.
     async fn send(&self, campaign: &CampaignRecord, claim: &Claim) -> Delivery;
@@ -106,8 +108,8 @@ impl<T> Parsed<T> {
     pub fn get(
         &self,
         campaign: &CampaignRecord,
-        parse: impl FnOnce(&CampaignRecord) -> Result<T, String>,
-    ) -> Result<Arc<T>, String> {
+        parse: impl FnOnce(&CampaignRecord) -> Result<T, Unfit>,
+    ) -> Result<Arc<T>, Unfit> {
         let mut cache = self
             .0
             .lock()

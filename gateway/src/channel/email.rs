@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use clicktrack::LinkTable;
 
 use super::{
-    Channel, Deps, Parsed, ParticipantCheck, StartError,
+    Channel, Deps, Parsed, ParticipantCheck, StartError, Unfit,
     mail::{Dkim, Envelope, MailTemplate, is_email},
     smtp::RelayPool,
 };
@@ -62,25 +62,20 @@ impl EmailChannel {
         })
     }
 
-    fn template(&self, campaign: &CampaignRecord) -> Result<Arc<MailTemplate>, String> {
+    fn template(&self, campaign: &CampaignRecord) -> Result<Arc<MailTemplate>, Unfit> {
         self.templates.get(campaign, |campaign| {
-            let content = campaign
-                .decl
-                .content
-                .as_ref()
-                .and_then(|c| c.email.as_ref())
-                .ok_or_else(|| "campaign has no e-mail content".to_owned())?;
-            MailTemplate::new(content).map_err(|p| p.join("; "))
+            let content = campaign.decl.email().ok_or(Unfit::NoContent("e-mail"))?;
+            MailTemplate::new(content).map_err(Unfit::EmailContent)
         })
     }
 
     async fn deliver(&self, campaign: &CampaignRecord, claim: &Claim) -> Delivery {
         let template = match self.template(campaign) {
             Ok(t) => t,
-            Err(reply) => return Delivery::Permanent { reply },
+            Err(unfit) => return Delivery::permanent(unfit),
         };
-        if let Err(reply) = template.check(&claim.participant) {
-            return Delivery::Permanent { reply };
+        if let Err(unfit) = template.check(&claim.participant) {
+            return Delivery::permanent(unfit);
         }
         let return_path = self.return_paths.address(claim.msg);
         let mut mail = template.render(&claim.participant);
@@ -160,15 +155,14 @@ impl Channel for EmailChannel {
         }
     }
 
-    fn participant_check(&self, campaign: &CampaignRecord) -> Result<ParticipantCheck, String> {
+    fn participant_check(&self, campaign: &CampaignRecord) -> Result<ParticipantCheck, Unfit> {
         Ok(match campaign.decl.email() {
             Some(content) => {
-                let template = MailTemplate::new(content).map_err(|p| p.join("; "))?;
+                let template = MailTemplate::new(content).map_err(Unfit::EmailContent)?;
                 Box::new(move |p| template.check(p).err())
             }
             None => Box::new(|p| {
-                (!is_email(&p.address))
-                    .then(|| format!("address `{}` is not an e-mail address", p.address))
+                (!is_email(&p.address)).then(|| Unfit::NotAnEmailAddress(p.address.clone()))
             }),
         })
     }

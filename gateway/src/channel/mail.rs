@@ -14,7 +14,7 @@ use mail_auth::{
 use mail_builder::{MessageBuilder, headers::raw::Raw};
 use rustls::pki_types::{PrivateKeyDer, pem::PemObject};
 
-use super::{BoxError, StartError};
+use super::{BoxError, StartError, Unfit};
 use crate::template::{Escape, Template, missing_fields};
 use domain::{EmailContent, Participant};
 
@@ -102,22 +102,15 @@ impl MailTemplate {
     }
 
     /// Why a participant cannot receive this mail, if it cannot.
-    pub fn check(&self, p: &Participant) -> Result<(), String> {
+    pub fn check(&self, p: &Participant) -> Result<(), Unfit> {
         if !is_email(&p.address) {
-            return Err(format!("address `{}` is not an e-mail address", p.address));
+            return Err(Unfit::NotAnEmailAddress(p.address.clone()));
         }
         let missing = missing_fields(self.templates(), p);
         if missing.is_empty() {
             Ok(())
         } else {
-            Err(format!(
-                "missing template field(s) {}",
-                missing
-                    .iter()
-                    .map(|f| format!("`{f}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
+            Err(Unfit::MissingTemplateFields(missing))
         }
     }
 
@@ -378,9 +371,19 @@ mod tests {
         let t = MailTemplate::new(&content()).expect("template");
         let mut p = participant("Ann");
         p.fields.remove("url");
-        assert!(t.check(&p).expect_err("missing").contains("`url`"));
+        assert!(
+            t.check(&p)
+                .expect_err("missing")
+                .to_string()
+                .contains("`url`")
+        );
         p.address = "not-an-address".into();
-        assert!(t.check(&p).expect_err("bad").contains("not an e-mail"));
+        assert!(
+            t.check(&p)
+                .expect_err("bad")
+                .to_string()
+                .contains("not an e-mail")
+        );
     }
 
     #[test]

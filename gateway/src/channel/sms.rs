@@ -32,7 +32,7 @@ use self::{
     bind::{Bind, SubmitError, UNBOUND_RETRY},
     intake::Intake,
 };
-use super::{Channel, Deps, Parsed, ParticipantCheck, StartError};
+use super::{BoxError, Channel, Deps, Parsed, ParticipantCheck, StartError, Unfit};
 use crate::{
     config::Smsc as SmscConfig,
     links::{Links, sms_table},
@@ -165,11 +165,11 @@ impl SmsChannel {
     async fn deliver(&self, campaign: &CampaignRecord, claim: &Claim) -> Delivery {
         let template = match self.template(campaign) {
             Ok(t) => t,
-            Err(reply) => return Delivery::Permanent { reply },
+            Err(unfit) => return Delivery::permanent(unfit),
         };
         let p = &claim.participant;
-        if let Err(reply) = template.check_fields(p) {
-            return Delivery::Permanent { reply };
+        if let Err(unfit) = template.check_fields(p) {
+            return Delivery::permanent(unfit);
         }
         let text = template.render(p, |p, text| {
             let table = self.links.table(campaign, |decl| self.link_table(decl));
@@ -195,7 +195,7 @@ impl SmsChannel {
         for part in parts {
             let sm = match submit_sm(&template.from, smsc.config.as_ref(), &p.address, part) {
                 Ok(sm) => sm,
-                Err(reply) => return Delivery::Permanent { reply },
+                Err(e) => return Delivery::permanent(e),
             };
             match bind.submit(&Frame::new(sm), give_up_at).await {
                 Ok(id) => ids.push(id),
@@ -228,14 +228,9 @@ impl SmsChannel {
         })
     }
 
-    fn template(&self, campaign: &CampaignRecord) -> Result<Arc<SmsTemplate>, String> {
+    fn template(&self, campaign: &CampaignRecord) -> Result<Arc<SmsTemplate>, Unfit> {
         self.templates.get(campaign, |campaign| {
-            let content = campaign
-                .decl
-                .content
-                .as_ref()
-                .and_then(|c| c.sms.as_ref())
-                .ok_or_else(|| "campaign has no SMS content".to_owned())?;
+            let content = campaign.decl.sms().ok_or(Unfit::NoContent("SMS"))?;
             SmsTemplate::new(content, self.max_parts)
         })
     }
@@ -292,7 +287,7 @@ impl Channel for SmsChannel {
         decl.sms().map_or_else(|| Ok(LinkTable::new()), sms_table)
     }
 
-    fn participant_check(&self, campaign: &CampaignRecord) -> Result<ParticipantCheck, String> {
+    fn participant_check(&self, campaign: &CampaignRecord) -> Result<ParticipantCheck, Unfit> {
         checks::participant_check(campaign, self.max_parts, self.links.clone())
     }
 
@@ -339,10 +334,9 @@ pub struct SmsTemplate {
 }
 
 impl SmsTemplate {
-    pub fn new(content: &SmsContent, max_parts: usize) -> Result<Self, String> {
+    pub fn new(content: &SmsContent, max_parts: usize) -> Result<Self, Unfit> {
         sender_problem(&content.from).map_or(Ok(()), Err)?;
-        let template =
-            Template::parse(&content.text).map_err(|e| format!("content.sms.text: {e}"))?;
+        let template = Template::parse(&content.text).map_err(Unfit::SmsText)?;
         Ok(Self {
             from: content.from.clone(),
             text: template,
@@ -368,11 +362,10 @@ impl SmsTemplate {
         &self,
         p: &Participant,
         longest: impl FnOnce(&Participant, &str) -> String,
-    ) -> Result<(), String> {
+    ) -> Result<(), Unfit> {
         self.check_fields(p)?;
-        text::check(&self.render(p, longest), self.max_parts)
-            .map(drop)
-            .map_err(|e| e.to_string())
+        text::check(&self.render(p, longest), self.max_parts)?;
+        Ok(())
     }
 
     /// Why no message of this template can be sent: its text without any
@@ -391,19 +384,18 @@ impl SmsTemplate {
 }
 
 impl SmsTemplate {
-    fn check_fields(&self, p: &Participant) -> Result<(), String> {
+    fn check_fields(&self, p: &Participant) -> Result<(), Unfit> {
         let missing = missing_fields([&self.text], p);
         if missing.is_empty() {
             return Ok(());
         }
-        let names: Vec<_> = missing.into_iter().collect();
-        Err(format!("missing field(s): {}", names.join(", ")))
+        Err(Unfit::MissingFields(missing))
     }
 }
 
 /// Why `from` cannot be an SMS sender: `+` and up to 15 digits, up to 20
 /// digits, or up to 11 alphanumeric characters (GSM 03.40).
-pub fn sender_problem(from: &str) -> Option<String> {
+pub fn sender_problem(from: &str) -> Option<Unfit> {
     let digits = from.strip_prefix('+').unwrap_or(from);
     let numeric = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
     let ok = if numeric {
@@ -413,9 +405,7 @@ pub fn sender_problem(from: &str) -> Option<String> {
             && from.chars().count() <= 11
             && from.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ')
     };
-    (!ok).then(|| {
-        format!("content.sms.from: `{from}` is not a number or 1 to 11 letters and digits")
-    })
+    (!ok).then(|| Unfit::SmsSender(from.to_owned()))
 }
 
 /// The source TON/NPI a sender implies, unless the SMSC's configuration says.
@@ -434,14 +424,25 @@ fn source_address(from: &str, config: &SmscConfig) -> (Ton, Npi, String) {
     )
 }
 
+/// A PDU field the SMPP types would not take as given (too long, not ASCII).
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {source}")]
+pub struct FieldError {
+    pub field: &'static str,
+    pub source: BoxError,
+}
+
 fn submit_sm(
     from: &str,
     config: &SmscConfig,
     to: &str,
     part: text::Part,
-) -> Result<SubmitSm, String> {
+) -> Result<SubmitSm, FieldError> {
     let (source_ton, source_npi, source) = source_address(from, config);
-    let field = |what: &str, e: &dyn std::fmt::Display| format!("{what}: {e}");
+    let field = |field, e: &dyn std::fmt::Display| FieldError {
+        field,
+        source: e.to_string().into(),
+    };
     let esm_class = EsmClass::from(if part.esm_class_udhi { 0x40 } else { 0x00 });
     Ok(SubmitSm::builder()
         .source_addr_ton(source_ton)

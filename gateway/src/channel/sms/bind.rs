@@ -38,6 +38,7 @@ use smpp::{
     status::{self, Refusal},
 };
 
+use super::FieldError;
 use crate::{
     config::{BindMode, Smsc},
     metrics::{BindLabels, Metrics, ReceiptLabels},
@@ -53,8 +54,31 @@ pub const UNBOUND_RETRY: Duration = Duration::from_secs(5);
 const UNBIND_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A bind field, refused when too long for the PDU (SMPP caps each).
-fn octets<const N: usize>(what: &str, value: &str) -> Result<COctetString<1, N>, String> {
-    COctetString::from_str(value).map_err(|e| format!("{what}: at most {} characters: {e}", N - 1))
+fn octets<const N: usize>(
+    field: &'static str,
+    value: &str,
+) -> Result<COctetString<1, N>, FieldError> {
+    COctetString::from_str(value).map_err(|e| FieldError {
+        field,
+        source: format!("at most {} characters: {e}", N - 1).into(),
+    })
+}
+
+/// Why a bind could not be opened (it is tried again after a back-off).
+#[derive(Debug, thiserror::Error)]
+enum OpenError {
+    #[error("connecting: {0}")]
+    Connect(std::io::Error),
+    #[error("TLS server name: {0}")]
+    ServerName(rustls::pki_types::InvalidDnsNameError),
+    #[error("TLS handshake: {0}")]
+    Handshake(std::io::Error),
+    #[error(transparent)]
+    Pdu(#[from] FieldError),
+    #[error("bind refused: {}", status::describe(*.0))]
+    Refused(u32),
+    #[error(transparent)]
+    Session(smpp::session::RequestError),
 }
 
 /// Why a submit_sm did not get a message id.
@@ -362,13 +386,13 @@ impl Bind {
     }
 
     /// Connects (TCP or TLS) and binds with interface version 3.4.
-    async fn open(&self, role: Role) -> Result<(Arc<Session>, mpsc::Receiver<Command>), String> {
+    async fn open(&self, role: Role) -> Result<(Arc<Session>, mpsc::Receiver<Command>), OpenError> {
         let address = (self.config.host.as_str(), self.config.port);
         let tcp = TcpStream::connect(address)
             .await
-            .map_err(|e| format!("connecting: {e}"))?;
+            .map_err(OpenError::Connect)?;
         // Submits are small and latency-bound; never wait for Nagle.
-        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+        tcp.set_nodelay(true).map_err(OpenError::Connect)?;
         let timing = Timing {
             response_timeout: Duration::from_secs(self.config.response_timeout_secs),
             enquire_link: Duration::from_secs(self.config.enquire_link_secs.max(1)),
@@ -376,11 +400,8 @@ impl Bind {
         let (session, requests) = match &self.tls {
             Some(tls) => {
                 let name = rustls::pki_types::ServerName::try_from(self.config.host.clone())
-                    .map_err(|e| format!("TLS server name: {e}"))?;
-                let stream = tls
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| format!("TLS handshake: {e}"))?;
+                    .map_err(OpenError::ServerName)?;
+                let stream = tls.connect(name, tcp).await.map_err(OpenError::Handshake)?;
                 Session::start(stream, timing)
             }
             None => Session::start(tcp, timing),
@@ -388,11 +409,8 @@ impl Bind {
         let answer = session.request(self.bind_pdu(role)?).await;
         let refusal = match answer {
             Ok(response) if u32::from(response.status()) == status::OK => None,
-            Ok(response) => Some(format!(
-                "bind refused: {}",
-                status::describe(u32::from(response.status()))
-            )),
-            Err(e) => Some(e.to_string()),
+            Ok(response) => Some(OpenError::Refused(u32::from(response.status()))),
+            Err(e) => Some(OpenError::Session(e)),
         };
         if let Some(refusal) = refusal {
             session.close();
@@ -402,7 +420,7 @@ impl Bind {
     }
 
     /// The bind request for `role`, as SMPP 3.4.
-    fn bind_pdu(&self, role: Role) -> Result<Pdu, String> {
+    fn bind_pdu(&self, role: Role) -> Result<Pdu, FieldError> {
         let (system_id, password, system_type) = (
             octets("system_id", &self.config.system_id)?,
             octets("password", &self.password)?,

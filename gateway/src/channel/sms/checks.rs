@@ -8,7 +8,7 @@ use domain::{CampaignRecord, SmsContent};
 
 use super::SmsTemplate;
 use crate::{
-    channel::ParticipantCheck,
+    channel::{ParticipantCheck, Unfit},
     links::{Links, sms_table},
 };
 
@@ -26,7 +26,7 @@ pub fn content_problem(
             let table = sms_table(content).unwrap_or_default();
             template.problem(|p, text| links.longest_sms(&table, p, text, seq))
         }
-        Err(e) => Some(e),
+        Err(unfit) => Some(unfit.to_string()),
     }
 }
 
@@ -36,7 +36,7 @@ pub fn participant_check(
     campaign: &CampaignRecord,
     max_parts: usize,
     links: Arc<Links>,
-) -> Result<ParticipantCheck, String> {
+) -> Result<ParticipantCheck, Unfit> {
     let content = campaign.decl.sms();
     let template = content
         .map(|c| SmsTemplate::new(c, max_parts))
@@ -48,7 +48,7 @@ pub fn participant_check(
     let seq = campaign.seq;
     Ok(Box::new(move |p| {
         if !is_msisdn(&p.address) {
-            return Some(format!("address `{}` is not an E.164 number", p.address));
+            return Some(Unfit::NotANumber(p.address.clone()));
         }
         let longest = |p: &_, text: &str| links.longest_sms(&table, p, text, seq);
         template.as_ref().and_then(|t| t.check(p, longest).err())
