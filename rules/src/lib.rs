@@ -14,6 +14,9 @@
 //! | suppressed by load control | `suppressed` | |
 //! | unsubscribed, opted out | engagement flag | suppressed (`unsubscribed`, `opted_out`) |
 //! | clicked, opened | engagement flag | |
+//!
+//! A decision also says when a message ended undelivered ([`Undelivered`]),
+//! what a campaign's fallback to another channel is triggered by.
 
 mod retry;
 
@@ -37,6 +40,19 @@ pub struct Decision {
     pub detail: FactDetail,
     /// Never send to the message's address on its campaign's channel again.
     pub suppress: Option<SuppressReason>,
+    /// The message ended without reaching its recipient: what a campaign's
+    /// fallback to another channel is triggered by.
+    pub undelivered: Option<Undelivered>,
+}
+
+/// How a message ended undelivered, as a fallback's `on` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undelivered {
+    /// Refused at send time or returned as a hard bounce.
+    BouncedHard,
+    /// A permanent failure, a failed receipt, or soft bounces whose
+    /// retries ran out.
+    Failed,
 }
 
 /// The decision for `outcome`, reported at `at` for a message in `before`.
@@ -53,6 +69,7 @@ pub fn settle(before: MessageState, at: Millis, outcome: Outcome) -> Decision {
         fact,
         detail,
         suppress: None,
+        undelivered: None,
     };
     match outcome {
         Outcome::Submitted { detail, .. } => decide(
@@ -66,15 +83,21 @@ pub fn settle(before: MessageState, at: Millis, outcome: Outcome) -> Decision {
             } else {
                 (Status::Failed, FactKind::Failed)
             };
-            decide(state(status, before.attempts, before.due), fact, detail)
+            Decision {
+                undelivered: (!delivered).then_some(Undelivered::Failed),
+                ..decide(state(status, before.attempts, before.due), fact, detail)
+            }
         }
         Outcome::Failed { reason, mut detail } => {
             detail.reason = Some(reason);
-            decide(
-                state(Status::Failed, sent, before.due),
-                FactKind::Failed,
-                detail,
-            )
+            Decision {
+                undelivered: Some(Undelivered::Failed),
+                ..decide(
+                    state(Status::Failed, sent, before.due),
+                    FactKind::Failed,
+                    detail,
+                )
+            }
         }
         Outcome::Retry {
             due,
@@ -104,11 +127,17 @@ pub fn settle(before: MessageState, at: Millis, outcome: Outcome) -> Decision {
                 }
                 (false, None) => (Status::BouncedSoft, before.due),
             };
+            let undelivered = match status {
+                Status::BouncedHard => Some(Undelivered::BouncedHard),
+                Status::BouncedSoft => Some(Undelivered::Failed),
+                _ => None,
+            };
             Decision {
                 state: state(status, before.attempts, due),
                 fact: FactKind::Bounced,
                 detail,
                 suppress: hard.then_some(SuppressReason::HardBounce),
+                undelivered,
             }
         }
         Outcome::Suppressed { why } => {

@@ -364,3 +364,49 @@ fn a_returned_soft_bounce_is_resent_after_back_off_until_attempts_run_out() {
         }
     ));
 }
+
+#[test]
+fn a_message_ending_undelivered_says_how_a_fallback_would_see_it() {
+    let ended = |before, outcome| settle(before, NOW, outcome).undelivered;
+    assert_eq!(
+        ended(submitted(), bounced(true, None)),
+        Some(Undelivered::BouncedHard)
+    );
+    assert_eq!(
+        ended(submitted(), bounced(false, None)),
+        Some(Undelivered::Failed),
+        "soft bounces out of retries"
+    );
+    assert_eq!(
+        ended(submitted(), bounced(false, Some(NOW + 1))),
+        None,
+        "a soft bounce still retried"
+    );
+    let failed = Outcome::Failed {
+        reason: "554 no".into(),
+        detail: FactDetail::default(),
+    };
+    assert_eq!(ended(pending(0), failed), Some(Undelivered::Failed));
+    let receipt = |delivered| Outcome::Receipt {
+        delivered,
+        detail: FactDetail::default(),
+    };
+    assert_eq!(
+        ended(submitted(), receipt(false)),
+        Some(Undelivered::Failed)
+    );
+    assert_eq!(ended(submitted(), receipt(true)), None);
+    let accepted = Outcome::Submitted {
+        detail: FactDetail::default(),
+        upstream: None,
+    };
+    assert_eq!(ended(pending(0), accepted), None);
+    let suppressed = Outcome::Suppressed {
+        why: "blacklisted".into(),
+    };
+    assert_eq!(
+        ended(pending(0), suppressed),
+        None,
+        "not sent is not a failed send"
+    );
+}
