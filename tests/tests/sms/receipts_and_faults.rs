@@ -1,0 +1,356 @@
+//! Delivery and receipts under the faults a real SMSC shows: throttling,
+//! full queues, dropped connections, timeouts, garbage, odd receipts.
+
+use super::*;
+
+#[test]
+fn every_message_reaches_the_smsc_and_every_receipt_becomes_a_fact() {
+    let dir = tempfile::tempdir().unwrap();
+    let smsc = FakeSmsc::start(our_smsc().final_state("4915100000001", FinalState::Undeliverable));
+    let daemon = start(dir.path(), &smsc, "");
+    sms_campaign(
+        &daemon,
+        "s1",
+        "Hello {{name}}, your offer is ready.",
+        &numbers(3),
+    );
+    let received = smsc.wait_for(3, T);
+    let mut bodies: Vec<(String, Vec<u8>)> = received
+        .iter()
+        .map(|r| (r.destination_addr.clone(), r.short_message.clone()))
+        .collect();
+    bodies.sort();
+    assert_eq!(bodies[0].1, b"Hello N0, your offer is ready.");
+    assert_eq!(bodies[1].0, "4915100000001");
+    assert!(
+        received
+            .iter()
+            .all(|r| r.data_coding == 0 && r.dest_ton == 1 && r.registered_delivery == 1)
+    );
+    let delivered = wait_facts(&daemon, "delivered", 2);
+    let failed = wait_facts(&daemon, "failed", 1);
+    assert_eq!(delivered.len(), 2);
+    assert_eq!(failed[0]["customer"], "c1");
+    assert!(
+        failed[0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("UNDELIV"),
+        "{failed:?}"
+    );
+}
+
+/// Runs a 6-message campaign against a fake throttling as `behaviour` says;
+/// every message must be delivered, none failed or retried, and every
+/// throttle answer counted.
+fn throttled_campaign(behaviour: SmscBehaviour) {
+    let dir = tempfile::tempdir().unwrap();
+    let smsc = FakeSmsc::start(behaviour.account(SYSTEM_ID, PASSWORD));
+    let daemon = start(dir.path(), &smsc, "");
+    sms_campaign(&daemon, "t", "Hi {{name}}", &numbers(6));
+    let delivered = wait_facts(&daemon, "delivered", 6);
+    wait_receipts_settled(&smsc);
+    assert_eq!(customers(&delivered), customer_ids(6));
+    assert_eq!(customers(&facts(&daemon, "delivered")), customer_ids(6));
+    assert_eq!(facts(&daemon, "failed"), Vec::<Value>::new());
+    assert_eq!(
+        facts(&daemon, "retry_scheduled"),
+        Vec::<Value>::new(),
+        "a throttle pauses the bind; it is no failed attempt"
+    );
+    let o = smsc.observed();
+    assert!(o.throttled > 0, "the fake throttled nothing");
+    // Each throttled submit was sent again: one accepted per message.
+    assert_eq!(o.received.len() as u64, 6 + o.throttled);
+    assert!(
+        accepted_per_destination(&o.received)
+            .values()
+            .all(|&n| n == 1)
+    );
+    assert_eq!(
+        metric(&daemon, "sluice_smpp_throttled_total", ""),
+        o.throttled as f64
+    );
+}
+
+#[test]
+fn throttled_submits_pause_the_bind_and_every_message_is_delivered() {
+    throttled_campaign(SmscBehaviour::default().throttle_next(4, status::THROTTLED));
+}
+
+#[test]
+fn a_full_queue_on_every_third_submit_slows_the_bind_and_fails_nothing() {
+    throttled_campaign(SmscBehaviour::default().throttle_every(3, status::MSGQFUL));
+}
+
+#[test]
+fn a_connection_dropped_mid_window_comes_back_and_each_message_is_delivered_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // Submits 1 and 2 get no answer; the 3rd closes the connection.
+    let smsc = FakeSmsc::start(our_smsc().drop_after(3, 3));
+    let window = 4;
+    let daemon = start(
+        dir.path(),
+        &smsc,
+        &format!("window = {window}\nresponse_timeout_secs = 2\n"),
+    );
+    sms_campaign(&daemon, "d", "Hi {{name}}", &numbers(6));
+    let delivered = wait_facts(&daemon, "delivered", 6);
+    wait_receipts_settled(&smsc);
+    assert_eq!(customers(&delivered), customer_ids(6));
+    assert_eq!(customers(&facts(&daemon, "delivered")), customer_ids(6));
+    assert_eq!(facts(&daemon, "failed"), Vec::<Value>::new());
+    let o = smsc.observed();
+    assert!(
+        o.connections >= 2,
+        "no reconnect: {} connection(s)",
+        o.connections
+    );
+    assert!(o.bound() >= 2);
+    let first: Vec<_> = o.received.iter().filter(|r| r.connection == 1).collect();
+    assert!(first.len() >= 3, "{first:?}");
+    assert!(first.iter().all(|r| r.status.is_none()), "{first:?}");
+    // Each message caught in the drop was scheduled again, not failed.
+    let retried: BTreeSet<String> = facts(&daemon, "retry_scheduled")
+        .iter()
+        .map(|f| f["customer"].as_str().unwrap().to_owned())
+        .collect();
+    for r in &first {
+        let i: usize = r.destination_addr[r.destination_addr.len() - 2..]
+            .parse()
+            .unwrap();
+        assert!(retried.contains(&format!("c{i}")), "{retried:?} {r:?}");
+    }
+    // What the drop left unanswered went again: at most a window's worth of
+    // duplicates at the SMSC, and each message accepted exactly once.
+    assert!(
+        o.received.len() <= 6 + window,
+        "{} submits for 6 messages",
+        o.received.len()
+    );
+    let accepted = accepted_per_destination(&o.received);
+    assert_eq!(accepted.len(), 6, "{accepted:?}");
+    assert!(accepted.values().all(|&n| n == 1), "{accepted:?}");
+}
+
+#[test]
+fn submits_unanswered_past_the_response_timeout_are_retried_and_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let smsc = FakeSmsc::start(our_smsc().stall(2, Duration::from_secs(2)));
+    let daemon = start_with(
+        dir.path(),
+        &smsc,
+        "max_attempts = 8",
+        "response_timeout_secs = 1\n",
+    );
+    sms_campaign(&daemon, "st", "Hi {{name}}", &numbers(5));
+    let delivered = wait_facts(&daemon, "delivered", 5);
+    wait_receipts_settled(&smsc);
+    assert_eq!(customers(&delivered), customer_ids(5));
+    assert_eq!(customers(&facts(&daemon, "delivered")), customer_ids(5));
+    assert_eq!(facts(&daemon, "failed"), Vec::<Value>::new());
+    let o = smsc.observed();
+    let unanswered = o.received.iter().filter(|r| r.status.is_none()).count();
+    assert!(unanswered >= 1, "the fake stalled nothing");
+    let retries = facts(&daemon, "retry_scheduled");
+    assert!(retries.len() >= unanswered, "{retries:?}");
+    assert!(
+        retries
+            .iter()
+            .all(|f| f["reason"].as_str().unwrap().contains("timed out")),
+        "{retries:?}"
+    );
+    let accepted = accepted_per_destination(&o.received);
+    assert_eq!(accepted.len(), 5, "{accepted:?}");
+    assert!(accepted.values().all(|&n| n == 1), "{accepted:?}");
+}
+
+#[test]
+fn garbage_from_the_smsc_drops_the_session_which_comes_back_and_delivers_all() {
+    let dir = tempfile::tempdir().unwrap();
+    // Receipts are held until the new session is up: the fake, unlike a real
+    // SMSC, does not resend a deliver_sm a dead connection never answered.
+    let smsc = FakeSmsc::start(
+        our_smsc()
+            .hold_receipts()
+            .garbage_after(2, Garbage::CommandLength7),
+    );
+    let daemon = start_with(dir.path(), &smsc, "receipt_wait_secs = 1", "");
+    sms_campaign(&daemon, "g", "Hi {{name}}", &numbers(5));
+    wait_facts(&daemon, "submitted", 5);
+    smsc.wait_for_binds(2, T);
+    // The dead connection is gone at the fake too: receipts go to the new one.
+    wait_until("one bound connection", || smsc.bound_now() == 1);
+    assert_eq!(daemon.get("/healthz").status, 200);
+    wait_ready(&daemon);
+    smsc.release_receipts();
+    let delivered = wait_facts(&daemon, "delivered", 5);
+    wait_receipts_settled(&smsc);
+    assert_eq!(customers(&delivered), customer_ids(5));
+    assert_eq!(customers(&facts(&daemon, "delivered")), customer_ids(5));
+    assert_eq!(customers(&facts(&daemon, "submitted")), customer_ids(5));
+    assert_eq!(facts(&daemon, "failed"), Vec::<Value>::new());
+    let o = smsc.observed();
+    assert_eq!(o.garbage_sent, 1);
+    assert!(
+        o.connections >= 2,
+        "no reconnect: {} connection(s)",
+        o.connections
+    );
+    assert_eq!(daemon.get("/healthz").status, 200);
+    // Answers lost with the connection may have made duplicates at the
+    // SMSC; their receipts match nothing and are kept as unmatched.
+    let duplicates = o.received.iter().filter(|r| r.message_id.is_some()).count() - 5;
+    assert_eq!(
+        metric(
+            &daemon,
+            "sluice_smpp_receipts_total",
+            "result=\"unmatched\""
+        ),
+        duplicates as f64
+    );
+}
+
+#[test]
+fn an_unknown_command_from_the_smsc_is_nacked_and_the_session_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    // A well-formed header with command id 0x00000999 after the 2nd answer.
+    let smsc = FakeSmsc::start(our_smsc().garbage_after(2, Garbage::BogusCommandId));
+    let daemon = start(dir.path(), &smsc, "");
+    sms_campaign(&daemon, "u", "Hi {{name}}", &numbers(4));
+    let delivered = wait_facts(&daemon, "delivered", 4);
+    wait_receipts_settled(&smsc);
+    assert_eq!(customers(&delivered), customer_ids(4));
+    assert_eq!(facts(&daemon, "failed"), Vec::<Value>::new());
+    let o = smsc.wait_until("a generic_nack", T, |o| !o.generic_nacks.is_empty());
+    assert_eq!(o.garbage_sent, 1);
+    // SMPP 3.4 §4.3: an unknown command_id is answered generic_nack
+    // ESME_RINVCMDID; the session stays up.
+    assert_eq!(o.generic_nacks, [status::INVCMDID]);
+    assert_eq!(o.connections, 1);
+    assert_eq!(daemon.get("/healthz").status, 200);
+}
+
+#[test]
+fn a_receipt_ahead_of_its_submit_sm_resp_is_still_matched() {
+    let dir = tempfile::tempdir().unwrap();
+    let smsc = FakeSmsc::start(our_smsc().receipt_before_resp());
+    let daemon = start(dir.path(), &smsc, "name = \"main-smsc\"");
+    sms_campaign(&daemon, "rb", "Hi {{name}}", &numbers(3));
+    let delivered = wait_facts(&daemon, "delivered", 3);
+    wait_receipts_settled(&smsc);
+    assert_eq!(customers(&delivered), customer_ids(3));
+    let o = smsc.observed();
+    // Each receipt went out on the submitting connection before the response.
+    assert_eq!(o.receipts().count(), 3);
+    assert!(o.receipts().all(|d| d.response == Some(status::OK)));
+    // Metrics name the SMSC as configured (`sms.smsc[].name`).
+    let matched = "smsc=\"main-smsc\",bind=\"0\",result=\"matched\"";
+    assert_eq!(metric(&daemon, "sluice_smpp_receipts_total", matched), 3.0);
+    let unmatched = "result=\"unmatched\"";
+    assert_eq!(
+        metric(&daemon, "sluice_smpp_receipts_total", unmatched),
+        0.0
+    );
+}
+
+#[test]
+fn text_only_receipts_with_decimal_ids_match_hex_submit_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let smsc = FakeSmsc::start(
+        our_smsc()
+            .message_ids(MessageIds::UpperHex)
+            .receipt_text_ids(MessageIds::Decimal)
+            .receipts(ReceiptFormat::TextOnly),
+    );
+    let daemon = start(dir.path(), &smsc, "");
+    sms_campaign(&daemon, "rt", "Hi {{name}}", &numbers(3));
+    let delivered = wait_facts(&daemon, "delivered", 3);
+    wait_receipts_settled(&smsc);
+    assert_eq!(customers(&delivered), customer_ids(3));
+    for d in smsc.receipts_sent() {
+        let DeliverKind::Receipt {
+            message_id,
+            text_id,
+            with_tlvs,
+            ..
+        } = &d.kind
+        else {
+            unreachable!()
+        };
+        assert!(!with_tlvs);
+        assert_eq!(
+            u64::from_str_radix(message_id, 16).unwrap(),
+            text_id.parse::<u64>().unwrap()
+        );
+        assert!(
+            d.text().starts_with(&format!("id:{text_id} ")),
+            "{}",
+            d.text()
+        );
+    }
+    let submitted = facts(&daemon, "submitted");
+    assert!(
+        submitted
+            .iter()
+            .all(|f| f["reply"].as_str().unwrap().contains("message_id=A")),
+        "{submitted:?}"
+    );
+    let matched = "result=\"matched\"";
+    assert_eq!(metric(&daemon, "sluice_smpp_receipts_total", matched), 3.0);
+}
+
+#[test]
+fn held_receipts_give_delivered_facts_only_once_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let smsc = FakeSmsc::start(our_smsc().hold_receipts());
+    let daemon = start(dir.path(), &smsc, "");
+    sms_campaign(&daemon, "h", "Hi {{name}}", &numbers(3));
+    wait_facts(&daemon, "submitted", 3);
+    wait_until("3 held receipts", || smsc.held_receipts() == 3);
+    assert_eq!(smsc.receipts_sent(), Vec::new());
+    assert_eq!(facts(&daemon, "delivered"), Vec::<Value>::new());
+    smsc.release_receipts();
+    let delivered = wait_facts(&daemon, "delivered", 3);
+    wait_receipts_settled(&smsc);
+    assert_eq!(customers(&delivered), customer_ids(3));
+    assert_eq!(customers(&facts(&daemon, "delivered")), customer_ids(3));
+}
+
+#[test]
+fn undeliverable_rejected_and_expired_receipts_fail_with_the_receipt_state() {
+    for format in [ReceiptFormat::TlvAndText, ReceiptFormat::TextOnly] {
+        let dir = tempfile::tempdir().unwrap();
+        let smsc = FakeSmsc::start(
+            our_smsc()
+                .receipts(format)
+                .final_state(&wire(&number(1)), FinalState::Undeliverable)
+                .final_state(&wire(&number(2)), FinalState::Rejected)
+                .final_state(&wire(&number(3)), FinalState::Expired),
+        );
+        let daemon = start(dir.path(), &smsc, "");
+        sms_campaign(&daemon, "f", "Hi {{name}}", &numbers(4));
+        wait_facts(&daemon, "failed", 3);
+        wait_receipts_settled(&smsc);
+        let delivered = facts(&daemon, "delivered");
+        assert_eq!(customers(&delivered), ["c0"], "{format:?}");
+        let failed: BTreeMap<String, String> = facts(&daemon, "failed")
+            .iter()
+            .map(|f| {
+                (
+                    f["customer"].as_str().unwrap().to_owned(),
+                    f["reason"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let expected: BTreeMap<String, String> = [
+            ("c1", "UNDELIV (err 001)"),
+            ("c2", "REJECTD (err 001)"),
+            ("c3", "EXPIRED (err 001)"),
+        ]
+        .map(|(c, r)| (c.to_owned(), r.to_owned()))
+        .into();
+        assert_eq!(failed, expected, "{format:?}");
+        assert_eq!(facts(&daemon, "failed").len(), 3, "{format:?}");
+    }
+}
