@@ -2,8 +2,9 @@
 //! ports against real protocol peers (Python `aiosmtpd`, an HTTP receiver),
 //! and talks to it over plain HTTP/1.1.
 //!
-//! A peer that cannot start (its program missing) fails the test under CI
-//! (`CI=true`) and skips it loudly elsewhere.
+//! A peer that cannot start (its program missing) fails the test, naming
+//! the peer and the command that installs it: no test passes without its
+//! peer.
 
 #![allow(clippy::unwrap_used)] // test harness: a failure here is a test failure
 
@@ -40,21 +41,22 @@ pub fn peers_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers")
 }
 
-/// Whether a program needed by a test is present; under CI its absence fails.
-pub fn require(what: &str, check: &mut Command) -> bool {
+/// Fails the test unless `check` runs and succeeds: a program the test
+/// needs, named `what`, which `install` installs.
+pub fn require(what: &str, install: &str, check: &mut Command) {
     let ok = check
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !ok {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{what} is required under CI and is missing (.ci/run installs it)");
-        }
-        eprintln!("SKIPPED: {what} is not installed here");
-    }
-    ok
+    assert!(
+        ok,
+        "{what} is required by this test and is missing: install it with `{install}` (.ci/run installs every peer)"
+    );
 }
+
+/// How `python3 -c "import aiosmtpd"` is made to succeed.
+pub const AIOSMTPD: &str = "python3 -m pip install aiosmtpd==1.4.6";
 
 /// Reads the `key=value` words of the first line of a child's stdout that has `key=`.
 fn read_announcement(child: &mut Child, key: &str) -> String {
@@ -143,24 +145,23 @@ pub struct Received {
 }
 
 impl SmtpPeer {
-    /// Starts the peer, or returns `None` (skip) when aiosmtpd is missing outside CI.
-    pub fn start(dir: &Path) -> Option<Self> {
+    /// Starts the peer on a free port (fails the test without aiosmtpd).
+    pub fn start(dir: &Path) -> Self {
         Self::start_on(dir, 0)
     }
 
-    pub fn start_on(dir: &Path, port: u16) -> Option<Self> {
-        if !require(
+    pub fn start_on(dir: &Path, port: u16) -> Self {
+        require(
             "python3 with aiosmtpd",
+            AIOSMTPD,
             Command::new("python3").args(["-c", "import aiosmtpd"]),
-        ) {
-            return None;
-        }
+        );
         let log = dir.join(format!("smtp-received-{port}.ndjson"));
         let peer = PythonPeer::spawn("smtp_peer.py", log, &["--port".into(), port.to_string()]);
-        Some(Self {
+        Self {
             port: peer.port,
             peer,
-        })
+        }
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -195,20 +196,22 @@ pub struct Post {
 }
 
 impl WebhookReceiver {
-    pub fn start(dir: &Path, fail_first: usize) -> Option<Self> {
-        if !require("python3", Command::new("python3").arg("--version")) {
-            return None;
-        }
+    pub fn start(dir: &Path, fail_first: usize) -> Self {
+        require(
+            "python3",
+            "apt-get install python3",
+            Command::new("python3").arg("--version"),
+        );
         let log = dir.join("webhook-posts.ndjson");
         let peer = PythonPeer::spawn(
             "webhook_receiver.py",
             log,
             &["--fail-first".into(), fail_first.to_string()],
         );
-        Some(Self {
+        Self {
             port: peer.port,
             peer,
-        })
+        }
     }
 
     pub fn posts(&self) -> Vec<Post> {
@@ -439,5 +442,22 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(
+        expected = "a peer is required by this test and is missing: install it with `apt-get install a-peer`"
+    )]
+    fn a_missing_peer_fails_the_test_naming_its_install_command() {
+        require(
+            "a peer",
+            "apt-get install a-peer",
+            &mut Command::new("/nonexistent/a-peer"),
+        );
     }
 }

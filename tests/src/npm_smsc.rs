@@ -4,9 +4,8 @@
 //! The script prints one JSON object per line on stdout (`listening`,
 //! `bind`, `submit`, `receipt`, `deliver_sm_resp`); [`NpmSmsc`] collects
 //! them. Its `node_modules` come from `npm ci --prefix tests/peers/npm_smsc`
-//! (`.ci/run` does it); without them starting the peer fails, naming that
-//! command. Without `node` at all the usual rule holds: fail under CI, skip
-//! loudly elsewhere.
+//! (`.ci/run` does it); without them, or without `node`, starting the peer
+//! fails the test, naming the command that installs what is missing.
 
 use std::{
     io::{BufRead, BufReader},
@@ -83,18 +82,20 @@ pub fn npm_smsc_dir() -> PathBuf {
 }
 
 impl NpmSmsc {
-    /// Starts the peer with receipts as TLVs and text and no password check;
-    /// `None` (skip) when node is missing outside CI.
-    pub fn start() -> Option<Self> {
+    /// Starts the peer with receipts as TLVs and text and no password check
+    /// (fails the test without node).
+    pub fn start() -> Self {
         Self::start_with(NpmReceipts::Both, None)
     }
 
     /// Starts the peer; with `password`, binds with another one are answered
     /// ESME_RINVPASWD.
-    pub fn start_with(receipts: NpmReceipts, password: Option<&str>) -> Option<Self> {
-        if !require("node", Command::new("node").arg("--version")) {
-            return None;
-        }
+    pub fn start_with(receipts: NpmReceipts, password: Option<&str>) -> Self {
+        require(
+            "node",
+            "apt-get install nodejs npm",
+            Command::new("node").arg("--version"),
+        );
         let dir = npm_smsc_dir();
         let module = dir.join("node_modules").join("smpp");
         assert!(
@@ -149,7 +150,7 @@ impl NpmSmsc {
             e.iter().find_map(|v| v["listening"].as_u64())
         });
         peer.port = u16::try_from(listening).expect("a port");
-        Some(peer)
+        peer
     }
 
     /// `127.0.0.1:PORT`

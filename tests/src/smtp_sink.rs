@@ -6,9 +6,8 @@
 //! [`SmtpSink`] runs one `smtp-sink` on an ephemeral loopback port, waits
 //! until it greets, records the SMTP commands it was sent (its `-v` log)
 //! and, when it accepts mail, every message it received (its `-d` dumps);
-//! it is killed on drop. Both programs come with the `postfix` package.
-//! Unlike the other peers, a missing program fails the test everywhere, not
-//! only under CI: these tests exist to check sluice against Postfix.
+//! it is killed on drop. Both programs come with the `postfix` package; as
+//! with every peer, a missing program fails the test, naming the package.
 
 use std::{
     io::{BufRead, BufReader, Write},

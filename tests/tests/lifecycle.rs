@@ -15,9 +15,7 @@ use sluice_e2e::{Daemon, Post, SmtpPeer, WebhookReceiver, relay_config, tls_prox
 #[test]
 fn pause_stops_sending_within_a_second_and_resume_finishes() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(peer) = SmtpPeer::start(dir.path()) else {
-        return;
-    };
+    let peer = SmtpPeer::start(dir.path());
     let config = format!(
         "[dispatch]\nconcurrency = 4\nclaim_batch = 4\n\n[[email.relays]]\nhost = \"127.0.0.1\"\nport = {}\nconnections = 2\n",
         peer.port
@@ -67,9 +65,7 @@ fn pause_stops_sending_within_a_second_and_resume_finishes() {
 #[test]
 fn nothing_is_sent_before_the_window_opens() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(peer) = SmtpPeer::start(dir.path()) else {
-        return;
-    };
+    let peer = SmtpPeer::start(dir.path());
     let config = relay_config(&peer);
     let daemon = Daemon::start(dir.path(), &config);
     let opens = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2);
@@ -120,12 +116,8 @@ fn wait_for_cursor(hook: &WebhookReceiver, skip: usize, last: u64) -> (Vec<Post>
 #[test]
 fn webhooks_deliver_every_fact_signed_and_retry_until_accepted() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(peer) = SmtpPeer::start(dir.path()) else {
-        return;
-    };
-    let Some(hook) = WebhookReceiver::start(dir.path(), 2) else {
-        return;
-    };
+    let peer = SmtpPeer::start(dir.path());
+    let hook = WebhookReceiver::start(dir.path(), 2);
     let config = format!(
         "[[email.relays]]\nhost = \"127.0.0.1\"\nport = {}\n\n[[webhooks]]\nurl = \"http://127.0.0.1:{}/sluice\"\nsecret_env = \"HOOK_SECRET\"\nbatch = 50\n",
         peer.port, hook.port
@@ -176,12 +168,8 @@ fn webhooks_deliver_every_fact_signed_and_retry_until_accepted() {
 #[test]
 fn webhooks_over_https_trust_the_configured_ca_and_no_other() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(peer) = SmtpPeer::start(dir.path()) else {
-        return;
-    };
-    let Some(hook) = WebhookReceiver::start(dir.path(), 0) else {
-        return;
-    };
+    let peer = SmtpPeer::start(dir.path());
+    let hook = WebhookReceiver::start(dir.path(), 0);
     let tls = TlsProxy::start(dir.path(), hook.port);
     // The second endpoint is the same server, checked against the system's
     // trust store, which does not know the test CA: nothing may reach it.

@@ -31,9 +31,7 @@ fn facts(daemon: &Daemon, campaign: &str, kind: &str) -> Vec<serde_json::Value> 
 #[test]
 fn a_rate_limited_channel_sends_at_its_rate() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(peer) = SmtpPeer::start(dir.path()) else {
-        return;
-    };
+    let peer = SmtpPeer::start(dir.path());
     let daemon = Daemon::start(dir.path(), &relay_config(&peer));
     set_limits(
         &daemon,
@@ -59,9 +57,7 @@ fn a_rate_limited_channel_sends_at_its_rate() {
 #[test]
 fn nothing_is_sent_on_an_exclusion_day() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(peer) = SmtpPeer::start(dir.path()) else {
-        return;
-    };
+    let peer = SmtpPeer::start(dir.path());
     let daemon = Daemon::start(dir.path(), &relay_config(&peer));
     let today = jiff::Timestamp::now()
         .to_zoned(jiff::tz::TimeZone::UTC)
@@ -88,9 +84,7 @@ fn nothing_is_sent_on_an_exclusion_day() {
 #[test]
 fn a_full_cap_stays_full_after_a_crash() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(peer) = SmtpPeer::start(dir.path()) else {
-        return;
-    };
+    let peer = SmtpPeer::start(dir.path());
     let mut daemon = Daemon::start(dir.path(), &relay_config(&peer));
     set_limits(
         &daemon,
@@ -120,9 +114,7 @@ fn a_full_cap_stays_full_after_a_crash() {
 #[test]
 fn quotas_suppress_a_second_campaign_and_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(peer) = SmtpPeer::start(dir.path()) else {
-        return;
-    };
+    let peer = SmtpPeer::start(dir.path());
     let mut daemon = Daemon::start(dir.path(), &relay_config(&peer));
     set_limits(
         &daemon,
@@ -164,9 +156,7 @@ fn quotas_suppress_a_second_campaign_and_survive_a_restart() {
 #[test]
 fn blacklisted_customers_and_addresses_receive_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(peer) = SmtpPeer::start(dir.path()) else {
-        return;
-    };
+    let peer = SmtpPeer::start(dir.path());
     let daemon = Daemon::start(dir.path(), &relay_config(&peer));
     let r = sluice_e2e::request(
         "PUT",
@@ -240,9 +230,7 @@ fn prioritised_campaign(daemon: &Daemon, id: &str, priority: u8, n: usize) {
 #[test]
 fn the_dispatcher_follows_the_stored_plan() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(peer) = SmtpPeer::start(dir.path()) else {
-        return;
-    };
+    let peer = SmtpPeer::start(dir.path());
     let daemon = Daemon::start(dir.path(), &relay_config(&peer));
     // Five messages a day: the plan gives today's five to the urgent campaign.
     set_limits(
