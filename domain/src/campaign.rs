@@ -131,6 +131,21 @@ pub struct CampaignRecord {
 }
 
 impl CampaignDecl {
+    /// A declaration of `channel` named `name` and nothing more yet: no
+    /// window, content, fallback, segment or priority.
+    pub fn new(channel: ChannelKind, name: impl Into<String>) -> Self {
+        Self {
+            channel,
+            name: name.into(),
+            segment: None,
+            priority: None,
+            expected_participants: 0,
+            window: None,
+            content: None,
+            fallback: None,
+        }
+    }
+
     /// The SMS template, if it has one.
     pub fn sms(&self) -> Option<&SmsContent> {
         self.content.as_ref().and_then(|c| c.sms.as_ref())

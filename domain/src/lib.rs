@@ -22,5 +22,5 @@ pub use message::{
     Delivery, Engaged, Engagement, MessageNo, MessageState, Outcome, Phase, ReceiptIn,
     ReceiptMatch, Status, Update, Upstream,
 };
-pub use participant::{FieldValue, Fields, Participant};
+pub use participant::{FieldValue, Fields, Participant, fields_from_json};
 pub use time::{Millis, now_ms, parse_rfc3339, rfc3339};

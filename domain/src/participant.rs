@@ -31,6 +31,13 @@ pub enum FieldValue {
     Json(String),
 }
 
+/// The fields of a participant as the CRM sent them (JSON values by name).
+pub fn fields_from_json(json: impl IntoIterator<Item = (String, serde_json::Value)>) -> Fields {
+    json.into_iter()
+        .map(|(name, value)| (name, FieldValue::from_json(value)))
+        .collect()
+}
+
 impl FieldValue {
     /// The value of a JSON field.
     pub fn from_json(value: serde_json::Value) -> Self {

@@ -440,7 +440,7 @@ mod tests {
     use crate::{
         channel::{Deps, email::EmailChannel},
         config::Config,
-        links::Links,
+        links::test_links,
         verp::ReturnPaths,
     };
 
@@ -466,13 +466,11 @@ mod tests {
     #[tokio::test]
     async fn declarations_list_every_problem_the_channels_among_them() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let keys = clicktrack::Keyring::from_spec("1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
-            .expect("key");
         let email = EmailChannel::start(&Deps {
             config: &Config::default(),
             store: Arc::new(Embedded::open(dir.path()).expect("store")),
             metrics: Arc::default(),
-            links: Arc::new(Links::new(Arc::new(keys), "https://t.example").expect("links")),
+            links: Arc::new(test_links()),
             return_paths: ReturnPaths::new(b"secret", "bounces.example.com"),
         })
         .expect("e-mail channel");

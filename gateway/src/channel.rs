@@ -22,6 +22,7 @@ use async_trait::async_trait;
 pub use registry::{Deps, Registry};
 pub use unfit::Unfit;
 
+use crate::BoxError;
 use clicktrack::LinkTable;
 use domain::{CampaignDecl, CampaignRecord, ChannelKind, Delivery, Participant};
 use rules::RetryPolicy;
@@ -46,9 +47,6 @@ pub enum StartError {
     #[error("too many SMSCs")]
     TooManySmscs,
 }
-
-/// Another library's error, kept as the source of ours.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why one participant cannot be sent to, if it cannot.
 pub type ParticipantCheck = Box<dyn Fn(&Participant) -> Option<Unfit> + Send + Sync>;

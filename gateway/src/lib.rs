@@ -23,3 +23,6 @@ pub mod webhook;
 mod daemon;
 
 pub use daemon::{RunError, Running, run, start};
+
+/// Another library's error, kept as the source of one of ours.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

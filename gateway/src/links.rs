@@ -146,6 +146,13 @@ pub fn sms_table(content: &SmsContent) -> Result<LinkTable, clicktrack::Error> {
     }
 }
 
+/// Links under `https://t.example` signed with a fixed test key.
+#[cfg(test)]
+pub(crate) fn test_links() -> Links {
+    let keys = Keyring::from_spec("1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").expect("key");
+    Links::new(Arc::new(keys), "https://t.example").expect("links")
+}
+
 #[cfg(test)]
 mod tests {
     use clicktrack::LinkIndex;
@@ -153,12 +160,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    fn links() -> Links {
-        let keys =
-            Keyring::from_spec("1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").expect("key");
-        Links::new(Arc::new(keys), "https://t.example").expect("links")
-    }
 
     fn ann() -> Participant {
         Participant {
@@ -189,7 +190,7 @@ mod tests {
 
     #[test]
     fn an_sms_checked_at_its_longest_is_never_shorter_than_one_sent() {
-        let links = links();
+        let links = test_links();
         let text = "Go https://a.example/x or https://b.example/y?z=1 now, {{customer}}";
         for seq in [0, 1, 300, u32::MAX] {
             let (_, content) = sms_campaign(seq, text, true);
@@ -213,7 +214,7 @@ mod tests {
 
     #[test]
     fn a_personalised_link_is_tracked_with_the_recipients_fields() {
-        let links = links();
+        let links = test_links();
         let template = "Your code: https://a.example/r/{{code}}?c={{customer}}";
         let (campaign, content) = sms_campaign(4, template, true);
         let text = "Your code: https://a.example/r/A7?c=ann";
@@ -241,7 +242,7 @@ mod tests {
 
     #[test]
     fn an_untracked_sms_keeps_its_links_and_loses_the_markers() {
-        let links = links();
+        let links = test_links();
         let text = "See https://a.example/x and {{untracked:https://b.example/y}}";
         let (_, content) = sms_campaign(2, text, false);
         let want = "See https://a.example/x and https://b.example/y";

@@ -25,6 +25,7 @@ use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    BoxError,
     config::Webhook,
     metrics::{Metrics, OutcomeLabels},
 };
@@ -77,9 +78,6 @@ pub enum ClientError {
     #[error("TLS: {0}")]
     Tls(#[from] rustls::Error),
 }
-
-/// Another library's error, kept as the source of ours.
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The certificates of the PEM file at `path`; at least one.
 fn roots_in(path: &Path) -> Result<Vec<CertificateDer<'static>>, BoxError> {

@@ -12,8 +12,8 @@
 use std::collections::BTreeMap;
 
 use domain::{
-    CampaignRecord, Fact, FactDetail, FactKind, FieldValue, MessageNo, MessageState, Participant,
-    parse_rfc3339,
+    CampaignRecord, Fact, FactDetail, FactKind, MessageNo, MessageState, Participant,
+    fields_from_json, parse_rfc3339,
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -105,11 +105,7 @@ impl Record for Participant {
             customer: p.customer,
             address: p.address,
             segment: p.segment,
-            fields: p
-                .fields
-                .into_iter()
-                .map(|(name, value)| (name, FieldValue::from_json(value)))
-                .collect(),
+            fields: fields_from_json(p.fields),
         })
     }
 }

@@ -14,6 +14,12 @@ use domain::{
 
 use crate::{Store, StoreError};
 
+/// The type of every fact in the feed, oldest first.
+async fn fact_kinds(store: &dyn Store) -> Vec<&'static str> {
+    let facts = store.events(0, 1000).await.expect("events");
+    facts.iter().map(|f| f.kind.as_str()).collect()
+}
+
 /// The status of a message that exists.
 async fn status_of(store: &dyn Store, msg: MessageNo) -> Status {
     store
@@ -49,20 +55,16 @@ macro_rules! contract_suite {
     };
 }
 
-fn decl() -> CampaignDecl {
+/// The e-mail campaign every contract declares.
+pub(crate) fn decl() -> CampaignDecl {
     CampaignDecl {
-        channel: ChannelKind::Email,
-        name: "spring".into(),
-        segment: None,
-        priority: None,
         expected_participants: 3,
-        window: None,
-        content: None,
-        fallback: None,
+        ..CampaignDecl::new(ChannelKind::Email, "spring")
     }
 }
 
-fn participant(customer: &str) -> Participant {
+/// Customer `customer`, at `customer@example.org`, with no fields.
+pub(crate) fn participant(customer: &str) -> Participant {
     Participant {
         customer: customer.into(),
         address: format!("{customer}@example.org"),
@@ -297,13 +299,10 @@ pub async fn receipts_settle_messages_by_upstream_id_after_a_reopen(h: &dyn Harn
         vec![Unknown(Box::new(receipt(0, "p2", Some(true))))],
         "an id is settled once"
     );
-    let kinds: Vec<String> = store
-        .events(0, 100)
+    let kinds: Vec<&str> = fact_kinds(store.as_ref())
         .await
-        .expect("events")
         .into_iter()
-        .map(|e| e.kind.as_str().to_owned())
-        .filter(|k| k == "delivered" || k == "failed")
+        .filter(|k| *k == "delivered" || *k == "failed")
         .collect();
     assert_eq!(kinds, ["delivered", "failed", "delivered"]);
 }
@@ -494,13 +493,7 @@ pub async fn suppressions_decided_by_the_rules_are_durable_with_their_fact(h: &d
             "{address}"
         );
     }
-    let kinds: Vec<String> = store
-        .events(0, 100)
-        .await
-        .expect("events")
-        .into_iter()
-        .map(|e| e.kind.as_str().to_owned())
-        .collect();
+    let kinds = fact_kinds(store.as_ref()).await;
     assert_eq!(
         kinds[4..],
         ["bounced", "bounced", "unsubscribed", "clicked"],

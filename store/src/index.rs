@@ -212,16 +212,7 @@ mod tests {
     use domain::{CampaignDecl, CampaignState, ChannelKind};
 
     fn index() -> CampaignIndex {
-        let decl: CampaignDecl = CampaignDecl {
-            channel: ChannelKind::Email,
-            name: "t".into(),
-            segment: None,
-            priority: None,
-            expected_participants: 0,
-            window: None,
-            content: None,
-            fallback: None,
-        };
+        let decl = CampaignDecl::new(ChannelKind::Email, "t");
         let mut idx = CampaignIndex::new(CampaignRecord {
             id: "c".into(),
             seq: 1,

@@ -16,16 +16,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const BATCH: usize = 4096;
 
 fn decl() -> CampaignDecl {
-    CampaignDecl {
-        channel: ChannelKind::Email,
-        name: "ingest".into(),
-        segment: None,
-        priority: None,
-        expected_participants: 0,
-        window: None,
-        content: None,
-        fallback: None,
-    }
+    CampaignDecl::new(ChannelKind::Email, "ingest")
 }
 
 fn participant(i: usize) -> Participant {

@@ -130,9 +130,8 @@ impl Channel for EmailChannel {
     }
 
     fn start_blocker(&self, campaign: &CampaignRecord) -> Option<String> {
-        let content = campaign.decl.content.as_ref();
-        if content.and_then(|c| c.email.as_ref()).is_none() {
-            Some("campaign has no e-mail content".into())
+        if campaign.decl.email().is_none() {
+            Some(Unfit::NoContent("e-mail").to_string())
         } else if !self.is_configured() {
             Some("no SMTP relay is configured".into())
         } else {

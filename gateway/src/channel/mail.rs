@@ -14,7 +14,8 @@ use mail_auth::{
 use mail_builder::{MessageBuilder, headers::raw::Raw};
 use rustls::pki_types::{PrivateKeyDer, pem::PemObject};
 
-use super::{BoxError, StartError, Unfit};
+use super::{StartError, Unfit};
+use crate::BoxError;
 use crate::template::{Escape, Template, missing_fields};
 use domain::{EmailContent, Participant};
 

@@ -32,8 +32,9 @@ use self::{
     bind::{Bind, SubmitError, UNBOUND_RETRY},
     intake::Intake,
 };
-use super::{BoxError, Channel, Deps, Parsed, ParticipantCheck, StartError, Unfit};
+use super::{Channel, Deps, Parsed, ParticipantCheck, StartError, Unfit};
 use crate::{
+    BoxError,
     config::Smsc as SmscConfig,
     links::{Links, sms_table},
     template::{Escape, Template, missing_fields},
@@ -263,9 +264,8 @@ impl Channel for SmsChannel {
     }
 
     fn start_blocker(&self, campaign: &CampaignRecord) -> Option<String> {
-        let content = campaign.decl.content.as_ref();
-        if content.and_then(|c| c.sms.as_ref()).is_none() {
-            Some("campaign has no SMS content".into())
+        if campaign.decl.sms().is_none() {
+            Some(Unfit::NoContent("SMS").to_string())
         } else if !self.is_configured() {
             Some("no SMSC is configured".into())
         } else {

@@ -1,7 +1,9 @@
 //! Records written now read back; records the first release wrote (its
 //! exact JSON) read as the same domain values; unknown versions are refused.
 
-use domain::{CampaignDecl, CampaignState, ChannelKind, Content, Engagement, SmsContent, Status};
+use domain::{
+    CampaignDecl, CampaignState, ChannelKind, Content, Engagement, FieldValue, SmsContent, Status,
+};
 
 use super::*;
 

@@ -1,32 +1,11 @@
 //! What only the embedded engine promises beyond the contract: facts are
 //! stored in runs, and the feed pages across runs and a reopen.
 
-use domain::{CampaignDecl, ChannelKind, Participant};
-
 use super::*;
-use crate::{Catalog, Intake, Ledger};
-
-fn decl() -> CampaignDecl {
-    CampaignDecl {
-        channel: ChannelKind::Email,
-        name: "spring".into(),
-        segment: None,
-        priority: None,
-        expected_participants: 3,
-        window: None,
-        content: None,
-        fallback: None,
-    }
-}
-
-fn participant(customer: &str) -> Participant {
-    Participant {
-        customer: customer.into(),
-        address: format!("{customer}@example.org"),
-        segment: None,
-        fields: Default::default(),
-    }
-}
+use crate::{
+    Catalog, Intake, Ledger,
+    contract::{decl, participant},
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_feed_pages_across_fact_runs_and_survives_reopen() {

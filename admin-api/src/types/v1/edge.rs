@@ -2,7 +2,7 @@
 //! API's shapes meet the gateway's, so either can change without the other
 //! (ARCHITECTURE.md, "Crates").
 
-use domain::{AudienceMember, Fact, FactDetail, FieldValue, Participant, rfc3339};
+use domain::{AudienceMember, Fact, FactDetail, Participant, fields_from_json, rfc3339};
 use serde_json::{Map, Value, json};
 
 use super::{
@@ -30,77 +30,37 @@ macro_rules! same_variants {
 same_variants!(ChannelKind <-> domain::ChannelKind { Sms, Email });
 same_variants!(CampaignState <-> domain::CampaignState { Declared, Running, Paused, Cancelled, Finished });
 
-impl From<CampaignDecl> for domain::CampaignDecl {
-    fn from(d: CampaignDecl) -> Self {
-        Self {
-            channel: d.channel.into(),
-            name: d.name,
-            segment: d.segment,
-            priority: d.priority,
-            expected_participants: d.expected_participants,
-            window: d.window.map(|w| domain::Window {
-                start: w.start,
-                end: w.end,
-                tz: w.tz,
-                weekdays: w.weekdays,
-                hours: w.hours,
-            }),
-            content: d.content.map(|c| domain::Content {
-                sms: c.sms.map(|s| domain::SmsContent {
-                    from: s.from,
-                    text: s.text,
-                    track_links: s.track_links,
-                }),
-                email: c.email.map(|e| domain::EmailContent {
-                    from: e.from,
-                    subject: e.subject,
-                    text: e.text,
-                    html: e.html,
-                }),
-            }),
-            fallback: d.fallback.map(|f| domain::Fallback {
-                campaign: f.campaign,
-                after: f.after,
-            }),
+/// Maps a struct to its namesake field by field, both ways: the fields
+/// before `;` convert as they are, the optional ones after it inside.
+macro_rules! same_fields {
+    ($wire:ident <-> $domain:path { $($field:ident),* $(; $($optional:ident),+)? }) => {
+        impl From<$wire> for $domain {
+            fn from(v: $wire) -> Self {
+                Self {
+                    $($field: v.$field.into(),)*
+                    $($($optional: v.$optional.map(Into::into),)+)?
+                }
+            }
         }
-    }
+        impl From<$domain> for $wire {
+            fn from(v: $domain) -> Self {
+                Self {
+                    $($field: v.$field.into(),)*
+                    $($($optional: v.$optional.map(Into::into),)+)?
+                }
+            }
+        }
+    };
 }
 
-impl From<domain::CampaignDecl> for CampaignDecl {
-    fn from(d: domain::CampaignDecl) -> Self {
-        Self {
-            channel: d.channel.into(),
-            name: d.name,
-            segment: d.segment,
-            priority: d.priority,
-            expected_participants: d.expected_participants,
-            window: d.window.map(|w| Window {
-                start: w.start,
-                end: w.end,
-                tz: w.tz,
-                weekdays: w.weekdays,
-                hours: w.hours,
-            }),
-            content: d.content.map(|c| Content {
-                sms: c.sms.map(|s| SmsContent {
-                    from: s.from,
-                    text: s.text,
-                    track_links: s.track_links,
-                }),
-                email: c.email.map(|e| EmailContent {
-                    from: e.from,
-                    subject: e.subject,
-                    text: e.text,
-                    html: e.html,
-                }),
-            }),
-            fallback: d.fallback.map(|f| Fallback {
-                campaign: f.campaign,
-                after: f.after,
-            }),
-        }
-    }
-}
+same_fields!(Window <-> domain::Window { start, end, tz, weekdays, hours });
+same_fields!(SmsContent <-> domain::SmsContent { from, text, track_links });
+same_fields!(EmailContent <-> domain::EmailContent { from, subject, text, html });
+same_fields!(Fallback <-> domain::Fallback { campaign, after });
+same_fields!(Content <-> domain::Content { ; sms, email });
+same_fields!(CampaignDecl <-> domain::CampaignDecl {
+    channel, name, segment, priority, expected_participants; window, content, fallback
+});
 
 impl From<ParticipantIn> for Participant {
     fn from(p: ParticipantIn) -> Self {
@@ -108,11 +68,7 @@ impl From<ParticipantIn> for Participant {
             customer: p.customer,
             address: p.address,
             segment: p.segment,
-            fields: p
-                .fields
-                .into_iter()
-                .map(|(name, value)| (name, FieldValue::from_json(value)))
-                .collect(),
+            fields: fields_from_json(p.fields),
         }
     }
 }
@@ -166,5 +122,27 @@ impl AudienceRow {
             outcome: outcome.to_owned(),
             at: member.at.map(rfc3339),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_declaration_with_every_field_survives_the_round_trip() {
+        let wire: CampaignDecl = serde_json::from_value(json!({
+            "channel": "sms", "name": "n", "segment": "gold", "priority": 3,
+            "expected_participants": 9,
+            "window": {"start": "2026-01-01T00:00:00Z", "end": "2026-02-01T00:00:00Z",
+                       "tz": "Europe/Berlin", "weekdays": ["mon"], "hours": ["09:00-17:00"]},
+            "content": {"sms": {"from": "Telco", "text": "Hi", "track_links": true},
+                        "email": {"from": "a@b.c", "subject": "s", "text": "t", "html": "<p>h</p>"}},
+            "fallback": {"campaign": "c2", "after": "PT6H"}
+        }))
+        .expect("declaration");
+        let domain = domain::CampaignDecl::from(wire.clone());
+        assert_eq!(domain.sms().map(|s| s.track_links), Some(true));
+        assert_eq!(CampaignDecl::from(domain), wire);
     }
 }

@@ -31,18 +31,24 @@ impl TrackingSink for SlowSink {
     }
 }
 
-#[test]
-fn the_unsubscribe_page_waits_until_the_unsubscribe_is_durable() {
-    let (tx, rx) = tokio::sync::oneshot::channel();
+/// Handlers over a sink that makes the unsubscribe durable when `durable`
+/// resolves, and a one-click POST for message 7.
+fn one_click(durable: tokio::sync::oneshot::Receiver<()>) -> (Tracking<SlowSink>, Request<()>) {
     let sink = Arc::new(SlowSink {
-        durable: Mutex::new(Some(rx)),
+        durable: Mutex::new(Some(durable)),
     });
     let keys = Arc::new(Keyring::from_secret(1, b"handler test secret, 32 bytes!!").unwrap());
     let token = keys.mint(Token::Unsubscribe {
         message: MessageNo(7),
     });
-    let tracking = Tracking::new(sink, keys);
     let req = Request::post(format!("/u/{token}")).body(()).unwrap();
+    (Tracking::new(sink, keys), req)
+}
+
+#[test]
+fn the_unsubscribe_page_waits_until_the_unsubscribe_is_durable() {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (tracking, req) = one_click(rx);
     let mut answer = std::pin::pin!(tracking.respond(&req));
     let mut cx = Context::from_waker(std::task::Waker::noop());
     assert!(
@@ -60,15 +66,7 @@ fn the_unsubscribe_page_waits_until_the_unsubscribe_is_durable() {
 fn an_unsubscribe_the_sink_could_not_record_gets_503() {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     drop(tx);
-    let sink = Arc::new(SlowSink {
-        durable: Mutex::new(Some(rx)),
-    });
-    let keys = Arc::new(Keyring::from_secret(1, b"handler test secret, 32 bytes!!").unwrap());
-    let token = keys.mint(Token::Unsubscribe {
-        message: MessageNo(7),
-    });
-    let tracking = Tracking::new(sink, keys);
-    let req = Request::post(format!("/u/{token}")).body(()).unwrap();
+    let (tracking, req) = one_click(rx);
     let res = resolved(tracking.respond(&req));
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
 }

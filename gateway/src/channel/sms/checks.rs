@@ -64,15 +64,8 @@ pub fn is_msisdn(address: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use clicktrack::Keyring;
-
     use super::*;
-
-    fn links() -> Links {
-        let keys =
-            Keyring::from_spec("1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").expect("key");
-        Links::new(Arc::new(keys), "https://t.example").expect("links")
-    }
+    use crate::links::test_links as links;
 
     fn sms(text: &str, track_links: bool) -> SmsContent {
         SmsContent {
