@@ -1,15 +1,20 @@
 //! End-to-end harness: starts the real `sluice` binary on ephemeral loopback
-//! ports against real protocol peers (Python `aiosmtpd`, an HTTP receiver),
-//! and talks to it over plain HTTP/1.1.
+//! ports against real protocol peers (Python `aiosmtpd`, an HTTP receiver,
+//! Postfix's `smtp-sink`, the npm `smpp` server, Chromium), and talks to it
+//! over plain HTTP/1.1.
 //!
-//! A peer that cannot start (its program missing) fails the test, naming
-//! the peer and the command that installs it: no test passes without its
-//! peer.
+//! No test passes without its peer: a missing peer fails the test, naming it
+//! and the command that installs it ([`peers`]). No test passes by returning
+//! early: a test using a peer must hold a [`MustReachEnd`] (every peer's
+//! start takes one), which fails it unless it says `reached()` after its last
+//! check.
 
 #![allow(clippy::unwrap_used)] // test harness: a failure here is a test failure
 
+mod guard;
 pub mod http;
 pub mod npm_smsc;
+pub mod peers;
 pub mod smsc;
 pub mod smtp_sink;
 pub mod tls_proxy;
@@ -21,7 +26,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub use guard::{MustReachEnd, must_reach_end};
 pub use http::{Response, request};
+use peers::peers_dir;
 
 /// Where cargo put the `sluice` binary of this build.
 pub fn sluice_bin() -> PathBuf {
@@ -35,28 +42,6 @@ pub fn sluice_bin() -> PathBuf {
     );
     bin
 }
-
-/// The directory with the Python peers.
-pub fn peers_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers")
-}
-
-/// Fails the test unless `check` runs and succeeds: a program the test
-/// needs, named `what`, which `install` installs.
-pub fn require(what: &str, install: &str, check: &mut Command) {
-    let ok = check
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "{what} is required by this test and is missing: install it with `{install}` (.ci/run installs every peer)"
-    );
-}
-
-/// How `python3 -c "import aiosmtpd"` is made to succeed.
-pub const AIOSMTPD: &str = "python3 -m pip install aiosmtpd==1.4.6";
 
 /// Reads the `key=value` words of the first line of a child's stdout that has `key=`.
 fn read_announcement(child: &mut Child, key: &str) -> String {
@@ -98,8 +83,9 @@ struct PythonPeer {
 }
 
 impl PythonPeer {
-    fn spawn(script: &str, log: PathBuf, args: &[String]) -> Self {
-        let mut child = Command::new("python3")
+    /// Runs `script` with `python`, a [`peers::python`].
+    fn spawn(mut python: Command, script: &str, log: PathBuf, args: &[String]) -> Self {
+        let mut child = python
             .arg(peers_dir().join(script))
             .arg("--log")
             .arg(&log)
@@ -146,18 +132,18 @@ pub struct Received {
 
 impl SmtpPeer {
     /// Starts the peer on a free port (fails the test without aiosmtpd).
-    pub fn start(dir: &Path) -> Self {
-        Self::start_on(dir, 0)
+    pub fn start(end: &MustReachEnd, dir: &Path) -> Self {
+        Self::start_on(end, dir, 0)
     }
 
-    pub fn start_on(dir: &Path, port: u16) -> Self {
-        require(
-            "python3 with aiosmtpd",
-            AIOSMTPD,
-            Command::new("python3").args(["-c", "import aiosmtpd"]),
-        );
+    pub fn start_on(end: &MustReachEnd, dir: &Path, port: u16) -> Self {
         let log = dir.join(format!("smtp-received-{port}.ndjson"));
-        let peer = PythonPeer::spawn("smtp_peer.py", log, &["--port".into(), port.to_string()]);
+        let peer = PythonPeer::spawn(
+            peers::python_with_aiosmtpd(end),
+            "smtp_peer.py",
+            log,
+            &["--port".into(), port.to_string()],
+        );
         Self {
             port: peer.port,
             peer,
@@ -196,14 +182,10 @@ pub struct Post {
 }
 
 impl WebhookReceiver {
-    pub fn start(dir: &Path, fail_first: usize) -> Self {
-        require(
-            "python3",
-            "apt-get install python3",
-            Command::new("python3").arg("--version"),
-        );
+    pub fn start(end: &MustReachEnd, dir: &Path, fail_first: usize) -> Self {
         let log = dir.join("webhook-posts.ndjson");
         let peer = PythonPeer::spawn(
+            peers::python(end),
             "webhook_receiver.py",
             log,
             &["--fail-first".into(), fail_first.to_string()],
@@ -442,22 +424,5 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill9();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    #[should_panic(
-        expected = "a peer is required by this test and is missing: install it with `apt-get install a-peer`"
-    )]
-    fn a_missing_peer_fails_the_test_naming_its_install_command() {
-        require(
-            "a peer",
-            "apt-get install a-peer",
-            &mut Command::new("/nonexistent/a-peer"),
-        );
     }
 }

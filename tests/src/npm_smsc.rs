@@ -3,19 +3,21 @@
 //!
 //! The script prints one JSON object per line on stdout (`listening`,
 //! `bind`, `submit`, `receipt`, `deliver_sm_resp`); [`NpmSmsc`] collects
-//! them. Its `node_modules` come from `npm ci --prefix tests/peers/npm_smsc`
-//! (`.ci/run` does it); without them, or without `node`, starting the peer
-//! fails the test, naming the command that installs what is missing.
+//! them. Without `node`, or without its `node_modules` (`cargo xtask peers`
+//! installs both), starting the peer fails the test, naming the command that
+//! installs what is missing ([`crate::peers`]).
 
 use std::{
     io::{BufRead, BufReader},
-    path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     sync::{Arc, Condvar, Mutex, PoisonError},
     time::Duration,
 };
 
-use crate::{peers_dir, require};
+use crate::{
+    MustReachEnd,
+    peers::{node_with_smpp, npm_smsc_dir},
+};
 
 /// Which receipts the peer sends (`--receipts=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -76,39 +78,21 @@ pub struct NpmSmsc {
     log: Arc<(Mutex<Log>, Condvar)>,
 }
 
-/// `tests/peers/npm_smsc`
-pub fn npm_smsc_dir() -> PathBuf {
-    peers_dir().join("npm_smsc")
-}
-
 impl NpmSmsc {
     /// Starts the peer with receipts as TLVs and text and no password check
     /// (fails the test without node).
-    pub fn start() -> Self {
-        Self::start_with(NpmReceipts::Both, None)
+    pub fn start(end: &MustReachEnd) -> Self {
+        Self::start_with(end, NpmReceipts::Both, None)
     }
 
     /// Starts the peer; with `password`, binds with another one are answered
     /// ESME_RINVPASWD.
-    pub fn start_with(receipts: NpmReceipts, password: Option<&str>) -> Self {
-        require(
-            "node",
-            "apt-get install nodejs npm",
-            Command::new("node").arg("--version"),
-        );
-        let dir = npm_smsc_dir();
-        let module = dir.join("node_modules").join("smpp");
-        assert!(
-            module.join("package.json").exists(),
-            "{} is missing: run `npm ci --prefix tests/peers/npm_smsc` at the workspace root (.ci/run does)",
-            module.display()
-        );
-        let mut command = Command::new("node");
+    pub fn start_with(end: &MustReachEnd, receipts: NpmReceipts, password: Option<&str>) -> Self {
+        let mut command = node_with_smpp(end);
         command
-            .arg(dir.join("server.js"))
+            .arg(npm_smsc_dir().join("server.js"))
             .arg("0")
             .arg(receipts.arg())
-            .current_dir(&dir)
             .env_remove("NPM_SMSC_PASSWORD")
             .stdin(Stdio::null())
             .stdout(Stdio::piped());

@@ -7,7 +7,8 @@
 //! until it greets, records the SMTP commands it was sent (its `-v` log)
 //! and, when it accepts mail, every message it received (its `-d` dumps);
 //! it is killed on drop. Both programs come with the `postfix` package; as
-//! with every peer, a missing program fails the test, naming the package.
+//! with every peer, a missing program fails the test, naming the package
+//! ([`crate::peers`]).
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -19,27 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// Where Debian's `postfix` package puts its test programs.
-const SBIN: &str = "/usr/sbin";
-
-/// The path of a Postfix test program (`smtp-sink`, `smtp-source`), from
-/// `/usr/sbin` or `PATH`; panics, saying how to install it, when missing.
-pub fn postfix_program(name: &str) -> PathBuf {
-    let path_dirs = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    std::iter::once(PathBuf::from(SBIN))
-        .chain(path_dirs)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "Postfix's {name} is required by this test and was not found in {SBIN} or PATH: \
-                 install the postfix package (DEBIAN_FRONTEND=noninteractive apt-get install -y postfix); \
-                 .ci/run installs it"
-            )
-        })
-}
+use crate::{MustReachEnd, peers::postfix_program};
 
 /// How the sink answers `RCPT TO`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,9 +71,9 @@ pub struct SmtpSink {
 impl SmtpSink {
     /// Starts `smtp-sink` on `127.0.0.1` on a free port, its files under
     /// `dir`, and waits until it greets. Panics when it cannot start.
-    pub fn start(dir: &Path, rcpt: Rcpt<'_>) -> Self {
+    pub fn start(end: &MustReachEnd, dir: &Path, rcpt: Rcpt<'_>) -> Self {
         static STARTED: AtomicUsize = AtomicUsize::new(0);
-        let bin = postfix_program("smtp-sink");
+        let bin = postfix_program(end, "smtp-sink");
         let n = STARTED.fetch_add(1, Ordering::Relaxed);
         let hostname = format!("sink{n}-{}.test", std::process::id());
         let mut failures = Vec::new();
@@ -360,8 +341,13 @@ fn running_as_root() -> bool {
 /// with Postfix's `smtp-source`, from the null sender to `rcpt`, as a
 /// remote MTA returns a bounce. Returns smtp-source's complaint when the
 /// server refused.
-pub fn smtp_source(addr: &str, rcpt: &str, message: &Path) -> Result<(), String> {
-    let out = Command::new(postfix_program("smtp-source"))
+pub fn smtp_source(
+    end: &MustReachEnd,
+    addr: &str,
+    rcpt: &str,
+    message: &Path,
+) -> Result<(), String> {
+    let out = Command::new(postfix_program(end, "smtp-source"))
         .args(["-f", "", "-t", rcpt, "-M", "mx.remote.example", "-F"])
         .arg(message)
         .arg(addr)
@@ -395,11 +381,5 @@ mod tests {
         assert_eq!(parse_dump("X-Mail-Args: <a@b>\n"), None);
         assert_eq!(angle_address("FROM:<>", "from:"), "");
         assert_eq!(angle_address("TO:<x@y.test>", "to:"), "x@y.test");
-    }
-
-    #[test]
-    #[should_panic(expected = "install the postfix package")]
-    fn a_missing_program_fails_saying_what_to_install() {
-        postfix_program("smtp-sink-that-does-not-exist");
     }
 }

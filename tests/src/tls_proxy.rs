@@ -7,13 +7,14 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::Command,
     sync::Arc,
 };
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
+
+use crate::{MustReachEnd, peers::openssl};
 
 pub struct TlsProxy {
     pub port: u16,
@@ -24,23 +25,24 @@ pub struct TlsProxy {
 /// Makes a P-256 key `key` and a one-day certificate `cert` in `dir` for
 /// `subject`, with `extra` arguments of `openssl req` (extensions, the CA
 /// that signs it; self-signed without one).
-fn make_cert(dir: &Path, subject: &str, extra: &[&str], key: &str, cert: &str) {
-    let made = Command::new("openssl")
+fn make_cert(end: &MustReachEnd, dir: &Path, subject: &str, extra: &[&str], key: &str, cert: &str) {
+    let made = openssl(end)
         .args(["req", "-x509", "-nodes", "-days", "1", "-newkey", "ec"])
         .args(["-pkeyopt", "ec_paramgen_curve:prime256v1", "-subj", subject])
         .args(["-keyout", key, "-out", cert])
         .args(extra)
         .current_dir(dir)
         .output()
-        .expect("tls proxy: the openssl command is needed to make certificates");
+        .expect("tls proxy: openssl runs");
     assert!(made.status.success(), "openssl: {made:?}");
 }
 
 impl TlsProxy {
     /// Listens on 127.0.0.1 (ephemeral port), forwarding each TLS
     /// connection's plaintext to 127.0.0.1:`backend`. Runs until the process ends.
-    pub fn start(dir: &Path, backend: u16) -> Self {
+    pub fn start(end: &MustReachEnd, dir: &Path, backend: u16) -> Self {
         make_cert(
+            end,
             dir,
             "/CN=sluice-test-ca",
             &[],
@@ -48,6 +50,7 @@ impl TlsProxy {
             "proxy-ca.pem",
         );
         make_cert(
+            end,
             dir,
             "/CN=localhost",
             &[

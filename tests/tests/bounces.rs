@@ -4,9 +4,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{path::Path, time::Duration};
 
-use sluice_e2e::{Daemon, SmtpPeer, peers_dir};
+use sluice_e2e::{
+    Daemon, MustReachEnd, SmtpPeer, must_reach_end,
+    peers::{peers_dir, python},
+};
 
 fn config(peer: &SmtpPeer) -> String {
     format!(
@@ -28,11 +31,13 @@ fn dsn(recipient: &str, status: &str, diagnostic: &str) -> String {
     )
 }
 
-fn deliver(dir: &Path, daemon: &Daemon, rcpt: &str, message: &str) -> String {
+/// Hands `message` to the daemon's bounce listener for `rcpt` with
+/// `send_mail.py`, as a remote MTA would; returns the reply code.
+fn deliver(end: &MustReachEnd, dir: &Path, daemon: &Daemon, rcpt: &str, message: &str) -> String {
     let file = dir.join(format!("dsn-{}.eml", rcpt.len() + message.len()));
     std::fs::write(&file, message).unwrap();
     let port = daemon.bounce.rsplit(':').next().unwrap();
-    let out = Command::new("python3")
+    let out = python(end)
         .arg(peers_dir().join("send_mail.py"))
         .args(["--port", port, "--rcpt", rcpt, "--file"])
         .arg(&file)
@@ -56,8 +61,9 @@ fn events_of(daemon: &Daemon, campaign: &str, customer: &str) -> Vec<serde_json:
 
 #[test]
 fn returned_dsns_become_facts_and_hard_bounces_are_suppressed() {
+    let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let peer = SmtpPeer::start(dir.path());
+    let peer = SmtpPeer::start(&end, dir.path());
     let daemon = Daemon::start(dir.path(), &config(&peer));
     daemon.run_email_campaign(
         "s1",
@@ -80,6 +86,7 @@ fn returned_dsns_become_facts_and_hard_bounces_are_suppressed() {
 
     // A hard DSN for `hard`, sent to its VERP address by a remote MTA.
     let reply = deliver(
+        &end,
         dir.path(),
         &daemon,
         &return_path("hard@example.org"),
@@ -101,6 +108,7 @@ fn returned_dsns_become_facts_and_hard_bounces_are_suppressed() {
 
     // A soft DSN for `soft`: resent, and the peer gets a second copy.
     let reply = deliver(
+        &end,
         dir.path(),
         &daemon,
         &return_path("soft@example.org"),
@@ -139,6 +147,7 @@ fn returned_dsns_become_facts_and_hard_bounces_are_suppressed() {
     // Relaying through the bounce listener is refused; forged tokens match nothing.
     assert_eq!(
         deliver(
+            &end,
             dir.path(),
             &daemon,
             "someone@elsewhere.example",
@@ -149,6 +158,7 @@ fn returned_dsns_become_facts_and_hard_bounces_are_suppressed() {
     let forged = return_path("hard@example.org").replacen("b+a", "b+b", 1);
     assert_eq!(
         deliver(
+            &end,
             dir.path(),
             &daemon,
             &forged,
@@ -203,12 +213,14 @@ fn returned_dsns_become_facts_and_hard_bounces_are_suppressed() {
         audience.contains("\"hard\"") && audience.contains("\"sync\""),
         "{audience}"
     );
+    end.reached();
 }
 
 #[test]
 fn an_imported_bounce_is_matched_like_one_received() {
+    let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let peer = SmtpPeer::start(dir.path());
+    let peer = SmtpPeer::start(&end, dir.path());
     let daemon = Daemon::start(dir.path(), &config(&peer));
     daemon.run_email_campaign("imp", &[("a", "a@example.org")]);
     let return_path = peer.received()[0].mail_from.clone();
@@ -233,4 +245,5 @@ fn an_imported_bounce_is_matched_like_one_received() {
     );
     let empty = daemon.post("/v1/bounces", "message/rfc822", b"");
     assert_eq!(empty.status, 400);
+    end.reached();
 }

@@ -16,8 +16,8 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sluice_e2e::Daemon;
 use sluice_e2e::smtp_sink::{Rcpt, SmtpSink, smtp_source};
+use sluice_e2e::{Daemon, must_reach_end};
 
 /// What the hard-refusing sink answers to every RCPT TO.
 const USER_UNKNOWN: &str =
@@ -60,8 +60,9 @@ fn eventually(what: &str, done: impl Fn() -> bool) {
 
 #[test]
 fn a_550_5_1_1_at_rcpt_is_a_hard_bounce_and_the_address_is_suppressed() {
+    let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let sink = SmtpSink::start(dir.path(), Rcpt::Refuse(USER_UNKNOWN));
+    let sink = SmtpSink::start(&end, dir.path(), Rcpt::Refuse(USER_UNKNOWN));
     let daemon = Daemon::start(dir.path(), &config(&sink, 3));
     let people = [("kim", "kim@example.org"), ("lee", "lee@example.org")];
 
@@ -123,12 +124,14 @@ fn a_550_5_1_1_at_rcpt_is_a_hard_bounce_and_the_address_is_suppressed() {
     }
     assert_eq!(sink.rcpt_count("new@example.org"), 1);
     assert_eq!(sink.transactions().len(), 3);
+    end.reached();
 }
 
 #[test]
 fn a_452_4_2_2_at_rcpt_is_retried_then_fails_and_is_not_suppressed() {
+    let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let sink = SmtpSink::start(dir.path(), Rcpt::Refuse(MAILBOX_FULL));
+    let sink = SmtpSink::start(&end, dir.path(), Rcpt::Refuse(MAILBOX_FULL));
     let daemon = Daemon::start(dir.path(), &config(&sink, 3));
 
     let state = daemon.run_email_campaign("s1", &[("kim", "kim@example.org")]);
@@ -173,6 +176,7 @@ fn a_452_4_2_2_at_rcpt_is_retried_then_fails_and_is_not_suppressed() {
         "not suppressed"
     );
     assert_eq!(sink.rcpt_count("kim@example.org"), 6);
+    end.reached();
 }
 
 /// A delivery status notification as Postfix writes it when a remote
@@ -230,8 +234,9 @@ fn postfix_dsn(recipient: &str, return_path: &str, reply: &str, headers: &str) -
 
 #[test]
 fn returned_dsns_suppress_hard_bounces_and_resend_soft_ones_until_they_fail() {
+    let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let sink = SmtpSink::start(dir.path(), Rcpt::Accept);
+    let sink = SmtpSink::start(&end, dir.path(), Rcpt::Accept);
     let daemon = Daemon::start(dir.path(), &config(&sink, 2));
     let state = daemon.run_email_campaign(
         "d1",
@@ -275,7 +280,7 @@ fn returned_dsns_suppress_hard_bounces_and_resend_soft_ones_until_they_fail() {
         let dsn = postfix_dsn(address, &return_path, reply, headers);
         let file = dir.path().join(format!("dsn-{n}.eml"));
         std::fs::write(&file, dsn).unwrap();
-        smtp_source(&daemon.bounce, &return_path, &file)
+        smtp_source(&end, &daemon.bounce, &return_path, &file)
             .unwrap_or_else(|e| panic!("the bounce listener refused the DSN: {e}"));
     };
 
@@ -375,4 +380,5 @@ fn returned_dsns_suppress_hard_bounces_and_resend_soft_ones_until_they_fail() {
     assert_eq!(facts[1]["why"], "hard_bounce", "{facts:?}");
     assert_eq!(sink.rcpt_count("hard@example.org"), 1);
     assert_eq!(sink.rcpt_count("soft@example.org"), 3);
+    end.reached();
 }

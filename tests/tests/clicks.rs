@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use mail_parser::MessageParser;
 use serde_json::json;
-use sluice_e2e::{Daemon, SmtpPeer, request};
+use sluice_e2e::{Daemon, SmtpPeer, must_reach_end, request};
 
 const OFFER: &str = "https://telco.example/offer?plan=unlimited&src=mail";
 
@@ -75,8 +75,9 @@ fn daemon_with_tracking(dir: &std::path::Path, peer: &SmtpPeer) -> (Daemon, Stri
 
 #[test]
 fn links_redirect_and_clicks_opens_and_unsubscribes_become_facts() {
+    let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let peer = SmtpPeer::start(dir.path());
+    let peer = SmtpPeer::start(&end, dir.path());
     let (daemon, base, tracking) = daemon_with_tracking(dir.path(), &peer);
     let decl = json!({"channel": "email", "name": "clicks", "content": {"email": {
         "from": "o@telco.test", "subject": "Go unlimited, {{customer}}",
@@ -222,12 +223,14 @@ fn links_redirect_and_clicks_opens_and_unsubscribes_become_facts() {
             .count(),
         1
     );
+    end.reached();
 }
 
 #[test]
 fn a_personalised_link_is_tracked_and_redirects_to_its_recipients_url() {
+    let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let peer = SmtpPeer::start(dir.path());
+    let peer = SmtpPeer::start(&end, dir.path());
     let (daemon, base, tracking) = daemon_with_tracking(dir.path(), &peer);
     let decl = json!({"channel": "email", "name": "personal", "content": {"email": {
         "from": "o@telco.test", "subject": "Your plan",
@@ -266,13 +269,15 @@ fn a_personalised_link_is_tracked_and_redirects_to_its_recipients_url() {
         assert_eq!(click.header("location"), Some(url.as_str()));
         assert_eq!(wait_for_fact(&daemon, "clicked", customer)["url"], url);
     }
+    end.reached();
 }
 
 #[test]
 fn clicks_answered_before_a_kill_9_are_facts_after_the_restart() {
+    let end = must_reach_end();
     const CLICKS: usize = 200;
     let dir = tempfile::tempdir().unwrap();
-    let peer = SmtpPeer::start(dir.path());
+    let peer = SmtpPeer::start(&end, dir.path());
     let (mut daemon, base, tracking) = daemon_with_tracking(dir.path(), &peer);
     let decl = json!({"channel": "email", "name": "burst", "content": {"email": {
         "from": "o@telco.test", "subject": "s", "text": format!("Go {OFFER}")}}});
@@ -304,4 +309,5 @@ fn clicks_answered_before_a_kill_9_are_facts_after_the_restart() {
         .filter(|e| e["type"] == "clicked" && e["customer"] == "bob")
         .count();
     assert_eq!(clicked, CLICKS, "every answered click is a fact");
+    end.reached();
 }

@@ -6,15 +6,16 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use sluice_e2e::{Daemon, SmtpPeer, relay_config};
+use sluice_e2e::{Daemon, SmtpPeer, must_reach_end, relay_config};
 
 const PARTICIPANTS: usize = 20_000;
 const CONCURRENCY: usize = 32;
 
 #[test]
 fn kill_9_mid_campaign_loses_nothing() {
+    let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let peer = SmtpPeer::start(dir.path());
+    let peer = SmtpPeer::start(&end, dir.path());
     let config = format!(
         "[dispatch]\nconcurrency = {CONCURRENCY}\nclaim_batch = {CONCURRENCY}\n\n\
          [[email.relays]]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nconnections = 8\n",
@@ -78,12 +79,14 @@ fn kill_9_mid_campaign_loses_nothing() {
         submitted >= PARTICIPANTS,
         "every delivery is a fact: {submitted}"
     );
+    end.reached();
 }
 
 #[test]
 fn sigterm_finishes_in_flight_sends_and_exits_cleanly() {
+    let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let peer = SmtpPeer::start(dir.path());
+    let peer = SmtpPeer::start(&end, dir.path());
     let config = relay_config(&peer);
     let mut daemon = Daemon::start(dir.path(), &config);
     daemon.email_campaign("t", None, 2000);
@@ -102,4 +105,5 @@ fn sigterm_finishes_in_flight_sends_and_exits_cleanly() {
         total, 2000,
         "a graceful stop records every send it made: {sent} before, {total} in all"
     );
+    end.reached();
 }

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sluice_e2e::{Daemon, SmtpPeer};
+use sluice_e2e::{Daemon, SmtpPeer, must_reach_end};
 
 fn relay_config(peer: &SmtpPeer) -> String {
     format!(
@@ -40,8 +40,9 @@ fn finished(v: &serde_json::Value) -> bool {
 
 #[test]
 fn personalised_mail_reaches_the_relay_and_every_fact_comes_back() {
+    let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let peer = SmtpPeer::start(dir.path());
+    let peer = SmtpPeer::start(&end, dir.path());
     let daemon = Daemon::start(dir.path(), &relay_config(&peer));
     declare(&daemon, "stage1");
 
@@ -179,12 +180,14 @@ fn personalised_mail_reaches_the_relay_and_every_fact_comes_back() {
 
     let later = daemon.get("/v1/events?after=4");
     assert_eq!(later.json()["events"].as_array().unwrap().len(), 0);
+    end.reached();
 }
 
 #[test]
 fn temporary_failures_are_retried_and_permanent_ones_fail() {
+    let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let peer = SmtpPeer::start(dir.path());
+    let peer = SmtpPeer::start(&end, dir.path());
     let daemon = Daemon::start(dir.path(), &relay_config(&peer));
     declare(&daemon, "retry");
     let body = [
@@ -272,12 +275,14 @@ fn temporary_failures_are_retried_and_permanent_ones_fail() {
         .get("/v1/campaigns/retry/participants?outcome=bounced_hard")
         .text();
     assert!(hard.contains("\"customer\":\"gone\""), "{hard}");
+    end.reached();
 }
 
 #[test]
 fn a_relay_refusing_our_sender_suppresses_no_recipient() {
+    let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let peer = SmtpPeer::start(dir.path());
+    let peer = SmtpPeer::start(&end, dir.path());
     // The peer refuses this return-path domain at MAIL FROM with
     // `553 5.1.2 <...>: domain not found`, words that at RCPT would mean the
     // recipient's domain is gone.
@@ -310,10 +315,12 @@ fn a_relay_refusing_our_sender_suppresses_no_recipient() {
         "our sender's problem is not the recipient's: {events:?}"
     );
     assert!(peer.received().is_empty());
+    end.reached();
 }
 
 #[test]
 fn a_relay_that_is_down_gets_the_messages_once_it_is_up() {
+    let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
     // Find a free port, then leave it closed while the campaign starts.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -321,11 +328,6 @@ fn a_relay_that_is_down_gets_the_messages_once_it_is_up() {
         .local_addr()
         .unwrap()
         .port();
-    sluice_e2e::require(
-        "python3 with aiosmtpd",
-        sluice_e2e::AIOSMTPD,
-        std::process::Command::new("python3").args(["-c", "import aiosmtpd"]),
-    );
     let config = format!(
         "[email]\nretry_base_secs = 1\nretry_max_secs = 1\nmax_attempts = 50\n\n[[email.relays]]\nhost = \"127.0.0.1\"\nport = {port}\n"
     );
@@ -348,17 +350,19 @@ fn a_relay_that_is_down_gets_the_messages_once_it_is_up() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let peer = SmtpPeer::start_on(dir.path(), port);
+    let peer = SmtpPeer::start_on(&end, dir.path(), port);
     daemon.wait_for_campaign("down", Duration::from_secs(60), finished);
     let received = peer.received();
     assert_eq!(received.len(), 1);
     assert_eq!(received[0].rcpt_tos, vec!["a@example.org"]);
+    end.reached();
 }
 
 #[test]
 fn bad_requests_get_clear_answers() {
+    let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let peer = SmtpPeer::start(dir.path());
+    let peer = SmtpPeer::start(&end, dir.path());
     let daemon = Daemon::start_with_env(
         dir.path(),
         &relay_config(&peer),
@@ -446,4 +450,5 @@ fn bad_requests_get_clear_answers() {
         metrics.contains("sluice_participants_accepted_total"),
         "{metrics}"
     );
+    end.reached();
 }

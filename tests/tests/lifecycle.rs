@@ -10,12 +10,15 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
-use sluice_e2e::{Daemon, Post, SmtpPeer, WebhookReceiver, relay_config, tls_proxy::TlsProxy};
+use sluice_e2e::{
+    Daemon, Post, SmtpPeer, WebhookReceiver, must_reach_end, relay_config, tls_proxy::TlsProxy,
+};
 
 #[test]
 fn pause_stops_sending_within_a_second_and_resume_finishes() {
+    let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let peer = SmtpPeer::start(dir.path());
+    let peer = SmtpPeer::start(&end, dir.path());
     let config = format!(
         "[dispatch]\nconcurrency = 4\nclaim_batch = 4\n\n[[email.relays]]\nhost = \"127.0.0.1\"\nport = {}\nconnections = 2\n",
         peer.port
@@ -60,12 +63,14 @@ fn pause_stops_sending_within_a_second_and_resume_finishes() {
         409,
         "finished"
     );
+    end.reached();
 }
 
 #[test]
 fn nothing_is_sent_before_the_window_opens() {
+    let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let peer = SmtpPeer::start(dir.path());
+    let peer = SmtpPeer::start(&end, dir.path());
     let config = relay_config(&peer);
     let daemon = Daemon::start(dir.path(), &config);
     let opens = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2);
@@ -83,6 +88,7 @@ fn nothing_is_sent_before_the_window_opens() {
         let at: jiff::Timestamp = fact["at"].as_str().unwrap().parse().unwrap();
         assert!(at >= opens, "submitted at {at}, window opens at {opens}");
     }
+    end.reached();
 }
 
 /// Polls `hook` until its posts after the first `skip` carry the fact with
@@ -115,9 +121,10 @@ fn wait_for_cursor(hook: &WebhookReceiver, skip: usize, last: u64) -> (Vec<Post>
 
 #[test]
 fn webhooks_deliver_every_fact_signed_and_retry_until_accepted() {
+    let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let peer = SmtpPeer::start(dir.path());
-    let hook = WebhookReceiver::start(dir.path(), 2);
+    let peer = SmtpPeer::start(&end, dir.path());
+    let hook = WebhookReceiver::start(&end, dir.path(), 2);
     let config = format!(
         "[[email.relays]]\nhost = \"127.0.0.1\"\nport = {}\n\n[[webhooks]]\nurl = \"http://127.0.0.1:{}/sluice\"\nsecret_env = \"HOOK_SECRET\"\nbatch = 50\n",
         peer.port, hook.port
@@ -163,14 +170,16 @@ fn webhooks_deliver_every_fact_signed_and_retry_until_accepted() {
             format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
         );
     }
+    end.reached();
 }
 
 #[test]
 fn webhooks_over_https_trust_the_configured_ca_and_no_other() {
+    let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let peer = SmtpPeer::start(dir.path());
-    let hook = WebhookReceiver::start(dir.path(), 0);
-    let tls = TlsProxy::start(dir.path(), hook.port);
+    let peer = SmtpPeer::start(&end, dir.path());
+    let hook = WebhookReceiver::start(&end, dir.path(), 0);
+    let tls = TlsProxy::start(&end, dir.path(), hook.port);
     // The second endpoint is the same server, checked against the system's
     // trust store, which does not know the test CA: nothing may reach it.
     let config = format!(
@@ -214,4 +223,5 @@ fn webhooks_over_https_trust_the_configured_ca_and_no_other() {
         failed >= 1.0,
         "the untrusted endpoint's batches fail: {failed}"
     );
+    end.reached();
 }

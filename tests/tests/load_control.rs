@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sluice_e2e::{Daemon, SmtpPeer, relay_config};
+use sluice_e2e::{Daemon, SmtpPeer, must_reach_end, relay_config};
 
 fn set_limits(daemon: &Daemon, limits: serde_json::Value) {
     let r = daemon.put_json("/v1/channels/email/limits", &limits);
@@ -30,8 +30,9 @@ fn facts(daemon: &Daemon, campaign: &str, kind: &str) -> Vec<serde_json::Value> 
 
 #[test]
 fn a_rate_limited_channel_sends_at_its_rate() {
+    let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let peer = SmtpPeer::start(dir.path());
+    let peer = SmtpPeer::start(&end, dir.path());
     let daemon = Daemon::start(dir.path(), &relay_config(&peer));
     set_limits(
         &daemon,
@@ -52,12 +53,14 @@ fn a_rate_limited_channel_sends_at_its_rate() {
     eprintln!("rate over the run: {rate:.2} msgs/s (limit 20)");
     assert!((rate - 20.0).abs() <= 0.4, "rate {rate:.2} is not 20 ±2%");
     assert_eq!(peer.received().len(), 101);
+    end.reached();
 }
 
 #[test]
 fn nothing_is_sent_on_an_exclusion_day() {
+    let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let peer = SmtpPeer::start(dir.path());
+    let peer = SmtpPeer::start(&end, dir.path());
     let daemon = Daemon::start(dir.path(), &relay_config(&peer));
     let today = jiff::Timestamp::now()
         .to_zoned(jiff::tz::TimeZone::UTC)
@@ -79,12 +82,14 @@ fn nothing_is_sent_on_an_exclusion_day() {
             .contains("sluice_messages_deferred_total{channel=\"email\",reason=\"exclusion_day\"}"),
         "{metrics}"
     );
+    end.reached();
 }
 
 #[test]
 fn a_full_cap_stays_full_after_a_crash() {
+    let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let peer = SmtpPeer::start(dir.path());
+    let peer = SmtpPeer::start(&end, dir.path());
     let mut daemon = Daemon::start(dir.path(), &relay_config(&peer));
     set_limits(
         &daemon,
@@ -109,12 +114,14 @@ fn a_full_cap_stays_full_after_a_crash() {
     );
     let state = daemon.get("/v1/campaigns/capped").json();
     assert_eq!(state["counts"]["pending"], 3, "{state}");
+    end.reached();
 }
 
 #[test]
 fn quotas_suppress_a_second_campaign_and_survive_a_restart() {
+    let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let peer = SmtpPeer::start(dir.path());
+    let peer = SmtpPeer::start(&end, dir.path());
     let mut daemon = Daemon::start(dir.path(), &relay_config(&peer));
     set_limits(
         &daemon,
@@ -151,12 +158,14 @@ fn quotas_suppress_a_second_campaign_and_survive_a_restart() {
         1,
         "limits survive a restart"
     );
+    end.reached();
 }
 
 #[test]
 fn blacklisted_customers_and_addresses_receive_nothing() {
+    let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let peer = SmtpPeer::start(dir.path());
+    let peer = SmtpPeer::start(&end, dir.path());
     let daemon = Daemon::start(dir.path(), &relay_config(&peer));
     let r = sluice_e2e::request(
         "PUT",
@@ -186,6 +195,7 @@ fn blacklisted_customers_and_addresses_receive_nothing() {
     let removed = sluice_e2e::request("DELETE", &daemon.api, "/v1/blacklist/email/c1", &[], b"");
     assert_eq!(removed.status, 204);
     assert_eq!(daemon.get("/v1/blacklist/email/c1").status, 404);
+    end.reached();
 }
 
 #[test]
@@ -229,8 +239,9 @@ fn prioritised_campaign(daemon: &Daemon, id: &str, priority: u8, n: usize) {
 
 #[test]
 fn the_dispatcher_follows_the_stored_plan() {
+    let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let peer = SmtpPeer::start(dir.path());
+    let peer = SmtpPeer::start(&end, dir.path());
     let daemon = Daemon::start(dir.path(), &relay_config(&peer));
     // Five messages a day: the plan gives today's five to the urgent campaign.
     set_limits(
@@ -278,4 +289,5 @@ fn the_dispatcher_follows_the_stored_plan() {
     daemon.wait_for_campaign("urgent", Duration::from_secs(30), finished);
     assert_eq!(facts(&daemon, "urgent", "submitted").len(), 5);
     assert_eq!(facts(&daemon, "later", "submitted").len(), 0);
+    end.reached();
 }

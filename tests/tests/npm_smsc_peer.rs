@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use sluice_e2e::{
+    must_reach_end,
     npm_smsc::{NpmReceipts, NpmSmsc},
     smsc::{RawEsme, receipt_tlvs, status},
 };
@@ -14,7 +15,8 @@ const T: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn binds_submits_and_sends_a_receipt() {
-    let smsc = NpmSmsc::start();
+    let end = must_reach_end();
+    let smsc = NpmSmsc::start(&end);
     let mut esme = RawEsme::connect(smsc.addr()).await;
     assert_eq!(esme.bind_transceiver("sluice", "pw").await, status::OK);
     let (st, id) = esme.submit("Telco", "4917012345", b"Hi \x00\xff").await;
@@ -40,11 +42,13 @@ async fn binds_submits_and_sends_a_receipt() {
     );
     assert_eq!(smsc.wait_for_deliver_sm_resps(1, T), [(1, 0)]);
     assert_eq!(smsc.binds()[0]["interface_version"], 0x34);
+    end.reached();
 }
 
 #[tokio::test]
 async fn checks_the_password_and_sends_text_only_receipts() {
-    let smsc = NpmSmsc::start_with(NpmReceipts::Text, Some("secret"));
+    let end = must_reach_end();
+    let smsc = NpmSmsc::start_with(&end, NpmReceipts::Text, Some("secret"));
     let mut wrong = RawEsme::connect(smsc.addr()).await;
     assert_eq!(
         wrong.bind_transceiver("sluice", "nope").await,
@@ -59,4 +63,5 @@ async fn checks_the_password_and_sends_text_only_receipts() {
         String::from_utf8_lossy(receipt.short_message()).starts_with(&format!("id:{id} ")),
         "{receipt:?}"
     );
+    end.reached();
 }

@@ -4,10 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::Command;
-
 use serde_json::json;
-use sluice_e2e::{Daemon, require};
+use sluice_e2e::{Daemon, must_reach_end, peers::chromium};
 
 fn declare(daemon: &Daemon, id: &str, participants: u64, priority: u8, start: &str, end: &str) {
     let decl = json!({"channel": "email", "name": id, "expected_participants": participants, "priority": priority,
@@ -17,6 +15,7 @@ fn declare(daemon: &Daemon, id: &str, participants: u64, priority: u8, start: &s
 
 #[test]
 fn the_plan_respects_capacity_and_the_page_draws_it() {
+    let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(dir.path(), "");
     let r = daemon.put_json(
@@ -67,13 +66,8 @@ fn the_plan_respects_capacity_and_the_page_draws_it() {
     );
     assert_eq!(unknown.status, 422, "{}", unknown.text());
 
-    require(
-        "chromium",
-        "apt-get install chromium",
-        Command::new("chromium").arg("--version"),
-    );
     let profile = dir.path().join("chromium");
-    let out = Command::new("chromium")
+    let out = chromium(&end)
         .args([
             "--headless",
             "--no-sandbox",
@@ -107,4 +101,5 @@ fn the_plan_respects_capacity_and_the_page_draws_it() {
             || dom.contains("data-campaign=\"bulk\" class=\"infeasible\""),
         "the infeasible campaign is marked: {dom}"
     );
+    end.reached();
 }

@@ -14,7 +14,7 @@ use std::{
 
 use serde_json::{Value, json};
 use sluice_e2e::{
-    Daemon,
+    Daemon, must_reach_end,
     npm_smsc::NpmSmsc,
     smsc::{
         BindMode, DeliverKind, FakeSmsc, FinalState, Garbage, MessageIds, ReceiptFormat,

@@ -363,7 +363,8 @@ fn pair_mode_submits_on_the_transmitter_and_takes_receipts_on_the_receiver() {
 
 #[test]
 fn the_npm_smpp_server_takes_a_campaign_and_its_receipts_become_facts() {
-    let smsc = NpmSmsc::start();
+    let end = must_reach_end();
+    let smsc = NpmSmsc::start(&end);
     let dir = tempfile::tempdir().unwrap();
     let daemon = start_unready(dir.path(), smsc.port, "", "");
     wait_ready(&daemon);
@@ -396,6 +397,7 @@ fn the_npm_smpp_server_takes_a_campaign_and_its_receipts_become_facts() {
     let resps = smsc.wait_for_deliver_sm_resps(2, T);
     assert!(resps.iter().all(|&(_, st)| st == status::OK), "{resps:?}");
     assert_eq!(smsc.receipts().len(), 2);
+    end.reached();
 }
 
 #[test]
@@ -496,9 +498,10 @@ fn receipts_arriving_after_a_kill_9_and_restart_are_still_matched() {
 
 #[test]
 fn an_smsc_over_tls_takes_the_campaign_and_sends_its_receipts_back() {
+    let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
     let smsc = FakeSmsc::start(our_smsc());
-    let tls = sluice_e2e::tls_proxy::TlsProxy::start(dir.path(), smsc.port());
+    let tls = sluice_e2e::tls_proxy::TlsProxy::start(&end, dir.path(), smsc.port());
     let daemon = start_unready(dir.path(), tls.port, "", "tls = true\ntls_insecure = true");
     wait_ready(&daemon);
     sms_campaign(&daemon, "tls", "Hi {{name}} €", &numbers(3));
@@ -511,6 +514,7 @@ fn an_smsc_over_tls_takes_the_campaign_and_sends_its_receipts_back() {
             .iter()
             .all(|r| r.short_message.ends_with(&[0x1B, 0x65]))
     );
+    end.reached();
 }
 
 /// The text of a GSM short_message made of URL characters: those with the
