@@ -38,7 +38,9 @@ fn store_error(e: StoreError) -> BackendError {
     match e {
         StoreError::UnknownCampaign(id) => BackendError::NotFound(format!("no campaign `{id}`")),
         StoreError::Unavailable(m) => BackendError::Unavailable(m),
-        e @ StoreError::Corrupt { .. } => BackendError::Internal(e.to_string()),
+        e @ (StoreError::Corrupt { .. } | StoreError::InUse { .. }) => {
+            BackendError::Internal(e.to_string())
+        }
     }
 }
 

@@ -14,9 +14,11 @@ mod dispatch;
 mod email;
 mod listen;
 mod retry;
+mod secrets;
 mod sms;
 mod store;
 mod tracking;
+mod warnings;
 mod webhook;
 
 use std::path::{Path, PathBuf};
@@ -92,8 +94,15 @@ impl Config {
             .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))
     }
 
-    /// Every problem at once, section by section.
+    /// Every problem at once, section by section, then the secrets it
+    /// names that the environment or the disk does not have.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_with(&|var| std::env::var_os(var).is_some())
+    }
+
+    /// [`Config::validate`] with `is_set` saying which environment
+    /// variables are set.
+    pub fn validate_with(&self, is_set: &dyn Fn(&str) -> bool) -> Result<(), ConfigError> {
         let mut problems = self.listen.problems();
         // Whether the API may go without tokens depends on where it listens.
         problems.extend(self.api.problems(&self.listen));
@@ -105,6 +114,7 @@ impl Config {
         for (i, w) in self.webhooks.iter().enumerate() {
             problems.extend(w.problems(&format!("webhooks[{i}]")));
         }
+        problems.extend(self.secret_problems(is_set));
         if problems.is_empty() {
             Ok(())
         } else {

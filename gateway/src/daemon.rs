@@ -24,14 +24,28 @@ pub enum RunError {
     Config(#[from] crate::config::ConfigError),
     #[error("store: {0}")]
     Store(#[from] StoreError),
-    #[error("binding {what} on {addr}: {source}")]
+    #[error("{key}: cannot listen on {addr}: {}", bind_advice(source, key))]
     Bind {
-        what: &'static str,
+        /// The configuration key of the listener, e.g. `listen.bounce`.
+        key: &'static str,
         addr: String,
         source: std::io::Error,
     },
     #[error("{0}")]
     Setup(String),
+}
+
+/// Why a listener could not bind, and what to change.
+fn bind_advice(source: &std::io::Error, key: &str) -> String {
+    match source.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "the address is in use by another program (another sluice?); set {key} to a free address"
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "permission denied (ports below 1024 need privileges); set {key} to a port above 1023"
+        ),
+        _ => source.to_string(),
+    }
 }
 
 /// A started daemon: its bound addresses and its tasks.
@@ -95,6 +109,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
 /// order: whatever can fail does before any task runs.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, RunError> {
     config.validate()?;
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     // Before the store opens its files.
     raise_file_limit(config.tracking.max_connections);
     let core = Core::open(&config).await?;

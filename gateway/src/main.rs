@@ -1,6 +1,10 @@
 //! `sluice`: the command line of the gateway daemon.
 
-use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
+use std::{
+    io::IsTerminal,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use clap::{Parser, Subcommand};
 use gateway::config::Config;
@@ -61,27 +65,42 @@ fn main() -> ExitCode {
         )
         .init();
     match cli.command {
-        Command::CheckConfig { file } => match Config::load(Some(&file)).and_then(|c| c.validate())
-        {
-            Ok(()) => {
-                println!("{}: ok", file.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{}: {e}", file.display());
-                ExitCode::FAILURE
-            }
-        },
+        Command::CheckConfig { file } => check_config(&file),
         Command::Bounce {
             command: BounceCommand::Classify { files },
         } => classify(&files),
         Command::Serve { config, data } => match serve(config, data) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("sluice: {e:#}");
+                // Our errors say their cause in their own text: one line, no chain.
+                eprintln!("sluice: {e}");
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// Prints every problem and every warning of `file`; fails on a problem.
+fn check_config(file: &Path) -> ExitCode {
+    let config = match Config::load(Some(file)) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    for warning in config.warnings() {
+        eprintln!("{}: warning: {warning}", file.display());
+    }
+    match config.validate() {
+        Ok(()) => {
+            println!("{}: ok", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -62,6 +62,7 @@ struct Shared {
     durable_cursor: AtomicU64,
     healthy: AtomicBool,
     ks: Keyspaces,
+    _owner: DirectoryOwner,
 }
 
 impl Shared {
@@ -82,6 +83,7 @@ pub struct Embedded {
 impl Embedded {
     /// Opens (or creates) the store in `dir` and rebuilds the index.
     pub fn open(dir: &Path) -> Result<Self> {
+        let owner = DirectoryOwner::claim(dir)?;
         let db = Database::builder(dir)
             .manual_journal_persist(true)
             .open()
@@ -106,6 +108,7 @@ impl Embedded {
             durable_cursor: AtomicU64::new(last_cursor),
             healthy: AtomicBool::new(true),
             ks,
+            _owner: owner,
         });
         let (ops, rx) = mpsc::channel(4 * MAX_GROUP);
         let committer = Committer {
@@ -199,9 +202,11 @@ fn suppression_key(channel: ChannelKind, address: &str) -> String {
 }
 
 mod commit;
+mod owner;
 mod roles;
 
 use commit::{Committer, Op};
+use owner::DirectoryOwner;
 
 #[cfg(test)]
 mod tests;

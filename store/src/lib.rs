@@ -26,6 +26,12 @@ pub enum StoreError {
     Unavailable(String),
     #[error("corrupt record in {what}: {detail}")]
     Corrupt { what: &'static str, detail: String },
+    /// Another daemon has the embedded store's data directory open.
+    #[error("data directory {} is in use by pid {pid}", .dir.display())]
+    InUse {
+        dir: std::path::PathBuf,
+        pid: String,
+    },
 }
 
 impl StoreError {

@@ -54,3 +54,89 @@ fn every_problem_is_reported() {
     };
     assert_eq!(problems.len(), 6, "{problems:#?}");
 }
+
+#[test]
+fn every_secret_named_but_not_set_is_a_problem() {
+    let text = r#"
+        [[email.relays]]
+        host = "relay.example"
+        username = "u"
+        password_env = "RELAY_PASSWORD"
+        [[sms.smsc]]
+        host = "smsc.example"
+        system_id = "sluice"
+        password_env = "SMSC_PASSWORD"
+        [[sms.smsc]]
+        host = "smsc2.example"
+        system_id = "sluice"
+        password_file = "/nonexistent/smsc-password"
+        [[webhooks]]
+        url = "https://crm.example/hook"
+        secret_env = "HOOK_SECRET"
+    "#;
+    let c = Config::from_toml(text, Vec::new()).expect("parse");
+    let ConfigError::Invalid(problems) = c.validate_with(&|_| false).expect_err("unset") else {
+        panic!("not Invalid")
+    };
+    assert_eq!(
+        problems[..3],
+        [
+            "email.relays[0].password_env: environment variable RELAY_PASSWORD is not set",
+            "sms.smsc[0].password_env: environment variable SMSC_PASSWORD is not set",
+            "webhooks[0].secret_env: environment variable HOOK_SECRET is not set",
+        ]
+    );
+    assert!(
+        problems[3]
+            .starts_with("sms.smsc[1].password_file: cannot read /nonexistent/smsc-password"),
+        "{problems:#?}"
+    );
+    assert_eq!(problems.len(), 4, "{problems:#?}");
+    let ConfigError::Invalid(problems) = c.validate_with(&|_| true).expect_err("file") else {
+        panic!("not Invalid")
+    };
+    assert_eq!(problems.len(), 1, "only the unreadable file: {problems:#?}");
+}
+
+#[test]
+fn the_examples_defaults_are_warned_about_where_they_matter() {
+    let warnings = |text: &str| {
+        Config::from_toml(text, Vec::new())
+            .expect("parse")
+            .warnings()
+    };
+    assert!(
+        warnings("").is_empty(),
+        "the loopback default has nothing to fix"
+    );
+    let relay = "[[email.relays]]\nhost = \"relay.example\"\n";
+    let bounce = warnings(relay);
+    assert_eq!(bounce.len(), 1, "{bounce:#?}");
+    assert!(bounce[0].starts_with("email.bounce_domain is the example `bounces.example.com`"));
+    assert!(
+        warnings(&format!(
+            "[email]\nbounce_domain = \"b.telco.example\"\n{relay}"
+        ))
+        .is_empty()
+    );
+
+    let public = |base_url: &str| {
+        warnings(&format!(
+            "[listen]\ntracking = \"0.0.0.0:7801\"\n[tracking]\nbase_url = \"{base_url}\"\n"
+        ))
+    };
+    for loopback in [
+        "http://127.0.0.1:7801",
+        "https://localhost/t",
+        "http://[::1]:7801",
+    ] {
+        let w = public(loopback);
+        assert_eq!(w.len(), 1, "{loopback}: {w:#?}");
+        assert!(
+            w[0].contains("is a loopback address while listen.tracking `0.0.0.0:7801` is public"),
+            "{w:#?}"
+        );
+    }
+    assert!(public("http://t.telco.example")[0].contains("plain http"));
+    assert!(public("https://t.telco.example").is_empty());
+}

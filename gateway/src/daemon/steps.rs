@@ -131,9 +131,9 @@ pub(super) struct Addrs {
 
 impl Listeners {
     pub(super) async fn bind(config: &Config) -> Result<Self, RunError> {
-        let api = bind("api", &config.listen.api).await?;
-        let tracking = bind("tracking", &config.listen.tracking).await?;
-        let bounce = bind("bounce", &config.listen.bounce).await?;
+        let api = bind("listen.api", &config.listen.api).await?;
+        let tracking = bind("listen.tracking", &config.listen.tracking).await?;
+        let bounce = bind("listen.bounce", &config.listen.bounce).await?;
         let addr = |l: &TcpListener| l.local_addr().map_err(|e| RunError::Setup(e.to_string()));
         let addrs = Addrs {
             api: addr(&api)?,
@@ -149,11 +149,11 @@ impl Listeners {
     }
 }
 
-async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, RunError> {
+async fn bind(key: &'static str, addr: &str) -> Result<TcpListener, RunError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| RunError::Bind {
-            what,
+            key,
             addr: addr.to_owned(),
             source,
         })

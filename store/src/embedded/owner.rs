@@ -1,0 +1,88 @@
+//! One daemon per data directory: the first takes an exclusive lock on
+//! `sluice.pid` and writes its pid there, so the second can say who owns it.
+
+use std::{
+    fs::{File, OpenOptions, TryLockError},
+    io::{Read, Seek, SeekFrom, Write},
+    path::Path,
+};
+
+use crate::{Result, StoreError};
+
+const PID_FILE: &str = "sluice.pid";
+
+/// Held for as long as the store is open; the OS drops the lock with it,
+/// even after `kill -9`.
+pub(super) struct DirectoryOwner {
+    _file: File,
+}
+
+impl DirectoryOwner {
+    /// Claims `dir` (creating it), or says which process holds it.
+    pub(super) fn claim(dir: &Path) -> Result<Self> {
+        let unavailable = |e: std::io::Error| {
+            StoreError::Unavailable(format!("data directory {}: {e}", dir.display()))
+        };
+        std::fs::create_dir_all(dir).map_err(unavailable)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(PID_FILE))
+            .map_err(unavailable)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                // The owner may be between truncating and writing: say so.
+                let _ = file.read_to_string(&mut pid);
+                let pid = pid.trim();
+                return Err(StoreError::InUse {
+                    dir: dir.to_path_buf(),
+                    pid: if pid.is_empty() {
+                        "unknown".into()
+                    } else {
+                        pid.into()
+                    },
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(unavailable(e)),
+        }
+        file.set_len(0)
+            .and_then(|()| file.seek(SeekFrom::Start(0)))
+            .and_then(|_| writeln!(file, "{}", std::process::id()))
+            .and_then(|()| file.sync_all())
+            .map_err(unavailable)?;
+        Ok(Self { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_owner_is_told_the_first_ones_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = DirectoryOwner::claim(dir.path()).unwrap();
+        let Err(second) = DirectoryOwner::claim(dir.path()) else {
+            panic!("a second claim must fail");
+        };
+        assert_eq!(
+            second.to_string(),
+            format!(
+                "data directory {} is in use by pid {}",
+                dir.path().display(),
+                std::process::id()
+            )
+        );
+    }
+
+    #[test]
+    fn the_directory_is_free_again_once_its_owner_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(DirectoryOwner::claim(dir.path()).unwrap());
+        DirectoryOwner::claim(dir.path()).unwrap();
+    }
+}
