@@ -89,6 +89,7 @@ pub trait Backend: Send + Sync + 'static {
     /// Prometheus text exposition.
     fn metrics(&self) -> String;
 
-    /// Store open and upstreams configured.
-    fn ready(&self) -> bool;
+    /// Why the gateway cannot send now (the store, an upstream not
+    /// configured or not reachable), one reason each; empty when it can.
+    fn not_ready(&self) -> Vec<String>;
 }

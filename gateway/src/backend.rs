@@ -425,10 +425,18 @@ impl Backend for GatewayBackend {
     }
 
     /// The store takes writes, some upstream is configured, and every
-    /// channel's configured upstreams can take messages (an SMSC a bind up).
-    fn ready(&self) -> bool {
-        let configured = self.channels.iter().any(|c| c.is_configured());
-        self.store.healthy() && configured && self.channels.iter().all(|c| c.ready())
+    /// channel's configured upstreams can take messages (an SMSC a bind up,
+    /// a relay reached).
+    fn not_ready(&self) -> Vec<String> {
+        let mut reasons = Vec::new();
+        if !self.store.healthy() {
+            reasons.push("store: a commit failed; it takes no writes (see the log)".to_owned());
+        }
+        if !self.channels.iter().any(|c| c.is_configured()) {
+            reasons.push("no upstream configured: add [[email.relays]] or [[sms.smsc]]".to_owned());
+        }
+        reasons.extend(self.channels.iter().flat_map(|c| c.not_ready()));
+        reasons
     }
 }
 

@@ -5,6 +5,7 @@
 //! channel is a module implementing [`Channel`] and one line there.
 
 pub mod email;
+mod health;
 pub mod mail;
 mod registry;
 pub mod sms;
@@ -66,8 +67,9 @@ pub trait Channel: Send + Sync + 'static {
     /// Some upstream is configured.
     fn is_configured(&self) -> bool;
 
-    /// Every configured upstream can take messages now (for `/readyz`).
-    fn ready(&self) -> bool;
+    /// Why a configured upstream cannot take messages now, one reason per
+    /// upstream naming it and its address (for `/readyz`); empty when all can.
+    fn not_ready(&self) -> Vec<String>;
 
     /// Why `campaign` cannot start on this channel, if it cannot.
     fn start_blocker(&self, campaign: &CampaignRecord) -> Option<String>;

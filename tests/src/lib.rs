@@ -264,12 +264,31 @@ impl Daemon {
             .env_remove("SLUICE_API_TOKENS")
             .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
+            .stderr(self.log_file())
             .spawn()
             .unwrap();
         let mut words = announcement(&mut child, "api");
         self.api = words.remove("api").unwrap();
         self.bounce = words.remove("bounce").unwrap_or_default();
         self.child = Some(child);
+    }
+
+    /// The daemon's log (its stderr, every run appended), for assertions;
+    /// a failing test prints it.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.data.with_file_name("sluice.log")
+    }
+
+    fn log_file(&self) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap()
     }
 
     /// SIGKILL: no shutdown code runs.
@@ -424,5 +443,8 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill9();
+        if std::thread::panicking() {
+            eprintln!("--- sluice's log ---\n{}", self.log());
+        }
     }
 }

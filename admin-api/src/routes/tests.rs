@@ -98,8 +98,8 @@ impl Backend for Memory {
     fn metrics(&self) -> String {
         "# EOF\n".into()
     }
-    fn ready(&self) -> bool {
-        true
+    fn not_ready(&self) -> Vec<String> {
+        vec!["SMSC main (10.0.0.6:2775): not bound yet".into()]
     }
 }
 

@@ -14,12 +14,15 @@ use super::{
 };
 use rules::RetryPolicy;
 use store::Claim;
+use tokio_util::sync::CancellationToken;
 
 use crate::{links::Links, verp::ReturnPaths};
 use domain::{CampaignDecl, CampaignRecord, ChannelKind, Delivery, now_ms};
 
 pub struct EmailChannel {
-    relays: RelayPool,
+    relays: Arc<RelayPool>,
+    /// Stops the relays' probe at shutdown.
+    stop: CancellationToken,
     return_paths: ReturnPaths,
     dkim: Option<Dkim>,
     links: Arc<Links>,
@@ -45,7 +48,9 @@ impl EmailChannel {
             Some(d) => Some(Dkim::load(&d.domain, &d.selector, &d.key_file)?),
             None => None,
         };
-        let relays = RelayPool::new(&config.relays, &config.helo)?;
+        let relays = Arc::new(RelayPool::new(&config.relays, &config.helo)?);
+        let stop = CancellationToken::new();
+        tokio::spawn(relays.clone().watch(stop.clone()));
         if relays.is_empty() {
             tracing::warn!(
                 "no SMTP relay configured: e-mail campaigns cannot start and /readyz says not ready"
@@ -53,6 +58,7 @@ impl EmailChannel {
         }
         Ok(Self {
             relays,
+            stop,
             return_paths: deps.return_paths.clone(),
             dkim,
             links: deps.links.clone(),
@@ -124,9 +130,10 @@ impl Channel for EmailChannel {
         !self.relays.is_empty()
     }
 
-    /// Relays are connected per send: nothing to be up in advance.
-    fn ready(&self) -> bool {
-        true
+    /// Relays are connected per send; one whose last connection failed
+    /// (at a send or the pool's own probe) is not ready.
+    fn not_ready(&self) -> Vec<String> {
+        self.relays.failures()
     }
 
     fn start_blocker(&self, campaign: &CampaignRecord) -> Option<String> {
@@ -171,6 +178,7 @@ impl Channel for EmailChannel {
     }
 
     async fn close(&self) {
+        self.stop.cancel();
         self.relays.close().await;
     }
 }

@@ -257,10 +257,15 @@ impl Channel for SmsChannel {
         !self.smscs.is_empty()
     }
 
-    /// Every configured SMSC has at least one bind fully up (in pair mode
-    /// its receiver too, or receipts would wait at the SMSC).
-    fn ready(&self) -> bool {
-        self.smscs.iter().all(|s| s.binds.iter().any(|b| b.is_up()))
+    /// An SMSC is ready with at least one bind fully up (in pair mode its
+    /// receiver too, or receipts would wait at the SMSC); else its first
+    /// bind's reason.
+    fn not_ready(&self) -> Vec<String> {
+        self.smscs
+            .iter()
+            .filter(|s| !s.binds.iter().any(|b| b.is_up()))
+            .filter_map(|s| s.binds.first().and_then(|b| b.down_reason()))
+            .collect()
     }
 
     fn start_blocker(&self, campaign: &CampaignRecord) -> Option<String> {

@@ -26,7 +26,9 @@ use tokio_rustls::{TlsConnector, client::TlsStream};
 
 use domain::Phase;
 
-use super::StartError;
+use tokio_util::sync::CancellationToken;
+
+use super::{StartError, health::Health};
 use crate::config::{Relay as RelayConfig, TlsMode};
 use domain::Delivery;
 
@@ -62,6 +64,7 @@ fn buffered<T: AsyncRead + AsyncWrite>(c: SmtpClient<T>) -> SmtpClient<BufStream
 struct Relay {
     config: RelayConfig,
     name: String,
+    health: Health,
     idle: Mutex<Vec<Connection>>,
     slots: Semaphore,
     tls: Option<TlsConnector>,
@@ -111,6 +114,7 @@ impl RelayPool {
             };
             relays.push(Arc::new(Relay {
                 name: config.name(),
+                health: Health::new("SMTP relay", &config.name(), &config.host, config.port),
                 idle: Mutex::new(Vec::new()),
                 slots: Semaphore::new(config.connections),
                 tls,
@@ -155,8 +159,12 @@ impl RelayPool {
             }
         }
         let conn = match relay.connect(&self.helo).await {
-            Ok(conn) => conn,
+            Ok(conn) => {
+                relay.health.reached();
+                conn
+            }
             Err(e) => {
+                relay.health.failed(&e);
                 return Delivery::Transient {
                     reply: format!("connecting to {}: {e}", relay.name),
                     retry_after: None,
@@ -173,6 +181,40 @@ impl RelayPool {
                 retry_after: None,
             },
         }
+    }
+
+    /// Connects to every relay once at start, so that one that cannot be
+    /// reached is logged and reported by `/readyz` before the first
+    /// campaign, then tries the failing ones again every `PROBE_INTERVAL`
+    /// until they answer. A connection made is kept for the next send.
+    pub async fn watch(self: Arc<Self>, stop: CancellationToken) {
+        let mut first = true;
+        loop {
+            for relay in &self.relays {
+                if first || relay.health.failure().is_some() {
+                    match relay.connect(&self.helo).await {
+                        Ok(conn) => {
+                            relay.health.reached();
+                            relay.put_idle(Some(conn));
+                        }
+                        Err(e) => relay.health.failed(&e),
+                    }
+                }
+            }
+            first = false;
+            tokio::select! {
+                () = tokio::time::sleep(PROBE_INTERVAL) => {}
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// The relays that failed their last connection, each with its error.
+    pub fn failures(&self) -> Vec<String> {
+        self.relays
+            .iter()
+            .filter_map(|r| r.health.failure())
+            .collect()
     }
 
     /// Says QUIT on every idle connection; a relay that does not answer
@@ -203,6 +245,9 @@ impl RelayPool {
 
 /// How long a relay may take to answer QUIT at shutdown.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a relay that could not be reached is tried again when no
+/// send tries it meanwhile.
+const PROBE_INTERVAL: Duration = Duration::from_secs(10);
 
 enum Outcome {
     /// The relay answered; the connection, if still in a clean state.

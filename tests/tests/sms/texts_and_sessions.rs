@@ -161,7 +161,21 @@ fn refused_binds_keep_readyz_503_and_are_retried_until_the_smsc_lets_them_in() {
     // A campaign started meanwhile waits for the SMSC; nothing fails.
     sms_campaign(&daemon, "rb", "Hi {{name}}", &numbers(2));
     smsc.wait_until("3 refused binds", T, |o| o.binds.len() >= 3);
-    assert_eq!(daemon.get("/readyz").status, 503);
+    let readyz = daemon.get("/readyz");
+    assert_eq!(readyz.status, 503);
+    let address = format!("127.0.0.1:{}", smsc.port());
+    let reasons = readyz.json()["reasons"].clone();
+    assert!(
+        reasons[0]
+            .as_str()
+            .is_some_and(|r| r.starts_with(&format!("SMSC {address}: ")) && r.contains("BINDFAIL")),
+        "/readyz names the SMSC, its address and the refusal: {reasons}"
+    );
+    assert!(
+        daemon.log().contains(&format!("SMSC {address}")),
+        "{}",
+        daemon.log()
+    );
     assert_eq!(daemon.get("/healthz").status, 200);
     assert_eq!(metric(&daemon, "sluice_smpp_bind_up", ""), 0.0);
     let binds = smsc.binds();

@@ -39,6 +39,7 @@ use smpp::{
 };
 
 use super::FieldError;
+use crate::channel::health::Health;
 use crate::{
     config::{BindMode, Smsc},
     metrics::{BindLabels, Metrics, ReceiptLabels},
@@ -172,6 +173,8 @@ pub struct Bind {
     /// Sessions bound right now (see `sessions`).
     sessions_up: AtomicUsize,
     metrics: Arc<BindMetrics>,
+    /// The last bind attempt's failure, for the log and `/readyz`.
+    health: Health,
 }
 
 /// Throttling state: paused until `until`; `streak` throttles in a row.
@@ -202,6 +205,7 @@ impl Bind {
             bind: index.to_string(),
         };
         let metrics = Arc::new(BindMetrics::new(&metrics, &labels));
+        let health = Health::new("SMSC", &labels.smsc, &config.host, config.port);
         Self {
             smsc,
             labels,
@@ -213,6 +217,7 @@ impl Bind {
             pause: Mutex::new(Pause::default()),
             sessions_up: AtomicUsize::new(0),
             metrics,
+            health,
         }
     }
 
@@ -339,17 +344,20 @@ impl Bind {
             match opened {
                 Ok((session, requests)) => {
                     backoff = min;
-                    tracing::info!(smsc = %self.labels.smsc, bind = %self.labels.bind, ?role, host = %self.config.host, "SMPP bound");
+                    self.health.reached();
+                    tracing::info!(upstream = %self.health.upstream(), bind = %self.labels.bind, ?role, "SMPP bound");
                     self.set_bound(role, Some(session.clone()));
                     let unbound_by_us = self.serve(&session, requests, &inbound, &stop).await;
                     self.set_bound(role, None);
                     if unbound_by_us {
                         break;
                     }
-                    tracing::warn!(smsc = %self.labels.smsc, bind = %self.labels.bind, ?role, "SMPP session lost; reconnecting");
+                    tracing::warn!(upstream = %self.health.upstream(), bind = %self.labels.bind, ?role, "SMPP session lost; reconnecting");
                 }
                 Err(e) => {
-                    tracing::warn!(smsc = %self.labels.smsc, bind = %self.labels.bind, ?role, host = %self.config.host, error = %e, retry_ms = backoff.as_millis() as u64, "SMPP bind failed");
+                    // Logged when the error starts or changes; each retry at debug.
+                    self.health.failed(&e);
+                    tracing::debug!(smsc = %self.labels.smsc, bind = %self.labels.bind, ?role, error = %e, retry_ms = backoff.as_millis() as u64, "SMPP bind failed");
                 }
             }
             let wait = backoff.mul_f64(rand::rng().random_range(0.5..1.0));
@@ -378,6 +386,18 @@ impl Bind {
             BindMode::Transceiver => 1,
             BindMode::Pair => 2,
         }
+    }
+
+    /// Why the bind is down: its last failure, or that it has not bound yet.
+    pub fn down_reason(&self) -> Option<String> {
+        if self.is_up() {
+            return None;
+        }
+        Some(
+            self.health
+                .failure()
+                .unwrap_or_else(|| format!("{}: not bound yet", self.health.upstream())),
+        )
     }
 
     /// Every session of the bind is up: it can submit and take receipts.

@@ -17,7 +17,14 @@ use super::*;
 /// 354, `busy` 451; a line `spam` in the content 550 at its end.
 /// Every line it reads is kept for the assertions.
 async fn relay(pipelining: bool) -> (u16, Arc<AsyncMutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    relay_on(
+        TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+        pipelining,
+    )
+}
+
+/// [`relay`] on a listener of the caller's.
+fn relay_on(listener: TcpListener, pipelining: bool) -> (u16, Arc<AsyncMutex<Vec<String>>>) {
     let port = listener.local_addr().expect("addr").port();
     let seen = Arc::new(AsyncMutex::new(Vec::new()));
     let log = seen.clone();
@@ -271,4 +278,56 @@ async fn a_relay_that_is_down_is_a_transient_failure() {
         matches!(delivery, Delivery::Transient { .. }),
         "{delivery:?}"
     );
+}
+
+/// A loopback port nothing listens on (now).
+async fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+#[tokio::test]
+async fn a_relay_that_cannot_be_reached_is_named_until_it_answers() {
+    let port = free_port().await;
+    let pool = pool(port);
+    assert_eq!(pool.failures(), Vec::<String>::new(), "not tried yet");
+    pool.send("b@x.test", "user@example.org", b"x").await;
+    let failures = pool.failures();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(
+        failures[0].starts_with(&format!("SMTP relay 127.0.0.1:{port}: ")),
+        "{failures:?}"
+    );
+    relay_on(
+        TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("rebind"),
+        true,
+    );
+    let delivery = pool.send("b@x.test", "user@example.org", b"x").await;
+    assert!(
+        matches!(delivery, Delivery::Accepted { .. }),
+        "{delivery:?}"
+    );
+    assert_eq!(pool.failures(), Vec::<String>::new(), "reached again");
+}
+
+#[tokio::test]
+async fn the_probe_finds_an_unreachable_relay_before_any_send() {
+    let pool = Arc::new(pool(free_port().await));
+    let stop = CancellationToken::new();
+    tokio::spawn(pool.clone().watch(stop.clone()));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while pool.failures().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the probe never ran"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.cancel();
 }
