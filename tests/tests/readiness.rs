@@ -1,6 +1,8 @@
 //! `/readyz` says why the gateway cannot send, and the log names the
 //! upstream and its address: an SMTP relay nobody listens on, until it does.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::{Duration, Instant};
 
 use sluice_e2e::{Daemon, SmtpPeer, must_reach_end};
