@@ -21,7 +21,9 @@ const DEFAULT_LOG: &str = "info,fjall=warn,lsm_tree=warn";
 #[command(
     name = "sluice",
     version,
-    about = "Messaging gateway between a CRM and SMS/e-mail upstreams"
+    about = "Messaging gateway between a CRM and SMS/e-mail upstreams",
+    after_help = "Configuration: docs/configuration.md (every key, its default and its SLUICE_SECTION__KEY \
+                  override). Logs go to stderr; RUST_LOG filters them (default: info)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -31,15 +33,25 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon (embedded store in ./sluice-data by default).
+    ///
+    /// Prints `listening api=ADDR tracking=ADDR bounce=ADDR` on stdout once
+    /// every listener is bound. SIGTERM or SIGINT: finish the sends in
+    /// flight (20 s at most) and exit; a second signal exits at once.
     Serve {
-        #[arg(long)]
+        /// TOML configuration file; without it every key has its default.
+        /// SLUICE_SECTION__KEY environment variables override both.
+        #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Data directory of the embedded store (overrides store.path).
-        #[arg(long)]
+        #[arg(long, value_name = "DIR")]
         data: Option<PathBuf>,
     },
-    /// Validate a configuration file and print every problem.
-    CheckConfig { file: PathBuf },
+    /// Validate a configuration file: print every problem (exit 1 if any)
+    /// and every warning about example defaults left in place.
+    CheckConfig {
+        /// The TOML configuration file to check (environment overrides apply).
+        file: PathBuf,
+    },
     /// Work with returned mail.
     Bounce {
         #[command(subcommand)]
@@ -51,7 +63,10 @@ enum Command {
 enum BounceCommand {
     /// Classify returned messages (files, or stdin if none): one NDJSON line
     /// per recipient with kind (hard|soft|other) and reason.
-    Classify { files: Vec<PathBuf> },
+    Classify {
+        /// Raw RFC 822 messages (DSNs or free-text bounces); stdin if none.
+        files: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -174,5 +189,35 @@ async fn signals(shutdown: CancellationToken) {
         } else {
             std::process::exit(130);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every command and every argument says what it is in `--help`.
+    #[test]
+    fn every_command_and_flag_has_help_text() {
+        fn check(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", command.get_name());
+            if command.get_about().is_none() {
+                missing.push(path.clone());
+            }
+            for arg in command.get_arguments() {
+                if arg.get_help().is_none() && !["help", "version"].contains(&arg.get_id().as_str())
+                {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                check(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        check(&Cli::command(), "", &mut missing);
+        assert_eq!(missing, Vec::<String>::new(), "without help text");
     }
 }
