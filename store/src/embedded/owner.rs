@@ -5,11 +5,15 @@ use std::{
     fs::{File, OpenOptions, TryLockError},
     io::{Read, Seek, SeekFrom, Write},
     path::Path,
+    time::{Duration, Instant},
 };
 
 use crate::{Result, StoreError};
 
 const PID_FILE: &str = "sluice.pid";
+/// How long a claim waits for the owner to let go: a store closed in this
+/// process releases its directory once its committer thread has ended.
+const RELEASE_WAIT: Duration = Duration::from_secs(1);
 
 /// Held for as long as the store is open; the OS drops the lock with it,
 /// even after `kill -9`.
@@ -31,7 +35,16 @@ impl DirectoryOwner {
             .truncate(false)
             .open(dir.join(PID_FILE))
             .map_err(unavailable)?;
-        match file.try_lock() {
+        let since = Instant::now();
+        let locked = loop {
+            match file.try_lock() {
+                Err(TryLockError::WouldBlock) if since.elapsed() < RELEASE_WAIT => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                locked => break locked,
+            }
+        };
+        match locked {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 let mut pid = String::new();
