@@ -1,13 +1,22 @@
-//! Errors as the API answers them: a status and a JSON body naming the problem.
+//! Errors as the API answers them: RFC 9457 problem details
+//! (`application/problem+json`, `docs/api.md#errors`), so that a client reads
+//! every refusal the same way, whichever layer refused.
 
 use axum::{
     Json,
-    http::StatusCode,
+    http::{
+        HeaderValue, StatusCode,
+        header::{CONTENT_TYPE, WWW_AUTHENTICATE},
+    },
     response::{IntoResponse, Response},
 };
-use serde_json::json;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
 
 use crate::backend::BackendError;
+
+/// The media type of every error answer (RFC 9457).
+pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -24,6 +33,9 @@ pub enum ApiError {
     Forbidden,
     #[error("{0}")]
     NotFound(String),
+    /// A known path asked with a method it does not take (axum adds `Allow`).
+    #[error("{0}")]
+    MethodNotAllowed(String),
     #[error("{0}")]
     Conflict(String),
     #[error("body larger than {limit} bytes")]
@@ -34,6 +46,10 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
+    /// An error about one query parameter or path segment: the answer names
+    /// it in `field`, so a client need not parse the text to find it.
+    #[error("{error}")]
+    Field { field: String, error: Box<ApiError> },
 }
 
 impl ApiError {
@@ -54,19 +70,93 @@ impl ApiError {
         }
     }
 
+    /// The same error, about the query parameter or path segment `field`.
+    pub fn for_field(self, field: impl Into<String>) -> Self {
+        Self::Field {
+            field: field.into(),
+            error: Box::new(self),
+        }
+    }
+
     fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Field { error, .. } => error.status(),
         }
     }
+
+    /// The human message. `error` keeps its short text for the clients that
+    /// read it; a 422's detail spells out its problems as well.
+    fn detail(&self) -> String {
+        match self {
+            Self::Unprocessable(problems) => format!("{self}: {}", problems.join("; ")),
+            Self::Field { error, .. } => error.detail(),
+            _ => self.to_string(),
+        }
+    }
+
+    /// The extension members each kind adds to the problem.
+    fn extend(&self, members: &mut Map<String, Value>) {
+        match self {
+            Self::BadRequest { line, accepted, .. } => {
+                if let Some(line) = line {
+                    members.insert("line".into(), json!(line));
+                }
+                if let Some(accepted) = accepted {
+                    members.insert("accepted".into(), json!(accepted));
+                }
+            }
+            Self::PayloadTooLarge { limit } => {
+                members.insert("limit".into(), json!(limit));
+            }
+            Self::Unprocessable(problems) => {
+                members.insert("problems".into(), json!(problems));
+            }
+            Self::Field { field, error } => {
+                members.insert("field".into(), json!(field));
+                error.extend(members);
+            }
+            _ => {}
+        }
+    }
+
+    fn problem(&self, status: StatusCode) -> Problem {
+        let mut extensions = Map::new();
+        self.extend(&mut extensions);
+        Problem {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or_default(),
+            status: status.as_u16(),
+            detail: self.detail(),
+            error: self.to_string(),
+            extensions,
+        }
+    }
+}
+
+/// An RFC 9457 problem document. `type` is always `about:blank`: the kind
+/// is told by `status`, so `title` is the status's reason phrase. The
+/// members are written in this order, extensions last, for a reader's eye.
+#[derive(Serialize)]
+struct Problem {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: &'static str,
+    status: u16,
+    detail: String,
+    /// The message as before problem details, kept for the clients reading it.
+    error: String,
+    #[serde(flatten)]
+    extensions: Map<String, Value>,
 }
 
 impl From<BackendError> for ApiError {
@@ -85,26 +175,19 @@ impl From<BackendError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let mut body = json!({ "error": self.to_string() });
-        match &self {
-            Self::BadRequest { line, accepted, .. } => {
-                if let Some(line) = line {
-                    body["line"] = json!(line);
-                }
-                if let Some(accepted) = accepted {
-                    body["accepted"] = json!(accepted);
-                }
-            }
-            Self::Unprocessable(problems) => body["problems"] = json!(problems),
-            Self::Internal(m) => tracing::error!(error = %m, "internal error answered 500"),
-            _ => {}
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %self, "internal error answered 500");
         }
-        let mut response = (status, Json(body)).into_response();
+        let mut response = (
+            status,
+            [(CONTENT_TYPE, PROBLEM_JSON)],
+            Json(self.problem(status)),
+        )
+            .into_response();
         if matches!(self, Self::Unauthorized) {
-            response.headers_mut().insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer"),
-            );
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

@@ -186,23 +186,14 @@ pub async fn ndjson(
     up.finish().await
 }
 
-/// A JSON array: the body is read whole (bounded by `limit`), then each
-/// element is checked on its own so one bad participant rejects only itself.
+/// A JSON array, read whole by the caller: each element is checked on its
+/// own so one bad participant rejects only itself.
 pub async fn array(
     backend: Arc<dyn Backend>,
     campaign: &str,
-    body: Body,
-    limit: usize,
+    bytes: &[u8],
 ) -> Result<UploadResult, ApiError> {
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-        {
-            ApiError::PayloadTooLarge { limit }
-        } else {
-            ApiError::bad_request(format!("reading body: {e}"))
-        }
-    })?;
-    let items: Vec<serde_json::Value> = serde_json::from_slice(&bytes)
+    let items: Vec<serde_json::Value> = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::malformed("malformed JSON array", &e))?;
     let mut up = Uploader::new(backend, campaign);
     for (i, item) in items.into_iter().enumerate() {

@@ -5,19 +5,23 @@ mod bounces;
 mod campaigns;
 mod channels;
 mod events;
+mod extract;
 mod ops;
 mod participants;
 mod plan;
+mod query;
 
 use std::sync::Arc;
 
 use axum::{
     Router,
-    extract::DefaultBodyLimit,
+    http::{Method, Uri},
+    middleware::from_extractor,
     routing::{get, post, put},
 };
 
-use crate::{auth::Tokens, backend::Backend};
+use crate::{auth::Tokens, backend::Backend, error::ApiError};
+use extract::{NoParameters, StrictQuery};
 
 /// Settings of the API listener.
 #[derive(Debug, Clone)]
@@ -33,14 +37,25 @@ pub(crate) struct AppState {
     pub config: Arc<ApiConfig>,
 }
 
-/// Every `/v1` route plus `/metrics`, `/healthz` and `/readyz`.
+/// Every `/v1` route plus `/metrics`, `/healthz` and `/readyz`. Whatever
+/// misses a route answers a problem too: an unknown path 404, a known path
+/// with another method 405.
 pub fn router(backend: Arc<dyn Backend>, config: ApiConfig) -> Router {
-    // Whole-body extractors get the operator's limit, not axum's 2 MB default.
-    let body_limit = DefaultBodyLimit::max(config.max_body_bytes);
     let state = AppState {
         backend,
         config: Arc::new(config),
     };
+    routes_without_query()
+        .merge(routes_with_query())
+        .fallback(no_route)
+        // Last: it reaches only the routes already added.
+        .method_not_allowed_fallback(wrong_method)
+        .with_state(state)
+}
+
+/// The routes that take no query parameters: one given is refused as
+/// unknown, as on the routes that take some.
+fn routes_without_query() -> Router<AppState> {
     Router::new()
         .route(
             "/v1/campaigns/{id}",
@@ -49,9 +64,8 @@ pub fn router(backend: Arc<dyn Backend>, config: ApiConfig) -> Router {
         .route("/v1/campaigns/{id}/{action}", post(campaigns::control))
         .route(
             "/v1/campaigns/{id}/participants",
-            post(participants::upload).get(participants::audience),
+            post(participants::upload),
         )
-        .route("/v1/events", get(events::feed))
         .route("/v1/bounces", post(bounces::import))
         .route(
             "/v1/channels/{channel}/limits",
@@ -70,8 +84,31 @@ pub fn router(backend: Arc<dyn Backend>, config: ApiConfig) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .layer(body_limit)
-        .with_state(state)
+        .route_layer(from_extractor::<StrictQuery<NoParameters>>())
+}
+
+/// The routes whose handlers read their parameters through [`StrictQuery`].
+fn routes_with_query() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/campaigns/{id}/participants",
+            get(participants::audience),
+        )
+        .route("/v1/events", get(events::feed))
+}
+
+async fn no_route(uri: Uri) -> ApiError {
+    ApiError::NotFound(format!(
+        "no route `{}` (docs/api.md lists the routes)",
+        uri.path()
+    ))
+}
+
+async fn wrong_method(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!(
+        "`{}` does not take {method} (the Allow header lists what it takes)",
+        uri.path()
+    ))
 }
 
 #[cfg(test)]

@@ -2,13 +2,16 @@
 
 use axum::{
     Json,
-    body::Bytes,
-    extract::{Path, State},
+    extract::State,
     http::{HeaderMap, StatusCode},
 };
 use serde_json::json;
 
-use super::{AppState, channels::check_channel};
+use super::{
+    AppState,
+    channels::check_channel,
+    extract::{Path, WholeBody},
+};
 use crate::{auth::Role, error::ApiError};
 
 /// `PUT`: a JSON array of customer ids or addresses.
@@ -16,7 +19,7 @@ pub async fn add(
     State(s): State<AppState>,
     Path(channel): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    WholeBody(body): WholeBody,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     s.config.tokens.authorize(&headers, Role::Admin)?;
     check_channel(&channel)?;

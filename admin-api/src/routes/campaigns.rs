@@ -1,13 +1,11 @@
 //! `/v1/campaigns/{id}`: declare, show, and start/pause/resume/cancel.
 
-use axum::{
-    Json,
-    body::Bytes,
-    extract::{Path, State},
-    http::HeaderMap,
-};
+use axum::{Json, extract::State, http::HeaderMap};
 
-use super::AppState;
+use super::{
+    AppState,
+    extract::{Path, WholeBody},
+};
 use crate::{
     auth::Role,
     error::ApiError,
@@ -20,7 +18,8 @@ pub(crate) fn check_id(id: &str) -> Result<(), ApiError> {
     } else {
         Err(ApiError::NotFound(format!(
             "campaign id `{id}` is not 1..=128 characters of [A-Za-z0-9._:-]"
-        )))
+        ))
+        .for_field("id"))
     }
 }
 
@@ -28,15 +27,10 @@ pub async fn declare(
     State(s): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    WholeBody(body): WholeBody,
 ) -> Result<Json<CampaignView>, ApiError> {
     s.config.tokens.authorize(&headers, Role::Crm)?;
     check_id(&id)?;
-    if body.len() > s.config.max_body_bytes {
-        return Err(ApiError::PayloadTooLarge {
-            limit: s.config.max_body_bytes,
-        });
-    }
     let decl: CampaignDecl = serde_json::from_slice(&body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => ApiError::Unprocessable(vec![e.to_string()]),
         _ => ApiError::malformed("malformed JSON", &e),
@@ -66,7 +60,11 @@ pub async fn control(
         "pause" => Control::Pause,
         "resume" => Control::Resume,
         "cancel" => Control::Cancel,
-        other => return Err(ApiError::NotFound(format!("no campaign action `{other}`"))),
+        other => {
+            return Err(
+                ApiError::NotFound(format!("no campaign action `{other}`")).for_field("action")
+            );
+        }
     };
     Ok(Json(s.backend.control(&id, action).await?))
 }

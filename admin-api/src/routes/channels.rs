@@ -1,21 +1,19 @@
 //! `/v1/channels/{channel}/limits`: the channel administrator's limits.
 
-use axum::{
-    Json,
-    body::Bytes,
-    extract::{Path, State},
-    http::HeaderMap,
-};
+use axum::{Json, extract::State, http::HeaderMap};
 
-use super::AppState;
+use super::{
+    AppState,
+    extract::{Path, WholeBody},
+};
 use crate::{auth::Role, error::ApiError};
 
 pub(crate) fn check_channel(channel: &str) -> Result<(), ApiError> {
     match channel {
         "email" | "sms" => Ok(()),
-        other => Err(ApiError::NotFound(format!(
-            "no channel `{other}` (email or sms)"
-        ))),
+        other => Err(
+            ApiError::NotFound(format!("no channel `{other}` (email or sms)")).for_field("channel"),
+        ),
     }
 }
 
@@ -23,7 +21,7 @@ pub async fn put_limits(
     State(s): State<AppState>,
     Path(channel): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    WholeBody(body): WholeBody,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     s.config.tokens.authorize(&headers, Role::Admin)?;
     check_channel(&channel)?;

@@ -1,18 +1,15 @@
 //! `/v1/events?after=CURSOR&limit=N`: the fact feed.
 
-use axum::{
-    Json,
-    extract::{Query, State},
-    http::HeaderMap,
-};
+use axum::{Json, extract::State, http::HeaderMap};
 use serde::Deserialize;
 
-use super::AppState;
+use super::{AppState, extract::StrictQuery};
 use crate::{auth::Role, error::ApiError, types::v1::EventPage};
 
 const MAX_LIMIT: usize = 10_000;
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FeedQuery {
     #[serde(default)]
     after: u64,
@@ -21,15 +18,16 @@ pub struct FeedQuery {
 
 pub async fn feed(
     State(s): State<AppState>,
-    Query(q): Query<FeedQuery>,
+    StrictQuery(q): StrictQuery<FeedQuery>,
     headers: HeaderMap,
 ) -> Result<Json<EventPage>, ApiError> {
     s.config.tokens.authorize(&headers, Role::Crm)?;
     let limit = q.limit.unwrap_or(1000);
     if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::Unprocessable(vec![format!(
-            "limit must be 1..={MAX_LIMIT}"
-        )]));
+        return Err(
+            ApiError::Unprocessable(vec![format!("limit must be 1..={MAX_LIMIT}")])
+                .for_field("limit"),
+        );
     }
     Ok(Json(s.backend.events(q.after, limit).await?))
 }

@@ -4,13 +4,17 @@
 use axum::{
     Json,
     body::Body,
-    extract::{Path, Query, State},
+    extract::State,
     http::{HeaderMap, header::CONTENT_TYPE},
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
 
-use super::{AppState, campaigns::check_id};
+use super::{
+    AppState,
+    campaigns::check_id,
+    extract::{Path, StrictQuery, read_whole},
+};
 use crate::{
     auth::Role,
     error::ApiError,
@@ -34,7 +38,7 @@ pub async fn upload(
     let result = if content_type.starts_with("application/x-ndjson") {
         ingest::ndjson(s.backend.clone(), &id, body, limit).await?
     } else if content_type.is_empty() || content_type.starts_with("application/json") {
-        ingest::array(s.backend.clone(), &id, body, limit).await?
+        ingest::array(s.backend.clone(), &id, &read_whole(body, limit).await?).await?
     } else {
         return Err(ApiError::bad_request(format!(
             "Content-Type `{content_type}`: send application/json (an array) or application/x-ndjson"
@@ -44,6 +48,7 @@ pub async fn upload(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AudienceQuery {
     outcome: String,
 }
@@ -51,7 +56,7 @@ pub struct AudienceQuery {
 pub async fn audience(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<AudienceQuery>,
+    StrictQuery(q): StrictQuery<AudienceQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     s.config.tokens.authorize(&headers, Role::Crm)?;
@@ -61,7 +66,8 @@ pub async fn audience(
             "outcome `{}` is not one of {}",
             q.outcome,
             AUDIENCE_OUTCOMES.join(", ")
-        )]));
+        )])
+        .for_field("outcome"));
     }
     let rows = s.backend.audience(&id, &q.outcome).await?;
     let mut out = Vec::with_capacity(rows.len() * 96);

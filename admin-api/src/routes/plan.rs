@@ -3,14 +3,17 @@
 
 use axum::{
     Json,
-    body::Bytes,
-    extract::{Path, State},
+    extract::State,
     http::{HeaderMap, header::CONTENT_TYPE},
     response::IntoResponse,
 };
 use serde::Deserialize;
 
-use super::{AppState, channels::check_channel};
+use super::{
+    AppState,
+    channels::check_channel,
+    extract::{Path, WholeBody},
+};
 use crate::{auth::Role, error::ApiError};
 
 /// The page: fetches the stored plan (the token, if any, from the URL
@@ -28,7 +31,7 @@ pub async fn compute(
     State(s): State<AppState>,
     Path(channel): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    WholeBody(body): WholeBody,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     s.config.tokens.authorize(&headers, Role::Admin)?;
     check_channel(&channel)?;

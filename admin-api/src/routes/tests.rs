@@ -350,3 +350,5 @@ async fn a_store_that_cannot_commit_answers_503() {
         .expect("request");
     assert_eq!(call(router, bad).await.0, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+mod problems;

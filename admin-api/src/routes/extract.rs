@@ -1,0 +1,99 @@
+//! The extractors the routes use instead of axum's own, whose rejections are
+//! plain text: each of these refuses with an [`ApiError`], so every refusal
+//! is a problem document (`docs/api.md#errors`).
+
+use axum::{
+    body::{Body, Bytes},
+    extract::{FromRequest, FromRequestParts, Query, Request, rejection::PathRejection},
+    http::request::Parts,
+};
+use serde::{Deserialize, de::DeserializeOwned};
+
+use super::{AppState, query};
+use crate::error::ApiError;
+
+/// Path segments, as `axum::extract::Path`; a segment that does not decode
+/// (invalid UTF-8) is a 400 naming it.
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(t)| Self(t))
+            .map_err(path_error)
+    }
+}
+
+fn path_error(rejection: PathRejection) -> ApiError {
+    use axum::extract::path::ErrorKind;
+    let message = rejection.body_text();
+    let PathRejection::FailedToDeserializePathParams(e) = &rejection else {
+        // `MissingPathParams`: a handler reading segments its route lacks.
+        return ApiError::Internal(message);
+    };
+    match e.kind() {
+        ErrorKind::InvalidUtf8InPathParam { key }
+        | ErrorKind::ParseErrorAtKey { key, .. }
+        | ErrorKind::DeserializeError { key, .. } => ApiError::bad_request(message).for_field(key),
+        _ => ApiError::bad_request(message),
+    }
+}
+
+/// A route's query parameters, read strictly: an unknown, repeated, missing
+/// or unparsable parameter is a 400 naming it in `field`. `T` must be
+/// `#[serde(deny_unknown_fields)]`, which is what makes unknown ones an error
+/// (and lets serde list the accepted names).
+pub struct StrictQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for StrictQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        query::from_pairs(&pairs).map(Self)
+    }
+}
+
+/// The parameters of a route that takes none, so that one given by mistake
+/// is refused rather than silently ignored.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParameters {}
+
+/// A whole request body, read up to `api.max_body_bytes`.
+pub struct WholeBody(pub Bytes);
+
+impl FromRequest<AppState> for WholeBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        read_whole(req.into_body(), state.config.max_body_bytes)
+            .await
+            .map(Self)
+    }
+}
+
+/// Reads a body whole: 413 naming `limit` beyond it, as the streamed NDJSON
+/// upload does, rather than axum's plain-text "length limit exceeded".
+pub async fn read_whole(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+        {
+            ApiError::PayloadTooLarge { limit }
+        } else {
+            ApiError::bad_request(format!("reading body: {e}"))
+        }
+    })
+}
