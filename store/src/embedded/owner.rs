@@ -77,8 +77,8 @@ mod tests {
 
     #[test]
     fn a_second_owner_is_told_the_first_ones_pid() {
-        let dir = tempfile::tempdir().unwrap();
-        let _first = DirectoryOwner::claim(dir.path()).unwrap();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _first = DirectoryOwner::claim(dir.path()).expect("first claim");
         let Err(second) = DirectoryOwner::claim(dir.path()) else {
             panic!("a second claim must fail");
         };
@@ -94,8 +94,8 @@ mod tests {
 
     #[test]
     fn the_directory_is_free_again_once_its_owner_is_gone() {
-        let dir = tempfile::tempdir().unwrap();
-        drop(DirectoryOwner::claim(dir.path()).unwrap());
-        DirectoryOwner::claim(dir.path()).unwrap();
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(DirectoryOwner::claim(dir.path()).expect("first claim"));
+        DirectoryOwner::claim(dir.path()).expect("claim after the first let go");
     }
 }
