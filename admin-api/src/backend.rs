@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 
 use crate::types::v1::{
-    AudienceRow, BounceImport, CampaignDecl, CampaignView, Control, EventPage, ParticipantIn,
-    UploadResult,
+    AudienceRow, AudienceSource, BounceImport, CampaignDecl, CampaignView, Control, EventPage,
+    ParticipantIn, UploadResult,
 };
 
 /// Why the daemon refused or could not do a request.
@@ -41,6 +41,12 @@ pub trait Backend: Send + Sync + 'static {
         campaign: &str,
         batch: Vec<(usize, ParticipantIn)>,
     ) -> BackendResult<UploadResult>;
+
+    /// The audience of `source.campaign` for `source.outcome` added to
+    /// `campaign` as an upload would add it (the audience's position is
+    /// each rejection's `line`).
+    async fn add_from(&self, campaign: &str, source: AudienceSource)
+    -> BackendResult<UploadResult>;
 
     async fn control(&self, campaign: &str, action: Control) -> BackendResult<CampaignView>;
 

@@ -66,6 +66,10 @@ fn routes_without_query() -> Router<AppState> {
             "/v1/campaigns/{id}/participants",
             post(participants::upload),
         )
+        .route(
+            "/v1/campaigns/{id}/participants/from",
+            post(participants::from_audience),
+        )
         .route("/v1/bounces", post(bounces::import))
         .route(
             "/v1/channels/{channel}/limits",

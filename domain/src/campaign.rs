@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Millis;
+
 /// Which upstream a campaign goes out on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -112,12 +114,93 @@ pub struct EmailContent {
     pub html: Option<String>,
 }
 
-/// Where a participant goes when this campaign cannot reach them.
+/// Where a participant goes when this campaign cannot reach them: the SMS
+/// campaign that takes them, with the same customer id and fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Fallback {
     pub campaign: String,
-    /// ISO 8601 duration.
-    pub after: String,
+    /// ISO 8601 duration: a bounce returning later than this after the
+    /// message was handed to the relay no longer triggers the fallback.
+    /// (Before `on` and `address_field` so that records written when it
+    /// came alone still read.)
+    #[serde(default)]
+    pub after: Option<String>,
+    /// What triggers it; all three unless declared.
+    #[serde(default = "Undelivered::all")]
+    pub on: Vec<Undelivered>,
+    /// The participant field that holds the SMS address (`+E.164`).
+    #[serde(default = "default_address_field")]
+    pub address_field: String,
+}
+
+/// How a message ended without reaching its recipient, as a fallback's
+/// `on` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Undelivered {
+    /// Refused at send time or returned as a hard bounce.
+    BouncedHard,
+    /// A permanent failure, a failed receipt, or soft bounces whose
+    /// retries ran out.
+    Failed,
+    /// The participant came without an address.
+    NoAddress,
+}
+
+impl Undelivered {
+    pub const ALL: [Undelivered; 3] = [Self::BouncedHard, Self::Failed, Self::NoAddress];
+
+    fn all() -> Vec<Self> {
+        Self::ALL.to_vec()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BouncedHard => "bounced_hard",
+            Self::Failed => "failed",
+            Self::NoAddress => "no_address",
+        }
+    }
+}
+
+fn default_address_field() -> String {
+    "phone".into()
+}
+
+impl Fallback {
+    /// A fallback to `campaign` on every trigger, from the `phone` field.
+    pub fn to(campaign: impl Into<String>) -> Self {
+        Self {
+            campaign: campaign.into(),
+            after: None,
+            on: Undelivered::all(),
+            address_field: default_address_field(),
+        }
+    }
+
+    /// `after` in milliseconds (days of 24 hours); `Ok(None)` without one.
+    /// Years and months have no fixed length and are refused.
+    pub fn after_ms(&self) -> Result<Option<Millis>, String> {
+        let Some(after) = &self.after else {
+            return Ok(None);
+        };
+        let refuse = || {
+            format!(
+                "`{after}` is not an ISO 8601 duration in weeks, days, hours, minutes or seconds"
+            )
+        };
+        let span: jiff::Span = after.parse().map_err(|_| refuse())?;
+        if span.get_years() != 0 || span.get_months() != 0 || span.is_negative() {
+            return Err(refuse());
+        }
+        let total = span
+            .total((
+                jiff::Unit::Millisecond,
+                jiff::SpanRelativeTo::days_are_24_hours(),
+            ))
+            .map_err(|_| refuse())?;
+        Ok(Some(total as Millis))
+    }
 }
 
 /// A campaign as the store keeps it.

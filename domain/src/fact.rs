@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Engagement, Millis};
+use crate::{Engagement, MessageNo, Millis};
 
 /// What a fact says happened (its `type` in the feed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,10 +15,12 @@ pub enum FactKind {
     Bounced,
     Suppressed,
     Engaged(Engagement),
+    /// The participant went to the campaign's fallback (`to` names it).
+    Fallback,
 }
 
 impl FactKind {
-    pub const ALL: [FactKind; 11] = [
+    pub const ALL: [FactKind; 12] = [
         FactKind::Accepted,
         FactKind::Submitted,
         FactKind::Delivered,
@@ -30,6 +32,7 @@ impl FactKind {
         FactKind::Engaged(Engagement::Opened),
         FactKind::Engaged(Engagement::Unsubscribed),
         FactKind::Engaged(Engagement::OptedOut),
+        FactKind::Fallback,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +45,7 @@ impl FactKind {
             Self::Bounced => "bounced",
             Self::Suppressed => "suppressed",
             Self::Engaged(e) => e.as_str(),
+            Self::Fallback => "fallback",
         }
     }
 
@@ -83,6 +87,9 @@ pub struct FactDetail {
     pub url: Option<String>,
     /// Why a message was suppressed.
     pub why: Option<String>,
+    /// The campaign a participant fell back to.
+    #[serde(default)]
+    pub to: Option<String>,
 }
 
 /// One fact, as the ledger keeps it.
@@ -130,6 +137,8 @@ impl SuppressReason {
 /// A participant of a campaign's audience for one outcome.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AudienceMember {
+    /// Its message, to read the participant's fields by.
+    pub msg: MessageNo,
     pub customer: String,
     pub address: String,
     /// When its message reached its current status (none while never sent).

@@ -15,12 +15,12 @@ mod time;
 
 pub use campaign::{
     CampaignDecl, CampaignRecord, CampaignState, ChannelKind, Content, EmailContent, Fallback,
-    SmsContent, Window,
+    SmsContent, Undelivered, Window,
 };
 pub use fact::{AudienceMember, Fact, FactDetail, FactKind, SuppressReason};
 pub use message::{
-    Delivery, Engaged, Engagement, MessageNo, MessageState, Outcome, Phase, ReceiptIn,
+    Delivery, Engaged, Engagement, FELL_BACK, MessageNo, MessageState, Outcome, Phase, ReceiptIn,
     ReceiptMatch, Status, Update, Upstream,
 };
-pub use participant::{FieldValue, Fields, Participant, fields_from_json};
+pub use participant::{FieldValue, Fields, Participant, fields_from_json, is_msisdn};
 pub use time::{Millis, now_ms, parse_rfc3339, rfc3339};

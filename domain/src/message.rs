@@ -39,10 +39,13 @@ pub enum Status {
     BouncedHard,
     BouncedSoft,
     Suppressed,
+    /// Never sent: the participant came without an address and went to the
+    /// campaign's fallback.
+    Fallback,
 }
 
 impl Status {
-    pub const ALL: [Status; 7] = [
+    pub const ALL: [Status; 8] = [
         Status::Pending,
         Status::Submitted,
         Status::Delivered,
@@ -50,6 +53,7 @@ impl Status {
         Status::BouncedHard,
         Status::BouncedSoft,
         Status::Suppressed,
+        Status::Fallback,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -61,6 +65,7 @@ impl Status {
             Self::BouncedHard => "bounced_hard",
             Self::BouncedSoft => "bounced_soft",
             Self::Suppressed => "suppressed",
+            Self::Fallback => "fallback",
         }
     }
 
@@ -249,6 +254,10 @@ impl Engagement {
         1 << (self as u8)
     }
 }
+
+/// The flag, beside the [`Engagement::bit`]s, of a message whose participant
+/// went to the campaign's fallback after it ended undelivered.
+pub const FELL_BACK: u8 = 0x80;
 
 /// One engagement to record as a fact.
 #[derive(Debug, Clone, PartialEq)]

@@ -90,3 +90,10 @@ mod tests {
         }
     }
 }
+
+/// E.164 as participants give it: `+` then 8 to 15 digits, no leading zero.
+pub fn is_msisdn(address: &str) -> bool {
+    address.strip_prefix('+').is_some_and(|d| {
+        (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
+    })
+}

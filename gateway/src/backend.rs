@@ -6,14 +6,14 @@ use std::sync::Arc;
 use admin_api::{
     Backend, BackendError, BackendResult,
     types::v1::{
-        self, AudienceRow, BounceImport, CampaignView, Control, Event, EventPage, ParticipantIn,
-        Rejected, UploadResult, valid_id,
+        self, AudienceRow, AudienceSource, BounceImport, CampaignView, Control, Event, EventPage,
+        ParticipantIn, Rejected, UploadResult, valid_id,
     },
 };
 use async_trait::async_trait;
 use domain::{
-    CampaignDecl, CampaignRecord, CampaignState, ChannelKind, Participant, SuppressReason, Window,
-    now_ms,
+    CampaignDecl, CampaignRecord, CampaignState, ChannelKind, FieldValue, Participant,
+    SuppressReason, Undelivered, Window, now_ms,
 };
 use store::{Store, StoreError};
 use tokio::sync::Notify;
@@ -24,6 +24,8 @@ use crate::{
     policy::{Policy, PolicyError, plan_key, window_spec},
     returns::{IntakeError, Returns},
 };
+
+mod fallback;
 
 pub struct GatewayBackend {
     pub store: Arc<dyn Store>,
@@ -45,6 +47,73 @@ fn store_error(e: StoreError) -> BackendError {
 }
 
 impl GatewayBackend {
+    /// Checks each participant (its id, its address or fallback address,
+    /// the channel's rules) and adds the good ones; `result` may hold
+    /// rejections found before.
+    async fn add_checked(
+        &self,
+        id: &str,
+        batch: Vec<(usize, Participant)>,
+        mut result: UploadResult,
+    ) -> BackendResult<UploadResult> {
+        let record = self.record(id).await?;
+        if record.state == CampaignState::Cancelled {
+            return Err(BackendError::Conflict(format!(
+                "campaign `{id}` is cancelled"
+            )));
+        }
+        let check = self
+            .channel(record.decl.channel)?
+            .participant_check(&record)
+            .map_err(|e| BackendError::Internal(e.to_string()))?;
+        // Without an address a participant goes to the fallback, if that
+        // takes such participants and they have its address.
+        let no_address = record
+            .decl
+            .fallback
+            .as_ref()
+            .filter(|f| f.on.contains(&Undelivered::NoAddress));
+        let mut accepted = Vec::with_capacity(batch.len());
+        for (line, p) in batch {
+            let problem = if !valid_id(&p.customer) {
+                Some(format!(
+                    "customer `{}` is not 1..=128 characters of [A-Za-z0-9._:-]",
+                    p.customer
+                ))
+            } else if let (true, Some(f)) = (p.address.is_empty(), no_address) {
+                rules::fallback_participant(f, &p)
+                    .err()
+                    .map(|why| format!("no address, and {why}"))
+            } else {
+                check(&p).map(|unfit| unfit.to_string())
+            };
+            match problem {
+                Some(error) => result.rejected.push(Rejected { line, error }),
+                None => accepted.push(p),
+            }
+        }
+        if accepted.is_empty() {
+            return Ok(result);
+        }
+        let fresh = self
+            .store
+            .add_participants(id, accepted, now_ms())
+            .await
+            .map_err(store_error)?;
+        let new = fresh.iter().filter(|&&f| f).count() as u64;
+        result.accepted = new;
+        result.duplicates = fresh.len() as u64 - new;
+        self.metrics.participants_accepted.inc_by(new);
+        if new > 0 && record.state == CampaignState::Finished {
+            self.store
+                .set_state(id, CampaignState::Running)
+                .await
+                .map_err(store_error)?;
+        }
+        self.wake.notify_one();
+        Ok(result)
+    }
+
     async fn record(&self, id: &str) -> BackendResult<CampaignRecord> {
         self.store
             .campaign(id)
@@ -115,20 +184,6 @@ fn declaration_problems(decl: &CampaignDecl, seq: u32, channel: &dyn Channel) ->
     if decl.content.is_some() {
         problems.extend(channel.content_problems(decl, seq));
     }
-    if let Some(f) = &decl.fallback {
-        if !valid_id(&f.campaign) {
-            problems.push(format!(
-                "fallback.campaign: `{}` is not a campaign id",
-                f.campaign
-            ));
-        }
-        if f.after.parse::<jiff::Span>().is_err() {
-            problems.push(format!(
-                "fallback.after: `{}` is not an ISO 8601 duration",
-                f.after
-            ));
-        }
-    }
     problems
 }
 
@@ -168,7 +223,10 @@ impl Backend for GatewayBackend {
                 .unwrap_or(0),
             (None, None) => 0,
         };
-        let problems = declaration_problems(&decl, seq, self.channel(decl.channel)?.as_ref());
+        let mut problems = declaration_problems(&decl, seq, self.channel(decl.channel)?.as_ref());
+        if let Some(f) = &decl.fallback {
+            problems.extend(fallback::problems(self.store.as_ref(), id, &decl, f).await?);
+        }
         if !problems.is_empty() {
             return Err(BackendError::Invalid(problems));
         }
@@ -198,57 +256,50 @@ impl Backend for GatewayBackend {
         id: &str,
         batch: Vec<(usize, ParticipantIn)>,
     ) -> BackendResult<UploadResult> {
-        let record = self.record(id).await?;
-        if record.state == CampaignState::Cancelled {
-            return Err(BackendError::Conflict(format!(
-                "campaign `{id}` is cancelled"
-            )));
-        }
-        let check = self
-            .channel(record.decl.channel)?
-            .participant_check(&record)
-            .map_err(|e| BackendError::Internal(e.to_string()))?;
-        let mut result = UploadResult::default();
-        let mut lines = Vec::with_capacity(batch.len());
-        let mut accepted = Vec::with_capacity(batch.len());
-        for (line, p) in batch {
-            let p = Participant::from(p);
-            let problem = if !valid_id(&p.customer) {
-                Some(format!(
-                    "customer `{}` is not 1..=128 characters of [A-Za-z0-9._:-]",
-                    p.customer
-                ))
-            } else {
-                check(&p).map(|unfit| unfit.to_string())
-            };
-            match problem {
-                Some(error) => result.rejected.push(Rejected { line, error }),
-                None => {
-                    lines.push(line);
-                    accepted.push(p);
-                }
-            }
-        }
-        if accepted.is_empty() {
-            return Ok(result);
-        }
-        let fresh = self
+        let batch = batch
+            .into_iter()
+            .map(|(line, p)| (line, Participant::from(p)))
+            .collect();
+        self.add_checked(id, batch, UploadResult::default()).await
+    }
+
+    async fn add_from(&self, id: &str, source: AudienceSource) -> BackendResult<UploadResult> {
+        self.record(&source.campaign).await?;
+        let members = self
             .store
-            .add_participants(id, accepted, now_ms())
+            .audience(&source.campaign, &source.outcome)
             .await
             .map_err(store_error)?;
-        let new = fresh.iter().filter(|&&f| f).count() as u64;
-        result.accepted = new;
-        result.duplicates = fresh.len() as u64 - new;
-        self.metrics.participants_accepted.inc_by(new);
-        if new > 0 && record.state == CampaignState::Finished {
-            self.store
-                .set_state(id, CampaignState::Running)
+        let mut result = UploadResult::default();
+        let mut batch = Vec::with_capacity(members.len());
+        for (i, member) in members.into_iter().enumerate() {
+            let line = i + 1;
+            let Some(mut p) = self
+                .store
+                .participant(member.msg)
                 .await
-                .map_err(store_error)?;
+                .map_err(store_error)?
+            else {
+                continue;
+            };
+            if let Some(field) = &source.address_field {
+                match p.fields.get(field).map(FieldValue::render) {
+                    Some(address) if !address.is_empty() => p.address = address.to_owned(),
+                    _ => {
+                        result.rejected.push(Rejected {
+                            line,
+                            error: format!(
+                                "customer `{}`: field `{field}` is missing or empty",
+                                p.customer
+                            ),
+                        });
+                        continue;
+                    }
+                }
+            }
+            batch.push((line, p));
         }
-        self.wake.notify_one();
-        Ok(result)
+        self.add_checked(id, batch, result).await
     }
 
     async fn control(&self, id: &str, action: Control) -> BackendResult<CampaignView> {
@@ -487,12 +538,11 @@ mod tests {
         let decl: CampaignDecl = serde_json::from_value(serde_json::json!({
             "channel": "email", "name": "", "priority": 12,
             "window": { "start": "yesterday", "tz": "Mars/Olympus", "weekdays": ["funday"], "hours": ["18:00-09:00"] },
-            "content": { "sms": { "from": "x", "text": "y" } },
-            "fallback": { "campaign": "bad id", "after": "six hours" }
+            "content": { "sms": { "from": "x", "text": "y" } }
         }))
         .expect("shape");
         let problems = declaration_problems(&decl, 0, &email);
-        assert_eq!(problems.len(), 9, "{problems:#?}");
+        assert_eq!(problems.len(), 7, "{problems:#?}");
         assert!(
             problems.contains(&"content.email: required for an email campaign".to_owned()),
             "{problems:#?}"

@@ -15,9 +15,13 @@
 //! | unsubscribed, opted out | engagement flag | suppressed (`unsubscribed`, `opted_out`) |
 //! | clicked, opened | engagement flag | |
 //!
+//! | ended undelivered (above), fallback takes it ([`falls_back`]) | `fallback` flag; the fallback campaign gets the participant ([`fallback_participant`]) | |
+//! | uploaded without an address to a campaign with a fallback | `fallback`, never sent; the same | |
+//!
 //! A decision also says when a message ended undelivered ([`Undelivered`]),
 //! what a campaign's fallback to another channel is triggered by.
 
+mod fallback;
 mod retry;
 
 use std::time::Duration;
@@ -28,6 +32,8 @@ use domain::{
     SuppressReason,
 };
 
+pub use domain::Undelivered;
+pub use fallback::{fallback_participant, falls_back};
 pub use retry::RetryPolicy;
 
 /// What an engine writes for one outcome, atomically with its fact.
@@ -43,16 +49,6 @@ pub struct Decision {
     /// The message ended without reaching its recipient: what a campaign's
     /// fallback to another channel is triggered by.
     pub undelivered: Option<Undelivered>,
-}
-
-/// How a message ended undelivered, as a fallback's `on` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Undelivered {
-    /// Refused at send time or returned as a hard bounce.
-    BouncedHard,
-    /// A permanent failure, a failed receipt, or soft bounces whose
-    /// retries ran out.
-    Failed,
 }
 
 /// The decision for `outcome`, reported at `at` for a message in `before`.
@@ -198,6 +194,8 @@ pub fn audience_statuses(outcome: &str, reports_delivery: bool) -> &'static [Sta
         ("bounced_hard", _) => &[Status::BouncedHard],
         ("bounced_soft", _) => &[Status::BouncedSoft],
         ("suppressed", _) => &[Status::Suppressed],
+        // With the messages flagged `FELL_BACK` after they ended undelivered.
+        ("fallback", _) => &[Status::Fallback],
         _ => &[],
     }
 }

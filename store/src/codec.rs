@@ -181,6 +181,8 @@ impl Record for Vec<Fact> {
                         text: d.text,
                         url: d.url,
                         why: d.why,
+                        // The first release had no fallback.
+                        to: None,
                     },
                 })
             })

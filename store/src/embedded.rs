@@ -169,11 +169,8 @@ fn recover(ks: &Keyspaces) -> Result<(Index, u64)> {
     for kv in ks.engagement.iter() {
         let (key, value) = kv.into_inner().map_err(io)?;
         let msg = codec::parse_message_key(&key)?;
-        if let Some(slot) = index
-            .by_seq(msg.campaign)
-            .and_then(|c| c.slots.get_mut(msg.participant as usize))
-        {
-            slot.engaged = value.first().copied().unwrap_or(0);
+        if let Some(c) = index.by_seq(msg.campaign) {
+            c.set_flags(msg.participant, value.first().copied().unwrap_or(0));
         }
     }
     for kv in ks.suppressions.iter() {

@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use foldhash::fast::RandomState;
 
 use super::Counts;
-use domain::{CampaignRecord, Millis, Status};
+use domain::{CampaignRecord, Engagement, FELL_BACK, Millis, Status};
 
 /// One participant's message.
 #[derive(Debug, Clone)]
@@ -73,6 +73,8 @@ pub struct CampaignIndex {
     due: BTreeSet<(Millis, u32)>,
     leased: Leases,
     counts: [u64; Status::ALL.len()],
+    /// Messages with each flag bit set (engagements, `FELL_BACK`).
+    flagged: [u64; 8],
 }
 
 impl CampaignIndex {
@@ -85,7 +87,24 @@ impl CampaignIndex {
             due: BTreeSet::new(),
             leased: Leases::default(),
             counts: [0; Status::ALL.len()],
+            flagged: [0; 8],
         }
+    }
+
+    /// Sets a message's flags as recorded durably.
+    pub fn set_flags(&mut self, participant: u32, flags: u8) {
+        let Some(slot) = self.slots.get_mut(participant as usize) else {
+            return;
+        };
+        for (bit, count) in self.flagged.iter_mut().enumerate() {
+            let mask = 1 << bit;
+            match (slot.engaged & mask != 0, flags & mask != 0) {
+                (false, true) => *count += 1,
+                (true, false) => *count -= 1,
+                _ => {}
+            }
+        }
+        slot.engaged = flags;
     }
 
     /// Adds a durable participant (in number order).
@@ -194,13 +213,24 @@ impl CampaignIndex {
         }
     }
 
+    /// Messages per status, and per outcome a flag marks: every outcome
+    /// the audience query knows (`fallback` adds the messages that fell
+    /// back after they ended undelivered to those that never had an address).
     pub fn counts(&self) -> Counts {
+        let mut by_status: std::collections::BTreeMap<String, u64> = Status::ALL
+            .iter()
+            .map(|s| (s.as_str().to_owned(), self.counts[s.index()]))
+            .collect();
+        let flag = |bit: u8| self.flagged[bit.trailing_zeros() as usize];
+        for e in Engagement::ALL {
+            by_status.insert(e.as_str().to_owned(), flag(e.bit()));
+        }
+        *by_status
+            .entry(Status::Fallback.as_str().to_owned())
+            .or_default() += flag(FELL_BACK);
         Counts {
             participants: self.slots.len() as u64,
-            by_status: Status::ALL
-                .iter()
-                .map(|s| (s.as_str().to_owned(), self.counts[s.index()]))
-                .collect(),
+            by_status,
             in_flight: self.leased.len() as u64,
         }
     }

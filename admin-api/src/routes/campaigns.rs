@@ -4,7 +4,7 @@ use axum::{Json, extract::State, http::HeaderMap};
 
 use super::{
     AppState,
-    extract::{Path, WholeBody},
+    extract::{Path, WholeBody, json_body},
 };
 use crate::{
     auth::Role,
@@ -31,10 +31,7 @@ pub async fn declare(
 ) -> Result<Json<CampaignView>, ApiError> {
     s.config.tokens.authorize(&headers, Role::Crm)?;
     check_id(&id)?;
-    let decl: CampaignDecl = serde_json::from_slice(&body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::Unprocessable(vec![e.to_string()]),
-        _ => ApiError::malformed("malformed JSON", &e),
-    })?;
+    let decl: CampaignDecl = json_body(&body)?;
     Ok(Json(s.backend.declare(&id, decl).await?))
 }
 

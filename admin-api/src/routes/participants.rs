@@ -13,13 +13,13 @@ use serde::Deserialize;
 use super::{
     AppState,
     campaigns::check_id,
-    extract::{Path, StrictQuery, read_whole},
+    extract::{Path, StrictQuery, WholeBody, json_body, read_whole},
 };
 use crate::{
     auth::Role,
     error::ApiError,
     ingest,
-    types::v1::{AUDIENCE_OUTCOMES, UploadResult},
+    types::v1::{AUDIENCE_OUTCOMES, AudienceSource, UploadResult},
 };
 
 pub async fn upload(
@@ -47,6 +47,33 @@ pub async fn upload(
     Ok(Json(result))
 }
 
+/// `POST .../participants/from`: another campaign's audience for one
+/// outcome becomes this campaign's participants, answered like an upload.
+pub async fn from_audience(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    WholeBody(body): WholeBody,
+) -> Result<Json<UploadResult>, ApiError> {
+    s.config.tokens.authorize(&headers, Role::Crm)?;
+    check_id(&id)?;
+    let source: AudienceSource = json_body(&body)?;
+    check_outcome(&source.outcome)?;
+    Ok(Json(s.backend.add_from(&id, source).await?))
+}
+
+/// An outcome the audience query knows, else 422 naming `outcome`.
+fn check_outcome(outcome: &str) -> Result<(), ApiError> {
+    if AUDIENCE_OUTCOMES.contains(&outcome) {
+        return Ok(());
+    }
+    Err(ApiError::Unprocessable(vec![format!(
+        "outcome `{outcome}` is not one of {}",
+        AUDIENCE_OUTCOMES.join(", ")
+    )])
+    .for_field("outcome"))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AudienceQuery {
@@ -61,14 +88,7 @@ pub async fn audience(
 ) -> Result<Response, ApiError> {
     s.config.tokens.authorize(&headers, Role::Crm)?;
     check_id(&id)?;
-    if !AUDIENCE_OUTCOMES.contains(&q.outcome.as_str()) {
-        return Err(ApiError::Unprocessable(vec![format!(
-            "outcome `{}` is not one of {}",
-            q.outcome,
-            AUDIENCE_OUTCOMES.join(", ")
-        )])
-        .for_field("outcome"));
-    }
+    check_outcome(&q.outcome)?;
     let rows = s.backend.audience(&id, &q.outcome).await?;
     let mut out = Vec::with_capacity(rows.len() * 96);
     for row in rows {

@@ -46,6 +46,9 @@ impl Backend for Memory {
             ..Default::default()
         })
     }
+    async fn add_from(&self, _campaign: &str, source: AudienceSource) -> BackendResult<UploadResult> {
+        Err(BackendError::NotFound(format!("no campaign `{}`", source.campaign)))
+    }
     async fn control(&self, _c: &str, _a: Control) -> BackendResult<CampaignView> {
         Err(BackendError::Conflict("no participants".into()))
     }
@@ -137,7 +140,7 @@ fn post(uri: &str, content_type: &str, body: &str) -> Request<Body> {
 #[tokio::test]
 async fn ndjson_upload_rejects_bad_lines_and_keeps_the_rest() {
     let (backend, router) = app(Tokens::default());
-    let body = "{\"customer\":\"a\",\"address\":\"a@x.org\"}\n\n{\"customer\":\"b\"}\n{\"customer\":\"c\",\"address\":\"c@x.org\",\"bogus\":1}\n{\"customer\":\"d\",\"address\":\"d@x.org\"}";
+    let body = "{\"customer\":\"a\",\"address\":\"a@x.org\"}\n\n{\"address\":\"b@x.org\"}\n{\"customer\":\"c\",\"address\":\"c@x.org\",\"bogus\":1}\n{\"customer\":\"d\",\"address\":\"d@x.org\"}";
     let (status, json) = call(
         router,
         post(
@@ -156,7 +159,7 @@ async fn ndjson_upload_rejects_bad_lines_and_keeps_the_rest() {
         rejected[0]["error"]
             .as_str()
             .expect("str")
-            .contains("address")
+            .contains("customer")
     );
     assert_eq!(rejected[1]["line"], 4);
     assert!(

@@ -91,11 +91,41 @@ pub struct EmailContent {
     pub html: Option<String>,
 }
 
+/// Where a participant goes when the campaign cannot reach them (docs/api.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fallback {
+    /// The SMS campaign that takes them.
     pub campaign: String,
-    pub after: String,
+    /// What triggers it (default: all three).
+    #[serde(default = "Undelivered::all")]
+    pub on: Vec<Undelivered>,
+    /// The participant field holding the SMS address (default `phone`).
+    #[serde(default = "default_address_field")]
+    pub address_field: String,
+    /// ISO 8601 duration: a bounce returning later than this after the
+    /// hand-off to the relay no longer triggers the fallback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
+/// A fallback's trigger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Undelivered {
+    BouncedHard,
+    Failed,
+    NoAddress,
+}
+
+impl Undelivered {
+    fn all() -> Vec<Self> {
+        vec![Self::BouncedHard, Self::Failed, Self::NoAddress]
+    }
+}
+
+fn default_address_field() -> String {
+    "phone".into()
 }
 
 /// One line of `POST /v1/campaigns/{id}/participants`.
@@ -103,6 +133,9 @@ pub struct Fallback {
 #[serde(deny_unknown_fields)]
 pub struct ParticipantIn {
     pub customer: String,
+    /// Empty or absent only in a campaign whose fallback takes
+    /// participants without an address (`no_address`).
+    #[serde(default)]
     pub address: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment: Option<String>,
@@ -219,7 +252,22 @@ pub const AUDIENCE_OUTCOMES: &[&str] = &[
     "clicked",
     "opened",
     "unsubscribed",
+    "opted_out",
+    "fallback",
 ];
+
+/// `POST /v1/campaigns/{id}/participants/from`: the audience of `campaign`
+/// for `outcome` becomes participants of `{id}`, addressed from
+/// `address_field` (for a campaign on another channel) or at the same
+/// address.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudienceSource {
+    pub campaign: String,
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_field: Option<String>,
+}
 
 /// Ids chosen by the CRM: 1..=128 chars of `[A-Za-z0-9._:-]`.
 pub fn valid_id(id: &str) -> bool {

@@ -9,9 +9,9 @@ use std::{
 };
 
 use domain::{
-    CampaignDecl, CampaignRecord, CampaignState, Engaged, Fact, FactDetail, FactKind, MessageNo,
-    MessageState, Millis, Outcome, Participant, ReceiptIn, ReceiptMatch, Status, SuppressReason,
-    Update,
+    CampaignDecl, CampaignRecord, CampaignState, Engaged, FELL_BACK, Fact, FactDetail, FactKind,
+    Fallback, MessageNo, MessageState, Millis, Outcome, Participant, ReceiptIn, ReceiptMatch,
+    Status, SuppressReason, Undelivered, Update,
 };
 use fjall::{Database, PersistMode};
 use rules::{self, PartReceipt};
@@ -279,45 +279,14 @@ impl Committer {
                 at,
                 reply,
             } => {
-                let Some(c) = index.campaigns.get_mut(&id) else {
+                if !index.campaigns.contains_key(&id) {
                     let _ = reply.send(Err(StoreError::UnknownCampaign(id)));
                     return;
-                };
-                let seq = c.record.seq;
-                let mut staged = std::mem::take(g.staged.entry(seq).or_default());
-                let mut fresh = Vec::with_capacity(items.len());
-                for p in items {
-                    let new = !c.by_customer.contains_key(p.customer.as_str())
-                        && staged.insert(p.customer.clone());
-                    fresh.push(new);
-                    if !new {
-                        continue;
-                    }
-                    let msg = MessageNo {
-                        campaign: seq,
-                        participant: c.allocated,
-                    };
-                    c.allocated += 1;
-                    g.batch
-                        .insert(&ks.participants, codec::message_key(msg), codec::encode(&p));
-                    self.append_fact(
-                        g,
-                        fact(
-                            at,
-                            &id,
-                            &p.customer,
-                            FactKind::Accepted,
-                            FactDetail::default(),
-                        ),
-                    );
-                    g.effects.push(Effect::Participant {
-                        campaign: seq,
-                        customer: p.customer.into(),
-                        address: p.address.into(),
-                        at,
-                    });
                 }
-                g.staged.insert(seq, staged);
+                let fresh = items
+                    .into_iter()
+                    .map(|p| self.add(index, g, &id, p, at).unwrap_or(false))
+                    .collect();
                 g.answers.push(Answer::Added(reply, fresh));
             }
             Op::Record { updates, reply } => {
@@ -392,9 +361,182 @@ impl Committer {
         }
     }
 
+    /// Adds `p` to campaign `id` with its `accepted` fact, unless its
+    /// customer is there already (`Some(false)`); `None` for an unknown
+    /// campaign. A participant without an address, in a campaign whose
+    /// fallback takes those, goes to the fallback at once, never sent.
+    fn add(
+        &mut self,
+        index: &mut Index,
+        g: &mut Group,
+        id: &str,
+        p: Participant,
+        at: Millis,
+    ) -> Option<bool> {
+        let c = index.campaigns.get_mut(id)?;
+        let seq = c.record.seq;
+        let staged = g.staged.entry(seq).or_default();
+        if c.by_customer.contains_key(p.customer.as_str()) || !staged.insert(p.customer.clone()) {
+            return Some(false);
+        }
+        let msg = MessageNo {
+            campaign: seq,
+            participant: c.allocated,
+        };
+        c.allocated += 1;
+        let no_address = c.record.decl.fallback.clone().filter(|f| {
+            p.address.is_empty() && rules::falls_back(f, Undelivered::NoAddress, None, at)
+        });
+        let ks = &self.shared.ks;
+        g.batch
+            .insert(&ks.participants, codec::message_key(msg), codec::encode(&p));
+        self.append_fact(
+            g,
+            fact(
+                at,
+                id,
+                &p.customer,
+                FactKind::Accepted,
+                FactDetail::default(),
+            ),
+        );
+        g.effects.push(Effect::Participant {
+            campaign: seq,
+            customer: p.customer.as_str().into(),
+            address: p.address.as_str().into(),
+            at,
+        });
+        if let Some(f) = no_address {
+            let record = MessageState {
+                status: Status::Fallback,
+                attempts: 0,
+                due: 0,
+                at,
+            };
+            self.put_status(g, msg, record);
+            self.fall_back(index, g, id, &f, &p, at);
+        }
+        Some(true)
+    }
+
+    /// Sends participant `p` of campaign `source` to fallback `f`: the
+    /// `fallback` fact, and the participant added to the fallback campaign
+    /// (once per customer), or a `failed` fact there saying why it cannot.
+    fn fall_back(
+        &mut self,
+        index: &mut Index,
+        g: &mut Group,
+        source: &str,
+        f: &Fallback,
+        p: &Participant,
+        at: Millis,
+    ) {
+        let to = FactDetail {
+            to: Some(f.campaign.clone()),
+            ..FactDetail::default()
+        };
+        self.append_fact(g, fact(at, source, &p.customer, FactKind::Fallback, to));
+        match rules::fallback_participant(f, p) {
+            Ok(sms) => match self.add(index, g, &f.campaign, sms, at) {
+                Some(true) => self.reopen(index, g, &f.campaign),
+                Some(false) => {}
+                None => {
+                    tracing::error!(campaign = %f.campaign, from = %source, "fallback campaign missing; participant not added");
+                }
+            },
+            Err(reason) => {
+                let failed = FactDetail {
+                    reason: Some(reason),
+                    ..FactDetail::default()
+                };
+                self.append_fact(
+                    g,
+                    fact(at, &f.campaign, &p.customer, FactKind::Failed, failed),
+                );
+            }
+        }
+    }
+
+    /// A finished campaign that got a participant runs again, as after an
+    /// upload: a fallback campaign may finish before its sources do.
+    fn reopen(&self, index: &Index, g: &mut Group, id: &str) {
+        let Some(c) = index.campaigns.get(id) else {
+            return;
+        };
+        if c.record.state == CampaignState::Finished {
+            let record = CampaignRecord {
+                state: CampaignState::Running,
+                ..c.record.clone()
+            };
+            g.batch
+                .insert(&self.shared.ks.campaigns, id, codec::encode(&record));
+            g.effects.push(Effect::Campaign(Box::new(record)));
+        }
+    }
+
+    /// A message ended undelivered (`how`): if its campaign's fallback
+    /// takes it, and it has not fallen back before, flags it and sends its
+    /// participant there, in the batch of the fact that ended it.
+    fn undelivered(
+        &mut self,
+        index: &mut Index,
+        g: &mut Group,
+        msg: MessageNo,
+        how: Undelivered,
+        handed_at: Option<Millis>,
+        at: Millis,
+    ) {
+        let Some(c) = index.by_seq(msg.campaign) else {
+            return;
+        };
+        let Some(f) = c
+            .record
+            .decl
+            .fallback
+            .clone()
+            .filter(|f| rules::falls_back(f, how, handed_at, at))
+        else {
+            return;
+        };
+        let source = c.record.id.clone();
+        let flags = g
+            .engaged
+            .get(&msg)
+            .copied()
+            .or_else(|| c.slots.get(msg.participant as usize).map(|s| s.engaged))
+            .unwrap_or(0);
+        if flags & FELL_BACK != 0 {
+            return;
+        }
+        let p = match self.shared.ks.participants.get(codec::message_key(msg)) {
+            Ok(Some(bytes)) => codec::decode::<Participant>(&bytes),
+            Ok(None) => Err(StoreError::Unavailable("participant record missing".into())),
+            Err(e) => Err(StoreError::Unavailable(e.to_string())),
+        };
+        match p {
+            Ok(p) => {
+                g.engaged.insert(msg, flags | FELL_BACK);
+                self.fall_back(index, g, &source, &f, &p, at);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, campaign = %source, "cannot read a participant to fall back")
+            }
+        }
+    }
+
+    fn put_status(&self, g: &mut Group, msg: MessageNo, record: MessageState) {
+        g.batch.insert(
+            &self.shared.ks.status,
+            codec::message_key(msg),
+            codec::encode(&record),
+        );
+        g.statuses.insert(msg, record.status);
+        g.effects.push(Effect::Status { msg, record });
+    }
+
     /// Writes the rules' decision on an outcome with its fact: the
     /// message's new status and, where the rules say so, the address's
-    /// suppression, in the same batch.
+    /// suppression and the fallback, in the same batch.
     fn record_update(&mut self, index: &mut Index, g: &mut Group, u: Update) {
         let Some(c) = index.by_seq(u.msg.campaign) else {
             return;
@@ -420,17 +562,16 @@ impl Committer {
         let suppress = decision
             .suppress
             .map(|why| (suppression_key(c.record.decl.channel, &slot.address), why));
-        g.batch.insert(
-            &self.shared.ks.status,
-            codec::message_key(u.msg),
-            codec::encode(&record),
-        );
+        // A returned bounce counts from when the message was handed over.
+        let handed_at = (before.status == Status::Submitted).then_some(before.at);
         self.append_fact(g, fact);
         if let Some((key, why)) = suppress {
             self.put_suppression(g, key, why);
         }
-        g.statuses.insert(u.msg, record.status);
-        g.effects.push(Effect::Status { msg: u.msg, record });
+        self.put_status(g, u.msg, record);
+        if let Some(how) = decision.undelivered {
+            self.undelivered(index, g, u.msg, how, handed_at, u.at);
+        }
     }
 
     fn put_suppression(&self, g: &mut Group, key: String, why: SuppressReason) {
@@ -560,11 +701,8 @@ fn apply(index: &mut Index, effect: Effect) {
             index.suppressed.remove(&key);
         }
         Effect::Engaged { msg, flags } => {
-            if let Some(slot) = index
-                .by_seq(msg.campaign)
-                .and_then(|c| c.slots.get_mut(msg.participant as usize))
-            {
-                slot.engaged = flags;
+            if let Some(c) = index.by_seq(msg.campaign) {
+                c.set_flags(msg.participant, flags);
             }
         }
         Effect::Campaign(record) => {

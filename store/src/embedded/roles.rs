@@ -5,7 +5,8 @@ use std::sync::atomic::Ordering;
 use async_trait::async_trait;
 use domain::{
     AudienceMember, CampaignDecl, CampaignRecord, CampaignState, ChannelKind, Engaged, Engagement,
-    Fact, MessageNo, Millis, Participant, ReceiptIn, ReceiptMatch, SuppressReason, Update,
+    FELL_BACK, Fact, MessageNo, Millis, Participant, ReceiptIn, ReceiptMatch, SuppressReason,
+    Update,
 };
 
 use super::{Embedded, FACT_RUN, Op, io, suppression_key};
@@ -222,14 +223,22 @@ impl Ledger for Embedded {
             .get(id)
             .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
         let wanted = rules::audience_statuses(outcome, c.record.decl.channel.reports_delivery());
-        let engaged = Engagement::ALL
-            .into_iter()
-            .find(|e| e.as_str() == outcome)
-            .map_or(0, Engagement::bit);
+        let flag = match outcome {
+            "fallback" => FELL_BACK,
+            _ => Engagement::ALL
+                .into_iter()
+                .find(|e| e.as_str() == outcome)
+                .map_or(0, Engagement::bit),
+        };
         Ok(c.slots
             .iter()
-            .filter(|s| wanted.contains(&s.status) || s.engaged & engaged != 0)
-            .map(|s| AudienceMember {
+            .zip(0..)
+            .filter(|(s, _)| wanted.contains(&s.status) || s.engaged & flag != 0)
+            .map(|(s, participant)| AudienceMember {
+                msg: MessageNo {
+                    campaign: c.record.seq,
+                    participant,
+                },
                 customer: s.customer.to_string(),
                 address: s.address.to_string(),
                 at: (s.at > 0).then_some(s.at),

@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     AudienceRow, CampaignDecl, CampaignState, ChannelKind, Content, EmailContent, Event, Fallback,
-    ParticipantIn, SmsContent, Window,
+    ParticipantIn, SmsContent, Undelivered, Window,
 };
 
 /// Maps an enum to its namesake, both ways.
@@ -56,7 +56,29 @@ macro_rules! same_fields {
 same_fields!(Window <-> domain::Window { start, end, tz, weekdays, hours });
 same_fields!(SmsContent <-> domain::SmsContent { from, text, track_links });
 same_fields!(EmailContent <-> domain::EmailContent { from, subject, text, html });
-same_fields!(Fallback <-> domain::Fallback { campaign, after });
+same_variants!(Undelivered <-> domain::Undelivered { BouncedHard, Failed, NoAddress });
+
+impl From<Fallback> for domain::Fallback {
+    fn from(f: Fallback) -> Self {
+        Self {
+            campaign: f.campaign,
+            after: f.after,
+            on: f.on.into_iter().map(Into::into).collect(),
+            address_field: f.address_field,
+        }
+    }
+}
+
+impl From<domain::Fallback> for Fallback {
+    fn from(f: domain::Fallback) -> Self {
+        Self {
+            campaign: f.campaign,
+            after: f.after,
+            on: f.on.into_iter().map(Into::into).collect(),
+            address_field: f.address_field,
+        }
+    }
+}
 same_fields!(Content <-> domain::Content { ; sms, email });
 same_fields!(CampaignDecl <-> domain::CampaignDecl {
     channel, name, segment, priority, expected_participants; window, content, fallback

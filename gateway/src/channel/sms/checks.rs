@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use domain::{CampaignRecord, SmsContent};
+use domain::{CampaignRecord, SmsContent, is_msisdn};
 
 use super::SmsTemplate;
 use crate::{
@@ -53,13 +53,6 @@ pub fn participant_check(
         let longest = |p: &_, text: &str| links.longest_sms(&table, p, text, seq);
         template.as_ref().and_then(|t| t.check(p, longest).err())
     }))
-}
-
-/// E.164: `+` then 8 to 15 digits, no leading zero.
-pub fn is_msisdn(address: &str) -> bool {
-    address.strip_prefix('+').is_some_and(|d| {
-        (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
-    })
 }
 
 #[cfg(test)]
