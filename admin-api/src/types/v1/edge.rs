@@ -132,6 +132,7 @@ fn detail_fields(d: FactDetail) -> Map<String, Value> {
     put("text", d.text.map(Value::String));
     put("url", d.url.map(Value::String));
     put("why", d.why.map(Value::String));
+    put("to", d.to.map(Value::String));
     fields
 }
 
