@@ -2,7 +2,8 @@
 //! exclusion days and caps, hour by hour, and show each campaign's schedule,
 //! the channel's total load, and the campaigns that cannot finish in time.
 //!
-//! The plan works on UTC hours from `from` over `horizon_hours`. An hour's
+//! The plan works on UTC hours from the hour of `from` over `horizon_hours`;
+//! the first hour counts only its seconds from `from` on. An hour's
 //! capacity is the bandwidth over its non-excluded seconds, lowered to what
 //! the load caps overlapping it still allow (a cap period that touches an
 //! hour is charged for everything allocated in that hour, which is
@@ -206,7 +207,8 @@ pub fn plan(req: &PlanRequest) -> Result<Plan> {
             .filter_map(|d| calendar::date(d)),
     );
     let excluded = exclusion.intervals(from, to)?;
-    let channel_open = per_hour(&subtract(&[(from, to)], &excluded), from_s, hours);
+    // The current hour counts from `req.from`: its past seconds are gone.
+    let channel_open = per_hour(&subtract(&[(req.from, to)], &excluded), from_s, hours);
 
     // Caps: period instances over the horizon and the hours they touch.
     let mut sink = Vec::new();
@@ -242,7 +244,10 @@ pub fn plan(req: &PlanRequest) -> Result<Plan> {
     let mut camps: Vec<Camp<'_>> = Vec::with_capacity(req.campaigns.len());
     for c in &req.campaigns {
         let w = Window::new(&c.window, Some(c.start), Some(c.end))?;
-        let ivs = subtract(&w.intervals(from, to)?, &excluded);
+        let ivs = subtract(
+            &subtract(&w.intervals(from, to)?, &[(from, req.from)]),
+            &excluded,
+        );
         camps.push(Camp {
             c,
             open: per_hour(&ivs, from_s, hours),

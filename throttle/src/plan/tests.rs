@@ -356,3 +356,36 @@ proptest! {
         prop_assert!(p.hours[47..71].iter().all(|h| h.capacity == 0));
     }
 }
+
+/// The hour the plan starts in has only its remaining seconds: a campaign
+/// planned at 10:30 is not shown sending a full hour's worth by 11:00.
+#[test]
+fn the_current_hour_counts_from_now() {
+    let mut req = request(
+        ONE_PER_SEC,
+        vec![campaign(
+            "a",
+            5000,
+            None,
+            0,
+            "2026-11-23T00:00:00Z",
+            "2026-11-23T02:00:00Z",
+        )],
+        3,
+    );
+    req.from = ts("2026-11-23T00:30:00Z");
+    let p = plan(&req).unwrap();
+    assert_eq!(p.hours[0].capacity, 1800);
+    assert_eq!(p.hours[0].allocated["a"], 1800);
+    assert_eq!(p.hours[1].allocated["a"], 3200);
+    let a = &p.campaigns["a"];
+    assert_eq!((a.planned, a.feasible), (5000, true));
+
+    req.campaigns[0].participants = 6000;
+    let a = &plan(&req).unwrap().campaigns["a"];
+    assert_eq!(
+        (a.planned, a.feasible, a.shortfall),
+        (5400, false, 600),
+        "a full first hour would have shown it feasible"
+    );
+}
