@@ -57,9 +57,16 @@ impl GatewayBackend {
         mut result: UploadResult,
     ) -> BackendResult<UploadResult> {
         let record = self.record(id).await?;
-        if record.state == CampaignState::Cancelled {
+        // A finished campaign never silently sends again: new participants
+        // go to a new campaign (a next stage can be built from this one).
+        let closed = match record.state {
+            CampaignState::Cancelled => Some("cancelled"),
+            CampaignState::Finished => Some("finished"),
+            _ => None,
+        };
+        if let Some(state) = closed {
             return Err(BackendError::Conflict(format!(
-                "campaign `{id}` is cancelled"
+                "campaign `{id}` is {state}: it takes no more participants; declare a new campaign (POST /v1/campaigns/NEW/participants/from builds one from this one's audience)"
             )));
         }
         let check = self
@@ -104,12 +111,6 @@ impl GatewayBackend {
         result.accepted = new;
         result.duplicates = fresh.len() as u64 - new;
         self.metrics.participants_accepted.inc_by(new);
-        if new > 0 && record.state == CampaignState::Finished {
-            self.store
-                .set_state(id, CampaignState::Running)
-                .await
-                .map_err(store_error)?;
-        }
         self.wake.notify_one();
         Ok(result)
     }

@@ -141,6 +141,22 @@ fn refused_and_address_less_customers_get_one_sms_each_across_a_kill_9() {
         br#"{"campaign": "stage1-email", "outcome": "delivered", "address_field": "phone"}"#,
     );
     assert_eq!(again.json()["duplicates"], 30, "idempotent per customer");
+
+    // A finished campaign takes no more participants: it would send again.
+    let late = daemon.post(
+        "/v1/campaigns/stage1-email/participants",
+        "application/x-ndjson",
+        br#"{"customer":"late","address":"late@example.org"}"#,
+    );
+    assert_eq!(late.status, 409, "{}", late.text());
+    assert!(
+        late.json()["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("campaign `stage1-email` is finished: it takes no more participants"),
+        "{}",
+        late.text()
+    );
     end.reached();
 }
 
