@@ -62,6 +62,13 @@ impl FieldValue {
     }
 }
 
+/// E.164 as participants give it: `+` then 8 to 15 digits, no leading zero.
+pub fn is_msisdn(address: &str) -> bool {
+    address.strip_prefix('+').is_some_and(|d| {
+        (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -89,11 +96,4 @@ mod tests {
             assert_eq!(FieldValue::from_json(value).render(), expected);
         }
     }
-}
-
-/// E.164 as participants give it: `+` then 8 to 15 digits, no leading zero.
-pub fn is_msisdn(address: &str) -> bool {
-    address.strip_prefix('+').is_some_and(|d| {
-        (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
-    })
 }

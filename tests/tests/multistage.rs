@@ -88,17 +88,26 @@ fn refused_and_address_less_customers_get_one_sms_each_across_a_kill_9() {
         answer["rejected"][0]["error"],
         "no address, and no fallback address: field `phone` is missing or empty"
     );
-    assert_eq!(count(&daemon, "stage1-sms", "pending"), 4, "the address-less wait in the SMS campaign");
+    assert_eq!(
+        count(&daemon, "stage1-sms", "pending"),
+        4,
+        "the address-less wait in the SMS campaign"
+    );
 
     daemon.start_campaign("stage1-email");
     wait_until("some e-mails sent", || relay.received().len() >= 10);
     daemon.kill9();
     daemon.restart();
     daemon.wait_for_campaign("stage1-email", T, |v| v["state"] == "finished");
-    assert!(smsc.submits().is_empty(), "the SMS campaign is not started yet");
+    assert!(
+        smsc.submits().is_empty(),
+        "the SMS campaign is not started yet"
+    );
 
     daemon.start_campaign("stage1-sms");
-    let expected: Vec<String> = (30..40).map(|i| phone(i).trim_start_matches('+').to_owned()).collect();
+    let expected: Vec<String> = (30..40)
+        .map(|i| phone(i).trim_start_matches('+').to_owned())
+        .collect();
     smsc.wait_for_submits(expected.len(), T);
     daemon.wait_for_campaign("stage1-sms", T, |v| v["state"] == "finished");
     std::thread::sleep(Duration::from_millis(500));
@@ -119,7 +128,11 @@ fn refused_and_address_less_customers_get_one_sms_each_across_a_kill_9() {
         .filter(|e| e["type"] == "fallback")
         .collect();
     assert_eq!(fallback_facts.len(), 10, "{fallback_facts:?}");
-    assert!(fallback_facts.iter().all(|f| f["campaign"] == "stage1-email" && f["to"] == "stage1-sms"));
+    assert!(
+        fallback_facts
+            .iter()
+            .all(|f| f["campaign"] == "stage1-email" && f["to"] == "stage1-sms")
+    );
 
     // The next stage, server-side: everyone the e-mail reached gets an SMS too.
     daemon.declare(

@@ -46,8 +46,15 @@ impl Backend for Memory {
             ..Default::default()
         })
     }
-    async fn add_from(&self, _campaign: &str, source: AudienceSource) -> BackendResult<UploadResult> {
-        Err(BackendError::NotFound(format!("no campaign `{}`", source.campaign)))
+    async fn add_from(
+        &self,
+        _campaign: &str,
+        source: AudienceSource,
+    ) -> BackendResult<UploadResult> {
+        Err(BackendError::NotFound(format!(
+            "no campaign `{}`",
+            source.campaign
+        )))
     }
     async fn control(&self, _c: &str, _a: Control) -> BackendResult<CampaignView> {
         Err(BackendError::Conflict("no participants".into()))

@@ -55,7 +55,11 @@ pub async fn a_fallback_takes_each_undelivered_participant_once(h: &dyn Harness)
             fallback: Some(fallback),
             ..decl()
         };
-        mail_seq = store.put_campaign("mail", email).await.expect("declare").seq;
+        mail_seq = store
+            .put_campaign("mail", email)
+            .await
+            .expect("declare")
+            .seq;
         let people = vec![
             with_phone("hard", true, "+4915100000001"),
             with_phone("failed", true, "+4915100000002"),
