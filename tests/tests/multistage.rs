@@ -174,6 +174,61 @@ fn refused_and_address_less_customers_get_one_sms_each_across_a_kill_9() {
 }
 
 #[test]
+fn a_finished_fallback_campaign_runs_again_for_later_fallbacks() {
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let relay = SmtpPeer::start(&end, dir.path());
+    let smsc = NpmSmsc::start(&end);
+    let config = format!(
+        "{}\n[[sms.smsc]]\nhost = \"127.0.0.1\"\nport = {}\nsystem_id = \"sluice\"\n",
+        relay_config(&relay),
+        smsc.port
+    );
+    let daemon = Daemon::start(dir.path(), &config);
+    daemon.declare(
+        "sms",
+        &json!({"channel": "sms", "name": "s", "content": {"sms": {"from": "Telco", "text": "Hi"}}}),
+    );
+    daemon.declare(
+        "mail",
+        &json!({"channel": "email", "name": "m",
+                "content": {"email": {"from": "offers@telco.example", "subject": "Hi", "text": "Hi"}},
+                "fallback": {"campaign": "sms"}}),
+    );
+    let rows: Vec<Value> = (0..4)
+        .map(|i| {
+            let address = if i < 2 {
+                String::new()
+            } else {
+                format!("reject-c{i}@example.org")
+            };
+            json!({"customer": format!("c{i}"), "address": address, "fields": {"phone": phone(i)}})
+        })
+        .collect();
+    assert_eq!(daemon.upload("mail", &rows)["accepted"], 4);
+    daemon.start_campaign("sms");
+    smsc.wait_for_submits(2, T);
+    daemon.wait_for_campaign("sms", T, |v| v["state"] == "finished");
+
+    daemon.start_campaign("mail");
+    smsc.wait_for_submits(4, T);
+    daemon.wait_for_campaign("sms", T, |v| {
+        v["state"] == "finished" && v["participants"] == 4
+    });
+    let mut numbers: Vec<String> = smsc
+        .submits()
+        .into_iter()
+        .map(|s| s.destination_addr)
+        .collect();
+    numbers.sort();
+    let expected: Vec<String> = (0..4)
+        .map(|i| phone(i).trim_start_matches('+').to_owned())
+        .collect();
+    assert_eq!(numbers, expected);
+    end.reached();
+}
+
+#[test]
 fn a_fallback_to_what_is_not_an_sms_campaign_is_refused_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(dir.path(), "");

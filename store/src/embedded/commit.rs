@@ -437,13 +437,13 @@ impl Committer {
         };
         self.append_fact(g, fact(at, source, &p.customer, FactKind::Fallback, to));
         match rules::fallback_participant(f, p) {
-            Ok(sms) => match self.add(index, g, &f.campaign, sms, at) {
-                Some(true) => self.reopen(index, g, &f.campaign),
-                Some(false) => {}
-                None => {
+            // A finished fallback campaign runs again once the dispatcher
+            // sees the participant pending.
+            Ok(sms) => {
+                if self.add(index, g, &f.campaign, sms, at).is_none() {
                     tracing::error!(campaign = %f.campaign, from = %source, "fallback campaign missing; participant not added");
                 }
-            },
+            }
             Err(reason) => {
                 let failed = FactDetail {
                     reason: Some(reason),
@@ -454,23 +454,6 @@ impl Committer {
                     fact(at, &f.campaign, &p.customer, FactKind::Failed, failed),
                 );
             }
-        }
-    }
-
-    /// A finished campaign that got a participant runs again, as after an
-    /// upload: a fallback campaign may finish before its sources do.
-    fn reopen(&self, index: &Index, g: &mut Group, id: &str) {
-        let Some(c) = index.campaigns.get(id) else {
-            return;
-        };
-        if c.record.state == CampaignState::Finished {
-            let record = CampaignRecord {
-                state: CampaignState::Running,
-                ..c.record.clone()
-            };
-            g.batch
-                .insert(&self.shared.ks.campaigns, id, codec::encode(&record));
-            g.effects.push(Effect::Campaign(Box::new(record)));
         }
     }
 
