@@ -311,6 +311,8 @@ pub async fn receipts_settle_messages_by_upstream_id_after_a_reopen(h: &dyn Harn
     assert_eq!(kinds, ["delivered", "failed", "delivered"]);
 }
 
+/// Engagements of one message in one commit keep every flag, and the
+/// audience of an engagement has the time it first happened.
 pub async fn engagements_of_one_message_in_one_commit_keep_every_flag(h: &dyn Harness) {
     use domain::{Engaged, Engagement};
     let store = h.open().await;
@@ -326,13 +328,13 @@ pub async fn engagements_of_one_message_in_one_commit_keep_every_flag(h: &dyn Ha
         .expect("store answers")
         .expect("campaign")
         .seq;
-    let engaged = |participant, kind| {
+    let engaged = |participant, kind, at| {
         vec![Engaged {
             msg: MessageNo {
                 campaign: seq,
                 participant,
             },
-            at: 2_000,
+            at,
             kind,
             detail: FactDetail::default(),
         }]
@@ -341,17 +343,26 @@ pub async fn engagements_of_one_message_in_one_commit_keep_every_flag(h: &dyn Ha
     // committer takes them into one group.
     for n in 0..20 {
         let (a, b) = tokio::join!(
-            store.engage(engaged(n, Engagement::Clicked)),
-            store.engage(engaged(n, Engagement::Opened)),
+            store.engage(engaged(n, Engagement::Clicked, 2_000)),
+            store.engage(engaged(n, Engagement::Opened, 3_000)),
         );
         a.expect("click");
         b.expect("open");
     }
+    // A second click later keeps the first one's time.
+    store
+        .engage(engaged(0, Engagement::Clicked, 9_000))
+        .await
+        .expect("click again");
     drop(store);
     let store = h.open().await;
-    for outcome in ["clicked", "opened"] {
+    for (outcome, at) in [("clicked", 2_000), ("opened", 3_000)] {
         let audience = store.audience("e", outcome).await.expect("audience");
         assert_eq!(audience.len(), 20, "{outcome}: {audience:?}");
+        assert!(
+            audience.iter().all(|m| m.at == Some(at)),
+            "each {outcome} row has the time of its first {outcome}: {audience:?}"
+        );
     }
 }
 

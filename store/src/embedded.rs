@@ -17,7 +17,7 @@ use domain::{CampaignRecord, ChannelKind, Fact, MessageState, Participant, Suppr
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Result, Store, StoreError, codec, index::CampaignIndex};
+use super::{Result, Store, StoreError, codec, flags::Flags, index::CampaignIndex};
 
 /// Writes taken into one commit at most.
 const MAX_GROUP: usize = 512;
@@ -123,6 +123,14 @@ impl Embedded {
         Ok(Self { shared, ops })
     }
 
+    /// A message's flags with their times, as stored.
+    fn flags_of(&self, msg: domain::MessageNo) -> Flags {
+        match self.shared.ks.engagement.get(codec::message_key(msg)) {
+            Ok(Some(bytes)) => Flags::decode(&bytes),
+            _ => Flags::default(),
+        }
+    }
+
     async fn submit<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Op) -> Result<T> {
         if !self.healthy() {
             return Err(StoreError::Unavailable("an earlier commit failed".into()));
@@ -170,7 +178,7 @@ fn recover(ks: &Keyspaces) -> Result<(Index, u64)> {
         let (key, value) = kv.into_inner().map_err(io)?;
         let msg = codec::parse_message_key(&key)?;
         if let Some(c) = index.by_seq(msg.campaign) {
-            c.set_flags(msg.participant, value.first().copied().unwrap_or(0));
+            c.set_flags(msg.participant, Flags::decode(&value).bits());
         }
     }
     for kv in ks.suppressions.iter() {

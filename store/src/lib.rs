@@ -8,6 +8,7 @@
 pub mod codec;
 pub mod contract;
 pub mod embedded;
+mod flags;
 mod index;
 mod roles;
 mod upstream;

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{FACT_RUN, Index, MAX_GROUP, Shared, suppression_key};
 use crate::{
     Result, StoreError, codec,
+    flags::Flags,
     index::CampaignIndex,
     upstream::{self, Link},
 };
@@ -144,8 +145,8 @@ struct Group {
     upstream: HashMap<Vec<u8>, Option<Vec<u8>>, foldhash::fast::RandomState>,
     /// Statuses recorded in this group, not yet in the index.
     statuses: HashMap<MessageNo, Status, foldhash::fast::RandomState>,
-    /// Engagement flags set in this group, written once per message.
-    engaged: HashMap<MessageNo, u8, foldhash::fast::RandomState>,
+    /// Flags set in this group, with their times, written once per message.
+    engaged: HashMap<MessageNo, Flags, foldhash::fast::RandomState>,
 }
 
 impl Committer {
@@ -186,9 +187,12 @@ impl Committer {
             group.batch.insert(
                 &self.shared.ks.engagement,
                 codec::message_key(msg),
-                vec![flags],
+                flags.encode(),
             );
-            group.effects.push(Effect::Engaged { msg, flags });
+            group.effects.push(Effect::Engaged {
+                msg,
+                flags: flags.bits(),
+            });
         }
         let written = if group.batch.is_empty() {
             Ok(())
@@ -325,8 +329,9 @@ impl Committer {
                     let Some(slot) = c.slots.get(e.msg.participant as usize) else {
                         continue;
                     };
-                    let flags = g.engaged.get(&e.msg).copied().unwrap_or(slot.engaged);
-                    g.engaged.insert(e.msg, flags | e.kind.bit());
+                    let mut flags = self.flags(g, e.msg, slot.engaged);
+                    flags.set(e.kind.bit(), e.at);
+                    g.engaged.insert(e.msg, flags);
                     let suppress = rules::engaged(e.kind)
                         .map(|why| (suppression_key(c.record.decl.channel, &slot.address), why));
                     let fact = fact(
@@ -482,13 +487,12 @@ impl Committer {
             return;
         };
         let source = c.record.id.clone();
-        let flags = g
-            .engaged
-            .get(&msg)
-            .copied()
-            .or_else(|| c.slots.get(msg.participant as usize).map(|s| s.engaged))
-            .unwrap_or(0);
-        if flags & FELL_BACK != 0 {
+        let bits = c
+            .slots
+            .get(msg.participant as usize)
+            .map_or(0, |s| s.engaged);
+        let mut flags = self.flags(g, msg, bits);
+        if flags.bits() & FELL_BACK != 0 {
             return;
         }
         let p = match self.shared.ks.participants.get(codec::message_key(msg)) {
@@ -498,12 +502,28 @@ impl Committer {
         };
         match p {
             Ok(p) => {
-                g.engaged.insert(msg, flags | FELL_BACK);
+                flags.set(FELL_BACK, at);
+                g.engaged.insert(msg, flags);
                 self.fall_back(index, g, &source, &f, &p, at);
             }
             Err(e) => {
                 tracing::error!(error = %e, campaign = %source, "cannot read a participant to fall back")
             }
+        }
+    }
+
+    /// A message's flags as this group last set them, else as stored
+    /// (read only when the index says some are set).
+    fn flags(&self, g: &Group, msg: MessageNo, indexed: u8) -> Flags {
+        if let Some(flags) = g.engaged.get(&msg) {
+            return *flags;
+        }
+        if indexed == 0 {
+            return Flags::default();
+        }
+        match self.shared.ks.engagement.get(codec::message_key(msg)) {
+            Ok(Some(bytes)) => Flags::decode(&bytes),
+            _ => Flags::from_bits(indexed),
         }
     }
 

@@ -234,14 +234,23 @@ impl Ledger for Embedded {
             .iter()
             .zip(0..)
             .filter(|(s, _)| wanted.contains(&s.status) || s.engaged & flag != 0)
-            .map(|(s, participant)| AudienceMember {
-                msg: MessageNo {
+            .map(|(s, participant)| {
+                let msg = MessageNo {
                     campaign: c.record.seq,
                     participant,
-                },
-                customer: s.customer.to_string(),
-                address: s.address.to_string(),
-                at: (s.at > 0).then_some(s.at),
+                };
+                // A flag's row has the time of that outcome (the click).
+                let at = if wanted.contains(&s.status) {
+                    (s.at > 0).then_some(s.at)
+                } else {
+                    self.flags_of(msg).at(flag)
+                };
+                AudienceMember {
+                    msg,
+                    customer: s.customer.to_string(),
+                    address: s.address.to_string(),
+                    at,
+                }
             })
             .collect())
     }
