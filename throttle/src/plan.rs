@@ -94,6 +94,13 @@ pub struct CampaignPlan {
     pub feasible: bool,
     /// Participants left unplanned.
     pub shortfall: u64,
+    /// Its declared priority (0..=9), and its place in the order each hour
+    /// serves campaigns in (1 first: priority, then deadline, start, id).
+    /// (Default 0 in plans stored before they were given.)
+    #[serde(default)]
+    pub priority: u8,
+    #[serde(default)]
+    pub rank: u32,
 }
 
 /// The plan (API shape of `GET /v1/channels/{channel}/plan`).
@@ -311,7 +318,13 @@ pub fn plan(req: &PlanRequest) -> Result<Plan> {
     }
 
     let mut campaigns = BTreeMap::new();
-    for cp in &camps {
+    let rank_of = |i: usize| {
+        order
+            .iter()
+            .position(|&o| o == i)
+            .map_or(0, |r| r as u32 + 1)
+    };
+    for (i, cp) in camps.iter().enumerate() {
         let finish = match cp.finish_hour {
             Some(h) => Some(Timestamp::from_second(from_s + 3600 * (h as i64 + 1))?.min(cp.c.end)),
             None if cp.c.participants == 0 => Some(cp.c.start),
@@ -324,6 +337,8 @@ pub fn plan(req: &PlanRequest) -> Result<Plan> {
                 finish,
                 feasible: cp.remaining == 0,
                 shortfall: cp.remaining,
+                priority: cp.c.priority,
+                rank: rank_of(i),
             },
         );
     }

@@ -173,6 +173,14 @@ fn priority_then_earliest_deadline() {
     assert!(!p.campaigns["low"].feasible);
     assert_eq!(p.campaigns["low"].shortfall, 3600);
     assert!(p.campaigns["late"].feasible);
+    let served: Vec<(&str, u8, u32)> = ["high", "low", "late"]
+        .map(|id| (id, p.campaigns[id].priority, p.campaigns[id].rank))
+        .to_vec();
+    assert_eq!(
+        served,
+        [("high", 9, 1), ("low", 1, 2), ("late", 1, 3)],
+        "the plan says whom it serves first and why"
+    );
 }
 
 #[test]
