@@ -184,5 +184,6 @@ fn wire(number: &str) -> String {
     number.trim_start_matches('+').to_owned()
 }
 
+mod priorities;
 mod receipts_and_faults;
 mod texts_and_sessions;
