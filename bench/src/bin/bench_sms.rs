@@ -73,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
     api.upload("bench", body, n).await?;
     // Wait for the bind before starting the clock.
     let bound = Instant::now();
-    while !api.text("/readyz").await?.starts_with("ready") {
+    while !api.text("/readyz").await?.contains("\"ready\":true") {
         ensure!(bound.elapsed() < Duration::from_secs(10), "never bound");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
