@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 
 use crate::{
     channel::{Channel, Registry},
+    links,
     metrics::Metrics,
     policy::{Policy, PolicyError, plan_key, window_spec},
     returns::{IntakeError, Returns},
@@ -184,6 +185,14 @@ fn declaration_problems(decl: &CampaignDecl, seq: u32, channel: &dyn Channel) ->
     // Content may come later, in another declaration (start checks it).
     if decl.content.is_some() {
         problems.extend(channel.content_problems(decl, seq));
+        if let Ok(table) = channel.link_table(decl) {
+            problems.extend(
+                table
+                    .urls()
+                    .iter()
+                    .filter_map(|url| links::link_problem(url)),
+            );
+        }
     }
     problems
 }
@@ -544,6 +553,18 @@ mod tests {
         .expect("shape");
         let problems = declaration_problems(&decl, 0, &email);
         assert_eq!(problems.len(), 7, "{problems:#?}");
+        let link_to_a_field: CampaignDecl = serde_json::from_value(serde_json::json!({
+            "channel": "email", "name": "n",
+            "content": { "email": { "from": "a@b.example", "subject": "s",
+                                    "text": "Go https://shop.example{{q}} now" } }
+        }))
+        .expect("shape");
+        assert_eq!(
+            declaration_problems(&link_to_a_field, 0, &email),
+            [
+                "link `https://shop.example{{q}}`: its scheme and host cannot come from a field; write them out and put fields after the first `/`"
+            ]
+        );
         assert!(
             problems.contains(&"content.email: required for an email campaign".to_owned()),
             "{problems:#?}"

@@ -124,17 +124,56 @@ impl Links {
     }
 }
 
-/// `table` with its personalised URLs filled with `p`'s fields.
+/// `table` with its personalised URLs filled with `p`'s fields as the
+/// rendered body has them, to find them there and replace them by tracked
+/// links (which is all a recipient sees of them).
 fn for_participant<'t>(table: &'t LinkTable, p: &Participant) -> Cow<'t, LinkTable> {
     // Filling keeps the number of URLs, which the table already holds.
     table
-        .for_message(|url| fill(url, p))
+        .for_message(|url| {
+            Template::parse(url).map_or_else(|_| url.to_owned(), |t| t.render(p, Escape::None))
+        })
         .unwrap_or(Cow::Borrowed(table))
 }
 
-/// A personalised URL filled with `p`'s fields, as its message's body has it.
+/// Where a click on a personalised link goes: the URL filled with `p`'s
+/// fields, each value percent-encoded so that it stays inside the path
+/// segment, query or fragment it is written in. The scheme and host never
+/// come from a field: one written there (refused at declaration) is left
+/// out.
 pub fn fill(url: &str, p: &Participant) -> String {
-    Template::parse(url).map_or_else(|_| url.to_owned(), |t| t.render(p, Escape::None))
+    let (head, tail) = url.split_at(authority_end(url));
+    let nobody = Participant {
+        customer: String::new(),
+        address: String::new(),
+        segment: None,
+        fields: Default::default(),
+    };
+    let render = |part: &str, p: &Participant| {
+        Template::parse(part).map_or_else(|_| part.to_owned(), |t| t.render(p, Escape::Url))
+    };
+    render(head, &nobody) + &render(tail, p)
+}
+
+/// Where a URL template's scheme and host end: at the first `/`, `?` or
+/// `#` after `://` (the whole text when there is none).
+fn authority_end(url: &str) -> usize {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.len();
+    };
+    url[scheme_end..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| scheme_end + i)
+}
+
+/// Why a tracked link template cannot be sent: a field in its scheme or
+/// host would let a participant's value choose where the click goes.
+pub fn link_problem(url: &str) -> Option<String> {
+    url[..authority_end(url)].contains("{{").then(|| {
+        format!(
+            "link `{url}`: its scheme and host cannot come from a field; write them out and put fields after the first `/`"
+        )
+    })
 }
 
 /// The links an SMS text tracks: none unless it asks for tracking.
@@ -258,5 +297,59 @@ mod tests {
             links.longest_sms(&sms_table(&content).expect("table"), &ann(), text, 2),
             want
         );
+    }
+
+    #[test]
+    fn a_field_value_cannot_move_a_redirect_to_another_host() {
+        let evil = |value: &str| Participant {
+            fields: [("q".into(), FieldValue::Text(value.into()))].into(),
+            ..ann()
+        };
+        // The issue's example: a field right after the host.
+        assert_eq!(
+            fill("https://shop.example{{q}}", &evil("@evil.example/")),
+            "https://shop.example"
+        );
+        assert_eq!(
+            fill("{{q}}://x.example/", &evil("javascript")),
+            "://x.example/"
+        );
+        // In the path, the query and the fragment a value stays one value.
+        assert_eq!(
+            fill(
+                "https://shop.example/p/{{q}}?q={{q}}#{{q}}",
+                &evil("a b/../@evil.example?x=1&y#z")
+            ),
+            "https://shop.example/p/a%20b%2F..%2F%40evil.example%3Fx%3D1%26y%23z\
+             ?q=a%20b%2F..%2F%40evil.example%3Fx%3D1%26y%23z\
+             #a%20b%2F..%2F%40evil.example%3Fx%3D1%26y%23z"
+        );
+        assert_eq!(
+            fill("https://a.example/r/{{code}}?c={{customer}}", &ann()),
+            "https://a.example/r/A7?c=ann",
+            "plain values are as they were"
+        );
+        assert_eq!(
+            fill("https://a.example/é/{{q}}", &evil("ü")),
+            "https://a.example/é/%C3%BC"
+        );
+    }
+
+    #[test]
+    fn a_link_whose_host_names_a_field_is_refused() {
+        for bad in [
+            "https://{{host}}/x",
+            "https://shop.example{{q}}",
+            "{{scheme}}://a.example/",
+        ] {
+            assert!(link_problem(bad).is_some(), "{bad}");
+        }
+        for good in [
+            "https://a.example/{{q}}",
+            "https://a.example?q={{q}}",
+            "https://a.example#{{q}}",
+        ] {
+            assert_eq!(link_problem(good), None, "{good}");
+        }
     }
 }

@@ -21,6 +21,9 @@ pub enum Escape {
     Html,
     /// Line breaks folded to spaces (header values such as the subject).
     Header,
+    /// Percent-encoded but for RFC 3986's unreserved characters (a value in
+    /// a URL's path segment, query or fragment: it can end none of them).
+    Url,
 }
 
 /// Why a template did not parse.
@@ -134,6 +137,15 @@ fn push_escaped(out: &mut String, value: &str, escape: Escape) {
                 .chars()
                 .map(|c| if c == '\r' || c == '\n' { ' ' } else { c }),
         ),
+        Escape::Url => {
+            for byte in value.bytes() {
+                if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+                    out.push(char::from(byte));
+                } else {
+                    out.push_str(&format!("%{byte:02X}"));
+                }
+            }
+        }
         Escape::Html => {
             for c in value.chars() {
                 match c {
