@@ -1,27 +1,22 @@
 //! `/v1/blacklist/{channel}`: bulk additions, and one entry's look-up and removal.
 
-use axum::{
-    Json,
-    extract::State,
-    http::{HeaderMap, StatusCode},
-};
+use axum::{Json, extract::State, http::StatusCode};
 use serde_json::json;
 
 use super::{
     AppState,
     channels::check_channel,
-    extract::{Path, WholeBody},
+    extract::{Admin, Authorized, Path, WholeBody},
 };
-use crate::{auth::Role, error::ApiError};
+use crate::error::ApiError;
 
 /// `PUT`: a JSON array of customer ids or addresses.
 pub async fn add(
     State(s): State<AppState>,
     Path(channel): Path<String>,
-    headers: HeaderMap,
+    _: Authorized<Admin>,
     WholeBody(body): WholeBody,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    s.config.tokens.authorize(&headers, Role::Admin)?;
     check_channel(&channel)?;
     let entries: Vec<String> = serde_json::from_slice(&body)
         .map_err(|e| ApiError::malformed("expected a JSON array of strings", &e))?;
@@ -46,9 +41,8 @@ pub async fn add(
 pub async fn show(
     State(s): State<AppState>,
     Path((channel, entry)): Path<(String, String)>,
-    headers: HeaderMap,
+    _: Authorized<Admin>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    s.config.tokens.authorize(&headers, Role::Admin)?;
     check_channel(&channel)?;
     match s.backend.blacklist_get(&channel, &entry).await? {
         Some(why) => Ok(Json(
@@ -63,9 +57,8 @@ pub async fn show(
 pub async fn remove(
     State(s): State<AppState>,
     Path((channel, entry)): Path<(String, String)>,
-    headers: HeaderMap,
+    _: Authorized<Admin>,
 ) -> Result<StatusCode, ApiError> {
-    s.config.tokens.authorize(&headers, Role::Admin)?;
     check_channel(&channel)?;
     if s.backend.blacklist_remove(&channel, &entry).await? {
         Ok(StatusCode::NO_CONTENT)

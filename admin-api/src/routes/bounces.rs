@@ -1,17 +1,19 @@
 //! `POST /v1/bounces`: import one returned message (raw RFC 822), for
 //! operators whose bounces land in a mailbox instead of the bounce listener.
 
-use axum::{Json, extract::State, http::HeaderMap};
+use axum::{Json, extract::State};
 
-use super::{AppState, extract::WholeBody};
-use crate::{auth::Role, error::ApiError, types::v1::BounceImport};
+use super::{
+    AppState,
+    extract::{Admin, Authorized, WholeBody},
+};
+use crate::{error::ApiError, types::v1::BounceImport};
 
 pub async fn import(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    _: Authorized<Admin>,
     WholeBody(body): WholeBody,
 ) -> Result<Json<BounceImport>, ApiError> {
-    s.config.tokens.authorize(&headers, Role::Admin)?;
     if body.is_empty() {
         return Err(ApiError::bad_request(
             "empty body: send the returned message as raw RFC 822",

@@ -1,13 +1,12 @@
 //! `/v1/campaigns/{id}`: declare, show, and start/pause/resume/cancel.
 
-use axum::{Json, extract::State, http::HeaderMap};
+use axum::{Json, extract::State};
 
 use super::{
     AppState,
-    extract::{Path, WholeBody, json_body},
+    extract::{Authorized, Crm, Path, WholeBody, json_body},
 };
 use crate::{
-    auth::Role,
     error::ApiError,
     types::v1::{CampaignDecl, CampaignView, Control, valid_id},
 };
@@ -26,10 +25,9 @@ pub(crate) fn check_id(id: &str) -> Result<(), ApiError> {
 pub async fn declare(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    _: Authorized<Crm>,
     WholeBody(body): WholeBody,
 ) -> Result<Json<CampaignView>, ApiError> {
-    s.config.tokens.authorize(&headers, Role::Crm)?;
     check_id(&id)?;
     let decl: CampaignDecl = json_body(&body)?;
     Ok(Json(s.backend.declare(&id, decl).await?))
@@ -38,9 +36,8 @@ pub async fn declare(
 pub async fn show(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    _: Authorized<Crm>,
 ) -> Result<Json<CampaignView>, ApiError> {
-    s.config.tokens.authorize(&headers, Role::Crm)?;
     check_id(&id)?;
     Ok(Json(s.backend.campaign(&id).await?))
 }
@@ -48,9 +45,8 @@ pub async fn show(
 pub async fn control(
     State(s): State<AppState>,
     Path((id, action)): Path<(String, String)>,
-    headers: HeaderMap,
+    _: Authorized<Crm>,
 ) -> Result<Json<CampaignView>, ApiError> {
-    s.config.tokens.authorize(&headers, Role::Crm)?;
     check_id(&id)?;
     let action = match action.as_str() {
         "start" => Control::Start,

@@ -1,12 +1,12 @@
 //! `/v1/channels/{channel}/limits`: the channel administrator's limits.
 
-use axum::{Json, extract::State, http::HeaderMap};
+use axum::{Json, extract::State};
 
 use super::{
     AppState,
-    extract::{Path, WholeBody},
+    extract::{Admin, Authorized, Path, WholeBody},
 };
-use crate::{auth::Role, error::ApiError};
+use crate::error::ApiError;
 
 pub(crate) fn check_channel(channel: &str) -> Result<(), ApiError> {
     match channel {
@@ -20,10 +20,9 @@ pub(crate) fn check_channel(channel: &str) -> Result<(), ApiError> {
 pub async fn put_limits(
     State(s): State<AppState>,
     Path(channel): Path<String>,
-    headers: HeaderMap,
+    _: Authorized<Admin>,
     WholeBody(body): WholeBody,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    s.config.tokens.authorize(&headers, Role::Admin)?;
     check_channel(&channel)?;
     let limits: serde_json::Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::malformed("malformed JSON", &e))?;
@@ -33,9 +32,8 @@ pub async fn put_limits(
 pub async fn get_limits(
     State(s): State<AppState>,
     Path(channel): Path<String>,
-    headers: HeaderMap,
+    _: Authorized<Admin>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    s.config.tokens.authorize(&headers, Role::Admin)?;
     check_channel(&channel)?;
     Ok(Json(s.backend.get_limits(&channel).await?))
 }

@@ -1,10 +1,13 @@
 //! `/v1/events?after=CURSOR&limit=N`: the fact feed.
 
-use axum::{Json, extract::State, http::HeaderMap};
+use axum::{Json, extract::State};
 use serde::Deserialize;
 
-use super::{AppState, extract::StrictQuery};
-use crate::{auth::Role, error::ApiError, types::v1::EventPage};
+use super::{
+    AppState,
+    extract::{Authorized, Crm, StrictQuery},
+};
+use crate::{error::ApiError, types::v1::EventPage};
 
 const MAX_LIMIT: usize = 10_000;
 
@@ -19,9 +22,8 @@ pub struct FeedQuery {
 pub async fn feed(
     State(s): State<AppState>,
     StrictQuery(q): StrictQuery<FeedQuery>,
-    headers: HeaderMap,
+    _: Authorized<Crm>,
 ) -> Result<Json<EventPage>, ApiError> {
-    s.config.tokens.authorize(&headers, Role::Crm)?;
     let limit = q.limit.unwrap_or(1000);
     if limit == 0 || limit > MAX_LIMIT {
         return Err(

@@ -10,7 +10,40 @@ use axum::{
 use serde::{Deserialize, de::DeserializeOwned};
 
 use super::{AppState, query};
-use crate::error::ApiError;
+use crate::{auth::Role, error::ApiError};
+
+/// A role a route needs.
+pub trait Needs: Send + Sync + 'static {
+    const ROLE: Role;
+}
+
+/// The CRM's role (an admin token may act as the CRM too).
+pub struct Crm;
+
+impl Needs for Crm {
+    const ROLE: Role = Role::Crm;
+}
+
+/// The channel administrator's role.
+pub struct Admin;
+
+impl Needs for Admin {
+    const ROLE: Role = Role::Admin;
+}
+
+/// The request's bearer token grants role `R`. Checked from the headers
+/// alone, before the body extractor (always a handler's last argument)
+/// reads anything: a request without the right token costs no body.
+pub struct Authorized<R>(std::marker::PhantomData<R>);
+
+impl<R: Needs> FromRequestParts<AppState> for Authorized<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        state.config.tokens.authorize(&parts.headers, R::ROLE)?;
+        Ok(Self(std::marker::PhantomData))
+    }
+}
 
 /// Path segments, as `axum::extract::Path`; a segment that does not decode
 /// (invalid UTF-8) is a 400 naming it.

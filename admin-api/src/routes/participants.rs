@@ -13,10 +13,9 @@ use serde::Deserialize;
 use super::{
     AppState,
     campaigns::check_id,
-    extract::{Path, StrictQuery, WholeBody, json_body, read_whole},
+    extract::{Authorized, Crm, Path, StrictQuery, WholeBody, json_body, read_whole},
 };
 use crate::{
-    auth::Role,
     error::ApiError,
     ingest,
     types::v1::{AUDIENCE_OUTCOMES, AudienceSource, UploadResult},
@@ -25,10 +24,10 @@ use crate::{
 pub async fn upload(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    _: Authorized<Crm>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<UploadResult>, ApiError> {
-    s.config.tokens.authorize(&headers, Role::Crm)?;
     check_id(&id)?;
     let limit = s.config.max_body_bytes;
     let content_type = headers
@@ -52,10 +51,9 @@ pub async fn upload(
 pub async fn from_audience(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    _: Authorized<Crm>,
     WholeBody(body): WholeBody,
 ) -> Result<Json<UploadResult>, ApiError> {
-    s.config.tokens.authorize(&headers, Role::Crm)?;
     check_id(&id)?;
     let source: AudienceSource = json_body(&body)?;
     check_outcome(&source.outcome)?;
@@ -84,9 +82,8 @@ pub async fn audience(
     State(s): State<AppState>,
     Path(id): Path<String>,
     StrictQuery(q): StrictQuery<AudienceQuery>,
-    headers: HeaderMap,
+    _: Authorized<Crm>,
 ) -> Result<Response, ApiError> {
-    s.config.tokens.authorize(&headers, Role::Crm)?;
     check_id(&id)?;
     check_outcome(&q.outcome)?;
     let rows = s.backend.audience(&id, &q.outcome).await?;

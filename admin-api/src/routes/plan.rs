@@ -1,20 +1,15 @@
 //! `/v1/channels/{channel}/plan` (compute and read the load plan) and
 //! `/admin/plan/{channel}`, the page that draws it for the administrator.
 
-use axum::{
-    Json,
-    extract::State,
-    http::{HeaderMap, header::CONTENT_TYPE},
-    response::IntoResponse,
-};
+use axum::{Json, extract::State, http::header::CONTENT_TYPE, response::IntoResponse};
 use serde::Deserialize;
 
 use super::{
     AppState,
     channels::check_channel,
-    extract::{Path, WholeBody},
+    extract::{Admin, Authorized, Path, WholeBody},
 };
-use crate::{auth::Role, error::ApiError};
+use crate::error::ApiError;
 
 /// The page: fetches the stored plan (the token, if any, from the URL
 /// fragment `#token=...`) and draws capacity, stacked campaigns and the
@@ -30,10 +25,9 @@ struct PlanBody {
 pub async fn compute(
     State(s): State<AppState>,
     Path(channel): Path<String>,
-    headers: HeaderMap,
+    _: Authorized<Admin>,
     WholeBody(body): WholeBody,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    s.config.tokens.authorize(&headers, Role::Admin)?;
     check_channel(&channel)?;
     let body: PlanBody = if body.is_empty() {
         PlanBody::default()
@@ -46,9 +40,8 @@ pub async fn compute(
 pub async fn show(
     State(s): State<AppState>,
     Path(channel): Path<String>,
-    headers: HeaderMap,
+    _: Authorized<Admin>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    s.config.tokens.authorize(&headers, Role::Admin)?;
     check_channel(&channel)?;
     Ok(Json(s.backend.stored_plan(&channel).await?))
 }

@@ -361,4 +361,5 @@ async fn a_store_that_cannot_commit_answers_503() {
     assert_eq!(call(router, bad).await.0, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
+mod auth_first;
 mod problems;
