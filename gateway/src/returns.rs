@@ -152,21 +152,25 @@ impl Returns {
         };
         let (Some((msg, info)), Some(first)) = (info, failures.first()) else {
             if bounce.is_bounce {
-                self.metrics.bounces_unmatched.inc();
-                self.keep(raw).await?;
-                return Ok(Intake {
-                    is_bounce: true,
-                    unmatched: failures.len().max(1),
-                    matched: 0,
-                });
+                return self.unmatched(raw, failures.len()).await;
             }
             return Ok(Intake::default());
         };
-        // One message per recipient: the failure naming our address, else the first.
-        let failure = failures
+        // One message per recipient: the failure naming our address; else,
+        // when no failure names an address, the first. A bounce whose every
+        // failure names someone else (mail forwarded on, say) says nothing
+        // about our recipient, whose token it carries: it suppresses nobody.
+        let ours = failures
             .iter()
-            .find(|r| r.address.eq_ignore_ascii_case(&info.address))
-            .unwrap_or(first);
+            .find(|r| r.address.eq_ignore_ascii_case(&info.address));
+        let failure = match ours {
+            Some(failure) => failure,
+            None if failures.iter().all(|r| !r.address.is_empty()) => {
+                tracing::info!(recipient = %info.address, "returned mail names other recipients than its message's; kept as unmatched");
+                return self.unmatched(raw, failures.len()).await;
+            }
+            None => first,
+        };
         let hard = failure.kind == Kind::Hard;
         let mut detail = reply_detail(
             failure.status,
@@ -193,6 +197,17 @@ impl Returns {
             is_bounce: true,
             matched: 1,
             unmatched: 0,
+        })
+    }
+
+    /// Counts and keeps returned mail that matched no message's recipient.
+    async fn unmatched(&self, raw: &[u8], failures: usize) -> Result<Intake, IntakeError> {
+        self.metrics.bounces_unmatched.inc();
+        self.keep(raw).await?;
+        Ok(Intake {
+            is_bounce: true,
+            unmatched: failures.max(1),
+            matched: 0,
         })
     }
 

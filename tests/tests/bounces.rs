@@ -247,3 +247,47 @@ fn an_imported_bounce_is_matched_like_one_received() {
     assert_eq!(empty.status, 400);
     end.reached();
 }
+
+/// A bounce that carries a genuine token but names another recipient (our
+/// mail forwarded on, and the forward refused) says nothing about ours: it
+/// is kept as unmatched and suppresses nobody.
+#[test]
+fn a_genuine_token_on_someone_elses_bounce_suppresses_nobody() {
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let peer = SmtpPeer::start(&end, dir.path());
+    let daemon = Daemon::start(dir.path(), &config(&peer));
+    daemon.run_email_campaign("f1", &[("ann", "ann@example.org")]);
+    let return_path = peer.received()[0].mail_from.clone();
+    let reply = deliver(
+        &end,
+        dir.path(),
+        &daemon,
+        &return_path,
+        &dsn(
+            "ann.forwarded@elsewhere.example",
+            "5.1.1",
+            "550 5.1.1 <ann.forwarded@elsewhere.example>: User unknown",
+        ),
+    );
+    assert_eq!(reply, "250");
+    let metrics = daemon.get("/metrics").text();
+    assert!(
+        metrics.contains("sluice_bounces_unmatched_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        !events_of(&daemon, "f1", "ann")
+            .iter()
+            .any(|e| e["type"] == "bounced"),
+        "no bounce recorded for ann"
+    );
+    let blocked = daemon.get("/v1/blacklist/email/ann@example.org");
+    assert_eq!(
+        blocked.status,
+        404,
+        "ann is not suppressed: {}",
+        blocked.text()
+    );
+    end.reached();
+}
