@@ -1,6 +1,7 @@
 //! Bearer tokens and the two roles of the API (`docs/api.md`).
 
 use axum::http::{HeaderMap, header::AUTHORIZATION};
+use sha2::{Digest as _, Sha256};
 
 use crate::error::ApiError;
 
@@ -20,9 +21,18 @@ impl Role {
     }
 }
 
-/// The configured tokens. Empty means the API is open (loopback only).
+/// The configured tokens, kept as SHA-256 digests: a presented token is
+/// digested and compared with every one in constant time, so neither its
+/// length nor which token it resembles shows in the answer's timing. Empty
+/// means the API is open (loopback only).
 #[derive(Clone, Default)]
-pub struct Tokens(Vec<(Role, String)>);
+pub struct Tokens(Vec<(Role, Digest)>);
+
+type Digest = [u8; 32];
+
+fn digest(token: &str) -> Digest {
+    Sha256::digest(token.as_bytes()).into()
+}
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -43,7 +53,7 @@ pub enum TokenSpecError {
 
 impl Tokens {
     pub fn new(tokens: Vec<(Role, String)>) -> Self {
-        Self(tokens)
+        Self(tokens.iter().map(|(role, t)| (*role, digest(t))).collect())
     }
 
     /// Parses `crm:TOKEN1,admin:TOKEN2`.
@@ -58,7 +68,7 @@ impl Tokens {
             }
             tokens.push((role, token.to_owned()));
         }
-        Ok(Self(tokens))
+        Ok(Self::new(tokens))
     }
 
     pub fn is_open(&self) -> bool {
@@ -75,11 +85,18 @@ impl Tokens {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or(ApiError::Unauthorized)?;
+        let presented = digest(presented);
+        // Every token is compared, none skipped once one matches.
         let role = self
             .0
             .iter()
-            .find(|(_, token)| constant_time_eq(token.as_bytes(), presented.as_bytes()))
-            .map(|(role, _)| *role)
+            .fold(None, |found, (role, token)| {
+                if constant_time_eq(token, &presented) {
+                    found.max(Some(*role))
+                } else {
+                    found
+                }
+            })
             .ok_or(ApiError::Unauthorized)?;
         if role >= needed {
             Ok(())
@@ -89,8 +106,8 @@ impl Tokens {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+fn constant_time_eq(a: &Digest, b: &Digest) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
@@ -124,6 +141,22 @@ mod tests {
             tokens.authorize(&HeaderMap::new(), Role::Crm),
             Err(ApiError::Unauthorized)
         ));
+    }
+
+    #[test]
+    fn only_a_whole_token_matches_among_several() {
+        let tokens = Tokens::parse("crm:abc,crm:abd,admin:xyz").expect("parse");
+        assert!(tokens.authorize(&bearer("abd"), Role::Crm).is_ok());
+        assert!(tokens.authorize(&bearer("xyz"), Role::Admin).is_ok());
+        for near in ["ab", "abcd", "ABC", "abc ", ""] {
+            assert!(
+                matches!(
+                    tokens.authorize(&bearer(near), Role::Crm),
+                    Err(ApiError::Unauthorized)
+                ),
+                "{near:?}"
+            );
+        }
     }
 
     #[test]
