@@ -2,6 +2,7 @@
 //! listeners, run the dispatcher and webhooks until the shutdown signal, then
 //! stop accepting, let sends in flight finish (bounded), and close upstreams.
 
+mod api_server;
 mod steps;
 
 use std::{net::SocketAddr, time::Duration};

@@ -7,7 +7,7 @@ use store::{Store, embedded::Embedded};
 use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use super::RunError;
+use super::{RunError, api_server};
 use crate::{
     backend::GatewayBackend,
     channel::{Deps, Registry},
@@ -258,15 +258,12 @@ pub(super) fn spawn_api(
     tasks: &TaskTracker,
     shutdown: &CancellationToken,
 ) {
-    let stop = shutdown.clone();
-    tasks.spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "API listener failed");
-        }
-    });
+    tasks.spawn(api_server::serve(
+        listener,
+        router,
+        api_server::HEADER_READ_TIMEOUT,
+        shutdown.clone(),
+    ));
 }
 
 /// The configured tracking keys, or a key generated once and kept in the
