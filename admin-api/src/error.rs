@@ -13,7 +13,7 @@ use axum::{
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::backend::BackendError;
+use crate::{backend::BackendError, types::v1::limits::shorten_quoted};
 
 /// The media type of every error answer (RFC 9457).
 pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
@@ -119,6 +119,7 @@ impl ApiError {
                 members.insert("limit".into(), json!(limit));
             }
             Self::Unprocessable(problems) => {
+                let problems: Vec<String> = problems.iter().map(|p| shorten_quoted(p)).collect();
                 members.insert("problems".into(), json!(problems));
             }
             Self::Field { field, error } => {
@@ -136,8 +137,8 @@ impl ApiError {
             kind: "about:blank",
             title: status.canonical_reason().unwrap_or_default(),
             status: status.as_u16(),
-            detail: self.detail(),
-            error: self.to_string(),
+            detail: shorten_quoted(&self.detail()),
+            error: shorten_quoted(&self.to_string()),
             extensions,
         }
     }

@@ -1,6 +1,8 @@
 //! Participant uploads: a JSON array or NDJSON, parsed as the body streams in
 //! and handed to the backend in batches, so parsing overlaps the store's
-//! durable commits. The answer waits for every batch to be durable.
+//! durable commits. The answer waits for every batch to be durable. A line
+//! that cannot be taken (broken JSON, a wrong shape, a value too long) is
+//! rejected with its number and reason; the other lines are still taken.
 
 use std::sync::Arc;
 
@@ -12,11 +14,15 @@ use tokio::task::JoinSet;
 use crate::{
     backend::{Backend, BackendError},
     error::ApiError,
-    types::v1::{ParticipantIn, Rejected, UploadResult},
+    types::v1::{ParticipantIn, Rejected, UploadResult, limits},
 };
 
 /// Participants handed to the backend at once.
 const BATCH: usize = 4096;
+
+/// The longest NDJSON line taken (`docs/api.md#limits`): a longer one is
+/// rejected without being held, so no single line can fill the memory.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
 
 /// Collects parsed lines into batches and commits them in the background.
 struct Uploader {
@@ -38,31 +44,25 @@ impl Uploader {
         }
     }
 
-    /// One line of input; syntax errors end the upload with a 400.
-    fn line(&mut self, line: usize, bytes: &[u8]) -> Result<(), ApiError> {
+    /// One line of input: a participant, or a rejection naming the line.
+    fn line(&mut self, line: usize, bytes: &[u8]) {
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(());
+            return;
         }
         match serde_json::from_slice::<ParticipantIn>(bytes) {
             Ok(p) => self.push(line, p),
-            Err(e) if e.classify() == Category::Data => {
-                self.rejected.push(Rejected {
-                    line,
-                    error: e.to_string(),
-                });
-            }
-            Err(e) => {
-                return Err(ApiError::BadRequest {
-                    message: format!("line {line}: malformed JSON: {e}"),
-                    line: Some(line),
-                    accepted: None,
-                });
-            }
+            Err(e) => self.reject(line, line_error(&e)),
         }
-        Ok(())
+    }
+
+    fn reject(&mut self, line: usize, error: String) {
+        self.rejected.push(Rejected::new(line, error));
     }
 
     fn push(&mut self, line: usize, p: ParticipantIn) {
+        if let Some(problem) = limits::participant_problem(&p) {
+            return self.reject(line, problem);
+        }
         self.batch.push((line, p));
         if self.batch.len() >= BATCH {
             self.flush();
@@ -102,9 +102,9 @@ impl Uploader {
         Ok(result)
     }
 
-    /// Ends a failed upload: commits the good lines before the failure (uploads
-    /// are idempotent, so a corrected resend is safe) and reports how many
-    /// became durable.
+    /// Ends an upload whose body broke off or outgrew the limit: commits
+    /// the lines before (uploads are idempotent, so a resend is safe) and
+    /// reports how many became durable.
     async fn abort(mut self, error: ApiError) -> ApiError {
         self.flush();
         let accepted = match self.finish_handed_over().await {
@@ -134,7 +134,8 @@ impl Uploader {
     }
 }
 
-/// NDJSON: lines are parsed as chunks arrive; memory stays bounded by one line.
+/// NDJSON: lines are parsed as chunks arrive; memory stays bounded by one
+/// line of at most [`MAX_LINE_BYTES`].
 pub async fn ndjson(
     backend: Arc<dyn Backend>,
     campaign: &str,
@@ -142,9 +143,8 @@ pub async fn ndjson(
     limit: usize,
 ) -> Result<UploadResult, ApiError> {
     let mut up = Uploader::new(backend, campaign);
+    let mut lines = Lines::default();
     let mut stream = body.into_data_stream();
-    let mut pending: Vec<u8> = Vec::new();
-    let mut line = 0usize;
     let mut total = 0usize;
     while let Some(chunk) = stream.next().await {
         let chunk = match chunk {
@@ -159,31 +159,81 @@ pub async fn ndjson(
         if total > limit {
             return Err(up.abort(ApiError::PayloadTooLarge { limit }).await);
         }
-        let mut rest: &[u8] = &chunk;
-        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
-            line += 1;
-            let outcome = if pending.is_empty() {
-                up.line(line, &rest[..nl])
-            } else {
-                pending.extend_from_slice(&rest[..nl]);
-                let r = up.line(line, &pending);
-                pending.clear();
-                r
-            };
-            if let Err(e) = outcome {
-                return Err(up.abort(e).await);
-            }
-            rest = &rest[nl + 1..];
-        }
-        pending.extend_from_slice(rest);
+        lines.feed(&chunk, &mut up);
     }
-    if !pending.is_empty() {
-        line += 1;
-        if let Err(e) = up.line(line, &pending) {
-            return Err(up.abort(e).await);
-        }
-    }
+    lines.end(&mut up);
     up.finish().await
+}
+
+/// Splits a byte stream into numbered lines for the uploader, holding at
+/// most [`MAX_LINE_BYTES`] of the line not yet ended.
+#[derive(Default)]
+struct Lines {
+    pending: Vec<u8>,
+    /// The pending line outgrew the limit: its bytes are dropped up to its end.
+    overlong: bool,
+    number: usize,
+}
+
+impl Lines {
+    fn feed(&mut self, mut chunk: &[u8], up: &mut Uploader) {
+        while let Some(nl) = chunk.iter().position(|&b| b == b'\n') {
+            let (line, rest) = (&chunk[..nl], &chunk[nl + 1..]);
+            if self.pending.is_empty() && !self.overlong && line.len() <= MAX_LINE_BYTES {
+                // The whole line is in this chunk: parsed in place, not copied.
+                self.number += 1;
+                up.line(self.number, line);
+            } else {
+                self.take(line);
+                self.end_line(up);
+            }
+            chunk = rest;
+        }
+        self.take(chunk);
+    }
+
+    fn take(&mut self, part: &[u8]) {
+        if self.pending.len() + part.len() > MAX_LINE_BYTES {
+            self.overlong = true;
+            self.pending = Vec::new();
+        }
+        if !self.overlong {
+            self.pending.extend_from_slice(part);
+        }
+    }
+
+    /// Ends the pending line at a newline.
+    fn end_line(&mut self, up: &mut Uploader) {
+        self.number += 1;
+        if std::mem::take(&mut self.overlong) {
+            up.reject(
+                self.number,
+                format!("line longer than {MAX_LINE_BYTES} bytes"),
+            );
+        } else {
+            up.line(self.number, &self.pending);
+        }
+        self.pending.clear();
+    }
+
+    /// The body ended: a last line without a newline is a line too.
+    fn end(mut self, up: &mut Uploader) {
+        if !self.pending.is_empty() || self.overlong {
+            self.end_line(up);
+        }
+    }
+}
+
+/// Why a line is not a participant, placed by column: serde's "line 1" is
+/// always the line itself, whose number the rejection already gives.
+fn line_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let place = format!(" at line {} column {}", e.line(), e.column());
+    let why = text.strip_suffix(&place).unwrap_or(&text);
+    match e.classify() {
+        Category::Data => format!("{why} (column {})", e.column()),
+        _ => format!("malformed JSON at column {}: {why}", e.column()),
+    }
 }
 
 /// A JSON array, read whole by the caller: each element is checked on its
@@ -199,10 +249,7 @@ pub async fn array(
     for (i, item) in items.into_iter().enumerate() {
         match serde_json::from_value::<ParticipantIn>(item) {
             Ok(p) => up.push(i + 1, p),
-            Err(e) => up.rejected.push(Rejected {
-                line: i + 1,
-                error: e.to_string(),
-            }),
+            Err(e) => up.reject(i + 1, e.to_string()),
         }
     }
     up.finish().await

@@ -96,7 +96,7 @@ impl GatewayBackend {
                 check(&p).map(|unfit| unfit.to_string())
             };
             match problem {
-                Some(error) => result.rejected.push(Rejected { line, error }),
+                Some(error) => result.rejected.push(Rejected::new(line, error)),
                 None => accepted.push(p),
             }
         }
@@ -296,13 +296,13 @@ impl Backend for GatewayBackend {
                 match p.fields.get(field).map(FieldValue::render) {
                     Some(address) if !address.is_empty() => p.address = address.to_owned(),
                     _ => {
-                        result.rejected.push(Rejected {
+                        result.rejected.push(Rejected::new(
                             line,
-                            error: format!(
+                            format!(
                                 "customer `{}`: field `{field}` is missing or empty",
                                 p.customer
                             ),
-                        });
+                        ));
                         continue;
                     }
                 }

@@ -8,7 +8,7 @@ use super::{
     channels::check_channel,
     extract::{Admin, Authorized, Path, WholeBody},
 };
-use crate::error::ApiError;
+use crate::{error::ApiError, types::v1::limits};
 
 /// `PUT`: a JSON array of customer ids or addresses.
 pub async fn add(
@@ -20,19 +20,20 @@ pub async fn add(
     check_channel(&channel)?;
     let entries: Vec<String> = serde_json::from_slice(&body)
         .map_err(|e| ApiError::malformed("expected a JSON array of strings", &e))?;
-    let empty: Vec<usize> = entries
+    let problems: Vec<String> = entries
         .iter()
         .enumerate()
-        .filter(|(_, e)| e.trim().is_empty())
-        .map(|(i, _)| i)
+        .filter_map(|(i, e)| {
+            let problem = if e.trim().is_empty() {
+                Some("empty entry".to_owned())
+            } else {
+                limits::entry_problem(e)
+            };
+            problem.map(|p| format!("[{i}]: {p}"))
+        })
         .collect();
-    if !empty.is_empty() {
-        return Err(ApiError::Unprocessable(
-            empty
-                .iter()
-                .map(|i| format!("[{i}]: empty entry"))
-                .collect(),
-        ));
+    if !problems.is_empty() {
+        return Err(ApiError::Unprocessable(problems));
     }
     let added = s.backend.blacklist_add(&channel, entries).await?;
     Ok(Json(json!({ "added": added })))

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::{
     error::ApiError,
-    types::v1::{CampaignDecl, CampaignView, Control, valid_id},
+    types::v1::{CampaignDecl, CampaignView, Control, limits, valid_id},
 };
 
 pub(crate) fn check_id(id: &str) -> Result<(), ApiError> {
@@ -30,6 +30,10 @@ pub async fn declare(
 ) -> Result<Json<CampaignView>, ApiError> {
     check_id(&id)?;
     let decl: CampaignDecl = json_body(&body)?;
+    let too_long = limits::declaration_problems(&decl);
+    if !too_long.is_empty() {
+        return Err(ApiError::Unprocessable(too_long));
+    }
     Ok(Json(s.backend.declare(&id, decl).await?))
 }
 

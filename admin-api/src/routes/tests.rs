@@ -185,10 +185,12 @@ async fn ndjson_upload_rejects_bad_lines_and_keeps_the_rest() {
     assert_eq!(lines, vec![1, 5]);
 }
 
+/// A broken line rejects only itself (issue 20): the lines after it are
+/// read and taken, and the answer lists it with its number.
 #[tokio::test]
-async fn malformed_ndjson_names_the_line() {
-    let (_, router) = app(Tokens::default());
-    let body = "{\"customer\":\"a\",\"address\":\"a@x.org\"}\n{\"customer\": oops}\n";
+async fn malformed_ndjson_lines_are_rejected_and_the_rest_taken() {
+    let (backend, router) = app(Tokens::default());
+    let body = "{\"customer\":\"a\",\"address\":\"a@x.org\"}\n{\"customer\": oops}\n[1,\n{\"customer\":\"d\",\"address\":\"d@x.org\"}\n{\"customer\":\"e\"";
     let (status, json) = call(
         router,
         post(
@@ -198,12 +200,89 @@ async fn malformed_ndjson_names_the_line() {
         ),
     )
     .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(json["line"], 2);
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["accepted"], 2, "{json}");
+    let rejected: Vec<(u64, &str)> = json["rejected"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| {
+            (
+                r["line"].as_u64().expect("line"),
+                r["error"].as_str().expect("error"),
+            )
+        })
+        .collect();
     assert_eq!(
-        json["accepted"], 1,
-        "the line before was durably accepted and says so"
+        rejected.iter().map(|r| r.0).collect::<Vec<_>>(),
+        [2, 3, 5],
+        "{json}"
     );
+    assert_eq!(rejected[0].1, "malformed JSON at column 14: expected value");
+    assert_eq!(
+        rejected[1].1,
+        "invalid type: integer `1`, expected a string (column 2)"
+    );
+    assert!(
+        rejected[2]
+            .1
+            .starts_with("malformed JSON at column 15: EOF"),
+        "{json}"
+    );
+    let lines: Vec<usize> = backend
+        .added
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(l, _)| *l)
+        .collect();
+    assert_eq!(lines, vec![1, 4]);
+}
+
+/// A line longer than the limit is rejected without being held, whether it
+/// ends in the middle of the body or at its end, and values over their
+/// limits are refused with a short echo.
+#[tokio::test]
+async fn overlong_lines_and_values_are_rejected_with_short_reasons() {
+    let backend = Arc::new(Memory::default());
+    let router = router(
+        backend.clone(),
+        ApiConfig {
+            tokens: Tokens::default(),
+            max_body_bytes: 8 << 20,
+        },
+    );
+    let huge = "x".repeat(crate::ingest::MAX_LINE_BYTES + 10);
+    let long_customer = "c".repeat(100_000);
+    let body = format!(
+        "{huge}\n{{\"customer\":\"a\",\"address\":\"a@x.org\"}}\n{{\"customer\":\"{long_customer}\",\"address\":\"b@x.org\"}}\n{{\"customer\":7,\"address\":\"{long_customer}\"}}\n{huge}"
+    );
+    let (status, json) = call(
+        router,
+        post(
+            "/v1/campaigns/c1/participants",
+            "application/x-ndjson",
+            &body,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["accepted"], 1);
+    let rejected = json["rejected"].as_array().expect("array");
+    let errors: Vec<(u64, &str)> = rejected
+        .iter()
+        .map(|r| {
+            (
+                r["line"].as_u64().expect("line"),
+                r["error"].as_str().expect("error"),
+            )
+        })
+        .collect();
+    assert_eq!(errors[0], (1, "line longer than 1048576 bytes"));
+    assert_eq!(errors[1], (3, "customer: 100000 characters, at most 200"));
+    assert_eq!(errors[2].0, 4);
+    assert_eq!(errors[3], (5, "line longer than 1048576 bytes"));
+    assert!(errors.iter().all(|e| e.1.len() < 200), "{errors:?}");
 }
 
 #[tokio::test]

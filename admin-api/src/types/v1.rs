@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 mod edge;
+pub mod limits;
 
 /// Which upstream a campaign goes out on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -148,6 +149,16 @@ pub struct ParticipantIn {
 pub struct Rejected {
     pub line: usize,
     pub error: String,
+}
+
+impl Rejected {
+    /// The refusal of `line`, any long value quoted in `error` cut short.
+    pub fn new(line: usize, error: impl AsRef<str>) -> Self {
+        Self {
+            line,
+            error: limits::shorten_quoted(error.as_ref()),
+        }
+    }
 }
 
 /// Answer to a participant upload, sent only once the batch is durable.
