@@ -24,13 +24,21 @@ const BATCH: usize = 4096;
 /// rejected without being held, so no single line can fill the memory.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 
+/// Batches of an NDJSON upload waiting for the store at once: enough to
+/// keep group commits full, few enough that a client sending faster than
+/// the store commits is slowed down instead of filling the memory.
+const COMMITS_IN_FLIGHT: usize = 16;
+
 /// Collects parsed lines into batches and commits them in the background.
 struct Uploader {
     backend: Arc<dyn Backend>,
     campaign: String,
     batch: Vec<(usize, ParticipantIn)>,
-    rejected: Vec<Rejected>,
     commits: JoinSet<Result<UploadResult, BackendError>>,
+    /// The answers of the batches committed so far, and the lines rejected.
+    done: UploadResult,
+    /// The first commit that failed.
+    failed: Option<ApiError>,
 }
 
 impl Uploader {
@@ -39,8 +47,9 @@ impl Uploader {
             backend,
             campaign: campaign.to_owned(),
             batch: Vec::with_capacity(BATCH),
-            rejected: Vec::new(),
             commits: JoinSet::new(),
+            done: UploadResult::default(),
+            failed: None,
         }
     }
 
@@ -56,7 +65,7 @@ impl Uploader {
     }
 
     fn reject(&mut self, line: usize, error: String) {
-        self.rejected.push(Rejected::new(line, error));
+        self.done.rejected.push(Rejected::new(line, error));
     }
 
     fn push(&mut self, line: usize, p: ParticipantIn) {
@@ -80,26 +89,31 @@ impl Uploader {
             .spawn(async move { backend.add_participants(&campaign, batch).await });
     }
 
+    /// Waits until at most `n` batches are still being committed.
+    async fn wait_for_commits(&mut self, n: usize) {
+        while self.commits.len() > n {
+            let Some(joined) = self.commits.join_next().await else {
+                return;
+            };
+            let outcome = joined
+                .map_err(|e| ApiError::Internal(e.to_string()))
+                .and_then(|r| r.map_err(ApiError::from));
+            match outcome {
+                Ok(part) => self.done.merge(part),
+                Err(e) => self.failed = self.failed.take().or(Some(e)),
+            }
+        }
+    }
+
     /// Waits until every batch is durable and sums the answers.
     async fn finish(mut self) -> Result<UploadResult, ApiError> {
         self.flush();
-        let mut result = UploadResult {
-            rejected: std::mem::take(&mut self.rejected),
-            ..Default::default()
-        };
-        let mut first_error = None;
-        while let Some(joined) = self.commits.join_next().await {
-            match joined {
-                Ok(Ok(part)) => result.merge(part),
-                Ok(Err(e)) => first_error = first_error.or(Some(ApiError::from(e))),
-                Err(e) => first_error = first_error.or(Some(ApiError::Internal(e.to_string()))),
-            }
-        }
-        if let Some(e) = first_error {
+        self.wait_for_commits(0).await;
+        if let Some(e) = self.failed {
             return Err(e);
         }
-        result.rejected.sort_by_key(|r| r.line);
-        Ok(result)
+        self.done.rejected.sort_by_key(|r| r.line);
+        Ok(self.done)
     }
 
     /// Ends an upload whose body broke off or outgrew the limit: commits
@@ -107,30 +121,18 @@ impl Uploader {
     /// reports how many became durable.
     async fn abort(mut self, error: ApiError) -> ApiError {
         self.flush();
-        let accepted = match self.finish_handed_over().await {
-            Ok(n) => n,
-            Err(e) => return e,
-        };
+        self.wait_for_commits(0).await;
+        if let Some(e) = self.failed {
+            return e;
+        }
         match error {
             ApiError::BadRequest { message, line, .. } => ApiError::BadRequest {
                 message,
                 line,
-                accepted: Some(accepted),
+                accepted: Some(self.done.accepted),
             },
             other => other,
         }
-    }
-
-    async fn finish_handed_over(mut self) -> Result<u64, ApiError> {
-        let mut accepted = 0;
-        while let Some(joined) = self.commits.join_next().await {
-            match joined {
-                Ok(Ok(part)) => accepted += part.accepted,
-                Ok(Err(e)) => return Err(e.into()),
-                Err(e) => return Err(ApiError::Internal(e.to_string())),
-            }
-        }
-        Ok(accepted)
     }
 }
 
@@ -160,6 +162,7 @@ pub async fn ndjson(
             return Err(up.abort(ApiError::PayloadTooLarge { limit }).await);
         }
         lines.feed(&chunk, &mut up);
+        up.wait_for_commits(COMMITS_IN_FLIGHT).await;
     }
     lines.end(&mut up);
     up.finish().await

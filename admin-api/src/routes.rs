@@ -2,6 +2,7 @@
 
 mod blacklist;
 mod bounces;
+mod budget;
 mod campaigns;
 mod channels;
 mod events;
@@ -29,12 +30,16 @@ pub struct ApiConfig {
     pub tokens: Tokens,
     /// Largest request body accepted, in bytes (413 beyond).
     pub max_body_bytes: usize,
+    /// Bytes that bodies read whole may hold at once, across every request
+    /// (503 beyond).
+    pub max_body_memory: usize,
 }
 
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub backend: Arc<dyn Backend>,
     pub config: Arc<ApiConfig>,
+    pub bodies: Arc<budget::BodyBudget>,
 }
 
 /// Every `/v1` route plus `/metrics`, `/healthz` and `/readyz`. Whatever
@@ -43,6 +48,7 @@ pub(crate) struct AppState {
 pub fn router(backend: Arc<dyn Backend>, config: ApiConfig) -> Router {
     let state = AppState {
         backend,
+        bodies: Arc::new(budget::BodyBudget::new(config.max_body_memory)),
         config: Arc::new(config),
     };
     routes_without_query()

@@ -3,13 +3,12 @@
 //! is a problem document (`docs/api.md#errors`).
 
 use axum::{
-    body::{Body, Bytes},
     extract::{FromRequest, FromRequestParts, Query, Request, rejection::PathRejection},
     http::request::Parts,
 };
 use serde::{Deserialize, de::DeserializeOwned};
 
-use super::{AppState, query};
+use super::{AppState, budget::HeldBody, query};
 use crate::{auth::Role, error::ApiError};
 
 /// A role a route needs.
@@ -105,30 +104,20 @@ where
 #[serde(deny_unknown_fields)]
 pub struct NoParameters {}
 
-/// A whole request body, read up to `api.max_body_bytes`.
-pub struct WholeBody(pub Bytes);
+/// A whole request body, read up to `api.max_body_bytes` within the
+/// bodies' memory budget (`budget`).
+pub struct WholeBody(pub HeldBody);
 
 impl FromRequest<AppState> for WholeBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        read_whole(req.into_body(), state.config.max_body_bytes)
+        state
+            .bodies
+            .read_whole(req.into_body(), state.config.max_body_bytes)
             .await
             .map(Self)
     }
-}
-
-/// Reads a body whole: 413 naming `limit` beyond it, as the streamed NDJSON
-/// upload does, rather than axum's plain-text "length limit exceeded".
-pub async fn read_whole(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-        {
-            ApiError::PayloadTooLarge { limit }
-        } else {
-            ApiError::bad_request(format!("reading body: {e}"))
-        }
-    })
 }
 
 /// A JSON body as `T`: 422 listing what does not fit the shape (an unknown

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::{
     AppState,
     campaigns::check_id,
-    extract::{Authorized, Crm, Path, StrictQuery, WholeBody, json_body, read_whole},
+    extract::{Authorized, Crm, Path, StrictQuery, WholeBody, json_body},
 };
 use crate::{
     error::ApiError,
@@ -37,7 +37,12 @@ pub async fn upload(
     let result = if content_type.starts_with("application/x-ndjson") {
         ingest::ndjson(s.backend.clone(), &id, body, limit).await?
     } else if content_type.is_empty() || content_type.starts_with("application/json") {
-        ingest::array(s.backend.clone(), &id, &read_whole(body, limit).await?).await?
+        ingest::array(
+            s.backend.clone(),
+            &id,
+            &s.bodies.read_whole(body, limit).await?,
+        )
+        .await?
     } else {
         return Err(ApiError::bad_request(format!(
             "Content-Type `{content_type}`: send application/json (an array) or application/x-ndjson"

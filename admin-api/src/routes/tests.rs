@@ -120,6 +120,7 @@ fn app(tokens: Tokens) -> (Arc<Memory>, Router) {
         ApiConfig {
             tokens,
             max_body_bytes: 1024,
+            max_body_memory: 1 << 20,
         },
     );
     (backend, router)
@@ -250,6 +251,7 @@ async fn overlong_lines_and_values_are_rejected_with_short_reasons() {
         ApiConfig {
             tokens: Tokens::default(),
             max_body_bytes: 8 << 20,
+            max_body_memory: 8 << 20,
         },
     );
     let huge = "x".repeat(crate::ingest::MAX_LINE_BYTES + 10);
@@ -321,6 +323,7 @@ async fn bodies_up_to_the_configured_limit_are_taken_on_every_route() {
         ApiConfig {
             tokens: Tokens::default(),
             max_body_bytes: limit,
+            max_body_memory: limit,
         },
     );
     let entries: Vec<String> = (0..300_000).map(|i| format!("customer-{i}")).collect();
@@ -441,4 +444,5 @@ async fn a_store_that_cannot_commit_answers_503() {
 }
 
 mod auth_first;
+mod body_budget;
 mod problems;

@@ -12,6 +12,8 @@ pub struct Api {
     /// `crm:TOKEN,admin:TOKEN`; `SLUICE_API_TOKENS` overrides it.
     pub tokens: String,
     pub max_body_bytes: usize,
+    /// Bytes of bodies read whole that every request together may hold.
+    pub max_body_memory: usize,
 }
 
 impl Default for Api {
@@ -19,6 +21,7 @@ impl Default for Api {
         Self {
             tokens: String::new(),
             max_body_bytes: 256 * 1024 * 1024,
+            max_body_memory: 512 * 1024 * 1024,
         }
     }
 }
@@ -46,6 +49,12 @@ impl Api {
         if self.max_body_bytes == 0 {
             problems.push("api.max_body_bytes: must be > 0".into());
         }
+        if self.max_body_memory < self.max_body_bytes {
+            problems.push(format!(
+                "api.max_body_memory: {} is less than api.max_body_bytes ({}): no body that large could be read",
+                self.max_body_memory, self.max_body_bytes
+            ));
+        }
         problems
     }
 }
@@ -67,5 +76,23 @@ mod tests {
         let env = vec![("SLUICE_API_TOKENS".to_owned(), "crm:x".to_owned())];
         let closed = Config::from_toml("[listen]\napi = \"0.0.0.0:7800\"\n", env).expect("parse");
         closed.validate().expect("tokens set");
+    }
+
+    #[test]
+    fn the_body_memory_must_hold_one_largest_body() {
+        let small = Config::from_toml(
+            "[api]\nmax_body_bytes = 1000\nmax_body_memory = 999\n",
+            Vec::new(),
+        )
+        .expect("parse");
+        let error = small.validate().expect_err("too small").to_string();
+        assert!(
+            error.contains("api.max_body_memory: 999 is less than api.max_body_bytes (1000)"),
+            "{error}"
+        );
+        Config::from_toml("[api]\nmax_body_memory = 268435456\n", Vec::new())
+            .expect("parse")
+            .validate()
+            .expect("equal to the largest body");
     }
 }

@@ -111,6 +111,7 @@ pub(super) fn api_router(config: &Config, core: &Core) -> Result<axum::Router, R
         ApiConfig {
             tokens,
             max_body_bytes: config.api.max_body_bytes,
+            max_body_memory: config.api.max_body_memory,
         },
     ))
 }
