@@ -445,4 +445,5 @@ async fn a_store_that_cannot_commit_answers_503() {
 
 mod auth_first;
 mod body_budget;
+mod ndjson_chunks;
 mod problems;
