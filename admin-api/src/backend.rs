@@ -21,6 +21,10 @@ pub enum BackendError {
     /// The store cannot commit: nothing was acknowledged.
     #[error("{0}")]
     Unavailable(String),
+    /// The store's disk is full: nothing was acknowledged; writes resume
+    /// once space is freed.
+    #[error("{0}")]
+    InsufficientStorage(String),
     #[error("{0}")]
     Internal(String),
     #[error("body larger than {0} bytes")]

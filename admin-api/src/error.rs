@@ -44,6 +44,9 @@ pub enum ApiError {
     Unprocessable(Vec<String>),
     #[error("{0}")]
     Unavailable(String),
+    /// 507: the store's disk is full.
+    #[error("{0}")]
+    InsufficientStorage(String),
     #[error("{0}")]
     Internal(String),
     /// An error about one query parameter or path segment: the answer names
@@ -89,6 +92,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Field { error, .. } => error.status(),
         }
@@ -167,6 +171,7 @@ impl From<BackendError> for ApiError {
             BackendError::Conflict(m) => Self::Conflict(m),
             BackendError::Invalid(problems) => Self::Unprocessable(problems),
             BackendError::Unavailable(m) => Self::Unavailable(m),
+            BackendError::InsufficientStorage(m) => Self::InsufficientStorage(m),
             BackendError::Internal(m) => Self::Internal(m),
             BackendError::TooLarge(limit) => Self::PayloadTooLarge { limit },
         }

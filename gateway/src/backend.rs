@@ -41,6 +41,7 @@ fn store_error(e: StoreError) -> BackendError {
     match e {
         StoreError::UnknownCampaign(id) => BackendError::NotFound(format!("no campaign `{id}`")),
         StoreError::Unavailable(m) => BackendError::Unavailable(m),
+        e @ StoreError::DiskFull { .. } => BackendError::InsufficientStorage(e.to_string()),
         e @ (StoreError::Corrupt { .. } | StoreError::InUse { .. }) => {
             BackendError::Internal(e.to_string())
         }
@@ -490,8 +491,8 @@ impl Backend for GatewayBackend {
     /// a relay reached).
     fn not_ready(&self) -> Vec<String> {
         let mut reasons = Vec::new();
-        if !self.store.healthy() {
-            reasons.push("store: a commit failed; it takes no writes (see the log)".to_owned());
+        if let Some(why) = self.store.write_refusal() {
+            reasons.push(format!("store: {why}"));
         }
         if !self.channels.iter().any(|c| c.is_configured()) {
             reasons.push("no upstream configured: add [[email.relays]] or [[sms.smsc]]".to_owned());

@@ -59,8 +59,22 @@ impl Dispatcher {
         let sends = TaskTracker::new();
         // On a timer of its own: a tick can wait for send permits far longer.
         let checkpoints = tokio::spawn(checkpoint_until(self.policy.clone(), shutdown.clone()));
+        let mut paused: Option<String> = None;
         while !shutdown.is_cancelled() {
-            let progress = self.tick(&lanes, &sends, &shutdown).await;
+            // Nothing is sent whose outcome could not be recorded.
+            let refusal = self.store.write_refusal();
+            if refusal != paused {
+                match &refusal {
+                    Some(why) => tracing::error!(%why, "sending paused: the store takes no writes"),
+                    None => tracing::info!("sending resumed: the store takes writes again"),
+                }
+                paused = refusal;
+            }
+            let progress = if paused.is_some() {
+                Progress::default()
+            } else {
+                self.tick(&lanes, &sends, &shutdown).await
+            };
             if progress.done == 0 {
                 // Nothing went: wait for news, the next deferred message, or a tick.
                 let idle = progress.next_due.map_or(IDLE_TICK, |due| {

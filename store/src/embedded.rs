@@ -17,7 +17,13 @@ use domain::{CampaignRecord, ChannelKind, Fact, MessageState, Participant, Suppr
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Result, Store, StoreError, codec, flags::Flags, index::CampaignIndex};
+use super::{Result, StoreError, codec, flags::Flags, index::CampaignIndex};
+pub use space::{DEFAULT_RESERVE, FreeBytes, free_bytes};
+
+/// Why writes are refused after a commit failed: the engine poisons itself
+/// on a failed write, and only a reopen clears that.
+const POISONED: &str =
+    "an earlier commit failed; the store takes no writes until the daemon restarts (see the log)";
 
 /// Writes taken into one commit at most.
 const MAX_GROUP: usize = 512;
@@ -61,6 +67,7 @@ struct Shared {
     /// Highest fact cursor that is durable; the feed never reads past it.
     durable_cursor: AtomicU64,
     healthy: AtomicBool,
+    space: Space,
     ks: Keyspaces,
     _owner: DirectoryOwner,
 }
@@ -80,9 +87,31 @@ pub struct Embedded {
     ops: mpsc::Sender<Op>,
 }
 
+/// How the embedded engine guards its disk.
+pub struct Options {
+    /// Free bytes below which commits are refused (`store.min_free_bytes`).
+    pub min_free_bytes: u64,
+    /// How free bytes are found ([`free_bytes`]; a test may simulate a disk).
+    pub free_bytes: FreeBytes,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            min_free_bytes: DEFAULT_RESERVE,
+            free_bytes: Box::new(free_bytes),
+        }
+    }
+}
+
 impl Embedded {
-    /// Opens (or creates) the store in `dir` and rebuilds the index.
+    /// Opens (or creates) the store in `dir` with the default options.
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with(dir, Options::default())
+    }
+
+    /// Opens (or creates) the store in `dir` and rebuilds the index.
+    pub fn open_with(dir: &Path, options: Options) -> Result<Self> {
         let owner = DirectoryOwner::claim(dir)?;
         let db = Database::builder(dir)
             .manual_journal_persist(true)
@@ -107,6 +136,7 @@ impl Embedded {
             index: Mutex::new(index),
             durable_cursor: AtomicU64::new(last_cursor),
             healthy: AtomicBool::new(true),
+            space: Space::new(dir, options.min_free_bytes, options.free_bytes),
             ks,
             _owner: owner,
         });
@@ -132,8 +162,12 @@ impl Embedded {
     }
 
     async fn submit<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Op) -> Result<T> {
-        if !self.healthy() {
-            return Err(StoreError::Unavailable("an earlier commit failed".into()));
+        if !self
+            .shared
+            .healthy
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Err(StoreError::Unavailable(POISONED.into()));
         }
         let (tx, rx) = oneshot::channel();
         self.ops
@@ -209,9 +243,11 @@ fn suppression_key(channel: ChannelKind, address: &str) -> String {
 mod commit;
 mod owner;
 mod roles;
+mod space;
 
 use commit::{Committer, Op};
 use owner::DirectoryOwner;
+use space::Space;
 
 #[cfg(test)]
 mod tests;

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 use domain::{CampaignRecord, MessageNo, Participant, Status};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("no campaign `{0}`")]
     UnknownCampaign(String),
@@ -27,6 +27,17 @@ pub enum StoreError {
     Unavailable(String),
     #[error("corrupt record in {what}: {detail}")]
     Corrupt { what: &'static str, detail: String },
+    /// The data directory's disk is (nearly) full: nothing is written
+    /// until space is freed, then writes resume by themselves.
+    #[error(
+        "disk full: {free} bytes free in {}, below the reserve of {reserve} (store.min_free_bytes); nothing was written; writes resume once space is freed",
+        .dir.display()
+    )]
+    DiskFull {
+        dir: std::path::PathBuf,
+        free: u64,
+        reserve: u64,
+    },
     /// Another daemon has the embedded store's data directory open.
     #[error("data directory {} is in use by pid {pid}", .dir.display())]
     InUse {

@@ -161,6 +161,7 @@ pub trait Suppressions: Send + Sync {
 pub trait Store:
     Catalog + Intake + Queue + Ledger + LimitState + Suppressions + Send + Sync + 'static
 {
-    /// False once a commit has failed: nothing more is acknowledged.
-    fn healthy(&self) -> bool;
+    /// Why the store takes no writes right now (a failed commit, a full
+    /// disk), if it does not: sending pauses and `/readyz` says why.
+    fn write_refusal(&self) -> Option<String>;
 }

@@ -254,6 +254,12 @@ impl Daemon {
         daemon
     }
 
+    /// Sets an environment variable for the next `restart`.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.envs.retain(|(k, _)| k != key);
+        self.envs.push((key.to_owned(), value.to_owned()));
+    }
+
     /// Starts the daemon again on the same data (after `kill9` or `terminate`).
     pub fn restart(&mut self) {
         let mut child = Command::new(sluice_bin())

@@ -71,3 +71,44 @@ fn without_any_upstream_readyz_says_what_to_configure() {
         serde_json::json!(["no upstream configured: add [[email.relays]] or [[sms.smsc]]"])
     );
 }
+
+/// A disk below `store.min_free_bytes` (here: a reserve no disk has) stops
+/// every write with 507 naming the cause, `/readyz` says why, sending
+/// pauses; what was stored before is still served. (Writes resuming once
+/// space is back: `store` crate, `a_full_disk_refuses_writes_until_space_is_back`.)
+#[test]
+fn a_full_disk_is_named_by_every_refused_write_and_by_readyz() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(dir.path(), "");
+    daemon.declare(
+        "before",
+        &serde_json::json!({"channel": "email", "name": "b"}),
+    );
+    assert!(daemon.terminate(), "clean shutdown");
+
+    daemon.set_env("SLUICE_STORE__MIN_FREE_BYTES", "1000000000000000000");
+    daemon.restart();
+    let refused = daemon.put_json(
+        "/v1/campaigns/after",
+        &serde_json::json!({"channel": "email", "name": "a"}),
+    );
+    assert_eq!(refused.status, 507, "{}", refused.text());
+    let detail = refused.json()["detail"].as_str().unwrap().to_owned();
+    assert!(detail.starts_with("disk full: "), "{detail}");
+    assert!(detail.contains("store.min_free_bytes"), "{detail}");
+    let readyz = daemon.get("/readyz");
+    assert_eq!(readyz.status, 503);
+    let reasons = readyz.json()["reasons"].clone();
+    assert!(
+        reasons
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().starts_with("store: disk full: ")),
+        "{reasons}"
+    );
+    assert_eq!(daemon.get("/v1/campaigns/before").status, 200);
+    wait_until("the log says sending paused", || {
+        daemon.log().contains("sending paused")
+    });
+}

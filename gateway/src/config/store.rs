@@ -10,6 +10,9 @@ pub struct StoreConfig {
     pub engine: String,
     pub path: PathBuf,
     pub url: Option<String>,
+    /// Free bytes on the data directory's disk below which writes are
+    /// refused (and sending pauses) until space is freed.
+    pub min_free_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -18,6 +21,7 @@ impl Default for StoreConfig {
             engine: "embedded".into(),
             path: PathBuf::from("./sluice-data"),
             url: None,
+            min_free_bytes: store::embedded::DEFAULT_RESERVE,
         }
     }
 }

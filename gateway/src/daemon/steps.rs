@@ -45,8 +45,12 @@ impl Core {
     /// Opens the store and starts the channels and load control on it.
     pub(super) async fn open(config: &Config) -> Result<Self, RunError> {
         let path = config.store.path.clone();
+        let options = store::embedded::Options {
+            min_free_bytes: config.store.min_free_bytes,
+            ..Default::default()
+        };
         let store: Arc<dyn Store> = Arc::new(
-            tokio::task::spawn_blocking(move || Embedded::open(&path))
+            tokio::task::spawn_blocking(move || Embedded::open_with(&path, options))
                 .await
                 .map_err(|e| RunError::Setup(e.to_string()))??,
         );

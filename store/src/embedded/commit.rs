@@ -70,6 +70,26 @@ pub(super) enum Op {
     },
 }
 
+impl Op {
+    /// Answers the caller with `error`, nothing written.
+    fn refuse(self, error: &StoreError) {
+        // A caller that went away no longer needs its answer.
+        fn fail<T>(reply: oneshot::Sender<Result<T>>, error: &StoreError) {
+            let _ = reply.send(Err(error.clone()));
+        }
+        match self {
+            Self::PutCampaign { reply, .. } | Self::SetState { reply, .. } => fail(reply, error),
+            Self::Add { reply, .. } => fail(reply, error),
+            Self::Receipts { reply, .. } => fail(reply, error),
+            Self::Record { reply, .. }
+            | Self::Meta { reply, .. }
+            | Self::Suppress { reply, .. }
+            | Self::Unsuppress { reply, .. }
+            | Self::Engage { reply, .. } => fail(reply, error),
+        }
+    }
+}
+
 /// A memory change to make once its commit is durable.
 enum Effect {
     Campaign(Box<CampaignRecord>),
@@ -164,6 +184,13 @@ impl Committer {
     }
 
     fn commit_group(&mut self, ops: Vec<Op>) {
+        // Before anything changes: a refused group leaves no trace.
+        if let Err(full) = self.shared.space.check() {
+            for op in ops {
+                op.refuse(&full);
+            }
+            return;
+        }
         let mut group = Group {
             batch: self.db.batch().durability(None),
             effects: Vec::new(),

@@ -393,7 +393,10 @@ impl Suppressions for Embedded {
 }
 
 impl Store for Embedded {
-    fn healthy(&self) -> bool {
-        self.shared.healthy.load(Ordering::Acquire)
+    fn write_refusal(&self) -> Option<String> {
+        if !self.shared.healthy.load(Ordering::Acquire) {
+            return Some(super::POISONED.to_owned());
+        }
+        self.shared.space.check().err().map(|e| e.to_string())
     }
 }

@@ -42,3 +42,79 @@ async fn the_feed_pages_across_fact_runs_and_survives_reopen() {
     );
     assert_eq!(tail[1].customer, "late");
 }
+
+/// A disk below the reserve refuses every write with the cause, before the
+/// engine is touched (its first failed write would poison it until a
+/// restart), and writes resume by themselves once space is back; what was
+/// acknowledged before is all there, nothing of the refused writes is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_writes_until_space_is_back() {
+    use std::sync::{Arc, atomic::AtomicU64};
+
+    use crate::Store;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let free = Arc::new(AtomicU64::new(1 << 30));
+    let disk = free.clone();
+    let options = Options {
+        min_free_bytes: 1 << 20,
+        free_bytes: Box::new(move |_| Ok(disk.load(std::sync::atomic::Ordering::SeqCst))),
+    };
+    let store = Embedded::open_with(dir.path(), options).expect("open");
+    store.put_campaign("c1", decl()).await.expect("declare");
+    store
+        .add_participants("c1", vec![participant("a")], 1)
+        .await
+        .expect("add");
+    assert_eq!(store.write_refusal(), None);
+
+    free.store(1000, std::sync::atomic::Ordering::SeqCst);
+    let refused = store
+        .add_participants("c1", vec![participant("b")], 2)
+        .await
+        .expect_err("disk full");
+    assert!(
+        matches!(refused, StoreError::DiskFull { free: 1000, .. }),
+        "{refused}"
+    );
+    assert!(
+        refused
+            .to_string()
+            .starts_with("disk full: 1000 bytes free in "),
+        "{refused}"
+    );
+    assert!(store.put_campaign("c2", decl()).await.is_err());
+    let why = store.write_refusal().expect("refuses writes");
+    assert!(why.contains("store.min_free_bytes"), "{why}");
+    assert_eq!(
+        store.campaign("c2").await.expect("read"),
+        None,
+        "nothing half-done"
+    );
+
+    free.store(1 << 30, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(store.write_refusal(), None);
+    let fresh = store
+        .add_participants("c1", vec![participant("a"), participant("b")], 3)
+        .await
+        .expect("writes resume");
+    assert_eq!(fresh, [false, true]);
+    let kinds: Vec<_> = store
+        .events(0, 10)
+        .await
+        .expect("feed")
+        .iter()
+        .map(|f| (f.cursor, f.customer.clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [(1, "a".to_owned()), (2, "b".to_owned())],
+        "no cursor lost or skipped"
+    );
+}
+
+#[test]
+fn the_file_system_says_how_much_is_free() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert!(free_bytes(dir.path()).expect("statvfs") > 0);
+}
