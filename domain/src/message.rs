@@ -133,6 +133,15 @@ pub enum Delivery {
         reply: String,
         retry_after: Option<Duration>,
     },
+    /// The whole message went out but its answer never came (the
+    /// connection broke or timed out after an SMTP message's final dot, or
+    /// with a submit_sm in flight): the upstream may have it. Sent again
+    /// later like a transient failure, and counted, since it may arrive
+    /// twice.
+    Unconfirmed {
+        reply: String,
+        retry_after: Option<Duration>,
+    },
     /// Never sent: no upstream could take it now (none bound, or throttled
     /// for longer than the lease allows). Not an attempt: it waits, no fact.
     Unsent {

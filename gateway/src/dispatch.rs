@@ -379,6 +379,12 @@ impl SendJob {
             .send_seconds
             .get_or_create(&ChannelLabels { channel })
             .observe(started.elapsed().as_secs_f64());
+        if matches!(delivery, Delivery::Unconfirmed { .. }) {
+            self.metrics
+                .unconfirmed
+                .get_or_create(&ChannelLabels { channel })
+                .inc();
+        }
         let at = now_ms();
         let retry = self.channel.retry();
         let outcome = outcome::of(delivery, claim.attempts + 1, at, retry, &self.metrics);

@@ -82,6 +82,9 @@ pub struct Metrics {
     pub deferred: Family<ReasonLabels, Counter>,
     /// Messages not sent on purpose, by reason.
     pub suppressed: Family<ReasonLabels, Counter>,
+    /// Sends whose answer never came after the whole message went out: the
+    /// possible duplicates, since each is sent again.
+    pub unconfirmed: Family<ChannelLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -173,6 +176,12 @@ impl Default for Metrics {
             "Messages not sent on purpose, by reason",
             suppressed.clone(),
         );
+        let unconfirmed = Family::<ChannelLabels, Counter>::default();
+        registry.register(
+            "messages_unconfirmed",
+            "Sends whose answer never came after the whole message went out (connection lost or timed out); each is sent again, so each may arrive twice",
+            unconfirmed.clone(),
+        );
         let smpp_bound = Family::<BindLabels, Gauge>::default();
         registry.register(
             "smpp_bind_up",
@@ -216,6 +225,7 @@ impl Default for Metrics {
             smpp_receipts,
             deferred,
             suppressed,
+            unconfirmed,
             rate_limit,
             oldest_wait,
             messages,
@@ -264,6 +274,7 @@ impl Metrics {
     pub fn know_channel(&self, channel: &'static str) {
         drop(self.send_seconds.get_or_create(&ChannelLabels { channel }));
         drop(self.queue_depth.get_or_create(&ChannelLabels { channel }));
+        drop(self.unconfirmed.get_or_create(&ChannelLabels { channel }));
         for outcome in OUTCOMES {
             drop(
                 self.messages

@@ -273,7 +273,8 @@ pub fn answered(
             reason: reply,
             detail: FactDetail::default(),
         },
-        Delivery::Transient { reply, retry_after } => {
+        Delivery::Transient { reply, retry_after }
+        | Delivery::Unconfirmed { reply, retry_after } => {
             temporary(reply, retry_after, FactDetail::default())
         }
         // Not an attempt: handled before an outcome is recorded.

@@ -474,7 +474,7 @@ fn submit_sm(
 /// What the dispatcher makes of a submit that got no id.
 fn refused(e: SubmitError) -> Delivery {
     match e {
-        SubmitError::Lost(reply) => Delivery::Transient {
+        SubmitError::Lost(reply) => Delivery::Unconfirmed {
             reply,
             retry_after: Some(LOST_RETRY),
         },

@@ -16,9 +16,9 @@ use mail_send::{
     Credentials, SmtpClient,
     smtp::{AssertReply, message::Parameters},
 };
-use smtp_proto::Response;
+use smtp_proto::{Response, response::parser::ResponseReceiver};
 use tokio::{
-    io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufStream},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufStream},
     net::TcpStream,
     sync::Semaphore,
 };
@@ -149,12 +149,14 @@ impl RelayPool {
         };
         // A reused connection the relay has since closed fails on its first
         // command; that is not the message's fault, so try a fresh one once.
+        // Not when the whole message had gone out: the relay may have it.
         if let Some(conn) = relay.take_idle() {
             match transaction(conn, from, to, message).await {
                 Outcome::Replied(delivery, conn) => {
                     relay.put_idle(conn);
                     return delivery;
                 }
+                Outcome::Unconfirmed(reason) => return unconfirmed(&relay.name, &reason),
                 Outcome::Lost(_) => {}
             }
         }
@@ -176,6 +178,7 @@ impl RelayPool {
                 relay.put_idle(conn);
                 delivery
             }
+            Outcome::Unconfirmed(reason) => unconfirmed(&relay.name, &reason),
             Outcome::Lost(reason) => Delivery::Transient {
                 reply: format!("{}: {reason}", relay.name),
                 retry_after: None,
@@ -252,8 +255,20 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(10);
 enum Outcome {
     /// The relay answered; the connection, if still in a clean state.
     Replied(Delivery, Option<Connection>),
-    /// The connection broke before an answer.
+    /// The connection broke before the message's end was sent.
     Lost(String),
+    /// The connection broke after the message's end was sent, before the
+    /// relay's answer: it may have the message.
+    Unconfirmed(String),
+}
+
+fn unconfirmed(relay: &str, reason: &str) -> Delivery {
+    Delivery::Unconfirmed {
+        reply: format!(
+            "{relay}: no answer after the message was sent ({reason}); the relay may have it"
+        ),
+        retry_after: None,
+    }
 }
 
 async fn transaction(mut conn: Connection, from: &str, to: &str, message: &[u8]) -> Outcome {
@@ -284,6 +299,7 @@ async fn transaction(mut conn: Connection, from: &str, to: &str, message: &[u8])
             Outcome::Lost(format!("unexpected reply {}", reply_text(&reply)))
         }
         Err(Failure::Broken(e)) => Outcome::Lost(e.to_string()),
+        Err(Failure::Unconfirmed(e)) => Outcome::Unconfirmed(e.to_string()),
     }
 }
 
@@ -294,6 +310,8 @@ enum Failure {
     Refused(Phase, Response<String>),
     /// The connection broke, timed out or spoke garbage.
     Broken(mail_send::Error),
+    /// The same, once the message's final dot was sent.
+    Unconfirmed(mail_send::Error),
 }
 
 impl From<mail_send::Error> for Failure {
@@ -335,19 +353,26 @@ async fn exchange<T: AsyncRead + AsyncWrite + Unpin>(
             .await?
             .assert_code(354)
             .map_err(refused_at(Phase::Data))?;
-        write_data(&mut c.stream, message).await?;
-        return c
-            .read()
-            .await?
-            .into_positive_completion()
-            .map_err(refused_at(Phase::Data));
+        send_data(c, message).await?;
+        return final_reply(c).await;
     }
     let commands = [
         format!("MAIL FROM:<{from}>\r\n"),
         format!("RCPT TO:<{to}>\r\n"),
         "DATA\r\n".to_owned(),
     ];
-    let mut replies = c.cmds(commands).await?.into_iter();
+    for command in &commands {
+        c.stream.write_all(command.as_bytes()).await?;
+    }
+    c.stream.flush().await?;
+    let replies = pipelined_replies(c, commands.len()).await?;
+    // A 421 is the relay closing the session: the replies end there.
+    if let Some(closing) = replies.last().filter(|r| r.code == 421) {
+        let phases = [Phase::MailFrom, Phase::RcptTo, Phase::Data];
+        let phase = phases[(replies.len() - 1).min(2)];
+        return Err(Failure::Refused(phase, closing.clone()));
+    }
+    let mut replies = replies.into_iter();
     let (Some(mail), Some(rcpt), Some(data)) = (replies.next(), replies.next(), replies.next())
     else {
         return Err(mail_send::Error::UnparseableReply.into());
@@ -357,11 +382,8 @@ async fn exchange<T: AsyncRead + AsyncWrite + Unpin>(
         .find(|(_, r)| !(200..300).contains(&r.code));
     match (refused, data.code) {
         (None, 354) => {
-            write_data(&mut c.stream, message).await?;
-            c.read()
-                .await?
-                .into_positive_completion()
-                .map_err(refused_at(Phase::Data))
+            send_data(c, message).await?;
+            final_reply(c).await
         }
         (Some((phase, refusal)), 354) => {
             // RFC 2920: the relay took DATA although nothing can be delivered;
@@ -374,6 +396,69 @@ async fn exchange<T: AsyncRead + AsyncWrite + Unpin>(
         (Some((phase, refusal)), _) => Err(Failure::Refused(phase, refusal)),
         (None, _) => Err(Failure::Refused(Phase::Data, data)),
     }
+}
+
+/// The relay's answer to a message's end, within the relay's timeout:
+/// without one, whether it has the message is unknown.
+async fn final_reply<T: AsyncRead + AsyncWrite + Unpin>(
+    c: &mut SmtpClient<T>,
+) -> Result<Response<String>, Failure> {
+    tokio::time::timeout(c.timeout, c.read())
+        .await
+        .map_err(|_| Failure::Unconfirmed(mail_send::Error::Timeout))?
+        .map_err(Failure::Unconfirmed)?
+        .into_positive_completion()
+        .map_err(refused_at(Phase::Data))
+}
+
+/// The message, within the relay's timeout: a relay that stops reading
+/// cannot hold the send forever.
+async fn send_data<T: AsyncRead + AsyncWrite + Unpin>(
+    c: &mut SmtpClient<T>,
+    message: &[u8],
+) -> Result<(), Failure> {
+    tokio::time::timeout(c.timeout, write_data(&mut c.stream, message))
+        .await
+        .map_err(|_| Failure::Broken(mail_send::Error::Timeout))??;
+    Ok(())
+}
+
+/// The replies to `n` pipelined commands, within the relay's timeout. A
+/// 421 ends them early: the relay is closing the session (RFC 5321 3.8),
+/// and what it said is the answer, not the lost connection after it.
+async fn pipelined_replies<T: AsyncRead + AsyncWrite + Unpin>(
+    c: &mut SmtpClient<T>,
+    n: usize,
+) -> Result<Vec<Response<String>>, Failure> {
+    let read = async {
+        let mut buf = vec![0u8; 1024];
+        let mut parser = ResponseReceiver::default();
+        let mut replies = Vec::with_capacity(n);
+        loop {
+            let got = c.stream.read(&mut buf).await?;
+            if got == 0 {
+                return Err(mail_send::Error::UnparseableReply);
+            }
+            let mut bytes = buf[..got].iter();
+            loop {
+                match parser.parse(&mut bytes) {
+                    Ok(reply) => {
+                        let closing = reply.code == 421;
+                        replies.push(reply);
+                        if closing || replies.len() == n {
+                            return Ok(replies);
+                        }
+                        parser.reset();
+                    }
+                    Err(smtp_proto::Error::NeedsMoreData { .. }) => break,
+                    Err(_) => return Err(mail_send::Error::UnparseableReply),
+                }
+            }
+        }
+    };
+    Ok(tokio::time::timeout(c.timeout, read)
+        .await
+        .map_err(|_| mail_send::Error::Timeout)??)
 }
 
 /// The message as DATA content: lines starting with `.` doubled (RFC 5321

@@ -131,6 +131,19 @@ fn a_connection_dropped_mid_window_comes_back_and_each_message_is_delivered_once
     let accepted = accepted_per_destination(&o.received);
     assert_eq!(accepted.len(), 6, "{accepted:?}");
     assert!(accepted.values().all(|&n| n == 1), "{accepted:?}");
+    // Every submit the drop left unanswered is counted as a possible
+    // duplicate: those the SMSC read on the first connection, and any
+    // still on the way when it closed, at most a window.
+    let unconfirmed = metric(
+        &daemon,
+        "sluice_messages_unconfirmed_total",
+        "channel=\"sms\"",
+    );
+    assert!(
+        (first.len() as f64..=window as f64).contains(&unconfirmed),
+        "{unconfirmed} unconfirmed, {} read on the first connection",
+        first.len()
+    );
 }
 
 #[test]

@@ -12,9 +12,12 @@ use tokio::{
 use super::*;
 
 /// A relay whose answers are chosen by the addresses and the content:
-/// sender `refused@` 553 at MAIL FROM (then 503 to what follows);
-/// recipient `user` 250, `gone` 550 5.1.1, `late` 550 but DATA still
-/// 354, `busy` 451; a line `spam` in the content 550 at its end.
+/// sender `refused@` 553 at MAIL FROM (then 503 to what follows), sender
+/// `shutdown@` 421 and the connection closed; recipient `user` 250, `gone`
+/// 550 5.1.1, `late` 550 but DATA still 354, `busy` 451, `drop` 250 and
+/// the connection closed after the message's end, unanswered, `mute` 250
+/// and no answer ever after the message's end; a line
+/// `spam` in the content 550 at its end.
 /// Every line it reads is kept for the assertions.
 async fn relay(pipelining: bool) -> (u16, Arc<AsyncMutex<Vec<String>>>) {
     relay_on(
@@ -36,7 +39,8 @@ fn relay_on(listener: TcpListener, pipelining: bool) -> (u16, Arc<AsyncMutex<Vec
                 let mut r = BufReader::new(r);
                 w.write_all(b"220 scripted\r\n").await.expect("greet");
                 let (mut in_data, mut rcpt_ok, mut late) = (false, false, false);
-                let (mut mail_ok, mut spam) = (true, false);
+                let (mut mail_ok, mut spam, mut drop_at_end) = (true, false, false);
+                let mut mute_at_end = false;
                 let mut line = String::new();
                 while r.read_line(&mut line).await.unwrap_or(0) > 0 {
                     log.lock().await.push(line.trim_end().to_owned());
@@ -44,6 +48,12 @@ fn relay_on(listener: TcpListener, pipelining: bool) -> (u16, Arc<AsyncMutex<Vec
                         spam |= line == "spam\r\n";
                         if line == ".\r\n" {
                             in_data = false;
+                            if drop_at_end {
+                                return;
+                            }
+                            if mute_at_end {
+                                std::future::pending::<()>().await;
+                            }
                             if spam {
                                 b"550 5.7.1 message content rejected\r\n"
                             } else if rcpt_ok {
@@ -54,6 +64,9 @@ fn relay_on(listener: TcpListener, pipelining: bool) -> (u16, Arc<AsyncMutex<Vec
                         } else {
                             b""
                         }
+                    } else if line.starts_with("MAIL") && line.contains("<shutdown@") {
+                        let _ = w.write_all(b"421 4.3.2 shutting down\r\n").await;
+                        return;
                     } else if line.starts_with("MAIL") {
                         mail_ok = !line.contains("<refused@");
                         spam = false;
@@ -71,7 +84,9 @@ fn relay_on(listener: TcpListener, pipelining: bool) -> (u16, Arc<AsyncMutex<Vec
                             b"250 scripted\r\n"
                         }
                     } else if line.starts_with("RCPT") {
-                        rcpt_ok = line.contains("<user@");
+                        drop_at_end = line.contains("<drop@");
+                        mute_at_end = line.contains("<mute@");
+                        rcpt_ok = line.contains("<user@") || drop_at_end || mute_at_end;
                         late = line.contains("<late@");
                         if rcpt_ok {
                             b"250 ok\r\n"
@@ -102,8 +117,9 @@ fn relay_on(listener: TcpListener, pipelining: bool) -> (u16, Arc<AsyncMutex<Vec
     (port, seen)
 }
 
-fn pool(port: u16) -> RelayPool {
-    let config = RelayConfig {
+/// One plain-text connection to the relay on `port`.
+fn config(port: u16) -> RelayConfig {
+    RelayConfig {
         name: None,
         host: "127.0.0.1".into(),
         port,
@@ -113,8 +129,11 @@ fn pool(port: u16) -> RelayPool {
         timeout_secs: 5,
         username: None,
         password_env: None,
-    };
-    RelayPool::new(&[config], "test.local").expect("pool")
+    }
+}
+
+fn pool(port: u16) -> RelayPool {
+    RelayPool::new(&[config(port)], "test.local").expect("pool")
 }
 
 #[tokio::test]
@@ -330,4 +349,112 @@ async fn the_probe_finds_an_unreachable_relay_before_any_send() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     stop.cancel();
+}
+
+/// A connection lost after the message's final dot leaves it unconfirmed:
+/// the relay may have it, so it is not sent again at once on a fresh
+/// connection (as a stale reused connection's first command is), but
+/// reported for the dispatcher to count and retry later. Before, a reused
+/// connection lost there resent the message at once: the relay got it
+/// twice.
+#[tokio::test]
+async fn a_connection_lost_after_the_message_leaves_it_unconfirmed_and_unrepeated() {
+    for pipelining in [true, false] {
+        let (port, seen) = relay(pipelining).await;
+        let pool = pool(port);
+        let ok = b"Subject: hi\r\n\r\nbody\r\n";
+        let first = pool.send("b-x@bounce.test", "user@example.org", ok).await;
+        assert!(matches!(first, Delivery::Accepted { .. }), "{first:?}");
+        // On the reused connection, then on a fresh one.
+        for round in 1..=2 {
+            let lost = pool.send("b-x@bounce.test", "drop@example.org", ok).await;
+            let Delivery::Unconfirmed { reply, .. } = &lost else {
+                panic!("not unconfirmed: {lost:?}");
+            };
+            assert!(reply.contains("the relay may have it"), "{reply}");
+            let sent = seen
+                .lock()
+                .await
+                .iter()
+                .filter(|l| l.as_str() == "RCPT TO:<drop@example.org>")
+                .count();
+            assert_eq!(sent, round, "sent once per send, {pipelining}");
+        }
+        let after = pool.send("b-x@bounce.test", "user@example.org", ok).await;
+        assert!(matches!(after, Delivery::Accepted { .. }), "{after:?}");
+    }
+}
+
+/// A relay that says 421 and closes in the middle of a session: a
+/// temporary refusal of that message, and the next one gets a new session.
+#[tokio::test]
+async fn a_421_and_close_mid_session_is_temporary_and_the_next_send_reconnects() {
+    for pipelining in [true, false] {
+        let (port, _) = relay(pipelining).await;
+        let pool = pool(port);
+        let ok = b"Subject: hi\r\n\r\nbody\r\n";
+        let first = pool.send("b-x@bounce.test", "user@example.org", ok).await;
+        assert!(matches!(first, Delivery::Accepted { .. }), "{first:?}");
+        let closing = pool
+            .send("shutdown@bounce.test", "user@example.org", ok)
+            .await;
+        assert!(
+            matches!(
+                closing,
+                Delivery::Refused {
+                    code: 421,
+                    phase: Phase::MailFrom,
+                    ..
+                }
+            ),
+            "{closing:?}"
+        );
+        let after = pool.send("b-x@bounce.test", "user@example.org", ok).await;
+        assert!(matches!(after, Delivery::Accepted { .. }), "{after:?}");
+    }
+}
+
+/// Implicit TLS to a relay that speaks plain text: the handshake fails,
+/// the send is a transient failure naming the relay, and the relay's
+/// health says why.
+#[tokio::test]
+async fn a_failed_tls_handshake_is_transient_and_named() {
+    let (port, _) = relay(true).await;
+    let secure = RelayConfig {
+        name: Some("secure".into()),
+        tls: TlsMode::Tls,
+        ..config(port)
+    };
+    let pool = RelayPool::new(&[secure], "test.local").expect("pool");
+    let delivery = pool.send("b@x.test", "user@example.org", b"x").await;
+    let Delivery::Transient { reply, .. } = &delivery else {
+        panic!("not transient: {delivery:?}");
+    };
+    assert!(reply.starts_with("connecting to secure: "), "{reply}");
+    let failures = pool.failures();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(
+        failures[0].starts_with(&format!("SMTP relay secure (127.0.0.1:{port}): ")),
+        "{failures:?}"
+    );
+}
+
+/// A relay that never answers a message's end: after the relay's timeout
+/// the message is unconfirmed (it may have it), not waited for forever.
+/// Before, the final reply was read with no timeout and the send hung.
+#[tokio::test]
+async fn a_relay_silent_after_the_message_times_out_unconfirmed() {
+    for pipelining in [true, false] {
+        let (port, _) = relay(pipelining).await;
+        let quick = RelayConfig {
+            timeout_secs: 1,
+            ..config(port)
+        };
+        let pool = RelayPool::new(&[quick], "test.local").expect("pool");
+        let send = pool.send("b-x@bounce.test", "mute@example.org", b"x\r\n");
+        let sent = tokio::time::timeout(std::time::Duration::from_secs(10), send)
+            .await
+            .expect("the send gave up within the relay's timeout");
+        assert!(matches!(sent, Delivery::Unconfirmed { .. }), "{sent:?}");
+    }
 }
