@@ -1,9 +1,13 @@
 //! A fast SMTP sink for measuring: answers everything positively, supports
-//! PIPELINING, keeps nothing but a count of messages received.
+//! PIPELINING, keeps a count of messages received and, when asked, how many
+//! each recipient got (to count duplicates).
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use tokio::{
@@ -11,35 +15,70 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 
+/// Messages received per recipient address.
+type PerRecipient = Arc<Mutex<HashMap<String, u32>>>;
+
 pub struct SmtpSink {
     pub port: u16,
     received: Arc<AtomicU64>,
+    per_recipient: Option<PerRecipient>,
 }
 
 impl SmtpSink {
     /// Binds 127.0.0.1 on an ephemeral port and serves in the background.
     pub async fn start() -> std::io::Result<Self> {
+        Self::serve(None).await
+    }
+
+    /// The same, also counting the messages of each recipient.
+    pub async fn start_counting_recipients() -> std::io::Result<Self> {
+        Self::serve(Some(PerRecipient::default())).await
+    }
+
+    async fn serve(per_recipient: Option<PerRecipient>) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
         let received = Arc::new(AtomicU64::new(0));
         let count = received.clone();
+        let recipients = per_recipient.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let count = count.clone();
+                let recipients = recipients.clone();
                 tokio::spawn(async move {
-                    let _ = session(stream, &count).await;
+                    let _ = session(stream, &count, recipients.as_ref()).await;
                 });
             }
         });
-        Ok(Self { port, received })
+        Ok(Self {
+            port,
+            received,
+            per_recipient,
+        })
     }
 
     pub fn received(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
     }
+
+    /// Messages per recipient (empty unless started counting them).
+    pub fn per_recipient(&self) -> HashMap<String, u32> {
+        self.per_recipient
+            .as_ref()
+            .map(|m| {
+                m.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+            })
+            .unwrap_or_default()
+    }
 }
 
-async fn session(stream: TcpStream, count: &AtomicU64) -> std::io::Result<()> {
+async fn session(
+    stream: TcpStream,
+    count: &AtomicU64,
+    per_recipient: Option<&PerRecipient>,
+) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let (read, write) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, read);
@@ -48,6 +87,7 @@ async fn session(stream: TcpStream, count: &AtomicU64) -> std::io::Result<()> {
     writer.flush().await?;
     let mut line = Vec::with_capacity(1024);
     let mut in_data = false;
+    let mut recipient = String::new();
     loop {
         line.clear();
         if reader.read_until(b'\n', &mut line).await? == 0 {
@@ -59,12 +99,21 @@ async fn session(stream: TcpStream, count: &AtomicU64) -> std::io::Result<()> {
             }
             in_data = false;
             count.fetch_add(1, Ordering::Relaxed);
+            if let Some(map) = per_recipient {
+                let mut map = map
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                *map.entry(std::mem::take(&mut recipient)).or_default() += 1;
+            }
             b"250 2.0.0 accepted\r\n"
         } else {
             let verb = line
                 .get(..4)
                 .map(<[u8]>::to_ascii_uppercase)
                 .unwrap_or_default();
+            if per_recipient.is_some() && verb == b"RCPT" {
+                recipient = rcpt_address(&line);
+            }
             match verb.as_slice() {
                 b"EHLO" => b"250-sink\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
                 b"HELO" | b"MAIL" | b"RCPT" | b"RSET" | b"NOOP" => b"250 2.0.0 ok\r\n",
@@ -84,5 +133,14 @@ async fn session(stream: TcpStream, count: &AtomicU64) -> std::io::Result<()> {
         if reader.buffer().is_empty() {
             writer.flush().await?;
         }
+    }
+}
+
+/// The address of `RCPT TO:<address>`.
+fn rcpt_address(line: &[u8]) -> String {
+    let line = String::from_utf8_lossy(line);
+    match (line.find('<'), line.rfind('>')) {
+        (Some(open), Some(close)) if open < close => line[open + 1..close].to_owned(),
+        _ => String::new(),
     }
 }

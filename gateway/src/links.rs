@@ -352,4 +352,29 @@ mod tests {
             assert_eq!(link_problem(good), None, "{good}");
         }
     }
+
+    proptest::proptest! {
+        /// Whatever a field holds, a filled link goes to the template's
+        /// own scheme and host, and holds no space or control character.
+        #[test]
+        fn no_field_value_changes_where_a_link_goes(value in "\\PC{0,40}", raw in proptest::collection::vec(proptest::prelude::any::<char>(), 0..20)) {
+            for v in [value, raw.into_iter().collect::<String>()] {
+                let p = Participant {
+                    fields: [("q".into(), FieldValue::Text(v.clone()))].into(),
+                    ..ann()
+                };
+                for template in [
+                    "https://shop.example{{q}}",
+                    "https://shop.example/{{q}}",
+                    "https://shop.example?x={{q}}",
+                    "https://shop.example/a#{{q}}",
+                    "https://shop.example/{{q}}/{{q}}?{{q}}={{q}}",
+                ] {
+                    let out = fill(template, &p);
+                    proptest::prop_assert_eq!(&out[..authority_end(&out)], "https://shop.example", "{} with {:?}", template, v);
+                    proptest::prop_assert!(!out.chars().any(|c| c.is_whitespace() || c.is_control()), "{}", out);
+                }
+            }
+        }
+    }
 }

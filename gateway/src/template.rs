@@ -258,4 +258,26 @@ mod tests {
             "`{{ two words }}` is not a field name"
         );
     }
+
+    proptest::proptest! {
+        /// Any template text parses or is refused, and any parsed one
+        /// renders any field values under every escaping without panic; a
+        /// header value never gets a line break.
+        #[test]
+        fn any_template_and_values_render_without_panic(text in "\\PC{0,60}|[{}a-z ]{0,30}", value in "\\PC{0,30}|[\r\n<>&\"' a-z]{0,30}") {
+            let Ok(template) = Template::parse(&text) else {
+                return Ok(());
+            };
+            let mut p = participant();
+            for field in template.fields().map(str::to_owned).collect::<Vec<_>>() {
+                p.fields.insert(field, domain::FieldValue::Text(value.clone()));
+            }
+            for escape in [Escape::None, Escape::Html, Escape::Header, Escape::Url] {
+                let out = template.render(&p, escape);
+                if escape == Escape::Header {
+                    proptest::prop_assert!(!out.contains(['\r', '\n']) || text.contains(['\r', '\n']), "{:?}", out);
+                }
+            }
+        }
+    }
 }

@@ -58,8 +58,6 @@ async fn upload(chunks: Vec<Vec<u8>>) -> (serde_json::Value, Vec<usize>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
-
     #[test]
     fn chunking_changes_nothing(
         lines in proptest::collection::vec(line(), 0..30),
