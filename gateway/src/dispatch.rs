@@ -28,6 +28,10 @@ use domain::{
 };
 use store::{Claim, Store};
 
+/// How often the dispatcher asks whether the store takes writes (a look
+/// at the disk's free space): sends go on for at most this long after it
+/// stopped, their outcomes refused and sent again later.
+const REFUSAL_LOOK: Duration = Duration::from_millis(100);
 /// Longest pause between looks at the queue when nothing was due.
 const IDLE_TICK: Duration = Duration::from_millis(100);
 /// How often load control's counters are persisted: what a crash can let a
@@ -60,15 +64,21 @@ impl Dispatcher {
         // On a timer of its own: a tick can wait for send permits far longer.
         let checkpoints = tokio::spawn(checkpoint_until(self.policy.clone(), shutdown.clone()));
         let mut paused: Option<String> = None;
+        let mut looked = Instant::now() - REFUSAL_LOOK;
         while !shutdown.is_cancelled() {
             // Nothing is sent whose outcome could not be recorded.
-            let refusal = self.store.write_refusal();
-            if refusal != paused {
-                match &refusal {
-                    Some(why) => tracing::error!(%why, "sending paused: the store takes no writes"),
-                    None => tracing::info!("sending resumed: the store takes writes again"),
+            if looked.elapsed() >= REFUSAL_LOOK {
+                looked = Instant::now();
+                let refusal = self.store.write_refusal();
+                if refusal != paused {
+                    match &refusal {
+                        Some(why) => {
+                            tracing::error!(%why, "sending paused: the store takes no writes")
+                        }
+                        None => tracing::info!("sending resumed: the store takes writes again"),
+                    }
+                    paused = refusal;
                 }
-                paused = refusal;
             }
             let progress = if paused.is_some() {
                 Progress::default()
