@@ -8,8 +8,9 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
 
 use crate::{Error, Result, Tracking, TrackingSink};
 
@@ -24,7 +25,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Pause after a failed `accept` (e.g. out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Serves `tracking` over HTTP/1.1 with keep-alive on `listener` until
+/// Serves `tracking` over HTTP/1.1 with keep-alive on `listener` (over TLS
+/// with `tls`: the handshake must end within the idle window) until
 /// `shutdown` completes; then stops accepting, lets in-flight requests finish
 /// (idle keep-alive connections close at once) for at most 5 seconds, and
 /// returns. A connection on which no request arrives for 10 to 20 seconds is
@@ -38,6 +40,7 @@ pub async fn serve<S, F>(
     listener: TcpListener,
     tracking: Tracking<S>,
     max_connections: usize,
+    tls: Option<TlsAcceptor>,
     shutdown: F,
 ) -> Result<()>
 where
@@ -78,17 +81,40 @@ where
         // Best effort: a refused option only costs latency.
         let _ = stream.set_nodelay(true);
         let service = idle::Counted::new(tracking.clone());
-        let requests = service.requests();
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            // Client resets and idle clients end the connection; nothing to do.
-            let _ = idle::unless_idle(conn, &requests, IDLE_WINDOW).await;
-            drop(slot);
-        });
+        let Some(tls) = tls.clone() else {
+            let requests = service.requests();
+            let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                // Client resets and idle clients end the connection; nothing to do.
+                let _ = idle::unless_idle(conn, &requests, IDLE_WINDOW).await;
+                drop(slot);
+            });
+            continue;
+        };
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        tokio::spawn(serve_tls(tls, stream, builder, watcher, service, slot));
     }
     drop(listener);
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
     Ok(())
+}
+
+/// One connection over TLS: the handshake within the idle window, then as
+/// a plain one.
+async fn serve_tls<S: TrackingSink>(
+    tls: TlsAcceptor,
+    stream: TcpStream,
+    builder: http1::Builder,
+    watcher: hyper_util::server::graceful::Watcher,
+    service: idle::Counted<Tracking<S>>,
+    slot: OwnedSemaphorePermit,
+) {
+    if let Ok(Ok(stream)) = tokio::time::timeout(IDLE_WINDOW, tls.accept(stream)).await {
+        let requests = service.requests();
+        let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let _ = idle::unless_idle(conn, &requests, IDLE_WINDOW).await;
+    }
+    drop(slot);
 }
 
 /// Runs [`serve`] on a new OS thread named `tracking`, with a current-thread
@@ -103,6 +129,7 @@ pub fn serve_on_thread<S, F>(
     listener: TcpListener,
     tracking: Tracking<S>,
     max_connections: usize,
+    tls: Option<TlsAcceptor>,
     shutdown: F,
 ) -> Result<impl Future<Output = Result<()>> + Send + 'static>
 where
@@ -125,6 +152,7 @@ where
                             TcpListener::from_std(listener)?,
                             tracking,
                             max_connections,
+                            tls,
                             shutdown,
                         )
                         .await

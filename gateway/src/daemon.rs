@@ -3,6 +3,7 @@
 //! stop accepting, let sends in flight finish (bounded), and close upstreams.
 
 mod api_server;
+mod server_tls;
 mod steps;
 
 use std::{net::SocketAddr, time::Duration};
@@ -11,8 +12,8 @@ use store::StoreError;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use self::steps::{
-    Core, Listeners, api_router, spawn_api, spawn_dispatcher, spawn_returns, spawn_tracking,
-    webhook_senders,
+    Core, ListenerTls, Listeners, api_router, spawn_api, spawn_dispatcher, spawn_returns,
+    spawn_tracking, webhook_senders,
 };
 use crate::config::Config;
 
@@ -118,6 +119,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let core = Core::open(&config).await?;
     let api = api_router(&config, &core)?;
     let listeners = Listeners::bind(&config).await?;
+    let tls = ListenerTls::load(&config)?;
     let webhooks = webhook_senders(&config, &core)?;
     let tasks = TaskTracker::new();
     spawn_dispatcher(&config, &core, &tasks, &shutdown);
@@ -128,8 +130,16 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     // Redirects get a thread and runtime of their own (see `serve_on_thread`),
     // started after the last step that can fail so that no thread outlives a
     // failed start.
-    spawn_tracking(&config, &core, listeners.tracking, &tasks, &shutdown)?;
-    spawn_api(api, listeners.api, &tasks, &shutdown);
+    spawn_tracking(
+        &config,
+        &core,
+        listeners.tracking,
+        tls.tracking()?,
+        &tasks,
+        &shutdown,
+    )?;
+    spawn_api(api, listeners.api, tls.api()?, &tasks, &shutdown);
+    tls.reload_on_hangup(&tasks, &shutdown);
     tasks.close();
     Ok(Running {
         api: listeners.addrs.api,

@@ -220,6 +220,8 @@ pub fn relay_config(peer: &SmtpPeer) -> String {
 pub struct Daemon {
     child: Option<Child>,
     pub api: String,
+    /// The tracking listener.
+    pub tracking: String,
     /// The bounce intake SMTP listener.
     pub bounce: String,
     config: PathBuf,
@@ -242,6 +244,7 @@ impl Daemon {
         let mut daemon = Self {
             child: None,
             api: String::new(),
+            tracking: String::new(),
             bounce: String::new(),
             config,
             data: dir.join("data"),
@@ -275,6 +278,7 @@ impl Daemon {
             .unwrap();
         let mut words = announcement(&mut child, "api");
         self.api = words.remove("api").unwrap();
+        self.tracking = words.remove("tracking").unwrap_or_default();
         self.bounce = words.remove("bounce").unwrap_or_default();
         self.child = Some(child);
     }
@@ -303,6 +307,16 @@ impl Daemon {
             child.kill().unwrap();
             child.wait().unwrap();
         }
+    }
+
+    /// SIGHUP: the daemon reads its TLS certificates again.
+    pub fn hangup(&self) {
+        let child = self.child.as_ref().expect("running");
+        let sent = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
     }
 
     /// SIGTERM and wait for a clean exit; returns whether it exited 0.

@@ -25,7 +25,14 @@ pub struct TlsProxy {
 /// Makes a P-256 key `key` and a one-day certificate `cert` in `dir` for
 /// `subject`, with `extra` arguments of `openssl req` (extensions, the CA
 /// that signs it; self-signed without one).
-fn make_cert(end: &MustReachEnd, dir: &Path, subject: &str, extra: &[&str], key: &str, cert: &str) {
+pub fn make_cert(
+    end: &MustReachEnd,
+    dir: &Path,
+    subject: &str,
+    extra: &[&str],
+    key: &str,
+    cert: &str,
+) {
     let made = openssl(end)
         .args(["req", "-x509", "-nodes", "-days", "1", "-newkey", "ec"])
         .args(["-pkeyopt", "ec_paramgen_curve:prime256v1", "-subj", subject])

@@ -165,7 +165,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
 
     let tracking = Tracking::new(sink.clone(), keys);
-    clicktrack::serve(listener, tracking, 4096, shutdown).await?;
+    clicktrack::serve(listener, tracking, 4096, None, shutdown).await?;
 
     let refused = sink.refused.load(Ordering::Relaxed);
     let accepted = sink.counted.load(Ordering::Relaxed);

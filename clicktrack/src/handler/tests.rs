@@ -397,7 +397,7 @@ async fn serve_speaks_http1_with_keep_alive_and_stops_on_shutdown() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, f.tracking.clone(), 64, async move {
+    let server = tokio::spawn(serve(listener, f.tracking.clone(), 64, None, async move {
         let _ = stopped.await;
     }));
 
@@ -466,6 +466,7 @@ async fn serve_accepts_no_connection_beyond_its_limit_until_one_closes() {
         listener,
         f.tracking.clone(),
         2,
+        None,
         std::future::pending(),
     ));
     let request = format!("HEAD {} HTTP/1.1\r\nHost: t\r\n\r\n", f.click(7, 0));
@@ -505,6 +506,7 @@ async fn serve_closes_a_connection_whose_request_head_never_completes() {
         listener,
         f.tracking.clone(),
         64,
+        None,
         std::future::pending(),
     ));
 
@@ -535,7 +537,7 @@ fn serve_on_thread_answers_while_the_callers_runtime_is_blocked_and_stops_on_shu
     let (addr, served) = caller.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let served = serve_on_thread(listener, f.tracking.clone(), 64, async move {
+        let served = serve_on_thread(listener, f.tracking.clone(), 64, None, async move {
             let _ = stopped.await;
         })
         .unwrap();

@@ -1,6 +1,6 @@
 //! `[api]`: the CRM and administrator HTTP API.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, path::PathBuf};
 
 use serde::Deserialize;
 
@@ -14,6 +14,10 @@ pub struct Api {
     pub max_body_bytes: usize,
     /// Bytes of bodies read whole that every request together may hold.
     pub max_body_memory: usize,
+    /// PEM certificate chain and key: the listener speaks TLS with them
+    /// (read again on SIGHUP).
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for Api {
@@ -22,6 +26,8 @@ impl Default for Api {
             tokens: String::new(),
             max_body_bytes: 256 * 1024 * 1024,
             max_body_memory: 512 * 1024 * 1024,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }

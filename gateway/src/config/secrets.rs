@@ -27,6 +27,29 @@ impl Config {
         for (i, hook) in self.webhooks.iter().enumerate() {
             env(format!("webhooks[{i}].secret_env"), &hook.secret_env);
         }
+        for (at, cert, key) in [
+            ("api", &self.api.tls_cert_file, &self.api.tls_key_file),
+            (
+                "tracking",
+                &self.tracking.tls_cert_file,
+                &self.tracking.tls_key_file,
+            ),
+        ] {
+            match (cert, key) {
+                (Some(cert), Some(key)) => {
+                    for (name, path) in [("tls_cert_file", cert), ("tls_key_file", key)] {
+                        if let Err(e) = std::fs::File::open(path) {
+                            problems
+                                .push(format!("{at}.{name}: cannot read {}: {e}", path.display()));
+                        }
+                    }
+                }
+                (None, None) => {}
+                _ => problems.push(format!(
+                    "{at}: tls_cert_file and tls_key_file go together: set both or neither"
+                )),
+            }
+        }
         for (i, smsc) in self.sms.smsc.iter().enumerate() {
             if let Some(path) = &smsc.password_file
                 && let Err(e) = std::fs::File::open(path)

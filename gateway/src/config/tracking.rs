@@ -1,5 +1,7 @@
 //! `[tracking]`: the public listener for opens, clicks and unsubscribes.
 
+use std::path::PathBuf;
+
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -15,6 +17,10 @@ pub struct Tracking {
     /// new ones wait until one closes. Keep it below the process's open-file
     /// limit (`ulimit -n`) with room for the store, relays and SMSCs.
     pub max_connections: usize,
+    /// PEM certificate chain and key: the listener speaks TLS with them
+    /// (read again on SIGHUP).
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
 }
 
 /// Most connections `tracking.max_connections` may allow.
@@ -26,6 +32,8 @@ impl Default for Tracking {
             base_url: "http://127.0.0.1:7801".into(),
             keys_env: "SLUICE_TRACKING_KEYS".into(),
             max_connections: 4096,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }

@@ -1,7 +1,8 @@
-//! The API listener: HTTP/1.1 with a deadline for each request's headers,
-//! so a client that opens connections and sends nothing, or sends headers a
-//! byte at a time, is cut off instead of holding a connection for ever (the
-//! tracking listener has its own, `clicktrack::serve_on_thread`).
+//! The API listener: HTTP/1.1, over TLS where configured, with a deadline
+//! for the TLS handshake and for each request's headers, so a client that
+//! opens connections and sends nothing, or sends headers a byte at a time,
+//! is cut off instead of holding a connection for ever (the tracking
+//! listener has its own, `clicktrack::serve_on_thread`).
 
 use std::time::Duration;
 
@@ -12,17 +13,19 @@ use hyper_util::{
     service::TowerToHyperService,
 };
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 /// How long a client has to send a request's headers.
 pub(super) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `router` on `listener` until `shutdown`, then lets the requests in
-/// flight finish.
+/// Serves `router` on `listener` (over TLS with `tls`) until `shutdown`,
+/// then lets the requests in flight finish.
 pub(super) async fn serve(
     listener: TcpListener,
     router: axum::Router,
     header_timeout: Duration,
+    tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
 ) {
     let mut http = http1::Builder::new();
@@ -44,8 +47,24 @@ pub(super) async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
-        let connection = connections.watch(http.serve_connection(TokioIo::new(stream), service));
+        let Some(tls) = tls.clone() else {
+            let connection =
+                connections.watch(http.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "API connection ended");
+                }
+            });
+            continue;
+        };
+        let (http, watcher) = (http.clone(), connections.watcher());
         tokio::spawn(async move {
+            let stream = match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => return tracing::debug!(error = %e, "API TLS handshake failed"),
+                Err(_) => return tracing::debug!("API TLS handshake too slow"),
+            };
+            let connection = watcher.watch(http.serve_connection(TokioIo::new(stream), service));
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "API connection ended");
             }
@@ -73,6 +92,7 @@ mod tests {
             listener,
             router,
             Duration::from_millis(200),
+            None,
             shutdown.clone(),
         ));
 

@@ -5,9 +5,13 @@ use std::{net::SocketAddr, sync::Arc};
 use admin_api::{ApiConfig, Tokens};
 use store::{Store, embedded::Embedded};
 use tokio::{net::TcpListener, sync::Notify};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use super::{RunError, api_server};
+use super::{
+    RunError, api_server,
+    server_tls::{self, ReloadingCert},
+};
 use crate::{
     backend::GatewayBackend,
     channel::{Deps, Registry},
@@ -227,11 +231,61 @@ pub(super) fn spawn_returns(
     ));
 }
 
+/// The certificates of the listeners that speak TLS, read before any task
+/// starts so that one that cannot be read stops the start.
+pub(super) struct ListenerTls {
+    api: Option<Arc<ReloadingCert>>,
+    tracking: Option<Arc<ReloadingCert>>,
+}
+
+impl ListenerTls {
+    pub(super) fn load(config: &Config) -> Result<Self, RunError> {
+        let load = |listener,
+                    cert: &Option<std::path::PathBuf>,
+                    key: &Option<std::path::PathBuf>| match (cert, key) {
+            (Some(cert), Some(key)) => ReloadingCert::load(listener, cert, key)
+                .map(Some)
+                .map_err(RunError::Setup),
+            _ => Ok(None),
+        };
+        Ok(Self {
+            api: load("api", &config.api.tls_cert_file, &config.api.tls_key_file)?,
+            tracking: load(
+                "tracking",
+                &config.tracking.tls_cert_file,
+                &config.tracking.tls_key_file,
+            )?,
+        })
+    }
+
+    pub(super) fn api(&self) -> Result<Option<TlsAcceptor>, RunError> {
+        acceptor(self.api.as_ref())
+    }
+
+    pub(super) fn tracking(&self) -> Result<Option<TlsAcceptor>, RunError> {
+        acceptor(self.tracking.as_ref())
+    }
+
+    /// Reads the certificates again on SIGHUP, if any listener has one.
+    pub(super) fn reload_on_hangup(self, tasks: &TaskTracker, shutdown: &CancellationToken) {
+        let certs: Vec<_> = self.api.into_iter().chain(self.tracking).collect();
+        if !certs.is_empty() {
+            tasks.spawn(server_tls::reload_on_hangup(certs, shutdown.clone()));
+        }
+    }
+}
+
+fn acceptor(cert: Option<&Arc<ReloadingCert>>) -> Result<Option<TlsAcceptor>, RunError> {
+    cert.map(|c| c.acceptor().map_err(RunError::Setup))
+        .transpose()
+}
+
 /// The tracking listener on a thread of its own, and its event writer.
 pub(super) fn spawn_tracking(
     config: &Config,
     core: &Core,
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     tasks: &TaskTracker,
     shutdown: &CancellationToken,
 ) -> Result<(), RunError> {
@@ -246,6 +300,7 @@ pub(super) fn spawn_tracking(
         listener,
         handlers,
         config.tracking.max_connections,
+        tls,
         shutdown.clone().cancelled_owned(),
     )
     .map_err(|e| RunError::Setup(e.to_string()))?;
@@ -260,6 +315,7 @@ pub(super) fn spawn_tracking(
 pub(super) fn spawn_api(
     router: axum::Router,
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     tasks: &TaskTracker,
     shutdown: &CancellationToken,
 ) {
@@ -267,6 +323,7 @@ pub(super) fn spawn_api(
         listener,
         router,
         api_server::HEADER_READ_TIMEOUT,
+        tls,
         shutdown.clone(),
     ));
 }
