@@ -123,7 +123,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let webhooks = webhook_senders(&config, &core)?;
     let tasks = TaskTracker::new();
     spawn_dispatcher(&config, &core, &tasks, &shutdown);
-    spawn_returns(&config, &core, listeners.bounce, &tasks, &shutdown);
+    spawn_returns(
+        &config,
+        &core,
+        listeners.bounce,
+        tls.bounce()?,
+        &tasks,
+        &shutdown,
+    );
     for sender in webhooks {
         tasks.spawn(sender.run(shutdown.clone()));
     }

@@ -139,7 +139,118 @@ fn a_certificate_that_cannot_be_read_stops_the_start_naming_the_key() {
     assert!(!out.status.success());
     assert!(err.contains("api.tls_cert_file: cannot read"), "{err}");
     assert!(
-        err.contains("tracking: tls_cert_file and tls_key_file go together"),
+        err.contains("tracking.tls_cert_file and tracking.tls_key_file go together"),
         "{err}"
     );
+}
+
+/// Reads one SMTP reply (its last line) from `io`.
+async fn reply<R: tokio::io::AsyncBufRead + Unpin>(io: &mut R) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let mut all = String::new();
+    loop {
+        let mut line = String::new();
+        io.read_line(&mut line).await.unwrap();
+        all.push_str(&line);
+        if line.len() < 4 || line.as_bytes()[3] != b'-' {
+            return all;
+        }
+    }
+}
+
+/// The bounce listener offers STARTTLS with its certificate, carries the
+/// session on over TLS (no second STARTTLS offered), and refuses commands
+/// sent in the same packet as STARTTLS (they would pass as encrypted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bounce_listener_offers_starttls_and_refuses_injected_commands() {
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path();
+    make_cert(
+        &end,
+        certs,
+        "/CN=sluice-test-ca",
+        &[],
+        "ca-key.pem",
+        "ca.pem",
+    );
+    issue(&end, certs, "first");
+    let daemon = Daemon::start(
+        dir.path(),
+        &format!(
+            "[email]\nbounce_tls_cert_file = \"{}\"\nbounce_tls_key_file = \"{}\"\n",
+            certs.join("server-cert.pem").display(),
+            certs.join("server-key.pem").display()
+        ),
+    );
+
+    // Commands after STARTTLS in the same packet: refused in the clear.
+    let mut sneaky = tokio::io::BufReader::new(
+        tokio::net::TcpStream::connect(&daemon.bounce)
+            .await
+            .unwrap(),
+    );
+    assert!(reply(&mut sneaky).await.starts_with("220 "));
+    sneaky
+        .get_mut()
+        .write_all(b"STARTTLS\r\nMAIL FROM:<>\r\n")
+        .await
+        .unwrap();
+    assert!(reply(&mut sneaky).await.starts_with("554 "));
+
+    let mut plain = tokio::io::BufReader::new(
+        tokio::net::TcpStream::connect(&daemon.bounce)
+            .await
+            .unwrap(),
+    );
+    assert!(reply(&mut plain).await.starts_with("220 "));
+    plain
+        .get_mut()
+        .write_all(b"EHLO mx.example\r\n")
+        .await
+        .unwrap();
+    let offer = reply(&mut plain).await;
+    assert!(offer.contains("250-STARTTLS"), "{offer}");
+    plain.get_mut().write_all(b"STARTTLS\r\n").await.unwrap();
+    assert!(reply(&mut plain).await.starts_with("220 "));
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(certs.join("ca.pem")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(
+            ServerName::try_from("127.0.0.1").unwrap(),
+            plain.into_inner(),
+        )
+        .await
+        .unwrap();
+    let mut secure = tokio::io::BufReader::new(tls);
+    secure
+        .get_mut()
+        .write_all(b"EHLO mx.example\r\n")
+        .await
+        .unwrap();
+    let offer = reply(&mut secure).await;
+    assert!(
+        offer.starts_with("250-") && !offer.contains("STARTTLS"),
+        "{offer}"
+    );
+    secure
+        .get_mut()
+        .write_all(b"MAIL FROM:<>\r\nRCPT TO:<b+x@bounces.example.com>\r\n")
+        .await
+        .unwrap();
+    assert!(reply(&mut secure).await.starts_with("250 "));
+    assert!(reply(&mut secure).await.starts_with("250 "));
+    secure.get_mut().write_all(b"QUIT\r\n").await.unwrap();
+    assert!(reply(&mut secure).await.starts_with("221 "));
+    end.reached();
 }

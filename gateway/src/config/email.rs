@@ -26,6 +26,10 @@ pub struct Email {
     pub dkim: Option<Dkim>,
     /// A Maildir whose `new/` receives returned mail (besides `listen.bounce`).
     pub bounce_maildir: Option<PathBuf>,
+    /// PEM certificate chain and key: the bounce listener offers STARTTLS
+    /// with them (read again on SIGHUP).
+    pub bounce_tls_cert_file: Option<PathBuf>,
+    pub bounce_tls_key_file: Option<PathBuf>,
 }
 
 impl Default for Email {
@@ -40,6 +44,8 @@ impl Default for Email {
             relays: Vec::new(),
             dkim: None,
             bounce_maildir: None,
+            bounce_tls_cert_file: None,
+            bounce_tls_key_file: None,
         }
     }
 }

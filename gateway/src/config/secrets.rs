@@ -28,25 +28,30 @@ impl Config {
             env(format!("webhooks[{i}].secret_env"), &hook.secret_env);
         }
         for (at, cert, key) in [
-            ("api", &self.api.tls_cert_file, &self.api.tls_key_file),
+            ("api.tls", &self.api.tls_cert_file, &self.api.tls_key_file),
             (
-                "tracking",
+                "tracking.tls",
                 &self.tracking.tls_cert_file,
                 &self.tracking.tls_key_file,
+            ),
+            (
+                "email.bounce_tls",
+                &self.email.bounce_tls_cert_file,
+                &self.email.bounce_tls_key_file,
             ),
         ] {
             match (cert, key) {
                 (Some(cert), Some(key)) => {
-                    for (name, path) in [("tls_cert_file", cert), ("tls_key_file", key)] {
+                    for (name, path) in [("cert_file", cert), ("key_file", key)] {
                         if let Err(e) = std::fs::File::open(path) {
                             problems
-                                .push(format!("{at}.{name}: cannot read {}: {e}", path.display()));
+                                .push(format!("{at}_{name}: cannot read {}: {e}", path.display()));
                         }
                     }
                 }
                 (None, None) => {}
                 _ => problems.push(format!(
-                    "{at}: tls_cert_file and tls_key_file go together: set both or neither"
+                    "{at}_cert_file and {at}_key_file go together: set both or neither"
                 )),
             }
         }

@@ -24,7 +24,7 @@ use crate::BoxError;
 /// A listener's certificate and key, from their PEM files.
 #[derive(Debug)]
 pub struct ReloadingCert {
-    /// The configuration key, for messages (`api`, `tracking`).
+    /// The configuration keys' stem, for messages (`api.tls`, `email.bounce_tls`).
     listener: &'static str,
     cert_file: PathBuf,
     key_file: PathBuf,
@@ -41,7 +41,7 @@ impl ReloadingCert {
     ) -> Result<Arc<Self>, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let key = certified_key(&provider, cert_file, key_file)
-            .map_err(|e| format!("{listener}.tls_cert_file/tls_key_file: {e}"))?;
+            .map_err(|e| format!("{listener}_cert_file/{listener}_key_file: {e}"))?;
         Ok(Arc::new(Self {
             listener,
             cert_file: cert_file.to_owned(),
@@ -53,8 +53,10 @@ impl ReloadingCert {
 
     /// Reads the files again; on failure the certificate in use stays.
     pub fn reload(&self) -> Result<(), String> {
-        let key = certified_key(&self.provider, &self.cert_file, &self.key_file)
-            .map_err(|e| format!("{}.tls_cert_file/tls_key_file: {e}", self.listener))?;
+        let key = certified_key(&self.provider, &self.cert_file, &self.key_file).map_err(|e| {
+            let at = self.listener;
+            format!("{at}_cert_file/{at}_key_file: {e}")
+        })?;
         *self
             .current
             .write()

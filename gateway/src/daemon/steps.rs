@@ -217,6 +217,7 @@ pub(super) fn spawn_returns(
     config: &Config,
     core: &Core,
     bounce: TcpListener,
+    tls: Option<TlsAcceptor>,
     tasks: &TaskTracker,
     shutdown: &CancellationToken,
 ) {
@@ -224,9 +225,14 @@ pub(super) fn spawn_returns(
         let watcher = Maildir::new(maildir, core.returns.clone());
         tasks.spawn(watcher.watch(shutdown.clone()));
     }
+    let intake = listener::Intake {
+        tls,
+        line_timeout: listener::LINE_TIMEOUT,
+    };
     tasks.spawn(listener::serve(
         bounce,
         core.returns.clone(),
+        intake,
         shutdown.clone(),
     ));
 }
@@ -236,6 +242,7 @@ pub(super) fn spawn_returns(
 pub(super) struct ListenerTls {
     api: Option<Arc<ReloadingCert>>,
     tracking: Option<Arc<ReloadingCert>>,
+    bounce: Option<Arc<ReloadingCert>>,
 }
 
 impl ListenerTls {
@@ -249,11 +256,20 @@ impl ListenerTls {
             _ => Ok(None),
         };
         Ok(Self {
-            api: load("api", &config.api.tls_cert_file, &config.api.tls_key_file)?,
+            api: load(
+                "api.tls",
+                &config.api.tls_cert_file,
+                &config.api.tls_key_file,
+            )?,
             tracking: load(
-                "tracking",
+                "tracking.tls",
                 &config.tracking.tls_cert_file,
                 &config.tracking.tls_key_file,
+            )?,
+            bounce: load(
+                "email.bounce_tls",
+                &config.email.bounce_tls_cert_file,
+                &config.email.bounce_tls_key_file,
             )?,
         })
     }
@@ -266,9 +282,16 @@ impl ListenerTls {
         acceptor(self.tracking.as_ref())
     }
 
+    pub(super) fn bounce(&self) -> Result<Option<TlsAcceptor>, RunError> {
+        acceptor(self.bounce.as_ref())
+    }
+
     /// Reads the certificates again on SIGHUP, if any listener has one.
     pub(super) fn reload_on_hangup(self, tasks: &TaskTracker, shutdown: &CancellationToken) {
-        let certs: Vec<_> = self.api.into_iter().chain(self.tracking).collect();
+        let certs: Vec<_> = [self.api, self.tracking, self.bounce]
+            .into_iter()
+            .flatten()
+            .collect();
         if !certs.is_empty() {
             tasks.spawn(server_tls::reload_on_hangup(certs, shutdown.clone()));
         }

@@ -2,62 +2,129 @@
 //! accepts mail for the bounce domain only, refuses oversize messages, and
 //! hands each message to [`Returns`]. It answers 250 only once the facts are
 //! durable; a store that cannot commit gets 451, so the sender retries.
+//!
+//! It is a public port (the bounce domain's MX), so it holds out against
+//! what the public sends: STARTTLS when a certificate is configured (RFC
+//! 3207), at most [`MAX_SESSIONS`] sessions, a deadline for every line
+//! (RFC 5321 4.5.3.2), and no line held beyond its limit however long it is.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
-    net::{TcpListener, TcpStream},
+    io::{
+        AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt,
+        BufReader,
+    },
+    net::TcpListener,
+    sync::Semaphore,
 };
+use tokio_rustls::TlsAcceptor;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{IntakeError, MAX_RETURNED_BYTES, Returns};
 
 /// Longest command line accepted (RFC 5321 says 512 with extensions).
 const MAX_LINE: usize = 4096;
+/// Sessions served at once; further connections wait in the kernel's backlog.
+pub const MAX_SESSIONS: usize = 1024;
+/// How long the listener waits for a client's next line (RFC 5321 asks a
+/// server to wait at least 5 minutes).
+pub const LINE_TIMEOUT: Duration = Duration::from_secs(300);
 
-pub async fn serve(listener: TcpListener, returns: Arc<Returns>, shutdown: CancellationToken) {
+/// How sessions are served.
+#[derive(Clone)]
+pub struct Intake {
+    /// Offered as STARTTLS when set.
+    pub tls: Option<TlsAcceptor>,
+    /// The deadline for each line the client sends (and the TLS handshake).
+    pub line_timeout: Duration,
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    returns: Arc<Returns>,
+    intake: Intake,
+    shutdown: CancellationToken,
+) {
     let sessions = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(MAX_SESSIONS));
     loop {
+        let slot = tokio::select! {
+            () = shutdown.cancelled() => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
             a = listener.accept() => a,
         };
         match accepted {
             Ok((stream, _)) => {
-                let returns = returns.clone();
+                let (returns, intake) = (returns.clone(), intake.clone());
                 sessions.spawn(async move {
-                    if let Err(e) = session(stream, &returns).await {
+                    if let Err(e) = session(stream, &returns, &intake).await {
                         tracing::debug!(error = %e, "bounce session ended");
                     }
+                    drop(slot);
                 });
             }
-            Err(e) => tracing::warn!(error = %e, "bounce listener accept failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "bounce listener accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     }
     sessions.close();
     sessions.wait().await;
 }
 
-async fn session(stream: TcpStream, returns: &Returns) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read);
-    write
-        .write_all(b"220 sluice bounce intake ESMTP\r\n")
-        .await?;
+/// A session in the clear, then, if the client asks for STARTTLS, a new
+/// one over TLS (RFC 3207: nothing said before carries over).
+async fn session(
+    stream: tokio::net::TcpStream,
+    returns: &Returns,
+    intake: &Intake,
+) -> std::io::Result<()> {
+    let Some(stream) = commands(stream, returns, intake, false).await? else {
+        return Ok(());
+    };
+    let Some(tls) = &intake.tls else {
+        return Ok(());
+    };
+    let secured = tokio::time::timeout(intake.line_timeout, tls.accept(stream))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    commands(secured, returns, intake, true).await.map(drop)
+}
+
+/// Serves commands until QUIT or the end of the connection (`None`), or
+/// until STARTTLS is agreed (`Some(stream)`, to be secured). Over TLS
+/// (`secured`) there is no greeting (the client starts with EHLO) and no
+/// STARTTLS.
+async fn commands<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    returns: &Returns,
+    intake: &Intake,
+    secured: bool,
+) -> std::io::Result<Option<S>> {
+    let mut io = BufReader::new(stream);
+    let offer_tls = !secured && intake.tls.is_some();
+    if !secured {
+        io.get_mut()
+            .write_all(b"220 sluice bounce intake ESMTP\r\n")
+            .await?;
+        io.get_mut().flush().await?;
+    }
     let domain = format!("@{}", returns.paths.domain());
     let mut rcpts: Vec<String> = Vec::new();
     let mut line = Vec::new();
     loop {
-        line.clear();
-        if (&mut reader)
-            .take(MAX_LINE as u64)
-            .read_until(b'\n', &mut line)
-            .await?
-            == 0
-        {
-            return Ok(());
-        }
+        let Some(whole) = read_line(&mut io, &mut line, MAX_LINE, intake.line_timeout).await?
+        else {
+            return Ok(None);
+        };
         let text = String::from_utf8_lossy(&line);
         let command = text.trim_end();
         let verb = command
@@ -66,8 +133,25 @@ async fn session(stream: TcpStream, returns: &Returns) -> std::io::Result<()> {
             .unwrap_or("")
             .to_ascii_uppercase();
         let reply: String = match verb.as_str() {
-            "EHLO" => format!("250-sluice\r\n250-SIZE {MAX_RETURNED_BYTES}\r\n250 8BITMIME\r\n"),
+            _ if !whole => "500 5.5.2 line too long\r\n".into(),
+            "EHLO" => {
+                let starttls = if offer_tls { "250-STARTTLS\r\n" } else { "" };
+                format!("250-sluice\r\n250-SIZE {MAX_RETURNED_BYTES}\r\n{starttls}250 8BITMIME\r\n")
+            }
             "HELO" => "250 sluice\r\n".into(),
+            "STARTTLS" if !offer_tls => "502 5.5.1 TLS not available\r\n".into(),
+            "STARTTLS" if !io.buffer().is_empty() => {
+                // Commands sent with STARTTLS would be taken as if they came
+                // over TLS (a command injection): refuse, in the clear.
+                "554 5.5.1 no commands may follow STARTTLS in the same packet\r\n".into()
+            }
+            "STARTTLS" => {
+                io.get_mut()
+                    .write_all(b"220 2.0.0 ready to start TLS\r\n")
+                    .await?;
+                io.get_mut().flush().await?;
+                return Ok(Some(io.into_inner()));
+            }
             "MAIL" => {
                 rcpts.clear();
                 "250 2.1.0 ok\r\n".into()
@@ -83,8 +167,11 @@ async fn session(stream: TcpStream, returns: &Returns) -> std::io::Result<()> {
             }
             "DATA" if rcpts.is_empty() => "503 5.5.1 RCPT first\r\n".into(),
             "DATA" => {
-                write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
-                let reply = match read_data(&mut reader).await? {
+                io.get_mut()
+                    .write_all(b"354 end with <CRLF>.<CRLF>\r\n")
+                    .await?;
+                io.get_mut().flush().await?;
+                let reply = match read_data(&mut io, intake.line_timeout).await? {
                     None => "552 5.3.4 message too big\r\n".to_owned(),
                     Some(raw) => match returns.take(&raw, &rcpts).await {
                         Ok(_) => "250 2.0.0 thanks\r\n".to_owned(),
@@ -106,13 +193,54 @@ async fn session(stream: TcpStream, returns: &Returns) -> std::io::Result<()> {
             }
             "NOOP" => "250 2.0.0 ok\r\n".into(),
             "QUIT" => {
-                write.write_all(b"221 2.0.0 bye\r\n").await?;
-                return Ok(());
+                io.get_mut().write_all(b"221 2.0.0 bye\r\n").await?;
+                io.get_mut().flush().await?;
+                return Ok(None);
             }
             _ => "502 5.5.2 command not implemented\r\n".into(),
         };
-        write.write_all(reply.as_bytes()).await?;
+        io.get_mut().write_all(reply.as_bytes()).await?;
+        io.get_mut().flush().await?;
     }
+}
+
+/// Reads one line into `line` within `timeout`, keeping at most `max`
+/// bytes of it: `Some(true)` for a whole line, `Some(false)` for one cut
+/// at `max` (the rest is read and dropped), `None` at the end of the input.
+async fn read_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+    max: usize,
+    timeout: Duration,
+) -> std::io::Result<Option<bool>> {
+    line.clear();
+    let read = async {
+        let n = (&mut *reader)
+            .take(max as u64)
+            .read_until(b'\n', line)
+            .await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if line.ends_with(b"\n") {
+            return Ok(Some(true));
+        }
+        // Longer than `max`: drop the rest of it, never holding it.
+        let mut rest = Vec::new();
+        loop {
+            rest.clear();
+            let n = (&mut *reader)
+                .take(max as u64)
+                .read_until(b'\n', &mut rest)
+                .await?;
+            if n == 0 || rest.ends_with(b"\n") {
+                return Ok(Some(false));
+            }
+        }
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
 }
 
 /// The address in `RCPT TO:<...>`.
@@ -128,16 +256,22 @@ fn angle_address(command: &str) -> String {
 
 /// Reads DATA up to the lone dot, undoing dot-stuffing; `None` if it grew
 /// past the limit (the rest is read and dropped so the session stays in step).
-async fn read_data<R: tokio::io::AsyncBufRead + Unpin>(
+async fn read_data<R: AsyncBufRead + Unpin>(
     reader: &mut R,
+    timeout: Duration,
 ) -> std::io::Result<Option<Vec<u8>>> {
     let mut data = Vec::new();
     let mut line = Vec::new();
     let mut too_big = false;
     loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line).await? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        match read_line(reader, &mut line, MAX_RETURNED_BYTES, timeout).await? {
+            None => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Some(false) => {
+                too_big = true;
+                data = Vec::new();
+                continue;
+            }
+            Some(true) => {}
         }
         if line == b".\r\n" || line == b".\n" {
             return Ok((!too_big).then_some(data));
@@ -145,9 +279,77 @@ async fn read_data<R: tokio::io::AsyncBufRead + Unpin>(
         let content = line.strip_prefix(b".").unwrap_or(&line);
         if data.len() + content.len() > MAX_RETURNED_BYTES {
             too_big = true;
-            data.clear();
+            data = Vec::new();
         } else if !too_big {
             data.extend_from_slice(content);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncWriteExt, BufReader, duplex};
+
+    use super::*;
+
+    /// A line longer than the limit is cut, the rest of it dropped unheld,
+    /// and the next line read whole. Before, a DATA line without a newline
+    /// grew without bound.
+    #[tokio::test]
+    async fn an_overlong_line_is_cut_and_the_next_one_read_whole() {
+        let (mut client, server) = duplex(1 << 16);
+        let mut reader = BufReader::new(server);
+        tokio::spawn(async move {
+            client.write_all(&vec![b'x'; 100_000]).await.expect("write");
+            client.write_all(b"\r\nNOOP\r\n").await.expect("write");
+        });
+        let mut line = Vec::new();
+        let long = read_line(&mut reader, &mut line, 1000, Duration::from_secs(5)).await;
+        assert_eq!(long.expect("read"), Some(false));
+        assert!(line.len() <= 1000);
+        let next = read_line(&mut reader, &mut line, 1000, Duration::from_secs(5)).await;
+        assert_eq!(
+            (next.expect("read"), line.as_slice()),
+            (Some(true), &b"NOOP\r\n"[..])
+        );
+    }
+
+    /// A client that stops sending is cut off at the line deadline.
+    #[tokio::test]
+    async fn a_silent_client_times_out() {
+        let (_client, server) = duplex(64);
+        let mut reader = BufReader::new(server);
+        let mut line = Vec::new();
+        let silent = read_line(&mut reader, &mut line, 100, Duration::from_millis(50)).await;
+        assert_eq!(
+            silent.expect_err("timed out").kind(),
+            std::io::ErrorKind::TimedOut
+        );
+    }
+
+    /// A message with an endless line is refused as too big, and the
+    /// session stays in step for the next command.
+    #[tokio::test]
+    async fn data_with_a_line_beyond_the_message_limit_is_too_big() {
+        let (mut client, server) = duplex(1 << 16);
+        let mut reader = BufReader::new(server);
+        tokio::spawn(async move {
+            client.write_all(b"Subject: x\r\n").await.expect("write");
+            let chunk = vec![b'y'; 1 << 16];
+            for _ in 0..(MAX_RETURNED_BYTES >> 16) + 2 {
+                client.write_all(&chunk).await.expect("write");
+            }
+            client.write_all(b"\r\n.\r\nQUIT\r\n").await.expect("write");
+        });
+        let data = read_data(&mut reader, Duration::from_secs(30))
+            .await
+            .expect("read");
+        assert_eq!(data, None);
+        let mut line = Vec::new();
+        let next = read_line(&mut reader, &mut line, MAX_LINE, Duration::from_secs(5)).await;
+        assert_eq!(
+            (next.expect("read"), line.as_slice()),
+            (Some(true), &b"QUIT\r\n"[..])
+        );
     }
 }
