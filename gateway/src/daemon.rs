@@ -111,6 +111,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
 /// order: whatever can fail does before any task runs.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, RunError> {
     config.validate()?;
+    let hangups =
+        server_tls::hangups().map_err(|e| RunError::Setup(format!("listening for SIGHUP: {e}")))?;
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
@@ -146,7 +148,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         &shutdown,
     )?;
     spawn_api(api, listeners.api, tls.api()?, &tasks, &shutdown);
-    tls.reload_on_hangup(&tasks, &shutdown);
+    tls.reload_on_hangup(hangups, &tasks, &shutdown);
     tasks.close();
     Ok(Running {
         api: listeners.addrs.api,

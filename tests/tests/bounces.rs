@@ -291,3 +291,29 @@ fn a_genuine_token_on_someone_elses_bounce_suppresses_nobody() {
     );
     end.reached();
 }
+
+/// A client idle on the bounce listener does not hold up a shutdown: it is
+/// told 421 and the daemon exits at once. Before, sessions waited for their
+/// client for ever.
+#[test]
+fn an_idle_bounce_session_is_told_421_at_shutdown() {
+    use std::io::{BufRead, BufReader};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(dir.path(), "");
+    let stream = std::net::TcpStream::connect(&daemon.bounce).unwrap();
+    let mut client = BufReader::new(stream);
+    let mut greeting = String::new();
+    client.read_line(&mut greeting).unwrap();
+    assert!(greeting.starts_with("220 "), "{greeting}");
+    let asked = std::time::Instant::now();
+    assert!(daemon.terminate(), "clean exit");
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(10),
+        "shutdown waited {:?}",
+        asked.elapsed()
+    );
+    let mut last = String::new();
+    client.read_line(&mut last).unwrap();
+    assert!(last.starts_with("421 "), "{last}");
+}

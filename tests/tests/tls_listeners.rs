@@ -254,3 +254,21 @@ async fn the_bounce_listener_offers_starttls_and_refuses_injected_commands() {
     assert!(reply(&mut secure).await.starts_with("221 "));
     end.reached();
 }
+
+/// SIGHUP never ends the daemon (its default action), TLS or not.
+#[test]
+fn sighup_without_tls_leaves_the_daemon_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(dir.path(), "");
+    daemon.hangup();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !daemon
+        .log()
+        .contains("SIGHUP: no TLS certificate to reload")
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", daemon.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(daemon.get("/healthz").status, 200);
+    assert!(daemon.terminate(), "still running, exits cleanly");
+}

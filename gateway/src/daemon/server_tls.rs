@@ -16,6 +16,7 @@ use rustls::{
     server::{ClientHello, ResolvesServerCert},
     sign::CertifiedKey,
 };
+use tokio::signal::unix::Signal;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -115,17 +116,25 @@ fn certified_key(
     Ok(certified)
 }
 
+/// SIGHUP, taken from the start so that it never ends the daemon (its
+/// default action) but reloads certificates.
+pub fn hangups() -> std::io::Result<Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+}
+
 /// Reads every listener's certificate again on each SIGHUP until `shutdown`.
-pub async fn reload_on_hangup(certs: Vec<Arc<ReloadingCert>>, shutdown: CancellationToken) {
-    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-    else {
-        tracing::error!("cannot listen for SIGHUP: certificates are not reloaded");
-        return;
-    };
+pub async fn reload_on_hangup(
+    certs: Vec<Arc<ReloadingCert>>,
+    mut hangups: Signal,
+    shutdown: CancellationToken,
+) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             got = hangups.recv() => if got.is_none() { return },
+        }
+        if certs.is_empty() {
+            tracing::info!("SIGHUP: no TLS certificate to reload");
         }
         for cert in &certs {
             match cert.reload() {

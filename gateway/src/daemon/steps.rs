@@ -4,6 +4,7 @@ use std::{net::SocketAddr, sync::Arc};
 
 use admin_api::{ApiConfig, Tokens};
 use store::{Store, embedded::Embedded};
+use tokio::signal::unix::Signal;
 use tokio::{net::TcpListener, sync::Notify};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -225,10 +226,7 @@ pub(super) fn spawn_returns(
         let watcher = Maildir::new(maildir, core.returns.clone());
         tasks.spawn(watcher.watch(shutdown.clone()));
     }
-    let intake = listener::Intake {
-        tls,
-        line_timeout: listener::LINE_TIMEOUT,
-    };
+    let intake = listener::Intake::new(tls, listener::LINE_TIMEOUT);
     tasks.spawn(listener::serve(
         bounce,
         core.returns.clone(),
@@ -286,15 +284,22 @@ impl ListenerTls {
         acceptor(self.bounce.as_ref())
     }
 
-    /// Reads the certificates again on SIGHUP, if any listener has one.
-    pub(super) fn reload_on_hangup(self, tasks: &TaskTracker, shutdown: &CancellationToken) {
+    /// Reads the certificates again on each of `hangups` (SIGHUP).
+    pub(super) fn reload_on_hangup(
+        self,
+        hangups: Signal,
+        tasks: &TaskTracker,
+        shutdown: &CancellationToken,
+    ) {
         let certs: Vec<_> = [self.api, self.tracking, self.bounce]
             .into_iter()
             .flatten()
             .collect();
-        if !certs.is_empty() {
-            tasks.spawn(server_tls::reload_on_hangup(certs, shutdown.clone()));
-        }
+        tasks.spawn(server_tls::reload_on_hangup(
+            certs,
+            hangups,
+            shutdown.clone(),
+        ));
     }
 }
 

@@ -5,8 +5,11 @@
 //!
 //! It is a public port (the bounce domain's MX), so it holds out against
 //! what the public sends: STARTTLS when a certificate is configured (RFC
-//! 3207), at most [`MAX_SESSIONS`] sessions, a deadline for every line
-//! (RFC 5321 4.5.3.2), and no line held beyond its limit however long it is.
+//! 3207), at most [`MAX_SESSIONS`] sessions of which [`MAX_MESSAGES`] may
+//! be in DATA at once (the memory a message takes is bounded by the size
+//! limit), [`MAX_RCPTS`] recipients a message, a deadline for every line
+//! (RFC 5321 4.5.3.2), and no line held beyond its limit however long it
+//! is. At shutdown every session is answered 421 and closed.
 
 use std::{sync::Arc, time::Duration};
 
@@ -25,6 +28,13 @@ use super::{IntakeError, MAX_RETURNED_BYTES, Returns};
 
 /// Longest command line accepted (RFC 5321 says 512 with extensions).
 const MAX_LINE: usize = 4096;
+/// Longest line of a message (RFC 5321 says 1,000 with its CRLF); a longer
+/// one makes the message too big.
+const MAX_DATA_LINE: usize = 64 << 10;
+/// Messages being received at once, each up to `MAX_RETURNED_BYTES`.
+pub const MAX_MESSAGES: usize = 32;
+/// Recipients of one message (RFC 5321 asks a server to take at least 100).
+const MAX_RCPTS: usize = 100;
 /// Sessions served at once; further connections wait in the kernel's backlog.
 pub const MAX_SESSIONS: usize = 1024;
 /// How long the listener waits for a client's next line (RFC 5321 asks a
@@ -38,6 +48,18 @@ pub struct Intake {
     pub tls: Option<TlsAcceptor>,
     /// The deadline for each line the client sends (and the TLS handshake).
     pub line_timeout: Duration,
+    /// Room for the messages being received at once.
+    pub messages: Arc<Semaphore>,
+}
+
+impl Intake {
+    pub fn new(tls: Option<TlsAcceptor>, line_timeout: Duration) -> Self {
+        Self {
+            tls,
+            line_timeout,
+            messages: Arc::new(Semaphore::new(MAX_MESSAGES)),
+        }
+    }
 }
 
 pub async fn serve(
@@ -62,9 +84,9 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, _)) => {
-                let (returns, intake) = (returns.clone(), intake.clone());
+                let (returns, intake, stop) = (returns.clone(), intake.clone(), shutdown.clone());
                 sessions.spawn(async move {
-                    if let Err(e) = session(stream, &returns, &intake).await {
+                    if let Err(e) = session(stream, &returns, &intake, &stop).await {
                         tracing::debug!(error = %e, "bounce session ended");
                     }
                     drop(slot);
@@ -86,8 +108,9 @@ async fn session(
     stream: tokio::net::TcpStream,
     returns: &Returns,
     intake: &Intake,
+    shutdown: &CancellationToken,
 ) -> std::io::Result<()> {
-    let Some(stream) = commands(stream, returns, intake, false).await? else {
+    let Some(stream) = commands(stream, returns, intake, false, shutdown).await? else {
         return Ok(());
     };
     let Some(tls) = &intake.tls else {
@@ -96,7 +119,9 @@ async fn session(
     let secured = tokio::time::timeout(intake.line_timeout, tls.accept(stream))
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-    commands(secured, returns, intake, true).await.map(drop)
+    commands(secured, returns, intake, true, shutdown)
+        .await
+        .map(drop)
 }
 
 /// Serves commands until QUIT or the end of the connection (`None`), or
@@ -108,6 +133,7 @@ async fn commands<S: AsyncRead + AsyncWrite + Unpin>(
     returns: &Returns,
     intake: &Intake,
     secured: bool,
+    shutdown: &CancellationToken,
 ) -> std::io::Result<Option<S>> {
     let mut io = BufReader::new(stream);
     let offer_tls = !secured && intake.tls.is_some();
@@ -121,8 +147,11 @@ async fn commands<S: AsyncRead + AsyncWrite + Unpin>(
     let mut rcpts: Vec<String> = Vec::new();
     let mut line = Vec::new();
     loop {
-        let Some(whole) = read_line(&mut io, &mut line, MAX_LINE, intake.line_timeout).await?
-        else {
+        let next = tokio::select! {
+            next = read_line(&mut io, &mut line, MAX_LINE, intake.line_timeout) => next?,
+            () = shutdown.cancelled() => return closing(io.get_mut()).await,
+        };
+        let Some(whole) = next else {
             return Ok(None);
         };
         let text = String::from_utf8_lossy(&line);
@@ -156,6 +185,7 @@ async fn commands<S: AsyncRead + AsyncWrite + Unpin>(
                 rcpts.clear();
                 "250 2.1.0 ok\r\n".into()
             }
+            "RCPT" if rcpts.len() >= MAX_RCPTS => "452 4.5.3 too many recipients\r\n".into(),
             "RCPT" => {
                 let address = angle_address(command);
                 if address.to_ascii_lowercase().ends_with(&domain) {
@@ -167,11 +197,22 @@ async fn commands<S: AsyncRead + AsyncWrite + Unpin>(
             }
             "DATA" if rcpts.is_empty() => "503 5.5.1 RCPT first\r\n".into(),
             "DATA" => {
+                let Ok(_room) = intake.messages.clone().try_acquire_owned() else {
+                    io.get_mut()
+                        .write_all(b"451 4.3.2 too many messages at once, try again later\r\n")
+                        .await?;
+                    io.get_mut().flush().await?;
+                    continue;
+                };
                 io.get_mut()
                     .write_all(b"354 end with <CRLF>.<CRLF>\r\n")
                     .await?;
                 io.get_mut().flush().await?;
-                let reply = match read_data(&mut io, intake.line_timeout).await? {
+                let data = tokio::select! {
+                    data = read_data(&mut io, intake.line_timeout) => data?,
+                    () = shutdown.cancelled() => return closing(io.get_mut()).await,
+                };
+                let reply = match data {
                     None => "552 5.3.4 message too big\r\n".to_owned(),
                     Some(raw) => match returns.take(&raw, &rcpts).await {
                         Ok(_) => "250 2.0.0 thanks\r\n".to_owned(),
@@ -202,6 +243,14 @@ async fn commands<S: AsyncRead + AsyncWrite + Unpin>(
         io.get_mut().write_all(reply.as_bytes()).await?;
         io.get_mut().flush().await?;
     }
+}
+
+/// Says the listener is going away (RFC 5321 3.8) and ends the session.
+async fn closing<W: AsyncWrite + Unpin, S>(w: &mut W) -> std::io::Result<Option<S>> {
+    w.write_all(b"421 4.3.2 shutting down, try again later\r\n")
+        .await?;
+    w.flush().await?;
+    Ok(None)
 }
 
 /// Reads one line into `line` within `timeout`, keeping at most `max`
@@ -264,7 +313,7 @@ async fn read_data<R: AsyncBufRead + Unpin>(
     let mut line = Vec::new();
     let mut too_big = false;
     loop {
-        match read_line(reader, &mut line, MAX_RETURNED_BYTES, timeout).await? {
+        match read_line(reader, &mut line, MAX_DATA_LINE, timeout).await? {
             None => return Err(std::io::ErrorKind::UnexpectedEof.into()),
             Some(false) => {
                 too_big = true;

@@ -17,7 +17,7 @@ use fjall::{Database, PersistMode};
 use rules::{self, PartReceipt};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{FACT_RUN, Index, MAX_GROUP, Shared, suppression_key};
+use super::{FACT_RUN, Index, MAX_GROUP, Shared, space::Room, suppression_key};
 use crate::{
     Result, StoreError, codec,
     flags::Flags,
@@ -71,6 +71,12 @@ pub(super) enum Op {
 }
 
 impl Op {
+    /// Whether it takes something new (a campaign, participants), which a
+    /// filling disk refuses first; the rest records what is under way.
+    fn takes_something_new(&self) -> bool {
+        matches!(self, Self::PutCampaign { .. } | Self::Add { .. })
+    }
+
     /// Answers the caller with `error`, nothing written.
     fn refuse(self, error: &StoreError) {
         // A caller that went away no longer needs its answer.
@@ -184,11 +190,25 @@ impl Committer {
     }
 
     fn commit_group(&mut self, ops: Vec<Op>) {
-        // Before anything changes: a refused group leaves no trace.
-        if let Err(full) = self.shared.space.check() {
-            for op in ops {
-                op.refuse(&full);
+        // Before anything changes: a refused op leaves no trace.
+        let ops = match self.shared.space.room() {
+            Room::Enough => ops,
+            Room::Low(full) => {
+                let (refused, taken): (Vec<Op>, Vec<Op>) =
+                    ops.into_iter().partition(Op::takes_something_new);
+                for op in refused {
+                    op.refuse(&full);
+                }
+                taken
             }
+            Room::Exhausted(full) => {
+                for op in ops {
+                    op.refuse(&full);
+                }
+                return;
+            }
+        };
+        if ops.is_empty() {
             return;
         }
         let mut group = Group {

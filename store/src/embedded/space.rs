@@ -1,8 +1,11 @@
 //! The data directory's free space, looked at before every commit. The
 //! engine's first failed write poisons it until a restart, so a disk that
-//! is filling up must stop writes before that: below the reserve, a commit
-//! is refused (`StoreError::DiskFull`) without touching the engine, and
-//! writes resume by themselves once space is freed.
+//! is filling up must stop writes before that, without touching the engine
+//! (`StoreError::DiskFull`), and writes resume by themselves once space is
+//! freed. In two steps: below the reserve, nothing new is taken (campaigns,
+//! participants) and sending pauses, while what is already under way
+//! (outcomes of sends in flight, receipts, bounces, clicks, counters) is
+//! still recorded down to half the reserve, below which nothing is.
 
 use std::{
     io,
@@ -17,6 +20,15 @@ pub const DEFAULT_RESERVE: u64 = 128 << 20;
 
 /// How free bytes are found: the file system's answer, or a test's.
 pub type FreeBytes = Box<dyn Fn(&Path) -> io::Result<u64> + Send + Sync>;
+
+/// The room left on the data directory's disk.
+pub(super) enum Room {
+    Enough,
+    /// Below the reserve: only what is already under way is written.
+    Low(StoreError),
+    /// Below half the reserve: nothing is written.
+    Exhausted(StoreError),
+}
 
 pub(super) struct Space {
     dir: PathBuf,
@@ -33,21 +45,35 @@ impl Space {
         }
     }
 
-    /// `Err(DiskFull)` when fewer than the reserve's bytes are free. A
-    /// file system that cannot say does not stop writes: the commit itself
-    /// will tell.
-    pub(super) fn check(&self) -> Result<(), StoreError> {
-        match (self.free)(&self.dir) {
-            Ok(free) if free < self.reserve => Err(StoreError::DiskFull {
-                dir: self.dir.clone(),
-                free,
-                reserve: self.reserve,
-            }),
-            Ok(_) => Ok(()),
+    /// How much room is left. A file system that cannot say does not stop
+    /// writes: the commit itself will tell.
+    pub(super) fn room(&self) -> Room {
+        let free = match (self.free)(&self.dir) {
+            Ok(free) => free,
             Err(e) => {
                 tracing::warn!(error = %e, dir = %self.dir.display(), "cannot read the free space");
-                Ok(())
+                return Room::Enough;
             }
+        };
+        let full = || StoreError::DiskFull {
+            dir: self.dir.clone(),
+            free,
+            reserve: self.reserve,
+        };
+        if free < self.reserve / 2 {
+            Room::Exhausted(full())
+        } else if free < self.reserve {
+            Room::Low(full())
+        } else {
+            Room::Enough
+        }
+    }
+
+    /// `Err(DiskFull)` below the reserve: nothing new is taken.
+    pub(super) fn check(&self) -> Result<(), StoreError> {
+        match self.room() {
+            Room::Enough => Ok(()),
+            Room::Low(full) | Room::Exhausted(full) => Err(full),
         }
     }
 }

@@ -51,7 +51,7 @@ async fn the_feed_pages_across_fact_runs_and_survives_reopen() {
 async fn a_full_disk_refuses_writes_until_space_is_back() {
     use std::sync::{Arc, atomic::AtomicU64};
 
-    use crate::Store;
+    use crate::{LimitState, Store};
 
     let dir = tempfile::tempdir().expect("tempdir");
     let free = Arc::new(AtomicU64::new(1 << 30));
@@ -68,7 +68,22 @@ async fn a_full_disk_refuses_writes_until_space_is_back() {
         .expect("add");
     assert_eq!(store.write_refusal(), None);
 
+    // Below the reserve: nothing new, but what is under way is recorded.
+    free.store(800 << 10, std::sync::atomic::Ordering::SeqCst);
+    let refused = store
+        .add_participants("c1", vec![participant("b")], 2)
+        .await
+        .expect_err("low on space");
+    assert!(matches!(refused, StoreError::DiskFull { .. }), "{refused}");
+    store
+        .put_meta("counter", b"1".to_vec())
+        .await
+        .expect("what is under way is still recorded");
+    assert!(store.write_refusal().is_some());
+
+    // Below half the reserve: nothing at all.
     free.store(1000, std::sync::atomic::Ordering::SeqCst);
+    assert!(store.put_meta("counter", b"2".to_vec()).await.is_err());
     let refused = store
         .add_participants("c1", vec![participant("b")], 2)
         .await
