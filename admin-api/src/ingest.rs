@@ -65,7 +65,7 @@ impl Uploader {
     }
 
     fn reject(&mut self, line: usize, error: String) {
-        self.done.rejected.push(Rejected::new(line, error));
+        self.done.reject(Rejected::new(line, error));
     }
 
     fn push(&mut self, line: usize, p: ParticipantIn) {

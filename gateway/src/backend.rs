@@ -97,7 +97,7 @@ impl GatewayBackend {
                 check(&p).map(|unfit| unfit.to_string())
             };
             match problem {
-                Some(error) => result.rejected.push(Rejected::new(line, error)),
+                Some(error) => result.reject(Rejected::new(line, error)),
                 None => accepted.push(p),
             }
         }
@@ -297,7 +297,7 @@ impl Backend for GatewayBackend {
                 match p.fields.get(field).map(FieldValue::render) {
                     Some(address) if !address.is_empty() => p.address = address.to_owned(),
                     _ => {
-                        result.rejected.push(Rejected::new(
+                        result.reject(Rejected::new(
                             line,
                             format!(
                                 "customer `{}`: field `{field}` is missing or empty",

@@ -281,10 +281,63 @@ async fn overlong_lines_and_values_are_rejected_with_short_reasons() {
         })
         .collect();
     assert_eq!(errors[0], (1, "line longer than 1048576 bytes"));
-    assert_eq!(errors[1], (3, "customer: 100000 characters, at most 200"));
+    assert_eq!(errors[1], (3, "customer: 100000 characters, at most 128"));
     assert_eq!(errors[2].0, 4);
     assert_eq!(errors[3], (5, "line longer than 1048576 bytes"));
     assert!(errors.iter().all(|e| e.1.len() < 200), "{errors:?}");
+}
+
+/// Refused lines are listed up to a bound and all counted, so an upload of
+/// garbage cannot make the answer grow with it; a line over the limit cut
+/// across chunks is refused like one in a single chunk.
+#[tokio::test]
+async fn refusals_are_listed_up_to_a_bound_and_all_counted() {
+    let router = router(
+        Arc::new(Memory::default()),
+        ApiConfig {
+            tokens: Tokens::default(),
+            max_body_bytes: 8 << 20,
+            max_body_memory: 8 << 20,
+        },
+    );
+    let garbage = "x\n".repeat(UploadResult::MAX_LISTED + 50);
+    let (status, json) = call(
+        router.clone(),
+        post(
+            "/v1/campaigns/c1/participants",
+            "application/x-ndjson",
+            &garbage,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        json["rejected"].as_array().map(Vec::len),
+        Some(UploadResult::MAX_LISTED)
+    );
+    assert_eq!(json["rejected_total"], UploadResult::MAX_LISTED + 50);
+
+    let huge = "y".repeat(crate::ingest::MAX_LINE_BYTES + 10);
+    let (head, tail) = huge.split_at(crate::ingest::MAX_LINE_BYTES / 2);
+    let chunks = [
+        format!("{{\"customer\":\"a\",\"address\":\"a@x.org\"}}\n{head}"),
+        tail.to_owned(),
+        "\n{\"customer\":\"b\",\"address\":\"b@x.org\"}\n".to_owned(),
+    ];
+    let stream = futures_util::stream::iter(
+        chunks.map(|c| Ok::<_, std::io::Error>(axum::body::Bytes::from(c))),
+    );
+    let req = Request::post("/v1/campaigns/c1/participants")
+        .header("content-type", "application/x-ndjson")
+        .body(Body::from_stream(stream))
+        .expect("request");
+    let (status, json) = call(router, req).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["accepted"], 2, "{json}");
+    assert_eq!(
+        json["rejected"],
+        serde_json::json!([{"line": 2, "error": "line longer than 1048576 bytes"}])
+    );
 }
 
 #[tokio::test]

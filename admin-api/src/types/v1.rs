@@ -166,14 +166,36 @@ impl Rejected {
 pub struct UploadResult {
     pub accepted: u64,
     pub duplicates: u64,
+    /// The first [`UploadResult::MAX_LISTED`] lines refused.
     pub rejected: Vec<Rejected>,
+    /// Every line refused, listed or not.
+    #[serde(default)]
+    pub rejected_total: u64,
 }
 
 impl UploadResult {
+    /// Refused lines listed at most: an upload of garbage cannot make the
+    /// answer (and the memory that holds it) grow with its size.
+    pub const MAX_LISTED: usize = 10_000;
+
+    /// Counts a refused line, and lists it while there is room.
+    pub fn reject(&mut self, rejected: Rejected) {
+        self.rejected_total += 1;
+        if self.rejected.len() < Self::MAX_LISTED {
+            self.rejected.push(rejected);
+        }
+    }
+
     pub fn merge(&mut self, other: UploadResult) {
         self.accepted += other.accepted;
         self.duplicates += other.duplicates;
-        self.rejected.extend(other.rejected);
+        let unlisted = other
+            .rejected_total
+            .saturating_sub(other.rejected.len() as u64);
+        for rejected in other.rejected {
+            self.reject(rejected);
+        }
+        self.rejected_total += unlisted;
     }
 }
 

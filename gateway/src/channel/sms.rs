@@ -200,9 +200,14 @@ impl SmsChannel {
             };
             match bind.submit(&Frame::new(sm), give_up_at).await {
                 Ok(id) => ids.push(id),
-                // A later part unsent leaves the message half sent: an attempt.
+                // A later part unsent leaves the message half sent: an
+                // attempt, sent again whole later (its first parts were
+                // confirmed, so this is not an unconfirmed send).
                 Err(SubmitError::Unsent { reply, .. }) if !ids.is_empty() => {
-                    return refused(SubmitError::Lost(reply));
+                    return Delivery::Transient {
+                        reply: format!("{reply} after {} of the parts were sent", ids.len()),
+                        retry_after: Some(LOST_RETRY),
+                    };
                 }
                 Err(e) => return refused(e),
             }

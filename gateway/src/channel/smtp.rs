@@ -151,7 +151,17 @@ impl RelayPool {
         // command; that is not the message's fault, so try a fresh one once.
         // Not when the whole message had gone out: the relay may have it.
         if let Some(conn) = relay.take_idle() {
-            match transaction(conn, from, to, message).await {
+            match transaction(conn, relay.data_timeout(), from, to, message).await {
+                // A relay closing an idle session says 421 to the next
+                // command: the session's fault, not the message's.
+                Outcome::Replied(
+                    Delivery::Refused {
+                        code: 421,
+                        phase: Phase::MailFrom,
+                        ..
+                    },
+                    _,
+                ) => {}
                 Outcome::Replied(delivery, conn) => {
                     relay.put_idle(conn);
                     return delivery;
@@ -173,7 +183,7 @@ impl RelayPool {
                 };
             }
         };
-        match transaction(conn, from, to, message).await {
+        match transaction(conn, relay.data_timeout(), from, to, message).await {
             Outcome::Replied(delivery, conn) => {
                 relay.put_idle(conn);
                 delivery
@@ -271,10 +281,17 @@ fn unconfirmed(relay: &str, reason: &str) -> Delivery {
     }
 }
 
-async fn transaction(mut conn: Connection, from: &str, to: &str, message: &[u8]) -> Outcome {
+/// One message on `conn`; the relay has `data_timeout` for the message's
+/// content and the answer to its end.
+async fn transaction(
+    mut conn: Connection,
+    data_timeout: Duration,
+    from: &str,
+    to: &str,
+    message: &[u8],
+) -> Outcome {
     let pipelining = conn.pipelining;
-    let result =
-        on_client!(&mut conn.client, c => exchange(c, pipelining, from, to, message).await);
+    let result = on_client!(&mut conn.client, c => exchange(c, pipelining, data_timeout, from, to, message).await);
     match result {
         Ok(reply) => {
             let delivery = Delivery::Accepted {
@@ -337,6 +354,7 @@ fn refused_at(phase: Phase) -> impl FnOnce(mail_send::Error) -> Failure {
 async fn exchange<T: AsyncRead + AsyncWrite + Unpin>(
     c: &mut SmtpClient<T>,
     pipelining: bool,
+    data_timeout: Duration,
     from: &str,
     to: &str,
     message: &[u8],
@@ -353,19 +371,15 @@ async fn exchange<T: AsyncRead + AsyncWrite + Unpin>(
             .await?
             .assert_code(354)
             .map_err(refused_at(Phase::Data))?;
-        send_data(c, message).await?;
-        return final_reply(c).await;
+        send_data(c, message, data_timeout).await?;
+        return final_reply(c, data_timeout).await;
     }
     let commands = [
         format!("MAIL FROM:<{from}>\r\n"),
         format!("RCPT TO:<{to}>\r\n"),
         "DATA\r\n".to_owned(),
     ];
-    for command in &commands {
-        c.stream.write_all(command.as_bytes()).await?;
-    }
-    c.stream.flush().await?;
-    let replies = pipelined_replies(c, commands.len()).await?;
+    let replies = pipelined(c, &commands).await?;
     // A 421 is the relay closing the session: the replies end there.
     if let Some(closing) = replies.last().filter(|r| r.code == 421) {
         let phases = [Phase::MailFrom, Phase::RcptTo, Phase::Data];
@@ -382,8 +396,8 @@ async fn exchange<T: AsyncRead + AsyncWrite + Unpin>(
         .find(|(_, r)| !(200..300).contains(&r.code));
     match (refused, data.code) {
         (None, 354) => {
-            send_data(c, message).await?;
-            final_reply(c).await
+            send_data(c, message, data_timeout).await?;
+            final_reply(c, data_timeout).await
         }
         (Some((phase, refusal)), 354) => {
             // RFC 2920: the relay took DATA although nothing can be delivered;
@@ -398,12 +412,13 @@ async fn exchange<T: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// The relay's answer to a message's end, within the relay's timeout:
-/// without one, whether it has the message is unknown.
+/// The relay's answer to a message's end, within `timeout`: without one,
+/// whether it has the message is unknown.
 async fn final_reply<T: AsyncRead + AsyncWrite + Unpin>(
     c: &mut SmtpClient<T>,
+    timeout: Duration,
 ) -> Result<Response<String>, Failure> {
-    tokio::time::timeout(c.timeout, c.read())
+    tokio::time::timeout(timeout, c.read())
         .await
         .map_err(|_| Failure::Unconfirmed(mail_send::Error::Timeout))?
         .map_err(Failure::Unconfirmed)?
@@ -411,26 +426,33 @@ async fn final_reply<T: AsyncRead + AsyncWrite + Unpin>(
         .map_err(refused_at(Phase::Data))
 }
 
-/// The message, within the relay's timeout: a relay that stops reading
-/// cannot hold the send forever.
+/// The message, within `timeout`: a relay that stops reading cannot hold
+/// the send forever.
 async fn send_data<T: AsyncRead + AsyncWrite + Unpin>(
     c: &mut SmtpClient<T>,
     message: &[u8],
+    timeout: Duration,
 ) -> Result<(), Failure> {
-    tokio::time::timeout(c.timeout, write_data(&mut c.stream, message))
+    tokio::time::timeout(timeout, write_data(&mut c.stream, message))
         .await
         .map_err(|_| Failure::Broken(mail_send::Error::Timeout))??;
     Ok(())
 }
 
-/// The replies to `n` pipelined commands, within the relay's timeout. A
-/// 421 ends them early: the relay is closing the session (RFC 5321 3.8),
-/// and what it said is the answer, not the lost connection after it.
-async fn pipelined_replies<T: AsyncRead + AsyncWrite + Unpin>(
+/// Sends `commands` at once and reads their replies, all within the
+/// relay's timeout. A 421 ends the replies early: the relay is closing the
+/// session (RFC 5321 3.8), and what it said is the answer, not the lost
+/// connection after it.
+async fn pipelined<T: AsyncRead + AsyncWrite + Unpin>(
     c: &mut SmtpClient<T>,
-    n: usize,
+    commands: &[String],
 ) -> Result<Vec<Response<String>>, Failure> {
-    let read = async {
+    let n = commands.len();
+    let exchange = async {
+        for command in commands {
+            c.stream.write_all(command.as_bytes()).await?;
+        }
+        c.stream.flush().await?;
         let mut buf = vec![0u8; 1024];
         let mut parser = ResponseReceiver::default();
         let mut replies = Vec::with_capacity(n);
@@ -456,7 +478,7 @@ async fn pipelined_replies<T: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     };
-    Ok(tokio::time::timeout(c.timeout, read)
+    Ok(tokio::time::timeout(c.timeout, exchange)
         .await
         .map_err(|_| mail_send::Error::Timeout)??)
 }
@@ -493,6 +515,10 @@ fn reply_text(reply: &Response<String>) -> String {
 }
 
 impl Relay {
+    fn data_timeout(&self) -> Duration {
+        Duration::from_secs(self.config.data_timeout_secs)
+    }
+
     fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
         self.idle
             .lock()

@@ -126,6 +126,10 @@ pub struct Relay {
     pub connections: usize,
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// How long the relay may take to answer a message's end (RFC 5321
+    /// 4.5.3.2.6: 10 minutes): without an answer the message is unconfirmed.
+    #[serde(default = "default_data_timeout")]
+    pub data_timeout_secs: u64,
     #[serde(default)]
     pub username: Option<String>,
     #[serde(default)]
@@ -160,6 +164,10 @@ fn default_tls() -> TlsMode {
 fn default_connections() -> usize {
     16
 }
+fn default_data_timeout() -> u64 {
+    600
+}
+
 fn default_timeout() -> u64 {
     30
 }

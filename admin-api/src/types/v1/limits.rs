@@ -7,6 +7,8 @@ use super::{CampaignDecl, ParticipantIn};
 /// A campaign's name and every short text of a declaration (sender, window
 /// strings, fallback names).
 pub const MAX_NAME: usize = 200;
+/// A campaign or customer id (`valid_id`).
+pub const MAX_ID: usize = 128;
 /// A segment name, a field's name.
 pub const MAX_KEY: usize = 64;
 /// An address: an e-mail's 64-character local part, `@` and a 255-character
@@ -25,6 +27,8 @@ pub const MAX_LIST: usize = 64;
 
 /// Characters of a refused value shown in an error before it is cut.
 const SHOWN: usize = 64;
+/// Characters of a whole error message, whatever its quotes hold.
+const MESSAGE: usize = 1024;
 
 /// `problems` gets "`field`: N characters, at most `max`" when `value` is longer.
 fn check(problems: &mut Vec<String>, field: &str, value: &str, max: usize) {
@@ -75,7 +79,7 @@ pub fn declaration_problems(d: &CampaignDecl) -> Vec<String> {
         }
     }
     if let Some(f) = &d.fallback {
-        check(p, "fallback.campaign", &f.campaign, MAX_NAME);
+        check(p, "fallback.campaign", &f.campaign, MAX_ID);
         check(p, "fallback.address_field", &f.address_field, MAX_KEY);
         if let Some(after) = &f.after {
             check(p, "fallback.after", after, MAX_NAME);
@@ -87,7 +91,7 @@ pub fn declaration_problems(d: &CampaignDecl) -> Vec<String> {
 /// The first field of a participant over its limit.
 pub fn participant_problem(p: &ParticipantIn) -> Option<String> {
     let mut problems = Vec::new();
-    check(&mut problems, "customer", &p.customer, MAX_NAME);
+    check(&mut problems, "customer", &p.customer, MAX_ID);
     check(&mut problems, "address", &p.address, MAX_ADDRESS);
     if let Some(segment) = &p.segment {
         check(&mut problems, "segment", segment, MAX_KEY);
@@ -146,14 +150,23 @@ pub fn shorten_quoted(message: &str) -> String {
         let body = &rest[open + 1..];
         let Some(len) = quoted_len(body, quote) else {
             out.push_str(&shown(body));
-            return out;
+            return cut(out);
         };
         out.push_str(&shown(&body[..len]));
         out.push(quote);
         rest = &body[len + 1..];
     }
     out.push_str(rest);
-    out
+    cut(out)
+}
+
+/// `message` cut to [`MESSAGE`] characters: quotes that do not pair up as
+/// values (a backtick inside a value) cannot make it echo a long value.
+fn cut(message: String) -> String {
+    match message.char_indices().nth(MESSAGE) {
+        Some((end, _)) => format!("{}… (cut)", &message[..end]),
+        None => message,
+    }
 }
 
 /// The length of `body` up to its closing `quote` (a double-quoted string
@@ -194,6 +207,10 @@ mod tests {
         let unclosed = shorten_quoted(&format!("oops `{long}"));
         assert!(unclosed.len() < 100, "{unclosed}");
         assert_eq!(shorten_quoted("plain text"), "plain text");
+        // A backtick inside a value pairs with the wrong one: the whole
+        // message is still cut.
+        let sneaky = shorten_quoted(&format!("unknown field `a`{long}`, expected `x`"));
+        assert!(sneaky.chars().count() < 1100, "{}", sneaky.len());
     }
 
     #[test]

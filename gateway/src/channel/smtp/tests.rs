@@ -13,7 +13,8 @@ use super::*;
 
 /// A relay whose answers are chosen by the addresses and the content:
 /// sender `refused@` 553 at MAIL FROM (then 503 to what follows), sender
-/// `shutdown@` 421 and the connection closed; recipient `user` 250, `gone`
+/// `shutdown@` 421 and the connection closed, sender `once@` accepted but
+/// the session's next MAIL FROM answered 421 and closed (an idle timeout); recipient `user` 250, `gone`
 /// 550 5.1.1, `late` 550 but DATA still 354, `busy` 451, `drop` 250 and
 /// the connection closed after the message's end, unanswered, `mute` 250
 /// and no answer ever after the message's end; a line
@@ -41,6 +42,7 @@ fn relay_on(listener: TcpListener, pipelining: bool) -> (u16, Arc<AsyncMutex<Vec
                 let (mut in_data, mut rcpt_ok, mut late) = (false, false, false);
                 let (mut mail_ok, mut spam, mut drop_at_end) = (true, false, false);
                 let mut mute_at_end = false;
+                let (mut once, mut stale) = (false, false);
                 let mut line = String::new();
                 while r.read_line(&mut line).await.unwrap_or(0) > 0 {
                     log.lock().await.push(line.trim_end().to_owned());
@@ -54,6 +56,7 @@ fn relay_on(listener: TcpListener, pipelining: bool) -> (u16, Arc<AsyncMutex<Vec
                             if mute_at_end {
                                 std::future::pending::<()>().await;
                             }
+                            stale = once;
                             if spam {
                                 b"550 5.7.1 message content rejected\r\n"
                             } else if rcpt_ok {
@@ -64,10 +67,11 @@ fn relay_on(listener: TcpListener, pipelining: bool) -> (u16, Arc<AsyncMutex<Vec
                         } else {
                             b""
                         }
-                    } else if line.starts_with("MAIL") && line.contains("<shutdown@") {
+                    } else if line.starts_with("MAIL") && (stale || line.contains("<shutdown@")) {
                         let _ = w.write_all(b"421 4.3.2 shutting down\r\n").await;
                         return;
                     } else if line.starts_with("MAIL") {
+                        once = line.contains("<once@");
                         mail_ok = !line.contains("<refused@");
                         spam = false;
                         if mail_ok {
@@ -127,6 +131,7 @@ fn config(port: u16) -> RelayConfig {
         tls_insecure: false,
         connections: 1,
         timeout_secs: 5,
+        data_timeout_secs: 5,
         username: None,
         password_env: None,
     }
@@ -447,7 +452,7 @@ async fn a_relay_silent_after_the_message_times_out_unconfirmed() {
     for pipelining in [true, false] {
         let (port, _) = relay(pipelining).await;
         let quick = RelayConfig {
-            timeout_secs: 1,
+            data_timeout_secs: 1,
             ..config(port)
         };
         let pool = RelayPool::new(&[quick], "test.local").expect("pool");
@@ -456,5 +461,24 @@ async fn a_relay_silent_after_the_message_times_out_unconfirmed() {
             .await
             .expect("the send gave up within the relay's timeout");
         assert!(matches!(sent, Delivery::Unconfirmed { .. }), "{sent:?}");
+    }
+}
+
+/// A relay that closes an idle session says 421 to the next command: on a
+/// reused connection that is the session's fault, not the message's, so
+/// the message goes on a fresh connection at once.
+#[tokio::test]
+async fn a_421_on_a_reused_connection_is_retried_on_a_fresh_one() {
+    for pipelining in [true, false] {
+        let (port, _) = relay(pipelining).await;
+        let pool = pool(port);
+        let ok = b"Subject: hi\r\n\r\nbody\r\n";
+        let first = pool.send("once@bounce.test", "user@example.org", ok).await;
+        assert!(matches!(first, Delivery::Accepted { .. }), "{first:?}");
+        let next = pool.send("b-x@bounce.test", "user@example.org", ok).await;
+        assert!(
+            matches!(next, Delivery::Accepted { .. }),
+            "{pipelining}: {next:?}"
+        );
     }
 }
