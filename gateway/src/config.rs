@@ -109,6 +109,7 @@ impl Config {
         problems.extend(self.store.problems());
         problems.extend(self.tracking.problems());
         problems.extend(self.email.problems());
+        problems.extend(self.email.send_time_problems(self.dispatch.lease_secs));
         problems.extend(self.sms.problems());
         problems.extend(self.dispatch.problems());
         for (i, w) in self.webhooks.iter().enumerate() {

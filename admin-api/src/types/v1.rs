@@ -166,7 +166,7 @@ impl Rejected {
 pub struct UploadResult {
     pub accepted: u64,
     pub duplicates: u64,
-    /// The first [`UploadResult::MAX_LISTED`] lines refused.
+    /// Lines refused, at most [`UploadResult::MAX_LISTED`] of them.
     pub rejected: Vec<Rejected>,
     /// Every line refused, listed or not.
     #[serde(default)]

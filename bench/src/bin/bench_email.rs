@@ -29,7 +29,7 @@ async fn main() -> anyhow::Result<()> {
         tls_insecure: false,
         connections: 128,
         timeout_secs: 30,
-        data_timeout_secs: 600,
+        data_timeout_secs: 90,
         username: None,
         password_env: None,
     }];

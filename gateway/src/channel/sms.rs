@@ -203,10 +203,10 @@ impl SmsChannel {
                 // A later part unsent leaves the message half sent: an
                 // attempt, sent again whole later (its first parts were
                 // confirmed, so this is not an unconfirmed send).
-                Err(SubmitError::Unsent { reply, .. }) if !ids.is_empty() => {
+                Err(SubmitError::Unsent { reply, retry_after }) if !ids.is_empty() => {
                     return Delivery::Transient {
                         reply: format!("{reply} after {} of the parts were sent", ids.len()),
-                        retry_after: Some(LOST_RETRY),
+                        retry_after: Some(retry_after.max(LOST_RETRY)),
                     };
                 }
                 Err(e) => return refused(e),

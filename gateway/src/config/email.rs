@@ -126,14 +126,38 @@ pub struct Relay {
     pub connections: usize,
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
-    /// How long the relay may take to answer a message's end (RFC 5321
-    /// 4.5.3.2.6: 10 minutes): without an answer the message is unconfirmed.
+    /// How long the relay may take over a message's content, and again to
+    /// answer its end (RFC 5321 4.5.3.2.6 suggests 10 minutes; a send must
+    /// end well within the dispatch lease): without an answer the message
+    /// is unconfirmed.
     #[serde(default = "default_data_timeout")]
     pub data_timeout_secs: u64,
     #[serde(default)]
     pub username: Option<String>,
     #[serde(default)]
     pub password_env: Option<String>,
+}
+
+impl Email {
+    /// Relays whose timeouts let a send outlast half the dispatch lease: the
+    /// message would be claimed and sent again while the first send waits.
+    pub(super) fn send_time_problems(&self, lease_secs: u64) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (i, r) in self.relays.iter().enumerate() {
+            let at = format!("email.relays[{i}]");
+            if r.timeout_secs == 0 || r.data_timeout_secs == 0 {
+                problems.push(format!(
+                    "{at}: timeout_secs and data_timeout_secs must be > 0"
+                ));
+            } else if r.timeout_secs + r.data_timeout_secs > lease_secs / 2 {
+                problems.push(format!(
+                    "{at}: timeout_secs + data_timeout_secs ({} s) must be at most half of dispatch.lease_secs ({lease_secs} s): a longer send would be claimed and sent again",
+                    r.timeout_secs + r.data_timeout_secs
+                ));
+            }
+        }
+        problems
+    }
 }
 
 impl Relay {
@@ -165,7 +189,7 @@ fn default_connections() -> usize {
     16
 }
 fn default_data_timeout() -> u64 {
-    600
+    90
 }
 
 fn default_timeout() -> u64 {

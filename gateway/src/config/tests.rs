@@ -140,3 +140,27 @@ fn the_examples_defaults_are_warned_about_where_they_matter() {
     assert!(public("http://t.telco.example")[0].contains("plain http"));
     assert!(public("https://t.telco.example").is_empty());
 }
+
+#[test]
+fn a_relay_send_must_end_within_half_the_lease() {
+    let long = Config::from_toml(
+        "[[email.relays]]\nhost = \"127.0.0.1\"\ndata_timeout_secs = 600\n",
+        Vec::new(),
+    )
+    .expect("parse");
+    let error = long.validate().expect_err("too long").to_string();
+    assert!(
+        error.contains("email.relays[0]: timeout_secs + data_timeout_secs (630 s) must be at most half of dispatch.lease_secs (300 s)"),
+        "{error}"
+    );
+    let zero = Config::from_toml(
+        "[[email.relays]]\nhost = \"127.0.0.1\"\ndata_timeout_secs = 0\n",
+        Vec::new(),
+    )
+    .expect("parse");
+    assert!(zero.validate().is_err());
+    Config::from_toml("[[email.relays]]\nhost = \"127.0.0.1\"\n", Vec::new())
+        .expect("parse")
+        .validate()
+        .expect("the defaults fit");
+}

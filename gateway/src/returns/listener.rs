@@ -37,9 +37,11 @@ pub const MAX_MESSAGES: usize = 32;
 const MAX_RCPTS: usize = 100;
 /// Sessions served at once; further connections wait in the kernel's backlog.
 pub const MAX_SESSIONS: usize = 1024;
-/// How long the listener waits for a client's next line (RFC 5321 asks a
-/// server to wait at least 5 minutes).
+/// How long the listener waits for a client's next line, or for a reply to
+/// be taken (RFC 5321 asks a server to wait at least 5 minutes).
 pub const LINE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long sessions still running at shutdown may go on.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// How sessions are served.
 #[derive(Clone)]
@@ -86,8 +88,19 @@ pub async fn serve(
             Ok((stream, _)) => {
                 let (returns, intake, stop) = (returns.clone(), intake.clone(), shutdown.clone());
                 sessions.spawn(async move {
-                    if let Err(e) = session(stream, &returns, &intake, &stop).await {
-                        tracing::debug!(error = %e, "bounce session ended");
+                    // Idle sessions are told 421 at shutdown; whatever is
+                    // still running after the grace is cut off.
+                    let cut = async {
+                        stop.cancelled().await;
+                        tokio::time::sleep(SHUTDOWN_GRACE).await;
+                    };
+                    tokio::select! {
+                        served = session(stream, &returns, &intake, &stop) => {
+                            if let Err(e) = served {
+                                tracing::debug!(error = %e, "bounce session ended");
+                            }
+                        }
+                        () = cut => tracing::debug!("bounce session cut off at shutdown"),
                     }
                     drop(slot);
                 });
@@ -138,10 +151,12 @@ async fn commands<S: AsyncRead + AsyncWrite + Unpin>(
     let mut io = BufReader::new(stream);
     let offer_tls = !secured && intake.tls.is_some();
     if !secured {
-        io.get_mut()
-            .write_all(b"220 sluice bounce intake ESMTP\r\n")
-            .await?;
-        io.get_mut().flush().await?;
+        say(
+            io.get_mut(),
+            b"220 sluice bounce intake ESMTP\r\n",
+            intake.line_timeout,
+        )
+        .await?;
     }
     let domain = format!("@{}", returns.paths.domain());
     let mut rcpts: Vec<String> = Vec::new();
@@ -175,10 +190,12 @@ async fn commands<S: AsyncRead + AsyncWrite + Unpin>(
                 "554 5.5.1 no commands may follow STARTTLS in the same packet\r\n".into()
             }
             "STARTTLS" => {
-                io.get_mut()
-                    .write_all(b"220 2.0.0 ready to start TLS\r\n")
-                    .await?;
-                io.get_mut().flush().await?;
+                say(
+                    io.get_mut(),
+                    b"220 2.0.0 ready to start TLS\r\n",
+                    intake.line_timeout,
+                )
+                .await?;
                 return Ok(Some(io.into_inner()));
             }
             "MAIL" => {
@@ -198,16 +215,20 @@ async fn commands<S: AsyncRead + AsyncWrite + Unpin>(
             "DATA" if rcpts.is_empty() => "503 5.5.1 RCPT first\r\n".into(),
             "DATA" => {
                 let Ok(_room) = intake.messages.clone().try_acquire_owned() else {
-                    io.get_mut()
-                        .write_all(b"451 4.3.2 too many messages at once, try again later\r\n")
-                        .await?;
-                    io.get_mut().flush().await?;
+                    say(
+                        io.get_mut(),
+                        b"451 4.3.2 too many messages at once, try again later\r\n",
+                        intake.line_timeout,
+                    )
+                    .await?;
                     continue;
                 };
-                io.get_mut()
-                    .write_all(b"354 end with <CRLF>.<CRLF>\r\n")
-                    .await?;
-                io.get_mut().flush().await?;
+                say(
+                    io.get_mut(),
+                    b"354 end with <CRLF>.<CRLF>\r\n",
+                    intake.line_timeout,
+                )
+                .await?;
                 let data = tokio::select! {
                     data = read_data(&mut io, intake.line_timeout) => data?,
                     () = shutdown.cancelled() => return closing(io.get_mut()).await,
@@ -234,23 +255,40 @@ async fn commands<S: AsyncRead + AsyncWrite + Unpin>(
             }
             "NOOP" => "250 2.0.0 ok\r\n".into(),
             "QUIT" => {
-                io.get_mut().write_all(b"221 2.0.0 bye\r\n").await?;
-                io.get_mut().flush().await?;
+                say(io.get_mut(), b"221 2.0.0 bye\r\n", intake.line_timeout).await?;
                 return Ok(None);
             }
             _ => "502 5.5.2 command not implemented\r\n".into(),
         };
-        io.get_mut().write_all(reply.as_bytes()).await?;
-        io.get_mut().flush().await?;
+        say(io.get_mut(), reply.as_bytes(), intake.line_timeout).await?;
     }
 }
 
 /// Says the listener is going away (RFC 5321 3.8) and ends the session.
 async fn closing<W: AsyncWrite + Unpin, S>(w: &mut W) -> std::io::Result<Option<S>> {
-    w.write_all(b"421 4.3.2 shutting down, try again later\r\n")
-        .await?;
-    w.flush().await?;
+    say(
+        w,
+        b"421 4.3.2 shutting down, try again later\r\n",
+        SHUTDOWN_GRACE,
+    )
+    .await?;
     Ok(None)
+}
+
+/// Writes a reply within `timeout`: a client that sends but never reads
+/// cannot hold the session once its socket buffer is full.
+async fn say<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    reply: &[u8],
+    timeout: Duration,
+) -> std::io::Result<()> {
+    let write = async {
+        w.write_all(reply).await?;
+        w.flush().await
+    };
+    tokio::time::timeout(timeout, write)
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
 }
 
 /// Reads one line into `line` within `timeout`, keeping at most `max`

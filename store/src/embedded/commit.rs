@@ -70,11 +70,20 @@ pub(super) enum Op {
     },
 }
 
+/// The largest value of what is under way (counters, cursors); anything
+/// larger is new data.
+const SMALL_VALUE: usize = 64 << 10;
+
 impl Op {
-    /// Whether it takes something new (a campaign, participants), which a
-    /// filling disk refuses first; the rest records what is under way.
+    /// Whether it takes something new (a campaign, participants, a large
+    /// value such as returned mail kept for an operator), which a filling
+    /// disk refuses first; the rest records what is under way.
     fn takes_something_new(&self) -> bool {
-        matches!(self, Self::PutCampaign { .. } | Self::Add { .. })
+        match self {
+            Self::PutCampaign { .. } | Self::Add { .. } => true,
+            Self::Meta { value, .. } => value.len() > SMALL_VALUE,
+            _ => false,
+        }
     }
 
     /// Answers the caller with `error`, nothing written.

@@ -79,6 +79,10 @@ async fn a_full_disk_refuses_writes_until_space_is_back() {
         .put_meta("counter", b"1".to_vec())
         .await
         .expect("what is under way is still recorded");
+    assert!(
+        store.put_meta("kept", vec![0; 100 << 10]).await.is_err(),
+        "a large value is new data"
+    );
     assert!(store.write_refusal().is_some());
 
     // Below half the reserve: nothing at all.
