@@ -7,7 +7,7 @@
 //! what the public sends: STARTTLS when a certificate is configured (RFC
 //! 3207), at most [`MAX_SESSIONS`] sessions of which [`MAX_MESSAGES`] may
 //! be in DATA at once (the memory a message takes is bounded by the size
-//! limit), [`MAX_RCPTS`] recipients a message, a deadline for every line
+//! limit), `MAX_RCPTS` recipients a message, a deadline for every line
 //! (RFC 5321 4.5.3.2), and no line held beyond its limit however long it
 //! is. At shutdown every session is answered 421 and closed.
 
