@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::{Error, Result, Tracking, TrackingSink};
@@ -81,40 +82,42 @@ where
         // Best effort: a refused option only costs latency.
         let _ = stream.set_nodelay(true);
         let service = idle::Counted::new(tracking.clone());
-        let Some(tls) = tls.clone() else {
-            let requests = service.requests();
-            let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-            tokio::spawn(async move {
-                // Client resets and idle clients end the connection; nothing to do.
-                let _ = idle::unless_idle(conn, &requests, IDLE_WINDOW).await;
-                drop(slot);
-            });
-            continue;
-        };
-        let (builder, watcher) = (builder.clone(), graceful.watcher());
-        tokio::spawn(serve_tls(tls, stream, builder, watcher, service, slot));
+        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
+        tokio::spawn(async move {
+            match tls {
+                None => serve_one(stream, builder, watcher, service).await,
+                // The handshake, like the headers, must come within the window.
+                Some(tls) => {
+                    if let Ok(Ok(stream)) =
+                        tokio::time::timeout(IDLE_WINDOW, tls.accept(stream)).await
+                    {
+                        serve_one(stream, builder, watcher, service).await;
+                    }
+                }
+            }
+            drop(slot);
+        });
     }
     drop(listener);
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
     Ok(())
 }
 
-/// One connection over TLS: the handshake within the idle window, then as
-/// a plain one.
-async fn serve_tls<S: TrackingSink>(
-    tls: TlsAcceptor,
-    stream: TcpStream,
+/// One connection, plain or TLS, until it ends, falls idle, or shutdown's
+/// grace runs out.
+async fn serve_one<IO, S>(
+    io: IO,
     builder: http1::Builder,
-    watcher: hyper_util::server::graceful::Watcher,
+    watcher: Watcher,
     service: idle::Counted<Tracking<S>>,
-    slot: OwnedSemaphorePermit,
-) {
-    if let Ok(Ok(stream)) = tokio::time::timeout(IDLE_WINDOW, tls.accept(stream)).await {
-        let requests = service.requests();
-        let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
-        let _ = idle::unless_idle(conn, &requests, IDLE_WINDOW).await;
-    }
-    drop(slot);
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: TrackingSink,
+{
+    let requests = service.requests();
+    let conn = watcher.watch(builder.serve_connection(TokioIo::new(io), service));
+    // Client resets and idle clients end the connection; nothing to do.
+    let _ = idle::unless_idle(conn, &requests, IDLE_WINDOW).await;
 }
 
 /// Runs [`serve`] on a new OS thread named `tracking`, with a current-thread

@@ -31,6 +31,25 @@ pub use http::{Response, request};
 use peers::peers_dir;
 
 /// Where cargo put the `sluice` binary of this build.
+/// A loopback port nothing listens on (now): for a peer to start on later,
+/// or a listener whose address must be known in advance.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `done` until it holds, failing with `what` after `within`.
+pub fn wait_until(what: &str, within: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < within, "no {what} within {within:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 pub fn sluice_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(Path::parent).unwrap();

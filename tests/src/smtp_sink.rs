@@ -12,7 +12,7 @@
 
 use std::{
     io::{BufRead, BufReader, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -80,7 +80,7 @@ impl SmtpSink {
         // The port is found free, released, then taken by smtp-sink: another
         // process may take it in between, so try a few ports.
         for attempt in 0..5 {
-            let port = free_port();
+            let port = crate::free_port();
             let log = dir.join(format!("smtp-sink-{n}-{attempt}.log"));
             let dumps = (rcpt == Rcpt::Accept).then(|| {
                 let d = dir.join(format!("smtp-sink-{n}-{attempt}"));
@@ -321,14 +321,6 @@ fn angle_address(arg: &str, prefix: &str) -> String {
             .unwrap_or_default()
             .to_owned(),
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// True when this process runs as root (the owner of `/proc/self` is the

@@ -52,11 +52,7 @@ fn wait_for_fact(daemon: &Daemon, kind: &str, customer: &str) -> serde_json::Val
 /// advance so that tracked links point to it: the daemon, the links' base
 /// URL and the listener's address.
 fn daemon_with_tracking(dir: &std::path::Path, peer: &SmtpPeer) -> (Daemon, String, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = sluice_e2e::free_port();
     let tracking = format!("127.0.0.1:{port}");
     let base = format!("http://{tracking}");
     let daemon = Daemon::start_with_env(

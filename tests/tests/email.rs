@@ -323,11 +323,7 @@ fn a_relay_that_is_down_gets_the_messages_once_it_is_up() {
     let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
     // Find a free port, then leave it closed while the campaign starts.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = sluice_e2e::free_port();
     let config = format!(
         "[email]\nretry_base_secs = 1\nretry_max_secs = 1\nmax_attempts = 50\n\n[[email.relays]]\nhost = \"127.0.0.1\"\nport = {port}\n"
     );

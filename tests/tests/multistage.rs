@@ -6,13 +6,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::{
-    collections::BTreeMap,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, time::Duration};
 
 use serde_json::{Value, json};
-use sluice_e2e::{Daemon, SmtpPeer, must_reach_end, npm_smsc::NpmSmsc, relay_config};
+use sluice_e2e::{Daemon, SmtpPeer, must_reach_end, npm_smsc::NpmSmsc, relay_config, wait_until};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -21,12 +18,13 @@ fn phone(i: usize) -> String {
     format!("+49151000{i:05}")
 }
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < T, "{what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// The daemon's configuration for `relay` and `smsc`.
+fn relay_and_smsc(relay: &SmtpPeer, smsc: &NpmSmsc) -> String {
+    format!(
+        "{}\n[[sms.smsc]]\nhost = \"127.0.0.1\"\nport = {}\nsystem_id = \"sluice\"\n",
+        relay_config(relay),
+        smsc.port
+    )
 }
 
 /// The count of one outcome on `GET /v1/campaigns/{id}`.
@@ -42,11 +40,7 @@ fn refused_and_address_less_customers_get_one_sms_each_across_a_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let relay = SmtpPeer::start(&end, dir.path());
     let smsc = NpmSmsc::start(&end);
-    let config = format!(
-        "{}\n[[sms.smsc]]\nhost = \"127.0.0.1\"\nport = {}\nsystem_id = \"sluice\"\n",
-        relay_config(&relay),
-        smsc.port
-    );
+    let config = relay_and_smsc(&relay, &smsc);
     let mut daemon = Daemon::start(dir.path(), &config);
     // Slow enough that the kill lands in the middle of the e-mails.
     let limits = daemon.put_json(
@@ -95,7 +89,7 @@ fn refused_and_address_less_customers_get_one_sms_each_across_a_kill_9() {
     );
 
     daemon.start_campaign("stage1-email");
-    wait_until("some e-mails sent", || relay.received().len() >= 10);
+    wait_until("some e-mails sent", T, || relay.received().len() >= 10);
     daemon.kill9();
     daemon.restart();
     daemon.wait_for_campaign("stage1-email", T, |v| v["state"] == "finished");
@@ -179,11 +173,7 @@ fn a_finished_fallback_campaign_runs_again_for_later_fallbacks() {
     let dir = tempfile::tempdir().unwrap();
     let relay = SmtpPeer::start(&end, dir.path());
     let smsc = NpmSmsc::start(&end);
-    let config = format!(
-        "{}\n[[sms.smsc]]\nhost = \"127.0.0.1\"\nport = {}\nsystem_id = \"sluice\"\n",
-        relay_config(&relay),
-        smsc.port
-    );
+    let config = relay_and_smsc(&relay, &smsc);
     let daemon = Daemon::start(dir.path(), &config);
     daemon.declare(
         "sms",

@@ -3,33 +3,24 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use sluice_e2e::{Daemon, SmtpPeer, must_reach_end};
+use sluice_e2e::{Daemon, SmtpPeer, must_reach_end, wait_until};
 
-fn wait_until(what: &str, done: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < Duration::from_secs(30), "{what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+/// Longest wait for anything in these tests.
+const T: Duration = Duration::from_secs(30);
 
 #[test]
 fn an_unreachable_relay_is_named_by_readyz_and_the_log_until_it_answers() {
     let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = sluice_e2e::free_port();
     let daemon = Daemon::start(
         dir.path(),
         &format!("[[email.relays]]\nname = \"main\"\nhost = \"127.0.0.1\"\nport = {port}\n"),
     );
     let upstream = format!("SMTP relay main (127.0.0.1:{port})");
-    wait_until("/readyz 503", || daemon.get("/readyz").status == 503);
+    wait_until("/readyz 503", T, || daemon.get("/readyz").status == 503);
     let readyz = daemon.get("/readyz");
     assert_eq!(readyz.json()["ready"], false, "{}", readyz.text());
     let reasons = readyz.json()["reasons"].clone();
@@ -42,12 +33,12 @@ fn an_unreachable_relay_is_named_by_readyz_and_the_log_until_it_answers() {
             .starts_with(&format!("{upstream}: ")),
         "{reasons:?}"
     );
-    wait_until("the log names the relay", || {
+    wait_until("the log names the relay", T, || {
         daemon.log().contains(&upstream)
     });
 
     let _relay = SmtpPeer::start_on(&end, dir.path(), port);
-    wait_until("/readyz 200 once the relay answers", || {
+    wait_until("/readyz 200 once the relay answers", T, || {
         daemon.get("/readyz").status == 200
     });
     let ready = daemon.get("/readyz").json();
@@ -108,7 +99,7 @@ fn a_full_disk_is_named_by_every_refused_write_and_by_readyz() {
         "{reasons}"
     );
     assert_eq!(daemon.get("/v1/campaigns/before").status, 200);
-    wait_until("the log says sending paused", || {
+    wait_until("the log says sending paused", T, || {
         daemon.log().contains("sending paused")
     });
 }

@@ -35,9 +35,8 @@ fn issue(end: &MustReachEnd, dir: &Path, name: &str) {
     );
 }
 
-/// `GET path` over TLS trusting `ca`: the status line and the name in the
-/// certificate the server showed.
-async fn get(addr: &str, path: &str, ca: &Path) -> (String, String) {
+/// A TLS client that trusts the CA in `ca` alone.
+fn trusting(ca: &Path) -> TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).unwrap() {
         roots.add(cert.unwrap()).unwrap();
@@ -49,12 +48,15 @@ async fn get(addr: &str, path: &str, ca: &Path) -> (String, String) {
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
+    TlsConnector::from(Arc::new(config))
+}
+
+/// `GET path` over TLS trusting `ca`: the status line and the name in the
+/// certificate the server showed.
+async fn get(addr: &str, path: &str, ca: &Path) -> (String, String) {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let name = ServerName::try_from("127.0.0.1").unwrap();
-    let mut tls = TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .unwrap();
+    let mut tls = trusting(ca).connect(name, tcp).await.unwrap();
     let shown = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     tls.write_all(request.as_bytes()).await.unwrap();
@@ -214,18 +216,7 @@ async fn the_bounce_listener_offers_starttls_and_refuses_injected_commands() {
     plain.get_mut().write_all(b"STARTTLS\r\n").await.unwrap();
     assert!(reply(&mut plain).await.starts_with("220 "));
 
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(certs.join("ca.pem")).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let tls = TlsConnector::from(Arc::new(config))
+    let tls = trusting(&certs.join("ca.pem"))
         .connect(
             ServerName::try_from("127.0.0.1").unwrap(),
             plain.into_inner(),
@@ -261,14 +252,15 @@ fn sighup_without_tls_leaves_the_daemon_serving() {
     let dir = tempfile::tempdir().unwrap();
     let mut daemon = Daemon::start(dir.path(), "");
     daemon.hangup();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !daemon
-        .log()
-        .contains("SIGHUP: no TLS certificate to reload")
-    {
-        assert!(std::time::Instant::now() < deadline, "{}", daemon.log());
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    sluice_e2e::wait_until(
+        "log line about SIGHUP",
+        std::time::Duration::from_secs(10),
+        || {
+            daemon
+                .log()
+                .contains("SIGHUP: no TLS certificate to reload")
+        },
+    );
     assert_eq!(daemon.get("/healthz").status, 200);
     assert!(daemon.terminate(), "still running, exits cleanly");
 }

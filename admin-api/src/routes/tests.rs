@@ -113,6 +113,19 @@ impl Backend for Memory {
     }
 }
 
+/// A router over `backend` taking bodies of 8 MiB, for uploads larger than
+/// [`app`]'s.
+fn roomy_router(backend: Arc<Memory>) -> Router {
+    router(
+        backend,
+        ApiConfig {
+            tokens: Tokens::default(),
+            max_body_bytes: 8 << 20,
+            max_body_memory: 8 << 20,
+        },
+    )
+}
+
 fn app(tokens: Tokens) -> (Arc<Memory>, Router) {
     let backend = Arc::new(Memory::default());
     let router = router(
@@ -246,14 +259,7 @@ async fn malformed_ndjson_lines_are_rejected_and_the_rest_taken() {
 #[tokio::test]
 async fn overlong_lines_and_values_are_rejected_with_short_reasons() {
     let backend = Arc::new(Memory::default());
-    let router = router(
-        backend.clone(),
-        ApiConfig {
-            tokens: Tokens::default(),
-            max_body_bytes: 8 << 20,
-            max_body_memory: 8 << 20,
-        },
-    );
+    let router = roomy_router(backend.clone());
     let huge = "x".repeat(crate::ingest::MAX_LINE_BYTES + 10);
     let long_customer = "c".repeat(100_000);
     let body = format!(
@@ -292,14 +298,7 @@ async fn overlong_lines_and_values_are_rejected_with_short_reasons() {
 /// across chunks is refused like one in a single chunk.
 #[tokio::test]
 async fn refusals_are_listed_up_to_a_bound_and_all_counted() {
-    let router = router(
-        Arc::new(Memory::default()),
-        ApiConfig {
-            tokens: Tokens::default(),
-            max_body_bytes: 8 << 20,
-            max_body_memory: 8 << 20,
-        },
-    );
+    let router = roomy_router(Arc::new(Memory::default()));
     let garbage = "x\n".repeat(UploadResult::MAX_LISTED + 50);
     let (status, json) = call(
         router.clone(),

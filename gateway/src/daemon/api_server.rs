@@ -9,10 +9,13 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
-    server::graceful::GracefulShutdown,
+    server::graceful::{GracefulShutdown, Watcher},
     service::TowerToHyperService,
 };
-use tokio::net::TcpListener;
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpListener,
+};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -47,30 +50,34 @@ pub(super) async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
-        let Some(tls) = tls.clone() else {
-            let connection =
-                connections.watch(http.serve_connection(TokioIo::new(stream), service));
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::debug!(error = %e, "API connection ended");
-                }
-            });
-            continue;
-        };
-        let (http, watcher) = (http.clone(), connections.watcher());
+        let (http, watcher, tls) = (http.clone(), connections.watcher(), tls.clone());
         tokio::spawn(async move {
-            let stream = match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => return tracing::debug!(error = %e, "API TLS handshake failed"),
-                Err(_) => return tracing::debug!("API TLS handshake too slow"),
+            let Some(tls) = tls else {
+                return serve_one(http, watcher, stream, service).await;
             };
-            let connection = watcher.watch(http.serve_connection(TokioIo::new(stream), service));
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "API connection ended");
+            match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
+                Ok(Ok(stream)) => serve_one(http, watcher, stream, service).await,
+                Ok(Err(e)) => tracing::debug!(error = %e, "API TLS handshake failed"),
+                Err(_) => tracing::debug!("API TLS handshake too slow"),
             }
         });
     }
     connections.shutdown().await;
+}
+
+/// One connection, plain or TLS, until it ends or shutdown's grace does.
+async fn serve_one<IO>(
+    http: http1::Builder,
+    watcher: Watcher,
+    io: IO,
+    service: TowerToHyperService<axum::Router>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let connection = watcher.watch(http.serve_connection(TokioIo::new(io), service));
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "API connection ended");
+    }
 }
 
 #[cfg(test)]

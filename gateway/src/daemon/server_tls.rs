@@ -22,42 +22,56 @@ use tokio_util::sync::CancellationToken;
 
 use crate::BoxError;
 
-/// A listener's certificate and key, from their PEM files.
+/// Where a listener's certificate and key are read from.
 #[derive(Debug)]
-pub struct ReloadingCert {
+struct CertFiles {
     /// The configuration keys' stem, for messages (`api.tls`, `email.bounce_tls`).
     listener: &'static str,
     cert_file: PathBuf,
     key_file: PathBuf,
     provider: Arc<CryptoProvider>,
+}
+
+impl CertFiles {
+    /// The certificate and key as they are now; an error names the keys.
+    fn read(&self) -> Result<CertifiedKey, String> {
+        certified_key(&self.provider, &self.cert_file, &self.key_file).map_err(|e| {
+            let at = self.listener;
+            format!("{at}_cert_file/{at}_key_file: {e}")
+        })
+    }
+}
+
+/// A listener's certificate and key, from their PEM files.
+#[derive(Debug)]
+pub struct ReloadingCert {
+    files: CertFiles,
     current: RwLock<Arc<CertifiedKey>>,
 }
 
 impl ReloadingCert {
-    /// Reads the files; an error names the listener's configuration key.
+    /// Reads the files; an error names the listener's configuration keys.
     pub fn load(
         listener: &'static str,
         cert_file: &Path,
         key_file: &Path,
     ) -> Result<Arc<Self>, String> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let key = certified_key(&provider, cert_file, key_file)
-            .map_err(|e| format!("{listener}_cert_file/{listener}_key_file: {e}"))?;
-        Ok(Arc::new(Self {
+        let files = CertFiles {
             listener,
             cert_file: cert_file.to_owned(),
             key_file: key_file.to_owned(),
-            provider,
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+        };
+        let key = files.read()?;
+        Ok(Arc::new(Self {
+            files,
             current: RwLock::new(Arc::new(key)),
         }))
     }
 
     /// Reads the files again; on failure the certificate in use stays.
     pub fn reload(&self) -> Result<(), String> {
-        let key = certified_key(&self.provider, &self.cert_file, &self.key_file).map_err(|e| {
-            let at = self.listener;
-            format!("{at}_cert_file/{at}_key_file: {e}")
-        })?;
+        let key = self.files.read()?;
         *self
             .current
             .write()
@@ -67,9 +81,9 @@ impl ReloadingCert {
 
     /// An acceptor that always presents the certificate last read.
     pub fn acceptor(self: &Arc<Self>) -> Result<TlsAcceptor, String> {
-        let mut config = ServerConfig::builder_with_provider(self.provider.clone())
+        let mut config = ServerConfig::builder_with_provider(self.files.provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("{}: TLS: {e}", self.listener))?
+            .map_err(|e| format!("{}: TLS: {e}", self.files.listener))?
             .with_no_client_auth()
             .with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -138,7 +152,9 @@ pub async fn reload_on_hangup(
         }
         for cert in &certs {
             match cert.reload() {
-                Ok(()) => tracing::info!(listener = cert.listener, "TLS certificate reloaded"),
+                Ok(()) => {
+                    tracing::info!(listener = cert.files.listener, "TLS certificate reloaded")
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "TLS certificate not reloaded; the old one stays")
                 }

@@ -20,6 +20,7 @@ use sluice_e2e::{
         BindMode, DeliverKind, FakeSmsc, FinalState, Garbage, MessageIds, ReceiptFormat,
         ReceivedSm, SmscBehaviour, status,
     },
+    wait_until,
 };
 
 /// Longest wait for anything in these tests.
@@ -63,16 +64,7 @@ fn start_with(dir: &std::path::Path, smsc: &FakeSmsc, sms: &str, extra: &str) ->
 }
 
 fn wait_ready(daemon: &Daemon) {
-    wait_until("/readyz 200", || daemon.get("/readyz").status == 200);
-}
-
-/// Polls `done` every 50 ms until it holds, or panics after [`T`].
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < T, "no {what} within {T:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("/readyz 200", T, || daemon.get("/readyz").status == 200);
 }
 
 fn number(i: usize) -> String {

@@ -193,7 +193,7 @@ fn garbage_from_the_smsc_drops_the_session_which_comes_back_and_delivers_all() {
     wait_facts(&daemon, "submitted", 5);
     smsc.wait_for_binds(2, T);
     // The dead connection is gone at the fake too: receipts go to the new one.
-    wait_until("one bound connection", || smsc.bound_now() == 1);
+    wait_until("one bound connection", T, || smsc.bound_now() == 1);
     assert_eq!(daemon.get("/healthz").status, 200);
     wait_ready(&daemon);
     smsc.release_receipts();
@@ -320,7 +320,7 @@ fn held_receipts_give_delivered_facts_only_once_released() {
     let daemon = start(dir.path(), &smsc, "");
     sms_campaign(&daemon, "h", "Hi {{name}}", &numbers(3));
     wait_facts(&daemon, "submitted", 3);
-    wait_until("3 held receipts", || smsc.held_receipts() == 3);
+    wait_until("3 held receipts", T, || smsc.held_receipts() == 3);
     assert_eq!(smsc.receipts_sent(), Vec::new());
     assert_eq!(facts(&daemon, "delivered"), Vec::<Value>::new());
     smsc.release_receipts();

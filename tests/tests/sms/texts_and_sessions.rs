@@ -99,7 +99,7 @@ fn texts_go_out_byte_exact_in_gsm_with_extensions_in_parts_and_in_ucs2() {
         long_reply.ends_with(&format!("message_id={},{}", ids[0], ids[1])),
         "{long_reply}"
     );
-    wait_until("4 held receipts", || smsc.held_receipts() == 4);
+    wait_until("4 held receipts", T, || smsc.held_receipts() == 4);
     let singles: Vec<&str> = [to(0)[0], to(2)[0]]
         .iter()
         .map(|r| r.message_id.as_deref().unwrap())
@@ -188,7 +188,7 @@ fn refused_binds_keep_readyz_503_and_are_retried_until_the_smsc_lets_them_in() {
 
     smsc.configure(|b| b.refuse_binds = false);
     wait_ready(&daemon);
-    wait_until("sluice_smpp_bind_up 1", || {
+    wait_until("sluice_smpp_bind_up 1", T, || {
         metric(&daemon, "sluice_smpp_bind_up", "") == 1.0
     });
     let delivered = wait_facts(&daemon, "delivered", 2);
@@ -422,7 +422,7 @@ fn an_smsc_outage_longer_than_the_attempt_budget_loses_no_message() {
     // handed back unsent more often than that.
     let daemon = start_unready(dir.path(), smsc.port(), "max_attempts = 2", "");
     sms_campaign(&daemon, "ob", "Hi {{name}}", &numbers(2));
-    wait_until("messages handed back unsent 4 times", || {
+    wait_until("messages handed back unsent 4 times", T, || {
         metric(
             &daemon,
             "sluice_messages_deferred_total",
@@ -549,11 +549,7 @@ fn links_of_an_sms_that_asks_for_tracking_become_short_tracked_links() {
     const OFFER: &str = "https://telco.example/o?p=1";
     let dir = tempfile::tempdir().unwrap();
     let smsc = FakeSmsc::start(our_smsc());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = sluice_e2e::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let daemon = Daemon::start_with_env(
         dir.path(),

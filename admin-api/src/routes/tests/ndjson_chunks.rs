@@ -10,8 +10,7 @@ use axum::{
 };
 use proptest::prelude::*;
 
-use super::{Memory, call};
-use crate::{ApiConfig, Tokens, router};
+use super::{Memory, call, roomy_router};
 
 /// One line of a body: a participant, a blank, broken JSON or raw bytes.
 fn line() -> impl Strategy<Value = Vec<u8>> {
@@ -28,14 +27,7 @@ fn line() -> impl Strategy<Value = Vec<u8>> {
 /// What an upload answered and what reached the backend, by line number.
 async fn upload(chunks: Vec<Vec<u8>>) -> (serde_json::Value, Vec<usize>) {
     let backend = Arc::new(Memory::default());
-    let router = router(
-        backend.clone(),
-        ApiConfig {
-            tokens: Tokens::default(),
-            max_body_bytes: 1 << 20,
-            max_body_memory: 1 << 20,
-        },
-    );
+    let router = roomy_router(backend.clone());
     let stream = futures_util::stream::iter(
         chunks
             .into_iter()
