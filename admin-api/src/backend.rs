@@ -33,18 +33,33 @@ pub enum BackendError {
 
 pub type BackendResult<T> = Result<T, BackendError>;
 
+/// One request's participants, published together.
+pub type UploadId = u64;
+
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
     /// Declare a campaign or update it before it starts.
     async fn declare(&self, id: &str, decl: CampaignDecl) -> BackendResult<CampaignView>;
 
-    /// Add participants; each is paired with its 1-based line in the upload.
-    /// Returns only once the accepted ones are durable.
+    /// Starts an upload: the participants it adds are seen by nothing until
+    /// it is published, then all at once (`docs/api.md#participants`).
+    fn new_upload(&self) -> UploadId;
+
+    /// Adds participants to `upload`; each is paired with its 1-based line
+    /// in the upload.
     async fn add_participants(
         &self,
         campaign: &str,
+        upload: UploadId,
         batch: Vec<(usize, ParticipantIn)>,
     ) -> BackendResult<UploadResult>;
+
+    /// Makes everything `upload` added visible at once; returns only once
+    /// it is durable.
+    async fn publish(&self, upload: UploadId) -> BackendResult<()>;
+
+    /// Drops what `upload` added (its request failed or was cut off).
+    async fn abandon(&self, upload: UploadId);
 
     /// The audience of `source.campaign` for `source.outcome` added to
     /// `campaign` as an upload would add it (the audience's position is

@@ -24,8 +24,6 @@ pub enum ApiError {
     BadRequest {
         message: String,
         line: Option<usize>,
-        /// Lines durably accepted before the bad one (uploads only).
-        accepted: Option<u64>,
     },
     #[error("missing or wrong bearer token")]
     Unauthorized,
@@ -60,7 +58,6 @@ impl ApiError {
         Self::BadRequest {
             message: message.into(),
             line: None,
-            accepted: None,
         }
     }
 
@@ -69,7 +66,6 @@ impl ApiError {
         Self::BadRequest {
             message: format!("{what} at line {} column {}: {e}", e.line(), e.column()),
             line: Some(e.line()),
-            accepted: None,
         }
     }
 
@@ -111,13 +107,10 @@ impl ApiError {
     /// The extension members each kind adds to the problem.
     fn extend(&self, members: &mut Map<String, Value>) {
         match self {
-            Self::BadRequest { line, accepted, .. } => {
-                if let Some(line) = line {
-                    members.insert("line".into(), json!(line));
-                }
-                if let Some(accepted) = accepted {
-                    members.insert("accepted".into(), json!(accepted));
-                }
+            Self::BadRequest {
+                line: Some(line), ..
+            } => {
+                members.insert("line".into(), json!(line));
             }
             Self::PayloadTooLarge { limit } => {
                 members.insert("limit".into(), json!(limit));

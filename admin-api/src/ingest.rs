@@ -1,8 +1,11 @@
 //! Participant uploads: a JSON array or NDJSON, parsed as the body streams in
-//! and handed to the backend in batches, so parsing overlaps the store's
-//! durable commits. The answer waits for every batch to be durable. A line
-//! that cannot be taken (broken JSON, a wrong shape, a value too long) is
-//! rejected with its number and reason; the other lines are still taken.
+//! and staged by the backend in batches, so parsing overlaps the store's
+//! writes. Once the body has ended and every batch is staged, the upload is
+//! published: its participants become visible at once, durably, and only
+//! then is it answered. A request that fails or is cut off publishes
+//! nothing. A line that cannot be taken (broken JSON, a wrong shape, a value
+//! too long) is rejected with its number and reason; the other lines are
+//! still taken.
 
 use std::sync::Arc;
 
@@ -12,7 +15,7 @@ use serde_json::error::Category;
 use tokio::task::JoinSet;
 
 use crate::{
-    backend::{Backend, BackendError},
+    backend::{Backend, BackendError, UploadId},
     error::ApiError,
     types::v1::{ParticipantIn, Rejected, UploadResult, limits},
 };
@@ -29,10 +32,14 @@ pub const MAX_LINE_BYTES: usize = 1 << 20;
 /// the store commits is slowed down instead of filling the memory.
 const COMMITS_IN_FLIGHT: usize = 16;
 
-/// Collects parsed lines into batches and commits them in the background.
+/// Collects parsed lines into batches and stages them in the background.
+/// Dropped unpublished (an error, or the client gone), it abandons the
+/// upload once its batches have stopped.
 struct Uploader {
     backend: Arc<dyn Backend>,
     campaign: String,
+    upload: UploadId,
+    published: bool,
     batch: Vec<(usize, ParticipantIn)>,
     commits: JoinSet<Result<UploadResult, BackendError>>,
     /// The answers of the batches committed so far, and the lines rejected.
@@ -44,6 +51,8 @@ struct Uploader {
 impl Uploader {
     fn new(backend: Arc<dyn Backend>, campaign: &str) -> Self {
         Self {
+            upload: backend.new_upload(),
+            published: false,
             backend,
             campaign: campaign.to_owned(),
             batch: Vec::with_capacity(BATCH),
@@ -85,8 +94,9 @@ impl Uploader {
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
         let backend = self.backend.clone();
         let campaign = self.campaign.clone();
+        let upload = self.upload;
         self.commits
-            .spawn(async move { backend.add_participants(&campaign, batch).await });
+            .spawn(async move { backend.add_participants(&campaign, upload, batch).await });
     }
 
     /// Waits until at most `n` batches are still being committed.
@@ -105,34 +115,38 @@ impl Uploader {
         }
     }
 
-    /// Waits until every batch is durable and sums the answers.
+    /// Waits until every batch is staged, publishes the upload and sums
+    /// the answers.
     async fn finish(mut self) -> Result<UploadResult, ApiError> {
         self.flush();
         self.wait_for_commits(0).await;
-        if let Some(e) = self.failed {
+        if let Some(e) = self.failed.take() {
             return Err(e);
         }
-        self.done.rejected.sort_by_key(|r| r.line);
-        Ok(self.done)
+        self.backend.publish(self.upload).await?;
+        self.published = true;
+        let mut done = std::mem::take(&mut self.done);
+        done.rejected.sort_by_key(|r| r.line);
+        Ok(done)
     }
+}
 
-    /// Ends an upload whose body broke off or outgrew the limit: commits
-    /// the lines before (uploads are idempotent, so a resend is safe) and
-    /// reports how many became durable.
-    async fn abort(mut self, error: ApiError) -> ApiError {
-        self.flush();
-        self.wait_for_commits(0).await;
-        if let Some(e) = self.failed {
-            return e;
+impl Drop for Uploader {
+    fn drop(&mut self) {
+        if self.published {
+            return;
         }
-        match error {
-            ApiError::BadRequest { message, line, .. } => ApiError::BadRequest {
-                message,
-                line,
-                accepted: Some(self.done.accepted),
-            },
-            other => other,
-        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut commits = std::mem::take(&mut self.commits);
+        let backend = self.backend.clone();
+        let upload = self.upload;
+        // After every batch has stopped, so none is staged after the drop.
+        runtime.spawn(async move {
+            commits.shutdown().await;
+            backend.abandon(upload).await;
+        });
     }
 }
 
@@ -152,14 +166,14 @@ pub async fn ndjson(
         let chunk = match chunk {
             Ok(c) => c,
             Err(e) => {
-                return Err(up
-                    .abort(ApiError::bad_request(format!("reading body: {e}")))
-                    .await);
+                return Err(ApiError::bad_request(format!(
+                    "reading body: {e}; nothing of this upload was stored"
+                )));
             }
         };
         total += chunk.len();
         if total > limit {
-            return Err(up.abort(ApiError::PayloadTooLarge { limit }).await);
+            return Err(ApiError::PayloadTooLarge { limit });
         }
         lines.feed(&chunk, &mut up);
         up.wait_for_commits(COMMITS_IN_FLIGHT).await;

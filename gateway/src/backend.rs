@@ -15,7 +15,7 @@ use domain::{
     CampaignDecl, CampaignRecord, CampaignState, ChannelKind, FieldValue, Participant,
     SuppressReason, Undelivered, Window, now_ms,
 };
-use store::{Store, StoreError};
+use store::{Store, StoreError, UploadId};
 use tokio::sync::Notify;
 
 use crate::{
@@ -50,11 +50,12 @@ fn store_error(e: StoreError) -> BackendError {
 
 impl GatewayBackend {
     /// Checks each participant (its id, its address or fallback address,
-    /// the channel's rules) and adds the good ones; `result` may hold
-    /// rejections found before.
+    /// the channel's rules) and adds the good ones, visible at once, or
+    /// staged under `upload`; `result` may hold rejections found before.
     async fn add_checked(
         &self,
         id: &str,
+        upload: Option<UploadId>,
         batch: Vec<(usize, Participant)>,
         mut result: UploadResult,
     ) -> BackendResult<UploadResult> {
@@ -104,17 +105,24 @@ impl GatewayBackend {
         if accepted.is_empty() {
             return Ok(result);
         }
-        let fresh = self
-            .store
-            .add_participants(id, accepted, now_ms())
-            .await
-            .map_err(store_error)?;
+        let fresh = match upload {
+            Some(upload) => self.store.stage(id, upload, accepted).await,
+            None => self.store.add_participants(id, accepted, now_ms()).await,
+        }
+        .map_err(store_error)?;
         let new = fresh.iter().filter(|&&f| f).count() as u64;
         result.accepted = new;
         result.duplicates = fresh.len() as u64 - new;
+        if upload.is_none() {
+            self.accepted(new);
+        }
+        Ok(result)
+    }
+
+    /// Participants became visible: counted, and the dispatcher told.
+    fn accepted(&self, new: u64) {
         self.metrics.participants_accepted.inc_by(new);
         self.wake.notify_one();
-        Ok(result)
     }
 
     async fn record(&self, id: &str) -> BackendResult<CampaignRecord> {
@@ -262,16 +270,38 @@ impl Backend for GatewayBackend {
         self.view(record).await
     }
 
+    fn new_upload(&self) -> admin_api::UploadId {
+        self.store.new_upload().0
+    }
+
     async fn add_participants(
         &self,
         id: &str,
+        upload: admin_api::UploadId,
         batch: Vec<(usize, ParticipantIn)>,
     ) -> BackendResult<UploadResult> {
         let batch = batch
             .into_iter()
             .map(|(line, p)| (line, Participant::from(p)))
             .collect();
-        self.add_checked(id, batch, UploadResult::default()).await
+        self.add_checked(id, Some(UploadId(upload)), batch, UploadResult::default())
+            .await
+    }
+
+    async fn publish(&self, upload: admin_api::UploadId) -> BackendResult<()> {
+        let published = self
+            .store
+            .publish(UploadId(upload), now_ms())
+            .await
+            .map_err(store_error)?;
+        self.accepted(published);
+        Ok(())
+    }
+
+    async fn abandon(&self, upload: admin_api::UploadId) {
+        if let Err(e) = self.store.abandon(UploadId(upload)).await {
+            tracing::warn!(error = %e, "an abandoned upload is dropped at the next start instead");
+        }
     }
 
     async fn add_from(&self, id: &str, source: AudienceSource) -> BackendResult<UploadResult> {
@@ -310,7 +340,7 @@ impl Backend for GatewayBackend {
             }
             batch.push((line, p));
         }
-        self.add_checked(id, batch, result).await
+        self.add_checked(id, None, batch, result).await
     }
 
     async fn control(&self, id: &str, action: Control) -> BackendResult<CampaignView> {

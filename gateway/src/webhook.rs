@@ -32,7 +32,23 @@ use crate::{
 use store::Store;
 
 const IDLE: Duration = Duration::from_millis(250);
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// How a batch not delivered is retried: after `first`, doubling up to
+/// `max` between tries, until the receiver takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    pub first: Duration,
+    pub max: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self {
+            first: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+        }
+    }
+}
 
 /// `sha256=HEX` of the body under `secret`.
 pub fn signature(secret: &[u8], body: &[u8]) -> String {
@@ -123,6 +139,7 @@ pub struct WebhookSender {
     pub secret: Vec<u8>,
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
+    pub retry: Retry,
 }
 
 impl WebhookSender {
@@ -138,7 +155,7 @@ impl WebhookSender {
                 .unwrap_or(0),
             _ => 0,
         };
-        let mut backoff = Duration::from_secs(1);
+        let mut backoff = self.retry.first;
         while !shutdown.is_cancelled() {
             let events = match self.store.events(cursor, self.config.batch).await {
                 Ok(e) => e,
@@ -170,7 +187,7 @@ impl WebhookSender {
             match delivered {
                 Ok(()) => {
                     cursor = last;
-                    backoff = Duration::from_secs(1);
+                    backoff = self.retry.first;
                     if let Err(e) = self
                         .store
                         .put_meta(&self.cursor_key(), cursor.to_string().into_bytes())
@@ -182,7 +199,7 @@ impl WebhookSender {
                 Err(e) => {
                     tracing::warn!(url = %self.config.url, error = %e, retry_in = ?backoff, "webhook batch not delivered");
                     tokio::select! { () = shutdown.cancelled() => break, () = tokio::time::sleep(backoff) => {} }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    backoff = (backoff * 2).min(self.retry.max);
                 }
             }
         }
@@ -206,6 +223,9 @@ impl WebhookSender {
         }
     }
 }
+
+#[cfg(test)]
+mod outage_tests;
 
 #[cfg(test)]
 mod tests {

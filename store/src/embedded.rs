@@ -17,7 +17,7 @@ use domain::{CampaignRecord, ChannelKind, Fact, MessageState, Participant, Suppr
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Result, StoreError, codec, flags::Flags, index::CampaignIndex};
+use super::{Result, StoreError, UploadId, codec, flags::Flags, index::CampaignIndex};
 pub use space::{DEFAULT_RESERVE, FreeBytes, free_bytes};
 
 /// Why writes are refused after a commit failed: the engine poisons itself
@@ -44,6 +44,9 @@ struct Keyspaces {
     engagement: Keyspace,
     /// SMSC message ids → our messages (see `upstream`).
     upstream: Keyspace,
+    /// Participants of uploads not yet published, per staged batch (see
+    /// `stage`): what recovery drops.
+    stages: Keyspace,
 }
 
 #[derive(Default)]
@@ -53,6 +56,8 @@ struct Index {
     suppressed: HashMap<String, SuppressReason>,
     ids: HashMap<u32, String>,
     next_campaign: u32,
+    /// Uploads staged and neither published nor abandoned.
+    uploads: HashMap<UploadId, stage::Staged>,
 }
 
 impl Index {
@@ -64,6 +69,8 @@ impl Index {
 
 struct Shared {
     index: Mutex<Index>,
+    /// The last upload id given out.
+    last_upload: AtomicU64,
     /// Highest fact cursor that is durable; the feed never reads past it.
     durable_cursor: AtomicU64,
     healthy: AtomicBool,
@@ -130,10 +137,13 @@ impl Embedded {
             suppressions: open("suppressions")?,
             engagement: open("engagement")?,
             upstream: open("upstream")?,
+            stages: open("stages")?,
         };
+        stage::drop_unpublished(&db, &ks).map_err(|e| e.found_in(dir))?;
         let (index, last_cursor) = recover(&ks).map_err(|e| e.found_in(dir))?;
         let shared = Arc::new(Shared {
             index: Mutex::new(index),
+            last_upload: AtomicU64::new(0),
             durable_cursor: AtomicU64::new(last_cursor),
             healthy: AtomicBool::new(true),
             space: Space::new(dir, options.min_free_bytes, options.free_bytes),
@@ -197,7 +207,12 @@ fn recover(ks: &Keyspaces) -> Result<(Index, u64)> {
         let msg = codec::parse_message_key(&key)?;
         let p: Participant = codec::decode(&value)?;
         if let Some(c) = index.by_seq(msg.campaign) {
-            c.push(p.customer.into(), p.address.into(), 0);
+            c.place(
+                msg.participant,
+                p.customer.into(),
+                p.address.into(),
+                Some(0),
+            );
         }
     }
     for kv in ks.status.iter() {
@@ -244,6 +259,7 @@ mod commit;
 mod owner;
 mod roles;
 mod space;
+mod stage;
 
 use commit::{Committer, Op};
 use owner::DirectoryOwner;

@@ -21,6 +21,26 @@ pub struct Slot {
     pub at: Millis,
     /// `Engagement::bit`s of what the recipient did.
     pub engaged: u8,
+    /// Seen by counts, claims and queries: false while its upload is
+    /// staged, and for ever for the number of a participant whose upload
+    /// was dropped.
+    pub live: bool,
+}
+
+impl Slot {
+    /// No participant (yet): not live.
+    fn empty() -> Self {
+        Self {
+            customer: "".into(),
+            address: "".into(),
+            status: Status::Pending,
+            attempts: 0,
+            due: 0,
+            at: 0,
+            engaged: 0,
+            live: false,
+        }
+    }
 }
 
 /// Leased messages by number, and by expiry so that expiring them costs
@@ -66,8 +86,11 @@ impl Leases {
 pub struct CampaignIndex {
     pub record: CampaignRecord,
     pub by_customer: HashMap<Box<str>, u32, RandomState>,
-    /// Indexed by participant number. A slot exists once durable.
-    pub slots: Vec<Slot>,
+    /// Indexed by participant number. A slot exists once durable (and,
+    /// while its upload is staged, is not `live`).
+    slots: Vec<Slot>,
+    /// Slots that are live.
+    live: u64,
     /// Participant numbers allocated, durable or being committed.
     pub allocated: u32,
     due: BTreeSet<(Millis, u32)>,
@@ -83,6 +106,7 @@ impl CampaignIndex {
             record,
             by_customer: HashMap::default(),
             slots: Vec::new(),
+            live: 0,
             allocated: 0,
             due: BTreeSet::new(),
             leased: Leases::default(),
@@ -93,7 +117,7 @@ impl CampaignIndex {
 
     /// Sets a message's flags as recorded durably.
     pub fn set_flags(&mut self, participant: u32, flags: u8) {
-        let Some(slot) = self.slots.get_mut(participant as usize) else {
+        let Some(slot) = self.slots.get_mut(participant as usize).filter(|s| s.live) else {
             return;
         };
         for (bit, count) in self.flagged.iter_mut().enumerate() {
@@ -107,22 +131,80 @@ impl CampaignIndex {
         slot.engaged = flags;
     }
 
-    /// Adds a durable participant (in number order).
-    pub fn push(&mut self, customer: Box<str>, address: Box<str>, at: Millis) {
-        let n = self.slots.len() as u32;
-        self.by_customer.insert(customer.clone(), n);
-        self.slots.push(Slot {
+    /// A live participant's message.
+    pub fn slot(&self, participant: u32) -> Option<&Slot> {
+        self.slots.get(participant as usize).filter(|s| s.live)
+    }
+
+    /// A staged participant's message (not yet live).
+    pub fn staged(&self, participant: u32) -> Option<&Slot> {
+        self.slots.get(participant as usize).filter(|s| !s.live)
+    }
+
+    /// Every live participant with its number, in number order.
+    pub fn live_slots(&self) -> impl DoubleEndedIterator<Item = (u32, &Slot)> {
+        // Participant numbers are u32, so the enumeration fits.
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.live)
+            .map(|(n, s)| (n as u32, s))
+    }
+
+    /// Places a durable participant at its number, live (`at` its time) or
+    /// staged; numbers skipped (participants of dropped uploads) stay
+    /// empty and never live.
+    pub fn place(
+        &mut self,
+        participant: u32,
+        customer: Box<str>,
+        address: Box<str>,
+        at: Option<Millis>,
+    ) {
+        let n = participant as usize;
+        if self.slots.len() <= n {
+            self.slots.resize_with(n + 1, Slot::empty);
+        }
+        self.by_customer.insert(customer.clone(), participant);
+        self.slots[n] = Slot {
             customer,
             address,
-            status: Status::Pending,
-            attempts: 0,
-            due: 0,
-            at,
-            engaged: 0,
-        });
-        self.allocated = self.allocated.max(n + 1);
+            ..Slot::empty()
+        };
+        self.allocated = self.allocated.max(participant + 1);
+        if let Some(at) = at {
+            self.publish(participant, at);
+        }
+    }
+
+    /// Makes a staged participant live, pending and due, at `at`.
+    pub fn publish(&mut self, participant: u32, at: Millis) {
+        let Some(slot) = self.slots.get_mut(participant as usize) else {
+            return;
+        };
+        if slot.live {
+            return;
+        }
+        slot.live = true;
+        slot.at = at;
+        self.live += 1;
         self.counts[Status::Pending.index()] += 1;
-        self.due.insert((0, n));
+        self.due.insert((0, participant));
+    }
+
+    /// Forgets a staged participant whose upload was dropped: its customer
+    /// is free again and its number stays empty.
+    pub fn drop_staged(&mut self, participant: u32) {
+        let Some(slot) = self.slots.get_mut(participant as usize) else {
+            return;
+        };
+        if slot.live {
+            return;
+        }
+        let customer = std::mem::replace(slot, Slot::empty()).customer;
+        if self.by_customer.get(&customer) == Some(&participant) {
+            self.by_customer.remove(&customer);
+        }
     }
 
     /// Sets a message's state as recorded durably.
@@ -134,7 +216,7 @@ impl CampaignIndex {
         due: Millis,
         at: Millis,
     ) {
-        let Some(slot) = self.slots.get_mut(participant as usize) else {
+        let Some(slot) = self.slots.get_mut(participant as usize).filter(|s| s.live) else {
             return;
         };
         if slot.status == Status::Pending {
@@ -229,7 +311,7 @@ impl CampaignIndex {
             .entry(Status::Fallback.as_str().to_owned())
             .or_default() += flag(FELL_BACK);
         Counts {
-            participants: self.slots.len() as u64,
+            participants: self.live,
             by_status,
             in_flight: self.leased.len() as u64,
         }
@@ -249,8 +331,8 @@ mod tests {
             state: CampaignState::Running,
             decl,
         });
-        for c in ["a", "b", "c"] {
-            idx.push(c.into(), format!("{c}@x").into(), 0);
+        for (n, c) in ["a", "b", "c"].into_iter().enumerate() {
+            idx.place(n as u32, c.into(), format!("{c}@x").into(), Some(0));
         }
         idx
     }

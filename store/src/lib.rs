@@ -62,6 +62,11 @@ impl StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// One request's participants, staged until they are published together
+/// (`Intake::stage`). Unique within one open store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UploadId(pub u64);
+
 /// A message handed to the dispatcher, leased until it reports an outcome.
 #[derive(Debug, Clone)]
 pub struct Claim {

@@ -9,7 +9,7 @@ use domain::{
     MessageNo, Millis, Participant, ReceiptIn, ReceiptMatch, SuppressReason, Update,
 };
 
-use crate::{Claim, Counts, MessageInfo, Result};
+use crate::{Claim, Counts, MessageInfo, Result, UploadId};
 
 /// Campaigns: their declarations and lifecycle.
 #[async_trait]
@@ -39,6 +39,28 @@ pub trait Intake: Send + Sync {
         batch: Vec<Participant>,
         at: Millis,
     ) -> Result<Vec<bool>>;
+
+    /// A new upload: participants staged under it are seen by nothing
+    /// (counts, claims, audiences, the feed) until it is published, so a
+    /// request's participants appear all at once or not at all.
+    fn new_upload(&self) -> UploadId;
+
+    /// Stages participants of campaign `id` under `upload`: kept, and
+    /// deduplicated on (campaign, customer) against the campaign and every
+    /// staged upload, but not visible. Returns, per input, whether it was
+    /// new. A customer staged by an upload never published is free again
+    /// once that upload is abandoned.
+    async fn stage(&self, id: &str, upload: UploadId, batch: Vec<Participant>)
+    -> Result<Vec<bool>>;
+
+    /// Makes everything staged under `upload` visible at once, each with its
+    /// `accepted` fact at `at`, in one atomic write; resolves once durable
+    /// with how many participants it published. An upload not published
+    /// when the store closes is dropped when it opens again.
+    async fn publish(&self, upload: UploadId, at: Millis) -> Result<u64>;
+
+    /// Drops what was staged under `upload` (its request failed).
+    async fn abandon(&self, upload: UploadId) -> Result<()>;
 }
 
 /// Messages due to be sent: claimed with a lease, settled by their outcome.

@@ -13,13 +13,18 @@ use tower::ServiceExt;
 use super::*;
 use crate::{
     auth::Role,
-    backend::{BackendError, BackendResult},
+    backend::{BackendError, BackendResult, UploadId},
     types::v1::*,
 };
 
+/// Uploads as the store takes them: staged per upload, added when
+/// published, dropped when abandoned.
 #[derive(Default)]
 struct Memory {
     added: Mutex<Vec<(usize, ParticipantIn)>>,
+    staged: Mutex<std::collections::HashMap<UploadId, Vec<(usize, ParticipantIn)>>>,
+    uploads: std::sync::atomic::AtomicU64,
+    abandoned: Mutex<Vec<UploadId>>,
 }
 
 #[async_trait]
@@ -33,18 +38,33 @@ impl Backend for Memory {
             counts: Default::default(),
         })
     }
+    fn new_upload(&self) -> UploadId {
+        self.uploads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
     async fn add_participants(
         &self,
         _campaign: &str,
+        upload: UploadId,
         batch: Vec<(usize, ParticipantIn)>,
     ) -> BackendResult<UploadResult> {
-        let mut added = self.added.lock().expect("lock");
         let n = batch.len() as u64;
-        added.extend(batch);
+        let mut staged = self.staged.lock().expect("lock");
+        staged.entry(upload).or_default().extend(batch);
         Ok(UploadResult {
             accepted: n,
             ..Default::default()
         })
+    }
+    async fn publish(&self, upload: UploadId) -> BackendResult<()> {
+        let staged = self.staged.lock().expect("lock").remove(&upload);
+        let mut added = self.added.lock().expect("lock");
+        added.extend(staged.unwrap_or_default());
+        Ok(())
+    }
+    async fn abandon(&self, upload: UploadId) {
+        self.staged.lock().expect("lock").remove(&upload);
+        self.abandoned.lock().expect("lock").push(upload);
     }
     async fn add_from(
         &self,
@@ -337,6 +357,52 @@ async fn refusals_are_listed_up_to_a_bound_and_all_counted() {
         json["rejected"],
         serde_json::json!([{"line": 2, "error": "line longer than 1048576 bytes"}])
     );
+}
+
+/// An upload whose body breaks off, or outgrows the limit, after whole
+/// batches were staged publishes none of it: 400 or 413, nothing added, the
+/// upload abandoned.
+#[tokio::test]
+async fn an_upload_cut_off_adds_nothing() {
+    let line = |i: usize| format!("{{\"customer\":\"c{i}\",\"address\":\"c{i}@x.org\"}}\n");
+    let batches: String = (0..10_000).map(line).collect();
+    for (limit, broken, status) in [
+        (usize::MAX, true, StatusCode::BAD_REQUEST),
+        (batches.len(), false, StatusCode::PAYLOAD_TOO_LARGE),
+    ] {
+        let backend = Arc::new(Memory::default());
+        let router = router(
+            backend.clone(),
+            ApiConfig {
+                tokens: Tokens::default(),
+                max_body_bytes: limit,
+                max_body_memory: 1 << 30,
+            },
+        );
+        let mut chunks: Vec<Result<String, std::io::Error>> = vec![Ok(batches.clone())];
+        chunks.push(if broken {
+            Err(std::io::Error::other("connection reset"))
+        } else {
+            Ok(line(10_000))
+        });
+        let body = Body::from_stream(futures_util::stream::iter(chunks));
+        let req = Request::post("/v1/campaigns/c1/participants")
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .expect("request");
+        let (got, json) = call(router, req).await;
+        assert_eq!(got, status, "{json}");
+        assert!(json.get("accepted").is_none(), "{json}");
+        for _ in 0..500 {
+            if !backend.abandoned.lock().expect("lock").is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(*backend.abandoned.lock().expect("lock"), vec![0]);
+        assert!(backend.added.lock().expect("lock").is_empty());
+        assert!(backend.staged.lock().expect("lock").is_empty());
+    }
 }
 
 #[tokio::test]

@@ -3,7 +3,8 @@
 //! the upload, once right after the start, five times while sending, twice
 //! while settling) and restarted each time. It checks, and prints for
 //! `RELIABILITY.md`:
-//! - every participant of an acknowledged upload is in the campaign;
+//! - every participant of an acknowledged upload is in the campaign, and
+//!   none of an upload killed before its answer;
 //! - every recipient got its message, duplicates within the in-flight
 //!   window of each kill while sending;
 //! - the fact feed never loses or changes a fact it has shown, and its
@@ -67,7 +68,18 @@ async fn main() -> anyhow::Result<()> {
             let upload = tokio::spawn(upload_once(daemon.api, body.clone()));
             tokio::time::sleep(Duration::from_millis(random.below(300))).await;
             daemon.kill_and_restart(&api, &mut kills, "upload").await?;
-            let _ = upload.await;
+            let answered = matches!(upload.await, Ok(Ok(200)));
+            // All or nothing: the killed request is in only if it was answered.
+            let before = chunk * CHUNK;
+            let seen = campaign(&api).await?["participants"].as_u64();
+            let whole = ((chunk + 1) * CHUNK).min(n);
+            ensure!(
+                seen == Some(before as u64) || (answered && seen == Some(whole as u64)),
+                "after a kill during an upload: {seen:?} participants, {before} acknowledged before it (answered: {answered})"
+            );
+            println!(
+                "killed during an upload: {seen:?} participants visible, {before} acknowledged before it"
+            );
         }
         upload_until_acknowledged(&api, &daemon, body).await?;
     }

@@ -191,6 +191,7 @@ pub(super) fn webhook_senders(
                 secret: secret.into_bytes(),
                 store: core.store.clone(),
                 metrics: core.metrics.clone(),
+                retry: webhook::Retry::default(),
             })
         })
         .collect()

@@ -17,9 +17,14 @@ use fjall::{Database, PersistMode};
 use rules::{self, PartReceipt};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{FACT_RUN, Index, MAX_GROUP, Shared, space::Room, suppression_key};
+use super::{
+    FACT_RUN, Index, MAX_GROUP, Shared,
+    space::Room,
+    stage::{self, Staged},
+    suppression_key,
+};
 use crate::{
-    Result, StoreError, codec,
+    Result, StoreError, UploadId, codec,
     flags::Flags,
     index::CampaignIndex,
     upstream::{self, Link},
@@ -41,6 +46,21 @@ pub(super) enum Op {
         items: Vec<Participant>,
         at: Millis,
         reply: oneshot::Sender<Result<Vec<bool>>>,
+    },
+    Stage {
+        id: String,
+        upload: UploadId,
+        items: Vec<Participant>,
+        reply: oneshot::Sender<Result<Vec<bool>>>,
+    },
+    Publish {
+        upload: UploadId,
+        at: Millis,
+        reply: oneshot::Sender<Result<u64>>,
+    },
+    Abandon {
+        upload: UploadId,
+        reply: oneshot::Sender<Result<()>>,
     },
     Record {
         updates: Vec<Update>,
@@ -80,10 +100,17 @@ impl Op {
     /// disk refuses first; the rest records what is under way.
     fn takes_something_new(&self) -> bool {
         match self {
-            Self::PutCampaign { .. } | Self::Add { .. } => true,
+            Self::PutCampaign { .. } | Self::Add { .. } | Self::Stage { .. } => true,
             Self::Meta { value, .. } => value.len() > SMALL_VALUE,
             _ => false,
         }
+    }
+
+    /// Whether the caller is answered only once its write is durable.
+    /// Staging and abandoning are not: a staged upload becomes durable with
+    /// its publishing commit, and one lost in a crash is dropped anyway.
+    fn is_durable(&self) -> bool {
+        !matches!(self, Self::Stage { .. } | Self::Abandon { .. })
     }
 
     /// Answers the caller with `error`, nothing written.
@@ -94,12 +121,14 @@ impl Op {
         }
         match self {
             Self::PutCampaign { reply, .. } | Self::SetState { reply, .. } => fail(reply, error),
-            Self::Add { reply, .. } => fail(reply, error),
+            Self::Add { reply, .. } | Self::Stage { reply, .. } => fail(reply, error),
+            Self::Publish { reply, .. } => fail(reply, error),
             Self::Receipts { reply, .. } => fail(reply, error),
             Self::Record { reply, .. }
             | Self::Meta { reply, .. }
             | Self::Suppress { reply, .. }
             | Self::Unsuppress { reply, .. }
+            | Self::Abandon { reply, .. }
             | Self::Engage { reply, .. } => fail(reply, error),
         }
     }
@@ -108,12 +137,20 @@ impl Op {
 /// A memory change to make once its commit is durable.
 enum Effect {
     Campaign(Box<CampaignRecord>),
+    /// A new participant: live at `at`, or staged (`None`).
     Participant {
-        campaign: u32,
+        msg: MessageNo,
         customer: Box<str>,
         address: Box<str>,
+        at: Option<Millis>,
+    },
+    /// A staged participant made live.
+    Published {
+        msg: MessageNo,
         at: Millis,
     },
+    /// The participants of an abandoned upload.
+    Dropped(Staged),
     Status {
         msg: MessageNo,
         record: MessageState,
@@ -135,6 +172,7 @@ enum Effect {
 enum Answer {
     Campaign(oneshot::Sender<Result<CampaignRecord>>, Box<CampaignRecord>),
     Added(oneshot::Sender<Result<Vec<bool>>>, Vec<bool>),
+    Count(oneshot::Sender<Result<u64>>, u64),
     Matched(
         oneshot::Sender<Result<Vec<ReceiptMatch>>>,
         Vec<ReceiptMatch>,
@@ -155,6 +193,7 @@ impl Answer {
         match self {
             Self::Campaign(tx, record) => drop(tx.send(outcome(*record, failure))),
             Self::Added(tx, fresh) => drop(tx.send(outcome(fresh, failure))),
+            Self::Count(tx, n) => drop(tx.send(outcome(n, failure))),
             Self::Matched(tx, matches) => drop(tx.send(outcome(matches, failure))),
             Self::Done(tx) => drop(tx.send(outcome((), failure))),
         }
@@ -211,10 +250,14 @@ impl Committer {
                 taken
             }
             Room::Exhausted(full) => {
-                for op in ops {
+                // Abandoning an upload only removes: it is still taken.
+                let (taken, refused): (Vec<Op>, Vec<Op>) = ops
+                    .into_iter()
+                    .partition(|op| matches!(op, Op::Abandon { .. }));
+                for op in refused {
                     op.refuse(&full);
                 }
-                return;
+                taken
             }
         };
         if ops.is_empty() {
@@ -231,6 +274,7 @@ impl Committer {
             engaged: HashMap::default(),
         };
         let first_cursor = self.next_cursor;
+        let durable = ops.iter().any(Op::is_durable);
         {
             let shared = self.shared.clone();
             let mut index = shared.index();
@@ -253,10 +297,13 @@ impl Committer {
         let written = if group.batch.is_empty() {
             Ok(())
         } else {
-            group
-                .batch
-                .commit()
-                .and_then(|()| self.db.persist(PersistMode::SyncData))
+            group.batch.commit().and_then(|()| {
+                if durable {
+                    self.db.persist(PersistMode::SyncData)
+                } else {
+                    Ok(())
+                }
+            })
         };
         match written {
             Ok(()) => {
@@ -349,6 +396,25 @@ impl Committer {
                     .collect();
                 g.answers.push(Answer::Added(reply, fresh));
             }
+            Op::Stage {
+                id,
+                upload,
+                items,
+                reply,
+            } => self.stage(index, g, &id, upload, items, reply),
+            Op::Publish { upload, at, reply } => self.publish(index, g, upload, at, reply),
+            Op::Abandon { upload, reply } => {
+                if let Some(staged) = index.uploads.remove(&upload) {
+                    for msg in staged.messages() {
+                        g.batch.remove(&ks.participants, codec::message_key(msg));
+                    }
+                    for marker in &staged.markers {
+                        g.batch.remove(&ks.stages, marker.as_slice());
+                    }
+                    g.effects.push(Effect::Dropped(staged));
+                }
+                g.answers.push(Answer::Done(reply));
+            }
             Op::Record { updates, reply } => {
                 for u in updates {
                     if let Outcome::Submitted {
@@ -382,7 +448,7 @@ impl Committer {
                     let Some(c) = index.by_seq(e.msg.campaign) else {
                         continue;
                     };
-                    let Some(slot) = c.slots.get(e.msg.participant as usize) else {
+                    let Some(slot) = c.slot(e.msg.participant) else {
                         continue;
                     };
                     let mut flags = self.flags(g, e.msg, slot.engaged);
@@ -424,8 +490,7 @@ impl Committer {
 
     /// Adds `p` to campaign `id` with its `accepted` fact, unless its
     /// customer is there already (`Some(false)`); `None` for an unknown
-    /// campaign. A participant without an address, in a campaign whose
-    /// fallback takes those, goes to the fallback at once, never sent.
+    /// campaign.
     fn add(
         &mut self,
         index: &mut Index,
@@ -434,50 +499,199 @@ impl Committer {
         p: Participant,
         at: Millis,
     ) -> Option<bool> {
+        let Some(msg) = self.admit(index, g, id, &p)? else {
+            return Some(false);
+        };
+        g.effects.push(Effect::Participant {
+            msg,
+            customer: p.customer.as_str().into(),
+            address: p.address.as_str().into(),
+            at: Some(at),
+        });
+        let (customer, address) = (&p.customer, &p.address);
+        self.accept(index, g, id, msg, (customer, address), at, || Ok(p.clone()));
+        Some(true)
+    }
+
+    /// Writes `p`'s record under a new message number of campaign `id`,
+    /// unless its customer is there already or staged (`Some(None)`);
+    /// `None` for an unknown campaign.
+    fn admit(
+        &self,
+        index: &mut Index,
+        g: &mut Group,
+        id: &str,
+        p: &Participant,
+    ) -> Option<Option<MessageNo>> {
         let c = index.campaigns.get_mut(id)?;
         let seq = c.record.seq;
         let staged = g.staged.entry(seq).or_default();
         if c.by_customer.contains_key(p.customer.as_str()) || !staged.insert(p.customer.clone()) {
-            return Some(false);
+            return Some(None);
         }
         let msg = MessageNo {
             campaign: seq,
             participant: c.allocated,
         };
         c.allocated += 1;
-        let no_address = c.record.decl.fallback.clone().filter(|f| {
-            p.address.is_empty() && rules::falls_back(f, Undelivered::NoAddress, None, at)
-        });
-        let ks = &self.shared.ks;
-        g.batch
-            .insert(&ks.participants, codec::message_key(msg), codec::encode(&p));
+        g.batch.insert(
+            &self.shared.ks.participants,
+            codec::message_key(msg),
+            codec::encode(p),
+        );
+        Some(Some(msg))
+    }
+
+    /// A new participant's `accepted` fact; one without an address, in a
+    /// campaign whose fallback takes those, goes to the fallback at once,
+    /// never sent (`read` gives its record).
+    #[allow(clippy::too_many_arguments)]
+    fn accept(
+        &mut self,
+        index: &mut Index,
+        g: &mut Group,
+        id: &str,
+        msg: MessageNo,
+        (customer, address): (&str, &str),
+        at: Millis,
+        read: impl FnOnce() -> Result<Participant>,
+    ) {
         self.append_fact(
             g,
-            fact(
-                at,
-                id,
-                &p.customer,
-                FactKind::Accepted,
-                FactDetail::default(),
-            ),
+            fact(at, id, customer, FactKind::Accepted, FactDetail::default()),
         );
-        g.effects.push(Effect::Participant {
-            campaign: seq,
-            customer: p.customer.as_str().into(),
-            address: p.address.as_str().into(),
-            at,
-        });
-        if let Some(f) = no_address {
-            let record = MessageState {
-                status: Status::Fallback,
-                attempts: 0,
-                due: 0,
-                at,
-            };
-            self.put_status(g, msg, record);
-            self.fall_back(index, g, id, &f, &p, at);
+        if !address.is_empty() {
+            return;
         }
-        Some(true)
+        let Some(fallback) = index
+            .campaigns
+            .get(id)
+            .and_then(|c| c.record.decl.fallback.clone())
+        else {
+            return;
+        };
+        let p = match read() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, campaign = %id, "cannot read a participant to fall back");
+                return;
+            }
+        };
+        if !rules::falls_back(&fallback, Undelivered::NoAddress, None, at) {
+            return;
+        }
+        let record = MessageState {
+            status: Status::Fallback,
+            attempts: 0,
+            due: 0,
+            at,
+        };
+        self.put_status(g, msg, record);
+        self.fall_back(index, g, id, &fallback, &p, at);
+    }
+
+    /// Stages `items` under `upload`: their records and the batch's marker
+    /// are written, nothing is visible.
+    fn stage(
+        &mut self,
+        index: &mut Index,
+        g: &mut Group,
+        id: &str,
+        upload: UploadId,
+        items: Vec<Participant>,
+        reply: oneshot::Sender<Result<Vec<bool>>>,
+    ) {
+        let Some(seq) = index.campaigns.get(id).map(|c| c.record.seq) else {
+            let _ = reply.send(Err(StoreError::UnknownCampaign(id.to_owned())));
+            return;
+        };
+        if index
+            .uploads
+            .get(&upload)
+            .is_some_and(|s| s.campaign != seq)
+        {
+            let _ = reply.send(Err(StoreError::Unavailable(format!(
+                "upload {} was staged for another campaign than `{id}`",
+                upload.0
+            ))));
+            return;
+        }
+        let mut fresh = Vec::with_capacity(items.len());
+        let mut numbers = Vec::new();
+        for p in items {
+            let admitted = self.admit(index, g, id, &p).flatten();
+            fresh.push(admitted.is_some());
+            if let Some(msg) = admitted {
+                numbers.push(msg.participant);
+                g.effects.push(Effect::Participant {
+                    msg,
+                    customer: p.customer.into(),
+                    address: p.address.into(),
+                    at: None,
+                });
+            }
+        }
+        if !numbers.is_empty() {
+            let staged = index
+                .uploads
+                .entry(upload)
+                .or_insert_with(|| Staged::new(seq));
+            let marker = staged.next_marker(upload);
+            g.batch.insert(
+                &self.shared.ks.stages,
+                marker.as_slice(),
+                stage::encode_marker(seq, &numbers),
+            );
+            staged.markers.push(marker);
+            staged.participants.extend(numbers);
+        }
+        g.answers.push(Answer::Added(reply, fresh));
+    }
+
+    /// Makes everything staged under `upload` live, with its facts, and
+    /// removes the upload's markers, in this one commit.
+    fn publish(
+        &mut self,
+        index: &mut Index,
+        g: &mut Group,
+        upload: UploadId,
+        at: Millis,
+        reply: oneshot::Sender<Result<u64>>,
+    ) {
+        let Some(staged) = index.uploads.remove(&upload) else {
+            // Nothing new was staged (every participant a duplicate).
+            g.answers.push(Answer::Count(reply, 0));
+            return;
+        };
+        let Some(id) = index.ids.get(&staged.campaign).cloned() else {
+            let _ = reply.send(Err(StoreError::UnknownCampaign(format!(
+                "#{}",
+                staged.campaign
+            ))));
+            return;
+        };
+        let participants = self.shared.ks.participants.clone();
+        for msg in staged.messages() {
+            let Some((customer, address)) = index
+                .by_seq(msg.campaign)
+                .and_then(|c| c.staged(msg.participant))
+                .map(|s| (s.customer.to_string(), s.address.to_string()))
+            else {
+                continue;
+            };
+            g.effects.push(Effect::Published { msg, at });
+            let read = || match participants.get(codec::message_key(msg)) {
+                Ok(Some(bytes)) => codec::decode::<Participant>(&bytes),
+                Ok(None) => Err(StoreError::Unavailable("participant record missing".into())),
+                Err(e) => Err(StoreError::Unavailable(e.to_string())),
+            };
+            self.accept(index, g, &id, msg, (&customer, &address), at, read);
+        }
+        for marker in &staged.markers {
+            g.batch.remove(&self.shared.ks.stages, marker.as_slice());
+        }
+        g.answers
+            .push(Answer::Count(reply, staged.participants.len() as u64));
     }
 
     /// Sends participant `p` of campaign `source` to fallback `f`: the
@@ -543,10 +757,7 @@ impl Committer {
             return;
         };
         let source = c.record.id.clone();
-        let bits = c
-            .slots
-            .get(msg.participant as usize)
-            .map_or(0, |s| s.engaged);
+        let bits = c.slot(msg.participant).map_or(0, |s| s.engaged);
         let mut flags = self.flags(g, msg, bits);
         if flags.bits() & FELL_BACK != 0 {
             return;
@@ -600,7 +811,7 @@ impl Committer {
         let Some(c) = index.by_seq(u.msg.campaign) else {
             return;
         };
-        let Some(slot) = c.slots.get(u.msg.participant as usize) else {
+        let Some(slot) = c.slot(u.msg.participant) else {
             return;
         };
         let before = MessageState {
@@ -678,7 +889,7 @@ impl Committer {
         let status = g.statuses.get(&link.msg).copied().or_else(|| {
             index
                 .by_seq(link.msg.campaign)
-                .and_then(|c| c.slots.get(link.msg.participant as usize))
+                .and_then(|c| c.slot(link.msg.participant))
                 .map(|s| s.status)
         });
         if status.is_some_and(rules::receipt_settles) {
@@ -770,13 +981,25 @@ fn apply(index: &mut Index, effect: Effect) {
             }
         }
         Effect::Participant {
-            campaign,
+            msg,
             customer,
             address,
             at,
         } => {
-            if let Some(c) = index.by_seq(campaign) {
-                c.push(customer, address, at);
+            if let Some(c) = index.by_seq(msg.campaign) {
+                c.place(msg.participant, customer, address, at);
+            }
+        }
+        Effect::Published { msg, at } => {
+            if let Some(c) = index.by_seq(msg.campaign) {
+                c.publish(msg.participant, at);
+            }
+        }
+        Effect::Dropped(staged) => {
+            for msg in staged.messages() {
+                if let Some(c) = index.by_seq(msg.campaign) {
+                    c.drop_staged(msg.participant);
+                }
             }
         }
         Effect::Status { msg, record } => {

@@ -12,7 +12,7 @@ use domain::{
 use super::{Embedded, FACT_RUN, Op, io, suppression_key};
 use crate::{
     Catalog, Claim, Counts, Intake, Ledger, LimitState, MessageInfo, Queue, Result, Store,
-    StoreError, Suppressions, codec,
+    StoreError, Suppressions, UploadId, codec,
 };
 
 #[async_trait]
@@ -74,6 +74,33 @@ impl Intake for Embedded {
             reply,
         })
         .await
+    }
+
+    fn new_upload(&self) -> UploadId {
+        UploadId(self.shared.last_upload.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    async fn stage(
+        &self,
+        id: &str,
+        upload: UploadId,
+        items: Vec<Participant>,
+    ) -> Result<Vec<bool>> {
+        self.submit(|reply| Op::Stage {
+            id: id.to_owned(),
+            upload,
+            items,
+            reply,
+        })
+        .await
+    }
+
+    async fn publish(&self, upload: UploadId, at: Millis) -> Result<u64> {
+        self.submit(|reply| Op::Publish { upload, at, reply }).await
+    }
+
+    async fn abandon(&self, upload: UploadId) -> Result<()> {
+        self.submit(|reply| Op::Abandon { upload, reply }).await
     }
 }
 
@@ -230,11 +257,9 @@ impl Ledger for Embedded {
                 .find(|e| e.as_str() == outcome)
                 .map_or(0, Engagement::bit),
         };
-        Ok(c.slots
-            .iter()
-            .zip(0..)
-            .filter(|(s, _)| wanted.contains(&s.status) || s.engaged & flag != 0)
-            .map(|(s, participant)| {
+        Ok(c.live_slots()
+            .filter(|(_, s)| wanted.contains(&s.status) || s.engaged & flag != 0)
+            .map(|(participant, s)| {
                 let msg = MessageNo {
                     campaign: c.record.seq,
                     participant,
@@ -258,7 +283,7 @@ impl Ledger for Embedded {
     async fn message(&self, msg: MessageNo) -> Result<Option<MessageInfo>> {
         let mut index = self.shared.index();
         let info = index.by_seq(msg.campaign).and_then(|c| {
-            let slot = c.slots.get(msg.participant as usize)?;
+            let slot = c.slot(msg.participant)?;
             Some(MessageInfo {
                 campaign: c.record.clone(),
                 customer: slot.customer.to_string(),
@@ -285,7 +310,7 @@ impl Ledger for Embedded {
             .shared
             .index()
             .by_seq(msg.campaign)
-            .is_some_and(|c| (msg.participant as usize) < c.slots.len()))
+            .is_some_and(|c| c.slot(msg.participant).is_some()))
     }
 
     async fn last_message_to(
@@ -299,13 +324,12 @@ impl Ledger for Embedded {
             .values()
             .filter(|c| c.record.decl.channel == channel)
             .filter_map(|c| {
-                let n = c
-                    .slots
-                    .iter()
-                    .rposition(|s| s.address.eq_ignore_ascii_case(address))?;
+                let (participant, _) = c
+                    .live_slots()
+                    .rfind(|(_, s)| s.address.eq_ignore_ascii_case(address))?;
                 Some(MessageNo {
                     campaign: c.record.seq,
-                    participant: u32::try_from(n).ok()?,
+                    participant,
                 })
             })
             .max_by_key(|m| m.campaign);

@@ -1,0 +1,152 @@
+//! A webhook receiver down for an hour, on a clock 1,000 times short (the
+//! sender's back-off from 1 ms to 60 ms, the outage 3.6 s): the backlog
+//! stays in the store, the sender holds one batch and retries at most once
+//! a (short) minute, and once the receiver is back every fact arrives once,
+//! in order.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{Router, extract::State, http::StatusCode, routing::post};
+use domain::{CampaignDecl, ChannelKind, Participant};
+use std::time::Instant;
+use store::{Catalog, Intake, embedded::Embedded};
+use tokio_util::sync::CancellationToken;
+
+use super::{Retry, WebhookSender};
+use crate::{config::Webhook, metrics::Metrics};
+
+const FACTS: usize = 5_000;
+const BATCH: usize = 200;
+/// How much shorter the test's clock runs.
+const SCALE: u32 = 1_000;
+
+/// The receiver: 503 while `down`, else takes each batch's cursors.
+#[derive(Default)]
+struct Receiver {
+    down: AtomicBool,
+    attempts: AtomicUsize,
+    /// Per attempt while down, the first cursor it carried.
+    refused_first: Mutex<Vec<u64>>,
+    delivered: Mutex<Vec<u64>>,
+    largest_batch: AtomicUsize,
+}
+
+async fn take(State(r): State<Arc<Receiver>>, body: axum::body::Bytes) -> StatusCode {
+    let page: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    let cursors: Vec<u64> = page["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["cursor"].as_u64().expect("cursor"))
+        .collect();
+    r.attempts.fetch_add(1, Ordering::Relaxed);
+    r.largest_batch.fetch_max(cursors.len(), Ordering::Relaxed);
+    if r.down.load(Ordering::Relaxed) {
+        r.refused_first.lock().expect("lock").push(cursors[0]);
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    r.delivered.lock().expect("lock").extend(cursors);
+    StatusCode::OK
+}
+
+async fn receiver() -> (Arc<Receiver>, SocketAddr) {
+    let state = Arc::new(Receiver::default());
+    state.down.store(true, Ordering::Relaxed);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = Router::new()
+        .route("/hook", post(take))
+        .with_state(state.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (state, addr)
+}
+
+/// A store whose feed holds `FACTS` `accepted` facts.
+async fn backlog(dir: &std::path::Path) -> Arc<Embedded> {
+    let store = Arc::new(Embedded::open(dir).expect("open"));
+    store
+        .put_campaign("c", CampaignDecl::new(ChannelKind::Email, "outage"))
+        .await
+        .expect("declare");
+    let people = (0..FACTS)
+        .map(|i| Participant {
+            customer: format!("c{i}"),
+            address: format!("c{i}@example.org"),
+            segment: None,
+            fields: Default::default(),
+        })
+        .collect();
+    store.add_participants("c", people, 1).await.expect("add");
+    store
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_down_for_an_hour_gets_the_backlog_in_order_once_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = backlog(dir.path()).await;
+    let (receiver, addr) = receiver().await;
+    let config = Webhook {
+        url: format!("http://{addr}/hook"),
+        secret_env: "UNUSED".into(),
+        batch: BATCH,
+        ca_file: None,
+    };
+    let sender = WebhookSender {
+        index: 0,
+        client: super::client(&config).expect("client"),
+        config,
+        secret: b"s".to_vec(),
+        store: store.clone(),
+        metrics: Arc::new(Metrics::default()),
+        retry: Retry {
+            first: Retry::default().first / SCALE,
+            max: Retry::default().max / SCALE,
+        },
+    };
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(sender.run(shutdown.clone()));
+
+    let hour = Duration::from_secs(3600) / SCALE;
+    tokio::time::sleep(hour).await;
+    let tries = receiver.attempts.load(Ordering::Relaxed);
+    // Back-off doubling from 1 s to 60 s: 7 tries in the first 63 s, then
+    // one a minute at most (fewer when the machine is slow).
+    assert!(
+        (2..=7 + 60).contains(&tries),
+        "{tries} tries in an hour down"
+    );
+    let refused = receiver.refused_first.lock().expect("lock").clone();
+    assert!(
+        refused.iter().all(|&first| first == 1),
+        "every try sends the oldest batch again, nothing skipped: {refused:?}"
+    );
+
+    receiver.down.store(false, Ordering::Relaxed);
+    let back = Instant::now();
+    while receiver.delivered.lock().expect("lock").len() < FACTS {
+        // Generous for a loaded machine: not a speed check.
+        assert!(
+            back.elapsed() < Duration::from_secs(60),
+            "the backlog is delivered once the receiver is back"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    running.await.expect("sender");
+    let delivered = receiver.delivered.lock().expect("lock").clone();
+    let expected: Vec<u64> = (1..=FACTS as u64).collect();
+    assert_eq!(delivered, expected, "every fact once, in order");
+    assert!(
+        receiver.largest_batch.load(Ordering::Relaxed) <= BATCH,
+        "the sender holds one batch at a time"
+    );
+}
