@@ -68,6 +68,10 @@ jq -r .detail "$work/answer"
 [ "$code" = 507 ] || exit 1
 echo "/readyz: $(curl -s "http://$API/readyz")"
 echo "counts while full: $(curl -s "http://$API/v1/campaigns/full" | jq -c .counts)"
+# All or nothing: the refused upload left none of its participants.
+while_full=$(curl -s "http://$API/v1/campaigns/full" | jq .participants)
+echo "participants while full: $while_full (acknowledged: $acked)"
+[ "$while_full" = "$acked" ] || exit 1
 
 rm "$mnt/ballast"
 echo "ballast removed; $(free_bytes) bytes free"
@@ -77,8 +81,10 @@ echo "the refused upload again: $code $(jq -c '{accepted, duplicates}' "$work/an
 acked=$((acked + $(jq .accepted "$work/answer")))
 sent=$((next + 9999))
 stored=$(curl -s "http://$API/v1/campaigns/full" | jq .participants)
-# Every customer sent was acknowledged in the end (the retry's duplicates
-# are the part of the refused upload committed before the refusal).
+# Every customer sent was acknowledged in the end, the retry's all new.
 echo "customers sent $sent, stored $stored, new in the answers $acked"
 [ "$stored" = "$sent" ] || exit 1
+# The dispatcher looks at the disk every 100 ms.
+for _ in $(seq 50); do grep -q "sending resumed" "$work/log" && break; sleep 0.1; done
 grep -E "sending (paused|resumed)" "$work/log" | sed 's/^/log: /'
+grep -q "sending resumed" "$work/log" || exit 1

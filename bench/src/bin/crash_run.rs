@@ -66,7 +66,7 @@ async fn main() -> anyhow::Result<()> {
         let body = ndjson(chunk * CHUNK..((chunk + 1) * CHUNK).min(n));
         if killed_at.contains(&chunk) {
             let upload = tokio::spawn(upload_once(daemon.api, body.clone()));
-            tokio::time::sleep(Duration::from_millis(random.below(300))).await;
+            tokio::time::sleep(Duration::from_millis(random.below(100))).await;
             daemon.kill_and_restart(&api, &mut kills, "upload").await?;
             let answered = matches!(upload.await, Ok(Ok(200)));
             // All or nothing: the killed request is in only if it was answered.
