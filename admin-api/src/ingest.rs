@@ -33,13 +33,15 @@ pub const MAX_LINE_BYTES: usize = 1 << 20;
 const COMMITS_IN_FLIGHT: usize = 16;
 
 /// Collects parsed lines into batches and stages them in the background.
-/// Dropped unpublished (an error, or the client gone), it abandons the
-/// upload once its batches have stopped.
+/// An error abandons the upload before it is answered, so that a retry
+/// finds its customers free; dropped unended (the client gone), it abandons
+/// the upload once its batches have stopped.
 struct Uploader {
     backend: Arc<dyn Backend>,
     campaign: String,
     upload: UploadId,
-    published: bool,
+    /// Published or abandoned.
+    ended: bool,
     batch: Vec<(usize, ParticipantIn)>,
     commits: JoinSet<Result<UploadResult, BackendError>>,
     /// The answers of the batches committed so far, and the lines rejected.
@@ -52,7 +54,7 @@ impl Uploader {
     fn new(backend: Arc<dyn Backend>, campaign: &str) -> Self {
         Self {
             upload: backend.new_upload(),
-            published: false,
+            ended: false,
             backend,
             campaign: campaign.to_owned(),
             batch: Vec::with_capacity(BATCH),
@@ -121,21 +123,44 @@ impl Uploader {
         self.flush();
         self.wait_for_commits(0).await;
         if let Some(e) = self.failed.take() {
-            return Err(e);
+            return Err(self.fail(e).await);
         }
-        self.backend.publish(self.upload).await?;
-        self.published = true;
+        let published = match self.backend.publish(&self.campaign, self.upload).await {
+            Ok(n) => n,
+            Err(e) => return Err(self.fail(e.into()).await),
+        };
+        self.ended = true;
         let mut done = std::mem::take(&mut self.done);
+        // Customers added at once meanwhile (a fallback) are duplicates now.
+        let taken_meanwhile = done.accepted.saturating_sub(published);
+        done.accepted -= taken_meanwhile;
+        done.duplicates += taken_meanwhile;
         done.rejected.sort_by_key(|r| r.line);
         Ok(done)
+    }
+
+    /// The upload failed with `error`: stops its batches and abandons it
+    /// before the error is answered.
+    async fn fail(mut self, error: ApiError) -> ApiError {
+        self.commits.shutdown().await;
+        self.backend.abandon(self.upload).await;
+        self.ended = true;
+        error
+    }
+
+    /// The error of a batch that could not be staged, if any.
+    fn failure(&mut self) -> Option<ApiError> {
+        self.failed.take()
     }
 }
 
 impl Drop for Uploader {
     fn drop(&mut self) {
-        if self.published {
+        if self.ended {
             return;
         }
+        // Without a runtime the daemon is stopping: the store drops the
+        // unpublished upload when it opens again.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -166,17 +191,20 @@ pub async fn ndjson(
         let chunk = match chunk {
             Ok(c) => c,
             Err(e) => {
-                return Err(ApiError::bad_request(format!(
-                    "reading body: {e}; nothing of this upload was stored"
-                )));
+                let error = format!("reading body: {e}; nothing of this upload was stored");
+                return Err(up.fail(ApiError::bad_request(error)).await);
             }
         };
         total += chunk.len();
         if total > limit {
-            return Err(ApiError::PayloadTooLarge { limit });
+            return Err(up.fail(ApiError::PayloadTooLarge { limit }).await);
         }
         lines.feed(&chunk, &mut up);
         up.wait_for_commits(COMMITS_IN_FLIGHT).await;
+        // A batch that could not be staged ends the upload: no more reading.
+        if let Some(e) = up.failure() {
+            return Err(up.fail(e).await);
+        }
     }
     lines.end(&mut up);
     up.finish().await

@@ -60,18 +60,7 @@ impl GatewayBackend {
         mut result: UploadResult,
     ) -> BackendResult<UploadResult> {
         let record = self.record(id).await?;
-        // A finished campaign never silently sends again: new participants
-        // go to a new campaign (a next stage can be built from this one).
-        let closed = match record.state {
-            CampaignState::Cancelled => Some("cancelled"),
-            CampaignState::Finished => Some("finished"),
-            _ => None,
-        };
-        if let Some(state) = closed {
-            return Err(BackendError::Conflict(format!(
-                "campaign `{id}` is {state}: it takes no more participants; declare a new campaign (POST /v1/campaigns/NEW/participants/from builds one from this one's audience)"
-            )));
-        }
+        self.open_for_participants(&record)?;
         let check = self
             .channel(record.decl.channel)?
             .participant_check(&record)
@@ -117,6 +106,20 @@ impl GatewayBackend {
             self.accepted(new);
         }
         Ok(result)
+    }
+
+    /// A finished campaign never silently sends again: new participants
+    /// go to a new campaign (a next stage can be built from this one).
+    fn open_for_participants(&self, record: &CampaignRecord) -> BackendResult<()> {
+        let closed = match record.state {
+            CampaignState::Cancelled => "cancelled",
+            CampaignState::Finished => "finished",
+            _ => return Ok(()),
+        };
+        Err(BackendError::Conflict(format!(
+            "campaign `{}` is {closed}: it takes no more participants; declare a new campaign (POST /v1/campaigns/NEW/participants/from builds one from this one's audience)",
+            record.id
+        )))
     }
 
     /// Participants became visible: counted, and the dispatcher told.
@@ -288,14 +291,16 @@ impl Backend for GatewayBackend {
             .await
     }
 
-    async fn publish(&self, upload: admin_api::UploadId) -> BackendResult<()> {
+    async fn publish(&self, id: &str, upload: admin_api::UploadId) -> BackendResult<u64> {
+        // Cancelled while the upload was read: it takes nothing more.
+        self.open_for_participants(&self.record(id).await?)?;
         let published = self
             .store
             .publish(UploadId(upload), now_ms())
             .await
             .map_err(store_error)?;
         self.accepted(published);
-        Ok(())
+        Ok(published)
     }
 
     async fn abandon(&self, upload: admin_api::UploadId) {

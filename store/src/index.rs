@@ -91,6 +91,8 @@ pub struct CampaignIndex {
     slots: Vec<Slot>,
     /// Slots that are live.
     live: u64,
+    /// Slots of uploads staged, not yet published or dropped.
+    staged: u64,
     /// Participant numbers allocated, durable or being committed.
     pub allocated: u32,
     due: BTreeSet<(Millis, u32)>,
@@ -107,6 +109,7 @@ impl CampaignIndex {
             by_customer: HashMap::default(),
             slots: Vec::new(),
             live: 0,
+            staged: 0,
             allocated: 0,
             due: BTreeSet::new(),
             leased: Leases::default(),
@@ -172,6 +175,7 @@ impl CampaignIndex {
             ..Slot::empty()
         };
         self.allocated = self.allocated.max(participant + 1);
+        self.staged += 1;
         if let Some(at) = at {
             self.publish(participant, at);
         }
@@ -188,6 +192,7 @@ impl CampaignIndex {
         slot.live = true;
         slot.at = at;
         self.live += 1;
+        self.staged -= 1;
         self.counts[Status::Pending.index()] += 1;
         self.due.insert((0, participant));
     }
@@ -198,10 +203,11 @@ impl CampaignIndex {
         let Some(slot) = self.slots.get_mut(participant as usize) else {
             return;
         };
-        if slot.live {
+        if slot.live || slot.customer.is_empty() {
             return;
         }
         let customer = std::mem::replace(slot, Slot::empty()).customer;
+        self.staged -= 1;
         if self.by_customer.get(&customer) == Some(&participant) {
             self.by_customer.remove(&customer);
         }
@@ -312,6 +318,7 @@ impl CampaignIndex {
             .or_default() += flag(FELL_BACK);
         Counts {
             participants: self.live,
+            staged: self.staged,
             by_status,
             in_flight: self.leased.len() as u64,
         }

@@ -93,4 +93,7 @@ pub struct Counts {
     pub by_status: BTreeMap<String, u64>,
     /// Messages leased to the dispatcher right now.
     pub in_flight: u64,
+    /// Participants of uploads still being read: not counted yet, but the
+    /// campaign is not done while there are any.
+    pub staged: u64,
 }

@@ -69,16 +69,18 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(random.below(100))).await;
             daemon.kill_and_restart(&api, &mut kills, "upload").await?;
             let answered = matches!(upload.await, Ok(Ok(200)));
-            // All or nothing: the killed request is in only if it was answered.
+            // All or nothing: the killed request is in whole or not at all
+            // (whole also when the kill fell between its commit and its
+            // answer), and in whole if it was answered.
             let before = chunk * CHUNK;
             let seen = campaign(&api).await?["participants"].as_u64();
             let whole = ((chunk + 1) * CHUNK).min(n);
             ensure!(
-                seen == Some(before as u64) || (answered && seen == Some(whole as u64)),
+                seen == Some(whole as u64) || (!answered && seen == Some(before as u64)),
                 "after a kill during an upload: {seen:?} participants, {before} acknowledged before it (answered: {answered})"
             );
             println!(
-                "killed during an upload: {seen:?} participants visible, {before} acknowledged before it"
+                "killed during an upload: {seen:?} participants visible, {before} acknowledged before it (answered: {answered})"
             );
         }
         upload_until_acknowledged(&api, &daemon, body).await?;

@@ -32,8 +32,8 @@ const SCALE: u32 = 1_000;
 struct Receiver {
     down: AtomicBool,
     attempts: AtomicUsize,
-    /// Per attempt while down, the first cursor it carried.
-    refused_first: Mutex<Vec<u64>>,
+    /// Per attempt while down, when it came and the first cursor it carried.
+    refused: Mutex<Vec<(Instant, u64)>>,
     delivered: Mutex<Vec<u64>>,
     largest_batch: AtomicUsize,
 }
@@ -49,7 +49,10 @@ async fn take(State(r): State<Arc<Receiver>>, body: axum::body::Bytes) -> Status
     r.attempts.fetch_add(1, Ordering::Relaxed);
     r.largest_batch.fetch_max(cursors.len(), Ordering::Relaxed);
     if r.down.load(Ordering::Relaxed) {
-        r.refused_first.lock().expect("lock").push(cursors[0]);
+        r.refused
+            .lock()
+            .expect("lock")
+            .push((Instant::now(), cursors[0]));
         return StatusCode::SERVICE_UNAVAILABLE;
     }
     r.delivered.lock().expect("lock").extend(cursors);
@@ -117,17 +120,29 @@ async fn a_receiver_down_for_an_hour_gets_the_backlog_in_order_once_back() {
 
     let hour = Duration::from_secs(3600) / SCALE;
     tokio::time::sleep(hour).await;
-    let tries = receiver.attempts.load(Ordering::Relaxed);
-    // Back-off doubling from 1 s to 60 s: 7 tries in the first 63 s, then
-    // one a minute at most (fewer when the machine is slow).
+    let refused = receiver.refused.lock().expect("lock").clone();
     assert!(
-        (2..=7 + 60).contains(&tries),
-        "{tries} tries in an hour down"
+        refused.iter().all(|&(_, first)| first == 1),
+        "every try sends the oldest batch again, nothing skipped"
     );
-    let refused = receiver.refused_first.lock().expect("lock").clone();
+    // Back-off doubling from 1 s up to 60 s: each try waits at least its
+    // back-off after the last (a lower bound, whatever the machine's load)...
+    let retry = Retry::default();
+    for (n, pair) in refused.windows(2).enumerate() {
+        let backoff = (retry.first * 2u32.pow(n.min(10) as u32)).min(retry.max) / SCALE;
+        let gap = pair[1].0 - pair[0].0;
+        assert!(
+            gap >= backoff,
+            "try {} came {gap:?} after the one before, under its back-off {backoff:?}",
+            n + 2
+        );
+    }
+    // ...and waits no longer than a minute: doubling without the cap would
+    // make 12 tries in the hour, one a minute about 65.
+    let tries = refused.len();
     assert!(
-        refused.iter().all(|&first| first == 1),
-        "every try sends the oldest batch again, nothing skipped: {refused:?}"
+        (15..=7 + 60).contains(&tries),
+        "{tries} tries in an hour down"
     );
 
     receiver.down.store(false, Ordering::Relaxed);

@@ -1,6 +1,8 @@
 //! The contract of staged uploads: a request's participants are seen by
 //! nothing until it is published, then all at once; an upload abandoned or
-//! never published leaves nothing, and its customers are free again.
+//! never published leaves nothing, and its customers are free again. A
+//! participant added at once (a fallback) is never refused for a customer
+//! an upload has only staged: the staged one becomes the duplicate.
 
 use domain::{CampaignState, FactKind};
 
@@ -53,6 +55,8 @@ pub async fn uploads_are_seen_all_at_once_or_not_at_all(h: &dyn Harness) {
             (0, 0, 0),
             "staged is unseen"
         );
+        let counts = store.counts("c1").await.expect("counts");
+        assert_eq!(counts.staged, 3, "the campaign knows an upload is coming");
 
         let second = store.new_upload();
         assert_ne!(first, second);
@@ -70,29 +74,42 @@ pub async fn uploads_are_seen_all_at_once_or_not_at_all(h: &dyn Harness) {
                 .add_participants("c1", customers(&["a"]), 1)
                 .await
                 .expect("add"),
-            vec![false]
+            vec![true],
+            "a customer only staged does not keep out one added at once"
         );
+        assert_eq!(seen(&*store, "c1", seq).await, (1, 1, 1));
 
-        assert_eq!(store.publish(first, 5_000).await.expect("publish"), 3);
+        assert_eq!(
+            store.publish(first, 5_000).await.expect("publish"),
+            2,
+            "the staged copy of a customer added meanwhile is a duplicate"
+        );
         assert_eq!(seen(&*store, "c1", seq).await, (3, 3, 3), "all at once");
+        assert_eq!(store.counts("c1").await.expect("counts").staged, 1);
         let message = store
             .message(domain::MessageNo {
                 campaign: seq,
-                participant: 0,
+                participant: 1,
             })
             .await
             .expect("message")
             .expect("published");
-        assert_eq!(message.customer, "a");
+        assert_eq!(message.customer, "b");
 
-        store.abandon(second).await.expect("abandon");
-        assert_eq!(seen(&*store, "c1", seq).await, (3, 3, 3));
+        // The retry right behind the abandon (often in the same commit).
         let again = store.new_upload();
-        let fresh = store
-            .stage("c1", again, customers(&["d"]))
-            .await
-            .expect("stage");
-        assert_eq!(fresh, vec![true], "an abandoned upload frees its customers");
+        let (abandoned, fresh) = tokio::join!(
+            store.abandon(second),
+            store.stage("c1", again, customers(&["d"]))
+        );
+        abandoned.expect("abandon");
+        assert_eq!(
+            fresh.expect("stage"),
+            vec![true],
+            "an abandoned upload frees its customers at once"
+        );
+        assert_eq!(seen(&*store, "c1", seq).await, (3, 3, 3));
+        assert_eq!(store.counts("c1").await.expect("counts").staged, 1);
         assert_eq!(store.publish(again, 6_000).await.expect("publish"), 1);
 
         let empty = store.new_upload();

@@ -4,7 +4,7 @@
 //! in-memory index and answers the callers.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     sync::{Arc, atomic::Ordering},
 };
 
@@ -100,7 +100,10 @@ impl Op {
     /// disk refuses first; the rest records what is under way.
     fn takes_something_new(&self) -> bool {
         match self {
-            Self::PutCampaign { .. } | Self::Add { .. } | Self::Stage { .. } => true,
+            Self::PutCampaign { .. }
+            | Self::Add { .. }
+            | Self::Stage { .. }
+            | Self::Publish { .. } => true,
             Self::Meta { value, .. } => value.len() > SMALL_VALUE,
             _ => false,
         }
@@ -149,8 +152,6 @@ enum Effect {
         msg: MessageNo,
         at: Millis,
     },
-    /// The participants of an abandoned upload.
-    Dropped(Staged),
     Status {
         msg: MessageNo,
         record: MessageState,
@@ -211,8 +212,9 @@ struct Group {
     batch: fjall::OwnedWriteBatch,
     effects: Vec<Effect>,
     answers: Vec<Answer>,
-    /// Customers added in this group, per campaign, not yet in the index.
-    staged: HashMap<u32, HashSet<String, foldhash::fast::RandomState>>,
+    /// Customers added in this group, per campaign, not yet in the index:
+    /// whether visible (else staged).
+    admitted: HashMap<u32, HashMap<String, bool, foldhash::fast::RandomState>>,
     /// Facts not yet written, consecutive cursors.
     facts: Vec<Fact>,
     /// Upstream keys written (Some) or removed (None) in this group.
@@ -225,10 +227,17 @@ struct Group {
 
 impl Committer {
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<Op>) {
-        while let Some(first) = rx.blocking_recv() {
+        let mut held = None;
+        while let Some(first) = held.take().or_else(|| rx.blocking_recv()) {
             let mut ops = vec![first];
             while ops.len() < MAX_GROUP {
                 match rx.try_recv() {
+                    // An abandon starts a group: every staging before it is
+                    // then in the index, where it frees the customers at once.
+                    Ok(op @ Op::Abandon { .. }) => {
+                        held = Some(op);
+                        break;
+                    }
                     Ok(op) => ops.push(op),
                     Err(_) => break,
                 }
@@ -267,7 +276,7 @@ impl Committer {
             batch: self.db.batch().durability(None),
             effects: Vec::new(),
             answers: Vec::new(),
-            staged: HashMap::new(),
+            admitted: HashMap::new(),
             facts: Vec::new(),
             upstream: HashMap::default(),
             statuses: HashMap::default(),
@@ -405,13 +414,17 @@ impl Committer {
             Op::Publish { upload, at, reply } => self.publish(index, g, upload, at, reply),
             Op::Abandon { upload, reply } => {
                 if let Some(staged) = index.uploads.remove(&upload) {
+                    // Its customers are free for the ops after it at once
+                    // (a retry may follow in this very group).
                     for msg in staged.messages() {
                         g.batch.remove(&ks.participants, codec::message_key(msg));
+                        if let Some(c) = index.by_seq(msg.campaign) {
+                            c.drop_staged(msg.participant);
+                        }
                     }
                     for marker in &staged.markers {
                         g.batch.remove(&ks.stages, marker.as_slice());
                     }
-                    g.effects.push(Effect::Dropped(staged));
                 }
                 g.answers.push(Answer::Done(reply));
             }
@@ -499,7 +512,7 @@ impl Committer {
         p: Participant,
         at: Millis,
     ) -> Option<bool> {
-        let Some(msg) = self.admit(index, g, id, &p)? else {
+        let Some(msg) = self.admit(index, g, id, &p, true)? else {
             return Some(false);
         };
         g.effects.push(Effect::Participant {
@@ -514,21 +527,35 @@ impl Committer {
     }
 
     /// Writes `p`'s record under a new message number of campaign `id`,
-    /// unless its customer is there already or staged (`Some(None)`);
-    /// `None` for an unknown campaign.
+    /// to be `visible` at once or staged, unless its customer is there
+    /// already (`Some(None)`); `None` for an unknown campaign. A customer
+    /// staged by an upload still being read is there already for another
+    /// upload, but not for a participant made visible at once (a fallback,
+    /// an audience copy): that one is never lost to an upload that may yet
+    /// be abandoned, and the staged one is then dropped at publish.
     fn admit(
         &self,
         index: &mut Index,
         g: &mut Group,
         id: &str,
         p: &Participant,
+        visible: bool,
     ) -> Option<Option<MessageNo>> {
         let c = index.campaigns.get_mut(id)?;
         let seq = c.record.seq;
-        let staged = g.staged.entry(seq).or_default();
-        if c.by_customer.contains_key(p.customer.as_str()) || !staged.insert(p.customer.clone()) {
+        let taken = match c.by_customer.get(p.customer.as_str()) {
+            Some(&n) => c.slot(n).is_some() || !visible,
+            None => false,
+        };
+        let admitted = g.admitted.entry(seq).or_default();
+        let taken_here = match admitted.get(p.customer.as_str()) {
+            Some(&was_visible) => was_visible || !visible,
+            None => false,
+        };
+        if taken || taken_here {
             return Some(None);
         }
+        admitted.insert(p.customer.clone(), visible);
         let msg = MessageNo {
             campaign: seq,
             participant: c.allocated,
@@ -619,7 +646,7 @@ impl Committer {
         let mut fresh = Vec::with_capacity(items.len());
         let mut numbers = Vec::new();
         for p in items {
-            let admitted = self.admit(index, g, id, &p).flatten();
+            let admitted = self.admit(index, g, id, &p, false).flatten();
             fresh.push(admitted.is_some());
             if let Some(msg) = admitted {
                 numbers.push(msg.participant);
@@ -671,14 +698,31 @@ impl Committer {
             return;
         };
         let participants = self.shared.ks.participants.clone();
+        let mut published = 0;
         for msg in staged.messages() {
-            let Some((customer, address)) = index
-                .by_seq(msg.campaign)
-                .and_then(|c| c.staged(msg.participant))
+            let Some(c) = index.by_seq(msg.campaign) else {
+                continue;
+            };
+            let Some((customer, address)) = c
+                .staged(msg.participant)
                 .map(|s| (s.customer.to_string(), s.address.to_string()))
             else {
                 continue;
             };
+            let visible_since = c
+                .by_customer
+                .get(customer.as_str())
+                .is_some_and(|&n| n != msg.participant)
+                || g.admitted
+                    .get(&msg.campaign)
+                    .is_some_and(|a| a.get(customer.as_str()) == Some(&true));
+            if visible_since {
+                // Added at once meanwhile (a fallback): a duplicate now.
+                g.batch.remove(&participants, codec::message_key(msg));
+                c.drop_staged(msg.participant);
+                continue;
+            }
+            published += 1;
             g.effects.push(Effect::Published { msg, at });
             let read = || match participants.get(codec::message_key(msg)) {
                 Ok(Some(bytes)) => codec::decode::<Participant>(&bytes),
@@ -690,8 +734,7 @@ impl Committer {
         for marker in &staged.markers {
             g.batch.remove(&self.shared.ks.stages, marker.as_slice());
         }
-        g.answers
-            .push(Answer::Count(reply, staged.participants.len() as u64));
+        g.answers.push(Answer::Count(reply, published));
     }
 
     /// Sends participant `p` of campaign `source` to fallback `f`: the
@@ -995,13 +1038,7 @@ fn apply(index: &mut Index, effect: Effect) {
                 c.publish(msg.participant, at);
             }
         }
-        Effect::Dropped(staged) => {
-            for msg in staged.messages() {
-                if let Some(c) = index.by_seq(msg.campaign) {
-                    c.drop_staged(msg.participant);
-                }
-            }
-        }
+
         Effect::Status { msg, record } => {
             if let Some(c) = index.by_seq(msg.campaign) {
                 c.set(
