@@ -54,10 +54,11 @@ pub trait Backend: Send + Sync + 'static {
         batch: Vec<(usize, ParticipantIn)>,
     ) -> BackendResult<UploadResult>;
 
-    /// Makes everything `upload` added to `campaign` visible at once;
-    /// returns, once it is durable, how many participants became visible
-    /// (fewer than added when some were added meanwhile by other means).
-    async fn publish(&self, campaign: &str, upload: UploadId) -> BackendResult<u64>;
+    /// Makes everything `upload` added visible at once; returns, once it is
+    /// durable, how many participants became visible (fewer than added when
+    /// some were added meanwhile by other means). `Conflict` when the
+    /// campaign was cancelled while the upload was read.
+    async fn publish(&self, upload: UploadId) -> BackendResult<u64>;
 
     /// Drops what `upload` added (its request failed or was cut off).
     async fn abandon(&self, upload: UploadId);

@@ -125,7 +125,7 @@ impl Uploader {
         if let Some(e) = self.failed.take() {
             return Err(self.fail(e).await);
         }
-        let published = match self.backend.publish(&self.campaign, self.upload).await {
+        let published = match self.backend.publish(self.upload).await {
             Ok(n) => n,
             Err(e) => return Err(self.fail(e.into()).await),
         };

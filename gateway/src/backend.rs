@@ -41,11 +41,20 @@ fn store_error(e: StoreError) -> BackendError {
     match e {
         StoreError::UnknownCampaign(id) => BackendError::NotFound(format!("no campaign `{id}`")),
         StoreError::Unavailable(m) => BackendError::Unavailable(m),
+        StoreError::Closed { campaign, state } => closed(&campaign, state),
         e @ StoreError::DiskFull { .. } => BackendError::InsufficientStorage(e.to_string()),
         e @ (StoreError::Corrupt { .. } | StoreError::InUse { .. }) => {
             BackendError::Internal(e.to_string())
         }
     }
+}
+
+/// A finished or cancelled campaign never silently sends again: new
+/// participants go to a new campaign (a next stage can be built from it).
+fn closed(id: &str, state: &str) -> BackendError {
+    BackendError::Conflict(format!(
+        "campaign `{id}` is {state}: it takes no more participants; declare a new campaign (POST /v1/campaigns/NEW/participants/from builds one from this one's audience)"
+    ))
 }
 
 impl GatewayBackend {
@@ -60,7 +69,9 @@ impl GatewayBackend {
         mut result: UploadResult,
     ) -> BackendResult<UploadResult> {
         let record = self.record(id).await?;
-        self.open_for_participants(&record)?;
+        if let Some(state) = rules::closed_to_participants(record.state) {
+            return Err(closed(id, state));
+        }
         let check = self
             .channel(record.decl.channel)?
             .participant_check(&record)
@@ -108,20 +119,6 @@ impl GatewayBackend {
         Ok(result)
     }
 
-    /// A finished campaign never silently sends again: new participants
-    /// go to a new campaign (a next stage can be built from this one).
-    fn open_for_participants(&self, record: &CampaignRecord) -> BackendResult<()> {
-        let closed = match record.state {
-            CampaignState::Cancelled => "cancelled",
-            CampaignState::Finished => "finished",
-            _ => return Ok(()),
-        };
-        Err(BackendError::Conflict(format!(
-            "campaign `{}` is {closed}: it takes no more participants; declare a new campaign (POST /v1/campaigns/NEW/participants/from builds one from this one's audience)",
-            record.id
-        )))
-    }
-
     /// Participants became visible: counted, and the dispatcher told.
     fn accepted(&self, new: u64) {
         self.metrics.participants_accepted.inc_by(new);
@@ -143,6 +140,7 @@ impl GatewayBackend {
             state: record.state.into(),
             declaration: record.decl.into(),
             participants: counts.participants,
+            uploading: counts.staged,
             counts: counts.by_status,
         })
     }
@@ -291,9 +289,8 @@ impl Backend for GatewayBackend {
             .await
     }
 
-    async fn publish(&self, id: &str, upload: admin_api::UploadId) -> BackendResult<u64> {
-        // Cancelled while the upload was read: it takes nothing more.
-        self.open_for_participants(&self.record(id).await?)?;
+    async fn publish(&self, upload: admin_api::UploadId) -> BackendResult<u64> {
+        // The store refuses a campaign that ended while it was read.
         let published = self
             .store
             .publish(UploadId(upload), now_ms())

@@ -21,6 +21,7 @@
 //! A decision also says when a message ended undelivered ([`Undelivered`]),
 //! what a campaign's fallback to another channel is triggered by.
 
+mod campaign;
 mod fallback;
 mod retry;
 
@@ -32,6 +33,7 @@ use domain::{
     SuppressReason,
 };
 
+pub use campaign::{closed_to_participants, may_finish};
 pub use domain::Undelivered;
 pub use fallback::{fallback_participant, falls_back};
 pub use retry::RetryPolicy;

@@ -139,6 +139,15 @@ impl CampaignIndex {
         self.slots.get(participant as usize).filter(|s| s.live)
     }
 
+    /// Whether nothing is left to send, in flight or being uploaded.
+    pub fn may_finish(&self) -> bool {
+        rules::may_finish(
+            self.counts[Status::Pending.index()],
+            self.leased.len() as u64,
+            self.staged,
+        )
+    }
+
     /// A staged participant's message (not yet live).
     pub fn staged(&self, participant: u32) -> Option<&Slot> {
         self.slots.get(participant as usize).filter(|s| !s.live)

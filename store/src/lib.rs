@@ -25,6 +25,12 @@ pub enum StoreError {
     UnknownCampaign(String),
     #[error("store cannot commit: {0}")]
     Unavailable(String),
+    /// The campaign ended while participants were on their way to it.
+    #[error("campaign `{campaign}` is {state}: it takes no more participants")]
+    Closed {
+        campaign: String,
+        state: &'static str,
+    },
     #[error("corrupt record in {what}: {detail}")]
     Corrupt { what: &'static str, detail: String },
     /// The data directory's disk is (nearly) full: nothing is written

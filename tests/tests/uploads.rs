@@ -11,7 +11,12 @@ use std::{
     time::Duration,
 };
 
-use sluice_e2e::Daemon;
+use sluice_e2e::{Daemon, wait_until};
+
+/// Participants in two whole batches of the API (4,096 each): staged as
+/// soon as they are read, so a body of exactly this many ends on a batch
+/// boundary and the next step is the publish.
+const TWO_BATCHES: usize = 8_192;
 
 /// `lines` participants from `from` as NDJSON.
 fn rows(from: usize, lines: usize) -> String {
@@ -26,8 +31,8 @@ fn chunk(stream: &mut TcpStream, data: &str) {
     stream.flush().unwrap();
 }
 
-/// An upload to `campaign` whose body has begun with 10,000 lines (two
-/// whole batches and some) and is not finished.
+/// An upload to `campaign` whose body has begun with two whole batches and
+/// is not finished; returns once the daemon has staged them.
 fn begin_upload(daemon: &Daemon, campaign: &str) -> TcpStream {
     let mut stream = TcpStream::connect(&daemon.api).unwrap();
     write!(
@@ -36,14 +41,21 @@ fn begin_upload(daemon: &Daemon, campaign: &str) -> TcpStream {
          connection: close\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n"
     )
     .unwrap();
-    chunk(&mut stream, &rows(0, 10_000));
+    chunk(&mut stream, &rows(0, TWO_BATCHES));
+    wait_until("the batches staged", Duration::from_secs(30), || {
+        view(daemon, campaign)["uploading"] == TWO_BATCHES
+    });
     stream
 }
 
-fn participants(daemon: &Daemon, campaign: &str) -> u64 {
+fn view(daemon: &Daemon, campaign: &str) -> serde_json::Value {
     let r = daemon.get(&format!("/v1/campaigns/{campaign}"));
     assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["participants"].as_u64().unwrap()
+    r.json()
+}
+
+fn participants(daemon: &Daemon, campaign: &str) -> u64 {
+    view(daemon, campaign)["participants"].as_u64().unwrap()
 }
 
 #[test]
@@ -54,29 +66,29 @@ fn a_request_shows_its_participants_at_its_answer_or_never() {
 
     // Streaming: the batches already read are staged, and unseen.
     let stream = begin_upload(&daemon, "up");
-    std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
         participants(&daemon, "up"),
         0,
         "staged participants are seen"
     );
+    assert_eq!(view(&daemon, "up")["counts"]["pending"], 0);
 
     // Killed before the answer: nothing of it after the restart.
     daemon.kill9();
     drop(stream);
     daemon.restart();
+    let after = view(&daemon, "up");
     assert_eq!(
-        participants(&daemon, "up"),
-        0,
+        after["participants"], 0,
         "an unanswered upload left participants"
     );
+    assert_eq!(after["uploading"], 0);
 
-    // Cancelled while it streams: refused whole.
+    // Cancelled while it streams, the body then ending on a batch boundary:
+    // its publish is refused, whole.
     let mut stream = begin_upload(&daemon, "up");
-    std::thread::sleep(Duration::from_millis(300));
     let cancel = daemon.post("/v1/campaigns/up/cancel", "application/json", b"");
     assert_eq!(cancel.status, 200, "{}", cancel.text());
-    chunk(&mut stream, &rows(10_000, 10));
     chunk(&mut stream, "");
     let mut answer = String::new();
     stream
@@ -85,7 +97,9 @@ fn a_request_shows_its_participants_at_its_answer_or_never() {
     let _ = stream.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 409"), "{answer}");
     assert!(answer.contains("cancelled"), "{answer}");
-    assert_eq!(participants(&daemon, "up"), 0);
+    let after = view(&daemon, "up");
+    assert_eq!(after["participants"], 0);
+    assert_eq!(after["uploading"], 0, "the refused upload was abandoned");
 
     // The same upload to a new campaign goes through whole.
     daemon.declare(
@@ -95,9 +109,9 @@ fn a_request_shows_its_participants_at_its_answer_or_never() {
     let r = daemon.post(
         "/v1/campaigns/again/participants",
         "application/x-ndjson",
-        rows(0, 10_010).as_bytes(),
+        rows(0, TWO_BATCHES + 10).as_bytes(),
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json()["accepted"], 10_010);
-    assert_eq!(participants(&daemon, "again"), 10_010);
+    assert_eq!(r.json()["accepted"], TWO_BATCHES + 10);
+    assert_eq!(participants(&daemon, "again"), (TWO_BATCHES + 10) as u64);
 }

@@ -35,6 +35,7 @@ impl Backend for Memory {
             state: CampaignState::Declared,
             declaration: decl,
             participants: 0,
+            uploading: 0,
             counts: Default::default(),
         })
     }
@@ -56,7 +57,7 @@ impl Backend for Memory {
             ..Default::default()
         })
     }
-    async fn publish(&self, _campaign: &str, upload: UploadId) -> BackendResult<u64> {
+    async fn publish(&self, upload: UploadId) -> BackendResult<u64> {
         let staged = self
             .staged
             .lock()

@@ -227,6 +227,9 @@ pub struct CampaignView {
     #[serde(flatten)]
     pub declaration: CampaignDecl,
     pub participants: u64,
+    /// Participants of uploads still being read: not in `participants` or
+    /// `counts` until their upload is answered.
+    pub uploading: u64,
     /// Participants per current outcome (`pending`, `submitted`, `failed`, ...).
     pub counts: BTreeMap<String, u64>,
 }

@@ -4,10 +4,10 @@
 //! participant added at once (a fallback) is never refused for a customer
 //! an upload has only staged: the staged one becomes the duplicate.
 
-use domain::{CampaignState, FactKind};
+use domain::{CampaignState, FactDetail, FactKind, Outcome, Update};
 
 use super::{Harness, decl, participant};
-use crate::Store;
+use crate::{Store, StoreError};
 
 /// What a campaign shows the outside: participants counted, claimable,
 /// in the feed as `accepted`.
@@ -156,4 +156,87 @@ pub async fn uploads_are_seen_all_at_once_or_not_at_all(h: &dyn Harness) {
         ["a", "b", "c", "d", "e", "f"],
         "claims read the right records around the numbers of dropped uploads"
     );
+}
+
+/// Races around a publish: a customer added at once in the same commit as
+/// its staged copy is published is there once; a running campaign with an
+/// upload staged does not finish; a publish to a campaign cancelled
+/// meanwhile is refused, and abandoning it frees its customers.
+pub async fn an_upload_never_doubles_a_customer_nor_lands_in_an_ended_campaign(h: &dyn Harness) {
+    let store = h.open().await;
+    let seq = store.put_campaign("c1", decl()).await.expect("declare").seq;
+    store
+        .set_state("c1", CampaignState::Running)
+        .await
+        .expect("run");
+    for round in 0..20 {
+        let x = format!("x{round}");
+        let upload = store.new_upload();
+        store
+            .stage("c1", upload, customers(&[&x]))
+            .await
+            .expect("stage");
+        // A large write first keeps the committer busy, so that the publish
+        // and the add often share a commit.
+        let (_, published, added) = tokio::join!(
+            store.put_meta("ballast", vec![0; 100 << 10]),
+            store.publish(upload, 1_000),
+            store.add_participants("c1", customers(&[&x]), 1_000)
+        );
+        let (published, added) = (published.expect("publish"), added.expect("add"));
+        assert_eq!(
+            published + u64::from(added[0]),
+            1,
+            "round {round}: {x} published {published}, added {added:?}"
+        );
+    }
+    let claims = store.claim(seq, 0, 1000, 1).await.expect("claim");
+    assert_eq!(claims.len(), 20, "each customer is there once");
+
+    let upload = store.new_upload();
+    store
+        .stage("c1", upload, customers(&["late"]))
+        .await
+        .expect("stage");
+    let msgs: Vec<_> = claims.iter().map(|c| c.msg).collect();
+    let sent: Vec<Update> = msgs
+        .iter()
+        .map(|&msg| Update {
+            msg,
+            at: 2_000,
+            outcome: Outcome::Submitted {
+                detail: FactDetail::default(),
+                upstream: None,
+            },
+        })
+        .collect();
+    store.record(sent).await.expect("record");
+    let record = store
+        .set_state("c1", CampaignState::Finished)
+        .await
+        .expect("state");
+    assert_eq!(
+        record.state,
+        CampaignState::Running,
+        "a campaign with an upload being read is not finished"
+    );
+
+    store
+        .set_state("c1", CampaignState::Cancelled)
+        .await
+        .expect("cancel");
+    let refused = store.publish(upload, 3_000).await;
+    assert!(
+        matches!(
+            refused,
+            Err(StoreError::Closed {
+                state: "cancelled",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    store.abandon(upload).await.expect("abandon");
+    let counts = store.counts("c1").await.expect("counts");
+    assert_eq!((counts.participants, counts.staged), (20, 0));
 }

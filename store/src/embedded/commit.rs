@@ -380,6 +380,12 @@ impl Committer {
                     let _ = reply.send(Err(StoreError::UnknownCampaign(id)));
                     return;
                 };
+                // Decided on counts read earlier: a participant staged or
+                // published since keeps it running.
+                if state == CampaignState::Finished && !c.may_finish() {
+                    let _ = reply.send(Ok(c.record.clone()));
+                    return;
+                }
                 let record = CampaignRecord {
                     state,
                     ..c.record.clone()
@@ -690,13 +696,23 @@ impl Committer {
             g.answers.push(Answer::Count(reply, 0));
             return;
         };
-        let Some(id) = index.ids.get(&staged.campaign).cloned() else {
+        let Some(c) = index.by_seq(staged.campaign) else {
             let _ = reply.send(Err(StoreError::UnknownCampaign(format!(
                 "#{}",
                 staged.campaign
             ))));
             return;
         };
+        let id = c.record.id.clone();
+        if let Some(state) = rules::closed_to_participants(c.record.state) {
+            // Kept staged: the caller abandons it.
+            index.uploads.insert(upload, staged);
+            let _ = reply.send(Err(StoreError::Closed {
+                campaign: id,
+                state,
+            }));
+            return;
+        }
         let participants = self.shared.ks.participants.clone();
         let mut published = 0;
         for msg in staged.messages() {
@@ -723,6 +739,11 @@ impl Committer {
                 continue;
             }
             published += 1;
+            // Taken for any add after it in this group.
+            g.admitted
+                .entry(msg.campaign)
+                .or_default()
+                .insert(customer.clone(), true);
             g.effects.push(Effect::Published { msg, at });
             let read = || match participants.get(codec::message_key(msg)) {
                 Ok(Some(bytes)) => codec::decode::<Participant>(&bytes),
