@@ -145,15 +145,18 @@ impl Dispatcher {
             };
             let pending = counts.by_status.get("pending").copied().unwrap_or(0);
             load.depth += i64::try_from(pending).unwrap_or(i64::MAX);
-            let settled = pending == 0 && counts.in_flight == 0;
             // A campaign finishes when nothing is left to send and no upload
-            // to it is being read, and runs again when something came back
-            // to send (a soft bounce's resend).
-            let next = match (campaign.state, settled) {
-                (CampaignState::Running, true) if counts.staged == 0 => {
+            // to it is being read (the store checks again as it writes), and
+            // runs again when something came back to send (a soft bounce's
+            // resend).
+            let settled = pending == 0 && counts.in_flight == 0;
+            let next = match campaign.state {
+                CampaignState::Running
+                    if rules::may_finish(pending, counts.in_flight, counts.staged) =>
+                {
                     Some(CampaignState::Finished)
                 }
-                (CampaignState::Finished, false) => Some(CampaignState::Running),
+                CampaignState::Finished if !settled => Some(CampaignState::Running),
                 _ => None,
             };
             if let Some(state) = next
