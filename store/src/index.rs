@@ -21,10 +21,29 @@ pub struct Slot {
     pub at: Millis,
     /// `Engagement::bit`s of what the recipient did.
     pub engaged: u8,
-    /// Seen by counts, claims and queries: false while its upload is
-    /// staged, and for ever for the number of a participant whose upload
-    /// was dropped.
-    pub live: bool,
+    pub stage: Stage,
+}
+
+/// Where a participant is on its way in: only `Live` ones are seen by
+/// counts, claims and queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// No participant has this number (yet, or its upload was dropped).
+    Empty,
+    /// Its upload is being read.
+    Staged,
+    /// Staged, and then the same customer was added at once (a fallback):
+    /// dropped when its upload is published.
+    Superseded,
+    /// Its upload's publish is being committed.
+    Publishing,
+    Live,
+}
+
+impl Slot {
+    pub fn is_live(&self) -> bool {
+        self.stage == Stage::Live
+    }
 }
 
 impl Slot {
@@ -38,7 +57,7 @@ impl Slot {
             due: 0,
             at: 0,
             engaged: 0,
-            live: false,
+            stage: Stage::Empty,
         }
     }
 }
@@ -120,7 +139,11 @@ impl CampaignIndex {
 
     /// Sets a message's flags as recorded durably.
     pub fn set_flags(&mut self, participant: u32, flags: u8) {
-        let Some(slot) = self.slots.get_mut(participant as usize).filter(|s| s.live) else {
+        let Some(slot) = self
+            .slots
+            .get_mut(participant as usize)
+            .filter(|s| s.is_live())
+        else {
             return;
         };
         for (bit, count) in self.flagged.iter_mut().enumerate() {
@@ -136,7 +159,7 @@ impl CampaignIndex {
 
     /// A live participant's message.
     pub fn slot(&self, participant: u32) -> Option<&Slot> {
-        self.slots.get(participant as usize).filter(|s| s.live)
+        self.slots.get(participant as usize).filter(|s| s.is_live())
     }
 
     /// Whether nothing is left to send, in flight or being uploaded.
@@ -148,9 +171,36 @@ impl CampaignIndex {
         )
     }
 
-    /// A staged participant's message (not yet live).
-    pub fn staged(&self, participant: u32) -> Option<&Slot> {
-        self.slots.get(participant as usize).filter(|s| !s.live)
+    /// Marks a staged participant as being published; returns its slot,
+    /// or `None` when it is not staged (then a `Superseded` one is dropped).
+    pub fn begin_publish(&mut self, participant: u32) -> Option<&Slot> {
+        let slot = self.slots.get_mut(participant as usize)?;
+        if slot.stage != Stage::Staged {
+            return None;
+        }
+        slot.stage = Stage::Publishing;
+        Some(slot)
+    }
+
+    /// Whether `customer` is taken for a new participant, which is staged
+    /// unless `at_once`. A customer only staged by an upload does not keep
+    /// out one added at once: that staged participant is superseded.
+    pub fn takes(&mut self, customer: &str, at_once: bool) -> bool {
+        let Some(&n) = self.by_customer.get(customer) else {
+            return false;
+        };
+        let Some(slot) = self.slots.get_mut(n as usize) else {
+            return false;
+        };
+        match slot.stage {
+            Stage::Live | Stage::Publishing => true,
+            Stage::Staged | Stage::Superseded if at_once => {
+                slot.stage = Stage::Superseded;
+                false
+            }
+            Stage::Staged | Stage::Superseded => true,
+            Stage::Empty => false,
+        }
     }
 
     /// Every live participant with its number, in number order.
@@ -159,7 +209,7 @@ impl CampaignIndex {
         self.slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.live)
+            .filter(|(_, s)| s.is_live())
             .map(|(n, s)| (n as u32, s))
     }
 
@@ -181,6 +231,7 @@ impl CampaignIndex {
         self.slots[n] = Slot {
             customer,
             address,
+            stage: Stage::Staged,
             ..Slot::empty()
         };
         self.allocated = self.allocated.max(participant + 1);
@@ -195,10 +246,10 @@ impl CampaignIndex {
         let Some(slot) = self.slots.get_mut(participant as usize) else {
             return;
         };
-        if slot.live {
+        if !matches!(slot.stage, Stage::Staged | Stage::Publishing) {
             return;
         }
-        slot.live = true;
+        slot.stage = Stage::Live;
         slot.at = at;
         self.live += 1;
         self.staged -= 1;
@@ -212,7 +263,7 @@ impl CampaignIndex {
         let Some(slot) = self.slots.get_mut(participant as usize) else {
             return;
         };
-        if slot.live || slot.customer.is_empty() {
+        if !matches!(slot.stage, Stage::Staged | Stage::Superseded) {
             return;
         }
         let customer = std::mem::replace(slot, Slot::empty()).customer;
@@ -231,7 +282,11 @@ impl CampaignIndex {
         due: Millis,
         at: Millis,
     ) {
-        let Some(slot) = self.slots.get_mut(participant as usize).filter(|s| s.live) else {
+        let Some(slot) = self
+            .slots
+            .get_mut(participant as usize)
+            .filter(|s| s.is_live())
+        else {
             return;
         };
         if slot.status == Status::Pending {

@@ -527,8 +527,10 @@ impl Committer {
             address: p.address.as_str().into(),
             at: Some(at),
         });
-        let (customer, address) = (&p.customer, &p.address);
-        self.accept(index, g, id, msg, (customer, address), at, || Ok(p.clone()));
+        let no_address = p.address.is_empty();
+        self.accept(index, g, id, msg, (&p.customer, no_address), at, || {
+            Ok(p.clone())
+        });
         Some(true)
     }
 
@@ -549,10 +551,7 @@ impl Committer {
     ) -> Option<Option<MessageNo>> {
         let c = index.campaigns.get_mut(id)?;
         let seq = c.record.seq;
-        let taken = match c.by_customer.get(p.customer.as_str()) {
-            Some(&n) => c.slot(n).is_some() || !visible,
-            None => false,
-        };
+        let taken = c.takes(&p.customer, visible);
         let admitted = g.admitted.entry(seq).or_default();
         let taken_here = match admitted.get(p.customer.as_str()) {
             Some(&was_visible) => was_visible || !visible,
@@ -585,7 +584,7 @@ impl Committer {
         g: &mut Group,
         id: &str,
         msg: MessageNo,
-        (customer, address): (&str, &str),
+        (customer, no_address): (&str, bool),
         at: Millis,
         read: impl FnOnce() -> Result<Participant>,
     ) {
@@ -593,7 +592,7 @@ impl Committer {
             g,
             fact(at, id, customer, FactKind::Accepted, FactDetail::default()),
         );
-        if !address.is_empty() {
+        if !no_address {
             return;
         }
         let Some(fallback) = index
@@ -719,38 +718,24 @@ impl Committer {
             let Some(c) = index.by_seq(msg.campaign) else {
                 continue;
             };
-            let Some((customer, address)) = c
-                .staged(msg.participant)
-                .map(|s| (s.customer.to_string(), s.address.to_string()))
+            let Some((customer, no_address)) = c
+                .begin_publish(msg.participant)
+                .map(|s| (s.customer.to_string(), s.address.is_empty()))
             else {
-                continue;
-            };
-            let visible_since = c
-                .by_customer
-                .get(customer.as_str())
-                .is_some_and(|&n| n != msg.participant)
-                || g.admitted
-                    .get(&msg.campaign)
-                    .is_some_and(|a| a.get(customer.as_str()) == Some(&true));
-            if visible_since {
-                // Added at once meanwhile (a fallback): a duplicate now.
+                // Superseded: added at once meanwhile (a fallback), so a
+                // duplicate now.
                 g.batch.remove(&participants, codec::message_key(msg));
                 c.drop_staged(msg.participant);
                 continue;
-            }
+            };
             published += 1;
-            // Taken for any add after it in this group.
-            g.admitted
-                .entry(msg.campaign)
-                .or_default()
-                .insert(customer.clone(), true);
             g.effects.push(Effect::Published { msg, at });
             let read = || match participants.get(codec::message_key(msg)) {
                 Ok(Some(bytes)) => codec::decode::<Participant>(&bytes),
                 Ok(None) => Err(StoreError::Unavailable("participant record missing".into())),
                 Err(e) => Err(StoreError::Unavailable(e.to_string())),
             };
-            self.accept(index, g, &id, msg, (&customer, &address), at, read);
+            self.accept(index, g, &id, msg, (&customer, no_address), at, read);
         }
         for marker in &staged.markers {
             g.batch.remove(&self.shared.ks.stages, marker.as_slice());
