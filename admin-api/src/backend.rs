@@ -33,6 +33,15 @@ pub enum BackendError {
 
 pub type BackendResult<T> = Result<T, BackendError>;
 
+/// How `/metrics` is written out, as the scraper asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposition {
+    /// OpenMetrics 1.0 (`application/openmetrics-text`).
+    OpenMetrics,
+    /// The classic Prometheus text format 0.0.4 (`text/plain`).
+    Classic,
+}
+
 /// One request's participants, published together.
 pub type UploadId = u64;
 
@@ -113,8 +122,8 @@ pub trait Backend: Send + Sync + 'static {
     /// The stored plan.
     async fn stored_plan(&self, channel: &str) -> BackendResult<serde_json::Value>;
 
-    /// Prometheus text exposition.
-    fn metrics(&self) -> String;
+    /// Every metric, written out as `exposition`.
+    fn metrics(&self, exposition: Exposition) -> String;
 
     /// Why the gateway cannot send now (the store, an upstream not
     /// configured or not reachable), one reason each; empty when it can.

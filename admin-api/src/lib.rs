@@ -15,6 +15,6 @@ mod routes;
 pub mod types;
 
 pub use auth::{Role, TokenSpecError, Tokens};
-pub use backend::{Backend, BackendError, BackendResult, UploadId};
+pub use backend::{Backend, BackendError, BackendResult, Exposition, UploadId};
 pub use error::ApiError;
 pub use routes::{ApiConfig, router};

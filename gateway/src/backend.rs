@@ -514,8 +514,8 @@ impl Backend for GatewayBackend {
         serde_json::from_slice(&raw).map_err(|e| BackendError::Internal(e.to_string()))
     }
 
-    fn metrics(&self) -> String {
-        self.metrics.render()
+    fn metrics(&self, exposition: admin_api::Exposition) -> String {
+        self.metrics.render(exposition)
     }
 
     /// The store takes writes, some upstream is configured, and every

@@ -1,9 +1,16 @@
 //! Prometheus metrics of the daemon (names follow Prometheus conventions:
-//! `_total` counters, seconds, no customer or message ids in labels).
+//! `_total` counters, seconds, no customer or message ids in labels), in
+//! OpenMetrics or, for scrapers that do not ask for it, the classic text
+//! format (`classic`); the process's own metrics come from `process`.
+
+mod classic;
+mod process;
+
+pub use admin_api::Exposition;
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
-    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram, info::Info},
     registry::Registry,
 };
 
@@ -95,7 +102,14 @@ impl std::fmt::Debug for Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("sluice");
+        let mut root = Registry::default();
+        root.register_collector(Box::new(process::Process::default()));
+        let registry = root.sub_registry_with_prefix("sluice");
+        registry.register(
+            "build",
+            "The daemon's version",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
         let messages = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "messages",
@@ -217,7 +231,7 @@ impl Default for Metrics {
             smpp_receipts.clone(),
         );
         Self {
-            registry,
+            registry: root,
             smpp_bound,
             smpp_window,
             smpp_submit_seconds,
@@ -305,11 +319,14 @@ impl Metrics {
         self
     }
 
-    /// The OpenMetrics text exposition.
-    pub fn render(&self) -> String {
+    /// Every metric, written out as `exposition`.
+    pub fn render(&self, exposition: Exposition) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
-        out
+        match exposition {
+            Exposition::OpenMetrics => out,
+            Exposition::Classic => classic::to_classic(&out),
+        }
     }
 }

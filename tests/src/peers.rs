@@ -31,6 +31,10 @@ enum Peer {
     NpmSmpp,
     /// Makes the TLS proxy's throw-away certificates.
     Openssl,
+    /// Lints the classic metrics exposition.
+    Promtool,
+    /// Parses the OpenMetrics exposition strictly.
+    PrometheusClient,
 }
 
 impl Peer {
@@ -43,6 +47,8 @@ impl Peer {
             Self::Node => "node",
             Self::NpmSmpp => "the npm smpp module of tests/peers/npm_smsc",
             Self::Openssl => "openssl",
+            Self::Promtool => "promtool (Debian's prometheus)",
+            Self::PrometheusClient => "python3 with prometheus_client",
         }
     }
 
@@ -51,12 +57,15 @@ impl Peer {
         let apt = |packages| format!("sudo apt-get install -y {packages}");
         match self {
             Self::Python => apt("python3"),
-            Self::Aiosmtpd => format!("python3 -m pip install {}", python_requirements()),
+            Self::Aiosmtpd | Self::PrometheusClient => {
+                format!("python3 -m pip install {}", python_requirements())
+            }
             Self::Postfix => apt("postfix"),
             Self::Chromium => apt("chromium"),
             Self::Node => apt("nodejs npm"),
             Self::NpmSmpp => "npm ci --prefix tests/peers/npm_smsc".to_owned(),
             Self::Openssl => apt("openssl"),
+            Self::Promtool => apt("prometheus"),
         }
     }
 
@@ -64,7 +73,7 @@ impl Peer {
     /// [`install`](Self::install).
     fn by_xtask(self) -> String {
         match self {
-            Self::Aiosmtpd => {
+            Self::Aiosmtpd | Self::PrometheusClient => {
                 let venv = venv();
                 let shown = venv.strip_prefix(workspace_root()).unwrap_or(&venv);
                 format!(
@@ -161,6 +170,17 @@ pub fn python(_end: &MustReachEnd) -> Command {
 pub fn python_with_aiosmtpd(end: &MustReachEnd) -> Command {
     Peer::Aiosmtpd.require(python(end).args(["-c", "import aiosmtpd"]));
     python(end)
+}
+
+/// [`python`], once it has shown that it can import prometheus_client.
+pub fn python_with_prometheus_client(end: &MustReachEnd) -> Command {
+    Peer::PrometheusClient.require(python(end).args(["-c", "import prometheus_client"]));
+    python(end)
+}
+
+/// `promtool`, Prometheus's own checker.
+pub fn promtool(_end: &MustReachEnd) -> Command {
+    Peer::Promtool.command("promtool", "--version")
 }
 
 /// Where Debian's `postfix` package puts its test programs.

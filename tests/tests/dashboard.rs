@@ -6,19 +6,20 @@
 
 use std::collections::BTreeSet;
 
+use std::{io::Write, process::Stdio};
+
 use serde_json::json;
 use sluice_e2e::{
-    Daemon,
+    Daemon, must_reach_end, peers, request,
     smsc::{FakeSmsc, SmscBehaviour},
 };
 
-#[test]
-fn every_dashboard_query_names_an_exposed_metric() {
-    let dir = tempfile::tempdir().unwrap();
-    // An SMSC, so the per-bind SMPP metrics exist too.
+/// A daemon with every family of metrics: an SMSC bound (the per-bind SMPP
+/// metrics) and an e-mail limit (the rate gauge).
+fn daemon_with_every_metric(dir: &std::path::Path) -> (Daemon, FakeSmsc) {
     let smsc = FakeSmsc::start(SmscBehaviour::default());
     let daemon = Daemon::start(
-        dir.path(),
+        dir,
         &format!(
             "[[sms.smsc]]\nhost = \"127.0.0.1\"\nport = {}\nsystem_id = \"sluice\"\n",
             smsc.port()
@@ -29,6 +30,98 @@ fn every_dashboard_query_names_an_exposed_metric() {
         &json!({"rate_per_sec": 5, "tz": "UTC"}),
     );
     std::thread::sleep(std::time::Duration::from_millis(300));
+    (daemon, smsc)
+}
+
+/// Runs `checker` with `input` on its standard input; its exit status and
+/// everything it printed.
+fn check(mut checker: std::process::Command, input: &str) -> (bool, String) {
+    let mut child = checker
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), printed)
+}
+
+/// The classic text format passes `promtool check metrics` with nothing to
+/// say, and the OpenMetrics one (what Prometheus asks for) parses with the
+/// strict OpenMetrics parser of the Python client, ending in `# EOF`.
+#[test]
+fn both_expositions_pass_the_prometheus_checkers() {
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, _smsc) = daemon_with_every_metric(dir.path());
+
+    let classic = daemon.get("/metrics");
+    assert!(
+        classic
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4"),
+        "{:?}",
+        classic.header("content-type")
+    );
+    let classic = classic.text();
+    assert!(classic.contains("process_cpu_seconds_total"), "{classic}");
+    assert!(classic.contains("sluice_build_info{version="), "{classic}");
+    let mut promtool = peers::promtool(&end);
+    promtool.args(["check", "metrics"]);
+    let (clean, said) = check(promtool, &classic);
+    assert!(
+        clean && said.trim().is_empty(),
+        "promtool: {said}\n{classic}"
+    );
+
+    let openmetrics = request(
+        "GET",
+        &daemon.api,
+        "/metrics",
+        &[("accept", "application/openmetrics-text;version=1.0.0")],
+        b"",
+    );
+    assert!(
+        openmetrics
+            .header("content-type")
+            .unwrap()
+            .starts_with("application/openmetrics-text; version=1.0.0"),
+        "{:?}",
+        openmetrics.header("content-type")
+    );
+    let openmetrics = openmetrics.text();
+    assert!(openmetrics.ends_with("# EOF\n"), "{openmetrics}");
+    let mut parser = peers::python_with_prometheus_client(&end);
+    parser.args([
+        "-c",
+        "import sys\n\
+         from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
+         families = list(text_string_to_metric_families(sys.stdin.read()))\n\
+         print(len(families), 'families')",
+    ]);
+    let (parsed, said) = check(parser, &openmetrics);
+    assert!(parsed, "the OpenMetrics parser: {said}");
+    let families: usize = said.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(families >= 20, "{said}");
+    end.reached();
+}
+
+#[test]
+fn every_dashboard_query_names_an_exposed_metric() {
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, _smsc) = daemon_with_every_metric(dir.path());
     let exposition = daemon.get("/metrics").text();
     let families: BTreeSet<&str> = exposition
         .lines()

@@ -1,7 +1,8 @@
 //! The peers the tests run against, set up where they are missing: Debian
 //! packages (installed when we are root or may `sudo` without a password,
-//! else we stop with the exact command), Python's `aiosmtpd` in a venv under
-//! `target/peers/venv`, and the npm `smpp` server in `tests/peers/npm_smsc`.
+//! else we stop with the exact command), Python's `aiosmtpd` and
+//! `prometheus_client` in a venv under `target/peers/venv`, and the npm
+//! `smpp` server in `tests/peers/npm_smsc`.
 
 use std::{path::Path, process::Command};
 
@@ -41,6 +42,11 @@ const DEBIAN_PEERS: &[DebianPeer] = &[
     DebianPeer {
         package: "ca-certificates",
         present: || Path::new("/etc/ssl/certs/ca-certificates.crt").is_file(),
+    },
+    // promtool lints the metrics exposition.
+    DebianPeer {
+        package: "prometheus",
+        present: || on_path("promtool"),
     },
     // Debian's python3 creates venvs only with this package.
     DebianPeer {
@@ -94,17 +100,26 @@ fn debian_packages() -> Result<(), String> {
     }
 }
 
-/// `aiosmtpd` (the pinned version in tests/peers/requirements.txt) in
+/// The modules of tests/peers/requirements.txt, as Python imports them.
+const PYTHON_MODULES: &str = "import aiosmtpd, prometheus_client";
+
+/// The pinned packages of tests/peers/requirements.txt in
 /// `target/peers/venv`, where the tests look for their Python first.
 fn python_venv() -> Result<(), String> {
     let venv = target_dir().join("peers").join("venv");
     let python = venv.join("bin").join("python3");
     let requirements = workspace_root().join("tests/peers/requirements.txt");
-    if succeeds(Command::new(&python).args(["-c", "import aiosmtpd"])) {
+    if succeeds(Command::new(&python).args(["-c", PYTHON_MODULES])) {
         return Ok(());
     }
-    eprintln!("xtask: creating {} with aiosmtpd", venv.display());
-    run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    eprintln!(
+        "xtask: setting up {} with {}",
+        venv.display(),
+        requirements.display()
+    );
+    if !python.is_file() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
     run(Command::new(&python)
         .args([
             "-m",

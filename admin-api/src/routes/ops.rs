@@ -3,21 +3,40 @@
 use axum::{
     Json,
     extract::State,
-    http::{StatusCode, header::CONTENT_TYPE},
+    http::{
+        HeaderMap, StatusCode,
+        header::{ACCEPT, CONTENT_TYPE},
+    },
     response::IntoResponse,
 };
 
 use serde_json::json;
 
 use super::AppState;
+use crate::backend::Exposition;
 
-pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            CONTENT_TYPE,
+/// OpenMetrics when the scraper asks for it (Prometheus does), else the
+/// classic text format (`curl`, `promtool`, older scrapers).
+pub async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
+    let openmetrics = headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|accept| accept.contains("application/openmetrics-text"));
+    let (exposition, content_type) = if openmetrics {
+        (
+            Exposition::OpenMetrics,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        s.backend.metrics(),
+        )
+    } else {
+        (
+            Exposition::Classic,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+    };
+    (
+        [(CONTENT_TYPE, content_type)],
+        s.backend.metrics(exposition),
     )
 }
 

@@ -131,8 +131,8 @@ impl Backend for Memory {
     async fn stored_plan(&self, c: &str) -> BackendResult<serde_json::Value> {
         Err(BackendError::NotFound(format!("no plan for {c}")))
     }
-    fn metrics(&self) -> String {
-        "# EOF\n".into()
+    fn metrics(&self, exposition: crate::Exposition) -> String {
+        format!("{exposition:?}\n")
     }
     fn not_ready(&self) -> Vec<String> {
         vec!["SMSC main (10.0.0.6:2775): not bound yet".into()]
@@ -569,3 +569,44 @@ mod auth_first;
 mod body_budget;
 mod ndjson_chunks;
 mod problems;
+
+/// Prometheus asks for OpenMetrics and gets it; a scraper that does not
+/// ask (curl, promtool) gets the classic text format.
+#[tokio::test]
+async fn metrics_are_written_as_the_scraper_asks() {
+    let (_, router) = app(Tokens::default());
+    let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    for (accept, content_type, body) in [
+        (
+            Some(prometheus),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            "OpenMetrics\n",
+        ),
+        (
+            None,
+            "text/plain; version=0.0.4; charset=utf-8",
+            "Classic\n",
+        ),
+        (
+            Some("text/plain"),
+            "text/plain; version=0.0.4; charset=utf-8",
+            "Classic\n",
+        ),
+    ] {
+        let mut req = Request::get("/metrics");
+        if let Some(accept) = accept {
+            req = req.header("accept", accept);
+        }
+        let res = router
+            .clone()
+            .oneshot(req.body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible");
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["content-type"], content_type);
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        assert_eq!(bytes, body);
+    }
+}
