@@ -125,6 +125,10 @@ pub trait Backend: Send + Sync + 'static {
     /// Every metric, written out as `exposition`.
     fn metrics(&self, exposition: Exposition) -> String;
 
+    /// Counts one request answered: `route` is the matched route's
+    /// template (`/v1/campaigns/{id}`), or `unmatched`.
+    fn count_request(&self, route: &str, method: &str, status: u16);
+
     /// Why the gateway cannot send now (the store, an upstream not
     /// configured or not reachable), one reason each; empty when it can.
     fn not_ready(&self) -> Vec<String>;

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use axum::{
     Router,
     http::{Method, Uri},
-    middleware::from_extractor,
+    middleware::{from_extractor, from_fn_with_state},
     routing::{get, post, put},
 };
 
@@ -56,6 +56,8 @@ pub fn router(backend: Arc<dyn Backend>, config: ApiConfig) -> Router {
         .fallback(no_route)
         // Last: it reaches only the routes already added.
         .method_not_allowed_fallback(wrong_method)
+        // After every route: each request is counted with its route.
+        .layer(from_fn_with_state(state.clone(), ops::count_request))
         .with_state(state)
 }
 

@@ -518,6 +518,10 @@ impl Backend for GatewayBackend {
         self.metrics.render(exposition)
     }
 
+    fn count_request(&self, route: &str, method: &str, status: u16) {
+        self.metrics.api_request(route, method, status);
+    }
+
     /// The store takes writes, some upstream is configured, and every
     /// channel's configured upstreams can take messages (an SMSC a bind up,
     /// a relay reached).

@@ -10,6 +10,7 @@ pub mod backend;
 pub mod channel;
 pub mod config;
 pub mod dispatch;
+pub mod engagements;
 pub mod links;
 pub mod metrics;
 pub mod policy;

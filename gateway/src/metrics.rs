@@ -33,6 +33,21 @@ pub struct ReasonLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EngagementLabels {
+    /// `clicked`, `opened`, `unsubscribed` or `opted_out`.
+    pub kind: &'static str,
+}
+
+/// One API request: the route's template (never the path itself, so no id
+/// becomes a label), the method and the status answered.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub method: &'static str,
+    pub status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ChannelLabels {
     pub channel: &'static str,
 }
@@ -92,6 +107,10 @@ pub struct Metrics {
     /// Sends whose answer never came after the whole message went out: the
     /// possible duplicates, since each is sent again.
     pub unconfirmed: Family<ChannelLabels, Counter>,
+    /// Clicks, opens, unsubscribes and opt-outs recorded.
+    pub engagements: Family<EngagementLabels, Counter>,
+    /// API requests answered, by route, method and status.
+    pub api_requests: Family<RequestLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -196,6 +215,18 @@ impl Default for Metrics {
             "Sends whose answer never came after the whole message went out (connection lost or timed out); each is sent again, so each may arrive twice",
             unconfirmed.clone(),
         );
+        let engagements = Family::<EngagementLabels, Counter>::default();
+        registry.register(
+            "engagements",
+            "Clicks, opens, unsubscribes and opt-outs recorded",
+            engagements.clone(),
+        );
+        let api_requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "api_requests",
+            "API requests answered, by route, method and status",
+            api_requests.clone(),
+        );
         let smpp_bound = Family::<BindLabels, Gauge>::default();
         registry.register(
             "smpp_bind_up",
@@ -250,8 +281,10 @@ impl Default for Metrics {
             webhook_batches,
             bounces,
             bounces_unmatched,
+            engagements,
+            api_requests,
         }
-        .with_webhook_labels()
+        .with_known_labels()
     }
 }
 
@@ -309,11 +342,32 @@ impl Metrics {
         }
     }
 
-    fn with_webhook_labels(self) -> Self {
+    /// Counts one API request.
+    pub fn api_request(&self, route: &str, method: &str, status: u16) {
+        // Only the methods the API knows: any other would be a new series.
+        let method = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+            .into_iter()
+            .find(|&m| m == method)
+            .unwrap_or("other");
+        self.api_requests
+            .get_or_create(&RequestLabels {
+                route: route.to_owned(),
+                method,
+                status,
+            })
+            .inc();
+    }
+
+    fn with_known_labels(self) -> Self {
         for outcome in ["delivered", "failed"] {
             drop(self.webhook_batches.get_or_create(&OutcomeLabels {
                 channel: "webhook",
                 outcome,
+            }));
+        }
+        for kind in domain::Engagement::ALL {
+            drop(self.engagements.get_or_create(&EngagementLabels {
+                kind: kind.as_str(),
             }));
         }
         self
@@ -328,5 +382,31 @@ impl Metrics {
             Exposition::OpenMetrics => out,
             Exposition::Classic => classic::to_classic(&out),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_with_an_unknown_method_adds_no_series_of_its_own() {
+        let metrics = Metrics::default();
+        metrics.api_request("/healthz", "GET", 200);
+        metrics.api_request("/healthz", "BREW", 405);
+        metrics.api_request("/healthz", "TRACE", 405);
+        let text = metrics.render(Exposition::Classic);
+        assert!(
+            text.contains(
+                "sluice_api_requests_total{route=\"/healthz\",method=\"other\",status=\"405\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "sluice_api_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 1"
+            ),
+            "{text}"
+        );
     }
 }

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     channel::Registry,
+    engagements::EngagementLog,
     links::{Links, fill},
 };
 
@@ -48,18 +49,21 @@ pub struct Sink {
     /// no round trip to the store: the redirect is the hot path.
     known: Mutex<HashMap<u32, u32>>,
     queue: mpsc::Sender<TrackingEvent>,
+    engagements: EngagementLog,
 }
 
 impl Sink {
     /// The sink and the receiving end for [`write_events`].
     pub fn new(
         store: Arc<dyn Store>,
+        engagements: EngagementLog,
         links: Arc<Links>,
         channels: Registry,
     ) -> (Self, mpsc::Receiver<TrackingEvent>) {
         let (queue, rx) = mpsc::channel(QUEUE);
         (
             Self {
+                engagements,
                 store,
                 links,
                 channels,
@@ -140,16 +144,19 @@ impl TrackingSink for Sink {
     }
 
     async fn unsubscribe(&self, event: TrackingEvent) -> Result<(), Overloaded> {
-        self.store.engage(vec![engaged(event)]).await.map_err(|e| {
-            tracing::error!(error = %e, "unsubscribe not recorded");
-            Overloaded
-        })
+        self.engagements
+            .record(vec![engaged(event)])
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "unsubscribe not recorded");
+                Overloaded
+            })
     }
 }
 
 /// Writes queued events in batches (those of `LINGER` at a time) until
 /// every sender is gone.
-pub async fn write_events(mut rx: mpsc::Receiver<TrackingEvent>, store: Arc<dyn Store>) {
+pub async fn write_events(mut rx: mpsc::Receiver<TrackingEvent>, engagements: EngagementLog) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         if batch.len() < BATCH {
@@ -163,7 +170,7 @@ pub async fn write_events(mut rx: mpsc::Receiver<TrackingEvent>, store: Arc<dyn 
             }
         }
         let items = batch.drain(..).map(engaged).collect();
-        if let Err(e) = store.engage(items).await {
+        if let Err(e) = engagements.record(items).await {
             tracing::error!(error = %e, "tracking events not recorded");
         }
     }

@@ -219,6 +219,18 @@ fn links_redirect_and_clicks_opens_and_unsubscribes_become_facts() {
             .count(),
         1
     );
+    // What was recorded is counted, by kind.
+    let metrics = daemon.get("/metrics").text();
+    for kind in ["clicked", "opened", "unsubscribed"] {
+        let line = format!("sluice_engagements_total{{kind=\"{kind}\"}} ");
+        let count: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))
+            .unwrap_or_else(|| panic!("no {line} in {metrics}"))
+            .parse()
+            .unwrap();
+        assert!(count >= 1.0, "{line}{count}");
+    }
     end.reached();
 }
 

@@ -2,12 +2,14 @@
 
 use axum::{
     Json,
-    extract::State,
+    extract::{MatchedPath, Request, State},
     http::{
         HeaderMap, StatusCode,
         header::{ACCEPT, CONTENT_TYPE},
     },
+    middleware::Next,
     response::IntoResponse,
+    response::Response,
 };
 
 use serde_json::json;
@@ -38,6 +40,21 @@ pub async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> impl Into
         [(CONTENT_TYPE, content_type)],
         s.backend.metrics(exposition),
     )
+}
+
+/// Counts each request by its route's template (no id ever a label), its
+/// method and the status it was answered.
+pub async fn count_request(State(s): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    s.backend
+        .count_request(&route, method.as_str(), response.status().as_u16());
+    response
 }
 
 pub async fn healthz() -> &'static str {

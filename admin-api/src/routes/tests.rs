@@ -25,6 +25,8 @@ struct Memory {
     staged: Mutex<std::collections::HashMap<UploadId, Vec<(usize, ParticipantIn)>>>,
     uploads: std::sync::atomic::AtomicU64,
     abandoned: Mutex<Vec<UploadId>>,
+    /// Requests counted: route, method, status.
+    requests: Mutex<Vec<(String, String, u16)>>,
 }
 
 #[async_trait]
@@ -133,6 +135,10 @@ impl Backend for Memory {
     }
     fn metrics(&self, exposition: crate::Exposition) -> String {
         format!("{exposition:?}\n")
+    }
+    fn count_request(&self, route: &str, method: &str, status: u16) {
+        let mut counted = self.requests.lock().expect("lock");
+        counted.push((route.to_owned(), method.to_owned(), status));
     }
     fn not_ready(&self) -> Vec<String> {
         vec!["SMSC main (10.0.0.6:2775): not bound yet".into()]
@@ -609,4 +615,37 @@ async fn metrics_are_written_as_the_scraper_asks() {
             .expect("body");
         assert_eq!(bytes, body);
     }
+}
+
+/// Each request is counted by its route's template, never its path (no id
+/// becomes a label), with its method and status; a path that matches no
+/// route counts as `unmatched`.
+#[tokio::test]
+async fn requests_are_counted_by_route_template() {
+    let (backend, router) = app(Tokens::default());
+    for (method, uri) in [
+        ("GET", "/v1/campaigns/c1"),
+        ("GET", "/v1/campaigns/c2"),
+        ("GET", "/nowhere/c3"),
+        ("DELETE", "/healthz"),
+    ] {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::empty())
+            .expect("request");
+        router.clone().oneshot(req).await.expect("infallible");
+    }
+    let counted = backend.requests.lock().expect("lock").clone();
+    let expected = [
+        ("/v1/campaigns/{id}", "GET", 404),
+        ("/v1/campaigns/{id}", "GET", 404),
+        ("unmatched", "GET", 404),
+        ("/healthz", "DELETE", 405),
+    ];
+    let counted: Vec<(&str, &str, u16)> = counted
+        .iter()
+        .map(|(r, m, s)| (r.as_str(), m.as_str(), *s))
+        .collect();
+    assert_eq!(counted, expected);
 }

@@ -36,6 +36,7 @@ use super::{Channel, Deps, Parsed, ParticipantCheck, StartError, Unfit};
 use crate::{
     BoxError,
     config::Smsc as SmscConfig,
+    engagements::EngagementLog,
     links::{Links, sms_table},
     template::{Escape, Template, missing_fields},
 };
@@ -134,6 +135,7 @@ impl SmsChannel {
         }
         let intake = Intake {
             store: deps.store.clone(),
+            engagements: EngagementLog::new(deps.store.clone(), deps.metrics.clone()),
             stop_words: config.stop_words.iter().map(|w| w.to_uppercase()).collect(),
             wait: Duration::from_secs(config.receipt_wait_secs),
         };

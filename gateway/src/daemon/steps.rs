@@ -18,6 +18,7 @@ use crate::{
     channel::{Deps, Registry},
     config::Config,
     dispatch::Dispatcher,
+    engagements::EngagementLog,
     links::Links,
     metrics::Metrics,
     policy::Policy,
@@ -318,12 +319,14 @@ pub(super) fn spawn_tracking(
     tasks: &TaskTracker,
     shutdown: &CancellationToken,
 ) -> Result<(), RunError> {
+    let engagements = EngagementLog::new(core.store.clone(), core.metrics.clone());
     let (sink, events) = tracking::Sink::new(
         core.store.clone(),
+        engagements.clone(),
         core.links.clone(),
         core.channels.clone(),
     );
-    tasks.spawn(tracking::write_events(events, core.store.clone()));
+    tasks.spawn(tracking::write_events(events, engagements));
     let handlers = clicktrack::Tracking::new(Arc::new(sink), core.keys.clone());
     let served = clicktrack::serve_on_thread(
         listener,

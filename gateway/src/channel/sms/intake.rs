@@ -16,6 +16,7 @@ use tokio::{sync::mpsc, time::Instant};
 use smpp::inbound::{Inbound, Receipt, State};
 
 use super::bind::Delivered;
+use crate::engagements::EngagementLog;
 use domain::{
     ChannelKind, Engaged, Engagement, FactDetail, ReceiptIn, ReceiptMatch, SuppressReason, now_ms,
 };
@@ -27,6 +28,8 @@ const RETRY_EVERY: Duration = Duration::from_millis(200);
 
 pub struct Intake {
     pub store: Arc<dyn Store>,
+    /// Where opt-outs are recorded.
+    pub engagements: EngagementLog,
     /// Upper-cased words that opt a handset out.
     pub stop_words: Vec<String>,
     /// How long an unknown receipt waits for its id to be recorded.
@@ -163,7 +166,7 @@ impl Intake {
                     kind: Engagement::OptedOut,
                     detail,
                 };
-                self.store.engage(vec![opted_out]).await
+                self.engagements.record(vec![opted_out]).await
             }
             Ok(None) => {
                 self.store
