@@ -60,6 +60,12 @@ pub struct BindLabels {
     pub bind: String,
 }
 
+/// One SMTP relay, by its name (`email.relays[].name`, else `host:port`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RelayLabels {
+    pub relay: String,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReceiptLabels {
     pub smsc: String,
@@ -107,6 +113,8 @@ pub struct Metrics {
     /// Sends whose answer never came after the whole message went out: the
     /// possible duplicates, since each is sent again.
     pub unconfirmed: Family<ChannelLabels, Counter>,
+    /// SMTP relays: 1 once the last connection succeeded, else 0.
+    pub relay_up: Family<RelayLabels, Gauge>,
     /// Clicks, opens, unsubscribes and opt-outs recorded.
     pub engagements: Family<EngagementLabels, Counter>,
     /// API requests answered, by route, method and status.
@@ -215,6 +223,12 @@ impl Default for Metrics {
             "Sends whose answer never came after the whole message went out (connection lost or timed out); each is sent again, so each may arrive twice",
             unconfirmed.clone(),
         );
+        let relay_up = Family::<RelayLabels, Gauge>::default();
+        registry.register(
+            "relay_up",
+            "SMTP relays: 1 once the last connection succeeded, else 0",
+            relay_up.clone(),
+        );
         let engagements = Family::<EngagementLabels, Counter>::default();
         registry.register(
             "engagements",
@@ -281,6 +295,7 @@ impl Default for Metrics {
             webhook_batches,
             bounces,
             bounces_unmatched,
+            relay_up,
             engagements,
             api_requests,
         }

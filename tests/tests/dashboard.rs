@@ -15,14 +15,17 @@ use sluice_e2e::{
 };
 
 /// A daemon with every family of metrics: an SMSC bound (the per-bind SMPP
-/// metrics) and an e-mail limit (the rate gauge).
+/// metrics), a relay (its health, here down) and an e-mail limit (the rate
+/// gauge).
 fn daemon_with_every_metric(dir: &std::path::Path) -> (Daemon, FakeSmsc) {
     let smsc = FakeSmsc::start(SmscBehaviour::default());
     let daemon = Daemon::start(
         dir,
         &format!(
-            "[[sms.smsc]]\nhost = \"127.0.0.1\"\nport = {}\nsystem_id = \"sluice\"\n",
-            smsc.port()
+            "[[sms.smsc]]\nhost = \"127.0.0.1\"\nport = {}\nsystem_id = \"sluice\"\n\n\
+             [[email.relays]]\nname = \"main\"\nhost = \"127.0.0.1\"\nport = {}\n",
+            smsc.port(),
+            sluice_e2e::free_port()
         ),
     );
     daemon.put_json(

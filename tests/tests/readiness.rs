@@ -36,6 +36,19 @@ fn an_unreachable_relay_is_named_by_readyz_and_the_log_until_it_answers() {
     wait_until("the log names the relay", T, || {
         daemon.log().contains(&upstream)
     });
+    let relay_up = "sluice_relay_up{relay=\"main\"} ";
+    let up = |daemon: &Daemon| {
+        let metrics = daemon.get("/metrics").text();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(relay_up))
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        up(&daemon).as_deref(),
+        Some("0"),
+        "the relay's health gauge"
+    );
 
     let _relay = SmtpPeer::start_on(&end, dir.path(), port);
     wait_until("/readyz 200 once the relay answers", T, || {
@@ -43,6 +56,11 @@ fn an_unreachable_relay_is_named_by_readyz_and_the_log_until_it_answers() {
     });
     let ready = daemon.get("/readyz").json();
     assert_eq!(ready, serde_json::json!({"ready": true, "reasons": []}));
+    assert_eq!(
+        up(&daemon).as_deref(),
+        Some("1"),
+        "the relay's health gauge"
+    );
     assert!(
         daemon.log().contains("upstream reached again"),
         "{}",

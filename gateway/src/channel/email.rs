@@ -49,6 +49,7 @@ impl EmailChannel {
             None => None,
         };
         let relays = Arc::new(RelayPool::new(&config.relays, &config.helo)?);
+        relays.report_health(&deps.metrics);
         let stop = CancellationToken::new();
         tokio::spawn(relays.clone().watch(stop.clone()));
         if relays.is_empty() {

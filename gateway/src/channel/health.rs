@@ -1,13 +1,17 @@
-//! An upstream connector's last connection outcome, for `/readyz` and the
-//! log: a failure is logged with the connector's name and address when it
-//! starts or changes (not at every retry), recovery once.
+//! An upstream connector's last connection outcome, for `/readyz`, the log
+//! and a gauge: a failure is logged with the connector's name and address
+//! when it starts or changes (not at every retry), recovery once; the gauge
+//! is 1 once the last connection succeeded, 0 before and while failing.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+
+use prometheus_client::metrics::gauge::Gauge;
 
 pub struct Health {
     /// "SMTP relay main (10.0.0.5:25)": what the log and `/readyz` name.
     upstream: String,
     failing: Mutex<Option<String>>,
+    up: OnceLock<Gauge>,
 }
 
 impl Health {
@@ -23,6 +27,18 @@ impl Health {
         Self {
             upstream,
             failing: Mutex::new(None),
+            up: OnceLock::new(),
+        }
+    }
+
+    /// Reports the outcome in `gauge` from now on.
+    pub fn report_to(&self, gauge: Gauge) {
+        let _ = self.up.set(gauge);
+    }
+
+    fn set_up(&self, up: bool) {
+        if let Some(gauge) = self.up.get() {
+            gauge.set(i64::from(up));
         }
     }
 
@@ -34,6 +50,7 @@ impl Health {
             tracing::warn!(upstream = %self.upstream, error = %error, "upstream cannot be reached; retrying");
         }
         *failing = Some(error);
+        self.set_up(false);
     }
 
     /// The connector answered: forget the failure.
@@ -41,6 +58,7 @@ impl Health {
         if self.lock().take().is_some() {
             tracing::info!(upstream = %self.upstream, "upstream reached again");
         }
+        self.set_up(true);
     }
 
     /// "SMTP relay main (10.0.0.5:25): connection refused", while failing.
@@ -77,6 +95,12 @@ mod tests {
         );
         named.reached();
         assert_eq!(named.failure(), None);
+        let gauge = Gauge::default();
+        named.report_to(gauge.clone());
+        named.failed(&"timed out");
+        assert_eq!(gauge.get(), 0, "failing");
+        named.reached();
+        assert_eq!(gauge.get(), 1, "reached");
         let unnamed = Health::new("SMSC", "10.0.0.6:2775", "10.0.0.6", 2775);
         assert_eq!(unnamed.upstream(), "SMSC 10.0.0.6:2775");
     }

@@ -29,7 +29,10 @@ use domain::Phase;
 use tokio_util::sync::CancellationToken;
 
 use super::{StartError, health::Health};
-use crate::config::{Relay as RelayConfig, TlsMode};
+use crate::{
+    config::{Relay as RelayConfig, TlsMode},
+    metrics::{Metrics, RelayLabels},
+};
 use domain::Delivery;
 
 /// An open session, buffered so pipelined commands leave in one write.
@@ -219,6 +222,18 @@ impl RelayPool {
                 () = tokio::time::sleep(PROBE_INTERVAL) => {}
                 () = stop.cancelled() => return,
             }
+        }
+    }
+
+    /// Reports each relay's health in `sluice_relay_up{relay}`.
+    pub fn report_health(&self, metrics: &Metrics) {
+        for relay in &self.relays {
+            let labels = RelayLabels {
+                relay: relay.name.clone(),
+            };
+            relay
+                .health
+                .report_to(metrics.relay_up.get_or_create(&labels).clone());
         }
     }
 
