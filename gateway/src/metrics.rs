@@ -357,6 +357,20 @@ impl Metrics {
         }
     }
 
+    /// Counts a bounce that ends its message (hard, or soft out of
+    /// attempts), by `verdict`'s kind and reason; a soft bounce sent again
+    /// is a retry, not counted.
+    pub fn bounce_if_final(&self, outcome: &domain::Outcome, verdict: &bounce::Verdict) {
+        if matches!(outcome, domain::Outcome::Bounced { retry: None, .. }) {
+            self.bounces
+                .get_or_create(&BounceLabels {
+                    kind: verdict.kind.as_str(),
+                    reason: verdict.reason.as_str(),
+                })
+                .inc();
+        }
+    }
+
     /// Counts one API request.
     pub fn api_request(&self, route: &str, method: &str, status: u16) {
         // Only the methods the API knows: any other would be a new series.

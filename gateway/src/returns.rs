@@ -15,10 +15,7 @@ use std::sync::{
 use bounce::{Classifier, EnhancedStatus, Kind, Verdict};
 use serde::Serialize;
 
-use crate::{
-    metrics::{BounceLabels, Metrics},
-    verp::ReturnPaths,
-};
+use crate::{metrics::Metrics, verp::ReturnPaths};
 use domain::{FactDetail, Phase, Update, now_ms};
 use rules::{self, RetryPolicy};
 use store::{Store, StoreError};
@@ -179,20 +176,19 @@ impl Returns {
         );
         detail.reason = Some(failure.reason.as_str().to_owned());
         let now = now_ms();
+        let outcome = rules::returned(hard, info.attempts, now, &self.retry, detail);
         self.store
             .record(vec![Update {
                 msg,
                 at: now,
-                outcome: rules::returned(hard, info.attempts, now, &self.retry, detail),
+                outcome: outcome.clone(),
             }])
             .await?;
-        self.metrics
-            .bounces
-            .get_or_create(&BounceLabels {
-                kind: failure.kind.as_str(),
-                reason: failure.reason.as_str(),
-            })
-            .inc();
+        let verdict = bounce::Verdict {
+            kind: failure.kind,
+            reason: failure.reason,
+        };
+        self.metrics.bounce_if_final(&outcome, &verdict);
         Ok(Intake {
             is_bounce: true,
             matched: 1,

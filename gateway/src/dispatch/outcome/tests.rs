@@ -3,6 +3,7 @@ use std::time::Duration;
 use domain::Phase;
 
 use super::*;
+use crate::metrics::BounceLabels;
 
 const NOW: Millis = 1_000_000;
 
@@ -78,13 +79,22 @@ fn a_soft_5xx_is_retried_while_attempts_last_then_bounces_soft() {
     assert!(reason.starts_with("553 5.1.2"), "{reason}");
     assert_eq!(detail.bounce_reason.as_deref(), Some("rejected"));
     assert!(detail.reason.is_none(), "the store files the reply there");
+    assert_eq!(
+        bounces(&metrics, "soft", "rejected"),
+        0,
+        "a retry is no bounce"
+    );
     let last = of(sender(), 3, NOW, &retry(), &metrics);
     let Outcome::Bounced { hard, detail, .. } = last else {
         panic!("{last:?}")
     };
     assert!(!hard);
     assert_eq!(detail.reason.as_deref(), Some("rejected"));
-    assert_eq!(bounces(&metrics, "soft", "rejected"), 2, "every 5xx counts");
+    assert_eq!(
+        bounces(&metrics, "soft", "rejected"),
+        1,
+        "a soft 5xx sent again is a retry: only the one that ends the message is a bounce"
+    );
 }
 
 #[test]
