@@ -139,6 +139,19 @@ fn every_dashboard_query_names_an_exposed_metric() {
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let mut queried = BTreeSet::new();
     for panel in dashboard["panels"].as_array().unwrap() {
+        // One unit per panel, and none overridden per series.
+        assert!(
+            panel["fieldConfig"]["defaults"]["unit"].is_string(),
+            "panel {} has no unit",
+            panel["title"]
+        );
+        assert!(
+            panel["fieldConfig"]["overrides"]
+                .as_array()
+                .is_none_or(|o| o.is_empty()),
+            "panel {} overrides its unit",
+            panel["title"]
+        );
         for target in panel["targets"].as_array().unwrap() {
             let expr = target["expr"].as_str().unwrap();
             for (i, _) in expr.match_indices("sluice_") {
