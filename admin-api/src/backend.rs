@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 
 use crate::types::v1::{
-    AudienceRow, AudienceSource, BounceImport, CampaignDecl, CampaignView, Control, EventPage,
-    ParticipantIn, UploadResult,
+    AudienceRow, AudienceSource, BounceImport, CampaignDecl, CampaignFilter, CampaignPage,
+    CampaignView, Control, EventPage, ParticipantIn, UploadResult,
 };
 
 /// Why the daemon refused or could not do a request.
@@ -81,6 +81,9 @@ pub trait Backend: Send + Sync + 'static {
     async fn control(&self, campaign: &str, action: Control) -> BackendResult<CampaignView>;
 
     async fn campaign(&self, campaign: &str) -> BackendResult<CampaignView>;
+
+    /// Campaigns matching `filter`, newest (last declared) first.
+    async fn campaigns(&self, filter: CampaignFilter) -> BackendResult<CampaignPage>;
 
     /// Participants whose outcome is `outcome` (one of `AUDIENCE_OUTCOMES`).
     async fn audience(&self, campaign: &str, outcome: &str) -> BackendResult<Vec<AudienceRow>>;

@@ -107,6 +107,7 @@ fn routes_with_query() -> Router<AppState> {
             get(participants::audience),
         )
         .route("/v1/events", get(events::feed))
+        .route("/v1/campaigns", get(campaigns::list))
 }
 
 async fn no_route(uri: Uri) -> ApiError {

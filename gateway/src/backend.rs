@@ -6,8 +6,8 @@ use std::sync::Arc;
 use admin_api::{
     Backend, BackendError, BackendResult,
     types::v1::{
-        self, AudienceRow, AudienceSource, BounceImport, CampaignView, Control, Event, EventPage,
-        ParticipantIn, Rejected, UploadResult, valid_id,
+        self, AudienceRow, AudienceSource, BounceImport, CampaignFilter, CampaignPage,
+        CampaignView, Control, Event, EventPage, ParticipantIn, Rejected, UploadResult, valid_id,
     },
 };
 use async_trait::async_trait;
@@ -382,6 +382,31 @@ impl Backend for GatewayBackend {
     async fn campaign(&self, id: &str) -> BackendResult<CampaignView> {
         let record = self.record(id).await?;
         self.view(record).await
+    }
+
+    async fn campaigns(&self, filter: CampaignFilter) -> BackendResult<CampaignPage> {
+        let state = filter.state.map(CampaignState::from);
+        let channel = filter.channel.map(ChannelKind::from);
+        let mut records: Vec<CampaignRecord> = self
+            .store
+            .campaigns()
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .filter(|r| state.is_none_or(|s| r.state == s))
+            .filter(|r| channel.is_none_or(|c| r.decl.channel == c))
+            .filter(|r| filter.before.is_none_or(|before| r.seq < before))
+            .collect();
+        // Newest first: campaigns are numbered as they are declared.
+        records.sort_unstable_by_key(|r| std::cmp::Reverse(r.seq));
+        let more = records.len() > filter.limit;
+        records.truncate(filter.limit);
+        let next = more.then(|| records.last().map(|r| r.seq)).flatten();
+        let mut campaigns = Vec::with_capacity(records.len());
+        for record in records {
+            campaigns.push(self.view(record).await?);
+        }
+        Ok(CampaignPage { campaigns, next })
     }
 
     async fn audience(&self, id: &str, outcome: &str) -> BackendResult<Vec<AudienceRow>> {

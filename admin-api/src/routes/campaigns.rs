@@ -1,14 +1,19 @@
-//! `/v1/campaigns/{id}`: declare, show, and start/pause/resume/cancel.
+//! `/v1/campaigns`: list; `/v1/campaigns/{id}`: declare, show, and
+//! start/pause/resume/cancel.
 
 use axum::{Json, extract::State};
+use serde::Deserialize;
 
 use super::{
     AppState,
-    extract::{Authorized, Crm, Path, WholeBody, json_body},
+    extract::{Authorized, Crm, Path, StrictQuery, WholeBody, json_body},
 };
 use crate::{
     error::ApiError,
-    types::v1::{CampaignDecl, CampaignView, Control, limits, valid_id},
+    types::v1::{
+        CampaignDecl, CampaignFilter, CampaignPage, CampaignState, CampaignView, ChannelKind,
+        Control, limits, valid_id,
+    },
 };
 
 pub(crate) fn check_id(id: &str) -> Result<(), ApiError> {
@@ -44,6 +49,69 @@ pub async fn show(
 ) -> Result<Json<CampaignView>, ApiError> {
     check_id(&id)?;
     Ok(Json(s.backend.campaign(&id).await?))
+}
+
+/// The most campaigns one page lists.
+const MAX_PAGE: usize = 1_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    state: Option<String>,
+    channel: Option<String>,
+    before: Option<u32>,
+    limit: Option<usize>,
+}
+
+/// `value` as one of `T`'s lowercase names, else 400 naming `field` and
+/// the names it takes.
+fn one_of<T: serde::de::DeserializeOwned>(
+    field: &str,
+    value: Option<String>,
+    names: &[&str],
+) -> Result<Option<T>, ApiError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    serde_json::from_value(serde_json::Value::String(value.clone()))
+        .map(Some)
+        .map_err(|_| {
+            ApiError::bad_request(format!(
+                "query parameter `{field}` must be one of {}, not `{}`",
+                names.join(", "),
+                limits::shown(&value)
+            ))
+            .for_field(field)
+        })
+}
+
+/// `GET /v1/campaigns?state=S&channel=C&limit=N&before=NEXT`: campaigns,
+/// newest first, a page at a time.
+pub async fn list(
+    State(s): State<AppState>,
+    StrictQuery(q): StrictQuery<ListQuery>,
+    _: Authorized<Crm>,
+) -> Result<Json<CampaignPage>, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(
+            ApiError::Unprocessable(vec![format!("limit must be 1..={MAX_PAGE}")])
+                .for_field("limit"),
+        );
+    }
+    let state = one_of::<CampaignState>(
+        "state",
+        q.state,
+        &["declared", "running", "paused", "cancelled", "finished"],
+    )?;
+    let channel = one_of::<ChannelKind>("channel", q.channel, &["email", "sms"])?;
+    let filter = CampaignFilter {
+        state,
+        channel,
+        before: q.before,
+        limit,
+    };
+    Ok(Json(s.backend.campaigns(filter).await?))
 }
 
 pub async fn control(

@@ -87,6 +87,25 @@ impl Backend for Memory {
     async fn control(&self, _c: &str, _a: Control) -> BackendResult<CampaignView> {
         Err(BackendError::Conflict("no participants".into()))
     }
+    async fn campaigns(&self, filter: CampaignFilter) -> BackendResult<CampaignPage> {
+        // The filter as the route parsed it, in the one campaign's name.
+        let name = format!("{filter:?}");
+        let view = CampaignView {
+            id: "c".into(),
+            state: CampaignState::Declared,
+            declaration: serde_json::from_value(
+                serde_json::json!({"channel": "email", "name": name}),
+            )
+            .expect("declaration"),
+            participants: 0,
+            uploading: 0,
+            counts: Default::default(),
+        };
+        Ok(CampaignPage {
+            campaigns: vec![view],
+            next: None,
+        })
+    }
     async fn campaign(&self, c: &str) -> BackendResult<CampaignView> {
         Err(BackendError::NotFound(format!("no campaign {c}")))
     }
@@ -648,4 +667,39 @@ async fn requests_are_counted_by_route_template() {
         .map(|(r, m, s)| (r.as_str(), m.as_str(), *s))
         .collect();
     assert_eq!(counted, expected);
+}
+
+/// `GET /v1/campaigns` hands the backend its filter, with 100 a page by
+/// default; a bad state, channel or limit is refused naming the parameter.
+#[tokio::test]
+async fn campaigns_are_listed_by_the_filter_asked() {
+    let (_, router) = app(Tokens::default());
+    let get = |uri: &str| Request::get(uri).body(Body::empty()).expect("request");
+    let (status, json) = call(router.clone(), get("/v1/campaigns")).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(
+        json["campaigns"][0]["name"],
+        "CampaignFilter { state: None, channel: None, before: None, limit: 100 }"
+    );
+    let (status, json) = call(
+        router.clone(),
+        get("/v1/campaigns?state=running&channel=sms&before=7&limit=2"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(
+        json["campaigns"][0]["name"],
+        "CampaignFilter { state: Some(Running), channel: Some(Sms), before: Some(7), limit: 2 }"
+    );
+    for (query, status, field) in [
+        ("limit=0", StatusCode::UNPROCESSABLE_ENTITY, "limit"),
+        ("limit=1001", StatusCode::UNPROCESSABLE_ENTITY, "limit"),
+        ("state=asleep", StatusCode::BAD_REQUEST, "state"),
+        ("channel=fax", StatusCode::BAD_REQUEST, "channel"),
+        ("sort=name", StatusCode::BAD_REQUEST, "sort"),
+    ] {
+        let (got, json) = call(router.clone(), get(&format!("/v1/campaigns?{query}"))).await;
+        assert_eq!(got, status, "{query}: {json}");
+        assert_eq!(json["field"], field, "{query}: {json}");
+    }
 }

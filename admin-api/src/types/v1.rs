@@ -234,6 +234,25 @@ pub struct CampaignView {
     pub counts: BTreeMap<String, u64>,
 }
 
+/// `GET /v1/campaigns`: a page of campaigns, newest first, and where the
+/// next page starts (`before`), if there is one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CampaignPage {
+    pub campaigns: Vec<CampaignView>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<u32>,
+}
+
+/// Which campaigns `GET /v1/campaigns` lists.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CampaignFilter {
+    pub state: Option<CampaignState>,
+    pub channel: Option<ChannelKind>,
+    /// Only campaigns declared before the one numbered so (a page's `next`).
+    pub before: Option<u32>,
+    pub limit: usize,
+}
+
 /// One fact in the feed. `detail` carries the type-specific fields
 /// (`bounce`, `reason`, `status`, `url`, `why`, ...).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
