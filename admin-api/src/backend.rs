@@ -5,7 +5,7 @@ use async_trait::async_trait;
 
 use crate::types::v1::{
     AudienceRow, AudienceSource, BounceImport, CampaignDecl, CampaignFilter, CampaignPage,
-    CampaignView, Control, EventPage, ParticipantIn, UploadResult,
+    CampaignView, ChannelsView, Control, EventPage, ParticipantIn, UploadResult,
 };
 
 /// Why the daemon refused or could not do a request.
@@ -113,6 +113,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Why an entry is blocked on a channel (`blacklisted`, `hard_bounce`,
     /// `unsubscribed`, ...), if it is.
     async fn blacklist_get(&self, channel: &str, entry: &str) -> BackendResult<Option<String>>;
+
+    /// Every channel with its connectors' health.
+    fn channels(&self) -> ChannelsView;
 
     /// Computes and stores the channel's load plan (`docs/api.md` shape), over all
     /// its declared, running and paused campaigns or only `campaigns`.

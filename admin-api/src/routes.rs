@@ -79,6 +79,7 @@ fn routes_without_query() -> Router<AppState> {
             post(participants::from_audience),
         )
         .route("/v1/bounces", post(bounces::import))
+        .route("/v1/channels", get(channels::list))
         .route(
             "/v1/channels/{channel}/limits",
             put(channels::put_limits).get(channels::get_limits),

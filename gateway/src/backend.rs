@@ -26,6 +26,7 @@ use crate::{
     returns::{IntakeError, Returns},
 };
 
+mod connectors;
 mod fallback;
 
 pub struct GatewayBackend {
@@ -545,6 +546,10 @@ impl Backend for GatewayBackend {
 
     fn count_request(&self, route: &str, method: &str, status: u16) {
         self.metrics.api_request(route, method, status);
+    }
+
+    fn channels(&self) -> v1::ChannelsView {
+        connectors::view(&self.channels)
     }
 
     /// The store takes writes, some upstream is configured, and every

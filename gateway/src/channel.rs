@@ -5,7 +5,7 @@
 //! channel is a module implementing [`Channel`] and one line there.
 
 pub mod email;
-mod health;
+pub mod health;
 pub mod mail;
 mod registry;
 pub mod sms;
@@ -70,6 +70,9 @@ pub trait Channel: Send + Sync + 'static {
     /// Why a configured upstream cannot take messages now, one reason per
     /// upstream naming it and its address (for `/readyz`); empty when all can.
     fn not_ready(&self) -> Vec<String>;
+
+    /// Each configured upstream's health, in configured order.
+    fn connectors(&self) -> Vec<health::ConnectorReport>;
 
     /// Why `campaign` cannot start on this channel, if it cannot.
     fn start_blocker(&self, campaign: &CampaignRecord) -> Option<String>;

@@ -49,6 +49,22 @@ fn an_unreachable_relay_is_named_by_readyz_and_the_log_until_it_answers() {
         Some("0"),
         "the relay's health gauge"
     );
+    let relay = |daemon: &Daemon| daemon.get("/v1/channels").json()["channels"][0].clone();
+    let failing = relay(&daemon);
+    assert_eq!(failing["channel"], "email", "{failing}");
+    let health = &failing["connectors"][0];
+    assert_eq!(
+        (&health["kind"], &health["name"], &health["state"]),
+        (
+            &serde_json::json!("smtp_relay"),
+            &serde_json::json!("main"),
+            &serde_json::json!("failing")
+        ),
+        "{failing}"
+    );
+    assert_eq!(health["address"], format!("127.0.0.1:{port}"), "{failing}");
+    assert!(health["last_error"].is_string(), "{failing}");
+    assert!(health["last_error_at"].is_string(), "{failing}");
 
     let _relay = SmtpPeer::start_on(&end, dir.path(), port);
     wait_until("/readyz 200 once the relay answers", T, || {
@@ -60,6 +76,12 @@ fn an_unreachable_relay_is_named_by_readyz_and_the_log_until_it_answers() {
         up(&daemon).as_deref(),
         Some("1"),
         "the relay's health gauge"
+    );
+    let reached = relay(&daemon);
+    assert_eq!(reached["connectors"][0]["state"], "up", "{reached}");
+    assert_eq!(
+        reached["connectors"][0]["last_error"], health["last_error"],
+        "the last error stays after recovery: {reached}"
     );
     assert!(
         daemon.log().contains("upstream reached again"),

@@ -1,4 +1,5 @@
-//! `/v1/channels/{channel}/limits`: the channel administrator's limits.
+//! `/v1/channels`: the connectors' health; `/v1/channels/{channel}/limits`:
+//! the channel administrator's limits.
 
 use axum::{Json, extract::State};
 
@@ -6,7 +7,7 @@ use super::{
     AppState,
     extract::{Admin, Authorized, Path, WholeBody},
 };
-use crate::error::ApiError;
+use crate::{error::ApiError, types::v1::ChannelsView};
 
 pub(crate) fn check_channel(channel: &str) -> Result<(), ApiError> {
     match channel {
@@ -36,4 +37,9 @@ pub async fn get_limits(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     check_channel(&channel)?;
     Ok(Json(s.backend.get_limits(&channel).await?))
+}
+
+/// `GET /v1/channels`: every channel and each connector's health.
+pub async fn list(State(s): State<AppState>, _: Authorized<Admin>) -> Json<ChannelsView> {
+    Json(s.backend.channels())
 }

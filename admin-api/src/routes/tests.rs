@@ -159,6 +159,23 @@ impl Backend for Memory {
         let mut counted = self.requests.lock().expect("lock");
         counted.push((route.to_owned(), method.to_owned(), status));
     }
+    fn channels(&self) -> ChannelsView {
+        ChannelsView {
+            channels: vec![ChannelHealth {
+                channel: ChannelKind::Sms,
+                connectors: vec![ConnectorHealth {
+                    kind: "smsc".into(),
+                    name: "main".into(),
+                    address: "10.0.0.6:2775".into(),
+                    state: ConnectorState::Failing,
+                    last_error: Some("connection refused".into()),
+                    last_error_at: Some("2026-12-04T10:00:00Z".into()),
+                    binds_up: Some(0),
+                    binds: Some(2),
+                }],
+            }],
+        }
+    }
     fn not_ready(&self) -> Vec<String> {
         vec!["SMSC main (10.0.0.6:2775): not bound yet".into()]
     }
@@ -702,4 +719,32 @@ async fn campaigns_are_listed_by_the_filter_asked() {
         assert_eq!(got, status, "{query}: {json}");
         assert_eq!(json["field"], field, "{query}: {json}");
     }
+}
+
+#[tokio::test]
+async fn channels_show_each_connectors_health_to_the_administrator() {
+    let (_, router) = app(Tokens::new(vec![
+        (Role::Crm, "c".into()),
+        (Role::Admin, "a".into()),
+    ]));
+    let get = |token: &str| {
+        Request::get("/v1/channels")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .expect("request")
+    };
+    assert_eq!(
+        call(router.clone(), get("c")).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, json) = call(router, get("a")).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(
+        json,
+        serde_json::json!({"channels": [{"channel": "sms", "connectors": [{
+            "kind": "smsc", "name": "main", "address": "10.0.0.6:2775",
+            "state": "failing", "last_error": "connection refused",
+            "last_error_at": "2026-12-04T10:00:00Z", "binds_up": 0, "binds": 2
+        }]}]})
+    );
 }

@@ -243,6 +243,54 @@ pub struct CampaignPage {
     pub next: Option<u32>,
 }
 
+/// `GET /v1/channels`: every channel and the health of its connectors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelsView {
+    pub channels: Vec<ChannelHealth>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelHealth {
+    pub channel: ChannelKind,
+    /// Its connectors, in configured order; none when it has no upstream.
+    pub connectors: Vec<ConnectorHealth>,
+}
+
+/// One named upstream: an SMTP relay or an SMSC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectorHealth {
+    /// `smtp_relay` or `smsc`.
+    pub kind: String,
+    pub name: String,
+    /// `host:port`.
+    pub address: String,
+    pub state: ConnectorState,
+    /// The last connection failure, kept after recovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// RFC 3339: when `last_error` happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_at: Option<String>,
+    /// An SMSC's binds with every session up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binds_up: Option<usize>,
+    /// An SMSC's configured binds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binds: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectorState {
+    /// Bound (an SMSC: at least one bind) or reached at its last
+    /// connection (a relay).
+    Up,
+    /// Not up yet, or up before and being connected again.
+    Connecting,
+    /// Its last connection attempt failed (`last_error` says why).
+    Failing,
+}
+
 /// Which campaigns `GET /v1/campaigns` lists.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CampaignFilter {

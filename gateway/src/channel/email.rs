@@ -9,6 +9,7 @@ use clicktrack::LinkTable;
 
 use super::{
     Channel, Deps, Parsed, ParticipantCheck, StartError, Unfit,
+    health::ConnectorReport,
     mail::{Dkim, Envelope, MailTemplate, is_email},
     smtp::RelayPool,
 };
@@ -135,6 +136,10 @@ impl Channel for EmailChannel {
     /// (at a send or the pool's own probe) is not ready.
     fn not_ready(&self) -> Vec<String> {
         self.relays.failures()
+    }
+
+    fn connectors(&self) -> Vec<ConnectorReport> {
+        self.relays.reports()
     }
 
     fn start_blocker(&self, campaign: &CampaignRecord) -> Option<String> {

@@ -32,7 +32,10 @@ use self::{
     bind::{Bind, SubmitError, UNBOUND_RETRY},
     intake::Intake,
 };
-use super::{Channel, Deps, Parsed, ParticipantCheck, StartError, Unfit};
+use super::{
+    Channel, Deps, Parsed, ParticipantCheck, StartError, Unfit,
+    health::{Condition, ConnectorReport},
+};
 use crate::{
     BoxError,
     config::Smsc as SmscConfig,
@@ -71,6 +74,33 @@ struct Smsc {
     index: u16,
     config: Arc<SmscConfig>,
     binds: Vec<Arc<Bind>>,
+}
+
+impl Smsc {
+    /// Up with any bind up; else failing while a bind's last attempt
+    /// failed; else connecting. The last error is the latest of any bind.
+    fn report(&self) -> ConnectorReport {
+        let reports: Vec<ConnectorReport> = self.binds.iter().map(|b| b.report()).collect();
+        let up = reports
+            .iter()
+            .filter(|r| r.condition == Condition::Up)
+            .count();
+        let condition = [Condition::Up, Condition::Failing]
+            .into_iter()
+            .find(|c| reports.iter().any(|r| r.condition == *c))
+            .unwrap_or(Condition::Connecting);
+        let last_error = reports
+            .iter()
+            .filter_map(|r| r.last_error.clone())
+            .max_by_key(|(_, at)| *at);
+        let first = reports.into_iter().next().expect("an SMSC has a bind");
+        ConnectorReport {
+            condition,
+            last_error,
+            binds: Some((up, self.binds.len())),
+            ..first
+        }
+    }
 }
 
 impl std::fmt::Debug for SmsChannel {
@@ -273,6 +303,10 @@ impl Channel for SmsChannel {
             .filter(|s| !s.binds.iter().any(|b| b.is_up()))
             .filter_map(|s| s.binds.first().and_then(|b| b.down_reason()))
             .collect()
+    }
+
+    fn connectors(&self) -> Vec<ConnectorReport> {
+        self.smscs.iter().map(Smsc::report).collect()
     }
 
     fn start_blocker(&self, campaign: &CampaignRecord) -> Option<String> {

@@ -28,7 +28,10 @@ use domain::Phase;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{StartError, health::Health};
+use super::{
+    StartError,
+    health::{self, ConnectorReport, Health},
+};
 use crate::{
     config::{Relay as RelayConfig, TlsMode},
     metrics::{Metrics, RelayLabels},
@@ -117,7 +120,12 @@ impl RelayPool {
             };
             relays.push(Arc::new(Relay {
                 name: config.name(),
-                health: Health::new("SMTP relay", &config.name(), &config.host, config.port),
+                health: Health::new(
+                    health::SMTP_RELAY,
+                    &config.name(),
+                    &config.host,
+                    config.port,
+                ),
                 idle: Mutex::new(Vec::new()),
                 slots: Semaphore::new(config.connections),
                 tls,
@@ -235,6 +243,11 @@ impl RelayPool {
                 .health
                 .report_to(metrics.relay_up.get_or_create(&labels).clone());
         }
+    }
+
+    /// Each relay's health, in configured order.
+    pub fn reports(&self) -> Vec<ConnectorReport> {
+        self.relays.iter().map(|r| r.health.report(None)).collect()
     }
 
     /// The relays that failed their last connection, each with its error.

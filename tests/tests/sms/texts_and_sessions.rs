@@ -185,12 +185,38 @@ fn refused_binds_keep_readyz_503_and_are_retried_until_the_smsc_lets_them_in() {
     );
     assert!(binds.iter().all(|b| b.mode == BindMode::Transceiver));
     assert_eq!(smsc.received(), Vec::new());
+    let connector = |daemon: &Daemon| daemon.get("/v1/channels").json()["channels"][1].clone();
+    let failing = connector(&daemon);
+    assert_eq!(failing["channel"], "sms", "{failing}");
+    let smsc_health = &failing["connectors"][0];
+    assert_eq!(smsc_health["kind"], "smsc", "{failing}");
+    assert_eq!(smsc_health["name"], address, "{failing}");
+    assert_eq!(smsc_health["address"], address, "{failing}");
+    assert_eq!(smsc_health["state"], "failing", "{failing}");
+    assert_eq!(
+        (&smsc_health["binds_up"], &smsc_health["binds"]),
+        (&json!(0), &json!(1))
+    );
+    let refusal = smsc_health["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(refusal.contains("BINDFAIL"), "{failing}");
 
     smsc.configure(|b| b.refuse_binds = false);
     wait_ready(&daemon);
     wait_until("sluice_smpp_bind_up 1", T, || {
         metric(&daemon, "sluice_smpp_bind_up", "") == 1.0
     });
+    let up = connector(&daemon);
+    let smsc_health = &up["connectors"][0];
+    assert_eq!(smsc_health["state"], "up", "{up}");
+    assert_eq!(smsc_health["binds_up"], 1, "{up}");
+    assert_eq!(
+        smsc_health["last_error"],
+        refusal.as_str(),
+        "the last error stays: {up}"
+    );
     let delivered = wait_facts(&daemon, "delivered", 2);
     assert_eq!(customers(&delivered), customer_ids(2));
     assert_eq!(facts(&daemon, "failed"), Vec::<Value>::new());

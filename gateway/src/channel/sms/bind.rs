@@ -39,7 +39,7 @@ use smpp::{
 };
 
 use super::FieldError;
-use crate::channel::health::Health;
+use crate::channel::health::{self, ConnectorReport, Health};
 use crate::{
     config::{BindMode, Smsc},
     metrics::{BindLabels, Metrics, ReceiptLabels},
@@ -205,7 +205,7 @@ impl Bind {
             bind: index.to_string(),
         };
         let metrics = Arc::new(BindMetrics::new(&metrics, &labels));
-        let health = Health::new("SMSC", &labels.smsc, &config.host, config.port);
+        let health = Health::new(health::SMSC, &labels.smsc, &config.host, config.port);
         Self {
             smsc,
             labels,
@@ -398,6 +398,11 @@ impl Bind {
                 .failure()
                 .unwrap_or_else(|| format!("{}: not bound yet", self.health.upstream())),
         )
+    }
+
+    /// The bind's health: up while every session is.
+    pub fn report(&self) -> ConnectorReport {
+        self.health.report(Some(self.is_up()))
     }
 
     /// Every session of the bind is up: it can submit and take receipts.
