@@ -4,8 +4,9 @@
 use async_trait::async_trait;
 
 use crate::types::v1::{
-    AudienceRow, AudienceSource, BounceImport, CampaignDecl, CampaignFilter, CampaignPage,
-    CampaignView, ChannelsView, Control, EventPage, ParticipantIn, UploadResult,
+    AudienceRow, AudienceSource, BlacklistFilter, BlacklistPage, BounceImport, CampaignDecl,
+    CampaignFilter, CampaignPage, CampaignView, ChannelsView, Control, EventPage, ParticipantIn,
+    UploadResult,
 };
 
 /// Why the daemon refused or could not do a request.
@@ -116,6 +117,13 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Every channel with its connectors' health.
     fn channels(&self) -> ChannelsView;
+
+    /// A page of the channel's suppressions (any reason), in entry order.
+    async fn blacklist_list(
+        &self,
+        channel: &str,
+        filter: BlacklistFilter,
+    ) -> BackendResult<BlacklistPage>;
 
     /// Computes and stores the channel's load plan (`docs/api.md` shape), over all
     /// its declared, running and paused campaigns or only `campaigns`.

@@ -109,6 +109,7 @@ fn routes_with_query() -> Router<AppState> {
         )
         .route("/v1/events", get(events::feed))
         .route("/v1/campaigns", get(campaigns::list))
+        .route("/v1/blacklist/{channel}", get(blacklist::list))
 }
 
 async fn no_route(uri: Uri) -> ApiError {

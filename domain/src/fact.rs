@@ -106,7 +106,7 @@ pub struct Fact {
 
 /// Why an address is never sent to again on a channel. Stored and shown as
 /// [`SuppressReason::as_str`]; an operator's blacklist entry is `Blacklisted`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SuppressReason {
     HardBounce,
     Unsubscribed,

@@ -15,7 +15,7 @@ use domain::{
     CampaignDecl, CampaignRecord, CampaignState, ChannelKind, FieldValue, Participant,
     SuppressReason, Undelivered, Window, now_ms,
 };
-use store::{Store, StoreError, UploadId};
+use store::{Store, StoreError, SuppressionQuery, UploadId};
 use tokio::sync::Notify;
 
 use crate::{
@@ -495,6 +495,38 @@ impl Backend for GatewayBackend {
             .await
             .map_err(store_error)?;
         Ok(why.map(|why| why.as_str().to_owned()))
+    }
+
+    async fn blacklist_list(
+        &self,
+        channel: &str,
+        filter: v1::BlacklistFilter,
+    ) -> BackendResult<v1::BlacklistPage> {
+        let query = SuppressionQuery {
+            contains: filter.contains,
+            reason: filter.why.as_deref().map(SuppressReason::parse),
+            after: filter.after,
+            // One more than the page says whether there is a next page.
+            limit: filter.limit + 1,
+        };
+        let mut found = self
+            .store
+            .suppressions(channel_kind(channel)?, &query)
+            .await
+            .map_err(store_error)?;
+        let more = found.len() > filter.limit;
+        found.truncate(filter.limit);
+        let next = more
+            .then(|| found.last().map(|(entry, _)| entry.clone()))
+            .flatten();
+        let entries = found
+            .into_iter()
+            .map(|(entry, why)| v1::BlacklistEntry {
+                entry,
+                why: why.as_str().to_owned(),
+            })
+            .collect();
+        Ok(v1::BlacklistPage { entries, next })
     }
 
     async fn plan(

@@ -256,6 +256,7 @@ fn suppression_key(channel: ChannelKind, address: &str) -> String {
 }
 
 mod commit;
+mod listing;
 mod owner;
 mod roles;
 mod space;

@@ -17,7 +17,7 @@ pub use roles::{Catalog, Intake, Ledger, LimitState, Queue, Store, Suppressions}
 
 use std::collections::BTreeMap;
 
-use domain::{CampaignRecord, MessageNo, Participant, Status};
+use domain::{CampaignRecord, MessageNo, Participant, Status, SuppressReason};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -72,6 +72,17 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// (`Intake::stage`). Unique within one open store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct UploadId(pub u64);
+
+/// Which of a channel's suppressions to list (`Suppressions::suppressions`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SuppressionQuery {
+    /// Only entries containing this text, in any case.
+    pub contains: Option<String>,
+    pub reason: Option<SuppressReason>,
+    /// Only entries after this one (the last of the page before).
+    pub after: Option<String>,
+    pub limit: usize,
+}
 
 /// A message handed to the dispatcher, leased until it reports an outcome.
 #[derive(Debug, Clone)]

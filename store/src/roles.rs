@@ -9,7 +9,7 @@ use domain::{
     MessageNo, Millis, Participant, ReceiptIn, ReceiptMatch, SuppressReason, Update,
 };
 
-use crate::{Claim, Counts, MessageInfo, Result, UploadId};
+use crate::{Claim, Counts, MessageInfo, Result, SuppressionQuery, UploadId};
 
 /// Campaigns: their declarations and lifecycle.
 #[async_trait]
@@ -177,6 +177,14 @@ pub trait Suppressions: Send + Sync {
     /// `channel`, if it is.
     async fn suppressed(&self, channel: ChannelKind, entry: &str)
     -> Result<Option<SuppressReason>>;
+
+    /// Up to `query.limit` of `channel`'s suppressions matching `query`,
+    /// in entry order (entries as stored: addresses lowercased).
+    async fn suppressions(
+        &self,
+        channel: ChannelKind,
+        query: &SuppressionQuery,
+    ) -> Result<Vec<(String, SuppressReason)>>;
 }
 
 /// Every role: what the daemon holds.

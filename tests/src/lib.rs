@@ -354,6 +354,10 @@ impl Daemon {
         request("GET", &self.api, path, &[], b"")
     }
 
+    pub fn delete(&self, path: &str) -> Response {
+        request("DELETE", &self.api, path, &[], b"")
+    }
+
     pub fn put_json(&self, path: &str, body: &serde_json::Value) -> Response {
         request(
             "PUT",

@@ -192,7 +192,7 @@ fn blacklisted_customers_and_addresses_receive_nothing() {
     let suppressed = facts(&daemon, "b", "suppressed");
     assert_eq!(suppressed.len(), 2);
     assert!(suppressed.iter().all(|e| e["why"] == "blacklisted"));
-    let removed = sluice_e2e::request("DELETE", &daemon.api, "/v1/blacklist/email/c1", &[], b"");
+    let removed = daemon.delete("/v1/blacklist/email/c1");
     assert_eq!(removed.status, 204);
     assert_eq!(daemon.get("/v1/blacklist/email/c1").status, 404);
     end.reached();

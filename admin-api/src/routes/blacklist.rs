@@ -1,14 +1,70 @@
-//! `/v1/blacklist/{channel}`: bulk additions, and one entry's look-up and removal.
+//! `/v1/blacklist/{channel}`: bulk additions, listing and search, and one
+//! entry's look-up and removal.
 
 use axum::{Json, extract::State, http::StatusCode};
+use serde::Deserialize;
 use serde_json::json;
 
 use super::{
     AppState,
     channels::check_channel,
-    extract::{Admin, Authorized, Path, WholeBody},
+    extract::{Admin, Authorized, Path, StrictQuery, WholeBody},
+    query,
 };
-use crate::{error::ApiError, types::v1::limits};
+use crate::{
+    error::ApiError,
+    types::v1::{BlacklistFilter, BlacklistPage, limits},
+};
+
+/// The most entries one page lists.
+const MAX_PAGE: usize = 1_000;
+
+/// Why an entry is blocked, as `why` says it.
+const REASONS: [&str; 4] = ["blacklisted", "hard_bounce", "unsubscribed", "opted_out"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    q: Option<String>,
+    why: Option<String>,
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/blacklist/{channel}?q=TEXT&why=W&after=NEXT&limit=N`: the
+/// channel's blocked entries in order, searched, a page at a time.
+pub async fn list(
+    State(s): State<AppState>,
+    Path(channel): Path<String>,
+    StrictQuery(q): StrictQuery<ListQuery>,
+    _: Authorized<Admin>,
+) -> Result<Json<BlacklistPage>, ApiError> {
+    check_channel(&channel)?;
+    let limit = query::page_limit(q.limit, 100, MAX_PAGE)?;
+    if let Some(why) = q.why.as_deref().filter(|w| !REASONS.contains(w)) {
+        return Err(ApiError::bad_request(format!(
+            "query parameter `why` must be one of {}, not `{}`",
+            REASONS.join(", "),
+            limits::shown(why)
+        ))
+        .for_field("why"));
+    }
+    for (field, value) in [("q", &q.q), ("after", &q.after)] {
+        if let Some(problem) = value.as_deref().and_then(limits::entry_problem) {
+            return Err(
+                ApiError::bad_request(format!("query parameter `{field}`: {problem}"))
+                    .for_field(field),
+            );
+        }
+    }
+    let filter = BlacklistFilter {
+        contains: q.q.filter(|q| !q.is_empty()),
+        why: q.why,
+        after: q.after,
+        limit,
+    };
+    Ok(Json(s.backend.blacklist_list(&channel, filter).await?))
+}
 
 /// `PUT`: a JSON array of customer ids or addresses.
 pub async fn add(

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use super::{
     AppState,
     extract::{Authorized, Crm, Path, StrictQuery, WholeBody, json_body},
+    query,
 };
 use crate::{
     error::ApiError,
@@ -63,28 +64,6 @@ pub struct ListQuery {
     limit: Option<usize>,
 }
 
-/// `value` as one of `T`'s lowercase names, else 400 naming `field` and
-/// the names it takes.
-fn one_of<T: serde::de::DeserializeOwned>(
-    field: &str,
-    value: Option<String>,
-    names: &[&str],
-) -> Result<Option<T>, ApiError> {
-    let Some(value) = value else {
-        return Ok(None);
-    };
-    serde_json::from_value(serde_json::Value::String(value.clone()))
-        .map(Some)
-        .map_err(|_| {
-            ApiError::bad_request(format!(
-                "query parameter `{field}` must be one of {}, not `{}`",
-                names.join(", "),
-                limits::shown(&value)
-            ))
-            .for_field(field)
-        })
-}
-
 /// `GET /v1/campaigns?state=S&channel=C&limit=N&before=NEXT`: campaigns,
 /// newest first, a page at a time.
 pub async fn list(
@@ -92,19 +71,13 @@ pub async fn list(
     StrictQuery(q): StrictQuery<ListQuery>,
     _: Authorized<Crm>,
 ) -> Result<Json<CampaignPage>, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(
-            ApiError::Unprocessable(vec![format!("limit must be 1..={MAX_PAGE}")])
-                .for_field("limit"),
-        );
-    }
-    let state = one_of::<CampaignState>(
+    let limit = query::page_limit(q.limit, 100, MAX_PAGE)?;
+    let state = query::one_of::<CampaignState>(
         "state",
         q.state,
         &["declared", "running", "paused", "cancelled", "finished"],
     )?;
-    let channel = one_of::<ChannelKind>("channel", q.channel, &["email", "sms"])?;
+    let channel = query::one_of::<ChannelKind>("channel", q.channel, &["email", "sms"])?;
     let filter = CampaignFilter {
         state,
         channel,

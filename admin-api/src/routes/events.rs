@@ -6,6 +6,7 @@ use serde::Deserialize;
 use super::{
     AppState,
     extract::{Authorized, Crm, StrictQuery},
+    query,
 };
 use crate::{error::ApiError, types::v1::EventPage};
 
@@ -24,12 +25,6 @@ pub async fn feed(
     StrictQuery(q): StrictQuery<FeedQuery>,
     _: Authorized<Crm>,
 ) -> Result<Json<EventPage>, ApiError> {
-    let limit = q.limit.unwrap_or(1000);
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(
-            ApiError::Unprocessable(vec![format!("limit must be 1..={MAX_LIMIT}")])
-                .for_field("limit"),
-        );
-    }
+    let limit = query::page_limit(q.limit, 1000, MAX_LIMIT)?;
     Ok(Json(s.backend.events(q.after, limit).await?))
 }

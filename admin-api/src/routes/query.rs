@@ -23,6 +23,43 @@ pub(super) fn from_pairs<T: DeserializeOwned>(pairs: &[(String, String)]) -> Res
     T::deserialize(MapAccessDeserializer::new(params)).map_err(ApiError::from)
 }
 
+/// A page's `limit`: `default` when not given, else 1..=`max` (422 naming
+/// `limit` beyond).
+pub(super) fn page_limit(
+    limit: Option<usize>,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
+    match limit.unwrap_or(default) {
+        limit @ 1.. if limit <= max => Ok(limit),
+        _ => Err(
+            ApiError::Unprocessable(vec![format!("limit must be 1..={max}")]).for_field("limit"),
+        ),
+    }
+}
+
+/// `value` as one of `T`'s names (serde's), else 400 naming `field` and
+/// the names it takes.
+pub(super) fn one_of<T: DeserializeOwned>(
+    field: &str,
+    value: Option<String>,
+    names: &[&str],
+) -> Result<Option<T>, ApiError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    serde_json::from_value(serde_json::Value::String(value.clone()))
+        .map(Some)
+        .map_err(|_| {
+            ApiError::bad_request(format!(
+                "query parameter `{field}` must be one of {}, not `{}`",
+                names.join(", "),
+                crate::types::v1::limits::shown(&value)
+            ))
+            .for_field(field)
+        })
+}
+
 /// Why a query string was refused.
 #[derive(Debug)]
 pub(super) enum QueryError {

@@ -25,6 +25,8 @@ struct Memory {
     staged: Mutex<std::collections::HashMap<UploadId, Vec<(usize, ParticipantIn)>>>,
     uploads: std::sync::atomic::AtomicU64,
     abandoned: Mutex<Vec<UploadId>>,
+    /// Blacklist listings asked: channel, filter.
+    blacklist_filters: Mutex<Vec<(String, BlacklistFilter)>>,
     /// Requests counted: route, method, status.
     requests: Mutex<Vec<(String, String, u16)>>,
 }
@@ -145,6 +147,23 @@ impl Backend for Memory {
     }
     async fn blacklist_get(&self, _c: &str, _e: &str) -> BackendResult<Option<String>> {
         Ok(None)
+    }
+    async fn blacklist_list(
+        &self,
+        channel: &str,
+        filter: BlacklistFilter,
+    ) -> BackendResult<BlacklistPage> {
+        self.blacklist_filters
+            .lock()
+            .expect("lock")
+            .push((channel.to_owned(), filter));
+        Ok(BlacklistPage {
+            entries: vec![BlacklistEntry {
+                entry: "a@x.org".into(),
+                why: "hard_bounce".into(),
+            }],
+            next: Some("a@x.org".into()),
+        })
     }
     async fn plan(&self, _c: &str, _ids: Option<Vec<String>>) -> BackendResult<serde_json::Value> {
         Ok(serde_json::json!({"hours": [], "campaigns": {}}))
@@ -746,5 +765,87 @@ async fn channels_show_each_connectors_health_to_the_administrator() {
             "state": "failing", "last_error": "connection refused",
             "last_error_at": "2026-12-04T10:00:00Z", "binds_up": 0, "binds": 2
         }]}]})
+    );
+}
+
+#[tokio::test]
+async fn the_blacklist_is_listed_by_the_filter_asked_and_bad_parameters_are_named() {
+    let (backend, router) = app(Tokens::default());
+    let get = |uri: &str| Request::get(uri).body(Body::empty()).expect("request");
+    let (status, json) = call(
+        router.clone(),
+        get("/v1/blacklist/email?q=X.ORG&why=hard_bounce&after=a%40w.org&limit=5"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(
+        json,
+        serde_json::json!({"entries": [{"entry": "a@x.org", "why": "hard_bounce"}], "next": "a@x.org"})
+    );
+    let (_, json) = call(router.clone(), get("/v1/blacklist/sms")).await;
+    assert_eq!(json["entries"][0]["entry"], "a@x.org");
+    assert_eq!(
+        *backend.blacklist_filters.lock().expect("lock"),
+        [
+            (
+                "email".to_owned(),
+                BlacklistFilter {
+                    contains: Some("X.ORG".into()),
+                    why: Some("hard_bounce".into()),
+                    after: Some("a@w.org".into()),
+                    limit: 5,
+                }
+            ),
+            (
+                "sms".to_owned(),
+                BlacklistFilter {
+                    limit: 100,
+                    ..Default::default()
+                }
+            ),
+        ]
+    );
+    for (uri, status, field) in [
+        (
+            "/v1/blacklist/email?why=spam",
+            StatusCode::BAD_REQUEST,
+            "why",
+        ),
+        (
+            "/v1/blacklist/email?limit=0",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "limit",
+        ),
+        (
+            "/v1/blacklist/email?limit=1001",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "limit",
+        ),
+        (
+            "/v1/blacklist/email?sort=asc",
+            StatusCode::BAD_REQUEST,
+            "sort",
+        ),
+    ] {
+        let (got, json) = call(router.clone(), get(uri)).await;
+        assert_eq!(
+            (got, json["field"].as_str()),
+            (status, Some(field)),
+            "{uri}: {json}"
+        );
+    }
+    let long = format!("/v1/blacklist/email?q={}", "x".repeat(400));
+    let (got, json) = call(router.clone(), get(&long)).await;
+    assert_eq!(
+        (got, json["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("q")),
+        "{json}"
+    );
+    let (got, _) = call(router, get("/v1/blacklist/fax")).await;
+    assert_eq!(got, StatusCode::NOT_FOUND);
+    assert_eq!(
+        backend.blacklist_filters.lock().expect("lock").len(),
+        2,
+        "bad requests reach no backend"
     );
 }

@@ -243,6 +243,34 @@ pub struct CampaignPage {
     pub next: Option<u32>,
 }
 
+/// `GET /v1/blacklist/{channel}`: a page of suppressions, and where the
+/// next page starts (`after`), if there is one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlacklistPage {
+    pub entries: Vec<BlacklistEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlacklistEntry {
+    /// A customer id or an address (lowercased).
+    pub entry: String,
+    /// `blacklisted`, `hard_bounce`, `unsubscribed` or `opted_out`.
+    pub why: String,
+}
+
+/// Which suppressions `GET /v1/blacklist/{channel}` lists.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BlacklistFilter {
+    /// Only entries containing this text, in any case.
+    pub contains: Option<String>,
+    pub why: Option<String>,
+    /// Only entries after this one (a page's `next`).
+    pub after: Option<String>,
+    pub limit: usize,
+}
+
 /// `GET /v1/channels`: every channel and the health of its connectors.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChannelsView {

@@ -12,7 +12,7 @@ use domain::{
 use super::{Embedded, FACT_RUN, Op, io, suppression_key};
 use crate::{
     Catalog, Claim, Counts, Intake, Ledger, LimitState, MessageInfo, Queue, Result, Store,
-    StoreError, Suppressions, UploadId, codec,
+    StoreError, SuppressionQuery, Suppressions, UploadId, codec,
 };
 
 #[async_trait]
@@ -413,6 +413,19 @@ impl Suppressions for Embedded {
             .suppressed
             .get(&suppression_key(channel, address))
             .copied())
+    }
+
+    async fn suppressions(
+        &self,
+        channel: ChannelKind,
+        query: &SuppressionQuery,
+    ) -> Result<Vec<(String, SuppressReason)>> {
+        let index = self.shared.index();
+        Ok(super::listing::suppressions_page(
+            &index.suppressed,
+            channel,
+            query,
+        ))
     }
 }
 

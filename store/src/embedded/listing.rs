@@ -1,0 +1,109 @@
+//! A page of the suppressions index in entry order. The index is a hash map
+//! (lookups are the hot path); a page takes one pass that keeps the `limit`
+//! smallest matching entries in a bounded heap, O(n log limit), instead of
+//! sorting every entry.
+
+use std::collections::{BinaryHeap, HashMap};
+
+use domain::{ChannelKind, SuppressReason};
+
+use super::suppression_key;
+use crate::SuppressionQuery;
+
+pub(super) fn suppressions_page(
+    suppressed: &HashMap<String, SuppressReason>,
+    channel: ChannelKind,
+    query: &SuppressionQuery,
+) -> Vec<(String, SuppressReason)> {
+    let prefix = suppression_key(channel, "");
+    let contains = query.contains.as_deref().map(str::to_lowercase);
+    let after = query.after.as_deref().map(str::to_lowercase);
+    let matching = suppressed.iter().filter_map(|(key, &why)| {
+        let entry = key.strip_prefix(prefix.as_str())?;
+        let wanted = after.as_deref().is_none_or(|a| entry > a)
+            && contains.as_deref().is_none_or(|c| entry.contains(c))
+            && query.reason.is_none_or(|r| r == why);
+        wanted.then_some((entry, why))
+    });
+    // A max-heap of the smallest entries seen: the largest leaves first.
+    let mut smallest: BinaryHeap<(&str, SuppressReason)> = BinaryHeap::new();
+    for (entry, why) in matching {
+        if smallest.len() < query.limit {
+            smallest.push((entry, why));
+        } else if smallest.peek().is_some_and(|&(largest, _)| entry < largest) {
+            smallest.pop();
+            smallest.push((entry, why));
+        }
+    }
+    smallest
+        .into_sorted_vec()
+        .into_iter()
+        .map(|(entry, why)| (entry.to_owned(), why))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_is_the_first_matching_entries_after_the_cursor_in_order() {
+        let mut index = HashMap::new();
+        for (i, why) in [SuppressReason::Blacklisted, SuppressReason::HardBounce]
+            .into_iter()
+            .cycle()
+            .take(20)
+            .enumerate()
+        {
+            index.insert(
+                suppression_key(ChannelKind::Email, &format!("u{i:02}@x.org")),
+                why,
+            );
+        }
+        index.insert(
+            suppression_key(ChannelKind::Sms, "u00@x.org"),
+            SuppressReason::Blacklisted,
+        );
+        let page = |query: SuppressionQuery| -> Vec<String> {
+            suppressions_page(&index, ChannelKind::Email, &query)
+                .into_iter()
+                .map(|(e, _)| e)
+                .collect()
+        };
+        assert_eq!(
+            page(SuppressionQuery {
+                limit: 3,
+                ..Default::default()
+            }),
+            ["u00@x.org", "u01@x.org", "u02@x.org"]
+        );
+        assert_eq!(
+            page(SuppressionQuery {
+                after: Some("U02@x.org".into()),
+                reason: Some(SuppressReason::HardBounce),
+                limit: 2,
+                ..Default::default()
+            }),
+            ["u03@x.org", "u05@x.org"]
+        );
+        assert_eq!(
+            page(SuppressionQuery {
+                contains: Some("1@X".into()),
+                limit: 10,
+                ..Default::default()
+            }),
+            ["u01@x.org", "u11@x.org"]
+        );
+        assert_eq!(
+            suppressions_page(
+                &index,
+                ChannelKind::Sms,
+                &SuppressionQuery {
+                    limit: 10,
+                    ..Default::default()
+                }
+            ),
+            [("u00@x.org".to_owned(), SuppressReason::Blacklisted)]
+        );
+    }
+}
