@@ -5,8 +5,8 @@ use async_trait::async_trait;
 
 use crate::types::v1::{
     AudienceRow, AudienceSource, BlacklistFilter, BlacklistPage, BounceImport, CampaignDecl,
-    CampaignFilter, CampaignPage, CampaignView, ChannelsView, Control, EventPage, ParticipantIn,
-    UploadResult,
+    CampaignFilter, CampaignPage, CampaignView, ChannelsView, Control, EventPage, MessagePreview,
+    ParticipantIn, UploadResult,
 };
 
 /// Why the daemon refused or could not do a request.
@@ -82,6 +82,14 @@ pub trait Backend: Send + Sync + 'static {
     async fn control(&self, campaign: &str, action: Control) -> BackendResult<CampaignView>;
 
     async fn campaign(&self, campaign: &str) -> BackendResult<CampaignView>;
+
+    /// `participant`'s message of `campaign`; `Invalid` says why it could
+    /// not be sent.
+    async fn preview(
+        &self,
+        campaign: &str,
+        participant: ParticipantIn,
+    ) -> BackendResult<MessagePreview>;
 
     /// Campaigns matching `filter`, newest (last declared) first.
     async fn campaigns(&self, filter: CampaignFilter) -> BackendResult<CampaignPage>;

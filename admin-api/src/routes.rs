@@ -70,6 +70,7 @@ fn routes_without_query() -> Router<AppState> {
             put(campaigns::declare).get(campaigns::show),
         )
         .route("/v1/campaigns/{id}/{action}", post(campaigns::control))
+        .route("/v1/campaigns/{id}/preview", post(campaigns::preview))
         .route(
             "/v1/campaigns/{id}/participants",
             post(participants::upload),

@@ -28,6 +28,7 @@ use crate::{
 
 mod connectors;
 mod fallback;
+mod preview;
 
 pub struct GatewayBackend {
     pub store: Arc<dyn Store>,
@@ -383,6 +384,25 @@ impl Backend for GatewayBackend {
     async fn campaign(&self, id: &str) -> BackendResult<CampaignView> {
         let record = self.record(id).await?;
         self.view(record).await
+    }
+
+    async fn preview(
+        &self,
+        id: &str,
+        participant: ParticipantIn,
+    ) -> BackendResult<v1::MessagePreview> {
+        let record = self.record(id).await?;
+        let channel = self.channels.get(record.decl.channel).ok_or_else(|| {
+            BackendError::Conflict(format!(
+                "no {} channel runs in this daemon",
+                record.decl.channel.as_str()
+            ))
+        })?;
+        let participant = Participant::from(participant);
+        let message = channel
+            .preview(&record, &participant)
+            .map_err(|unfit| BackendError::Invalid(vec![unfit.to_string()]))?;
+        Ok(preview::view(message, participant.address))
     }
 
     async fn campaigns(&self, filter: CampaignFilter) -> BackendResult<CampaignPage> {

@@ -52,6 +52,26 @@ pub enum StartError {
 /// Why one participant cannot be sent to, if it cannot.
 pub type ParticipantCheck = Box<dyn Fn(&Participant) -> Option<Unfit> + Send + Sync>;
 
+/// One participant's message as a campaign would send it, without tracking
+/// (`POST /v1/campaigns/{id}/preview`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Preview {
+    Email {
+        from: String,
+        subject: String,
+        text: String,
+        html: Option<String>,
+    },
+    Sms {
+        from: String,
+        text: String,
+        /// The alphabet and parts of the text as sent, its tracked links at
+        /// their longest.
+        coding: smpp::text::Coding,
+        parts: usize,
+    },
+}
+
 /// One channel as the dispatcher and the API see it.
 #[async_trait]
 pub trait Channel: Send + Sync + 'static {
@@ -88,6 +108,10 @@ pub trait Channel: Send + Sync + 'static {
     /// The check of each participant of `campaign` at upload: why it cannot
     /// be sent to (its address, the template's fields), if it cannot.
     fn participant_check(&self, campaign: &CampaignRecord) -> Result<ParticipantCheck, Unfit>;
+
+    /// `p`'s message of `campaign`, parsed afresh (a declared campaign's
+    /// content may still change), or why `p` cannot be sent to.
+    fn preview(&self, campaign: &CampaignRecord, p: &Participant) -> Result<Preview, Unfit>;
 
     /// Personalises and sends one claimed message.
     async fn send(&self, campaign: &CampaignRecord, claim: &Claim) -> Delivery;

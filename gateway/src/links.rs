@@ -117,6 +117,17 @@ impl Links {
         self.finish_sms(table, last, p, text)
     }
 
+    /// `text` (or, with `html`, an HTML body) with no link tracked and its
+    /// `{{untracked:URL}}` markers removed: what a preview shows, since it
+    /// has no message to sign links for.
+    pub fn untracked(&self, text: &str, html: bool) -> String {
+        let (none, msg) = (LinkTable::new(), clicktrack::MessageNo(0));
+        match html {
+            true => self.rewriter.rewrite_html(text, &none, msg).body,
+            false => self.rewriter.rewrite_text(text, &none, msg).body,
+        }
+    }
+
     /// `text` with the links of `table`, filled for `p`, tracked for `msg`.
     fn finish_sms(&self, table: &LinkTable, msg: MessageNo, p: &Participant, text: &str) -> String {
         let table = for_participant(table, p);

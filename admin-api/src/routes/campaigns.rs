@@ -13,7 +13,7 @@ use crate::{
     error::ApiError,
     types::v1::{
         CampaignDecl, CampaignFilter, CampaignPage, CampaignState, CampaignView, ChannelKind,
-        Control, limits, valid_id,
+        Control, MessagePreview, ParticipantIn, limits, valid_id,
     },
 };
 
@@ -50,6 +50,22 @@ pub async fn show(
 ) -> Result<Json<CampaignView>, ApiError> {
     check_id(&id)?;
     Ok(Json(s.backend.campaign(&id).await?))
+}
+
+/// `POST /v1/campaigns/{id}/preview`: a participant (as uploaded) in, its
+/// message out.
+pub async fn preview(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    _: Authorized<Crm>,
+    WholeBody(body): WholeBody,
+) -> Result<Json<MessagePreview>, ApiError> {
+    check_id(&id)?;
+    let participant: ParticipantIn = json_body(&body)?;
+    if let Some(problem) = limits::participant_problem(&participant) {
+        return Err(ApiError::Unprocessable(vec![problem]));
+    }
+    Ok(Json(s.backend.preview(&id, participant).await?))
 }
 
 /// The most campaigns one page lists.

@@ -148,6 +148,18 @@ impl Backend for Memory {
     async fn blacklist_get(&self, _c: &str, _e: &str) -> BackendResult<Option<String>> {
         Ok(None)
     }
+    async fn preview(&self, id: &str, p: ParticipantIn) -> BackendResult<MessagePreview> {
+        Ok(MessagePreview {
+            channel: ChannelKind::Sms,
+            from: id.into(),
+            to: p.address,
+            subject: None,
+            text: format!("Hi {}", p.customer),
+            html: None,
+            encoding: Some("gsm7".into()),
+            parts: Some(1),
+        })
+    }
     async fn blacklist_list(
         &self,
         channel: &str,
@@ -848,4 +860,31 @@ async fn the_blacklist_is_listed_by_the_filter_asked_and_bad_parameters_are_name
         2,
         "bad requests reach no backend"
     );
+}
+
+#[tokio::test]
+async fn a_preview_takes_one_participant_as_uploaded() {
+    let (_, router) = app(Tokens::default());
+    let preview = |body: &str| post("/v1/campaigns/c1/preview", "application/json", body);
+    let (status, json) = call(
+        router.clone(),
+        preview(r#"{"customer":"ann","address":"+4915100000001"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(
+        json,
+        serde_json::json!({"channel": "sms", "from": "c1", "to": "+4915100000001",
+            "text": "Hi ann", "encoding": "gsm7", "parts": 1})
+    );
+    let (status, json) = call(router.clone(), preview(r#"{"address":"+4915100000001"}"#)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{json}");
+    let (status, _) = call(router.clone(), preview("{")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let long = format!(
+        r#"{{"customer":"{}","address":"a@x.org"}}"#,
+        "c".repeat(300)
+    );
+    let (status, json) = call(router, preview(&long)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{json}");
 }

@@ -243,6 +243,28 @@ pub struct CampaignPage {
     pub next: Option<u32>,
 }
 
+/// `POST /v1/campaigns/{id}/preview`: one participant's message as the
+/// campaign would send it, links untracked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessagePreview {
+    pub channel: ChannelKind,
+    pub from: String,
+    pub to: String,
+    /// E-mail only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    pub text: String,
+    /// E-mail with an HTML part only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+    /// SMS only: `gsm7` or `ucs2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+    /// SMS only: the parts it is sent in, tracked links at their longest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<usize>,
+}
+
 /// `GET /v1/blacklist/{channel}`: a page of suppressions, and where the
 /// next page starts (`after`), if there is one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

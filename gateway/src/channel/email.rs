@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use clicktrack::LinkTable;
 
 use super::{
-    Channel, Deps, Parsed, ParticipantCheck, StartError, Unfit,
+    Channel, Deps, Parsed, ParticipantCheck, Preview, StartError, Unfit,
     health::ConnectorReport,
     mail::{Dkim, Envelope, MailTemplate, is_email},
     smtp::RelayPool,
@@ -18,7 +18,7 @@ use store::Claim;
 use tokio_util::sync::CancellationToken;
 
 use crate::{links::Links, verp::ReturnPaths};
-use domain::{CampaignDecl, CampaignRecord, ChannelKind, Delivery, now_ms};
+use domain::{CampaignDecl, CampaignRecord, ChannelKind, Delivery, Participant, now_ms};
 
 pub struct EmailChannel {
     relays: Arc<RelayPool>,
@@ -176,6 +176,19 @@ impl Channel for EmailChannel {
             None => Box::new(|p| {
                 (!is_email(&p.address)).then(|| Unfit::NotAnEmailAddress(p.address.clone()))
             }),
+        })
+    }
+
+    fn preview(&self, campaign: &CampaignRecord, p: &Participant) -> Result<Preview, Unfit> {
+        let content = campaign.decl.email().ok_or(Unfit::NoContent("e-mail"))?;
+        let template = MailTemplate::new(content).map_err(Unfit::EmailContent)?;
+        template.check(p)?;
+        let mail = template.render(p);
+        Ok(Preview::Email {
+            from: content.from.clone(),
+            subject: mail.subject,
+            text: self.links.untracked(&mail.text, false),
+            html: mail.html.map(|html| self.links.untracked(&html, true)),
         })
     }
 

@@ -33,7 +33,7 @@ use self::{
     intake::Intake,
 };
 use super::{
-    Channel, Deps, Parsed, ParticipantCheck, StartError, Unfit,
+    Channel, Deps, Parsed, ParticipantCheck, Preview, StartError, Unfit,
     health::{Condition, ConnectorReport},
 };
 use crate::{
@@ -335,6 +335,25 @@ impl Channel for SmsChannel {
 
     fn participant_check(&self, campaign: &CampaignRecord) -> Result<ParticipantCheck, Unfit> {
         checks::participant_check(campaign, self.max_parts, self.links.clone())
+    }
+
+    fn preview(&self, campaign: &CampaignRecord, p: &Participant) -> Result<Preview, Unfit> {
+        let content = campaign.decl.sms().ok_or(Unfit::NoContent("SMS"))?;
+        if let Some(unfit) = self.participant_check(campaign)?(p) {
+            return Err(unfit);
+        }
+        let template = SmsTemplate::new(content, self.max_parts)?;
+        let table = sms_table(content).unwrap_or_default();
+        let longest = template.render(p, |p, text| {
+            self.links.longest_sms(&table, p, text, campaign.seq)
+        });
+        let (coding, parts) = text::parts_needed(&longest);
+        Ok(Preview::Sms {
+            from: content.from.clone(),
+            text: template.render(p, |_, text| self.links.untracked(text, false)),
+            coding,
+            parts,
+        })
     }
 
     async fn send(&self, campaign: &CampaignRecord, claim: &Claim) -> Delivery {
