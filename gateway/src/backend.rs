@@ -13,7 +13,7 @@ use admin_api::{
 use async_trait::async_trait;
 use domain::{
     CampaignDecl, CampaignRecord, CampaignState, ChannelKind, FieldValue, Participant,
-    SuppressReason, Undelivered, Window, now_ms,
+    SuppressReason, Undelivered, Window, now_ms, rfc3339,
 };
 use store::{Store, StoreError, SuppressionQuery, UploadId};
 use tokio::sync::Notify;
@@ -23,6 +23,7 @@ use crate::{
     links,
     metrics::Metrics,
     policy::{Policy, PolicyError, plan_key, window_spec},
+    progress::{self, Progress},
     returns::{IntakeError, Returns},
 };
 
@@ -37,6 +38,7 @@ pub struct GatewayBackend {
     pub channels: Registry,
     pub metrics: Arc<Metrics>,
     pub wake: Arc<Notify>,
+    pub progress: Arc<Progress>,
 }
 
 fn store_error(e: StoreError) -> BackendError {
@@ -137,6 +139,20 @@ impl GatewayBackend {
 
     async fn view(&self, record: CampaignRecord) -> BackendResult<CampaignView> {
         let counts = self.store.counts(&record.id).await.map_err(store_error)?;
+        let pending = progress::pending(&counts);
+        let pace = if record.state == CampaignState::Running {
+            self.progress.observe(&record.id, now_ms(), pending);
+            self.progress.pace(&record.id)
+        } else {
+            self.progress.forget(&record.id);
+            None
+        };
+        let progress = v1::CampaignProgress {
+            done: counts.participants.saturating_sub(pending),
+            pending,
+            rate_per_sec: pace.map(|p| p.per_sec),
+            eta: pace.map(|p| rfc3339(p.eta)),
+        };
         Ok(CampaignView {
             id: record.id,
             state: record.state.into(),
@@ -144,6 +160,7 @@ impl GatewayBackend {
             participants: counts.participants,
             uploading: counts.staged,
             counts: counts.by_status,
+            progress,
         })
     }
 
@@ -392,12 +409,7 @@ impl Backend for GatewayBackend {
         participant: ParticipantIn,
     ) -> BackendResult<v1::MessagePreview> {
         let record = self.record(id).await?;
-        let channel = self.channels.get(record.decl.channel).ok_or_else(|| {
-            BackendError::Conflict(format!(
-                "no {} channel runs in this daemon",
-                record.decl.channel.as_str()
-            ))
-        })?;
+        let channel = self.channel(record.decl.channel)?;
         let participant = Participant::from(participant);
         let message = channel
             .preview(&record, &participant)

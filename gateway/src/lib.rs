@@ -14,6 +14,7 @@ pub mod engagements;
 pub mod links;
 pub mod metrics;
 pub mod policy;
+pub mod progress;
 pub mod returns;
 pub mod schedule;
 pub mod template;

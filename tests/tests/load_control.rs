@@ -1,4 +1,5 @@
-//! Load control end to end: a channel limited to R msgs/s delivers at R, an
+//! Load control end to end: a channel limited to R msgs/s delivers at R
+//! (and a running campaign's progress shows that pace and an ETA), an
 //! exclusion day sends nothing, a second campaign to the same customers is
 //! suppressed by the quota (also after a restart), a full cap stays full
 //! after a crash, blacklisted customers get nothing, and bad limits get
@@ -53,6 +54,55 @@ fn a_rate_limited_channel_sends_at_its_rate() {
     eprintln!("rate over the run: {rate:.2} msgs/s (limit 20)");
     assert!((rate - 20.0).abs() <= 0.4, "rate {rate:.2} is not 20 ±2%");
     assert_eq!(peer.received().len(), 101);
+    end.reached();
+}
+
+#[test]
+fn a_running_campaign_shows_its_pace_and_when_it_will_be_done() {
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let peer = SmtpPeer::start(&end, dir.path());
+    let daemon = Daemon::start(dir.path(), &relay_config(&peer));
+    set_limits(
+        &daemon,
+        json!({"rate_per_sec": 20, "burst": 1, "tz": "UTC"}),
+    );
+    daemon.email_campaign("paced", None, 160);
+    let declared = daemon.get("/v1/campaigns/paced").json();
+    assert_eq!(
+        declared["progress"],
+        json!({"done": 0, "pending": 160}),
+        "no pace before it runs"
+    );
+    daemon.start_campaign("paced");
+    std::thread::sleep(Duration::from_secs(1));
+    let first = daemon.get("/v1/campaigns/paced").json();
+    std::thread::sleep(Duration::from_secs(3));
+    let asked_at = jiff::Timestamp::now();
+    let later = daemon.get("/v1/campaigns/paced").json();
+    let progress = &later["progress"];
+    let pending = progress["pending"].as_u64().unwrap();
+    assert!(pending > 0 && pending < 160, "{later}");
+    assert_eq!(progress["done"].as_u64().unwrap() + pending, 160, "{later}");
+    let rate = progress["rate_per_sec"].as_f64().unwrap();
+    // Sent at 20/s; the pace is measured over a few seconds of it.
+    assert!(
+        (10.0..=30.0).contains(&rate),
+        "pace {rate} for 20/s: {first} then {later}"
+    );
+    let eta: jiff::Timestamp = progress["eta"].as_str().unwrap().parse().unwrap();
+    let left = (eta - asked_at).total(jiff::Unit::Second).unwrap();
+    let expected = pending as f64 / 20.0;
+    assert!(
+        (expected * 0.5..=expected * 2.0 + 1.0).contains(&left),
+        "ETA in {left:.1} s for {pending} at 20/s ({expected:.1} s)"
+    );
+    let done = daemon.wait_for_campaign("paced", Duration::from_secs(60), finished);
+    assert_eq!(
+        done["progress"],
+        json!({"done": 160, "pending": 0}),
+        "no ETA once finished"
+    );
     end.reached();
 }
 

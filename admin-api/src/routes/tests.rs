@@ -41,6 +41,7 @@ impl Backend for Memory {
             participants: 0,
             uploading: 0,
             counts: Default::default(),
+            progress: Default::default(),
         })
     }
     fn new_upload(&self) -> UploadId {
@@ -102,6 +103,7 @@ impl Backend for Memory {
             participants: 0,
             uploading: 0,
             counts: Default::default(),
+            progress: Default::default(),
         };
         Ok(CampaignPage {
             campaigns: vec![view],

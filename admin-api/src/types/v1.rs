@@ -232,6 +232,23 @@ pub struct CampaignView {
     pub uploading: u64,
     /// Participants per current outcome (`pending`, `submitted`, `failed`, ...).
     pub counts: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub progress: CampaignProgress,
+}
+
+/// How far a campaign is, and, while it runs at a measurable pace, when
+/// it will have sent every message.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CampaignProgress {
+    /// Participants whose message left `pending`.
+    pub done: u64,
+    pub pending: u64,
+    /// How fast `pending` fell over the last minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_sec: Option<f64>,
+    /// RFC 3339: when `pending` reaches 0 at that rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta: Option<String>,
 }
 
 /// `GET /v1/campaigns`: a page of campaigns, newest first, and where the

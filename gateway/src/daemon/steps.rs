@@ -22,6 +22,7 @@ use crate::{
     links::Links,
     metrics::Metrics,
     policy::Policy,
+    progress::Progress,
     returns::{Returns, listener, maildir::Maildir},
     tracking,
     verp::ReturnPaths,
@@ -45,6 +46,8 @@ pub(super) struct Core {
     returns: Arc<Returns>,
     /// Woken when a campaign starts or gets participants.
     wake: Arc<Notify>,
+    /// Running campaigns' pace, for their ETA.
+    progress: Arc<Progress>,
 }
 
 impl Core {
@@ -96,6 +99,7 @@ impl Core {
             policy,
             returns,
             wake: Arc::new(Notify::new()),
+            progress: Arc::default(),
         })
     }
 }
@@ -115,6 +119,7 @@ pub(super) fn api_router(config: &Config, core: &Core) -> Result<axum::Router, R
         channels: core.channels.clone(),
         metrics: core.metrics.clone(),
         wake: core.wake.clone(),
+        progress: core.progress.clone(),
     });
     Ok(admin_api::router(
         backend,
@@ -213,6 +218,8 @@ pub(super) fn spawn_dispatcher(
         wake: core.wake.clone(),
     });
     tasks.spawn(dispatcher.run(shutdown.clone()));
+    let progress = core.progress.clone();
+    tasks.spawn(progress.sample(core.store.clone(), shutdown.clone()));
 }
 
 /// Returned mail: the SMTP listener and, if configured, the maildir watcher.
