@@ -5,8 +5,8 @@ use async_trait::async_trait;
 
 use crate::types::v1::{
     AudienceRow, AudienceSource, BlacklistFilter, BlacklistPage, BounceImport, CampaignDecl,
-    CampaignFilter, CampaignPage, CampaignView, ChannelsView, Control, EventPage, MessagePreview,
-    ParticipantIn, UploadResult,
+    CampaignFilter, CampaignPage, CampaignView, ChannelsView, ConnectorHealth, Control, EventPage,
+    MessagePreview, ParticipantIn, UploadResult,
 };
 
 /// Why the daemon refused or could not do a request.
@@ -125,6 +125,15 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Every channel with its connectors' health.
     fn channels(&self) -> ChannelsView;
+
+    /// Starts (`on`) or stops the connector `name` of `channel`; its
+    /// health after. `NotFound` when the channel has no such connector.
+    fn switch_connector(
+        &self,
+        channel: &str,
+        name: &str,
+        on: bool,
+    ) -> BackendResult<ConnectorHealth>;
 
     /// A page of the channel's suppressions (any reason), in entry order.
     async fn blacklist_list(

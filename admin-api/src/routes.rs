@@ -82,6 +82,10 @@ fn routes_without_query() -> Router<AppState> {
         .route("/v1/bounces", post(bounces::import))
         .route("/v1/channels", get(channels::list))
         .route(
+            "/v1/channels/{channel}/connectors/{name}/{action}",
+            post(channels::switch_connector),
+        )
+        .route(
             "/v1/channels/{channel}/limits",
             put(channels::put_limits).get(channels::get_limits),
         )

@@ -616,6 +616,25 @@ impl Backend for GatewayBackend {
         connectors::view(&self.channels)
     }
 
+    fn switch_connector(
+        &self,
+        channel: &str,
+        name: &str,
+        on: bool,
+    ) -> BackendResult<v1::ConnectorHealth> {
+        let report = self
+            .channel(channel_kind(channel)?)?
+            .switch_connector(name, on)
+            .ok_or_else(|| {
+                BackendError::NotFound(format!("no {channel} connector named `{name}`"))
+            })?;
+        if on {
+            // Messages waiting for a connector may go now.
+            self.wake.notify_one();
+        }
+        Ok(connectors::health(report))
+    }
+
     /// The store takes writes, some upstream is configured, and every
     /// channel's configured upstreams can take messages (an SMSC a bind up,
     /// a relay reached).

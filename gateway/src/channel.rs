@@ -10,6 +10,7 @@ pub mod mail;
 mod registry;
 pub mod sms;
 pub mod smtp;
+mod switch;
 mod unfit;
 
 use std::{
@@ -93,6 +94,10 @@ pub trait Channel: Send + Sync + 'static {
 
     /// Each configured upstream's health, in configured order.
     fn connectors(&self) -> Vec<health::ConnectorReport>;
+
+    /// Starts (`on`) or stops the connector named `name`; its health
+    /// after, or `None` when the channel has no connector of that name.
+    fn switch_connector(&self, name: &str, on: bool) -> Option<health::ConnectorReport>;
 
     /// Why `campaign` cannot start on this channel, if it cannot.
     fn start_blocker(&self, campaign: &CampaignRecord) -> Option<String>;

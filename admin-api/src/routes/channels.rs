@@ -7,7 +7,10 @@ use super::{
     AppState,
     extract::{Admin, Authorized, Path, WholeBody},
 };
-use crate::{error::ApiError, types::v1::ChannelsView};
+use crate::{
+    error::ApiError,
+    types::v1::{ChannelsView, ConnectorHealth},
+};
 
 pub(crate) fn check_channel(channel: &str) -> Result<(), ApiError> {
     match channel {
@@ -42,4 +45,25 @@ pub async fn get_limits(
 /// `GET /v1/channels`: every channel and each connector's health.
 pub async fn list(State(s): State<AppState>, _: Authorized<Admin>) -> Json<ChannelsView> {
     Json(s.backend.channels())
+}
+
+/// `POST /v1/channels/{channel}/connectors/{name}/{stop|start}`: an
+/// operator's stop (drain, then disconnect) or start of one connector.
+pub async fn switch_connector(
+    State(s): State<AppState>,
+    Path((channel, name, action)): Path<(String, String, String)>,
+    _: Authorized<Admin>,
+) -> Result<Json<ConnectorHealth>, ApiError> {
+    check_channel(&channel)?;
+    let on = match action.as_str() {
+        "start" => true,
+        "stop" => false,
+        other => {
+            return Err(ApiError::NotFound(format!(
+                "no connector action `{other}` (stop or start)"
+            ))
+            .for_field("action"));
+        }
+    };
+    Ok(Json(s.backend.switch_connector(&channel, &name, on)?))
 }

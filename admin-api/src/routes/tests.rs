@@ -209,6 +209,32 @@ impl Backend for Memory {
             }],
         }
     }
+    fn switch_connector(
+        &self,
+        channel: &str,
+        name: &str,
+        on: bool,
+    ) -> BackendResult<ConnectorHealth> {
+        if name != "main" {
+            return Err(BackendError::NotFound(format!(
+                "no {channel} connector named `{name}`"
+            )));
+        }
+        Ok(ConnectorHealth {
+            kind: "smsc".into(),
+            name: name.into(),
+            address: "10.0.0.6:2775".into(),
+            state: if on {
+                ConnectorState::Connecting
+            } else {
+                ConnectorState::Stopped
+            },
+            last_error: None,
+            last_error_at: None,
+            binds_up: Some(0),
+            binds: Some(1),
+        })
+    }
     fn not_ready(&self) -> Vec<String> {
         vec!["SMSC main (10.0.0.6:2775): not bound yet".into()]
     }
@@ -889,4 +915,55 @@ async fn a_preview_takes_one_participant_as_uploaded() {
     );
     let (status, json) = call(router, preview(&long)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{json}");
+}
+
+#[tokio::test]
+async fn an_administrator_stops_and_starts_a_named_connector() {
+    let (_, router) = app(Tokens::new(vec![
+        (Role::Crm, "c".into()),
+        (Role::Admin, "a".into()),
+    ]));
+    let switch = |path: &str, token: &str| {
+        Request::post(path)
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .expect("request")
+    };
+    let stop = "/v1/channels/sms/connectors/main/stop";
+    assert_eq!(
+        call(router.clone(), switch(stop, "c")).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, json) = call(router.clone(), switch(stop, "a")).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["state"], "stopped");
+    let (status, json) = call(
+        router.clone(),
+        switch("/v1/channels/sms/connectors/main/start", "a"),
+    )
+    .await;
+    assert_eq!(
+        (status, &json["state"]),
+        (StatusCode::OK, &serde_json::json!("connecting"))
+    );
+    for (path, status) in [
+        (
+            "/v1/channels/sms/connectors/other/stop",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/v1/channels/sms/connectors/main/restart",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/v1/channels/fax/connectors/main/stop",
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        assert_eq!(
+            call(router.clone(), switch(path, "a")).await.0,
+            status,
+            "{path}"
+        );
+    }
 }

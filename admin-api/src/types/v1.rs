@@ -356,6 +356,8 @@ pub enum ConnectorState {
     Connecting,
     /// Its last connection attempt failed (`last_error` says why).
     Failing,
+    /// Stopped by an operator (`POST .../connectors/{name}/stop`).
+    Stopped,
 }
 
 /// Which campaigns `GET /v1/campaigns` lists.

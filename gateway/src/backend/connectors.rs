@@ -19,7 +19,7 @@ pub(super) fn view(channels: &Registry) -> ChannelsView {
     ChannelsView { channels }
 }
 
-fn health(report: ConnectorReport) -> ConnectorHealth {
+pub(super) fn health(report: ConnectorReport) -> ConnectorHealth {
     let (last_error, last_error_at) = report
         .last_error
         .map(|(error, at)| (error, rfc3339(at)))
@@ -32,6 +32,7 @@ fn health(report: ConnectorReport) -> ConnectorHealth {
             Condition::Up => ConnectorState::Up,
             Condition::Connecting => ConnectorState::Connecting,
             Condition::Failing => ConnectorState::Failing,
+            Condition::Stopped => ConnectorState::Stopped,
         },
         last_error,
         last_error_at,

@@ -142,6 +142,10 @@ impl Channel for EmailChannel {
         self.relays.reports()
     }
 
+    fn switch_connector(&self, name: &str, on: bool) -> Option<ConnectorReport> {
+        self.relays.switch(name, on)
+    }
+
     fn start_blocker(&self, campaign: &CampaignRecord) -> Option<String> {
         if campaign.decl.email().is_none() {
             Some(Unfit::NoContent("e-mail").to_string())

@@ -19,6 +19,8 @@ pub enum Condition {
     Connecting,
     /// Its last connection attempt failed.
     Failing,
+    /// Stopped by an operator.
+    Stopped,
 }
 
 /// One connector's health, named.
@@ -124,13 +126,15 @@ impl Health {
 
     /// The connector's health; `up` says whether it is up now when its
     /// owner knows better than the last connection outcome (an SMSC whose
-    /// session dropped is not up though its last bind succeeded).
-    pub fn report(&self, up: Option<bool>) -> ConnectorReport {
+    /// session dropped is not up though its last bind succeeded); `on`
+    /// whether an operator let it run.
+    pub fn report(&self, up: Option<bool>, on: bool) -> ConnectorReport {
         let outcome = self.lock();
-        let condition = match (up.unwrap_or(outcome.reached), &outcome.failing) {
-            (true, _) => Condition::Up,
-            (false, Some(_)) => Condition::Failing,
-            (false, None) => Condition::Connecting,
+        let condition = match (on, up.unwrap_or(outcome.reached), &outcome.failing) {
+            (false, _, _) => Condition::Stopped,
+            (true, true, _) => Condition::Up,
+            (true, false, Some(_)) => Condition::Failing,
+            (true, false, None) => Condition::Connecting,
         };
         ConnectorReport {
             kind: self.kind,
@@ -193,7 +197,7 @@ mod tests {
     #[test]
     fn the_report_goes_from_connecting_to_failing_to_up_and_keeps_the_last_error() {
         let relay = Health::new(SMTP_RELAY, "main", "10.0.0.5", 25);
-        let report = relay.report(None);
+        let report = relay.report(None, true);
         assert_eq!(
             (report.kind, report.name.as_str(), report.address.as_str()),
             ("smtp_relay", "main", "10.0.0.5:25")
@@ -201,14 +205,14 @@ mod tests {
         assert_eq!(report.condition, Condition::Connecting);
         assert_eq!(report.last_error, None);
         relay.failed(&"connection refused");
-        let report = relay.report(None);
+        let report = relay.report(None, true);
         assert_eq!(report.condition, Condition::Failing);
         assert_eq!(
             report.last_error.map(|(e, _)| e).as_deref(),
             Some("connection refused")
         );
         relay.reached();
-        let report = relay.report(None);
+        let report = relay.report(None, true);
         assert_eq!(report.condition, Condition::Up);
         assert_eq!(
             report.last_error.map(|(e, _)| e).as_deref(),
@@ -216,9 +220,10 @@ mod tests {
             "the last error stays after recovery"
         );
         assert_eq!(
-            relay.report(Some(false)).condition,
+            relay.report(Some(false), true).condition,
             Condition::Connecting,
             "reached once but said down by its owner: being connected again"
         );
+        assert_eq!(relay.report(None, false).condition, Condition::Stopped);
     }
 }

@@ -35,6 +35,7 @@ use self::{
 use super::{
     Channel, Deps, Parsed, ParticipantCheck, Preview, StartError, Unfit,
     health::{Condition, ConnectorReport},
+    switch::Switch,
 };
 use crate::{
     BoxError,
@@ -74,10 +75,12 @@ struct Smsc {
     index: u16,
     config: Arc<SmscConfig>,
     binds: Vec<Arc<Bind>>,
+    /// An operator's stop and start, for every bind.
+    switch: Arc<Switch>,
 }
 
 impl Smsc {
-    /// Up with any bind up; else failing while a bind's last attempt
+    /// Stopped by an operator; else up with any bind up; else failing while a bind's last attempt
     /// failed; else connecting. The last error is the latest of any bind.
     fn report(&self) -> ConnectorReport {
         let reports: Vec<ConnectorReport> = self.binds.iter().map(|b| b.report()).collect();
@@ -85,7 +88,7 @@ impl Smsc {
             .iter()
             .filter(|r| r.condition == Condition::Up)
             .count();
-        let condition = [Condition::Up, Condition::Failing]
+        let condition = [Condition::Stopped, Condition::Up, Condition::Failing]
             .into_iter()
             .find(|c| reports.iter().any(|r| r.condition == *c))
             .unwrap_or(Condition::Connecting);
@@ -138,6 +141,7 @@ impl SmsChannel {
                 None
             };
             let config = Arc::new(c.clone());
+            let switch = Arc::new(Switch::default());
             let binds: Vec<Arc<Bind>> = (0..c.binds)
                 .map(|b| {
                     Arc::new(Bind::new(
@@ -147,6 +151,7 @@ impl SmsChannel {
                         password.clone(),
                         tls.clone(),
                         metrics.clone(),
+                        switch.clone(),
                     ))
                 })
                 .collect();
@@ -157,6 +162,7 @@ impl SmsChannel {
                 index,
                 config,
                 binds,
+                switch,
             });
         }
         drop(tx);
@@ -307,6 +313,15 @@ impl Channel for SmsChannel {
 
     fn connectors(&self) -> Vec<ConnectorReport> {
         self.smscs.iter().map(Smsc::report).collect()
+    }
+
+    /// Stopping drains each bind's window, then unbinds; starting binds again.
+    fn switch_connector(&self, name: &str, on: bool) -> Option<ConnectorReport> {
+        let smsc = self.smscs.iter().find(|s| s.config.name() == name)?;
+        if smsc.switch.set(on) {
+            tracing::info!(smsc = %name, on, "SMSC switched by an operator");
+        }
+        Some(smsc.report())
     }
 
     fn start_blocker(&self, campaign: &CampaignRecord) -> Option<String> {

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     StartError,
     health::{self, ConnectorReport, Health},
+    switch::Switch,
 };
 use crate::{
     config::{Relay as RelayConfig, TlsMode},
@@ -71,6 +72,8 @@ struct Relay {
     config: RelayConfig,
     name: String,
     health: Health,
+    /// An operator's stop and start.
+    switch: Switch,
     idle: Mutex<Vec<Connection>>,
     slots: Semaphore,
     tls: Option<TlsConnector>,
@@ -119,6 +122,7 @@ impl RelayPool {
                 _ => None,
             };
             relays.push(Arc::new(Relay {
+                switch: Switch::default(),
                 name: config.name(),
                 health: Health::new(
                     health::SMTP_RELAY,
@@ -147,9 +151,16 @@ impl RelayPool {
     /// Sends one message to one recipient with envelope sender `from`.
     pub async fn send(&self, from: &str, to: &str, message: &[u8]) -> Delivery {
         let Some(relay) = self.pick() else {
-            return Delivery::Transient {
-                reply: "no relay configured".into(),
-                retry_after: None,
+            if self.relays.is_empty() {
+                return Delivery::Transient {
+                    reply: "no relay configured".into(),
+                    retry_after: None,
+                };
+            }
+            // Not an attempt: the message waits for a relay to be started.
+            return Delivery::Unsent {
+                reply: "every relay is stopped".into(),
+                retry_after: STOPPED_RETRY,
             };
         };
         let Ok(_slot) = relay.slots.acquire().await else {
@@ -215,7 +226,7 @@ impl RelayPool {
         let mut first = true;
         loop {
             for relay in &self.relays {
-                if first || relay.health.failure().is_some() {
+                if relay.switch.is_on() && (first || relay.health.failure().is_some()) {
                     match relay.connect(&self.helo).await {
                         Ok(conn) => {
                             relay.health.reached();
@@ -247,14 +258,33 @@ impl RelayPool {
 
     /// Each relay's health, in configured order.
     pub fn reports(&self) -> Vec<ConnectorReport> {
-        self.relays.iter().map(|r| r.health.report(None)).collect()
+        self.relays.iter().map(|r| r.report()).collect()
     }
 
-    /// The relays that failed their last connection, each with its error.
+    /// Starts (`on`) or stops the relay named `name`: stopped, it takes no
+    /// message and its idle connections are closed. Its health after, if
+    /// there is such a relay.
+    pub fn switch(&self, name: &str, on: bool) -> Option<ConnectorReport> {
+        let relay = self.relays.iter().find(|r| r.name == name)?;
+        if relay.switch.set(on) {
+            tracing::info!(relay = %name, on, "SMTP relay switched by an operator");
+        }
+        if !on {
+            let idle = std::mem::take(&mut *relay.lock_idle());
+            tokio::spawn(quit(idle));
+        }
+        Some(relay.report())
+    }
+
+    /// The relays stopped or that failed their last connection, each with
+    /// why.
     pub fn failures(&self) -> Vec<String> {
         self.relays
             .iter()
-            .filter_map(|r| r.health.failure())
+            .filter_map(|r| match r.switch.is_on() {
+                true => r.health.failure(),
+                false => Some(format!("{}: stopped by an operator", r.health.upstream())),
+            })
             .collect()
     }
 
@@ -263,29 +293,38 @@ impl RelayPool {
     pub async fn close(&self) {
         for relay in &self.relays {
             let idle = std::mem::take(&mut *relay.lock_idle());
-            for conn in idle {
-                let quit = async {
-                    match conn.client {
-                        Client::Plain(c) => c.quit().await,
-                        Client::Tls(c) => c.quit().await,
-                    }
-                };
-                let _ = tokio::time::timeout(QUIT_TIMEOUT, quit).await;
-            }
+            quit(idle).await;
         }
     }
 
+    /// The next relay in turn that an operator has not stopped.
     fn pick(&self) -> Option<&Arc<Relay>> {
-        if self.relays.is_empty() {
-            return None;
-        }
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        self.relays.get(n % self.relays.len())
+        let n = self.relays.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|i| &self.relays[(start + i) % n])
+            .find(|r| r.switch.is_on())
     }
 }
 
 /// How long a relay may take to answer QUIT at shutdown.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How soon a message is tried again while every relay is stopped.
+const STOPPED_RETRY: Duration = Duration::from_secs(5);
+
+/// Says QUIT on each connection; one that does not answer within
+/// `QUIT_TIMEOUT` is dropped.
+async fn quit(connections: Vec<Connection>) {
+    for conn in connections {
+        let quit = async {
+            match conn.client {
+                Client::Plain(c) => c.quit().await,
+                Client::Tls(c) => c.quit().await,
+            }
+        };
+        let _ = tokio::time::timeout(QUIT_TIMEOUT, quit).await;
+    }
+}
 /// How often a relay that could not be reached is tried again when no
 /// send tries it meanwhile.
 const PROBE_INTERVAL: Duration = Duration::from_secs(10);
@@ -543,6 +582,10 @@ fn reply_text(reply: &Response<String>) -> String {
 }
 
 impl Relay {
+    fn report(&self) -> ConnectorReport {
+        self.health.report(None, self.switch.is_on())
+    }
+
     fn data_timeout(&self) -> Duration {
         Duration::from_secs(self.config.data_timeout_secs)
     }
@@ -557,9 +600,13 @@ impl Relay {
         self.lock_idle().pop()
     }
 
+    /// Keeps `conn` for the next send, unless the relay was stopped
+    /// meanwhile.
     fn put_idle(&self, conn: Option<Connection>) {
-        if let Some(conn) = conn {
-            self.lock_idle().push(conn);
+        match conn {
+            Some(conn) if self.switch.is_on() => self.lock_idle().push(conn),
+            Some(conn) => drop(tokio::spawn(quit(vec![conn]))),
+            None => {}
         }
     }
 

@@ -630,3 +630,56 @@ fn links_of_an_sms_that_asks_for_tracking_become_short_tracked_links() {
         .text();
     assert!(audience.contains("\"customer\":\"c0\""), "{audience}");
 }
+
+/// An operator stops the SMSC: it unbinds, `/v1/channels` and `/readyz`
+/// say so, a campaign started meanwhile waits without failing anyone, and
+/// once started again it binds and sends everything.
+#[test]
+fn a_stopped_smsc_unbinds_and_holds_messages_until_it_is_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let smsc = FakeSmsc::start(our_smsc());
+    let daemon = start(dir.path(), &smsc, "");
+    let address = format!("127.0.0.1:{}", smsc.port());
+    let stopped = daemon.post(
+        &format!("/v1/channels/sms/connectors/{address}/stop"),
+        "application/json",
+        b"",
+    );
+    assert_eq!(stopped.status, 200, "{}", stopped.text());
+    assert_eq!(stopped.json()["state"], "stopped");
+    wait_until("the SMSC sees no bound session", T, || {
+        smsc.bound_now() == 0
+    });
+    let readyz = daemon.get("/readyz");
+    assert_eq!(readyz.status, 503);
+    assert_eq!(
+        readyz.json()["reasons"],
+        json!([format!("SMSC {address}: stopped by an operator")])
+    );
+    sms_campaign(&daemon, "held", "Hi {{name}}", &numbers(3));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(smsc.received(), Vec::new(), "nothing sent while stopped");
+    assert_eq!(facts(&daemon, "failed"), Vec::<Value>::new());
+    let health = daemon.get("/v1/channels").json()["channels"][1]["connectors"][0].clone();
+    assert_eq!(
+        (&health["state"], &health["binds_up"]),
+        (&json!("stopped"), &json!(0))
+    );
+
+    let started = daemon.post(
+        &format!("/v1/channels/sms/connectors/{address}/start"),
+        "application/json",
+        b"",
+    );
+    assert_eq!(started.status, 200, "{}", started.text());
+    wait_ready(&daemon);
+    let delivered = wait_facts(&daemon, "delivered", 3);
+    assert_eq!(customers(&delivered), customer_ids(3));
+    assert_eq!(facts(&daemon, "failed"), Vec::<Value>::new());
+    let unknown = daemon.post(
+        "/v1/channels/sms/connectors/nobody/stop",
+        "application/json",
+        b"",
+    );
+    assert_eq!(unknown.status, 404, "{}", unknown.text());
+}

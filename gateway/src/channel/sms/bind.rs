@@ -39,7 +39,10 @@ use smpp::{
 };
 
 use super::FieldError;
-use crate::channel::health::{self, ConnectorReport, Health};
+use crate::channel::{
+    health::{self, ConnectorReport, Health},
+    switch::Switch,
+};
 use crate::{
     config::{BindMode, Smsc},
     metrics::{BindLabels, Metrics, ReceiptLabels},
@@ -53,6 +56,8 @@ const WINDOW_RETRY: Duration = Duration::from_millis(100);
 pub const UNBOUND_RETRY: Duration = Duration::from_secs(5);
 /// How long an unbind may take at shutdown before the connection is dropped.
 const UNBIND_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a stopped SMSC's submits in flight may take to be answered.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A bind field, refused when too long for the PDU (SMPP caps each).
 fn octets<const N: usize>(
@@ -175,6 +180,18 @@ pub struct Bind {
     metrics: Arc<BindMetrics>,
     /// The last bind attempt's failure, for the log and `/readyz`.
     health: Health,
+    /// The operator's on/off for the SMSC this bind is one of.
+    switch: Arc<Switch>,
+}
+
+/// Why a session ended.
+enum Ended {
+    /// The daemon is stopping: no new session.
+    Shutdown,
+    /// An operator stopped the SMSC: a new session once started again.
+    Stopped,
+    /// The SMSC or the network ended it: a new session after back-off.
+    Lost,
 }
 
 /// Throttling state: paused until `until`; `streak` throttles in a row.
@@ -199,6 +216,7 @@ impl Bind {
         password: String,
         tls: Option<TlsConnector>,
         metrics: Arc<Metrics>,
+        switch: Arc<Switch>,
     ) -> Self {
         let labels = BindLabels {
             smsc: config.name(),
@@ -218,6 +236,7 @@ impl Bind {
             sessions_up: AtomicUsize::new(0),
             metrics,
             health,
+            switch,
         }
     }
 
@@ -337,6 +356,14 @@ impl Bind {
         let max = Duration::from_secs(self.config.reconnect_max_secs);
         let mut backoff = min;
         while !stop.is_cancelled() {
+            if !self.switch.is_on() {
+                tracing::info!(upstream = %self.health.upstream(), bind = %self.labels.bind, ?role, "SMSC stopped by an operator; waiting to be started");
+                tokio::select! {
+                    () = self.switch.until_on() => {}
+                    () = stop.cancelled() => break,
+                }
+                backoff = min;
+            }
             let opened = tokio::select! {
                 opened = self.open(role) => opened,
                 () = stop.cancelled() => break,
@@ -347,10 +374,12 @@ impl Bind {
                     self.health.reached();
                     tracing::info!(upstream = %self.health.upstream(), bind = %self.labels.bind, ?role, "SMPP bound");
                     self.set_bound(role, Some(session.clone()));
-                    let unbound_by_us = self.serve(&session, requests, &inbound, &stop).await;
+                    let ended = self.serve(role, &session, requests, &inbound, &stop).await;
                     self.set_bound(role, None);
-                    if unbound_by_us {
-                        break;
+                    match ended {
+                        Ended::Shutdown => break,
+                        Ended::Stopped => continue,
+                        Ended::Lost => {}
                     }
                     tracing::warn!(upstream = %self.health.upstream(), bind = %self.labels.bind, ?role, "SMPP session lost; reconnecting");
                 }
@@ -393,6 +422,12 @@ impl Bind {
         if self.is_up() {
             return None;
         }
+        if !self.switch.is_on() {
+            return Some(format!(
+                "{}: stopped by an operator",
+                self.health.upstream()
+            ));
+        }
         Some(
             self.health
                 .failure()
@@ -402,7 +437,7 @@ impl Bind {
 
     /// The bind's health: up while every session is.
     pub fn report(&self) -> ConnectorReport {
-        self.health.report(Some(self.is_up()))
+        self.health.report(Some(self.is_up()), self.switch.is_on())
     }
 
     /// Every session of the bind is up: it can submit and take receipts.
@@ -474,22 +509,27 @@ impl Bind {
     /// Serves a bound session until it drops (false) or `stop` unbinds it (true).
     async fn serve(
         &self,
+        role: Role,
         session: &Arc<Session>,
         mut requests: mpsc::Receiver<Command>,
         inbound: &mpsc::Sender<Delivered>,
         stop: &CancellationToken,
-    ) -> bool {
+    ) -> Ended {
         loop {
             let request = tokio::select! {
                 request = requests.recv() => request,
                 () = stop.cancelled() => {
-                    let _ = tokio::time::timeout(UNBIND_TIMEOUT, session.request(Pdu::Unbind)).await;
-                    session.close();
-                    return true;
+                    Self::unbind(session).await;
+                    return Ended::Shutdown;
+                }
+                () = self.switch.until_off() => {
+                    self.drain(role).await;
+                    Self::unbind(session).await;
+                    return Ended::Stopped;
                 }
             };
             let Some(command) = request else {
-                return false;
+                return Ended::Lost;
             };
             let sequence_number = command.sequence_number();
             match command.pdu() {
@@ -502,14 +542,14 @@ impl Bind {
                         inbound: smpp::inbound::parse(sm),
                     };
                     if inbound.send(delivered).await.is_err() {
-                        return false;
+                        return Ended::Lost;
                     }
                 }
                 Some(Pdu::Unbind) => {
                     tracing::warn!(smsc = %self.labels.smsc, bind = %self.labels.bind, "SMSC unbound us");
                     session.respond(sequence_number, CommandStatus::EsmeRok, Pdu::UnbindResp);
                     session.close();
-                    return false;
+                    return Ended::Lost;
                 }
                 // The one request SMPP 3.4 defines without a response.
                 Some(Pdu::AlertNotification(_)) => {}
@@ -526,6 +566,23 @@ impl Bind {
                 }
             }
         }
+    }
+
+    async fn unbind(session: &Session) {
+        let _ = tokio::time::timeout(UNBIND_TIMEOUT, session.request(Pdu::Unbind)).await;
+        session.close();
+    }
+
+    /// Before a stopped SMSC is unbound: no new submit on this session, and
+    /// those in flight answered (up to `DRAIN_TIMEOUT`), so that stopping
+    /// loses no answer.
+    async fn drain(&self, role: Role) {
+        if role == Role::Receiver {
+            return;
+        }
+        self.submitter.send_replace(None);
+        let all = u32::try_from(self.config.window).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, self.window.acquire_many(all)).await;
     }
 }
 
@@ -551,6 +608,7 @@ mod tests {
             "pw".into(),
             None,
             Arc::new(Metrics::default()),
+            Arc::default(),
         ));
         let (tx, _rx) = mpsc::channel(1);
         let stop = CancellationToken::new();
