@@ -5,7 +5,8 @@
 //! then is it answered. A request that fails or is cut off publishes
 //! nothing. A line that cannot be taken (broken JSON, a wrong shape, a value
 //! too long) is rejected with its number and reason; the other lines are
-//! still taken.
+//! still taken. A dry run does all of that but drops the upload instead of
+//! publishing it: the answer says what an upload would take.
 
 use std::sync::Arc;
 
@@ -48,11 +49,14 @@ struct Uploader {
     done: UploadResult,
     /// The first commit that failed.
     failed: Option<ApiError>,
+    /// Check every line, answer as if stored, then drop the upload.
+    dry_run: bool,
 }
 
 impl Uploader {
-    fn new(backend: Arc<dyn Backend>, campaign: &str) -> Self {
+    fn new(backend: Arc<dyn Backend>, campaign: &str, dry_run: bool) -> Self {
         Self {
+            dry_run,
             upload: backend.new_upload(),
             ended: false,
             backend,
@@ -125,6 +129,13 @@ impl Uploader {
         if let Some(e) = self.failed.take() {
             return Err(self.fail(e).await);
         }
+        if self.dry_run {
+            self.backend.abandon(self.upload).await;
+            self.ended = true;
+            let mut done = std::mem::take(&mut self.done);
+            done.rejected.sort_by_key(|r| r.line);
+            return Ok(done);
+        }
         let published = match self.backend.publish(self.upload).await {
             Ok(n) => n,
             Err(e) => return Err(self.fail(e.into()).await),
@@ -182,8 +193,9 @@ pub async fn ndjson(
     campaign: &str,
     body: Body,
     limit: usize,
+    dry_run: bool,
 ) -> Result<UploadResult, ApiError> {
-    let mut up = Uploader::new(backend, campaign);
+    let mut up = Uploader::new(backend, campaign, dry_run);
     let mut lines = Lines::default();
     let mut stream = body.into_data_stream();
     let mut total = 0usize;
@@ -287,10 +299,11 @@ pub async fn array(
     backend: Arc<dyn Backend>,
     campaign: &str,
     bytes: &[u8],
+    dry_run: bool,
 ) -> Result<UploadResult, ApiError> {
     let items: Vec<serde_json::Value> = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::malformed("malformed JSON array", &e))?;
-    let mut up = Uploader::new(backend, campaign);
+    let mut up = Uploader::new(backend, campaign, dry_run);
     for (i, item) in items.into_iter().enumerate() {
         match serde_json::from_value::<ParticipantIn>(item) {
             Ok(p) => up.push(i + 1, p),

@@ -72,10 +72,6 @@ fn routes_without_query() -> Router<AppState> {
         .route("/v1/campaigns/{id}/{action}", post(campaigns::control))
         .route("/v1/campaigns/{id}/preview", post(campaigns::preview))
         .route(
-            "/v1/campaigns/{id}/participants",
-            post(participants::upload),
-        )
-        .route(
             "/v1/campaigns/{id}/participants/from",
             post(participants::from_audience),
         )
@@ -110,7 +106,7 @@ fn routes_with_query() -> Router<AppState> {
     Router::new()
         .route(
             "/v1/campaigns/{id}/participants",
-            get(participants::audience),
+            get(participants::audience).post(participants::upload),
         )
         .route("/v1/events", get(events::feed))
         .route("/v1/campaigns", get(campaigns::list))

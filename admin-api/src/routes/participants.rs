@@ -21,9 +21,17 @@ use crate::{
     types::v1::{AUDIENCE_OUTCOMES, AudienceSource, UploadResult},
 };
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    #[serde(default)]
+    dry_run: bool,
+}
+
 pub async fn upload(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    StrictQuery(q): StrictQuery<UploadQuery>,
     _: Authorized<Crm>,
     headers: HeaderMap,
     body: Body,
@@ -35,12 +43,13 @@ pub async fn upload(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let result = if content_type.starts_with("application/x-ndjson") {
-        ingest::ndjson(s.backend.clone(), &id, body, limit).await?
+        ingest::ndjson(s.backend.clone(), &id, body, limit, q.dry_run).await?
     } else if content_type.is_empty() || content_type.starts_with("application/json") {
         ingest::array(
             s.backend.clone(),
             &id,
             &s.bodies.read_whole(body, limit).await?,
+            q.dry_run,
         )
         .await?
     } else {

@@ -967,3 +967,50 @@ async fn an_administrator_stops_and_starts_a_named_connector() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_dry_run_answers_as_an_upload_would_and_adds_nothing() {
+    let body = "{\"customer\":\"a\",\"address\":\"a@x.org\"}\n{\"address\":\"b@x.org\"}\n{\"customer\":\"c\",\"address\":\"c@x.org\"}\n";
+    for (uri, content_type, body) in [
+        (
+            "/v1/campaigns/c1/participants?dry_run=true",
+            "application/x-ndjson",
+            body.to_owned(),
+        ),
+        (
+            "/v1/campaigns/c1/participants?dry_run=true",
+            "application/json",
+            format!("[{}]", body.trim_end().replace('\n', ",")),
+        ),
+    ] {
+        let (backend, router) = app(Tokens::default());
+        let (status, json) = call(router, post(uri, content_type, &body)).await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        assert_eq!(json["accepted"], 2, "{json}");
+        assert_eq!(json["rejected"][0]["line"], 2, "{json}");
+        assert_eq!(
+            *backend.abandoned.lock().expect("lock"),
+            vec![0],
+            "dropped, not published"
+        );
+        assert!(
+            backend.added.lock().expect("lock").is_empty(),
+            "{content_type}"
+        );
+    }
+    let (_, router) = app(Tokens::default());
+    let (status, json) = call(
+        router,
+        post(
+            "/v1/campaigns/c1/participants?dry_run=maybe",
+            "application/x-ndjson",
+            body,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, json["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("dry_run")),
+        "{json}"
+    );
+}
