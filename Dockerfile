@@ -1,6 +1,6 @@
 # The sluice daemon in a container: the same sources and toolchain as
-# `cargo build --release --bin sluice` on a host (rust-toolchain.toml), but
-# the image's binary is stripped; the host build keeps its symbols for
+# `cargo build --release --bin sluice --bin sluicectl` on a host
+# (rust-toolchain.toml), but the image's binaries are stripped; the host build keeps its symbols for
 # profiles and flame graphs. Needs BuildKit (the default builder of
 # Docker 23 and later, and of `docker compose`).
 #
@@ -26,10 +26,13 @@ ENV CARGO_PROFILE_RELEASE_DEBUG=false \
     CARGO_PROFILE_RELEASE_STRIP=symbols
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --release --locked --bin sluice \
+    cargo build --release --locked --bin sluice --bin sluicectl \
  && install -D -m 0755 target/release/sluice /out/sluice \
- && readelf -W -S /out/sluice > /tmp/sections \
- && if grep -q '\.symtab' /tmp/sections; then echo "sluice is not stripped" >&2; exit 1; fi
+ && install -D -m 0755 target/release/sluicectl /out/sluicectl \
+ && for bin in sluice sluicectl; do \
+      readelf -W -S /out/$bin > /tmp/sections \
+      && if grep -q '\.symtab' /tmp/sections; then echo "$bin is not stripped" >&2; exit 1; fi; \
+    done
 
 FROM debian:bookworm-slim
 # ca-certificates: https webhooks (and other TLS peers) are verified against
@@ -43,6 +46,8 @@ RUN apt-get update \
  && useradd --system --uid 999 --gid sluice --home-dir /var/lib/sluice \
       --create-home --shell /usr/sbin/nologin sluice
 COPY --from=build /out/sluice /usr/local/bin/sluice
+# The operator's CLI: `docker exec -e SLUICE_TOKEN=... sluice sluicectl channels`.
+COPY --from=build /out/sluicectl /usr/local/bin/sluicectl
 COPY --chmod=0755 deploy/docker/entrypoint.sh /usr/local/bin/sluice-entrypoint
 COPY --chmod=0755 deploy/docker/healthcheck.sh /usr/local/bin/sluice-healthcheck
 USER 999:999

@@ -30,7 +30,7 @@ pub struct Pace {
 
 #[derive(Default)]
 pub struct Progress {
-    /// Per campaign, `(at, pending)` oldest first, within [`WINDOW_MS`].
+    /// Per campaign, `(at, pending)` oldest first, within `WINDOW_MS`.
     samples: Mutex<HashMap<String, VecDeque<(Millis, u64)>>>,
 }
 
@@ -49,7 +49,7 @@ impl Progress {
     }
 
     /// `campaign`'s pace over the samples kept, once they span
-    /// [`MIN_SPAN_MS`] and its pending messages fell; none when they did
+    /// two seconds and its pending messages fell; none when they did
     /// not (paused, waiting for its window, or taking new participants
     /// faster than it sends).
     pub fn pace(&self, campaign: &str) -> Option<Pace> {

@@ -51,12 +51,21 @@ pub fn wait_until(what: &str, within: std::time::Duration, mut done: impl FnMut(
 }
 
 pub fn sluice_bin() -> PathBuf {
+    workspace_bin("sluice", "gateway")
+}
+
+pub fn sluicectl_bin() -> PathBuf {
+    workspace_bin("sluicectl", "ctl")
+}
+
+/// The binary `name` of package `package`, built beside the tests.
+fn workspace_bin(name: &str, package: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = profile_dir.join("sluice");
+    let bin = profile_dir.join(name);
     assert!(
         bin.exists(),
-        "{} is missing: build the workspace (cargo build -p gateway) first",
+        "{} is missing: build the workspace (cargo build -p {package}) first",
         bin.display()
     );
     bin
