@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use crate::types::v1::{
     AudienceRow, AudienceSource, BlacklistFilter, BlacklistPage, BounceImport, CampaignDecl,
     CampaignFilter, CampaignPage, CampaignView, ChannelsView, ConnectorHealth, Control, EventPage,
-    MessagePreview, ParticipantIn, UploadResult,
+    MessagePreview, ParticipantIn, TestSend, UploadResult,
 };
 
 /// Why the daemon refused or could not do a request.
@@ -82,6 +82,14 @@ pub trait Backend: Send + Sync + 'static {
     async fn control(&self, campaign: &str, action: Control) -> BackendResult<CampaignView>;
 
     async fn campaign(&self, campaign: &str) -> BackendResult<CampaignView>;
+
+    /// Sends `participant`'s message of `campaign` now, outside the
+    /// campaign; `Invalid` says why it could not be sent.
+    async fn send_test(
+        &self,
+        campaign: &str,
+        participant: ParticipantIn,
+    ) -> BackendResult<TestSend>;
 
     /// `participant`'s message of `campaign`; `Invalid` says why it could
     /// not be sent.

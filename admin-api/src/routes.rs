@@ -71,6 +71,7 @@ fn routes_without_query() -> Router<AppState> {
         )
         .route("/v1/campaigns/{id}/{action}", post(campaigns::control))
         .route("/v1/campaigns/{id}/preview", post(campaigns::preview))
+        .route("/v1/campaigns/{id}/test", post(campaigns::send_test))
         .route(
             "/v1/campaigns/{id}/participants/from",
             post(participants::from_audience),

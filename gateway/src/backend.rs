@@ -417,6 +417,22 @@ impl Backend for GatewayBackend {
         Ok(preview::view(message, participant.address))
     }
 
+    async fn send_test(&self, id: &str, participant: ParticipantIn) -> BackendResult<v1::TestSend> {
+        let record = self.record(id).await?;
+        let channel = self.channel(record.decl.channel)?;
+        let participant = Participant::from(participant);
+        let delivery = channel
+            .send_test(&record, &participant)
+            .await
+            .map_err(|unfit| BackendError::Invalid(vec![unfit.to_string()]))?;
+        tracing::info!(campaign = %id, to = %participant.address, ?delivery, "test send");
+        Ok(preview::test_send(
+            record.decl.channel,
+            participant.address,
+            delivery,
+        ))
+    }
+
     async fn campaigns(&self, filter: CampaignFilter) -> BackendResult<CampaignPage> {
         let state = filter.state.map(CampaignState::from);
         let channel = filter.channel.map(ChannelKind::from);

@@ -118,6 +118,14 @@ pub trait Channel: Send + Sync + 'static {
     /// content may still change), or why `p` cannot be sent to.
     fn preview(&self, campaign: &CampaignRecord, p: &Participant) -> Result<Preview, Unfit>;
 
+    /// Sends `p`'s message of `campaign` now, links untracked, outside the
+    /// campaign: no message is stored, no fact written, no limit counted.
+    async fn send_test(
+        &self,
+        campaign: &CampaignRecord,
+        p: &Participant,
+    ) -> Result<Delivery, Unfit>;
+
     /// Personalises and sends one claimed message.
     async fn send(&self, campaign: &CampaignRecord, claim: &Claim) -> Delivery;
 

@@ -127,3 +127,74 @@ fn an_sms_preview_says_its_encoding_and_parts_per_participant() {
     );
     assert_eq!(status, 422, "{refused}");
 }
+
+#[test]
+fn a_test_send_reaches_the_relay_and_leaves_the_campaign_untouched() {
+    let end = sluice_e2e::must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let peer = sluice_e2e::SmtpPeer::start(&end, dir.path());
+    let daemon = Daemon::start(dir.path(), &sluice_e2e::relay_config(&peer));
+    daemon.declare(
+        "news",
+        &json!({"channel": "email", "name": "news", "content": {"email": {
+            "from": "news@shop.example", "subject": "Hello {{name}}",
+            "text": "Hi {{name}}: https://shop.example/sale"}}}),
+    );
+    let r = daemon.post(
+        "/v1/campaigns/news/test",
+        "application/json",
+        json!({"customer": "qa", "address": "qa@example.org", "fields": {"name": "QA"}})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answer = r.json();
+    assert_eq!(
+        (&answer["outcome"], &answer["to"]),
+        (&json!("accepted"), &json!("qa@example.org")),
+        "{answer}"
+    );
+    assert!(
+        answer["reply"].as_str().unwrap().starts_with("250"),
+        "{answer}"
+    );
+    let received = peer.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].rcpt_tos, ["qa@example.org"]);
+    assert!(
+        received[0].mail_from.starts_with("test-send@"),
+        "{}",
+        received[0].mail_from
+    );
+    assert!(
+        received[0].data.contains("Subject: Hello QA"),
+        "{}",
+        received[0].data
+    );
+    assert!(
+        received[0].data.contains("https://shop.example/sale"),
+        "links untracked: {}",
+        received[0].data
+    );
+    let campaign = daemon.get("/v1/campaigns/news").json();
+    assert_eq!(
+        (&campaign["participants"], &campaign["state"]),
+        (&json!(0), &json!("declared"))
+    );
+    assert_eq!(
+        daemon.all_events(),
+        Vec::<Value>::new(),
+        "a test send writes no fact"
+    );
+    let (status, refused) = {
+        let r = daemon.post(
+            "/v1/campaigns/news/test",
+            "application/json",
+            br#"{"customer":"x","address":"x@example.org"}"#,
+        );
+        (r.status, r.json())
+    };
+    assert_eq!(status, 422, "a missing field: {refused}");
+    assert_eq!(peer.received().len(), 1);
+    end.reached();
+}

@@ -13,7 +13,7 @@ use crate::{
     error::ApiError,
     types::v1::{
         CampaignDecl, CampaignFilter, CampaignPage, CampaignState, CampaignView, ChannelKind,
-        Control, MessagePreview, ParticipantIn, limits, valid_id,
+        Control, MessagePreview, ParticipantIn, TestSend, limits, valid_id,
     },
 };
 
@@ -61,11 +61,30 @@ pub async fn preview(
     WholeBody(body): WholeBody,
 ) -> Result<Json<MessagePreview>, ApiError> {
     check_id(&id)?;
-    let participant: ParticipantIn = json_body(&body)?;
-    if let Some(problem) = limits::participant_problem(&participant) {
-        return Err(ApiError::Unprocessable(vec![problem]));
-    }
+    let participant = participant_in(&body)?;
     Ok(Json(s.backend.preview(&id, participant).await?))
+}
+
+/// `POST /v1/campaigns/{id}/test`: a participant (as uploaded) in, the
+/// upstream's answer to its message out.
+pub async fn send_test(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    _: Authorized<Crm>,
+    WholeBody(body): WholeBody,
+) -> Result<Json<TestSend>, ApiError> {
+    check_id(&id)?;
+    let participant = participant_in(&body)?;
+    Ok(Json(s.backend.send_test(&id, participant).await?))
+}
+
+/// A participant as an upload takes it, within the limits.
+fn participant_in(body: &[u8]) -> Result<ParticipantIn, ApiError> {
+    let participant: ParticipantIn = json_body(body)?;
+    match limits::participant_problem(&participant) {
+        Some(problem) => Err(ApiError::Unprocessable(vec![problem])),
+        None => Ok(participant),
+    }
 }
 
 /// The most campaigns one page lists.

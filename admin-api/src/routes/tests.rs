@@ -162,6 +162,14 @@ impl Backend for Memory {
             parts: Some(1),
         })
     }
+    async fn send_test(&self, id: &str, p: ParticipantIn) -> BackendResult<TestSend> {
+        Ok(TestSend {
+            channel: ChannelKind::Email,
+            to: p.address,
+            outcome: "accepted".into(),
+            reply: format!("250 queued for {id}"),
+        })
+    }
     async fn blacklist_list(
         &self,
         channel: &str,
@@ -1013,4 +1021,24 @@ async fn a_dry_run_answers_as_an_upload_would_and_adds_nothing() {
         (StatusCode::BAD_REQUEST, Some("dry_run")),
         "{json}"
     );
+}
+
+#[tokio::test]
+async fn a_test_send_takes_one_participant_as_uploaded() {
+    let (_, router) = app(Tokens::default());
+    let test = |body: &str| post("/v1/campaigns/c1/test", "application/json", body);
+    let (status, json) = call(
+        router.clone(),
+        test(r#"{"customer":"ann","address":"ann@x.org"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(
+        json,
+        serde_json::json!({"channel": "email", "to": "ann@x.org", "outcome": "accepted", "reply": "250 queued for c1"})
+    );
+    let (status, _) = call(router.clone(), test(r#"{"address":"ann@x.org"}"#)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = call(router, test("[")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }

@@ -282,6 +282,19 @@ pub struct MessagePreview {
     pub parts: Option<usize>,
 }
 
+/// `POST /v1/campaigns/{id}/test`: what the upstream answered a test send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestSend {
+    pub channel: ChannelKind,
+    pub to: String,
+    /// `accepted`, `refused` (a relay's 4xx/5xx), `failed` (permanently),
+    /// `unconfirmed` (sent, answer lost), `temporary` (try again) or
+    /// `not_sent` (no upstream could take it now).
+    pub outcome: String,
+    /// What the upstream said, or why it was not sent.
+    pub reply: String,
+}
+
 /// `GET /v1/blacklist/{channel}`: a page of suppressions, and where the
 /// next page starts (`after`), if there is one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,8 @@
-//! `POST /v1/campaigns/{id}/preview`: a channel's preview as the API shows it.
+//! `POST /v1/campaigns/{id}/preview` and `.../test`: a channel's preview
+//! and test send as the API shows them.
 
-use admin_api::types::v1::{self, MessagePreview};
+use admin_api::types::v1::{self, MessagePreview, TestSend};
+use domain::{ChannelKind, Delivery};
 use smpp::text::Coding;
 
 use crate::channel::Preview;
@@ -43,5 +45,23 @@ pub(super) fn view(preview: Preview, to: String) -> MessagePreview {
             ),
             parts: Some(parts),
         },
+    }
+}
+
+pub(super) fn test_send(channel: ChannelKind, to: String, delivery: Delivery) -> TestSend {
+    let (outcome, reply) = match delivery {
+        Delivery::Accepted { reply, .. } => ("accepted", reply),
+        Delivery::Refused { reply, .. } => ("refused", reply),
+        Delivery::Permanent { reply } => ("failed", reply),
+        Delivery::Unconfirmed { reply, .. } => ("unconfirmed", reply),
+        Delivery::Transient { reply, .. } => ("temporary", reply),
+        Delivery::Unsent { reply, .. } => ("not_sent", reply),
+        Delivery::Throttled { .. } => ("not_sent", "the upstream is throttling".to_owned()),
+    };
+    TestSend {
+        channel: channel.into(),
+        to,
+        outcome: outcome.to_owned(),
+        reply,
     }
 }

@@ -10,7 +10,7 @@ use clicktrack::LinkTable;
 use super::{
     Channel, Deps, Parsed, ParticipantCheck, Preview, StartError, Unfit,
     health::ConnectorReport,
-    mail::{Dkim, Envelope, MailTemplate, is_email},
+    mail::{Dkim, Envelope, MailTemplate, Rendered, is_email},
     smtp::RelayPool,
 };
 use rules::RetryPolicy;
@@ -18,7 +18,9 @@ use store::Claim;
 use tokio_util::sync::CancellationToken;
 
 use crate::{links::Links, verp::ReturnPaths};
-use domain::{CampaignDecl, CampaignRecord, ChannelKind, Delivery, Participant, now_ms};
+use domain::{
+    CampaignDecl, CampaignRecord, ChannelKind, Delivery, EmailContent, Participant, now_ms,
+};
 
 pub struct EmailChannel {
     relays: Arc<RelayPool>,
@@ -77,6 +79,15 @@ impl EmailChannel {
         })
     }
 
+    /// `p`'s subject and bodies with links as written: a test or a preview
+    /// has no message to sign tracked links for.
+    fn untracked(&self, template: &MailTemplate, p: &Participant) -> Rendered {
+        let mut mail = template.render(p);
+        mail.text = self.links.untracked(&mail.text, false);
+        mail.html = mail.html.map(|html| self.links.untracked(&html, true));
+        mail
+    }
+
     async fn deliver(&self, campaign: &CampaignRecord, claim: &Claim) -> Delivery {
         let template = match self.template(campaign) {
             Ok(t) => t,
@@ -112,6 +123,18 @@ impl EmailChannel {
             .send(&return_path, &claim.participant.address, &message)
             .await
     }
+}
+
+/// `campaign`'s e-mail content and its template parsed afresh (a declared
+/// campaign's content may still change), once `p` can receive it.
+fn checked<'c>(
+    campaign: &'c CampaignRecord,
+    p: &Participant,
+) -> Result<(&'c EmailContent, MailTemplate), Unfit> {
+    let content = campaign.decl.email().ok_or(Unfit::NoContent("e-mail"))?;
+    let template = MailTemplate::new(content).map_err(Unfit::EmailContent)?;
+    template.check(p)?;
+    Ok((content, template))
 }
 
 #[async_trait]
@@ -184,16 +207,42 @@ impl Channel for EmailChannel {
     }
 
     fn preview(&self, campaign: &CampaignRecord, p: &Participant) -> Result<Preview, Unfit> {
-        let content = campaign.decl.email().ok_or(Unfit::NoContent("e-mail"))?;
-        let template = MailTemplate::new(content).map_err(Unfit::EmailContent)?;
-        template.check(p)?;
-        let mail = template.render(p);
+        let (content, template) = checked(campaign, p)?;
+        let mail = self.untracked(&template, p);
         Ok(Preview::Email {
             from: content.from.clone(),
             subject: mail.subject,
-            text: self.links.untracked(&mail.text, false),
-            html: mail.html.map(|html| self.links.untracked(&html, true)),
+            text: mail.text,
+            html: mail.html,
         })
+    }
+
+    /// From `test-send@` the bounce domain, which names no message: a
+    /// bounce of it is recorded as unmatched and suppresses nobody.
+    async fn send_test(
+        &self,
+        campaign: &CampaignRecord,
+        p: &Participant,
+    ) -> Result<Delivery, Unfit> {
+        let (_, template) = checked(campaign, p)?;
+        let domain = self.return_paths.domain();
+        let message_id = format!("test-{:016x}@{domain}", rand::random::<u64>());
+        let envelope = Envelope {
+            message_id: &message_id,
+            list_unsubscribe: None,
+            date: (now_ms() / 1000) as i64,
+        };
+        let message =
+            match template.build(self.untracked(&template, p), &envelope, self.dkim.as_ref()) {
+                Ok(m) => m,
+                Err(e) => {
+                    return Ok(Delivery::Permanent {
+                        reply: format!("building the message: {e}"),
+                    });
+                }
+            };
+        let sender = format!("test-send@{domain}");
+        Ok(self.relays.send(&sender, &p.address, &message).await)
     }
 
     async fn send(&self, campaign: &CampaignRecord, claim: &Claim) -> Delivery {

@@ -214,8 +214,13 @@ impl SmsChannel {
             let table = self.links.table(campaign, |decl| self.link_table(decl));
             self.links.track_sms(&table, claim.msg, p, text)
         });
-        let reference = || self.references.next(&p.address);
-        let parts = match text::encode(&text, reference, self.max_parts) {
+        self.submit(&template.from, &p.address, &text).await
+    }
+
+    /// Sends `text` from `from` to `address` as its parts, all on one bind.
+    async fn submit(&self, from: &str, address: &str, text: &str) -> Delivery {
+        let reference = || self.references.next(address);
+        let parts = match text::encode(text, reference, self.max_parts) {
             Ok(parts) => parts,
             Err(e) => {
                 return Delivery::Permanent {
@@ -232,7 +237,7 @@ impl SmsChannel {
         let give_up_at = tokio::time::Instant::now() + self.patience;
         let mut ids = Vec::with_capacity(parts.len());
         for part in parts {
-            let sm = match submit_sm(&template.from, smsc.config.as_ref(), &p.address, part) {
+            let sm = match submit_sm(from, smsc.config.as_ref(), address, part) {
                 Ok(sm) => sm,
                 Err(e) => return Delivery::permanent(e),
             };
@@ -257,6 +262,26 @@ impl SmsChannel {
                 ids,
             }),
         }
+    }
+
+    /// `campaign`'s SMS content and its template parsed afresh, once `p`
+    /// passed the upload's checks.
+    fn checked<'c>(
+        &self,
+        campaign: &'c CampaignRecord,
+        p: &Participant,
+    ) -> Result<(&'c SmsContent, SmsTemplate), Unfit> {
+        let content = campaign.decl.sms().ok_or(Unfit::NoContent("SMS"))?;
+        if let Some(unfit) = self.participant_check(campaign)?(p) {
+            return Err(unfit);
+        }
+        Ok((content, SmsTemplate::new(content, self.max_parts)?))
+    }
+
+    /// `p`'s text with its links as written: a test or a preview has no
+    /// message to sign tracked links for.
+    fn untracked(&self, template: &SmsTemplate, p: &Participant) -> String {
+        template.render(p, |_, text| self.links.untracked(text, false))
     }
 
     /// The bound bind with the most room, SMSCs taken in turn.
@@ -353,11 +378,7 @@ impl Channel for SmsChannel {
     }
 
     fn preview(&self, campaign: &CampaignRecord, p: &Participant) -> Result<Preview, Unfit> {
-        let content = campaign.decl.sms().ok_or(Unfit::NoContent("SMS"))?;
-        if let Some(unfit) = self.participant_check(campaign)?(p) {
-            return Err(unfit);
-        }
-        let template = SmsTemplate::new(content, self.max_parts)?;
+        let (content, template) = self.checked(campaign, p)?;
         let table = sms_table(content).unwrap_or_default();
         let longest = template.render(p, |p, text| {
             self.links.longest_sms(&table, p, text, campaign.seq)
@@ -365,10 +386,20 @@ impl Channel for SmsChannel {
         let (coding, parts) = text::parts_needed(&longest);
         Ok(Preview::Sms {
             from: content.from.clone(),
-            text: template.render(p, |_, text| self.links.untracked(text, false)),
+            text: self.untracked(&template, p),
             coding,
             parts,
         })
+    }
+
+    async fn send_test(
+        &self,
+        campaign: &CampaignRecord,
+        p: &Participant,
+    ) -> Result<Delivery, Unfit> {
+        let (content, template) = self.checked(campaign, p)?;
+        let text = self.untracked(&template, p);
+        Ok(self.submit(&content.from, &p.address, &text).await)
     }
 
     async fn send(&self, campaign: &CampaignRecord, claim: &Claim) -> Delivery {

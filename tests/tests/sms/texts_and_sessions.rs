@@ -683,3 +683,26 @@ fn a_stopped_smsc_unbinds_and_holds_messages_until_it_is_started() {
     );
     assert_eq!(unknown.status, 404, "{}", unknown.text());
 }
+
+#[test]
+fn a_test_send_submits_one_text_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let smsc = FakeSmsc::start(our_smsc());
+    let daemon = start(dir.path(), &smsc, "");
+    declare(&daemon, "t", "Hi {{name}}", 1);
+    let r = daemon.post(
+        "/v1/campaigns/t/test",
+        "application/json",
+        json!({"customer": "qa", "address": number(1), "fields": {"name": "QA"}})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["outcome"], "accepted", "{}", r.text());
+    let received = smsc.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].body(), b"Hi QA");
+    assert_eq!(received[0].destination_addr, wire(&number(1)));
+    assert_eq!(daemon.get("/v1/campaigns/t").json()["participants"], 0);
+    assert_eq!(daemon.all_events(), Vec::<Value>::new());
+}
