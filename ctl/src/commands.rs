@@ -102,9 +102,11 @@ async fn campaigns(client: &Client, command: CampaignCommand) -> Result<Shown, C
             state,
             channel,
             limit,
+            before,
         } => {
             let mut query = format!("?limit={limit}");
-            for (key, value) in [("state", state), ("channel", channel)] {
+            let before = before.map(|n| n.to_string());
+            for (key, value) in [("state", state), ("channel", channel), ("before", before)] {
                 if let Some(value) = value {
                     query.push_str(&format!("&{key}={}", encode(&value)));
                 }
@@ -148,9 +150,10 @@ async fn blacklist(client: &Client, command: BlacklistCommand) -> Result<Shown, 
             search,
             why,
             limit,
+            after,
         } => {
             let mut query = format!("?limit={limit}");
-            for (key, value) in [("q", search), ("why", why)] {
+            for (key, value) in [("q", search), ("why", why), ("after", after)] {
                 if let Some(value) = value {
                     query.push_str(&format!("&{key}={}", encode(&value)));
                 }
@@ -163,7 +166,7 @@ async fn blacklist(client: &Client, command: BlacklistCommand) -> Result<Shown, 
                 }
                 let mut text = table.render();
                 if let Some(next) = a["next"].as_str() {
-                    text.push_str(&format!("(more after `{next}`)\n"));
+                    text.push_str(&format!("(more: --after '{next}')\n"));
                 }
                 text
             }))
@@ -260,7 +263,7 @@ fn campaigns_table(answer: &Value) -> String {
     }
     let mut text = table.render();
     if let Some(next) = answer["next"].as_u64() {
-        text.push_str(&format!("(more: older than number {next})\n"));
+        text.push_str(&format!("(more: --before {next})\n"));
     }
     text
 }

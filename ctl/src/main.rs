@@ -108,6 +108,9 @@ pub enum CampaignCommand {
         channel: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// The next page: campaigns declared before this number (a page's `next`).
+        #[arg(long)]
+        before: Option<u32>,
     },
     /// One campaign: its declaration, counts and progress.
     Show {
@@ -148,6 +151,9 @@ pub enum BlacklistCommand {
         why: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// The next page: entries after this one (a page's `next`).
+        #[arg(long)]
+        after: Option<String>,
     },
 }
 

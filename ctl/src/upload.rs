@@ -349,14 +349,16 @@ impl<R: BufRead> LineCounter<R> {
         // before the blank lines it skips.
         loop {
             let buffer = self.reader.fill_buf()?;
-            let blank = match buffer {
-                [b'\n', ..] => 1,
-                [b'\r', b'\n', ..] => 2,
+            let (taken, lines) = match buffer {
+                [b'\n', ..] => (1, 1),
+                [b'\r', b'\n', ..] => (2, 1),
+                // A `\r` ending the buffer: its `\n`, if any, is in the next.
+                [b'\r'] => (1, 0),
                 _ => break,
             };
-            self.reader.consume(blank);
-            self.at += blank as u64;
-            self.line += 1;
+            self.reader.consume(taken);
+            self.at += taken as u64;
+            self.line += lines;
         }
         Ok(self.line)
     }
@@ -435,6 +437,26 @@ mod tests {
             [(6, "2 columns where the header has 4".to_owned())],
             "a quoted line break counts"
         );
+    }
+
+    #[test]
+    fn a_crlf_blank_line_split_across_buffers_still_counts() {
+        let head = "customer,address\r\nc1,a@x.org\r\n";
+        // Pad the first record so that the blank line's `\r` ends a buffer.
+        let pad = 8192 - head.len() - 1;
+        let csv = format!(
+            "customer,address\r\nc1,{}a@x.org\r\n\r\nc2,b@x.org\r\n",
+            "x".repeat(pad)
+        );
+        let reader = |text: &'static str| BufReader::with_capacity(8192, text.as_bytes());
+        let csv: &'static str = Box::leak(csv.into_boxed_str());
+        let mut chunks = Chunks::new(reader(csv), reader(csv), Format::Csv).expect("header");
+        let mut summary = Summary::default();
+        let chunk = chunks
+            .next_chunk(&mut summary)
+            .expect("read")
+            .expect("rows");
+        assert_eq!(chunk.lines, [2, 4]);
     }
 
     #[test]

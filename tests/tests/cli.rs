@@ -117,9 +117,11 @@ fn campaigns_uploads_and_the_blacklist_from_the_command_line() {
         "{said}"
     );
     assert!(said.contains("nothing uploaded: 2 bad lines"), "{said}");
+    let after_refusal = crm.json(&["campaigns", "show", "spring"]);
     assert_eq!(
-        crm.json(&["campaigns", "show", "spring"])["participants"],
-        0
+        (&after_refusal["participants"], &after_refusal["uploading"]),
+        (&json!(0), &json!(0)),
+        "the dry run left nothing: {after_refusal}"
     );
 
     let skipped = crm.json(&["upload", "spring", path, "--skip-bad"]);
@@ -161,6 +163,13 @@ fn campaigns_uploads_and_the_blacklist_from_the_command_line() {
         listed,
         "ENTRY            WHY\nbad@example.org  blacklisted\n"
     );
+    let first = admin.ok(&["blacklist", "list", "email", "--limit", "1"]);
+    assert!(
+        first.ends_with("(more: --after 'bad@example.org')\n"),
+        "{first}"
+    );
+    let second = admin.ok(&["blacklist", "list", "email", "--after", "bad@example.org"]);
+    assert_eq!(second, "ENTRY  WHY\nc9     blacklisted\n");
     admin.ok(&["blacklist", "remove", "email", "c9"]);
     assert_eq!(
         admin.json(&["blacklist", "list", "email"])["entries"]
@@ -172,9 +181,17 @@ fn campaigns_uploads_and_the_blacklist_from_the_command_line() {
     assert_eq!(admin.json(&["channels"])["channels"][0]["channel"], "email");
 
     let events = crm.ok(&["events"]);
-    assert!(
-        events.is_empty() || events.starts_with("CURSOR"),
-        "{events}"
+    assert!(events.starts_with("CURSOR"), "{events}");
+    let accepted = events.lines().filter(|l| l.contains(" accepted ")).count();
+    assert_eq!(
+        accepted, 2,
+        "one accepted fact per uploaded participant: {events}"
+    );
+    let feed = crm.ok(&["events", "--json", "--after", "1"]);
+    assert_eq!(
+        feed.lines().count(),
+        1,
+        "after the first cursor, one fact: {feed}"
     );
 }
 

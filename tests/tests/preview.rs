@@ -195,6 +195,21 @@ fn a_test_send_reaches_the_relay_and_leaves_the_campaign_untouched() {
         (r.status, r.json())
     };
     assert_eq!(status, 422, "a missing field: {refused}");
+    let blocked = daemon.put_json("/v1/blacklist/email", &json!(["QA@example.org"]));
+    assert_eq!(blocked.status, 200, "{}", blocked.text());
+    let r = daemon.post(
+        "/v1/campaigns/news/test",
+        "application/json",
+        json!({"customer": "qa", "address": "qa@example.org", "fields": {"name": "QA"}})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(
+        r.status,
+        409,
+        "a blacklisted address gets no test: {}",
+        r.text()
+    );
     assert_eq!(peer.received().len(), 1);
     end.reached();
 }

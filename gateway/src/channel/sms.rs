@@ -235,6 +235,8 @@ impl SmsChannel {
             };
         };
         let give_up_at = tokio::time::Instant::now() + self.patience;
+        // Every part on this bind, or none: an operator's stop waits for it.
+        let _whole = bind.message().await;
         let mut ids = Vec::with_capacity(parts.len());
         for part in parts {
             let sm = match submit_sm(from, smsc.config.as_ref(), address, part) {

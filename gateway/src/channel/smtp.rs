@@ -169,6 +169,13 @@ impl RelayPool {
                 retry_after: None,
             };
         };
+        // Stopped while this send waited for a slot: it waits for a start.
+        if !relay.switch.is_on() {
+            return Delivery::Unsent {
+                reply: format!("relay {} is stopped", relay.name),
+                retry_after: STOPPED_RETRY,
+            };
+        }
         // A reused connection the relay has since closed fails on its first
         // command; that is not the message's fault, so try a fresh one once.
         // Not when the whole message had gone out: the relay may have it.
@@ -266,13 +273,16 @@ impl RelayPool {
     /// there is such a relay.
     pub fn switch(&self, name: &str, on: bool) -> Option<ConnectorReport> {
         let relay = self.relays.iter().find(|r| r.name == name)?;
+        // Under the idle lock, which `put_idle` checks the switch under: no
+        // connection is left idle on a stopped relay.
+        let mut idle = relay.lock_idle();
         if relay.switch.set(on) {
             tracing::info!(relay = %name, on, "SMTP relay switched by an operator");
         }
         if !on {
-            let idle = std::mem::take(&mut *relay.lock_idle());
-            tokio::spawn(quit(idle));
+            tokio::spawn(quit(std::mem::take(&mut *idle)));
         }
+        drop(idle);
         Some(relay.report())
     }
 
@@ -603,10 +613,15 @@ impl Relay {
     /// Keeps `conn` for the next send, unless the relay was stopped
     /// meanwhile.
     fn put_idle(&self, conn: Option<Connection>) {
-        match conn {
-            Some(conn) if self.switch.is_on() => self.lock_idle().push(conn),
-            Some(conn) => drop(tokio::spawn(quit(vec![conn]))),
-            None => {}
+        let Some(conn) = conn else {
+            return;
+        };
+        let mut idle = self.lock_idle();
+        if self.switch.is_on() {
+            idle.push(conn);
+        } else {
+            drop(idle);
+            drop(tokio::spawn(quit(vec![conn])));
         }
     }
 

@@ -650,8 +650,8 @@ fn a_stopped_smsc_unbinds_and_holds_messages_until_it_is_started() {
     wait_until("the SMSC sees no bound session", T, || {
         smsc.bound_now() == 0
     });
+    wait_until("/readyz 503", T, || daemon.get("/readyz").status == 503);
     let readyz = daemon.get("/readyz");
-    assert_eq!(readyz.status, 503);
     assert_eq!(
         readyz.json()["reasons"],
         json!([format!("SMSC {address}: stopped by an operator")])

@@ -26,7 +26,7 @@ use rusmpp::{
 };
 use tokio::{
     net::TcpStream,
-    sync::{Semaphore, mpsc, watch},
+    sync::{RwLock, RwLockReadGuard, Semaphore, mpsc, watch},
     time::Instant,
 };
 use tokio_rustls::TlsConnector;
@@ -174,6 +174,9 @@ pub struct Bind {
     /// The session submits go through, while bound.
     submitter: watch::Sender<Option<Arc<Session>>>,
     window: Semaphore,
+    /// Held shared by each message for all its parts, taken whole by a stop
+    /// so that it never cuts a concatenated message in two.
+    messages: RwLock<()>,
     pause: Mutex<Pause>,
     /// Sessions bound right now (see `sessions`).
     sessions_up: AtomicUsize,
@@ -228,6 +231,7 @@ impl Bind {
             smsc,
             labels,
             window: Semaphore::new(config.window),
+            messages: RwLock::new(()),
             config,
             password,
             tls,
@@ -523,9 +527,12 @@ impl Bind {
                     return Ended::Shutdown;
                 }
                 () = self.switch.until_off() => {
-                    self.drain(role).await;
+                    let stopping = tokio::select! {
+                        () = self.drain(role) => Ended::Stopped,
+                        () = stop.cancelled() => Ended::Shutdown,
+                    };
                     Self::unbind(session).await;
-                    return Ended::Stopped;
+                    return stopping;
                 }
             };
             let Some(command) = request else {
@@ -573,16 +580,20 @@ impl Bind {
         session.close();
     }
 
-    /// Before a stopped SMSC is unbound: no new submit on this session, and
-    /// those in flight answered (up to `DRAIN_TIMEOUT`), so that stopping
-    /// loses no answer.
+    /// Before a stopped SMSC is unbound: the messages under way finish,
+    /// every part answered (up to `DRAIN_TIMEOUT`), and no new one starts on
+    /// this session, so that stopping loses no answer and cuts no message.
     async fn drain(&self, role: Role) {
         if role == Role::Receiver {
             return;
         }
+        let _no_message = tokio::time::timeout(DRAIN_TIMEOUT, self.messages.write()).await;
         self.submitter.send_replace(None);
-        let all = u32::try_from(self.config.window).unwrap_or(u32::MAX);
-        let _ = tokio::time::timeout(DRAIN_TIMEOUT, self.window.acquire_many(all)).await;
+    }
+
+    /// Held while one message's parts are submitted (see `messages`).
+    pub async fn message(&self) -> RwLockReadGuard<'_, ()> {
+        self.messages.read().await
     }
 }
 
