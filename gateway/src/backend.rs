@@ -422,19 +422,19 @@ impl Backend for GatewayBackend {
         let channel = self.channel(record.decl.channel)?;
         let participant = Participant::from(participant);
         // Consent first: a test never reaches a blocked address or customer.
-        for entry in [&participant.address, &participant.customer] {
-            let blocked = self
-                .store
-                .suppressed(record.decl.channel, entry)
-                .await
-                .map_err(store_error)?;
-            if let Some(why) = blocked {
-                return Err(BackendError::Conflict(format!(
-                    "`{entry}` is blocked on {} ({}): no test is sent to it",
-                    record.decl.channel.as_str(),
-                    why.as_str()
-                )));
-            }
+        let blocked = self
+            .store
+            .participant_suppression(record.decl.channel, &participant)
+            .await
+            .map_err(store_error)?;
+        if let Some(why) = blocked {
+            return Err(BackendError::Conflict(format!(
+                "`{}` (customer `{}`) is blocked on {} ({}): no test is sent to it",
+                participant.address,
+                participant.customer,
+                record.decl.channel.as_str(),
+                why.as_str()
+            )));
         }
         let delivery = channel
             .send_test(&record, &participant)

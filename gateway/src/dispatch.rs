@@ -23,8 +23,8 @@ use crate::{
     policy::{Policy, PolicyError, QuotaWrite, Verdict},
 };
 use domain::{
-    CampaignRecord, CampaignState, ChannelKind, Delivery, MessageNo, Millis, Outcome, Participant,
-    SuppressReason, Update, now_ms,
+    CampaignRecord, CampaignState, ChannelKind, Delivery, MessageNo, Millis, Outcome, Update,
+    now_ms,
 };
 use store::{Claim, Store};
 
@@ -230,7 +230,7 @@ impl Dispatcher {
                 metrics: self.metrics.clone(),
             };
             let p = &claim.participant;
-            let verdict = match self.suppression(channel, p).await {
+            let verdict = match self.store.participant_suppression(channel, p).await {
                 Ok(Some(why)) => Ok(Verdict::Suppress { why: why.as_str() }),
                 Ok(None) => self.policy.admit(&campaign, p, now).await,
                 Err(e) => Err(PolicyError::Store(e)),
@@ -284,20 +284,6 @@ impl Dispatcher {
             }
         }
         done
-    }
-}
-
-impl Dispatcher {
-    /// Why a participant's address or customer id is suppressed on `channel`.
-    async fn suppression(
-        &self,
-        channel: ChannelKind,
-        p: &Participant,
-    ) -> store::Result<Option<SuppressReason>> {
-        match self.store.suppressed(channel, &p.address).await? {
-            Some(why) => Ok(Some(why)),
-            None => self.store.suppressed(channel, &p.customer).await,
-        }
     }
 }
 

@@ -178,6 +178,18 @@ pub trait Suppressions: Send + Sync {
     async fn suppressed(&self, channel: ChannelKind, entry: &str)
     -> Result<Option<SuppressReason>>;
 
+    /// Why `p` is suppressed on `channel`: its address, else its customer id.
+    async fn participant_suppression(
+        &self,
+        channel: ChannelKind,
+        p: &Participant,
+    ) -> Result<Option<SuppressReason>> {
+        match self.suppressed(channel, &p.address).await? {
+            Some(why) => Ok(Some(why)),
+            None => self.suppressed(channel, &p.customer).await,
+        }
+    }
+
     /// Up to `query.limit` of `channel`'s suppressions matching `query`,
     /// in entry order (entries as stored: addresses lowercased).
     async fn suppressions(

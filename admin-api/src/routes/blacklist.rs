@@ -41,14 +41,7 @@ pub async fn list(
 ) -> Result<Json<BlacklistPage>, ApiError> {
     check_channel(&channel)?;
     let limit = query::page_limit(q.limit, 100, MAX_PAGE)?;
-    if let Some(why) = q.why.as_deref().filter(|w| !REASONS.contains(w)) {
-        return Err(ApiError::bad_request(format!(
-            "query parameter `why` must be one of {}, not `{}`",
-            REASONS.join(", "),
-            limits::shown(why)
-        ))
-        .for_field("why"));
-    }
+    let why = query::one_of::<String>("why", q.why, &REASONS)?;
     for (field, value) in [("q", &q.q), ("after", &q.after)] {
         if let Some(problem) = value.as_deref().and_then(limits::entry_problem) {
             return Err(
@@ -59,7 +52,7 @@ pub async fn list(
     }
     let filter = BlacklistFilter {
         contains: q.q.filter(|q| !q.is_empty()),
-        why: q.why,
+        why,
         after: q.after,
         limit,
     };

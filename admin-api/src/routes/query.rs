@@ -38,8 +38,8 @@ pub(super) fn page_limit(
     }
 }
 
-/// `value` as one of `T`'s names (serde's), else 400 naming `field` and
-/// the names it takes.
+/// `value` as one of `names`, read as `T` (whose serde names they are),
+/// else 400 naming `field` and the names it takes.
 pub(super) fn one_of<T: DeserializeOwned>(
     field: &str,
     value: Option<String>,
@@ -48,16 +48,20 @@ pub(super) fn one_of<T: DeserializeOwned>(
     let Some(value) = value else {
         return Ok(None);
     };
+    let refused = || {
+        ApiError::bad_request(format!(
+            "query parameter `{field}` must be one of {}, not `{}`",
+            names.join(", "),
+            crate::types::v1::limits::shown(&value)
+        ))
+        .for_field(field)
+    };
+    if !names.contains(&value.as_str()) {
+        return Err(refused());
+    }
     serde_json::from_value(serde_json::Value::String(value.clone()))
         .map(Some)
-        .map_err(|_| {
-            ApiError::bad_request(format!(
-                "query parameter `{field}` must be one of {}, not `{}`",
-                names.join(", "),
-                crate::types::v1::limits::shown(&value)
-            ))
-            .for_field(field)
-        })
+        .map_err(|_| refused())
 }
 
 /// Why a query string was refused.
