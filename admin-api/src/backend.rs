@@ -83,6 +83,10 @@ pub trait Backend: Send + Sync + 'static {
 
     async fn campaign(&self, campaign: &str) -> BackendResult<CampaignView>;
 
+    /// Removes a finished or cancelled campaign (`docs/api.md`); `Conflict`
+    /// in any other state.
+    async fn delete_campaign(&self, campaign: &str) -> BackendResult<()>;
+
     /// Sends `participant`'s message of `campaign` now, outside the
     /// campaign; `Invalid` says why it could not be sent.
     async fn send_test(

@@ -67,7 +67,9 @@ fn routes_without_query() -> Router<AppState> {
     Router::new()
         .route(
             "/v1/campaigns/{id}",
-            put(campaigns::declare).get(campaigns::show),
+            put(campaigns::declare)
+                .get(campaigns::show)
+                .delete(campaigns::delete),
         )
         .route("/v1/campaigns/{id}/{action}", post(campaigns::control))
         .route("/v1/campaigns/{id}/preview", post(campaigns::preview))

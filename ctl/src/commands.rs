@@ -124,6 +124,14 @@ async fn campaigns(client: &Client, command: CampaignCommand) -> Result<Shown, C
         CampaignCommand::Pause { id } => (id, "pause"),
         CampaignCommand::Resume { id } => (id, "resume"),
         CampaignCommand::Cancel { id } => (id, "cancel"),
+        CampaignCommand::Delete { id } => {
+            client
+                .delete(&format!("/v1/campaigns/{}", encode(&id)))
+                .await?;
+            return Ok(Shown::new(json!({"deleted": id}), |a| {
+                format!("deleted {}\n", cell(&a["deleted"]))
+            }));
+        }
     };
     let path = format!("/v1/campaigns/{}/{action}", encode(&id));
     Ok(Shown::new(client.post(&path, None).await?, campaign_text))

@@ -40,7 +40,7 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Campaigns: list, show, start, pause, resume, cancel.
+    /// Campaigns: list, show, start, pause, resume, cancel, delete.
     Campaigns {
         #[command(subcommand)]
         command: CampaignCommand,
@@ -126,6 +126,10 @@ pub enum CampaignCommand {
         id: String,
     },
     Cancel {
+        id: String,
+    },
+    /// Remove a finished or cancelled campaign (its facts stay in the feed).
+    Delete {
         id: String,
     },
 }

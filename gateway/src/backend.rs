@@ -39,6 +39,8 @@ pub struct GatewayBackend {
     pub metrics: Arc<Metrics>,
     pub wake: Arc<Notify>,
     pub progress: Arc<Progress>,
+    /// Forgets a deleted campaign's links.
+    pub links: Arc<links::Links>,
 }
 
 fn store_error(e: StoreError) -> BackendError {
@@ -46,6 +48,9 @@ fn store_error(e: StoreError) -> BackendError {
         StoreError::UnknownCampaign(id) => BackendError::NotFound(format!("no campaign `{id}`")),
         StoreError::Unavailable(m) => BackendError::Unavailable(m),
         StoreError::Closed { campaign, state } => closed(&campaign, state),
+        e @ (StoreError::Open { .. } | StoreError::FallbackOf { .. }) => {
+            BackendError::Conflict(e.to_string())
+        }
         e @ StoreError::DiskFull { .. } => BackendError::InsufficientStorage(e.to_string()),
         e @ (StoreError::Corrupt { .. } | StoreError::InUse { .. }) => {
             BackendError::Internal(e.to_string())
@@ -401,6 +406,14 @@ impl Backend for GatewayBackend {
     async fn campaign(&self, id: &str) -> BackendResult<CampaignView> {
         let record = self.record(id).await?;
         self.view(record).await
+    }
+
+    async fn delete_campaign(&self, id: &str) -> BackendResult<()> {
+        let deleted = self.store.delete_campaign(id).await.map_err(store_error)?;
+        self.links.forget(deleted.seq);
+        self.progress.forget(id);
+        tracing::info!(campaign = %id, "campaign deleted");
+        Ok(())
     }
 
     async fn preview(

@@ -15,6 +15,14 @@ use domain::{CampaignDecl, CampaignRecord, MessageNo, Participant, SmsContent};
 
 use crate::template::{Escape, Template};
 
+/// A lock held only for a map lookup: a panic under it is a bug, so a
+/// poisoned lock is used as it is.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 pub fn their(msg: MessageNo) -> clicktrack::MessageNo {
     clicktrack::MessageNo(msg.as_u64())
 }
@@ -23,6 +31,11 @@ pub fn their(msg: MessageNo) -> clicktrack::MessageNo {
 pub struct Links {
     rewriter: Rewriter,
     tables: Mutex<HashMap<u32, Arc<LinkTable>>>,
+    /// Per campaign number, how many of its first messages are known to
+    /// exist, so that a click needs no round trip to the store (the
+    /// redirect is the hot path). Messages go only with their campaign
+    /// ([`Links::forget`]).
+    known: Mutex<HashMap<u32, u32>>,
 }
 
 impl Links {
@@ -32,16 +45,31 @@ impl Links {
         Ok(Self {
             rewriter,
             tables: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Whether `msg` is known to exist.
+    pub fn known(&self, msg: MessageNo) -> bool {
+        msg.participant < lock(&self.known).get(&msg.campaign).copied().unwrap_or(0)
+    }
+
+    /// Notes that `msg` (and so every message before it) exists.
+    pub fn note_known(&self, msg: MessageNo) {
+        let mut known = lock(&self.known);
+        let below = known.entry(msg.campaign).or_insert(0);
+        *below = (*below).max(msg.participant.saturating_add(1));
+    }
+
+    /// Forgets campaign number `seq` (deleted): its links lead nowhere now.
+    pub fn forget(&self, seq: u32) {
+        lock(&self.tables).remove(&seq);
+        lock(&self.known).remove(&seq);
     }
 
     /// The table of campaign number `seq`, if it was built already.
     pub fn cached(&self, seq: u32) -> Option<Arc<LinkTable>> {
-        self.tables
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&seq)
-            .cloned()
+        lock(&self.tables).get(&seq).cloned()
     }
 
     /// The table of `campaign`, built by `build` from its declaration (its
@@ -51,10 +79,7 @@ impl Links {
         campaign: &CampaignRecord,
         build: impl FnOnce(&CampaignDecl) -> Result<LinkTable, clicktrack::Error>,
     ) -> Arc<LinkTable> {
-        let mut tables = self
-            .tables
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut tables = lock(&self.tables);
         tables
             .entry(campaign.seq)
             .or_insert_with(|| {

@@ -7,8 +7,7 @@
 //! suppression (one write, the rules' decision).
 
 use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, UNIX_EPOCH},
 };
 
@@ -44,10 +43,6 @@ pub struct Sink {
     links: Arc<Links>,
     /// Each campaign's channel says which of its links are tracked.
     channels: Registry,
-    /// Per campaign number, how many of its first messages are known to
-    /// exist. Messages are never removed, so a click on one of them needs
-    /// no round trip to the store: the redirect is the hot path.
-    known: Mutex<HashMap<u32, u32>>,
     queue: mpsc::Sender<TrackingEvent>,
     engagements: EngagementLog,
 }
@@ -67,7 +62,6 @@ impl Sink {
                 store,
                 links,
                 channels,
-                known: Mutex::default(),
                 queue,
             },
             rx,
@@ -76,12 +70,6 @@ impl Sink {
 }
 
 impl Sink {
-    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<u32, u32>> {
-        self.known
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// The store's answer, or `None` (the handler's 404) when it has none.
     fn answered<T>(answer: store::Result<Option<T>>) -> Option<T> {
         answer.unwrap_or_else(|e| {
@@ -120,15 +108,12 @@ impl TrackingSink for Sink {
 
     async fn knows_message(&self, message: clicktrack::MessageNo) -> bool {
         let msg = ours(message);
-        let known = |known: &HashMap<u32, u32>| known.get(&msg.campaign).copied().unwrap_or(0);
-        if msg.participant < known(&self.known()) {
+        if self.links.known(msg) {
             return true;
         }
         match self.store.exists(msg).await {
             Ok(true) => {
-                let mut all = self.known();
-                let below = known(&all).max(msg.participant.saturating_add(1));
-                all.insert(msg.campaign, below);
+                self.links.note_known(msg);
                 true
             }
             Ok(false) => false,

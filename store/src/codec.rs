@@ -190,7 +190,7 @@ impl Record for Vec<Fact> {
     }
 }
 
-fn corrupt(what: &'static str, detail: &str) -> StoreError {
+pub(crate) fn corrupt(what: &'static str, detail: &str) -> StoreError {
     StoreError::Corrupt {
         what,
         detail: detail.to_owned(),

@@ -25,6 +25,10 @@ pub use space::{DEFAULT_RESERVE, FreeBytes, free_bytes};
 const POISONED: &str =
     "an earlier commit failed; the store takes no writes until the daemon restarts (see the log)";
 
+/// Meta key of the next campaign number, kept once a campaign is deleted:
+/// numbers are never given twice (message tokens carry them).
+const NEXT_CAMPAIGN: &str = "store/next_campaign";
+
 /// Writes taken into one commit at most.
 const MAX_GROUP: usize = 512;
 /// Facts stored per record: a commit's facts are written as runs of
@@ -236,6 +240,12 @@ fn recover(ks: &Keyspaces) -> Result<(Index, u64)> {
             String::from_utf8_lossy(&key).into_owned(),
             SuppressReason::parse(&String::from_utf8_lossy(&value)),
         );
+    }
+    if let Some(next) = ks.meta.get(NEXT_CAMPAIGN).map_err(io)? {
+        let next: [u8; 4] = next[..]
+            .try_into()
+            .map_err(|_| codec::corrupt("next campaign number", "not 4 bytes"))?;
+        index.next_campaign = index.next_campaign.max(u32::from_be_bytes(next));
     }
     let last_cursor = match ks.facts.last_key_value() {
         Some(kv) => {

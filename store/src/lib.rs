@@ -31,6 +31,22 @@ pub enum StoreError {
         campaign: String,
         state: &'static str,
     },
+    /// Only an ended campaign may be deleted.
+    #[error(
+        "campaign `{campaign}` is {state}: only a finished or cancelled campaign can be deleted"
+    )]
+    Open {
+        campaign: String,
+        state: &'static str,
+    },
+    /// A campaign that another one falls back to is deleted after it.
+    #[error(
+        "campaign `{source_campaign}` falls back to `{campaign}`: delete `{source_campaign}` first"
+    )]
+    FallbackOf {
+        campaign: String,
+        source_campaign: String,
+    },
     #[error("corrupt record in {what}: {detail}")]
     Corrupt { what: &'static str, detail: String },
     /// The data directory's disk is (nearly) full: nothing is written

@@ -25,6 +25,13 @@ pub trait Catalog: Send + Sync {
 
     /// A campaign by its compact number (message numbers carry it).
     async fn campaign_by_seq(&self, seq: u32) -> Result<Option<CampaignRecord>>;
+
+    /// Removes a finished or cancelled campaign with its participants,
+    /// statuses and engagements; its facts stay in the feed and its number
+    /// is never given again (tokens in sent mail carry it). `Open` for a
+    /// campaign in any other state, `FallbackOf` while another campaign
+    /// falls back to it. Returns the record as it was.
+    async fn delete_campaign(&self, id: &str) -> Result<CampaignRecord>;
 }
 
 /// Participants arriving.

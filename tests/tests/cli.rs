@@ -193,6 +193,23 @@ fn campaigns_uploads_and_the_blacklist_from_the_command_line() {
         1,
         "after the first cursor, one fact: {feed}"
     );
+
+    let open = crm.run(&["campaigns", "delete", "spring"]);
+    assert_eq!(open.status.code(), Some(1));
+    assert!(
+        text(&open.stderr).starts_with("sluicectl: 409 Conflict: "),
+        "only an ended campaign is deleted: {}",
+        text(&open.stderr)
+    );
+    crm.ok(&["campaigns", "cancel", "spring"]);
+    assert_eq!(
+        crm.ok(&["campaigns", "delete", "spring"]),
+        "deleted spring\n"
+    );
+    assert_eq!(
+        crm.run(&["campaigns", "show", "spring"]).status.code(),
+        Some(1)
+    );
 }
 
 #[test]

@@ -319,3 +319,97 @@ fn clicks_answered_before_a_kill_9_are_facts_after_the_restart() {
     assert_eq!(clicked, CLICKS, "every answered click is a fact");
     end.reached();
 }
+
+/// Deleting an ended campaign removes it for good (a restart brings nothing
+/// back); its facts stay in the feed; its links, even one just clicked (and
+/// so cached), lead nowhere afterwards: a 404, never a redirect or an
+/// unsubscribe page that records nothing. A campaign still running is not
+/// deleted.
+#[test]
+fn a_deleted_campaign_is_gone_with_its_links_and_its_facts_stay() {
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let peer = SmtpPeer::start(&end, dir.path());
+    let (mut daemon, base, tracking) = daemon_with_tracking(dir.path(), &peer);
+    let decl = json!({"channel": "email", "name": "old", "content": {"email": {
+        "from": "o@telco.test", "subject": "Old offer", "text": format!("See {OFFER}")}}});
+    daemon.declare("old", &decl);
+    daemon.upload(
+        "old",
+        &[json!({"customer": "ann", "address": "ann@example.org"})],
+    );
+    daemon.start_campaign("old");
+    daemon.wait_for_campaign("old", Duration::from_secs(60), |v| v["state"] == "finished");
+    let mail = &peer.received()[0];
+    let message = MessageParser::default()
+        .parse(mail.data.as_bytes())
+        .unwrap();
+    let click = links(&message.body_text(0).unwrap(), &base, "/c/")[0].clone();
+    let unsubscribe = message
+        .header_raw("List-Unsubscribe")
+        .unwrap()
+        .trim()
+        .trim_matches(['<', '>'])
+        .to_owned();
+    let follow = || request("GET", &tracking, path_of(&click), &[], b"");
+    assert_eq!(follow().status, 302, "the link works before");
+
+    daemon.email_campaign("busy", None, 1);
+    daemon.start_campaign("busy");
+    let busy = daemon.delete("/v1/campaigns/busy");
+    if busy.status != 409 {
+        // It may have finished already: then it is deleted like any other.
+        assert_eq!(busy.status, 204, "{}", busy.text());
+    } else {
+        assert!(
+            busy.text().contains("only a finished or cancelled"),
+            "{}",
+            busy.text()
+        );
+    }
+
+    let deleted = daemon.delete("/v1/campaigns/old");
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
+    assert!(deleted.text().is_empty());
+    let gone = |daemon: &Daemon| {
+        assert_eq!(daemon.get("/v1/campaigns/old").status, 404);
+        let listed = daemon.get("/v1/campaigns").json();
+        assert!(
+            !listed["campaigns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["id"] == "old"),
+            "{listed}"
+        );
+        assert_eq!(follow().status, 404, "no redirect for a deleted campaign");
+        let r = request(
+            "POST",
+            &tracking,
+            path_of(&unsubscribe),
+            &[("content-type", "application/x-www-form-urlencoded")],
+            b"List-Unsubscribe=One-Click",
+        );
+        assert_eq!(r.status, 404, "{}", r.text());
+        let facts: Vec<_> = daemon
+            .all_events()
+            .into_iter()
+            .filter(|e| e["campaign"] == "old")
+            .map(|e| e["type"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(
+            facts.contains(&"accepted".to_owned()) && facts.contains(&"clicked".to_owned()),
+            "the facts stay: {facts:?}"
+        );
+    };
+    gone(&daemon);
+    assert_eq!(daemon.delete("/v1/campaigns/old").status, 404);
+    assert!(daemon.terminate(), "a clean stop");
+    daemon.restart();
+    gone(&daemon);
+    daemon.declare("old", &decl);
+    let again = daemon.get("/v1/campaigns/old").json();
+    assert_eq!(again["state"], "declared", "{again}");
+    assert_eq!(again["participants"], 0, "{again}");
+    end.reached();
+}

@@ -1,7 +1,7 @@
-//! `/v1/campaigns`: list; `/v1/campaigns/{id}`: declare, show, and
+//! `/v1/campaigns`: list; `/v1/campaigns/{id}`: declare, show, delete, and
 //! start/pause/resume/cancel.
 
-use axum::{Json, extract::State};
+use axum::{Json, extract::State, http::StatusCode};
 use serde::Deserialize;
 
 use super::{
@@ -50,6 +50,17 @@ pub async fn show(
 ) -> Result<Json<CampaignView>, ApiError> {
     check_id(&id)?;
     Ok(Json(s.backend.campaign(&id).await?))
+}
+
+/// `DELETE /v1/campaigns/{id}`: an ended campaign removed, 204.
+pub async fn delete(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    _: Authorized<Crm>,
+) -> Result<StatusCode, ApiError> {
+    check_id(&id)?;
+    s.backend.delete_campaign(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /v1/campaigns/{id}/preview`: a participant (as uploaded) in, its

@@ -113,6 +113,13 @@ impl Backend for Memory {
     async fn campaign(&self, c: &str) -> BackendResult<CampaignView> {
         Err(BackendError::NotFound(format!("no campaign {c}")))
     }
+    async fn delete_campaign(&self, c: &str) -> BackendResult<()> {
+        match c {
+            "ended" => Ok(()),
+            "running" => Err(BackendError::Conflict("campaign `running` is running".into())),
+            _ => Err(BackendError::NotFound(format!("no campaign {c}"))),
+        }
+    }
     async fn audience(&self, c: &str, _o: &str) -> BackendResult<Vec<AudienceRow>> {
         if c == "down" {
             return Err(BackendError::Unavailable("store cannot commit".into()));
@@ -657,6 +664,38 @@ async fn backend_conflicts_and_bad_ids_map_to_status() {
         .body(Body::empty())
         .expect("request");
     assert_eq!(call(router, bad).await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn an_ended_campaign_is_deleted_with_204_and_no_body() {
+    let (_, router) = app(Tokens::new(vec![(Role::Crm, "c".into())]));
+    let delete = |id: &str, token: &str| {
+        Request::delete(format!("/v1/campaigns/{id}"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .expect("request")
+    };
+    let res = router
+        .clone()
+        .oneshot(delete("ended", "c"))
+        .await
+        .expect("infallible");
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let body = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    assert!(body.is_empty(), "204 has no body: {body:?}");
+    let (status, problem) = call(router.clone(), delete("running", "c")).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(problem["detail"], "campaign `running` is running");
+    assert_eq!(
+        call(router.clone(), delete("ghost", "c")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call(router, delete("ended", "wrong")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]

@@ -120,6 +120,7 @@ pub(super) fn api_router(config: &Config, core: &Core) -> Result<axum::Router, R
         metrics: core.metrics.clone(),
         wake: core.wake.clone(),
         progress: core.progress.clone(),
+        links: core.links.clone(),
     });
     Ok(admin_api::router(
         backend,

@@ -41,6 +41,10 @@ pub(super) enum Op {
         state: CampaignState,
         reply: oneshot::Sender<Result<CampaignRecord>>,
     },
+    DeleteCampaign {
+        id: String,
+        reply: oneshot::Sender<Result<CampaignRecord>>,
+    },
     Add {
         id: String,
         items: Vec<Participant>,
@@ -123,7 +127,9 @@ impl Op {
             let _ = reply.send(Err(error.clone()));
         }
         match self {
-            Self::PutCampaign { reply, .. } | Self::SetState { reply, .. } => fail(reply, error),
+            Self::PutCampaign { reply, .. }
+            | Self::SetState { reply, .. }
+            | Self::DeleteCampaign { reply, .. } => fail(reply, error),
             Self::Add { reply, .. } | Self::Stage { reply, .. } => fail(reply, error),
             Self::Publish { reply, .. } => fail(reply, error),
             Self::Receipts { reply, .. } => fail(reply, error),
@@ -259,10 +265,11 @@ impl Committer {
                 taken
             }
             Room::Exhausted(full) => {
-                // Abandoning an upload only removes: it is still taken.
+                // Abandoning an upload and deleting a campaign only remove
+                // (how an operator frees space): they are still taken.
                 let (taken, refused): (Vec<Op>, Vec<Op>) = ops
                     .into_iter()
-                    .partition(|op| matches!(op, Op::Abandon { .. }));
+                    .partition(|op| matches!(op, Op::Abandon { .. } | Op::DeleteCampaign { .. }));
                 for op in refused {
                     op.refuse(&full);
                 }
@@ -395,6 +402,7 @@ impl Committer {
                 g.effects.push(Effect::Campaign(Box::new(record.clone())));
                 g.answers.push(Answer::Campaign(reply, Box::new(record)));
             }
+            Op::DeleteCampaign { id, reply } => self.delete_campaign(index, g, &id, reply),
             Op::Add {
                 id,
                 items,
@@ -624,6 +632,65 @@ impl Committer {
 
     /// Stages `items` under `upload`: their records and the batch's marker
     /// are written, nothing is visible.
+    /// Removes an ended campaign: its record and every key of its messages.
+    /// The index forgets it at once, so later ops of this group see it gone
+    /// (a failed commit poisons the store anyway); the next campaign number
+    /// is kept so that the number is never given again.
+    fn delete_campaign(
+        &mut self,
+        index: &mut Index,
+        g: &mut Group,
+        id: &str,
+        reply: oneshot::Sender<Result<CampaignRecord>>,
+    ) {
+        let ks = &self.shared.ks;
+        let Some(c) = index.campaigns.get(id) else {
+            let _ = reply.send(Err(StoreError::UnknownCampaign(id.to_owned())));
+            return;
+        };
+        if rules::closed_to_participants(c.record.state).is_none() {
+            let _ = reply.send(Err(StoreError::Open {
+                campaign: id.to_owned(),
+                state: c.record.state.as_str(),
+            }));
+            return;
+        }
+        // Its participants would be lost: a source's late bounce still
+        // falls back.
+        let source = index.campaigns.values().find(|source| {
+            (source.record.decl.fallback.as_ref()).is_some_and(|f| f.campaign == id)
+        });
+        if let Some(source) = source {
+            let _ = reply.send(Err(StoreError::FallbackOf {
+                campaign: id.to_owned(),
+                source_campaign: source.record.id.clone(),
+            }));
+            return;
+        }
+        let record = c.record.clone();
+        let prefix = record.seq.to_be_bytes();
+        for keyspace in [&ks.participants, &ks.status, &ks.engagement] {
+            for kv in keyspace.prefix(prefix) {
+                match kv.key() {
+                    Ok(key) => g.batch.remove(keyspace, key),
+                    Err(e) => {
+                        let _ = reply.send(Err(super::io(e)));
+                        return;
+                    }
+                }
+            }
+        }
+        g.batch.remove(&ks.campaigns, id);
+        g.batch.insert(
+            &ks.meta,
+            super::NEXT_CAMPAIGN,
+            index.next_campaign.to_be_bytes(),
+        );
+        index.campaigns.remove(id);
+        index.ids.remove(&record.seq);
+        g.answers.push(Answer::Campaign(reply, Box::new(record)));
+    }
+
     fn stage(
         &mut self,
         index: &mut Index,

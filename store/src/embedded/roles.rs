@@ -57,6 +57,14 @@ impl Catalog for Embedded {
     async fn campaign_by_seq(&self, seq: u32) -> Result<Option<CampaignRecord>> {
         Ok(self.shared.index().by_seq(seq).map(|c| c.record.clone()))
     }
+
+    async fn delete_campaign(&self, id: &str) -> Result<CampaignRecord> {
+        self.submit(|reply| Op::DeleteCampaign {
+            id: id.to_owned(),
+            reply,
+        })
+        .await
+    }
 }
 
 #[async_trait]
