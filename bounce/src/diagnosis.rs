@@ -89,8 +89,10 @@ pub fn phase_of(text: &str) -> Option<Phase> {
         .map(|(_, phase)| *phase)
 }
 
-/// Applies the rules: text phrases first, then the enhanced status, then
-/// the context text, then the reply code and the SMTP phase.
+/// Applies the rules: an enhanced status that [decides](status::decides)
+/// its cause first, then text phrases (the table, then the phrase
+/// families), then any other specific enhanced status, then the context
+/// text, then the reply code and the SMTP phase.
 ///
 /// The generic words of a refused recipient ("user unknown", "no such
 /// user": the [vague](rules::Rule::vague) rules) prove the mailbox is gone
@@ -111,7 +113,16 @@ pub fn diagnose(evidence: &Evidence<'_>) -> Verdict {
     let reason = if evidence.success() && !evidence.delayed {
         Reason::Delivered
     } else {
-        let found = rules::finding_of_text(evidence.text)
+        let decisive = evidence
+            .status
+            .filter(|s| status::decides(*s))
+            .and_then(status::reason_of_status)
+            .map(|reason| Finding {
+                reason,
+                vague: false,
+            });
+        let found = decisive
+            .or_else(|| rules::finding_of_text(evidence.text))
             .or_else(|| {
                 evidence
                     .status

@@ -17,7 +17,10 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use crate::reason::Reason;
 
 mod causes;
+mod families;
 mod general;
+#[doc(hidden)]
+pub mod holdout;
 
 /// One line of the table: any of `phrases` means `reason`.
 pub struct Rule {
@@ -233,17 +236,23 @@ fn noise(text: &str) -> Vec<(usize, usize)> {
 }
 
 /// Like [`finding_of_text`] for text already passed through [`fold`].
+/// The table first, then the [phrase families](families).
 pub(crate) fn finding_of_folded(folded: &str) -> Option<Finding> {
     let matcher = MATCHER.as_ref()?;
     let best = matcher
         .automaton
         .find_overlapping_iter(folded)
-        .filter_map(|m| matcher.rule_of_pattern.get(m.pattern().as_usize()).copied())
-        .min()?;
-    RULES.get(best).map(|rule| Finding {
-        reason: rule.reason,
-        vague: rule.vague,
-    })
+        .map(|m| m.pattern().as_usize())
+        .filter(|&pattern| holdout::admits(pattern))
+        .filter_map(|pattern| matcher.rule_of_pattern.get(pattern).copied())
+        .min();
+    match best.and_then(|best| RULES.get(best)) {
+        Some(rule) => Some(Finding {
+            reason: rule.reason,
+            vague: rule.vague,
+        }),
+        None => families::finding(folded, matcher.rule_of_pattern.len()),
+    }
 }
 
 #[cfg(test)]

@@ -232,7 +232,9 @@ pub fn reason_of_status(status: EnhancedStatus) -> Option<Reason> {
         // 2xx success
         _ if status.class == 2 => Delivered,
         // X.1: addressing
-        (1, 0) | (1, 1) | (1, 3) | (1, 10) => UserUnknown,
+        (1, 0) | (1, 1) | (1, 3) => UserUnknown,
+        // RFC 7505: the domain has a null MX, it takes no mail.
+        (1, 10) => NotAccept,
         (1, 2) => HostUnknown,
         (1, 6) => HasMoved,
         (1, 7) | (1, 8) => Rejected,
@@ -269,6 +271,20 @@ pub fn reason_of_status(status: EnhancedStatus) -> Option<Reason> {
         _ => return None,
     };
     Some(reason)
+}
+
+/// Whether `status` names its cause so precisely that the text cannot say
+/// otherwise: the codes registered for one cause (RFC 7372's
+/// authentication results X.7.20-X.7.27, X.7.28 for a flood, X.2.2 a full
+/// mailbox, X.3.4 a message too big for the system, X.1.10 a null MX).
+/// Their words ("blocked", "rejected") are only the receiver's
+/// summary; the code says why.
+pub fn decides(status: EnhancedStatus) -> bool {
+    status.class != 2
+        && matches!(
+            (status.subject, status.detail),
+            (7, 20..=28) | (2, 2) | (3, 4) | (1, 10)
+        )
 }
 
 /// What a reply code alone says: only the 50x family (command syntax and

@@ -179,3 +179,66 @@ fn one_huge_line_of_addresses_is_not_quadratic() {
     assert!(!b.truncated);
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
+
+#[test]
+fn ten_thousand_mime_parts_are_read_within_bounds() {
+    let mut raw = String::from(
+        "From: MAILER-DAEMON@mx.example\r\nSubject: Undelivered Mail Returned to Sender\r\n\
+Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n",
+    );
+    raw.push_str(
+        "--b\r\nContent-Type: text/plain\r\n\r\n<kim@example.jp>: 550 5.1.1 user unknown\r\n",
+    );
+    for i in 0..10_000 {
+        raw.push_str(&format!(
+            "--b\r\nContent-Type: application/octet-stream\r\n\r\npart {i}\r\n"
+        ));
+    }
+    raw.push_str("--b--\r\n");
+    let b = bounce::classify(raw.as_bytes()).expect("classify");
+    assert!(b.is_bounce);
+    assert_eq!(b.recipients[0].address, "kim@example.jp");
+    assert_eq!(b.recipients[0].reason, bounce::Reason::UserUnknown);
+}
+
+#[test]
+fn a_dsn_with_a_thousand_recipients_lists_each() {
+    let mut fields = String::new();
+    for i in 0..1_000 {
+        let (status, text) = if i % 2 == 0 {
+            ("5.1.1", "550 5.1.1 user unknown")
+        } else {
+            ("4.2.2", "452 4.2.2 mailbox full")
+        };
+        fields.push_str(&format!(
+            "Final-Recipient: rfc822; u{i}@example.jp\r\nAction: failed\r\nStatus: {status}\r\n\
+Diagnostic-Code: smtp; {text}\r\n\r\n"
+        ));
+    }
+    let raw = format!(
+        "From: MAILER-DAEMON@mx.example\r\nSubject: Undelivered Mail Returned to Sender\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"r\"\r\n\r\n\
+--r\r\nContent-Type: text/plain\r\n\r\nThe mail could not be delivered.\r\n\
+--r\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example\r\n\r\n\
+{fields}--r--\r\n"
+    );
+    let b = bounce::classify(raw.as_bytes()).expect("classify");
+    assert_eq!(b.recipients.len(), 1_000);
+    assert!(!b.truncated);
+    assert_eq!(b.recipients[0].reason, bounce::Reason::UserUnknown);
+    assert_eq!(b.recipients[0].kind, bounce::Kind::Hard);
+    assert_eq!(b.recipients[999].address, "u999@example.jp");
+    assert_eq!(b.recipients[999].reason, bounce::Reason::MailboxFull);
+    assert_eq!(b.recipients[999].kind, bounce::Kind::Soft);
+}
+
+/// Nothing says a mail without headers is a report (no sender, no subject,
+/// no report part): it is taken as no bounce, never guessed into one.
+#[test]
+fn a_mail_without_headers_is_no_bounce() {
+    let raw = b"\r\n<kim@example.jp>: 550 5.1.1 user unknown\r\n";
+    let b = bounce::classify(raw).expect("classify");
+    assert!(!b.is_bounce);
+    assert!(b.recipients.is_empty());
+}

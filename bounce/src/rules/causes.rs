@@ -11,9 +11,8 @@ pub(super) static RULES: &[Rule] = &[
         reason: Reason::UserUnknown,
         phrases: &[
             "recipient address rejected: access denied",
-            "not listed in domino directory",
-            "not listed in public name",
-            "user not listed",
+            // A directory or address book that does not list the recipient.
+            "not listed in",
         ],
         vague: false,
     },
