@@ -187,6 +187,10 @@ pub enum Outcome {
         hard: bool,
         retry: Option<Millis>,
         detail: FactDetail,
+        /// Returned after the message was handed over (a DSN), rather than
+        /// refused while it was sent: it settles only a message still
+        /// waiting for its outcome (`rules::applies`).
+        returned: bool,
     },
     /// Not sent on purpose: a suppressed address or customer, or load
     /// control's verdict (quota exceeded, campaign ended).

@@ -115,6 +115,7 @@ pub fn settle(before: MessageState, at: Millis, outcome: Outcome) -> Decision {
             hard,
             retry,
             mut detail,
+            ..
         } => {
             detail.bounce = Some(if hard { "hard" } else { "soft" }.to_owned());
             let (status, due) = match (hard, retry) {
@@ -269,6 +270,7 @@ pub fn answered(
                 hard,
                 retry: None,
                 detail,
+                returned: false,
             }
         }
         Delivery::Permanent { reply } => Outcome::Failed {
@@ -300,7 +302,17 @@ pub fn returned(
         hard,
         retry,
         detail,
+        returned: true,
     }
+}
+
+/// Whether `outcome` still changes a message in `status`. A returned bounce
+/// settles only a message handed over and waiting for its outcome: the
+/// same report delivered twice, replayed by someone who saw it, or arriving
+/// after the message was settled or rescheduled changes nothing (it would
+/// count twice, or send a resend for the resend).
+pub fn applies(status: Status, outcome: &Outcome) -> bool {
+    !matches!(outcome, Outcome::Bounced { returned: true, .. }) || status == Status::Submitted
 }
 
 #[cfg(test)]

@@ -39,6 +39,7 @@ fn bounced(hard: bool, retry: Option<Millis>) -> Outcome {
         hard,
         retry,
         detail: FactDetail::default(),
+        returned: false,
     }
 }
 

@@ -317,3 +317,108 @@ fn an_idle_bounce_session_is_told_421_at_shutdown() {
     client.read_line(&mut last).unwrap();
     assert!(last.starts_with("421 "), "{last}");
 }
+
+/// Only a verifying token that names a message sent to the bounced address,
+/// and still waiting for its outcome, is acted upon. Forged tokens, tokens
+/// with a character changed, cut short or lengthened, and the copies of a
+/// genuine report delivered again (a replay, or an MTA retrying) are kept
+/// as unmatched: no fact, no suppression, no resend.
+#[test]
+fn forged_mangled_and_replayed_bounces_change_nothing() {
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let peer = SmtpPeer::start(&end, dir.path());
+    // Resends wait long enough for the replays to find the message pending.
+    let config = config(&peer).replace(
+        "retry_base_secs = 1\nretry_max_secs = 1",
+        "retry_base_secs = 600\nretry_max_secs = 600",
+    );
+    let daemon = Daemon::start(dir.path(), &config);
+    daemon.run_email_campaign(
+        "r1",
+        &[("ann", "ann@example.org"), ("bob", "bob@example.org")],
+    );
+    let return_path = |rcpt: &str| {
+        peer.received()
+            .iter()
+            .find(|m| m.rcpt_tos[0] == rcpt)
+            .unwrap()
+            .mail_from
+            .clone()
+    };
+    let (ann, bob) = (
+        return_path("ann@example.org"),
+        return_path("bob@example.org"),
+    );
+    let ann_full = dsn("ann@example.org", "4.2.2", "452 4.2.2 mailbox full");
+    let bob_unknown = dsn("bob@example.org", "5.1.1", "550 5.1.1 user unknown");
+    let send = |rcpt: &str, report: &str| deliver(&end, dir.path(), &daemon, rcpt, report);
+
+    // Each genuine report acts once, its copies not at all.
+    for _ in 0..3 {
+        assert_eq!(send(&ann, &ann_full), "250");
+        assert_eq!(send(&bob, &bob_unknown), "250");
+    }
+    // Forged and mangled tokens, for either address.
+    let (local, domain) = bob.split_once('@').unwrap();
+    let flipped = {
+        let mut bytes = local.as_bytes().to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] = if bytes[last] == b'a' { b'b' } else { b'a' };
+        String::from_utf8(bytes).unwrap()
+    };
+    let bad = [
+        format!("{flipped}@{domain}"),
+        format!("{}@{domain}", &local[..local.len() - 3]),
+        format!("{local}aa@{domain}"),
+        format!("b+aaaaaaaaaaaaaaaaaaaaaaaaaa@{domain}"),
+        format!("b+@{domain}"),
+    ];
+    for rcpt in &bad {
+        assert_eq!(send(rcpt, &bob_unknown), "250", "{rcpt}");
+        assert_eq!(
+            send(rcpt, &dsn("ann@example.org", "5.1.1", "550 user unknown")),
+            "250",
+            "{rcpt}"
+        );
+    }
+
+    let bounced = |customer: &str| {
+        events_of(&daemon, "r1", customer)
+            .into_iter()
+            .filter(|e| e["type"] == "bounced")
+            .collect::<Vec<_>>()
+    };
+    let ann_bounces = bounced("ann");
+    assert_eq!(ann_bounces.len(), 1, "{ann_bounces:?}");
+    assert_eq!(ann_bounces[0]["bounce"], "soft");
+    assert_eq!(bounced("bob").len(), 1);
+    assert_eq!(
+        daemon.get("/v1/blacklist/email/ann@example.org").status,
+        404,
+        "a forged hard bounce never suppresses ann"
+    );
+    assert_eq!(
+        daemon.get("/v1/blacklist/email/bob@example.org").json()["why"],
+        "hard_bounce"
+    );
+    let metrics = daemon.get("/metrics").text();
+    let unmatched = 2 * 2 + 2 * bad.len();
+    assert!(
+        metrics.contains(&format!("sluice_bounces_unmatched_total {unmatched}\n")),
+        "{unmatched} unmatched: {metrics}"
+    );
+    assert!(
+        metrics.contains("sluice_bounces_total{kind=\"hard\",reason=\"userunknown\"} 1\n"),
+        "{metrics}"
+    );
+    assert_eq!(
+        peer.received()
+            .iter()
+            .filter(|m| m.rcpt_tos[0] == "ann@example.org")
+            .count(),
+        1,
+        "no resend yet, however often the report came"
+    );
+    end.reached();
+}

@@ -91,6 +91,7 @@ pub async fn a_fallback_takes_each_undelivered_participant_once(h: &dyn Harness)
             hard,
             retry,
             detail: FactDetail::default(),
+            returned: true,
         };
         let failed = || Outcome::Failed {
             reason: "550 refused for good".into(),

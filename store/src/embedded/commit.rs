@@ -930,6 +930,11 @@ impl Committer {
         let Some(slot) = c.slot(u.msg.participant) else {
             return;
         };
+        // As this group left it: a copy may follow in the same group.
+        let status = g.statuses.get(&u.msg).copied().unwrap_or(slot.status);
+        if !rules::applies(status, &u.outcome) {
+            return;
+        }
         let before = MessageState {
             status: slot.status,
             attempts: slot.attempts,

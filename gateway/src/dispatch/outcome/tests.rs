@@ -44,6 +44,7 @@ fn a_hard_5xx_at_rcpt_bounces_at_once_and_is_counted() {
         hard,
         retry,
         detail,
+        ..
     } = out
     else {
         panic!("{out:?}")
