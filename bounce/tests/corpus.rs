@@ -9,7 +9,7 @@
 use std::fs;
 
 mod common;
-use common::{agrees, corpus, expected, miss};
+use common::{agreement, assert_not_bounces, corpus, expected};
 
 /// The floor this test enforces for kind agreement, in percent: the
 /// issue's target.
@@ -29,30 +29,7 @@ const MIN_REASON_AGREEMENT: f64 = 89.5;
 
 #[test]
 fn corpus_agreement() {
-    let testdata = corpus("testdata");
-    let expected = expected(&testdata);
-    let verbose = std::env::var_os("BOUNCE_CORPUS_VERBOSE").is_some();
-    let mut kind_ok = 0usize;
-    let mut reason_ok = 0usize;
-    let mut files = 0usize;
-    for ((file, rcpt), want) in &expected {
-        let raw = fs::read(testdata.join("eml").join(file)).expect("corpus file");
-        let bounce = bounce::classify(&raw).expect("classify");
-        files += 1;
-        let (kind_match, reason_match) = agrees(&bounce, *rcpt, want);
-        kind_ok += usize::from(kind_match);
-        reason_ok += usize::from(reason_match);
-        if verbose && (!kind_match || !reason_match) {
-            eprintln!("MISMATCH {}", miss(file, *rcpt, want, &bounce));
-        }
-    }
-    let total = expected.len();
-    let kind_pct = 100.0 * kind_ok as f64 / total as f64;
-    let reason_pct = 100.0 * reason_ok as f64 / total as f64;
-    println!(
-        "bounce corpus: {total} recipients: kind agreement {kind_ok}/{total} = {kind_pct:.1}%, reason agreement {reason_ok}/{total} = {reason_pct:.1}%"
-    );
-    assert!(files > 0);
+    let (kind_pct, reason_pct) = agreement(&corpus("testdata"), "bounce corpus");
     assert!(
         reason_pct >= MIN_REASON_AGREEMENT,
         "reason agreement {reason_pct:.1}% is below {MIN_REASON_AGREEMENT}%"
@@ -90,15 +67,5 @@ fn every_corpus_file_classifies() {
 
 #[test]
 fn not_bounces_are_not_bounces() {
-    let mut seen = 0;
-    let testdata = corpus("testdata");
-    for entry in fs::read_dir(testdata.join("not-bounce")).expect("not-bounce dir") {
-        let path = entry.expect("entry").path();
-        let raw = fs::read(&path).expect("read");
-        let bounce = bounce::classify(&raw).expect("classify");
-        assert!(!bounce.is_bounce, "{} is not a bounce", path.display());
-        assert!(bounce.recipients.is_empty());
-        seen += 1;
-    }
-    assert!(seen > 0);
+    assert_not_bounces(&corpus("testdata"));
 }

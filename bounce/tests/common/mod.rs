@@ -1,6 +1,9 @@
 //! A corpus of bounces with their expected classification, as the corpus
 //! tests read it (`testdata/README.md` describes the layout).
 
+// Each test binary compiles this module and uses a part of it.
+#![allow(dead_code)]
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -35,6 +38,52 @@ pub fn expected(corpus: &Path) -> BTreeMap<(String, usize), Expected> {
         );
     }
     out
+}
+
+/// Kind and reason agreement over `corpus`, in percent: every row of its
+/// `expected.tsv` classified and compared, the figures printed under
+/// `label` (`BOUNCE_CORPUS_VERBOSE=1` prints every disagreement).
+pub fn agreement(corpus: &Path, label: &str) -> (f64, f64) {
+    let expected = expected(corpus);
+    assert!(
+        !expected.is_empty(),
+        "{} lists no recipient",
+        corpus.display()
+    );
+    let verbose = std::env::var_os("BOUNCE_CORPUS_VERBOSE").is_some();
+    let (mut kind_ok, mut reason_ok) = (0usize, 0usize);
+    for ((file, rcpt), want) in &expected {
+        let raw = fs::read(corpus.join("eml").join(file)).expect("corpus file");
+        let bounce = bounce::classify(&raw).expect("classify");
+        let (kind_match, reason_match) = agrees(&bounce, *rcpt, want);
+        kind_ok += usize::from(kind_match);
+        reason_ok += usize::from(reason_match);
+        if verbose && (!kind_match || !reason_match) {
+            eprintln!("MISMATCH {}", miss(file, *rcpt, want, &bounce));
+        }
+    }
+    let total = expected.len();
+    let pct = |n: usize| 100.0 * n as f64 / total as f64;
+    println!(
+        "{label}: {total} recipients: kind agreement {kind_ok}/{total} = {:.1}%, reason agreement {reason_ok}/{total} = {:.1}%",
+        pct(kind_ok),
+        pct(reason_ok)
+    );
+    (pct(kind_ok), pct(reason_ok))
+}
+
+/// Asserts no mail of `corpus`'s `not-bounce/` is taken for a report.
+pub fn assert_not_bounces(corpus: &Path) {
+    let mut seen = 0;
+    for entry in fs::read_dir(corpus.join("not-bounce")).expect("not-bounce dir") {
+        let path = entry.expect("entry").path();
+        let raw = fs::read(&path).expect("read");
+        let bounce = bounce::classify(&raw).expect("classify");
+        assert!(!bounce.is_bounce, "{} is not a bounce", path.display());
+        assert!(bounce.recipients.is_empty(), "{}", path.display());
+        seen += 1;
+    }
+    assert!(seen > 0, "no mail in {}/not-bounce", corpus.display());
 }
 
 /// Whether recipient `rcpt` (1-based) of `bounce` has the expected kind and
