@@ -62,7 +62,8 @@ pub static FAMILIES: &[Family] = &[
     },
     // A mailbox over its quota (X.2.2): "mailbox full", "quota exceeded",
     // "mailbox exceeds allowed size", "exceeded the local limit", "over quota",
-    // "out of storage".
+    // "out of storage", "overdrawn his diskspace quota", "does not have
+    // enough space", "quota violation".
     Family {
         reason: Reason::MailboxFull,
         subjects: &[
@@ -72,16 +73,23 @@ pub static FAMILIES: &[Family] = &[
             "inbox",
             "mail box",
             "disk space",
+            "diskspace",
+            "space",
         ],
         predicates: &[
             "full",
+            "exceed",
             "exceeded",
             "exceeds",
+            "exceeding",
+            "overdrawn",
             "over",
             "out of",
             "too many messages",
             "no space",
+            "not enough",
             "insufficient",
+            "violation",
         ],
         vague: false,
         names: false,
@@ -330,7 +338,13 @@ pub static FAMILIES: &[Family] = &[
     Family {
         reason: Reason::Expired,
         subjects: &[
-            "deliver", "delivery", "retry", "retries", "attempts", "queue",
+            "deliver",
+            "delivery",
+            "retry",
+            "retries",
+            "attempts",
+            "queue",
+            "queue period",
         ],
         predicates: &[
             "giving up",
@@ -341,6 +355,7 @@ pub static FAMILIES: &[Family] = &[
             "timeout",
             "timed out",
             "too long",
+            "within the allowed",
             "expired",
         ],
         vague: false,
@@ -350,7 +365,7 @@ pub static FAMILIES: &[Family] = &[
     // "retries exhausted", "maximum attempts exceeded".
     Family {
         reason: Reason::Expired,
-        subjects: &["attempts", "retries", "tries"],
+        subjects: &["attempts", "retries", "tries", "delivery attempts"],
         predicates: &["failed", "exhausted", "exceeded", "maximum"],
         vague: false,
         names: false,
