@@ -7,6 +7,7 @@ mod campaigns;
 mod channels;
 mod events;
 mod extract;
+mod openapi;
 mod ops;
 mod participants;
 mod plan;
@@ -101,6 +102,7 @@ fn routes_without_query() -> Router<AppState> {
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        .route("/v1/openapi.json", get(openapi::document))
         .route_layer(from_extractor::<StrictQuery<NoParameters>>())
 }
 

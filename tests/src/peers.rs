@@ -35,6 +35,8 @@ enum Peer {
     Promtool,
     /// Parses the OpenMetrics exposition strictly.
     PrometheusClient,
+    /// Tests the live API against its OpenAPI document.
+    Schemathesis,
 }
 
 impl Peer {
@@ -49,6 +51,7 @@ impl Peer {
             Self::Openssl => "openssl",
             Self::Promtool => "promtool (Debian's prometheus)",
             Self::PrometheusClient => "python3 with prometheus_client",
+            Self::Schemathesis => "python3 with schemathesis",
         }
     }
 
@@ -57,7 +60,7 @@ impl Peer {
         let apt = |packages| format!("sudo apt-get install -y {packages}");
         match self {
             Self::Python => apt("python3"),
-            Self::Aiosmtpd | Self::PrometheusClient => {
+            Self::Aiosmtpd | Self::PrometheusClient | Self::Schemathesis => {
                 format!("python3 -m pip install {}", python_requirements())
             }
             Self::Postfix => apt("postfix"),
@@ -73,7 +76,7 @@ impl Peer {
     /// [`install`](Self::install).
     fn by_xtask(self) -> String {
         match self {
-            Self::Aiosmtpd | Self::PrometheusClient => {
+            Self::Aiosmtpd | Self::PrometheusClient | Self::Schemathesis => {
                 let venv = venv();
                 let shown = venv.strip_prefix(workspace_root()).unwrap_or(&venv);
                 format!(
@@ -176,6 +179,15 @@ pub fn python_with_aiosmtpd(end: &MustReachEnd) -> Command {
 pub fn python_with_prometheus_client(end: &MustReachEnd) -> Command {
     Peer::PrometheusClient.require(python(end).args(["-c", "import prometheus_client"]));
     python(end)
+}
+
+/// Schemathesis's command line (`python3 -m schemathesis.cli`), once
+/// [`python`] has shown that it can import it.
+pub fn schemathesis(end: &MustReachEnd) -> Command {
+    Peer::Schemathesis.require(python(end).args(["-c", "import schemathesis"]));
+    let mut command = python(end);
+    command.args(["-m", "schemathesis.cli"]);
+    command
 }
 
 /// `promtool`, Prometheus's own checker.

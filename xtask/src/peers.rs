@@ -1,8 +1,8 @@
 //! The peers the tests run against, set up where they are missing: Debian
 //! packages (installed when we are root or may `sudo` without a password,
-//! else we stop with the exact command), Python's `aiosmtpd` and
-//! `prometheus_client` in a venv under `target/peers/venv`, and the npm
-//! `smpp` server in `tests/peers/npm_smsc`.
+//! else we stop with the exact command), Python's `aiosmtpd`,
+//! `prometheus_client` and `schemathesis` in a venv under
+//! `target/peers/venv`, and the npm `smpp` server in `tests/peers/npm_smsc`.
 
 use std::{path::Path, process::Command};
 
@@ -101,7 +101,7 @@ fn debian_packages() -> Result<(), String> {
 }
 
 /// The modules of tests/peers/requirements.txt, as Python imports them.
-const PYTHON_MODULES: &str = "import aiosmtpd, prometheus_client";
+const PYTHON_MODULES: &str = "import aiosmtpd, prometheus_client, schemathesis";
 
 /// The pinned packages of tests/peers/requirements.txt in
 /// `target/peers/venv`, where the tests look for their Python first.

@@ -116,7 +116,9 @@ impl Backend for Memory {
     async fn delete_campaign(&self, c: &str) -> BackendResult<()> {
         match c {
             "ended" => Ok(()),
-            "running" => Err(BackendError::Conflict("campaign `running` is running".into())),
+            "running" => Err(BackendError::Conflict(
+                "campaign `running` is running".into(),
+            )),
             _ => Err(BackendError::NotFound(format!("no campaign {c}"))),
         }
     }
@@ -716,6 +718,7 @@ async fn a_store_that_cannot_commit_answers_503() {
 mod auth_first;
 mod body_budget;
 mod ndjson_chunks;
+mod openapi;
 mod problems;
 
 /// Prometheus asks for OpenMetrics and gets it; a scraper that does not
