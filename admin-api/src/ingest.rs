@@ -73,6 +73,11 @@ impl Uploader {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return;
         }
+        // A participant has no nested struct: an object at the top is all
+        // serde's derive would otherwise not ask (it takes an array too).
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return self.reject(line, NOT_AN_OBJECT.to_owned());
+        }
         match serde_json::from_slice::<ParticipantIn>(bytes) {
             Ok(p) => self.push(line, p),
             Err(e) => self.reject(line, line_error(&e)),
@@ -283,6 +288,9 @@ impl Lines {
 
 /// Why a line is not a participant, placed by column: serde's "line 1" is
 /// always the line itself, whose number the rejection already gives.
+/// Why a line that is valid JSON but no object is refused.
+const NOT_AN_OBJECT: &str = "expected a JSON object (a participant), not another JSON value";
+
 fn line_error(e: &serde_json::Error) -> String {
     let text = e.to_string();
     let place = format!(" at line {} column {}", e.line(), e.column());
@@ -305,7 +313,7 @@ pub async fn array(
         .map_err(|e| ApiError::malformed("malformed JSON array", &e))?;
     let mut up = Uploader::new(backend, campaign, dry_run);
     for (i, item) in items.into_iter().enumerate() {
-        match serde_json::from_value::<ParticipantIn>(item) {
+        match crate::strict_json::from_value::<ParticipantIn>(&item) {
             Ok(p) => up.push(i + 1, p),
             Err(e) => up.reject(i + 1, e.to_string()),
         }

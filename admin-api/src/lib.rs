@@ -12,6 +12,7 @@ mod backend;
 mod error;
 mod ingest;
 mod routes;
+pub mod strict_json;
 pub mod types;
 
 pub use auth::{Role, TokenSpecError, Tokens};

@@ -523,7 +523,7 @@ impl Backend for GatewayBackend {
         limits: serde_json::Value,
     ) -> BackendResult<serde_json::Value> {
         let channel = channel_kind(channel)?;
-        let parsed: throttle::Limits = serde_json::from_value(limits)
+        let parsed: throttle::Limits = admin_api::strict_json::from_value(&limits)
             .map_err(|e| BackendError::Invalid(vec![e.to_string()]))?;
         match self
             .policy

@@ -273,6 +273,16 @@ fn bad_limits_get_every_problem() {
             .status,
         404
     );
+    // An array of the fields in order is no object: refused, not read
+    // positionally (nor the caps or quotas in it).
+    for body in [
+        json!([50, null, "UTC"]),
+        json!({"rate_per_sec": 1, "tz": "UTC", "caps": [["09:00-17:00", 10]]}),
+    ] {
+        let r = daemon.put_json("/v1/channels/email/limits", &body);
+        assert_eq!(r.status, 422, "{body}: {}", r.text());
+        assert!(r.text().contains("expected a JSON object"), "{}", r.text());
+    }
 }
 
 /// Declares an e-mail campaign with a priority and uploads `n` customers.

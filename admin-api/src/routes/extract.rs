@@ -123,7 +123,7 @@ impl FromRequest<AppState> for WholeBody {
 /// A JSON body as `T`: 422 listing what does not fit the shape (an unknown
 /// field, a wrong type), 400 where the JSON itself breaks.
 pub fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| match e.classify() {
+    crate::strict_json::from_slice(body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => ApiError::Unprocessable(vec![e.to_string()]),
         _ => ApiError::malformed("malformed JSON", &e),
     })

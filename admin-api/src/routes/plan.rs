@@ -32,7 +32,8 @@ pub async fn compute(
     let body: PlanBody = if body.is_empty() {
         PlanBody::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::Unprocessable(vec![e.to_string()]))?
+        crate::strict_json::from_slice(&body)
+            .map_err(|e| ApiError::Unprocessable(vec![e.to_string()]))?
     };
     Ok(Json(s.backend.plan(&channel, body.campaigns).await?))
 }

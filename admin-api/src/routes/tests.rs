@@ -348,7 +348,9 @@ async fn ndjson_upload_rejects_bad_lines_and_keeps_the_rest() {
 #[tokio::test]
 async fn malformed_ndjson_lines_are_rejected_and_the_rest_taken() {
     let (backend, router) = app(Tokens::default());
-    let body = "{\"customer\":\"a\",\"address\":\"a@x.org\"}\n{\"customer\": oops}\n[1,\n{\"customer\":\"d\",\"address\":\"d@x.org\"}\n{\"customer\":\"e\"";
+    // Line 6: serde's derive would read a participant from an array of its
+    // fields; the contract takes objects only.
+    let body = "{\"customer\":\"a\",\"address\":\"a@x.org\"}\n{\"customer\": oops}\n[1,\n{\"customer\":\"d\",\"address\":\"d@x.org\"}\n{\"customer\":\"e\"\n[\"f\",\"f@x.org\"]";
     let (status, json) = call(
         router,
         post(
@@ -373,20 +375,17 @@ async fn malformed_ndjson_lines_are_rejected_and_the_rest_taken() {
         .collect();
     assert_eq!(
         rejected.iter().map(|r| r.0).collect::<Vec<_>>(),
-        [2, 3, 5],
+        [2, 3, 5, 6],
         "{json}"
     );
     assert_eq!(rejected[0].1, "malformed JSON at column 14: expected value");
-    assert_eq!(
-        rejected[1].1,
-        "invalid type: integer `1`, expected a string (column 2)"
-    );
+    let not_an_object = "expected a JSON object (a participant), not another JSON value";
+    assert_eq!(rejected[1].1, not_an_object);
     assert!(
-        rejected[2]
-            .1
-            .starts_with("malformed JSON at column 15: EOF"),
+        rejected[2].1.starts_with("malformed JSON at column 15: "),
         "{json}"
     );
+    assert_eq!(rejected[3].1, not_an_object);
     let lines: Vec<usize> = backend
         .added
         .lock()
@@ -698,6 +697,59 @@ async fn an_ended_campaign_is_deleted_with_204_and_no_body() {
         call(router, delete("ended", "wrong")).await.0,
         StatusCode::UNAUTHORIZED
     );
+}
+
+/// serde's derive reads a struct from an array of its fields too; the
+/// contract takes objects only, at any depth.
+#[tokio::test]
+async fn arrays_are_no_objects() {
+    let (_, router) = app(Tokens::default());
+    let put = |uri: &str, body: &str| {
+        Request::put(uri)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .expect("request")
+    };
+    for (request, what) in [
+        (
+            put("/v1/campaigns/arr", r#"["email","Array-declared"]"#),
+            "a declaration",
+        ),
+        (
+            put(
+                "/v1/campaigns/arr",
+                r#"{"channel":"email","name":"n","window":[null,null,"UTC"]}"#,
+            ),
+            "a window in a declaration",
+        ),
+        (
+            post(
+                "/v1/campaigns/arr/preview",
+                "application/json",
+                r#"["c1","a@x.org"]"#,
+            ),
+            "a participant to preview",
+        ),
+        (
+            post("/v1/channels/email/plan", "application/json", "[null]"),
+            "a plan's body",
+        ),
+        (
+            post(
+                "/v1/campaigns/arr/participants",
+                "application/json",
+                r#"[["c1","ann@example.org"]]"#,
+            ),
+            "an uploaded participant",
+        ),
+    ] {
+        let (status, json) = call(router.clone(), request).await;
+        let text = json.to_string();
+        assert!(
+            text.contains("expected a JSON object"),
+            "{what}: {status} {text}"
+        );
+    }
 }
 
 #[tokio::test]
