@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::{
     AppState,
     channels::check_channel,
-    extract::{Admin, Authorized, Path, WholeBody},
+    extract::{Admin, Authorized, Path, WholeBody, json_body},
 };
 use crate::error::ApiError;
 
@@ -32,8 +32,7 @@ pub async fn compute(
     let body: PlanBody = if body.is_empty() {
         PlanBody::default()
     } else {
-        crate::strict_json::from_slice(&body)
-            .map_err(|e| ApiError::Unprocessable(vec![e.to_string()]))?
+        json_body(&body)?
     };
     Ok(Json(s.backend.plan(&channel, body.campaigns).await?))
 }

@@ -1205,6 +1205,7 @@ fn cases() -> Vec<Case> {
         case("GET", "/v1/channels/sms/limits", 404).fail(NotFound),
         case("POST", "/v1/channels/email/plan", 200),
         case("POST", "/v1/channels/email/plan", 200).json(json!({"campaigns": ["spring-1"]})),
+        case("POST", "/v1/channels/email/plan", 400).raw(None, "{"),
         case("POST", "/v1/channels/email/plan", 422).json(json!({"x": 1})),
         case("POST", "/v1/channels/email/plan", 422).fail(Invalid),
         case("GET", "/v1/channels/email/plan", 200),
