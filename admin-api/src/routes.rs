@@ -5,6 +5,7 @@ mod bounces;
 mod budget;
 mod campaigns;
 mod channels;
+mod console;
 mod events;
 mod extract;
 mod openapi;
@@ -94,6 +95,8 @@ fn routes_without_query() -> Router<AppState> {
             post(plan::compute).get(plan::show),
         )
         .route("/admin/plan/{channel}", get(plan::page))
+        .route("/console", get(console::page))
+        .route("/console/{asset}", get(console::asset))
         .route("/v1/blacklist/{channel}", put(blacklist::add))
         .route(
             "/v1/blacklist/{channel}/{entry}",

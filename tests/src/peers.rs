@@ -29,6 +29,8 @@ enum Peer {
     Node,
     /// The npm SMSC's `smpp` module.
     NpmSmpp,
+    /// `playwright-core`, which drives Chromium through the web console.
+    PlaywrightCore,
     /// Makes the TLS proxy's throw-away certificates.
     Openssl,
     /// Lints the classic metrics exposition.
@@ -48,6 +50,7 @@ impl Peer {
             Self::Chromium => "chromium",
             Self::Node => "node",
             Self::NpmSmpp => "the npm smpp module of tests/peers/npm_smsc",
+            Self::PlaywrightCore => "the npm playwright-core module of tests/peers/console",
             Self::Openssl => "openssl",
             Self::Promtool => "promtool (Debian's prometheus)",
             Self::PrometheusClient => "python3 with prometheus_client",
@@ -67,6 +70,7 @@ impl Peer {
             Self::Chromium => apt("chromium"),
             Self::Node => apt("nodejs npm"),
             Self::NpmSmpp => "npm ci --prefix tests/peers/npm_smsc".to_owned(),
+            Self::PlaywrightCore => "npm ci --prefix tests/peers/console".to_owned(),
             Self::Openssl => apt("openssl"),
             Self::Promtool => apt("prometheus"),
         }
@@ -224,6 +228,22 @@ pub fn node_with_smpp(_end: &MustReachEnd) -> Command {
         Peer::NpmSmpp.missing();
     }
     node.current_dir(dir);
+    node
+}
+
+/// `node` running the console check (`tests/peers/console/check.mjs`,
+/// which drives [`chromium`] with its `playwright-core` module).
+pub fn node_with_playwright(end: &MustReachEnd) -> Command {
+    chromium(end);
+    let mut node = Peer::Node.command("node", "--version");
+    let dir = peers_dir().join("console");
+    if !dir
+        .join("node_modules/playwright-core/package.json")
+        .is_file()
+    {
+        Peer::PlaywrightCore.missing();
+    }
+    node.current_dir(dir).arg("check.mjs");
     node
 }
 

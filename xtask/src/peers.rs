@@ -2,7 +2,8 @@
 //! packages (installed when we are root or may `sudo` without a password,
 //! else we stop with the exact command), Python's `aiosmtpd`,
 //! `prometheus_client` and `schemathesis` in a venv under
-//! `target/peers/venv`, and the npm `smpp` server in `tests/peers/npm_smsc`.
+//! `target/peers/venv`, the npm `smpp` server in `tests/peers/npm_smsc`
+//! and `playwright-core` for the console check in `tests/peers/console`.
 
 use std::{path::Path, process::Command};
 
@@ -59,7 +60,8 @@ const DEBIAN_PEERS: &[DebianPeer] = &[
 pub fn set_up() -> Result<(), String> {
     debian_packages()?;
     python_venv()?;
-    npm_smsc()
+    npm_module("tests/peers/npm_smsc", "smpp")?;
+    npm_module("tests/peers/console", "playwright-core")
 }
 
 fn debian_packages() -> Result<(), String> {
@@ -132,10 +134,16 @@ fn python_venv() -> Result<(), String> {
         .arg(requirements))
 }
 
-/// The npm `smpp` server's module, installed from its lock file.
-fn npm_smsc() -> Result<(), String> {
-    let dir = workspace_root().join("tests/peers/npm_smsc");
-    if dir.join("node_modules/smpp/package.json").is_file() {
+/// The npm `module` of the peer in `dir` (the npm SMSC's `smpp`, the
+/// console check's `playwright-core`), installed from its lock file.
+fn npm_module(dir: &str, module: &str) -> Result<(), String> {
+    let dir = workspace_root().join(dir);
+    if dir
+        .join("node_modules")
+        .join(module)
+        .join("package.json")
+        .is_file()
+    {
         return Ok(());
     }
     run(Command::new("npm")
