@@ -210,7 +210,7 @@ function drawPlan(plan, tz, days, chart) {
   const data = buckets(hours, perBucket);
   const ids = Object.keys(plan.campaigns);
   const colour = Object.fromEntries(ids.map((id, i) => [id, COLOURS[i % COLOURS.length]]));
-  const w = 960, height = 380, left = 70, right = 20, top = 20, bottom = 50;
+  const w = 960, height = 390, left = 70, right = 20, top = 30, bottom = 50;
   const max = Math.max(1, ...data.map(b => b.capacity),
     ...data.map(b => Object.values(b.allocated).reduce((a, n) => a + n, 0)));
   const step = niceStep(max, 5);
@@ -226,7 +226,7 @@ function drawPlan(plan, tz, days, chart) {
     const t = svg("text", { x: left - 6, y: y(v) + 4, "text-anchor": "end", "data-role": "y-tick" }, s);
     t.textContent = v.toLocaleString("en");
   }
-  const yLabel = svg("text", { x: 12, y: top + 10, "data-role": "y-unit" }, s);
+  const yLabel = svg("text", { x: 8, y: 14, "data-role": "y-unit" }, s);
   yLabel.textContent = unit;
   svg("line", { class: "axis", x1: left, x2: w - right, y1: height - bottom, y2: height - bottom }, s);
   svg("line", { class: "axis", x1: left, x2: left, y1: top, y2: height - bottom }, s);
