@@ -242,3 +242,20 @@ fn a_mail_without_headers_is_no_bounce() {
     assert!(!b.is_bounce);
     assert!(b.recipients.is_empty());
 }
+
+/// Words of the phrase families repeated over a whole report: read in a
+/// bounded number of steps (the families read a bounded number of terms).
+#[test]
+fn a_report_repeating_the_refusal_words_is_not_quadratic() {
+    let mut raw =
+        String::from("From: MAILER-DAEMON@mx.example\r\nSubject: Undelivered Mail\r\n\r\n");
+    raw.push_str("<kim@example.jp>: 550 delivery failed\r\n");
+    while raw.len() < 1024 * 1024 {
+        raw.push_str(
+            "recipient mailbox domain header attempts invalid exceeded giving up duplicate ",
+        );
+    }
+    let b = bounce::classify(raw.as_bytes()).expect("classify");
+    assert!(b.is_bounce);
+    assert_eq!(b.recipients[0].address, "kim@example.jp");
+}

@@ -28,6 +28,11 @@ pub struct Family {
     pub names: bool,
 }
 
+/// Terms read at most per text: a refusal names its cause early, and a
+/// report that repeats the words thousands of times must not cost the
+/// square of that.
+const MAX_TERMS: usize = 256;
+
 /// Most bytes from a subject to the predicate after it: a few words
 /// ("the recipient name is not recognized").
 const NEAR: usize = 32;
@@ -454,6 +459,9 @@ pub(super) fn finding(folded: &str, offset: usize) -> Option<Finding> {
     // (family, subject?, start, end) of every whole-word term found.
     let mut found: Vec<(Term, usize, usize)> = Vec::new();
     for m in matcher.automaton.find_overlapping_iter(folded) {
+        if found.len() == MAX_TERMS {
+            break;
+        }
         let id = m.pattern().as_usize();
         if whole_words(bytes, m.start(), m.end())
             && holdout::admits(offset + id)
