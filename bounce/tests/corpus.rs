@@ -6,10 +6,8 @@
 //! `.config/nextest.toml` shows this test's output even when it passes, so
 //! the agreement figures reach the CI log.
 
-use std::fs;
-
 mod common;
-use common::{agreement, assert_not_bounces, corpus, expected};
+use common::{agreement, assert_not_bounces, corpus, listed_but_not_reports};
 
 /// The floor this test enforces for kind agreement, in percent: the
 /// issue's target.
@@ -42,24 +40,7 @@ fn corpus_agreement() {
 
 #[test]
 fn every_corpus_file_classifies() {
-    let testdata = corpus("testdata");
-    let expected = expected(&testdata);
-    let mut missed = Vec::new();
-    for entry in fs::read_dir(testdata.join("eml")).expect("eml dir") {
-        let path = entry.expect("entry").path();
-        let raw = fs::read(&path).expect("read");
-        let bounce = bounce::classify(&raw).expect("classify");
-        // Serialises for the gateway's NDJSON output.
-        serde_json::to_string(&bounce).expect("serialise");
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        let listed = expected.keys().any(|(file, _)| file == name);
-        if listed && !bounce.is_bounce {
-            missed.push(name.to_owned());
-        }
-    }
+    let missed = listed_but_not_reports(&corpus("testdata"));
     println!("bounce corpus: files not recognised as reports: {missed:?}");
     // Two mailing-list manager notices (fml) are not bounces to us.
     assert!(missed.len() <= 2, "not recognised as reports: {missed:?}");

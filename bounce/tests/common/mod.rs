@@ -72,6 +72,30 @@ pub fn agreement(corpus: &Path, label: &str) -> (f64, f64) {
     (pct(kind_ok), pct(reason_ok))
 }
 
+/// Classifies every mail of `corpus`'s `eml/` (each must classify and
+/// serialise for the gateway's NDJSON output); returns, sorted, the files
+/// listed in `expected.tsv` that were not recognised as reports.
+pub fn listed_but_not_reports(corpus: &Path) -> Vec<String> {
+    let expected = expected(corpus);
+    let mut missed = Vec::new();
+    for entry in fs::read_dir(corpus.join("eml")).expect("eml dir") {
+        let path = entry.expect("entry").path();
+        let raw = fs::read(&path).expect("read");
+        let bounce = bounce::classify(&raw).expect("classify");
+        serde_json::to_string(&bounce).expect("serialise");
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        if !bounce.is_bounce && expected.keys().any(|(file, _)| *file == name) {
+            missed.push(name);
+        }
+    }
+    missed.sort();
+    missed
+}
+
 /// Asserts no mail of `corpus`'s `not-bounce/` is taken for a report.
 pub fn assert_not_bounces(corpus: &Path) {
     let mut seen = 0;
