@@ -96,6 +96,7 @@ fn routes_without_query() -> Router<AppState> {
         )
         .route("/admin/plan/{channel}", get(plan::page))
         .route("/console", get(console::page))
+        .route("/console/", get(console::page))
         .route("/console/{asset}", get(console::asset))
         .route("/v1/blacklist/{channel}", put(blacklist::add))
         .route(

@@ -699,47 +699,6 @@ async fn an_ended_campaign_is_deleted_with_204_and_no_body() {
     );
 }
 
-/// The console's page and assets come with no token, under a policy that
-/// allows nothing from elsewhere nor inline; an unknown asset is a 404.
-#[tokio::test]
-async fn the_console_is_served_without_a_token_under_a_strict_policy() {
-    let (_, router) = app(Tokens::new(vec![(Role::Admin, "a".into())]));
-    for (path, content_type) in [
-        ("/console", "text/html; charset=utf-8"),
-        ("/console/console.js", "text/javascript; charset=utf-8"),
-        ("/console/console.css", "text/css; charset=utf-8"),
-        ("/console/favicon.svg", "image/svg+xml"),
-    ] {
-        let req = Request::get(path).body(Body::empty()).expect("request");
-        let res = router.clone().oneshot(req).await.expect("infallible");
-        assert_eq!(res.status(), StatusCode::OK, "{path}");
-        let header = |name: &str| {
-            res.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned()
-        };
-        assert_eq!(header("content-type"), content_type, "{path}");
-        let policy = header("content-security-policy");
-        assert!(
-            policy.starts_with("default-src 'self'") && !policy.contains("unsafe"),
-            "{path}: {policy}"
-        );
-        assert_eq!(header("x-content-type-options"), "nosniff");
-    }
-    let missing = Request::get("/console/../Cargo.toml")
-        .body(Body::empty())
-        .expect("request");
-    assert_eq!(call(router.clone(), missing).await.0, StatusCode::NOT_FOUND);
-    let unknown = Request::get("/console/app.js")
-        .body(Body::empty())
-        .expect("request");
-    let (status, problem) = call(router, unknown).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(problem["detail"], "no console asset `app.js`");
-}
-
 /// serde's derive reads a struct from an array of its fields too; the
 /// contract takes objects only, at any depth.
 #[tokio::test]
@@ -810,6 +769,7 @@ async fn a_store_that_cannot_commit_answers_503() {
 
 mod auth_first;
 mod body_budget;
+mod console;
 mod ndjson_chunks;
 mod openapi;
 mod problems;

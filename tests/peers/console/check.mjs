@@ -1,94 +1,198 @@
 // Drives sluice's web console in Debian's Chromium (playwright-core, no
 // downloaded browser) and prints, as one JSON object, what each view
-// showed and every console error, page error and failed request, by view:
+// showed and, by view, every console error, page error and failed
+// request:
 //
-//   node check.mjs BASE_URL TOKEN CAMPAIGN CANCELLED SEARCH
+//   node check.mjs '{"base": URL, "admin": TOKEN, "crm": TOKEN,
+//                    "campaign": ID, "running": ID, "cancelled": ID,
+//                    "search": TEXT}'
 //
-// tests/tests/console.rs compares it with what the API says.
+// tests/tests/console.rs compares it with what the API says. With
+// CONSOLE_SCREENSHOTS=DIR set, each view is also saved as DIR/VIEW.png.
+import { accessSync, constants } from "node:fs";
+import { delimiter, join } from "node:path";
 import { chromium } from "playwright-core";
 
-const [base, token, campaign, cancelled, search] = process.argv.slice(2);
+const { base, admin, crm, campaign, running, cancelled, search } = JSON.parse(process.argv[2]);
+
+/** `chromium` as PATH finds it (Debian's package). */
+function onPath(program) {
+  for (const dir of (process.env.PATH || "").split(delimiter)) {
+    try {
+      accessSync(join(dir, program), constants.X_OK);
+      return join(dir, program);
+    } catch { /* not here */ }
+  }
+  throw new Error(`no ${program} on PATH`);
+}
+
 const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  executablePath: onPath("chromium"),
   args: ["--no-sandbox", "--disable-gpu"],
 });
 const out = { problems: {} };
 let phase = "load";
-const page = await browser.newPage();
 const note = what => (out.problems[phase] ||= []).push(what);
-page.on("console", m => { if (m.type() === "error") note(`console: ${m.text()}`); });
-page.on("pageerror", e => note(`page: ${e.message}`));
-page.on("requestfailed", r => note(`request failed: ${r.url()}`));
+const watch = page => {
+  page.setDefaultTimeout(15000);
+  page.on("console", m => { if (m.type() === "error") note(`console: ${m.text()}`); });
+  page.on("pageerror", e => note(`page: ${e.message}`));
+  page.on("requestfailed", r => note(`request failed: ${r.url()} ${r.failure()?.errorText}`));
+  return page;
+};
+const page = watch(await browser.newPage());
 
-const rows = selector => page.$$eval(`${selector} tbody tr`, trs =>
+/** The rows of the table under `selector`: data-key and each cell's text. */
+const rows = (selector, on = page) => on.$$eval(`${selector} tbody tr`, trs =>
   trs.map(tr => ({ key: tr.dataset.key, cells: [...tr.cells].map(c => c.textContent) })));
+
+/** Goes to the console's page `hash` and waits until the view is its. */
+async function show(hash, on = page) {
+  await on.evaluate(h => { location.hash = h; }, hash);
+  await on.waitForSelector(`#view[data-route="${hash}"]`, { state: "attached" });
+}
+
+/** Saves the page as `name`.png when CONSOLE_SCREENSHOTS names a directory. */
+const snap = async (name, on = page) => {
+  const dir = process.env.CONSOLE_SCREENSHOTS;
+  if (dir) await on.screenshot({ path: join(dir, `${name}.png`), fullPage: true });
+};
+
+const errorShown = async (on = page) => {
+  await on.waitForSelector("#error:not([hidden])");
+  return on.textContent("#error");
+};
 
 try {
   phase = "campaigns";
-  await page.goto(`${base}/console#token=${encodeURIComponent(token)}`);
-  await page.waitForSelector("#campaigns tbody tr");
-  out.campaigns = await rows("#campaigns");
+  await page.goto(`${base}/console#token=${encodeURIComponent(admin)}`);
+  await page.waitForSelector('#view[data-route="#/campaigns"] #campaigns tbody tr');
   out.url_after_token = page.url();
+  // The running campaign shows its pace once the API has one.
+  await page.waitForFunction(id => {
+    const tr = document.querySelector(`#campaigns tr[data-key="${id}"]`);
+    return tr && tr.cells[7].textContent !== "—";
+  }, running);
+  out.campaigns = await rows("#campaigns");
+  out.campaign_headers = await page.$$eval("#campaigns thead th", ths => ths.map(th => th.textContent));
+  await snap("campaigns");
+
+  phase = "paging";
+  await show("#/campaigns?limit=2");
+  await page.waitForSelector("#campaigns tbody tr");
+  out.pages = [];
+  for (let n = 1; n <= 10; n++) {
+    await page.waitForFunction(n => document.getElementById("page").textContent === `page ${n}`, n);
+    out.pages.push((await rows("#campaigns")).map(r => r.key));
+    if (n === 1) out.newer_hidden_on_first = await page.isHidden("#newer");
+    if (await page.isHidden("#older")) break;
+    await page.click("#older");
+  }
+  while (await page.isVisible("#newer")) {
+    const at = await page.textContent("#page");
+    await page.click("#newer");
+    await page.waitForFunction(at => document.getElementById("page").textContent !== at, at);
+  }
+  out.back_to_first = (await rows("#campaigns")).map(r => r.key);
 
   phase = "campaign";
-  await page.goto(`${base}/console#/campaigns/${encodeURIComponent(campaign)}`);
-  await page.waitForSelector("#campaign tbody tr");
-  out.campaign = await rows("#campaign table:first-of-type");
-  out.counts = await rows("#campaign h2 + table");
+  await show(`#/campaigns/${encodeURIComponent(campaign)}`);
+  await page.waitForSelector("#figures tbody tr");
+  out.campaign = {
+    title: await page.textContent("main h1"),
+    figures: await rows("#figures"),
+    counts: await rows("#counts"),
+    declaration: await rows("#declaration"),
+  };
+  await snap("campaign");
 
   phase = "channels";
-  await page.goto(`${base}/console#/channels`);
-  await page.waitForSelector("#channels tbody tr");
-  out.connectors = await rows("#channels");
-  out.rates = await page.$$eval("[data-role=rate]", ps => ps.map(p => ({ channel: p.dataset.channel, text: p.textContent })));
+  await show("#/channels");
+  await page.waitForSelector("#channels h2");
+  out.channels = {
+    names: await page.$$eval("#channels h2", hs => hs.map(x => x.textContent)),
+    connectors: await rows("#channels"),
+    rates: await page.$$eval("[data-role=rate]", ps =>
+      ps.map(p => ({ channel: p.dataset.channel, rate: p.dataset.rate, text: p.textContent }))),
+    without_connectors: await page.$$eval("[data-role=no-connectors]", ps => ps.length),
+  };
+  await snap("channels");
 
+  phase = "plan";
+  await show("#/plan/email");
+  await page.waitForSelector("#chart[data-source=stored] svg");
+  await page.click("#recompute");
+  await page.waitForSelector("#chart[data-source=computed] svg");
   for (const days of ["1", "90"]) {
-    phase = `plan ${days}`;
-    await page.goto(`${base}/console#/plan/email`);
-    await page.waitForSelector("#chart svg");
-    await page.selectOption("main form select", days);
-    await page.waitForSelector("#chart svg");
+    await page.selectOption("#horizon", days);
+    await page.waitForSelector(`#chart svg[data-days="${days}"]`);
     out[`plan_${days}`] = await page.$eval("#chart", chart => ({
       y_ticks: [...chart.querySelectorAll("[data-role=y-tick]")].map(t => t.textContent),
       y_unit: chart.querySelector("[data-role=y-unit]")?.textContent,
-      x_ticks: [...chart.querySelectorAll("[data-role=x-tick]")].map(t => t.textContent),
+      x_ticks: [...chart.querySelectorAll("[data-role=x-tick]")].map(t => ({ text: t.textContent, at: t.dataset.at })),
       time_zone: chart.querySelector("[data-role=time-zone]")?.textContent,
-      legend: [...chart.querySelectorAll("[data-role=legend] li")].map(li => li.textContent),
+      legend: [...chart.querySelectorAll("[data-role=legend] li")].map(li => ({
+        campaign: li.dataset.campaign ?? null, text: li.textContent,
+      })),
       bars: [...chart.querySelectorAll("rect[data-campaign]")].map(r => ({
         campaign: r.dataset.campaign,
-        width: r.getBBox().width,
-        height: r.getBBox().height,
+        at: r.dataset.at,
+        messages: Number(r.dataset.messages),
+        width: r.getBoundingClientRect().width,
+        height: r.getBoundingClientRect().height,
         title: r.querySelector("title")?.textContent,
       })),
-      capacity: !!chart.querySelector("[data-role=capacity]"),
+      capacity: !!chart.querySelector("polyline[data-role=capacity]"),
+      span: chart.querySelector("[data-role=plan-span]")?.textContent,
     }));
+    await snap(`plan-${days}`);
   }
 
   phase = "blacklist";
-  await page.goto(`${base}/console#/blacklist/email`);
-  await page.waitForSelector("#entries table");
+  await show("#/blacklist/email?limit=1");
+  await page.waitForSelector("#entries tbody tr");
   await page.fill("#q", search);
   await page.click("main form button[type=submit]");
-  await page.waitForFunction(s => [...document.querySelectorAll("#entries tbody tr")]
-    .every(tr => tr.cells[0].textContent.includes(s)), search);
+  await page.waitForSelector(`#entries[data-q="${search}"] tbody tr`);
+  out.blacklist_pages = 1;
+  while (await page.isVisible("#more") && out.blacklist_pages < 10) {
+    const before = (await rows("#entries")).length;
+    await page.click("#more");
+    await page.waitForFunction(n => document.querySelectorAll("#entries tbody tr").length > n, before);
+    out.blacklist_pages += 1;
+  }
   out.blacklist = await rows("#entries");
+  await snap("blacklist");
 
   phase = "bad action";
-  await page.goto(`${base}/console#/campaigns/${encodeURIComponent(cancelled)}`);
-  await page.waitForSelector("#campaign tbody tr");
+  await show(`#/campaigns/${encodeURIComponent(cancelled)}`);
+  await page.waitForSelector("#figures tbody tr");
   await page.click("button[data-action=start]");
-  await page.waitForSelector("#error:not([hidden])");
-  out.error_shown = await page.textContent("#error");
+  out.bad_action = await errorShown();
+  await snap("bad-action");
+
+  phase = "bad limit";
+  await show("#/campaigns?limit=5000");
+  out.bad_limit = await errorShown();
 
   phase = "no token";
-  const fresh = await browser.newPage();
-  fresh.on("pageerror", e => note(`page: ${e.message}`));
+  const fresh = watch(await browser.newPage());
   await fresh.goto(`${base}/console#/channels`);
-  await fresh.waitForSelector("#error:not([hidden])");
-  out.without_token = {
+  out.without_token = { error: await errorShown(fresh), login_shown: await fresh.isVisible("#login") };
+  await snap("no-token", fresh);
+
+  phase = "crm token";
+  await fresh.fill("#token", crm);
+  await fresh.click("#login button[type=submit]");
+  await fresh.waitForFunction(() => document.getElementById("error").textContent.startsWith("403 "));
+  out.crm_token = {
     error: await fresh.textContent("#error"),
     login_shown: await fresh.isVisible("#login"),
   };
+  phase = "crm campaigns";
+  await show("#/campaigns", fresh);
+  await fresh.waitForSelector("#campaigns tbody tr");
+  out.crm_campaigns = (await rows("#campaigns", fresh)).map(r => r.key);
 } catch (e) {
   note(`check: ${e.message}`);
 } finally {

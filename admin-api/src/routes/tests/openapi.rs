@@ -1248,6 +1248,8 @@ fn cases() -> Vec<Case> {
         case("GET", "/admin/plan/fax", 404).token(None),
         case("GET", "/console", 200).token(None),
         case("GET", "/console?x=1", 400).token(None),
+        case("GET", "/console/", 200).token(None),
+        case("GET", "/console/?x=1", 400).token(None),
         case("GET", "/console/console.js", 200).token(None),
         case("GET", "/console/console.css", 200).token(None),
         case("GET", "/console/secrets.txt", 404).token(None),
