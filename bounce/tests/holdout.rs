@@ -20,8 +20,8 @@ use common::{agrees, corpus, expected, miss};
 
 /// Floors, in percent: the figures when last measured, rounded down, so a
 /// change that generalises worse fails here even if the corpus test passes.
-const MIN_KIND: f64 = 96.0;
-const MIN_REASON: f64 = 78.0;
+const MIN_KIND: f64 = 95.5;
+const MIN_REASON: f64 = 77.5;
 
 /// `lhost-exim-04.eml` → `lhost-exim`.
 fn family(file: &str) -> &str {

@@ -177,7 +177,7 @@ impl Returns {
         detail.reason = Some(failure.reason.as_str().to_owned());
         let now = now_ms();
         let outcome = rules::returned(hard, info.attempts, now, &self.retry, detail);
-        if !rules::applies(info.status, &outcome) {
+        if !rules::applies(info.status, info.attempts, &outcome) {
             tracing::info!(recipient = %info.address, status = ?info.status, "returned mail for a message settled or rescheduled already (a copy or a replay); kept as unmatched");
             return self.unmatched(raw, failures.len()).await;
         }

@@ -306,13 +306,18 @@ pub fn returned(
     }
 }
 
-/// Whether `outcome` still changes a message in `status`. A returned bounce
-/// settles only a message handed over and waiting for its outcome: the
-/// same report delivered twice, replayed by someone who saw it, or arriving
-/// after the message was settled or rescheduled changes nothing (it would
-/// count twice, or send a resend for the resend).
-pub fn applies(status: Status, outcome: &Outcome) -> bool {
-    !matches!(outcome, Outcome::Bounced { returned: true, .. }) || status == Status::Submitted
+/// Whether `outcome` still changes a message in `status`, sent `attempts`
+/// times. A returned bounce settles only a message handed over and
+/// waiting for its outcome, or sent before and due again: a report for a
+/// message never sent, or a copy or replay arriving once the message is
+/// settled, changes nothing (it would count twice). A copy arriving while
+/// a resend is due cannot be told from the report of that resend.
+pub fn applies(status: Status, attempts: u32, outcome: &Outcome) -> bool {
+    let waiting = status == Status::Submitted
+        // Sent before and due again: a later report (the final failure
+        // after a delay notice) still counts.
+        || (status == Status::Pending && attempts > 0);
+    !matches!(outcome, Outcome::Bounced { returned: true, .. }) || waiting
 }
 
 #[cfg(test)]

@@ -319,10 +319,12 @@ fn an_idle_bounce_session_is_told_421_at_shutdown() {
 }
 
 /// Only a verifying token that names a message sent to the bounced address,
-/// and still waiting for its outcome, is acted upon. Forged tokens, tokens
-/// with a character changed, cut short or lengthened, and the copies of a
-/// genuine report delivered again (a replay, or an MTA retrying) are kept
-/// as unmatched: no fact, no suppression, no resend.
+/// and not settled yet, is acted upon. Forged tokens, tokens with a
+/// character changed, cut short or lengthened, and the copies of a final
+/// report delivered again (a replay, or an MTA retrying) are kept as
+/// unmatched: no fact, no suppression, no resend. (A copy of a soft report
+/// while its resend is due cannot be told from the resend's report: it
+/// reschedules the same message, never sends more.)
 #[test]
 fn forged_mangled_and_replayed_bounces_change_nothing() {
     let end = must_reach_end();
@@ -354,7 +356,7 @@ fn forged_mangled_and_replayed_bounces_change_nothing() {
     let bob_unknown = dsn("bob@example.org", "5.1.1", "550 5.1.1 user unknown");
     let send = |rcpt: &str, report: &str| deliver(&end, dir.path(), &daemon, rcpt, report);
 
-    // Each genuine report acts once, its copies not at all.
+    // A final report acts once, its copies not at all.
     for _ in 0..3 {
         assert_eq!(send(&ann, &ann_full), "250");
         assert_eq!(send(&bob, &bob_unknown), "250");
@@ -390,8 +392,10 @@ fn forged_mangled_and_replayed_bounces_change_nothing() {
             .collect::<Vec<_>>()
     };
     let ann_bounces = bounced("ann");
-    assert_eq!(ann_bounces.len(), 1, "{ann_bounces:?}");
-    assert_eq!(ann_bounces[0]["bounce"], "soft");
+    assert!(
+        ann_bounces.iter().all(|b| b["bounce"] == "soft"),
+        "{ann_bounces:?}"
+    );
     assert_eq!(bounced("bob").len(), 1);
     assert_eq!(
         daemon.get("/v1/blacklist/email/ann@example.org").status,
@@ -403,7 +407,7 @@ fn forged_mangled_and_replayed_bounces_change_nothing() {
         "hard_bounce"
     );
     let metrics = daemon.get("/metrics").text();
-    let unmatched = 2 * 2 + 2 * bad.len();
+    let unmatched = 2 + 2 * bad.len();
     assert!(
         metrics.contains(&format!("sluice_bounces_unmatched_total {unmatched}\n")),
         "{unmatched} unmatched: {metrics}"

@@ -11,8 +11,9 @@ pub(super) static RULES: &[Rule] = &[
         reason: Reason::UserUnknown,
         phrases: &[
             "recipient address rejected: access denied",
-            // A directory or address book that does not list the recipient.
-            "not listed in",
+            "not listed in domino directory",
+            "not listed in public name",
+            "user not listed",
         ],
         vague: false,
     },

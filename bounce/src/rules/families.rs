@@ -24,9 +24,23 @@ pub struct Family {
     pub predicates: &'static [&'static str],
     /// As [`super::Rule::vague`]: content filters word their refusals so too.
     pub vague: bool,
-    /// A host or domain name (`mx.example.net`) is a subject too.
+    /// A host or domain name (`mx.example.net`) is a subject too, of the
+    /// [`NAME_PREDICATES`] only, right after it.
     pub names: bool,
 }
+
+/// What a bare host or domain name may be said to be, right after it
+/// ("mx.example.net does not exist"). Only these: a name next to
+/// "invalid" or "unknown" is as often the server speaking of the message
+/// ("mx.example.com said: invalid DKIM").
+const NAME_PREDICATES: &[&str] = &[
+    "does not exist",
+    "doesn't exist",
+    "nonexistent",
+    "non-existent",
+    "unrouteable",
+    "unroutable",
+];
 
 /// Terms read at most per text: a refusal names its cause early, and a
 /// report that repeats the words thousands of times must not cost the
@@ -444,6 +458,9 @@ fn dotted_names(text: &str) -> Vec<(usize, usize)> {
                 .is_some_and(|tld| tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic()));
         if is_name {
             names.push((start, end));
+            if names.len() == MAX_TERMS {
+                break;
+            }
         }
         start = end + 1;
     }
@@ -470,7 +487,6 @@ pub(super) fn finding(folded: &str, offset: usize) -> Option<Finding> {
             found.push((*term, m.start(), m.end()));
         }
     }
-    let names = dotted_names(folded);
     // Whether predicate `p` is said of the subject at `s` (byte ranges).
     let near = |s: (usize, usize), p: (usize, usize)| {
         (p.0 >= s.1 && p.0 - s.1 <= NEAR) || (s.0 >= p.1 && s.0 - p.1 <= ADJACENT)
@@ -482,11 +498,15 @@ pub(super) fn finding(folded: &str, offset: usize) -> Option<Finding> {
                 .filter(move |(t, _, _)| t.family == family && t.subject == subject)
                 .map(|&(_, start, end)| (start, end))
         };
-        let subjects = || {
-            let names = FAMILIES[family].names.then_some(names.iter().copied());
-            of(true).chain(names.into_iter().flatten())
+        let named = || {
+            FAMILIES[family].names
+                && of(false).any(|p| {
+                    let said = folded.get(p.0..p.1).unwrap_or_default();
+                    NAME_PREDICATES.iter().any(|n| n.eq_ignore_ascii_case(said))
+                        && dotted_names(folded).iter().any(|n| p.0 == n.1 + 1)
+                })
         };
-        let hit = subjects().any(|s| of(false).any(|p| near(s, p)));
+        let hit = of(true).any(|s| of(false).any(|p| near(s, p))) || named();
         hit.then(|| Finding {
             reason: FAMILIES[family].reason,
             vague: FAMILIES[family].vague,
@@ -523,6 +543,10 @@ mod tests {
             ("550 Connection frequency limited", Reason::TooManyConn),
             ("550 DMARC check failed", Reason::AuthFailure),
             ("553 neko.example.com does not exist", Reason::HostUnknown),
+            (
+                "mx.example.com said: message rejected, invalid DKIM",
+                Reason::AuthFailure,
+            ),
             (
                 "INVALID IP FOR SENDING MAIL OF DOMAIN example.com",
                 Reason::Blocked,

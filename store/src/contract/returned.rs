@@ -17,9 +17,10 @@ fn returned(msg: MessageNo, hard: bool, retry: Option<u64>, at: u64) -> Update {
     }
 }
 
-/// A returned bounce settles only a message handed over and waiting for its
-/// outcome: the same report twice (in one commit or two), or one for a
-/// message rescheduled or never sent, changes nothing.
+/// A returned bounce settles a message handed over and waiting for its
+/// outcome, or sent before and due again (the final failure after a delay
+/// notice); a copy arriving once the message is settled, or a report for a
+/// message never sent, changes nothing.
 pub async fn a_returned_bounce_settles_only_a_message_waiting_for_it(h: &dyn Harness) {
     let store = h.open().await;
     let seq = store.put_campaign("c1", decl()).await.expect("declare").seq;
@@ -47,24 +48,29 @@ pub async fn a_returned_bounce_settles_only_a_message_waiting_for_it(h: &dyn Har
     };
     store.record(vec![submitted]).await.expect("record");
 
-    // A soft bounce schedules a resend; its copy in the same commit and a
-    // replay later change nothing.
-    let soft = returned(sent, false, Some(90_000), 4_000);
+    // A delay notice (soft) schedules a resend; the final failure after it
+    // still counts; its copies, in the same commit and later, do not.
     store
-        .record(vec![soft.clone(), soft.clone()])
-        .await
-        .expect("record");
-    store.record(vec![soft]).await.expect("record");
-    store
-        .record(vec![returned(never_sent, true, None, 5_000)])
+        .record(vec![returned(sent, false, Some(90_000), 4_000)])
         .await
         .expect("record");
     assert_eq!(status_of(&*store, sent).await, Status::Pending);
+    let hard = returned(sent, true, None, 5_000);
+    store
+        .record(vec![hard.clone(), hard.clone()])
+        .await
+        .expect("record");
+    store.record(vec![hard]).await.expect("record");
+    store
+        .record(vec![returned(never_sent, true, None, 6_000)])
+        .await
+        .expect("record");
+    assert_eq!(status_of(&*store, sent).await, Status::BouncedHard);
     assert_eq!(status_of(&*store, never_sent).await, Status::Pending);
     assert_eq!(
         fact_kinds(&*store).await,
-        vec!["accepted", "accepted", "submitted", "bounced"],
-        "one bounce, nothing for the copies nor the message never sent"
+        vec!["accepted", "accepted", "submitted", "bounced", "bounced"],
+        "the delay and the failure, nothing for the copies nor the message never sent"
     );
     assert_eq!(
         store

@@ -932,7 +932,7 @@ impl Committer {
         };
         // As this group left it: a copy may follow in the same group.
         let status = g.statuses.get(&u.msg).copied().unwrap_or(slot.status);
-        if !rules::applies(status, &u.outcome) {
+        if !rules::applies(status, slot.attempts, &u.outcome) {
             return;
         }
         let before = MessageState {
