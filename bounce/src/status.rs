@@ -275,15 +275,17 @@ pub fn reason_of_status(status: EnhancedStatus) -> Option<Reason> {
 
 /// Whether `status` names its cause so precisely that the text cannot say
 /// otherwise: the codes registered for one cause (RFC 7372's
-/// authentication results X.7.20-X.7.27, X.7.28 for a flood, X.2.2 a full
-/// mailbox, X.3.4 a message too big for the system, X.1.10 a null MX).
+/// authentication results X.7.20-X.7.26, X.7.28 for a flood, X.2.2 a full
+/// mailbox, X.3.4 a message too big for the system, X.1.10 the recipient's
+/// null MX). Not X.7.27, the sender's null MX: a fault of ours, which the
+/// text may say better than the code's hard reading.
 /// Their words ("blocked", "rejected") are only the receiver's
 /// summary; the code says why.
 pub fn decides(status: EnhancedStatus) -> bool {
     status.class != 2
         && matches!(
             (status.subject, status.detail),
-            (7, 20..=28) | (2, 2) | (3, 4) | (1, 10)
+            (7, 20..=26) | (7, 28) | (2, 2) | (3, 4) | (1, 10)
         )
 }
 
