@@ -498,13 +498,22 @@ pub(super) fn finding(folded: &str, offset: usize) -> Option<Finding> {
                 .filter(move |(t, _, _)| t.family == family && t.subject == subject)
                 .map(|&(_, start, end)| (start, end))
         };
+        // The names are found once, and only when a name predicate is there.
         let named = || {
-            FAMILIES[family].names
-                && of(false).any(|p| {
+            if !FAMILIES[family].names {
+                return false;
+            }
+            let said: Vec<usize> = of(false)
+                .filter(|p| {
                     let said = folded.get(p.0..p.1).unwrap_or_default();
                     NAME_PREDICATES.iter().any(|n| n.eq_ignore_ascii_case(said))
-                        && dotted_names(folded).iter().any(|n| p.0 == n.1 + 1)
                 })
+                .map(|p| p.0)
+                .collect();
+            !said.is_empty()
+                && dotted_names(folded)
+                    .iter()
+                    .any(|n| said.contains(&(n.1 + 1)))
         };
         let hit = of(true).any(|s| of(false).any(|p| near(s, p))) || named();
         hit.then(|| Finding {
