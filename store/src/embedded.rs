@@ -13,7 +13,9 @@ use std::{
     thread,
 };
 
-use domain::{CampaignRecord, ChannelKind, Fact, MessageState, Participant, SuppressReason};
+use domain::{
+    CampaignRecord, ChannelKind, Fact, MessageNo, MessageState, Participant, SuppressReason,
+};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use tokio::sync::{mpsc, oneshot};
 
@@ -115,6 +117,12 @@ impl Default for Options {
     }
 }
 
+/// A keyspace's memtable is flushed to disk at this size. fjall's default
+/// (64 MiB) held about 250 MiB of memtables in the four keyspaces an
+/// upload writes; a quarter of that takes a quarter of the memory and
+/// costs the ingest rate nothing measurable (BENCHMARKS.md, issue 19).
+const MAX_MEMTABLE_BYTES: u64 = 16 << 20;
+
 impl Embedded {
     /// Opens (or creates) the store in `dir` with the default options.
     pub fn open(dir: &Path) -> Result<Self> {
@@ -129,8 +137,10 @@ impl Embedded {
             .open()
             .map_err(|e| StoreError::Unavailable(format!("opening {}: {e}", dir.display())))?;
         let open = |name: &str| {
-            db.keyspace(name, KeyspaceCreateOptions::default)
-                .map_err(|e| StoreError::Unavailable(format!("opening keyspace {name}: {e}")))
+            db.keyspace(name, || {
+                KeyspaceCreateOptions::default().max_memtable_size(MAX_MEMTABLE_BYTES)
+            })
+            .map_err(|e| StoreError::Unavailable(format!("opening keyspace {name}: {e}")))
         };
         let ks = Keyspaces {
             campaigns: open("campaigns")?,
@@ -211,12 +221,7 @@ fn recover(ks: &Keyspaces) -> Result<(Index, u64)> {
         let msg = codec::parse_message_key(&key)?;
         let p: Participant = codec::decode(&value)?;
         if let Some(c) = index.by_seq(msg.campaign) {
-            c.place(
-                msg.participant,
-                p.customer.into(),
-                p.address.into(),
-                Some(0),
-            );
+            c.place(msg.participant, &p.customer, &p.address, Some(0));
         }
     }
     for kv in ks.status.iter() {
@@ -259,6 +264,20 @@ fn recover(ks: &Keyspaces) -> Result<(Index, u64)> {
 
 fn io(e: fjall::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
+}
+
+/// A message's participant as recorded: its fields and its address, which
+/// the index does not keep. A live message always has one.
+fn participant_record(participants: &Keyspace, msg: MessageNo) -> Result<Participant> {
+    participants
+        .get(codec::message_key(msg))
+        .map_err(io)?
+        .map(|bytes| codec::decode(&bytes))
+        .transpose()?
+        .ok_or_else(|| StoreError::Corrupt {
+            what: "participant",
+            detail: format!("message {msg:?} has no record"),
+        })
 }
 
 fn suppression_key(channel: ChannelKind, address: &str) -> String {

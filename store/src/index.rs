@@ -3,31 +3,62 @@
 //! from disk at open; changed only after a commit is durable (claims and
 //! releases, which are not persisted, excepted).
 
-use std::collections::{BTreeSet, HashMap};
+mod due;
+mod pages;
+mod texts;
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    hash::{BuildHasher, Hasher},
+};
 
 use foldhash::fast::RandomState;
+use hashbrown::HashTable;
 
 use super::Counts;
 use domain::{CampaignRecord, Engagement, FELL_BACK, Millis, Status};
+use due::Due;
+use pages::Pages;
+use texts::{TextRef, Texts};
 
-/// One participant's message.
-#[derive(Debug, Clone)]
-pub struct Slot {
-    pub customer: Box<str>,
-    pub address: Box<str>,
+/// One participant's message as the store's callers see it. Its address
+/// is in its participant record, not in memory: what needs it (a
+/// suppression, an audience) reads the record.
+#[derive(Debug, Clone, Copy)]
+pub struct Slot<'a> {
+    pub customer: &'a str,
+    /// The participant has no address (it falls back at once).
+    pub no_address: bool,
     pub status: Status,
     pub attempts: u32,
     pub due: Millis,
     pub at: Millis,
     /// `Engagement::bit`s of what the recipient did.
     pub engaged: u8,
-    pub stage: Stage,
+}
+
+/// One participant's message as the index keeps it (32 bytes; its
+/// customer is in the campaign's [`Texts`]): the index holds one per
+/// participant, so its size is most of the store's memory per participant.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    customer: TextRef,
+    due: Millis,
+    at: Millis,
+    attempts: u32,
+    /// [`CampaignIndex::address_hash`] of the address, to find the
+    /// messages sent to an address without a read of every record.
+    address_hash: u32,
+    status: Status,
+    stage: Stage,
+    engaged: u8,
+    no_address: bool,
 }
 
 /// Where a participant is on its way in: only `Live` ones are seen by
 /// counts, claims and queries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
+enum Stage {
     /// No participant has this number (yet, or its upload was dropped).
     Empty,
     /// Its upload is being read.
@@ -40,25 +71,22 @@ pub enum Stage {
     Live,
 }
 
-impl Slot {
-    pub fn is_live(&self) -> bool {
-        self.stage == Stage::Live
-    }
-}
-
-impl Slot {
+impl Entry {
     /// No participant (yet): not live.
-    fn empty() -> Self {
-        Self {
-            customer: "".into(),
-            address: "".into(),
-            status: Status::Pending,
-            attempts: 0,
-            due: 0,
-            at: 0,
-            engaged: 0,
-            stage: Stage::Empty,
-        }
+    const EMPTY: Self = Self {
+        customer: TextRef::NONE,
+        due: 0,
+        at: 0,
+        attempts: 0,
+        address_hash: 0,
+        status: Status::Pending,
+        stage: Stage::Empty,
+        engaged: 0,
+        no_address: true,
+    };
+
+    fn is_live(&self) -> bool {
+        self.stage == Stage::Live
     }
 }
 
@@ -104,17 +132,20 @@ impl Leases {
 #[derive(Debug)]
 pub struct CampaignIndex {
     pub record: CampaignRecord,
-    pub by_customer: HashMap<Box<str>, u32, RandomState>,
-    /// Indexed by participant number. A slot exists once durable (and,
-    /// while its upload is staged, is not `live`).
-    slots: Vec<Slot>,
+    /// Participant numbers by customer (hashed from the entries' texts).
+    by_customer: HashTable<u32>,
+    hasher: RandomState,
+    /// Indexed by participant number. An entry exists once durable (and,
+    /// while its upload is staged, is not live).
+    entries: Pages<Entry>,
+    texts: Texts,
     /// Slots that are live.
     live: u64,
     /// Slots of uploads staged, not yet published or dropped.
     staged: u64,
     /// Participant numbers allocated, durable or being committed.
     pub allocated: u32,
-    due: BTreeSet<(Millis, u32)>,
+    due: Due,
     leased: Leases,
     counts: [u64; Status::ALL.len()],
     /// Messages with each flag bit set (engagements, `FELL_BACK`).
@@ -125,41 +156,122 @@ impl CampaignIndex {
     pub fn new(record: CampaignRecord) -> Self {
         Self {
             record,
-            by_customer: HashMap::default(),
-            slots: Vec::new(),
+            by_customer: HashTable::new(),
+            hasher: RandomState::default(),
+            entries: Pages::default(),
+            texts: Texts::default(),
             live: 0,
             staged: 0,
             allocated: 0,
-            due: BTreeSet::new(),
+            due: Due::default(),
             leased: Leases::default(),
             counts: [0; Status::ALL.len()],
             flagged: [0; 8],
         }
     }
 
+    fn view(&self, entry: &Entry) -> Slot<'_> {
+        Slot {
+            customer: self.texts.get(entry.customer),
+            no_address: entry.no_address,
+            status: entry.status,
+            attempts: entry.attempts,
+            due: entry.due,
+            at: entry.at,
+            engaged: entry.engaged,
+        }
+    }
+
+    fn live_entry_mut(&mut self, participant: u32) -> Option<&mut Entry> {
+        self.entries
+            .get_mut(participant as usize)
+            .filter(|e| e.is_live())
+    }
+
+    /// The number of the participant with `customer`, in any stage.
+    fn customer_number(&self, customer: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(customer);
+        let (entries, texts) = (&self.entries, &self.texts);
+        self.by_customer
+            .find(hash, |&n| customer_of(entries, texts, n) == customer)
+            .copied()
+    }
+
+    fn insert_customer(&mut self, customer: &str, participant: u32) {
+        let hash = self.hasher.hash_one(customer);
+        let (entries, texts, hasher) = (&self.entries, &self.texts, &self.hasher);
+        match self.by_customer.entry(
+            hash,
+            |&n| customer_of(entries, texts, n) == customer,
+            |&n| hasher.hash_one(customer_of(entries, texts, n)),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(mut e) => *e.get_mut() = participant,
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                e.insert(participant);
+            }
+        }
+    }
+
+    /// Forgets `customer` if it names `participant`.
+    fn remove_customer(&mut self, customer: &str, participant: u32) {
+        let hash = self.hasher.hash_one(customer);
+        if let Ok(e) = self.by_customer.find_entry(hash, |&n| n == participant) {
+            e.remove();
+        }
+    }
+
+    /// A hash of `address` as its messages are looked up: in ASCII
+    /// lowercase, as addresses compare.
+    fn address_hash(&self, address: &str) -> u32 {
+        let mut hasher = self.hasher.build_hasher();
+        let mut lower = [0u8; 64];
+        for chunk in address.as_bytes().chunks(lower.len()) {
+            let lower = &mut lower[..chunk.len()];
+            lower.copy_from_slice(chunk);
+            lower.make_ascii_lowercase();
+            hasher.write(lower);
+        }
+        hasher.finish() as u32
+    }
+
+    /// Live participants whose address may be `address`, newest first:
+    /// those with its hash, which the caller checks against their records.
+    pub fn maybe_sent_to(&self, address: &str) -> impl Iterator<Item = u32> {
+        let hash = self.address_hash(address);
+        self.entries
+            .enumerate()
+            .rev()
+            .filter(move |(_, e)| e.is_live() && e.address_hash == hash)
+            .map(|(n, _)| n as u32)
+    }
+
     /// Sets a message's flags as recorded durably.
     pub fn set_flags(&mut self, participant: u32, flags: u8) {
-        let Some(slot) = self
-            .slots
+        let Some(entry) = self
+            .entries
             .get_mut(participant as usize)
-            .filter(|s| s.is_live())
+            .filter(|e| e.is_live())
         else {
             return;
         };
         for (bit, count) in self.flagged.iter_mut().enumerate() {
             let mask = 1 << bit;
-            match (slot.engaged & mask != 0, flags & mask != 0) {
+            match (entry.engaged & mask != 0, flags & mask != 0) {
                 (false, true) => *count += 1,
                 (true, false) => *count -= 1,
                 _ => {}
             }
         }
-        slot.engaged = flags;
+        entry.engaged = flags;
     }
 
     /// A live participant's message.
-    pub fn slot(&self, participant: u32) -> Option<&Slot> {
-        self.slots.get(participant as usize).filter(|s| s.is_live())
+    pub fn slot(&self, participant: u32) -> Option<Slot<'_>> {
+        let entry = self
+            .entries
+            .get(participant as usize)
+            .filter(|e| e.is_live())?;
+        Some(self.view(entry))
     }
 
     /// Whether nothing is left to send, in flight or being uploaded.
@@ -173,29 +285,30 @@ impl CampaignIndex {
 
     /// Marks a staged participant as being published; returns its slot,
     /// or `None` when it is not staged (then a `Superseded` one is dropped).
-    pub fn begin_publish(&mut self, participant: u32) -> Option<&Slot> {
-        let slot = self.slots.get_mut(participant as usize)?;
-        if slot.stage != Stage::Staged {
+    pub fn begin_publish(&mut self, participant: u32) -> Option<Slot<'_>> {
+        let entry = self.entries.get_mut(participant as usize)?;
+        if entry.stage != Stage::Staged {
             return None;
         }
-        slot.stage = Stage::Publishing;
-        Some(slot)
+        entry.stage = Stage::Publishing;
+        let entry = *entry;
+        Some(self.view(&entry))
     }
 
     /// Whether `customer` is taken for a new participant, which is staged
     /// unless `at_once`. A customer only staged by an upload does not keep
     /// out one added at once: that staged participant is superseded.
     pub fn takes(&mut self, customer: &str, at_once: bool) -> bool {
-        let Some(&n) = self.by_customer.get(customer) else {
+        let Some(n) = self.customer_number(customer) else {
             return false;
         };
-        let Some(slot) = self.slots.get_mut(n as usize) else {
+        let Some(entry) = self.entries.get_mut(n as usize) else {
             return false;
         };
-        match slot.stage {
+        match entry.stage {
             Stage::Live | Stage::Publishing => true,
             Stage::Staged | Stage::Superseded if at_once => {
-                slot.stage = Stage::Superseded;
+                entry.stage = Stage::Superseded;
                 false
             }
             Stage::Staged | Stage::Superseded => true,
@@ -204,36 +317,33 @@ impl CampaignIndex {
     }
 
     /// Every live participant with its number, in number order.
-    pub fn live_slots(&self) -> impl DoubleEndedIterator<Item = (u32, &Slot)> {
+    pub fn live_slots(&self) -> impl DoubleEndedIterator<Item = (u32, Slot<'_>)> {
         // Participant numbers are u32, so the enumeration fits.
-        self.slots
-            .iter()
+        self.entries
             .enumerate()
-            .filter(|(_, s)| s.is_live())
-            .map(|(n, s)| (n as u32, s))
+            .filter(|(_, e)| e.is_live())
+            .map(|(n, e)| (n as u32, self.view(e)))
     }
 
     /// Places a durable participant at its number, live (`at` its time) or
     /// staged; numbers skipped (participants of dropped uploads) stay
     /// empty and never live.
-    pub fn place(
-        &mut self,
-        participant: u32,
-        customer: Box<str>,
-        address: Box<str>,
-        at: Option<Millis>,
-    ) {
+    pub fn place(&mut self, participant: u32, customer: &str, address: &str, at: Option<Millis>) {
         let n = participant as usize;
-        if self.slots.len() <= n {
-            self.slots.resize_with(n + 1, Slot::empty);
+        self.entries.grow_to(n + 1, || Entry::EMPTY);
+        let text = self.texts.push(customer);
+        let address_hash = self.address_hash(address);
+        if let Some(entry) = self.entries.get_mut(n) {
+            self.texts.forget(entry.customer);
+            *entry = Entry {
+                customer: text,
+                address_hash,
+                no_address: address.is_empty(),
+                stage: Stage::Staged,
+                ..Entry::EMPTY
+            };
         }
-        self.by_customer.insert(customer.clone(), participant);
-        self.slots[n] = Slot {
-            customer,
-            address,
-            stage: Stage::Staged,
-            ..Slot::empty()
-        };
+        self.insert_customer(customer, participant);
         self.allocated = self.allocated.max(participant + 1);
         self.staged += 1;
         if let Some(at) = at {
@@ -243,34 +353,49 @@ impl CampaignIndex {
 
     /// Makes a staged participant live, pending and due, at `at`.
     pub fn publish(&mut self, participant: u32, at: Millis) {
-        let Some(slot) = self.slots.get_mut(participant as usize) else {
+        let Some(entry) = self.entries.get_mut(participant as usize) else {
             return;
         };
-        if !matches!(slot.stage, Stage::Staged | Stage::Publishing) {
+        if !matches!(entry.stage, Stage::Staged | Stage::Publishing) {
             return;
         }
-        slot.stage = Stage::Live;
-        slot.at = at;
+        entry.stage = Stage::Live;
+        entry.at = at;
         self.live += 1;
         self.staged -= 1;
         self.counts[Status::Pending.index()] += 1;
-        self.due.insert((0, participant));
+        self.due.insert(0, participant);
     }
 
     /// Forgets a staged participant whose upload was dropped: its customer
     /// is free again and its number stays empty.
     pub fn drop_staged(&mut self, participant: u32) {
-        let Some(slot) = self.slots.get_mut(participant as usize) else {
+        let Some(entry) = self.entries.get_mut(participant as usize) else {
             return;
         };
-        if !matches!(slot.stage, Stage::Staged | Stage::Superseded) {
+        if !matches!(entry.stage, Stage::Staged | Stage::Superseded) {
             return;
         }
-        let customer = std::mem::replace(slot, Slot::empty()).customer;
+        let text = std::mem::replace(entry, Entry::EMPTY).customer;
         self.staged -= 1;
-        if self.by_customer.get(&customer) == Some(&participant) {
-            self.by_customer.remove(&customer);
+        let customer = self.texts.get(text).to_owned();
+        self.remove_customer(&customer, participant);
+        self.texts.forget(text);
+        if self.texts.is_wasteful() {
+            self.repack_texts();
         }
+    }
+
+    /// Copies the texts still referred to into new chunks, dropping those
+    /// of dropped uploads.
+    fn repack_texts(&mut self) {
+        let mut texts = Texts::default();
+        for entry in self.entries.iter_mut() {
+            if entry.stage != Stage::Empty {
+                entry.customer = texts.push(self.texts.get(entry.customer));
+            }
+        }
+        self.texts = texts;
     }
 
     /// Sets a message's state as recorded durably.
@@ -282,28 +407,25 @@ impl CampaignIndex {
         due: Millis,
         at: Millis,
     ) {
-        let Some(slot) = self
-            .slots
+        let Some(entry) = self
+            .entries
             .get_mut(participant as usize)
-            .filter(|s| s.is_live())
+            .filter(|e| e.is_live())
         else {
             return;
         };
-        if slot.status == Status::Pending {
-            self.due.remove(&(slot.due, participant));
+        if entry.status == Status::Pending {
+            self.due.remove(entry.due, participant);
         }
         self.leased.remove(&participant);
-        self.counts[slot.status.index()] -= 1;
+        self.counts[entry.status.index()] -= 1;
         self.counts[status.index()] += 1;
-        *slot = Slot {
-            status,
-            attempts,
-            due,
-            at,
-            ..slot.clone()
-        };
+        entry.status = status;
+        entry.attempts = attempts;
+        entry.due = due;
+        entry.at = at;
         if status == Status::Pending {
-            self.due.insert((due, participant));
+            self.due.insert(due, participant);
         }
     }
 
@@ -312,15 +434,11 @@ impl CampaignIndex {
         self.expire_leases(now);
         let mut out = Vec::new();
         while out.len() < max {
-            let Some(&(due, n)) = self.due.first() else {
+            let Some(n) = self.due.pop_due(now) else {
                 break;
             };
-            if due > now {
-                break;
-            }
-            self.due.pop_first();
             self.leased.insert(n, lease_until);
-            let attempts = self.slots.get(n as usize).map_or(0, |s| s.attempts);
+            let attempts = self.entries.get(n as usize).map_or(0, |e| e.attempts);
             out.push((n, attempts));
         }
         out
@@ -336,8 +454,8 @@ impl CampaignIndex {
     }
 
     /// When the earliest unleased pending message is due.
-    pub fn next_due(&self) -> Option<Millis> {
-        self.due.first().map(|&(due, _)| due)
+    pub fn next_due(&mut self) -> Option<Millis> {
+        self.due.first().map(|(due, _)| due)
     }
 
     /// Makes a leased message due again at `due`.
@@ -345,11 +463,11 @@ impl CampaignIndex {
         if self.leased.remove(&participant).is_none() {
             return;
         }
-        if let Some(slot) = self.slots.get_mut(participant as usize)
-            && slot.status == Status::Pending
+        if let Some(entry) = self.live_entry_mut(participant)
+            && entry.status == Status::Pending
         {
-            slot.due = due;
-            self.due.insert((due, participant));
+            entry.due = due;
+            self.due.insert(due, participant);
         }
     }
 
@@ -358,10 +476,10 @@ impl CampaignIndex {
         if self.leased.remove(&participant).is_none() {
             return;
         }
-        if let Some(slot) = self.slots.get(participant as usize)
-            && slot.status == Status::Pending
+        if let Some(entry) = self.entries.get(participant as usize)
+            && entry.status == Status::Pending
         {
-            self.due.insert((slot.due, participant));
+            self.due.insert(entry.due, participant);
         }
     }
 
@@ -389,6 +507,13 @@ impl CampaignIndex {
     }
 }
 
+/// The customer of participant `n` (empty for a number with none).
+fn customer_of<'a>(entries: &Pages<Entry>, texts: &'a Texts, n: u32) -> &'a str {
+    entries
+        .get(n as usize)
+        .map_or("", |e| texts.get(e.customer))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,9 +528,14 @@ mod tests {
             decl,
         });
         for (n, c) in ["a", "b", "c"].into_iter().enumerate() {
-            idx.place(n as u32, c.into(), format!("{c}@x").into(), Some(0));
+            idx.place(n as u32, c, &format!("{c}@x"), Some(0));
         }
         idx
+    }
+
+    #[test]
+    fn an_entry_stays_32_bytes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 32);
     }
 
     #[test]

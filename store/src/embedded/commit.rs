@@ -18,7 +18,7 @@ use rules::{self, PartReceipt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    FACT_RUN, Index, MAX_GROUP, Shared,
+    FACT_RUN, Index, MAX_GROUP, Shared, participant_record,
     space::Room,
     stage::{self, Staged},
     suppression_key,
@@ -229,6 +229,9 @@ struct Group {
     statuses: HashMap<MessageNo, Status, foldhash::fast::RandomState>,
     /// Flags set in this group, with their times, written once per message.
     engaged: HashMap<MessageNo, Flags, foldhash::fast::RandomState>,
+    /// A record a decision needed could not be read: nothing of the group
+    /// is written, as when its commit fails.
+    unreadable: Option<StoreError>,
 }
 
 impl Committer {
@@ -288,6 +291,7 @@ impl Committer {
             upstream: HashMap::default(),
             statuses: HashMap::default(),
             engaged: HashMap::default(),
+            unreadable: None,
         };
         let first_cursor = self.next_cursor;
         let durable = ops.iter().any(Op::is_durable);
@@ -310,16 +314,22 @@ impl Committer {
                 flags: flags.bits(),
             });
         }
-        let written = if group.batch.is_empty() {
+        let written = if let Some(e) = group.unreadable.take() {
+            Err(e.to_string())
+        } else if group.batch.is_empty() {
             Ok(())
         } else {
-            group.batch.commit().and_then(|()| {
-                if durable {
-                    self.db.persist(PersistMode::SyncData)
-                } else {
-                    Ok(())
-                }
-            })
+            group
+                .batch
+                .commit()
+                .and_then(|()| {
+                    if durable {
+                        self.db.persist(PersistMode::SyncData)
+                    } else {
+                        Ok(())
+                    }
+                })
+                .map_err(|e| e.to_string())
         };
         match written {
             Ok(()) => {
@@ -481,12 +491,24 @@ impl Committer {
                     let mut flags = self.flags(g, e.msg, slot.engaged);
                     flags.set(e.kind.bit(), e.at);
                     g.engaged.insert(e.msg, flags);
-                    let suppress = rules::engaged(e.kind)
-                        .map(|why| (suppression_key(c.record.decl.channel, &slot.address), why));
+                    let suppress = match rules::engaged(e.kind) {
+                        Some(why) => {
+                            match participant_record(&self.shared.ks.participants, e.msg) {
+                                Ok(p) => {
+                                    Some((suppression_key(c.record.decl.channel, &p.address), why))
+                                }
+                                Err(err) => {
+                                    g.unreadable = Some(err);
+                                    continue;
+                                }
+                            }
+                        }
+                        None => None,
+                    };
                     let fact = fact(
                         e.at,
                         &c.record.id,
-                        &slot.customer,
+                        slot.customer,
                         FactKind::Engaged(e.kind),
                         e.detail,
                     );
@@ -787,7 +809,7 @@ impl Committer {
             };
             let Some((customer, no_address)) = c
                 .begin_publish(msg.participant)
-                .map(|s| (s.customer.to_string(), s.address.is_empty()))
+                .map(|s| (s.customer.to_string(), s.no_address))
             else {
                 // Superseded: added at once meanwhile (a fallback), so a
                 // duplicate now.
@@ -797,11 +819,7 @@ impl Committer {
             };
             published += 1;
             g.effects.push(Effect::Published { msg, at });
-            let read = || match participants.get(codec::message_key(msg)) {
-                Ok(Some(bytes)) => codec::decode::<Participant>(&bytes),
-                Ok(None) => Err(StoreError::Unavailable("participant record missing".into())),
-                Err(e) => Err(StoreError::Unavailable(e.to_string())),
-            };
+            let read = || participant_record(&participants, msg);
             self.accept(index, g, &id, msg, (&customer, no_address), at, read);
         }
         for marker in &staged.markers {
@@ -878,12 +896,7 @@ impl Committer {
         if flags.bits() & FELL_BACK != 0 {
             return;
         }
-        let p = match self.shared.ks.participants.get(codec::message_key(msg)) {
-            Ok(Some(bytes)) => codec::decode::<Participant>(&bytes),
-            Ok(None) => Err(StoreError::Unavailable("participant record missing".into())),
-            Err(e) => Err(StoreError::Unavailable(e.to_string())),
-        };
-        match p {
+        match participant_record(&self.shared.ks.participants, msg) {
             Ok(p) => {
                 flags.set(FELL_BACK, at);
                 g.engaged.insert(msg, flags);
@@ -946,13 +959,20 @@ impl Committer {
         let fact = fact(
             u.at,
             &c.record.id,
-            &slot.customer,
+            slot.customer,
             decision.fact,
             decision.detail,
         );
-        let suppress = decision
-            .suppress
-            .map(|why| (suppression_key(c.record.decl.channel, &slot.address), why));
+        let suppress = match decision.suppress {
+            Some(why) => match participant_record(&self.shared.ks.participants, u.msg) {
+                Ok(p) => Some((suppression_key(c.record.decl.channel, &p.address), why)),
+                Err(e) => {
+                    g.unreadable = Some(e);
+                    return;
+                }
+            },
+            None => None,
+        };
         // A returned bounce counts from when the message was handed over.
         let handed_at = (before.status == Status::Submitted).then_some(before.at);
         self.append_fact(g, fact);
@@ -1108,7 +1128,7 @@ fn apply(index: &mut Index, effect: Effect) {
             at,
         } => {
             if let Some(c) = index.by_seq(msg.campaign) {
-                c.place(msg.participant, customer, address, at);
+                c.place(msg.participant, &customer, &address, at);
             }
         }
         Effect::Published { msg, at } => {

@@ -252,55 +252,31 @@ impl Ledger for Embedded {
     }
 
     async fn audience(&self, id: &str, outcome: &str) -> Result<Vec<AudienceMember>> {
-        let index = self.shared.index();
-        let c = index
-            .campaigns
-            .get(id)
-            .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
-        let wanted = rules::audience_statuses(outcome, c.record.decl.channel.reports_delivery());
-        let flag = match outcome {
-            "fallback" => FELL_BACK,
-            _ => Engagement::ALL
-                .into_iter()
-                .find(|e| e.as_str() == outcome)
-                .map_or(0, Engagement::bit),
-        };
-        Ok(c.live_slots()
-            .filter(|(_, s)| wanted.contains(&s.status) || s.engaged & flag != 0)
-            .map(|(participant, s)| {
-                let msg = MessageNo {
-                    campaign: c.record.seq,
-                    participant,
-                };
-                // A flag's row has the time of that outcome (the click).
-                let at = if wanted.contains(&s.status) {
-                    (s.at > 0).then_some(s.at)
-                } else {
-                    self.flags_of(msg).at(flag)
-                };
-                AudienceMember {
-                    msg,
-                    customer: s.customer.to_string(),
-                    address: s.address.to_string(),
-                    at,
-                }
-            })
-            .collect())
+        let mut members = self.audience_without_addresses(id, outcome)?;
+        self.fill_addresses(id, &mut members)?;
+        Ok(members)
     }
 
     async fn message(&self, msg: MessageNo) -> Result<Option<MessageInfo>> {
-        let mut index = self.shared.index();
-        let info = index.by_seq(msg.campaign).and_then(|c| {
+        let info = self.shared.index().by_seq(msg.campaign).and_then(|c| {
             let slot = c.slot(msg.participant)?;
             Some(MessageInfo {
                 campaign: c.record.clone(),
                 customer: slot.customer.to_string(),
-                address: slot.address.to_string(),
+                address: String::new(),
                 status: slot.status,
                 attempts: slot.attempts,
             })
         });
-        Ok(info)
+        let Some(mut info) = info else {
+            return Ok(None);
+        };
+        // Deleted meanwhile: then there is no such message any more.
+        let Some(p) = self.participant(msg).await? else {
+            return Ok(None);
+        };
+        info.address = p.address;
+        Ok(Some(info))
     }
 
     async fn participant(&self, msg: MessageNo) -> Result<Option<Participant>> {
@@ -326,22 +302,36 @@ impl Ledger for Embedded {
         channel: ChannelKind,
         address: &str,
     ) -> Result<Option<MessageNo>> {
-        let index = self.shared.index();
-        let latest = index
-            .campaigns
-            .values()
-            .filter(|c| c.record.decl.channel == channel)
-            .filter_map(|c| {
-                let (participant, _) = c
-                    .live_slots()
-                    .rfind(|(_, s)| s.address.eq_ignore_ascii_case(address))?;
-                Some(MessageNo {
-                    campaign: c.record.seq,
-                    participant,
+        // Candidates by the address's hash, newest campaign and message
+        // first; the first whose record has the address is the one.
+        let candidates: Vec<MessageNo> = {
+            let index = self.shared.index();
+            let mut campaigns: Vec<_> = index
+                .campaigns
+                .values()
+                .filter(|c| c.record.decl.channel == channel)
+                .collect();
+            campaigns.sort_unstable_by_key(|c| std::cmp::Reverse(c.record.seq));
+            campaigns
+                .into_iter()
+                .flat_map(|c| {
+                    c.maybe_sent_to(address).map(|participant| MessageNo {
+                        campaign: c.record.seq,
+                        participant,
+                    })
                 })
-            })
-            .max_by_key(|m| m.campaign);
-        Ok(latest)
+                .collect()
+        };
+        for msg in candidates {
+            if self
+                .participant(msg)
+                .await?
+                .is_some_and(|p| p.address.eq_ignore_ascii_case(address))
+            {
+                return Ok(Some(msg));
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -443,5 +433,74 @@ impl Store for Embedded {
             return Some(super::POISONED.to_owned());
         }
         self.shared.space.check().err().map(|e| e.to_string())
+    }
+}
+
+impl Embedded {
+    /// The audience with empty addresses (the index keeps none), in
+    /// message order.
+    fn audience_without_addresses(&self, id: &str, outcome: &str) -> Result<Vec<AudienceMember>> {
+        let index = self.shared.index();
+        let c = index
+            .campaigns
+            .get(id)
+            .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
+        let wanted = rules::audience_statuses(outcome, c.record.decl.channel.reports_delivery());
+        let flag = match outcome {
+            "fallback" => FELL_BACK,
+            _ => Engagement::ALL
+                .into_iter()
+                .find(|e| e.as_str() == outcome)
+                .map_or(0, Engagement::bit),
+        };
+        Ok(c.live_slots()
+            .filter(|(_, s)| wanted.contains(&s.status) || s.engaged & flag != 0)
+            .map(|(participant, s)| {
+                let msg = MessageNo {
+                    campaign: c.record.seq,
+                    participant,
+                };
+                // A flag's row has the time of that outcome (the click).
+                let at = if wanted.contains(&s.status) {
+                    (s.at > 0).then_some(s.at)
+                } else {
+                    self.flags_of(msg).at(flag)
+                };
+                AudienceMember {
+                    msg,
+                    customer: s.customer.to_string(),
+                    address: String::new(),
+                    at,
+                }
+            })
+            .collect())
+    }
+
+    /// Reads the addresses of `members` (of campaign `id`, in message
+    /// order) from their records, one range scan over them.
+    fn fill_addresses(&self, id: &str, members: &mut [AudienceMember]) -> Result<()> {
+        let (Some(first), Some(last)) = (members.first(), members.last()) else {
+            return Ok(());
+        };
+        let range = codec::message_key(first.msg)..=codec::message_key(last.msg);
+        let mut records = self.shared.ks.participants.range(range);
+        for member in members.iter_mut() {
+            let wanted = codec::message_key(member.msg);
+            let found = loop {
+                let Some(kv) = records.next() else {
+                    break None;
+                };
+                let (key, value) = kv.into_inner().map_err(io)?;
+                if key.as_ref() == wanted {
+                    break Some(value);
+                }
+            };
+            let Some(value) = found else {
+                // Deleted while it was read: the campaign is gone.
+                return Err(StoreError::UnknownCampaign(id.to_owned()));
+            };
+            member.address = codec::decode::<Participant>(&value)?.address;
+        }
+        Ok(())
     }
 }
