@@ -58,6 +58,7 @@ impl Dispatcher {
             .map(|channel| Lane {
                 channel: channel.clone(),
                 permits: Arc::new(Semaphore::new(channel.concurrency())),
+                unrecorded: Arc::new(Semaphore::new(UNRECORDED_PER_SEND * channel.concurrency())),
             })
             .collect();
         let sends = TaskTracker::new();
@@ -237,15 +238,23 @@ impl Dispatcher {
             };
             match verdict {
                 Ok(Verdict::Go { quota }) => {
-                    let permit = tokio::select! {
-                        p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                    let acquired = async {
+                        let unrecorded = lane.unrecorded.clone().acquire_owned().await?;
+                        let sending = permits.clone().acquire_owned().await?;
+                        Ok::<_, tokio::sync::AcquireError>(Permits {
+                            sending,
+                            unrecorded,
+                        })
+                    };
+                    let permits = tokio::select! {
+                        p = acquired => match p { Ok(p) => p, Err(_) => break },
                         () = shutdown.cancelled() => {
                             give_back(self.store.as_ref(), claim.msg, None).await;
                             continue;
                         }
                     };
                     let campaign = campaign.clone();
-                    sends.spawn(async move { job.send(&campaign, claim, quota, permit).await });
+                    sends.spawn(async move { job.send(&campaign, claim, quota, permits).await });
                     done += 1;
                 }
                 Ok(Verdict::Defer { reason, until }) => {
@@ -313,6 +322,22 @@ struct Progress {
 struct Lane {
     channel: Arc<dyn Channel>,
     permits: Arc<Semaphore>,
+    /// Sends whose outcome is not durable yet, being sent or answered: what
+    /// a crash may send twice.
+    unrecorded: Arc<Semaphore>,
+}
+
+/// Sends answered but not yet recorded may be as many as this times those
+/// being sent: the upstream is not kept waiting on a commit, and a slow disk
+/// cannot let sends run ahead of their records without bound (after a
+/// `kill -9` every unrecorded send goes again).
+const UNRECORDED_PER_SEND: usize = 2;
+
+/// What a send holds: a place among the sends in flight until the upstream
+/// answers, and one among the unrecorded until its outcome is durable.
+struct Permits {
+    sending: OwnedSemaphorePermit,
+    unrecorded: OwnedSemaphorePermit,
 }
 
 /// A channel's queue in one pass: messages pending, and the earliest due.
@@ -340,15 +365,16 @@ struct SendJob {
 impl SendJob {
     /// Persists the customer's quota state (if load control counted one),
     /// then sends: a crash in between can only over-count the quota. The
-    /// `permit` (a send in flight) is given back once the upstream has
-    /// answered: waiting for the outcome to be durable is not sending, and
-    /// holding it through a commit would cap the rate at permits / commit time.
+    /// sending permit is given back once the upstream has answered: waiting
+    /// for the outcome to be durable is not sending, and holding it through
+    /// a commit would cap the rate at permits / commit time. The unrecorded
+    /// one is given back once the outcome is durable.
     async fn send(
         self,
         campaign: &CampaignRecord,
         claim: Claim,
         quota: Option<QuotaWrite>,
-        permit: OwnedSemaphorePermit,
+        permits: Permits,
     ) {
         if let Some((key, state)) = quota
             && let Err(e) = self.store.put_meta(&key, state).await
@@ -361,7 +387,7 @@ impl SendJob {
         // The channel's send future is boxed (a trait object's), so the
         // task that is moved around by value stays small.
         let delivery = self.channel.send(campaign, &claim).await;
-        drop(permit);
+        drop(permits.sending);
         self.metrics.in_flight.dec();
         let channel = campaign.decl.channel.as_str();
         if let Delivery::Unsent { reply, retry_after } = &delivery {
@@ -391,6 +417,7 @@ impl SendJob {
         let retry = self.channel.retry();
         let outcome = outcome::of(delivery, claim.attempts + 1, at, retry, &self.metrics);
         self.record(campaign, claim, at, outcome).await;
+        drop(permits.unrecorded);
     }
 
     async fn record(&self, campaign: &CampaignRecord, claim: Claim, at: Millis, outcome: Outcome) {

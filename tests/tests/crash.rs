@@ -1,6 +1,7 @@
 //! Crash safety: `kill -9` in the middle of a 20,000-participant campaign,
 //! restart on the same data, and every participant is delivered at least
-//! once, with duplicates no more than what was in flight.
+//! once, with duplicates no more than what was in flight (being sent, or
+//! answered and not yet durable).
 
 #![allow(clippy::unwrap_used)]
 
@@ -62,12 +63,16 @@ fn kill_9_mid_campaign_loses_nothing() {
         &missing[..missing.len().min(5)]
     );
     let duplicates: usize = copies.values().map(|n| n - 1).sum();
+    // In flight: being sent (CONCURRENCY), or answered and waiting for its
+    // outcome to be durable (as many again: the dispatcher's bound, however
+    // slow the disk).
+    let bound = 2 * CONCURRENCY;
     eprintln!(
-        "kill -9 after {before_restart} deliveries: {duplicates} duplicate(s), bound {CONCURRENCY}"
+        "kill -9 after {before_restart} deliveries: {duplicates} duplicate(s), bound {bound}"
     );
     assert!(
-        duplicates <= CONCURRENCY,
-        "{duplicates} duplicates exceed what was in flight ({CONCURRENCY})"
+        duplicates <= bound,
+        "{duplicates} duplicates exceed what was in flight ({bound})"
     );
 
     let submitted = daemon
