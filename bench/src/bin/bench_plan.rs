@@ -1,6 +1,12 @@
 //! The load planner: 1,000 campaigns over a 90-day horizon.
 //!
-//! `cargo run --release -p bench --bin bench_plan [campaigns] [days]`
+//! `cargo run --release -p bench --bin bench_plan [campaigns] [days] [participants]`
+//!
+//! Without `participants` each campaign has 10,000 to 2 million; with it,
+//! the campaigns share that many (from half to one and a half times an
+//! even share each). The planner works on counts (the daemon passes each
+//! campaign's pending count), so participants change what fits, not the
+//! work per hour.
 
 use std::time::Instant;
 
@@ -24,6 +30,11 @@ impl Rng {
 fn main() -> anyhow::Result<()> {
     let n: u64 = positional(1, "campaigns", 1000)?;
     let days: i64 = positional(2, "days", 90)?;
+    let total: Option<u64> = std::env::args()
+        .nth(3)
+        .map(|s| s.parse())
+        .transpose()
+        .context("argument 3 (participants)")?;
     let limits = Limits {
         rate_per_sec: 500.0,
         burst: None,
@@ -67,7 +78,10 @@ fn main() -> anyhow::Result<()> {
         let end = start + SignedDuration::from_hours(24 + rng.below(30 * 24) as i64);
         campaigns.push(PlannedCampaign {
             id: format!("campaign-{i:04}"),
-            participants: 10_000 + rng.below(2_000_000),
+            participants: match total {
+                Some(total) => total / (2 * n) + rng.below((total / n).max(1)),
+                None => 10_000 + rng.below(2_000_000),
+            },
             window: WindowSpec {
                 tz: zones[rng.below(4) as usize].into(),
                 days: Some(d.iter().map(|s| s.to_string()).collect()),
@@ -97,10 +111,11 @@ fn main() -> anyhow::Result<()> {
     let p = last.context("no run")?;
     let infeasible = p.campaigns.values().filter(|c| !c.feasible).count();
     let shortfall: u64 = p.campaigns.values().map(|c| c.shortfall).sum();
+    let participants: u64 = req.campaigns.iter().map(|c| c.participants).sum();
     let allocated: u64 = p.hours.iter().flat_map(|h| h.allocated.values()).sum();
     let capacity: u64 = p.hours.iter().map(|h| h.capacity).sum();
     println!(
-        "bench_plan: {n} campaigns, {days} days ({} hours), 500 msg/s channel",
+        "bench_plan: {n} campaigns, {participants} participants, {days} days ({} hours), 500 msg/s channel",
         p.hours.len()
     );
     println!(
