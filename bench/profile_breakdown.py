@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Where the CPU goes in a folded profile (inferno-collapse-perf output):
-the frames most samples are in (inclusive) and the frames most samples end
-in (self), each as a share of all samples and, given the bench's CPU per
-message, as microseconds per message.
+by part of the pipeline (the first of PARTS whose pattern a stack's frames
+match), the frames most samples are in (inclusive) and the frames most
+samples end in (self), each as a share of all samples and, given the
+bench's CPU per message, as microseconds per message.
 
     bench/profile_breakdown.py FOLDED [CPU_US_PER_MESSAGE]
 """
@@ -12,6 +13,30 @@ import re
 import sys
 
 TOP = 25
+
+# Parts of the SMS pipeline, most specific first: a stack counts for the
+# first part whose pattern one of its frames matches.
+PARTS = [
+    ("SMSC sink (the bench's peer, not sluice)", r"^bench::smsc_sink"),
+    ("bench's progress polling over the API", r"^bench_sms::main|^bench::http"),
+    ("store: memtable flush and compaction (fjall worker)", r"^fjall:worker$"),
+    ("store: fsync of the journal", r"fjall::db::Database::persist"),
+    ("store: batch into journal and memtables", r"fjall::batch::WriteBatch::commit"),
+    ("store: receipts matched (committer)", r"Committer::receipt$"),
+    ("store: outcomes recorded (committer)", r"Committer::record_update$|Committer::put_upstream$"),
+    ("store: facts encoded (committer)", r"Committer::write_facts$"),
+    ("store: index updated and callers answered", r"^store-commit$"),
+    ("dispatcher: claim (index and records read)", r"roles::::claim"),
+    ("dispatcher: suppression check", r"participant_suppression"),
+    ("dispatcher: outcome handed to the store", r"SendJob::record"),
+    ("SMS: template, encoding and submit_sm", r"SmsChannel::submit"),
+    ("SMS: receipts parsed and handed over", r"sms::intake"),
+    ("SMPP session: PDUs read and decoded", r"smpp::session::Session::read"),
+    ("SMPP session: PDUs encoded and written", r"smpp::session::Session::write"),
+    ("dispatcher: tick (rules, leases, permits)", r"Dispatcher::tick"),
+    ("API server", r"api_server|^hyper|^axum"),
+    ("async runtime, kernel scheduling and the rest", r""),
+]
 
 
 def short(frame: str) -> str:
@@ -32,6 +57,8 @@ def short(frame: str) -> str:
 def main() -> None:
     folded = sys.argv[1]
     us = float(sys.argv[2]) if len(sys.argv) > 2 else None
+    parts: collections.Counter = collections.Counter()
+    patterns = [(name, re.compile(pattern)) for name, pattern in PARTS]
     inclusive: collections.Counter = collections.Counter()
     own: collections.Counter = collections.Counter()
     total = 0
@@ -46,10 +73,11 @@ def main() -> None:
             for frame in set(frames):
                 inclusive[frame] += n
             own[frames[-1]] += n
+            parts[next(name for name, p in patterns if any(p.search(f) for f in frames))] += n
     if total == 0:
         sys.exit(f"{folded}: no samples")
-    for title, counter in (("inclusive", inclusive), ("self", own)):
-        print(f"\n{title}: share of {total} samples" + (" (µs per message)" if us else ""))
+    for title, counter in (("by part", parts), ("inclusive", inclusive), ("self", own)):
+        print(f"\n{title}: share of the CPU sampled" + (" (µs per message)" if us else ""))
         for frame, n in counter.most_common(TOP):
             share = n / total
             cost = f"  {share * us:5.2f} µs" if us else ""
@@ -57,4 +85,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except BrokenPipeError:  # piped into head
+        pass
