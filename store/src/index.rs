@@ -327,8 +327,13 @@ impl CampaignIndex {
 
     /// Places a durable participant at its number, live (`at` its time) or
     /// staged; numbers skipped (participants of dropped uploads) stay
-    /// empty and never live.
+    /// empty and never live. One placed live supersedes a staged twin
+    /// (`takes` does this for one admitted after the twin's commit; this,
+    /// for one admitted in the same commit).
     pub fn place(&mut self, participant: u32, customer: &str, address: &str, at: Option<Millis>) {
+        if at.is_some() {
+            self.takes(customer, true);
+        }
         let n = participant as usize;
         self.entries.grow_to(n + 1, || Entry::EMPTY);
         let text = self.texts.push(customer);
@@ -536,6 +541,23 @@ mod tests {
     #[test]
     fn an_entry_stays_32_bytes() {
         assert_eq!(std::mem::size_of::<Entry>(), 32);
+    }
+
+    #[test]
+    fn a_customer_added_at_once_supersedes_its_staged_twin_of_the_same_commit() {
+        // A fallback and an upload's stage of one customer in one group
+        // commit: the index learns of both only when the commit is durable,
+        // the staged one first.
+        let mut idx = index();
+        idx.place(3, "d", "d@x", None);
+        idx.place(4, "d", "d@x", Some(7));
+        assert!(
+            idx.begin_publish(3).is_none(),
+            "the staged twin must not go live beside the one added at once"
+        );
+        idx.drop_staged(3);
+        assert!(idx.takes("d", false), "the live one keeps the customer");
+        assert_eq!(idx.live_slots().filter(|(_, s)| s.customer == "d").count(), 1);
     }
 
     #[test]
