@@ -206,9 +206,7 @@ impl Dispatcher {
         shutdown: &CancellationToken,
     ) -> usize {
         let permits = &lane.permits;
-        let room = permits
-            .available_permits()
-            .clamp(1, self.config.claim_batch);
+        let room = claim_room(permits, &lane.unrecorded, self.config.claim_batch);
         let lease = self.config.lease_secs * 1000;
         let claims = match self.store.claim(campaign.seq, now, room, lease).await {
             Ok(c) => c,
@@ -325,6 +323,17 @@ struct Lane {
     /// Sends whose outcome is not durable yet, being sent or answered: what
     /// a crash may send twice.
     unrecorded: Arc<Semaphore>,
+}
+
+/// How many messages to claim: no more than can start at once. A claimed
+/// message waiting for a permit has its lease running; when the disk is
+/// slow the unrecorded permits run out first, and a lease running out while
+/// its message waits would have it sent twice.
+fn claim_room(sending: &Semaphore, unrecorded: &Semaphore, batch: usize) -> usize {
+    sending
+        .available_permits()
+        .min(unrecorded.available_permits())
+        .clamp(1, batch)
 }
 
 /// Sends answered but not yet recorded may be as many as this times those
@@ -473,5 +482,25 @@ async fn checkpoint_until(policy: Arc<Policy>, shutdown: CancellationToken) {
 async fn checkpoint(policy: &Policy) {
     if let Err(e) = policy.checkpoint(now_ms()).await {
         tracing::warn!(error = %e, "load-control counters not persisted; retried in a second");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_no_more_than_can_start_at_once() {
+        let lane = |sending, unrecorded| {
+            claim_room(&Semaphore::new(sending), &Semaphore::new(unrecorded), 100)
+        };
+        assert_eq!(lane(8, 16), 8, "sends in flight bound the claim");
+        assert_eq!(
+            lane(8, 3),
+            3,
+            "with records slow to commit, the unrecorded permits bound it"
+        );
+        assert_eq!(lane(500, 500), 100, "a claim batch at most");
+        assert_eq!(lane(0, 0), 1, "one waits for the next permit");
     }
 }

@@ -557,7 +557,10 @@ mod tests {
         );
         idx.drop_staged(3);
         assert!(idx.takes("d", false), "the live one keeps the customer");
-        assert_eq!(idx.live_slots().filter(|(_, s)| s.customer == "d").count(), 1);
+        assert_eq!(
+            idx.live_slots().filter(|(_, s)| s.customer == "d").count(),
+            1
+        );
     }
 
     #[test]
