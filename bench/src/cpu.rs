@@ -25,3 +25,12 @@ fn seconds_from(path: &str) -> Option<f64> {
     let stime: f64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) / 100.0)
 }
+
+/// The process's CPU time since `before` (a [`process_seconds`]), in
+/// microseconds per message of `messages`; NaN where it cannot be read.
+pub fn micros_per_message_since(before: Option<f64>, messages: usize) -> f64 {
+    match (before, process_seconds()) {
+        (Some(before), Some(now)) => (now - before) * 1e6 / messages as f64,
+        _ => f64::NAN,
+    }
+}

@@ -7,6 +7,7 @@ pub mod cpu;
 pub mod http;
 pub mod sms_baseline;
 pub mod smsc_sink;
+pub mod smtp_baseline;
 pub mod smtp_sink;
 
 /// The daemon's configuration for a benchmark: every listener on an

@@ -1,6 +1,6 @@
 //! A fast SMTP sink for measuring: answers everything positively, supports
-//! PIPELINING, keeps a count of messages received and, when asked, how many
-//! each recipient got (to count duplicates).
+//! PIPELINING, keeps a count of messages and of their bytes received and,
+//! when asked, how many each recipient got (to count duplicates).
 
 use std::{
     collections::HashMap,
@@ -20,8 +20,17 @@ type PerRecipient = Arc<Mutex<HashMap<String, u32>>>;
 
 pub struct SmtpSink {
     pub port: u16,
-    received: Arc<AtomicU64>,
+    counts: Arc<Counts>,
     per_recipient: Option<PerRecipient>,
+}
+
+/// What the sink has received, over every session.
+#[derive(Default)]
+struct Counts {
+    messages: AtomicU64,
+    /// Of the messages' content, as sent after `DATA` (dot-stuffed, the
+    /// final dot left out).
+    bytes: AtomicU64,
 }
 
 impl SmtpSink {
@@ -38,27 +47,32 @@ impl SmtpSink {
     async fn serve(per_recipient: Option<PerRecipient>) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
-        let received = Arc::new(AtomicU64::new(0));
-        let count = received.clone();
+        let counts = Arc::new(Counts::default());
+        let shared = counts.clone();
         let recipients = per_recipient.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let count = count.clone();
+                let counts = shared.clone();
                 let recipients = recipients.clone();
                 tokio::spawn(async move {
-                    let _ = session(stream, &count, recipients.as_ref()).await;
+                    let _ = session(stream, &counts, recipients.as_ref()).await;
                 });
             }
         });
         Ok(Self {
             port,
-            received,
+            counts,
             per_recipient,
         })
     }
 
     pub fn received(&self) -> u64 {
-        self.received.load(Ordering::Relaxed)
+        self.counts.messages.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of message content received, over every message.
+    pub fn received_bytes(&self) -> u64 {
+        self.counts.bytes.load(Ordering::Relaxed)
     }
 
     /// Messages per recipient (empty unless started counting them).
@@ -76,7 +90,7 @@ impl SmtpSink {
 
 async fn session(
     stream: TcpStream,
-    count: &AtomicU64,
+    counts: &Counts,
     per_recipient: Option<&PerRecipient>,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
@@ -87,6 +101,7 @@ async fn session(
     writer.flush().await?;
     let mut line = Vec::with_capacity(1024);
     let mut in_data = false;
+    let mut data_bytes = 0;
     let mut recipient = String::new();
     loop {
         line.clear();
@@ -95,10 +110,14 @@ async fn session(
         }
         let reply: &[u8] = if in_data {
             if line != b".\r\n" {
+                data_bytes += line.len() as u64;
                 continue;
             }
             in_data = false;
-            count.fetch_add(1, Ordering::Relaxed);
+            counts.messages.fetch_add(1, Ordering::Relaxed);
+            counts
+                .bytes
+                .fetch_add(std::mem::take(&mut data_bytes), Ordering::Relaxed);
             if let Some(map) = per_recipient {
                 let mut map = map
                     .lock()

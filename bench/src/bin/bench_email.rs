@@ -1,11 +1,13 @@
 //! E-mail throughput from a started campaign to a fast loopback SMTP sink,
-//! with the p99 time from claim to the relay's 250:
+//! with the p99 time from claim to the relay's 250, then the sink's ceiling
+//! in the same run: bare pipelined SMTP sessions, as many as sluice's relay
+//! connections, sending messages of the size sluice sent:
 //! `cargo run --release -p bench --bin bench_email [MESSAGES]`.
 
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
-use bench::{args::positional, http::Api, smtp_sink::SmtpSink};
+use bench::{args::positional, cpu, http::Api, smtp_baseline, smtp_sink::SmtpSink};
 use gateway::config::{Relay, TlsMode};
 use hyper::Method;
 use tokio_util::sync::CancellationToken;
@@ -27,7 +29,7 @@ async fn main() -> anyhow::Result<()> {
         port: sink.port,
         tls: TlsMode::None,
         tls_insecure: false,
-        connections: 128,
+        connections: CONNECTIONS,
         timeout_secs: 30,
         data_timeout_secs: 90,
         username: None,
@@ -45,6 +47,7 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     api.upload("bench", body, n).await?;
 
+    let cpu_before = cpu::process_seconds();
     let started = Instant::now();
     api.start("bench").await?;
     loop {
@@ -65,13 +68,16 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let sluice_cpu = cpu::micros_per_message_since(cpu_before, n);
     let metrics = api.text("/metrics").await?;
     shutdown.cancel();
     running.stopped().await;
-    println!("messages: {n} (sink received {})", sink.received());
+    let received = sink.received();
+    let size = usize::try_from(sink.received_bytes() / received.max(1))?;
+    println!("messages: {n} (sink received {received}, {size} bytes each on average)");
+    let sluice_rate = n as f64 / elapsed;
     println!(
-        "throughput start→finished: {:.0} messages/s",
-        n as f64 / elapsed
+        "throughput start→finished: {sluice_rate:.0} messages/s, {sluice_cpu:.1} µs CPU per message (the whole daemon and the sink)"
     );
     match p99_upper_bound(&metrics) {
         Some(p99) => println!(
@@ -80,8 +86,25 @@ async fn main() -> anyhow::Result<()> {
         ),
         None => println!("p99 claim→250: not found in /metrics"),
     }
+
+    let content = smtp_baseline::content_of(size);
+    let cpu_before = cpu::process_seconds();
+    let bare = smtp_baseline::bare_sessions(sink.port, CONNECTIONS, n, &content).await?;
+    let bare_cpu = cpu::micros_per_message_since(cpu_before, n);
+    let bare_rate = n as f64 / bare.as_secs_f64();
+    println!(
+        "sink ceiling (bare pipelined SMTP sessions, {CONNECTIONS} connections, {size}-byte messages): {bare_rate:.0} messages/s, {bare_cpu:.1} µs CPU per message (client and sink)"
+    );
+    println!(
+        "ratio sluice / sink ceiling: {:.2} (rate), {:.2} (CPU per message)",
+        sluice_rate / bare_rate,
+        sluice_cpu / bare_cpu
+    );
     Ok(())
 }
+
+/// sluice's relay connections, and the bare sessions of the ceiling.
+const CONNECTIONS: usize = 128;
 
 /// The smallest histogram bucket bound holding 99% of the e-mail sends.
 fn p99_upper_bound(metrics: &str) -> Option<f64> {

@@ -33,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
 
     let cpu_before = cpu::process_seconds();
     let bare = bare_rusmppc_rate(&sink.addr(), n, window).await?;
-    let bare_cpu = cpu_per_message(cpu_before, n);
+    let bare_cpu = cpu::micros_per_message_since(cpu_before, n);
     ensure!(bare.receipts == n, "bare run incomplete: {bare:?}");
     println!(
         "bare rusmppc, 1 connection, window {window}: {:.0} messages/s, {bare_cpu:.1} µs CPU per message (client and sink)",
@@ -42,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
 
     let cpu_before = cpu::process_seconds();
     let own = bare_session_rate(&sink.addr(), n, window).await?;
-    let own_cpu = cpu_per_message(cpu_before, n);
+    let own_cpu = cpu::micros_per_message_since(cpu_before, n);
     ensure!(own.receipts == n, "bare session run incomplete: {own:?}");
     println!(
         "bare sluice SMPP session, 1 connection, window {window}: {:.0} messages/s, {own_cpu:.1} µs CPU per message (client and sink)",
@@ -98,7 +98,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let elapsed = started.elapsed().as_secs_f64();
-    let sluice_cpu = cpu_per_message(cpu_before, n);
+    let sluice_cpu = cpu::micros_per_message_since(cpu_before, n);
     // The receipt counter is bumped just after the facts are durable.
     let settled = Instant::now();
     let metrics = loop {
@@ -141,12 +141,6 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// The process's CPU time since `before`, per message, in µs (NaN off Linux).
-fn cpu_per_message(before: Option<f64>, messages: usize) -> f64 {
-    match (before, cpu::process_seconds()) {
-        (Some(before), Some(now)) => (now - before) * 1e6 / messages as f64,
-        _ => f64::NAN,
-    }
-}
 
 /// The sum of a counter's samples whose labels contain `filter`.
 fn metric(text: &str, name: &str, filter: &str) -> f64 {
