@@ -140,8 +140,6 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The process's CPU time since `before`, per message, in µs (NaN off Linux).
-
 /// The sum of a counter's samples whose labels contain `filter`.
 fn metric(text: &str, name: &str, filter: &str) -> f64 {
     text.lines()
