@@ -14,10 +14,11 @@ import sys
 
 TOP = 25
 
-# Parts of the SMS pipeline, most specific first: a stack counts for the
+# Parts of the SMS and e-mail pipelines, most specific first: a stack counts for the
 # first part whose pattern one of its frames matches.
 PARTS = [
     ("SMSC sink (the bench's peer, not sluice)", r"^bench::smsc_sink"),
+    ("SMTP sink (the bench's peer, not sluice)", r"^bench::smtp_sink"),
     ("bench's progress polling over the API", r"^bench_sms::main|^bench::http"),
     ("store: memtable flush and compaction (fjall worker)", r"^fjall:worker$"),
     ("store: fsync of the journal", r"fjall::db::Database::persist"),
@@ -31,6 +32,9 @@ PARTS = [
     ("dispatcher: outcome handed to the store", r"SendJob::record"),
     ("SMS: template, encoding and submit_sm", r"SmsChannel::submit"),
     ("SMS: receipts parsed and handed over", r"sms::intake"),
+    ("e-mail: SMTP session (commands, DATA, replies)", r"^gateway::channel::smtp::"),
+    ("e-mail: message built (template, MIME, links, return path)",
+     r"^gateway::channel::mail::|^gateway::links::|^gateway::verp::"),
     ("SMPP session: PDUs read and decoded", r"smpp::session::Session::read"),
     ("SMPP session: PDUs encoded and written", r"smpp::session::Session::write"),
     ("dispatcher: tick (rules, leases, permits)", r"Dispatcher::tick"),

@@ -205,6 +205,9 @@ impl Dispatcher {
         sends: &TaskTracker,
         shutdown: &CancellationToken,
     ) -> usize {
+        if !lane.room_for_a_batch(shutdown).await {
+            return 0;
+        }
         let permits = &lane.permits;
         let room = claim_room(permits, &lane.unrecorded, self.config.claim_batch);
         let lease = self.config.lease_secs * 1000;
@@ -324,6 +327,30 @@ struct Lane {
     /// a crash may send twice.
     unrecorded: Arc<Semaphore>,
 }
+
+impl Lane {
+    /// Waits until a batch's worth of sends can start (false: shut down).
+    /// A claim and its tick cost about as much as the sends they start, so
+    /// claiming each permit as it comes back would double the CPU per
+    /// message; sends in flight end within a round trip, so the wait is
+    /// short.
+    async fn room_for_a_batch(&self, shutdown: &CancellationToken) -> bool {
+        let batch = u32::try_from(self.channel.concurrency() / CLAIM_SHARE)
+            .unwrap_or(u32::MAX)
+            .max(1);
+        let room = async {
+            let _sending = self.permits.acquire_many(batch).await;
+            let _unrecorded = self.unrecorded.acquire_many(batch).await;
+        };
+        tokio::select! {
+            () = room => true,
+            () = shutdown.cancelled() => false,
+        }
+    }
+}
+
+/// A claim waits until this share of a channel's sends can start (1/8).
+const CLAIM_SHARE: usize = 8;
 
 /// How many messages to claim: no more than can start at once. A claimed
 /// message waiting for a permit has its lease running; when the disk is

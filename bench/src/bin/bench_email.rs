@@ -47,6 +47,8 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     api.upload("bench", body, n).await?;
 
+    // bench/profile.sh starts recording at this line.
+    eprintln!("bench_email: starting the campaign");
     let cpu_before = cpu::process_seconds();
     let started = Instant::now();
     api.start("bench").await?;

@@ -79,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let submits_before = sink.submits();
-    // bench/profile_sms.sh starts recording at this line.
+    // bench/profile.sh starts recording at this line.
     eprintln!("bench_sms: starting the campaign");
     let cpu_before = cpu::process_seconds();
     let started = Instant::now();
