@@ -7,6 +7,7 @@
 //! caps, quotas, blacklist, bandwidth) belong between `claim` and `send`.
 
 mod outcome;
+mod recorder;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -26,6 +27,7 @@ use domain::{
     CampaignRecord, CampaignState, ChannelKind, Delivery, MessageNo, Millis, Outcome, Update,
     now_ms,
 };
+use recorder::Recorder;
 use store::{Claim, Store};
 
 /// How often the dispatcher asks whether the store takes writes (a look
@@ -52,6 +54,7 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// Runs until `shutdown`; then stops claiming and waits for sends in flight.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let (recorder, recording) = Recorder::start(self.store.clone());
         let lanes: Vec<Lane> = self
             .channels
             .iter()
@@ -59,8 +62,10 @@ impl Dispatcher {
                 channel: channel.clone(),
                 permits: Arc::new(Semaphore::new(channel.concurrency())),
                 unrecorded: Arc::new(Semaphore::new(UNRECORDED_PER_SEND * channel.concurrency())),
+                recorder: recorder.clone(),
             })
             .collect();
+        drop(recorder);
         let sends = TaskTracker::new();
         // On a timer of its own: a tick can wait for send permits far longer.
         let checkpoints = tokio::spawn(checkpoint_until(self.policy.clone(), shutdown.clone()));
@@ -103,9 +108,11 @@ impl Dispatcher {
         // The last checkpoint, once nothing is admitted any more.
         let _ = checkpoints.await;
         checkpoint(&self.policy).await;
-        for lane in &lanes {
+        for lane in lanes {
             lane.channel.close().await;
         }
+        // Every send has handed its outcome over: wait until they are written.
+        let _ = recording.await;
     }
 
     /// One pass over the running campaigns.
@@ -230,6 +237,7 @@ impl Dispatcher {
                 store: self.store.clone(),
                 channel: lane.channel.clone(),
                 metrics: self.metrics.clone(),
+                recorder: lane.recorder.clone(),
             };
             let p = &claim.participant;
             let verdict = match self.store.participant_suppression(channel, p).await {
@@ -326,6 +334,8 @@ struct Lane {
     /// Sends whose outcome is not durable yet, being sent or answered: what
     /// a crash may send twice.
     unrecorded: Arc<Semaphore>,
+    /// Where answered sends leave their outcomes (one for every lane).
+    recorder: Recorder,
 }
 
 impl Lane {
@@ -396,6 +406,7 @@ struct SendJob {
     store: Arc<dyn Store>,
     channel: Arc<dyn Channel>,
     metrics: Arc<Metrics>,
+    recorder: Recorder,
 }
 
 impl SendJob {
@@ -404,7 +415,8 @@ impl SendJob {
     /// sending permit is given back once the upstream has answered: waiting
     /// for the outcome to be durable is not sending, and holding it through
     /// a commit would cap the rate at permits / commit time. The unrecorded
-    /// one is given back once the outcome is durable.
+    /// one goes with the outcome to the recorder, which gives it back once
+    /// the outcome is durable.
     async fn send(
         self,
         campaign: &CampaignRecord,
@@ -452,13 +464,37 @@ impl SendJob {
         let at = now_ms();
         let retry = self.channel.retry();
         let outcome = outcome::of(delivery, claim.attempts + 1, at, retry, &self.metrics);
-        self.record(campaign, claim, at, outcome).await;
-        drop(permits.unrecorded);
+        self.count(campaign, &outcome);
+        let update = Update {
+            msg: claim.msg,
+            at,
+            outcome,
+        };
+        self.recorder.record(update, permits.unrecorded);
     }
 
+    /// Records an outcome decided without sending (a suppression) and waits
+    /// until it is durable.
     async fn record(&self, campaign: &CampaignRecord, claim: Claim, at: Millis, outcome: Outcome) {
+        self.count(campaign, &outcome);
+        if let Err(e) = self
+            .store
+            .record(vec![Update {
+                msg: claim.msg,
+                at,
+                outcome,
+            }])
+            .await
+        {
+            // Not recorded: the lease expires and the message is claimed
+            // again, never silently dropped.
+            tracing::error!(campaign = %campaign.id, error = %e, "could not record an outcome");
+        }
+    }
+
+    fn count(&self, campaign: &CampaignRecord, outcome: &Outcome) {
         let channel = campaign.decl.channel.as_str();
-        let label = match &outcome {
+        let label = match outcome {
             Outcome::Submitted { .. } => "submitted",
             Outcome::Receipt {
                 delivered: true, ..
@@ -477,19 +513,6 @@ impl SendJob {
                 outcome: label,
             })
             .inc();
-        if let Err(e) = self
-            .store
-            .record(vec![Update {
-                msg: claim.msg,
-                at,
-                outcome,
-            }])
-            .await
-        {
-            // Not recorded: the lease expires and the message is sent again
-            // (at-least-once), never silently dropped.
-            tracing::error!(campaign = %campaign.id, error = %e, "could not record an outcome");
-        }
     }
 }
 

@@ -1,0 +1,138 @@
+//! Outcomes on their way to the store. A send hands its outcome over with
+//! its unrecorded permit and ends; the recorder writes what has gathered as
+//! one `Store::record` call and gives the permits back once it is durable.
+//! One call and one answer for a batch instead of one per send: the
+//! committer wakes one waiter, not every send task.
+
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+use domain::Update;
+use store::Store;
+
+/// Outcomes written by one call at most.
+const BATCH: usize = 1024;
+/// Calls under way at once: one being committed while the next gathers
+/// would leave a commit without the outcomes that came during it.
+const IN_FLIGHT: u32 = 2;
+
+/// An outcome not yet durable, with the permit that counts it.
+struct Unrecorded {
+    update: Update,
+    permit: OwnedSemaphorePermit,
+}
+
+/// Where sends hand their outcomes; cloned into every send.
+#[derive(Clone)]
+pub(super) struct Recorder {
+    tx: mpsc::UnboundedSender<Unrecorded>,
+}
+
+impl Recorder {
+    /// The recorder and the task that writes for it, which ends once every
+    /// `Recorder` is dropped and all it was given is written (or refused).
+    pub(super) fn start(store: Arc<dyn Store>) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self { tx }, tokio::spawn(write(store, rx)))
+    }
+
+    /// Hands `update` over; `permit` is given back once it is durable.
+    pub(super) fn record(&self, update: Update, permit: OwnedSemaphorePermit) {
+        // The receiver lives until every sender is gone.
+        let _ = self.tx.send(Unrecorded { update, permit });
+    }
+}
+
+async fn write(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Unrecorded>) {
+    let calls = Arc::new(Semaphore::new(IN_FLIGHT as usize));
+    let mut gathered = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut gathered, BATCH).await > 0 {
+        let Ok(call) = calls.clone().acquire_owned().await else {
+            break;
+        };
+        // What came while waiting for a call goes in this one too.
+        while gathered.len() < BATCH
+            && let Ok(more) = rx.try_recv()
+        {
+            gathered.push(more);
+        }
+        let (updates, permits): (Vec<Update>, Vec<OwnedSemaphorePermit>) =
+            gathered.drain(..).map(|u| (u.update, u.permit)).unzip();
+        let store = store.clone();
+        tokio::spawn(async move {
+            let n = updates.len();
+            if let Err(e) = store.record(updates).await {
+                // Not recorded: their leases expire and the messages are
+                // sent again (at-least-once), never silently dropped.
+                tracing::error!(error = %e, outcomes = n, "could not record outcomes");
+            }
+            drop(permits);
+            drop(call);
+        });
+    }
+    // Every call under way has ended once all of them can be taken.
+    let _ = calls.acquire_many(IN_FLIGHT).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::{CampaignDecl, ChannelKind, FactDetail, Outcome, Participant};
+    use store::embedded::Embedded;
+
+    #[tokio::test]
+    async fn each_permit_comes_back_once_its_outcome_is_durable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(Embedded::open(dir.path()).expect("store"));
+        let campaign = store
+            .put_campaign("c", CampaignDecl::new(ChannelKind::Email, "c"))
+            .await
+            .expect("campaign");
+        let participants = (0..300)
+            .map(|n| Participant {
+                customer: format!("c{n}"),
+                address: format!("c{n}@example.org"),
+                segment: None,
+                fields: Default::default(),
+            })
+            .collect();
+        store
+            .add_participants("c", participants, 1)
+            .await
+            .expect("participants");
+        let claims = store
+            .claim(campaign.seq, 2, 300, 60_000)
+            .await
+            .expect("claims");
+        assert_eq!(claims.len(), 300);
+
+        let unrecorded = Arc::new(Semaphore::new(claims.len()));
+        let (recorder, writing) = Recorder::start(store.clone());
+        for claim in claims {
+            let permit = unrecorded.clone().try_acquire_owned().expect("a permit");
+            let outcome = Outcome::Submitted {
+                detail: FactDetail::default(),
+                upstream: None,
+            };
+            recorder.record(
+                Update {
+                    msg: claim.msg,
+                    at: 3,
+                    outcome,
+                },
+                permit,
+            );
+        }
+        drop(recorder);
+
+        // Every permit back: every outcome must be durable by then.
+        let _all = unrecorded.acquire_many(300).await.expect("permits");
+        let counts = store.counts("c").await.expect("counts");
+        assert_eq!(counts.by_status.get("submitted"), Some(&300), "{counts:?}");
+        tokio::time::timeout(std::time::Duration::from_secs(10), writing)
+            .await
+            .expect("the recorder ends once its senders are gone")
+            .expect("the recorder's task");
+    }
+}
