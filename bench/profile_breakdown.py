@@ -29,7 +29,7 @@ PARTS = [
     ("store: index updated and callers answered", r"^store-commit$"),
     ("dispatcher: claim (index and records read)", r"roles::::claim"),
     ("dispatcher: suppression check", r"participant_suppression"),
-    ("dispatcher: outcome handed to the store", r"SendJob::record"),
+    ("dispatcher: outcome handed to the store", r"SendJob::record|dispatch::recorder"),
     ("SMS: template, encoding and submit_sm", r"SmsChannel::submit"),
     ("SMS: receipts parsed and handed over", r"sms::intake"),
     ("e-mail: SMTP session (commands, DATA, replies)", r"^gateway::channel::smtp::"),
