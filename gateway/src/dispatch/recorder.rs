@@ -2,20 +2,20 @@
 //! its unrecorded permit and ends; the recorder writes what has gathered as
 //! one `Store::record` call and gives the permits back once it is durable.
 //! One call and one answer for a batch instead of one per send: the
-//! committer wakes one waiter, not every send task.
+//! committer wakes one waiter, not every send task. One call is under way
+//! at a time, so what the sends answer during a commit goes into the next
+//! one whole: fewer, larger commits (two under way made e-mail 12% slower,
+//! BENCHMARKS.md, issue 19).
 
 use std::sync::Arc;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use domain::Update;
 use store::Store;
 
 /// Outcomes written by one call at most.
 const BATCH: usize = 1024;
-/// Calls under way at once: one being committed while the next gathers
-/// would leave a commit without the outcomes that came during it.
-const IN_FLIGHT: u32 = 2;
 
 /// An outcome not yet durable, with the permit that counts it.
 struct Unrecorded {
@@ -45,34 +45,18 @@ impl Recorder {
 }
 
 async fn write(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Unrecorded>) {
-    let calls = Arc::new(Semaphore::new(IN_FLIGHT as usize));
     let mut gathered = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut gathered, BATCH).await > 0 {
-        let Ok(call) = calls.clone().acquire_owned().await else {
-            break;
-        };
-        // What came while waiting for a call goes in this one too.
-        while gathered.len() < BATCH
-            && let Ok(more) = rx.try_recv()
-        {
-            gathered.push(more);
-        }
         let (updates, permits): (Vec<Update>, Vec<OwnedSemaphorePermit>) =
             gathered.drain(..).map(|u| (u.update, u.permit)).unzip();
-        let store = store.clone();
-        tokio::spawn(async move {
-            let n = updates.len();
-            if let Err(e) = store.record(updates).await {
-                // Not recorded: their leases expire and the messages are
-                // sent again (at-least-once), never silently dropped.
-                tracing::error!(error = %e, outcomes = n, "could not record outcomes");
-            }
-            drop(permits);
-            drop(call);
-        });
+        let n = updates.len();
+        if let Err(e) = store.record(updates).await {
+            // Not recorded: their leases expire and the messages are sent
+            // again (at-least-once), never silently dropped.
+            tracing::error!(error = %e, outcomes = n, "could not record outcomes");
+        }
+        drop(permits);
     }
-    // Every call under way has ended once all of them can be taken.
-    let _ = calls.acquire_many(IN_FLIGHT).await;
 }
 
 #[cfg(test)]
@@ -80,6 +64,7 @@ mod tests {
     use super::*;
     use domain::{CampaignDecl, ChannelKind, FactDetail, Outcome, Participant};
     use store::embedded::Embedded;
+    use tokio::sync::Semaphore;
 
     #[tokio::test]
     async fn each_permit_comes_back_once_its_outcome_is_durable() {
