@@ -266,18 +266,62 @@ fn io(e: fjall::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-/// A message's participant as recorded: its fields and its address, which
-/// the index does not keep. A live message always has one.
-fn participant_record(participants: &Keyspace, msg: MessageNo) -> Result<Participant> {
+/// A message's participant as recorded (its fields and its address, which
+/// the index does not keep), or `None` when it has none.
+fn read_participant(participants: &Keyspace, msg: MessageNo) -> Result<Option<Participant>> {
     participants
         .get(codec::message_key(msg))
         .map_err(io)?
         .map(|bytes| codec::decode(&bytes))
-        .transpose()?
-        .ok_or_else(|| StoreError::Corrupt {
-            what: "participant",
-            detail: format!("message {msg:?} has no record"),
+        .transpose()
+}
+
+/// The record of a message that must have one: a live message always has.
+fn participant_record(participants: &Keyspace, msg: MessageNo) -> Result<Participant> {
+    read_participant(participants, msg)?.ok_or_else(|| StoreError::Corrupt {
+        what: "participant",
+        detail: format!("message {msg:?} has no record"),
+    })
+}
+
+/// The records of participants `numbers` (ascending) of campaign
+/// `campaign`, in that order, `None` where one has none. Each run of
+/// neighbours is read with one range scan, which decodes a block once where
+/// a look-up per message searches for it again; numbers far apart cost no
+/// scan of what lies between.
+fn participant_records(
+    participants: &Keyspace,
+    campaign: u32,
+    numbers: &[u32],
+) -> Result<Vec<Option<Participant>>> {
+    let key = |participant| {
+        codec::message_key(MessageNo {
+            campaign,
+            participant,
         })
+    };
+    let mut records = Vec::with_capacity(numbers.len());
+    for run in numbers.chunk_by(|a, b| *b == *a + 1) {
+        let (first, last) = (run[0], run[run.len() - 1]);
+        let mut scan = participants.range(key(first)..=key(last));
+        // Every number of the range is in the run, so the next record found
+        // is the wanted one's or a later one's (the wanted one has none).
+        let mut next = scan
+            .next()
+            .map(|kv| kv.into_inner().map_err(io))
+            .transpose()?;
+        for &n in run {
+            let found = next.take_if(|(k, _)| k.as_ref() == key(n).as_slice());
+            if found.is_some() {
+                next = scan
+                    .next()
+                    .map(|kv| kv.into_inner().map_err(io))
+                    .transpose()?;
+            }
+            records.push(found.map(|(_, value)| codec::decode(&value)).transpose()?);
+        }
+    }
+    Ok(records)
 }
 
 fn suppression_key(channel: ChannelKind, address: &str) -> String {

@@ -9,7 +9,7 @@ use domain::{
     Update,
 };
 
-use super::{Embedded, FACT_RUN, Op, io, suppression_key};
+use super::{Embedded, FACT_RUN, Op, io, participant_records, read_participant, suppression_key};
 use crate::{
     Catalog, Claim, Counts, Intake, Ledger, LimitState, MessageInfo, Queue, Result, Store,
     StoreError, SuppressionQuery, Suppressions, UploadId, codec,
@@ -129,43 +129,30 @@ impl Queue for Embedded {
             let claimed = c.claim(now, max, now + lease).into_iter().enumerate();
             claimed.map(|(i, (n, attempts))| (n, attempts, i)).collect()
         };
-        // Read in key order, a run of neighbours with one range scan: a
-        // fresh campaign's claims are consecutive, and a scan decodes each
-        // block once where a look-up per message searches for it again.
+        // Read in key order (a fresh campaign's claims are consecutive),
+        // then back in the order they were claimed: oldest due first.
         leased.sort_unstable_by_key(|&(n, ..)| n);
+        let numbers: Vec<u32> = leased.iter().map(|&(n, ..)| n).collect();
+        let records = participant_records(&self.shared.ks.participants, campaign, &numbers)?;
         let mut claims = Vec::with_capacity(leased.len());
-        for run in leased.chunk_by(|a, b| b.0 == a.0 + 1) {
-            let message = |n| MessageNo {
+        for ((participant, attempts, order), record) in leased.into_iter().zip(records) {
+            let msg = MessageNo {
                 campaign,
-                participant: n,
+                participant,
             };
-            let (first, last) = (run[0].0, run[run.len() - 1].0);
-            let range = codec::message_key(message(first))..=codec::message_key(message(last));
-            let mut records = self.shared.ks.participants.range(range);
-            for &(n, attempts, order) in run {
-                let msg = message(n);
-                let value = records
-                    .next()
-                    .map(|kv| kv.into_inner().map_err(io))
-                    .transpose()?
-                    .filter(|(key, _)| key.as_ref() == codec::message_key(msg))
-                    .ok_or_else(|| StoreError::Corrupt {
-                        what: "participant",
-                        detail: format!("message {msg:?} has no record"),
-                    })?
-                    .1;
-                let participant = codec::decode(&value)?;
-                claims.push((
-                    order,
-                    Claim {
-                        msg,
-                        participant,
-                        attempts,
-                    },
-                ));
-            }
+            let participant = record.ok_or_else(|| StoreError::Corrupt {
+                what: "participant",
+                detail: format!("message {msg:?} has no record"),
+            })?;
+            claims.push((
+                order,
+                Claim {
+                    msg,
+                    participant,
+                    attempts,
+                },
+            ));
         }
-        // Back in the order they were claimed: oldest due first.
         claims.sort_unstable_by_key(|&(order, _)| order);
         Ok(claims.into_iter().map(|(_, claim)| claim).collect())
     }
@@ -280,13 +267,7 @@ impl Ledger for Embedded {
     }
 
     async fn participant(&self, msg: MessageNo) -> Result<Option<Participant>> {
-        self.shared
-            .ks
-            .participants
-            .get(codec::message_key(msg))
-            .map_err(io)?
-            .map(|value| codec::decode(&value))
-            .transpose()
+        read_participant(&self.shared.ks.participants, msg)
     }
 
     async fn exists(&self, msg: MessageNo) -> Result<bool> {
@@ -477,29 +458,17 @@ impl Embedded {
     }
 
     /// Reads the addresses of `members` (of campaign `id`, in message
-    /// order) from their records, one range scan over them.
+    /// order) from their records (`participant_records`).
     fn fill_addresses(&self, id: &str, members: &mut [AudienceMember]) -> Result<()> {
-        let (Some(first), Some(last)) = (members.first(), members.last()) else {
+        let Some(campaign) = members.first().map(|m| m.msg.campaign) else {
             return Ok(());
         };
-        let range = codec::message_key(first.msg)..=codec::message_key(last.msg);
-        let mut records = self.shared.ks.participants.range(range);
-        for member in members.iter_mut() {
-            let wanted = codec::message_key(member.msg);
-            let found = loop {
-                let Some(kv) = records.next() else {
-                    break None;
-                };
-                let (key, value) = kv.into_inner().map_err(io)?;
-                if key.as_ref() == wanted {
-                    break Some(value);
-                }
-            };
-            let Some(value) = found else {
-                // Deleted while it was read: the campaign is gone.
-                return Err(StoreError::UnknownCampaign(id.to_owned()));
-            };
-            member.address = codec::decode::<Participant>(&value)?.address;
+        let numbers: Vec<u32> = members.iter().map(|m| m.msg.participant).collect();
+        let records = participant_records(&self.shared.ks.participants, campaign, &numbers)?;
+        for (member, record) in members.iter_mut().zip(records) {
+            // Deleted while it was read: the campaign is gone.
+            let record = record.ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
+            member.address = record.address;
         }
         Ok(())
     }

@@ -137,3 +137,26 @@ fn the_file_system_says_how_much_is_free() {
     let dir = tempfile::tempdir().expect("tempdir");
     assert!(free_bytes(dir.path()).expect("statvfs") > 0);
 }
+
+#[tokio::test]
+async fn records_are_read_in_order_with_a_gap_inside_a_run_and_runs_far_apart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Embedded::open(dir.path()).expect("open");
+    let seq = store.put_campaign("c1", decl()).await.expect("declare").seq;
+    let batch = (0..10).map(|i| participant(&format!("p{i}"))).collect();
+    store.add_participants("c1", batch, 1).await.expect("add");
+    let participants = &store.shared.ks.participants;
+    participants
+        .remove(codec::message_key(MessageNo {
+            campaign: seq,
+            participant: 4,
+        }))
+        .expect("remove");
+    let read = participant_records(participants, seq, &[2, 3, 4, 5, 8, 12]).expect("read");
+    let customers: Vec<Option<String>> = read.into_iter().map(|p| p.map(|p| p.customer)).collect();
+    let some = |c: &str| Some(c.to_owned());
+    assert_eq!(
+        customers,
+        [some("p2"), some("p3"), None, some("p5"), some("p8"), None]
+    );
+}
