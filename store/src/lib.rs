@@ -10,6 +10,8 @@ pub mod contract;
 pub mod embedded;
 mod flags;
 mod index;
+mod listing;
+pub mod redis;
 mod roles;
 mod upstream;
 

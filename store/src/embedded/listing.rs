@@ -1,9 +1,7 @@
-//! A page of the suppressions index in entry order. The index is a hash map
-//! (lookups are the hot path); a page takes one pass that keeps the `limit`
-//! smallest matching entries in a bounded heap, O(n log limit), instead of
-//! sorting every entry.
+//! A page of the embedded engine's suppressions index (a hash map: lookups
+//! are the hot path), through the engines' common page (`crate::listing`).
 
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 
 use domain::{ChannelKind, SuppressReason};
 
@@ -16,30 +14,10 @@ pub(super) fn suppressions_page(
     query: &SuppressionQuery,
 ) -> Vec<(String, SuppressReason)> {
     let prefix = suppression_key(channel, "");
-    let contains = query.contains.as_deref().map(str::to_lowercase);
-    let after = query.after.as_deref().map(str::to_lowercase);
-    let matching = suppressed.iter().filter_map(|(key, &why)| {
-        let entry = key.strip_prefix(prefix.as_str())?;
-        let wanted = after.as_deref().is_none_or(|a| entry > a)
-            && contains.as_deref().is_none_or(|c| entry.contains(c))
-            && query.reason.is_none_or(|r| r == why);
-        wanted.then_some((entry, why))
-    });
-    // A max-heap of the smallest entries seen: the largest leaves first.
-    let mut smallest: BinaryHeap<(&str, SuppressReason)> = BinaryHeap::new();
-    for (entry, why) in matching {
-        if smallest.len() < query.limit {
-            smallest.push((entry, why));
-        } else if smallest.peek().is_some_and(|&(largest, _)| entry < largest) {
-            smallest.pop();
-            smallest.push((entry, why));
-        }
-    }
-    smallest
-        .into_sorted_vec()
-        .into_iter()
-        .map(|(entry, why)| (entry.to_owned(), why))
-        .collect()
+    let entries = suppressed
+        .iter()
+        .filter_map(|(key, &why)| Some((key.strip_prefix(prefix.as_str())?, why)));
+    crate::listing::page(entries, query)
 }
 
 #[cfg(test)]

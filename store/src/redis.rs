@@ -1,0 +1,417 @@
+//! The Redis engine: the store in one Redis that several sluice nodes share
+//! (`ARCHITECTURE.md`, "The Redis engine"). Every write is planned in Rust
+//! (the rules decide, as in the embedded engine) on values read from Redis
+//! and applied by one Lua script only if those values are unchanged
+//! (`txn`); the feed's cursors are given by that script, so they have no
+//! gaps and every node reads the same feed. Leases live in Redis: a node
+//! that dies loses its claims when their lease runs out.
+//!
+//! Every key carries the hash tag `{g}`: one slot, so that each script may
+//! touch any key in a Redis Cluster too. Keys, per campaign number `N`:
+//! `c:N` (record, next participant number), `n:N` (counts per status and
+//! flag), `p:N` / `s:N` / `f:N` (participant records, message states,
+//! flags by number), `cu:N` (customer → number; `number/upload` while
+//! staged), `due:N` (pending messages by due time), `lease:N` / `ld:N`
+//! (leased messages by expiry, and their due time), `uploads:N`.
+
+mod plan;
+mod roles;
+mod txn;
+
+use std::{
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use ::redis::{
+    AsyncCommands, Client, FromRedisValue, IntoConnectionInfo, aio::ConnectionManager,
+    aio::ConnectionManagerConfig,
+};
+use domain::{CampaignRecord, MessageNo};
+
+use crate::{Result, StoreError, codec};
+
+/// How a node reaches its Redis.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `redis://host:port/db` (or `rediss://` for TLS).
+    pub url: String,
+    pub password: Option<String>,
+}
+
+/// Values of several hash fields, in the order asked (`HMGET`).
+type Values = Vec<Option<Vec<u8>>>;
+/// A hash's fields with their values (`HGETALL`).
+type Pair = (Vec<u8>, Vec<u8>);
+
+/// Attempts at a write whose reads another writer changed meanwhile.
+const MAX_TRIES: usize = 64;
+
+/// How long an upload's staged participants are kept without news of it
+/// (its node died mid-upload): then its customers are free again.
+const UPLOAD_TTL_SECS: u64 = 3600;
+
+/// An open store says it lives this often, for this long: an upload of a
+/// store that stopped saying so (closed, or its node died) is dropped.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+const HEARTBEAT_TTL_MS: u64 = 15_000;
+
+/// Upload ids are `instance << UPLOAD_BITS | counter`.
+const UPLOAD_BITS: u32 = 24;
+
+pub struct Redis {
+    client: Client,
+    con: ConnectionManager,
+    /// This open store, among every node's (random).
+    instance: u64,
+    heartbeat: tokio::task::JoinHandle<()>,
+    url: String,
+    script: ::redis::Script,
+    /// Why the last call failed, until one succeeds.
+    failure: Mutex<Option<String>>,
+    /// Upload ids: the instance in the high bits, a counter below.
+    uploads: AtomicU64,
+}
+
+/// The engine's keys, all in one Cluster slot (`{g}`).
+pub(crate) mod keys {
+    use domain::ChannelKind;
+
+    const P: &str = "sluice:{g}:";
+
+    pub fn campaigns() -> String {
+        format!("{P}campaigns")
+    }
+    pub fn next_campaign() -> String {
+        format!("{P}next_campaign")
+    }
+    pub fn campaign(seq: u32) -> String {
+        format!("{P}c:{seq}")
+    }
+    pub fn counts(seq: u32) -> String {
+        format!("{P}n:{seq}")
+    }
+    pub fn participants(seq: u32) -> String {
+        format!("{P}p:{seq}")
+    }
+    pub fn states(seq: u32) -> String {
+        format!("{P}s:{seq}")
+    }
+    pub fn flags(seq: u32) -> String {
+        format!("{P}f:{seq}")
+    }
+    pub fn customers(seq: u32) -> String {
+        format!("{P}cu:{seq}")
+    }
+    pub fn due(seq: u32) -> String {
+        format!("{P}due:{seq}")
+    }
+    pub fn leases(seq: u32) -> String {
+        format!("{P}lease:{seq}")
+    }
+    pub fn lease_due(seq: u32) -> String {
+        format!("{P}ld:{seq}")
+    }
+    pub fn uploads_of(seq: u32) -> String {
+        format!("{P}uploads:{seq}")
+    }
+    pub fn upload(id: u64) -> String {
+        format!("{P}upl:{id}")
+    }
+    pub fn upload_numbers(id: u64) -> String {
+        format!("{P}upn:{id}")
+    }
+    pub fn upstream() -> String {
+        format!("{P}upstream")
+    }
+    pub fn last(channel: ChannelKind) -> String {
+        format!("{P}last:{}", channel.as_str())
+    }
+    pub fn suppressions(channel: ChannelKind) -> String {
+        format!("{P}sup:{}", channel.as_str())
+    }
+    pub fn meta() -> String {
+        format!("{P}meta")
+    }
+    pub fn feed() -> String {
+        format!("{P}feed")
+    }
+    pub fn cursor() -> String {
+        format!("{P}cursor")
+    }
+    pub fn instance(id: u64) -> String {
+        format!("{P}instance:{id}")
+    }
+
+    /// Every key of campaign `seq`'s participants and messages.
+    pub fn of_campaign(seq: u32) -> Vec<String> {
+        vec![
+            campaign(seq),
+            counts(seq),
+            participants(seq),
+            states(seq),
+            flags(seq),
+            customers(seq),
+            due(seq),
+            leases(seq),
+            lease_due(seq),
+            uploads_of(seq),
+        ]
+    }
+
+    /// A participant number as a hash field or set member: fixed width,
+    /// so that members of equal score sort by number.
+    pub fn number(n: u32) -> [u8; 10] {
+        let mut out = [b'0'; 10];
+        let digits = n.to_string();
+        out[10 - digits.len()..].copy_from_slice(digits.as_bytes());
+        out
+    }
+
+    pub fn parse_number(field: &[u8]) -> Option<u32> {
+        std::str::from_utf8(field).ok()?.parse().ok()
+    }
+}
+
+impl Redis {
+    /// Connects to the Redis at `options.url`; an error names the URL.
+    pub async fn open(options: Options) -> Result<Self> {
+        let unreachable = |e: &dyn std::fmt::Display| {
+            StoreError::Unavailable(format!(
+                "cannot reach Redis at store.url `{}`: {e}",
+                redact(&options.url)
+            ))
+        };
+        let mut info = options
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| unreachable(&e))?;
+        if let Some(password) = &options.password {
+            let settings = info.redis_settings().clone().set_password(password);
+            info = info.set_redis_settings(settings);
+        }
+        let client = Client::open(info).map_err(|e| unreachable(&e))?;
+        // One plain connection first: a wrong address fails at once with
+        // its reason instead of being retried in the background.
+        let mut probe = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        .map_err(|_| unreachable(&"no answer within 5 s"))?
+        .map_err(|e| unreachable(&e))?;
+        let _: String = ::redis::cmd("PING")
+            .query_async(&mut probe)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(10)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let con = ConnectionManager::new_with_config(client.clone(), config)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let instance = (seed ^ (u64::from(std::process::id()) << 20)) & ((1 << 39) - 1);
+        let mut beat = con.clone();
+        let _: () = ::redis::cmd("SET")
+            .arg(keys::instance(instance))
+            .arg(1)
+            .arg("PX")
+            .arg(HEARTBEAT_TTL_MS)
+            .query_async(&mut beat)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let heartbeat = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HEARTBEAT).await;
+                let said: ::redis::RedisResult<()> = ::redis::cmd("SET")
+                    .arg(keys::instance(instance))
+                    .arg(1)
+                    .arg("PX")
+                    .arg(HEARTBEAT_TTL_MS)
+                    .query_async(&mut beat)
+                    .await;
+                if let Err(e) = said {
+                    tracing::warn!(error = %e, "Redis heartbeat failed");
+                }
+            }
+        });
+        Ok(Self {
+            client,
+            con,
+            instance,
+            heartbeat,
+            url: redact(&options.url),
+            script: txn::script(),
+            failure: Mutex::new(None),
+            uploads: AtomicU64::new(instance << UPLOAD_BITS),
+        })
+    }
+
+    /// Whether the store that made `upload` is open (its uploads live).
+    async fn instance_lives(&self, upload: u64) -> Result<bool> {
+        let instance = upload >> UPLOAD_BITS;
+        if instance == self.instance {
+            return Ok(true);
+        }
+        self.query(::redis::cmd("EXISTS").arg(keys::instance(instance)))
+            .await
+    }
+
+    fn con(&self) -> ConnectionManager {
+        self.con.clone()
+    }
+
+    /// Notes how a call to Redis ended, for `write_refusal`.
+    fn seen<T>(&self, result: ::redis::RedisResult<T>) -> Result<T> {
+        let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(v) => {
+                *failure = None;
+                Ok(v)
+            }
+            Err(e) => {
+                let why = format!("Redis at {} failed: {e}", self.url);
+                *failure = Some(why.clone());
+                Err(StoreError::Unavailable(why))
+            }
+        }
+    }
+
+    /// Runs one command.
+    async fn query<T: FromRedisValue>(&self, cmd: &::redis::Cmd) -> Result<T> {
+        let mut con = self.con();
+        let result = cmd.query_async(&mut con).await;
+        self.seen(result)
+    }
+
+    /// Runs a pipeline, one answer per command.
+    async fn pipe<T: FromRedisValue>(&self, pipe: &::redis::Pipeline) -> Result<T> {
+        let mut con = self.con();
+        let result = pipe.query_async(&mut con).await;
+        self.seen(result)
+    }
+
+    async fn hget(&self, key: &str, field: &[u8]) -> Result<Option<Vec<u8>>> {
+        let mut con = self.con();
+        let result = con.hget(key, field).await;
+        self.seen(result)
+    }
+
+    /// Applies a planned write; `false` when what it read has changed.
+    async fn apply(&self, txn: txn::Txn) -> Result<bool> {
+        if txn.is_empty() {
+            return Ok(true);
+        }
+        let mut invocation = self.script.prepare_invoke();
+        invocation.key(keys::feed()).key(keys::cursor());
+        for arg in txn.into_args() {
+            invocation.arg(arg);
+        }
+        let mut con = self.con();
+        let answer: Vec<u64> = {
+            let result = invocation.invoke_async(&mut con).await;
+            self.seen(result)?
+        };
+        Ok(answer.first() == Some(&1))
+    }
+
+    async fn campaign_seq(&self, id: &str) -> Result<Option<u32>> {
+        let raw: Option<u32> = self
+            .query(::redis::cmd("HGET").arg(keys::campaigns()).arg(id))
+            .await?;
+        Ok(raw)
+    }
+
+    /// A campaign's record with the bytes it was read as (for checks).
+    async fn campaign_record(&self, seq: u32) -> Result<Option<(CampaignRecord, Vec<u8>)>> {
+        match self.hget(&keys::campaign(seq), b"rec").await? {
+            Some(bytes) => Ok(Some((codec::decode(&bytes)?, bytes))),
+            None => Ok(None),
+        }
+    }
+
+    async fn campaign_by_id(&self, id: &str) -> Result<Option<(CampaignRecord, Vec<u8>)>> {
+        match self.campaign_seq(id).await? {
+            Some(seq) => self.campaign_record(seq).await,
+            None => Ok(None),
+        }
+    }
+
+    fn next_upload(&self) -> u64 {
+        self.uploads.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+impl Drop for Redis {
+    /// Says at once that this store is closed, so that its uploads never
+    /// published are dropped (a node that dies says it by its silence).
+    fn drop(&mut self) {
+        self.heartbeat.abort();
+        let closed = self
+            .client
+            .get_connection_with_timeout(Duration::from_secs(1))
+            .and_then(|mut con| {
+                ::redis::cmd("DEL")
+                    .arg(keys::instance(self.instance))
+                    .query::<()>(&mut con)
+            });
+        if let Err(e) = closed {
+            tracing::warn!(error = %e, "could not tell Redis this store closed; its uploads are dropped after the heartbeat's expiry");
+        }
+    }
+}
+
+/// The suppression field of `entry`: addresses in any case are one entry.
+fn suppression_field(entry: &str) -> String {
+    entry.to_lowercase()
+}
+
+/// The message of a number of campaign `seq`.
+fn message(seq: u32, field: &[u8]) -> Option<MessageNo> {
+    keys::parse_number(field).map(|participant| MessageNo {
+        campaign: seq,
+        participant,
+    })
+}
+
+/// The URL without its password, for errors and `/readyz`.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_sort_as_text_in_number_order() {
+        assert!(keys::number(9) < keys::number(10));
+        assert_eq!(
+            keys::parse_number(&keys::number(4_000_000_000)),
+            Some(4_000_000_000)
+        );
+    }
+
+    #[test]
+    fn passwords_never_show_in_errors() {
+        assert_eq!(
+            redact("redis://:hunter2@db:6379/0"),
+            "redis://***@db:6379/0"
+        );
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+}

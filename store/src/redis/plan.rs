@@ -1,0 +1,726 @@
+//! Planning one write of the Redis engine: what it reads (each value
+//! checked unchanged when the write is applied), the rules' decisions, and
+//! the commands and facts of the one atomic script (`txn`). The same steps
+//! as the embedded engine's committer, over values read from Redis: a plan
+//! sees its own writes (two updates of one message in one call).
+
+use std::collections::{HashMap, HashSet};
+
+use domain::{
+    CampaignRecord, Engaged, FELL_BACK, Fact, FactDetail, FactKind, Fallback, MessageNo,
+    MessageState, Millis, Outcome, Participant, ReceiptIn, ReceiptMatch, Status, Undelivered,
+    Update,
+};
+use rules::PartReceipt;
+
+use super::{Redis, Values, keys, suppression_field, txn::Txn};
+use crate::{Result, StoreError, codec, flags::Flags, upstream};
+
+/// How a participant is admitted: live at once, or staged under an upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Admit {
+    Live,
+    Staged(u64),
+}
+
+pub(super) struct Plan<'a> {
+    store: &'a Redis,
+    pub txn: Txn,
+    checked: HashSet<(String, Vec<u8>)>,
+    seqs: HashMap<String, Option<u32>>,
+    campaigns: HashMap<u32, Option<CampaignRecord>>,
+    states: HashMap<MessageNo, Option<MessageState>>,
+    participants: HashMap<MessageNo, Option<Participant>>,
+    flags: HashMap<MessageNo, Flags>,
+    customers: HashMap<(u32, String), Option<Vec<u8>>>,
+    upstream: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Participant numbers reserved for this plan: (next, end) per campaign.
+    numbers: HashMap<u32, (u32, u32)>,
+}
+
+impl<'a> Plan<'a> {
+    pub fn new(store: &'a Redis) -> Self {
+        Self {
+            store,
+            txn: Txn::default(),
+            checked: HashSet::new(),
+            seqs: HashMap::new(),
+            campaigns: HashMap::new(),
+            states: HashMap::new(),
+            participants: HashMap::new(),
+            flags: HashMap::new(),
+            customers: HashMap::new(),
+            upstream: HashMap::new(),
+            numbers: HashMap::new(),
+        }
+    }
+
+    pub fn store(&self) -> &'a Redis {
+        self.store
+    }
+
+    /// A counter of `key` (0 when unset), checked unchanged.
+    pub async fn read_count(&mut self, key: &str, field: &str) -> Result<u64> {
+        let raw = self.read_checked(key.to_owned(), field.as_bytes()).await?;
+        Ok(raw
+            .and_then(|v| String::from_utf8(v).ok())
+            .and_then(|v| v.parse::<i64>().ok())
+            .map_or(0, |v| v.max(0) as u64))
+    }
+
+    /// Reads who holds each of `items`' customers in campaign `seq` at once.
+    pub async fn prefetch_customers(&mut self, seq: u32, items: &[Participant]) -> Result<()> {
+        let key = keys::customers(seq);
+        for chunk in items.chunks(10_000) {
+            let names: Vec<&str> = chunk.iter().map(|p| p.customer.as_str()).collect();
+            let holders: Vec<Option<Vec<u8>>> = self
+                .store
+                .query(::redis::cmd("HMGET").arg(&key).arg(&names))
+                .await?;
+            for (name, holder) in names.into_iter().zip(holders) {
+                if self.customers.contains_key(&(seq, name.to_owned())) {
+                    continue;
+                }
+                self.check(key.clone(), name.as_bytes(), holder.as_deref());
+                self.customers.insert((seq, name.to_owned()), holder);
+            }
+        }
+        Ok(())
+    }
+
+    /// The campaign an upload stages for, while it lives.
+    pub async fn upload_campaign(&mut self, upload: u64) -> Result<Option<u32>> {
+        let raw = self.read_checked(keys::upload(upload), b"campaign").await?;
+        Ok(raw
+            .and_then(|v| String::from_utf8(v).ok())
+            .and_then(|v| v.parse().ok()))
+    }
+
+    /// Makes staged participant `n` of `upload` live as its customer's
+    /// participant; `false` (and its record dropped) when one added at once
+    /// meanwhile superseded it.
+    pub async fn take_staged(
+        &mut self,
+        c: &CampaignRecord,
+        n: u32,
+        upload: u64,
+        p: &Participant,
+    ) -> Result<bool> {
+        let staged = format!("{n}/{upload}").into_bytes();
+        if self.customer(c.seq, &p.customer).await?.as_deref() != Some(staged.as_slice()) {
+            self.txn.hdel(&keys::participants(c.seq), &keys::number(n));
+            return Ok(false);
+        }
+        self.set_customer(c.seq, &p.customer, Some(keys::number(n).to_vec()));
+        Ok(true)
+    }
+
+    /// Drops staged participant `n` of `upload`: its customer is free again.
+    pub async fn drop_staged(
+        &mut self,
+        seq: u32,
+        n: u32,
+        upload: u64,
+        p: &Participant,
+    ) -> Result<()> {
+        let staged = format!("{n}/{upload}").into_bytes();
+        if self.customer(seq, &p.customer).await?.as_deref() == Some(staged.as_slice()) {
+            self.set_customer(seq, &p.customer, None);
+        }
+        self.txn.hdel(&keys::participants(seq), &keys::number(n));
+        Ok(())
+    }
+
+    /// Forgets an upload published or abandoned.
+    pub fn end_upload(&mut self, seq: u32, upload: u64) {
+        self.txn.del(&keys::upload(upload));
+        self.txn.del(&keys::upload_numbers(upload));
+        let uploads = keys::uploads_of(seq);
+        self.txn
+            .command(&[b"SREM", uploads.as_bytes(), upload.to_string().as_bytes()]);
+        self.txn.hincr(&keys::counts(seq), "stage_gen", 1);
+    }
+
+    /// Reads a field and has the write check it is unchanged.
+    async fn read_checked(&mut self, key: String, field: &[u8]) -> Result<Option<Vec<u8>>> {
+        let value = self.store.hget(&key, field).await?;
+        self.check(key, field, value.as_deref());
+        Ok(value)
+    }
+
+    fn check(&mut self, key: String, field: &[u8], value: Option<&[u8]>) {
+        if self.checked.insert((key.clone(), field.to_vec())) {
+            self.txn.read(&key, field, value);
+        }
+    }
+
+    pub async fn seq(&mut self, id: &str) -> Result<Option<u32>> {
+        if let Some(seq) = self.seqs.get(id) {
+            return Ok(*seq);
+        }
+        let raw = self.read_checked(keys::campaigns(), id.as_bytes()).await?;
+        let seq = raw
+            .and_then(|v| String::from_utf8(v).ok())
+            .and_then(|v| v.parse().ok());
+        self.seqs.insert(id.to_owned(), seq);
+        Ok(seq)
+    }
+
+    pub async fn campaign(&mut self, seq: u32) -> Result<Option<CampaignRecord>> {
+        if let Some(c) = self.campaigns.get(&seq) {
+            return Ok(c.clone());
+        }
+        let record = match self.read_checked(keys::campaign(seq), b"rec").await? {
+            Some(bytes) => Some(codec::decode::<CampaignRecord>(&bytes)?),
+            None => None,
+        };
+        self.campaigns.insert(seq, record.clone());
+        Ok(record)
+    }
+
+    pub async fn campaign_named(&mut self, id: &str) -> Result<Option<CampaignRecord>> {
+        match self.seq(id).await? {
+            Some(seq) => self.campaign(seq).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Reads the states and records of many messages at once (a record
+    /// call's), so that planning them asks Redis once per campaign.
+    pub async fn prefetch(&mut self, msgs: &[MessageNo]) -> Result<()> {
+        let mut by_campaign: HashMap<u32, Vec<u32>> = HashMap::new();
+        for msg in msgs {
+            if !self.states.contains_key(msg) {
+                by_campaign
+                    .entry(msg.campaign)
+                    .or_default()
+                    .push(msg.participant);
+            }
+        }
+        for (seq, mut numbers) in by_campaign {
+            numbers.sort_unstable();
+            numbers.dedup();
+            let fields: Vec<Vec<u8>> = numbers.iter().map(|&n| keys::number(n).to_vec()).collect();
+            let mut pipe = redis::pipe();
+            pipe.cmd("HMGET").arg(keys::states(seq)).arg(&fields);
+            pipe.cmd("HMGET").arg(keys::participants(seq)).arg(&fields);
+            let (states, records): (Values, Values) = self.store.pipe(&pipe).await?;
+            for ((n, state), record) in numbers.into_iter().zip(states).zip(records) {
+                let msg = MessageNo {
+                    campaign: seq,
+                    participant: n,
+                };
+                self.check(keys::states(seq), &keys::number(n), state.as_deref());
+                let state = state.map(|b| codec::decode(&b)).transpose()?;
+                let record = record.map(|b| codec::decode(&b)).transpose()?;
+                self.states.insert(msg, state);
+                self.participants.insert(msg, record);
+            }
+        }
+        Ok(())
+    }
+
+    /// A live message's state (`None`: no such message, or still staged).
+    pub async fn state(&mut self, msg: MessageNo) -> Result<Option<MessageState>> {
+        if let Some(s) = self.states.get(&msg) {
+            return Ok(*s);
+        }
+        let field = keys::number(msg.participant);
+        let state = match self
+            .read_checked(keys::states(msg.campaign), &field)
+            .await?
+        {
+            Some(bytes) => Some(codec::decode::<MessageState>(&bytes)?),
+            None => None,
+        };
+        self.states.insert(msg, state);
+        Ok(state)
+    }
+
+    /// A message's participant record (written once, never changed).
+    pub async fn participant(&mut self, msg: MessageNo) -> Result<Option<Participant>> {
+        if let Some(p) = self.participants.get(&msg) {
+            return Ok(p.clone());
+        }
+        let field = keys::number(msg.participant);
+        let record = match self
+            .store
+            .hget(&keys::participants(msg.campaign), &field)
+            .await?
+        {
+            Some(bytes) => Some(codec::decode::<Participant>(&bytes)?),
+            None => None,
+        };
+        self.participants.insert(msg, record.clone());
+        Ok(record)
+    }
+
+    async fn flags(&mut self, msg: MessageNo) -> Result<Flags> {
+        if let Some(f) = self.flags.get(&msg) {
+            return Ok(*f);
+        }
+        let field = keys::number(msg.participant);
+        let flags = self
+            .read_checked(keys::flags(msg.campaign), &field)
+            .await?
+            .map_or_else(Flags::default, |b| Flags::decode(&b));
+        self.flags.insert(msg, flags);
+        Ok(flags)
+    }
+
+    /// Sets `mask` on a message's flags at `at`, counting each bit newly set.
+    async fn set_flags(&mut self, msg: MessageNo, mask: u8, at: Millis) -> Result<Flags> {
+        let before = self.flags(msg).await?;
+        let mut after = before;
+        after.set(mask, at);
+        if after != before {
+            let field = keys::number(msg.participant);
+            self.txn
+                .hset(&keys::flags(msg.campaign), &field, &after.encode());
+            for bit in 0..8 {
+                let m = 1u8 << bit;
+                if after.bits() & m != 0 && before.bits() & m == 0 {
+                    self.txn
+                        .hincr(&keys::counts(msg.campaign), &format!("flag:{bit}"), 1);
+                }
+            }
+            self.flags.insert(msg, after);
+        }
+        Ok(before)
+    }
+
+    /// Who holds `customer` in campaign `seq`: `number` when live,
+    /// `number/upload` while staged.
+    async fn customer(&mut self, seq: u32, customer: &str) -> Result<Option<Vec<u8>>> {
+        let key = (seq, customer.to_owned());
+        if let Some(v) = self.customers.get(&key) {
+            return Ok(v.clone());
+        }
+        let value = self
+            .read_checked(keys::customers(seq), customer.as_bytes())
+            .await?;
+        self.customers.insert(key, value.clone());
+        Ok(value)
+    }
+
+    fn set_customer(&mut self, seq: u32, customer: &str, value: Option<Vec<u8>>) {
+        let key = keys::customers(seq);
+        match &value {
+            Some(v) => self.txn.hset(&key, customer.as_bytes(), v),
+            None => self.txn.hdel(&key, customer.as_bytes()),
+        }
+        self.customers.insert((seq, customer.to_owned()), value);
+    }
+
+    /// A new participant number of campaign `seq`, from a block reserved
+    /// for this plan (numbers of a plan not applied stay unused).
+    async fn allocate(&mut self, seq: u32, wanted: usize) -> Result<u32> {
+        let (next, end) = self.numbers.get(&seq).copied().unwrap_or((0, 0));
+        if next < end {
+            self.numbers.insert(seq, (next + 1, end));
+            return Ok(next);
+        }
+        let block = wanted.clamp(16, 100_000) as u32;
+        let end: u32 = self
+            .store
+            .query(
+                redis::cmd("HINCRBY")
+                    .arg(keys::campaign(seq))
+                    .arg("next")
+                    .arg(block),
+            )
+            .await?;
+        let first = end - block;
+        self.numbers.insert(seq, (first + 1, end));
+        Ok(first)
+    }
+
+    /// Writes a message's new state, keeping its counts and its place in
+    /// the due set and the leases.
+    pub fn put_state(&mut self, msg: MessageNo, before: Option<MessageState>, after: MessageState) {
+        let seq = msg.campaign;
+        let field = keys::number(msg.participant);
+        self.txn
+            .hset(&keys::states(seq), &field, &codec::encode(&after));
+        let counts = keys::counts(seq);
+        match before {
+            Some(b) if b.status != after.status => {
+                self.txn.hincr(&counts, b.status.as_str(), -1);
+                self.txn.hincr(&counts, after.status.as_str(), 1);
+            }
+            Some(_) => {}
+            None => {
+                self.txn.hincr(&counts, "live", 1);
+                self.txn.hincr(&counts, after.status.as_str(), 1);
+            }
+        }
+        if before.is_some() {
+            self.txn.zrem(&keys::leases(seq), &field);
+            self.txn.hdel(&keys::lease_due(seq), &field);
+        }
+        if after.status == Status::Pending {
+            self.txn.zadd(&keys::due(seq), after.due, &field);
+        } else {
+            self.txn.zrem(&keys::due(seq), &field);
+        }
+        self.states.insert(msg, Some(after));
+    }
+
+    pub fn fact(
+        &mut self,
+        at: Millis,
+        campaign: &str,
+        customer: &str,
+        kind: FactKind,
+        detail: FactDetail,
+    ) {
+        let fact = Fact {
+            cursor: 0,
+            at,
+            campaign: campaign.to_owned(),
+            customer: customer.to_owned(),
+            kind,
+            detail,
+        };
+        self.txn.fact(codec::encode(&vec![fact]));
+    }
+
+    pub fn suppress(
+        &mut self,
+        channel: domain::ChannelKind,
+        entry: &str,
+        why: domain::SuppressReason,
+    ) {
+        self.txn.hset(
+            &keys::suppressions(channel),
+            suppression_field(entry).as_bytes(),
+            why.as_str().as_bytes(),
+        );
+    }
+
+    /// Admits `p` to campaign `c` under a new number unless its customer is
+    /// there already (`None`). A customer only staged by an upload keeps
+    /// out another upload's copy, not one added at once (a fallback): that
+    /// one supersedes the staged twin, which its publish then drops.
+    pub async fn admit(
+        &mut self,
+        c: &CampaignRecord,
+        p: &Participant,
+        how: Admit,
+        batch: usize,
+    ) -> Result<Option<MessageNo>> {
+        let seq = c.seq;
+        if let Some(holder) = self.customer(seq, &p.customer).await? {
+            let staged_by = std::str::from_utf8(&holder)
+                .ok()
+                .and_then(|h| h.split_once('/'))
+                .and_then(|(_, u)| u.parse::<u64>().ok());
+            let free = match staged_by {
+                None => false,
+                Some(_) if how == Admit::Live => true,
+                // An upload whose node died: its customers are free.
+                Some(upload) => !self.upload_lives(upload).await?,
+            };
+            if !free {
+                return Ok(None);
+            }
+        }
+        let n = self.allocate(seq, batch).await?;
+        let msg = MessageNo {
+            campaign: seq,
+            participant: n,
+        };
+        let number = keys::number(n);
+        let holder = match how {
+            Admit::Live => number.to_vec(),
+            Admit::Staged(upload) => format!("{n}/{upload}").into_bytes(),
+        };
+        self.set_customer(seq, &p.customer, Some(holder));
+        self.txn
+            .hset(&keys::participants(seq), &number, &codec::encode(p));
+        self.participants.insert(msg, Some(p.clone()));
+        Ok(Some(msg))
+    }
+
+    /// Whether an upload may still be published: it is there, and the
+    /// store that stages it is open.
+    async fn upload_lives(&mut self, upload: u64) -> Result<bool> {
+        let there = self
+            .read_checked(keys::upload(upload), b"campaign")
+            .await?
+            .is_some();
+        Ok(there && self.store.instance_lives(upload).await?)
+    }
+
+    /// Adds `p` to campaign `id` at once with its `accepted` fact;
+    /// `Some(false)` for a customer already there, `None` for no campaign.
+    pub async fn add(
+        &mut self,
+        id: &str,
+        p: Participant,
+        at: Millis,
+        batch: usize,
+    ) -> Result<Option<bool>> {
+        let Some(c) = self.campaign_named(id).await? else {
+            return Ok(None);
+        };
+        let Some(msg) = self.admit(&c, &p, Admit::Live, batch).await? else {
+            return Ok(Some(false));
+        };
+        Box::pin(self.accept(&c, msg, &p, at)).await?;
+        Ok(Some(true))
+    }
+
+    /// A participant made live: pending, its `accepted` fact, known as the
+    /// last message to its address; one without an address, in a campaign
+    /// whose fallback takes those, goes to the fallback at once, never sent.
+    pub async fn accept(
+        &mut self,
+        c: &CampaignRecord,
+        msg: MessageNo,
+        p: &Participant,
+        at: Millis,
+    ) -> Result<()> {
+        self.fact(
+            at,
+            &c.id,
+            &p.customer,
+            FactKind::Accepted,
+            FactDetail::default(),
+        );
+        if !p.address.is_empty() {
+            self.txn.hmax(
+                &keys::last(c.decl.channel),
+                p.address.to_lowercase().as_bytes(),
+                msg.as_u64(),
+            );
+        }
+        let fallback = c.decl.fallback.clone().filter(|f| {
+            p.address.is_empty() && rules::falls_back(f, Undelivered::NoAddress, None, at)
+        });
+        let status = if fallback.is_some() {
+            Status::Fallback
+        } else {
+            Status::Pending
+        };
+        let state = MessageState {
+            status,
+            attempts: 0,
+            due: 0,
+            at,
+        };
+        self.put_state(msg, None, state);
+        if let Some(f) = fallback {
+            self.fall_back(&c.id, &f, p, at).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends participant `p` of campaign `source` to fallback `f`.
+    async fn fall_back(
+        &mut self,
+        source: &str,
+        f: &Fallback,
+        p: &Participant,
+        at: Millis,
+    ) -> Result<()> {
+        let to = FactDetail {
+            to: Some(f.campaign.clone()),
+            ..FactDetail::default()
+        };
+        self.fact(at, source, &p.customer, FactKind::Fallback, to);
+        match rules::fallback_participant(f, p) {
+            Ok(sms) => {
+                if Box::pin(self.add(&f.campaign, sms, at, 1)).await?.is_none() {
+                    tracing::error!(campaign = %f.campaign, from = %source, "fallback campaign missing; participant not added");
+                }
+            }
+            Err(reason) => {
+                let failed = FactDetail {
+                    reason: Some(reason),
+                    ..FactDetail::default()
+                };
+                self.fact(at, &f.campaign, &p.customer, FactKind::Failed, failed);
+            }
+        }
+        Ok(())
+    }
+
+    /// The rules' decision on an outcome, written with its fact.
+    pub async fn record(&mut self, u: Update) -> Result<()> {
+        let Some(c) = self.campaign(u.msg.campaign).await? else {
+            return Ok(());
+        };
+        let Some(before) = self.state(u.msg).await? else {
+            return Ok(());
+        };
+        if !rules::applies(before.status, before.attempts, &u.outcome) {
+            return Ok(());
+        }
+        let Some(p) = self.participant(u.msg).await? else {
+            return Ok(());
+        };
+        if let Outcome::Submitted {
+            upstream: Some(up), ..
+        } = &u.outcome
+        {
+            let parts = u8::try_from(up.ids.len()).unwrap_or(u8::MAX);
+            for (part, id) in up.ids.iter().enumerate() {
+                let link = upstream::Link {
+                    msg: u.msg,
+                    part: u8::try_from(part).unwrap_or(u8::MAX),
+                    parts,
+                };
+                self.put_upstream(
+                    upstream::id_key(up.smsc, id),
+                    Some(upstream::encode_link(link)),
+                );
+            }
+        }
+        let decision = rules::settle(before, u.at, u.outcome);
+        self.fact(u.at, &c.id, &p.customer, decision.fact, decision.detail);
+        if let Some(why) = decision.suppress {
+            self.suppress(c.decl.channel, &p.address, why);
+        }
+        self.put_state(u.msg, Some(before), decision.state);
+        // A returned bounce counts from when the message was handed over.
+        let handed_at = (before.status == Status::Submitted).then_some(before.at);
+        if let Some(how) = decision.undelivered {
+            self.undelivered(&c, u.msg, &p, how, handed_at, u.at)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A message ended undelivered: its campaign's fallback takes it once.
+    async fn undelivered(
+        &mut self,
+        c: &CampaignRecord,
+        msg: MessageNo,
+        p: &Participant,
+        how: Undelivered,
+        handed_at: Option<Millis>,
+        at: Millis,
+    ) -> Result<()> {
+        let Some(f) = c
+            .decl
+            .fallback
+            .clone()
+            .filter(|f| rules::falls_back(f, how, handed_at, at))
+        else {
+            return Ok(());
+        };
+        if self.set_flags(msg, FELL_BACK, at).await?.bits() & FELL_BACK != 0 {
+            return Ok(());
+        }
+        self.fall_back(&c.id, &f, p, at).await
+    }
+
+    /// A click, open, unsubscribe or opt-out: its flag and fact, and the
+    /// suppression the rules decide.
+    pub async fn engage(&mut self, e: Engaged) -> Result<()> {
+        let Some(c) = self.campaign(e.msg.campaign).await? else {
+            return Ok(());
+        };
+        if self.state(e.msg).await?.is_none() {
+            return Ok(());
+        }
+        let Some(p) = self.participant(e.msg).await? else {
+            return Ok(());
+        };
+        self.set_flags(e.msg, e.kind.bit(), e.at).await?;
+        self.fact(
+            e.at,
+            &c.id,
+            &p.customer,
+            FactKind::Engaged(e.kind),
+            e.detail,
+        );
+        if let Some(why) = rules::engaged(e.kind) {
+            self.suppress(c.decl.channel, &p.address, why);
+        }
+        Ok(())
+    }
+
+    async fn upstream_value(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(v) = self.upstream.get(key) {
+            return Ok(v.clone());
+        }
+        let value = self.read_checked(keys::upstream(), key).await?;
+        self.upstream.insert(key.to_vec(), value.clone());
+        Ok(value)
+    }
+
+    fn put_upstream(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        match &value {
+            Some(v) => self.txn.hset(&keys::upstream(), &key, v),
+            None => self.txn.hdel(&keys::upstream(), &key),
+        }
+        self.upstream.insert(key, value);
+    }
+
+    /// Settles one receipt: finds its message by any reading of the id,
+    /// and once every part is in (or one failed) records the outcome of a
+    /// message still waiting for it.
+    pub async fn receipt(&mut self, r: ReceiptIn) -> Result<ReceiptMatch> {
+        let mut found = None;
+        for key in upstream::lookup_keys(r.smsc, &r.id) {
+            if let Some(link) = self
+                .upstream_value(&key)
+                .await?
+                .and_then(|v| upstream::decode_link(&v))
+            {
+                found = Some((key, link));
+                break;
+            }
+        }
+        let Some((key, link)) = found else {
+            return Ok(ReceiptMatch::Unknown(Box::new(r)));
+        };
+        let Some(delivered) = r.delivered else {
+            return Ok(ReceiptMatch::Matched);
+        };
+        self.put_upstream(key, None);
+        let progress = upstream::progress_key(link.msg);
+        let waiting = if link.parts > 1 {
+            self.upstream_value(&progress)
+                .await?
+                .and_then(|v| v.first().copied())
+        } else {
+            None
+        };
+        let delivered = match rules::part_receipt(link.parts, waiting, delivered) {
+            PartReceipt::AlreadySettled => return Ok(ReceiptMatch::Matched),
+            PartReceipt::Wait { left } => {
+                self.put_upstream(progress, Some(vec![left]));
+                return Ok(ReceiptMatch::Matched);
+            }
+            PartReceipt::Settle { delivered } => delivered,
+        };
+        if link.parts > 1 {
+            self.put_upstream(progress, (!delivered).then(|| vec![0]));
+        }
+        let status = self.state(link.msg).await?.map(|s| s.status);
+        if status.is_some_and(rules::receipt_settles) {
+            let outcome = Outcome::Receipt {
+                delivered,
+                detail: r.detail,
+            };
+            self.record(Update {
+                msg: link.msg,
+                at: r.at,
+                outcome,
+            })
+            .await?;
+        }
+        Ok(ReceiptMatch::Matched)
+    }
+}
+
+/// The error for a write that kept meeting other writers' changes.
+pub(super) fn contended(what: &str) -> StoreError {
+    StoreError::Unavailable(format!(
+        "{what}: Redis values kept changing under {} attempts",
+        super::MAX_TRIES
+    ))
+}

@@ -1,0 +1,833 @@
+//! The Redis engine in each of the store's roles.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use domain::{
+    AudienceMember, CampaignDecl, CampaignRecord, CampaignState, ChannelKind, Engaged, Engagement,
+    FELL_BACK, Fact, MessageNo, MessageState, Millis, Participant, ReceiptIn, ReceiptMatch, Status,
+    SuppressReason, Update,
+};
+
+use super::{
+    MAX_TRIES, Pair, Redis, UPLOAD_TTL_SECS, Values, keys, message,
+    plan::{Admit, Plan, contended},
+    suppression_field,
+};
+use crate::{
+    Catalog, Claim, Counts, Intake, Ledger, LimitState, MessageInfo, Queue, Result, Store,
+    StoreError, SuppressionQuery, Suppressions, UploadId, codec, flags::Flags,
+};
+
+/// Leases due messages: gives back leases run out (to their due time),
+/// then moves up to ARGV[2] messages due at ARGV[1] from the due set to
+/// the leases until ARGV[3]. KEYS: due, leases, their due times.
+const CLAIM: &str = r#"
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+for _, n in ipairs(expired) do
+  local due = redis.call('HGET', KEYS[3], n) or '0'
+  redis.call('ZREM', KEYS[2], n)
+  redis.call('HDEL', KEYS[3], n)
+  redis.call('ZADD', KEYS[1], due, n)
+end
+local taken = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, n in ipairs(taken) do
+  local due = redis.call('ZSCORE', KEYS[1], n)
+  redis.call('ZREM', KEYS[1], n)
+  redis.call('ZADD', KEYS[2], ARGV[3], n)
+  redis.call('HSET', KEYS[3], n, due)
+end
+return taken
+"#;
+
+/// Gives a leased message back, due at ARGV[2] (or when it was due, if
+/// empty): only if it is still leased. KEYS: due, leases, their due times.
+const GIVE_BACK: &str = r#"
+if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return 0 end
+local due = redis.call('HGET', KEYS[3], ARGV[1]) or '0'
+redis.call('HDEL', KEYS[3], ARGV[1])
+if ARGV[2] ~= '' then due = ARGV[2] end
+redis.call('ZADD', KEYS[1], due, ARGV[1])
+return 1
+"#;
+
+/// Plans a write (`$body`, over the plan `$p`, ending in a `Result`) and
+/// applies it, again until it meets no change made meanwhile.
+macro_rules! write_until_applied {
+    ($store:expr, $what:expr, |$p:ident| $body:block) => {{
+        let mut outcome = Err(contended($what));
+        for _ in 0..MAX_TRIES {
+            let mut $p = Plan::new($store);
+            let answer = $body?;
+            if $store.apply($p.txn).await? {
+                outcome = Ok(answer);
+                break;
+            }
+        }
+        outcome
+    }};
+}
+
+impl Redis {
+    async fn give_back(&self, msg: MessageNo, due: Option<Millis>) -> Result<()> {
+        let seq = msg.campaign;
+        let due = due.map(|d| d.to_string()).unwrap_or_default();
+        let _: i64 = {
+            let mut con = self.con();
+            let result = ::redis::Script::new(GIVE_BACK)
+                .key(keys::due(seq))
+                .key(keys::leases(seq))
+                .key(keys::lease_due(seq))
+                .arg(&keys::number(msg.participant)[..])
+                .arg(due)
+                .invoke_async(&mut con)
+                .await;
+            self.seen(result)?
+        };
+        Ok(())
+    }
+
+    /// Participants of uploads of campaign `seq` still being read.
+    async fn staged(&self, seq: u32) -> Result<u64> {
+        let uploads: Vec<u64> = self
+            .query(::redis::cmd("SMEMBERS").arg(keys::uploads_of(seq)))
+            .await?;
+        let mut staged = 0;
+        for upload in uploads {
+            let (lives, count): (bool, u64) = self
+                .pipe(
+                    ::redis::pipe()
+                        .cmd("EXISTS")
+                        .arg(keys::upload(upload))
+                        .cmd("SCARD")
+                        .arg(keys::upload_numbers(upload)),
+                )
+                .await?;
+            if lives && self.instance_lives(upload).await? {
+                staged += count;
+            } else {
+                // Its node died before publishing: nothing of it is kept.
+                let _: i64 = self
+                    .query(::redis::cmd("SREM").arg(keys::uploads_of(seq)).arg(upload))
+                    .await?;
+            }
+        }
+        Ok(staged)
+    }
+
+    /// The staged numbers of `upload` with their records.
+    async fn staged_records(&self, upload: u64, seq: u32) -> Result<Vec<(u32, Participant)>> {
+        let numbers: Vec<u32> = self
+            .query(::redis::cmd("SMEMBERS").arg(keys::upload_numbers(upload)))
+            .await?;
+        self.records(seq, numbers).await
+    }
+
+    /// Participant records of campaign `seq` by number, in number order;
+    /// numbers with no record (deleted meanwhile) are left out.
+    async fn records(&self, seq: u32, mut numbers: Vec<u32>) -> Result<Vec<(u32, Participant)>> {
+        numbers.sort_unstable();
+        let mut out = Vec::with_capacity(numbers.len());
+        for chunk in numbers.chunks(10_000) {
+            let fields: Vec<Vec<u8>> = chunk.iter().map(|&n| keys::number(n).to_vec()).collect();
+            let records: Vec<Option<Vec<u8>>> = self
+                .query(
+                    ::redis::cmd("HMGET")
+                        .arg(keys::participants(seq))
+                        .arg(&fields),
+                )
+                .await?;
+            for (&n, record) in chunk.iter().zip(records) {
+                if let Some(bytes) = record {
+                    out.push((n, codec::decode(&bytes)?));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn state_of(&self, msg: MessageNo) -> Result<Option<MessageState>> {
+        self.hget(&keys::states(msg.campaign), &keys::number(msg.participant))
+            .await?
+            .map(|b| codec::decode(&b))
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl Catalog for Redis {
+    async fn put_campaign(&self, id: &str, decl: CampaignDecl) -> Result<CampaignRecord> {
+        write_until_applied!(self, "declaring a campaign", |p| {
+            let record = match p.campaign_named(id).await? {
+                Some(c) => CampaignRecord {
+                    decl: decl.clone(),
+                    ..c
+                },
+                None => {
+                    let seq: u32 = p
+                        .store()
+                        .query(::redis::cmd("INCR").arg(keys::next_campaign()))
+                        .await?;
+                    p.txn.hset(
+                        &keys::campaigns(),
+                        id.as_bytes(),
+                        seq.to_string().as_bytes(),
+                    );
+                    CampaignRecord {
+                        id: id.to_owned(),
+                        seq,
+                        state: CampaignState::Declared,
+                        decl: decl.clone(),
+                    }
+                }
+            };
+            p.txn
+                .hset(&keys::campaign(record.seq), b"rec", &codec::encode(&record));
+            Ok(record)
+        })
+    }
+
+    async fn set_state(&self, id: &str, state: CampaignState) -> Result<CampaignRecord> {
+        write_until_applied!(self, "changing a campaign's state", |p| {
+            let c = p
+                .campaign_named(id)
+                .await?
+                .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
+            if state == CampaignState::Finished {
+                // Decided on what is read here and checked unchanged:
+                // a participant staged or made live meanwhile keeps it
+                // running.
+                let counts = keys::counts(c.seq);
+                let pending = p.read_count(&counts, Status::Pending.as_str()).await?;
+                p.read_count(&counts, "stage_gen").await?;
+                let staged = p.store().staged(c.seq).await?;
+                if !rules::may_finish(pending, 0, staged) {
+                    return Ok(c);
+                }
+            }
+            let record = CampaignRecord { state, ..c };
+            p.txn
+                .hset(&keys::campaign(record.seq), b"rec", &codec::encode(&record));
+            Ok(record)
+        })
+    }
+
+    async fn campaign(&self, id: &str) -> Result<Option<CampaignRecord>> {
+        Ok(self.campaign_by_id(id).await?.map(|(c, _)| c))
+    }
+
+    async fn campaigns(&self) -> Result<Vec<CampaignRecord>> {
+        let seqs: HashMap<String, u32> = self
+            .query(::redis::cmd("HGETALL").arg(keys::campaigns()))
+            .await?;
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = ::redis::pipe();
+        let mut order: Vec<u32> = seqs.into_values().collect();
+        order.sort_unstable();
+        for &seq in &order {
+            pipe.cmd("HGET").arg(keys::campaign(seq)).arg("rec");
+        }
+        let records: Vec<Option<Vec<u8>>> = self.pipe(&pipe).await?;
+        records
+            .into_iter()
+            .flatten()
+            .map(|b| codec::decode(&b))
+            .collect()
+    }
+
+    async fn campaign_by_seq(&self, seq: u32) -> Result<Option<CampaignRecord>> {
+        Ok(self.campaign_record(seq).await?.map(|(c, _)| c))
+    }
+
+    async fn delete_campaign(&self, id: &str) -> Result<CampaignRecord> {
+        let all = self.campaigns().await?;
+        write_until_applied!(self, "deleting a campaign", |p| {
+            let c = p
+                .campaign_named(id)
+                .await?
+                .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
+            if rules::closed_to_participants(c.state).is_none() {
+                return Err(StoreError::Open {
+                    campaign: id.to_owned(),
+                    state: c.state.as_str(),
+                });
+            }
+            // Its participants would be lost: a source's late bounce
+            // still falls back.
+            if let Some(source) = all
+                .iter()
+                .find(|s| s.decl.fallback.as_ref().is_some_and(|f| f.campaign == id))
+            {
+                return Err(StoreError::FallbackOf {
+                    campaign: id.to_owned(),
+                    source_campaign: source.id.clone(),
+                });
+            }
+            for key in keys::of_campaign(c.seq) {
+                p.txn.del(&key);
+            }
+            p.txn.hdel(&keys::campaigns(), id.as_bytes());
+            Ok(c)
+        })
+    }
+}
+
+#[async_trait]
+impl Intake for Redis {
+    async fn add_participants(
+        &self,
+        id: &str,
+        items: Vec<Participant>,
+        at: Millis,
+    ) -> Result<Vec<bool>> {
+        write_until_applied!(self, "adding participants", |p| {
+            let c = p
+                .campaign_named(id)
+                .await?
+                .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
+            p.prefetch_customers(c.seq, &items).await?;
+            let batch = items.len();
+            let mut fresh = Vec::with_capacity(batch);
+            for item in items.iter().cloned() {
+                fresh.push(p.add(id, item, at, batch).await? == Some(true));
+            }
+            Ok(fresh)
+        })
+    }
+
+    fn new_upload(&self) -> UploadId {
+        UploadId(self.next_upload())
+    }
+
+    async fn stage(
+        &self,
+        id: &str,
+        upload: UploadId,
+        items: Vec<Participant>,
+    ) -> Result<Vec<bool>> {
+        let u = upload.0;
+        write_until_applied!(self, "staging participants", |p| {
+            let c = p
+                .campaign_named(id)
+                .await?
+                .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
+            if let Some(other) = p.upload_campaign(u).await?
+                && other != c.seq
+            {
+                return Err(StoreError::Unavailable(format!(
+                    "upload {u} was staged for another campaign than `{id}`"
+                )));
+            }
+            p.prefetch_customers(c.seq, &items).await?;
+            let batch = items.len();
+            let mut fresh = Vec::with_capacity(batch);
+            let mut numbers = Vec::new();
+            for item in &items {
+                let admitted = p.admit(&c, item, Admit::Staged(u), batch).await?;
+                fresh.push(admitted.is_some());
+                numbers.extend(admitted.map(|m| keys::number(m.participant)));
+            }
+            if !numbers.is_empty() {
+                let (upl, upn) = (keys::upload(u), keys::upload_numbers(u));
+                let ttl = UPLOAD_TTL_SECS.to_string();
+                p.txn.hset(&upl, b"campaign", c.seq.to_string().as_bytes());
+                p.txn.command(&[b"EXPIRE", upl.as_bytes(), ttl.as_bytes()]);
+                let mut sadd: Vec<&[u8]> = vec![b"SADD", upn.as_bytes()];
+                sadd.extend(numbers.iter().map(|n| &n[..]));
+                p.txn.command(&sadd);
+                p.txn.command(&[b"EXPIRE", upn.as_bytes(), ttl.as_bytes()]);
+                let uploads = keys::uploads_of(c.seq);
+                p.txn
+                    .command(&[b"SADD", uploads.as_bytes(), u.to_string().as_bytes()]);
+                p.txn.hincr(&keys::counts(c.seq), "stage_gen", 1);
+            }
+            Ok(fresh)
+        })
+    }
+
+    async fn publish(&self, upload: UploadId, at: Millis) -> Result<u64> {
+        let u = upload.0;
+        write_until_applied!(self, "publishing an upload", |p| {
+            let Some(seq) = p.upload_campaign(u).await? else {
+                // Nothing new was staged (every participant a duplicate).
+                return Ok(0);
+            };
+            let c = p
+                .campaign(seq)
+                .await?
+                .ok_or_else(|| StoreError::UnknownCampaign(format!("#{seq}")))?;
+            if let Some(state) = rules::closed_to_participants(c.state) {
+                // Kept staged: the caller abandons it.
+                return Err(StoreError::Closed {
+                    campaign: c.id.clone(),
+                    state,
+                });
+            }
+            let staged = p.store().staged_records(u, seq).await?;
+            let mut published = 0;
+            for (n, participant) in staged {
+                let msg = MessageNo {
+                    campaign: seq,
+                    participant: n,
+                };
+                if p.take_staged(&c, n, u, &participant).await? {
+                    published += 1;
+                    p.accept(&c, msg, &participant, at).await?;
+                }
+            }
+            p.end_upload(seq, u);
+            Ok(published)
+        })
+    }
+
+    async fn abandon(&self, upload: UploadId) -> Result<()> {
+        let u = upload.0;
+        write_until_applied!(self, "abandoning an upload", |p| {
+            let Some(seq) = p.upload_campaign(u).await? else {
+                return Ok(());
+            };
+            let staged = p.store().staged_records(u, seq).await?;
+            for (n, participant) in staged {
+                p.drop_staged(seq, n, u, &participant).await?;
+            }
+            p.end_upload(seq, u);
+            Ok(())
+        })
+    }
+}
+
+#[async_trait]
+impl Queue for Redis {
+    async fn claim(
+        &self,
+        campaign: u32,
+        now: Millis,
+        max: usize,
+        lease: Millis,
+    ) -> Result<Vec<Claim>> {
+        let taken: Vec<Vec<u8>> = {
+            let mut con = self.con();
+            let result = ::redis::Script::new(CLAIM)
+                .key(keys::due(campaign))
+                .key(keys::leases(campaign))
+                .key(keys::lease_due(campaign))
+                .arg(now)
+                .arg(max)
+                .arg(now + lease)
+                .invoke_async(&mut con)
+                .await;
+            self.seen(result)?
+        };
+        if taken.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("HMGET").arg(keys::states(campaign)).arg(&taken);
+        pipe.cmd("HMGET")
+            .arg(keys::participants(campaign))
+            .arg(&taken);
+        let (states, records): (Values, Values) = self.pipe(&pipe).await?;
+        let mut claims = Vec::with_capacity(taken.len());
+        for ((field, state), record) in taken.iter().zip(states).zip(records) {
+            let msg = message(campaign, field).ok_or_else(|| StoreError::Corrupt {
+                what: "due set",
+                detail: format!(
+                    "member {:?} is not a number",
+                    String::from_utf8_lossy(field)
+                ),
+            })?;
+            let (Some(state), Some(record)) = (state, record) else {
+                return Err(StoreError::Corrupt {
+                    what: "participant",
+                    detail: format!("message {msg:?} has no record"),
+                });
+            };
+            let state: MessageState = codec::decode(&state)?;
+            claims.push(Claim {
+                msg,
+                participant: codec::decode(&record)?,
+                attempts: state.attempts,
+            });
+        }
+        Ok(claims)
+    }
+
+    async fn next_due(&self, campaign: u32) -> Result<Option<Millis>> {
+        let first: Vec<(Vec<u8>, u64)> = self
+            .query(
+                ::redis::cmd("ZRANGE")
+                    .arg(keys::due(campaign))
+                    .arg(0)
+                    .arg(0)
+                    .arg("WITHSCORES"),
+            )
+            .await?;
+        Ok(first.first().map(|&(_, due)| due))
+    }
+
+    async fn release(&self, msgs: &[MessageNo]) -> Result<()> {
+        for &msg in msgs {
+            self.give_back(msg, None).await?;
+        }
+        Ok(())
+    }
+
+    async fn defer(&self, msg: MessageNo, due: Millis) -> Result<()> {
+        self.give_back(msg, Some(due)).await
+    }
+
+    async fn record(&self, updates: Vec<Update>) -> Result<()> {
+        let msgs: Vec<MessageNo> = updates.iter().map(|u| u.msg).collect();
+        write_until_applied!(self, "recording outcomes", |p| {
+            p.prefetch(&msgs).await?;
+            for u in updates.iter().cloned() {
+                p.record(u).await?;
+            }
+            Ok(())
+        })
+    }
+
+    async fn receipts(&self, items: Vec<ReceiptIn>) -> Result<Vec<ReceiptMatch>> {
+        write_until_applied!(self, "matching receipts", |p| {
+            let mut matches = Vec::with_capacity(items.len());
+            for r in items.iter().cloned() {
+                matches.push(p.receipt(r).await?);
+            }
+            Ok(matches)
+        })
+    }
+}
+
+#[async_trait]
+impl Ledger for Redis {
+    async fn engage(&self, items: Vec<Engaged>) -> Result<()> {
+        let msgs: Vec<MessageNo> = items.iter().map(|e| e.msg).collect();
+        write_until_applied!(self, "recording engagement", |p| {
+            p.prefetch(&msgs).await?;
+            for e in items.iter().cloned() {
+                p.engage(e).await?;
+            }
+            Ok(())
+        })
+    }
+
+    async fn events(&self, after: u64, limit: usize) -> Result<Vec<Fact>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let entries: Vec<(String, Vec<Vec<u8>>)> = self
+            .query(
+                ::redis::cmd("XRANGE")
+                    .arg(keys::feed())
+                    .arg(format!("{}-0", after + 1))
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(limit),
+            )
+            .await?;
+        let mut facts = Vec::with_capacity(entries.len());
+        for (id, fields) in entries {
+            let cursor = id
+                .split_once('-')
+                .and_then(|(c, _)| c.parse().ok())
+                .ok_or_else(|| StoreError::Corrupt {
+                    what: "fact",
+                    detail: format!("feed entry id {id}"),
+                })?;
+            let bytes = fields.get(1).ok_or_else(|| StoreError::Corrupt {
+                what: "fact",
+                detail: format!("feed entry {id} has no fact"),
+            })?;
+            let run: Vec<Fact> = codec::decode(bytes)?;
+            for mut fact in run {
+                fact.cursor = cursor;
+                facts.push(fact);
+            }
+        }
+        Ok(facts)
+    }
+
+    async fn counts(&self, id: &str) -> Result<Counts> {
+        let seq = self
+            .campaign_seq(id)
+            .await?
+            .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
+        let (stored, in_flight): (HashMap<String, i64>, u64) = self
+            .pipe(
+                ::redis::pipe()
+                    .cmd("HGETALL")
+                    .arg(keys::counts(seq))
+                    .cmd("ZCARD")
+                    .arg(keys::leases(seq)),
+            )
+            .await?;
+        let count = |field: &str| stored.get(field).copied().unwrap_or(0).max(0) as u64;
+        let flag = |bit: u8| count(&format!("flag:{}", bit.trailing_zeros()));
+        let mut by_status: std::collections::BTreeMap<String, u64> = Status::ALL
+            .iter()
+            .map(|s| (s.as_str().to_owned(), count(s.as_str())))
+            .collect();
+        for e in Engagement::ALL {
+            by_status.insert(e.as_str().to_owned(), flag(e.bit()));
+        }
+        *by_status
+            .entry(Status::Fallback.as_str().to_owned())
+            .or_default() += flag(FELL_BACK);
+        Ok(Counts {
+            participants: count("live"),
+            by_status,
+            in_flight,
+            staged: self.staged(seq).await?,
+        })
+    }
+
+    async fn audience(&self, id: &str, outcome: &str) -> Result<Vec<AudienceMember>> {
+        let c = self
+            .campaign(id)
+            .await?
+            .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
+        let wanted = rules::audience_statuses(outcome, c.decl.channel.reports_delivery());
+        let flag = match outcome {
+            "fallback" => FELL_BACK,
+            _ => Engagement::ALL
+                .into_iter()
+                .find(|e| e.as_str() == outcome)
+                .map_or(0, Engagement::bit),
+        };
+        let (states, flags): (Vec<Pair>, Vec<Pair>) = self
+            .pipe(
+                ::redis::pipe()
+                    .cmd("HGETALL")
+                    .arg(keys::states(c.seq))
+                    .cmd("HGETALL")
+                    .arg(keys::flags(c.seq)),
+            )
+            .await?;
+        let flags: HashMap<Vec<u8>, Flags> = flags
+            .into_iter()
+            .map(|(n, f)| (n, Flags::decode(&f)))
+            .collect();
+        // (number, customer filled below, when)
+        let mut chosen: Vec<(u32, Option<Millis>)> = Vec::new();
+        for (field, state) in states {
+            let Some(n) = keys::parse_number(&field) else {
+                continue;
+            };
+            let state: MessageState = codec::decode(&state)?;
+            let flags = flags.get(&field).copied().unwrap_or_default();
+            if wanted.contains(&state.status) {
+                chosen.push((n, (state.at > 0).then_some(state.at)));
+            } else if flags.bits() & flag != 0 {
+                // A flag's row has the time of that outcome (the click).
+                chosen.push((n, flags.at(flag)));
+            }
+        }
+        let at: HashMap<u32, Option<Millis>> = chosen.iter().copied().collect();
+        let numbers = chosen.into_iter().map(|(n, _)| n).collect();
+        Ok(self
+            .records(c.seq, numbers)
+            .await?
+            .into_iter()
+            .map(|(n, p)| AudienceMember {
+                msg: MessageNo {
+                    campaign: c.seq,
+                    participant: n,
+                },
+                customer: p.customer,
+                address: p.address,
+                at: at.get(&n).copied().flatten(),
+            })
+            .collect())
+    }
+
+    async fn message(&self, msg: MessageNo) -> Result<Option<MessageInfo>> {
+        let Some(campaign) = self.campaign_by_seq(msg.campaign).await? else {
+            return Ok(None);
+        };
+        let Some(state) = self.state_of(msg).await? else {
+            return Ok(None);
+        };
+        let Some(p) = self.participant(msg).await? else {
+            return Ok(None);
+        };
+        Ok(Some(MessageInfo {
+            campaign,
+            customer: p.customer,
+            address: p.address,
+            status: state.status,
+            attempts: state.attempts,
+        }))
+    }
+
+    async fn participant(&self, msg: MessageNo) -> Result<Option<Participant>> {
+        self.hget(
+            &keys::participants(msg.campaign),
+            &keys::number(msg.participant),
+        )
+        .await?
+        .map(|b| codec::decode(&b))
+        .transpose()
+    }
+
+    async fn exists(&self, msg: MessageNo) -> Result<bool> {
+        self.query(
+            ::redis::cmd("HEXISTS")
+                .arg(keys::states(msg.campaign))
+                .arg(&keys::number(msg.participant)[..]),
+        )
+        .await
+    }
+
+    async fn last_message_to(
+        &self,
+        channel: ChannelKind,
+        address: &str,
+    ) -> Result<Option<MessageNo>> {
+        let last: Option<u64> = self
+            .query(
+                ::redis::cmd("HGET")
+                    .arg(keys::last(channel))
+                    .arg(address.to_lowercase()),
+            )
+            .await?;
+        let Some(msg) = last.map(MessageNo::from_u64) else {
+            return Ok(None);
+        };
+        // Its campaign may have been deleted since.
+        Ok(self.exists(msg).await?.then_some(msg))
+    }
+}
+
+#[async_trait]
+impl LimitState for Redis {
+    async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.hget(&keys::meta(), key.as_bytes()).await
+    }
+
+    async fn put_meta(&self, key: &str, value: Vec<u8>) -> Result<()> {
+        self.query(::redis::cmd("HSET").arg(keys::meta()).arg(key).arg(value))
+            .await
+    }
+
+    async fn meta_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut out = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, page): (u64, Vec<(String, Vec<u8>)>) = self
+                .query(
+                    ::redis::cmd("HSCAN")
+                        .arg(keys::meta())
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(format!("{}*", glob_escape(prefix)))
+                        .arg("COUNT")
+                        .arg(1000),
+                )
+                .await?;
+            out.extend(page);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+}
+
+/// `text` matched literally by a Redis glob pattern.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[async_trait]
+impl Suppressions for Redis {
+    async fn suppress(
+        &self,
+        channel: ChannelKind,
+        address: &str,
+        why: SuppressReason,
+    ) -> Result<()> {
+        self.suppress_many(channel, vec![address.to_owned()], why)
+            .await
+    }
+
+    async fn suppress_many(
+        &self,
+        channel: ChannelKind,
+        entries: Vec<String>,
+        why: SuppressReason,
+    ) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let key = keys::suppressions(channel);
+        let mut pipe = ::redis::pipe();
+        for chunk in entries.chunks(10_000) {
+            let cmd = pipe.cmd("HSET").arg(&key);
+            for entry in chunk {
+                cmd.arg(suppression_field(entry)).arg(why.as_str());
+            }
+            cmd.ignore();
+        }
+        self.pipe::<()>(pipe.atomic()).await
+    }
+
+    async fn unsuppress(&self, channel: ChannelKind, entry: &str) -> Result<bool> {
+        let removed: u64 = self
+            .query(
+                ::redis::cmd("HDEL")
+                    .arg(keys::suppressions(channel))
+                    .arg(suppression_field(entry)),
+            )
+            .await?;
+        Ok(removed > 0)
+    }
+
+    async fn suppressed(
+        &self,
+        channel: ChannelKind,
+        entry: &str,
+    ) -> Result<Option<SuppressReason>> {
+        let why: Option<String> = self
+            .query(
+                ::redis::cmd("HGET")
+                    .arg(keys::suppressions(channel))
+                    .arg(suppression_field(entry)),
+            )
+            .await?;
+        Ok(why.map(|w| SuppressReason::parse(&w)))
+    }
+
+    async fn suppressions(
+        &self,
+        channel: ChannelKind,
+        query: &SuppressionQuery,
+    ) -> Result<Vec<(String, SuppressReason)>> {
+        let all: Vec<(String, String)> = self
+            .query(::redis::cmd("HGETALL").arg(keys::suppressions(channel)))
+            .await?;
+        let entries = all
+            .iter()
+            .map(|(entry, why)| (entry.as_str(), SuppressReason::parse(why)));
+        Ok(crate::listing::page(entries, query))
+    }
+}
+
+impl Store for Redis {
+    fn write_refusal(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
