@@ -52,7 +52,7 @@ fn store_error(e: StoreError) -> BackendError {
             BackendError::Conflict(e.to_string())
         }
         e @ StoreError::DiskFull { .. } => BackendError::InsufficientStorage(e.to_string()),
-        e @ (StoreError::Corrupt { .. } | StoreError::InUse { .. }) => {
+        e @ (StoreError::Corrupt { .. } | StoreError::InUse { .. } | StoreError::Unopened(_)) => {
             BackendError::Internal(e.to_string())
         }
     }

@@ -107,6 +107,9 @@ fn check_config(file: &Path) -> ExitCode {
     for warning in config.warnings() {
         eprintln!("{}: warning: {warning}", file.display());
     }
+    if let Some(warning) = redis_durability(&config) {
+        eprintln!("{}: warning: store.url: {warning}", file.display());
+    }
     match config.validate() {
         Ok(()) => {
             println!("{}: ok", file.display());
@@ -117,6 +120,29 @@ fn check_config(file: &Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What the Redis of `store.url` says of its persistence, when the redis
+/// engine is configured: a warning when acknowledged writes could be lost.
+fn redis_durability(config: &Config) -> Option<String> {
+    if config.store.engine != "redis" || config.validate().is_err() {
+        return None;
+    }
+    let options = store::redis::Options {
+        url: config.store.url.clone().unwrap_or_default(),
+        password: config.store.redis_password(),
+        node: format!("check-config-{}", std::process::id()),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    runtime.block_on(async {
+        match store::redis::Redis::open(options).await {
+            Ok(redis) => redis.durability_warning().await,
+            Err(e) => Some(e.to_string()),
+        }
+    })
 }
 
 fn serve(config: Option<PathBuf>, data: Option<PathBuf>) -> anyhow::Result<()> {

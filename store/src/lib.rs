@@ -27,6 +27,10 @@ pub enum StoreError {
     UnknownCampaign(String),
     #[error("store cannot commit: {0}")]
     Unavailable(String),
+    /// The store cannot be opened: its server is unreachable, or this
+    /// node's name is taken.
+    #[error("{0}")]
+    Unopened(String),
     /// The campaign ended while participants were on their way to it.
     #[error("campaign `{campaign}` is {state}: it takes no more participants")]
     Closed {

@@ -20,7 +20,7 @@ mod txn;
 
 use std::{
     sync::{
-        Mutex,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -40,6 +40,9 @@ pub struct Options {
     /// `redis://host:port/db` (or `rediss://` for TLS).
     pub url: String,
     pub password: Option<String>,
+    /// This node's name among those sharing the Redis: two open stores
+    /// never have one name.
+    pub node: String,
 }
 
 /// Values of several hash fields, in the order asked (`HMGET`).
@@ -56,8 +59,8 @@ const UPLOAD_TTL_SECS: u64 = 3600;
 
 /// An open store says it lives this often, for this long: an upload of a
 /// store that stopped saying so (closed, or its node died) is dropped.
-const HEARTBEAT: Duration = Duration::from_secs(5);
-const HEARTBEAT_TTL_MS: u64 = 15_000;
+const HEARTBEAT: Duration = Duration::from_secs(2);
+const HEARTBEAT_TTL_MS: u64 = 6_000;
 
 /// Upload ids are `instance << UPLOAD_BITS | counter`.
 const UPLOAD_BITS: u32 = 24;
@@ -67,13 +70,18 @@ pub struct Redis {
     con: ConnectionManager,
     /// This open store, among every node's (random).
     instance: u64,
+    node: String,
     heartbeat: tokio::task::JoinHandle<()>,
     url: String,
     script: ::redis::Script,
-    /// Why the last call failed, until one succeeds.
-    failure: Mutex<Option<String>>,
+    /// Why the last call (or heartbeat) failed, until one succeeds.
+    failure: Arc<Mutex<Option<String>>>,
     /// Upload ids: the instance in the high bits, a counter below.
     uploads: AtomicU64,
+    /// Held by an abandon while it writes, and by intake while it plans:
+    /// a staging called after an abandon sees its customers free, as the
+    /// embedded engine's group order gives.
+    abandoning: tokio::sync::RwLock<()>,
 }
 
 /// The engine's keys, all in one Cluster slot (`{g}`).
@@ -145,6 +153,9 @@ pub(crate) mod keys {
     pub fn instance(id: u64) -> String {
         format!("{P}instance:{id}")
     }
+    pub fn node(name: &str) -> String {
+        format!("{P}node:{name}")
+    }
 
     /// Every key of campaign `seq`'s participants and messages.
     pub fn of_campaign(seq: u32) -> Vec<String> {
@@ -180,7 +191,7 @@ impl Redis {
     /// Connects to the Redis at `options.url`; an error names the URL.
     pub async fn open(options: Options) -> Result<Self> {
         let unreachable = |e: &dyn std::fmt::Display| {
-            StoreError::Unavailable(format!(
+            StoreError::Unopened(format!(
                 "cannot reach Redis at store.url `{}`: {e}",
                 redact(&options.url)
             ))
@@ -221,26 +232,44 @@ impl Redis {
             .map_or(0, |d| d.as_nanos() as u64);
         let instance = (seed ^ (u64::from(std::process::id()) << 20)) & ((1 << 39) - 1);
         let mut beat = con.clone();
-        let _: () = ::redis::cmd("SET")
-            .arg(keys::instance(instance))
-            .arg(1)
-            .arg("PX")
+        let claimed: i64 = SAY_ALIVE
+            .prepare_invoke()
+            .key(keys::instance(instance))
+            .key(keys::node(&options.node))
+            .arg(instance)
             .arg(HEARTBEAT_TTL_MS)
-            .query_async(&mut beat)
+            .invoke_async(&mut beat)
             .await
             .map_err(|e| unreachable(&e))?;
+        if claimed == 0 {
+            return Err(StoreError::Unopened(format!(
+                "store.node `{}` is the name of another node running on the Redis at {}: give each node its own name (or wait {} s after a node stopped uncleanly)",
+                options.node,
+                redact(&options.url),
+                HEARTBEAT_TTL_MS / 1000
+            )));
+        }
+        let node = options.node.clone();
+        let failure = Arc::new(Mutex::new(None));
+        let noted = failure.clone();
+        let url = redact(&options.url);
         let heartbeat = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(HEARTBEAT).await;
-                let said: ::redis::RedisResult<()> = ::redis::cmd("SET")
-                    .arg(keys::instance(instance))
-                    .arg(1)
-                    .arg("PX")
+                let said: ::redis::RedisResult<i64> = SAY_ALIVE
+                    .prepare_invoke()
+                    .key(keys::instance(instance))
+                    .key(keys::node(&node))
+                    .arg(instance)
                     .arg(HEARTBEAT_TTL_MS)
-                    .query_async(&mut beat)
+                    .invoke_async(&mut beat)
                     .await;
-                if let Err(e) = said {
-                    tracing::warn!(error = %e, "Redis heartbeat failed");
+                // Also how a node that stopped writing (Redis lost) sees
+                // Redis back, and resumes.
+                let mut failure = noted.lock().unwrap_or_else(|e| e.into_inner());
+                match said {
+                    Ok(_) => *failure = None,
+                    Err(e) => *failure = Some(format!("Redis at {url} failed: {e}")),
                 }
             }
         });
@@ -248,11 +277,13 @@ impl Redis {
             client,
             con,
             instance,
+            node: options.node.clone(),
             heartbeat,
             url: redact(&options.url),
             script: txn::script(),
-            failure: Mutex::new(None),
+            failure,
             uploads: AtomicU64::new(instance << UPLOAD_BITS),
+            abandoning: tokio::sync::RwLock::new(()),
         })
     }
 
@@ -264,6 +295,35 @@ impl Redis {
         }
         self.query(::redis::cmd("EXISTS").arg(keys::instance(instance)))
             .await
+    }
+
+    /// Why acknowledged writes might not survive a crash of the Redis
+    /// server, if they might: anything short of `appendonly yes` with
+    /// `appendfsync always` (docs/redis.md).
+    pub async fn durability_warning(&self) -> Option<String> {
+        let read: ::redis::RedisResult<(Vec<String>, Vec<String>)> = ::redis::pipe()
+            .cmd("CONFIG")
+            .arg("GET")
+            .arg("appendonly")
+            .cmd("CONFIG")
+            .arg("GET")
+            .arg("appendfsync")
+            .query_async(&mut self.con())
+            .await;
+        match read {
+            Ok((only, fsync)) => {
+                let only = only.get(1).map_or("?", String::as_str);
+                let fsync = fsync.get(1).map_or("?", String::as_str);
+                (only != "yes" || fsync != "always").then(|| format!(
+                    "the Redis at {} has appendonly {only}, appendfsync {fsync}: an acknowledged write can be lost if Redis crashes; set `appendonly yes` and `appendfsync always` for acknowledged means durable",
+                    self.url
+                ))
+            }
+            Err(e) => Some(format!(
+                "cannot read the persistence settings of the Redis at {} ({e}): make sure it runs with `appendonly yes` and `appendfsync always`",
+                self.url
+            )),
+        }
     }
 
     fn con(&self) -> ConnectionManager {
@@ -351,6 +411,32 @@ impl Redis {
     }
 }
 
+/// Says this store is alive for ARGV[2] ms more, under its node's name;
+/// answers 0 if another live store has the name. KEYS: the instance, the
+/// node's name.
+static SAY_ALIVE: std::sync::LazyLock<::redis::Script> = std::sync::LazyLock::new(|| {
+    ::redis::Script::new(
+        r#"
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+redis.call('SET', KEYS[1], 1, 'PX', ARGV[2])
+return 1
+"#,
+    )
+});
+
+/// Removes this store's keys of being alive (its name only if still its).
+static SAY_CLOSED: std::sync::LazyLock<::redis::Script> = std::sync::LazyLock::new(|| {
+    ::redis::Script::new(
+        r#"
+redis.call('DEL', KEYS[1])
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+return 1
+"#,
+    )
+});
+
 impl Drop for Redis {
     /// Says at once that this store is closed, so that its uploads never
     /// published are dropped (a node that dies says it by its silence).
@@ -360,9 +446,11 @@ impl Drop for Redis {
             .client
             .get_connection_with_timeout(Duration::from_secs(1))
             .and_then(|mut con| {
-                ::redis::cmd("DEL")
-                    .arg(keys::instance(self.instance))
-                    .query::<()>(&mut con)
+                SAY_CLOSED
+                    .key(keys::instance(self.instance))
+                    .key(keys::node(&self.node))
+                    .arg(self.instance)
+                    .invoke::<()>(&mut con)
             });
         if let Err(e) = closed {
             tracing::warn!(error = %e, "could not tell Redis this store closed; its uploads are dropped after the heartbeat's expiry");

@@ -79,6 +79,7 @@ impl Harness for RedisHarness {
         let options = Options {
             url: format!("redis://127.0.0.1:{}/0", self.port),
             password: None,
+            node: "contract".into(),
         };
         Arc::new(Redis::open(options).await.expect("connect to redis-server"))
     }

@@ -39,6 +39,8 @@ enum Peer {
     PrometheusClient,
     /// Tests the live API against its OpenAPI document.
     Schemathesis,
+    /// The Redis the nodes of the Redis engine share.
+    RedisServer,
 }
 
 impl Peer {
@@ -55,6 +57,7 @@ impl Peer {
             Self::Promtool => "promtool (Debian's prometheus)",
             Self::PrometheusClient => "python3 with prometheus_client",
             Self::Schemathesis => "python3 with schemathesis",
+            Self::RedisServer => "redis-server",
         }
     }
 
@@ -73,6 +76,7 @@ impl Peer {
             Self::PlaywrightCore => "npm ci --prefix tests/peers/console".to_owned(),
             Self::Openssl => apt("openssl"),
             Self::Promtool => apt("prometheus"),
+            Self::RedisServer => apt("redis-server"),
         }
     }
 
@@ -245,6 +249,11 @@ pub fn node_with_playwright(end: &MustReachEnd) -> Command {
     }
     node.current_dir(dir).arg("check.mjs");
     node
+}
+
+/// `redis-server`, for nodes sharing one Redis.
+pub fn redis_server(_end: &MustReachEnd) -> Command {
+    Peer::RedisServer.command("redis-server", "--version")
 }
 
 /// `openssl`, to make certificates.

@@ -1,5 +1,5 @@
 //! The peers the tests run against, set up where they are missing: Debian
-//! packages (installed when we are root or may `sudo` without a password,
+//! packages (`redis-server` among them) (installed when we are root or may `sudo` without a password,
 //! else we stop with the exact command), Python's `aiosmtpd`,
 //! `prometheus_client` and `schemathesis` in a venv under
 //! `target/peers/venv`, the npm `smpp` server in `tests/peers/npm_smsc`
@@ -48,6 +48,11 @@ const DEBIAN_PEERS: &[DebianPeer] = &[
     DebianPeer {
         package: "prometheus",
         present: || on_path("promtool"),
+    },
+    // The Redis engine's contract and the nodes sharing one Redis.
+    DebianPeer {
+        package: "redis-server",
+        present: || on_path("redis-server"),
     },
     // Debian's python3 creates venvs only with this package.
     DebianPeer {

@@ -1,4 +1,5 @@
-//! `[store]`: where the daemon keeps its state.
+//! `[store]`: where the daemon keeps its state: the embedded engine in a
+//! data directory (the default), or a Redis that several nodes share.
 
 use std::path::PathBuf;
 
@@ -9,7 +10,15 @@ use serde::Deserialize;
 pub struct StoreConfig {
     pub engine: String,
     pub path: PathBuf,
+    /// The Redis engine's server: `redis://host:port/db` or `rediss://`.
     pub url: Option<String>,
+    /// A Redis Cluster's seed nodes (not supported by this build yet).
+    pub urls: Vec<String>,
+    /// The environment variable holding the Redis password, if any.
+    pub password_env: Option<String>,
+    /// This node's name among the nodes sharing the Redis (default: host
+    /// name and pid); two running nodes never share one.
+    pub node: Option<String>,
     /// Free bytes on the data directory's disk below which writes are
     /// refused (and sending pauses) until space is freed.
     pub min_free_bytes: u64,
@@ -21,6 +30,9 @@ impl Default for StoreConfig {
             engine: "embedded".into(),
             path: PathBuf::from("./sluice-data"),
             url: None,
+            urls: Vec::new(),
+            password_env: None,
+            node: None,
             min_free_bytes: store::embedded::DEFAULT_RESERVE,
         }
     }
@@ -30,12 +42,47 @@ impl StoreConfig {
     pub(super) fn problems(&self) -> Vec<String> {
         match self.engine.as_str() {
             "embedded" => Vec::new(),
-            "redis" => {
-                vec!["store.engine: the redis engine is not available in this build yet".into()]
-            }
+            "redis" => self.redis_problems(),
             other => vec![format!(
                 "store.engine: `{other}` is not `embedded` or `redis`"
             )],
         }
+    }
+
+    fn redis_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !self.urls.is_empty() {
+            problems.push(
+                "store.urls: Redis Cluster is not supported by this build yet; give one server as store.url".into(),
+            );
+        }
+        match &self.url {
+            None => problems.push(
+                "store.url: the redis engine needs the server's URL, e.g. `redis://127.0.0.1:6379/0`".into(),
+            ),
+            Some(url) if !url.starts_with("redis://") && !url.starts_with("rediss://") => problems
+                .push(format!(
+                    "store.url: `{url}` is not a `redis://` or `rediss://` URL"
+                )),
+            Some(_) => {}
+        }
+        if let Some(var) = &self.password_env
+            && std::env::var_os(var).is_none()
+        {
+            problems.push(format!(
+                "store.password_env: the environment variable `{var}` is not set"
+            ));
+        }
+        if self.node.as_deref().is_some_and(|n| n.trim().is_empty()) {
+            problems.push("store.node: a node's name must not be empty".into());
+        }
+        problems
+    }
+
+    /// The password from `password_env`, if one is named.
+    pub fn redis_password(&self) -> Option<String> {
+        self.password_env
+            .as_deref()
+            .and_then(|var| std::env::var(var).ok())
     }
 }

@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use admin_api::{ApiConfig, Tokens};
-use store::{Store, embedded::Embedded};
+use store::{Store, embedded::Embedded, redis::Redis};
 use tokio::signal::unix::Signal;
 use tokio::{net::TcpListener, sync::Notify};
 use tokio_rustls::TlsAcceptor;
@@ -34,6 +34,43 @@ const RETURN_PATH_SECRET: &str = "secret:return-path";
 /// Meta key of the generated tracking key when none is configured.
 const TRACKING_SECRET: &str = "secret:tracking";
 
+/// The store `[store]` names: the embedded engine in its data directory,
+/// or the Redis that the nodes share.
+async fn open_store(config: &Config) -> Result<Arc<dyn Store>, RunError> {
+    let store = &config.store;
+    if store.engine == "redis" {
+        let options = store::redis::Options {
+            url: store.url.clone().unwrap_or_default(),
+            password: store.redis_password(),
+            node: store.node.clone().unwrap_or_else(default_node),
+        };
+        let redis = Redis::open(options).await?;
+        if let Some(warning) = redis.durability_warning().await {
+            tracing::warn!("store.url: {warning}");
+        }
+        return Ok(Arc::new(redis));
+    }
+    let path = store.path.clone();
+    let options = store::embedded::Options {
+        min_free_bytes: store.min_free_bytes,
+        ..Default::default()
+    };
+    Ok(Arc::new(
+        tokio::task::spawn_blocking(move || Embedded::open_with(&path, options))
+            .await
+            .map_err(|e| RunError::Setup(e.to_string()))??,
+    ))
+}
+
+/// A node's name when `store.node` gives none: the host's name and the pid.
+fn default_node() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    let host = if host.is_empty() { "sluice".into() } else { host };
+    format!("{host}-{}", std::process::id())
+}
+
 /// What every part of the daemon shares: the store, the secrets' products,
 /// the metrics, the channels, load control and the returns intake.
 pub(super) struct Core {
@@ -53,16 +90,7 @@ pub(super) struct Core {
 impl Core {
     /// Opens the store and starts the channels and load control on it.
     pub(super) async fn open(config: &Config) -> Result<Self, RunError> {
-        let path = config.store.path.clone();
-        let options = store::embedded::Options {
-            min_free_bytes: config.store.min_free_bytes,
-            ..Default::default()
-        };
-        let store: Arc<dyn Store> = Arc::new(
-            tokio::task::spawn_blocking(move || Embedded::open_with(&path, options))
-                .await
-                .map_err(|e| RunError::Setup(e.to_string()))??,
-        );
+        let store = open_store(config).await?;
         let secret = return_path_secret(config, store.as_ref()).await?;
         let return_paths = ReturnPaths::new(&secret, &config.email.bounce_domain);
         let keys = Arc::new(tracking_keys(config, store.as_ref()).await?);

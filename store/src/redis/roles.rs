@@ -282,6 +282,7 @@ impl Intake for Redis {
         items: Vec<Participant>,
         at: Millis,
     ) -> Result<Vec<bool>> {
+        let _order = self.abandoning.read().await;
         write_until_applied!(self, "adding participants", |p| {
             let c = p
                 .campaign_named(id)
@@ -308,6 +309,7 @@ impl Intake for Redis {
         items: Vec<Participant>,
     ) -> Result<Vec<bool>> {
         let u = upload.0;
+        let _order = self.abandoning.read().await;
         write_until_applied!(self, "staging participants", |p| {
             let c = p
                 .campaign_named(id)
@@ -384,6 +386,7 @@ impl Intake for Redis {
 
     async fn abandon(&self, upload: UploadId) -> Result<()> {
         let u = upload.0;
+        let _order = self.abandoning.write().await;
         write_until_applied!(self, "abandoning an upload", |p| {
             let Some(seq) = p.upload_campaign(u).await? else {
                 return Ok(());
