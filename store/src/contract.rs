@@ -63,7 +63,7 @@ pub trait Harness: Send + Sync {
 #[macro_export]
 macro_rules! contract_suite {
     ($harness:expr) => {
-        $crate::contract_suite!(@each $harness; everything_acknowledged_survives_a_reopen, concurrent_uploads_of_the_same_customers_add_each_once, unknown_campaigns_are_refused, receipts_settle_messages_by_upstream_id_after_a_reopen, engagements_of_one_message_in_one_commit_keep_every_flag, claims_read_scattered_messages_and_keep_oldest_due_first, suppressions_decided_by_the_rules_are_durable_with_their_fact, a_fallback_takes_each_undelivered_participant_once, uploads_are_seen_all_at_once_or_not_at_all, an_upload_never_doubles_a_customer_nor_lands_in_an_ended_campaign, suppressions_are_listed_in_order_a_page_at_a_time, an_ended_campaign_is_deleted_for_good_and_its_number_never_reused, a_fallback_campaign_is_deleted_only_after_its_sources, a_returned_bounce_settles_only_a_message_waiting_for_it, answers_carry_each_address_and_replies_find_their_message);
+        $crate::contract_suite!(@each $harness; everything_acknowledged_survives_a_reopen, concurrent_uploads_of_the_same_customers_add_each_once, unknown_campaigns_are_refused, receipts_settle_messages_by_upstream_id_after_a_reopen, engagements_of_one_message_in_one_commit_keep_every_flag, claims_read_scattered_messages_and_keep_oldest_due_first, suppressions_decided_by_the_rules_are_durable_with_their_fact, a_fallback_takes_each_undelivered_participant_once, uploads_are_seen_all_at_once_or_not_at_all, an_upload_never_doubles_a_customer_nor_lands_in_an_ended_campaign, suppressions_are_listed_in_order_a_page_at_a_time, an_ended_campaign_is_deleted_for_good_and_its_number_never_reused, a_fallback_campaign_is_deleted_only_after_its_sources, a_returned_bounce_settles_only_a_message_waiting_for_it, answers_carry_each_address_and_replies_find_their_message, a_conditional_value_is_written_only_over_what_it_expects);
     };
     (@each $harness:expr; $($name:ident),+) => {
         $(
@@ -530,5 +530,36 @@ pub async fn suppressions_decided_by_the_rules_are_durable_with_their_fact(h: &d
         kinds[4..],
         ["bounced", "bounced", "unsubscribed", "clicked"],
         "each suppression's fact is in the feed"
+    );
+}
+
+pub async fn a_conditional_value_is_written_only_over_what_it_expects(h: &dyn Harness) {
+    {
+        let store = h.open().await;
+        let put = |expected: Option<&'static [u8]>, value: &'static [u8]| {
+            let store = store.clone();
+            async move {
+                store
+                    .put_meta_if("quota:sms:c1", expected, value.to_vec())
+                    .await
+                    .expect("store answers")
+            }
+        };
+        assert!(put(None, b"one").await, "written where there was none");
+        assert!(!put(None, b"two").await, "not over a value");
+        assert!(!put(Some(b"two"), b"three").await, "not over another value");
+        assert!(
+            put(Some(b"one"), b"four").await,
+            "over the value it expects"
+        );
+        // Two writers that read the same value: one wins.
+        let (x, y) = tokio::join!(put(Some(b"four"), b"x"), put(Some(b"four"), b"y"));
+        assert!(x ^ y, "exactly one of two writers on the same value wins");
+    }
+    let store = h.open().await;
+    let kept = store.meta("quota:sms:c1").await.expect("answers");
+    assert!(
+        matches!(kept.as_deref(), Some(b"x" | b"y")),
+        "the winner is durable: {kept:?}"
     );
 }

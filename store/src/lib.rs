@@ -15,7 +15,7 @@ pub mod redis;
 mod roles;
 mod upstream;
 
-pub use roles::{Catalog, Intake, Ledger, LimitState, Queue, Store, Suppressions};
+pub use roles::{Catalog, Intake, Ledger, LimitState, Paced, Queue, Shared, Store, Suppressions};
 
 use std::collections::BTreeMap;
 

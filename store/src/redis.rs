@@ -153,6 +153,12 @@ pub(crate) mod keys {
     pub fn instance(id: u64) -> String {
         format!("{P}instance:{id}")
     }
+    pub fn pace(key: &str) -> String {
+        format!("{P}pace:{key}")
+    }
+    pub fn lead(task: &str) -> String {
+        format!("{P}lead:{task}")
+    }
     pub fn node(name: &str) -> String {
         format!("{P}node:{name}")
     }

@@ -151,6 +151,12 @@ pub trait LimitState: Send + Sync {
     /// Resolves once durable.
     async fn put_meta(&self, key: &str, value: Vec<u8>) -> Result<()>;
 
+    /// Writes `value` only if the key holds `expected` now (`None`: holds
+    /// nothing), atomically; answers whether it wrote. What several nodes
+    /// count together (a customer's quota) is written this way.
+    async fn put_meta_if(&self, key: &str, expected: Option<&[u8]>, value: Vec<u8>)
+    -> Result<bool>;
+
     /// Every value whose key starts with `prefix`.
     async fn meta_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
 }
@@ -206,6 +212,29 @@ pub trait Suppressions: Send + Sync {
     ) -> Result<Vec<(String, SuppressReason)>>;
 }
 
+/// What the nodes sharing one store decide together: the channels'
+/// bandwidth, and which node runs a task only one may run at a time.
+#[async_trait]
+pub trait Shared: Send + Sync {
+    /// Takes up to `wanted` send slots of bandwidth `key` at `rate_per_sec`,
+    /// on the engine's clock (GCRA, at most `wanted` back to back): how
+    /// many were granted, and if fewer than wanted, in how many ms another
+    /// one is free.
+    async fn pace(&self, key: &str, rate_per_sec: f64, wanted: u32) -> Result<Paced>;
+
+    /// Whether this node leads `task` for the next `ttl_ms`: taken when no
+    /// node holds it, kept by the holder asking again in time.
+    async fn lead(&self, task: &str, ttl_ms: Millis) -> Result<bool>;
+}
+
+/// Send slots granted by [`Shared::pace`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paced {
+    pub granted: u32,
+    /// Milliseconds until one more slot is free (0 when all were granted).
+    pub retry_ms: Millis,
+}
+
 /// Every role: what the daemon holds.
 pub trait Store:
     Catalog + Intake + Queue + Ledger + LimitState + Suppressions + Send + Sync + 'static
@@ -213,4 +242,10 @@ pub trait Store:
     /// Why the store takes no writes right now (a failed commit, a full
     /// disk), if it does not: sending pauses and `/readyz` says why.
     fn write_refusal(&self) -> Option<String>;
+
+    /// What this node decides together with others on the same store;
+    /// `None` for an engine only one node runs on (it decides alone).
+    fn shared(&self) -> Option<&dyn Shared> {
+        None
+    }
 }

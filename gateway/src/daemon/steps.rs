@@ -67,7 +67,11 @@ fn default_node() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_default();
-    let host = if host.is_empty() { "sluice".into() } else { host };
+    let host = if host.is_empty() {
+        "sluice".into()
+    } else {
+        host
+    };
     format!("{host}-{}", std::process::id())
 }
 

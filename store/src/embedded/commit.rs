@@ -70,10 +70,13 @@ pub(super) enum Op {
         updates: Vec<Update>,
         reply: oneshot::Sender<Result<()>>,
     },
+    /// A value, written only over `expected` when that is given (`Some(None)`:
+    /// only where there is none); answers whether it was written.
     Meta {
         key: String,
         value: Vec<u8>,
-        reply: oneshot::Sender<Result<()>>,
+        expected: Option<Option<Vec<u8>>>,
+        reply: oneshot::Sender<Result<bool>>,
     },
     Suppress {
         keys: Vec<String>,
@@ -133,8 +136,8 @@ impl Op {
             Self::Add { reply, .. } | Self::Stage { reply, .. } => fail(reply, error),
             Self::Publish { reply, .. } => fail(reply, error),
             Self::Receipts { reply, .. } => fail(reply, error),
+            Self::Meta { reply, .. } => fail(reply, error),
             Self::Record { reply, .. }
-            | Self::Meta { reply, .. }
             | Self::Suppress { reply, .. }
             | Self::Unsuppress { reply, .. }
             | Self::Abandon { reply, .. }
@@ -185,6 +188,7 @@ enum Answer {
         Vec<ReceiptMatch>,
     ),
     Done(oneshot::Sender<Result<()>>),
+    Written(oneshot::Sender<Result<bool>>, bool),
 }
 
 impl Answer {
@@ -203,6 +207,7 @@ impl Answer {
             Self::Count(tx, n) => drop(tx.send(outcome(n, failure))),
             Self::Matched(tx, matches) => drop(tx.send(outcome(matches, failure))),
             Self::Done(tx) => drop(tx.send(outcome((), failure))),
+            Self::Written(tx, written) => drop(tx.send(outcome(written, failure))),
         }
     }
 }
@@ -229,6 +234,8 @@ struct Group {
     statuses: HashMap<MessageNo, Status, foldhash::fast::RandomState>,
     /// Flags set in this group, with their times, written once per message.
     engaged: HashMap<MessageNo, Flags, foldhash::fast::RandomState>,
+    /// Values written in this group (a conditional write after one reads it).
+    meta: HashMap<String, Vec<u8>>,
     /// A record a decision needed could not be read: nothing of the group
     /// is written, as when its commit fails.
     unreadable: Option<StoreError>,
@@ -291,6 +298,7 @@ impl Committer {
             upstream: HashMap::default(),
             statuses: HashMap::default(),
             engaged: HashMap::default(),
+            meta: HashMap::new(),
             unreadable: None,
         };
         let first_cursor = self.next_cursor;
@@ -530,9 +538,32 @@ impl Committer {
                 g.effects.push(Effect::Unsuppressed { key });
                 g.answers.push(Answer::Done(reply));
             }
-            Op::Meta { key, value, reply } => {
-                g.batch.insert(&ks.meta, key.as_str(), value);
-                g.answers.push(Answer::Done(reply));
+            Op::Meta {
+                key,
+                value,
+                expected,
+                reply,
+            } => {
+                if let Some(expected) = expected {
+                    let current = match g.meta.get(&key) {
+                        Some(v) => Ok(Some(v.clone())),
+                        None => ks.meta.get(&key).map(|v| v.map(|v| v.to_vec())),
+                    };
+                    match current {
+                        Ok(current) if current == expected => {}
+                        Ok(_) => {
+                            g.answers.push(Answer::Written(reply, false));
+                            return;
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(super::io(e)));
+                            return;
+                        }
+                    }
+                }
+                g.batch.insert(&ks.meta, key.as_str(), value.clone());
+                g.meta.insert(key, value);
+                g.answers.push(Answer::Written(reply, true));
             }
         }
     }

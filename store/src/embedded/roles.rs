@@ -332,6 +332,23 @@ impl LimitState for Embedded {
         self.submit(|reply| Op::Meta {
             key: key.to_owned(),
             value,
+            expected: None,
+            reply,
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn put_meta_if(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: Vec<u8>,
+    ) -> Result<bool> {
+        self.submit(|reply| Op::Meta {
+            key: key.to_owned(),
+            value,
+            expected: Some(expected.map(<[u8]>::to_vec)),
             reply,
         })
         .await

@@ -13,10 +13,11 @@ use super::{
     MAX_TRIES, Pair, Redis, UPLOAD_TTL_SECS, Values, keys, message,
     plan::{Admit, Plan, contended},
     suppression_field,
+    txn::Txn,
 };
 use crate::{
-    Catalog, Claim, Counts, Intake, Ledger, LimitState, MessageInfo, Queue, Result, Store,
-    StoreError, SuppressionQuery, Suppressions, UploadId, codec, flags::Flags,
+    Catalog, Claim, Counts, Intake, Ledger, LimitState, MessageInfo, Paced, Queue, Result, Shared,
+    Store, StoreError, SuppressionQuery, Suppressions, UploadId, codec, flags::Flags,
 };
 
 /// Leases due messages: gives back leases run out (to their due time),
@@ -714,6 +715,18 @@ impl LimitState for Redis {
             .await
     }
 
+    async fn put_meta_if(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: Vec<u8>,
+    ) -> Result<bool> {
+        let mut txn = Txn::default();
+        txn.read(&keys::meta(), key.as_bytes(), expected);
+        txn.hset(&keys::meta(), key.as_bytes(), &value);
+        self.apply(txn).await
+    }
+
     async fn meta_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
         let mut out = Vec::new();
         let mut cursor = 0u64;
@@ -826,11 +839,85 @@ impl Suppressions for Redis {
     }
 }
 
+/// GCRA on the server's clock: grants up to ARGV[2] slots of ARGV[1]
+/// microseconds each, at most ARGV[2] back to back; answers {granted,
+/// microseconds until the next free slot}. KEYS: the theoretical arrival
+/// time of the next slot.
+const PACE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local wanted = tonumber(ARGV[2])
+local tolerance = (wanted - 1) * interval
+local base = tonumber(redis.call('GET', KEYS[1]) or '0')
+if base < now then base = now end
+local granted = 0
+if now + tolerance >= base then
+  granted = math.floor((now + tolerance - base) / interval) + 1
+  if granted > wanted then granted = wanted end
+end
+local tat = base + granted * interval
+if granted > 0 then
+  redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+end
+local retry = 0
+if granted < wanted then retry = math.max(interval, tat - tolerance - now) end
+return {granted, retry}
+"#;
+
+/// Takes or keeps task KEYS[1] for node ARGV[1] for ARGV[2] ms.
+const LEAD: &str = r#"
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"#;
+
+#[async_trait]
+impl Shared for Redis {
+    async fn pace(&self, key: &str, rate_per_sec: f64, wanted: u32) -> Result<Paced> {
+        // Never faster than the rate: the interval rounds up.
+        let interval_us = (1e6 / rate_per_sec).ceil().max(1.0) as u64;
+        let (granted, retry_us): (u32, u64) = {
+            let mut con = self.con();
+            let result = ::redis::Script::new(PACE)
+                .key(keys::pace(key))
+                .arg(interval_us)
+                .arg(wanted.max(1))
+                .invoke_async(&mut con)
+                .await;
+            self.seen(result)?
+        };
+        Ok(Paced {
+            granted,
+            retry_ms: retry_us.div_ceil(1000),
+        })
+    }
+
+    async fn lead(&self, task: &str, ttl_ms: Millis) -> Result<bool> {
+        let led: i64 = {
+            let mut con = self.con();
+            let result = ::redis::Script::new(LEAD)
+                .key(keys::lead(task))
+                .arg(self.instance)
+                .arg(ttl_ms)
+                .invoke_async(&mut con)
+                .await;
+            self.seen(result)?
+        };
+        Ok(led == 1)
+    }
+}
+
 impl Store for Redis {
     fn write_refusal(&self) -> Option<String> {
         self.failure
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    fn shared(&self) -> Option<&dyn Shared> {
+        Some(self)
     }
 }

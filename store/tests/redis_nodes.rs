@@ -1,0 +1,102 @@
+//! What the nodes on one Redis share, beyond the store's contract: their
+//! names, the channels' bandwidth, the lead of a task, and the leases of
+//! a node that stops answering.
+
+mod support;
+
+use std::time::Instant;
+
+use domain::{CampaignDecl, CampaignState, ChannelKind, Participant};
+use store::{Catalog, Intake, Queue, Shared, StoreError};
+use support::RedisServer;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_node_of_the_same_name_is_refused_until_the_first_closes() {
+    let redis = RedisServer::start();
+    let first = redis.open("node-a").await.expect("first node");
+    let Err(StoreError::Unopened(why)) = redis.open("node-a").await else {
+        panic!("a second node-a was let in");
+    };
+    assert!(why.contains("store.node `node-a`"), "{why}");
+    redis.open("node-b").await.expect("another name is fine");
+    drop(first);
+    redis
+        .open("node-a")
+        .await
+        .expect("the name is free once closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_together_never_take_more_than_the_rate() {
+    let redis = RedisServer::start();
+    let a = redis.open("a").await.expect("a");
+    let b = redis.open("b").await.expect("b");
+    let started = Instant::now();
+    let mut granted = 0u64;
+    // Both nodes ask as fast as they can for 1.5 s, 20 slots at a time.
+    while started.elapsed().as_millis() < 1_500 {
+        let (x, y) = tokio::join!(a.pace("sms", 1_000.0, 20), b.pace("sms", 1_000.0, 20));
+        granted += u64::from(x.expect("a paces").granted + y.expect("b paces").granted);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // At most the rate over the time, plus one burst of 20.
+    let most = (1_000.0 * elapsed) as u64 + 20;
+    assert!(granted <= most, "{granted} slots in {elapsed:.3} s");
+    assert!(
+        granted >= most * 9 / 10,
+        "only {granted} slots in {elapsed:.3} s"
+    );
+    let refused = a.pace("sms", 1_000.0, 20).await.expect("paces");
+    assert!(refused.granted < 20 && refused.retry_ms >= 1, "{refused:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_leads_a_task_until_it_stops_asking() {
+    let redis = RedisServer::start();
+    let a = redis.open("a").await.expect("a");
+    let b = redis.open("b").await.expect("b");
+    assert!(a.lead("webhook:crm", 300).await.expect("a asks"));
+    assert!(!b.lead("webhook:crm", 300).await.expect("b asks"));
+    assert!(a.lead("webhook:crm", 300).await.expect("a keeps it"));
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(b.lead("webhook:crm", 300).await.expect("b takes it over"));
+    assert!(!a.lead("webhook:crm", 300).await.expect("a asks again"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_claims_go_to_another_once_their_lease_runs_out() {
+    let redis = RedisServer::start();
+    let a = redis.open("a").await.expect("a");
+    let b = redis.open("b").await.expect("b");
+    let decl = CampaignDecl::new(ChannelKind::Email, "spring");
+    let seq = a.put_campaign("c1", decl).await.expect("declare").seq;
+    let people = (0..10)
+        .map(|i| Participant {
+            customer: format!("c{i}"),
+            address: format!("u{i}@example.org"),
+            segment: None,
+            fields: Default::default(),
+        })
+        .collect();
+    a.add_participants("c1", people, 1).await.expect("add");
+    a.set_state("c1", CampaignState::Running)
+        .await
+        .expect("run");
+    let taken = a.claim(seq, 1_000, 6, 5_000).await.expect("a claims");
+    assert_eq!(taken.len(), 6);
+    drop(a);
+    let rest = b.claim(seq, 2_000, 10, 5_000).await.expect("b claims");
+    assert_eq!(rest.len(), 4, "a's leases still run");
+    let after = b
+        .claim(seq, 6_001, 10, 5_000)
+        .await
+        .expect("b claims later");
+    let mut again: Vec<_> = after.iter().map(|c| c.msg).collect();
+    let mut lost: Vec<_> = taken.iter().map(|c| c.msg).collect();
+    again.sort_unstable_by_key(|m| m.participant);
+    lost.sort_unstable_by_key(|m| m.participant);
+    assert_eq!(
+        again, lost,
+        "exactly a's messages, once their lease ran out"
+    );
+}
