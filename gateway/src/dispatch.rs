@@ -21,7 +21,7 @@ use crate::{
     channel::{Channel, Registry},
     config::Dispatch,
     metrics::{ChannelLabels, Metrics, OutcomeLabels, ReasonLabels},
-    policy::{Policy, PolicyError, QuotaWrite, Verdict},
+    policy::{Policy, PolicyError, QuotaWrite, Room, Verdict},
 };
 use domain::{
     CampaignRecord, CampaignState, ChannelKind, Delivery, MessageNo, Millis, Outcome, Update,
@@ -178,8 +178,9 @@ impl Dispatcher {
             let pass = self
                 .claim_and_send(&campaign, now, lane, sends, shutdown)
                 .await;
-            progress.done += pass;
+            progress.done += pass.done;
             if let Ok(Some(due)) = self.store.next_due(campaign.seq).await {
+                let due = pass.not_before.map_or(due, |t| due.max(t));
                 progress.next_due = Some(progress.next_due.map_or(due, |d| d.min(due)));
                 load.oldest_due = load.oldest_due.min(due);
             }
@@ -211,18 +212,33 @@ impl Dispatcher {
         lane: &Lane,
         sends: &TaskTracker,
         shutdown: &CancellationToken,
-    ) -> usize {
+    ) -> Pass {
         if !lane.room_for_a_batch(shutdown).await {
-            return 0;
+            return Pass::default();
         }
         let permits = &lane.permits;
         let room = claim_room(permits, &lane.unrecorded, self.config.claim_batch);
+        // A store shared with other nodes has the bandwidth: claim no more
+        // than may go now, so that nothing claimed waits for it.
+        let room = match self.policy.room(campaign.decl.channel, room, now).await {
+            Ok(Room::Go(room)) => room,
+            Ok(Room::Wait { until }) => {
+                return Pass {
+                    done: 0,
+                    not_before: Some(until),
+                };
+            }
+            Err(e) => {
+                tracing::error!(campaign = %campaign.id, error = %e, "bandwidth not known");
+                return Pass::default();
+            }
+        };
         let lease = self.config.lease_secs * 1000;
         let claims = match self.store.claim(campaign.seq, now, room, lease).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(campaign = %campaign.id, error = %e, "claim failed");
-                return 0;
+                return Pass::default();
             }
         };
         let mut done = 0;
@@ -301,8 +317,20 @@ impl Dispatcher {
                 }
             }
         }
-        done
+        Pass {
+            done,
+            not_before: None,
+        }
     }
+}
+
+/// What one claim of a campaign came to.
+#[derive(Debug, Default)]
+struct Pass {
+    /// Messages sent or settled.
+    done: usize,
+    /// Nothing of the campaign may go before then (the shared bandwidth).
+    not_before: Option<Millis>,
 }
 
 /// Gives a leased message back unsent: due again at `due`, or at once.
@@ -410,6 +438,37 @@ struct SendJob {
 }
 
 impl SendJob {
+    /// Makes the customer's quota state durable; `false` when the message
+    /// must not go now: the write failed (it is left for a later claim),
+    /// or another node counted a send of this customer since the state was
+    /// read (it is given back, to be decided again on the new state).
+    async fn count_quota(&self, claim: &Claim, quota: QuotaWrite) -> bool {
+        let written = match &quota.over {
+            Some(over) => {
+                self.store
+                    .put_meta_if(&quota.key, over.as_deref(), quota.state)
+                    .await
+            }
+            None => self
+                .store
+                .put_meta(&quota.key, quota.state)
+                .await
+                .map(|()| true),
+        };
+        match written {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::debug!(key = %quota.key, "quota counted by another node meanwhile; deciding again");
+                give_back(self.store.as_ref(), claim.msg, None).await;
+                false
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "quota state not durable; message left for a later claim");
+                false
+            }
+        }
+    }
+
     /// Persists the customer's quota state (if load control counted one),
     /// then sends: a crash in between can only over-count the quota. The
     /// sending permit is given back once the upstream has answered: waiting
@@ -424,10 +483,9 @@ impl SendJob {
         quota: Option<QuotaWrite>,
         permits: Permits,
     ) {
-        if let Some((key, state)) = quota
-            && let Err(e) = self.store.put_meta(&key, state).await
+        if let Some(quota) = quota
+            && !self.count_quota(&claim, quota).await
         {
-            tracing::error!(error = %e, "quota state not durable; message left for a later claim");
             return;
         }
         let started = Instant::now();
@@ -530,6 +588,9 @@ async fn checkpoint_until(policy: Arc<Policy>, shutdown: CancellationToken) {
 }
 
 async fn checkpoint(policy: &Policy) {
+    if let Err(e) = policy.refresh(now_ms()).await {
+        tracing::error!(error = %e, "limits set by another node not taken up");
+    }
     if let Err(e) = policy.checkpoint(now_ms()).await {
         tracing::warn!(error = %e, "load-control counters not persisted; retried in a second");
     }

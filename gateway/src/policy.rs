@@ -22,8 +22,32 @@ use crate::schedule::{Schedule, SentInHour};
 use domain::{CampaignRecord, ChannelKind, Millis, Participant};
 use store::{Store, StoreError};
 
-/// A customer's quota state to make durable before the send: meta key and bytes.
-pub type QuotaWrite = (String, Vec<u8>);
+mod credits;
+
+use credits::{Credits, Slot};
+
+/// A customer's quota state to make durable before the send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuotaWrite {
+    /// Its meta key.
+    pub key: String,
+    pub state: Vec<u8>,
+    /// On a store several nodes share: the state it was decided on, which
+    /// it may only replace (`Some(None)`: there was none). If another node
+    /// counted a send of this customer meanwhile, the message is not sent
+    /// and is decided again.
+    pub over: Option<Option<Vec<u8>>>,
+}
+
+/// How many messages of a channel the dispatcher may claim now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Room {
+    Go(usize),
+    /// None before `until` (the shared bandwidth is spent).
+    Wait {
+        until: Millis,
+    },
+}
 
 /// What the dispatcher does with a claimed message.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +84,11 @@ pub struct Policy {
     /// The counters as last persisted, by meta key: unchanged ones are not
     /// written again.
     checkpointed: Mutex<HashMap<String, Vec<u8>>>,
+    /// Slots of the channels' bandwidth taken from a store shared with
+    /// other nodes.
+    credits: Credits,
+    /// The channels load control knows.
+    kinds: Vec<ChannelKind>,
 }
 
 /// A channel's cap counters as persisted, with the time zone whose days
@@ -118,7 +147,8 @@ impl Policy {
         let mut channels = HashMap::new();
         let mut schedules = HashMap::new();
         let mut checkpointed = HashMap::new();
-        for channel in kinds {
+        let kinds: Vec<ChannelKind> = kinds.into_iter().collect();
+        for &channel in &kinds {
             if let Some(raw) = store.meta(&plan_key(channel)).await? {
                 let plan: throttle::plan::Plan = serde_json::from_slice(&raw).map_err(|e| {
                     PolicyError::Invalid(vec![format!("stored plan of {}: {e}", channel.as_str())])
@@ -139,7 +169,7 @@ impl Policy {
             let limits: Limits = serde_json::from_slice(&raw).map_err(|e| {
                 PolicyError::Invalid(vec![format!("stored limits of {}: {e}", channel.as_str())])
             })?;
-            let mut policy = compile(&limits, now)?;
+            let mut policy = compile(&limits, now, store.shared().is_some())?;
             for (key, bytes) in store.meta_prefix(&quota_prefix(channel)).await? {
                 let customer = &key[quota_prefix(channel).len()..];
                 if let Ok(state) = QuotaState::from_bytes(&bytes) {
@@ -170,6 +200,8 @@ impl Policy {
             windows: Mutex::new(HashMap::new()),
             schedules: Mutex::new(schedules),
             checkpointed: Mutex::new(checkpointed),
+            credits: Credits::default(),
+            kinds,
         })
     }
 
@@ -219,6 +251,28 @@ impl Policy {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// On a store shared with other nodes, takes up the limits another
+    /// node set since (called every second with the checkpoint).
+    pub async fn refresh(&self, now: Millis) -> Result<(), PolicyError> {
+        if self.store.shared().is_none() {
+            return Ok(());
+        }
+        for &channel in &self.kinds {
+            let Some(raw) = self.store.meta(&limits_key(channel)).await? else {
+                continue;
+            };
+            let current = self.limits(channel).map(|l| json_bytes(&l));
+            if current.as_deref() == Some(raw.as_slice()) {
+                continue;
+            }
+            let limits: Limits = serde_json::from_slice(&raw).map_err(|e| {
+                PolicyError::Invalid(vec![format!("stored limits of {}: {e}", channel.as_str())])
+            })?;
+            self.apply_limits(channel, limits, now)?;
+        }
+        Ok(())
+    }
+
     /// Validates, stores durably, then applies a channel's limits.
     pub async fn set_limits(
         &self,
@@ -226,14 +280,29 @@ impl Policy {
         limits: Limits,
         now: Millis,
     ) -> Result<(), PolicyError> {
-        let compiled = compile(&limits, now)?;
+        compile(&limits, now, false)?;
         let raw =
             serde_json::to_vec(&limits).map_err(|e| PolicyError::Invalid(vec![e.to_string()]))?;
         self.store.put_meta(&limits_key(channel), raw).await?;
+        self.apply_limits(channel, limits, now)
+    }
+
+    /// Applies a channel's valid limits here.
+    fn apply_limits(
+        &self,
+        channel: ChannelKind,
+        limits: Limits,
+        now: Millis,
+    ) -> Result<(), PolicyError> {
+        let shared = self.store.shared().is_some();
+        let compiled = compile(&limits, now, shared)?;
         let mut channels = self.lock_channels();
         match channels.get_mut(&channel) {
             Some(existing) => {
-                existing.admission.set_limits(&limits).map_err(invalid)?;
+                existing
+                    .admission
+                    .set_limits(&local_limits(&limits, shared))
+                    .map_err(invalid)?;
                 existing
                     .quotas
                     .set_rules(limits.quota_rules().map_err(invalid)?);
@@ -285,7 +354,6 @@ impl Policy {
         now: Millis,
     ) -> Result<Verdict, PolicyError> {
         let channel = campaign.decl.channel;
-        let at = timestamp(now);
         let planned = self
             .lock_schedules()
             .get(&channel)
@@ -296,7 +364,97 @@ impl Policy {
                 until,
             });
         }
-        let verdict = self.admit_now(campaign, p, at)?;
+        let Some(shared) = self.store.shared() else {
+            return self.admit_counted(campaign, p, now, None);
+        };
+        // Nodes on one store share the bandwidth (a slot first, given back
+        // if the message does not go) and each customer's quota (decided
+        // on the stored state, written only over it).
+        if let Some(rate) = self.limits(channel).map(|l| l.rate_per_sec) {
+            match self.credits.take(shared, channel, rate, now).await? {
+                Slot::Taken(_) => {}
+                Slot::Wait { until } => {
+                    return Ok(Verdict::Defer {
+                        reason: "rate_limited",
+                        until,
+                    });
+                }
+            }
+        }
+        let over = match self.quota_key(channel, p) {
+            Some(key) => {
+                let stored = self.store.meta(&key).await?;
+                self.import_quota(channel, p, stored.as_deref());
+                Some(stored)
+            }
+            None => None,
+        };
+        let verdict = self.admit_counted(campaign, p, now, over)?;
+        if !matches!(verdict, Verdict::Go { .. }) {
+            self.credits.give_back(channel, 1, now);
+        }
+        Ok(verdict)
+    }
+
+    /// How many messages of `channel` may be claimed to go now: on a store
+    /// shared with other nodes, the bandwidth's slots this node holds or
+    /// gets (so that no claimed message waits for one); else `wanted`.
+    pub async fn room(
+        &self,
+        channel: ChannelKind,
+        wanted: usize,
+        now: Millis,
+    ) -> Result<Room, PolicyError> {
+        let (Some(shared), Some(limits)) = (self.store.shared(), self.limits(channel)) else {
+            return Ok(Room::Go(wanted));
+        };
+        Ok(
+            match self
+                .credits
+                .reserve(shared, channel, limits.rate_per_sec, now)
+                .await?
+            {
+                Slot::Taken(held) => Room::Go(wanted.min(held as usize)),
+                Slot::Wait { until } => Room::Wait { until },
+            },
+        )
+    }
+
+    /// The meta key of `p`'s quota state on `channel`, if a quota rule
+    /// applies to its segment.
+    fn quota_key(&self, channel: ChannelKind, p: &Participant) -> Option<String> {
+        let channels = self.lock_channels();
+        channels
+            .get(&channel)?
+            .quotas
+            .rule_for(p.segment.as_deref())?;
+        Some(format!("{}{}", quota_prefix(channel), p.customer))
+    }
+
+    /// Merges the stored quota state of `p` into this node's.
+    fn import_quota(&self, channel: ChannelKind, p: &Participant, stored: Option<&[u8]>) {
+        let Some(state) = stored.and_then(|raw| QuotaState::from_bytes(raw).ok()) else {
+            return;
+        };
+        if let Some(policy) = self.lock_channels().get_mut(&channel) {
+            policy.quotas.import(CustomerKey::of(&p.customer), &state);
+        }
+    }
+
+    /// [`admit_now`](Self::admit_now), counted in the plan on Go; a quota
+    /// write is made conditional on `over` when given.
+    fn admit_counted(
+        &self,
+        campaign: &CampaignRecord,
+        p: &Participant,
+        now: Millis,
+        over: Option<Option<Vec<u8>>>,
+    ) -> Result<Verdict, PolicyError> {
+        let channel = campaign.decl.channel;
+        let mut verdict = self.admit_now(campaign, p, timestamp(now))?;
+        if let Verdict::Go { quota: Some(q) } = &mut verdict {
+            q.over = over;
+        }
         if let Verdict::Go { .. } = verdict
             && let Some(schedule) = self.lock_schedules().get_mut(&channel)
         {
@@ -353,8 +511,11 @@ impl Policy {
         };
         Ok(match decision {
             Decision::Go => Verdict::Go {
-                quota: quota
-                    .map(|state| (format!("{}{}", quota_prefix(channel), p.customer), state)),
+                quota: quota.map(|state| QuotaWrite {
+                    key: format!("{}{}", quota_prefix(channel), p.customer),
+                    state,
+                    over: None,
+                }),
             },
             Decision::Defer { reason, retry_at } => Verdict::Defer {
                 reason: reason.as_str(),
@@ -391,8 +552,22 @@ fn invalid(e: throttle::Error) -> PolicyError {
     }
 }
 
-fn compile(limits: &Limits, now: Millis) -> Result<ChannelPolicy, PolicyError> {
-    let admission = Admission::new(limits).map_err(invalid)?;
+/// The limits this node's admission applies: on a store shared with other
+/// nodes the bandwidth is the store's (`credits`), so not limited here.
+fn local_limits(limits: &Limits, shared: bool) -> std::borrow::Cow<'_, Limits> {
+    if !shared {
+        return std::borrow::Cow::Borrowed(limits);
+    }
+    std::borrow::Cow::Owned(Limits {
+        rate_per_sec: 1e9,
+        // A claim's messages are admitted at one instant.
+        burst: Some(i64::from(u32::MAX)),
+        ..limits.clone()
+    })
+}
+
+fn compile(limits: &Limits, now: Millis, shared: bool) -> Result<ChannelPolicy, PolicyError> {
+    let admission = Admission::new(&local_limits(limits, shared)).map_err(invalid)?;
     let quotas = QuotaBook::new(limits.quota_rules().map_err(invalid)?, timestamp(now));
     Ok(ChannelPolicy {
         limits: limits.clone(),

@@ -31,6 +31,10 @@ use crate::{
 };
 use store::Store;
 
+/// How long a node leads an endpoint's delivery without asking again:
+/// longer than a batch's post may take (30 s).
+const LEAD_MS: u64 = 60_000;
+
 const IDLE: Duration = Duration::from_millis(250);
 
 /// How a batch not delivered is retried: after `first`, doubling up to
@@ -147,16 +151,53 @@ impl WebhookSender {
         format!("webhook:{}:{}", self.index, self.config.url)
     }
 
-    pub async fn run(self, shutdown: CancellationToken) {
-        let mut cursor = match self.store.meta(&self.cursor_key()).await {
+    /// The cursor of the last batch delivered, as stored.
+    async fn stored_cursor(&self) -> u64 {
+        match self.store.meta(&self.cursor_key()).await {
             Ok(Some(v)) => std::str::from_utf8(&v)
                 .ok()
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0),
             _ => 0,
+        }
+    }
+
+    /// Whether this node delivers the batches now. On a store several
+    /// nodes share, one node leads each endpoint's delivery (so each batch
+    /// goes out from one node) and reads the cursor as the last leader
+    /// left it when it takes over; alone, a node always does.
+    async fn leads(&self, leading: &mut bool, cursor: &mut u64) -> bool {
+        let Some(shared) = self.store.shared() else {
+            return true;
         };
+        match shared.lead(&self.cursor_key(), LEAD_MS).await {
+            Ok(true) => {
+                if !*leading {
+                    *cursor = self.stored_cursor().await;
+                    *leading = true;
+                }
+                true
+            }
+            Ok(false) => {
+                *leading = false;
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "webhook: cannot tell which node delivers");
+                *leading = false;
+                false
+            }
+        }
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut cursor = self.stored_cursor().await;
+        let mut leading = self.store.shared().is_none();
         let mut backoff = self.retry.first;
         while !shutdown.is_cancelled() {
+            if !self.leads(&mut leading, &mut cursor).await {
+                tokio::select! { () = shutdown.cancelled() => break, () = tokio::time::sleep(IDLE) => continue }
+            }
             let events = match self.store.events(cursor, self.config.batch).await {
                 Ok(e) => e,
                 Err(e) => {

@@ -55,6 +55,8 @@ pub struct NpmSubmit {
     pub message_payload: Option<Vec<u8>>,
     /// The id it answered ("1", "2", ...).
     pub message_id: String,
+    /// When it arrived, on the peer's clock (ms since the Unix epoch).
+    pub at_ms: u64,
 }
 
 /// One receipt the npm peer sent.
@@ -270,6 +272,7 @@ fn submits(events: &[serde_json::Value]) -> Vec<NpmSubmit> {
             message_payload: (!s["message_payload_hex"].is_null())
                 .then(|| octets(&s["message_payload_hex"])),
             message_id: s["message_id"].as_str().unwrap_or_default().to_owned(),
+            at_ms: s["at_ms"].as_u64().unwrap_or_default(),
         })
         .collect()
 }

@@ -659,6 +659,34 @@ impl<'a> Plan<'a> {
         self.upstream.insert(key, value);
     }
 
+    /// Reads what matching `receipts` needs at once: the link of each id
+    /// in its first reading, then the states and records of the messages
+    /// they lead to (other readings are read one by one, when needed).
+    pub async fn prefetch_receipts(&mut self, receipts: &[ReceiptIn]) -> Result<()> {
+        let mut fields: Vec<Vec<u8>> = receipts
+            .iter()
+            .filter_map(|r| upstream::lookup_keys(r.smsc, &r.id).next())
+            .filter(|k| !self.upstream.contains_key(k))
+            .collect();
+        fields.sort_unstable();
+        fields.dedup();
+        let mut msgs = Vec::new();
+        for chunk in fields.chunks(10_000) {
+            let links: Values = self
+                .store
+                .query(::redis::cmd("HMGET").arg(keys::upstream()).arg(chunk))
+                .await?;
+            for (field, link) in chunk.iter().zip(links) {
+                self.check(keys::upstream(), field, link.as_deref());
+                if let Some(l) = link.as_deref().and_then(upstream::decode_link) {
+                    msgs.push(l.msg);
+                }
+                self.upstream.insert(field.clone(), link);
+            }
+        }
+        self.prefetch(&msgs).await
+    }
+
     /// Settles one receipt: finds its message by any reading of the id,
     /// and once every part is in (or one failed) records the outcome of a
     /// message still waiting for it.

@@ -495,6 +495,7 @@ impl Queue for Redis {
 
     async fn receipts(&self, items: Vec<ReceiptIn>) -> Result<Vec<ReceiptMatch>> {
         write_until_applied!(self, "matching receipts", |p| {
+            p.prefetch_receipts(&items).await?;
             let mut matches = Vec::with_capacity(items.len());
             for r in items.iter().cloned() {
                 matches.push(p.receipt(r).await?);

@@ -162,6 +162,7 @@ const server = smpp.createServer((session) => {
         short_message_hex: rawHex(pdu.short_message) || '',
         message_payload_hex: rawHex(pdu.message_payload),
         message_id: messageId,
+        at_ms: Date.now(),
       },
     });
     session.send(pdu.response({ message_id: messageId }));

@@ -1,0 +1,153 @@
+//! Send slots of a channel's shared bandwidth that this node holds: taken
+//! from the store in small batches (`Shared::pace`, GCRA on the Redis
+//! server's clock), so that nodes sharing a store together keep to the
+//! channel's rate while asking Redis about once per batch, not per message.
+
+use std::{collections::HashMap, sync::Mutex};
+
+use domain::{ChannelKind, Millis};
+use store::{Shared, StoreError};
+
+/// How long granted slots stay good: slots kept longer would let a node
+/// send a burst the others did not count on.
+const SLOTS_KEEP_MS: Millis = 100;
+
+/// What one ask takes at most: a fiftieth of a second's worth (so that a
+/// node's batch stays within the 2% of a second the rate may overshoot in
+/// any second), at least one, at most 256.
+pub fn slots_per_ask(rate_per_sec: f64) -> u32 {
+    (rate_per_sec / 50.0).floor().clamp(1.0, 256.0) as u32
+}
+
+#[derive(Default)]
+pub struct Credits {
+    held: Mutex<HashMap<ChannelKind, Held>>,
+}
+
+#[derive(Clone, Copy)]
+struct Held {
+    slots: u32,
+    good_until: Millis,
+}
+
+/// What asking for slots came to.
+pub enum Slot {
+    /// Slots held now (one of them taken, by [`Credits::take`]).
+    Taken(u32),
+    /// None free before `until`.
+    Wait { until: Millis },
+}
+
+impl Credits {
+    /// Takes one slot of `channel`'s bandwidth at `now`, asking the store
+    /// for more when none is held.
+    pub async fn take(
+        &self,
+        shared: &dyn Shared,
+        channel: ChannelKind,
+        rate_per_sec: f64,
+        now: Millis,
+    ) -> Result<Slot, StoreError> {
+        if self.take_held(channel, now) {
+            return Ok(Slot::Taken(1));
+        }
+        let slot = self.reserve(shared, channel, rate_per_sec, now).await?;
+        if let Slot::Taken(_) = slot
+            && !self.take_held(channel, now)
+        {
+            // Taken meanwhile by another claim of this node: ask again later.
+            return Ok(Slot::Wait { until: now + 1 });
+        }
+        Ok(slot)
+    }
+
+    /// Makes sure slots of `channel` are held at `now`: those held, or as
+    /// many as the store grants.
+    pub async fn reserve(
+        &self,
+        shared: &dyn Shared,
+        channel: ChannelKind,
+        rate_per_sec: f64,
+        now: Millis,
+    ) -> Result<Slot, StoreError> {
+        let held = self.held(channel, now);
+        if held > 0 {
+            return Ok(Slot::Taken(held));
+        }
+        let paced = shared
+            .pace(channel.as_str(), rate_per_sec, slots_per_ask(rate_per_sec))
+            .await?;
+        if paced.granted == 0 {
+            return Ok(Slot::Wait {
+                until: now + paced.retry_ms.max(1),
+            });
+        }
+        self.give_back(channel, paced.granted, now);
+        Ok(Slot::Taken(paced.granted))
+    }
+
+    fn held(&self, channel: ChannelKind, now: Millis) -> u32 {
+        self.lock()
+            .get(&channel)
+            .filter(|h| h.good_until >= now)
+            .map_or(0, |h| h.slots)
+    }
+
+    /// Returns `slots` unused (the message did not go after all).
+    pub fn give_back(&self, channel: ChannelKind, slots: u32, now: Millis) {
+        if slots == 0 {
+            return;
+        }
+        let mut held = self.lock();
+        let entry = held.entry(channel).or_insert(Held {
+            slots: 0,
+            good_until: 0,
+        });
+        if entry.good_until < now {
+            entry.slots = 0;
+            entry.good_until = now + SLOTS_KEEP_MS;
+        }
+        entry.slots += slots;
+    }
+
+    fn take_held(&self, channel: ChannelKind, now: Millis) -> bool {
+        let mut held = self.lock();
+        match held.get_mut(&channel) {
+            Some(h) if h.slots > 0 && h.good_until >= now => {
+                h.slots -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelKind, Held>> {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ask_is_a_fiftieth_of_a_second_within_bounds() {
+        assert_eq!(slots_per_ask(1_000.0), 20);
+        assert_eq!(slots_per_ask(10.0), 1);
+        assert_eq!(slots_per_ask(1e6), 256);
+    }
+
+    #[test]
+    fn slots_given_back_are_taken_again_until_they_go_stale() {
+        let credits = Credits::default();
+        credits.give_back(ChannelKind::Sms, 2, 1_000);
+        assert!(credits.take_held(ChannelKind::Sms, 1_050));
+        assert!(!credits.take_held(ChannelKind::Email, 1_050));
+        assert!(
+            !credits.take_held(ChannelKind::Sms, 1_000 + SLOTS_KEEP_MS + 1),
+            "stale slots are not sent on"
+        );
+    }
+}

@@ -1,0 +1,197 @@
+//! Several sluice nodes on one real `redis-server`, against the npm SMPP
+//! peer: they share one campaign at the channel's rate, a node killed with
+//! `kill -9` loses its leases to the other, and a quota counts across nodes.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::Path,
+    time::Duration,
+};
+
+use serde_json::json;
+use sluice_e2e::{
+    Daemon, must_reach_end,
+    npm_smsc::{NpmSmsc, NpmSubmit},
+    redis_server::RedisServer,
+    wait_until,
+};
+
+/// submit_sm outstanding per bind: the SMS channel then sends at most
+/// 4 × WINDOW at once per node.
+const WINDOW: usize = 16;
+
+/// A node named `node` on `redis`, sending to `smsc`, its files in `dir`.
+fn node(dir: &Path, node: &str, redis: &RedisServer, smsc: &NpmSmsc) -> Daemon {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = format!(
+        "{}\n[dispatch]\nlease_secs = 4\n\n[[sms.smsc]]\nhost = \"127.0.0.1\"\nport = {}\nsystem_id = \"sluice\"\nwindow = {WINDOW}\n",
+        redis.store_config(node),
+        smsc.port
+    );
+    let daemon = Daemon::start(dir, &config);
+    wait_until(
+        &format!("{node}'s /readyz 200"),
+        Duration::from_secs(10),
+        || daemon.get("/readyz").status == 200,
+    );
+    daemon
+}
+
+fn phone(i: usize) -> String {
+    format!("+4915100{i:06}")
+}
+
+fn sms_campaign(daemon: &Daemon, id: &str) {
+    daemon.declare(
+        id,
+        &json!({"channel": "sms", "name": id,
+                "content": {"sms": {"from": "Telco", "text": "Hi {{customer}}"}}}),
+    );
+}
+
+/// Uploads customers `c{from}..c{to}` in segment `segment`.
+fn upload(daemon: &Daemon, id: &str, customers: std::ops::Range<usize>, segment: &str) {
+    let rows: Vec<_> = customers
+        .map(|i| json!({"customer": format!("c{i}"), "address": phone(i), "segment": segment}))
+        .collect();
+    let r = daemon.upload(id, &rows);
+    assert_eq!(r["accepted"], rows.len(), "{r}");
+}
+
+/// Texts received per number.
+fn per_number(submits: &[NpmSubmit]) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for s in submits {
+        *seen.entry(s.destination_addr.clone()).or_default() += 1;
+    }
+    seen
+}
+
+#[test]
+fn two_nodes_share_a_campaign_at_the_rate_and_finish_it_when_one_is_killed() {
+    const N: usize = 20_000;
+    const RATE: usize = 1_000;
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(&end, &dir.path().join("redis"));
+    let smsc = NpmSmsc::start(&end);
+    let a = node(&dir.path().join("a"), "a", &redis, &smsc);
+    let mut b = node(&dir.path().join("b"), "b", &redis, &smsc);
+    // Limits set on one node hold on the other within a second.
+    let r = a.put_json(
+        "/v1/channels/sms/limits",
+        &json!({"rate_per_sec": RATE, "tz": "UTC"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    sms_campaign(&a, "spring");
+    // The CRM may talk to any node.
+    upload(&b, "spring", 0..N, "retail");
+    std::thread::sleep(Duration::from_millis(1_500));
+    a.start_campaign("spring");
+
+    // Half-way, node b dies without a word.
+    smsc.wait_for_submits(N / 2, Duration::from_secs(60));
+    b.kill9();
+
+    wait_until("every number texted", Duration::from_secs(90), || {
+        per_number(&smsc.submits()).len() == N
+    });
+    wait_until("the campaign finished", Duration::from_secs(30), || {
+        a.get("/v1/campaigns/spring").json()["state"] == "finished"
+    });
+    let submits = smsc.submits();
+    let texts = per_number(&submits);
+    let on_the_wire = |i| phone(i).trim_start_matches('+').to_owned();
+    assert!(texts.contains_key(&on_the_wire(0)) && texts.contains_key(&on_the_wire(N - 1)));
+    // Sent twice: only what b had sent but not recorded when it died.
+    let duplicates = submits.len() - N;
+    assert!(
+        duplicates <= 2 * 4 * WINDOW,
+        "{duplicates} duplicates; b had at most {} sends in flight",
+        2 * 4 * WINDOW
+    );
+
+    // The rate at the SMSC, in every whole second after the first.
+    let first = submits.iter().map(|s| s.at_ms).min().unwrap();
+    let last = submits.iter().map(|s| s.at_ms).max().unwrap();
+    let mut per_second: BTreeMap<u64, usize> = BTreeMap::new();
+    for s in &submits {
+        *per_second.entry((s.at_ms - first) / 1_000).or_default() += 1;
+    }
+    let whole_seconds = (last - first) / 1_000;
+    let most = RATE + RATE / 20;
+    for (&second, &count) in per_second.range(1..whole_seconds) {
+        assert!(
+            count <= most,
+            "{count} texts in second {second} at the SMSC (at most {most}): {per_second:?}"
+        );
+    }
+    // Receipts come after the texts: every one answered is matched. Those
+    // the SMSC was sending to b when it died are lost (this peer does not
+    // send them again): at most b's last sends.
+    let counts = || a.get("/v1/campaigns/spring").json()["counts"].clone();
+    let lost_at_most = (4 * WINDOW) as u64;
+    wait_until("the receipts matched", Duration::from_secs(30), || {
+        counts()["delivered"].as_u64().unwrap() + lost_at_most >= N as u64
+    });
+    let counts = counts();
+    let (delivered, submitted) = (
+        counts["delivered"].as_u64().unwrap(),
+        counts["submitted"].as_u64().unwrap(),
+    );
+    assert_eq!(delivered + submitted, N as u64, "{counts}");
+    eprintln!(
+        "{N} texts from two nodes, one killed half-way: {duplicates} sent twice, {submitted} receipts lost with the node, busiest second {} at the SMSC",
+        per_second
+            .range(1..whole_seconds)
+            .map(|(_, &c)| c)
+            .max()
+            .unwrap_or(0)
+    );
+    end.reached();
+}
+
+#[test]
+fn a_quota_of_one_a_week_holds_across_campaigns_started_on_different_nodes() {
+    const N: usize = 300;
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(&end, &dir.path().join("redis"));
+    let smsc = NpmSmsc::start(&end);
+    let a = node(&dir.path().join("a"), "a", &redis, &smsc);
+    let b = node(&dir.path().join("b"), "b", &redis, &smsc);
+    let limits = json!({"rate_per_sec": 5_000, "tz": "UTC",
+                        "quotas": {"promo": {"max": 1, "per": "P7D"}}});
+    let r = a.put_json("/v1/channels/sms/limits", &limits);
+    assert_eq!(r.status, 200, "{}", r.text());
+    sms_campaign(&a, "first");
+    sms_campaign(&b, "second");
+    upload(&a, "first", 0..N, "promo");
+    upload(&b, "second", 0..N, "promo");
+    std::thread::sleep(Duration::from_millis(1_500));
+    // Both at once, one on each node.
+    a.start_campaign("first");
+    b.start_campaign("second");
+    let finished =
+        |d: &Daemon, id: &str| d.get(&format!("/v1/campaigns/{id}")).json()["state"] == "finished";
+    wait_until("both campaigns finished", Duration::from_secs(60), || {
+        finished(&a, "first") && finished(&b, "second")
+    });
+    let texts = per_number(&smsc.submits());
+    assert_eq!(texts.len(), N, "every customer got a text");
+    let twice: Vec<_> = texts.iter().filter(|&(_, &n)| n > 1).collect();
+    assert!(twice.is_empty(), "texted twice within the week: {twice:?}");
+    let suppressed = |d: &Daemon, id: &str| {
+        d.get(&format!("/v1/campaigns/{id}")).json()["counts"]["suppressed"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(
+        suppressed(&a, "first") + suppressed(&b, "second"),
+        N as u64,
+        "the other campaign's message of each customer was suppressed"
+    );
+    end.reached();
+}
