@@ -3,7 +3,7 @@
 //! yes`, `appendfsync always`), stopped when dropped.
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Stdio},
     time::Duration,
 };
@@ -11,8 +11,9 @@ use std::{
 use crate::{MustReachEnd, free_port, peers, wait_until};
 
 pub struct RedisServer {
-    child: Child,
+    child: Option<Child>,
     port: u16,
+    dir: PathBuf,
 }
 
 impl RedisServer {
@@ -20,26 +21,39 @@ impl RedisServer {
     /// `redis-server`, naming its install command).
     pub fn start(end: &MustReachEnd, dir: &Path) -> Self {
         std::fs::create_dir_all(dir).unwrap();
-        let port = free_port();
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            dir: dir.to_owned(),
+        };
+        server.restart(end);
+        server
+    }
+
+    /// Starts it again on the same port and files (after `kill9`).
+    pub fn restart(&mut self, end: &MustReachEnd) {
+        let port = self.port;
         let child = peers::redis_server(end)
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
+            .args(["--save", "", "--appendonly", "yes"])
+            .args(["--appendfsync", "always"])
             .arg("--dir")
-            .arg(dir)
+            .arg(&self.dir)
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
+        self.child = Some(child);
         wait_until("redis-server listening", Duration::from_secs(10), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        Self { child, port }
+    }
+
+    /// SIGKILL: Redis is gone until `restart`.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     pub fn url(&self) -> String {
@@ -57,7 +71,6 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill9();
     }
 }

@@ -195,3 +195,54 @@ fn a_quota_of_one_a_week_holds_across_campaigns_started_on_different_nodes() {
     );
     end.reached();
 }
+
+#[test]
+fn losing_redis_pauses_a_node_and_it_resumes_by_itself_when_redis_is_back() {
+    const N: usize = 2_000;
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let mut redis = RedisServer::start(&end, &dir.path().join("redis"));
+    let smsc = NpmSmsc::start(&end);
+    let a = node(&dir.path().join("a"), "a", &redis, &smsc);
+    let r = a.put_json(
+        "/v1/channels/sms/limits",
+        &json!({"rate_per_sec": 200, "tz": "UTC"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    sms_campaign(&a, "spring");
+    upload(&a, "spring", 0..N, "retail");
+    a.start_campaign("spring");
+    smsc.wait_for_submits(200, Duration::from_secs(30));
+
+    redis.kill9();
+    wait_until("/readyz 503 naming Redis", Duration::from_secs(10), || {
+        let r = a.get("/readyz");
+        r.status == 503 && r.text().contains("Redis")
+    });
+    let refused = a.post(
+        "/v1/campaigns/spring/participants",
+        "application/x-ndjson",
+        b"{\"customer\": \"late\", \"address\": \"+4915199999999\"}\n",
+    );
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert!(refused.json()["detail"].is_string(), "{}", refused.text());
+    // Sending has paused: at most what was in flight still goes out.
+    let paused_at = smsc.submits().len();
+    std::thread::sleep(Duration::from_secs(2));
+    let during = smsc.submits().len() - paused_at;
+    assert!(during <= 4 * WINDOW, "{during} texts sent without Redis");
+
+    redis.restart(&end);
+    wait_until("/readyz 200 again", Duration::from_secs(15), || {
+        a.get("/readyz").status == 200
+    });
+    wait_until("every number texted", Duration::from_secs(60), || {
+        per_number(&smsc.submits()).len() == N
+    });
+    wait_until("the campaign finished", Duration::from_secs(30), || {
+        a.get("/v1/campaigns/spring").json()["state"] == "finished"
+    });
+    let r = a.get("/v1/campaigns/spring");
+    assert_eq!(r.json()["participants"], N, "{}", r.text());
+    end.reached();
+}
