@@ -5,7 +5,9 @@
 pub mod args;
 pub mod cpu;
 pub mod http;
+pub mod redis_server;
 pub mod sms_baseline;
+pub mod sms_campaign;
 pub mod smsc_sink;
 pub mod smtp_baseline;
 pub mod smtp_sink;

@@ -243,12 +243,19 @@ impl Dispatcher {
         };
         let mut done = 0;
         let campaign = Arc::new(campaign.clone());
-        for claim in claims {
+        let channel = campaign.decl.channel;
+        // Looked up for the whole claim at once (one request on Redis).
+        let participants: Vec<&domain::Participant> = claims.iter().map(|c| &c.participant).collect();
+        let suppressions = self
+            .store
+            .participants_suppressions(channel, &participants)
+            .await;
+        drop(participants);
+        for (i, claim) in claims.into_iter().enumerate() {
             if shutdown.is_cancelled() {
                 give_back(self.store.as_ref(), claim.msg, None).await;
                 continue;
             }
-            let channel = campaign.decl.channel;
             let job = SendJob {
                 store: self.store.clone(),
                 channel: lane.channel.clone(),
@@ -256,7 +263,11 @@ impl Dispatcher {
                 recorder: lane.recorder.clone(),
             };
             let p = &claim.participant;
-            let verdict = match self.store.participant_suppression(channel, p).await {
+            let suppressed = match &suppressions {
+                Ok(all) => Ok(all.get(i).copied().flatten()),
+                Err(e) => Err(e.clone()),
+            };
+            let verdict = match suppressed {
                 Ok(Some(why)) => Ok(Verdict::Suppress { why: why.as_str() }),
                 Ok(None) => self.policy.admit(&campaign, p, now).await,
                 Err(e) => Err(PolicyError::Store(e)),

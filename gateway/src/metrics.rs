@@ -5,6 +5,7 @@
 
 mod classic;
 mod process;
+mod store;
 
 pub use admin_api::Exposition;
 
@@ -331,6 +332,12 @@ const SUPPRESSIONS: [&str; 5] = [
 ];
 
 impl Metrics {
+    /// Adds the store's own series (`sluice_store_requests_total`).
+    pub fn watch_store(&mut self, store: std::sync::Arc<dyn ::store::Store>) {
+        self.registry
+            .register_collector(Box::new(store::StoreRequests(store)));
+    }
+
     /// Creates the series of a channel at zero, so dashboards show them
     /// before the first message (the channel registry calls it per channel).
     pub fn know_channel(&self, channel: &'static str) {

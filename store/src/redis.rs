@@ -78,6 +78,8 @@ pub struct Redis {
     failure: Arc<Mutex<Option<String>>>,
     /// Upload ids: the instance in the high bits, a counter below.
     uploads: AtomicU64,
+    /// Requests sent to Redis (`Store::requests`).
+    requests: AtomicU64,
     /// Held by an abandon while it writes, and by intake while it plans:
     /// a staging called after an abandon sees its customers free, as the
     /// embedded engine's group order gives.
@@ -289,6 +291,7 @@ impl Redis {
             script: txn::script(),
             failure,
             uploads: AtomicU64::new(instance << UPLOAD_BITS),
+            requests: AtomicU64::new(0),
             abandoning: tokio::sync::RwLock::new(()),
         })
     }
@@ -336,8 +339,9 @@ impl Redis {
         self.con.clone()
     }
 
-    /// Notes how a call to Redis ended, for `write_refusal`.
+    /// Notes how a call to Redis ended, for `write_refusal` (and counts it).
     fn seen<T>(&self, result: ::redis::RedisResult<T>) -> Result<T> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
         let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
         match result {
             Ok(v) => {

@@ -203,6 +203,21 @@ pub trait Suppressions: Send + Sync {
         }
     }
 
+    /// [`participant_suppression`](Self::participant_suppression) of each
+    /// of `participants`, in order (an engine over the network answers
+    /// them in one request).
+    async fn participants_suppressions(
+        &self,
+        channel: ChannelKind,
+        participants: &[&Participant],
+    ) -> Result<Vec<Option<SuppressReason>>> {
+        let mut out = Vec::with_capacity(participants.len());
+        for p in participants {
+            out.push(self.participant_suppression(channel, p).await?);
+        }
+        Ok(out)
+    }
+
     /// Up to `query.limit` of `channel`'s suppressions matching `query`,
     /// in entry order (entries as stored: addresses lowercased).
     async fn suppressions(
@@ -242,6 +257,12 @@ pub trait Store:
     /// Why the store takes no writes right now (a failed commit, a full
     /// disk), if it does not: sending pauses and `/readyz` says why.
     fn write_refusal(&self) -> Option<String>;
+
+    /// Requests this node sent to the engine's server so far (a pipeline
+    /// or a script is one); `None` for an engine with no server.
+    fn requests(&self) -> Option<u64> {
+        None
+    }
 
     /// What this node decides together with others on the same store;
     /// `None` for an engine only one node runs on (it decides alone).

@@ -15,10 +15,10 @@ use bench::{
     cpu,
     http::Api,
     sms_baseline::{bare_rusmppc_rate, bare_session_rate},
+    sms_campaign::{self, metric},
     smsc_sink::SmscSink,
 };
 use gateway::config::Smsc;
-use hyper::Method;
 use tokio_util::sync::CancellationToken;
 
 #[global_allocator]
@@ -59,45 +59,15 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let running = gateway::start(config, shutdown.clone()).await?;
     let api = Api::new(running.api);
-    let decl = serde_json::json!({"channel": "sms", "name": "bench",
-        "content": {"sms": {"from": "Telco", "text": "Hello {{name}}, your offer is waiting."}}});
-    api.declare("bench", &decl).await?;
-    let body: String = (0..n)
-        .map(|i| {
-            format!(
-                "{{\"customer\":\"c{i}\",\"address\":\"+4915{:09}\",\"fields\":{{\"name\":\"N{i}\"}}}}\n",
-                i
-            )
-        })
-        .collect();
-    api.upload("bench", body, n).await?;
+    sms_campaign::declare_and_upload(&api, n).await?;
     // Wait for the bind before starting the clock.
-    let bound = Instant::now();
-    while !api.text("/readyz").await?.contains("\"ready\":true") {
-        ensure!(bound.elapsed() < Duration::from_secs(10), "never bound");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    sms_campaign::wait_ready(&api).await?;
 
     let submits_before = sink.submits();
     // bench/profile.sh starts recording at this line.
     eprintln!("bench_sms: starting the campaign");
     let cpu_before = cpu::process_seconds();
-    let started = Instant::now();
-    api.start("bench").await?;
-    let counts = loop {
-        let (_, state) = api
-            .call(Method::GET, "/v1/campaigns/bench", "application/json", "")
-            .await?;
-        if state["counts"]["delivered"] == n {
-            break state["counts"].clone();
-        }
-        ensure!(
-            started.elapsed() < Duration::from_secs(600),
-            "campaign did not settle: {state}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let elapsed = started.elapsed().as_secs_f64();
+    let (elapsed, counts) = sms_campaign::run_until_delivered(&api, n).await?;
     let sluice_cpu = cpu::micros_per_message_since(cpu_before, n);
     // The receipt counter is bumped just after the facts are durable.
     let settled = Instant::now();
@@ -140,10 +110,3 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The sum of a counter's samples whose labels contain `filter`.
-fn metric(text: &str, name: &str, filter: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l.contains(filter))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}

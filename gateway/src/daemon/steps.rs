@@ -102,7 +102,9 @@ impl Core {
             Links::new(keys.clone(), &config.tracking.base_url)
                 .map_err(|e| RunError::Setup(format!("tracking.base_url: {e}")))?,
         );
-        let metrics = Arc::new(Metrics::default());
+        let mut metrics = Metrics::default();
+        metrics.watch_store(store.clone());
+        let metrics = Arc::new(metrics);
         let channels = Registry::start(&Deps {
             config,
             store: store.clone(),

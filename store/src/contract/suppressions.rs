@@ -57,6 +57,39 @@ pub async fn suppressions_are_listed_in_order_a_page_at_a_time(h: &dyn Harness) 
                 .await
                 .expect("lift")
         );
+        // A claim's participants are looked up together: by address (any
+        // case), else by customer id.
+        store
+            .suppress(ChannelKind::Email, "cust-9", SuppressReason::Unsubscribed)
+            .await
+            .expect("suppress a customer");
+        let who = |customer: &str, address: &str| domain::Participant {
+            customer: customer.into(),
+            address: address.into(),
+            segment: None,
+            fields: Default::default(),
+        };
+        let claim = [
+            who("x", "A1@example.org"),
+            who("cust-9", "new@example.org"),
+            who("y", "b2@example.org"),
+        ];
+        let found = store
+            .participants_suppressions(ChannelKind::Email, &claim.iter().collect::<Vec<_>>())
+            .await
+            .expect("store answers");
+        assert_eq!(
+            found,
+            [
+                Some(SuppressReason::OptedOut),
+                Some(SuppressReason::Unsubscribed),
+                None
+            ]
+        );
+        store
+            .unsuppress(ChannelKind::Email, "cust-9")
+            .await
+            .expect("lift");
     }
     let entries = |page: &[(String, SuppressReason)]| -> Vec<String> {
         page.iter().map(|(e, _)| e.clone()).collect()

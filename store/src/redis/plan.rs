@@ -36,6 +36,9 @@ pub(super) struct Plan<'a> {
     upstream: HashMap<Vec<u8>, Option<Vec<u8>>>,
     /// Participant numbers reserved for this plan: (next, end) per campaign.
     numbers: HashMap<u32, (u32, u32)>,
+    /// The facts of this write, in order (their cursors are given as it is
+    /// applied).
+    facts: Vec<Fact>,
 }
 
 impl<'a> Plan<'a> {
@@ -52,7 +55,17 @@ impl<'a> Plan<'a> {
             customers: HashMap::new(),
             upstream: HashMap::new(),
             numbers: HashMap::new(),
+            facts: Vec::new(),
         }
+    }
+
+    /// The write this plan makes, its facts as one run of the feed.
+    pub fn into_txn(self) -> Txn {
+        let mut txn = self.txn;
+        if !self.facts.is_empty() {
+            txn.facts(codec::encode(&self.facts), self.facts.len());
+        }
+        txn
     }
 
     pub fn store(&self) -> &'a Redis {
@@ -374,15 +387,14 @@ impl<'a> Plan<'a> {
         kind: FactKind,
         detail: FactDetail,
     ) {
-        let fact = Fact {
+        self.facts.push(Fact {
             cursor: 0,
             at,
             campaign: campaign.to_owned(),
             customer: customer.to_owned(),
             kind,
             detail,
-        };
-        self.txn.fact(codec::encode(&vec![fact]));
+        });
     }
 
     pub fn suppress(
@@ -642,11 +654,19 @@ impl<'a> Plan<'a> {
         Ok(())
     }
 
-    async fn upstream_value(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    /// An id's link (checked if found), or a message's part progress
+    /// (checked either way: two parts' receipts count down one number).
+    async fn upstream_value(&mut self, key: &[u8], progress: bool) -> Result<Option<Vec<u8>>> {
         if let Some(v) = self.upstream.get(key) {
             return Ok(v.clone());
         }
-        let value = self.read_checked(keys::upstream(), key).await?;
+        let value = if progress {
+            self.read_checked(keys::upstream(), key).await?
+        } else {
+            let value = self.store.hget(&keys::upstream(), key).await?;
+            self.note_link(key, value.as_deref());
+            value
+        };
         self.upstream.insert(key.to_vec(), value.clone());
         Ok(value)
     }
@@ -660,14 +680,32 @@ impl<'a> Plan<'a> {
     }
 
     /// Reads what matching `receipts` needs at once: the link of each id
-    /// in its first reading, then the states and records of the messages
-    /// they lead to (other readings are read one by one, when needed).
+    /// in its first reading, then in its other readings where the first
+    /// is not known, then the states and records of the messages they lead
+    /// to.
     pub async fn prefetch_receipts(&mut self, receipts: &[ReceiptIn]) -> Result<()> {
-        let mut fields: Vec<Vec<u8>> = receipts
+        let firsts: Vec<Vec<u8>> = receipts
             .iter()
             .filter_map(|r| upstream::lookup_keys(r.smsc, &r.id).next())
-            .filter(|k| !self.upstream.contains_key(k))
             .collect();
+        let mut msgs = self.read_links(firsts).await?;
+        let others: Vec<Vec<u8>> = receipts
+            .iter()
+            .filter(|r| {
+                upstream::lookup_keys(r.smsc, &r.id)
+                    .next()
+                    .is_some_and(|k| self.upstream.get(&k).is_some_and(Option::is_none))
+            })
+            .flat_map(|r| upstream::lookup_keys(r.smsc, &r.id).skip(1))
+            .collect();
+        msgs.extend(self.read_links(others).await?);
+        self.prefetch(&msgs).await
+    }
+
+    /// Reads the links of upstream ids not read yet; returns the messages
+    /// of those found.
+    async fn read_links(&mut self, mut fields: Vec<Vec<u8>>) -> Result<Vec<MessageNo>> {
+        fields.retain(|k| !self.upstream.contains_key(k));
         fields.sort_unstable();
         fields.dedup();
         let mut msgs = Vec::new();
@@ -677,14 +715,23 @@ impl<'a> Plan<'a> {
                 .query(::redis::cmd("HMGET").arg(keys::upstream()).arg(chunk))
                 .await?;
             for (field, link) in chunk.iter().zip(links) {
-                self.check(keys::upstream(), field, link.as_deref());
+                self.note_link(field, link.as_deref());
                 if let Some(l) = link.as_deref().and_then(upstream::decode_link) {
                     msgs.push(l.msg);
                 }
                 self.upstream.insert(field.clone(), link);
             }
         }
-        self.prefetch(&msgs).await
+        Ok(msgs)
+    }
+
+    /// Has the write check a link read: one found must be unchanged (so
+    /// that no two writers settle it); one not found needs no check, as
+    /// its receipt is only looked up again later.
+    fn note_link(&mut self, field: &[u8], link: Option<&[u8]>) {
+        if link.is_some() {
+            self.check(keys::upstream(), field, link);
+        }
     }
 
     /// Settles one receipt: finds its message by any reading of the id,
@@ -694,7 +741,7 @@ impl<'a> Plan<'a> {
         let mut found = None;
         for key in upstream::lookup_keys(r.smsc, &r.id) {
             if let Some(link) = self
-                .upstream_value(&key)
+                .upstream_value(&key, false)
                 .await?
                 .and_then(|v| upstream::decode_link(&v))
             {
@@ -711,7 +758,7 @@ impl<'a> Plan<'a> {
         self.put_upstream(key, None);
         let progress = upstream::progress_key(link.msg);
         let waiting = if link.parts > 1 {
-            self.upstream_value(&progress)
+            self.upstream_value(&progress, true)
                 .await?
                 .and_then(|v| v.first().copied())
         } else {

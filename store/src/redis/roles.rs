@@ -60,7 +60,7 @@ macro_rules! write_until_applied {
         for _ in 0..MAX_TRIES {
             let mut $p = Plan::new($store);
             let answer = $body?;
-            if $store.apply($p.txn).await? {
+            if $store.apply($p.into_txn()).await? {
                 outcome = Ok(answer);
                 break;
             }
@@ -522,31 +522,51 @@ impl Ledger for Redis {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        // Each entry is one write's run of facts, its id the run's first
+        // cursor: start from the run holding `after + 1`.
+        let wanted = format!("{}-0", after + 1);
+        let holding: Vec<(String, Vec<Vec<u8>>)> = self
+            .query(
+                ::redis::cmd("XREVRANGE")
+                    .arg(keys::feed())
+                    .arg(&wanted)
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(1),
+            )
+            .await?;
+        let start = holding.first().map_or(wanted, |(id, _)| id.clone());
         let entries: Vec<(String, Vec<Vec<u8>>)> = self
             .query(
                 ::redis::cmd("XRANGE")
                     .arg(keys::feed())
-                    .arg(format!("{}-0", after + 1))
+                    .arg(start)
                     .arg("+")
                     .arg("COUNT")
                     .arg(limit),
             )
             .await?;
-        let mut facts = Vec::with_capacity(entries.len());
+        let mut facts = Vec::with_capacity(limit);
         for (id, fields) in entries {
-            let cursor = id
+            let first: u64 = id
                 .split_once('-')
                 .and_then(|(c, _)| c.parse().ok())
                 .ok_or_else(|| StoreError::Corrupt {
                     what: "fact",
                     detail: format!("feed entry id {id}"),
                 })?;
-            let bytes = fields.get(1).ok_or_else(|| StoreError::Corrupt {
+            let run = fields.get(1).ok_or_else(|| StoreError::Corrupt {
                 what: "fact",
-                detail: format!("feed entry {id} has no fact"),
+                detail: format!("feed entry {id} has no facts"),
             })?;
-            let run: Vec<Fact> = codec::decode(bytes)?;
-            for mut fact in run {
+            let run: Vec<Fact> = codec::decode(run)?;
+            for (cursor, mut fact) in (first..).zip(run) {
+                if cursor <= after {
+                    continue;
+                }
+                if facts.len() == limit {
+                    return Ok(facts);
+                }
                 fact.cursor = cursor;
                 facts.push(fact);
             }
@@ -825,6 +845,36 @@ impl Suppressions for Redis {
         Ok(why.map(|w| SuppressReason::parse(&w)))
     }
 
+    async fn participants_suppressions(
+        &self,
+        channel: ChannelKind,
+        participants: &[&Participant],
+    ) -> Result<Vec<Option<SuppressReason>>> {
+        if participants.is_empty() {
+            return Ok(Vec::new());
+        }
+        let fields: Vec<String> = participants
+            .iter()
+            .flat_map(|p| [suppression_field(&p.address), suppression_field(&p.customer)])
+            .collect();
+        let reasons: Vec<Option<String>> = self
+            .query(
+                ::redis::cmd("HMGET")
+                    .arg(keys::suppressions(channel))
+                    .arg(&fields),
+            )
+            .await?;
+        Ok(reasons
+            .chunks(2)
+            .map(|pair| {
+                pair.iter()
+                    .flatten()
+                    .next()
+                    .map(|why| SuppressReason::parse(why))
+            })
+            .collect())
+    }
+
     async fn suppressions(
         &self,
         channel: ChannelKind,
@@ -920,5 +970,9 @@ impl Store for Redis {
 
     fn shared(&self) -> Option<&dyn Shared> {
         Some(self)
+    }
+
+    fn requests(&self) -> Option<u64> {
+        Some(self.requests.load(std::sync::atomic::Ordering::Relaxed))
     }
 }

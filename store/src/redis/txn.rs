@@ -1,36 +1,82 @@
 //! One atomic write of the Redis engine: the values it was planned on (each
-//! checked unchanged), the commands that carry it out, and the facts it
-//! appends to the feed, all in one Lua script. A check that fails means
-//! another writer (this node or another) changed what the plan read: the
-//! caller reads again and plans again (optimistic concurrency), so the
-//! rules run in Rust and every decision is still written with its fact,
-//! both or neither.
+//! checked unchanged), what it changes, and the facts it appends to the
+//! feed, all in one Lua script. A check that fails means another writer
+//! (this node or another) changed what the plan read: the caller reads
+//! again and plans again (optimistic concurrency), so the rules run in Rust
+//! and every decision is still written with its fact, both or neither.
+//!
+//! A write keeps only the last change of each hash field and sorted-set
+//! member and sums counters, so the script makes one call per key (a
+//! `HSET` of every field of a hash, one `ZREM` of every member), not one
+//! per message; the facts of a write are one feed entry.
+
+use std::collections::BTreeMap;
 
 use ::redis::Script;
 
 /// Applies a planned write if nothing it read has changed; answers
 /// `{1, first cursor}` or `{0}` on a conflict.
 ///
-/// ARGV: the number of checks, then per check `key field mode value`
-/// (mode `=`: the field equals value; `!`: it is absent); the number of
-/// commands, then per command its argument count and arguments (`HMAX key
-/// field value` sets a field only to a larger number); the number of facts,
-/// then each fact. KEYS: the feed stream and its cursor counter.
+/// ARGV, in order: checks (count of keys; per key: key, count, then per
+/// field: field, mode `=` (equals value) or `!` (absent), value); hashes
+/// (count; per key: key, fields to set, field value pairs, fields to
+/// delete, fields); sorted sets (count; per key: key, members to add,
+/// score member pairs, members to remove, members); counters (count;
+/// key field delta triples); other commands, run last in order (count;
+/// per command: argument count, arguments; `HMAX key field value` sets a
+/// field only to a larger number); facts (count in the run, and the run
+/// if any). KEYS: the feed stream and its cursor counter.
 const SCRIPT: &str = r#"
 local i = 1
-local checks = tonumber(ARGV[i]); i = i + 1
-for _ = 1, checks do
-  local now = redis.call('HGET', ARGV[i], ARGV[i + 1])
-  if ARGV[i + 2] == '!' then
-    if now then return {0} end
-  elseif now ~= ARGV[i + 3] then
-    return {0}
+local function take() local v = ARGV[i]; i = i + 1; return v end
+local function number() return tonumber(take()) end
+-- Calls `command key` with args[from..to] in slices Lua can unpack.
+local function each_slice(command, key, args, step)
+  for s = 1, #args, step do
+    redis.call(command, key, unpack(args, s, math.min(s + step - 1, #args)))
   end
-  i = i + 4
 end
-local commands = tonumber(ARGV[i]); i = i + 1
-for _ = 1, commands do
-  local argc = tonumber(ARGV[i]); i = i + 1
+
+for _ = 1, number() do
+  local key, n = take(), number()
+  local fields, modes, values = {}, {}, {}
+  for k = 1, n do fields[k], modes[k], values[k] = take(), take(), take() end
+  local now = {}
+  for s = 1, n, 1000 do
+    local part = redis.call('HMGET', key, unpack(fields, s, math.min(s + 999, n)))
+    for k = 1, #part do now[s + k - 1] = part[k] end
+  end
+  for k = 1, n do
+    if modes[k] == '!' then
+      if now[k] then return {0} end
+    elseif now[k] ~= values[k] then
+      return {0}
+    end
+  end
+end
+for _ = 1, number() do
+  local key = take()
+  local set = {}
+  for k = 1, 2 * number() do set[k] = take() end
+  local gone = {}
+  for k = 1, number() do gone[k] = take() end
+  if #set > 0 then each_slice('HSET', key, set, 1000) end
+  if #gone > 0 then each_slice('HDEL', key, gone, 1000) end
+end
+for _ = 1, number() do
+  local key = take()
+  local add = {}
+  for k = 1, 2 * number() do add[k] = take() end
+  local gone = {}
+  for k = 1, number() do gone[k] = take() end
+  if #add > 0 then each_slice('ZADD', key, add, 1000) end
+  if #gone > 0 then each_slice('ZREM', key, gone, 1000) end
+end
+for _ = 1, number() do
+  redis.call('HINCRBY', take(), take(), take())
+end
+for _ = 1, number() do
+  local argc = number()
   if ARGV[i] == 'HMAX' then
     local was = tonumber(redis.call('HGET', ARGV[i + 1], ARGV[i + 2]) or '-1')
     if tonumber(ARGV[i + 3]) > was then
@@ -41,14 +87,12 @@ for _ = 1, commands do
   end
   i = i + argc
 end
-local facts = tonumber(ARGV[i]); i = i + 1
+local facts = number()
 local first = 0
 if facts > 0 then
   local last = redis.call('INCRBY', KEYS[2], facts)
   first = last - facts + 1
-  for k = 0, facts - 1 do
-    redis.call('XADD', KEYS[1], (first + k) .. '-0', 'f', ARGV[i + k])
-  end
+  redis.call('XADD', KEYS[1], first .. '-0', 'f', take(), 'n', facts)
 end
 return {1, first}
 "#;
@@ -57,56 +101,73 @@ pub(super) fn script() -> Script {
     Script::new(SCRIPT)
 }
 
+type Bytes = Vec<u8>;
+
 /// What a write was planned on, and what it does.
 #[derive(Debug, Default)]
 pub(super) struct Txn {
-    checks: Vec<Vec<u8>>,
-    check_count: usize,
-    commands: Vec<Vec<u8>>,
-    command_count: usize,
-    facts: Vec<Vec<u8>>,
+    /// Per hash, per field: the value read (`None`: absent).
+    checks: BTreeMap<String, BTreeMap<Bytes, Option<Bytes>>>,
+    /// Per hash, per field: its last value (`None`: deleted).
+    hashes: BTreeMap<String, BTreeMap<Bytes, Option<Bytes>>>,
+    /// Per sorted set, per member: its last score (`None`: removed).
+    zsets: BTreeMap<String, BTreeMap<Bytes, Option<u64>>>,
+    counters: BTreeMap<(String, String), i64>,
+    commands: Vec<Vec<Bytes>>,
+    /// The encoded run of this write's facts, and how many it holds.
+    facts: Option<(Bytes, usize)>,
 }
 
 impl Txn {
     /// The plan read `field` of hash `key` as `value` (`None`: absent).
     pub fn read(&mut self, key: &str, field: &[u8], value: Option<&[u8]>) {
-        self.checks.push(key.as_bytes().to_vec());
-        self.checks.push(field.to_vec());
-        match value {
-            Some(v) => {
-                self.checks.push(b"=".to_vec());
-                self.checks.push(v.to_vec());
-            }
-            None => {
-                self.checks.push(b"!".to_vec());
-                self.checks.push(Vec::new());
-            }
-        }
-        self.check_count += 1;
-    }
-
-    /// A Redis command, run if every check holds.
-    pub fn command(&mut self, args: &[&[u8]]) {
-        self.commands.push(args.len().to_string().into_bytes());
-        self.commands.extend(args.iter().map(|a| a.to_vec()));
-        self.command_count += 1;
+        self.checks
+            .entry(key.to_owned())
+            .or_default()
+            .insert(field.to_vec(), value.map(<[u8]>::to_vec));
     }
 
     pub fn hset(&mut self, key: &str, field: &[u8], value: &[u8]) {
-        self.command(&[b"HSET", key.as_bytes(), field, value]);
+        self.hash(key, field, Some(value.to_vec()));
     }
 
     pub fn hdel(&mut self, key: &str, field: &[u8]) {
-        self.command(&[b"HDEL", key.as_bytes(), field]);
+        self.hash(key, field, None);
+    }
+
+    fn hash(&mut self, key: &str, field: &[u8], value: Option<Bytes>) {
+        self.hashes
+            .entry(key.to_owned())
+            .or_default()
+            .insert(field.to_vec(), value);
     }
 
     pub fn hincr(&mut self, key: &str, field: &str, by: i64) {
-        self.command(&[
-            b"HINCRBY",
-            key.as_bytes(),
-            field.as_bytes(),
-            by.to_string().as_bytes(),
-        ]);
+        *self
+            .counters
+            .entry((key.to_owned(), field.to_owned()))
+            .or_default() += by;
+    }
+
+    pub fn zadd(&mut self, key: &str, score: u64, member: &[u8]) {
+        self.zset(key, member, Some(score));
+    }
+
+    pub fn zrem(&mut self, key: &str, member: &[u8]) {
+        self.zset(key, member, None);
+    }
+
+    fn zset(&mut self, key: &str, member: &[u8], score: Option<u64>) {
+        self.zsets
+            .entry(key.to_owned())
+            .or_default()
+            .insert(member.to_vec(), score);
+    }
+
+    /// A Redis command, run after the hash, sorted-set and counter changes.
+    pub fn command(&mut self, args: &[&[u8]]) {
+        self.commands
+            .push(args.iter().map(|a| a.to_vec()).collect());
     }
 
     /// Sets `field` to `value` unless it holds a larger number already.
@@ -114,42 +175,89 @@ impl Txn {
         self.command(&[b"HMAX", key.as_bytes(), field, value.to_string().as_bytes()]);
     }
 
-    pub fn zadd(&mut self, key: &str, score: u64, member: &[u8]) {
-        self.command(&[
-            b"ZADD",
-            key.as_bytes(),
-            score.to_string().as_bytes(),
-            member,
-        ]);
-    }
-
-    pub fn zrem(&mut self, key: &str, member: &[u8]) {
-        self.command(&[b"ZREM", key.as_bytes(), member]);
-    }
-
     pub fn del(&mut self, key: &str) {
         self.command(&[b"DEL", key.as_bytes()]);
     }
 
-    /// A fact (encoded without its cursor) for the feed.
-    pub fn fact(&mut self, encoded: Vec<u8>) {
-        self.facts.push(encoded);
+    /// This write's facts (encoded without their cursors, as one run).
+    pub fn facts(&mut self, run: Bytes, count: usize) {
+        self.facts = (count > 0).then_some((run, count));
     }
 
     pub fn is_empty(&self) -> bool {
-        self.check_count == 0 && self.command_count == 0 && self.facts.is_empty()
+        self.checks.is_empty()
+            && self.hashes.is_empty()
+            && self.zsets.is_empty()
+            && self.counters.is_empty()
+            && self.commands.is_empty()
+            && self.facts.is_none()
     }
 
     /// The script's arguments.
-    pub fn into_args(self) -> Vec<Vec<u8>> {
-        let mut args =
-            Vec::with_capacity(3 + self.checks.len() + self.commands.len() + self.facts.len());
-        args.push(self.check_count.to_string().into_bytes());
-        args.extend(self.checks);
-        args.push(self.command_count.to_string().into_bytes());
-        args.extend(self.commands);
-        args.push(self.facts.len().to_string().into_bytes());
-        args.extend(self.facts);
+    pub fn into_args(self) -> Vec<Bytes> {
+        let count = |n: usize| n.to_string().into_bytes();
+        let mut args = Vec::new();
+        args.push(count(self.checks.len()));
+        for (key, fields) in self.checks {
+            args.push(key.into_bytes());
+            args.push(count(fields.len()));
+            for (field, value) in fields {
+                args.push(field);
+                match value {
+                    Some(v) => {
+                        args.push(b"=".to_vec());
+                        args.push(v);
+                    }
+                    None => {
+                        args.push(b"!".to_vec());
+                        args.push(Vec::new());
+                    }
+                }
+            }
+        }
+        args.push(count(self.hashes.len()));
+        for (key, fields) in self.hashes {
+            let (set, gone): (Vec<_>, Vec<_>) = fields.into_iter().partition(|(_, v)| v.is_some());
+            args.push(key.into_bytes());
+            args.push(count(set.len()));
+            for (field, value) in set {
+                args.push(field);
+                args.push(value.unwrap_or_default());
+            }
+            args.push(count(gone.len()));
+            args.extend(gone.into_iter().map(|(field, _)| field));
+        }
+        args.push(count(self.zsets.len()));
+        for (key, members) in self.zsets {
+            let (add, gone): (Vec<_>, Vec<_>) = members.into_iter().partition(|(_, s)| s.is_some());
+            args.push(key.into_bytes());
+            args.push(count(add.len()));
+            for (member, score) in add {
+                args.push(score.unwrap_or_default().to_string().into_bytes());
+                args.push(member);
+            }
+            args.push(count(gone.len()));
+            args.extend(gone.into_iter().map(|(member, _)| member));
+        }
+        let counters: Vec<_> = self.counters.into_iter().filter(|&(_, by)| by != 0).collect();
+        args.push(count(counters.len()));
+        for ((key, field), by) in counters {
+            args.push(key.into_bytes());
+            args.push(field.into_bytes());
+            args.push(by.to_string().into_bytes());
+        }
+        args.push(count(self.commands.len()));
+        for command in self.commands {
+            args.push(count(command.len()));
+            args.extend(command);
+        }
+        match self.facts {
+            Some((run, n)) => {
+                args.push(count(n));
+                args.push(run);
+            }
+            None => args.push(count(0)),
+        }
         args
     }
 }

@@ -1,0 +1,131 @@
+//! SMS throughput on the Redis engine against the embedded engine, in one
+//! process, on the same SMSC sink, with a `redis-server` of its own
+//! (`appendfsync always`):
+//! `cargo run --release -p bench --bin bench_sms_redis [MESSAGES] [WINDOW]`
+//! (100,000 messages, window 64 by default).
+//!
+//! Runs the same campaign (start → every receipt matched and durable) on
+//! the embedded engine, then on one node on Redis, then on two nodes on
+//! Redis (the campaign declared on one, both sending), and prints for each:
+//! messages/s, the ratio to the embedded run, CPU per message of the
+//! nodes' process (daemons and sink), of Redis, requests to Redis per
+//! message (`sluice_store_requests_total`), and Redis memory per queued
+//! message (`used_memory` after the upload, before the start).
+
+use anyhow::ensure;
+use bench::{
+    args::positional, cpu, http::Api, redis_server::RedisServer, sms_campaign, smsc_sink::SmscSink,
+};
+use gateway::config::{Config, Smsc};
+use tokio_util::sync::CancellationToken;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// What one run measured.
+struct Run {
+    rate: f64,
+    /// µs of CPU per message: the daemons and the sink.
+    nodes_cpu: f64,
+    /// µs of CPU per message of Redis.
+    redis_cpu: f64,
+    requests: f64,
+    memory: f64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let n: usize = positional(1, "messages", 100_000)?;
+    let window: usize = positional(2, "window", 64)?;
+    let sink = SmscSink::start().await?;
+    let redis = RedisServer::start()?;
+    let dir = tempfile::tempdir()?;
+
+    let config = |node: Option<&str>| -> anyhow::Result<Config> {
+        let mut config = bench::loopback_config(&dir.path().join(node.unwrap_or("embedded")));
+        config.dispatch.claim_batch = 1024;
+        config.sms.smsc = vec![toml::from_str::<Smsc>(&format!(
+            "host = \"127.0.0.1\"\nport = {}\nsystem_id = \"bench\"\nwindow = {window}",
+            sink.port
+        ))?];
+        if let Some(node) = node {
+            config.store.engine = "redis".into();
+            config.store.url = Some(redis.url());
+            config.store.node = Some(node.into());
+        }
+        Ok(config)
+    };
+
+    let embedded = run(&[config(None)?], &redis, n, false).await?;
+    report("embedded engine, 1 node", &embedded, &embedded);
+    redis.cli(&["FLUSHALL"])?;
+    let one = run(&[config(Some("n1"))?], &redis, n, true).await?;
+    report("Redis engine, 1 node", &one, &embedded);
+    redis.cli(&["FLUSHALL"])?;
+    let two = run(&[config(Some("n1"))?, config(Some("n2"))?], &redis, n, true).await?;
+    report("Redis engine, 2 nodes", &two, &embedded);
+    println!(
+        "2 cores: the nodes and Redis share them, so more nodes here only split the same CPU; \
+         throughput with N nodes on N machines is at most N / ({:.1} µs per node) and 1 / ({:.1} µs of Redis) messages/s",
+        one.nodes_cpu, one.redis_cpu
+    );
+    Ok(())
+}
+
+/// Starts a daemon per config, runs the campaign on the first (all of
+/// them sending) and stops them.
+async fn run(configs: &[Config], redis: &RedisServer, n: usize, on_redis: bool) -> anyhow::Result<Run> {
+    let shutdown = CancellationToken::new();
+    let mut nodes = Vec::new();
+    for config in configs {
+        nodes.push(gateway::start(config.clone(), shutdown.clone()).await?);
+    }
+    let apis: Vec<Api> = nodes.iter().map(|r| Api::new(r.api)).collect();
+    let memory_before = redis.number("memory", "used_memory")?;
+    sms_campaign::declare_and_upload(&apis[0], n).await?;
+    let memory = (redis.number("memory", "used_memory")? - memory_before) / n as f64;
+    for api in &apis {
+        sms_campaign::wait_ready(api).await?;
+    }
+    let requests_before = requests(&apis).await?;
+    let redis_before = redis.cpu_seconds()?;
+    let cpu_before = cpu::process_seconds();
+    let (elapsed, counts) = sms_campaign::run_until_delivered(&apis[0], n).await?;
+    let nodes_cpu = cpu::micros_per_message_since(cpu_before, n);
+    let redis_cpu = (redis.cpu_seconds()? - redis_before) * 1e6 / n as f64;
+    let requests = (requests(&apis).await? - requests_before) / n as f64;
+    ensure!(counts["delivered"] == n, "not all delivered: {counts}");
+    shutdown.cancel();
+    for node in nodes {
+        node.stopped().await;
+    }
+    Ok(Run {
+        rate: n as f64 / elapsed,
+        nodes_cpu,
+        redis_cpu: if on_redis { redis_cpu } else { 0.0 },
+        requests,
+        memory: if on_redis { memory } else { 0.0 },
+    })
+}
+
+/// Requests the nodes sent to Redis so far.
+async fn requests(apis: &[Api]) -> anyhow::Result<f64> {
+    let mut total = 0.0;
+    for api in apis {
+        let metrics = api.text("/metrics").await?;
+        total += sms_campaign::metric(&metrics, "sluice_store_requests_total", "");
+    }
+    Ok(total)
+}
+
+fn report(what: &str, run: &Run, embedded: &Run) {
+    println!(
+        "{what}: {:.0} messages/s ({:.2} of the embedded engine), {:.1} µs CPU per message in the nodes' process, {:.1} µs in Redis, {:.3} Redis requests per message, {:.0} bytes of Redis memory per queued message",
+        run.rate,
+        run.rate / embedded.rate,
+        run.nodes_cpu,
+        run.redis_cpu,
+        run.requests,
+        run.memory
+    );
+}

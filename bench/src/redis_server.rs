@@ -1,0 +1,90 @@
+//! A `redis-server` of a benchmark's own: a free loopback port, every
+//! write fsynced before it is answered (`appendfsync always`, what the
+//! Redis engine needs for "acknowledged means durable"), stopped when
+//! dropped; and what its `INFO` says.
+
+use std::{
+    collections::HashMap,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, ensure};
+
+pub struct RedisServer {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("redis-server (apt-get install redis-server, or cargo xtask peers)")?;
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            ensure!(started.elapsed() < Duration::from_secs(10), "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(Self {
+            child,
+            port,
+            _dir: dir,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// `redis-cli` with `args` against this server; its output.
+    pub fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .context("redis-cli")?;
+        ensure!(out.status.success(), "redis-cli {args:?} failed");
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The `field:value` lines of `INFO section`.
+    pub fn info(&self, section: &str) -> anyhow::Result<HashMap<String, String>> {
+        Ok(self
+            .cli(&["INFO", section])?
+            .lines()
+            .filter_map(|l| l.trim_end().split_once(':'))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect())
+    }
+
+    /// A number of `INFO section`.
+    pub fn number(&self, section: &str, field: &str) -> anyhow::Result<f64> {
+        self.info(section)?
+            .get(field)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("INFO {section} has no number {field}"))
+    }
+
+    /// CPU seconds the server has used (user and system).
+    pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        Ok(self.number("cpu", "used_cpu_user")? + self.number("cpu", "used_cpu_sys")?)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,71 @@
+//! One SMS campaign driven through a running daemon's API, as the SMS
+//! benchmarks run it: declared, `n` participants uploaded, started once
+//! the bind is up, timed until every message has its `delivered` fact.
+
+use std::time::{Duration, Instant};
+
+use anyhow::ensure;
+use hyper::Method;
+
+use crate::http::Api;
+
+/// The campaign's id.
+pub const ID: &str = "bench";
+
+/// Declares the campaign and uploads `n` participants (`c{i}`).
+pub async fn declare_and_upload(api: &Api, n: usize) -> anyhow::Result<()> {
+    let decl = serde_json::json!({"channel": "sms", "name": ID,
+        "content": {"sms": {"from": "Telco", "text": "Hello {{name}}, your offer is waiting."}}});
+    api.declare(ID, &decl).await?;
+    let body: String = (0..n)
+        .map(|i| {
+            format!(
+                "{{\"customer\":\"c{i}\",\"address\":\"+4915{:09}\",\"fields\":{{\"name\":\"N{i}\"}}}}\n",
+                i
+            )
+        })
+        .collect();
+    api.upload(ID, body, n).await
+}
+
+/// Waits until the daemon is ready (its bind is up).
+pub async fn wait_ready(api: &Api) -> anyhow::Result<()> {
+    let bound = Instant::now();
+    while !api.text("/readyz").await?.contains("\"ready\":true") {
+        ensure!(bound.elapsed() < Duration::from_secs(10), "never bound");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// Starts the campaign and waits until all `n` messages are delivered;
+/// returns the seconds it took and the campaign's counts.
+pub async fn run_until_delivered(
+    api: &Api,
+    n: usize,
+) -> anyhow::Result<(f64, serde_json::Value)> {
+    let started = Instant::now();
+    api.start(ID).await?;
+    let counts = loop {
+        let (_, state) = api
+            .call(Method::GET, &format!("/v1/campaigns/{ID}"), "application/json", "")
+            .await?;
+        if state["counts"]["delivered"] == n {
+            break state["counts"].clone();
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "campaign did not settle: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    Ok((started.elapsed().as_secs_f64(), counts))
+}
+
+/// The sum of the samples of metric `name` whose labels contain `filter`.
+pub fn metric(text: &str, name: &str, filter: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
