@@ -40,15 +40,17 @@ pub async fn wait_ready(api: &Api) -> anyhow::Result<()> {
 
 /// Starts the campaign and waits until all `n` messages are delivered;
 /// returns the seconds it took and the campaign's counts.
-pub async fn run_until_delivered(
-    api: &Api,
-    n: usize,
-) -> anyhow::Result<(f64, serde_json::Value)> {
+pub async fn run_until_delivered(api: &Api, n: usize) -> anyhow::Result<(f64, serde_json::Value)> {
     let started = Instant::now();
     api.start(ID).await?;
     let counts = loop {
         let (_, state) = api
-            .call(Method::GET, &format!("/v1/campaigns/{ID}"), "application/json", "")
+            .call(
+                Method::GET,
+                &format!("/v1/campaigns/{ID}"),
+                "application/json",
+                "",
+            )
             .await?;
         if state["counts"]["delivered"] == n {
             break state["counts"].clone();

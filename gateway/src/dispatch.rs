@@ -245,7 +245,8 @@ impl Dispatcher {
         let campaign = Arc::new(campaign.clone());
         let channel = campaign.decl.channel;
         // Looked up for the whole claim at once (one request on Redis).
-        let participants: Vec<&domain::Participant> = claims.iter().map(|c| &c.participant).collect();
+        let participants: Vec<&domain::Participant> =
+            claims.iter().map(|c| &c.participant).collect();
         let suppressions = self
             .store
             .participants_suppressions(channel, &participants)

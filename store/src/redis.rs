@@ -11,8 +11,8 @@
 //! `c:N` (record, next participant number), `n:N` (counts per status and
 //! flag), `p:N` / `s:N` / `f:N` (participant records, message states,
 //! flags by number), `cu:N` (customer → number; `number/upload` while
-//! staged), `due:N` (pending messages by due time), `lease:N` / `ld:N`
-//! (leased messages by expiry, and their due time), `uploads:N`.
+//! staged), `due:N` (pending messages by due time), `lease:N`
+//! (leased messages by expiry), `uploads:N`.
 
 mod plan;
 mod roles;
@@ -122,9 +122,6 @@ pub(crate) mod keys {
     pub fn leases(seq: u32) -> String {
         format!("{P}lease:{seq}")
     }
-    pub fn lease_due(seq: u32) -> String {
-        format!("{P}ld:{seq}")
-    }
     pub fn uploads_of(seq: u32) -> String {
         format!("{P}uploads:{seq}")
     }
@@ -176,7 +173,6 @@ pub(crate) mod keys {
             customers(seq),
             due(seq),
             leases(seq),
-            lease_due(seq),
             uploads_of(seq),
         ]
     }

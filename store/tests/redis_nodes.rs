@@ -100,3 +100,43 @@ async fn a_dead_nodes_claims_go_to_another_once_their_lease_runs_out() {
         "exactly a's messages, once their lease ran out"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_campaign_keeps_no_queue_in_redis() {
+    let redis = RedisServer::start();
+    let a = redis.open("a").await.expect("a");
+    let decl = CampaignDecl::new(ChannelKind::Email, "spring");
+    let seq = a.put_campaign("c1", decl).await.expect("declare").seq;
+    let people = (0..3)
+        .map(|i| Participant {
+            customer: format!("c{i}"),
+            address: format!("u{i}@example.org"),
+            segment: None,
+            fields: Default::default(),
+        })
+        .collect();
+    a.add_participants("c1", people, 1).await.expect("add");
+    a.set_state("c1", CampaignState::Running)
+        .await
+        .expect("run");
+    a.claim(seq, 1_000, 1, 5_000).await.expect("claim one");
+    let queue = [
+        format!("sluice:{{g}}:due:{seq}"),
+        format!("sluice:{{g}}:lease:{seq}"),
+    ];
+    assert_eq!(redis.exists(&queue), 2, "queued and leased");
+    a.set_state("c1", CampaignState::Cancelled)
+        .await
+        .expect("cancel");
+    assert_eq!(
+        redis.exists(&queue),
+        0,
+        "a cancelled campaign's queue is gone"
+    );
+    assert!(
+        a.claim(seq, 10_000, 10, 5_000)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+}

@@ -109,4 +109,3 @@ async fn main() -> anyhow::Result<()> {
     );
     Ok(())
 }
-

@@ -61,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
     redis.cli(&["FLUSHALL"])?;
     let one = run(&[config(Some("n1"))?], &redis, n, true).await?;
     report("Redis engine, 1 node", &one, &embedded);
+    print_commandstats(&redis, n)?;
     redis.cli(&["FLUSHALL"])?;
     let two = run(&[config(Some("n1"))?, config(Some("n2"))?], &redis, n, true).await?;
     report("Redis engine, 2 nodes", &two, &embedded);
@@ -74,7 +75,12 @@ async fn main() -> anyhow::Result<()> {
 
 /// Starts a daemon per config, runs the campaign on the first (all of
 /// them sending) and stops them.
-async fn run(configs: &[Config], redis: &RedisServer, n: usize, on_redis: bool) -> anyhow::Result<Run> {
+async fn run(
+    configs: &[Config],
+    redis: &RedisServer,
+    n: usize,
+    on_redis: bool,
+) -> anyhow::Result<Run> {
     let shutdown = CancellationToken::new();
     let mut nodes = Vec::new();
     for config in configs {
@@ -87,6 +93,7 @@ async fn run(configs: &[Config], redis: &RedisServer, n: usize, on_redis: bool) 
     for api in &apis {
         sms_campaign::wait_ready(api).await?;
     }
+    redis.cli(&["CONFIG", "RESETSTAT"])?;
     let requests_before = requests(&apis).await?;
     let redis_before = redis.cpu_seconds()?;
     let cpu_before = cpu::process_seconds();
@@ -106,6 +113,37 @@ async fn run(configs: &[Config], redis: &RedisServer, n: usize, on_redis: bool) 
         requests,
         memory: if on_redis { memory } else { 0.0 },
     })
+}
+
+/// Where Redis spent its time in the last run (from its start): the commands
+/// by total time, with their calls per message (`INFO commandstats`, which
+/// counts the commands scripts run too).
+fn print_commandstats(redis: &RedisServer, n: usize) -> anyhow::Result<()> {
+    let stats = redis.info("commandstats")?;
+    let mut rows: Vec<(String, f64, f64)> = stats
+        .iter()
+        .filter_map(|(name, v)| {
+            let field = |f: &str| {
+                v.split(',')
+                    .find_map(|kv| kv.strip_prefix(f)?.strip_prefix('='))
+                    .and_then(|x| x.parse::<f64>().ok())
+            };
+            Some((
+                name.strip_prefix("cmdstat_")?.to_owned(),
+                field("calls")?,
+                field("usec")?,
+            ))
+        })
+        .collect();
+    rows.sort_by(|a, b| b.2.total_cmp(&a.2));
+    for (name, calls, usec) in rows.iter().take(8) {
+        println!(
+            "  redis {name}: {:.3} calls per message, {:.1} µs per message",
+            calls / n as f64,
+            usec / n as f64
+        );
+    }
+    Ok(())
 }
 
 /// Requests the nodes sent to Redis so far.

@@ -210,14 +210,41 @@ impl<'a> Plan<'a> {
                     .push(msg.participant);
             }
         }
+        if by_campaign.is_empty() {
+            return Ok(());
+        }
+        // One request for every campaign: its record, the states and the
+        // participant records.
+        let mut pipe = ::redis::pipe();
+        let mut asked = Vec::with_capacity(by_campaign.len());
         for (seq, mut numbers) in by_campaign {
             numbers.sort_unstable();
             numbers.dedup();
             let fields: Vec<Vec<u8>> = numbers.iter().map(|&n| keys::number(n).to_vec()).collect();
-            let mut pipe = redis::pipe();
+            pipe.cmd("HGET").arg(keys::campaign(seq)).arg("rec");
             pipe.cmd("HMGET").arg(keys::states(seq)).arg(&fields);
             pipe.cmd("HMGET").arg(keys::participants(seq)).arg(&fields);
-            let (states, records): (Values, Values) = self.store.pipe(&pipe).await?;
+            asked.push((seq, numbers));
+        }
+        let answers: Vec<::redis::Value> = self.store.pipe(&pipe).await?;
+        let mut answers = answers.into_iter();
+        for (seq, numbers) in asked {
+            let (Some(record), Some(states), Some(records)) =
+                (answers.next(), answers.next(), answers.next())
+            else {
+                return Err(StoreError::Unavailable(
+                    "Redis answered a pipeline short".into(),
+                ));
+            };
+            let typed = |e: ::redis::ParsingError| StoreError::Unavailable(e.to_string());
+            let record: Option<Vec<u8>> = ::redis::from_redis_value(record).map_err(typed)?;
+            let states: Values = ::redis::from_redis_value(states).map_err(typed)?;
+            let records: Values = ::redis::from_redis_value(records).map_err(typed)?;
+            if !self.campaigns.contains_key(&seq) {
+                self.check(keys::campaign(seq), b"rec", record.as_deref());
+                let record = record.map(|b| codec::decode(&b)).transpose()?;
+                self.campaigns.insert(seq, record);
+            }
             for ((n, state), record) in numbers.into_iter().zip(states).zip(records) {
                 let msg = MessageNo {
                     campaign: seq,
@@ -369,7 +396,6 @@ impl<'a> Plan<'a> {
         }
         if before.is_some() {
             self.txn.zrem(&keys::leases(seq), &field);
-            self.txn.hdel(&keys::lease_due(seq), &field);
         }
         if after.status == Status::Pending {
             self.txn.zadd(&keys::due(seq), after.due, &field);

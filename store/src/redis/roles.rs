@@ -10,7 +10,7 @@ use domain::{
 };
 
 use super::{
-    MAX_TRIES, Pair, Redis, UPLOAD_TTL_SECS, Values, keys, message,
+    MAX_TRIES, Pair, Redis, UPLOAD_TTL_SECS, keys, message,
     plan::{Admit, Plan, contended},
     suppression_field,
     txn::Txn,
@@ -20,35 +20,41 @@ use crate::{
     Store, StoreError, SuppressionQuery, Suppressions, UploadId, codec, flags::Flags,
 };
 
-/// Leases due messages: gives back leases run out (to their due time),
-/// then moves up to ARGV[2] messages due at ARGV[1] from the due set to
-/// the leases until ARGV[3]. KEYS: due, leases, their due times.
+/// Leases due messages: gives back leases run out (due at once: they
+/// were due when claimed), then moves up to ARGV[2] messages due at ARGV[1]
+/// from the due set to the leases until ARGV[3]; answers each with its
+/// state and participant record. KEYS: due, leases, states, participants.
 const CLAIM: &str = r#"
+local function each_slice(command, key, args, step)
+  for s = 1, #args, step do
+    redis.call(command, key, unpack(args, s, math.min(s + step - 1, #args)))
+  end
+end
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
-for _, n in ipairs(expired) do
-  local due = redis.call('HGET', KEYS[3], n) or '0'
-  redis.call('ZREM', KEYS[2], n)
-  redis.call('HDEL', KEYS[3], n)
-  redis.call('ZADD', KEYS[1], due, n)
+if #expired > 0 then
+  each_slice('ZREM', KEYS[2], expired, 1000)
+  local again = {}
+  for k, n in ipairs(expired) do again[2 * k - 1] = 0; again[2 * k] = n end
+  each_slice('ZADD', KEYS[1], again, 1000)
 end
 local taken = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-for _, n in ipairs(taken) do
-  local due = redis.call('ZSCORE', KEYS[1], n)
-  redis.call('ZREM', KEYS[1], n)
-  redis.call('ZADD', KEYS[2], ARGV[3], n)
-  redis.call('HSET', KEYS[3], n, due)
-end
-return taken
+if #taken == 0 then return {} end
+each_slice('ZREM', KEYS[1], taken, 1000)
+local leased = {}
+for k, n in ipairs(taken) do leased[2 * k - 1] = ARGV[3]; leased[2 * k] = n end
+each_slice('ZADD', KEYS[2], leased, 1000)
+local states = redis.call('HMGET', KEYS[3], unpack(taken))
+local records = redis.call('HMGET', KEYS[4], unpack(taken))
+local out = {}
+for k, n in ipairs(taken) do out[k] = {n, states[k], records[k]} end
+return out
 "#;
 
-/// Gives a leased message back, due at ARGV[2] (or when it was due, if
-/// empty): only if it is still leased. KEYS: due, leases, their due times.
+/// Gives a leased message back, due at ARGV[2]: only if it is still
+/// leased. KEYS: due, leases.
 const GIVE_BACK: &str = r#"
 if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return 0 end
-local due = redis.call('HGET', KEYS[3], ARGV[1]) or '0'
-redis.call('HDEL', KEYS[3], ARGV[1])
-if ARGV[2] ~= '' then due = ARGV[2] end
-redis.call('ZADD', KEYS[1], due, ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 return 1
 "#;
 
@@ -72,15 +78,13 @@ macro_rules! write_until_applied {
 impl Redis {
     async fn give_back(&self, msg: MessageNo, due: Option<Millis>) -> Result<()> {
         let seq = msg.campaign;
-        let due = due.map(|d| d.to_string()).unwrap_or_default();
         let _: i64 = {
             let mut con = self.con();
             let result = ::redis::Script::new(GIVE_BACK)
                 .key(keys::due(seq))
                 .key(keys::leases(seq))
-                .key(keys::lease_due(seq))
                 .arg(&keys::number(msg.participant)[..])
-                .arg(due)
+                .arg(due.unwrap_or(0))
                 .invoke_async(&mut con)
                 .await;
             self.seen(result)?
@@ -93,6 +97,11 @@ impl Redis {
         let uploads: Vec<u64> = self
             .query(::redis::cmd("SMEMBERS").arg(keys::uploads_of(seq)))
             .await?;
+        self.staged_of(seq, uploads).await
+    }
+
+    /// Participants of `uploads` (of campaign `seq`) still being read.
+    async fn staged_of(&self, seq: u32, uploads: Vec<u64>) -> Result<u64> {
         let mut staged = 0;
         for upload in uploads {
             let (lives, count): (bool, u64) = self
@@ -209,6 +218,12 @@ impl Catalog for Redis {
             let record = CampaignRecord { state, ..c };
             p.txn
                 .hset(&keys::campaign(record.seq), b"rec", &codec::encode(&record));
+            if state == CampaignState::Cancelled {
+                // Nothing of it is sent any more: its queue goes (a finished
+                // campaign's is empty, so Redis has removed it already).
+                p.txn.del(&keys::due(record.seq));
+                p.txn.del(&keys::leases(record.seq));
+            }
             Ok(record)
         })
     }
@@ -411,12 +426,14 @@ impl Queue for Redis {
         max: usize,
         lease: Millis,
     ) -> Result<Vec<Claim>> {
-        let taken: Vec<Vec<u8>> = {
+        type Taken = (Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>);
+        let taken: Vec<Taken> = {
             let mut con = self.con();
             let result = ::redis::Script::new(CLAIM)
                 .key(keys::due(campaign))
                 .key(keys::leases(campaign))
-                .key(keys::lease_due(campaign))
+                .key(keys::states(campaign))
+                .key(keys::participants(campaign))
                 .arg(now)
                 .arg(max)
                 .arg(now + lease)
@@ -424,22 +441,13 @@ impl Queue for Redis {
                 .await;
             self.seen(result)?
         };
-        if taken.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = ::redis::pipe();
-        pipe.cmd("HMGET").arg(keys::states(campaign)).arg(&taken);
-        pipe.cmd("HMGET")
-            .arg(keys::participants(campaign))
-            .arg(&taken);
-        let (states, records): (Values, Values) = self.pipe(&pipe).await?;
         let mut claims = Vec::with_capacity(taken.len());
-        for ((field, state), record) in taken.iter().zip(states).zip(records) {
-            let msg = message(campaign, field).ok_or_else(|| StoreError::Corrupt {
+        for (field, state, record) in taken {
+            let msg = message(campaign, &field).ok_or_else(|| StoreError::Corrupt {
                 what: "due set",
                 detail: format!(
                     "member {:?} is not a number",
-                    String::from_utf8_lossy(field)
+                    String::from_utf8_lossy(&field)
                 ),
             })?;
             let (Some(state), Some(record)) = (state, record) else {
@@ -579,13 +587,15 @@ impl Ledger for Redis {
             .campaign_seq(id)
             .await?
             .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
-        let (stored, in_flight): (HashMap<String, i64>, u64) = self
+        let (stored, in_flight, uploads): (HashMap<String, i64>, u64, Vec<u64>) = self
             .pipe(
                 ::redis::pipe()
                     .cmd("HGETALL")
                     .arg(keys::counts(seq))
                     .cmd("ZCARD")
-                    .arg(keys::leases(seq)),
+                    .arg(keys::leases(seq))
+                    .cmd("SMEMBERS")
+                    .arg(keys::uploads_of(seq)),
             )
             .await?;
         let count = |field: &str| stored.get(field).copied().unwrap_or(0).max(0) as u64;
@@ -604,7 +614,7 @@ impl Ledger for Redis {
             participants: count("live"),
             by_status,
             in_flight,
-            staged: self.staged(seq).await?,
+            staged: self.staged_of(seq, uploads).await?,
         })
     }
 
@@ -855,7 +865,12 @@ impl Suppressions for Redis {
         }
         let fields: Vec<String> = participants
             .iter()
-            .flat_map(|p| [suppression_field(&p.address), suppression_field(&p.customer)])
+            .flat_map(|p| {
+                [
+                    suppression_field(&p.address),
+                    suppression_field(&p.customer),
+                ]
+            })
             .collect();
         let reasons: Vec<Option<String>> = self
             .query(

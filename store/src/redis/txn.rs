@@ -239,7 +239,11 @@ impl Txn {
             args.push(count(gone.len()));
             args.extend(gone.into_iter().map(|(member, _)| member));
         }
-        let counters: Vec<_> = self.counters.into_iter().filter(|&(_, by)| by != 0).collect();
+        let counters: Vec<_> = self
+            .counters
+            .into_iter()
+            .filter(|&(_, by)| by != 0)
+            .collect();
         args.push(count(counters.len()));
         for ((key, field), by) in counters {
             args.push(key.into_bytes());

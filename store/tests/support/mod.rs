@@ -63,6 +63,20 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// How many of `keys` exist.
+    #[allow(dead_code)] // the contract's test binary does not look at keys
+    pub fn exists(&self, keys: &[String]) -> u64 {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "EXISTS"])
+            .args(keys)
+            .output()
+            .expect("redis-cli (it comes with redis-server)");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("a count")
+    }
+
     /// A store on this server, as node `node`.
     pub async fn open(&self, node: &str) -> Result<Redis, store::StoreError> {
         Redis::open(Options {
