@@ -334,6 +334,13 @@ impl Policy {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The channel's bandwidth, if it has limits.
+    fn rate(&self, channel: ChannelKind) -> Option<f64> {
+        self.lock_channels()
+            .get(&channel)
+            .map(|c| c.limits.rate_per_sec)
+    }
+
     pub fn limits(&self, channel: ChannelKind) -> Option<Limits> {
         self.lock_channels().get(&channel).map(|c| c.limits.clone())
     }
@@ -370,7 +377,7 @@ impl Policy {
         // Nodes on one store share the bandwidth (a slot first, given back
         // if the message does not go) and each customer's quota (decided
         // on the stored state, written only over it).
-        if let Some(rate) = self.limits(channel).map(|l| l.rate_per_sec) {
+        if let Some(rate) = self.rate(channel) {
             match self.credits.take(shared, channel, rate, now).await? {
                 Slot::Taken(_) => {}
                 Slot::Wait { until } => {
@@ -405,15 +412,14 @@ impl Policy {
         wanted: usize,
         now: Millis,
     ) -> Result<Room, PolicyError> {
-        let (Some(shared), Some(limits)) = (self.store.shared(), self.limits(channel)) else {
+        let Some(shared) = self.store.shared() else {
+            return Ok(Room::Go(wanted));
+        };
+        let Some(rate) = self.rate(channel) else {
             return Ok(Room::Go(wanted));
         };
         Ok(
-            match self
-                .credits
-                .reserve(shared, channel, limits.rate_per_sec, now)
-                .await?
-            {
+            match self.credits.reserve(shared, channel, rate, now).await? {
                 Slot::Taken(held) => Room::Go(wanted.min(held as usize)),
                 Slot::Wait { until } => Room::Wait { until },
             },

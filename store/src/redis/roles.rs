@@ -43,10 +43,13 @@ each_slice('ZREM', KEYS[1], taken, 1000)
 local leased = {}
 for k, n in ipairs(taken) do leased[2 * k - 1] = ARGV[3]; leased[2 * k] = n end
 each_slice('ZADD', KEYS[2], leased, 1000)
-local states = redis.call('HMGET', KEYS[3], unpack(taken))
-local records = redis.call('HMGET', KEYS[4], unpack(taken))
 local out = {}
-for k, n in ipairs(taken) do out[k] = {n, states[k], records[k]} end
+for s = 1, #taken, 1000 do
+  local slice = {unpack(taken, s, math.min(s + 999, #taken))}
+  local states = redis.call('HMGET', KEYS[3], unpack(slice))
+  local records = redis.call('HMGET', KEYS[4], unpack(slice))
+  for k, n in ipairs(slice) do out[s + k - 1] = {n, states[k], records[k]} end
+end
 return out
 "#;
 
