@@ -129,7 +129,7 @@ fn redis_durability(config: &Config) -> Option<String> {
         return None;
     }
     let options = store::redis::Options {
-        url: config.store.url.clone().unwrap_or_default(),
+        servers: config.store.redis_servers(),
         password: config.store.redis_password(),
         node: format!("check-config-{}", std::process::id()),
     };

@@ -14,9 +14,12 @@
 //! staged), `due:N` (pending messages by due time), `lease:N`
 //! (leased messages by expiry), `uploads:N`.
 
+mod connection;
 mod plan;
 mod roles;
 mod txn;
+
+pub use connection::Servers;
 
 use std::{
     sync::{
@@ -26,10 +29,8 @@ use std::{
     time::Duration,
 };
 
-use ::redis::{
-    AsyncCommands, Client, FromRedisValue, IntoConnectionInfo, aio::ConnectionManager,
-    aio::ConnectionManagerConfig,
-};
+use ::redis::{AsyncCommands, FromRedisValue};
+use connection::{Closer, Con};
 use domain::{CampaignRecord, MessageNo};
 
 use crate::{Result, StoreError, codec};
@@ -37,8 +38,7 @@ use crate::{Result, StoreError, codec};
 /// How a node reaches its Redis.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// `redis://host:port/db` (or `rediss://` for TLS).
-    pub url: String,
+    pub servers: Servers,
     pub password: Option<String>,
     /// This node's name among those sharing the Redis: two open stores
     /// never have one name.
@@ -66,8 +66,9 @@ const HEARTBEAT_TTL_MS: u64 = 6_000;
 const UPLOAD_BITS: u32 = 24;
 
 pub struct Redis {
-    client: Client,
-    con: ConnectionManager,
+    /// For the last words as the store is dropped.
+    closer: Closer,
+    con: Con,
     /// This open store, among every node's (random).
     instance: u64,
     node: String,
@@ -194,41 +195,14 @@ pub(crate) mod keys {
 impl Redis {
     /// Connects to the Redis at `options.url`; an error names the URL.
     pub async fn open(options: Options) -> Result<Self> {
+        let described = options.servers.describe();
         let unreachable = |e: &dyn std::fmt::Display| {
             StoreError::Unopened(format!(
-                "cannot reach Redis at store.url `{}`: {e}",
-                redact(&options.url)
+                "cannot reach Redis at {} `{described}`: {e}",
+                options.servers.key()
             ))
         };
-        let mut info = options
-            .url
-            .as_str()
-            .into_connection_info()
-            .map_err(|e| unreachable(&e))?;
-        if let Some(password) = &options.password {
-            let settings = info.redis_settings().clone().set_password(password);
-            info = info.set_redis_settings(settings);
-        }
-        let client = Client::open(info).map_err(|e| unreachable(&e))?;
-        // One plain connection first: a wrong address fails at once with
-        // its reason instead of being retried in the background.
-        let mut probe = tokio::time::timeout(
-            Duration::from_secs(5),
-            client.get_multiplexed_async_connection(),
-        )
-        .await
-        .map_err(|_| unreachable(&"no answer within 5 s"))?
-        .map_err(|e| unreachable(&e))?;
-        let _: String = ::redis::cmd("PING")
-            .query_async(&mut probe)
-            .await
-            .map_err(|e| unreachable(&e))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(10)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let con = ConnectionManager::new_with_config(client.clone(), config)
+        let (con, closer) = connection::connect(&options.servers, options.password.as_deref())
             .await
             .map_err(|e| unreachable(&e))?;
         let seed = std::time::SystemTime::now()
@@ -247,16 +221,15 @@ impl Redis {
             .map_err(|e| unreachable(&e))?;
         if claimed == 0 {
             return Err(StoreError::Unopened(format!(
-                "store.node `{}` is the name of another node running on the Redis at {}: give each node its own name (or wait {} s after a node stopped uncleanly)",
+                "store.node `{}` is the name of another node running on the Redis at {described}: give each node its own name (or wait {} s after a node stopped uncleanly)",
                 options.node,
-                redact(&options.url),
                 HEARTBEAT_TTL_MS / 1000
             )));
         }
         let node = options.node.clone();
         let failure = Arc::new(Mutex::new(None));
         let noted = failure.clone();
-        let url = redact(&options.url);
+        let url = described.clone();
         let heartbeat = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(HEARTBEAT).await;
@@ -278,12 +251,12 @@ impl Redis {
             }
         });
         Ok(Self {
-            client,
+            closer,
             con,
             instance,
             node: options.node.clone(),
             heartbeat,
-            url: redact(&options.url),
+            url: described,
             script: txn::script(),
             failure,
             uploads: AtomicU64::new(instance << UPLOAD_BITS),
@@ -331,7 +304,7 @@ impl Redis {
         }
     }
 
-    fn con(&self) -> ConnectionManager {
+    fn con(&self) -> Con {
         self.con.clone()
     }
 
@@ -433,31 +406,25 @@ return 1
 });
 
 /// Removes this store's keys of being alive (its name only if still its).
-static SAY_CLOSED: std::sync::LazyLock<::redis::Script> = std::sync::LazyLock::new(|| {
-    ::redis::Script::new(
-        r#"
+const SAY_CLOSED: &str = r#"
 redis.call('DEL', KEYS[1])
 if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 return 1
-"#,
-    )
-});
+"#;
 
 impl Drop for Redis {
     /// Says at once that this store is closed, so that its uploads never
     /// published are dropped (a node that dies says it by its silence).
     fn drop(&mut self) {
         self.heartbeat.abort();
-        let closed = self
-            .client
-            .get_connection_with_timeout(Duration::from_secs(1))
-            .and_then(|mut con| {
-                SAY_CLOSED
-                    .key(keys::instance(self.instance))
-                    .key(keys::node(&self.node))
-                    .arg(self.instance)
-                    .invoke::<()>(&mut con)
-            });
+        let mut closing = ::redis::cmd("EVAL");
+        closing
+            .arg(SAY_CLOSED)
+            .arg(2)
+            .arg(keys::instance(self.instance))
+            .arg(keys::node(&self.node))
+            .arg(self.instance);
+        let closed = self.closer.run(&closing);
         if let Err(e) = closed {
             tracing::warn!(error = %e, "could not tell Redis this store closed; its uploads are dropped after the heartbeat's expiry");
         }
@@ -477,16 +444,6 @@ fn message(seq: u32, field: &[u8]) -> Option<MessageNo> {
     })
 }
 
-/// The URL without its password, for errors and `/readyz`.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -498,14 +455,5 @@ mod tests {
             keys::parse_number(&keys::number(4_000_000_000)),
             Some(4_000_000_000)
         );
-    }
-
-    #[test]
-    fn passwords_never_show_in_errors() {
-        assert_eq!(
-            redact("redis://:hunter2@db:6379/0"),
-            "redis://***@db:6379/0"
-        );
-        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
     }
 }

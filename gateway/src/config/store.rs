@@ -12,7 +12,7 @@ pub struct StoreConfig {
     pub path: PathBuf,
     /// The Redis engine's server: `redis://host:port/db` or `rediss://`.
     pub url: Option<String>,
-    /// A Redis Cluster's seed nodes (not supported by this build yet).
+    /// A Redis Cluster's seed nodes, instead of `url`.
     pub urls: Vec<String>,
     /// The environment variable holding the Redis password, if any.
     pub password_env: Option<String>,
@@ -51,20 +51,27 @@ impl StoreConfig {
 
     fn redis_problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if !self.urls.is_empty() {
-            problems.push(
-                "store.urls: Redis Cluster is not supported by this build yet; give one server as store.url".into(),
-            );
-        }
-        match &self.url {
-            None => problems.push(
-                "store.url: the redis engine needs the server's URL, e.g. `redis://127.0.0.1:6379/0`".into(),
+        let not_redis =
+            |url: &String| !url.starts_with("redis://") && !url.starts_with("rediss://");
+        match (&self.url, self.urls.is_empty()) {
+            (None, true) => problems.push(
+                "store.url: the redis engine needs the server's URL, e.g. `redis://127.0.0.1:6379/0` (or store.urls, a Redis Cluster's nodes)".into(),
             ),
-            Some(url) if !url.starts_with("redis://") && !url.starts_with("rediss://") => problems
-                .push(format!(
-                    "store.url: `{url}` is not a `redis://` or `rediss://` URL"
-                )),
-            Some(_) => {}
+            (Some(_), false) => problems.push(
+                "store.urls: give store.url (one server) or store.urls (a Redis Cluster), not both".into(),
+            ),
+            _ => {}
+        }
+        for (key, url) in self
+            .url
+            .iter()
+            .map(|u| ("store.url", u))
+            .chain(self.urls.iter().map(|u| ("store.urls", u)))
+            .filter(|(_, u)| not_redis(u))
+        {
+            problems.push(format!(
+                "{key}: `{url}` is not a `redis://` or `rediss://` URL"
+            ));
         }
         if let Some(var) = &self.password_env
             && std::env::var_os(var).is_none()
@@ -77,6 +84,14 @@ impl StoreConfig {
             problems.push("store.node: a node's name must not be empty".into());
         }
         problems
+    }
+
+    /// The Redis engine's server(s): `urls` (a Cluster) or `url`.
+    pub fn redis_servers(&self) -> store::redis::Servers {
+        match &self.url {
+            Some(url) if self.urls.is_empty() => store::redis::Servers::One(url.clone()),
+            _ => store::redis::Servers::Cluster(self.urls.clone()),
+        }
     }
 
     /// The password from `password_env`, if one is named.

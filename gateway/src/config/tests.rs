@@ -164,3 +164,25 @@ fn a_relay_send_must_end_within_half_the_lease() {
         .validate()
         .expect("the defaults fit");
 }
+
+#[test]
+fn the_redis_engine_wants_one_server_or_a_cluster_and_says_which_key_is_wrong() {
+    let problems = |store: &str| -> Vec<String> {
+        let c = Config::from_toml(&format!("[store]\nengine = \"redis\"\n{store}"), Vec::new())
+            .expect("parse");
+        match c.validate() {
+            Ok(()) => Vec::new(),
+            Err(ConfigError::Invalid(problems)) => problems,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert!(problems("url = \"redis://127.0.0.1:6379/0\"").is_empty());
+    assert!(problems("urls = [\"redis://127.0.0.1:7000\", \"redis://127.0.0.1:7001\"]").is_empty());
+    assert!(problems("")[0].starts_with("store.url: the redis engine needs"));
+    assert!(problems("url = \"redis://a:1\"\nurls = [\"redis://b:2\"]")[0].contains("not both"));
+    assert_eq!(
+        problems("urls = [\"http://b:2\"]"),
+        ["store.urls: `http://b:2` is not a `redis://` or `rediss://` URL"]
+    );
+    assert!(problems("url = \"redis://a:1\"\nnode = \" \"")[0].starts_with("store.node:"));
+}

@@ -40,7 +40,7 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>, RunError> {
     let store = &config.store;
     if store.engine == "redis" {
         let options = store::redis::Options {
-            url: store.url.clone().unwrap_or_default(),
+            servers: store.redis_servers(),
             password: store.redis_password(),
             node: store.node.clone().unwrap_or_else(default_node),
         };

@@ -1,6 +1,9 @@
-//! A real `redis-server` for the Redis engine's tests, started on a free
-//! loopback port with every write fsynced before it is answered
-//! (`appendfsync always`), and stopped when dropped.
+//! A real `redis-server` (or a Redis Cluster of three) for the Redis
+//! engine's tests, started on free loopback ports with every write fsynced
+//! before it is answered (`appendfsync always`), and stopped when dropped.
+
+// Each test binary that includes this module uses a part of it.
+#![allow(dead_code)]
 
 use std::{
     net::TcpListener,
@@ -8,7 +11,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use store::redis::{Options, Redis};
+use std::path::Path;
+
+use store::redis::{Options, Redis, Servers};
 use tempfile::TempDir;
 
 pub struct RedisServer {
@@ -17,41 +22,63 @@ pub struct RedisServer {
     _dir: TempDir,
 }
 
+/// A free loopback port.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Starts `redis-server` on `port` with its files in `dir` and `extra`
+/// arguments; waits until it listens.
+fn spawn(port: u16, dir: &Path, extra: &[&str]) -> Child {
+    let server = Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args([
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ])
+        .args(extra)
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "redis-server could not start ({e}): install it with \
+                 `apt-get install redis-server` (or `cargo xtask peers`)"
+            )
+        });
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "redis-server did not listen on port {port} within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server
+}
+
+/// `redis-cli` with `args`; its output.
+fn cli(args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(args)
+        .output()
+        .expect("redis-cli (it comes with redis-server)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 impl RedisServer {
     pub fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let server = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "redis-server could not start ({e}): install it with \
-                     `apt-get install redis-server` (or `cargo xtask peers`)"
-                )
-            });
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis-server did not listen on port {port} within 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let port = free_port();
+        let server = spawn(port, dir.path(), &[]);
         Self {
             server,
             port,
@@ -64,23 +91,17 @@ impl RedisServer {
     }
 
     /// How many of `keys` exist.
-    #[allow(dead_code)] // the contract's test binary does not look at keys
     pub fn exists(&self, keys: &[String]) -> u64 {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string(), "EXISTS"])
-            .args(keys)
-            .output()
-            .expect("redis-cli (it comes with redis-server)");
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .expect("a count")
+        let port = self.port.to_string();
+        let mut args = vec!["-p", port.as_str(), "EXISTS"];
+        args.extend(keys.iter().map(String::as_str));
+        cli(&args).trim().parse().expect("a count")
     }
 
     /// A store on this server, as node `node`.
     pub async fn open(&self, node: &str) -> Result<Redis, store::StoreError> {
         Redis::open(Options {
-            url: self.url(),
+            servers: Servers::One(self.url()),
             password: None,
             node: node.into(),
         })
@@ -92,5 +113,104 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.server.kill();
         let _ = self.server.wait();
+    }
+}
+
+/// A Redis Cluster of three masters on loopback (`--cluster-enabled yes`,
+/// joined with `redis-cli --cluster create`).
+pub struct RedisCluster {
+    servers: Vec<Child>,
+    ports: Vec<u16>,
+    _dir: TempDir,
+}
+
+impl RedisCluster {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A master also listens on its port + 10000 (the cluster bus).
+        let ports: Vec<u16> = std::iter::repeat_with(free_port)
+            .filter(|&p| p < 55_000 && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok())
+            .take(3)
+            .collect();
+        let servers = ports
+            .iter()
+            .map(|&port| {
+                let own = dir.path().join(port.to_string());
+                std::fs::create_dir_all(&own).expect("a directory");
+                spawn(port, &own, &["--cluster-enabled", "yes"])
+            })
+            .collect();
+        let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let mut create = vec!["--cluster", "create"];
+        create.extend(nodes.iter().map(String::as_str));
+        create.push("--cluster-yes");
+        cli(&create);
+        let cluster = Self {
+            servers,
+            ports,
+            _dir: dir,
+        };
+        let started = Instant::now();
+        while !cluster
+            .ports
+            .iter()
+            .all(|p| cli(&["-p", &p.to_string(), "CLUSTER", "INFO"]).contains("cluster_state:ok"))
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the cluster of {nodes:?} did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        cluster
+    }
+
+    /// A store on this cluster, as node `node`.
+    pub async fn open(&self, node: &str) -> Result<Redis, store::StoreError> {
+        Redis::open(Options {
+            servers: Servers::Cluster(
+                self.ports
+                    .iter()
+                    .map(|p| format!("redis://127.0.0.1:{p}"))
+                    .collect(),
+            ),
+            password: None,
+            node: node.into(),
+        })
+        .await
+    }
+
+    /// The master that holds the engine's keys (they share one slot).
+    pub fn keys_master(&self) -> u16 {
+        let slot = cli(&[
+            "-p",
+            &self.ports[0].to_string(),
+            "CLUSTER",
+            "KEYSLOT",
+            "sluice:{g}:feed",
+        ]);
+        let slot: u16 = slot.trim().parse().expect("a slot");
+        let owner = self.ports.iter().copied().find(|p| {
+            cli(&[
+                "-p",
+                &p.to_string(),
+                "CLUSTER",
+                "COUNTKEYSINSLOT",
+                &slot.to_string(),
+            ])
+            .trim()
+            .parse::<u64>()
+            .is_ok_and(|n| n > 0)
+        });
+        owner.expect("a master holds the keys")
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for server in &mut self.servers {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
     }
 }
