@@ -1,7 +1,7 @@
 //! A `redis-server` of a benchmark's own: a free loopback port, every
 //! write fsynced before it is answered (`appendfsync always`, what the
-//! Redis engine needs for "acknowledged means durable"), stopped when
-//! dropped; and what its `INFO` says.
+//! Redis engine needs for "acknowledged means durable"; the environment
+//! may say otherwise), stopped when dropped; and what its `INFO` says.
 
 use std::{
     collections::HashMap,
@@ -18,21 +18,17 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
+    /// `appendfsync` is `always` unless `BENCH_REDIS_APPENDFSYNC` says
+    /// otherwise (to see what the fsync of every write costs).
     pub fn start() -> anyhow::Result<Self> {
+        let fsync = std::env::var("BENCH_REDIS_APPENDFSYNC").unwrap_or_else(|_| "always".into());
         let dir = tempfile::tempdir()?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
+            .args(["--save", "", "--appendonly", "yes", "--appendfsync", &fsync])
             .arg("--dir")
             .arg(dir.path())
             .stdout(Stdio::null())
