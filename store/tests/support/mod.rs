@@ -31,9 +31,10 @@ fn free_port() -> u16 {
 }
 
 /// Starts `redis-server` on `port` with its files in `dir` and `extra`
-/// arguments; waits until it listens.
-fn spawn(port: u16, dir: &Path, extra: &[&str]) -> Child {
-    let server = Command::new("redis-server")
+/// arguments; waits until it listens. `None` when the port was taken
+/// meanwhile (another test's server got it first: ours exited).
+fn spawn(port: u16, dir: &Path, extra: &[&str]) -> Option<Child> {
+    let mut server = Command::new("redis-server")
         .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
         .args([
             "--save",
@@ -60,9 +61,19 @@ fn spawn(port: u16, dir: &Path, extra: &[&str]) -> Child {
             started.elapsed() < Duration::from_secs(10),
             "redis-server did not listen on port {port} within 10 s"
         );
+        if server.try_wait().is_ok_and(|exited| exited.is_some()) {
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
-    server
+    // Listening on the port, but is it ours?
+    let theirs = cli(&["-p", &port.to_string(), "CONFIG", "GET", "dir"]);
+    if !theirs.contains(dir.to_str().unwrap_or_default()) {
+        let _ = server.kill();
+        let _ = server.wait();
+        return None;
+    }
+    Some(server)
 }
 
 /// `redis-cli` with `args`; its output.
@@ -77,13 +88,17 @@ fn cli(args: &[&str]) -> String {
 impl RedisServer {
     pub fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let server = spawn(port, dir.path(), &[]);
-        Self {
-            server,
-            port,
-            _dir: dir,
+        for _ in 0..5 {
+            let port = free_port();
+            if let Some(server) = spawn(port, dir.path(), &[]) {
+                return Self {
+                    server,
+                    port,
+                    _dir: dir,
+                };
+            }
         }
+        panic!("no free port for redis-server after 5 tries")
     }
 
     pub fn url(&self) -> String {
@@ -138,6 +153,7 @@ impl RedisCluster {
                 let own = dir.path().join(port.to_string());
                 std::fs::create_dir_all(&own).expect("a directory");
                 spawn(port, &own, &["--cluster-enabled", "yes"])
+                    .unwrap_or_else(|| panic!("port {port} was taken by another server"))
             })
             .collect();
         let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
