@@ -251,7 +251,6 @@ impl Dispatcher {
             .store
             .participants_suppressions(channel, &participants)
             .await;
-        drop(participants);
         for (i, claim) in claims.into_iter().enumerate() {
             if shutdown.is_cancelled() {
                 give_back(self.store.as_ref(), claim.msg, None).await;

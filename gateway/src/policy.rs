@@ -268,7 +268,8 @@ impl Policy {
             let limits: Limits = serde_json::from_slice(&raw).map_err(|e| {
                 PolicyError::Invalid(vec![format!("stored limits of {}: {e}", channel.as_str())])
             })?;
-            self.apply_limits(channel, limits, now)?;
+            // A store shared with other nodes (see above).
+            self.apply_limits(channel, compile(&limits, now, true)?)?;
         }
         Ok(())
     }
@@ -280,25 +281,25 @@ impl Policy {
         limits: Limits,
         now: Millis,
     ) -> Result<(), PolicyError> {
-        compile(&limits, now, false)?;
+        let compiled = compile(&limits, now, self.store.shared().is_some())?;
         let raw =
             serde_json::to_vec(&limits).map_err(|e| PolicyError::Invalid(vec![e.to_string()]))?;
         self.store.put_meta(&limits_key(channel), raw).await?;
-        self.apply_limits(channel, limits, now)
+        self.apply_limits(channel, compiled)
     }
 
-    /// Applies a channel's valid limits here.
+    /// Applies a channel's compiled limits here: an existing channel keeps
+    /// its counters and bandwidth schedule.
     fn apply_limits(
         &self,
         channel: ChannelKind,
-        limits: Limits,
-        now: Millis,
+        compiled: ChannelPolicy,
     ) -> Result<(), PolicyError> {
         let shared = self.store.shared().is_some();
-        let compiled = compile(&limits, now, shared)?;
         let mut channels = self.lock_channels();
         match channels.get_mut(&channel) {
             Some(existing) => {
+                let limits = compiled.limits;
                 existing
                     .admission
                     .set_limits(&local_limits(&limits, shared))

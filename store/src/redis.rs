@@ -210,16 +210,10 @@ impl Redis {
             .map_or(0, |d| d.as_nanos() as u64);
         let instance = (seed ^ (u64::from(std::process::id()) << 20)) & ((1 << 39) - 1);
         let mut beat = con.clone();
-        let claimed: i64 = SAY_ALIVE
-            .prepare_invoke()
-            .key(keys::instance(instance))
-            .key(keys::node(&options.node))
-            .arg(instance)
-            .arg(HEARTBEAT_TTL_MS)
-            .invoke_async(&mut beat)
+        let claimed = say_alive(&mut beat, instance, &options.node)
             .await
             .map_err(|e| unreachable(&e))?;
-        if claimed == 0 {
+        if !claimed {
             return Err(StoreError::Unopened(format!(
                 "store.node `{}` is the name of another node running on the Redis at {described}: give each node its own name (or wait {} s after a node stopped uncleanly)",
                 options.node,
@@ -233,14 +227,7 @@ impl Redis {
         let heartbeat = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(HEARTBEAT).await;
-                let said: ::redis::RedisResult<i64> = SAY_ALIVE
-                    .prepare_invoke()
-                    .key(keys::instance(instance))
-                    .key(keys::node(&node))
-                    .arg(instance)
-                    .arg(HEARTBEAT_TTL_MS)
-                    .invoke_async(&mut beat)
-                    .await;
+                let said = say_alive(&mut beat, instance, &node).await;
                 // Also how a node that stopped writing (Redis lost) sees
                 // Redis back, and resumes.
                 let mut failure = noted.lock().unwrap_or_else(|e| e.into_inner());
@@ -404,6 +391,20 @@ return 1
 "#,
     )
 });
+
+/// Says store `instance` of node `node` is alive; `false` when another
+/// live store has the name.
+async fn say_alive(con: &mut Con, instance: u64, node: &str) -> ::redis::RedisResult<bool> {
+    let claimed: i64 = SAY_ALIVE
+        .prepare_invoke()
+        .key(keys::instance(instance))
+        .key(keys::node(node))
+        .arg(instance)
+        .arg(HEARTBEAT_TTL_MS)
+        .invoke_async(con)
+        .await?;
+    Ok(claimed == 1)
+}
 
 /// Removes this store's keys of being alive (its name only if still its).
 const SAY_CLOSED: &str = r#"

@@ -10,6 +10,18 @@ use domain::{CampaignDecl, CampaignState, ChannelKind, Participant};
 use store::{Catalog, Intake, Queue, Shared, StoreError};
 use support::RedisServer;
 
+/// Customers `c0..c{n}` at `u{i}@example.org`.
+fn people(n: usize) -> Vec<Participant> {
+    (0..n)
+        .map(|i| Participant {
+            customer: format!("c{i}"),
+            address: format!("u{i}@example.org"),
+            segment: None,
+            fields: Default::default(),
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_node_of_the_same_name_is_refused_until_the_first_closes() {
     let redis = RedisServer::start();
@@ -70,15 +82,7 @@ async fn a_dead_nodes_claims_go_to_another_once_their_lease_runs_out() {
     let b = redis.open("b").await.expect("b");
     let decl = CampaignDecl::new(ChannelKind::Email, "spring");
     let seq = a.put_campaign("c1", decl).await.expect("declare").seq;
-    let people = (0..10)
-        .map(|i| Participant {
-            customer: format!("c{i}"),
-            address: format!("u{i}@example.org"),
-            segment: None,
-            fields: Default::default(),
-        })
-        .collect();
-    a.add_participants("c1", people, 1).await.expect("add");
+    a.add_participants("c1", people(10), 1).await.expect("add");
     a.set_state("c1", CampaignState::Running)
         .await
         .expect("run");
@@ -107,15 +111,7 @@ async fn an_ended_campaign_keeps_no_queue_in_redis() {
     let a = redis.open("a").await.expect("a");
     let decl = CampaignDecl::new(ChannelKind::Email, "spring");
     let seq = a.put_campaign("c1", decl).await.expect("declare").seq;
-    let people = (0..3)
-        .map(|i| Participant {
-            customer: format!("c{i}"),
-            address: format!("u{i}@example.org"),
-            segment: None,
-            fields: Default::default(),
-        })
-        .collect();
-    a.add_participants("c1", people, 1).await.expect("add");
+    a.add_participants("c1", people(3), 1).await.expect("add");
     a.set_state("c1", CampaignState::Running)
         .await
         .expect("run");

@@ -100,7 +100,6 @@ impl Closer {
 /// Connects, answering the reason when the Redis cannot be reached (a
 /// wrong address fails at once instead of being retried in the background).
 pub async fn connect(servers: &Servers, password: Option<&str>) -> Result<(Con, Closer), String> {
-    const WITHIN: Duration = Duration::from_secs(5);
     match servers {
         Servers::One(url) => {
             let mut info = url
@@ -112,14 +111,7 @@ pub async fn connect(servers: &Servers, password: Option<&str>) -> Result<(Con, 
                 info = info.set_redis_settings(settings);
             }
             let client = Client::open(info).map_err(|e| e.to_string())?;
-            let mut probe = tokio::time::timeout(WITHIN, client.get_multiplexed_async_connection())
-                .await
-                .map_err(|_| "no answer within 5 s".to_owned())?
-                .map_err(|e| e.to_string())?;
-            let _: String = ::redis::cmd("PING")
-                .query_async(&mut probe)
-                .await
-                .map_err(|e| e.to_string())?;
+            answered(client.get_multiplexed_async_connection()).await?;
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(Duration::from_secs(2)))
                 .set_response_timeout(Some(Duration::from_secs(10)))
@@ -138,17 +130,26 @@ pub async fn connect(servers: &Servers, password: Option<&str>) -> Result<(Con, 
                 builder = builder.password(password);
             }
             let client = builder.build().map_err(|e| e.to_string())?;
-            let mut con = tokio::time::timeout(WITHIN, client.get_async_connection())
-                .await
-                .map_err(|_| "no answer within 5 s".to_owned())?
-                .map_err(|e| e.to_string())?;
-            let _: String = ::redis::cmd("PING")
-                .query_async(&mut con)
-                .await
-                .map_err(|e| e.to_string())?;
+            let con = answered(client.get_async_connection()).await?;
             Ok((Con::Cluster(con), Closer::Cluster(Box::new(client))))
         }
     }
+}
+
+/// The connection `connecting` makes, once it has answered a `PING`
+/// within 5 s; else why not.
+async fn answered<C: ConnectionLike>(
+    connecting: impl Future<Output = RedisResult<C>>,
+) -> Result<C, String> {
+    let mut con = tokio::time::timeout(Duration::from_secs(5), connecting)
+        .await
+        .map_err(|_| "no answer within 5 s".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let _: String = ::redis::cmd("PING")
+        .query_async(&mut con)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(con)
 }
 
 /// The URL without its password.

@@ -75,10 +75,7 @@ impl<'a> Plan<'a> {
     /// A counter of `key` (0 when unset), checked unchanged.
     pub async fn read_count(&mut self, key: &str, field: &str) -> Result<u64> {
         let raw = self.read_checked(key.to_owned(), field.as_bytes()).await?;
-        Ok(raw
-            .and_then(|v| String::from_utf8(v).ok())
-            .and_then(|v| v.parse::<i64>().ok())
-            .map_or(0, |v| v.max(0) as u64))
+        Ok(stored_number::<i64>(raw).map_or(0, |v| v.max(0) as u64))
     }
 
     /// Reads who holds each of `items`' customers in campaign `seq` at once.
@@ -104,9 +101,7 @@ impl<'a> Plan<'a> {
     /// The campaign an upload stages for, while it lives.
     pub async fn upload_campaign(&mut self, upload: u64) -> Result<Option<u32>> {
         let raw = self.read_checked(keys::upload(upload), b"campaign").await?;
-        Ok(raw
-            .and_then(|v| String::from_utf8(v).ok())
-            .and_then(|v| v.parse().ok()))
+        Ok(stored_number(raw))
     }
 
     /// Makes staged participant `n` of `upload` live as its customer's
@@ -172,9 +167,7 @@ impl<'a> Plan<'a> {
             return Ok(*seq);
         }
         let raw = self.read_checked(keys::campaigns(), id.as_bytes()).await?;
-        let seq = raw
-            .and_then(|v| String::from_utf8(v).ok())
-            .and_then(|v| v.parse().ok());
+        let seq = stored_number(raw);
         self.seqs.insert(id.to_owned(), seq);
         Ok(seq)
     }
@@ -816,6 +809,11 @@ impl<'a> Plan<'a> {
         }
         Ok(ReceiptMatch::Matched)
     }
+}
+
+/// A number Redis keeps as text (a counter, a campaign number).
+fn stored_number<T: std::str::FromStr>(raw: Option<Vec<u8>>) -> Option<T> {
+    std::str::from_utf8(&raw?).ok()?.parse().ok()
 }
 
 /// The error for a write that kept meeting other writers' changes.

@@ -54,24 +54,19 @@ for _ = 1, number() do
     end
   end
 end
-for _ = 1, number() do
+-- One key's changes: pairs to `put` (field value, score member), then
+-- members to `remove`.
+local function change(put, remove)
   local key = take()
-  local set = {}
-  for k = 1, 2 * number() do set[k] = take() end
+  local pairs = {}
+  for k = 1, 2 * number() do pairs[k] = take() end
   local gone = {}
   for k = 1, number() do gone[k] = take() end
-  if #set > 0 then each_slice('HSET', key, set, 1000) end
-  if #gone > 0 then each_slice('HDEL', key, gone, 1000) end
+  if #pairs > 0 then each_slice(put, key, pairs, 1000) end
+  if #gone > 0 then each_slice(remove, key, gone, 1000) end
 end
-for _ = 1, number() do
-  local key = take()
-  local add = {}
-  for k = 1, 2 * number() do add[k] = take() end
-  local gone = {}
-  for k = 1, number() do gone[k] = take() end
-  if #add > 0 then each_slice('ZADD', key, add, 1000) end
-  if #gone > 0 then each_slice('ZREM', key, gone, 1000) end
-end
+for _ = 1, number() do change('HSET', 'HDEL') end
+for _ = 1, number() do change('ZADD', 'ZREM') end
 for _ = 1, number() do
   redis.call('HINCRBY', take(), take(), take())
 end
@@ -96,6 +91,32 @@ if facts > 0 then
 end
 return {1, first}
 "#;
+
+/// The arguments of the changes to each key of `keys`: per key, the pairs
+/// `pair` makes of each member set (in the script's order) and the
+/// members removed.
+fn changes<V>(
+    args: &mut Vec<Bytes>,
+    keys: BTreeMap<String, BTreeMap<Bytes, Option<V>>>,
+    pair: impl Fn(Bytes, V) -> [Bytes; 2],
+) {
+    args.push(keys.len().to_string().into_bytes());
+    for (key, members) in keys {
+        let mut put = Vec::new();
+        let mut gone = Vec::new();
+        for (member, value) in members {
+            match value {
+                Some(v) => put.extend(pair(member, v)),
+                None => gone.push(member),
+            }
+        }
+        args.push(key.into_bytes());
+        args.push((put.len() / 2).to_string().into_bytes());
+        args.extend(put);
+        args.push(gone.len().to_string().into_bytes());
+        args.extend(gone);
+    }
+}
 
 pub(super) fn script() -> Script {
     Script::new(SCRIPT)
@@ -215,30 +236,10 @@ impl Txn {
                 }
             }
         }
-        args.push(count(self.hashes.len()));
-        for (key, fields) in self.hashes {
-            let (set, gone): (Vec<_>, Vec<_>) = fields.into_iter().partition(|(_, v)| v.is_some());
-            args.push(key.into_bytes());
-            args.push(count(set.len()));
-            for (field, value) in set {
-                args.push(field);
-                args.push(value.unwrap_or_default());
-            }
-            args.push(count(gone.len()));
-            args.extend(gone.into_iter().map(|(field, _)| field));
-        }
-        args.push(count(self.zsets.len()));
-        for (key, members) in self.zsets {
-            let (add, gone): (Vec<_>, Vec<_>) = members.into_iter().partition(|(_, s)| s.is_some());
-            args.push(key.into_bytes());
-            args.push(count(add.len()));
-            for (member, score) in add {
-                args.push(score.unwrap_or_default().to_string().into_bytes());
-                args.push(member);
-            }
-            args.push(count(gone.len()));
-            args.extend(gone.into_iter().map(|(member, _)| member));
-        }
+        changes(&mut args, self.hashes, |field, value| [field, value]);
+        changes(&mut args, self.zsets, |member, score| {
+            [score.to_string().into_bytes(), member]
+        });
         let counters: Vec<_> = self
             .counters
             .into_iter()
