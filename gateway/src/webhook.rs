@@ -31,9 +31,8 @@ use crate::{
 };
 use store::Store;
 
-/// How long a node leads an endpoint's delivery without asking again:
-/// longer than a batch's post may take (30 s).
-const LEAD_MS: u64 = 60_000;
+/// How long a batch's post may take.
+const POST_TIMEOUT: Duration = Duration::from_secs(30);
 
 const IDLE: Duration = Duration::from_millis(250);
 
@@ -136,6 +135,14 @@ enum PostError {
     Status(hyper::StatusCode),
 }
 
+/// Where delivery stands: facts after `after` are still to go; `stored`
+/// is the stored value it was read as (`None`: nothing stored yet).
+#[derive(Debug, Clone)]
+struct Position {
+    after: u64,
+    stored: Option<Vec<u8>>,
+}
+
 pub struct WebhookSender {
     pub index: usize,
     pub config: Webhook,
@@ -151,54 +158,76 @@ impl WebhookSender {
         format!("webhook:{}:{}", self.index, self.config.url)
     }
 
-    /// The cursor of the last batch delivered, as stored.
-    async fn stored_cursor(&self) -> u64 {
-        match self.store.meta(&self.cursor_key()).await {
-            Ok(Some(v)) => std::str::from_utf8(&v)
+    /// The cursor of the last batch delivered, as stored. An error (the
+    /// store unreachable, a value that is not a cursor) is never taken
+    /// for "nothing delivered yet": that would send the whole feed again.
+    async fn stored_cursor(&self) -> Result<Position, String> {
+        let stored = self
+            .store
+            .meta(&self.cursor_key())
+            .await
+            .map_err(|e| e.to_string())?;
+        let after = match &stored {
+            None => 0,
+            Some(v) => std::str::from_utf8(v)
                 .ok()
                 .and_then(|s| s.parse().ok())
-                .unwrap_or(0),
-            _ => 0,
-        }
+                .ok_or_else(|| {
+                    format!(
+                        "the stored cursor {:?} is not a number",
+                        String::from_utf8_lossy(v)
+                    )
+                })?,
+        };
+        Ok(Position { after, stored })
+    }
+
+    /// How long a node leads the delivery without asking again: longer
+    /// than a post and the longest back-off after it, so that no other
+    /// node takes over while the leader waits to try again.
+    fn lead_ms(&self) -> u64 {
+        let longest = POST_TIMEOUT + self.retry.max + Duration::from_secs(10);
+        longest.as_millis() as u64
     }
 
     /// Whether this node delivers the batches now. On a store several
     /// nodes share, one node leads each endpoint's delivery (so each batch
-    /// goes out from one node) and reads the cursor as the last leader
-    /// left it when it takes over; alone, a node always does.
-    async fn leads(&self, leading: &mut bool, cursor: &mut u64) -> bool {
+    /// goes out from one node); alone, a node always does.
+    async fn leads(&self) -> bool {
         let Some(shared) = self.store.shared() else {
             return true;
         };
-        match shared.lead(&self.cursor_key(), LEAD_MS).await {
-            Ok(true) => {
-                if !*leading {
-                    *cursor = self.stored_cursor().await;
-                    *leading = true;
-                }
-                true
-            }
-            Ok(false) => {
-                *leading = false;
-                false
-            }
+        match shared.lead(&self.cursor_key(), self.lead_ms()).await {
+            Ok(led) => led,
             Err(e) => {
                 tracing::warn!(error = %e, "webhook: cannot tell which node delivers");
-                *leading = false;
                 false
             }
         }
     }
 
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut cursor = self.stored_cursor().await;
-        let mut leading = self.store.shared().is_none();
+        // The stored cursor as this node last read or wrote it; read again
+        // whenever another node may have moved it (this node did not lead,
+        // or its write found another value).
+        let mut known: Option<Position> = None;
         let mut backoff = self.retry.first;
         while !shutdown.is_cancelled() {
-            if !self.leads(&mut leading, &mut cursor).await {
+            if !self.leads().await {
+                known = None;
                 tokio::select! { () = shutdown.cancelled() => break, () = tokio::time::sleep(IDLE) => continue }
             }
-            let events = match self.store.events(cursor, self.config.batch).await {
+            let position = match known.take() {
+                Some(p) => p,
+                None => match self.stored_cursor().await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(url = %self.config.url, error = %e, "webhook: cannot read where delivery stopped; waiting");
+                        tokio::select! { () = shutdown.cancelled() => break, () = tokio::time::sleep(IDLE) => continue }
+                    }
+                },
+            };
+            let events = match self.store.events(position.after, self.config.batch).await {
                 Ok(e) => e,
                 Err(e) => {
                     tracing::error!(error = %e, "webhook: reading the feed failed");
@@ -206,6 +235,7 @@ impl WebhookSender {
                 }
             };
             let Some(last) = events.last().map(|e| e.cursor) else {
+                known = Some(position);
                 tokio::select! { () = shutdown.cancelled() => break, () = tokio::time::sleep(IDLE) => continue }
             };
             // The feed's own shape, as `GET /v1/events` shows it.
@@ -227,21 +257,40 @@ impl WebhookSender {
                 .inc();
             match delivered {
                 Ok(()) => {
-                    cursor = last;
                     backoff = self.retry.first;
-                    if let Err(e) = self
-                        .store
-                        .put_meta(&self.cursor_key(), cursor.to_string().into_bytes())
-                        .await
-                    {
-                        tracing::error!(error = %e, "webhook: could not save the cursor");
-                    }
+                    known = self.save_cursor(position, last).await;
                 }
                 Err(e) => {
+                    known = Some(position);
                     tracing::warn!(url = %self.config.url, error = %e, retry_in = ?backoff, "webhook batch not delivered");
                     tokio::select! { () = shutdown.cancelled() => break, () = tokio::time::sleep(backoff) => {} }
                     backoff = (backoff * 2).min(self.retry.max);
                 }
+            }
+        }
+    }
+
+    /// Moves the stored cursor from `from` to `last`, only over the value
+    /// read: another node that moved it meanwhile keeps its value (this
+    /// node reads it again), so the cursor never goes back.
+    async fn save_cursor(&self, from: Position, last: u64) -> Option<Position> {
+        let value = last.to_string().into_bytes();
+        match self
+            .store
+            .put_meta_if(&self.cursor_key(), from.stored.as_deref(), value.clone())
+            .await
+        {
+            Ok(true) => Some(Position {
+                after: last,
+                stored: Some(value),
+            }),
+            Ok(false) => {
+                tracing::warn!(url = %self.config.url, "webhook: another node moved the cursor meanwhile; reading it again");
+                None
+            }
+            Err(e) => {
+                tracing::error!(url = %self.config.url, error = %e, "webhook: could not save the cursor");
+                None
             }
         }
     }
@@ -251,7 +300,7 @@ impl WebhookSender {
             .header(CONTENT_TYPE, "application/json")
             .header("X-Sluice-Signature", signature(&self.secret, &body))
             .body(Full::new(Bytes::from(body)))?;
-        let response = tokio::time::timeout(Duration::from_secs(30), self.client.request(request))
+        let response = tokio::time::timeout(POST_TIMEOUT, self.client.request(request))
             .await
             .map_err(|_| PostError::TimedOut)??;
         let status = response.status();

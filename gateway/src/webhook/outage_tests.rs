@@ -2,7 +2,8 @@
 //! sender's back-off from 1 ms to 60 ms, the outage 3.6 s): the backlog
 //! stays in the store, the sender holds one batch and retries at most once
 //! a (short) minute, and once the receiver is back every fact arrives once,
-//! in order.
+//! in order. And the cursor: one that cannot be read is waited out, never
+//! taken for the start of the feed; one moved by another node is kept.
 
 use std::{
     net::SocketAddr,
@@ -16,7 +17,7 @@ use std::{
 use axum::{Router, extract::State, http::StatusCode, routing::post};
 use domain::{CampaignDecl, ChannelKind, Participant};
 use std::time::Instant;
-use store::{Catalog, Intake, embedded::Embedded};
+use store::{Catalog, Intake, LimitState, embedded::Embedded};
 use tokio_util::sync::CancellationToken;
 
 use super::{Retry, WebhookSender};
@@ -73,6 +74,46 @@ async fn receiver() -> (Arc<Receiver>, SocketAddr) {
     (state, addr)
 }
 
+/// The sender to `addr` of `store`'s feed, on the short clock.
+fn sender(store: Arc<Embedded>, addr: SocketAddr) -> WebhookSender {
+    let config = Webhook {
+        url: format!("http://{addr}/hook"),
+        secret_env: "UNUSED".into(),
+        batch: BATCH,
+        ca_file: None,
+    };
+    WebhookSender {
+        index: 0,
+        client: super::client(&config).expect("client"),
+        config,
+        secret: b"s".to_vec(),
+        store,
+        metrics: Arc::new(Metrics::default()),
+        retry: Retry {
+            first: Retry::default().first / SCALE,
+            max: Retry::default().max / SCALE,
+        },
+    }
+}
+
+/// Waits (generously: not a speed check) until the receiver holds `n`
+/// cursors.
+async fn delivered(receiver: &Receiver, n: usize) -> Vec<u64> {
+    let start = Instant::now();
+    loop {
+        let got = receiver.delivered.lock().expect("lock").clone();
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{} of {n} facts delivered",
+            got.len()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A store whose feed holds `FACTS` `accepted` facts.
 async fn backlog(dir: &std::path::Path) -> Arc<Embedded> {
     let store = Arc::new(Embedded::open(dir).expect("open"));
@@ -97,24 +138,7 @@ async fn a_receiver_down_for_an_hour_gets_the_backlog_in_order_once_back() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = backlog(dir.path()).await;
     let (receiver, addr) = receiver().await;
-    let config = Webhook {
-        url: format!("http://{addr}/hook"),
-        secret_env: "UNUSED".into(),
-        batch: BATCH,
-        ca_file: None,
-    };
-    let sender = WebhookSender {
-        index: 0,
-        client: super::client(&config).expect("client"),
-        config,
-        secret: b"s".to_vec(),
-        store: store.clone(),
-        metrics: Arc::new(Metrics::default()),
-        retry: Retry {
-            first: Retry::default().first / SCALE,
-            max: Retry::default().max / SCALE,
-        },
-    };
+    let sender = sender(store.clone(), addr);
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(sender.run(shutdown.clone()));
 
@@ -146,15 +170,7 @@ async fn a_receiver_down_for_an_hour_gets_the_backlog_in_order_once_back() {
     );
 
     receiver.down.store(false, Ordering::Relaxed);
-    let back = Instant::now();
-    while receiver.delivered.lock().expect("lock").len() < FACTS {
-        // Generous for a loaded machine: not a speed check.
-        assert!(
-            back.elapsed() < Duration::from_secs(60),
-            "the backlog is delivered once the receiver is back"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    delivered(&receiver, FACTS).await;
     shutdown.cancel();
     running.await.expect("sender");
     let delivered = receiver.delivered.lock().expect("lock").clone();
@@ -163,5 +179,70 @@ async fn a_receiver_down_for_an_hour_gets_the_backlog_in_order_once_back() {
     assert!(
         receiver.largest_batch.load(Ordering::Relaxed) <= BATCH,
         "the sender holds one batch at a time"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_that_cannot_be_read_is_waited_out_not_taken_for_the_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = backlog(dir.path()).await;
+    let (receiver, addr) = receiver().await;
+    receiver.down.store(false, Ordering::Relaxed);
+    let sender = sender(store.clone(), addr);
+    let key = sender.cursor_key();
+    store
+        .put_meta(&key, b"not a cursor".to_vec())
+        .await
+        .expect("spoil the cursor");
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(sender.run(shutdown.clone()));
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        receiver.attempts.load(Ordering::Relaxed),
+        0,
+        "nothing is sent while where delivery stopped is unknown"
+    );
+    store
+        .put_meta(&key, b"4990".to_vec())
+        .await
+        .expect("mend the cursor");
+    let got = delivered(&receiver, 10).await;
+    shutdown.cancel();
+    running.await.expect("sender");
+    assert_eq!(got, (4991..=5000).collect::<Vec<u64>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_moved_by_another_node_meanwhile_is_kept_and_read_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = backlog(dir.path()).await;
+    let (receiver, addr) = receiver().await;
+    let sender = sender(store.clone(), addr);
+    let key = sender.cursor_key();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(sender.run(shutdown.clone()));
+
+    // The sender holds the first batch (refused); meanwhile another node
+    // delivers up to 4,000 and moves the cursor there.
+    while receiver.attempts.load(Ordering::Relaxed) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    store
+        .put_meta(&key, b"4000".to_vec())
+        .await
+        .expect("another node's cursor");
+    receiver.down.store(false, Ordering::Relaxed);
+    let got = delivered(&receiver, BATCH + 1_000).await;
+    shutdown.cancel();
+    running.await.expect("sender");
+    let expected: Vec<u64> = (1..=BATCH as u64).chain(4001..=5000).collect();
+    assert_eq!(
+        got, expected,
+        "the held batch, then on from the other node's cursor"
+    );
+    assert_eq!(
+        store.meta(&key).await.expect("cursor").as_deref(),
+        Some(&b"5000"[..])
     );
 }
