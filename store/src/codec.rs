@@ -47,6 +47,15 @@ pub trait Record: Serialize + DeserializeOwned {
 }
 
 pub fn encode<T: Record>(value: &T) -> Vec<u8> {
+    versioned(value)
+}
+
+/// A run of facts, encoded as `Vec<Fact>` is, from a slice of a longer run.
+pub fn encode_facts(run: &[Fact]) -> Vec<u8> {
+    versioned(run)
+}
+
+fn versioned<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     let mut out = vec![VERSION];
     // Our own plain types into a Vec cannot fail to encode.
     let _ = rmp_serde::encode::write(&mut out, value);

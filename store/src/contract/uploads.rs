@@ -41,10 +41,14 @@ pub async fn uploads_are_seen_all_at_once_or_not_at_all(h: &dyn Harness) {
             .expect("run");
         let first = store.new_upload();
         let fresh = store
-            .stage("c1", first, customers(&["a", "b"]))
+            .stage("c1", first, customers(&["a", "b", "a"]))
             .await
             .expect("stage");
-        assert_eq!(fresh, vec![true, true]);
+        assert_eq!(
+            fresh,
+            vec![true, true, false],
+            "a customer twice in an upload's first batch is new once"
+        );
         let fresh = store
             .stage("c1", first, customers(&["b", "c"]))
             .await
@@ -239,4 +243,42 @@ pub async fn an_upload_never_doubles_a_customer_nor_lands_in_an_ended_campaign(h
     store.abandon(upload).await.expect("abandon");
     let counts = store.counts("c1").await.expect("counts");
     assert_eq!((counts.participants, counts.staged), (20, 0));
+}
+
+/// A batch far larger than the API's (4,096) is staged and published
+/// whole, each participant once.
+pub async fn a_large_batch_is_staged_and_published_whole(h: &dyn Harness) {
+    const LARGE: usize = 20_000;
+    let store = h.open().await;
+    let seq = store.put_campaign("c1", decl()).await.expect("declare").seq;
+    store
+        .set_state("c1", CampaignState::Running)
+        .await
+        .expect("run");
+    let names: Vec<String> = (0..LARGE).map(|i| format!("p{i}")).collect();
+    let people: Vec<_> = names.iter().map(|n| participant(n)).collect();
+    let upload = store.new_upload();
+    let fresh = store.stage("c1", upload, people).await.expect("stage");
+    assert!(fresh.iter().all(|&f| f), "every one new");
+    assert_eq!(
+        store.counts("c1").await.expect("counts").staged,
+        LARGE as u64
+    );
+    assert_eq!(
+        store.publish(upload, 1_000).await.expect("publish"),
+        LARGE as u64
+    );
+    let counts = store.counts("c1").await.expect("counts");
+    assert_eq!((counts.participants, counts.staged), (LARGE as u64, 0));
+    let claims = store.claim(seq, 0, 2 * LARGE, 1).await.expect("claim");
+    assert_eq!(claims.len(), LARGE);
+    let mut accepted = 0;
+    let mut after = 0;
+    loop {
+        let page = store.events(after, 1_000).await.expect("events");
+        let Some(last) = page.last() else { break };
+        after = last.cursor;
+        accepted += page.iter().filter(|f| f.kind == FactKind::Accepted).count();
+    }
+    assert_eq!(accepted, LARGE, "one accepted fact each");
 }

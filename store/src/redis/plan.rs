@@ -59,12 +59,10 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// The write this plan makes, its facts as one run of the feed.
+    /// The write this plan makes, its facts in runs of the feed.
     pub fn into_txn(self) -> Txn {
         let mut txn = self.txn;
-        if !self.facts.is_empty() {
-            txn.facts(codec::encode(&self.facts), self.facts.len());
-        }
+        txn.facts(&self.facts);
         txn
     }
 
@@ -449,6 +447,9 @@ impl<'a> Plan<'a> {
             let free = match staged_by {
                 None => false,
                 Some(_) if how == Admit::Live => true,
+                // Twice in this upload (its own key is not written yet
+                // while its first batch is planned).
+                Some(upload) if how == Admit::Staged(upload) => false,
                 // An upload whose node died: its customers are free.
                 Some(upload) => !self.upload_lives(upload).await?,
             };

@@ -13,7 +13,7 @@ use super::{
     MAX_TRIES, Pair, Redis, UPLOAD_TTL_SECS, keys, message,
     plan::{Admit, Plan, contended},
     suppression_field,
-    txn::Txn,
+    txn::{MAX_COMMAND_ARGS, Txn},
 };
 use crate::{
     Catalog, Claim, Counts, Intake, Ledger, LimitState, MessageInfo, Paced, Queue, Result, Shared,
@@ -60,6 +60,9 @@ if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return 0 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 return 1
 "#;
+
+/// Feed entries read at a time (each up to `FACTS_PER_ENTRY` facts).
+const ENTRIES_PER_READ: usize = 32;
 
 /// Plans a write (`$body`, over the plan `$p`, ending in a `Result`) and
 /// applies it, again until it meets no change made meanwhile.
@@ -355,9 +358,11 @@ impl Intake for Redis {
                 let ttl = UPLOAD_TTL_SECS.to_string();
                 p.txn.hset(&upl, b"campaign", c.seq.to_string().as_bytes());
                 p.txn.command(&[b"EXPIRE", upl.as_bytes(), ttl.as_bytes()]);
-                let mut sadd: Vec<&[u8]> = vec![b"SADD", upn.as_bytes()];
-                sadd.extend(numbers.iter().map(|n| &n[..]));
-                p.txn.command(&sadd);
+                for slice in numbers.chunks(MAX_COMMAND_ARGS - 2) {
+                    let mut sadd: Vec<&[u8]> = vec![b"SADD", upn.as_bytes()];
+                    sadd.extend(slice.iter().map(|n| &n[..]));
+                    p.txn.command(&sadd);
+                }
                 p.txn.command(&[b"EXPIRE", upn.as_bytes(), ttl.as_bytes()]);
                 let uploads = keys::uploads_of(c.seq);
                 p.txn
@@ -533,7 +538,7 @@ impl Ledger for Redis {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        // Each entry is one write's run of facts, its id the run's first
+        // Each entry is a run of one write's facts, its id the run's first
         // cursor: start from the run holding `after + 1`.
         let wanted = format!("{}-0", after + 1);
         let holding: Vec<(String, Vec<Vec<u8>>)> = self
@@ -546,43 +551,50 @@ impl Ledger for Redis {
                     .arg(1),
             )
             .await?;
-        let start = holding.first().map_or(wanted, |(id, _)| id.clone());
-        let entries: Vec<(String, Vec<Vec<u8>>)> = self
-            .query(
-                ::redis::cmd("XRANGE")
-                    .arg(keys::feed())
-                    .arg(start)
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(limit),
-            )
-            .await?;
+        let mut start = holding.first().map_or(wanted, |(id, _)| id.clone());
         let mut facts = Vec::with_capacity(limit);
-        for (id, fields) in entries {
-            let first: u64 = id
-                .split_once('-')
-                .and_then(|(c, _)| c.parse().ok())
-                .ok_or_else(|| StoreError::Corrupt {
+        // A few entries at a time: one may hold thousands of facts.
+        loop {
+            let entries: Vec<(String, Vec<Vec<u8>>)> = self
+                .query(
+                    ::redis::cmd("XRANGE")
+                        .arg(keys::feed())
+                        .arg(&start)
+                        .arg("+")
+                        .arg("COUNT")
+                        .arg(ENTRIES_PER_READ),
+                )
+                .await?;
+            let read_all = entries.len() < ENTRIES_PER_READ;
+            for (id, fields) in entries {
+                let first: u64 = id
+                    .split_once('-')
+                    .and_then(|(c, _)| c.parse().ok())
+                    .ok_or_else(|| StoreError::Corrupt {
+                        what: "fact",
+                        detail: format!("feed entry id {id}"),
+                    })?;
+                let run = fields.get(1).ok_or_else(|| StoreError::Corrupt {
                     what: "fact",
-                    detail: format!("feed entry id {id}"),
+                    detail: format!("feed entry {id} has no facts"),
                 })?;
-            let run = fields.get(1).ok_or_else(|| StoreError::Corrupt {
-                what: "fact",
-                detail: format!("feed entry {id} has no facts"),
-            })?;
-            let run: Vec<Fact> = codec::decode(run)?;
-            for (cursor, mut fact) in (first..).zip(run) {
-                if cursor <= after {
-                    continue;
+                let run: Vec<Fact> = codec::decode(run)?;
+                for (cursor, mut fact) in (first..).zip(run) {
+                    if cursor <= after {
+                        continue;
+                    }
+                    if facts.len() == limit {
+                        return Ok(facts);
+                    }
+                    fact.cursor = cursor;
+                    facts.push(fact);
                 }
-                if facts.len() == limit {
-                    return Ok(facts);
-                }
-                fact.cursor = cursor;
-                facts.push(fact);
+                start = format!("({id}");
+            }
+            if read_all || facts.len() == limit {
+                return Ok(facts);
             }
         }
-        Ok(facts)
     }
 
     async fn counts(&self, id: &str) -> Result<Counts> {

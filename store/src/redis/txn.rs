@@ -8,7 +8,9 @@
 //! A write keeps only the last change of each hash field and sorted-set
 //! member and sums counters, so the script makes one call per key (a
 //! `HSET` of every field of a hash, one `ZREM` of every member), not one
-//! per message; the facts of a write are one feed entry.
+//! per message; the facts of a write are feed entries of up to
+//! `FACTS_PER_ENTRY` facts each (so a page of the feed never decodes a
+//! huge write's facts whole).
 
 use std::collections::BTreeMap;
 
@@ -18,14 +20,17 @@ use ::redis::Script;
 /// `{1, first cursor}` or `{0}` on a conflict.
 ///
 /// ARGV, in order: checks (count of keys; per key: key, count, then per
-/// field: field, mode `=` (equals value) or `!` (absent), value); hashes
+/// field: field, mode `=` (equals value) or `!` (absent), value); runs
+/// of facts (count; per run: its count of facts, the run); hashes
 /// (count; per key: key, fields to set, field value pairs, fields to
 /// delete, fields); sorted sets (count; per key: key, members to add,
 /// score member pairs, members to remove, members); counters (count;
 /// key field delta triples); other commands, run last in order (count;
 /// per command: argument count, arguments; `HMAX key field value` sets a
-/// field only to a larger number); facts (count in the run, and the run
-/// if any). KEYS: the feed stream and its cursor counter.
+/// field only to a larger number). A script stopped by an error keeps
+/// what it wrote before, so nothing that can fail comes after a change:
+/// a command's arguments are few enough for Lua's `unpack` (`command`).
+/// KEYS: the feed stream and its cursor counter.
 const SCRIPT: &str = r#"
 local i = 1
 local function take() local v = ARGV[i]; i = i + 1; return v end
@@ -52,6 +57,22 @@ for _ = 1, number() do
     elseif now[k] ~= values[k] then
       return {0}
     end
+  end
+end
+-- The facts first: should their append fail, nothing else is written.
+-- Each run is one entry, its id the cursor of its first fact.
+local sizes, bodies, facts = {}, {}, 0
+for r = 1, number() do
+  sizes[r], bodies[r] = number(), take()
+  facts = facts + sizes[r]
+end
+local first = 0
+if facts > 0 then
+  first = redis.call('INCRBY', KEYS[2], facts) - facts + 1
+  local cursor = first
+  for r = 1, #sizes do
+    redis.call('XADD', KEYS[1], cursor .. '-0', 'f', bodies[r], 'n', sizes[r])
+    cursor = cursor + sizes[r]
   end
 end
 -- One key's changes: pairs to `put` (field value, score member), then
@@ -82,13 +103,6 @@ for _ = 1, number() do
   end
   i = i + argc
 end
-local facts = number()
-local first = 0
-if facts > 0 then
-  local last = redis.call('INCRBY', KEYS[2], facts)
-  first = last - facts + 1
-  redis.call('XADD', KEYS[1], first .. '-0', 'f', take(), 'n', facts)
-end
 return {1, first}
 "#;
 
@@ -118,6 +132,13 @@ fn changes<V>(
     }
 }
 
+/// The most facts in one feed entry.
+pub(super) const FACTS_PER_ENTRY: usize = 4_096;
+
+/// The most arguments of one `command`: Lua's `unpack` fails over about
+/// 8,000 values, midway through the script.
+pub(super) const MAX_COMMAND_ARGS: usize = 1_002;
+
 pub(super) fn script() -> Script {
     Script::new(SCRIPT)
 }
@@ -135,8 +156,8 @@ pub(super) struct Txn {
     zsets: BTreeMap<String, BTreeMap<Bytes, Option<u64>>>,
     counters: BTreeMap<(String, String), i64>,
     commands: Vec<Vec<Bytes>>,
-    /// The encoded run of this write's facts, and how many it holds.
-    facts: Option<(Bytes, usize)>,
+    /// This write's facts: encoded runs, each with how many it holds.
+    facts: Vec<(Bytes, usize)>,
 }
 
 impl Txn {
@@ -186,7 +207,13 @@ impl Txn {
     }
 
     /// A Redis command, run after the hash, sorted-set and counter changes.
+    /// At most `MAX_COMMAND_ARGS` arguments (the script unpacks them).
     pub fn command(&mut self, args: &[&[u8]]) {
+        assert!(
+            args.len() <= MAX_COMMAND_ARGS,
+            "a script command of {} arguments",
+            args.len()
+        );
         self.commands
             .push(args.iter().map(|a| a.to_vec()).collect());
     }
@@ -200,9 +227,13 @@ impl Txn {
         self.command(&[b"DEL", key.as_bytes()]);
     }
 
-    /// This write's facts (encoded without their cursors, as one run).
-    pub fn facts(&mut self, run: Bytes, count: usize) {
-        self.facts = (count > 0).then_some((run, count));
+    /// This write's facts, in order (encoded without their cursors, in
+    /// runs of up to `FACTS_PER_ENTRY`).
+    pub fn facts(&mut self, facts: &[domain::Fact]) {
+        self.facts = facts
+            .chunks(FACTS_PER_ENTRY)
+            .map(|run| (crate::codec::encode_facts(run), run.len()))
+            .collect();
     }
 
     pub fn is_empty(&self) -> bool {
@@ -211,7 +242,7 @@ impl Txn {
             && self.zsets.is_empty()
             && self.counters.is_empty()
             && self.commands.is_empty()
-            && self.facts.is_none()
+            && self.facts.is_empty()
     }
 
     /// The script's arguments.
@@ -236,6 +267,11 @@ impl Txn {
                 }
             }
         }
+        args.push(count(self.facts.len()));
+        for (run, n) in self.facts {
+            args.push(count(n));
+            args.push(run);
+        }
         changes(&mut args, self.hashes, |field, value| [field, value]);
         changes(&mut args, self.zsets, |member, score| {
             [score.to_string().into_bytes(), member]
@@ -255,13 +291,6 @@ impl Txn {
         for command in self.commands {
             args.push(count(command.len()));
             args.extend(command);
-        }
-        match self.facts {
-            Some((run, n)) => {
-                args.push(count(n));
-                args.push(run);
-            }
-            None => args.push(count(0)),
         }
         args
     }
