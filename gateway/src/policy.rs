@@ -22,8 +22,10 @@ use crate::schedule::{Schedule, SentInHour};
 use domain::{CampaignRecord, ChannelKind, Millis, Participant};
 use store::{Store, StoreError};
 
+mod caps;
 mod credits;
 
+use caps::{CapCredits, CapRoom};
 use credits::{Credits, Slot};
 
 /// A customer's quota state to make durable before the send.
@@ -87,6 +89,9 @@ pub struct Policy {
     /// Slots of the channels' bandwidth taken from a store shared with
     /// other nodes.
     credits: Credits,
+    /// Allowances of the channels' load caps taken from a store shared
+    /// with other nodes.
+    cap_credits: CapCredits,
     /// The channels load control knows.
     kinds: Vec<ChannelKind>,
 }
@@ -201,6 +206,7 @@ impl Policy {
             schedules: Mutex::new(schedules),
             checkpointed: Mutex::new(checkpointed),
             credits: Credits::default(),
+            cap_credits: CapCredits::default(),
             kinds,
         })
     }
@@ -375,20 +381,38 @@ impl Policy {
         let Some(shared) = self.store.shared() else {
             return self.admit_counted(campaign, p, now, None);
         };
-        // Nodes on one store share the bandwidth (a slot first, given back
-        // if the message does not go) and each customer's quota (decided
-        // on the stored state, written only over it).
-        if let Some(rate) = self.rate(channel) {
-            match self.credits.take(shared, channel, rate, now).await? {
-                Slot::Taken(_) => {}
-                Slot::Wait { until } => {
-                    return Ok(Verdict::Defer {
-                        reason: "rate_limited",
-                        until,
-                    });
-                }
+        // Nodes on one store share the bandwidth and the load caps (a slot
+        // and an allowance first, given back if the message does not go)
+        // and each customer's quota (decided on the stored state, written
+        // only over it).
+        let Some(rate) = self.rate(channel) else {
+            return self.admit_counted(campaign, p, now, None);
+        };
+        match self.credits.take(shared, channel, rate, now).await? {
+            Slot::Taken(_) => {}
+            Slot::Wait { until } => {
+                return Ok(Verdict::Defer {
+                    reason: "rate_limited",
+                    until,
+                });
             }
         }
+        let active = self.active_caps(channel, now)?;
+        let per_ask = credits::slots_per_ask(rate);
+        let periods = match self
+            .cap_credits
+            .take(shared, channel, &active, per_ask, now)
+            .await?
+        {
+            CapRoom::Taken(periods) => periods,
+            CapRoom::Full { until } => {
+                self.credits.give_back(channel, 1, now);
+                return Ok(Verdict::Defer {
+                    reason: throttle::Deferral::CapReached.as_str(),
+                    until,
+                });
+            }
+        };
         let over = match self.quota_key(channel, p) {
             Some(key) => {
                 let stored = self.store.meta(&key).await?;
@@ -400,8 +424,30 @@ impl Policy {
         let verdict = self.admit_counted(campaign, p, now, over)?;
         if !matches!(verdict, Verdict::Go { .. }) {
             self.credits.give_back(channel, 1, now);
+            self.cap_credits.give_back(&periods, 1);
         }
         Ok(verdict)
+    }
+
+    /// The load caps of `channel` applying at `now`, each with its
+    /// definition as JSON (what names it across nodes).
+    fn active_caps(
+        &self,
+        channel: ChannelKind,
+        now: Millis,
+    ) -> Result<Vec<(String, throttle::ActiveCap)>, PolicyError> {
+        let mut channels = self.lock_channels();
+        let Some(policy) = channels.get_mut(&channel) else {
+            return Ok(Vec::new());
+        };
+        let active = policy
+            .admission
+            .active_caps(timestamp(now))
+            .map_err(invalid)?;
+        Ok(active
+            .into_iter()
+            .filter_map(|a| Some((json_string(policy.limits.caps.get(a.cap)?), a)))
+            .collect())
     }
 
     /// How many messages of `channel` may be claimed to go now: on a store
@@ -540,6 +586,11 @@ fn stored_counters<T: serde::de::DeserializeOwned + Default>(key: &str, raw: &[u
         tracing::warn!(key, error = %e, "stored counters unreadable; counting from zero");
         T::default()
     })
+}
+
+fn json_string<T: Serialize>(value: &T) -> String {
+    // Plain structs of strings and numbers always serialize.
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 fn json_bytes<T: Serialize>(value: &T) -> Vec<u8> {

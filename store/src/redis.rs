@@ -156,6 +156,9 @@ pub(crate) mod keys {
     pub fn pace(key: &str) -> String {
         format!("{P}pace:{key}")
     }
+    pub fn count(key: &str) -> String {
+        format!("{P}count:{key}")
+    }
     pub fn lead(task: &str) -> String {
         format!("{P}lead:{task}")
     }

@@ -228,7 +228,8 @@ pub trait Suppressions: Send + Sync {
 }
 
 /// What the nodes sharing one store decide together: the channels'
-/// bandwidth, and which node runs a task only one may run at a time.
+/// bandwidth and load caps, and which node runs a task only one may run
+/// at a time.
 #[async_trait]
 pub trait Shared: Send + Sync {
     /// Takes up to `wanted` send slots of bandwidth `key` at `rate_per_sec`,
@@ -236,6 +237,11 @@ pub trait Shared: Send + Sync {
     /// many were granted, and if fewer than wanted, in how many ms another
     /// one is free.
     async fn pace(&self, key: &str, rate_per_sec: f64, wanted: u32) -> Result<Paced>;
+
+    /// Counts up to `wanted` more of counter `key` (a load cap's period),
+    /// never past `max`: how many were counted. The counter is kept for
+    /// `keep_ms`.
+    async fn count_up_to(&self, key: &str, max: u64, wanted: u64, keep_ms: Millis) -> Result<u64>;
 
     /// Whether this node leads `task` for the next `ttl_ms`: taken when no
     /// node holds it, kept by the holder asking again in time.

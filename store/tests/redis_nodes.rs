@@ -1,6 +1,6 @@
 //! What the nodes on one Redis share, beyond the store's contract: their
-//! names, the channels' bandwidth, the lead of a task, and the leases of
-//! a node that stops answering.
+//! names, the channels' bandwidth and load caps, the lead of a task, and
+//! the leases of a node that stops answering.
 
 mod support;
 
@@ -60,6 +60,45 @@ async fn nodes_together_never_take_more_than_the_rate() {
     );
     let refused = a.pace("sms", 1_000.0, 20).await.expect("paces");
     assert!(refused.granted < 20 && refused.retry_ms >= 1, "{refused:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_together_never_count_past_a_caps_max() {
+    let redis = RedisServer::start();
+    let a = redis.open("a").await.expect("a");
+    let b = redis.open("b").await.expect("b");
+    let mut counted = 0;
+    // Both ask at once, 7 at a time, until the cap of 100 is spent.
+    for _ in 0..10 {
+        let (x, y) = tokio::join!(
+            a.count_up_to("cap:sms:day", 100, 7, 60_000),
+            b.count_up_to("cap:sms:day", 100, 7, 60_000)
+        );
+        counted += x.expect("a counts") + y.expect("b counts");
+    }
+    assert_eq!(counted, 100, "exactly the cap, never past it");
+    assert_eq!(
+        a.count_up_to("cap:sms:day", 100, 1, 60_000)
+            .await
+            .expect("a"),
+        0
+    );
+    assert_eq!(
+        a.count_up_to("cap:sms:other", 100, 1, 60_000)
+            .await
+            .expect("another cap counts apart"),
+        1
+    );
+    assert_eq!(
+        a.count_up_to("cap:sms:brief", 5, 5, 100).await.expect("a"),
+        5
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        b.count_up_to("cap:sms:brief", 5, 5, 100).await.expect("b"),
+        5,
+        "a counter past its keeping time starts again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

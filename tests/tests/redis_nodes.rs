@@ -1,6 +1,7 @@
 //! Several sluice nodes on one real `redis-server`, against the npm SMPP
 //! peer: they share one campaign at the channel's rate, a node killed with
-//! `kill -9` loses its leases to the other, and a quota counts across nodes.
+//! `kill -9` loses its leases to the other, and a quota and a load cap count
+//! across nodes.
 
 #![allow(clippy::unwrap_used)]
 
@@ -194,6 +195,64 @@ fn a_quota_of_one_a_week_holds_across_campaigns_started_on_different_nodes() {
         "the other campaign's message of each customer was suppressed"
     );
     end.reached();
+}
+
+#[test]
+fn a_daily_load_cap_holds_for_two_nodes_together() {
+    const CAP: usize = 200;
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(&end, &dir.path().join("redis"));
+    let smsc = NpmSmsc::start(&end);
+    let a = node(&dir.path().join("a"), "a", &redis, &smsc);
+    let b = node(&dir.path().join("b"), "b", &redis, &smsc);
+    let limits = json!({"rate_per_sec": 5_000, "tz": midday_zone(), "caps": [{"max": CAP}]});
+    let r = a.put_json("/v1/channels/sms/limits", &limits);
+    assert_eq!(r.status, 200, "{}", r.text());
+    sms_campaign(&a, "first");
+    sms_campaign(&b, "second");
+    upload(&a, "first", 0..300, "all");
+    upload(&b, "second", 300..600, "all");
+    std::thread::sleep(Duration::from_millis(1_500));
+    a.start_campaign("first");
+    b.start_campaign("second");
+    wait_until(
+        "the cap's texts at the SMSC",
+        Duration::from_secs(30),
+        || smsc.submits().len() >= CAP,
+    );
+    // Time for any text past the cap to arrive.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(smsc.submits().len(), CAP, "the nodes together send the cap");
+    let pending = |d: &Daemon, id: &str| {
+        d.get(&format!("/v1/campaigns/{id}")).json()["counts"]["pending"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(
+        pending(&a, "first") + pending(&b, "second"),
+        (600 - CAP) as u64,
+        "the rest wait for the next day"
+    );
+    end.reached();
+}
+
+/// A fixed-offset zone where it is about noon now: a day's cap is not
+/// crossed by midnight during the test.
+fn midday_zone() -> String {
+    let utc_hour = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 3600
+        % 24;
+    let ahead = 12 - utc_hour as i64;
+    // POSIX-style names: `Etc/GMT-5` is five hours ahead of UTC.
+    if ahead >= 0 {
+        format!("Etc/GMT-{ahead}")
+    } else {
+        format!("Etc/GMT+{}", -ahead)
+    }
 }
 
 #[test]

@@ -163,6 +163,11 @@ impl Admission {
         Ok(())
     }
 
+    /// The load caps' instances applying at `now`.
+    pub fn active_caps(&mut self, now: Timestamp) -> Result<Vec<crate::ActiveCap>> {
+        self.caps.active(now)
+    }
+
     /// The load caps' counters of the last two days, to persist (e.g. every
     /// second) and [`restore`](Admission::restore_cap_count) after a restart.
     pub fn cap_counts(&self) -> Vec<CapCount> {

@@ -191,6 +191,19 @@ pub struct CapCount {
     pub count: u64,
 }
 
+/// A cap's period instance applying at an instant: what nodes that share
+/// a cap count together (`Caps::active`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveCap {
+    /// Its index in [`Limits::caps`](crate::Limits::caps).
+    pub cap: usize,
+    /// The local date of the instance.
+    pub day: Date,
+    pub max: u64,
+    /// When the instance ends.
+    pub ends: Timestamp,
+}
+
 /// One active period instance: cap index, local date, messages counted.
 #[derive(Debug, Clone, Copy)]
 struct Active {
@@ -267,6 +280,27 @@ impl Caps {
             }
         }
         Ok(blocked)
+    }
+
+    /// The caps' instances applying at `now` (for counting elsewhere, as
+    /// nodes sharing a store do; this set's own counters are not used).
+    pub fn active(&mut self, now: Timestamp) -> Result<Vec<ActiveCap>> {
+        if self.caps.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.refresh(now)?;
+        let Some((_, _, active)) = &self.cache else {
+            return Ok(Vec::new());
+        };
+        Ok(active
+            .iter()
+            .map(|a| ActiveCap {
+                cap: a.cap,
+                day: a.day,
+                max: self.caps[a.cap].max,
+                ends: a.ends,
+            })
+            .collect())
     }
 
     /// Counts one message sent at `now` against every cap applying then.
@@ -429,6 +463,34 @@ mod tests {
         assert_eq!(c.count(0, calendar::date("2026-12-24").unwrap()), 2);
         // The clock going back within the instance finds it still full.
         assert!(c.check(ts("2026-12-24T18:00:00Z")).unwrap().is_some());
+    }
+
+    #[test]
+    fn the_active_instances_name_their_cap_day_max_and_end() {
+        let (caps, p) = compile(&[
+            cap(None, None, 100),
+            cap(Some(&["sat"]), Some("18:00-22:00"), 2),
+        ]);
+        assert!(p.is_empty());
+        let mut c = Caps::new(TimeZone::UTC, caps.into_iter().map(|(_, c)| c).collect());
+        let day: Date = "2026-11-28".parse().unwrap();
+        let all_day = ActiveCap {
+            cap: 0,
+            day,
+            max: 100,
+            ends: ts("2026-11-29T00:00:00Z"),
+        };
+        assert_eq!(c.active(ts("2026-11-28T17:59:00Z")).unwrap(), vec![all_day]);
+        let evening = ActiveCap {
+            cap: 1,
+            day,
+            max: 2,
+            ends: ts("2026-11-28T22:00:00Z"),
+        };
+        assert_eq!(
+            c.active(ts("2026-11-28T18:30:00Z")).unwrap(),
+            vec![all_day, evening]
+        );
     }
 
     #[test]

@@ -59,7 +59,7 @@ pub use jiff;
 
 pub use admission::{Admission, Decision, Deferral, Request, Suppression};
 pub use bucket::Bucket;
-pub use cap::{CapCount, CapSpec, Caps};
+pub use cap::{ActiveCap, CapCount, CapSpec, Caps};
 pub use error::{Error, ParseError, Problem, Result};
 pub use exclusion::ExclusionDays;
 pub use key::{CustomerKey, hash64};

@@ -946,6 +946,17 @@ if granted < wanted then retry = math.max(interval, tat - tolerance - now) end
 return {granted, retry}
 "#;
 
+/// Counts KEYS[1] up by at most ARGV[2], never past ARGV[1]; keeps it
+/// ARGV[3] ms; answers how much it counted.
+const COUNT_UP_TO: &str = r#"
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+local granted = math.min(tonumber(ARGV[2]), tonumber(ARGV[1]) - count)
+if granted <= 0 then return 0 end
+redis.call('INCRBY', KEYS[1], granted)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return granted
+"#;
+
 /// Takes or keeps task KEYS[1] for node ARGV[1] for ARGV[2] ms.
 const LEAD: &str = r#"
 local holder = redis.call('GET', KEYS[1])
@@ -973,6 +984,18 @@ impl Shared for Redis {
             granted,
             retry_ms: retry_us.div_ceil(1000),
         })
+    }
+
+    async fn count_up_to(&self, key: &str, max: u64, wanted: u64, keep_ms: Millis) -> Result<u64> {
+        let mut con = self.con();
+        let result = ::redis::Script::new(COUNT_UP_TO)
+            .key(keys::count(key))
+            .arg(max)
+            .arg(wanted)
+            .arg(keep_ms.max(1))
+            .invoke_async(&mut con)
+            .await;
+        self.seen(result)
     }
 
     async fn lead(&self, task: &str, ttl_ms: Millis) -> Result<bool> {
