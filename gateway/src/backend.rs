@@ -627,12 +627,11 @@ impl Backend for GatewayBackend {
         };
         let json =
             serde_json::to_value(&plan).map_err(|e| BackendError::Internal(e.to_string()))?;
-        self.store
-            .put_meta(&plan_key(kind), json.to_string().into_bytes())
-            .await
-            .map_err(store_error)?;
-        self.policy.follow(kind, &plan, now_ms());
-        Ok(json)
+        match self.policy.put_plan(kind, &plan, now_ms()).await {
+            Ok(()) => Ok(json),
+            Err(PolicyError::Invalid(problems)) => Err(BackendError::Invalid(problems)),
+            Err(PolicyError::Store(e)) => Err(store_error(e)),
+        }
     }
 
     async fn stored_plan(&self, channel: &str) -> BackendResult<serde_json::Value> {

@@ -4,7 +4,9 @@
 //! send. Limits change without a restart; quota state survives one, and
 //! so do the caps' and the plan's counters, persisted by a checkpoint every
 //! second ([`Policy::checkpoint`]): after a crash a cap or a plan hour can
-//! carry at most the sends of the last second again.
+//! carry at most the sends of the last second again. On a store several
+//! nodes share, the bandwidth (`credits`), the caps and the plan's hours
+//! (`allowances`) and the quotas are counted in the store, across nodes.
 
 use std::{
     collections::HashMap,
@@ -18,14 +20,14 @@ use throttle::{
     jiff::{Timestamp, civil::Date},
 };
 
-use crate::schedule::{Schedule, SentInHour};
+use crate::schedule::{HOUR_MS, Schedule, SentInHour};
 use domain::{CampaignRecord, ChannelKind, Millis, Participant};
 use store::{Store, StoreError};
 
-mod caps;
+mod allowances;
 mod credits;
 
-use caps::{CapCredits, CapRoom};
+use allowances::{Allowances, Counted, Room as Allowed};
 use credits::{Credits, Slot};
 
 /// A customer's quota state to make durable before the send.
@@ -89,9 +91,12 @@ pub struct Policy {
     /// Slots of the channels' bandwidth taken from a store shared with
     /// other nodes.
     credits: Credits,
-    /// Allowances of the channels' load caps taken from a store shared
-    /// with other nodes.
-    cap_credits: CapCredits,
+    /// Allowances of the channels' load caps and plan hours taken from a
+    /// store shared with other nodes.
+    allowances: Allowances,
+    /// The stored plan each channel follows, as stored (to notice one
+    /// another node stored).
+    followed_plans: Mutex<HashMap<ChannelKind, Vec<u8>>>,
     /// The channels load control knows.
     kinds: Vec<ChannelKind>,
 }
@@ -152,12 +157,12 @@ impl Policy {
         let mut channels = HashMap::new();
         let mut schedules = HashMap::new();
         let mut checkpointed = HashMap::new();
+        let mut followed_plans = HashMap::new();
         let kinds: Vec<ChannelKind> = kinds.into_iter().collect();
         for &channel in &kinds {
             if let Some(raw) = store.meta(&plan_key(channel)).await? {
-                let plan: throttle::plan::Plan = serde_json::from_slice(&raw).map_err(|e| {
-                    PolicyError::Invalid(vec![format!("stored plan of {}: {e}", channel.as_str())])
-                })?;
+                let plan = stored_plan(channel, &raw)?;
+                followed_plans.insert(channel, raw);
                 let mut schedule = Schedule::new(&plan);
                 let key = plan_sent_key(channel);
                 if let Some(raw) = store.meta(&key).await? {
@@ -206,7 +211,8 @@ impl Policy {
             schedules: Mutex::new(schedules),
             checkpointed: Mutex::new(checkpointed),
             credits: Credits::default(),
-            cap_credits: CapCredits::default(),
+            allowances: Allowances::default(),
+            followed_plans: Mutex::new(followed_plans),
             kinds,
         })
     }
@@ -257,13 +263,20 @@ impl Policy {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// On a store shared with other nodes, takes up the limits another
-    /// node set since (called every second with the checkpoint).
+    /// On a store shared with other nodes, takes up the limits and plans
+    /// another node set since (called every second with the checkpoint).
     pub async fn refresh(&self, now: Millis) -> Result<(), PolicyError> {
         if self.store.shared().is_none() {
             return Ok(());
         }
         for &channel in &self.kinds {
+            if let Some(raw) = self.store.meta(&plan_key(channel)).await?
+                && self.lock_followed_plans().get(&channel) != Some(&raw)
+            {
+                let plan = stored_plan(channel, &raw)?;
+                self.follow(channel, &plan, now);
+                self.lock_followed_plans().insert(channel, raw);
+            }
             let Some(raw) = self.store.meta(&limits_key(channel)).await? else {
                 continue;
             };
@@ -320,6 +333,27 @@ impl Policy {
             }
         }
         Ok(())
+    }
+
+    /// Stores `plan` as `channel`'s and follows it from now on (other
+    /// nodes on the same store take it up within a second: `refresh`).
+    pub async fn put_plan(
+        &self,
+        channel: ChannelKind,
+        plan: &throttle::plan::Plan,
+        now: Millis,
+    ) -> Result<(), PolicyError> {
+        let raw = json_bytes(plan);
+        self.store.put_meta(&plan_key(channel), raw.clone()).await?;
+        self.follow(channel, plan, now);
+        self.lock_followed_plans().insert(channel, raw);
+        Ok(())
+    }
+
+    fn lock_followed_plans(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelKind, Vec<u8>>> {
+        self.followed_plans
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// From now on, sends on `channel` follow `plan` (it is stored already).
@@ -397,20 +431,11 @@ impl Policy {
                 });
             }
         }
-        let active = self.active_caps(channel, now)?;
-        let per_ask = credits::slots_per_ask(rate);
-        let periods = match self
-            .cap_credits
-            .take(shared, channel, &active, per_ask, now)
-            .await?
-        {
-            CapRoom::Taken(periods) => periods,
-            CapRoom::Full { until } => {
+        let periods = match self.take_allowances(shared, campaign, rate, now).await? {
+            Ok(periods) => periods,
+            Err(deferred) => {
                 self.credits.give_back(channel, 1, now);
-                return Ok(Verdict::Defer {
-                    reason: throttle::Deferral::CapReached.as_str(),
-                    until,
-                });
+                return Ok(deferred);
             }
         };
         let over = match self.quota_key(channel, p) {
@@ -424,18 +449,50 @@ impl Policy {
         let verdict = self.admit_counted(campaign, p, now, over)?;
         if !matches!(verdict, Verdict::Go { .. }) {
             self.credits.give_back(channel, 1, now);
-            self.cap_credits.give_back(&periods, 1);
+            self.allowances.give_back(&periods);
         }
         Ok(verdict)
     }
 
-    /// The load caps of `channel` applying at `now`, each with its
-    /// definition as JSON (what names it across nodes).
-    fn active_caps(
+    /// Counts a send of `campaign` at `now` in the periods nodes count
+    /// together (its channel's load caps applying now, its hour in the
+    /// plan): the periods counted in, or the deferral when one is full.
+    async fn take_allowances(
         &self,
-        channel: ChannelKind,
+        shared: &dyn store::Shared,
+        campaign: &CampaignRecord,
+        rate: f64,
         now: Millis,
-    ) -> Result<Vec<(String, throttle::ActiveCap)>, PolicyError> {
+    ) -> Result<Result<Vec<String>, Verdict>, PolicyError> {
+        let channel = campaign.decl.channel;
+        let caps = self.active_caps(channel, now)?;
+        let plan_hour = self
+            .lock_schedules()
+            .get(&channel)
+            .and_then(|s| s.hour_of(&campaign.id, now))
+            .map(|hour| Counted {
+                name: format!("plan:{}:{}:{}", channel.as_str(), campaign.id, hour.start),
+                max: hour.allocated,
+                ends: hour.start + HOUR_MS,
+                full_until: hour.next,
+                full_reason: "plan",
+            });
+        let counted: Vec<Counted> = caps.into_iter().chain(plan_hour).collect();
+        if counted.is_empty() {
+            return Ok(Ok(Vec::new()));
+        }
+        let per_ask = credits::slots_per_ask(rate);
+        Ok(
+            match self.allowances.take(shared, &counted, per_ask, now).await? {
+                Allowed::Taken(names) => Ok(names),
+                Allowed::Full { until, reason } => Err(Verdict::Defer { reason, until }),
+            },
+        )
+    }
+
+    /// The load caps of `channel` applying at `now`, as periods counted
+    /// across nodes (named by the cap's definition and local day).
+    fn active_caps(&self, channel: ChannelKind, now: Millis) -> Result<Vec<Counted>, PolicyError> {
         let mut channels = self.lock_channels();
         let Some(policy) = channels.get_mut(&channel) else {
             return Ok(Vec::new());
@@ -446,7 +503,17 @@ impl Policy {
             .map_err(invalid)?;
         Ok(active
             .into_iter()
-            .filter_map(|a| Some((json_string(policy.limits.caps.get(a.cap)?), a)))
+            .filter_map(|a| {
+                let cap = serde_json::to_string(policy.limits.caps.get(a.cap)?).ok()?;
+                let ends = millis(a.ends);
+                Some(Counted {
+                    name: format!("cap:{}:{}:{cap}", channel.as_str(), a.day),
+                    max: a.max,
+                    ends,
+                    full_until: ends,
+                    full_reason: throttle::Deferral::CapReached.as_str(),
+                })
+            })
             .collect())
     }
 
@@ -579,6 +646,13 @@ impl Policy {
     }
 }
 
+/// A channel's plan as stored.
+fn stored_plan(channel: ChannelKind, raw: &[u8]) -> Result<throttle::plan::Plan, PolicyError> {
+    serde_json::from_slice(raw).map_err(|e| {
+        PolicyError::Invalid(vec![format!("stored plan of {}: {e}", channel.as_str())])
+    })
+}
+
 /// Counters persisted under `key`; none (and a warning) if they do not
 /// parse, as a lost checkpoint would leave them.
 fn stored_counters<T: serde::de::DeserializeOwned + Default>(key: &str, raw: &[u8]) -> T {
@@ -586,11 +660,6 @@ fn stored_counters<T: serde::de::DeserializeOwned + Default>(key: &str, raw: &[u
         tracing::warn!(key, error = %e, "stored counters unreadable; counting from zero");
         T::default()
     })
-}
-
-fn json_string<T: Serialize>(value: &T) -> String {
-    // Plain structs of strings and numbers always serialize.
-    serde_json::to_string(value).unwrap_or_default()
 }
 
 fn json_bytes<T: Serialize>(value: &T) -> Vec<u8> {

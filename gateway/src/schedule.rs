@@ -15,8 +15,6 @@ use throttle::plan::Plan;
 
 use domain::Millis;
 
-const HOUR_MS: Millis = 3_600_000;
-
 #[derive(Debug, Default)]
 pub struct Schedule {
     /// Campaign id → hour start (ms) → messages allocated in that hour.
@@ -32,6 +30,18 @@ pub struct SentInHour {
     pub hour: Millis,
     pub sent: u64,
 }
+
+/// A campaign's hour in the plan: what it may send, what this node sent,
+/// and when its next allocated hour starts (or the plan ends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannedHour {
+    pub start: Millis,
+    pub allocated: u64,
+    pub sent: u64,
+    pub next: Millis,
+}
+
+pub const HOUR_MS: Millis = 3_600_000;
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Hour {
@@ -58,20 +68,29 @@ impl Schedule {
 
     /// `None` if `campaign` may send at `now`, else when to ask again.
     pub fn check(&self, campaign: &str, now: Millis) -> Option<Millis> {
+        let hour = self.hour_of(campaign, now)?;
+        (hour.sent >= hour.allocated).then_some(hour.next)
+    }
+
+    /// The plan's hour of `campaign` holding `now`, if the plan holds the
+    /// campaign then.
+    pub fn hour_of(&self, campaign: &str, now: Millis) -> Option<PlannedHour> {
         let hours = self.hours.get(campaign)?;
         if now >= self.end {
             return None;
         }
         let start = now - now % HOUR_MS;
         let this = hours.get(&start).copied().unwrap_or_default();
-        if this.sent < this.allocated {
-            return None;
-        }
         let next = hours
             .range(start + 1..)
             .find(|(_, h)| h.allocated > 0)
-            .map(|(&start, _)| start);
-        Some(next.unwrap_or(self.end))
+            .map_or(self.end, |(&start, _)| start);
+        Some(PlannedHour {
+            start,
+            allocated: this.allocated,
+            sent: this.sent,
+            next,
+        })
     }
 
     /// What was sent in the hours that hold `now` and later, to persist.

@@ -1,7 +1,7 @@
 //! Several sluice nodes on one real `redis-server`, against the npm SMPP
 //! peer: they share one campaign at the channel's rate, a node killed with
-//! `kill -9` loses its leases to the other, and a quota and a load cap count
-//! across nodes.
+//! `kill -9` loses its leases to the other, and a quota, a load cap and the
+//! plan count across nodes.
 
 #![allow(clippy::unwrap_used)]
 
@@ -233,6 +233,60 @@ fn a_daily_load_cap_holds_for_two_nodes_together() {
         pending(&a, "first") + pending(&b, "second"),
         (600 - CAP) as u64,
         "the rest wait for the next day"
+    );
+    end.reached();
+}
+
+#[test]
+fn a_plan_made_on_one_node_holds_for_both() {
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(&end, &dir.path().join("redis"));
+    let smsc = NpmSmsc::start(&end);
+    let a = node(&dir.path().join("a"), "a", &redis, &smsc);
+    let b = node(&dir.path().join("b"), "b", &redis, &smsc);
+    // Not across an hour's end: the plan's first hour is the current one.
+    let into_hour = jiff::Timestamp::now().as_second() % 3600;
+    if into_hour > 3600 - 30 {
+        std::thread::sleep(Duration::from_secs((3600 - into_hour + 1) as u64));
+    }
+    let set_limits = |rate: f64| {
+        let r = a.put_json(
+            "/v1/channels/sms/limits",
+            &json!({"rate_per_sec": rate, "tz": "UTC"}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    };
+    // Planned at 180 an hour; then the bandwidth is raised, and the plan
+    // alone holds the campaign to its hour.
+    set_limits(0.05);
+    b.declare(
+        "planned",
+        &json!({"channel": "sms", "name": "planned", "expected_participants": 600,
+                "content": {"sms": {"from": "Telco", "text": "Hi {{customer}}"}}}),
+    );
+    upload(&b, "planned", 0..600, "all");
+    let plan = a.post("/v1/channels/sms/plan", "application/json", b"{}");
+    assert_eq!(plan.status, 200, "{}", plan.text());
+    let plan = plan.json();
+    let this_hour = plan["hours"][0]["allocated"]["planned"]
+        .as_u64()
+        .unwrap_or(0) as usize;
+    assert!((1..600).contains(&this_hour), "{plan}");
+    set_limits(5_000.0);
+    // Both nodes take up the new limits and the plan within a second.
+    std::thread::sleep(Duration::from_millis(1_500));
+    b.start_campaign("planned");
+    wait_until(
+        "the hour's texts at the SMSC",
+        Duration::from_secs(30),
+        || smsc.submits().len() >= this_hour,
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        smsc.submits().len(),
+        this_hour,
+        "the nodes together send the plan's hour"
     );
     end.reached();
 }
