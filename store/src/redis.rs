@@ -16,10 +16,12 @@
 
 mod connection;
 mod plan;
+mod retention;
 mod roles;
 mod txn;
 
 pub use connection::Servers;
+pub use retention::Forgotten;
 
 use std::{
     sync::{

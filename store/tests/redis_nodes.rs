@@ -1,13 +1,13 @@
 //! What the nodes on one Redis share, beyond the store's contract: their
-//! names, the channels' bandwidth and load caps, the lead of a task, and
-//! the leases of a node that stops answering.
+//! names, the channels' bandwidth and load caps, the lead of a task, the
+//! leases of a node that stops answering, and retention.
 
 mod support;
 
 use std::time::Instant;
 
-use domain::{CampaignDecl, CampaignState, ChannelKind, Participant};
-use store::{Catalog, Intake, Queue, Shared, StoreError};
+use domain::{CampaignDecl, CampaignState, ChannelKind, Fallback, Participant, now_ms};
+use store::{Catalog, Intake, Ledger, Queue, Shared, StoreError, redis::Forgotten};
 use support::RedisServer;
 
 /// Customers `c0..c{n}` at `u{i}@example.org`.
@@ -173,5 +173,60 @@ async fn an_ended_campaign_keeps_no_queue_in_redis() {
             .await
             .expect("claim")
             .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_ended_before_the_retention_time_is_forgotten() {
+    let redis = RedisServer::start();
+    let store = redis.open("a").await.expect("open");
+    let sms = CampaignDecl::new(ChannelKind::Sms, "sms");
+    let mail = CampaignDecl {
+        fallback: Some(Fallback::to("sms")),
+        ..CampaignDecl::new(ChannelKind::Email, "mail")
+    };
+    let running = CampaignDecl::new(ChannelKind::Email, "running");
+    for (id, decl) in [("sms", sms), ("mail", mail), ("running", running)] {
+        store.put_campaign(id, decl).await.expect("declare");
+        store
+            .add_participants(id, people(10), 1_000)
+            .await
+            .expect("add");
+    }
+    for id in ["sms", "mail"] {
+        store
+            .set_state(id, CampaignState::Cancelled)
+            .await
+            .expect("cancel");
+    }
+    let cutoff = now_ms() + 1;
+    // A fact after the cut-off stays, with every fact after it.
+    store
+        .add_participants("running", people(11).split_off(10), cutoff + 1)
+        .await
+        .expect("add");
+
+    let first = store.forget_before(cutoff).await.expect("sweep");
+    assert_eq!(
+        first,
+        Forgotten {
+            campaigns: 1,
+            facts: 30
+        },
+        "`mail` goes, `sms` waits for its source, `running` runs"
+    );
+    assert!(store.campaign("mail").await.expect("answers").is_none());
+    assert!(store.campaign("sms").await.expect("answers").is_some());
+    let left = store.events(0, 100).await.expect("events");
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].cursor, 31, "cursors stay as they were");
+
+    let second = store.forget_before(cutoff).await.expect("sweep");
+    assert_eq!(second.campaigns, 1, "then the fallback campaign");
+    assert!(store.campaign("sms").await.expect("answers").is_none());
+    assert!(store.campaign("running").await.expect("answers").is_some());
+    assert_eq!(
+        store.forget_before(cutoff).await.expect("sweep"),
+        Forgotten::default()
     );
 }

@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+/// Days the Redis engine keeps what ended when `retention_days` is not set.
+const DEFAULT_RETENTION_DAYS: u32 = 90;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
@@ -22,6 +25,9 @@ pub struct StoreConfig {
     /// Free bytes on the data directory's disk below which writes are
     /// refused (and sending pauses) until space is freed.
     pub min_free_bytes: u64,
+    /// Days the Redis engine keeps an ended campaign and the feed's facts
+    /// (default 90; 0 keeps them until a campaign is deleted).
+    pub retention_days: Option<u32>,
 }
 
 impl Default for StoreConfig {
@@ -34,6 +40,7 @@ impl Default for StoreConfig {
             password_env: None,
             node: None,
             min_free_bytes: store::embedded::DEFAULT_RESERVE,
+            retention_days: None,
         }
     }
 }
@@ -41,6 +48,9 @@ impl Default for StoreConfig {
 impl StoreConfig {
     pub(super) fn problems(&self) -> Vec<String> {
         match self.engine.as_str() {
+            "embedded" if self.retention_days.is_some() => vec![
+                "store.retention_days: retention is the redis engine's; the embedded engine keeps facts and counts until a campaign is deleted".into(),
+            ],
             "embedded" => Vec::new(),
             "redis" => self.redis_problems(),
             other => vec![format!(
@@ -92,6 +102,12 @@ impl StoreConfig {
             Some(url) if self.urls.is_empty() => store::redis::Servers::One(url.clone()),
             _ => store::redis::Servers::Cluster(self.urls.clone()),
         }
+    }
+
+    /// How long the Redis engine keeps what ended, if not for ever.
+    pub fn retention(&self) -> Option<std::time::Duration> {
+        let days = self.retention_days.unwrap_or(DEFAULT_RETENTION_DAYS);
+        (days > 0).then(|| std::time::Duration::from_secs(u64::from(days) * 86_400))
     }
 
     /// The password from `password_env`, if one is named.

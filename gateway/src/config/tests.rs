@@ -186,3 +186,30 @@ fn the_redis_engine_wants_one_server_or_a_cluster_and_says_which_key_is_wrong() 
     );
     assert!(problems("url = \"redis://a:1\"\nnode = \" \"")[0].starts_with("store.node:"));
 }
+
+#[test]
+fn retention_is_the_redis_engines_ninety_days_unless_set() {
+    let store = |toml: &str| {
+        Config::from_toml(&format!("[store]\n{toml}"), Vec::new())
+            .expect("parse")
+            .store
+    };
+    let day = std::time::Duration::from_secs(86_400);
+    assert_eq!(store("engine = \"redis\"").retention(), Some(90 * day));
+    assert_eq!(store("retention_days = 7").retention(), Some(7 * day));
+    assert_eq!(
+        store("retention_days = 0").retention(),
+        None,
+        "kept for ever"
+    );
+    let embedded = Config::from_toml("[store]\nretention_days = 7", Vec::new()).expect("parse");
+    match embedded.validate() {
+        Err(ConfigError::Invalid(problems)) => {
+            assert!(
+                problems[0].starts_with("store.retention_days:"),
+                "{problems:?}"
+            );
+        }
+        other => panic!("retention on the embedded engine: {other:?}"),
+    }
+}

@@ -44,11 +44,14 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>, RunError> {
             password: store.redis_password(),
             node: store.node.clone().unwrap_or_else(default_node),
         };
-        let redis = Redis::open(options).await?;
+        let redis = Arc::new(Redis::open(options).await?);
         if let Some(warning) = redis.durability_warning().await {
             tracing::warn!("store.url: {warning}");
         }
-        return Ok(Arc::new(redis));
+        if let Some(keep) = store.retention() {
+            redis.keep_for(keep);
+        }
+        return Ok(redis);
     }
     let path = store.path.clone();
     let options = store::embedded::Options {

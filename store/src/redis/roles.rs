@@ -12,6 +12,7 @@ use domain::{
 use super::{
     MAX_TRIES, Pair, Redis, UPLOAD_TTL_SECS, keys, message,
     plan::{Admit, Plan, contended},
+    retention::ENDED,
     suppression_field,
     txn::{MAX_COMMAND_ARGS, Txn},
 };
@@ -224,6 +225,12 @@ impl Catalog for Redis {
             let record = CampaignRecord { state, ..c };
             p.txn
                 .hset(&keys::campaign(record.seq), b"rec", &codec::encode(&record));
+            if rules::closed_to_participants(state).is_some() {
+                // Retention counts from here.
+                let at = domain::now_ms().to_string();
+                p.txn
+                    .hset(&keys::campaign(record.seq), ENDED, at.as_bytes());
+            }
             if state == CampaignState::Cancelled {
                 // Nothing of it is sent any more: its queue goes (a finished
                 // campaign's is empty, so Redis has removed it already).

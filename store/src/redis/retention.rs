@@ -1,0 +1,170 @@
+//! Retention on Redis: what ended longer ago than the configured time is
+//! forgotten, so that Redis's memory holds what is still of use. A
+//! campaign that ended (finished or cancelled) is deleted with its
+//! participants, counts and queue once it ended before the cut-off (a
+//! fallback campaign after its sources); the feed's entries whose facts
+//! all came before the cut-off are trimmed. Every node may sweep: each
+//! step is a checked write or idempotent.
+
+use std::{
+    sync::{Arc, Weak},
+    time::Duration,
+};
+
+use domain::{Fact, Millis, now_ms};
+
+use super::{Redis, keys};
+use crate::{Catalog, Result, StoreError, codec};
+
+/// What a sweep forgot.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Forgotten {
+    pub campaigns: usize,
+    pub facts: u64,
+}
+
+/// Feed entries a sweep looks at, at most (the next sweep goes on).
+const ENTRIES_PER_SWEEP: usize = 10_000;
+
+/// How often the nodes sweep.
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
+
+/// The field of a campaign's hash noting when it ended (ms).
+pub(super) const ENDED: &[u8] = b"ended";
+
+impl Redis {
+    /// Sweeps every ten minutes while the store is open, forgetting what
+    /// ended more than `keep` ago.
+    pub fn keep_for(self: &Arc<Self>, keep: Duration) {
+        let store: Weak<Self> = Arc::downgrade(self);
+        let keep_ms = u64::try_from(keep.as_millis()).unwrap_or(u64::MAX);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SWEEP_EVERY).await;
+                let Some(store) = store.upgrade() else { return };
+                match store.forget_before(now_ms().saturating_sub(keep_ms)).await {
+                    Ok(f) if f != Forgotten::default() => {
+                        tracing::info!(
+                            campaigns = f.campaigns,
+                            facts = f.facts,
+                            "retention: forgot what ended before the retention time"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "retention: sweep failed; trying again later")
+                    }
+                }
+            }
+        });
+    }
+
+    /// Forgets campaigns that ended before `cutoff` and the feed's facts
+    /// written before it.
+    pub async fn forget_before(&self, cutoff: Millis) -> Result<Forgotten> {
+        Ok(Forgotten {
+            campaigns: self.forget_campaigns(cutoff).await?,
+            facts: self.forget_facts(cutoff).await?,
+        })
+    }
+
+    async fn forget_campaigns(&self, cutoff: Millis) -> Result<usize> {
+        let mut forgotten = 0;
+        for c in self.campaigns().await? {
+            if rules::closed_to_participants(c.state).is_none() {
+                continue;
+            }
+            let key = keys::campaign(c.seq);
+            let ended: Option<u64> = self
+                .query(::redis::cmd("HGET").arg(&key).arg(ENDED))
+                .await?;
+            let Some(ended) = ended else {
+                // Ended before its end was noted: counted from now.
+                let _: bool = self
+                    .query(::redis::cmd("HSETNX").arg(&key).arg(ENDED).arg(now_ms()))
+                    .await?;
+                continue;
+            };
+            if ended >= cutoff {
+                continue;
+            }
+            match self.delete_campaign(&c.id).await {
+                Ok(_) => forgotten += 1,
+                // Its sources' late bounces still fall back to it: it goes
+                // after them.
+                Err(StoreError::FallbackOf { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(forgotten)
+    }
+
+    /// Trims the feed's oldest entries whose facts all came before
+    /// `cutoff`; answers how many facts went.
+    async fn forget_facts(&self, cutoff: Millis) -> Result<u64> {
+        let mut forgotten = 0;
+        let mut keep_from: Option<String> = None;
+        let mut start = "-".to_owned();
+        let mut looked = 0;
+        'entries: while looked < ENTRIES_PER_SWEEP {
+            let entries: Vec<(String, Vec<Vec<u8>>)> = self
+                .query(
+                    ::redis::cmd("XRANGE")
+                        .arg(keys::feed())
+                        .arg(&start)
+                        .arg("+")
+                        .arg("COUNT")
+                        .arg(100),
+                )
+                .await?;
+            let Some((last, _)) = entries.last() else {
+                break;
+            };
+            start = format!("({last}");
+            let read_all = entries.len() < 100;
+            for (id, fields) in entries {
+                looked += 1;
+                let run: Vec<Fact> = match fields.get(1) {
+                    Some(run) => codec::decode(run)?,
+                    None => Vec::new(),
+                };
+                if run.iter().any(|f| f.at >= cutoff) {
+                    keep_from = Some(id);
+                    break 'entries;
+                }
+                forgotten += run.len() as u64;
+                keep_from = Some(format!("({id}"));
+            }
+            if read_all {
+                break;
+            }
+        }
+        let Some(keep_from) = keep_from else {
+            return Ok(0);
+        };
+        if forgotten > 0 {
+            // MINID keeps the entries from this id on; "(id" is exclusive.
+            let minid = match keep_from.strip_prefix('(') {
+                Some(id) => next_id(id),
+                None => keep_from,
+            };
+            let _: u64 = self
+                .query(
+                    ::redis::cmd("XTRIM")
+                        .arg(keys::feed())
+                        .arg("MINID")
+                        .arg(minid),
+                )
+                .await?;
+        }
+        Ok(forgotten)
+    }
+}
+
+/// The stream id right after `id` (`cursor-0` → `cursor-1`).
+fn next_id(id: &str) -> String {
+    match id.split_once('-') {
+        Some((ms, seq)) => format!("{ms}-{}", seq.parse::<u64>().unwrap_or(0) + 1),
+        None => format!("{id}-1"),
+    }
+}
