@@ -71,6 +71,7 @@ impl Dispatcher {
         let checkpoints = tokio::spawn(checkpoint_until(self.policy.clone(), shutdown.clone()));
         let mut paused: Option<String> = None;
         let mut looked = Instant::now() - REFUSAL_LOOK;
+        let mut busy = HashMap::new();
         while !shutdown.is_cancelled() {
             // Nothing is sent whose outcome could not be recorded.
             if looked.elapsed() >= REFUSAL_LOOK {
@@ -89,7 +90,7 @@ impl Dispatcher {
             let progress = if paused.is_some() {
                 Progress::default()
             } else {
-                self.tick(&lanes, &sends, &shutdown).await
+                self.tick(&lanes, &sends, &shutdown, &mut busy).await
             };
             if progress.done == 0 {
                 // Nothing went: wait for news, the next deferred message, or a tick.
@@ -115,12 +116,15 @@ impl Dispatcher {
         let _ = recording.await;
     }
 
-    /// One pass over the running campaigns.
+    /// One pass over the running campaigns. `busy` holds the campaigns
+    /// whose last claim was full: more of them is due, so their counts
+    /// (whether they may finish) are read again only now and then.
     async fn tick(
         &self,
         lanes: &[Lane],
         sends: &TaskTracker,
         shutdown: &CancellationToken,
+        busy: &mut HashMap<u32, Busy>,
     ) -> Progress {
         let now = now_ms();
         let mut campaigns: Vec<CampaignRecord> = match self.store.campaigns().await {
@@ -148,37 +152,27 @@ impl Dispatcher {
             ) else {
                 continue; // validated at declaration: every channel runs
             };
-            let Ok(counts) = self.store.counts(&campaign.id).await else {
-                continue;
+            let still_busy = busy
+                .remove(&campaign.seq)
+                .filter(|b| campaign.state == CampaignState::Running && b.fresh());
+            let pending = match &still_busy {
+                Some(b) => b.pending,
+                None => match self.counted(&campaign).await {
+                    Some(pending) => pending,
+                    None => continue,
+                },
             };
-            let pending = counts.by_status.get("pending").copied().unwrap_or(0);
             load.depth += i64::try_from(pending).unwrap_or(i64::MAX);
-            // A campaign finishes when nothing is left to send and no upload
-            // to it is being read (the store checks again as it writes), and
-            // runs again when something came back to send (a soft bounce's
-            // resend).
-            let settled = pending == 0 && counts.in_flight == 0;
-            let next = match campaign.state {
-                CampaignState::Running
-                    if rules::may_finish(pending, counts.in_flight, counts.staged) =>
-                {
-                    Some(CampaignState::Finished)
-                }
-                CampaignState::Finished if !settled => Some(CampaignState::Running),
-                _ => None,
-            };
-            if let Some(state) = next
-                && let Err(e) = self.store.set_state(&campaign.id, state).await
-            {
-                tracing::warn!(campaign = %campaign.id, error = %e, "could not change state");
-            }
-            if settled {
-                continue;
-            }
             let pass = self
                 .claim_and_send(&campaign, now, lane, sends, shutdown)
                 .await;
             progress.done += pass.done;
+            if pass.full && pass.done > 0 {
+                // More is due now: no need to ask when.
+                let counted_at = still_busy.map_or_else(Instant::now, |b| b.counted_at);
+                busy.insert(campaign.seq, Busy { pending, counted_at });
+                continue;
+            }
             if let Ok(Some(due)) = self.store.next_due(campaign.seq).await {
                 let due = pass.not_before.map_or(due, |t| due.max(t));
                 progress.next_due = Some(progress.next_due.map_or(due, |d| d.min(due)));
@@ -205,6 +199,32 @@ impl Dispatcher {
         progress
     }
 
+    /// Reads a campaign's counts and finishes it when nothing is left to
+    /// send and no upload to it is being read (the store checks again as
+    /// it writes), or runs it again when something came back to send (a
+    /// soft bounce's resend). Its pending messages; `None` when it is
+    /// settled (nothing to claim) or the store did not answer.
+    async fn counted(&self, campaign: &CampaignRecord) -> Option<u64> {
+        let counts = self.store.counts(&campaign.id).await.ok()?;
+        let pending = counts.by_status.get("pending").copied().unwrap_or(0);
+        let settled = pending == 0 && counts.in_flight == 0;
+        let next = match campaign.state {
+            CampaignState::Running
+                if rules::may_finish(pending, counts.in_flight, counts.staged) =>
+            {
+                Some(CampaignState::Finished)
+            }
+            CampaignState::Finished if !settled => Some(CampaignState::Running),
+            _ => None,
+        };
+        if let Some(state) = next
+            && let Err(e) = self.store.set_state(&campaign.id, state).await
+        {
+            tracing::warn!(campaign = %campaign.id, error = %e, "could not change state");
+        }
+        (!settled).then_some(pending)
+    }
+
     async fn claim_and_send(
         &self,
         campaign: &CampaignRecord,
@@ -224,8 +244,8 @@ impl Dispatcher {
             Ok(Room::Go(room)) => room,
             Ok(Room::Wait { until }) => {
                 return Pass {
-                    done: 0,
                     not_before: Some(until),
+                    ..Pass::default()
                 };
             }
             Err(e) => {
@@ -242,6 +262,7 @@ impl Dispatcher {
             }
         };
         let mut done = 0;
+        let full = claims.len() == room;
         let campaign = Arc::new(campaign.clone());
         let channel = campaign.decl.channel;
         // Looked up for the whole claim at once (one request on Redis).
@@ -330,8 +351,27 @@ impl Dispatcher {
         }
         Pass {
             done,
+            full,
             not_before: None,
         }
+    }
+}
+
+/// A campaign whose last claim was full, with its pending messages as
+/// last counted.
+#[derive(Clone, Copy)]
+struct Busy {
+    pending: u64,
+    counted_at: Instant,
+}
+
+/// How long a busy campaign goes without its counts read again (the
+/// queue-depth gauge follows them).
+const BUSY_COUNTS_EVERY: Duration = Duration::from_millis(250);
+
+impl Busy {
+    fn fresh(&self) -> bool {
+        self.counted_at.elapsed() < BUSY_COUNTS_EVERY
     }
 }
 
@@ -340,6 +380,8 @@ impl Dispatcher {
 struct Pass {
     /// Messages sent or settled.
     done: usize,
+    /// The claim got all it asked for: more may be due.
+    full: bool,
     /// Nothing of the campaign may go before then (the shared bandwidth).
     not_before: Option<Millis>,
 }

@@ -102,7 +102,10 @@ pub(crate) mod keys {
         format!("{P}next_campaign")
     }
     pub fn campaign(seq: u32) -> String {
-        format!("{P}c:{seq}")
+        format!("{}{seq}", campaign_prefix())
+    }
+    pub fn campaign_prefix() -> String {
+        format!("{P}c:")
     }
     pub fn counts(seq: u32) -> String {
         format!("{P}n:{seq}")

@@ -54,6 +54,18 @@ end
 return out
 "#;
 
+/// Every campaign's record, with its number: one request for what the
+/// dispatcher reads every tick. KEYS: the campaigns by id; ARGV[1]: the
+/// prefix of a campaign's key (same slot: the engine's one hash tag).
+const CAMPAIGNS: &str = r#"
+local out = {}
+for _, seq in ipairs(redis.call('HVALS', KEYS[1])) do
+  local record = redis.call('HGET', ARGV[1] .. seq, 'rec')
+  if record then out[#out + 1] = {tonumber(seq), record} end
+end
+return out
+"#;
+
 /// Gives a leased message back, due at ARGV[2]: only if it is still
 /// leased. KEYS: due, leases.
 const GIVE_BACK: &str = r#"
@@ -246,24 +258,21 @@ impl Catalog for Redis {
     }
 
     async fn campaigns(&self) -> Result<Vec<CampaignRecord>> {
-        let seqs: HashMap<String, u32> = self
-            .query(::redis::cmd("HGETALL").arg(keys::campaigns()))
-            .await?;
-        if seqs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = ::redis::pipe();
-        let mut order: Vec<u32> = seqs.into_values().collect();
-        order.sort_unstable();
-        for &seq in &order {
-            pipe.cmd("HGET").arg(keys::campaign(seq)).arg("rec");
-        }
-        let records: Vec<Option<Vec<u8>>> = self.pipe(&pipe).await?;
-        records
+        let records: Vec<(u32, Vec<u8>)> = {
+            let mut con = self.con();
+            let result = ::redis::Script::new(CAMPAIGNS)
+                .key(keys::campaigns())
+                .arg(keys::campaign_prefix())
+                .invoke_async(&mut con)
+                .await;
+            self.seen(result)?
+        };
+        let mut records: Vec<CampaignRecord> = records
             .into_iter()
-            .flatten()
-            .map(|b| codec::decode(&b))
-            .collect()
+            .map(|(_, b)| codec::decode(&b))
+            .collect::<Result<_>>()?;
+        records.sort_unstable_by_key(|c| c.seq);
+        Ok(records)
     }
 
     async fn campaign_by_seq(&self, seq: u32) -> Result<Option<CampaignRecord>> {
