@@ -170,7 +170,13 @@ impl Dispatcher {
             if pass.full && pass.done > 0 {
                 // More is due now: no need to ask when.
                 let counted_at = still_busy.map_or_else(Instant::now, |b| b.counted_at);
-                busy.insert(campaign.seq, Busy { pending, counted_at });
+                busy.insert(
+                    campaign.seq,
+                    Busy {
+                        pending,
+                        counted_at,
+                    },
+                );
                 continue;
             }
             if let Ok(Some(due)) = self.store.next_due(campaign.seq).await {

@@ -15,6 +15,7 @@
 //! (leased messages by expiry), `uploads:N`.
 
 mod connection;
+mod known;
 mod plan;
 mod retention;
 mod roles;
@@ -87,6 +88,8 @@ pub struct Redis {
     /// a staging called after an abandon sees its customers free, as the
     /// embedded engine's group order gives.
     abandoning: tokio::sync::RwLock<()>,
+    /// Messages and campaigns as this node last read or wrote them.
+    known: known::Known,
 }
 
 /// The engine's keys, all in one Cluster slot (`{g}`).
@@ -257,6 +260,7 @@ impl Redis {
             uploads: AtomicU64::new(instance << UPLOAD_BITS),
             requests: AtomicU64::new(0),
             abandoning: tokio::sync::RwLock::new(()),
+            known: known::Known::default(),
         })
     }
 
@@ -338,6 +342,19 @@ impl Redis {
         let mut con = self.con();
         let result = con.hget(key, field).await;
         self.seen(result)
+    }
+
+    /// Applies a plan's write; `false` when what it read has changed
+    /// (then nothing known of the messages is trusted any more).
+    async fn apply_plan(&self, plan: plan::Plan<'_>) -> Result<bool> {
+        let (txn, states) = plan.into_parts();
+        let applied = self.apply(txn).await?;
+        if applied {
+            self.known.written(states);
+        } else {
+            self.known.forget();
+        }
+        Ok(applied)
     }
 
     /// Applies a planned write; `false` when what it read has changed.

@@ -6,7 +6,9 @@ mod support;
 
 use std::time::Instant;
 
-use domain::{CampaignDecl, CampaignState, ChannelKind, Fallback, Participant, now_ms};
+use domain::{
+    CampaignDecl, CampaignState, ChannelKind, Fallback, Outcome, Participant, Update, now_ms,
+};
 use store::{Catalog, Intake, Ledger, Queue, Shared, StoreError, redis::Forgotten};
 use support::RedisServer;
 
@@ -142,6 +144,53 @@ async fn a_dead_nodes_claims_go_to_another_once_their_lease_runs_out() {
         again, lost,
         "exactly a's messages, once their lease ran out"
     );
+}
+
+/// A node decides on the state its claim read only while Redis still
+/// holds it: a returned bounce that arrives at the node whose claim saw
+/// the message pending, after another node recorded its send, bounces it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_is_decided_on_the_state_redis_holds_not_on_the_claims() {
+    let redis = RedisServer::start();
+    let a = redis.open("a").await.expect("a");
+    let b = redis.open("b").await.expect("b");
+    let decl = CampaignDecl::new(ChannelKind::Email, "spring");
+    let seq = a.put_campaign("c1", decl).await.expect("declare").seq;
+    a.add_participants("c1", people(1), 1).await.expect("add");
+    a.set_state("c1", CampaignState::Running)
+        .await
+        .expect("run");
+    let mine = a.claim(seq, 1_000, 1, 5_000).await.expect("a claims");
+    let msg = mine[0].msg;
+    let sent = Update {
+        msg,
+        at: 2_000,
+        outcome: Outcome::Submitted {
+            detail: Default::default(),
+            upstream: None,
+        },
+    };
+    b.record(vec![sent]).await.expect("b records the send");
+    let returned = Update {
+        msg,
+        at: 3_000,
+        outcome: Outcome::Bounced {
+            hard: true,
+            retry: None,
+            detail: Default::default(),
+            returned: true,
+        },
+    };
+    a.record(vec![returned])
+        .await
+        .expect("a records the bounce");
+    let status = a
+        .message(msg)
+        .await
+        .expect("answers")
+        .expect("message")
+        .status;
+    assert_eq!(status, domain::Status::BouncedHard, "settled by the bounce");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,6 +39,15 @@ pub(super) struct Plan<'a> {
     /// The facts of this write, in order (their cursors are given as it is
     /// applied).
     facts: Vec<Fact>,
+    /// What this write gives messages and campaigns, for `Known`.
+    written: Written,
+}
+
+/// The message states and campaign records a write stores, encoded.
+#[derive(Debug, Default)]
+pub(super) struct Written {
+    pub states: Vec<(MessageNo, Vec<u8>)>,
+    pub campaigns: Vec<(u32, Vec<u8>)>,
 }
 
 impl<'a> Plan<'a> {
@@ -56,14 +65,16 @@ impl<'a> Plan<'a> {
             upstream: HashMap::new(),
             numbers: HashMap::new(),
             facts: Vec::new(),
+            written: Written::default(),
         }
     }
 
-    /// The write this plan makes, its facts in runs of the feed.
-    pub fn into_txn(self) -> Txn {
+    /// The write this plan makes (its facts in runs of the feed), and what
+    /// it stores of messages and campaigns.
+    pub fn into_parts(self) -> (Txn, Written) {
         let mut txn = self.txn;
         txn.facts(&self.facts);
-        txn
+        (txn, self.written)
     }
 
     pub fn store(&self) -> &'a Redis {
@@ -175,11 +186,22 @@ impl<'a> Plan<'a> {
             return Ok(c.clone());
         }
         let record = match self.read_checked(keys::campaign(seq), b"rec").await? {
-            Some(bytes) => Some(codec::decode::<CampaignRecord>(&bytes)?),
+            Some(bytes) => {
+                self.store.known.campaign_read(seq, &bytes);
+                Some(codec::decode::<CampaignRecord>(&bytes)?)
+            }
             None => None,
         };
         self.campaigns.insert(seq, record.clone());
         Ok(record)
+    }
+
+    /// Stores a campaign's record.
+    pub fn put_campaign(&mut self, record: &CampaignRecord) {
+        let encoded = codec::encode(record);
+        self.txn.hset(&keys::campaign(record.seq), b"rec", &encoded);
+        self.campaigns.insert(record.seq, Some(record.clone()));
+        self.written.campaigns.push((record.seq, encoded));
     }
 
     pub async fn campaign_named(&mut self, id: &str) -> Result<Option<CampaignRecord>> {
@@ -193,13 +215,28 @@ impl<'a> Plan<'a> {
     /// call's), so that planning them asks Redis once per campaign.
     pub async fn prefetch(&mut self, msgs: &[MessageNo]) -> Result<()> {
         let mut by_campaign: HashMap<u32, Vec<u32>> = HashMap::new();
-        for msg in msgs {
-            if !self.states.contains_key(msg) {
-                by_campaign
-                    .entry(msg.campaign)
-                    .or_default()
-                    .push(msg.participant);
+        for &msg in msgs {
+            if self.states.contains_key(&msg) {
+                continue;
             }
+            if let Some(known) = self.store.known.message(msg) {
+                // As the claim read it or this node wrote it: checked like
+                // a value read now.
+                self.check(
+                    keys::states(msg.campaign),
+                    &keys::number(msg.participant),
+                    Some(&known.state),
+                );
+                self.states.insert(msg, Some(codec::decode(&known.state)?));
+                self.participants
+                    .insert(msg, Some(codec::decode(&known.record)?));
+                self.known_campaign(msg.campaign)?;
+                continue;
+            }
+            by_campaign
+                .entry(msg.campaign)
+                .or_default()
+                .push(msg.participant);
         }
         if by_campaign.is_empty() {
             return Ok(());
@@ -233,6 +270,9 @@ impl<'a> Plan<'a> {
             let records: Values = ::redis::from_redis_value(records).map_err(typed)?;
             if !self.campaigns.contains_key(&seq) {
                 self.check(keys::campaign(seq), b"rec", record.as_deref());
+                if let Some(bytes) = &record {
+                    self.store.known.campaign_read(seq, bytes);
+                }
                 let record = record.map(|b| codec::decode(&b)).transpose()?;
                 self.campaigns.insert(seq, record);
             }
@@ -247,6 +287,19 @@ impl<'a> Plan<'a> {
                 self.states.insert(msg, state);
                 self.participants.insert(msg, record);
             }
+        }
+        Ok(())
+    }
+
+    /// Takes campaign `seq`'s record as this node last read it, if it did
+    /// (checked unchanged like a value read now).
+    fn known_campaign(&mut self, seq: u32) -> Result<()> {
+        if self.campaigns.contains_key(&seq) {
+            return Ok(());
+        }
+        if let Some(bytes) = self.store.known.campaign(seq) {
+            self.check(keys::campaign(seq), b"rec", Some(&bytes));
+            self.campaigns.insert(seq, Some(codec::decode(&bytes)?));
         }
         Ok(())
     }
@@ -371,8 +424,9 @@ impl<'a> Plan<'a> {
     pub fn put_state(&mut self, msg: MessageNo, before: Option<MessageState>, after: MessageState) {
         let seq = msg.campaign;
         let field = keys::number(msg.participant);
-        self.txn
-            .hset(&keys::states(seq), &field, &codec::encode(&after));
+        let encoded = codec::encode(&after);
+        self.txn.hset(&keys::states(seq), &field, &encoded);
+        self.written.states.push((msg, encoded));
         let counts = keys::counts(seq);
         match before {
             Some(b) if b.status != after.status => {

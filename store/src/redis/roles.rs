@@ -10,7 +10,9 @@ use domain::{
 };
 
 use super::{
-    MAX_TRIES, Pair, Redis, UPLOAD_TTL_SECS, keys, message,
+    MAX_TRIES, Pair, Redis, UPLOAD_TTL_SECS, keys,
+    known::KnownMessage,
+    message,
     plan::{Admit, Plan, contended},
     retention::ENDED,
     suppression_field,
@@ -85,7 +87,7 @@ macro_rules! write_until_applied {
         for _ in 0..MAX_TRIES {
             let mut $p = Plan::new($store);
             let answer = $body?;
-            if $store.apply($p.into_txn()).await? {
+            if $store.apply_plan($p).await? {
                 outcome = Ok(answer);
                 break;
             }
@@ -210,8 +212,7 @@ impl Catalog for Redis {
                     }
                 }
             };
-            p.txn
-                .hset(&keys::campaign(record.seq), b"rec", &codec::encode(&record));
+            p.put_campaign(&record);
             Ok(record)
         })
     }
@@ -235,8 +236,7 @@ impl Catalog for Redis {
                 }
             }
             let record = CampaignRecord { state, ..c };
-            p.txn
-                .hset(&keys::campaign(record.seq), b"rec", &codec::encode(&record));
+            p.put_campaign(&record);
             if rules::closed_to_participants(state).is_some() {
                 // Retention counts from here.
                 let at = domain::now_ms().to_string();
@@ -480,11 +480,13 @@ impl Queue for Redis {
                     detail: format!("message {msg:?} has no record"),
                 });
             };
-            let state: MessageState = codec::decode(&state)?;
+            let decoded: MessageState = codec::decode(&state)?;
+            let participant = codec::decode(&record)?;
+            self.known.claimed(msg, KnownMessage { state, record });
             claims.push(Claim {
                 msg,
-                participant: codec::decode(&record)?,
-                attempts: state.attempts,
+                participant,
+                attempts: decoded.attempts,
             });
         }
         Ok(claims)
