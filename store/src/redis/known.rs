@@ -1,20 +1,21 @@
 //! What this node last read or wrote of the messages it works on: a
-//! message's state and record as its claim answered them, its state as
-//! this node's writes left it, and the campaigns' records. A write planned
-//! on them checks them unchanged like any value it reads (`txn`), so one
-//! that another node changed meanwhile only makes the write plan again,
-//! from Redis (the caller forgets everything known on a conflict). It
-//! spares the outcome of a send and its receipt a request to read what the
-//! claim already read.
+//! message's state and record as its claim answered them and as this
+//! node's writes left them, the links of the SMSC ids it recorded, and the
+//! campaigns' records. A write planned on them checks them unchanged like
+//! any value it reads (`txn`), so one that another node changed meanwhile
+//! only makes the write plan again, from Redis (everything known is
+//! forgotten on a conflict). It spares the outcome of a send and its
+//! receipt the requests that read what the claim and the send's record
+//! already knew.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{collections::HashMap, hash::Hash, sync::Mutex};
 
 use domain::MessageNo;
 
 use super::plan::Written;
 
-/// Messages per generation: the newer is kept whole when it is full and a
-/// new one starts, so that what was claimed last stays known.
+/// Entries per generation: the newer is kept whole when it is full and a
+/// new one starts, so that what was claimed or sent last stays known.
 const GENERATION: usize = 50_000;
 
 /// A message's state and participant record, as stored.
@@ -24,44 +25,88 @@ pub(super) struct KnownMessage {
     pub record: Vec<u8>,
 }
 
-#[derive(Default)]
-pub(super) struct Known {
-    inner: Mutex<Generations>,
+/// The most recent entries: two generations of at most `GENERATION`.
+struct Recent<K, V> {
+    newer: HashMap<K, V>,
+    older: HashMap<K, V>,
+}
+
+impl<K, V> Default for Recent<K, V> {
+    fn default() -> Self {
+        Self {
+            newer: HashMap::new(),
+            older: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Hash + Eq, V: Clone> Recent<K, V> {
+    fn get(&self, key: &K) -> Option<V> {
+        self.newer.get(key).or_else(|| self.older.get(key)).cloned()
+    }
+
+    fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        match self.newer.get_mut(key) {
+            Some(v) => Some(v),
+            None => self.older.get_mut(key),
+        }
+    }
+
+    fn insert(&mut self, key: K, value: V) {
+        if self.newer.len() >= GENERATION {
+            self.older = std::mem::take(&mut self.newer);
+        }
+        self.older.remove(&key);
+        self.newer.insert(key, value);
+    }
+
+    fn remove(&mut self, key: &K) {
+        self.newer.remove(key);
+        self.older.remove(key);
+    }
 }
 
 #[derive(Default)]
-struct Generations {
-    newer: HashMap<MessageNo, KnownMessage>,
-    older: HashMap<MessageNo, KnownMessage>,
+pub(super) struct Known {
+    inner: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    messages: Recent<MessageNo, KnownMessage>,
+    /// SMSC id key → link, as `upstream` holds them.
+    links: Recent<Vec<u8>, Vec<u8>>,
     campaigns: HashMap<u32, Vec<u8>>,
 }
 
 impl Known {
     pub fn message(&self, msg: MessageNo) -> Option<KnownMessage> {
-        let g = self.lock();
-        g.newer.get(&msg).or_else(|| g.older.get(&msg)).cloned()
+        self.lock().messages.get(&msg)
     }
 
     /// A message as a claim read it.
     pub fn claimed(&self, msg: MessageNo, known: KnownMessage) {
-        let mut g = self.lock();
-        if g.newer.len() >= GENERATION {
-            g.older = std::mem::take(&mut g.newer);
-        }
-        g.older.remove(&msg);
-        g.newer.insert(msg, known);
+        self.lock().messages.insert(msg, known);
+    }
+
+    pub fn link(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.lock().links.get(&key.to_vec())
     }
 
     /// What a write of this node stored: states kept for messages known,
-    /// campaign records kept.
+    /// links and campaign records kept (a link removed is forgotten).
     pub fn written(&self, written: Written) {
-        let mut g = self.lock();
-        g.campaigns.extend(written.campaigns);
+        let mut s = self.lock();
+        s.campaigns.extend(written.campaigns);
         for (msg, state) in written.states {
-            if let Some(k) = g.newer.get_mut(&msg) {
+            if let Some(k) = s.messages.get_mut(&msg) {
                 k.state = state;
-            } else if let Some(k) = g.older.get_mut(&msg) {
-                k.state = state;
+            }
+        }
+        for (key, link) in written.links {
+            match link {
+                Some(link) => s.links.insert(key, link),
+                None => s.links.remove(&key),
             }
         }
     }
@@ -76,10 +121,10 @@ impl Known {
 
     /// Forgets everything: a write met a change made elsewhere.
     pub fn forget(&self) {
-        *self.lock() = Generations::default();
+        *self.lock() = State::default();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -112,15 +157,18 @@ mod tests {
         }
         assert!(k.message(msg(0)).is_none(), "the oldest generation went");
         assert!(k.message(msg(GENERATION as u32 + 5)).is_some());
-        let states = |n: u32| Written {
+        let sent = |n: u32, link: Option<&[u8]>| Written {
             states: vec![(msg(n), b"submitted".to_vec())],
+            links: vec![(b"id".to_vec(), link.map(<[u8]>::to_vec))],
             campaigns: Vec::new(),
         };
-        k.written(states(2 * GENERATION as u32));
+        k.written(sent(2 * GENERATION as u32, Some(b"link")));
         let last = k.message(msg(2 * GENERATION as u32)).expect("known");
         assert_eq!(last.state, b"submitted");
-        k.written(states(0));
-        assert!(k.message(msg(0)).is_none(), "a write adds nothing new");
+        assert_eq!(k.link(b"id").as_deref(), Some(&b"link"[..]));
+        k.written(sent(0, None));
+        assert!(k.message(msg(0)).is_none(), "a write adds no message");
+        assert!(k.link(b"id").is_none(), "a link removed is forgotten");
         k.forget();
         assert!(k.message(msg(2 * GENERATION as u32)).is_none());
     }

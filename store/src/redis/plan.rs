@@ -47,6 +47,8 @@ pub(super) struct Plan<'a> {
 #[derive(Debug, Default)]
 pub(super) struct Written {
     pub states: Vec<(MessageNo, Vec<u8>)>,
+    /// SMSC id keys and their links (`None`: removed).
+    pub links: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     pub campaigns: Vec<(u32, Vec<u8>)>,
 }
 
@@ -750,6 +752,7 @@ impl<'a> Plan<'a> {
             Some(v) => self.txn.hset(&keys::upstream(), &key, v),
             None => self.txn.hdel(&keys::upstream(), &key),
         }
+        self.written.links.push((key.clone(), value.clone()));
         self.upstream.insert(key, value);
     }
 
@@ -783,6 +786,16 @@ impl<'a> Plan<'a> {
         fields.sort_unstable();
         fields.dedup();
         let mut msgs = Vec::new();
+        // Links this node recorded: checked like those read now.
+        fields.retain(|field| match self.store.known.link(field) {
+            Some(link) => {
+                self.note_link(field, Some(&link));
+                msgs.extend(upstream::decode_link(&link).map(|l| l.msg));
+                self.upstream.insert(field.clone(), Some(link));
+                false
+            }
+            None => true,
+        });
         for chunk in fields.chunks(10_000) {
             let links: Values = self
                 .store
