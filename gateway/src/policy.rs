@@ -551,13 +551,15 @@ impl Policy {
         Some(format!("{}{}", quota_prefix(channel), p.customer))
     }
 
-    /// Merges the stored quota state of `p` into this node's.
+    /// Takes the stored quota state of `p` as this node's: a send this
+    /// node counted whose quota write did not land (another node's came
+    /// first, or the store failed) did not happen, and must not count.
     fn import_quota(&self, channel: ChannelKind, p: &Participant, stored: Option<&[u8]>) {
-        let Some(state) = stored.and_then(|raw| QuotaState::from_bytes(raw).ok()) else {
-            return;
-        };
+        let state = stored.and_then(|raw| QuotaState::from_bytes(raw).ok());
         if let Some(policy) = self.lock_channels().get_mut(&channel) {
-            policy.quotas.import(CustomerKey::of(&p.customer), &state);
+            policy
+                .quotas
+                .replace(CustomerKey::of(&p.customer), state.as_ref());
         }
     }
 

@@ -495,6 +495,23 @@ impl QuotaBook {
         })
     }
 
+    /// Sets `key`'s state to `state` exactly (`None`: no sends), dropping
+    /// sends this book counted that `state` does not have: for a book that
+    /// follows state kept elsewhere (several nodes on one store), where a
+    /// send counted here may not have happened.
+    pub fn replace(&mut self, key: CustomerKey, state: Option<&QuotaState>) {
+        let (shard, fp, ident) = Self::split(key);
+        if let Some(sh) = self.shards.get_mut(shard)
+            && sh.remove(fp)
+        {
+            self.spill.remove(&ident);
+            self.len -= 1;
+        }
+        if let Some(state) = state {
+            self.import(key, state);
+        }
+    }
+
     /// Merges persisted state for `key` (idempotent: importing the same
     /// state twice changes nothing).
     pub fn import(&mut self, key: CustomerKey, state: &QuotaState) {

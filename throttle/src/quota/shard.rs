@@ -92,6 +92,38 @@ impl Shard {
         (self.place(Slot { fp, lo: 0, hi: 0 }), true)
     }
 
+    /// Removes `fp`'s slot, if any, moving back the slots after it that
+    /// probed past it (so that every slot stays reachable from its home).
+    pub(super) fn remove(&mut self, fp: u32) -> bool {
+        let Some(mut hole) = self.find(fp) else {
+            return false;
+        };
+        let cap = self.slots.len();
+        let mut j = hole;
+        loop {
+            j = (j + 1) % cap;
+            let s = self.slots[j];
+            if s.fp == 0 {
+                break;
+            }
+            let h = home(s.fp, cap);
+            // `s` may move into the hole unless its home lies cyclically
+            // in (hole, j]: then the hole is before its home.
+            let home_after_hole = if hole <= j {
+                hole < h && h <= j
+            } else {
+                hole < h || h <= j
+            };
+            if !home_after_hole {
+                self.slots[hole] = s;
+                hole = j;
+            }
+        }
+        self.slots[hole] = Slot::default();
+        self.len -= 1;
+        true
+    }
+
     pub(super) fn place(&mut self, slot: Slot) -> usize {
         let cap = self.slots.len();
         let mut i = home(slot.fp, cap);

@@ -287,3 +287,35 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_replaced_state_drops_sends_counted_here_and_keeps_every_other_customer() {
+    let (mut b, r) = book(2, 86_400);
+    // Customers of one shard, so that their slots probe past each other.
+    let same_shard =
+        |i: u64| CustomerKey((7 << (64 - SHARD_BITS)) | (i * 0x9E37_79B9 % (1 << 31) + 1));
+    for i in 0..200 {
+        b.record(same_shard(i), r, at(i as i64));
+    }
+    let stored = b.export(same_shard(5)).unwrap();
+    b.record(same_shard(5), r, at(500));
+    assert!(matches!(
+        b.check(same_shard(5), r, at(600)),
+        QuotaCheck::Exceeded { .. }
+    ));
+    b.replace(same_shard(5), Some(&stored));
+    assert_eq!(
+        b.check(same_shard(5), r, at(600)),
+        QuotaCheck::Allowed,
+        "the send counted here only is gone"
+    );
+    for i in (0..200).step_by(3) {
+        b.replace(same_shard(i), None);
+    }
+    assert_eq!(b.len(), 200 - 67);
+    for i in 0..200 {
+        let sends = b.export(same_shard(i)).map_or(0, |s| s.sends.len());
+        let expected = usize::from(i % 3 != 0);
+        assert_eq!(sends, expected, "customer {i}");
+    }
+}
