@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use domain::{CampaignDecl, CampaignRecord, CampaignState, ChannelKind, Participant, now_ms};
 use gateway::policy::{Policy, QuotaWrite, Verdict};
-use store::{Catalog, LimitState, Store};
+use store::Store;
 use support::RedisServer;
 
 /// The quota write of a `Go`.
