@@ -138,6 +138,7 @@ impl Dispatcher {
             }
         };
         campaigns.sort_by_key(|c| std::cmp::Reverse(c.decl.priority.unwrap_or(0)));
+        busy.retain(|seq, _| campaigns.iter().any(|c| c.seq == *seq));
         let mut progress = Progress::default();
         let mut loads: HashMap<ChannelKind, Load> = lanes
             .iter()
