@@ -33,13 +33,40 @@ const browser = await chromium.launch({
 const out = { problems: {} };
 let phase = "load";
 const note = what => (out.problems[phase] ||= []).push(what);
+/** Per page: requests not yet answered, answers refused (4xx/5xx), and the
+ * browser's console reports of those refusals. */
+const traffic = new Map();
 const watch = page => {
+  const seen = { open: 0, refused: 0, reported: 0 };
+  traffic.set(page, seen);
   page.setDefaultTimeout(15000);
-  page.on("console", m => { if (m.type() === "error") note(`console: ${m.text()}`); });
+  page.on("console", m => {
+    if (m.type() !== "error") return;
+    if (m.text().startsWith("Failed to load resource")) seen.reported += 1;
+    note(`console: ${m.text()}`);
+  });
   page.on("pageerror", e => note(`page: ${e.message}`));
-  page.on("requestfailed", r => note(`request failed: ${r.url()} ${r.failure()?.errorText}`));
+  page.on("request", () => { seen.open += 1; });
+  page.on("response", r => { if (r.status() >= 400) seen.refused += 1; });
+  page.on("requestfinished", () => { seen.open -= 1; });
+  page.on("requestfailed", r => {
+    seen.open -= 1;
+    note(`request failed: ${r.url()} ${r.failure()?.errorText}`);
+  });
   return page;
 };
+
+/** Waits until every request `on` made is answered and the browser has
+ * reported each refusal, so that a view's late refusals (one view may make
+ * several requests) are noted under the phase that provoked them. */
+async function settled(on = page) {
+  const seen = traffic.get(on);
+  const until = Date.now() + 15000;
+  while (seen.open > 0 || seen.reported < seen.refused) {
+    if (Date.now() > until) throw new Error(`requests unsettled: ${JSON.stringify(seen)}`);
+    await new Promise(r => setTimeout(r, 20));
+  }
+}
 const page = watch(await browser.newPage());
 
 /** The rows of the table under `selector`: data-key and each cell's text. */
@@ -169,16 +196,19 @@ try {
   await page.waitForSelector("#figures tbody tr");
   await page.click("button[data-action=start]");
   out.bad_action = await errorShown();
+  await settled();
   await snap("bad-action");
 
   phase = "bad limit";
   await show("#/campaigns?limit=5000");
   out.bad_limit = await errorShown();
+  await settled();
 
   phase = "no token";
   const fresh = watch(await browser.newPage());
   await fresh.goto(`${base}/console#/channels`);
   out.without_token = { error: await errorShown(fresh), login_shown: await fresh.isVisible("#login") };
+  await settled(fresh);
   await snap("no-token", fresh);
 
   phase = "crm token";
@@ -189,6 +219,7 @@ try {
     error: await fresh.textContent("#error"),
     login_shown: await fresh.isVisible("#login"),
   };
+  await settled(fresh);
   phase = "crm campaigns";
   await show("#/campaigns", fresh);
   await fresh.waitForSelector("#campaigns tbody tr");
