@@ -63,6 +63,7 @@ impl Dispatcher {
                 permits: Arc::new(Semaphore::new(channel.concurrency())),
                 unrecorded: Arc::new(Semaphore::new(UNRECORDED_PER_SEND * channel.concurrency())),
                 recorder: recorder.clone(),
+                feeding: Arc::new(Semaphore::new(1)),
             })
             .collect();
         drop(recorder);
@@ -72,6 +73,7 @@ impl Dispatcher {
         let mut paused: Option<String> = None;
         let mut looked = Instant::now() - REFUSAL_LOOK;
         let mut busy = HashMap::new();
+        let mut listing = None;
         while !shutdown.is_cancelled() {
             // Nothing is sent whose outcome could not be recorded.
             if looked.elapsed() >= REFUSAL_LOOK {
@@ -90,7 +92,8 @@ impl Dispatcher {
             let progress = if paused.is_some() {
                 Progress::default()
             } else {
-                self.tick(&lanes, &sends, &shutdown, &mut busy).await
+                self.tick(&lanes, &sends, &shutdown, &mut busy, &mut listing)
+                    .await
             };
             if progress.done == 0 {
                 // Nothing went: wait for news, the next deferred message, or a tick.
@@ -118,33 +121,27 @@ impl Dispatcher {
 
     /// One pass over the running campaigns. `busy` holds the campaigns
     /// whose last claim was full: more of them is due, so their counts
-    /// (whether they may finish) are read again only now and then.
+    /// (whether they may finish) are read again only now and then, and
+    /// while every campaign is busy the `listing` is not read again either.
     async fn tick(
-        &self,
+        self: &Arc<Self>,
         lanes: &[Lane],
         sends: &TaskTracker,
         shutdown: &CancellationToken,
         busy: &mut HashMap<u32, Busy>,
+        listing: &mut Option<Listing>,
     ) -> Progress {
         let now = now_ms();
-        let mut campaigns: Vec<CampaignRecord> = match self.store.campaigns().await {
-            Ok(all) => all
-                .into_iter()
-                .filter(|c| matches!(c.state, CampaignState::Running | CampaignState::Finished))
-                .collect(),
-            Err(e) => {
-                tracing::error!(error = %e, "listing campaigns failed");
-                return Progress::default();
-            }
+        let Some(campaigns) = self.campaigns(listing, busy).await else {
+            return Progress::default();
         };
-        campaigns.sort_by_key(|c| std::cmp::Reverse(c.decl.priority.unwrap_or(0)));
         busy.retain(|seq, _| campaigns.iter().any(|c| c.seq == *seq));
         let mut progress = Progress::default();
         let mut loads: HashMap<ChannelKind, Load> = lanes
             .iter()
             .map(|lane| (lane.channel.kind(), Load::new(now)))
             .collect();
-        for campaign in campaigns {
+        for campaign in campaigns.iter() {
             let (Some(lane), Some(load)) = (
                 lanes
                     .iter()
@@ -158,14 +155,14 @@ impl Dispatcher {
                 .filter(|b| campaign.state == CampaignState::Running && b.fresh());
             let pending = match &still_busy {
                 Some(b) => b.pending,
-                None => match self.counted(&campaign).await {
+                None => match self.counted(campaign).await {
                     Some(pending) => pending,
                     None => continue,
                 },
             };
             load.depth += i64::try_from(pending).unwrap_or(i64::MAX);
             let pass = self
-                .claim_and_send(&campaign, now, lane, sends, shutdown)
+                .claim_and_send(campaign, now, lane, sends, shutdown)
                 .await;
             progress.done += pass.done;
             if pass.full && pass.done > 0 {
@@ -206,6 +203,41 @@ impl Dispatcher {
         progress
     }
 
+    /// The running and finished campaigns, highest priority first: as
+    /// last listed while that is recent and every one of them is busy
+    /// (the steady state of a bulk send, where listing them each claim
+    /// would cost a store request per claim), else listed again.
+    async fn campaigns(
+        &self,
+        listing: &mut Option<Listing>,
+        busy: &HashMap<u32, Busy>,
+    ) -> Option<Arc<[CampaignRecord]>> {
+        if let Some(listed) = listing.as_ref()
+            && listed.at.elapsed() < LIST_EVERY
+            && listed.campaigns.iter().all(|c| busy.contains_key(&c.seq))
+        {
+            return Some(Arc::clone(&listed.campaigns));
+        }
+        *listing = None;
+        let mut campaigns: Vec<CampaignRecord> = match self.store.campaigns().await {
+            Ok(all) => all
+                .into_iter()
+                .filter(|c| matches!(c.state, CampaignState::Running | CampaignState::Finished))
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "listing campaigns failed");
+                return None;
+            }
+        };
+        campaigns.sort_by_key(|c| std::cmp::Reverse(c.decl.priority.unwrap_or(0)));
+        let campaigns: Arc<[CampaignRecord]> = campaigns.into();
+        *listing = Some(Listing {
+            campaigns: Arc::clone(&campaigns),
+            at: Instant::now(),
+        });
+        Some(campaigns)
+    }
+
     /// Reads a campaign's counts and finishes it when nothing is left to
     /// send and no upload to it is being read (the store checks again as
     /// it writes), or runs it again when something came back to send (a
@@ -232,8 +264,14 @@ impl Dispatcher {
         (!settled).then_some(pending)
     }
 
+    /// Claims a batch of a campaign's due messages and hands it to a
+    /// feeder task that checks and sends them, so that the next claim goes
+    /// to the store while this batch is fed (a shared store's claim and
+    /// suppression lookup are each a round trip, during which the channel
+    /// would otherwise run dry). One batch per lane is fed at a time, in
+    /// claim order; a claim waits for the feeder before last.
     async fn claim_and_send(
-        &self,
+        self: &Arc<Self>,
         campaign: &CampaignRecord,
         now: Millis,
         lane: &Lane,
@@ -243,8 +281,7 @@ impl Dispatcher {
         if !lane.room_for_a_batch(shutdown).await {
             return Pass::default();
         }
-        let permits = &lane.permits;
-        let room = claim_room(permits, &lane.unrecorded, self.config.claim_batch);
+        let room = claim_room(&lane.permits, &lane.unrecorded, self.config.claim_batch);
         // A store shared with other nodes has the bandwidth: claim no more
         // than may go now, so that nothing claimed waits for it.
         let room = match self.policy.room(campaign.decl.channel, room, now).await {
@@ -268,9 +305,59 @@ impl Dispatcher {
                 return Pass::default();
             }
         };
-        let mut done = 0;
-        let full = claims.len() == room;
-        let campaign = Arc::new(campaign.clone());
+        let pass = Pass {
+            done: claims.len(),
+            full: claims.len() == room,
+            not_before: None,
+        };
+        if claims.is_empty() {
+            return pass;
+        }
+        let feeding = tokio::select! {
+            f = lane.feeding.clone().acquire_owned() => f.ok(),
+            () = shutdown.cancelled() => None,
+        };
+        let Some(feeding) = feeding else {
+            for claim in claims {
+                give_back(self.store.as_ref(), claim.msg, None).await;
+            }
+            return pass;
+        };
+        let batch = Batch {
+            campaign: Arc::new(campaign.clone()),
+            claims,
+            claimed_at: now,
+            leased_until: now + lease,
+        };
+        let (me, lane, tracker, shutdown) = (
+            Arc::clone(self),
+            lane.clone(),
+            sends.clone(),
+            shutdown.clone(),
+        );
+        sends.spawn(async move {
+            me.feed(batch, &lane, &tracker, &shutdown).await;
+            drop(feeding);
+        });
+        pass
+    }
+
+    /// Checks each claimed message (suppressions, then the load rules)
+    /// and sends, defers or settles it.
+    async fn feed(
+        &self,
+        batch: Batch,
+        lane: &Lane,
+        sends: &TaskTracker,
+        shutdown: &CancellationToken,
+    ) {
+        let Batch {
+            campaign,
+            claims,
+            claimed_at: now,
+            leased_until,
+        } = batch;
+        let permits = &lane.permits;
         let channel = campaign.decl.channel;
         // Looked up for the whole claim at once (one request on Redis).
         let participants: Vec<&domain::Participant> =
@@ -279,6 +366,9 @@ impl Dispatcher {
             .store
             .participants_suppressions(channel, &participants)
             .await;
+        // The dispatcher may be waiting for news while this batch is fed:
+        // a message given back is due again (or at its deferred time).
+        let mut given_back = false;
         for (i, claim) in claims.into_iter().enumerate() {
             if shutdown.is_cancelled() {
                 give_back(self.store.as_ref(), claim.msg, None).await;
@@ -317,12 +407,17 @@ impl Dispatcher {
                             continue;
                         }
                     };
+                    if now_ms() >= leased_until {
+                        // Its lease ran out while it waited: due again, for
+                        // whichever claim takes it next (never sent twice).
+                        continue;
+                    }
                     let campaign = campaign.clone();
                     sends.spawn(async move { job.send(&campaign, claim, quota, permits).await });
-                    done += 1;
                 }
                 Ok(Verdict::Defer { reason, until }) => {
                     give_back(self.store.as_ref(), claim.msg, Some(until)).await;
+                    given_back = true;
                     self.metrics
                         .deferred
                         .get_or_create(&ReasonLabels {
@@ -348,18 +443,16 @@ impl Dispatcher {
                         },
                     )
                     .await;
-                    done += 1;
                 }
                 Err(e) => {
                     tracing::error!(campaign = %campaign.id, error = %e, "load control failed; message released");
                     give_back(self.store.as_ref(), claim.msg, None).await;
+                    given_back = true;
                 }
             }
         }
-        Pass {
-            done,
-            full,
-            not_before: None,
+        if given_back {
+            self.wake.notify_one();
         }
     }
 }
@@ -375,6 +468,17 @@ struct Busy {
 /// How long a busy campaign goes without its counts read again (the
 /// queue-depth gauge follows them).
 const BUSY_COUNTS_EVERY: Duration = Duration::from_millis(250);
+
+/// The campaigns as the dispatcher last listed them.
+struct Listing {
+    campaigns: Arc<[CampaignRecord]>,
+    at: Instant,
+}
+
+/// How long busy campaigns are claimed from as listed: a pause, a cancel,
+/// a changed priority or a campaign started (on any node) is seen within
+/// this.
+const LIST_EVERY: Duration = Duration::from_millis(250);
 
 impl Busy {
     fn fresh(&self) -> bool {
@@ -414,8 +518,17 @@ struct Progress {
     next_due: Option<Millis>,
 }
 
+/// Claimed messages on their way to be sent.
+struct Batch {
+    campaign: Arc<CampaignRecord>,
+    claims: Vec<Claim>,
+    claimed_at: Millis,
+    leased_until: Millis,
+}
+
 /// One channel as the dispatcher drives it: the channel and its sends in
 /// flight (each channel says how many it takes).
+#[derive(Clone)]
 struct Lane {
     channel: Arc<dyn Channel>,
     permits: Arc<Semaphore>,
@@ -424,6 +537,8 @@ struct Lane {
     unrecorded: Arc<Semaphore>,
     /// Where answered sends leave their outcomes (one for every lane).
     recorder: Recorder,
+    /// Held by the feeder of a claimed batch (one at a time).
+    feeding: Arc<Semaphore>,
 }
 
 impl Lane {
