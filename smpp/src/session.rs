@@ -45,6 +45,12 @@ const REQUESTS_QUEUE: usize = 1024;
 /// Why a request got no response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
+    /// The session had ended before the request was queued: the SMSC
+    /// never saw it.
+    #[error("SMPP session closed; request not sent")]
+    NotSent,
+    /// The session ended after the request was queued: whether the SMSC
+    /// took it is unknown.
     #[error("SMPP session closed before the response")]
     Closed,
     #[error("SMPP response timed out")]
@@ -145,15 +151,16 @@ impl Session {
         // Checked after registering: `end` cancels, then empties the table.
         if self.closed.is_cancelled() {
             self.lock_waiting().remove(&sequence);
-            return Err(RequestError::Closed);
+            return Err(RequestError::NotSent);
         }
         let outgoing = Outgoing {
             frame: request.0.clone(),
             sequence,
         };
         if self.outgoing.send(outgoing).is_err() {
+            // The writer has stopped: nothing queued now is written.
             self.lock_waiting().remove(&sequence);
-            return Err(RequestError::Closed);
+            return Err(RequestError::NotSent);
         }
         // `expire` answers TimedOut; a dropped sender means the session ended.
         response.await.unwrap_or(Err(RequestError::Closed))
@@ -452,7 +459,8 @@ pub(super) mod tests {
         );
         assert_eq!(
             session.request(Pdu::EnquireLink).await.expect_err("closed"),
-            RequestError::Closed
+            RequestError::NotSent,
+            "a request on an ended session never reached the SMSC"
         );
     }
 

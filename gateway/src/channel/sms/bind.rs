@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use smpp::{
     inbound::Inbound,
-    session::{Frame, Session, Timing},
+    session::{Frame, RequestError, Session, Timing},
     status::{self, Refusal},
 };
 
@@ -84,7 +84,7 @@ enum OpenError {
     #[error("bind refused: {}", status::describe(*.0))]
     Refused(u32),
     #[error(transparent)]
-    Session(smpp::session::RequestError),
+    Session(RequestError),
 }
 
 /// Why a submit_sm did not get a message id.
@@ -299,7 +299,15 @@ impl Bind {
             self.metrics
                 .submit_seconds
                 .observe(started.elapsed().as_secs_f64());
-            let response = answer.map_err(|e| SubmitError::Lost(e.to_string()))?;
+            let response = match answer {
+                Ok(response) => response,
+                // The session ended before this submit was queued (the
+                // bind has not noticed yet): the SMSC never saw it.
+                Err(RequestError::NotSent) => {
+                    return Err(unsent("SMSC connection lost", UNBOUND_RETRY));
+                }
+                Err(e) => return Err(SubmitError::Lost(e.to_string())),
+            };
             let status = u32::from(response.status());
             if status != status::OK {
                 match status::classify(status) {
