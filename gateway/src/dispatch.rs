@@ -489,7 +489,8 @@ impl Busy {
 /// What one claim of a campaign came to.
 #[derive(Debug, Default)]
 struct Pass {
-    /// Messages sent or settled.
+    /// Messages claimed (handed to a feeder, which sends, defers or
+    /// settles each and wakes the dispatcher when it gives one back).
     done: usize,
     /// The claim got all it asked for: more may be due.
     full: bool,
@@ -510,7 +511,7 @@ async fn give_back(store: &dyn Store, msg: MessageNo, due: Option<Millis>) {
     }
 }
 
-/// What one pass achieved: messages sent or settled, and when the earliest
+/// What one pass achieved: messages claimed, and when the earliest
 /// waiting message (deferred or retried) is due.
 #[derive(Debug, Default, Clone, Copy)]
 struct Progress {
