@@ -95,8 +95,8 @@ impl Dispatcher {
                 self.tick(&lanes, &sends, &shutdown, &mut busy, &mut listing)
                     .await
             };
-            if progress.done == 0 {
-                // Nothing went: wait for news, the next deferred message, or a tick.
+            if progress.claimed == 0 {
+                // Nothing claimed: wait for news, the next deferred message, or a tick.
                 let idle = progress.next_due.map_or(IDLE_TICK, |due| {
                     Duration::from_millis(due.saturating_sub(now_ms())).min(IDLE_TICK)
                 });
@@ -162,10 +162,10 @@ impl Dispatcher {
             };
             load.depth += i64::try_from(pending).unwrap_or(i64::MAX);
             let pass = self
-                .claim_and_send(campaign, now, lane, sends, shutdown)
+                .claim_and_feed(campaign, now, lane, sends, shutdown)
                 .await;
-            progress.done += pass.done;
-            if pass.full && pass.done > 0 {
+            progress.claimed += pass.claimed;
+            if pass.full && pass.claimed > 0 {
                 // More is due now: no need to ask when.
                 let counted_at = still_busy.map_or_else(Instant::now, |b| b.counted_at);
                 busy.insert(
@@ -270,7 +270,7 @@ impl Dispatcher {
     /// suppression lookup are each a round trip, during which the channel
     /// would otherwise run dry). One batch per lane is fed at a time, in
     /// claim order; a claim waits for the feeder before last.
-    async fn claim_and_send(
+    async fn claim_and_feed(
         self: &Arc<Self>,
         campaign: &CampaignRecord,
         now: Millis,
@@ -306,7 +306,7 @@ impl Dispatcher {
             }
         };
         let pass = Pass {
-            done: claims.len(),
+            claimed: claims.len(),
             full: claims.len() == room,
             not_before: None,
         };
@@ -491,7 +491,7 @@ impl Busy {
 struct Pass {
     /// Messages claimed (handed to a feeder, which sends, defers or
     /// settles each and wakes the dispatcher when it gives one back).
-    done: usize,
+    claimed: usize,
     /// The claim got all it asked for: more may be due.
     full: bool,
     /// Nothing of the campaign may go before then (the shared bandwidth).
@@ -515,7 +515,7 @@ async fn give_back(store: &dyn Store, msg: MessageNo, due: Option<Millis>) {
 /// waiting message (deferred or retried) is due.
 #[derive(Debug, Default, Clone, Copy)]
 struct Progress {
-    done: usize,
+    claimed: usize,
     next_due: Option<Millis>,
 }
 
