@@ -12,7 +12,7 @@ mod recorder;
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use tokio::{
-    sync::{Notify, OwnedSemaphorePermit, Semaphore},
+    sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot},
     time::Instant,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -24,11 +24,11 @@ use crate::{
     policy::{Policy, PolicyError, QuotaWrite, Room, Verdict},
 };
 use domain::{
-    CampaignRecord, CampaignState, ChannelKind, Delivery, MessageNo, Millis, Outcome, Update,
-    now_ms,
+    CampaignRecord, CampaignState, ChannelKind, Delivery, MessageNo, Millis, Outcome,
+    SuppressReason, Update, now_ms,
 };
 use recorder::Recorder;
-use store::{Claim, Store};
+use store::{Claim, Store, StoreError};
 
 /// How often the dispatcher asks whether the store takes writes (a look
 /// at the disk's free space): sends go on for at most this long after it
@@ -63,7 +63,8 @@ impl Dispatcher {
                 permits: Arc::new(Semaphore::new(channel.concurrency())),
                 unrecorded: Arc::new(Semaphore::new(UNRECORDED_PER_SEND * channel.concurrency())),
                 recorder: recorder.clone(),
-                feeding: Arc::new(Semaphore::new(1)),
+                ahead: Arc::new(Semaphore::new(BATCHES_AHEAD)),
+                turns: Turns::default(),
             })
             .collect();
         drop(recorder);
@@ -265,11 +266,12 @@ impl Dispatcher {
     }
 
     /// Claims a batch of a campaign's due messages and hands it to a
-    /// feeder task that checks and sends them, so that the next claim goes
-    /// to the store while this batch is fed (a shared store's claim and
-    /// suppression lookup are each a round trip, during which the channel
-    /// would otherwise run dry). One batch per lane is fed at a time, in
-    /// claim order; a claim waits for the feeder before last.
+    /// feeder task that looks its suppressions up, then checks and sends
+    /// its messages, so that the next claim goes to the store while this
+    /// batch is fed (on a shared store a claim and a suppression lookup
+    /// are each a round trip, during which the channel would otherwise run
+    /// dry). A lane's batches are fed one at a time, in claim order, and at
+    /// most [`BATCHES_AHEAD`] are claimed and not fed yet.
     async fn claim_and_feed(
         self: &Arc<Self>,
         campaign: &CampaignRecord,
@@ -278,10 +280,17 @@ impl Dispatcher {
         sends: &TaskTracker,
         shutdown: &CancellationToken,
     ) -> Pass {
+        let ahead = tokio::select! {
+            a = lane.ahead.clone().acquire_owned() => a.ok(),
+            () = shutdown.cancelled() => None,
+        };
+        let Some(ahead) = ahead else {
+            return Pass::default();
+        };
         if !lane.room_for_a_batch(shutdown).await {
             return Pass::default();
         }
-        let room = claim_room(&lane.permits, &lane.unrecorded, self.config.claim_batch);
+        let room = claim_room(lane.channel.concurrency(), self.config.claim_batch);
         // A store shared with other nodes has the bandwidth: claim no more
         // than may go now, so that nothing claimed waits for it.
         let room = match self.policy.room(campaign.decl.channel, room, now).await {
@@ -313,21 +322,11 @@ impl Dispatcher {
         if claims.is_empty() {
             return pass;
         }
-        let feeding = tokio::select! {
-            f = lane.feeding.clone().acquire_owned() => f.ok(),
-            () = shutdown.cancelled() => None,
-        };
-        let Some(feeding) = feeding else {
-            for claim in claims {
-                give_back(self.store.as_ref(), claim.msg, None).await;
-            }
-            return pass;
-        };
         let batch = Batch {
             campaign: Arc::new(campaign.clone()),
             claims,
             claimed_at: now,
-            leased_until: now + lease,
+            send_by: now + lease / 2,
         };
         let (me, lane, tracker, shutdown) = (
             Arc::clone(self),
@@ -335,18 +334,21 @@ impl Dispatcher {
             sends.clone(),
             shutdown.clone(),
         );
+        let turn = lane.turns.take();
         sends.spawn(async move {
-            me.feed(batch, &lane, &tracker, &shutdown).await;
-            drop(feeding);
+            me.feed(batch, turn, &lane, &tracker, &shutdown).await;
+            drop(ahead);
         });
         pass
     }
 
-    /// Checks each claimed message (suppressions, then the load rules)
-    /// and sends, defers or settles it.
+    /// Looks the batch's suppressions up, waits for its turn, then checks
+    /// each claimed message (suppressions, then the load rules) and sends,
+    /// defers or settles it.
     async fn feed(
         &self,
         batch: Batch,
+        mut turn: Turn,
         lane: &Lane,
         sends: &TaskTracker,
         shutdown: &CancellationToken,
@@ -355,21 +357,21 @@ impl Dispatcher {
             campaign,
             claims,
             claimed_at: now,
-            leased_until,
+            send_by,
         } = batch;
         let permits = &lane.permits;
         let channel = campaign.decl.channel;
-        // Looked up for the whole claim at once (one request on Redis).
-        let participants: Vec<&domain::Participant> =
-            claims.iter().map(|c| &c.participant).collect();
-        let suppressions = self
-            .store
-            .participants_suppressions(channel, &participants)
-            .await;
+        let mut suppressions = Lookup::of(self.store.as_ref(), channel, &claims, 0).await;
+        turn.previous_fed().await;
         // The dispatcher may be waiting for news while this batch is fed:
         // a message given back is due again (or at its deferred time).
         let mut given_back = false;
-        for (i, claim) in claims.into_iter().enumerate() {
+        let mut queue = claims.into_iter();
+        for i in 0.. {
+            suppressions
+                .refresh(self.store.as_ref(), channel, queue.as_slice(), i)
+                .await;
+            let Some(claim) = queue.next() else { break };
             if shutdown.is_cancelled() {
                 give_back(self.store.as_ref(), claim.msg, None).await;
                 continue;
@@ -381,11 +383,7 @@ impl Dispatcher {
                 recorder: lane.recorder.clone(),
             };
             let p = &claim.participant;
-            let suppressed = match &suppressions {
-                Ok(all) => Ok(all.get(i).copied().flatten()),
-                Err(e) => Err(e.clone()),
-            };
-            let verdict = match suppressed {
+            let verdict = match suppressions.at(i) {
                 Ok(Some(why)) => Ok(Verdict::Suppress { why: why.as_str() }),
                 Ok(None) => self.policy.admit(&campaign, p, now).await,
                 Err(e) => Err(PolicyError::Store(e)),
@@ -407,9 +405,12 @@ impl Dispatcher {
                             continue;
                         }
                     };
-                    if now_ms() >= leased_until {
-                        // Its lease ran out while it waited: due again, for
-                        // whichever claim takes it next (never sent twice).
+                    if now_ms() >= send_by {
+                        // Half its lease went by while it waited: a send may
+                        // take the other half, and one still under way when
+                        // the lease runs out could be claimed and sent again.
+                        give_back(self.store.as_ref(), claim.msg, None).await;
+                        given_back = true;
                         continue;
                     }
                     let campaign = campaign.clone();
@@ -524,7 +525,58 @@ struct Batch {
     campaign: Arc<CampaignRecord>,
     claims: Vec<Claim>,
     claimed_at: Millis,
-    leased_until: Millis,
+    /// A message may start being sent until then: half its lease.
+    send_by: Millis,
+}
+
+/// A batch's suppressions as looked up: for the whole batch in one call
+/// (one request on a shared store), and again for what is left of it once
+/// older than [`SUPPRESSIONS_FRESH`] (a batch may wait for its turn and
+/// for permits, and a number blacklisted on any node stops its texts
+/// within a second).
+struct Lookup {
+    /// Where in the batch the looked-up messages begin.
+    from: usize,
+    at: Instant,
+    found: Result<Vec<Option<SuppressReason>>, StoreError>,
+}
+
+/// How old a batch's suppressions may be when one of its messages is sent.
+const SUPPRESSIONS_FRESH: Duration = Duration::from_millis(500);
+
+impl Lookup {
+    /// The suppressions of `claims`, the batch's from index `from` on.
+    async fn of(store: &dyn Store, channel: ChannelKind, claims: &[Claim], from: usize) -> Self {
+        let participants: Vec<&domain::Participant> =
+            claims.iter().map(|c| &c.participant).collect();
+        let at = Instant::now();
+        let found = store
+            .participants_suppressions(channel, &participants)
+            .await;
+        Self { from, at, found }
+    }
+
+    /// Looks `rest` (the batch from index `from` on) up again if the
+    /// last lookup is no longer fresh.
+    async fn refresh(
+        &mut self,
+        store: &dyn Store,
+        channel: ChannelKind,
+        rest: &[Claim],
+        from: usize,
+    ) {
+        if !rest.is_empty() && self.at.elapsed() >= SUPPRESSIONS_FRESH {
+            *self = Self::of(store, channel, rest, from).await;
+        }
+    }
+
+    /// Why the batch's message `i` must not go, if it must not.
+    fn at(&self, i: usize) -> Result<Option<SuppressReason>, StoreError> {
+        match &self.found {
+            Ok(all) => Ok(all.get(i - self.from).copied().flatten()),
+            Err(e) => Err(e.clone()),
+        }
+    }
 }
 
 /// One channel as the dispatcher drives it: the channel and its sends in
@@ -538,8 +590,53 @@ struct Lane {
     unrecorded: Arc<Semaphore>,
     /// Where answered sends leave their outcomes (one for every lane).
     recorder: Recorder,
-    /// Held by the feeder of a claimed batch (one at a time).
-    feeding: Arc<Semaphore>,
+    /// One held by each batch from its claim until it is fed.
+    ahead: Arc<Semaphore>,
+    /// Its batches are fed one at a time, in claim order.
+    turns: Turns,
+}
+
+/// A lane's batches claimed and not fed yet, the one being claimed
+/// included: while one is fed, the next one's suppressions are looked up
+/// and the one after is claimed.
+const BATCHES_AHEAD: usize = 3;
+
+/// Hands out a lane's feeding turns in claim order.
+#[derive(Clone, Default)]
+struct Turns {
+    last: Arc<std::sync::Mutex<Option<oneshot::Receiver<()>>>>,
+}
+
+impl Turns {
+    /// The turn after the last one taken.
+    fn take(&self) -> Turn {
+        let (done, fed) = oneshot::channel();
+        let previous = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .replace(fed);
+        Turn {
+            previous,
+            _done: done,
+        }
+    }
+}
+
+/// A batch's turn to be fed; dropping it lets the next batch go.
+struct Turn {
+    previous: Option<oneshot::Receiver<()>>,
+    _done: oneshot::Sender<()>,
+}
+
+impl Turn {
+    /// Waits until the batch claimed before this one has been fed.
+    async fn previous_fed(&mut self) {
+        if let Some(previous) = self.previous.take() {
+            // Its sender is dropped, never used: the error is the signal.
+            let _ = previous.await;
+        }
+    }
 }
 
 impl Lane {
@@ -566,15 +663,13 @@ impl Lane {
 /// A claim waits until this share of a channel's sends can start (1/8).
 const CLAIM_SHARE: usize = 8;
 
-/// How many messages to claim: no more than can start at once. A claimed
-/// message waiting for a permit has its lease running; when the disk is
-/// slow the unrecorded permits run out first, and a lease running out while
-/// its message waits would have it sent twice.
-fn claim_room(sending: &Semaphore, unrecorded: &Semaphore, batch: usize) -> usize {
-    sending
-        .available_permits()
-        .min(unrecorded.available_permits())
-        .clamp(1, batch)
+/// How many messages to claim: as many as the channel sends at once (a
+/// batch at most), whether or not its permits are free yet. A claim is a
+/// round trip to a shared store: claims the size of the permits free at
+/// the time were small and many. A claimed message that waits for a permit
+/// longer than half its lease is given back unsent (the feeder checks).
+fn claim_room(concurrency: usize, batch: usize) -> usize {
+    concurrency.min(batch).max(1)
 }
 
 /// Sends answered but not yet recorded may be as many as this times those
@@ -777,17 +872,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn claims_no_more_than_can_start_at_once() {
-        let lane = |sending, unrecorded| {
-            claim_room(&Semaphore::new(sending), &Semaphore::new(unrecorded), 100)
-        };
-        assert_eq!(lane(8, 16), 8, "sends in flight bound the claim");
-        assert_eq!(
-            lane(8, 3),
-            3,
-            "with records slow to commit, the unrecorded permits bound it"
-        );
-        assert_eq!(lane(500, 500), 100, "a claim batch at most");
-        assert_eq!(lane(0, 0), 1, "one waits for the next permit");
+    fn claims_no_more_than_the_channel_sends_at_once() {
+        assert_eq!(claim_room(8, 100), 8, "the channel's sends bound the claim");
+        assert_eq!(claim_room(500, 100), 100, "a claim batch at most");
+        assert_eq!(claim_room(0, 100), 1, "one at least");
     }
 }

@@ -765,3 +765,38 @@ fn stopping_an_smsc_never_cuts_a_concatenated_text() {
         .collect();
     assert_eq!(cut, Vec::<Value>::new(), "no message cut by the stop");
 }
+
+#[test]
+fn a_number_blacklisted_while_its_claimed_text_waits_is_not_texted() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing is answered for the first 2 s: with a window of 1 the rest of
+    // the campaign, claimed meanwhile and its suppressions looked up, waits
+    // for room while the number is blacklisted.
+    let smsc = FakeSmsc::start(our_smsc().stall(0, Duration::from_secs(2)));
+    let daemon = start_with(
+        dir.path(),
+        &smsc,
+        "retry_base_secs = 1\nmax_attempts = 8",
+        "window = 1\nresponse_timeout_secs = 1\n",
+    );
+    let to = numbers(8);
+    sms_campaign(&daemon, "w", "Hi {{name}}", &to);
+    smsc.wait_until("the first submit", T, |o| !o.received.is_empty());
+    let r = daemon.put_json("/v1/blacklist/sms", &json!([to[7]]));
+    assert!((200..300).contains(&r.status), "{}", r.text());
+
+    let suppressed = wait_facts(&daemon, "suppressed", 1);
+    let delivered = wait_facts(&daemon, "delivered", 7);
+    wait_receipts_settled(&smsc);
+    assert_eq!(customers(&suppressed), ["c7"]);
+    assert_eq!(suppressed[0]["why"], "blacklisted");
+    assert_eq!(customers(&delivered), customer_ids(7));
+    let texted = accepted_per_destination(&smsc.received());
+    assert!(!texted.contains_key(&wire(&to[7])), "{texted:?}");
+    assert!(
+        smsc.received()
+            .iter()
+            .all(|r| r.destination_addr != wire(&to[7])),
+        "the blacklisted number was submitted"
+    );
+}
