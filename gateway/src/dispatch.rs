@@ -366,6 +366,8 @@ impl Dispatcher {
         // The dispatcher may be waiting for news while this batch is fed:
         // a message given back is due again (or at its deferred time).
         let mut given_back = false;
+        // What is left of the batch once it must stop: given back at once.
+        let mut unsent = Vec::new();
         let mut queue = claims.into_iter();
         for i in 0.. {
             suppressions
@@ -373,8 +375,9 @@ impl Dispatcher {
                 .await;
             let Some(claim) = queue.next() else { break };
             if shutdown.is_cancelled() {
-                give_back(self.store.as_ref(), claim.msg, None).await;
-                continue;
+                unsent.push(claim.msg);
+                unsent.extend(queue.map(|c| c.msg));
+                break;
             }
             let job = SendJob {
                 store: self.store.clone(),
@@ -399,20 +402,17 @@ impl Dispatcher {
                         })
                     };
                     let permits = tokio::select! {
-                        p = acquired => match p { Ok(p) => p, Err(_) => break },
-                        () = shutdown.cancelled() => {
-                            give_back(self.store.as_ref(), claim.msg, None).await;
-                            continue;
-                        }
+                        p = acquired => match p { Ok(p) => Some(p), Err(_) => break },
+                        () = shutdown.cancelled() => None,
                     };
-                    if now_ms() >= send_by {
-                        // Half its lease went by while it waited: a send may
-                        // take the other half, and one still under way when
-                        // the lease runs out could be claimed and sent again.
-                        give_back(self.store.as_ref(), claim.msg, None).await;
-                        given_back = true;
-                        continue;
-                    }
+                    // Half the batch's lease went by while it waited: a send
+                    // may take the other half, and one still under way when
+                    // the lease runs out could be claimed and sent again.
+                    let Some(permits) = permits.filter(|_| now_ms() < send_by) else {
+                        unsent.push(claim.msg);
+                        unsent.extend(queue.map(|c| c.msg));
+                        break;
+                    };
                     let campaign = campaign.clone();
                     sends.spawn(async move { job.send(&campaign, claim, quota, permits).await });
                 }
@@ -451,6 +451,12 @@ impl Dispatcher {
                     given_back = true;
                 }
             }
+        }
+        if !unsent.is_empty() {
+            if let Err(e) = self.store.release(&unsent).await {
+                tracing::warn!(error = %e, messages = unsent.len(), "messages not given back; their leases will run out");
+            }
+            given_back = true;
         }
         if given_back {
             self.wake.notify_one();

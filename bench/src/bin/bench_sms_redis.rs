@@ -1,8 +1,8 @@
 //! SMS throughput on the Redis engine against the embedded engine, in one
 //! process, on the same SMSC sink, with a `redis-server` of its own
 //! (`appendfsync always`):
-//! `cargo run --release -p bench --bin bench_sms_redis [MESSAGES] [WINDOW]`
-//! (100,000 messages, window 64 by default).
+//! `cargo run --release -p bench --bin bench_sms_redis [MESSAGES] [WINDOW] [ROUNDS]`
+//! (100,000 messages, window 64, one round by default).
 //!
 //! Runs the same campaign (start → every receipt matched and durable) on
 //! the embedded engine, then on one node on Redis, then on two nodes on
@@ -10,7 +10,10 @@
 //! messages/s, the ratio to the embedded run, CPU per message of the
 //! nodes' process (daemons and sink), of Redis, requests to Redis per
 //! message (`sluice_store_requests_total`), and Redis memory per queued
-//! message (`used_memory` after the upload, before the start).
+//! message (`used_memory` after the upload, before the start). With more
+//! than one round the three runs are repeated in turn and the medians
+//! printed last: the ratio of one round's runs moves with the machine's
+//! noise, the embedded run's most (it is the shortest).
 
 use anyhow::ensure;
 use bench::{
@@ -23,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// What one run measured.
+#[derive(Clone, Copy)]
 struct Run {
     rate: f64,
     /// µs of CPU per message: the daemons and the sink.
@@ -37,12 +41,15 @@ struct Run {
 async fn main() -> anyhow::Result<()> {
     let n: usize = positional(1, "messages", 100_000)?;
     let window: usize = positional(2, "window", 64)?;
+    let rounds: usize = positional(3, "rounds", 1)?;
+    ensure!(rounds >= 1, "rounds must be at least 1");
     let sink = SmscSink::start().await?;
     let redis = RedisServer::start()?;
     let dir = tempfile::tempdir()?;
 
-    let config = |node: Option<&str>| -> anyhow::Result<Config> {
-        let mut config = bench::loopback_config(&dir.path().join(node.unwrap_or("embedded")));
+    let config = |node: Option<&str>, round: usize| -> anyhow::Result<Config> {
+        let files = format!("{}-{round}", node.unwrap_or("embedded"));
+        let mut config = bench::loopback_config(&dir.path().join(files));
         config.dispatch.claim_batch = 1024;
         config.sms.smsc = vec![toml::from_str::<Smsc>(&format!(
             "host = \"127.0.0.1\"\nport = {}\nsystem_id = \"bench\"\nwindow = {window}",
@@ -56,21 +63,55 @@ async fn main() -> anyhow::Result<()> {
         Ok(config)
     };
 
-    let embedded = run(&[config(None)?], &redis, n, false).await?;
-    report("embedded engine, 1 node", &embedded, &embedded);
-    redis.cli(&["FLUSHALL"])?;
-    let one = run(&[config(Some("n1"))?], &redis, n, true).await?;
-    report("Redis engine, 1 node", &one, &embedded);
-    print_commandstats(&redis, n)?;
-    redis.cli(&["FLUSHALL"])?;
-    let two = run(&[config(Some("n1"))?, config(Some("n2"))?], &redis, n, true).await?;
-    report("Redis engine, 2 nodes", &two, &embedded);
+    let (mut embedded, mut one, mut two) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        if rounds > 1 {
+            println!("round {round} of {rounds}");
+        }
+        let base = run(&[config(None, round)?], &redis, n, false).await?;
+        report("embedded engine, 1 node", &base, &base);
+        redis.cli(&["FLUSHALL"])?;
+        let run_one = run(&[config(Some("n1"), round)?], &redis, n, true).await?;
+        report("Redis engine, 1 node", &run_one, &base);
+        print_commandstats(&redis, n)?;
+        redis.cli(&["FLUSHALL"])?;
+        let nodes = [config(Some("n1"), round)?, config(Some("n2"), round)?];
+        let run_two = run(&nodes, &redis, n, true).await?;
+        report("Redis engine, 2 nodes", &run_two, &base);
+        redis.cli(&["FLUSHALL"])?;
+        embedded.push(base);
+        one.push(run_one);
+        two.push(run_two);
+    }
+    let (embedded, one, two) = (median(&embedded), median(&one), median(&two));
+    if rounds > 1 {
+        println!("medians of {rounds} rounds:");
+        report("embedded engine, 1 node", &embedded, &embedded);
+        report("Redis engine, 1 node", &one, &embedded);
+        report("Redis engine, 2 nodes", &two, &embedded);
+    }
     println!(
         "2 cores: the nodes and Redis share them, so more nodes here only split the same CPU; \
          throughput with N nodes on N machines is at most N / ({:.1} µs per node) and 1 / ({:.1} µs of Redis) messages/s",
         one.nodes_cpu, one.redis_cpu
     );
     Ok(())
+}
+
+/// Each figure's median over `runs` (the upper middle of an even count).
+fn median(runs: &[Run]) -> Run {
+    let of = |figure: fn(&Run) -> f64| {
+        let mut values: Vec<f64> = runs.iter().map(figure).collect();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    Run {
+        rate: of(|r| r.rate),
+        nodes_cpu: of(|r| r.nodes_cpu),
+        redis_cpu: of(|r| r.redis_cpu),
+        requests: of(|r| r.requests),
+        memory: of(|r| r.memory),
+    }
 }
 
 /// Starts a daemon per config, runs the campaign on the first (all of
