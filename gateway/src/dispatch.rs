@@ -672,8 +672,9 @@ const CLAIM_SHARE: usize = 8;
 /// How many messages to claim: as many as the channel sends at once (a
 /// batch at most), whether or not its permits are free yet. A claim is a
 /// round trip to a shared store: claims the size of the permits free at
-/// the time were small and many. A claimed message that waits for a permit
-/// longer than half its lease is given back unsent (the feeder checks).
+/// the time were small and many. What is left of a batch when half its
+/// lease is gone before a permit came is given back unsent (the feeder
+/// checks).
 fn claim_room(concurrency: usize, batch: usize) -> usize {
     concurrency.min(batch).max(1)
 }
