@@ -138,6 +138,12 @@ async fn run(
     let requests_before = requests(&apis).await?;
     let redis_before = redis.cpu_seconds()?;
     let cpu_before = cpu::process_seconds();
+    // What `bench/profile.sh sms_redis` waits for before it records.
+    eprintln!(
+        "bench_sms_redis: starting the campaign ({} node(s), {})",
+        configs.len(),
+        if on_redis { "Redis" } else { "embedded" }
+    );
     let (elapsed, counts) = sms_campaign::run_until_delivered(&apis[0], n).await?;
     let nodes_cpu = cpu::micros_per_message_since(cpu_before, n);
     let redis_cpu = (redis.cpu_seconds()? - redis_before) * 1e6 / n as f64;
