@@ -736,6 +736,7 @@ mod tests {
             metrics: Arc::default(),
             links: Arc::new(test_links()),
             return_paths: ReturnPaths::new(b"secret", "bounces.example.com"),
+            recorded: Default::default(),
         })
         .expect("e-mail channel");
         let decl: CampaignDecl = serde_json::from_value(serde_json::json!({

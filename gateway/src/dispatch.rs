@@ -17,6 +17,7 @@ use tokio::{
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
+use crate::recorded::Recorded;
 use crate::{
     channel::{Channel, Registry},
     config::Dispatch,
@@ -49,12 +50,14 @@ pub struct Dispatcher {
     pub policy: Arc<Policy>,
     /// Woken when a campaign starts or gets participants.
     pub wake: Arc<Notify>,
+    /// How many of the outcomes handed to the recorder are durable.
+    pub recorded: Recorded,
 }
 
 impl Dispatcher {
     /// Runs until `shutdown`; then stops claiming and waits for sends in flight.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let (recorder, recording) = Recorder::start(self.store.clone());
+        let (recorder, recording) = Recorder::start(self.store.clone(), self.recorded.clone());
         let lanes: Vec<Lane> = self
             .channels
             .iter()

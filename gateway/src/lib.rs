@@ -15,6 +15,7 @@ pub mod links;
 pub mod metrics;
 pub mod policy;
 pub mod progress;
+pub mod recorded;
 pub mod returns;
 pub mod schedule;
 pub mod template;

@@ -8,7 +8,9 @@ use domain::ChannelKind;
 
 use store::Store;
 
-use crate::{config::Config, links::Links, metrics::Metrics, verp::ReturnPaths};
+use crate::{
+    config::Config, links::Links, metrics::Metrics, recorded::Recorded, verp::ReturnPaths,
+};
 
 /// What a channel may need to start.
 pub struct Deps<'a> {
@@ -17,6 +19,9 @@ pub struct Deps<'a> {
     pub metrics: Arc<Metrics>,
     pub links: Arc<Links>,
     pub return_paths: ReturnPaths,
+    /// How many of the dispatcher's outcomes are durable (receipts wait
+    /// for their submit's).
+    pub recorded: Recorded,
 }
 
 /// Every channel the daemon runs, one per kind.

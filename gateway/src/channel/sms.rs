@@ -174,6 +174,7 @@ impl SmsChannel {
             engagements: EngagementLog::new(deps.store.clone(), deps.metrics.clone()),
             stop_words: config.stop_words.iter().map(|w| w.to_uppercase()).collect(),
             wait: Duration::from_secs(config.receipt_wait_secs),
+            recorded: deps.recorded.clone(),
         };
         tasks.spawn(intake.run(rx));
         Ok(Self {

@@ -23,6 +23,7 @@ use crate::{
     metrics::Metrics,
     policy::Policy,
     progress::Progress,
+    recorded::Recorded,
     returns::{Returns, listener, maildir::Maildir},
     tracking,
     verp::ReturnPaths,
@@ -92,6 +93,8 @@ pub(super) struct Core {
     wake: Arc<Notify>,
     /// Running campaigns' pace, for their ETA.
     progress: Arc<Progress>,
+    /// How many of the dispatcher's outcomes are durable.
+    recorded: Recorded,
 }
 
 impl Core {
@@ -108,12 +111,14 @@ impl Core {
         let mut metrics = Metrics::default();
         metrics.watch_store(store.clone());
         let metrics = Arc::new(metrics);
+        let recorded = Recorded::default();
         let channels = Registry::start(&Deps {
             config,
             store: store.clone(),
             metrics: metrics.clone(),
             links: links.clone(),
             return_paths: return_paths.clone(),
+            recorded: recorded.clone(),
         })
         .map_err(|e| RunError::Setup(e.to_string()))?;
         let policy = Arc::new(
@@ -137,6 +142,7 @@ impl Core {
             returns,
             wake: Arc::new(Notify::new()),
             progress: Arc::default(),
+            recorded,
         })
     }
 }
@@ -254,6 +260,7 @@ pub(super) fn spawn_dispatcher(
         config: config.dispatch.clone(),
         metrics: core.metrics.clone(),
         wake: core.wake.clone(),
+        recorded: core.recorded.clone(),
     });
     tasks.spawn(dispatcher.run(shutdown.clone()));
     let progress = core.progress.clone();

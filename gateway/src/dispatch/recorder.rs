@@ -5,12 +5,14 @@
 //! committer wakes one waiter, not every send task. One call is under way
 //! at a time, so what the sends answer during a commit goes into the next
 //! one whole: fewer, larger commits (two under way made e-mail 12% slower,
-//! BENCHMARKS.md, issue 19).
+//! BENCHMARKS.md, issue 19). How many of the outcomes handed over are
+//! durable is published ([`Recorded`]) before their permits come back.
 
 use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
+use crate::recorded::Recorded;
 use domain::Update;
 use store::Store;
 
@@ -27,26 +29,39 @@ struct Unrecorded {
 #[derive(Clone)]
 pub(super) struct Recorder {
     tx: mpsc::UnboundedSender<Unrecorded>,
+    recorded: Recorded,
 }
 
 impl Recorder {
     /// The recorder and the task that writes for it, which ends once every
     /// `Recorder` is dropped and all it was given is written (or refused).
-    pub(super) fn start(store: Arc<dyn Store>) -> (Self, tokio::task::JoinHandle<()>) {
+    pub(super) fn start(
+        store: Arc<dyn Store>,
+        recorded: Recorded,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Self { tx }, tokio::spawn(write(store, rx)))
+        let writing = tokio::spawn(write(store, rx, recorded.clone()));
+        (Self { tx, recorded }, writing)
     }
 
     /// Hands `update` over; `permit` is given back once it is durable.
     pub(super) fn record(&self, update: Update, permit: OwnedSemaphorePermit) {
+        self.recorded.hand_one();
         // The receiver lives until every sender is gone.
         let _ = self.tx.send(Unrecorded { update, permit });
     }
 }
 
-async fn write(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Unrecorded>) {
+async fn write(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::UnboundedReceiver<Unrecorded>,
+    recorded: Recorded,
+) {
     let mut gathered = Vec::with_capacity(BATCH);
+    // Outcomes taken from the channel so far, in the order they were handed.
+    let mut taken = 0;
     while rx.recv_many(&mut gathered, BATCH).await > 0 {
+        taken += gathered.len() as u64;
         let (updates, permits): (Vec<Update>, Vec<OwnedSemaphorePermit>) =
             gathered.drain(..).map(|u| (u.update, u.permit)).unzip();
         let n = updates.len();
@@ -55,6 +70,7 @@ async fn write(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Unrecorded
             // again (at-least-once), never silently dropped.
             tracing::error!(error = %e, outcomes = n, "could not record outcomes");
         }
+        recorded.written(taken);
         drop(permits);
     }
 }
@@ -93,7 +109,9 @@ mod tests {
         assert_eq!(claims.len(), 300);
 
         let unrecorded = Arc::new(Semaphore::new(claims.len()));
-        let (recorder, writing) = Recorder::start(store.clone());
+        let recorded = Recorded::default();
+        let durable = recorded.watch();
+        let (recorder, writing) = Recorder::start(store.clone(), recorded.clone());
         for claim in claims {
             let permit = unrecorded.clone().try_acquire_owned().expect("a permit");
             let outcome = Outcome::Submitted {
@@ -115,6 +133,12 @@ mod tests {
         let _all = unrecorded.acquire_many(300).await.expect("permits");
         let counts = store.counts("c").await.expect("counts");
         assert_eq!(counts.by_status.get("submitted"), Some(&300), "{counts:?}");
+        assert_eq!(recorded.handed(), 300);
+        assert_eq!(
+            *durable.borrow(),
+            300,
+            "every outcome handed over is durable"
+        );
         tokio::time::timeout(std::time::Duration::from_secs(10), writing)
             .await
             .expect("the recorder ends once its senders are gone")

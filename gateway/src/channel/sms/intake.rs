@@ -3,9 +3,13 @@
 //! once what it says is durable, so an SMSC resends what a crash lost.
 //!
 //! A receipt can overtake the submit_sm_resp it belongs to (the SMSC sends
-//! it before we have recorded the message id). Such a receipt waits here,
-//! unanswered, and is matched again every `RETRY_EVERY` until the id is
-//! known or `wait` has passed; then it is kept as unmatched and answered.
+//! it before we have recorded the message id). A receipt is therefore
+//! first matched once every outcome the dispatcher had been handed when
+//! it arrived is durable ([`Recorded`]); one still unknown then waits
+//! here, unanswered, and is matched again once the outcomes handed by then
+//! are durable (or after `RETRY_EVERY`: another node may have sent its
+//! message), until the id is known or `wait` has passed; then it is kept
+//! as unmatched and answered.
 
 use std::{sync::Arc, time::Duration};
 
@@ -16,7 +20,7 @@ use tokio::{sync::mpsc, time::Instant};
 use smpp::inbound::{Inbound, Receipt, State};
 
 use super::bind::Delivered;
-use crate::engagements::EngagementLog;
+use crate::{engagements::EngagementLog, recorded::Recorded};
 use domain::{
     ChannelKind, Engaged, Engagement, FactDetail, ReceiptIn, ReceiptMatch, SuppressReason, now_ms,
 };
@@ -34,40 +38,61 @@ pub struct Intake {
     pub stop_words: Vec<String>,
     /// How long an unknown receipt waits for its id to be recorded.
     pub wait: Duration,
+    /// How many of the dispatcher's outcomes are durable.
+    pub recorded: Recorded,
 }
 
-/// A receipt whose id is not known yet.
+/// A receipt not matched yet: not tried, or its id unknown when tried.
 struct Waiting {
     delivered: Delivered,
     receipt: ReceiptIn,
-    until: Instant,
+    /// Tried once this many outcomes handed to the recorder are durable.
+    after: u64,
+    /// Since when it waits for that.
+    since: Instant,
+    /// When its id is no longer waited for (from its first try on).
+    until: Option<Instant>,
+}
+
+impl Waiting {
+    fn ready(&self, durable: u64, now: Instant) -> bool {
+        durable >= self.after || now >= self.since + RETRY_EVERY
+    }
 }
 
 impl Intake {
     /// Runs until every bind has stopped (the channel closes).
     pub async fn run(self, mut rx: mpsc::Receiver<Delivered>) {
+        let mut durable = self.recorded.watch();
         let mut waiting: Vec<Waiting> = Vec::new();
         let mut batch = Vec::with_capacity(BATCH);
         loop {
             let received = if waiting.is_empty() {
                 rx.recv_many(&mut batch, BATCH).await
             } else {
-                tokio::time::timeout(RETRY_EVERY, rx.recv_many(&mut batch, BATCH))
-                    .await
-                    .unwrap_or(1)
+                tokio::select! {
+                    n = rx.recv_many(&mut batch, BATCH) => n,
+                    // Outcomes were written: a waiting receipt may match.
+                    Ok(()) = durable.changed() => 1,
+                    () = tokio::time::sleep(RETRY_EVERY) => 1,
+                }
             };
             if received == 0 {
                 break;
             }
-            let mut receipts: Vec<(Delivered, ReceiptIn, Option<Instant>)> = waiting
-                .drain(..)
-                .map(|w| (w.delivered, w.receipt, Some(w.until)))
-                .collect();
+            let now = Instant::now();
+            let handed = self.recorded.handed();
             for delivered in batch.drain(..) {
                 match &delivered.inbound {
                     Inbound::Receipt(r) => {
                         let receipt = receipt_in(delivered.smsc, r);
-                        receipts.push((delivered, receipt, None));
+                        waiting.push(Waiting {
+                            delivered,
+                            receipt,
+                            after: handed,
+                            since: now,
+                            until: None,
+                        });
                     }
                     Inbound::Mobile { from, text } => {
                         let (from, text) = (from.clone(), text.clone());
@@ -80,7 +105,11 @@ impl Intake {
                     }
                 }
             }
-            waiting = self.settle(receipts).await;
+            let written = *durable.borrow_and_update();
+            let (ready, not_yet): (Vec<_>, Vec<_>) =
+                waiting.drain(..).partition(|w| w.ready(written, now));
+            waiting = not_yet;
+            waiting.extend(self.settle(ready).await);
         }
         // Stopping: what still waits is answered as a temporary failure so
         // the SMSC sends it again after the restart.
@@ -90,13 +119,15 @@ impl Intake {
     }
 
     /// Matches receipts; returns those that must wait for their id.
-    async fn settle(&self, receipts: Vec<(Delivered, ReceiptIn, Option<Instant>)>) -> Vec<Waiting> {
+    async fn settle(&self, receipts: Vec<Waiting>) -> Vec<Waiting> {
         if receipts.is_empty() {
             return Vec::new();
         }
+        // What is handed over from now on cannot be what they wait for.
+        let handed = self.recorded.handed();
         let (held, items): (Vec<_>, Vec<_>) = receipts
             .into_iter()
-            .map(|(delivered, receipt, until)| ((delivered, until), receipt))
+            .map(|w| ((w.delivered, w.until), w.receipt))
             .unzip();
         let matches = match self.store.receipts(items).await {
             Ok(m) => m,
@@ -120,7 +151,9 @@ impl Intake {
                 ReceiptMatch::Unknown(receipt) if until > now => waiting.push(Waiting {
                     delivered,
                     receipt: *receipt,
-                    until,
+                    after: handed,
+                    since: now,
+                    until: Some(until),
                 }),
                 ReceiptMatch::Unknown(receipt) => self.keep_unmatched(&delivered, &receipt).await,
             }
