@@ -17,12 +17,12 @@ use tokio::{
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::recorded::Recorded;
 use crate::{
     channel::{Channel, Registry},
     config::Dispatch,
     metrics::{ChannelLabels, Metrics, OutcomeLabels, ReasonLabels},
     policy::{Policy, PolicyError, QuotaWrite, Room, Verdict},
+    recorded::Recorded,
 };
 use domain::{
     CampaignRecord, CampaignState, ChannelKind, Delivery, MessageNo, Millis, Outcome,
@@ -456,9 +456,7 @@ impl Dispatcher {
             }
         }
         if !unsent.is_empty() {
-            if let Err(e) = self.store.release(&unsent).await {
-                tracing::warn!(error = %e, messages = unsent.len(), "messages not given back; their leases will run out");
-            }
+            release(self.store.as_ref(), &unsent).await;
             given_back = true;
         }
         if given_back {
@@ -512,12 +510,22 @@ struct Pass {
 /// Should the store not answer, the lease runs out instead and the message
 /// is claimed again then: never lost, only later.
 async fn give_back(store: &dyn Store, msg: MessageNo, due: Option<Millis>) {
-    let given = match due {
-        Some(due) => store.defer(msg, due).await,
-        None => store.release(&[msg]).await,
-    };
-    if let Err(e) = given {
-        tracing::warn!(error = %e, "message not given back; its lease will run out");
+    match due {
+        Some(due) => {
+            if let Err(e) = store.defer(msg, due).await {
+                tracing::warn!(error = %e, "message not given back; its lease will run out");
+            }
+        }
+        None => release(store, &[msg]).await,
+    }
+}
+
+/// Gives leased messages back unsent, due again at once, in one call; as
+/// in [`give_back`], a store that does not answer lets their leases run
+/// out instead.
+async fn release(store: &dyn Store, msgs: &[MessageNo]) {
+    if let Err(e) = store.release(msgs).await {
+        tracing::warn!(error = %e, messages = msgs.len(), "messages not given back; their leases will run out");
     }
 }
 
