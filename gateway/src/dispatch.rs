@@ -328,7 +328,6 @@ impl Dispatcher {
         let batch = Batch {
             campaign: Arc::new(campaign.clone()),
             claims,
-            claimed_at: now,
             send_by: now + lease / 2,
         };
         let (me, lane, tracker, shutdown) = (
@@ -359,7 +358,6 @@ impl Dispatcher {
         let Batch {
             campaign,
             claims,
-            claimed_at: now,
             send_by,
         } = batch;
         let permits = &lane.permits;
@@ -389,6 +387,8 @@ impl Dispatcher {
                 recorder: lane.recorder.clone(),
             };
             let p = &claim.participant;
+            // Decided at its own time: a batch may have waited for its turn.
+            let now = now_ms();
             let verdict = match suppressions.at(i) {
                 Ok(Some(why)) => Ok(Verdict::Suppress { why: why.as_str() }),
                 Ok(None) => self.policy.admit(&campaign, p, now).await,
@@ -541,7 +541,6 @@ struct Progress {
 struct Batch {
     campaign: Arc<CampaignRecord>,
     claims: Vec<Claim>,
-    claimed_at: Millis,
     /// A message may start being sent until then: half its lease.
     send_by: Millis,
 }

@@ -434,7 +434,7 @@ impl Policy {
         let periods = match self.take_allowances(shared, campaign, rate, now).await? {
             Ok(periods) => periods,
             Err(deferred) => {
-                self.credits.give_back(channel, 1, now);
+                self.credits.give_back(channel, 1);
                 return Ok(deferred);
             }
         };
@@ -448,7 +448,7 @@ impl Policy {
         };
         let verdict = self.admit_counted(campaign, p, now, over)?;
         if !matches!(verdict, Verdict::Go { .. }) {
-            self.credits.give_back(channel, 1, now);
+            self.credits.give_back(channel, 1);
             self.allowances.give_back(&periods);
         }
         Ok(verdict)

@@ -3,14 +3,24 @@
 //! server's clock), so that nodes sharing a store together keep to the
 //! channel's rate while asking Redis about once per batch, not per message.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use domain::{ChannelKind, Millis};
 use store::{Shared, StoreError};
 
-/// How long granted slots stay good: slots kept longer would let a node
-/// send a burst the others did not count on.
-const SLOTS_KEEP_MS: Millis = 100;
+/// How long granted slots stay good, on this node's own clock (a caller's
+/// `now` may be old: a claimed batch can wait for its turn). The store
+/// grants slots at the rate with one ask's worth of burst, so in any
+/// second the nodes together send at most what it granted in that second
+/// and the keep before it: the rate plus 2% (the keep) plus one ask (2%
+/// of the rate from 50 a second up to 12,800), whatever the number of
+/// nodes. Slots kept longer would let a
+/// node send a burst the others did not count on.
+const SLOTS_KEEP: Duration = Duration::from_millis(20);
 
 /// What one ask takes at most: a fiftieth of a second's worth (so that a
 /// node's batch stays within the 2% of a second the rate may overshoot in
@@ -27,7 +37,7 @@ pub struct Credits {
 #[derive(Clone, Copy)]
 struct Held {
     slots: u32,
-    good_until: Millis,
+    good_until: Instant,
 }
 
 /// What asking for slots came to.
@@ -48,12 +58,12 @@ impl Credits {
         rate_per_sec: f64,
         now: Millis,
     ) -> Result<Slot, StoreError> {
-        if self.take_held(channel, now) {
+        if self.take_held(channel) {
             return Ok(Slot::Taken(1));
         }
         let slot = self.reserve(shared, channel, rate_per_sec, now).await?;
         if let Slot::Taken(_) = slot
-            && !self.take_held(channel, now)
+            && !self.take_held(channel)
         {
             // Taken meanwhile by another claim of this node: ask again later.
             return Ok(Slot::Wait { until: now + 1 });
@@ -70,7 +80,7 @@ impl Credits {
         rate_per_sec: f64,
         now: Millis,
     ) -> Result<Slot, StoreError> {
-        let held = self.held(channel, now);
+        let held = self.held(channel);
         if held > 0 {
             return Ok(Slot::Taken(held));
         }
@@ -82,35 +92,39 @@ impl Credits {
                 until: now + paced.retry_ms.max(1),
             });
         }
-        self.give_back(channel, paced.granted, now);
+        self.give_back(channel, paced.granted);
         Ok(Slot::Taken(paced.granted))
     }
 
-    fn held(&self, channel: ChannelKind, now: Millis) -> u32 {
+    fn held(&self, channel: ChannelKind) -> u32 {
+        let now = Instant::now();
         self.lock()
             .get(&channel)
             .filter(|h| h.good_until >= now)
             .map_or(0, |h| h.slots)
     }
 
-    /// Returns `slots` unused (the message did not go after all).
-    pub fn give_back(&self, channel: ChannelKind, slots: u32, now: Millis) {
+    /// Holds `slots` more: granted now, or taken and unused (the message
+    /// did not go after all). Slots added to good ones go stale with them.
+    pub fn give_back(&self, channel: ChannelKind, slots: u32) {
         if slots == 0 {
             return;
         }
-        let mut held = self.lock();
-        let entry = held.entry(channel).or_insert(Held {
+        let now = Instant::now();
+        let fresh = Held {
             slots: 0,
-            good_until: 0,
-        });
+            good_until: now + SLOTS_KEEP,
+        };
+        let mut held = self.lock();
+        let entry = held.entry(channel).or_insert(fresh);
         if entry.good_until < now {
-            entry.slots = 0;
-            entry.good_until = now + SLOTS_KEEP_MS;
+            *entry = fresh;
         }
         entry.slots += slots;
     }
 
-    fn take_held(&self, channel: ChannelKind, now: Millis) -> bool {
+    fn take_held(&self, channel: ChannelKind) -> bool {
+        let now = Instant::now();
         let mut held = self.lock();
         match held.get_mut(&channel) {
             Some(h) if h.slots > 0 && h.good_until >= now => {
@@ -142,12 +156,19 @@ mod tests {
     #[test]
     fn slots_given_back_are_taken_again_until_they_go_stale() {
         let credits = Credits::default();
-        credits.give_back(ChannelKind::Sms, 2, 1_000);
-        assert!(credits.take_held(ChannelKind::Sms, 1_050));
-        assert!(!credits.take_held(ChannelKind::Email, 1_050));
+        credits.give_back(ChannelKind::Sms, 3);
+        assert!(credits.take_held(ChannelKind::Sms));
+        assert!(!credits.take_held(ChannelKind::Email));
+        assert_eq!(credits.held(ChannelKind::Sms), 2);
+        std::thread::sleep(SLOTS_KEEP + Duration::from_millis(5));
+        assert_eq!(
+            credits.held(ChannelKind::Sms),
+            0,
+            "stale slots are not held"
+        );
         assert!(
-            !credits.take_held(ChannelKind::Sms, 1_000 + SLOTS_KEEP_MS + 1),
-            "stale slots are not sent on"
+            !credits.take_held(ChannelKind::Sms),
+            "stale slots are not sent on, however old the caller's clock"
         );
     }
 }
