@@ -8,9 +8,13 @@
 //! receipt the requests that read what the claim and the send's record
 //! already knew.
 
-use std::{collections::HashMap, hash::Hash, sync::Mutex};
+use std::{
+    collections::HashMap,
+    hash::Hash,
+    sync::{Arc, Mutex},
+};
 
-use domain::MessageNo;
+use domain::{MessageNo, Participant};
 
 use super::plan::Written;
 
@@ -18,11 +22,12 @@ use super::plan::Written;
 /// new one starts, so that what was claimed or sent last stays known.
 const GENERATION: usize = 50_000;
 
-/// A message's state and participant record, as stored.
+/// A message's state as stored (checked unchanged by a write), and its
+/// participant record, decoded once: it is written once and never changed.
 #[derive(Debug, Clone)]
 pub(super) struct KnownMessage {
     pub state: Vec<u8>,
-    pub record: Vec<u8>,
+    pub participant: Arc<Participant>,
 }
 
 /// The most recent entries: two generations of at most `GENERATION`.
@@ -145,7 +150,12 @@ mod tests {
     fn known(state: &[u8]) -> KnownMessage {
         KnownMessage {
             state: state.to_vec(),
-            record: b"r".to_vec(),
+            participant: Arc::new(Participant {
+                customer: "c".into(),
+                address: "+4915100000001".into(),
+                segment: None,
+                fields: Default::default(),
+            }),
         }
     }
 

@@ -4,7 +4,10 @@
 //! as the embedded engine's committer, over values read from Redis: a plan
 //! sees its own writes (two updates of one message in one call).
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use domain::{
     CampaignRecord, Engaged, FELL_BACK, Fact, FactDetail, FactKind, Fallback, MessageNo,
@@ -30,7 +33,7 @@ pub(super) struct Plan<'a> {
     seqs: HashMap<String, Option<u32>>,
     campaigns: HashMap<u32, Option<CampaignRecord>>,
     states: HashMap<MessageNo, Option<MessageState>>,
-    participants: HashMap<MessageNo, Option<Participant>>,
+    participants: HashMap<MessageNo, Option<Arc<Participant>>>,
     flags: HashMap<MessageNo, Flags>,
     customers: HashMap<(u32, String), Option<Vec<u8>>>,
     upstream: HashMap<Vec<u8>, Option<Vec<u8>>>,
@@ -230,8 +233,7 @@ impl<'a> Plan<'a> {
                     Some(&known.state),
                 );
                 self.states.insert(msg, Some(codec::decode(&known.state)?));
-                self.participants
-                    .insert(msg, Some(codec::decode(&known.record)?));
+                self.participants.insert(msg, Some(known.participant));
                 self.known_campaign(msg.campaign)?;
                 continue;
             }
@@ -285,7 +287,9 @@ impl<'a> Plan<'a> {
                 };
                 self.check(keys::states(seq), &keys::number(n), state.as_deref());
                 let state = state.map(|b| codec::decode(&b)).transpose()?;
-                let record = record.map(|b| codec::decode(&b)).transpose()?;
+                let record = record
+                    .map(|b| codec::decode(&b).map(Arc::new))
+                    .transpose()?;
                 self.states.insert(msg, state);
                 self.participants.insert(msg, record);
             }
@@ -324,7 +328,7 @@ impl<'a> Plan<'a> {
     }
 
     /// A message's participant record (written once, never changed).
-    pub async fn participant(&mut self, msg: MessageNo) -> Result<Option<Participant>> {
+    pub async fn participant(&mut self, msg: MessageNo) -> Result<Option<Arc<Participant>>> {
         if let Some(p) = self.participants.get(&msg) {
             return Ok(p.clone());
         }
@@ -334,7 +338,7 @@ impl<'a> Plan<'a> {
             .hget(&keys::participants(msg.campaign), &field)
             .await?
         {
-            Some(bytes) => Some(codec::decode::<Participant>(&bytes)?),
+            Some(bytes) => Some(Arc::new(codec::decode::<Participant>(&bytes)?)),
             None => None,
         };
         self.participants.insert(msg, record.clone());
@@ -526,7 +530,7 @@ impl<'a> Plan<'a> {
         self.set_customer(seq, &p.customer, Some(holder));
         self.txn
             .hset(&keys::participants(seq), &number, &codec::encode(p));
-        self.participants.insert(msg, Some(p.clone()));
+        self.participants.insert(msg, Some(Arc::new(p.clone())));
         Ok(Some(msg))
     }
 

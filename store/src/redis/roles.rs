@@ -1,6 +1,6 @@
 //! The Redis engine in each of the store's roles.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use async_trait::async_trait;
 use domain::{
@@ -481,8 +481,14 @@ impl Queue for Redis {
                 });
             };
             let decoded: MessageState = codec::decode(&state)?;
-            let participant = codec::decode(&record)?;
-            self.known.claimed(msg, KnownMessage { state, record });
+            let participant: Participant = codec::decode(&record)?;
+            self.known.claimed(
+                msg,
+                KnownMessage {
+                    state,
+                    participant: Arc::new(participant.clone()),
+                },
+            );
             claims.push(Claim {
                 msg,
                 participant,
