@@ -17,9 +17,9 @@ use store::{Shared, StoreError};
 /// grants slots at the rate with one ask's worth of burst, so in any
 /// second the nodes together send at most what it granted in that second
 /// and the keep before it: the rate plus 2% (the keep) plus one ask (2%
-/// of the rate from 50 a second up to 12,800), whatever the number of
-/// nodes. Slots kept longer would let a
-/// node send a burst the others did not count on.
+/// of the rate from 50 a second up to 12,800; one message below), whatever
+/// the number of nodes. Slots kept longer would let a node send a burst
+/// the others did not count on.
 const SLOTS_KEEP: Duration = Duration::from_millis(20);
 
 /// What one ask takes at most: a fiftieth of a second's worth (so that a
