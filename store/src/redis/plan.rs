@@ -445,12 +445,15 @@ impl<'a> Plan<'a> {
                 self.txn.hincr(&counts, after.status.as_str(), 1);
             }
         }
-        if before.is_some() {
+        // Only a pending message is due or leased: one that was not
+        // pending before and is not now is in neither set.
+        let queued = before.is_some_and(|b| b.status == Status::Pending);
+        if queued {
             self.txn.zrem(&keys::leases(seq), &field);
         }
         if after.status == Status::Pending {
             self.txn.zadd(&keys::due(seq), after.due, &field);
-        } else {
+        } else if queued {
             self.txn.zrem(&keys::due(seq), &field);
         }
         self.states.insert(msg, Some(after));

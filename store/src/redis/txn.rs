@@ -35,12 +35,6 @@ const SCRIPT: &str = r#"
 local i = 1
 local function take() local v = ARGV[i]; i = i + 1; return v end
 local function number() return tonumber(take()) end
--- Calls `command key` with args[from..to] in slices Lua can unpack.
-local function each_slice(command, key, args, step)
-  for s = 1, #args, step do
-    redis.call(command, key, unpack(args, s, math.min(s + step - 1, #args)))
-  end
-end
 
 for _ = 1, number() do
   local key, n = take(), number()
@@ -75,16 +69,21 @@ if facts > 0 then
     cursor = cursor + sizes[r]
   end
 end
+-- Calls `command key` with the next n arguments, straight from ARGV, in
+-- slices Lua can unpack (an even size: pairs stay whole).
+local function each_slice(command, key, n)
+  local last = i + n - 1
+  for s = i, last, 1000 do
+    redis.call(command, key, unpack(ARGV, s, math.min(s + 999, last)))
+  end
+  i = last + 1
+end
 -- One key's changes: pairs to `put` (field value, score member), then
 -- members to `remove`.
 local function change(put, remove)
   local key = take()
-  local pairs = {}
-  for k = 1, 2 * number() do pairs[k] = take() end
-  local gone = {}
-  for k = 1, number() do gone[k] = take() end
-  if #pairs > 0 then each_slice(put, key, pairs, 1000) end
-  if #gone > 0 then each_slice(remove, key, gone, 1000) end
+  each_slice(put, key, 2 * number())
+  each_slice(remove, key, number())
 end
 for _ = 1, number() do change('HSET', 'HDEL') end
 for _ = 1, number() do change('ZADD', 'ZREM') end
