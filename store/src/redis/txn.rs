@@ -19,8 +19,9 @@ use ::redis::Script;
 /// Applies a planned write if nothing it read has changed; answers
 /// `{1, first cursor}` or `{0}` on a conflict.
 ///
-/// ARGV, in order: checks (count of keys; per key: key, count, then per
-/// field: field, mode `=` (equals value) or `!` (absent), value); runs
+/// ARGV, in order: checks (count of keys; per key: key, count, the
+/// fields, then per field: mode `=` (equals value) or `!` (absent), value:
+/// the fields go to `HMGET` straight from ARGV); runs
 /// of facts (count; per run: its count of facts, the run); hashes
 /// (count; per key: key, fields to set, field value pairs, fields to
 /// delete, fields); sorted sets (count; per key: key, members to add,
@@ -38,20 +39,19 @@ local function number() return tonumber(take()) end
 
 for _ = 1, number() do
   local key, n = take(), number()
-  local fields, modes, values = {}, {}, {}
-  for k = 1, n do fields[k], modes[k], values[k] = take(), take(), take() end
-  local now = {}
-  for s = 1, n, 1000 do
-    local part = redis.call('HMGET', key, unpack(fields, s, math.min(s + 999, n)))
-    for k = 1, #part do now[s + k - 1] = part[k] end
-  end
-  for k = 1, n do
-    if modes[k] == '!' then
-      if now[k] then return {0} end
-    elseif now[k] ~= values[k] then
-      return {0}
+  local fields, expected = i, i + n
+  for s = 0, n - 1, 1000 do
+    local part = redis.call('HMGET', key, unpack(ARGV, fields + s, fields + math.min(s + 999, n - 1)))
+    for k = 1, #part do
+      local at = expected + 2 * (s + k - 1)
+      if ARGV[at] == '!' then
+        if part[k] then return {0} end
+      elseif part[k] ~= ARGV[at + 1] then
+        return {0}
+      end
     end
   end
+  i = expected + 2 * n
 end
 -- The facts first: should their append fail, nothing else is written.
 -- Each run is one entry, its id the cursor of its first fact.
@@ -252,8 +252,9 @@ impl Txn {
         for (key, fields) in self.checks {
             args.push(key.into_bytes());
             args.push(count(fields.len()));
-            for (field, value) in fields {
-                args.push(field);
+            let (fields, values): (Vec<_>, Vec<_>) = fields.into_iter().unzip();
+            args.extend(fields);
+            for value in values {
                 match value {
                     Some(v) => {
                         args.push(b"=".to_vec());
