@@ -9,7 +9,7 @@ use std::time::Instant;
 use domain::{
     CampaignDecl, CampaignState, ChannelKind, Fallback, Outcome, Participant, Update, now_ms,
 };
-use store::{Catalog, Intake, Ledger, Queue, Shared, StoreError, redis::Forgotten};
+use store::{Catalog, Intake, Ledger, Queue, Shared, Store, StoreError, redis::Forgotten};
 use support::RedisServer;
 
 /// Customers `c0..c{n}` at `u{i}@example.org`.
@@ -278,4 +278,36 @@ async fn what_ended_before_the_retention_time_is_forgotten() {
         store.forget_before(cutoff).await.expect("sweep"),
         Forgotten::default()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_is_published_and_abandoned_in_a_few_requests_whatever_its_size() {
+    let redis = RedisServer::start();
+    let a = redis.open("a").await.expect("a");
+    let decl = CampaignDecl::new(ChannelKind::Email, "spring");
+    a.put_campaign("c1", decl).await.expect("declare");
+    let staged = |upload| a.stage("c1", upload, people(2_000));
+
+    let kept = a.new_upload();
+    staged(kept).await.expect("stage");
+    let before = a.requests().expect("a count of requests");
+    assert_eq!(a.publish(kept, 5).await.expect("publish"), 2_000);
+    let publishing = a.requests().expect("requests") - before;
+    assert!(
+        publishing <= 10,
+        "publishing 2,000 participants took {publishing} requests"
+    );
+
+    let dropped = a.new_upload();
+    a.stage("c1", dropped, people(4_000)[2_000..].to_vec())
+        .await
+        .expect("stage");
+    let before = a.requests().expect("requests");
+    a.abandon(dropped).await.expect("abandon");
+    let abandoning = a.requests().expect("requests") - before;
+    assert!(
+        abandoning <= 10,
+        "abandoning 2,000 participants took {abandoning} requests"
+    );
+    assert_eq!(a.counts("c1").await.expect("counts").staged, 0);
 }

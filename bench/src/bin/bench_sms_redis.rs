@@ -10,7 +10,9 @@
 //! messages/s, the ratio to the embedded run, CPU per message of the
 //! nodes' process (daemons and sink), of Redis, requests to Redis per
 //! message (`sluice_store_requests_total`), and Redis memory per queued
-//! message (`used_memory` after the upload, before the start). With more
+//! message (`used_memory` after the upload, before the start), and how
+//! fast the campaign's participants were uploaded (one NDJSON request,
+//! staged and published). With more
 //! than one round the three runs are repeated in turn and the medians
 //! printed last: the ratio of one round's runs moves with the machine's
 //! noise, the embedded run's most (it is the shortest).
@@ -35,6 +37,8 @@ struct Run {
     redis_cpu: f64,
     requests: f64,
     memory: f64,
+    /// Participants uploaded per second (the upload's one request).
+    upload: f64,
 }
 
 #[tokio::main]
@@ -111,6 +115,7 @@ fn median(runs: &[Run]) -> Run {
         redis_cpu: of(|r| r.redis_cpu),
         requests: of(|r| r.requests),
         memory: of(|r| r.memory),
+        upload: of(|r| r.upload),
     }
 }
 
@@ -129,7 +134,9 @@ async fn run(
     }
     let apis: Vec<Api> = nodes.iter().map(|r| Api::new(r.api)).collect();
     let memory_before = redis.number("memory", "used_memory")?;
+    let uploading = std::time::Instant::now();
     sms_campaign::declare_and_upload(&apis[0], n).await?;
+    let upload = n as f64 / uploading.elapsed().as_secs_f64();
     let memory = (redis.number("memory", "used_memory")? - memory_before) / n as f64;
     for api in &apis {
         sms_campaign::wait_ready(api).await?;
@@ -159,6 +166,7 @@ async fn run(
         redis_cpu: if on_redis { redis_cpu } else { 0.0 },
         requests,
         memory: if on_redis { memory } else { 0.0 },
+        upload,
     })
 }
 
@@ -205,12 +213,13 @@ async fn requests(apis: &[Api]) -> anyhow::Result<f64> {
 
 fn report(what: &str, run: &Run, embedded: &Run) {
     println!(
-        "{what}: {:.0} messages/s ({:.2} of the embedded engine), {:.1} µs CPU per message in the nodes' process, {:.1} µs in Redis, {:.3} Redis requests per message, {:.0} bytes of Redis memory per queued message",
+        "{what}: {:.0} messages/s ({:.2} of the embedded engine), {:.1} µs CPU per message in the nodes' process, {:.1} µs in Redis, {:.3} Redis requests per message, {:.0} bytes of Redis memory per queued message; uploaded at {:.0} participants/s",
         run.rate,
         run.rate / embedded.rate,
         run.nodes_cpu,
         run.redis_cpu,
         run.requests,
-        run.memory
+        run.memory,
+        run.upload
     );
 }

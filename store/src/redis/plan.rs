@@ -93,15 +93,19 @@ impl<'a> Plan<'a> {
     }
 
     /// Reads who holds each of `items`' customers in campaign `seq` at once.
-    pub async fn prefetch_customers(&mut self, seq: u32, items: &[Participant]) -> Result<()> {
+    pub async fn prefetch_customers<'p>(
+        &mut self,
+        seq: u32,
+        items: impl IntoIterator<Item = &'p Participant>,
+    ) -> Result<()> {
         let key = keys::customers(seq);
-        for chunk in items.chunks(10_000) {
-            let names: Vec<&str> = chunk.iter().map(|p| p.customer.as_str()).collect();
+        let names: Vec<&str> = items.into_iter().map(|p| p.customer.as_str()).collect();
+        for chunk in names.chunks(10_000) {
             let holders: Vec<Option<Vec<u8>>> = self
                 .store
-                .query(::redis::cmd("HMGET").arg(&key).arg(&names))
+                .query(::redis::cmd("HMGET").arg(&key).arg(chunk))
                 .await?;
-            for (name, holder) in names.into_iter().zip(holders) {
+            for (&name, holder) in chunk.iter().zip(holders) {
                 if self.customers.contains_key(&(seq, name.to_owned())) {
                     continue;
                 }

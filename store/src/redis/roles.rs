@@ -408,6 +408,8 @@ impl Intake for Redis {
                 });
             }
             let staged = p.store().staged_records(u, seq).await?;
+            p.prefetch_customers(seq, staged.iter().map(|(_, participant)| participant))
+                .await?;
             let mut published = 0;
             for (n, participant) in staged {
                 let msg = MessageNo {
@@ -432,6 +434,8 @@ impl Intake for Redis {
                 return Ok(());
             };
             let staged = p.store().staged_records(u, seq).await?;
+            p.prefetch_customers(seq, staged.iter().map(|(_, participant)| participant))
+                .await?;
             for (n, participant) in staged {
                 p.drop_staged(seq, n, u, &participant).await?;
             }
