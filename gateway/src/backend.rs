@@ -12,7 +12,7 @@ use admin_api::{
 };
 use async_trait::async_trait;
 use domain::{
-    CampaignDecl, CampaignRecord, CampaignState, ChannelKind, FieldValue, Participant,
+    CampaignDecl, CampaignRecord, CampaignState, ChannelKind, FieldValue, MessageNo, Participant,
     SuppressReason, Undelivered, Window, now_ms, rfc3339,
 };
 use store::{Store, StoreError, SuppressionQuery, UploadId};
@@ -337,16 +337,13 @@ impl Backend for GatewayBackend {
             .audience(&source.campaign, &source.outcome)
             .await
             .map_err(store_error)?;
+        let msgs: Vec<MessageNo> = members.iter().map(|m| m.msg).collect();
+        let records = self.store.participants(&msgs).await.map_err(store_error)?;
         let mut result = UploadResult::default();
         let mut batch = Vec::with_capacity(members.len());
-        for (i, member) in members.into_iter().enumerate() {
+        for (i, record) in records.into_iter().enumerate() {
             let line = i + 1;
-            let Some(mut p) = self
-                .store
-                .participant(member.msg)
-                .await
-                .map_err(store_error)?
-            else {
+            let Some(mut p) = record else {
                 continue;
             };
             if let Some(field) = &source.address_field {

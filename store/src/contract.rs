@@ -21,7 +21,10 @@ mod returned;
 mod suppressions;
 mod uploads;
 
-pub use addresses::answers_carry_each_address_and_replies_find_their_message;
+pub use addresses::{
+    answers_carry_each_address_and_replies_find_their_message,
+    participants_of_many_messages_come_in_the_order_asked,
+};
 pub use deletion::{
     a_fallback_campaign_is_deleted_only_after_its_sources,
     an_ended_campaign_is_deleted_for_good_and_its_number_never_reused,
@@ -64,7 +67,7 @@ pub trait Harness: Send + Sync {
 #[macro_export]
 macro_rules! contract_suite {
     ($harness:expr) => {
-        $crate::contract_suite!(@each $harness; everything_acknowledged_survives_a_reopen, concurrent_uploads_of_the_same_customers_add_each_once, unknown_campaigns_are_refused, receipts_settle_messages_by_upstream_id_after_a_reopen, engagements_of_one_message_in_one_commit_keep_every_flag, claims_read_scattered_messages_and_keep_oldest_due_first, suppressions_decided_by_the_rules_are_durable_with_their_fact, a_fallback_takes_each_undelivered_participant_once, uploads_are_seen_all_at_once_or_not_at_all, an_upload_never_doubles_a_customer_nor_lands_in_an_ended_campaign, suppressions_are_listed_in_order_a_page_at_a_time, an_ended_campaign_is_deleted_for_good_and_its_number_never_reused, a_fallback_campaign_is_deleted_only_after_its_sources, a_returned_bounce_settles_only_a_message_waiting_for_it, answers_carry_each_address_and_replies_find_their_message, a_conditional_value_is_written_only_over_what_it_expects, a_large_batch_is_staged_and_published_whole);
+        $crate::contract_suite!(@each $harness; everything_acknowledged_survives_a_reopen, concurrent_uploads_of_the_same_customers_add_each_once, unknown_campaigns_are_refused, receipts_settle_messages_by_upstream_id_after_a_reopen, engagements_of_one_message_in_one_commit_keep_every_flag, claims_read_scattered_messages_and_keep_oldest_due_first, suppressions_decided_by_the_rules_are_durable_with_their_fact, a_fallback_takes_each_undelivered_participant_once, uploads_are_seen_all_at_once_or_not_at_all, an_upload_never_doubles_a_customer_nor_lands_in_an_ended_campaign, suppressions_are_listed_in_order_a_page_at_a_time, an_ended_campaign_is_deleted_for_good_and_its_number_never_reused, a_fallback_campaign_is_deleted_only_after_its_sources, a_returned_bounce_settles_only_a_message_waiting_for_it, answers_carry_each_address_and_replies_find_their_message, participants_of_many_messages_come_in_the_order_asked, a_conditional_value_is_written_only_over_what_it_expects, a_large_batch_is_staged_and_published_whole);
     };
     (@each $harness:expr; $($name:ident),+) => {
         $(

@@ -130,6 +130,17 @@ pub trait Ledger: Send + Sync {
     /// The participant a message went to, with its fields.
     async fn participant(&self, msg: MessageNo) -> Result<Option<Participant>>;
 
+    /// The participants of many messages, in their order (`None` where a
+    /// message has none): an engine on a server reads them in a few
+    /// requests, not one per message (a stage's audience can be large).
+    async fn participants(&self, msgs: &[MessageNo]) -> Result<Vec<Option<Participant>>> {
+        let mut out = Vec::with_capacity(msgs.len());
+        for &msg in msgs {
+            out.push(self.participant(msg).await?);
+        }
+        Ok(out)
+    }
+
     /// Whether a message exists.
     async fn exists(&self, msg: MessageNo) -> Result<bool>;
 

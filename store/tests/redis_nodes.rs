@@ -7,7 +7,8 @@ mod support;
 use std::time::Instant;
 
 use domain::{
-    CampaignDecl, CampaignState, ChannelKind, Fallback, Outcome, Participant, Update, now_ms,
+    CampaignDecl, CampaignState, ChannelKind, Fallback, MessageNo, Outcome, Participant, Update,
+    now_ms,
 };
 use store::{Catalog, Intake, Ledger, Queue, Shared, Store, StoreError, redis::Forgotten};
 use support::RedisServer;
@@ -310,4 +311,26 @@ async fn an_upload_is_published_and_abandoned_in_a_few_requests_whatever_its_siz
         "abandoning 2,000 participants took {abandoning} requests"
     );
     assert_eq!(a.counts("c1").await.expect("counts").staged, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participants_of_many_messages_are_read_in_a_few_requests() {
+    let redis = RedisServer::start();
+    let a = redis.open("a").await.expect("a");
+    let decl = CampaignDecl::new(ChannelKind::Email, "spring");
+    let seq = a.put_campaign("c1", decl).await.expect("declare").seq;
+    a.add_participants("c1", people(2_000), 1)
+        .await
+        .expect("add");
+    let msgs: Vec<MessageNo> = (0..2_000)
+        .map(|participant| MessageNo {
+            campaign: seq,
+            participant,
+        })
+        .collect();
+    let before = a.requests().expect("a count of requests");
+    let read = a.participants(&msgs).await.expect("participants");
+    let reading = a.requests().expect("requests") - before;
+    assert_eq!(read.iter().flatten().count(), 2_000);
+    assert!(reading <= 2, "2,000 participants took {reading} requests");
 }

@@ -139,3 +139,46 @@ pub async fn answers_carry_each_address_and_replies_find_their_message(h: &dyn H
         );
     }
 }
+
+/// `participants` answers each message's participant as `participant`
+/// does, in the order asked, across campaigns and with `None` for a
+/// message that has none.
+pub async fn participants_of_many_messages_come_in_the_order_asked(h: &dyn Harness) {
+    let store = h.open().await;
+    let mut claims = Vec::new();
+    for (id, n) in [("a", 300), ("b", 200)] {
+        let seq = store.put_campaign(id, decl()).await.expect("declare").seq;
+        let people: Vec<_> = (0..n)
+            .map(|i| domain::Participant {
+                fields: [("n".to_owned(), domain::FieldValue::Text(format!("{id}{i}")))].into(),
+                ..participant(&format!("{id}{i}"))
+            })
+            .collect();
+        store
+            .add_participants(id, people, 1_000)
+            .await
+            .expect("add");
+        store
+            .set_state(id, CampaignState::Running)
+            .await
+            .expect("state");
+        claims.extend(store.claim(seq, 5_000, n, 60_000).await.expect("claim"));
+    }
+    assert_eq!(claims.len(), 500);
+    // Interleaved, descending, and one number no one has.
+    claims.reverse();
+    claims.swap(0, 450);
+    let mut msgs: Vec<MessageNo> = claims.iter().map(|c| c.msg).collect();
+    let nobody = MessageNo {
+        campaign: claims[0].msg.campaign,
+        participant: 1_000_000,
+    };
+    msgs.insert(17, nobody);
+    let mut expected: Vec<Option<domain::Participant>> =
+        claims.into_iter().map(|c| Some(c.participant)).collect();
+    expected.insert(17, None);
+
+    let read = store.participants(&msgs).await.expect("participants");
+    assert_eq!(read, expected);
+    assert_eq!(store.participant(msgs[3]).await.expect("one"), expected[3]);
+}

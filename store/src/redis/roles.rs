@@ -10,7 +10,7 @@ use domain::{
 };
 
 use super::{
-    MAX_TRIES, Pair, Redis, UPLOAD_TTL_SECS, keys,
+    MAX_TRIES, Pair, Redis, UPLOAD_TTL_SECS, Values, keys,
     known::KnownMessage,
     message,
     plan::{Admit, Plan, contended},
@@ -158,23 +158,19 @@ impl Redis {
     /// numbers with no record (deleted meanwhile) are left out.
     async fn records(&self, seq: u32, mut numbers: Vec<u32>) -> Result<Vec<(u32, Participant)>> {
         numbers.sort_unstable();
-        let mut out = Vec::with_capacity(numbers.len());
-        for chunk in numbers.chunks(10_000) {
-            let fields: Vec<Vec<u8>> = chunk.iter().map(|&n| keys::number(n).to_vec()).collect();
-            let records: Vec<Option<Vec<u8>>> = self
-                .query(
-                    ::redis::cmd("HMGET")
-                        .arg(keys::participants(seq))
-                        .arg(&fields),
-                )
-                .await?;
-            for (&n, record) in chunk.iter().zip(records) {
-                if let Some(bytes) = record {
-                    out.push((n, codec::decode(&bytes)?));
-                }
-            }
-        }
-        Ok(out)
+        let msgs: Vec<MessageNo> = numbers
+            .into_iter()
+            .map(|participant| MessageNo {
+                campaign: seq,
+                participant,
+            })
+            .collect();
+        let records = self.participants(&msgs).await?;
+        Ok(msgs
+            .into_iter()
+            .zip(records)
+            .filter_map(|(msg, record)| Some((msg.participant, record?)))
+            .collect())
     }
 
     async fn state_of(&self, msg: MessageNo) -> Result<Option<MessageState>> {
@@ -737,6 +733,30 @@ impl Ledger for Redis {
             status: state.status,
             attempts: state.attempts,
         }))
+    }
+
+    async fn participants(&self, msgs: &[MessageNo]) -> Result<Vec<Option<Participant>>> {
+        let mut out = Vec::with_capacity(msgs.len());
+        // One HMGET per 10,000 messages of a campaign.
+        for run in msgs.chunk_by(|a, b| a.campaign == b.campaign) {
+            for chunk in run.chunks(10_000) {
+                let fields: Vec<Vec<u8>> = chunk
+                    .iter()
+                    .map(|m| keys::number(m.participant).to_vec())
+                    .collect();
+                let records: Values = self
+                    .query(
+                        ::redis::cmd("HMGET")
+                            .arg(keys::participants(chunk[0].campaign))
+                            .arg(&fields),
+                    )
+                    .await?;
+                for record in records {
+                    out.push(record.map(|b| codec::decode(&b)).transpose()?);
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn participant(&self, msg: MessageNo) -> Result<Option<Participant>> {
