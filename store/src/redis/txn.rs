@@ -26,9 +26,10 @@ use ::redis::Script;
 /// (count; per key: key, fields to set, field value pairs, fields to
 /// delete, fields); sorted sets (count; per key: key, members to add,
 /// score member pairs, members to remove, members); counters (count;
-/// key field delta triples); other commands, run last in order (count;
-/// per command: argument count, arguments; `HMAX key field value` sets a
-/// field only to a larger number). A script stopped by an error keeps
+/// key field delta triples); maxima, fields set only to a larger number
+/// (count; per key: key, count, the fields, their values); other
+/// commands, run last in order (count; per command: argument count,
+/// arguments). A script stopped by an error keeps
 /// what it wrote before, so nothing that can fail comes after a change:
 /// a command's arguments are few enough for Lua's `unpack` (`command`).
 /// KEYS: the feed stream and its cursor counter.
@@ -91,15 +92,25 @@ for _ = 1, number() do
   redis.call('HINCRBY', take(), take(), take())
 end
 for _ = 1, number() do
-  local argc = number()
-  if ARGV[i] == 'HMAX' then
-    local was = tonumber(redis.call('HGET', ARGV[i + 1], ARGV[i + 2]) or '-1')
-    if tonumber(ARGV[i + 3]) > was then
-      redis.call('HSET', ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+  local key, n = take(), number()
+  local fields, values = i, i + n
+  for s = 0, n - 1, 1000 do
+    local was = redis.call('HMGET', key, unpack(ARGV, fields + s, fields + math.min(s + 999, n - 1)))
+    local larger = {}
+    for k = 1, #was do
+      local value = ARGV[values + s + k - 1]
+      if tonumber(value) > (tonumber(was[k]) or -1) then
+        larger[#larger + 1] = ARGV[fields + s + k - 1]
+        larger[#larger + 1] = value
+      end
     end
-  else
-    redis.call(unpack(ARGV, i, i + argc - 1))
+    if #larger > 0 then redis.call('HSET', key, unpack(larger)) end
   end
+  i = values + n
+end
+for _ = 1, number() do
+  local argc = number()
+  redis.call(unpack(ARGV, i, i + argc - 1))
   i = i + argc
 end
 return {1, first}
@@ -154,6 +165,9 @@ pub(super) struct Txn {
     /// Per sorted set, per member: its last score (`None`: removed).
     zsets: BTreeMap<String, BTreeMap<Bytes, Option<u64>>>,
     counters: BTreeMap<(String, String), i64>,
+    /// Per hash, per field: the number it is set to unless it holds a
+    /// larger one.
+    maxima: BTreeMap<String, BTreeMap<Bytes, u64>>,
     commands: Vec<Vec<Bytes>>,
     /// This write's facts: encoded runs, each with how many it holds.
     facts: Vec<(Bytes, usize)>,
@@ -205,7 +219,8 @@ impl Txn {
             .insert(member.to_vec(), score);
     }
 
-    /// A Redis command, run after the hash, sorted-set and counter changes.
+    /// A Redis command, run after the hash, sorted-set, counter and maxima
+    /// changes.
     /// At most `MAX_COMMAND_ARGS` arguments (the script unpacks them).
     pub fn command(&mut self, args: &[&[u8]]) {
         assert!(
@@ -219,7 +234,13 @@ impl Txn {
 
     /// Sets `field` to `value` unless it holds a larger number already.
     pub fn hmax(&mut self, key: &str, field: &[u8], value: u64) {
-        self.command(&[b"HMAX", key.as_bytes(), field, value.to_string().as_bytes()]);
+        let max = self
+            .maxima
+            .entry(key.to_owned())
+            .or_default()
+            .entry(field.to_vec())
+            .or_default();
+        *max = (*max).max(value);
     }
 
     pub fn del(&mut self, key: &str) {
@@ -240,6 +261,7 @@ impl Txn {
             && self.hashes.is_empty()
             && self.zsets.is_empty()
             && self.counters.is_empty()
+            && self.maxima.is_empty()
             && self.commands.is_empty()
             && self.facts.is_empty()
     }
@@ -286,6 +308,14 @@ impl Txn {
             args.push(key.into_bytes());
             args.push(field.into_bytes());
             args.push(by.to_string().into_bytes());
+        }
+        args.push(count(self.maxima.len()));
+        for (key, fields) in self.maxima {
+            args.push(key.into_bytes());
+            args.push(count(fields.len()));
+            let (fields, values): (Vec<_>, Vec<_>) = fields.into_iter().unzip();
+            args.extend(fields);
+            args.extend(values.into_iter().map(|v| v.to_string().into_bytes()));
         }
         args.push(count(self.commands.len()));
         for command in self.commands {
