@@ -382,6 +382,7 @@ impl Dispatcher {
             }
             let job = SendJob {
                 store: self.store.clone(),
+                policy: self.policy.clone(),
                 channel: lane.channel.clone(),
                 metrics: self.metrics.clone(),
                 recorder: lane.recorder.clone(),
@@ -720,6 +721,7 @@ impl Load {
 /// What one send task needs.
 struct SendJob {
     store: Arc<dyn Store>,
+    policy: Arc<Policy>,
     channel: Arc<dyn Channel>,
     metrics: Arc<Metrics>,
     recorder: Recorder,
@@ -731,22 +733,15 @@ impl SendJob {
     /// or another node counted a send of this customer since the state was
     /// read (it is given back, to be decided again on the new state).
     async fn count_quota(&self, claim: &Claim, quota: QuotaWrite) -> bool {
-        let written = match &quota.over {
-            Some(over) => {
-                self.store
-                    .put_meta_if(&quota.key, over.as_deref(), quota.state)
-                    .await
-            }
-            None => self
-                .store
-                .put_meta(&quota.key, quota.state)
-                .await
-                .map(|()| true),
-        };
+        let key = quota.key.clone();
+        let written = self
+            .policy
+            .make_quota_durable(self.channel.kind(), &claim.participant, quota)
+            .await;
         match written {
             Ok(true) => true,
             Ok(false) => {
-                tracing::debug!(key = %quota.key, "quota counted by another node meanwhile; deciding again");
+                tracing::debug!(%key, "quota counted by another node meanwhile; deciding again");
                 give_back(self.store.as_ref(), claim.msg, None).await;
                 false
             }

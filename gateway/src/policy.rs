@@ -41,6 +41,8 @@ pub struct QuotaWrite {
     /// counted a send of this customer meanwhile, the message is not sent
     /// and is decided again.
     pub over: Option<Option<Vec<u8>>>,
+    /// When the send was counted (forgotten if the state is not written).
+    pub counted_at: Millis,
 }
 
 /// How many messages of a channel the dispatcher may claim now.
@@ -551,6 +553,38 @@ impl Policy {
         Some(format!("{}{}", quota_prefix(channel), p.customer))
     }
 
+    /// Makes the quota state of a send of `p` durable before it goes:
+    /// `true` once written, `false` when another node counted a send of
+    /// the customer since the state was read (the message is decided
+    /// again). A write that fails forgets the send here too: it did not
+    /// happen, and must not hold back or suppress the customer's next
+    /// message.
+    pub async fn make_quota_durable(
+        &self,
+        channel: ChannelKind,
+        p: &Participant,
+        quota: QuotaWrite,
+    ) -> Result<bool, StoreError> {
+        let QuotaWrite {
+            key,
+            state,
+            over,
+            counted_at,
+        } = quota;
+        let written = match over {
+            Some(over) => self.store.put_meta_if(&key, over.as_deref(), state).await,
+            None => self.store.put_meta(&key, state).await.map(|()| true),
+        };
+        if written.is_err()
+            && let Some(policy) = self.lock_channels().get_mut(&channel)
+        {
+            policy
+                .quotas
+                .forget(CustomerKey::of(&p.customer), timestamp(counted_at));
+        }
+        written
+    }
+
     /// Takes the stored quota state of `p` as this node's: a send this
     /// node counted whose quota write did not land (another node's came
     /// first, or the store failed) did not happen, and must not count.
@@ -637,6 +671,7 @@ impl Policy {
                     key: format!("{}{}", quota_prefix(channel), p.customer),
                     state,
                     over: None,
+                    counted_at: millis(at),
                 }),
             },
             Decision::Defer { reason, retry_at } => Verdict::Defer {

@@ -380,10 +380,25 @@ impl QuotaBook {
         now: Timestamp,
         hint: SlotHint,
     ) {
-        let secs = now
-            .as_second()
-            .saturating_add(i64::from(now.subsec_nanosecond() > 0));
-        self.record_secs_at(key, rule.max as usize, secs, hint);
+        self.record_secs_at(key, rule.max as usize, send_secs(now), hint);
+    }
+
+    /// Forgets one send recorded for `key` at `sent`: its message did not
+    /// go after all (its state could not be made durable before it was
+    /// sent). Every other send of the customer stays counted.
+    pub fn forget(&mut self, key: CustomerKey, sent: Timestamp) {
+        let Some(mut state) = self.export(key) else {
+            return;
+        };
+        // As `export` gives it: the unit the send was recorded in.
+        let recorded = self
+            .epoch
+            .saturating_add(self.units(send_secs(sent)) * UNIT_SECS);
+        if let Some(i) = state.sends.iter().position(|&s| s == recorded) {
+            state.sends.remove(i);
+            let left = (!state.sends.is_empty()).then_some(&state);
+            self.replace(key, left);
+        }
     }
 
     /// Checks and, if allowed, records.
@@ -602,5 +617,12 @@ impl QuotaBook {
 }
 
 mod shard;
+/// The Unix second a send at `now` is recorded at (rounded up: a send is
+/// never counted as earlier than it was).
+fn send_secs(now: Timestamp) -> i64 {
+    now.as_second()
+        .saturating_add(i64::from(now.subsec_nanosecond() > 0))
+}
+
 #[cfg(test)]
 mod tests;

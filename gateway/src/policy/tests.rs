@@ -172,3 +172,57 @@ async fn a_used_plan_hour_stays_used_after_a_restart_and_a_new_plan() {
         "the plan hour was counted from zero again"
     );
 }
+
+/// A send whose quota state could not be made durable did not happen: the
+/// customer's message, decided again, goes; it is not suppressed for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_whose_quota_state_was_not_written_does_not_count() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let free = Arc::new(AtomicU64::new(1 << 30));
+    let disk = free.clone();
+    let options = store::embedded::Options {
+        min_free_bytes: 1 << 20,
+        free_bytes: Box::new(move |_| Ok(disk.load(Ordering::SeqCst))),
+    };
+    let store: Arc<dyn Store> = Arc::new(Embedded::open_with(dir.path(), options).expect("open"));
+    let limits = serde_json::from_value(serde_json::json!(
+        {"rate_per_sec": 1000, "tz": "UTC", "quotas": {"promo": {"max": 1, "per": "P7D"}}}
+    ))
+    .expect("limits");
+    let now = now();
+    let policy = loaded_with(&store, limits, now).await;
+    let customer = Participant {
+        segment: Some("promo".into()),
+        ..participant(1)
+    };
+    let campaign = campaign();
+    let decide = |at: Millis| policy.admit(&campaign, &customer, at);
+    let quota_of = |verdict: Verdict| match verdict {
+        Verdict::Go { quota: Some(q) } => q,
+        other => panic!("not sent with its quota counted: {other:?}"),
+    };
+
+    let first = quota_of(decide(now).await.expect("admit"));
+    free.store(1000, Ordering::SeqCst); // the disk fills up
+    assert!(
+        policy
+            .make_quota_durable(ChannelKind::Email, &customer, first)
+            .await
+            .is_err(),
+        "a full disk refuses the write"
+    );
+    free.store(1 << 30, Ordering::SeqCst);
+
+    // Claimed again later: it goes, counted this time.
+    let again = quota_of(decide(now + 1_000).await.expect("admit"));
+    assert!(
+        policy
+            .make_quota_durable(ChannelKind::Email, &customer, again)
+            .await
+            .expect("written")
+    );
+    let third = decide(now + 2_000).await.expect("admit");
+    assert_eq!(reason(&third), Some("quota_exceeded"), "{third:?}");
+}

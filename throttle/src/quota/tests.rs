@@ -319,3 +319,35 @@ fn a_replaced_state_drops_sends_counted_here_and_keeps_every_other_customer() {
         assert_eq!(sends, expected, "customer {i}");
     }
 }
+
+#[test]
+fn a_forgotten_send_frees_its_place_and_keeps_the_others() {
+    let (mut b, r) = book(2, 86_400);
+    let (k, other) = (key(1), key(2));
+    assert_eq!(b.try_take(k, r, at(0)), QuotaCheck::Allowed);
+    assert_eq!(b.try_take(k, r, at(100)), QuotaCheck::Allowed);
+    assert_eq!(b.try_take(other, r, at(100)), QuotaCheck::Allowed);
+    assert!(matches!(
+        b.check(k, r, at(200)),
+        QuotaCheck::Exceeded { .. }
+    ));
+
+    // The send at 100 did not go: one place is free again, once.
+    b.forget(k, at(100));
+    assert_eq!(b.try_take(k, r, at(200)), QuotaCheck::Allowed);
+    assert!(matches!(
+        b.check(k, r, at(300)),
+        QuotaCheck::Exceeded { .. }
+    ));
+    assert_eq!(b.export(other).map(|s| s.sends.len()), Some(1));
+
+    // Forgetting a send that was never recorded changes nothing.
+    b.forget(other, at(50_000));
+    assert_eq!(b.export(other).map(|s| s.sends.len()), Some(1));
+    b.forget(key(3), at(0));
+    assert_eq!(b.export(key(3)), None);
+
+    // The last send forgotten: the customer has none left.
+    b.forget(other, at(100));
+    assert_eq!(b.export(other), None);
+}
