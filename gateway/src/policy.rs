@@ -43,6 +43,10 @@ pub struct QuotaWrite {
     pub over: Option<Option<Vec<u8>>>,
     /// When the send was counted (forgotten if the state is not written).
     pub counted_at: Millis,
+    /// On a store several nodes share: the periods (load caps, the plan's
+    /// hour) the send was counted in with its bandwidth slot, given back
+    /// if its state is not written (the message does not go).
+    pub taken: Option<Vec<String>>,
 }
 
 /// How many messages of a channel the dispatcher may claim now.
@@ -448,10 +452,14 @@ impl Policy {
             }
             None => None,
         };
-        let verdict = self.admit_counted(campaign, p, now, over)?;
-        if !matches!(verdict, Verdict::Go { .. }) {
-            self.credits.give_back(channel, 1);
-            self.allowances.give_back(&periods);
+        let mut verdict = self.admit_counted(campaign, p, now, over)?;
+        match &mut verdict {
+            Verdict::Go { quota: Some(q) } => q.taken = Some(periods),
+            Verdict::Go { quota: None } => {}
+            _ => {
+                self.credits.give_back(channel, 1);
+                self.allowances.give_back(&periods);
+            }
         }
         Ok(verdict)
     }
@@ -556,9 +564,10 @@ impl Policy {
     /// Makes the quota state of a send of `p` durable before it goes:
     /// `true` once written, `false` when another node counted a send of
     /// the customer since the state was read (the message is decided
-    /// again). A write that fails forgets the send here too: it did not
-    /// happen, and must not hold back or suppress the customer's next
-    /// message.
+    /// again). A send whose state is not written does not go: a write
+    /// that fails forgets it here too, lest it hold back or suppress the
+    /// customer's next message, and what it took of the shared bandwidth
+    /// and caps is given back.
     pub async fn make_quota_durable(
         &self,
         channel: ChannelKind,
@@ -570,11 +579,18 @@ impl Policy {
             state,
             over,
             counted_at,
+            taken,
         } = quota;
         let written = match over {
             Some(over) => self.store.put_meta_if(&key, over.as_deref(), state).await,
             None => self.store.put_meta(&key, state).await.map(|()| true),
         };
+        if !matches!(written, Ok(true))
+            && let Some(periods) = taken
+        {
+            self.credits.give_back(channel, 1);
+            self.allowances.give_back(&periods);
+        }
         if written.is_err()
             && let Some(policy) = self.lock_channels().get_mut(&channel)
         {
@@ -672,6 +688,7 @@ impl Policy {
                     state,
                     over: None,
                     counted_at: millis(at),
+                    taken: None,
                 }),
             },
             Decision::Defer { reason, retry_at } => Verdict::Defer {
