@@ -37,59 +37,89 @@ async fn admit(policy: &Policy, campaign: &CampaignRecord, p: &Participant) -> V
     }
 }
 
-/// Makes a node's quota write durable as the dispatcher does: only over
-/// the state it was decided on.
-async fn write(store: &dyn Store, q: &QuotaWrite) -> bool {
-    let over = q.over.clone().expect("decided on a shared store");
-    store
-        .put_meta_if(&q.key, over.as_deref(), q.state.clone())
+/// Two nodes on one Redis, SMS limited by `limits`, a running campaign.
+struct TwoNodes {
+    _redis: RedisServer,
+    a: Policy,
+    b: Policy,
+    campaign: CampaignRecord,
+}
+
+async fn two_nodes(limits: serde_json::Value) -> TwoNodes {
+    let redis = RedisServer::start();
+    let on_a: Arc<dyn Store> = Arc::new(redis.open("a").await.expect("a"));
+    let on_b: Arc<dyn Store> = Arc::new(redis.open("b").await.expect("b"));
+    let now = now_ms();
+    let a = Policy::load(on_a.clone(), [ChannelKind::Sms], now)
+        .await
+        .expect("a loads");
+    let limits = serde_json::from_value(limits).expect("limits");
+    a.set_limits(ChannelKind::Sms, limits, now)
+        .await
+        .expect("limits");
+    // Loaded after: b reads the limits a stored.
+    let b = Policy::load(on_b, [ChannelKind::Sms], now)
+        .await
+        .expect("b loads");
+    on_a.put_campaign("c", CampaignDecl::new(ChannelKind::Sms, "c"))
+        .await
+        .expect("declare");
+    let campaign = on_a
+        .set_state("c", CampaignState::Running)
+        .await
+        .expect("run");
+    TwoNodes {
+        _redis: redis,
+        a,
+        b,
+        campaign,
+    }
+}
+
+/// Customer `c{n}` of segment `promo`.
+fn customer(n: u32) -> Participant {
+    Participant {
+        customer: format!("c{n}"),
+        address: format!("+49151000000{n:02}"),
+        segment: Some("promo".into()),
+        fields: Default::default(),
+    }
+}
+
+/// Makes a node's quota write durable as the dispatcher does: `false`
+/// when the message must not go.
+async fn durable(node: &Policy, p: &Participant, q: QuotaWrite) -> bool {
+    node.make_quota_durable(ChannelKind::Sms, p, q)
         .await
         .expect("store answers")
 }
 
+/// Both nodes decide a message of `p` at once; b's quota write lands,
+/// a's loses (its message does not go).
+async fn a_loses_the_race(nodes: &TwoNodes, p: &Participant) {
+    let mine = quota_of(admit(&nodes.a, &nodes.campaign, p).await);
+    let theirs = quota_of(admit(&nodes.b, &nodes.campaign, p).await);
+    assert!(durable(&nodes.b, p, theirs).await, "b's write lands");
+    assert!(!durable(&nodes.a, p, mine).await, "a's loses: not sent");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_whose_quota_write_lost_does_not_count() {
-    let redis = RedisServer::start();
-    let a: Arc<dyn Store> = Arc::new(redis.open("a").await.expect("a"));
-    let b: Arc<dyn Store> = Arc::new(redis.open("b").await.expect("b"));
-    let now = now_ms();
-    let on_a = Policy::load(a.clone(), [ChannelKind::Sms], now)
-        .await
-        .expect("a loads");
-    let limits = serde_json::from_value(serde_json::json!(
+    let nodes = two_nodes(serde_json::json!(
         {"rate_per_sec": 1000, "tz": "UTC", "quotas": {"promo": {"max": 2, "per": "P7D"}}}
     ))
-    .expect("limits");
-    on_a.set_limits(ChannelKind::Sms, limits, now)
-        .await
-        .expect("limits");
-    let on_b = Policy::load(b.clone(), [ChannelKind::Sms], now)
-        .await
-        .expect("b loads");
-    a.put_campaign("c", CampaignDecl::new(ChannelKind::Sms, "c"))
-        .await
-        .expect("declare");
-    let campaign = a.set_state("c", CampaignState::Running).await.expect("run");
-    let customer = Participant {
-        customer: "c1".into(),
-        address: "+4915100000001".into(),
-        segment: Some("promo".into()),
-        fields: Default::default(),
-    };
+    .await;
+    let (a, b, campaign, c1) = (&nodes.a, &nodes.b, &nodes.campaign, customer(1));
 
-    // Both nodes decide a message of the customer at once; b's write lands.
-    let mine = quota_of(admit(&on_a, &campaign, &customer).await);
-    let theirs = quota_of(admit(&on_b, &campaign, &customer).await);
-    assert!(write(b.as_ref(), &theirs).await, "b's write lands");
-    assert!(!write(a.as_ref(), &mine).await, "a's loses: not sent");
+    a_loses_the_race(&nodes, &c1).await;
 
     // a decides its message again: one send in the week, two allowed.
-    let again = admit(&on_a, &campaign, &customer).await;
+    let again = quota_of(admit(a, campaign, &c1).await);
     assert!(
-        write(a.as_ref(), &quota_of(again)).await,
+        durable(a, &c1, again).await,
         "the second send of the week goes"
     );
-    let third = admit(&on_b, &campaign, &customer).await;
+    let third = admit(b, campaign, &c1).await;
     assert!(
         matches!(third, Verdict::Suppress { .. }),
         "a third is over the quota: {third:?}"
@@ -101,61 +131,23 @@ async fn a_send_whose_quota_write_lost_does_not_count() {
 /// together still send no more than the cap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_whose_quota_write_lost_gives_its_place_in_a_cap_back() {
-    let redis = RedisServer::start();
-    let a: Arc<dyn Store> = Arc::new(redis.open("a").await.expect("a"));
-    let b: Arc<dyn Store> = Arc::new(redis.open("b").await.expect("b"));
-    let now = now_ms();
-    let limits: throttle::Limits = serde_json::from_value(serde_json::json!(
+    let nodes = two_nodes(serde_json::json!(
         {"rate_per_sec": 1000, "tz": "UTC", "caps": [{"max": 2}],
          "quotas": {"promo": {"max": 5, "per": "P7D"}}}
     ))
-    .expect("limits");
-    let on_a = Policy::load(a.clone(), [ChannelKind::Sms], now)
-        .await
-        .expect("a loads");
-    on_a.set_limits(ChannelKind::Sms, limits.clone(), now)
-        .await
-        .expect("limits");
-    let on_b = Policy::load(b.clone(), [ChannelKind::Sms], now)
-        .await
-        .expect("b loads");
-    on_b.set_limits(ChannelKind::Sms, limits, now)
-        .await
-        .expect("limits");
-    a.put_campaign("c", CampaignDecl::new(ChannelKind::Sms, "c"))
-        .await
-        .expect("declare");
-    let campaign = a.set_state("c", CampaignState::Running).await.expect("run");
-    let customer = |n: u32| Participant {
-        customer: format!("c{n}"),
-        address: format!("+49151000000{n:02}"),
-        segment: Some("promo".into()),
-        fields: Default::default(),
-    };
-    // Both nodes decide a message of c1 at once (each takes one of the
-    // cap's two sends); b's quota write lands, a's loses.
-    let mine = quota_of(admit(&on_a, &campaign, &customer(1)).await);
-    let theirs = quota_of(admit(&on_b, &campaign, &customer(1)).await);
-    assert!(
-        on_b.make_quota_durable(ChannelKind::Sms, &customer(1), theirs)
-            .await
-            .expect("b writes")
-    );
-    assert!(
-        !on_a
-            .make_quota_durable(ChannelKind::Sms, &customer(1), mine)
-            .await
-            .expect("a writes"),
-        "a's write loses: its message does not go"
-    );
+    .await;
+    let (a, campaign, c1) = (&nodes.a, &nodes.campaign, customer(1));
+
+    // Each node took one of the cap's two sends for c1.
+    a_loses_the_race(&nodes, &c1).await;
 
     // a's place in the cap is free again: c2 goes, c3 is over the cap.
-    let next = admit(&on_a, &campaign, &customer(2)).await;
+    let next = admit(a, campaign, &customer(2)).await;
     assert!(
         matches!(next, Verdict::Go { .. }),
         "the cap's second send: {next:?}"
     );
-    let over = admit(&on_a, &campaign, &customer(3)).await;
+    let over = admit(a, campaign, &customer(3)).await;
     assert!(
         matches!(over, Verdict::Defer { .. }),
         "a third send is over the cap: {over:?}"
