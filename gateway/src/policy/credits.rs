@@ -92,7 +92,7 @@ impl Credits {
                 until: now + paced.retry_ms.max(1),
             });
         }
-        self.give_back(channel, paced.granted);
+        self.hold_granted(channel, paced.granted);
         Ok(Slot::Taken(paced.granted))
     }
 
@@ -104,9 +104,22 @@ impl Credits {
             .map_or(0, |h| h.slots)
     }
 
-    /// Holds `slots` more: granted now, or taken and unused (the message
-    /// did not go after all). Slots added to good ones go stale with them.
+    /// Returns slots taken and not used (the message did not go after
+    /// all): held again while those they came with are good, dropped once
+    /// those are stale (a slot is never sent on past its keep, however
+    /// long its message took to not go).
     pub fn give_back(&self, channel: ChannelKind, slots: u32) {
+        let now = Instant::now();
+        if let Some(h) = self.lock().get_mut(&channel)
+            && h.good_until >= now
+        {
+            h.slots += slots;
+        }
+    }
+
+    /// Holds `slots` granted now; slots added to good ones go stale with
+    /// them.
+    fn hold_granted(&self, channel: ChannelKind, slots: u32) {
         if slots == 0 {
             return;
         }
@@ -156,7 +169,10 @@ mod tests {
     #[test]
     fn slots_given_back_are_taken_again_until_they_go_stale() {
         let credits = Credits::default();
-        credits.give_back(ChannelKind::Sms, 3);
+        credits.hold_granted(ChannelKind::Sms, 2);
+        assert!(credits.take_held(ChannelKind::Sms));
+        credits.give_back(ChannelKind::Sms, 1);
+        credits.hold_granted(ChannelKind::Sms, 1);
         assert!(credits.take_held(ChannelKind::Sms));
         assert!(!credits.take_held(ChannelKind::Email));
         assert_eq!(credits.held(ChannelKind::Sms), 2);
@@ -169,6 +185,21 @@ mod tests {
         assert!(
             !credits.take_held(ChannelKind::Sms),
             "stale slots are not sent on, however old the caller's clock"
+        );
+    }
+
+    #[test]
+    fn a_slot_given_back_after_its_keep_is_dropped() {
+        let credits = Credits::default();
+        credits.hold_granted(ChannelKind::Sms, 1);
+        assert!(credits.take_held(ChannelKind::Sms));
+        // Its message did not go, and said so only after the keep.
+        std::thread::sleep(SLOTS_KEEP + Duration::from_millis(5));
+        credits.give_back(ChannelKind::Sms, 1);
+        assert_eq!(credits.held(ChannelKind::Sms), 0);
+        assert!(
+            !credits.take_held(ChannelKind::Sms),
+            "a slot is not sent on past its keep"
         );
     }
 }
