@@ -733,7 +733,6 @@ impl SendJob {
     /// or another node counted a send of this customer since the state was
     /// read (it is given back, to be decided again on the new state).
     async fn count_quota(&self, claim: &Claim, quota: QuotaWrite) -> bool {
-        let key = quota.key.clone();
         let written = self
             .policy
             .make_quota_durable(self.channel.kind(), &claim.participant, quota)
@@ -741,7 +740,7 @@ impl SendJob {
         match written {
             Ok(true) => true,
             Ok(false) => {
-                tracing::debug!(%key, "quota counted by another node meanwhile; deciding again");
+                tracing::debug!(customer = %claim.participant.customer, "quota counted by another node meanwhile; deciding again");
                 give_back(self.store.as_ref(), claim.msg, None).await;
                 false
             }

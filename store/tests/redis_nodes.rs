@@ -25,6 +25,14 @@ fn people(n: usize) -> Vec<Participant> {
         .collect()
 }
 
+/// Node `a` on `redis`, with e-mail campaign `c1` declared (its number).
+async fn node_with_c1(redis: &RedisServer) -> (store::redis::Redis, u32) {
+    let a = redis.open("a").await.expect("a");
+    let decl = CampaignDecl::new(ChannelKind::Email, "spring");
+    let seq = a.put_campaign("c1", decl).await.expect("declare").seq;
+    (a, seq)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_node_of_the_same_name_is_refused_until_the_first_closes() {
     let redis = RedisServer::start();
@@ -197,9 +205,7 @@ async fn an_outcome_is_decided_on_the_state_redis_holds_not_on_the_claims() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ended_campaign_keeps_no_queue_in_redis() {
     let redis = RedisServer::start();
-    let a = redis.open("a").await.expect("a");
-    let decl = CampaignDecl::new(ChannelKind::Email, "spring");
-    let seq = a.put_campaign("c1", decl).await.expect("declare").seq;
+    let (a, seq) = node_with_c1(&redis).await;
     a.add_participants("c1", people(3), 1).await.expect("add");
     a.set_state("c1", CampaignState::Running)
         .await
@@ -284,13 +290,10 @@ async fn what_ended_before_the_retention_time_is_forgotten() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_is_published_and_abandoned_in_a_few_requests_whatever_its_size() {
     let redis = RedisServer::start();
-    let a = redis.open("a").await.expect("a");
-    let decl = CampaignDecl::new(ChannelKind::Email, "spring");
-    a.put_campaign("c1", decl).await.expect("declare");
-    let staged = |upload| a.stage("c1", upload, people(2_000));
+    let (a, _) = node_with_c1(&redis).await;
 
     let kept = a.new_upload();
-    staged(kept).await.expect("stage");
+    a.stage("c1", kept, people(2_000)).await.expect("stage");
     let before = a.requests().expect("a count of requests");
     assert_eq!(a.publish(kept, 5).await.expect("publish"), 2_000);
     let publishing = a.requests().expect("requests") - before;
@@ -316,9 +319,7 @@ async fn an_upload_is_published_and_abandoned_in_a_few_requests_whatever_its_siz
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn participants_of_many_messages_are_read_in_a_few_requests() {
     let redis = RedisServer::start();
-    let a = redis.open("a").await.expect("a");
-    let decl = CampaignDecl::new(ChannelKind::Email, "spring");
-    let seq = a.put_campaign("c1", decl).await.expect("declare").seq;
+    let (a, seq) = node_with_c1(&redis).await;
     a.add_participants("c1", people(2_000), 1)
         .await
         .expect("add");

@@ -354,10 +354,7 @@ impl QuotaBook {
         if x >= 0 && v <= thr {
             return QuotaCheck::Allowed;
         }
-        let free = self
-            .epoch
-            .saturating_add(v.saturating_mul(UNIT_SECS))
-            .saturating_add(rule.per_secs);
+        let free = self.unit_secs(v).saturating_add(rule.per_secs);
         QuotaCheck::Exceeded {
             free_at: Timestamp::from_second(free).unwrap_or(Timestamp::MAX),
         }
@@ -390,10 +387,8 @@ impl QuotaBook {
         let Some(mut state) = self.export(key) else {
             return;
         };
-        // As `export` gives it: the unit the send was recorded in.
-        let recorded = self
-            .epoch
-            .saturating_add(self.units(send_secs(sent)) * UNIT_SECS);
+        let unit = self.units(send_secs(sent));
+        let recorded = self.unit_secs(unit);
         if let Some(i) = state.sends.iter().position(|&s| s == recorded) {
             state.sends.remove(i);
             let left = (!state.sends.is_empty()).then_some(&state);
@@ -408,6 +403,11 @@ impl QuotaBook {
             self.record(key, rule, now);
         }
         c
+    }
+
+    /// The Unix second unit `u` stands for (as exported).
+    fn unit_secs(&self, u: i64) -> i64 {
+        self.epoch.saturating_add(u.saturating_mul(UNIT_SECS))
     }
 
     /// Units for Unix second `secs`, rounded up, moving the epoch if needed.
@@ -505,7 +505,7 @@ impl QuotaBook {
             sends: units
                 .into_iter()
                 .filter(|&u| u > 0)
-                .map(|u| self.epoch.saturating_add(u * UNIT_SECS))
+                .map(|u| self.unit_secs(u))
                 .collect(),
         })
     }
@@ -616,13 +616,14 @@ impl QuotaBook {
     }
 }
 
-mod shard;
 /// The Unix second a send at `now` is recorded at (rounded up: a send is
 /// never counted as earlier than it was).
 fn send_secs(now: Timestamp) -> i64 {
     now.as_second()
         .saturating_add(i64::from(now.subsec_nanosecond() > 0))
 }
+
+mod shard;
 
 #[cfg(test)]
 mod tests;

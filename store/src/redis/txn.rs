@@ -142,6 +142,26 @@ fn changes<V>(
     }
 }
 
+/// The arguments of per-key field values the script reads with `HMGET`
+/// straight from ARGV: per key, its fields, then what `value` makes of
+/// each field's value, in the same order.
+fn fields_then_values<V>(
+    args: &mut Vec<Bytes>,
+    keys: BTreeMap<String, BTreeMap<Bytes, V>>,
+    mut value: impl FnMut(&mut Vec<Bytes>, V),
+) {
+    args.push(keys.len().to_string().into_bytes());
+    for (key, fields) in keys {
+        args.push(key.into_bytes());
+        args.push(fields.len().to_string().into_bytes());
+        let (fields, values): (Vec<_>, Vec<_>) = fields.into_iter().unzip();
+        args.extend(fields);
+        for v in values {
+            value(args, v);
+        }
+    }
+}
+
 /// The most facts in one feed entry.
 pub(super) const FACTS_PER_ENTRY: usize = 4_096;
 
@@ -270,25 +290,10 @@ impl Txn {
     pub fn into_args(self) -> Vec<Bytes> {
         let count = |n: usize| n.to_string().into_bytes();
         let mut args = Vec::new();
-        args.push(count(self.checks.len()));
-        for (key, fields) in self.checks {
-            args.push(key.into_bytes());
-            args.push(count(fields.len()));
-            let (fields, values): (Vec<_>, Vec<_>) = fields.into_iter().unzip();
-            args.extend(fields);
-            for value in values {
-                match value {
-                    Some(v) => {
-                        args.push(b"=".to_vec());
-                        args.push(v);
-                    }
-                    None => {
-                        args.push(b"!".to_vec());
-                        args.push(Vec::new());
-                    }
-                }
-            }
-        }
+        fields_then_values(&mut args, self.checks, |args, value| match value {
+            Some(v) => args.extend([b"=".to_vec(), v]),
+            None => args.extend([b"!".to_vec(), Vec::new()]),
+        });
         args.push(count(self.facts.len()));
         for (run, n) in self.facts {
             args.push(count(n));
@@ -309,14 +314,9 @@ impl Txn {
             args.push(field.into_bytes());
             args.push(by.to_string().into_bytes());
         }
-        args.push(count(self.maxima.len()));
-        for (key, fields) in self.maxima {
-            args.push(key.into_bytes());
-            args.push(count(fields.len()));
-            let (fields, values): (Vec<_>, Vec<_>) = fields.into_iter().unzip();
-            args.extend(fields);
-            args.extend(values.into_iter().map(|v| v.to_string().into_bytes()));
-        }
+        fields_then_values(&mut args, self.maxima, |args, max| {
+            args.push(max.to_string().into_bytes());
+        });
         args.push(count(self.commands.len()));
         for command in self.commands {
             args.push(count(command.len()));
