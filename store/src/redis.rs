@@ -12,11 +12,33 @@
 //! flag), `p:N` / `s:N` / `f:N` (participant records, message states,
 //! flags by number), `cu:N` (customer → number; `number/upload` while
 //! staged), `due:N` (pending messages by due time), `lease:N`
-//! (leased messages by expiry), `uploads:N`.
+//! (leased messages by expiry), `uploads:N`. Per upload `U`: `upl:U`
+//! (its campaign; when its publish began), `upn:U` (its staged numbers);
+//! `publishing` (uploads being published).
+
+/// Plans a write (`$body`, over the plan `$p`, ending in a `Result`) and
+/// applies it, again until it meets no change made meanwhile. A `return`
+/// in `$body` leaves without applying anything: only before it plans a
+/// change.
+macro_rules! write_until_applied {
+    ($store:expr, $what:expr, |$p:ident| $body:block) => {{
+        let mut outcome = Err(contended($what));
+        for _ in 0..MAX_TRIES {
+            let mut $p = Plan::new($store);
+            let answer = $body?;
+            if $store.apply_plan($p).await? {
+                outcome = Ok(answer);
+                break;
+            }
+        }
+        outcome
+    }};
+}
 
 mod connection;
 mod known;
 mod plan;
+mod publish;
 mod retention;
 mod roles;
 mod txn;
@@ -90,6 +112,8 @@ pub struct Redis {
     abandoning: tokio::sync::RwLock<()>,
     /// Messages and campaigns as this node last read or wrote them.
     known: known::Known,
+    /// Uploads this store is publishing now.
+    carried: publish::Carried,
 }
 
 /// The engine's keys, all in one Cluster slot (`{g}`).
@@ -139,6 +163,10 @@ pub(crate) mod keys {
     }
     pub fn upload_numbers(id: u64) -> String {
         format!("{P}upn:{id}")
+    }
+    /// Uploads whose publish has begun and not ended.
+    pub fn publishing() -> String {
+        format!("{P}publishing")
     }
     pub fn upstream() -> String {
         format!("{P}upstream")
@@ -261,6 +289,7 @@ impl Redis {
             requests: AtomicU64::new(0),
             abandoning: tokio::sync::RwLock::new(()),
             known: known::Known::default(),
+            carried: publish::Carried::default(),
         })
     }
 

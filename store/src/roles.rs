@@ -49,7 +49,8 @@ pub trait Intake: Send + Sync {
 
     /// A new upload: participants staged under it are seen by nothing
     /// (counts, claims, audiences, the feed) until it is published, so a
-    /// request's participants appear all at once or not at all.
+    /// request's participants appear all or none (at once on the embedded
+    /// engine; on Redis step by step, see `publish`).
     fn new_upload(&self) -> UploadId;
 
     /// Stages participants of campaign `id` under `upload`: kept, and
@@ -60,13 +61,18 @@ pub trait Intake: Send + Sync {
     async fn stage(&self, id: &str, upload: UploadId, batch: Vec<Participant>)
     -> Result<Vec<bool>>;
 
-    /// Makes everything staged under `upload` visible at once, each with its
-    /// `accepted` fact at `at`, in one atomic write; resolves once durable
-    /// with how many participants it published. An upload not published
-    /// when the store closes is dropped when it opens again.
+    /// Makes everything staged under `upload` visible, each with its
+    /// `accepted` fact at `at`; resolves once durable with how many
+    /// participants it published. The embedded engine does it in one
+    /// atomic write; Redis in steps of a few thousand (one script would
+    /// hold Redis for seconds), publishing the upload whole once its first
+    /// step is written, even if the call or its node dies midway. An
+    /// upload not published when the store closes is dropped when it opens
+    /// again.
     async fn publish(&self, upload: UploadId, at: Millis) -> Result<u64>;
 
-    /// Drops what was staged under `upload` (its request failed).
+    /// Drops what was staged under `upload` (its request failed); an
+    /// upload whose publish has begun is left to end whole.
     async fn abandon(&self, upload: UploadId) -> Result<()>;
 }
 

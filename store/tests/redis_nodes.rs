@@ -335,3 +335,177 @@ async fn participants_of_many_messages_are_read_in_a_few_requests() {
     assert_eq!(read.iter().flatten().count(), 2_000);
     assert!(reading <= 2, "2,000 participants took {reading} requests");
 }
+
+/// The most arguments one write script carried in what Redis logged since
+/// the log was emptied (every command is logged: `slowlog-log-slower-than
+/// 0`). A logged command keeps its first 31 arguments and then says how
+/// many more it had.
+async fn largest_write(con: &mut redis::aio::MultiplexedConnection) -> usize {
+    type Entry = (u64, u64, u64, Vec<Vec<u8>>, String, String);
+    let log: Vec<Entry> = redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg(-1)
+        .query_async(con)
+        .await
+        .expect("slowlog");
+    log.into_iter()
+        .map(|(_, _, _, args, _, _)| args)
+        .filter(|args| {
+            args.first()
+                .is_some_and(|c| c.eq_ignore_ascii_case(b"evalsha"))
+        })
+        .map(|args| {
+            let more = String::from_utf8_lossy(args.last().expect("a command"))
+                .strip_prefix("... (")
+                .and_then(|rest| rest.split(' ').next()?.parse::<usize>().ok());
+            match more {
+                Some(more) => args.len() - 1 + more,
+                None => args.len(),
+            }
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Publishing or abandoning an upload of `n` participants of campaign
+/// `c1` (taken from `people` after `offset`); the most arguments one write
+/// script carried meanwhile.
+async fn largest_write_ending(
+    a: &store::redis::Redis,
+    con: &mut redis::aio::MultiplexedConnection,
+    offset: usize,
+    n: usize,
+    publish: bool,
+) -> usize {
+    let upload = a.new_upload();
+    for batch in people(offset + n)[offset..].chunks(4_096) {
+        a.stage("c1", upload, batch.to_vec()).await.expect("stage");
+    }
+    let _: () = redis::cmd("SLOWLOG")
+        .arg("RESET")
+        .query_async(con)
+        .await
+        .expect("reset");
+    if publish {
+        assert_eq!(a.publish(upload, 5).await.expect("publish"), n as u64);
+    } else {
+        a.abandon(upload).await.expect("abandon");
+    }
+    largest_write(con).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_write_of_a_large_upload_holds_redis_longer_than_a_step_does() {
+    // One script for a whole upload held Redis about 7 µs per participant:
+    // 20 s for 1,000,000, every node answered `BUSY` meanwhile.
+    let redis = RedisServer::start();
+    let (a, _) = node_with_c1(&redis).await;
+    let client = redis::Client::open(redis.url()).expect("client");
+    let mut con = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    for (name, value) in [
+        ("slowlog-log-slower-than", "0"),
+        ("slowlog-max-len", "100000"),
+    ] {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg(value)
+            .query_async(&mut con)
+            .await
+            .expect("config");
+    }
+
+    let step = largest_write_ending(&a, &mut con, 0, 5_000, true).await;
+    let thrice = largest_write_ending(&a, &mut con, 5_000, 15_000, true).await;
+    assert!(
+        thrice <= step + step / 10,
+        "publishing 15,000 participants wrote {thrice} arguments in one script, 5,000 wrote {step}"
+    );
+    let abandoned = largest_write_ending(&a, &mut con, 20_000, 15_000, false).await;
+    assert!(
+        abandoned <= step,
+        "abandoning 15,000 participants wrote {abandoned} arguments in one script, publishing 5,000 wrote {step}"
+    );
+    let counts = a.counts("c1").await.expect("counts");
+    assert_eq!((counts.participants, counts.staged), (20_000, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_whose_node_died_midway_is_completed_whole_by_the_others() {
+    let n = 30_000;
+    let redis = RedisServer::start();
+    let (a, seq) = node_with_c1(&redis).await;
+    let b = redis.open("b").await.expect("b");
+    let upload = a.new_upload();
+    for batch in people(n).chunks(4_096) {
+        a.stage("c1", upload, batch.to_vec()).await.expect("stage");
+    }
+    b.set_state("c1", CampaignState::Running)
+        .await
+        .expect("run");
+
+    // `a` dies while it publishes: its call stops between two steps.
+    let a = std::sync::Arc::new(a);
+    let publishing = tokio::spawn({
+        let a = a.clone();
+        async move { a.publish(upload, 5).await }
+    });
+    let live_when_it_died = loop {
+        let live = b.counts("c1").await.expect("counts").participants;
+        if live > 0 {
+            publishing.abort();
+            break live;
+        }
+    };
+    assert!(publishing.await.is_err(), "the publish was stopped");
+    drop(a);
+    let counts = b.counts("c1").await.expect("counts");
+    assert!(
+        counts.participants < n as u64,
+        "the publish was stopped midway ({live_when_it_died} live when it was)"
+    );
+    assert_eq!(
+        counts.participants + counts.staged,
+        n as u64,
+        "the rest stays staged though its node died"
+    );
+
+    // Begun, it ends whole: not dropped, its customers not free, its
+    // campaign not finished.
+    b.abandon(upload).await.expect("abandon");
+    let other = b.new_upload();
+    let fresh = b
+        .stage("c1", other, people(n)[n - 1_000..].to_vec())
+        .await
+        .expect("stage");
+    assert!(fresh.iter().all(|&f| !f), "its customers are its own");
+    b.abandon(other).await.expect("abandon");
+    b.set_state("c1", CampaignState::Finished)
+        .await
+        .expect("finish");
+    assert_eq!(
+        b.campaign("c1").await.expect("campaign").map(|c| c.state),
+        Some(CampaignState::Running)
+    );
+
+    // Two nodes carry it on at once: each participant is made live once.
+    let c = redis.open("c").await.expect("c");
+    let (by_b, by_c) = tokio::join!(b.complete_publishes(), c.complete_publishes());
+    assert!(by_b.expect("sweep") + by_c.expect("sweep") >= 1);
+    assert_eq!(b.complete_publishes().await.expect("sweep"), 0);
+    let counts = b.counts("c1").await.expect("counts");
+    assert_eq!((counts.participants, counts.staged), (n as u64, 0));
+    let accepted = b
+        .events(0, 1_000_000)
+        .await
+        .expect("events")
+        .iter()
+        .filter(|f| f.kind == domain::FactKind::Accepted)
+        .count();
+    assert_eq!(accepted, n, "each participant accepted once");
+    let claimed = b.claim(seq, now_ms(), n + 1, 60_000).await.expect("claim");
+    assert_eq!(claimed.len(), n, "each participant due once");
+}

@@ -49,6 +49,7 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>, RunError> {
         if let Some(warning) = redis.durability_warning().await {
             tracing::warn!("store.url: {warning}");
         }
+        redis.complete_publishes_while_open();
         if let Some(keep) = store.retention() {
             redis.keep_for(keep);
         }

@@ -16,8 +16,31 @@ use domain::{
 };
 use rules::PartReceipt;
 
-use super::{Redis, Values, keys, suppression_field, txn::Txn};
+use super::{
+    Redis, Values, keys,
+    publish::{PUBLISHING, STAGED},
+    suppression_field,
+    txn::Txn,
+};
 use crate::{Result, StoreError, codec, flags::Flags, upstream};
+
+/// An upload being read (`upl:ID`).
+pub(super) struct Upload {
+    /// The campaign it stages for.
+    pub campaign: u32,
+    /// When its publish began, if it has.
+    pub publishing_since: Option<Millis>,
+}
+
+/// What holds the customer of a staged participant.
+enum Holder {
+    /// The staged participant itself.
+    Staged,
+    /// The same participant, made live.
+    Live,
+    /// Nothing, or another participant (one added at once superseded it).
+    Other,
+}
 
 /// How a participant is admitted: live at once, or staged under an upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,15 +139,41 @@ impl<'a> Plan<'a> {
         Ok(())
     }
 
-    /// The campaign an upload stages for, while it lives.
-    pub async fn upload_campaign(&mut self, upload: u64) -> Result<Option<u32>> {
-        let raw = self.read_checked(keys::upload(upload), b"campaign").await?;
-        Ok(stored_number(raw))
+    /// An upload's campaign and publish, while it lives, checked
+    /// unchanged (one request).
+    pub async fn upload(&mut self, upload: u64) -> Result<Option<Upload>> {
+        self.read_upload(upload, false).await
+    }
+
+    /// The same, also checking that nothing is staged under it meanwhile
+    /// (what a publish step reads).
+    pub async fn upload_at_rest(&mut self, upload: u64) -> Result<Option<Upload>> {
+        self.read_upload(upload, true).await
+    }
+
+    async fn read_upload(&mut self, upload: u64, at_rest: bool) -> Result<Option<Upload>> {
+        let key = keys::upload(upload);
+        let fields: [&[u8]; 3] = [b"campaign", PUBLISHING, STAGED.as_bytes()];
+        let values: Values = self
+            .store
+            .query(::redis::cmd("HMGET").arg(&key).arg(&fields[..]))
+            .await?;
+        let checked = if at_rest { 3 } else { 2 };
+        for (field, value) in fields.iter().zip(&values).take(checked) {
+            self.check(key.clone(), field, value.as_deref());
+        }
+        let [campaign, publishing_since, _] = <[Option<Vec<u8>>; 3]>::try_from(values)
+            .map_err(|_| StoreError::Unavailable("HMGET answered a wrong count".into()))?;
+        Ok(stored_number(campaign).map(|campaign| Upload {
+            campaign,
+            publishing_since: stored_number(publishing_since),
+        }))
     }
 
     /// Makes staged participant `n` of `upload` live as its customer's
-    /// participant; `false` (and its record dropped) when one added at once
-    /// meanwhile superseded it.
+    /// participant; `false` when it is live already (another node carries
+    /// on the same publish) or one added at once meanwhile superseded it
+    /// (then its record is dropped).
     pub async fn take_staged(
         &mut self,
         c: &CampaignRecord,
@@ -132,16 +181,21 @@ impl<'a> Plan<'a> {
         upload: u64,
         p: &Participant,
     ) -> Result<bool> {
-        let staged = format!("{n}/{upload}").into_bytes();
-        if self.customer(c.seq, &p.customer).await?.as_deref() != Some(staged.as_slice()) {
-            self.txn.hdel(&keys::participants(c.seq), &keys::number(n));
-            return Ok(false);
+        match self.staged_holder(c.seq, n, upload, p).await? {
+            Holder::Staged => {
+                self.set_customer(c.seq, &p.customer, Some(keys::number(n).to_vec()));
+                Ok(true)
+            }
+            Holder::Live => Ok(false),
+            Holder::Other => {
+                self.txn.hdel(&keys::participants(c.seq), &keys::number(n));
+                Ok(false)
+            }
         }
-        self.set_customer(c.seq, &p.customer, Some(keys::number(n).to_vec()));
-        Ok(true)
     }
 
-    /// Drops staged participant `n` of `upload`: its customer is free again.
+    /// Drops staged participant `n` of `upload`: its customer is free
+    /// again. One made live already (another node published it) stays.
     pub async fn drop_staged(
         &mut self,
         seq: u32,
@@ -149,21 +203,39 @@ impl<'a> Plan<'a> {
         upload: u64,
         p: &Participant,
     ) -> Result<()> {
-        let staged = format!("{n}/{upload}").into_bytes();
-        if self.customer(seq, &p.customer).await?.as_deref() == Some(staged.as_slice()) {
-            self.set_customer(seq, &p.customer, None);
+        match self.staged_holder(seq, n, upload, p).await? {
+            Holder::Staged => self.set_customer(seq, &p.customer, None),
+            Holder::Live => return Ok(()),
+            Holder::Other => {}
         }
         self.txn.hdel(&keys::participants(seq), &keys::number(n));
         Ok(())
+    }
+
+    /// What holds the customer of staged participant `n` of `upload`.
+    async fn staged_holder(
+        &mut self,
+        seq: u32,
+        n: u32,
+        upload: u64,
+        p: &Participant,
+    ) -> Result<Holder> {
+        let holder = self.customer(seq, &p.customer).await?;
+        Ok(match holder.as_deref() {
+            Some(h) if h == format!("{n}/{upload}").as_bytes() => Holder::Staged,
+            Some(h) if h == keys::number(n) => Holder::Live,
+            _ => Holder::Other,
+        })
     }
 
     /// Forgets an upload published or abandoned.
     pub fn end_upload(&mut self, seq: u32, upload: u64) {
         self.txn.del(&keys::upload(upload));
         self.txn.del(&keys::upload_numbers(upload));
-        let uploads = keys::uploads_of(seq);
-        self.txn
-            .command(&[b"SREM", uploads.as_bytes(), upload.to_string().as_bytes()]);
+        let id = upload.to_string();
+        for set in [keys::uploads_of(seq), keys::publishing()] {
+            self.txn.command(&[b"SREM", set.as_bytes(), id.as_bytes()]);
+        }
         self.txn.hincr(&keys::counts(seq), "stage_gen", 1);
     }
 
@@ -541,14 +613,14 @@ impl<'a> Plan<'a> {
         Ok(Some(msg))
     }
 
-    /// Whether an upload may still be published: it is there, and the
-    /// store that stages it is open.
+    /// Whether an upload may still be published: it is there, and its
+    /// publish has begun (it ends whole) or the store that stages it is
+    /// open.
     async fn upload_lives(&mut self, upload: u64) -> Result<bool> {
-        let there = self
-            .read_checked(keys::upload(upload), b"campaign")
-            .await?
-            .is_some();
-        Ok(there && self.store.instance_lives(upload).await?)
+        Ok(match self.upload(upload).await? {
+            None => false,
+            Some(u) => u.publishing_since.is_some() || self.store.instance_lives(upload).await?,
+        })
     }
 
     /// Adds `p` to campaign `id` at once with its `accepted` fact;

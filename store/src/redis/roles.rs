@@ -14,6 +14,7 @@ use super::{
     known::KnownMessage,
     message,
     plan::{Admit, Plan, contended},
+    publish::{PUBLISHING, STAGED},
     retention::ENDED,
     suppression_field,
     txn::{MAX_COMMAND_ARGS, Txn},
@@ -79,23 +80,6 @@ return 1
 /// Feed entries read at a time (each up to `FACTS_PER_ENTRY` facts).
 const ENTRIES_PER_READ: usize = 32;
 
-/// Plans a write (`$body`, over the plan `$p`, ending in a `Result`) and
-/// applies it, again until it meets no change made meanwhile.
-macro_rules! write_until_applied {
-    ($store:expr, $what:expr, |$p:ident| $body:block) => {{
-        let mut outcome = Err(contended($what));
-        for _ in 0..MAX_TRIES {
-            let mut $p = Plan::new($store);
-            let answer = $body?;
-            if $store.apply_plan($p).await? {
-                outcome = Ok(answer);
-                break;
-            }
-        }
-        outcome
-    }};
-}
-
 impl Redis {
     async fn give_back(&self, msg: MessageNo, due: Option<Millis>) -> Result<()> {
         let seq = msg.campaign;
@@ -125,16 +109,19 @@ impl Redis {
     async fn staged_of(&self, seq: u32, uploads: Vec<u64>) -> Result<u64> {
         let mut staged = 0;
         for upload in uploads {
-            let (lives, count): (bool, u64) = self
+            let (lives, publishing, count): (bool, bool, u64) = self
                 .pipe(
                     ::redis::pipe()
                         .cmd("EXISTS")
                         .arg(keys::upload(upload))
+                        .cmd("HEXISTS")
+                        .arg(keys::upload(upload))
+                        .arg(PUBLISHING)
                         .cmd("SCARD")
                         .arg(keys::upload_numbers(upload)),
                 )
                 .await?;
-            if lives && self.instance_lives(upload).await? {
+            if lives && (publishing || self.instance_lives(upload).await?) {
                 staged += count;
             } else {
                 // Its node died before publishing: nothing of it is kept.
@@ -146,17 +133,13 @@ impl Redis {
         Ok(staged)
     }
 
-    /// The staged numbers of `upload` with their records.
-    async fn staged_records(&self, upload: u64, seq: u32) -> Result<Vec<(u32, Participant)>> {
-        let numbers: Vec<u32> = self
-            .query(::redis::cmd("SMEMBERS").arg(keys::upload_numbers(upload)))
-            .await?;
-        self.records(seq, numbers).await
-    }
-
     /// Participant records of campaign `seq` by number, in number order;
     /// numbers with no record (deleted meanwhile) are left out.
-    async fn records(&self, seq: u32, mut numbers: Vec<u32>) -> Result<Vec<(u32, Participant)>> {
+    pub(super) async fn records(
+        &self,
+        seq: u32,
+        mut numbers: Vec<u32>,
+    ) -> Result<Vec<(u32, Participant)>> {
         numbers.sort_unstable();
         let msgs: Vec<MessageNo> = numbers
             .into_iter()
@@ -349,12 +332,17 @@ impl Intake for Redis {
                 .campaign_named(id)
                 .await?
                 .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
-            if let Some(other) = p.upload_campaign(u).await?
-                && other != c.seq
-            {
-                return Err(StoreError::Unavailable(format!(
-                    "upload {u} was staged for another campaign than `{id}`"
-                )));
+            if let Some(staged) = p.upload(u).await? {
+                if staged.campaign != c.seq {
+                    return Err(StoreError::Unavailable(format!(
+                        "upload {u} was staged for another campaign than `{id}`"
+                    )));
+                }
+                if staged.publishing_since.is_some() {
+                    return Err(StoreError::Unavailable(format!(
+                        "upload {u} is being published: nothing more is staged under it"
+                    )));
+                }
             }
             p.prefetch_customers(c.seq, &items).await?;
             let batch = items.len();
@@ -369,6 +357,8 @@ impl Intake for Redis {
                 let (upl, upn) = (keys::upload(u), keys::upload_numbers(u));
                 let ttl = UPLOAD_TTL_SECS.to_string();
                 p.txn.hset(&upl, b"campaign", c.seq.to_string().as_bytes());
+                // What a publish step read of the upload is out of date.
+                p.txn.hincr(&upl, STAGED, 1);
                 p.txn.command(&[b"EXPIRE", upl.as_bytes(), ttl.as_bytes()]);
                 for slice in numbers.chunks(MAX_COMMAND_ARGS - 2) {
                     let mut sadd: Vec<&[u8]> = vec![b"SADD", upn.as_bytes()];
@@ -386,58 +376,13 @@ impl Intake for Redis {
     }
 
     async fn publish(&self, upload: UploadId, at: Millis) -> Result<u64> {
-        let u = upload.0;
-        write_until_applied!(self, "publishing an upload", |p| {
-            let Some(seq) = p.upload_campaign(u).await? else {
-                // Nothing new was staged (every participant a duplicate).
-                return Ok(0);
-            };
-            let c = p
-                .campaign(seq)
-                .await?
-                .ok_or_else(|| StoreError::UnknownCampaign(format!("#{seq}")))?;
-            if let Some(state) = rules::closed_to_participants(c.state) {
-                // Kept staged: the caller abandons it.
-                return Err(StoreError::Closed {
-                    campaign: c.id.clone(),
-                    state,
-                });
-            }
-            let staged = p.store().staged_records(u, seq).await?;
-            p.prefetch_customers(seq, staged.iter().map(|(_, participant)| participant))
-                .await?;
-            let mut published = 0;
-            for (n, participant) in staged {
-                let msg = MessageNo {
-                    campaign: seq,
-                    participant: n,
-                };
-                if p.take_staged(&c, n, u, &participant).await? {
-                    published += 1;
-                    p.accept(&c, msg, &participant, at).await?;
-                }
-            }
-            p.end_upload(seq, u);
-            Ok(published)
-        })
+        self.publish_upload(upload.0, at).await
     }
 
     async fn abandon(&self, upload: UploadId) -> Result<()> {
         let u = upload.0;
         let _order = self.abandoning.write().await;
-        write_until_applied!(self, "abandoning an upload", |p| {
-            let Some(seq) = p.upload_campaign(u).await? else {
-                return Ok(());
-            };
-            let staged = p.store().staged_records(u, seq).await?;
-            p.prefetch_customers(seq, staged.iter().map(|(_, participant)| participant))
-                .await?;
-            for (n, participant) in staged {
-                p.drop_staged(seq, n, u, &participant).await?;
-            }
-            p.end_upload(seq, u);
-            Ok(())
-        })
+        self.abandon_upload(u).await
     }
 }
 

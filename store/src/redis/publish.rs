@@ -1,0 +1,279 @@
+//! Publishing or abandoning an upload on Redis, in steps. One script
+//! making a whole upload live held Redis for about 7 µs per participant
+//! (20 s for 1,000,000), and every node took the `BUSY` answers meanwhile
+//! for Redis being lost. So a publish makes at most [`STEP`] staged
+//! participants live per write, and an abandon drops as many per write.
+//!
+//! Its first write marks the upload as publishing: from then on the
+//! upload is published whole, whatever becomes of the call or the node
+//! that began it. An abandon leaves it be, its customers stay its own when
+//! its node dies, and every node's sweep ([`Redis::complete_publishes`])
+//! carries on a publish that nobody is carrying on. Readers see its
+//! participants arrive step by step for the seconds that takes.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex, Weak},
+};
+
+use domain::{MessageNo, Millis};
+
+use super::{
+    HEARTBEAT, MAX_TRIES, Redis, UPLOAD_BITS, keys,
+    plan::{Plan, contended},
+    txn::MAX_COMMAND_ARGS,
+};
+use crate::{Result, StoreError};
+
+/// Staged participants made live (or dropped) per write: about 35 ms of
+/// Redis's time.
+pub(super) const STEP: usize = 5_000;
+
+/// The field of an upload's hash noting when its publish began (ms): the
+/// time its participants are accepted at, whoever completes it.
+pub(super) const PUBLISHING: &[u8] = b"publishing";
+
+/// The field of an upload's hash counting its staging writes: a step
+/// applies only if none came after what it read.
+pub(super) const STAGED: &str = "staged";
+
+/// How an upload ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Published, accepted at the time its publish began: this one if it
+    /// has not (`None`: only carry on a begun publish).
+    Publish(Option<Millis>),
+    Abandon,
+}
+
+/// What one step did.
+enum Step {
+    /// Made this many participants live (others of the step were taken
+    /// meanwhile by participants added at once, or dropped: abandoned, or
+    /// their campaign closed).
+    Settled(u64),
+    /// The same, and ended the upload: none was left.
+    Last(u64),
+    /// Nothing was left to do: the upload had ended (or, abandoned, its
+    /// publish had begun).
+    Done,
+}
+
+/// Uploads this store is publishing now (so that its sweep leaves them).
+#[derive(Debug, Default)]
+pub(super) struct Carried(Mutex<HashSet<u64>>);
+
+/// An upload carried by this store until dropped.
+struct Carrying<'a> {
+    carried: &'a Carried,
+    upload: u64,
+}
+
+impl Carried {
+    /// Carries `upload`; `None` when this store carries it already.
+    fn carry(&self, upload: u64) -> Option<Carrying<'_>> {
+        let fresh = self.lock().insert(upload);
+        fresh.then_some(Carrying {
+            carried: self,
+            upload,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Carrying<'_> {
+    fn drop(&mut self) {
+        self.carried.lock().remove(&self.upload);
+    }
+}
+
+impl Redis {
+    /// Publishes `upload` whole, step by step; how many participants it
+    /// made live. Refused when its campaign is closed (the upload stays
+    /// staged: the caller abandons it).
+    pub(super) async fn publish_upload(&self, upload: u64, at: Millis) -> Result<u64> {
+        let Some(_carrying) = self.carried.carry(upload) else {
+            return Err(StoreError::Unavailable(format!(
+                "upload {upload} is being published already"
+            )));
+        };
+        self.end_in_steps(upload, Ending::Publish(Some(at))).await
+    }
+
+    /// Drops what is staged under `upload`, step by step, unless its
+    /// publish has begun.
+    pub(super) async fn abandon_upload(&self, upload: u64) -> Result<()> {
+        self.end_in_steps(upload, Ending::Abandon).await?;
+        Ok(())
+    }
+
+    /// Carries on every publish that nobody carries on: begun by a node
+    /// that died, or by a call of this store that failed or was dropped.
+    /// Returns how many uploads it completed.
+    pub async fn complete_publishes(&self) -> Result<usize> {
+        let uploads: Vec<u64> = self
+            .query(::redis::cmd("SMEMBERS").arg(keys::publishing()))
+            .await?;
+        let mut completed = 0;
+        for upload in uploads {
+            let own = upload >> UPLOAD_BITS == self.instance;
+            if !own && self.instance_lives(upload).await? {
+                // Its node carries it on (or its own sweep will).
+                continue;
+            }
+            let Some(_carrying) = self.carried.carry(upload) else {
+                continue;
+            };
+            let published = self.end_in_steps(upload, Ending::Publish(None)).await?;
+            tracing::info!(upload, published, "completed the publish of an upload");
+            completed += 1;
+        }
+        Ok(completed)
+    }
+
+    /// Sweeps for publishes to carry on every heartbeat while the store is
+    /// open.
+    pub fn complete_publishes_while_open(self: &Arc<Self>) {
+        let store: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HEARTBEAT).await;
+                let Some(store) = store.upgrade() else { return };
+                if let Err(e) = store.complete_publishes().await {
+                    tracing::warn!(error = %e, "could not carry on the publish of an upload; trying again");
+                }
+            }
+        });
+    }
+
+    /// Steps until the upload is ended; how many participants it made
+    /// live.
+    async fn end_in_steps(&self, upload: u64, ending: Ending) -> Result<u64> {
+        let mut published = 0;
+        loop {
+            match self.step(upload, ending).await? {
+                Step::Settled(n) => published += n,
+                Step::Last(n) => return Ok(published + n),
+                Step::Done => return Ok(published),
+            }
+        }
+    }
+
+    /// Makes up to [`STEP`] staged participants of an upload live (the
+    /// first step marks it as publishing), or drops as many of an
+    /// abandoned one; the step that leaves none ends the upload.
+    async fn step(&self, upload: u64, ending: Ending) -> Result<Step> {
+        write_until_applied!(self, "ending an upload", |p| {
+            let Some(staged) = p.upload_at_rest(upload).await? else {
+                // Nothing staged, or ended already (by a node's sweep, say).
+                return Ok(Step::Done);
+            };
+            let seq = staged.campaign;
+            let accepted_at = match (ending, staged.publishing_since) {
+                (Ending::Publish(_), Some(since)) => Some(since),
+                (Ending::Publish(Some(at)), None) => {
+                    let c = p
+                        .campaign(seq)
+                        .await?
+                        .ok_or_else(|| StoreError::UnknownCampaign(format!("#{seq}")))?;
+                    if let Some(state) = rules::closed_to_participants(c.state) {
+                        return Err(StoreError::Closed {
+                            campaign: c.id.clone(),
+                            state,
+                        });
+                    }
+                    mark_publishing(&mut p, upload, at);
+                    Some(at)
+                }
+                // A sweep's: ended meanwhile.
+                (Ending::Publish(None), None) => return Ok(Step::Done),
+                // Its publish has begun: it ends whole.
+                (Ending::Abandon, Some(_)) => return Ok(Step::Done),
+                (Ending::Abandon, None) => None,
+            };
+            // Which ones is not checked: each one's customer is, and the
+            // upload's staging count.
+            let numbers: Vec<u32> = p
+                .store()
+                .query(
+                    ::redis::cmd("SRANDMEMBER")
+                        .arg(keys::upload_numbers(upload))
+                        .arg(STEP),
+                )
+                .await?;
+            let published = settle(&mut p, seq, upload, &numbers, accepted_at).await?;
+            let upn = keys::upload_numbers(upload);
+            let members: Vec<[u8; 10]> = numbers.iter().map(|&n| keys::number(n)).collect();
+            for slice in members.chunks(MAX_COMMAND_ARGS - 2) {
+                let mut srem: Vec<&[u8]> = vec![b"SREM", upn.as_bytes()];
+                srem.extend(slice.iter().map(|n| &n[..]));
+                p.txn.command(&srem);
+            }
+            if numbers.len() < STEP {
+                p.end_upload(seq, upload);
+                Ok(Step::Last(published))
+            } else {
+                p.txn.hincr(&keys::counts(seq), "stage_gen", 1);
+                Ok(Step::Settled(published))
+            }
+        })
+    }
+}
+
+/// Plans the mark of a publish begun at `at`: from then on the upload is
+/// published whole.
+fn mark_publishing(p: &mut Plan<'_>, upload: u64, at: Millis) {
+    let (upl, upn) = (keys::upload(upload), keys::upload_numbers(upload));
+    p.txn.hset(&upl, PUBLISHING, at.to_string().as_bytes());
+    // Kept until published, however long that takes.
+    p.txn.command(&[b"PERSIST", upl.as_bytes()]);
+    p.txn.command(&[b"PERSIST", upn.as_bytes()]);
+    let publishing = keys::publishing();
+    p.txn.command(&[
+        b"SADD",
+        publishing.as_bytes(),
+        upload.to_string().as_bytes(),
+    ]);
+}
+
+/// Plans staged participants `numbers` of `upload` live in campaign `seq`,
+/// accepted at `accepted_at`; dropped instead when that is `None` (an
+/// abandon) or their campaign has closed or gone. How many it made live.
+async fn settle(
+    p: &mut Plan<'_>,
+    seq: u32,
+    upload: u64,
+    numbers: &[u32],
+    accepted_at: Option<Millis>,
+) -> Result<u64> {
+    let staged = p.store().records(seq, numbers.to_vec()).await?;
+    p.prefetch_customers(seq, staged.iter().map(|(_, participant)| participant))
+        .await?;
+    let open = match accepted_at {
+        Some(at) => p
+            .campaign(seq)
+            .await?
+            .filter(|c| rules::closed_to_participants(c.state).is_none())
+            .map(|c| (c, at)),
+        None => None,
+    };
+    let mut published = 0;
+    for (n, participant) in staged {
+        let Some((c, at)) = &open else {
+            p.drop_staged(seq, n, upload, &participant).await?;
+            continue;
+        };
+        if p.take_staged(c, n, upload, &participant).await? {
+            published += 1;
+            let msg = MessageNo {
+                campaign: seq,
+                participant: n,
+            };
+            p.accept(c, msg, &participant, *at).await?;
+        }
+    }
+    Ok(published)
+}
