@@ -6,7 +6,7 @@
 //! (1,000,000 participants, one round by default).
 //!
 //! Prints per round the staging and publishing rates, and what the `PING`s
-//! met while the publish ran: the slowest answer, the 99th percentile, and
+//! met during each: the 99th percentile of their waits, the slowest, and
 //! how many were answered `BUSY` (Redis running a script past its
 //! `busy-reply-threshold`, which every node takes for Redis being lost).
 
@@ -35,11 +35,46 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const BATCH: usize = 4_096;
 const PING_EVERY: Duration = Duration::from_millis(20);
 
-/// What the `PING`s met while a publish ran.
+/// What the `PING`s met.
 struct Pings {
     /// Each answer's wait, sorted.
     waits: Vec<Duration>,
     busy: usize,
+}
+
+impl Pings {
+    fn summary(&self) -> String {
+        let ms = |d: Option<&Duration>| d.copied().unwrap_or_default().as_secs_f64() * 1e3;
+        format!(
+            "{}: p99 {:.0} ms, slowest {:.0} ms, {} answered BUSY",
+            self.waits.len(),
+            ms(self.waits.get(self.waits.len() * 99 / 100)),
+            ms(self.waits.last()),
+            self.busy
+        )
+    }
+}
+
+/// A thread asking `PING` until stopped.
+struct Pinger {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<anyhow::Result<Pings>>,
+}
+
+impl Pinger {
+    fn start(port: u16) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let stop = stop.clone();
+            move || ping_until(port, &stop)
+        });
+        Self { stop, thread }
+    }
+
+    fn stop(self) -> anyhow::Result<Pings> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("the pinger thread")
+    }
 }
 
 #[tokio::main]
@@ -67,40 +102,29 @@ async fn main() -> anyhow::Result<()> {
         node.put_campaign("c1", CampaignDecl::new(ChannelKind::Sms, "spring"))
             .await?;
         let upload = node.new_upload();
+        let pinging = Pinger::start(redis.port);
         let started = Instant::now();
         for batch in people.chunks(BATCH) {
             node.stage("c1", upload, batch.to_vec()).await?;
         }
         let staging = started.elapsed();
+        let staging_pings = pinging.stop()?;
 
-        let stop = Arc::new(AtomicBool::new(false));
-        let pinger = std::thread::spawn({
-            let (port, stop) = (redis.port, stop.clone());
-            move || ping_until(port, &stop)
-        });
+        let pinging = Pinger::start(redis.port);
         let started = Instant::now();
         let published = node.publish(upload, 1).await?;
         let publishing = started.elapsed();
-        stop.store(true, Ordering::Relaxed);
-        let pings = pinger.join().expect("the pinger thread")?;
+        let publishing_pings = pinging.stop()?;
         ensure!(published == n as u64, "published {published} of {n}");
 
-        let slowest = pings.waits.last().copied().unwrap_or_default();
-        let p99 = pings
-            .waits
-            .get(pings.waits.len() * 99 / 100)
-            .copied()
-            .unwrap_or_default();
         println!(
-            "round {round}: staged in {:.1} s ({:.0}/s), published in {:.1} s ({:.0}/s); meanwhile {} PINGs: slowest {:.0} ms, p99 {:.0} ms, {} answered BUSY",
+            "round {round}: staged in {:.1} s ({:.0}/s; PINGs {}), published in {:.1} s ({:.0}/s; PINGs {})",
             staging.as_secs_f64(),
             n as f64 / staging.as_secs_f64(),
+            staging_pings.summary(),
             publishing.as_secs_f64(),
             n as f64 / publishing.as_secs_f64(),
-            pings.waits.len(),
-            slowest.as_secs_f64() * 1e3,
-            p99.as_secs_f64() * 1e3,
-            pings.busy,
+            publishing_pings.summary(),
         );
     }
     Ok(())

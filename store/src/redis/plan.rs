@@ -24,6 +24,10 @@ use super::{
 };
 use crate::{Result, StoreError, codec, flags::Flags, upstream};
 
+/// The fields of an upload's hash a plan reads: its campaign, when its
+/// publish began, how many staging writes it had.
+const UPLOAD_FIELDS: [&[u8]; 3] = [b"campaign", PUBLISHING, STAGED.as_bytes()];
+
 /// An upload being read (`upl:ID`).
 pub(super) struct Upload {
     /// The campaign it stages for.
@@ -142,24 +146,50 @@ impl<'a> Plan<'a> {
     /// An upload's campaign and publish, while it lives, checked
     /// unchanged (one request).
     pub async fn upload(&mut self, upload: u64) -> Result<Option<Upload>> {
-        self.read_upload(upload, false).await
-    }
-
-    /// The same, also checking that nothing is staged under it meanwhile
-    /// (what a publish step reads).
-    pub async fn upload_at_rest(&mut self, upload: u64) -> Result<Option<Upload>> {
-        self.read_upload(upload, true).await
-    }
-
-    async fn read_upload(&mut self, upload: u64, at_rest: bool) -> Result<Option<Upload>> {
-        let key = keys::upload(upload);
-        let fields: [&[u8]; 3] = [b"campaign", PUBLISHING, STAGED.as_bytes()];
         let values: Values = self
             .store
-            .query(::redis::cmd("HMGET").arg(&key).arg(&fields[..]))
+            .query(
+                ::redis::cmd("HMGET")
+                    .arg(keys::upload(upload))
+                    .arg(&UPLOAD_FIELDS[..]),
+            )
             .await?;
-        let checked = if at_rest { 3 } else { 2 };
-        for (field, value) in fields.iter().zip(&values).take(checked) {
+        self.checked_upload(upload, values, 2)
+    }
+
+    /// The same, also checking that nothing is staged under it meanwhile,
+    /// with up to `count` of its staged numbers, not checked (what a
+    /// publish step reads, in one request).
+    pub async fn upload_at_rest(
+        &mut self,
+        upload: u64,
+        count: usize,
+    ) -> Result<(Option<Upload>, Vec<u32>)> {
+        let (values, numbers): (Values, Vec<u32>) = self
+            .store
+            .pipe(
+                ::redis::pipe()
+                    .cmd("HMGET")
+                    .arg(keys::upload(upload))
+                    .arg(&UPLOAD_FIELDS[..])
+                    .cmd("SRANDMEMBER")
+                    .arg(keys::upload_numbers(upload))
+                    .arg(count),
+            )
+            .await?;
+        Ok((self.checked_upload(upload, values, 3)?, numbers))
+    }
+
+    /// An upload read as [`UPLOAD_FIELDS`], the first `checked` of them
+    /// checked unchanged.
+    fn checked_upload(
+        &mut self,
+        upload: u64,
+        values: Values,
+        checked: usize,
+    ) -> Result<Option<Upload>> {
+        let key = keys::upload(upload);
+        for (field, value) in UPLOAD_FIELDS.iter().zip(&values).take(checked) {
             self.check(key.clone(), field, value.as_deref());
         }
         let [campaign, publishing_since, _] = <[Option<Vec<u8>>; 3]>::try_from(values)

@@ -25,9 +25,10 @@ use super::{
 };
 use crate::{Result, StoreError};
 
-/// Staged participants made live (or dropped) per write: about 35 ms of
-/// Redis's time.
-pub(super) const STEP: usize = 5_000;
+/// Staged participants made live (or dropped) per write: 10-15 ms of
+/// Redis's time. Steps of 500 to 5,000 publish as fast (BENCHMARKS.md);
+/// the smaller, the shorter another node's request waits behind one.
+pub(super) const STEP: usize = 1_000;
 
 /// The field of an upload's hash noting when its publish began (ms): the
 /// time its participants are accepted at, whoever completes it.
@@ -167,11 +168,17 @@ impl Redis {
     /// abandoned one; the step that leaves none ends the upload.
     async fn step(&self, upload: u64, ending: Ending) -> Result<Step> {
         write_until_applied!(self, "ending an upload", |p| {
-            let Some(staged) = p.upload_at_rest(upload).await? else {
+            // One more than a step: if they come, this step is not the
+            // last. Which ones is not checked: each one's customer is, and
+            // the upload's staging count.
+            let (staged, mut numbers) = p.upload_at_rest(upload, STEP + 1).await?;
+            let Some(staged) = staged else {
                 // Nothing staged, or ended already (by a node's sweep, say).
                 return Ok(Step::Done);
             };
             let seq = staged.campaign;
+            let last = numbers.len() <= STEP;
+            numbers.truncate(STEP);
             let accepted_at = match (ending, staged.publishing_since) {
                 (Ending::Publish(_), Some(since)) => Some(since),
                 (Ending::Publish(Some(at)), None) => {
@@ -185,7 +192,9 @@ impl Redis {
                             state,
                         });
                     }
-                    mark_publishing(&mut p, upload, at);
+                    if !last {
+                        mark_publishing(&mut p, upload, at);
+                    }
                     Some(at)
                 }
                 // A sweep's: ended meanwhile.
@@ -194,16 +203,6 @@ impl Redis {
                 (Ending::Abandon, Some(_)) => return Ok(Step::Done),
                 (Ending::Abandon, None) => None,
             };
-            // Which ones is not checked: each one's customer is, and the
-            // upload's staging count.
-            let numbers: Vec<u32> = p
-                .store()
-                .query(
-                    ::redis::cmd("SRANDMEMBER")
-                        .arg(keys::upload_numbers(upload))
-                        .arg(STEP),
-                )
-                .await?;
             let published = settle(&mut p, seq, upload, &numbers, accepted_at).await?;
             let upn = keys::upload_numbers(upload);
             let members: Vec<[u8; 10]> = numbers.iter().map(|&n| keys::number(n)).collect();
@@ -212,7 +211,7 @@ impl Redis {
                 srem.extend(slice.iter().map(|n| &n[..]));
                 p.txn.command(&srem);
             }
-            if numbers.len() < STEP {
+            if last {
                 p.end_upload(seq, upload);
                 Ok(Step::Last(published))
             } else {

@@ -14,7 +14,7 @@ use super::{
     known::KnownMessage,
     message,
     plan::{Admit, Plan, contended},
-    publish::{PUBLISHING, STAGED},
+    publish::{PUBLISHING, STAGED, STEP},
     retention::ENDED,
     suppression_field,
     txn::{MAX_COMMAND_ARGS, Txn},
@@ -95,6 +95,56 @@ impl Redis {
             self.seen(result)?
         };
         Ok(())
+    }
+
+    /// Stages `items` of campaign `id` under upload `u` in one write.
+    async fn stage_part(&self, id: &str, u: u64, items: &[Participant]) -> Result<Vec<bool>> {
+        write_until_applied!(self, "staging participants", |p| {
+            let c = p
+                .campaign_named(id)
+                .await?
+                .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
+            if let Some(staged) = p.upload(u).await? {
+                if staged.campaign != c.seq {
+                    return Err(StoreError::Unavailable(format!(
+                        "upload {u} was staged for another campaign than `{id}`"
+                    )));
+                }
+                if staged.publishing_since.is_some() {
+                    return Err(StoreError::Unavailable(format!(
+                        "upload {u} is being published: nothing more is staged under it"
+                    )));
+                }
+            }
+            p.prefetch_customers(c.seq, items).await?;
+            let batch = items.len();
+            let mut fresh = Vec::with_capacity(batch);
+            let mut numbers = Vec::new();
+            for item in items {
+                let admitted = p.admit(&c, item, Admit::Staged(u), batch).await?;
+                fresh.push(admitted.is_some());
+                numbers.extend(admitted.map(|m| keys::number(m.participant)));
+            }
+            if !numbers.is_empty() {
+                let (upl, upn) = (keys::upload(u), keys::upload_numbers(u));
+                let ttl = UPLOAD_TTL_SECS.to_string();
+                p.txn.hset(&upl, b"campaign", c.seq.to_string().as_bytes());
+                // What a publish step read of the upload is out of date.
+                p.txn.hincr(&upl, STAGED, 1);
+                p.txn.command(&[b"EXPIRE", upl.as_bytes(), ttl.as_bytes()]);
+                for slice in numbers.chunks(MAX_COMMAND_ARGS - 2) {
+                    let mut sadd: Vec<&[u8]> = vec![b"SADD", upn.as_bytes()];
+                    sadd.extend(slice.iter().map(|n| &n[..]));
+                    p.txn.command(&sadd);
+                }
+                p.txn.command(&[b"EXPIRE", upn.as_bytes(), ttl.as_bytes()]);
+                let uploads = keys::uploads_of(c.seq);
+                p.txn
+                    .command(&[b"SADD", uploads.as_bytes(), u.to_string().as_bytes()]);
+                p.txn.hincr(&keys::counts(c.seq), "stage_gen", 1);
+            }
+            Ok(fresh)
+        })
     }
 
     /// Participants of uploads of campaign `seq` still being read.
@@ -325,54 +375,13 @@ impl Intake for Redis {
         upload: UploadId,
         items: Vec<Participant>,
     ) -> Result<Vec<bool>> {
-        let u = upload.0;
         let _order = self.abandoning.read().await;
-        write_until_applied!(self, "staging participants", |p| {
-            let c = p
-                .campaign_named(id)
-                .await?
-                .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
-            if let Some(staged) = p.upload(u).await? {
-                if staged.campaign != c.seq {
-                    return Err(StoreError::Unavailable(format!(
-                        "upload {u} was staged for another campaign than `{id}`"
-                    )));
-                }
-                if staged.publishing_since.is_some() {
-                    return Err(StoreError::Unavailable(format!(
-                        "upload {u} is being published: nothing more is staged under it"
-                    )));
-                }
-            }
-            p.prefetch_customers(c.seq, &items).await?;
-            let batch = items.len();
-            let mut fresh = Vec::with_capacity(batch);
-            let mut numbers = Vec::new();
-            for item in &items {
-                let admitted = p.admit(&c, item, Admit::Staged(u), batch).await?;
-                fresh.push(admitted.is_some());
-                numbers.extend(admitted.map(|m| keys::number(m.participant)));
-            }
-            if !numbers.is_empty() {
-                let (upl, upn) = (keys::upload(u), keys::upload_numbers(u));
-                let ttl = UPLOAD_TTL_SECS.to_string();
-                p.txn.hset(&upl, b"campaign", c.seq.to_string().as_bytes());
-                // What a publish step read of the upload is out of date.
-                p.txn.hincr(&upl, STAGED, 1);
-                p.txn.command(&[b"EXPIRE", upl.as_bytes(), ttl.as_bytes()]);
-                for slice in numbers.chunks(MAX_COMMAND_ARGS - 2) {
-                    let mut sadd: Vec<&[u8]> = vec![b"SADD", upn.as_bytes()];
-                    sadd.extend(slice.iter().map(|n| &n[..]));
-                    p.txn.command(&sadd);
-                }
-                p.txn.command(&[b"EXPIRE", upn.as_bytes(), ttl.as_bytes()]);
-                let uploads = keys::uploads_of(c.seq);
-                p.txn
-                    .command(&[b"SADD", uploads.as_bytes(), u.to_string().as_bytes()]);
-                p.txn.hincr(&keys::counts(c.seq), "stage_gen", 1);
-            }
-            Ok(fresh)
-        })
+        // In writes of a publish step's size: none holds Redis long.
+        let mut fresh = Vec::with_capacity(items.len());
+        for part in items.chunks(STEP) {
+            fresh.extend(self.stage_part(id, upload.0, part).await?);
+        }
+        Ok(fresh)
     }
 
     async fn publish(&self, upload: UploadId, at: Millis) -> Result<u64> {
