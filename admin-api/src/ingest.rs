@@ -22,7 +22,7 @@ use crate::{
 };
 
 /// Participants handed to the backend at once.
-const BATCH: usize = 4096;
+pub const BATCH: usize = 4096;
 
 /// The longest NDJSON line taken (`docs/api.md#limits`): a longer one is
 /// rejected without being held, so no single line can fill the memory.
@@ -147,10 +147,7 @@ impl Uploader {
         };
         self.ended = true;
         let mut done = std::mem::take(&mut self.done);
-        // Customers added at once meanwhile (a fallback) are duplicates now.
-        let taken_meanwhile = done.accepted.saturating_sub(published);
-        done.accepted -= taken_meanwhile;
-        done.duplicates += taken_meanwhile;
+        done.published(published);
         done.rejected.sort_by_key(|r| r.line);
         Ok(done)
     }

@@ -18,4 +18,5 @@ pub mod types;
 pub use auth::{Role, TokenSpecError, Tokens};
 pub use backend::{Backend, BackendError, BackendResult, Exposition, UploadId};
 pub use error::ApiError;
+pub use ingest::BATCH as STAGE_BATCH;
 pub use routes::{ApiConfig, router};

@@ -70,6 +70,41 @@ impl GatewayBackend {
     /// Checks each participant (its id, its address or fallback address,
     /// the channel's rules) and adds the good ones, visible at once, or
     /// staged under `upload`; `result` may hold rejections found before.
+    /// Adds `batch` to campaign `id` as one upload, staged in parts and
+    /// then published (abandoned if that fails), as an NDJSON upload is:
+    /// all or nothing, and no store write as large as a whole audience
+    /// (on Redis one such script would hold every node).
+    async fn add_as_upload(
+        &self,
+        id: &str,
+        batch: Vec<(usize, Participant)>,
+        mut result: UploadResult,
+    ) -> BackendResult<UploadResult> {
+        let upload = self.store.new_upload();
+        let added = async {
+            let mut batch = batch.into_iter().peekable();
+            while batch.peek().is_some() {
+                let part = batch.by_ref().take(admin_api::STAGE_BATCH).collect();
+                let staged = self
+                    .add_checked(id, Some(upload), part, UploadResult::default())
+                    .await?;
+                result.merge(staged);
+            }
+            self.publish(upload.0).await
+        }
+        .await;
+        match added {
+            Ok(published) => {
+                result.published(published);
+                Ok(result)
+            }
+            Err(e) => {
+                self.abandon(upload.0).await;
+                Err(e)
+            }
+        }
+    }
+
     async fn add_checked(
         &self,
         id: &str,
@@ -363,7 +398,7 @@ impl Backend for GatewayBackend {
             }
             batch.push((line, p));
         }
-        self.add_checked(id, None, batch, result).await
+        self.add_as_upload(id, batch, result).await
     }
 
     async fn control(&self, id: &str, action: Control) -> BackendResult<CampaignView> {

@@ -256,6 +256,11 @@ pub fn redis_server(_end: &MustReachEnd) -> Command {
     Peer::RedisServer.command("redis-server", "--version")
 }
 
+/// `redis-cli`, which comes with `redis-server`.
+pub fn redis_cli(_end: &MustReachEnd) -> Command {
+    Peer::RedisServer.command("redis-cli", "--version")
+}
+
 /// `openssl`, to make certificates.
 pub fn openssl(_end: &MustReachEnd) -> Command {
     Peer::Openssl.command("openssl", "version")

@@ -60,6 +60,18 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// `redis-cli` with `args` against this server; its answer (`--json`).
+    pub fn cli(&self, end: &MustReachEnd, args: &[&str]) -> serde_json::Value {
+        let out = peers::redis_cli(end)
+            .args(["-p", &self.port.to_string(), "--json"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
+        // Binary values come as their raw bytes: read lossily.
+        serde_json::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap()
+    }
+
     /// The `[store]` section of a node named `node` on this server.
     pub fn store_config(&self, node: &str) -> String {
         format!(

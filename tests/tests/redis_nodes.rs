@@ -13,7 +13,7 @@ use std::{
 
 use serde_json::json;
 use sluice_e2e::{
-    Daemon, must_reach_end,
+    Daemon, MustReachEnd, must_reach_end,
     npm_smsc::{NpmSmsc, NpmSubmit},
     redis_server::RedisServer,
     wait_until,
@@ -357,5 +357,71 @@ fn losing_redis_pauses_a_node_and_it_resumes_by_itself_when_redis_is_back() {
     });
     let r = a.get("/v1/campaigns/spring");
     assert_eq!(r.json()["participants"], N, "{}", r.text());
+    end.reached();
+}
+
+/// The most arguments one write script carried in what `redis` logged
+/// (every command, once `log_every_command` ran) since the log was
+/// emptied: a logged command keeps its first 31 arguments, then says how
+/// many more it had.
+fn largest_write(end: &MustReachEnd, redis: &RedisServer) -> usize {
+    let log = redis.cli(end, &["SLOWLOG", "GET", "-1"]);
+    log.as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry[3].as_array().unwrap())
+        .filter(|args| args[0].as_str().unwrap().eq_ignore_ascii_case("evalsha"))
+        .map(|args| {
+            let last = args.last().unwrap().as_str().unwrap();
+            match last
+                .strip_prefix("... (")
+                .and_then(|rest| rest.split(' ').next()?.parse::<usize>().ok())
+            {
+                Some(more) => args.len() - 1 + more,
+                None => args.len(),
+            }
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_large_audience_joins_the_next_stage_in_writes_no_larger_than_a_small_ones() {
+    // One write for the whole audience held Redis (and so every node) for
+    // about 10 µs per participant.
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(&end, &dir.path().join("redis"));
+    let smsc = NpmSmsc::start(&end);
+    let a = node(&dir.path().join("a"), "a", &redis, &smsc);
+    for (id, customers) in [("small", 0..1_000), ("large", 0..12_000)] {
+        sms_campaign(&a, id);
+        upload(&a, id, customers, "*");
+        sms_campaign(&a, &format!("next-{id}"));
+    }
+    redis.cli(&end, &["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
+    redis.cli(&end, &["CONFIG", "SET", "slowlog-max-len", "100000"]);
+    let mut largest = HashMap::new();
+    for (id, members) in [("small", 1_000), ("large", 12_000)] {
+        redis.cli(&end, &["SLOWLOG", "RESET"]);
+        let added = a.post(
+            &format!("/v1/campaigns/next-{id}/participants/from"),
+            "application/json",
+            json!({"campaign": id, "outcome": "pending"})
+                .to_string()
+                .as_bytes(),
+        );
+        assert_eq!(added.status, 200, "{}", added.text());
+        assert_eq!(added.json()["accepted"], members, "{}", added.text());
+        largest.insert(id, largest_write(&end, &redis));
+    }
+    assert!(
+        largest["large"] <= largest["small"] + largest["small"] / 10,
+        "12,000 members joined in a script of {} arguments, 1,000 in one of {}",
+        largest["large"],
+        largest["small"]
+    );
+    let next = a.get("/v1/campaigns/next-large").json();
+    assert_eq!(next["participants"], 12_000, "{next}");
     end.reached();
 }

@@ -186,6 +186,15 @@ impl UploadResult {
         }
     }
 
+    /// Settles the answer once the upload published `published`
+    /// participants: customers added at once meanwhile (a fallback) were
+    /// counted accepted when staged, and are duplicates now.
+    pub fn published(&mut self, published: u64) {
+        let taken_meanwhile = self.accepted.saturating_sub(published);
+        self.accepted -= taken_meanwhile;
+        self.duplicates += taken_meanwhile;
+    }
+
     pub fn merge(&mut self, other: UploadResult) {
         self.accepted += other.accepted;
         self.duplicates += other.duplicates;
