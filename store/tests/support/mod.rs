@@ -113,6 +113,17 @@ impl RedisServer {
         cli(&args).trim().parse().expect("a count")
     }
 
+    /// How many values Redis has freed in the background (`UNLINK`).
+    pub fn lazyfreed(&self) -> u64 {
+        let port = self.port.to_string();
+        cli(&["-p", port.as_str(), "INFO", "memory"])
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("lazyfreed_objects:"))
+            .expect("lazyfreed_objects in INFO memory")
+            .parse()
+            .expect("a count")
+    }
+
     /// A store on this server, as node `node`.
     pub async fn open(&self, node: &str) -> Result<Redis, store::StoreError> {
         Redis::open(Options {
