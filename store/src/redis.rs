@@ -47,6 +47,7 @@ pub use connection::Servers;
 pub use retention::Forgotten;
 
 use std::{
+    collections::HashMap,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -74,6 +75,10 @@ pub struct Options {
 type Values = Vec<Option<Vec<u8>>>;
 /// A hash's fields with their values (`HGETALL`).
 type Pair = (Vec<u8>, Vec<u8>);
+
+/// Fields a hash is read by at a time (`hash_entries`): about 7 ms of
+/// Redis's time.
+const FIELDS_PER_SCAN: usize = 10_000;
 
 /// Attempts at a write whose reads another writer changed meanwhile.
 const MAX_TRIES: usize = 64;
@@ -365,6 +370,32 @@ impl Redis {
         let mut con = self.con();
         let result = pipe.query_async(&mut con).await;
         self.seen(result)
+    }
+
+    /// Every field of hash `key` with its value, read a slice at a time
+    /// (`HSCAN`): one `HGETALL` of a hash of 1,000,000 fields held Redis
+    /// 240 ms. Not a snapshot: a field changed meanwhile is seen either
+    /// way.
+    async fn hash_entries(&self, key: &str) -> Result<Vec<Pair>> {
+        let mut entries: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, slice): (u64, Vec<Pair>) = self
+                .query(
+                    ::redis::cmd("HSCAN")
+                        .arg(key)
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(FIELDS_PER_SCAN),
+                )
+                .await?;
+            // A scan may give a field twice.
+            entries.extend(slice);
+            if next == 0 {
+                return Ok(entries.into_iter().collect());
+            }
+            cursor = next;
+        }
     }
 
     async fn hget(&self, key: &str, field: &[u8]) -> Result<Option<Vec<u8>>> {

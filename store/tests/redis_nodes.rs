@@ -7,10 +7,13 @@ mod support;
 use std::time::Instant;
 
 use domain::{
-    CampaignDecl, CampaignState, ChannelKind, Fallback, MessageNo, Outcome, Participant, Update,
-    now_ms,
+    CampaignDecl, CampaignState, ChannelKind, Fallback, MessageNo, Outcome, Participant,
+    SuppressReason, Update, now_ms,
 };
-use store::{Catalog, Intake, Ledger, Queue, Shared, Store, StoreError, redis::Forgotten};
+use store::{
+    Catalog, Intake, Ledger, Queue, Shared, Store, StoreError, SuppressionQuery, Suppressions,
+    redis::Forgotten,
+};
 use support::RedisServer;
 
 /// Customers `c0..c{n}` at `u{i}@example.org`.
@@ -540,5 +543,46 @@ async fn a_deleted_campaigns_large_keys_are_freed_in_the_background() {
         redis.lazyfreed() >= 4,
         "freed in the background: {}",
         redis.lazyfreed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audiences_and_blacklist_pages_are_read_a_slice_at_a_time() {
+    // One `HGETALL` of a hash of 1,000,000 fields held Redis 240 ms.
+    let n = 25_000;
+    let redis = RedisServer::start();
+    let (a, _) = node_with_c1(&redis).await;
+    a.add_participants("c1", people(n), 1).await.expect("add");
+    let entries: Vec<String> = (0..n).map(|i| format!("u{i}@example.org")).collect();
+    a.suppress_many(ChannelKind::Email, entries, SuppressReason::Blacklisted)
+        .await
+        .expect("suppress");
+
+    let scans = redis.calls("HSCAN");
+    let audience = a.audience("c1", "pending").await.expect("audience");
+    assert_eq!(audience.len(), n);
+    let query = SuppressionQuery {
+        contains: Some("u2499".into()),
+        reason: None,
+        after: None,
+        limit: 100,
+    };
+    let page = a
+        .suppressions(ChannelKind::Email, &query)
+        .await
+        .expect("page");
+    assert_eq!(
+        page.iter().map(|(e, _)| e.as_str()).collect::<Vec<_>>(),
+        (0..10)
+            .map(|d| format!("u2499{d}@example.org"))
+            .chain(["u2499@example.org".to_owned()])
+            .collect::<Vec<_>>(),
+        "matching entries in order ('0' sorts before '@')"
+    );
+    assert_eq!(redis.calls("HGETALL"), 0, "no hash read whole");
+    assert!(
+        redis.calls("HSCAN") - scans >= 2 * 3,
+        "two hashes of 25,000 fields (states, blacklist), at most 10,000 at a time: {} scans",
+        redis.calls("HSCAN") - scans
     );
 }

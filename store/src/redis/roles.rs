@@ -10,7 +10,7 @@ use domain::{
 };
 
 use super::{
-    MAX_TRIES, Pair, Redis, UPLOAD_TTL_SECS, Values, keys,
+    MAX_TRIES, Redis, UPLOAD_TTL_SECS, Values, keys,
     known::KnownMessage,
     message,
     plan::{Admit, Plan, contended},
@@ -624,16 +624,10 @@ impl Ledger for Redis {
                 .find(|e| e.as_str() == outcome)
                 .map_or(0, Engagement::bit),
         };
-        let (states, flags): (Vec<Pair>, Vec<Pair>) = self
-            .pipe(
-                ::redis::pipe()
-                    .cmd("HGETALL")
-                    .arg(keys::states(c.seq))
-                    .cmd("HGETALL")
-                    .arg(keys::flags(c.seq)),
-            )
-            .await?;
-        let flags: HashMap<Vec<u8>, Flags> = flags
+        let states = self.hash_entries(&keys::states(c.seq)).await?;
+        let flags: HashMap<Vec<u8>, Flags> = self
+            .hash_entries(&keys::flags(c.seq))
+            .await?
             .into_iter()
             .map(|(n, f)| (n, Flags::decode(&f)))
             .collect();
@@ -912,12 +906,11 @@ impl Suppressions for Redis {
         channel: ChannelKind,
         query: &SuppressionQuery,
     ) -> Result<Vec<(String, SuppressReason)>> {
-        let all: Vec<(String, String)> = self
-            .query(::redis::cmd("HGETALL").arg(keys::suppressions(channel)))
-            .await?;
-        let entries = all
-            .iter()
-            .map(|(entry, why)| (entry.as_str(), SuppressReason::parse(why)));
+        let all = self.hash_entries(&keys::suppressions(channel)).await?;
+        let entries = all.iter().filter_map(|(entry, why)| {
+            let entry = std::str::from_utf8(entry).ok()?;
+            Some((entry, SuppressReason::parse(std::str::from_utf8(why).ok()?)))
+        });
         Ok(crate::listing::page(entries, query))
     }
 }

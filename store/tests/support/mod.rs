@@ -113,6 +113,21 @@ impl RedisServer {
         cli(&args).trim().parse().expect("a count")
     }
 
+    /// How many times Redis ran `command` (`INFO commandstats`).
+    pub fn calls(&self, command: &str) -> u64 {
+        let port = self.port.to_string();
+        let prefix = format!("cmdstat_{}:calls=", command.to_lowercase());
+        cli(&["-p", port.as_str(), "INFO", "commandstats"])
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(prefix.as_str()))
+            .map_or(0, |rest| {
+                rest.split(',')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .expect("a count")
+            })
+    }
+
     /// How many values Redis has freed in the background (`UNLINK`).
     pub fn lazyfreed(&self) -> u64 {
         let port = self.port.to_string();
