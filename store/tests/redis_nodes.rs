@@ -547,7 +547,7 @@ async fn a_deleted_campaigns_large_keys_are_freed_in_the_background() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn audiences_and_blacklist_pages_are_read_a_slice_at_a_time() {
+async fn audiences_blacklist_pages_and_imports_go_a_slice_at_a_time() {
     // One `HGETALL` of a hash of 1,000,000 fields held Redis 240 ms.
     let n = 25_000;
     let redis = RedisServer::start();
@@ -558,6 +558,7 @@ async fn audiences_and_blacklist_pages_are_read_a_slice_at_a_time() {
         .await
         .expect("suppress");
 
+    assert_eq!(redis.calls("EXEC"), 0, "no transaction holds Redis");
     let scans = redis.calls("HSCAN");
     let audience = a.audience("c1", "pending").await.expect("audience");
     assert_eq!(audience.len(), n);
