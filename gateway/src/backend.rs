@@ -66,14 +66,39 @@ fn closed(id: &str, state: &str) -> BackendError {
     ))
 }
 
+/// An upload abandoned if dropped before it ended (its request was cut
+/// off): its staged customers are free again.
+struct Unended {
+    store: Arc<dyn Store>,
+    upload: UploadId,
+    ended: bool,
+}
+
+impl Drop for Unended {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        // Without a runtime the daemon is stopping: the store drops the
+        // unpublished upload when it opens again.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (store, upload) = (self.store.clone(), self.upload);
+        runtime.spawn(async move {
+            if let Err(e) = store.abandon(upload).await {
+                tracing::warn!(error = %e, "an abandoned upload is dropped at the next start instead");
+            }
+        });
+    }
+}
+
 impl GatewayBackend {
-    /// Checks each participant (its id, its address or fallback address,
-    /// the channel's rules) and adds the good ones, visible at once, or
-    /// staged under `upload`; `result` may hold rejections found before.
     /// Adds `batch` to campaign `id` as one upload, staged in parts and
-    /// then published (abandoned if that fails), as an NDJSON upload is:
-    /// all or nothing, and no store write as large as a whole audience
-    /// (on Redis one such script would hold every node).
+    /// then published (abandoned if that fails or the request is cut
+    /// off), as an NDJSON upload is: all or nothing, and no store write as
+    /// large as a whole audience (on Redis one such script would hold
+    /// every node).
     async fn add_as_upload(
         &self,
         id: &str,
@@ -81,6 +106,11 @@ impl GatewayBackend {
         mut result: UploadResult,
     ) -> BackendResult<UploadResult> {
         let upload = self.store.new_upload();
+        let mut unended = Unended {
+            store: self.store.clone(),
+            upload,
+            ended: false,
+        };
         let added = async {
             let mut batch = batch.into_iter().peekable();
             while batch.peek().is_some() {
@@ -93,18 +123,17 @@ impl GatewayBackend {
             self.publish(upload.0).await
         }
         .await;
-        match added {
-            Ok(published) => {
-                result.published(published);
-                Ok(result)
-            }
-            Err(e) => {
-                self.abandon(upload.0).await;
-                Err(e)
-            }
+        if added.is_err() {
+            self.abandon(upload.0).await;
         }
+        unended.ended = true;
+        result.published(added?);
+        Ok(result)
     }
 
+    /// Checks each participant (its id, its address or fallback address,
+    /// the channel's rules) and adds the good ones, visible at once, or
+    /// staged under `upload`; `result` may hold rejections found before.
     async fn add_checked(
         &self,
         id: &str,

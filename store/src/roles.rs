@@ -64,7 +64,7 @@ pub trait Intake: Send + Sync {
     /// Makes everything staged under `upload` visible, each with its
     /// `accepted` fact at `at`; resolves once durable with how many
     /// participants it published. The embedded engine does it in one
-    /// atomic write; Redis in steps of a few thousand (one script would
+    /// atomic write; Redis in steps of a thousand (one script would
     /// hold Redis for seconds), publishing the upload whole once its first
     /// step is written, even if the call or its node dies midway. An
     /// upload not published when the store closes is dropped when it opens

@@ -430,6 +430,10 @@ async fn no_write_of_a_large_upload_holds_redis_longer_than_that_of_a_smaller_on
     }
 
     let (staged, published) = largest_writes(&a, &mut con, 0, 5_000, true).await;
+    assert!(
+        staged > 1_000 && published > 1_000,
+        "the log holds the writes: {staged}, {published} arguments"
+    );
     let (staged_thrice, published_thrice) = largest_writes(&a, &mut con, 5_000, 15_000, true).await;
     assert!(
         staged_thrice <= staged + staged / 10,
@@ -448,48 +452,82 @@ async fn no_write_of_a_large_upload_holds_redis_longer_than_that_of_a_smaller_on
     assert_eq!((counts.participants, counts.staged), (20_000, 0));
 }
 
+/// Counts of campaign `c1` once two reads in a row agree (a step of a
+/// stopped call may still land just after it stopped).
+async fn settled_counts(node: &store::redis::Redis) -> store::Counts {
+    let mut last = node.counts("c1").await.expect("counts");
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let now = node.counts("c1").await.expect("counts");
+        if (now.participants, now.staged) == (last.participants, last.staged) {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// Node `a` on `redis` with `n` participants of campaign `c1` staged under
+/// an upload it then starts to publish, stopped between two steps (seen
+/// from `b`); the upload, and how many were live when it stopped.
+async fn a_publish_stopped_midway(
+    a: &std::sync::Arc<store::redis::Redis>,
+    b: &store::redis::Redis,
+    n: usize,
+) -> store::UploadId {
+    let upload = a.new_upload();
+    a.stage("c1", upload, people(n)).await.expect("stage");
+    let publishing = tokio::spawn({
+        let a = a.clone();
+        async move { a.publish(upload, 5).await }
+    });
+    loop {
+        if b.counts("c1").await.expect("counts").participants > 0 {
+            publishing.abort();
+            break;
+        }
+    }
+    assert!(publishing.await.is_err(), "the publish was stopped");
+    upload
+}
+
+/// Every accepted fact in the feed.
+async fn accepted(node: &store::redis::Redis) -> usize {
+    node.events(0, 1_000_000)
+        .await
+        .expect("events")
+        .iter()
+        .filter(|f| f.kind == domain::FactKind::Accepted)
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_whose_node_died_midway_is_completed_whole_by_the_others() {
     let n = 30_000;
     let redis = RedisServer::start();
     let (a, seq) = node_with_c1(&redis).await;
     let b = redis.open("b").await.expect("b");
-    let upload = a.new_upload();
-    for batch in people(n).chunks(4_096) {
-        a.stage("c1", upload, batch.to_vec()).await.expect("stage");
-    }
     b.set_state("c1", CampaignState::Running)
         .await
         .expect("run");
 
     // `a` dies while it publishes: its call stops between two steps.
     let a = std::sync::Arc::new(a);
-    let publishing = tokio::spawn({
-        let a = a.clone();
-        async move { a.publish(upload, 5).await }
-    });
-    let live_when_it_died = loop {
-        let live = b.counts("c1").await.expect("counts").participants;
-        if live > 0 {
-            publishing.abort();
-            break live;
-        }
-    };
-    assert!(publishing.await.is_err(), "the publish was stopped");
+    let upload = a_publish_stopped_midway(&a, &b, n).await;
     drop(a);
-    let counts = b.counts("c1").await.expect("counts");
+    let counts = settled_counts(&b).await;
+    let live = counts.participants;
     assert!(
-        counts.participants < n as u64,
-        "the publish was stopped midway ({live_when_it_died} live when it was)"
+        live < n as u64,
+        "the publish was stopped midway ({live} live)"
     );
     assert_eq!(
-        counts.participants + counts.staged,
+        live + counts.staged,
         n as u64,
         "the rest stays staged though its node died"
     );
 
     // Begun, it ends whole: not dropped, its customers not free, its
-    // campaign not finished.
+    // campaign not finished when everything live has been sent.
     b.abandon(upload).await.expect("abandon");
     let other = b.new_upload();
     let fresh = b
@@ -498,12 +536,29 @@ async fn a_publish_whose_node_died_midway_is_completed_whole_by_the_others() {
         .expect("stage");
     assert!(fresh.iter().all(|&f| !f), "its customers are its own");
     b.abandon(other).await.expect("abandon");
+    let sent: Vec<Update> = b
+        .claim(seq, now_ms(), n, 60_000)
+        .await
+        .expect("claim")
+        .into_iter()
+        .map(|claim| Update {
+            msg: claim.msg,
+            at: now_ms(),
+            outcome: Outcome::Submitted {
+                detail: Default::default(),
+                upstream: None,
+            },
+        })
+        .collect();
+    assert_eq!(sent.len() as u64, live);
+    b.record(sent).await.expect("record");
     b.set_state("c1", CampaignState::Finished)
         .await
         .expect("finish");
     assert_eq!(
         b.campaign("c1").await.expect("campaign").map(|c| c.state),
-        Some(CampaignState::Running)
+        Some(CampaignState::Running),
+        "a campaign with participants still to publish does not finish"
     );
 
     // Two nodes carry it on at once: each participant is made live once.
@@ -513,16 +568,88 @@ async fn a_publish_whose_node_died_midway_is_completed_whole_by_the_others() {
     assert_eq!(b.complete_publishes().await.expect("sweep"), 0);
     let counts = b.counts("c1").await.expect("counts");
     assert_eq!((counts.participants, counts.staged), (n as u64, 0));
-    let accepted = b
-        .events(0, 1_000_000)
+    assert_eq!(accepted(&b).await, n, "each participant accepted once");
+    let due = b.claim(seq, now_ms(), n + 1, 60_000).await.expect("claim");
+    assert_eq!(due.len() as u64, n as u64 - live, "the rest due, once each");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_whose_call_was_dropped_is_completed_by_its_own_node() {
+    let n = 20_000;
+    let redis = RedisServer::start();
+    let (a, _) = node_with_c1(&redis).await;
+    let b = redis.open("b").await.expect("b");
+    let a = std::sync::Arc::new(a);
+    // Its request cut off mid-publish: the node lives on.
+    a_publish_stopped_midway(&a, &b, n).await;
+    let counts = settled_counts(&b).await;
+    assert!(counts.staged > 0, "stopped midway");
+    assert_eq!(
+        b.complete_publishes().await.expect("sweep"),
+        0,
+        "another node leaves a live node's upload"
+    );
+    assert_eq!(a.complete_publishes().await.expect("sweep"), 1);
+    let counts = a.counts("c1").await.expect("counts");
+    assert_eq!((counts.participants, counts.staged), (n as u64, 0));
+    assert_eq!(accepted(&a).await, n, "each participant accepted once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_that_meets_its_campaign_cancelled_drops_the_rest_and_says_so() {
+    let n = 20_000;
+    let redis = RedisServer::start();
+    let (a, _) = node_with_c1(&redis).await;
+    let b = redis.open("b").await.expect("b");
+    let a = std::sync::Arc::new(a);
+    let upload = a_publish_stopped_midway(&a, &b, n).await;
+    let live = settled_counts(&b).await.participants;
+    b.set_state("c1", CampaignState::Cancelled)
         .await
-        .expect("events")
-        .iter()
-        .filter(|f| f.kind == domain::FactKind::Accepted)
-        .count();
-    assert_eq!(accepted, n, "each participant accepted once");
-    let claimed = b.claim(seq, now_ms(), n + 1, 60_000).await.expect("claim");
-    assert_eq!(claimed.len(), n, "each participant due once");
+        .expect("cancel");
+    assert!(matches!(
+        a.publish(upload, 5).await,
+        Err(StoreError::Closed {
+            state: "cancelled",
+            ..
+        })
+    ));
+    let counts = b.counts("c1").await.expect("counts");
+    assert_eq!((counts.participants, counts.staged), (live, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandon_frees_its_customers_with_its_first_step() {
+    let n = 5_000;
+    let redis = RedisServer::start();
+    let (a, _) = node_with_c1(&redis).await;
+    let upload = a.new_upload();
+    a.stage("c1", upload, people(n)).await.expect("stage");
+    // Its first step alone, as a call cut off after it leaves it.
+    let a = std::sync::Arc::new(a);
+    let abandoning = tokio::spawn({
+        let a = a.clone();
+        async move { a.abandon(upload).await }
+    });
+    loop {
+        if a.counts("c1").await.expect("counts").staged < n as u64 {
+            abandoning.abort();
+            break;
+        }
+    }
+    let _ = abandoning.await;
+    let b = redis.open("b").await.expect("b");
+    let again = b.new_upload();
+    let fresh = b.stage("c1", again, people(n)).await.expect("stage");
+    assert!(fresh.iter().all(|&f| f), "every customer is free again");
+    assert_eq!(b.publish(again, 6).await.expect("publish"), n as u64);
+    assert_eq!(
+        a.publish(upload, 7).await.expect("publish"),
+        0,
+        "nothing of an abandoned upload is published"
+    );
+    let counts = b.counts("c1").await.expect("counts");
+    assert_eq!((counts.participants, counts.staged), (n as u64, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

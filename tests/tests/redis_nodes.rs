@@ -415,6 +415,7 @@ fn a_large_audience_joins_the_next_stage_in_writes_no_larger_than_a_small_ones()
         assert_eq!(added.json()["accepted"], members, "{}", added.text());
         largest.insert(id, largest_write(&end, &redis));
     }
+    assert!(largest["small"] > 1_000, "the log holds the writes");
     assert!(
         largest["large"] <= largest["small"] + largest["small"] / 10,
         "12,000 members joined in a script of {} arguments, 1,000 in one of {}",

@@ -18,15 +18,15 @@ use rules::PartReceipt;
 
 use super::{
     Redis, Values, keys,
-    publish::{PUBLISHING, STAGED},
+    publish::{ABANDONED, PUBLISHING, STAGED},
     suppression_field,
     txn::Txn,
 };
 use crate::{Result, StoreError, codec, flags::Flags, upstream};
 
 /// The fields of an upload's hash a plan reads: its campaign, when its
-/// publish began, how many staging writes it had.
-const UPLOAD_FIELDS: [&[u8]; 3] = [b"campaign", PUBLISHING, STAGED.as_bytes()];
+/// publish began, whether it is abandoned, how many staging writes it had.
+const UPLOAD_FIELDS: [&[u8]; 4] = [b"campaign", PUBLISHING, ABANDONED, STAGED.as_bytes()];
 
 /// An upload being read (`upl:ID`).
 pub(super) struct Upload {
@@ -34,6 +34,8 @@ pub(super) struct Upload {
     pub campaign: u32,
     /// When its publish began, if it has.
     pub publishing_since: Option<Millis>,
+    /// Whether its abandon began (its customers are free).
+    pub abandoned: bool,
 }
 
 /// What holds the customer of a staged participant.
@@ -154,7 +156,7 @@ impl<'a> Plan<'a> {
                     .arg(&UPLOAD_FIELDS[..]),
             )
             .await?;
-        self.checked_upload(upload, values, 2)
+        self.checked_upload(upload, values, 3)
     }
 
     /// The same, also checking that nothing is staged under it meanwhile,
@@ -177,7 +179,7 @@ impl<'a> Plan<'a> {
                     .arg(count),
             )
             .await?;
-        Ok((self.checked_upload(upload, values, 3)?, numbers))
+        Ok((self.checked_upload(upload, values, 4)?, numbers))
     }
 
     /// An upload read as [`UPLOAD_FIELDS`], the first `checked` of them
@@ -192,11 +194,13 @@ impl<'a> Plan<'a> {
         for (field, value) in UPLOAD_FIELDS.iter().zip(&values).take(checked) {
             self.check(key.clone(), field, value.as_deref());
         }
-        let [campaign, publishing_since, _] = <[Option<Vec<u8>>; 3]>::try_from(values)
-            .map_err(|_| StoreError::Unavailable("HMGET answered a wrong count".into()))?;
+        let [campaign, publishing_since, abandoned, _] =
+            <[Option<Vec<u8>>; 4]>::try_from(values)
+                .map_err(|_| StoreError::Unavailable("HMGET answered a wrong count".into()))?;
         Ok(stored_number(campaign).map(|campaign| Upload {
             campaign,
             publishing_since: stored_number(publishing_since),
+            abandoned: abandoned.is_some(),
         }))
     }
 
@@ -649,6 +653,7 @@ impl<'a> Plan<'a> {
     async fn upload_lives(&mut self, upload: u64) -> Result<bool> {
         Ok(match self.upload(upload).await? {
             None => false,
+            Some(u) if u.abandoned => false,
             Some(u) => u.publishing_since.is_some() || self.store.instance_lives(upload).await?,
         })
     }

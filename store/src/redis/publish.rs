@@ -34,6 +34,10 @@ pub(super) const STEP: usize = 1_000;
 /// time its participants are accepted at, whoever completes it.
 pub(super) const PUBLISHING: &[u8] = b"publishing";
 
+/// The field of an upload's hash marking that its abandon began: its
+/// customers are free from then on, while its steps drop what it staged.
+pub(super) const ABANDONED: &[u8] = b"abandoned";
+
 /// The field of an upload's hash counting its staging writes: a step
 /// applies only if none came after what it read.
 pub(super) const STAGED: &str = "staged";
@@ -49,12 +53,12 @@ enum Ending {
 
 /// What one step did.
 enum Step {
-    /// Made this many participants live (others of the step were taken
+    /// Made `.0` participants live (others of the step were taken
     /// meanwhile by participants added at once, or dropped: abandoned, or
-    /// their campaign closed).
-    Settled(u64),
+    /// their campaign closed, `.1` says how).
+    Settled(u64, Option<StoreError>),
     /// The same, and ended the upload: none was left.
-    Last(u64),
+    Last(u64, Option<StoreError>),
     /// Nothing was left to do: the upload had ended (or, abandoned, its
     /// publish had begun).
     Done,
@@ -101,13 +105,24 @@ impl Redis {
                 "upload {upload} is being published already"
             )));
         };
-        self.end_in_steps(upload, Ending::Publish(Some(at))).await
+        match self.end_in_steps(upload, Ending::Publish(Some(at))).await? {
+            (_, Some(closed)) => Err(closed),
+            (published, None) => Ok(published),
+        }
     }
 
     /// Drops what is staged under `upload`, step by step, unless its
     /// publish has begun.
     pub(super) async fn abandon_upload(&self, upload: u64) -> Result<()> {
-        self.end_in_steps(upload, Ending::Abandon).await?;
+        // Intake waits for the first step only: it frees every customer
+        // of the upload (the others just drop what it staged).
+        let first = {
+            let _order = self.abandoning.write().await;
+            self.step(upload, Ending::Abandon).await?
+        };
+        if matches!(first, Step::Settled(..)) {
+            self.end_in_steps(upload, Ending::Abandon).await?;
+        }
         Ok(())
     }
 
@@ -119,20 +134,37 @@ impl Redis {
             .query(::redis::cmd("SMEMBERS").arg(keys::publishing()))
             .await?;
         let mut completed = 0;
+        let mut failure = None;
         for upload in uploads {
-            let own = upload >> UPLOAD_BITS == self.instance;
-            if !own && self.instance_lives(upload).await? {
-                // Its node carries it on (or its own sweep will).
-                continue;
+            // One that fails does not keep the others waiting.
+            match self.carry_on(upload).await {
+                Ok(true) => completed += 1,
+                Ok(false) => {}
+                Err(e) => failure = Some(e),
             }
-            let Some(_carrying) = self.carried.carry(upload) else {
-                continue;
-            };
-            let published = self.end_in_steps(upload, Ending::Publish(None)).await?;
-            tracing::info!(upload, published, "completed the publish of an upload");
-            completed += 1;
         }
-        Ok(completed)
+        failure.map_or(Ok(completed), Err)
+    }
+
+    /// Completes the publish of `upload` unless someone carries it on;
+    /// whether it did.
+    async fn carry_on(&self, upload: u64) -> Result<bool> {
+        let own = upload >> UPLOAD_BITS == self.instance;
+        if !own && self.instance_lives(upload).await? {
+            // Its node carries it on (or its own sweep will).
+            return Ok(false);
+        }
+        let Some(_carrying) = self.carried.carry(upload) else {
+            return Ok(false);
+        };
+        let (published, closed) = self.end_in_steps(upload, Ending::Publish(None)).await?;
+        tracing::info!(
+            upload,
+            published,
+            closed = closed.is_some(),
+            "completed the publish of an upload"
+        );
+        Ok(true)
     }
 
     /// Sweeps for publishes to carry on every heartbeat while the store is
@@ -151,14 +183,19 @@ impl Redis {
     }
 
     /// Steps until the upload is ended; how many participants it made
-    /// live.
-    async fn end_in_steps(&self, upload: u64, ending: Ending) -> Result<u64> {
+    /// live, and why the others were dropped if their campaign closed or
+    /// went meanwhile.
+    async fn end_in_steps(&self, upload: u64, ending: Ending) -> Result<(u64, Option<StoreError>)> {
         let mut published = 0;
+        let mut dropped = None;
         loop {
             match self.step(upload, ending).await? {
-                Step::Settled(n) => published += n,
-                Step::Last(n) => return Ok(published + n),
-                Step::Done => return Ok(published),
+                Step::Settled(n, why) => {
+                    published += n;
+                    dropped = dropped.or(why);
+                }
+                Step::Last(n, why) => return Ok((published + n, dropped.or(why))),
+                Step::Done => return Ok((published, dropped)),
             }
         }
     }
@@ -180,6 +217,8 @@ impl Redis {
             let last = numbers.len() <= STEP;
             numbers.truncate(STEP);
             let accepted_at = match (ending, staged.publishing_since) {
+                // Abandoned meanwhile: nothing of it is published.
+                (Ending::Publish(_), _) if staged.abandoned => return Ok(Step::Done),
                 (Ending::Publish(_), Some(since)) => Some(since),
                 (Ending::Publish(Some(at)), None) => {
                     let c = p
@@ -201,9 +240,15 @@ impl Redis {
                 (Ending::Publish(None), None) => return Ok(Step::Done),
                 // Its publish has begun: it ends whole.
                 (Ending::Abandon, Some(_)) => return Ok(Step::Done),
-                (Ending::Abandon, None) => None,
+                (Ending::Abandon, None) => {
+                    if !last && !staged.abandoned {
+                        mark_abandoned(&mut p, upload);
+                    }
+                    None
+                }
             };
-            let published = settle(&mut p, seq, upload, &numbers, accepted_at).await?;
+            let (published, dropped) = settle(&mut p, seq, upload, &numbers, accepted_at).await?;
+
             let upn = keys::upload_numbers(upload);
             let members: Vec<[u8; 10]> = numbers.iter().map(|&n| keys::number(n)).collect();
             for slice in members.chunks(MAX_COMMAND_ARGS - 2) {
@@ -213,10 +258,10 @@ impl Redis {
             }
             if last {
                 p.end_upload(seq, upload);
-                Ok(Step::Last(published))
+                Ok(Step::Last(published, dropped))
             } else {
                 p.txn.hincr(&keys::counts(seq), "stage_gen", 1);
-                Ok(Step::Settled(published))
+                Ok(Step::Settled(published, dropped))
             }
         })
     }
@@ -238,26 +283,41 @@ fn mark_publishing(p: &mut Plan<'_>, upload: u64, at: Millis) {
     ]);
 }
 
+/// Plans the mark of an abandon begun: from then on the upload's
+/// customers are free and nothing of it is published.
+fn mark_abandoned(p: &mut Plan<'_>, upload: u64) {
+    p.txn.hset(&keys::upload(upload), ABANDONED, b"1");
+}
+
 /// Plans staged participants `numbers` of `upload` live in campaign `seq`,
 /// accepted at `accepted_at`; dropped instead when that is `None` (an
-/// abandon) or their campaign has closed or gone. How many it made live.
+/// abandon) or their campaign has closed or gone (then also why). How
+/// many it made live.
 async fn settle(
     p: &mut Plan<'_>,
     seq: u32,
     upload: u64,
     numbers: &[u32],
     accepted_at: Option<Millis>,
-) -> Result<u64> {
+) -> Result<(u64, Option<StoreError>)> {
     let staged = p.store().records(seq, numbers.to_vec()).await?;
     p.prefetch_customers(seq, staged.iter().map(|(_, participant)| participant))
         .await?;
-    let open = match accepted_at {
-        Some(at) => p
-            .campaign(seq)
-            .await?
-            .filter(|c| rules::closed_to_participants(c.state).is_none())
-            .map(|c| (c, at)),
-        None => None,
+    let (open, dropped) = match accepted_at {
+        Some(at) => match p.campaign(seq).await? {
+            None => (None, Some(StoreError::UnknownCampaign(format!("#{seq}")))),
+            Some(c) => match rules::closed_to_participants(c.state) {
+                Some(state) => (
+                    None,
+                    Some(StoreError::Closed {
+                        campaign: c.id.clone(),
+                        state,
+                    }),
+                ),
+                None => (Some((c, at)), None),
+            },
+        },
+        None => (None, None),
     };
     let mut published = 0;
     for (n, participant) in staged {
@@ -274,5 +334,5 @@ async fn settle(
             p.accept(c, msg, &participant, *at).await?;
         }
     }
-    Ok(published)
+    Ok((published, dropped))
 }

@@ -14,7 +14,7 @@ use super::{
     known::KnownMessage,
     message,
     plan::{Admit, Plan, contended},
-    publish::{PUBLISHING, STAGED, STEP},
+    publish::{ABANDONED, PUBLISHING, STAGED, STEP},
     retention::ENDED,
     suppression_field,
     txn::{MAX_COMMAND_ARGS, Txn},
@@ -110,9 +110,9 @@ impl Redis {
                         "upload {u} was staged for another campaign than `{id}`"
                     )));
                 }
-                if staged.publishing_since.is_some() {
+                if staged.publishing_since.is_some() || staged.abandoned {
                     return Err(StoreError::Unavailable(format!(
-                        "upload {u} is being published: nothing more is staged under it"
+                        "upload {u} is being published or abandoned: nothing more is staged under it"
                     )));
                 }
             }
@@ -159,22 +159,28 @@ impl Redis {
     async fn staged_of(&self, seq: u32, uploads: Vec<u64>) -> Result<u64> {
         let mut staged = 0;
         for upload in uploads {
-            let (lives, publishing, count): (bool, bool, u64) = self
+            type Marks = (Option<Vec<u8>>, Option<Vec<u8>>);
+            let (lives, (publishing, abandoned), count): (bool, Marks, u64) = self
                 .pipe(
                     ::redis::pipe()
                         .cmd("EXISTS")
                         .arg(keys::upload(upload))
-                        .cmd("HEXISTS")
+                        .cmd("HMGET")
                         .arg(keys::upload(upload))
                         .arg(PUBLISHING)
+                        .arg(ABANDONED)
                         .cmd("SCARD")
                         .arg(keys::upload_numbers(upload)),
                 )
                 .await?;
-            if lives && (publishing || self.instance_lives(upload).await?) {
+            if lives
+                && abandoned.is_none()
+                && (publishing.is_some() || self.instance_lives(upload).await?)
+            {
                 staged += count;
             } else {
-                // Its node died before publishing: nothing of it is kept.
+                // Abandoned, or its node died before publishing: nothing
+                // of it is kept.
                 let _: i64 = self
                     .query(::redis::cmd("SREM").arg(keys::uploads_of(seq)).arg(upload))
                     .await?;
@@ -389,9 +395,7 @@ impl Intake for Redis {
     }
 
     async fn abandon(&self, upload: UploadId) -> Result<()> {
-        let u = upload.0;
-        let _order = self.abandoning.write().await;
-        self.abandon_upload(u).await
+        self.abandon_upload(upload.0).await
     }
 }
 
