@@ -21,19 +21,33 @@ impl RedisServer {
     /// `redis-server`, naming its install command).
     pub fn start(end: &MustReachEnd, dir: &Path) -> Self {
         std::fs::create_dir_all(dir).unwrap();
-        let mut server = Self {
-            child: None,
-            port: free_port(),
-            dir: dir.to_owned(),
-        };
-        server.restart(end);
-        server
+        for _ in 0..5 {
+            let mut server = Self {
+                child: None,
+                port: free_port(),
+                dir: dir.to_owned(),
+            };
+            if server.try_start(end) {
+                return server;
+            }
+        }
+        panic!("no free port for redis-server after 5 tries")
     }
 
     /// Starts it again on the same port and files (after `kill9`).
     pub fn restart(&mut self, end: &MustReachEnd) {
+        assert!(
+            self.try_start(end),
+            "redis-server could not listen on port {} again",
+            self.port
+        );
+    }
+
+    /// Starts it on its port; `false` when it could not listen there
+    /// (another test's server took the port since it was found free).
+    fn try_start(&mut self, end: &MustReachEnd) -> bool {
         let port = self.port;
-        let child = peers::redis_server(end)
+        let mut child = peers::redis_server(end)
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--save", "", "--appendonly", "yes"])
             .args(["--appendfsync", "always"])
@@ -42,10 +56,26 @@ impl RedisServer {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        self.child = Some(child);
+        let mut exited = false;
         wait_until("redis-server listening", Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            exited = child.try_wait().is_ok_and(|status| status.is_some());
+            exited || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
+        // Listening, but is it ours?
+        let dir = peers::redis_cli(end)
+            .args(["-p", &port.to_string(), "CONFIG", "GET", "dir"])
+            .output()
+            .unwrap();
+        let ours = !exited
+            && String::from_utf8_lossy(&dir.stdout)
+                .contains(self.dir.canonicalize().unwrap().to_str().unwrap());
+        if !ours {
+            let _ = child.kill();
+            let _ = child.wait();
+            return false;
+        }
+        self.child = Some(child);
+        true
     }
 
     /// SIGKILL: Redis is gone until `restart`.

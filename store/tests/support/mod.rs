@@ -157,6 +157,33 @@ impl Drop for RedisServer {
     }
 }
 
+/// Three cluster-enabled servers on free ports, their files under `dir`;
+/// `None` when another test's server took one of the ports meanwhile
+/// (those started are stopped).
+fn three_masters(dir: &Path) -> Option<(Vec<u16>, Vec<Child>)> {
+    // A master also listens on its port + 10000 (the cluster bus).
+    let ports: Vec<u16> = std::iter::repeat_with(free_port)
+        .filter(|&p| p < 55_000 && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok())
+        .take(3)
+        .collect();
+    let mut servers = Vec::new();
+    for &port in &ports {
+        let own = dir.join(port.to_string());
+        std::fs::create_dir_all(&own).expect("a directory");
+        match spawn(port, &own, &["--cluster-enabled", "yes"]) {
+            Some(server) => servers.push(server),
+            None => {
+                for mut server in servers {
+                    let _ = server.kill();
+                    let _ = server.wait();
+                }
+                return None;
+            }
+        }
+    }
+    Some((ports, servers))
+}
+
 /// A Redis Cluster of three masters on loopback (`--cluster-enabled yes`,
 /// joined with `redis-cli --cluster create`).
 pub struct RedisCluster {
@@ -168,20 +195,9 @@ pub struct RedisCluster {
 impl RedisCluster {
     pub fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        // A master also listens on its port + 10000 (the cluster bus).
-        let ports: Vec<u16> = std::iter::repeat_with(free_port)
-            .filter(|&p| p < 55_000 && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok())
-            .take(3)
-            .collect();
-        let servers = ports
-            .iter()
-            .map(|&port| {
-                let own = dir.path().join(port.to_string());
-                std::fs::create_dir_all(&own).expect("a directory");
-                spawn(port, &own, &["--cluster-enabled", "yes"])
-                    .unwrap_or_else(|| panic!("port {port} was taken by another server"))
-            })
-            .collect();
+        let (ports, servers) = (0..5)
+            .find_map(|_| three_masters(dir.path()))
+            .expect("three free ports for a cluster after 5 tries");
         let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let mut create = vec!["--cluster", "create"];
         create.extend(nodes.iter().map(String::as_str));
