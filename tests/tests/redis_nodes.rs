@@ -16,7 +16,7 @@ use sluice_e2e::{
     Daemon, MustReachEnd, must_reach_end,
     npm_smsc::{NpmSmsc, NpmSubmit},
     redis_server::RedisServer,
-    wait_until,
+    request, wait_until,
 };
 
 /// submit_sm outstanding per bind: the SMS channel then sends at most
@@ -424,5 +424,62 @@ fn a_large_audience_joins_the_next_stage_in_writes_no_larger_than_a_small_ones()
     );
     let next = a.get("/v1/campaigns/next-large").json();
     assert_eq!(next["participants"], 12_000, "{next}");
+    end.reached();
+}
+
+#[test]
+fn an_upload_whose_node_is_killed_while_it_publishes_is_completed_by_the_other() {
+    const N: usize = 60_000;
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(&end, &dir.path().join("redis"));
+    let smsc = NpmSmsc::start(&end);
+    let mut a = node(&dir.path().join("a"), "a", &redis, &smsc);
+    let b = node(&dir.path().join("b"), "b", &redis, &smsc);
+    sms_campaign(&a, "spring");
+    let body: String = (0..N)
+        .map(|i| {
+            format!(
+                "{}\n",
+                json!({"customer": format!("c{i}"), "address": phone(i)})
+            )
+        })
+        .collect();
+    // The CRM's request: it gets no answer (the node dies under it).
+    let api = a.api.clone();
+    let uploading = std::thread::spawn(move || {
+        request(
+            "POST",
+            &api,
+            "/v1/campaigns/spring/participants",
+            &[("content-type", "application/x-ndjson")],
+            body.as_bytes(),
+        )
+    });
+    let view = || b.get("/v1/campaigns/spring").json();
+    wait_until("the publish begun", Duration::from_secs(60), || {
+        view()["participants"].as_u64().unwrap() > 0
+    });
+    a.kill9();
+    assert!(uploading.join().is_err(), "the upload was never answered");
+    let seen = view();
+    let live = seen["participants"].as_u64().unwrap();
+    assert!(live < N as u64, "killed mid-publish: {seen}");
+    assert_eq!(
+        live + seen["uploading"].as_u64().unwrap(),
+        N as u64,
+        "the rest is still to publish: {seen}"
+    );
+
+    wait_until("b completed the publish", Duration::from_secs(30), || {
+        view()["participants"].as_u64().unwrap() == N as u64
+    });
+    let accepted = b
+        .all_events()
+        .iter()
+        .filter(|e| e["type"] == "accepted")
+        .count();
+    assert_eq!(accepted, N, "each participant accepted once");
+    assert_eq!(view()["uploading"], 0);
     end.reached();
 }
