@@ -78,7 +78,8 @@ impl Carried {
     /// Carries `upload`; `None` when this store carries it already.
     fn carry(&self, upload: u64) -> Option<Carrying<'_>> {
         let fresh = self.lock().insert(upload);
-        fresh.then_some(Carrying {
+        // Made only when fresh: one made and dropped would let it go.
+        fresh.then(|| Carrying {
             carried: self,
             upload,
         })
@@ -335,4 +336,22 @@ async fn settle(
         }
     }
     Ok((published, dropped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Carried;
+
+    #[test]
+    fn an_upload_carried_stays_carried_until_its_carrier_is_dropped() {
+        let carried = Carried::default();
+        let carrying = carried.carry(7);
+        assert!(carrying.is_some());
+        // Asked again (a sweep while the publish call runs): refused, and
+        // the refusal does not let it go.
+        assert!(carried.carry(7).is_none());
+        assert!(carried.carry(7).is_none());
+        drop(carrying);
+        assert!(carried.carry(7).is_some());
+    }
 }
