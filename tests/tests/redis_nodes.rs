@@ -483,3 +483,23 @@ fn an_upload_whose_node_is_killed_while_it_publishes_is_completed_by_the_other()
     assert_eq!(view()["uploading"], 0);
     end.reached();
 }
+
+#[test]
+fn an_upload_published_for_longer_than_a_sweep_answers_each_participant_accepted() {
+    // The node's sweep for publishes to carry on runs every 2 s: it must
+    // leave the one its own call is making (it once took a share of it,
+    // which the answer then counted as duplicates).
+    const N: usize = 150_000;
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(&end, &dir.path().join("redis"));
+    let smsc = NpmSmsc::start(&end);
+    let a = node(&dir.path().join("a"), "a", &redis, &smsc);
+    sms_campaign(&a, "spring");
+    let started = std::time::Instant::now();
+    upload(&a, "spring", 0..N, "retail");
+    eprintln!("{N} participants uploaded in {:?}", started.elapsed());
+    let seen = a.get("/v1/campaigns/spring").json();
+    assert_eq!(seen["participants"], N, "{seen}");
+    end.reached();
+}
