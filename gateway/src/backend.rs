@@ -85,11 +85,15 @@ impl Drop for Unended {
             return;
         };
         let (store, upload) = (self.store.clone(), self.upload);
-        runtime.spawn(async move {
-            if let Err(e) = store.abandon(upload).await {
-                tracing::warn!(error = %e, "an abandoned upload is dropped at the next start instead");
-            }
-        });
+        runtime.spawn(async move { abandon(&*store, upload).await });
+    }
+}
+
+/// Abandons `upload`; if that fails, the store drops it when it opens
+/// again.
+async fn abandon(store: &dyn Store, upload: UploadId) {
+    if let Err(e) = store.abandon(upload).await {
+        tracing::warn!(error = %e, "an abandoned upload is dropped at the next start instead");
     }
 }
 
@@ -389,9 +393,7 @@ impl Backend for GatewayBackend {
     }
 
     async fn abandon(&self, upload: admin_api::UploadId) {
-        if let Err(e) = self.store.abandon(UploadId(upload)).await {
-            tracing::warn!(error = %e, "an abandoned upload is dropped at the next start instead");
-        }
+        abandon(&*self.store, UploadId(upload)).await;
     }
 
     async fn add_from(&self, id: &str, source: AudienceSource) -> BackendResult<UploadResult> {

@@ -26,7 +26,8 @@ use crate::{Result, StoreError, codec, flags::Flags, upstream};
 
 /// The fields of an upload's hash a plan reads: its campaign, when its
 /// publish began, whether it is abandoned, how many staging writes it had.
-const UPLOAD_FIELDS: [&[u8]; 4] = [b"campaign", PUBLISHING, ABANDONED, STAGED.as_bytes()];
+pub(super) const UPLOAD_FIELDS: [&[u8]; 4] =
+    [b"campaign", PUBLISHING, ABANDONED, STAGED.as_bytes()];
 
 /// An upload being read (`upl:ID`).
 pub(super) struct Upload {
@@ -36,6 +37,30 @@ pub(super) struct Upload {
     pub publishing_since: Option<Millis>,
     /// Whether its abandon began (its customers are free).
     pub abandoned: bool,
+}
+
+impl Upload {
+    /// An upload read as [`UPLOAD_FIELDS`]; `None` when it is not there.
+    pub fn from_fields(values: Values) -> Result<Option<Self>> {
+        let [campaign, publishing_since, abandoned, _] =
+            <[Option<Vec<u8>>; 4]>::try_from(values)
+                .map_err(|_| StoreError::Unavailable("HMGET answered a wrong count".into()))?;
+        Ok(stored_number(campaign).map(|campaign| Self {
+            campaign,
+            publishing_since: stored_number(publishing_since),
+            abandoned: abandoned.is_some(),
+        }))
+    }
+
+    /// Whether upload `id` (this one) may still be published: not
+    /// abandoned, and its publish has begun (it ends whole) or the store
+    /// that stages it is open.
+    pub async fn lives(&self, store: &Redis, id: u64) -> Result<bool> {
+        if self.abandoned {
+            return Ok(false);
+        }
+        Ok(self.publishing_since.is_some() || store.instance_lives(id).await?)
+    }
 }
 
 /// What holds the customer of a staged participant.
@@ -194,14 +219,7 @@ impl<'a> Plan<'a> {
         for (field, value) in UPLOAD_FIELDS.iter().zip(&values).take(checked) {
             self.check(key.clone(), field, value.as_deref());
         }
-        let [campaign, publishing_since, abandoned, _] =
-            <[Option<Vec<u8>>; 4]>::try_from(values)
-                .map_err(|_| StoreError::Unavailable("HMGET answered a wrong count".into()))?;
-        Ok(stored_number(campaign).map(|campaign| Upload {
-            campaign,
-            publishing_since: stored_number(publishing_since),
-            abandoned: abandoned.is_some(),
-        }))
+        Upload::from_fields(values)
     }
 
     /// Makes staged participant `n` of `upload` live as its customer's
@@ -647,15 +665,12 @@ impl<'a> Plan<'a> {
         Ok(Some(msg))
     }
 
-    /// Whether an upload may still be published: it is there, and its
-    /// publish has begun (it ends whole) or the store that stages it is
-    /// open.
+    /// Whether an upload may still be published (`Upload::lives`).
     async fn upload_lives(&mut self, upload: u64) -> Result<bool> {
-        Ok(match self.upload(upload).await? {
-            None => false,
-            Some(u) if u.abandoned => false,
-            Some(u) => u.publishing_since.is_some() || self.store.instance_lives(upload).await?,
-        })
+        match self.upload(upload).await? {
+            Some(u) => u.lives(self.store, upload).await,
+            None => Ok(false),
+        }
     }
 
     /// Adds `p` to campaign `id` at once with its `accepted` fact;

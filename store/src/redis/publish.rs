@@ -16,12 +16,11 @@ use std::{
     sync::{Arc, Mutex, Weak},
 };
 
-use domain::{MessageNo, Millis};
+use domain::{CampaignRecord, MessageNo, Millis};
 
 use super::{
     HEARTBEAT, MAX_TRIES, Redis, UPLOAD_BITS, keys,
     plan::{Plan, contended},
-    txn::MAX_COMMAND_ARGS,
 };
 use crate::{Result, StoreError};
 
@@ -222,16 +221,8 @@ impl Redis {
                 (Ending::Publish(_), _) if staged.abandoned => return Ok(Step::Done),
                 (Ending::Publish(_), Some(since)) => Some(since),
                 (Ending::Publish(Some(at)), None) => {
-                    let c = p
-                        .campaign(seq)
-                        .await?
-                        .ok_or_else(|| StoreError::UnknownCampaign(format!("#{seq}")))?;
-                    if let Some(state) = rules::closed_to_participants(c.state) {
-                        return Err(StoreError::Closed {
-                            campaign: c.id.clone(),
-                            state,
-                        });
-                    }
+                    // Refused (kept staged: the caller abandons it).
+                    open_campaign(&mut p, seq).await??;
                     if !last {
                         mark_publishing(&mut p, upload, at);
                     }
@@ -250,13 +241,9 @@ impl Redis {
             };
             let (published, dropped) = settle(&mut p, seq, upload, &numbers, accepted_at).await?;
 
-            let upn = keys::upload_numbers(upload);
             let members: Vec<[u8; 10]> = numbers.iter().map(|&n| keys::number(n)).collect();
-            for slice in members.chunks(MAX_COMMAND_ARGS - 2) {
-                let mut srem: Vec<&[u8]> = vec![b"SREM", upn.as_bytes()];
-                srem.extend(slice.iter().map(|n| &n[..]));
-                p.txn.command(&srem);
-            }
+            p.txn
+                .over_members(b"SREM", &keys::upload_numbers(upload), &members);
             if last {
                 p.end_upload(seq, upload);
                 Ok(Step::Last(published, dropped))
@@ -290,6 +277,24 @@ fn mark_abandoned(p: &mut Plan<'_>, upload: u64) {
     p.txn.hset(&keys::upload(upload), ABANDONED, b"1");
 }
 
+/// Campaign `seq` when it takes participants; else why not (closed, or
+/// gone).
+async fn open_campaign(
+    p: &mut Plan<'_>,
+    seq: u32,
+) -> Result<std::result::Result<CampaignRecord, StoreError>> {
+    Ok(match p.campaign(seq).await? {
+        None => Err(StoreError::UnknownCampaign(format!("#{seq}"))),
+        Some(c) => match rules::closed_to_participants(c.state) {
+            Some(state) => Err(StoreError::Closed {
+                campaign: c.id,
+                state,
+            }),
+            None => Ok(c),
+        },
+    })
+}
+
 /// Plans staged participants `numbers` of `upload` live in campaign `seq`,
 /// accepted at `accepted_at`; dropped instead when that is `None` (an
 /// abandon) or their campaign has closed or gone (then also why). How
@@ -305,18 +310,9 @@ async fn settle(
     p.prefetch_customers(seq, staged.iter().map(|(_, participant)| participant))
         .await?;
     let (open, dropped) = match accepted_at {
-        Some(at) => match p.campaign(seq).await? {
-            None => (None, Some(StoreError::UnknownCampaign(format!("#{seq}")))),
-            Some(c) => match rules::closed_to_participants(c.state) {
-                Some(state) => (
-                    None,
-                    Some(StoreError::Closed {
-                        campaign: c.id.clone(),
-                        state,
-                    }),
-                ),
-                None => (Some((c, at)), None),
-            },
+        Some(at) => match open_campaign(p, seq).await? {
+            Ok(c) => (Some((c, at)), None),
+            Err(why) => (None, Some(why)),
         },
         None => (None, None),
     };

@@ -13,11 +13,11 @@ use super::{
     MAX_TRIES, Redis, UPLOAD_TTL_SECS, Values, keys,
     known::KnownMessage,
     message,
-    plan::{Admit, Plan, contended},
-    publish::{ABANDONED, PUBLISHING, STAGED, STEP},
+    plan::{Admit, Plan, UPLOAD_FIELDS, Upload, contended},
+    publish::{STAGED, STEP},
     retention::ENDED,
     suppression_field,
-    txn::{MAX_COMMAND_ARGS, Txn},
+    txn::Txn,
 };
 use crate::{
     Catalog, Claim, Counts, Intake, Ledger, LimitState, MessageInfo, Paced, Queue, Result, Shared,
@@ -132,11 +132,7 @@ impl Redis {
                 // What a publish step read of the upload is out of date.
                 p.txn.hincr(&upl, STAGED, 1);
                 p.txn.command(&[b"EXPIRE", upl.as_bytes(), ttl.as_bytes()]);
-                for slice in numbers.chunks(MAX_COMMAND_ARGS - 2) {
-                    let mut sadd: Vec<&[u8]> = vec![b"SADD", upn.as_bytes()];
-                    sadd.extend(slice.iter().map(|n| &n[..]));
-                    p.txn.command(&sadd);
-                }
+                p.txn.over_members(b"SADD", &upn, &numbers);
                 p.txn.command(&[b"EXPIRE", upn.as_bytes(), ttl.as_bytes()]);
                 let uploads = keys::uploads_of(c.seq);
                 p.txn
@@ -159,24 +155,21 @@ impl Redis {
     async fn staged_of(&self, seq: u32, uploads: Vec<u64>) -> Result<u64> {
         let mut staged = 0;
         for upload in uploads {
-            type Marks = (Option<Vec<u8>>, Option<Vec<u8>>);
-            let (lives, (publishing, abandoned), count): (bool, Marks, u64) = self
+            let (fields, count): (Values, u64) = self
                 .pipe(
                     ::redis::pipe()
-                        .cmd("EXISTS")
-                        .arg(keys::upload(upload))
                         .cmd("HMGET")
                         .arg(keys::upload(upload))
-                        .arg(PUBLISHING)
-                        .arg(ABANDONED)
+                        .arg(&UPLOAD_FIELDS[..])
                         .cmd("SCARD")
                         .arg(keys::upload_numbers(upload)),
                 )
                 .await?;
-            if lives
-                && abandoned.is_none()
-                && (publishing.is_some() || self.instance_lives(upload).await?)
-            {
+            let lives = match Upload::from_fields(fields)? {
+                Some(u) => u.lives(self, upload).await?,
+                None => false,
+            };
+            if lives {
                 staged += count;
             } else {
                 // Abandoned, or its node died before publishing: nothing

@@ -252,6 +252,16 @@ impl Txn {
             .push(args.iter().map(|a| a.to_vec()).collect());
     }
 
+    /// `command key member…` (`SADD`, `SREM`) over every one of
+    /// `members`, in as many commands as the argument bound needs.
+    pub fn over_members<M: AsRef<[u8]>>(&mut self, command: &[u8], key: &str, members: &[M]) {
+        for slice in members.chunks(MAX_COMMAND_ARGS - 2) {
+            let mut args: Vec<&[u8]> = vec![command, key.as_bytes()];
+            args.extend(slice.iter().map(AsRef::as_ref));
+            self.command(&args);
+        }
+    }
+
     /// Sets `field` to `value` unless it holds a larger number already.
     pub fn hmax(&mut self, key: &str, field: &[u8], value: u64) {
         let max = self
