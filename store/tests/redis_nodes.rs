@@ -574,6 +574,54 @@ async fn a_publish_whose_node_died_midway_is_completed_whole_by_the_others() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_another_node_carries_on_meanwhile_answers_every_participant_made_live() {
+    // A node whose heartbeat lapsed (Redis paused for longer than its
+    // expiry, say) is taken for dead: another node's sweep carries on its
+    // publish while its own call goes on.
+    let n = 30_000;
+    let redis = RedisServer::start();
+    let (a, _) = node_with_c1(&redis).await;
+    let client = redis::Client::open(redis.url()).expect("client");
+    let mut con = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let a_alive: Vec<String> = redis::cmd("KEYS")
+        .arg("sluice:*:instance:*")
+        .query_async(&mut con)
+        .await
+        .expect("keys");
+    assert_eq!(a_alive.len(), 1, "only a is open: {a_alive:?}");
+    let b = redis.open("b").await.expect("b");
+    let a = std::sync::Arc::new(a);
+    let upload = a.new_upload();
+    a.stage("c1", upload, people(n)).await.expect("stage");
+    let publishing = tokio::spawn({
+        let a = a.clone();
+        async move { a.publish(upload, 5).await }
+    });
+    while b.counts("c1").await.expect("counts").participants == 0 {}
+    let _: () = redis::cmd("DEL")
+        .arg(&a_alive[0])
+        .query_async(&mut con)
+        .await
+        .expect("a's heartbeat lapses");
+    assert_eq!(
+        b.complete_publishes().await.expect("sweep"),
+        1,
+        "b took a for dead and carried its publish on"
+    );
+    let answered = publishing.await.expect("joined").expect("publish");
+    let counts = b.counts("c1").await.expect("counts");
+    assert_eq!((counts.participants, counts.staged), (n as u64, 0));
+    assert_eq!(accepted(&b).await, n, "each participant accepted once");
+    assert_eq!(
+        answered, n as u64,
+        "the call answers every participant of its upload made live, by whichever node"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_whose_call_was_dropped_is_completed_by_its_own_node() {
     let n = 20_000;
     let redis = RedisServer::start();
@@ -581,7 +629,7 @@ async fn a_publish_whose_call_was_dropped_is_completed_by_its_own_node() {
     let b = redis.open("b").await.expect("b");
     let a = std::sync::Arc::new(a);
     // Its request cut off mid-publish: the node lives on.
-    a_publish_stopped_midway(&a, &b, n).await;
+    let upload = a_publish_stopped_midway(&a, &b, n).await;
     let counts = settled_counts(&b).await;
     assert!(counts.staged > 0, "stopped midway");
     assert_eq!(
@@ -593,6 +641,11 @@ async fn a_publish_whose_call_was_dropped_is_completed_by_its_own_node() {
     let counts = a.counts("c1").await.expect("counts");
     assert_eq!((counts.participants, counts.staged), (n as u64, 0));
     assert_eq!(accepted(&a).await, n, "each participant accepted once");
+    assert_eq!(
+        a.publish(upload, 5).await.expect("publish"),
+        n as u64,
+        "a publish that finds its upload ended answers what all its steps made live"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,16 +18,22 @@ use rules::PartReceipt;
 
 use super::{
     Redis, Values, keys,
-    publish::{ABANDONED, PUBLISHING, STAGED},
+    publish::{ABANDONED, PUBLISHED, PUBLISHED_KEPT_SECS, PUBLISHING, STAGED},
     suppression_field,
     txn::Txn,
 };
 use crate::{Result, StoreError, codec, flags::Flags, upstream};
 
 /// The fields of an upload's hash a plan reads: its campaign, when its
-/// publish began, whether it is abandoned, how many staging writes it had.
-pub(super) const UPLOAD_FIELDS: [&[u8]; 4] =
-    [b"campaign", PUBLISHING, ABANDONED, STAGED.as_bytes()];
+/// publish began, whether it is abandoned, how many staging writes it had,
+/// how many participants its steps made live so far.
+pub(super) const UPLOAD_FIELDS: [&[u8]; 5] = [
+    b"campaign",
+    PUBLISHING,
+    ABANDONED,
+    STAGED.as_bytes(),
+    PUBLISHED.as_bytes(),
+];
 
 /// An upload being read (`upl:ID`).
 pub(super) struct Upload {
@@ -37,18 +43,22 @@ pub(super) struct Upload {
     pub publishing_since: Option<Millis>,
     /// Whether its abandon began (its customers are free).
     pub abandoned: bool,
+    /// Participants its steps made live so far (not checked unless asked:
+    /// [`Plan::check_published`]).
+    pub published: u64,
 }
 
 impl Upload {
     /// An upload read as [`UPLOAD_FIELDS`]; `None` when it is not there.
     pub fn from_fields(values: Values) -> Result<Option<Self>> {
-        let [campaign, publishing_since, abandoned, _] =
-            <[Option<Vec<u8>>; 4]>::try_from(values)
+        let [campaign, publishing_since, abandoned, _, published] =
+            <[Option<Vec<u8>>; 5]>::try_from(values)
                 .map_err(|_| StoreError::Unavailable("HMGET answered a wrong count".into()))?;
         Ok(stored_number(campaign).map(|campaign| Self {
             campaign,
             publishing_since: stored_number(publishing_since),
             abandoned: abandoned.is_some(),
+            published: stored_number(published).unwrap_or(0),
         }))
     }
 
@@ -207,6 +217,17 @@ impl<'a> Plan<'a> {
         Ok((self.checked_upload(upload, values, 4)?, numbers))
     }
 
+    /// Has the write check that no step made participants of `upload`
+    /// live since `upload` was read (one that ends it answers the total).
+    pub fn check_published(&mut self, upload: u64, read: &Upload) {
+        let published = (read.published > 0).then(|| read.published.to_string());
+        self.check(
+            keys::upload(upload),
+            PUBLISHED.as_bytes(),
+            published.as_ref().map(String::as_bytes),
+        );
+    }
+
     /// An upload read as [`UPLOAD_FIELDS`], the first `checked` of them
     /// checked unchanged.
     fn checked_upload(
@@ -280,9 +301,18 @@ impl<'a> Plan<'a> {
         })
     }
 
-    /// Forgets an upload published or abandoned.
+    /// Forgets an upload published or abandoned, but for how many
+    /// participants it made live ([`PUBLISHED`], kept
+    /// [`PUBLISHED_KEPT_SECS`]): the call that began its publish answers
+    /// that, whichever nodes' steps made them live.
     pub fn end_upload(&mut self, seq: u32, upload: u64) {
-        self.txn.del(&keys::upload(upload));
+        let upl = keys::upload(upload);
+        for field in UPLOAD_FIELDS.iter().filter(|&&f| f != PUBLISHED.as_bytes()) {
+            self.txn.hdel(&upl, field);
+        }
+        let kept = PUBLISHED_KEPT_SECS.to_string();
+        self.txn
+            .command(&[b"EXPIRE", upl.as_bytes(), kept.as_bytes()]);
         self.txn.del(&keys::upload_numbers(upload));
         let id = upload.to_string();
         for set in [keys::uploads_of(seq), keys::publishing()] {

@@ -41,6 +41,13 @@ pub(super) const ABANDONED: &[u8] = b"abandoned";
 /// applies only if none came after what it read.
 pub(super) const STAGED: &str = "staged";
 
+/// The field of an upload's hash counting the participants its steps
+/// made live, by whichever node: all that is left of it once it ended.
+pub(super) const PUBLISHED: &str = "published";
+
+/// How long an ended upload's count is kept: its call reads it at once.
+pub(super) const PUBLISHED_KEPT_SECS: u64 = 3600;
+
 /// How an upload ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ending {
@@ -52,15 +59,25 @@ enum Ending {
 
 /// What one step did.
 enum Step {
-    /// Made `.0` participants live (others of the step were taken
+    /// Made some participants live (others of the step were taken
     /// meanwhile by participants added at once, or dropped: abandoned, or
-    /// their campaign closed, `.1` says how).
-    Settled(u64, Option<StoreError>),
-    /// The same, and ended the upload: none was left.
+    /// their campaign closed, `.0` says how).
+    Settled(Option<StoreError>),
+    /// The same, and ended the upload: none was left. `.0` participants
+    /// of it were made live in all, by whichever node's steps.
     Last(u64, Option<StoreError>),
     /// Nothing was left to do: the upload had ended (or, abandoned, its
     /// publish had begun).
     Done,
+}
+
+/// How a call's steps left an upload.
+struct Ended {
+    /// Participants of it made live in all, when this call's step ended
+    /// it (another node's step may have).
+    published: Option<u64>,
+    /// Why the rest was dropped, if its campaign closed or went.
+    dropped: Option<StoreError>,
 }
 
 /// Uploads this store is publishing now (so that its sweep leaves them).
@@ -105,10 +122,29 @@ impl Redis {
                 "upload {upload} is being published already"
             )));
         };
-        match self.end_in_steps(upload, Ending::Publish(Some(at))).await? {
-            (_, Some(closed)) => Err(closed),
-            (published, None) => Ok(published),
+        // Other nodes' sweeps may have made some live too: they take a
+        // node whose heartbeat lapsed for dead.
+        let ended = self.end_in_steps(upload, Ending::Publish(Some(at))).await?;
+        if let Some(closed) = ended.dropped {
+            return Err(closed);
         }
+        match ended.published {
+            Some(published) => Ok(published),
+            // Ended by another node's step.
+            None => self.published_by(upload).await,
+        }
+    }
+
+    /// How many participants the steps of ended upload `upload` made live.
+    async fn published_by(&self, upload: u64) -> Result<u64> {
+        let published: Option<u64> = self
+            .query(
+                ::redis::cmd("HGET")
+                    .arg(keys::upload(upload))
+                    .arg(PUBLISHED),
+            )
+            .await?;
+        Ok(published.unwrap_or(0))
     }
 
     /// Drops what is staged under `upload`, step by step, unless its
@@ -157,11 +193,11 @@ impl Redis {
         let Some(_carrying) = self.carried.carry(upload) else {
             return Ok(false);
         };
-        let (published, closed) = self.end_in_steps(upload, Ending::Publish(None)).await?;
+        let ended = self.end_in_steps(upload, Ending::Publish(None)).await?;
         tracing::info!(
             upload,
-            published,
-            closed = closed.is_some(),
+            published = ended.published,
+            closed = ended.dropped.is_some(),
             "completed the publish of an upload"
         );
         Ok(true)
@@ -182,20 +218,24 @@ impl Redis {
         });
     }
 
-    /// Steps until the upload is ended; how many participants it made
-    /// live, and why the others were dropped if their campaign closed or
-    /// went meanwhile.
-    async fn end_in_steps(&self, upload: u64, ending: Ending) -> Result<(u64, Option<StoreError>)> {
-        let mut published = 0;
+    /// Steps until the upload is ended.
+    async fn end_in_steps(&self, upload: u64, ending: Ending) -> Result<Ended> {
         let mut dropped = None;
         loop {
             match self.step(upload, ending).await? {
-                Step::Settled(n, why) => {
-                    published += n;
-                    dropped = dropped.or(why);
+                Step::Settled(why) => dropped = dropped.or(why),
+                Step::Last(published, why) => {
+                    return Ok(Ended {
+                        published: Some(published),
+                        dropped: dropped.or(why),
+                    });
                 }
-                Step::Last(n, why) => return Ok((published + n, dropped.or(why))),
-                Step::Done => return Ok((published, dropped)),
+                Step::Done => {
+                    return Ok(Ended {
+                        published: None,
+                        dropped,
+                    });
+                }
             }
         }
     }
@@ -240,16 +280,21 @@ impl Redis {
                 }
             };
             let (published, dropped) = settle(&mut p, seq, upload, &numbers, accepted_at).await?;
+            if published > 0 {
+                p.txn
+                    .hincr(&keys::upload(upload), PUBLISHED, published as i64);
+            }
 
             let members: Vec<[u8; 10]> = numbers.iter().map(|&n| keys::number(n)).collect();
             p.txn
                 .over_members(b"SREM", &keys::upload_numbers(upload), &members);
             if last {
+                p.check_published(upload, &staged);
                 p.end_upload(seq, upload);
-                Ok(Step::Last(published, dropped))
+                Ok(Step::Last(staged.published + published, dropped))
             } else {
                 p.txn.hincr(&keys::counts(seq), "stage_gen", 1);
-                Ok(Step::Settled(published, dropped))
+                Ok(Step::Settled(dropped))
             }
         })
     }
