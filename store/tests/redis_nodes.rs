@@ -411,11 +411,7 @@ async fn no_write_of_a_large_upload_holds_redis_longer_than_that_of_a_smaller_on
     // 20 s for 1,000,000, every node answered `BUSY` meanwhile.
     let redis = RedisServer::start();
     let (a, _) = node_with_c1(&redis).await;
-    let client = redis::Client::open(redis.url()).expect("client");
-    let mut con = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connection");
+    let mut con = redis_connection(&redis).await;
     for (name, value) in [
         ("slowlog-log-slower-than", "0"),
         ("slowlog-max-len", "100000"),
@@ -574,6 +570,57 @@ async fn a_publish_whose_node_died_midway_is_completed_whole_by_the_others() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_of_a_node_taken_for_dead_counts_again_once_its_heartbeat_is_back() {
+    let n = 100;
+    let redis = RedisServer::start();
+    let (a, _) = node_with_c1(&redis).await;
+    let mut con = redis_connection(&redis).await;
+    let a_alive = instance_keys(&mut con).await;
+    assert_eq!(a_alive.len(), 1, "only a is open: {a_alive:?}");
+    let b = redis.open("b").await.expect("b");
+    let upload = a.new_upload();
+    a.stage("c1", upload, people(n)).await.expect("stage");
+    assert_eq!(b.counts("c1").await.expect("counts").staged, n as u64);
+
+    // Its heartbeat lapses (Redis paused for longer than its expiry, say):
+    // what it stages is not counted while it seems dead.
+    let _: () = redis::cmd("DEL")
+        .arg(&a_alive[0])
+        .query_async(&mut con)
+        .await
+        .expect("a's heartbeat lapses");
+    assert_eq!(b.counts("c1").await.expect("counts").staged, 0);
+    // Its next heartbeat (every 2 s) says it lives.
+    while instance_keys(&mut con).await.len() < 2 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        b.counts("c1").await.expect("counts").staged,
+        n as u64,
+        "its upload counts again"
+    );
+    assert_eq!(a.publish(upload, 5).await.expect("publish"), n as u64);
+}
+
+/// A connection of the test's own to `redis`.
+async fn redis_connection(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis.url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection")
+}
+
+/// The keys saying which stores are alive.
+async fn instance_keys(con: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
+    redis::cmd("KEYS")
+        .arg("sluice:*:instance:*")
+        .query_async(con)
+        .await
+        .expect("keys")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_another_node_carries_on_meanwhile_answers_every_participant_made_live() {
     // A node whose heartbeat lapsed (Redis paused for longer than its
     // expiry, say) is taken for dead: another node's sweep carries on its
@@ -581,16 +628,8 @@ async fn a_publish_another_node_carries_on_meanwhile_answers_every_participant_m
     let n = 30_000;
     let redis = RedisServer::start();
     let (a, _) = node_with_c1(&redis).await;
-    let client = redis::Client::open(redis.url()).expect("client");
-    let mut con = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connection");
-    let a_alive: Vec<String> = redis::cmd("KEYS")
-        .arg("sluice:*:instance:*")
-        .query_async(&mut con)
-        .await
-        .expect("keys");
+    let mut con = redis_connection(&redis).await;
+    let a_alive = instance_keys(&mut con).await;
     assert_eq!(a_alive.len(), 1, "only a is open: {a_alive:?}");
     let b = redis.open("b").await.expect("b");
     let a = std::sync::Arc::new(a);

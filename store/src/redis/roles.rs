@@ -165,18 +165,17 @@ impl Redis {
                         .arg(keys::upload_numbers(upload)),
                 )
                 .await?;
-            let lives = match Upload::from_fields(fields)? {
-                Some(u) => u.lives(self, upload).await?,
-                None => false,
-            };
-            if lives {
-                staged += count;
-            } else {
-                // Abandoned, or its node died before publishing: nothing
-                // of it is kept.
-                let _: i64 = self
-                    .query(::redis::cmd("SREM").arg(keys::uploads_of(seq)).arg(upload))
-                    .await?;
+            match Upload::from_fields(fields)? {
+                Some(u) if u.lives(self, upload).await? => staged += count,
+                // Its node seems dead: not counted, but kept, for the node
+                // may only have missed heartbeats (its hash expires if not).
+                Some(u) if !u.abandoned => {}
+                // Ended, abandoned, or expired: nothing of it is kept.
+                _ => {
+                    let _: i64 = self
+                        .query(::redis::cmd("SREM").arg(keys::uploads_of(seq)).arg(upload))
+                        .await?;
+                }
             }
         }
         Ok(staged)
