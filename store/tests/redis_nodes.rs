@@ -711,6 +711,32 @@ async fn a_publish_that_meets_its_campaign_cancelled_drops_the_rest_and_says_so(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_completed_after_its_campaign_was_deleted_leaves_none_of_its_keys() {
+    let n = 20_000;
+    let redis = RedisServer::start();
+    let (a, _) = node_with_c1(&redis).await;
+    let b = redis.open("b").await.expect("b");
+    let a = std::sync::Arc::new(a);
+    a_publish_stopped_midway(&a, &b, n).await;
+    b.set_state("c1", CampaignState::Cancelled)
+        .await
+        .expect("cancel");
+    b.delete_campaign("c1").await.expect("delete");
+    assert_eq!(a.complete_publishes().await.expect("sweep"), 1);
+    let mut con = redis_connection(&redis).await;
+    // Its counts, its uploads, the upload's numbers (its count is kept a
+    // while: `upl:`).
+    for pattern in ["sluice:*:n:*", "sluice:*:uploads:*", "sluice:*:upn:*"] {
+        let left: Vec<String> = redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(&mut con)
+            .await
+            .expect("keys");
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abandon_frees_its_customers_with_its_first_step() {
     let n = 5_000;
     let redis = RedisServer::start();

@@ -24,6 +24,10 @@ use super::{
 };
 use crate::{Result, StoreError, codec, flags::Flags, upstream};
 
+/// The field of a campaign's counts changed by every write that stages
+/// participants or ends an upload: a finish decision reads it.
+pub(super) const STAGE_GEN: &str = "stage_gen";
+
 /// The fields of an upload's hash a plan reads: its campaign, when its
 /// publish began, whether it is abandoned, how many staging writes it had,
 /// how many participants its steps made live so far.
@@ -305,7 +309,7 @@ impl<'a> Plan<'a> {
     /// participants it made live ([`PUBLISHED`], kept
     /// [`PUBLISHED_KEPT_SECS`]): the call that began its publish answers
     /// that, whichever nodes' steps made them live.
-    pub fn end_upload(&mut self, seq: u32, upload: u64) {
+    pub async fn end_upload(&mut self, seq: u32, upload: u64) -> Result<()> {
         let upl = keys::upload(upload);
         for field in UPLOAD_FIELDS.iter().filter(|&&f| f != PUBLISHED.as_bytes()) {
             self.txn.hdel(&upl, field);
@@ -318,7 +322,17 @@ impl<'a> Plan<'a> {
         for set in [keys::uploads_of(seq), keys::publishing()] {
             self.txn.command(&[b"SREM", set.as_bytes(), id.as_bytes()]);
         }
-        self.txn.hincr(&keys::counts(seq), "stage_gen", 1);
+        self.stage_changed(seq).await
+    }
+
+    /// Has the finish decisions on campaign `seq` planned before this
+    /// write conflict with it (what is staged or live keeps a campaign
+    /// running), unless the campaign is gone: its counts went with it.
+    pub async fn stage_changed(&mut self, seq: u32) -> Result<()> {
+        if self.campaign(seq).await?.is_some() {
+            self.txn.hincr(&keys::counts(seq), STAGE_GEN, 1);
+        }
+        Ok(())
     }
 
     /// Reads a field and has the write check it is unchanged.

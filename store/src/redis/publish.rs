@@ -290,10 +290,10 @@ impl Redis {
                 .over_members(b"SREM", &keys::upload_numbers(upload), &members);
             if last {
                 p.check_published(upload, &staged);
-                p.end_upload(seq, upload);
+                p.end_upload(seq, upload).await?;
                 Ok(Step::Last(staged.published + published, dropped))
             } else {
-                p.txn.hincr(&keys::counts(seq), "stage_gen", 1);
+                p.stage_changed(seq).await?;
                 Ok(Step::Settled(dropped))
             }
         })

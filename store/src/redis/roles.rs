@@ -13,7 +13,7 @@ use super::{
     MAX_TRIES, Redis, UPLOAD_TTL_SECS, Values, keys,
     known::KnownMessage,
     message,
-    plan::{Admit, Plan, UPLOAD_FIELDS, Upload, contended},
+    plan::{Admit, Plan, STAGE_GEN, UPLOAD_FIELDS, Upload, contended},
     publish::{STAGED, STEP},
     retention::ENDED,
     suppression_field,
@@ -137,7 +137,7 @@ impl Redis {
                 let uploads = keys::uploads_of(c.seq);
                 p.txn
                     .command(&[b"SADD", uploads.as_bytes(), u.to_string().as_bytes()]);
-                p.txn.hincr(&keys::counts(c.seq), "stage_gen", 1);
+                p.stage_changed(c.seq).await?;
             }
             Ok(fresh)
         })
@@ -256,7 +256,7 @@ impl Catalog for Redis {
                 // running.
                 let counts = keys::counts(c.seq);
                 let pending = p.read_count(&counts, Status::Pending.as_str()).await?;
-                p.read_count(&counts, "stage_gen").await?;
+                p.read_count(&counts, STAGE_GEN).await?;
                 let staged = p.store().staged(c.seq).await?;
                 if !rules::may_finish(pending, 0, staged) {
                     return Ok(c);
