@@ -8,8 +8,9 @@
 //! upload is published whole, whatever becomes of the call or the node
 //! that began it. An abandon leaves it be, its customers stay its own when
 //! its node dies, and every node's sweep ([`Redis::complete_publishes`])
-//! carries on a publish that nobody is carrying on. Readers see its
-//! participants arrive step by step for the seconds that takes.
+//! looks for a publish that nobody is carrying on: its own node's, or a
+//! dead node's, which the one node that takes its lead carries on. Readers
+//! see its participants arrive step by step for the seconds that takes.
 
 use std::{
     collections::HashSet,
@@ -19,10 +20,10 @@ use std::{
 use domain::{CampaignRecord, MessageNo, Millis};
 
 use super::{
-    HEARTBEAT, MAX_TRIES, Redis, UPLOAD_BITS, keys,
+    HEARTBEAT, HEARTBEAT_TTL_MS, MAX_TRIES, Redis, UPLOAD_BITS, keys,
     plan::{Plan, contended},
 };
-use crate::{Result, StoreError};
+use crate::{Result, Shared, StoreError};
 
 /// Staged participants made live (or dropped) per write: 10-15 ms of
 /// Redis's time. Steps of 500 to 5,000 publish as fast (BENCHMARKS.md);
@@ -193,7 +194,19 @@ impl Redis {
         let Some(_carrying) = self.carried.carry(upload) else {
             return Ok(false);
         };
-        let ended = self.end_in_steps(upload, Ending::Publish(None)).await?;
+        let lead = format!("publish:{upload}");
+        let mut dropped = None;
+        let ended = loop {
+            // One node carries on a dead node's publish: the others leave
+            // it while its carrier renews the lead before every step.
+            if !own && !self.lead(&lead, HEARTBEAT_TTL_MS).await? {
+                return Ok(false);
+            }
+            let step = self.step_once(upload, Ending::Publish(None), &mut dropped);
+            if let Some(ended) = step.await? {
+                break ended;
+            }
+        };
         tracing::info!(
             upload,
             published = ended.published,
@@ -222,22 +235,36 @@ impl Redis {
     async fn end_in_steps(&self, upload: u64, ending: Ending) -> Result<Ended> {
         let mut dropped = None;
         loop {
-            match self.step(upload, ending).await? {
-                Step::Settled(why) => dropped = dropped.or(why),
-                Step::Last(published, why) => {
-                    return Ok(Ended {
-                        published: Some(published),
-                        dropped: dropped.or(why),
-                    });
-                }
-                Step::Done => {
-                    return Ok(Ended {
-                        published: None,
-                        dropped,
-                    });
-                }
+            if let Some(ended) = self.step_once(upload, ending, &mut dropped).await? {
+                return Ok(ended);
             }
         }
+    }
+
+    /// One step of a call's; how the upload ended, if it did. `dropped`
+    /// keeps why participants were dropped, over the call's steps.
+    async fn step_once(
+        &self,
+        upload: u64,
+        ending: Ending,
+        dropped: &mut Option<StoreError>,
+    ) -> Result<Option<Ended>> {
+        Ok(match self.step(upload, ending).await? {
+            Step::Settled(why) => {
+                if dropped.is_none() {
+                    *dropped = why;
+                }
+                None
+            }
+            Step::Last(published, why) => Some(Ended {
+                published: Some(published),
+                dropped: dropped.take().or(why),
+            }),
+            Step::Done => Some(Ended {
+                published: None,
+                dropped: dropped.take(),
+            }),
+        })
     }
 
     /// Makes up to [`STEP`] staged participants of an upload live (the
