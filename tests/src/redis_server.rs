@@ -86,6 +86,21 @@ impl RedisServer {
         }
     }
 
+    /// SIGSTOP, then SIGCONT after `how_long`: Redis answers nothing
+    /// meanwhile (a failover or a stalled host), and keys expire while it
+    /// is stopped.
+    pub fn pause(&self, how_long: Duration) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        for (signal, then) in [("-STOP", how_long), ("-CONT", Duration::ZERO)] {
+            let sent = std::process::Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap();
+            assert!(sent.success(), "kill {signal} {pid}");
+            std::thread::sleep(then);
+        }
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }

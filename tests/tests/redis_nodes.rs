@@ -485,6 +485,89 @@ fn an_upload_whose_node_is_killed_while_it_publishes_is_completed_by_the_other()
 }
 
 #[test]
+fn redis_paused_for_longer_than_a_heartbeat_lasts_loses_no_participant_and_sends_on() {
+    // Every node's heartbeat lapses while Redis is paused for 8 s (they
+    // last 6 s): when it answers again, a node may take the other for
+    // dead for a moment and carry on its publish under way, and the
+    // leases of what was in flight have run out.
+    const N: usize = 60_000;
+    const TEXTS: usize = 3_000;
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(&end, &dir.path().join("redis"));
+    let smsc = NpmSmsc::start(&end);
+    let a = node(&dir.path().join("a"), "a", &redis, &smsc);
+    let b = node(&dir.path().join("b"), "b", &redis, &smsc);
+    let r = a.put_json(
+        "/v1/channels/sms/limits",
+        &json!({"rate_per_sec": 300, "tz": "UTC"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    sms_campaign(&a, "summer");
+    upload(&a, "summer", N..N + TEXTS, "retail");
+    a.start_campaign("summer");
+    smsc.wait_for_submits(300, Duration::from_secs(30));
+
+    sms_campaign(&a, "spring");
+    let body: String = (0..N)
+        .map(|i| {
+            format!(
+                "{}\n",
+                json!({"customer": format!("c{i}"), "address": phone(i)})
+            )
+        })
+        .collect();
+    let api = a.api.clone();
+    let uploading = std::thread::spawn(move || {
+        request(
+            "POST",
+            &api,
+            "/v1/campaigns/spring/participants",
+            &[("content-type", "application/x-ndjson")],
+            body.as_bytes(),
+        )
+    });
+    let view = || b.get("/v1/campaigns/spring").json();
+    wait_until("the publish begun", Duration::from_secs(60), || {
+        view()["participants"].as_u64().unwrap() > 0
+    });
+    let before = view()["participants"].as_u64().unwrap();
+    redis.pause(Duration::from_secs(8));
+
+    let answer = uploading.join().unwrap();
+    eprintln!(
+        "paused with {before} of {N} live; answered {}",
+        answer.text()
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["accepted"], N, "{}", answer.text());
+    wait_until("every participant live", Duration::from_secs(30), || {
+        view()["participants"].as_u64().unwrap() == N as u64
+    });
+    let accepted = b
+        .all_events()
+        .iter()
+        .filter(|e| e["type"] == "accepted" && e["campaign"] == "spring")
+        .count();
+    assert_eq!(accepted, N, "each participant accepted once");
+
+    wait_until("the texts sent on", Duration::from_secs(60), || {
+        a.get("/v1/campaigns/summer").json()["state"] == "finished"
+    });
+    let texted = per_number(&smsc.submits());
+    assert_eq!(texted.len(), TEXTS, "every number texted");
+    let twice = texted.values().filter(|&&n| n > 1).count();
+    assert!(
+        twice <= 2 * 4 * WINDOW,
+        "{twice} numbers texted twice: more than the two nodes had in flight"
+    );
+    for node in [&a, &b] {
+        assert_eq!(node.get("/readyz").status, 200);
+    }
+    end.reached();
+}
+
+#[test]
 fn an_upload_published_for_longer_than_a_sweep_answers_each_participant_accepted() {
     // The node's sweep for publishes to carry on runs every 2 s: it must
     // leave the one its own call is making (it once took a share of it,

@@ -5,8 +5,8 @@
 //! (100,000 messages, window 64, one round by default).
 //!
 //! Runs the same campaign (start → every receipt matched and durable) on
-//! the embedded engine, then on one node on Redis, then on two nodes on
-//! Redis (the campaign declared on one, both sending), and prints for each:
+//! the embedded engine, then on one, two and three nodes on Redis (the
+//! campaign declared on the first, all sending), and prints for each:
 //! messages/s, the ratio to the embedded run, CPU per message of the
 //! nodes' process (daemons and sink), of Redis, requests to Redis per
 //! message (`sluice_store_requests_total`), and Redis memory per queued
@@ -67,7 +67,9 @@ async fn main() -> anyhow::Result<()> {
         Ok(config)
     };
 
-    let (mut embedded, mut one, mut two) = (Vec::new(), Vec::new(), Vec::new());
+    let mut embedded = Vec::new();
+    // Runs of 1, 2 and 3 nodes on Redis.
+    let mut on_redis: [Vec<Run>; 3] = Default::default();
     for round in 1..=rounds {
         if rounds > 1 {
             println!("round {round} of {rounds}");
@@ -75,31 +77,47 @@ async fn main() -> anyhow::Result<()> {
         let base = run(&[config(None, round)?], &redis, n, false).await?;
         report("embedded engine, 1 node", &base, &base);
         redis.cli(&["FLUSHALL"])?;
-        let run_one = run(&[config(Some("n1"), round)?], &redis, n, true).await?;
-        report("Redis engine, 1 node", &run_one, &base);
-        print_commandstats(&redis, n)?;
-        redis.cli(&["FLUSHALL"])?;
-        let nodes = [config(Some("n1"), round)?, config(Some("n2"), round)?];
-        let run_two = run(&nodes, &redis, n, true).await?;
-        report("Redis engine, 2 nodes", &run_two, &base);
-        redis.cli(&["FLUSHALL"])?;
+        for (i, runs) in on_redis.iter_mut().enumerate() {
+            let configs = NODES[..=i]
+                .iter()
+                .map(|node| config(Some(node), round))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let on = run(&configs, &redis, n, true).await?;
+            report(&redis_nodes(i + 1), &on, &base);
+            if i == 0 {
+                print_commandstats(&redis, n)?;
+            }
+            redis.cli(&["FLUSHALL"])?;
+            runs.push(on);
+        }
         embedded.push(base);
-        one.push(run_one);
-        two.push(run_two);
     }
-    let (embedded, one, two) = (median(&embedded), median(&one), median(&two));
+    let embedded = median(&embedded);
+    let on_redis = on_redis.map(|runs| median(&runs));
     if rounds > 1 {
         println!("medians of {rounds} rounds:");
         report("embedded engine, 1 node", &embedded, &embedded);
-        report("Redis engine, 1 node", &one, &embedded);
-        report("Redis engine, 2 nodes", &two, &embedded);
+        for (i, on) in on_redis.iter().enumerate() {
+            report(&redis_nodes(i + 1), on, &embedded);
+        }
     }
+    let one = on_redis[0];
     println!(
         "2 cores: the nodes and Redis share them, so more nodes here only split the same CPU; \
          throughput with N nodes on N machines is at most N / ({:.1} µs per node) and 1 / ({:.1} µs of Redis) messages/s",
         one.nodes_cpu, one.redis_cpu
     );
     Ok(())
+}
+
+/// The names the nodes on Redis take, as many as a run starts.
+const NODES: [&str; 3] = ["n1", "n2", "n3"];
+
+fn redis_nodes(count: usize) -> String {
+    format!(
+        "Redis engine, {count} node{}",
+        if count == 1 { "" } else { "s" }
+    )
 }
 
 /// Each figure's median over `runs` (the upper middle of an even count).
