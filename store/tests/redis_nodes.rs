@@ -573,22 +573,14 @@ async fn a_publish_whose_node_died_midway_is_completed_whole_by_the_others() {
 async fn an_upload_of_a_node_taken_for_dead_counts_again_once_its_heartbeat_is_back() {
     let n = 100;
     let redis = RedisServer::start();
-    let (a, _) = node_with_c1(&redis).await;
-    let mut con = redis_connection(&redis).await;
-    let a_alive = instance_keys(&mut con).await;
-    assert_eq!(a_alive.len(), 1, "only a is open: {a_alive:?}");
-    let b = redis.open("b").await.expect("b");
+    let (a, b, mut con, a_alive) = a_and_b(&redis).await;
     let upload = a.new_upload();
     a.stage("c1", upload, people(n)).await.expect("stage");
     assert_eq!(b.counts("c1").await.expect("counts").staged, n as u64);
 
     // Its heartbeat lapses (Redis paused for longer than its expiry, say):
     // what it stages is not counted while it seems dead.
-    let _: () = redis::cmd("DEL")
-        .arg(&a_alive[0])
-        .query_async(&mut con)
-        .await
-        .expect("a's heartbeat lapses");
+    lapse(&mut con, &a_alive).await;
     assert_eq!(b.counts("c1").await.expect("counts").staged, 0);
     // Its next heartbeat (every 2 s) says it lives.
     while instance_keys(&mut con).await.len() < 2 {
@@ -600,6 +592,34 @@ async fn an_upload_of_a_node_taken_for_dead_counts_again_once_its_heartbeat_is_b
         "its upload counts again"
     );
     assert_eq!(a.publish(upload, 5).await.expect("publish"), n as u64);
+}
+
+/// Nodes `a` (with campaign `c1` declared) and `b` on `redis`, a
+/// connection of the test's own, and `a`'s key of being alive.
+async fn a_and_b(
+    redis: &RedisServer,
+) -> (
+    store::redis::Redis,
+    store::redis::Redis,
+    redis::aio::MultiplexedConnection,
+    String,
+) {
+    let (a, _) = node_with_c1(redis).await;
+    let mut con = redis_connection(redis).await;
+    let mut alive = instance_keys(&mut con).await;
+    assert_eq!(alive.len(), 1, "only a is open: {alive:?}");
+    let b = redis.open("b").await.expect("b");
+    (a, b, con, alive.remove(0))
+}
+
+/// The heartbeat whose key of being alive is `alive` lapses (as if Redis
+/// had been paused past its expiry).
+async fn lapse(con: &mut redis::aio::MultiplexedConnection, alive: &str) {
+    let _: () = redis::cmd("DEL")
+        .arg(alive)
+        .query_async(con)
+        .await
+        .expect("the heartbeat lapses");
 }
 
 /// A connection of the test's own to `redis`.
@@ -627,11 +647,7 @@ async fn a_publish_another_node_carries_on_meanwhile_answers_every_participant_m
     // publish while its own call goes on.
     let n = 30_000;
     let redis = RedisServer::start();
-    let (a, _) = node_with_c1(&redis).await;
-    let mut con = redis_connection(&redis).await;
-    let a_alive = instance_keys(&mut con).await;
-    assert_eq!(a_alive.len(), 1, "only a is open: {a_alive:?}");
-    let b = redis.open("b").await.expect("b");
+    let (a, b, mut con, a_alive) = a_and_b(&redis).await;
     let a = std::sync::Arc::new(a);
     let upload = a.new_upload();
     a.stage("c1", upload, people(n)).await.expect("stage");
@@ -640,11 +656,7 @@ async fn a_publish_another_node_carries_on_meanwhile_answers_every_participant_m
         async move { a.publish(upload, 5).await }
     });
     while b.counts("c1").await.expect("counts").participants == 0 {}
-    let _: () = redis::cmd("DEL")
-        .arg(&a_alive[0])
-        .query_async(&mut con)
-        .await
-        .expect("a's heartbeat lapses");
+    lapse(&mut con, &a_alive).await;
     assert_eq!(
         b.complete_publishes().await.expect("sweep"),
         1,

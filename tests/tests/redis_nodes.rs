@@ -13,7 +13,7 @@ use std::{
 
 use serde_json::json;
 use sluice_e2e::{
-    Daemon, MustReachEnd, must_reach_end,
+    Daemon, MustReachEnd, Response, must_reach_end,
     npm_smsc::{NpmSmsc, NpmSubmit},
     redis_server::RedisServer,
     request, wait_until,
@@ -59,6 +59,42 @@ fn upload(daemon: &Daemon, id: &str, customers: std::ops::Range<usize>, segment:
         .collect();
     let r = daemon.upload(id, &rows);
     assert_eq!(r["accepted"], rows.len(), "{r}");
+}
+
+/// Uploads customers `c0..c{n}` to campaign `id` through `to` in one
+/// NDJSON request of the test's own, and returns once `seen_from` shows
+/// their publish begun; the request answers when it ends.
+fn upload_until_published(
+    to: &Daemon,
+    seen_from: &Daemon,
+    id: &str,
+    n: usize,
+) -> std::thread::JoinHandle<Response> {
+    let body: String = (0..n)
+        .map(|i| {
+            format!(
+                "{}\n",
+                json!({"customer": format!("c{i}"), "address": phone(i)})
+            )
+        })
+        .collect();
+    let (api, path) = (to.api.clone(), format!("/v1/campaigns/{id}/participants"));
+    let uploading = std::thread::spawn(move || {
+        request(
+            "POST",
+            &api,
+            &path,
+            &[("content-type", "application/x-ndjson")],
+            body.as_bytes(),
+        )
+    });
+    wait_until("the publish begun", Duration::from_secs(60), || {
+        seen_from.get(&format!("/v1/campaigns/{id}")).json()["participants"]
+            .as_u64()
+            .unwrap()
+            > 0
+    });
+    uploading
 }
 
 /// Texts received per number.
@@ -437,29 +473,9 @@ fn an_upload_whose_node_is_killed_while_it_publishes_is_completed_by_the_other()
     let mut a = node(&dir.path().join("a"), "a", &redis, &smsc);
     let b = node(&dir.path().join("b"), "b", &redis, &smsc);
     sms_campaign(&a, "spring");
-    let body: String = (0..N)
-        .map(|i| {
-            format!(
-                "{}\n",
-                json!({"customer": format!("c{i}"), "address": phone(i)})
-            )
-        })
-        .collect();
     // The CRM's request: it gets no answer (the node dies under it).
-    let api = a.api.clone();
-    let uploading = std::thread::spawn(move || {
-        request(
-            "POST",
-            &api,
-            "/v1/campaigns/spring/participants",
-            &[("content-type", "application/x-ndjson")],
-            body.as_bytes(),
-        )
-    });
+    let uploading = upload_until_published(&a, &b, "spring", N);
     let view = || b.get("/v1/campaigns/spring").json();
-    wait_until("the publish begun", Duration::from_secs(60), || {
-        view()["participants"].as_u64().unwrap() > 0
-    });
     a.kill9();
     assert!(uploading.join().is_err(), "the upload was never answered");
     let seen = view();
@@ -509,28 +525,8 @@ fn redis_paused_for_longer_than_a_heartbeat_lasts_loses_no_participant_and_sends
     smsc.wait_for_submits(300, Duration::from_secs(30));
 
     sms_campaign(&a, "spring");
-    let body: String = (0..N)
-        .map(|i| {
-            format!(
-                "{}\n",
-                json!({"customer": format!("c{i}"), "address": phone(i)})
-            )
-        })
-        .collect();
-    let api = a.api.clone();
-    let uploading = std::thread::spawn(move || {
-        request(
-            "POST",
-            &api,
-            "/v1/campaigns/spring/participants",
-            &[("content-type", "application/x-ndjson")],
-            body.as_bytes(),
-        )
-    });
+    let uploading = upload_until_published(&a, &b, "spring", N);
     let view = || b.get("/v1/campaigns/spring").json();
-    wait_until("the publish begun", Duration::from_secs(60), || {
-        view()["participants"].as_u64().unwrap() > 0
-    });
     let before = view()["participants"].as_u64().unwrap();
     redis.pause(Duration::from_secs(8));
 
