@@ -190,7 +190,10 @@ pub trait Suppressions: Send + Sync {
         channel: ChannelKind,
         address: &str,
         why: SuppressReason,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        self.suppress_many(channel, vec![address.to_owned()], why)
+            .await
+    }
 
     /// Suppresses many entries (customer ids or addresses) at once.
     async fn suppress_many(

@@ -462,14 +462,20 @@ async fn settled_counts(node: &store::redis::Redis) -> store::Counts {
     }
 }
 
-/// Node `a` on `redis` with `n` participants of campaign `c1` staged under
-/// an upload it then starts to publish, stopped between two steps (seen
-/// from `b`); the upload, and how many were live when it stopped.
+/// Nodes `a` and `b` on `redis`, and an upload of `n` participants of
+/// campaign `c1` that `a` staged and then began to publish, its call
+/// stopped between two steps (seen from `b`).
 async fn a_publish_stopped_midway(
-    a: &std::sync::Arc<store::redis::Redis>,
-    b: &store::redis::Redis,
+    redis: &RedisServer,
     n: usize,
-) -> store::UploadId {
+) -> (
+    std::sync::Arc<store::redis::Redis>,
+    store::redis::Redis,
+    store::UploadId,
+) {
+    let (a, _) = node_with_c1(redis).await;
+    let b = redis.open("b").await.expect("b");
+    let a = std::sync::Arc::new(a);
     let upload = a.new_upload();
     a.stage("c1", upload, people(n)).await.expect("stage");
     let publishing = tokio::spawn({
@@ -483,7 +489,7 @@ async fn a_publish_stopped_midway(
         }
     }
     assert!(publishing.await.is_err(), "the publish was stopped");
-    upload
+    (a, b, upload)
 }
 
 /// Every accepted fact in the feed.
@@ -500,16 +506,14 @@ async fn accepted(node: &store::redis::Redis) -> usize {
 async fn a_publish_whose_node_died_midway_is_completed_whole_by_the_others() {
     let n = 30_000;
     let redis = RedisServer::start();
-    let (a, seq) = node_with_c1(&redis).await;
-    let b = redis.open("b").await.expect("b");
-    b.set_state("c1", CampaignState::Running)
-        .await
-        .expect("run");
-
     // `a` dies while it publishes: its call stops between two steps.
-    let a = std::sync::Arc::new(a);
-    let upload = a_publish_stopped_midway(&a, &b, n).await;
+    let (a, b, upload) = a_publish_stopped_midway(&redis, n).await;
     drop(a);
+    let seq = b
+        .set_state("c1", CampaignState::Running)
+        .await
+        .expect("run")
+        .seq;
     let counts = settled_counts(&b).await;
     let live = counts.participants;
     assert!(
@@ -676,11 +680,8 @@ async fn a_publish_another_node_carries_on_meanwhile_answers_every_participant_m
 async fn a_publish_whose_call_was_dropped_is_completed_by_its_own_node() {
     let n = 20_000;
     let redis = RedisServer::start();
-    let (a, _) = node_with_c1(&redis).await;
-    let b = redis.open("b").await.expect("b");
-    let a = std::sync::Arc::new(a);
     // Its request cut off mid-publish: the node lives on.
-    let upload = a_publish_stopped_midway(&a, &b, n).await;
+    let (a, b, upload) = a_publish_stopped_midway(&redis, n).await;
     let counts = settled_counts(&b).await;
     assert!(counts.staged > 0, "stopped midway");
     assert_eq!(
@@ -703,10 +704,7 @@ async fn a_publish_whose_call_was_dropped_is_completed_by_its_own_node() {
 async fn a_publish_that_meets_its_campaign_cancelled_drops_the_rest_and_says_so() {
     let n = 20_000;
     let redis = RedisServer::start();
-    let (a, _) = node_with_c1(&redis).await;
-    let b = redis.open("b").await.expect("b");
-    let a = std::sync::Arc::new(a);
-    let upload = a_publish_stopped_midway(&a, &b, n).await;
+    let (a, b, upload) = a_publish_stopped_midway(&redis, n).await;
     let live = settled_counts(&b).await.participants;
     b.set_state("c1", CampaignState::Cancelled)
         .await
@@ -726,10 +724,7 @@ async fn a_publish_that_meets_its_campaign_cancelled_drops_the_rest_and_says_so(
 async fn a_publish_completed_after_its_campaign_was_deleted_leaves_none_of_its_keys() {
     let n = 20_000;
     let redis = RedisServer::start();
-    let (a, _) = node_with_c1(&redis).await;
-    let b = redis.open("b").await.expect("b");
-    let a = std::sync::Arc::new(a);
-    a_publish_stopped_midway(&a, &b, n).await;
+    let (a, b, _) = a_publish_stopped_midway(&redis, n).await;
     b.set_state("c1", CampaignState::Cancelled)
         .await
         .expect("cancel");

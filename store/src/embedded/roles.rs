@@ -366,16 +366,6 @@ impl LimitState for Embedded {
 
 #[async_trait]
 impl Suppressions for Embedded {
-    async fn suppress(
-        &self,
-        channel: ChannelKind,
-        address: &str,
-        why: SuppressReason,
-    ) -> Result<()> {
-        self.suppress_many(channel, vec![address.to_owned()], why)
-            .await
-    }
-
     async fn suppress_many(
         &self,
         channel: ChannelKind,

@@ -805,16 +805,6 @@ fn glob_escape(text: &str) -> String {
 
 #[async_trait]
 impl Suppressions for Redis {
-    async fn suppress(
-        &self,
-        channel: ChannelKind,
-        address: &str,
-        why: SuppressReason,
-    ) -> Result<()> {
-        self.suppress_many(channel, vec![address.to_owned()], why)
-            .await
-    }
-
     async fn suppress_many(
         &self,
         channel: ChannelKind,
