@@ -127,84 +127,100 @@ pub(crate) mod keys {
 
     const P: &str = "sluice:{g}:";
 
+    /// `{P}{kind}{id}`, made in one allocation: planning a write makes
+    /// several keys per message, and `format!` spent more on growing its
+    /// strings than on the digits.
+    fn key(kind: &str, id: &str) -> String {
+        let mut key = String::with_capacity(P.len() + kind.len() + id.len());
+        key.push_str(P);
+        key.push_str(kind);
+        key.push_str(id);
+        key
+    }
+
+    /// [`key`] with a number.
+    fn numbered(kind: &str, id: impl itoa::Integer) -> String {
+        key(kind, itoa::Buffer::new().format(id))
+    }
+
     pub fn campaigns() -> String {
-        format!("{P}campaigns")
+        key("campaigns", "")
     }
     pub fn next_campaign() -> String {
-        format!("{P}next_campaign")
+        key("next_campaign", "")
     }
     pub fn campaign(seq: u32) -> String {
-        format!("{}{seq}", campaign_prefix())
+        numbered("c:", seq)
     }
     pub fn campaign_prefix() -> String {
-        format!("{P}c:")
+        key("c:", "")
     }
     pub fn counts(seq: u32) -> String {
-        format!("{P}n:{seq}")
+        numbered("n:", seq)
     }
     pub fn participants(seq: u32) -> String {
-        format!("{P}p:{seq}")
+        numbered("p:", seq)
     }
     pub fn states(seq: u32) -> String {
-        format!("{P}s:{seq}")
+        numbered("s:", seq)
     }
     pub fn flags(seq: u32) -> String {
-        format!("{P}f:{seq}")
+        numbered("f:", seq)
     }
     pub fn customers(seq: u32) -> String {
-        format!("{P}cu:{seq}")
+        numbered("cu:", seq)
     }
     pub fn due(seq: u32) -> String {
-        format!("{P}due:{seq}")
+        numbered("due:", seq)
     }
     pub fn leases(seq: u32) -> String {
-        format!("{P}lease:{seq}")
+        numbered("lease:", seq)
     }
     pub fn uploads_of(seq: u32) -> String {
-        format!("{P}uploads:{seq}")
+        numbered("uploads:", seq)
     }
     pub fn upload(id: u64) -> String {
-        format!("{P}upl:{id}")
+        numbered("upl:", id)
     }
     pub fn upload_numbers(id: u64) -> String {
-        format!("{P}upn:{id}")
+        numbered("upn:", id)
     }
     /// Uploads whose publish has begun and not ended.
     pub fn publishing() -> String {
-        format!("{P}publishing")
+        key("publishing", "")
     }
     pub fn upstream() -> String {
-        format!("{P}upstream")
+        key("upstream", "")
     }
     pub fn last(channel: ChannelKind) -> String {
-        format!("{P}last:{}", channel.as_str())
+        key("last:", channel.as_str())
     }
     pub fn suppressions(channel: ChannelKind) -> String {
-        format!("{P}sup:{}", channel.as_str())
+        key("sup:", channel.as_str())
     }
     pub fn meta() -> String {
-        format!("{P}meta")
+        key("meta", "")
     }
     pub fn feed() -> String {
-        format!("{P}feed")
+        key("feed", "")
     }
     pub fn cursor() -> String {
-        format!("{P}cursor")
+        key("cursor", "")
     }
     pub fn instance(id: u64) -> String {
-        format!("{P}instance:{id}")
+        numbered("instance:", id)
     }
-    pub fn pace(key: &str) -> String {
-        format!("{P}pace:{key}")
+    pub fn pace(name: &str) -> String {
+        key("pace:", name)
     }
-    pub fn count(key: &str) -> String {
-        format!("{P}count:{key}")
+    pub fn count(name: &str) -> String {
+        key("count:", name)
     }
     pub fn lead(task: &str) -> String {
-        format!("{P}lead:{task}")
+        key("lead:", task)
     }
     pub fn node(name: &str) -> String {
-        format!("{P}node:{name}")
+        key("node:", name)
     }
 
     /// Every key of campaign `seq`'s participants and messages.
@@ -226,8 +242,9 @@ pub(crate) mod keys {
     /// so that members of equal score sort by number.
     pub fn number(n: u32) -> [u8; 10] {
         let mut out = [b'0'; 10];
-        let digits = n.to_string();
-        out[10 - digits.len()..].copy_from_slice(digits.as_bytes());
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(n).as_bytes();
+        out[10 - digits.len()..].copy_from_slice(digits);
         out
     }
 
@@ -424,9 +441,7 @@ impl Redis {
         }
         let mut invocation = self.script.prepare_invoke();
         invocation.key(keys::feed()).key(keys::cursor());
-        for arg in txn.into_args() {
-            invocation.arg(arg);
-        }
+        txn.write_args(&mut invocation);
         let mut con = self.con();
         let answer: Vec<u64> = {
             let result = invocation.invoke_async(&mut con).await;

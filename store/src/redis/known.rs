@@ -30,17 +30,20 @@ pub(super) struct KnownMessage {
     pub participant: Arc<Participant>,
 }
 
+/// Looked up per message: hashed fast (the keys are ours).
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// The most recent entries: two generations of at most `GENERATION`.
 struct Recent<K, V> {
-    newer: HashMap<K, V>,
-    older: HashMap<K, V>,
+    newer: Map<K, V>,
+    older: Map<K, V>,
 }
 
 impl<K, V> Default for Recent<K, V> {
     fn default() -> Self {
         Self {
-            newer: HashMap::new(),
-            older: HashMap::new(),
+            newer: Map::default(),
+            older: Map::default(),
         }
     }
 }
@@ -81,7 +84,7 @@ struct State {
     messages: Recent<MessageNo, KnownMessage>,
     /// SMSC id key → link, as `upstream` holds them.
     links: Recent<Vec<u8>, Vec<u8>>,
-    campaigns: HashMap<u32, Vec<u8>>,
+    campaigns: Map<u32, Vec<u8>>,
 }
 
 impl Known {

@@ -4,10 +4,7 @@
 //! as the embedded engine's committer, over values read from Redis: a plan
 //! sees its own writes (two updates of one message in one call).
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Arc,
-};
+use std::{collections::HashMap, sync::Arc};
 
 use domain::{
     CampaignRecord, Engaged, FELL_BACK, Fact, FactDetail, FactKind, Fallback, MessageNo,
@@ -94,19 +91,22 @@ pub(super) enum Admit {
     Staged(u64),
 }
 
+/// A plan's maps: filled per message, so hashed fast (the keys are ours,
+/// not an attacker's).
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 pub(super) struct Plan<'a> {
     store: &'a Redis,
     pub txn: Txn,
-    checked: HashSet<(String, Vec<u8>)>,
-    seqs: HashMap<String, Option<u32>>,
-    campaigns: HashMap<u32, Option<CampaignRecord>>,
-    states: HashMap<MessageNo, Option<MessageState>>,
-    participants: HashMap<MessageNo, Option<Arc<Participant>>>,
-    flags: HashMap<MessageNo, Flags>,
-    customers: HashMap<(u32, String), Option<Vec<u8>>>,
-    upstream: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    seqs: Map<String, Option<u32>>,
+    campaigns: Map<u32, Option<CampaignRecord>>,
+    states: Map<MessageNo, Option<MessageState>>,
+    participants: Map<MessageNo, Option<Arc<Participant>>>,
+    flags: Map<MessageNo, Flags>,
+    customers: Map<(u32, String), Option<Vec<u8>>>,
+    upstream: Map<Vec<u8>, Option<Vec<u8>>>,
     /// Participant numbers reserved for this plan: (next, end) per campaign.
-    numbers: HashMap<u32, (u32, u32)>,
+    numbers: Map<u32, (u32, u32)>,
     /// The facts of this write, in order (their cursors are given as it is
     /// applied).
     facts: Vec<Fact>,
@@ -128,15 +128,14 @@ impl<'a> Plan<'a> {
         Self {
             store,
             txn: Txn::default(),
-            checked: HashSet::new(),
-            seqs: HashMap::new(),
-            campaigns: HashMap::new(),
-            states: HashMap::new(),
-            participants: HashMap::new(),
-            flags: HashMap::new(),
-            customers: HashMap::new(),
-            upstream: HashMap::new(),
-            numbers: HashMap::new(),
+            seqs: Map::default(),
+            campaigns: Map::default(),
+            states: Map::default(),
+            participants: Map::default(),
+            flags: Map::default(),
+            customers: Map::default(),
+            upstream: Map::default(),
+            numbers: Map::default(),
             facts: Vec::new(),
             written: Written::default(),
         }
@@ -343,9 +342,7 @@ impl<'a> Plan<'a> {
     }
 
     fn check(&mut self, key: String, field: &[u8], value: Option<&[u8]>) {
-        if self.checked.insert((key.clone(), field.to_vec())) {
-            self.txn.read(&key, field, value);
-        }
+        self.txn.read(&key, field, value);
     }
 
     pub async fn seq(&mut self, id: &str) -> Result<Option<u32>> {
@@ -391,7 +388,7 @@ impl<'a> Plan<'a> {
     /// Reads the states and records of many messages at once (a record
     /// call's), so that planning them asks Redis once per campaign.
     pub async fn prefetch(&mut self, msgs: &[MessageNo]) -> Result<()> {
-        let mut by_campaign: HashMap<u32, Vec<u32>> = HashMap::new();
+        let mut by_campaign: Map<u32, Vec<u32>> = Map::default();
         for &msg in msgs {
             if self.states.contains_key(&msg) {
                 continue;

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use ::redis::Script;
+use ::redis::{Script, ScriptInvocation};
 
 /// Applies a planned write if nothing it read has changed; answers
 /// `{1, first cursor}` or `{0}` on a conflict.
@@ -116,50 +116,76 @@ end
 return {1, first}
 "#;
 
+/// Where a write's script arguments go, in order.
+pub(super) trait Args {
+    fn arg(&mut self, arg: &[u8]);
+
+    fn count(&mut self, n: usize) {
+        self.arg(n.to_string().as_bytes());
+    }
+}
+
+impl Args for ScriptInvocation<'_> {
+    fn arg(&mut self, arg: &[u8]) {
+        ScriptInvocation::arg(self, arg);
+    }
+}
+
 /// The arguments of the changes to each key of `keys`: per key, the pairs
-/// `pair` makes of each member set (in the script's order) and the
+/// `pair` writes of each member set (in the script's order) and the
 /// members removed.
 fn changes<V>(
-    args: &mut Vec<Bytes>,
-    keys: BTreeMap<String, BTreeMap<Bytes, Option<V>>>,
-    pair: impl Fn(Bytes, V) -> [Bytes; 2],
+    args: &mut impl Args,
+    keys: &BTreeMap<String, BTreeMap<Bytes, Option<V>>>,
+    pair: impl Fn(&mut dyn FnMut(&[u8]), &[u8], &V),
 ) {
-    args.push(keys.len().to_string().into_bytes());
+    args.count(keys.len());
     for (key, members) in keys {
-        let mut put = Vec::new();
-        let mut gone = Vec::new();
+        args.arg(key.as_bytes());
+        let set = members.values().filter(|v| v.is_some()).count();
+        args.count(set);
         for (member, value) in members {
-            match value {
-                Some(v) => put.extend(pair(member, v)),
-                None => gone.push(member),
+            if let Some(v) = value {
+                pair(&mut |a| args.arg(a), member, v);
             }
         }
-        args.push(key.into_bytes());
-        args.push((put.len() / 2).to_string().into_bytes());
-        args.extend(put);
-        args.push(gone.len().to_string().into_bytes());
-        args.extend(gone);
+        args.count(members.len() - set);
+        for (member, value) in members {
+            if value.is_none() {
+                args.arg(member);
+            }
+        }
     }
 }
 
 /// The arguments of per-key field values the script reads with `HMGET`
-/// straight from ARGV: per key, its fields, then what `value` makes of
+/// straight from ARGV: per key, its fields, then what `value` writes of
 /// each field's value, in the same order.
 fn fields_then_values<V>(
-    args: &mut Vec<Bytes>,
-    keys: BTreeMap<String, BTreeMap<Bytes, V>>,
-    mut value: impl FnMut(&mut Vec<Bytes>, V),
+    args: &mut impl Args,
+    keys: &BTreeMap<String, BTreeMap<Bytes, V>>,
+    value: impl Fn(&mut dyn FnMut(&[u8]), &V),
 ) {
-    args.push(keys.len().to_string().into_bytes());
+    args.count(keys.len());
     for (key, fields) in keys {
-        args.push(key.into_bytes());
-        args.push(fields.len().to_string().into_bytes());
-        let (fields, values): (Vec<_>, Vec<_>) = fields.into_iter().unzip();
-        args.extend(fields);
-        for v in values {
-            value(args, v);
+        args.arg(key.as_bytes());
+        args.count(fields.len());
+        for field in fields.keys() {
+            args.arg(field);
+        }
+        for v in fields.values() {
+            value(&mut |a| args.arg(a), v);
         }
     }
+}
+
+/// The map of `key` in `maps`, made if new (the key is copied only then:
+/// a write sets many fields of few keys).
+fn of_key<'m, V: Default>(maps: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
+    if !maps.contains_key(key) {
+        maps.insert(key.to_owned(), V::default());
+    }
+    maps.get_mut(key).expect("just made")
 }
 
 /// The most facts in one feed entry.
@@ -184,7 +210,8 @@ pub(super) struct Txn {
     hashes: BTreeMap<String, BTreeMap<Bytes, Option<Bytes>>>,
     /// Per sorted set, per member: its last score (`None`: removed).
     zsets: BTreeMap<String, BTreeMap<Bytes, Option<u64>>>,
-    counters: BTreeMap<(String, String), i64>,
+    /// Per hash, per field: what it is incremented by.
+    counters: BTreeMap<String, BTreeMap<String, i64>>,
     /// Per hash, per field: the number it is set to unless it holds a
     /// larger one.
     maxima: BTreeMap<String, BTreeMap<Bytes, u64>>,
@@ -194,12 +221,13 @@ pub(super) struct Txn {
 }
 
 impl Txn {
-    /// The plan read `field` of hash `key` as `value` (`None`: absent).
+    /// The plan read `field` of hash `key` as `value` (`None`: absent);
+    /// the first read of a field is the one checked.
     pub fn read(&mut self, key: &str, field: &[u8], value: Option<&[u8]>) {
-        self.checks
-            .entry(key.to_owned())
-            .or_default()
-            .insert(field.to_vec(), value.map(<[u8]>::to_vec));
+        let fields = of_key(&mut self.checks, key);
+        if !fields.contains_key(field) {
+            fields.insert(field.to_vec(), value.map(<[u8]>::to_vec));
+        }
     }
 
     pub fn hset(&mut self, key: &str, field: &[u8], value: &[u8]) {
@@ -211,17 +239,11 @@ impl Txn {
     }
 
     fn hash(&mut self, key: &str, field: &[u8], value: Option<Bytes>) {
-        self.hashes
-            .entry(key.to_owned())
-            .or_default()
-            .insert(field.to_vec(), value);
+        of_key(&mut self.hashes, key).insert(field.to_vec(), value);
     }
 
     pub fn hincr(&mut self, key: &str, field: &str, by: i64) {
-        *self
-            .counters
-            .entry((key.to_owned(), field.to_owned()))
-            .or_default() += by;
+        *of_key(of_key(&mut self.counters, key), field) += by;
     }
 
     pub fn zadd(&mut self, key: &str, score: u64, member: &[u8]) {
@@ -233,10 +255,7 @@ impl Txn {
     }
 
     fn zset(&mut self, key: &str, member: &[u8], score: Option<u64>) {
-        self.zsets
-            .entry(key.to_owned())
-            .or_default()
-            .insert(member.to_vec(), score);
+        of_key(&mut self.zsets, key).insert(member.to_vec(), score);
     }
 
     /// A Redis command, run after the hash, sorted-set, counter and maxima
@@ -264,10 +283,7 @@ impl Txn {
 
     /// Sets `field` to `value` unless it holds a larger number already.
     pub fn hmax(&mut self, key: &str, field: &[u8], value: u64) {
-        let max = self
-            .maxima
-            .entry(key.to_owned())
-            .or_default()
+        let max = of_key(&mut self.maxima, key)
             .entry(field.to_vec())
             .or_default();
         *max = (*max).max(value);
@@ -299,42 +315,52 @@ impl Txn {
             && self.facts.is_empty()
     }
 
-    /// The script's arguments.
-    pub fn into_args(self) -> Vec<Bytes> {
-        let count = |n: usize| n.to_string().into_bytes();
-        let mut args = Vec::new();
-        fields_then_values(&mut args, self.checks, |args, value| match value {
-            Some(v) => args.extend([b"=".to_vec(), v]),
-            None => args.extend([b"!".to_vec(), Vec::new()]),
+    /// Writes the script's arguments to `args`.
+    pub fn write_args(&self, args: &mut impl Args) {
+        fields_then_values(args, &self.checks, |arg, value| match value {
+            Some(v) => {
+                arg(b"=");
+                arg(v);
+            }
+            None => {
+                arg(b"!");
+                arg(b"");
+            }
         });
-        args.push(count(self.facts.len()));
-        for (run, n) in self.facts {
-            args.push(count(n));
-            args.push(run);
+        args.count(self.facts.len());
+        for (run, n) in &self.facts {
+            args.count(*n);
+            args.arg(run);
         }
-        changes(&mut args, self.hashes, |field, value| [field, value]);
-        changes(&mut args, self.zsets, |member, score| {
-            [score.to_string().into_bytes(), member]
+        changes(args, &self.hashes, |arg, field, value| {
+            arg(field);
+            arg(value);
         });
-        let counters: Vec<_> = self
+        changes(args, &self.zsets, |arg, member, score| {
+            arg(score.to_string().as_bytes());
+            arg(member);
+        });
+        let counters: Vec<(&String, &String, i64)> = self
             .counters
-            .into_iter()
-            .filter(|&(_, by)| by != 0)
+            .iter()
+            .flat_map(|(key, fields)| fields.iter().map(move |(field, &by)| (key, field, by)))
+            .filter(|&(_, _, by)| by != 0)
             .collect();
-        args.push(count(counters.len()));
-        for ((key, field), by) in counters {
-            args.push(key.into_bytes());
-            args.push(field.into_bytes());
-            args.push(by.to_string().into_bytes());
+        args.count(counters.len());
+        for (key, field, by) in counters {
+            args.arg(key.as_bytes());
+            args.arg(field.as_bytes());
+            args.arg(by.to_string().as_bytes());
         }
-        fields_then_values(&mut args, self.maxima, |args, max| {
-            args.push(max.to_string().into_bytes());
+        fields_then_values(args, &self.maxima, |arg, max| {
+            arg(max.to_string().as_bytes());
         });
-        args.push(count(self.commands.len()));
-        for command in self.commands {
-            args.push(count(command.len()));
-            args.extend(command);
+        args.count(self.commands.len());
+        for command in &self.commands {
+            args.count(command.len());
+            for a in command {
+                args.arg(a);
+            }
         }
-        args
     }
 }
