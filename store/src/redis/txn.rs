@@ -131,26 +131,72 @@ impl Args for ScriptInvocation<'_> {
     }
 }
 
+/// One key's field (or member) changes in the order planned: appended,
+/// and settled once, when the arguments are written (sorted by field, one
+/// change per field), which costs less than keeping them sorted as they
+/// come (a write plans a few per message).
+#[derive(Debug)]
+struct Fields<V>(Vec<(Bytes, V)>);
+
+impl<V> Default for Fields<V> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+/// Which of a field's changes stands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stands {
+    First,
+    Last,
+}
+
+impl<V> Fields<V> {
+    fn push(&mut self, field: &[u8], value: V) {
+        self.0.push((field.to_vec(), value));
+    }
+
+    /// One change per field, in field order: the first or the last planned.
+    fn settled(&self, stands: Stands) -> Vec<(&[u8], &V)> {
+        let mut planned: Vec<&(Bytes, V)> = self.0.iter().collect();
+        // Stable: a field's changes stay in the order planned.
+        planned.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut settled: Vec<(&[u8], &V)> = Vec::with_capacity(planned.len());
+        for (field, value) in planned {
+            match settled.last_mut() {
+                Some(last) if last.0 == field.as_slice() => {
+                    if stands == Stands::Last {
+                        last.1 = value;
+                    }
+                }
+                _ => settled.push((field, value)),
+            }
+        }
+        settled
+    }
+}
+
 /// The arguments of the changes to each key of `keys`: per key, the pairs
 /// `pair` writes of each member set (in the script's order) and the
 /// members removed.
 fn changes<V>(
     args: &mut impl Args,
-    keys: &BTreeMap<String, BTreeMap<Bytes, Option<V>>>,
+    keys: &BTreeMap<String, Fields<Option<V>>>,
     pair: impl Fn(&mut dyn FnMut(&[u8]), &[u8], &V),
 ) {
     args.count(keys.len());
     for (key, members) in keys {
+        let members = members.settled(Stands::Last);
         args.arg(key.as_bytes());
-        let set = members.values().filter(|v| v.is_some()).count();
+        let set = members.iter().filter(|(_, v)| v.is_some()).count();
         args.count(set);
-        for (member, value) in members {
+        for &(member, value) in &members {
             if let Some(v) = value {
                 pair(&mut |a| args.arg(a), member, v);
             }
         }
         args.count(members.len() - set);
-        for (member, value) in members {
+        for &(member, value) in &members {
             if value.is_none() {
                 args.arg(member);
             }
@@ -161,19 +207,19 @@ fn changes<V>(
 /// The arguments of per-key field values the script reads with `HMGET`
 /// straight from ARGV: per key, its fields, then what `value` writes of
 /// each field's value, in the same order.
-fn fields_then_values<V>(
+fn fields_then_values<'t, V: 't>(
     args: &mut impl Args,
-    keys: &BTreeMap<String, BTreeMap<Bytes, V>>,
+    keys: impl ExactSizeIterator<Item = (&'t String, Vec<(&'t [u8], &'t V)>)>,
     value: impl Fn(&mut dyn FnMut(&[u8]), &V),
 ) {
     args.count(keys.len());
     for (key, fields) in keys {
         args.arg(key.as_bytes());
         args.count(fields.len());
-        for field in fields.keys() {
+        for (field, _) in &fields {
             args.arg(field);
         }
-        for v in fields.values() {
+        for (_, v) in fields {
             value(&mut |a| args.arg(a), v);
         }
     }
@@ -205,11 +251,11 @@ type Bytes = Vec<u8>;
 #[derive(Debug, Default)]
 pub(super) struct Txn {
     /// Per hash, per field: the value read (`None`: absent).
-    checks: BTreeMap<String, BTreeMap<Bytes, Option<Bytes>>>,
+    checks: BTreeMap<String, Fields<Option<Bytes>>>,
     /// Per hash, per field: its last value (`None`: deleted).
-    hashes: BTreeMap<String, BTreeMap<Bytes, Option<Bytes>>>,
+    hashes: BTreeMap<String, Fields<Option<Bytes>>>,
     /// Per sorted set, per member: its last score (`None`: removed).
-    zsets: BTreeMap<String, BTreeMap<Bytes, Option<u64>>>,
+    zsets: BTreeMap<String, Fields<Option<u64>>>,
     /// Per hash, per field: what it is incremented by.
     counters: BTreeMap<String, BTreeMap<String, i64>>,
     /// Per hash, per field: the number it is set to unless it holds a
@@ -224,10 +270,7 @@ impl Txn {
     /// The plan read `field` of hash `key` as `value` (`None`: absent);
     /// the first read of a field is the one checked.
     pub fn read(&mut self, key: &str, field: &[u8], value: Option<&[u8]>) {
-        let fields = of_key(&mut self.checks, key);
-        if !fields.contains_key(field) {
-            fields.insert(field.to_vec(), value.map(<[u8]>::to_vec));
-        }
+        of_key(&mut self.checks, key).push(field, value.map(<[u8]>::to_vec));
     }
 
     pub fn hset(&mut self, key: &str, field: &[u8], value: &[u8]) {
@@ -239,7 +282,7 @@ impl Txn {
     }
 
     fn hash(&mut self, key: &str, field: &[u8], value: Option<Bytes>) {
-        of_key(&mut self.hashes, key).insert(field.to_vec(), value);
+        of_key(&mut self.hashes, key).push(field, value);
     }
 
     pub fn hincr(&mut self, key: &str, field: &str, by: i64) {
@@ -255,7 +298,7 @@ impl Txn {
     }
 
     fn zset(&mut self, key: &str, member: &[u8], score: Option<u64>) {
-        of_key(&mut self.zsets, key).insert(member.to_vec(), score);
+        of_key(&mut self.zsets, key).push(member, score);
     }
 
     /// A Redis command, run after the hash, sorted-set, counter and maxima
@@ -317,7 +360,11 @@ impl Txn {
 
     /// Writes the script's arguments to `args`.
     pub fn write_args(&self, args: &mut impl Args) {
-        fields_then_values(args, &self.checks, |arg, value| match value {
+        let checks = self
+            .checks
+            .iter()
+            .map(|(key, fields)| (key, fields.settled(Stands::First)));
+        fields_then_values(args, checks, |arg, value| match value {
             Some(v) => {
                 arg(b"=");
                 arg(v);
@@ -352,7 +399,11 @@ impl Txn {
             args.arg(field.as_bytes());
             args.arg(by.to_string().as_bytes());
         }
-        fields_then_values(args, &self.maxima, |arg, max| {
+        let maxima = self.maxima.iter().map(|(key, fields)| {
+            let fields = fields.iter().map(|(f, max)| (f.as_slice(), max)).collect();
+            (key, fields)
+        });
+        fields_then_values(args, maxima, |arg, max| {
             arg(max.to_string().as_bytes());
         });
         args.count(self.commands.len());
@@ -362,5 +413,58 @@ impl Txn {
                 args.arg(a);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The script arguments of `txn`.
+    fn args(txn: &Txn) -> Vec<Bytes> {
+        struct Collected(Vec<Bytes>);
+        impl Args for Collected {
+            fn arg(&mut self, arg: &[u8]) {
+                self.0.push(arg.to_vec());
+            }
+        }
+        let mut collected = Collected(Vec::new());
+        txn.write_args(&mut collected);
+        collected.0
+    }
+
+    fn strs(args: &[&str]) -> Vec<Bytes> {
+        args.iter().map(|a| a.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn a_fields_last_change_is_written_and_its_first_read_checked() {
+        let mut txn = Txn::default();
+        txn.read("h", b"b", Some(b"1"));
+        txn.read("h", b"a", None);
+        txn.read("h", b"b", Some(b"2"));
+        txn.hset("h", b"y", b"old");
+        txn.hset("h", b"x", b"1");
+        txn.hdel("h", b"y");
+        txn.hset("h", b"z", b"gone");
+        txn.hdel("h", b"z");
+        txn.hset("h", b"z", b"back");
+        txn.zadd("z", 5, b"m");
+        txn.zrem("z", b"m");
+        assert_eq!(
+            args(&txn),
+            strs(&[
+                // checks: key h, fields a and b, then a absent, b as first read
+                "1", "h", "2", "a", "b", "!", "", "=", "1", //
+                // no facts
+                "0", //
+                // hashes: x and z set, y deleted
+                "1", "h", "2", "x", "1", "z", "back", "1", "y", //
+                // sorted sets: m removed
+                "1", "z", "0", "1", "m", //
+                // no counters, maxima or commands
+                "0", "0", "0",
+            ])
+        );
     }
 }
