@@ -56,7 +56,10 @@ pub fn encode_facts(run: &[Fact]) -> Vec<u8> {
 }
 
 fn versioned<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
-    let mut out = vec![VERSION];
+    // Room for a message's state or a short record: grown from one byte,
+    // the buffer was copied four times for each.
+    let mut out = Vec::with_capacity(32);
+    out.push(VERSION);
     // Our own plain types into a Vec cannot fail to encode.
     let _ = rmp_serde::encode::write(&mut out, value);
     out
