@@ -439,14 +439,25 @@ impl Redis {
         if txn.is_empty() {
             return Ok(true);
         }
-        let mut invocation = self.script.prepare_invoke();
-        invocation.key(keys::feed()).key(keys::cursor());
-        txn.write_args(&mut invocation);
+        // The command is made here, not by a `ScriptInvocation`: that one
+        // keeps each argument in an allocation of its own and copies them
+        // all again into the command (a write has a few per message).
+        let mut eval = ::redis::cmd("EVALSHA");
+        eval.arg(self.script.get_hash())
+            .arg(2)
+            .arg(keys::feed())
+            .arg(keys::cursor());
+        txn.write_args(&mut eval);
         let mut con = self.con();
-        let answer: Vec<u64> = {
-            let result = invocation.invoke_async(&mut con).await;
-            self.seen(result)?
-        };
+        let mut result = eval.query_async(&mut con).await;
+        if matches!(&result, Err(e) if e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript))
+        {
+            // A Redis restarted, or another of the Cluster's: load it there.
+            let loaded = self.script.prepare_invoke().load_async(&mut con).await;
+            self.seen(loaded)?;
+            result = eval.query_async(&mut con).await;
+        }
+        let answer: Vec<u64> = self.seen(result)?;
         Ok(answer.first() == Some(&1))
     }
 

@@ -320,6 +320,24 @@ async fn an_upload_is_published_and_abandoned_in_a_few_requests_whatever_its_siz
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_after_redis_forgot_its_scripts_loads_them_again() {
+    // As after a restart of Redis, or a failover to a replica that never
+    // ran them.
+    let redis = RedisServer::start();
+    let (a, _) = node_with_c1(&redis).await;
+    let mut con = redis_connection(&redis).await;
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut con)
+        .await
+        .expect("script flush");
+    a.add_participants("c1", people(3), 1)
+        .await
+        .expect("added once the script is loaded again");
+    assert_eq!(a.counts("c1").await.expect("counts").participants, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn participants_of_many_messages_are_read_in_a_few_requests() {
     let redis = RedisServer::start();
     let (a, seq) = node_with_c1(&redis).await;

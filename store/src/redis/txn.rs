@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use ::redis::{Script, ScriptInvocation};
+use ::redis::{Cmd, Script};
 
 /// Applies a planned write if nothing it read has changed; answers
 /// `{1, first cursor}` or `{0}` on a conflict.
@@ -125,9 +125,9 @@ pub(super) trait Args {
     }
 }
 
-impl Args for ScriptInvocation<'_> {
+impl Args for Cmd {
     fn arg(&mut self, arg: &[u8]) {
-        ScriptInvocation::arg(self, arg);
+        Cmd::arg(self, arg);
     }
 }
 
