@@ -99,7 +99,8 @@ pub(super) struct Plan<'a> {
     store: &'a Redis,
     pub txn: Txn,
     seqs: Map<String, Option<u32>>,
-    campaigns: Map<u32, Option<CampaignRecord>>,
+    /// Shared: a record call asks for its campaign once per message.
+    campaigns: Map<u32, Option<Arc<CampaignRecord>>>,
     states: Map<MessageNo, Option<MessageState>>,
     participants: Map<MessageNo, Option<Arc<Participant>>>,
     flags: Map<MessageNo, Flags>,
@@ -355,14 +356,14 @@ impl<'a> Plan<'a> {
         Ok(seq)
     }
 
-    pub async fn campaign(&mut self, seq: u32) -> Result<Option<CampaignRecord>> {
+    pub async fn campaign(&mut self, seq: u32) -> Result<Option<Arc<CampaignRecord>>> {
         if let Some(c) = self.campaigns.get(&seq) {
             return Ok(c.clone());
         }
         let record = match self.read_checked(keys::campaign(seq), b"rec").await? {
             Some(bytes) => {
                 self.store.known.campaign_read(seq, &bytes);
-                Some(codec::decode::<CampaignRecord>(&bytes)?)
+                Some(Arc::new(codec::decode::<CampaignRecord>(&bytes)?))
             }
             None => None,
         };
@@ -374,11 +375,12 @@ impl<'a> Plan<'a> {
     pub fn put_campaign(&mut self, record: &CampaignRecord) {
         let encoded = codec::encode(record);
         self.txn.hset(&keys::campaign(record.seq), b"rec", &encoded);
-        self.campaigns.insert(record.seq, Some(record.clone()));
+        self.campaigns
+            .insert(record.seq, Some(Arc::new(record.clone())));
         self.written.campaigns.push((record.seq, encoded));
     }
 
-    pub async fn campaign_named(&mut self, id: &str) -> Result<Option<CampaignRecord>> {
+    pub async fn campaign_named(&mut self, id: &str) -> Result<Option<Arc<CampaignRecord>>> {
         match self.seq(id).await? {
             Some(seq) => self.campaign(seq).await,
             None => Ok(None),
@@ -447,7 +449,7 @@ impl<'a> Plan<'a> {
                     self.store.known.campaign_read(seq, bytes);
                 }
                 let record = record.map(|b| codec::decode(&b)).transpose()?;
-                self.campaigns.insert(seq, record);
+                self.campaigns.insert(seq, record.map(Arc::new));
             }
             for ((n, state), record) in numbers.into_iter().zip(states).zip(records) {
                 let msg = MessageNo {
@@ -474,7 +476,8 @@ impl<'a> Plan<'a> {
         }
         if let Some(bytes) = self.store.known.campaign(seq) {
             self.check(keys::campaign(seq), b"rec", Some(&bytes));
-            self.campaigns.insert(seq, Some(codec::decode(&bytes)?));
+            self.campaigns
+                .insert(seq, Some(Arc::new(codec::decode(&bytes)?)));
         }
         Ok(())
     }

@@ -354,12 +354,12 @@ fn mark_abandoned(p: &mut Plan<'_>, upload: u64) {
 async fn open_campaign(
     p: &mut Plan<'_>,
     seq: u32,
-) -> Result<std::result::Result<CampaignRecord, StoreError>> {
+) -> Result<std::result::Result<Arc<CampaignRecord>, StoreError>> {
     Ok(match p.campaign(seq).await? {
         None => Err(StoreError::UnknownCampaign(format!("#{seq}"))),
         Some(c) => match rules::closed_to_participants(c.state) {
             Some(state) => Err(StoreError::Closed {
-                campaign: c.id,
+                campaign: c.id.clone(),
                 state,
             }),
             None => Ok(c),

@@ -219,7 +219,7 @@ impl Catalog for Redis {
             let record = match p.campaign_named(id).await? {
                 Some(c) => CampaignRecord {
                     decl: decl.clone(),
-                    ..c
+                    ..Arc::unwrap_or_clone(c)
                 },
                 None => {
                     let seq: u32 = p
@@ -259,10 +259,13 @@ impl Catalog for Redis {
                 p.read_count(&counts, STAGE_GEN).await?;
                 let staged = p.store().staged(c.seq).await?;
                 if !rules::may_finish(pending, 0, staged) {
-                    return Ok(c);
+                    return Ok(Arc::unwrap_or_clone(c));
                 }
             }
-            let record = CampaignRecord { state, ..c };
+            let record = CampaignRecord {
+                state,
+                ..Arc::unwrap_or_clone(c)
+            };
             p.put_campaign(&record);
             if rules::closed_to_participants(state).is_some() {
                 // Retention counts from here.
@@ -334,7 +337,7 @@ impl Catalog for Redis {
                 p.txn.del(&key);
             }
             p.txn.hdel(&keys::campaigns(), id.as_bytes());
-            Ok(c)
+            Ok(Arc::unwrap_or_clone(c))
         })
     }
 }
