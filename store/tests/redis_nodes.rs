@@ -338,6 +338,55 @@ async fn a_write_after_redis_forgot_its_scripts_loads_them_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_whose_link_only_redis_knows_yet_is_matched_in_one_write() {
+    // `a` claimed the message; its outcome was written (here by `b`; on
+    // one node, by `a`'s own write whose answer `a` has not read yet), so
+    // `a` knows the message as its claim left it. A receipt that soon
+    // finds the link in Redis: the message's state is read there too, not
+    // taken from what `a` knew, which made the write conflict and `a`
+    // forget everything it knew.
+    let redis = RedisServer::start();
+    let (a, seq) = node_with_c1(&redis).await;
+    let b = redis.open("b").await.expect("b");
+    a.add_participants("c1", people(1), 1).await.expect("add");
+    a.set_state("c1", CampaignState::Running)
+        .await
+        .expect("run");
+    let claimed = a.claim(seq, now_ms(), 1, 60_000).await.expect("claim");
+    let msg = claimed[0].msg;
+    let submitted = Update {
+        msg,
+        at: now_ms(),
+        outcome: Outcome::Submitted {
+            detail: Default::default(),
+            upstream: Some(domain::Upstream {
+                smsc: 0,
+                ids: vec!["id-1".into()],
+            }),
+        },
+    };
+    b.record(vec![submitted]).await.expect("record");
+
+    let before = a.requests().expect("a count of requests");
+    let receipt = domain::ReceiptIn {
+        smsc: 0,
+        id: "id-1".into(),
+        delivered: Some(true),
+        at: now_ms(),
+        detail: Default::default(),
+    };
+    let matched = a.receipts(vec![receipt]).await.expect("receipts");
+    assert_eq!(matched, vec![domain::ReceiptMatch::Matched]);
+    let requests = a.requests().expect("requests") - before;
+    assert_eq!(
+        requests, 3,
+        "the link, the message and one write; a conflict takes more"
+    );
+    let counts = a.counts("c1").await.expect("counts");
+    assert_eq!(counts.by_status.get("delivered"), Some(&1), "{counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn participants_of_many_messages_are_read_in_a_few_requests() {
     let redis = RedisServer::start();
     let (a, seq) = node_with_c1(&redis).await;

@@ -4,7 +4,10 @@
 //! as the embedded engine's committer, over values read from Redis: a plan
 //! sees its own writes (two updates of one message in one call).
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use domain::{
     CampaignRecord, Engaged, FELL_BACK, Fact, FactDetail, FactKind, Fallback, MessageNo,
@@ -106,6 +109,11 @@ pub(super) struct Plan<'a> {
     flags: Map<MessageNo, Flags>,
     customers: Map<(u32, String), Option<Vec<u8>>>,
     upstream: Map<Vec<u8>, Option<Vec<u8>>>,
+    /// Messages whose link this plan read from Redis: the write of this
+    /// node that stored it may be answered but not yet in `Known` (a
+    /// receipt can come that soon), so their states are read from Redis
+    /// too, not taken from `Known` as the claim left them.
+    linked_in_redis: HashSet<MessageNo, foldhash::fast::RandomState>,
     /// Participant numbers reserved for this plan: (next, end) per campaign.
     numbers: Map<u32, (u32, u32)>,
     /// The facts of this write, in order (their cursors are given as it is
@@ -136,6 +144,7 @@ impl<'a> Plan<'a> {
             flags: Map::default(),
             customers: Map::default(),
             upstream: Map::default(),
+            linked_in_redis: HashSet::default(),
             numbers: Map::default(),
             facts: Vec::new(),
             written: Written::default(),
@@ -395,7 +404,12 @@ impl<'a> Plan<'a> {
             if self.states.contains_key(&msg) {
                 continue;
             }
-            if let Some(known) = self.store.known.message(msg) {
+            let known = if self.linked_in_redis.contains(&msg) {
+                None
+            } else {
+                self.store.known.message(msg)
+            };
+            if let Some(known) = known {
                 // As the claim read it or this node wrote it: checked like
                 // a value read now.
                 self.check(
@@ -982,6 +996,7 @@ impl<'a> Plan<'a> {
                 self.note_link(field, link.as_deref());
                 if let Some(l) = link.as_deref().and_then(upstream::decode_link) {
                     msgs.push(l.msg);
+                    self.linked_in_redis.insert(l.msg);
                 }
                 self.upstream.insert(field.clone(), link);
             }
