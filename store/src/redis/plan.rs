@@ -30,7 +30,9 @@ pub(super) const STAGE_GEN: &str = "stage_gen";
 
 /// The fields of an upload's hash a plan reads: its campaign, when its
 /// publish began, whether it is abandoned, how many staging writes it had,
-/// how many participants its steps made live so far.
+/// how many participants its steps made live so far. In this order: a
+/// write checks the first three unchanged, a publish step the staging
+/// count too (`checked_upload`).
 pub(super) const UPLOAD_FIELDS: [&[u8]; 5] = [
     b"campaign",
     PUBLISHING,
@@ -204,7 +206,7 @@ impl<'a> Plan<'a> {
                     .arg(&UPLOAD_FIELDS[..]),
             )
             .await?;
-        self.checked_upload(upload, values, 3)
+        self.checked_upload(upload, values, false)
     }
 
     /// The same, also checking that nothing is staged under it meanwhile,
@@ -227,7 +229,7 @@ impl<'a> Plan<'a> {
                     .arg(count),
             )
             .await?;
-        Ok((self.checked_upload(upload, values, 4)?, numbers))
+        Ok((self.checked_upload(upload, values, true)?, numbers))
     }
 
     /// Has the write check that no step made participants of `upload`
@@ -241,15 +243,17 @@ impl<'a> Plan<'a> {
         );
     }
 
-    /// An upload read as [`UPLOAD_FIELDS`], the first `checked` of them
-    /// checked unchanged.
+    /// An upload read as [`UPLOAD_FIELDS`], its campaign, publish and
+    /// abandon checked unchanged, and its staging count too when `at_rest`
+    /// (a publish step's read: nothing may be staged after it).
     fn checked_upload(
         &mut self,
         upload: u64,
         values: Values,
-        checked: usize,
+        at_rest: bool,
     ) -> Result<Option<Upload>> {
         let key = keys::upload(upload);
+        let checked = if at_rest { 4 } else { 3 };
         for (field, value) in UPLOAD_FIELDS.iter().zip(&values).take(checked) {
             self.check(key.clone(), field, value.as_deref());
         }

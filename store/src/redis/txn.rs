@@ -121,7 +121,7 @@ pub(super) trait Args {
     fn arg(&mut self, arg: &[u8]);
 
     fn count(&mut self, n: usize) {
-        self.arg(n.to_string().as_bytes());
+        self.arg(itoa::Buffer::new().format(n).as_bytes());
     }
 }
 
@@ -384,7 +384,7 @@ impl Txn {
             arg(value);
         });
         changes(args, &self.zsets, |arg, member, score| {
-            arg(score.to_string().as_bytes());
+            arg(itoa::Buffer::new().format(*score).as_bytes());
             arg(member);
         });
         let counters: Vec<(&String, &String, i64)> = self
@@ -397,14 +397,14 @@ impl Txn {
         for (key, field, by) in counters {
             args.arg(key.as_bytes());
             args.arg(field.as_bytes());
-            args.arg(by.to_string().as_bytes());
+            args.arg(itoa::Buffer::new().format(by).as_bytes());
         }
         let maxima = self.maxima.iter().map(|(key, fields)| {
             let fields = fields.iter().map(|(f, max)| (f.as_slice(), max)).collect();
             (key, fields)
         });
         fields_then_values(args, maxima, |arg, max| {
-            arg(max.to_string().as_bytes());
+            arg(itoa::Buffer::new().format(*max).as_bytes());
         });
         args.count(self.commands.len());
         for command in &self.commands {
