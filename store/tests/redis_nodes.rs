@@ -559,6 +559,14 @@ async fn a_publish_stopped_midway(
     (a, b, upload)
 }
 
+/// Campaign `c1` has its `n` participants live, none staged, and each
+/// accepted once.
+async fn each_live_once(node: &store::redis::Redis, n: usize) {
+    let counts = node.counts("c1").await.expect("counts");
+    assert_eq!((counts.participants, counts.staged), (n as u64, 0));
+    assert_eq!(accepted(node).await, n, "each participant accepted once");
+}
+
 /// Every accepted fact in the feed.
 async fn accepted(node: &store::redis::Redis) -> usize {
     node.events(0, 1_000_000)
@@ -633,9 +641,7 @@ async fn a_publish_whose_node_died_midway_is_completed_whole_by_the_others() {
     let (by_b, by_c) = tokio::join!(b.complete_publishes(), c.complete_publishes());
     assert_eq!(by_b.expect("sweep") + by_c.expect("sweep"), 1);
     assert_eq!(b.complete_publishes().await.expect("sweep"), 0);
-    let counts = b.counts("c1").await.expect("counts");
-    assert_eq!((counts.participants, counts.staged), (n as u64, 0));
-    assert_eq!(accepted(&b).await, n, "each participant accepted once");
+    each_live_once(&b, n).await;
     let due = b.claim(seq, now_ms(), n + 1, 60_000).await.expect("claim");
     assert_eq!(due.len() as u64, n as u64 - live, "the rest due, once each");
 }
@@ -734,9 +740,7 @@ async fn a_publish_another_node_carries_on_meanwhile_answers_every_participant_m
         "b took a for dead and carried its publish on"
     );
     let answered = publishing.await.expect("joined").expect("publish");
-    let counts = b.counts("c1").await.expect("counts");
-    assert_eq!((counts.participants, counts.staged), (n as u64, 0));
-    assert_eq!(accepted(&b).await, n, "each participant accepted once");
+    each_live_once(&b, n).await;
     assert_eq!(
         answered, n as u64,
         "the call answers every participant of its upload made live, by whichever node"
@@ -757,9 +761,7 @@ async fn a_publish_whose_call_was_dropped_is_completed_by_its_own_node() {
         "another node leaves a live node's upload"
     );
     assert_eq!(a.complete_publishes().await.expect("sweep"), 1);
-    let counts = a.counts("c1").await.expect("counts");
-    assert_eq!((counts.participants, counts.staged), (n as u64, 0));
-    assert_eq!(accepted(&a).await, n, "each participant accepted once");
+    each_live_once(&a, n).await;
     assert_eq!(
         a.publish(upload, 5).await.expect("publish"),
         n as u64,

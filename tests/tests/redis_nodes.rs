@@ -23,15 +23,26 @@ use sluice_e2e::{
 /// 4 × WINDOW at once per node.
 const WINDOW: usize = 16;
 
-/// A node named `node` on `redis`, sending to `smsc`, its files in `dir`.
+/// A `redis-server` and the npm SMSC peer of a test, their files under
+/// `dir`.
+fn redis_and_smsc(end: &MustReachEnd, dir: &Path) -> (RedisServer, NpmSmsc) {
+    (
+        RedisServer::start(end, &dir.join("redis")),
+        NpmSmsc::start(end),
+    )
+}
+
+/// A node named `node` on `redis`, sending to `smsc`, its files in
+/// `dir/node`.
 fn node(dir: &Path, node: &str, redis: &RedisServer, smsc: &NpmSmsc) -> Daemon {
-    std::fs::create_dir_all(dir).unwrap();
+    let dir = dir.join(node);
+    std::fs::create_dir_all(&dir).unwrap();
     let config = format!(
         "{}\n[dispatch]\nlease_secs = 4\n\n[[sms.smsc]]\nhost = \"127.0.0.1\"\nport = {}\nsystem_id = \"sluice\"\nwindow = {WINDOW}\n",
         redis.store_config(node),
         smsc.port
     );
-    let daemon = Daemon::start(dir, &config);
+    let daemon = Daemon::start(&dir, &config);
     wait_until(
         &format!("{node}'s /readyz 200"),
         Duration::from_secs(10),
@@ -112,10 +123,9 @@ fn two_nodes_share_a_campaign_at_the_rate_and_finish_it_when_one_is_killed() {
     const RATE: usize = 1_000;
     let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start(&end, &dir.path().join("redis"));
-    let smsc = NpmSmsc::start(&end);
-    let a = node(&dir.path().join("a"), "a", &redis, &smsc);
-    let mut b = node(&dir.path().join("b"), "b", &redis, &smsc);
+    let (redis, smsc) = redis_and_smsc(&end, dir.path());
+    let a = node(dir.path(), "a", &redis, &smsc);
+    let mut b = node(dir.path(), "b", &redis, &smsc);
     // Limits set on one node hold on the other within a second.
     let r = a.put_json(
         "/v1/channels/sms/limits",
@@ -195,10 +205,9 @@ fn a_quota_of_one_a_week_holds_across_campaigns_started_on_different_nodes() {
     const N: usize = 300;
     let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start(&end, &dir.path().join("redis"));
-    let smsc = NpmSmsc::start(&end);
-    let a = node(&dir.path().join("a"), "a", &redis, &smsc);
-    let b = node(&dir.path().join("b"), "b", &redis, &smsc);
+    let (redis, smsc) = redis_and_smsc(&end, dir.path());
+    let a = node(dir.path(), "a", &redis, &smsc);
+    let b = node(dir.path(), "b", &redis, &smsc);
     let limits = json!({"rate_per_sec": 5_000, "tz": "UTC",
                         "quotas": {"promo": {"max": 1, "per": "P7D"}}});
     let r = a.put_json("/v1/channels/sms/limits", &limits);
@@ -238,10 +247,9 @@ fn a_daily_load_cap_holds_for_two_nodes_together() {
     const CAP: usize = 200;
     let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start(&end, &dir.path().join("redis"));
-    let smsc = NpmSmsc::start(&end);
-    let a = node(&dir.path().join("a"), "a", &redis, &smsc);
-    let b = node(&dir.path().join("b"), "b", &redis, &smsc);
+    let (redis, smsc) = redis_and_smsc(&end, dir.path());
+    let a = node(dir.path(), "a", &redis, &smsc);
+    let b = node(dir.path(), "b", &redis, &smsc);
     let limits = json!({"rate_per_sec": 5_000, "tz": midday_zone(), "caps": [{"max": CAP}]});
     let r = a.put_json("/v1/channels/sms/limits", &limits);
     assert_eq!(r.status, 200, "{}", r.text());
@@ -277,10 +285,9 @@ fn a_daily_load_cap_holds_for_two_nodes_together() {
 fn a_plan_made_on_one_node_holds_for_both() {
     let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start(&end, &dir.path().join("redis"));
-    let smsc = NpmSmsc::start(&end);
-    let a = node(&dir.path().join("a"), "a", &redis, &smsc);
-    let b = node(&dir.path().join("b"), "b", &redis, &smsc);
+    let (redis, smsc) = redis_and_smsc(&end, dir.path());
+    let a = node(dir.path(), "a", &redis, &smsc);
+    let b = node(dir.path(), "b", &redis, &smsc);
     // Not across an hour's end: the plan's first hour is the current one.
     let into_hour = jiff::Timestamp::now().as_second() % 3600;
     if into_hour > 3600 - 30 {
@@ -350,9 +357,8 @@ fn losing_redis_pauses_a_node_and_it_resumes_by_itself_when_redis_is_back() {
     const N: usize = 2_000;
     let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let mut redis = RedisServer::start(&end, &dir.path().join("redis"));
-    let smsc = NpmSmsc::start(&end);
-    let a = node(&dir.path().join("a"), "a", &redis, &smsc);
+    let (mut redis, smsc) = redis_and_smsc(&end, dir.path());
+    let a = node(dir.path(), "a", &redis, &smsc);
     let r = a.put_json(
         "/v1/channels/sms/limits",
         &json!({"rate_per_sec": 200, "tz": "UTC"}),
@@ -427,9 +433,8 @@ fn a_large_audience_joins_the_next_stage_in_writes_no_larger_than_a_small_ones()
     // about 10 µs per participant.
     let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start(&end, &dir.path().join("redis"));
-    let smsc = NpmSmsc::start(&end);
-    let a = node(&dir.path().join("a"), "a", &redis, &smsc);
+    let (redis, smsc) = redis_and_smsc(&end, dir.path());
+    let a = node(dir.path(), "a", &redis, &smsc);
     for (id, customers) in [("small", 0..1_000), ("large", 0..12_000)] {
         sms_campaign(&a, id);
         upload(&a, id, customers, "*");
@@ -468,10 +473,9 @@ fn an_upload_whose_node_is_killed_while_it_publishes_is_completed_by_the_other()
     const N: usize = 60_000;
     let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start(&end, &dir.path().join("redis"));
-    let smsc = NpmSmsc::start(&end);
-    let mut a = node(&dir.path().join("a"), "a", &redis, &smsc);
-    let b = node(&dir.path().join("b"), "b", &redis, &smsc);
+    let (redis, smsc) = redis_and_smsc(&end, dir.path());
+    let mut a = node(dir.path(), "a", &redis, &smsc);
+    let b = node(dir.path(), "b", &redis, &smsc);
     sms_campaign(&a, "spring");
     // The CRM's request: it gets no answer (the node dies under it).
     let uploading = upload_until_published(&a, &b, "spring", N);
@@ -510,10 +514,9 @@ fn redis_paused_for_longer_than_a_heartbeat_lasts_loses_no_participant_and_sends
     const TEXTS: usize = 3_000;
     let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start(&end, &dir.path().join("redis"));
-    let smsc = NpmSmsc::start(&end);
-    let a = node(&dir.path().join("a"), "a", &redis, &smsc);
-    let b = node(&dir.path().join("b"), "b", &redis, &smsc);
+    let (redis, smsc) = redis_and_smsc(&end, dir.path());
+    let a = node(dir.path(), "a", &redis, &smsc);
+    let b = node(dir.path(), "b", &redis, &smsc);
     let r = a.put_json(
         "/v1/channels/sms/limits",
         &json!({"rate_per_sec": 300, "tz": "UTC"}),
@@ -571,9 +574,8 @@ fn an_upload_published_for_longer_than_a_sweep_answers_each_participant_accepted
     const N: usize = 150_000;
     let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start(&end, &dir.path().join("redis"));
-    let smsc = NpmSmsc::start(&end);
-    let a = node(&dir.path().join("a"), "a", &redis, &smsc);
+    let (redis, smsc) = redis_and_smsc(&end, dir.path());
+    let a = node(dir.path(), "a", &redis, &smsc);
     sms_campaign(&a, "spring");
     let started = std::time::Instant::now();
     upload(&a, "spring", 0..N, "retail");
