@@ -13,6 +13,8 @@ pub enum ChannelKind {
 }
 
 impl ChannelKind {
+    pub const ALL: [ChannelKind; 2] = [Self::Email, Self::Sms];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Sms => "sms",
@@ -22,9 +24,7 @@ impl ChannelKind {
 
     /// The kind a name (`email`, `sms`) gives.
     pub fn parse(name: &str) -> Option<Self> {
-        [Self::Email, Self::Sms]
-            .into_iter()
-            .find(|k| k.as_str() == name)
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
     }
 
     /// Whether the channel learns that a message reached its recipient (an

@@ -222,7 +222,7 @@ pub async fn unknown_campaigns_are_refused(h: &dyn Harness) {
     assert!(matches!(err, Err(StoreError::UnknownCampaign(_))));
 }
 
-fn receipt(smsc: u16, id: &str, delivered: Option<bool>) -> ReceiptIn {
+pub(crate) fn receipt(smsc: u16, id: &str, delivered: Option<bool>) -> ReceiptIn {
     ReceiptIn {
         smsc,
         id: id.into(),
@@ -232,7 +232,7 @@ fn receipt(smsc: u16, id: &str, delivered: Option<bool>) -> ReceiptIn {
     }
 }
 
-fn submitted(msg: MessageNo, smsc: u16, ids: &[&str]) -> Update {
+pub(crate) fn submitted(msg: MessageNo, smsc: u16, ids: &[&str]) -> Update {
     Update {
         msg,
         at: 11_000,

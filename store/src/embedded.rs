@@ -329,6 +329,7 @@ fn suppression_key(channel: ChannelKind, address: &str) -> String {
 }
 
 mod commit;
+mod leftovers;
 mod listing;
 mod owner;
 mod roles;

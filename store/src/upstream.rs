@@ -67,6 +67,17 @@ pub fn decode_link(value: &[u8]) -> Option<Link> {
     })
 }
 
+/// The campaign of the message an upstream entry (a link or a progress
+/// key, with its value) is about: once that campaign is deleted, the entry
+/// is of no use.
+pub fn campaign_of(key: &[u8], value: &[u8]) -> Option<u32> {
+    let msg = match key {
+        [0xFF, 0xFF, msg @ ..] => MessageNo::from_u64(u64::from_be_bytes(msg.try_into().ok()?)),
+        _ => decode_link(value)?.msg,
+    };
+    Some(msg.campaign)
+}
+
 fn normalise(id: &str) -> String {
     let id = id.trim().to_ascii_lowercase();
     let trimmed = id.trim_start_matches('0');
@@ -107,5 +118,21 @@ mod tests {
         };
         assert_eq!(decode_link(&encode_link(link)), Some(link));
         assert_eq!(decode_link(&[1, 2]), None);
+    }
+
+    #[test]
+    fn an_entry_names_its_campaign_by_its_link_or_its_progress_key() {
+        let msg = MessageNo {
+            campaign: 7,
+            participant: 1,
+        };
+        let link = encode_link(Link {
+            msg,
+            part: 1,
+            parts: 2,
+        });
+        assert_eq!(campaign_of(&id_key(0, "1a"), &link), Some(7));
+        assert_eq!(campaign_of(&progress_key(msg), &[1]), Some(7));
+        assert_eq!(campaign_of(&id_key(0, "1a"), &[1, 2]), None);
     }
 }

@@ -270,9 +270,11 @@ async fn what_ended_before_the_retention_time_is_forgotten() {
         first,
         Forgotten {
             campaigns: 1,
-            facts: 30
+            facts: 30,
+            leftovers: 0
         },
-        "`mail` goes, `sms` waits for its source, `running` runs"
+        "`mail` goes (its addresses' latest messages are `running`'s), \
+         `sms` waits for its source, `running` runs"
     );
     assert!(store.campaign("mail").await.expect("answers").is_none());
     assert!(store.campaign("sms").await.expect("answers").is_some());
@@ -282,11 +284,109 @@ async fn what_ended_before_the_retention_time_is_forgotten() {
 
     let second = store.forget_before(cutoff).await.expect("sweep");
     assert_eq!(second.campaigns, 1, "then the fallback campaign");
+    assert_eq!(second.leftovers, 10, "and its addresses' latest messages");
     assert!(store.campaign("sms").await.expect("answers").is_none());
     assert!(store.campaign("running").await.expect("answers").is_some());
     assert_eq!(
         store.forget_before(cutoff).await.expect("sweep"),
         Forgotten::default()
+    );
+}
+
+/// Submitted with SMSC ids `ids` (several: the parts of one text).
+fn submitted(msg: MessageNo, ids: &[&str]) -> Update {
+    Update {
+        msg,
+        at: now_ms(),
+        outcome: Outcome::Submitted {
+            detail: Default::default(),
+            upstream: Some(domain::Upstream {
+                smsc: 0,
+                ids: ids.iter().map(|id| id.to_string()).collect(),
+            }),
+        },
+    }
+}
+
+fn delivered(id: &str) -> domain::ReceiptIn {
+    domain::ReceiptIn {
+        smsc: 0,
+        id: id.into(),
+        delivered: Some(true),
+        at: now_ms(),
+        detail: Default::default(),
+    }
+}
+
+/// Fields of hash `key` (without its `sluice:{g}:` prefix).
+async fn hash_len(con: &mut redis::aio::MultiplexedConnection, key: &str) -> u64 {
+    redis::cmd("HLEN")
+        .arg(format!("sluice:{{g}}:{key}"))
+        .query_async(con)
+        .await
+        .expect("HLEN")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_campaign_leaves_no_links_nor_latest_messages_behind() {
+    let redis = RedisServer::start();
+    let a = redis.open("a").await.expect("a");
+    let mut con = redis_connection(&redis).await;
+    let mut msgs = Vec::new();
+    for (id, people) in [("old", people(3)), ("kept", people(6).split_off(3))] {
+        let decl = CampaignDecl::new(ChannelKind::Sms, id);
+        let seq = a.put_campaign(id, decl).await.expect("declare").seq;
+        a.add_participants(id, people, 1).await.expect("add");
+        a.set_state(id, CampaignState::Running).await.expect("run");
+        let claimed = a.claim(seq, now_ms(), 3, 60_000).await.expect("claim");
+        msgs.push(claimed.iter().map(|c| c.msg).collect::<Vec<_>>());
+    }
+    let (old, kept) = (&msgs[0], &msgs[1]);
+    // One text of two parts, one of which was delivered: a progress key.
+    a.record(vec![
+        submitted(old[0], &["o0"]),
+        submitted(old[1], &["o1"]),
+        submitted(old[2], &["o2a", "o2b"]),
+        submitted(kept[0], &["k0"]),
+        submitted(kept[1], &["k1"]),
+    ])
+    .await
+    .expect("record");
+    a.receipts(vec![delivered("o2a")]).await.expect("receipts");
+    a.set_state("old", CampaignState::Cancelled)
+        .await
+        .expect("cancel");
+    a.delete_campaign("old").await.expect("delete");
+    // The SMSC gives a used id to a new text: that link stays.
+    a.record(vec![submitted(kept[2], &["o0"])])
+        .await
+        .expect("record");
+    assert_eq!(hash_len(&mut con, "upstream").await, 6, "before the sweep");
+    assert_eq!(hash_len(&mut con, "last:sms").await, 6, "before the sweep");
+
+    let removed = a.forget_leftovers().await.expect("sweep");
+    assert_eq!(removed, 3 + 3, "o1, o2b and the progress key; 3 addresses");
+    assert_eq!(hash_len(&mut con, "upstream").await, 3, "k0, k1, o0");
+    assert_eq!(
+        hash_len(&mut con, "last:sms").await,
+        3,
+        "the kept addresses"
+    );
+    let matched = a
+        .receipts(vec![delivered("k0"), delivered("k1"), delivered("o0")])
+        .await
+        .expect("receipts");
+    assert!(
+        matched.iter().all(|m| *m == domain::ReceiptMatch::Matched),
+        "{matched:?}"
+    );
+
+    let before = a.requests().expect("a count of requests");
+    assert_eq!(a.forget_leftovers().await.expect("sweep"), 0);
+    assert_eq!(
+        a.requests().expect("requests") - before,
+        1,
+        "with no deletion since, a sweep reads no hash"
     );
 }
 

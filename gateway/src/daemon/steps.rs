@@ -50,9 +50,7 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>, RunError> {
             tracing::warn!("store.url: {warning}");
         }
         redis.complete_publishes_while_open();
-        if let Some(keep) = store.retention() {
-            redis.keep_for(keep);
-        }
+        redis.sweep_while_open(store.retention());
         return Ok(redis);
     }
     let path = store.path.clone();

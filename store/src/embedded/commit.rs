@@ -95,6 +95,12 @@ pub(super) enum Op {
         items: Vec<ReceiptIn>,
         reply: oneshot::Sender<Result<Vec<ReceiptMatch>>>,
     },
+    /// Removes the upstream entries (links, progress keys) under `keys`
+    /// whose campaign is deleted; answers how many went.
+    ForgetLinks {
+        keys: Vec<Vec<u8>>,
+        reply: oneshot::Sender<Result<u64>>,
+    },
 }
 
 /// The largest value of what is under way (counters, cursors); anything
@@ -134,7 +140,7 @@ impl Op {
             | Self::SetState { reply, .. }
             | Self::DeleteCampaign { reply, .. } => fail(reply, error),
             Self::Add { reply, .. } | Self::Stage { reply, .. } => fail(reply, error),
-            Self::Publish { reply, .. } => fail(reply, error),
+            Self::Publish { reply, .. } | Self::ForgetLinks { reply, .. } => fail(reply, error),
             Self::Receipts { reply, .. } => fail(reply, error),
             Self::Meta { reply, .. } => fail(reply, error),
             Self::Record { reply, .. }
@@ -421,6 +427,20 @@ impl Committer {
                 g.answers.push(Answer::Campaign(reply, Box::new(record)));
             }
             Op::DeleteCampaign { id, reply } => self.delete_campaign(index, g, &id, reply),
+            Op::ForgetLinks { keys, reply } => {
+                let mut removed = 0;
+                for key in keys {
+                    let campaign = (self.upstream_value(g, &key))
+                        .and_then(|value| upstream::campaign_of(&key, &value));
+                    // Checked here, not when the key was found: an SMSC
+                    // may have given its id to a new message since.
+                    if campaign.is_some_and(|seq| !index.ids.contains_key(&seq)) {
+                        self.put_upstream(g, key, None);
+                        removed += 1;
+                    }
+                }
+                g.answers.push(Answer::Count(reply, removed));
+            }
             Op::Add {
                 id,
                 items,

@@ -59,11 +59,18 @@ impl Catalog for Embedded {
     }
 
     async fn delete_campaign(&self, id: &str) -> Result<CampaignRecord> {
-        self.submit(|reply| Op::DeleteCampaign {
-            id: id.to_owned(),
-            reply,
-        })
-        .await
+        let record = self
+            .submit(|reply| Op::DeleteCampaign {
+                id: id.to_owned(),
+                reply,
+            })
+            .await?;
+        // The campaign is gone whatever this answers; links it leaves
+        // now go with the next deletion.
+        if let Err(e) = self.forget_leftovers().await {
+            tracing::warn!(error = %e, "could not remove a deleted campaign's upstream links");
+        }
+        Ok(record)
     }
 }
 

@@ -1,11 +1,13 @@
 //! What only the embedded engine promises beyond the contract: facts are
-//! stored in runs, and the feed pages across runs and a reopen.
+//! stored in runs, and the feed pages across runs and a reopen; a deleted
+//! campaign leaves no upstream links.
 
 use super::*;
 use crate::{
-    Catalog, Intake, Ledger,
-    contract::{decl, participant},
+    Catalog, Intake, Ledger, Queue,
+    contract::{decl, participant, receipt, submitted},
 };
+use domain::{CampaignState, ReceiptMatch};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_feed_pages_across_fact_runs_and_survives_reopen() {
@@ -159,4 +161,65 @@ async fn records_are_read_in_order_with_a_gap_inside_a_run_and_runs_far_apart() 
         customers,
         [some("p2"), some("p3"), None, some("p5"), some("p8"), None]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_campaign_leaves_no_upstream_links_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Embedded::open(dir.path()).expect("open");
+    let mut msgs = Vec::new();
+    for (id, people) in [("old", ["a", "b", "c"]), ("kept", ["d", "e", "f"])] {
+        let seq = store.put_campaign(id, decl()).await.expect("declare").seq;
+        let people = people.map(participant).to_vec();
+        store.add_participants(id, people, 1).await.expect("add");
+        store
+            .set_state(id, CampaignState::Running)
+            .await
+            .expect("run");
+        let claimed = store.claim(seq, 10_000, 3, 60_000).await.expect("claim");
+        msgs.push(claimed.iter().map(|c| c.msg).collect::<Vec<_>>());
+    }
+    let (old, kept) = (&msgs[0], &msgs[1]);
+    // One text of two parts, one of which was delivered: a progress key.
+    store
+        .record(vec![
+            submitted(old[0], 0, &["o0"]),
+            submitted(old[1], 0, &["o1"]),
+            submitted(old[2], 0, &["o2a", "o2b"]),
+            submitted(kept[0], 0, &["k0"]),
+            submitted(kept[1], 0, &["k1"]),
+        ])
+        .await
+        .expect("record");
+    store
+        .receipts(vec![receipt(0, "o2a", Some(true))])
+        .await
+        .expect("receipts");
+    // The SMSC gave a used id to a new text: that link stays.
+    store
+        .record(vec![submitted(kept[2], 0, &["o0"])])
+        .await
+        .expect("record");
+    let links = |store: &Embedded| store.shared.ks.upstream.iter().count();
+    assert_eq!(
+        links(&store),
+        6,
+        "o0 (now kept's), o1, o2b, progress, k0, k1"
+    );
+
+    store
+        .set_state("old", CampaignState::Cancelled)
+        .await
+        .expect("cancel");
+    store.delete_campaign("old").await.expect("delete");
+    assert_eq!(links(&store), 3, "k0, k1 and o0");
+    let matched = store
+        .receipts(
+            ["k0", "k1", "o0"]
+                .map(|id| receipt(0, id, Some(true)))
+                .to_vec(),
+        )
+        .await
+        .expect("receipts");
+    assert_eq!(matched, vec![ReceiptMatch::Matched; 3]);
 }

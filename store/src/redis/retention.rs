@@ -3,8 +3,9 @@
 //! campaign that ended (finished or cancelled) is deleted with its
 //! participants, counts and queue once it ended before the cut-off (a
 //! fallback campaign after its sources); the feed's entries whose facts
-//! all came before the cut-off are trimmed. Every node may sweep: each
-//! step is a checked write or idempotent.
+//! all came before the cut-off are trimmed; what deleted campaigns left in
+//! the shared hashes goes (`leftovers`). Every node may sweep: each step
+//! is a checked write or idempotent.
 
 use std::{
     sync::{Arc, Weak},
@@ -21,6 +22,9 @@ use crate::{Catalog, Result, StoreError, codec};
 pub struct Forgotten {
     pub campaigns: usize,
     pub facts: u64,
+    /// Entries that deleted campaigns left in the shared hashes
+    /// (`leftovers`).
+    pub leftovers: u64,
 }
 
 /// Feed entries a sweep looks at, at most (the next sweep goes on).
@@ -33,21 +37,30 @@ const SWEEP_EVERY: Duration = Duration::from_secs(600);
 pub(super) const ENDED: &[u8] = b"ended";
 
 impl Redis {
-    /// Sweeps every ten minutes while the store is open, forgetting what
-    /// ended more than `keep` ago.
-    pub fn keep_for(self: &Arc<Self>, keep: Duration) {
+    /// Sweeps every ten minutes while the store is open: forgets what
+    /// ended more than `keep` ago (with `None`, only what a campaign
+    /// deleted through the API left: [`Redis::forget_leftovers`]).
+    pub fn sweep_while_open(self: &Arc<Self>, keep: Option<Duration>) {
         let store: Weak<Self> = Arc::downgrade(self);
-        let keep_ms = u64::try_from(keep.as_millis()).unwrap_or(u64::MAX);
+        let keep_ms = keep.map(|k| u64::try_from(k.as_millis()).unwrap_or(u64::MAX));
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(SWEEP_EVERY).await;
                 let Some(store) = store.upgrade() else { return };
-                match store.forget_before(now_ms().saturating_sub(keep_ms)).await {
+                let swept = match keep_ms {
+                    Some(keep_ms) => store.forget_before(now_ms().saturating_sub(keep_ms)).await,
+                    None => store.forget_leftovers().await.map(|leftovers| Forgotten {
+                        leftovers,
+                        ..Forgotten::default()
+                    }),
+                };
+                match swept {
                     Ok(f) if f != Forgotten::default() => {
                         tracing::info!(
                             campaigns = f.campaigns,
                             facts = f.facts,
-                            "retention: forgot what ended before the retention time"
+                            leftovers = f.leftovers,
+                            "retention: forgot what ended before the retention time or was deleted"
                         );
                     }
                     Ok(_) => {}
@@ -59,12 +72,13 @@ impl Redis {
         });
     }
 
-    /// Forgets campaigns that ended before `cutoff` and the feed's facts
-    /// written before it.
+    /// Forgets campaigns that ended before `cutoff`, the feed's facts
+    /// written before it, and what deleted campaigns left behind.
     pub async fn forget_before(&self, cutoff: Millis) -> Result<Forgotten> {
         Ok(Forgotten {
             campaigns: self.forget_campaigns(cutoff).await?,
             facts: self.forget_facts(cutoff).await?,
+            leftovers: self.forget_leftovers().await?,
         })
     }
 

@@ -12,7 +12,7 @@ use domain::{
 use super::{
     MAX_TRIES, Redis, UPLOAD_TTL_SECS, Values, keys,
     known::KnownMessage,
-    message,
+    leftovers, message,
     plan::{Admit, Plan, STAGE_GEN, UPLOAD_FIELDS, Upload, contended},
     publish::{STAGED, STEP},
     retention::ENDED,
@@ -337,6 +337,8 @@ impl Catalog for Redis {
                 p.txn.del(&key);
             }
             p.txn.hdel(&keys::campaigns(), id.as_bytes());
+            // Its links and latest messages go with the next sweep.
+            p.txn.hincr(&keys::meta(), leftovers::DELETED, 1);
             Ok(Arc::unwrap_or_clone(c))
         })
     }
