@@ -454,28 +454,12 @@ async fn a_receipt_whose_link_only_redis_knows_yet_is_matched_in_one_write() {
         .expect("run");
     let claimed = a.claim(seq, now_ms(), 1, 60_000).await.expect("claim");
     let msg = claimed[0].msg;
-    let submitted = Update {
-        msg,
-        at: now_ms(),
-        outcome: Outcome::Submitted {
-            detail: Default::default(),
-            upstream: Some(domain::Upstream {
-                smsc: 0,
-                ids: vec!["id-1".into()],
-            }),
-        },
-    };
-    b.record(vec![submitted]).await.expect("record");
+    b.record(vec![submitted(msg, &["id-1"])])
+        .await
+        .expect("record");
 
     let before = a.requests().expect("a count of requests");
-    let receipt = domain::ReceiptIn {
-        smsc: 0,
-        id: "id-1".into(),
-        delivered: Some(true),
-        at: now_ms(),
-        detail: Default::default(),
-    };
-    let matched = a.receipts(vec![receipt]).await.expect("receipts");
+    let matched = a.receipts(vec![delivered("id-1")]).await.expect("receipts");
     assert_eq!(matched, vec![domain::ReceiptMatch::Matched]);
     let requests = a.requests().expect("requests") - before;
     assert_eq!(
