@@ -20,6 +20,7 @@ pub mod returns;
 pub mod schedule;
 pub mod template;
 pub mod tracking;
+pub mod unmatched;
 pub mod verp;
 pub mod webhook;
 

@@ -7,15 +7,12 @@
 pub mod listener;
 pub mod maildir;
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
-};
+use std::sync::Arc;
 
 use bounce::{Classifier, EnhancedStatus, Kind, Verdict};
 use serde::Serialize;
 
-use crate::{metrics::Metrics, verp::ReturnPaths};
+use crate::{metrics::Metrics, unmatched::Kept, verp::ReturnPaths};
 use domain::{FactDetail, Phase, Update, now_ms};
 use rules::{self, RetryPolicy};
 use store::{Store, StoreError};
@@ -23,6 +20,12 @@ use store::{Store, StoreError};
 /// Largest returned message taken (bigger ones are refused at SMTP time and
 /// by the import endpoint).
 pub const MAX_RETURNED_BYTES: usize = 10 * 1024 * 1024;
+
+/// Returned mails that matched nothing kept at most (the last ones).
+const KEPT_MAILS: u64 = 1_000;
+/// Bytes kept of each: its headers and reports come first, a copy of the
+/// original message (often the bulk) last.
+const KEPT_BYTES: usize = 64 << 10;
 
 /// The bounce rules applied to a relay's refusal at send time, answering
 /// the command of `phase`: the verdict, and the reply's fields for the fact
@@ -85,7 +88,7 @@ pub struct Returns {
     pub retry: RetryPolicy,
     pub metrics: Arc<Metrics>,
     classifier: Classifier,
-    kept: AtomicU64,
+    kept: Kept,
 }
 
 impl Returns {
@@ -101,7 +104,7 @@ impl Returns {
             retry,
             metrics,
             classifier: Classifier::new().with_max_size(MAX_RETURNED_BYTES),
-            kept: AtomicU64::new(0),
+            kept: Kept::new("unmatched:", KEPT_MAILS),
         }
     }
 
@@ -211,12 +214,11 @@ impl Returns {
         })
     }
 
-    /// Keeps mail that matched nothing, for an operator to look at.
+    /// Keeps the start of mail that matched nothing, for an operator to
+    /// look at: the last `KEPT_MAILS`, `KEPT_BYTES` each.
     async fn keep(&self, raw: &[u8]) -> Result<(), StoreError> {
-        let n = self.kept.fetch_add(1, Ordering::Relaxed);
-        self.store
-            .put_meta(&format!("unmatched:{}:{n}", now_ms()), raw.to_vec())
-            .await
+        let start = raw[..raw.len().min(KEPT_BYTES)].to_vec();
+        self.kept.keep(self.store.as_ref(), start).await
     }
 }
 
@@ -255,4 +257,50 @@ pub fn classify_lines(file: &str, raw: &[u8]) -> Result<Vec<String>, bounce::Err
             serde_json::to_string(&line).unwrap_or_default()
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use store::embedded::Embedded;
+
+    use super::*;
+
+    /// A bounce with no token of ours, the copy of its original message
+    /// 200 KiB: counted unmatched and kept as its first `KEPT_BYTES`, so
+    /// that what the public sends the bounce domain cannot fill the store.
+    #[tokio::test]
+    async fn unmatched_mail_is_kept_as_its_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(Embedded::open(dir.path()).expect("open"));
+        let retry = RetryPolicy {
+            max_attempts: 3,
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(1),
+        };
+        let returns = Returns::new(
+            store.clone(),
+            ReturnPaths::new(b"k", "bounces.test"),
+            retry,
+            Arc::new(Metrics::default()),
+        );
+        let dsn = format!(
+            "From: MAILER-DAEMON@mx.example\r\nSubject: Undelivered Mail Returned to Sender\r\n\
+             Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+             --B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example\r\n\r\n\
+             Final-Recipient: rfc822; c1@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n\
+             --B\r\nContent-Type: message/rfc822\r\n\r\nSubject: the original\r\n\r\n{}\r\n--B--\r\n",
+            "x".repeat(200 << 10)
+        );
+
+        let intake = returns
+            .take(dsn.as_bytes(), &["someone@bounces.test".to_owned()])
+            .await
+            .expect("taken");
+        assert_eq!((intake.is_bounce, intake.unmatched), (true, 1));
+        let kept = store.meta_prefix("unmatched:").await.expect("listed");
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].1, dsn.as_bytes()[..KEPT_BYTES]);
+    }
 }

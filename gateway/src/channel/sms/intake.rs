@@ -20,7 +20,7 @@ use tokio::{sync::mpsc, time::Instant};
 use smpp::inbound::{Inbound, Receipt, State};
 
 use super::bind::Delivered;
-use crate::{engagements::EngagementLog, recorded::Recorded};
+use crate::{engagements::EngagementLog, recorded::Recorded, unmatched::Kept};
 use domain::{
     ChannelKind, Engaged, Engagement, FactDetail, ReceiptIn, ReceiptMatch, SuppressReason, now_ms,
 };
@@ -28,6 +28,8 @@ use store::Store;
 
 /// deliver_sm handled in one store round trip at most.
 const BATCH: usize = 1024;
+/// Receipts for unknown ids kept at most (the last ones).
+pub const KEPT_RECEIPTS: u64 = 10_000;
 const RETRY_EVERY: Duration = Duration::from_millis(200);
 
 pub struct Intake {
@@ -40,6 +42,8 @@ pub struct Intake {
     pub wait: Duration,
     /// How many of the dispatcher's outcomes are durable.
     pub recorded: Recorded,
+    /// Receipts for unknown ids ([`KEPT_RECEIPTS`] of them).
+    pub unmatched: Kept,
 }
 
 /// A receipt not matched yet: not tried, or its id unknown when tried.
@@ -161,15 +165,19 @@ impl Intake {
         waiting
     }
 
-    /// A receipt no message claims: kept durably, counted, answered.
+    /// A receipt no message claims: kept durably (among the last
+    /// [`KEPT_RECEIPTS`]), counted, answered.
     async fn keep_unmatched(&self, delivered: &Delivered, receipt: &ReceiptIn) {
         tracing::warn!(smsc = receipt.smsc, id = %receipt.id, "receipt for an unknown message id; kept");
-        let key = format!("receipt:unmatched:{}:{}", receipt.smsc, receipt.id);
         let d = &receipt.detail;
-        let value =
-            json!({ "at": receipt.at, "stat": d.stat, "error": d.error, "reason": d.reason })
-                .to_string();
-        let status = match self.store.put_meta(&key, value.into_bytes()).await {
+        let value = json!({
+            "smsc": receipt.smsc, "id": receipt.id, "at": receipt.at,
+            "stat": d.stat, "error": d.error, "reason": d.reason,
+        });
+        let kept = self
+            .unmatched
+            .keep(self.store.as_ref(), value.to_string().into_bytes());
+        let status = match kept.await {
             Ok(()) => CommandStatus::EsmeRok,
             Err(_) => CommandStatus::EsmeRxTAppn,
         };
