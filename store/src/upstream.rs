@@ -1,4 +1,4 @@
-//! How the embedded engine links an SMSC's message ids to our messages.
+//! How both engines link an SMSC's message ids to our messages.
 //!
 //! Key `smsc (u16 BE) · id` → value `message (u64 BE) · part · parts`, where
 //! the id is normalised (lower case, no leading zeros). SMSCs differ in how
@@ -7,7 +7,7 @@
 //! A concatenated message also has a progress key `FF FF · message` holding
 //! how many parts still wait for a receipt (0 once a part failed).
 
-use domain::MessageNo;
+use domain::{MessageNo, Upstream};
 
 /// Where one upstream id leads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +44,19 @@ pub fn lookup_keys(smsc: u16, id: &str) -> impl Iterator<Item = Vec<u8>> {
         readings.into_iter().map(move |r| id_key(smsc, &r))
     };
     std::iter::once(first).chain(std::iter::once_with(others).flatten())
+}
+
+/// Each part's id key with its link, for a message the SMSC took as `up`.
+pub fn links(msg: MessageNo, up: &Upstream) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + '_ {
+    let parts = u8::try_from(up.ids.len()).unwrap_or(u8::MAX);
+    up.ids.iter().enumerate().map(move |(part, id)| {
+        let link = Link {
+            msg,
+            part: u8::try_from(part).unwrap_or(u8::MAX),
+            parts,
+        };
+        (id_key(up.smsc, id), encode_link(link))
+    })
 }
 
 pub fn progress_key(msg: MessageNo) -> Vec<u8> {

@@ -363,6 +363,15 @@ async fn a_deleted_campaign_leaves_no_links_nor_latest_messages_behind() {
         .expect("record");
     assert_eq!(hash_len(&mut con, "upstream").await, 6, "before the sweep");
     assert_eq!(hash_len(&mut con, "last:sms").await, 6, "before the sweep");
+    // What a retention sweep that listed `old` just before its deletion
+    // could leave: its hash with no record. The campaign is still gone.
+    let _: () = redis::cmd("HSET")
+        .arg(format!("sluice:{{g}}:c:{}", old[0].campaign))
+        .arg("ended")
+        .arg(1)
+        .query_async(&mut con)
+        .await
+        .expect("HSET");
 
     let removed = a.forget_leftovers().await.expect("sweep");
     assert_eq!(removed, 3 + 3, "o1, o2b and the progress key; 3 addresses");

@@ -23,12 +23,7 @@ use super::{
     stage::{self, Staged},
     suppression_key,
 };
-use crate::{
-    Result, StoreError, UploadId, codec,
-    flags::Flags,
-    index::CampaignIndex,
-    upstream::{self, Link},
-};
+use crate::{Result, StoreError, UploadId, codec, flags::Flags, index::CampaignIndex, upstream};
 
 pub(super) enum Op {
     PutCampaign {
@@ -103,14 +98,14 @@ pub(super) enum Op {
     },
 }
 
-/// The largest value of what is under way (counters, cursors); anything
-/// larger is new data.
+/// The largest value of what is under way (counters, cursors, the start of
+/// returned mail kept unmatched); anything larger is new data.
 const SMALL_VALUE: usize = 64 << 10;
 
 impl Op {
     /// Whether it takes something new (a campaign, participants, a large
-    /// value such as returned mail kept for an operator), which a filling
-    /// disk refuses first; the rest records what is under way.
+    /// value), which a filling disk refuses first; the rest records what is
+    /// under way.
     fn takes_something_new(&self) -> bool {
         match self {
             Self::PutCampaign { .. }
@@ -281,11 +276,15 @@ impl Committer {
                 taken
             }
             Room::Exhausted(full) => {
-                // Abandoning an upload and deleting a campaign only remove
-                // (how an operator frees space): they are still taken.
-                let (taken, refused): (Vec<Op>, Vec<Op>) = ops
-                    .into_iter()
-                    .partition(|op| matches!(op, Op::Abandon { .. } | Op::DeleteCampaign { .. }));
+                // Abandoning an upload, deleting a campaign and forgetting
+                // its links only remove (how an operator frees space): they
+                // are still taken.
+                let (taken, refused): (Vec<Op>, Vec<Op>) = ops.into_iter().partition(|op| {
+                    matches!(
+                        op,
+                        Op::Abandon { .. } | Op::DeleteCampaign { .. } | Op::ForgetLinks { .. }
+                    )
+                });
                 for op in refused {
                     op.refuse(&full);
                 }
@@ -481,23 +480,21 @@ impl Committer {
                 g.answers.push(Answer::Done(reply));
             }
             Op::Record { updates, reply } => {
-                for u in updates {
-                    if let Outcome::Submitted {
-                        upstream: Some(up), ..
-                    } = &u.outcome
+                for mut u in updates {
+                    let msg = u.msg;
+                    let upstream = match &mut u.outcome {
+                        Outcome::Submitted { upstream, .. } => upstream.take(),
+                        _ => None,
+                    };
+                    // An outcome that changes nothing (a late one of a
+                    // deleted campaign, say) links no id: as on Redis.
+                    if self.record_update(index, g, u)
+                        && let Some(up) = upstream
                     {
-                        let parts = u8::try_from(up.ids.len()).unwrap_or(u8::MAX);
-                        for (part, id) in up.ids.iter().enumerate() {
-                            let link = Link {
-                                msg: u.msg,
-                                part: u8::try_from(part).unwrap_or(u8::MAX),
-                                parts,
-                            };
-                            let value = upstream::encode_link(link);
-                            self.put_upstream(g, upstream::id_key(up.smsc, id), Some(value));
+                        for (key, link) in upstream::links(msg, &up) {
+                            self.put_upstream(g, key, Some(link));
                         }
                     }
-                    self.record_update(index, g, u);
                 }
                 g.answers.push(Answer::Done(reply));
             }
@@ -987,17 +984,19 @@ impl Committer {
     /// Writes the rules' decision on an outcome with its fact: the
     /// message's new status and, where the rules say so, the address's
     /// suppression and the fallback, in the same batch.
-    fn record_update(&mut self, index: &mut Index, g: &mut Group, u: Update) {
+    /// Records `u` if it applies to its message as it stands; answers
+    /// whether it did.
+    fn record_update(&mut self, index: &mut Index, g: &mut Group, u: Update) -> bool {
         let Some(c) = index.by_seq(u.msg.campaign) else {
-            return;
+            return false;
         };
         let Some(slot) = c.slot(u.msg.participant) else {
-            return;
+            return false;
         };
         // As this group left it: a copy may follow in the same group.
         let status = g.statuses.get(&u.msg).copied().unwrap_or(slot.status);
         if !rules::applies(status, slot.attempts, &u.outcome) {
-            return;
+            return false;
         }
         let before = MessageState {
             status: slot.status,
@@ -1019,7 +1018,7 @@ impl Committer {
                 Ok(p) => Some((suppression_key(c.record.decl.channel, &p.address), why)),
                 Err(e) => {
                     g.unreadable = Some(e);
-                    return;
+                    return false;
                 }
             },
             None => None,
@@ -1034,6 +1033,7 @@ impl Committer {
         if let Some(how) = decision.undelivered {
             self.undelivered(index, g, u.msg, how, handed_at, u.at);
         }
+        true
     }
 
     fn put_suppression(&self, g: &mut Group, key: String, why: SuppressReason) {

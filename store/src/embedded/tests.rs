@@ -6,6 +6,7 @@ use super::*;
 use crate::{
     Catalog, Intake, Ledger, Queue,
     contract::{decl, participant, receipt, submitted},
+    upstream,
 };
 use domain::{CampaignState, ReceiptMatch};
 
@@ -213,6 +214,16 @@ async fn a_deleted_campaign_leaves_no_upstream_links_behind() {
         .expect("cancel");
     store.delete_campaign("old").await.expect("delete");
     assert_eq!(links(&store), 3, "k0, k1 and o0");
+    // The outcome of a send still in flight when its campaign went.
+    store
+        .record(vec![submitted(old[1], 0, &["late"])])
+        .await
+        .expect("record");
+    assert_eq!(
+        links(&store),
+        3,
+        "a late outcome of a deleted campaign links nothing"
+    );
     let matched = store
         .receipts(
             ["k0", "k1", "o0"]
@@ -222,4 +233,23 @@ async fn a_deleted_campaign_leaves_no_upstream_links_behind() {
         .await
         .expect("receipts");
     assert_eq!(matched, vec![ReceiptMatch::Matched; 3]);
+
+    // A link found for a gone campaign whose id an SMSC gave to a live
+    // message since is checked again when removed, and stays.
+    store
+        .add_participants("kept", vec![participant("g")], 1)
+        .await
+        .expect("add");
+    let live = store.claim(kept[0].campaign, 10_000, 1, 60_000).await;
+    let live = live.expect("claim")[0].msg;
+    store
+        .record(vec![submitted(live, 0, &["again"])])
+        .await
+        .expect("record");
+    let keys = vec![upstream::id_key(0, "again")];
+    let removed = store
+        .submit(|reply| Op::ForgetLinks { keys, reply })
+        .await
+        .expect("forget");
+    assert_eq!((removed, links(&store)), (0, 1));
 }

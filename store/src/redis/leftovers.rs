@@ -14,7 +14,7 @@ use std::collections::HashSet;
 
 use domain::{ChannelKind, MessageNo};
 
-use super::{Redis, keys};
+use super::{Redis, keys, plan::RECORD};
 use crate::{Catalog, Result, upstream};
 
 /// The `meta` field counting deleted campaigns.
@@ -26,12 +26,12 @@ const SWEPT: &str = "leftovers_swept";
 const ENTRIES_PER_CALL: usize = 1_000;
 
 /// Removes each (field, value, campaign key) triple's field from hash
-/// `KEYS[1]` if its value is still that one and the campaign is gone;
-/// answers how many went.
+/// `KEYS[1]` if its value is still that one and the campaign is gone (its
+/// hash holds no record field, ARGV[1]); answers how many went.
 const FORGET: &str = r#"
 local removed = 0
-for i = 1, #ARGV, 3 do
-  if redis.call('EXISTS', ARGV[i + 2]) == 0
+for i = 2, #ARGV, 3 do
+  if redis.call('HEXISTS', ARGV[i + 2], ARGV[1]) == 0
     and redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
     redis.call('HDEL', KEYS[1], ARGV[i])
     removed = removed + 1
@@ -100,6 +100,7 @@ impl Redis {
                 .collect();
             for entries in gone.chunks(ENTRIES_PER_CALL) {
                 let mut call = script.key(key);
+                call.arg(RECORD);
                 for (field, value, campaign) in entries {
                     call.arg(field).arg(value).arg(campaign);
                 }

@@ -24,6 +24,10 @@ use super::{
 };
 use crate::{Result, StoreError, codec, flags::Flags, upstream};
 
+/// The field of a campaign's hash (`c:N`) holding its record: there while
+/// the campaign is.
+pub(super) const RECORD: &[u8] = b"rec";
+
 /// The field of a campaign's counts changed by every write that stages
 /// participants or ends an upload: a finish decision reads it.
 pub(super) const STAGE_GEN: &str = "stage_gen";
@@ -387,7 +391,7 @@ impl<'a> Plan<'a> {
     /// Stores a campaign's record.
     pub fn put_campaign(&mut self, record: &CampaignRecord) {
         let encoded = codec::encode(record);
-        self.txn.hset(&keys::campaign(record.seq), b"rec", &encoded);
+        self.txn.hset(&keys::campaign(record.seq), RECORD, &encoded);
         self.campaigns
             .insert(record.seq, Some(Arc::new(record.clone())));
         self.written.campaigns.push((record.seq, encoded));
@@ -847,17 +851,8 @@ impl<'a> Plan<'a> {
             upstream: Some(up), ..
         } = &u.outcome
         {
-            let parts = u8::try_from(up.ids.len()).unwrap_or(u8::MAX);
-            for (part, id) in up.ids.iter().enumerate() {
-                let link = upstream::Link {
-                    msg: u.msg,
-                    part: u8::try_from(part).unwrap_or(u8::MAX),
-                    parts,
-                };
-                self.put_upstream(
-                    upstream::id_key(up.smsc, id),
-                    Some(upstream::encode_link(link)),
-                );
+            for (key, link) in upstream::links(u.msg, up) {
+                self.put_upstream(key, Some(link));
             }
         }
         let decision = rules::settle(before, u.at, u.outcome);

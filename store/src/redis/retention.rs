@@ -14,7 +14,7 @@ use std::{
 
 use domain::{Fact, Millis, now_ms};
 
-use super::{Redis, keys};
+use super::{Redis, keys, plan::RECORD};
 use crate::{Catalog, Result, StoreError, codec};
 
 /// What a sweep forgot.
@@ -35,6 +35,15 @@ const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
 /// The field of a campaign's hash noting when it ended (ms).
 pub(super) const ENDED: &[u8] = b"ended";
+
+/// Notes when campaign `KEYS[1]` ended (ARGV[2] = ARGV[3]) unless it is
+/// noted, while its record (ARGV[1]) is there: a campaign deleted since it
+/// was listed does not come back as a hash of that field alone.
+const NOTE_ENDED: &str = r#"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3])
+end
+"#;
 
 impl Redis {
     /// Sweeps every ten minutes while the store is open: forgets what
@@ -73,12 +82,16 @@ impl Redis {
     }
 
     /// Forgets campaigns that ended before `cutoff`, the feed's facts
-    /// written before it, and what deleted campaigns left behind.
+    /// written before it, and what deleted campaigns left behind. Each
+    /// step is tried whether the others fail; the first error is told.
     pub async fn forget_before(&self, cutoff: Millis) -> Result<Forgotten> {
+        let campaigns = self.forget_campaigns(cutoff).await;
+        let facts = self.forget_facts(cutoff).await;
+        let leftovers = self.forget_leftovers().await;
         Ok(Forgotten {
-            campaigns: self.forget_campaigns(cutoff).await?,
-            facts: self.forget_facts(cutoff).await?,
-            leftovers: self.forget_leftovers().await?,
+            campaigns: campaigns?,
+            facts: facts?,
+            leftovers: leftovers?,
         })
     }
 
@@ -94,9 +107,15 @@ impl Redis {
                 .await?;
             let Some(ended) = ended else {
                 // Ended before its end was noted: counted from now.
-                let _: bool = self
-                    .query(::redis::cmd("HSETNX").arg(&key).arg(ENDED).arg(now_ms()))
-                    .await?;
+                let mut con = self.con();
+                let result = ::redis::Script::new(NOTE_ENDED)
+                    .key(&key)
+                    .arg(RECORD)
+                    .arg(ENDED)
+                    .arg(now_ms())
+                    .invoke_async(&mut con)
+                    .await;
+                self.seen::<()>(result)?;
                 continue;
             };
             if ended >= cutoff {
