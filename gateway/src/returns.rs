@@ -104,7 +104,7 @@ impl Returns {
             retry,
             metrics,
             classifier: Classifier::new().with_max_size(MAX_RETURNED_BYTES),
-            kept: Kept::new("unmatched:", KEPT_MAILS),
+            kept: Kept::new("mail", KEPT_MAILS),
         }
     }
 
@@ -215,11 +215,23 @@ impl Returns {
     }
 
     /// Keeps the start of mail that matched nothing, for an operator to
-    /// look at: the last `KEPT_MAILS`, `KEPT_BYTES` each.
+    /// look at: the last `KEPT_MAILS`, `KEPT_BYTES` each, under a header
+    /// saying when.
     async fn keep(&self, raw: &[u8]) -> Result<(), StoreError> {
-        let start = raw[..raw.len().min(KEPT_BYTES)].to_vec();
-        self.kept.keep(self.store.as_ref(), start).await
+        let mut kept = kept_header(now_ms()).into_bytes();
+        let room = KEPT_BYTES - kept.len();
+        kept.extend_from_slice(&raw[..raw.len().min(room)]);
+        self.kept.keep(self.store.as_ref(), kept).await
     }
+}
+
+/// The trace header put before returned mail kept unmatched.
+fn kept_header(at: domain::Millis) -> String {
+    let when = i64::try_from(at)
+        .ok()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    format!("X-Sluice-Kept-At: {when}\r\n")
 }
 
 /// One line of `sluice bounce classify`, fields in the documented order.
@@ -299,8 +311,19 @@ mod tests {
             .await
             .expect("taken");
         assert_eq!((intake.is_bounce, intake.unmatched), (true, 1));
-        let kept = store.meta_prefix("unmatched:").await.expect("listed");
+        let kept = store.meta_prefix("kept:mail:").await.expect("listed");
         assert_eq!(kept.len(), 1);
-        assert_eq!(kept[0].1, dsn.as_bytes()[..KEPT_BYTES]);
+        let value = &kept[0].1;
+        assert_eq!(value.len(), KEPT_BYTES);
+        let line = value
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("a header")
+            + 2;
+        let (header, start) = value.split_at(line);
+        let header = String::from_utf8_lossy(header);
+        assert!(header.starts_with("X-Sluice-Kept-At: 20"), "{header}");
+        assert!(header.ends_with("Z\r\n"), "{header}");
+        assert_eq!(start, &dsn.as_bytes()[..start.len()]);
     }
 }

@@ -3,37 +3,48 @@
 //! Both come from outside (the bounce domain's MX is public; an SMSC may
 //! report messages another system sent on the same account), so what is
 //! kept is bounded: the last `capacity` items of a kind, in a ring of store
-//! meta keys `PREFIX00000`, `PREFIX00001`, ... that new items overwrite in
-//! turn.
-
-use std::sync::atomic::{AtomicU64, Ordering};
+//! meta keys `kept:KIND:00000`, `kept:KIND:00001`, ... that new items
+//! overwrite in turn. The ring's position (`kept:KIND`, items kept so far)
+//! is in the store too, counted up atomically, so restarts and the nodes
+//! sharing a store go on from the same place.
 
 use store::{Store, StoreError};
 
 /// One kind of item kept in a ring.
 pub struct Kept {
-    prefix: &'static str,
+    /// `kept:KIND`: the count of items kept so far.
+    position: String,
     capacity: u64,
-    next: AtomicU64,
 }
 
 impl Kept {
-    /// A ring of `capacity` items under meta keys starting with `prefix`.
-    pub fn new(prefix: &'static str, capacity: u64) -> Self {
+    /// A ring of the last `capacity` items of `kind`.
+    pub fn new(kind: &str, capacity: u64) -> Self {
         Self {
-            prefix,
+            position: format!("kept:{kind}"),
             capacity: capacity.max(1),
-            // Restarts, and the nodes sharing a store, start at different
-            // places in the ring rather than all overwriting its first keys.
-            next: AtomicU64::new(domain::now_ms()),
         }
     }
 
-    /// Keeps `value` in the next place of the ring, over the item there.
+    /// Keeps `value` in the next place of the ring, over the oldest item.
     pub async fn keep(&self, store: &dyn Store, value: Vec<u8>) -> Result<(), StoreError> {
-        let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.capacity;
+        let kept = loop {
+            let read = store.meta(&self.position).await?;
+            let kept: u64 = (read.as_deref())
+                .and_then(|b| std::str::from_utf8(b).ok()?.parse().ok())
+                .unwrap_or(0);
+            let next = (kept + 1).to_string().into_bytes();
+            // Another writer took this place meanwhile: read again.
+            if store
+                .put_meta_if(&self.position, read.as_deref(), next)
+                .await?
+            {
+                break kept;
+            }
+        };
+        let slot = kept % self.capacity;
         store
-            .put_meta(&format!("{}{slot:05}", self.prefix), value)
+            .put_meta(&format!("{}:{slot:05}", self.position), value)
             .await
     }
 }
@@ -46,20 +57,31 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
-    async fn only_the_last_items_of_a_kind_are_kept() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store: Arc<dyn Store> = Arc::new(Embedded::open(dir.path()).expect("open"));
-        let kept = Kept::new("x:unmatched:", 3);
-        for i in 0..5u8 {
-            kept.keep(store.as_ref(), vec![i]).await.expect("keep");
-        }
-        let mut values: Vec<Vec<u8>> = (store.meta_prefix("x:unmatched:").await)
+    /// The values kept of `kind`, in any order.
+    async fn kept(store: &dyn Store, kind: &str) -> Vec<Vec<u8>> {
+        let mut values: Vec<Vec<u8>> = (store.meta_prefix(&format!("kept:{kind}:")).await)
             .expect("listed")
             .into_iter()
             .map(|(_, value)| value)
             .collect();
         values.sort();
-        assert_eq!(values, vec![vec![2], vec![3], vec![4]]);
+        values
+    }
+
+    #[tokio::test]
+    async fn only_the_last_items_of_a_kind_are_kept_across_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(Embedded::open(dir.path()).expect("open"));
+        let ring = Kept::new("x", 3);
+        for i in 0..5u8 {
+            ring.keep(store.as_ref(), vec![i]).await.expect("keep");
+        }
+        assert_eq!(kept(store.as_ref(), "x").await, [[2], [3], [4]]);
+        // A new ring over the same store (a restart, another node) goes on
+        // over the oldest item.
+        let again = Kept::new("x", 3);
+        again.keep(store.as_ref(), vec![5]).await.expect("keep");
+        assert_eq!(kept(store.as_ref(), "x").await, [[3], [4], [5]]);
+        assert!(kept(store.as_ref(), "y").await.is_empty());
     }
 }

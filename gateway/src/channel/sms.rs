@@ -30,7 +30,7 @@ use smpp::{session::Frame, status::Refusal, text};
 
 use self::{
     bind::{Bind, SubmitError, UNBOUND_RETRY},
-    intake::{Intake, KEPT_RECEIPTS},
+    intake::Intake,
 };
 use super::{
     Channel, Deps, Parsed, ParticipantCheck, Preview, StartError, Unfit,
@@ -43,7 +43,6 @@ use crate::{
     engagements::EngagementLog,
     links::{Links, sms_table},
     template::{Escape, Template, missing_fields},
-    unmatched::Kept,
 };
 use domain::{
     CampaignDecl, CampaignRecord, ChannelKind, Delivery, Participant, SmsContent, Upstream,
@@ -176,7 +175,7 @@ impl SmsChannel {
             stop_words: config.stop_words.iter().map(|w| w.to_uppercase()).collect(),
             wait: Duration::from_secs(config.receipt_wait_secs),
             recorded: deps.recorded.clone(),
-            unmatched: Kept::new("receipt:unmatched:", KEPT_RECEIPTS),
+            unmatched: intake::unmatched_receipts(),
         };
         tasks.spawn(intake.run(rx));
         Ok(Self {

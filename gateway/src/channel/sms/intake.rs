@@ -29,7 +29,12 @@ use store::Store;
 /// deliver_sm handled in one store round trip at most.
 const BATCH: usize = 1024;
 /// Receipts for unknown ids kept at most (the last ones).
-pub const KEPT_RECEIPTS: u64 = 10_000;
+const KEPT_RECEIPTS: u64 = 10_000;
+
+/// Where receipts for unknown ids are kept.
+pub fn unmatched_receipts() -> Kept {
+    Kept::new("receipt", KEPT_RECEIPTS)
+}
 const RETRY_EVERY: Duration = Duration::from_millis(200);
 
 pub struct Intake {
@@ -171,7 +176,7 @@ impl Intake {
         tracing::warn!(smsc = receipt.smsc, id = %receipt.id, "receipt for an unknown message id; kept");
         let d = &receipt.detail;
         let value = json!({
-            "smsc": receipt.smsc, "id": receipt.id, "at": receipt.at,
+            "smsc": receipt.smsc, "id": receipt.id, "at": receipt.at, "kept_at": now_ms(),
             "stat": d.stat, "error": d.error, "reason": d.reason,
         });
         let kept = self
