@@ -16,6 +16,8 @@
 # server recorded next to the responses wrk counted. Every process it starts
 # is stopped on exit, however it exits.
 set -euo pipefail
+# Times and rates with a decimal point, whatever the locale.
+export LC_ALL=C
 
 DURATION=${DURATION:-10s}
 THREADS=${THREADS:-2}
@@ -75,7 +77,7 @@ run_wrk() {
     local before; before=$(cpu_ticks "$3")
     local TIMEFORMAT='%U %S %R'
     { time timeout 120 wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --timeout 2s --latency "$1" \
-        >"$2"; } 2>"$2.time"
+        >"$2" 2>"$2.err"; } 2>"$2.time"
     echo $(($(cpu_ticks "$3") - before)) >"$2.cpu"
 }
 # CPU time (clock ticks) used so far by process $1 and its children processes.
@@ -87,10 +89,10 @@ cpu_ticks() {
 # Microseconds of server CPU per response: $1 ticks, $2 responses.
 cpu_per_req() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }'; }
 # wrk's CPU per response in microseconds: $1 its .time file, $2 responses.
-wrk_per_req() { awk -v n="$2" '{ printf "%.1f", ($1 + $2) * 1e6 / n }' "$1"; }
+wrk_per_req() { awk -v n="$2" 'END { printf "%.1f", ($1 + $2) * 1e6 / n }' "$1"; }
 # Cores the server ($1 ticks) and wrk (its .time file $2) kept busy together.
 cores_busy() {
-    awk -v t="$1" -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", (t / hz + $1 + $2) / $3 }' "$2"
+    awk -v t="$1" -v hz="$(getconf CLK_TCK)" 'END { printf "%.2f", (t / hz + $1 + $2) / $3 }' "$2"
 }
 rps() { awk '/^Requests\/sec:/ { print $2 }' "$1"; }
 p99() { awk '$1 == "99%" { print $2 }' "$1"; }
