@@ -47,7 +47,8 @@ pub struct Intake {
     pub wait: Duration,
     /// How many of the dispatcher's outcomes are durable.
     pub recorded: Recorded,
-    /// Receipts for unknown ids ([`KEPT_RECEIPTS`] of them).
+    /// Receipts for unknown ids, a ring of the last ones
+    /// ([`unmatched_receipts`]).
     pub unmatched: Kept,
 }
 
@@ -171,7 +172,7 @@ impl Intake {
     }
 
     /// A receipt no message claims: kept durably (among the last
-    /// [`KEPT_RECEIPTS`]), counted, answered.
+    /// `KEPT_RECEIPTS`), counted, answered.
     async fn keep_unmatched(&self, delivered: &Delivered, receipt: &ReceiptIn) {
         tracing::warn!(smsc = receipt.smsc, id = %receipt.id, "receipt for an unknown message id; kept");
         let d = &receipt.detail;
