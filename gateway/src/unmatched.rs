@@ -8,6 +8,8 @@
 //! is in the store too, counted up atomically, so restarts and the nodes
 //! sharing a store go on from the same place.
 
+use std::sync::Mutex;
+
 use store::{Store, StoreError};
 
 /// One kind of item kept in a ring.
@@ -15,6 +17,9 @@ pub struct Kept {
     /// `kept:KIND`: the count of items kept so far.
     position: String,
     capacity: u64,
+    /// That count as this ring last wrote it (`None`: not known yet), so
+    /// that keeping an item costs no read while no one else keeps any.
+    counted: Mutex<Option<u64>>,
 }
 
 impl Kept {
@@ -23,29 +28,44 @@ impl Kept {
         Self {
             position: format!("kept:{kind}"),
             capacity: capacity.max(1),
+            counted: Mutex::new(None),
         }
     }
 
     /// Keeps `value` in the next place of the ring, over the oldest item.
     pub async fn keep(&self, store: &dyn Store, value: Vec<u8>) -> Result<(), StoreError> {
+        let mut counted = *self.lock();
         let kept = loop {
-            let read = store.meta(&self.position).await?;
-            let kept: u64 = (read.as_deref())
-                .and_then(|b| std::str::from_utf8(b).ok()?.parse().ok())
-                .unwrap_or(0);
+            let kept = match counted {
+                Some(n) => n,
+                None => (store.meta(&self.position).await?)
+                    .and_then(|b| std::str::from_utf8(&b).ok()?.parse().ok())
+                    .unwrap_or(0),
+            };
+            // The count is only ever written from 1 up, in decimal.
+            let expected = (kept > 0).then(|| kept.to_string());
             let next = (kept + 1).to_string().into_bytes();
-            // Another writer took this place meanwhile: read again.
             if store
-                .put_meta_if(&self.position, read.as_deref(), next)
+                .put_meta_if(&self.position, expected.as_deref().map(str::as_bytes), next)
                 .await?
             {
+                *self.lock() = Some(kept + 1);
                 break kept;
             }
+            // Another writer (a node, a restart's ring) counted meanwhile.
+            counted = None;
         };
         let slot = kept % self.capacity;
         store
             .put_meta(&format!("{}:{slot:05}", self.position), value)
             .await
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<u64>> {
+        // A panic while holding the lock leaves a count that is only a hint.
+        self.counted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -82,6 +102,9 @@ mod tests {
         let again = Kept::new("x", 3);
         again.keep(store.as_ref(), vec![5]).await.expect("keep");
         assert_eq!(kept(store.as_ref(), "x").await, [[3], [4], [5]]);
+        // The first ring's count is stale now: it reads the store's.
+        ring.keep(store.as_ref(), vec![6]).await.expect("keep");
+        assert_eq!(kept(store.as_ref(), "x").await, [[4], [5], [6]]);
         assert!(kept(store.as_ref(), "y").await.is_empty());
     }
 }
