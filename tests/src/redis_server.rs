@@ -1,6 +1,8 @@
 //! A real `redis-server` for nodes sharing one Redis: started on a free
 //! loopback port, every write fsynced before it is answered (`appendonly
-//! yes`, `appendfsync always`), stopped when dropped.
+//! yes`, `appendfsync always`), stopped when dropped. One started with
+//! `start_tls` also takes TLS on a second port, with a certificate for
+//! `127.0.0.1` signed by a throw-away CA (`Tls::ca`).
 
 use std::{
     path::{Path, PathBuf},
@@ -8,24 +10,66 @@ use std::{
     time::Duration,
 };
 
-use crate::{MustReachEnd, free_port, peers, wait_until};
+use crate::{MustReachEnd, free_port, peers, tls_proxy::make_cert, wait_until};
 
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    tls: Option<Tls>,
+}
+
+/// A server's TLS port and the CA its certificate is signed by.
+pub struct Tls {
+    pub port: u16,
+    pub ca: PathBuf,
 }
 
 impl RedisServer {
     /// Starts one, keeping its files in `dir` (fails the test without
     /// `redis-server`, naming its install command).
     pub fn start(end: &MustReachEnd, dir: &Path) -> Self {
+        Self::start_with(end, dir, false)
+    }
+
+    /// Starts one that takes TLS too (`tls`, `tls_url`).
+    pub fn start_tls(end: &MustReachEnd, dir: &Path) -> Self {
+        Self::start_with(end, dir, true)
+    }
+
+    fn start_with(end: &MustReachEnd, dir: &Path, tls: bool) -> Self {
         std::fs::create_dir_all(dir).unwrap();
+        if tls {
+            make_cert(end, dir, "/CN=redis-test-ca", &[], "ca-key.pem", "ca.pem");
+            make_cert(
+                end,
+                dir,
+                "/CN=localhost",
+                &[
+                    "-addext",
+                    "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-addext",
+                    "basicConstraints=critical,CA:FALSE",
+                    "-addext",
+                    "extendedKeyUsage=serverAuth",
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca-key.pem",
+                ],
+                "key.pem",
+                "cert.pem",
+            );
+        }
         for _ in 0..5 {
             let mut server = Self {
                 child: None,
                 port: free_port(),
                 dir: dir.to_owned(),
+                tls: tls.then(|| Tls {
+                    port: free_port(),
+                    ca: dir.join("ca.pem"),
+                }),
             };
             if server.try_start(end) {
                 return server;
@@ -47,15 +91,23 @@ impl RedisServer {
     /// (another test's server took the port since it was found free).
     fn try_start(&mut self, end: &MustReachEnd) -> bool {
         let port = self.port;
-        let mut child = peers::redis_server(end)
+        let mut server = peers::redis_server(end);
+        server
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--save", "", "--appendonly", "yes"])
             .args(["--appendfsync", "always"])
             .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
+            .arg(&self.dir);
+        if let Some(tls) = &self.tls {
+            let file = |name: &str| self.dir.join(name).to_str().unwrap().to_owned();
+            server
+                .args(["--tls-port", &tls.port.to_string()])
+                .args(["--tls-cert-file", &file("cert.pem")])
+                .args(["--tls-key-file", &file("key.pem")])
+                .args(["--tls-ca-cert-file", &file("ca.pem")])
+                .args(["--tls-auth-clients", "no"]);
+        }
+        let mut child = server.stdout(Stdio::null()).spawn().unwrap();
         let mut exited = false;
         wait_until("redis-server listening", Duration::from_secs(10), || {
             exited = child.try_wait().is_ok_and(|status| status.is_some());
@@ -103,6 +155,17 @@ impl RedisServer {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Its TLS port and CA, if it was started with `start_tls`.
+    pub fn tls(&self) -> Option<&Tls> {
+        self.tls.as_ref()
+    }
+
+    /// The `rediss://` URL of its TLS port (started with `start_tls`).
+    pub fn tls_url(&self) -> String {
+        let tls = self.tls().expect("started with start_tls");
+        format!("rediss://127.0.0.1:{}/0", tls.port)
     }
 
     /// `redis-cli` with `args` against this server; its answer (`--json`).

@@ -35,14 +35,19 @@ fn redis_and_smsc(end: &MustReachEnd, dir: &Path) -> (RedisServer, NpmSmsc) {
 /// A node named `node` on `redis`, sending to `smsc`, its files in
 /// `dir/node`.
 fn node(dir: &Path, node: &str, redis: &RedisServer, smsc: &NpmSmsc) -> Daemon {
+    node_on(dir, node, &redis.store_config(node), &[], smsc)
+}
+
+/// A node named `node` with `[store]` section `store` and environment
+/// `envs`, sending to `smsc`, its files in `dir/node`.
+fn node_on(dir: &Path, node: &str, store: &str, envs: &[(&str, &str)], smsc: &NpmSmsc) -> Daemon {
     let dir = dir.join(node);
     std::fs::create_dir_all(&dir).unwrap();
     let config = format!(
-        "{}\n[dispatch]\nlease_secs = 4\n\n[[sms.smsc]]\nhost = \"127.0.0.1\"\nport = {}\nsystem_id = \"sluice\"\nwindow = {WINDOW}\n",
-        redis.store_config(node),
+        "{store}\n[dispatch]\nlease_secs = 4\n\n[[sms.smsc]]\nhost = \"127.0.0.1\"\nport = {}\nsystem_id = \"sluice\"\nwindow = {WINDOW}\n",
         smsc.port
     );
-    let daemon = Daemon::start(&dir, &config);
+    let daemon = Daemon::start_with_env(&dir, &config, envs);
     wait_until(
         &format!("{node}'s /readyz 200"),
         Duration::from_secs(10),
@@ -582,5 +587,66 @@ fn an_upload_published_for_longer_than_a_sweep_answers_each_participant_accepted
     eprintln!("{N} participants uploaded in {:?}", started.elapsed());
     let seen = a.get("/v1/campaigns/spring").json();
     assert_eq!(seen["participants"], N, "{seen}");
+    end.reached();
+}
+
+#[test]
+fn a_node_reaches_redis_over_tls_with_its_password_and_a_wrong_password_stops_it() {
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start_tls(&end, &dir.path().join("redis"));
+    let smsc = NpmSmsc::start(&end);
+    redis.cli(&end, &["CONFIG", "SET", "requirepass", "s3cret"]);
+    let ca = redis.tls().unwrap().ca.to_str().unwrap().to_owned();
+    let store = |node: &str| {
+        format!(
+            "[store]\nengine = \"redis\"\nurl = \"{}\"\npassword_env = \"SLUICE_REDIS_PASSWORD\"\nnode = \"{node}\"\n",
+            redis.tls_url()
+        )
+    };
+    // The CA is trusted the way an operator's would be: the system's
+    // certificate store, here the file `SSL_CERT_FILE` names.
+    let a = node_on(
+        dir.path(),
+        "a",
+        &store("a"),
+        &[("SLUICE_REDIS_PASSWORD", "s3cret"), ("SSL_CERT_FILE", &ca)],
+        &smsc,
+    );
+    sms_campaign(&a, "tls");
+    upload(&a, "tls", 0..20, "all");
+    a.start_campaign("tls");
+    wait_until("the campaign finished", Duration::from_secs(30), || {
+        a.get("/v1/campaigns/tls").json()["state"] == "finished"
+    });
+    assert_eq!(
+        per_number(&smsc.submits()).len(),
+        20,
+        "every customer got a text"
+    );
+
+    let bad = dir.path().join("b");
+    std::fs::create_dir_all(&bad).unwrap();
+    let config = bad.join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!("[listen]\napi = \"127.0.0.1:0\"\n\n{}", store("b")),
+    )
+    .unwrap();
+    let refused = std::process::Command::new(sluice_e2e::sluice_bin())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .arg("--data")
+        .arg(bad.join("data"))
+        .env("SLUICE_REDIS_PASSWORD", "wrong")
+        .env("SSL_CERT_FILE", &ca)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success(),
+        "a wrong password was let in: {said}"
+    );
+    assert!(said.contains("store.url"), "{said}");
     end.reached();
 }

@@ -80,7 +80,7 @@ impl ConnectionLike for Con {
 /// What can still talk to Redis while the store is dropped (no runtime
 /// may be left then): a blocking connection.
 pub enum Closer {
-    One(Client),
+    One(Box<Client>),
     Cluster(Box<ClusterClient>),
 }
 
@@ -120,7 +120,7 @@ pub async fn connect(servers: &Servers, password: Option<&str>) -> Result<(Con, 
             let con = ConnectionManager::new_with_config(client.clone(), config)
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok((Con::One(con), Closer::One(client)))
+            Ok((Con::One(con), Closer::One(Box::new(client))))
         }
         Servers::Cluster(urls) => {
             let mut builder = ClusterClient::builder(urls.iter().map(String::as_str))
