@@ -625,28 +625,73 @@ fn a_node_reaches_redis_over_tls_with_its_password_and_a_wrong_password_stops_it
         "every customer got a text"
     );
 
-    let bad = dir.path().join("b");
-    std::fs::create_dir_all(&bad).unwrap();
-    let config = bad.join("sluice.toml");
-    std::fs::write(
-        &config,
-        format!("[listen]\napi = \"127.0.0.1:0\"\n\n{}", store("b")),
-    )
-    .unwrap();
-    let refused = std::process::Command::new(sluice_e2e::sluice_bin())
-        .args(["serve", "--config"])
-        .arg(&config)
-        .arg("--data")
-        .arg(bad.join("data"))
-        .env("SLUICE_REDIS_PASSWORD", "wrong")
-        .env("SSL_CERT_FILE", &ca)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        !refused.status.success(),
-        "a wrong password was let in: {said}"
+    let said = refused_start(
+        &dir.path().join("b"),
+        &store("b"),
+        &[("SLUICE_REDIS_PASSWORD", "wrong"), ("SSL_CERT_FILE", &ca)],
     );
     assert!(said.contains("store.url"), "{said}");
     end.reached();
+}
+
+#[test]
+fn a_node_whose_redis_cannot_be_reached_does_not_start_and_says_so() {
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let store = format!("[store]\nengine = \"redis\"\nurl = \"{url}\"\n");
+    let said = refused_start(dir.path(), &store, &[]);
+    assert!(
+        said.contains(&format!("cannot reach Redis at store.url `{url}`")),
+        "{said}"
+    );
+    end.reached();
+}
+
+/// Runs `sluice serve` with `[store]` section `store` and environment
+/// `envs`, its files in `dir`, and answers what it said on stderr once it
+/// stopped; fails the test if it exited zero or still runs after 20 s.
+fn refused_start(dir: &Path, store: &str, envs: &[(&str, &str)]) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = dir.join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!("[listen]\napi = \"127.0.0.1:0\"\n\n{store}"),
+    )
+    .unwrap();
+    let mut run = std::process::Command::new(sluice_e2e::sluice_bin())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .arg("--data")
+        .arg(dir.join("data"))
+        .envs(envs.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = run.kill();
+            let _ = run.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut run.stderr.take().unwrap(), &mut said).unwrap();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "it started ({status:?}): {said}"
+    );
+    said
 }
