@@ -695,3 +695,31 @@ fn refused_start(dir: &Path, store: &str, envs: &[(&str, &str)]) -> String {
     );
     said
 }
+
+#[test]
+fn check_config_warns_when_redis_may_lose_an_acknowledged_write() {
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(&end, &dir.path().join("redis"));
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(&config, redis.store_config("check")).unwrap();
+    let check = || {
+        let out = std::process::Command::new(sluice_e2e::sluice_bin())
+            .arg("check-config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // The test's server fsyncs every write before it answers.
+    assert!(!check().contains("warning: store.url"), "{}", check());
+    redis.cli(&end, &["CONFIG", "SET", "appendfsync", "everysec"]);
+    let said = check();
+    assert!(
+        said.contains("warning: store.url: the Redis at")
+            && said.contains("appendonly yes, appendfsync everysec"),
+        "{said}"
+    );
+    end.reached();
+}
