@@ -723,3 +723,27 @@ fn check_config_warns_when_redis_may_lose_an_acknowledged_write() {
     );
     end.reached();
 }
+
+#[test]
+fn a_number_blacklisted_on_one_node_gets_no_text_from_the_other() {
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let (redis, smsc) = redis_and_smsc(&end, dir.path());
+    let a = node(dir.path(), "a", &redis, &smsc);
+    let b = node(dir.path(), "b", &redis, &smsc);
+    sms_campaign(&a, "c");
+    upload(&a, "c", 0..10, "all");
+    let r = b.put_json("/v1/blacklist/sms", &json!([phone(3), "c7"]));
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Visible to every node within a second.
+    std::thread::sleep(Duration::from_secs(1));
+    a.start_campaign("c");
+    wait_until("the campaign finished", Duration::from_secs(30), || {
+        a.get("/v1/campaigns/c").json()["state"] == "finished"
+    });
+    let texts = per_number(&smsc.submits());
+    assert_eq!(texts.len(), 8, "{texts:?}");
+    assert!(!texts.contains_key(&phone(3)) && !texts.contains_key(&phone(7)));
+    assert_eq!(a.get("/v1/campaigns/c").json()["counts"]["suppressed"], 2);
+    end.reached();
+}
