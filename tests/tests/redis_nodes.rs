@@ -13,7 +13,7 @@ use std::{
 
 use serde_json::json;
 use sluice_e2e::{
-    Daemon, MustReachEnd, Response, must_reach_end,
+    Daemon, MustReachEnd, Response, WebhookReceiver, must_reach_end,
     npm_smsc::{NpmSmsc, NpmSubmit},
     redis_server::RedisServer,
     request, wait_until,
@@ -38,13 +38,20 @@ fn node(dir: &Path, node: &str, redis: &RedisServer, smsc: &NpmSmsc) -> Daemon {
     node_on(dir, node, &redis.store_config(node), &[], smsc)
 }
 
-/// A node named `node` with `[store]` section `store` and environment
-/// `envs`, sending to `smsc`, its files in `dir/node`.
-fn node_on(dir: &Path, node: &str, store: &str, envs: &[(&str, &str)], smsc: &NpmSmsc) -> Daemon {
+/// A node named `node` whose configuration begins with `sections` (its
+/// `[store]`, and any other), with environment `envs`, sending to `smsc`,
+/// its files in `dir/node`.
+fn node_on(
+    dir: &Path,
+    node: &str,
+    sections: &str,
+    envs: &[(&str, &str)],
+    smsc: &NpmSmsc,
+) -> Daemon {
     let dir = dir.join(node);
     std::fs::create_dir_all(&dir).unwrap();
     let config = format!(
-        "{store}\n[dispatch]\nlease_secs = 4\n\n[[sms.smsc]]\nhost = \"127.0.0.1\"\nport = {}\nsystem_id = \"sluice\"\nwindow = {WINDOW}\n",
+        "{sections}\n[dispatch]\nlease_secs = 4\n\n[[sms.smsc]]\nhost = \"127.0.0.1\"\nport = {}\nsystem_id = \"sluice\"\nwindow = {WINDOW}\n",
         smsc.port
     );
     let daemon = Daemon::start_with_env(&dir, &config, envs);
@@ -745,5 +752,58 @@ fn a_number_blacklisted_on_one_node_gets_no_text_from_the_other() {
     assert_eq!(texts.len(), 8, "{texts:?}");
     assert!(!texts.contains_key(&phone(3)) && !texts.contains_key(&phone(7)));
     assert_eq!(a.get("/v1/campaigns/c").json()["counts"]["suppressed"], 2);
+    end.reached();
+}
+
+#[test]
+fn either_node_reads_the_same_feed_and_one_node_posts_each_webhook_batch() {
+    const N: usize = 200;
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let (redis, smsc) = redis_and_smsc(&end, dir.path());
+    let hook = WebhookReceiver::start(&end, dir.path(), 0);
+    let sections = |node: &str| {
+        format!(
+            "{}\n[[webhooks]]\nurl = \"http://127.0.0.1:{}/sluice\"\nsecret_env = \"HOOK_SECRET\"\nbatch = 50\n",
+            redis.store_config(node),
+            hook.port
+        )
+    };
+    let envs = [("HOOK_SECRET", "s3cret")];
+    let a = node_on(dir.path(), "a", &sections("a"), &envs, &smsc);
+    let b = node_on(dir.path(), "b", &sections("b"), &envs, &smsc);
+    sms_campaign(&a, "c");
+    upload(&a, "c", 0..N, "all");
+    b.start_campaign("c");
+    wait_until("the campaign finished", Duration::from_secs(30), || {
+        a.get("/v1/campaigns/c").json()["state"] == "finished"
+    });
+    // Accepted, submitted and delivered for each; the feed's cursors are
+    // 1, 2, 3, ... from either node.
+    let facts = a.all_events();
+    assert_eq!(facts.len(), 3 * N);
+    assert_eq!(facts, b.all_events(), "one feed");
+    let cursors: Vec<u64> = facts
+        .iter()
+        .map(|f| f["cursor"].as_u64().unwrap())
+        .collect();
+    assert_eq!(cursors, (1..=3 * N as u64).collect::<Vec<_>>());
+
+    let posted = || -> Vec<u64> {
+        hook.posts()
+            .iter()
+            .flat_map(|p| {
+                serde_json::from_str::<serde_json::Value>(&p.body).unwrap()["events"]
+                    .as_array()
+                    .unwrap()
+                    .clone()
+            })
+            .map(|e| e["cursor"].as_u64().unwrap())
+            .collect()
+    };
+    wait_until("every fact posted", Duration::from_secs(30), || {
+        posted().contains(&(3 * N as u64))
+    });
+    assert_eq!(posted(), cursors, "each fact posted once, in order");
     end.reached();
 }
