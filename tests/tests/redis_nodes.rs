@@ -807,3 +807,14 @@ fn either_node_reads_the_same_feed_and_one_node_posts_each_webhook_batch() {
     assert_eq!(posted(), cursors, "each fact posted once, in order");
     end.reached();
 }
+
+#[test]
+fn a_second_node_of_a_running_nodes_name_does_not_start() {
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let (redis, smsc) = redis_and_smsc(&end, dir.path());
+    let _a = node(dir.path(), "a", &redis, &smsc);
+    let said = refused_start(&dir.path().join("a-again"), &redis.store_config("a"), &[]);
+    assert!(said.contains("store.node `a`"), "{said}");
+    end.reached();
+}
