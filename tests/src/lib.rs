@@ -210,6 +210,19 @@ pub struct Post {
     pub body: String,
 }
 
+impl Post {
+    /// The cursors of the facts it carries, in order.
+    pub fn cursors(&self) -> Vec<u64> {
+        let body: serde_json::Value = serde_json::from_str(&self.body).unwrap();
+        body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["cursor"].as_u64().unwrap())
+            .collect()
+    }
+}
+
 impl WebhookReceiver {
     pub fn start(end: &MustReachEnd, dir: &Path, fail_first: usize) -> Self {
         let log = dir.join("webhook-posts.ndjson");

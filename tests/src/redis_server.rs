@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use crate::{MustReachEnd, free_port, peers, tls_proxy::make_cert, wait_until};
+use crate::{MustReachEnd, free_port, peers, tls_proxy::make_ca_and_localhost_cert, wait_until};
 
 pub struct RedisServer {
     child: Option<Child>,
@@ -40,26 +40,7 @@ impl RedisServer {
     fn start_with(end: &MustReachEnd, dir: &Path, tls: bool) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         if tls {
-            make_cert(end, dir, "/CN=redis-test-ca", &[], "ca-key.pem", "ca.pem");
-            make_cert(
-                end,
-                dir,
-                "/CN=localhost",
-                &[
-                    "-addext",
-                    "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                    "-addext",
-                    "basicConstraints=critical,CA:FALSE",
-                    "-addext",
-                    "extendedKeyUsage=serverAuth",
-                    "-CA",
-                    "ca.pem",
-                    "-CAkey",
-                    "ca-key.pem",
-                ],
-                "key.pem",
-                "cert.pem",
-            );
+            make_ca_and_localhost_cert(end, dir, "");
         }
         for _ in 0..5 {
             let mut server = Self {

@@ -44,37 +44,63 @@ pub fn make_cert(
     assert!(made.status.success(), "openssl: {made:?}");
 }
 
+/// Makes a P-256 key `key` and a one-day server certificate `cert` in
+/// `dir` for `subject` and the subject alternative names `san` (e.g.
+/// `IP:127.0.0.1`), signed by the CA `ca` (its key `ca_key`) in `dir`.
+pub fn make_server_cert(
+    end: &MustReachEnd,
+    dir: &Path,
+    subject: &str,
+    san: &str,
+    (ca, ca_key): (&str, &str),
+    key: &str,
+    cert: &str,
+) {
+    let san = format!("subjectAltName={san}");
+    make_cert(
+        end,
+        dir,
+        subject,
+        &[
+            "-addext",
+            &san,
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-addext",
+            "extendedKeyUsage=serverAuth",
+            "-CA",
+            ca,
+            "-CAkey",
+            ca_key,
+        ],
+        key,
+        cert,
+    );
+}
+
+/// Makes a throw-away CA (`{prefix}ca.pem`, `{prefix}ca-key.pem`) in `dir`
+/// and a certificate it signs for `localhost` and `127.0.0.1`
+/// (`{prefix}cert.pem`, `{prefix}key.pem`).
+pub fn make_ca_and_localhost_cert(end: &MustReachEnd, dir: &Path, prefix: &str) {
+    let [ca, ca_key, key, cert] =
+        ["ca.pem", "ca-key.pem", "key.pem", "cert.pem"].map(|name| format!("{prefix}{name}"));
+    make_cert(end, dir, "/CN=sluice-test-ca", &[], &ca_key, &ca);
+    make_server_cert(
+        end,
+        dir,
+        "/CN=localhost",
+        "DNS:localhost,IP:127.0.0.1",
+        (&ca, &ca_key),
+        &key,
+        &cert,
+    );
+}
+
 impl TlsProxy {
     /// Listens on 127.0.0.1 (ephemeral port), forwarding each TLS
     /// connection's plaintext to 127.0.0.1:`backend`. Runs until the process ends.
     pub fn start(end: &MustReachEnd, dir: &Path, backend: u16) -> Self {
-        make_cert(
-            end,
-            dir,
-            "/CN=sluice-test-ca",
-            &[],
-            "proxy-ca-key.pem",
-            "proxy-ca.pem",
-        );
-        make_cert(
-            end,
-            dir,
-            "/CN=localhost",
-            &[
-                "-addext",
-                "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                "-addext",
-                "basicConstraints=critical,CA:FALSE",
-                "-addext",
-                "extendedKeyUsage=serverAuth",
-                "-CA",
-                "proxy-ca.pem",
-                "-CAkey",
-                "proxy-ca-key.pem",
-            ],
-            "proxy-key.pem",
-            "proxy-cert.pem",
-        );
+        make_ca_and_localhost_cert(end, dir, "proxy-");
         let (cert, key) = (dir.join("proxy-cert.pem"), dir.join("proxy-key.pem"));
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
             .expect("tls proxy: certificate")

@@ -97,17 +97,7 @@ fn wait_for_cursor(hook: &WebhookReceiver, skip: usize, last: u64) -> (Vec<Post>
     let started = Instant::now();
     loop {
         let posts = hook.posts();
-        let cursors: Vec<u64> = posts
-            .iter()
-            .skip(skip)
-            .flat_map(|p| {
-                serde_json::from_str::<serde_json::Value>(&p.body).unwrap()["events"]
-                    .as_array()
-                    .unwrap()
-                    .clone()
-            })
-            .map(|e| e["cursor"].as_u64().unwrap())
-            .collect();
+        let cursors: Vec<u64> = posts.iter().skip(skip).flat_map(Post::cursors).collect();
         if cursors.contains(&last) {
             return (posts, cursors);
         }

@@ -13,7 +13,7 @@ use std::{
 
 use serde_json::json;
 use sluice_e2e::{
-    Daemon, MustReachEnd, Response, WebhookReceiver, must_reach_end,
+    Daemon, MustReachEnd, Post, Response, WebhookReceiver, free_port, must_reach_end,
     npm_smsc::{NpmSmsc, NpmSubmit},
     redis_server::RedisServer,
     request, wait_until,
@@ -646,12 +646,7 @@ fn a_node_whose_redis_cannot_be_reached_does_not_start_and_says_so() {
     let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
     // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("redis://127.0.0.1:{port}/0");
+    let url = format!("redis://127.0.0.1:{}/0", free_port());
     let store = format!("[store]\nengine = \"redis\"\nurl = \"{url}\"\n");
     let said = refused_start(dir.path(), &store, &[]);
     assert!(
@@ -789,18 +784,7 @@ fn either_node_reads_the_same_feed_and_one_node_posts_each_webhook_batch() {
         .collect();
     assert_eq!(cursors, (1..=3 * N as u64).collect::<Vec<_>>());
 
-    let posted = || -> Vec<u64> {
-        hook.posts()
-            .iter()
-            .flat_map(|p| {
-                serde_json::from_str::<serde_json::Value>(&p.body).unwrap()["events"]
-                    .as_array()
-                    .unwrap()
-                    .clone()
-            })
-            .map(|e| e["cursor"].as_u64().unwrap())
-            .collect()
-    };
+    let posted = || -> Vec<u64> { hook.posts().iter().flat_map(Post::cursors).collect() };
     wait_until("every fact posted", Duration::from_secs(30), || {
         posted().contains(&(3 * N as u64))
     });

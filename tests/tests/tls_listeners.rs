@@ -7,29 +7,22 @@
 use std::{path::Path, sync::Arc};
 
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
-use sluice_e2e::{Daemon, MustReachEnd, must_reach_end, tls_proxy::make_cert};
+use sluice_e2e::{
+    Daemon, MustReachEnd, must_reach_end,
+    tls_proxy::{make_cert, make_server_cert},
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
 
 /// A CA, and a certificate it signs for 127.0.0.1 named `name`, written
 /// where the daemon reads its certificate (`server-cert.pem`, `server-key.pem`).
 fn issue(end: &MustReachEnd, dir: &Path, name: &str) {
-    make_cert(
+    make_server_cert(
         end,
         dir,
         &format!("/CN={name}"),
-        &[
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-            "-addext",
-            "extendedKeyUsage=serverAuth",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca-key.pem",
-        ],
+        "IP:127.0.0.1",
+        ("ca.pem", "ca-key.pem"),
         "server-key.pem",
         "server-cert.pem",
     );
