@@ -218,20 +218,11 @@ impl Returns {
     /// look at: the last `KEPT_MAILS`, `KEPT_BYTES` each, under a header
     /// saying when.
     async fn keep(&self, raw: &[u8]) -> Result<(), StoreError> {
-        let mut kept = kept_header(now_ms()).into_bytes();
+        let mut kept = format!("X-Sluice-Kept-At: {}\r\n", domain::rfc3339(now_ms())).into_bytes();
         let room = KEPT_BYTES - kept.len();
         kept.extend_from_slice(&raw[..raw.len().min(room)]);
         self.kept.keep(self.store.as_ref(), kept).await
     }
-}
-
-/// The trace header put before returned mail kept unmatched.
-fn kept_header(at: domain::Millis) -> String {
-    let when = i64::try_from(at)
-        .ok()
-        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
-        .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-    format!("X-Sluice-Kept-At: {when}\r\n")
 }
 
 /// One line of `sluice bounce classify`, fields in the documented order.
