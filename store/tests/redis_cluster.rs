@@ -56,3 +56,41 @@ async fn every_key_lives_in_the_slot_of_its_hash_tag() {
         "every key carries the tag: {keys}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_goes_on_when_a_replica_takes_over_from_the_master_of_its_keys() {
+    let mut cluster = RedisCluster::start_with(1);
+    let store = cluster.open("a").await.expect("connect");
+    let decl = || domain::CampaignDecl::new(domain::ChannelKind::Sms, "x");
+    store.put_campaign("before", decl()).await.expect("declare");
+    let master = cluster.keys_master();
+    // What the master acknowledged reached its replica: this test is
+    // about the failover, not about what asynchronous replication loses.
+    let replicated = std::process::Command::new("redis-cli")
+        .args(["-p", &master.to_string(), "WAIT", "1", "5000"])
+        .output()
+        .expect("redis-cli");
+    assert_eq!(String::from_utf8_lossy(&replicated.stdout).trim(), "1");
+
+    cluster.kill(master);
+    let new_master = cluster.await_failover(std::time::Duration::from_secs(30));
+    assert_ne!(new_master, master);
+
+    let started = std::time::Instant::now();
+    let after = loop {
+        match store.put_campaign("after", decl()).await {
+            Ok(record) => break record,
+            Err(e) => {
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(30),
+                    "the store did not write again after the failover: {e}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let before = store.campaign("before").await.expect("read").expect("kept");
+    assert_ne!(before.seq, after.seq);
+    let all = store.campaigns().await.expect("read");
+    assert_eq!(all.len(), 2, "{all:?}");
+}

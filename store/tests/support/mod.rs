@@ -157,20 +157,23 @@ impl Drop for RedisServer {
     }
 }
 
-/// Three cluster-enabled servers on free ports, their files under `dir`;
+/// `count` cluster-enabled servers on free ports, their files under `dir`;
 /// `None` when another test's server took one of the ports meanwhile
-/// (those started are stopped).
-fn three_masters(dir: &Path) -> Option<(Vec<u16>, Vec<Child>)> {
-    // A master also listens on its port + 10000 (the cluster bus).
+/// (those started are stopped). A master missing for a second is taken
+/// for failed (`cluster-node-timeout`), so that a replica takes over in
+/// seconds.
+fn cluster_servers(dir: &Path, count: usize) -> Option<(Vec<u16>, Vec<Child>)> {
+    // A server also listens on its port + 10000 (the cluster bus).
     let ports: Vec<u16> = std::iter::repeat_with(free_port)
         .filter(|&p| p < 55_000 && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok())
-        .take(3)
+        .take(count)
         .collect();
     let mut servers = Vec::new();
     for &port in &ports {
         let own = dir.join(port.to_string());
         std::fs::create_dir_all(&own).expect("a directory");
-        match spawn(port, &own, &["--cluster-enabled", "yes"]) {
+        let cluster = ["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"];
+        match spawn(port, &own, &cluster) {
             Some(server) => servers.push(server),
             None => {
                 for mut server in servers {
@@ -187,33 +190,36 @@ fn three_masters(dir: &Path) -> Option<(Vec<u16>, Vec<Child>)> {
 /// A Redis Cluster of three masters on loopback (`--cluster-enabled yes`,
 /// joined with `redis-cli --cluster create`).
 pub struct RedisCluster {
-    servers: Vec<Child>,
+    servers: Vec<Option<Child>>,
     ports: Vec<u16>,
     _dir: TempDir,
 }
 
 impl RedisCluster {
+    /// Three masters.
     pub fn start() -> Self {
+        Self::start_with(0)
+    }
+
+    /// Three masters, each with `replicas` replicas.
+    pub fn start_with(replicas: usize) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let (ports, servers) = (0..5)
-            .find_map(|_| three_masters(dir.path()))
-            .expect("three free ports for a cluster after 5 tries");
+            .find_map(|_| cluster_servers(dir.path(), 3 * (1 + replicas)))
+            .expect("free ports for a cluster after 5 tries");
         let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let replicas = replicas.to_string();
         let mut create = vec!["--cluster", "create"];
         create.extend(nodes.iter().map(String::as_str));
-        create.push("--cluster-yes");
+        create.extend(["--cluster-replicas", &replicas, "--cluster-yes"]);
         cli(&create);
         let cluster = Self {
-            servers,
+            servers: servers.into_iter().map(Some).collect(),
             ports,
             _dir: dir,
         };
         let started = Instant::now();
-        while !cluster
-            .ports
-            .iter()
-            .all(|p| cli(&["-p", &p.to_string(), "CLUSTER", "INFO"]).contains("cluster_state:ok"))
-        {
+        while !cluster.ports.iter().all(|p| cluster.is_ok(*p)) {
             assert!(
                 started.elapsed() < Duration::from_secs(20),
                 "the cluster of {nodes:?} did not come up"
@@ -221,6 +227,11 @@ impl RedisCluster {
             std::thread::sleep(Duration::from_millis(50));
         }
         cluster
+    }
+
+    /// Whether the server on `port` sees the cluster whole.
+    fn is_ok(&self, port: u16) -> bool {
+        cli(&["-p", &port.to_string(), "CLUSTER", "INFO"]).contains("cluster_state:ok")
     }
 
     /// A store on this cluster, as node `node`.
@@ -238,35 +249,88 @@ impl RedisCluster {
         .await
     }
 
-    /// The master that holds the engine's keys (they share one slot).
+    /// The master that holds the engine's keys (they share one slot), as
+    /// a live server of the cluster sees it.
     pub fn keys_master(&self) -> u16 {
+        self.serving_master()
+            .expect("a live master serves the engine's slot")
+    }
+
+    /// The master that serves the engine's slot, unless it is failing.
+    fn serving_master(&self) -> Option<u16> {
+        let asked = self.live().next().expect("a live server");
         let slot = cli(&[
             "-p",
-            &self.ports[0].to_string(),
+            &asked.to_string(),
             "CLUSTER",
             "KEYSLOT",
             "sluice:{g}:feed",
         ]);
         let slot: u16 = slot.trim().parse().expect("a slot");
-        let owner = self.ports.iter().copied().find(|p| {
-            cli(&[
-                "-p",
-                &p.to_string(),
-                "CLUSTER",
-                "COUNTKEYSINSLOT",
-                &slot.to_string(),
-            ])
-            .trim()
-            .parse::<u64>()
-            .is_ok_and(|n| n > 0)
-        });
-        owner.expect("a master holds the keys")
+        let nodes = cli(&["-p", &asked.to_string(), "CLUSTER", "NODES"]);
+        nodes.lines().find_map(|line| master_serving(line, slot))
     }
+
+    /// The ports of the servers not killed.
+    fn live(&self) -> impl Iterator<Item = u16> + '_ {
+        self.ports
+            .iter()
+            .zip(&self.servers)
+            .filter(|(_, s)| s.is_some())
+            .map(|(p, _)| *p)
+    }
+
+    /// Kills the server on `port` (SIGKILL: it answers nothing more).
+    pub fn kill(&mut self, port: u16) {
+        let at = self.ports.iter().position(|p| *p == port).expect("ours");
+        if let Some(mut server) = self.servers[at].take() {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+    }
+
+    /// Waits until every live server sees the cluster whole again and a
+    /// live master serves the engine's slot; the master's port.
+    pub fn await_failover(&self, within: Duration) -> u16 {
+        let started = Instant::now();
+        loop {
+            let ok = self.live().all(|p| self.is_ok(p));
+            let master = ok.then(|| self.serving_master()).flatten();
+            if let Some(master) = master.filter(|m| self.live().any(|p| p == *m)) {
+                return master;
+            }
+            assert!(
+                started.elapsed() < within,
+                "no replica took over within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The port of the master that `line` of `CLUSTER NODES` names, if it is
+/// live and serves `slot` (its ranges are `a-b` or `a`).
+fn master_serving(line: &str, slot: u16) -> Option<u16> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let flags = fields.get(2)?;
+    if !flags.contains("master") || flags.contains("fail") {
+        return None;
+    }
+    let serves = fields.iter().skip(8).any(|range| {
+        let mut ends = range.splitn(2, '-').map(|n| n.parse::<u16>());
+        match (ends.next(), ends.next()) {
+            (Some(Ok(a)), Some(Ok(b))) => (a..=b).contains(&slot),
+            (Some(Ok(a)), None) => a == slot,
+            _ => false,
+        }
+    });
+    let address = fields.get(1)?.split('@').next()?;
+    serves.then(|| address.rsplit(':').next()?.parse().ok())?
 }
 
 impl Drop for RedisCluster {
     fn drop(&mut self) {
-        for server in &mut self.servers {
+        for server in self.servers.iter_mut().flatten() {
             let _ = server.kill();
             let _ = server.wait();
         }
