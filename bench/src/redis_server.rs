@@ -21,6 +21,29 @@ impl RedisServer {
     /// `appendfsync` is `always` unless `BENCH_REDIS_APPENDFSYNC` says
     /// otherwise (to see what the fsync of every write costs).
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(&[])
+    }
+
+    /// A replica of this server, once it has caught up with it.
+    pub fn start_replica(&self) -> anyhow::Result<Self> {
+        // Its first sync starts at once, not after 5 s.
+        self.cli(&["CONFIG", "SET", "repl-diskless-sync-delay", "0"])?;
+        let replica = Self::start_with(&["--replicaof", "127.0.0.1", &self.port.to_string()])?;
+        let started = Instant::now();
+        while !replica
+            .cli(&["INFO", "replication"])?
+            .contains("master_link_status:up")
+        {
+            ensure!(
+                started.elapsed() < Duration::from_secs(10),
+                "the replica did not catch up"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(replica)
+    }
+
+    fn start_with(extra: &[&str]) -> anyhow::Result<Self> {
         let fsync = std::env::var("BENCH_REDIS_APPENDFSYNC").unwrap_or_else(|_| "always".into());
         let dir = tempfile::tempdir()?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -29,6 +52,7 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--save", "", "--appendonly", "yes", "--appendfsync", &fsync])
+            .args(extra)
             .arg("--dir")
             .arg(dir.path())
             .stdout(Stdio::null())

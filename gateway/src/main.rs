@@ -107,8 +107,8 @@ fn check_config(file: &Path) -> ExitCode {
     for warning in config.warnings() {
         eprintln!("{}: warning: {warning}", file.display());
     }
-    if let Some(warning) = redis_durability(&config) {
-        eprintln!("{}: warning: store.url: {warning}", file.display());
+    for warning in redis_durability(&config) {
+        eprintln!("{}: warning: {warning}", file.display());
     }
     match config.validate() {
         Ok(()) => {
@@ -122,27 +122,33 @@ fn check_config(file: &Path) -> ExitCode {
     }
 }
 
-/// What the Redis of `store.url` says of its persistence, when the redis
-/// engine is configured: a warning when acknowledged writes could be lost.
-fn redis_durability(config: &Config) -> Option<String> {
+/// What the Redis of `store.url` says of its persistence and replicas,
+/// when the redis engine is configured: warnings, each naming the key,
+/// when acknowledged writes could be lost.
+fn redis_durability(config: &Config) -> Vec<String> {
     if config.store.engine != "redis" || config.validate().is_err() {
-        return None;
+        return Vec::new();
     }
-    let options = store::redis::Options {
-        servers: config.store.redis_servers(),
-        password: config.store.redis_password(),
-        node: format!("check-config-{}", std::process::id()),
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let options = config
+        .store
+        .redis_options(format!("check-config-{}", std::process::id()));
+    let key = options.servers.key();
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .ok()?;
-    runtime.block_on(async {
+    else {
+        return Vec::new();
+    };
+    let warnings = runtime.block_on(async {
         match store::redis::Redis::open(options).await {
-            Ok(redis) => redis.durability_warning().await,
-            Err(e) => Some(e.to_string()),
+            Ok(redis) => redis.durability_warnings().await,
+            Err(e) => vec![e.to_string()],
         }
-    })
+    });
+    warnings
+        .into_iter()
+        .map(|w| format!("{key}: {w}"))
+        .collect()
 }
 
 fn serve(config: Option<PathBuf>, data: Option<PathBuf>) -> anyhow::Result<()> {

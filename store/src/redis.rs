@@ -70,6 +70,9 @@ pub struct Options {
     /// This node's name among those sharing the Redis: two open stores
     /// never have one name.
     pub node: String,
+    /// Replicas that must have a write before it is answered (0: the
+    /// master's answer is enough).
+    pub replicas: u32,
 }
 
 /// Values of several hash fields, in the order asked (`HMGET`).
@@ -264,9 +267,20 @@ impl Redis {
                 options.servers.key()
             ))
         };
-        let (con, closer) = connection::connect(&options.servers, options.password.as_deref())
-            .await
-            .map_err(|e| unreachable(&e))?;
+        let (con, closer) = connection::connect(
+            &options.servers,
+            options.password.as_deref(),
+            options.replicas,
+        )
+        .await
+        .map_err(|e| unreachable(&e))?;
+        if let Err(e) = con.clone().replicated().await {
+            return Err(StoreError::Unopened(format!(
+                "store.replicas: the Redis at {} `{described}` has fewer replicas than the {} asked for: {e}",
+                options.servers.key(),
+                options.replicas
+            )));
+        }
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
@@ -327,9 +341,22 @@ impl Redis {
     }
 
     /// Why acknowledged writes might not survive a crash of the Redis
-    /// server, if they might: anything short of `appendonly yes` with
-    /// `appendfsync always` (docs/redis.md).
-    pub async fn durability_warning(&self) -> Option<String> {
+    /// server or its replica taking over, if they might: anything short
+    /// of `appendonly yes` with `appendfsync always`, and replicas that
+    /// writes do not wait for (docs/redis.md, "Durability").
+    pub async fn durability_warnings(&self) -> Vec<String> {
+        let mut warnings: Vec<String> = self.persistence_warning().await.into_iter().collect();
+        let replicas = self.fewest_replicas().await;
+        if self.con.replicas() == 0 && replicas.is_some_and(|n| n > 0) {
+            warnings.push(format!(
+                "the Redis at {} has replicas, and store.replicas is 0: a replica that takes over from its master lacks the writes it had not received yet, acknowledged or not; set store.replicas (e.g. 1) for acknowledged means on a replica too",
+                self.url
+            ));
+        }
+        warnings
+    }
+
+    async fn persistence_warning(&self) -> Option<String> {
         let read: ::redis::RedisResult<(Vec<String>, Vec<String>)> = ::redis::pipe()
             .cmd("CONFIG")
             .arg("GET")
@@ -353,6 +380,17 @@ impl Redis {
                 self.url
             )),
         }
+    }
+
+    /// The fewest replicas connected to a master (`INFO replication`; in a
+    /// Cluster, of every master), if Redis says.
+    async fn fewest_replicas(&self) -> Option<u32> {
+        let info: ::redis::Value = ::redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut self.con())
+            .await
+            .ok()?;
+        connection::fewest_replicas(&info)
     }
 
     fn con(&self) -> Con {

@@ -16,6 +16,9 @@
 //! than one round the three runs are repeated in turn and the medians
 //! printed last: the ratio of one round's runs moves with the machine's
 //! noise, the embedded run's most (it is the shortest).
+//!
+//! `BENCH_REDIS_REPLICAS=1` gives the Redis a replica and the nodes
+//! `store.replicas = 1`: every write waits for the replica (`WAIT`).
 
 use anyhow::ensure;
 use bench::{
@@ -49,6 +52,13 @@ async fn main() -> anyhow::Result<()> {
     ensure!(rounds >= 1, "rounds must be at least 1");
     let sink = SmscSink::start().await?;
     let redis = RedisServer::start()?;
+    let replicas: u32 = std::env::var("BENCH_REDIS_REPLICAS").map_or(Ok(0), |r| r.parse())?;
+    let _replicas = (0..replicas)
+        .map(|_| redis.start_replica())
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if replicas > 0 {
+        println!("the Redis has {replicas} replica(s), and every write waits for them");
+    }
     let dir = tempfile::tempdir()?;
 
     let config = |node: Option<&str>, round: usize| -> anyhow::Result<Config> {
@@ -63,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
             config.store.engine = "redis".into();
             config.store.url = Some(redis.url());
             config.store.node = Some(node.into());
+            config.store.replicas = replicas;
         }
         Ok(config)
     };

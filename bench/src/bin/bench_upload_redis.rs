@@ -97,6 +97,7 @@ async fn main() -> anyhow::Result<()> {
             servers: Servers::One(redis.url()),
             password: None,
             node: "bench".into(),
+            replicas: 0,
         })
         .await?;
         node.put_campaign("c1", CampaignDecl::new(ChannelKind::Sms, "spring"))

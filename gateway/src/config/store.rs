@@ -28,6 +28,9 @@ pub struct StoreConfig {
     /// Days the Redis engine keeps an ended campaign and the feed's facts
     /// (default 90; 0 keeps them until a campaign is deleted).
     pub retention_days: Option<u32>,
+    /// Replicas of the Redis (of each master in a Cluster) that must have
+    /// a write before the node answers it (0: the master's answer).
+    pub replicas: u32,
 }
 
 impl Default for StoreConfig {
@@ -41,6 +44,7 @@ impl Default for StoreConfig {
             node: None,
             min_free_bytes: store::embedded::DEFAULT_RESERVE,
             retention_days: None,
+            replicas: 0,
         }
     }
 }
@@ -50,6 +54,9 @@ impl StoreConfig {
         match self.engine.as_str() {
             "embedded" if self.retention_days.is_some() => vec![
                 "store.retention_days: retention is the redis engine's; the embedded engine keeps facts and counts until a campaign is deleted".into(),
+            ],
+            "embedded" if self.replicas > 0 => vec![
+                "store.replicas: replicas are the redis engine's; the embedded engine writes to its data directory".into(),
             ],
             "embedded" => Vec::new(),
             "redis" => self.redis_problems(),
@@ -108,6 +115,16 @@ impl StoreConfig {
     pub fn retention(&self) -> Option<std::time::Duration> {
         let days = self.retention_days.unwrap_or(DEFAULT_RETENTION_DAYS);
         (days > 0).then(|| std::time::Duration::from_secs(u64::from(days) * 86_400))
+    }
+
+    /// The Redis engine's options, as node `node`.
+    pub fn redis_options(&self, node: String) -> store::redis::Options {
+        store::redis::Options {
+            servers: self.redis_servers(),
+            password: self.redis_password(),
+            node,
+            replicas: self.replicas,
+        }
     }
 
     /// The password from `password_env`, if one is named.

@@ -213,3 +213,21 @@ fn retention_is_the_redis_engines_ninety_days_unless_set() {
         other => panic!("retention on the embedded engine: {other:?}"),
     }
 }
+
+#[test]
+fn replicas_are_the_redis_engines_and_reach_its_options() {
+    let config = Config::from_toml(
+        "[store]\nengine = \"redis\"\nurl = \"redis://a:1\"\nreplicas = 1",
+        Vec::new(),
+    )
+    .expect("parse");
+    config.validate().expect("valid");
+    assert_eq!(config.store.redis_options("n".into()).replicas, 1);
+    let embedded = Config::from_toml("[store]\nreplicas = 1", Vec::new()).expect("parse");
+    match embedded.validate() {
+        Err(ConfigError::Invalid(problems)) => {
+            assert!(problems[0].starts_with("store.replicas:"), "{problems:?}");
+        }
+        other => panic!("replicas on the embedded engine: {other:?}"),
+    }
+}

@@ -40,14 +40,11 @@ const TRACKING_SECRET: &str = "secret:tracking";
 async fn open_store(config: &Config) -> Result<Arc<dyn Store>, RunError> {
     let store = &config.store;
     if store.engine == "redis" {
-        let options = store::redis::Options {
-            servers: store.redis_servers(),
-            password: store.redis_password(),
-            node: store.node.clone().unwrap_or_else(default_node),
-        };
+        let options = store.redis_options(store.node.clone().unwrap_or_else(default_node));
+        let key = options.servers.key();
         let redis = Arc::new(Redis::open(options).await?);
-        if let Some(warning) = redis.durability_warning().await {
-            tracing::warn!("store.url: {warning}");
+        for warning in redis.durability_warnings().await {
+            tracing::warn!("{key}: {warning}");
         }
         redis.complete_publishes_while_open();
         redis.sweep_while_open(store.retention());

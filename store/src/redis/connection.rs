@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use ::redis::{
-    Client, Cmd, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, Value,
+    Arg, Client, Cmd, ErrorKind, IntoConnectionInfo, Pipeline, RedisError, RedisFuture,
+    RedisResult, Value,
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
     cluster::ClusterClient,
     cluster_async::ClusterConnection,
@@ -42,14 +43,124 @@ impl Servers {
     }
 }
 
-/// A connection to the Redis, shared by every task of the node.
+/// A connection to the Redis, shared by every task of the node. With
+/// `replicas` above 0, a request that writes is answered only once that
+/// many replicas have it (`WAIT`), so that what is acknowledged survives
+/// a replica taking over from its master (docs/redis.md, "Durability").
 #[derive(Clone)]
-pub enum Con {
+pub struct Con {
+    link: Link,
+    replicas: u32,
+}
+
+#[derive(Clone)]
+enum Link {
     One(ConnectionManager),
     Cluster(ClusterConnection),
 }
 
+/// How long a write waits for its replicas before it fails.
+pub const REPLICA_WAIT_MS: u64 = 1_000;
+
+/// The commands the engine reads with; any other command (a script
+/// above all) is taken for a write.
+const READS: &[&[u8]] = &[
+    b"CONFIG",
+    b"EXISTS",
+    b"HEXISTS",
+    b"HGET",
+    b"HGETALL",
+    b"HMGET",
+    b"HSCAN",
+    b"INFO",
+    b"PING",
+    b"SCARD",
+    b"SCRIPT",
+    b"SMEMBERS",
+    b"SRANDMEMBER",
+    b"WAIT",
+    b"XRANGE",
+    b"XREVRANGE",
+    b"ZCARD",
+    b"ZRANGE",
+];
+
+/// Whether `cmd` may change what Redis holds.
+fn writes(cmd: &Cmd) -> bool {
+    match cmd.args_iter().next() {
+        Some(Arg::Simple(name)) => !READS.iter().any(|r| name.eq_ignore_ascii_case(r)),
+        _ => true,
+    }
+}
+
+impl Con {
+    /// The replicas a write waits for.
+    pub fn replicas(&self) -> u32 {
+        self.replicas
+    }
+
+    /// Fails unless `self.replicas` replicas have every write this
+    /// connection made (in a Cluster: every master's replicas).
+    pub async fn replicated(&mut self) -> RedisResult<()> {
+        if self.replicas == 0 {
+            return Ok(());
+        }
+        let acknowledged: u32 = ::redis::cmd("WAIT")
+            .arg(self.replicas)
+            .arg(REPLICA_WAIT_MS)
+            .query_async(&mut self.link)
+            .await?;
+        if acknowledged < self.replicas {
+            return Err(RedisError::from((
+                ErrorKind::Io,
+                "a write did not reach its replicas",
+                format!(
+                    "{acknowledged} of the {} replicas store.replicas asks for acknowledged it within {REPLICA_WAIT_MS} ms",
+                    self.replicas
+                ),
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl ConnectionLike for Con {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        if self.replicas == 0 || !writes(cmd) {
+            return self.link.req_packed_command(cmd);
+        }
+        Box::pin(async move {
+            let answer = self.link.req_packed_command(cmd).await?;
+            self.replicated().await?;
+            Ok(answer)
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        if self.replicas == 0 || !pipeline.cmd_iter().any(writes) {
+            return self.link.req_packed_commands(pipeline, offset, count);
+        }
+        Box::pin(async move {
+            let answers = self
+                .link
+                .req_packed_commands(pipeline, offset, count)
+                .await?;
+            self.replicated().await?;
+            Ok(answers)
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.link.get_db()
+    }
+}
+
+impl ConnectionLike for Link {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Self::One(c) => c.req_packed_command(cmd),
@@ -97,9 +208,41 @@ impl Closer {
     }
 }
 
+/// The fewest `connected_slaves` in `info`, the answer to `INFO
+/// replication`: one server's text, or (from a Cluster) each master's.
+pub fn fewest_replicas(info: &Value) -> Option<u32> {
+    let texts: Vec<&[u8]> = match info {
+        Value::BulkString(text) => vec![text],
+        Value::VerbatimString { text, .. } => vec![text.as_bytes()],
+        Value::Map(nodes) => nodes
+            .iter()
+            .filter_map(|(_, text)| match text {
+                Value::BulkString(text) => Some(text.as_slice()),
+                Value::VerbatimString { text, .. } => Some(text.as_bytes()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    texts
+        .into_iter()
+        .filter_map(|text| {
+            String::from_utf8_lossy(text)
+                .lines()
+                .find_map(|l| l.strip_prefix("connected_slaves:")?.trim().parse().ok())
+        })
+        .min()
+}
+
 /// Connects, answering the reason when the Redis cannot be reached (a
 /// wrong address fails at once instead of being retried in the background).
-pub async fn connect(servers: &Servers, password: Option<&str>) -> Result<(Con, Closer), String> {
+/// Writes wait for `replicas` replicas ([`Con`]).
+pub async fn connect(
+    servers: &Servers,
+    password: Option<&str>,
+    replicas: u32,
+) -> Result<(Con, Closer), String> {
+    let shared = |link| Con { link, replicas };
     match servers {
         Servers::One(url) => {
             let mut info = url
@@ -120,7 +263,7 @@ pub async fn connect(servers: &Servers, password: Option<&str>) -> Result<(Con, 
             let con = ConnectionManager::new_with_config(client.clone(), config)
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok((Con::One(con), Closer::One(Box::new(client))))
+            Ok((shared(Link::One(con)), Closer::One(Box::new(client))))
         }
         Servers::Cluster(urls) => {
             let mut builder = ClusterClient::builder(urls.iter().map(String::as_str))
@@ -131,7 +274,10 @@ pub async fn connect(servers: &Servers, password: Option<&str>) -> Result<(Con, 
             }
             let client = builder.build().map_err(|e| e.to_string())?;
             let con = answered(client.get_async_connection()).await?;
-            Ok((Con::Cluster(con), Closer::Cluster(Box::new(client))))
+            Ok((
+                shared(Link::Cluster(con)),
+                Closer::Cluster(Box::new(client)),
+            ))
         }
     }
 }
@@ -165,6 +311,32 @@ pub fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scripts_and_unknown_commands_count_as_writes_and_reads_do_not() {
+        assert!(!writes(&::redis::cmd("HMGET")));
+        assert!(!writes(&::redis::cmd("hget")));
+        assert!(!writes(&::redis::cmd("WAIT")));
+        assert!(writes(&::redis::cmd("EVALSHA")));
+        assert!(writes(&::redis::cmd("HSET")));
+        assert!(writes(&::redis::cmd("SOMETHING-NEW")));
+    }
+
+    #[test]
+    fn the_fewest_replicas_of_any_master_count() {
+        let text = |n: u32| {
+            Value::BulkString(
+                format!("# Replication\r\nrole:master\r\nconnected_slaves:{n}\r\n").into_bytes(),
+            )
+        };
+        assert_eq!(fewest_replicas(&text(2)), Some(2));
+        let masters = Value::Map(vec![
+            (Value::SimpleString("a".into()), text(2)),
+            (Value::SimpleString("b".into()), text(1)),
+        ]);
+        assert_eq!(fewest_replicas(&masters), Some(1));
+        assert_eq!(fewest_replicas(&Value::Nil), None);
+    }
 
     #[test]
     fn passwords_never_show_in_errors() {

@@ -87,10 +87,51 @@ fn cli(args: &[&str]) -> String {
 
 impl RedisServer {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A replica of this server, once it has caught up with it.
+    pub fn start_replica(&self) -> Self {
+        let master = self.port.to_string();
+        // A replica's first sync starts at once, not after 5 s.
+        self.cli(&["CONFIG", "SET", "repl-diskless-sync-delay", "0"]);
+        let replica = Self::start_with(&["--replicaof", "127.0.0.1", &master]);
+        let started = Instant::now();
+        while !cli(&["-p", &replica.port.to_string(), "INFO", "replication"])
+            .contains("master_link_status:up")
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the replica did not catch up with its master within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        replica
+    }
+
+    /// Stops the server answering (SIGSTOP), as a hung machine would.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([signal, &self.server.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill {signal} failed");
+    }
+
+    fn start_with(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         for _ in 0..5 {
             let port = free_port();
-            if let Some(server) = spawn(port, dir.path(), &[]) {
+            if let Some(server) = spawn(port, dir.path(), extra) {
                 return Self {
                     server,
                     port,
@@ -103,6 +144,14 @@ impl RedisServer {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// `redis-cli` on this server with `args`; its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let port = self.port.to_string();
+        let mut all = vec!["-p", port.as_str()];
+        all.extend(args);
+        cli(&all)
     }
 
     /// How many of `keys` exist.
@@ -141,10 +190,16 @@ impl RedisServer {
 
     /// A store on this server, as node `node`.
     pub async fn open(&self, node: &str) -> Result<Redis, store::StoreError> {
+        self.open_with(node, 0).await
+    }
+
+    /// A store on this server whose writes wait for `replicas` replicas.
+    pub async fn open_with(&self, node: &str, replicas: u32) -> Result<Redis, store::StoreError> {
         Redis::open(Options {
             servers: Servers::One(self.url()),
             password: None,
             node: node.into(),
+            replicas,
         })
         .await
     }
@@ -172,7 +227,14 @@ fn cluster_servers(dir: &Path, count: usize) -> Option<(Vec<u16>, Vec<Child>)> {
     for &port in &ports {
         let own = dir.join(port.to_string());
         std::fs::create_dir_all(&own).expect("a directory");
-        let cluster = ["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"];
+        let cluster = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-node-timeout",
+            "1000",
+            "--repl-diskless-sync-delay",
+            "0",
+        ];
         match spawn(port, &own, &cluster) {
             Some(server) => servers.push(server),
             None => {
@@ -219,7 +281,12 @@ impl RedisCluster {
             _dir: dir,
         };
         let started = Instant::now();
-        while !cluster.ports.iter().all(|p| cluster.is_ok(*p)) {
+        let synced = |p: &u16| {
+            let info = cli(&["-p", &p.to_string(), "INFO", "replication"]);
+            info.contains(&format!("connected_slaves:{replicas}"))
+                || info.contains("master_link_status:up")
+        };
+        while !cluster.ports.iter().all(|p| cluster.is_ok(*p) && synced(p)) {
             assert!(
                 started.elapsed() < Duration::from_secs(20),
                 "the cluster of {nodes:?} did not come up"
@@ -236,6 +303,11 @@ impl RedisCluster {
 
     /// A store on this cluster, as node `node`.
     pub async fn open(&self, node: &str) -> Result<Redis, store::StoreError> {
+        self.open_with(node, 0).await
+    }
+
+    /// A store on this cluster whose writes wait for `replicas` replicas.
+    pub async fn open_with(&self, node: &str, replicas: u32) -> Result<Redis, store::StoreError> {
         Redis::open(Options {
             servers: Servers::Cluster(
                 self.ports
@@ -245,6 +317,7 @@ impl RedisCluster {
             ),
             password: None,
             node: node.into(),
+            replicas,
         })
         .await
     }
