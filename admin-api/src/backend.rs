@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use crate::types::v1::{
     AudienceRow, AudienceSource, BlacklistFilter, BlacklistPage, BounceImport, CampaignDecl,
     CampaignFilter, CampaignPage, CampaignView, ChannelsView, ConnectorHealth, Control, EventPage,
-    MessagePreview, ParticipantIn, TestSend, UploadResult,
+    MessagePreview, ParticipantIn, TestSend, UnmatchedKind, UnmatchedPage, UploadResult,
 };
 
 /// Why the daemon refused or could not do a request.
@@ -114,6 +114,10 @@ pub trait Backend: Send + Sync + 'static {
     /// Takes one returned message (raw RFC 822), as if it had arrived at the
     /// bounce listener. `TooLarge` beyond the daemon's limit.
     async fn import_bounce(&self, raw: &[u8]) -> BackendResult<BounceImport>;
+
+    /// The newest `limit` items of `kind` kept because they matched
+    /// nothing, newest first.
+    async fn unmatched(&self, kind: UnmatchedKind, limit: usize) -> BackendResult<UnmatchedPage>;
 
     /// Sets a channel's limits (`docs/api.md` shape); `Invalid` lists every problem.
     async fn put_limits(

@@ -13,6 +13,7 @@ mod ops;
 mod participants;
 mod plan;
 mod query;
+mod unmatched;
 
 use std::sync::Arc;
 
@@ -120,6 +121,8 @@ fn routes_with_query() -> Router<AppState> {
         .route("/v1/events", get(events::feed))
         .route("/v1/campaigns", get(campaigns::list))
         .route("/v1/blacklist/{channel}", get(blacklist::list))
+        .route("/v1/bounces/unmatched", get(unmatched::mails))
+        .route("/v1/receipts/unmatched", get(unmatched::receipts))
 }
 
 async fn no_route(uri: Uri) -> ApiError {

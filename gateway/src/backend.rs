@@ -7,7 +7,8 @@ use admin_api::{
     Backend, BackendError, BackendResult,
     types::v1::{
         self, AudienceRow, AudienceSource, BounceImport, CampaignFilter, CampaignPage,
-        CampaignView, Control, Event, EventPage, ParticipantIn, Rejected, UploadResult, valid_id,
+        CampaignView, Control, Event, EventPage, ParticipantIn, Rejected, UnmatchedItem,
+        UnmatchedKind, UnmatchedPage, UnmatchedReceipt, UploadResult, valid_id,
     },
 };
 use async_trait::async_trait;
@@ -19,12 +20,13 @@ use store::{Store, StoreError, SuppressionQuery, UploadId};
 use tokio::sync::Notify;
 
 use crate::{
+    channel::sms::intake::{self, KeptReceipt},
     channel::{Channel, Registry},
     links,
     metrics::Metrics,
     policy::{Policy, PolicyError, plan_key, window_spec},
     progress::{self, Progress},
-    returns::{IntakeError, Returns},
+    returns::{self, IntakeError, Returns},
 };
 
 mod connectors;
@@ -41,6 +43,29 @@ pub struct GatewayBackend {
     pub progress: Arc<Progress>,
     /// Forgets a deleted campaign's links.
     pub links: Arc<links::Links>,
+}
+
+/// The API's view of kept receipt number `n`; `None` (logged) when the
+/// stored value is not one.
+fn unmatched_receipt(n: u64, value: &[u8]) -> Option<UnmatchedItem> {
+    let kept: KeptReceipt = serde_json::from_slice(value)
+        .inspect_err(
+            |e| tracing::warn!(n, error = %e, "a kept receipt could not be read; left out"),
+        )
+        .ok()?;
+    Some(UnmatchedItem {
+        n,
+        message: None,
+        receipt: Some(UnmatchedReceipt {
+            smsc: kept.smsc,
+            id: kept.id,
+            at: rfc3339(kept.at),
+            kept_at: rfc3339(kept.kept_at),
+            stat: kept.stat,
+            error: kept.error,
+            reason: kept.reason,
+        }),
+    })
 }
 
 fn store_error(e: StoreError) -> BackendError {
@@ -578,6 +603,33 @@ impl Backend for GatewayBackend {
             Err(IntakeError::TooLarge { limit, .. }) => Err(BackendError::TooLarge(limit)),
             Err(IntakeError::Store(e)) => Err(store_error(e)),
         }
+    }
+
+    async fn unmatched(&self, kind: UnmatchedKind, limit: usize) -> BackendResult<UnmatchedPage> {
+        let ring = match kind {
+            UnmatchedKind::Mail => returns::unmatched_mails(),
+            UnmatchedKind::Receipt => intake::unmatched_receipts(),
+        };
+        let (kept, values) = ring
+            .newest(self.store.as_ref(), limit)
+            .await
+            .map_err(store_error)?;
+        let items = values
+            .into_iter()
+            .filter_map(|(n, value)| match kind {
+                UnmatchedKind::Mail => Some(UnmatchedItem {
+                    n,
+                    message: Some(String::from_utf8_lossy(&value).into_owned()),
+                    receipt: None,
+                }),
+                UnmatchedKind::Receipt => unmatched_receipt(n, &value),
+            })
+            .collect();
+        Ok(UnmatchedPage {
+            kept,
+            capacity: ring.capacity(),
+            items,
+        })
     }
 
     async fn put_limits(

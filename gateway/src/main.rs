@@ -123,8 +123,8 @@ fn check_config(file: &Path) -> ExitCode {
 }
 
 /// What the Redis of `store.url` says of its persistence and replicas,
-/// when the redis engine is configured: warnings, each naming the key,
-/// when acknowledged writes could be lost.
+/// when the redis engine is configured: warnings, each naming its key,
+/// when acknowledged writes could be lost (or why it cannot be asked).
 fn redis_durability(config: &Config) -> Vec<String> {
     if config.store.engine != "redis" || config.validate().is_err() {
         return Vec::new();
@@ -139,16 +139,16 @@ fn redis_durability(config: &Config) -> Vec<String> {
     else {
         return Vec::new();
     };
-    let warnings = runtime.block_on(async {
+    runtime.block_on(async {
         match store::redis::Redis::open(options).await {
-            Ok(redis) => redis.durability_warnings().await,
+            Ok(redis) => (redis.durability_warnings().await)
+                .into_iter()
+                .map(|w| format!("{key}: {w}"))
+                .collect(),
+            // It names its key itself.
             Err(e) => vec![e.to_string()],
         }
-    });
-    warnings
-        .into_iter()
-        .map(|w| format!("{key}: {w}"))
-        .collect()
+    })
 }
 
 fn serve(config: Option<PathBuf>, data: Option<PathBuf>) -> anyhow::Result<()> {

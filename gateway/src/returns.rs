@@ -27,6 +27,11 @@ const KEPT_MAILS: u64 = 1_000;
 /// original message (often the bulk) last.
 const KEPT_BYTES: usize = 64 << 10;
 
+/// Where returned mails that matched nothing are kept.
+pub fn unmatched_mails() -> Kept {
+    Kept::new("mail", KEPT_MAILS)
+}
+
 /// The bounce rules applied to a relay's refusal at send time, answering
 /// the command of `phase`: the verdict, and the reply's fields for the fact
 /// (`status`, `replycode`, `diagnostic`). The caller files the verdict's
@@ -104,7 +109,7 @@ impl Returns {
             retry,
             metrics,
             classifier: Classifier::new().with_max_size(MAX_RETURNED_BYTES),
-            kept: Kept::new("mail", KEPT_MAILS),
+            kept: unmatched_mails(),
         }
     }
 

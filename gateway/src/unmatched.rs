@@ -32,15 +32,18 @@ impl Kept {
         }
     }
 
+    /// How many items the ring holds at most.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
     /// Keeps `value` in the next place of the ring, over the oldest item.
     pub async fn keep(&self, store: &dyn Store, value: Vec<u8>) -> Result<(), StoreError> {
         let mut counted = *self.lock();
         let kept = loop {
             let kept = match counted {
                 Some(n) => n,
-                None => (store.meta(&self.position).await?)
-                    .and_then(|b| std::str::from_utf8(&b).ok()?.parse().ok())
-                    .unwrap_or(0),
+                None => self.stored_count(store).await?,
             };
             // The count is only ever written from 1 up, in decimal.
             let expected = (kept > 0).then(|| kept.to_string());
@@ -55,10 +58,39 @@ impl Kept {
             // Another writer (a node, a restart's ring) counted meanwhile.
             counted = None;
         };
-        let slot = kept % self.capacity;
-        store
-            .put_meta(&format!("{}:{slot:05}", self.position), value)
-            .await
+        store.put_meta(&self.place(kept), value).await
+    }
+
+    /// How many items were kept in all, and the newest `limit` of those
+    /// still held, newest first, each with its number (the items kept
+    /// before it). A view, not a snapshot: an item kept while this reads
+    /// may take the place of one of the oldest asked for.
+    pub async fn newest(
+        &self,
+        store: &dyn Store,
+        limit: usize,
+    ) -> Result<(u64, Vec<(u64, Vec<u8>)>), StoreError> {
+        let kept = self.stored_count(store).await?;
+        let held = kept.min(self.capacity).min(limit as u64);
+        let mut items = Vec::with_capacity(held as usize);
+        for n in (kept - held..kept).rev() {
+            if let Some(value) = store.meta(&self.place(n)).await? {
+                items.push((n, value));
+            }
+        }
+        Ok((kept, items))
+    }
+
+    /// The count of items kept so far, as the store has it.
+    async fn stored_count(&self, store: &dyn Store) -> Result<u64, StoreError> {
+        Ok((store.meta(&self.position).await?)
+            .and_then(|b| std::str::from_utf8(&b).ok()?.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// The key of the ring's place for the item numbered `n`.
+    fn place(&self, n: u64) -> String {
+        format!("{}:{:05}", self.position, n % self.capacity)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<u64>> {
@@ -106,5 +138,21 @@ mod tests {
         ring.keep(store.as_ref(), vec![6]).await.expect("keep");
         assert_eq!(kept(store.as_ref(), "x").await, [[4], [5], [6]]);
         assert!(kept(store.as_ref(), "y").await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_newest_items_come_first_with_their_numbers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Embedded::open(dir.path()).expect("open");
+        let ring = Kept::new("x", 3);
+        assert_eq!(ring.newest(&store, 10).await.expect("read"), (0, vec![]));
+        for i in 0..5u8 {
+            ring.keep(&store, vec![i]).await.expect("keep");
+        }
+        let (kept, items) = ring.newest(&store, 10).await.expect("read");
+        assert_eq!(kept, 5);
+        assert_eq!(items, [(4, vec![4]), (3, vec![3]), (2, vec![2])]);
+        let (_, two) = Kept::new("x", 3).newest(&store, 2).await.expect("read");
+        assert_eq!(two, [(4, vec![4]), (3, vec![3])]);
     }
 }

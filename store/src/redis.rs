@@ -274,12 +274,19 @@ impl Redis {
         )
         .await
         .map_err(|e| unreachable(&e))?;
-        if let Err(e) = con.clone().replicated().await {
-            return Err(StoreError::Unopened(format!(
-                "store.replicas: the Redis at {} `{described}` has fewer replicas than the {} asked for: {e}",
-                options.servers.key(),
-                options.replicas
-            )));
+        if options.replicas > 0 {
+            let answering = con
+                .clone()
+                .replicas_answering()
+                .await
+                .map_err(|e| unreachable(&e))?;
+            if answering < options.replicas {
+                return Err(StoreError::Unopened(format!(
+                    "store.replicas: the Redis at {} `{described}` has {answering} replicas answering, and store.replicas asks every write to reach {}",
+                    options.servers.key(),
+                    options.replicas
+                )));
+            }
         }
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -346,12 +353,18 @@ impl Redis {
     /// writes do not wait for (docs/redis.md, "Durability").
     pub async fn durability_warnings(&self) -> Vec<String> {
         let mut warnings: Vec<String> = self.persistence_warning().await.into_iter().collect();
-        let replicas = self.fewest_replicas().await;
-        if self.con.replicas() == 0 && replicas.is_some_and(|n| n > 0) {
-            warnings.push(format!(
+        let (asked, has) = (self.con.replicas(), self.fewest_replicas().await);
+        match has {
+            Some(n) if asked == 0 && n > 0 => warnings.push(format!(
                 "the Redis at {} has replicas, and store.replicas is 0: a replica that takes over from its master lacks the writes it had not received yet, acknowledged or not; set store.replicas (e.g. 1) for acknowledged means on a replica too",
                 self.url
-            ));
+            )),
+            Some(n) if asked > 0 && n == asked => warnings.push(format!(
+                "the Redis at {} has {n} replicas (of a master), as many as store.replicas asks a write to reach: one lost, or a replica taking over, stops every write until another answers; give each master {} replicas",
+                self.url,
+                asked + 1
+            )),
+            _ => {}
         }
         warnings
     }

@@ -71,7 +71,6 @@ async fn acknowledged_writes_survive_a_replica_taking_over_and_writing_goes_on()
     let store = cluster.open_with("a", 1).await.expect("connect");
     assert_eq!(store.durability_warnings().await, Vec::<String>::new());
     let decl = || domain::CampaignDecl::new(domain::ChannelKind::Sms, "x");
-    // Answered once a replica has it: no `WAIT` of the test's own.
     store.put_campaign("before", decl()).await.expect("declare");
 
     let master = cluster.keys_master();

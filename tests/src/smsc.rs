@@ -331,6 +331,52 @@ impl FakeSmsc {
         self.shared.update(|s| s.route(job, None));
     }
 
+    /// A delivery receipt (TLVs and text, `DELIVRD`) for `message_id`, an
+    /// id this fake never gave: another system's send on the same account.
+    pub fn send_stray_receipt(&self, message_id: &str) {
+        let sent = ReceivedSm {
+            number: 0,
+            connection: 0,
+            system_id: String::new(),
+            sequence_number: 0,
+            service_type: String::new(),
+            source_addr: "other-system".into(),
+            source_ton: 5,
+            source_npi: 0,
+            destination_addr: "+4915100000099".into(),
+            dest_ton: 1,
+            dest_npi: 1,
+            esm_class: 0,
+            protocol_id: 0,
+            registered_delivery: 1,
+            data_coding: 0,
+            short_message: b"not ours".to_vec(),
+            message_payload: None,
+            tlvs: Vec::new(),
+            status: Some(status::OK),
+            message_id: Some(message_id.into()),
+        };
+        let state = FinalState::Delivered;
+        let job = Job {
+            system_id: None,
+            pdu: receipt_pdu(
+                &sent,
+                message_id,
+                message_id,
+                state,
+                ReceiptFormat::TlvAndText,
+            ),
+            kind: DeliverKind::Receipt {
+                message_id: message_id.into(),
+                text_id: message_id.into(),
+                destination_addr: sent.destination_addr.clone(),
+                state,
+                with_tlvs: true,
+            },
+        };
+        self.shared.update(|s| s.route(job, None));
+    }
+
     /// Closes every connection at once, without unbind.
     pub fn drop_connections(&self) {
         self.shared.update(|s| {

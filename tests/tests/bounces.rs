@@ -289,6 +289,15 @@ fn a_genuine_token_on_someone_elses_bounce_suppresses_nobody() {
         "ann is not suppressed: {}",
         blocked.text()
     );
+    // The operator finds it kept as it came.
+    let page = daemon.get("/v1/bounces/unmatched").json();
+    assert_eq!(
+        (page["kept"].as_u64(), page["capacity"].as_u64()),
+        (Some(1), Some(1_000))
+    );
+    let kept = page["items"][0]["message"].as_str().unwrap_or_default();
+    assert!(kept.starts_with("X-Sluice-Kept-At: "), "{kept}");
+    assert!(kept.contains("ann.forwarded@elsewhere.example"), "{kept}");
     end.reached();
 }
 

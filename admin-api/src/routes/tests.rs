@@ -140,6 +140,9 @@ impl Backend for Memory {
             ..Default::default()
         })
     }
+    async fn unmatched(&self, _kind: UnmatchedKind, _limit: usize) -> BackendResult<UnmatchedPage> {
+        Ok(UnmatchedPage::default())
+    }
     async fn put_limits(
         &self,
         _c: &str,

@@ -434,6 +434,59 @@ pub struct BounceImport {
     pub unmatched: usize,
 }
 
+/// What matched nothing and is kept for an operator to look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnmatchedKind {
+    /// Returned mail with no message to attach to.
+    Mail,
+    /// SMSC receipts for ids no message has.
+    Receipt,
+}
+
+/// `GET /v1/bounces/unmatched`, `GET /v1/receipts/unmatched`: the newest
+/// items kept, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnmatchedPage {
+    /// Items kept since the store began; past `capacity` the newest take
+    /// the oldest's places.
+    pub kept: u64,
+    /// Items held at most.
+    pub capacity: u64,
+    pub items: Vec<UnmatchedItem>,
+}
+
+/// One item kept: a returned mail's `message` or a receipt's `receipt`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnmatchedItem {
+    /// Its number: the items kept before it.
+    pub n: u64,
+    /// A returned mail as it came, its first 64 KiB (bytes that are not
+    /// UTF-8 replaced by U+FFFD), under an `X-Sluice-Kept-At` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<UnmatchedReceipt>,
+}
+
+/// A delivery receipt no message had the id of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnmatchedReceipt {
+    /// The SMSC it came from: its place in `[[sms.smsc]]`, from 0.
+    pub smsc: u16,
+    /// The SMSC's message id.
+    pub id: String,
+    /// When the SMSC says the message reached its state.
+    pub at: String,
+    /// When sluice kept it.
+    pub kept_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stat: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// Outcomes the audience query accepts.
 pub const AUDIENCE_OUTCOMES: &[&str] = &[
     "pending",

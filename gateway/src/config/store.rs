@@ -52,18 +52,24 @@ impl Default for StoreConfig {
 impl StoreConfig {
     pub(super) fn problems(&self) -> Vec<String> {
         match self.engine.as_str() {
-            "embedded" if self.retention_days.is_some() => vec![
-                "store.retention_days: retention is the redis engine's; the embedded engine keeps facts and counts until a campaign is deleted".into(),
-            ],
-            "embedded" if self.replicas > 0 => vec![
-                "store.replicas: replicas are the redis engine's; the embedded engine writes to its data directory".into(),
-            ],
-            "embedded" => Vec::new(),
+            "embedded" => self.embedded_problems(),
             "redis" => self.redis_problems(),
             other => vec![format!(
                 "store.engine: `{other}` is not `embedded` or `redis`"
             )],
         }
+    }
+
+    /// Keys of the redis engine set for the embedded one.
+    fn embedded_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.retention_days.is_some() {
+            problems.push("store.retention_days: retention is the redis engine's; the embedded engine keeps facts and counts until a campaign is deleted".into());
+        }
+        if self.replicas > 0 {
+            problems.push("store.replicas: replicas are the redis engine's; the embedded engine writes to its data directory".into());
+        }
+        problems
     }
 
     fn redis_problems(&self) -> Vec<String> {

@@ -223,10 +223,17 @@ fn replicas_are_the_redis_engines_and_reach_its_options() {
     .expect("parse");
     config.validate().expect("valid");
     assert_eq!(config.store.redis_options("n".into()).replicas, 1);
-    let embedded = Config::from_toml("[store]\nreplicas = 1", Vec::new()).expect("parse");
+    let embedded =
+        Config::from_toml("[store]\nreplicas = 1\nretention_days = 7", Vec::new()).expect("parse");
     match embedded.validate() {
         Err(ConfigError::Invalid(problems)) => {
-            assert!(problems[0].starts_with("store.replicas:"), "{problems:?}");
+            assert!(
+                problems.iter().any(|p| p.starts_with("store.replicas:"))
+                    && problems
+                        .iter()
+                        .any(|p| p.starts_with("store.retention_days:")),
+                "both are named: {problems:?}"
+            );
         }
         other => panic!("replicas on the embedded engine: {other:?}"),
     }

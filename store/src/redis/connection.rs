@@ -3,11 +3,13 @@
 //! follows the slots). Every key of the engine has one hash tag, so every
 //! command, pipeline and script goes to the one master that owns it.
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
 use ::redis::{
-    Arg, Client, Cmd, ErrorKind, IntoConnectionInfo, Pipeline, RedisError, RedisFuture,
-    RedisResult, Value,
+    Arg, Client, Cmd, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, Value,
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
     cluster::ClusterClient,
     cluster_async::ClusterConnection,
@@ -45,12 +47,18 @@ impl Servers {
 
 /// A connection to the Redis, shared by every task of the node. With
 /// `replicas` above 0, a request that writes is answered only once that
-/// many replicas have it (`WAIT`), so that what is acknowledged survives
-/// a replica taking over from its master (docs/redis.md, "Durability").
+/// many replicas have it, so that what is acknowledged survives a replica
+/// taking over from its master (docs/redis.md, "Durability"): the request
+/// goes in one pipeline with a `WAIT`, so both travel on one connection
+/// (the `WAIT` counts that connection's writes) and, in a Cluster, to the
+/// master of the request's keys.
 #[derive(Clone)]
 pub struct Con {
     link: Link,
     replicas: u32,
+    /// Why the last `WAIT` fell short, until one does not: what the store
+    /// refuses writes for, whatever reads succeed meanwhile.
+    lagging: Arc<Mutex<Option<String>>>,
 }
 
 #[derive(Clone)]
@@ -99,28 +107,59 @@ impl Con {
         self.replicas
     }
 
-    /// Fails unless `self.replicas` replicas have every write this
-    /// connection made (in a Cluster: every master's replicas).
-    pub async fn replicated(&mut self) -> RedisResult<()> {
-        if self.replicas == 0 {
-            return Ok(());
-        }
-        let acknowledged: u32 = ::redis::cmd("WAIT")
-            .arg(self.replicas)
-            .arg(REPLICA_WAIT_MS)
-            .query_async(&mut self.link)
+    /// Why writes are not acknowledged now, if the last `WAIT` fell short.
+    pub fn lagging(&self) -> Option<String> {
+        self.lagging
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// How many replicas answer now (on a connection that wrote nothing,
+    /// every connected replica; in a Cluster, the fewest of any master's).
+    pub async fn replicas_answering(&mut self) -> RedisResult<u32> {
+        self.wait().query_async(&mut self.link).await
+    }
+
+    fn wait(&self) -> Cmd {
+        let mut wait = ::redis::cmd("WAIT");
+        wait.arg(self.replicas).arg(REPLICA_WAIT_MS);
+        wait
+    }
+
+    /// Runs `pipeline` (which writes) with a `WAIT` after it; its answers,
+    /// or an error when the `WAIT` fell short.
+    async fn waited(
+        &mut self,
+        mut pipeline: Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisResult<Vec<Value>> {
+        pipeline.add_command(self.wait());
+        let mut answers = self
+            .link
+            .req_packed_commands(&pipeline, offset, count + 1)
             .await?;
-        if acknowledged < self.replicas {
-            return Err(RedisError::from((
-                ErrorKind::Io,
-                "a write did not reach its replicas",
-                format!(
-                    "{acknowledged} of the {} replicas store.replicas asks for acknowledged it within {REPLICA_WAIT_MS} ms",
-                    self.replicas
-                ),
-            )));
+        let waited = answers.pop();
+        if answers.iter().any(|a| matches!(a, Value::ServerError(_))) {
+            // Refused: nothing is acknowledged, and the refusal says why.
+            return Ok(answers);
         }
-        Ok(())
+        let acknowledged = match waited {
+            Some(Value::Int(n)) => u32::try_from(n).unwrap_or(0),
+            _ => 0,
+        };
+        let mut lagging = self.lagging.lock().unwrap_or_else(PoisonError::into_inner);
+        if acknowledged < self.replicas {
+            let why = format!(
+                "{acknowledged} of the {} replicas store.replicas asks for acknowledged a write within {REPLICA_WAIT_MS} ms",
+                self.replicas
+            );
+            *lagging = Some(why.clone());
+            return Err(std::io::Error::other(why).into());
+        }
+        *lagging = None;
+        Ok(answers)
     }
 }
 
@@ -130,9 +169,10 @@ impl ConnectionLike for Con {
             return self.link.req_packed_command(cmd);
         }
         Box::pin(async move {
-            let answer = self.link.req_packed_command(cmd).await?;
-            self.replicated().await?;
-            Ok(answer)
+            let mut pipeline = Pipeline::with_capacity(2);
+            pipeline.add_command(cmd.clone());
+            let mut answers = self.waited(pipeline, 0, 1).await?;
+            Ok(answers.pop().unwrap_or(Value::Nil))
         })
     }
 
@@ -146,11 +186,15 @@ impl ConnectionLike for Con {
             return self.link.req_packed_commands(pipeline, offset, count);
         }
         Box::pin(async move {
+            if !pipeline.is_transaction() {
+                return self.waited(pipeline.clone(), offset, count).await;
+            }
+            // A `WAIT` queued in a `MULTI` would not wait: it goes after.
             let answers = self
                 .link
                 .req_packed_commands(pipeline, offset, count)
                 .await?;
-            self.replicated().await?;
+            self.waited(Pipeline::new(), 0, 0).await?;
             Ok(answers)
         })
     }
@@ -242,7 +286,11 @@ pub async fn connect(
     password: Option<&str>,
     replicas: u32,
 ) -> Result<(Con, Closer), String> {
-    let shared = |link| Con { link, replicas };
+    let shared = |link| Con {
+        link,
+        replicas,
+        lagging: Arc::default(),
+    };
     match servers {
         Servers::One(url) => {
             let mut info = url

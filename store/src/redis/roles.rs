@@ -1004,10 +1004,16 @@ impl Shared for Redis {
 
 impl Store for Redis {
     fn write_refusal(&self) -> Option<String> {
-        self.failure
+        let failure = self
+            .failure
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .clone();
+        // A read that succeeds clears `failure`; replicas that lag stay
+        // until a write reaches them.
+        failure.or_else(|| {
+            (self.con.lagging()).map(|why| format!("Redis at {} failed: {why}", self.url))
+        })
     }
 
     fn shared(&self) -> Option<&dyn Shared> {

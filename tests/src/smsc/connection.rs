@@ -534,7 +534,7 @@ pub fn receipt_text(text_id: &str, state: FinalState, original: &[u8], data_codi
     )
 }
 
-fn receipt_pdu(
+pub(super) fn receipt_pdu(
     r: &ReceivedSm,
     message_id: &str,
     text_id: &str,

@@ -367,3 +367,44 @@ fn undeliverable_rejected_and_expired_receipts_fail_with_the_receipt_state() {
         assert_eq!(facts(&daemon, "failed").len(), 3, "{format:?}");
     }
 }
+
+/// A receipt for an id no message has (another system's send on the same
+/// account) is answered, counted and kept, after waiting
+/// `sms.receipt_wait_secs` for its id; the operator reads it back.
+#[test]
+fn a_stray_receipt_is_kept_and_listed_for_the_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let smsc = FakeSmsc::start(our_smsc());
+    let daemon = start_with(dir.path(), &smsc, "receipt_wait_secs = 1", "");
+    smsc.send_stray_receipt("ffff0001");
+    let acks = smsc.wait_for_receipt_acks(1, T);
+    assert_eq!(acks[0].response, Some(status::OK));
+    wait_until("the receipt counted unmatched", T, || {
+        metric(
+            &daemon,
+            "sluice_smpp_receipts_total",
+            "result=\"unmatched\"",
+        ) == 1.0
+    });
+
+    let page = daemon.get("/v1/receipts/unmatched").json();
+    assert_eq!(
+        (page["kept"].as_u64(), page["capacity"].as_u64()),
+        (Some(1), Some(10_000))
+    );
+    let receipt = &page["items"][0]["receipt"];
+    assert_eq!(page["items"][0]["n"], 0);
+    assert_eq!(receipt["id"], "ffff0001");
+    assert_eq!(receipt["smsc"], 0);
+    assert_eq!(receipt["stat"], "DELIVRD");
+    assert!(
+        receipt["kept_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{receipt}"
+    );
+    assert_eq!(
+        daemon.get("/v1/bounces/unmatched").json()["items"],
+        json!([])
+    );
+}

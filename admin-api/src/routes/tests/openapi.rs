@@ -925,6 +925,34 @@ impl Backend for Fake {
             unmatched: 0,
         })
     }
+    async fn unmatched(&self, kind: UnmatchedKind, limit: usize) -> BackendResult<UnmatchedPage> {
+        self.check()?;
+        let item = match kind {
+            UnmatchedKind::Mail => UnmatchedItem {
+                n: 7,
+                message: Some("X-Sluice-Kept-At: 2026-12-04T10:00:00.000Z\r\nFrom: MAILER-DAEMON@mx.example.org\r\n\r\nhello\r\n".into()),
+                receipt: None,
+            },
+            UnmatchedKind::Receipt => UnmatchedItem {
+                n: 7,
+                message: None,
+                receipt: Some(UnmatchedReceipt {
+                    smsc: 0,
+                    id: "4f2a".into(),
+                    at: "2026-12-04T10:00:00.000Z".into(),
+                    kept_at: "2026-12-04T10:00:01.000Z".into(),
+                    stat: Some("DELIVRD".into()),
+                    error: Some("000".into()),
+                    reason: None,
+                }),
+            },
+        };
+        Ok(UnmatchedPage {
+            kept: 8,
+            capacity: 1_000,
+            items: vec![item; limit.min(1)],
+        })
+    }
     async fn put_limits(&self, _c: &str, _limits: Value) -> BackendResult<Value> {
         self.check()?;
         Ok(stored_limits())
@@ -1241,6 +1269,16 @@ fn cases() -> Vec<Case> {
         case("POST", "/v1/bounces", 500)
             .raw(None, "x")
             .fail(Internal),
+        case("GET", "/v1/bounces/unmatched", 200),
+        case("GET", "/v1/bounces/unmatched?limit=5", 200),
+        case("GET", "/v1/bounces/unmatched?limit=0", 422),
+        case("GET", "/v1/bounces/unmatched?since=1", 400),
+        case("GET", "/v1/bounces/unmatched", 403).token(Some("c")),
+        case("GET", "/v1/bounces/unmatched", 503).fail(Unavailable),
+        case("GET", "/v1/receipts/unmatched?limit=10000", 200),
+        case("GET", "/v1/receipts/unmatched?limit=10001", 422),
+        case("GET", "/v1/receipts/unmatched", 403).token(Some("c")),
+        case("GET", "/v1/receipts/unmatched", 500).fail(Internal),
         // Without a token.
         case("GET", "/v1/openapi.json", 200).token(None),
         case("GET", "/v1/openapi.json?v=2", 400).token(None),

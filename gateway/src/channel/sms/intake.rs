@@ -14,7 +14,7 @@
 use std::{sync::Arc, time::Duration};
 
 use rusmpp::CommandStatus;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use tokio::{sync::mpsc, time::Instant};
 
 use smpp::inbound::{Inbound, Receipt, State};
@@ -22,7 +22,8 @@ use smpp::inbound::{Inbound, Receipt, State};
 use super::bind::Delivered;
 use crate::{engagements::EngagementLog, recorded::Recorded, unmatched::Kept};
 use domain::{
-    ChannelKind, Engaged, Engagement, FactDetail, ReceiptIn, ReceiptMatch, SuppressReason, now_ms,
+    ChannelKind, Engaged, Engagement, FactDetail, Millis, ReceiptIn, ReceiptMatch, SuppressReason,
+    now_ms,
 };
 use store::Store;
 
@@ -34,6 +35,18 @@ const KEPT_RECEIPTS: u64 = 10_000;
 /// Where receipts for unknown ids are kept.
 pub fn unmatched_receipts() -> Kept {
     Kept::new("receipt", KEPT_RECEIPTS)
+}
+
+/// A receipt for an unknown id as it is kept (JSON).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KeptReceipt {
+    pub smsc: u16,
+    pub id: String,
+    pub at: Millis,
+    pub kept_at: Millis,
+    pub stat: Option<String>,
+    pub error: Option<String>,
+    pub reason: Option<String>,
 }
 const RETRY_EVERY: Duration = Duration::from_millis(200);
 
@@ -176,13 +189,17 @@ impl Intake {
     async fn keep_unmatched(&self, delivered: &Delivered, receipt: &ReceiptIn) {
         tracing::warn!(smsc = receipt.smsc, id = %receipt.id, "receipt for an unknown message id; kept");
         let d = &receipt.detail;
-        let value = json!({
-            "smsc": receipt.smsc, "id": receipt.id, "at": receipt.at, "kept_at": now_ms(),
-            "stat": d.stat, "error": d.error, "reason": d.reason,
-        });
-        let kept = self
-            .unmatched
-            .keep(self.store.as_ref(), value.to_string().into_bytes());
+        let value = KeptReceipt {
+            smsc: receipt.smsc,
+            id: receipt.id.clone(),
+            at: receipt.at,
+            kept_at: now_ms(),
+            stat: d.stat.clone(),
+            error: d.error.clone(),
+            reason: d.reason.clone(),
+        };
+        let value = serde_json::to_vec(&value).expect("a kept receipt is plain JSON");
+        let kept = self.unmatched.keep(self.store.as_ref(), value);
         let status = match kept.await {
             Ok(()) => CommandStatus::EsmeRok,
             Err(_) => CommandStatus::EsmeRxTAppn,
