@@ -292,7 +292,7 @@ impl Redis {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         let instance = (seed ^ (u64::from(std::process::id()) << 20)) & ((1 << 39) - 1);
-        let mut beat = con.clone();
+        let mut beat = con.probe();
         let claimed = say_alive(&mut beat, instance, &options.node)
             .await
             .map_err(|e| unreachable(&e))?;

@@ -71,6 +71,16 @@ async fn a_write_is_refused_while_its_replica_hangs_until_a_write_reaches_it_aga
     // The read succeeded; writes are still not acknowledged.
     let refusal = store.write_refusal().expect("writes refused");
     assert!(refusal.contains("replicas"), "{refusal}");
+    // Nor sent: each would hold the connection for a second.
+    assert!(store.put_campaign("third", decl()).await.is_err());
+    let sent = servers
+        .master
+        .cli(&["HEXISTS", "sluice:{g}:campaigns", "third"]);
+    assert_eq!(
+        sent.trim(),
+        "0",
+        "a write while the replica lags is not sent"
+    );
 
     servers.replica.resume();
     let started = Instant::now();

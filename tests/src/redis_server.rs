@@ -17,6 +17,8 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     tls: Option<Tls>,
+    /// The port of the master it replicates, if it is a replica.
+    master: Option<u16>,
 }
 
 /// A server's TLS port and the CA its certificate is signed by.
@@ -37,21 +39,46 @@ impl RedisServer {
         Self::start_with(end, dir, true)
     }
 
+    /// Starts a replica of this server, its files in `dir`, and waits
+    /// until it has caught up.
+    pub fn start_replica(&self, end: &MustReachEnd, dir: &Path) -> Self {
+        // Its first sync starts at once, not after 5 s.
+        self.text(end, &["CONFIG", "SET", "repl-diskless-sync-delay", "0"]);
+        std::fs::create_dir_all(dir).unwrap();
+        let mut replica = Self::new(dir, false);
+        replica.master = Some(self.port);
+        for _ in 0..5 {
+            if replica.try_start(end) {
+                wait_until("the replica caught up", Duration::from_secs(10), || {
+                    (replica.text(end, &["INFO", "replication"])).contains("master_link_status:up")
+                });
+                return replica;
+            }
+            replica.port = free_port();
+        }
+        panic!("no free port for a redis-server replica after 5 tries")
+    }
+
+    fn new(dir: &Path, tls: bool) -> Self {
+        Self {
+            child: None,
+            port: free_port(),
+            dir: dir.to_owned(),
+            tls: tls.then(|| Tls {
+                port: free_port(),
+                ca: dir.join("ca.pem"),
+            }),
+            master: None,
+        }
+    }
+
     fn start_with(end: &MustReachEnd, dir: &Path, tls: bool) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         if tls {
             make_ca_and_localhost_cert(end, dir, "");
         }
         for _ in 0..5 {
-            let mut server = Self {
-                child: None,
-                port: free_port(),
-                dir: dir.to_owned(),
-                tls: tls.then(|| Tls {
-                    port: free_port(),
-                    ca: dir.join("ca.pem"),
-                }),
-            };
+            let mut server = Self::new(dir, tls);
             if server.try_start(end) {
                 return server;
             }
@@ -79,6 +106,9 @@ impl RedisServer {
             .args(["--appendfsync", "always"])
             .arg("--dir")
             .arg(&self.dir);
+        if let Some(master) = self.master {
+            server.args(["--replicaof", "127.0.0.1", &master.to_string()]);
+        }
         if let Some(tls) = &self.tls {
             let file = |name: &str| self.dir.join(name).to_str().unwrap().to_owned();
             server
@@ -159,6 +189,17 @@ impl RedisServer {
         assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
         // Binary values come as their raw bytes: read lossily.
         serde_json::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap()
+    }
+
+    /// `redis-cli` with `args` against this server; its answer as text.
+    fn text(&self, end: &MustReachEnd, args: &[&str]) -> String {
+        let out = peers::redis_cli(end)
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// The `[store]` section of a node named `node` on this server.

@@ -802,3 +802,71 @@ fn a_second_node_of_a_running_nodes_name_does_not_start() {
     assert!(said.contains("store.node `a`"), "{said}");
     end.reached();
 }
+
+/// With `store.replicas = 1` a node answers a write only once the Redis's
+/// replica has it: while the replica hangs, an upload answers 503,
+/// `/readyz` names the replicas and sending pauses; all goes on by itself
+/// once the replica answers, and every number gets its text.
+#[test]
+fn a_hung_replica_pauses_a_node_that_waits_for_it_and_it_resumes_by_itself() {
+    const N: usize = 2_000;
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let (redis, smsc) = redis_and_smsc(&end, dir.path());
+    let replica = redis.start_replica(&end, &dir.path().join("replica"));
+    let store = format!("{}replicas = 1\n", redis.store_config("a"));
+    let a = node_on(dir.path(), "a", &store, &[], &smsc);
+    let r = a.put_json(
+        "/v1/channels/sms/limits",
+        &json!({"rate_per_sec": 200, "tz": "UTC"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    sms_campaign(&a, "spring");
+    upload(&a, "spring", 0..N, "retail");
+    a.start_campaign("spring");
+    smsc.wait_for_submits(200, Duration::from_secs(30));
+
+    let hung = std::thread::spawn(move || {
+        replica.pause(Duration::from_secs(10));
+        replica
+    });
+    wait_until(
+        "/readyz 503 naming the replicas",
+        Duration::from_secs(8),
+        || {
+            let r = a.get("/readyz");
+            r.status == 503 && r.text().contains("replicas")
+        },
+    );
+    let refused = a.post(
+        "/v1/campaigns/spring/participants",
+        "application/x-ndjson",
+        b"{\"customer\": \"late\", \"address\": \"+4915199999999\"}\n",
+    );
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert!(
+        refused.json()["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("replicas")),
+        "{}",
+        refused.text()
+    );
+    // Sending has paused: at most what was in flight still goes out.
+    let paused_at = smsc.submits().len();
+    std::thread::sleep(Duration::from_secs(2));
+    let during = smsc.submits().len() - paused_at;
+    assert!(
+        during <= 4 * WINDOW,
+        "{during} texts sent, unacknowledged by the replica"
+    );
+
+    let _replica = hung.join().unwrap();
+    wait_until("/readyz 200 again", Duration::from_secs(15), || {
+        a.get("/readyz").status == 200
+    });
+    wait_until("the campaign finished", Duration::from_secs(60), || {
+        a.get("/v1/campaigns/spring").json()["state"] == "finished"
+    });
+    assert_eq!(per_number(&smsc.submits()).len(), N, "every number texted");
+    end.reached();
+}

@@ -59,6 +59,11 @@ pub struct Con {
     /// Why the last `WAIT` fell short, until one does not: what the store
     /// refuses writes for, whatever reads succeed meanwhile.
     lagging: Arc<Mutex<Option<String>>>,
+    /// Whether its writes go to Redis while the replicas lag (the
+    /// heartbeat's, which find out when they answer again); the others
+    /// fail at once then, instead of each holding the connection for
+    /// `REPLICA_WAIT_MS`.
+    probe: bool,
 }
 
 #[derive(Clone)]
@@ -107,6 +112,15 @@ impl Con {
         self.replicas
     }
 
+    /// This connection, for writes that go to Redis even while the
+    /// replicas lag, to find out when they answer again.
+    pub fn probe(&self) -> Self {
+        Self {
+            probe: true,
+            ..self.clone()
+        }
+    }
+
     /// Why writes are not acknowledged now, if the last `WAIT` fell short.
     pub fn lagging(&self) -> Option<String> {
         self.lagging
@@ -128,13 +142,17 @@ impl Con {
     }
 
     /// Runs `pipeline` (which writes) with a `WAIT` after it; its answers,
-    /// or an error when the `WAIT` fell short.
+    /// or an error when the `WAIT` fell short (or, unless this is a probe,
+    /// fell short last time).
     async fn waited(
         &mut self,
         mut pipeline: Pipeline,
         offset: usize,
         count: usize,
     ) -> RedisResult<Vec<Value>> {
+        if let Some(why) = self.lagging().filter(|_| !self.probe) {
+            return Err(std::io::Error::other(why).into());
+        }
         pipeline.add_command(self.wait());
         let mut answers = self
             .link
@@ -290,6 +308,7 @@ pub async fn connect(
         link,
         replicas,
         lagging: Arc::default(),
+        probe: false,
     };
     match servers {
         Servers::One(url) => {
