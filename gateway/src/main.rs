@@ -129,9 +129,13 @@ fn redis_durability(config: &Config) -> Vec<String> {
     if config.store.engine != "redis" || config.validate().is_err() {
         return Vec::new();
     }
-    let options = config
+    let options = match config
         .store
-        .redis_options(format!("check-config-{}", std::process::id()));
+        .redis_options(format!("check-config-{}", std::process::id()))
+    {
+        Ok(options) => options,
+        Err(why) => return vec![why],
+    };
     let key = options.servers.key();
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -44,7 +44,7 @@ mod retention;
 mod roles;
 mod txn;
 
-pub use connection::Servers;
+pub use connection::{Certificates, Servers};
 pub use retention::Forgotten;
 
 use std::{
@@ -73,6 +73,8 @@ pub struct Options {
     /// Replicas that must have a write before it is answered (0: the
     /// master's answer is enough).
     pub replicas: u32,
+    /// Over TLS: CAs to trust, and a client certificate to show.
+    pub certificates: Certificates,
 }
 
 /// Values of several hash fields, in the order asked (`HMGET`).
@@ -271,6 +273,7 @@ impl Redis {
             &options.servers,
             options.password.as_deref(),
             options.replicas,
+            &options.certificates,
         )
         .await
         .map_err(|e| unreachable(&e))?;

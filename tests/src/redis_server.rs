@@ -10,7 +10,11 @@ use std::{
     time::Duration,
 };
 
-use crate::{MustReachEnd, free_port, peers, tls_proxy::make_ca_and_localhost_cert, wait_until};
+use crate::{
+    MustReachEnd, free_port, peers,
+    tls_proxy::{make_ca_and_localhost_cert, make_client_cert},
+    wait_until,
+};
 
 pub struct RedisServer {
     child: Option<Child>,
@@ -21,22 +25,30 @@ pub struct RedisServer {
     master: Option<u16>,
 }
 
-/// A server's TLS port and the CA its certificate is signed by.
+/// A server's TLS port and the CA its certificate is signed by; and, if
+/// it asks its clients for a certificate, one the CA signed, with its key.
 pub struct Tls {
     pub port: u16,
     pub ca: PathBuf,
+    pub client: Option<(PathBuf, PathBuf)>,
 }
 
 impl RedisServer {
     /// Starts one, keeping its files in `dir` (fails the test without
     /// `redis-server`, naming its install command).
     pub fn start(end: &MustReachEnd, dir: &Path) -> Self {
-        Self::start_with(end, dir, false)
+        Self::start_with(end, dir, None)
     }
 
     /// Starts one that takes TLS too (`tls`, `tls_url`).
     pub fn start_tls(end: &MustReachEnd, dir: &Path) -> Self {
-        Self::start_with(end, dir, true)
+        Self::start_with(end, dir, Some(false))
+    }
+
+    /// Starts one that takes TLS too and asks each client for a
+    /// certificate (`tls-auth-clients yes`, Redis's default with TLS).
+    pub fn start_tls_asking_clients(end: &MustReachEnd, dir: &Path) -> Self {
+        Self::start_with(end, dir, Some(true))
     }
 
     /// Starts a replica of this server, its files in `dir`, and waits
@@ -45,7 +57,7 @@ impl RedisServer {
         // Its first sync starts at once, not after 5 s.
         self.text(end, &["CONFIG", "SET", "repl-diskless-sync-delay", "0"]);
         std::fs::create_dir_all(dir).unwrap();
-        let mut replica = Self::new(dir, false);
+        let mut replica = Self::new(dir, None);
         replica.master = Some(self.port);
         for _ in 0..5 {
             if replica.try_start(end) {
@@ -59,23 +71,38 @@ impl RedisServer {
         panic!("no free port for a redis-server replica after 5 tries")
     }
 
-    fn new(dir: &Path, tls: bool) -> Self {
+    /// `tls`: whether it takes TLS, and then whether it asks clients for
+    /// a certificate.
+    fn new(dir: &Path, tls: Option<bool>) -> Self {
         Self {
             child: None,
             port: free_port(),
             dir: dir.to_owned(),
-            tls: tls.then(|| Tls {
+            tls: tls.map(|ask_clients| Tls {
                 port: free_port(),
                 ca: dir.join("ca.pem"),
+                client: ask_clients
+                    .then(|| (dir.join("client-cert.pem"), dir.join("client-key.pem"))),
             }),
             master: None,
         }
     }
 
-    fn start_with(end: &MustReachEnd, dir: &Path, tls: bool) -> Self {
+    fn start_with(end: &MustReachEnd, dir: &Path, tls: Option<bool>) -> Self {
         std::fs::create_dir_all(dir).unwrap();
-        if tls {
+        if let Some(ask_clients) = tls {
             make_ca_and_localhost_cert(end, dir, "");
+            if ask_clients {
+                let signer = ("ca.pem", "ca-key.pem");
+                make_client_cert(
+                    end,
+                    dir,
+                    "/CN=sluice-node",
+                    signer,
+                    "client-key.pem",
+                    "client-cert.pem",
+                );
+            }
         }
         for _ in 0..5 {
             let mut server = Self::new(dir, tls);
@@ -116,7 +143,10 @@ impl RedisServer {
                 .args(["--tls-cert-file", &file("cert.pem")])
                 .args(["--tls-key-file", &file("key.pem")])
                 .args(["--tls-ca-cert-file", &file("ca.pem")])
-                .args(["--tls-auth-clients", "no"]);
+                .args([
+                    "--tls-auth-clients",
+                    if tls.client.is_some() { "yes" } else { "no" },
+                ]);
         }
         let mut child = server.stdout(Stdio::null()).spawn().unwrap();
         let mut exited = false;

@@ -52,22 +52,53 @@ pub fn make_server_cert(
     dir: &Path,
     subject: &str,
     san: &str,
-    (ca, ca_key): (&str, &str),
+    signer: (&str, &str),
     key: &str,
     cert: &str,
 ) {
     let san = format!("subjectAltName={san}");
+    make_signed_cert(end, dir, subject, &san, "serverAuth", signer, key, cert);
+}
+
+/// Makes a P-256 key `key` and a one-day client certificate `cert` in
+/// `dir` for `subject`, signed by the CA `ca` (its key `ca_key`) in `dir`.
+pub fn make_client_cert(
+    end: &MustReachEnd,
+    dir: &Path,
+    subject: &str,
+    signer: (&str, &str),
+    key: &str,
+    cert: &str,
+) {
+    let san = "subjectAltName=DNS:sluice-node";
+    make_signed_cert(end, dir, subject, san, "clientAuth", signer, key, cert);
+}
+
+/// A certificate for `usage` (`serverAuth`, `clientAuth`) with extension
+/// `san`, signed by `ca`.
+#[allow(clippy::too_many_arguments)]
+fn make_signed_cert(
+    end: &MustReachEnd,
+    dir: &Path,
+    subject: &str,
+    san: &str,
+    usage: &str,
+    (ca, ca_key): (&str, &str),
+    key: &str,
+    cert: &str,
+) {
+    let usage = format!("extendedKeyUsage={usage}");
     make_cert(
         end,
         dir,
         subject,
         &[
             "-addext",
-            &san,
+            san,
             "-addext",
             "basicConstraints=critical,CA:FALSE",
             "-addext",
-            "extendedKeyUsage=serverAuth",
+            &usage,
             "-CA",
             ca,
             "-CAkey",

@@ -870,3 +870,45 @@ fn a_hung_replica_pauses_a_node_that_waits_for_it_and_it_resumes_by_itself() {
     assert_eq!(per_number(&smsc.submits()).len(), N, "every number texted");
     end.reached();
 }
+
+/// A Redis that asks each client for a certificate (`tls-auth-clients
+/// yes`, its default with TLS): a node with one (`store.tls_cert_file`,
+/// `tls_key_file`) and the private CA in `store.tls_ca_file`, not in the
+/// environment, reaches it and sends; one without is refused at start.
+#[test]
+fn a_node_shows_its_client_certificate_to_a_redis_that_asks_for_one() {
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start_tls_asking_clients(&end, &dir.path().join("redis"));
+    let smsc = NpmSmsc::start(&end);
+    let tls = redis.tls().unwrap();
+    let (cert, key) = tls.client.clone().unwrap();
+    let store = |node: &str, client: &str| {
+        format!(
+            "[store]\nengine = \"redis\"\nurl = \"{}\"\nnode = \"{node}\"\ntls_ca_file = \"{}\"\n{client}",
+            redis.tls_url(),
+            tls.ca.display()
+        )
+    };
+    let client = format!(
+        "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let a = node_on(dir.path(), "a", &store("a", &client), &[], &smsc);
+    sms_campaign(&a, "mtls");
+    upload(&a, "mtls", 0..20, "all");
+    a.start_campaign("mtls");
+    wait_until("the campaign finished", Duration::from_secs(30), || {
+        a.get("/v1/campaigns/mtls").json()["state"] == "finished"
+    });
+    assert_eq!(
+        per_number(&smsc.submits()).len(),
+        20,
+        "every customer got a text"
+    );
+
+    let said = refused_start(&dir.path().join("b"), &store("b", ""), &[]);
+    assert!(said.contains("cannot reach Redis at store.url"), "{said}");
+    end.reached();
+}

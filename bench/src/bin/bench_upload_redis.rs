@@ -98,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
             password: None,
             node: "bench".into(),
             replicas: 0,
+            certificates: Default::default(),
         })
         .await?;
         node.put_campaign("c1", CampaignDecl::new(ChannelKind::Sms, "spring"))

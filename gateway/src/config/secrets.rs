@@ -39,6 +39,11 @@ impl Config {
                 &self.email.bounce_tls_cert_file,
                 &self.email.bounce_tls_key_file,
             ),
+            (
+                "store.tls",
+                &self.store.tls_cert_file,
+                &self.store.tls_key_file,
+            ),
         ] {
             match (cert, key) {
                 (Some(cert), Some(key)) => {
@@ -54,6 +59,14 @@ impl Config {
                     "{at}_cert_file and {at}_key_file go together: set both or neither"
                 )),
             }
+        }
+        if let Some(path) = &self.store.tls_ca_file
+            && let Err(e) = std::fs::File::open(path)
+        {
+            problems.push(format!(
+                "store.tls_ca_file: cannot read {}: {e}",
+                path.display()
+            ));
         }
         for (i, smsc) in self.sms.smsc.iter().enumerate() {
             if let Some(path) = &smsc.password_file

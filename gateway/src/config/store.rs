@@ -31,6 +31,13 @@ pub struct StoreConfig {
     /// Replicas of the Redis (of each master in a Cluster) that must have
     /// a write before the node answers it (0: the master's answer).
     pub replicas: u32,
+    /// Over `rediss://`: a PEM file of the CAs to trust instead of the
+    /// system's.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Over `rediss://`: a PEM client certificate (chain) and its key, for
+    /// a Redis that asks its clients for one.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for StoreConfig {
@@ -45,6 +52,9 @@ impl Default for StoreConfig {
             min_free_bytes: store::embedded::DEFAULT_RESERVE,
             retention_days: None,
             replicas: 0,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -69,7 +79,23 @@ impl StoreConfig {
         if self.replicas > 0 {
             problems.push("store.replicas: replicas are the redis engine's; the embedded engine writes to its data directory".into());
         }
+        if let Some(key) = self.tls_key() {
+            problems.push(format!(
+                "{key}: TLS certificates are the redis engine's; the embedded engine keeps its state on disk"
+            ));
+        }
         problems
+    }
+
+    /// The first `tls_*` key set, if any.
+    fn tls_key(&self) -> Option<&'static str> {
+        [
+            ("store.tls_ca_file", &self.tls_ca_file),
+            ("store.tls_cert_file", &self.tls_cert_file),
+            ("store.tls_key_file", &self.tls_key_file),
+        ]
+        .into_iter()
+        .find_map(|(key, file)| file.is_some().then_some(key))
     }
 
     fn redis_problems(&self) -> Vec<String> {
@@ -106,6 +132,14 @@ impl StoreConfig {
         if self.node.as_deref().is_some_and(|n| n.trim().is_empty()) {
             problems.push("store.node: a node's name must not be empty".into());
         }
+        let plain = |url: &String| !url.starts_with("rediss://");
+        if let Some(key) = self.tls_key()
+            && self.url.iter().chain(&self.urls).any(plain)
+        {
+            problems.push(format!(
+                "{key}: certificates are for a Redis reached over TLS; make every URL `rediss://`"
+            ));
+        }
         problems
     }
 
@@ -123,14 +157,30 @@ impl StoreConfig {
         (days > 0).then(|| std::time::Duration::from_secs(u64::from(days) * 86_400))
     }
 
-    /// The Redis engine's options, as node `node`.
-    pub fn redis_options(&self, node: String) -> store::redis::Options {
-        store::redis::Options {
+    /// The Redis engine's options, as node `node`; why not, naming the
+    /// key, when a certificate file cannot be read.
+    pub fn redis_options(&self, node: String) -> Result<store::redis::Options, String> {
+        let read = |key: &str, file: &Option<PathBuf>| {
+            file.as_ref()
+                .map(|path| {
+                    std::fs::read(path)
+                        .map_err(|e| format!("{key}: cannot read {}: {e}", path.display()))
+                })
+                .transpose()
+        };
+        let ca = read("store.tls_ca_file", &self.tls_ca_file)?;
+        let cert = read("store.tls_cert_file", &self.tls_cert_file)?;
+        let key = read("store.tls_key_file", &self.tls_key_file)?;
+        Ok(store::redis::Options {
             servers: self.redis_servers(),
             password: self.redis_password(),
             node,
             replicas: self.replicas,
-        }
+            certificates: store::redis::Certificates {
+                ca,
+                client: cert.zip(key),
+            },
+        })
     }
 
     /// The password from `password_env`, if one is named.

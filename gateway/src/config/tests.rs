@@ -222,7 +222,8 @@ fn replicas_are_the_redis_engines_and_reach_its_options() {
     )
     .expect("parse");
     config.validate().expect("valid");
-    assert_eq!(config.store.redis_options("n".into()).replicas, 1);
+    let options = config.store.redis_options("n".into()).expect("options");
+    assert_eq!(options.replicas, 1);
     let embedded =
         Config::from_toml("[store]\nreplicas = 1\nretention_days = 7", Vec::new()).expect("parse");
     match embedded.validate() {
@@ -237,4 +238,48 @@ fn replicas_are_the_redis_engines_and_reach_its_options() {
         }
         other => panic!("replicas on the embedded engine: {other:?}"),
     }
+}
+
+#[test]
+fn redis_certificates_want_tls_urls_both_halves_of_a_pair_and_readable_files() {
+    let problems = |toml: &str| -> Vec<String> {
+        match Config::from_toml(&format!("[store]\n{toml}"), Vec::new())
+            .expect("parse")
+            .validate()
+        {
+            Err(ConfigError::Invalid(problems)) => problems,
+            other => panic!("{toml}: {other:?}"),
+        }
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "not checked until the connection").expect("write");
+    let ca = format!("tls_ca_file = \"{}\"", ca.display());
+    let redis = "engine = \"redis\"\nurl = \"redis://a:1\"";
+    assert!(
+        problems(&format!("{redis}\n{ca}"))[0]
+            .starts_with("store.tls_ca_file: certificates are for a Redis reached over TLS"),
+    );
+    let tls = "engine = \"redis\"\nurl = \"rediss://a:1\"";
+    assert!(
+        problems(&format!(
+            "{tls}\ntls_cert_file = \"{}\"",
+            dir.path().join("c").display()
+        ))
+        .iter()
+        .any(|p| p.contains("store.tls_cert_file and store.tls_key_file go together"))
+    );
+    assert!(
+        problems(&format!("{tls}\ntls_ca_file = \"/nonexistent/ca.pem\""))
+            .iter()
+            .any(|p| p.starts_with("store.tls_ca_file: cannot read /nonexistent/ca.pem"))
+    );
+    assert!(
+        problems(&ca)[0].starts_with("store.tls_ca_file: TLS certificates are the redis engine's")
+    );
+
+    let config = Config::from_toml(&format!("[store]\n{tls}\n{ca}"), Vec::new()).expect("parse");
+    config.validate().expect("valid");
+    let options = config.store.redis_options("n".into()).expect("read");
+    assert!(options.certificates.ca.is_some() && options.certificates.client.is_none());
 }

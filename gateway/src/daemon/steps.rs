@@ -40,7 +40,9 @@ const TRACKING_SECRET: &str = "secret:tracking";
 async fn open_store(config: &Config) -> Result<Arc<dyn Store>, RunError> {
     let store = &config.store;
     if store.engine == "redis" {
-        let options = store.redis_options(store.node.clone().unwrap_or_else(default_node));
+        let options = store
+            .redis_options(store.node.clone().unwrap_or_else(default_node))
+            .map_err(RunError::Setup)?;
         let key = options.servers.key();
         let redis = Arc::new(Redis::open(options).await?);
         for warning in redis.durability_warnings().await {

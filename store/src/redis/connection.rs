@@ -9,7 +9,8 @@ use std::{
 };
 
 use ::redis::{
-    Arg, Client, Cmd, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, Value,
+    Arg, Client, ClientTlsConfig, Cmd, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult,
+    TlsCertificates, Value,
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
     cluster::ClusterClient,
     cluster_async::ClusterConnection,
@@ -42,6 +43,42 @@ impl Servers {
             Self::One(_) => "store.url",
             Self::Cluster(_) => "store.urls",
         }
+    }
+}
+
+/// Certificates for `rediss://`, in PEM: CAs to trust instead of the
+/// system's, and a client certificate with its key, for a Redis that asks
+/// its clients for one (`tls-auth-clients`).
+#[derive(Clone, Default)]
+pub struct Certificates {
+    pub ca: Option<Vec<u8>>,
+    /// The certificate (chain) and its private key.
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for Certificates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("Certificates")
+            .field("ca", &self.ca.is_some())
+            .field("client", &self.client.is_some())
+            .finish()
+    }
+}
+
+impl Certificates {
+    /// What the `redis` crate takes, if any are given.
+    fn for_tls(&self) -> Option<TlsCertificates> {
+        (self.ca.is_some() || self.client.is_some()).then(|| TlsCertificates {
+            client_tls: self
+                .client
+                .clone()
+                .map(|(client_cert, client_key)| ClientTlsConfig {
+                    client_cert,
+                    client_key,
+                }),
+            root_cert: self.ca.clone(),
+        })
     }
 }
 
@@ -298,11 +335,13 @@ pub fn fewest_replicas(info: &Value) -> Option<u32> {
 
 /// Connects, answering the reason when the Redis cannot be reached (a
 /// wrong address fails at once instead of being retried in the background).
-/// Writes wait for `replicas` replicas ([`Con`]).
+/// Writes wait for `replicas` replicas ([`Con`]); over TLS, with
+/// `certificates` when given.
 pub async fn connect(
     servers: &Servers,
     password: Option<&str>,
     replicas: u32,
+    certificates: &Certificates,
 ) -> Result<(Con, Closer), String> {
     let shared = |link| Con {
         link,
@@ -320,7 +359,11 @@ pub async fn connect(
                 let settings = info.redis_settings().clone().set_password(password);
                 info = info.set_redis_settings(settings);
             }
-            let client = Client::open(info).map_err(|e| e.to_string())?;
+            let client = match certificates.for_tls() {
+                Some(certs) => Client::build_with_tls(info, certs),
+                None => Client::open(info),
+            }
+            .map_err(|e| e.to_string())?;
             answered(client.get_multiplexed_async_connection()).await?;
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(Duration::from_secs(2)))
@@ -338,6 +381,9 @@ pub async fn connect(
                 .response_timeout(Duration::from_secs(10));
             if let Some(password) = password {
                 builder = builder.password(password);
+            }
+            if let Some(certs) = certificates.for_tls() {
+                builder = builder.certs(certs);
             }
             let client = builder.build().map_err(|e| e.to_string())?;
             let con = answered(client.get_async_connection()).await?;

@@ -200,6 +200,7 @@ impl RedisServer {
             password: None,
             node: node.into(),
             replicas,
+            certificates: Default::default(),
         })
         .await
     }
@@ -318,6 +319,7 @@ impl RedisCluster {
             password: None,
             node: node.into(),
             replicas,
+            certificates: Default::default(),
         })
         .await
     }
