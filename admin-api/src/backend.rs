@@ -116,8 +116,13 @@ pub trait Backend: Send + Sync + 'static {
     async fn import_bounce(&self, raw: &[u8]) -> BackendResult<BounceImport>;
 
     /// The newest `limit` items of `kind` kept because they matched
-    /// nothing, newest first.
-    async fn unmatched(&self, kind: UnmatchedKind, limit: usize) -> BackendResult<UnmatchedPage>;
+    /// nothing, numbered below `before` if given, newest first.
+    async fn unmatched(
+        &self,
+        kind: UnmatchedKind,
+        before: Option<u64>,
+        limit: usize,
+    ) -> BackendResult<UnmatchedPage>;
 
     /// Sets a channel's limits (`docs/api.md` shape); `Invalid` lists every problem.
     async fn put_limits(

@@ -12,7 +12,8 @@ pub fn rfc3339(ms: Millis) -> String {
     i64::try_from(ms)
         .ok()
         .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
-        .map(|t| t.to_string())
+        // Always three digits, as the API documents.
+        .map(|t| format!("{t:.3}"))
         .unwrap_or_default()
 }
 
@@ -32,5 +33,11 @@ mod tests {
             assert_eq!(parse_rfc3339(&rfc3339(ms)), Some(ms), "{ms}");
         }
         assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn instants_always_show_milliseconds() {
+        assert_eq!(rfc3339(1_764_842_400_000), "2025-12-04T10:00:00.000Z");
+        assert_eq!(rfc3339(1_764_842_400_120), "2025-12-04T10:00:00.120Z");
     }
 }

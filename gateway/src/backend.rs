@@ -605,13 +605,18 @@ impl Backend for GatewayBackend {
         }
     }
 
-    async fn unmatched(&self, kind: UnmatchedKind, limit: usize) -> BackendResult<UnmatchedPage> {
+    async fn unmatched(
+        &self,
+        kind: UnmatchedKind,
+        before: Option<u64>,
+        limit: usize,
+    ) -> BackendResult<UnmatchedPage> {
         let ring = match kind {
             UnmatchedKind::Mail => returns::unmatched_mails(),
             UnmatchedKind::Receipt => intake::unmatched_receipts(),
         };
         let (kept, values) = ring
-            .newest(self.store.as_ref(), limit)
+            .newest(self.store.as_ref(), before, limit)
             .await
             .map_err(store_error)?;
         let items = values

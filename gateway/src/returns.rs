@@ -307,8 +307,11 @@ mod tests {
             .await
             .expect("taken");
         assert_eq!((intake.is_bounce, intake.unmatched), (true, 1));
-        let kept = store.meta_prefix("kept:mail:").await.expect("listed");
-        assert_eq!(kept.len(), 1);
+        let (count, kept) = unmatched_mails()
+            .newest(store.as_ref(), None, 10)
+            .await
+            .expect("listed");
+        assert_eq!((count, kept.len()), (1, 1));
         let value = &kept[0].1;
         assert_eq!(value.len(), KEPT_BYTES);
         let line = value

@@ -4,9 +4,10 @@
 //! report messages another system sent on the same account), so what is
 //! kept is bounded: the last `capacity` items of a kind, in a ring of store
 //! meta keys `kept:KIND:00000`, `kept:KIND:00001`, ... that new items
-//! overwrite in turn. The ring's position (`kept:KIND`, items kept so far)
-//! is in the store too, counted up atomically, so restarts and the nodes
-//! sharing a store go on from the same place.
+//! overwrite in turn, each value its number (the items kept before it) on
+//! a line of its own, then the item. The ring's position (`kept:KIND`,
+//! items kept so far) is in the store too, counted up atomically, so
+//! restarts and the nodes sharing a store go on from the same place.
 
 use std::sync::Mutex;
 
@@ -58,24 +59,32 @@ impl Kept {
             // Another writer (a node, a restart's ring) counted meanwhile.
             counted = None;
         };
-        store.put_meta(&self.place(kept), value).await
+        let mut numbered = format!("{kept}\n").into_bytes();
+        numbered.extend_from_slice(&value);
+        store.put_meta(&self.place(kept), numbered).await
     }
 
     /// How many items were kept in all, and the newest `limit` of those
-    /// still held, newest first, each with its number (the items kept
-    /// before it). A view, not a snapshot: an item kept while this reads
-    /// may take the place of one of the oldest asked for.
+    /// still held that are numbered below `before` (all, without it),
+    /// newest first, each with its number (the items kept before it). A
+    /// place whose item is not the one its number says (being written
+    /// over, or its write failed) is left out.
     pub async fn newest(
         &self,
         store: &dyn Store,
+        before: Option<u64>,
         limit: usize,
     ) -> Result<(u64, Vec<(u64, Vec<u8>)>), StoreError> {
         let kept = self.stored_count(store).await?;
-        let held = kept.min(self.capacity).min(limit as u64);
-        let mut items = Vec::with_capacity(held as usize);
-        for n in (kept - held..kept).rev() {
-            if let Some(value) = store.meta(&self.place(n)).await? {
-                items.push((n, value));
+        let top = before.map_or(kept, |b| b.min(kept));
+        let bottom = top
+            .saturating_sub(limit as u64)
+            .max(kept.saturating_sub(self.capacity));
+        let mut items = Vec::new();
+        for n in (bottom..top).rev() {
+            let value = store.meta(&self.place(n)).await?;
+            if let Some(item) = value.as_deref().and_then(|v| numbered(v, n)) {
+                items.push((n, item.to_vec()));
             }
         }
         Ok((kept, items))
@@ -101,15 +110,22 @@ impl Kept {
     }
 }
 
+/// The item of a stored `value` if it is the one numbered `n`.
+fn numbered(value: &[u8], n: u64) -> Option<&[u8]> {
+    let line = value.iter().position(|&b| b == b'\n')?;
+    let number: u64 = std::str::from_utf8(&value[..line]).ok()?.parse().ok()?;
+    (number == n).then(|| &value[line + 1..])
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
-    use store::embedded::Embedded;
+    use store::{LimitState, embedded::Embedded};
 
     use super::*;
 
-    /// The values kept of `kind`, in any order.
+    /// The values kept of `kind`, in any order, as stored.
     async fn kept(store: &dyn Store, kind: &str) -> Vec<Vec<u8>> {
         let mut values: Vec<Vec<u8>> = (store.meta_prefix(&format!("kept:{kind}:")).await)
             .expect("listed")
@@ -126,33 +142,73 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(Embedded::open(dir.path()).expect("open"));
         let ring = Kept::new("x", 3);
         for i in 0..5u8 {
-            ring.keep(store.as_ref(), vec![i]).await.expect("keep");
+            ring.keep(store.as_ref(), vec![b'a' + i])
+                .await
+                .expect("keep");
         }
-        assert_eq!(kept(store.as_ref(), "x").await, [[2], [3], [4]]);
+        assert_eq!(kept(store.as_ref(), "x").await, [b"2\nc", b"3\nd", b"4\ne"]);
         // A new ring over the same store (a restart, another node) goes on
         // over the oldest item.
         let again = Kept::new("x", 3);
-        again.keep(store.as_ref(), vec![5]).await.expect("keep");
-        assert_eq!(kept(store.as_ref(), "x").await, [[3], [4], [5]]);
+        again
+            .keep(store.as_ref(), b"f".to_vec())
+            .await
+            .expect("keep");
+        assert_eq!(kept(store.as_ref(), "x").await, [b"3\nd", b"4\ne", b"5\nf"]);
         // The first ring's count is stale now: it reads the store's.
-        ring.keep(store.as_ref(), vec![6]).await.expect("keep");
-        assert_eq!(kept(store.as_ref(), "x").await, [[4], [5], [6]]);
+        ring.keep(store.as_ref(), b"g".to_vec())
+            .await
+            .expect("keep");
+        assert_eq!(kept(store.as_ref(), "x").await, [b"4\ne", b"5\nf", b"6\ng"]);
         assert!(kept(store.as_ref(), "y").await.is_empty());
     }
 
     #[tokio::test]
-    async fn the_newest_items_come_first_with_their_numbers() {
+    async fn the_newest_items_come_first_with_their_numbers_a_page_at_a_time() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Embedded::open(dir.path()).expect("open");
         let ring = Kept::new("x", 3);
-        assert_eq!(ring.newest(&store, 10).await.expect("read"), (0, vec![]));
+        assert_eq!(
+            ring.newest(&store, None, 10).await.expect("read"),
+            (0, vec![])
+        );
         for i in 0..5u8 {
             ring.keep(&store, vec![i]).await.expect("keep");
         }
-        let (kept, items) = ring.newest(&store, 10).await.expect("read");
+        let (kept, items) = ring.newest(&store, None, 10).await.expect("read");
         assert_eq!(kept, 5);
         assert_eq!(items, [(4, vec![4]), (3, vec![3]), (2, vec![2])]);
-        let (_, two) = Kept::new("x", 3).newest(&store, 2).await.expect("read");
-        assert_eq!(two, [(4, vec![4]), (3, vec![3])]);
+        let page = |before, limit| {
+            let store = &store;
+            async move {
+                let (_, items) = Kept::new("x", 3)
+                    .newest(store, before, limit)
+                    .await
+                    .expect("read");
+                items.into_iter().map(|(n, _)| n).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(page(None, 2).await, [4, 3]);
+        assert_eq!(page(Some(3), 2).await, [2], "item 1 is gone");
+        assert_eq!(page(Some(2), 2).await, Vec::<u64>::new());
+        assert_eq!(page(Some(99), 1).await, [4]);
+    }
+
+    #[tokio::test]
+    async fn a_place_not_holding_its_numbers_item_is_left_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Embedded::open(dir.path()).expect("open");
+        let ring = Kept::new("x", 2);
+        for i in 0..3u8 {
+            ring.keep(&store, vec![i]).await.expect("keep");
+        }
+        // Item 3 counted, its place (item 1's) not written yet.
+        store
+            .put_meta("kept:x", b"4".to_vec())
+            .await
+            .expect("count");
+        let (kept, items) = ring.newest(&store, None, 10).await.expect("read");
+        assert_eq!(kept, 4);
+        assert_eq!(items, [(2, vec![2])], "item 1 is not shown as item 3");
     }
 }

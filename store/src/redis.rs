@@ -278,14 +278,14 @@ impl Redis {
         .await
         .map_err(|e| unreachable(&e))?;
         if options.replicas > 0 {
-            let answering = con
+            let connected = con
                 .clone()
-                .replicas_answering()
+                .replicas_connected()
                 .await
                 .map_err(|e| unreachable(&e))?;
-            if answering < options.replicas {
+            if connected < options.replicas {
                 return Err(StoreError::Unopened(format!(
-                    "store.replicas: the Redis at {} `{described}` has {answering} replicas answering, and store.replicas asks every write to reach {}",
+                    "store.replicas: the Redis at {} `{described}` has {connected} replicas connected (the fewest of any master), and store.replicas asks every write to reach {}",
                     options.servers.key(),
                     options.replicas
                 )));

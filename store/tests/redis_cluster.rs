@@ -58,8 +58,10 @@ async fn every_key_lives_in_the_slot_of_its_hash_tag() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_writes_survive_a_replica_taking_over_and_writing_goes_on() {
+async fn a_store_waiting_for_replicas_writes_on_after_a_replica_takes_over() {
     // Two replicas a master: one may go, and a write still reaches one.
+    // (That a write is refused while no replica has it is
+    // redis_replicas.rs's; here, that the node follows the failover.)
     let mut cluster = RedisCluster::start_with(2);
     let unwaited = cluster.open("unwaited").await.expect("connect");
     let warnings = unwaited.durability_warnings().await;

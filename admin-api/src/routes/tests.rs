@@ -140,7 +140,12 @@ impl Backend for Memory {
             ..Default::default()
         })
     }
-    async fn unmatched(&self, _kind: UnmatchedKind, _limit: usize) -> BackendResult<UnmatchedPage> {
+    async fn unmatched(
+        &self,
+        _kind: UnmatchedKind,
+        _before: Option<u64>,
+        _limit: usize,
+    ) -> BackendResult<UnmatchedPage> {
         Ok(UnmatchedPage::default())
     }
     async fn put_limits(

@@ -15,22 +15,27 @@ use crate::{
     types::v1::{UnmatchedKind, UnmatchedPage},
 };
 
-/// A page is at most the larger ring (10,000 receipts).
-const MAX_LIMIT: usize = 10_000;
-const DEFAULT_LIMIT: usize = 100;
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
+    /// Items numbered below this: the `n` of the last item of the page
+    /// before.
+    before: Option<u64>,
     limit: Option<usize>,
 }
 
+/// A page of returned mail is at most 100 items of 64 KiB each.
 pub async fn mails(
     State(s): State<AppState>,
     StrictQuery(q): StrictQuery<PageQuery>,
     _: Authorized<Admin>,
 ) -> Result<Json<UnmatchedPage>, ApiError> {
-    page(s, q, UnmatchedKind::Mail).await
+    let limit = query::page_limit(q.limit, 20, 100)?;
+    Ok(Json(
+        s.backend
+            .unmatched(UnmatchedKind::Mail, q.before, limit)
+            .await?,
+    ))
 }
 
 pub async fn receipts(
@@ -38,14 +43,10 @@ pub async fn receipts(
     StrictQuery(q): StrictQuery<PageQuery>,
     _: Authorized<Admin>,
 ) -> Result<Json<UnmatchedPage>, ApiError> {
-    page(s, q, UnmatchedKind::Receipt).await
-}
-
-async fn page(
-    s: AppState,
-    q: PageQuery,
-    kind: UnmatchedKind,
-) -> Result<Json<UnmatchedPage>, ApiError> {
-    let limit = query::page_limit(q.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
-    Ok(Json(s.backend.unmatched(kind, limit).await?))
+    let limit = query::page_limit(q.limit, 100, 1_000)?;
+    Ok(Json(
+        s.backend
+            .unmatched(UnmatchedKind::Receipt, q.before, limit)
+            .await?,
+    ))
 }

@@ -95,12 +95,22 @@ pub struct Con {
     replicas: u32,
     /// Why the last `WAIT` fell short, until one does not: what the store
     /// refuses writes for, whatever reads succeed meanwhile.
-    lagging: Arc<Mutex<Option<String>>>,
+    lagging: Arc<Mutex<Lagging>>,
     /// Whether its writes go to Redis while the replicas lag (the
     /// heartbeat's, which find out when they answer again); the others
     /// fail at once then, instead of each holding the connection for
     /// `REPLICA_WAIT_MS`.
     probe: bool,
+}
+
+/// What the latest write's `WAIT` said. Writes are numbered as they are
+/// sent, so that an older one's answer, noted after a newer one's, does
+/// not undo it.
+#[derive(Default)]
+struct Lagging {
+    sent: u64,
+    noted: u64,
+    why: Option<String>,
 }
 
 #[derive(Clone)]
@@ -116,6 +126,7 @@ pub const REPLICA_WAIT_MS: u64 = 1_000;
 /// above all) is taken for a write.
 const READS: &[&[u8]] = &[
     b"CONFIG",
+    b"EVAL_RO",
     b"EXISTS",
     b"HEXISTS",
     b"HGET",
@@ -160,15 +171,17 @@ impl Con {
 
     /// Why writes are not acknowledged now, if the last `WAIT` fell short.
     pub fn lagging(&self) -> Option<String> {
-        self.lagging
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.lag().why.clone()
     }
 
-    /// How many replicas answer now (on a connection that wrote nothing,
-    /// every connected replica; in a Cluster, the fewest of any master's).
-    pub async fn replicas_answering(&mut self) -> RedisResult<u32> {
+    fn lag(&self) -> std::sync::MutexGuard<'_, Lagging> {
+        self.lagging.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many replicas are connected (a `WAIT` on a connection that
+    /// wrote nothing counts each at once, even one that hangs; in a
+    /// Cluster, the fewest of any master's).
+    pub async fn replicas_connected(&mut self) -> RedisResult<u32> {
         self.wait().query_async(&mut self.link).await
     }
 
@@ -187,9 +200,14 @@ impl Con {
         offset: usize,
         count: usize,
     ) -> RedisResult<Vec<Value>> {
-        if let Some(why) = self.lagging().filter(|_| !self.probe) {
-            return Err(std::io::Error::other(why).into());
-        }
+        let number = {
+            let mut lag = self.lag();
+            if let Some(why) = lag.why.clone().filter(|_| !self.probe) {
+                return Err(std::io::Error::other(why).into());
+            }
+            lag.sent += 1;
+            lag.sent
+        };
         pipeline.add_command(self.wait());
         let mut answers = self
             .link
@@ -204,17 +222,23 @@ impl Con {
             Some(Value::Int(n)) => u32::try_from(n).unwrap_or(0),
             _ => 0,
         };
-        let mut lagging = self.lagging.lock().unwrap_or_else(PoisonError::into_inner);
-        if acknowledged < self.replicas {
-            let why = format!(
+        let why = (acknowledged < self.replicas).then(|| {
+            format!(
                 "{acknowledged} of the {} replicas store.replicas asks for acknowledged a write within {REPLICA_WAIT_MS} ms",
                 self.replicas
-            );
-            *lagging = Some(why.clone());
-            return Err(std::io::Error::other(why).into());
+            )
+        });
+        {
+            let mut lag = self.lag();
+            if number > lag.noted {
+                lag.noted = number;
+                lag.why.clone_from(&why);
+            }
         }
-        *lagging = None;
-        Ok(answers)
+        match why {
+            Some(why) => Err(std::io::Error::other(why).into()),
+            None => Ok(answers),
+        }
     }
 }
 
@@ -241,16 +265,15 @@ impl ConnectionLike for Con {
             return self.link.req_packed_commands(pipeline, offset, count);
         }
         Box::pin(async move {
-            if !pipeline.is_transaction() {
-                return self.waited(pipeline.clone(), offset, count).await;
+            if pipeline.is_transaction() {
+                // A `WAIT` queued in a `MULTI` would not wait; the engine
+                // sends none.
+                return Err(std::io::Error::other(
+                    "a transaction cannot wait for replicas (store.replicas)",
+                )
+                .into());
             }
-            // A `WAIT` queued in a `MULTI` would not wait: it goes after.
-            let answers = self
-                .link
-                .req_packed_commands(pipeline, offset, count)
-                .await?;
-            self.waited(Pipeline::new(), 0, 0).await?;
-            Ok(answers)
+            self.waited(pipeline.clone(), offset, count).await
         })
     }
 

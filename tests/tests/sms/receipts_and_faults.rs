@@ -407,4 +407,22 @@ fn a_stray_receipt_is_kept_and_listed_for_the_operator() {
         daemon.get("/v1/bounces/unmatched").json()["items"],
         json!([])
     );
+
+    // A page at a time, newest first.
+    smsc.send_stray_receipt("ffff0002");
+    wait_until("the second kept", T, || {
+        metric(
+            &daemon,
+            "sluice_smpp_receipts_total",
+            "result=\"unmatched\"",
+        ) == 2.0
+    });
+    let ids = |path: &str| -> Vec<Value> {
+        let page = daemon.get(path).json();
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        items.iter().map(|i| i["receipt"]["id"].clone()).collect()
+    };
+    assert_eq!(ids("/v1/receipts/unmatched?limit=1"), [json!("ffff0002")]);
+    assert_eq!(ids("/v1/receipts/unmatched?before=1"), [json!("ffff0001")]);
+    assert_eq!(ids("/v1/receipts/unmatched?before=0"), Vec::<Value>::new());
 }

@@ -774,7 +774,7 @@ fn stored_limits() -> Value {
 }
 
 fn plan() -> Value {
-    json!({"hours": [{"hour": "2026-12-04T10:00:00Z", "capacity": 180000, "allocated": {"spring-1": 20000}}],
+    json!({"hours": [{"hour": "2026-12-04T10:00:00.000Z", "capacity": 180000, "allocated": {"spring-1": 20000}}],
            "campaigns": {
                "spring-1": {"planned": 20000, "finish": "2026-12-04T11:00:00Z", "feasible": true,
                             "shortfall": 0, "priority": 5, "rank": 1},
@@ -925,7 +925,12 @@ impl Backend for Fake {
             unmatched: 0,
         })
     }
-    async fn unmatched(&self, kind: UnmatchedKind, limit: usize) -> BackendResult<UnmatchedPage> {
+    async fn unmatched(
+        &self,
+        kind: UnmatchedKind,
+        _before: Option<u64>,
+        limit: usize,
+    ) -> BackendResult<UnmatchedPage> {
         self.check()?;
         let item = match kind {
             UnmatchedKind::Mail => UnmatchedItem {
@@ -1270,13 +1275,15 @@ fn cases() -> Vec<Case> {
             .raw(None, "x")
             .fail(Internal),
         case("GET", "/v1/bounces/unmatched", 200),
-        case("GET", "/v1/bounces/unmatched?limit=5", 200),
+        case("GET", "/v1/bounces/unmatched?limit=5&before=7", 200),
         case("GET", "/v1/bounces/unmatched?limit=0", 422),
+        case("GET", "/v1/bounces/unmatched?limit=101", 422),
+        case("GET", "/v1/bounces/unmatched?before=x", 400),
         case("GET", "/v1/bounces/unmatched?since=1", 400),
         case("GET", "/v1/bounces/unmatched", 403).token(Some("c")),
         case("GET", "/v1/bounces/unmatched", 503).fail(Unavailable),
-        case("GET", "/v1/receipts/unmatched?limit=10000", 200),
-        case("GET", "/v1/receipts/unmatched?limit=10001", 422),
+        case("GET", "/v1/receipts/unmatched?limit=1000", 200),
+        case("GET", "/v1/receipts/unmatched?limit=1001", 422),
         case("GET", "/v1/receipts/unmatched", 403).token(Some("c")),
         case("GET", "/v1/receipts/unmatched", 500).fail(Internal),
         // Without a token.
