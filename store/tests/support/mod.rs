@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use store::redis::{Options, Redis, Servers};
 use tempfile::TempDir;
@@ -30,10 +30,92 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A throw-away CA and a certificate it signs for `127.0.0.1`, made with
+/// `openssl`, for servers that take TLS only.
+pub struct Certs {
+    pub ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl Certs {
+    /// Makes them in `dir`.
+    fn make(dir: &Path) -> Self {
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+        let made = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(["req", "-x509", "-nodes", "-days", "1"])
+                .args(ec)
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .expect("openssl (apt-get install openssl)");
+            assert!(out.status.success(), "openssl: {out:?}");
+        };
+        made(&[
+            "-subj",
+            "/CN=test-ca",
+            "-keyout",
+            "ca-key.pem",
+            "-out",
+            "ca.pem",
+        ]);
+        made(&[
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+        ]);
+        Self {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        }
+    }
+
+    /// `redis-server`'s arguments to take TLS only, on `port`, its cluster
+    /// bus and replication too.
+    fn server_args(&self, port: u16) -> Vec<String> {
+        let file = |p: &PathBuf| p.to_str().expect("a UTF-8 path").to_owned();
+        [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &file(&self.cert),
+            "--tls-key-file",
+            &file(&self.key),
+            "--tls-ca-cert-file",
+            &file(&self.ca),
+            "--tls-auth-clients",
+            "no",
+            "--tls-cluster",
+            "yes",
+            "--tls-replication",
+            "yes",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+}
+
 /// Starts `redis-server` on `port` with its files in `dir` and `extra`
-/// arguments; waits until it listens. `None` when the port was taken
-/// meanwhile (another test's server got it first: ours exited).
-fn spawn(port: u16, dir: &Path, extra: &[&str]) -> Option<Child> {
+/// arguments, over TLS only with `certs`; waits until it listens. `None`
+/// when the port was taken meanwhile (another test's server got it first:
+/// ours exited).
+fn spawn(port: u16, dir: &Path, extra: &[&str], certs: Option<&Certs>) -> Option<Child> {
+    let tls = certs.map(|c| c.server_args(port)).unwrap_or_default();
     let mut server = Command::new("redis-server")
         .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
         .args([
@@ -45,6 +127,7 @@ fn spawn(port: u16, dir: &Path, extra: &[&str]) -> Option<Child> {
             "always",
         ])
         .args(extra)
+        .args(&tls)
         .arg("--dir")
         .arg(dir)
         .stdout(Stdio::null())
@@ -67,7 +150,8 @@ fn spawn(port: u16, dir: &Path, extra: &[&str]) -> Option<Child> {
         std::thread::sleep(Duration::from_millis(10));
     }
     // Listening on the port, but is it ours?
-    let theirs = cli(&["-p", &port.to_string(), "CONFIG", "GET", "dir"]);
+    let ca = certs.map(|c| c.ca.as_path());
+    let theirs = cli_with(ca, &["-p", &port.to_string(), "CONFIG", "GET", "dir"]);
     if !theirs.contains(dir.to_str().unwrap_or_default()) {
         let _ = server.kill();
         let _ = server.wait();
@@ -78,7 +162,14 @@ fn spawn(port: u16, dir: &Path, extra: &[&str]) -> Option<Child> {
 
 /// `redis-cli` with `args`; its output.
 fn cli(args: &[&str]) -> String {
+    cli_with(None, args)
+}
+
+/// `redis-cli` with `args`, over TLS trusting `ca` if given; its output.
+fn cli_with(ca: Option<&Path>, args: &[&str]) -> String {
+    let tls = ca.map(|ca| vec!["--tls".into(), "--cacert".into(), ca.to_owned()]);
     let out = Command::new("redis-cli")
+        .args(tls.unwrap_or_default())
         .args(args)
         .output()
         .expect("redis-cli (it comes with redis-server)");
@@ -131,7 +222,7 @@ impl RedisServer {
         let dir = tempfile::tempdir().expect("tempdir");
         for _ in 0..5 {
             let port = free_port();
-            if let Some(server) = spawn(port, dir.path(), extra) {
+            if let Some(server) = spawn(port, dir.path(), extra, None) {
                 return Self {
                     server,
                     port,
@@ -218,7 +309,11 @@ impl Drop for RedisServer {
 /// (those started are stopped). A master missing for a second is taken
 /// for failed (`cluster-node-timeout`), so that a replica takes over in
 /// seconds.
-fn cluster_servers(dir: &Path, count: usize) -> Option<(Vec<u16>, Vec<Child>)> {
+fn cluster_servers(
+    dir: &Path,
+    count: usize,
+    certs: Option<&Certs>,
+) -> Option<(Vec<u16>, Vec<Child>)> {
     // A server also listens on its port + 10000 (the cluster bus).
     let ports: Vec<u16> = std::iter::repeat_with(free_port)
         .filter(|&p| p < 55_000 && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok())
@@ -236,7 +331,7 @@ fn cluster_servers(dir: &Path, count: usize) -> Option<(Vec<u16>, Vec<Child>)> {
             "--repl-diskless-sync-delay",
             "0",
         ];
-        match spawn(port, &own, &cluster) {
+        match spawn(port, &own, &cluster, certs) {
             Some(server) => servers.push(server),
             None => {
                 for mut server in servers {
@@ -251,10 +346,12 @@ fn cluster_servers(dir: &Path, count: usize) -> Option<(Vec<u16>, Vec<Child>)> {
 }
 
 /// A Redis Cluster of three masters on loopback (`--cluster-enabled yes`,
-/// joined with `redis-cli --cluster create`).
+/// joined with `redis-cli --cluster create`), over TLS only if it has
+/// `certs`.
 pub struct RedisCluster {
     servers: Vec<Option<Child>>,
     ports: Vec<u16>,
+    certs: Option<Certs>,
     _dir: TempDir,
 }
 
@@ -266,24 +363,36 @@ impl RedisCluster {
 
     /// Three masters, each with `replicas` replicas.
     pub fn start_with(replicas: usize) -> Self {
+        Self::start_cluster(replicas, false)
+    }
+
+    /// Three masters that take TLS only (a throw-away CA's certificate),
+    /// their cluster bus too.
+    pub fn start_tls() -> Self {
+        Self::start_cluster(0, true)
+    }
+
+    fn start_cluster(replicas: usize, tls: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
+        let certs = tls.then(|| Certs::make(dir.path()));
         let (ports, servers) = (0..5)
-            .find_map(|_| cluster_servers(dir.path(), 3 * (1 + replicas)))
+            .find_map(|_| cluster_servers(dir.path(), 3 * (1 + replicas), certs.as_ref()))
             .expect("free ports for a cluster after 5 tries");
         let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let cluster = Self {
+            servers: servers.into_iter().map(Some).collect(),
+            ports,
+            certs,
+            _dir: dir,
+        };
         let replicas = replicas.to_string();
         let mut create = vec!["--cluster", "create"];
         create.extend(nodes.iter().map(String::as_str));
         create.extend(["--cluster-replicas", &replicas, "--cluster-yes"]);
-        cli(&create);
-        let cluster = Self {
-            servers: servers.into_iter().map(Some).collect(),
-            ports,
-            _dir: dir,
-        };
+        cluster.cli(&create);
         let started = Instant::now();
         let synced = |p: &u16| {
-            let info = cli(&["-p", &p.to_string(), "INFO", "replication"]);
+            let info = cluster.cli(&["-p", &p.to_string(), "INFO", "replication"]);
             info.contains(&format!("connected_slaves:{replicas}"))
                 || info.contains("master_link_status:up")
         };
@@ -297,9 +406,15 @@ impl RedisCluster {
         cluster
     }
 
+    /// `redis-cli` with `args`, over TLS if the cluster takes it.
+    pub fn cli(&self, args: &[&str]) -> String {
+        cli_with(self.certs.as_ref().map(|c| c.ca.as_path()), args)
+    }
+
     /// Whether the server on `port` sees the cluster whole.
     fn is_ok(&self, port: u16) -> bool {
-        cli(&["-p", &port.to_string(), "CLUSTER", "INFO"]).contains("cluster_state:ok")
+        self.cli(&["-p", &port.to_string(), "CLUSTER", "INFO"])
+            .contains("cluster_state:ok")
     }
 
     /// A store on this cluster, as node `node`.
@@ -307,19 +422,29 @@ impl RedisCluster {
         self.open_with(node, 0).await
     }
 
-    /// A store on this cluster whose writes wait for `replicas` replicas.
+    /// A store on this cluster whose writes wait for `replicas` replicas;
+    /// over TLS, it trusts the cluster's CA (`store.tls_ca_file`).
     pub async fn open_with(&self, node: &str, replicas: u32) -> Result<Redis, store::StoreError> {
+        let scheme = if self.certs.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        let ca = self
+            .certs
+            .as_ref()
+            .map(|c| std::fs::read(&c.ca).expect("the CA"));
         Redis::open(Options {
             servers: Servers::Cluster(
                 self.ports
                     .iter()
-                    .map(|p| format!("redis://127.0.0.1:{p}"))
+                    .map(|p| format!("{scheme}://127.0.0.1:{p}"))
                     .collect(),
             ),
             password: None,
             node: node.into(),
             replicas,
-            certificates: Default::default(),
+            certificates: store::redis::Certificates { ca, client: None },
         })
         .await
     }
@@ -334,7 +459,7 @@ impl RedisCluster {
     /// The master that serves the engine's slot, unless it is failing.
     fn serving_master(&self) -> Option<u16> {
         let asked = self.live().next().expect("a live server");
-        let slot = cli(&[
+        let slot = self.cli(&[
             "-p",
             &asked.to_string(),
             "CLUSTER",
@@ -342,7 +467,7 @@ impl RedisCluster {
             "sluice:{g}:feed",
         ]);
         let slot: u16 = slot.trim().parse().expect("a slot");
-        let nodes = cli(&["-p", &asked.to_string(), "CLUSTER", "NODES"]);
+        let nodes = self.cli(&["-p", &asked.to_string(), "CLUSTER", "NODES"]);
         nodes.lines().find_map(|line| master_serving(line, slot))
     }
 
