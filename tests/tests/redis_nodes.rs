@@ -121,6 +121,22 @@ fn upload_until_published(
 }
 
 /// Texts received per number.
+/// Sends campaign `id` of 20 customers through `node` to its end: each
+/// customer gets a text.
+fn texts_twenty(node: &Daemon, smsc: &NpmSmsc, id: &str) {
+    sms_campaign(node, id);
+    upload(node, id, 0..20, "all");
+    node.start_campaign(id);
+    wait_until("the campaign finished", Duration::from_secs(30), || {
+        node.get(&format!("/v1/campaigns/{id}")).json()["state"] == "finished"
+    });
+    assert_eq!(
+        per_number(&smsc.submits()).len(),
+        20,
+        "every customer got a text"
+    );
+}
+
 fn per_number(submits: &[NpmSubmit]) -> HashMap<String, usize> {
     let mut seen = HashMap::new();
     for s in submits {
@@ -620,17 +636,7 @@ fn a_node_reaches_redis_over_tls_with_its_password_and_a_wrong_password_stops_it
         &[("SLUICE_REDIS_PASSWORD", "s3cret"), ("SSL_CERT_FILE", &ca)],
         &smsc,
     );
-    sms_campaign(&a, "tls");
-    upload(&a, "tls", 0..20, "all");
-    a.start_campaign("tls");
-    wait_until("the campaign finished", Duration::from_secs(30), || {
-        a.get("/v1/campaigns/tls").json()["state"] == "finished"
-    });
-    assert_eq!(
-        per_number(&smsc.submits()).len(),
-        20,
-        "every customer got a text"
-    );
+    texts_twenty(&a, &smsc, "tls");
 
     let said = refused_start(
         &dir.path().join("b"),
@@ -896,17 +902,7 @@ fn a_node_shows_its_client_certificate_to_a_redis_that_asks_for_one() {
         key.display()
     );
     let a = node_on(dir.path(), "a", &store("a", &client), &[], &smsc);
-    sms_campaign(&a, "mtls");
-    upload(&a, "mtls", 0..20, "all");
-    a.start_campaign("mtls");
-    wait_until("the campaign finished", Duration::from_secs(30), || {
-        a.get("/v1/campaigns/mtls").json()["state"] == "finished"
-    });
-    assert_eq!(
-        per_number(&smsc.submits()).len(),
-        20,
-        "every customer got a text"
-    );
+    texts_twenty(&a, &smsc, "mtls");
 
     let said = refused_start(&dir.path().join("b"), &store("b", ""), &[]);
     assert!(said.contains("cannot reach Redis at store.url"), "{said}");
