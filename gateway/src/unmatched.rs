@@ -77,11 +77,14 @@ impl Kept {
     ) -> Result<(u64, Vec<(u64, Vec<u8>)>), StoreError> {
         let kept = self.stored_count(store).await?;
         let top = before.map_or(kept, |b| b.min(kept));
-        let bottom = top
-            .saturating_sub(limit as u64)
-            .max(kept.saturating_sub(self.capacity));
+        let oldest = kept.saturating_sub(self.capacity);
         let mut items = Vec::new();
-        for n in (bottom..top).rev() {
+        // Down to the oldest held until the page is full: a page of
+        // places left out still leads on to the items below them.
+        for n in (oldest..top).rev() {
+            if items.len() == limit {
+                break;
+            }
             let value = store.meta(&self.place(n)).await?;
             if let Some(item) = value.as_deref().and_then(|v| numbered(v, n)) {
                 items.push((n, item.to_vec()));
@@ -210,5 +213,7 @@ mod tests {
         let (kept, items) = ring.newest(&store, None, 10).await.expect("read");
         assert_eq!(kept, 4);
         assert_eq!(items, [(2, vec![2])], "item 1 is not shown as item 3");
+        let (_, one) = ring.newest(&store, None, 1).await.expect("read");
+        assert_eq!(one, [(2, vec![2])], "a page goes on below a place left out");
     }
 }

@@ -86,6 +86,9 @@ type Pair = (Vec<u8>, Vec<u8>);
 /// Redis's time.
 const FIELDS_PER_SCAN: usize = 10_000;
 
+/// The oldest Redis the engine runs on: `EVAL_RO` came with 7.0.
+const MIN_VERSION: (u32, u32) = (7, 0);
+
 /// Attempts at a write whose reads another writer changed meanwhile.
 const MAX_TRIES: usize = 64;
 
@@ -277,6 +280,23 @@ impl Redis {
         )
         .await
         .map_err(|e| unreachable(&e))?;
+        let server: ::redis::RedisResult<::redis::Value> = ::redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut con.clone())
+            .await;
+        // A server that does not say is taken at its word later.
+        if let Some(version) = server.ok().as_ref().and_then(connection::oldest_version)
+            && version < MIN_VERSION
+        {
+            return Err(StoreError::Unopened(format!(
+                "the Redis at {} `{described}` is version {}.{}; the engine needs {}.{} or later (read-only scripts, EVAL_RO)",
+                options.servers.key(),
+                version.0,
+                version.1,
+                MIN_VERSION.0,
+                MIN_VERSION.1
+            )));
+        }
         if options.replicas > 0 {
             let connected = con
                 .clone()

@@ -120,7 +120,6 @@ fn upload_until_published(
     uploading
 }
 
-/// Texts received per number.
 /// Sends campaign `id` of 20 customers through `node` to its end: each
 /// customer gets a text.
 fn texts_twenty(node: &Daemon, smsc: &NpmSmsc, id: &str) {
@@ -137,6 +136,7 @@ fn texts_twenty(node: &Daemon, smsc: &NpmSmsc, id: &str) {
     );
 }
 
+/// Texts received per number.
 fn per_number(submits: &[NpmSubmit]) -> HashMap<String, usize> {
     let mut seen = HashMap::new();
     for s in submits {

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use serde::Deserialize;
 
 /// Days the Redis engine keeps what ended when `retention_days` is not set.
@@ -171,6 +172,20 @@ impl StoreConfig {
         let ca = read("store.tls_ca_file", &self.tls_ca_file)?;
         let cert = read("store.tls_cert_file", &self.tls_cert_file)?;
         let key = read("store.tls_key_file", &self.tls_key_file)?;
+        // Checked here, where the key can be named: past this, a bad file
+        // fails only as "cannot reach Redis".
+        for (name, pem) in [("store.tls_ca_file", &ca), ("store.tls_cert_file", &cert)] {
+            if let Some(pem) = pem
+                && !CertificateDer::pem_slice_iter(pem).any(|c| c.is_ok())
+            {
+                return Err(format!("{name}: holds no PEM certificate"));
+            }
+        }
+        if let Some(pem) = &key
+            && PrivateKeyDer::from_pem_slice(pem).is_err()
+        {
+            return Err("store.tls_key_file: holds no PEM private key".into());
+        }
         Ok(store::redis::Options {
             servers: self.redis_servers(),
             password: self.redis_password(),

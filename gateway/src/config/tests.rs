@@ -253,7 +253,7 @@ fn redis_certificates_want_tls_urls_both_halves_of_a_pair_and_readable_files() {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, "not checked until the connection").expect("write");
+    std::fs::write(&ca, "not a certificate").expect("write");
     let ca = format!("tls_ca_file = \"{}\"", ca.display());
     let redis = "engine = \"redis\"\nurl = \"redis://a:1\"";
     assert!(
@@ -280,6 +280,13 @@ fn redis_certificates_want_tls_urls_both_halves_of_a_pair_and_readable_files() {
 
     let config = Config::from_toml(&format!("[store]\n{tls}\n{ca}"), Vec::new()).expect("parse");
     config.validate().expect("valid");
+    let refused = config.store.redis_options("n".into()).err();
+    assert_eq!(
+        refused.as_deref(),
+        Some("store.tls_ca_file: holds no PEM certificate")
+    );
+    let pem = "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n";
+    std::fs::write(dir.path().join("ca.pem"), pem).expect("write");
     let options = config.store.redis_options("n".into()).expect("read");
     assert!(options.certificates.ca.is_some() && options.certificates.client.is_none());
 }

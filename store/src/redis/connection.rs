@@ -330,9 +330,9 @@ impl Closer {
     }
 }
 
-/// The fewest `connected_slaves` in `info`, the answer to `INFO
-/// replication`: one server's text, or (from a Cluster) each master's.
-pub fn fewest_replicas(info: &Value) -> Option<u32> {
+/// The values of `field` in `info`, an answer to `INFO`: one server's
+/// text, or (from a Cluster) each master's.
+fn info_values(info: &Value, field: &str) -> Vec<String> {
     let texts: Vec<&[u8]> = match info {
         Value::BulkString(text) => vec![text],
         Value::VerbatimString { text, .. } => vec![text.as_bytes()],
@@ -346,12 +346,31 @@ pub fn fewest_replicas(info: &Value) -> Option<u32> {
             .collect(),
         _ => Vec::new(),
     };
+    let prefix = format!("{field}:");
     texts
         .into_iter()
         .filter_map(|text| {
             String::from_utf8_lossy(text)
                 .lines()
-                .find_map(|l| l.strip_prefix("connected_slaves:")?.trim().parse().ok())
+                .find_map(|l| Some(l.strip_prefix(&prefix)?.trim().to_owned()))
+        })
+        .collect()
+}
+
+/// The fewest `connected_slaves` in `info` (`INFO replication`).
+pub fn fewest_replicas(info: &Value) -> Option<u32> {
+    (info_values(info, "connected_slaves").iter())
+        .filter_map(|n| n.parse().ok())
+        .min()
+}
+
+/// The oldest `redis_version` in `info` (`INFO server`), as (major,
+/// minor).
+pub fn oldest_version(info: &Value) -> Option<(u32, u32)> {
+    (info_values(info, "redis_version").iter())
+        .filter_map(|v| {
+            let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+            Some((parts.next()??, parts.next()??))
         })
         .min()
 }
@@ -472,6 +491,19 @@ mod tests {
         ]);
         assert_eq!(fewest_replicas(&masters), Some(1));
         assert_eq!(fewest_replicas(&Value::Nil), None);
+    }
+
+    #[test]
+    fn the_oldest_version_of_any_master_counts() {
+        let text =
+            |v: &str| Value::BulkString(format!("# Server\r\nredis_version:{v}\r\n").into_bytes());
+        assert_eq!(oldest_version(&text("7.0.15")), Some((7, 0)));
+        let masters = Value::Map(vec![
+            (Value::SimpleString("a".into()), text("7.2.4")),
+            (Value::SimpleString("b".into()), text("6.2.14")),
+        ]);
+        assert_eq!(oldest_version(&masters), Some((6, 2)));
+        assert_eq!(oldest_version(&text("unknown")), None);
     }
 
     #[test]

@@ -774,7 +774,7 @@ fn stored_limits() -> Value {
 }
 
 fn plan() -> Value {
-    json!({"hours": [{"hour": "2026-12-04T10:00:00.000Z", "capacity": 180000, "allocated": {"spring-1": 20000}}],
+    json!({"hours": [{"hour": "2026-12-04T10:00:00Z", "capacity": 180000, "allocated": {"spring-1": 20000}}],
            "campaigns": {
                "spring-1": {"planned": 20000, "finish": "2026-12-04T11:00:00Z", "feasible": true,
                             "shortfall": 0, "priority": 5, "rank": 1},
@@ -935,7 +935,7 @@ impl Backend for Fake {
         let item = match kind {
             UnmatchedKind::Mail => UnmatchedItem {
                 n: 7,
-                message: Some("X-Sluice-Kept-At: 2026-12-04T10:00:00.000Z\r\nFrom: MAILER-DAEMON@mx.example.org\r\n\r\nhello\r\n".into()),
+                message: Some("X-Sluice-Kept-At: 2026-12-04T10:00:00Z\r\nFrom: MAILER-DAEMON@mx.example.org\r\n\r\nhello\r\n".into()),
                 receipt: None,
             },
             UnmatchedKind::Receipt => UnmatchedItem {
@@ -944,8 +944,8 @@ impl Backend for Fake {
                 receipt: Some(UnmatchedReceipt {
                     smsc: 0,
                     id: "4f2a".into(),
-                    at: "2026-12-04T10:00:00.000Z".into(),
-                    kept_at: "2026-12-04T10:00:01.000Z".into(),
+                    at: "2026-12-04T10:00:00Z".into(),
+                    kept_at: "2026-12-04T10:00:01Z".into(),
                     stat: Some("DELIVRD".into()),
                     error: Some("000".into()),
                     reason: None,
