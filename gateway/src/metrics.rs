@@ -332,10 +332,11 @@ const SUPPRESSIONS: [&str; 5] = [
 ];
 
 impl Metrics {
-    /// Adds the store's own series (`sluice_store_requests_total`).
+    /// Adds the store's own series (`sluice_store_writable`,
+    /// `sluice_store_requests_total`).
     pub fn watch_store(&mut self, store: std::sync::Arc<dyn ::store::Store>) {
         self.registry
-            .register_collector(Box::new(store::StoreRequests(store)));
+            .register_collector(Box::new(store::StoreSeries(store)));
     }
 
     /// Creates the series of a channel at zero, so dashboards show them

@@ -142,4 +142,9 @@ fn a_full_disk_is_named_by_every_refused_write_and_by_readyz() {
     wait_until("the log says sending paused", T, || {
         daemon.log().contains("sending paused")
     });
+    let metrics = daemon.get("/metrics").text();
+    assert!(
+        metrics.lines().any(|l| l == "sluice_store_writable 0"),
+        "{metrics}"
+    );
 }

@@ -844,6 +844,17 @@ fn a_hung_replica_pauses_a_node_that_waits_for_it_and_it_resumes_by_itself() {
             r.status == 503 && r.text().contains("replicas")
         },
     );
+    let writable = |a: &Daemon| {
+        let metrics = a.get("/metrics").text();
+        (metrics.lines())
+            .find_map(|l| l.strip_prefix("sluice_store_writable "))
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        writable(&a).as_deref(),
+        Some("0"),
+        "the store refuses writes"
+    );
     let refused = a.post(
         "/v1/campaigns/spring/participants",
         "application/x-ndjson",
@@ -870,6 +881,7 @@ fn a_hung_replica_pauses_a_node_that_waits_for_it_and_it_resumes_by_itself() {
     wait_until("/readyz 200 again", Duration::from_secs(15), || {
         a.get("/readyz").status == 200
     });
+    assert_eq!(writable(&a).as_deref(), Some("1"), "the store takes writes");
     wait_until("the campaign finished", Duration::from_secs(60), || {
         a.get("/v1/campaigns/spring").json()["state"] == "finished"
     });
