@@ -1,9 +1,14 @@
 //! Several sluice nodes on one real `redis-server`, against the npm SMPP
 //! peer: they share one campaign at the channel's rate, a node killed with
 //! `kill -9` loses its leases to the other, and a quota, a load cap and the
-//! plan count across nodes.
+//! plan count across nodes; nodes on a Redis Cluster ride out a failover.
 
 #![allow(clippy::unwrap_used)]
+
+// The store's tests' Redis processes, a Cluster among them.
+#[allow(dead_code)]
+#[path = "../../store/tests/support/processes.rs"]
+mod processes;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -918,5 +923,64 @@ fn a_node_shows_its_client_certificate_to_a_redis_that_asks_for_one() {
 
     let said = refused_start(&dir.path().join("b"), &store("b", ""), &[]);
     assert!(said.contains("cannot reach Redis at store.url"), "{said}");
+    end.reached();
+}
+
+/// Two nodes on a Redis Cluster of three masters with a replica each
+/// (`store.urls`) send a campaign; the master of the engine's keys is
+/// killed midway, a replica takes over, and the nodes follow it by
+/// themselves: the campaign finishes, every number gets its text, and
+/// duplicates stay within what the nodes had in flight.
+#[test]
+fn nodes_on_a_cluster_finish_a_campaign_when_its_master_fails_over() {
+    const N: usize = 2_000;
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = processes::RedisCluster::start_with(1);
+    let smsc = NpmSmsc::start(&end);
+    let urls: Vec<String> = cluster.seeds().iter().map(|u| format!("\"{u}\"")).collect();
+    let store = |node: &str| {
+        format!(
+            "[store]\nengine = \"redis\"\nurls = [{}]\nnode = \"{node}\"\n",
+            urls.join(", ")
+        )
+    };
+    let a = node_on(dir.path(), "a", &store("a"), &[], &smsc);
+    let b = node_on(dir.path(), "b", &store("b"), &[], &smsc);
+    let r = a.put_json(
+        "/v1/channels/sms/limits",
+        &json!({"rate_per_sec": 200, "tz": "UTC"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    sms_campaign(&a, "spring");
+    upload(&a, "spring", 0..N, "retail");
+    // Node b takes the limits up within a second.
+    std::thread::sleep(Duration::from_millis(1_500));
+    a.start_campaign("spring");
+    smsc.wait_for_submits(200, Duration::from_secs(30));
+
+    let master = cluster.keys_master();
+    cluster.kill(master);
+    let sent_before = smsc.submits().len();
+    assert!(sent_before < N / 2, "killed midway: {sent_before} sent");
+    let taken_over = cluster.await_failover(Duration::from_secs(30));
+    eprintln!(
+        "master {master} killed after {sent_before} texts, {taken_over} took over after {}",
+        smsc.submits().len()
+    );
+
+    wait_until("the campaign finished", Duration::from_secs(90), || {
+        b.get("/v1/campaigns/spring").json()["state"] == "finished"
+    });
+    let texted = per_number(&smsc.submits());
+    assert_eq!(texted.len(), N, "every number texted");
+    let twice = texted.values().filter(|&&n| n > 1).count();
+    assert!(
+        twice <= 2 * 4 * WINDOW,
+        "{twice} numbers texted twice: more than the two nodes had in flight"
+    );
+    for node in [&a, &b] {
+        assert_eq!(node.get("/readyz").status, 200);
+    }
     end.reached();
 }
