@@ -141,6 +141,21 @@ fn texts_twenty(node: &Daemon, smsc: &NpmSmsc, id: &str) {
     );
 }
 
+/// Every one of `numbers` numbers got a text, and no more got two than
+/// the two `nodes` had in flight; both are ready.
+fn texted_each_once_but_in_flight(smsc: &NpmSmsc, numbers: usize, nodes: [&Daemon; 2]) {
+    let texted = per_number(&smsc.submits());
+    assert_eq!(texted.len(), numbers, "every number texted");
+    let twice = texted.values().filter(|&&n| n > 1).count();
+    assert!(
+        twice <= 2 * 4 * WINDOW,
+        "{twice} numbers texted twice: more than the two nodes had in flight"
+    );
+    for node in nodes {
+        assert_eq!(node.get("/readyz").status, 200);
+    }
+}
+
 /// Texts received per number.
 fn per_number(submits: &[NpmSubmit]) -> HashMap<String, usize> {
     let mut seen = HashMap::new();
@@ -586,16 +601,7 @@ fn redis_paused_for_longer_than_a_heartbeat_lasts_loses_no_participant_and_sends
     wait_until("the texts sent on", Duration::from_secs(60), || {
         a.get("/v1/campaigns/summer").json()["state"] == "finished"
     });
-    let texted = per_number(&smsc.submits());
-    assert_eq!(texted.len(), TEXTS, "every number texted");
-    let twice = texted.values().filter(|&&n| n > 1).count();
-    assert!(
-        twice <= 2 * 4 * WINDOW,
-        "{twice} numbers texted twice: more than the two nodes had in flight"
-    );
-    for node in [&a, &b] {
-        assert_eq!(node.get("/readyz").status, 200);
-    }
+    texted_each_once_but_in_flight(&smsc, TEXTS, [&a, &b]);
     end.reached();
 }
 
@@ -972,15 +978,6 @@ fn nodes_on_a_cluster_finish_a_campaign_when_its_master_fails_over() {
     wait_until("the campaign finished", Duration::from_secs(90), || {
         b.get("/v1/campaigns/spring").json()["state"] == "finished"
     });
-    let texted = per_number(&smsc.submits());
-    assert_eq!(texted.len(), N, "every number texted");
-    let twice = texted.values().filter(|&&n| n > 1).count();
-    assert!(
-        twice <= 2 * 4 * WINDOW,
-        "{twice} numbers texted twice: more than the two nodes had in flight"
-    );
-    for node in [&a, &b] {
-        assert_eq!(node.get("/readyz").status, 200);
-    }
+    texted_each_once_but_in_flight(&smsc, N, [&a, &b]);
     end.reached();
 }
