@@ -6,7 +6,7 @@ use std::{process::ExitCode, time::Duration};
 use serde_json::{Value, json};
 
 use crate::{
-    BlacklistCommand, CampaignCommand, Command, ConnectorCommand, PlanCommand,
+    BlacklistCommand, CampaignCommand, Command, ConnectorCommand, PlanCommand, UnmatchedCommand,
     client::{CallError, Client, encode},
     table::{Table, cell},
     upload,
@@ -62,6 +62,7 @@ pub async fn run(client: &Client, command: Command, json: bool) -> Result<ExitCo
                 .await?,
             plan_table,
         ),
+        Command::Unmatched { command } => unmatched(client, command).await?,
         Command::Events {
             after,
             limit,
@@ -179,6 +180,63 @@ async fn blacklist(client: &Client, command: BlacklistCommand) -> Result<Shown, 
                 text
             }))
         }
+    }
+}
+
+async fn unmatched(client: &Client, command: UnmatchedCommand) -> Result<Shown, CallError> {
+    let (kind, limit, before, text): (_, _, _, fn(&Value) -> String) = match command {
+        UnmatchedCommand::Bounces { limit, before } => ("bounces", limit, before, bounces_text),
+        UnmatchedCommand::Receipts { limit, before } => ("receipts", limit, before, receipts_table),
+    };
+    let mut query = format!("?limit={limit}");
+    if let Some(before) = before {
+        query.push_str(&format!("&before={before}"));
+    }
+    let answer = client.get(&format!("/v1/{kind}/unmatched{query}")).await?;
+    Ok(Shown::new(answer, text))
+}
+
+/// Each returned mail kept, whole, under its number.
+fn bounces_text(page: &Value) -> String {
+    let mut text = String::new();
+    for item in list(&page["items"]) {
+        let message = item["message"].as_str().unwrap_or_default();
+        text.push_str(&format!(
+            "== {} ==\n{}\n",
+            cell(&item["n"]),
+            message.trim_end()
+        ));
+    }
+    text + &kept_footer(page)
+}
+
+fn receipts_table(page: &Value) -> String {
+    let mut table = Table::new(&["N", "KEPT_AT", "SMSC", "ID", "STAT", "ERROR"]);
+    for item in list(&page["items"]) {
+        let r = &item["receipt"];
+        table.row(vec![
+            cell(&item["n"]),
+            cell(&r["kept_at"]),
+            cell(&r["smsc"]),
+            cell(&r["id"]),
+            cell(&r["stat"]),
+            cell(&r["error"]),
+        ]);
+    }
+    table.render() + &kept_footer(page)
+}
+
+/// How many were kept, and the next page's option while older items are
+/// still held.
+fn kept_footer(page: &Value) -> String {
+    let number = |v: &Value| v.as_u64().unwrap_or(0);
+    let oldest_held = number(&page["kept"]).saturating_sub(number(&page["capacity"]));
+    let last = list(&page["items"]).last().map(|i| number(&i["n"]));
+    match last {
+        Some(n) if n > oldest_held => {
+            format!("({} kept; more: --before {n})\n", cell(&page["kept"]))
+        }
+        _ => format!("({} kept)\n", cell(&page["kept"])),
     }
 }
 

@@ -78,6 +78,12 @@ pub enum Command {
         #[command(subcommand)]
         command: PlanCommand,
     },
+    /// What matched nothing, kept for a look: returned mail and SMSC
+    /// receipts for unknown ids, newest first.
+    Unmatched {
+        #[command(subcommand)]
+        command: UnmatchedCommand,
+    },
     /// The fact feed from a cursor.
     Events {
         /// Facts after this cursor.
@@ -158,6 +164,26 @@ pub enum BlacklistCommand {
         /// The next page: entries after this one (a page's `next`).
         #[arg(long)]
         after: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum UnmatchedCommand {
+    /// Returned mail that matched no message, each as it was kept.
+    Bounces {
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// The next page: items numbered below this (the last one shown).
+        #[arg(long)]
+        before: Option<u64>,
+    },
+    /// Delivery receipts for SMSC ids no message has.
+    Receipts {
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// The next page: items numbered below this (the last one shown).
+        #[arg(long)]
+        before: Option<u64>,
     },
 }
 

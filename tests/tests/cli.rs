@@ -241,3 +241,55 @@ fn completions_and_the_man_page_come_from_the_cli_definition() {
         "{said}"
     );
 }
+
+#[test]
+fn what_matched_nothing_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with_env(dir.path(), "", &[("SLUICE_API_TOKENS", TOKENS)]);
+    let admin = Ctl {
+        daemon: &daemon,
+        token: "admin-secret",
+    };
+    let stray = b"From: MAILER-DAEMON@mx.example.org\r\nSubject: Undelivered Mail\r\n\
+        Content-Type: text/plain\r\n\r\n550 5.1.1 <someone@example.org>: User unknown\r\n";
+    let imported = sluice_e2e::request(
+        "POST",
+        &daemon.api,
+        "/v1/bounces",
+        &[("authorization", "Bearer admin-secret")],
+        stray,
+    );
+    assert_eq!(imported.status, 200, "{}", imported.text());
+    assert_eq!(imported.json()["unmatched"], 1, "{}", imported.text());
+
+    let bounces = admin.ok(&["unmatched", "bounces"]);
+    assert!(
+        bounces.starts_with("== 0 ==\nX-Sluice-Kept-At: "),
+        "{bounces}"
+    );
+    assert!(
+        bounces.contains("550 5.1.1 <someone@example.org>"),
+        "{bounces}"
+    );
+    assert!(bounces.ends_with("(1 kept)\n"), "{bounces}");
+    let page = admin.json(&["unmatched", "bounces", "--limit", "1"]);
+    assert_eq!(
+        (page["kept"].as_u64(), page["items"][0]["n"].as_u64()),
+        (Some(1), Some(0))
+    );
+
+    let receipts = admin.ok(&["unmatched", "receipts"]);
+    assert!(receipts.starts_with("N"), "{receipts}");
+    assert!(receipts.ends_with("(0 kept)\n"), "{receipts}");
+    let crm = Ctl {
+        daemon: &daemon,
+        token: "crm-secret",
+    };
+    let refused = crm.run(&["unmatched", "receipts"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).starts_with("sluicectl: 403"),
+        "{}",
+        text(&refused.stderr)
+    );
+}
