@@ -222,7 +222,7 @@ impl Dispatcher {
         {
             return Some(Arc::clone(&listed.campaigns));
         }
-        *listing = None;
+        let running_before: Option<Vec<u32>> = listing.take().map(|l| running(&l.campaigns));
         let mut campaigns: Vec<CampaignRecord> = match self.store.campaigns().await {
             Ok(all) => all
                 .into_iter()
@@ -234,6 +234,17 @@ impl Dispatcher {
             }
         };
         campaigns.sort_by_key(|c| std::cmp::Reverse(c.decl.priority.unwrap_or(0)));
+        let started = running(&campaigns)
+            .into_iter()
+            .any(|seq| running_before.as_ref().is_some_and(|b| !b.contains(&seq)));
+        if started {
+            // Started through another node, maybe right after it set new
+            // limits: take them up before the first claim, not within
+            // the second the checkpoint takes.
+            if let Err(e) = self.policy.refresh(now_ms()).await {
+                tracing::error!(error = %e, "limits set by another node not taken up");
+            }
+        }
         let campaigns: Arc<[CampaignRecord]> = campaigns.into();
         *listing = Some(Listing {
             campaigns: Arc::clone(&campaigns),
@@ -482,6 +493,14 @@ const BUSY_COUNTS_EVERY: Duration = Duration::from_millis(250);
 struct Listing {
     campaigns: Arc<[CampaignRecord]>,
     at: Instant,
+}
+
+/// The numbers of the running campaigns of a listing.
+fn running(campaigns: &[CampaignRecord]) -> Vec<u32> {
+    (campaigns.iter())
+        .filter(|c| c.state == CampaignState::Running)
+        .map(|c| c.seq)
+        .collect()
 }
 
 /// How long busy campaigns are claimed from as listed: a pause, a cancel,

@@ -981,3 +981,48 @@ fn nodes_on_a_cluster_finish_a_campaign_when_its_master_fails_over() {
     texted_each_once_but_in_flight(&smsc, N, [&a, &b]);
     end.reached();
 }
+
+/// Limits set through one node hold on the other for a campaign started
+/// right after, before that node's once-a-second look at the limits: it
+/// looks again as it sees a campaign start.
+#[test]
+fn limits_set_on_one_node_hold_on_the_other_for_a_campaign_started_at_once() {
+    const N: usize = 1_000;
+    const RATE: usize = 200;
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let (redis, smsc) = redis_and_smsc(&end, dir.path());
+    let a = node(dir.path(), "a", &redis, &smsc);
+    let _b = node(dir.path(), "b", &redis, &smsc);
+    sms_campaign(&a, "spring");
+    upload(&a, "spring", 0..N, "retail");
+    let r = a.put_json(
+        "/v1/channels/sms/limits",
+        &json!({"rate_per_sec": RATE, "tz": "UTC"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    a.start_campaign("spring");
+    wait_until("every number texted", Duration::from_secs(30), || {
+        per_number(&smsc.submits()).len() == N
+    });
+
+    let submits = smsc.submits();
+    let first = submits.iter().map(|s| s.at_ms).min().unwrap();
+    let mut per_second: BTreeMap<u64, usize> = BTreeMap::new();
+    for s in &submits {
+        *per_second.entry((s.at_ms - first) / 1_000).or_default() += 1;
+    }
+    let most = RATE + RATE / 20;
+    let last = per_second.keys().last().copied().unwrap_or(0).max(1);
+    for (&second, &count) in per_second.range(1..last) {
+        assert!(
+            count <= most,
+            "{count} texts in second {second} at the SMSC (at most {most}): {per_second:?}"
+        );
+    }
+    assert!(
+        per_second[&0] <= 2 * most,
+        "the first second, both nodes: {per_second:?}"
+    );
+    end.reached();
+}
