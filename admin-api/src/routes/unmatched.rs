@@ -24,18 +24,16 @@ pub struct PageQuery {
     limit: Option<usize>,
 }
 
-/// A page of returned mail is at most 100 items of 64 KiB each.
+/// Items a page, by default and at most: a returned mail is up to 64 KiB.
+const MAIL_PAGE: (usize, usize) = (20, 100);
+const RECEIPT_PAGE: (usize, usize) = (100, 1_000);
+
 pub async fn mails(
     State(s): State<AppState>,
     StrictQuery(q): StrictQuery<PageQuery>,
     _: Authorized<Admin>,
 ) -> Result<Json<UnmatchedPage>, ApiError> {
-    let limit = query::page_limit(q.limit, 20, 100)?;
-    Ok(Json(
-        s.backend
-            .unmatched(UnmatchedKind::Mail, q.before, limit)
-            .await?,
-    ))
+    page(&s, q, UnmatchedKind::Mail, MAIL_PAGE).await
 }
 
 pub async fn receipts(
@@ -43,10 +41,15 @@ pub async fn receipts(
     StrictQuery(q): StrictQuery<PageQuery>,
     _: Authorized<Admin>,
 ) -> Result<Json<UnmatchedPage>, ApiError> {
-    let limit = query::page_limit(q.limit, 100, 1_000)?;
-    Ok(Json(
-        s.backend
-            .unmatched(UnmatchedKind::Receipt, q.before, limit)
-            .await?,
-    ))
+    page(&s, q, UnmatchedKind::Receipt, RECEIPT_PAGE).await
+}
+
+async fn page(
+    s: &AppState,
+    q: PageQuery,
+    kind: UnmatchedKind,
+    (default, most): (usize, usize),
+) -> Result<Json<UnmatchedPage>, ApiError> {
+    let limit = query::page_limit(q.limit, default, most)?;
+    Ok(Json(s.backend.unmatched(kind, q.before, limit).await?))
 }
