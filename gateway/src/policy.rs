@@ -6,7 +6,9 @@
 //! second ([`Policy::checkpoint`]): after a crash a cap or a plan hour can
 //! carry at most the sends of the last second again. On a store several
 //! nodes share, the bandwidth (`credits`), the caps and the plan's hours
-//! (`allowances`) and the quotas are counted in the store, across nodes.
+//! (`allowances`) and the quotas are counted in the store, across nodes,
+//! and limits or a plan changed through one node hold on the others from
+//! their next ask for bandwidth (`follow_changed_limits`).
 
 use std::{
     collections::HashMap,
@@ -105,6 +107,12 @@ pub struct Policy {
     followed_plans: Mutex<HashMap<ChannelKind, Vec<u8>>>,
     /// The channels load control knows.
     kinds: Vec<ChannelKind>,
+    /// Per channel, the version of its limits in the store that this node
+    /// read them at (`follow_changed_limits`).
+    limits_followed: Mutex<HashMap<ChannelKind, u64>>,
+    /// Held while the limits are read again for a change: one read at a
+    /// time, not one per message that noticed it.
+    following: tokio::sync::Mutex<()>,
 }
 
 /// A channel's cap counters as persisted, with the time zone whose days
@@ -220,6 +228,8 @@ impl Policy {
             allowances: Allowances::default(),
             followed_plans: Mutex::new(followed_plans),
             kinds,
+            limits_followed: Mutex::new(HashMap::new()),
+            following: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -299,6 +309,55 @@ impl Policy {
         Ok(())
     }
 
+    /// Reads the limits and plans again when an ask for `channel`'s
+    /// bandwidth showed that a node changed them since this one read them:
+    /// a change made through another node holds here from the send after
+    /// its next ask (one every fiftieth of a second while it sends), not
+    /// from its next once-a-second look.
+    async fn follow_changed_limits(
+        &self,
+        channel: ChannelKind,
+        now: Millis,
+    ) -> Result<(), PolicyError> {
+        let seen = self.credits.limits_version(channel);
+        if self
+            .lock_limits_followed()
+            .get(&channel)
+            .copied()
+            .unwrap_or(0)
+            >= seen
+        {
+            return Ok(());
+        }
+        // Another send reads them already: it goes on with what it has.
+        let Ok(_one) = self.following.try_lock() else {
+            return Ok(());
+        };
+        self.refresh(now).await?;
+        let mut followed = self.lock_limits_followed();
+        let version = followed.entry(channel).or_default();
+        *version = (*version).max(seen);
+        Ok(())
+    }
+
+    fn lock_limits_followed(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelKind, u64>> {
+        self.limits_followed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Tells the other nodes on a shared store that `channel`'s limits or
+    /// plan changed (stored already): they read them again at their next
+    /// ask. Should that fail, they still do within a second (`refresh`).
+    async fn tell_nodes_limits_changed(&self, channel: ChannelKind) {
+        if let Some(shared) = self.store.shared()
+            && let Err(e) = shared.limits_changed(channel.as_str()).await
+        {
+            tracing::warn!(error = %e, channel = channel.as_str(),
+                "other nodes take the changed limits up within a second, not at once");
+        }
+    }
+
     /// Validates, stores durably, then applies a channel's limits.
     pub async fn set_limits(
         &self,
@@ -310,7 +369,9 @@ impl Policy {
         let raw =
             serde_json::to_vec(&limits).map_err(|e| PolicyError::Invalid(vec![e.to_string()]))?;
         self.store.put_meta(&limits_key(channel), raw).await?;
-        self.apply_limits(channel, compiled)
+        self.apply_limits(channel, compiled)?;
+        self.tell_nodes_limits_changed(channel).await;
+        Ok(())
     }
 
     /// Applies a channel's compiled limits here: an existing channel keeps
@@ -342,7 +403,8 @@ impl Policy {
     }
 
     /// Stores `plan` as `channel`'s and follows it from now on (other
-    /// nodes on the same store take it up within a second: `refresh`).
+    /// nodes on the same store take it up at their next ask for the
+    /// channel's bandwidth: `follow_changed_limits`).
     pub async fn put_plan(
         &self,
         channel: ChannelKind,
@@ -353,6 +415,7 @@ impl Policy {
         self.store.put_meta(&plan_key(channel), raw.clone()).await?;
         self.follow(channel, plan, now);
         self.lock_followed_plans().insert(channel, raw);
+        self.tell_nodes_limits_changed(channel).await;
         Ok(())
     }
 
@@ -425,6 +488,7 @@ impl Policy {
         // and an allowance first, given back if the message does not go)
         // and each customer's quota (decided on the stored state, written
         // only over it).
+        self.follow_changed_limits(channel, now).await?;
         let Some(rate) = self.rate(channel) else {
             return self.admit_counted(campaign, p, now, None);
         };
@@ -539,6 +603,7 @@ impl Policy {
         let Some(shared) = self.store.shared() else {
             return Ok(Room::Go(wanted));
         };
+        self.follow_changed_limits(channel, now).await?;
         let Some(rate) = self.rate(channel) else {
             return Ok(Room::Go(wanted));
         };

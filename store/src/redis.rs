@@ -222,6 +222,10 @@ pub(crate) mod keys {
     pub fn pace(name: &str) -> String {
         key("pace:", name)
     }
+    /// How often bandwidth `name`'s limits changed.
+    pub fn limits_version(name: &str) -> String {
+        key("limits:", name)
+    }
     pub fn count(name: &str) -> String {
         key("count:", name)
     }

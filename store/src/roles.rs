@@ -258,6 +258,12 @@ pub trait Shared: Send + Sync {
     /// one is free.
     async fn pace(&self, key: &str, rate_per_sec: f64, wanted: u32) -> Result<Paced>;
 
+    /// Tells the nodes that bandwidth `key`'s limits (or plan) changed in
+    /// the store: every later [`Shared::pace`] of `key` answers a larger
+    /// [`Paced::limits_version`], so that a node sending on it reads them
+    /// again at its next ask rather than at its next look.
+    async fn limits_changed(&self, key: &str) -> Result<()>;
+
     /// Counts up to `wanted` more of counter `key` (a load cap's period),
     /// never past `max`: how many were counted. The counter is kept for
     /// `keep_ms`.
@@ -274,6 +280,8 @@ pub struct Paced {
     pub granted: u32,
     /// Milliseconds until one more slot is free (0 when all were granted).
     pub retry_ms: Millis,
+    /// How often the key's limits changed so far ([`Shared::limits_changed`]).
+    pub limits_version: u64,
 }
 
 /// Every role: what the daemon holds.

@@ -11,8 +11,8 @@ use domain::{
     SuppressReason, Update, now_ms,
 };
 use store::{
-    Catalog, Intake, Ledger, Queue, Shared, Store, StoreError, SuppressionQuery, Suppressions,
-    redis::Forgotten,
+    Catalog, Intake, Ledger, Paced, Queue, Shared, Store, StoreError, SuppressionQuery,
+    Suppressions, redis::Forgotten,
 };
 use support::RedisServer;
 
@@ -74,6 +74,24 @@ async fn nodes_together_never_take_more_than_the_rate() {
     );
     let refused = a.pace("sms", 1_000.0, 20).await.expect("paces");
     assert!(refused.granted < 20 && refused.retry_ms >= 1, "{refused:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_of_limits_on_one_node_shows_in_the_others_next_ask() {
+    let redis = RedisServer::start();
+    let a = redis.open("a").await.expect("a");
+    let b = redis.open("b").await.expect("b");
+    let version = |paced: store::Result<Paced>| paced.expect("paces").limits_version;
+    assert_eq!(version(b.pace("sms", 1_000.0, 1).await), 0, "never changed");
+    a.limits_changed("sms").await.expect("a tells");
+    assert_eq!(version(b.pace("sms", 1_000.0, 1).await), 1);
+    a.limits_changed("sms").await.expect("a tells again");
+    assert_eq!(version(a.pace("sms", 1_000.0, 1).await), 2);
+    assert_eq!(
+        version(b.pace("email", 1_000.0, 1).await),
+        0,
+        "another channel's limits did not change"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1001,3 +1001,51 @@ fn limits_set_on_one_node_hold_on_the_other_for_a_campaign_started_at_once() {
     );
     end.reached();
 }
+
+/// A rate lowered through one node holds on the other from its next ask
+/// for bandwidth (a fiftieth of a second), not from its next
+/// once-a-second look at the limits.
+#[test]
+fn a_rate_lowered_through_one_node_holds_on_the_other_at_once() {
+    const N: usize = 2_000;
+    const FAST: usize = 1_000;
+    const SLOW: usize = 100;
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let (redis, smsc) = redis_and_smsc(&end, dir.path());
+    let a = node(dir.path(), "a", &redis, &smsc);
+    let b = node(dir.path(), "b", &redis, &smsc);
+    sms_campaign(&a, "spring");
+    upload(&a, "spring", 0..N, "retail");
+    set_rate(&a, FAST as f64);
+    a.start_campaign("spring");
+    wait_until("a fifth texted", Duration::from_secs(30), || {
+        smsc.submits().len() >= N / 5
+    });
+    set_rate(&a, SLOW as f64);
+    let lowered = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    std::thread::sleep(Duration::from_millis(1_300));
+    set_rate(&a, FAST as f64);
+    wait_until("every number texted", Duration::from_secs(30), || {
+        per_number(&smsc.submits()).len() == N
+    });
+
+    // From a tenth of a second on (what either node had taken slots for
+    // went out by then), the two together keep to the new rate.
+    let second = lowered + 100..lowered + 1_100;
+    let texted = smsc
+        .submits()
+        .iter()
+        .filter(|s| second.contains(&s.at_ms))
+        .count();
+    assert!(
+        texted <= SLOW + SLOW / 20,
+        "{texted} texts in the second after the rate was lowered to {SLOW} a second"
+    );
+    assert!(texted >= SLOW / 2, "only {texted} texts in that second");
+    texted_each_once_but_in_flight(&smsc, N, [&a, &b]);
+    end.reached();
+}

@@ -32,6 +32,9 @@ pub fn slots_per_ask(rate_per_sec: f64) -> u32 {
 #[derive(Default)]
 pub struct Credits {
     held: Mutex<HashMap<ChannelKind, Held>>,
+    /// The largest version of each channel's limits the store answered an
+    /// ask with (`Paced::limits_version`).
+    limits_seen: Mutex<HashMap<ChannelKind, u64>>,
 }
 
 #[derive(Clone, Copy)]
@@ -87,6 +90,7 @@ impl Credits {
         let paced = shared
             .pace(channel.as_str(), rate_per_sec, slots_per_ask(rate_per_sec))
             .await?;
+        self.saw_limits(channel, paced.limits_version);
         if paced.granted == 0 {
             return Ok(Slot::Wait {
                 until: now + paced.retry_ms.max(1),
@@ -94,6 +98,18 @@ impl Credits {
         }
         self.hold_granted(channel, paced.granted);
         Ok(Slot::Taken(paced.granted))
+    }
+
+    /// The version of `channel`'s limits in the store as of the last ask
+    /// (0 before one).
+    pub fn limits_version(&self, channel: ChannelKind) -> u64 {
+        lock(&self.limits_seen).get(&channel).copied().unwrap_or(0)
+    }
+
+    fn saw_limits(&self, channel: ChannelKind, version: u64) {
+        let mut seen = lock(&self.limits_seen);
+        let entry = seen.entry(channel).or_default();
+        *entry = (*entry).max(version);
     }
 
     fn held(&self, channel: ChannelKind) -> u32 {
@@ -149,10 +165,14 @@ impl Credits {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelKind, Held>> {
-        self.held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.held)
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

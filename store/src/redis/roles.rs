@@ -914,8 +914,8 @@ impl Suppressions for Redis {
 
 /// GCRA on the server's clock: grants up to ARGV[2] slots of ARGV[1]
 /// microseconds each, at most ARGV[2] back to back; answers {granted,
-/// microseconds until the next free slot}. KEYS: the theoretical arrival
-/// time of the next slot.
+/// microseconds until the next free slot, the limits' version}. KEYS: the
+/// theoretical arrival time of the next slot, the limits' version.
 const PACE: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -935,7 +935,7 @@ if granted > 0 then
 end
 local retry = 0
 if granted < wanted then retry = math.max(interval, tat - tolerance - now) end
-return {granted, retry}
+return {granted, retry, tonumber(redis.call('GET', KEYS[2]) or '0')}
 "#;
 
 /// Counts KEYS[1] up by at most ARGV[2], never past ARGV[1]; keeps it
@@ -962,10 +962,11 @@ impl Shared for Redis {
     async fn pace(&self, key: &str, rate_per_sec: f64, wanted: u32) -> Result<Paced> {
         // Never faster than the rate: the interval rounds up.
         let interval_us = (1e6 / rate_per_sec).ceil().max(1.0) as u64;
-        let (granted, retry_us): (u32, u64) = {
+        let (granted, retry_us, limits_version): (u32, u64, u64) = {
             let mut con = self.con();
             let result = ::redis::Script::new(PACE)
                 .key(keys::pace(key))
+                .key(keys::limits_version(key))
                 .arg(interval_us)
                 .arg(wanted.max(1))
                 .invoke_async(&mut con)
@@ -975,7 +976,13 @@ impl Shared for Redis {
         Ok(Paced {
             granted,
             retry_ms: retry_us.div_ceil(1000),
+            limits_version,
         })
+    }
+
+    async fn limits_changed(&self, key: &str) -> Result<()> {
+        self.query(::redis::cmd("INCR").arg(keys::limits_version(key)))
+            .await
     }
 
     async fn count_up_to(&self, key: &str, max: u64, wanted: u64, keep_ms: Millis) -> Result<u64> {
