@@ -1,7 +1,9 @@
 //! The ceiling an e-mail benchmark compares sluice against: bare SMTP
 //! sessions to the same sink, as many as sluice's relay connections, each
 //! sending its share of messages one after the other (MAIL, RCPT and DATA
-//! pipelined as RFC 2920 allows, then the content), with nothing behind
+//! pipelined as RFC 2920 allows, then the content; or, where the sink
+//! offers CHUNKING as sluice then uses it, MAIL, RCPT and `BDAT n LAST`
+//! with the content in one write), with nothing behind
 //! them: no store, no templates, no MIME building. Whatever sluice adds is
 //! measured against this in the same run.
 
@@ -14,20 +16,21 @@ use tokio::{
 };
 
 /// Sends `messages` of `content` (dot-stuffed, CRLF line ends) to the sink
-/// at `port` over `connections` sessions; the time from the first
-/// connection to the last 250.
+/// at `port` over `connections` sessions, in `BDAT` chunks if `chunking`;
+/// the time from the first connection to the last 250.
 pub async fn bare_sessions(
     port: u16,
     connections: usize,
     messages: usize,
     content: &[u8],
+    chunking: bool,
 ) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let sessions: Vec<_> = (0..connections)
         .map(|i| {
             let share = messages / connections + usize::from(i < messages % connections);
             let content = content.to_vec();
-            tokio::spawn(async move { session(port, share, &content).await })
+            tokio::spawn(async move { session(port, share, &content, chunking).await })
         })
         .collect();
     for session in sessions {
@@ -36,7 +39,7 @@ pub async fn bare_sessions(
     Ok(started.elapsed())
 }
 
-async fn session(port: u16, messages: usize, content: &[u8]) -> anyhow::Result<()> {
+async fn session(port: u16, messages: usize, content: &[u8], chunking: bool) -> anyhow::Result<()> {
     let stream = TcpStream::connect(("127.0.0.1", port)).await?;
     stream.set_nodelay(true)?;
     let (read, write) = stream.into_split();
@@ -49,7 +52,20 @@ async fn session(port: u16, messages: usize, content: &[u8]) -> anyhow::Result<(
     writer.write_all(b"EHLO baseline\r\n").await?;
     writer.flush().await?;
     replies.expect("250").await?;
+    let chunk_commands = format!(
+        "MAIL FROM:<offers@telco.example>\r\nRCPT TO:<u@example.org>\r\nBDAT {} LAST\r\n",
+        content.len()
+    );
     for _ in 0..messages {
+        if chunking {
+            writer.write_all(chunk_commands.as_bytes()).await?;
+            writer.write_all(content).await?;
+            writer.flush().await?;
+            for _ in 0..3 {
+                replies.expect("250").await?;
+            }
+            continue;
+        }
         writer
             .write_all(b"MAIL FROM:<offers@telco.example>\r\nRCPT TO:<u@example.org>\r\nDATA\r\n")
             .await?;

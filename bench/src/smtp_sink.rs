@@ -1,6 +1,8 @@
 //! A fast SMTP sink for measuring: answers everything positively, supports
-//! PIPELINING, keeps a count of messages and of their bytes received and,
-//! when asked, how many each recipient got (to count duplicates).
+//! PIPELINING and, unless started without, CHUNKING (`BDAT`, RFC 3030, as
+//! Postfix, Exim and the large mailbox providers offer it), keeps a count
+//! of messages and of their bytes received and, when asked, how many each
+//! recipient got (to count duplicates).
 
 use std::{
     collections::HashMap,
@@ -11,7 +13,7 @@ use std::{
 };
 
 use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter},
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter},
     net::{TcpListener, TcpStream},
 };
 
@@ -20,6 +22,8 @@ type PerRecipient = Arc<Mutex<HashMap<String, u32>>>;
 
 pub struct SmtpSink {
     pub port: u16,
+    /// Whether it offers CHUNKING.
+    pub chunking: bool,
     counts: Arc<Counts>,
     per_recipient: Option<PerRecipient>,
 }
@@ -29,22 +33,24 @@ pub struct SmtpSink {
 struct Counts {
     messages: AtomicU64,
     /// Of the messages' content, as sent after `DATA` (dot-stuffed, the
-    /// final dot left out).
+    /// final dot left out) or in `BDAT` chunks.
     bytes: AtomicU64,
 }
 
 impl SmtpSink {
-    /// Binds 127.0.0.1 on an ephemeral port and serves in the background.
+    /// Binds 127.0.0.1 on an ephemeral port and serves in the background,
+    /// offering CHUNKING unless `BENCH_SMTP_CHUNKING=0` (to measure the
+    /// same run with DATA only).
     pub async fn start() -> std::io::Result<Self> {
-        Self::serve(None).await
+        Self::serve(None, chunking_offered()).await
     }
 
     /// The same, also counting the messages of each recipient.
     pub async fn start_counting_recipients() -> std::io::Result<Self> {
-        Self::serve(Some(PerRecipient::default())).await
+        Self::serve(Some(PerRecipient::default()), chunking_offered()).await
     }
 
-    async fn serve(per_recipient: Option<PerRecipient>) -> std::io::Result<Self> {
+    async fn serve(per_recipient: Option<PerRecipient>, chunking: bool) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
         let counts = Arc::new(Counts::default());
@@ -55,12 +61,13 @@ impl SmtpSink {
                 let counts = shared.clone();
                 let recipients = recipients.clone();
                 tokio::spawn(async move {
-                    let _ = session(stream, &counts, recipients.as_ref()).await;
+                    let _ = session(stream, &counts, recipients.as_ref(), chunking).await;
                 });
             }
         });
         Ok(Self {
             port,
+            chunking,
             counts,
             per_recipient,
         })
@@ -88,10 +95,15 @@ impl SmtpSink {
     }
 }
 
+fn chunking_offered() -> bool {
+    std::env::var("BENCH_SMTP_CHUNKING").as_deref() != Ok("0")
+}
+
 async fn session(
     stream: TcpStream,
     counts: &Counts,
     per_recipient: Option<&PerRecipient>,
+    chunking: bool,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let (read, write) = stream.into_split();
@@ -108,23 +120,39 @@ async fn session(
         if reader.read_until(b'\n', &mut line).await? == 0 {
             return Ok(());
         }
+        let received = |data_bytes: &mut u64, recipient: &mut String| {
+            counts.messages.fetch_add(1, Ordering::Relaxed);
+            counts
+                .bytes
+                .fetch_add(std::mem::take(data_bytes), Ordering::Relaxed);
+            if let Some(map) = per_recipient {
+                let mut map = map
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                *map.entry(std::mem::take(recipient)).or_default() += 1;
+            }
+        };
         let reply: &[u8] = if in_data {
             if line != b".\r\n" {
                 data_bytes += line.len() as u64;
                 continue;
             }
             in_data = false;
-            counts.messages.fetch_add(1, Ordering::Relaxed);
-            counts
-                .bytes
-                .fetch_add(std::mem::take(&mut data_bytes), Ordering::Relaxed);
-            if let Some(map) = per_recipient {
-                let mut map = map
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                *map.entry(std::mem::take(&mut recipient)).or_default() += 1;
-            }
+            received(&mut data_bytes, &mut recipient);
             b"250 2.0.0 accepted\r\n"
+        } else if let Some((size, last)) = bdat(&line) {
+            let chunk =
+                tokio::io::copy(&mut (&mut reader).take(size), &mut tokio::io::sink()).await?;
+            if chunk < size {
+                return Ok(());
+            }
+            data_bytes += size;
+            if last {
+                received(&mut data_bytes, &mut recipient);
+                b"250 2.0.0 accepted\r\n"
+            } else {
+                b"250 2.0.0 chunk ok\r\n"
+            }
         } else {
             let verb = line
                 .get(..4)
@@ -134,6 +162,9 @@ async fn session(
                 recipient = rcpt_address(&line);
             }
             match verb.as_slice() {
+                b"EHLO" if chunking => {
+                    b"250-sink\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 8BITMIME\r\n"
+                }
                 b"EHLO" => b"250-sink\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
                 b"HELO" | b"MAIL" | b"RCPT" | b"RSET" | b"NOOP" => b"250 2.0.0 ok\r\n",
                 b"DATA" => {
@@ -153,6 +184,21 @@ async fn session(
             writer.flush().await?;
         }
     }
+}
+
+/// The size of a `BDAT size [LAST]` command's chunk, and whether it is the
+/// message's last.
+fn bdat(line: &[u8]) -> Option<(u64, bool)> {
+    let line = std::str::from_utf8(line).ok()?;
+    let mut words = line.split_ascii_whitespace();
+    if !words.next()?.eq_ignore_ascii_case("BDAT") {
+        return None;
+    }
+    let size = words.next()?.parse().ok()?;
+    Some((
+        size,
+        words.next().is_some_and(|w| w.eq_ignore_ascii_case("LAST")),
+    ))
 }
 
 /// The address of `RCPT TO:<address>`.

@@ -91,11 +91,13 @@ async fn main() -> anyhow::Result<()> {
 
     let content = smtp_baseline::content_of(size);
     let cpu_before = cpu::process_seconds();
-    let bare = smtp_baseline::bare_sessions(sink.port, CONNECTIONS, n, &content).await?;
+    let bare =
+        smtp_baseline::bare_sessions(sink.port, CONNECTIONS, n, &content, sink.chunking).await?;
     let bare_cpu = cpu::micros_per_message_since(cpu_before, n);
     let bare_rate = n as f64 / bare.as_secs_f64();
     println!(
-        "sink ceiling (bare pipelined SMTP sessions, {CONNECTIONS} connections, {size}-byte messages): {bare_rate:.0} messages/s, {bare_cpu:.1} µs CPU per message (client and sink)"
+        "sink ceiling (bare pipelined SMTP sessions, {CONNECTIONS} connections, {size}-byte messages, {}): {bare_rate:.0} messages/s, {bare_cpu:.1} µs CPU per message (client and sink)",
+        if sink.chunking { "BDAT" } else { "DATA" }
     );
     println!(
         "ratio sluice / sink ceiling: {:.2} (rate), {:.2} (CPU per message)",

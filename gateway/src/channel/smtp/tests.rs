@@ -4,31 +4,36 @@
 use std::sync::Arc;
 
 use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::TcpListener,
     sync::Mutex as AsyncMutex,
 };
 
 use super::*;
 
-/// A relay whose answers are chosen by the addresses and the content:
+/// A relay offering what `offered` needs (PIPELINING, and CHUNKING), whose
+/// answers are chosen by the addresses and the content:
 /// sender `refused@` 553 at MAIL FROM (then 503 to what follows), sender
 /// `shutdown@` 421 and the connection closed, sender `once@` accepted but
 /// the session's next MAIL FROM answered 421 and closed (an idle timeout); recipient `user` 250, `gone`
 /// 550 5.1.1, `late` 550 but DATA still 354, `busy` 451, `drop` 250 and
 /// the connection closed after the message's end, unanswered, `mute` 250
-/// and no answer ever after the message's end; a line
+/// and no answer ever after the message's end, `close` 250 and the session
+/// closed once the message is answered; a line
 /// `spam` in the content 550 at its end.
-/// Every line it reads is kept for the assertions.
-async fn relay(pipelining: bool) -> (u16, Arc<AsyncMutex<Vec<String>>>) {
+/// Every line it reads is kept for the assertions, a `BDAT` chunk's too.
+async fn relay(offered: Transfer) -> (u16, Arc<AsyncMutex<Vec<String>>>) {
     relay_on(
         TcpListener::bind("127.0.0.1:0").await.expect("bind"),
-        pipelining,
+        offered,
     )
 }
 
+/// Every way of sending, most capable first.
+const TRANSFERS: [Transfer; 3] = [Transfer::Chunked, Transfer::Pipelined, Transfer::Serial];
+
 /// [`relay`] on a listener of the caller's.
-fn relay_on(listener: TcpListener, pipelining: bool) -> (u16, Arc<AsyncMutex<Vec<String>>>) {
+fn relay_on(listener: TcpListener, offered: Transfer) -> (u16, Arc<AsyncMutex<Vec<String>>>) {
     let port = listener.local_addr().expect("addr").port();
     let seen = Arc::new(AsyncMutex::new(Vec::new()));
     let log = seen.clone();
@@ -41,32 +46,52 @@ fn relay_on(listener: TcpListener, pipelining: bool) -> (u16, Arc<AsyncMutex<Vec
                 w.write_all(b"220 scripted\r\n").await.expect("greet");
                 let (mut in_data, mut rcpt_ok, mut late) = (false, false, false);
                 let (mut mail_ok, mut spam, mut drop_at_end) = (true, false, false);
-                let mut mute_at_end = false;
+                let (mut mute_at_end, mut close_at_end) = (false, false);
                 let (mut once, mut stale) = (false, false);
                 let mut line = String::new();
                 while r.read_line(&mut line).await.unwrap_or(0) > 0 {
                     log.lock().await.push(line.trim_end().to_owned());
-                    let reply: &[u8] = if in_data {
+                    let message_ends = if in_data {
                         spam |= line == "spam\r\n";
-                        if line == ".\r\n" {
-                            in_data = false;
-                            if drop_at_end {
+                        line == ".\r\n"
+                    } else if let Some(size) = line.strip_prefix("BDAT ") {
+                        let size = size.trim_end().trim_end_matches(" LAST");
+                        let mut chunk = vec![0; size.parse().expect("BDAT size")];
+                        r.read_exact(&mut chunk).await.expect("chunk");
+                        let chunk = String::from_utf8(chunk).expect("text");
+                        let lines = chunk.strip_suffix("\r\n").unwrap_or(&chunk).split("\r\n");
+                        for l in lines {
+                            spam |= l == "spam";
+                            log.lock().await.push(l.to_owned());
+                        }
+                        true
+                    } else {
+                        false
+                    };
+                    let reply: &[u8] = if message_ends {
+                        in_data = false;
+                        if drop_at_end {
+                            return;
+                        }
+                        if mute_at_end {
+                            std::future::pending::<()>().await;
+                        }
+                        stale = once;
+                        if !mail_ok {
+                            b"503 5.5.1 sender not yet given\r\n"
+                        } else if spam {
+                            b"550 5.7.1 message content rejected\r\n"
+                        } else if rcpt_ok {
+                            if close_at_end {
+                                let _ = w.write_all(b"250 2.0.0 queued as 42\r\n").await;
                                 return;
                             }
-                            if mute_at_end {
-                                std::future::pending::<()>().await;
-                            }
-                            stale = once;
-                            if spam {
-                                b"550 5.7.1 message content rejected\r\n"
-                            } else if rcpt_ok {
-                                b"250 2.0.0 queued as 42\r\n"
-                            } else {
-                                b"554 5.5.1 no valid recipients\r\n"
-                            }
+                            b"250 2.0.0 queued as 42\r\n"
                         } else {
-                            b""
+                            b"554 5.5.1 no valid recipients\r\n"
                         }
+                    } else if in_data {
+                        b""
                     } else if line.starts_with("MAIL") && (stale || line.contains("<shutdown@")) {
                         let _ = w.write_all(b"421 4.3.2 shutting down\r\n").await;
                         return;
@@ -82,15 +107,19 @@ fn relay_on(listener: TcpListener, pipelining: bool) -> (u16, Arc<AsyncMutex<Vec
                     } else if !mail_ok && (line.starts_with("RCPT") || line.starts_with("DATA")) {
                         b"503 5.5.1 sender not yet given\r\n"
                     } else if line.starts_with("EHLO") {
-                        if pipelining {
-                            b"250-scripted\r\n250 PIPELINING\r\n"
-                        } else {
-                            b"250 scripted\r\n"
+                        match offered {
+                            Transfer::Chunked => {
+                                b"250-scripted\r\n250-PIPELINING\r\n250 CHUNKING\r\n"
+                            }
+                            Transfer::Pipelined => b"250-scripted\r\n250 PIPELINING\r\n",
+                            Transfer::Serial => b"250 scripted\r\n",
                         }
                     } else if line.starts_with("RCPT") {
                         drop_at_end = line.contains("<drop@");
                         mute_at_end = line.contains("<mute@");
-                        rcpt_ok = line.contains("<user@") || drop_at_end || mute_at_end;
+                        close_at_end = line.contains("<close@");
+                        rcpt_ok =
+                            line.contains("<user@") || drop_at_end || mute_at_end || close_at_end;
                         late = line.contains("<late@");
                         if rcpt_ok {
                             b"250 ok\r\n"
@@ -142,9 +171,9 @@ fn pool(port: u16) -> RelayPool {
 }
 
 #[tokio::test]
-async fn replies_become_deliveries_with_and_without_pipelining() {
-    for pipelining in [true, false] {
-        let (port, seen) = relay(pipelining).await;
+async fn replies_become_deliveries_chunked_pipelined_and_serial() {
+    for offered in TRANSFERS {
+        let (port, seen) = relay(offered).await;
         let pool = pool(port);
         let ok = pool
             .send(
@@ -207,10 +236,17 @@ async fn replies_become_deliveries_with_and_without_pipelining() {
             1,
             "one session: {seen:?}"
         );
-        assert!(
-            seen.contains(&"..dot line".to_owned()),
-            "dot-stuffed body: {seen:?}"
-        );
+        if offered == Transfer::Chunked {
+            assert!(
+                seen.contains(&".dot line".to_owned()),
+                "a chunk as it is, not dot-stuffed: {seen:?}"
+            );
+        } else {
+            assert!(
+                seen.contains(&"..dot line".to_owned()),
+                "dot-stuffed body: {seen:?}"
+            );
+        }
         assert!(
             seen.contains(&"RSET".to_owned()),
             "reset after a refusal: {seen:?}"
@@ -219,32 +255,53 @@ async fn replies_become_deliveries_with_and_without_pipelining() {
             let at = seen.iter().position(|l| l == rcpt).expect("rcpt sent");
             seen[at + 1..at + 1 + n].to_vec()
         };
-        if pipelining {
-            assert_eq!(
-                after("RCPT TO:<gone@example.org>", 2),
-                ["DATA", "RSET"],
-                "{seen:?}"
-            );
-            assert_eq!(
-                after("RCPT TO:<late@example.org>", 3),
-                ["DATA", ".", "RSET"],
-                "{seen:?}"
-            );
-        } else {
-            assert_eq!(after("RCPT TO:<gone@example.org>", 1), ["RSET"], "{seen:?}");
+        match offered {
+            Transfer::Chunked => {
+                // The chunk went with the commands; the relay read it whole.
+                for rcpt in ["RCPT TO:<gone@example.org>", "RCPT TO:<late@example.org>"] {
+                    assert_eq!(
+                        after(rcpt, 5),
+                        ["BDAT 21 LAST", "Subject: hi", "", "body", "RSET"],
+                        "{seen:?}"
+                    );
+                }
+                assert_eq!(after("Subject: again", 2), ["", "body"], "{seen:?}");
+                let again = b"Subject: again\r\n\r\nbody\r\n".len();
+                assert!(
+                    seen.contains(&format!("BDAT {again} LAST")),
+                    "the chunk is the message as composed, no line added: {seen:?}"
+                );
+            }
+            Transfer::Pipelined => {
+                assert_eq!(
+                    after("RCPT TO:<gone@example.org>", 2),
+                    ["DATA", "RSET"],
+                    "{seen:?}"
+                );
+                assert_eq!(
+                    after("RCPT TO:<late@example.org>", 3),
+                    ["DATA", ".", "RSET"],
+                    "{seen:?}"
+                );
+            }
+            Transfer::Serial => {
+                assert_eq!(after("RCPT TO:<gone@example.org>", 1), ["RSET"], "{seen:?}");
+            }
         }
-        assert_eq!(
-            after("Subject: again", 3),
-            ["", "body", "."],
-            "the body as composed, no line added: {seen:?}"
-        );
+        if offered != Transfer::Chunked {
+            assert_eq!(
+                after("Subject: again", 3),
+                ["", "body", "."],
+                "the body as composed, no line added: {seen:?}"
+            );
+        }
     }
 }
 
 #[tokio::test]
 async fn each_refusal_names_the_command_it_answered() {
-    for pipelining in [true, false] {
-        let (port, _) = relay(pipelining).await;
+    for offered in TRANSFERS {
+        let (port, _) = relay(offered).await;
         let pool = pool(port);
         let refusal = |d: Delivery| match d {
             Delivery::Refused { code, phase, .. } => (code, phase),
@@ -254,9 +311,9 @@ async fn each_refusal_names_the_command_it_answered() {
         let sender = pool
             .send("refused@bounce.test", "user@example.org", ok)
             .await;
-        assert_eq!(refusal(sender), (553, Phase::MailFrom), "{pipelining}");
+        assert_eq!(refusal(sender), (553, Phase::MailFrom), "{offered:?}");
         let busy = pool.send("b-x@bounce.test", "busy@example.org", ok).await;
-        assert_eq!(refusal(busy), (451, Phase::RcptTo), "{pipelining}");
+        assert_eq!(refusal(busy), (451, Phase::RcptTo), "{offered:?}");
         let spam = pool
             .send(
                 "b-x@bounce.test",
@@ -264,7 +321,7 @@ async fn each_refusal_names_the_command_it_answered() {
                 b"Subject: hi\r\n\r\nspam\r\n",
             )
             .await;
-        assert_eq!(refusal(spam), (550, Phase::Data), "{pipelining}");
+        assert_eq!(refusal(spam), (550, Phase::Data), "{offered:?}");
         let after = pool.send("b-x@bounce.test", "user@example.org", ok).await;
         assert!(matches!(after, Delivery::Accepted { .. }), "{after:?}");
     }
@@ -272,7 +329,7 @@ async fn each_refusal_names_the_command_it_answered() {
 
 #[tokio::test]
 async fn closing_does_not_wait_for_a_relay_silent_on_quit() {
-    let (port, _) = relay(true).await;
+    let (port, _) = relay(Transfer::Chunked).await;
     let pool = pool(port);
     let sent = pool
         .send(
@@ -330,7 +387,7 @@ async fn a_relay_that_cannot_be_reached_is_named_until_it_answers() {
         TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("rebind"),
-        true,
+        Transfer::Chunked,
     );
     let delivery = pool.send("b@x.test", "user@example.org", b"x").await;
     assert!(
@@ -364,8 +421,8 @@ async fn the_probe_finds_an_unreachable_relay_before_any_send() {
 /// twice.
 #[tokio::test]
 async fn a_connection_lost_after_the_message_leaves_it_unconfirmed_and_unrepeated() {
-    for pipelining in [true, false] {
-        let (port, seen) = relay(pipelining).await;
+    for offered in TRANSFERS {
+        let (port, seen) = relay(offered).await;
         let pool = pool(port);
         let ok = b"Subject: hi\r\n\r\nbody\r\n";
         let first = pool.send("b-x@bounce.test", "user@example.org", ok).await;
@@ -383,7 +440,7 @@ async fn a_connection_lost_after_the_message_leaves_it_unconfirmed_and_unrepeate
                 .iter()
                 .filter(|l| l.as_str() == "RCPT TO:<drop@example.org>")
                 .count();
-            assert_eq!(sent, round, "sent once per send, {pipelining}");
+            assert_eq!(sent, round, "sent once per send, {offered:?}");
         }
         let after = pool.send("b-x@bounce.test", "user@example.org", ok).await;
         assert!(matches!(after, Delivery::Accepted { .. }), "{after:?}");
@@ -394,8 +451,8 @@ async fn a_connection_lost_after_the_message_leaves_it_unconfirmed_and_unrepeate
 /// temporary refusal of that message, and the next one gets a new session.
 #[tokio::test]
 async fn a_421_and_close_mid_session_is_temporary_and_the_next_send_reconnects() {
-    for pipelining in [true, false] {
-        let (port, _) = relay(pipelining).await;
+    for offered in TRANSFERS {
+        let (port, _) = relay(offered).await;
         let pool = pool(port);
         let ok = b"Subject: hi\r\n\r\nbody\r\n";
         let first = pool.send("b-x@bounce.test", "user@example.org", ok).await;
@@ -424,7 +481,7 @@ async fn a_421_and_close_mid_session_is_temporary_and_the_next_send_reconnects()
 /// health says why.
 #[tokio::test]
 async fn a_failed_tls_handshake_is_transient_and_named() {
-    let (port, _) = relay(true).await;
+    let (port, _) = relay(Transfer::Chunked).await;
     let secure = RelayConfig {
         name: Some("secure".into()),
         tls: TlsMode::Tls,
@@ -449,8 +506,8 @@ async fn a_failed_tls_handshake_is_transient_and_named() {
 /// Before, the final reply was read with no timeout and the send hung.
 #[tokio::test]
 async fn a_relay_silent_after_the_message_times_out_unconfirmed() {
-    for pipelining in [true, false] {
-        let (port, _) = relay(pipelining).await;
+    for offered in TRANSFERS {
+        let (port, _) = relay(offered).await;
         // Not the reply timeout: that one would outlast the test's bound.
         let quick = RelayConfig {
             timeout_secs: 30,
@@ -471,8 +528,8 @@ async fn a_relay_silent_after_the_message_times_out_unconfirmed() {
 /// the message goes on a fresh connection at once.
 #[tokio::test]
 async fn a_421_on_a_reused_connection_is_retried_on_a_fresh_one() {
-    for pipelining in [true, false] {
-        let (port, _) = relay(pipelining).await;
+    for offered in TRANSFERS {
+        let (port, _) = relay(offered).await;
         let pool = pool(port);
         let ok = b"Subject: hi\r\n\r\nbody\r\n";
         let first = pool.send("once@bounce.test", "user@example.org", ok).await;
@@ -480,7 +537,36 @@ async fn a_421_on_a_reused_connection_is_retried_on_a_fresh_one() {
         let next = pool.send("b-x@bounce.test", "user@example.org", ok).await;
         assert!(
             matches!(next, Delivery::Accepted { .. }),
-            "{pipelining}: {next:?}"
+            "{offered:?}: {next:?}"
         );
+    }
+}
+
+/// A session the relay closed while idle is not used for the next message:
+/// on it a chunked message (sent whole in its first write) could only be
+/// unconfirmed, where a fresh session sends it. Before, the next message
+/// went on it and came back unconfirmed.
+#[tokio::test]
+async fn a_session_the_relay_closed_while_idle_is_not_used_again() {
+    for offered in TRANSFERS {
+        let (port, seen) = relay(offered).await;
+        let pool = pool(port);
+        let ok = b"Subject: hi\r\n\r\nbody\r\n";
+        let first = pool.send("b-x@bounce.test", "close@example.org", ok).await;
+        assert!(matches!(first, Delivery::Accepted { .. }), "{first:?}");
+        // Idle for a while: the relay's close has arrived.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let next = pool.send("b-x@bounce.test", "user@example.org", ok).await;
+        assert!(
+            matches!(next, Delivery::Accepted { .. }),
+            "{offered:?}: {next:?}"
+        );
+        let seen = seen.lock().await.clone();
+        let sessions = seen.iter().filter(|l| l.starts_with("EHLO")).count();
+        let sent = seen
+            .iter()
+            .filter(|l| *l == "RCPT TO:<user@example.org>")
+            .count();
+        assert_eq!((sessions, sent), (2, 1), "{offered:?}: {seen:?}");
     }
 }
