@@ -15,6 +15,7 @@ mod guard;
 pub mod http;
 pub mod npm_smsc;
 pub mod peers;
+pub mod postfix_smtpd;
 pub mod redis_server;
 pub mod smsc;
 pub mod smtp_sink;

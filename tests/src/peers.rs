@@ -21,7 +21,7 @@ enum Peer {
     Python,
     /// For the SMTP peer, `smtp_peer.py`.
     Aiosmtpd,
-    /// `smtp-sink` and `smtp-source`.
+    /// `smtp-sink`, `smtp-source`, and Postfix itself as a relay.
     Postfix,
     /// Renders the admin pages.
     Chromium,
@@ -48,7 +48,7 @@ impl Peer {
         match self {
             Self::Python => "python3",
             Self::Aiosmtpd => "python3 with aiosmtpd",
-            Self::Postfix => "postfix (smtp-sink, smtp-source)",
+            Self::Postfix => "postfix (smtp-sink, smtp-source, its smtpd)",
             Self::Chromium => "chromium",
             Self::Node => "node",
             Self::NpmSmpp => "the npm smpp module of tests/peers/npm_smsc",
@@ -206,7 +206,7 @@ pub fn promtool(_end: &MustReachEnd) -> Command {
 /// Where Debian's `postfix` package puts its test programs.
 const SBIN: &str = "/usr/sbin";
 
-/// The path of a Postfix test program (`smtp-sink`, `smtp-source`), from
+/// The path of a Postfix program (`smtp-sink`, `smtp-source`, `postfix`), from
 /// `/usr/sbin` or PATH.
 pub fn postfix_program(_end: &MustReachEnd, name: &str) -> PathBuf {
     let path_dirs = std::env::var_os("PATH")

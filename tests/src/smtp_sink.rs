@@ -325,7 +325,7 @@ fn angle_address(arg: &str, prefix: &str) -> String {
 
 /// True when this process runs as root (the owner of `/proc/self` is the
 /// effective user).
-fn running_as_root() -> bool {
+pub(crate) fn running_as_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
