@@ -110,8 +110,9 @@ pub struct Policy {
     /// Per channel, the version of its limits in the store that this node
     /// read them at (`follow_changed_limits`).
     limits_followed: Mutex<HashMap<ChannelKind, u64>>,
-    /// Held while the limits are read again for a change: one read at a
-    /// time, not one per message that noticed it.
+    /// Held while the limits are read again (`refresh`, or for a change an
+    /// ask showed): one reading at a time, not one per message that
+    /// noticed the change, and never an older one applied last.
     following: tokio::sync::Mutex<()>,
 }
 
@@ -285,6 +286,13 @@ impl Policy {
         if self.store.shared().is_none() {
             return Ok(());
         }
+        // One reading at a time: an older one applied after a newer one
+        // would undo it.
+        let _one = self.following.lock().await;
+        self.read_limits_again(now).await
+    }
+
+    async fn read_limits_again(&self, now: Millis) -> Result<(), PolicyError> {
         for &channel in &self.kinds {
             if let Some(raw) = self.store.meta(&plan_key(channel)).await?
                 && self.lock_followed_plans().get(&channel) != Some(&raw)
@@ -314,30 +322,29 @@ impl Policy {
     /// a change made through another node holds here from the send after
     /// its next ask (one every fiftieth of a second while it sends), not
     /// from its next once-a-second look.
-    async fn follow_changed_limits(
-        &self,
-        channel: ChannelKind,
-        now: Millis,
-    ) -> Result<(), PolicyError> {
+    async fn follow_changed_limits(&self, channel: ChannelKind, now: Millis) {
         let seen = self.credits.limits_version(channel);
+        // Not `<`: a Redis that lost its data counts again from 0.
         if self
             .lock_limits_followed()
             .get(&channel)
             .copied()
             .unwrap_or(0)
-            >= seen
+            == seen
         {
-            return Ok(());
+            return;
         }
-        // Another send reads them already: it goes on with what it has.
+        // Another send (or the once-a-second look) reads them already: this
+        // one goes on with what it has.
         let Ok(_one) = self.following.try_lock() else {
-            return Ok(());
+            return;
         };
-        self.refresh(now).await?;
-        let mut followed = self.lock_limits_followed();
-        let version = followed.entry(channel).or_default();
-        *version = (*version).max(seen);
-        Ok(())
+        // Sending goes on with the limits it has should they not be read:
+        // the once-a-second look tries again and says why.
+        if let Err(e) = self.read_limits_again(now).await {
+            tracing::warn!(error = %e, "limits another node changed not taken up yet");
+        }
+        self.lock_limits_followed().insert(channel, seen);
     }
 
     fn lock_limits_followed(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelKind, u64>> {
@@ -488,7 +495,7 @@ impl Policy {
         // and an allowance first, given back if the message does not go)
         // and each customer's quota (decided on the stored state, written
         // only over it).
-        self.follow_changed_limits(channel, now).await?;
+        self.follow_changed_limits(channel, now).await;
         let Some(rate) = self.rate(channel) else {
             return self.admit_counted(campaign, p, now, None);
         };
@@ -603,7 +610,7 @@ impl Policy {
         let Some(shared) = self.store.shared() else {
             return Ok(Room::Go(wanted));
         };
-        self.follow_changed_limits(channel, now).await?;
+        self.follow_changed_limits(channel, now).await;
         let Some(rate) = self.rate(channel) else {
             return Ok(Room::Go(wanted));
         };

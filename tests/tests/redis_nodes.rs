@@ -1049,3 +1049,37 @@ fn a_rate_lowered_through_one_node_holds_on_the_other_at_once() {
     texted_each_once_but_in_flight(&smsc, N, [&a, &b]);
     end.reached();
 }
+
+/// Limits a node cannot read (as a newer node might store them, with a
+/// field this one does not know) leave it sending on those it has, at its
+/// next ask as at its once-a-second look. Before, a change it could not
+/// read stopped its sends.
+#[test]
+fn limits_a_node_cannot_read_leave_it_sending_on_those_it_has() {
+    const N: usize = 600;
+    const RATE: usize = 400;
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let (redis, smsc) = redis_and_smsc(&end, dir.path());
+    let a = node(dir.path(), "a", &redis, &smsc);
+    let b = node(dir.path(), "b", &redis, &smsc);
+    sms_campaign(&a, "spring");
+    upload(&a, "spring", 0..N, "retail");
+    set_rate(&a, RATE as f64);
+    a.start_campaign("spring");
+    wait_until("a sixth texted", Duration::from_secs(30), || {
+        smsc.submits().len() >= N / 6
+    });
+    let unreadable = json!({"rate_per_sec": 10, "tz": "UTC", "from_a_newer_node": 1}).to_string();
+    redis.cli(
+        &end,
+        &["HSET", "sluice:{g}:meta", "limits:sms", &unreadable],
+    );
+    redis.cli(&end, &["INCR", "sluice:{g}:limits:sms"]);
+    wait_until("every number texted", Duration::from_secs(30), || {
+        per_number(&smsc.submits()).len() == N
+    });
+    rate_held_after_the_first_second(&smsc.submits(), RATE);
+    texted_each_once_but_in_flight(&smsc, N, [&a, &b]);
+    end.reached();
+}
