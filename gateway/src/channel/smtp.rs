@@ -502,11 +502,13 @@ async fn exchange<T: AsyncRead + AsyncWrite + Unpin>(
         "DATA\r\n".to_owned(),
     ];
     let replies = pipelined(c, &commands).await?;
-    // A 421 is the relay closing the session: the replies end there.
-    if let Some(closing) = replies.last().filter(|r| r.code == 421) {
-        let phases = [Phase::MailFrom, Phase::RcptTo, Phase::Data];
-        let phase = phases[(replies.len() - 1).min(2)];
-        return Err(Failure::Refused(phase, closing.clone()));
+    // The session ended early (a 421, or a refusal and then a close): its
+    // first refusal is the answer.
+    if replies.len() < commands.len() {
+        return Err(first_refusal(replies).map_or(
+            Failure::Broken(mail_send::Error::UnparseableReply),
+            |(phase, refusal)| Failure::Refused(phase, refusal),
+        ));
     }
     let mut replies = replies.into_iter();
     let (Some(mail), Some(rcpt), Some(data)) = (replies.next(), replies.next(), replies.next())
@@ -564,21 +566,32 @@ async fn chunked<T: AsyncRead + AsyncWrite + Unpin>(
     tokio::time::timeout(timeout, send)
         .await
         .map_err(|_| Failure::Broken(mail_send::Error::Timeout))??;
-    let replies = tokio::time::timeout(timeout, read_replies(c, 3))
-        .await
-        .map_err(|_| Failure::Unconfirmed(mail_send::Error::Timeout))?
-        .map_err(Failure::Unconfirmed)?;
-    // The first refusal is the answer: what follows a refused MAIL or RCPT
-    // is refused for want of it. A 421 ends the replies early.
-    let phases = [Phase::MailFrom, Phase::RcptTo, Phase::Data];
-    let mut last = None;
-    for (phase, reply) in phases.into_iter().zip(replies) {
-        if !(200..300).contains(&reply.code) {
-            return Err(Failure::Refused(phase, reply));
+    let mut replies = Vec::with_capacity(3);
+    let read = tokio::time::timeout(timeout, read_replies(c, 3, &mut replies)).await;
+    // The first refusal is the answer, also when the session was lost after
+    // it: what follows a refused MAIL or RCPT is refused for want of it.
+    let answer = replies.last().cloned();
+    match (first_refusal(replies), read) {
+        (Some((phase, refusal)), _) if (400..600).contains(&refusal.code) => {
+            Err(Failure::Refused(phase, refusal))
         }
-        last = Some(reply);
+        // Out of step once the message went whole: the relay may have it.
+        (Some((_, odd)), _) => Err(Failure::Unconfirmed(mail_send::Error::UnexpectedReply(odd))),
+        (None, Err(_)) => Err(Failure::Unconfirmed(mail_send::Error::Timeout)),
+        (None, Ok(Err(e))) => Err(Failure::Unconfirmed(e)),
+        (None, Ok(Ok(()))) => {
+            answer.ok_or(Failure::Unconfirmed(mail_send::Error::UnparseableReply))
+        }
     }
-    last.ok_or(Failure::Unconfirmed(mail_send::Error::UnparseableReply))
+}
+
+/// The first reply of MAIL, RCPT and DATA (or BDAT) that is not a 2xx, with
+/// its phase.
+fn first_refusal(replies: Vec<Response<String>>) -> Option<(Phase, Response<String>)> {
+    [Phase::MailFrom, Phase::RcptTo, Phase::Data]
+        .into_iter()
+        .zip(replies)
+        .find(|(_, r)| !(200..300).contains(&r.code))
 }
 
 /// The relay's answer to a message's end, within `timeout`: without one,
@@ -587,12 +600,18 @@ async fn final_reply<T: AsyncRead + AsyncWrite + Unpin>(
     c: &mut SmtpClient<T>,
     timeout: Duration,
 ) -> Result<Response<String>, Failure> {
-    tokio::time::timeout(timeout, c.read())
+    let reply = tokio::time::timeout(timeout, c.read())
         .await
         .map_err(|_| Failure::Unconfirmed(mail_send::Error::Timeout))?
-        .map_err(Failure::Unconfirmed)?
-        .into_positive_completion()
-        .map_err(refused_at(Phase::Data))
+        .map_err(Failure::Unconfirmed)?;
+    match reply.code {
+        200..300 => Ok(reply),
+        400..600 => Err(Failure::Refused(Phase::Data, reply)),
+        // Out of step once the message went whole: the relay may have it.
+        _ => Err(Failure::Unconfirmed(mail_send::Error::UnexpectedReply(
+            reply,
+        ))),
+    }
 }
 
 /// The message, within `timeout`: a relay that stops reading cannot hold
@@ -617,28 +636,34 @@ async fn pipelined<T: AsyncRead + AsyncWrite + Unpin>(
     commands: &[String],
 ) -> Result<Vec<Response<String>>, Failure> {
     let timeout = c.timeout;
+    let mut replies = Vec::with_capacity(commands.len());
     let exchange = async {
         for command in commands {
             c.stream.write_all(command.as_bytes()).await?;
         }
         c.stream.flush().await?;
-        read_replies(c, commands.len()).await
+        read_replies(c, commands.len(), &mut replies).await
     };
-    Ok(tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| mail_send::Error::Timeout)??)
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(Ok(())) => Ok(replies),
+        // A refusal, then the session lost: the refusal is the answer.
+        Ok(Err(_)) if replies.iter().any(|r| !(200..300).contains(&r.code)) => Ok(replies),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(mail_send::Error::Timeout.into()),
+    }
 }
 
-/// The replies to `n` pipelined commands, fewer if one is a 421: the relay
-/// is closing the session (RFC 5321 3.8), and what it said is the answer,
-/// not the lost connection after it.
+/// Reads the replies to `n` pipelined commands into `replies`, fewer if
+/// one is a 421: the relay is closing the session (RFC 5321 3.8), and what
+/// it said is the answer, not the lost connection after it. Those read
+/// before an error stay in `replies`.
 async fn read_replies<T: AsyncRead + AsyncWrite + Unpin>(
     c: &mut SmtpClient<T>,
     n: usize,
-) -> mail_send::Result<Vec<Response<String>>> {
+    replies: &mut Vec<Response<String>>,
+) -> mail_send::Result<()> {
     let mut buf = vec![0u8; 1024];
     let mut parser = ResponseReceiver::default();
-    let mut replies = Vec::with_capacity(n);
     loop {
         let got = c.stream.read(&mut buf).await?;
         if got == 0 {
@@ -651,7 +676,7 @@ async fn read_replies<T: AsyncRead + AsyncWrite + Unpin>(
                     let closing = reply.code == 421;
                     replies.push(reply);
                     if closing || replies.len() == n {
-                        return Ok(replies);
+                        return Ok(());
                     }
                     parser.reset();
                 }

@@ -14,12 +14,14 @@ use super::*;
 /// A relay offering what `offered` needs (PIPELINING, and CHUNKING), whose
 /// answers are chosen by the addresses and the content:
 /// sender `refused@` 553 at MAIL FROM (then 503 to what follows), sender
-/// `shutdown@` 421 and the connection closed, sender `once@` accepted but
+/// `shutdown@` 421 and the connection closed, sender `blocked@` 554 and
+/// the connection closed, sender `once@` accepted but
 /// the session's next MAIL FROM answered 421 and closed (an idle timeout); recipient `user` 250, `gone`
 /// 550 5.1.1, `late` 550 but DATA still 354, `busy` 451, `drop` 250 and
 /// the connection closed after the message's end, unanswered, `mute` 250
 /// and no answer ever after the message's end, `close` 250 and the session
-/// closed once the message is answered; a line
+/// closed once the message is answered, `odd` 250 and a 354 (out of step)
+/// to the message's end; a line
 /// `spam` in the content 550 at its end.
 /// Every line it reads is kept for the assertions, a `BDAT` chunk's too.
 async fn relay(offered: Transfer) -> (u16, Arc<AsyncMutex<Vec<String>>>) {
@@ -46,7 +48,7 @@ fn relay_on(listener: TcpListener, offered: Transfer) -> (u16, Arc<AsyncMutex<Ve
                 w.write_all(b"220 scripted\r\n").await.expect("greet");
                 let (mut in_data, mut rcpt_ok, mut late) = (false, false, false);
                 let (mut mail_ok, mut spam, mut drop_at_end) = (true, false, false);
-                let (mut mute_at_end, mut close_at_end) = (false, false);
+                let (mut mute_at_end, mut close_at_end, mut odd_at_end) = (false, false, false);
                 let (mut once, mut stale) = (false, false);
                 let mut line = String::new();
                 while r.read_line(&mut line).await.unwrap_or(0) > 0 {
@@ -81,6 +83,8 @@ fn relay_on(listener: TcpListener, offered: Transfer) -> (u16, Arc<AsyncMutex<Ve
                             b"503 5.5.1 sender not yet given\r\n"
                         } else if spam {
                             b"550 5.7.1 message content rejected\r\n"
+                        } else if odd_at_end {
+                            b"354 out of step\r\n"
                         } else if rcpt_ok {
                             if close_at_end {
                                 let _ = w.write_all(b"250 2.0.0 queued as 42\r\n").await;
@@ -94,6 +98,9 @@ fn relay_on(listener: TcpListener, offered: Transfer) -> (u16, Arc<AsyncMutex<Ve
                         b""
                     } else if line.starts_with("MAIL") && (stale || line.contains("<shutdown@")) {
                         let _ = w.write_all(b"421 4.3.2 shutting down\r\n").await;
+                        return;
+                    } else if line.starts_with("MAIL") && line.contains("<blocked@") {
+                        let _ = w.write_all(b"554 5.7.1 your address is blocked\r\n").await;
                         return;
                     } else if line.starts_with("MAIL") {
                         once = line.contains("<once@");
@@ -118,8 +125,12 @@ fn relay_on(listener: TcpListener, offered: Transfer) -> (u16, Arc<AsyncMutex<Ve
                         drop_at_end = line.contains("<drop@");
                         mute_at_end = line.contains("<mute@");
                         close_at_end = line.contains("<close@");
-                        rcpt_ok =
-                            line.contains("<user@") || drop_at_end || mute_at_end || close_at_end;
+                        odd_at_end = line.contains("<odd@");
+                        rcpt_ok = line.contains("<user@")
+                            || drop_at_end
+                            || mute_at_end
+                            || close_at_end
+                            || odd_at_end;
                         late = line.contains("<late@");
                         if rcpt_ok {
                             b"250 ok\r\n"
@@ -568,5 +579,64 @@ async fn a_session_the_relay_closed_while_idle_is_not_used_again() {
             .filter(|l| *l == "RCPT TO:<user@example.org>")
             .count();
         assert_eq!((sessions, sent), (2, 1), "{offered:?}: {seen:?}");
+    }
+}
+
+/// A refusal and then the session closed (a relay blocking the sender's
+/// address often does both): the refusal is the answer, a permanent one
+/// here. Before, the lost session hid it: the message was tried again on
+/// a fresh session and came back transient (over DATA) or unconfirmed (in
+/// a chunk).
+#[tokio::test]
+async fn a_refusal_and_then_a_closed_session_is_the_refusal() {
+    for offered in TRANSFERS {
+        let (port, _) = relay(offered).await;
+        let pool = pool(port);
+        let ok = b"Subject: hi\r\n\r\nbody\r\n";
+        let first = pool.send("b-x@bounce.test", "user@example.org", ok).await;
+        assert!(matches!(first, Delivery::Accepted { .. }), "{first:?}");
+        let blocked = pool
+            .send("blocked@bounce.test", "user@example.org", ok)
+            .await;
+        assert!(
+            matches!(
+                blocked,
+                Delivery::Refused {
+                    code: 554,
+                    phase: Phase::MailFrom,
+                    ..
+                }
+            ),
+            "{offered:?}: {blocked:?}"
+        );
+        let after = pool.send("b-x@bounce.test", "user@example.org", ok).await;
+        assert!(matches!(after, Delivery::Accepted { .. }), "{after:?}");
+    }
+}
+
+/// A reply out of step with the protocol after the whole message went (a
+/// 354 to its end): the relay may have it, so it is unconfirmed and not
+/// sent again at once. Before, it counted as a lost session and the
+/// message went again on a fresh one.
+#[tokio::test]
+async fn an_answer_out_of_step_after_the_message_leaves_it_unconfirmed_and_unrepeated() {
+    for offered in TRANSFERS {
+        let (port, seen) = relay(offered).await;
+        let pool = pool(port);
+        let ok = b"Subject: hi\r\n\r\nbody\r\n";
+        let first = pool.send("b-x@bounce.test", "user@example.org", ok).await;
+        assert!(matches!(first, Delivery::Accepted { .. }), "{first:?}");
+        let odd = pool.send("b-x@bounce.test", "odd@example.org", ok).await;
+        assert!(
+            matches!(odd, Delivery::Unconfirmed { .. }),
+            "{offered:?}: {odd:?}"
+        );
+        let sent = seen
+            .lock()
+            .await
+            .iter()
+            .filter(|l| l.as_str() == "RCPT TO:<odd@example.org>")
+            .count();
+        assert_eq!(sent, 1, "sent once, {offered:?}");
     }
 }
