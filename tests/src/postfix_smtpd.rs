@@ -14,10 +14,12 @@
 
 use std::{
     fs,
+    io::{BufRead, BufReader, Write},
     net::TcpStream,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::Command,
+    sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant, SystemTime},
 };
 
@@ -32,7 +34,7 @@ pub struct PostfixSmtpd {
 }
 
 impl PostfixSmtpd {
-    /// Starts one and waits until its `smtpd` accepts connections.
+    /// Starts one and waits until its `smtpd` greets.
     pub fn start(end: &MustReachEnd) -> Self {
         let postfix = postfix_program(end, "postfix");
         assert!(
@@ -40,33 +42,70 @@ impl PostfixSmtpd {
             "Postfix's smtpd as a test relay needs root (its master starts its daemons as \
              user postfix): run the tests as root, as CI does"
         );
+        // The port is found free, released, then bound by Postfix: another
+        // test may take it meanwhile, so a start that fails tries another.
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Self::start_on(&postfix, free_port()) {
+                Ok(smtpd) => return smtpd,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!("Postfix's smtpd did not start: {failures:#?}");
+    }
+
+    fn start_on(postfix: &Path, port: u16) -> Result<Self, String> {
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let hostname = format!(
+            "peer{}-{}.test",
+            STARTED.fetch_add(1, Ordering::Relaxed),
+            std::process::id()
+        );
         let dir = tempfile::tempdir().expect("tempdir");
         // Its daemons run as user postfix and work in the queue below.
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
-        let port = free_port();
         for sub in ["etc", "log", "queue"] {
             fs::create_dir(dir.path().join(sub)).expect("mkdir");
         }
-        write_config(dir.path(), port);
-        let smtpd = Self { port, postfix, dir };
+        write_config(dir.path(), port, &hostname);
+        let smtpd = Self {
+            port,
+            postfix: postfix.to_owned(),
+            dir,
+        };
         let started = smtpd.postfix("start");
-        assert!(
-            started.status.success(),
-            "postfix start: {}{}\n{}",
-            String::from_utf8_lossy(&started.stdout),
-            String::from_utf8_lossy(&started.stderr),
-            smtpd.log()
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "Postfix's smtpd did not listen on 127.0.0.1:{port} within 10 s:\n{}",
+        if !started.status.success() {
+            return Err(format!(
+                "postfix start: {}{}\n{}",
+                String::from_utf8_lossy(&started.stdout),
+                String::from_utf8_lossy(&started.stderr),
                 smtpd.log()
-            );
+            ));
+        }
+        // Its own greeting, not that of whatever else took the port.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !greets_as(port, &hostname) {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "no greeting from {hostname} on 127.0.0.1:{port} within 10 s:\n{}",
+                    smtpd.log()
+                ));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
-        smtpd
+        Ok(smtpd)
+    }
+
+    /// Whether every message it accepted so far has left its queue.
+    pub fn queue_empty(&self) -> bool {
+        let log = self.log();
+        log.matches("(queue active)").count() == log.matches(": removed").count()
+    }
+
+    /// Whether every session it was opened so far has ended.
+    pub fn sessions_ended(&self) -> bool {
+        let log = self.log();
+        log.matches("]: connect from ").count() == log.matches("]: disconnect from ").count()
     }
 
     /// Its log so far.
@@ -87,15 +126,15 @@ impl PostfixSmtpd {
             .collect()
     }
 
-    /// Each ended session's command counts, as its `disconnect` line
-    /// gives them: `ehlo=1 mail=3 rcpt=2/3 bdat=2/3 rset=1 quit=1
-    /// commands=10/12` (refused ones after the slash).
+    /// The command counts of each ended session that gave a `MAIL FROM`,
+    /// as its `disconnect` line has them: `ehlo=1 mail=3 rcpt=2/3 bdat=2/3
+    /// rset=1 quit=1 commands=10/12` (refused ones after the slash).
     pub fn sessions(&self) -> Vec<String> {
         self.log()
             .lines()
             .filter_map(|l| l.split_once("]: disconnect from ")?.1.split_once(' '))
             .map(|(_, counts)| counts.to_owned())
-            .filter(|counts| counts != "commands=0/0")
+            .filter(|counts| counts.contains("mail="))
             .collect()
     }
 
@@ -138,6 +177,19 @@ impl Drop for PostfixSmtpd {
     }
 }
 
+/// Whether the server on `port` greets as `hostname`.
+fn greets_as(port: u16, hostname: &str) -> bool {
+    let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut greeting = String::new();
+    let greets = BufReader::new(&stream).read_line(&mut greeting).is_ok()
+        && greeting.starts_with(&format!("220 {hostname} "));
+    let _ = (&stream).write_all(b"QUIT\r\n");
+    greets
+}
+
 /// Whether a process of process group `group` is still running (one that
 /// exited but is not reaped yet does not count).
 fn group_alive(group: i32) -> bool {
@@ -158,8 +210,8 @@ fn group_alive(group: i32) -> bool {
 }
 
 /// `main.cf`, `master.cf` and the two refusal tables of an instance in
-/// `dir` whose `smtpd` listens on `port`.
-fn write_config(dir: &Path, port: u16) {
+/// `dir` whose `smtpd` listens on `port` and greets as `hostname`.
+fn write_config(dir: &Path, port: u16, hostname: &str) {
     let d = dir.display();
     let main = format!(
         "compatibility_level = 3.6
@@ -173,7 +225,7 @@ multi_instance_directories =
 syslog_name = postfix-peer-{port}
 maillog_file = {d}/log/maillog
 maillog_file_prefixes = {d}/log
-myhostname = peer.test
+myhostname = {hostname}
 mydomain = test
 inet_interfaces = 127.0.0.1
 inet_protocols = ipv4

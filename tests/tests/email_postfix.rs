@@ -73,23 +73,22 @@ fn a_campaign_goes_to_postfix_in_chunks_and_its_refusals_are_read() {
     // What Postfix delivered: each accepted message once, nothing else.
     let mut expected: Vec<String> = (0..GOOD).map(|i| format!("u{i}@example.org")).collect();
     expected.sort();
-    wait_until(
-        "Postfix logged every delivery",
-        Duration::from_secs(10),
-        || postfix.delivered().len() >= GOOD,
-    );
+    wait_until("Postfix's queue emptied", Duration::from_secs(10), || {
+        postfix.delivered().len() >= GOOD && postfix.queue_empty()
+    });
     let mut delivered = postfix.delivered();
     delivered.sort();
     assert_eq!(delivered, expected);
-    // Every message went in a chunk: the sessions that ended (sluice
-    // closes its own on shutdown) used BDAT and never DATA.
+    // Every message went in a chunk: each of sluice's sessions, ended as
+    // it is killed, used BDAT and never DATA.
     drop(daemon);
     wait_until(
         "Postfix logged the sessions' ends",
         Duration::from_secs(10),
-        || !postfix.sessions().is_empty(),
+        || postfix.sessions_ended(),
     );
     let sessions = postfix.sessions();
+    assert!(!sessions.is_empty(), "{}", postfix.log());
     assert!(
         sessions
             .iter()
