@@ -165,6 +165,24 @@ fn set_rate(node: &Daemon, rate_per_sec: f64) {
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
+/// Nodes `a` and `b` on one Redis, sending to the npm SMSC, and campaign
+/// `spring` of customers `c0..c{n}` declared and uploaded through `a`, at
+/// `rate` texts a second; not started.
+fn two_nodes_and_a_campaign(
+    end: &MustReachEnd,
+    dir: &Path,
+    n: usize,
+    rate: f64,
+) -> (RedisServer, NpmSmsc, Daemon, Daemon) {
+    let (redis, smsc) = redis_and_smsc(end, dir);
+    let a = node(dir, "a", &redis, &smsc);
+    let b = node(dir, "b", &redis, &smsc);
+    sms_campaign(&a, "spring");
+    upload(&a, "spring", 0..n, "retail");
+    set_rate(&a, rate);
+    (redis, smsc, a, b)
+}
+
 /// Texts at the SMSC per second from the first text; checks that every
 /// whole second after the first held at most `rate` plus 5%.
 fn rate_held_after_the_first_second(submits: &[NpmSubmit], rate: usize) -> BTreeMap<u64, usize> {
@@ -982,12 +1000,7 @@ fn limits_set_on_one_node_hold_on_the_other_for_a_campaign_started_at_once() {
     const RATE: usize = 200;
     let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let (redis, smsc) = redis_and_smsc(&end, dir.path());
-    let a = node(dir.path(), "a", &redis, &smsc);
-    let _b = node(dir.path(), "b", &redis, &smsc);
-    sms_campaign(&a, "spring");
-    upload(&a, "spring", 0..N, "retail");
-    set_rate(&a, RATE as f64);
+    let (_redis, smsc, a, _b) = two_nodes_and_a_campaign(&end, dir.path(), N, RATE as f64);
     a.start_campaign("spring");
     wait_until("every number texted", Duration::from_secs(30), || {
         per_number(&smsc.submits()).len() == N
@@ -1012,12 +1025,7 @@ fn a_rate_lowered_through_one_node_holds_on_the_other_at_once() {
     const SLOW: usize = 100;
     let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let (redis, smsc) = redis_and_smsc(&end, dir.path());
-    let a = node(dir.path(), "a", &redis, &smsc);
-    let b = node(dir.path(), "b", &redis, &smsc);
-    sms_campaign(&a, "spring");
-    upload(&a, "spring", 0..N, "retail");
-    set_rate(&a, FAST as f64);
+    let (_redis, smsc, a, b) = two_nodes_and_a_campaign(&end, dir.path(), N, FAST as f64);
     a.start_campaign("spring");
     wait_until("a fifth texted", Duration::from_secs(30), || {
         smsc.submits().len() >= N / 5
@@ -1060,12 +1068,7 @@ fn limits_a_node_cannot_read_leave_it_sending_on_those_it_has() {
     const RATE: usize = 400;
     let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
-    let (redis, smsc) = redis_and_smsc(&end, dir.path());
-    let a = node(dir.path(), "a", &redis, &smsc);
-    let b = node(dir.path(), "b", &redis, &smsc);
-    sms_campaign(&a, "spring");
-    upload(&a, "spring", 0..N, "retail");
-    set_rate(&a, RATE as f64);
+    let (redis, smsc, a, b) = two_nodes_and_a_campaign(&end, dir.path(), N, RATE as f64);
     a.start_campaign("spring");
     wait_until("a sixth texted", Duration::from_secs(30), || {
         smsc.submits().len() >= N / 6

@@ -458,30 +458,30 @@ async fn a_connection_lost_after_the_message_leaves_it_unconfirmed_and_unrepeate
     }
 }
 
-/// A relay that says 421 and closes in the middle of a session: a
-/// temporary refusal of that message, and the next one gets a new session.
+/// A relay that refuses MAIL FROM and closes the session: the refusal is
+/// the answer, and the next message gets a new session. A 421 (the relay
+/// shutting down) is a temporary refusal; a 554 (a relay blocking the
+/// sender's address often closes too) a permanent one. Before, the 554's
+/// lost session hid it: the message was tried again on a fresh session and
+/// came back transient (over DATA) or unconfirmed (in a chunk).
 #[tokio::test]
-async fn a_421_and_close_mid_session_is_temporary_and_the_next_send_reconnects() {
+async fn a_refusal_and_then_a_closed_session_is_the_refusal_and_the_next_send_reconnects() {
     for offered in TRANSFERS {
         let (port, _) = relay(offered).await;
         let pool = pool(port);
         let ok = b"Subject: hi\r\n\r\nbody\r\n";
-        let first = pool.send("b-x@bounce.test", "user@example.org", ok).await;
-        assert!(matches!(first, Delivery::Accepted { .. }), "{first:?}");
-        let closing = pool
-            .send("shutdown@bounce.test", "user@example.org", ok)
-            .await;
-        assert!(
-            matches!(
-                closing,
-                Delivery::Refused {
-                    code: 421,
-                    phase: Phase::MailFrom,
-                    ..
-                }
-            ),
-            "{closing:?}"
-        );
+        for (sender, code) in [("shutdown@bounce.test", 421), ("blocked@bounce.test", 554)] {
+            let first = pool.send("b-x@bounce.test", "user@example.org", ok).await;
+            assert!(matches!(first, Delivery::Accepted { .. }), "{first:?}");
+            let closing = pool.send(sender, "user@example.org", ok).await;
+            assert!(
+                matches!(
+                    closing,
+                    Delivery::Refused { code: c, phase: Phase::MailFrom, .. } if c == code
+                ),
+                "{offered:?}, {sender}: {closing:?}"
+            );
+        }
         let after = pool.send("b-x@bounce.test", "user@example.org", ok).await;
         assert!(matches!(after, Delivery::Accepted { .. }), "{after:?}");
     }
@@ -579,38 +579,6 @@ async fn a_session_the_relay_closed_while_idle_is_not_used_again() {
             .filter(|l| *l == "RCPT TO:<user@example.org>")
             .count();
         assert_eq!((sessions, sent), (2, 1), "{offered:?}: {seen:?}");
-    }
-}
-
-/// A refusal and then the session closed (a relay blocking the sender's
-/// address often does both): the refusal is the answer, a permanent one
-/// here. Before, the lost session hid it: the message was tried again on
-/// a fresh session and came back transient (over DATA) or unconfirmed (in
-/// a chunk).
-#[tokio::test]
-async fn a_refusal_and_then_a_closed_session_is_the_refusal() {
-    for offered in TRANSFERS {
-        let (port, _) = relay(offered).await;
-        let pool = pool(port);
-        let ok = b"Subject: hi\r\n\r\nbody\r\n";
-        let first = pool.send("b-x@bounce.test", "user@example.org", ok).await;
-        assert!(matches!(first, Delivery::Accepted { .. }), "{first:?}");
-        let blocked = pool
-            .send("blocked@bounce.test", "user@example.org", ok)
-            .await;
-        assert!(
-            matches!(
-                blocked,
-                Delivery::Refused {
-                    code: 554,
-                    phase: Phase::MailFrom,
-                    ..
-                }
-            ),
-            "{offered:?}: {blocked:?}"
-        );
-        let after = pool.send("b-x@bounce.test", "user@example.org", ok).await;
-        assert!(matches!(after, Delivery::Accepted { .. }), "{after:?}");
     }
 }
 
