@@ -177,11 +177,20 @@ fn cluster_servers(
     count: usize,
     certs: Option<&Certs>,
 ) -> Option<(Vec<u16>, Vec<Child>)> {
-    // A server also listens on its port + 10000 (the cluster bus).
-    let ports: Vec<u16> = std::iter::repeat_with(free_port)
-        .filter(|&p| p < 55_000 && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok())
-        .take(count)
-        .collect();
+    // A server also listens on its port + 10000 (the cluster bus). A port
+    // found free may be found again once released: each is taken once
+    // (two servers given one port made a cluster of a server twice).
+    let mut ports: Vec<u16> = Vec::with_capacity(count);
+    while ports.len() < count {
+        let p = free_port();
+        let bus = p + 10_000;
+        let taken = ports
+            .iter()
+            .any(|&q| [q, q + 10_000].contains(&p) || [q, q + 10_000].contains(&bus));
+        if p < 55_000 && !taken && TcpListener::bind(("127.0.0.1", bus)).is_ok() {
+            ports.push(p);
+        }
+    }
     let mut servers = Vec::new();
     for &port in &ports {
         let own = dir.join(port.to_string());
