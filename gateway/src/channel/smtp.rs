@@ -505,9 +505,9 @@ async fn exchange<T: AsyncRead + AsyncWrite + Unpin>(
     // The session ended early (a 421, or a refusal and then a close): its
     // first refusal is the answer.
     if replies.len() < commands.len() {
-        return Err(first_refusal(replies).map_or(
+        return Err(first_refusal(&replies).map_or(
             Failure::Broken(mail_send::Error::UnparseableReply),
-            |(phase, refusal)| Failure::Refused(phase, refusal),
+            |(phase, refusal)| Failure::Refused(phase, refusal.clone()),
         ));
     }
     let mut replies = replies.into_iter();
@@ -570,28 +570,38 @@ async fn chunked<T: AsyncRead + AsyncWrite + Unpin>(
     let read = tokio::time::timeout(timeout, read_replies(c, 3, &mut replies)).await;
     // The first refusal is the answer, also when the session was lost after
     // it: what follows a refused MAIL or RCPT is refused for want of it.
-    let answer = replies.last().cloned();
-    match (first_refusal(replies), read) {
-        (Some((phase, refusal)), _) if (400..600).contains(&refusal.code) => {
-            Err(Failure::Refused(phase, refusal))
-        }
-        // Out of step once the message went whole: the relay may have it.
-        (Some((_, odd)), _) => Err(Failure::Unconfirmed(mail_send::Error::UnexpectedReply(odd))),
-        (None, Err(_)) => Err(Failure::Unconfirmed(mail_send::Error::Timeout)),
-        (None, Ok(Err(e))) => Err(Failure::Unconfirmed(e)),
-        (None, Ok(Ok(()))) => {
-            answer.ok_or(Failure::Unconfirmed(mail_send::Error::UnparseableReply))
-        }
+    if let Some((phase, refusal)) = first_refusal(&replies) {
+        return once_sent(phase, refusal.clone());
+    }
+    match read {
+        Err(_) => Err(Failure::Unconfirmed(mail_send::Error::Timeout)),
+        Ok(Err(e)) => Err(Failure::Unconfirmed(e)),
+        Ok(Ok(())) => replies
+            .pop()
+            .ok_or(Failure::Unconfirmed(mail_send::Error::UnparseableReply)),
     }
 }
 
 /// The first reply of MAIL, RCPT and DATA (or BDAT) that is not a 2xx, with
 /// its phase.
-fn first_refusal(replies: Vec<Response<String>>) -> Option<(Phase, Response<String>)> {
+fn first_refusal(replies: &[Response<String>]) -> Option<(Phase, &Response<String>)> {
     [Phase::MailFrom, Phase::RcptTo, Phase::Data]
         .into_iter()
         .zip(replies)
         .find(|(_, r)| !(200..300).contains(&r.code))
+}
+
+/// A reply to `phase` once the whole message went: a 2xx takes it, a 4xx
+/// or 5xx refuses it; anything else is out of step, and the relay may have
+/// the message.
+fn once_sent(phase: Phase, reply: Response<String>) -> Result<Response<String>, Failure> {
+    match reply.code {
+        200..300 => Ok(reply),
+        400..600 => Err(Failure::Refused(phase, reply)),
+        _ => Err(Failure::Unconfirmed(mail_send::Error::UnexpectedReply(
+            reply,
+        ))),
+    }
 }
 
 /// The relay's answer to a message's end, within `timeout`: without one,
@@ -604,14 +614,7 @@ async fn final_reply<T: AsyncRead + AsyncWrite + Unpin>(
         .await
         .map_err(|_| Failure::Unconfirmed(mail_send::Error::Timeout))?
         .map_err(Failure::Unconfirmed)?;
-    match reply.code {
-        200..300 => Ok(reply),
-        400..600 => Err(Failure::Refused(Phase::Data, reply)),
-        // Out of step once the message went whole: the relay may have it.
-        _ => Err(Failure::Unconfirmed(mail_send::Error::UnexpectedReply(
-            reply,
-        ))),
-    }
+    once_sent(Phase::Data, reply)
 }
 
 /// The message, within `timeout`: a relay that stops reading cannot hold
@@ -647,7 +650,7 @@ async fn pipelined<T: AsyncRead + AsyncWrite + Unpin>(
     match tokio::time::timeout(timeout, exchange).await {
         Ok(Ok(())) => Ok(replies),
         // A refusal, then the session lost: the refusal is the answer.
-        Ok(Err(_)) if replies.iter().any(|r| !(200..300).contains(&r.code)) => Ok(replies),
+        Ok(Err(_)) if first_refusal(&replies).is_some() => Ok(replies),
         Ok(Err(e)) => Err(e.into()),
         Err(_) => Err(mail_send::Error::Timeout.into()),
     }
