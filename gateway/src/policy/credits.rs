@@ -32,7 +32,7 @@ pub fn slots_per_ask(rate_per_sec: f64) -> u32 {
 #[derive(Default)]
 pub struct Credits {
     held: Mutex<HashMap<ChannelKind, Held>>,
-    /// The largest version of each channel's limits the store answered an
+    /// The version of each channel's limits the store answered the last
     /// ask with (`Paced::limits_version`).
     limits_seen: Mutex<HashMap<ChannelKind, u64>>,
 }
@@ -90,7 +90,7 @@ impl Credits {
         let paced = shared
             .pace(channel.as_str(), rate_per_sec, slots_per_ask(rate_per_sec))
             .await?;
-        self.saw_limits(channel, paced.limits_version);
+        lock(&self.limits_seen).insert(channel, paced.limits_version);
         if paced.granted == 0 {
             return Ok(Slot::Wait {
                 until: now + paced.retry_ms.max(1),
@@ -104,12 +104,6 @@ impl Credits {
     /// (0 before one).
     pub fn limits_version(&self, channel: ChannelKind) -> u64 {
         lock(&self.limits_seen).get(&channel).copied().unwrap_or(0)
-    }
-
-    fn saw_limits(&self, channel: ChannelKind, version: u64) {
-        let mut seen = lock(&self.limits_seen);
-        let entry = seen.entry(channel).or_default();
-        *entry = (*entry).max(version);
     }
 
     fn held(&self, channel: ChannelKind) -> u32 {
@@ -178,6 +172,58 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A store that grants every slot asked for and answers the limits
+    /// version it is given.
+    struct Versions(Mutex<Vec<u64>>);
+
+    #[async_trait::async_trait]
+    impl Shared for Versions {
+        async fn pace(&self, _: &str, _: f64, wanted: u32) -> store::Result<store::Paced> {
+            Ok(store::Paced {
+                granted: wanted,
+                retry_ms: 0,
+                limits_version: lock(&self.0).remove(0),
+            })
+        }
+        async fn limits_changed(&self, _: &str) -> store::Result<()> {
+            Ok(())
+        }
+        async fn count_up_to(&self, _: &str, _: u64, wanted: u64, _: Millis) -> store::Result<u64> {
+            Ok(wanted)
+        }
+        async fn lead(&self, _: &str, _: Millis) -> store::Result<bool> {
+            Ok(true)
+        }
+    }
+
+    /// The version is the last answer's, not the largest seen: a Redis that
+    /// lost its data counts again from 0, and a change after that must
+    /// still show. Before, the largest was kept and such a change hid
+    /// behind it.
+    #[tokio::test]
+    async fn the_limits_version_is_the_last_answers_even_when_it_went_down() {
+        let store = Versions(Mutex::new(vec![5, 1]));
+        let credits = Credits::default();
+        let ask = || async {
+            // Slots held would spare the ask: let them go stale first.
+            tokio::time::sleep(SLOTS_KEEP + Duration::from_millis(5)).await;
+            credits
+                .reserve(&store, ChannelKind::Sms, 1_000.0, 0)
+                .await
+                .map(drop)
+        };
+        assert_eq!(
+            credits.limits_version(ChannelKind::Sms),
+            0,
+            "before any ask"
+        );
+        ask().await.expect("asks");
+        assert_eq!(credits.limits_version(ChannelKind::Sms), 5);
+        ask().await.expect("asks");
+        assert_eq!(credits.limits_version(ChannelKind::Sms), 1);
+        assert_eq!(credits.limits_version(ChannelKind::Email), 0);
+    }
 
     #[test]
     fn an_ask_is_a_fiftieth_of_a_second_within_bounds() {
