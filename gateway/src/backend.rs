@@ -73,9 +73,9 @@ fn store_error(e: StoreError) -> BackendError {
         StoreError::UnknownCampaign(id) => BackendError::NotFound(format!("no campaign `{id}`")),
         StoreError::Unavailable(m) => BackendError::Unavailable(m),
         StoreError::Closed { campaign, state } => closed(&campaign, state),
-        e @ (StoreError::Open { .. } | StoreError::FallbackOf { .. }) => {
-            BackendError::Conflict(e.to_string())
-        }
+        e @ (StoreError::Open { .. }
+        | StoreError::FallbackOf { .. }
+        | StoreError::FallbackElsewhere { .. }) => BackendError::Conflict(e.to_string()),
         e @ StoreError::DiskFull { .. } => BackendError::InsufficientStorage(e.to_string()),
         e @ (StoreError::Corrupt { .. } | StoreError::InUse { .. } | StoreError::Unopened(_)) => {
             BackendError::Internal(e.to_string())

@@ -53,6 +53,12 @@ pub enum StoreError {
         campaign: String,
         source_campaign: String,
     },
+    /// On Redis with shards, a campaign's fallback lives in the campaign's
+    /// shard: one declared in another cannot become its fallback later.
+    #[error(
+        "campaign `{campaign}` cannot fall back to `{fallback}`: they were placed in different shards of the Redis store (store.shards) when declared; declare a new campaign with this fallback"
+    )]
+    FallbackElsewhere { campaign: String, fallback: String },
     #[error("corrupt record in {what}: {detail}")]
     Corrupt { what: &'static str, detail: String },
     /// The data directory's disk is (nearly) full: nothing is written

@@ -6,25 +6,21 @@
 //! gaps and every node reads the same feed. Leases live in Redis: a node
 //! that dies loses its claims when their lease runs out.
 //!
-//! Every key carries the hash tag `{g}`: one slot, so that each script may
-//! touch any key in a Redis Cluster too. Keys, per campaign number `N`:
-//! `c:N` (record, next participant number), `n:N` (counts per status and
-//! flag), `p:N` / `s:N` / `f:N` (participant records, message states,
-//! flags by number), `cu:N` (customer → number; `number/upload` while
-//! staged), `due:N` (pending messages by due time), `lease:N`
-//! (leased messages by expiry), `uploads:N`. Per upload `U`: `upl:U`
-//! (its campaign; when its publish began), `upn:U` (its staged numbers);
-//! `publishing` (uploads being published).
+//! Each campaign lives in a shard with everything its writes touch, so
+//! that each script touches one slot of a Redis Cluster, and the shards
+//! spread over its masters (`keys`); with more than one shard, the
+//! shards' facts move into the one feed the API reads (`feed`).
 
 /// Plans a write (`$body`, over the plan `$p`, ending in a `Result`) and
-/// applies it, again until it meets no change made meanwhile. A `return`
+/// applies it in shard `$shard`, again until it meets no change made
+/// meanwhile. A `return`
 /// in `$body` leaves without applying anything: only before it plans a
 /// change.
 macro_rules! write_until_applied {
-    ($store:expr, $what:expr, |$p:ident| $body:block) => {{
+    ($store:expr, $shard:expr, $what:expr, |$p:ident| $body:block) => {{
         let mut outcome = Err(contended($what));
         for _ in 0..MAX_TRIES {
-            let mut $p = Plan::new($store);
+            let mut $p = Plan::new($store, $shard);
             let answer = $body?;
             if $store.apply_plan($p).await? {
                 outcome = Ok(answer);
@@ -36,6 +32,8 @@ macro_rules! write_until_applied {
 }
 
 mod connection;
+mod feed;
+pub(crate) mod keys;
 mod known;
 mod leftovers;
 mod plan;
@@ -75,6 +73,9 @@ pub struct Options {
     pub replicas: u32,
     /// Over TLS: CAs to trust, and a client certificate to show.
     pub certificates: Certificates,
+    /// Shards the campaigns spread over (`keys`): every node of a store
+    /// has the same count, fixed when the store is made.
+    pub shards: u16,
 }
 
 /// Values of several hash fields, in the order asked (`HMGET`).
@@ -128,142 +129,7 @@ pub struct Redis {
     known: known::Known,
     /// Uploads this store is publishing now.
     carried: publish::Carried,
-}
-
-/// The engine's keys, all in one Cluster slot (`{g}`).
-pub(crate) mod keys {
-    use domain::ChannelKind;
-
-    const P: &str = "sluice:{g}:";
-
-    /// `{P}{kind}{id}`, made in one allocation: planning a write makes
-    /// several keys per message, and `format!` spent more on growing its
-    /// strings than on the digits.
-    fn key(kind: &str, id: &str) -> String {
-        let mut key = String::with_capacity(P.len() + kind.len() + id.len());
-        key.push_str(P);
-        key.push_str(kind);
-        key.push_str(id);
-        key
-    }
-
-    /// [`key`] with a number.
-    fn numbered(kind: &str, id: impl itoa::Integer) -> String {
-        key(kind, itoa::Buffer::new().format(id))
-    }
-
-    pub fn campaigns() -> String {
-        key("campaigns", "")
-    }
-    pub fn next_campaign() -> String {
-        key("next_campaign", "")
-    }
-    pub fn campaign(seq: u32) -> String {
-        numbered("c:", seq)
-    }
-    pub fn campaign_prefix() -> String {
-        key("c:", "")
-    }
-    pub fn counts(seq: u32) -> String {
-        numbered("n:", seq)
-    }
-    pub fn participants(seq: u32) -> String {
-        numbered("p:", seq)
-    }
-    pub fn states(seq: u32) -> String {
-        numbered("s:", seq)
-    }
-    pub fn flags(seq: u32) -> String {
-        numbered("f:", seq)
-    }
-    pub fn customers(seq: u32) -> String {
-        numbered("cu:", seq)
-    }
-    pub fn due(seq: u32) -> String {
-        numbered("due:", seq)
-    }
-    pub fn leases(seq: u32) -> String {
-        numbered("lease:", seq)
-    }
-    pub fn uploads_of(seq: u32) -> String {
-        numbered("uploads:", seq)
-    }
-    pub fn upload(id: u64) -> String {
-        numbered("upl:", id)
-    }
-    pub fn upload_numbers(id: u64) -> String {
-        numbered("upn:", id)
-    }
-    /// Uploads whose publish has begun and not ended.
-    pub fn publishing() -> String {
-        key("publishing", "")
-    }
-    pub fn upstream() -> String {
-        key("upstream", "")
-    }
-    pub fn last(channel: ChannelKind) -> String {
-        key("last:", channel.as_str())
-    }
-    pub fn suppressions(channel: ChannelKind) -> String {
-        key("sup:", channel.as_str())
-    }
-    pub fn meta() -> String {
-        key("meta", "")
-    }
-    pub fn feed() -> String {
-        key("feed", "")
-    }
-    pub fn cursor() -> String {
-        key("cursor", "")
-    }
-    pub fn instance(id: u64) -> String {
-        numbered("instance:", id)
-    }
-    pub fn pace(name: &str) -> String {
-        key("pace:", name)
-    }
-    /// How often bandwidth `name`'s limits changed.
-    pub fn limits_version(name: &str) -> String {
-        key("limits:", name)
-    }
-    pub fn count(name: &str) -> String {
-        key("count:", name)
-    }
-    pub fn lead(task: &str) -> String {
-        key("lead:", task)
-    }
-    pub fn node(name: &str) -> String {
-        key("node:", name)
-    }
-
-    /// Every key of campaign `seq`'s participants and messages.
-    pub fn of_campaign(seq: u32) -> Vec<String> {
-        vec![
-            campaign(seq),
-            counts(seq),
-            participants(seq),
-            states(seq),
-            flags(seq),
-            customers(seq),
-            due(seq),
-            leases(seq),
-            uploads_of(seq),
-        ]
-    }
-
-    /// A participant number as a hash field or set member: fixed width,
-    /// so that members of equal score sort by number.
-    pub fn number(n: u32) -> [u8; 10] {
-        let mut out = [b'0'; 10];
-        let mut digits = itoa::Buffer::new();
-        let digits = digits.format(n).as_bytes();
-        out[10 - digits.len()..].copy_from_slice(digits);
-        out
-    }
-
-    pub fn parse_number(field: &[u8]) -> Option<u32> {
-        std::str::from_utf8(field).ok()?.parse().ok()
-    }
+    shards: keys::Shards,
 }
 
 impl Redis {
@@ -330,6 +196,15 @@ impl Redis {
                 HEARTBEAT_TTL_MS / 1000
             )));
         }
+        let shards = agree_on_shards(&mut con.clone(), options.shards)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        if shards != options.shards {
+            return Err(StoreError::Unopened(format!(
+                "store.shards: the store at {described} was made with {shards} shards, and store.shards asks {}: every node of a store has the count it was made with",
+                options.shards
+            )));
+        }
         let node = options.node.clone();
         let failure = Arc::new(Mutex::new(None));
         let noted = failure.clone();
@@ -361,6 +236,7 @@ impl Redis {
             abandoning: tokio::sync::RwLock::new(()),
             known: known::Known::default(),
             carried: publish::Carried::default(),
+            shards: keys::Shards::new(shards),
         })
     }
 
@@ -509,8 +385,8 @@ impl Redis {
     /// Applies a plan's write; `false` when what it read has changed
     /// (then nothing known of the messages is trusted any more).
     async fn apply_plan(&self, plan: plan::Plan<'_>) -> Result<bool> {
-        let (txn, states) = plan.into_parts();
-        let applied = self.apply(txn).await?;
+        let (txn, states, shard) = plan.into_parts();
+        let applied = self.apply(txn, shard).await?;
         if applied {
             self.known.written(states);
         } else {
@@ -519,8 +395,9 @@ impl Redis {
         Ok(applied)
     }
 
-    /// Applies a planned write; `false` when what it read has changed.
-    async fn apply(&self, txn: txn::Txn) -> Result<bool> {
+    /// Applies a planned write in `shard` (its facts go to the shard's
+    /// feed); `false` when what it read has changed.
+    async fn apply(&self, txn: txn::Txn, shard: keys::Shard<'_>) -> Result<bool> {
         if txn.is_empty() {
             return Ok(true);
         }
@@ -530,8 +407,8 @@ impl Redis {
         let mut eval = ::redis::cmd("EVALSHA");
         eval.arg(self.script.get_hash())
             .arg(2)
-            .arg(keys::feed())
-            .arg(keys::cursor());
+            .arg(shard.feed())
+            .arg(shard.cursor());
         txn.write_args(&mut eval);
         let mut con = self.con();
         let mut result = eval.query_async(&mut con).await;
@@ -555,7 +432,7 @@ impl Redis {
 
     /// A campaign's record with the bytes it was read as (for checks).
     async fn campaign_record(&self, seq: u32) -> Result<Option<(CampaignRecord, Vec<u8>)>> {
-        match self.hget(&keys::campaign(seq), b"rec").await? {
+        match self.hget(&self.shard(seq).campaign(seq), b"rec").await? {
             Some(bytes) => Ok(Some((codec::decode(&bytes)?, bytes))),
             None => Ok(None),
         }
@@ -568,9 +445,37 @@ impl Redis {
         }
     }
 
+    /// The shard of campaign `seq`.
+    fn shard(&self, seq: u32) -> keys::Shard<'_> {
+        self.shards.of(seq)
+    }
+
     fn next_upload(&self) -> u64 {
         self.uploads.fetch_add(1, Ordering::Relaxed) + 1
     }
+}
+
+/// The store's count of shards: the one noted in `meta`, or ARGV[1]
+/// noted now for a store made now (one made before there were shards has
+/// campaigns numbered already, and one shard). KEYS: meta, the next
+/// campaign number.
+const SHARDS: &str = r#"
+local noted = redis.call('HGET', KEYS[1], 'shards')
+if noted then return tonumber(noted) end
+local count = ARGV[1]
+if redis.call('EXISTS', KEYS[2]) == 1 then count = '1' end
+redis.call('HSET', KEYS[1], 'shards', count)
+return tonumber(count)
+"#;
+
+/// The count of shards of the store, `asked` if it is made now.
+async fn agree_on_shards(con: &mut Con, asked: u16) -> ::redis::RedisResult<u16> {
+    ::redis::Script::new(SHARDS)
+        .key(keys::meta())
+        .key(keys::next_campaign())
+        .arg(asked.max(1))
+        .invoke_async(con)
+        .await
 }
 
 /// Says this store is alive for ARGV[2] ms more, under its node's name;
@@ -639,18 +544,4 @@ fn message(seq: u32, field: &[u8]) -> Option<MessageNo> {
         campaign: seq,
         participant,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numbers_sort_as_text_in_number_order() {
-        assert!(keys::number(9) < keys::number(10));
-        assert_eq!(
-            keys::parse_number(&keys::number(4_000_000_000)),
-            Some(4_000_000_000)
-        );
-    }
 }

@@ -42,6 +42,7 @@ async fn a_store_logs_in_as_the_user_its_url_names() {
         node: "acl".into(),
         replicas: 0,
         certificates: Default::default(),
+        shards: 1,
     };
     let store = Redis::open(options("s3cret")).await.expect("logged in");
     let decl = domain::CampaignDecl::new(domain::ChannelKind::Sms, "x");
@@ -53,4 +54,27 @@ async fn a_store_logs_in_as_the_user_its_url_names() {
     let refused = Redis::open(options("wrong")).await.err();
     let why = refused.map(|e| e.to_string()).unwrap_or_default();
     assert!(why.contains("store.url"), "{why}");
+}
+
+/// The same contract with the campaigns spread over three shards: their
+/// facts move into the one feed, and receipts, suppressions and replies
+/// are looked up in every shard.
+mod sharded {
+    use super::*;
+
+    struct ShardedHarness(RedisServer);
+
+    #[async_trait]
+    impl Harness for ShardedHarness {
+        async fn open(&self) -> Arc<dyn Store> {
+            Arc::new(
+                self.0
+                    .open_sharded("contract", 3)
+                    .await
+                    .expect("connect to redis-server"),
+            )
+        }
+    }
+
+    store::contract_suite!(ShardedHarness(RedisServer::start()));
 }

@@ -99,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
             node: "bench".into(),
             replicas: 0,
             certificates: Default::default(),
+            shards: 1,
         })
         .await?;
         node.put_campaign("c1", CampaignDecl::new(ChannelKind::Sms, "spring"))

@@ -6,6 +6,10 @@ use std::path::PathBuf;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use serde::Deserialize;
 
+/// The most shards a Redis store spreads over: a read of every shard (a
+/// receipt's link, a suppression) asks each.
+const MAX_SHARDS: u16 = 256;
+
 /// Days the Redis engine keeps what ended when `retention_days` is not set.
 const DEFAULT_RETENTION_DAYS: u32 = 90;
 
@@ -32,6 +36,10 @@ pub struct StoreConfig {
     /// Replicas of the Redis (of each master in a Cluster) that must have
     /// a write before the node answers it (0: the master's answer).
     pub replicas: u32,
+    /// Shards the Redis engine spreads campaigns over (each under a hash
+    /// tag of its own, so a Cluster's masters share the work); fixed when
+    /// the store is made.
+    pub shards: u16,
     /// Over `rediss://`: a PEM file of the CAs to trust instead of the
     /// system's.
     pub tls_ca_file: Option<PathBuf>,
@@ -53,6 +61,7 @@ impl Default for StoreConfig {
             min_free_bytes: store::embedded::DEFAULT_RESERVE,
             retention_days: None,
             replicas: 0,
+            shards: 1,
             tls_ca_file: None,
             tls_cert_file: None,
             tls_key_file: None,
@@ -79,6 +88,9 @@ impl StoreConfig {
         }
         if self.replicas > 0 {
             problems.push("store.replicas: replicas are the redis engine's; the embedded engine writes to its data directory".into());
+        }
+        if self.shards != 1 {
+            problems.push("store.shards: shards are the redis engine's; the embedded engine keeps one store on disk".into());
         }
         if let Some(key) = self.tls_key() {
             problems.push(format!(
@@ -128,6 +140,12 @@ impl StoreConfig {
         {
             problems.push(format!(
                 "store.password_env: the environment variable `{var}` is not set"
+            ));
+        }
+        if !(1..=MAX_SHARDS).contains(&self.shards) {
+            problems.push(format!(
+                "store.shards: {} is not between 1 and {MAX_SHARDS}",
+                self.shards
             ));
         }
         if self.node.as_deref().is_some_and(|n| n.trim().is_empty()) {
@@ -191,6 +209,7 @@ impl StoreConfig {
             password: self.redis_password(),
             node,
             replicas: self.replicas,
+            shards: self.shards,
             certificates: store::redis::Certificates {
                 ca,
                 client: cert.zip(key),

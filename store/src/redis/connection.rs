@@ -133,6 +133,7 @@ const READS: &[&[u8]] = &[
     b"HGETALL",
     b"HMGET",
     b"HSCAN",
+    b"HVALS",
     b"INFO",
     b"PING",
     b"SCARD",

@@ -1,5 +1,5 @@
-//! What a deleted campaign leaves in the hashes every campaign shares: the
-//! links from SMSC message ids to its messages (`upstream`; those whose
+//! What a deleted campaign leaves in the hashes every campaign of its
+//! shard shares: the links from SMSC message ids to its messages (`upstream`; those whose
 //! receipt never came stay there) and the addresses whose latest message
 //! was one of its (`last:CHANNEL`). Both would grow for as long as the
 //! installation runs. Deleting a campaign counts the deletion (`meta`
@@ -14,7 +14,11 @@ use std::collections::HashSet;
 
 use domain::{ChannelKind, MessageNo};
 
-use super::{Redis, keys, plan::RECORD};
+use super::{
+    Redis,
+    keys::{self, Shard},
+    plan::RECORD,
+};
 use crate::{Catalog, Result, upstream};
 
 /// The `meta` field counting deleted campaigns.
@@ -59,13 +63,16 @@ impl Redis {
         // A campaign declared after this read is not among them: the
         // script sees that it exists.
         let live: HashSet<u32> = self.campaigns().await?.iter().map(|c| c.seq).collect();
-        let mut removed = self
-            .forget_entries(&keys::upstream(), &live, upstream::campaign_of)
-            .await?;
-        for channel in ChannelKind::ALL {
+        let mut removed = 0;
+        for shard in self.shards.all() {
             removed += self
-                .forget_entries(&keys::last(channel), &live, latest_campaign)
+                .forget_entries(shard, &shard.upstream(), &live, upstream::campaign_of)
                 .await?;
+            for channel in ChannelKind::ALL {
+                removed += self
+                    .forget_entries(shard, &shard.last(channel), &live, latest_campaign)
+                    .await?;
+            }
         }
         let _: () = self
             .query(
@@ -78,10 +85,11 @@ impl Redis {
         Ok(removed)
     }
 
-    /// Removes hash `key`'s entries whose campaign (`campaign_of` its field
-    /// and value) is not in `live` and is gone.
+    /// Removes hash `key`'s entries (of `shard`) whose campaign
+    /// (`campaign_of` its field and value) is not in `live` and is gone.
     async fn forget_entries(
         &self,
+        shard: Shard<'_>,
         key: &str,
         live: &HashSet<u32>,
         campaign_of: fn(&[u8], &[u8]) -> Option<u32>,
@@ -95,7 +103,7 @@ impl Redis {
                 .into_iter()
                 .filter_map(|(field, value)| {
                     let seq = campaign_of(&field, &value).filter(|s| !live.contains(s))?;
-                    Some((field, value, keys::campaign(seq)))
+                    Some((field, value, shard.campaign(seq)))
                 })
                 .collect();
             for entries in gone.chunks(ENTRIES_PER_CALL) {

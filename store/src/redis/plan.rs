@@ -17,7 +17,8 @@ use domain::{
 use rules::PartReceipt;
 
 use super::{
-    Redis, Values, keys,
+    Redis, Values,
+    keys::{self, Shard},
     publish::{ABANDONED, PUBLISHED, PUBLISHED_KEPT_SECS, PUBLISHING, STAGED},
     suppression_field,
     txn::Txn,
@@ -106,6 +107,8 @@ type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 pub(super) struct Plan<'a> {
     store: &'a Redis,
+    /// The shard this write is in: every key it reads checked or changes.
+    pub keys: Shard<'a>,
     pub txn: Txn,
     seqs: Map<String, Option<u32>>,
     /// Shared: a record call asks for its campaign once per message.
@@ -139,9 +142,10 @@ pub(super) struct Written {
 }
 
 impl<'a> Plan<'a> {
-    pub fn new(store: &'a Redis) -> Self {
+    pub fn new(store: &'a Redis, keys: Shard<'a>) -> Self {
         Self {
             store,
+            keys,
             txn: Txn::default(),
             seqs: Map::default(),
             campaigns: Map::default(),
@@ -159,10 +163,10 @@ impl<'a> Plan<'a> {
 
     /// The write this plan makes (its facts in runs of the feed), and what
     /// it stores of messages and campaigns.
-    pub fn into_parts(self) -> (Txn, Written) {
+    pub fn into_parts(self) -> (Txn, Written, Shard<'a>) {
         let mut txn = self.txn;
         txn.facts(&self.facts);
-        (txn, self.written)
+        (txn, self.written, self.keys)
     }
 
     pub fn store(&self) -> &'a Redis {
@@ -181,7 +185,7 @@ impl<'a> Plan<'a> {
         seq: u32,
         items: impl IntoIterator<Item = &'p Participant>,
     ) -> Result<()> {
-        let key = keys::customers(seq);
+        let key = self.keys.customers(seq);
         let names: Vec<&str> = items.into_iter().map(|p| p.customer.as_str()).collect();
         for chunk in names.chunks(10_000) {
             let holders: Vec<Option<Vec<u8>>> = self
@@ -206,7 +210,7 @@ impl<'a> Plan<'a> {
             .store
             .query(
                 ::redis::cmd("HMGET")
-                    .arg(keys::upload(upload))
+                    .arg(self.keys.upload(upload))
                     .arg(&UPLOAD_FIELDS[..]),
             )
             .await?;
@@ -226,10 +230,10 @@ impl<'a> Plan<'a> {
             .pipe(
                 ::redis::pipe()
                     .cmd("HMGET")
-                    .arg(keys::upload(upload))
+                    .arg(self.keys.upload(upload))
                     .arg(&UPLOAD_FIELDS[..])
                     .cmd("SRANDMEMBER")
-                    .arg(keys::upload_numbers(upload))
+                    .arg(self.keys.upload_numbers(upload))
                     .arg(count),
             )
             .await?;
@@ -241,7 +245,7 @@ impl<'a> Plan<'a> {
     pub fn check_published(&mut self, upload: u64, read: &Upload) {
         let published = (read.published > 0).then(|| read.published.to_string());
         self.check(
-            keys::upload(upload),
+            self.keys.upload(upload),
             PUBLISHED.as_bytes(),
             published.as_ref().map(String::as_bytes),
         );
@@ -256,7 +260,7 @@ impl<'a> Plan<'a> {
         values: Values,
         at_rest: bool,
     ) -> Result<Option<Upload>> {
-        let key = keys::upload(upload);
+        let key = self.keys.upload(upload);
         let checked = if at_rest { 4 } else { 3 };
         for (field, value) in UPLOAD_FIELDS.iter().zip(&values).take(checked) {
             self.check(key.clone(), field, value.as_deref());
@@ -282,7 +286,8 @@ impl<'a> Plan<'a> {
             }
             Holder::Live => Ok(false),
             Holder::Other => {
-                self.txn.hdel(&keys::participants(c.seq), &keys::number(n));
+                self.txn
+                    .hdel(&self.keys.participants(c.seq), &keys::number(n));
                 Ok(false)
             }
         }
@@ -302,7 +307,8 @@ impl<'a> Plan<'a> {
             Holder::Live => return Ok(()),
             Holder::Other => {}
         }
-        self.txn.hdel(&keys::participants(seq), &keys::number(n));
+        self.txn
+            .hdel(&self.keys.participants(seq), &keys::number(n));
         Ok(())
     }
 
@@ -327,16 +333,16 @@ impl<'a> Plan<'a> {
     /// [`PUBLISHED_KEPT_SECS`]): the call that began its publish answers
     /// that, whichever nodes' steps made them live.
     pub async fn end_upload(&mut self, seq: u32, upload: u64) -> Result<()> {
-        let upl = keys::upload(upload);
+        let upl = self.keys.upload(upload);
         for field in UPLOAD_FIELDS.iter().filter(|&&f| f != PUBLISHED.as_bytes()) {
             self.txn.hdel(&upl, field);
         }
         let kept = PUBLISHED_KEPT_SECS.to_string();
         self.txn
             .command(&[b"EXPIRE", upl.as_bytes(), kept.as_bytes()]);
-        self.txn.del(&keys::upload_numbers(upload));
+        self.txn.del(&self.keys.upload_numbers(upload));
         let id = upload.to_string();
-        for set in [keys::uploads_of(seq), keys::publishing()] {
+        for set in [self.keys.uploads_of(seq), self.keys.publishing()] {
             self.txn.command(&[b"SREM", set.as_bytes(), id.as_bytes()]);
         }
         self.stage_changed(seq).await
@@ -347,7 +353,7 @@ impl<'a> Plan<'a> {
     /// running), unless the campaign is gone: its counts went with it.
     pub async fn stage_changed(&mut self, seq: u32) -> Result<()> {
         if self.campaign(seq).await?.is_some() {
-            self.txn.hincr(&keys::counts(seq), STAGE_GEN, 1);
+            self.txn.hincr(&self.keys.counts(seq), STAGE_GEN, 1);
         }
         Ok(())
     }
@@ -367,8 +373,18 @@ impl<'a> Plan<'a> {
         if let Some(seq) = self.seqs.get(id) {
             return Ok(*seq);
         }
-        let raw = self.read_checked(keys::campaigns(), id.as_bytes()).await?;
-        let seq = stored_number(raw);
+        // Not checked: the campaigns by id live in another slot, and the
+        // record (checked) goes when its campaign is deleted.
+        let seq = self.store.campaign_seq(id).await?;
+        if let Some(seq) = seq
+            && self.store.shard(seq) != self.keys
+        {
+            // Declarations keep a fallback in its sources' shard.
+            return Err(StoreError::Corrupt {
+                what: "campaign",
+                detail: format!("`{id}` is in another shard than the write that names it"),
+            });
+        }
         self.seqs.insert(id.to_owned(), seq);
         Ok(seq)
     }
@@ -377,7 +393,7 @@ impl<'a> Plan<'a> {
         if let Some(c) = self.campaigns.get(&seq) {
             return Ok(c.clone());
         }
-        let record = match self.read_checked(keys::campaign(seq), b"rec").await? {
+        let record = match self.read_checked(self.keys.campaign(seq), b"rec").await? {
             Some(bytes) => {
                 self.store.known.campaign_read(seq, &bytes);
                 Some(Arc::new(codec::decode::<CampaignRecord>(&bytes)?))
@@ -388,10 +404,21 @@ impl<'a> Plan<'a> {
         Ok(record)
     }
 
+    /// Whether campaign `seq` was deleted (its name may still lead to
+    /// it), checked unchanged.
+    pub async fn deleted(&mut self, seq: u32) -> Result<bool> {
+        let key = self.keys.campaign(seq);
+        Ok(self
+            .read_checked(key, super::roles::DELETED_MARK)
+            .await?
+            .is_some())
+    }
+
     /// Stores a campaign's record.
     pub fn put_campaign(&mut self, record: &CampaignRecord) {
         let encoded = codec::encode(record);
-        self.txn.hset(&keys::campaign(record.seq), RECORD, &encoded);
+        self.txn
+            .hset(&self.keys.campaign(record.seq), RECORD, &encoded);
         self.campaigns
             .insert(record.seq, Some(Arc::new(record.clone())));
         self.written.campaigns.push((record.seq, encoded));
@@ -421,7 +448,7 @@ impl<'a> Plan<'a> {
                 // As the claim read it or this node wrote it: checked like
                 // a value read now.
                 self.check(
-                    keys::states(msg.campaign),
+                    self.keys.states(msg.campaign),
                     &keys::number(msg.participant),
                     Some(&known.state),
                 );
@@ -446,9 +473,11 @@ impl<'a> Plan<'a> {
             numbers.sort_unstable();
             numbers.dedup();
             let fields: Vec<Vec<u8>> = numbers.iter().map(|&n| keys::number(n).to_vec()).collect();
-            pipe.cmd("HGET").arg(keys::campaign(seq)).arg("rec");
-            pipe.cmd("HMGET").arg(keys::states(seq)).arg(&fields);
-            pipe.cmd("HMGET").arg(keys::participants(seq)).arg(&fields);
+            pipe.cmd("HGET").arg(self.keys.campaign(seq)).arg("rec");
+            pipe.cmd("HMGET").arg(self.keys.states(seq)).arg(&fields);
+            pipe.cmd("HMGET")
+                .arg(self.keys.participants(seq))
+                .arg(&fields);
             asked.push((seq, numbers));
         }
         let answers: Vec<::redis::Value> = self.store.pipe(&pipe).await?;
@@ -466,7 +495,7 @@ impl<'a> Plan<'a> {
             let states: Values = ::redis::from_redis_value(states).map_err(typed)?;
             let records: Values = ::redis::from_redis_value(records).map_err(typed)?;
             if !self.campaigns.contains_key(&seq) {
-                self.check(keys::campaign(seq), b"rec", record.as_deref());
+                self.check(self.keys.campaign(seq), b"rec", record.as_deref());
                 if let Some(bytes) = &record {
                     self.store.known.campaign_read(seq, bytes);
                 }
@@ -478,7 +507,7 @@ impl<'a> Plan<'a> {
                     campaign: seq,
                     participant: n,
                 };
-                self.check(keys::states(seq), &keys::number(n), state.as_deref());
+                self.check(self.keys.states(seq), &keys::number(n), state.as_deref());
                 let state = state.map(|b| codec::decode(&b)).transpose()?;
                 let record = record
                     .map(|b| codec::decode(&b).map(Arc::new))
@@ -497,7 +526,7 @@ impl<'a> Plan<'a> {
             return Ok(());
         }
         if let Some(bytes) = self.store.known.campaign(seq) {
-            self.check(keys::campaign(seq), b"rec", Some(&bytes));
+            self.check(self.keys.campaign(seq), b"rec", Some(&bytes));
             self.campaigns
                 .insert(seq, Some(Arc::new(codec::decode(&bytes)?)));
         }
@@ -511,7 +540,7 @@ impl<'a> Plan<'a> {
         }
         let field = keys::number(msg.participant);
         let state = match self
-            .read_checked(keys::states(msg.campaign), &field)
+            .read_checked(self.keys.states(msg.campaign), &field)
             .await?
         {
             Some(bytes) => Some(codec::decode::<MessageState>(&bytes)?),
@@ -529,7 +558,7 @@ impl<'a> Plan<'a> {
         let field = keys::number(msg.participant);
         let record = match self
             .store
-            .hget(&keys::participants(msg.campaign), &field)
+            .hget(&self.keys.participants(msg.campaign), &field)
             .await?
         {
             Some(bytes) => Some(Arc::new(codec::decode::<Participant>(&bytes)?)),
@@ -545,7 +574,7 @@ impl<'a> Plan<'a> {
         }
         let field = keys::number(msg.participant);
         let flags = self
-            .read_checked(keys::flags(msg.campaign), &field)
+            .read_checked(self.keys.flags(msg.campaign), &field)
             .await?
             .map_or_else(Flags::default, |b| Flags::decode(&b));
         self.flags.insert(msg, flags);
@@ -560,12 +589,12 @@ impl<'a> Plan<'a> {
         if after != before {
             let field = keys::number(msg.participant);
             self.txn
-                .hset(&keys::flags(msg.campaign), &field, &after.encode());
+                .hset(&self.keys.flags(msg.campaign), &field, &after.encode());
             for bit in 0..8 {
                 let m = 1u8 << bit;
                 if after.bits() & m != 0 && before.bits() & m == 0 {
                     self.txn
-                        .hincr(&keys::counts(msg.campaign), &format!("flag:{bit}"), 1);
+                        .hincr(&self.keys.counts(msg.campaign), &format!("flag:{bit}"), 1);
                 }
             }
             self.flags.insert(msg, after);
@@ -581,14 +610,14 @@ impl<'a> Plan<'a> {
             return Ok(v.clone());
         }
         let value = self
-            .read_checked(keys::customers(seq), customer.as_bytes())
+            .read_checked(self.keys.customers(seq), customer.as_bytes())
             .await?;
         self.customers.insert(key, value.clone());
         Ok(value)
     }
 
     fn set_customer(&mut self, seq: u32, customer: &str, value: Option<Vec<u8>>) {
-        let key = keys::customers(seq);
+        let key = self.keys.customers(seq);
         match &value {
             Some(v) => self.txn.hset(&key, customer.as_bytes(), v),
             None => self.txn.hdel(&key, customer.as_bytes()),
@@ -609,7 +638,7 @@ impl<'a> Plan<'a> {
             .store
             .query(
                 redis::cmd("HINCRBY")
-                    .arg(keys::campaign(seq))
+                    .arg(self.keys.campaign(seq))
                     .arg("next")
                     .arg(block),
             )
@@ -625,9 +654,9 @@ impl<'a> Plan<'a> {
         let seq = msg.campaign;
         let field = keys::number(msg.participant);
         let encoded = codec::encode(&after);
-        self.txn.hset(&keys::states(seq), &field, &encoded);
+        self.txn.hset(&self.keys.states(seq), &field, &encoded);
         self.written.states.push((msg, encoded));
-        let counts = keys::counts(seq);
+        let counts = self.keys.counts(seq);
         match before {
             Some(b) if b.status != after.status => {
                 self.txn.hincr(&counts, b.status.as_str(), -1);
@@ -643,12 +672,12 @@ impl<'a> Plan<'a> {
         // pending before and is not now is in neither set.
         let queued = before.is_some_and(|b| b.status == Status::Pending);
         if queued {
-            self.txn.zrem(&keys::leases(seq), &field);
+            self.txn.zrem(&self.keys.leases(seq), &field);
         }
         if after.status == Status::Pending {
-            self.txn.zadd(&keys::due(seq), after.due, &field);
+            self.txn.zadd(&self.keys.due(seq), after.due, &field);
         } else if queued {
-            self.txn.zrem(&keys::due(seq), &field);
+            self.txn.zrem(&self.keys.due(seq), &field);
         }
         self.states.insert(msg, Some(after));
     }
@@ -678,7 +707,7 @@ impl<'a> Plan<'a> {
         why: domain::SuppressReason,
     ) {
         self.txn.hset(
-            &keys::suppressions(channel),
+            &self.keys.suppressions(channel),
             suppression_field(entry).as_bytes(),
             why.as_str().as_bytes(),
         );
@@ -726,7 +755,7 @@ impl<'a> Plan<'a> {
         };
         self.set_customer(seq, &p.customer, Some(holder));
         self.txn
-            .hset(&keys::participants(seq), &number, &codec::encode(p));
+            .hset(&self.keys.participants(seq), &number, &codec::encode(p));
         self.participants.insert(msg, Some(Arc::new(p.clone())));
         Ok(Some(msg))
     }
@@ -777,7 +806,7 @@ impl<'a> Plan<'a> {
         );
         if !p.address.is_empty() {
             self.txn.hmax(
-                &keys::last(c.decl.channel),
+                &self.keys.last(c.decl.channel),
                 p.address.to_lowercase().as_bytes(),
                 msg.as_u64(),
             );
@@ -927,9 +956,9 @@ impl<'a> Plan<'a> {
             return Ok(v.clone());
         }
         let value = if progress {
-            self.read_checked(keys::upstream(), key).await?
+            self.read_checked(self.keys.upstream(), key).await?
         } else {
-            let value = self.store.hget(&keys::upstream(), key).await?;
+            let value = self.store.hget(&self.keys.upstream(), key).await?;
             self.note_link(key, value.as_deref());
             value
         };
@@ -939,8 +968,8 @@ impl<'a> Plan<'a> {
 
     fn put_upstream(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
         match &value {
-            Some(v) => self.txn.hset(&keys::upstream(), &key, v),
-            None => self.txn.hdel(&keys::upstream(), &key),
+            Some(v) => self.txn.hset(&self.keys.upstream(), &key, v),
+            None => self.txn.hdel(&self.keys.upstream(), &key),
         }
         self.written.links.push((key.clone(), value.clone()));
         self.upstream.insert(key, value);
@@ -989,7 +1018,7 @@ impl<'a> Plan<'a> {
         for chunk in fields.chunks(10_000) {
             let links: Values = self
                 .store
-                .query(::redis::cmd("HMGET").arg(keys::upstream()).arg(chunk))
+                .query(::redis::cmd("HMGET").arg(self.keys.upstream()).arg(chunk))
                 .await?;
             for (field, link) in chunk.iter().zip(links) {
                 self.note_link(field, link.as_deref());
@@ -1008,7 +1037,7 @@ impl<'a> Plan<'a> {
     /// its receipt is only looked up again later.
     fn note_link(&mut self, field: &[u8], link: Option<&[u8]>) {
         if link.is_some() {
-            self.check(keys::upstream(), field, link);
+            self.check(self.keys.upstream(), field, link);
         }
     }
 

@@ -19,8 +19,11 @@ use std::{
 
 use domain::{CampaignRecord, MessageNo, Millis};
 
+use futures_util::future::try_join_all;
+
 use super::{
-    HEARTBEAT, HEARTBEAT_TTL_MS, MAX_TRIES, Redis, UPLOAD_BITS, keys,
+    HEARTBEAT, HEARTBEAT_TTL_MS, MAX_TRIES, Redis, UPLOAD_BITS,
+    keys::{self, Shard},
     plan::{Plan, contended},
 };
 use crate::{Result, Shared, StoreError};
@@ -123,25 +126,47 @@ impl Redis {
                 "upload {upload} is being published already"
             )));
         };
+        let shard = self.upload_shard(upload).await?;
         // Other nodes' sweeps may have made some live too: they take a
         // node whose heartbeat lapsed for dead.
-        let ended = self.end_in_steps(upload, Ending::Publish(Some(at))).await?;
+        let ended = self
+            .end_in_steps(shard, upload, Ending::Publish(Some(at)))
+            .await?;
         if let Some(closed) = ended.dropped {
             return Err(closed);
         }
         match ended.published {
             Some(published) => Ok(published),
             // Ended by another node's step.
-            None => self.published_by(upload).await,
+            None => self.published_by(shard, upload).await,
         }
     }
 
+    /// The shard `upload` is staged in (any, if it is in none).
+    async fn upload_shard(&self, upload: u64) -> Result<Shard<'_>> {
+        if self.shards.one() {
+            return Ok(self.shards.at(0));
+        }
+        let there = try_join_all(self.shards.all().map(|shard| async move {
+            let exists: bool = self
+                .query(::redis::cmd("EXISTS").arg(shard.upload(upload)))
+                .await?;
+            Ok::<_, StoreError>(exists.then_some(shard))
+        }))
+        .await?;
+        Ok(there
+            .into_iter()
+            .flatten()
+            .next()
+            .unwrap_or(self.shards.at(0)))
+    }
+
     /// How many participants the steps of ended upload `upload` made live.
-    async fn published_by(&self, upload: u64) -> Result<u64> {
+    async fn published_by(&self, shard: Shard<'_>, upload: u64) -> Result<u64> {
         let published: Option<u64> = self
             .query(
                 ::redis::cmd("HGET")
-                    .arg(keys::upload(upload))
+                    .arg(shard.upload(upload))
                     .arg(PUBLISHED),
             )
             .await?;
@@ -153,12 +178,13 @@ impl Redis {
     pub(super) async fn abandon_upload(&self, upload: u64) -> Result<()> {
         // Intake waits for the first step only: it frees every customer
         // of the upload (the others just drop what it staged).
-        let first = {
+        let (shard, first) = {
             let _order = self.abandoning.write().await;
-            self.step(upload, Ending::Abandon).await?
+            let shard = self.upload_shard(upload).await?;
+            (shard, self.step(shard, upload, Ending::Abandon).await?)
         };
         if matches!(first, Step::Settled(..)) {
-            self.end_in_steps(upload, Ending::Abandon).await?;
+            self.end_in_steps(shard, upload, Ending::Abandon).await?;
         }
         Ok(())
     }
@@ -167,17 +193,26 @@ impl Redis {
     /// that died, or by a call of this store that failed or was dropped.
     /// Returns how many uploads it completed.
     pub async fn complete_publishes(&self) -> Result<usize> {
-        let uploads: Vec<u64> = self
-            .query(::redis::cmd("SMEMBERS").arg(keys::publishing()))
-            .await?;
         let mut completed = 0;
         let mut failure = None;
-        for upload in uploads {
-            // One that fails does not keep the others waiting.
-            match self.carry_on(upload).await {
-                Ok(true) => completed += 1,
-                Ok(false) => {}
-                Err(e) => failure = Some(e),
+        for shard in self.shards.all() {
+            let uploads: Vec<u64> = match self
+                .query(::redis::cmd("SMEMBERS").arg(shard.publishing()))
+                .await
+            {
+                Ok(uploads) => uploads,
+                Err(e) => {
+                    failure = Some(e);
+                    continue;
+                }
+            };
+            for upload in uploads {
+                // One that fails does not keep the others waiting.
+                match self.carry_on(shard, upload).await {
+                    Ok(true) => completed += 1,
+                    Ok(false) => {}
+                    Err(e) => failure = Some(e),
+                }
             }
         }
         failure.map_or(Ok(completed), Err)
@@ -185,7 +220,7 @@ impl Redis {
 
     /// Completes the publish of `upload` unless someone carries it on;
     /// whether it did.
-    async fn carry_on(&self, upload: u64) -> Result<bool> {
+    async fn carry_on(&self, shard: Shard<'_>, upload: u64) -> Result<bool> {
         let own = upload >> UPLOAD_BITS == self.instance;
         if !own && self.instance_lives(upload).await? {
             // Its node carries it on (or its own sweep will).
@@ -202,7 +237,7 @@ impl Redis {
             if !own && !self.lead(&lead, HEARTBEAT_TTL_MS).await? {
                 return Ok(false);
             }
-            let step = self.step_once(upload, Ending::Publish(None), &mut dropped);
+            let step = self.step_once(shard, upload, Ending::Publish(None), &mut dropped);
             if let Some(ended) = step.await? {
                 break ended;
             }
@@ -232,10 +267,10 @@ impl Redis {
     }
 
     /// Steps until the upload is ended.
-    async fn end_in_steps(&self, upload: u64, ending: Ending) -> Result<Ended> {
+    async fn end_in_steps(&self, shard: Shard<'_>, upload: u64, ending: Ending) -> Result<Ended> {
         let mut dropped = None;
         loop {
-            if let Some(ended) = self.step_once(upload, ending, &mut dropped).await? {
+            if let Some(ended) = self.step_once(shard, upload, ending, &mut dropped).await? {
                 return Ok(ended);
             }
         }
@@ -245,11 +280,12 @@ impl Redis {
     /// keeps why participants were dropped, over the call's steps.
     async fn step_once(
         &self,
+        shard: Shard<'_>,
         upload: u64,
         ending: Ending,
         dropped: &mut Option<StoreError>,
     ) -> Result<Option<Ended>> {
-        Ok(match self.step(upload, ending).await? {
+        Ok(match self.step(shard, upload, ending).await? {
             Step::Settled(why) => {
                 if dropped.is_none() {
                     *dropped = why;
@@ -270,8 +306,8 @@ impl Redis {
     /// Makes up to [`STEP`] staged participants of an upload live (the
     /// first step marks it as publishing), or drops as many of an
     /// abandoned one; the step that leaves none ends the upload.
-    async fn step(&self, upload: u64, ending: Ending) -> Result<Step> {
-        write_until_applied!(self, "ending an upload", |p| {
+    async fn step(&self, shard: Shard<'_>, upload: u64, ending: Ending) -> Result<Step> {
+        write_until_applied!(self, shard, "ending an upload", |p| {
             // One more than a step: if they come, this step is not the
             // last. Which ones is not checked: each one's customer is, and
             // the upload's staging count.
@@ -309,12 +345,12 @@ impl Redis {
             let (published, dropped) = settle(&mut p, seq, upload, &numbers, accepted_at).await?;
             if published > 0 {
                 p.txn
-                    .hincr(&keys::upload(upload), PUBLISHED, published as i64);
+                    .hincr(&p.keys.upload(upload), PUBLISHED, published as i64);
             }
 
             let members: Vec<[u8; 10]> = numbers.iter().map(|&n| keys::number(n)).collect();
             p.txn
-                .over_members(b"SREM", &keys::upload_numbers(upload), &members);
+                .over_members(b"SREM", &p.keys.upload_numbers(upload), &members);
             if last {
                 p.check_published(upload, &staged);
                 p.end_upload(seq, upload).await?;
@@ -330,12 +366,12 @@ impl Redis {
 /// Plans the mark of a publish begun at `at`: from then on the upload is
 /// published whole.
 fn mark_publishing(p: &mut Plan<'_>, upload: u64, at: Millis) {
-    let (upl, upn) = (keys::upload(upload), keys::upload_numbers(upload));
+    let (upl, upn) = (p.keys.upload(upload), p.keys.upload_numbers(upload));
     p.txn.hset(&upl, PUBLISHING, at.to_string().as_bytes());
     // Kept until published, however long that takes.
     p.txn.command(&[b"PERSIST", upl.as_bytes()]);
     p.txn.command(&[b"PERSIST", upn.as_bytes()]);
-    let publishing = keys::publishing();
+    let publishing = p.keys.publishing();
     p.txn.command(&[
         b"SADD",
         publishing.as_bytes(),
@@ -346,7 +382,7 @@ fn mark_publishing(p: &mut Plan<'_>, upload: u64, at: Millis) {
 /// Plans the mark of an abandon begun: from then on the upload's
 /// customers are free and nothing of it is published.
 fn mark_abandoned(p: &mut Plan<'_>, upload: u64) {
-    p.txn.hset(&keys::upload(upload), ABANDONED, b"1");
+    p.txn.hset(&p.keys.upload(upload), ABANDONED, b"1");
 }
 
 /// Campaign `seq` when it takes participants; else why not (closed, or

@@ -101,7 +101,7 @@ impl Redis {
             if rules::closed_to_participants(c.state).is_none() {
                 continue;
             }
-            let key = keys::campaign(c.seq);
+            let key = self.shard(c.seq).campaign(c.seq);
             let ended: Option<u64> = self
                 .query(::redis::cmd("HGET").arg(&key).arg(ENDED))
                 .await?;

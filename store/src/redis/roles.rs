@@ -1,6 +1,9 @@
 //! The Redis engine in each of the store's roles.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use async_trait::async_trait;
 use domain::{
@@ -8,12 +11,14 @@ use domain::{
     FELL_BACK, Fact, MessageNo, MessageState, Millis, Participant, ReceiptIn, ReceiptMatch, Status,
     SuppressReason, Update,
 };
+use futures_util::future::try_join_all;
 
 use super::{
-    MAX_TRIES, Redis, UPLOAD_TTL_SECS, Values, keys,
+    MAX_TRIES, Redis, UPLOAD_TTL_SECS, Values,
+    keys::{self, Shard},
     known::KnownMessage,
     leftovers, message,
-    plan::{Admit, Plan, STAGE_GEN, UPLOAD_FIELDS, Upload, contended},
+    plan::{Admit, Plan, RECORD, STAGE_GEN, UPLOAD_FIELDS, Upload, contended},
     publish::{STAGED, STEP},
     retention::ENDED,
     suppression_field,
@@ -21,7 +26,7 @@ use super::{
 };
 use crate::{
     Catalog, Claim, Counts, Intake, Ledger, LimitState, MessageInfo, Paced, Queue, Result, Shared,
-    Store, StoreError, SuppressionQuery, Suppressions, UploadId, codec, flags::Flags,
+    Store, StoreError, SuppressionQuery, Suppressions, UploadId, codec, flags::Flags, upstream,
 };
 
 /// Leases due messages: gives back leases run out (due at once: they
@@ -57,18 +62,41 @@ end
 return out
 "#;
 
-/// Every campaign's record, with its number: one request for what the
-/// dispatcher reads every tick. KEYS: the campaigns by id; ARGV[1]: the
-/// prefix of a campaign's key (same slot: the engine's one hash tag).
-/// Run with `EVAL_RO`: a read, which waits for no replica.
-const CAMPAIGNS: &str = r#"
-local out = {}
-for _, seq in ipairs(redis.call('HVALS', KEYS[1])) do
-  local record = redis.call('HGET', ARGV[1] .. seq, 'rec')
-  if record then out[#out + 1] = {tonumber(seq), record} end
+/// The number of campaign ARGV[1], given now if it has none (or its
+/// name still leads to number ARGV[4], deleted): the next number, or with
+/// ARGV[2] shards, the next in shard ARGV[3] (-1: any). KEYS: the
+/// campaigns by id, the next number.
+const NAME: &str = r#"
+local seq = redis.call('HGET', KEYS[1], ARGV[1])
+if seq and seq == ARGV[4] then seq = nil end
+if seq then return tonumber(seq) end
+local n = redis.call('INCR', KEYS[2])
+local wanted = tonumber(ARGV[3])
+if wanted >= 0 then
+  local skip = (wanted - n) % tonumber(ARGV[2])
+  if skip > 0 then
+    n = n + skip
+    redis.call('SET', KEYS[2], n)
+  end
 end
-return out
+redis.call('HSET', KEYS[1], ARGV[1], n)
+return n
 "#;
+
+/// Forgets that name ARGV[1] leads to deleted campaign ARGV[2] and counts
+/// the deletion (for the leftovers' sweep). KEYS: the campaigns by id,
+/// meta.
+const FORGET_NAME: &str = r#"
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
+return 1
+"#;
+
+/// The field of a deleted campaign's hash (`c:N`) marking it deleted,
+/// while its name may still lead to it.
+pub(super) const DELETED_MARK: &[u8] = b"deleted";
 
 /// Gives a leased message back, due at ARGV[2]: only if it is still
 /// leased. KEYS: due, leases.
@@ -84,11 +112,12 @@ const ENTRIES_PER_READ: usize = 32;
 impl Redis {
     async fn give_back(&self, msg: MessageNo, due: Option<Millis>) -> Result<()> {
         let seq = msg.campaign;
+        let shard = self.shard(seq);
         let _: i64 = {
             let mut con = self.con();
             let result = ::redis::Script::new(GIVE_BACK)
-                .key(keys::due(seq))
-                .key(keys::leases(seq))
+                .key(shard.due(seq))
+                .key(shard.leases(seq))
                 .arg(&keys::number(msg.participant)[..])
                 .arg(due.unwrap_or(0))
                 .invoke_async(&mut con)
@@ -100,9 +129,10 @@ impl Redis {
 
     /// Stages `items` of campaign `id` under upload `u` in one write.
     async fn stage_part(&self, id: &str, u: u64, items: &[Participant]) -> Result<Vec<bool>> {
-        write_until_applied!(self, "staging participants", |p| {
+        let seq = self.seq_of(id).await?;
+        write_until_applied!(self, self.shard(seq), "staging participants", |p| {
             let c = p
-                .campaign_named(id)
+                .campaign(seq)
                 .await?
                 .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
             if let Some(staged) = p.upload(u).await? {
@@ -127,7 +157,7 @@ impl Redis {
                 numbers.extend(admitted.map(|m| keys::number(m.participant)));
             }
             if !numbers.is_empty() {
-                let (upl, upn) = (keys::upload(u), keys::upload_numbers(u));
+                let (upl, upn) = (p.keys.upload(u), p.keys.upload_numbers(u));
                 let ttl = UPLOAD_TTL_SECS.to_string();
                 p.txn.hset(&upl, b"campaign", c.seq.to_string().as_bytes());
                 // What a publish step read of the upload is out of date.
@@ -135,7 +165,7 @@ impl Redis {
                 p.txn.command(&[b"EXPIRE", upl.as_bytes(), ttl.as_bytes()]);
                 p.txn.over_members(b"SADD", &upn, &numbers);
                 p.txn.command(&[b"EXPIRE", upn.as_bytes(), ttl.as_bytes()]);
-                let uploads = keys::uploads_of(c.seq);
+                let uploads = p.keys.uploads_of(c.seq);
                 p.txn
                     .command(&[b"SADD", uploads.as_bytes(), u.to_string().as_bytes()]);
                 p.stage_changed(c.seq).await?;
@@ -147,23 +177,24 @@ impl Redis {
     /// Participants of uploads of campaign `seq` still being read.
     async fn staged(&self, seq: u32) -> Result<u64> {
         let uploads: Vec<u64> = self
-            .query(::redis::cmd("SMEMBERS").arg(keys::uploads_of(seq)))
+            .query(::redis::cmd("SMEMBERS").arg(self.shard(seq).uploads_of(seq)))
             .await?;
         self.staged_of(seq, uploads).await
     }
 
     /// Participants of `uploads` (of campaign `seq`) still being read.
     async fn staged_of(&self, seq: u32, uploads: Vec<u64>) -> Result<u64> {
+        let shard = self.shard(seq);
         let mut staged = 0;
         for upload in uploads {
             let (fields, count): (Values, u64) = self
                 .pipe(
                     ::redis::pipe()
                         .cmd("HMGET")
-                        .arg(keys::upload(upload))
+                        .arg(shard.upload(upload))
                         .arg(&UPLOAD_FIELDS[..])
                         .cmd("SCARD")
-                        .arg(keys::upload_numbers(upload)),
+                        .arg(shard.upload_numbers(upload)),
                 )
                 .await?;
             match Upload::from_fields(fields)? {
@@ -174,7 +205,7 @@ impl Redis {
                 // Ended, abandoned, or expired: nothing of it is kept.
                 _ => {
                     let _: i64 = self
-                        .query(::redis::cmd("SREM").arg(keys::uploads_of(seq)).arg(upload))
+                        .query(::redis::cmd("SREM").arg(shard.uploads_of(seq)).arg(upload))
                         .await?;
                 }
             }
@@ -205,8 +236,126 @@ impl Redis {
             .collect())
     }
 
+    /// `items` by the shard of their campaign (`seq` of each), in order.
+    fn by_shard<T>(&self, items: Vec<T>, seq: impl Fn(&T) -> u32) -> Vec<(Shard<'_>, Vec<T>)> {
+        let mut groups: Vec<(Shard<'_>, Vec<T>)> = Vec::new();
+        for item in items {
+            let shard = self.shard(seq(&item));
+            match groups.iter_mut().find(|(s, _)| *s == shard) {
+                Some((_, group)) => group.push(item),
+                None => groups.push((shard, vec![item])),
+            }
+        }
+        groups
+    }
+
+    /// Matches receipts whose links are in `shard`, in one write.
+    async fn match_receipts(
+        &self,
+        shard: Shard<'_>,
+        items: &[ReceiptIn],
+    ) -> Result<Vec<ReceiptMatch>> {
+        write_until_applied!(self, shard, "matching receipts", |p| {
+            p.prefetch_receipts(items).await?;
+            let mut matches = Vec::with_capacity(items.len());
+            for r in items.iter().cloned() {
+                matches.push(p.receipt(r).await?);
+            }
+            Ok(matches)
+        })
+    }
+
+    /// The shard holding a link of each receipt's id (in any of its
+    /// readings), if one does: one request per shard, all at once.
+    async fn receipt_shards(&self, items: &[ReceiptIn]) -> Result<Vec<Option<u16>>> {
+        let readings: Vec<Vec<Vec<u8>>> = items
+            .iter()
+            .map(|r| upstream::lookup_keys(r.smsc, &r.id).collect())
+            .collect();
+        let mut fields: Vec<&[u8]> = readings.iter().flatten().map(Vec::as_slice).collect();
+        fields.sort_unstable();
+        fields.dedup();
+        let fields = &fields;
+        let found = try_join_all(self.shards.all().map(|shard| async move {
+            let mut there = HashSet::new();
+            for chunk in fields.chunks(10_000) {
+                let links: Values = self
+                    .query(::redis::cmd("HMGET").arg(shard.upstream()).arg(chunk))
+                    .await?;
+                there.extend(
+                    chunk
+                        .iter()
+                        .zip(links)
+                        .filter_map(|(field, link)| link.map(|_| *field)),
+                );
+            }
+            Ok::<_, StoreError>((shard.index, there))
+        }))
+        .await?;
+        Ok(readings
+            .iter()
+            .map(|keys| {
+                found.iter().find_map(|(index, there)| {
+                    keys.iter()
+                        .any(|k| there.contains(k.as_slice()))
+                        .then_some(*index)
+                })
+            })
+            .collect())
+    }
+
+    /// The number of campaign `id`.
+    async fn seq_of(&self, id: &str) -> Result<u32> {
+        self.campaign_seq(id)
+            .await?
+            .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))
+    }
+
+    /// The number of campaign `id`, given now if it has none; in shard
+    /// `wanted`, if given now and that is asked. `deleted`: a number its
+    /// name may still lead to, of a campaign deleted.
+    async fn name_campaign(
+        &self,
+        id: &str,
+        wanted: Option<u16>,
+        deleted: Option<u32>,
+    ) -> Result<u32> {
+        let mut con = self.con();
+        let result = ::redis::Script::new(NAME)
+            .key(keys::campaigns())
+            .key(keys::next_campaign())
+            .arg(id)
+            .arg(self.shards.count())
+            .arg(wanted.map_or(-1, i32::from))
+            .arg(deleted.map(|d| d.to_string()).unwrap_or_default())
+            .invoke_async(&mut con)
+            .await;
+        self.seen(result)
+    }
+
+    /// Forgets that `id` leads to deleted campaign `seq`, then the mark
+    /// of its deletion.
+    async fn forget_name(&self, id: &str, seq: u32) -> Result<()> {
+        let forgot = {
+            let mut con = self.con();
+            let result = ::redis::Script::new(FORGET_NAME)
+                .key(keys::campaigns())
+                .key(keys::meta())
+                .arg(id)
+                .arg(seq)
+                .arg(leftovers::DELETED)
+                .invoke_async(&mut con)
+                .await;
+            self.seen::<i64>(result)
+        };
+        forgot?;
+        self.query(::redis::cmd("UNLINK").arg(self.shard(seq).campaign(seq)))
+            .await
+    }
+
     async fn state_of(&self, msg: MessageNo) -> Result<Option<MessageState>> {
-        self.hget(&keys::states(msg.campaign), &keys::number(msg.participant))
+        let seq = msg.campaign;
+        self.hget(&self.shard(seq).states(seq), &keys::number(msg.participant))
             .await?
             .map(|b| codec::decode(&b))
             .transpose()
@@ -216,49 +365,70 @@ impl Redis {
 #[async_trait]
 impl Catalog for Redis {
     async fn put_campaign(&self, id: &str, decl: CampaignDecl) -> Result<CampaignRecord> {
-        write_until_applied!(self, "declaring a campaign", |p| {
-            let record = match p.campaign_named(id).await? {
-                Some(c) => CampaignRecord {
-                    decl: decl.clone(),
-                    ..Arc::unwrap_or_clone(c)
-                },
-                None => {
-                    let seq: u32 = p
-                        .store()
-                        .query(::redis::cmd("INCR").arg(keys::next_campaign()))
-                        .await?;
-                    p.txn.hset(
-                        &keys::campaigns(),
-                        id.as_bytes(),
-                        seq.to_string().as_bytes(),
-                    );
-                    CampaignRecord {
-                        id: id.to_owned(),
-                        seq,
-                        state: CampaignState::Declared,
-                        decl: decl.clone(),
+        // A fallback's messages are added by its sources' writes: it is in
+        // their shard.
+        let fallback = match &decl.fallback {
+            Some(f) => self.campaign_seq(&f.campaign).await?,
+            None => None,
+        };
+        let wanted = fallback.map(|seq| self.shard(seq).index);
+        let mut deleted = None;
+        for _ in 0..MAX_TRIES {
+            let seq = self.name_campaign(id, wanted, deleted).await?;
+            if wanted.is_some_and(|w| w != self.shard(seq).index) {
+                return Err(StoreError::FallbackElsewhere {
+                    campaign: id.to_owned(),
+                    fallback: decl
+                        .fallback
+                        .as_ref()
+                        .map(|f| f.campaign.clone())
+                        .unwrap_or_default(),
+                });
+            }
+            let declared =
+                write_until_applied!(self, self.shard(seq), "declaring a campaign", |p| {
+                    let record = match p.campaign(seq).await? {
+                        Some(c) => Some(CampaignRecord {
+                            decl: decl.clone(),
+                            ..Arc::unwrap_or_clone(c)
+                        }),
+                        None if p.deleted(seq).await? => None,
+                        None => Some(CampaignRecord {
+                            id: id.to_owned(),
+                            seq,
+                            state: CampaignState::Declared,
+                            decl: decl.clone(),
+                        }),
+                    };
+                    if let Some(record) = &record {
+                        p.put_campaign(record);
                     }
-                }
-            };
-            p.put_campaign(&record);
-            Ok(record)
-        })
+                    Ok(record)
+                })?;
+            match declared {
+                Some(record) => return Ok(record),
+                // Its name still led to a campaign deleted meanwhile.
+                None => deleted = Some(seq),
+            }
+        }
+        Err(contended("declaring a campaign"))
     }
 
     async fn set_state(&self, id: &str, state: CampaignState) -> Result<CampaignRecord> {
-        write_until_applied!(self, "changing a campaign's state", |p| {
+        let seq = self.seq_of(id).await?;
+        write_until_applied!(self, self.shard(seq), "changing a campaign's state", |p| {
             let c = p
-                .campaign_named(id)
+                .campaign(seq)
                 .await?
                 .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
             if state == CampaignState::Finished {
                 // Decided on what is read here and checked unchanged:
                 // a participant staged or made live meanwhile keeps it
                 // running.
-                let counts = keys::counts(c.seq);
+                let counts = p.keys.counts(seq);
                 let pending = p.read_count(&counts, Status::Pending.as_str()).await?;
                 p.read_count(&counts, STAGE_GEN).await?;
-                let staged = p.store().staged(c.seq).await?;
+                let staged = p.store().staged(seq).await?;
                 if !rules::may_finish(pending, 0, staged) {
                     return Ok(Arc::unwrap_or_clone(c));
                 }
@@ -271,14 +441,13 @@ impl Catalog for Redis {
             if rules::closed_to_participants(state).is_some() {
                 // Retention counts from here.
                 let at = domain::now_ms().to_string();
-                p.txn
-                    .hset(&keys::campaign(record.seq), ENDED, at.as_bytes());
+                p.txn.hset(&p.keys.campaign(seq), ENDED, at.as_bytes());
             }
             if state == CampaignState::Cancelled {
                 // Nothing of it is sent any more: its queue goes (a finished
                 // campaign's is empty, so Redis has removed it already).
-                p.txn.del(&keys::due(record.seq));
-                p.txn.del(&keys::leases(record.seq));
+                p.txn.del(&p.keys.due(seq));
+                p.txn.del(&p.keys.leases(seq));
             }
             Ok(record)
         })
@@ -289,21 +458,28 @@ impl Catalog for Redis {
     }
 
     async fn campaigns(&self) -> Result<Vec<CampaignRecord>> {
-        let records: Vec<(u32, Vec<u8>)> = {
-            let mut con = self.con();
-            let result = ::redis::cmd("EVAL_RO")
-                .arg(CAMPAIGNS)
-                .arg(1)
-                .arg(keys::campaigns())
-                .arg(keys::campaign_prefix())
-                .query_async(&mut con)
-                .await;
-            self.seen(result)?
-        };
-        let mut records: Vec<CampaignRecord> = records
-            .into_iter()
-            .map(|(_, b)| codec::decode(&b))
-            .collect::<Result<_>>()?;
+        let numbers: Vec<u32> = self
+            .query(::redis::cmd("HVALS").arg(keys::campaigns()))
+            .await?;
+        let mut by_shard: HashMap<u16, Vec<u32>> = HashMap::new();
+        for seq in numbers {
+            by_shard.entry(self.shard(seq).index).or_default().push(seq);
+        }
+        // One request per shard, all at once.
+        let shards = by_shard.into_iter().map(|(index, numbers)| async move {
+            let shard = self.shards.at(index);
+            let mut pipe = ::redis::pipe();
+            for &seq in &numbers {
+                pipe.cmd("HGET").arg(shard.campaign(seq)).arg(RECORD);
+            }
+            self.pipe::<Vec<Option<Vec<u8>>>>(&pipe).await
+        });
+        let mut records = Vec::new();
+        for found in try_join_all(shards).await? {
+            for record in found.into_iter().flatten() {
+                records.push(codec::decode::<CampaignRecord>(&record)?);
+            }
+        }
         records.sort_unstable_by_key(|c| c.seq);
         Ok(records)
     }
@@ -314,9 +490,11 @@ impl Catalog for Redis {
 
     async fn delete_campaign(&self, id: &str) -> Result<CampaignRecord> {
         let all = self.campaigns().await?;
-        write_until_applied!(self, "deleting a campaign", |p| {
+        let seq = self.seq_of(id).await?;
+        let shard = self.shard(seq);
+        let deleted = write_until_applied!(self, shard, "deleting a campaign", |p| {
             let c = p
-                .campaign_named(id)
+                .campaign(seq)
                 .await?
                 .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
             if rules::closed_to_participants(c.state).is_none() {
@@ -336,14 +514,19 @@ impl Catalog for Redis {
                     source_campaign: source.id.clone(),
                 });
             }
-            for key in keys::of_campaign(c.seq) {
+            for key in shard.of_campaign(seq) {
                 p.txn.del(&key);
             }
-            p.txn.hdel(&keys::campaigns(), id.as_bytes());
-            // Its links and latest messages go with the next sweep.
-            p.txn.hincr(&keys::meta(), leftovers::DELETED, 1);
+            // Until its name is forgotten (in another slot), a mark that
+            // it was deleted: its name does not lead to a new campaign
+            // under its number.
+            let record = shard.campaign(seq);
+            p.txn
+                .command(&[b"HSET", record.as_bytes(), DELETED_MARK, b"1"]);
             Ok(Arc::unwrap_or_clone(c))
-        })
+        })?;
+        self.forget_name(id, seq).await?;
+        Ok(deleted)
     }
 }
 
@@ -356,9 +539,10 @@ impl Intake for Redis {
         at: Millis,
     ) -> Result<Vec<bool>> {
         let _order = self.abandoning.read().await;
-        write_until_applied!(self, "adding participants", |p| {
+        let seq = self.seq_of(id).await?;
+        write_until_applied!(self, self.shard(seq), "adding participants", |p| {
             let c = p
-                .campaign_named(id)
+                .campaign(seq)
                 .await?
                 .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
             p.prefetch_customers(c.seq, &items).await?;
@@ -409,13 +593,14 @@ impl Queue for Redis {
         lease: Millis,
     ) -> Result<Vec<Claim>> {
         type Taken = (Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>);
+        let shard = self.shard(campaign);
         let taken: Vec<Taken> = {
             let mut con = self.con();
             let result = ::redis::Script::new(CLAIM)
-                .key(keys::due(campaign))
-                .key(keys::leases(campaign))
-                .key(keys::states(campaign))
-                .key(keys::participants(campaign))
+                .key(shard.due(campaign))
+                .key(shard.leases(campaign))
+                .key(shard.states(campaign))
+                .key(shard.participants(campaign))
                 .arg(now)
                 .arg(max)
                 .arg(now + lease)
@@ -460,7 +645,7 @@ impl Queue for Redis {
         let first: Vec<(Vec<u8>, u64)> = self
             .query(
                 ::redis::cmd("ZRANGE")
-                    .arg(keys::due(campaign))
+                    .arg(self.shard(campaign).due(campaign))
                     .arg(0)
                     .arg(0)
                     .arg("WITHSCORES"),
@@ -481,44 +666,81 @@ impl Queue for Redis {
     }
 
     async fn record(&self, updates: Vec<Update>) -> Result<()> {
-        let msgs: Vec<MessageNo> = updates.iter().map(|u| u.msg).collect();
-        write_until_applied!(self, "recording outcomes", |p| {
-            p.prefetch(&msgs).await?;
-            for u in updates.iter().cloned() {
-                p.record(u).await?;
-            }
-            Ok(())
-        })
+        let shards = self.by_shard(updates, |u| u.msg.campaign);
+        try_join_all(shards.into_iter().map(|(shard, updates)| async move {
+            let msgs: Vec<MessageNo> = updates.iter().map(|u| u.msg).collect();
+            write_until_applied!(self, shard, "recording outcomes", |p| {
+                p.prefetch(&msgs).await?;
+                for u in updates.iter().cloned() {
+                    p.record(u).await?;
+                }
+                Ok(())
+            })
+        }))
+        .await?;
+        Ok(())
     }
 
     async fn receipts(&self, items: Vec<ReceiptIn>) -> Result<Vec<ReceiptMatch>> {
-        write_until_applied!(self, "matching receipts", |p| {
-            p.prefetch_receipts(&items).await?;
-            let mut matches = Vec::with_capacity(items.len());
-            for r in items.iter().cloned() {
-                matches.push(p.receipt(r).await?);
+        if self.shards.one() {
+            return self.match_receipts(self.shards.at(0), &items).await;
+        }
+        // Each receipt in the shard that has its message's link; those of
+        // none are unknown (yet).
+        let found = self.receipt_shards(&items).await?;
+        let mut matches: Vec<Option<ReceiptMatch>> = Vec::with_capacity(items.len());
+        let mut by_shard: HashMap<u16, (Vec<usize>, Vec<ReceiptIn>)> = HashMap::new();
+        for (at, (r, shard)) in items.into_iter().zip(found).enumerate() {
+            match shard {
+                Some(shard) => {
+                    let (places, receipts) = by_shard.entry(shard).or_default();
+                    places.push(at);
+                    receipts.push(r);
+                    matches.push(None);
+                }
+                None => matches.push(Some(ReceiptMatch::Unknown(Box::new(r)))),
             }
-            Ok(matches)
-        })
+        }
+        let matched = try_join_all(by_shard.into_iter().map(
+            |(shard, (places, receipts))| async move {
+                let matched = self
+                    .match_receipts(self.shards.at(shard), &receipts)
+                    .await?;
+                Ok::<_, StoreError>(places.into_iter().zip(matched))
+            },
+        ))
+        .await?;
+        for (at, m) in matched.into_iter().flatten() {
+            matches[at] = Some(m);
+        }
+        Ok(matches.into_iter().flatten().collect())
     }
 }
 
 #[async_trait]
 impl Ledger for Redis {
     async fn engage(&self, items: Vec<Engaged>) -> Result<()> {
-        let msgs: Vec<MessageNo> = items.iter().map(|e| e.msg).collect();
-        write_until_applied!(self, "recording engagement", |p| {
-            p.prefetch(&msgs).await?;
-            for e in items.iter().cloned() {
-                p.engage(e).await?;
-            }
-            Ok(())
-        })
+        let shards = self.by_shard(items, |e| e.msg.campaign);
+        try_join_all(shards.into_iter().map(|(shard, items)| async move {
+            let msgs: Vec<MessageNo> = items.iter().map(|e| e.msg).collect();
+            write_until_applied!(self, shard, "recording engagement", |p| {
+                p.prefetch(&msgs).await?;
+                for e in items.iter().cloned() {
+                    p.engage(e).await?;
+                }
+                Ok(())
+            })
+        }))
+        .await?;
+        Ok(())
     }
 
     async fn events(&self, after: u64, limit: usize) -> Result<Vec<Fact>> {
         if limit == 0 {
             return Ok(Vec::new());
+        }
+        if !self.shards.one() {
+            self.move_facts(limit).await?;
         }
         // Each entry is a run of one write's facts, its id the run's first
         // cursor: start from the run holding `after + 1`.
@@ -584,15 +806,16 @@ impl Ledger for Redis {
             .campaign_seq(id)
             .await?
             .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
+        let shard = self.shard(seq);
         let (stored, in_flight, uploads): (HashMap<String, i64>, u64, Vec<u64>) = self
             .pipe(
                 ::redis::pipe()
                     .cmd("HGETALL")
-                    .arg(keys::counts(seq))
+                    .arg(shard.counts(seq))
                     .cmd("ZCARD")
-                    .arg(keys::leases(seq))
+                    .arg(shard.leases(seq))
                     .cmd("SMEMBERS")
-                    .arg(keys::uploads_of(seq)),
+                    .arg(shard.uploads_of(seq)),
             )
             .await?;
         let count = |field: &str| stored.get(field).copied().unwrap_or(0).max(0) as u64;
@@ -628,9 +851,10 @@ impl Ledger for Redis {
                 .find(|e| e.as_str() == outcome)
                 .map_or(0, Engagement::bit),
         };
-        let states = self.hash_entries(&keys::states(c.seq)).await?;
+        let shard = self.shard(c.seq);
+        let states = self.hash_entries(&shard.states(c.seq)).await?;
         let flags: HashMap<Vec<u8>, Flags> = self
-            .hash_entries(&keys::flags(c.seq))
+            .hash_entries(&shard.flags(c.seq))
             .await?
             .into_iter()
             .map(|(n, f)| (n, Flags::decode(&f)))
@@ -696,10 +920,11 @@ impl Ledger for Redis {
                     .iter()
                     .map(|m| keys::number(m.participant).to_vec())
                     .collect();
+                let seq = chunk[0].campaign;
                 let records: Values = self
                     .query(
                         ::redis::cmd("HMGET")
-                            .arg(keys::participants(chunk[0].campaign))
+                            .arg(self.shard(seq).participants(seq))
                             .arg(&fields),
                     )
                     .await?;
@@ -713,7 +938,7 @@ impl Ledger for Redis {
 
     async fn participant(&self, msg: MessageNo) -> Result<Option<Participant>> {
         self.hget(
-            &keys::participants(msg.campaign),
+            &self.shard(msg.campaign).participants(msg.campaign),
             &keys::number(msg.participant),
         )
         .await?
@@ -724,7 +949,7 @@ impl Ledger for Redis {
     async fn exists(&self, msg: MessageNo) -> Result<bool> {
         self.query(
             ::redis::cmd("HEXISTS")
-                .arg(keys::states(msg.campaign))
+                .arg(self.shard(msg.campaign).states(msg.campaign))
                 .arg(&keys::number(msg.participant)[..]),
         )
         .await
@@ -735,14 +960,15 @@ impl Ledger for Redis {
         channel: ChannelKind,
         address: &str,
     ) -> Result<Option<MessageNo>> {
-        let last: Option<u64> = self
-            .query(
-                ::redis::cmd("HGET")
-                    .arg(keys::last(channel))
-                    .arg(address.to_lowercase()),
-            )
-            .await?;
-        let Some(msg) = last.map(MessageNo::from_u64) else {
+        let address = address.to_lowercase();
+        // The latest among the shards' latest.
+        let address = &address;
+        let lasts = try_join_all(self.shards.all().map(|shard| async move {
+            self.query::<Option<u64>>(::redis::cmd("HGET").arg(shard.last(channel)).arg(address))
+                .await
+        }))
+        .await?;
+        let Some(msg) = lasts.into_iter().flatten().max().map(MessageNo::from_u64) else {
             return Ok(None);
         };
         // Its campaign may have been deleted since.
@@ -770,7 +996,7 @@ impl LimitState for Redis {
         let mut txn = Txn::default();
         txn.read(&keys::meta(), key.as_bytes(), expected);
         txn.hset(&keys::meta(), key.as_bytes(), &value);
-        self.apply(txn).await
+        self.apply(txn, keys::global()).await
     }
 
     async fn meta_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
@@ -811,6 +1037,45 @@ fn glob_escape(text: &str) -> String {
     out
 }
 
+impl Redis {
+    /// The hashes of a channel's suppressions: those added through the
+    /// API (in the global slot) and those the rules decided in each
+    /// shard's writes; one with one shard.
+    fn suppression_keys(&self, channel: ChannelKind) -> Vec<String> {
+        let mut keys: Vec<String> = std::iter::once(keys::global())
+            .chain(self.shards.all())
+            .map(|shard| shard.suppressions(channel))
+            .collect();
+        keys.dedup();
+        keys
+    }
+
+    /// The first reason found for each of `fields` among the channel's
+    /// suppression hashes.
+    async fn suppression_reasons(
+        &self,
+        channel: ChannelKind,
+        fields: &[String],
+    ) -> Result<Vec<Option<String>>> {
+        let found = try_join_all(self.suppression_keys(channel).into_iter().map(
+            |key| async move {
+                self.query::<Vec<Option<String>>>(::redis::cmd("HMGET").arg(key).arg(fields))
+                    .await
+            },
+        ))
+        .await?;
+        let mut reasons = vec![None; fields.len()];
+        for hash in found {
+            for (reason, why) in reasons.iter_mut().zip(hash) {
+                if reason.is_none() {
+                    *reason = why;
+                }
+            }
+        }
+        Ok(reasons)
+    }
+}
+
 #[async_trait]
 impl Suppressions for Redis {
     async fn suppress_many(
@@ -822,7 +1087,7 @@ impl Suppressions for Redis {
         if entries.is_empty() {
             return Ok(());
         }
-        let key = keys::suppressions(channel);
+        let key = keys::global().suppressions(channel);
         // Not one transaction: Redis runs other requests between the
         // slices (1,000,000 entries in one held it 0.5-0.7 s). A
         // failure midway leaves some added; adding again is harmless.
@@ -838,14 +1103,16 @@ impl Suppressions for Redis {
     }
 
     async fn unsuppress(&self, channel: ChannelKind, entry: &str) -> Result<bool> {
-        let removed: u64 = self
-            .query(
-                ::redis::cmd("HDEL")
-                    .arg(keys::suppressions(channel))
-                    .arg(suppression_field(entry)),
-            )
-            .await?;
-        Ok(removed > 0)
+        let field = suppression_field(entry);
+        let removed = try_join_all(self.suppression_keys(channel).into_iter().map(|key| {
+            let field = &field;
+            async move {
+                self.query::<u64>(::redis::cmd("HDEL").arg(key).arg(field))
+                    .await
+            }
+        }))
+        .await?;
+        Ok(removed.into_iter().sum::<u64>() > 0)
     }
 
     async fn suppressed(
@@ -853,14 +1120,14 @@ impl Suppressions for Redis {
         channel: ChannelKind,
         entry: &str,
     ) -> Result<Option<SuppressReason>> {
-        let why: Option<String> = self
-            .query(
-                ::redis::cmd("HGET")
-                    .arg(keys::suppressions(channel))
-                    .arg(suppression_field(entry)),
-            )
+        let reasons = self
+            .suppression_reasons(channel, &[suppression_field(entry)])
             .await?;
-        Ok(why.map(|w| SuppressReason::parse(&w)))
+        Ok(reasons
+            .into_iter()
+            .flatten()
+            .next()
+            .map(|w| SuppressReason::parse(&w)))
     }
 
     async fn participants_suppressions(
@@ -880,13 +1147,7 @@ impl Suppressions for Redis {
                 ]
             })
             .collect();
-        let reasons: Vec<Option<String>> = self
-            .query(
-                ::redis::cmd("HMGET")
-                    .arg(keys::suppressions(channel))
-                    .arg(&fields),
-            )
-            .await?;
+        let reasons = self.suppression_reasons(channel, &fields).await?;
         Ok(reasons
             .chunks(2)
             .map(|pair| {
@@ -903,7 +1164,12 @@ impl Suppressions for Redis {
         channel: ChannelKind,
         query: &SuppressionQuery,
     ) -> Result<Vec<(String, SuppressReason)>> {
-        let all = self.hash_entries(&keys::suppressions(channel)).await?;
+        let mut all: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+        for key in self.suppression_keys(channel) {
+            for (entry, why) in self.hash_entries(&key).await? {
+                all.entry(entry).or_insert(why);
+            }
+        }
         let entries = all.iter().filter_map(|(entry, why)| {
             let entry = std::str::from_utf8(entry).ok()?;
             Some((entry, SuppressReason::parse(std::str::from_utf8(why).ok()?)))

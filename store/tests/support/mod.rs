@@ -133,14 +133,23 @@ impl RedisServer {
 
     /// A store on this server whose writes wait for `replicas` replicas.
     pub async fn open_with(&self, node: &str, replicas: u32) -> Result<Redis, store::StoreError> {
-        Redis::open(Options {
+        Redis::open(self.options(node, replicas, 1)).await
+    }
+
+    /// A store on this server with its campaigns in `shards` shards.
+    pub async fn open_sharded(&self, node: &str, shards: u16) -> Result<Redis, store::StoreError> {
+        Redis::open(self.options(node, 0, shards)).await
+    }
+
+    fn options(&self, node: &str, replicas: u32, shards: u16) -> Options {
+        Options {
             servers: Servers::One(self.url()),
             password: None,
             node: node.into(),
             replicas,
             certificates: Default::default(),
-        })
-        .await
+            shards,
+        }
     }
 }
 
@@ -161,14 +170,23 @@ impl RedisCluster {
     /// A store on this cluster whose writes wait for `replicas` replicas;
     /// over TLS, it trusts the cluster's CA (`store.tls_ca_file`).
     pub async fn open_with(&self, node: &str, replicas: u32) -> Result<Redis, store::StoreError> {
+        Redis::open(self.options(node, replicas, 1)).await
+    }
+
+    /// A store on this cluster with its campaigns in `shards` shards.
+    pub async fn open_sharded(&self, node: &str, shards: u16) -> Result<Redis, store::StoreError> {
+        Redis::open(self.options(node, 0, shards)).await
+    }
+
+    fn options(&self, node: &str, replicas: u32, shards: u16) -> Options {
         let ca = self.ca().map(|ca| std::fs::read(ca).expect("the CA"));
-        Redis::open(Options {
+        Options {
             servers: Servers::Cluster(self.seeds()),
             password: None,
             node: node.into(),
             replicas,
             certificates: store::redis::Certificates { ca, client: None },
-        })
-        .await
+            shards,
+        }
     }
 }
