@@ -181,6 +181,15 @@ impl Redis {
                 )));
             }
         }
+        let shards = agree_on_shards(&mut con.clone(), options.shards)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        if shards != options.shards {
+            return Err(StoreError::Unopened(format!(
+                "store.shards: the store at {described} was made with {shards} shards, and store.shards asks {}: every node of a store has the count it was made with",
+                options.shards
+            )));
+        }
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
@@ -194,15 +203,6 @@ impl Redis {
                 "store.node `{}` is the name of another node running on the Redis at {described}: give each node its own name (or wait {} s after a node stopped uncleanly)",
                 options.node,
                 HEARTBEAT_TTL_MS / 1000
-            )));
-        }
-        let shards = agree_on_shards(&mut con.clone(), options.shards)
-            .await
-            .map_err(|e| unreachable(&e))?;
-        if shards != options.shards {
-            return Err(StoreError::Unopened(format!(
-                "store.shards: the store at {described} was made with {shards} shards, and store.shards asks {}: every node of a store has the count it was made with",
-                options.shards
             )));
         }
         let node = options.node.clone();

@@ -1,13 +1,14 @@
 //! The Redis engine on a Redis Cluster of three masters on loopback: the
-//! whole store contract, and every key in the one slot its hash tag names
-//! (so each script runs on one master).
+//! whole store contract with the campaigns in three shards (one on each
+//! master), and every key in the one slot its hash tag names (so each
+//! script runs on one master).
 
 mod support;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use store::{Catalog, Intake, Store, contract::Harness};
+use store::{Catalog, Intake, Ledger, Store, contract::Harness};
 use support::RedisCluster;
 
 struct ClusterHarness(RedisCluster);
@@ -17,7 +18,7 @@ impl Harness for ClusterHarness {
     async fn open(&self) -> Arc<dyn Store> {
         Arc::new(
             self.0
-                .open("contract")
+                .open_sharded("contract", 3)
                 .await
                 .expect("connect to the cluster"),
         )
@@ -55,6 +56,41 @@ async fn every_key_lives_in_the_slot_of_its_hash_tag() {
         keys.lines().all(|k| k.starts_with("sluice:{g}:")),
         "every key carries the tag: {keys}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn campaigns_in_shards_spread_over_every_master() {
+    let cluster = RedisCluster::start();
+    let store = cluster.open_sharded("a", 3).await.expect("connect");
+    let ids: Vec<String> = (1..=6).map(|n| format!("c{n}")).collect();
+    for id in &ids {
+        store
+            .put_campaign(id, domain::CampaignDecl::new(domain::ChannelKind::Sms, "x"))
+            .await
+            .expect("declare");
+        let p = domain::Participant {
+            customer: "c".into(),
+            address: "+4915100000001".into(),
+            segment: None,
+            fields: Default::default(),
+        };
+        store.add_participants(id, vec![p], 1).await.expect("add");
+    }
+    let by_master = cluster.keys_by_master();
+    assert_eq!(by_master.len(), 3, "{by_master:?}");
+    for (port, keys) in &by_master {
+        let shard_keys = keys.iter().filter(|k| k.starts_with("sluice:{s")).count();
+        // Two campaigns' record, counts, participants, states, customers,
+        // queue, and the shard's feed, its cursor, latest messages.
+        assert!(shard_keys >= 12, "master {port} holds {keys:?}");
+    }
+    // The facts of every shard, in the one feed, each once.
+    let facts = store.events(0, 100).await.expect("read the feed");
+    let cursors: Vec<u64> = facts.iter().map(|f| f.cursor).collect();
+    assert_eq!(cursors, (1..=6).collect::<Vec<_>>());
+    let mut campaigns: Vec<&str> = facts.iter().map(|f| f.campaign.as_str()).collect();
+    campaigns.sort_unstable();
+    assert_eq!(campaigns, ids);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -991,6 +991,63 @@ fn nodes_on_a_cluster_finish_a_campaign_when_its_master_fails_over() {
     end.reached();
 }
 
+/// Two nodes on a Redis Cluster of three masters with the campaigns in
+/// three shards (`store.shards`), one shard on each master: campaigns in
+/// every shard, started on either node, are each sent whole with every
+/// receipt matched, and both nodes read the same one feed.
+#[test]
+fn nodes_on_a_cluster_spread_campaigns_over_its_masters_and_read_one_feed() {
+    const N: usize = 100;
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = processes::RedisCluster::start();
+    let smsc = NpmSmsc::start(&end);
+    let urls: Vec<String> = cluster.seeds().iter().map(|u| format!("\"{u}\"")).collect();
+    let store = |node: &str| {
+        format!(
+            "[store]\nengine = \"redis\"\nurls = [{}]\nnode = \"{node}\"\nshards = 3\n",
+            urls.join(", ")
+        )
+    };
+    let a = node_on(dir.path(), "a", &store("a"), &[], &smsc);
+    let b = node_on(dir.path(), "b", &store("b"), &[], &smsc);
+    let ids = ["one", "two", "three"];
+    for (i, id) in ids.iter().enumerate() {
+        sms_campaign(&a, id);
+        upload(&b, id, i * N..(i + 1) * N, "all");
+    }
+    for (id, node) in ids.iter().zip([&a, &b, &a]) {
+        node.start_campaign(id);
+    }
+    wait_until("every campaign finished", Duration::from_secs(60), || {
+        ids.iter()
+            .all(|id| b.get(&format!("/v1/campaigns/{id}")).json()["state"] == "finished")
+    });
+    texted_each_once_but_in_flight(&smsc, 3 * N, [&a, &b]);
+    for (port, keys) in cluster.keys_by_master() {
+        assert!(
+            keys.iter().any(|k| k.starts_with("sluice:{s")),
+            "master {port} holds a shard: {keys:?}"
+        );
+    }
+    // Accepted, submitted and delivered (its receipt matched) for each.
+    let facts = a.all_events();
+    assert_eq!(facts, b.all_events(), "one feed");
+    let cursors: Vec<u64> = facts
+        .iter()
+        .map(|f| f["cursor"].as_u64().unwrap())
+        .collect();
+    assert_eq!(cursors, (1..=9 * N as u64).collect::<Vec<_>>());
+    for id in ids {
+        let delivered = facts
+            .iter()
+            .filter(|f| f["campaign"] == id && f["type"] == "delivered")
+            .count();
+        assert_eq!(delivered, N, "every receipt of `{id}` matched");
+    }
+    end.reached();
+}
+
 /// Limits set through one node hold on the other for a campaign started
 /// right after, before that node's once-a-second look at the limits: it
 /// looks again as it sees a campaign start.

@@ -328,6 +328,28 @@ impl RedisCluster {
         nodes.lines().find_map(|line| master_serving(line, slot))
     }
 
+    /// Each live master's keys, by its port.
+    pub fn keys_by_master(&self) -> Vec<(u16, Vec<String>)> {
+        self.live()
+            .filter(|p| {
+                self.cli(&["-p", &p.to_string(), "ROLE"])
+                    .lines()
+                    .next()
+                    .is_some_and(|role| role.trim() == "master")
+            })
+            .map(|p| {
+                let keys = self.cli(&["-p", &p.to_string(), "KEYS", "*"]);
+                (
+                    p,
+                    keys.lines()
+                        .map(str::to_owned)
+                        .filter(|k| !k.is_empty())
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+
     /// The ports of the servers not killed.
     fn live(&self) -> impl Iterator<Item = u16> + '_ {
         self.ports
