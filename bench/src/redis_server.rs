@@ -43,6 +43,11 @@ impl RedisServer {
         Ok(replica)
     }
 
+    /// A server that joins a Redis Cluster ([`RedisCluster`]).
+    fn start_for_cluster() -> anyhow::Result<Self> {
+        Self::start_with(&["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"])
+    }
+
     fn start_with(extra: &[&str]) -> anyhow::Result<Self> {
         let fsync = std::env::var("BENCH_REDIS_APPENDFSYNC").unwrap_or_else(|_| "always".into());
         let dir = tempfile::tempdir()?;
@@ -116,5 +121,61 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A Redis Cluster of masters of a benchmark's own, joined with
+/// `redis-cli --cluster create` (equal ranges of slots each).
+pub struct RedisCluster {
+    pub masters: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start(masters: usize) -> anyhow::Result<Self> {
+        let masters = (0..masters)
+            .map(|_| RedisServer::start_for_cluster())
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let nodes: Vec<String> = masters
+            .iter()
+            .map(|m| format!("127.0.0.1:{}", m.port))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .status()
+            .context("redis-cli --cluster create")?;
+        ensure!(created.success(), "redis-cli --cluster create failed");
+        let started = Instant::now();
+        for master in &masters {
+            while !master
+                .cli(&["CLUSTER", "INFO"])?
+                .contains("cluster_state:ok")
+            {
+                ensure!(
+                    started.elapsed() < Duration::from_secs(20),
+                    "the cluster did not come up"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(Self { masters })
+    }
+
+    /// Its masters' URLs (`store.urls`).
+    pub fn urls(&self) -> Vec<String> {
+        self.masters
+            .iter()
+            .map(|m| format!("redis://127.0.0.1:{}", m.port))
+            .collect()
+    }
+
+    /// Empties every master.
+    pub fn flush(&self) -> anyhow::Result<()> {
+        for master in &self.masters {
+            master.cli(&["FLUSHALL"])?;
+        }
+        Ok(())
     }
 }
