@@ -179,3 +179,38 @@ impl RedisCluster {
         Ok(())
     }
 }
+
+/// Where `servers` spent their time since their stats were reset: the
+/// commands by total time, with their calls per message of `n` (`INFO
+/// commandstats`, which counts the commands scripts run too), summed over
+/// the servers.
+pub fn print_commandstats(servers: &[&RedisServer], n: usize) -> anyhow::Result<()> {
+    let mut rows: HashMap<String, (f64, f64)> = HashMap::new();
+    for server in servers {
+        for (name, v) in server.info("commandstats")? {
+            let field = |f: &str| {
+                v.split(',')
+                    .find_map(|kv| kv.strip_prefix(f)?.strip_prefix('='))
+                    .and_then(|x| x.parse::<f64>().ok())
+            };
+            let (Some(name), Some(calls), Some(usec)) =
+                (name.strip_prefix("cmdstat_"), field("calls"), field("usec"))
+            else {
+                continue;
+            };
+            let row = rows.entry(name.to_owned()).or_default();
+            row.0 += calls;
+            row.1 += usec;
+        }
+    }
+    let mut rows: Vec<(String, (f64, f64))> = rows.into_iter().collect();
+    rows.sort_by(|a, b| b.1.1.total_cmp(&a.1.1));
+    for (name, (calls, usec)) in rows.iter().take(8) {
+        println!(
+            "  redis {name}: {:.3} calls per message, {:.1} µs per message",
+            calls / n as f64,
+            usec / n as f64
+        );
+    }
+    Ok(())
+}

@@ -92,6 +92,16 @@ pub async fn run_all_until_delivered(
     Ok((started.elapsed().as_secs_f64(), settled))
 }
 
+/// Requests the nodes behind `apis` sent to their store so far.
+pub async fn store_requests(apis: &[Api]) -> anyhow::Result<f64> {
+    let mut total = 0.0;
+    for api in apis {
+        let metrics = api.text("/metrics").await?;
+        total += metric(&metrics, "sluice_store_requests_total", "");
+    }
+    Ok(total)
+}
+
 /// The sum of the samples of metric `name` whose labels contain `filter`.
 pub fn metric(text: &str, name: &str, filter: &str) -> f64 {
     text.lines()

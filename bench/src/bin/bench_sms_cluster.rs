@@ -15,7 +15,12 @@
 
 use anyhow::ensure;
 use bench::{
-    args::positional, cpu, http::Api, redis_server::RedisCluster, sms_campaign, smsc_sink::SmscSink,
+    args::positional,
+    cpu,
+    http::Api,
+    redis_server::{RedisCluster, RedisServer, print_commandstats},
+    sms_campaign,
+    smsc_sink::SmscSink,
 };
 use gateway::config::{Config, Smsc};
 use tokio_util::sync::CancellationToken;
@@ -33,6 +38,8 @@ struct Run {
     nodes_cpu: f64,
     /// µs of CPU per message of each master.
     masters_cpu: Vec<f64>,
+    /// Requests to Redis per message.
+    requests: f64,
 }
 
 impl Run {
@@ -111,11 +118,16 @@ async fn run(
         sms_campaign::wait_ready(api).await?;
     }
     let n = per_campaign * CAMPAIGNS.len();
+    for master in &cluster.masters {
+        master.cli(&["CONFIG", "RESETSTAT"])?;
+    }
     let masters_before = masters_cpu(cluster)?;
+    let requests_before = sms_campaign::store_requests(&apis).await?;
     let cpu_before = cpu::process_seconds();
     let campaigns: Vec<(&str, usize)> = CAMPAIGNS.iter().map(|id| (*id, per_campaign)).collect();
     let (elapsed, counts) = sms_campaign::run_all_until_delivered(&apis[0], &campaigns).await?;
     let nodes_cpu = cpu::micros_per_message_since(cpu_before, n);
+    let requests = (sms_campaign::store_requests(&apis).await? - requests_before) / n as f64;
     let masters_cpu = masters_cpu(cluster)?
         .iter()
         .zip(masters_before)
@@ -125,6 +137,8 @@ async fn run(
         counts.iter().all(|c| c["delivered"] == per_campaign),
         "not all delivered: {counts:?}"
     );
+    let masters: Vec<&RedisServer> = cluster.masters.iter().collect();
+    print_commandstats(&masters, n)?;
     shutdown.cancel();
     for node in nodes {
         node.stopped().await;
@@ -133,6 +147,7 @@ async fn run(
         rate: n as f64 / elapsed,
         nodes_cpu,
         masters_cpu,
+        requests,
     })
 }
 
@@ -145,10 +160,11 @@ fn report(what: &str, run: &Run) {
     let masters: Vec<String> = run.masters_cpu.iter().map(|c| format!("{c:.1}")).collect();
     let total: f64 = run.masters_cpu.iter().sum();
     println!(
-        "{what}: {:.0} messages/s, {:.1} µs CPU per message in the nodes' process, masters {} µs (in all {total:.1}; the busiest {:.0}%)",
+        "{what}: {:.0} messages/s, {:.1} µs CPU per message in the nodes' process, masters {} µs (in all {total:.1}; the busiest {:.0}%), {:.3} Redis requests per message",
         run.rate,
         run.nodes_cpu,
         masters.join(" / "),
-        100.0 * run.busiest() / total.max(f64::MIN_POSITIVE)
+        100.0 * run.busiest() / total.max(f64::MIN_POSITIVE),
+        run.requests
     );
 }

@@ -96,7 +96,7 @@ async fn main() -> anyhow::Result<()> {
             let on = run(&configs, &redis, n, true).await?;
             report(&redis_nodes(i + 1), &on, &base);
             if i == 0 {
-                print_commandstats(&redis, n)?;
+                bench::redis_server::print_commandstats(&[&redis], n)?;
             }
             redis.cli(&["FLUSHALL"])?;
             runs.push(on);
@@ -171,7 +171,7 @@ async fn run(
         sms_campaign::wait_ready(api).await?;
     }
     redis.cli(&["CONFIG", "RESETSTAT"])?;
-    let requests_before = requests(&apis).await?;
+    let requests_before = sms_campaign::store_requests(&apis).await?;
     let redis_before = redis.cpu_seconds()?;
     let cpu_before = cpu::process_seconds();
     // What `bench/profile.sh sms_redis` waits for before it records.
@@ -183,7 +183,7 @@ async fn run(
     let (elapsed, counts) = sms_campaign::run_until_delivered(&apis[0], n).await?;
     let nodes_cpu = cpu::micros_per_message_since(cpu_before, n);
     let redis_cpu = (redis.cpu_seconds()? - redis_before) * 1e6 / n as f64;
-    let requests = (requests(&apis).await? - requests_before) / n as f64;
+    let requests = (sms_campaign::store_requests(&apis).await? - requests_before) / n as f64;
     ensure!(counts["delivered"] == n, "not all delivered: {counts}");
     shutdown.cancel();
     for node in nodes {
@@ -197,47 +197,6 @@ async fn run(
         memory: if on_redis { memory } else { 0.0 },
         upload,
     })
-}
-
-/// Where Redis spent its time in the last run (from its start): the commands
-/// by total time, with their calls per message (`INFO commandstats`, which
-/// counts the commands scripts run too).
-fn print_commandstats(redis: &RedisServer, n: usize) -> anyhow::Result<()> {
-    let stats = redis.info("commandstats")?;
-    let mut rows: Vec<(String, f64, f64)> = stats
-        .iter()
-        .filter_map(|(name, v)| {
-            let field = |f: &str| {
-                v.split(',')
-                    .find_map(|kv| kv.strip_prefix(f)?.strip_prefix('='))
-                    .and_then(|x| x.parse::<f64>().ok())
-            };
-            Some((
-                name.strip_prefix("cmdstat_")?.to_owned(),
-                field("calls")?,
-                field("usec")?,
-            ))
-        })
-        .collect();
-    rows.sort_by(|a, b| b.2.total_cmp(&a.2));
-    for (name, calls, usec) in rows.iter().take(8) {
-        println!(
-            "  redis {name}: {:.3} calls per message, {:.1} µs per message",
-            calls / n as f64,
-            usec / n as f64
-        );
-    }
-    Ok(())
-}
-
-/// Requests the nodes sent to Redis so far.
-async fn requests(apis: &[Api]) -> anyhow::Result<f64> {
-    let mut total = 0.0;
-    for api in apis {
-        let metrics = api.text("/metrics").await?;
-        total += sms_campaign::metric(&metrics, "sluice_store_requests_total", "");
-    }
-    Ok(total)
 }
 
 fn report(what: &str, run: &Run, embedded: &Run) {

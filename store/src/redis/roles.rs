@@ -266,13 +266,32 @@ impl Redis {
     }
 
     /// The shard holding a link of each receipt's id (in any of its
-    /// readings), if one does: one request per shard, all at once.
+    /// readings), if one does: the shard of a link this node wrote, else
+    /// asked of every shard (one request each, all at once).
     async fn receipt_shards(&self, items: &[ReceiptIn]) -> Result<Vec<Option<u16>>> {
         let readings: Vec<Vec<Vec<u8>>> = items
             .iter()
             .map(|r| upstream::lookup_keys(r.smsc, &r.id).collect())
             .collect();
-        let mut fields: Vec<&[u8]> = readings.iter().flatten().map(Vec::as_slice).collect();
+        let known: Vec<Option<u16>> = readings
+            .iter()
+            .map(|keys| {
+                keys.iter().find_map(|key| {
+                    let link = self.known.link(key)?;
+                    let msg = upstream::decode_link(&link)?.msg;
+                    Some(self.shard(msg.campaign).index)
+                })
+            })
+            .collect();
+        let mut fields: Vec<&[u8]> = readings
+            .iter()
+            .zip(&known)
+            .filter(|(_, shard)| shard.is_none())
+            .flat_map(|(keys, _)| keys.iter().map(Vec::as_slice))
+            .collect();
+        if fields.is_empty() {
+            return Ok(known);
+        }
         fields.sort_unstable();
         fields.dedup();
         let fields = &fields;
@@ -294,11 +313,14 @@ impl Redis {
         .await?;
         Ok(readings
             .iter()
-            .map(|keys| {
-                found.iter().find_map(|(index, there)| {
-                    keys.iter()
-                        .any(|k| there.contains(k.as_slice()))
-                        .then_some(*index)
+            .zip(known)
+            .map(|(keys, known)| {
+                known.or_else(|| {
+                    found.iter().find_map(|(index, there)| {
+                        keys.iter()
+                            .any(|k| there.contains(k.as_slice()))
+                            .then_some(*index)
+                    })
                 })
             })
             .collect())
