@@ -156,6 +156,25 @@ mod shards {
             store.add_participants("c1", customers(0, 1), 1).await,
             Err(StoreError::UnknownCampaign(_))
         ));
+        // Deleting it again (the CRM's retry) finishes the deletion: its
+        // name and mark go, and it counts for the leftovers' sweep.
+        let counted = || server.cli(&["HGET", "sluice:{g}:meta", "campaigns_deleted"]);
+        assert_eq!(counted().trim(), "1");
+        assert!(matches!(
+            store.delete_campaign("c1").await,
+            Err(StoreError::UnknownCampaign(_))
+        ));
+        assert_eq!(counted().trim(), "2");
+        assert_eq!(
+            server
+                .cli(&["HEXISTS", "sluice:{g}:campaigns", "c1"])
+                .trim(),
+            "0"
+        );
+        assert_eq!(server.cli(&["EXISTS", record]).trim(), "0");
+        // And cut off again, for the declaration below.
+        server.cli(&["HSET", record, "deleted", "1"]);
+        server.cli(&["HSET", "sluice:{g}:campaigns", "c1", &seq]);
         let again = store
             .put_campaign("c1", decl())
             .await

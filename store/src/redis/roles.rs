@@ -514,41 +514,61 @@ impl Catalog for Redis {
         let all = self.campaigns().await?;
         let seq = self.seq_of(id).await?;
         let shard = self.shard(seq);
-        let deleted = write_until_applied!(self, shard, "deleting a campaign", |p| {
-            let c = p
-                .campaign(seq)
-                .await?
-                .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
-            if rules::closed_to_participants(c.state).is_none() {
-                return Err(StoreError::Open {
-                    campaign: id.to_owned(),
-                    state: c.state.as_str(),
-                });
+        // In a block of its own: a refusal is looked at, not returned at once.
+        let deleted = async {
+            write_until_applied!(self, shard, "deleting a campaign", |p| {
+                let c = p
+                    .campaign(seq)
+                    .await?
+                    .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
+                if rules::closed_to_participants(c.state).is_none() {
+                    return Err(StoreError::Open {
+                        campaign: id.to_owned(),
+                        state: c.state.as_str(),
+                    });
+                }
+                // Its participants would be lost: a source's late bounce
+                // still falls back.
+                if let Some(source) = all
+                    .iter()
+                    .find(|s| s.decl.fallback.as_ref().is_some_and(|f| f.campaign == id))
+                {
+                    return Err(StoreError::FallbackOf {
+                        campaign: id.to_owned(),
+                        source_campaign: source.id.clone(),
+                    });
+                }
+                for key in shard.of_campaign(seq) {
+                    p.txn.del(&key);
+                }
+                // Until its name is forgotten (in another slot), a mark that
+                // it was deleted: its name does not lead to a new campaign
+                // under its number.
+                let record = shard.campaign(seq);
+                p.txn
+                    .command(&[b"HSET", record.as_bytes(), DELETED_MARK, b"1"]);
+                Ok(Arc::unwrap_or_clone(c))
+            })
+        }
+        .await;
+        match deleted {
+            Ok(deleted) => {
+                self.forget_name(id, seq).await?;
+                Ok(deleted)
             }
-            // Its participants would be lost: a source's late bounce
-            // still falls back.
-            if let Some(source) = all
-                .iter()
-                .find(|s| s.decl.fallback.as_ref().is_some_and(|f| f.campaign == id))
+            // Deleted already, but its name was not forgotten (Redis was
+            // lost in between): forgotten now, so the deletion is counted.
+            Err(StoreError::UnknownCampaign(_))
+                if self
+                    .hget(&shard.campaign(seq), DELETED_MARK)
+                    .await?
+                    .is_some() =>
             {
-                return Err(StoreError::FallbackOf {
-                    campaign: id.to_owned(),
-                    source_campaign: source.id.clone(),
-                });
+                self.forget_name(id, seq).await?;
+                Err(StoreError::UnknownCampaign(id.to_owned()))
             }
-            for key in shard.of_campaign(seq) {
-                p.txn.del(&key);
-            }
-            // Until its name is forgotten (in another slot), a mark that
-            // it was deleted: its name does not lead to a new campaign
-            // under its number.
-            let record = shard.campaign(seq);
-            p.txn
-                .command(&[b"HSET", record.as_bytes(), DELETED_MARK, b"1"]);
-            Ok(Arc::unwrap_or_clone(c))
-        })?;
-        self.forget_name(id, seq).await?;
-        Ok(deleted)
+            Err(e) => Err(e),
+        }
     }
 }
 
