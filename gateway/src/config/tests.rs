@@ -109,6 +109,12 @@ fn the_examples_defaults_are_warned_about_where_they_matter() {
         warnings("").is_empty(),
         "the loopback default has nothing to fix"
     );
+    let redis = "[store]\nengine = \"redis\"\nshards = 12\n";
+    let one_server = warnings(&format!("{redis}url = \"redis://a:1\"\n"));
+    assert_eq!(one_server.len(), 1, "{one_server:#?}");
+    assert!(one_server[0].starts_with("store.shards is 12 with one Redis server"));
+    assert!(warnings(&format!("{redis}urls = [\"redis://a:1\"]\n")).is_empty());
+
     let relay = "[[email.relays]]\nhost = \"relay.example\"\n";
     let bounce = warnings(relay);
     assert_eq!(bounce.len(), 1, "{bounce:#?}");
@@ -237,6 +243,41 @@ fn replicas_are_the_redis_engines_and_reach_its_options() {
             );
         }
         other => panic!("replicas on the embedded engine: {other:?}"),
+    }
+}
+
+#[test]
+fn shards_are_the_redis_engines_between_one_and_the_most_and_reach_its_options() {
+    let validated = |toml: &str| {
+        let config = Config::from_toml(&format!("[store]\n{toml}"), Vec::new()).expect("parse");
+        config.validate().map(|()| config)
+    };
+    let config =
+        validated("engine = \"redis\"\nurl = \"redis://a:1\"\nshards = 12").expect("valid");
+    let options = config.store.redis_options("n".into()).expect("options");
+    assert_eq!(options.shards, 12);
+    let defaulted = validated("engine = \"redis\"\nurl = \"redis://a:1\"").expect("valid");
+    assert_eq!(defaulted.store.shards, 1);
+    for (toml, problem) in [
+        (
+            "engine = \"redis\"\nurl = \"redis://a:1\"\nshards = 0",
+            "store.shards: 0 is not between 1 and 256",
+        ),
+        (
+            "engine = \"redis\"\nurl = \"redis://a:1\"\nshards = 257",
+            "store.shards: 257 is not between 1 and 256",
+        ),
+        (
+            "shards = 3",
+            "store.shards: shards are the redis engine's; the embedded engine keeps one store on disk",
+        ),
+    ] {
+        match validated(toml) {
+            Err(ConfigError::Invalid(problems)) => {
+                assert_eq!(problems, [problem], "{toml}");
+            }
+            other => panic!("{toml}: {:?}", other.map(|_| ())),
+        }
     }
 }
 

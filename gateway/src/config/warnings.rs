@@ -36,6 +36,13 @@ impl Config {
                 ));
             }
         }
+        let store = &self.store;
+        if store.engine == "redis" && store.shards > 1 && store.urls.is_empty() {
+            warnings.push(format!(
+                "store.shards is {} with one Redis server (store.url): shards spread campaigns over a Redis Cluster's masters; on one server they only add requests (a batch of several shards' messages is one write per shard)",
+                store.shards
+            ));
+        }
         warnings
     }
 }
