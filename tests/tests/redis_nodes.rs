@@ -1030,7 +1030,11 @@ fn nodes_on_a_cluster_spread_campaigns_over_its_masters_and_read_one_feed() {
             "master {port} holds a shard: {keys:?}"
         );
     }
-    // Accepted, submitted and delivered (its receipt matched) for each.
+    // Accepted, submitted and delivered (its receipt matched) for each;
+    // a receipt may come after its campaign finished.
+    wait_until("every receipt in the feed", Duration::from_secs(30), || {
+        a.all_events().len() == 9 * N
+    });
     let facts = a.all_events();
     assert_eq!(facts, b.all_events(), "one feed");
     let cursors: Vec<u64> = facts

@@ -36,8 +36,34 @@ redis.call('HSET', KEYS[3], ARGV[1], ARGV[#ARGV - 2])
 return 1
 "#;
 
-/// A shard's feed entry not moved yet.
+/// Notes shard ARGV[1] as moved up to ARGV[3] if it stands at ARGV[2].
+/// KEYS: how far each shard moved.
+static MOVE_BACK: LazyLock<::redis::Script> = LazyLock::new(|| {
+    ::redis::Script::new(
+        r#"
+if (redis.call('HGET', KEYS[1], ARGV[1]) or '0') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"#,
+    )
+});
+
+/// What a shard has not moved yet.
 struct Unmoved {
+    /// The shard's cursor: of its last fact.
+    cursor: u64,
+    /// The cursor of its feed's oldest entry's first fact.
+    oldest: Option<u64>,
+    entries: Vec<Entry>,
+}
+
+/// The cursor of a feed entry's first fact: its id is `cursor-0`.
+fn entry_cursor(id: &str) -> Option<u64> {
+    id.split_once('-')?.0.parse().ok()
+}
+
+/// A shard's feed entry.
+struct Entry {
     /// The shard's cursor of its last fact.
     last: u64,
     facts: u64,
@@ -53,18 +79,39 @@ impl Redis {
             let positions: HashMap<u16, u64> = self
                 .query(::redis::cmd("HGETALL").arg(keys::moved()))
                 .await?;
-            let unmoved =
-                try_join_all(
-                    self.shards.all().map(|shard| {
-                        let from = positions.get(&shard.index).copied().unwrap_or(0);
-                        async move {
-                            Ok::<_, StoreError>((shard, from, self.unmoved(shard, from).await?))
-                        }
-                    }),
-                )
-                .await?;
+            let position = |shard: Shard<'_>| positions.get(&shard.index).copied().unwrap_or(0);
+            let unmoved = try_join_all(
+                self.shards
+                    .all()
+                    .map(|shard| self.unmoved(shard, position(shard))),
+            )
+            .await?;
             let mut more = false;
-            for (shard, from, entries) in unmoved {
+            for (shard, unmoved) in self.shards.all().zip(unmoved) {
+                let from = position(shard);
+                let Unmoved {
+                    cursor,
+                    oldest,
+                    entries,
+                } = unmoved;
+                if cursor < from {
+                    // The shard counts from further back than it moved: its
+                    // master lost writes (a failover before they reached a
+                    // replica), and its later facts took cursors it moved
+                    // already. Everything its feed holds moves again: a
+                    // fact moved whose trim was lost too may be shown twice,
+                    // none is lost.
+                    let back = oldest.map_or(cursor, |first| first.saturating_sub(1));
+                    tracing::warn!(
+                        shard = shard.index,
+                        moved = from,
+                        cursor,
+                        "a shard's facts count from before what was moved of them: its Redis lost writes; moving what its feed holds"
+                    );
+                    self.move_back(shard, from, back).await?;
+                    more = true;
+                    continue;
+                }
                 if entries.is_empty() {
                     continue;
                 }
@@ -82,12 +129,23 @@ impl Redis {
         Ok(())
     }
 
-    /// Up to [`ENTRIES_PER_MOVE`] entries of `shard`'s feed after its
-    /// cursor `from`.
-    async fn unmoved(&self, shard: Shard<'_>, from: u64) -> Result<Vec<Unmoved>> {
-        let entries: Vec<(String, Vec<Vec<u8>>)> = self
-            .query(
-                ::redis::cmd("XRANGE")
+    /// `shard`'s cursor, its feed's oldest entry, and up to
+    /// [`ENTRIES_PER_MOVE`] entries of its feed after cursor `from` (one
+    /// request).
+    async fn unmoved(&self, shard: Shard<'_>, from: u64) -> Result<Unmoved> {
+        type Entries = Vec<(String, Vec<Vec<u8>>)>;
+        let (cursor, oldest, entries): (Option<u64>, Entries, Entries) = self
+            .pipe(
+                ::redis::pipe()
+                    .cmd("GET")
+                    .arg(shard.cursor())
+                    .cmd("XRANGE")
+                    .arg(shard.feed())
+                    .arg("-")
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(1)
+                    .cmd("XRANGE")
                     .arg(shard.feed())
                     .arg(format!("{}-0", from + 1))
                     .arg("+")
@@ -95,36 +153,52 @@ impl Redis {
                     .arg(ENTRIES_PER_MOVE),
             )
             .await?;
-        entries
+        let entries = entries
             .into_iter()
             .map(|(id, fields)| {
                 let corrupt = || StoreError::Corrupt {
                     what: "fact",
                     detail: format!("entry {id} of {}", shard.feed()),
                 };
-                let first: u64 = id
-                    .split_once('-')
-                    .and_then(|(c, _)| c.parse().ok())
-                    .ok_or_else(corrupt)?;
+                let first = entry_cursor(&id).ok_or_else(corrupt)?;
                 let facts: u64 = fields
                     .get(3)
                     .and_then(|n| std::str::from_utf8(n).ok()?.parse().ok())
                     .filter(|&n| n > 0)
                     .ok_or_else(corrupt)?;
                 let body = fields.into_iter().nth(1).ok_or_else(corrupt)?;
-                Ok(Unmoved {
+                Ok(Entry {
                     last: first + facts - 1,
                     facts,
                     body,
                 })
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        Ok(Unmoved {
+            cursor: cursor.unwrap_or(0),
+            oldest: oldest.first().and_then(|(id, _)| entry_cursor(id)),
+            entries,
+        })
+    }
+
+    /// Notes that `shard` moved only as far as `cursor`, if it still
+    /// stands at `from`.
+    async fn move_back(&self, shard: Shard<'_>, from: u64, cursor: u64) -> Result<()> {
+        let mut con = self.con();
+        let result = MOVE_BACK
+            .key(keys::moved())
+            .arg(shard.index)
+            .arg(from)
+            .arg(cursor)
+            .invoke_async(&mut con)
+            .await;
+        self.seen::<i64>(result).map(drop)
     }
 
     /// Moves `entries` of `shard`, read after its cursor `from`, then
     /// trims them from the shard's feed; `false` if another mover was
     /// first.
-    async fn move_entries(&self, shard: Shard<'_>, from: u64, entries: &[Unmoved]) -> Result<bool> {
+    async fn move_entries(&self, shard: Shard<'_>, from: u64, entries: &[Entry]) -> Result<bool> {
         let mut call = MOVE.prepare_invoke();
         call.key(keys::feed())
             .key(keys::cursor())

@@ -133,8 +133,12 @@ impl Redis {
     }
 
     /// Trims the feed's oldest entries whose facts all came before
-    /// `cutoff`; answers how many facts went.
+    /// `cutoff`; answers how many facts went. The shards' facts move into
+    /// the feed first: without a reader they would be kept for ever.
     async fn forget_facts(&self, cutoff: Millis) -> Result<u64> {
+        if !self.shards.one() {
+            self.move_facts(usize::MAX).await?;
+        }
         let mut forgotten = 0;
         let mut keep_from: Option<String> = None;
         let mut start = "-".to_owned();

@@ -1,9 +1,6 @@
 //! The Redis engine in each of the store's roles.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Arc,
-};
+use std::{collections::HashMap, sync::Arc};
 
 use async_trait::async_trait;
 use domain::{
@@ -63,7 +60,7 @@ return out
 "#;
 
 /// The number of campaign ARGV[1], given now if it has none (or its
-/// name still leads to number ARGV[4], deleted): the next number, or with
+/// name still leads to number ARGV[4], which holds none): the next number, or with
 /// ARGV[2] shards, the next in shard ARGV[3] (-1: any). KEYS: the
 /// campaigns by id, the next number.
 const NAME: &str = r#"
@@ -83,19 +80,18 @@ redis.call('HSET', KEYS[1], ARGV[1], n)
 return n
 "#;
 
-/// Forgets that name ARGV[1] leads to deleted campaign ARGV[2] and counts
-/// the deletion (for the leftovers' sweep). KEYS: the campaigns by id,
-/// meta.
+/// Forgets that name ARGV[1] leads to deleted campaign ARGV[2], counting
+/// the deletion once (meta field ARGV[3], for the leftovers' sweep).
+/// KEYS: the campaigns by id, meta.
 const FORGET_NAME: &str = r#"
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-end
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
 return 1
 "#;
 
-/// The field of a deleted campaign's hash (`c:N`) marking it deleted,
-/// while its name may still lead to it.
+/// The field of a deleted campaign's hash (`c:N`) marking it deleted:
+/// its name may still lead to it, or a declaration may have read that.
 pub(super) const DELETED_MARK: &[u8] = b"deleted";
 
 /// Gives a leased message back, due at ARGV[2]: only if it is still
@@ -295,18 +291,17 @@ impl Redis {
         fields.sort_unstable();
         fields.dedup();
         let fields = &fields;
+        // Each shard's links among them: the message each leads to.
         let found = try_join_all(self.shards.all().map(|shard| async move {
-            let mut there = HashSet::new();
+            let mut there = HashMap::new();
             for chunk in fields.chunks(10_000) {
                 let links: Values = self
                     .query(::redis::cmd("HMGET").arg(shard.upstream()).arg(chunk))
                     .await?;
-                there.extend(
-                    chunk
-                        .iter()
-                        .zip(links)
-                        .filter_map(|(field, link)| link.map(|_| *field)),
-                );
+                there.extend(chunk.iter().zip(links).filter_map(|(field, link)| {
+                    let msg = upstream::decode_link(&link?)?.msg;
+                    Some((*field, msg.as_u64()))
+                }));
             }
             Ok::<_, StoreError>((shard.index, there))
         }))
@@ -315,11 +310,17 @@ impl Redis {
             .iter()
             .zip(known)
             .map(|(keys, known)| {
+                // The first reading found, as a write matches it. An SMSC
+                // that gave the id again may have left the older
+                // message's link in another shard: the later campaign's
+                // message is taken, as one shard's hash keeps the last.
                 known.or_else(|| {
-                    found.iter().find_map(|(index, there)| {
-                        keys.iter()
-                            .any(|k| there.contains(k.as_slice()))
-                            .then_some(*index)
+                    keys.iter().find_map(|key| {
+                        found
+                            .iter()
+                            .filter_map(|(index, there)| Some((there.get(key.as_slice())?, *index)))
+                            .max()
+                            .map(|(_, index)| index)
                     })
                 })
             })
@@ -334,13 +335,14 @@ impl Redis {
     }
 
     /// The number of campaign `id`, given now if it has none; in shard
-    /// `wanted`, if given now and that is asked. `deleted`: a number its
-    /// name may still lead to, of a campaign deleted.
+    /// `wanted`, if given now and that is asked. `unused`: a number its
+    /// name may still lead to that holds no campaign (deleted, or never
+    /// recorded): a new one is given instead.
     async fn name_campaign(
         &self,
         id: &str,
         wanted: Option<u16>,
-        deleted: Option<u32>,
+        unused: Option<u32>,
     ) -> Result<u32> {
         let mut con = self.con();
         let result = ::redis::Script::new(NAME)
@@ -349,30 +351,27 @@ impl Redis {
             .arg(id)
             .arg(self.shards.count())
             .arg(wanted.map_or(-1, i32::from))
-            .arg(deleted.map(|d| d.to_string()).unwrap_or_default())
+            .arg(unused.map(|d| d.to_string()).unwrap_or_default())
             .invoke_async(&mut con)
             .await;
         self.seen(result)
     }
 
-    /// Forgets that `id` leads to deleted campaign `seq`, then the mark
-    /// of its deletion.
+    /// Forgets that `id` leads to deleted campaign `seq`. The mark of its
+    /// deletion stays (a few bytes): a declaration that read the name
+    /// before it went still finds the campaign deleted, and takes a new
+    /// number instead of recording one under this.
     async fn forget_name(&self, id: &str, seq: u32) -> Result<()> {
-        let forgot = {
-            let mut con = self.con();
-            let result = ::redis::Script::new(FORGET_NAME)
-                .key(keys::campaigns())
-                .key(keys::meta())
-                .arg(id)
-                .arg(seq)
-                .arg(leftovers::DELETED)
-                .invoke_async(&mut con)
-                .await;
-            self.seen::<i64>(result)
-        };
-        forgot?;
-        self.query(::redis::cmd("UNLINK").arg(self.shard(seq).campaign(seq)))
-            .await
+        let mut con = self.con();
+        let result = ::redis::Script::new(FORGET_NAME)
+            .key(keys::campaigns())
+            .key(keys::meta())
+            .arg(id)
+            .arg(seq)
+            .arg(leftovers::DELETED)
+            .invoke_async(&mut con)
+            .await;
+        self.seen::<i64>(result).map(drop)
     }
 
     async fn state_of(&self, msg: MessageNo) -> Result<Option<MessageState>> {
@@ -394,10 +393,16 @@ impl Catalog for Redis {
             None => None,
         };
         let wanted = fallback.map(|seq| self.shard(seq).index);
-        let mut deleted = None;
+        let mut unused = None;
         for _ in 0..MAX_TRIES {
-            let seq = self.name_campaign(id, wanted, deleted).await?;
+            let seq = self.name_campaign(id, wanted, unused).await?;
             if wanted.is_some_and(|w| w != self.shard(seq).index) {
+                if self.campaign_record(seq).await?.is_none() {
+                    // Named, never recorded (its node died in between):
+                    // named again, in the fallback's shard.
+                    unused = Some(seq);
+                    continue;
+                }
                 return Err(StoreError::FallbackElsewhere {
                     campaign: id.to_owned(),
                     fallback: decl
@@ -430,7 +435,7 @@ impl Catalog for Redis {
             match declared {
                 Some(record) => return Ok(record),
                 // Its name still led to a campaign deleted meanwhile.
-                None => deleted = Some(seq),
+                None => unused = Some(seq),
             }
         }
         Err(contended("declaring a campaign"))
@@ -541,9 +546,9 @@ impl Catalog for Redis {
                 for key in shard.of_campaign(seq) {
                     p.txn.del(&key);
                 }
-                // Until its name is forgotten (in another slot), a mark that
-                // it was deleted: its name does not lead to a new campaign
-                // under its number.
+                // A mark that it was deleted, kept: its name (forgotten
+                // next, in another slot) or a declaration that read the
+                // name never leads to a new campaign under its number.
                 let record = shard.campaign(seq);
                 p.txn
                     .command(&[b"HSET", record.as_bytes(), DELETED_MARK, b"1"]);
