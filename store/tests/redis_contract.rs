@@ -244,6 +244,71 @@ mod shards {
         assert_eq!(status(msgs[0]).await, Status::Submitted);
     }
 
+    /// A node routes a receipt by the id as the SMSC gave it. Another
+    /// reading of the id (hex "52" of decimal 82) that this node linked
+    /// to an older message, settled since by another node, does not send
+    /// the receipt to that message's shard.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_receipt_goes_to_its_ids_shard_not_to_another_readings() {
+        use domain::{FactDetail, MessageNo, Outcome, ReceiptIn, ReceiptMatch, Status, Update};
+        use store::Queue;
+
+        let server = RedisServer::start();
+        let a = server.open_sharded("a", 3).await.expect("open a");
+        let b = server.open_sharded("b", 3).await.expect("open b");
+        let mut msgs: Vec<MessageNo> = Vec::new();
+        for (k, id) in ["first", "second"].into_iter().enumerate() {
+            let seq = a.put_campaign(id, decl()).await.expect("declare").seq;
+            a.add_participants(id, customers(k, 1), 1_000)
+                .await
+                .expect("add");
+            let claims = a.claim(seq, 10_000, 1, 60_000).await.expect("claim");
+            msgs.push(claims[0].msg);
+        }
+        let submitted = |msg, id: &str| Update {
+            msg,
+            at: 11_000,
+            outcome: Outcome::Submitted {
+                detail: FactDetail::default(),
+                upstream: Some(domain::Upstream {
+                    smsc: 0,
+                    ids: vec![id.into()],
+                }),
+            },
+        };
+        let receipt = |id: &str| ReceiptIn {
+            smsc: 0,
+            id: id.into(),
+            delivered: Some(true),
+            at: 20_000,
+            detail: FactDetail::default(),
+        };
+        // Node a links "52"; node b settles it.
+        a.record(vec![submitted(msgs[0], "52")])
+            .await
+            .expect("first");
+        assert_eq!(
+            b.receipts(vec![receipt("52")]).await.expect("receipts"),
+            vec![ReceiptMatch::Matched]
+        );
+        // Node b links "82" in the other shard; its receipt reaches a.
+        b.record(vec![submitted(msgs[1], "82")])
+            .await
+            .expect("second");
+        assert_eq!(
+            a.receipts(vec![receipt("82")]).await.expect("receipts"),
+            vec![ReceiptMatch::Matched],
+            "matched at once"
+        );
+        let status = a
+            .message(msgs[1])
+            .await
+            .expect("read")
+            .expect("message")
+            .status;
+        assert_eq!(status, Status::Delivered);
+    }
+
     /// A shard's master that lost writes (a failover before they reached a
     /// replica) counts its facts again from further back than they were
     /// moved into the feed: its later facts reach the feed all the same.

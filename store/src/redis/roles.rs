@@ -269,14 +269,15 @@ impl Redis {
             .iter()
             .map(|r| upstream::lookup_keys(r.smsc, &r.id).collect())
             .collect();
+        // Only the id as the SMSC gave it: another reading of it this node
+        // linked may be an older message's, settled since by another node,
+        // where a write would match the id as given once its link is in.
         let known: Vec<Option<u16>> = readings
             .iter()
             .map(|keys| {
-                keys.iter().find_map(|key| {
-                    let link = self.known.link(key)?;
-                    let msg = upstream::decode_link(&link)?.msg;
-                    Some(self.shard(msg.campaign).index)
-                })
+                let link = self.known.link(keys.first()?)?;
+                let msg = upstream::decode_link(&link)?.msg;
+                Some(self.shard(msg.campaign).index)
             })
             .collect();
         let mut fields: Vec<&[u8]> = readings
