@@ -424,7 +424,7 @@ impl<'a> Plan<'a> {
         self.written.campaigns.push((record.seq, encoded));
     }
 
-    pub async fn campaign_named(&mut self, id: &str) -> Result<Option<Arc<CampaignRecord>>> {
+    async fn campaign_named(&mut self, id: &str) -> Result<Option<Arc<CampaignRecord>>> {
         match self.seq(id).await? {
             Some(seq) => self.campaign(seq).await,
             None => Ok(None),
@@ -770,21 +770,33 @@ impl<'a> Plan<'a> {
 
     /// Adds `p` to campaign `id` at once with its `accepted` fact;
     /// `Some(false)` for a customer already there, `None` for no campaign.
-    pub async fn add(
+    async fn add(
         &mut self,
         id: &str,
         p: Participant,
         at: Millis,
         batch: usize,
     ) -> Result<Option<bool>> {
-        let Some(c) = self.campaign_named(id).await? else {
-            return Ok(None);
+        match self.campaign_named(id).await? {
+            Some(c) => self.add_to(&c, p, at, batch).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Adds `p` to campaign `c` at once with its `accepted` fact; `false`
+    /// for a customer already there.
+    pub async fn add_to(
+        &mut self,
+        c: &CampaignRecord,
+        p: Participant,
+        at: Millis,
+        batch: usize,
+    ) -> Result<bool> {
+        let Some(msg) = self.admit(c, &p, Admit::Live, batch).await? else {
+            return Ok(false);
         };
-        let Some(msg) = self.admit(&c, &p, Admit::Live, batch).await? else {
-            return Ok(Some(false));
-        };
-        Box::pin(self.accept(&c, msg, &p, at)).await?;
-        Ok(Some(true))
+        Box::pin(self.accept(c, msg, &p, at)).await?;
+        Ok(true)
     }
 
     /// A participant made live: pending, its `accepted` fact, known as the

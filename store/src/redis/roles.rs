@@ -232,11 +232,14 @@ impl Redis {
             .collect())
     }
 
-    /// `items` by the shard of their campaign (`seq` of each), in order.
-    fn by_shard<T>(&self, items: Vec<T>, seq: impl Fn(&T) -> u32) -> Vec<(Shard<'_>, Vec<T>)> {
-        let mut groups: Vec<(Shard<'_>, Vec<T>)> = Vec::new();
+    /// `items` grouped by their shard (`shard_of` each), in order.
+    fn by_shard<'s, T>(
+        items: Vec<T>,
+        shard_of: impl Fn(&T) -> Shard<'s>,
+    ) -> Vec<(Shard<'s>, Vec<T>)> {
+        let mut groups: Vec<(Shard<'s>, Vec<T>)> = Vec::new();
         for item in items {
-            let shard = self.shard(seq(&item));
+            let shard = shard_of(&item);
             match groups.iter_mut().find(|(s, _)| *s == shard) {
                 Some((_, group)) => group.push(item),
                 None => groups.push((shard, vec![item])),
@@ -264,7 +267,7 @@ impl Redis {
     /// The shard holding a link of each receipt's id (in any of its
     /// readings), if one does: the shard of a link this node wrote, else
     /// asked of every shard (one request each, all at once).
-    async fn receipt_shards(&self, items: &[ReceiptIn]) -> Result<Vec<Option<u16>>> {
+    async fn receipt_shards(&self, items: &[ReceiptIn]) -> Result<Vec<Option<Shard<'_>>>> {
         let readings: Vec<Vec<Vec<u8>>> = items
             .iter()
             .map(|r| upstream::lookup_keys(r.smsc, &r.id).collect())
@@ -272,60 +275,66 @@ impl Redis {
         // Only the id as the SMSC gave it: another reading of it this node
         // linked may be an older message's, settled since by another node,
         // where a write would match the id as given once its link is in.
-        let known: Vec<Option<u16>> = readings
+        let mut linked: Vec<Option<MessageNo>> = readings
             .iter()
-            .map(|keys| {
-                let link = self.known.link(keys.first()?)?;
-                let msg = upstream::decode_link(&link)?.msg;
-                Some(self.shard(msg.campaign).index)
-            })
+            .map(|keys| Some(upstream::decode_link(&self.known.link(keys.first()?)?)?.msg))
             .collect();
         let mut fields: Vec<&[u8]> = readings
             .iter()
-            .zip(&known)
-            .filter(|(_, shard)| shard.is_none())
+            .zip(&linked)
+            .filter(|(_, msg)| msg.is_none())
             .flat_map(|(keys, _)| keys.iter().map(Vec::as_slice))
             .collect();
-        if fields.is_empty() {
-            return Ok(known);
+        if !fields.is_empty() {
+            fields.sort_unstable();
+            fields.dedup();
+            let latest = self.latest_links(&fields).await?;
+            for (keys, msg) in readings.iter().zip(&mut linked) {
+                if msg.is_none() {
+                    // The first reading found, as a write matches it.
+                    *msg = keys
+                        .iter()
+                        .find_map(|key| latest.get(key.as_slice()).copied());
+                }
+            }
         }
-        fields.sort_unstable();
-        fields.dedup();
-        let fields = &fields;
-        // Each shard's links among them: the message each leads to.
-        let found = try_join_all(self.shards.all().map(|shard| async move {
-            let mut there = HashMap::new();
+        Ok(linked
+            .into_iter()
+            .map(|msg| msg.map(|m| self.shard(m.campaign)))
+            .collect())
+    }
+
+    /// The message each of `fields` links to in any shard (one request
+    /// per shard, all at once). An SMSC that gave an id again may have
+    /// left the older message's link in another shard: the later
+    /// campaign's message is taken, as one shard's hash keeps the last.
+    async fn latest_links<'f>(&self, fields: &[&'f [u8]]) -> Result<HashMap<&'f [u8], MessageNo>> {
+        let answers = try_join_all(self.shards.all().map(|shard| async move {
+            let mut links: Values = Vec::with_capacity(fields.len());
             for chunk in fields.chunks(10_000) {
-                let links: Values = self
+                let found: Values = self
                     .query(::redis::cmd("HMGET").arg(shard.upstream()).arg(chunk))
                     .await?;
-                there.extend(chunk.iter().zip(links).filter_map(|(field, link)| {
-                    let msg = upstream::decode_link(&link?)?.msg;
-                    Some((*field, msg.as_u64()))
-                }));
+                links.extend(found);
             }
-            Ok::<_, StoreError>((shard.index, there))
+            Ok::<_, StoreError>(links)
         }))
         .await?;
-        Ok(readings
-            .iter()
-            .zip(known)
-            .map(|(keys, known)| {
-                // The first reading found, as a write matches it. An SMSC
-                // that gave the id again may have left the older
-                // message's link in another shard: the later campaign's
-                // message is taken, as one shard's hash keeps the last.
-                known.or_else(|| {
-                    keys.iter().find_map(|key| {
-                        found
-                            .iter()
-                            .filter_map(|(index, there)| Some((there.get(key.as_slice())?, *index)))
-                            .max()
-                            .map(|(_, index)| index)
-                    })
-                })
-            })
-            .collect())
+        let mut latest: HashMap<&[u8], MessageNo> = HashMap::new();
+        for links in answers {
+            for (&field, link) in fields.iter().zip(links) {
+                let Some(msg) = link
+                    .as_deref()
+                    .and_then(upstream::decode_link)
+                    .map(|l| l.msg)
+                else {
+                    continue;
+                };
+                let kept = latest.entry(field).or_insert(msg);
+                *kept = (*kept).max(msg);
+            }
+        }
+        Ok(latest)
     }
 
     /// The number of campaign `id`.
@@ -597,7 +606,7 @@ impl Intake for Redis {
             let batch = items.len();
             let mut fresh = Vec::with_capacity(batch);
             for item in items.iter().cloned() {
-                fresh.push(p.add(id, item, at, batch).await? == Some(true));
+                fresh.push(p.add_to(&c, item, at, batch).await?);
             }
             Ok(fresh)
         })
@@ -714,7 +723,7 @@ impl Queue for Redis {
     }
 
     async fn record(&self, updates: Vec<Update>) -> Result<()> {
-        let shards = self.by_shard(updates, |u| u.msg.campaign);
+        let shards = Self::by_shard(updates, |u| self.shard(u.msg.campaign));
         try_join_all(shards.into_iter().map(|(shard, updates)| async move {
             let msgs: Vec<MessageNo> = updates.iter().map(|u| u.msg).collect();
             write_until_applied!(self, shard, "recording outcomes", |p| {
@@ -735,28 +744,25 @@ impl Queue for Redis {
         }
         // Each receipt in the shard that has its message's link; those of
         // none are unknown (yet).
-        let found = self.receipt_shards(&items).await?;
+        let shards = self.receipt_shards(&items).await?;
         let mut matches: Vec<Option<ReceiptMatch>> = Vec::with_capacity(items.len());
-        let mut by_shard: HashMap<u16, (Vec<usize>, Vec<ReceiptIn>)> = HashMap::new();
-        for (at, (r, shard)) in items.into_iter().zip(found).enumerate() {
+        let mut located = Vec::new();
+        for (at, (r, shard)) in items.into_iter().zip(shards).enumerate() {
             match shard {
                 Some(shard) => {
-                    let (places, receipts) = by_shard.entry(shard).or_default();
-                    places.push(at);
-                    receipts.push(r);
+                    located.push((at, shard, r));
                     matches.push(None);
                 }
                 None => matches.push(Some(ReceiptMatch::Unknown(Box::new(r)))),
             }
         }
-        let matched = try_join_all(by_shard.into_iter().map(
-            |(shard, (places, receipts))| async move {
-                let matched = self
-                    .match_receipts(self.shards.at(shard), &receipts)
-                    .await?;
-                Ok::<_, StoreError>(places.into_iter().zip(matched))
-            },
-        ))
+        let groups = Self::by_shard(located, |&(_, shard, _)| shard);
+        let matched = try_join_all(groups.into_iter().map(|(shard, located)| async move {
+            let (places, receipts): (Vec<usize>, Vec<ReceiptIn>) =
+                located.into_iter().map(|(at, _, r)| (at, r)).unzip();
+            let matched = self.match_receipts(shard, &receipts).await?;
+            Ok::<_, StoreError>(places.into_iter().zip(matched))
+        }))
         .await?;
         for (at, m) in matched.into_iter().flatten() {
             matches[at] = Some(m);
@@ -768,7 +774,7 @@ impl Queue for Redis {
 #[async_trait]
 impl Ledger for Redis {
     async fn engage(&self, items: Vec<Engaged>) -> Result<()> {
-        let shards = self.by_shard(items, |e| e.msg.campaign);
+        let shards = Self::by_shard(items, |e| self.shard(e.msg.campaign));
         try_join_all(shards.into_iter().map(|(shard, items)| async move {
             let msgs: Vec<MessageNo> = items.iter().map(|e| e.msg).collect();
             write_until_applied!(self, shard, "recording engagement", |p| {
