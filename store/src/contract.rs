@@ -222,7 +222,8 @@ pub async fn unknown_campaigns_are_refused(h: &dyn Harness) {
     assert!(matches!(err, Err(StoreError::UnknownCampaign(_))));
 }
 
-pub(crate) fn receipt(smsc: u16, id: &str, delivered: Option<bool>) -> ReceiptIn {
+/// A receipt from SMSC `smsc` for id `id`.
+pub fn receipt(smsc: u16, id: &str, delivered: Option<bool>) -> ReceiptIn {
     ReceiptIn {
         smsc,
         id: id.into(),
@@ -232,7 +233,8 @@ pub(crate) fn receipt(smsc: u16, id: &str, delivered: Option<bool>) -> ReceiptIn
     }
 }
 
-pub(crate) fn submitted(msg: MessageNo, smsc: u16, ids: &[&str]) -> Update {
+/// `msg` submitted to SMSC `smsc`, which gave it `ids` (one per part).
+pub fn submitted(msg: MessageNo, smsc: u16, ids: &[&str]) -> Update {
     Update {
         msg,
         at: 11_000,

@@ -27,15 +27,10 @@ impl Harness for ClusterHarness {
 
 store::contract_suite!(ClusterHarness(RedisCluster::start()));
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_key_lives_in_the_slot_of_its_hash_tag() {
-    let cluster = RedisCluster::start();
-    let store = cluster.open("a").await.expect("connect");
+/// Declares SMS campaign `id` through `store`, with one participant.
+async fn sms_campaign_of_one(store: &store::redis::Redis, id: &str) {
     store
-        .put_campaign(
-            "c1",
-            domain::CampaignDecl::new(domain::ChannelKind::Sms, "x"),
-        )
+        .put_campaign(id, domain::CampaignDecl::new(domain::ChannelKind::Sms, "x"))
         .await
         .expect("declare");
     let p = domain::Participant {
@@ -44,7 +39,14 @@ async fn every_key_lives_in_the_slot_of_its_hash_tag() {
         segment: None,
         fields: Default::default(),
     };
-    store.add_participants("c1", vec![p], 1).await.expect("add");
+    store.add_participants(id, vec![p], 1).await.expect("add");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_key_lives_in_the_slot_of_its_hash_tag() {
+    let cluster = RedisCluster::start();
+    let store = cluster.open("a").await.expect("connect");
+    sms_campaign_of_one(&store, "c1").await;
     let master = cluster.keys_master();
     let keys = std::process::Command::new("redis-cli")
         .args(["-p", &master.to_string(), "KEYS", "*"])
@@ -64,17 +66,7 @@ async fn campaigns_in_shards_spread_over_every_master() {
     let store = cluster.open_sharded("a", 3).await.expect("connect");
     let ids: Vec<String> = (1..=6).map(|n| format!("c{n}")).collect();
     for id in &ids {
-        store
-            .put_campaign(id, domain::CampaignDecl::new(domain::ChannelKind::Sms, "x"))
-            .await
-            .expect("declare");
-        let p = domain::Participant {
-            customer: "c".into(),
-            address: "+4915100000001".into(),
-            segment: None,
-            fields: Default::default(),
-        };
-        store.add_participants(id, vec![p], 1).await.expect("add");
+        sms_campaign_of_one(&store, id).await;
     }
     let by_master = cluster.keys_by_master();
     assert_eq!(by_master.len(), 3, "{by_master:?}");

@@ -84,13 +84,39 @@ mod sharded {
 mod shards {
     use std::collections::BTreeSet;
 
-    use domain::{CampaignDecl, ChannelKind, Participant};
-    use store::{Catalog, Intake, Ledger, StoreError};
+    use domain::{CampaignDecl, ChannelKind, MessageNo, Participant, ReceiptMatch, Status};
+    use store::{
+        Catalog, Intake, Ledger, Queue, StoreError,
+        contract::{receipt, submitted},
+        redis::Redis,
+    };
 
     use super::*;
 
     fn decl() -> CampaignDecl {
         CampaignDecl::new(ChannelKind::Sms, "x")
+    }
+
+    /// Campaigns `ids` declared through `store`, one participant each
+    /// (customer `c{k}` for the `k`-th), claimed: their messages.
+    async fn claimed_messages<const N: usize>(store: &Redis, ids: [&str; N]) -> Vec<MessageNo> {
+        let mut msgs = Vec::with_capacity(N);
+        for (k, id) in ids.into_iter().enumerate() {
+            let seq = store.put_campaign(id, decl()).await.expect("declare").seq;
+            store
+                .add_participants(id, customers(k, 1), 1_000)
+                .await
+                .expect("add");
+            let claims = store.claim(seq, 10_000, 1, 60_000).await.expect("claim");
+            msgs.push(claims[0].msg);
+        }
+        msgs
+    }
+
+    /// The status of message `msg`, read through `store`.
+    async fn status(store: &Redis, msg: MessageNo) -> Status {
+        let message = store.message(msg).await.expect("read");
+        message.expect("message").status
     }
 
     fn customers(from: usize, n: usize) -> Vec<Participant> {
@@ -195,53 +221,26 @@ mod shards {
     /// last link did.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_receipt_for_an_id_given_again_settles_the_later_campaigns_message() {
-        use domain::{FactDetail, MessageNo, Outcome, ReceiptIn, ReceiptMatch, Status, Update};
-        use store::Queue;
-
         let server = RedisServer::start();
         let a = server.open_sharded("a", 3).await.expect("open a");
-        let mut msgs: Vec<MessageNo> = Vec::new();
-        for (k, id) in ["older", "newer"].into_iter().enumerate() {
-            let seq = a.put_campaign(id, decl()).await.expect("declare").seq;
-            a.add_participants(id, customers(k, 1), 1_000)
-                .await
-                .expect("add");
-            let claims = a.claim(seq, 10_000, 1, 60_000).await.expect("claim");
-            msgs.push(claims[0].msg);
-        }
+        let msgs = claimed_messages(&a, ["older", "newer"]).await;
         assert_ne!(msgs[0].campaign % 3, msgs[1].campaign % 3, "two shards");
-        let submitted = |msg| Update {
-            msg,
-            at: 11_000,
-            outcome: Outcome::Submitted {
-                detail: FactDetail::default(),
-                upstream: Some(domain::Upstream {
-                    smsc: 0,
-                    ids: vec!["7F".into()],
-                }),
-            },
-        };
-        a.record(vec![submitted(msgs[0])]).await.expect("older");
-        a.record(vec![submitted(msgs[1])]).await.expect("newer");
+        a.record(vec![submitted(msgs[0], 0, &["7F"])])
+            .await
+            .expect("older");
+        a.record(vec![submitted(msgs[1], 0, &["7F"])])
+            .await
+            .expect("newer");
 
         let b = server.open_sharded("b", 3).await.expect("open b");
-        let receipt = ReceiptIn {
-            smsc: 0,
-            id: "7F".into(),
-            delivered: Some(true),
-            at: 20_000,
-            detail: FactDetail::default(),
-        };
         assert_eq!(
-            b.receipts(vec![receipt]).await.expect("receipts"),
+            b.receipts(vec![receipt(0, "7F", Some(true))])
+                .await
+                .expect("receipts"),
             vec![ReceiptMatch::Matched]
         );
-        let status = |msg| {
-            let b = &b;
-            async move { b.message(msg).await.expect("read").expect("message").status }
-        };
-        assert_eq!(status(msgs[1]).await, Status::Delivered);
-        assert_eq!(status(msgs[0]).await, Status::Submitted);
+        assert_eq!(status(&b, msgs[1]).await, Status::Delivered);
+        assert_eq!(status(&b, msgs[0]).await, Status::Submitted);
     }
 
     /// A node routes a receipt by the id as the SMSC gave it. Another
@@ -250,39 +249,12 @@ mod shards {
     /// the receipt to that message's shard.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_receipt_goes_to_its_ids_shard_not_to_another_readings() {
-        use domain::{FactDetail, MessageNo, Outcome, ReceiptIn, ReceiptMatch, Status, Update};
-        use store::Queue;
-
         let server = RedisServer::start();
         let a = server.open_sharded("a", 3).await.expect("open a");
         let b = server.open_sharded("b", 3).await.expect("open b");
-        let mut msgs: Vec<MessageNo> = Vec::new();
-        for (k, id) in ["first", "second"].into_iter().enumerate() {
-            let seq = a.put_campaign(id, decl()).await.expect("declare").seq;
-            a.add_participants(id, customers(k, 1), 1_000)
-                .await
-                .expect("add");
-            let claims = a.claim(seq, 10_000, 1, 60_000).await.expect("claim");
-            msgs.push(claims[0].msg);
-        }
-        let submitted = |msg, id: &str| Update {
-            msg,
-            at: 11_000,
-            outcome: Outcome::Submitted {
-                detail: FactDetail::default(),
-                upstream: Some(domain::Upstream {
-                    smsc: 0,
-                    ids: vec![id.into()],
-                }),
-            },
-        };
-        let receipt = |id: &str| ReceiptIn {
-            smsc: 0,
-            id: id.into(),
-            delivered: Some(true),
-            at: 20_000,
-            detail: FactDetail::default(),
-        };
+        let msgs = claimed_messages(&a, ["first", "second"]).await;
+        let submitted = |msg, id| submitted(msg, 0, &[id]);
+        let receipt = |id| receipt(0, id, Some(true));
         // Node a links "52"; node b settles it.
         a.record(vec![submitted(msgs[0], "52")])
             .await
@@ -300,13 +272,7 @@ mod shards {
             vec![ReceiptMatch::Matched],
             "matched at once"
         );
-        let status = a
-            .message(msgs[1])
-            .await
-            .expect("read")
-            .expect("message")
-            .status;
-        assert_eq!(status, Status::Delivered);
+        assert_eq!(status(&a, msgs[1]).await, Status::Delivered);
     }
 
     /// A shard's master that lost writes (a failover before they reached a
