@@ -5,6 +5,7 @@
 pub mod args;
 pub mod cpu;
 pub mod http;
+pub mod nodes;
 pub mod redis_server;
 pub mod sms_baseline;
 pub mod sms_campaign;

@@ -17,13 +17,12 @@ use anyhow::ensure;
 use bench::{
     args::positional,
     cpu,
-    http::Api,
+    nodes::Nodes,
     redis_server::{RedisCluster, RedisServer, print_commandstats},
     sms_campaign,
     smsc_sink::SmscSink,
 };
 use gateway::config::{Config, Smsc};
-use tokio_util::sync::CancellationToken;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -104,17 +103,13 @@ async fn run(
     cluster: &RedisCluster,
     per_campaign: usize,
 ) -> anyhow::Result<Run> {
-    let shutdown = CancellationToken::new();
-    let mut nodes = Vec::new();
-    for config in configs {
-        nodes.push(gateway::start(config.clone(), shutdown.clone()).await?);
-    }
-    let apis: Vec<Api> = nodes.iter().map(|r| Api::new(r.api)).collect();
+    let nodes = Nodes::start(configs).await?;
+    let apis = &nodes.apis;
     for (k, id) in CAMPAIGNS.iter().enumerate() {
         let customers = k * per_campaign..(k + 1) * per_campaign;
         sms_campaign::declare_and_upload_to(&apis[0], id, customers).await?;
     }
-    for api in &apis {
+    for api in apis {
         sms_campaign::wait_ready(api).await?;
     }
     let n = per_campaign * CAMPAIGNS.len();
@@ -122,12 +117,12 @@ async fn run(
         master.cli(&["CONFIG", "RESETSTAT"])?;
     }
     let masters_before = masters_cpu(cluster)?;
-    let requests_before = sms_campaign::store_requests(&apis).await?;
+    let requests_before = sms_campaign::store_requests(apis).await?;
     let cpu_before = cpu::process_seconds();
     let campaigns: Vec<(&str, usize)> = CAMPAIGNS.iter().map(|id| (*id, per_campaign)).collect();
     let (elapsed, counts) = sms_campaign::run_all_until_delivered(&apis[0], &campaigns).await?;
     let nodes_cpu = cpu::micros_per_message_since(cpu_before, n);
-    let requests = (sms_campaign::store_requests(&apis).await? - requests_before) / n as f64;
+    let requests = (sms_campaign::store_requests(apis).await? - requests_before) / n as f64;
     let masters_cpu = masters_cpu(cluster)?
         .iter()
         .zip(masters_before)
@@ -139,10 +134,7 @@ async fn run(
     );
     let masters: Vec<&RedisServer> = cluster.masters.iter().collect();
     print_commandstats(&masters, n)?;
-    shutdown.cancel();
-    for node in nodes {
-        node.stopped().await;
-    }
+    nodes.stop().await;
     Ok(Run {
         rate: n as f64 / elapsed,
         nodes_cpu,

@@ -22,10 +22,10 @@
 
 use anyhow::ensure;
 use bench::{
-    args::positional, cpu, http::Api, redis_server::RedisServer, sms_campaign, smsc_sink::SmscSink,
+    args::positional, cpu, nodes::Nodes, redis_server::RedisServer, sms_campaign,
+    smsc_sink::SmscSink,
 };
 use gateway::config::{Config, Smsc};
-use tokio_util::sync::CancellationToken;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -156,22 +156,18 @@ async fn run(
     n: usize,
     on_redis: bool,
 ) -> anyhow::Result<Run> {
-    let shutdown = CancellationToken::new();
-    let mut nodes = Vec::new();
-    for config in configs {
-        nodes.push(gateway::start(config.clone(), shutdown.clone()).await?);
-    }
-    let apis: Vec<Api> = nodes.iter().map(|r| Api::new(r.api)).collect();
+    let nodes = Nodes::start(configs).await?;
+    let apis = &nodes.apis;
     let memory_before = redis.number("memory", "used_memory")?;
     let uploading = std::time::Instant::now();
     sms_campaign::declare_and_upload(&apis[0], n).await?;
     let upload = n as f64 / uploading.elapsed().as_secs_f64();
     let memory = (redis.number("memory", "used_memory")? - memory_before) / n as f64;
-    for api in &apis {
+    for api in apis {
         sms_campaign::wait_ready(api).await?;
     }
     redis.cli(&["CONFIG", "RESETSTAT"])?;
-    let requests_before = sms_campaign::store_requests(&apis).await?;
+    let requests_before = sms_campaign::store_requests(apis).await?;
     let redis_before = redis.cpu_seconds()?;
     let cpu_before = cpu::process_seconds();
     // What `bench/profile.sh sms_redis` waits for before it records.
@@ -183,12 +179,9 @@ async fn run(
     let (elapsed, counts) = sms_campaign::run_until_delivered(&apis[0], n).await?;
     let nodes_cpu = cpu::micros_per_message_since(cpu_before, n);
     let redis_cpu = (redis.cpu_seconds()? - redis_before) * 1e6 / n as f64;
-    let requests = (sms_campaign::store_requests(&apis).await? - requests_before) / n as f64;
+    let requests = (sms_campaign::store_requests(apis).await? - requests_before) / n as f64;
     ensure!(counts["delivered"] == n, "not all delivered: {counts}");
-    shutdown.cancel();
-    for node in nodes {
-        node.stopped().await;
-    }
+    nodes.stop().await;
     Ok(Run {
         rate: n as f64 / elapsed,
         nodes_cpu,
