@@ -945,6 +945,16 @@ fn a_node_shows_its_client_certificate_to_a_redis_that_asks_for_one() {
     end.reached();
 }
 
+/// The `[store]` of node `node` on `cluster`, its campaigns in `shards`
+/// shards.
+fn cluster_store(cluster: &processes::RedisCluster, node: &str, shards: u16) -> String {
+    let urls: Vec<String> = cluster.seeds().iter().map(|u| format!("\"{u}\"")).collect();
+    format!(
+        "[store]\nengine = \"redis\"\nurls = [{}]\nnode = \"{node}\"\nshards = {shards}\n",
+        urls.join(", ")
+    )
+}
+
 /// Two nodes on a Redis Cluster of three masters with a replica each
 /// (`store.urls`) send a campaign; the master of the engine's keys is
 /// killed midway, a replica takes over, and the nodes follow it by
@@ -957,13 +967,7 @@ fn nodes_on_a_cluster_finish_a_campaign_when_its_master_fails_over() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = processes::RedisCluster::start_with(1);
     let smsc = NpmSmsc::start(&end);
-    let urls: Vec<String> = cluster.seeds().iter().map(|u| format!("\"{u}\"")).collect();
-    let store = |node: &str| {
-        format!(
-            "[store]\nengine = \"redis\"\nurls = [{}]\nnode = \"{node}\"\n",
-            urls.join(", ")
-        )
-    };
+    let store = |node| cluster_store(&cluster, node, 1);
     let a = node_on(dir.path(), "a", &store("a"), &[], &smsc);
     let b = node_on(dir.path(), "b", &store("b"), &[], &smsc);
     set_rate(&a, 200.0);
@@ -1002,13 +1006,7 @@ fn nodes_on_a_cluster_spread_campaigns_over_its_masters_and_read_one_feed() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = processes::RedisCluster::start();
     let smsc = NpmSmsc::start(&end);
-    let urls: Vec<String> = cluster.seeds().iter().map(|u| format!("\"{u}\"")).collect();
-    let store = |node: &str| {
-        format!(
-            "[store]\nengine = \"redis\"\nurls = [{}]\nnode = \"{node}\"\nshards = 3\n",
-            urls.join(", ")
-        )
-    };
+    let store = |node| cluster_store(&cluster, node, 3);
     let a = node_on(dir.path(), "a", &store("a"), &[], &smsc);
     let b = node_on(dir.path(), "b", &store("b"), &[], &smsc);
     let ids = ["one", "two", "three"];
