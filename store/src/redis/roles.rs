@@ -102,6 +102,43 @@ redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 return 1
 "#;
 
+/// A change of one message that the store plans with others: an outcome,
+/// an engagement.
+trait MessageChange: Clone + Send + Sync {
+    /// What a write of them does, for the error of one that kept meeting
+    /// other writers.
+    const WHAT: &'static str;
+
+    fn msg(&self) -> MessageNo;
+
+    /// Plans this change in `p`.
+    fn plan(self, p: &mut Plan<'_>) -> impl Future<Output = Result<()>> + Send;
+}
+
+impl MessageChange for Update {
+    const WHAT: &'static str = "recording outcomes";
+
+    fn msg(&self) -> MessageNo {
+        self.msg
+    }
+
+    fn plan(self, p: &mut Plan<'_>) -> impl Future<Output = Result<()>> + Send {
+        p.record(self)
+    }
+}
+
+impl MessageChange for Engaged {
+    const WHAT: &'static str = "recording engagement";
+
+    fn msg(&self) -> MessageNo {
+        self.msg
+    }
+
+    fn plan(self, p: &mut Plan<'_>) -> impl Future<Output = Result<()>> + Send {
+        p.engage(self)
+    }
+}
+
 /// Feed entries read at a time (each up to `FACTS_PER_ENTRY` facts).
 const ENTRIES_PER_READ: usize = 32;
 
@@ -246,6 +283,24 @@ impl Redis {
             }
         }
         groups
+    }
+
+    /// Plans and writes `changes` of messages, one write per shard (all
+    /// at once), each reading its messages in one request first.
+    async fn change_messages<C: MessageChange>(&self, changes: Vec<C>) -> Result<()> {
+        let shards = Self::by_shard(changes, |c| self.shard(c.msg().campaign));
+        try_join_all(shards.into_iter().map(|(shard, changes)| async move {
+            let msgs: Vec<MessageNo> = changes.iter().map(MessageChange::msg).collect();
+            write_until_applied!(self, shard, C::WHAT, |p| {
+                p.prefetch(&msgs).await?;
+                for change in changes.iter().cloned() {
+                    change.plan(&mut p).await?;
+                }
+                Ok(())
+            })
+        }))
+        .await?;
+        Ok(())
     }
 
     /// Matches receipts whose links are in `shard`, in one write.
@@ -723,19 +778,7 @@ impl Queue for Redis {
     }
 
     async fn record(&self, updates: Vec<Update>) -> Result<()> {
-        let shards = Self::by_shard(updates, |u| self.shard(u.msg.campaign));
-        try_join_all(shards.into_iter().map(|(shard, updates)| async move {
-            let msgs: Vec<MessageNo> = updates.iter().map(|u| u.msg).collect();
-            write_until_applied!(self, shard, "recording outcomes", |p| {
-                p.prefetch(&msgs).await?;
-                for u in updates.iter().cloned() {
-                    p.record(u).await?;
-                }
-                Ok(())
-            })
-        }))
-        .await?;
-        Ok(())
+        self.change_messages(updates).await
     }
 
     async fn receipts(&self, items: Vec<ReceiptIn>) -> Result<Vec<ReceiptMatch>> {
@@ -774,19 +817,7 @@ impl Queue for Redis {
 #[async_trait]
 impl Ledger for Redis {
     async fn engage(&self, items: Vec<Engaged>) -> Result<()> {
-        let shards = Self::by_shard(items, |e| self.shard(e.msg.campaign));
-        try_join_all(shards.into_iter().map(|(shard, items)| async move {
-            let msgs: Vec<MessageNo> = items.iter().map(|e| e.msg).collect();
-            write_until_applied!(self, shard, "recording engagement", |p| {
-                p.prefetch(&msgs).await?;
-                for e in items.iter().cloned() {
-                    p.engage(e).await?;
-                }
-                Ok(())
-            })
-        }))
-        .await?;
-        Ok(())
+        self.change_messages(items).await
     }
 
     async fn events(&self, after: u64, limit: usize) -> Result<Vec<Fact>> {
