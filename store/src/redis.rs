@@ -13,9 +13,8 @@
 
 /// Plans a write (`$body`, over the plan `$p`, ending in a `Result`) and
 /// applies it in shard `$shard`, again until it meets no change made
-/// meanwhile. A `return`
-/// in `$body` leaves without applying anything: only before it plans a
-/// change.
+/// meanwhile. A `return` or `?` in `$body` leaves the calling function
+/// without applying anything: only before it plans a change.
 macro_rules! write_until_applied {
     ($store:expr, $shard:expr, $what:expr, |$p:ident| $body:block) => {{
         let mut outcome = Err(contended($what));

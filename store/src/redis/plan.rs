@@ -29,6 +29,10 @@ use crate::{Result, StoreError, codec, flags::Flags, upstream};
 /// the campaign is.
 pub(super) const RECORD: &[u8] = b"rec";
 
+/// The field of a deleted campaign's hash (`c:N`) marking it deleted:
+/// its name may still lead to it, or a declaration may have read that.
+pub(super) const DELETED_MARK: &[u8] = b"deleted";
+
 /// The field of a campaign's counts changed by every write that stages
 /// participants or ends an upload: a finish decision reads it.
 pub(super) const STAGE_GEN: &str = "stage_gen";
@@ -408,10 +412,7 @@ impl<'a> Plan<'a> {
     /// it), checked unchanged.
     pub async fn deleted(&mut self, seq: u32) -> Result<bool> {
         let key = self.keys.campaign(seq);
-        Ok(self
-            .read_checked(key, super::roles::DELETED_MARK)
-            .await?
-            .is_some())
+        Ok(self.read_checked(key, DELETED_MARK).await?.is_some())
     }
 
     /// Stores a campaign's record.

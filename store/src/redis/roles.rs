@@ -15,7 +15,7 @@ use super::{
     keys::{self, Shard},
     known::KnownMessage,
     leftovers, message,
-    plan::{Admit, Plan, RECORD, STAGE_GEN, UPLOAD_FIELDS, Upload, contended},
+    plan::{Admit, DELETED_MARK, Plan, RECORD, STAGE_GEN, UPLOAD_FIELDS, Upload, contended},
     publish::{STAGED, STEP},
     retention::ENDED,
     suppression_field,
@@ -89,10 +89,6 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
 return 1
 "#;
-
-/// The field of a deleted campaign's hash (`c:N`) marking it deleted:
-/// its name may still lead to it, or a declaration may have read that.
-pub(super) const DELETED_MARK: &[u8] = b"deleted";
 
 /// Gives a leased message back, due at ARGV[2]: only if it is still
 /// leased. KEYS: due, leases.
