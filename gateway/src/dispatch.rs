@@ -62,10 +62,15 @@ impl Dispatcher {
             .channels
             .iter()
             .map(|channel| Lane {
-                channel: channel.clone(),
+                job: Arc::new(SendJob {
+                    store: self.store.clone(),
+                    policy: self.policy.clone(),
+                    channel: channel.clone(),
+                    metrics: self.metrics.clone(),
+                    recorder: recorder.clone(),
+                }),
                 permits: Arc::new(Semaphore::new(channel.concurrency())),
                 unrecorded: Arc::new(Semaphore::new(UNRECORDED_PER_SEND * channel.concurrency())),
-                recorder: recorder.clone(),
                 ahead: Arc::new(Semaphore::new(BATCHES_AHEAD)),
                 turns: Turns::default(),
             })
@@ -117,7 +122,7 @@ impl Dispatcher {
         let _ = checkpoints.await;
         checkpoint(&self.policy).await;
         for lane in lanes {
-            lane.channel.close().await;
+            lane.job.channel.close().await;
         }
         // Every send has handed its outcome over: wait until they are written.
         let _ = recording.await;
@@ -143,13 +148,13 @@ impl Dispatcher {
         let mut progress = Progress::default();
         let mut loads: HashMap<ChannelKind, Load> = lanes
             .iter()
-            .map(|lane| (lane.channel.kind(), Load::new(now)))
+            .map(|lane| (lane.job.channel.kind(), Load::new(now)))
             .collect();
         for campaign in campaigns.iter() {
             let (Some(lane), Some(load)) = (
                 lanes
                     .iter()
-                    .find(|l| l.channel.kind() == campaign.decl.channel),
+                    .find(|l| l.job.channel.kind() == campaign.decl.channel),
                 loads.get_mut(&campaign.decl.channel),
             ) else {
                 continue; // validated at declaration: every channel runs
@@ -304,7 +309,7 @@ impl Dispatcher {
         if !lane.room_for_a_batch(shutdown).await {
             return Pass::default();
         }
-        let room = claim_room(lane.channel.concurrency(), self.config.claim_batch);
+        let room = claim_room(lane.job.channel.concurrency(), self.config.claim_batch);
         // A store shared with other nodes has the bandwidth: claim no more
         // than may go now, so that nothing claimed waits for it.
         let room = match self.policy.room(campaign.decl.channel, room, now).await {
@@ -391,13 +396,6 @@ impl Dispatcher {
                 unsent.extend(queue.map(|c| c.msg));
                 break;
             }
-            let job = SendJob {
-                store: self.store.clone(),
-                policy: self.policy.clone(),
-                channel: lane.channel.clone(),
-                metrics: self.metrics.clone(),
-                recorder: lane.recorder.clone(),
-            };
             let p = &claim.participant;
             // Decided at its own time: a batch may have waited for its turn.
             let now = now_ms();
@@ -428,7 +426,7 @@ impl Dispatcher {
                         unsent.extend(queue.map(|c| c.msg));
                         break;
                     };
-                    let campaign = campaign.clone();
+                    let (job, campaign) = (lane.job.clone(), campaign.clone());
                     sends.spawn(async move { job.send(&campaign, claim, quota, permits).await });
                 }
                 Ok(Verdict::Defer { reason, until }) => {
@@ -450,15 +448,16 @@ impl Dispatcher {
                             reason: why,
                         })
                         .inc();
-                    job.record(
-                        &campaign,
-                        claim,
-                        now,
-                        Outcome::Suppressed {
-                            why: why.to_owned(),
-                        },
-                    )
-                    .await;
+                    lane.job
+                        .record(
+                            &campaign,
+                            claim,
+                            now,
+                            Outcome::Suppressed {
+                                why: why.to_owned(),
+                            },
+                        )
+                        .await;
                 }
                 Err(e) => {
                     tracing::error!(campaign = %campaign.id, error = %e, "load control failed; message released");
@@ -619,13 +618,12 @@ impl Lookup {
 /// flight (each channel says how many it takes).
 #[derive(Clone)]
 struct Lane {
-    channel: Arc<dyn Channel>,
+    /// What each of its sends needs, shared by them all.
+    job: Arc<SendJob>,
     permits: Arc<Semaphore>,
     /// Sends whose outcome is not durable yet, being sent or answered: what
     /// a crash may send twice.
     unrecorded: Arc<Semaphore>,
-    /// Where answered sends leave their outcomes (one for every lane).
-    recorder: Recorder,
     /// One held by each batch from its claim until it is fed.
     ahead: Arc<Semaphore>,
     /// Its batches are fed one at a time, in claim order.
@@ -682,7 +680,7 @@ impl Lane {
     /// message; sends in flight end within a round trip, so the wait is
     /// short.
     async fn room_for_a_batch(&self, shutdown: &CancellationToken) -> bool {
-        let batch = u32::try_from(self.channel.concurrency() / CLAIM_SHARE)
+        let batch = u32::try_from(self.job.channel.concurrency() / CLAIM_SHARE)
             .unwrap_or(u32::MAX)
             .max(1);
         let room = async {
@@ -743,6 +741,7 @@ struct SendJob {
     policy: Arc<Policy>,
     channel: Arc<dyn Channel>,
     metrics: Arc<Metrics>,
+    /// Where answered sends leave their outcomes (one for every lane).
     recorder: Recorder,
 }
 
@@ -778,7 +777,7 @@ impl SendJob {
     /// one goes with the outcome to the recorder, which gives it back once
     /// the outcome is durable.
     async fn send(
-        self,
+        &self,
         campaign: &CampaignRecord,
         claim: Claim,
         quota: Option<QuotaWrite>,

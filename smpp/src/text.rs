@@ -92,6 +92,8 @@ impl Coding {
     fn encode_into(self, text: &str, out: &mut Vec<u8>) {
         match self {
             Self::Gsm7 => {
+                // A septet a character, but for the few escaped ones.
+                out.reserve(text.len());
                 for ch in text.chars() {
                     match gsm_encode(ch) {
                         Some(Septets::Basic(septet)) => out.push(septet),
@@ -103,6 +105,8 @@ impl Coding {
                 }
             }
             Self::Ucs2 => {
+                // No more UTF-16 units than UTF-8 bytes.
+                out.reserve(2 * text.len());
                 for unit in text.encode_utf16() {
                     out.extend(unit.to_be_bytes());
                 }

@@ -18,19 +18,18 @@ pub struct Link {
 }
 
 pub fn id_key(smsc: u16, id: &str) -> Vec<u8> {
-    let id = normalise(id);
+    let id = normalised(id);
     let mut key = Vec::with_capacity(2 + id.len());
     key.extend_from_slice(&smsc.to_be_bytes());
-    key.extend_from_slice(id.as_bytes());
+    key.extend(id.bytes().map(|b| b.to_ascii_lowercase()));
     key
 }
 
 /// The keys a receipt's id may have been stored under, most likely first
 /// (the other readings are only worked out if the first is not found).
-pub fn lookup_keys(smsc: u16, id: &str) -> impl Iterator<Item = Vec<u8>> {
-    let id = normalise(id);
-    let first = id_key(smsc, &id);
+pub fn lookup_keys(smsc: u16, id: &str) -> impl Iterator<Item = Vec<u8>> + '_ {
     let others = move || {
+        let id = normalised(id).to_ascii_lowercase();
         let mut readings = Vec::new();
         let decimal = !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit());
         if decimal && let Ok(n) = id.parse::<u128>() {
@@ -43,7 +42,7 @@ pub fn lookup_keys(smsc: u16, id: &str) -> impl Iterator<Item = Vec<u8>> {
         readings.dedup();
         readings.into_iter().map(move |r| id_key(smsc, &r))
     };
-    std::iter::once(first).chain(std::iter::once_with(others).flatten())
+    std::iter::once(id_key(smsc, id)).chain(std::iter::once_with(others).flatten())
 }
 
 /// Each part's id key with its link, for a message the SMSC took as `up`.
@@ -91,13 +90,15 @@ pub fn campaign_of(key: &[u8], value: &[u8]) -> Option<u32> {
     Some(msg.campaign)
 }
 
-fn normalise(id: &str) -> String {
-    let id = id.trim().to_ascii_lowercase();
+/// `id` without surrounding blanks and leading zeros (`0` stays); keys hold
+/// it lower case.
+fn normalised(id: &str) -> &str {
+    let id = id.trim();
     let trimmed = id.trim_start_matches('0');
     if trimmed.is_empty() && !id.is_empty() {
-        "0".to_owned()
+        "0"
     } else {
-        trimmed.to_owned()
+        trimmed
     }
 }
 
@@ -108,6 +109,7 @@ mod tests {
     #[test]
     fn ids_match_whatever_case_and_leading_zeros() {
         assert_eq!(id_key(1, "00AbC"), id_key(1, "abc"));
+        assert_eq!(id_key(1, " 000 "), id_key(1, "0"));
         assert_ne!(id_key(1, "abc"), id_key(2, "abc"));
         assert!(lookup_keys(3, "ABC").any(|k| k == id_key(3, "abc")));
     }

@@ -1058,22 +1058,23 @@ impl Committer {
             return ReceiptMatch::Matched;
         };
         self.put_upstream(g, key, None);
-        let progress = upstream::progress_key(link.msg);
-        let waiting = if link.parts > 1 {
-            self.upstream_value(g, &progress)
-                .and_then(|v| v.first().copied())
-        } else {
-            None
-        };
+        // Only a concatenated message keeps a count of parts waiting.
+        let progress = (link.parts > 1).then(|| upstream::progress_key(link.msg));
+        let waiting = progress
+            .as_ref()
+            .and_then(|progress| self.upstream_value(g, progress))
+            .and_then(|v| v.first().copied());
         let delivered = match rules::part_receipt(link.parts, waiting, delivered) {
             PartReceipt::AlreadySettled => return ReceiptMatch::Matched,
             PartReceipt::Wait { left } => {
-                self.put_upstream(g, progress, Some(vec![left]));
+                if let Some(progress) = progress {
+                    self.put_upstream(g, progress, Some(vec![left]));
+                }
                 return ReceiptMatch::Matched;
             }
             PartReceipt::Settle { delivered } => delivered,
         };
-        if link.parts > 1 {
+        if let Some(progress) = progress {
             // A failed part marks the message settled (0 left) against
             // later receipts of its other parts.
             self.put_upstream(g, progress, (!delivered).then(|| vec![0]));
