@@ -26,7 +26,7 @@ use rusmpp::{
 };
 use tokio::{
     net::TcpStream,
-    sync::{RwLock, RwLockReadGuard, Semaphore, mpsc, watch},
+    sync::{RwLock, RwLockReadGuard, Semaphore, TryAcquireError, mpsc, watch},
     time::Instant,
 };
 use tokio_rustls::TlsConnector;
@@ -276,10 +276,17 @@ impl Bind {
             reply: reply.to_owned(),
             retry_after,
         };
-        let _slot = tokio::time::timeout_at(give_up_at, self.window.acquire())
-            .await
-            .map_err(|_| unsent("SMPP window full", WINDOW_RETRY))?
-            .map_err(|_| unsent("bind closed", WINDOW_RETRY))?;
+        // A free slot is taken without arming a timer, as most are.
+        let _slot = match self.window.try_acquire() {
+            Ok(slot) => slot,
+            Err(TryAcquireError::Closed) => return Err(unsent("bind closed", WINDOW_RETRY)),
+            Err(TryAcquireError::NoPermits) => {
+                tokio::time::timeout_at(give_up_at, self.window.acquire())
+                    .await
+                    .map_err(|_| unsent("SMPP window full", WINDOW_RETRY))?
+                    .map_err(|_| unsent("bind closed", WINDOW_RETRY))?
+            }
+        };
         let window = &self.metrics.window;
         loop {
             let paused_until = self.lock_pause().until;
@@ -608,42 +615,97 @@ impl Bind {
 #[cfg(test)]
 mod tests {
     use smpp::testing::{pdu, read_pdu};
-    use tokio::{io::AsyncWriteExt, net::TcpListener};
+    use tokio::{
+        io::AsyncWriteExt,
+        net::{TcpListener, TcpStream},
+    };
 
     use super::*;
 
+    /// A bind (more config lines in `extra`) bound as a transceiver to a
+    /// scripted SMSC, with the SMSC's end of the connection.
+    struct Scripted {
+        bind: Arc<Bind>,
+        smsc: TcpStream,
+        stop: CancellationToken,
+        running: tokio::task::JoinHandle<()>,
+    }
+
+    impl Scripted {
+        async fn bound(extra: &str) -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("listen");
+            let port = listener.local_addr().expect("addr").port();
+            let config: Smsc = toml::from_str(&format!(
+                "host = \"127.0.0.1\"\nport = {port}\nsystem_id = \"sluice\"\n{extra}"
+            ))
+            .expect("config");
+            let bind = Arc::new(Bind::new(
+                0,
+                0,
+                Arc::new(config),
+                "pw".into(),
+                None,
+                Arc::new(Metrics::default()),
+                Arc::default(),
+            ));
+            let (tx, _rx) = mpsc::channel(1);
+            let stop = CancellationToken::new();
+            let running = tokio::spawn(bind.clone().run(tx, stop.clone()));
+            let (mut smsc, _) = listener.accept().await.expect("accept");
+            let (id, _, seq) = read_pdu(&mut smsc).await;
+            assert_eq!(id, 0x0000_0009, "bind_transceiver");
+            let resp = pdu(0x8000_0009, 0, seq, b"smsc\0");
+            smsc.write_all(&resp).await.expect("bind resp");
+            tokio::time::timeout(Duration::from_secs(5), async {
+                while !bind.is_bound() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await
+            .expect("bound within 5 s");
+            Self {
+                bind,
+                smsc,
+                stop,
+                running,
+            }
+        }
+
+        /// Stops the bind, answering its unbind so that shutdown does not
+        /// wait for its timeout.
+        async fn stop(mut self) {
+            self.stop.cancel();
+            let (id, seq) = next_request(&mut self.smsc).await;
+            assert_eq!(id, 0x0000_0006, "unbind");
+            let resp = pdu(0x8000_0006, 0, seq, b"");
+            self.smsc.write_all(&resp).await.expect("unbind resp");
+            self.running.await.expect("bind task");
+        }
+    }
+
+    /// The next PDU from the bind other than an enquire_link, which is
+    /// answered.
+    async fn next_request(smsc: &mut TcpStream) -> (u32, u32) {
+        loop {
+            let (id, _, seq) = read_pdu(smsc).await;
+            if id != 0x0000_0015 {
+                return (id, seq);
+            }
+            let resp = pdu(0x8000_0015, 0, seq, b"");
+            smsc.write_all(&resp).await.expect("enquire_link resp");
+        }
+    }
+
     #[tokio::test]
     async fn an_unknown_command_from_the_smsc_is_answered_generic_nack() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("listen");
-        let port = listener.local_addr().expect("addr").port();
-        let config: Smsc = toml::from_str(&format!(
-            "host = \"127.0.0.1\"\nport = {port}\nsystem_id = \"sluice\""
-        ))
-        .expect("config");
-        let bind = Arc::new(Bind::new(
-            0,
-            0,
-            Arc::new(config),
-            "pw".into(),
-            None,
-            Arc::new(Metrics::default()),
-            Arc::default(),
-        ));
-        let (tx, _rx) = mpsc::channel(1);
-        let stop = CancellationToken::new();
-        let running = tokio::spawn(bind.clone().run(tx, stop.clone()));
-
-        let (mut smsc, _) = listener.accept().await.expect("accept");
-        let (id, _, seq) = read_pdu(&mut smsc).await;
-        assert_eq!(id, 0x0000_0009, "bind_transceiver");
-        let resp = pdu(0x8000_0009, 0, seq, b"smsc\0");
-        smsc.write_all(&resp).await.expect("bind resp");
+        let mut script = Scripted::bound("").await;
+        let (bind, smsc) = (&script.bind, &mut script.smsc);
         // A well-formed header with a command id SMPP does not define.
         let unknown = pdu(0x0000_0999, 0, 0x7777, b"");
         smsc.write_all(&unknown).await.expect("unknown command");
         let answer = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
-                let (id, status, seq) = read_pdu(&mut smsc).await;
+                let (id, status, seq) = read_pdu(smsc).await;
                 if id == 0x8000_0000 {
                     return (status, seq);
                 }
@@ -653,13 +715,51 @@ mod tests {
         .expect("no generic_nack within 5 s");
         assert_eq!(answer, (0x0000_0003, 0x7777), "ESME_RINVCMDID");
         assert!(bind.is_bound(), "the session carries on");
+        script.stop().await;
+    }
 
-        stop.cancel();
-        // Answer the unbind so that shutdown does not wait for its timeout.
-        let (id, _, seq) = read_pdu(&mut smsc).await;
-        assert_eq!(id, 0x0000_0006, "unbind");
-        let resp = pdu(0x8000_0006, 0, seq, b"");
-        smsc.write_all(&resp).await.expect("unbind resp");
-        running.await.expect("bind task");
+    #[tokio::test]
+    async fn a_submit_finding_the_window_full_gives_up_at_its_deadline() {
+        let mut script = Scripted::bound("window = 1").await;
+        let sm = Frame::new(rusmpp::pdus::SubmitSm::builder().build());
+        let first = tokio::spawn({
+            let (bind, sm) = (script.bind.clone(), sm.clone());
+            async move {
+                bind.submit(&sm, Instant::now() + Duration::from_secs(30))
+                    .await
+            }
+        });
+        let (id, first_seq) = next_request(&mut script.smsc).await;
+        assert_eq!(id, 0x0000_0004, "submit_sm");
+
+        // The one slot is taken by the unanswered first submit.
+        let second = script
+            .bind
+            .submit(&sm, Instant::now() + Duration::from_millis(100));
+        let second = tokio::time::timeout(Duration::from_secs(5), second)
+            .await
+            .expect("the submit gave up long after its deadline");
+        assert!(
+            matches!(&second, Err(SubmitError::Unsent { reply, .. }) if reply == "SMPP window full"),
+            "{second:?}"
+        );
+
+        let resp = pdu(0x8000_0004, 0, first_seq, b"first\0");
+        script.smsc.write_all(&resp).await.expect("submit resp");
+        assert_eq!(first.await.expect("first"), Ok("first".to_owned()));
+        // Its slot is free again.
+        let third = tokio::spawn({
+            let (bind, sm) = (script.bind.clone(), sm.clone());
+            async move {
+                bind.submit(&sm, Instant::now() + Duration::from_secs(30))
+                    .await
+            }
+        });
+        let (id, seq) = next_request(&mut script.smsc).await;
+        assert_eq!(id, 0x0000_0004, "submit_sm");
+        let resp = pdu(0x8000_0004, 0, seq, b"third\0");
+        script.smsc.write_all(&resp).await.expect("submit resp");
+        assert_eq!(third.await.expect("third"), Ok("third".to_owned()));
+        script.stop().await;
     }
 }
