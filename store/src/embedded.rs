@@ -122,10 +122,11 @@ impl Default for Options {
 /// upload writes; a quarter of that takes a quarter of the memory and
 /// costs the ingest rate nothing measurable (BENCHMARKS.md, issue 19).
 const MAX_MEMTABLE_BYTES: u64 = 16 << 20;
-/// The memtables of message states and SMSC id links, which an upload
-/// never writes and sending writes twice a message (a status at the send
-/// and at its receipt; a link, then its removal), are flushed at this
-/// size: a state's two versions and a link with its removal meet in one
+/// The memtables of message states and SMSC id links are flushed at this
+/// size. An upload hardly writes them (a state only for a participant
+/// without an address that falls back at once); sending writes each twice
+/// a message (a status at the send and at its receipt; a link, then its
+/// removal): a state's two versions and a link with its removal meet in one
 /// memtable and leave fewer tables to flush and compact. Against 16 MiB,
 /// SMS took 0.9 µs less CPU a message (BENCHMARKS.md, issue 19); the
 /// two can hold 96 MiB more while sending (a 1.5M-message run's peak RSS
