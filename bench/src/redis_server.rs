@@ -29,17 +29,16 @@ impl RedisServer {
         // Its first sync starts at once, not after 5 s.
         self.cli(&["CONFIG", "SET", "repl-diskless-sync-delay", "0"])?;
         let replica = Self::start_with(&["--replicaof", "127.0.0.1", &self.port.to_string()])?;
-        let started = Instant::now();
-        while !replica
-            .cli(&["INFO", "replication"])?
-            .contains("master_link_status:up")
-        {
-            ensure!(
-                started.elapsed() < Duration::from_secs(10),
-                "the replica did not catch up"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        poll_until(
+            "the replica did not catch up",
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            || {
+                Ok(replica
+                    .cli(&["INFO", "replication"])?
+                    .contains("master_link_status:up"))
+            },
+        )?;
         Ok(replica)
     }
 
@@ -63,14 +62,12 @@ impl RedisServer {
             .stdout(Stdio::null())
             .spawn()
             .context("redis-server (apt-get install redis-server, or cargo xtask peers)")?;
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            ensure!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        poll_until(
+            "redis-server did not start",
+            Duration::from_secs(10),
+            Duration::from_millis(10),
+            || Ok(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()),
+        )?;
         Ok(Self {
             child,
             port,
@@ -147,19 +144,22 @@ impl RedisCluster {
             .status()
             .context("redis-cli --cluster create")?;
         ensure!(created.success(), "redis-cli --cluster create failed");
-        let started = Instant::now();
-        for master in &masters {
-            while !master
-                .cli(&["CLUSTER", "INFO"])?
-                .contains("cluster_state:ok")
-            {
-                ensure!(
-                    started.elapsed() < Duration::from_secs(20),
-                    "the cluster did not come up"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
+        poll_until(
+            "the cluster did not come up",
+            Duration::from_secs(20),
+            Duration::from_millis(50),
+            || {
+                for master in &masters {
+                    if !master
+                        .cli(&["CLUSTER", "INFO"])?
+                        .contains("cluster_state:ok")
+                    {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            },
+        )?;
         Ok(Self { masters })
     }
 
@@ -211,6 +211,22 @@ pub fn print_commandstats(servers: &[&RedisServer], n: usize) -> anyhow::Result<
             calls / n as f64,
             usec / n as f64
         );
+    }
+    Ok(())
+}
+
+/// Asks `ready` every `every` until it says yes; `failure` once `within`
+/// has gone by first.
+fn poll_until(
+    failure: &str,
+    within: Duration,
+    every: Duration,
+    mut ready: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while !ready()? {
+        ensure!(started.elapsed() < within, "{failure}");
+        std::thread::sleep(every);
     }
     Ok(())
 }
