@@ -157,6 +157,19 @@ fn texted_each_once_but_in_flight(smsc: &NpmSmsc, numbers: usize, nodes: [&Daemo
 }
 
 /// Sets the SMS channel's rate through `node` (UTC, no other limit).
+/// The feed as `a` reads it, after checking that `b` reads the same one
+/// and that its cursors are 1, 2, 3, ... without a gap.
+fn one_feed(a: &Daemon, b: &Daemon) -> Vec<serde_json::Value> {
+    let facts = a.all_events();
+    assert_eq!(facts, b.all_events(), "one feed");
+    let cursors: Vec<u64> = facts
+        .iter()
+        .map(|f| f["cursor"].as_u64().unwrap())
+        .collect();
+    assert_eq!(cursors, (1..=facts.len() as u64).collect::<Vec<_>>());
+    facts
+}
+
 fn set_rate(node: &Daemon, rate_per_sec: f64) {
     let r = node.put_json(
         "/v1/channels/sms/limits",
@@ -809,14 +822,9 @@ fn either_node_reads_the_same_feed_and_one_node_posts_each_webhook_batch() {
     });
     // Accepted, submitted and delivered for each; the feed's cursors are
     // 1, 2, 3, ... from either node.
-    let facts = a.all_events();
+    let facts = one_feed(&a, &b);
     assert_eq!(facts.len(), 3 * N);
-    assert_eq!(facts, b.all_events(), "one feed");
-    let cursors: Vec<u64> = facts
-        .iter()
-        .map(|f| f["cursor"].as_u64().unwrap())
-        .collect();
-    assert_eq!(cursors, (1..=3 * N as u64).collect::<Vec<_>>());
+    let cursors: Vec<u64> = (1..=3 * N as u64).collect();
 
     let posted = || -> Vec<u64> { hook.posts().iter().flat_map(Post::cursors).collect() };
     wait_until("every fact posted", Duration::from_secs(30), || {
@@ -1033,13 +1041,8 @@ fn nodes_on_a_cluster_spread_campaigns_over_its_masters_and_read_one_feed() {
     wait_until("every receipt in the feed", Duration::from_secs(30), || {
         a.all_events().len() == 9 * N
     });
-    let facts = a.all_events();
-    assert_eq!(facts, b.all_events(), "one feed");
-    let cursors: Vec<u64> = facts
-        .iter()
-        .map(|f| f["cursor"].as_u64().unwrap())
-        .collect();
-    assert_eq!(cursors, (1..=9 * N as u64).collect::<Vec<_>>());
+    let facts = one_feed(&a, &b);
+    assert_eq!(facts.len(), 9 * N);
     for id in ids {
         let delivered = facts
             .iter()

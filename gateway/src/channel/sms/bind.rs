@@ -718,17 +718,23 @@ mod tests {
         script.stop().await;
     }
 
+    /// `sm` submitted on a task of its own, with 30 s to go.
+    fn submit_in_background(
+        bind: &Arc<Bind>,
+        sm: &Frame,
+    ) -> tokio::task::JoinHandle<Result<String, SubmitError>> {
+        let (bind, sm) = (bind.clone(), sm.clone());
+        tokio::spawn(async move {
+            bind.submit(&sm, Instant::now() + Duration::from_secs(30))
+                .await
+        })
+    }
+
     #[tokio::test]
     async fn a_submit_finding_the_window_full_gives_up_at_its_deadline() {
         let mut script = Scripted::bound("window = 1").await;
         let sm = Frame::new(rusmpp::pdus::SubmitSm::builder().build());
-        let first = tokio::spawn({
-            let (bind, sm) = (script.bind.clone(), sm.clone());
-            async move {
-                bind.submit(&sm, Instant::now() + Duration::from_secs(30))
-                    .await
-            }
-        });
+        let first = submit_in_background(&script.bind, &sm);
         let (id, first_seq) = next_request(&mut script.smsc).await;
         assert_eq!(id, 0x0000_0004, "submit_sm");
 
@@ -748,13 +754,7 @@ mod tests {
         script.smsc.write_all(&resp).await.expect("submit resp");
         assert_eq!(first.await.expect("first"), Ok("first".to_owned()));
         // Its slot is free again.
-        let third = tokio::spawn({
-            let (bind, sm) = (script.bind.clone(), sm.clone());
-            async move {
-                bind.submit(&sm, Instant::now() + Duration::from_secs(30))
-                    .await
-            }
-        });
+        let third = submit_in_background(&script.bind, &sm);
         let (id, seq) = next_request(&mut script.smsc).await;
         assert_eq!(id, 0x0000_0004, "submit_sm");
         let resp = pdu(0x8000_0004, 0, seq, b"third\0");
