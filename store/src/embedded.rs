@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Result, StoreError, UploadId, codec, flags::Flags, index::CampaignIndex};
 pub use space::{DEFAULT_RESERVE, FreeBytes, free_bytes};
+pub use states::FOLD_AFTER;
 
 /// Why writes are refused after a commit failed: the engine poisons itself
 /// on a failed write, and only a reopen clears that.
@@ -42,7 +43,12 @@ const FACT_RUN: usize = 4096;
 struct Keyspaces {
     campaigns: Keyspace,
     participants: Keyspace,
+    /// Message states as earlier releases wrote them, one key a message:
+    /// read when the store opens, no longer written (see `states`).
     status: Keyspace,
+    /// Message states as written: one run a commit, folded into chunks.
+    state_runs: Keyspace,
+    state_chunks: Keyspace,
     facts: Keyspace,
     meta: Keyspace,
     suppressions: Keyspace,
@@ -67,6 +73,13 @@ struct Index {
 }
 
 impl Index {
+    /// A message's state as read back, if its campaign is still there.
+    fn set_state(&mut self, msg: MessageNo, s: MessageState) {
+        if let Some(c) = self.by_seq(msg.campaign) {
+            c.set(msg.participant, s.status, s.attempts, s.due, s.at);
+        }
+    }
+
     fn by_seq(&mut self, seq: u32) -> Option<&mut CampaignIndex> {
         let id = self.ids.get(&seq)?;
         self.campaigns.get_mut(id)
@@ -106,6 +119,9 @@ pub struct Options {
     pub min_free_bytes: u64,
     /// How free bytes are found ([`free_bytes`]; a test may simulate a disk).
     pub free_bytes: FreeBytes,
+    /// Message states written in runs before they are folded into chunks
+    /// ([`FOLD_AFTER`]; a test may fold after every commit).
+    pub fold_states_after: usize,
 }
 
 impl Default for Options {
@@ -113,6 +129,7 @@ impl Default for Options {
         Self {
             min_free_bytes: DEFAULT_RESERVE,
             free_bytes: Box::new(free_bytes),
+            fold_states_after: FOLD_AFTER,
         }
     }
 }
@@ -122,15 +139,13 @@ impl Default for Options {
 /// upload writes; a quarter of that takes a quarter of the memory and
 /// costs the ingest rate nothing measurable (BENCHMARKS.md, issue 19).
 const MAX_MEMTABLE_BYTES: u64 = 16 << 20;
-/// The memtables of message states and SMSC id links are flushed at this
-/// size. An upload hardly writes them (a state only for a participant
-/// without an address that falls back at once); sending writes each twice
-/// a message (a status at the send and at its receipt; a link, then its
-/// removal): a state's two versions and a link with its removal meet in one
-/// memtable and leave fewer tables to flush and compact. Against 16 MiB,
-/// SMS took 0.9 µs less CPU a message (BENCHMARKS.md, issue 19); the
-/// two can hold 96 MiB more while sending (a 1.5M-message run's peak RSS
-/// did not change measurably).
+/// The memtable of SMSC id links is flushed at this size. An upload does
+/// not write it; sending writes it twice a message (a link, then its
+/// removal), and a link and its removal meet in one memtable more often,
+/// leaving fewer tables to flush, compact and search. Against 16 MiB, SMS
+/// took 0.9 µs less CPU a message (measured while message states were
+/// keyed writes sized alike; BENCHMARKS.md, issue 19); it can hold 48 MiB
+/// more while sending. fjall keeps a keyspace's options from its creation.
 const SENDING_MEMTABLE_BYTES: u64 = 64 << 20;
 
 impl Embedded {
@@ -156,7 +171,9 @@ impl Embedded {
         let ks = Keyspaces {
             campaigns: open("campaigns")?,
             participants: open("participants")?,
-            status: open_sized("status", SENDING_MEMTABLE_BYTES)?,
+            status: open("status")?,
+            state_runs: open("state_runs")?,
+            state_chunks: open("state_chunks")?,
             facts: open("facts")?,
             meta: open("meta")?,
             suppressions: open("suppressions")?,
@@ -165,7 +182,7 @@ impl Embedded {
             stages: open("stages")?,
         };
         stage::drop_unpublished(&db, &ks).map_err(|e| e.found_in(dir))?;
-        let (index, last_cursor) = recover(&ks).map_err(|e| e.found_in(dir))?;
+        let (index, last_cursor, runs) = recover(&ks).map_err(|e| e.found_in(dir))?;
         let shared = Arc::new(Shared {
             index: Mutex::new(index),
             last_upload: AtomicU64::new(0),
@@ -180,6 +197,8 @@ impl Embedded {
             db,
             shared: shared.clone(),
             next_cursor: last_cursor + 1,
+            runs,
+            fold_after: options.fold_states_after,
         };
         thread::Builder::new()
             .name("store-commit".into())
@@ -216,7 +235,7 @@ impl Embedded {
 
 /// Reads everything back after a restart. Leases are not persisted: every
 /// message not settled is due again (at-least-once).
-fn recover(ks: &Keyspaces) -> Result<(Index, u64)> {
+fn recover(ks: &Keyspaces) -> Result<(Index, u64, states::Runs)> {
     let mut index = Index::default();
     for kv in ks.campaigns.iter() {
         let value = kv.value().map_err(io)?;
@@ -239,10 +258,28 @@ fn recover(ks: &Keyspaces) -> Result<(Index, u64)> {
         let (key, value) = kv.into_inner().map_err(io)?;
         let msg = codec::parse_message_key(&key)?;
         let s: MessageState = codec::decode(&value)?;
-        if let Some(c) = index.by_seq(msg.campaign) {
-            c.set(msg.participant, s.status, s.attempts, s.due, s.at);
+        index.set_state(msg, s);
+    }
+    for kv in ks.state_chunks.iter() {
+        for (msg, s) in states::decode(&kv.value().map_err(io)?)? {
+            index.set_state(msg, s);
         }
     }
+    let (mut runs, mut first) = (states::Runs::default(), None);
+    for kv in ks.state_runs.iter() {
+        let (key, value) = kv.into_inner().map_err(io)?;
+        let number: [u8; 8] = key[..]
+            .try_into()
+            .map_err(|_| codec::corrupt("message states", "a run's key is not 8 bytes"))?;
+        let number = u64::from_be_bytes(number);
+        first.get_or_insert(number);
+        runs.next = number + 1;
+        for (msg, s) in states::decode(&value)? {
+            index.set_state(msg, s);
+            runs.note(msg);
+        }
+    }
+    runs.first = first.unwrap_or(runs.next);
     for kv in ks.engagement.iter() {
         let (key, value) = kv.into_inner().map_err(io)?;
         let msg = codec::parse_message_key(&key)?;
@@ -270,7 +307,7 @@ fn recover(ks: &Keyspaces) -> Result<(Index, u64)> {
         }
         None => 0,
     };
-    Ok((index, last_cursor))
+    Ok((index, last_cursor, runs))
 }
 
 fn io(e: fjall::Error) -> StoreError {
@@ -346,6 +383,7 @@ mod owner;
 mod roles;
 mod space;
 mod stage;
+mod states;
 
 use commit::{Committer, Op};
 use owner::DirectoryOwner;

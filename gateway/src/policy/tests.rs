@@ -185,6 +185,7 @@ async fn a_send_whose_quota_state_was_not_written_does_not_count() {
     let options = store::embedded::Options {
         min_free_bytes: 1 << 20,
         free_bytes: Box::new(move |_| Ok(disk.load(Ordering::SeqCst))),
+        ..Default::default()
     };
     let store: Arc<dyn Store> = Arc::new(Embedded::open_with(dir.path(), options).expect("open"));
     let limits = serde_json::from_value(serde_json::json!(

@@ -21,7 +21,7 @@ use super::{
     FACT_RUN, Index, MAX_GROUP, Shared, participant_record,
     space::Room,
     stage::{self, Staged},
-    suppression_key,
+    states, suppression_key,
 };
 use crate::{Result, StoreError, UploadId, codec, flags::Flags, index::CampaignIndex, upstream};
 
@@ -217,6 +217,10 @@ pub(super) struct Committer {
     pub(super) db: Database,
     pub(super) shared: Arc<Shared>,
     pub(super) next_cursor: u64,
+    /// The message states in runs, not folded yet.
+    pub(super) runs: states::Runs,
+    /// States in runs that start a fold.
+    pub(super) fold_after: usize,
 }
 
 /// One commit being assembled.
@@ -233,6 +237,8 @@ struct Group {
     upstream: HashMap<Vec<u8>, Option<Vec<u8>>, foldhash::fast::RandomState>,
     /// Statuses recorded in this group, not yet in the index.
     statuses: HashMap<MessageNo, Status, foldhash::fast::RandomState>,
+    /// The states recorded in this group: its run.
+    run: states::Entries,
     /// Flags set in this group, with their times, written once per message.
     engaged: HashMap<MessageNo, Flags, foldhash::fast::RandomState>,
     /// Values written in this group (a conditional write after one reads it).
@@ -302,6 +308,7 @@ impl Committer {
             facts: Vec::new(),
             upstream: HashMap::default(),
             statuses: HashMap::default(),
+            run: states::Entries::new(),
             engaged: HashMap::default(),
             meta: HashMap::new(),
             unreadable: None,
@@ -316,6 +323,11 @@ impl Committer {
             }
         }
         self.write_facts(&mut group);
+        if !group.run.is_empty() {
+            let run = std::mem::replace(&mut group.run, states::Entries::new());
+            let key = states::run_key(self.runs.take_number());
+            (group.batch).insert(&self.shared.ks.state_runs, key, run.into_bytes());
+        }
         for (msg, flags) in std::mem::take(&mut group.engaged) {
             group.batch.insert(
                 &self.shared.ks.engagement,
@@ -346,9 +358,13 @@ impl Committer {
         };
         match written {
             Ok(()) => {
-                let mut index = self.shared.index();
+                let shared = self.shared.clone();
+                let mut index = shared.index();
                 for effect in group.effects {
                     apply(&mut index, effect);
+                }
+                if self.runs.states >= self.fold_after {
+                    self.fold(&mut index);
                 }
                 drop(index);
                 self.shared
@@ -367,6 +383,24 @@ impl Committer {
                     answer.send(Some(&reason));
                 }
             }
+        }
+    }
+
+    /// Folds the runs into chunks, in a batch of its own after a durable
+    /// commit: the index then holds every state the runs do. It needs no
+    /// fsync of its own: lost in a crash, it leaves the runs it would have
+    /// removed, which say the same (the journal keeps a batch whole or not
+    /// at all, and in order).
+    fn fold(&mut self, index: &mut Index) {
+        let ks = &self.shared.ks;
+        let mut batch = self.db.batch().durability(None);
+        self.runs
+            .fold(index, &mut batch, &ks.state_chunks, &ks.state_runs);
+        if let Err(e) = batch.commit() {
+            // As after a failed commit: the runs stay, and the next open
+            // replays them.
+            tracing::error!(error = %e, "folding message states failed; refusing further writes");
+            self.shared.healthy.store(false, Ordering::Release);
         }
     }
 
@@ -739,7 +773,12 @@ impl Committer {
         }
         let record = c.record.clone();
         let prefix = record.seq.to_be_bytes();
-        for keyspace in [&ks.participants, &ks.status, &ks.engagement] {
+        for keyspace in [
+            &ks.participants,
+            &ks.status,
+            &ks.state_chunks,
+            &ks.engagement,
+        ] {
             for kv in keyspace.prefix(prefix) {
                 match kv.key() {
                     Ok(key) => g.batch.remove(keyspace, key),
@@ -971,12 +1010,9 @@ impl Committer {
         }
     }
 
-    fn put_status(&self, g: &mut Group, msg: MessageNo, record: MessageState) {
-        g.batch.insert(
-            &self.shared.ks.status,
-            codec::message_key(msg),
-            codec::encode(&record),
-        );
+    fn put_status(&mut self, g: &mut Group, msg: MessageNo, record: MessageState) {
+        g.run.push(msg, &record);
+        self.runs.note(msg);
         g.statuses.insert(msg, record.status);
         g.effects.push(Effect::Status { msg, record });
     }

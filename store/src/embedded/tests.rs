@@ -1,6 +1,7 @@
 //! What only the embedded engine promises beyond the contract: facts are
-//! stored in runs, and the feed pages across runs and a reopen; a deleted
-//! campaign leaves no upstream links.
+//! stored in runs, and the feed pages across runs and a reopen; message
+//! states are folded from runs into chunks, newest last; a deleted campaign
+//! leaves no upstream links and no states.
 
 use super::*;
 use crate::{
@@ -9,6 +10,7 @@ use crate::{
     upstream,
 };
 use domain::{CampaignState, ReceiptMatch};
+use std::path::Path;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_feed_pages_across_fact_runs_and_survives_reopen() {
@@ -62,6 +64,7 @@ async fn a_full_disk_refuses_writes_until_space_is_back() {
     let options = Options {
         min_free_bytes: 1 << 20,
         free_bytes: Box::new(move |_| Ok(disk.load(std::sync::atomic::Ordering::SeqCst))),
+        ..Default::default()
     };
     let store = Embedded::open_with(dir.path(), options).expect("open");
     store.put_campaign("c1", decl()).await.expect("declare");
@@ -252,4 +255,110 @@ async fn a_deleted_campaign_leaves_no_upstream_links_behind() {
         .await
         .expect("forget");
     assert_eq!((removed, links(&store)), (0, 1));
+}
+
+/// Opens the store in `dir`, folding message states once `fold_after` are
+/// in runs.
+fn open_folding(dir: &Path, fold_after: usize) -> Embedded {
+    let options = Options {
+        fold_states_after: fold_after,
+        ..Options::default()
+    };
+    Embedded::open_with(dir, options).expect("open")
+}
+
+/// Declares running campaign `id` with `people` and claims them all.
+async fn claimed(store: &Embedded, id: &str, people: &[&str]) -> Vec<MessageNo> {
+    let seq = store.put_campaign(id, decl()).await.expect("declare").seq;
+    let people = people.iter().map(|p| participant(p)).collect();
+    store.add_participants(id, people, 1).await.expect("add");
+    store
+        .set_state(id, CampaignState::Running)
+        .await
+        .expect("run");
+    let claims = store.claim(seq, 10_000, 10, 60_000).await.expect("claim");
+    claims.iter().map(|c| c.msg).collect()
+}
+
+fn count(keyspace: &Keyspace) -> usize {
+    keyspace.iter().count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn states_recorded_after_a_fold_win_over_the_folded_ones_at_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = open_folding(dir.path(), 2);
+        let msgs = claimed(&store, "c1", &["a", "b", "c"]).await;
+        // Two states: folded into a chunk, their run removed.
+        store
+            .record(vec![
+                submitted(msgs[0], 0, &["s0"]),
+                submitted(msgs[1], 0, &["s1"]),
+            ])
+            .await
+            .expect("record");
+        let ks = &store.shared.ks;
+        assert_eq!((count(&ks.state_chunks), count(&ks.state_runs)), (1, 0));
+        // One state: left in a run, newer than the chunk.
+        store
+            .receipts(vec![receipt(0, "s0", Some(true))])
+            .await
+            .expect("receipt");
+        assert_eq!((count(&ks.state_chunks), count(&ks.state_runs)), (1, 1));
+    }
+    let store = open_folding(dir.path(), 2);
+    let counts = store.counts("c1").await.expect("counts");
+    let by_status = |s: &str| counts.by_status.get(s).copied().unwrap_or(0);
+    assert_eq!(
+        (
+            by_status("delivered"),
+            by_status("submitted"),
+            by_status("pending")
+        ),
+        (1, 1, 1),
+        "{counts:?}"
+    );
+    // The run replayed counts towards the next fold.
+    store
+        .receipts(vec![receipt(0, "s1", Some(false))])
+        .await
+        .expect("receipt");
+    let ks = &store.shared.ks;
+    assert_eq!((count(&ks.state_chunks), count(&ks.state_runs)), (1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_campaign_leaves_no_states_behind_and_later_ones_none_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_folding(dir.path(), 1);
+    let old = claimed(&store, "old", &["a", "b"]).await;
+    let kept = claimed(&store, "kept", &["c"]).await;
+    store
+        .record(vec![
+            submitted(old[0], 0, &["o0"]),
+            submitted(kept[0], 0, &["k0"]),
+        ])
+        .await
+        .expect("record");
+    let ks = store.shared.ks.clone();
+    assert_eq!(count(&ks.state_chunks), 2, "a chunk per campaign");
+    store
+        .set_state("old", CampaignState::Cancelled)
+        .await
+        .expect("cancel");
+    store.delete_campaign("old").await.expect("delete");
+    assert_eq!(count(&ks.state_chunks), 1, "kept's chunk only");
+    // A late outcome of the deleted campaign writes no state to fold.
+    store
+        .record(vec![submitted(old[1], 0, &["late"])])
+        .await
+        .expect("record");
+    assert_eq!((count(&ks.state_chunks), count(&ks.state_runs)), (1, 0));
+    drop((ks, store));
+    let store = open_folding(dir.path(), 1);
+    assert_eq!(
+        store.counts("kept").await.expect("counts").by_status["submitted"],
+        1
+    );
 }

@@ -1,0 +1,255 @@
+//! Message states as the committer writes them: every commit's states go
+//! into one record (a run), and once enough have gathered they are folded
+//! into chunks of a campaign's states, written from the index, and the runs
+//! are removed. A state is only read when the store opens, so it need not
+//! be found by its key: a run costs a message's state a few bytes appended,
+//! where a keyed write costs a skiplist insert, a journal entry and its
+//! flush and compaction (BENCHMARKS.md, issue 19).
+//!
+//! Keys: a run's is its number (big-endian `u64`, one more for each run);
+//! a chunk's is the campaign's number then the chunk's (big-endian `u32`s),
+//! so a campaign's chunks share the prefix of its message keys. Values: a
+//! format byte, then per message its key (8 bytes), status (1), attempts
+//! (4), due time (8) and time (8), big-endian.
+//!
+//! Opening applies, in this order, the keyed states of earlier releases
+//! (the `status` keyspace), the chunks, then the runs by number: each is
+//! newer than what comes before it.
+
+use std::collections::HashSet;
+
+use domain::{MessageNo, MessageState, Status};
+
+use super::Index;
+use crate::{Result, codec};
+
+/// The format byte of runs and chunks.
+const FORMAT: u8 = 1;
+/// Bytes of one message's entry.
+const ENTRY: usize = 8 + 1 + 4 + 8 + 8;
+/// Participants per chunk: a chunk's value is at most 29 KiB.
+pub(super) const CHUNK: u32 = 1024;
+/// States gathered in runs before they are folded, by default: about
+/// 7.6 MB of runs, replayed in well under a second when the store opens.
+pub const FOLD_AFTER: usize = 1 << 18;
+
+/// Encoded message states: a run or a chunk.
+pub(super) struct Entries(Vec<u8>);
+
+impl Entries {
+    pub fn new() -> Self {
+        Self(vec![FORMAT])
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.len() == 1
+    }
+
+    pub fn push(&mut self, msg: MessageNo, state: &MessageState) {
+        self.0.reserve(ENTRY);
+        self.0.extend_from_slice(&codec::message_key(msg));
+        self.0.push(state.status.index() as u8);
+        self.0.extend_from_slice(&state.attempts.to_be_bytes());
+        self.0.extend_from_slice(&state.due.to_be_bytes());
+        self.0.extend_from_slice(&state.at.to_be_bytes());
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+/// The messages' states in a run or chunk's value, in the order written.
+pub(super) fn decode(value: &[u8]) -> Result<Vec<(MessageNo, MessageState)>> {
+    let corrupt = |detail: &str| codec::corrupt("message states", detail);
+    let entries = match value.split_first() {
+        Some((&FORMAT, entries)) => entries,
+        Some((other, _)) => {
+            return Err(corrupt(&format!(
+                "unknown format {other} (this release reads {FORMAT})"
+            )));
+        }
+        None => return Err(corrupt("empty record")),
+    };
+    if entries.len() % ENTRY != 0 {
+        return Err(corrupt(&format!(
+            "{} bytes, not a whole number of {ENTRY}-byte entries",
+            entries.len()
+        )));
+    }
+    entries
+        .chunks_exact(ENTRY)
+        .map(|e| {
+            let be8 = |at: usize| u64::from_be_bytes(e[at..at + 8].try_into().expect("8 bytes"));
+            let status = *Status::ALL
+                .get(usize::from(e[8]))
+                .ok_or_else(|| corrupt(&format!("unknown status {}", e[8])))?;
+            let state = MessageState {
+                status,
+                attempts: u32::from_be_bytes(e[9..13].try_into().expect("4 bytes")),
+                due: be8(13),
+                at: be8(21),
+            };
+            Ok((MessageNo::from_u64(be8(0)), state))
+        })
+        .collect()
+}
+
+pub(super) fn run_key(run: u64) -> [u8; 8] {
+    run.to_be_bytes()
+}
+
+/// The key of the chunk holding `msg`.
+pub(super) fn chunk_key(msg: MessageNo) -> [u8; 8] {
+    codec::message_key(MessageNo {
+        campaign: msg.campaign,
+        participant: msg.participant / CHUNK,
+    })
+}
+
+/// The committer's account of the runs not folded yet.
+#[derive(Debug, Default)]
+pub(super) struct Runs {
+    /// The first run not folded (all before it are removed).
+    pub first: u64,
+    /// The number the next run gets.
+    pub next: u64,
+    /// States written in runs since the last fold.
+    pub states: usize,
+    /// Chunks (by key) with a message whose state is in a run.
+    pub dirty: HashSet<[u8; 8], foldhash::fast::RandomState>,
+}
+
+impl Runs {
+    /// Notes that `msg`'s state goes into the next run.
+    pub fn note(&mut self, msg: MessageNo) {
+        self.states += 1;
+        self.dirty.insert(chunk_key(msg));
+    }
+
+    /// A new run's number.
+    pub fn take_number(&mut self) -> u64 {
+        self.next += 1;
+        self.next - 1
+    }
+
+    /// Writes every dirty chunk from `index` into `chunks` and removes every
+    /// run into `runs`, in `batch`; the account starts again. The index
+    /// holds every durable state (the runs' included), so the chunks replace
+    /// the runs whole; a campaign deleted meanwhile has no chunk written.
+    pub fn fold(
+        &mut self,
+        index: &mut Index,
+        batch: &mut fjall::OwnedWriteBatch,
+        chunks: &fjall::Keyspace,
+        runs: &fjall::Keyspace,
+    ) {
+        for key in self.dirty.drain() {
+            let first = MessageNo::from_u64(u64::from_be_bytes(key));
+            let Some(c) = index.by_seq(first.campaign) else {
+                continue;
+            };
+            let mut chunk = Entries::new();
+            let start = first.participant * CHUNK;
+            for participant in start..=start + (CHUNK - 1) {
+                if let Some(s) = c.slot(participant) {
+                    let state = MessageState {
+                        status: s.status,
+                        attempts: s.attempts,
+                        due: s.due,
+                        at: s.at,
+                    };
+                    let msg = MessageNo {
+                        campaign: first.campaign,
+                        participant,
+                    };
+                    chunk.push(msg, &state);
+                }
+            }
+            batch.insert(chunks, key, chunk.into_bytes());
+        }
+        for run in self.first..self.next {
+            batch.remove(runs, run_key(run));
+        }
+        self.first = self.next;
+        self.states = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(status: Status, attempts: u32, due: u64, at: u64) -> MessageState {
+        MessageState {
+            status,
+            attempts,
+            due,
+            at,
+        }
+    }
+
+    #[test]
+    fn entries_read_back_as_written_in_order() {
+        let written = [
+            (
+                MessageNo {
+                    campaign: 3,
+                    participant: u32::MAX,
+                },
+                state(Status::Fallback, u32::MAX, u64::MAX, 1),
+            ),
+            (
+                MessageNo {
+                    campaign: 0,
+                    participant: 7,
+                },
+                state(Status::Pending, 2, 1_700_000_000_000, 0),
+            ),
+        ];
+        let mut entries = Entries::new();
+        assert!(entries.is_empty());
+        for (msg, s) in &written {
+            entries.push(*msg, s);
+        }
+        assert!(!entries.is_empty());
+        assert_eq!(decode(&entries.into_bytes()).expect("decodes"), written);
+    }
+
+    #[test]
+    fn a_damaged_value_is_an_error_naming_what_is_wrong() {
+        let mut entries = Entries::new();
+        entries.push(
+            MessageNo {
+                campaign: 1,
+                participant: 2,
+            },
+            &state(Status::Delivered, 1, 0, 9),
+        );
+        let good = entries.into_bytes();
+        let error = |bytes: &[u8]| decode(bytes).expect_err("refused").to_string();
+        assert!(error(&good[..good.len() - 1]).contains("whole number"));
+        assert!(error(&[]).contains("empty"));
+        let mut newer = good.clone();
+        newer[0] = FORMAT + 1;
+        assert!(error(&newer).contains("unknown format 2"));
+        let mut status = good;
+        status[1 + 8] = Status::ALL.len() as u8;
+        assert!(error(&status).contains("unknown status 8"));
+    }
+
+    #[test]
+    fn a_message_belongs_to_the_chunk_of_its_campaign_and_number() {
+        let key = |campaign, participant| {
+            chunk_key(MessageNo {
+                campaign,
+                participant,
+            })
+        };
+        assert_eq!(key(5, 0), key(5, CHUNK - 1));
+        assert_ne!(key(5, CHUNK - 1), key(5, CHUNK));
+        assert_ne!(key(5, 0), key(6, 0));
+        // A campaign's chunks share the prefix its message keys have.
+        assert_eq!(key(5, 3 * CHUNK)[..4], 5u32.to_be_bytes());
+    }
+}
