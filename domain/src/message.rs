@@ -45,6 +45,8 @@ pub enum Status {
 }
 
 impl Status {
+    /// In this order for good: the embedded store keeps a status as its
+    /// place here (`store/src/embedded/states.rs`).
     pub const ALL: [Status; 8] = [
         Status::Pending,
         Status::Submitted,

@@ -43,11 +43,12 @@ const FACT_RUN: usize = 4096;
 struct Keyspaces {
     campaigns: Keyspace,
     participants: Keyspace,
-    /// Message states as earlier releases wrote them, one key a message:
-    /// read when the store opens, no longer written (see `states`).
+    /// Message states, one key a message: what a fold left outside a
+    /// chunk, and every state of earlier releases (see `states`).
     status: Keyspace,
-    /// Message states as written: one run a commit, folded into chunks.
+    /// Message states as written: one run a commit, until folded.
     state_runs: Keyspace,
+    /// Message states folded, 1,024 participants of a campaign a record.
     state_chunks: Keyspace,
     facts: Keyspace,
     meta: Keyspace,
@@ -119,8 +120,8 @@ pub struct Options {
     pub min_free_bytes: u64,
     /// How free bytes are found ([`free_bytes`]; a test may simulate a disk).
     pub free_bytes: FreeBytes,
-    /// Message states written in runs before they are folded into chunks
-    /// ([`FOLD_AFTER`]; a test may fold after every commit).
+    /// Message states written in runs before they are folded ([`FOLD_AFTER`];
+    /// a test may fold after every commit).
     pub fold_states_after: usize,
 }
 
@@ -254,16 +255,17 @@ fn recover(ks: &Keyspaces) -> Result<(Index, u64, states::Runs)> {
             c.place(msg.participant, &p.customer, &p.address, Some(0));
         }
     }
+    // Chunks, keyed states, then runs: each newer than the one before.
+    for kv in ks.state_chunks.iter() {
+        for (msg, s) in states::decode(&kv.value().map_err(io)?)? {
+            index.set_state(msg, s);
+        }
+    }
     for kv in ks.status.iter() {
         let (key, value) = kv.into_inner().map_err(io)?;
         let msg = codec::parse_message_key(&key)?;
         let s: MessageState = codec::decode(&value)?;
         index.set_state(msg, s);
-    }
-    for kv in ks.state_chunks.iter() {
-        for (msg, s) in states::decode(&kv.value().map_err(io)?)? {
-            index.set_state(msg, s);
-        }
     }
     let (mut runs, mut first) = (states::Runs::default(), None);
     for kv in ks.state_runs.iter() {
@@ -276,7 +278,7 @@ fn recover(ks: &Keyspaces) -> Result<(Index, u64, states::Runs)> {
         runs.next = number + 1;
         for (msg, s) in states::decode(&value)? {
             index.set_state(msg, s);
-            runs.note(msg);
+            runs.states += 1;
         }
     }
     runs.first = first.unwrap_or(runs.next);

@@ -1,7 +1,6 @@
 //! The embedded engine passes the store's contract, on a fresh data
 //! directory per test: with its message states left in runs (a test writes
-//! far fewer than a fold waits for), and folded into chunks after every
-//! commit.
+//! far fewer than a fold waits for), and folded after every commit.
 
 use std::sync::Arc;
 

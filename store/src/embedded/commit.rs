@@ -4,7 +4,7 @@
 //! in-memory index and answers the callers.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, atomic::Ordering},
 };
 
@@ -363,13 +363,14 @@ impl Committer {
                 for effect in group.effects {
                     apply(&mut index, effect);
                 }
-                if self.runs.states >= self.fold_after {
-                    self.fold(&mut index);
-                }
                 drop(index);
                 self.shared
                     .durable_cursor
                     .store(self.next_cursor - 1, Ordering::Release);
+                // Before the answers, so that a caller finds it done.
+                if self.runs.states >= self.fold_after {
+                    self.fold();
+                }
                 for answer in group.answers {
                     answer.send(None);
                 }
@@ -386,17 +387,18 @@ impl Committer {
         }
     }
 
-    /// Folds the runs into chunks, in a batch of its own after a durable
-    /// commit: the index then holds every state the runs do. It needs no
-    /// fsync of its own: lost in a crash, it leaves the runs it would have
-    /// removed, which say the same (the journal keeps a batch whole or not
-    /// at all, and in order).
-    fn fold(&mut self, index: &mut Index) {
+    /// Folds the runs, in a batch of its own once a commit is durable and
+    /// the index lock is free. It needs no fsync of its own: lost in a crash, it leaves
+    /// the runs it would have removed, which say the same (the journal
+    /// keeps a batch whole or not at all, and in order).
+    fn fold(&mut self) {
+        let live: HashSet<u32> = self.shared.index().ids.keys().copied().collect();
         let ks = &self.shared.ks;
         let mut batch = self.db.batch().durability(None);
-        self.runs
-            .fold(index, &mut batch, &ks.state_chunks, &ks.state_runs);
-        if let Err(e) = batch.commit() {
+        let folded = (self.runs)
+            .fold(ks, |campaign| live.contains(&campaign), &mut batch)
+            .and_then(|()| batch.commit().map_err(super::io));
+        if let Err(e) = folded {
             // As after a failed commit: the runs stay, and the next open
             // replays them.
             tracing::error!(error = %e, "folding message states failed; refusing further writes");
@@ -1012,7 +1014,7 @@ impl Committer {
 
     fn put_status(&mut self, g: &mut Group, msg: MessageNo, record: MessageState) {
         g.run.push(msg, &record);
-        self.runs.note(msg);
+        self.runs.states += 1;
         g.statuses.insert(msg, record.status);
         g.effects.push(Effect::Status { msg, record });
     }

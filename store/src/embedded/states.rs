@@ -1,34 +1,45 @@
 //! Message states as the committer writes them: every commit's states go
-//! into one record (a run), and once enough have gathered they are folded
-//! into chunks of a campaign's states, written from the index, and the runs
-//! are removed. A state is only read when the store opens, so it need not
-//! be found by its key: a run costs a message's state a few bytes appended,
-//! where a keyed write costs a skiplist insert, a journal entry and its
-//! flush and compaction (BENCHMARKS.md, issue 19).
+//! into one record (a run), and once enough have gathered the runs are
+//! folded and removed. A state is only read when the store opens, so it
+//! need not be found by its key: a run costs a message's state a few bytes
+//! appended, where a keyed write costs a skiplist insert, a journal entry
+//! and its flush and compaction (BENCHMARKS.md, issue 19).
 //!
-//! Keys: a run's is its number (big-endian `u64`, one more for each run);
-//! a chunk's is the campaign's number then the chunk's (big-endian `u32`s),
-//! so a campaign's chunks share the prefix of its message keys. Values: a
-//! format byte, then per message its key (8 bytes), status (1), attempts
-//! (4), due time (8) and time (8), big-endian.
+//! A fold writes each message's latest state from the runs: into its
+//! chunk (a campaign's 1,024 participants in one record) where many of
+//! the chunk's messages changed, as sending in order does; else as a keyed
+//! state (the `status` keyspace, as earlier releases wrote every state).
+//! Rewriting a chunk takes in the keyed states of its range and removes
+//! them, so a keyed state is always newer than its chunk.
 //!
-//! Opening applies, in this order, the keyed states of earlier releases
-//! (the `status` keyspace), the chunks, then the runs by number: each is
-//! newer than what comes before it.
+//! Keys: a run's is its number (big-endian `u64`); a chunk's is the
+//! campaign's number then the chunk's (big-endian `u32`s), so a campaign's
+//! chunks share the prefix of its message keys. Values of runs and chunks:
+//! a format byte, then per message its key (8 bytes), status (1, its place
+//! in `Status::ALL`), attempts (4), due time (8) and time (8), big-endian.
+//!
+//! Opening applies, in this order, the chunks, the keyed states, then the
+//! runs by number: each is newer than what comes before it.
 
-use std::collections::HashSet;
+use std::collections::BTreeMap;
 
 use domain::{MessageNo, MessageState, Status};
+use fjall::OwnedWriteBatch;
 
-use super::Index;
+use super::{Keyspaces, io};
 use crate::{Result, codec};
 
 /// The format byte of runs and chunks.
 const FORMAT: u8 = 1;
 /// Bytes of one message's entry.
 const ENTRY: usize = 8 + 1 + 4 + 8 + 8;
-/// Participants per chunk: a chunk's value is at most 29 KiB.
-pub(super) const CHUNK: u32 = 1024;
+/// Participants per chunk (a chunk's value: at most 29,697 bytes).
+const CHUNK: u32 = 1024;
+/// Messages of a chunk changed since the last fold that get the chunk
+/// rewritten: a state then costs at most 8 entries written, and sending
+/// in order (nearly every message of a chunk changed) writes each once.
+/// Fewer are written as keyed states, one key each.
+const DENSE: usize = CHUNK as usize / 8;
 /// States gathered in runs before they are folded, by default: about
 /// 7.6 MB of runs, replayed in well under a second when the store opens.
 pub const FOLD_AFTER: usize = 1 << 18;
@@ -112,68 +123,99 @@ pub(super) fn chunk_key(msg: MessageNo) -> [u8; 8] {
 pub(super) struct Runs {
     /// The first run not folded (all before it are removed).
     pub first: u64,
-    /// The number the next run gets.
+    /// The number the next run gets (counted again from 0 when a store
+    /// opens with no run left).
     pub next: u64,
     /// States written in runs since the last fold.
     pub states: usize,
-    /// Chunks (by key) with a message whose state is in a run.
-    pub dirty: HashSet<[u8; 8], foldhash::fast::RandomState>,
 }
 
 impl Runs {
-    /// Notes that `msg`'s state goes into the next run.
-    pub fn note(&mut self, msg: MessageNo) {
-        self.states += 1;
-        self.dirty.insert(chunk_key(msg));
-    }
-
     /// A new run's number.
     pub fn take_number(&mut self) -> u64 {
         self.next += 1;
         self.next - 1
     }
 
-    /// Writes every dirty chunk from `index` into `chunks` and removes every
-    /// run into `runs`, in `batch`; the account starts again. The index
-    /// holds every durable state (the runs' included), so the chunks replace
-    /// the runs whole; a campaign deleted meanwhile has no chunk written.
+    /// Folds every run into `batch`: each message's latest state goes into
+    /// its chunk where at least [`DENSE`] of the chunk's messages changed,
+    /// else into a keyed state; the runs are removed. States of campaigns
+    /// not `live` (deleted) are dropped. The account starts again, whether
+    /// or not the batch is then written: a failed write stops the store.
     pub fn fold(
         &mut self,
-        index: &mut Index,
-        batch: &mut fjall::OwnedWriteBatch,
-        chunks: &fjall::Keyspace,
-        runs: &fjall::Keyspace,
-    ) {
-        for key in self.dirty.drain() {
-            let first = MessageNo::from_u64(u64::from_be_bytes(key));
-            let Some(c) = index.by_seq(first.campaign) else {
+        ks: &Keyspaces,
+        live: impl Fn(u32) -> bool,
+        batch: &mut OwnedWriteBatch,
+    ) -> Result<()> {
+        // Only what the runs say: the index also holds what is not kept
+        // (a deferral, a lease).
+        let mut latest = BTreeMap::new();
+        for kv in ks.state_runs.range(run_key(self.first)..run_key(self.next)) {
+            for (msg, state) in decode(&kv.value().map_err(io)?)? {
+                latest.insert(msg, state);
+            }
+        }
+        let latest: Vec<(MessageNo, MessageState)> = latest.into_iter().collect();
+        for changed in latest.chunk_by(|(a, _), (b, _)| chunk_key(*a) == chunk_key(*b)) {
+            let (first, _) = changed[0];
+            if !live(first.campaign) {
                 continue;
-            };
-            let mut chunk = Entries::new();
-            let start = first.participant * CHUNK;
-            for participant in start..=start + (CHUNK - 1) {
-                if let Some(s) = c.slot(participant) {
-                    let state = MessageState {
-                        status: s.status,
-                        attempts: s.attempts,
-                        due: s.due,
-                        at: s.at,
-                    };
-                    let msg = MessageNo {
-                        campaign: first.campaign,
-                        participant,
-                    };
-                    chunk.push(msg, &state);
+            }
+            if changed.len() >= DENSE {
+                rewrite_chunk(ks, chunk_key(first), changed, batch)?;
+            } else {
+                for (msg, state) in changed {
+                    batch.insert(&ks.status, codec::message_key(*msg), codec::encode(state));
                 }
             }
-            batch.insert(chunks, key, chunk.into_bytes());
         }
         for run in self.first..self.next {
-            batch.remove(runs, run_key(run));
+            batch.remove(&ks.state_runs, run_key(run));
         }
         self.first = self.next;
         self.states = 0;
+        Ok(())
     }
+}
+
+/// Writes chunk `key` anew in `batch`: its states as stored, then the
+/// keyed states in its range (newer than the chunk; removed, so that a
+/// chunk is never older than a keyed state of its range), then `changed`.
+fn rewrite_chunk(
+    ks: &Keyspaces,
+    key: [u8; 8],
+    changed: &[(MessageNo, MessageState)],
+    batch: &mut OwnedWriteBatch,
+) -> Result<()> {
+    let mut states = BTreeMap::new();
+    if let Some(stored) = ks.state_chunks.get(key).map_err(io)? {
+        states.extend(decode(&stored)?);
+    }
+    let chunk = MessageNo::from_u64(u64::from_be_bytes(key));
+    let first = MessageNo {
+        campaign: chunk.campaign,
+        participant: chunk.participant * CHUNK,
+    };
+    let last = MessageNo {
+        participant: first.participant + (CHUNK - 1),
+        ..first
+    };
+    for kv in ks
+        .status
+        .range(codec::message_key(first)..=codec::message_key(last))
+    {
+        let (k, value) = kv.into_inner().map_err(io)?;
+        states.insert(codec::parse_message_key(&k)?, codec::decode(&value)?);
+        batch.remove(&ks.status, k);
+    }
+    states.extend(changed.iter().copied());
+    let mut entries = Entries::new();
+    for (msg, state) in &states {
+        entries.push(*msg, state);
+    }
+    batch.insert(&ks.state_chunks, key, entries.into_bytes());
+    Ok(())
 }
 
 #[cfg(test)]

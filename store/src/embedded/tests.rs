@@ -1,7 +1,8 @@
 //! What only the embedded engine promises beyond the contract: facts are
 //! stored in runs, and the feed pages across runs and a reopen; message
-//! states are folded from runs into chunks, newest last; a deleted campaign
-//! leaves no upstream links and no states.
+//! states are folded from runs into chunks and keys, newest last, and only
+//! what is durable; a deleted campaign leaves no upstream links and no
+//! states.
 
 use super::*;
 use crate::{
@@ -268,29 +269,48 @@ fn open_folding(dir: &Path, fold_after: usize) -> Embedded {
 }
 
 /// Declares running campaign `id` with `people` and claims them all.
-async fn claimed(store: &Embedded, id: &str, people: &[&str]) -> Vec<MessageNo> {
+async fn claimed(store: &Embedded, id: &str, people: &[String]) -> Vec<MessageNo> {
     let seq = store.put_campaign(id, decl()).await.expect("declare").seq;
-    let people = people.iter().map(|p| participant(p)).collect();
-    store.add_participants(id, people, 1).await.expect("add");
+    let added = people.iter().map(|p| participant(p)).collect();
+    store.add_participants(id, added, 1).await.expect("add");
     store
         .set_state(id, CampaignState::Running)
         .await
         .expect("run");
-    let claims = store.claim(seq, 10_000, 10, 60_000).await.expect("claim");
-    claims.iter().map(|c| c.msg).collect()
+    let claims = store.claim(seq, 10_000, people.len(), 60_000).await;
+    claims.expect("claim").iter().map(|c| c.msg).collect()
+}
+
+fn people(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}")).collect()
 }
 
 fn count(keyspace: &Keyspace) -> usize {
     keyspace.iter().count()
 }
 
+/// Keyed states, chunks and runs in the store.
+fn stored_states(store: &Embedded) -> (usize, usize, usize) {
+    let ks = &store.shared.ks;
+    (
+        count(&ks.status),
+        count(&ks.state_chunks),
+        count(&ks.state_runs),
+    )
+}
+
+async fn by_status(store: &Embedded, campaign: &str, statuses: [&str; 3]) -> [u64; 3] {
+    let counts = store.counts(campaign).await.expect("counts");
+    statuses.map(|s| counts.by_status.get(s).copied().unwrap_or(0))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn states_recorded_after_a_fold_win_over_the_folded_ones_at_reopen() {
+async fn states_folded_as_keys_are_overtaken_by_later_runs_at_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let store = open_folding(dir.path(), 2);
-        let msgs = claimed(&store, "c1", &["a", "b", "c"]).await;
-        // Two states: folded into a chunk, their run removed.
+        let msgs = claimed(&store, "c1", &people("p", 3)).await;
+        // Two states of one chunk: too few for the chunk, so keyed.
         store
             .record(vec![
                 submitted(msgs[0], 0, &["s0"]),
@@ -298,67 +318,112 @@ async fn states_recorded_after_a_fold_win_over_the_folded_ones_at_reopen() {
             ])
             .await
             .expect("record");
-        let ks = &store.shared.ks;
-        assert_eq!((count(&ks.state_chunks), count(&ks.state_runs)), (1, 0));
-        // One state: left in a run, newer than the chunk.
+        assert_eq!(stored_states(&store), (2, 0, 0));
+        // One state: left in a run, newer than its keyed one.
         store
             .receipts(vec![receipt(0, "s0", Some(true))])
             .await
             .expect("receipt");
-        assert_eq!((count(&ks.state_chunks), count(&ks.state_runs)), (1, 1));
+        assert_eq!(stored_states(&store), (2, 0, 1));
     }
     let store = open_folding(dir.path(), 2);
-    let counts = store.counts("c1").await.expect("counts");
-    let by_status = |s: &str| counts.by_status.get(s).copied().unwrap_or(0);
-    assert_eq!(
-        (
-            by_status("delivered"),
-            by_status("submitted"),
-            by_status("pending")
-        ),
-        (1, 1, 1),
-        "{counts:?}"
-    );
+    let states = ["delivered", "submitted", "pending"];
+    assert_eq!(by_status(&store, "c1", states).await, [1, 1, 1]);
     // The run replayed counts towards the next fold.
     store
-        .receipts(vec![receipt(0, "s1", Some(false))])
+        .receipts(vec![receipt(0, "s1", Some(true))])
         .await
         .expect("receipt");
-    let ks = &store.shared.ks;
-    assert_eq!((count(&ks.state_chunks), count(&ks.state_runs)), (1, 0));
+    assert_eq!(stored_states(&store), (2, 0, 0));
+    drop(store);
+    let store = open_folding(dir.path(), 2);
+    assert_eq!(by_status(&store, "c1", states).await, [2, 0, 1]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deleted_campaign_leaves_no_states_behind_and_later_ones_none_again() {
+async fn a_chunk_rewritten_takes_in_its_keyed_states_and_later_keyed_ones_win() {
     let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = open_folding(dir.path(), 1);
+        let msgs = claimed(&store, "c1", &people("p", 200)).await;
+        store
+            .record(vec![submitted(msgs[5], 0, &["early"])])
+            .await
+            .expect("record");
+        assert_eq!(stored_states(&store), (1, 0, 0), "one state: keyed");
+        // Enough of the chunk changed: it is written, with the keyed state.
+        let many = (10..150).map(|i| submitted(msgs[i], 0, &[&format!("id{i}")]));
+        store.record(many.collect()).await.expect("record");
+        assert_eq!(stored_states(&store), (0, 1, 0), "one chunk, nothing keyed");
+        // A later state of a message in the chunk: keyed, newer than it.
+        store
+            .receipts(vec![receipt(0, "early", Some(true))])
+            .await
+            .expect("receipt");
+        assert_eq!(stored_states(&store), (1, 1, 0));
+    }
     let store = open_folding(dir.path(), 1);
-    let old = claimed(&store, "old", &["a", "b"]).await;
-    let kept = claimed(&store, "kept", &["c"]).await;
+    let states = ["delivered", "submitted", "pending"];
+    assert_eq!(by_status(&store, "c1", states).await, [1, 140, 59]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferral_is_not_kept_through_a_fold_and_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = open_folding(dir.path(), 1);
+        let msgs = claimed(&store, "c1", &people("p", 2)).await;
+        // Deciding again after a restart is what a deferral promises.
+        store.defer(msgs[0], 1 << 40).await.expect("defer");
+        store
+            .record(vec![submitted(msgs[1], 0, &["s1"])])
+            .await
+            .expect("record");
+    }
+    let store = open_folding(dir.path(), 1);
+    let seq = store.campaign("c1").await.expect("read").expect("c1").seq;
+    let claims = store.claim(seq, 10_000, 10, 60_000).await.expect("claim");
+    assert_eq!(claims.len(), 1, "the deferred message is due again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_campaign_leaves_no_states_behind_nor_gets_them_back_from_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_folding(dir.path(), 4);
+    let old = claimed(&store, "old", &people("o", 2)).await;
+    let kept = claimed(&store, "kept", &people("k", 2)).await;
     store
         .record(vec![
             submitted(old[0], 0, &["o0"]),
-            submitted(kept[0], 0, &["k0"]),
+            submitted(old[1], 0, &["o1"]),
         ])
         .await
         .expect("record");
-    let ks = store.shared.ks.clone();
-    assert_eq!(count(&ks.state_chunks), 2, "a chunk per campaign");
+    assert_eq!(stored_states(&store), (0, 0, 1), "in a run");
     store
         .set_state("old", CampaignState::Cancelled)
         .await
         .expect("cancel");
     store.delete_campaign("old").await.expect("delete");
-    assert_eq!(count(&ks.state_chunks), 1, "kept's chunk only");
-    // A late outcome of the deleted campaign writes no state to fold.
+    // Kept's two states start a fold: old's states in the runs are dropped.
     store
-        .record(vec![submitted(old[1], 0, &["late"])])
+        .record(vec![
+            submitted(kept[0], 0, &["k0"]),
+            submitted(kept[1], 0, &["k1"]),
+        ])
         .await
         .expect("record");
-    assert_eq!((count(&ks.state_chunks), count(&ks.state_runs)), (1, 0));
-    drop((ks, store));
-    let store = open_folding(dir.path(), 1);
-    assert_eq!(
-        store.counts("kept").await.expect("counts").by_status["submitted"],
-        1
+    assert_eq!(stored_states(&store), (2, 0, 0), "kept's two, keyed");
+    let kept_seq = kept[0].campaign.to_be_bytes();
+    let ks = store.shared.ks.clone();
+    assert!(
+        ks.status
+            .iter()
+            .all(|kv| kv.key().expect("key")[..4] == kept_seq),
+        "no state of old's"
     );
+    drop((ks, store));
+    let store = open_folding(dir.path(), 4);
+    let states = ["submitted", "pending", "delivered"];
+    assert_eq!(by_status(&store, "kept", states).await, [2, 0, 0]);
 }
