@@ -387,7 +387,7 @@ impl Committer {
         }
     }
 
-    /// Folds the runs, in a batch of its own once a commit is durable and
+    /// Folds the runs, in a batch of its own once a commit is written and
     /// the index lock is free. It needs no fsync of its own: lost in a crash, it leaves
     /// the runs it would have removed, which say the same (the journal
     /// keeps a batch whole or not at all, and in order).

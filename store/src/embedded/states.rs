@@ -140,8 +140,9 @@ impl Runs {
     /// Folds every run into `batch`: each message's latest state goes into
     /// its chunk where at least [`DENSE`] of the chunk's messages changed,
     /// else into a keyed state; the runs are removed. States of campaigns
-    /// not `live` (deleted) are dropped. The account starts again, whether
-    /// or not the batch is then written: a failed write stops the store.
+    /// not `live` (deleted) are dropped. Once the runs are in `batch` the
+    /// account starts again; if the batch is not written, or the runs could
+    /// not be read, the store stops taking writes either way.
     pub fn fold(
         &mut self,
         ks: &Keyspaces,

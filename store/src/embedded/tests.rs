@@ -341,8 +341,9 @@ async fn states_folded_as_keys_are_overtaken_by_later_runs_at_reopen() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_chunk_rewritten_takes_in_its_keyed_states_and_later_keyed_ones_win() {
+async fn a_chunk_rewritten_keeps_what_it_held_and_took_in_and_later_keyed_states_win() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let states = ["delivered", "submitted", "pending"];
     {
         let store = open_folding(dir.path(), 1);
         let msgs = claimed(&store, "c1", &people("p", 200)).await;
@@ -355,16 +356,25 @@ async fn a_chunk_rewritten_takes_in_its_keyed_states_and_later_keyed_ones_win() 
         let many = (10..150).map(|i| submitted(msgs[i], 0, &[&format!("id{i}")]));
         store.record(many.collect()).await.expect("record");
         assert_eq!(stored_states(&store), (0, 1, 0), "one chunk, nothing keyed");
-        // A later state of a message in the chunk: keyed, newer than it.
-        store
-            .receipts(vec![receipt(0, "early", Some(true))])
-            .await
-            .expect("receipt");
-        assert_eq!(stored_states(&store), (1, 1, 0));
     }
     let store = open_folding(dir.path(), 1);
-    let states = ["delivered", "submitted", "pending"];
-    assert_eq!(by_status(&store, "c1", states).await, [1, 140, 59]);
+    assert_eq!(by_status(&store, "c1", states).await, [0, 141, 59]);
+    // Written again: what it held (the early one, 140-149) stays.
+    let receipts = (10..140).map(|i| receipt(0, &format!("id{i}"), Some(true)));
+    store.receipts(receipts.collect()).await.expect("receipts");
+    assert_eq!(stored_states(&store), (0, 1, 0));
+    drop(store);
+    let store = open_folding(dir.path(), 1);
+    assert_eq!(by_status(&store, "c1", states).await, [130, 11, 59]);
+    // A later state of a message in the chunk: keyed, newer than it.
+    store
+        .receipts(vec![receipt(0, "early", Some(true))])
+        .await
+        .expect("receipt");
+    assert_eq!(stored_states(&store), (1, 1, 0));
+    drop(store);
+    let store = open_folding(dir.path(), 1);
+    assert_eq!(by_status(&store, "c1", states).await, [131, 10, 59]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -390,22 +400,25 @@ async fn a_deferral_is_not_kept_through_a_fold_and_a_reopen() {
 async fn a_deleted_campaign_leaves_no_states_behind_nor_gets_them_back_from_runs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open_folding(dir.path(), 4);
-    let old = claimed(&store, "old", &people("o", 2)).await;
+    let old = claimed(&store, "old", &people("o", 140)).await;
     let kept = claimed(&store, "kept", &people("k", 2)).await;
-    store
-        .record(vec![
-            submitted(old[0], 0, &["o0"]),
-            submitted(old[1], 0, &["o1"]),
-        ])
-        .await
-        .expect("record");
-    assert_eq!(stored_states(&store), (0, 0, 1), "in a run");
+    let submit = |range: std::ops::Range<usize>| {
+        range
+            .map(|i| submitted(old[i], 0, &[&format!("o{i}")]))
+            .collect::<Vec<_>>()
+    };
+    // Old's states in a chunk, as keys, then in a run.
+    store.record(submit(0..130)).await.expect("record");
+    store.record(submit(130..134)).await.expect("record");
+    store.record(submit(134..136)).await.expect("record");
+    assert_eq!(stored_states(&store), (4, 1, 1));
     store
         .set_state("old", CampaignState::Cancelled)
         .await
         .expect("cancel");
     store.delete_campaign("old").await.expect("delete");
-    // Kept's two states start a fold: old's states in the runs are dropped.
+    assert_eq!(stored_states(&store), (0, 0, 1), "only the run is left");
+    // Kept's two states start a fold: old's states in the run are dropped.
     store
         .record(vec![
             submitted(kept[0], 0, &["k0"]),
