@@ -267,21 +267,7 @@ fn recover(ks: &Keyspaces) -> Result<(Index, u64, states::Runs)> {
         let s: MessageState = codec::decode(&value)?;
         index.set_state(msg, s);
     }
-    let (mut runs, mut first) = (states::Runs::default(), None);
-    for kv in ks.state_runs.iter() {
-        let (key, value) = kv.into_inner().map_err(io)?;
-        let number: [u8; 8] = key[..]
-            .try_into()
-            .map_err(|_| codec::corrupt("message states", "a run's key is not 8 bytes"))?;
-        let number = u64::from_be_bytes(number);
-        first.get_or_insert(number);
-        runs.next = number + 1;
-        for (msg, s) in states::decode(&value)? {
-            index.set_state(msg, s);
-            runs.states += 1;
-        }
-    }
-    runs.first = first.unwrap_or(runs.next);
+    let runs = states::Runs::replay(&ks.state_runs, |msg, s| index.set_state(msg, s))?;
     for kv in ks.engagement.iter() {
         let (key, value) = kv.into_inner().map_err(io)?;
         let msg = codec::parse_message_key(&key)?;

@@ -358,8 +358,7 @@ impl Committer {
         };
         match written {
             Ok(()) => {
-                let shared = self.shared.clone();
-                let mut index = shared.index();
+                let mut index = self.shared.index();
                 for effect in group.effects {
                     apply(&mut index, effect);
                 }
@@ -388,9 +387,9 @@ impl Committer {
     }
 
     /// Folds the runs, in a batch of its own once a commit is written and
-    /// the index lock is free. It needs no fsync of its own: lost in a crash, it leaves
-    /// the runs it would have removed, which say the same (the journal
-    /// keeps a batch whole or not at all, and in order).
+    /// the index lock is free. It needs no fsync of its own: lost in a
+    /// crash, it leaves the runs it would have removed, which say the same
+    /// (the journal keeps a batch whole or not at all, and in order).
     fn fold(&mut self) {
         let live: HashSet<u32> = self.shared.index().ids.keys().copied().collect();
         let ks = &self.shared.ks;

@@ -131,6 +131,30 @@ pub(super) struct Runs {
 }
 
 impl Runs {
+    /// Hands every state in `runs` to `apply`, oldest first, and gives the
+    /// account of them.
+    pub fn replay(
+        runs: &fjall::Keyspace,
+        mut apply: impl FnMut(MessageNo, MessageState),
+    ) -> Result<Self> {
+        let (mut account, mut first) = (Self::default(), None);
+        for kv in runs.iter() {
+            let (key, value) = kv.into_inner().map_err(io)?;
+            let number: [u8; 8] = key[..]
+                .try_into()
+                .map_err(|_| codec::corrupt("message states", "a run's key is not 8 bytes"))?;
+            let number = u64::from_be_bytes(number);
+            first.get_or_insert(number);
+            account.next = number + 1;
+            for (msg, state) in decode(&value)? {
+                apply(msg, state);
+                account.states += 1;
+            }
+        }
+        account.first = first.unwrap_or(account.next);
+        Ok(account)
+    }
+
     /// A new run's number.
     pub fn take_number(&mut self) -> u64 {
         self.next += 1;

@@ -172,19 +172,8 @@ async fn records_are_read_in_order_with_a_gap_inside_a_run_and_runs_far_apart() 
 async fn a_deleted_campaign_leaves_no_upstream_links_behind() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Embedded::open(dir.path()).expect("open");
-    let mut msgs = Vec::new();
-    for (id, people) in [("old", ["a", "b", "c"]), ("kept", ["d", "e", "f"])] {
-        let seq = store.put_campaign(id, decl()).await.expect("declare").seq;
-        let people = people.map(participant).to_vec();
-        store.add_participants(id, people, 1).await.expect("add");
-        store
-            .set_state(id, CampaignState::Running)
-            .await
-            .expect("run");
-        let claimed = store.claim(seq, 10_000, 3, 60_000).await.expect("claim");
-        msgs.push(claimed.iter().map(|c| c.msg).collect::<Vec<_>>());
-    }
-    let (old, kept) = (&msgs[0], &msgs[1]);
+    let old = claimed(&store, "old", &["a", "b", "c"]).await;
+    let kept = claimed(&store, "kept", &["d", "e", "f"]).await;
     // One text of two parts, one of which was delivered: a progress key.
     store
         .record(vec![
@@ -269,9 +258,9 @@ fn open_folding(dir: &Path, fold_after: usize) -> Embedded {
 }
 
 /// Declares running campaign `id` with `people` and claims them all.
-async fn claimed(store: &Embedded, id: &str, people: &[String]) -> Vec<MessageNo> {
+async fn claimed(store: &Embedded, id: &str, people: &[impl AsRef<str>]) -> Vec<MessageNo> {
     let seq = store.put_campaign(id, decl()).await.expect("declare").seq;
-    let added = people.iter().map(|p| participant(p)).collect();
+    let added = people.iter().map(|p| participant(p.as_ref())).collect();
     store.add_participants(id, added, 1).await.expect("add");
     store
         .set_state(id, CampaignState::Running)
