@@ -6,6 +6,7 @@
 //! The load-control seam: the policy checks of the `throttle` crate (windows,
 //! caps, quotas, blacklist, bandwidth) belong between `claim` and `send`.
 
+mod drivers;
 mod outcome;
 mod recorder;
 
@@ -28,6 +29,7 @@ use domain::{
     CampaignRecord, CampaignState, ChannelKind, Delivery, MessageNo, Millis, Outcome,
     SuppressReason, Update, now_ms,
 };
+use drivers::Drivers;
 use recorder::Recorder;
 use store::{Claim, Store, StoreError};
 
@@ -58,6 +60,7 @@ impl Dispatcher {
     /// Runs until `shutdown`; then stops claiming and waits for sends in flight.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let (recorder, recording) = Recorder::start(self.store.clone(), self.recorded.clone());
+        let sends = TaskTracker::new();
         let lanes: Vec<Lane> = self
             .channels
             .iter()
@@ -73,10 +76,10 @@ impl Dispatcher {
                 unrecorded: Arc::new(Semaphore::new(UNRECORDED_PER_SEND * channel.concurrency())),
                 ahead: Arc::new(Semaphore::new(BATCHES_AHEAD)),
                 turns: Turns::default(),
+                drivers: Arc::new(Drivers::start(&sends)),
             })
             .collect();
         drop(recorder);
-        let sends = TaskTracker::new();
         // On a timer of its own: a tick can wait for send permits far longer.
         let checkpoints = tokio::spawn(checkpoint_until(self.policy.clone(), shutdown.clone()));
         let mut paused: Option<String> = None;
@@ -116,13 +119,16 @@ impl Dispatcher {
                 }
             }
         }
+        let channels: Vec<Arc<dyn Channel>> = lanes.iter().map(|l| l.job.channel.clone()).collect();
+        // The drivers end once no lane is left to hand them sends.
+        drop(lanes);
         sends.close();
         sends.wait().await;
         // The last checkpoint, once nothing is admitted any more.
         let _ = checkpoints.await;
         checkpoint(&self.policy).await;
-        for lane in lanes {
-            lane.job.channel.close().await;
+        for channel in channels {
+            channel.close().await;
         }
         // Every send has handed its outcome over: wait until they are written.
         let _ = recording.await;
@@ -346,15 +352,10 @@ impl Dispatcher {
             claims,
             send_by: now + lease / 2,
         };
-        let (me, lane, tracker, shutdown) = (
-            Arc::clone(self),
-            lane.clone(),
-            sends.clone(),
-            shutdown.clone(),
-        );
+        let (me, lane, shutdown) = (Arc::clone(self), lane.clone(), shutdown.clone());
         let turn = lane.turns.take();
         sends.spawn(async move {
-            me.feed(batch, turn, &lane, &tracker, &shutdown).await;
+            me.feed(batch, turn, &lane, &shutdown).await;
             drop(ahead);
         });
         pass
@@ -363,14 +364,7 @@ impl Dispatcher {
     /// Looks the batch's suppressions up, waits for its turn, then checks
     /// each claimed message (suppressions, then the load rules) and sends,
     /// defers or settles it.
-    async fn feed(
-        &self,
-        batch: Batch,
-        mut turn: Turn,
-        lane: &Lane,
-        sends: &TaskTracker,
-        shutdown: &CancellationToken,
-    ) {
+    async fn feed(&self, batch: Batch, mut turn: Turn, lane: &Lane, shutdown: &CancellationToken) {
         let Batch {
             campaign,
             claims,
@@ -427,7 +421,8 @@ impl Dispatcher {
                         break;
                     };
                     let (job, campaign) = (lane.job.clone(), campaign.clone());
-                    sends.spawn(async move { job.send(&campaign, claim, quota, permits).await });
+                    lane.drivers
+                        .run(async move { job.send(&campaign, claim, quota, permits).await });
                 }
                 Ok(Verdict::Defer { reason, until }) => {
                     give_back(self.store.as_ref(), claim.msg, Some(until)).await;
@@ -628,6 +623,8 @@ struct Lane {
     ahead: Arc<Semaphore>,
     /// Its batches are fed one at a time, in claim order.
     turns: Turns,
+    /// What polls its sends.
+    drivers: Arc<Drivers>,
 }
 
 /// A lane's batches claimed and not fed yet, the one being claimed
