@@ -47,6 +47,9 @@ PARTS = [
     ("SMPP session: PDUs read and decoded", r"smpp::session::Session::read"),
     ("SMPP session: PDUs encoded and written", r"smpp::session::Session::write"),
     ("dispatcher: tick (rules, leases, permits)", r"Dispatcher::tick"),
+    # What the feeder and a send do around the channel (admission, permits,
+    # the send's own bookkeeping): the channel's parts above come first.
+    ("dispatcher: feeder and sends (admission, permits, bookkeeping)", r"Dispatcher::feed"),
     ("API server", r"api_server|^hyper|^axum"),
     ("async runtime, kernel scheduling and the rest", r""),
 ]
