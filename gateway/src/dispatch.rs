@@ -732,7 +732,7 @@ impl Load {
     }
 }
 
-/// What one send task needs.
+/// What every send of a lane needs.
 struct SendJob {
     store: Arc<dyn Store>,
     policy: Arc<Policy>,
@@ -787,8 +787,6 @@ impl SendJob {
         }
         let started = Instant::now();
         self.metrics.in_flight.inc();
-        // The channel's send future is boxed (a trait object's), so the
-        // task that is moved around by value stays small.
         let delivery = self.channel.send(campaign, &claim).await;
         drop(permits.sending);
         self.metrics.in_flight.dec();

@@ -39,6 +39,8 @@ enum Peer {
     PrometheusClient,
     /// Tests the live API against its OpenAPI document.
     Schemathesis,
+    /// Verifies DKIM signatures, independently of sluice's signer.
+    Dkimpy,
     /// The Redis the nodes of the Redis engine share.
     RedisServer,
 }
@@ -57,6 +59,7 @@ impl Peer {
             Self::Promtool => "promtool (Debian's prometheus)",
             Self::PrometheusClient => "python3 with prometheus_client",
             Self::Schemathesis => "python3 with schemathesis",
+            Self::Dkimpy => "python3 with dkimpy",
             Self::RedisServer => "redis-server",
         }
     }
@@ -66,7 +69,7 @@ impl Peer {
         let apt = |packages| format!("sudo apt-get install -y {packages}");
         match self {
             Self::Python => apt("python3"),
-            Self::Aiosmtpd | Self::PrometheusClient | Self::Schemathesis => {
+            Self::Aiosmtpd | Self::PrometheusClient | Self::Schemathesis | Self::Dkimpy => {
                 format!("python3 -m pip install {}", python_requirements())
             }
             Self::Postfix => apt("postfix"),
@@ -84,7 +87,7 @@ impl Peer {
     /// [`install`](Self::install).
     fn by_xtask(self) -> String {
         match self {
-            Self::Aiosmtpd | Self::PrometheusClient | Self::Schemathesis => {
+            Self::Aiosmtpd | Self::PrometheusClient | Self::Schemathesis | Self::Dkimpy => {
                 let venv = venv();
                 let shown = venv.strip_prefix(workspace_root()).unwrap_or(&venv);
                 format!(
@@ -187,6 +190,15 @@ pub fn python_with_aiosmtpd(end: &MustReachEnd) -> Command {
 pub fn python_with_prometheus_client(end: &MustReachEnd) -> Command {
     Peer::PrometheusClient.require(python(end).args(["-c", "import prometheus_client"]));
     python(end)
+}
+
+/// `tests/peers/dkim_verify.py` on [`python`], once it has shown that it
+/// can import dkimpy.
+pub fn dkim_verify(end: &MustReachEnd) -> Command {
+    Peer::Dkimpy.require(python(end).args(["-c", "import dkim"]));
+    let mut command = python(end);
+    command.arg(peers_dir().join("dkim_verify.py"));
+    command
 }
 
 /// Schemathesis's command line (`python3 -m schemathesis.cli`), once

@@ -448,3 +448,76 @@ fn bad_requests_get_clear_answers() {
     );
     end.reached();
 }
+
+/// DKIM-signed mail verifies with dkimpy, a verifier independent of the
+/// signer, given the key record DNS would hold for
+/// `s2026._domainkey.telco.test` (`gateway/testdata/dkim-test-key.dns.txt`,
+/// the public half of the test key: `openssl rsa -in dkim-test-key.pem
+/// -pubout -outform DER | base64`). Signatures are made on the blocking
+/// pool, off the runtime.
+#[test]
+fn signed_mail_verifies_with_an_independent_dkim_verifier() {
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let peer = SmtpPeer::start(&end, dir.path());
+    let testdata = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../gateway/testdata");
+    let config = format!(
+        "{}\n[email.dkim]\ndomain = \"telco.test\"\nselector = \"s2026\"\nkey_file = \"{}\"\n",
+        relay_config(&peer),
+        testdata.join("dkim-test-key.pem").display()
+    );
+    let daemon = Daemon::start(dir.path(), &config);
+    declare(&daemon, "signed");
+    let upload: Vec<serde_json::Value> = (0..3)
+        .map(|i| {
+            json!({"customer": format!("c{i}"), "address": format!("p{i}@example.org"),
+                   "fields": {"name": format!("P{i}"), "gb": i}})
+        })
+        .collect();
+    assert_eq!(daemon.upload("signed", &upload)["accepted"], 3);
+    daemon.start_campaign("signed");
+    let state = daemon.wait_for_campaign("signed", Duration::from_secs(60), finished);
+    assert_eq!(state["counts"]["submitted"], 3, "{state}");
+
+    let received = peer.received();
+    assert_eq!(received.len(), 3);
+    let mut files = Vec::new();
+    for (i, mail) in received.iter().enumerate() {
+        assert!(
+            mail.data.starts_with("DKIM-Signature: v=1; a=rsa-sha256;"),
+            "{}",
+            mail.data
+        );
+        let file = dir.path().join(format!("signed-{i}.eml"));
+        std::fs::write(&file, &mail.data).unwrap();
+        files.push(file);
+    }
+    let verify = |messages: &[std::path::PathBuf]| {
+        sluice_e2e::peers::dkim_verify(&end)
+            .arg(testdata.join("dkim-test-key.dns.txt"))
+            .arg("s2026._domainkey.telco.test")
+            .args(messages)
+            .output()
+            .unwrap()
+    };
+    let verified = verify(&files);
+    let report = String::from_utf8_lossy(&verified.stdout);
+    assert!(
+        verified.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert_eq!(report.matches(": pass").count(), 3, "{report}");
+    // A signed header changed on the way must not verify.
+    let tampered = dir.path().join("tampered.eml");
+    std::fs::write(
+        &tampered,
+        received[0].data.replacen("Subject: P", "Subject: Q", 1),
+    )
+    .unwrap();
+    assert!(
+        !verify(&[tampered]).status.success(),
+        "a changed subject must not verify"
+    );
+    end.reached();
+}

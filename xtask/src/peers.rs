@@ -108,7 +108,7 @@ fn debian_packages() -> Result<(), String> {
 }
 
 /// The modules of tests/peers/requirements.txt, as Python imports them.
-const PYTHON_MODULES: &str = "import aiosmtpd, prometheus_client, schemathesis";
+const PYTHON_MODULES: &str = "import aiosmtpd, dkim, prometheus_client, schemathesis";
 
 /// The pinned packages of tests/peers/requirements.txt in
 /// `target/peers/venv`, where the tests look for their Python first.

@@ -27,7 +27,7 @@ pub struct EmailChannel {
     /// Stops the relays' probe at shutdown.
     stop: CancellationToken,
     return_paths: ReturnPaths,
-    dkim: Option<Dkim>,
+    dkim: Option<Arc<Dkim>>,
     links: Arc<Links>,
     templates: Parsed<MailTemplate>,
     retry: RetryPolicy,
@@ -48,7 +48,7 @@ impl EmailChannel {
     pub fn start(deps: &Deps<'_>) -> Result<Self, StartError> {
         let config = &deps.config.email;
         let dkim = match &config.dkim {
-            Some(d) => Some(Dkim::load(&d.domain, &d.selector, &d.key_file)?),
+            Some(d) => Some(Arc::new(Dkim::load(&d.domain, &d.selector, &d.key_file)?)),
             None => None,
         };
         let relays = Arc::new(RelayPool::new(&config.relays, &config.helo)?);
@@ -77,6 +77,25 @@ impl EmailChannel {
             let content = campaign.decl.email().ok_or(Unfit::NoContent("e-mail"))?;
             MailTemplate::new(content).map_err(Unfit::EmailContent)
         })
+    }
+
+    /// A built message, signed if DKIM is set up; else what becomes of the
+    /// send: a message that cannot be built never can, one whose signing
+    /// broke may be signed next time.
+    async fn signed(&self, built: std::io::Result<Vec<u8>>) -> Result<Vec<u8>, Delivery> {
+        let message = built.map_err(|e| Delivery::Permanent {
+            reply: format!("building the message: {e}"),
+        })?;
+        match &self.dkim {
+            Some(dkim) => dkim.sign_apart(message).await.map_err(|reply| {
+                tracing::error!(error = %reply, "DKIM signing failed");
+                Delivery::Transient {
+                    reply,
+                    retry_after: None,
+                }
+            }),
+            None => Ok(message),
+        }
     }
 
     /// `p`'s subject and bodies with links as written: a test or a preview
@@ -111,13 +130,9 @@ impl EmailChannel {
             list_unsubscribe: Some(&unsubscribe),
             date: (now_ms() / 1000) as i64,
         };
-        let message = match template.build(mail, &envelope, self.dkim.as_ref()) {
+        let message = match self.signed(template.build(mail, &envelope)).await {
             Ok(m) => m,
-            Err(e) => {
-                return Delivery::Permanent {
-                    reply: format!("building the message: {e}"),
-                };
-            }
+            Err(failed) => return failed,
         };
         self.relays
             .send(&return_path, &claim.participant.address, &message)
@@ -232,15 +247,11 @@ impl Channel for EmailChannel {
             list_unsubscribe: None,
             date: (now_ms() / 1000) as i64,
         };
-        let message =
-            match template.build(self.untracked(&template, p), &envelope, self.dkim.as_ref()) {
-                Ok(m) => m,
-                Err(e) => {
-                    return Ok(Delivery::Permanent {
-                        reply: format!("building the message: {e}"),
-                    });
-                }
-            };
+        let built = template.build(self.untracked(&template, p), &envelope);
+        let message = match self.signed(built).await {
+            Ok(m) => m,
+            Err(failed) => return Ok(failed),
+        };
         let sender = format!("test-send@{domain}");
         Ok(self.relays.send(&sender, &p.address, &message).await)
     }

@@ -2,7 +2,9 @@
 //! a personalised MIME message (text, optional HTML) built with
 //! `mail-builder`, optionally DKIM-signed.
 
-use std::path::Path;
+use std::{num::NonZero, path::Path, sync::Arc};
+
+use tokio::sync::Semaphore;
 
 use mail_auth::{
     common::{
@@ -125,23 +127,15 @@ impl MailTemplate {
         }
     }
 
-    /// The personalised RFC 5322 message.
-    pub fn compose(
-        &self,
-        p: &Participant,
-        env: &Envelope<'_>,
-        dkim: Option<&Dkim>,
-    ) -> std::io::Result<Vec<u8>> {
-        self.build(self.render(p), env, dkim)
+    /// The personalised RFC 5322 message, unsigned.
+    #[cfg(test)]
+    fn compose(&self, p: &Participant, env: &Envelope<'_>) -> std::io::Result<Vec<u8>> {
+        self.build(self.render(p), env)
     }
 
-    /// The RFC 5322 message of rendered (and possibly link-tracked) content.
-    pub fn build(
-        &self,
-        mail: Rendered,
-        env: &Envelope<'_>,
-        dkim: Option<&Dkim>,
-    ) -> std::io::Result<Vec<u8>> {
+    /// The RFC 5322 message of rendered (and possibly link-tracked)
+    /// content, unsigned ([`Dkim::sign_apart`] signs it).
+    pub fn build(&self, mail: Rendered, env: &Envelope<'_>) -> std::io::Result<Vec<u8>> {
         let from = match &self.from_name {
             Some(name) => mail_builder::headers::address::Address::new_address(
                 Some(name.as_str()),
@@ -170,17 +164,15 @@ impl MailTemplate {
                     Raw::new("List-Unsubscribe=One-Click"),
                 );
         }
-        let message = builder.write_to_vec()?;
-        Ok(match dkim {
-            Some(d) => d.sign(message),
-            None => message,
-        })
+        builder.write_to_vec()
     }
 }
 
 /// DKIM signing with an RSA key.
 pub struct Dkim {
     signer: DkimSigner<RsaKey<Sha256>, mail_auth::dkim::Done>,
+    /// Signatures under way at most: one a core.
+    cores: Semaphore,
 }
 
 impl std::fmt::Debug for Dkim {
@@ -202,7 +194,21 @@ impl Dkim {
                 .domain(domain)
                 .selector(selector)
                 .headers(SIGNED_HEADERS),
+            cores: Semaphore::new(std::thread::available_parallelism().map_or(1, NonZero::get)),
         })
+    }
+
+    /// Signs `message` on the blocking pool. An RSA signature costs far
+    /// more than the rest of a send; on the runtime it would hold up every
+    /// other send that its driver polls (`dispatch/drivers.rs`). An error
+    /// only if the signing thread panicked.
+    pub async fn sign_apart(self: &Arc<Self>, message: Vec<u8>) -> Result<Vec<u8>, String> {
+        // Never closed: the permit is always there once waited for.
+        let _core = self.cores.acquire().await;
+        let dkim = Arc::clone(self);
+        tokio::task::spawn_blocking(move || dkim.sign(message))
+            .await
+            .map_err(|e| format!("DKIM signing failed: {e}"))
     }
 
     /// Prepends the signature; a message that cannot be signed goes unsigned
@@ -310,11 +316,8 @@ mod tests {
             list_unsubscribe: Some("<http://t/u/x>"),
             date: 0,
         };
-        let raw = String::from_utf8(
-            t.compose(&participant("Ann & Bob"), &env, None)
-                .expect("compose"),
-        )
-        .expect("utf8");
+        let raw = String::from_utf8(t.compose(&participant("Ann & Bob"), &env).expect("compose"))
+            .expect("utf8");
         assert!(
             raw.contains("From: \"Telco Offers\" <offers@telco.example>"),
             "{raw}"
@@ -334,11 +337,11 @@ mod tests {
         assert!(raw.contains("Message-ID: <m1@bounces.example>"), "{raw}");
     }
 
-    #[test]
-    fn dkim_signs_the_composed_message() {
+    #[tokio::test]
+    async fn dkim_signs_the_composed_message_apart() {
         let key =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/dkim-test-key.pem");
-        let dkim = Dkim::load("telco.example", "s2026", &key).expect("test key loads");
+        let dkim = Arc::new(Dkim::load("telco.example", "s2026", &key).expect("test key loads"));
         let t = MailTemplate::new(&content()).expect("template");
         let env = Envelope {
             message_id: "m1@bounces.example",
@@ -346,8 +349,9 @@ mod tests {
             date: 0,
         };
         let raw = String::from_utf8(
-            t.compose(&participant("Ann"), &env, Some(&dkim))
-                .expect("compose"),
+            dkim.sign_apart(t.compose(&participant("Ann"), &env).expect("compose"))
+                .await
+                .expect("signed"),
         )
         .expect("utf8");
         assert!(

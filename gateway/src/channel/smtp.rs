@@ -91,10 +91,17 @@ macro_rules! on_client {
 
 impl Connection {
     /// Whether the relay has closed this idle session, or said something
-    /// unasked (its 421 before closing): found without waiting.
+    /// unasked (its 421 before closing): found without waiting. Outside
+    /// tokio's budget: a task that has spent it (a driver polling many
+    /// sends) would otherwise be told "not ready" without a look at the
+    /// socket.
     fn closed_by_relay(&mut self) -> bool {
         let mut byte = [0u8; 1];
-        on_client!(&mut self.client, c => c.stream.read(&mut byte).now_or_never().is_some())
+        on_client!(&mut self.client, c => {
+            tokio::task::coop::unconstrained(c.stream.read(&mut byte))
+                .now_or_never()
+                .is_some()
+        })
     }
 }
 

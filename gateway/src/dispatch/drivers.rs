@@ -1,9 +1,14 @@
 //! The tasks that drive a lane's sends. A send is a future polled by one of
-//! a few long-lived tasks (one per runtime worker), not a task of its own:
-//! a burst of answers read at once (an SMSC answers a window of submits in
-//! one segment) then wakes a driver that polls them all, where a task each
-//! was scheduled, and often a sleeping worker woken, for every answer
-//! (BENCHMARKS.md, issue 19, "Sends driven together").
+//! a few long-lived tasks (as many as the runtime has workers), not a task
+//! of its own: a burst of answers read at once (an SMSC answers a window of
+//! submits in one segment) wakes each driver at most once, and it polls
+//! its sends among them together, where a task each was scheduled, and
+//! often a sleeping worker woken, for every answer (BENCHMARKS.md, issue
+//! 19, "Sends driven together").
+//!
+//! A driver is one task: what a send does without awaiting delays the
+//! driver's other sends. Sends therefore keep heavy work off the runtime
+//! (DKIM signing runs on the blocking pool).
 
 use std::{
     future::Future,
@@ -53,8 +58,12 @@ impl Drivers {
     /// Hands `send` to the next driver.
     pub(super) fn run(&self, send: impl Future<Output = ()> + Send + 'static) {
         let i = self.turn.fetch_add(1, Ordering::Relaxed) % self.queues.len();
-        // A driver's queue stays open while this `Drivers` lives.
-        let _ = self.queues[i].send(Box::pin(send));
+        // A driver ends before its `Drivers` only by a bug of its own: the
+        // send then goes as a task, not silently nowhere.
+        if let Err(mpsc::error::SendError(send)) = self.queues[i].send(Box::pin(send)) {
+            tracing::error!(driver = i, "a send driver has ended; sending as a task");
+            tokio::spawn(send);
+        }
     }
 }
 
@@ -140,6 +149,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_send_handed_over_while_others_wait_runs_at_once() {
+        let tracker = TaskTracker::new();
+        let drivers = Drivers::with(1, &tracker);
+        let (release, released) = oneshot::channel::<()>();
+        let (done, finished) = oneshot::channel();
+        drivers.run(async move {
+            let _ = released.await;
+            let _ = done.send(());
+        });
+        // The driver is now polling the first send, which waits.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drivers.run(async move {
+            let _ = release.send(());
+        });
+        tokio::time::timeout(Duration::from_secs(5), finished)
+            .await
+            .expect("the later send ran while the first waited")
+            .expect("the first send finished");
+    }
+
+    #[tokio::test]
     async fn a_send_that_panics_ends_alone() {
         let tracker = TaskTracker::new();
         let drivers = Drivers::with(1, &tracker);
@@ -149,15 +179,20 @@ mod tests {
             let _ = released.await;
             let _ = done.send(());
         });
+        // Under way, waiting, when its neighbour panics.
+        tokio::time::sleep(Duration::from_millis(20)).await;
         drivers.run(async { panic!("a send's bug") });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        release.send(()).expect("the first send waits");
+        finished
+            .await
+            .expect("a send under way at the panic finishes");
         let (after, after_done) = oneshot::channel();
         drivers.run(async move {
             let _ = after.send(());
         });
-        release.send(()).expect("the first send waits");
-        finished
+        after_done
             .await
-            .expect("a send under way before the panic finishes");
-        after_done.await.expect("a send given after the panic runs");
+            .expect("a send handed over after the panic runs");
     }
 }

@@ -2,7 +2,7 @@
 //! its unrecorded permit and ends; the recorder writes what has gathered as
 //! one `Store::record` call and gives the permits back once it is durable.
 //! One call and one answer for a batch instead of one per send: the
-//! committer wakes one waiter, not every send task. One call is under way
+//! committer wakes one waiter, not every send. One call is under way
 //! at a time, so what the sends answer during a commit goes into the next
 //! one whole: fewer, larger commits (two under way made e-mail 12% slower,
 //! BENCHMARKS.md, issue 19). How many of the outcomes handed over are

@@ -608,3 +608,33 @@ async fn an_answer_out_of_step_after_the_message_leaves_it_unconfirmed_and_unrep
         assert_eq!(sent, 1, "sent once, {offered:?}");
     }
 }
+
+/// Whether the relay closed an idle session is seen even when the task has
+/// spent its cooperative budget, as a driver polling many sends does.
+/// Before, the look then came back "not closed" without reading the
+/// socket, and a chunked message went onto the closed session.
+#[tokio::test]
+async fn a_closed_session_is_seen_however_much_budget_the_task_has_spent() {
+    let (port, _) = relay(Transfer::Chunked).await;
+    let pool = pool(port);
+    let ok = b"Subject: hi\r\n\r\nbody\r\n";
+    let first = pool.send("b-x@bounce.test", "close@example.org", ok).await;
+    assert!(matches!(first, Delivery::Accepted { .. }), "{first:?}");
+    // Idle for a while: the relay's close has arrived.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let mut idle = pool.relays[0].take_idle().expect("the session is kept");
+    spend_the_task_budget();
+    assert!(idle.closed_by_relay(), "the relay's close is seen");
+}
+
+/// Polls a ready channel until tokio's budget for this task poll is gone.
+fn spend_the_task_budget() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    loop {
+        tx.send(()).expect("the receiver is here");
+        if rx.recv().now_or_never().is_none() {
+            break;
+        }
+    }
+    assert!(!tokio::task::coop::has_budget_remaining());
+}
