@@ -3,12 +3,14 @@
 //! in the same run: bare pipelined SMTP sessions, as many as sluice's relay
 //! connections, sending messages of the size sluice sent:
 //! `cargo run --release -p bench --bin bench_email [MESSAGES]`.
+//! `BENCH_DKIM_KEY=FILE` signs every message with that RSA key (PEM), as
+//! `[email.dkim]` does.
 
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
 use bench::{args::positional, cpu, http::Api, smtp_baseline, smtp_sink::SmtpSink};
-use gateway::config::{Relay, TlsMode};
+use gateway::config::{Dkim, Relay, TlsMode};
 use hyper::Method;
 use tokio_util::sync::CancellationToken;
 
@@ -35,6 +37,11 @@ async fn main() -> anyhow::Result<()> {
         username: None,
         password_env: None,
     }];
+    config.email.dkim = std::env::var_os("BENCH_DKIM_KEY").map(|key| Dkim {
+        domain: "telco.example".into(),
+        selector: "bench".into(),
+        key_file: key.into(),
+    });
     let shutdown = CancellationToken::new();
     let running = gateway::start(config, shutdown.clone()).await?;
     let api = Api::new(running.api);
