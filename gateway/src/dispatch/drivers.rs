@@ -105,6 +105,18 @@ mod tests {
 
     use super::*;
 
+    /// Hands `drivers` a send that waits for the first end returned, then
+    /// tells the second that it finished.
+    fn run_waiting(drivers: &Drivers) -> (oneshot::Sender<()>, oneshot::Receiver<()>) {
+        let (release, released) = oneshot::channel::<()>();
+        let (done, finished) = oneshot::channel();
+        drivers.run(async move {
+            let _ = released.await;
+            let _ = done.send(());
+        });
+        (release, finished)
+    }
+
     #[tokio::test]
     async fn the_sends_of_one_driver_run_at_once() {
         let tracker = TaskTracker::new();
@@ -131,12 +143,7 @@ mod tests {
     async fn a_driver_outlives_its_drivers_until_its_sends_finish() {
         let tracker = TaskTracker::new();
         let drivers = Drivers::with(2, &tracker);
-        let (go, gone) = oneshot::channel::<()>();
-        let (done, finished) = oneshot::channel();
-        drivers.run(async move {
-            let _ = gone.await;
-            let _ = done.send(());
-        });
+        let (go, finished) = run_waiting(&drivers);
         drop(drivers);
         tracker.close();
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -152,12 +159,7 @@ mod tests {
     async fn a_send_handed_over_while_others_wait_runs_at_once() {
         let tracker = TaskTracker::new();
         let drivers = Drivers::with(1, &tracker);
-        let (release, released) = oneshot::channel::<()>();
-        let (done, finished) = oneshot::channel();
-        drivers.run(async move {
-            let _ = released.await;
-            let _ = done.send(());
-        });
+        let (release, finished) = run_waiting(&drivers);
         // The driver is now polling the first send, which waits.
         tokio::time::sleep(Duration::from_millis(20)).await;
         drivers.run(async move {
@@ -173,12 +175,7 @@ mod tests {
     async fn a_send_that_panics_ends_alone() {
         let tracker = TaskTracker::new();
         let drivers = Drivers::with(1, &tracker);
-        let (release, released) = oneshot::channel::<()>();
-        let (done, finished) = oneshot::channel();
-        drivers.run(async move {
-            let _ = released.await;
-            let _ = done.send(());
-        });
+        let (release, finished) = run_waiting(&drivers);
         // Under way, waiting, when its neighbour panics.
         tokio::time::sleep(Duration::from_millis(20)).await;
         drivers.run(async { panic!("a send's bug") });
