@@ -34,6 +34,11 @@ const NEXT_CAMPAIGN: &str = "store/next_campaign";
 
 /// Writes taken into one commit at most.
 const MAX_GROUP: usize = 512;
+/// Durable commits start at most this often. An fsync costs about as much
+/// CPU whatever it carries, so under load a commit that waits out the rest
+/// of this gathers more writes for the same fsync; after an idle spell a
+/// write is committed at once (BENCHMARKS.md, issue 19, "Commits spaced").
+const COMMIT_SPACING: std::time::Duration = std::time::Duration::from_micros(800);
 /// Facts stored per record: a commit's facts are written as runs of
 /// consecutive cursors (key = first cursor), which halves the records an
 /// upload writes compared with one record per fact.

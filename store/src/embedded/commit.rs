@@ -6,6 +6,7 @@
 use std::{
     collections::{HashMap, HashSet},
     sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
 };
 
 use domain::{
@@ -18,7 +19,7 @@ use rules::{self, PartReceipt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    FACT_RUN, Index, MAX_GROUP, Shared, participant_record,
+    COMMIT_SPACING, FACT_RUN, Index, MAX_GROUP, Shared, participant_record,
     space::Room,
     stage::{self, Staged},
     states, suppression_key,
@@ -251,7 +252,12 @@ struct Group {
 impl Committer {
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<Op>) {
         let mut held = None;
+        let mut last_durable: Option<Instant> = None;
         while let Some(first) = held.take().or_else(|| rx.blocking_recv()) {
+            let pause = pause_before_commit(last_durable, Instant::now());
+            if !pause.is_zero() {
+                std::thread::sleep(pause);
+            }
             let mut ops = vec![first];
             while ops.len() < MAX_GROUP {
                 match rx.try_recv() {
@@ -265,11 +271,15 @@ impl Committer {
                     Err(_) => break,
                 }
             }
-            self.commit_group(ops);
+            let started = Instant::now();
+            if self.commit_group(ops) {
+                last_durable = Some(started);
+            }
         }
     }
 
-    fn commit_group(&mut self, ops: Vec<Op>) {
+    /// Commits `ops` as one group; says whether it fsynced.
+    fn commit_group(&mut self, ops: Vec<Op>) -> bool {
         // Before anything changes: a refused op leaves no trace.
         let ops = match self.shared.space.room() {
             Room::Enough => ops,
@@ -298,7 +308,7 @@ impl Committer {
             }
         };
         if ops.is_empty() {
-            return;
+            return false;
         }
         let mut group = Group {
             batch: self.db.batch().durability(None),
@@ -339,6 +349,7 @@ impl Committer {
                 flags: flags.bits(),
             });
         }
+        let synced = durable && group.unreadable.is_none() && !group.batch.is_empty();
         let written = if let Some(e) = group.unreadable.take() {
             Err(e.to_string())
         } else if group.batch.is_empty() {
@@ -384,6 +395,7 @@ impl Committer {
                 }
             }
         }
+        synced
     }
 
     /// Folds the runs, in a batch of its own once a commit is written and
@@ -1181,6 +1193,14 @@ impl Committer {
     }
 }
 
+/// How long a group that could start `now` waits: until `COMMIT_SPACING`
+/// after the last durable commit started, if that was so recent.
+fn pause_before_commit(last_durable: Option<Instant>, now: Instant) -> Duration {
+    last_durable.map_or(Duration::ZERO, |started| {
+        (started + COMMIT_SPACING).saturating_duration_since(now)
+    })
+}
+
 fn fact(at: Millis, campaign: &str, customer: &str, kind: FactKind, detail: FactDetail) -> Fact {
     Fact {
         cursor: 0,
@@ -1237,5 +1257,35 @@ fn apply(index: &mut Index, effect: Effect) {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod spacing_tests {
+    use super::*;
+
+    #[test]
+    fn the_first_commit_and_one_after_an_idle_spell_start_at_once() {
+        let now = Instant::now();
+        assert_eq!(pause_before_commit(None, now), Duration::ZERO);
+        let long_ago = now - 2 * COMMIT_SPACING;
+        assert_eq!(pause_before_commit(Some(long_ago), now), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_commit_right_after_a_durable_one_waits_out_the_spacing() {
+        let started = Instant::now();
+        let now = started + COMMIT_SPACING / 4;
+        assert_eq!(
+            pause_before_commit(Some(started), now),
+            COMMIT_SPACING - COMMIT_SPACING / 4
+        );
+    }
+
+    #[test]
+    fn a_commit_that_took_longer_than_the_spacing_is_not_followed_by_a_wait() {
+        let started = Instant::now();
+        let finished = started + COMMIT_SPACING + Duration::from_micros(1);
+        assert_eq!(pause_before_commit(Some(started), finished), Duration::ZERO);
     }
 }
