@@ -349,26 +349,26 @@ impl Committer {
                 flags: flags.bits(),
             });
         }
-        let synced = durable && group.unreadable.is_none() && !group.batch.is_empty();
+        // Whether it was fsynced, once written.
         let written = if let Some(e) = group.unreadable.take() {
             Err(e.to_string())
         } else if group.batch.is_empty() {
-            Ok(())
+            Ok(false)
         } else {
             group
                 .batch
                 .commit()
                 .and_then(|()| {
                     if durable {
-                        self.db.persist(PersistMode::SyncData)
+                        self.db.persist(PersistMode::SyncData).map(|()| true)
                     } else {
-                        Ok(())
+                        Ok(false)
                     }
                 })
                 .map_err(|e| e.to_string())
         };
         match written {
-            Ok(()) => {
+            Ok(synced) => {
                 let mut index = self.shared.index();
                 for effect in group.effects {
                     apply(&mut index, effect);
@@ -384,6 +384,7 @@ impl Committer {
                 for answer in group.answers {
                     answer.send(None);
                 }
+                synced
             }
             Err(e) => {
                 tracing::error!(error = %e, "store commit failed; refusing further writes");
@@ -393,9 +394,9 @@ impl Committer {
                 for answer in group.answers {
                     answer.send(Some(&reason));
                 }
+                false
             }
         }
-        synced
     }
 
     /// Folds the runs, in a batch of its own once a commit is written and
