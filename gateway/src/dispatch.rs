@@ -9,6 +9,7 @@
 mod drivers;
 mod outcome;
 mod recorder;
+mod series;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -21,7 +22,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     channel::{Channel, Registry},
     config::Dispatch,
-    metrics::{ChannelLabels, Metrics, OutcomeLabels, ReasonLabels},
+    metrics::{ChannelLabels, Metrics, ReasonLabels},
     policy::{Policy, PolicyError, QuotaWrite, Room, Verdict},
     recorded::Recorded,
 };
@@ -31,6 +32,7 @@ use domain::{
 };
 use drivers::Drivers;
 use recorder::Recorder;
+use series::SendSeries;
 use store::{Claim, Store, StoreError};
 
 /// How often the dispatcher asks whether the store takes writes (a look
@@ -70,6 +72,7 @@ impl Dispatcher {
                     policy: self.policy.clone(),
                     channel: channel.clone(),
                     metrics: self.metrics.clone(),
+                    series: SendSeries::new(&self.metrics, channel.kind()),
                     recorder: recorder.clone(),
                 }),
                 permits: Arc::new(Semaphore::new(channel.concurrency())),
@@ -738,6 +741,8 @@ struct SendJob {
     policy: Arc<Policy>,
     channel: Arc<dyn Channel>,
     metrics: Arc<Metrics>,
+    /// The lane's series of what every send counts.
+    series: SendSeries,
     /// Where answered sends leave their outcomes (one for every lane).
     recorder: Recorder,
 }
@@ -804,10 +809,7 @@ impl SendJob {
                 .inc();
             return;
         }
-        self.metrics
-            .send_seconds
-            .get_or_create(&ChannelLabels { channel })
-            .observe(started.elapsed().as_secs_f64());
+        self.series.observe_send(started.elapsed().as_secs_f64());
         if matches!(delivery, Delivery::Unconfirmed { .. }) {
             self.metrics
                 .unconfirmed
@@ -817,7 +819,7 @@ impl SendJob {
         let at = now_ms();
         let retry = self.channel.retry();
         let outcome = outcome::of(delivery, claim.attempts + 1, at, retry, &self.metrics);
-        self.count(campaign, &outcome);
+        self.count(&outcome);
         let update = Update {
             msg: claim.msg,
             at,
@@ -829,7 +831,7 @@ impl SendJob {
     /// Records an outcome decided without sending (a suppression) and waits
     /// until it is durable.
     async fn record(&self, campaign: &CampaignRecord, claim: Claim, at: Millis, outcome: Outcome) {
-        self.count(campaign, &outcome);
+        self.count(&outcome);
         if let Err(e) = self
             .store
             .record(vec![Update {
@@ -845,27 +847,8 @@ impl SendJob {
         }
     }
 
-    fn count(&self, campaign: &CampaignRecord, outcome: &Outcome) {
-        let channel = campaign.decl.channel.as_str();
-        let label = match outcome {
-            Outcome::Submitted { .. } => "submitted",
-            Outcome::Receipt {
-                delivered: true, ..
-            } => "delivered",
-            Outcome::Receipt { .. } => "failed",
-            Outcome::Failed { .. } => "failed",
-            Outcome::Retry { .. } => "retried",
-            Outcome::Bounced { hard: true, .. } => "bounced_hard",
-            Outcome::Bounced { hard: false, .. } => "bounced_soft",
-            Outcome::Suppressed { .. } => "suppressed",
-        };
-        self.metrics
-            .messages
-            .get_or_create(&OutcomeLabels {
-                channel,
-                outcome: label,
-            })
-            .inc();
+    fn count(&self, outcome: &Outcome) {
+        self.series.count(&self.metrics, outcome);
     }
 }
 

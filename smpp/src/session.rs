@@ -102,11 +102,15 @@ struct Waiter {
     deadline: Instant,
 }
 
+/// Requests waiting, by sequence number: numbers we give, so hashed with
+/// foldhash rather than SipHash.
+type Waiting = HashMap<u32, Waiter, foldhash::fast::RandomState>;
+
 /// A running session. Dropping the last handle does not close it: `close`
 /// does, and so does the SMSC hanging up or sending what we cannot read.
 pub struct Session {
     outgoing: mpsc::UnboundedSender<Outgoing>,
-    waiting: Mutex<HashMap<u32, Waiter>>,
+    waiting: Mutex<Waiting>,
     last_sequence: AtomicU32,
     closed: CancellationToken,
     timing: Timing,
@@ -124,7 +128,7 @@ impl Session {
         let (requests, incoming) = mpsc::channel(REQUESTS_QUEUE);
         let session = Arc::new(Self {
             outgoing,
-            waiting: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(Waiting::default()),
             last_sequence: AtomicU32::new(0),
             closed: CancellationToken::new(),
             timing,
@@ -190,7 +194,7 @@ impl Session {
         n % 0x7FFF_FFFF + 1
     }
 
-    fn lock_waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Waiter>> {
+    fn lock_waiting(&self) -> std::sync::MutexGuard<'_, Waiting> {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
 

@@ -194,6 +194,15 @@ pub fn encode(
     reference: impl FnOnce() -> u8,
     max_parts: usize,
 ) -> Result<Vec<Part>, TooManyParts> {
+    if max_parts >= 1
+        && let Some(short_message) = single_gsm_part(text)
+    {
+        return Ok(vec![Part {
+            data_coding: Coding::Gsm7.data_coding(),
+            esm_class_udhi: false,
+            short_message,
+        }]);
+    }
     let (coding, count) = check(text, max_parts)?;
     let data_coding = coding.data_coding();
     if count == 1 {
@@ -229,6 +238,24 @@ pub fn encode(
         })
         .collect();
     Ok(parts)
+}
+
+/// `text` as one GSM part, encoded in the same pass that finds it fits
+/// (most SMS are): `None` if a character has no septet or the text needs
+/// more than one part, and [`encode`] then works it out in full.
+fn single_gsm_part(text: &str) -> Option<Vec<u8>> {
+    let capacity = Coding::Gsm7.single_capacity();
+    let mut out = Vec::with_capacity(text.len().min(capacity));
+    for ch in text.chars() {
+        match gsm_encode(ch)? {
+            Septets::Basic(septet) => out.push(septet),
+            Septets::Extended(septet) => out.extend([ESC, septet]),
+        }
+        if out.len() > capacity {
+            return None;
+        }
+    }
+    Some(out)
 }
 
 /// Cuts `text` into the pieces that fill each part of a concatenated message,

@@ -67,12 +67,17 @@ struct Keyspaces {
     stages: Keyspace,
 }
 
+/// Maps looked up for every message (a campaign by its number), keyed by
+/// what the CRM names or we number: hashed with foldhash, a few times
+/// cheaper than SipHash. Addresses stay on SipHash's per-process keys.
+type Fast<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 #[derive(Default)]
 struct Index {
-    campaigns: HashMap<String, CampaignIndex>,
+    campaigns: Fast<String, CampaignIndex>,
     /// `channel\0address` (address lowercased) → why.
     suppressed: HashMap<String, SuppressReason>,
-    ids: HashMap<u32, String>,
+    ids: Fast<u32, String>,
     next_campaign: u32,
     /// Uploads staged and neither published nor abandoned.
     uploads: HashMap<UploadId, stage::Staged>,
@@ -205,6 +210,7 @@ impl Embedded {
             next_cursor: last_cursor + 1,
             runs,
             fold_after: options.fold_states_after,
+            spare_facts: Vec::new(),
         };
         thread::Builder::new()
             .name("store-commit".into())
@@ -365,8 +371,22 @@ fn participant_records(
     Ok(records)
 }
 
+/// `channel\0address`, the address lowercased. Built for every message
+/// the dispatcher checks, so without `format!` and, for the ASCII address
+/// that almost every one is, without a second string.
 fn suppression_key(channel: ChannelKind, address: &str) -> String {
-    format!("{}\0{}", channel.as_str(), address.to_lowercase())
+    let channel = channel.as_str();
+    let mut key = String::with_capacity(channel.len() + 1 + address.len());
+    key.push_str(channel);
+    key.push('\0');
+    if address.is_ascii() {
+        let start = key.len();
+        key.push_str(address);
+        key[start..].make_ascii_lowercase();
+    } else {
+        key.push_str(&address.to_lowercase());
+    }
+    key
 }
 
 mod commit;

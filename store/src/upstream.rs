@@ -65,7 +65,8 @@ pub fn progress_key(msg: MessageNo) -> Vec<u8> {
 }
 
 pub fn encode_link(link: Link) -> Vec<u8> {
-    let mut value = link.msg.as_u64().to_be_bytes().to_vec();
+    let mut value = Vec::with_capacity(10);
+    value.extend_from_slice(&link.msg.as_u64().to_be_bytes());
     value.extend_from_slice(&[link.part, link.parts]);
     value
 }

@@ -31,23 +31,14 @@ async fn main() -> anyhow::Result<()> {
     let window: usize = positional(3, "window", 64)?;
     let sink = SmscSink::start().await?;
 
-    let cpu_before = cpu::process_seconds();
-    let bare = bare_rusmppc_rate(&sink.addr(), n, window).await?;
-    let bare_cpu = cpu::micros_per_message_since(cpu_before, n);
-    ensure!(bare.receipts == n, "bare run incomplete: {bare:?}");
-    println!(
-        "bare rusmppc, 1 connection, window {window}: {:.0} messages/s, {bare_cpu:.1} µs CPU per message (client and sink)",
-        bare.rate()
-    );
-
-    let cpu_before = cpu::process_seconds();
-    let own = bare_session_rate(&sink.addr(), n, window).await?;
-    let own_cpu = cpu::micros_per_message_since(cpu_before, n);
-    ensure!(own.receipts == n, "bare session run incomplete: {own:?}");
-    println!(
-        "bare sluice SMPP session, 1 connection, window {window}: {:.0} messages/s, {own_cpu:.1} µs CPU per message (client and sink)",
-        own.rate()
-    );
+    // BENCH_BARE=0 leaves the baselines out (bench/instructions.sh counts
+    // the pipeline's instructions alone, under valgrind, where rusmppc's
+    // loop takes minutes).
+    let baselines = if std::env::var("BENCH_BARE").as_deref() == Ok("0") {
+        None
+    } else {
+        Some(baselines(&sink.addr(), n, window).await?)
+    };
 
     let dir = tempfile::tempdir()?;
     let mut config = bench::loopback_config(dir.path());
@@ -97,15 +88,59 @@ async fn main() -> anyhow::Result<()> {
         100.0 * matched / n as f64
     );
     println!("sluice: {sluice_cpu:.1} µs CPU per message (the whole daemon and the sink)");
-    println!(
-        "ratio sluice / bare rusmppc: {:.2} (rate), {:.2} (CPU per message, lower is better)",
-        pipeline / bare.rate(),
-        sluice_cpu / bare_cpu
-    );
-    println!(
-        "ratio sluice / bare sluice session: {:.2} (rate), {:.2} (CPU per message)",
-        pipeline / own.rate(),
-        sluice_cpu / own_cpu
-    );
+    if let Some(Baselines {
+        rusmppc,
+        rusmppc_cpu,
+        session,
+        session_cpu,
+    }) = baselines
+    {
+        println!(
+            "ratio sluice / bare rusmppc: {:.2} (rate), {:.2} (CPU per message, lower is better)",
+            pipeline / rusmppc,
+            sluice_cpu / rusmppc_cpu
+        );
+        println!(
+            "ratio sluice / bare sluice session: {:.2} (rate), {:.2} (CPU per message)",
+            pipeline / session,
+            sluice_cpu / session_cpu
+        );
+    }
     Ok(())
+}
+
+/// The two bare loops' rates (messages/s) and CPU per message (µs).
+struct Baselines {
+    rusmppc: f64,
+    rusmppc_cpu: f64,
+    session: f64,
+    session_cpu: f64,
+}
+
+/// Runs both bare loops on `sink`, one after the other, and prints them.
+async fn baselines(sink: &str, n: usize, window: usize) -> anyhow::Result<Baselines> {
+    let cpu_before = cpu::process_seconds();
+    let bare = bare_rusmppc_rate(sink, n, window).await?;
+    let bare_cpu = cpu::micros_per_message_since(cpu_before, n);
+    ensure!(bare.receipts == n, "bare run incomplete: {bare:?}");
+    println!(
+        "bare rusmppc, 1 connection, window {window}: {:.0} messages/s, {bare_cpu:.1} µs CPU per message (client and sink)",
+        bare.rate()
+    );
+
+    let cpu_before = cpu::process_seconds();
+    let own = bare_session_rate(sink, n, window).await?;
+    let own_cpu = cpu::micros_per_message_since(cpu_before, n);
+    ensure!(own.receipts == n, "bare session run incomplete: {own:?}");
+    println!(
+        "bare sluice SMPP session, 1 connection, window {window}: {:.0} messages/s, {own_cpu:.1} µs CPU per message (client and sink)",
+        own.rate()
+    );
+
+    Ok(Baselines {
+        rusmppc: bare.rate(),
+        rusmppc_cpu: bare_cpu,
+        session: own.rate(),
+        session_cpu: own_cpu,
+    })
 }

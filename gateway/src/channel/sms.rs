@@ -8,7 +8,6 @@ pub mod intake;
 
 use std::{
     collections::HashMap,
-    str::FromStr,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -20,7 +19,7 @@ use async_trait::async_trait;
 use clicktrack::LinkTable;
 use rusmpp::{
     pdus::SubmitSm,
-    types::{COctetString, OctetString},
+    types::{COctetString, COctetStringError, OctetString},
     values::{DataCoding, EsmClass, Npi, RegisteredDelivery, Ton},
 };
 use tokio::sync::mpsc;
@@ -562,12 +561,11 @@ fn submit_sm(
     Ok(SubmitSm::builder()
         .source_addr_ton(source_ton)
         .source_addr_npi(source_npi)
-        .source_addr(COctetString::from_str(&source).map_err(|e| field("source", &e))?)
+        .source_addr(c_octet_string(&source).map_err(|e| field("source", &e))?)
         .dest_addr_ton(Ton::International)
         .dest_addr_npi(Npi::Isdn)
         .destination_addr(
-            COctetString::from_str(to.trim_start_matches('+'))
-                .map_err(|e| field("destination", &e))?,
+            c_octet_string(to.trim_start_matches('+')).map_err(|e| field("destination", &e))?,
         )
         .esm_class(esm_class)
         // The SMSC's receipt of the final outcome, success or failure, and
@@ -579,6 +577,17 @@ fn submit_sm(
             OctetString::from_vec(part.short_message).map_err(|e| field("short_message", &e))?,
         )
         .build())
+}
+
+/// `text` NUL-terminated, in one allocation: rusmpp's `from_str` copies
+/// it, grows the copy for the NUL, then boxes an owner for it.
+fn c_octet_string<const MIN: usize, const MAX: usize>(
+    text: &str,
+) -> Result<COctetString<MIN, MAX>, COctetStringError> {
+    let mut bytes = Vec::with_capacity(text.len() + 1);
+    bytes.extend_from_slice(text.as_bytes());
+    bytes.push(0);
+    COctetString::from_bytes(bytes.into())
 }
 
 /// What the dispatcher makes of a submit that got no id.
@@ -644,6 +653,23 @@ mod tests {
         // SMSC receipt on success or failure; no SME acknowledgements, no
         // intermediate notifications (SMSCs may refuse those with 0x07).
         assert_eq!(u8::from(sm.registered_delivery), 0x01);
+    }
+
+    #[test]
+    fn addresses_go_nul_terminated_and_bad_ones_name_their_field() {
+        let config: SmscConfig = toml::from_str("host = \"h\"\nsystem_id = \"s\"").expect("config");
+        let part = || text::encode("Hi", || 1, 1).expect("one part").remove(0);
+        let sm = submit_sm("Sluice", &config, "+4915112345678", part()).expect("submit_sm");
+        assert_eq!(sm.source_addr.as_ref(), b"Sluice\0");
+        assert_eq!(sm.destination_addr.as_ref(), b"4915112345678\0");
+        let refused = |from, to| {
+            submit_sm(from, &config, to, part())
+                .expect_err("refused")
+                .field
+        };
+        assert_eq!(refused("Slüice", "+4915112345678"), "source");
+        assert_eq!(refused("Sluice", "+49151\u{0}2345678"), "destination");
+        assert_eq!(refused("Sluice", &"1".repeat(21)), "destination");
     }
 
     #[test]

@@ -222,6 +222,9 @@ pub(super) struct Committer {
     pub(super) runs: states::Runs,
     /// States in runs that start a fold.
     pub(super) fold_after: usize,
+    /// The last group's buffer of facts, empty, kept for the next one: a
+    /// group's facts grew it afresh, moving each fact again as it doubled.
+    pub(super) spare_facts: Vec<Fact>,
 }
 
 /// One commit being assembled.
@@ -315,7 +318,7 @@ impl Committer {
             effects: Vec::new(),
             answers: Vec::new(),
             admitted: HashMap::new(),
-            facts: Vec::new(),
+            facts: std::mem::take(&mut self.spare_facts),
             upstream: HashMap::default(),
             statuses: HashMap::default(),
             run: states::Entries::new(),
@@ -333,6 +336,7 @@ impl Committer {
             }
         }
         self.write_facts(&mut group);
+        self.spare_facts = std::mem::take(&mut group.facts);
         if !group.run.is_empty() {
             let run = std::mem::replace(&mut group.run, states::Entries::new());
             let key = states::run_key(self.runs.take_number());

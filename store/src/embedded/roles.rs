@@ -408,6 +408,25 @@ impl Suppressions for Embedded {
             .copied())
     }
 
+    /// The whole batch under one lock of the index, without a future per
+    /// lookup: the dispatcher asks this for every message it claims.
+    async fn participants_suppressions(
+        &self,
+        channel: ChannelKind,
+        participants: &[&Participant],
+    ) -> Result<Vec<Option<SuppressReason>>> {
+        let index = self.shared.index();
+        let suppressed = |entry: &str| index.suppressed.get(&suppression_key(channel, entry));
+        Ok(participants
+            .iter()
+            .map(|p| {
+                suppressed(&p.address)
+                    .or_else(|| suppressed(&p.customer))
+                    .copied()
+            })
+            .collect())
+    }
+
     async fn suppressions(
         &self,
         channel: ChannelKind,

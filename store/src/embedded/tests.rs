@@ -429,3 +429,19 @@ async fn a_deleted_campaign_leaves_no_states_behind_nor_gets_them_back_from_runs
     let states = ["submitted", "pending", "delivered"];
     assert_eq!(by_status(&store, "kept", states).await, [2, 0, 0]);
 }
+
+#[test]
+fn a_suppression_key_lowercases_ascii_and_unicode_addresses_alike() {
+    assert_eq!(
+        suppression_key(domain::ChannelKind::Email, "Ann.Lee@Example.ORG"),
+        "email\0ann.lee@example.org"
+    );
+    assert_eq!(
+        suppression_key(domain::ChannelKind::Email, "ÄNNE@Bücher.DE"),
+        "email\0änne@bücher.de"
+    );
+    assert_eq!(
+        suppression_key(domain::ChannelKind::Sms, "+4915550001"),
+        "sms\0+4915550001"
+    );
+}

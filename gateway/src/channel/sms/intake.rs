@@ -129,9 +129,10 @@ impl Intake {
                 }
             }
             let written = *durable.borrow_and_update();
-            let (ready, not_yet): (Vec<_>, Vec<_>) =
-                waiting.drain(..).partition(|w| w.ready(written, now));
-            waiting = not_yet;
+            // Taken out in place: a receipt is a few hundred bytes, and
+            // partitioning into new vectors moved each one again as they grew.
+            let mut ready = Vec::with_capacity(waiting.len());
+            ready.extend(waiting.extract_if(.., |w| w.ready(written, now)));
             waiting.extend(self.settle(ready).await);
         }
         // Stopping: what still waits is answered as a temporary failure so
