@@ -4,7 +4,11 @@
 # timings are too noisy for small gains (BENCHMARKS.md, issue 19). Runs
 # `bench_sms MESSAGES` without its bare baselines, counts from the
 # campaign's start to its end (the upload left out), and prints the
-# instructions a message, in all and for the functions that take most.
+# instructions a message, in all, without memcpy and memset (callgrind
+# counts a `rep movsb` once a byte, so copies weigh far more in its
+# counts than in time), and for the functions that take most (inclusive).
+# Two runs of one build differ by about 2%: commit groups form differently.
+# KEEP=FILE keeps callgrind's output there for callgrind_annotate.
 #
 #   bench/instructions.sh [MESSAGES] [BENCH_SMS_BINARY]   (default 20000; target/release/bench_sms)
 set -eu
@@ -24,12 +28,24 @@ until grep -qF "bench_sms: starting the campaign" "$work/bench.log"; do
     kill -0 "$bench" 2>/dev/null || { cat "$work/bench.log"; exit 1; }
     sleep 0.2
 done
-callgrind_control -i on "$bench" >/dev/null
+callgrind_control -i on "$bench" >/dev/null 2>&1
 wait "$bench"
 grep -E "^sluice" "$work/bench.log"
-total=$(sed -n 's/^totals: \([0-9]*\).*/\1/p' "$work/callgrind.out")
-echo "instructions a message: $((total / n)) ($total for $n messages)"
-callgrind_annotate --inclusive=yes "$work/callgrind.out" 2>/dev/null |
-    awk -v n="$n" '/^ *[0-9,]+ \(/ { gsub(",", "", $1); printf "%10.0f  %s\n", $1 / n, $0 }' | sed -n '1,40p' | cut -c1-200
-[ -n "${KEEP:-}" ] && cp "$work/callgrind.out" "$KEEP"
+annotate() { callgrind_annotate "$@" "$work/callgrind.out" 2>/dev/null; }
+# Lines of callgrind_annotate: "COUNT (SHARE)  FILE:FUNCTION [OBJECT]".
+annotate | awk -v n="$n" '
+    /PROGRAM TOTALS/ { gsub(",", "", $1); total = $1 }
+    /memcpy|memmove|memset/ && / \(/ { gsub(",", "", $1); copies += $1 }
+    END {
+        printf "instructions a message: %.0f (%.0f for %d messages)\n", total / n, total, n
+        printf "without memcpy and memset: %.0f\n", (total - copies) / n
+    }'
+echo "functions, inclusive, instructions a message:"
+annotate --inclusive=yes | awk -v n="$n" '
+    /^ *[0-9,]+ \(/ && !/PROGRAM TOTALS/ {
+        count = $1; gsub(",", "", count)
+        name = $0; sub(/^ *[0-9,]+ \([^)]*\) +\*? */, "", name); sub(/^[^ :]*\.[A-Za-z]+:/, "", name); sub(/ \[.*$/, "", name)
+        printf "%10.0f  %s\n", count / n, substr(name, 1, 150)
+    }' | sed -n '1,60p'
+if [ -n "${KEEP:-}" ]; then cp "$work/callgrind.out" "$KEEP"; fi
 rm -rf "$work"
