@@ -74,3 +74,42 @@ fn outcome_index(outcome: &Outcome) -> usize {
         Outcome::Suppressed { .. } => 6,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Exposition;
+    use domain::FactDetail;
+
+    #[test]
+    fn outcomes_count_in_their_family_and_appear_once_counted() {
+        let metrics = Metrics::default();
+        let series = SendSeries::new(&metrics, ChannelKind::Sms);
+        let submitted = Outcome::Submitted {
+            detail: FactDetail::default(),
+            upstream: None,
+        };
+        series.count(&metrics, &submitted);
+        series.count(&metrics, &submitted);
+        series.count(
+            &metrics,
+            &Outcome::Failed {
+                reason: "refused".into(),
+                detail: FactDetail::default(),
+            },
+        );
+        series.observe_send(0.002);
+        let text = metrics.render(Exposition::Classic);
+        for line in [
+            "sluice_messages_total{channel=\"sms\",outcome=\"submitted\"} 2",
+            "sluice_messages_total{channel=\"sms\",outcome=\"failed\"} 1",
+            "sluice_send_duration_seconds_count{channel=\"sms\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        assert!(
+            !text.contains("sluice_messages_total{channel=\"sms\",outcome=\"delivered\"}"),
+            "{text}"
+        );
+    }
+}
