@@ -10,7 +10,6 @@
 //! reconnecting stay in `bind.rs`.
 
 use std::{
-    collections::HashMap,
     sync::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicU32, Ordering},
@@ -104,7 +103,7 @@ struct Waiter {
 
 /// Requests waiting, by sequence number: numbers we give, so hashed with
 /// foldhash rather than SipHash.
-type Waiting = HashMap<u32, Waiter, foldhash::fast::RandomState>;
+type Waiting = foldhash::HashMap<u32, Waiter>;
 
 /// A running session. Dropping the last handle does not close it: `close`
 /// does, and so does the SMSC hanging up or sending what we cannot read.

@@ -96,8 +96,7 @@ impl Coding {
                 out.reserve(text.len());
                 for ch in text.chars() {
                     match gsm_encode(ch) {
-                        Some(Septets::Basic(septet)) => out.push(septet),
-                        Some(Septets::Extended(septet)) => out.extend([ESC, septet]),
+                        Some(septets) => septets.append_to(out),
                         // Not reached: `Coding::of` chose GSM because every
                         // character has a septet.
                         None => out.push(b'?'),
@@ -247,10 +246,7 @@ fn single_gsm_part(text: &str) -> Option<Vec<u8>> {
     let capacity = Coding::Gsm7.single_capacity();
     let mut out = Vec::with_capacity(text.len().min(capacity));
     for ch in text.chars() {
-        match gsm_encode(ch)? {
-            Septets::Basic(septet) => out.push(septet),
-            Septets::Extended(septet) => out.extend([ESC, septet]),
-        }
+        gsm_encode(ch)?.append_to(&mut out);
         if out.len() > capacity {
             return None;
         }
@@ -366,6 +362,15 @@ enum Septets {
     Basic(u8),
     /// ESC, then this septet of the extension table.
     Extended(u8),
+}
+
+impl Septets {
+    fn append_to(self, out: &mut Vec<u8>) {
+        match self {
+            Self::Basic(septet) => out.push(septet),
+            Self::Extended(septet) => out.extend([ESC, septet]),
+        }
+    }
 }
 
 /// Basic-alphabet septets of the ASCII characters (0xFF: not there), so the

@@ -67,17 +67,15 @@ struct Keyspaces {
     stages: Keyspace,
 }
 
-/// Maps looked up for every message (a campaign by its number), keyed by
-/// what the CRM names or we number: hashed with foldhash, a few times
-/// cheaper than SipHash. Addresses stay on SipHash's per-process keys.
-type Fast<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-
 #[derive(Default)]
 struct Index {
-    campaigns: Fast<String, CampaignIndex>,
+    /// Looked up for every message (a campaign by its number) and keyed by
+    /// what the CRM names or we number: hashed with foldhash, a few times
+    /// cheaper than SipHash. Addresses stay on SipHash's per-process keys.
+    campaigns: foldhash::HashMap<String, CampaignIndex>,
     /// `channel\0address` (address lowercased) → why.
     suppressed: HashMap<String, SuppressReason>,
-    ids: Fast<u32, String>,
+    ids: foldhash::HashMap<u32, String>,
     next_campaign: u32,
     /// Uploads staged and neither published nor abandoned.
     uploads: HashMap<UploadId, stage::Staged>,

@@ -22,8 +22,9 @@ const OUTCOMES: [&str; 7] = [
 
 pub(super) struct SendSeries {
     send_seconds: Histogram,
-    /// Made on first use, so that a series appears once it counts, as it
-    /// did when every count looked it up.
+    /// Made on first use: a series `Metrics` does not show at 0 from the
+    /// start (`delivered`) appears once it counts, as it did when every
+    /// count looked it up.
     outcomes: [OnceLock<Counter>; OUTCOMES.len()],
     channel: &'static str,
 }

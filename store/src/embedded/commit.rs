@@ -234,17 +234,17 @@ struct Group {
     answers: Vec<Answer>,
     /// Customers added in this group, per campaign, not yet in the index:
     /// whether visible (else staged).
-    admitted: HashMap<u32, HashMap<String, bool, foldhash::fast::RandomState>>,
+    admitted: HashMap<u32, foldhash::HashMap<String, bool>>,
     /// Facts not yet written, consecutive cursors.
     facts: Vec<Fact>,
     /// Upstream keys written (Some) or removed (None) in this group.
-    upstream: HashMap<Vec<u8>, Option<Vec<u8>>, foldhash::fast::RandomState>,
+    upstream: foldhash::HashMap<Vec<u8>, Option<Vec<u8>>>,
     /// Statuses recorded in this group, not yet in the index.
-    statuses: HashMap<MessageNo, Status, foldhash::fast::RandomState>,
+    statuses: foldhash::HashMap<MessageNo, Status>,
     /// The states recorded in this group: its run.
     run: states::Entries,
     /// Flags set in this group, with their times, written once per message.
-    engaged: HashMap<MessageNo, Flags, foldhash::fast::RandomState>,
+    engaged: foldhash::HashMap<MessageNo, Flags>,
     /// Values written in this group (a conditional write after one reads it).
     meta: HashMap<String, Vec<u8>>,
     /// A record a decision needed could not be read: nothing of the group

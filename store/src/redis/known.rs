@@ -9,7 +9,6 @@
 //! already knew.
 
 use std::{
-    collections::HashMap,
     hash::Hash,
     sync::{Arc, Mutex},
 };
@@ -31,7 +30,7 @@ pub(super) struct KnownMessage {
 }
 
 /// Looked up per message: hashed fast (the keys are ours).
-type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type Map<K, V> = foldhash::HashMap<K, V>;
 
 /// The most recent entries: two generations of at most `GENERATION`.
 struct Recent<K, V> {

@@ -4,10 +4,7 @@
 //! as the embedded engine's committer, over values read from Redis: a plan
 //! sees its own writes (two updates of one message in one call).
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Arc,
-};
+use std::{collections::HashSet, sync::Arc};
 
 use domain::{
     CampaignRecord, Engaged, FELL_BACK, Fact, FactDetail, FactKind, Fallback, MessageNo,
@@ -107,7 +104,7 @@ pub(super) enum Admit {
 
 /// A plan's maps: filled per message, so hashed fast (the keys are ours,
 /// not an attacker's).
-type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type Map<K, V> = foldhash::HashMap<K, V>;
 
 pub(super) struct Plan<'a> {
     store: &'a Redis,
@@ -126,7 +123,7 @@ pub(super) struct Plan<'a> {
     /// node that stored it may be answered but not yet in `Known` (a
     /// receipt can come that soon), so their states are read from Redis
     /// too, not taken from `Known` as the claim left them.
-    linked_in_redis: HashSet<MessageNo, foldhash::fast::RandomState>,
+    linked_in_redis: foldhash::HashSet<MessageNo>,
     /// Participant numbers reserved for this plan: (next, end) per campaign.
     numbers: Map<u32, (u32, u32)>,
     /// The facts of this write, in order (their cursors are given as it is

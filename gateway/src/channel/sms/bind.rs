@@ -8,7 +8,6 @@
 //! and handset messages); in `transceiver` mode one session does both.
 
 use std::{
-    str::FromStr,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -64,7 +63,7 @@ fn octets<const N: usize>(
     field: &'static str,
     value: &str,
 ) -> Result<COctetString<1, N>, FieldError> {
-    COctetString::from_str(value).map_err(|e| FieldError {
+    super::c_octet_string(value).map_err(|e| FieldError {
         field,
         source: format!("at most {} characters: {e}", N - 1).into(),
     })
