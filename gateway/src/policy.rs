@@ -884,7 +884,9 @@ impl Policy {
                 return Err(PolicyError::Invalid(unknown));
             }
         }
-        let from = timestamp(now - now % 3_600_000);
+        // The plan starts in the current hour and counts only its seconds
+        // from now on: the past ones cannot carry a message any more.
+        let from = timestamp(now);
         let horizon_end =
             from + throttle::jiff::SignedDuration::from_hours(i64::from(MAX_HORIZON_HOURS));
         let instant = |s: &Option<String>| s.as_deref().and_then(|s| s.parse::<Timestamp>().ok());

@@ -227,3 +227,32 @@ async fn a_send_whose_quota_state_was_not_written_does_not_count() {
     let third = decide(now + 2_000).await.expect("admit");
     assert_eq!(reason(&third), Some("quota_exceeded"), "{third:?}");
 }
+
+/// A plan made late in an hour gives that hour only its remaining seconds:
+/// a campaign planned a second before the hour ends is not handed a full
+/// hour's messages it has no time left to send, to wait for its next
+/// planned hour with the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_gives_the_current_hour_only_its_remaining_seconds() {
+    let (_dir, store) = store();
+    let hour = now() - now() % HOUR_MS;
+    let limits = serde_json::from_value(serde_json::json!({"rate_per_sec": 2, "tz": "UTC"}))
+        .expect("limits");
+    let policy = loaded_with(&store, limits, hour).await;
+    for (late, first_hour) in [(HOUR_MS / 2, 3600), (HOUR_MS - 1000, 2)] {
+        let plan = policy
+            .plan(
+                ChannelKind::Email,
+                &[(campaign(), 20_000)],
+                None,
+                hour + late,
+            )
+            .expect("plan");
+        assert_eq!(
+            (plan.hours[0].capacity, plan.hours[0].allocated["c"]),
+            (first_hour, first_hour),
+            "{late} ms into the hour"
+        );
+        assert_eq!(plan.hours[1].allocated["c"], 7200, "the next hour whole");
+    }
+}
