@@ -52,6 +52,24 @@ pub fn wait_until(what: &str, within: std::time::Duration, mut done: impl FnMut(
     }
 }
 
+/// An hour or a day: a period whose counts (a cap, a plan hour, an
+/// exclusion day) start again at its UTC boundary.
+pub const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+pub const DAY: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// Sleeps past the next UTC boundary of `period` when it is less than
+/// `margin` away: what a test counts within one period must not straddle
+/// two (a cap full today is empty again tomorrow, rightly).
+pub fn clear_of_boundary(period: std::time::Duration, margin: std::time::Duration) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let left = period - std::time::Duration::from_secs(now.as_secs() % period.as_secs());
+    if left < margin {
+        std::thread::sleep(left + std::time::Duration::from_secs(1));
+    }
+}
+
 pub fn sluice_bin() -> PathBuf {
     workspace_bin("sluice", "gateway")
 }

@@ -148,7 +148,11 @@ impl RedisServer {
                     if tls.client.is_some() { "yes" } else { "no" },
                 ]);
         }
-        let mut child = server.stdout(Stdio::null()).spawn().unwrap();
+        // Owned from the start: if it never listens, the failing test's
+        // drop kills it instead of leaving it holding the runner's pipes.
+        let child = self
+            .child
+            .insert(server.stdout(Stdio::null()).spawn().unwrap());
         let mut exited = false;
         wait_until("redis-server listening", Duration::from_secs(10), || {
             exited = child.try_wait().is_ok_and(|status| status.is_some());
@@ -163,12 +167,9 @@ impl RedisServer {
             && String::from_utf8_lossy(&dir.stdout)
                 .contains(self.dir.canonicalize().unwrap().to_str().unwrap());
         if !ours {
-            let _ = child.kill();
-            let _ = child.wait();
-            return false;
+            self.kill9();
         }
-        self.child = Some(child);
-        true
+        ours
     }
 
     /// SIGKILL: Redis is gone until `restart`.

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sluice_e2e::{Daemon, SmtpPeer, must_reach_end, relay_config};
+use sluice_e2e::{DAY, Daemon, SmtpPeer, clear_of_boundary, must_reach_end, relay_config};
 
 fn set_limits(daemon: &Daemon, limits: serde_json::Value) {
     let r = daemon.put_json("/v1/channels/email/limits", &limits);
@@ -112,6 +112,8 @@ fn nothing_is_sent_on_an_exclusion_day() {
     let dir = tempfile::tempdir().unwrap();
     let peer = SmtpPeer::start(&end, dir.path());
     let daemon = Daemon::start(dir.path(), &relay_config(&peer));
+    // Today stays the exclusion day while the test looks.
+    clear_of_boundary(DAY, Duration::from_secs(30));
     let today = jiff::Timestamp::now()
         .to_zoned(jiff::tz::TimeZone::UTC)
         .date()
@@ -141,6 +143,8 @@ fn a_full_cap_stays_full_after_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let peer = SmtpPeer::start(&end, dir.path());
     let mut daemon = Daemon::start(dir.path(), &relay_config(&peer));
+    // One day's cap: a new day would rightly send the other three.
+    clear_of_boundary(DAY, Duration::from_secs(30));
     set_limits(
         &daemon,
         json!({"rate_per_sec": 1000, "tz": "UTC", "caps": [{"max": 3}]}),
@@ -304,6 +308,7 @@ fn the_dispatcher_follows_the_stored_plan() {
     let peer = SmtpPeer::start(&end, dir.path());
     let daemon = Daemon::start(dir.path(), &relay_config(&peer));
     // Five messages a day: the plan gives today's five to the urgent campaign.
+    clear_of_boundary(DAY, Duration::from_secs(30));
     set_limits(
         &daemon,
         json!({"rate_per_sec": 10, "tz": "UTC", "caps": [{"hours": "00:00-24:00", "max": 5}]}),

@@ -18,7 +18,8 @@ use std::{
 
 use serde_json::json;
 use sluice_e2e::{
-    Daemon, MustReachEnd, Post, Response, WebhookReceiver, free_port, must_reach_end,
+    Daemon, HOUR, MustReachEnd, Post, Response, WebhookReceiver, clear_of_boundary, free_port,
+    must_reach_end,
     npm_smsc::{NpmSmsc, NpmSubmit},
     redis_server::RedisServer,
     request, wait_until,
@@ -382,10 +383,7 @@ fn a_plan_made_on_one_node_holds_for_both() {
     let a = node(dir.path(), "a", &redis, &smsc);
     let b = node(dir.path(), "b", &redis, &smsc);
     // Not across an hour's end: the plan's first hour is the current one.
-    let into_hour = jiff::Timestamp::now().as_second() % 3600;
-    if into_hour > 3600 - 30 {
-        std::thread::sleep(Duration::from_secs((3600 - into_hour + 1) as u64));
-    }
+    clear_of_boundary(HOUR, Duration::from_secs(30));
     // Planned at 180 an hour; then the bandwidth is raised, and the plan
     // alone holds the campaign to its hour.
     set_rate(&a, 0.05);

@@ -131,10 +131,12 @@ pub(crate) fn spawn(port: u16, dir: &Path, extra: &[&str], certs: Option<&Certs>
         });
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "redis-server did not listen on port {port} within 10 s"
-        );
+        if started.elapsed() > Duration::from_secs(10) {
+            // Not left running: it would hold the test runner's pipes.
+            let _ = server.kill();
+            let _ = server.wait();
+            panic!("redis-server did not listen on port {port} within 10 s");
+        }
         if server.try_wait().is_ok_and(|exited| exited.is_some()) {
             return None;
         }
@@ -191,7 +193,17 @@ fn cluster_servers(
             ports.push(p);
         }
     }
-    let mut servers = Vec::new();
+    /// Those started so far, stopped unless all start (a panic included).
+    struct Started(Vec<Child>);
+    impl Drop for Started {
+        fn drop(&mut self) {
+            for server in &mut self.0 {
+                let _ = server.kill();
+                let _ = server.wait();
+            }
+        }
+    }
+    let mut started = Started(Vec::new());
     for &port in &ports {
         let own = dir.join(port.to_string());
         std::fs::create_dir_all(&own).expect("a directory");
@@ -203,18 +215,9 @@ fn cluster_servers(
             "--repl-diskless-sync-delay",
             "0",
         ];
-        match spawn(port, &own, &cluster, certs) {
-            Some(server) => servers.push(server),
-            None => {
-                for mut server in servers {
-                    let _ = server.kill();
-                    let _ = server.wait();
-                }
-                return None;
-            }
-        }
+        started.0.push(spawn(port, &own, &cluster, certs)?);
     }
-    Some((ports, servers))
+    Some((ports, std::mem::take(&mut started.0)))
 }
 
 /// A Redis Cluster of three masters on loopback (`--cluster-enabled yes`,
