@@ -884,14 +884,15 @@ impl Policy {
                 return Err(PolicyError::Invalid(unknown));
             }
         }
-        // The plan starts in the current hour and counts only its seconds
-        // from now on: the past ones cannot carry a message any more.
+        // The plan's hours start with the current one, which counts only
+        // its seconds from now on: the past ones cannot carry a message.
         let from = timestamp(now);
-        let horizon_end =
-            from + throttle::jiff::SignedDuration::from_hours(i64::from(MAX_HORIZON_HOURS));
+        let first_hour = timestamp(now - now % 3_600_000);
+        let hours_on = |n: u32| first_hour + throttle::jiff::SignedDuration::from_hours(n.into());
+        let horizon_end = hours_on(MAX_HORIZON_HOURS);
         let instant = |s: &Option<String>| s.as_deref().and_then(|s| s.parse::<Timestamp>().ok());
         let mut planned = Vec::new();
-        let mut last_end = from + throttle::jiff::SignedDuration::from_hours(24);
+        let mut last_end = hours_on(24);
         for (c, pending) in campaigns {
             let included = only.is_none_or(|ids| ids.contains(&c.id));
             let active = matches!(
@@ -928,7 +929,7 @@ impl Policy {
                 after: None,
             });
         }
-        let hours = (last_end.as_second() - from.as_second())
+        let hours = (last_end.as_second() - first_hour.as_second())
             .max(0)
             .unsigned_abs()
             .div_ceil(3600);

@@ -256,3 +256,30 @@ async fn a_plan_gives_the_current_hour_only_its_remaining_seconds() {
         assert_eq!(plan.hours[1].allocated["c"], 7200, "the next hour whole");
     }
 }
+
+/// The plan's hours reach the last campaign's end even when neither the
+/// plan nor that end falls on an hour: a campaign that fits exactly, to
+/// its last quarter hour, is planned whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_made_mid_hour_reaches_a_campaign_end_mid_hour() {
+    let (_dir, store) = store();
+    let hour = now() - now() % HOUR_MS;
+    let limits = serde_json::from_value(serde_json::json!({"rate_per_sec": 1, "tz": "UTC"}))
+        .expect("limits");
+    let policy = loaded_with(&store, limits, hour).await;
+    let (from, end) = (hour + HOUR_MS / 2, hour + 30 * HOUR_MS + HOUR_MS / 4);
+    let mut campaign = campaign();
+    campaign.decl = serde_json::from_value(serde_json::json!({"channel": "email", "name": "c",
+        "window": {"end": Timestamp::from_millisecond(end as i64).expect("end").to_string()}}))
+    .expect("declaration");
+    let seconds = (end - from) / 1000;
+    let plan = policy
+        .plan(ChannelKind::Email, &[(campaign, seconds)], None, from)
+        .expect("plan");
+    let c = &plan.campaigns["c"];
+    assert_eq!(
+        (c.planned, c.feasible),
+        (seconds, true),
+        "every second from the plan to the end carries one: {c:?}"
+    );
+}
