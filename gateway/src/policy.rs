@@ -908,6 +908,11 @@ impl Policy {
                 .and_then(|w| instant(&w.end))
                 .unwrap_or(horizon_end)
                 .min(horizon_end);
+            // Its window is over, or opens past the horizon: nothing of it
+            // can be planned, and it must not refuse the others' plan.
+            if end <= start {
+                continue;
+            }
             last_end = last_end.max(end);
             let participants = if c.state == CampaignState::Declared {
                 c.decl.expected_participants.max(*pending)

@@ -283,3 +283,51 @@ async fn a_plan_made_mid_hour_reaches_a_campaign_end_mid_hour() {
         "every second from the plan to the end carries one: {c:?}"
     );
 }
+
+/// A campaign whose window is over, or opens past the plan's horizon, is
+/// left out of the plan; the others are planned as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn campaigns_outside_the_horizon_are_left_out_of_the_plan() {
+    let (_dir, store) = store();
+    let now = now();
+    let limits = serde_json::from_value(serde_json::json!({"rate_per_sec": 1, "tz": "UTC"}))
+        .expect("limits");
+    let policy = loaded_with(&store, limits, now).await;
+    let at = |ms: u64| {
+        Timestamp::from_millisecond(ms as i64)
+            .expect("instant")
+            .to_string()
+    };
+    let declared = |id: &str, window: serde_json::Value| CampaignRecord {
+        id: id.into(),
+        state: CampaignState::Declared,
+        decl: serde_json::from_value(
+            serde_json::json!({"channel": "email", "name": id, "window": window}),
+        )
+        .expect("declaration"),
+        ..campaign()
+    };
+    let campaigns = [
+        (
+            declared("ended", serde_json::json!({"end": at(now - HOUR_MS)})),
+            10,
+        ),
+        (
+            declared(
+                "far",
+                serde_json::json!({"start": at(now + 200 * 24 * HOUR_MS)}),
+            ),
+            10,
+        ),
+        (campaign(), 10),
+    ];
+    let plan = policy
+        .plan(ChannelKind::Email, &campaigns, None, now)
+        .expect("a plan despite the two");
+    assert_eq!(
+        plan.campaigns.keys().collect::<Vec<_>>(),
+        ["c"],
+        "only the plannable one"
+    );
+    assert!(plan.campaigns["c"].feasible);
+}
