@@ -56,10 +56,27 @@ pub struct Window {
     pub end: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tz: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Absent for every day; an empty list is refused, not read as that.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "non_empty_weekdays"
+    )]
     pub weekdays: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hours: Vec<String>,
+}
+
+/// `window.weekdays` as given, refused when empty: a list of no days is a
+/// mistake to name, not a campaign that sends every day.
+fn non_empty_weekdays<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let days = Vec::<String>::deserialize(d)?;
+    if days.is_empty() {
+        return Err(serde::de::Error::custom(
+            "weekdays: not empty if given (leave it out for every day)",
+        ));
+    }
+    Ok(days)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
