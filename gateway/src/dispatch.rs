@@ -23,7 +23,7 @@ use crate::{
     channel::{Channel, Registry},
     config::Dispatch,
     metrics::{ChannelLabels, Metrics, ReasonLabels},
-    policy::{Policy, PolicyError, QuotaWrite, Room, Verdict},
+    policy::{Policy, PolicyError, QuotaWrite, Room, Taken, Verdict},
     recorded::Recorded,
 };
 use domain::{
@@ -402,7 +402,7 @@ impl Dispatcher {
                 Err(e) => Err(PolicyError::Store(e)),
             };
             match verdict {
-                Ok(Verdict::Go { quota }) => {
+                Ok(Verdict::Go { quota, taken }) => {
                     let acquired = async {
                         let unrecorded = lane.unrecorded.clone().acquire_owned().await?;
                         let sending = permits.clone().acquire_owned().await?;
@@ -419,13 +419,15 @@ impl Dispatcher {
                     // may take the other half, and one still under way when
                     // the lease runs out could be claimed and sent again.
                     let Some(permits) = permits.filter(|_| now_ms() < send_by) else {
+                        lane.job.give_back(&claim, &taken, None).await;
                         unsent.push(claim.msg);
                         unsent.extend(queue.map(|c| c.msg));
                         break;
                     };
                     let (job, campaign) = (lane.job.clone(), campaign.clone());
-                    lane.drivers
-                        .run(async move { job.send(&campaign, claim, quota, permits).await });
+                    lane.drivers.run(async move {
+                        job.send(&campaign, claim, quota, taken, permits).await
+                    });
                 }
                 Ok(Verdict::Defer { reason, until }) => {
                     give_back(self.store.as_ref(), claim.msg, Some(until)).await;
@@ -748,14 +750,27 @@ struct SendJob {
 }
 
 impl SendJob {
+    /// Gives back what admitting `claim` counted (`written`: its quota
+    /// state, if made durable): the message was not sent after all.
+    async fn give_back(&self, claim: &Claim, taken: &Taken, written: Option<&QuotaWrite>) {
+        if let Err(e) = self
+            .policy
+            .give_back(&claim.participant, taken, written)
+            .await
+        {
+            tracing::warn!(error = %e, customer = %claim.participant.customer,
+                "an unsent message's quota send not given back: it counts until it ages out");
+        }
+    }
+
     /// Makes the customer's quota state durable; `false` when the message
     /// must not go now: the write failed (it is left for a later claim),
     /// or another node counted a send of this customer since the state was
     /// read (it is given back, to be decided again on the new state).
-    async fn count_quota(&self, claim: &Claim, quota: QuotaWrite) -> bool {
+    async fn count_quota(&self, claim: &Claim, quota: &QuotaWrite, taken: &Taken) -> bool {
         let written = self
             .policy
-            .make_quota_durable(self.channel.kind(), &claim.participant, quota)
+            .make_quota_durable(&claim.participant, quota, taken)
             .await;
         match written {
             Ok(true) => true,
@@ -783,10 +798,11 @@ impl SendJob {
         campaign: &CampaignRecord,
         claim: Claim,
         quota: Option<QuotaWrite>,
+        taken: Taken,
         permits: Permits,
     ) {
-        if let Some(quota) = quota
-            && !self.count_quota(&claim, quota).await
+        if let Some(quota) = &quota
+            && !self.count_quota(&claim, quota, &taken).await
         {
             return;
         }
@@ -798,6 +814,7 @@ impl SendJob {
         let channel = campaign.decl.channel.as_str();
         if let Delivery::Unsent { reply, retry_after } = &delivery {
             tracing::debug!(campaign = %campaign.id, reason = %reply, "not sent; waiting");
+            self.give_back(&claim, &taken, quota.as_ref()).await;
             let due = now_ms() + retry_after.as_millis() as u64;
             give_back(self.store.as_ref(), claim.msg, Some(due)).await;
             self.metrics

@@ -45,10 +45,20 @@ pub struct QuotaWrite {
     pub over: Option<Option<Vec<u8>>>,
     /// When the send was counted (forgotten if the state is not written).
     pub counted_at: Millis,
+}
+
+/// What a Go counted against the limits, given back if the message does
+/// not go after all (its quota state not written, no upstream could take
+/// it, its turn ran out): a message not sent takes nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Taken {
+    channel: ChannelKind,
+    campaign: String,
+    /// When it was counted (its caps' periods and its plan hour).
+    at: Millis,
     /// On a store several nodes share: the periods (load caps, the plan's
-    /// hour) the send was counted in with its bandwidth slot, given back
-    /// if its state is not written (the message does not go).
-    pub taken: Option<Vec<String>>,
+    /// hour) counted there with its bandwidth slot.
+    shared: Option<Vec<String>>,
 }
 
 /// How many messages of a channel the dispatcher may claim now.
@@ -64,8 +74,12 @@ pub enum Room {
 /// What the dispatcher does with a claimed message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
-    /// Send it; first make `quota` durable, if any.
-    Go { quota: Option<QuotaWrite> },
+    /// Send it; first make `quota` durable, if any. What it counted is
+    /// `taken`, to give back if it does not go.
+    Go {
+        quota: Option<QuotaWrite>,
+        taken: Taken,
+    },
     /// Ask again at `until` (ms); `reason` labels the metric.
     Defer { reason: &'static str, until: Millis },
     /// Never send; `why` goes into the `suppressed` fact.
@@ -525,8 +539,7 @@ impl Policy {
         };
         let mut verdict = self.admit_counted(campaign, p, now, over)?;
         match &mut verdict {
-            Verdict::Go { quota: Some(q) } => q.taken = Some(periods),
-            Verdict::Go { quota: None } => {}
+            Verdict::Go { taken, .. } => taken.shared = Some(periods),
             _ => {
                 self.credits.give_back(channel, 1);
                 self.allowances.give_back(&periods);
@@ -639,38 +652,91 @@ impl Policy {
     /// again). A send whose state is not written does not go: a write
     /// that fails forgets it here too, lest it hold back or suppress the
     /// customer's next message, and what it took of the shared bandwidth
-    /// and caps is given back.
+    /// and caps (`taken`) is given back.
     pub async fn make_quota_durable(
         &self,
-        channel: ChannelKind,
         p: &Participant,
-        quota: QuotaWrite,
+        quota: &QuotaWrite,
+        taken: &Taken,
     ) -> Result<bool, StoreError> {
-        let QuotaWrite {
-            key,
-            state,
-            over,
-            counted_at,
-            taken,
-        } = quota;
-        let written = match over {
-            Some(over) => self.store.put_meta_if(&key, over.as_deref(), state).await,
-            None => self.store.put_meta(&key, state).await.map(|()| true),
+        let written = match &quota.over {
+            Some(over) => {
+                let state = quota.state.clone();
+                self.store
+                    .put_meta_if(&quota.key, over.as_deref(), state)
+                    .await
+            }
+            None => (self.store.put_meta(&quota.key, quota.state.clone()).await).map(|()| true),
         };
-        if !matches!(written, Ok(true))
-            && let Some(periods) = taken
-        {
-            self.credits.give_back(channel, 1);
-            self.allowances.give_back(&periods);
+        if !matches!(written, Ok(true)) {
+            self.give_back_counts(taken);
         }
-        if written.is_err()
-            && let Some(policy) = self.lock_channels().get_mut(&channel)
-        {
-            policy
-                .quotas
-                .forget(CustomerKey::of(&p.customer), timestamp(counted_at));
+        if written.is_err() {
+            self.forget_quota(taken.channel, p, quota.counted_at);
         }
         written
+    }
+
+    /// Gives back what a Go counted whose message did not go after all;
+    /// `written`, its quota state if made durable, is written again
+    /// without the send (on a shared store only over that state: if
+    /// another node counted a send of the customer since, the send stays
+    /// counted, which can only hold the customer back, never over-send).
+    pub async fn give_back(
+        &self,
+        p: &Participant,
+        taken: &Taken,
+        written: Option<&QuotaWrite>,
+    ) -> Result<(), StoreError> {
+        self.give_back_counts(taken);
+        let Some(written) = written else {
+            return Ok(());
+        };
+        self.forget_quota(taken.channel, p, written.counted_at);
+        let customer = CustomerKey::of(&p.customer);
+        let left = self
+            .lock_channels()
+            .get(&taken.channel)
+            .and_then(|policy| policy.quotas.export(customer))
+            .unwrap_or(QuotaState { sends: Vec::new() })
+            .to_bytes();
+        if written.over.is_some() {
+            self.store
+                .put_meta_if(&written.key, Some(&written.state), left)
+                .await
+                .map(drop)
+        } else {
+            self.store.put_meta(&written.key, left).await
+        }
+    }
+
+    /// The counts of `taken` in memory and, on a shared store, there.
+    fn give_back_counts(&self, taken: &Taken) {
+        if let Some(periods) = &taken.shared {
+            self.credits.give_back(taken.channel, 1);
+            self.allowances.give_back(periods);
+        }
+        if let Some(schedule) = self.lock_schedules().get_mut(&taken.channel) {
+            schedule.uncount(&taken.campaign, taken.at);
+        }
+        if let Some(policy) = self.lock_channels().get_mut(&taken.channel)
+            && let Err(e) = policy.admission.unrecord_caps(timestamp(taken.at))
+        {
+            tracing::warn!(error = %e, "a send's place in the caps not given back");
+        }
+    }
+
+    /// Forgets the send of `p` counted at `at` in the quota book, if a
+    /// quota rule counted it.
+    fn forget_quota(&self, channel: ChannelKind, p: &Participant, at: Millis) {
+        if self.quota_key(channel, p).is_none() {
+            return;
+        }
+        if let Some(policy) = self.lock_channels().get_mut(&channel) {
+            policy
+                .quotas
+                .forget(CustomerKey::of(&p.customer), timestamp(at));
+        }
     }
 
     /// Takes the stored quota state of `p` as this node's: a send this
@@ -696,7 +762,7 @@ impl Policy {
     ) -> Result<Verdict, PolicyError> {
         let channel = campaign.decl.channel;
         let mut verdict = self.admit_now(campaign, p, timestamp(now))?;
-        if let Verdict::Go { quota: Some(q) } = &mut verdict {
+        if let Verdict::Go { quota: Some(q), .. } = &mut verdict {
             q.over = over;
         }
         if let Verdict::Go { .. } = verdict
@@ -728,7 +794,10 @@ impl Policy {
             let Some(policy) = channels.get_mut(&channel) else {
                 // No limits on this channel: only the campaign's window applies.
                 return Ok(match window.check(at).map_err(invalid)? {
-                    Opening::Open { .. } => Verdict::Go { quota: None },
+                    Opening::Open { .. } => Verdict::Go {
+                        quota: None,
+                        taken: Taken::at(campaign, at),
+                    },
                     Opening::Closed { opens: Some(next) } => Verdict::Defer {
                         reason: "outside_window",
                         until: millis(next),
@@ -760,8 +829,8 @@ impl Policy {
                     state,
                     over: None,
                     counted_at: millis(at),
-                    taken: None,
                 }),
+                taken: Taken::at(campaign, at),
             },
             Decision::Defer { reason, retry_at } => Verdict::Defer {
                 reason: reason.as_str(),
@@ -769,6 +838,18 @@ impl Policy {
             },
             Decision::Suppress(why) => Verdict::Suppress { why: why.as_str() },
         })
+    }
+}
+
+impl Taken {
+    /// A send of `campaign` counted at `at` (on this node only, so far).
+    fn at(campaign: &CampaignRecord, at: Timestamp) -> Self {
+        Self {
+            channel: campaign.decl.channel,
+            campaign: campaign.id.clone(),
+            at: millis(at),
+            shared: None,
+        }
     }
 }
 

@@ -135,6 +135,17 @@ impl Schedule {
             hours.entry(now - now % HOUR_MS).or_default().sent += 1;
         }
     }
+
+    /// Takes back a send of `campaign` counted at `at` that did not go.
+    pub fn uncount(&mut self, campaign: &str, at: Millis) {
+        if let Some(hour) = self
+            .hours
+            .get_mut(campaign)
+            .and_then(|hours| hours.get_mut(&(at - at % HOUR_MS)))
+        {
+            hour.sent = hour.sent.saturating_sub(1);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -185,6 +196,23 @@ mod tests {
         );
         assert_eq!(s.check("a", h(3)), None, "after the plan, only the limits");
         assert_eq!(s.check("z", now), None, "a campaign the plan does not name");
+    }
+
+    #[test]
+    fn a_send_taken_back_frees_its_place_in_its_hour() {
+        let h = |i: u64| 1_000 * HOUR_MS + i * HOUR_MS;
+        let mut s = Schedule::new(&plan(&[(h(0), &[("a", 1)]), (h(1), &[("a", 1)])]));
+        s.count("a", h(0) + 10);
+        s.count("a", h(1) + 10);
+        assert_eq!(s.check("a", h(0) + 20), Some(h(1)));
+        s.uncount("a", h(0) + 10);
+        assert_eq!(s.check("a", h(0) + 20), None, "its hour has room again");
+        assert_eq!(
+            s.check("a", h(1) + 20),
+            Some(h(2)),
+            "the other hour does not"
+        );
+        s.uncount("z", h(0));
     }
 
     #[test]

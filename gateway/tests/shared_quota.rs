@@ -9,14 +9,17 @@ mod support;
 use std::sync::Arc;
 
 use domain::{CampaignDecl, CampaignRecord, CampaignState, ChannelKind, Participant, now_ms};
-use gateway::policy::{Policy, QuotaWrite, Verdict};
+use gateway::policy::{Policy, QuotaWrite, Taken, Verdict};
 use store::Store;
 use support::RedisServer;
 
-/// The quota write of a `Go`.
-fn quota_of(verdict: Verdict) -> QuotaWrite {
+/// The quota write of a `Go`, with what it counted.
+fn quota_of(verdict: Verdict) -> (QuotaWrite, Taken) {
     match verdict {
-        Verdict::Go { quota: Some(q) } => q,
+        Verdict::Go {
+            quota: Some(q),
+            taken,
+        } => (q, taken),
         other => panic!("not sent with a quota write: {other:?}"),
     }
 }
@@ -88,8 +91,8 @@ fn customer(n: u32) -> Participant {
 
 /// Makes a node's quota write durable as the dispatcher does: `false`
 /// when the message must not go.
-async fn durable(node: &Policy, p: &Participant, q: QuotaWrite) -> bool {
-    node.make_quota_durable(ChannelKind::Sms, p, q)
+async fn durable(node: &Policy, p: &Participant, (q, taken): (QuotaWrite, Taken)) -> bool {
+    node.make_quota_durable(p, &q, &taken)
         .await
         .expect("store answers")
 }

@@ -186,6 +186,13 @@ impl Admission {
         &self.bucket
     }
 
+    /// Takes back from the caps a send recorded at `at` that did not go
+    /// (its bandwidth is spent either way; a quota send is taken back from
+    /// the [`QuotaBook`] with [`QuotaBook::forget`]).
+    pub fn unrecord_caps(&mut self, at: Timestamp) -> Result<()> {
+        self.caps.unrecord(at)
+    }
+
     /// Decides for one message at `now`, recording the send on [`Decision::Go`].
     ///
     /// Order: campaign end (final), campaign start, exclusion day, window,

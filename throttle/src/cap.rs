@@ -318,6 +318,21 @@ impl Caps {
         Ok(())
     }
 
+    /// Takes back one message counted at `at` from every cap applying then
+    /// (a send counted that did not go after all).
+    pub fn unrecord(&mut self, at: Timestamp) -> Result<()> {
+        if self.caps.is_empty() {
+            return Ok(());
+        }
+        self.refresh(at)?;
+        if let Some((_, _, active)) = &mut self.cache {
+            for a in active {
+                a.count = a.count.saturating_sub(1);
+            }
+        }
+        Ok(())
+    }
+
     /// Every counter of the last two days, for persisting.
     pub(crate) fn counters(&self) -> Vec<CapCount> {
         let mut all = self.counts.clone();

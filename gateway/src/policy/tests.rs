@@ -201,7 +201,10 @@ async fn a_send_whose_quota_state_was_not_written_does_not_count() {
     let campaign = campaign();
     let decide = |at: Millis| policy.admit(&campaign, &customer, at);
     let quota_of = |verdict: Verdict| match verdict {
-        Verdict::Go { quota: Some(q) } => q,
+        Verdict::Go {
+            quota: Some(q),
+            taken,
+        } => (q, taken),
         other => panic!("not sent with its quota counted: {other:?}"),
     };
 
@@ -209,7 +212,7 @@ async fn a_send_whose_quota_state_was_not_written_does_not_count() {
     free.store(1000, Ordering::SeqCst); // the disk fills up
     assert!(
         policy
-            .make_quota_durable(ChannelKind::Email, &customer, first)
+            .make_quota_durable(&customer, &first.0, &first.1)
             .await
             .is_err(),
         "a full disk refuses the write"
@@ -220,7 +223,7 @@ async fn a_send_whose_quota_state_was_not_written_does_not_count() {
     let again = quota_of(decide(now + 1_000).await.expect("admit"));
     assert!(
         policy
-            .make_quota_durable(ChannelKind::Email, &customer, again)
+            .make_quota_durable(&customer, &again.0, &again.1)
             .await
             .expect("written")
     );
@@ -330,4 +333,75 @@ async fn campaigns_outside_the_horizon_are_left_out_of_the_plan() {
         "only the plannable one"
     );
     assert!(plan.campaigns["c"].feasible);
+}
+
+/// A message admitted but not sent after all (no upstream took it) gives
+/// back its place in the caps and its quota send, in memory and stored:
+/// decided again, it goes, and the stored state counts it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_given_back_takes_no_place_in_caps_or_quota() {
+    let (_dir, store) = store();
+    let now = now();
+    let limits = serde_json::from_value(serde_json::json!({"rate_per_sec": 1000, "tz": "UTC",
+        "caps": [{"max": 1}], "quotas": {"*": {"max": 1, "per": "P7D"}}}))
+    .expect("limits");
+    let policy = loaded_with(&store, limits, now).await;
+    let (campaign, customer) = (campaign(), participant(1));
+    let go = |verdict: Verdict| match verdict {
+        Verdict::Go {
+            quota: Some(q),
+            taken,
+        } => (q, taken),
+        other => panic!("not sent with its quota counted: {other:?}"),
+    };
+    let stored_sends = || async {
+        let raw = store.meta(&quota_key_of(&customer)).await.expect("meta");
+        QuotaState::from_bytes(&raw.expect("a stored state"))
+            .expect("state")
+            .sends
+            .len()
+    };
+
+    let (first, taken) = go(policy
+        .admit(&campaign, &customer, now)
+        .await
+        .expect("admit"));
+    assert!(
+        policy
+            .make_quota_durable(&customer, &first, &taken)
+            .await
+            .expect("written")
+    );
+    assert_eq!(stored_sends().await, 1);
+    policy
+        .give_back(&customer, &taken, Some(&first))
+        .await
+        .expect("given back");
+    assert_eq!(stored_sends().await, 0, "the stored state without it");
+
+    let (again, taken) = go(policy
+        .admit(&campaign, &customer, now + 1_000)
+        .await
+        .expect("admit"));
+    assert!(
+        policy
+            .make_quota_durable(&customer, &again, &taken)
+            .await
+            .expect("written")
+    );
+    assert_eq!(stored_sends().await, 1, "counted once");
+    let other = policy
+        .admit(&campaign, &participant(2), now + 2_000)
+        .await
+        .expect("admit");
+    assert_eq!(
+        reason(&other),
+        Some("cap_reached"),
+        "the cap counts it once: {other:?}"
+    );
+}
+
+/// The meta key of `p`'s e-mail quota state.
+fn quota_key_of(p: &Participant) -> String {
+    format!("{}{}", quota_prefix(ChannelKind::Email), p.customer)
 }

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::window::WindowSpec;
+use jiff::SignedDuration;
 
 fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
@@ -147,6 +148,38 @@ fn cap_reached_defers_to_period_end() {
             .unwrap(),
         Decision::Go
     );
+}
+
+/// A send taken back from a cap frees its place, in the period it was
+/// counted in only.
+#[test]
+fn a_send_taken_back_frees_its_place_in_the_cap() {
+    let json = r#"{"rate_per_sec": 100, "tz": "UTC", "caps": [{"hours": "10:00-11:00", "max": 1}, {"hours": "11:00-12:00", "max": 1}]}"#;
+    let (mut a, mut q) = setup(json, "2026-11-23T09:00:00Z");
+    let mut w = office_hours(None, None);
+    let (ten, eleven) = (ts("2026-11-23T10:30:00Z"), ts("2026-11-23T11:30:00Z"));
+    let later = |t: Timestamp, s| t + SignedDuration::from_secs(s);
+    assert_eq!(
+        a.admit(ten, &mut w, &req("c1"), &mut q).unwrap(),
+        Decision::Go
+    );
+    assert_ne!(
+        a.admit(later(ten, 1), &mut w, &req("c2"), &mut q).unwrap(),
+        Decision::Go
+    );
+    a.unrecord_caps(ten).unwrap();
+    assert_eq!(
+        a.admit(later(ten, 2), &mut w, &req("c2"), &mut q).unwrap(),
+        Decision::Go,
+        "its place is free"
+    );
+    assert_eq!(
+        a.admit(eleven, &mut w, &req("c3"), &mut q).unwrap(),
+        Decision::Go
+    );
+    a.unrecord_caps(ten).unwrap();
+    let counts: Vec<u64> = a.cap_counts().iter().map(|c| c.count).collect();
+    assert_eq!(counts, [0, 1], "the other period keeps its count");
 }
 
 #[test]
