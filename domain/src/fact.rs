@@ -115,6 +115,13 @@ pub enum SuppressReason {
 }
 
 impl SuppressReason {
+    pub const ALL: [SuppressReason; 4] = [
+        Self::HardBounce,
+        Self::Unsubscribed,
+        Self::OptedOut,
+        Self::Blacklisted,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::HardBounce => "hard_bounce",
@@ -127,7 +134,7 @@ impl SuppressReason {
     /// The reason a stored entry names; anything else was put there by an
     /// operator.
     pub fn parse(stored: &str) -> Self {
-        [Self::HardBounce, Self::Unsubscribed, Self::OptedOut]
+        Self::ALL
             .into_iter()
             .find(|r| r.as_str() == stored)
             .unwrap_or(Self::Blacklisted)

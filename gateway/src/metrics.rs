@@ -323,13 +323,9 @@ const DEFERRALS: [&str; 7] = [
     "rate_limited",
     "upstream_unavailable",
 ];
-const SUPPRESSIONS: [&str; 5] = [
-    "blacklisted",
-    "quota_exceeded",
-    "campaign_ended",
-    "hard_bounce",
-    "unsubscribed",
-];
+/// Load control's reasons to suppress; the others are the suppression
+/// list's (`domain::SuppressReason::ALL`).
+const LIMIT_SUPPRESSIONS: [&str; 2] = ["quota_exceeded", "campaign_ended"];
 
 impl Metrics {
     /// Adds the store's own series (`sluice_store_writable`,
@@ -357,7 +353,8 @@ impl Metrics {
                     .get_or_create(&ReasonLabels { channel, reason }),
             );
         }
-        for reason in SUPPRESSIONS {
+        let listed = domain::SuppressReason::ALL.map(domain::SuppressReason::as_str);
+        for reason in LIMIT_SUPPRESSIONS.into_iter().chain(listed) {
             drop(
                 self.suppressed
                     .get_or_create(&ReasonLabels { channel, reason }),
@@ -425,6 +422,26 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_known_channel_shows_every_suppression_reason_at_zero() {
+        let metrics = Metrics::default();
+        metrics.know_channel("sms");
+        let text = metrics.render(Exposition::Classic);
+        for reason in [
+            "quota_exceeded",
+            "campaign_ended",
+            "blacklisted",
+            "hard_bounce",
+            "unsubscribed",
+            "opted_out",
+        ] {
+            let series = format!(
+                "sluice_messages_suppressed_total{{channel=\"sms\",reason=\"{reason}\"}} 0"
+            );
+            assert!(text.contains(&series), "{series} in {text}");
+        }
+    }
 
     #[test]
     fn a_request_with_an_unknown_method_adds_no_series_of_its_own() {
