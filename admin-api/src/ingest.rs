@@ -51,6 +51,8 @@ struct Uploader {
     failed: Option<ApiError>,
     /// Check every line, answer as if stored, then drop the upload.
     dry_run: bool,
+    /// Some batch went to the backend (which checks the campaign).
+    handed_over: bool,
 }
 
 impl Uploader {
@@ -65,6 +67,7 @@ impl Uploader {
             commits: JoinSet::new(),
             done: UploadResult::default(),
             failed: None,
+            handed_over: false,
         }
     }
 
@@ -99,9 +102,14 @@ impl Uploader {
     }
 
     fn flush(&mut self) {
-        if self.batch.is_empty() {
+        self.flush_even_if_empty(false);
+    }
+
+    fn flush_even_if_empty(&mut self, even_if_empty: bool) {
+        if self.batch.is_empty() && !even_if_empty {
             return;
         }
+        self.handed_over = true;
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
         let backend = self.backend.clone();
         let campaign = self.campaign.clone();
@@ -129,7 +137,9 @@ impl Uploader {
     /// Waits until every batch is staged, publishes the upload and sums
     /// the answers.
     async fn finish(mut self) -> Result<UploadResult, ApiError> {
-        self.flush();
+        // A body with no participant still has its campaign checked (404
+        // unknown, 409 closed): as an empty batch.
+        self.flush_even_if_empty(!self.handed_over);
         self.wait_for_commits(0).await;
         if let Some(e) = self.failed.take() {
             return Err(self.fail(e).await);

@@ -142,12 +142,17 @@ impl GatewayBackend {
         };
         let added = async {
             let mut batch = batch.into_iter().peekable();
-            while batch.peek().is_some() {
+            // Once at least: an empty audience still has the campaign
+            // checked (404 unknown, 409 closed).
+            loop {
                 let part = batch.by_ref().take(admin_api::STAGE_BATCH).collect();
                 let staged = self
                     .add_checked(id, Some(upload), part, UploadResult::default())
                     .await?;
                 result.merge(staged);
+                if batch.peek().is_none() {
+                    break;
+                }
             }
             self.publish(upload.0).await
         }

@@ -423,6 +423,45 @@ fn bad_requests_get_clear_answers() {
         upload.to_string().as_bytes(),
     );
     assert_eq!(unknown.status, 404);
+    // Without a participant to add, the campaign is checked all the same:
+    // unknown is 404, closed is 409, as with one.
+    let declared = json!({"channel": "email", "name": "shut"});
+    let put = sluice_e2e::request(
+        "PUT",
+        &daemon.api,
+        "/v1/campaigns/shut",
+        &auth,
+        declared.to_string().as_bytes(),
+    );
+    assert_eq!(put.status, 200, "{}", put.text());
+    let cancel = sluice_e2e::request("POST", &daemon.api, "/v1/campaigns/shut/cancel", &auth, b"");
+    assert_eq!(cancel.status, 200, "{}", cancel.text());
+    let empty_audience = json!({"campaign": "bare", "outcome": "clicked"});
+    for (id, status) in [("nope", 404), ("shut", 409)] {
+        for body in ["[]", r#"[{"x": 1}]"#] {
+            let r = sluice_e2e::request(
+                "POST",
+                &daemon.api,
+                &format!("/v1/campaigns/{id}/participants"),
+                &auth,
+                body.as_bytes(),
+            );
+            assert_eq!(r.status, status, "{id} {body}: {}", r.text());
+        }
+        let r = sluice_e2e::request(
+            "POST",
+            &daemon.api,
+            &format!("/v1/campaigns/{id}/participants/from"),
+            &auth,
+            empty_audience.to_string().as_bytes(),
+        );
+        assert_eq!(
+            r.status,
+            status,
+            "{id} from an empty audience: {}",
+            r.text()
+        );
+    }
     let bad_decl =
         json!({"channel": "email", "name": "n", "window": {"start": "tomorrow"}, "priority": 99});
     let r = sluice_e2e::request(
