@@ -497,9 +497,22 @@ impl Policy {
             .get(&channel)
             .and_then(|s| s.check(&campaign.id, now));
         if let Some(until) = planned {
-            return Ok(Verdict::Defer {
-                reason: "plan",
-                until,
+            // The plan holds it back, but never past the campaign's end:
+            // then what is left is suppressed, as without a plan.
+            let end = campaign
+                .decl
+                .window
+                .as_ref()
+                .and_then(|w| w.end.as_deref()?.parse::<Timestamp>().ok())
+                .map(millis);
+            return Ok(match end {
+                Some(end) if end <= now => Verdict::Suppress {
+                    why: "campaign_ended",
+                },
+                end => Verdict::Defer {
+                    reason: "plan",
+                    until: end.map_or(until, |end| until.min(end)),
+                },
             });
         }
         let Some(shared) = self.store.shared() else {

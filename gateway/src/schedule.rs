@@ -63,6 +63,13 @@ impl Schedule {
                     .insert(start, Hour { allocated, sent: 0 });
             }
         }
+        // A campaign the plan had messages for but gave no hour is held
+        // to that: nothing until the plan ends.
+        for (campaign, planned) in &plan.campaigns {
+            if planned.shortfall > 0 {
+                hours.entry(campaign.clone()).or_default();
+            }
+        }
         Self { hours, end }
     }
 
@@ -213,6 +220,32 @@ mod tests {
             "the other hour does not"
         );
         s.uncount("z", h(0));
+    }
+
+    #[test]
+    fn a_campaign_the_plan_gave_no_hour_waits_for_its_end() {
+        let h = |i: u64| 1_000 * HOUR_MS + i * HOUR_MS;
+        let mut planned = plan(&[(h(0), &[("a", 2)]), (h(1), &[("a", 1)])]);
+        for (id, shortfall) in [("pushed out", 50), ("empty", 0)] {
+            planned.campaigns.insert(
+                id.into(),
+                serde_json::from_value(serde_json::json!({"planned": 0, "finish": null,
+                    "feasible": shortfall == 0, "shortfall": shortfall}))
+                .expect("a campaign's plan"),
+            );
+        }
+        let s = Schedule::new(&planned);
+        assert_eq!(
+            s.check("pushed out", h(0) + 10),
+            Some(h(2)),
+            "held to the plan's end"
+        );
+        assert_eq!(s.check("pushed out", h(2)), None, "then only the limits");
+        assert_eq!(
+            s.check("empty", h(0) + 10),
+            None,
+            "nothing of it was planned"
+        );
     }
 
     #[test]

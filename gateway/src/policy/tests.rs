@@ -405,3 +405,62 @@ async fn a_send_given_back_takes_no_place_in_caps_or_quota() {
 fn quota_key_of(p: &Participant) -> String {
     format!("{}{}", quota_prefix(ChannelKind::Email), p.customer)
 }
+
+/// The plan holds a campaign back to its hours, never past its end: held
+/// until then, what is left is suppressed at its end, as without a plan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_holds_a_campaign_no_longer_than_its_end() {
+    let (_dir, store) = store();
+    // Ten minutes into the hour: its end comes before the next hour.
+    let hour = now() - now() % HOUR_MS;
+    let now = hour + 10 * 60_000;
+    let plan = Plan {
+        hours: [hour, hour + HOUR_MS]
+            .into_iter()
+            .map(|start| PlanHour {
+                hour: Timestamp::from_millisecond(start as i64).expect("instant"),
+                capacity: 100,
+                allocated: [("c".to_owned(), 2)].into(),
+            })
+            .collect(),
+        campaigns: BTreeMap::new(),
+    };
+    store
+        .put_meta(
+            &plan_key(ChannelKind::Email),
+            serde_json::to_vec(&plan).expect("json"),
+        )
+        .await
+        .expect("store the plan");
+    let policy = Policy::load(store, BOTH, now).await.expect("load");
+    let end = now + 60_000;
+    let mut ending = campaign();
+    ending.decl = serde_json::from_value(serde_json::json!({"channel": "email", "name": "c",
+        "window": {"end": Timestamp::from_millisecond(end as i64).expect("end").to_string()}}))
+    .expect("declaration");
+    let verdict = |n: u32, at: Millis| {
+        let (policy, ending) = (&policy, &ending);
+        async move {
+            policy
+                .admit(ending, &participant(n), at)
+                .await
+                .expect("admit")
+        }
+    };
+    assert!(matches!(verdict(0, now).await, Verdict::Go { .. }));
+    assert!(matches!(verdict(1, now).await, Verdict::Go { .. }));
+    assert_eq!(
+        verdict(2, now).await,
+        Verdict::Defer {
+            reason: "plan",
+            until: end
+        },
+        "held until its end, not its next planned hour"
+    );
+    assert_eq!(
+        verdict(2, end).await,
+        Verdict::Suppress {
+            why: "campaign_ended"
+        }
+    );
+}
