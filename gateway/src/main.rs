@@ -107,52 +107,51 @@ fn check_config(file: &Path) -> ExitCode {
     for warning in config.warnings() {
         eprintln!("{}: warning: {warning}", file.display());
     }
-    for warning in redis_durability(&config) {
-        eprintln!("{}: warning: {warning}", file.display());
+    if let Err(e) = config.validate() {
+        eprintln!("{}: {e}", file.display());
+        return ExitCode::FAILURE;
     }
-    match config.validate() {
-        Ok(()) => {
+    match redis_check(&config) {
+        Ok(warnings) => {
+            for warning in warnings {
+                eprintln!("{}: warning: {warning}", file.display());
+            }
             println!("{}: ok", file.display());
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("{}: {e}", file.display());
+        Err(problem) => {
+            eprintln!("{}: {problem}", file.display());
             ExitCode::FAILURE
         }
     }
 }
 
-/// What the Redis of `store.url` says of its persistence and replicas,
-/// when the redis engine is configured: warnings, each naming its key,
-/// when acknowledged writes could be lost (or why it cannot be asked).
-fn redis_durability(config: &Config) -> Vec<String> {
-    if config.store.engine != "redis" || config.validate().is_err() {
-        return Vec::new();
+/// What the Redis of `store.url` says, when the redis engine is
+/// configured, asked without writing to it: warnings, each naming its key,
+/// when acknowledged writes could be lost (or why it cannot be asked), or
+/// the problem `serve` would stop at (its version, too few replicas, a
+/// store made with another count of shards).
+fn redis_check(config: &Config) -> Result<Vec<String>, String> {
+    if config.store.engine != "redis" {
+        return Ok(Vec::new());
     }
     let options = match config
         .store
         .redis_options(format!("check-config-{}", std::process::id()))
     {
         Ok(options) => options,
-        Err(why) => return vec![why],
+        Err(why) => return Ok(vec![why]),
     };
-    let key = options.servers.key();
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
-    runtime.block_on(async {
-        match store::redis::Redis::open(options).await {
-            Ok(redis) => (redis.durability_warnings().await)
-                .into_iter()
-                .map(|w| format!("{key}: {w}"))
-                .collect(),
-            // It names its key itself.
-            Err(e) => vec![e.to_string()],
-        }
-    })
+    // Each warning and problem names its key.
+    runtime
+        .block_on(store::redis::Redis::check(options))
+        .map_err(|e| e.to_string())
 }
 
 fn serve(config: Option<PathBuf>, data: Option<PathBuf>) -> anyhow::Result<()> {

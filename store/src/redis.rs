@@ -134,60 +134,19 @@ pub struct Redis {
 impl Redis {
     /// Connects to the Redis at `options.url`; an error names the URL.
     pub async fn open(options: Options) -> Result<Self> {
-        let described = options.servers.describe();
-        let unreachable = |e: &dyn std::fmt::Display| {
-            StoreError::Unopened(format!(
-                "cannot reach Redis at {} `{described}`: {e}",
-                options.servers.key()
-            ))
-        };
-        let (con, closer) = connection::connect(
-            &options.servers,
-            options.password.as_deref(),
-            options.replicas,
-            &options.certificates,
-        )
-        .await
-        .map_err(|e| unreachable(&e))?;
-        let server: ::redis::RedisResult<::redis::Value> = ::redis::cmd("INFO")
-            .arg("server")
-            .query_async(&mut con.clone())
-            .await;
-        // A server that does not say is taken at its word later.
-        if let Some(version) = server.ok().as_ref().and_then(connection::oldest_version)
-            && version < MIN_VERSION
-        {
-            return Err(StoreError::Unopened(format!(
-                "the Redis at {} `{described}` is version {}.{}; the engine needs {}.{} or later (read-only scripts, EVAL_RO)",
-                options.servers.key(),
-                version.0,
-                version.1,
-                MIN_VERSION.0,
-                MIN_VERSION.1
-            )));
-        }
-        if options.replicas > 0 {
-            let connected = con
-                .clone()
-                .replicas_connected()
-                .await
-                .map_err(|e| unreachable(&e))?;
-            if connected < options.replicas {
-                return Err(StoreError::Unopened(format!(
-                    "store.replicas: the Redis at {} `{described}` has {connected} replicas connected (the fewest of any master), and store.replicas asks every write to reach {}",
-                    options.servers.key(),
-                    options.replicas
-                )));
-            }
-        }
+        let reached = reach(&options).await?;
+        fit_for_a_store(&reached, &options).await?;
+        let Reached {
+            con,
+            closer,
+            described,
+        } = reached;
+        let unreachable = |e: &dyn std::fmt::Display| unreachable(&options, &described, e);
         let shards = agree_on_shards(&mut con.clone(), options.shards)
             .await
             .map_err(|e| unreachable(&e))?;
         if shards != options.shards {
-            return Err(StoreError::Unopened(format!(
-                "store.shards: the store at {described} was made with {shards} shards, and store.shards asks {}: every node of a store has the count it was made with",
-                options.shards
-            )));
+            return Err(shards_differ(&described, shards, options.shards));
         }
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -254,60 +213,92 @@ impl Redis {
     /// of `appendonly yes` with `appendfsync always`, and replicas that
     /// writes do not wait for (docs/redis.md, "Durability").
     pub async fn durability_warnings(&self) -> Vec<String> {
-        let mut warnings: Vec<String> = self.persistence_warning().await.into_iter().collect();
-        let (asked, has) = (self.con.replicas(), self.fewest_replicas().await);
-        match has {
-            Some(n) if asked == 0 && n > 0 => warnings.push(format!(
-                "the Redis at {} has replicas, and store.replicas is 0: a replica that takes over from its master lacks the writes it had not received yet, acknowledged or not; set store.replicas (e.g. 1) for acknowledged means on a replica too",
-                self.url
-            )),
-            Some(n) if asked > 0 && n == asked => warnings.push(format!(
-                "the Redis at {} has {n} replicas (of a master), as many as store.replicas asks a write to reach: one lost, or a replica taking over, stops every write until another answers; give each master {} replicas",
-                self.url,
-                asked + 1
-            )),
-            _ => {}
-        }
-        warnings
+        durability_warnings(&self.con, &self.url).await
     }
 
-    async fn persistence_warning(&self) -> Option<String> {
-        let read: ::redis::RedisResult<(Vec<String>, Vec<String>)> = ::redis::pipe()
-            .cmd("CONFIG")
-            .arg("GET")
-            .arg("appendonly")
-            .cmd("CONFIG")
-            .arg("GET")
-            .arg("appendfsync")
-            .query_async(&mut self.con())
-            .await;
-        match read {
-            Ok((only, fsync)) => {
-                let only = only.get(1).map_or("?", String::as_str);
-                let fsync = fsync.get(1).map_or("?", String::as_str);
-                (only != "yes" || fsync != "always").then(|| format!(
-                    "the Redis at {} has appendonly {only}, appendfsync {fsync}: an acknowledged write can be lost if Redis crashes; set `appendonly yes` and `appendfsync always` for acknowledged means durable",
-                    self.url
-                ))
-            }
-            Err(e) => Some(format!(
-                "cannot read the persistence settings of the Redis at {} ({e}): make sure it runs with `appendonly yes` and `appendfsync always`",
-                self.url
-            )),
-        }
-    }
-
-    /// The fewest replicas connected to a master (`INFO replication`; in a
-    /// Cluster, of every master), if Redis says.
-    async fn fewest_replicas(&self) -> Option<u32> {
-        let info: ::redis::Value = ::redis::cmd("INFO")
-            .arg("replication")
-            .query_async(&mut self.con())
+    /// What `sluice check-config` asks of the Redis of `options` without
+    /// writing to it: the warnings of [`durability_warnings`](Self::durability_warnings),
+    /// or why [`open`](Self::open) would fail (its version, its replicas,
+    /// a store made with another count of shards). One that cannot be
+    /// reached is a warning: the configuration may be checked elsewhere.
+    /// Every warning and error names its key.
+    pub async fn check(options: Options) -> Result<Vec<String>> {
+        let reached = match reach(&options).await {
+            Ok(reached) => reached,
+            Err(unreached) => return Ok(vec![unreached.to_string()]),
+        };
+        fit_for_a_store(&reached, &options).await?;
+        let described = &reached.described;
+        let made = made_shards(&mut reached.con.clone())
             .await
-            .ok()?;
-        connection::fewest_replicas(&info)
+            .map_err(|e| unreachable(&options, described, &e))?;
+        if let Some(made) = made.filter(|&made| made != options.shards.max(1)) {
+            return Err(shards_differ(described, made, options.shards));
+        }
+        let key = options.servers.key();
+        Ok((durability_warnings(&reached.con, described).await)
+            .into_iter()
+            .map(|w| format!("{key}: {w}"))
+            .collect())
     }
+}
 
+/// Why acknowledged writes on the Redis behind `con` (at `url`) might not
+/// survive a crash of the server or its replica taking over, if they might:
+/// anything short of `appendonly yes` with `appendfsync always`, and
+/// replicas that writes do not wait for (docs/redis.md, "Durability").
+async fn durability_warnings(con: &Con, url: &str) -> Vec<String> {
+    let mut warnings: Vec<String> = persistence_warning(con, url).await.into_iter().collect();
+    let (asked, has) = (con.replicas(), fewest_replicas(con).await);
+    match has {
+        Some(n) if asked == 0 && n > 0 => warnings.push(format!(
+            "the Redis at {url} has replicas, and store.replicas is 0: a replica that takes over from its master lacks the writes it had not received yet, acknowledged or not; set store.replicas (e.g. 1) for acknowledged means on a replica too"
+        )),
+        Some(n) if asked > 0 && n == asked => warnings.push(format!(
+            "the Redis at {url} has {n} replicas (of a master), as many as store.replicas asks a write to reach: one lost, or a replica taking over, stops every write until another answers; give each master {} replicas",
+            asked + 1
+        )),
+        _ => {}
+    }
+    warnings
+}
+
+async fn persistence_warning(con: &Con, url: &str) -> Option<String> {
+    let read: ::redis::RedisResult<(Vec<String>, Vec<String>)> = ::redis::pipe()
+        .cmd("CONFIG")
+        .arg("GET")
+        .arg("appendonly")
+        .cmd("CONFIG")
+        .arg("GET")
+        .arg("appendfsync")
+        .query_async(&mut con.clone())
+        .await;
+    match read {
+        Ok((only, fsync)) => {
+            let only = only.get(1).map_or("?", String::as_str);
+            let fsync = fsync.get(1).map_or("?", String::as_str);
+            (only != "yes" || fsync != "always").then(|| format!(
+                "the Redis at {url} has appendonly {only}, appendfsync {fsync}: an acknowledged write can be lost if Redis crashes; set `appendonly yes` and `appendfsync always` for acknowledged means durable"
+            ))
+        }
+        Err(e) => Some(format!(
+            "cannot read the persistence settings of the Redis at {url} ({e}): make sure it runs with `appendonly yes` and `appendfsync always`"
+        )),
+    }
+}
+
+/// The fewest replicas connected to a master (`INFO replication`; in a
+/// Cluster, of every master), if Redis says.
+async fn fewest_replicas(con: &Con) -> Option<u32> {
+    let info: ::redis::Value = ::redis::cmd("INFO")
+        .arg("replication")
+        .query_async(&mut con.clone())
+        .await
+        .ok()?;
+    connection::fewest_replicas(&info)
+}
+
+impl Redis {
     fn con(&self) -> Con {
         self.con.clone()
     }
@@ -466,6 +457,95 @@ if redis.call('EXISTS', KEYS[2]) == 1 then count = '1' end
 redis.call('HSET', KEYS[1], 'shards', count)
 return tonumber(count)
 "#;
+
+/// A Redis connected to, nothing written to it yet.
+struct Reached {
+    con: Con,
+    closer: Closer,
+    described: String,
+}
+
+/// Connects to the Redis of `options`; an error names the URL's key.
+async fn reach(options: &Options) -> Result<Reached> {
+    let described = options.servers.describe();
+    let (con, closer) = connection::connect(
+        &options.servers,
+        options.password.as_deref(),
+        options.replicas,
+        &options.certificates,
+    )
+    .await
+    .map_err(|e| unreachable(options, &described, &e))?;
+    Ok(Reached {
+        con,
+        closer,
+        described,
+    })
+}
+
+/// Checks what a store needs of the Redis reached (its version, its
+/// replicas) before writing anything; an error names the key to change.
+async fn fit_for_a_store(reached: &Reached, options: &Options) -> Result<()> {
+    let Reached { con, described, .. } = reached;
+    let unreachable = |e: &dyn std::fmt::Display| unreachable(options, described, e);
+    let server: ::redis::RedisResult<::redis::Value> = ::redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut con.clone())
+        .await;
+    // A server that does not say is taken at its word later.
+    if let Some(version) = server.ok().as_ref().and_then(connection::oldest_version)
+        && version < MIN_VERSION
+    {
+        return Err(StoreError::Unopened(format!(
+            "the Redis at {} `{described}` is version {}.{}; the engine needs {}.{} or later (read-only scripts, EVAL_RO)",
+            options.servers.key(),
+            version.0,
+            version.1,
+            MIN_VERSION.0,
+            MIN_VERSION.1
+        )));
+    }
+    if options.replicas > 0 {
+        let connected = con
+            .clone()
+            .replicas_connected()
+            .await
+            .map_err(|e| unreachable(&e))?;
+        if connected < options.replicas {
+            return Err(StoreError::Unopened(format!(
+                "store.replicas: the Redis at {} `{described}` has {connected} replicas connected (the fewest of any master), and store.replicas asks every write to reach {}",
+                options.servers.key(),
+                options.replicas
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn unreachable(options: &Options, described: &str, e: &dyn std::fmt::Display) -> StoreError {
+    StoreError::Unopened(format!(
+        "cannot reach Redis at {} `{described}`: {e}",
+        options.servers.key()
+    ))
+}
+
+fn shards_differ(described: &str, made: u16, asked: u16) -> StoreError {
+    StoreError::Unopened(format!(
+        "store.shards: the store at {described} was made with {made} shards, and store.shards asks {asked}: every node of a store has the count it was made with"
+    ))
+}
+
+/// The count of shards of the store, if it is made: the one noted in
+/// `meta`, else 1 if it has numbered campaigns (as [`SHARDS`] decides),
+/// read without writing.
+async fn made_shards(con: &mut Con) -> ::redis::RedisResult<Option<u16>> {
+    let noted: Option<u16> = con.hget(keys::meta(), "shards").await?;
+    if noted.is_some() {
+        return Ok(noted);
+    }
+    let numbered: bool = con.exists(keys::next_campaign()).await?;
+    Ok(numbered.then_some(1))
+}
 
 /// The count of shards of the store, `asked` if it is made now.
 async fn agree_on_shards(con: &mut Con, asked: u16) -> ::redis::RedisResult<u16> {

@@ -743,6 +743,20 @@ fn refused_start(dir: &Path, store: &str, envs: &[(&str, &str)]) -> String {
     said
 }
 
+/// `sluice check-config` on `config`: whether it passed, and what it said
+/// on stderr.
+fn check_config(config: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(sluice_e2e::sluice_bin())
+        .arg("check-config")
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn check_config_warns_when_redis_may_lose_an_acknowledged_write() {
     let end = must_reach_end();
@@ -751,21 +765,45 @@ fn check_config_warns_when_redis_may_lose_an_acknowledged_write() {
     let config = dir.path().join("sluice.toml");
     std::fs::write(&config, redis.store_config("check")).unwrap();
     let check = || {
-        let out = std::process::Command::new(sluice_e2e::sluice_bin())
-            .arg("check-config")
-            .arg(&config)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        let (passed, said) = check_config(&config);
+        assert!(passed, "{said}");
+        said
     };
     // The test's server fsyncs every write before it answers.
     assert!(!check().contains("warning: store.url"), "{}", check());
+    assert_eq!(
+        redis.cli(&end, &["KEYS", "*"]),
+        json!([]),
+        "check-config writes nothing"
+    );
     redis.cli(&end, &["CONFIG", "SET", "appendfsync", "everysec"]);
     let said = check();
     assert!(
         said.contains("warning: store.url: the Redis at")
             && said.contains("appendonly yes, appendfsync everysec"),
+        "{said}"
+    );
+    end.reached();
+}
+
+/// What `serve` would stop at, `check-config` fails on: a store made with
+/// one shard, asked for two.
+#[test]
+fn check_config_fails_where_serve_would_on_the_store_it_finds() {
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(&end, &dir.path().join("redis"));
+    // A node makes the store, with one shard.
+    let node_dir = dir.path().join("a");
+    std::fs::create_dir(&node_dir).unwrap();
+    drop(Daemon::start(&node_dir, &redis.store_config("a")));
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(&config, redis.store_config("check") + "shards = 2\n").unwrap();
+    let (passed, said) = check_config(&config);
+    assert!(
+        !passed
+            && said.contains("store.shards: the store at")
+            && said.contains("made with 1 shards"),
         "{said}"
     );
     end.reached();
