@@ -51,6 +51,17 @@ pub trait Backend: Send + Sync + 'static {
     /// Declare a campaign or update it before it starts.
     async fn declare(&self, id: &str, decl: CampaignDecl) -> BackendResult<CampaignView>;
 
+    /// What `declare` would refuse `decl` for (each problem naming its
+    /// field), without declaring it: asked when the API found problems of
+    /// its own, so that a 422 lists them all.
+    async fn declaration_problems(
+        &self,
+        _id: &str,
+        _decl: &CampaignDecl,
+    ) -> BackendResult<Vec<String>> {
+        Ok(Vec::new())
+    }
+
     /// Starts an upload: the participants it adds are seen by nothing until
     /// it is published, then all at once (`docs/api.md#participants`).
     fn new_upload(&self) -> UploadId;

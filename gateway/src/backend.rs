@@ -226,6 +226,52 @@ impl GatewayBackend {
         Ok(result)
     }
 
+    /// Why `decl` cannot be `id`'s declaration: a conflict (409) when the
+    /// campaign's state or channel forbids any declaration, which is told
+    /// first; else each problem naming its field (empty: none).
+    async fn declaration_refusals(
+        &self,
+        id: &str,
+        decl: &CampaignDecl,
+    ) -> BackendResult<Vec<String>> {
+        let existing = self.store.campaign(id).await.map_err(store_error)?;
+        if let Some(existing) = &existing {
+            if existing.state != CampaignState::Declared {
+                return Err(BackendError::Conflict(format!(
+                    "campaign `{id}` is {:?}; a declaration can change only before start",
+                    existing.state
+                )));
+            }
+            if existing.decl.channel != decl.channel {
+                return Err(BackendError::Conflict(
+                    "a campaign's channel cannot change".into(),
+                ));
+            }
+        }
+        // Only an SMS text's length depends on the campaign's number: a new
+        // campaign gets the next one (should a concurrent declaration take
+        // it, the check is off by the tokens' length difference between two
+        // neighbouring numbers: nil).
+        let seq = match (&existing, decl.sms()) {
+            (Some(c), _) => c.seq,
+            (None, Some(_)) => self
+                .store
+                .campaigns()
+                .await
+                .map_err(store_error)?
+                .iter()
+                .map(|c| c.seq + 1)
+                .max()
+                .unwrap_or(0),
+            (None, None) => 0,
+        };
+        let mut problems = declaration_problems(decl, seq, self.channel(decl.channel)?.as_ref());
+        if let Some(f) = &decl.fallback {
+            problems.extend(fallback::problems(self.store.as_ref(), id, decl, f).await?);
+        }
+        Ok(problems)
+    }
+
     /// Participants became visible: counted, and the dispatcher told.
     fn accepted(&self, new: u64) {
         self.metrics.participants_accepted.inc_by(new);
@@ -347,43 +393,9 @@ fn window_problems(w: &Window) -> Vec<String> {
 impl Backend for GatewayBackend {
     async fn declare(&self, id: &str, decl: v1::CampaignDecl) -> BackendResult<CampaignView> {
         let decl = CampaignDecl::from(decl);
-        let existing = self.store.campaign(id).await.map_err(store_error)?;
-        // Only an SMS text's length depends on the campaign's number: a new
-        // campaign gets the next one (should a concurrent declaration take
-        // it, the check is off by the tokens' length difference between two
-        // neighbouring numbers: nil).
-        let seq = match (&existing, decl.sms()) {
-            (Some(c), _) => c.seq,
-            (None, Some(_)) => self
-                .store
-                .campaigns()
-                .await
-                .map_err(store_error)?
-                .iter()
-                .map(|c| c.seq + 1)
-                .max()
-                .unwrap_or(0),
-            (None, None) => 0,
-        };
-        let mut problems = declaration_problems(&decl, seq, self.channel(decl.channel)?.as_ref());
-        if let Some(f) = &decl.fallback {
-            problems.extend(fallback::problems(self.store.as_ref(), id, &decl, f).await?);
-        }
+        let problems = self.declaration_refusals(id, &decl).await?;
         if !problems.is_empty() {
             return Err(BackendError::Invalid(problems));
-        }
-        if let Some(existing) = existing {
-            if existing.state != CampaignState::Declared {
-                return Err(BackendError::Conflict(format!(
-                    "campaign `{id}` is {:?}; a declaration can change only before start",
-                    existing.state
-                )));
-            }
-            if existing.decl.channel != decl.channel {
-                return Err(BackendError::Conflict(
-                    "a campaign's channel cannot change".into(),
-                ));
-            }
         }
         let record = self
             .store
@@ -391,6 +403,15 @@ impl Backend for GatewayBackend {
             .await
             .map_err(store_error)?;
         self.view(record).await
+    }
+
+    async fn declaration_problems(
+        &self,
+        id: &str,
+        decl: &v1::CampaignDecl,
+    ) -> BackendResult<Vec<String>> {
+        self.declaration_refusals(id, &CampaignDecl::from(decl.clone()))
+            .await
     }
 
     fn new_upload(&self) -> admin_api::UploadId {

@@ -478,6 +478,34 @@ fn bad_requests_get_clear_answers() {
         "{}",
         r.text()
     );
+    // Every problem, those of length with the others.
+    let long_decl = json!({"channel": "email", "name": "n".repeat(201), "priority": 12});
+    let r = sluice_e2e::request(
+        "PUT",
+        &daemon.api,
+        "/v1/campaigns/long",
+        &auth,
+        long_decl.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 422);
+    let problems = r.json()["problems"].clone();
+    assert_eq!(
+        problems,
+        json!(["name: 201 characters, at most 200", "priority: must be 0..=9"]),
+        "{}",
+        r.text()
+    );
+    // A campaign's channel cannot change: a 409 whatever else is wrong.
+    let other_channel = json!({"channel": "sms", "name": "n",
+        "content": {"email": {"from": "o@telco.test", "subject": "s", "text": "t"}}});
+    let r = sluice_e2e::request(
+        "PUT",
+        &daemon.api,
+        "/v1/campaigns/bare",
+        &auth,
+        other_channel.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
     assert_eq!(daemon.get("/healthz").status, 200);
     assert_eq!(daemon.get("/readyz").status, 200);
     let metrics = daemon.get("/metrics").text();

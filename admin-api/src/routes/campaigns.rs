@@ -36,9 +36,10 @@ pub async fn declare(
 ) -> Result<Json<CampaignView>, ApiError> {
     check_id(&id)?;
     let decl: CampaignDecl = json_body(&body)?;
-    let too_long = limits::declaration_problems(&decl);
-    if !too_long.is_empty() {
-        return Err(ApiError::Unprocessable(too_long));
+    let mut problems = limits::declaration_problems(&decl);
+    if !problems.is_empty() {
+        problems.extend(s.backend.declaration_problems(&id, &decl).await?);
+        return Err(ApiError::Unprocessable(problems));
     }
     Ok(Json(s.backend.declare(&id, decl).await?))
 }
