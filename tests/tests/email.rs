@@ -491,7 +491,10 @@ fn bad_requests_get_clear_answers() {
     let problems = r.json()["problems"].clone();
     assert_eq!(
         problems,
-        json!(["name: 201 characters, at most 200", "priority: must be 0..=9"]),
+        json!([
+            "name: 201 characters, at most 200",
+            "priority: must be 0..=9"
+        ]),
         "{}",
         r.text()
     );

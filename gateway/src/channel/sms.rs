@@ -364,9 +364,7 @@ impl Channel for SmsChannel {
 
     fn content_problems(&self, decl: &CampaignDecl, seq: u32) -> Vec<String> {
         match decl.sms() {
-            Some(content) => checks::content_problem(content, seq, self.max_parts, &self.links)
-                .into_iter()
-                .collect(),
+            Some(content) => checks::content_problems(content, seq, self.max_parts, &self.links),
             None => vec!["content.sms: required for an sms campaign".into()],
         }
     }
@@ -450,6 +448,12 @@ pub struct SmsTemplate {
 impl SmsTemplate {
     pub fn new(content: &SmsContent, max_parts: usize) -> Result<Self, Unfit> {
         sender_problem(&content.from).map_or(Ok(()), Err)?;
+        Self::with_any_sender(content, max_parts)
+    }
+
+    /// The text parsed, the sender taken as it is: for a check that tells
+    /// a bad sender and a bad text at once.
+    fn with_any_sender(content: &SmsContent, max_parts: usize) -> Result<Self, Unfit> {
         let template = Template::parse(&content.text).map_err(Unfit::SmsText)?;
         Ok(Self {
             from: content.from.clone(),

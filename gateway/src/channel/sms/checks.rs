@@ -6,28 +6,31 @@ use std::sync::Arc;
 
 use domain::{CampaignRecord, SmsContent, is_msisdn};
 
-use super::SmsTemplate;
+use super::{SmsTemplate, sender_problem};
 use crate::{
     channel::{ParticipantCheck, Unfit},
     links::{Links, sms_table},
 };
 
-/// Why an SMS content of campaign number `seq` cannot be sent to anyone: a
-/// bad sender, a text that does not parse or needs more than `max_parts`
-/// parts even without its fields (with tracked links at their longest).
-pub fn content_problem(
+/// Why an SMS content of campaign number `seq` cannot be sent to anyone, a
+/// problem each: a bad sender; a text that does not parse, or needs more
+/// than `max_parts` parts even without its fields (with tracked links at
+/// their longest).
+pub fn content_problems(
     content: &SmsContent,
     seq: u32,
     max_parts: usize,
     links: &Links,
-) -> Option<String> {
-    match SmsTemplate::new(content, max_parts) {
+) -> Vec<String> {
+    let sender = sender_problem(&content.from).map(|unfit| unfit.to_string());
+    let text = match SmsTemplate::with_any_sender(content, max_parts) {
         Ok(template) => {
             let table = sms_table(content).unwrap_or_default();
             template.problem(|p, text| links.longest_sms(&table, p, text, seq))
         }
         Err(unfit) => Some(unfit.to_string()),
-    }
+    };
+    sender.into_iter().chain(text).collect()
 }
 
 /// Each participant of `campaign`: an E.164 number, and a personalised text
@@ -78,18 +81,29 @@ mod tests {
     #[test]
     fn an_sms_text_too_long_even_without_fields_is_refused_with_its_part_count() {
         let long = "x".repeat(153 * 3 + 1);
-        let problem = content_problem(&sms(&format!("{long}{{{{name}}}}"), false), 0, 3, &links())
-            .expect("too long");
-        assert!(problem.contains("needs 4 parts"), "{problem}");
-        assert_eq!(
-            content_problem(&sms("Hi {{name}}", false), 0, 3, &links()),
-            None
+        let problems =
+            content_problems(&sms(&format!("{long}{{{{name}}}}"), false), 0, 3, &links());
+        assert!(
+            problems.len() == 1 && problems[0].contains("needs 4 parts"),
+            "{problems:?}"
         );
+        assert!(content_problems(&sms("Hi {{name}}", false), 0, 3, &links()).is_empty());
+    }
+
+    #[test]
+    fn a_bad_sender_and_a_bad_text_are_told_together() {
         let bad_sender = SmsContent {
             from: "not a sender!".into(),
             ..sms("Hi", false)
         };
-        assert!(content_problem(&bad_sender, 0, 3, &links()).is_some());
+        assert_eq!(content_problems(&bad_sender, 0, 3, &links()).len(), 1);
+        let both = SmsContent {
+            from: "not a sender!".into(),
+            ..sms(&"x".repeat(153 * 3 + 1), false)
+        };
+        let problems = content_problems(&both, 0, 3, &links());
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[1].contains("needs 4 parts"), "{problems:?}");
     }
 
     #[test]
@@ -97,8 +111,11 @@ mod tests {
         // 160 characters fit one part; a short link grows to the tracking URL.
         let text = format!("{} https://a.b/c", "x".repeat(160 - 14));
         assert_eq!(text.len(), 160);
-        assert_eq!(content_problem(&sms(&text, false), 0, 1, &links()), None);
-        let problem = content_problem(&sms(&text, true), 0, 1, &links()).expect("too long");
-        assert!(problem.contains("needs 2 parts"), "{problem}");
+        assert!(content_problems(&sms(&text, false), 0, 1, &links()).is_empty());
+        let problems = content_problems(&sms(&text, true), 0, 1, &links());
+        assert!(
+            problems.len() == 1 && problems[0].contains("needs 2 parts"),
+            "{problems:?}"
+        );
     }
 }
