@@ -388,7 +388,7 @@ impl Bind {
             };
             match opened {
                 Ok((session, requests)) => {
-                    backoff = min;
+                    let bound_at = Instant::now();
                     self.health.reached();
                     tracing::info!(upstream = %self.health.upstream(), bind = %self.labels.bind, ?role, "SMPP bound");
                     self.set_bound(role, Some(session.clone()));
@@ -399,6 +399,7 @@ impl Bind {
                         Ended::Stopped => continue,
                         Ended::Lost => {}
                     }
+                    backoff = backoff_after_session(backoff, bound_at.elapsed(), min, max);
                     tracing::warn!(upstream = %self.health.upstream(), bind = %self.labels.bind, ?role, "SMPP session lost; reconnecting");
                 }
                 Err(e) => {
@@ -608,6 +609,40 @@ impl Bind {
     /// Held while one message's parts are submitted (see `messages`).
     pub async fn message(&self) -> RwLockReadGuard<'_, ()> {
         self.messages.read().await
+    }
+}
+
+/// The back-off after a session that was up for `up`: one that stayed up
+/// `max` or longer starts it over from `min`; one the SMSC dropped sooner
+/// (a bind accepted, then closed: too many sessions, a suspended account)
+/// keeps it growing, lest the bind hammer the SMSC every `min`.
+fn backoff_after_session(
+    backoff: Duration,
+    up: Duration,
+    min: Duration,
+    max: Duration,
+) -> Duration {
+    if up >= max { min } else { backoff }
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::*;
+
+    #[test]
+    fn a_session_dropped_soon_after_its_bind_keeps_the_back_off_growing() {
+        let (min, max) = (Duration::from_millis(125), Duration::from_secs(30));
+        let grown = Duration::from_secs(4);
+        assert_eq!(
+            backoff_after_session(grown, Duration::from_millis(50), min, max),
+            grown,
+            "closed at once after its bind"
+        );
+        assert_eq!(
+            backoff_after_session(grown, Duration::from_secs(30), min, max),
+            min,
+            "a session that stayed up starts over"
+        );
     }
 }
 
