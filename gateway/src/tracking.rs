@@ -3,6 +3,9 @@
 //! opens are queued without blocking the redirect and written in batches by
 //! one task (group commit): a crash loses at most the queue and the batch in
 //! commit, i.e. the events of the last commit interval (a few milliseconds).
+//! A store that refuses writes for a while (a full disk, a lost Redis) is
+//! waited out with the batch kept, never dropped; the queue fills meanwhile,
+//! and once it is full the listener answers 503.
 //! An unsubscribe is answered only once it is durable with the address's
 //! suppression (one write, the rules' decision).
 
@@ -13,7 +16,7 @@ use std::{
 
 use clicktrack::{EventKind, LinkIndex, Overloaded, TrackingEvent, TrackingSink, is_personalised};
 use domain::{Engaged, Engagement, FactDetail, MessageNo};
-use store::Store;
+use store::{Store, StoreError};
 use tokio::sync::mpsc;
 
 use crate::{
@@ -31,6 +34,9 @@ const BATCH: usize = 4096;
 /// interval instead of one for each handful. It bounds what a crash can lose
 /// of acknowledged events together with the commit itself.
 const LINGER: Duration = Duration::from_millis(5);
+/// The first and the longest wait for a store that refuses writes.
+const REFUSED_FIRST: Duration = Duration::from_millis(50);
+const REFUSED_LONGEST: Duration = Duration::from_secs(2);
 
 fn ours(msg: clicktrack::MessageNo) -> MessageNo {
     MessageNo::from_u64(msg.0)
@@ -130,7 +136,7 @@ impl TrackingSink for Sink {
 
     async fn unsubscribe(&self, event: TrackingEvent) -> Result<(), Overloaded> {
         self.engagements
-            .record(vec![engaged(event)])
+            .record(vec![engaged(&event)])
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "unsubscribe not recorded");
@@ -154,21 +160,44 @@ pub async fn write_events(mut rx: mpsc::Receiver<TrackingEvent>, engagements: En
                 batch.push(event);
             }
         }
-        let items = batch.drain(..).map(engaged).collect();
-        if let Err(e) = engagements.record(items).await {
-            tracing::error!(error = %e, "tracking events not recorded");
+        record_when_taken(&engagements, &batch).await;
+        batch.clear();
+    }
+}
+
+/// Records `batch`, waiting out a store that refuses writes for now
+/// rather than dropping events already answered.
+async fn record_when_taken(engagements: &EngagementLog, batch: &[TrackingEvent]) {
+    let mut wait = REFUSED_FIRST;
+    loop {
+        match engagements
+            .record(batch.iter().map(engaged).collect())
+            .await
+        {
+            Ok(()) => return,
+            Err(e @ (StoreError::Unavailable(_) | StoreError::DiskFull { .. })) => {
+                if wait == REFUSED_FIRST {
+                    tracing::warn!(error = %e, events = batch.len(), "tracking events wait for the store to take writes");
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(REFUSED_LONGEST);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, events = batch.len(), "tracking events not recorded");
+                return;
+            }
         }
     }
 }
 
 /// A tracking event as the store records it.
-fn engaged(event: TrackingEvent) -> Engaged {
+fn engaged(event: &TrackingEvent) -> Engaged {
     let at = event
         .at
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let mut detail = FactDetail::default();
-    let kind = match event.kind {
+    let kind = match &event.kind {
         EventKind::Clicked { url, .. } => {
             detail.url = Some(url.to_string());
             Engagement::Clicked
@@ -181,5 +210,80 @@ fn engaged(event: TrackingEvent) -> Engaged {
         at,
         kind,
         detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use domain::{CampaignDecl, ChannelKind, Participant};
+    use store::embedded::{Embedded, Options};
+
+    use super::*;
+    use crate::metrics::Metrics;
+
+    /// Clicks answered while the disk is full wait for it, and are
+    /// recorded once there is room: none is dropped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn clicks_wait_out_a_full_disk_and_are_recorded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let free = Arc::new(AtomicU64::new(1 << 30));
+        let disk = free.clone();
+        let options = Options {
+            min_free_bytes: 1 << 20,
+            free_bytes: Box::new(move |_| Ok(disk.load(Ordering::SeqCst))),
+            ..Default::default()
+        };
+        let store: Arc<dyn Store> =
+            Arc::new(Embedded::open_with(dir.path(), options).expect("open"));
+        let seq = store
+            .put_campaign("e", CampaignDecl::new(ChannelKind::Email, "e"))
+            .await
+            .expect("declare")
+            .seq;
+        let someone = Participant {
+            customer: "c".into(),
+            address: "c@example.org".into(),
+            segment: None,
+            fields: Default::default(),
+        };
+        store
+            .add_participants("e", vec![someone], 1_000)
+            .await
+            .expect("add");
+
+        free.store(1_000, Ordering::SeqCst); // the disk fills up
+        let (queue, events) = mpsc::channel(QUEUE);
+        let log = EngagementLog::new(store.clone(), Arc::new(Metrics::default()));
+        let writer = tokio::spawn(write_events(events, log));
+        let click = TrackingEvent {
+            at: std::time::SystemTime::now(),
+            message: clicktrack::MessageNo(
+                MessageNo {
+                    campaign: seq,
+                    participant: 0,
+                }
+                .as_u64(),
+            ),
+            kind: EventKind::Clicked {
+                link: LinkIndex(0),
+                url: "https://example.org/".into(),
+            },
+        };
+        queue.send(click).await.expect("queued");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        free.store(1 << 30, Ordering::SeqCst); // room again
+        drop(queue);
+        tokio::time::timeout(Duration::from_secs(10), writer)
+            .await
+            .expect("the writer ends once the click is written")
+            .expect("writer");
+        let clicks = store.audience("e", "clicked").await.expect("audience");
+        assert_eq!(
+            clicks.len(),
+            1,
+            "the click answered on a full disk: {clicks:?}"
+        );
     }
 }
