@@ -31,17 +31,16 @@ use crate::{
 };
 use store::Store;
 
-/// How long a batch's post may take.
-const POST_TIMEOUT: Duration = Duration::from_secs(30);
-
 const IDLE: Duration = Duration::from_millis(250);
 
 /// How a batch not delivered is retried: after `first`, doubling up to
-/// `max` between tries, until the receiver takes it.
+/// `max` between tries, until the receiver takes it; a receiver that has
+/// not answered within `answer` has not taken it.
 #[derive(Debug, Clone, Copy)]
 pub struct Retry {
     pub first: Duration,
     pub max: Duration,
+    pub answer: Duration,
 }
 
 impl Default for Retry {
@@ -49,6 +48,7 @@ impl Default for Retry {
         Self {
             first: Duration::from_secs(1),
             max: Duration::from_secs(60),
+            answer: Duration::from_secs(30),
         }
     }
 }
@@ -186,7 +186,7 @@ impl WebhookSender {
     /// than a post and the longest back-off after it, so that no other
     /// node takes over while the leader waits to try again.
     fn lead_ms(&self) -> u64 {
-        let longest = POST_TIMEOUT + self.retry.max + Duration::from_secs(10);
+        let longest = self.retry.answer + self.retry.max + Duration::from_secs(10);
         longest.as_millis() as u64
     }
 
@@ -300,12 +300,13 @@ impl WebhookSender {
             .header(CONTENT_TYPE, "application/json")
             .header("X-Sluice-Signature", signature(&self.secret, &body))
             .body(Full::new(Bytes::from(body)))?;
-        let response = tokio::time::timeout(POST_TIMEOUT, self.client.request(request))
+        let response = tokio::time::timeout(self.retry.answer, self.client.request(request))
             .await
             .map_err(|_| PostError::TimedOut)??;
         let status = response.status();
-        // Drain the body so the connection can be reused.
-        let _ = response.into_body().collect().await;
+        // Drain the body so the connection can be reused; a body that
+        // stalls is given up (the status is the answer), never waited on.
+        let _ = tokio::time::timeout(self.retry.answer, response.into_body().collect()).await;
         if status.is_success() {
             Ok(())
         } else {

@@ -92,6 +92,9 @@ fn sender(store: Arc<Embedded>, addr: SocketAddr) -> WebhookSender {
         retry: Retry {
             first: Retry::default().first / SCALE,
             max: Retry::default().max / SCALE,
+            // Not shortened: a post timed out that the receiver took would
+            // come again, and this test counts every fact once.
+            answer: Retry::default().answer,
         },
     }
 }
@@ -245,4 +248,35 @@ async fn a_cursor_moved_by_another_node_meanwhile_is_kept_and_read_again() {
         store.meta(&key).await.expect("cursor").as_deref(),
         Some(&b"5000"[..])
     );
+}
+
+/// A receiver that answers 200 and then stalls in its body has answered:
+/// the post ends within the answer time, it does not hang the sender.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_stalling_after_its_answer_does_not_hold_the_sender() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.expect("accept");
+        let mut request = vec![0; 64 * 1024];
+        let _ = socket.read(&mut request).await;
+        let _ = socket
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+            .await;
+        // The other seven bytes never come; the connection stays open.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        drop(socket);
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Embedded::open(dir.path()).expect("open"));
+    let mut sender = sender(store, addr);
+    sender.retry.answer = Duration::from_millis(200);
+    let posted = tokio::time::timeout(Duration::from_secs(5), sender.post(b"{}".to_vec()))
+        .await
+        .expect("the post ended, the body given up");
+    assert!(posted.is_ok(), "a 200 is an answer: {posted:?}");
 }
