@@ -68,7 +68,10 @@ pub fn parse(sm: &DeliverSm) -> Inbound {
         match tlv.value() {
             Some(TlvValue::ReceiptedMessageId(v)) => id = Some(v.as_str().to_owned()),
             Some(TlvValue::MessageState(s)) => tlv_state = Some(*s),
-            Some(TlvValue::NetworkErrorCode(e)) => network_error = Some(format!("{e:?}")),
+            // As the text's `err:` writes it: three digits, 000 for none.
+            Some(TlvValue::NetworkErrorCode(e)) => {
+                network_error = Some(format!("{:03}", e.error_code))
+            }
             _ => {}
         }
     }
@@ -240,6 +243,27 @@ mod tests {
         };
         assert_eq!((r.id.as_str(), r.state), ("abc", State::Delivered));
         assert_eq!(r.error, None, "err:000 is no error");
+    }
+
+    #[test]
+    fn a_network_error_code_tlv_reads_as_the_texts_err() {
+        use rusmpp::values::{ErrorCodeNetworkType, NetworkErrorCode};
+        for (code, error) in [(0, None), (34, Some("034"))] {
+            let mut sm = deliver(0x04, "");
+            sm.push_tlv(MessageDeliveryRequestTlvValue::ReceiptedMessageId(
+                COctetString::from_str("7").expect("id"),
+            ));
+            sm.push_tlv(MessageDeliveryRequestTlvValue::MessageState(
+                MessageState::Undeliverable,
+            ));
+            sm.push_tlv(MessageDeliveryRequestTlvValue::NetworkErrorCode(
+                NetworkErrorCode::new(ErrorCodeNetworkType::Gsm, code),
+            ));
+            let Inbound::Receipt(r) = parse(&sm) else {
+                panic!("not a receipt")
+            };
+            assert_eq!(r.error.as_deref(), error, "code {code}");
+        }
     }
 
     #[test]
