@@ -9,6 +9,9 @@
 pub enum Refusal {
     /// The SMSC asks us to slow down: pause the bind, resend, never a failure.
     Throttled,
+    /// The SMSC no longer takes this session as bound (it lost its state,
+    /// the connection stayed): bind again; the message was not taken.
+    Unbound,
     /// The SMSC could not take it now: retry the message later.
     Transient,
     /// This message will never be accepted as it is.
@@ -23,7 +26,7 @@ const TABLE: &[(u32, &str, Refusal)] = &[
     (0x01, "ESME_RINVMSGLEN", Refusal::Permanent),
     (0x02, "ESME_RINVCMDLEN", Refusal::Permanent),
     (0x03, "ESME_RINVCMDID", Refusal::Permanent),
-    (0x04, "ESME_RINVBNDSTS", Refusal::Transient),
+    (0x04, "ESME_RINVBNDSTS", Refusal::Unbound),
     (0x06, "ESME_RINVPRTFLG", Refusal::Permanent),
     (0x07, "ESME_RINVREGDLVFLG", Refusal::Permanent),
     (0x08, "ESME_RSYSERR", Refusal::Transient),
@@ -106,9 +109,14 @@ mod tests {
         for code in [0x01, 0x0A, 0x0B, 0x43, 0x50, 0x51, 0x62, 0xC4] {
             assert_eq!(classify(code), Refusal::Permanent, "{code:#x}");
         }
-        for code in [0x04, 0x08, 0x45, 0x64, 0xFE, 0xFF] {
+        for code in [0x08, 0x45, 0x64, 0xFE, 0xFF] {
             assert_eq!(classify(code), Refusal::Transient, "{code:#x}");
         }
+        assert_eq!(
+            classify(0x04),
+            Refusal::Unbound,
+            "ESME_RINVBNDSTS: bind again"
+        );
     }
 
     #[test]

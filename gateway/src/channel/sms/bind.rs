@@ -318,6 +318,11 @@ impl Bind {
             if status != status::OK {
                 match status::classify(status) {
                     Refusal::Throttled => self.throttled(),
+                    Refusal::Unbound => {
+                        // The session is bound no more: ended, and bound again.
+                        session.close();
+                        return Err(unsent("SMSC says the session is not bound", UNBOUND_RETRY));
+                    }
                     class => return Err(SubmitError::Refused { status, class }),
                 }
                 continue;
@@ -661,6 +666,8 @@ mod tests {
     struct Scripted {
         bind: Arc<Bind>,
         smsc: TcpStream,
+        /// Where the bind connects again.
+        listener: TcpListener,
         stop: CancellationToken,
         running: tokio::task::JoinHandle<()>,
     }
@@ -685,21 +692,11 @@ mod tests {
             let (tx, _rx) = mpsc::channel(1);
             let stop = CancellationToken::new();
             let running = tokio::spawn(bind.clone().run(tx, stop.clone()));
-            let (mut smsc, _) = listener.accept().await.expect("accept");
-            let (id, _, seq) = read_pdu(&mut smsc).await;
-            assert_eq!(id, 0x0000_0009, "bind_transceiver");
-            let resp = pdu(0x8000_0009, 0, seq, b"smsc\0");
-            smsc.write_all(&resp).await.expect("bind resp");
-            tokio::time::timeout(Duration::from_secs(5), async {
-                while !bind.is_bound() {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            })
-            .await
-            .expect("bound within 5 s");
+            let smsc = accept_bind(&listener, &bind).await;
             Self {
                 bind,
                 smsc,
+                listener,
                 stop,
                 running,
             }
@@ -715,6 +712,27 @@ mod tests {
             self.smsc.write_all(&resp).await.expect("unbind resp");
             self.running.await.expect("bind task");
         }
+    }
+
+    /// The bind's next connection on `listener`, its bind_transceiver
+    /// answered OK, once the bind says it is bound.
+    async fn accept_bind(listener: &TcpListener, bind: &Bind) -> TcpStream {
+        let (mut smsc, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+            .await
+            .expect("connected within 5 s")
+            .expect("accept");
+        let (id, _, seq) = read_pdu(&mut smsc).await;
+        assert_eq!(id, 0x0000_0009, "bind_transceiver");
+        let resp = pdu(0x8000_0009, 0, seq, b"smsc\0");
+        smsc.write_all(&resp).await.expect("bind resp");
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !bind.is_bound() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("bound within 5 s");
+        smsc
     }
 
     /// The next PDU from the bind other than an enquire_link, which is
@@ -762,6 +780,26 @@ mod tests {
             bind.submit(&sm, Instant::now() + Duration::from_secs(30))
                 .await
         })
+    }
+
+    /// ESME_RINVBNDSTS: the SMSC takes the session as bound no more. The
+    /// message was not taken (unsent, no attempt), and the bind binds again.
+    #[tokio::test]
+    async fn a_session_the_smsc_says_is_not_bound_is_bound_again() {
+        let mut script = Scripted::bound("reconnect_min_ms = 10").await;
+        let sm = Frame::new(rusmpp::pdus::SubmitSm::builder().build());
+        let submitted = submit_in_background(&script.bind, &sm);
+        let (id, seq) = next_request(&mut script.smsc).await;
+        assert_eq!(id, 0x0000_0004, "submit_sm");
+        let resp = pdu(0x8000_0004, 0x0000_0004, seq, b"\0");
+        script.smsc.write_all(&resp).await.expect("submit resp");
+        let answer = submitted.await.expect("submit");
+        assert!(
+            matches!(&answer, Err(SubmitError::Unsent { .. })),
+            "not taken, not a failure: {answer:?}"
+        );
+        script.smsc = accept_bind(&script.listener, &script.bind).await;
+        script.stop().await;
     }
 
     #[tokio::test]
