@@ -354,6 +354,7 @@ impl Dispatcher {
             campaign: Arc::new(campaign.clone()),
             claims,
             send_by: now + lease / 2,
+            done_by: now + lease - lease / LEASE_MARGIN,
         };
         let (me, lane, shutdown) = (Arc::clone(self), lane.clone(), shutdown.clone());
         let turn = lane.turns.take();
@@ -372,6 +373,7 @@ impl Dispatcher {
             campaign,
             claims,
             send_by,
+            done_by,
         } = batch;
         let permits = &lane.permits;
         let channel = campaign.decl.channel;
@@ -426,7 +428,7 @@ impl Dispatcher {
                     };
                     let (job, campaign) = (lane.job.clone(), campaign.clone());
                     lane.drivers.run(async move {
-                        job.send(&campaign, claim, quota, taken, permits).await
+                        (job.send(&campaign, claim, quota, taken, permits, done_by)).await
                     });
                 }
                 Ok(Verdict::Defer { reason, until }) => {
@@ -562,6 +564,27 @@ struct Batch {
     claims: Vec<Claim>,
     /// A message may start being sent until then: half its lease.
     send_by: Millis,
+    /// A send still under way then is given up, before its lease ends and
+    /// the message could be claimed and sent again.
+    done_by: Millis,
+}
+
+/// The share of a lease (1/10) kept between a send given up and the lease's
+/// end.
+const LEASE_MARGIN: u64 = 10;
+
+/// `send`, given up at `done_by` (ms): a send still under way then, waiting
+/// for a relay's connection or its reply, may have gone, but must not
+/// outlast its lease, after which the message could be claimed and sent
+/// again meanwhile.
+async fn before_the_lease_ends(done_by: Millis, send: impl Future<Output = Delivery>) -> Delivery {
+    let left = Duration::from_millis(done_by.saturating_sub(now_ms()));
+    tokio::time::timeout(left, send)
+        .await
+        .unwrap_or_else(|_| Delivery::Unconfirmed {
+            reply: "the send outlasted its lease: given up, it may have gone".into(),
+            retry_after: None,
+        })
 }
 
 /// A batch's suppressions as looked up: for the whole batch in one call
@@ -800,6 +823,7 @@ impl SendJob {
         quota: Option<QuotaWrite>,
         taken: Taken,
         permits: Permits,
+        done_by: Millis,
     ) {
         if let Some(quota) = &quota
             && !self.count_quota(&claim, quota, &taken).await
@@ -808,7 +832,7 @@ impl SendJob {
         }
         let started = Instant::now();
         self.metrics.in_flight.inc();
-        let delivery = self.channel.send(campaign, &claim).await;
+        let delivery = before_the_lease_ends(done_by, self.channel.send(campaign, &claim)).await;
         drop(permits.sending);
         self.metrics.in_flight.dec();
         let channel = campaign.decl.channel.as_str();
@@ -900,5 +924,35 @@ mod tests {
         assert_eq!(claim_room(8, 100), 8, "the channel's sends bound the claim");
         assert_eq!(claim_room(500, 100), 100, "a claim batch at most");
         assert_eq!(claim_room(0, 100), 1, "one at least");
+    }
+
+    /// A send that would outlast its lease is given up, unconfirmed; one
+    /// that ends in time is as it ends.
+    #[tokio::test]
+    async fn a_send_is_given_up_before_its_lease_ends() {
+        let slow = async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Delivery::Permanent {
+                reply: "never".into(),
+            }
+        };
+        let given_up = tokio::time::timeout(
+            Duration::from_secs(5),
+            before_the_lease_ends(now_ms() + 50, slow),
+        )
+        .await
+        .expect("given up at its time");
+        assert!(
+            matches!(&given_up, Delivery::Unconfirmed { reply, .. } if reply.contains("outlasted its lease")),
+            "{given_up:?}"
+        );
+        let quick = async {
+            Delivery::Transient {
+                reply: "451".into(),
+                retry_after: None,
+            }
+        };
+        let done = before_the_lease_ends(now_ms() + 60_000, quick).await;
+        assert!(matches!(done, Delivery::Transient { .. }), "{done:?}");
     }
 }
