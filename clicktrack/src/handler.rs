@@ -23,16 +23,21 @@ pub trait TrackingSink: Send + Sync + 'static {
     /// The URL of link `link` of the campaign `message` belongs to; `None`
     /// when the message, its campaign, its link table (e.g. an old campaign
     /// purged from the store) or the link is unknown: the handler then
-    /// answers 404.
+    /// answers 404. `Err` when that cannot be told now (the store did not
+    /// answer): the handler answers 503, which a client may retry, never
+    /// the 404 that says the link is gone.
     fn resolve_link(
         &self,
         message: MessageNo,
         link: LinkIndex,
-    ) -> impl Future<Output = Option<Arc<str>>> + Send;
+    ) -> impl Future<Output = Result<Option<Arc<str>>, Overloaded>> + Send;
 
     /// Whether `message` is a message the gateway sent (for opens and
-    /// unsubscribes, which name no link).
-    fn knows_message(&self, message: MessageNo) -> impl Future<Output = bool> + Send;
+    /// unsubscribes, which name no link); `Err` as for `resolve_link`.
+    fn knows_message(
+        &self,
+        message: MessageNo,
+    ) -> impl Future<Output = Result<bool, Overloaded>> + Send;
 
     /// Takes one event without waiting. `Err(Overloaded)` when it cannot be
     /// queued: the handler then answers 503 instead of pretending success.
@@ -181,13 +186,17 @@ impl<S: TrackingSink> Tracking<S> {
         }
     }
 
+    /// The message `token` names, if it verifies, is of the kind wanted
+    /// and is known.
     async fn message_of(
         &self,
         token: &str,
         want: fn(Token) -> Option<MessageNo>,
-    ) -> Option<MessageNo> {
-        let message = want(self.keys.verify(token).ok()?)?;
-        self.sink.knows_message(message).await.then_some(message)
+    ) -> Result<Option<MessageNo>, Overloaded> {
+        let Some(message) = self.keys.verify(token).ok().and_then(want) else {
+            return Ok(None);
+        };
+        Ok(self.sink.knows_message(message).await?.then_some(message))
     }
 
     fn record(&self, message: MessageNo, kind: EventKind) -> Result<(), Overloaded> {
@@ -202,7 +211,10 @@ impl<S: TrackingSink> Tracking<S> {
         let Ok(Token::Click { message, link }) = self.keys.verify(token) else {
             return not_found();
         };
-        let Some(url) = self.sink.resolve_link(message, link).await else {
+        let Ok(resolved) = self.sink.resolve_link(message, link).await else {
+            return overloaded();
+        };
+        let Some(url) = resolved else {
             return not_found();
         };
         let Some(location) = location(&url) else {
@@ -228,14 +240,14 @@ impl<S: TrackingSink> Tracking<S> {
     }
 
     async fn open(&self, token: &str, head: bool) -> Response<Full<Bytes>> {
-        let Some(message) = self
-            .message_of(token, |t| match t {
-                Token::Open { message } => Some(message),
-                _ => None,
-            })
-            .await
-        else {
-            return not_found();
+        let opened = self.message_of(token, |t| match t {
+            Token::Open { message } => Some(message),
+            _ => None,
+        });
+        let message = match opened.await {
+            Ok(Some(message)) => message,
+            Ok(None) => return not_found(),
+            Err(Overloaded) => return overloaded(),
         };
         if !head && self.record(message, EventKind::Opened).is_err() {
             return overloaded();
@@ -255,7 +267,7 @@ impl<S: TrackingSink> Tracking<S> {
         res
     }
 
-    async fn unsubscribe_message(&self, token: &str) -> Option<MessageNo> {
+    async fn unsubscribe_message(&self, token: &str) -> Result<Option<MessageNo>, Overloaded> {
         self.message_of(token, |t| match t {
             Token::Unsubscribe { message } => Some(message),
             _ => None,
@@ -264,15 +276,18 @@ impl<S: TrackingSink> Tracking<S> {
     }
 
     async fn unsubscribe_page(&self, token: &str, head: bool) -> Response<Full<Bytes>> {
-        if self.unsubscribe_message(token).await.is_none() {
-            return not_found();
+        match self.unsubscribe_message(token).await {
+            Ok(Some(_)) => html(CONFIRM_PAGE, head),
+            Ok(None) => not_found(),
+            Err(Overloaded) => overloaded(),
         }
-        html(CONFIRM_PAGE, head)
     }
 
     async fn unsubscribe(&self, token: &str) -> Response<Full<Bytes>> {
-        let Some(message) = self.unsubscribe_message(token).await else {
-            return not_found();
+        let message = match self.unsubscribe_message(token).await {
+            Ok(Some(message)) => message,
+            Ok(None) => return not_found(),
+            Err(Overloaded) => return overloaded(),
         };
         let event = TrackingEvent {
             at: SystemTime::now(),

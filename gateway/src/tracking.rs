@@ -76,11 +76,11 @@ impl Sink {
 }
 
 impl Sink {
-    /// The store's answer, or `None` (the handler's 404) when it has none.
-    fn answered<T>(answer: store::Result<Option<T>>) -> Option<T> {
-        answer.unwrap_or_else(|e| {
+    /// The store's answer; `Err` (the handler's 503) when it gave none.
+    fn answered<T>(answer: store::Result<T>) -> Result<T, Overloaded> {
+        answer.map_err(|e| {
             tracing::warn!(error = %e, "tracking: the store did not answer");
-            None
+            Overloaded
         })
     }
 }
@@ -90,44 +90,46 @@ impl TrackingSink for Sink {
         &self,
         message: clicktrack::MessageNo,
         link: LinkIndex,
-    ) -> Option<Arc<str>> {
+    ) -> Result<Option<Arc<str>>, Overloaded> {
         let msg = ours(message);
-        if !self.knows_message(message).await {
-            return None;
+        if !self.knows_message(message).await? {
+            return Ok(None);
         }
         let table = match self.links.cached(msg.campaign) {
             Some(table) => table,
             None => {
-                let campaign = Self::answered(self.store.campaign_by_seq(msg.campaign).await)?;
-                let channel = self.channels.get(campaign.decl.channel)?;
+                let Some(campaign) =
+                    Self::answered(self.store.campaign_by_seq(msg.campaign).await)?
+                else {
+                    return Ok(None);
+                };
+                let Some(channel) = self.channels.get(campaign.decl.channel) else {
+                    return Ok(None);
+                };
                 self.links.table(&campaign, |decl| channel.link_table(decl))
             }
         };
-        let url = table.get(link)?;
+        let Some(url) = table.get(link) else {
+            return Ok(None);
+        };
         if !is_personalised(url) {
-            return Some(url.clone());
+            return Ok(Some(url.clone()));
         }
         // Filled again with the recipient's fields, as in the message.
         let p = Self::answered(self.store.participant(msg).await)?;
-        Some(fill(url, &p).into())
+        Ok(p.map(|p| fill(url, &p).into()))
     }
 
-    async fn knows_message(&self, message: clicktrack::MessageNo) -> bool {
+    async fn knows_message(&self, message: clicktrack::MessageNo) -> Result<bool, Overloaded> {
         let msg = ours(message);
         if self.links.known(msg) {
-            return true;
+            return Ok(true);
         }
-        match self.store.exists(msg).await {
-            Ok(true) => {
-                self.links.note_known(msg);
-                true
-            }
-            Ok(false) => false,
-            Err(e) => {
-                tracing::warn!(error = %e, "tracking: the store did not answer");
-                false
-            }
+        let known = Self::answered(self.store.exists(msg).await)?;
+        if known {
+            self.links.note_known(msg);
         }
+        Ok(known)
     }
 
     fn record(&self, event: TrackingEvent) -> Result<(), Overloaded> {

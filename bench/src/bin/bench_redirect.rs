@@ -36,12 +36,16 @@ struct Sink {
 }
 
 impl TrackingSink for Sink {
-    async fn resolve_link(&self, _message: MessageNo, link: LinkIndex) -> Option<Arc<str>> {
-        (link.0 == 0).then(|| self.url.clone())
+    async fn resolve_link(
+        &self,
+        _message: MessageNo,
+        link: LinkIndex,
+    ) -> Result<Option<Arc<str>>, Overloaded> {
+        Ok((link.0 == 0).then(|| self.url.clone()))
     }
 
-    async fn knows_message(&self, _message: MessageNo) -> bool {
-        true
+    async fn knows_message(&self, _message: MessageNo) -> Result<bool, Overloaded> {
+        Ok(true)
     }
 
     fn record(&self, event: TrackingEvent) -> Result<(), Overloaded> {

@@ -18,14 +18,31 @@ struct MemSink {
     messages: HashSet<u64>,
     events: Mutex<Vec<TrackingEvent>>,
     full: AtomicBool,
+    /// Its store does not answer.
+    silent: AtomicBool,
+}
+
+impl MemSink {
+    fn answering(&self) -> Result<(), Overloaded> {
+        match self.silent.load(Ordering::Relaxed) {
+            true => Err(Overloaded),
+            false => Ok(()),
+        }
+    }
 }
 
 impl TrackingSink for MemSink {
-    async fn resolve_link(&self, message: MessageNo, link: LinkIndex) -> Option<Arc<str>> {
-        self.links.get(&(message.0, link.0)).cloned()
+    async fn resolve_link(
+        &self,
+        message: MessageNo,
+        link: LinkIndex,
+    ) -> Result<Option<Arc<str>>, Overloaded> {
+        self.answering()?;
+        Ok(self.links.get(&(message.0, link.0)).cloned())
     }
-    async fn knows_message(&self, message: MessageNo) -> bool {
-        self.messages.contains(&message.0)
+    async fn knows_message(&self, message: MessageNo) -> Result<bool, Overloaded> {
+        self.answering()?;
+        Ok(self.messages.contains(&message.0))
     }
     fn record(&self, event: TrackingEvent) -> Result<(), Overloaded> {
         if self.full.load(Ordering::Relaxed) {
@@ -329,6 +346,30 @@ fn an_overloaded_sink_gets_503_not_a_redirect() {
         f.get(Method::HEAD, &f.click(7, 0)).status(),
         StatusCode::FOUND
     );
+}
+
+/// A store that cannot answer whether a link or a message is known gets
+/// 503, which a client retries (a one-click unsubscribe included), never
+/// the 404 that says the link is gone for good.
+#[test]
+fn a_store_that_does_not_answer_gets_503_not_404() {
+    let f = fixture();
+    f.sink.silent.store(true, Ordering::Relaxed);
+    for (method, path) in [
+        (Method::GET, f.click(7, 0)),
+        (Method::GET, f.open(7)),
+        (Method::GET, f.unsub(7)),
+        (Method::POST, f.unsub(7)),
+    ] {
+        let res = f.get(method.clone(), &path);
+        assert_eq!(
+            res.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{method} {path}"
+        );
+        assert!(res.headers().get(header::LOCATION).is_none());
+    }
+    assert!(f.sink.kinds().is_empty(), "nothing recorded");
 }
 
 #[test]

@@ -11,11 +11,15 @@ struct SlowSink {
 }
 
 impl TrackingSink for SlowSink {
-    async fn resolve_link(&self, _: MessageNo, _: LinkIndex) -> Option<Arc<str>> {
-        None
+    async fn resolve_link(
+        &self,
+        _: MessageNo,
+        _: LinkIndex,
+    ) -> Result<Option<Arc<str>>, Overloaded> {
+        Ok(None)
     }
-    async fn knows_message(&self, _: MessageNo) -> bool {
-        true
+    async fn knows_message(&self, _: MessageNo) -> Result<bool, Overloaded> {
+        Ok(true)
     }
     fn record(&self, _: TrackingEvent) -> Result<(), Overloaded> {
         Ok(())
