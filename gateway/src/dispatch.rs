@@ -421,14 +421,18 @@ impl Dispatcher {
                     // may take the other half, and one still under way when
                     // the lease runs out could be claimed and sent again.
                     let Some(permits) = permits.filter(|_| now_ms() < send_by) else {
-                        lane.job.give_back(&claim, &taken, None).await;
+                        // Its quota send is counted, not stored yet.
+                        lane.job
+                            .give_back(&claim, &taken, quota.as_ref(), false)
+                            .await;
                         unsent.push(claim.msg);
                         unsent.extend(queue.map(|c| c.msg));
                         break;
                     };
                     let (job, campaign) = (lane.job.clone(), campaign.clone());
                     lane.drivers.run(async move {
-                        (job.send(&campaign, claim, quota, taken, permits, done_by)).await
+                        job.send(&campaign, claim, quota, taken, permits, done_by)
+                            .await
                     });
                 }
                 Ok(Verdict::Defer { reason, until }) => {
@@ -773,12 +777,18 @@ struct SendJob {
 }
 
 impl SendJob {
-    /// Gives back what admitting `claim` counted (`written`: its quota
-    /// state, if made durable): the message was not sent after all.
-    async fn give_back(&self, claim: &Claim, taken: &Taken, written: Option<&QuotaWrite>) {
+    /// Gives back what admitting `claim` counted, `quota` its quota send
+    /// (stored once `durable`): the message was not sent after all.
+    async fn give_back(
+        &self,
+        claim: &Claim,
+        taken: &Taken,
+        quota: Option<&QuotaWrite>,
+        durable: bool,
+    ) {
         if let Err(e) = self
             .policy
-            .give_back(&claim.participant, taken, written)
+            .give_back(&claim.participant, taken, quota, durable)
             .await
         {
             tracing::warn!(error = %e, customer = %claim.participant.customer,
@@ -838,7 +848,7 @@ impl SendJob {
         let channel = campaign.decl.channel.as_str();
         if let Delivery::Unsent { reply, retry_after } = &delivery {
             tracing::debug!(campaign = %campaign.id, reason = %reply, "not sent; waiting");
-            self.give_back(&claim, &taken, quota.as_ref()).await;
+            self.give_back(&claim, &taken, quota.as_ref(), true).await;
             let due = now_ms() + retry_after.as_millis() as u64;
             give_back(self.store.as_ref(), claim.msg, Some(due)).await;
             self.metrics

@@ -690,22 +690,27 @@ impl Policy {
         written
     }
 
-    /// Gives back what a Go counted whose message did not go after all;
-    /// `written`, its quota state if made durable, is written again
-    /// without the send (on a shared store only over that state: if
-    /// another node counted a send of the customer since, the send stays
-    /// counted, which can only hold the customer back, never over-send).
+    /// Gives back what a Go counted whose message did not go after all,
+    /// `quota` its quota send. Once `durable`, the customer's state is
+    /// written again without the send (on a shared store only over the
+    /// state written: if another node counted a send of the customer
+    /// since, the send stays counted, which can only hold the customer
+    /// back, never over-send).
     pub async fn give_back(
         &self,
         p: &Participant,
         taken: &Taken,
-        written: Option<&QuotaWrite>,
+        quota: Option<&QuotaWrite>,
+        durable: bool,
     ) -> Result<(), StoreError> {
         self.give_back_counts(taken);
-        let Some(written) = written else {
+        let Some(written) = quota else {
             return Ok(());
         };
         self.forget_quota(taken.channel, p, written.counted_at);
+        if !durable {
+            return Ok(());
+        }
         let customer = CustomerKey::of(&p.customer);
         let left = self
             .lock_channels()

@@ -374,10 +374,22 @@ async fn a_send_given_back_takes_no_place_in_caps_or_quota() {
     );
     assert_eq!(stored_sends().await, 1);
     policy
-        .give_back(&customer, &taken, Some(&first))
+        .give_back(&customer, &taken, Some(&first), true)
         .await
         .expect("given back");
     assert_eq!(stored_sends().await, 0, "the stored state without it");
+
+    // Counted but given back before its state was written (its turn ran
+    // out): not stored, and forgotten in memory too.
+    let (unwritten, taken) = go(policy
+        .admit(&campaign, &customer, now + 500)
+        .await
+        .expect("admit"));
+    policy
+        .give_back(&customer, &taken, Some(&unwritten), false)
+        .await
+        .expect("given back");
+    assert_eq!(stored_sends().await, 0, "nothing stored for it");
 
     let (again, taken) = go(policy
         .admit(&campaign, &customer, now + 1_000)
