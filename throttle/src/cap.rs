@@ -306,28 +306,25 @@ impl Caps {
     /// Counts one message sent at `now` against every cap applying then.
     #[inline]
     pub fn record(&mut self, now: Timestamp) -> Result<()> {
-        if self.caps.is_empty() {
-            return Ok(());
-        }
-        self.refresh(now)?;
-        if let Some((_, _, active)) = &mut self.cache {
-            for a in active {
-                a.count = a.count.saturating_add(1);
-            }
-        }
-        Ok(())
+        self.recount(now, |n| n.saturating_add(1))
     }
 
     /// Takes back one message counted at `at` from every cap applying then
     /// (a send counted that did not go after all).
     pub fn unrecord(&mut self, at: Timestamp) -> Result<()> {
+        self.recount(at, |n| n.saturating_sub(1))
+    }
+
+    /// Changes the count of every cap applying at `at` by `change`.
+    #[inline]
+    fn recount(&mut self, at: Timestamp, change: impl Fn(u64) -> u64) -> Result<()> {
         if self.caps.is_empty() {
             return Ok(());
         }
         self.refresh(at)?;
         if let Some((_, _, active)) = &mut self.cache {
             for a in active {
-                a.count = a.count.saturating_sub(1);
+                a.count = change(a.count);
             }
         }
         Ok(())
