@@ -231,12 +231,7 @@ mod tests {
     async fn clicks_wait_out_a_full_disk_and_are_recorded() {
         let dir = tempfile::tempdir().expect("tempdir");
         let free = Arc::new(AtomicU64::new(1 << 30));
-        let disk = free.clone();
-        let options = Options {
-            min_free_bytes: 1 << 20,
-            free_bytes: Box::new(move |_| Ok(disk.load(Ordering::SeqCst))),
-            ..Default::default()
-        };
+        let options = Options::disk_of(free.clone());
         let store: Arc<dyn Store> =
             Arc::new(Embedded::open_with(dir.path(), options).expect("open"));
         let seq = store

@@ -143,6 +143,18 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// A simulated disk whose free bytes are what `free` holds, with a
+    /// reserve of 1 MiB: a test fills it (below 1 MiB) and frees it again.
+    pub fn disk_of(free: Arc<AtomicU64>) -> Self {
+        Self {
+            min_free_bytes: 1 << 20,
+            free_bytes: Box::new(move |_| Ok(free.load(std::sync::atomic::Ordering::SeqCst))),
+            ..Self::default()
+        }
+    }
+}
+
 /// A keyspace's memtable is flushed to disk at this size. fjall's default
 /// (64 MiB) held about 250 MiB of memtables in the four keyspaces an
 /// upload writes; a quarter of that takes a quarter of the memory and

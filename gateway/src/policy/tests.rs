@@ -181,12 +181,7 @@ async fn a_send_whose_quota_state_was_not_written_does_not_count() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let free = Arc::new(AtomicU64::new(1 << 30));
-    let disk = free.clone();
-    let options = store::embedded::Options {
-        min_free_bytes: 1 << 20,
-        free_bytes: Box::new(move |_| Ok(disk.load(Ordering::SeqCst))),
-        ..Default::default()
-    };
+    let options = store::embedded::Options::disk_of(free.clone());
     let store: Arc<dyn Store> = Arc::new(Embedded::open_with(dir.path(), options).expect("open"));
     let limits = serde_json::from_value(serde_json::json!(
         {"rate_per_sec": 1000, "tz": "UTC", "quotas": {"promo": {"max": 1, "per": "P7D"}}}

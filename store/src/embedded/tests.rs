@@ -61,13 +61,7 @@ async fn a_full_disk_refuses_writes_until_space_is_back() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let free = Arc::new(AtomicU64::new(1 << 30));
-    let disk = free.clone();
-    let options = Options {
-        min_free_bytes: 1 << 20,
-        free_bytes: Box::new(move |_| Ok(disk.load(std::sync::atomic::Ordering::SeqCst))),
-        ..Default::default()
-    };
-    let store = Embedded::open_with(dir.path(), options).expect("open");
+    let store = Embedded::open_with(dir.path(), Options::disk_of(free.clone())).expect("open");
     store.put_campaign("c1", decl()).await.expect("declare");
     store
         .add_participants("c1", vec![participant("a")], 1)
