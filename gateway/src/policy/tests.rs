@@ -48,6 +48,64 @@ fn capped_at_3(tz: &str) -> Limits {
     .expect("limits")
 }
 
+/// `json` as limits.
+fn limits(json: serde_json::Value) -> Limits {
+    serde_json::from_value(json).expect("limits")
+}
+
+/// `ms` as an RFC 3339 instant.
+fn instant(ms: Millis) -> String {
+    Timestamp::from_millisecond(ms as i64)
+        .expect("instant")
+        .to_string()
+}
+
+/// Campaign `c` sending within `window`.
+fn windowed(window: serde_json::Value) -> CampaignRecord {
+    CampaignRecord {
+        decl: serde_json::from_value(
+            serde_json::json!({"channel": "email", "name": "c", "window": window}),
+        )
+        .expect("declaration"),
+        ..campaign()
+    }
+}
+
+/// The quota write of a Go and what it counted.
+fn counted(verdict: Verdict) -> (QuotaWrite, Taken) {
+    match verdict {
+        Verdict::Go {
+            quota: Some(q),
+            taken,
+        } => (q, taken),
+        other => panic!("not sent with its quota counted: {other:?}"),
+    }
+}
+
+/// Stores an e-mail plan giving campaign `c` two messages in `hour` and
+/// two in the next.
+async fn store_a_plan(store: &Arc<dyn Store>, hour: Millis) -> Plan {
+    let plan = Plan {
+        hours: [hour, hour + HOUR_MS]
+            .into_iter()
+            .map(|start| PlanHour {
+                hour: Timestamp::from_millisecond(start as i64).expect("instant"),
+                capacity: 100,
+                allocated: [("c".to_owned(), 2)].into(),
+            })
+            .collect(),
+        campaigns: BTreeMap::new(),
+    };
+    store
+        .put_meta(
+            &plan_key(ChannelKind::Email),
+            serde_json::to_vec(&plan).expect("json"),
+        )
+        .await
+        .expect("store the plan");
+    plan
+}
+
 /// Admits participants `first`, `first + 1`, … until one is not sent;
 /// returns how many went and what held the next back.
 async fn sent_until_held(policy: &Policy, now: Millis, first: u32) -> (u32, Verdict) {
@@ -131,24 +189,7 @@ async fn a_used_plan_hour_stays_used_after_a_restart_and_a_new_plan() {
     let (_dir, store) = store();
     let now = now();
     let hour = now - now % HOUR_MS;
-    let plan = Plan {
-        hours: [hour, hour + HOUR_MS]
-            .into_iter()
-            .map(|start| PlanHour {
-                hour: Timestamp::from_millisecond(start as i64).expect("instant"),
-                capacity: 100,
-                allocated: [("c".to_owned(), 2)].into(),
-            })
-            .collect(),
-        campaigns: BTreeMap::new(),
-    };
-    store
-        .put_meta(
-            &plan_key(ChannelKind::Email),
-            serde_json::to_vec(&plan).expect("json"),
-        )
-        .await
-        .expect("store the plan");
+    let plan = store_a_plan(&store, hour).await;
     let before = Policy::load(store.clone(), BOTH, now).await.expect("load");
     let (sent, held) = sent_until_held(&before, now, 0).await;
     assert_eq!(sent, 2);
@@ -183,10 +224,9 @@ async fn a_send_whose_quota_state_was_not_written_does_not_count() {
     let free = Arc::new(AtomicU64::new(1 << 30));
     let options = store::embedded::Options::disk_of(free.clone());
     let store: Arc<dyn Store> = Arc::new(Embedded::open_with(dir.path(), options).expect("open"));
-    let limits = serde_json::from_value(serde_json::json!(
+    let limits = limits(serde_json::json!(
         {"rate_per_sec": 1000, "tz": "UTC", "quotas": {"promo": {"max": 1, "per": "P7D"}}}
-    ))
-    .expect("limits");
+    ));
     let now = now();
     let policy = loaded_with(&store, limits, now).await;
     let customer = Participant {
@@ -195,15 +235,8 @@ async fn a_send_whose_quota_state_was_not_written_does_not_count() {
     };
     let campaign = campaign();
     let decide = |at: Millis| policy.admit(&campaign, &customer, at);
-    let quota_of = |verdict: Verdict| match verdict {
-        Verdict::Go {
-            quota: Some(q),
-            taken,
-        } => (q, taken),
-        other => panic!("not sent with its quota counted: {other:?}"),
-    };
 
-    let first = quota_of(decide(now).await.expect("admit"));
+    let first = counted(decide(now).await.expect("admit"));
     free.store(1000, Ordering::SeqCst); // the disk fills up
     assert!(
         policy
@@ -215,7 +248,7 @@ async fn a_send_whose_quota_state_was_not_written_does_not_count() {
     free.store(1 << 30, Ordering::SeqCst);
 
     // Claimed again later: it goes, counted this time.
-    let again = quota_of(decide(now + 1_000).await.expect("admit"));
+    let again = counted(decide(now + 1_000).await.expect("admit"));
     assert!(
         policy
             .make_quota_durable(&customer, &again.0, &again.1)
@@ -234,8 +267,7 @@ async fn a_send_whose_quota_state_was_not_written_does_not_count() {
 async fn a_plan_gives_the_current_hour_only_its_remaining_seconds() {
     let (_dir, store) = store();
     let hour = now() - now() % HOUR_MS;
-    let limits = serde_json::from_value(serde_json::json!({"rate_per_sec": 2, "tz": "UTC"}))
-        .expect("limits");
+    let limits = limits(serde_json::json!({"rate_per_sec": 2, "tz": "UTC"}));
     let policy = loaded_with(&store, limits, hour).await;
     for (late, first_hour) in [(HOUR_MS / 2, 3600), (HOUR_MS - 1000, 2)] {
         let plan = policy
@@ -262,14 +294,10 @@ async fn a_plan_gives_the_current_hour_only_its_remaining_seconds() {
 async fn a_plan_made_mid_hour_reaches_a_campaign_end_mid_hour() {
     let (_dir, store) = store();
     let hour = now() - now() % HOUR_MS;
-    let limits = serde_json::from_value(serde_json::json!({"rate_per_sec": 1, "tz": "UTC"}))
-        .expect("limits");
+    let limits = limits(serde_json::json!({"rate_per_sec": 1, "tz": "UTC"}));
     let policy = loaded_with(&store, limits, hour).await;
     let (from, end) = (hour + HOUR_MS / 2, hour + 30 * HOUR_MS + HOUR_MS / 4);
-    let mut campaign = campaign();
-    campaign.decl = serde_json::from_value(serde_json::json!({"channel": "email", "name": "c",
-        "window": {"end": Timestamp::from_millisecond(end as i64).expect("end").to_string()}}))
-    .expect("declaration");
+    let campaign = windowed(serde_json::json!({"end": instant(end)}));
     let seconds = (end - from) / 1000;
     let plan = policy
         .plan(ChannelKind::Email, &[(campaign, seconds)], None, from)
@@ -288,32 +316,22 @@ async fn a_plan_made_mid_hour_reaches_a_campaign_end_mid_hour() {
 async fn campaigns_outside_the_horizon_are_left_out_of_the_plan() {
     let (_dir, store) = store();
     let now = now();
-    let limits = serde_json::from_value(serde_json::json!({"rate_per_sec": 1, "tz": "UTC"}))
-        .expect("limits");
+    let limits = limits(serde_json::json!({"rate_per_sec": 1, "tz": "UTC"}));
     let policy = loaded_with(&store, limits, now).await;
-    let at = |ms: u64| {
-        Timestamp::from_millisecond(ms as i64)
-            .expect("instant")
-            .to_string()
-    };
     let declared = |id: &str, window: serde_json::Value| CampaignRecord {
         id: id.into(),
         state: CampaignState::Declared,
-        decl: serde_json::from_value(
-            serde_json::json!({"channel": "email", "name": id, "window": window}),
-        )
-        .expect("declaration"),
-        ..campaign()
+        ..windowed(window)
     };
     let campaigns = [
         (
-            declared("ended", serde_json::json!({"end": at(now - HOUR_MS)})),
+            declared("ended", serde_json::json!({"end": instant(now - HOUR_MS)})),
             10,
         ),
         (
             declared(
                 "far",
-                serde_json::json!({"start": at(now + 200 * 24 * HOUR_MS)}),
+                serde_json::json!({"start": instant(now + 200 * 24 * HOUR_MS)}),
             ),
             10,
         ),
@@ -337,18 +355,10 @@ async fn campaigns_outside_the_horizon_are_left_out_of_the_plan() {
 async fn a_send_given_back_takes_no_place_in_caps_or_quota() {
     let (_dir, store) = store();
     let now = now();
-    let limits = serde_json::from_value(serde_json::json!({"rate_per_sec": 1000, "tz": "UTC",
-        "caps": [{"max": 1}], "quotas": {"*": {"max": 1, "per": "P7D"}}}))
-    .expect("limits");
+    let limits = limits(serde_json::json!({"rate_per_sec": 1000, "tz": "UTC",
+        "caps": [{"max": 1}], "quotas": {"*": {"max": 1, "per": "P7D"}}}));
     let policy = loaded_with(&store, limits, now).await;
     let (campaign, customer) = (campaign(), participant(1));
-    let go = |verdict: Verdict| match verdict {
-        Verdict::Go {
-            quota: Some(q),
-            taken,
-        } => (q, taken),
-        other => panic!("not sent with its quota counted: {other:?}"),
-    };
     let stored_sends = || async {
         let raw = store.meta(&quota_key_of(&customer)).await.expect("meta");
         QuotaState::from_bytes(&raw.expect("a stored state"))
@@ -357,10 +367,12 @@ async fn a_send_given_back_takes_no_place_in_caps_or_quota() {
             .len()
     };
 
-    let (first, taken) = go(policy
-        .admit(&campaign, &customer, now)
-        .await
-        .expect("admit"));
+    let (first, taken) = counted(
+        policy
+            .admit(&campaign, &customer, now)
+            .await
+            .expect("admit"),
+    );
     assert!(
         policy
             .make_quota_durable(&customer, &first, &taken)
@@ -376,20 +388,24 @@ async fn a_send_given_back_takes_no_place_in_caps_or_quota() {
 
     // Counted but given back before its state was written (its turn ran
     // out): not stored, and forgotten in memory too.
-    let (unwritten, taken) = go(policy
-        .admit(&campaign, &customer, now + 500)
-        .await
-        .expect("admit"));
+    let (unwritten, taken) = counted(
+        policy
+            .admit(&campaign, &customer, now + 500)
+            .await
+            .expect("admit"),
+    );
     policy
         .give_back(&customer, &taken, Some(&unwritten), false)
         .await
         .expect("given back");
     assert_eq!(stored_sends().await, 0, "nothing stored for it");
 
-    let (again, taken) = go(policy
-        .admit(&campaign, &customer, now + 1_000)
-        .await
-        .expect("admit"));
+    let (again, taken) = counted(
+        policy
+            .admit(&campaign, &customer, now + 1_000)
+            .await
+            .expect("admit"),
+    );
     assert!(
         policy
             .make_quota_durable(&customer, &again, &taken)
@@ -421,30 +437,10 @@ async fn the_plan_holds_a_campaign_no_longer_than_its_end() {
     // Ten minutes into the hour: its end comes before the next hour.
     let hour = now() - now() % HOUR_MS;
     let now = hour + 10 * 60_000;
-    let plan = Plan {
-        hours: [hour, hour + HOUR_MS]
-            .into_iter()
-            .map(|start| PlanHour {
-                hour: Timestamp::from_millisecond(start as i64).expect("instant"),
-                capacity: 100,
-                allocated: [("c".to_owned(), 2)].into(),
-            })
-            .collect(),
-        campaigns: BTreeMap::new(),
-    };
-    store
-        .put_meta(
-            &plan_key(ChannelKind::Email),
-            serde_json::to_vec(&plan).expect("json"),
-        )
-        .await
-        .expect("store the plan");
+    store_a_plan(&store, hour).await;
     let policy = Policy::load(store, BOTH, now).await.expect("load");
     let end = now + 60_000;
-    let mut ending = campaign();
-    ending.decl = serde_json::from_value(serde_json::json!({"channel": "email", "name": "c",
-        "window": {"end": Timestamp::from_millisecond(end as i64).expect("end").to_string()}}))
-    .expect("declaration");
+    let ending = windowed(serde_json::json!({"end": instant(end)}));
     let verdict = |n: u32, at: Millis| {
         let (policy, ending) = (&policy, &ending);
         async move {
