@@ -378,18 +378,15 @@ fn bad_requests_get_clear_answers() {
         ("authorization", "Bearer crm-secret"),
         ("content-type", "application/json"),
     ];
-    let missing = sluice_e2e::request("GET", &daemon.api, "/v1/campaigns/x", &auth, b"");
+    let crm = |method: &str, path: &str, body: &[u8]| {
+        sluice_e2e::request(method, &daemon.api, path, &auth, body)
+    };
+    let missing = crm("GET", "/v1/campaigns/x", b"");
     assert_eq!(missing.status, 404);
     let decl = json!({"channel": "email", "name": "n", "content": {"email": {"from": "a@b.test", "subject": "s", "text": "t"}}});
-    let put = sluice_e2e::request(
-        "PUT",
-        &daemon.api,
-        "/v1/campaigns/empty",
-        &auth,
-        decl.to_string().as_bytes(),
-    );
+    let put = crm("PUT", "/v1/campaigns/empty", decl.to_string().as_bytes());
     assert_eq!(put.status, 200, "{}", put.text());
-    let start = sluice_e2e::request("POST", &daemon.api, "/v1/campaigns/empty/start", &auth, b"");
+    let start = crm("POST", "/v1/campaigns/empty/start", b"");
     assert_eq!(start.status, 409, "no participants: {}", start.text());
     assert!(
         start.json()["error"]
@@ -398,61 +395,45 @@ fn bad_requests_get_clear_answers() {
             .contains("no participants")
     );
     let nocontent = json!({"channel": "email", "name": "n"});
-    sluice_e2e::request(
+    crm(
         "PUT",
-        &daemon.api,
         "/v1/campaigns/bare",
-        &auth,
         nocontent.to_string().as_bytes(),
     );
     let upload = json!([{"customer": "a", "address": "a@example.org"}]);
-    sluice_e2e::request(
+    crm(
         "POST",
-        &daemon.api,
         "/v1/campaigns/bare/participants",
-        &auth,
         upload.to_string().as_bytes(),
     );
-    let start = sluice_e2e::request("POST", &daemon.api, "/v1/campaigns/bare/start", &auth, b"");
+    let start = crm("POST", "/v1/campaigns/bare/start", b"");
     assert_eq!(start.status, 409, "no content: {}", start.text());
-    let unknown = sluice_e2e::request(
+    let unknown = crm(
         "POST",
-        &daemon.api,
         "/v1/campaigns/nope/participants",
-        &auth,
         upload.to_string().as_bytes(),
     );
     assert_eq!(unknown.status, 404);
     // Without a participant to add, the campaign is checked all the same:
     // unknown is 404, closed is 409, as with one.
     let declared = json!({"channel": "email", "name": "shut"});
-    let put = sluice_e2e::request(
-        "PUT",
-        &daemon.api,
-        "/v1/campaigns/shut",
-        &auth,
-        declared.to_string().as_bytes(),
-    );
+    let put = crm("PUT", "/v1/campaigns/shut", declared.to_string().as_bytes());
     assert_eq!(put.status, 200, "{}", put.text());
-    let cancel = sluice_e2e::request("POST", &daemon.api, "/v1/campaigns/shut/cancel", &auth, b"");
+    let cancel = crm("POST", "/v1/campaigns/shut/cancel", b"");
     assert_eq!(cancel.status, 200, "{}", cancel.text());
     let empty_audience = json!({"campaign": "bare", "outcome": "clicked"});
     for (id, status) in [("nope", 404), ("shut", 409)] {
         for body in ["[]", r#"[{"x": 1}]"#] {
-            let r = sluice_e2e::request(
+            let r = crm(
                 "POST",
-                &daemon.api,
                 &format!("/v1/campaigns/{id}/participants"),
-                &auth,
                 body.as_bytes(),
             );
             assert_eq!(r.status, status, "{id} {body}: {}", r.text());
         }
-        let r = sluice_e2e::request(
+        let r = crm(
             "POST",
-            &daemon.api,
             &format!("/v1/campaigns/{id}/participants/from"),
-            &auth,
             empty_audience.to_string().as_bytes(),
         );
         assert_eq!(
@@ -464,13 +445,7 @@ fn bad_requests_get_clear_answers() {
     }
     let bad_decl =
         json!({"channel": "email", "name": "n", "window": {"start": "tomorrow"}, "priority": 99});
-    let r = sluice_e2e::request(
-        "PUT",
-        &daemon.api,
-        "/v1/campaigns/bad",
-        &auth,
-        bad_decl.to_string().as_bytes(),
-    );
+    let r = crm("PUT", "/v1/campaigns/bad", bad_decl.to_string().as_bytes());
     assert_eq!(r.status, 422);
     assert_eq!(
         r.json()["problems"].as_array().unwrap().len(),
@@ -480,11 +455,9 @@ fn bad_requests_get_clear_answers() {
     );
     // Every problem, those of length with the others.
     let long_decl = json!({"channel": "email", "name": "n".repeat(201), "priority": 12});
-    let r = sluice_e2e::request(
+    let r = crm(
         "PUT",
-        &daemon.api,
         "/v1/campaigns/long",
-        &auth,
         long_decl.to_string().as_bytes(),
     );
     assert_eq!(r.status, 422);
@@ -501,11 +474,9 @@ fn bad_requests_get_clear_answers() {
     // A campaign's channel cannot change: a 409 whatever else is wrong.
     let other_channel = json!({"channel": "sms", "name": "n",
         "content": {"email": {"from": "o@telco.test", "subject": "s", "text": "t"}}});
-    let r = sluice_e2e::request(
+    let r = crm(
         "PUT",
-        &daemon.api,
         "/v1/campaigns/bare",
-        &auth,
         other_channel.to_string().as_bytes(),
     );
     assert_eq!(r.status, 409, "{}", r.text());
