@@ -13,13 +13,16 @@ use sluice_e2e::{
 
 const T: Duration = Duration::from_secs(30);
 
-/// The name of the daemon's one e-mail relay, once it is ready.
-fn relay_name(daemon: &Daemon) -> String {
+/// A daemon with one e-mail relay, `peer`, once it is ready, and the
+/// relay's name.
+fn daemon_with_a_relay(dir: &std::path::Path, peer: &SmtpPeer) -> (Daemon, String) {
+    let daemon = Daemon::start(dir, &relay_config(peer));
     wait_until("/readyz 200", T, || daemon.get("/readyz").status == 200);
-    daemon.get("/v1/channels").json()["channels"][0]["connectors"][0]["name"]
+    let name = daemon.get("/v1/channels").json()["channels"][0]["connectors"][0]["name"]
         .as_str()
         .unwrap()
-        .to_owned()
+        .to_owned();
+    (daemon, name)
 }
 
 /// Stops or starts (`action`) the relay `name`; its state after.
@@ -38,8 +41,7 @@ fn a_stopped_relay_takes_no_mail_until_it_is_started() {
     let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
     let peer = SmtpPeer::start(&end, dir.path());
-    let daemon = Daemon::start(dir.path(), &relay_config(&peer));
-    let name = relay_name(&daemon);
+    let (daemon, name) = daemon_with_a_relay(dir.path(), &peer);
     assert_eq!(switch(&daemon, &name, "stop"), "stopped");
     assert_eq!(daemon.get("/readyz").status, 503);
 
@@ -66,8 +68,7 @@ fn mail_waiting_for_a_relay_takes_no_quota_nor_cap() {
     let end = must_reach_end();
     let dir = tempfile::tempdir().unwrap();
     let peer = SmtpPeer::start(&end, dir.path());
-    let daemon = Daemon::start(dir.path(), &relay_config(&peer));
-    let name = relay_name(&daemon);
+    let (daemon, name) = daemon_with_a_relay(dir.path(), &peer);
     // The cap is a day's: a new day would empty it, rightly.
     clear_of_boundary(DAY, Duration::from_secs(30));
     let limits = json!({"rate_per_sec": 100, "tz": "UTC", "caps": [{"max": 5}],
