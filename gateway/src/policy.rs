@@ -503,7 +503,7 @@ impl Policy {
                 .decl
                 .window
                 .as_ref()
-                .and_then(|w| w.end.as_deref()?.parse::<Timestamp>().ok())
+                .and_then(|w| instant(&w.end))
                 .map(millis);
             return Ok(match end {
                 Some(end) if end <= now => Verdict::Suppress {
@@ -933,8 +933,12 @@ fn window_of(campaign: &CampaignRecord) -> Result<Window, PolicyError> {
     let Some(w) = &campaign.decl.window else {
         return Ok(Window::always());
     };
-    let instant = |s: &Option<String>| s.as_deref().and_then(|s| s.parse::<Timestamp>().ok());
     Window::new(&window_spec(w), instant(&w.start), instant(&w.end)).map_err(invalid)
+}
+
+/// A window's `start` or `end` as an instant (validated when declared).
+fn instant(declared: &Option<String>) -> Option<Timestamp> {
+    declared.as_deref().and_then(|s| s.parse().ok())
 }
 
 /// The weekly template of a declared window, as the throttle crate reads it
@@ -989,7 +993,6 @@ impl Policy {
         let first_hour = timestamp(now - now % 3_600_000);
         let hours_on = |n: u32| first_hour + throttle::jiff::SignedDuration::from_hours(n.into());
         let horizon_end = hours_on(MAX_HORIZON_HOURS);
-        let instant = |s: &Option<String>| s.as_deref().and_then(|s| s.parse::<Timestamp>().ok());
         let mut planned = Vec::new();
         let mut last_end = hours_on(24);
         for (c, pending) in campaigns {
