@@ -19,8 +19,8 @@ pub use campaign::{
 };
 pub use fact::{AudienceMember, Fact, FactDetail, FactKind, SuppressReason};
 pub use message::{
-    Delivery, Engaged, Engagement, FELL_BACK, MessageNo, MessageState, Outcome, Phase, ReceiptIn,
-    ReceiptMatch, Status, Update, Upstream,
+    Delivery, Engaged, Engagement, FELL_BACK, IdReadings, MessageNo, MessageState, Outcome, Phase,
+    ReceiptIn, ReceiptMatch, Status, Update, Upstream,
 };
 pub use participant::{FieldValue, Fields, Participant, fields_from_json, is_msisdn};
 pub use time::{Millis, now_ms, parse_rfc3339, rfc3339};

@@ -212,10 +212,28 @@ pub struct Upstream {
 pub struct ReceiptIn {
     pub smsc: u16,
     pub id: String,
+    /// Which readings of `id` may find its message.
+    pub readings: IdReadings,
     /// `None` for an intermediate state (en route, accepted): nothing to record.
     pub delivered: Option<bool>,
     pub at: Millis,
     pub detail: FactDetail,
+}
+
+/// Which readings of a receipt's id may find its message. Some SMSCs
+/// write an id in hex in submit_sm_resp and in decimal in the receipt (or
+/// the other way round); most write it the same in both. Reading "16" as
+/// hex "10" would then settle another message, so an id is read in the
+/// other base only where that cannot be mistaken, until the SMSC is known
+/// to mix bases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdReadings {
+    /// Also the other base, where the id or its other reading has a hex
+    /// letter: "1a2b" and "6699" are one id written twice, "16" and "10"
+    /// may be two.
+    Unmistakable,
+    /// Every reading: the SMSC was seen writing an id in both bases.
+    Any,
 }
 
 /// What became of a receipt.
@@ -223,6 +241,9 @@ pub struct ReceiptIn {
 pub enum ReceiptMatch {
     /// It belongs to one of our messages (recorded, or nothing left to record).
     Matched,
+    /// Like `Matched`, found by the id read in the other base: the SMSC
+    /// mixes bases.
+    MatchedInOtherBase,
     /// No message has that id (yet): the receipt, handed back to be tried
     /// again or kept.
     Unknown(Box<ReceiptIn>),

@@ -67,7 +67,7 @@ pub trait Harness: Send + Sync {
 #[macro_export]
 macro_rules! contract_suite {
     ($harness:expr) => {
-        $crate::contract_suite!(@each $harness; everything_acknowledged_survives_a_reopen, concurrent_uploads_of_the_same_customers_add_each_once, unknown_campaigns_are_refused, receipts_settle_messages_by_upstream_id_after_a_reopen, engagements_of_one_message_in_one_commit_keep_every_flag, claims_read_scattered_messages_and_keep_oldest_due_first, suppressions_decided_by_the_rules_are_durable_with_their_fact, a_fallback_takes_each_undelivered_participant_once, uploads_are_seen_all_at_once_or_not_at_all, an_upload_never_doubles_a_customer_nor_lands_in_an_ended_campaign, suppressions_are_listed_in_order_a_page_at_a_time, an_ended_campaign_is_deleted_for_good_and_its_number_never_reused, a_fallback_campaign_is_deleted_only_after_its_sources, a_returned_bounce_settles_only_a_message_waiting_for_it, answers_carry_each_address_and_replies_find_their_message, participants_of_many_messages_come_in_the_order_asked, a_conditional_value_is_written_only_over_what_it_expects, a_large_batch_is_staged_and_published_whole);
+        $crate::contract_suite!(@each $harness; everything_acknowledged_survives_a_reopen, concurrent_uploads_of_the_same_customers_add_each_once, unknown_campaigns_are_refused, receipts_settle_messages_by_upstream_id_after_a_reopen, a_receipt_is_read_in_another_base_only_where_it_cannot_be_mistaken, engagements_of_one_message_in_one_commit_keep_every_flag, claims_read_scattered_messages_and_keep_oldest_due_first, suppressions_decided_by_the_rules_are_durable_with_their_fact, a_fallback_takes_each_undelivered_participant_once, uploads_are_seen_all_at_once_or_not_at_all, an_upload_never_doubles_a_customer_nor_lands_in_an_ended_campaign, suppressions_are_listed_in_order_a_page_at_a_time, an_ended_campaign_is_deleted_for_good_and_its_number_never_reused, a_fallback_campaign_is_deleted_only_after_its_sources, a_returned_bounce_settles_only_a_message_waiting_for_it, answers_carry_each_address_and_replies_find_their_message, participants_of_many_messages_come_in_the_order_asked, a_conditional_value_is_written_only_over_what_it_expects, a_large_batch_is_staged_and_published_whole);
     };
     (@each $harness:expr; $($name:ident),+) => {
         $(
@@ -227,6 +227,7 @@ pub fn receipt(smsc: u16, id: &str, delivered: Option<bool>) -> ReceiptIn {
     ReceiptIn {
         smsc,
         id: id.into(),
+        readings: domain::IdReadings::Unmistakable,
         delivered,
         at: 20_000,
         detail: FactDetail::default(),
@@ -293,9 +294,12 @@ pub async fn receipts_settle_messages_by_upstream_id_after_a_reopen(h: &dyn Harn
         ])
         .await
         .expect("receipts");
-    use ReceiptMatch::{Matched, Unknown};
+    use ReceiptMatch::{Matched, MatchedInOtherBase, Unknown};
     let unknown = Unknown(Box::new(receipt(0, "nobody", Some(true))));
-    assert_eq!(matched, vec![Matched, Matched, Matched, Matched, unknown]);
+    assert_eq!(
+        matched,
+        vec![MatchedInOtherBase, Matched, Matched, Matched, unknown]
+    );
     assert_eq!(
         status_of(store.as_ref(), claims[0].msg).await,
         Status::Delivered
@@ -331,6 +335,58 @@ pub async fn receipts_settle_messages_by_upstream_id_after_a_reopen(h: &dyn Harn
         .filter(|k| *k == "delivered" || *k == "failed")
         .collect();
     assert_eq!(kinds, ["delivered", "failed", "delivered"]);
+}
+
+/// An id of digits only is one id in decimal and another in hex: a
+/// receipt finds a message by its other reading only once the SMSC is
+/// known to mix bases (`IdReadings::Any`), so a foreign or early receipt
+/// "16" does not settle the message whose id is hex "10".
+pub async fn a_receipt_is_read_in_another_base_only_where_it_cannot_be_mistaken(h: &dyn Harness) {
+    let store = h.open().await;
+    let seq = store.put_campaign("b", decl()).await.expect("declare").seq;
+    let people = ["a", "b"].map(participant).to_vec();
+    store
+        .add_participants("b", people, 1_000)
+        .await
+        .expect("add");
+    let claims = store.claim(seq, 10_000, 2, 60_000).await.expect("claim");
+    store
+        .record(vec![
+            submitted(claims[0].msg, 0, &["10"]),
+            submitted(claims[1].msg, 0, &["1f"]),
+        ])
+        .await
+        .expect("record");
+    let ambiguous = receipt(0, "16", Some(true));
+    assert_eq!(
+        store
+            .receipts(vec![ambiguous.clone(), receipt(0, "31", Some(true))])
+            .await
+            .expect("receipts"),
+        vec![
+            ReceiptMatch::Unknown(Box::new(ambiguous.clone())),
+            ReceiptMatch::MatchedInOtherBase,
+        ],
+        "hex 10 may not be decimal 16; hex 1f can only be decimal 31"
+    );
+    assert_eq!(
+        status_of(store.as_ref(), claims[0].msg).await,
+        Status::Submitted
+    );
+    let mixing = ReceiptIn {
+        readings: domain::IdReadings::Any,
+        ..ambiguous
+    };
+    assert_eq!(
+        store.receipts(vec![mixing]).await.expect("receipts"),
+        vec![ReceiptMatch::MatchedInOtherBase]
+    );
+    for claim in &claims {
+        assert_eq!(
+            status_of(store.as_ref(), claim.msg).await,
+            Status::Delivered
+        );
+    }
 }
 
 /// Engagements of one message in one commit keep every flag, and the

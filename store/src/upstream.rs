@@ -3,11 +3,12 @@
 //! Key `smsc (u16 BE) · id` → value `message (u64 BE) · part · parts`, where
 //! the id is normalised (lower case, no leading zeros). SMSCs differ in how
 //! they write the same id in `submit_sm_resp` and in the receipt (hex in one,
-//! decimal in the other), so a receipt's id is looked up in each reading.
+//! decimal in the other), so a receipt's id is also looked up in the other
+//! base, as far as its [`IdReadings`] allow.
 //! A concatenated message also has a progress key `FF FF · message` holding
 //! how many parts still wait for a receipt (0 once a part failed).
 
-use domain::{MessageNo, Upstream};
+use domain::{IdReadings, MessageNo, ReceiptIn, ReceiptMatch, Upstream};
 
 /// Where one upstream id leads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,11 +26,11 @@ pub fn id_key(smsc: u16, id: &str) -> Vec<u8> {
     key
 }
 
-/// The keys a receipt's id may have been stored under, most likely first
-/// (the other readings are only worked out if the first is not found).
-pub fn lookup_keys(smsc: u16, id: &str) -> impl Iterator<Item = Vec<u8>> + '_ {
+/// The keys a receipt's id may have been stored under, the id as given
+/// first (the other readings are only worked out if it is not found).
+pub fn lookup_keys(r: &ReceiptIn) -> impl Iterator<Item = Vec<u8>> + '_ {
     let others = move || {
-        let id = normalised(id).to_ascii_lowercase();
+        let id = normalised(&r.id).to_ascii_lowercase();
         let mut readings = Vec::new();
         let decimal = !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit());
         if decimal && let Ok(n) = id.parse::<u128>() {
@@ -38,11 +39,30 @@ pub fn lookup_keys(smsc: u16, id: &str) -> impl Iterator<Item = Vec<u8>> + '_ {
         if let Ok(n) = u128::from_str_radix(&id, 16) {
             readings.push(n.to_string());
         }
-        readings.retain(|r| *r != id);
+        readings.retain(|reading| *reading != id);
+        if r.readings == IdReadings::Unmistakable {
+            readings.retain(|reading| has_hex_letter(&id) || has_hex_letter(reading));
+        }
         readings.dedup();
-        readings.into_iter().map(move |r| id_key(smsc, &r))
+        readings
+            .into_iter()
+            .map(move |reading| id_key(r.smsc, &reading))
     };
-    std::iter::once(id_key(smsc, id)).chain(std::iter::once_with(others).flatten())
+    std::iter::once(id_key(r.smsc, &r.id)).chain(std::iter::once_with(others).flatten())
+}
+
+/// What it says of `r` that its message was found under `key` (one of
+/// [`lookup_keys`]): whether the SMSC wrote the id in another base.
+pub fn matched(r: &ReceiptIn, key: &[u8]) -> ReceiptMatch {
+    if key == id_key(r.smsc, &r.id) {
+        ReceiptMatch::Matched
+    } else {
+        ReceiptMatch::MatchedInOtherBase
+    }
+}
+
+fn has_hex_letter(id: &str) -> bool {
+    id.bytes().any(|b| matches!(b, b'a'..=b'f'))
 }
 
 /// Each part's id key with its link, for a message the SMSC took as `up`.
@@ -107,19 +127,55 @@ fn normalised(id: &str) -> &str {
 mod tests {
     use super::*;
 
+    fn receipt(id: &str, readings: IdReadings) -> ReceiptIn {
+        ReceiptIn {
+            smsc: 3,
+            id: id.into(),
+            readings,
+            delivered: Some(true),
+            at: 0,
+            detail: domain::FactDetail::default(),
+        }
+    }
+
+    fn finds(id: &str, readings: IdReadings, stored: &str) -> bool {
+        let r = receipt(id, readings);
+        lookup_keys(&r).any(|k| k == id_key(3, stored))
+    }
+
     #[test]
     fn ids_match_whatever_case_and_leading_zeros() {
         assert_eq!(id_key(1, "00AbC"), id_key(1, "abc"));
         assert_eq!(id_key(1, " 000 "), id_key(1, "0"));
         assert_ne!(id_key(1, "abc"), id_key(2, "abc"));
-        assert!(lookup_keys(3, "ABC").any(|k| k == id_key(3, "abc")));
+        assert!(finds("ABC", IdReadings::Unmistakable, "abc"));
+        assert_eq!(
+            matched(&receipt("00ABC", IdReadings::Any), &id_key(3, "abc")),
+            ReceiptMatch::Matched
+        );
     }
 
     #[test]
     fn a_decimal_receipt_id_finds_a_hex_submit_id_and_back() {
         // The SMSC answered submit_sm with hex, the receipt text says decimal.
-        assert!(lookup_keys(0, "6699").any(|k| k == id_key(0, "1A2B")));
-        assert!(lookup_keys(0, "1a2b").any(|k| k == id_key(0, "6699")));
+        for readings in [IdReadings::Unmistakable, IdReadings::Any] {
+            assert!(finds("6699", readings, "1A2B"));
+            assert!(finds("1a2b", readings, "6699"));
+        }
+        assert_eq!(
+            matched(&receipt("6699", IdReadings::Any), &id_key(3, "1a2b")),
+            ReceiptMatch::MatchedInOtherBase
+        );
+    }
+
+    #[test]
+    fn an_id_of_digits_only_both_ways_is_read_in_one_base_until_the_smsc_mixes_them() {
+        // "16" may be decimal for hex "10", or another message's id "16".
+        assert!(!finds("16", IdReadings::Unmistakable, "10"));
+        assert!(!finds("10", IdReadings::Unmistakable, "16"));
+        assert!(finds("16", IdReadings::Any, "10"));
+        assert!(finds("10", IdReadings::Any, "16"));
+        assert!(finds("16", IdReadings::Unmistakable, "16"));
     }
 
     #[test]

@@ -328,11 +328,8 @@ fn submitted(msg: MessageNo, ids: &[&str]) -> Update {
 
 fn delivered(id: &str) -> domain::ReceiptIn {
     domain::ReceiptIn {
-        smsc: 0,
-        id: id.into(),
-        delivered: Some(true),
         at: now_ms(),
-        detail: Default::default(),
+        ..store::contract::receipt(0, id, Some(true))
     }
 }
 

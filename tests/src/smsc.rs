@@ -163,8 +163,8 @@ impl FakeSmsc {
         let port = listener.local_addr().expect("fake smsc: local addr").port();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
+                next_id: behaviour.first_id.map_or(0xA000_0000, |n| n - 1),
                 behaviour,
-                next_id: 0xA000_0000,
                 ..State::default()
             }),
             changed: Condvar::new(),

@@ -1100,16 +1100,17 @@ impl Committer {
     /// once every part is delivered (or one failed) records the outcome of a
     /// message still waiting for it.
     fn receipt(&mut self, index: &mut Index, g: &mut Group, r: ReceiptIn) -> ReceiptMatch {
-        let found = upstream::lookup_keys(r.smsc, &r.id).find_map(|key| {
+        let found = upstream::lookup_keys(&r).find_map(|key| {
             let link = upstream::decode_link(&self.upstream_value(g, &key)?)?;
             Some((key, link))
         });
         let Some((key, link)) = found else {
             return ReceiptMatch::Unknown(Box::new(r));
         };
+        let matched = upstream::matched(&r, &key);
         // An intermediate state (en route, accepted) changes nothing.
         let Some(delivered) = r.delivered else {
-            return ReceiptMatch::Matched;
+            return matched;
         };
         self.put_upstream(g, key, None);
         // Only a concatenated message keeps a count of parts waiting.
@@ -1119,12 +1120,12 @@ impl Committer {
             .and_then(|progress| self.upstream_value(g, progress))
             .and_then(|v| v.first().copied());
         let delivered = match rules::part_receipt(link.parts, waiting, delivered) {
-            PartReceipt::AlreadySettled => return ReceiptMatch::Matched,
+            PartReceipt::AlreadySettled => return matched,
             PartReceipt::Wait { left } => {
                 if let Some(progress) = progress {
                     self.put_upstream(g, progress, Some(vec![left]));
                 }
-                return ReceiptMatch::Matched;
+                return matched;
             }
             PartReceipt::Settle { delivered } => delivered,
         };
@@ -1154,7 +1155,7 @@ impl Committer {
                 },
             );
         }
-        ReceiptMatch::Matched
+        matched
     }
 
     fn upstream_value(&self, g: &Group, key: &[u8]) -> Option<Vec<u8>> {

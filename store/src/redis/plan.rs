@@ -992,17 +992,17 @@ impl<'a> Plan<'a> {
     pub async fn prefetch_receipts(&mut self, receipts: &[ReceiptIn]) -> Result<()> {
         let firsts: Vec<Vec<u8>> = receipts
             .iter()
-            .filter_map(|r| upstream::lookup_keys(r.smsc, &r.id).next())
+            .filter_map(|r| upstream::lookup_keys(r).next())
             .collect();
         let mut msgs = self.read_links(firsts).await?;
         let others: Vec<Vec<u8>> = receipts
             .iter()
             .filter(|r| {
-                upstream::lookup_keys(r.smsc, &r.id)
+                upstream::lookup_keys(r)
                     .next()
                     .is_some_and(|k| self.upstream.get(&k).is_some_and(Option::is_none))
             })
-            .flat_map(|r| upstream::lookup_keys(r.smsc, &r.id).skip(1))
+            .flat_map(|r| upstream::lookup_keys(r).skip(1))
             .collect();
         msgs.extend(self.read_links(others).await?);
         self.prefetch(&msgs).await
@@ -1056,7 +1056,7 @@ impl<'a> Plan<'a> {
     /// message still waiting for it.
     pub async fn receipt(&mut self, r: ReceiptIn) -> Result<ReceiptMatch> {
         let mut found = None;
-        for key in upstream::lookup_keys(r.smsc, &r.id) {
+        for key in upstream::lookup_keys(&r) {
             if let Some(link) = self
                 .upstream_value(&key, false)
                 .await?
@@ -1069,8 +1069,9 @@ impl<'a> Plan<'a> {
         let Some((key, link)) = found else {
             return Ok(ReceiptMatch::Unknown(Box::new(r)));
         };
+        let matched = upstream::matched(&r, &key);
         let Some(delivered) = r.delivered else {
-            return Ok(ReceiptMatch::Matched);
+            return Ok(matched);
         };
         self.put_upstream(key, None);
         let progress = upstream::progress_key(link.msg);
@@ -1082,10 +1083,10 @@ impl<'a> Plan<'a> {
             None
         };
         let delivered = match rules::part_receipt(link.parts, waiting, delivered) {
-            PartReceipt::AlreadySettled => return Ok(ReceiptMatch::Matched),
+            PartReceipt::AlreadySettled => return Ok(matched),
             PartReceipt::Wait { left } => {
                 self.put_upstream(progress, Some(vec![left]));
-                return Ok(ReceiptMatch::Matched);
+                return Ok(matched);
             }
             PartReceipt::Settle { delivered } => delivered,
         };
@@ -1105,7 +1106,7 @@ impl<'a> Plan<'a> {
             })
             .await?;
         }
-        Ok(ReceiptMatch::Matched)
+        Ok(matched)
     }
 }
 

@@ -321,7 +321,7 @@ impl Redis {
     async fn receipt_shards(&self, items: &[ReceiptIn]) -> Result<Vec<Option<Shard<'_>>>> {
         let readings: Vec<Vec<Vec<u8>>> = items
             .iter()
-            .map(|r| upstream::lookup_keys(r.smsc, &r.id).collect())
+            .map(|r| upstream::lookup_keys(r).collect())
             .collect();
         // Only the id as the SMSC gave it: another reading of it this node
         // linked may be an older message's, settled since by another node,

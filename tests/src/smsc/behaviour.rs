@@ -30,7 +30,7 @@ pub enum MessageIds {
 }
 
 impl MessageIds {
-    /// Ids count up from 0xA000_0000 so that the hex forms contain letters.
+    /// Message number `n` as this SMSC writes it.
     pub fn format(self, n: u64) -> String {
         match self {
             Self::Decimal => n.to_string(),
@@ -159,6 +159,9 @@ pub struct SmscBehaviour {
     /// Answer every bind ESME_RBINDFAIL.
     pub refuse_binds: bool,
     pub message_ids: MessageIds,
+    /// The first message id given (counting up from it); by default
+    /// 0xA000_0001, whose hex form has a letter.
+    pub first_id: Option<u64>,
     /// How the id is written inside the receipt text, when it differs from
     /// the `submit_sm_resp` (a known SMSC quirk: hex in the response,
     /// decimal in the receipt). The TLV always carries the response's form.
@@ -199,6 +202,10 @@ impl SmscBehaviour {
     }
     pub fn message_ids(mut self, ids: MessageIds) -> Self {
         self.message_ids = ids;
+        self
+    }
+    pub fn first_id(mut self, n: u64) -> Self {
+        self.first_id = Some(n);
         self
     }
     pub fn receipt_text_ids(mut self, ids: MessageIds) -> Self {

@@ -313,6 +313,42 @@ fn text_only_receipts_with_decimal_ids_match_hex_submit_ids() {
     assert_eq!(metric(&daemon, "sluice_smpp_receipts_total", matched), 3.0);
 }
 
+/// Hex ids 10000001..10000009 read the same as decimal numbers: their
+/// decimal receipts wait until a receipt with a letter in one of its
+/// readings (1000000A, written 268435466) shows that the SMSC mixes bases;
+/// from then on every receipt of that SMSC is read in both.
+#[test]
+fn receipts_in_another_base_wait_until_the_smsc_is_seen_mixing_bases() {
+    let dir = tempfile::tempdir().unwrap();
+    let smsc = FakeSmsc::start(
+        our_smsc()
+            .message_ids(MessageIds::UpperHex)
+            .first_id(0x1000_0001)
+            .receipt_text_ids(MessageIds::Decimal)
+            .receipts(ReceiptFormat::TextOnly),
+    );
+    let daemon = start(dir.path(), &smsc, "");
+    sms_campaign(&daemon, "mb", "Hi {{name}}", &numbers(12));
+    let delivered = wait_facts(&daemon, "delivered", 12);
+    wait_receipts_settled(&smsc);
+    assert_eq!(customers(&delivered), customer_ids(12));
+    let text_ids: Vec<String> = smsc
+        .receipts_sent()
+        .into_iter()
+        .filter_map(|d| match d.kind {
+            DeliverKind::Receipt { text_id, .. } => Some(text_id),
+            _ => None,
+        })
+        .collect();
+    assert!(text_ids.contains(&"268435457".to_owned()), "{text_ids:?}");
+    let matched = "result=\"matched\"";
+    assert_eq!(metric(&daemon, "sluice_smpp_receipts_total", matched), 12.0);
+    assert!(
+        daemon.log().contains("writes receipt ids in another base"),
+        "the daemon says what it learnt"
+    );
+}
+
 #[test]
 fn held_receipts_give_delivered_facts_only_once_released() {
     let dir = tempfile::tempdir().unwrap();

@@ -11,7 +11,7 @@
 //! message), until the id is known or `wait` has passed; then it is kept
 //! as unmatched and answered.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use rusmpp::CommandStatus;
 use serde::{Deserialize, Serialize};
@@ -22,8 +22,8 @@ use smpp::inbound::{Inbound, Receipt, State};
 use super::bind::Delivered;
 use crate::{engagements::EngagementLog, recorded::Recorded, unmatched::Kept};
 use domain::{
-    ChannelKind, Engaged, Engagement, FactDetail, Millis, ReceiptIn, ReceiptMatch, SuppressReason,
-    now_ms,
+    ChannelKind, Engaged, Engagement, FactDetail, IdReadings, Millis, ReceiptIn, ReceiptMatch,
+    SuppressReason, now_ms,
 };
 use store::Store;
 
@@ -83,10 +83,38 @@ impl Waiting {
     }
 }
 
+/// The SMSCs seen writing a message id in one base in submit_sm_resp and
+/// in another in its receipt: only their receipts' ids are read in the
+/// other base where that could be mistaken ([`IdReadings`]). Learnt anew
+/// after a restart, from the first receipt whose id has a hex letter.
+#[derive(Default)]
+struct BaseMixers(HashSet<u16>);
+
+impl BaseMixers {
+    fn readings(&self, smsc: u16) -> IdReadings {
+        if self.0.contains(&smsc) {
+            IdReadings::Any
+        } else {
+            IdReadings::Unmistakable
+        }
+    }
+
+    fn learn(&mut self, smsc: u16) {
+        if self.0.insert(smsc) {
+            tracing::info!(
+                smsc,
+                "the SMSC writes receipt ids in another base than its submit_sm_resp; \
+                 its receipts' ids are read in both bases from now on"
+            );
+        }
+    }
+}
+
 impl Intake {
     /// Runs until every bind has stopped (the channel closes).
     pub async fn run(self, mut rx: mpsc::Receiver<Delivered>) {
         let mut durable = self.recorded.watch();
+        let mut mixers = BaseMixers::default();
         let mut waiting: Vec<Waiting> = Vec::new();
         let mut batch = Vec::with_capacity(BATCH);
         loop {
@@ -133,7 +161,7 @@ impl Intake {
             // partitioning into new vectors moved each one again as they grew.
             let mut ready = Vec::with_capacity(waiting.len());
             ready.extend(waiting.extract_if(.., |w| w.ready(written, now)));
-            waiting.extend(self.settle(ready).await);
+            waiting.extend(self.settle(ready, &mut mixers).await);
         }
         // Stopping: what still waits is answered as a temporary failure so
         // the SMSC sends it again after the restart.
@@ -143,7 +171,7 @@ impl Intake {
     }
 
     /// Matches receipts; returns those that must wait for their id.
-    async fn settle(&self, receipts: Vec<Waiting>) -> Vec<Waiting> {
+    async fn settle(&self, receipts: Vec<Waiting>, mixers: &mut BaseMixers) -> Vec<Waiting> {
         if receipts.is_empty() {
             return Vec::new();
         }
@@ -151,7 +179,13 @@ impl Intake {
         let handed = self.recorded.handed();
         let (held, items): (Vec<_>, Vec<_>) = receipts
             .into_iter()
-            .map(|w| ((w.delivered, w.until), w.receipt))
+            .map(|w| {
+                let receipt = ReceiptIn {
+                    readings: mixers.readings(w.receipt.smsc),
+                    ..w.receipt
+                };
+                ((w.delivered, w.until), receipt)
+            })
             .unzip();
         let matches = match self.store.receipts(items).await {
             Ok(m) => m,
@@ -168,7 +202,10 @@ impl Intake {
         for ((delivered, until), matched) in held.into_iter().zip(matches) {
             let until = until.unwrap_or(now + self.wait);
             match matched {
-                ReceiptMatch::Matched => {
+                ReceiptMatch::Matched | ReceiptMatch::MatchedInOtherBase => {
+                    if matched == ReceiptMatch::MatchedInOtherBase {
+                        mixers.learn(delivered.smsc);
+                    }
                     delivered.metrics.receipt(true);
                     delivered.answer(CommandStatus::EsmeRok);
                 }
@@ -276,6 +313,8 @@ fn receipt_in(smsc: u16, r: &Receipt) -> ReceiptIn {
     ReceiptIn {
         smsc,
         id: r.id.clone(),
+        // As far as is known yet: `settle` reads it again each try.
+        readings: IdReadings::Unmistakable,
         delivered: match r.state {
             State::Delivered => Some(true),
             State::Failed => Some(false),
