@@ -308,16 +308,23 @@ pub fn returned(
 
 /// Whether `outcome` still changes a message in `status`, sent `attempts`
 /// times. A returned bounce settles only a message handed over and
-/// waiting for its outcome, or sent before and due again: a report for a
-/// message never sent, or a copy or replay arriving once the message is
-/// settled, changes nothing (it would count twice). A copy arriving while
-/// a resend is due cannot be told from the report of that resend.
+/// waiting for its outcome; a report for a message never sent, or a copy
+/// or replay arriving once the message is settled, changes nothing (it
+/// would count twice). While a resend is due, the resend is not out yet,
+/// so a report is about a send already counted: a hard one (the final
+/// failure after a delay notice) still settles the message, a soft one
+/// (a copy, another delay notice) changes nothing.
 pub fn applies(status: Status, attempts: u32, outcome: &Outcome) -> bool {
-    let waiting = status == Status::Submitted
-        // Sent before and due again: a later report (the final failure
-        // after a delay notice) still counts.
-        || (status == Status::Pending && attempts > 0);
-    !matches!(outcome, Outcome::Bounced { returned: true, .. }) || waiting
+    let Outcome::Bounced {
+        returned: true,
+        hard,
+        ..
+    } = outcome
+    else {
+        return true;
+    };
+    let resend_due = status == Status::Pending && attempts > 0;
+    status == Status::Submitted || (resend_due && *hard)
 }
 
 #[cfg(test)]

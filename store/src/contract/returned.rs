@@ -18,9 +18,10 @@ fn returned(msg: MessageNo, hard: bool, retry: Option<u64>, at: u64) -> Update {
 }
 
 /// A returned bounce settles a message handed over and waiting for its
-/// outcome, or sent before and due again (the final failure after a delay
-/// notice); a copy arriving once the message is settled, or a report for a
-/// message never sent, changes nothing.
+/// outcome; while its resend is due, only a hard one (the final failure
+/// after a delay notice) does. A copy arriving once the message is settled
+/// or while its resend is due, or a report for a message never sent,
+/// changes nothing.
 pub async fn a_returned_bounce_settles_only_a_message_waiting_for_it(h: &dyn Harness) {
     let store = h.open().await;
     let seq = store.put_campaign("c1", decl()).await.expect("declare").seq;
@@ -48,13 +49,24 @@ pub async fn a_returned_bounce_settles_only_a_message_waiting_for_it(h: &dyn Har
     };
     store.record(vec![submitted]).await.expect("record");
 
-    // A delay notice (soft) schedules a resend; the final failure after it
-    // still counts; its copies, in the same commit and later, do not.
+    // A delay notice (soft) schedules a resend, its copy does not count
+    // another attempt; the final failure after it still counts; its
+    // copies, in the same commit and later, do not.
     store
         .record(vec![returned(sent, false, Some(90_000), 4_000)])
         .await
         .expect("record");
     assert_eq!(status_of(&*store, sent).await, Status::Pending);
+    store
+        .record(vec![returned(sent, false, Some(95_000), 4_500)])
+        .await
+        .expect("record");
+    let info = store
+        .message(sent)
+        .await
+        .expect("answers")
+        .expect("message");
+    assert_eq!((info.status, info.attempts), (Status::Pending, 1));
     let hard = returned(sent, true, None, 5_000);
     store
         .record(vec![hard.clone(), hard.clone()])
