@@ -156,7 +156,7 @@ pub enum BlacklistCommand {
         /// Entries containing this text.
         #[arg(long)]
         search: Option<String>,
-        /// blacklisted, hard_bounce, unsubscribed or opted_out.
+        /// blacklisted, hard_bounce, unsubscribed, opted_out or complained.
         #[arg(long)]
         why: Option<String>,
         #[arg(long, default_value_t = 100)]

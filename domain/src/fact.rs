@@ -20,7 +20,7 @@ pub enum FactKind {
 }
 
 impl FactKind {
-    pub const ALL: [FactKind; 12] = [
+    pub const ALL: [FactKind; 13] = [
         FactKind::Accepted,
         FactKind::Submitted,
         FactKind::Delivered,
@@ -32,6 +32,7 @@ impl FactKind {
         FactKind::Engaged(Engagement::Opened),
         FactKind::Engaged(Engagement::Unsubscribed),
         FactKind::Engaged(Engagement::OptedOut),
+        FactKind::Engaged(Engagement::Complained),
         FactKind::Fallback,
     ];
 
@@ -111,14 +112,16 @@ pub enum SuppressReason {
     HardBounce,
     Unsubscribed,
     OptedOut,
+    Complained,
     Blacklisted,
 }
 
 impl SuppressReason {
-    pub const ALL: [SuppressReason; 4] = [
+    pub const ALL: [SuppressReason; 5] = [
         Self::HardBounce,
         Self::Unsubscribed,
         Self::OptedOut,
+        Self::Complained,
         Self::Blacklisted,
     ];
 
@@ -127,6 +130,7 @@ impl SuppressReason {
             Self::HardBounce => "hard_bounce",
             Self::Unsubscribed => "unsubscribed",
             Self::OptedOut => "opted_out",
+            Self::Complained => "complained",
             Self::Blacklisted => "blacklisted",
         }
     }

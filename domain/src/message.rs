@@ -258,21 +258,23 @@ pub struct Update {
 }
 
 /// What a recipient did with a delivered message (tracked links, an
-/// inbound STOP).
+/// inbound STOP, a spam complaint their mailbox provider reported).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Engagement {
     Clicked,
     Opened,
     Unsubscribed,
     OptedOut,
+    Complained,
 }
 
 impl Engagement {
-    pub const ALL: [Engagement; 4] = [
+    pub const ALL: [Engagement; 5] = [
         Engagement::Clicked,
         Engagement::Opened,
         Engagement::Unsubscribed,
         Engagement::OptedOut,
+        Engagement::Complained,
     ];
 
     /// The fact type and the audience outcome.
@@ -282,6 +284,7 @@ impl Engagement {
             Self::Opened => "opened",
             Self::Unsubscribed => "unsubscribed",
             Self::OptedOut => "opted_out",
+            Self::Complained => "complained",
         }
     }
 

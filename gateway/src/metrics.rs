@@ -35,7 +35,7 @@ pub struct ReasonLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EngagementLabels {
-    /// `clicked`, `opened`, `unsubscribed` or `opted_out`.
+    /// `clicked`, `opened`, `unsubscribed`, `opted_out` or `complained`.
     pub kind: &'static str,
 }
 
@@ -435,6 +435,7 @@ mod tests {
             "hard_bounce",
             "unsubscribed",
             "opted_out",
+            "complained",
         ] {
             let series = format!(
                 "sluice_messages_suppressed_total{{channel=\"sms\",reason=\"{reason}\"}} 0"

@@ -2,17 +2,19 @@
 //! the free text real MTAs write) classified by the `bounce` crate into hard
 //! and soft, matched to their message by the verified Return-Path token, and
 //! recorded as facts. Hard bounces suppress the address on the channel; soft
-//! ones are resent with back-off until the attempts run out.
+//! ones are resent with back-off until the attempts run out. A feedback
+//! report (a spam complaint) is recorded as `complained` (`complaint`).
 
+mod complaint;
 pub mod listener;
 pub mod maildir;
 
 use std::sync::Arc;
 
-use bounce::{Classifier, EnhancedStatus, Kind, Verdict};
+use bounce::{Classifier, EnhancedStatus, Format, Kind, Verdict};
 use serde::Serialize;
 
-use crate::{metrics::Metrics, unmatched::Kept, verp::ReturnPaths};
+use crate::{engagements::EngagementLog, metrics::Metrics, unmatched::Kept, verp::ReturnPaths};
 use domain::{FactDetail, Phase, Update, now_ms};
 use rules::{self, RetryPolicy};
 use store::{Store, StoreError};
@@ -70,9 +72,9 @@ fn reply_detail(
 /// What became of one returned message.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Intake {
-    /// The classifier saw a delivery failure report.
+    /// The classifier saw a delivery failure report, or a complaint.
     pub is_bounce: bool,
-    /// Failed recipients recorded against their message.
+    /// Failed or complaining recipients recorded against their message.
     pub matched: usize,
     /// Kept without a message to attach to (no or forged token, not ours).
     pub unmatched: usize,
@@ -92,6 +94,8 @@ pub struct Returns {
     pub paths: ReturnPaths,
     pub retry: RetryPolicy,
     pub metrics: Arc<Metrics>,
+    /// Where complaints are recorded.
+    engagements: EngagementLog,
     classifier: Classifier,
     kept: Kept,
 }
@@ -104,6 +108,7 @@ impl Returns {
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
+            engagements: EngagementLog::new(store.clone(), metrics.clone()),
             store,
             paths,
             retry,
@@ -140,17 +145,30 @@ impl Returns {
             .token
             .as_deref()
             .map(|t| format!("b+{t}@{}", self.paths.domain()));
+        // Our Message-ID is the Return-Path too: a copy of the original
+        // that lost its Return-Path (a feedback report's often has) still
+        // names the message by it.
         let msg = envelope_to
             .iter()
             .map(String::as_str)
             .chain(bounce.original_return_path.as_deref())
+            .chain(bounce.original_message_id.as_deref())
             .chain(domain_token.as_deref())
             .find_map(|a| self.paths.verify(a));
+        if bounce.format == Format::Arf {
+            return self.complaint(raw, &bounce, msg).await;
+        }
         let failures: Vec<_> = bounce
             .recipients
             .iter()
             .filter(|r| r.kind != Kind::Other)
             .collect();
+        if failures.is_empty() && !bounce.recipients.is_empty() {
+            // A delivery report or an auto-reply: nothing failed, nothing
+            // to record, nothing for an operator to look at.
+            tracing::info!(format = ?bounce.format, "returned mail reports no failure; nothing recorded");
+            return Ok(Intake::default());
+        }
         let info = match msg {
             Some(m) => self.store.message(m).await?.map(|i| (m, i)),
             None => None,

@@ -12,7 +12,7 @@
 //! | hard bounce (at send time or returned) | `bounced_hard` | suppressed (`hard_bounce`) |
 //! | soft bounce returned | `pending` at back-off, or `bounced_soft` when out of attempts | |
 //! | suppressed by load control | `suppressed` | |
-//! | unsubscribed, opted out | engagement flag | suppressed (`unsubscribed`, `opted_out`) |
+//! | unsubscribed, opted out, complained | engagement flag | suppressed (`unsubscribed`, `opted_out`, `complained`) |
 //! | clicked, opened | engagement flag | |
 //!
 //! | ended undelivered (above), fallback takes it ([`falls_back`]) | `fallback` flag; the fallback campaign gets the participant ([`fallback_participant`]) | |
@@ -208,6 +208,7 @@ pub fn engaged(kind: Engagement) -> Option<SuppressReason> {
     match kind {
         Engagement::Unsubscribed => Some(SuppressReason::Unsubscribed),
         Engagement::OptedOut => Some(SuppressReason::OptedOut),
+        Engagement::Complained => Some(SuppressReason::Complained),
         Engagement::Clicked | Engagement::Opened => None,
     }
 }

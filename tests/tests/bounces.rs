@@ -433,3 +433,121 @@ fn forged_mangled_and_replayed_bounces_change_nothing() {
     );
     end.reached();
 }
+
+/// A feedback report (RFC 5965) from a mailbox provider about `original`,
+/// as it is sent to the sender's feedback address: the original's copy
+/// has no Return-Path, only its own headers.
+fn arf(feedback_type: &str, original: &str) -> String {
+    format!(
+        "From: fbl@mailbox.example\r\nTo: abuse@telco.test\r\nSubject: FW: Offer\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\r\n\r\n\
+         --F\r\nContent-Type: text/plain\r\n\r\nThis is an email abuse report.\r\n\r\n\
+         --F\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: {feedback_type}\r\n\
+         User-Agent: MailboxFBL/1.0\r\nVersion: 1\r\nOriginal-Rcpt-To: redacted@mailbox.example\r\n\r\n\
+         --F\r\nContent-Type: message/rfc822\r\n\r\n{original}\r\n--F--\r\n"
+    )
+}
+
+/// A vacation reply to `return_path`, where RFC 3834 sends it.
+fn out_of_office(return_path: &str) -> String {
+    format!(
+        "From: cid@example.org\r\nTo: {return_path}\r\nSubject: Out of office: Offer\r\n\
+         Auto-Submitted: auto-replied\r\nPrecedence: bulk\r\n\r\n\
+         I am away until Monday.\r\n"
+    )
+}
+
+/// A spam complaint is the recipient taking back consent: it becomes a
+/// `complained` fact and suppresses the address, matched by the
+/// Message-ID of the original (the report redacts the recipient and has
+/// no Return-Path). A `not-spam` report and an auto-reply record nothing
+/// and are not unmatched bounces; a complaint about mail that is not ours
+/// is kept as unmatched.
+#[test]
+fn a_spam_complaint_suppresses_the_address_and_an_auto_reply_changes_nothing() {
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let peer = SmtpPeer::start(&end, dir.path());
+    let daemon = Daemon::start(dir.path(), &config(&peer));
+    daemon.run_email_campaign(
+        "fb",
+        &[
+            ("ann", "ann@example.org"),
+            ("bob", "bob@example.org"),
+            ("cid", "cid@example.org"),
+        ],
+    );
+    let received = peer.received();
+    let sent_to = |rcpt: &str| received.iter().find(|m| m.rcpt_tos[0] == rcpt).unwrap();
+    let original = |rcpt: &str| {
+        sent_to(rcpt)
+            .data
+            .replace("\r\n", "\n")
+            .replace('\n', "\r\n")
+    };
+    assert!(
+        original("ann@example.org").contains(&format!(
+            "Message-ID: <{}>",
+            sent_to("ann@example.org").mail_from
+        )),
+        "the Message-ID is the Return-Path: {}",
+        original("ann@example.org")
+    );
+    let feedback = "fbl@bounces.test";
+    let send = |rcpt: &str, report: &str| deliver(&end, dir.path(), &daemon, rcpt, report);
+    assert_eq!(
+        send(feedback, &arf("abuse", &original("ann@example.org"))),
+        "250"
+    );
+    assert_eq!(
+        send(feedback, &arf("not-spam", &original("bob@example.org"))),
+        "250"
+    );
+    let cid_path = sent_to("cid@example.org").mail_from.clone();
+    assert_eq!(send(&cid_path, &out_of_office(&cid_path)), "250");
+    let foreign = "From: o@telco.test\r\nTo: dan@example.org\r\nMessage-ID: <m1@elsewhere.example>\r\n\r\nHello";
+    assert_eq!(send(feedback, &arf("abuse", foreign)), "250");
+
+    let complained = daemon.wait_for_campaign("fb", Duration::from_secs(10), |v| {
+        v["counts"]["complained"] == 1
+    });
+    assert_eq!(complained["counts"]["unsubscribed"], 0, "{complained}");
+    let ann: Vec<_> = events_of(&daemon, "fb", "ann")
+        .into_iter()
+        .filter(|e| e["type"] == "complained")
+        .collect();
+    assert_eq!(ann.len(), 1, "{ann:?}");
+    assert_eq!(ann[0]["reason"], "abuse");
+    assert_eq!(
+        daemon.get("/v1/blacklist/email/ann@example.org").json()["why"],
+        "complained"
+    );
+    for (customer, address) in [("bob", "bob@example.org"), ("cid", "cid@example.org")] {
+        let types: Vec<_> = events_of(&daemon, "fb", customer)
+            .into_iter()
+            .map(|e| e["type"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(types, ["accepted", "submitted"], "{customer}");
+        assert_eq!(
+            daemon.get(&format!("/v1/blacklist/email/{address}")).status,
+            404
+        );
+    }
+    let audience = daemon
+        .get("/v1/campaigns/fb/participants?outcome=complained")
+        .text();
+    assert!(
+        audience.contains("\"ann\"") && !audience.contains("\"bob\""),
+        "{audience}"
+    );
+    let metrics = daemon.get("/metrics").text();
+    assert!(
+        metrics.contains("sluice_bounces_unmatched_total 1\n"),
+        "only the complaint about mail not ours: {metrics}"
+    );
+    assert!(
+        metrics.contains("sluice_engagements_total{kind=\"complained\"} 1\n"),
+        "{metrics}"
+    );
+    end.reached();
+}

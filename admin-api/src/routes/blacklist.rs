@@ -20,7 +20,13 @@ use crate::{
 const MAX_PAGE: usize = 1_000;
 
 /// Why an entry is blocked, as `why` says it.
-const REASONS: [&str; 4] = ["blacklisted", "hard_bounce", "unsubscribed", "opted_out"];
+const REASONS: [&str; 5] = [
+    "blacklisted",
+    "hard_bounce",
+    "unsubscribed",
+    "opted_out",
+    "complained",
+];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

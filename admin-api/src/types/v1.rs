@@ -334,7 +334,8 @@ pub struct BlacklistPage {
 pub struct BlacklistEntry {
     /// A customer id or an address (lowercased).
     pub entry: String,
-    /// `blacklisted`, `hard_bounce`, `unsubscribed` or `opted_out`.
+    /// `blacklisted`, `hard_bounce`, `unsubscribed`, `opted_out` or
+    /// `complained`.
     pub why: String,
 }
 
@@ -517,6 +518,7 @@ pub const AUDIENCE_OUTCOMES: &[&str] = &[
     "opened",
     "unsubscribed",
     "opted_out",
+    "complained",
     "fallback",
 ];
 

@@ -729,6 +729,7 @@ fn campaign_view(id: &str, state: CampaignState) -> CampaignView {
         "opened",
         "unsubscribed",
         "opted_out",
+        "complained",
     ]
     .iter()
     .map(|o| ((*o).to_owned(), 1))
