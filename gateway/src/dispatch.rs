@@ -27,13 +27,13 @@ use crate::{
     recorded::Recorded,
 };
 use domain::{
-    CampaignRecord, CampaignState, ChannelKind, Delivery, MessageNo, Millis, Outcome,
-    SuppressReason, Update, now_ms,
+    CampaignRecord, CampaignState, ChannelKind, Delivery, Millis, Outcome, SuppressReason, Update,
+    now_ms,
 };
 use drivers::Drivers;
 use recorder::Recorder;
 use series::SendSeries;
-use store::{Claim, Store, StoreError};
+use store::{Claim, Lease, Store, StoreError};
 
 /// How often the dispatcher asks whether the store takes writes (a look
 /// at the disk's free space): sends go on for at most this long after it
@@ -391,8 +391,8 @@ impl Dispatcher {
                 .await;
             let Some(claim) = queue.next() else { break };
             if shutdown.is_cancelled() {
-                unsent.push(claim.msg);
-                unsent.extend(queue.map(|c| c.msg));
+                unsent.push(claim.lease());
+                unsent.extend(queue.map(|c| c.lease()));
                 break;
             }
             let p = &claim.participant;
@@ -425,8 +425,8 @@ impl Dispatcher {
                         lane.job
                             .give_back(&claim, &taken, quota.as_ref(), false)
                             .await;
-                        unsent.push(claim.msg);
-                        unsent.extend(queue.map(|c| c.msg));
+                        unsent.push(claim.lease());
+                        unsent.extend(queue.map(|c| c.lease()));
                         break;
                     };
                     let (job, campaign) = (lane.job.clone(), campaign.clone());
@@ -436,7 +436,7 @@ impl Dispatcher {
                     });
                 }
                 Ok(Verdict::Defer { reason, until }) => {
-                    give_back(self.store.as_ref(), claim.msg, Some(until)).await;
+                    give_back(self.store.as_ref(), claim.lease(), Some(until)).await;
                     given_back = true;
                     self.metrics
                         .deferred
@@ -467,7 +467,7 @@ impl Dispatcher {
                 }
                 Err(e) => {
                     tracing::error!(campaign = %campaign.id, error = %e, "load control failed; message released");
-                    give_back(self.store.as_ref(), claim.msg, None).await;
+                    give_back(self.store.as_ref(), claim.lease(), None).await;
                     given_back = true;
                 }
             }
@@ -534,23 +534,23 @@ struct Pass {
 /// Gives a leased message back unsent: due again at `due`, or at once.
 /// Should the store not answer, the lease runs out instead and the message
 /// is claimed again then: never lost, only later.
-async fn give_back(store: &dyn Store, msg: MessageNo, due: Option<Millis>) {
+async fn give_back(store: &dyn Store, lease: Lease, due: Option<Millis>) {
     match due {
         Some(due) => {
-            if let Err(e) = store.defer(msg, due).await {
+            if let Err(e) = store.defer(lease, due).await {
                 tracing::warn!(error = %e, "message not given back; its lease will run out");
             }
         }
-        None => release(store, &[msg]).await,
+        None => release(store, &[lease]).await,
     }
 }
 
 /// Gives leased messages back unsent, due again at once, in one call; as
 /// in [`give_back`], a store that does not answer lets their leases run
 /// out instead.
-async fn release(store: &dyn Store, msgs: &[MessageNo]) {
-    if let Err(e) = store.release(msgs).await {
-        tracing::warn!(error = %e, messages = msgs.len(), "messages not given back; their leases will run out");
+async fn release(store: &dyn Store, leases: &[Lease]) {
+    if let Err(e) = store.release(leases).await {
+        tracing::warn!(error = %e, messages = leases.len(), "messages not given back; their leases will run out");
     }
 }
 
@@ -809,7 +809,7 @@ impl SendJob {
             Ok(true) => true,
             Ok(false) => {
                 tracing::debug!(customer = %claim.participant.customer, "quota counted by another node meanwhile; deciding again");
-                give_back(self.store.as_ref(), claim.msg, None).await;
+                give_back(self.store.as_ref(), claim.lease(), None).await;
                 false
             }
             Err(e) => {
@@ -850,7 +850,7 @@ impl SendJob {
             tracing::debug!(campaign = %campaign.id, reason = %reply, "not sent; waiting");
             self.give_back(&claim, &taken, quota.as_ref(), true).await;
             let due = now_ms() + retry_after.as_millis() as u64;
-            give_back(self.store.as_ref(), claim.msg, Some(due)).await;
+            give_back(self.store.as_ref(), claim.lease(), Some(due)).await;
             self.metrics
                 .deferred
                 .get_or_create(&ReasonLabels {

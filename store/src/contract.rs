@@ -67,7 +67,7 @@ pub trait Harness: Send + Sync {
 #[macro_export]
 macro_rules! contract_suite {
     ($harness:expr) => {
-        $crate::contract_suite!(@each $harness; everything_acknowledged_survives_a_reopen, concurrent_uploads_of_the_same_customers_add_each_once, unknown_campaigns_are_refused, receipts_settle_messages_by_upstream_id_after_a_reopen, a_receipt_is_read_in_another_base_only_where_it_cannot_be_mistaken, engagements_of_one_message_in_one_commit_keep_every_flag, claims_read_scattered_messages_and_keep_oldest_due_first, suppressions_decided_by_the_rules_are_durable_with_their_fact, a_fallback_takes_each_undelivered_participant_once, uploads_are_seen_all_at_once_or_not_at_all, an_upload_never_doubles_a_customer_nor_lands_in_an_ended_campaign, suppressions_are_listed_in_order_a_page_at_a_time, an_ended_campaign_is_deleted_for_good_and_its_number_never_reused, a_fallback_campaign_is_deleted_only_after_its_sources, a_returned_bounce_settles_only_a_message_waiting_for_it, answers_carry_each_address_and_replies_find_their_message, participants_of_many_messages_come_in_the_order_asked, a_conditional_value_is_written_only_over_what_it_expects, a_large_batch_is_staged_and_published_whole);
+        $crate::contract_suite!(@each $harness; everything_acknowledged_survives_a_reopen, concurrent_uploads_of_the_same_customers_add_each_once, unknown_campaigns_are_refused, receipts_settle_messages_by_upstream_id_after_a_reopen, a_receipt_is_read_in_another_base_only_where_it_cannot_be_mistaken, a_lease_that_ran_out_gives_back_nothing_of_the_claim_after_it, engagements_of_one_message_in_one_commit_keep_every_flag, claims_read_scattered_messages_and_keep_oldest_due_first, suppressions_decided_by_the_rules_are_durable_with_their_fact, a_fallback_takes_each_undelivered_participant_once, uploads_are_seen_all_at_once_or_not_at_all, an_upload_never_doubles_a_customer_nor_lands_in_an_ended_campaign, suppressions_are_listed_in_order_a_page_at_a_time, an_ended_campaign_is_deleted_for_good_and_its_number_never_reused, a_fallback_campaign_is_deleted_only_after_its_sources, a_returned_bounce_settles_only_a_message_waiting_for_it, answers_carry_each_address_and_replies_find_their_message, participants_of_many_messages_come_in_the_order_asked, a_conditional_value_is_written_only_over_what_it_expects, a_large_batch_is_staged_and_published_whole);
     };
     (@each $harness:expr; $($name:ident),+) => {
         $(
@@ -389,6 +389,44 @@ pub async fn a_receipt_is_read_in_another_base_only_where_it_cannot_be_mistaken(
     }
 }
 
+/// A claim whose lease ran out (its node stalled) and whose message
+/// another claim took since gives back nothing: the message stays with
+/// the later claim, which alone may give it back.
+pub async fn a_lease_that_ran_out_gives_back_nothing_of_the_claim_after_it(h: &dyn Harness) {
+    let store = h.open().await;
+    let seq = store.put_campaign("l", decl()).await.expect("declare").seq;
+    store
+        .add_participants("l", vec![participant("a")], 1_000)
+        .await
+        .expect("add");
+    let first = store.claim(seq, 1_000, 1, 1_000).await.expect("claim");
+    let second = store.claim(seq, 3_000, 1, 60_000).await.expect("claim");
+    assert_eq!(
+        second.iter().map(|c| c.msg).collect::<Vec<_>>(),
+        first.iter().map(|c| c.msg).collect::<Vec<_>>(),
+        "the lease ran out: claimed again"
+    );
+    store.release(&[first[0].lease()]).await.expect("release");
+    store.defer(first[0].lease(), 0).await.expect("defer");
+    assert!(
+        store
+            .claim(seq, 4_000, 1, 60_000)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "still leased by the second claim"
+    );
+    store.release(&[second[0].lease()]).await.expect("release");
+    assert_eq!(
+        store
+            .claim(seq, 5_000, 1, 60_000)
+            .await
+            .expect("claim")
+            .len(),
+        1
+    );
+}
+
 /// Engagements of one message in one commit keep every flag, and the
 /// audience of an engagement has the time it first happened.
 pub async fn engagements_of_one_message_in_one_commit_keep_every_flag(h: &dyn Harness) {
@@ -460,7 +498,10 @@ pub async fn claims_read_scattered_messages_and_keep_oldest_due_first(h: &dyn Ha
     // Three come back, due in an order that is not their key order: two
     // neighbours (b, c) and one apart (e).
     for (i, due) in [(4, 50_000), (1, 60_000), (2, 70_000)] {
-        store.defer(all[i].msg, due).await.expect("store answers");
+        store
+            .defer(all[i].lease(), due)
+            .await
+            .expect("store answers");
     }
     let again = store.claim(seq, 100_000, 6, 60_000).await.expect("claim");
     let customers: Vec<&str> = again

@@ -454,7 +454,9 @@ impl CampaignIndex {
             return;
         }
         for n in self.leased.expired(now) {
-            self.release(n);
+            if let Some(until) = self.leased.until.get(&n).copied() {
+                self.give_back(n, until, None);
+            }
         }
     }
 
@@ -463,28 +465,19 @@ impl CampaignIndex {
         self.due.first().map(|(due, _)| due)
     }
 
-    /// Makes a leased message due again at `due`.
-    pub fn defer(&mut self, participant: u32, due: Millis) {
-        if self.leased.remove(&participant).is_none() {
+    /// Makes a message leased until `lease_until` (by that lease, not a
+    /// later one) due again, at `due` or when it was due, if still pending.
+    pub fn give_back(&mut self, participant: u32, lease_until: Millis, due: Option<Millis>) {
+        if self.leased.until.get(&participant) != Some(&lease_until) {
             return;
         }
+        self.leased.remove(&participant);
         if let Some(entry) = self.live_entry_mut(participant)
             && entry.status == Status::Pending
         {
+            let due = due.unwrap_or(entry.due);
             entry.due = due;
             self.due.insert(due, participant);
-        }
-    }
-
-    /// Makes a leased, still pending message due again.
-    pub fn release(&mut self, participant: u32) {
-        if self.leased.remove(&participant).is_none() {
-            return;
-        }
-        if let Some(entry) = self.entries.get(participant as usize)
-            && entry.status == Status::Pending
-        {
-            self.due.insert(entry.due, participant);
         }
     }
 
@@ -580,7 +573,12 @@ mod tests {
             "an expired lease makes them claimable"
         );
         idx.set(0, Status::Submitted, 1, 0, 210);
-        idx.release(2);
+        idx.give_back(2, 200, None);
+        assert!(
+            idx.claim(250, 10, 350).is_empty(),
+            "the lease that ran out gives back nothing of the one after it"
+        );
+        idx.give_back(2, 300, None);
         assert_eq!(
             idx.claim(600, 10, 900),
             vec![(2, 0), (1, 1)],

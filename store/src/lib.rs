@@ -19,7 +19,7 @@ pub use roles::{Catalog, Intake, Ledger, LimitState, Paced, Queue, Shared, Store
 
 use std::collections::BTreeMap;
 
-use domain::{CampaignRecord, MessageNo, Participant, Status, SuppressReason};
+use domain::{CampaignRecord, MessageNo, Millis, Participant, Status, SuppressReason};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -119,6 +119,27 @@ pub struct Claim {
     pub participant: Participant,
     /// Sends already tried (0 on the first).
     pub attempts: u32,
+    /// When its lease runs out.
+    pub lease_until: Millis,
+}
+
+impl Claim {
+    pub fn lease(&self) -> Lease {
+        Lease {
+            msg: self.msg,
+            until: self.lease_until,
+        }
+    }
+}
+
+/// One claim's lease of a message: a message is given back by the lease
+/// that took it, so that a claim whose lease ran out (and which another
+/// claim took since) gives back nothing. Each claim of a message leases it
+/// until later than the one before, so `until` tells them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub msg: MessageNo,
+    pub until: Millis,
 }
 
 /// What the store knows of one message.

@@ -9,7 +9,7 @@ use domain::{
     MessageNo, Millis, Participant, ReceiptIn, ReceiptMatch, SuppressReason, Update,
 };
 
-use crate::{Claim, Counts, MessageInfo, Result, SuppressionQuery, UploadId};
+use crate::{Claim, Counts, Lease, MessageInfo, Result, SuppressionQuery, UploadId};
 
 /// Campaigns: their declarations and lifecycle.
 #[async_trait]
@@ -93,13 +93,14 @@ pub trait Queue: Send + Sync {
     /// When the earliest pending, unleased message of a campaign is due.
     async fn next_due(&self, campaign: u32) -> Result<Option<Millis>>;
 
-    /// Gives leased messages back unsent (shutdown, pause).
-    async fn release(&self, msgs: &[MessageNo]) -> Result<()>;
+    /// Gives leased messages back unsent (shutdown, pause): each only if
+    /// its lease is still the one that leased it.
+    async fn release(&self, leases: &[Lease]) -> Result<()>;
 
     /// Gives a leased message back to be claimed again at `due` (load
-    /// control said "not now"). Not persisted: after a restart the policy
-    /// is simply asked again.
-    async fn defer(&self, msg: MessageNo, due: Millis) -> Result<()>;
+    /// control said "not now"), only if its lease is still `lease`. Not
+    /// persisted: after a restart the policy is simply asked again.
+    async fn defer(&self, lease: Lease, due: Millis) -> Result<()>;
 
     /// Records outcomes with their facts and the rules' decisions (a hard
     /// bounce suppresses the address), all in one atomic write; resolves

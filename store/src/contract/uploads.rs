@@ -7,15 +7,15 @@
 use domain::{CampaignState, FactDetail, FactKind, Outcome, Update};
 
 use super::{Harness, decl, participant};
-use crate::{Store, StoreError};
+use crate::{Claim, Store, StoreError};
 
 /// What a campaign shows the outside: participants counted, claimable,
 /// in the feed as `accepted`.
 async fn seen(store: &dyn Store, id: &str, seq: u32) -> (u64, usize, usize) {
     let counts = store.counts(id).await.expect("counts").participants;
     let claims = store.claim(seq, 0, 1000, 1).await.expect("claim");
-    let msgs: Vec<_> = claims.iter().map(|c| c.msg).collect();
-    store.release(&msgs).await.expect("release");
+    let leases: Vec<_> = claims.iter().map(Claim::lease).collect();
+    store.release(&leases).await.expect("release");
     let accepted = store
         .events(0, 1000)
         .await

@@ -11,7 +11,7 @@ use domain::{
 
 use super::{Embedded, FACT_RUN, Op, io, participant_records, read_participant, suppression_key};
 use crate::{
-    Catalog, Claim, Counts, Intake, Ledger, LimitState, MessageInfo, Queue, Result, Store,
+    Catalog, Claim, Counts, Intake, Lease, Ledger, LimitState, MessageInfo, Queue, Result, Store,
     StoreError, SuppressionQuery, Suppressions, UploadId, codec,
 };
 
@@ -157,6 +157,7 @@ impl Queue for Embedded {
                     msg,
                     participant,
                     attempts,
+                    lease_until: now + lease,
                 },
             ));
         }
@@ -172,19 +173,19 @@ impl Queue for Embedded {
             .and_then(|c| c.next_due()))
     }
 
-    async fn release(&self, msgs: &[MessageNo]) -> Result<()> {
+    async fn release(&self, leases: &[Lease]) -> Result<()> {
         let mut index = self.shared.index();
-        for msg in msgs {
-            if let Some(c) = index.by_seq(msg.campaign) {
-                c.release(msg.participant);
+        for lease in leases {
+            if let Some(c) = index.by_seq(lease.msg.campaign) {
+                c.give_back(lease.msg.participant, lease.until, None);
             }
         }
         Ok(())
     }
 
-    async fn defer(&self, msg: MessageNo, due: Millis) -> Result<()> {
-        if let Some(c) = self.shared.index().by_seq(msg.campaign) {
-            c.defer(msg.participant, due);
+    async fn defer(&self, lease: Lease, due: Millis) -> Result<()> {
+        if let Some(c) = self.shared.index().by_seq(lease.msg.campaign) {
+            c.give_back(lease.msg.participant, lease.until, Some(due));
         }
         Ok(())
     }

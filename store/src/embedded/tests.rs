@@ -367,7 +367,11 @@ async fn a_deferral_is_not_kept_through_a_fold_and_a_reopen() {
         let store = open_folding(dir.path(), 1);
         let msgs = claimed(&store, "c1", &people("p", 2)).await;
         // Deciding again after a restart is what a deferral promises.
-        store.defer(msgs[0], 1 << 40).await.expect("defer");
+        let lease = crate::Lease {
+            msg: msgs[0],
+            until: 10_000 + 60_000,
+        };
+        store.defer(lease, 1 << 40).await.expect("defer");
         store
             .record(vec![submitted(msgs[1], 0, &["s1"])])
             .await

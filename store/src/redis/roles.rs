@@ -22,8 +22,9 @@ use super::{
     txn::Txn,
 };
 use crate::{
-    Catalog, Claim, Counts, Intake, Ledger, LimitState, MessageInfo, Paced, Queue, Result, Shared,
-    Store, StoreError, SuppressionQuery, Suppressions, UploadId, codec, flags::Flags, upstream,
+    Catalog, Claim, Counts, Intake, Lease, Ledger, LimitState, MessageInfo, Paced, Queue, Result,
+    Shared, Store, StoreError, SuppressionQuery, Suppressions, UploadId, codec, flags::Flags,
+    upstream,
 };
 
 /// Leases due messages: gives back leases run out (due at once: they
@@ -91,9 +92,10 @@ return 1
 "#;
 
 /// Gives a leased message back, due at ARGV[2]: only if it is still
-/// leased. KEYS: due, leases.
+/// leased by the claim that leased it until ARGV[3]. KEYS: due, leases.
 const GIVE_BACK: &str = r#"
-if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return 0 end
+if tonumber(redis.call('ZSCORE', KEYS[2], ARGV[1])) ~= tonumber(ARGV[3]) then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 return 1
 "#;
@@ -139,16 +141,17 @@ impl MessageChange for Engaged {
 const ENTRIES_PER_READ: usize = 32;
 
 impl Redis {
-    async fn give_back(&self, msg: MessageNo, due: Option<Millis>) -> Result<()> {
-        let seq = msg.campaign;
+    async fn give_back(&self, lease: Lease, due: Option<Millis>) -> Result<()> {
+        let seq = lease.msg.campaign;
         let shard = self.shard(seq);
         let _: i64 = {
             let mut con = self.con();
             let result = ::redis::Script::new(GIVE_BACK)
                 .key(shard.due(seq))
                 .key(shard.leases(seq))
-                .arg(&keys::number(msg.participant)[..])
+                .arg(&keys::number(lease.msg.participant)[..])
                 .arg(due.unwrap_or(0))
+                .arg(lease.until)
                 .invoke_async(&mut con)
                 .await;
             self.seen(result)?
@@ -744,6 +747,7 @@ impl Queue for Redis {
                 msg,
                 participant,
                 attempts: decoded.attempts,
+                lease_until: now + lease,
             });
         }
         Ok(claims)
@@ -762,15 +766,15 @@ impl Queue for Redis {
         Ok(first.first().map(|&(_, due)| due))
     }
 
-    async fn release(&self, msgs: &[MessageNo]) -> Result<()> {
-        for &msg in msgs {
-            self.give_back(msg, None).await?;
+    async fn release(&self, leases: &[Lease]) -> Result<()> {
+        for &lease in leases {
+            self.give_back(lease, None).await?;
         }
         Ok(())
     }
 
-    async fn defer(&self, msg: MessageNo, due: Millis) -> Result<()> {
-        self.give_back(msg, Some(due)).await
+    async fn defer(&self, lease: Lease, due: Millis) -> Result<()> {
+        self.give_back(lease, Some(due)).await
     }
 
     async fn record(&self, updates: Vec<Update>) -> Result<()> {
