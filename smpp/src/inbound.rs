@@ -14,9 +14,11 @@ const UDHI: u8 = 0x40;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inbound {
     Receipt(Receipt),
-    /// A text from a handset: `from` as `+digits` when it is a number.
+    /// A text from a handset: `from` as the SMSC wrote it, with its type
+    /// of number (1 international, 2 national, 0 unknown).
     Mobile {
         from: String,
+        ton: u8,
         text: String,
     },
     /// A receipt we cannot read (no id): acknowledged and counted.
@@ -57,7 +59,8 @@ pub fn parse(sm: &DeliverSm) -> Inbound {
         DELIVERY_RECEIPT | INTERMEDIATE_NOTIFICATION
     ) {
         return Inbound::Mobile {
-            from: international(sm.source_addr.as_str(), u8::from(sm.source_addr_ton)),
+            from: sm.source_addr.as_str().to_owned(),
+            ton: u8::from(sm.source_addr_ton),
             text: text(),
         };
     }
@@ -178,17 +181,6 @@ fn find_field(lower: &str, name: &str) -> Option<usize> {
                 .get(i - 1)
                 .is_some_and(u8::is_ascii_whitespace)
     })
-}
-
-/// A handset's number in the form participants are uploaded in (`+E.164`).
-fn international(addr: &str, ton: u8) -> String {
-    let digits = addr.trim_start_matches('+');
-    let numeric = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
-    if numeric && (ton == 1 || addr.starts_with('+') || digits.len() > 8) {
-        format!("+{digits}")
-    } else {
-        addr.to_owned()
-    }
 }
 
 #[cfg(test)]
@@ -350,7 +342,8 @@ mod tests {
         assert_eq!(
             parse(&deliver(0x00, "Stop")),
             Inbound::Mobile {
-                from: "+491701234567".into(),
+                from: "491701234567".into(),
+                ton: 1,
                 text: "Stop".into()
             }
         );

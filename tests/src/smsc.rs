@@ -288,6 +288,12 @@ impl FakeSmsc {
     /// the same octet in ASCII and the GSM 03.38 default alphabet, UCS-2
     /// (0x08) otherwise; over 255 octets it travels in `message_payload`.
     pub fn send_mo(&self, from: &str, to: &str, text: &str) {
+        self.send_mo_numbered(1, from, to, text);
+    }
+
+    /// [`send_mo`](Self::send_mo) from a number of SMPP type `ton` (2, a
+    /// national number, say).
+    pub fn send_mo_numbered(&self, ton: u8, from: &str, to: &str, text: &str) {
         let same_in_gsm =
             |c: char| matches!(c, '\n' | '\r' | ' '..='#' | '%'..='?' | 'A'..='Z' | 'a'..='z');
         let (data_coding, bytes) = if text.chars().all(same_in_gsm) {
@@ -295,13 +301,17 @@ impl FakeSmsc {
         } else {
             (8, text.encode_utf16().flat_map(u16::to_be_bytes).collect())
         };
-        self.send_mo_raw(from, to, data_coding, &bytes);
+        self.mo(Ton::from(ton), from, to, data_coding, &bytes);
     }
 
     /// A mobile-originated message with these exact octets.
     pub fn send_mo_raw(&self, from: &str, to: &str, data_coding: u8, bytes: &[u8]) {
+        self.mo(Ton::International, from, to, data_coding, bytes);
+    }
+
+    fn mo(&self, ton: Ton, from: &str, to: &str, data_coding: u8, bytes: &[u8]) {
         let builder = DeliverSm::builder()
-            .source_addr_ton(Ton::International)
+            .source_addr_ton(ton)
             .source_addr_npi(Npi::from(1))
             .source_addr(c_octets(from))
             .dest_addr_ton(Ton::Unknown)

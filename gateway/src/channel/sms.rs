@@ -5,6 +5,7 @@
 pub mod bind;
 mod checks;
 pub mod intake;
+mod numbering;
 
 use std::{
     collections::HashMap,
@@ -172,6 +173,9 @@ impl SmsChannel {
             store: deps.store.clone(),
             engagements: EngagementLog::new(deps.store.clone(), deps.metrics.clone()),
             stop_words: config.stop_words.iter().map(|w| w.to_uppercase()).collect(),
+            numbering: numbering::Numbering {
+                country_code: config.country_code.clone(),
+            },
             wait: Duration::from_secs(config.receipt_wait_secs),
             recorded: deps.recorded.clone(),
             unmatched: intake::unmatched_receipts(),

@@ -15,6 +15,8 @@ pub struct Sms {
     pub max_parts: usize,
     /// Inbound texts that opt the sender out (compared case-insensitively).
     pub stop_words: Vec<String>,
+    /// The country code (`49`) a handset's national number is read in.
+    pub country_code: Option<String>,
     pub max_attempts: u32,
     pub retry_base_secs: u64,
     pub retry_max_secs: u64,
@@ -39,6 +41,7 @@ impl Default for Sms {
             ]
             .map(String::from)
             .to_vec(),
+            country_code: None,
             max_attempts: 5,
             retry_base_secs: 30,
             retry_max_secs: 3600,
@@ -58,6 +61,13 @@ impl Sms {
         if !(1..=255).contains(&self.max_parts) {
             problems.push("sms.max_parts: must be 1..=255".into());
         }
+        if let Some(cc) = &self.country_code
+            && !is_country_code(cc)
+        {
+            problems.push(format!(
+                "sms.country_code: `{cc}` is not a country calling code (1 to 3 digits, not starting with 0, e.g. \"49\")"
+            ));
+        }
         problems.extend(retry::problems(
             "sms",
             self.max_attempts,
@@ -73,6 +83,10 @@ impl Sms {
         }
         problems
     }
+}
+
+fn is_country_code(cc: &str) -> bool {
+    (1..=3).contains(&cc.len()) && cc.bytes().all(|b| b.is_ascii_digit()) && !cc.starts_with('0')
 }
 
 /// One SMSC (SMPP 3.4 server).

@@ -56,6 +56,31 @@ fn every_problem_is_reported() {
 }
 
 #[test]
+fn a_country_code_is_one_to_three_digits() {
+    let problems = |cc: &str| {
+        let text = format!("[sms]\ncountry_code = \"{cc}\"\n");
+        match Config::from_toml(&text, Vec::new())
+            .expect("parse")
+            .validate()
+        {
+            Ok(()) => Vec::new(),
+            Err(ConfigError::Invalid(problems)) => problems,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    for good in ["1", "49", "358"] {
+        assert_eq!(problems(good), Vec::<String>::new(), "{good}");
+    }
+    for bad in ["", "+49", "049", "4912", "de"] {
+        let found = problems(bad);
+        assert!(
+            found.len() == 1 && found[0].starts_with("sms.country_code: "),
+            "{bad}: {found:?}"
+        );
+    }
+}
+
+#[test]
 fn every_secret_named_but_not_set_is_a_problem() {
     let text = r#"
         [[email.relays]]

@@ -308,6 +308,29 @@ fn stop_from_a_handset_opts_the_number_out_of_later_campaigns() {
     assert_eq!(facts(&daemon, "opted_out").len(), 1);
 }
 
+/// An SMSC that writes handsets' numbers in national form (TON 2, with
+/// or without the trunk 0): with `sms.country_code` the STOP finds the
+/// participant uploaded as `+49...`.
+#[test]
+fn stop_from_a_national_number_opts_out_its_international_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let smsc = FakeSmsc::start(our_smsc());
+    let daemon = start_with(dir.path(), &smsc, "country_code = \"49\"", "");
+    let to = numbers(3);
+    sms_campaign(&daemon, "n1", "Hi {{name}}", &to);
+    wait_facts(&daemon, "delivered", 3);
+    wait_receipts_settled(&smsc);
+    // +4915100000001 as a German SMSC writes it.
+    smsc.send_mo_numbered(2, "015100000001", "Sluice", "STOP");
+    smsc.send_mo_numbered(2, "15100000002", "Sluice", "STOP");
+    let opted = wait_facts(&daemon, "opted_out", 2);
+    assert_eq!(customers(&opted), ["c1", "c2"]);
+    for n in [&to[1], &to[2]] {
+        let r = daemon.get(&format!("/v1/blacklist/sms/{}", n.replace('+', "%2B")));
+        assert_eq!(r.json()["why"], "opted_out", "{n}: {}", r.text());
+    }
+}
+
 #[test]
 fn invalid_numbers_and_too_long_texts_are_refused_at_the_api() {
     let dir = tempfile::tempdir().unwrap();

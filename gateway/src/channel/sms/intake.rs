@@ -19,7 +19,7 @@ use tokio::{sync::mpsc, time::Instant};
 
 use smpp::inbound::{Inbound, Receipt, State};
 
-use super::bind::Delivered;
+use super::{bind::Delivered, numbering::Numbering};
 use crate::{engagements::EngagementLog, recorded::Recorded, unmatched::Kept};
 use domain::{
     ChannelKind, Engaged, Engagement, FactDetail, IdReadings, Millis, ReceiptIn, ReceiptMatch,
@@ -56,6 +56,8 @@ pub struct Intake {
     pub engagements: EngagementLog,
     /// Upper-cased words that opt a handset out.
     pub stop_words: Vec<String>,
+    /// How handsets' numbers are read.
+    pub numbering: Numbering,
     /// How long an unknown receipt waits for its id to be recorded.
     pub wait: Duration,
     /// How many of the dispatcher's outcomes are durable.
@@ -145,8 +147,9 @@ impl Intake {
                             until: None,
                         });
                     }
-                    Inbound::Mobile { from, text } => {
-                        let (from, text) = (from.clone(), text.clone());
+                    Inbound::Mobile { from, ton, text } => {
+                        let from = self.numbering.international(from, *ton);
+                        let text = text.clone();
                         self.mobile(delivered, &from, &text).await;
                     }
                     Inbound::Unreadable(text) => {
@@ -271,6 +274,9 @@ impl Intake {
                 self.engagements.record(vec![opted_out]).await
             }
             Ok(None) => {
+                if !from.starts_with('+') {
+                    tracing::warn!(from = %from, "opt-out from a number not in international form: it matches no participant; set sms.country_code for national numbers");
+                }
                 self.store
                     .suppress(ChannelKind::Sms, from, SuppressReason::OptedOut)
                     .await
