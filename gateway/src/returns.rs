@@ -11,7 +11,7 @@ pub mod maildir;
 
 use std::sync::Arc;
 
-use bounce::{Classifier, EnhancedStatus, Format, Kind, Verdict};
+use bounce::{Classifier, EnhancedStatus, Format, Kind, Recipient, Verdict};
 use serde::Serialize;
 
 use crate::{engagements::EngagementLog, metrics::Metrics, unmatched::Kept, verp::ReturnPaths};
@@ -173,26 +173,15 @@ impl Returns {
             Some(m) => self.store.message(m).await?.map(|i| (m, i)),
             None => None,
         };
-        let (Some((msg, info)), Some(first)) = (info, failures.first()) else {
+        let Some((msg, info)) = info.filter(|_| !failures.is_empty()) else {
             if bounce.is_bounce {
                 return self.unmatched(raw, failures.len()).await;
             }
             return Ok(Intake::default());
         };
-        // One message per recipient: the failure naming our address; else,
-        // when no failure names an address, the first. A bounce whose every
-        // failure names someone else (mail forwarded on, say) says nothing
-        // about our recipient, whose token it carries: it suppresses nobody.
-        let ours = failures
-            .iter()
-            .find(|r| r.address.eq_ignore_ascii_case(&info.address));
-        let failure = match ours {
-            Some(failure) => failure,
-            None if failures.iter().all(|r| !r.address.is_empty()) => {
-                tracing::info!(recipient = %info.address, "returned mail names other recipients than its message's; kept as unmatched");
-                return self.unmatched(raw, failures.len()).await;
-            }
-            None => first,
+        let Some(failure) = failure_of(&failures, &info.address) else {
+            tracing::info!(recipient = %info.address, "returned mail names other recipients than its message's; kept as unmatched");
+            return self.unmatched(raw, failures.len()).await;
         };
         let hard = failure.kind == Kind::Hard;
         let mut detail = reply_detail(
@@ -248,6 +237,20 @@ impl Returns {
     }
 }
 
+/// Which of a report's failures is about `address`, the one recipient of
+/// the message its token names: the failure naming it; else the first
+/// naming no address (the report could not say whose it was; the token
+/// says it is ours). A failure naming someone else (mail forwarded on,
+/// say) says nothing about our recipient: it suppresses nobody.
+fn failure_of<'a>(failures: &[&'a Recipient], address: &str) -> Option<&'a Recipient> {
+    let named = failures
+        .iter()
+        .find(|r| r.address.eq_ignore_ascii_case(address));
+    named
+        .or_else(|| failures.iter().find(|r| r.address.is_empty()))
+        .copied()
+}
+
 /// One line of `sluice bounce classify`, fields in the documented order.
 #[derive(Serialize)]
 struct ClassifiedLine<'a> {
@@ -292,6 +295,35 @@ mod tests {
     use store::embedded::Embedded;
 
     use super::*;
+
+    fn failed(address: &str, reason: bounce::Reason) -> Recipient {
+        Recipient {
+            address: address.into(),
+            kind: reason.kind(false),
+            reason,
+            status: None,
+            reply_code: None,
+            diagnostic: None,
+            action: None,
+            remote_mta: None,
+        }
+    }
+
+    #[test]
+    fn a_failure_naming_no_address_speaks_for_ours_one_naming_another_never() {
+        let other = failed("other@example.org", bounce::Reason::UserUnknown);
+        let unnamed = failed("", bounce::Reason::MailboxFull);
+        let ours = failed("Ann@Example.org", bounce::Reason::Suspend);
+        let found = |failures: &[&Recipient]| {
+            failure_of(failures, "ann@example.org").map(|r| r.address.clone())
+        };
+        assert_eq!(found(&[&other, &unnamed]), Some(String::new()));
+        assert_eq!(
+            found(&[&other, &unnamed, &ours]),
+            Some(ours.address.clone())
+        );
+        assert_eq!(found(&[&other]), None);
+    }
 
     /// A bounce with no token of ours, the copy of its original message
     /// 200 KiB: counted unmatched and kept as its first `KEPT_BYTES`, so
