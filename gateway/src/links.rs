@@ -101,10 +101,11 @@ impl Links {
         text: &mut String,
         html: &mut Option<String>,
     ) -> String {
-        let table = for_participant(table, p);
         let msg = their(msg);
-        *text = self.rewriter.rewrite_text(text, &table, msg).body;
+        let (text_table, found) = findable_in_text(table, p, text);
+        *text = self.rewriter.rewrite_text(&found, &text_table, msg).body;
         if let Some(body) = html {
+            let table = for_participant(table, p);
             let tracked = self.rewriter.rewrite_html(body, &table, msg).body;
             *body = self.rewriter.insert_open_pixel(&tracked, msg);
         }
@@ -155,8 +156,8 @@ impl Links {
 
     /// `text` with the links of `table`, filled for `p`, tracked for `msg`.
     fn finish_sms(&self, table: &LinkTable, msg: MessageNo, p: &Participant, text: &str) -> String {
-        let table = for_participant(table, p);
-        self.rewriter.rewrite_text(text, &table, their(msg)).body
+        let (table, text) = findable_in_text(table, p, text);
+        self.rewriter.rewrite_text(&text, &table, their(msg)).body
     }
 }
 
@@ -170,6 +171,38 @@ fn for_participant<'t>(table: &'t LinkTable, p: &Participant) -> Cow<'t, LinkTab
             Template::parse(url).map_or_else(|_| url.to_owned(), |t| t.render(p, Escape::None))
         })
         .unwrap_or(Cow::Borrowed(table))
+}
+
+/// `table` filled for `p` as [`fill`] writes its URLs, and `text`
+/// (rendered for `p` from the template the table was made of) with its
+/// personalised URLs written the same way. In plain text a URL ends at the
+/// first character a URL cannot hold: a field bringing a space or a
+/// non-ASCII letter would cut it short there, and the link would be left
+/// untracked (and broken); percent-encoded, it is found whole.
+fn findable_in_text<'a>(
+    table: &'a LinkTable,
+    p: &Participant,
+    text: &'a str,
+) -> (Cow<'a, LinkTable>, Cow<'a, str>) {
+    let mut rewritten = Vec::new();
+    let filled = table
+        .for_message(|url| {
+            let as_rendered =
+                Template::parse(url).map_or_else(|_| url.to_owned(), |t| t.render(p, Escape::None));
+            let as_filled = fill(url, p);
+            if as_rendered != as_filled {
+                rewritten.push((as_rendered, as_filled.clone()));
+            }
+            as_filled
+        })
+        .unwrap_or(Cow::Borrowed(table));
+    let mut text = Cow::Borrowed(text);
+    for (as_rendered, as_filled) in rewritten {
+        if text.contains(&as_rendered) {
+            text = Cow::Owned(text.replace(&as_rendered, &as_filled));
+        }
+    }
+    (filled, text)
 }
 
 /// Where a click on a personalised link goes: the URL filled with `p`'s
@@ -313,6 +346,32 @@ mod tests {
             fill(table.get(LinkIndex(0)).expect("link"), &ann()),
             "https://a.example/r/A7?c=ann"
         );
+    }
+
+    #[test]
+    fn a_personalised_link_whose_field_brings_a_space_or_a_non_ascii_letter_is_tracked() {
+        let links = test_links();
+        let zoe = Participant {
+            fields: [("code".into(), FieldValue::Text("Zoë M".into()))].into(),
+            ..ann()
+        };
+        let template = "Hi, see https://a.example/r/{{code}}. Bye";
+        let (_, content) = sms_campaign(4, template, true);
+        let table = sms_table(&content).expect("table");
+        let text = "Hi, see https://a.example/r/Zoë M. Bye";
+        let msg = MessageNo {
+            campaign: 4,
+            participant: 9,
+        };
+        let sent = links.track_sms(&table, msg, &zoe, text);
+        assert!(sent.starts_with("Hi, see https://t.example/c/"), "{sent}");
+        assert!(
+            sent.ends_with(". Bye") && !sent.contains("a.example"),
+            "{sent}"
+        );
+        let (mut mail, mut html) = (text.to_owned(), None);
+        links.track(&table, msg, &zoe, &mut mail, &mut html);
+        assert_eq!(mail, sent, "a mail's text part the same");
     }
 
     #[test]
