@@ -6,12 +6,15 @@
 
 use std::{
     borrow::Cow,
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use clicktrack::{Keyring, LinkTable, Rewriter};
 use domain::{CampaignDecl, CampaignRecord, MessageNo, Participant, SmsContent};
+use store::Store;
+use tokio_util::sync::CancellationToken;
 
 use crate::template::{Escape, Template};
 
@@ -65,6 +68,35 @@ impl Links {
     pub fn forget(&self, seq: u32) {
         lock(&self.tables).remove(&seq);
         lock(&self.known).remove(&seq);
+    }
+
+    /// Forgets, every `every` until `stop`, the campaigns deleted since
+    /// they were cached: through another node on a shared store, where the
+    /// delete's own [`Links::forget`] did not run. A store that does not
+    /// answer is asked again next time.
+    pub async fn forget_deleted(
+        self: Arc<Self>,
+        store: Arc<dyn Store>,
+        every: Duration,
+        stop: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let cached: BTreeSet<u32> = (lock(&self.tables).keys())
+                .chain(lock(&self.known).keys())
+                .copied()
+                .collect();
+            for seq in cached {
+                if let Ok(None) = store.campaign_by_seq(seq).await {
+                    self.forget(seq);
+                }
+            }
+        }
     }
 
     /// The table of campaign number `seq`, if it was built already.
@@ -372,6 +404,53 @@ mod tests {
         let (mut mail, mut html) = (text.to_owned(), None);
         links.track(&table, msg, &zoe, &mut mail, &mut html);
         assert_eq!(mail, sent, "a mail's text part the same");
+    }
+
+    /// A campaign deleted through another node's API (here: the store
+    /// directly) stops redirecting on this node too.
+    #[tokio::test]
+    async fn links_of_a_campaign_deleted_elsewhere_are_forgotten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> =
+            Arc::new(store::embedded::Embedded::open(dir.path()).expect("open"));
+        let (campaign, content) = sms_campaign(0, "See https://a.example/x", true);
+        let links = Arc::new(test_links());
+        let mut seqs = Vec::new();
+        for id in ["kept", "gone"] {
+            let record = store.put_campaign(id, campaign.decl.clone()).await;
+            let record = record.expect("declare");
+            links.table(&record, |_| sms_table(&content));
+            links.note_known(MessageNo {
+                campaign: record.seq,
+                participant: 0,
+            });
+            seqs.push(record.seq);
+        }
+        store
+            .set_state("gone", domain::CampaignState::Cancelled)
+            .await
+            .expect("cancel");
+        store.delete_campaign("gone").await.expect("delete");
+        let stop = CancellationToken::new();
+        let sweep = tokio::spawn(links.clone().forget_deleted(
+            store.clone(),
+            Duration::from_millis(10),
+            stop.clone(),
+        ));
+        let message = |seq| MessageNo {
+            campaign: seq,
+            participant: 0,
+        };
+        for _ in 0..500 {
+            if !links.known(message(seqs[1])) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.cancel();
+        sweep.await.expect("sweep ends");
+        assert!(!links.known(message(seqs[1])) && links.cached(seqs[1]).is_none());
+        assert!(links.known(message(seqs[0])) && links.cached(seqs[0]).is_some());
     }
 
     #[test]

@@ -34,6 +34,9 @@ const BATCH: usize = 4096;
 /// interval instead of one for each handful. It bounds what a crash can lose
 /// of acknowledged events together with the commit itself.
 const LINGER: Duration = Duration::from_millis(5);
+/// How soon a campaign deleted through another node stops redirecting
+/// here (links of one deleted on this node stop at once).
+pub const FORGET_DELETED_EVERY: Duration = Duration::from_secs(5);
 /// The first and the longest wait for a store that refuses writes.
 const REFUSED_FIRST: Duration = Duration::from_millis(50);
 const REFUSED_LONGEST: Duration = Duration::from_secs(2);

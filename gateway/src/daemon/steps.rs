@@ -377,6 +377,11 @@ pub(super) fn spawn_tracking(
         core.channels.clone(),
     );
     tasks.spawn(tracking::write_events(events, engagements));
+    tasks.spawn(core.links.clone().forget_deleted(
+        core.store.clone(),
+        tracking::FORGET_DELETED_EVERY,
+        shutdown.clone(),
+    ));
     let handlers = clicktrack::Tracking::new(Arc::new(sink), core.keys.clone());
     let served = clicktrack::serve_on_thread(
         listener,
