@@ -17,11 +17,22 @@ use std::{
     collections::HashMap,
     path::PathBuf,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use async_trait::async_trait;
+use tokio::time::Instant;
 
 pub use registry::{Deps, Registry};
+
+/// How long a test send (no lease) may wait for the upstream to take it.
+const TEST_SEND_WAIT: Duration = Duration::from_secs(30);
+
+/// The latest moment a send may wait until before it starts, to be
+/// answered by `done_by` when an answer can take `longest`.
+fn start_by(done_by: Instant, longest: Duration) -> Instant {
+    done_by.checked_sub(longest).unwrap_or_else(Instant::now)
+}
 pub use unfit::Unfit;
 
 use crate::BoxError;
@@ -126,8 +137,11 @@ pub trait Channel: Send + Sync + 'static {
         p: &Participant,
     ) -> Result<Delivery, Unfit>;
 
-    /// Personalises and sends one claimed message.
-    async fn send(&self, campaign: &CampaignRecord, claim: &Claim) -> Delivery;
+    /// Personalises and sends one claimed message, done by `done_by` (its
+    /// lease's margin): a send that could not reach the upstream in time to
+    /// be answered by then (all connections busy, the window full) is
+    /// handed back unsent rather than cut off on its way.
+    async fn send(&self, campaign: &CampaignRecord, claim: &Claim, done_by: Instant) -> Delivery;
 
     /// Stops taking messages and closes upstream connections.
     async fn close(&self);

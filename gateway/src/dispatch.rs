@@ -581,9 +581,8 @@ const LEASE_MARGIN: u64 = 10;
 /// for a relay's connection or its reply, may have gone, but must not
 /// outlast its lease, after which the message could be claimed and sent
 /// again meanwhile.
-async fn before_the_lease_ends(done_by: Millis, send: impl Future<Output = Delivery>) -> Delivery {
-    let left = Duration::from_millis(done_by.saturating_sub(now_ms()));
-    tokio::time::timeout(left, send)
+async fn before_the_lease_ends(done_by: Instant, send: impl Future<Output = Delivery>) -> Delivery {
+    tokio::time::timeout_at(done_by, send)
         .await
         .unwrap_or_else(|_| Delivery::Unconfirmed {
             reply: "the send outlasted its lease: given up, it may have gone".into(),
@@ -842,7 +841,9 @@ impl SendJob {
         }
         let started = Instant::now();
         self.metrics.in_flight.inc();
-        let delivery = before_the_lease_ends(done_by, self.channel.send(campaign, &claim)).await;
+        let deadline = Instant::now() + Duration::from_millis(done_by.saturating_sub(now_ms()));
+        let send = self.channel.send(campaign, &claim, deadline);
+        let delivery = before_the_lease_ends(deadline, send).await;
         drop(permits.sending);
         self.metrics.in_flight.dec();
         let channel = campaign.decl.channel.as_str();
@@ -948,7 +949,7 @@ mod tests {
         };
         let given_up = tokio::time::timeout(
             Duration::from_secs(5),
-            before_the_lease_ends(now_ms() + 50, slow),
+            before_the_lease_ends(Instant::now() + Duration::from_millis(50), slow),
         )
         .await
         .expect("given up at its time");
@@ -962,7 +963,7 @@ mod tests {
                 retry_after: None,
             }
         };
-        let done = before_the_lease_ends(now_ms() + 60_000, quick).await;
+        let done = before_the_lease_ends(Instant::now() + Duration::from_secs(60), quick).await;
         assert!(matches!(done, Delivery::Transient { .. }), "{done:?}");
     }
 }

@@ -8,13 +8,14 @@ use async_trait::async_trait;
 use clicktrack::LinkTable;
 
 use super::{
-    Channel, Deps, Parsed, ParticipantCheck, Preview, StartError, Unfit,
+    Channel, Deps, Parsed, ParticipantCheck, Preview, StartError, TEST_SEND_WAIT, Unfit,
     health::ConnectorReport,
     mail::{Dkim, Envelope, MailTemplate, Rendered, is_email},
     smtp::RelayPool,
 };
 use rules::RetryPolicy;
 use store::Claim;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::{links::Links, verp::ReturnPaths};
@@ -107,7 +108,12 @@ impl EmailChannel {
         mail
     }
 
-    async fn deliver(&self, campaign: &CampaignRecord, claim: &Claim) -> Delivery {
+    async fn deliver(
+        &self,
+        campaign: &CampaignRecord,
+        claim: &Claim,
+        done_by: Instant,
+    ) -> Delivery {
         let template = match self.template(campaign) {
             Ok(t) => t,
             Err(unfit) => return Delivery::permanent(unfit),
@@ -134,9 +140,8 @@ impl EmailChannel {
             Ok(m) => m,
             Err(failed) => return failed,
         };
-        self.relays
-            .send(&return_path, &claim.participant.address, &message)
-            .await
+        let to = &claim.participant.address;
+        self.relays.send(&return_path, to, &message, done_by).await
     }
 }
 
@@ -253,11 +258,15 @@ impl Channel for EmailChannel {
             Err(failed) => return Ok(failed),
         };
         let sender = format!("test-send@{domain}");
-        Ok(self.relays.send(&sender, &p.address, &message).await)
+        let done_by = Instant::now() + TEST_SEND_WAIT;
+        Ok(self
+            .relays
+            .send(&sender, &p.address, &message, done_by)
+            .await)
     }
 
-    async fn send(&self, campaign: &CampaignRecord, claim: &Claim) -> Delivery {
-        self.deliver(campaign, claim).await
+    async fn send(&self, campaign: &CampaignRecord, claim: &Claim, done_by: Instant) -> Delivery {
+        self.deliver(campaign, claim, done_by).await
     }
 
     async fn close(&self) {

@@ -23,7 +23,7 @@ use rusmpp::{
     types::{COctetString, COctetStringError, OctetString},
     values::{DataCoding, EsmClass, Npi, RegisteredDelivery, Ton},
 };
-use tokio::sync::mpsc;
+use tokio::{sync::mpsc, time::Instant};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use smpp::{session::Frame, status::Refusal, text};
@@ -33,8 +33,9 @@ use self::{
     intake::Intake,
 };
 use super::{
-    Channel, Deps, Parsed, ParticipantCheck, Preview, StartError, Unfit,
+    Channel, Deps, Parsed, ParticipantCheck, Preview, StartError, TEST_SEND_WAIT, Unfit,
     health::{Condition, ConnectorReport},
+    start_by,
     switch::Switch,
 };
 use crate::{
@@ -65,7 +66,6 @@ pub struct SmsChannel {
     /// Rewrites links of campaigns that track them.
     links: Arc<Links>,
     turn: AtomicUsize,
-    patience: Duration,
     retry: RetryPolicy,
     stop: CancellationToken,
     tasks: TaskTracker,
@@ -188,10 +188,6 @@ impl SmsChannel {
             templates: Parsed::default(),
             links: deps.links.clone(),
             turn: AtomicUsize::new(0),
-            // How long one send may wait for window room or a throttling
-            // SMSC before the message is handed back unsent: shorter than
-            // the dispatcher's lease, so no second claim sends it again.
-            patience: Duration::from_secs(deps.config.dispatch.lease_secs) / 2,
             retry: config.retry(),
             stop,
             tasks,
@@ -206,7 +202,12 @@ impl SmsChannel {
             .sum()
     }
 
-    async fn deliver(&self, campaign: &CampaignRecord, claim: &Claim) -> Delivery {
+    async fn deliver(
+        &self,
+        campaign: &CampaignRecord,
+        claim: &Claim,
+        done_by: Instant,
+    ) -> Delivery {
         let template = match self.template(campaign) {
             Ok(t) => t,
             Err(unfit) => return Delivery::permanent(unfit),
@@ -219,11 +220,13 @@ impl SmsChannel {
             let table = self.links.table(campaign, |decl| self.link_table(decl));
             self.links.track_sms(&table, claim.msg, p, text)
         });
-        self.submit(&template.from, &p.address, &text).await
+        self.submit(&template.from, &p.address, &text, done_by)
+            .await
     }
 
-    /// Sends `text` from `from` to `address` as its parts, all on one bind.
-    async fn submit(&self, from: &str, address: &str, text: &str) -> Delivery {
+    /// Sends `text` from `from` to `address` as its parts, all on one bind,
+    /// answered by `done_by`.
+    async fn submit(&self, from: &str, address: &str, text: &str, done_by: Instant) -> Delivery {
         let reference = || self.references.next(address);
         let parts = match text::encode(text, reference, self.max_parts) {
             Ok(parts) => parts,
@@ -239,7 +242,11 @@ impl SmsChannel {
                 retry_after: UNBOUND_RETRY,
             };
         };
-        let give_up_at = tokio::time::Instant::now() + self.patience;
+        // How long one send may wait for window room or a throttling SMSC
+        // before the message is handed back unsent: till its last part's
+        // answer would come too late.
+        let response = Duration::from_secs(smsc.config.response_timeout_secs);
+        let give_up_at = start_by(done_by, response);
         // Every part on this bind, or none: an operator's stop waits for it.
         let _whole = bind.message().await;
         let mut ids = Vec::with_capacity(parts.len());
@@ -404,11 +411,12 @@ impl Channel for SmsChannel {
     ) -> Result<Delivery, Unfit> {
         let (content, template) = self.checked(campaign, p)?;
         let text = self.untracked(&template, p);
-        Ok(self.submit(&content.from, &p.address, &text).await)
+        let done_by = Instant::now() + TEST_SEND_WAIT;
+        Ok(self.submit(&content.from, &p.address, &text, done_by).await)
     }
 
-    async fn send(&self, campaign: &CampaignRecord, claim: &Claim) -> Delivery {
-        self.deliver(campaign, claim).await
+    async fn send(&self, campaign: &CampaignRecord, claim: &Claim, done_by: Instant) -> Delivery {
+        self.deliver(campaign, claim, done_by).await
     }
 
     /// Unbinds every session and waits for the intake to answer what it holds.

@@ -23,6 +23,7 @@ use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufStream},
     net::TcpStream,
     sync::Semaphore,
+    time::Instant,
 };
 use tokio_rustls::{TlsConnector, client::TlsStream};
 
@@ -192,8 +193,10 @@ impl RelayPool {
         self.relays.is_empty()
     }
 
-    /// Sends one message to one recipient with envelope sender `from`.
-    pub async fn send(&self, from: &str, to: &str, message: &[u8]) -> Delivery {
+    /// Sends one message to one recipient with envelope sender `from`,
+    /// answered by `done_by`: a send that cannot get a connection in time
+    /// for that is handed back unsent.
+    pub async fn send(&self, from: &str, to: &str, message: &[u8], done_by: Instant) -> Delivery {
         let Some(relay) = self.pick() else {
             if self.relays.is_empty() {
                 return Delivery::Transient {
@@ -207,7 +210,17 @@ impl RelayPool {
                 retry_after: STOPPED_RETRY,
             };
         };
-        let Ok(_slot) = relay.slots.acquire().await else {
+        let start_by = super::start_by(done_by, relay.longest_send());
+        let Ok(slot) = tokio::time::timeout_at(start_by, relay.slots.acquire()).await else {
+            return Delivery::Unsent {
+                reply: format!(
+                    "no connection to relay {} free in time to be answered within the lease",
+                    relay.name
+                ),
+                retry_after: BUSY_RETRY,
+            };
+        };
+        let Ok(_slot) = slot else {
             return Delivery::Transient {
                 reply: "relay pool closed".into(),
                 retry_after: None,
@@ -370,6 +383,9 @@ impl RelayPool {
 const QUIT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How soon a message is tried again while every relay is stopped.
 const STOPPED_RETRY: Duration = Duration::from_secs(5);
+/// When a message that found every connection of its relay busy is
+/// tried again.
+const BUSY_RETRY: Duration = Duration::from_secs(1);
 
 /// Says QUIT on each connection; one that does not answer within
 /// `QUIT_TIMEOUT` is dropped.
@@ -735,6 +751,13 @@ impl Relay {
 
     fn data_timeout(&self) -> Duration {
         Duration::from_secs(self.config.data_timeout_secs)
+    }
+
+    /// The longest a send can take once it has a connection: a connection
+    /// made, then the transaction (what `check-config` holds to half the
+    /// lease).
+    fn longest_send(&self) -> Duration {
+        Duration::from_secs(self.config.timeout_secs + self.config.data_timeout_secs)
     }
 
     fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {

@@ -177,6 +177,11 @@ fn config(port: u16) -> RelayConfig {
     }
 }
 
+/// A deadline no test send reaches.
+fn later() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(600)
+}
+
 fn pool(port: u16) -> RelayPool {
     RelayPool::new(&[config(port)], "test.local").expect("pool")
 }
@@ -191,6 +196,7 @@ async fn replies_become_deliveries_chunked_pipelined_and_serial() {
                 "b-x@bounce.test",
                 "user@example.org",
                 b"Subject: hi\r\n\r\n.dot line\r\n",
+                later(),
             )
             .await;
         assert_eq!(
@@ -205,6 +211,7 @@ async fn replies_become_deliveries_chunked_pipelined_and_serial() {
                 "b-x@bounce.test",
                 "gone@example.org",
                 b"Subject: hi\r\n\r\nbody\r\n",
+                later(),
             )
             .await;
         assert_eq!(
@@ -220,6 +227,7 @@ async fn replies_become_deliveries_chunked_pipelined_and_serial() {
                 "b-x@bounce.test",
                 "late@example.org",
                 b"Subject: hi\r\n\r\nbody\r\n",
+                later(),
             )
             .await;
         assert_eq!(
@@ -235,6 +243,7 @@ async fn replies_become_deliveries_chunked_pipelined_and_serial() {
                 "b-y@bounce.test",
                 "user@example.org",
                 b"Subject: again\r\n\r\nbody\r\n",
+                later(),
             )
             .await;
         assert!(
@@ -320,20 +329,25 @@ async fn each_refusal_names_the_command_it_answered() {
         };
         let ok = b"Subject: hi\r\n\r\nbody\r\n";
         let sender = pool
-            .send("refused@bounce.test", "user@example.org", ok)
+            .send("refused@bounce.test", "user@example.org", ok, later())
             .await;
         assert_eq!(refusal(sender), (553, Phase::MailFrom), "{offered:?}");
-        let busy = pool.send("b-x@bounce.test", "busy@example.org", ok).await;
+        let busy = pool
+            .send("b-x@bounce.test", "busy@example.org", ok, later())
+            .await;
         assert_eq!(refusal(busy), (451, Phase::RcptTo), "{offered:?}");
         let spam = pool
             .send(
                 "b-x@bounce.test",
                 "user@example.org",
                 b"Subject: hi\r\n\r\nspam\r\n",
+                later(),
             )
             .await;
         assert_eq!(refusal(spam), (550, Phase::Data), "{offered:?}");
-        let after = pool.send("b-x@bounce.test", "user@example.org", ok).await;
+        let after = pool
+            .send("b-x@bounce.test", "user@example.org", ok, later())
+            .await;
         assert!(matches!(after, Delivery::Accepted { .. }), "{after:?}");
     }
 }
@@ -347,6 +361,7 @@ async fn closing_does_not_wait_for_a_relay_silent_on_quit() {
             "b-x@bounce.test",
             "user@example.org",
             b"Subject: hi\r\n\r\nx\r\n",
+            later(),
         )
         .await;
     assert!(matches!(sent, Delivery::Accepted { .. }), "{sent:?}");
@@ -365,7 +380,9 @@ async fn a_relay_that_is_down_is_a_transient_failure() {
         .local_addr()
         .expect("addr")
         .port();
-    let delivery = pool(port).send("b@x.test", "user@example.org", b"x").await;
+    let delivery = pool(port)
+        .send("b@x.test", "user@example.org", b"x", later())
+        .await;
     assert!(
         matches!(delivery, Delivery::Transient { .. }),
         "{delivery:?}"
@@ -387,7 +404,8 @@ async fn a_relay_that_cannot_be_reached_is_named_until_it_answers() {
     let port = free_port().await;
     let pool = pool(port);
     assert_eq!(pool.failures(), Vec::<String>::new(), "not tried yet");
-    pool.send("b@x.test", "user@example.org", b"x").await;
+    pool.send("b@x.test", "user@example.org", b"x", later())
+        .await;
     let failures = pool.failures();
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert!(
@@ -400,7 +418,9 @@ async fn a_relay_that_cannot_be_reached_is_named_until_it_answers() {
             .expect("rebind"),
         Transfer::Chunked,
     );
-    let delivery = pool.send("b@x.test", "user@example.org", b"x").await;
+    let delivery = pool
+        .send("b@x.test", "user@example.org", b"x", later())
+        .await;
     assert!(
         matches!(delivery, Delivery::Accepted { .. }),
         "{delivery:?}"
@@ -436,11 +456,15 @@ async fn a_connection_lost_after_the_message_leaves_it_unconfirmed_and_unrepeate
         let (port, seen) = relay(offered).await;
         let pool = pool(port);
         let ok = b"Subject: hi\r\n\r\nbody\r\n";
-        let first = pool.send("b-x@bounce.test", "user@example.org", ok).await;
+        let first = pool
+            .send("b-x@bounce.test", "user@example.org", ok, later())
+            .await;
         assert!(matches!(first, Delivery::Accepted { .. }), "{first:?}");
         // On the reused connection, then on a fresh one.
         for round in 1..=2 {
-            let lost = pool.send("b-x@bounce.test", "drop@example.org", ok).await;
+            let lost = pool
+                .send("b-x@bounce.test", "drop@example.org", ok, later())
+                .await;
             let Delivery::Unconfirmed { reply, .. } = &lost else {
                 panic!("not unconfirmed: {lost:?}");
             };
@@ -453,7 +477,9 @@ async fn a_connection_lost_after_the_message_leaves_it_unconfirmed_and_unrepeate
                 .count();
             assert_eq!(sent, round, "sent once per send, {offered:?}");
         }
-        let after = pool.send("b-x@bounce.test", "user@example.org", ok).await;
+        let after = pool
+            .send("b-x@bounce.test", "user@example.org", ok, later())
+            .await;
         assert!(matches!(after, Delivery::Accepted { .. }), "{after:?}");
     }
 }
@@ -471,9 +497,11 @@ async fn a_refusal_and_then_a_closed_session_is_the_refusal_and_the_next_send_re
         let pool = pool(port);
         let ok = b"Subject: hi\r\n\r\nbody\r\n";
         for (sender, code) in [("shutdown@bounce.test", 421), ("blocked@bounce.test", 554)] {
-            let first = pool.send("b-x@bounce.test", "user@example.org", ok).await;
+            let first = pool
+                .send("b-x@bounce.test", "user@example.org", ok, later())
+                .await;
             assert!(matches!(first, Delivery::Accepted { .. }), "{first:?}");
-            let closing = pool.send(sender, "user@example.org", ok).await;
+            let closing = pool.send(sender, "user@example.org", ok, later()).await;
             assert!(
                 matches!(
                     closing,
@@ -482,7 +510,9 @@ async fn a_refusal_and_then_a_closed_session_is_the_refusal_and_the_next_send_re
                 "{offered:?}, {sender}: {closing:?}"
             );
         }
-        let after = pool.send("b-x@bounce.test", "user@example.org", ok).await;
+        let after = pool
+            .send("b-x@bounce.test", "user@example.org", ok, later())
+            .await;
         assert!(matches!(after, Delivery::Accepted { .. }), "{after:?}");
     }
 }
@@ -499,7 +529,9 @@ async fn a_failed_tls_handshake_is_transient_and_named() {
         ..config(port)
     };
     let pool = RelayPool::new(&[secure], "test.local").expect("pool");
-    let delivery = pool.send("b@x.test", "user@example.org", b"x").await;
+    let delivery = pool
+        .send("b@x.test", "user@example.org", b"x", later())
+        .await;
     let Delivery::Transient { reply, .. } = &delivery else {
         panic!("not transient: {delivery:?}");
     };
@@ -526,12 +558,36 @@ async fn a_relay_silent_after_the_message_times_out_unconfirmed() {
             ..config(port)
         };
         let pool = RelayPool::new(&[quick], "test.local").expect("pool");
-        let send = pool.send("b-x@bounce.test", "mute@example.org", b"x\r\n");
+        let send = pool.send("b-x@bounce.test", "mute@example.org", b"x\r\n", later());
         let sent = tokio::time::timeout(std::time::Duration::from_secs(10), send)
             .await
             .expect("the send gave up within the relay's timeout");
         assert!(matches!(sent, Delivery::Unconfirmed { .. }), "{sent:?}");
     }
+}
+
+/// Every connection busy (here the one, with a relay silent after the
+/// message) until too late for a send to be answered by its deadline: the
+/// message is handed back unsent, never started and then cut off by the
+/// lease (which would count it unconfirmed and use an attempt).
+#[tokio::test]
+async fn a_send_that_cannot_get_a_connection_in_time_is_unsent() {
+    let (port, _) = relay(Transfer::Chunked).await;
+    let one = RelayConfig {
+        timeout_secs: 1,
+        data_timeout_secs: 2,
+        ..config(port)
+    };
+    let pool = RelayPool::new(&[one], "test.local").expect("pool");
+    let busy = pool.send("b-x@bounce.test", "mute@example.org", b"x\r\n", later());
+    let soon = tokio::time::Instant::now() + Duration::from_millis(3_200);
+    let waiting = pool.send("b-y@bounce.test", "user@example.org", b"x\r\n", soon);
+    let (busy, waiting) = tokio::join!(busy, waiting);
+    assert!(matches!(busy, Delivery::Unconfirmed { .. }), "{busy:?}");
+    let Delivery::Unsent { reply, .. } = &waiting else {
+        panic!("not unsent: {waiting:?}");
+    };
+    assert!(reply.contains("free in time"), "{reply}");
 }
 
 /// A relay that closes an idle session says 421 to the next command: on a
@@ -543,9 +599,13 @@ async fn a_421_on_a_reused_connection_is_retried_on_a_fresh_one() {
         let (port, _) = relay(offered).await;
         let pool = pool(port);
         let ok = b"Subject: hi\r\n\r\nbody\r\n";
-        let first = pool.send("once@bounce.test", "user@example.org", ok).await;
+        let first = pool
+            .send("once@bounce.test", "user@example.org", ok, later())
+            .await;
         assert!(matches!(first, Delivery::Accepted { .. }), "{first:?}");
-        let next = pool.send("b-x@bounce.test", "user@example.org", ok).await;
+        let next = pool
+            .send("b-x@bounce.test", "user@example.org", ok, later())
+            .await;
         assert!(
             matches!(next, Delivery::Accepted { .. }),
             "{offered:?}: {next:?}"
@@ -563,11 +623,15 @@ async fn a_session_the_relay_closed_while_idle_is_not_used_again() {
         let (port, seen) = relay(offered).await;
         let pool = pool(port);
         let ok = b"Subject: hi\r\n\r\nbody\r\n";
-        let first = pool.send("b-x@bounce.test", "close@example.org", ok).await;
+        let first = pool
+            .send("b-x@bounce.test", "close@example.org", ok, later())
+            .await;
         assert!(matches!(first, Delivery::Accepted { .. }), "{first:?}");
         // Idle for a while: the relay's close has arrived.
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let next = pool.send("b-x@bounce.test", "user@example.org", ok).await;
+        let next = pool
+            .send("b-x@bounce.test", "user@example.org", ok, later())
+            .await;
         assert!(
             matches!(next, Delivery::Accepted { .. }),
             "{offered:?}: {next:?}"
@@ -592,9 +656,13 @@ async fn an_answer_out_of_step_after_the_message_leaves_it_unconfirmed_and_unrep
         let (port, seen) = relay(offered).await;
         let pool = pool(port);
         let ok = b"Subject: hi\r\n\r\nbody\r\n";
-        let first = pool.send("b-x@bounce.test", "user@example.org", ok).await;
+        let first = pool
+            .send("b-x@bounce.test", "user@example.org", ok, later())
+            .await;
         assert!(matches!(first, Delivery::Accepted { .. }), "{first:?}");
-        let odd = pool.send("b-x@bounce.test", "odd@example.org", ok).await;
+        let odd = pool
+            .send("b-x@bounce.test", "odd@example.org", ok, later())
+            .await;
         assert!(
             matches!(odd, Delivery::Unconfirmed { .. }),
             "{offered:?}: {odd:?}"
@@ -618,7 +686,9 @@ async fn a_closed_session_is_seen_however_much_budget_the_task_has_spent() {
     let (port, _) = relay(Transfer::Chunked).await;
     let pool = pool(port);
     let ok = b"Subject: hi\r\n\r\nbody\r\n";
-    let first = pool.send("b-x@bounce.test", "close@example.org", ok).await;
+    let first = pool
+        .send("b-x@bounce.test", "close@example.org", ok, later())
+        .await;
     assert!(matches!(first, Delivery::Accepted { .. }), "{first:?}");
     // Idle for a while: the relay's close has arrived.
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
