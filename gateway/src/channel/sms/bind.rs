@@ -289,7 +289,9 @@ impl Bind {
         let window = &self.metrics.window;
         loop {
             let paused_until = self.lock_pause().until;
-            if let Some(until) = paused_until.filter(|&t| t > give_up_at) {
+            // A pause that has ended (its time is kept) holds nothing up.
+            let waited_for = give_up_at.max(Instant::now());
+            if let Some(until) = paused_until.filter(|&t| t > waited_for) {
                 return Err(unsent("SMSC throttling", until - Instant::now()));
             }
             self.wait_while_paused().await;
