@@ -111,6 +111,7 @@ impl Config {
         problems.extend(self.email.problems());
         problems.extend(self.email.send_time_problems(self.dispatch.lease_secs));
         problems.extend(self.sms.problems());
+        problems.extend(self.sms.send_time_problems(self.dispatch.lease_secs));
         problems.extend(self.dispatch.problems());
         for (i, w) in self.webhooks.iter().enumerate() {
             problems.extend(w.problems(&format!("webhooks[{i}]")));

@@ -57,7 +57,7 @@ fn node_on(
     let dir = dir.join(node);
     std::fs::create_dir_all(&dir).unwrap();
     let config = format!(
-        "{sections}\n[dispatch]\nlease_secs = 4\n\n[[sms.smsc]]\nhost = \"127.0.0.1\"\nport = {}\nsystem_id = \"sluice\"\nwindow = {WINDOW}\n",
+        "{sections}\n[dispatch]\nlease_secs = 4\n\n[[sms.smsc]]\nhost = \"127.0.0.1\"\nport = {}\nsystem_id = \"sluice\"\nwindow = {WINDOW}\nresponse_timeout_secs = 2\n",
         smsc.port
     );
     let daemon = Daemon::start_with_env(&dir, &config, envs);

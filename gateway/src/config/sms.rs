@@ -52,6 +52,21 @@ impl Default for Sms {
 }
 
 impl Sms {
+    /// SMSCs whose answer may come later than half the dispatch lease: a
+    /// send waiting for it would be claimed and sent again, and one
+    /// finding the window full could never wait for room in time.
+    pub(super) fn send_time_problems(&self, lease_secs: u64) -> Vec<String> {
+        (self.smsc.iter().enumerate())
+            .filter(|(_, c)| c.response_timeout_secs > lease_secs / 2)
+            .map(|(i, c)| {
+                format!(
+                    "sms.smsc[{i}].response_timeout_secs ({} s) must be at most half of dispatch.lease_secs ({lease_secs} s): a longer wait for an answer would be claimed and sent again",
+                    c.response_timeout_secs
+                )
+            })
+            .collect()
+    }
+
     pub fn retry(&self) -> RetryPolicy {
         retry::policy(self.max_attempts, self.retry_base_secs, self.retry_max_secs)
     }

@@ -173,6 +173,23 @@ fn the_examples_defaults_are_warned_about_where_they_matter() {
 }
 
 #[test]
+fn an_smsc_answer_must_come_within_half_the_lease() {
+    let config = |lease: u64| {
+        Config::from_toml(
+            &format!("[dispatch]\nlease_secs = {lease}\n\n[[sms.smsc]]\nhost = \"127.0.0.1\"\nsystem_id = \"s\"\nresponse_timeout_secs = 10\n"),
+            Vec::new(),
+        )
+        .expect("parse")
+    };
+    config(20).validate().expect("10 s of a 20 s lease");
+    let error = config(19).validate().expect_err("too long").to_string();
+    assert!(
+        error.contains("sms.smsc[0].response_timeout_secs (10 s) must be at most half of dispatch.lease_secs (19 s)"),
+        "{error}"
+    );
+}
+
+#[test]
 fn a_relay_send_must_end_within_half_the_lease() {
     let long = Config::from_toml(
         "[[email.relays]]\nhost = \"127.0.0.1\"\ndata_timeout_secs = 600\n",

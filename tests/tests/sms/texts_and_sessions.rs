@@ -495,13 +495,13 @@ fn an_smsc_outage_longer_than_the_attempt_budget_loses_no_message() {
 fn a_message_throttled_longer_than_its_lease_is_sent_once() {
     let dir = tempfile::tempdir().unwrap();
     // Seven throttles in a row pause the bind 50+100+...+3200 ms: 6.35 s,
-    // longer than the 1 s lease.
+    // longer than the 2 s lease.
     let smsc = FakeSmsc::start(our_smsc().throttle_next(7, status::THROTTLED));
     let daemon = Daemon::start_with_env(
         dir.path(),
         &format!(
-            "[dispatch]\nlease_secs = 1\n\n{}",
-            smsc_config(smsc.port(), "")
+            "[dispatch]\nlease_secs = 2\n\n{}",
+            smsc_config(smsc.port(), "response_timeout_secs = 1")
         ),
         &[("SMSC_PASSWORD", PASSWORD)],
     );
