@@ -22,7 +22,7 @@ use smtp_proto::{Response, response::parser::ResponseReceiver};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufStream},
     net::TcpStream,
-    sync::Semaphore,
+    sync::{Semaphore, TryAcquireError},
     time::Instant,
 };
 use tokio_rustls::{TlsConnector, client::TlsStream};
@@ -210,17 +210,26 @@ impl RelayPool {
                 retry_after: STOPPED_RETRY,
             };
         };
-        let start_by = super::start_by(done_by, relay.longest_send());
-        let Ok(slot) = tokio::time::timeout_at(start_by, relay.slots.acquire()).await else {
-            return Delivery::Unsent {
-                reply: format!(
-                    "no connection to relay {} free in time to be answered within the lease",
-                    relay.name
-                ),
-                retry_after: BUSY_RETRY,
-            };
+        // A free slot is taken without arming a timer, as most are.
+        let slot = match relay.slots.try_acquire() {
+            Err(TryAcquireError::NoPermits) => {
+                let start_by = super::start_by(done_by, relay.longest_send());
+                match tokio::time::timeout_at(start_by, relay.slots.acquire()).await {
+                    Ok(acquired) => acquired.ok(),
+                    Err(_) => {
+                        return Delivery::Unsent {
+                            reply: format!(
+                                "no connection to relay {} free in time to be answered within the lease",
+                                relay.name
+                            ),
+                            retry_after: BUSY_RETRY,
+                        };
+                    }
+                }
+            }
+            taken => taken.ok(),
         };
-        let Ok(_slot) = slot else {
+        let Some(_slot) = slot else {
             return Delivery::Transient {
                 reply: "relay pool closed".into(),
                 retry_after: None,
