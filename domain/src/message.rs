@@ -222,17 +222,18 @@ pub struct ReceiptIn {
 
 /// Which readings of a receipt's id may find its message. Some SMSCs
 /// write an id in hex in submit_sm_resp and in decimal in the receipt (or
-/// the other way round); most write it the same in both. Reading "16" as
-/// hex "10" would then settle another message, so an id is read in the
-/// other base only where that cannot be mistaken, until the SMSC is known
-/// to mix bases.
+/// the other way round); most write it the same in both. For those,
+/// reading "16" as hex "10" would settle another message, so the gateway
+/// learns per SMSC which it is from the receipts that matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdReadings {
-    /// Also the other base, where the id or its other reading has a hex
-    /// letter: "1a2b" and "6699" are one id written twice, "16" and "10"
-    /// may be two.
+    /// The id as given only: the SMSC's receipts match that way.
+    AsGiven,
+    /// Not known yet: also the other base where the id or its other
+    /// reading has a hex letter ("1a2b" and "6699" may well be one id
+    /// written twice, "16" and "10" as likely two).
     Unmistakable,
-    /// Every reading: the SMSC was seen writing an id in both bases.
+    /// Every reading: the SMSC's receipts match in the other base.
     Any,
 }
 

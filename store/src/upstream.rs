@@ -40,8 +40,12 @@ pub fn lookup_keys(r: &ReceiptIn) -> impl Iterator<Item = Vec<u8>> + '_ {
             readings.push(n.to_string());
         }
         readings.retain(|reading| *reading != id);
-        if r.readings == IdReadings::Unmistakable {
-            readings.retain(|reading| has_hex_letter(&id) || has_hex_letter(reading));
+        match r.readings {
+            IdReadings::AsGiven => readings.clear(),
+            IdReadings::Unmistakable => {
+                readings.retain(|reading| has_hex_letter(&id) || has_hex_letter(reading));
+            }
+            IdReadings::Any => {}
         }
         readings.dedup();
         readings
@@ -176,6 +180,13 @@ mod tests {
         assert!(finds("16", IdReadings::Any, "10"));
         assert!(finds("10", IdReadings::Any, "16"));
         assert!(finds("16", IdReadings::Unmistakable, "16"));
+    }
+
+    #[test]
+    fn an_smsc_whose_receipts_match_as_given_gets_no_other_reading() {
+        assert!(!finds("6699", IdReadings::AsGiven, "1A2B"));
+        assert!(!finds("1a2b", IdReadings::AsGiven, "6699"));
+        assert!(finds("1A2B", IdReadings::AsGiven, "1a2b"));
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! message), until the id is known or `wait` has passed; then it is kept
 //! as unmatched and answered.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use rusmpp::CommandStatus;
 use serde::{Deserialize, Serialize};
@@ -85,29 +85,48 @@ impl Waiting {
     }
 }
 
-/// The SMSCs seen writing a message id in one base in submit_sm_resp and
-/// in another in its receipt: only their receipts' ids are read in the
-/// other base where that could be mistaken ([`IdReadings`]). Learnt anew
-/// after a restart, from the first receipt whose id has a hex letter.
+/// What each SMSC's receipts showed of how it writes message ids: most
+/// write them as in submit_sm_resp and their receipts match as given; one
+/// whose receipts match only in the other base mixes bases. Until either
+/// is seen, an id is read in the other base only where that is unlikely to
+/// be mistaken ([`IdReadings`]); once seen, the more frequent decides (a
+/// late copy of a receipt matching another message in the other base is
+/// outweighed by the receipts after it). Learnt anew after a restart.
 #[derive(Default)]
-struct BaseMixers(HashSet<u16>);
+struct ReceiptBases(HashMap<u16, Matches>);
 
-impl BaseMixers {
+#[derive(Default)]
+struct Matches {
+    as_given: u64,
+    other_base: u64,
+}
+
+impl ReceiptBases {
     fn readings(&self, smsc: u16) -> IdReadings {
-        if self.0.contains(&smsc) {
-            IdReadings::Any
-        } else {
-            IdReadings::Unmistakable
+        match self.0.get(&smsc) {
+            Some(m) if m.as_given > m.other_base => IdReadings::AsGiven,
+            Some(m) if m.other_base > 0 => IdReadings::Any,
+            _ => IdReadings::Unmistakable,
         }
     }
 
-    fn learn(&mut self, smsc: u16) {
-        if self.0.insert(smsc) {
-            tracing::info!(
-                smsc,
-                "the SMSC writes receipt ids in another base than its submit_sm_resp; \
-                 its receipts' ids are read in both bases from now on"
-            );
+    /// Notes how a receipt of `smsc` matched; `telling`: its id reads
+    /// otherwise in the other base (one digit does not).
+    fn note(&mut self, smsc: u16, telling: bool, matched: &ReceiptMatch) {
+        let m = self.0.entry(smsc).or_default();
+        match matched {
+            ReceiptMatch::Matched if telling => m.as_given += 1,
+            ReceiptMatch::MatchedInOtherBase => {
+                m.other_base += 1;
+                if m.other_base == 1 && m.as_given == 0 {
+                    tracing::info!(
+                        smsc,
+                        "the SMSC writes receipt ids in another base than its submit_sm_resp; \
+                         its receipts' ids are read in both bases"
+                    );
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -116,7 +135,7 @@ impl Intake {
     /// Runs until every bind has stopped (the channel closes).
     pub async fn run(self, mut rx: mpsc::Receiver<Delivered>) {
         let mut durable = self.recorded.watch();
-        let mut mixers = BaseMixers::default();
+        let mut bases = ReceiptBases::default();
         let mut waiting: Vec<Waiting> = Vec::new();
         let mut batch = Vec::with_capacity(BATCH);
         loop {
@@ -164,7 +183,7 @@ impl Intake {
             // partitioning into new vectors moved each one again as they grew.
             let mut ready = Vec::with_capacity(waiting.len());
             ready.extend(waiting.extract_if(.., |w| w.ready(written, now)));
-            waiting.extend(self.settle(ready, &mut mixers).await);
+            waiting.extend(self.settle(ready, &mut bases).await);
         }
         // Stopping: what still waits is answered as a temporary failure so
         // the SMSC sends it again after the restart.
@@ -174,7 +193,7 @@ impl Intake {
     }
 
     /// Matches receipts; returns those that must wait for their id.
-    async fn settle(&self, receipts: Vec<Waiting>, mixers: &mut BaseMixers) -> Vec<Waiting> {
+    async fn settle(&self, receipts: Vec<Waiting>, bases: &mut ReceiptBases) -> Vec<Waiting> {
         if receipts.is_empty() {
             return Vec::new();
         }
@@ -183,18 +202,19 @@ impl Intake {
         let (held, items): (Vec<_>, Vec<_>) = receipts
             .into_iter()
             .map(|w| {
+                let telling = w.receipt.id.trim().trim_start_matches('0').len() > 1;
                 let receipt = ReceiptIn {
-                    readings: mixers.readings(w.receipt.smsc),
+                    readings: bases.readings(w.receipt.smsc),
                     ..w.receipt
                 };
-                ((w.delivered, w.until), receipt)
+                ((w.delivered, w.until, telling), receipt)
             })
             .unzip();
         let matches = match self.store.receipts(items).await {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(error = %e, "receipts not recorded; the SMSC will resend them");
-                for (delivered, _) in &held {
+                for (delivered, ..) in &held {
                     delivered.answer(CommandStatus::EsmeRxTAppn);
                 }
                 return Vec::new();
@@ -202,13 +222,11 @@ impl Intake {
         };
         let now = Instant::now();
         let mut waiting = Vec::new();
-        for ((delivered, until), matched) in held.into_iter().zip(matches) {
+        for ((delivered, until, telling), matched) in held.into_iter().zip(matches) {
             let until = until.unwrap_or(now + self.wait);
+            bases.note(delivered.smsc, telling, &matched);
             match matched {
                 ReceiptMatch::Matched | ReceiptMatch::MatchedInOtherBase => {
-                    if matched == ReceiptMatch::MatchedInOtherBase {
-                        mixers.learn(delivered.smsc);
-                    }
                     delivered.metrics.receipt(true);
                     delivered.answer(CommandStatus::EsmeRok);
                 }
@@ -328,5 +346,31 @@ fn receipt_in(smsc: u16, r: &Receipt) -> ReceiptIn {
         },
         at: now_ms(),
         detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_smscs_receipts_decide_how_its_ids_are_read() {
+        let mut bases = ReceiptBases::default();
+        assert_eq!(bases.readings(0), IdReadings::Unmistakable);
+        // SMSC 0 writes ids as submitted; its first receipt after a
+        // restart was a late copy that matched another message in the
+        // other base.
+        bases.note(0, true, &ReceiptMatch::MatchedInOtherBase);
+        assert_eq!(bases.readings(0), IdReadings::Any);
+        bases.note(0, true, &ReceiptMatch::Matched);
+        bases.note(0, true, &ReceiptMatch::Matched);
+        assert_eq!(bases.readings(0), IdReadings::AsGiven);
+        // SMSC 1 mixes bases; one-digit ids match as given in both.
+        bases.note(1, true, &ReceiptMatch::MatchedInOtherBase);
+        for _ in 0..5 {
+            bases.note(1, false, &ReceiptMatch::Matched);
+        }
+        assert_eq!(bases.readings(1), IdReadings::Any);
+        assert_eq!(bases.readings(2), IdReadings::Unmistakable);
     }
 }
