@@ -292,8 +292,9 @@ impl Intake {
                 self.engagements.record(vec![opted_out]).await
             }
             Ok(None) => {
-                if !from.starts_with('+') {
-                    tracing::warn!(from = %from, "opt-out from a number not in international form: it matches no participant; set sms.country_code for national numbers");
+                let national = !from.is_empty() && from.bytes().all(|b| b.is_ascii_digit());
+                if national && self.numbering.country_code.is_none() {
+                    tracing::warn!(from = %from, "opt-out from a number in national form: it matches no participant; set sms.country_code to read such numbers");
                 }
                 self.store
                     .suppress(ChannelKind::Sms, from, SuppressReason::OptedOut)

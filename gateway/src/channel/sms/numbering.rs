@@ -28,27 +28,26 @@ impl Numbering {
         if ton == INTERNATIONAL || addr.starts_with('+') {
             return format!("+{digits}");
         }
-        match &self.country_code {
-            Some(cc) => {
-                if let Some(rest) = digits.strip_prefix("00") {
-                    // Dialled with the international prefix.
-                    format!("+{rest}")
-                } else if let Some(rest) = digits.strip_prefix('0') {
-                    // The national trunk prefix.
-                    format!("+{cc}{rest}")
-                } else if ton == NATIONAL || !digits.starts_with(cc.as_str()) {
-                    format!("+{cc}{digits}")
-                } else {
-                    format!("+{digits}")
-                }
+        if let Some(cc) = &self.country_code {
+            if let Some(rest) = digits.strip_prefix("00") {
+                // Dialled with the international prefix.
+                return format!("+{rest}");
             }
-            // Without a country, only a long number of unknown type is
-            // taken for international (most SMSCs leave out the `+`); no
-            // country code starts with 0.
-            None if ton != NATIONAL && digits.len() > 8 && !digits.starts_with('0') => {
-                format!("+{digits}")
+            if let Some(rest) = digits.strip_prefix('0') {
+                // The national trunk prefix.
+                return format!("+{cc}{rest}");
             }
-            None => addr.to_owned(),
+            if ton == NATIONAL {
+                return format!("+{cc}{digits}");
+            }
+        }
+        // A long number of unknown type is international without its `+`
+        // (most SMSCs leave it out); no country code starts with 0. A
+        // national one stays as written without a country to read it in.
+        if ton != NATIONAL && digits.len() > 8 && !digits.starts_with('0') {
+            format!("+{digits}")
+        } else {
+            addr.to_owned()
         }
     }
 }
@@ -89,6 +88,8 @@ mod tests {
         assert_eq!(de.international("015112345678", 0), "+4915112345678");
         assert_eq!(de.international("4915112345678", 0), "+4915112345678");
         assert_eq!(de.international("004315112345678", 0), "+4315112345678");
+        // A foreign number of unknown type is not taken for a national one.
+        assert_eq!(de.international("447700900123", 0), "+447700900123");
     }
 
     #[test]
