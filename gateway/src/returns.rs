@@ -155,7 +155,10 @@ impl Returns {
             .chain(bounce.original_message_id.as_deref())
             .chain(domain_token.as_deref())
             .find_map(|a| self.paths.verify(a));
-        if bounce.format == Format::Arf {
+        // A feedback report, or a provider's JSON notice of a complaint.
+        let complaint = bounce.format == Format::Arf
+            || (bounce.recipients.iter()).any(|r| r.reason == bounce::Reason::Feedback);
+        if complaint {
             return self.complaint(raw, &bounce, msg).await;
         }
         let failures: Vec<_> = bounce
@@ -325,6 +328,82 @@ mod tests {
         assert_eq!(found(&[&other]), None);
     }
 
+    fn returns(store: &Arc<dyn Store>) -> Returns {
+        let retry = RetryPolicy {
+            max_attempts: 3,
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(1),
+        };
+        Returns::new(
+            store.clone(),
+            ReturnPaths::new(b"k", "bounces.test"),
+            retry,
+            Arc::new(Metrics::default()),
+        )
+    }
+
+    /// An Amazon SES complaint notice (JSON, its `source` our Return-Path)
+    /// is a complaint like a feedback report: recorded, and the address
+    /// suppressed.
+    #[tokio::test]
+    async fn a_json_complaint_notice_suppresses_the_address() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(Embedded::open(dir.path()).expect("open"));
+        let seq = store
+            .put_campaign(
+                "c",
+                domain::CampaignDecl::new(domain::ChannelKind::Email, "c"),
+            )
+            .await
+            .expect("declare")
+            .seq;
+        let ann = domain::Participant {
+            customer: "ann".into(),
+            address: "ann@example.org".into(),
+            segment: None,
+            fields: Default::default(),
+        };
+        store
+            .add_participants("c", vec![ann], 1)
+            .await
+            .expect("add");
+        let msg = domain::MessageNo {
+            campaign: seq,
+            participant: 0,
+        };
+        let sent = Update {
+            msg,
+            at: 2,
+            outcome: domain::Outcome::Submitted {
+                detail: FactDetail::default(),
+                upstream: None,
+            },
+        };
+        let returns = returns(&store);
+        let notice = format!(
+            "From: complaints@email-abuse.amazonses.com\r\nSubject: Complaint\r\n\r\n\
+             {{\"notificationType\":\"Complaint\",\"complaint\":{{\"complainedRecipients\":\
+             [{{\"emailAddress\":\"ann@example.org\"}}]}},\"mail\":{{\"source\":\"{}\"}}}}\r\n",
+            returns.paths.address(msg)
+        );
+        let intake = returns.take(notice.as_bytes(), &[]).await.expect("taken");
+        assert_eq!(
+            (intake.matched, intake.unmatched),
+            (0, 1),
+            "a message never sent draws no complaint"
+        );
+        store.record(vec![sent]).await.expect("sent");
+        let intake = returns.take(notice.as_bytes(), &[]).await.expect("taken");
+        assert_eq!((intake.is_bounce, intake.matched), (true, 1), "{intake:?}");
+        assert_eq!(
+            store
+                .suppressed(domain::ChannelKind::Email, "ann@example.org")
+                .await
+                .expect("answers"),
+            Some(domain::SuppressReason::Complained)
+        );
+    }
+
     /// A bounce with no token of ours, the copy of its original message
     /// 200 KiB: counted unmatched and kept as its first `KEPT_BYTES`, so
     /// that what the public sends the bounce domain cannot fill the store.
@@ -332,17 +411,7 @@ mod tests {
     async fn unmatched_mail_is_kept_as_its_start() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store: Arc<dyn Store> = Arc::new(Embedded::open(dir.path()).expect("open"));
-        let retry = RetryPolicy {
-            max_attempts: 3,
-            base: Duration::from_secs(1),
-            max: Duration::from_secs(1),
-        };
-        let returns = Returns::new(
-            store.clone(),
-            ReturnPaths::new(b"k", "bounces.test"),
-            retry,
-            Arc::new(Metrics::default()),
-        );
+        let returns = returns(&store);
         let dsn = format!(
             "From: MAILER-DAEMON@mx.example\r\nSubject: Undelivered Mail Returned to Sender\r\n\
              Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\

@@ -12,8 +12,9 @@ use domain::{Engaged, Engagement, FactDetail, MessageNo, now_ms};
 
 use super::{Intake, IntakeError, Returns};
 
-/// What a report with no `Feedback-Type` (or one a later RFC added) is
-/// taken for: RFC 5965 says to read an unknown type as `other`.
+/// What a report with no `Feedback-Type` is taken for: feedback loops
+/// send spam complaints. (A type a later RFC added is taken as stated:
+/// RFC 5965 reads an unknown one as `other`, a complaint too.)
 const UNSTATED: &str = "abuse";
 
 /// Whether a feedback type says the recipient did not want the message.
@@ -27,7 +28,8 @@ fn is_complaint(feedback_type: &str) -> bool {
 
 impl Returns {
     /// Records a complaint against `msg`, the message the report's token
-    /// names; a complaint naming no message of ours is kept as unmatched.
+    /// names, once it was sent; a complaint naming no message of ours, or
+    /// one never handed to a relay, is kept as unmatched.
     pub(super) async fn complaint(
         &self,
         raw: &[u8],
@@ -49,9 +51,12 @@ impl Returns {
             );
             return Ok(Intake::default());
         }
-        let msg = match msg {
-            Some(msg) if self.store.message(msg).await?.is_some() => msg,
-            _ => return self.unmatched(raw, 1).await,
+        let sent = match msg {
+            Some(msg) => self.store.message(msg).await?.filter(|i| i.attempts > 0),
+            None => None,
+        };
+        let (Some(msg), Some(_)) = (msg, sent) else {
+            return self.unmatched(raw, 1).await;
         };
         let complained = Engaged {
             msg,
