@@ -24,15 +24,6 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 pub use registry::{Deps, Registry};
-
-/// How long a test send (no lease) may wait for the upstream to take it.
-const TEST_SEND_WAIT: Duration = Duration::from_secs(30);
-
-/// The latest moment a send may wait until before it starts, to be
-/// answered by `done_by` when an answer can take `longest`.
-fn start_by(done_by: Instant, longest: Duration) -> Instant {
-    done_by.checked_sub(longest).unwrap_or_else(Instant::now)
-}
 pub use unfit::Unfit;
 
 use crate::BoxError;
@@ -145,6 +136,21 @@ pub trait Channel: Send + Sync + 'static {
 
     /// Stops taking messages and closes upstream connections.
     async fn close(&self);
+}
+
+/// How long a test send (no lease) may wait for the upstream to take it.
+const TEST_SEND_WAIT: Duration = Duration::from_secs(30);
+
+/// The deadline of a test send whose answer can take `longest`: it waits
+/// [`TEST_SEND_WAIT`] at most for the upstream to take it.
+fn test_send_deadline(longest: Duration) -> Instant {
+    Instant::now() + TEST_SEND_WAIT + longest
+}
+
+/// The latest moment a send may wait until before it starts, to be
+/// answered by `done_by` when an answer can take `longest`.
+fn start_by(done_by: Instant, longest: Duration) -> Instant {
+    done_by.checked_sub(longest).unwrap_or_else(Instant::now)
 }
 
 /// A campaign's content parsed once, per campaign number: content is fixed

@@ -163,7 +163,9 @@ impl FakeSmsc {
         let port = listener.local_addr().expect("fake smsc: local addr").port();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                next_id: behaviour.first_id.map_or(0xA000_0000, |n| n - 1),
+                next_id: behaviour
+                    .first_id
+                    .map_or(0xA000_0000, |n| n.checked_sub(1).expect("ids start at 1")),
                 behaviour,
                 ..State::default()
             }),

@@ -8,10 +8,11 @@ use async_trait::async_trait;
 use clicktrack::LinkTable;
 
 use super::{
-    Channel, Deps, Parsed, ParticipantCheck, Preview, StartError, TEST_SEND_WAIT, Unfit,
+    Channel, Deps, Parsed, ParticipantCheck, Preview, StartError, Unfit,
     health::ConnectorReport,
     mail::{Dkim, Envelope, MailTemplate, Rendered, is_email},
     smtp::RelayPool,
+    test_send_deadline,
 };
 use rules::RetryPolicy;
 use store::Claim;
@@ -258,7 +259,7 @@ impl Channel for EmailChannel {
             Err(failed) => return Ok(failed),
         };
         let sender = format!("test-send@{domain}");
-        let done_by = Instant::now() + TEST_SEND_WAIT;
+        let done_by = test_send_deadline(self.relays.longest_send());
         Ok(self
             .relays
             .send(&sender, &p.address, &message, done_by)

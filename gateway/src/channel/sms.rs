@@ -33,10 +33,11 @@ use self::{
     intake::Intake,
 };
 use super::{
-    Channel, Deps, Parsed, ParticipantCheck, Preview, StartError, TEST_SEND_WAIT, Unfit,
+    Channel, Deps, Parsed, ParticipantCheck, Preview, StartError, Unfit,
     health::{Condition, ConnectorReport},
     start_by,
     switch::Switch,
+    test_send_deadline,
 };
 use crate::{
     BoxError,
@@ -411,7 +412,11 @@ impl Channel for SmsChannel {
     ) -> Result<Delivery, Unfit> {
         let (content, template) = self.checked(campaign, p)?;
         let text = self.untracked(&template, p);
-        let done_by = Instant::now() + TEST_SEND_WAIT;
+        let longest = (self.smscs.iter())
+            .map(|s| Duration::from_secs(s.config.response_timeout_secs))
+            .max()
+            .unwrap_or_default();
+        let done_by = test_send_deadline(longest);
         Ok(self.submit(&content.from, &p.address, &text, done_by).await)
     }
 

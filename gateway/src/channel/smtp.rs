@@ -193,6 +193,13 @@ impl RelayPool {
         self.relays.is_empty()
     }
 
+    /// The longest a send to any relay can take once it has a connection.
+    pub fn longest_send(&self) -> Duration {
+        (self.relays.iter().map(|r| r.longest_send()))
+            .max()
+            .unwrap_or_default()
+    }
+
     /// Sends one message to one recipient with envelope sender `from`,
     /// answered by `done_by`: a send that cannot get a connection in time
     /// for that is handed back unsent.

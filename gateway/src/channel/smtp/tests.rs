@@ -590,6 +590,31 @@ async fn a_send_that_cannot_get_a_connection_in_time_is_unsent() {
     assert!(reply.contains("free in time"), "{reply}");
 }
 
+/// A test send (no lease) waits for a busy relay's connection, up to
+/// `TEST_SEND_WAIT`, however long the relay's timeouts: it was handed back
+/// at once when they added up to more than that wait.
+#[tokio::test]
+async fn a_test_send_waits_for_a_busy_relay() {
+    let (port, _) = relay(Transfer::Chunked).await;
+    let slow = RelayConfig {
+        timeout_secs: 30,
+        data_timeout_secs: 2,
+        ..config(port)
+    };
+    let pool = RelayPool::new(&[slow], "test.local").expect("pool");
+    let busy = pool.send("b-x@bounce.test", "mute@example.org", b"x\r\n", later());
+    let deadline = super::super::test_send_deadline(pool.longest_send());
+    let test = pool.send(
+        "test-send@bounce.test",
+        "user@example.org",
+        b"x\r\n",
+        deadline,
+    );
+    let (busy, test) = tokio::join!(busy, test);
+    assert!(matches!(busy, Delivery::Unconfirmed { .. }), "{busy:?}");
+    assert!(matches!(test, Delivery::Accepted { .. }), "{test:?}");
+}
+
 /// A relay that closes an idle session says 421 to the next command: on a
 /// reused connection that is the session's fault, not the message's, so
 /// the message goes on a fresh connection at once.
