@@ -1,5 +1,6 @@
-//! Feedback reports (RFC 5965, ARF): a mailbox provider's word that the
-//! recipient marked a message as spam. The recipient withdrew consent as
+//! Feedback reports (RFC 5965, ARF) and JSON complaint notices (Amazon
+//! SES): a mailbox provider's word that the recipient marked a message as
+//! spam. The recipient withdrew consent as
 //! surely as by unsubscribing: the complaint is recorded as `complained`
 //! and suppresses the address (`rules::engaged`).
 //!
@@ -52,10 +53,12 @@ impl Returns {
             return Ok(Intake::default());
         }
         let sent = match msg {
-            Some(msg) => self.store.message(msg).await?.filter(|i| i.attempts > 0),
+            Some(msg) => (self.store.message(msg).await?)
+                .filter(|info| info.attempts > 0)
+                .map(|_| msg),
             None => None,
         };
-        let (Some(msg), Some(_)) = (msg, sent) else {
+        let Some(msg) = sent else {
             return self.unmatched(raw, 1).await;
         };
         let complained = Engaged {
