@@ -521,7 +521,7 @@ pub async fn suppressions_decided_by_the_rules_are_durable_with_their_fact(h: &d
     {
         let store = h.open().await;
         let seq = store.put_campaign("c1", decl()).await.expect("declare").seq;
-        let people = ["hard", "soft", "unsub", "clicker"]
+        let people = ["hard", "soft", "unsub", "clicker", "complainer"]
             .map(participant)
             .to_vec();
         store
@@ -571,6 +571,7 @@ pub async fn suppressions_decided_by_the_rules_are_durable_with_their_fact(h: &d
             .engage(vec![
                 engaged(2, Engagement::Unsubscribed),
                 engaged(3, Engagement::Clicked),
+                engaged(4, Engagement::Complained),
             ])
             .await
             .expect("engage");
@@ -617,6 +618,11 @@ pub async fn suppressions_decided_by_the_rules_are_durable_with_their_fact(h: &d
             "unsub@example.org",
             SuppressReason::Unsubscribed,
         ),
+        (
+            ChannelKind::Email,
+            "complainer@example.org",
+            SuppressReason::Complained,
+        ),
         (ChannelKind::Sms, "+15550001", SuppressReason::Blacklisted),
     ] {
         assert_eq!(
@@ -630,9 +636,24 @@ pub async fn suppressions_decided_by_the_rules_are_durable_with_their_fact(h: &d
     }
     let kinds = fact_kinds(store.as_ref()).await;
     assert_eq!(
-        kinds[4..],
-        ["bounced", "bounced", "unsubscribed", "clicked"],
+        kinds[5..],
+        [
+            "bounced",
+            "bounced",
+            "unsubscribed",
+            "clicked",
+            "complained"
+        ],
         "each suppression's fact is in the feed"
+    );
+    let counts = store.counts("c1").await.expect("counts").by_status;
+    assert_eq!(
+        (
+            counts["unsubscribed"],
+            counts["complained"],
+            counts["opted_out"]
+        ),
+        (1, 1, 0)
     );
 }
 
