@@ -11,7 +11,7 @@ pub mod maildir;
 
 use std::sync::Arc;
 
-use bounce::{Classifier, EnhancedStatus, Format, Kind, Recipient, Verdict};
+use bounce::{Classifier, EnhancedStatus, Kind, Recipient, Verdict};
 use serde::Serialize;
 
 use crate::{engagements::EngagementLog, metrics::Metrics, unmatched::Kept, verp::ReturnPaths};
@@ -155,10 +155,9 @@ impl Returns {
             .chain(bounce.original_message_id.as_deref())
             .chain(domain_token.as_deref())
             .find_map(|a| self.paths.verify(a));
-        // A feedback report, or a provider's JSON notice of a complaint.
-        let complaint = bounce.format == Format::Arf
-            || (bounce.recipients.iter()).any(|r| r.reason == bounce::Reason::Feedback);
-        if complaint {
+        // A feedback report, or a provider's JSON notice of a complaint:
+        // the classifier gives either's recipients the reason `feedback`.
+        if (bounce.recipients.iter()).any(|r| r.reason == bounce::Reason::Feedback) {
             return self.complaint(raw, &bounce, msg).await;
         }
         let failures: Vec<_> = bounce
