@@ -199,10 +199,14 @@ impl Links {
 fn for_participant<'t>(table: &'t LinkTable, p: &Participant) -> Cow<'t, LinkTable> {
     // Filling keeps the number of URLs, which the table already holds.
     table
-        .for_message(|url| {
-            Template::parse(url).map_or_else(|_| url.to_owned(), |t| t.render(p, Escape::None))
-        })
+        .for_message(|url| rendered(url, p, Escape::None))
         .unwrap_or(Cow::Borrowed(table))
+}
+
+/// A URL template (or part of one) filled with `p`'s fields, escaped as
+/// `escape` says; one that does not parse as it is.
+fn rendered(url: &str, p: &Participant, escape: Escape) -> String {
+    Template::parse(url).map_or_else(|_| url.to_owned(), |t| t.render(p, escape))
 }
 
 /// `table` filled for `p` as [`fill`] writes its URLs, and `text`
@@ -219,8 +223,7 @@ fn findable_in_text<'a>(
     let mut rewritten = Vec::new();
     let filled = table
         .for_message(|url| {
-            let as_rendered =
-                Template::parse(url).map_or_else(|_| url.to_owned(), |t| t.render(p, Escape::None));
+            let as_rendered = rendered(url, p, Escape::None);
             let as_filled = fill(url, p);
             if as_rendered != as_filled {
                 rewritten.push((as_rendered, as_filled.clone()));
@@ -250,10 +253,7 @@ pub fn fill(url: &str, p: &Participant) -> String {
         segment: None,
         fields: Default::default(),
     };
-    let render = |part: &str, p: &Participant| {
-        Template::parse(part).map_or_else(|_| part.to_owned(), |t| t.render(p, Escape::Url))
-    };
-    render(head, &nobody) + &render(tail, p)
+    rendered(head, &nobody, Escape::Url) + &rendered(tail, p, Escape::Url)
 }
 
 /// Where a URL template's scheme and host end: at the first `/`, `?` or
