@@ -21,7 +21,10 @@ use std::{
 };
 
 use async_trait::async_trait;
-use tokio::time::Instant;
+use tokio::{
+    sync::{Semaphore, SemaphorePermit, TryAcquireError},
+    time::Instant,
+};
 
 pub use registry::{Deps, Registry};
 pub use unfit::Unfit;
@@ -151,6 +154,29 @@ fn test_send_deadline(longest: Duration) -> Instant {
 /// answered by `done_by` when an answer can take `longest`.
 fn start_by(done_by: Instant, longest: Duration) -> Instant {
     done_by.checked_sub(longest).unwrap_or_else(Instant::now)
+}
+
+/// Why [`permit_by`] got no permit.
+enum NoPermit {
+    /// None came free by the time asked.
+    TooLate,
+    /// The semaphore is closed (its upstream is going away).
+    Closed,
+}
+
+/// A permit of `room` (an SMPP window, a relay's connections) by `by`. A
+/// free one is taken without arming a timer, as most are.
+async fn permit_by(room: &Semaphore, by: Instant) -> Result<SemaphorePermit<'_>, NoPermit> {
+    match room.try_acquire() {
+        Ok(permit) => Ok(permit),
+        Err(TryAcquireError::Closed) => Err(NoPermit::Closed),
+        Err(TryAcquireError::NoPermits) => {
+            match tokio::time::timeout_at(by, room.acquire()).await {
+                Ok(acquired) => acquired.map_err(|_| NoPermit::Closed),
+                Err(_) => Err(NoPermit::TooLate),
+            }
+        }
+    }
 }
 
 /// A campaign's content parsed once, per campaign number: content is fixed

@@ -22,7 +22,7 @@ use smtp_proto::{Response, response::parser::ResponseReceiver};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufStream},
     net::TcpStream,
-    sync::{Semaphore, TryAcquireError},
+    sync::Semaphore,
     time::Instant,
 };
 use tokio_rustls::{TlsConnector, client::TlsStream};
@@ -32,7 +32,7 @@ use domain::Phase;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    StartError,
+    NoPermit, StartError,
     health::{self, ConnectorReport, Health},
     switch::Switch,
 };
@@ -217,30 +217,24 @@ impl RelayPool {
                 retry_after: STOPPED_RETRY,
             };
         };
-        // A free slot is taken without arming a timer, as most are.
-        let slot = match relay.slots.try_acquire() {
-            Err(TryAcquireError::NoPermits) => {
-                let start_by = super::start_by(done_by, relay.longest_send());
-                match tokio::time::timeout_at(start_by, relay.slots.acquire()).await {
-                    Ok(acquired) => acquired.ok(),
-                    Err(_) => {
-                        return Delivery::Unsent {
-                            reply: format!(
-                                "no connection to relay {} free in time to be answered within the lease",
-                                relay.name
-                            ),
-                            retry_after: BUSY_RETRY,
-                        };
-                    }
-                }
+        let start_by = super::start_by(done_by, relay.longest_send());
+        let _slot = match super::permit_by(&relay.slots, start_by).await {
+            Ok(slot) => slot,
+            Err(NoPermit::TooLate) => {
+                return Delivery::Unsent {
+                    reply: format!(
+                        "no connection to relay {} free in time to be answered within the lease",
+                        relay.name
+                    ),
+                    retry_after: BUSY_RETRY,
+                };
             }
-            taken => taken.ok(),
-        };
-        let Some(_slot) = slot else {
-            return Delivery::Transient {
-                reply: "relay pool closed".into(),
-                retry_after: None,
-            };
+            Err(NoPermit::Closed) => {
+                return Delivery::Transient {
+                    reply: "relay pool closed".into(),
+                    retry_after: None,
+                };
+            }
         };
         // Stopped while this send waited for a slot: it waits for a start.
         if !relay.switch.is_on() {

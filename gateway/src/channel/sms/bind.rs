@@ -25,7 +25,7 @@ use rusmpp::{
 };
 use tokio::{
     net::TcpStream,
-    sync::{RwLock, RwLockReadGuard, Semaphore, TryAcquireError, mpsc, watch},
+    sync::{RwLock, RwLockReadGuard, Semaphore, mpsc, watch},
     time::Instant,
 };
 use tokio_rustls::TlsConnector;
@@ -39,7 +39,9 @@ use smpp::{
 
 use super::FieldError;
 use crate::channel::{
+    NoPermit,
     health::{self, ConnectorReport, Health},
+    permit_by,
     switch::Switch,
 };
 use crate::{
@@ -275,17 +277,12 @@ impl Bind {
             reply: reply.to_owned(),
             retry_after,
         };
-        // A free slot is taken without arming a timer, as most are.
-        let _slot = match self.window.try_acquire() {
-            Ok(slot) => slot,
-            Err(TryAcquireError::Closed) => return Err(unsent("bind closed", WINDOW_RETRY)),
-            Err(TryAcquireError::NoPermits) => {
-                tokio::time::timeout_at(give_up_at, self.window.acquire())
-                    .await
-                    .map_err(|_| unsent("SMPP window full", WINDOW_RETRY))?
-                    .map_err(|_| unsent("bind closed", WINDOW_RETRY))?
-            }
-        };
+        let _slot = permit_by(&self.window, give_up_at)
+            .await
+            .map_err(|no| match no {
+                NoPermit::TooLate => unsent("SMPP window full", WINDOW_RETRY),
+                NoPermit::Closed => unsent("bind closed", WINDOW_RETRY),
+            })?;
         let window = &self.metrics.window;
         loop {
             let paused_until = self.lock_pause().until;
