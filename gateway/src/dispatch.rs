@@ -354,7 +354,7 @@ impl Dispatcher {
             campaign: Arc::new(campaign.clone()),
             claims,
             send_by: now + lease / 2,
-            done_by: now + lease - lease / LEASE_MARGIN,
+            done_by: instant_of(now + lease - lease / LEASE_MARGIN),
         };
         let (me, lane, shutdown) = (Arc::clone(self), lane.clone(), shutdown.clone());
         let turn = lane.turns.take();
@@ -570,14 +570,20 @@ struct Batch {
     send_by: Millis,
     /// A send still under way then is given up, before its lease ends and
     /// the message could be claimed and sent again.
-    done_by: Millis,
+    done_by: Instant,
 }
 
 /// The share of a lease (1/10) kept between a send given up and the lease's
 /// end.
 const LEASE_MARGIN: u64 = 10;
 
-/// `send`, given up at `done_by` (ms): a send still under way then, waiting
+/// The monotonic instant of wall-clock time `at` (leases run on the wall
+/// clock, timers on the monotonic one).
+fn instant_of(at: Millis) -> Instant {
+    Instant::now() + Duration::from_millis(at.saturating_sub(now_ms()))
+}
+
+/// `send`, given up at `done_by`: a send still under way then, waiting
 /// for a relay's connection or its reply, may have gone, but must not
 /// outlast its lease, after which the message could be claimed and sent
 /// again meanwhile.
@@ -832,7 +838,7 @@ impl SendJob {
         quota: Option<QuotaWrite>,
         taken: Taken,
         permits: Permits,
-        done_by: Millis,
+        done_by: Instant,
     ) {
         if let Some(quota) = &quota
             && !self.count_quota(&claim, quota, &taken).await
@@ -841,9 +847,8 @@ impl SendJob {
         }
         let started = Instant::now();
         self.metrics.in_flight.inc();
-        let deadline = Instant::now() + Duration::from_millis(done_by.saturating_sub(now_ms()));
-        let send = self.channel.send(campaign, &claim, deadline);
-        let delivery = before_the_lease_ends(deadline, send).await;
+        let send = self.channel.send(campaign, &claim, done_by);
+        let delivery = before_the_lease_ends(done_by, send).await;
         drop(permits.sending);
         self.metrics.in_flight.dec();
         let channel = campaign.decl.channel.as_str();
