@@ -156,7 +156,7 @@ fn start_by(done_by: Instant, longest: Duration) -> Instant {
     done_by.checked_sub(longest).unwrap_or_else(Instant::now)
 }
 
-/// Why [`permit_by`] got no permit.
+/// Why [`permits_by`] got none.
 enum NoPermit {
     /// None came free by the time asked.
     TooLate,
@@ -164,14 +164,18 @@ enum NoPermit {
     Closed,
 }
 
-/// A permit of `room` (an SMPP window, a relay's connections) by `by`. A
-/// free one is taken without arming a timer, as most are.
-async fn permit_by(room: &Semaphore, by: Instant) -> Result<SemaphorePermit<'_>, NoPermit> {
-    match room.try_acquire() {
+/// `n` permits of `room` (an SMPP window, a relay's connections) by `by`.
+/// Free ones are taken without arming a timer, as most are.
+async fn permits_by(
+    room: &Semaphore,
+    n: u32,
+    by: Instant,
+) -> Result<SemaphorePermit<'_>, NoPermit> {
+    match room.try_acquire_many(n) {
         Ok(permit) => Ok(permit),
         Err(TryAcquireError::Closed) => Err(NoPermit::Closed),
         Err(TryAcquireError::NoPermits) => {
-            match tokio::time::timeout_at(by, room.acquire()).await {
+            match tokio::time::timeout_at(by, room.acquire_many(n)).await {
                 Ok(acquired) => acquired.map_err(|_| NoPermit::Closed),
                 Err(_) => Err(NoPermit::TooLate),
             }

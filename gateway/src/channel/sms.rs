@@ -47,7 +47,8 @@ use crate::{
     template::{Escape, Template, missing_fields},
 };
 use domain::{
-    CampaignDecl, CampaignRecord, ChannelKind, Delivery, Participant, SmsContent, Upstream,
+    CampaignDecl, CampaignRecord, ChannelKind, Delivery, MessageNo, Participant, SmsContent,
+    Upstream,
 };
 use rules::RetryPolicy;
 use store::Claim;
@@ -58,11 +59,14 @@ const INBOUND_QUEUE: usize = 8192;
 const LOST_RETRY: Duration = Duration::from_secs(1);
 /// Destinations remembered for UDH references before the table restarts.
 const REFERENCE_TABLE: usize = 1 << 20;
+/// Half-sent messages remembered before the table restarts.
+const HALF_SENT_TABLE: usize = 1 << 16;
 
 pub struct SmsChannel {
     smscs: Vec<Smsc>,
     max_parts: usize,
     references: References,
+    half_sent: HalfSent,
     templates: Parsed<SmsTemplate>,
     /// Rewrites links of campaigns that track them.
     links: Arc<Links>,
@@ -81,6 +85,14 @@ struct Smsc {
 }
 
 impl Smsc {
+    /// This SMSC and its bound bind with the most room, if one is bound.
+    fn bound_bind(&self) -> Option<(&Self, &Arc<Bind>)> {
+        (self.binds.iter())
+            .filter(|b| b.is_bound())
+            .max_by_key(|b| b.room())
+            .map(|b| (self, b))
+    }
+
     /// Stopped by an operator; else up with any bind up; else failing while a bind's last attempt
     /// failed; else connecting. The last error is the latest of any bind.
     fn report(&self) -> ConnectorReport {
@@ -186,6 +198,7 @@ impl SmsChannel {
             smscs,
             max_parts: config.max_parts,
             references: References::default(),
+            half_sent: HalfSent::default(),
             templates: Parsed::default(),
             links: deps.links.clone(),
             turn: AtomicUsize::new(0),
@@ -221,15 +234,27 @@ impl SmsChannel {
             let table = self.links.table(campaign, |decl| self.link_table(decl));
             self.links.track_sms(&table, claim.msg, p, text)
         });
-        self.submit(&template.from, &p.address, &text, done_by)
+        self.submit(&template.from, &p.address, &text, done_by, Some(claim))
             .await
     }
 
     /// Sends `text` from `from` to `address` as its parts, all on one bind,
-    /// answered by `done_by`.
-    async fn submit(&self, from: &str, address: &str, text: &str, done_by: Instant) -> Delivery {
-        let reference = || self.references.next(address);
-        let parts = match text::encode(text, reference, self.max_parts) {
+    /// answered by `done_by`. A message (`claim`; a test send has none) that
+    /// an earlier attempt left half sent goes on from where that stopped.
+    async fn submit(
+        &self,
+        from: &str,
+        address: &str,
+        text: &str,
+        done_by: Instant,
+        claim: Option<&Claim>,
+    ) -> Delivery {
+        let msg = claim.map(|c| c.msg);
+        // Only a message sent before can have been left half sent.
+        let earlier = (claim.filter(|c| c.attempts > 0)).and_then(|c| self.half_sent.take(c.msg));
+        let mut reference = earlier.as_ref().map(|e| e.reference);
+        let fresh_reference = || *reference.get_or_insert_with(|| self.references.next(address));
+        let parts = match text::encode(text, fresh_reference, self.max_parts) {
             Ok(parts) => parts,
             Err(e) => {
                 return Delivery::Permanent {
@@ -237,46 +262,69 @@ impl SmsChannel {
                 };
             }
         };
-        let Some((smsc, bind)) = self.pick() else {
+        let earlier = earlier.filter(|e| e.ids.len() == parts.len());
+        // The parts taken are linked to one SMSC's ids, so the rest go
+        // there too while it is bound; elsewhere the message starts over
+        // (with its reference, so the handset still puts it together).
+        let picked = (earlier.as_ref())
+            .and_then(|e| self.smscs.get(usize::from(e.smsc)))
+            .and_then(Smsc::bound_bind)
+            .or_else(|| self.pick());
+        let Some((smsc, bind)) = picked else {
+            if let (Some(msg), Some(earlier)) = (msg, earlier) {
+                self.half_sent.keep(msg, earlier);
+            }
             return Delivery::Unsent {
                 reply: "no SMSC bound".into(),
                 retry_after: UNBOUND_RETRY,
             };
         };
+        let mut taken = match earlier {
+            Some(e) if e.smsc == smsc.index => e.ids,
+            _ => vec![None; parts.len()],
+        };
+        let mut to_send = Vec::with_capacity(parts.len());
+        for (part, id) in parts.into_iter().zip(&taken) {
+            if id.is_none() {
+                match submit_sm(from, smsc.config.as_ref(), address, part) {
+                    Ok(sm) => to_send.push(Frame::new(sm)),
+                    Err(e) => return Delivery::permanent(e),
+                }
+            }
+        }
         // How long one send may wait for window room or a throttling SMSC
         // before the message is handed back unsent: till its last part's
         // answer would come too late.
         let response = Duration::from_secs(smsc.config.response_timeout_secs);
         let give_up_at = start_by(done_by, response);
-        // Every part on this bind, or none: an operator's stop waits for it.
-        let _whole = bind.message().await;
-        let mut ids = Vec::with_capacity(parts.len());
-        for part in parts {
-            let sm = match submit_sm(from, smsc.config.as_ref(), address, part) {
-                Ok(sm) => sm,
-                Err(e) => return Delivery::permanent(e),
+        let answers = {
+            // Every part on this bind, or none: an operator's stop waits for it.
+            let _whole = bind.message().await;
+            bind.submit_parts(&to_send, give_up_at).await
+        };
+        let (failure, sent_now) = take_answers(&mut taken, answers);
+        let Some(failure) = failure else {
+            let ids: Vec<String> = taken.into_iter().flatten().collect();
+            return Delivery::Accepted {
+                reply: format!("submit_sm_resp ESME_ROK message_id={}", ids.join(",")),
+                upstream: Some(Upstream {
+                    smsc: smsc.index,
+                    ids,
+                }),
             };
-            match bind.submit(&Frame::new(sm), give_up_at).await {
-                Ok(id) => ids.push(id),
-                // A later part unsent leaves the message half sent: an
-                // attempt, sent again whole later (its first parts were
-                // confirmed, so this is not an unconfirmed send).
-                Err(SubmitError::Unsent { reply, retry_after }) if !ids.is_empty() => {
-                    return Delivery::Transient {
-                        reply: format!("{reply} after {} of the parts were sent", ids.len()),
-                        retry_after: Some(retry_after.max(LOST_RETRY)),
-                    };
-                }
-                Err(e) => return refused(e),
-            }
-        }
-        Delivery::Accepted {
-            reply: format!("submit_sm_resp ESME_ROK message_id={}", ids.join(",")),
-            upstream: Some(Upstream {
+        };
+        let parts_taken = taken.iter().flatten().count();
+        let (delivery, keep) = partly_sent(failure, parts_taken, taken.len(), sent_now);
+        if let (true, Some(msg)) = (keep, msg) {
+            let half = HalfSentMessage {
                 smsc: smsc.index,
-                ids,
-            }),
+                // Asked for by the encoding of any text of several parts.
+                reference: reference.unwrap_or_default(),
+                ids: taken,
+            };
+            self.half_sent.keep(msg, half);
         }
+        delivery
     }
 
     /// `campaign`'s SMS content and its template parsed afresh, once `p`
@@ -303,13 +351,7 @@ impl SmsChannel {
     fn pick(&self) -> Option<(&Smsc, &Arc<Bind>)> {
         let n = self.smscs.len();
         let start = self.turn.fetch_add(1, Ordering::Relaxed);
-        (0..n).map(|i| &self.smscs[(start + i) % n]).find_map(|s| {
-            s.binds
-                .iter()
-                .filter(|b| b.is_bound())
-                .max_by_key(|b| b.room())
-                .map(|b| (s, b))
-        })
+        (0..n).find_map(|i| self.smscs[(start + i) % n].bound_bind())
     }
 
     fn template(&self, campaign: &CampaignRecord) -> Result<Arc<SmsTemplate>, Unfit> {
@@ -417,7 +459,7 @@ impl Channel for SmsChannel {
             .max()
             .unwrap_or_default();
         let done_by = test_send_deadline(longest);
-        Ok(self.submit(&content.from, &p.address, &text, done_by).await)
+        Ok((self.submit(&content.from, &p.address, &text, done_by, None)).await)
     }
 
     async fn send(&self, campaign: &CampaignRecord, claim: &Claim, done_by: Instant) -> Delivery {
@@ -632,6 +674,114 @@ fn refused(e: SubmitError) -> Delivery {
     }
 }
 
+/// Puts the SMSC's id for each part just sent into its slot of `taken`
+/// (the empty ones, in order); returns the error that speaks for the parts
+/// not taken (the weightiest) and how many were taken now.
+fn take_answers(
+    taken: &mut [Option<String>],
+    answers: Vec<Result<String, SubmitError>>,
+) -> (Option<SubmitError>, usize) {
+    let mut failure: Option<SubmitError> = None;
+    let mut sent_now = 0;
+    let just_sent = taken.iter_mut().filter(|id| id.is_none());
+    for (slot, answer) in just_sent.zip(answers) {
+        match answer {
+            Ok(id) => {
+                *slot = Some(id);
+                sent_now += 1;
+            }
+            Err(e) if failure.as_ref().is_none_or(|f| e.weight() > f.weight()) => {
+                failure = Some(e);
+            }
+            Err(_) => {}
+        }
+    }
+    (failure, sent_now)
+}
+
+/// What a message gets when not every part went (`failure` the part's
+/// error that speaks for it), `taken` of its `total` parts now with the
+/// SMSC, `sent_now` of them in this attempt; and whether the parts taken
+/// are kept for its next attempt to go on from.
+fn partly_sent(
+    failure: SubmitError,
+    taken: usize,
+    total: usize,
+    sent_now: usize,
+) -> (Delivery, bool) {
+    if taken == 0 {
+        return (refused(failure), false);
+    }
+    let so_far = |reply: String| format!("{reply} after {taken} of the {total} parts were sent");
+    match failure {
+        SubmitError::Refused {
+            class: Refusal::Permanent,
+            ..
+        } => (refused(failure), false),
+        // Nothing more went out: not an attempt.
+        SubmitError::Unsent { reply, retry_after } if sent_now == 0 => {
+            (Delivery::Unsent { reply, retry_after }, true)
+        }
+        SubmitError::Unsent { reply, retry_after } => (
+            Delivery::Transient {
+                reply: so_far(reply),
+                retry_after: Some(retry_after.max(LOST_RETRY)),
+            },
+            true,
+        ),
+        SubmitError::Lost(reply) => (
+            Delivery::Unconfirmed {
+                reply: so_far(reply),
+                retry_after: Some(LOST_RETRY),
+            },
+            true,
+        ),
+        SubmitError::Refused { .. } => (
+            Delivery::Transient {
+                reply: so_far(failure.to_string()),
+                retry_after: None,
+            },
+            true,
+        ),
+    }
+}
+
+/// Concatenated messages an attempt left half sent: the parts the SMSC
+/// took, so that the message's next attempt on this node sends only the
+/// rest, under the same reference, and the handset can put it together.
+/// Forgotten at a restart or when the table fills (`HALF_SENT_TABLE`): the
+/// message is then sent again whole.
+#[derive(Debug, Default)]
+struct HalfSent(Mutex<HashMap<MessageNo, HalfSentMessage>>);
+
+#[derive(Debug)]
+struct HalfSentMessage {
+    smsc: u16,
+    reference: u8,
+    /// Each part's id at that SMSC, where it took the part.
+    ids: Vec<Option<String>>,
+}
+
+impl HalfSent {
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<MessageNo, HalfSentMessage>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn take(&self, msg: MessageNo) -> Option<HalfSentMessage> {
+        self.table().remove(&msg)
+    }
+
+    fn keep(&self, msg: MessageNo, half: HalfSentMessage) {
+        let mut table = self.table();
+        if table.len() >= HALF_SENT_TABLE {
+            table.clear();
+        }
+        table.insert(msg, half);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -699,5 +849,87 @@ mod tests {
         let first = refs.next("+491");
         assert_eq!(refs.next("+491"), first.wrapping_add(1));
         assert_eq!(refs.next("+491"), first.wrapping_add(2));
+    }
+
+    #[test]
+    fn the_answers_fill_the_parts_not_taken_before_in_order() {
+        let mut taken = vec![Some("a".to_owned()), None, None, None];
+        let lost = || SubmitError::Lost("connection lost".into());
+        let unsent = SubmitError::Unsent {
+            reply: "SMSC not bound".into(),
+            retry_after: Duration::from_secs(5),
+        };
+        let answers = vec![Err(unsent), Ok("c".to_owned()), Err(lost())];
+        let (failure, sent_now) = take_answers(&mut taken, answers);
+        assert_eq!(
+            taken,
+            [Some("a"), None, Some("c"), None].map(|id| id.map(str::to_owned))
+        );
+        assert_eq!(sent_now, 1);
+        assert_eq!(
+            failure.map(|f| f.to_string()),
+            Some(lost().to_string()),
+            "the weightier"
+        );
+    }
+
+    /// A message some of whose parts the SMSC took keeps them for its next
+    /// attempt, unless it was refused for good; nothing more sent is not an
+    /// attempt, and what speaks for it is its weightiest part's error.
+    #[test]
+    fn a_message_partly_sent_keeps_its_parts_taken_unless_refused_for_good() {
+        let unsent = || SubmitError::Unsent {
+            reply: "SMSC not bound".into(),
+            retry_after: Duration::from_secs(5),
+        };
+        let refusal = |class| SubmitError::Refused {
+            status: 0x45,
+            class,
+        };
+        let after = "after 1 of the 3 parts were sent";
+        let kind = |(delivery, keep): (Delivery, bool)| {
+            let (kind, reply) = match &delivery {
+                Delivery::Unsent { reply, .. } => ("unsent", reply),
+                Delivery::Transient { reply, .. } => ("transient", reply),
+                Delivery::Unconfirmed { reply, .. } => ("unconfirmed", reply),
+                Delivery::Permanent { reply } => ("permanent", reply),
+                other => panic!("{other:?}"),
+            };
+            (kind, reply.ends_with(after), keep)
+        };
+        assert_eq!(
+            kind(partly_sent(unsent(), 0, 3, 0)),
+            ("unsent", false, false)
+        );
+        assert_eq!(
+            kind(partly_sent(unsent(), 1, 3, 0)),
+            ("unsent", false, true)
+        );
+        assert_eq!(
+            kind(partly_sent(unsent(), 1, 3, 1)),
+            ("transient", true, true)
+        );
+        let lost = SubmitError::Lost("connection lost".into());
+        assert_eq!(
+            kind(partly_sent(lost, 1, 3, 1)),
+            ("unconfirmed", true, true)
+        );
+        let transient = refusal(Refusal::Transient);
+        assert_eq!(
+            kind(partly_sent(transient, 1, 3, 1)),
+            ("transient", true, true)
+        );
+        let permanent = refusal(Refusal::Permanent);
+        assert_eq!(
+            kind(partly_sent(permanent, 1, 3, 1)),
+            ("permanent", false, false)
+        );
+        let weights = [
+            unsent(),
+            refusal(Refusal::Transient),
+            SubmitError::Lost(String::new()),
+        ]
+        .map(|e| e.weight());
+        assert!(weights.is_sorted() && weights[2] < refusal(Refusal::Permanent).weight());
     }
 }

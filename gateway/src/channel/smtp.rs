@@ -218,7 +218,7 @@ impl RelayPool {
             };
         };
         let start_by = super::start_by(done_by, relay.longest_send());
-        let _slot = match super::permit_by(&relay.slots, start_by).await {
+        let _slot = match super::permits_by(&relay.slots, 1, start_by).await {
             Ok(slot) => slot,
             Err(NoPermit::TooLate) => {
                 return Delivery::Unsent {

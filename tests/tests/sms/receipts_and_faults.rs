@@ -146,6 +146,61 @@ fn a_connection_dropped_mid_window_comes_back_and_each_message_is_delivered_once
     );
 }
 
+/// A concatenated text whose session drops after its first part was taken
+/// goes on from there: the rest is sent on the next session under the same
+/// reference (so the handset puts the text together), the first part is
+/// not sent again, and every part's receipt counts towards its delivery.
+#[test]
+fn a_text_cut_by_a_dropped_session_goes_on_from_the_part_not_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    // The 2nd submit closes the connection unanswered.
+    let smsc = FakeSmsc::start(our_smsc().drop_after(2, 1));
+    let daemon = start(dir.path(), &smsc, "");
+    let long = format!("{} {{{{name}}}}", "x".repeat(400));
+    sms_campaign(&daemon, "cut", &long, &numbers(1));
+    let delivered = wait_facts(&daemon, "delivered", 1);
+    wait_receipts_settled(&smsc);
+    assert_eq!(customers(&delivered), customer_ids(1));
+    let o = smsc.observed();
+    assert!(o.connections >= 2, "no reconnect: {}", o.connections);
+    // (reference, part) of each submit, and of those the SMSC took.
+    let udh = |r: &ReceivedSm| {
+        let m = &r.short_message;
+        assert_eq!(
+            m[..4],
+            [0x05, 0x00, 0x03, m[3]],
+            "a concatenation UDH: {r:?}"
+        );
+        assert_eq!(m[4], 3, "3 parts");
+        (m[3], m[5])
+    };
+    let sent: Vec<(u8, u8)> = o.received.iter().map(udh).collect();
+    let reference = sent[0].0;
+    assert!(
+        sent.iter().all(|&(r, _)| r == reference),
+        "one reference for the whole text: {sent:?}"
+    );
+    let mut taken: Vec<u8> = (o.received.iter())
+        .filter(|r| r.message_id.is_some())
+        .map(|r| udh(r).1)
+        .collect();
+    taken.sort_unstable();
+    assert_eq!(taken, [1, 2, 3], "each part taken once: {sent:?}");
+    assert_eq!(
+        sent.iter().filter(|&&(_, part)| part == 1).count(),
+        1,
+        "the first part, taken before the drop, is not sent again: {sent:?}"
+    );
+    let retried = facts(&daemon, "retry_scheduled");
+    assert_eq!(retried.len(), 1, "{retried:?}");
+    let reason = retried[0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("after 1 of the 3 parts were sent"),
+        "{reason}"
+    );
+    assert_eq!(facts(&daemon, "failed"), Vec::<Value>::new());
+}
+
 #[test]
 fn submits_unanswered_past_the_response_timeout_are_retried_and_delivered() {
     let dir = tempfile::tempdir().unwrap();

@@ -41,13 +41,21 @@ use super::FieldError;
 use crate::channel::{
     NoPermit,
     health::{self, ConnectorReport, Health},
-    permit_by,
+    permits_by,
     switch::Switch,
 };
 use crate::{
     config::{BindMode, Smsc},
     metrics::{BindLabels, Metrics, ReceiptLabels},
 };
+
+/// Handed back without reaching the SMSC: `reply` says why.
+fn unsent(reply: &str, retry_after: Duration) -> SubmitError {
+    SubmitError::Unsent {
+        reply: reply.to_owned(),
+        retry_after,
+    }
+}
 
 /// Longest pause of a bind the SMSC keeps throttling.
 const MAX_THROTTLE_PAUSE: Duration = Duration::from_secs(30);
@@ -105,6 +113,24 @@ pub enum SubmitError {
     /// Refused with a status other than a throttling one.
     #[error("{}", status::describe(*.status))]
     Refused { status: u32, class: Refusal },
+}
+
+impl SubmitError {
+    /// Which error of a message's parts speaks for the message, the
+    /// weightier: a permanent refusal ends it, a part lost leaves it
+    /// unconfirmed, any other refusal makes it an attempt, and a part
+    /// unsent is not one.
+    pub fn weight(&self) -> u8 {
+        match self {
+            Self::Refused {
+                class: Refusal::Permanent,
+                ..
+            } => 3,
+            Self::Lost(_) => 2,
+            Self::Refused { .. } => 1,
+            Self::Unsent { .. } => 0,
+        }
+    }
 }
 
 /// One bind's metric handles, looked up once rather than per message.
@@ -268,21 +294,44 @@ impl Bind {
         futures_util::future::join_all(sessions).await;
     }
 
-    /// Sends one submit_sm within the window and returns the SMSC's message
-    /// id. Throttling answers pause the bind and the PDU is sent again: they
-    /// are never a failure of the message. Past `give_up_at` (the message's
-    /// lease must not run out while it waits here) it is handed back unsent.
-    pub async fn submit(&self, sm: &Frame, give_up_at: Instant) -> Result<String, SubmitError> {
-        let unsent = |reply: &str, retry_after| SubmitError::Unsent {
-            reply: reply.to_owned(),
-            retry_after,
-        };
-        let _slot = permit_by(&self.window, give_up_at)
-            .await
-            .map_err(|no| match no {
-                NoPermit::TooLate => unsent("SMPP window full", WINDOW_RETRY),
-                NoPermit::Closed => unsent("bind closed", WINDOW_RETRY),
-            })?;
+    /// Submits one message's parts and returns the SMSC's message id for
+    /// each, in order. Window room for all of them is taken first (for as
+    /// many as the window holds at a time), so they go out together rather
+    /// than each after the one before is answered. Throttling answers pause
+    /// the bind and the part is sent again: they are never a failure of the
+    /// message. Parts that cannot start by `give_up_at` (the message's lease
+    /// must not run out while they wait here) are handed back unsent.
+    pub async fn submit_parts(
+        &self,
+        parts: &[Frame],
+        give_up_at: Instant,
+    ) -> Vec<Result<String, SubmitError>> {
+        let mut answers = Vec::with_capacity(parts.len());
+        for together in parts.chunks(self.config.window.max(1)) {
+            let n = u32::try_from(together.len()).expect("a window fits in u32");
+            match permits_by(&self.window, n, give_up_at).await {
+                // Most texts are one part: sent without joining.
+                Ok(_room) if together.len() == 1 => {
+                    answers.push(self.submit(&together[0], give_up_at).await);
+                }
+                Ok(_room) => {
+                    let sent = together.iter().map(|sm| self.submit(sm, give_up_at));
+                    answers.extend(futures_util::future::join_all(sent).await);
+                }
+                Err(no) => {
+                    let reply = match no {
+                        NoPermit::TooLate => "SMPP window full",
+                        NoPermit::Closed => "bind closed",
+                    };
+                    answers.extend(together.iter().map(|_| Err(unsent(reply, WINDOW_RETRY))));
+                }
+            }
+        }
+        answers
+    }
+
+    /// Sends one submit_sm in window room already taken.
+    async fn submit(&self, sm: &Frame, give_up_at: Instant) -> Result<String, SubmitError> {
         let window = &self.metrics.window;
         loop {
             let paused_until = self.lock_pause().until;
@@ -747,6 +796,15 @@ mod tests {
         }
     }
 
+    /// The next submit_sm's sequence number, read within 5 s.
+    async fn next_submit(smsc: &mut TcpStream) -> u32 {
+        let (id, seq) = tokio::time::timeout(Duration::from_secs(5), next_request(smsc))
+            .await
+            .expect("no submit_sm within 5 s");
+        assert_eq!(id, 0x0000_0004, "submit_sm");
+        seq
+    }
+
     #[tokio::test]
     async fn an_unknown_command_from_the_smsc_is_answered_generic_nack() {
         let mut script = Scripted::bound("").await;
@@ -776,8 +834,8 @@ mod tests {
     ) -> tokio::task::JoinHandle<Result<String, SubmitError>> {
         let (bind, sm) = (bind.clone(), sm.clone());
         tokio::spawn(async move {
-            bind.submit(&sm, Instant::now() + Duration::from_secs(30))
-                .await
+            let deadline = Instant::now() + Duration::from_secs(30);
+            bind.submit_parts(&[sm], deadline).await.remove(0)
         })
     }
 
@@ -810,12 +868,14 @@ mod tests {
         assert_eq!(id, 0x0000_0004, "submit_sm");
 
         // The one slot is taken by the unanswered first submit.
-        let second = script
-            .bind
-            .submit(&sm, Instant::now() + Duration::from_millis(100));
+        let second = script.bind.submit_parts(
+            std::slice::from_ref(&sm),
+            Instant::now() + Duration::from_millis(100),
+        );
         let second = tokio::time::timeout(Duration::from_secs(5), second)
             .await
-            .expect("the submit gave up long after its deadline");
+            .expect("the submit gave up long after its deadline")
+            .remove(0);
         assert!(
             matches!(&second, Err(SubmitError::Unsent { reply, .. }) if reply == "SMPP window full"),
             "{second:?}"
@@ -831,6 +891,33 @@ mod tests {
         let resp = pdu(0x8000_0004, 0, seq, b"third\0");
         script.smsc.write_all(&resp).await.expect("submit resp");
         assert_eq!(third.await.expect("third"), Ok("third".to_owned()));
+        script.stop().await;
+    }
+
+    /// A message's parts go out together, not each after the one before is
+    /// answered, in as much window room as the bind has; each gets its id.
+    #[tokio::test]
+    async fn a_messages_parts_are_written_together_within_the_window() {
+        let mut script = Scripted::bound("window = 2").await;
+        let bind = script.bind.clone();
+        let sm = Frame::new(rusmpp::pdus::SubmitSm::builder().build());
+        let parts = [sm.clone(), sm.clone(), sm];
+        let submitted = tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            bind.submit_parts(&parts, deadline).await
+        });
+        // Two parts fill the window of 2 before either is answered.
+        let first = next_submit(&mut script.smsc).await;
+        let second = next_submit(&mut script.smsc).await;
+        for (seq, id) in [(first, "1"), (second, "2")] {
+            let resp = pdu(0x8000_0004, 0, seq, format!("{id}\0").as_bytes());
+            script.smsc.write_all(&resp).await.expect("submit resp");
+        }
+        let third = next_submit(&mut script.smsc).await;
+        let resp = pdu(0x8000_0004, 0, third, b"3\0");
+        script.smsc.write_all(&resp).await.expect("submit resp");
+        let ids: Vec<_> = submitted.await.expect("submit").into_iter().collect();
+        assert_eq!(ids, ["1", "2", "3"].map(|id| Ok(id.to_owned())));
         script.stop().await;
     }
 }
