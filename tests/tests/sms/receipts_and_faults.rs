@@ -158,8 +158,9 @@ fn a_text_cut_by_a_dropped_session_goes_on_from_the_part_not_taken() {
     let daemon = start(dir.path(), &smsc, "");
     let long = format!("{} {{{{name}}}}", "x".repeat(400));
     sms_campaign(&daemon, "cut", &long, &numbers(1));
+    // Every part's receipt in (the first part's may have been answered on
+    // the session that dropped, so its acknowledgement is not waited for).
     let delivered = wait_facts(&daemon, "delivered", 1);
-    wait_receipts_settled(&smsc);
     assert_eq!(customers(&delivered), customer_ids(1));
     let o = smsc.observed();
     assert!(o.connections >= 2, "no reconnect: {}", o.connections);
