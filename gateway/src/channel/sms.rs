@@ -4,6 +4,7 @@
 
 pub mod bind;
 mod checks;
+mod half_sent;
 pub mod intake;
 mod numbering;
 
@@ -30,6 +31,7 @@ use smpp::{session::Frame, status::Refusal, text};
 
 use self::{
     bind::{Bind, SubmitError, UNBOUND_RETRY},
+    half_sent::{HalfSent, HalfSentText, Remember, partly_sent, take_answers},
     intake::Intake,
 };
 use super::{
@@ -47,8 +49,7 @@ use crate::{
     template::{Escape, Template, missing_fields},
 };
 use domain::{
-    CampaignDecl, CampaignRecord, ChannelKind, Delivery, MessageNo, Participant, SmsContent,
-    Upstream,
+    CampaignDecl, CampaignRecord, ChannelKind, Delivery, Participant, SmsContent, Upstream,
 };
 use rules::RetryPolicy;
 use store::Claim;
@@ -59,8 +60,6 @@ const INBOUND_QUEUE: usize = 8192;
 const LOST_RETRY: Duration = Duration::from_secs(1);
 /// Destinations remembered for UDH references before the table restarts.
 const REFERENCE_TABLE: usize = 1 << 20;
-/// Half-sent messages remembered before the table restarts.
-const HALF_SENT_TABLE: usize = 1 << 16;
 
 pub struct SmsChannel {
     smscs: Vec<Smsc>,
@@ -85,12 +84,11 @@ struct Smsc {
 }
 
 impl Smsc {
-    /// This SMSC and its bound bind with the most room, if one is bound.
-    fn bound_bind(&self) -> Option<(&Self, &Arc<Bind>)> {
+    /// Its bound bind with the most room, if one is bound.
+    fn bound_bind(&self) -> Option<&Arc<Bind>> {
         (self.binds.iter())
             .filter(|b| b.is_bound())
             .max_by_key(|b| b.room())
-            .map(|b| (self, b))
     }
 
     /// Stopped by an operator; else up with any bind up; else failing while a bind's last attempt
@@ -198,7 +196,7 @@ impl SmsChannel {
             smscs,
             max_parts: config.max_parts,
             references: References::default(),
-            half_sent: HalfSent::default(),
+            half_sent: HalfSent::new(Duration::from_secs(config.receipt_wait_secs)),
             templates: Parsed::default(),
             links: deps.links.clone(),
             turn: AtomicUsize::new(0),
@@ -249,9 +247,8 @@ impl SmsChannel {
         done_by: Instant,
         claim: Option<&Claim>,
     ) -> Delivery {
-        let msg = claim.map(|c| c.msg);
         // Only a message sent before can have been left half sent.
-        let earlier = (claim.filter(|c| c.attempts > 0)).and_then(|c| self.half_sent.take(c.msg));
+        let earlier = (claim.filter(|c| c.attempts > 0)).and_then(|c| self.half_sent.of(c.msg));
         let mut reference = earlier.as_ref().map(|e| e.reference);
         let fresh_reference = || *reference.get_or_insert_with(|| self.references.next(address));
         let parts = match text::encode(text, fresh_reference, self.max_parts) {
@@ -262,26 +259,23 @@ impl SmsChannel {
                 };
             }
         };
-        let earlier = earlier.filter(|e| e.ids.len() == parts.len());
+        let earlier = earlier.filter(|e| self.half_sent.resumable(e, parts.len()));
         // The parts taken are linked to one SMSC's ids, so the rest go
-        // there too while it is bound; elsewhere the message starts over
-        // (with its reference, so the handset still puts it together).
+        // there too while it is bound; elsewhere the text starts over
+        // (under its reference, so the handset still puts it together).
         let picked = (earlier.as_ref())
             .and_then(|e| self.smscs.get(usize::from(e.smsc)))
-            .and_then(Smsc::bound_bind)
+            .and_then(|s| Some(s).zip(s.bound_bind()))
             .or_else(|| self.pick());
         let Some((smsc, bind)) = picked else {
-            if let (Some(msg), Some(earlier)) = (msg, earlier) {
-                self.half_sent.keep(msg, earlier);
-            }
             return Delivery::Unsent {
                 reply: "no SMSC bound".into(),
                 retry_after: UNBOUND_RETRY,
             };
         };
-        let mut taken = match earlier {
-            Some(e) if e.smsc == smsc.index => e.ids,
-            _ => vec![None; parts.len()],
+        let (mut taken, since) = match earlier {
+            Some(e) if e.smsc == smsc.index => (e.ids, e.since),
+            _ => (vec![None; parts.len()], Instant::now()),
         };
         let mut to_send = Vec::with_capacity(parts.len());
         for (part, id) in parts.into_iter().zip(&taken) {
@@ -303,26 +297,21 @@ impl SmsChannel {
             bind.submit_parts(&to_send, give_up_at).await
         };
         let (failure, sent_now) = take_answers(&mut taken, answers);
-        let Some(failure) = failure else {
-            let ids: Vec<String> = taken.into_iter().flatten().collect();
-            return Delivery::Accepted {
-                reply: format!("submit_sm_resp ESME_ROK message_id={}", ids.join(",")),
-                upstream: Some(Upstream {
-                    smsc: smsc.index,
-                    ids,
-                }),
-            };
+        let (delivery, remember) = match failure {
+            Some(failure) => {
+                let parts_taken = taken.iter().flatten().count();
+                partly_sent(failure, parts_taken, taken.len(), sent_now)
+            }
+            None => (accepted(smsc.index, &taken), Remember::Nothing),
         };
-        let parts_taken = taken.iter().flatten().count();
-        let (delivery, keep) = partly_sent(failure, parts_taken, taken.len(), sent_now);
-        if let (true, Some(msg)) = (keep, msg) {
-            let half = HalfSentMessage {
+        if let Some(claim) = claim.filter(|_| taken.len() > 1) {
+            let text = HalfSentText {
                 smsc: smsc.index,
-                // Asked for by the encoding of any text of several parts.
-                reference: reference.unwrap_or_default(),
+                reference: reference.expect("a text of several parts has a reference"),
                 ids: taken,
+                since,
             };
-            self.half_sent.keep(msg, half);
+            self.half_sent.remember(claim.msg, remember, text);
         }
         delivery
     }
@@ -351,7 +340,10 @@ impl SmsChannel {
     fn pick(&self) -> Option<(&Smsc, &Arc<Bind>)> {
         let n = self.smscs.len();
         let start = self.turn.fetch_add(1, Ordering::Relaxed);
-        (0..n).find_map(|i| self.smscs[(start + i) % n].bound_bind())
+        (0..n).find_map(|i| {
+            let smsc = &self.smscs[(start + i) % n];
+            Some(smsc).zip(smsc.bound_bind())
+        })
     }
 
     fn template(&self, campaign: &CampaignRecord) -> Result<Arc<SmsTemplate>, Unfit> {
@@ -654,6 +646,15 @@ fn c_octet_string<const MIN: usize, const MAX: usize>(
 }
 
 /// What the dispatcher makes of a submit that got no id.
+/// Every part taken: the message is with `smsc`, under these ids.
+fn accepted(smsc: u16, taken: &[Option<String>]) -> Delivery {
+    let ids: Vec<String> = taken.iter().flatten().cloned().collect();
+    Delivery::Accepted {
+        reply: format!("submit_sm_resp ESME_ROK message_id={}", ids.join(",")),
+        upstream: Some(Upstream { smsc, ids }),
+    }
+}
+
 fn refused(e: SubmitError) -> Delivery {
     match e {
         SubmitError::Lost(reply) => Delivery::Unconfirmed {
@@ -671,114 +672,6 @@ fn refused(e: SubmitError) -> Delivery {
             reply: e.to_string(),
             retry_after: None,
         },
-    }
-}
-
-/// Puts the SMSC's id for each part just sent into its slot of `taken`
-/// (the empty ones, in order); returns the error that speaks for the parts
-/// not taken (the weightiest) and how many were taken now.
-fn take_answers(
-    taken: &mut [Option<String>],
-    answers: Vec<Result<String, SubmitError>>,
-) -> (Option<SubmitError>, usize) {
-    let mut failure: Option<SubmitError> = None;
-    let mut sent_now = 0;
-    let just_sent = taken.iter_mut().filter(|id| id.is_none());
-    for (slot, answer) in just_sent.zip(answers) {
-        match answer {
-            Ok(id) => {
-                *slot = Some(id);
-                sent_now += 1;
-            }
-            Err(e) if failure.as_ref().is_none_or(|f| e.weight() > f.weight()) => {
-                failure = Some(e);
-            }
-            Err(_) => {}
-        }
-    }
-    (failure, sent_now)
-}
-
-/// What a message gets when not every part went (`failure` the part's
-/// error that speaks for it), `taken` of its `total` parts now with the
-/// SMSC, `sent_now` of them in this attempt; and whether the parts taken
-/// are kept for its next attempt to go on from.
-fn partly_sent(
-    failure: SubmitError,
-    taken: usize,
-    total: usize,
-    sent_now: usize,
-) -> (Delivery, bool) {
-    if taken == 0 {
-        return (refused(failure), false);
-    }
-    let so_far = |reply: String| format!("{reply} after {taken} of the {total} parts were sent");
-    match failure {
-        SubmitError::Refused {
-            class: Refusal::Permanent,
-            ..
-        } => (refused(failure), false),
-        // Nothing more went out: not an attempt.
-        SubmitError::Unsent { reply, retry_after } if sent_now == 0 => {
-            (Delivery::Unsent { reply, retry_after }, true)
-        }
-        SubmitError::Unsent { reply, retry_after } => (
-            Delivery::Transient {
-                reply: so_far(reply),
-                retry_after: Some(retry_after.max(LOST_RETRY)),
-            },
-            true,
-        ),
-        SubmitError::Lost(reply) => (
-            Delivery::Unconfirmed {
-                reply: so_far(reply),
-                retry_after: Some(LOST_RETRY),
-            },
-            true,
-        ),
-        SubmitError::Refused { .. } => (
-            Delivery::Transient {
-                reply: so_far(failure.to_string()),
-                retry_after: None,
-            },
-            true,
-        ),
-    }
-}
-
-/// Concatenated messages an attempt left half sent: the parts the SMSC
-/// took, so that the message's next attempt on this node sends only the
-/// rest, under the same reference, and the handset can put it together.
-/// Forgotten at a restart or when the table fills (`HALF_SENT_TABLE`): the
-/// message is then sent again whole.
-#[derive(Debug, Default)]
-struct HalfSent(Mutex<HashMap<MessageNo, HalfSentMessage>>);
-
-#[derive(Debug)]
-struct HalfSentMessage {
-    smsc: u16,
-    reference: u8,
-    /// Each part's id at that SMSC, where it took the part.
-    ids: Vec<Option<String>>,
-}
-
-impl HalfSent {
-    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<MessageNo, HalfSentMessage>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn take(&self, msg: MessageNo) -> Option<HalfSentMessage> {
-        self.table().remove(&msg)
-    }
-
-    fn keep(&self, msg: MessageNo, half: HalfSentMessage) {
-        let mut table = self.table();
-        if table.len() >= HALF_SENT_TABLE {
-            table.clear();
-        }
-        table.insert(msg, half);
     }
 }
 
@@ -849,87 +742,5 @@ mod tests {
         let first = refs.next("+491");
         assert_eq!(refs.next("+491"), first.wrapping_add(1));
         assert_eq!(refs.next("+491"), first.wrapping_add(2));
-    }
-
-    #[test]
-    fn the_answers_fill_the_parts_not_taken_before_in_order() {
-        let mut taken = vec![Some("a".to_owned()), None, None, None];
-        let lost = || SubmitError::Lost("connection lost".into());
-        let unsent = SubmitError::Unsent {
-            reply: "SMSC not bound".into(),
-            retry_after: Duration::from_secs(5),
-        };
-        let answers = vec![Err(unsent), Ok("c".to_owned()), Err(lost())];
-        let (failure, sent_now) = take_answers(&mut taken, answers);
-        assert_eq!(
-            taken,
-            [Some("a"), None, Some("c"), None].map(|id| id.map(str::to_owned))
-        );
-        assert_eq!(sent_now, 1);
-        assert_eq!(
-            failure.map(|f| f.to_string()),
-            Some(lost().to_string()),
-            "the weightier"
-        );
-    }
-
-    /// A message some of whose parts the SMSC took keeps them for its next
-    /// attempt, unless it was refused for good; nothing more sent is not an
-    /// attempt, and what speaks for it is its weightiest part's error.
-    #[test]
-    fn a_message_partly_sent_keeps_its_parts_taken_unless_refused_for_good() {
-        let unsent = || SubmitError::Unsent {
-            reply: "SMSC not bound".into(),
-            retry_after: Duration::from_secs(5),
-        };
-        let refusal = |class| SubmitError::Refused {
-            status: 0x45,
-            class,
-        };
-        let after = "after 1 of the 3 parts were sent";
-        let kind = |(delivery, keep): (Delivery, bool)| {
-            let (kind, reply) = match &delivery {
-                Delivery::Unsent { reply, .. } => ("unsent", reply),
-                Delivery::Transient { reply, .. } => ("transient", reply),
-                Delivery::Unconfirmed { reply, .. } => ("unconfirmed", reply),
-                Delivery::Permanent { reply } => ("permanent", reply),
-                other => panic!("{other:?}"),
-            };
-            (kind, reply.ends_with(after), keep)
-        };
-        assert_eq!(
-            kind(partly_sent(unsent(), 0, 3, 0)),
-            ("unsent", false, false)
-        );
-        assert_eq!(
-            kind(partly_sent(unsent(), 1, 3, 0)),
-            ("unsent", false, true)
-        );
-        assert_eq!(
-            kind(partly_sent(unsent(), 1, 3, 1)),
-            ("transient", true, true)
-        );
-        let lost = SubmitError::Lost("connection lost".into());
-        assert_eq!(
-            kind(partly_sent(lost, 1, 3, 1)),
-            ("unconfirmed", true, true)
-        );
-        let transient = refusal(Refusal::Transient);
-        assert_eq!(
-            kind(partly_sent(transient, 1, 3, 1)),
-            ("transient", true, true)
-        );
-        let permanent = refusal(Refusal::Permanent);
-        assert_eq!(
-            kind(partly_sent(permanent, 1, 3, 1)),
-            ("permanent", false, false)
-        );
-        let weights = [
-            unsent(),
-            refusal(Refusal::Transient),
-            SubmitError::Lost(String::new()),
-        ]
-        .map(|e| e.weight());
-        assert!(weights.is_sorted() && weights[2] < refusal(Refusal::Permanent).weight());
     }
 }

@@ -295,21 +295,35 @@ impl Bind {
     }
 
     /// Submits one message's parts and returns the SMSC's message id for
-    /// each, in order. Window room for all of them is taken first (for as
-    /// many as the window holds at a time), so they go out together rather
-    /// than each after the one before is answered. Throttling answers pause
-    /// the bind and the part is sent again: they are never a failure of the
-    /// message. Parts that cannot start by `give_up_at` (the message's lease
-    /// must not run out while they wait here) are handed back unsent.
+    /// each, in order. Window room is taken for several parts at once (up to
+    /// half the window, so that a long text never waits for the whole
+    /// window to empty), and they go out together rather than each after
+    /// the one before is answered. Throttling answers pause the bind and the
+    /// part is sent again: they are never a failure of the message. Parts
+    /// that cannot start by `give_up_at` (the message's lease must not run
+    /// out while they wait here), and those after a part that failed, are
+    /// handed back unsent.
     pub async fn submit_parts(
         &self,
         parts: &[Frame],
         give_up_at: Instant,
     ) -> Vec<Result<String, SubmitError>> {
         let mut answers = Vec::with_capacity(parts.len());
-        for together in parts.chunks(self.config.window.max(1)) {
+        for together in parts.chunks((self.config.window / 2).max(1)) {
             let n = u32::try_from(together.len()).expect("a window fits in u32");
-            match permits_by(&self.window, n, give_up_at).await {
+            let room = if answers.iter().any(Result::is_err) {
+                Err("an earlier part was not taken")
+            } else if !answers.is_empty() && Instant::now() >= give_up_at {
+                Err("no time left for the later parts")
+            } else {
+                permits_by(&self.window, n, give_up_at)
+                    .await
+                    .map_err(|no| match no {
+                        NoPermit::TooLate => "SMPP window full",
+                        NoPermit::Closed => "bind closed",
+                    })
+            };
+            match room {
                 // Most texts are one part: sent without joining.
                 Ok(_room) if together.len() == 1 => {
                     answers.push(self.submit(&together[0], give_up_at).await);
@@ -318,11 +332,7 @@ impl Bind {
                     let sent = together.iter().map(|sm| self.submit(sm, give_up_at));
                     answers.extend(futures_util::future::join_all(sent).await);
                 }
-                Err(no) => {
-                    let reply = match no {
-                        NoPermit::TooLate => "SMPP window full",
-                        NoPermit::Closed => "bind closed",
-                    };
+                Err(reply) => {
                     answers.extend(together.iter().map(|_| Err(unsent(reply, WINDOW_RETRY))));
                 }
             }
@@ -895,10 +905,10 @@ mod tests {
     }
 
     /// A message's parts go out together, not each after the one before is
-    /// answered, in as much window room as the bind has; each gets its id.
+    /// answered, up to half the window at a time; each gets its id.
     #[tokio::test]
-    async fn a_messages_parts_are_written_together_within_the_window() {
-        let mut script = Scripted::bound("window = 2").await;
+    async fn a_messages_parts_are_written_together_within_half_the_window() {
+        let mut script = Scripted::bound("window = 4").await;
         let bind = script.bind.clone();
         let sm = Frame::new(rusmpp::pdus::SubmitSm::builder().build());
         let parts = [sm.clone(), sm.clone(), sm];
@@ -906,7 +916,7 @@ mod tests {
             let deadline = Instant::now() + Duration::from_secs(30);
             bind.submit_parts(&parts, deadline).await
         });
-        // Two parts fill the window of 2 before either is answered.
+        // Two parts, half the window of 4, before either is answered.
         let first = next_submit(&mut script.smsc).await;
         let second = next_submit(&mut script.smsc).await;
         for (seq, id) in [(first, "1"), (second, "2")] {
@@ -918,6 +928,37 @@ mod tests {
         script.smsc.write_all(&resp).await.expect("submit resp");
         let ids: Vec<_> = submitted.await.expect("submit").into_iter().collect();
         assert_eq!(ids, ["1", "2", "3"].map(|id| Ok(id.to_owned())));
+        script.stop().await;
+    }
+
+    /// Once a part fails, the message's later parts are not sent: they
+    /// could only be billed for a text that is sent again.
+    #[tokio::test]
+    async fn the_parts_after_a_failed_one_are_not_sent() {
+        let mut script = Scripted::bound("window = 2").await;
+        let bind = script.bind.clone();
+        let sm = Frame::new(rusmpp::pdus::SubmitSm::builder().build());
+        let parts = [sm.clone(), sm.clone(), sm];
+        let submitted = tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            bind.submit_parts(&parts, deadline).await
+        });
+        // A window of 2 takes one part at a time: the first is refused.
+        let first = next_submit(&mut script.smsc).await;
+        let resp = pdu(0x8000_0004, 0x45, first, b"\0");
+        script.smsc.write_all(&resp).await.expect("submit resp");
+        let answers = submitted.await.expect("submit");
+        assert!(
+            matches!(&answers[0], Err(SubmitError::Refused { status: 0x45, .. })),
+            "{answers:?}"
+        );
+        assert!(
+            answers[1..]
+                .iter()
+                .all(|a| matches!(a, Err(SubmitError::Unsent { .. }))),
+            "{answers:?}"
+        );
+        // The next PDU the SMSC reads is the unbind, not a later part.
         script.stop().await;
     }
 }
