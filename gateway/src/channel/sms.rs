@@ -31,7 +31,7 @@ use smpp::{session::Frame, status::Refusal, text};
 
 use self::{
     bind::{Bind, SubmitError, UNBOUND_RETRY},
-    half_sent::{HalfSent, HalfSentText, Remember, partly_sent, take_answers},
+    half_sent::{HalfSent, HalfSentText, partly_sent, take_answers},
     intake::Intake,
 };
 use super::{
@@ -297,14 +297,16 @@ impl SmsChannel {
             bind.submit_parts(&to_send, give_up_at).await
         };
         let (failure, sent_now) = take_answers(&mut taken, answers);
-        let (delivery, remember) = match failure {
-            Some(failure) => {
-                let parts_taken = taken.iter().flatten().count();
-                partly_sent(failure, parts_taken, taken.len(), sent_now)
+        let several = taken.len() > 1;
+        let Some(failure) = failure else {
+            if let Some(claim) = claim.filter(|_| several) {
+                self.half_sent.forget(claim.msg);
             }
-            None => (accepted(smsc.index, &taken), Remember::Nothing),
+            return accepted(smsc.index, taken);
         };
-        if let Some(claim) = claim.filter(|_| taken.len() > 1) {
+        let parts_taken = taken.iter().flatten().count();
+        let (delivery, remember) = partly_sent(failure, parts_taken, taken.len(), sent_now);
+        if let Some(claim) = claim.filter(|_| several) {
             let text = HalfSentText {
                 smsc: smsc.index,
                 reference: reference.expect("a text of several parts has a reference"),
@@ -647,8 +649,8 @@ fn c_octet_string<const MIN: usize, const MAX: usize>(
 
 /// What the dispatcher makes of a submit that got no id.
 /// Every part taken: the message is with `smsc`, under these ids.
-fn accepted(smsc: u16, taken: &[Option<String>]) -> Delivery {
-    let ids: Vec<String> = taken.iter().flatten().cloned().collect();
+fn accepted(smsc: u16, taken: Vec<Option<String>>) -> Delivery {
+    let ids: Vec<String> = taken.into_iter().flatten().collect();
     Delivery::Accepted {
         reply: format!("submit_sm_resp ESME_ROK message_id={}", ids.join(",")),
         upstream: Some(Upstream { smsc, ids }),

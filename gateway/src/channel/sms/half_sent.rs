@@ -79,14 +79,17 @@ impl HalfSent {
         text.ids.len() == parts && text.since.elapsed() < self.go_on_within
     }
 
+    /// `msg` is done with: every part taken, or refused for good.
+    pub fn forget(&self, msg: MessageNo) {
+        self.texts().remove(&msg);
+    }
+
     pub fn remember(&self, msg: MessageNo, what: Remember, text: HalfSentText) {
-        let mut texts = self.texts();
         match what {
             Remember::AsItWas => {}
-            Remember::Nothing => {
-                texts.remove(&msg);
-            }
+            Remember::Nothing => self.forget(msg),
             Remember::Taken => {
+                let mut texts = self.texts();
                 if texts.len() >= TABLE {
                     texts.retain(|_, t| t.since.elapsed() < self.go_on_within);
                     if texts.len() >= TABLE {
