@@ -30,6 +30,8 @@ use tokio_util::{
     sync::CancellationToken,
 };
 
+/// The largest sequence number SMPP 3.4 allows.
+const MAX_SEQUENCE: u32 = 0x7FFF_FFFF;
 /// Largest PDU we accept from an SMSC (a deliver_sm with TLVs is < 1 KiB).
 const MAX_COMMAND_LENGTH: usize = 8192;
 /// Bounds of the period at which requests past their deadline are failed.
@@ -187,10 +189,15 @@ impl Session {
         self.closed.cancelled().await;
     }
 
-    /// SMPP sequence numbers run from 1 to 0x7FFFFFFF and wrap.
+    /// SMPP sequence numbers run from 1 to 0x7FFFFFFF and wrap to 1, each
+    /// once in every turn (two requests in flight never share one).
     fn next_sequence(&self) -> u32 {
-        let n = self.last_sequence.fetch_add(1, Ordering::Relaxed);
-        n % 0x7FFF_FFFF + 1
+        let after = |n: u32| if n >= MAX_SEQUENCE { 1 } else { n + 1 };
+        let last = self
+            .last_sequence
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(after(n)))
+            .unwrap_or_else(|n| n);
+        after(last)
     }
 
     fn lock_waiting(&self) -> std::sync::MutexGuard<'_, Waiting> {
@@ -364,6 +371,26 @@ pub(super) mod tests {
             response_timeout: Duration::from_secs(30),
             enquire_link: Duration::from_secs(3600),
         }
+    }
+
+    /// Past 0x7FFFFFFF the numbers start again at 1, each once a turn: none
+    /// is taken twice while a request may still wait under it, however many
+    /// requests a long-lived session has sent (its counter past 2^31 or 2^32).
+    #[tokio::test]
+    async fn sequence_numbers_wrap_to_1_past_0x7fffffff_without_repeating() {
+        let (session, _requests, _smsc) = connected(patient()).await;
+        session.last_sequence.store(0x7FFF_FFFD, Ordering::Relaxed);
+        let numbers: Vec<u32> = (0..5).map(|_| session.next_sequence()).collect();
+        assert_eq!(numbers, [0x7FFF_FFFE, 0x7FFF_FFFF, 1, 2, 3]);
+        session.last_sequence.store(u32::MAX - 2, Ordering::Relaxed);
+        let mut numbers: Vec<u32> = (0..6).map(|_| session.next_sequence()).collect();
+        assert!(
+            numbers.iter().all(|n| (1..=MAX_SEQUENCE).contains(n)),
+            "{numbers:?}"
+        );
+        numbers.sort_unstable();
+        numbers.dedup();
+        assert_eq!(numbers.len(), 6, "a number taken twice: {numbers:?}");
     }
 
     #[tokio::test]

@@ -88,6 +88,8 @@ enum OpenError {
     ServerName(rustls::pki_types::InvalidDnsNameError),
     #[error("TLS handshake: {0}")]
     Handshake(std::io::Error),
+    #[error("{0}: no answer within {1:?}")]
+    TimedOut(&'static str, Duration),
     #[error(transparent)]
     Pdu(#[from] FieldError),
     #[error("bind refused: {}", status::describe(*.0))]
@@ -530,8 +532,13 @@ impl Bind {
     /// Connects (TCP or TLS) and binds with interface version 3.4.
     async fn open(&self, role: Role) -> Result<(Arc<Session>, mpsc::Receiver<Command>), OpenError> {
         let address = (self.config.host.as_str(), self.config.port);
-        let tcp = TcpStream::connect(address)
+        // A host that drops the SYN, or a port that never speaks TLS, must
+        // not hold the bind for ever: each step gets a response's time.
+        let patience = Duration::from_secs(self.config.response_timeout_secs);
+        let in_time = |step| move |_| OpenError::TimedOut(step, patience);
+        let tcp = tokio::time::timeout(patience, TcpStream::connect(address))
             .await
+            .map_err(in_time("connecting"))?
             .map_err(OpenError::Connect)?;
         // Submits are small and latency-bound; never wait for Nagle.
         tcp.set_nodelay(true).map_err(OpenError::Connect)?;
@@ -543,7 +550,10 @@ impl Bind {
             Some(tls) => {
                 let name = rustls::pki_types::ServerName::try_from(self.config.host.clone())
                     .map_err(OpenError::ServerName)?;
-                let stream = tls.connect(name, tcp).await.map_err(OpenError::Handshake)?;
+                let stream = tokio::time::timeout(patience, tls.connect(name, tcp))
+                    .await
+                    .map_err(in_time("TLS handshake"))?
+                    .map_err(OpenError::Handshake)?;
                 Session::start(stream, timing)
             }
             None => Session::start(tcp, timing),
@@ -960,5 +970,49 @@ mod tests {
         );
         // The next PDU the SMSC reads is the unbind, not a later part.
         script.stop().await;
+    }
+
+    /// A port that takes the connection but never answers the TLS handshake
+    /// does not hold the bind: it gives up after a response's time and
+    /// connects again, and `/readyz` is told why.
+    #[tokio::test]
+    async fn a_tls_handshake_that_never_answers_is_given_up_and_tried_again() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("listen");
+        let port = listener.local_addr().expect("addr").port();
+        let config: Smsc = toml::from_str(&format!(
+            "host = \"127.0.0.1\"\nport = {port}\nsystem_id = \"sluice\"\ntls = true\n\
+             response_timeout_secs = 1\nreconnect_min_ms = 10\n"
+        ))
+        .expect("config");
+        let tls = mail_send::smtp::tls::build_tls_connector(true).expect("TLS connector");
+        let bind = Arc::new(Bind::new(
+            0,
+            0,
+            Arc::new(config),
+            "pw".into(),
+            Some(tls),
+            Arc::new(Metrics::default()),
+            Arc::default(),
+        ));
+        let (tx, _rx) = mpsc::channel(1);
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(bind.clone().run(tx, stop.clone()));
+        let accept = async || {
+            let accepted = tokio::time::timeout(Duration::from_secs(5), listener.accept());
+            accepted
+                .await
+                .expect("connected within 5 s")
+                .expect("accept")
+                .0
+        };
+        let _silent = accept().await;
+        let _again = accept().await;
+        let error = bind.report().last_error.map(|(e, _)| e).unwrap_or_default();
+        assert!(
+            error.contains("TLS handshake: no answer within 1s"),
+            "{error}"
+        );
+        stop.cancel();
+        running.await.expect("bind task");
     }
 }
