@@ -47,7 +47,18 @@ pub enum State {
 pub fn parse(sm: &DeliverSm) -> Inbound {
     let esm = u8::from(sm.esm_class);
     let data_coding = u8::from(sm.data_coding);
-    let body = sm.short_message().as_ref();
+    // A text too long for `short_message` comes in the `message_payload`
+    // TLV instead, `short_message` left empty (SMPP 3.4 §5.3.2.32).
+    let payload = || {
+        sm.tlvs().iter().find_map(|tlv| match tlv.value() {
+            Some(TlvValue::MessagePayload(p)) => Some(p.value.as_ref()),
+            _ => None,
+        })
+    };
+    let body = match sm.short_message().as_ref() {
+        [] => payload().unwrap_or_default(),
+        body => body,
+    };
     // Decoded only when needed: a receipt whose TLVs tell all (most do)
     // never reads its text.
     let text = || {
@@ -325,7 +336,7 @@ mod tests {
         }
 
         /// Bytes off the wire, garbage included, decode to a command or an
-        /// error (the session is then dropped and re-established), never a panic.
+        /// error (the session answers and skips that PDU), never a panic.
         #[test]
         fn any_bytes_from_an_smsc_decode_without_panicking(
             bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
@@ -335,6 +346,24 @@ mod tests {
             let mut buffer = bytes::BytesMut::from(&bytes[..]);
             while let Ok(Some(_)) = codec.decode(&mut buffer) {}
         }
+    }
+
+    /// A handset's text, or a receipt's, in the `message_payload` TLV with
+    /// an empty `short_message` reads as if it were in `short_message`.
+    #[test]
+    fn a_text_in_the_message_payload_reads_as_the_short_message() {
+        use rusmpp::{types::AnyOctetString, values::MessagePayload};
+        let with_payload = |esm, text: &str| {
+            let mut sm = deliver(esm, "");
+            sm.push_tlv(MessageDeliveryRequestTlvValue::MessagePayload(
+                MessagePayload::new(AnyOctetString::from_slice(text.as_bytes())),
+            ));
+            parse(&sm)
+        };
+        assert_eq!(with_payload(0x00, "STOP"), parse(&deliver(0x00, "STOP")));
+        let receipt = "id:0A1B2C sub:001 dlvrd:001 submit date:2611231200 done date:2611231201 stat:DELIVRD err:000 text:";
+        assert_eq!(with_payload(0x04, receipt), parse(&deliver(0x04, receipt)));
+        assert!(matches!(with_payload(0x04, receipt), Inbound::Receipt(_)));
     }
 
     #[test]

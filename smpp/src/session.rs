@@ -19,21 +19,24 @@ use std::{
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
-use rusmpp::{Command, CommandStatus, Pdu, tokio_codec::CommandCodec};
+use rusmpp::{
+    Command, CommandId, CommandStatus, Pdu, pdus::DeliverSmResp, tokio_codec::CommandCodec,
+};
 use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt},
     sync::{mpsc, oneshot},
     time::Instant,
 };
 use tokio_util::{
-    codec::{Encoder, FramedRead},
+    codec::{Decoder, Encoder, FramedRead},
     sync::CancellationToken,
 };
 
 /// The largest sequence number SMPP 3.4 allows.
 const MAX_SEQUENCE: u32 = 0x7FFF_FFFF;
-/// Largest PDU we accept from an SMSC (a deliver_sm with TLVs is < 1 KiB).
-const MAX_COMMAND_LENGTH: usize = 8192;
+/// Largest PDU we accept from an SMSC: a deliver_sm is mostly under 1 KiB,
+/// but its `message_payload` may hold up to 64 KiB.
+const MAX_COMMAND_LENGTH: usize = 1 << 17;
 /// Bounds of the period at which requests past their deadline are failed.
 const SWEEP_MIN: Duration = Duration::from_millis(10);
 const SWEEP_MAX: Duration = Duration::from_millis(250);
@@ -56,6 +59,10 @@ pub enum RequestError {
     Closed,
     #[error("SMPP response timed out")]
     TimedOut,
+    /// The SMSC answered with a PDU that cannot be decoded: whether it
+    /// took the request is unknown.
+    #[error("SMPP response could not be decoded")]
+    Undecodable,
 }
 
 /// Timing of a session.
@@ -260,20 +267,47 @@ impl Session {
         self.end();
     }
 
+    /// A PDU framed by its command_length but not decodable (a TLV that
+    /// breaks the specification, say) is answered and skipped, so that the
+    /// session and what comes after it go on. A request is refused for
+    /// good, lest the SMSC send the same bytes for ever; a response fails
+    /// its request now.
+    fn answer_undecodable(&self, garbled: Undecodable) {
+        let Undecodable {
+            id,
+            sequence,
+            error,
+        } = garbled;
+        tracing::warn!(command_id = format_args!("{id:#010x}"), sequence, %error, "SMSC sent a PDU that cannot be decoded; answered and skipped");
+        if id & RESPONSE_BIT != 0 {
+            if let Some(waiter) = self.lock_waiting().remove(&sequence) {
+                let _ = waiter.answer.send(Err(RequestError::Undecodable));
+            }
+        } else if id == u32::from(CommandId::DeliverSm) {
+            let refused = CommandStatus::EsmeRxPAppn;
+            self.respond(sequence, refused, DeliverSmResp::default());
+        } else {
+            self.respond(sequence, CommandStatus::EsmeRinvcmdid, Pdu::GenericNack);
+        }
+    }
+
     async fn read(
         self: Arc<Self>,
         reader: impl AsyncRead + Unpin,
         requests: mpsc::Sender<Command>,
     ) {
-        let codec = CommandCodec::new().with_max_length(MAX_COMMAND_LENGTH);
-        let mut frames = FramedRead::new(reader, codec);
+        let mut frames = FramedRead::new(reader, Pdus);
         loop {
             let frame = tokio::select! {
                 frame = frames.next() => frame,
                 () = self.closed.cancelled() => break,
             };
             let command = match frame {
-                Some(Ok(command)) => command,
+                Some(Ok(Ok(command))) => command,
+                Some(Ok(Err(garbled))) => {
+                    self.answer_undecodable(garbled);
+                    continue;
+                }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "SMSC sent what is not an SMPP PDU; session dropped");
                     break;
@@ -339,6 +373,63 @@ impl Session {
                 return;
             }
         }
+    }
+}
+
+/// A command_id's bit that marks a response.
+const RESPONSE_BIT: u32 = 0x8000_0000;
+
+/// A PDU whose header could be read but not the rest.
+struct Undecodable {
+    id: u32,
+    sequence: u32,
+    error: String,
+}
+
+/// Splits the byte stream into PDUs by their command_length, then decodes
+/// each on its own: one that cannot be decoded is then a PDU to answer, not
+/// the end of the stream (rusmpp's codec, given the stream, stops at the
+/// first error), and no decoding reads past its PDU's end.
+struct Pdus;
+
+impl Decoder for Pdus {
+    /// A PDU, or one whose header could be read but not the rest.
+    type Item = Result<Command, Undecodable>;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, Self::Error> {
+        let Some(header) = src.get(..16) else {
+            return Ok(None);
+        };
+        let word = |at: usize| {
+            u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+        };
+        let (length, id, sequence) = (word(0) as usize, word(4), word(12));
+        if !(16..=MAX_COMMAND_LENGTH).contains(&length) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("command_length {length} is not 16..={MAX_COMMAND_LENGTH}"),
+            ));
+        }
+        if src.len() < length {
+            src.reserve(length - src.len());
+            return Ok(None);
+        }
+        let mut pdu = src.split_to(length);
+        let decoded = CommandCodec::new().decode(&mut pdu);
+        Ok(Some(match decoded {
+            Ok(Some(command)) => Ok(command),
+            Ok(None) => Err(Undecodable {
+                id,
+                sequence,
+                error: "shorter than its fields".into(),
+            }),
+            Err(e) => Err(Undecodable {
+                id,
+                sequence,
+                error: e.to_string(),
+            }),
+        }))
     }
 }
 
@@ -508,6 +599,78 @@ pub(super) mod tests {
         tokio::time::timeout(Duration::from_secs(5), session.closed())
             .await
             .expect("the session ends on bytes that are not a PDU");
+    }
+
+    /// A deliver_sm whose receipted_message_id TLV lacks its NUL (as some
+    /// SMSCs send it) is refused for good and skipped: the session, and the
+    /// PDU after it, go on, where the session used to be dropped and the
+    /// SMSC sent the same PDU again on the next one, for ever.
+    #[tokio::test]
+    async fn a_pdu_that_cannot_be_decoded_is_refused_and_the_session_goes_on() {
+        let (session, mut requests, mut smsc) = connected(patient()).await;
+        let mut body = b"\0\x01\x01491\0\x01\x01123\0\x04\0\0\0\0\0\0\0\0\0".to_vec();
+        body.extend([0x00, 0x1E, 0x00, 0x08]);
+        body.extend(b"12345678");
+        smsc.write_all(&pdu(0x0000_0005, 0, 51, &body))
+            .await
+            .expect("deliver_sm");
+        smsc.write_all(&pdu(ENQUIRE_LINK, 0, 52, b""))
+            .await
+            .expect("enquire_link");
+        assert_eq!(
+            read_pdu(&mut smsc).await,
+            (0x8000_0005, 0x65, 51),
+            "ESME_RX_P_APPN"
+        );
+        assert_eq!(read_pdu(&mut smsc).await, (ENQUIRE_LINK_RESP, 0, 52));
+        let receipt = b"\0\x01\x01491\0\x01\x01123\0\x04\0\0\0\0\0\0\0\0\x02id";
+        smsc.write_all(&pdu(0x0000_0005, 0, 53, receipt))
+            .await
+            .expect("deliver_sm");
+        let next = tokio::time::timeout(Duration::from_secs(5), requests.recv()).await;
+        let next = next
+            .expect("the next deliver_sm within 5 s")
+            .expect("a request");
+        assert_eq!(
+            next.sequence_number(),
+            53,
+            "only the decodable one is handed on"
+        );
+        assert!(!session.closed.is_cancelled(), "the session goes on");
+    }
+
+    /// A response that cannot be decoded fails its request at once (whether
+    /// the SMSC took it is unknown), not at its timeout.
+    #[tokio::test]
+    async fn an_undecodable_response_fails_its_request_at_once() {
+        let (session, _requests, mut smsc) = connected(patient()).await;
+        let asked = tokio::spawn({
+            let session = session.clone();
+            async move { session.request(Pdu::EnquireLink).await }
+        });
+        let (_, _, sequence) = read_pdu(&mut smsc).await;
+        // A submit_sm_resp whose message_id has no NUL.
+        smsc.write_all(&pdu(0x8000_0004, 0, sequence, b"abc"))
+            .await
+            .expect("response");
+        let answer = tokio::time::timeout(Duration::from_secs(5), asked).await;
+        let answer = answer.expect("answered within 5 s").expect("request task");
+        assert!(
+            matches!(answer, Err(RequestError::Undecodable)),
+            "{answer:?}"
+        );
+    }
+
+    proptest::proptest! {
+        /// Any bytes split into PDUs by their command_length: each PDU is
+        /// a command or undecodable, never a panic, never past its end.
+        #[test]
+        fn any_bytes_split_into_pdus_without_panicking(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+        ) {
+            let mut buffer = BytesMut::from(&bytes[..]);
+            while let Ok(Some(_)) = Pdus.decode(&mut buffer) {}
+        }
     }
 
     #[tokio::test]
