@@ -1,7 +1,12 @@
-//! What a `deliver_sm` from an SMSC says: a delivery receipt for one of our
-//! submits, or a message from a handset (mobile-originated).
+//! What a `deliver_sm` (or a `data_sm`) from an SMSC says: a delivery
+//! receipt for one of our submits, or a message from a handset
+//! (mobile-originated).
 
-use rusmpp::{pdus::DeliverSm, tlvs::TlvValue, values::MessageState};
+use rusmpp::{
+    pdus::{DataSm, DeliverSm},
+    tlvs::{Tlv, TlvValue},
+    values::MessageState,
+};
 
 use super::text;
 
@@ -44,18 +49,52 @@ pub enum State {
     Intermediate,
 }
 
+/// What a `deliver_sm` says.
 pub fn parse(sm: &DeliverSm) -> Inbound {
-    let esm = u8::from(sm.esm_class);
-    let data_coding = u8::from(sm.data_coding);
+    read(&Message {
+        esm_class: u8::from(sm.esm_class),
+        data_coding: u8::from(sm.data_coding),
+        short_message: sm.short_message().as_ref(),
+        tlvs: sm.tlvs(),
+        source_addr: sm.source_addr.as_str(),
+        source_ton: u8::from(sm.source_addr_ton),
+    })
+}
+
+/// What a `data_sm` from the SMSC says: SMPP 3.4 §4.7 lets an SMSC send
+/// receipts and handsets' texts so, the text in `message_payload`.
+pub fn parse_data_sm(sm: &DataSm) -> Inbound {
+    read(&Message {
+        esm_class: u8::from(sm.esm_class),
+        data_coding: u8::from(sm.data_coding),
+        short_message: &[],
+        tlvs: sm.tlvs(),
+        source_addr: sm.source_addr.as_str(),
+        source_ton: u8::from(sm.source_addr_ton),
+    })
+}
+
+/// The fields of a `deliver_sm` or a `data_sm` that say what it is.
+struct Message<'a> {
+    esm_class: u8,
+    data_coding: u8,
+    short_message: &'a [u8],
+    tlvs: &'a [Tlv],
+    source_addr: &'a str,
+    source_ton: u8,
+}
+
+fn read(sm: &Message<'_>) -> Inbound {
+    let (esm, data_coding) = (sm.esm_class, sm.data_coding);
     // A text too long for `short_message` comes in the `message_payload`
     // TLV instead, `short_message` left empty (SMPP 3.4 §5.3.2.32).
     let payload = || {
-        sm.tlvs().iter().find_map(|tlv| match tlv.value() {
+        sm.tlvs.iter().find_map(|tlv| match tlv.value() {
             Some(TlvValue::MessagePayload(p)) => Some(p.value.as_ref()),
             _ => None,
         })
     };
-    let body = match sm.short_message().as_ref() {
+    let body = match sm.short_message {
         [] => payload().unwrap_or_default(),
         body => body,
     };
@@ -70,15 +109,15 @@ pub fn parse(sm: &DeliverSm) -> Inbound {
         DELIVERY_RECEIPT | INTERMEDIATE_NOTIFICATION
     ) {
         return Inbound::Mobile {
-            from: sm.source_addr.as_str().to_owned(),
-            ton: u8::from(sm.source_addr_ton),
+            from: sm.source_addr.to_owned(),
+            ton: sm.source_ton,
             text: text(),
         };
     }
     let mut id = None;
     let mut tlv_state = None;
     let mut network_error = None;
-    for tlv in sm.tlvs() {
+    for tlv in sm.tlvs {
         match tlv.value() {
             Some(TlvValue::ReceiptedMessageId(v)) => id = Some(v.as_str().to_owned()),
             Some(TlvValue::MessageState(s)) => tlv_state = Some(*s),

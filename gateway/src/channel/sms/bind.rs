@@ -19,7 +19,7 @@ use prometheus_client::metrics::{counter::Counter, gauge::Gauge, histogram::Hist
 use rand::Rng;
 use rusmpp::{
     Command, CommandStatus, Pdu,
-    pdus::{BindReceiver, BindTransceiver, BindTransmitter, DeliverSmResp},
+    pdus::{BindReceiver, BindTransceiver, BindTransmitter, DataSmResp, DeliverSmResp},
     types::COctetString,
     values::InterfaceVersion,
 };
@@ -176,21 +176,27 @@ impl BindMetrics {
     }
 }
 
-/// A deliver_sm to answer once what it says is durable.
+/// A deliver_sm (or data_sm) to answer once what it says is durable.
 pub struct Delivered {
     pub smsc: u16,
     pub metrics: Arc<BindMetrics>,
     pub sequence_number: u32,
     pub session: Arc<Session>,
     pub inbound: Inbound,
+    /// Came as a data_sm, so answered with a data_sm_resp.
+    pub as_data_sm: bool,
 }
 
 impl Delivered {
-    /// Answers the deliver_sm; a session that has gone cannot be answered
-    /// (the SMSC resends on the next one).
+    /// Answers the deliver_sm or data_sm; a session that has gone cannot be
+    /// answered (the SMSC resends on the next one).
     pub fn answer(&self, status: CommandStatus) {
-        self.session
-            .respond(self.sequence_number, status, DeliverSmResp::default());
+        let response = if self.as_data_sm {
+            Pdu::DataSmResp(DataSmResp::default())
+        } else {
+            Pdu::DeliverSmResp(DeliverSmResp::default())
+        };
+        self.session.respond(self.sequence_number, status, response);
     }
 }
 
@@ -627,19 +633,11 @@ impl Bind {
                 return Ended::Lost;
             };
             let sequence_number = command.sequence_number();
-            match command.pdu() {
-                Some(Pdu::DeliverSm(sm)) => {
-                    let delivered = Delivered {
-                        smsc: self.smsc,
-                        metrics: self.metrics.clone(),
-                        sequence_number,
-                        session: session.clone(),
-                        inbound: smpp::inbound::parse(sm),
-                    };
-                    if inbound.send(delivered).await.is_err() {
-                        return Ended::Lost;
-                    }
-                }
+            let (said, as_data_sm) = match command.pdu() {
+                Some(Pdu::DeliverSm(sm)) => (smpp::inbound::parse(sm), false),
+                // SMPP 3.4 §4.7: an SMSC may send receipts and handsets'
+                // texts as data_sm too.
+                Some(Pdu::DataSm(sm)) => (smpp::inbound::parse_data_sm(sm), true),
                 Some(Pdu::Unbind) => {
                     tracing::warn!(smsc = %self.labels.smsc, bind = %self.labels.bind, "SMSC unbound us");
                     session.respond(sequence_number, CommandStatus::EsmeRok, Pdu::UnbindResp);
@@ -647,7 +645,7 @@ impl Bind {
                     return Ended::Lost;
                 }
                 // The one request SMPP 3.4 defines without a response.
-                Some(Pdu::AlertNotification(_)) => {}
+                Some(Pdu::AlertNotification(_)) => continue,
                 // SMPP 3.4 §4.3: a request we do not handle gets a
                 // generic_nack; an SMSC would otherwise wait for an
                 // answer that never comes.
@@ -658,7 +656,19 @@ impl Bind {
                         CommandStatus::EsmeRinvcmdid,
                         Pdu::GenericNack,
                     );
+                    continue;
                 }
+            };
+            let delivered = Delivered {
+                smsc: self.smsc,
+                metrics: self.metrics.clone(),
+                sequence_number,
+                session: session.clone(),
+                inbound: said,
+                as_data_sm,
+            };
+            if inbound.send(delivered).await.is_err() {
+                return Ended::Lost;
             }
         }
     }
@@ -736,6 +746,8 @@ mod tests {
         smsc: TcpStream,
         /// Where the bind connects again.
         listener: TcpListener,
+        /// What the SMSC's deliver_sm and data_sm said.
+        inbound: mpsc::Receiver<Delivered>,
         stop: CancellationToken,
         running: tokio::task::JoinHandle<()>,
     }
@@ -757,13 +769,14 @@ mod tests {
                 Arc::new(Metrics::default()),
                 Arc::default(),
             ));
-            let (tx, _rx) = mpsc::channel(1);
+            let (tx, inbound) = mpsc::channel(1);
             let stop = CancellationToken::new();
             let running = tokio::spawn(bind.clone().run(tx, stop.clone()));
             let smsc = accept_bind(&listener, &bind).await;
             Self {
                 bind,
                 smsc,
+                inbound,
                 listener,
                 stop,
                 running,
@@ -1014,5 +1027,35 @@ mod tests {
         );
         stop.cancel();
         running.await.expect("bind task");
+    }
+
+    /// A receipt an SMSC sends as a data_sm (SMPP 3.4 §4.7) is read like a
+    /// deliver_sm and answered with a data_sm_resp, not refused as unknown.
+    #[tokio::test]
+    async fn a_receipt_sent_as_data_sm_is_read_and_answered_data_sm_resp() {
+        let mut script = Scripted::bound("").await;
+        let mut body = b"\0\x01\x01491\0\x01\x01123\0\x04\0\0".to_vec();
+        body.extend([0x00, 0x1E, 0x00, 0x04]);
+        body.extend(b"abc\0");
+        body.extend([0x04, 0x27, 0x00, 0x01, 0x02]);
+        let data_sm = pdu(0x0000_0103, 0, 61, &body);
+        script.smsc.write_all(&data_sm).await.expect("data_sm");
+        let said = tokio::time::timeout(Duration::from_secs(5), script.inbound.recv()).await;
+        let said = said.expect("read within 5 s").expect("the bind runs");
+        let Inbound::Receipt(receipt) = &said.inbound else {
+            panic!("not a receipt: {:?}", said.inbound);
+        };
+        assert_eq!(
+            (receipt.id.as_str(), receipt.stat.as_str()),
+            ("abc", "DELIVRD")
+        );
+        said.answer(CommandStatus::EsmeRok);
+        let answer = tokio::time::timeout(Duration::from_secs(5), next_request(&mut script.smsc));
+        assert_eq!(
+            answer.await.expect("answered"),
+            (0x8000_0103, 61),
+            "data_sm_resp"
+        );
+        script.stop().await;
     }
 }
