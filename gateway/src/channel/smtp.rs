@@ -53,6 +53,12 @@ struct Connection {
     transfer: Transfer,
 }
 
+/// A connection waiting for the next send, since when (see `MAX_IDLE`).
+struct Idle {
+    since: Instant,
+    conn: Connection,
+}
+
 /// How a message goes to the relay, by what it offered in EHLO.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Transfer {
@@ -119,7 +125,7 @@ struct Relay {
     health: Health,
     /// An operator's stop and start.
     switch: Switch,
-    idle: Mutex<Vec<Connection>>,
+    idle: Mutex<Vec<Idle>>,
     slots: Semaphore,
     tls: Option<TlsConnector>,
     credentials: Option<Credentials<String>>,
@@ -276,11 +282,13 @@ impl RelayPool {
                 relay.health.reached();
                 conn
             }
+            // Nothing left for the relay: not an attempt. The next sends go
+            // to a relay that answers, if one does (`pick`).
             Err(e) => {
                 relay.health.failed(&e);
-                return Delivery::Transient {
+                return Delivery::Unsent {
                     reply: format!("connecting to {}: {e}", relay.name),
-                    retry_after: None,
+                    retry_after: UNREACHABLE_RETRY,
                 };
             }
         };
@@ -379,13 +387,15 @@ impl RelayPool {
         }
     }
 
-    /// The next relay in turn that an operator has not stopped.
+    /// The next relay in turn that an operator has not stopped, one whose
+    /// last connection did not fail if there is one (the failing ones are
+    /// probed until they answer, `watch`).
     fn pick(&self) -> Option<&Arc<Relay>> {
         let n = self.relays.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n)
-            .map(|i| &self.relays[(start + i) % n])
-            .find(|r| r.switch.is_on())
+        let in_turn = || (0..n).map(|i| &self.relays[(start + i) % n]);
+        let on = |r: &&Arc<Relay>| r.switch.is_on();
+        (in_turn().filter(on).find(|r| r.health.failure().is_none())).or_else(|| in_turn().find(on))
     }
 }
 
@@ -393,14 +403,21 @@ impl RelayPool {
 const QUIT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How soon a message is tried again while every relay is stopped.
 const STOPPED_RETRY: Duration = Duration::from_secs(5);
+/// How soon a message is tried again after its relay could not be reached.
+const UNREACHABLE_RETRY: Duration = Duration::from_secs(1);
+/// An idle connection kept longer is closed rather than used: a NAT or a
+/// load balancer on the way may have forgotten it without a word (AWS's
+/// NAT after 350 s, Azure's after 4 minutes), and a message written into
+/// it would only be unconfirmed.
+const MAX_IDLE: Duration = Duration::from_secs(60);
 /// When a message that found every connection of its relay busy is
 /// tried again.
 const BUSY_RETRY: Duration = Duration::from_secs(1);
 
 /// Says QUIT on each connection; one that does not answer within
 /// `QUIT_TIMEOUT` is dropped.
-async fn quit(connections: Vec<Connection>) {
-    for conn in connections {
+async fn quit(connections: Vec<Idle>) {
+    for Idle { conn, .. } in connections {
         let quit = async {
             match conn.client {
                 Client::Plain(c) => c.quit().await,
@@ -770,14 +787,25 @@ impl Relay {
         Duration::from_secs(self.config.timeout_secs + self.config.data_timeout_secs)
     }
 
-    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
         self.idle
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The idle connection used last, if it has not waited too long;
+    /// those that have are closed.
     fn take_idle(&self) -> Option<Connection> {
-        self.lock_idle().pop()
+        let mut idle = self.lock_idle();
+        let last = idle.pop()?;
+        if last.since.elapsed() <= MAX_IDLE {
+            return Some(last.conn);
+        }
+        // The rest were put back earlier still.
+        let stale: Vec<Idle> = std::iter::once(last).chain(idle.drain(..)).collect();
+        drop(idle);
+        drop(tokio::spawn(quit(stale)));
+        None
     }
 
     /// Keeps `conn` for the next send, unless the relay was stopped
@@ -785,6 +813,10 @@ impl Relay {
     fn put_idle(&self, conn: Option<Connection>) {
         let Some(conn) = conn else {
             return;
+        };
+        let conn = Idle {
+            since: Instant::now(),
+            conn,
         };
         let mut idle = self.lock_idle();
         if self.switch.is_on() {
@@ -796,21 +828,40 @@ impl Relay {
     }
 
     /// Opens a session ready for MAIL FROM: greeting, EHLO, TLS as
-    /// configured (STARTTLS only when offered), AUTH if configured.
+    /// configured (STARTTLS only when offered), AUTH if configured. Each of
+    /// the host's addresses is tried in turn, each connect within
+    /// `timeout_secs`, and the SMTP opening after it within `timeout_secs`
+    /// too: a relay that takes the connection and never greets (a TLS port
+    /// spoken to in plain text, say) must not hold the send.
     async fn connect(&self, helo: &str) -> mail_send::Result<Connection> {
         let timeout = Duration::from_secs(self.config.timeout_secs);
-        let addr = tokio::net::lookup_host((self.config.host.as_str(), self.config.port))
-            .await?
-            .next()
-            .ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::NotFound, "host has no address")
-            })?;
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        let address = (self.config.host.as_str(), self.config.port);
+        let addresses = tokio::time::timeout(timeout, tokio::net::lookup_host(address))
             .await
             .map_err(|_| mail_send::Error::Timeout)??;
+        let mut failed = std::io::Error::new(std::io::ErrorKind::NotFound, "host has no address");
+        for addr in addresses {
+            match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => {
+                    let opening = self.open(SmtpClient { stream, timeout }, helo);
+                    return tokio::time::timeout(timeout, opening)
+                        .await
+                        .map_err(|_| mail_send::Error::Timeout)?;
+                }
+                Ok(Err(e)) => failed = e,
+                Err(_) => failed = std::io::ErrorKind::TimedOut.into(),
+            }
+        }
+        Err(failed.into())
+    }
+
+    async fn open(
+        &self,
+        mut plain: SmtpClient<TcpStream>,
+        helo: &str,
+    ) -> mail_send::Result<Connection> {
         // Commands are small and answered one by one: never wait for Nagle.
-        stream.set_nodelay(true)?;
-        let mut plain = SmtpClient { stream, timeout };
+        plain.stream.set_nodelay(true)?;
         let host = self.config.host.as_str();
         let (mut client, caps) = match (&self.tls, self.config.tls) {
             (Some(tls), TlsMode::Tls) => {
@@ -827,6 +878,12 @@ impl Relay {
                         let mut c = plain.start_tls(tls, host).await?;
                         let caps = c.ehlo(helo).await?;
                         (Client::Tls(Box::new(buffered(c))), caps)
+                    }
+                    // Credentials never go in clear to a relay that was to
+                    // speak TLS: one on the way may have struck STARTTLS
+                    // from the EHLO answer to read them.
+                    Some(_) if self.credentials.is_some() => {
+                        return Err(mail_send::Error::MissingStartTls);
                     }
                     _ => (Client::Plain(buffered(plain)), caps),
                 }

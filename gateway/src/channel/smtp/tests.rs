@@ -11,7 +11,8 @@ use tokio::{
 
 use super::*;
 
-/// A relay offering what `offered` needs (PIPELINING, and CHUNKING), whose
+/// A relay offering what `offered` needs (PIPELINING, and CHUNKING with
+/// AUTH PLAIN, and no STARTTLS), whose
 /// answers are chosen by the addresses and the content:
 /// sender `refused@` 553 at MAIL FROM (then 503 to what follows), sender
 /// `shutdown@` 421 and the connection closed, sender `blocked@` 554 and
@@ -116,7 +117,7 @@ fn relay_on(listener: TcpListener, offered: Transfer) -> (u16, Arc<AsyncMutex<Ve
                     } else if line.starts_with("EHLO") {
                         match offered {
                             Transfer::Chunked => {
-                                b"250-scripted\r\n250-PIPELINING\r\n250 CHUNKING\r\n"
+                                b"250-scripted\r\n250-PIPELINING\r\n250-AUTH PLAIN\r\n250 CHUNKING\r\n"
                             }
                             Transfer::Pipelined => b"250-scripted\r\n250 PIPELINING\r\n",
                             Transfer::Serial => b"250 scripted\r\n",
@@ -372,21 +373,123 @@ async fn closing_does_not_wait_for_a_relay_silent_on_quit() {
     );
 }
 
+/// Nothing left for a relay that cannot be reached: the message is handed
+/// back unsent, not an attempt (it was one, and a relay down for a few
+/// retries failed messages that never left).
 #[tokio::test]
-async fn a_relay_that_is_down_is_a_transient_failure() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let delivery = pool(port)
+async fn a_relay_that_is_down_leaves_the_message_unsent() {
+    let delivery = pool(free_port().await)
         .send("b@x.test", "user@example.org", b"x", later())
         .await;
     assert!(
-        matches!(delivery, Delivery::Transient { .. }),
+        matches!(&delivery, Delivery::Unsent { reply, .. } if reply.starts_with("connecting to ")),
         "{delivery:?}"
     );
+}
+
+/// Of two relays, one down: once it has failed, sends go to the other,
+/// and none is lost to it.
+#[tokio::test]
+async fn sends_go_to_the_relay_that_answers_while_another_is_down() {
+    let (up, seen) = relay(Transfer::Chunked).await;
+    let relays = [config(free_port().await), config(up)];
+    let pool = RelayPool::new(&relays, "test.local").expect("pool");
+    let mut unsent = 0;
+    for _ in 0..6 {
+        match pool
+            .send("b@x.test", "user@example.org", b"x", later())
+            .await
+        {
+            Delivery::Accepted { .. } => {}
+            Delivery::Unsent { .. } => unsent += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(unsent <= 1, "{unsent} sends tried the relay that is down");
+    let mails = seen
+        .lock()
+        .await
+        .iter()
+        .filter(|l| l.starts_with("MAIL"))
+        .count();
+    assert_eq!(mails, 6 - unsent);
+}
+
+/// A connection idle longer than `MAX_IDLE` is closed, not used: a NAT on
+/// the way may have forgotten it, and a message written into it would
+/// only be unconfirmed.
+#[tokio::test]
+async fn a_connection_idle_too_long_is_not_used_again() {
+    let (port, seen) = relay(Transfer::Chunked).await;
+    let pool = pool(port);
+    let send = || pool.send("b@x.test", "user@example.org", b"x", later());
+    assert!(matches!(send().await, Delivery::Accepted { .. }));
+    assert!(matches!(send().await, Delivery::Accepted { .. }));
+    let ehlos = |seen: &[String]| seen.iter().filter(|l| l.starts_with("EHLO")).count();
+    assert_eq!(
+        ehlos(&seen.lock().await),
+        1,
+        "a fresh connection is used again"
+    );
+    for idle in pool.relays[0].lock_idle().iter_mut() {
+        let long_ago = Instant::now().checked_sub(MAX_IDLE + Duration::from_secs(1));
+        idle.since = long_ago.expect("up a minute");
+    }
+    assert!(matches!(send().await, Delivery::Accepted { .. }));
+    assert_eq!(
+        ehlos(&seen.lock().await),
+        2,
+        "a new connection for a stale one"
+    );
+}
+
+/// A relay that takes the connection and never greets (a TLS port spoken
+/// to in plain text, say) is given up after `timeout_secs`, unsent.
+#[tokio::test]
+async fn a_relay_that_never_greets_is_given_up_after_its_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let held = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.expect("accept");
+        std::future::pending::<()>().await;
+        drop(stream);
+    });
+    let silent = RelayConfig {
+        timeout_secs: 1,
+        ..config(port)
+    };
+    let pool = RelayPool::new(&[silent], "test.local").expect("pool");
+    let sent = pool.send("b@x.test", "user@example.org", b"x", later());
+    let delivery = tokio::time::timeout(Duration::from_secs(5), sent)
+        .await
+        .expect("given up within 5 s");
+    assert!(matches!(delivery, Delivery::Unsent { .. }), "{delivery:?}");
+    held.abort();
+}
+
+/// With credentials, a relay that should speak TLS but offers no STARTTLS
+/// (one on the way may have struck it from the EHLO answer) is not sent
+/// them in clear.
+#[tokio::test]
+async fn credentials_are_never_sent_in_clear_to_a_relay_without_starttls() {
+    let (port, seen) = relay(Transfer::Chunked).await;
+    let guarded = RelayConfig {
+        tls: TlsMode::Starttls,
+        username: Some("sluice".into()),
+        // Any variable that is set: what it holds must never be sent.
+        password_env: Some("PATH".into()),
+        ..config(port)
+    };
+    let pool = RelayPool::new(&[guarded], "test.local").expect("pool");
+    let delivery = pool
+        .send("b@x.test", "user@example.org", b"x", later())
+        .await;
+    assert!(
+        matches!(&delivery, Delivery::Unsent { reply, .. } if reply.contains("STARTTLS")),
+        "{delivery:?}"
+    );
+    let seen = seen.lock().await;
+    assert!(!seen.iter().any(|l| l.starts_with("AUTH")), "{seen:?}");
 }
 
 /// A loopback port nothing listens on (now).
@@ -518,10 +621,10 @@ async fn a_refusal_and_then_a_closed_session_is_the_refusal_and_the_next_send_re
 }
 
 /// Implicit TLS to a relay that speaks plain text: the handshake fails,
-/// the send is a transient failure naming the relay, and the relay's
-/// health says why.
+/// the send is handed back unsent naming the relay, and the relay's health
+/// says why.
 #[tokio::test]
-async fn a_failed_tls_handshake_is_transient_and_named() {
+async fn a_failed_tls_handshake_is_unsent_and_named() {
     let (port, _) = relay(Transfer::Chunked).await;
     let secure = RelayConfig {
         name: Some("secure".into()),
@@ -532,8 +635,8 @@ async fn a_failed_tls_handshake_is_transient_and_named() {
     let delivery = pool
         .send("b@x.test", "user@example.org", b"x", later())
         .await;
-    let Delivery::Transient { reply, .. } = &delivery else {
-        panic!("not transient: {delivery:?}");
+    let Delivery::Unsent { reply, .. } = &delivery else {
+        panic!("not unsent: {delivery:?}");
     };
     assert!(reply.starts_with("connecting to secure: "), "{reply}");
     let failures = pool.failures();
