@@ -8,6 +8,7 @@
 mod complaint;
 pub mod listener;
 pub mod maildir;
+mod per_peer;
 
 use std::sync::Arc;
 
@@ -160,14 +161,17 @@ impl Returns {
         if (bounce.recipients.iter()).any(|r| r.reason == bounce::Reason::Feedback) {
             return self.complaint(raw, &bounce, msg).await;
         }
+        // A recipient the reporting MTA is still trying (RFC 3464
+        // `Action: delayed`) has not failed: sending again would give them
+        // two once it arrives. A failure report follows if it gives up.
         let failures: Vec<_> = bounce
             .recipients
             .iter()
-            .filter(|r| r.kind != Kind::Other)
+            .filter(|r| r.kind != Kind::Other && r.action.as_deref() != Some("delayed"))
             .collect();
         if failures.is_empty() && !bounce.recipients.is_empty() {
-            // A delivery report or an auto-reply: nothing failed, nothing
-            // to record, nothing for an operator to look at.
+            // A delivery report, a delay notice or an auto-reply: nothing
+            // failed, nothing to record, nothing for an operator to look at.
             tracing::info!(format = ?bounce.format, "returned mail reports no failure; nothing recorded");
             return Ok(Intake::default());
         }
@@ -341,21 +345,11 @@ mod tests {
         )
     }
 
-    /// An Amazon SES complaint notice (JSON, its `source` our Return-Path)
-    /// is a complaint like a feedback report: recorded, and the address
-    /// suppressed.
-    #[tokio::test]
-    async fn a_json_complaint_notice_suppresses_the_address() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store: Arc<dyn Store> = Arc::new(Embedded::open(dir.path()).expect("open"));
-        let seq = store
-            .put_campaign(
-                "c",
-                domain::CampaignDecl::new(domain::ChannelKind::Email, "c"),
-            )
-            .await
-            .expect("declare")
-            .seq;
+    /// An e-mail campaign with one participant, `ann@example.org`: her
+    /// message.
+    async fn ann_in_a_campaign(store: &Arc<dyn Store>) -> domain::MessageNo {
+        let decl = domain::CampaignDecl::new(domain::ChannelKind::Email, "c");
+        let seq = store.put_campaign("c", decl).await.expect("declare").seq;
         let ann = domain::Participant {
             customer: "ann".into(),
             address: "ann@example.org".into(),
@@ -366,18 +360,73 @@ mod tests {
             .add_participants("c", vec![ann], 1)
             .await
             .expect("add");
-        let msg = domain::MessageNo {
+        domain::MessageNo {
             campaign: seq,
             participant: 0,
+        }
+    }
+
+    /// `msg` handed to the relay.
+    async fn sent(store: &Arc<dyn Store>, msg: domain::MessageNo) {
+        let outcome = domain::Outcome::Submitted {
+            detail: FactDetail::default(),
+            upstream: None,
         };
-        let sent = Update {
+        let update = Update {
             msg,
             at: 2,
-            outcome: domain::Outcome::Submitted {
-                detail: FactDetail::default(),
-                upstream: None,
-            },
+            outcome,
         };
+        store.record(vec![update]).await.expect("sent");
+    }
+
+    /// A DSN for our recipient, its Action and Status as given.
+    fn dsn_for(returns: &Returns, msg: domain::MessageNo, action: &str, status: &str) -> String {
+        format!(
+            "From: MAILER-DAEMON@mx.example\r\nTo: {}\r\nSubject: Delivery Status Notification\r\n\
+             Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+             --B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example\r\n\r\n\
+             Final-Recipient: rfc822; ann@example.org\r\nAction: {action}\r\nStatus: {status}\r\n\r\n--B--\r\n",
+            returns.paths.address(msg)
+        )
+    }
+
+    /// A delay notice (RFC 3464 `Action: delayed`: the reporting MTA is
+    /// still trying) records nothing: sending the message again would give
+    /// the recipient two once it arrives. The failure report that may
+    /// follow settles it.
+    #[tokio::test]
+    async fn a_delay_notice_records_nothing_and_the_failure_after_it_settles() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(Embedded::open(dir.path()).expect("open"));
+        let msg = ann_in_a_campaign(&store).await;
+        sent(&store, msg).await;
+        let returns = returns(&store);
+        let delayed = dsn_for(&returns, msg, "delayed", "4.4.7");
+        let intake = returns.take(delayed.as_bytes(), &[]).await.expect("taken");
+        assert_eq!(
+            (intake.is_bounce, intake.matched, intake.unmatched),
+            (false, 0, 0),
+            "{intake:?}"
+        );
+        let status = |info: Option<store::MessageInfo>| info.map(|i| i.status);
+        let still = status(store.message(msg).await.expect("read"));
+        assert_eq!(still, Some(domain::Status::Submitted), "not rescheduled");
+        let failed = dsn_for(&returns, msg, "failed", "5.1.1");
+        let intake = returns.take(failed.as_bytes(), &[]).await.expect("taken");
+        assert_eq!((intake.is_bounce, intake.matched), (true, 1), "{intake:?}");
+        let settled = status(store.message(msg).await.expect("read"));
+        assert_eq!(settled, Some(domain::Status::BouncedHard));
+    }
+
+    /// An Amazon SES complaint notice (JSON, its `source` our Return-Path)
+    /// is a complaint like a feedback report: recorded, and the address
+    /// suppressed.
+    #[tokio::test]
+    async fn a_json_complaint_notice_suppresses_the_address() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(Embedded::open(dir.path()).expect("open"));
+        let msg = ann_in_a_campaign(&store).await;
         let returns = returns(&store);
         let notice = format!(
             "From: complaints@email-abuse.amazonses.com\r\nSubject: Complaint\r\n\r\n\
@@ -391,7 +440,7 @@ mod tests {
             (0, 1),
             "a message never sent draws no complaint"
         );
-        store.record(vec![sent]).await.expect("sent");
+        sent(&store, msg).await;
         let intake = returns.take(notice.as_bytes(), &[]).await.expect("taken");
         assert_eq!((intake.is_bounce, intake.matched), (true, 1), "{intake:?}");
         assert_eq!(
