@@ -7,11 +7,13 @@
 //! what the public sends: STARTTLS when a certificate is configured (RFC
 //! 3207), at most [`MAX_SESSIONS`] sessions of which [`MAX_MESSAGES`] may
 //! be in DATA at once (the memory a message takes is bounded by the size
-//! limit), `MAX_RCPTS` recipients a message, a deadline for every line
-//! (RFC 5321 4.5.3.2), and no line held beyond its limit however long it
-//! is. At shutdown every session is answered 421 and closed.
+//! limit), and of those at most `SESSIONS_PER_PEER` and `MESSAGES_PER_PEER`
+//! from one address, `MAX_RCPTS` recipients a message, a deadline for
+//! every line (RFC 5321 4.5.3.2) and for a whole message, and no line held
+//! beyond its limit however long it is. At shutdown every session is
+//! answered 421 and closed.
 
-use std::{sync::Arc, time::Duration};
+use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use tokio::{
     io::{
@@ -24,7 +26,7 @@ use tokio::{
 use tokio_rustls::TlsAcceptor;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use super::{IntakeError, MAX_RETURNED_BYTES, Returns};
+use super::{IntakeError, MAX_RETURNED_BYTES, Returns, per_peer::PerPeer};
 
 /// Longest command line accepted (RFC 5321 says 512 with extensions).
 const MAX_LINE: usize = 4096;
@@ -40,6 +42,14 @@ pub const MAX_SESSIONS: usize = 1024;
 /// How long the listener waits for a client's next line, or for a reply to
 /// be taken (RFC 5321 asks a server to wait at least 5 minutes).
 pub const LINE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Of those, what one client address may hold: a busy MTA's share, but not
+/// all of it (one that trickles its messages a line every few minutes
+/// would otherwise keep real bounces out).
+const SESSIONS_PER_PEER: usize = 64;
+const MESSAGES_PER_PEER: usize = 8;
+/// How long one message's content may take to arrive, however steadily its
+/// lines come (10 MiB at 20 KiB/s).
+pub const MESSAGE_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long sessions still running at shutdown may go on.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -50,8 +60,13 @@ pub struct Intake {
     pub tls: Option<TlsAcceptor>,
     /// The deadline for each line the client sends (and the TLS handshake).
     pub line_timeout: Duration,
+    /// The deadline for a message's content, from the 354.
+    pub message_timeout: Duration,
     /// Room for the messages being received at once.
     pub messages: Arc<Semaphore>,
+    /// Sessions and messages being received, per client address.
+    sessions_of: PerPeer,
+    messages_of: PerPeer,
 }
 
 impl Intake {
@@ -59,7 +74,10 @@ impl Intake {
         Self {
             tls,
             line_timeout,
+            message_timeout: MESSAGE_TIMEOUT,
             messages: Arc::new(Semaphore::new(MAX_MESSAGES)),
+            sessions_of: PerPeer::new(SESSIONS_PER_PEER),
+            messages_of: PerPeer::new(MESSAGES_PER_PEER),
         }
     }
 }
@@ -85,7 +103,15 @@ pub async fn serve(
             a = listener.accept() => a,
         };
         match accepted {
-            Ok((stream, _)) => {
+            Ok((mut stream, peer)) => {
+                let peer = peer.ip();
+                let Some(held) = intake.sessions_of.take(peer) else {
+                    sessions.spawn(async move {
+                        let busy = b"421 4.7.0 too many sessions from your address\r\n";
+                        let _ = say(&mut stream, busy, Duration::from_secs(5)).await;
+                    });
+                    continue;
+                };
                 let (returns, intake, stop) = (returns.clone(), intake.clone(), shutdown.clone());
                 sessions.spawn(async move {
                     // Idle sessions are told 421 at shutdown; whatever is
@@ -95,14 +121,14 @@ pub async fn serve(
                         tokio::time::sleep(SHUTDOWN_GRACE).await;
                     };
                     tokio::select! {
-                        served = session(stream, &returns, &intake, &stop) => {
+                        served = session(stream, peer, &returns, &intake, &stop) => {
                             if let Err(e) = served {
                                 tracing::debug!(error = %e, "bounce session ended");
                             }
                         }
                         () = cut => tracing::debug!("bounce session cut off at shutdown"),
                     }
-                    drop(slot);
+                    drop((slot, held));
                 });
             }
             Err(e) => {
@@ -119,11 +145,12 @@ pub async fn serve(
 /// one over TLS (RFC 3207: nothing said before carries over).
 async fn session(
     stream: tokio::net::TcpStream,
+    peer: IpAddr,
     returns: &Returns,
     intake: &Intake,
     shutdown: &CancellationToken,
 ) -> std::io::Result<()> {
-    let Some(stream) = commands(stream, returns, intake, false, shutdown).await? else {
+    let Some(stream) = commands(stream, peer, returns, intake, false, shutdown).await? else {
         return Ok(());
     };
     let Some(tls) = &intake.tls else {
@@ -132,7 +159,7 @@ async fn session(
     let secured = tokio::time::timeout(intake.line_timeout, tls.accept(stream))
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-    commands(secured, returns, intake, true, shutdown)
+    commands(secured, peer, returns, intake, true, shutdown)
         .await
         .map(drop)
 }
@@ -143,6 +170,7 @@ async fn session(
 /// STARTTLS.
 async fn commands<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
+    peer: IpAddr,
     returns: &Returns,
     intake: &Intake,
     secured: bool,
@@ -214,7 +242,8 @@ async fn commands<S: AsyncRead + AsyncWrite + Unpin>(
             }
             "DATA" if rcpts.is_empty() => "503 5.5.1 RCPT first\r\n".into(),
             "DATA" => {
-                let Ok(_room) = intake.messages.clone().try_acquire_owned() else {
+                let room = intake.messages.clone().try_acquire_owned().ok();
+                let Some(_room) = room.zip(intake.messages_of.take(peer)) else {
                     say(
                         io.get_mut(),
                         b"451 4.3.2 too many messages at once, try again later\r\n",
@@ -229,8 +258,17 @@ async fn commands<S: AsyncRead + AsyncWrite + Unpin>(
                     intake.line_timeout,
                 )
                 .await?;
+                let reading = read_data(&mut io, intake.line_timeout);
                 let data = tokio::select! {
-                    data = read_data(&mut io, intake.line_timeout) => data?,
+                    data = tokio::time::timeout(intake.message_timeout, reading) => match data {
+                        Ok(data) => data?,
+                        // Mid-message: the session cannot go on in step.
+                        Err(_) => {
+                            let slow = b"451 4.4.2 message took too long, try again later\r\n";
+                            say(io.get_mut(), slow, intake.line_timeout).await?;
+                            return Ok(None);
+                        }
+                    },
                     () = shutdown.cancelled() => return closing(io.get_mut()).await,
                 };
                 let reply = match data {
@@ -375,9 +413,119 @@ async fn read_data<R: AsyncBufRead + Unpin>(
 
 #[cfg(test)]
 mod tests {
-    use tokio::io::{AsyncWriteExt, BufReader, duplex};
+    use tokio::{
+        io::{AsyncWriteExt, BufReader, duplex},
+        net::TcpStream,
+    };
 
     use super::*;
+
+    /// The listener on a loopback port, over a store of its own, with
+    /// `intake`; where it listens.
+    async fn listening(intake: Intake) -> (std::net::SocketAddr, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn store::Store> =
+            Arc::new(store::embedded::Embedded::open(dir.path()).expect("open"));
+        let retry = rules::RetryPolicy {
+            max_attempts: 3,
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(1),
+        };
+        let paths = crate::verp::ReturnPaths::new(b"k", "bounces.test");
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let returns = Arc::new(Returns::new(store, paths, retry, metrics));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(serve(listener, returns, intake, CancellationToken::new()));
+        (addr, dir)
+    }
+
+    /// A client's session: each line sent, the reply's last line back.
+    struct Client(BufReader<TcpStream>);
+
+    impl Client {
+        async fn connect(addr: std::net::SocketAddr) -> (Self, String) {
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let mut client = Self(BufReader::new(stream));
+            let greeting = client.reply().await;
+            (client, greeting)
+        }
+
+        async fn reply(&mut self) -> String {
+            let mut line = String::new();
+            loop {
+                line.clear();
+                let read = self.0.read_line(&mut line);
+                let n = tokio::time::timeout(Duration::from_secs(5), read).await;
+                if n.expect("a reply within 5 s").expect("read") == 0 || line.get(3..4) != Some("-")
+                {
+                    return line;
+                }
+            }
+        }
+
+        async fn say(&mut self, line: &str) -> String {
+            let line = format!("{line}\r\n");
+            self.0
+                .get_mut()
+                .write_all(line.as_bytes())
+                .await
+                .expect("write");
+            self.reply().await
+        }
+
+        /// Up to the DATA command's answer.
+        async fn up_to_data(&mut self) -> String {
+            self.say("EHLO mx.example").await;
+            self.say("MAIL FROM:<>").await;
+            self.say("RCPT TO:<b+x@bounces.test>").await;
+            self.say("DATA").await
+        }
+    }
+
+    /// One address cannot hold every message slot, nor every session: its
+    /// share is `MESSAGES_PER_PEER` and `SESSIONS_PER_PEER`.
+    #[tokio::test]
+    async fn one_address_gets_its_share_of_the_message_slots_and_sessions() {
+        let (addr, _dir) = listening(Intake::new(None, Duration::from_secs(5))).await;
+        let mut held = Vec::new();
+        for _ in 0..MESSAGES_PER_PEER {
+            let (mut client, _) = Client::connect(addr).await;
+            assert!(client.up_to_data().await.starts_with("354"));
+            held.push(client);
+        }
+        let (mut one_more, _) = Client::connect(addr).await;
+        let refused = one_more.up_to_data().await;
+        assert!(refused.starts_with("451 4.3.2"), "{refused}");
+        for _ in held.len() + 1..SESSIONS_PER_PEER {
+            held.push(Client::connect(addr).await.0);
+        }
+        let (_, greeting) = Client::connect(addr).await;
+        assert!(greeting.starts_with("421 4.7.0"), "{greeting}");
+    }
+
+    /// A message whose lines come steadily but never end is cut off at
+    /// `message_timeout`: 451, and the session closed.
+    #[tokio::test]
+    async fn a_message_trickled_past_its_deadline_is_refused() {
+        let intake = Intake {
+            message_timeout: Duration::from_millis(300),
+            ..Intake::new(None, Duration::from_secs(5))
+        };
+        let (addr, _dir) = listening(intake).await;
+        let (mut client, _) = Client::connect(addr).await;
+        assert!(client.up_to_data().await.starts_with("354"));
+        let stream = client.0.get_mut();
+        for _ in 0..10 {
+            if stream.write_all(b"x\r\n").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let reply = client.reply().await;
+        assert!(reply.starts_with("451 4.4.2"), "{reply}");
+        assert_eq!(client.reply().await, "", "closed");
+    }
 
     /// A line longer than the limit is cut, the rest of it dropped unheld,
     /// and the next line read whole. Before, a DATA line without a newline
