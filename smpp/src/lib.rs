@@ -11,6 +11,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod inbound;
+mod pdus;
 pub mod session;
 pub mod status;
 pub mod text;

@@ -129,6 +129,9 @@ struct Relay {
     slots: Semaphore,
     tls: Option<TlsConnector>,
     credentials: Option<Credentials<String>>,
+    /// While its connections fail: when sends may try the next one, and
+    /// the wait after that one fails too (see `connect_for_send`).
+    backoff: Mutex<Option<(Instant, Duration)>>,
 }
 
 /// Every configured relay, used in turn.
@@ -185,6 +188,7 @@ impl RelayPool {
                 slots: Semaphore::new(config.connections),
                 tls,
                 credentials,
+                backoff: Mutex::new(None),
                 config: config.clone(),
             }));
         }
@@ -277,18 +281,14 @@ impl RelayPool {
                 Outcome::Lost(_) => {}
             }
         }
-        let conn = match relay.connect(&self.helo).await {
-            Ok(conn) => {
-                relay.health.reached();
-                conn
-            }
-            // Nothing left for the relay: not an attempt. The next sends go
-            // to a relay that answers, if one does (`pick`).
-            Err(e) => {
-                relay.health.failed(&e);
+        // Nothing left for the relay: not an attempt. The next sends go to
+        // a relay that answers, if one does (`pick`).
+        let conn = match relay.connect_for_send(&self.helo).await {
+            Ok(conn) => conn,
+            Err((error, retry_after)) => {
                 return Delivery::Unsent {
-                    reply: format!("connecting to {}: {e}", relay.name),
-                    retry_after: UNREACHABLE_RETRY,
+                    reply: format!("connecting to {}: {error}", relay.name),
+                    retry_after,
                 };
             }
         };
@@ -313,14 +313,11 @@ impl RelayPool {
         let mut first = true;
         loop {
             for relay in &self.relays {
-                if relay.switch.is_on() && (first || relay.health.failure().is_some()) {
-                    match relay.connect(&self.helo).await {
-                        Ok(conn) => {
-                            relay.health.reached();
-                            relay.put_idle(Some(conn));
-                        }
-                        Err(e) => relay.health.failed(&e),
-                    }
+                if relay.switch.is_on()
+                    && (first || relay.health.failure().is_some())
+                    && let Ok(conn) = relay.connect_noted(&self.helo).await
+                {
+                    relay.put_idle(Some(conn));
                 }
             }
             first = false;
@@ -403,7 +400,9 @@ impl RelayPool {
 const QUIT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How soon a message is tried again while every relay is stopped.
 const STOPPED_RETRY: Duration = Duration::from_secs(5);
-/// How soon a message is tried again after its relay could not be reached.
+/// How soon a relay that could not be reached is connected to again for a
+/// send; doubling while it keeps failing, up to `PROBE_INTERVAL`, so that a
+/// relay refusing our credentials is not asked every second by every send.
 const UNREACHABLE_RETRY: Duration = Duration::from_secs(1);
 /// An idle connection kept longer is closed rather than used: a NAT or a
 /// load balancer on the way may have forgotten it without a word (AWS's
@@ -825,6 +824,50 @@ impl Relay {
             drop(idle);
             drop(tokio::spawn(quit(vec![conn])));
         }
+    }
+
+    /// A new connection for a send, unless the relay is failing and its
+    /// back-off has not run out: then the last error and how long until the
+    /// next try.
+    async fn connect_for_send(&self, helo: &str) -> Result<Connection, (String, Duration)> {
+        let waiting = self
+            .lock_backoff()
+            .map(|(at, _)| at.saturating_duration_since(Instant::now()));
+        if let Some(wait) = waiting.filter(|w| !w.is_zero()) {
+            let error = self.health.failure().unwrap_or_default();
+            return Err((error, wait));
+        }
+        self.connect_noted(helo).await.map_err(|e| {
+            let wait = self
+                .lock_backoff()
+                .map_or(UNREACHABLE_RETRY, |(_, wait)| wait);
+            (e.to_string(), wait)
+        })
+    }
+
+    /// A new connection, its success or failure noted in the relay's health
+    /// and back-off.
+    async fn connect_noted(&self, helo: &str) -> mail_send::Result<Connection> {
+        let connected = self.connect(helo).await;
+        let mut backoff = self.lock_backoff();
+        match &connected {
+            Ok(_) => {
+                self.health.reached();
+                *backoff = None;
+            }
+            Err(e) => {
+                self.health.failed(e);
+                let wait = backoff.map_or(UNREACHABLE_RETRY, |(_, w)| (w * 2).min(PROBE_INTERVAL));
+                *backoff = Some((Instant::now() + wait, wait));
+            }
+        }
+        connected
+    }
+
+    fn lock_backoff(&self) -> std::sync::MutexGuard<'_, Option<(Instant, Duration)>> {
+        self.backoff
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Opens a session ready for MAIL FROM: greeting, EHLO, TLS as

@@ -387,6 +387,45 @@ async fn a_relay_that_is_down_leaves_the_message_unsent() {
     );
 }
 
+/// A relay that keeps refusing (here its greeting is a 554) is connected
+/// to again only once its back-off has run out, not by every send: one
+/// refusing our credentials is not asked every second by each message.
+#[tokio::test]
+async fn a_failing_relay_is_tried_again_only_after_its_back_off() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::Relaxed);
+            let _ = stream.write_all(b"554 5.7.1 no service\r\n").await;
+        }
+    });
+    let pool = pool(port);
+    for _ in 0..5 {
+        let delivery = pool
+            .send("b@x.test", "user@example.org", b"x", later())
+            .await;
+        assert!(matches!(delivery, Delivery::Unsent { .. }), "{delivery:?}");
+    }
+    assert_eq!(
+        connections.load(Ordering::Relaxed),
+        1,
+        "one try within the back-off"
+    );
+    tokio::time::sleep(UNREACHABLE_RETRY + Duration::from_millis(100)).await;
+    let delivery = pool
+        .send("b@x.test", "user@example.org", b"x", later())
+        .await;
+    assert!(matches!(delivery, Delivery::Unsent { .. }), "{delivery:?}");
+    assert_eq!(
+        connections.load(Ordering::Relaxed),
+        2,
+        "tried again after it"
+    );
+}
+
 /// Of two relays, one down: once it has failed, sends go to the other,
 /// and none is lost to it.
 #[tokio::test]
@@ -521,6 +560,8 @@ async fn a_relay_that_cannot_be_reached_is_named_until_it_answers() {
             .expect("rebind"),
         Transfer::Chunked,
     );
+    // Past its back-off, the next send connects again.
+    tokio::time::sleep(UNREACHABLE_RETRY + Duration::from_millis(100)).await;
     let delivery = pool
         .send("b@x.test", "user@example.org", b"x", later())
         .await;
