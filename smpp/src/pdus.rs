@@ -46,12 +46,14 @@ impl Decoder for Pdus {
             src.reserve(length - src.len());
             return Ok(None);
         }
-        let pdu = src.split_to(length);
-        Ok(Some(decode_one(&pdu).or_else(|error| {
-            (CommandId::from(id) == CommandId::DeliverSm)
-                .then(|| without_tlvs(&pdu))
-                .flatten()
-                .and_then(|bare| decode_one(&bare).ok())
+        let mut pdu = src.split_to(length);
+        // Decoding consumes the PDU: a deliver_sm is kept to be read again
+        // without its TLVs should they not decode.
+        let deliver_sm = (CommandId::from(id) == CommandId::DeliverSm).then(|| pdu.clone());
+        Ok(Some(decode_one(&mut pdu).or_else(|error| {
+            deliver_sm
+                .and_then(|whole| without_tlvs(&whole))
+                .and_then(|mut bare| decode_one(&mut bare).ok())
                 .inspect(|_| tracing::warn!(sequence, %error, "deliver_sm's optional part cannot be decoded; read without it"))
                 .ok_or(Undecodable {
                     id,
@@ -68,9 +70,8 @@ fn word(bytes: &[u8], at: usize) -> u32 {
 }
 
 /// One whole PDU decoded (its length checked by the caller).
-fn decode_one(pdu: &[u8]) -> Result<Command, String> {
-    let mut pdu = BytesMut::from(pdu);
-    match CommandCodec::new().without_max_length().decode(&mut pdu) {
+fn decode_one(pdu: &mut BytesMut) -> Result<Command, String> {
+    match CommandCodec::new().without_max_length().decode(pdu) {
         Ok(Some(command)) => Ok(command),
         Ok(None) => Err("shorter than its command_length".into()),
         Err(e) => Err(e.to_string()),

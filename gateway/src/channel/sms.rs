@@ -291,12 +291,13 @@ impl SmsChannel {
         // answer would come too late.
         let response = Duration::from_secs(smsc.config.response_timeout_secs);
         let give_up_at = start_by(done_by, response);
-        let answers = {
-            // Every part on this bind, or none: an operator's stop waits for it.
-            let _whole = bind.message().await;
-            bind.submit_parts(&to_send, give_up_at).await
+        // Every part on this bind, or none: an operator's stop waits for it.
+        let whole = bind.message().await;
+        let (failure, sent_now) = match to_send.as_slice() {
+            [one] => take_answers(&mut taken, [bind.submit_one(one, give_up_at).await]),
+            parts => take_answers(&mut taken, bind.submit_parts(parts, give_up_at).await),
         };
-        let (failure, sent_now) = take_answers(&mut taken, answers);
+        drop(whole);
         let several = taken.len() > 1;
         let Some(failure) = failure else {
             if let Some(claim) = claim.filter(|_| several) {

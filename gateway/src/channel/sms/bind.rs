@@ -57,6 +57,14 @@ fn unsent(reply: &str, retry_after: Duration) -> SubmitError {
     }
 }
 
+/// Why a part got no window room.
+fn no_room(no: NoPermit) -> &'static str {
+    match no {
+        NoPermit::TooLate => "SMPP window full",
+        NoPermit::Closed => "bind closed",
+    }
+}
+
 /// Longest pause of a bind the SMSC keeps throttling.
 const MAX_THROTTLE_PAUSE: Duration = Duration::from_secs(30);
 /// A send that found the window full is tried again after this.
@@ -326,16 +334,9 @@ impl Bind {
             } else {
                 permits_by(&self.window, n, give_up_at)
                     .await
-                    .map_err(|no| match no {
-                        NoPermit::TooLate => "SMPP window full",
-                        NoPermit::Closed => "bind closed",
-                    })
+                    .map_err(no_room)
             };
             match room {
-                // Most texts are one part: sent without joining.
-                Ok(_room) if together.len() == 1 => {
-                    answers.push(self.submit(&together[0], give_up_at).await);
-                }
                 Ok(_room) => {
                     let sent = together.iter().map(|sm| self.submit(sm, give_up_at));
                     answers.extend(futures_util::future::join_all(sent).await);
@@ -346,6 +347,13 @@ impl Bind {
             }
         }
         answers
+    }
+
+    /// A text of one part (most are): [`Bind::submit_parts`] for it alone.
+    pub async fn submit_one(&self, sm: &Frame, give_up_at: Instant) -> Result<String, SubmitError> {
+        let _room = (permits_by(&self.window, 1, give_up_at).await)
+            .map_err(|no| unsent(no_room(no), WINDOW_RETRY))?;
+        self.submit(sm, give_up_at).await
     }
 
     /// Sends one submit_sm in window room already taken.
@@ -868,7 +876,7 @@ mod tests {
         let (bind, sm) = (bind.clone(), sm.clone());
         tokio::spawn(async move {
             let deadline = Instant::now() + Duration::from_secs(30);
-            bind.submit_parts(&[sm], deadline).await.remove(0)
+            bind.submit_one(&sm, deadline).await
         })
     }
 
@@ -901,14 +909,10 @@ mod tests {
         assert_eq!(id, 0x0000_0004, "submit_sm");
 
         // The one slot is taken by the unanswered first submit.
-        let second = script.bind.submit_parts(
-            std::slice::from_ref(&sm),
-            Instant::now() + Duration::from_millis(100),
-        );
+        let second = (script.bind).submit_one(&sm, Instant::now() + Duration::from_millis(100));
         let second = tokio::time::timeout(Duration::from_secs(5), second)
             .await
-            .expect("the submit gave up long after its deadline")
-            .remove(0);
+            .expect("the submit gave up long after its deadline");
         assert!(
             matches!(&second, Err(SubmitError::Unsent { reply, .. }) if reply == "SMPP window full"),
             "{second:?}"

@@ -107,7 +107,7 @@ impl HalfSent {
 /// not taken (the weightiest) and how many were taken now.
 pub fn take_answers(
     taken: &mut [Option<String>],
-    answers: Vec<Result<String, SubmitError>>,
+    answers: impl IntoIterator<Item = Result<String, SubmitError>>,
 ) -> (Option<SubmitError>, usize) {
     let mut failure: Option<SubmitError> = None;
     let mut sent_now = 0;
