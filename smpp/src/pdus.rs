@@ -80,7 +80,9 @@ fn decode_one(pdu: &mut BytesMut) -> Result<Command, String> {
 
 /// A deliver_sm cut after its mandatory part (SMPP 3.4 §4.6.1: up to and
 /// with `short_message`), its command_length set to match; `None` if even
-/// that part does not fit in it.
+/// that part does not fit in it, or if its `short_message` is empty (its
+/// text is then in a TLV: read without them it would say nothing, and a
+/// STOP would pass for an empty text).
 fn without_tlvs(pdu: &[u8]) -> Option<BytesMut> {
     let mut at = HEADER;
     let c_string = |at: usize| Some(at + pdu.get(at..)?.iter().position(|&b| b == 0)? + 1);
@@ -90,6 +92,9 @@ fn without_tlvs(pdu: &[u8]) -> Option<BytesMut> {
     at = c_string(at)?; // schedule_delivery_time
     at = c_string(at)? + 4; // validity_period, registered_delivery .. sm_default_msg_id
     let sm_length = usize::from(*pdu.get(at)?);
+    if sm_length == 0 {
+        return None;
+    }
     let end = at + 1 + sm_length;
     let mandatory = pdu.get(..end)?;
     let mut bare = BytesMut::with_capacity(end);
@@ -142,6 +147,22 @@ mod tests {
         assert_eq!(sm.short_message().as_ref(), b"id:77 stat:DELIVRD err:000");
         assert!(sm.tlvs().is_empty());
         assert!(matches!(&read[1], Ok(c) if c.sequence_number() == 10));
+    }
+
+    /// A deliver_sm whose text is in a TLV (an empty short_message) is not
+    /// read without its TLVs: it would say nothing, a STOP an empty text.
+    #[test]
+    fn a_deliver_sm_whose_text_is_in_a_tlv_is_not_read_without_them() {
+        let mut body = receipt_body(b"");
+        body.extend([0x04, 0x24, 0x00, 0x04]);
+        body.extend(b"STOP");
+        body.extend([0x00, 0x1E, 0x00, 0x02]);
+        body.extend(b"77");
+        let read = decoded(&pdu(0x0000_0005, 0, 13, &body));
+        assert!(
+            matches!(read.as_slice(), [Err(Undecodable { sequence: 13, .. })]),
+            "{read:?}"
+        );
     }
 
     /// PDUs up to `MAX_COMMAND_LENGTH` are taken: a message_payload of 60

@@ -53,6 +53,14 @@ struct Connection {
     transfer: Transfer,
 }
 
+/// A failing relay's: when sends may connect again, the wait after that
+/// try fails too, and the last error.
+struct Backoff {
+    until: Instant,
+    wait: Duration,
+    error: String,
+}
+
 /// A connection waiting for the next send, since when (see `MAX_IDLE`).
 struct Idle {
     since: Instant,
@@ -129,9 +137,8 @@ struct Relay {
     slots: Semaphore,
     tls: Option<TlsConnector>,
     credentials: Option<Credentials<String>>,
-    /// While its connections fail: when sends may try the next one, and
-    /// the wait after that one fails too (see `connect_for_send`).
-    backoff: Mutex<Option<(Instant, Duration)>>,
+    /// While its connections fail (see `connect_for_send`).
+    backoff: Mutex<Option<Backoff>>,
 }
 
 /// Every configured relay, used in turn.
@@ -356,7 +363,10 @@ impl RelayPool {
         if relay.switch.set(on) {
             tracing::info!(relay = %name, on, "SMTP relay switched by an operator");
         }
-        if !on {
+        if on {
+            // Started (after a fix, say): the next send tries it at once.
+            *relay.lock_backoff() = None;
+        } else {
             tokio::spawn(quit(std::mem::take(&mut *idle)));
         }
         drop(idle);
@@ -830,17 +840,17 @@ impl Relay {
     /// back-off has not run out: then the last error and how long until the
     /// next try.
     async fn connect_for_send(&self, helo: &str) -> Result<Connection, (String, Duration)> {
-        let waiting = self
-            .lock_backoff()
-            .map(|(at, _)| at.saturating_duration_since(Instant::now()));
-        if let Some(wait) = waiting.filter(|w| !w.is_zero()) {
-            let error = self.health.failure().unwrap_or_default();
+        let waiting = (self.lock_backoff().as_ref()).map(|b| {
+            (
+                b.until.saturating_duration_since(Instant::now()),
+                b.error.clone(),
+            )
+        });
+        if let Some((wait, error)) = waiting.filter(|(wait, _)| !wait.is_zero()) {
             return Err((error, wait));
         }
         self.connect_noted(helo).await.map_err(|e| {
-            let wait = self
-                .lock_backoff()
-                .map_or(UNREACHABLE_RETRY, |(_, wait)| wait);
+            let wait = (self.lock_backoff().as_ref()).map_or(UNREACHABLE_RETRY, |b| b.wait);
             (e.to_string(), wait)
         })
     }
@@ -857,14 +867,19 @@ impl Relay {
             }
             Err(e) => {
                 self.health.failed(e);
-                let wait = backoff.map_or(UNREACHABLE_RETRY, |(_, w)| (w * 2).min(PROBE_INTERVAL));
-                *backoff = Some((Instant::now() + wait, wait));
+                let wait = (backoff.as_ref())
+                    .map_or(UNREACHABLE_RETRY, |b| (b.wait * 2).min(PROBE_INTERVAL));
+                *backoff = Some(Backoff {
+                    until: Instant::now() + wait,
+                    wait,
+                    error: e.to_string(),
+                });
             }
         }
         connected
     }
 
-    fn lock_backoff(&self) -> std::sync::MutexGuard<'_, Option<(Instant, Duration)>> {
+    fn lock_backoff(&self) -> std::sync::MutexGuard<'_, Option<Backoff>> {
         self.backoff
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -424,6 +424,17 @@ async fn a_failing_relay_is_tried_again_only_after_its_back_off() {
         2,
         "tried again after it"
     );
+    // An operator's stop and start (after a fix, say) ends the back-off.
+    let name = format!("127.0.0.1:{port}");
+    pool.switch(&name, false).expect("the relay");
+    pool.switch(&name, true).expect("the relay");
+    pool.send("b@x.test", "user@example.org", b"x", later())
+        .await;
+    assert_eq!(
+        connections.load(Ordering::Relaxed),
+        3,
+        "tried at once after a start"
+    );
 }
 
 /// Of two relays, one down: once it has failed, sends go to the other,
