@@ -25,6 +25,8 @@ pub mod verp;
 pub mod webhook;
 
 mod daemon;
+#[cfg(test)]
+mod test_support;
 
 pub use daemon::{RunError, Running, run, start};
 

@@ -301,6 +301,7 @@ mod tests {
     use store::embedded::Embedded;
 
     use super::*;
+    use crate::test_support::ann_in_a_campaign;
 
     fn failed(address: &str, reason: bounce::Reason) -> Recipient {
         Recipient {
@@ -345,27 +346,6 @@ mod tests {
         )
     }
 
-    /// An e-mail campaign with one participant, `ann@example.org`: her
-    /// message.
-    async fn ann_in_a_campaign(store: &Arc<dyn Store>) -> domain::MessageNo {
-        let decl = domain::CampaignDecl::new(domain::ChannelKind::Email, "c");
-        let seq = store.put_campaign("c", decl).await.expect("declare").seq;
-        let ann = domain::Participant {
-            customer: "ann".into(),
-            address: "ann@example.org".into(),
-            segment: None,
-            fields: Default::default(),
-        };
-        store
-            .add_participants("c", vec![ann], 1)
-            .await
-            .expect("add");
-        domain::MessageNo {
-            campaign: seq,
-            participant: 0,
-        }
-    }
-
     /// `msg` handed to the relay.
     async fn sent(store: &Arc<dyn Store>, msg: domain::MessageNo) {
         let outcome = domain::Outcome::Submitted {
@@ -399,7 +379,7 @@ mod tests {
     async fn a_delay_notice_records_nothing_and_the_failure_after_it_settles() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store: Arc<dyn Store> = Arc::new(Embedded::open(dir.path()).expect("open"));
-        let msg = ann_in_a_campaign(&store).await;
+        let msg = ann_in_a_campaign(&store, "c").await;
         sent(&store, msg).await;
         let returns = returns(&store);
         let delayed = dsn_for(&returns, msg, "delayed", "4.4.7");
@@ -426,7 +406,7 @@ mod tests {
     async fn a_json_complaint_notice_suppresses_the_address() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store: Arc<dyn Store> = Arc::new(Embedded::open(dir.path()).expect("open"));
-        let msg = ann_in_a_campaign(&store).await;
+        let msg = ann_in_a_campaign(&store, "c").await;
         let returns = returns(&store);
         let notice = format!(
             "From: complaints@email-abuse.amazonses.com\r\nSubject: Complaint\r\n\r\n\

@@ -222,11 +222,10 @@ fn engaged(event: &TrackingEvent) -> Engaged {
 mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    use domain::{CampaignDecl, ChannelKind, Participant};
     use store::embedded::{Embedded, Options};
 
     use super::*;
-    use crate::metrics::Metrics;
+    use crate::{metrics::Metrics, test_support::ann_in_a_campaign};
 
     /// Clicks answered while the disk is full wait for it, and are
     /// recorded once there is room: none is dropped.
@@ -237,21 +236,7 @@ mod tests {
         let options = Options::disk_of(free.clone());
         let store: Arc<dyn Store> =
             Arc::new(Embedded::open_with(dir.path(), options).expect("open"));
-        let seq = store
-            .put_campaign("e", CampaignDecl::new(ChannelKind::Email, "e"))
-            .await
-            .expect("declare")
-            .seq;
-        let someone = Participant {
-            customer: "c".into(),
-            address: "c@example.org".into(),
-            segment: None,
-            fields: Default::default(),
-        };
-        store
-            .add_participants("e", vec![someone], 1_000)
-            .await
-            .expect("add");
+        let msg = ann_in_a_campaign(&store, "e").await;
 
         free.store(1_000, Ordering::SeqCst); // the disk fills up
         let (queue, events) = mpsc::channel(QUEUE);
@@ -259,13 +244,7 @@ mod tests {
         let writer = tokio::spawn(write_events(events, log));
         let click = TrackingEvent {
             at: std::time::SystemTime::now(),
-            message: clicktrack::MessageNo(
-                MessageNo {
-                    campaign: seq,
-                    participant: 0,
-                }
-                .as_u64(),
-            ),
+            message: clicktrack::MessageNo(msg.as_u64()),
             kind: EventKind::Clicked {
                 link: LinkIndex(0),
                 url: "https://example.org/".into(),

@@ -403,6 +403,14 @@ pub(super) mod tests {
         (session, requests, theirs)
     }
 
+    /// An enquire_link asked on a task of its own.
+    fn enquire_in_background(
+        session: &Arc<Session>,
+    ) -> tokio::task::JoinHandle<Result<Command, RequestError>> {
+        let session = session.clone();
+        tokio::spawn(async move { session.request(Pdu::EnquireLink).await })
+    }
+
     fn patient() -> Timing {
         Timing {
             response_timeout: Duration::from_secs(30),
@@ -433,15 +441,9 @@ pub(super) mod tests {
     #[tokio::test]
     async fn responses_find_their_requests_whatever_their_order() {
         let (session, _requests, mut smsc) = connected(patient()).await;
-        let first = tokio::spawn({
-            let session = session.clone();
-            async move { session.request(Pdu::EnquireLink).await }
-        });
+        let first = enquire_in_background(&session);
         let (_, _, seq1) = read_pdu(&mut smsc).await;
-        let second = tokio::spawn({
-            let session = session.clone();
-            async move { session.request(Pdu::EnquireLink).await }
-        });
+        let second = enquire_in_background(&session);
         let (_, _, seq2) = read_pdu(&mut smsc).await;
         assert_ne!(seq1, seq2);
         let answers = [
@@ -495,10 +497,7 @@ pub(super) mod tests {
         smsc.write_all(&pdu(ENQUIRE_LINK_RESP, 0, seq_late, b""))
             .await
             .expect("late answer");
-        let next = tokio::spawn({
-            let session = session.clone();
-            async move { session.request(Pdu::EnquireLink).await }
-        });
+        let next = enquire_in_background(&session);
         let (_, _, seq) = read_pdu(&mut smsc).await;
         smsc.write_all(&pdu(ENQUIRE_LINK_RESP, 0, seq, b""))
             .await
@@ -509,10 +508,7 @@ pub(super) mod tests {
     #[tokio::test]
     async fn the_smsc_hanging_up_fails_every_waiting_request_as_closed() {
         let (session, mut requests, mut smsc) = connected(patient()).await;
-        let waiting = tokio::spawn({
-            let session = session.clone();
-            async move { session.request(Pdu::EnquireLink).await }
-        });
+        let waiting = enquire_in_background(&session);
         read_pdu(&mut smsc).await;
         drop(smsc);
         assert_eq!(
@@ -590,10 +586,7 @@ pub(super) mod tests {
     #[tokio::test]
     async fn an_undecodable_response_fails_its_request_at_once() {
         let (session, _requests, mut smsc) = connected(patient()).await;
-        let asked = tokio::spawn({
-            let session = session.clone();
-            async move { session.request(Pdu::EnquireLink).await }
-        });
+        let asked = enquire_in_background(&session);
         let (_, _, sequence) = read_pdu(&mut smsc).await;
         // A submit_sm_resp whose message_id has no NUL.
         smsc.write_all(&pdu(0x8000_0004, 0, sequence, b"abc"))

@@ -880,6 +880,20 @@ mod tests {
         })
     }
 
+    /// A message of three parts submitted on a task of its own, with 30 s
+    /// to go.
+    fn three_parts_in_background(
+        bind: &Arc<Bind>,
+    ) -> tokio::task::JoinHandle<Vec<Result<String, SubmitError>>> {
+        let bind = bind.clone();
+        let sm = Frame::new(rusmpp::pdus::SubmitSm::builder().build());
+        tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            bind.submit_parts(&[sm.clone(), sm.clone(), sm], deadline)
+                .await
+        })
+    }
+
     /// ESME_RINVBNDSTS: the SMSC takes the session as bound no more. The
     /// message was not taken (unsent, no attempt), and the bind binds again.
     #[tokio::test]
@@ -936,13 +950,7 @@ mod tests {
     #[tokio::test]
     async fn a_messages_parts_are_written_together_within_half_the_window() {
         let mut script = Scripted::bound("window = 4").await;
-        let bind = script.bind.clone();
-        let sm = Frame::new(rusmpp::pdus::SubmitSm::builder().build());
-        let parts = [sm.clone(), sm.clone(), sm];
-        let submitted = tokio::spawn(async move {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            bind.submit_parts(&parts, deadline).await
-        });
+        let submitted = three_parts_in_background(&script.bind);
         // Two parts, half the window of 4, before either is answered.
         let first = next_submit(&mut script.smsc).await;
         let second = next_submit(&mut script.smsc).await;
@@ -963,13 +971,7 @@ mod tests {
     #[tokio::test]
     async fn the_parts_after_a_failed_one_are_not_sent() {
         let mut script = Scripted::bound("window = 2").await;
-        let bind = script.bind.clone();
-        let sm = Frame::new(rusmpp::pdus::SubmitSm::builder().build());
-        let parts = [sm.clone(), sm.clone(), sm];
-        let submitted = tokio::spawn(async move {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            bind.submit_parts(&parts, deadline).await
-        });
+        let submitted = three_parts_in_background(&script.bind);
         // A window of 2 takes one part at a time: the first is refused.
         let first = next_submit(&mut script.smsc).await;
         let resp = pdu(0x8000_0004, 0x45, first, b"\0");

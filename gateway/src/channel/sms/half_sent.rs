@@ -221,38 +221,30 @@ mod tests {
             };
             (kind, reply.ends_with(after), keep)
         };
-        assert_eq!(
-            kind(partly_sent(unsent(), 0, 3, 0)),
-            ("unsent", false, Remember::AsItWas)
-        );
-        assert_eq!(
-            kind(partly_sent(unsent(), 1, 3, 0)),
-            ("unsent", false, Remember::Taken)
-        );
-        assert_eq!(
-            kind(partly_sent(unsent(), 1, 3, 1)),
-            ("transient", true, Remember::Taken)
-        );
         let lost = SubmitError::Lost("connection lost".into());
-        assert_eq!(
-            kind(partly_sent(lost, 1, 3, 1)),
-            ("unconfirmed", true, Remember::Taken)
-        );
         let transient = refusal(Refusal::Transient);
-        assert_eq!(
-            kind(partly_sent(transient, 1, 3, 1)),
-            ("transient", true, Remember::Taken)
-        );
         let permanent = refusal(Refusal::Permanent);
-        assert_eq!(
-            kind(partly_sent(permanent, 1, 3, 1)),
-            ("permanent", false, Remember::Nothing)
-        );
-        let permanent = refusal(Refusal::Permanent);
-        assert_eq!(
-            kind(partly_sent(permanent, 0, 3, 0)),
-            ("permanent", false, Remember::Nothing)
-        );
+        // (failure, parts taken, parts sent now) → (kind, reply says so far, entry)
+        let cases = [
+            ((unsent(), 0, 0), ("unsent", false, Remember::AsItWas)),
+            ((unsent(), 1, 0), ("unsent", false, Remember::Taken)),
+            ((unsent(), 1, 1), ("transient", true, Remember::Taken)),
+            ((lost, 1, 1), ("unconfirmed", true, Remember::Taken)),
+            ((transient, 1, 1), ("transient", true, Remember::Taken)),
+            (
+                (permanent.clone(), 1, 1),
+                ("permanent", false, Remember::Nothing),
+            ),
+            ((permanent, 0, 0), ("permanent", false, Remember::Nothing)),
+        ];
+        for ((failure, taken, sent_now), expected) in cases {
+            let case = format!("{failure:?}, {taken} taken, {sent_now} now");
+            assert_eq!(
+                kind(partly_sent(failure, taken, 3, sent_now)),
+                expected,
+                "{case}"
+            );
+        }
     }
 
     /// Parts are gone on from only while their receipts can still wait for

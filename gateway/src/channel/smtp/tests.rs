@@ -184,7 +184,12 @@ fn later() -> tokio::time::Instant {
 }
 
 fn pool(port: u16) -> RelayPool {
-    RelayPool::new(&[config(port)], "test.local").expect("pool")
+    pool_of(config(port))
+}
+
+/// A pool of the one relay `relay`.
+fn pool_of(relay: RelayConfig) -> RelayPool {
+    RelayPool::new(&[relay], "test.local").expect("pool")
 }
 
 #[tokio::test]
@@ -508,7 +513,7 @@ async fn a_relay_that_never_greets_is_given_up_after_its_timeout() {
         timeout_secs: 1,
         ..config(port)
     };
-    let pool = RelayPool::new(&[silent], "test.local").expect("pool");
+    let pool = pool_of(silent);
     let sent = pool.send("b@x.test", "user@example.org", b"x", later());
     let delivery = tokio::time::timeout(Duration::from_secs(5), sent)
         .await
@@ -530,7 +535,7 @@ async fn credentials_are_never_sent_in_clear_to_a_relay_without_starttls() {
         password_env: Some("PATH".into()),
         ..config(port)
     };
-    let pool = RelayPool::new(&[guarded], "test.local").expect("pool");
+    let pool = pool_of(guarded);
     let delivery = pool
         .send("b@x.test", "user@example.org", b"x", later())
         .await;
@@ -683,7 +688,7 @@ async fn a_failed_tls_handshake_is_unsent_and_named() {
         tls: TlsMode::Tls,
         ..config(port)
     };
-    let pool = RelayPool::new(&[secure], "test.local").expect("pool");
+    let pool = pool_of(secure);
     let delivery = pool
         .send("b@x.test", "user@example.org", b"x", later())
         .await;
@@ -712,7 +717,7 @@ async fn a_relay_silent_after_the_message_times_out_unconfirmed() {
             data_timeout_secs: 1,
             ..config(port)
         };
-        let pool = RelayPool::new(&[quick], "test.local").expect("pool");
+        let pool = pool_of(quick);
         let send = pool.send("b-x@bounce.test", "mute@example.org", b"x\r\n", later());
         let sent = tokio::time::timeout(std::time::Duration::from_secs(10), send)
             .await
@@ -733,7 +738,7 @@ async fn a_send_that_cannot_get_a_connection_in_time_is_unsent() {
         data_timeout_secs: 2,
         ..config(port)
     };
-    let pool = RelayPool::new(&[one], "test.local").expect("pool");
+    let pool = pool_of(one);
     let busy = pool.send("b-x@bounce.test", "mute@example.org", b"x\r\n", later());
     let soon = tokio::time::Instant::now() + Duration::from_millis(3_200);
     let waiting = pool.send("b-y@bounce.test", "user@example.org", b"x\r\n", soon);
@@ -756,7 +761,7 @@ async fn a_test_send_waits_for_a_busy_relay() {
         data_timeout_secs: 2,
         ..config(port)
     };
-    let pool = RelayPool::new(&[slow], "test.local").expect("pool");
+    let pool = pool_of(slow);
     let busy = pool.send("b-x@bounce.test", "mute@example.org", b"x\r\n", later());
     let deadline = super::super::test_send_deadline(pool.longest_send());
     let test = pool.send(
