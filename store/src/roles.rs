@@ -169,6 +169,9 @@ pub trait LimitState: Send + Sync {
     /// Resolves once durable.
     async fn put_meta(&self, key: &str, value: Vec<u8>) -> Result<()>;
 
+    /// Removes the value under `key`, if any; resolves once durable.
+    async fn delete_meta(&self, key: &str) -> Result<()>;
+
     /// Writes `value` only if the key holds `expected` now (`None`: holds
     /// nothing), atomically; answers whether it wrote. What several nodes
     /// count together (a customer's quota) is written this way.

@@ -7,6 +7,7 @@ mod checks;
 mod half_sent;
 pub mod intake;
 mod numbering;
+mod parked;
 
 use std::{
     collections::HashMap,
@@ -190,6 +191,7 @@ impl SmsChannel {
             wait: Duration::from_secs(config.receipt_wait_secs),
             recorded: deps.recorded.clone(),
             unmatched: intake::unmatched_receipts(),
+            metrics: metrics.clone(),
         };
         tasks.spawn(intake.run(rx));
         Ok(Self {

@@ -68,9 +68,10 @@ pub(super) enum Op {
     },
     /// A value, written only over `expected` when that is given (`Some(None)`:
     /// only where there is none); answers whether it was written.
+    /// Writes `value` under `key` (`None`: removes the key).
     Meta {
         key: String,
-        value: Vec<u8>,
+        value: Option<Vec<u8>>,
         expected: Option<Option<Vec<u8>>>,
         reply: oneshot::Sender<Result<bool>>,
     },
@@ -113,7 +114,7 @@ impl Op {
             | Self::Add { .. }
             | Self::Stage { .. }
             | Self::Publish { .. } => true,
-            Self::Meta { value, .. } => value.len() > SMALL_VALUE,
+            Self::Meta { value, .. } => value.as_ref().is_some_and(|v| v.len() > SMALL_VALUE),
             _ => false,
         }
     }
@@ -245,8 +246,9 @@ struct Group {
     run: states::Entries,
     /// Flags set in this group, with their times, written once per message.
     engaged: foldhash::HashMap<MessageNo, Flags>,
-    /// Values written in this group (a conditional write after one reads it).
-    meta: HashMap<String, Vec<u8>>,
+    /// Values written (Some) or removed (None) in this group: a conditional
+    /// write after one reads them.
+    meta: HashMap<String, Option<Vec<u8>>>,
     /// A record a decision needed could not be read: nothing of the group
     /// is written, as when its commit fails.
     unreadable: Option<StoreError>,
@@ -615,7 +617,7 @@ impl Committer {
             } => {
                 if let Some(expected) = expected {
                     let current = match g.meta.get(&key) {
-                        Some(v) => Ok(Some(v.clone())),
+                        Some(v) => Ok(v.clone()),
                         None => ks.meta.get(&key).map(|v| v.map(|v| v.to_vec())),
                     };
                     match current {
@@ -630,7 +632,10 @@ impl Committer {
                         }
                     }
                 }
-                g.batch.insert(&ks.meta, key.as_str(), value.clone());
+                match &value {
+                    Some(value) => g.batch.insert(&ks.meta, key.as_str(), value.clone()),
+                    None => g.batch.remove(&ks.meta, key.as_str()),
+                }
                 g.meta.insert(key, value);
                 g.answers.push(Answer::Written(reply, true));
             }

@@ -339,7 +339,18 @@ impl LimitState for Embedded {
     async fn put_meta(&self, key: &str, value: Vec<u8>) -> Result<()> {
         self.submit(|reply| Op::Meta {
             key: key.to_owned(),
-            value,
+            value: Some(value),
+            expected: None,
+            reply,
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn delete_meta(&self, key: &str) -> Result<()> {
+        self.submit(|reply| Op::Meta {
+            key: key.to_owned(),
+            value: None,
             expected: None,
             reply,
         })
@@ -355,7 +366,7 @@ impl LimitState for Embedded {
     ) -> Result<bool> {
         self.submit(|reply| Op::Meta {
             key: key.to_owned(),
-            value,
+            value: Some(value),
             expected: Some(expected.map(<[u8]>::to_vec)),
             reply,
         })

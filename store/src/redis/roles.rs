@@ -1072,6 +1072,11 @@ impl LimitState for Redis {
             .await
     }
 
+    async fn delete_meta(&self, key: &str) -> Result<()> {
+        self.query(::redis::cmd("HDEL").arg(keys::meta()).arg(key))
+            .await
+    }
+
     async fn put_meta_if(
         &self,
         key: &str,

@@ -518,3 +518,39 @@ fn a_stray_receipt_is_kept_and_listed_for_the_operator() {
     assert_eq!(ids("/v1/receipts/unmatched?before=1"), [json!("ffff0001")]);
     assert_eq!(ids("/v1/receipts/unmatched?before=0"), Vec::<Value>::new());
 }
+
+/// A receipt can come before its message's id is recorded anywhere
+/// (another node sent it, or its write is slow). It is answered long before
+/// `sms.receipt_wait_secs` (60 s here) is over, as the SMSC's window stalls
+/// meanwhile and its own timeout is often shorter; it is parked durably and
+/// matched once the id is recorded, even after a kill -9.
+#[test]
+fn a_receipt_ahead_of_its_id_is_answered_at_once_and_matched_when_the_id_comes() {
+    let dir = tempfile::tempdir().unwrap();
+    // The fake's own receipt is held back: the early one is the only one.
+    let smsc = FakeSmsc::start(our_smsc().hold_receipts().first_id(7));
+    let mut daemon = start(dir.path(), &smsc, "");
+    smsc.send_stray_receipt(&MessageIds::Decimal.format(7));
+    let acks = smsc.wait_for_receipt_acks(1, T);
+    assert_eq!(acks[0].response, Some(status::OK));
+
+    daemon.kill9();
+    daemon.restart();
+    wait_ready(&daemon);
+    sms_campaign(&daemon, "early", "Hi {{name}}", &numbers(1));
+    let delivered = wait_facts(&daemon, "delivered", 1);
+    assert_eq!(customers(&delivered), customer_ids(1));
+    assert_eq!(smsc.received().len(), 1);
+    assert_eq!(
+        metric(&daemon, "sluice_smpp_receipts_total", "result=\"matched\""),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &daemon,
+            "sluice_smpp_receipts_total",
+            "result=\"unmatched\""
+        ),
+        0.0
+    );
+}

@@ -149,13 +149,20 @@ pub struct BindMetrics {
     window: Gauge,
     submit_seconds: Histogram,
     throttled: Counter,
-    receipts_matched: Counter,
-    receipts_unmatched: Counter,
+    pub receipts: Arc<ReceiptCounts>,
 }
 
-impl BindMetrics {
-    fn new(metrics: &Metrics, labels: &BindLabels) -> Self {
-        let receipts = |result| {
+/// One bind's receipts, counted matched or not.
+pub struct ReceiptCounts {
+    /// The bind's labels, which a receipt parked durably keeps.
+    pub labels: BindLabels,
+    matched: Counter,
+    unmatched: Counter,
+}
+
+impl ReceiptCounts {
+    pub fn new(metrics: &Metrics, labels: &BindLabels) -> Self {
+        let counter = |result| {
             metrics
                 .smpp_receipts
                 .get_or_create(&ReceiptLabels {
@@ -166,21 +173,30 @@ impl BindMetrics {
                 .clone()
         };
         Self {
-            bound: metrics.smpp_bound.get_or_create(labels).clone(),
-            window: metrics.smpp_window.get_or_create(labels).clone(),
-            submit_seconds: metrics.smpp_submit_seconds.get_or_create(labels).clone(),
-            throttled: metrics.smpp_throttled.get_or_create(labels).clone(),
-            receipts_matched: receipts("matched"),
-            receipts_unmatched: receipts("unmatched"),
+            labels: labels.clone(),
+            matched: counter("matched"),
+            unmatched: counter("unmatched"),
         }
     }
 
     /// Counts a receipt, matched to a message or not.
-    pub fn receipt(&self, matched: bool) {
+    pub fn count(&self, matched: bool) {
         match matched {
-            true => self.receipts_matched.inc(),
-            false => self.receipts_unmatched.inc(),
+            true => self.matched.inc(),
+            false => self.unmatched.inc(),
         };
+    }
+}
+
+impl BindMetrics {
+    fn new(metrics: &Metrics, labels: &BindLabels) -> Self {
+        Self {
+            bound: metrics.smpp_bound.get_or_create(labels).clone(),
+            window: metrics.smpp_window.get_or_create(labels).clone(),
+            submit_seconds: metrics.smpp_submit_seconds.get_or_create(labels).clone(),
+            throttled: metrics.smpp_throttled.get_or_create(labels).clone(),
+            receipts: Arc::new(ReceiptCounts::new(metrics, labels)),
+        }
     }
 }
 

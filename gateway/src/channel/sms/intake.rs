@@ -8,19 +8,25 @@
 //! it arrived is durable ([`Recorded`]); one still unknown then waits
 //! here, unanswered, and is matched again once the outcomes handed by then
 //! are durable (or after `RETRY_EVERY`: another node may have sent its
-//! message), until the id is known or `wait` has passed; then it is kept
-//! as unmatched and answered.
+//! message). One still unknown [`parked::AFTER`] its arrival is parked
+//! durably and answered ([`parked`]). Either way it is matched again until
+//! the id is known or `wait` has passed; then it is kept as unmatched.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
+use futures_util::future::join_all;
 use rusmpp::CommandStatus;
 use serde::{Deserialize, Serialize};
 use tokio::{sync::mpsc, time::Instant};
 
 use smpp::inbound::{Inbound, Receipt, State};
 
-use super::{bind::Delivered, numbering::Numbering};
-use crate::{engagements::EngagementLog, recorded::Recorded, unmatched::Kept};
+use super::{
+    bind::{Delivered, ReceiptCounts},
+    numbering::Numbering,
+    parked,
+};
+use crate::{engagements::EngagementLog, metrics::Metrics, recorded::Recorded, unmatched::Kept};
 use domain::{
     ChannelKind, Engaged, Engagement, FactDetail, IdReadings, Millis, ReceiptIn, ReceiptMatch,
     SuppressReason, now_ms,
@@ -65,26 +71,54 @@ pub struct Intake {
     /// Receipts for unknown ids, a ring of the last ones
     /// ([`unmatched_receipts`]).
     pub unmatched: Kept,
+    /// Where the receipts of parked receipts taken up again are counted.
+    pub metrics: Arc<Metrics>,
 }
 
-/// A receipt not matched yet: not tried, or its id unknown when tried.
+/// A receipt not settled yet: not tried, or its id unknown when tried.
 struct Waiting {
-    delivered: Delivered,
     receipt: ReceiptIn,
+    from: Source,
     /// Tried once this many outcomes handed to the recorder are durable.
     after: u64,
-    /// Since when it waits for that.
+    /// Since when it waits for that, or (parked) since its last try.
     since: Instant,
+}
+
+/// Where a waiting receipt came from and how far it got.
+struct Source {
+    held: Held,
+    counts: Arc<ReceiptCounts>,
+    /// When it came (taken up again after a restart: when it was).
+    came: Instant,
     /// When its id is no longer waited for (from its first try on).
     until: Option<Instant>,
 }
 
+enum Held {
+    /// Its deliver_sm, answered once the receipt is settled or parked.
+    Unanswered(Delivered),
+    /// Parked under this meta key; its deliver_sm was answered.
+    Parked(String),
+}
+
 impl Waiting {
     fn ready(&self, durable: u64, now: Instant) -> bool {
-        durable >= self.after || now >= self.since + RETRY_EVERY
+        match self.from.held {
+            Held::Unanswered(_) => durable >= self.after || now >= self.since + RETRY_EVERY,
+            Held::Parked(_) => now >= self.since + parked::RETRY_EVERY,
+        }
     }
 }
 
+/// The receipts waiting for their ids, and how many of them are parked.
+#[derive(Default)]
+struct Pending {
+    waiting: Vec<Waiting>,
+    parked: usize,
+    /// Receipts parked by this node so far (their keys' last part).
+    parked_ever: u64,
+}
 /// What each SMSC's receipts showed of how it writes message ids: most
 /// write them as in submit_sm_resp and their receipts match as given; one
 /// whose receipts match only in the other base mixes bases. Until either
@@ -136,10 +170,10 @@ impl Intake {
     pub async fn run(self, mut rx: mpsc::Receiver<Delivered>) {
         let mut durable = self.recorded.watch();
         let mut bases = ReceiptBases::default();
-        let mut waiting: Vec<Waiting> = Vec::new();
+        let mut pending = self.take_up_parked().await;
         let mut batch = Vec::with_capacity(BATCH);
         loop {
-            let received = if waiting.is_empty() {
+            let received = if pending.waiting.is_empty() {
                 rx.recv_many(&mut batch, BATCH).await
             } else {
                 tokio::select! {
@@ -158,12 +192,17 @@ impl Intake {
                 match &delivered.inbound {
                     Inbound::Receipt(r) => {
                         let receipt = receipt_in(delivered.smsc, r);
-                        waiting.push(Waiting {
-                            delivered,
+                        let counts = delivered.metrics.receipts.clone();
+                        pending.waiting.push(Waiting {
                             receipt,
+                            from: Source {
+                                held: Held::Unanswered(delivered),
+                                counts,
+                                came: now,
+                                until: None,
+                            },
                             after: handed,
                             since: now,
-                            until: None,
                         });
                     }
                     Inbound::Mobile { from, ton, text } => {
@@ -173,7 +212,7 @@ impl Intake {
                     }
                     Inbound::Unreadable(text) => {
                         tracing::warn!(smsc = delivered.smsc, text = %text, "receipt without a message id");
-                        delivered.metrics.receipt(false);
+                        delivered.metrics.receipts.count(false);
                         delivered.answer(CommandStatus::EsmeRok);
                     }
                 }
@@ -181,71 +220,215 @@ impl Intake {
             let written = *durable.borrow_and_update();
             // Taken out in place: a receipt is a few hundred bytes, and
             // partitioning into new vectors moved each one again as they grew.
-            let mut ready = Vec::with_capacity(waiting.len());
-            ready.extend(waiting.extract_if(.., |w| w.ready(written, now)));
-            waiting.extend(self.settle(ready, &mut bases).await);
+            let mut ready = Vec::with_capacity(pending.waiting.len());
+            ready.extend(pending.waiting.extract_if(.., |w| w.ready(written, now)));
+            self.settle(ready, &mut bases, &mut pending).await;
         }
-        // Stopping: what still waits is answered as a temporary failure so
-        // the SMSC sends it again after the restart.
-        for w in waiting {
-            w.delivered.answer(CommandStatus::EsmeRxTAppn);
+        // Stopping: what still waits unanswered is answered as a temporary
+        // failure so the SMSC sends it again after the restart; what is
+        // parked is taken up again then.
+        for w in pending.waiting {
+            if let Held::Unanswered(delivered) = w.from.held {
+                delivered.answer(CommandStatus::EsmeRxTAppn);
+            }
         }
     }
 
-    /// Matches receipts; returns those that must wait for their id.
-    async fn settle(&self, receipts: Vec<Waiting>, bases: &mut ReceiptBases) -> Vec<Waiting> {
+    /// The receipts parked before this start (by this node or another),
+    /// waiting again for their ids until they were to.
+    async fn take_up_parked(&self) -> Pending {
+        let mut pending = Pending::default();
+        let stored = match self.store.meta_prefix(parked::PREFIX).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::error!(error = %e, "parked receipts not read; they are taken up at the next start");
+                return pending;
+            }
+        };
+        let now = Instant::now();
+        let wall = now_ms();
+        for (key, value) in stored {
+            let p = match parked::decode(&value) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(key = %key, error = %e, "a parked receipt cannot be read; left in the store");
+                    continue;
+                }
+            };
+            let left = Duration::from_millis(p.until.saturating_sub(wall));
+            pending.waiting.push(Waiting {
+                receipt: p.receipt,
+                from: Source {
+                    held: Held::Parked(key),
+                    counts: Arc::new(ReceiptCounts::new(&self.metrics, &p.labels)),
+                    came: now,
+                    until: Some(now + left),
+                },
+                after: 0,
+                since: now,
+            });
+        }
+        pending.parked = pending.waiting.len();
+        if pending.parked > 0 {
+            tracing::info!(receipts = pending.parked, "parked receipts taken up again");
+        }
+        pending
+    }
+
+    /// Matches receipts; those that must wait for their id go back to
+    /// `pending`, parked if they waited long enough.
+    async fn settle(
+        &self,
+        receipts: Vec<Waiting>,
+        bases: &mut ReceiptBases,
+        pending: &mut Pending,
+    ) {
         if receipts.is_empty() {
-            return Vec::new();
+            return;
         }
         // What is handed over from now on cannot be what they wait for.
         let handed = self.recorded.handed();
         let (held, items): (Vec<_>, Vec<_>) = receipts
             .into_iter()
             .map(|w| {
+                let smsc = w.receipt.smsc;
                 let telling = w.receipt.id.trim().trim_start_matches('0').len() > 1;
+                // Parked, it was answered: if the store fails, it is kept
+                // to be tried again.
+                let copy = matches!(w.from.held, Held::Parked(_)).then(|| w.receipt.clone());
                 let receipt = ReceiptIn {
-                    readings: bases.readings(w.receipt.smsc),
+                    readings: bases.readings(smsc),
                     ..w.receipt
                 };
-                ((w.delivered, w.until, telling), receipt)
+                ((w.from, smsc, telling, copy), receipt)
             })
             .unzip();
         let matches = match self.store.receipts(items).await {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(error = %e, "receipts not recorded; the SMSC will resend them");
-                for (delivered, ..) in &held {
-                    delivered.answer(CommandStatus::EsmeRxTAppn);
+                let now = Instant::now();
+                for (from, _, _, copy) in held {
+                    match (copy, from.held) {
+                        (Some(receipt), held) => pending.waiting.push(Waiting {
+                            receipt,
+                            from: Source { held, ..from },
+                            after: handed,
+                            since: now,
+                        }),
+                        (None, Held::Unanswered(delivered)) => {
+                            delivered.answer(CommandStatus::EsmeRxTAppn);
+                        }
+                        (None, Held::Parked(_)) => {}
+                    }
                 }
-                return Vec::new();
+                return;
             }
         };
         let now = Instant::now();
-        let mut waiting = Vec::new();
-        for ((delivered, until, telling), matched) in held.into_iter().zip(matches) {
-            let until = until.unwrap_or(now + self.wait);
-            bases.note(delivered.smsc, telling, &matched);
+        let mut to_park = Vec::new();
+        let mut unparked = Vec::new();
+        for ((from, smsc, telling, _), matched) in held.into_iter().zip(matches) {
+            let until = from.until.unwrap_or(now + self.wait);
+            bases.note(smsc, telling, &matched);
             match matched {
                 ReceiptMatch::Matched | ReceiptMatch::MatchedInOtherBase => {
-                    delivered.metrics.receipt(true);
-                    delivered.answer(CommandStatus::EsmeRok);
+                    from.counts.count(true);
+                    match from.held {
+                        Held::Unanswered(delivered) => delivered.answer(CommandStatus::EsmeRok),
+                        Held::Parked(key) => unparked.push(key),
+                    }
                 }
-                ReceiptMatch::Unknown(receipt) if until > now => waiting.push(Waiting {
-                    delivered,
-                    receipt: *receipt,
-                    after: handed,
-                    since: now,
-                    until: Some(until),
-                }),
-                ReceiptMatch::Unknown(receipt) => self.keep_unmatched(&delivered, &receipt).await,
+                ReceiptMatch::Unknown(receipt) if until > now => {
+                    let w = Waiting {
+                        receipt: *receipt,
+                        from: Source {
+                            until: Some(until),
+                            ..from
+                        },
+                        after: handed,
+                        since: now,
+                    };
+                    let parkable = matches!(w.from.held, Held::Unanswered(_))
+                        && now >= w.from.came + parked::AFTER
+                        && pending.parked + to_park.len() < parked::MAX;
+                    match parkable {
+                        true => to_park.push(w),
+                        false => pending.waiting.push(w),
+                    }
+                }
+                ReceiptMatch::Unknown(receipt) => {
+                    let was_parked = matches!(from.held, Held::Parked(_));
+                    match self.keep_unmatched(*receipt, from).await {
+                        Some(w) => pending.waiting.push(w),
+                        None if was_parked => pending.parked -= 1,
+                        None => {}
+                    }
+                }
             }
         }
-        waiting
+        pending.parked -= unparked.len();
+        self.unpark(unparked).await;
+        let parked = join_all(to_park.into_iter().map(|w| {
+            pending.parked_ever += 1;
+            self.park(w, pending.parked_ever)
+        }))
+        .await;
+        pending.parked += parked
+            .iter()
+            .filter(|w| matches!(w.from.held, Held::Parked(_)))
+            .count();
+        pending.waiting.extend(parked);
+    }
+
+    /// Parks a receipt durably and answers its deliver_sm; one that cannot
+    /// be parked goes on waiting unanswered.
+    async fn park(&self, w: Waiting, n: u64) -> Waiting {
+        let Held::Unanswered(delivered) = w.from.held else {
+            return w;
+        };
+        let left =
+            (w.from.until).map_or(self.wait, |u| u.saturating_duration_since(Instant::now()));
+        let until = now_ms() + u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+        let key = parked::key(&w.receipt, n);
+        let value = parked::encode(&w.receipt, &w.from.counts.labels, until);
+        let held = match self.store.put_meta(&key, value).await {
+            Ok(()) => {
+                delivered.answer(CommandStatus::EsmeRok);
+                Held::Parked(key)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a receipt for an unknown id not parked; it waits unanswered");
+                Held::Unanswered(delivered)
+            }
+        };
+        Waiting {
+            from: Source { held, ..w.from },
+            ..w
+        }
+    }
+
+    /// Removes the keys of parked receipts now settled. One left by a
+    /// failure is taken up again at the next start and, its message
+    /// settled, kept as unmatched.
+    async fn unpark(&self, keys: Vec<String>) {
+        for result in join_all(keys.iter().map(|key| self.store.delete_meta(key))).await {
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "a settled receipt is still parked");
+            }
+        }
     }
 
     /// A receipt no message claims: kept durably (among the last
-    /// `KEPT_RECEIPTS`), counted, answered.
-    async fn keep_unmatched(&self, delivered: &Delivered, receipt: &ReceiptIn) {
+    /// `KEPT_RECEIPTS`), counted, and answered or unparked. Given back to
+    /// wait again if it could not be kept while parked.
+    async fn keep_unmatched(&self, receipt: ReceiptIn, from: Source) -> Option<Waiting> {
+        if let Held::Parked(key) = &from.held {
+            // Another node taking it up too may have settled it meanwhile.
+            if let Ok(None) = self.store.meta(key).await {
+                return None;
+            }
+        }
         tracing::warn!(smsc = receipt.smsc, id = %receipt.id, "receipt for an unknown message id; kept");
         let d = &receipt.detail;
         let value = KeptReceipt {
@@ -258,13 +441,31 @@ impl Intake {
             reason: d.reason.clone(),
         };
         let value = serde_json::to_vec(&value).expect("a kept receipt is plain JSON");
-        let kept = self.unmatched.keep(self.store.as_ref(), value);
-        let status = match kept.await {
-            Ok(()) => CommandStatus::EsmeRok,
-            Err(_) => CommandStatus::EsmeRxTAppn,
-        };
-        delivered.metrics.receipt(false);
-        delivered.answer(status);
+        let kept = self.unmatched.keep(self.store.as_ref(), value).await;
+        match (from.held, kept) {
+            (Held::Unanswered(delivered), kept) => {
+                delivered.answer(match kept {
+                    Ok(()) => CommandStatus::EsmeRok,
+                    Err(_) => CommandStatus::EsmeRxTAppn,
+                });
+                from.counts.count(false);
+                None
+            }
+            (Held::Parked(key), Ok(())) => {
+                from.counts.count(false);
+                self.unpark(vec![key]).await;
+                None
+            }
+            (held @ Held::Parked(_), Err(e)) => {
+                tracing::warn!(error = %e, "a parked receipt could not be kept as unmatched; tried again");
+                Some(Waiting {
+                    receipt,
+                    from: Source { held, ..from },
+                    after: 0,
+                    since: Instant::now(),
+                })
+            }
+        }
     }
 
     /// A handset's text: a STOP word records `opted_out` on the latest
