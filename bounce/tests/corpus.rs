@@ -50,3 +50,51 @@ fn every_corpus_file_classifies() {
 fn not_bounces_are_not_bounces() {
     assert_not_bounces(&corpus("testdata"));
 }
+
+/// The reports of both corpora written as free text that say delivery is
+/// still being tried, named by file.
+fn free_text_delay_notices() -> Vec<String> {
+    let mut found = Vec::new();
+    for name in ["testdata", "testdata2"] {
+        for entry in std::fs::read_dir(corpus(name).join("eml")).expect("eml dir") {
+            let path = entry.expect("entry").path();
+            let bounce = bounce::classify(&std::fs::read(&path).expect("read")).expect("classify");
+            let delayed = bounce
+                .recipients
+                .iter()
+                .any(|r| r.action.as_deref() == Some("delayed"));
+            if bounce.format == bounce::Format::Text && delayed {
+                let file = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default();
+                found.push(format!("{name}/{file}"));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Exim's "Warning: message ... delayed", Gmail's "(Delay)" and the like
+/// say the message is still being tried, as a DSN's `Action: delayed` does:
+/// the gateway must not send it again. No failure notice reads as one.
+#[test]
+fn free_text_delay_notices_are_delays_and_no_failure_is() {
+    let delays = [
+        "testdata/lhost-exim-38.eml",
+        "testdata/lhost-gmail-06.eml",
+        "testdata/lhost-gmail-08.eml",
+        "testdata/lhost-gmail-17.eml",
+        "testdata2/bounceemail-gmail-04.eml",
+        "testdata2/bounceemail-gmail-05.eml",
+        "testdata2/bounceemail-gmail-06.eml",
+        "testdata2/flufl-exim-01.eml",
+        "testdata2/flufl-gmail-02.eml",
+        "testdata2/flufl-kundenserver-03.eml",
+        "testdata2/flufl-songbird-01.eml",
+        "testdata2/flufl-symantec-01.eml",
+        "testdata2/flufl-unknown-01.eml",
+    ];
+    assert_eq!(free_text_delay_notices(), delays);
+}

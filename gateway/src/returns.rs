@@ -399,6 +399,40 @@ mod tests {
         assert_eq!(settled, Some(domain::Status::BouncedHard));
     }
 
+    /// A delay warning written as free text (Exim's, without a DSN) is a
+    /// delay notice too: the message stays as it was.
+    #[tokio::test]
+    async fn a_delay_warning_in_free_text_records_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(Embedded::open(dir.path()).expect("open"));
+        let msg = ann_in_a_campaign(&store, "c").await;
+        sent(&store, msg).await;
+        let returns = returns(&store);
+        let warning = format!(
+            "From: Mail Delivery System <Mailer-Daemon@mx.example>\r\nTo: {}\r\n\
+             Subject: Warning: message 1abc-0001 delayed 24 hours\r\nAuto-Submitted: auto-replied\r\n\r\n\
+             This message was created automatically by mail delivery software.\r\n\
+             A message that you sent has not yet been delivered to one or more of its\r\n\
+             recipients after more than 24 hours on the queue on mx.example.\r\n\r\n\
+             The address to which the message has not yet been delivered is:\r\n\r\n\
+             \x20 ann@example.org\r\n\
+             \x20   Delay reason: SMTP error from remote mail server after RCPT TO:<ann@example.org>:\r\n\
+             \x20   452 4.2.2 Mailbox full\r\n\r\n\
+             No action is required on your part. Delivery attempts will continue for\r\n\
+             some time, and this warning may be repeated at intervals if the message\r\n\
+             remains undelivered.\r\n",
+            returns.paths.address(msg)
+        );
+        let intake = returns.take(warning.as_bytes(), &[]).await.expect("taken");
+        assert_eq!(
+            (intake.is_bounce, intake.matched, intake.unmatched),
+            (false, 0, 0),
+            "{intake:?}"
+        );
+        let still = store.message(msg).await.expect("read").map(|i| i.status);
+        assert_eq!(still, Some(domain::Status::Submitted), "not rescheduled");
+    }
+
     /// An Amazon SES complaint notice (JSON, its `source` our Return-Path)
     /// is a complaint like a feedback report: recorded, and the address
     /// suppressed.

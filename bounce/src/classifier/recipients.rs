@@ -189,6 +189,7 @@ pub(super) fn text_recipients(
         chosen.push((address, String::new(), String::new()));
     }
     let single = chosen.len() == 1;
+    let delayed = reads_like_delay(report);
     chosen
         .into_iter()
         .map(|(address, line, mention)| {
@@ -216,6 +217,8 @@ pub(super) fn text_recipients(
                 status,
                 reply_code,
                 phase: None,
+                // Free text says no more than "still trying": its cause
+                // is read as for a failure (on hold when none is given).
                 delayed: false,
             };
             let verdict = diagnosis::diagnose(&evidence);
@@ -226,7 +229,7 @@ pub(super) fn text_recipients(
                 status,
                 reply_code,
                 diagnostic: clip(text),
-                action: Some("failed".to_owned()),
+                action: Some(if delayed { "delayed" } else { "failed" }.to_owned()),
                 remote_mta: None,
             }
         })
@@ -251,6 +254,30 @@ const FAILURE_PHRASES: &[&str] = &[
     "did not reach",
     "could not deliver",
 ];
+
+/// Phrases with which mail systems say they are still trying to deliver:
+/// a delay notice (a DSN's `Action: delayed`) written as free text, as
+/// Exim, Gmail and sendmail send them.
+const DELAY_PHRASES: &[&str] = &[
+    "not yet been delivered",
+    "has been delayed",
+    "delivery attempts will continue",
+    "will continue to try",
+    "will keep trying",
+    "will be retried",
+    "still being retried",
+    "warning message only",
+    "this is a warning only",
+    "do not need to resend",
+];
+
+/// True when a report's text (without the copy of the original) says
+/// delivery is still being tried, not given up.
+fn reads_like_delay(report: &str) -> bool {
+    static MATCHER: LazyLock<Option<aho_corasick::AhoCorasick>> =
+        LazyLock::new(|| rules::phrase_matcher(DELAY_PHRASES));
+    MATCHER.as_ref().is_some_and(|m| m.is_match(report))
+}
 
 /// True when a message that does not look like a report by its headers
 /// still reads like one: a failure phrase, an SMTP error code and a
