@@ -40,6 +40,21 @@ impl Kept {
 
     /// Keeps `value` in the next place of the ring, over the oldest item.
     pub async fn keep(&self, store: &dyn Store, value: Vec<u8>) -> Result<(), StoreError> {
+        self.keep_all(store, vec![value]).await
+    }
+
+    /// Keeps `values` in the next places of the ring, in their order, with
+    /// one count for all and their places written together (of more than
+    /// the ring holds, the last ones).
+    pub async fn keep_all(
+        &self,
+        store: &dyn Store,
+        values: Vec<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        if values.is_empty() {
+            return Ok(());
+        }
+        let count = values.len() as u64;
         let mut counted = *self.lock();
         let kept = loop {
             let kept = match counted {
@@ -48,20 +63,27 @@ impl Kept {
             };
             // The count is only ever written from 1 up, in decimal.
             let expected = (kept > 0).then(|| kept.to_string());
-            let next = (kept + 1).to_string().into_bytes();
+            let next = (kept + count).to_string().into_bytes();
             if store
                 .put_meta_if(&self.position, expected.as_deref().map(str::as_bytes), next)
                 .await?
             {
-                *self.lock() = Some(kept + 1);
+                *self.lock() = Some(kept + count);
                 break kept;
             }
             // Another writer (a node, a restart's ring) counted meanwhile.
             counted = None;
         };
-        let mut numbered = format!("{kept}\n").into_bytes();
-        numbered.extend_from_slice(&value);
-        store.put_meta(&self.place(kept), numbered).await
+        let skipped = count.saturating_sub(self.capacity);
+        let writes = (kept..)
+            .zip(values)
+            .skip(skipped as usize)
+            .map(|(n, value)| {
+                let mut numbered = format!("{n}\n").into_bytes();
+                numbered.extend_from_slice(&value);
+                async move { store.put_meta(&self.place(n), numbered).await }
+            });
+        futures_util::future::try_join_all(writes).await.map(drop)
     }
 
     /// How many items were kept in all, and the newest `limit` of those
@@ -164,6 +186,24 @@ mod tests {
             .expect("keep");
         assert_eq!(kept(store.as_ref(), "x").await, [b"4\ne", b"5\nf", b"6\ng"]);
         assert!(kept(store.as_ref(), "y").await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn items_kept_together_take_the_next_places_in_their_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Embedded::open(dir.path()).expect("open");
+        let ring = Kept::new("x", 3);
+        ring.keep(&store, b"a".to_vec()).await.expect("keep");
+        let values = |bytes: &[u8]| bytes.iter().map(|b| vec![*b]).collect::<Vec<_>>();
+        ring.keep_all(&store, values(b"bc")).await.expect("keep");
+        assert_eq!(kept(&store, "x").await, [b"0\na", b"1\nb", b"2\nc"]);
+        // More than the ring holds: the last ones, all counted.
+        ring.keep_all(&store, values(b"defgh")).await.expect("keep");
+        assert_eq!(kept(&store, "x").await, [b"5\nf", b"6\ng", b"7\nh"]);
+        let (count, _) = ring.newest(&store, None, 1).await.expect("read");
+        assert_eq!(count, 8);
+        ring.keep_all(&store, Vec::new()).await.expect("nothing");
+        assert_eq!(ring.newest(&store, None, 1).await.expect("read").0, 8);
     }
 
     #[tokio::test]

@@ -66,9 +66,9 @@ pub(super) enum Op {
         updates: Vec<Update>,
         reply: oneshot::Sender<Result<()>>,
     },
-    /// A value, written only over `expected` when that is given (`Some(None)`:
-    /// only where there is none); answers whether it was written.
-    /// Writes `value` under `key` (`None`: removes the key).
+    /// `value` under `key` (`None`: the key removed), written only over
+    /// `expected` when that is given (`Some(None)`: only where there is
+    /// none); answers whether it was written.
     Meta {
         key: String,
         value: Option<Vec<u8>>,

@@ -1110,7 +1110,9 @@ impl LimitState for Redis {
             }
             cursor = next;
         }
+        // HSCAN may return a field twice (the hash grew while scanned).
         out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        out.dedup_by(|a, b| a.0 == b.0);
         Ok(out)
     }
 }

@@ -461,13 +461,13 @@ fn undeliverable_rejected_and_expired_receipts_fail_with_the_receipt_state() {
 }
 
 /// A receipt for an id no message has (another system's send on the same
-/// account) is answered, counted and kept, after waiting
-/// `sms.receipt_wait_secs` for its id; the operator reads it back.
+/// account) is answered (parked meanwhile), counted and kept, after
+/// waiting `sms.receipt_wait_secs` for its id; the operator reads it back.
 #[test]
 fn a_stray_receipt_is_kept_and_listed_for_the_operator() {
     let dir = tempfile::tempdir().unwrap();
     let smsc = FakeSmsc::start(our_smsc());
-    let daemon = start_with(dir.path(), &smsc, "receipt_wait_secs = 1", "");
+    let mut daemon = start_with(dir.path(), &smsc, "receipt_wait_secs = 3", "");
     smsc.send_stray_receipt("ffff0001");
     let acks = smsc.wait_for_receipt_acks(1, T);
     assert_eq!(acks[0].response, Some(status::OK));
@@ -517,19 +517,33 @@ fn a_stray_receipt_is_kept_and_listed_for_the_operator() {
     assert_eq!(ids("/v1/receipts/unmatched?limit=1"), [json!("ffff0002")]);
     assert_eq!(ids("/v1/receipts/unmatched?before=1"), [json!("ffff0001")]);
     assert_eq!(ids("/v1/receipts/unmatched?before=0"), Vec::<Value>::new());
+
+    // Kept, they are parked no more.
+    daemon.kill9();
+    daemon.restart();
+    wait_until("the parked receipts of the second start", T, || {
+        daemon.log().matches("parked receipts taken up").count() == 2
+    });
+    let log = daemon.log();
+    let last = log
+        .lines()
+        .rfind(|l| l.contains("parked receipts taken up"));
+    assert!(last.is_some_and(|l| l.contains("receipts=0")), "{last:?}");
+    assert_eq!(daemon.get("/v1/receipts/unmatched").json()["kept"], 2);
 }
 
 /// A receipt can come before its message's id is recorded anywhere
-/// (another node sent it, or its write is slow). It is answered long before
-/// `sms.receipt_wait_secs` (60 s here) is over, as the SMSC's window stalls
-/// meanwhile and its own timeout is often shorter; it is parked durably and
-/// matched once the id is recorded, even after a kill -9.
+/// (another node sent it, or its write is slow). It is answered without
+/// waiting out `sms.receipt_wait_secs`, as the SMSC's window stalls
+/// meanwhile and its own timeout is often shorter: it is parked durably and
+/// matched once the id is recorded, even after a kill -9, and no longer
+/// parked then.
 #[test]
-fn a_receipt_ahead_of_its_id_is_answered_at_once_and_matched_when_the_id_comes() {
+fn a_receipt_ahead_of_its_id_is_answered_parked_and_matched_when_the_id_comes() {
     let dir = tempfile::tempdir().unwrap();
     // The fake's own receipt is held back: the early one is the only one.
     let smsc = FakeSmsc::start(our_smsc().hold_receipts().first_id(7));
-    let mut daemon = start(dir.path(), &smsc, "");
+    let mut daemon = start_with(dir.path(), &smsc, "receipt_wait_secs = 8", "");
     smsc.send_stray_receipt(&MessageIds::Decimal.format(7));
     let acks = smsc.wait_for_receipt_acks(1, T);
     assert_eq!(acks[0].response, Some(status::OK));
@@ -541,16 +555,28 @@ fn a_receipt_ahead_of_its_id_is_answered_at_once_and_matched_when_the_id_comes()
     let delivered = wait_facts(&daemon, "delivered", 1);
     assert_eq!(customers(&delivered), customer_ids(1));
     assert_eq!(smsc.received().len(), 1);
-    assert_eq!(
-        metric(&daemon, "sluice_smpp_receipts_total", "result=\"matched\""),
-        1.0
-    );
-    assert_eq!(
+    let receipts = |result: &str| {
         metric(
             &daemon,
             "sluice_smpp_receipts_total",
-            "result=\"unmatched\""
-        ),
-        0.0
-    );
+            &format!("result=\"{result}\""),
+        )
+    };
+    assert_eq!((receipts("matched"), receipts("unmatched")), (1.0, 0.0));
+
+    // Settled, it is parked no more: the next start takes up nothing.
+    daemon.kill9();
+    daemon.restart();
+    let taken_up = |log: &str| -> Vec<String> {
+        (log.lines())
+            .filter(|l| l.contains("parked receipts taken up"))
+            .map(str::to_owned)
+            .collect()
+    };
+    wait_until("the third start's parked receipts", T, || {
+        taken_up(&daemon.log()).len() == 3
+    });
+    let starts = taken_up(&daemon.log());
+    assert!(starts[1].contains("receipts=1"), "{starts:?}");
+    assert!(starts[2].contains("receipts=0"), "{starts:?}");
 }

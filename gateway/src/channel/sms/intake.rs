@@ -12,7 +12,11 @@
 //! durably and answered ([`parked`]). Either way it is matched again until
 //! the id is known or `wait` has passed; then it is kept as unmatched.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
 
 use futures_util::future::join_all;
 use rusmpp::CommandStatus;
@@ -26,7 +30,12 @@ use super::{
     numbering::Numbering,
     parked,
 };
-use crate::{engagements::EngagementLog, metrics::Metrics, recorded::Recorded, unmatched::Kept};
+use crate::{
+    engagements::EngagementLog,
+    metrics::{BindLabels, Metrics},
+    recorded::Recorded,
+    unmatched::Kept,
+};
 use domain::{
     ChannelKind, Engaged, Engagement, FactDetail, IdReadings, Millis, ReceiptIn, ReceiptMatch,
     SuppressReason, now_ms,
@@ -54,6 +63,8 @@ pub struct KeptReceipt {
     pub error: Option<String>,
     pub reason: Option<String>,
 }
+/// How often a receipt waiting unanswered is matched again while no
+/// outcome is written (another node may have sent its message).
 const RETRY_EVERY: Duration = Duration::from_millis(200);
 
 pub struct Intake {
@@ -71,26 +82,28 @@ pub struct Intake {
     /// Receipts for unknown ids, a ring of the last ones
     /// ([`unmatched_receipts`]).
     pub unmatched: Kept,
-    /// Where the receipts of parked receipts taken up again are counted.
+    /// Where parked receipts taken up again after a restart are counted.
     pub metrics: Arc<Metrics>,
 }
 
 /// A receipt not settled yet: not tried, or its id unknown when tried.
 struct Waiting {
     receipt: ReceiptIn,
-    from: Source,
+    wait: Wait,
     /// Tried once this many outcomes handed to the recorder are durable.
     after: u64,
     /// Since when it waits for that, or (parked) since its last try.
     since: Instant,
 }
 
-/// Where a waiting receipt came from and how far it got.
-struct Source {
+/// How a receipt waits for its id: its answer, and since and until when.
+struct Wait {
     held: Held,
     counts: Arc<ReceiptCounts>,
     /// When it came (taken up again after a restart: when it was).
     came: Instant,
+    /// Outcomes handed to the recorder when it came.
+    came_after: u64,
     /// When its id is no longer waited for (from its first try on).
     until: Option<Instant>,
 }
@@ -98,27 +111,52 @@ struct Source {
 enum Held {
     /// Its deliver_sm, answered once the receipt is settled or parked.
     Unanswered(Delivered),
-    /// Parked under this meta key; its deliver_sm was answered.
-    Parked(String),
+    /// Parked under `key`, holding `value`; its deliver_sm was answered.
+    Parked { key: String, value: Vec<u8> },
 }
 
-impl Waiting {
-    fn ready(&self, durable: u64, now: Instant) -> bool {
-        match self.from.held {
-            Held::Unanswered(_) => durable >= self.after || now >= self.since + RETRY_EVERY,
-            Held::Parked(_) => now >= self.since + parked::RETRY_EVERY,
+/// The receipts waiting for their ids.
+#[derive(Default)]
+struct Pending {
+    /// Unanswered: matched again as outcomes become durable.
+    waiting: Vec<Waiting>,
+    /// Parked, in the order of their next try (`since` never decreases).
+    parked: VecDeque<Waiting>,
+    /// Receipts parked by this node so far (their keys' last part).
+    parked_ever: u64,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.waiting.is_empty() && self.parked.is_empty()
+    }
+
+    /// Takes out the receipts to match again now.
+    fn ready(&mut self, durable: u64, now: Instant) -> Vec<Waiting> {
+        // Taken out in place: a receipt is a few hundred bytes, and
+        // partitioning into new vectors moved each one again as they grew.
+        let mut ready = Vec::with_capacity(self.waiting.len());
+        ready.extend(
+            self.waiting
+                .extract_if(.., |w| durable >= w.after || now >= w.since + RETRY_EVERY),
+        );
+        while let Some(w) = self.parked.front()
+            && now >= w.since + parked::RETRY_EVERY
+        {
+            ready.extend(self.parked.pop_front());
+        }
+        ready
+    }
+
+    /// Puts back a receipt whose id is still unknown.
+    fn wait_again(&mut self, w: Waiting) {
+        match w.wait.held {
+            Held::Unanswered(_) => self.waiting.push(w),
+            Held::Parked { .. } => self.parked.push_back(w),
         }
     }
 }
 
-/// The receipts waiting for their ids, and how many of them are parked.
-#[derive(Default)]
-struct Pending {
-    waiting: Vec<Waiting>,
-    parked: usize,
-    /// Receipts parked by this node so far (their keys' last part).
-    parked_ever: u64,
-}
 /// What each SMSC's receipts showed of how it writes message ids: most
 /// write them as in submit_sm_resp and their receipts match as given; one
 /// whose receipts match only in the other base mixes bases. Until either
@@ -173,7 +211,7 @@ impl Intake {
         let mut pending = self.take_up_parked().await;
         let mut batch = Vec::with_capacity(BATCH);
         loop {
-            let received = if pending.waiting.is_empty() {
+            let received = if pending.is_empty() {
                 rx.recv_many(&mut batch, BATCH).await
             } else {
                 tokio::select! {
@@ -195,10 +233,11 @@ impl Intake {
                         let counts = delivered.metrics.receipts.clone();
                         pending.waiting.push(Waiting {
                             receipt,
-                            from: Source {
+                            wait: Wait {
                                 held: Held::Unanswered(delivered),
                                 counts,
                                 came: now,
+                                came_after: handed,
                                 until: None,
                             },
                             after: handed,
@@ -218,17 +257,14 @@ impl Intake {
                 }
             }
             let written = *durable.borrow_and_update();
-            // Taken out in place: a receipt is a few hundred bytes, and
-            // partitioning into new vectors moved each one again as they grew.
-            let mut ready = Vec::with_capacity(pending.waiting.len());
-            ready.extend(pending.waiting.extract_if(.., |w| w.ready(written, now)));
-            self.settle(ready, &mut bases, &mut pending).await;
+            let ready = pending.ready(written, now);
+            self.settle(ready, written, &mut bases, &mut pending).await;
         }
         // Stopping: what still waits unanswered is answered as a temporary
         // failure so the SMSC sends it again after the restart; what is
         // parked is taken up again then.
         for w in pending.waiting {
-            if let Held::Unanswered(delivered) = w.from.held {
+            if let Held::Unanswered(delivered) = w.wait.held {
                 delivered.answer(CommandStatus::EsmeRxTAppn);
             }
         }
@@ -247,7 +283,13 @@ impl Intake {
         };
         let now = Instant::now();
         let wall = now_ms();
+        let mut counts: HashMap<BindLabels, Arc<ReceiptCounts>> = HashMap::new();
+        let mut given_up = Vec::new();
         for (key, value) in stored {
+            if value == parked::CLAIMED {
+                given_up.push(key);
+                continue;
+            }
             let p = match parked::decode(&value) {
                 Ok(p) => p,
                 Err(e) => {
@@ -255,31 +297,36 @@ impl Intake {
                     continue;
                 }
             };
+            let counts = (counts.entry(p.labels))
+                .or_insert_with_key(|labels| Arc::new(ReceiptCounts::new(&self.metrics, labels)))
+                .clone();
             let left = Duration::from_millis(p.until.saturating_sub(wall));
-            pending.waiting.push(Waiting {
+            pending.parked.push_back(Waiting {
                 receipt: p.receipt,
-                from: Source {
-                    held: Held::Parked(key),
-                    counts: Arc::new(ReceiptCounts::new(&self.metrics, &p.labels)),
+                wait: Wait {
+                    held: Held::Parked { key, value },
+                    counts,
                     came: now,
+                    came_after: 0,
                     until: Some(now + left),
                 },
                 after: 0,
                 since: now,
             });
         }
-        pending.parked = pending.waiting.len();
-        if pending.parked > 0 {
-            tracing::info!(receipts = pending.parked, "parked receipts taken up again");
-        }
+        // Being given up on when a node stopped: gone from the ring.
+        self.unpark(given_up).await;
+        tracing::info!(receipts = pending.parked.len(), "parked receipts taken up");
         pending
     }
 
-    /// Matches receipts; those that must wait for their id go back to
-    /// `pending`, parked if they waited long enough.
+    /// Matches receipts; those still unknown wait again, parked once they
+    /// have waited unanswered long enough; those waited for long enough are
+    /// given up on.
     async fn settle(
         &self,
         receipts: Vec<Waiting>,
+        written: u64,
         bases: &mut ReceiptBases,
         pending: &mut Pending,
     ) {
@@ -288,114 +335,112 @@ impl Intake {
         }
         // What is handed over from now on cannot be what they wait for.
         let handed = self.recorded.handed();
-        let (held, items): (Vec<_>, Vec<_>) = receipts
+        let (waits, items): (Vec<_>, Vec<_>) = receipts
             .into_iter()
             .map(|w| {
                 let smsc = w.receipt.smsc;
                 let telling = w.receipt.id.trim().trim_start_matches('0').len() > 1;
-                // Parked, it was answered: if the store fails, it is kept
-                // to be tried again.
-                let copy = matches!(w.from.held, Held::Parked(_)).then(|| w.receipt.clone());
+                // Parked, it was answered: if the store fails, it waits
+                // again, so it is copied (unanswered ones are not).
+                let copy = matches!(w.wait.held, Held::Parked { .. }).then(|| w.receipt.clone());
                 let receipt = ReceiptIn {
                     readings: bases.readings(smsc),
                     ..w.receipt
                 };
-                ((w.from, smsc, telling, copy), receipt)
+                ((w.wait, smsc, telling, copy), receipt)
             })
             .unzip();
         let matches = match self.store.receipts(items).await {
             Ok(m) => m,
             Err(e) => {
-                tracing::error!(error = %e, "receipts not recorded; the SMSC will resend them");
-                let now = Instant::now();
-                for (from, _, _, copy) in held {
-                    match (copy, from.held) {
-                        (Some(receipt), held) => pending.waiting.push(Waiting {
+                tracing::error!(error = %e, "receipts not recorded; the SMSC will resend those not parked");
+                let since = Instant::now();
+                for (wait, _, _, copy) in waits {
+                    if let Some(receipt) = copy {
+                        pending.wait_again(Waiting {
                             receipt,
-                            from: Source { held, ..from },
+                            wait,
                             after: handed,
-                            since: now,
-                        }),
-                        (None, Held::Unanswered(delivered)) => {
-                            delivered.answer(CommandStatus::EsmeRxTAppn);
-                        }
-                        (None, Held::Parked(_)) => {}
+                            since,
+                        });
+                    } else if let Held::Unanswered(delivered) = wait.held {
+                        delivered.answer(CommandStatus::EsmeRxTAppn);
                     }
                 }
                 return;
             }
         };
         let now = Instant::now();
-        let mut to_park = Vec::new();
         let mut unparked = Vec::new();
-        for ((from, smsc, telling, _), matched) in held.into_iter().zip(matches) {
-            let until = from.until.unwrap_or(now + self.wait);
+        let mut to_park = Vec::new();
+        let mut expired = Vec::new();
+        for ((wait, smsc, telling, _), matched) in waits.into_iter().zip(matches) {
             bases.note(smsc, telling, &matched);
+            let until = wait.until.unwrap_or(now + self.wait);
             match matched {
                 ReceiptMatch::Matched | ReceiptMatch::MatchedInOtherBase => {
-                    from.counts.count(true);
-                    match from.held {
+                    wait.counts.count(true);
+                    match wait.held {
                         Held::Unanswered(delivered) => delivered.answer(CommandStatus::EsmeRok),
-                        Held::Parked(key) => unparked.push(key),
+                        Held::Parked { key, .. } => unparked.push(key),
                     }
                 }
                 ReceiptMatch::Unknown(receipt) if until > now => {
                     let w = Waiting {
                         receipt: *receipt,
-                        from: Source {
+                        wait: Wait {
                             until: Some(until),
-                            ..from
+                            ..wait
                         },
                         after: handed,
                         since: now,
                     };
-                    let parkable = matches!(w.from.held, Held::Unanswered(_))
-                        && now >= w.from.came + parked::AFTER
-                        && pending.parked + to_park.len() < parked::MAX;
+                    // Parked only while our own outcomes keep up: parking
+                    // adds writes of its own.
+                    let parkable = matches!(w.wait.held, Held::Unanswered(_))
+                        && now >= w.wait.came + parked::AFTER
+                        && written >= w.wait.came_after
+                        && pending.parked.len() + to_park.len() < parked::MAX;
                     match parkable {
-                        true => to_park.push(w),
-                        false => pending.waiting.push(w),
+                        true => to_park.push((w, until)),
+                        false => pending.wait_again(w),
                     }
                 }
-                ReceiptMatch::Unknown(receipt) => {
-                    let was_parked = matches!(from.held, Held::Parked(_));
-                    match self.keep_unmatched(*receipt, from).await {
-                        Some(w) => pending.waiting.push(w),
-                        None if was_parked => pending.parked -= 1,
-                        None => {}
-                    }
-                }
+                ReceiptMatch::Unknown(receipt) => expired.push(Waiting {
+                    receipt: *receipt,
+                    wait,
+                    after: handed,
+                    since: now,
+                }),
             }
         }
-        pending.parked -= unparked.len();
         self.unpark(unparked).await;
-        let parked = join_all(to_park.into_iter().map(|w| {
+        self.give_up(expired, pending).await;
+        let parked = join_all(to_park.into_iter().map(|(w, until)| {
             pending.parked_ever += 1;
-            self.park(w, pending.parked_ever)
+            self.park(w, until, pending.parked_ever)
         }))
         .await;
-        pending.parked += parked
-            .iter()
-            .filter(|w| matches!(w.from.held, Held::Parked(_)))
-            .count();
-        pending.waiting.extend(parked);
+        for w in parked {
+            pending.wait_again(w);
+        }
     }
 
-    /// Parks a receipt durably and answers its deliver_sm; one that cannot
-    /// be parked goes on waiting unanswered.
-    async fn park(&self, w: Waiting, n: u64) -> Waiting {
-        let Held::Unanswered(delivered) = w.from.held else {
+    /// Parks a receipt waiting for its id `until`, durably, as this node's
+    /// `n`th, and answers its deliver_sm; one that cannot be parked goes on
+    /// waiting unanswered.
+    async fn park(&self, w: Waiting, until: Instant, n: u64) -> Waiting {
+        let Held::Unanswered(delivered) = w.wait.held else {
             return w;
         };
-        let left =
-            (w.from.until).map_or(self.wait, |u| u.saturating_duration_since(Instant::now()));
-        let until = now_ms() + u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+        let left = until.saturating_duration_since(Instant::now()).as_millis();
+        let until_ms = now_ms().saturating_add(u64::try_from(left).unwrap_or(u64::MAX));
         let key = parked::key(&w.receipt, n);
-        let value = parked::encode(&w.receipt, &w.from.counts.labels, until);
-        let held = match self.store.put_meta(&key, value).await {
+        let value = parked::encode(&w.receipt, &w.wait.counts.labels, until_ms);
+        let held = match self.store.put_meta(&key, value.clone()).await {
             Ok(()) => {
                 delivered.answer(CommandStatus::EsmeRok);
-                Held::Parked(key)
+                Held::Parked { key, value }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "a receipt for an unknown id not parked; it waits unanswered");
@@ -403,14 +448,14 @@ impl Intake {
             }
         };
         Waiting {
-            from: Source { held, ..w.from },
+            wait: Wait { held, ..w.wait },
             ..w
         }
     }
 
-    /// Removes the keys of parked receipts now settled. One left by a
-    /// failure is taken up again at the next start and, its message
-    /// settled, kept as unmatched.
+    /// Removes the keys of parked receipts now settled. One a failure
+    /// leaves is taken up again at the next start and, its message
+    /// settled, given up on.
     async fn unpark(&self, keys: Vec<String>) {
         for result in join_all(keys.iter().map(|key| self.store.delete_meta(key))).await {
             if let Err(e) = result {
@@ -419,53 +464,72 @@ impl Intake {
         }
     }
 
-    /// A receipt no message claims: kept durably (among the last
-    /// `KEPT_RECEIPTS`), counted, and answered or unparked. Given back to
-    /// wait again if it could not be kept while parked.
-    async fn keep_unmatched(&self, receipt: ReceiptIn, from: Source) -> Option<Waiting> {
-        if let Held::Parked(key) = &from.held {
-            // Another node taking it up too may have settled it meanwhile.
-            if let Ok(None) = self.store.meta(key).await {
-                return None;
+    /// Receipts no message claims, waited for long enough: kept durably
+    /// together (the last `KEPT_RECEIPTS`), counted, and answered or
+    /// unparked. A parked one is first claimed, since another node that
+    /// took it up may give it up too: only the node that claims it keeps
+    /// it. One that cannot be kept while parked waits to be tried again.
+    async fn give_up(&self, expired: Vec<Waiting>, pending: &mut Pending) {
+        if expired.is_empty() {
+            return;
+        }
+        let claims = join_all(expired.iter().map(|w| async {
+            match &w.wait.held {
+                Held::Unanswered(_) => Ok(true),
+                Held::Parked { key, value } => {
+                    (self.store)
+                        .put_meta_if(key, Some(value), parked::CLAIMED.to_vec())
+                        .await
+                }
+            }
+        }))
+        .await;
+        let mut claimed = Vec::with_capacity(expired.len());
+        for (mut w, claim) in expired.into_iter().zip(claims) {
+            match (claim, &mut w.wait.held) {
+                (Ok(true), Held::Parked { value, .. }) => {
+                    *value = parked::CLAIMED.to_vec();
+                    claimed.push(w);
+                }
+                (Ok(true), Held::Unanswered(_)) => claimed.push(w),
+                // Settled by the node that holds it too.
+                (Ok(false), _) => {}
+                (Err(e), _) => {
+                    tracing::warn!(error = %e, "a parked receipt not claimed; tried again");
+                    pending.wait_again(w);
+                }
             }
         }
-        tracing::warn!(smsc = receipt.smsc, id = %receipt.id, "receipt for an unknown message id; kept");
-        let d = &receipt.detail;
-        let value = KeptReceipt {
-            smsc: receipt.smsc,
-            id: receipt.id.clone(),
-            at: receipt.at,
-            kept_at: now_ms(),
-            stat: d.stat.clone(),
-            error: d.error.clone(),
-            reason: d.reason.clone(),
-        };
-        let value = serde_json::to_vec(&value).expect("a kept receipt is plain JSON");
-        let kept = self.unmatched.keep(self.store.as_ref(), value).await;
-        match (from.held, kept) {
-            (Held::Unanswered(delivered), kept) => {
-                delivered.answer(match kept {
-                    Ok(()) => CommandStatus::EsmeRok,
-                    Err(_) => CommandStatus::EsmeRxTAppn,
-                });
-                from.counts.count(false);
-                None
-            }
-            (Held::Parked(key), Ok(())) => {
-                from.counts.count(false);
-                self.unpark(vec![key]).await;
-                None
-            }
-            (held @ Held::Parked(_), Err(e)) => {
-                tracing::warn!(error = %e, "a parked receipt could not be kept as unmatched; tried again");
-                Some(Waiting {
-                    receipt,
-                    from: Source { held, ..from },
-                    after: 0,
+        for w in &claimed {
+            tracing::warn!(smsc = w.receipt.smsc, id = %w.receipt.id, "receipt for an unknown message id; kept");
+        }
+        let values = claimed.iter().map(|w| kept_receipt(&w.receipt)).collect();
+        let kept = self.unmatched.keep_all(self.store.as_ref(), values).await;
+        if let Err(e) = &kept {
+            tracing::error!(error = %e, "receipts for unknown ids not kept");
+        }
+        let mut unparked = Vec::new();
+        for w in claimed {
+            match (&kept, w.wait.held) {
+                (Ok(()), Held::Unanswered(delivered)) => {
+                    w.wait.counts.count(false);
+                    delivered.answer(CommandStatus::EsmeRok);
+                }
+                (Ok(()), Held::Parked { key, .. }) => {
+                    w.wait.counts.count(false);
+                    unparked.push(key);
+                }
+                (Err(_), Held::Unanswered(delivered)) => {
+                    delivered.answer(CommandStatus::EsmeRxTAppn);
+                }
+                (Err(_), held) => pending.wait_again(Waiting {
+                    wait: Wait { held, ..w.wait },
                     since: Instant::now(),
-                })
+                    ..w
+                }),
             }
         }
+        self.unpark(unparked).await;
     }
 
     /// A handset's text: a STOP word records `opted_out` on the latest
@@ -523,6 +587,21 @@ impl Intake {
             .to_uppercase();
         self.stop_words.contains(&word)
     }
+}
+
+/// A receipt for an unknown id as it is kept.
+fn kept_receipt(receipt: &ReceiptIn) -> Vec<u8> {
+    let d = &receipt.detail;
+    let value = KeptReceipt {
+        smsc: receipt.smsc,
+        id: receipt.id.clone(),
+        at: receipt.at,
+        kept_at: now_ms(),
+        stat: d.stat.clone(),
+        error: d.error.clone(),
+        reason: d.reason.clone(),
+    };
+    serde_json::to_vec(&value).expect("a kept receipt is plain JSON")
 }
 
 fn receipt_in(smsc: u16, r: &Receipt) -> ReceiptIn {

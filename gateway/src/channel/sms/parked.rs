@@ -27,6 +27,9 @@ pub const MAX: usize = 10_000;
 pub const AFTER: Duration = Duration::from_secs(1);
 /// How often a parked receipt is matched again.
 pub const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// What a parked receipt's key holds once a node has claimed it to give it
+/// up on (several nodes may have taken it up).
+pub const CLAIMED: &[u8] = b"claimed";
 
 /// A parked receipt as it is stored (JSON).
 #[derive(Debug, Serialize, Deserialize)]
