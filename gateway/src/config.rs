@@ -97,12 +97,14 @@ impl Config {
     /// Every problem at once, section by section, then the secrets it
     /// names that the environment or the disk does not have.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.validate_with(&|var| std::env::var_os(var).is_some())
+        self.validate_with(&|var| std::env::var_os(var))
     }
 
-    /// [`Config::validate`] with `is_set` saying which environment
-    /// variables are set.
-    pub fn validate_with(&self, is_set: &dyn Fn(&str) -> bool) -> Result<(), ConfigError> {
+    /// [`Config::validate`] with `env` giving environment variables' values.
+    pub fn validate_with(
+        &self,
+        env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<(), ConfigError> {
         let mut problems = self.listen.problems();
         // Whether the API may go without tokens depends on where it listens.
         problems.extend(self.api.problems(&self.listen));
@@ -116,7 +118,7 @@ impl Config {
         for (i, w) in self.webhooks.iter().enumerate() {
             problems.extend(w.problems(&format!("webhooks[{i}]")));
         }
-        problems.extend(self.secret_problems(is_set));
+        problems.extend(self.secret_problems(env));
         if problems.is_empty() {
             Ok(())
         } else {

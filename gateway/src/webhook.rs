@@ -129,11 +129,30 @@ enum PostError {
     Request(#[from] hyper::http::Error),
     #[error("timed out")]
     TimedOut,
-    #[error("{0}")]
+    /// With its causes: the client's own message says only what stage
+    /// failed ("client error (Connect)"), its source why (a refused
+    /// connection, an unknown CA, a name that does not resolve).
+    #[error("{}", with_causes(.0))]
     Transport(#[from] hyper_util::client::legacy::Error),
     #[error("answered {0}")]
     Status(hyper::StatusCode),
 }
+
+/// `error` and each error that caused it, outermost first.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
+}
+
+/// Most bytes of an answer's body read (and thrown away) so that its
+/// connection can be used again; a longer one closes the connection.
+const MAX_ANSWER_BODY: usize = 64 * 1024;
 
 /// Where delivery stands: facts after `after` are still to go; `stored`
 /// is the stored value it was read as (`None`: nothing stored yet).
@@ -300,13 +319,16 @@ impl WebhookSender {
             .header(CONTENT_TYPE, "application/json")
             .header("X-Sluice-Signature", signature(&self.secret, &body))
             .body(Full::new(Bytes::from(body)))?;
-        let response = tokio::time::timeout(self.retry.answer, self.client.request(request))
+        // One deadline for the whole post, which `lead_ms` counts on.
+        let deadline = tokio::time::Instant::now() + self.retry.answer;
+        let response = tokio::time::timeout_at(deadline, self.client.request(request))
             .await
             .map_err(|_| PostError::TimedOut)??;
         let status = response.status();
         // Drain the body so the connection can be reused; a body that
-        // stalls is given up (the status is the answer), never waited on.
-        let _ = tokio::time::timeout(self.retry.answer, response.into_body().collect()).await;
+        // stalls or runs long is given up (the status is the answer).
+        let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BODY);
+        let _ = tokio::time::timeout_at(deadline, body.collect()).await;
         if status.is_success() {
             Ok(())
         } else {

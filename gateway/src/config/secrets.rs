@@ -5,27 +5,39 @@
 use super::Config;
 
 impl Config {
-    /// One problem per secret that is named but not there; `is_set` says
-    /// whether an environment variable is set.
-    pub(super) fn secret_problems(&self, is_set: &dyn Fn(&str) -> bool) -> Vec<String> {
+    /// One problem per secret that is named but not there; `values` gives
+    /// an environment variable's value.
+    pub(super) fn secret_problems(
+        &self,
+        values: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Vec<String> {
         let mut problems = Vec::new();
-        let mut env = |at: String, var: &str| {
-            if !is_set(var) {
-                problems.push(format!("{at}: environment variable {var} is not set"));
-            }
+        let unset = |at: String, var: &str| {
+            (values(var).is_none()).then(|| format!("{at}: environment variable {var} is not set"))
         };
         for (i, relay) in self.email.relays.iter().enumerate() {
             if let Some(var) = &relay.password_env {
-                env(format!("email.relays[{i}].password_env"), var);
+                problems.extend(unset(format!("email.relays[{i}].password_env"), var));
             }
         }
         for (i, smsc) in self.sms.smsc.iter().enumerate() {
             if let Some(var) = &smsc.password_env {
-                env(format!("sms.smsc[{i}].password_env"), var);
+                problems.extend(unset(format!("sms.smsc[{i}].password_env"), var));
             }
         }
         for (i, hook) in self.webhooks.iter().enumerate() {
-            env(format!("webhooks[{i}].secret_env"), &hook.secret_env);
+            let at = format!("webhooks[{i}].secret_env");
+            let var = &hook.secret_env;
+            // An empty key signs what anyone can sign (an unset variable
+            // put into a compose file is empty, not absent).
+            problems.extend(match values(var).map(std::ffi::OsString::into_string) {
+                None => unset(at, var),
+                Some(Ok(secret)) if secret.is_empty() => Some(format!(
+                    "{at}: environment variable {var} is empty: a webhook's signature needs a secret"
+                )),
+                Some(Ok(_)) => None,
+                Some(Err(_)) => Some(format!("{at}: environment variable {var} is not valid UTF-8")),
+            });
         }
         for (at, cert, key) in [
             ("api.tls", &self.api.tls_cert_file, &self.api.tls_key_file),

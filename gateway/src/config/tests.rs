@@ -100,7 +100,7 @@ fn every_secret_named_but_not_set_is_a_problem() {
         secret_env = "HOOK_SECRET"
     "#;
     let c = Config::from_toml(text, Vec::new()).expect("parse");
-    let ConfigError::Invalid(problems) = c.validate_with(&|_| false).expect_err("unset") else {
+    let ConfigError::Invalid(problems) = c.validate_with(&|_| None).expect_err("unset") else {
         panic!("not Invalid")
     };
     assert_eq!(
@@ -117,10 +117,27 @@ fn every_secret_named_but_not_set_is_a_problem() {
         "{problems:#?}"
     );
     assert_eq!(problems.len(), 4, "{problems:#?}");
-    let ConfigError::Invalid(problems) = c.validate_with(&|_| true).expect_err("file") else {
+    let ConfigError::Invalid(problems) = c
+        .validate_with(&|_| Some("s3cret".into()))
+        .expect_err("file")
+    else {
         panic!("not Invalid")
     };
     assert_eq!(problems.len(), 1, "only the unreadable file: {problems:#?}");
+    let ConfigError::Invalid(problems) = c.validate_with(&|_| Some("".into())).expect_err("empty")
+    else {
+        panic!("not Invalid")
+    };
+    assert_eq!(
+        problems[0],
+        "webhooks[0].secret_env: environment variable HOOK_SECRET is empty: a webhook's signature needs a secret",
+        "{problems:#?}"
+    );
+    assert_eq!(
+        problems.len(),
+        2,
+        "the webhook's and the file's: {problems:#?}"
+    );
 }
 
 #[test]

@@ -63,7 +63,7 @@ mod tests {
             let text = format!("[[webhooks]]\nurl = \"{url}\"\nsecret_env = \"S\"\n{ca}");
             Config::from_toml(&text, Vec::new())
                 .expect("parse")
-                .validate_with(&|_| true)
+                .validate_with(&|_| Some("s".into()))
                 .is_ok()
         };
         assert!(check("http://127.0.0.1:9000/hook", ""));

@@ -428,14 +428,7 @@ async fn tracking_keys(
     {
         return clicktrack::Keyring::from_spec(&spec).map_err(setup);
     }
-    let secret = match store.meta(TRACKING_SECRET).await? {
-        Some(secret) => secret,
-        None => {
-            let secret: [u8; 32] = rand::random();
-            store.put_meta(TRACKING_SECRET, secret.to_vec()).await?;
-            secret.to_vec()
-        }
-    };
+    let secret = stored_secret(store, TRACKING_SECRET).await?;
     clicktrack::Keyring::from_secret(1, &secret).map_err(setup)
 }
 
@@ -447,10 +440,42 @@ async fn return_path_secret(config: &Config, store: &dyn Store) -> Result<Vec<u8
     {
         return Ok(secret.into_bytes());
     }
-    if let Some(secret) = store.meta(RETURN_PATH_SECRET).await? {
+    Ok(stored_secret(store, RETURN_PATH_SECRET).await?)
+}
+
+/// The secret kept under `key`, made now if there is none. Nodes starting
+/// together on one store may all find none: only the first one's is
+/// written, and the others take it, so that every node signs alike.
+async fn stored_secret(store: &dyn Store, key: &str) -> Result<Vec<u8>, store::StoreError> {
+    if let Some(secret) = store.meta(key).await? {
         return Ok(secret);
     }
-    let secret: [u8; 32] = rand::random();
-    store.put_meta(RETURN_PATH_SECRET, secret.to_vec()).await?;
-    Ok(secret.to_vec())
+    let made: [u8; 32] = rand::random();
+    if store.put_meta_if(key, None, made.to_vec()).await? {
+        return Ok(made.to_vec());
+    }
+    (store.meta(key).await?).ok_or_else(|| store::StoreError::Corrupt {
+        what: "a secret",
+        detail: format!("{key} written by another node, then gone"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn nodes_starting_together_take_the_same_secret() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Embedded::open(dir.path()).expect("open");
+        let (a, b) = tokio::join!(
+            stored_secret(&store, TRACKING_SECRET),
+            stored_secret(&store, TRACKING_SECRET)
+        );
+        let (a, b) = (a.expect("a secret"), b.expect("a secret"));
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 32);
+        let again = stored_secret(&store, TRACKING_SECRET).await.expect("kept");
+        assert_eq!(again, a);
+    }
 }

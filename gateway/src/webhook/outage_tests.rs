@@ -280,3 +280,62 @@ async fn a_receiver_stalling_after_its_answer_does_not_hold_the_sender() {
         .expect("the post ended, the body given up");
     assert!(posted.is_ok(), "a 200 is an answer: {posted:?}");
 }
+
+/// A receiver whose answer's body never ends is not read into memory: the
+/// body is read up to `MAX_ANSWER_BODY` and the connection dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_answer_body_is_not_read_whole() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const CAP: usize = 256 << 20;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.expect("accept");
+        let mut request = vec![0; 64 * 1024];
+        let _ = socket.read(&mut request).await;
+        let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        socket.write_all(head).await.expect("head");
+        let mut chunk = b"10000\r\n".to_vec();
+        chunk.extend(std::iter::repeat_n(b'x', 0x10000));
+        chunk.extend_from_slice(b"\r\n");
+        let mut written = 0;
+        while written < CAP && socket.write_all(&chunk).await.is_ok() {
+            written += chunk.len();
+        }
+        written
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Embedded::open(dir.path()).expect("open"));
+    let mut sender = sender(store, addr);
+    sender.retry.answer = Duration::from_secs(5);
+    let posted = sender.post(b"{}".to_vec()).await;
+    assert!(posted.is_ok(), "a 200 is an answer: {posted:?}");
+    drop(sender);
+    let written = server.await.expect("server");
+    // What the sockets' buffers took, not the whole stream.
+    assert!(
+        written < 32 << 20,
+        "{written} bytes of the answer were taken"
+    );
+}
+
+/// A post that cannot reach the receiver says why (the client's own
+/// message says only at what stage).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_post_names_its_cause() {
+    let addr = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr")
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Embedded::open(dir.path()).expect("open"));
+    let error = sender(store, addr)
+        .post(b"{}".to_vec())
+        .await
+        .expect_err("nothing listens");
+    let text = error.to_string();
+    assert!(text.contains("refused"), "{text}");
+}
