@@ -75,7 +75,8 @@ fn store_error(e: StoreError) -> BackendError {
         StoreError::Closed { campaign, state } => closed(&campaign, state),
         e @ (StoreError::Open { .. }
         | StoreError::FallbackOf { .. }
-        | StoreError::FallbackElsewhere { .. }) => BackendError::Conflict(e.to_string()),
+        | StoreError::FallbackElsewhere { .. }
+        | StoreError::StateChanged { .. }) => BackendError::Conflict(e.to_string()),
         e @ StoreError::DiskFull { .. } => BackendError::InsufficientStorage(e.to_string()),
         e @ (StoreError::Corrupt { .. } | StoreError::InUse { .. } | StoreError::Unopened(_)) => {
             BackendError::Internal(e.to_string())
@@ -313,8 +314,15 @@ impl GatewayBackend {
         })
     }
 
-    async fn set_state(&self, id: &str, state: CampaignState) -> BackendResult<CampaignView> {
-        let record = self.store.set_state(id, state).await.map_err(store_error)?;
+    /// Moves a campaign to `to` if it is still in one of `from` (a
+    /// control decided on the state it read).
+    async fn change_state(
+        &self,
+        id: &str,
+        from: &[CampaignState],
+        to: CampaignState,
+    ) -> BackendResult<CampaignView> {
+        let record = (self.store.change_state(id, from, to).await).map_err(store_error)?;
         self.wake.notify_one();
         self.view(record).await
     }
@@ -505,14 +513,17 @@ impl Backend for GatewayBackend {
                         "cannot start `{id}`: it has no participants"
                     )));
                 }
-                self.set_state(id, Running).await
+                self.change_state(id, &[Declared], Running).await
             }
             (Control::Start, _) => conflict("start"),
-            (Control::Pause, Running) => self.set_state(id, Paused).await,
+            (Control::Pause, Running) => self.change_state(id, &[Running], Paused).await,
             (Control::Pause, _) => conflict("pause"),
-            (Control::Resume, Paused) => self.set_state(id, Running).await,
+            (Control::Resume, Paused) => self.change_state(id, &[Paused], Running).await,
             (Control::Resume, _) => conflict("resume"),
-            (Control::Cancel, Declared | Running | Paused) => self.set_state(id, Cancelled).await,
+            (Control::Cancel, Declared | Running | Paused) => {
+                let open = [Declared, Running, Paused];
+                self.change_state(id, &open, Cancelled).await
+            }
             (Control::Cancel, _) => conflict("cancel"),
         }
     }

@@ -285,8 +285,12 @@ impl Dispatcher {
             CampaignState::Finished if !settled => Some(CampaignState::Running),
             _ => None,
         };
+        // Only from the state listed: one an operator changed since (a
+        // cancel, a pause) stays as they left it.
+        let from = [campaign.state];
         if let Some(state) = next
-            && let Err(e) = self.store.set_state(&campaign.id, state).await
+            && let Err(e) = self.store.change_state(&campaign.id, &from, state).await
+            && !matches!(e, StoreError::StateChanged { .. })
         {
             tracing::warn!(campaign = %campaign.id, error = %e, "could not change state");
         }

@@ -67,7 +67,7 @@ pub trait Harness: Send + Sync {
 #[macro_export]
 macro_rules! contract_suite {
     ($harness:expr) => {
-        $crate::contract_suite!(@each $harness; everything_acknowledged_survives_a_reopen, concurrent_uploads_of_the_same_customers_add_each_once, unknown_campaigns_are_refused, receipts_settle_messages_by_upstream_id_after_a_reopen, a_receipt_is_read_in_another_base_only_where_it_cannot_be_mistaken, a_lease_that_ran_out_gives_back_nothing_of_the_claim_after_it, engagements_of_one_message_in_one_commit_keep_every_flag, claims_read_scattered_messages_and_keep_oldest_due_first, suppressions_decided_by_the_rules_are_durable_with_their_fact, a_fallback_takes_each_undelivered_participant_once, uploads_are_seen_all_at_once_or_not_at_all, an_upload_never_doubles_a_customer_nor_lands_in_an_ended_campaign, suppressions_are_listed_in_order_a_page_at_a_time, an_ended_campaign_is_deleted_for_good_and_its_number_never_reused, a_fallback_campaign_is_deleted_only_after_its_sources, a_returned_bounce_settles_only_a_message_waiting_for_it, answers_carry_each_address_and_replies_find_their_message, participants_of_many_messages_come_in_the_order_asked, a_conditional_value_is_written_only_over_what_it_expects, a_removed_value_stays_removed, a_large_batch_is_staged_and_published_whole);
+        $crate::contract_suite!(@each $harness; everything_acknowledged_survives_a_reopen, concurrent_uploads_of_the_same_customers_add_each_once, unknown_campaigns_are_refused, receipts_settle_messages_by_upstream_id_after_a_reopen, a_receipt_is_read_in_another_base_only_where_it_cannot_be_mistaken, a_lease_that_ran_out_gives_back_nothing_of_the_claim_after_it, engagements_of_one_message_in_one_commit_keep_every_flag, claims_read_scattered_messages_and_keep_oldest_due_first, suppressions_decided_by_the_rules_are_durable_with_their_fact, a_fallback_takes_each_undelivered_participant_once, uploads_are_seen_all_at_once_or_not_at_all, an_upload_never_doubles_a_customer_nor_lands_in_an_ended_campaign, suppressions_are_listed_in_order_a_page_at_a_time, an_ended_campaign_is_deleted_for_good_and_its_number_never_reused, a_fallback_campaign_is_deleted_only_after_its_sources, a_returned_bounce_settles_only_a_message_waiting_for_it, answers_carry_each_address_and_replies_find_their_message, participants_of_many_messages_come_in_the_order_asked, a_conditional_value_is_written_only_over_what_it_expects, a_removed_value_stays_removed, a_state_changes_only_from_the_states_named, a_large_batch_is_staged_and_published_whole);
     };
     (@each $harness:expr; $($name:ident),+) => {
         $(
@@ -655,6 +655,51 @@ pub async fn suppressions_decided_by_the_rules_are_durable_with_their_fact(h: &d
         ),
         (1, 1, 0)
     );
+}
+
+pub async fn a_state_changes_only_from_the_states_named(h: &dyn Harness) {
+    use CampaignState::*;
+    {
+        let store = h.open().await;
+        store.put_campaign("c1", decl()).await.expect("declare");
+        let refused = store.change_state("c1", &[Paused], Running).await;
+        assert!(
+            matches!(
+                &refused,
+                Err(StoreError::StateChanged { campaign, state: "declared" }) if campaign == "c1"
+            ),
+            "{refused:?}"
+        );
+        let started = store.change_state("c1", &[Declared], Running).await;
+        assert_eq!(started.expect("started").state, Running);
+        // A pause and a cancel decided on the same `running`: one applies.
+        let (paused, cancelled) = tokio::join!(
+            store.change_state("c1", &[Running], Paused),
+            store.change_state("c1", &[Running], Cancelled)
+        );
+        assert!(
+            paused.is_ok() ^ cancelled.is_ok(),
+            "{paused:?} {cancelled:?}"
+        );
+        let lost = if paused.is_ok() { cancelled } else { paused };
+        assert!(
+            matches!(lost, Err(StoreError::StateChanged { .. })),
+            "{lost:?}"
+        );
+        let unknown = store.change_state("nope", &[Running], Paused).await;
+        assert!(
+            matches!(unknown, Err(StoreError::UnknownCampaign(_))),
+            "{unknown:?}"
+        );
+    }
+    let store = h.open().await;
+    let state = store
+        .campaign("c1")
+        .await
+        .expect("read")
+        .expect("kept")
+        .state;
+    assert!(matches!(state, Paused | Cancelled), "{state:?}");
 }
 
 pub async fn a_removed_value_stays_removed(h: &dyn Harness) {

@@ -59,6 +59,13 @@ pub enum StoreError {
         "campaign `{campaign}` cannot fall back to `{fallback}`: they were placed in different shards of the Redis store (store.shards) when declared; declare a new campaign with this fallback"
     )]
     FallbackElsewhere { campaign: String, fallback: String },
+    /// A campaign's state is not one the change asked for may leave (it
+    /// changed after the caller read it).
+    #[error("campaign `{campaign}` is {state} now: its state changed meanwhile")]
+    StateChanged {
+        campaign: String,
+        state: &'static str,
+    },
     #[error("corrupt record in {what}: {detail}")]
     Corrupt { what: &'static str, detail: String },
     /// The data directory's disk is (nearly) full: nothing is written

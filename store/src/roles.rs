@@ -17,7 +17,24 @@ pub trait Catalog: Send + Sync {
     /// Declares a campaign or replaces its declaration; returns the record.
     async fn put_campaign(&self, id: &str, decl: CampaignDecl) -> Result<CampaignRecord>;
 
-    async fn set_state(&self, id: &str, state: CampaignState) -> Result<CampaignRecord>;
+    /// Moves a campaign to `to` if it is in one of `from` now, in the
+    /// same atomic write as the check; else `StateChanged`. A control read
+    /// the state before (a cancel and a resume at once): only one of two
+    /// changes from the same state applies.
+    async fn change_state(
+        &self,
+        id: &str,
+        from: &[CampaignState],
+        to: CampaignState,
+    ) -> Result<CampaignRecord>;
+
+    /// Moves a campaign to `state` from whatever state it is in (a test's
+    /// or a tool's set-up; a control changes it by [`Catalog::change_state`]).
+    async fn set_state(&self, id: &str, state: CampaignState) -> Result<CampaignRecord> {
+        use CampaignState::*;
+        let any = [Declared, Running, Paused, Cancelled, Finished];
+        self.change_state(id, &any, state).await
+    }
 
     async fn campaign(&self, id: &str) -> Result<Option<CampaignRecord>>;
 

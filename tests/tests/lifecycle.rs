@@ -93,6 +93,41 @@ fn nothing_is_sent_before_the_window_opens() {
 
 /// Polls `hook` until its posts after the first `skip` carry the fact with
 /// cursor `last`; returns the posts and, in order, the cursors they carry.
+/// A start and a cancel sent at once, both decided on `declared`: a
+/// cancel answered 200 is what the campaign ends as, never undone by the
+/// start written after it.
+#[test]
+fn a_cancel_answered_is_never_undone_by_a_start_sent_with_it() {
+    let end = must_reach_end();
+    let dir = tempfile::tempdir().unwrap();
+    let peer = SmtpPeer::start(&end, dir.path());
+    let daemon = Daemon::start(dir.path(), &relay_config(&peer));
+    let mut both = 0;
+    for round in 0..30 {
+        let id = format!("race{round}");
+        daemon.email_campaign(&id, None, 1);
+        let control = |action: &'static str| {
+            let (daemon, id) = (&daemon, &id);
+            move || {
+                let path = format!("/v1/campaigns/{id}/{action}");
+                daemon.post(&path, "application/json", b"").status
+            }
+        };
+        let (start, cancel) = std::thread::scope(|s| {
+            let start = s.spawn(control("start"));
+            let cancel = s.spawn(control("cancel"));
+            (start.join().unwrap(), cancel.join().unwrap())
+        });
+        let state = daemon.get(&format!("/v1/campaigns/{id}")).json()["state"].clone();
+        if cancel == 200 {
+            assert_eq!(state, "cancelled", "round {round}: start answered {start}");
+        }
+        both += usize::from(start == 200 && cancel == 200);
+    }
+    println!("{both} of 30 rounds: both answered 200 (the start applied first)");
+    end.reached();
+}
+
 fn wait_for_cursor(hook: &WebhookReceiver, skip: usize, last: u64) -> (Vec<Post>, Vec<u64>) {
     let started = Instant::now();
     loop {

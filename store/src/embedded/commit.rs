@@ -34,6 +34,8 @@ pub(super) enum Op {
     },
     SetState {
         id: String,
+        /// The states it may change from.
+        from: Vec<CampaignState>,
         state: CampaignState,
         reply: oneshot::Sender<Result<CampaignRecord>>,
     },
@@ -459,11 +461,30 @@ impl Committer {
                 g.effects.push(Effect::Campaign(Box::new(record.clone())));
                 g.answers.push(Answer::Campaign(reply, Box::new(record)));
             }
-            Op::SetState { id, state, reply } => {
+            Op::SetState {
+                id,
+                from,
+                state,
+                reply,
+            } => {
                 let Some(c) = index.campaigns.get(&id) else {
                     let _ = reply.send(Err(StoreError::UnknownCampaign(id)));
                     return;
                 };
+                // Checked against what this group wrote before it too.
+                let now = (g.effects.iter().rev())
+                    .find_map(|e| match e {
+                        Effect::Campaign(r) if r.id == id => Some(r.state),
+                        _ => None,
+                    })
+                    .unwrap_or(c.record.state);
+                if !from.contains(&now) {
+                    let _ = reply.send(Err(StoreError::StateChanged {
+                        campaign: id,
+                        state: now.as_str(),
+                    }));
+                    return;
+                }
                 // Decided on counts read earlier: a participant staged or
                 // published since keeps it running.
                 if state == CampaignState::Finished && !c.may_finish() {

@@ -26,10 +26,16 @@ impl Catalog for Embedded {
         .await
     }
 
-    async fn set_state(&self, id: &str, state: CampaignState) -> Result<CampaignRecord> {
+    async fn change_state(
+        &self,
+        id: &str,
+        from: &[CampaignState],
+        to: CampaignState,
+    ) -> Result<CampaignRecord> {
         self.submit(|reply| Op::SetState {
             id: id.to_owned(),
-            state,
+            from: from.to_vec(),
+            state: to,
             reply,
         })
         .await

@@ -505,13 +505,26 @@ impl Catalog for Redis {
         Err(contended("declaring a campaign"))
     }
 
-    async fn set_state(&self, id: &str, state: CampaignState) -> Result<CampaignRecord> {
+    async fn change_state(
+        &self,
+        id: &str,
+        from: &[CampaignState],
+        state: CampaignState,
+    ) -> Result<CampaignRecord> {
         let seq = self.seq_of(id).await?;
         write_until_applied!(self, self.shard(seq), "changing a campaign's state", |p| {
             let c = p
                 .campaign(seq)
                 .await?
                 .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
+            // Read in the write's transaction: a change applied meanwhile
+            // makes it read again.
+            if !from.contains(&c.state) {
+                return Err(StoreError::StateChanged {
+                    campaign: id.to_owned(),
+                    state: c.state.as_str(),
+                });
+            }
             if state == CampaignState::Finished {
                 // Decided on what is read here and checked unchanged:
                 // a participant staged or made live meanwhile keeps it
