@@ -23,6 +23,8 @@ mod idle;
 const IDLE_WINDOW: Duration = Duration::from_secs(10);
 /// How long in-flight requests get to finish once shutdown is asked.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Most bytes of a request head read (hyper's least is 8 KiB).
+const MAX_HEAD: usize = 16 * 1024;
 /// Pause after a failed `accept` (e.g. out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -56,7 +58,11 @@ where
         // Answers are a few hundred bytes: one buffer, one write(2).
         .writev(false)
         // Slow and idle clients are closed by `idle::unless_idle` instead.
-        .header_read_timeout(None);
+        .header_read_timeout(None)
+        // A request here is a token and a few headers: a head longer than
+        // this is answered 431 rather than buffered (hyper's default, about
+        // 400 KiB, let the connections held at once take gigabytes).
+        .max_buf_size(MAX_HEAD);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let slot = tokio::select! {

@@ -538,6 +538,31 @@ async fn serve_accepts_no_connection_beyond_its_limit_until_one_closes() {
     assert!(res.starts_with("HTTP/1.1 302 Found\r\n"), "{res}");
 }
 
+#[tokio::test]
+async fn serve_refuses_a_request_head_too_long_to_be_one_of_ours() {
+    let f = fixture();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(
+        listener,
+        f.tracking.clone(),
+        64,
+        None,
+        std::future::pending(),
+    ));
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let padding = "x".repeat(64 * 1024);
+    let request = format!(
+        "HEAD {} HTTP/1.1\r\nHost: t\r\nX-Pad: {padding}\r\n\r\n",
+        f.click(7, 0)
+    );
+    let res = exchange(&mut conn, &request).await;
+    assert!(
+        res.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+        "{res}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn serve_closes_a_connection_whose_request_head_never_completes() {
     let f = fixture();
