@@ -138,6 +138,12 @@ enum PostError {
     Status(hyper::StatusCode),
 }
 
+/// The meta key of the cursor of the last fact delivered to the webhook
+/// configured `index`th, to `url` (retention keeps the facts after it).
+pub fn cursor_key(index: usize, url: &str) -> String {
+    format!("webhook:{index}:{url}")
+}
+
 /// `error` and each error that caused it, outermost first.
 fn with_causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -174,7 +180,7 @@ pub struct WebhookSender {
 
 impl WebhookSender {
     fn cursor_key(&self) -> String {
-        format!("webhook:{}:{}", self.index, self.config.url)
+        cursor_key(self.index, &self.config.url)
     }
 
     /// The cursor of the last batch delivered, as stored. An error (the

@@ -367,7 +367,7 @@ mod shards {
                 .expect("add");
         }
         let forgotten = store
-            .forget_before(domain::now_ms() + 60_000)
+            .forget_before(domain::now_ms() + 60_000, &[])
             .await
             .expect("sweep");
         assert_eq!(forgotten.facts, 6);

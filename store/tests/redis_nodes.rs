@@ -11,7 +11,7 @@ use domain::{
     SuppressReason, Update, now_ms,
 };
 use store::{
-    Catalog, Intake, Ledger, Paced, Queue, Shared, Store, StoreError, SuppressionQuery,
+    Catalog, Intake, Ledger, LimitState, Paced, Queue, Shared, Store, StoreError, SuppressionQuery,
     Suppressions, redis::Forgotten,
 };
 use support::RedisServer;
@@ -283,7 +283,7 @@ async fn what_ended_before_the_retention_time_is_forgotten() {
         .await
         .expect("add");
 
-    let first = store.forget_before(cutoff).await.expect("sweep");
+    let first = store.forget_before(cutoff, &[]).await.expect("sweep");
     assert_eq!(
         first,
         Forgotten {
@@ -300,15 +300,63 @@ async fn what_ended_before_the_retention_time_is_forgotten() {
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(left[0].cursor, 31, "cursors stay as they were");
 
-    let second = store.forget_before(cutoff).await.expect("sweep");
+    let second = store.forget_before(cutoff, &[]).await.expect("sweep");
     assert_eq!(second.campaigns, 1, "then the fallback campaign");
     assert_eq!(second.leftovers, 10, "and its addresses' latest messages");
     assert!(store.campaign("sms").await.expect("answers").is_none());
     assert!(store.campaign("running").await.expect("answers").is_some());
     assert_eq!(
-        store.forget_before(cutoff).await.expect("sweep"),
+        store.forget_before(cutoff, &[]).await.expect("sweep"),
         Forgotten::default()
     );
+}
+
+/// Facts past the retention time that a webhook has not delivered stay
+/// (its receiver may be down for longer); once it has, they go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn facts_a_webhook_has_not_delivered_outlast_the_retention_time() {
+    let redis = RedisServer::start();
+    let store = redis.open("a").await.expect("open");
+    store
+        .put_campaign("c", CampaignDecl::new(ChannelKind::Email, "c"))
+        .await
+        .expect("declare");
+    store
+        .add_participants("c", people(10), 1_000)
+        .await
+        .expect("add");
+    let cutoff = now_ms() + 1;
+    let readers = [
+        "webhook:0:https://crm.example/a".to_owned(),
+        "webhook:1:https://crm.example/b".to_owned(),
+    ];
+    store
+        .put_meta(&readers[0], b"10".to_vec())
+        .await
+        .expect("a read all");
+    // The other has read nothing yet: everything stays.
+    let kept = store.forget_before(cutoff, &readers).await.expect("sweep");
+    assert_eq!(kept.facts, 0);
+    store
+        .put_meta(&readers[1], b"4".to_vec())
+        .await
+        .expect("b read 4");
+    let some = store.forget_before(cutoff, &readers).await.expect("sweep");
+    assert!(some.facts <= 4, "{some:?}");
+    let left = store.events(0, 100).await.expect("events");
+    assert!(left.iter().all(|f| f.cursor > some.facts), "{left:?}");
+    assert_eq!(left.last().map(|f| f.cursor), Some(10));
+    assert!(
+        left.iter().any(|f| f.cursor == 5),
+        "the first fact b lacks stays"
+    );
+    store
+        .put_meta(&readers[1], b"10".to_vec())
+        .await
+        .expect("b read all");
+    let rest = store.forget_before(cutoff, &readers).await.expect("sweep");
+    assert_eq!(some.facts + rest.facts, 10);
+    assert!(store.events(0, 100).await.expect("events").is_empty());
 }
 
 /// Submitted with SMSC ids `ids` (several: the parts of one text).

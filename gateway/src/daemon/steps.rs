@@ -49,7 +49,11 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>, RunError> {
             tracing::warn!("{key}: {warning}");
         }
         redis.complete_publishes_while_open();
-        redis.sweep_while_open(store.retention());
+        // The facts a webhook has not delivered stay past the retention.
+        let readers = (config.webhooks.iter().enumerate())
+            .map(|(index, hook)| webhook::cursor_key(index, &hook.url))
+            .collect();
+        redis.sweep_while_open(store.retention(), readers);
         return Ok(redis);
     }
     let path = store.path.clone();

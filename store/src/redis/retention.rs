@@ -15,7 +15,7 @@ use std::{
 use domain::{Fact, Millis, now_ms};
 
 use super::{Redis, keys, plan::RECORD};
-use crate::{Catalog, Result, StoreError, codec};
+use crate::{Catalog, LimitState, Result, StoreError, codec};
 
 /// What a sweep forgot.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -47,9 +47,10 @@ end
 
 impl Redis {
     /// Sweeps every ten minutes while the store is open: forgets what
-    /// ended more than `keep` ago (with `None`, only what a campaign
-    /// deleted through the API left: [`Redis::forget_leftovers`]).
-    pub fn sweep_while_open(self: &Arc<Self>, keep: Option<Duration>) {
+    /// ended more than `keep` ago but the facts `readers` have not read
+    /// (with `None`, only what a campaign deleted through the API left:
+    /// [`Redis::forget_leftovers`]).
+    pub fn sweep_while_open(self: &Arc<Self>, keep: Option<Duration>, readers: Vec<String>) {
         let store: Weak<Self> = Arc::downgrade(self);
         let keep_ms = keep.map(|k| u64::try_from(k.as_millis()).unwrap_or(u64::MAX));
         tokio::spawn(async move {
@@ -57,7 +58,10 @@ impl Redis {
                 tokio::time::sleep(SWEEP_EVERY).await;
                 let Some(store) = store.upgrade() else { return };
                 let swept = match keep_ms {
-                    Some(keep_ms) => store.forget_before(now_ms().saturating_sub(keep_ms)).await,
+                    Some(keep_ms) => {
+                        let cutoff = now_ms().saturating_sub(keep_ms);
+                        store.forget_before(cutoff, &readers).await
+                    }
                     None => store.forget_leftovers().await.map(|leftovers| Forgotten {
                         leftovers,
                         ..Forgotten::default()
@@ -82,11 +86,19 @@ impl Redis {
     }
 
     /// Forgets campaigns that ended before `cutoff`, the feed's facts
-    /// written before it, and what deleted campaigns left behind. Each
-    /// step is tried whether the others fail; the first error is told.
-    pub async fn forget_before(&self, cutoff: Millis) -> Result<Forgotten> {
+    /// written before it that every one of `readers` has read, and what
+    /// deleted campaigns left behind. Each step is tried whether the
+    /// others fail; the first error is told.
+    ///
+    /// `readers` are the meta keys where the feed's readers (webhooks)
+    /// keep the cursor of the last fact they delivered: a receiver down
+    /// for longer than the retention time gets every fact once it is back.
+    pub async fn forget_before(&self, cutoff: Millis, readers: &[String]) -> Result<Forgotten> {
         let campaigns = self.forget_campaigns(cutoff).await;
-        let facts = self.forget_facts(cutoff).await;
+        let facts = match self.least_read(readers).await {
+            Ok(read) => self.forget_facts(cutoff, read).await,
+            Err(e) => Err(e),
+        };
         let leftovers = self.forget_leftovers().await;
         Ok(Forgotten {
             campaigns: campaigns?,
@@ -132,10 +144,27 @@ impl Redis {
         Ok(forgotten)
     }
 
+    /// The cursor up to which every one of `readers` has read (0: one
+    /// has read nothing yet, or keeps what is not a cursor); `None`
+    /// without readers.
+    async fn least_read(&self, readers: &[String]) -> Result<Option<u64>> {
+        let mut least = None;
+        for key in readers {
+            let stored = self.meta(key).await?;
+            let read = stored
+                .as_deref()
+                .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+                .unwrap_or(0);
+            least = Some(least.map_or(read, |l: u64| l.min(read)));
+        }
+        Ok(least)
+    }
+
     /// Trims the feed's oldest entries whose facts all came before
-    /// `cutoff`; answers how many facts went. The shards' facts move into
-    /// the feed first: without a reader they would be kept for ever.
-    async fn forget_facts(&self, cutoff: Millis) -> Result<u64> {
+    /// `cutoff` and are at most cursor `read`; answers how many facts went.
+    /// The shards' facts move into the feed first: without a reader they
+    /// would be kept for ever.
+    async fn forget_facts(&self, cutoff: Millis, read: Option<u64>) -> Result<u64> {
         if !self.shards.one() {
             self.move_facts(usize::MAX).await?;
         }
@@ -165,7 +194,12 @@ impl Redis {
                     Some(run) => codec::decode(run)?,
                     None => Vec::new(),
                 };
-                if run.iter().any(|f| f.at >= cutoff) {
+                // The entry's id is its first fact's cursor (`events`);
+                // one that is not is kept while anyone reads.
+                let first: Option<u64> = id.split_once('-').and_then(|(c, _)| c.parse().ok());
+                let last = first.map(|first| first + (run.len() as u64).saturating_sub(1));
+                let unread = read.is_some_and(|read| last.is_none_or(|last| last > read));
+                if unread || run.iter().any(|f| f.at >= cutoff) {
                     keep_from = Some(id);
                     break 'entries;
                 }
