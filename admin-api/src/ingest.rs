@@ -73,6 +73,10 @@ impl Uploader {
 
     /// One line of input: a participant, or a rejection naming the line.
     fn line(&mut self, line: usize, bytes: &[u8]) {
+        let bytes = match line {
+            1 => without_bom(bytes),
+            _ => bytes,
+        };
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return;
         }
@@ -310,13 +314,19 @@ fn line_error(e: &serde_json::Error) -> String {
 
 /// A JSON array, read whole by the caller: each element is checked on its
 /// own so one bad participant rejects only itself.
+/// `bytes` without the UTF-8 byte order mark that Windows tools write at
+/// the start of a file (RFC 8259 §8.1 lets a parser ignore it).
+fn without_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
+}
+
 pub async fn array(
     backend: Arc<dyn Backend>,
     campaign: &str,
     bytes: &[u8],
     dry_run: bool,
 ) -> Result<UploadResult, ApiError> {
-    let items: Vec<serde_json::Value> = serde_json::from_slice(bytes)
+    let items: Vec<serde_json::Value> = serde_json::from_slice(without_bom(bytes))
         .map_err(|e| ApiError::malformed("malformed JSON array", &e))?;
     let mut up = Uploader::new(backend, campaign, dry_run);
     for (i, item) in items.into_iter().enumerate() {

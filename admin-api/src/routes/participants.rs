@@ -42,22 +42,55 @@ pub async fn upload(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let result = if content_type.starts_with("application/x-ndjson") {
-        ingest::ndjson(s.backend.clone(), &id, body, limit, q.dry_run).await?
-    } else if content_type.is_empty() || content_type.starts_with("application/json") {
-        ingest::array(
-            s.backend.clone(),
-            &id,
-            &s.bodies.read_whole(body, limit).await?,
-            q.dry_run,
-        )
-        .await?
-    } else {
-        return Err(ApiError::bad_request(format!(
-            "Content-Type `{content_type}`: send application/json (an array) or application/x-ndjson"
-        )));
+    let result = match Upload::of(content_type) {
+        Some(Upload::Lines) => {
+            ingest::ndjson(s.backend.clone(), &id, body, limit, q.dry_run).await?
+        }
+        Some(Upload::Array) => {
+            let bytes = s.bodies.read_whole(body, limit).await?;
+            ingest::array(s.backend.clone(), &id, &bytes, q.dry_run).await?
+        }
+        None => {
+            return Err(ApiError::bad_request(format!(
+                "Content-Type `{content_type}`: send application/json (an array) or application/x-ndjson"
+            )));
+        }
     };
     Ok(Json(result))
+}
+
+/// How an upload's body is written, by its media type.
+#[derive(Debug, PartialEq)]
+enum Upload {
+    /// One participant per line.
+    Lines,
+    /// A JSON array.
+    Array,
+}
+
+impl Upload {
+    /// The media type's name without its parameters, in any case (RFC
+    /// 9110 §8.3.1); JSON Lines under its other names too, so that it is
+    /// not read as an array and refused as malformed.
+    fn of(content_type: &str) -> Option<Self> {
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        let is = |name: &str| media.eq_ignore_ascii_case(name);
+        if [
+            "application/x-ndjson",
+            "application/ndjson",
+            "application/jsonl",
+            "application/x-jsonlines",
+        ]
+        .into_iter()
+        .any(is)
+        {
+            Some(Self::Lines)
+        } else if media.is_empty() || is("application/json") {
+            Some(Self::Array)
+        } else {
+            None
+        }
+    }
 }
 
 /// `POST .../participants/from`: another campaign's audience for one
@@ -107,4 +140,26 @@ pub async fn audience(
         out.push(b'\n');
     }
     Ok(([(CONTENT_TYPE, "application/x-ndjson")], out).into_response())
+}
+
+#[cfg(test)]
+mod upload_tests {
+    use super::Upload;
+
+    #[test]
+    fn an_upload_is_read_by_its_media_type_in_any_case() {
+        for lines in [
+            "application/x-ndjson",
+            "Application/X-NDJSON; charset=utf-8",
+            "application/jsonl",
+        ] {
+            assert_eq!(Upload::of(lines), Some(Upload::Lines), "{lines}");
+        }
+        for array in ["", "application/json", "APPLICATION/JSON;charset=UTF-8"] {
+            assert_eq!(Upload::of(array), Some(Upload::Array), "{array}");
+        }
+        for other in ["text/csv", "application/json-seq", "application/jsonx"] {
+            assert_eq!(Upload::of(other), None, "{other}");
+        }
+    }
 }

@@ -1082,6 +1082,22 @@ async fn an_administrator_stops_and_starts_a_named_connector() {
     }
 }
 
+/// A file saved by a Windows tool starts with a byte order mark: its
+/// first participant is read all the same, in either form.
+#[tokio::test]
+async fn an_upload_starting_with_a_byte_order_mark_is_read_whole() {
+    let lines = "\u{FEFF}{\"customer\":\"a\",\"address\":\"a@x.org\"}\n{\"customer\":\"b\",\"address\":\"b@x.org\"}\n";
+    let array = "\u{FEFF}[{\"customer\":\"a\",\"address\":\"a@x.org\"},{\"customer\":\"b\",\"address\":\"b@x.org\"}]";
+    for (content_type, body) in [("application/x-ndjson", lines), ("application/json", array)] {
+        let (_, router) = app(Tokens::default());
+        let uri = "/v1/campaigns/c1/participants?dry_run=true";
+        let (status, json) = call(router, post(uri, content_type, body)).await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        assert_eq!(json["accepted"], 2, "{content_type}: {json}");
+        assert_eq!(json["rejected"], serde_json::json!([]), "{json}");
+    }
+}
+
 #[tokio::test]
 async fn a_dry_run_answers_as_an_upload_would_and_adds_nothing() {
     let body = "{\"customer\":\"a\",\"address\":\"a@x.org\"}\n{\"address\":\"b@x.org\"}\n{\"customer\":\"c\",\"address\":\"c@x.org\"}\n";

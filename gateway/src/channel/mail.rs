@@ -249,21 +249,27 @@ fn split_mailbox(text: &str) -> (Option<String>, String) {
     }
 }
 
-/// A pragmatic check of an addr-spec: what a relay would accept in RCPT TO.
+/// A pragmatic check of an addr-spec: what a relay would accept in RCPT TO
+/// (RFC 5321 §4.1.2: a Dot-string local part, a domain of labels of up to
+/// 63 letters, digits and hyphens, none at a label's ends). An address
+/// refused at send is a hard bounce that suppresses it: a typo is better
+/// refused at upload, naming its line.
 pub fn is_email(address: &str) -> bool {
     let Some((local, domain)) = address.rsplit_once('@') else {
         return false;
     };
+    let label = |l: &str| {
+        (1..=63).contains(&l.len())
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
     address.len() <= 254
-        && !local.is_empty()
         && local.len() <= 64
         && domain.contains('.')
-        && !domain.starts_with(['.', '-'])
-        && !domain.ends_with(['.', '-'])
-        && !domain.contains("..")
-        && domain
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))
+        && domain.split('.').all(label)
+        // Dot-string: atoms joined by single dots.
+        && local.split('.').all(|atom| !atom.is_empty())
         && local.bytes().all(|b| {
             b.is_ascii_graphic()
                 && !matches!(
@@ -411,11 +417,31 @@ mod tests {
 
     #[test]
     fn address_check() {
-        for ok in ["a@b.co", "first.last+tag@sub.example.org"] {
+        let long_ok = format!("a@{}.co", "b".repeat(63));
+        for ok in [
+            "a@b.co",
+            "first.last+tag@sub.example.org",
+            "a@x-y.b2.co",
+            &long_ok,
+        ] {
             assert!(is_email(ok), "{ok}");
         }
+        let long_label = format!("a@{}.co", "b".repeat(64));
         for bad in [
-            "", "a", "@b.co", "a@b", "a@.b.co", "a b@c.co", "a@b..co", "<a@b.co>",
+            "",
+            "a",
+            "@b.co",
+            "a@b",
+            "a@.b.co",
+            "a b@c.co",
+            "a@b..co",
+            "<a@b.co>",
+            "a..b@c.co",
+            ".a@b.co",
+            "a.@b.co",
+            "a@b-.co",
+            "a@-b.co",
+            &long_label,
         ] {
             assert!(!is_email(bad), "{bad}");
         }
