@@ -312,14 +312,14 @@ fn line_error(e: &serde_json::Error) -> String {
     }
 }
 
-/// A JSON array, read whole by the caller: each element is checked on its
-/// own so one bad participant rejects only itself.
 /// `bytes` without the UTF-8 byte order mark that Windows tools write at
 /// the start of a file (RFC 8259 §8.1 lets a parser ignore it).
 fn without_bom(bytes: &[u8]) -> &[u8] {
     bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
 }
 
+/// A JSON array, read whole by the caller: each element is checked on its
+/// own so one bad participant rejects only itself.
 pub async fn array(
     backend: Arc<dyn Backend>,
     campaign: &str,

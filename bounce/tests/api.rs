@@ -237,3 +237,28 @@ fn serialises_for_ndjson() {
     assert_eq!(r["replycode"], 550);
     assert_eq!(json["format"], "dsn");
 }
+
+/// A free-text failure whose copy of the original is not marked, and
+/// reads like a delay (a parcel notice), failed all the same: its 550
+/// says so.
+#[test]
+fn a_free_text_failure_quoting_a_delay_is_a_failure() {
+    let raw = b"Return-Path: <>\r\n\
+From: MAILER-DAEMON@mx.example.org\r\n\
+To: b+tok-42.abc@bounce.example.net\r\n\
+Subject: Mail delivery failed\r\n\
+\r\n\
+This message was created automatically by mail delivery software.\r\n\
+A message that you sent could not be delivered to one or more of its\r\n\
+recipients. This is a permanent error. The following address(es) failed:\r\n\
+\r\n\
+  kim@example.jp\r\n\
+    SMTP error from remote mail server after RCPT TO:<kim@example.jp>:\r\n\
+    550 5.1.1 User unknown\r\n\
+\r\n\
+Your parcel has not yet been delivered: delivery attempts will continue.\r\n";
+    let bounce = classify(raw).expect("classified");
+    assert_eq!(bounce.format, Format::Text);
+    let r = &bounce.recipients[0];
+    assert_eq!((r.kind, r.action.as_deref()), (Kind::Hard, Some("failed")));
+}

@@ -691,6 +691,23 @@ pub async fn a_state_changes_only_from_the_states_named(h: &dyn Harness) {
             matches!(unknown, Err(StoreError::UnknownCampaign(_))),
             "{unknown:?}"
         );
+        // A declaration and a cancel at once: neither undoes the other.
+        store.put_campaign("c2", decl()).await.expect("declare");
+        let renamed = CampaignDecl {
+            name: "renamed".into(),
+            ..decl()
+        };
+        let (declared, cancelled) = tokio::join!(
+            store.put_campaign("c2", renamed),
+            store.change_state("c2", &[Declared], Cancelled)
+        );
+        let c2 = store.campaign("c2").await.expect("read").expect("kept");
+        assert_eq!(c2.state, Cancelled, "{cancelled:?}");
+        match declared {
+            Ok(_) => assert_eq!(c2.decl.name, "renamed"),
+            Err(StoreError::StateChanged { .. }) => assert_eq!(c2.decl.name, "spring"),
+            Err(e) => panic!("{e}"),
+        }
     }
     let store = h.open().await;
     let state = store

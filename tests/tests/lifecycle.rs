@@ -91,8 +91,6 @@ fn nothing_is_sent_before_the_window_opens() {
     end.reached();
 }
 
-/// Polls `hook` until its posts after the first `skip` carry the fact with
-/// cursor `last`; returns the posts and, in order, the cursors they carry.
 /// A start and a cancel sent at once, both decided on `declared`: a
 /// cancel answered 200 is what the campaign ends as, never undone by the
 /// start written after it.
@@ -128,6 +126,8 @@ fn a_cancel_answered_is_never_undone_by_a_start_sent_with_it() {
     end.reached();
 }
 
+/// Polls `hook` until its posts after the first `skip` carry the fact with
+/// cursor `last`; returns the posts and, in order, the cursors they carry.
 fn wait_for_cursor(hook: &WebhookReceiver, skip: usize, last: u64) -> (Vec<Post>, Vec<u64>) {
     let started = Instant::now();
     loop {

@@ -271,12 +271,16 @@ const DELAY_PHRASES: &[&str] = &[
     "do not need to resend",
 ];
 
-/// True when a report's text (without the copy of the original) says
-/// delivery is still being tried, not given up.
+/// True when a report's text (without the copy of the original, where
+/// one is marked) says delivery is still being tried, and nothing in it
+/// says it failed for good: a permanent failure whose unmarked copy of the
+/// original says "has not yet been delivered" (a parcel notice) is one.
 fn reads_like_delay(report: &str) -> bool {
     static MATCHER: LazyLock<Option<aho_corasick::AhoCorasick>> =
         LazyLock::new(|| rules::phrase_matcher(DELAY_PHRASES));
-    MATCHER.as_ref().is_some_and(|m| m.is_match(report))
+    let permanent = status::find_status(report).is_some_and(|s| s.class == 5)
+        || status::find_reply_code(report, false).is_some_and(|code| code >= 500);
+    !permanent && MATCHER.as_ref().is_some_and(|m| m.is_match(report))
 }
 
 /// True when a message that does not look like a report by its headers

@@ -192,6 +192,7 @@ impl SmsChannel {
             recorded: deps.recorded.clone(),
             unmatched: intake::unmatched_receipts(),
             metrics: metrics.clone(),
+            node: deps.config.store.node_name(),
         };
         tasks.spawn(intake.run(rx));
         Ok(Self {

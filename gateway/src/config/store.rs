@@ -70,6 +70,22 @@ impl Default for StoreConfig {
 }
 
 impl StoreConfig {
+    /// This node's name: `node`, else the host's name and the pid.
+    pub fn node_name(&self) -> String {
+        if let Some(node) = &self.node {
+            return node.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default();
+        let host = if host.is_empty() {
+            "sluice".into()
+        } else {
+            host
+        };
+        format!("{host}-{}", std::process::id())
+    }
+
     pub(super) fn problems(&self) -> Vec<String> {
         match self.engine.as_str() {
             "embedded" => self.embedded_problems(),

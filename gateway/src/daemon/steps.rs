@@ -41,7 +41,7 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>, RunError> {
     let store = &config.store;
     if store.engine == "redis" {
         let options = store
-            .redis_options(store.node.clone().unwrap_or_else(default_node))
+            .redis_options(store.node_name())
             .map_err(RunError::Setup)?;
         let key = options.servers.key();
         let redis = Arc::new(Redis::open(options).await?);
@@ -66,19 +66,6 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>, RunError> {
             .await
             .map_err(|e| RunError::Setup(e.to_string()))??,
     ))
-}
-
-/// A node's name when `store.node` gives none: the host's name and the pid.
-fn default_node() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_default();
-    let host = if host.is_empty() {
-        "sluice".into()
-    } else {
-        host
-    };
-    format!("{host}-{}", std::process::id())
 }
 
 /// What every part of the daemon shares: the store, the secrets' products,

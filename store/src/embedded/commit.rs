@@ -151,6 +151,17 @@ impl Op {
     }
 }
 
+/// Campaign `id`'s record as the ops of group `g` planned so far leave it:
+/// what the last of them wrote, else the index's (which changes only once
+/// the group is durable).
+fn latest_record(g: &Group, index: &Index, id: &str) -> Option<CampaignRecord> {
+    let written = g.effects.iter().rev().find_map(|e| match e {
+        Effect::Campaign(r) if r.id == id => Some(r.as_ref().clone()),
+        _ => None,
+    });
+    written.or_else(|| index.campaigns.get(id).map(|c| c.record.clone()))
+}
+
 /// A memory change to make once its commit is durable.
 enum Effect {
     Campaign(Box<CampaignRecord>),
@@ -430,11 +441,17 @@ impl Committer {
         let ks = self.shared.ks.clone();
         match op {
             Op::PutCampaign { id, decl, reply } => {
-                let record = match index.campaigns.get(&id) {
-                    Some(c) => CampaignRecord {
-                        decl: *decl,
-                        ..c.record.clone()
-                    },
+                let record = match latest_record(g, index, &id) {
+                    // Only a declared campaign is declared again; the API
+                    // checked so, but a start may be in this very group.
+                    Some(c) if c.state != CampaignState::Declared => {
+                        let _ = reply.send(Err(StoreError::StateChanged {
+                            campaign: id,
+                            state: c.state.as_str(),
+                        }));
+                        return;
+                    }
+                    Some(c) => CampaignRecord { decl: *decl, ..c },
                     None => {
                         let seq = index.next_campaign;
                         index.next_campaign += 1;
@@ -467,34 +484,26 @@ impl Committer {
                 state,
                 reply,
             } => {
-                let Some(c) = index.campaigns.get(&id) else {
+                let (Some(c), Some(current)) =
+                    (index.campaigns.get(&id), latest_record(g, index, &id))
+                else {
                     let _ = reply.send(Err(StoreError::UnknownCampaign(id)));
                     return;
                 };
-                // Checked against what this group wrote before it too.
-                let now = (g.effects.iter().rev())
-                    .find_map(|e| match e {
-                        Effect::Campaign(r) if r.id == id => Some(r.state),
-                        _ => None,
-                    })
-                    .unwrap_or(c.record.state);
-                if !from.contains(&now) {
+                if !from.contains(&current.state) {
                     let _ = reply.send(Err(StoreError::StateChanged {
                         campaign: id,
-                        state: now.as_str(),
+                        state: current.state.as_str(),
                     }));
                     return;
                 }
                 // Decided on counts read earlier: a participant staged or
                 // published since keeps it running.
                 if state == CampaignState::Finished && !c.may_finish() {
-                    let _ = reply.send(Ok(c.record.clone()));
+                    let _ = reply.send(Ok(current));
                     return;
                 }
-                let record = CampaignRecord {
-                    state,
-                    ..c.record.clone()
-                };
+                let record = CampaignRecord { state, ..current };
                 g.batch
                     .insert(&ks.campaigns, record.id.as_str(), codec::encode(&record));
                 g.effects.push(Effect::Campaign(Box::new(record.clone())));

@@ -479,6 +479,14 @@ impl Catalog for Redis {
             let declared =
                 write_until_applied!(self, self.shard(seq), "declaring a campaign", |p| {
                     let record = match p.campaign(seq).await? {
+                        // Only a declared campaign is declared again; the
+                        // API checked so, but a start may have come since.
+                        Some(c) if c.state != CampaignState::Declared => {
+                            return Err(StoreError::StateChanged {
+                                campaign: id.to_owned(),
+                                state: c.state.as_str(),
+                            });
+                        }
                         Some(c) => Some(CampaignRecord {
                             decl: decl.clone(),
                             ..Arc::unwrap_or_clone(c)

@@ -543,7 +543,9 @@ fn a_receipt_ahead_of_its_id_is_answered_parked_and_matched_when_the_id_comes() 
     let dir = tempfile::tempdir().unwrap();
     // The fake's own receipt is held back: the early one is the only one.
     let smsc = FakeSmsc::start(our_smsc().hold_receipts().first_id(7));
-    let mut daemon = start_with(dir.path(), &smsc, "receipt_wait_secs = 8", "");
+    // `sms.receipt_wait_secs` is its default, 60 s: answered before it is
+    // over, the receipt was parked.
+    let mut daemon = start(dir.path(), &smsc, "");
     smsc.send_stray_receipt(&MessageIds::Decimal.format(7));
     let acks = smsc.wait_for_receipt_acks(1, T);
     assert_eq!(acks[0].response, Some(status::OK));

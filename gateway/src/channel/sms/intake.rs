@@ -84,6 +84,8 @@ pub struct Intake {
     pub unmatched: Kept,
     /// Where parked receipts taken up again after a restart are counted.
     pub metrics: Arc<Metrics>,
+    /// This node's name, which its parked receipts carry.
+    pub node: String,
 }
 
 /// A receipt not settled yet: not tried, or its id unknown when tried.
@@ -270,8 +272,9 @@ impl Intake {
         }
     }
 
-    /// The receipts parked before this start (by this node or another),
-    /// waiting again for their ids until they were to.
+    /// The receipts this node parked before this start, waiting again for
+    /// their ids until they were to, and those another node of a shared
+    /// store left well past their wait (to be settled once).
     async fn take_up_parked(&self) -> Pending {
         let mut pending = Pending::default();
         let stored = match self.store.meta_prefix(parked::PREFIX).await {
@@ -297,6 +300,11 @@ impl Intake {
                     continue;
                 }
             };
+            let abandoned_after = parked::ABANDONED_AFTER.as_millis() as u64;
+            let ours = p.node == self.node || self.store.shared().is_none();
+            if !ours && wall < p.until.saturating_add(abandoned_after) {
+                continue; // Its node is settling it.
+            }
             let counts = (counts.entry(p.labels))
                 .or_insert_with_key(|labels| Arc::new(ReceiptCounts::new(&self.metrics, labels)))
                 .clone();
@@ -414,8 +422,6 @@ impl Intake {
                 }),
             }
         }
-        self.unpark(unparked).await;
-        self.give_up(expired, pending).await;
         let parked = join_all(to_park.into_iter().map(|(w, until)| {
             pending.parked_ever += 1;
             self.park(w, until, pending.parked_ever)
@@ -424,6 +430,9 @@ impl Intake {
         for w in parked {
             pending.wait_again(w);
         }
+        self.unpark(unparked).await;
+        // Last: what waits again from here on came later than all above.
+        self.give_up(expired, pending).await;
     }
 
     /// Parks a receipt waiting for its id `until`, durably, as this node's
@@ -436,7 +445,7 @@ impl Intake {
         let left = until.saturating_duration_since(Instant::now()).as_millis();
         let until_ms = now_ms().saturating_add(u64::try_from(left).unwrap_or(u64::MAX));
         let key = parked::key(&w.receipt, n);
-        let value = parked::encode(&w.receipt, &w.wait.counts.labels, until_ms);
+        let value = parked::encode(&self.node, &w.receipt, &w.wait.counts.labels, until_ms);
         let held = match self.store.put_meta(&key, value.clone()).await {
             Ok(()) => {
                 delivered.answer(CommandStatus::EsmeRok);

@@ -8,8 +8,10 @@
 //! arrival is written under a meta key `early-receipt:SMSC:ID:AT:N`, answered
 //! once that is durable, and matched again every [`RETRY_EVERY`] until its
 //! wait is over; its key goes once it is settled. A restarted node takes up
-//! every parked receipt again. At most [`MAX`] are parked by a node: beyond,
-//! a receipt waits unanswered, which holds the SMSC back.
+//! the receipts it parked (by its `store.node` name) and, on a store nodes
+//! share, those another node left [`ABANDONED_AFTER`] their wait: a live
+//! node settles its own. At most [`MAX`] are parked by a node: beyond, a
+//! receipt waits unanswered, which holds the SMSC back.
 
 use std::time::Duration;
 
@@ -27,6 +29,9 @@ pub const MAX: usize = 10_000;
 pub const AFTER: Duration = Duration::from_secs(1);
 /// How often a parked receipt is matched again.
 pub const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// How long after its wait a parked receipt of another node is taken up
+/// by a node that starts: that node is gone, or would have settled it.
+pub const ABANDONED_AFTER: Duration = Duration::from_secs(60);
 /// What a parked receipt's key holds once a node has claimed it to give it
 /// up on (several nodes may have taken it up).
 pub const CLAIMED: &[u8] = b"claimed";
@@ -34,6 +39,8 @@ pub const CLAIMED: &[u8] = b"claimed";
 /// A parked receipt as it is stored (JSON).
 #[derive(Debug, Serialize, Deserialize)]
 struct Stored {
+    /// The node that parked it.
+    node: String,
     smsc: u16,
     /// The labels its bind counts receipts under.
     smsc_name: String,
@@ -50,6 +57,7 @@ struct Stored {
 
 /// A parked receipt read back.
 pub struct Parked {
+    pub node: String,
     pub receipt: ReceiptIn,
     pub labels: BindLabels,
     pub until: Millis,
@@ -60,9 +68,11 @@ pub fn key(receipt: &ReceiptIn, n: u64) -> String {
     format!("{PREFIX}{}:{}:{}:{n}", receipt.smsc, receipt.id, receipt.at)
 }
 
-pub fn encode(receipt: &ReceiptIn, labels: &BindLabels, until: Millis) -> Vec<u8> {
+/// A receipt `node` parks, waiting for its id `until`.
+pub fn encode(node: &str, receipt: &ReceiptIn, labels: &BindLabels, until: Millis) -> Vec<u8> {
     let d = &receipt.detail;
     let stored = Stored {
+        node: node.to_owned(),
         smsc: receipt.smsc,
         smsc_name: labels.smsc.clone(),
         bind: labels.bind.clone(),
@@ -86,6 +96,7 @@ pub fn decode(value: &[u8]) -> serde_json::Result<Parked> {
         ..FactDetail::default()
     };
     Ok(Parked {
+        node: s.node,
         receipt: ReceiptIn {
             smsc: s.smsc,
             id: s.id,
@@ -126,7 +137,8 @@ mod tests {
             smsc: "main".into(),
             bind: "1".into(),
         };
-        let parked = decode(&encode(&receipt, &labels, 61_700)).expect("reads back");
+        let parked = decode(&encode("n1", &receipt, &labels, 61_700)).expect("reads back");
+        assert_eq!(parked.node, "n1");
         assert_eq!(parked.receipt, receipt);
         assert_eq!(parked.labels, labels);
         assert_eq!(parked.until, 61_700);
