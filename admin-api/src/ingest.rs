@@ -152,7 +152,7 @@ impl Uploader {
             self.backend.abandon(self.upload).await;
             self.ended = true;
             let mut done = std::mem::take(&mut self.done);
-            done.rejected.sort_by_key(|r| r.line);
+            done.list_first();
             return Ok(done);
         }
         let published = match self.backend.publish(self.upload).await {
@@ -162,7 +162,7 @@ impl Uploader {
         self.ended = true;
         let mut done = std::mem::take(&mut self.done);
         done.published(published);
-        done.rejected.sort_by_key(|r| r.line);
+        done.list_first();
         Ok(done)
     }
 

@@ -163,6 +163,7 @@ impl GatewayBackend {
         }
         unended.ended = true;
         result.published(added?);
+        result.list_first();
         Ok(result)
     }
 

@@ -444,6 +444,21 @@ async fn overlong_lines_and_values_are_rejected_with_short_reasons() {
     assert!(errors.iter().all(|e| e.1.len() < 200), "{errors:?}");
 }
 
+/// Refusals come out of line order (the store's, per batch, after later
+/// lines' parse errors): the first lines are the ones listed.
+#[test]
+fn the_first_refused_lines_are_listed_whatever_order_they_come_in() {
+    let mut result = UploadResult::default();
+    let max = UploadResult::MAX_LISTED;
+    for line in (1..=3 * max).rev() {
+        result.reject(Rejected::new(line, "bad"));
+    }
+    result.list_first();
+    let lines: Vec<usize> = result.rejected.iter().map(|r| r.line).collect();
+    assert_eq!(lines, (1..=max).collect::<Vec<_>>());
+    assert_eq!(result.rejected_total, 3 * max as u64);
+}
+
 /// Refused lines are listed up to a bound and all counted, so an upload of
 /// garbage cannot make the answer grow with it; a line over the limit cut
 /// across chunks is refused like one in a single chunk.

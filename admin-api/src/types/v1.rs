@@ -195,12 +195,24 @@ impl UploadResult {
     /// answer (and the memory that holds it) grow with its size.
     pub const MAX_LISTED: usize = 10_000;
 
-    /// Counts a refused line, and lists it while there is room.
+    /// Counts a refused line, and lists it if it may be among the first
+    /// [`UploadResult::MAX_LISTED`] ([`UploadResult::list_first`] keeps
+    /// those). Lines come out of order (a batch's refusals by the store
+    /// come after later lines' parse errors), so the list is cut to the
+    /// first ones whenever it doubles: memory stays bounded.
     pub fn reject(&mut self, rejected: Rejected) {
         self.rejected_total += 1;
-        if self.rejected.len() < Self::MAX_LISTED {
-            self.rejected.push(rejected);
+        self.rejected.push(rejected);
+        if self.rejected.len() >= 2 * Self::MAX_LISTED {
+            self.list_first();
         }
+    }
+
+    /// Keeps the first [`UploadResult::MAX_LISTED`] refused lines listed,
+    /// in line order: what the answer shows.
+    pub fn list_first(&mut self) {
+        self.rejected.sort_by_key(|r| r.line);
+        self.rejected.truncate(Self::MAX_LISTED);
     }
 
     /// Settles the answer once the upload published `published`

@@ -8,8 +8,8 @@
 //! it arrived is durable ([`Recorded`]); one still unknown then waits
 //! here, unanswered, and is matched again once the outcomes handed by then
 //! are durable (or after `RETRY_EVERY`: another node may have sent its
-//! message). One still unknown [`parked::AFTER`] its arrival is parked
-//! durably and answered ([`parked`]). Either way it is matched again until
+//! message). One still unknown `parked::AFTER` its arrival is parked
+//! durably and answered (`parked.rs`). Either way it is matched again until
 //! the id is known or `wait` has passed; then it is kept as unmatched.
 
 use std::{
