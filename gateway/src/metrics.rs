@@ -21,6 +21,13 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+/// One webhook, by its place in `[[webhooks]]` (its URL may carry a
+/// secret in its query).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    pub webhook: String,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BounceLabels {
     pub kind: &'static str,
@@ -99,6 +106,8 @@ pub struct Metrics {
     pub queue_depth: Family<ChannelLabels, Gauge>,
     /// Webhook batches by result.
     pub webhook_batches: Family<OutcomeLabels, Counter>,
+    /// Per webhook, how old the oldest fact it has not delivered is.
+    pub webhook_backlog_age: Family<WebhookLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Bounced recipients by kind and reason (at send time and returned).
     pub bounces: Family<BounceLabels, Counter>,
     /// Returned mail that matched no message (kept, not dropped).
@@ -178,6 +187,13 @@ impl Default for Metrics {
             "webhook_batches",
             "Webhook batches by result",
             webhook_batches.clone(),
+        );
+        let webhook_backlog_age =
+            Family::<WebhookLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "webhook_backlog_age_seconds",
+            "Per webhook, the age of the oldest fact it has not delivered (0: none waiting, or another node delivers)",
+            webhook_backlog_age.clone(),
         );
         let bounces = Family::<BounceLabels, Counter>::default();
         registry.register(
@@ -294,6 +310,7 @@ impl Default for Metrics {
             in_flight,
             queue_depth,
             webhook_batches,
+            webhook_backlog_age,
             bounces,
             bounces_unmatched,
             relay_up,
@@ -390,6 +407,16 @@ impl Metrics {
                 status,
             })
             .inc();
+    }
+
+    /// Notes that webhook `index`'s oldest fact not delivered is
+    /// `age_secs` old.
+    pub fn webhook_backlog(&self, index: usize, age_secs: f64) {
+        self.webhook_backlog_age
+            .get_or_create(&WebhookLabels {
+                webhook: index.to_string(),
+            })
+            .set(age_secs);
     }
 
     fn with_known_labels(self) -> Self {

@@ -239,6 +239,8 @@ impl WebhookSender {
         let mut backoff = self.retry.first;
         while !shutdown.is_cancelled() {
             if !self.leads().await {
+                // Another node delivers: its gauge tells.
+                self.metrics.webhook_backlog(self.index, 0.0);
                 known = None;
                 tokio::select! { () = shutdown.cancelled() => break, () = tokio::time::sleep(IDLE) => continue }
             }
@@ -253,7 +255,14 @@ impl WebhookSender {
                 },
             };
             let events = match self.store.events(position.after, self.config.batch).await {
-                Ok(e) => e,
+                Ok(e) => {
+                    let oldest = e
+                        .first()
+                        .map_or(0, |e| domain::now_ms().saturating_sub(e.at));
+                    self.metrics
+                        .webhook_backlog(self.index, oldest as f64 / 1000.0);
+                    e
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "webhook: reading the feed failed");
                     Vec::new()

@@ -21,7 +21,10 @@ use store::{Catalog, Intake, LimitState, embedded::Embedded};
 use tokio_util::sync::CancellationToken;
 
 use super::{Retry, WebhookSender};
-use crate::{config::Webhook, metrics::Metrics};
+use crate::{
+    config::Webhook,
+    metrics::{Metrics, WebhookLabels},
+};
 
 const FACTS: usize = 5_000;
 const BATCH: usize = 200;
@@ -142,11 +145,22 @@ async fn a_receiver_down_for_an_hour_gets_the_backlog_in_order_once_back() {
     let store = backlog(dir.path()).await;
     let (receiver, addr) = receiver().await;
     let sender = sender(store.clone(), addr);
+    let metrics = sender.metrics.clone();
+    let backlog_age = || {
+        metrics
+            .webhook_backlog_age
+            .get_or_create(&WebhookLabels {
+                webhook: "0".into(),
+            })
+            .get()
+    };
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(sender.run(shutdown.clone()));
 
     let hour = Duration::from_secs(3600) / SCALE;
     tokio::time::sleep(hour).await;
+    // The facts date from the epoch's first second: the gauge says so.
+    assert!(backlog_age() > 1e9, "{}", backlog_age());
     let refused = receiver.refused.lock().expect("lock").clone();
     assert!(
         refused.iter().all(|&(_, first)| first == 1),
@@ -174,6 +188,15 @@ async fn a_receiver_down_for_an_hour_gets_the_backlog_in_order_once_back() {
 
     receiver.down.store(false, Ordering::Relaxed);
     delivered(&receiver, FACTS).await;
+    let start = Instant::now();
+    while backlog_age() != 0.0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{}",
+            backlog_age()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     shutdown.cancel();
     running.await.expect("sender");
     let delivered = receiver.delivered.lock().expect("lock").clone();
