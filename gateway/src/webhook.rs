@@ -276,7 +276,13 @@ impl WebhookSender {
             let events: Vec<Event> = events.into_iter().map(Event::of).collect();
             let body =
                 serde_json::to_vec(&serde_json::json!({ "events": events })).unwrap_or_default();
-            let delivered = self.post(body).await;
+            // Stopping cuts a post short: the batch goes again after the
+            // restart (at least once), rather than holding the daemon's
+            // shutdown for up to the answer time.
+            let delivered = tokio::select! {
+                () = shutdown.cancelled() => break,
+                delivered = self.post(body) => delivered,
+            };
             let label = if delivered.is_ok() {
                 "delivered"
             } else {

@@ -367,3 +367,33 @@ async fn a_failed_post_names_its_cause() {
     let text = error.to_string();
     assert!(text.contains("refused"), "{text}");
 }
+
+/// Stopping does not wait for a receiver that does not answer: the batch
+/// goes again after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_in_flight_does_not_hold_the_shutdown() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (accepted, taken) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.expect("accept");
+        let _ = accepted.send(());
+        // Reads nothing, answers nothing.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        drop(socket);
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = backlog(dir.path()).await;
+    let sender = sender(store, addr);
+    assert_eq!(sender.retry.answer, Duration::from_secs(30));
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(sender.run(shutdown.clone()));
+    taken.await.expect("the post began");
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("stopped before the post's 30 s answer time")
+        .expect("sender");
+}
