@@ -42,12 +42,16 @@ impl Webhook {
         if self.ca_file.is_some() && !self.is_https() {
             problems.push(format!("{at}.ca_file: only for https:// URLs"));
         }
-        if self.batch == 0 {
-            problems.push(format!("{at}.batch: must be ≥ 1"));
+        if !(1..=MAX_BATCH).contains(&self.batch) {
+            problems.push(format!("{at}.batch: must be 1..={MAX_BATCH}"));
         }
         problems
     }
 }
+
+/// Most events a POST carries: a batch is read into memory whole (and a
+/// typo's extra zeros must not make the feed's read ask for gigabytes).
+const MAX_BATCH: usize = 10_000;
 
 fn default_webhook_batch() -> usize {
     500
@@ -73,6 +77,10 @@ mod tests {
         for url in ["ftp://crm.example/", "https://", "crm.example/hook", ""] {
             assert!(!check(url, ""), "{url}");
         }
+        let url = "http://127.0.0.1:9000/hook";
+        assert!(check(url, "batch = 10000"));
+        assert!(!check(url, "batch = 0"));
+        assert!(!check(url, "batch = 100000000"), "a typo's zeros");
         assert!(!check("http://crm.example/hook", "ca_file = \"ca.pem\""));
     }
 }
