@@ -856,8 +856,12 @@ fn either_node_reads_the_same_feed_and_one_node_posts_each_webhook_batch() {
     wait_until("the campaign finished", Duration::from_secs(30), || {
         a.get("/v1/campaigns/c").json()["state"] == "finished"
     });
-    // Accepted, submitted and delivered for each; the feed's cursors are
+    // Accepted, submitted and delivered for each (a receipt may still be
+    // on its way once the campaign has finished); the feed's cursors are
     // 1, 2, 3, ... from either node.
+    wait_until("every receipt recorded", Duration::from_secs(30), || {
+        a.all_events().len() >= 3 * N
+    });
     let facts = one_feed(&a, &b);
     assert_eq!(facts.len(), 3 * N);
     let cursors: Vec<u64> = (1..=3 * N as u64).collect();
