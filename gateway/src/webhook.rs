@@ -156,6 +156,10 @@ fn with_causes(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// How long a post in flight when the daemon stops may still take: a
+/// batch not answered by then goes again after the restart.
+const ANSWER_WHILE_STOPPING: Duration = Duration::from_secs(5);
+
 /// Most bytes of an answer's body read (and thrown away) so that its
 /// connection can be used again; a longer one closes the connection.
 const MAX_ANSWER_BODY: usize = 64 * 1024;
@@ -276,12 +280,19 @@ impl WebhookSender {
             let events: Vec<Event> = events.into_iter().map(Event::of).collect();
             let body =
                 serde_json::to_vec(&serde_json::json!({ "events": events })).unwrap_or_default();
-            // Stopping cuts a post short: the batch goes again after the
-            // restart (at least once), rather than holding the daemon's
-            // shutdown for up to the answer time.
+            // Stopping waits a little for a post's answer (so that a
+            // receiver that took the batch does not get it again after the
+            // restart), not the whole answer time: the daemon's shutdown
+            // has a grace of its own.
+            let mut post = std::pin::pin!(self.post(body));
             let delivered = tokio::select! {
-                () = shutdown.cancelled() => break,
-                delivered = self.post(body) => delivered,
+                delivered = &mut post => delivered,
+                () = shutdown.cancelled() => {
+                    match tokio::time::timeout(ANSWER_WHILE_STOPPING, &mut post).await {
+                        Ok(delivered) => delivered,
+                        Err(_) => break,
+                    }
+                }
             };
             let label = if delivered.is_ok() {
                 "delivered"

@@ -368,8 +368,8 @@ async fn a_failed_post_names_its_cause() {
     assert!(text.contains("refused"), "{text}");
 }
 
-/// Stopping does not wait for a receiver that does not answer: the batch
-/// goes again after the restart.
+/// Stopping waits for a receiver that does not answer a few seconds, not
+/// the post's answer time: the batch goes again after the restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_post_in_flight_does_not_hold_the_shutdown() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
