@@ -496,20 +496,27 @@ async fn serve_speaks_http1_with_keep_alive_and_stops_on_shutdown() {
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
 
-#[tokio::test]
-async fn serve_accepts_no_connection_beyond_its_limit_until_one_closes() {
-    use std::time::Duration;
-
-    let f = fixture();
+/// The address of `f`'s tracking served, at most `max_connections` at
+/// once, until the test ends.
+async fn serving(f: &Fixture, max_connections: usize) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(serve(
         listener,
         f.tracking.clone(),
-        2,
+        max_connections,
         None,
         std::future::pending(),
     ));
+    addr
+}
+
+#[tokio::test]
+async fn serve_accepts_no_connection_beyond_its_limit_until_one_closes() {
+    use std::time::Duration;
+
+    let f = fixture();
+    let addr = serving(&f, 2).await;
     let request = format!("HEAD {} HTTP/1.1\r\nHost: t\r\n\r\n", f.click(7, 0));
     let mut held = Vec::new();
     for _ in 0..2 {
@@ -541,15 +548,7 @@ async fn serve_accepts_no_connection_beyond_its_limit_until_one_closes() {
 #[tokio::test]
 async fn serve_refuses_a_request_head_too_long_to_be_one_of_ours() {
     let f = fixture();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve(
-        listener,
-        f.tracking.clone(),
-        64,
-        None,
-        std::future::pending(),
-    ));
+    let addr = serving(&f, 64).await;
     let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
     let padding = "x".repeat(64 * 1024);
     let request = format!(
@@ -566,15 +565,7 @@ async fn serve_refuses_a_request_head_too_long_to_be_one_of_ours() {
 #[tokio::test(start_paused = true)]
 async fn serve_closes_a_connection_whose_request_head_never_completes() {
     let f = fixture();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve(
-        listener,
-        f.tracking.clone(),
-        64,
-        None,
-        std::future::pending(),
-    ));
+    let addr = serving(&f, 64).await;
 
     let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
     conn.write_all(b"GET /c/").await.unwrap();

@@ -77,6 +77,26 @@ async fn receiver() -> (Arc<Receiver>, SocketAddr) {
     (state, addr)
 }
 
+/// A receiver of one connection, which `answer` speaks raw HTTP on from
+/// its start (the request unread); its address, and `answer`'s end.
+async fn one_connection<T, F>(
+    answer: impl FnOnce(tokio::net::TcpStream) -> F + Send + 'static,
+) -> (SocketAddr, tokio::task::JoinHandle<T>)
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let handle = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.expect("accept");
+        answer(socket).await
+    });
+    (addr, handle)
+}
+
 /// The sender to `addr` of `store`'s feed, on the short clock.
 fn sender(store: Arc<Embedded>, addr: SocketAddr) -> WebhookSender {
     let config = Webhook {
@@ -279,12 +299,7 @@ async fn a_cursor_moved_by_another_node_meanwhile_is_kept_and_read_again() {
 async fn a_receiver_stalling_after_its_answer_does_not_hold_the_sender() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let (mut socket, _) = listener.accept().await.expect("accept");
+    let (addr, _) = one_connection(|mut socket| async move {
         let mut request = vec![0; 64 * 1024];
         let _ = socket.read(&mut request).await;
         let _ = socket
@@ -293,7 +308,8 @@ async fn a_receiver_stalling_after_its_answer_does_not_hold_the_sender() {
         // The other seven bytes never come; the connection stays open.
         tokio::time::sleep(Duration::from_secs(3600)).await;
         drop(socket);
-    });
+    })
+    .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(Embedded::open(dir.path()).expect("open"));
     let mut sender = sender(store, addr);
@@ -311,12 +327,7 @@ async fn an_endless_answer_body_is_not_read_whole() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     const CAP: usize = 256 << 20;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let server = tokio::spawn(async move {
-        let (mut socket, _) = listener.accept().await.expect("accept");
+    let (addr, server) = one_connection(|mut socket| async move {
         let mut request = vec![0; 64 * 1024];
         let _ = socket.read(&mut request).await;
         let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
@@ -329,7 +340,8 @@ async fn an_endless_answer_body_is_not_read_whole() {
             written += chunk.len();
         }
         written
-    });
+    })
+    .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(Embedded::open(dir.path()).expect("open"));
     let mut sender = sender(store, addr);
@@ -372,18 +384,14 @@ async fn a_failed_post_names_its_cause() {
 /// the post's answer time: the batch goes again after the restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_post_in_flight_does_not_hold_the_shutdown() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let (accepted, taken) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let (socket, _) = listener.accept().await.expect("accept");
+    let (addr, _) = one_connection(|socket| async move {
         let _ = accepted.send(());
         // Reads nothing, answers nothing.
         tokio::time::sleep(Duration::from_secs(3600)).await;
         drop(socket);
-    });
+    })
+    .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let store = backlog(dir.path()).await;
     let sender = sender(store, addr);

@@ -288,6 +288,9 @@ impl Intake {
         let wall = now_ms();
         let mut counts: HashMap<BindLabels, Arc<ReceiptCounts>> = HashMap::new();
         let mut given_up = Vec::new();
+        // Alone on its store, every parked receipt is this node's.
+        let alone = self.store.shared().is_none();
+        let abandoned_after = parked::ABANDONED_AFTER.as_millis() as u64;
         for (key, value) in stored {
             if value == parked::CLAIMED {
                 given_up.push(key);
@@ -300,8 +303,7 @@ impl Intake {
                     continue;
                 }
             };
-            let abandoned_after = parked::ABANDONED_AFTER.as_millis() as u64;
-            let ours = p.node == self.node || self.store.shared().is_none();
+            let ours = alone || p.node == self.node;
             if !ours && wall < p.until.saturating_add(abandoned_after) {
                 continue; // Its node is settling it.
             }
