@@ -55,6 +55,19 @@ struct Entry {
     no_address: bool,
 }
 
+/// How a new participant joins its campaign (`CampaignIndex::takes`).
+#[derive(Debug, Clone, Copy)]
+pub enum Joining<'a> {
+    /// Visible at once (a fallback, an audience copy): never kept out by a
+    /// customer only staged, whose staged entries it supersedes.
+    AtOnce,
+    /// Staged by an upload whose participants so far are these numbers
+    /// (ascending, as they are allocated). Kept out by its own earlier
+    /// entry of the customer, not by another upload's: that is a twin, and
+    /// the twin published first is the one kept.
+    Staged(&'a [u32]),
+}
+
 /// Where a participant is on its way in: only `Live` ones are seen by
 /// counts, claims and queries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,8 +76,9 @@ enum Stage {
     Empty,
     /// Its upload is being read.
     Staged,
-    /// Staged, and then the same customer was added at once (a fallback):
-    /// dropped when its upload is published.
+    /// Staged, and then the same customer was added at once (a fallback)
+    /// or published by a twin of another upload: dropped when its upload
+    /// is published.
     Superseded,
     /// Its upload's publish is being committed.
     Publishing,
@@ -132,7 +146,9 @@ impl Leases {
 #[derive(Debug)]
 pub struct CampaignIndex {
     pub record: CampaignRecord,
-    /// Participant numbers by customer (hashed from the entries' texts).
+    /// Participant numbers by customer (hashed from the entries' texts):
+    /// one a customer, but for twins staged by uploads read at once, and
+    /// those a participant added at once superseded until they are dropped.
     by_customer: HashTable<u32>,
     hasher: RandomState,
     /// Indexed by participant number. An entry exists once durable (and,
@@ -188,26 +204,39 @@ impl CampaignIndex {
             .filter(|e| e.is_live())
     }
 
-    /// The number of the participant with `customer`, in any stage.
-    fn customer_number(&self, customer: &str) -> Option<u32> {
+    /// The numbers of `customer`'s entries, in any stage.
+    fn numbers_of<'a>(&'a self, customer: &'a str) -> impl Iterator<Item = u32> + 'a {
         let hash = self.hasher.hash_one(customer);
-        let (entries, texts) = (&self.entries, &self.texts);
         self.by_customer
-            .find(hash, |&n| customer_of(entries, texts, n) == customer)
+            .iter_hash(hash)
             .copied()
+            .filter(move |&n| customer_of(&self.entries, &self.texts, n) == customer)
     }
 
     fn insert_customer(&mut self, customer: &str, participant: u32) {
         let hash = self.hasher.hash_one(customer);
+        if self.by_customer.find(hash, |&n| n == participant).is_some() {
+            return;
+        }
         let (entries, texts, hasher) = (&self.entries, &self.texts, &self.hasher);
-        match self.by_customer.entry(
-            hash,
-            |&n| customer_of(entries, texts, n) == customer,
-            |&n| hasher.hash_one(customer_of(entries, texts, n)),
-        ) {
-            hashbrown::hash_table::Entry::Occupied(mut e) => *e.get_mut() = participant,
-            hashbrown::hash_table::Entry::Vacant(e) => {
-                e.insert(participant);
+        self.by_customer.insert_unique(hash, participant, |&n| {
+            hasher.hash_one(customer_of(entries, texts, n))
+        });
+    }
+
+    /// Marks `customer`'s staged entries, but `kept`, superseded: each is
+    /// dropped when its upload is published.
+    fn supersede_staged(&mut self, customer: &str, kept: Option<u32>) {
+        let hash = self.hasher.hash_one(customer);
+        for &n in self.by_customer.iter_hash(hash) {
+            if Some(n) == kept {
+                continue;
+            }
+            if let Some(entry) = self.entries.get_mut(n as usize)
+                && entry.stage == Stage::Staged
+                && self.texts.get(entry.customer) == customer
+            {
+                entry.stage = Stage::Superseded;
             }
         }
     }
@@ -283,37 +312,53 @@ impl CampaignIndex {
         )
     }
 
-    /// Marks a staged participant as being published; returns its slot,
-    /// or `None` when it is not staged (then a `Superseded` one is dropped).
+    /// Marks a staged participant as being published, and its twins
+    /// staged by other uploads superseded; returns its slot, or `None` when
+    /// it is not staged or its customer is live already (then it is
+    /// dropped: a duplicate).
     pub fn begin_publish(&mut self, participant: u32) -> Option<Slot<'_>> {
-        let entry = self.entries.get_mut(participant as usize)?;
+        let entry = *self.entries.get(participant as usize)?;
         if entry.stage != Stage::Staged {
             return None;
         }
+        let customer = self.texts.get(entry.customer).to_owned();
+        let published_twin = self.numbers_of(&customer).any(|n| {
+            self.entries
+                .get(n as usize)
+                .is_some_and(|e| matches!(e.stage, Stage::Live | Stage::Publishing))
+        });
+        if published_twin {
+            return None;
+        }
+        self.supersede_staged(&customer, Some(participant));
+        let entry = self.entries.get_mut(participant as usize)?;
         entry.stage = Stage::Publishing;
         let entry = *entry;
         Some(self.view(&entry))
     }
 
-    /// Whether `customer` is taken for a new participant, which is staged
-    /// unless `at_once`. A customer only staged by an upload does not keep
-    /// out one added at once: that staged participant is superseded.
-    pub fn takes(&mut self, customer: &str, at_once: bool) -> bool {
-        let Some(n) = self.customer_number(customer) else {
-            return false;
-        };
-        let Some(entry) = self.entries.get_mut(n as usize) else {
-            return false;
-        };
-        match entry.stage {
-            Stage::Live | Stage::Publishing => true,
-            Stage::Staged | Stage::Superseded if at_once => {
-                entry.stage = Stage::Superseded;
-                false
+    /// Whether `customer` is taken for a new participant joining as
+    /// `joining` says; one joining at once supersedes the customer's staged
+    /// entries.
+    pub fn takes(&mut self, customer: &str, joining: Joining<'_>) -> bool {
+        let mut staged = false;
+        for n in self.numbers_of(customer) {
+            let Some(entry) = self.entries.get(n as usize) else {
+                continue;
+            };
+            match (entry.stage, joining) {
+                (Stage::Live | Stage::Publishing, _) => return true,
+                (Stage::Staged, Joining::Staged(own)) if own.binary_search(&n).is_ok() => {
+                    return true;
+                }
+                (Stage::Staged, _) => staged = true,
+                (Stage::Superseded | Stage::Empty, _) => {}
             }
-            Stage::Staged | Stage::Superseded => true,
-            Stage::Empty => false,
         }
+        if staged && matches!(joining, Joining::AtOnce) {
+            self.supersede_staged(customer, None);
+        }
+        false
     }
 
     /// Every live participant with its number, in number order.
@@ -332,7 +377,7 @@ impl CampaignIndex {
     /// for one admitted in the same commit).
     pub fn place(&mut self, participant: u32, customer: &str, address: &str, at: Option<Millis>) {
         if at.is_some() {
-            self.takes(customer, true);
+            self.takes(customer, Joining::AtOnce);
         }
         let n = participant as usize;
         self.entries.grow_to(n + 1, || Entry::EMPTY);
@@ -549,7 +594,56 @@ mod tests {
             "the staged twin must not go live beside the one added at once"
         );
         idx.drop_staged(3);
-        assert!(idx.takes("d", false), "the live one keeps the customer");
+        assert!(
+            idx.takes("d", Joining::Staged(&[])),
+            "the live one keeps the customer"
+        );
+        assert_eq!(
+            idx.live_slots().filter(|(_, s)| s.customer == "d").count(),
+            1
+        );
+    }
+
+    #[test]
+    fn twins_of_uploads_read_at_once_are_both_staged_and_the_first_published_is_kept() {
+        let mut idx = index();
+        assert!(!idx.takes("d", Joining::Staged(&[])));
+        idx.place(3, "d", "d@x", None);
+        assert!(
+            idx.takes("d", Joining::Staged(&[3])),
+            "twice in one upload: a duplicate"
+        );
+        assert!(
+            !idx.takes("d", Joining::Staged(&[])),
+            "another upload stages a twin"
+        );
+        idx.place(4, "d", "d@x", None);
+        assert!(idx.takes("d", Joining::Staged(&[4])));
+
+        assert!(idx.begin_publish(4).is_some(), "the first published wins");
+        idx.publish(4, 9);
+        assert!(
+            idx.begin_publish(3).is_none(),
+            "the other twin is a duplicate once one is live"
+        );
+        idx.drop_staged(3);
+        assert_eq!(
+            idx.live_slots().filter(|(_, s)| s.customer == "d").count(),
+            1
+        );
+        assert_eq!(idx.counts().staged, 0);
+        assert!(idx.takes("d", Joining::Staged(&[])));
+    }
+
+    #[test]
+    fn a_twin_dropped_with_its_upload_leaves_the_other_to_be_published() {
+        let mut idx = index();
+        idx.place(3, "d", "d@x", None);
+        idx.place(4, "d", "d@x", None);
+        idx.drop_staged(3);
+        assert!(idx.begin_publish(4).is_some());
+        idx.publish(4, 9);
+        assert!(idx.takes("d", Joining::Staged(&[])));
         assert_eq!(
             idx.live_slots().filter(|(_, s)| s.customer == "d").count(),
             1

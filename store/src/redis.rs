@@ -32,6 +32,7 @@ macro_rules! write_until_applied {
 
 mod connection;
 mod feed;
+mod holding;
 pub(crate) mod keys;
 mod known;
 mod leftovers;

@@ -115,3 +115,60 @@ fn a_request_shows_its_participants_at_its_answer_or_never() {
     assert_eq!(r.json()["accepted"], TWO_BATCHES + 10);
     assert_eq!(participants(&daemon, "again"), (TWO_BATCHES + 10) as u64);
 }
+
+/// A CRM's retry sent while its first try is still being read (its client
+/// timed out; the request is not dropped yet): the retry counts every
+/// customer as its own, whatever then becomes of the first try.
+#[test]
+fn a_retry_beside_an_upload_still_being_read_adds_every_customer() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), "");
+    let retry = |campaign: &str| {
+        let r = daemon.post(
+            &format!("/v1/campaigns/{campaign}/participants"),
+            "application/x-ndjson",
+            rows(0, TWO_BATCHES).as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let answer = r.json();
+        assert_eq!(
+            (&answer["accepted"], &answer["duplicates"]),
+            (&serde_json::json!(TWO_BATCHES), &serde_json::json!(0)),
+            "the retry's answer: {answer}"
+        );
+    };
+
+    // The first try goes away unanswered after the retry's answer.
+    daemon.declare("up", &serde_json::json!({"channel": "email", "name": "up"}));
+    let first = begin_upload(&daemon, "up");
+    retry("up");
+    drop(first);
+    wait_until("the first try abandoned", Duration::from_secs(30), || {
+        view(&daemon, "up")["uploading"] == 0
+    });
+    assert_eq!(
+        participants(&daemon, "up"),
+        TWO_BATCHES as u64,
+        "the customers the retry answered for were lost with the first try"
+    );
+
+    // The first try ends after the retry: its customers are duplicates.
+    daemon.declare(
+        "two",
+        &serde_json::json!({"channel": "email", "name": "two"}),
+    );
+    let mut first = begin_upload(&daemon, "two");
+    retry("two");
+    chunk(&mut first, "");
+    let mut answer = String::new();
+    first
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let _ = first.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.contains(&format!("\"accepted\":0,\"duplicates\":{TWO_BATCHES}")),
+        "{answer}"
+    );
+    assert_eq!(participants(&daemon, "two"), TWO_BATCHES as u64);
+}

@@ -1,8 +1,11 @@
 //! The contract of staged uploads: a request's participants are seen by
 //! nothing until it is published, then all at once; an upload abandoned or
-//! never published leaves nothing, and its customers are free again. A
-//! participant added at once (a fallback) is never refused for a customer
-//! an upload has only staged: the staged one becomes the duplicate.
+//! never published leaves nothing, and its customers are free again.
+//! Uploads read at the same time each stage a customer they share (twins),
+//! and the first published is kept: an upload abandoned never loses a
+//! customer another one counted. A participant added at once (a fallback)
+//! is never refused for a customer an upload has only staged: the staged
+//! one becomes the duplicate.
 
 use domain::{CampaignState, FactDetail, FactKind, Outcome, Update};
 
@@ -70,8 +73,8 @@ pub async fn uploads_are_seen_all_at_once_or_not_at_all(h: &dyn Harness) {
             .expect("stage");
         assert_eq!(
             fresh,
-            vec![false, true],
-            "a customer staged by another upload is taken"
+            vec![true, true],
+            "a customer staged by another upload is staged again, a twin"
         );
         assert_eq!(
             store
@@ -89,7 +92,11 @@ pub async fn uploads_are_seen_all_at_once_or_not_at_all(h: &dyn Harness) {
             "the staged copy of a customer added meanwhile is a duplicate"
         );
         assert_eq!(seen(&*store, "c1", seq).await, (3, 3, 3), "all at once");
-        assert_eq!(store.counts("c1").await.expect("counts").staged, 1);
+        assert_eq!(
+            store.counts("c1").await.expect("counts").staged,
+            2,
+            "the second upload's twin of `c` and its `d`"
+        );
         let message = store
             .message(domain::MessageNo {
                 campaign: seq,
@@ -243,6 +250,100 @@ pub async fn an_upload_never_doubles_a_customer_nor_lands_in_an_ended_campaign(h
     store.abandon(upload).await.expect("abandon");
     let counts = store.counts("c1").await.expect("counts");
     assert_eq!((counts.participants, counts.staged), (20, 0));
+}
+
+/// Two uploads of the same customers read at the same time (a CRM's retry
+/// beside its first try that timed out, a dry run beside the real upload):
+/// whichever is abandoned, the other adds every customer; both published,
+/// each customer is there once, counted by the first published.
+pub async fn an_upload_abandoned_loses_no_customer_another_upload_staged(h: &dyn Harness) {
+    let store = h.open().await;
+    let seq = store.put_campaign("c1", decl()).await.expect("declare").seq;
+    store
+        .set_state("c1", CampaignState::Running)
+        .await
+        .expect("run");
+
+    let first = store.new_upload();
+    let retry = store.new_upload();
+    let staged = |upload, names: &'static [&'static str]| {
+        let store = store.clone();
+        async move {
+            store
+                .stage("c1", upload, customers(names))
+                .await
+                .expect("stage")
+        }
+    };
+    assert_eq!(staged(first, &["a", "b"]).await, vec![true, true]);
+    assert_eq!(
+        staged(retry, &["a", "b", "c"]).await,
+        vec![true, true, true],
+        "the retry stages its own copy of what the first try staged"
+    );
+    assert_eq!(
+        staged(retry, &["a", "c"]).await,
+        vec![false, false],
+        "twice in one upload: a duplicate"
+    );
+    assert_eq!(store.counts("c1").await.expect("counts").staged, 5);
+    store.abandon(first).await.expect("abandon");
+    assert_eq!(
+        store.publish(retry, 1_000).await.expect("publish"),
+        3,
+        "the first try abandoned, the retry adds everyone"
+    );
+    assert_eq!(seen(&*store, "c1", seq).await, (3, 3, 3));
+
+    // Both published: the first published counts the customer.
+    let (one, other) = (store.new_upload(), store.new_upload());
+    assert_eq!(staged(one, &["d"]).await, vec![true]);
+    assert_eq!(staged(other, &["d", "e"]).await, vec![true, true]);
+    assert_eq!(store.publish(other, 2_000).await.expect("publish"), 2);
+    assert_eq!(
+        store.publish(one, 2_000).await.expect("publish"),
+        0,
+        "its twin was published first: a duplicate"
+    );
+    assert_eq!(seen(&*store, "c1", seq).await, (5, 5, 5));
+
+    // One added at once supersedes every staged twin.
+    let (one, other) = (store.new_upload(), store.new_upload());
+    assert_eq!(staged(one, &["f"]).await, vec![true]);
+    assert_eq!(staged(other, &["f"]).await, vec![true]);
+    let added = store
+        .add_participants("c1", customers(&["f"]), 3_000)
+        .await
+        .expect("add");
+    assert_eq!(added, vec![true]);
+    assert_eq!(store.publish(one, 3_000).await.expect("publish"), 0);
+    assert_eq!(store.publish(other, 3_000).await.expect("publish"), 0);
+
+    // Staged together (in one commit, often, on the embedded engine; in
+    // any order on Redis): the same.
+    let (one, other) = (store.new_upload(), store.new_upload());
+    let (first, twin, again) = tokio::join!(
+        staged(one, &["g"]),
+        staged(other, &["g"]),
+        staged(one, &["g"])
+    );
+    assert_eq!(twin, [true], "another upload's copy is a twin");
+    assert_ne!(first, again, "one upload's two copies: one is a duplicate");
+    store.abandon(one).await.expect("abandon");
+    assert_eq!(store.publish(other, 4_000).await.expect("publish"), 1);
+
+    let claims = store.claim(seq, 0, 1000, 1).await.expect("claim");
+    let mut names: Vec<String> = (claims.iter())
+        .map(|c| c.participant.customer.clone())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["a", "b", "c", "d", "e", "f", "g"],
+        "each customer once"
+    );
+    let counts = store.counts("c1").await.expect("counts");
+    assert_eq!((counts.participants, counts.staged), (7, 0));
 }
 
 /// A batch far larger than the API's (4,096) is staged and published

@@ -24,7 +24,12 @@ use super::{
     stage::{self, Staged},
     states, suppression_key,
 };
-use crate::{Result, StoreError, UploadId, codec, flags::Flags, index::CampaignIndex, upstream};
+use crate::{
+    Result, StoreError, UploadId, codec,
+    flags::Flags,
+    index::{CampaignIndex, Joining},
+    upstream,
+};
 
 pub(super) enum Op {
     PutCampaign {
@@ -241,14 +246,55 @@ pub(super) struct Committer {
     pub(super) spare_facts: Vec<Fact>,
 }
 
+/// How a customer was added in the group being assembled.
+enum AddedHere {
+    /// Visible at once: it keeps out everyone after it.
+    AtOnce,
+    /// Staged by these uploads (more than one: twins of uploads read at
+    /// once); each keeps out its own upload's copies only.
+    Staged(UploadId),
+    Twins(Vec<UploadId>),
+}
+
+impl AddedHere {
+    /// Whether it keeps out a participant of the same customer added
+    /// next, at once (`None`) or staged by `upload`.
+    fn keeps_out(&self, upload: Option<UploadId>) -> bool {
+        match (self, upload) {
+            (Self::AtOnce, _) => true,
+            (_, None) => false,
+            (Self::Staged(by), Some(upload)) => *by == upload,
+            (Self::Twins(by), Some(upload)) => by.contains(&upload),
+        }
+    }
+
+    /// A customer's first participant in the group, added at once
+    /// (`upload` is `None`) or staged by `upload`.
+    fn first(upload: Option<UploadId>) -> Self {
+        upload.map_or(Self::AtOnce, Self::Staged)
+    }
+
+    /// Another participant of the customer, added at once (`upload` is
+    /// `None`) or staged by `upload`.
+    fn join(&mut self, upload: Option<UploadId>) {
+        *self = match (std::mem::replace(self, Self::AtOnce), upload) {
+            (_, None) | (Self::AtOnce, _) => Self::AtOnce,
+            (Self::Staged(by), Some(upload)) => Self::Twins(vec![by, upload]),
+            (Self::Twins(mut by), Some(upload)) => {
+                by.push(upload);
+                Self::Twins(by)
+            }
+        };
+    }
+}
+
 /// One commit being assembled.
 struct Group {
     batch: fjall::OwnedWriteBatch,
     effects: Vec<Effect>,
     answers: Vec<Answer>,
-    /// Customers added in this group, per campaign, not yet in the index:
-    /// whether visible (else staged).
-    admitted: HashMap<u32, foldhash::HashMap<String, bool>>,
+    /// Customers added in this group, per campaign, not yet in the index.
+    admitted: HashMap<u32, foldhash::HashMap<String, AddedHere>>,
     /// Facts not yet written, consecutive cursors.
     facts: Vec<Fact>,
     /// Upstream keys written (Some) or removed (None) in this group.
@@ -683,7 +729,7 @@ impl Committer {
         p: Participant,
         at: Millis,
     ) -> Option<bool> {
-        let Some(msg) = self.admit(index, g, id, &p, true)? else {
+        let Some(msg) = self.admit(index, g, id, &p, None)? else {
             return Some(false);
         };
         g.effects.push(Effect::Participant {
@@ -700,32 +746,42 @@ impl Committer {
     }
 
     /// Writes `p`'s record under a new message number of campaign `id`,
-    /// to be `visible` at once or staged, unless its customer is there
-    /// already (`Some(None)`); `None` for an unknown campaign. A customer
-    /// staged by an upload still being read is there already for another
-    /// upload, but not for a participant made visible at once (a fallback,
-    /// an audience copy): that one is never lost to an upload that may yet
-    /// be abandoned, and the staged one is then dropped at publish.
+    /// visible at once (`upload` is `None`) or staged by `upload`, unless
+    /// its customer is there already (`Some(None)`); `None` for an unknown
+    /// campaign. A customer only staged is not there already for another
+    /// upload, which stages a twin (the first published is kept, so an
+    /// upload abandoned loses nobody another one took), nor for a
+    /// participant made visible at once (a fallback, an audience copy),
+    /// which supersedes the staged ones.
     fn admit(
         &self,
         index: &mut Index,
         g: &mut Group,
         id: &str,
         p: &Participant,
-        visible: bool,
+        upload: Option<UploadId>,
     ) -> Option<Option<MessageNo>> {
+        let own: &[u32] = upload
+            .and_then(|u| index.uploads.get(&u))
+            .map_or(&[], |s| s.participants.as_slice());
         let c = index.campaigns.get_mut(id)?;
         let seq = c.record.seq;
-        let taken = c.takes(&p.customer, visible);
-        let admitted = g.admitted.entry(seq).or_default();
-        let taken_here = match admitted.get(p.customer.as_str()) {
-            Some(&was_visible) => was_visible || !visible,
-            None => false,
+        let joining = match upload {
+            Some(_) => Joining::Staged(own),
+            None => Joining::AtOnce,
         };
-        if taken || taken_here {
+        let taken = c.takes(&p.customer, joining);
+        let admitted = g.admitted.entry(seq).or_default();
+        let here = admitted.get_mut(p.customer.as_str());
+        if taken || here.as_ref().is_some_and(|h| h.keeps_out(upload)) {
             return Some(None);
         }
-        admitted.insert(p.customer.clone(), visible);
+        match here {
+            Some(here) => here.join(upload),
+            None => {
+                admitted.insert(p.customer.clone(), AddedHere::first(upload));
+            }
+        }
         let msg = MessageNo {
             campaign: seq,
             participant: c.allocated,
@@ -880,7 +936,7 @@ impl Committer {
         let mut fresh = Vec::with_capacity(items.len());
         let mut numbers = Vec::new();
         for p in items {
-            let admitted = self.admit(index, g, id, &p, false).flatten();
+            let admitted = self.admit(index, g, id, &p, Some(upload)).flatten();
             fresh.push(admitted.is_some());
             if let Some(msg) = admitted {
                 numbers.push(msg.participant);

@@ -15,6 +15,7 @@ use rules::PartReceipt;
 
 use super::{
     Redis, Values,
+    holding::{self, Holding, Twin},
     keys::{self, Shard},
     publish::{ABANDONED, PUBLISHED, PUBLISHED_KEPT_SECS, PUBLISHING, STAGED},
     suppression_field,
@@ -87,11 +88,13 @@ impl Upload {
 
 /// What holds the customer of a staged participant.
 enum Holder {
-    /// The staged participant itself.
-    Staged,
+    /// The staged participant itself, beside its `other` twins staged by
+    /// other uploads.
+    Staged { others: Vec<Twin> },
     /// The same participant, made live.
     Live,
-    /// Nothing, or another participant (one added at once superseded it).
+    /// Nothing, or another participant (one added at once, or a twin
+    /// published first, superseded it).
     Other,
 }
 
@@ -281,7 +284,7 @@ impl<'a> Plan<'a> {
         p: &Participant,
     ) -> Result<bool> {
         match self.staged_holder(c.seq, n, upload, p).await? {
-            Holder::Staged => {
+            Holder::Staged { .. } => {
                 self.set_customer(c.seq, &p.customer, Some(keys::number(n).to_vec()));
                 Ok(true)
             }
@@ -304,7 +307,10 @@ impl<'a> Plan<'a> {
         p: &Participant,
     ) -> Result<()> {
         match self.staged_holder(seq, n, upload, p).await? {
-            Holder::Staged => self.set_customer(seq, &p.customer, None),
+            Holder::Staged { others } => {
+                let rest = (!others.is_empty()).then(|| holding::staged(&others));
+                self.set_customer(seq, &p.customer, rest);
+            }
             Holder::Live => return Ok(()),
             Holder::Other => {}
         }
@@ -322,9 +328,12 @@ impl<'a> Plan<'a> {
         p: &Participant,
     ) -> Result<Holder> {
         let holder = self.customer(seq, &p.customer).await?;
-        Ok(match holder.as_deref() {
-            Some(h) if h == format!("{n}/{upload}").as_bytes() => Holder::Staged,
-            Some(h) if h == keys::number(n) => Holder::Live,
+        let ours = Twin { number: n, upload };
+        Ok(match holder.as_deref().map(Holding::parse) {
+            Some(Holding::Staged(twins)) if twins.contains(&ours) => Holder::Staged {
+                others: twins.into_iter().filter(|&t| t != ours).collect(),
+            },
+            Some(Holding::Live(h)) if h == keys::number(n) => Holder::Live,
             _ => Holder::Other,
         })
     }
@@ -712,9 +721,11 @@ impl<'a> Plan<'a> {
     }
 
     /// Admits `p` to campaign `c` under a new number unless its customer is
-    /// there already (`None`). A customer only staged by an upload keeps
-    /// out another upload's copy, not one added at once (a fallback): that
-    /// one supersedes the staged twin, which its publish then drops.
+    /// there already (`None`). A customer only staged by uploads keeps out
+    /// none but their own copies: another upload stages a twin (the first
+    /// published is kept, so an upload abandoned loses nobody another took),
+    /// and one added at once (a fallback) supersedes them all, which their
+    /// publish then drops.
     pub async fn admit(
         &mut self,
         c: &CampaignRecord,
@@ -723,22 +734,29 @@ impl<'a> Plan<'a> {
         batch: usize,
     ) -> Result<Option<MessageNo>> {
         let seq = c.seq;
+        let mut twins = Vec::new();
         if let Some(holder) = self.customer(seq, &p.customer).await? {
-            let staged_by = std::str::from_utf8(&holder)
-                .ok()
-                .and_then(|h| h.split_once('/'))
-                .and_then(|(_, u)| u.parse::<u64>().ok());
-            let free = match staged_by {
-                None => false,
-                Some(_) if how == Admit::Live => true,
-                // Twice in this upload (its own key is not written yet
-                // while its first batch is planned).
-                Some(upload) if how == Admit::Staged(upload) => false,
-                // An upload whose node died: its customers are free.
-                Some(upload) => !self.upload_lives(upload).await?,
-            };
-            if !free {
-                return Ok(None);
+            match (Holding::parse(&holder), how) {
+                (Holding::Live(_), _) => return Ok(None),
+                (Holding::Staged(_), Admit::Live) => {}
+                (Holding::Staged(staged), Admit::Staged(upload)) => {
+                    // Twice in this upload (its own key is not written yet
+                    // while its first batch is planned).
+                    if staged.iter().any(|t| t.upload == upload) {
+                        return Ok(None);
+                    }
+                    for twin in staged {
+                        match self.upload(twin.upload).await? {
+                            // Its publish has begun: it ends whole.
+                            Some(u) if u.publishing_since.is_some() => return Ok(None),
+                            Some(u) if u.lives(self.store, twin.upload).await? => {
+                                twins.push(twin);
+                            }
+                            // Abandoned, or its node died: it holds nobody.
+                            _ => {}
+                        }
+                    }
+                }
             }
         }
         let n = self.allocate(seq, batch).await?;
@@ -749,21 +767,16 @@ impl<'a> Plan<'a> {
         let number = keys::number(n);
         let holder = match how {
             Admit::Live => number.to_vec(),
-            Admit::Staged(upload) => format!("{n}/{upload}").into_bytes(),
+            Admit::Staged(upload) => {
+                twins.push(Twin { number: n, upload });
+                holding::staged(&twins)
+            }
         };
         self.set_customer(seq, &p.customer, Some(holder));
         self.txn
             .hset(&self.keys.participants(seq), &number, &codec::encode(p));
         self.participants.insert(msg, Some(Arc::new(p.clone())));
         Ok(Some(msg))
-    }
-
-    /// Whether an upload may still be published (`Upload::lives`).
-    async fn upload_lives(&mut self, upload: u64) -> Result<bool> {
-        match self.upload(upload).await? {
-            Some(u) => u.lives(self.store, upload).await,
-            None => Ok(false),
-        }
     }
 
     /// Adds `p` to campaign `id` at once with its `accepted` fact;
