@@ -14,7 +14,7 @@ use admin_api::{
 use async_trait::async_trait;
 use domain::{
     CampaignDecl, CampaignRecord, CampaignState, ChannelKind, FieldValue, MessageNo, Participant,
-    SuppressReason, Undelivered, Window, now_ms, rfc3339,
+    Status, SuppressReason, Undelivered, Window, now_ms, rfc3339,
 };
 use store::{Store, StoreError, SuppressionQuery, UploadId};
 use tokio::sync::Notify;
@@ -32,6 +32,13 @@ use crate::{
 mod connectors;
 mod fallback;
 mod preview;
+
+/// Participants a declaration's new content would fail that its refusal
+/// names, at most (the rest are counted).
+const UNFIT_LISTED: usize = 10;
+
+/// Participant records read at a time to check them against a new content.
+const UNFIT_READ: usize = 10_000;
 
 pub struct GatewayBackend {
     pub store: Arc<dyn Store>,
@@ -271,7 +278,70 @@ impl GatewayBackend {
         if let Some(f) = &decl.fallback {
             problems.extend(fallback::problems(self.store.as_ref(), id, decl, f).await?);
         }
+        if let (Some(existing), true) = (&existing, problems.is_empty()) {
+            problems.extend(self.participants_unfit_for(existing, decl).await?);
+        }
         Ok(problems)
+    }
+
+    /// Why participants already in campaign `existing` could not be sent
+    /// the content `decl` declares instead of its own: each was checked
+    /// against the content at its upload (or none), and a content naming
+    /// a field they lack would fail them all at send time (each a `failed`
+    /// fact, which may start a fallback). At most [`UNFIT_LISTED`] are
+    /// named. Refused while an upload is read, whose checks the new content
+    /// would overtake.
+    async fn participants_unfit_for(
+        &self,
+        existing: &CampaignRecord,
+        decl: &CampaignDecl,
+    ) -> BackendResult<Vec<String>> {
+        if existing.decl.content == decl.content {
+            return Ok(Vec::new());
+        }
+        let id = &existing.id;
+        let counts = self.store.counts(id).await.map_err(store_error)?;
+        if counts.staged > 0 {
+            return Err(BackendError::Conflict(format!(
+                "campaign `{id}` has an upload being read, checked against its content as it is: declare the new content once the upload is answered"
+            )));
+        }
+        let candidate = CampaignRecord {
+            decl: decl.clone(),
+            ..existing.clone()
+        };
+        // A content that cannot be parsed is refused by its own problems.
+        let Ok(check) = self.channel(decl.channel)?.participant_check(&candidate) else {
+            return Ok(Vec::new());
+        };
+        let members = (self.store)
+            .audience(id, Status::Pending.as_str())
+            .await
+            .map_err(store_error)?;
+        let mut unfit = Vec::new();
+        let mut total = 0usize;
+        for chunk in members.chunks(UNFIT_READ) {
+            let msgs: Vec<MessageNo> = chunk.iter().map(|m| m.msg).collect();
+            let records = self.store.participants(&msgs).await.map_err(store_error)?;
+            for p in records.into_iter().flatten() {
+                if let Some(why) = check(&p) {
+                    total += 1;
+                    if unfit.len() < UNFIT_LISTED {
+                        unfit.push(format!(
+                            "content: participant `{}`, uploaded before it, cannot be sent it: {why}",
+                            p.customer
+                        ));
+                    }
+                }
+            }
+        }
+        if total > unfit.len() {
+            unfit.push(format!(
+                "content: {} more participants uploaded before it cannot be sent it",
+                total - unfit.len()
+            ));
+        }
+        Ok(unfit)
     }
 
     /// Participants became visible: counted, and the dispatcher told.

@@ -172,3 +172,78 @@ fn a_retry_beside_an_upload_still_being_read_adds_every_customer() {
     );
     assert_eq!(participants(&daemon, "two"), TWO_BATCHES as u64);
 }
+
+/// Participants uploaded before a content (or before a change of it) were
+/// checked against what was declared then: a content naming a field some
+/// of them lack is refused, naming them, rather than failing each at send
+/// time; and no content changes while an upload is read against the old.
+#[test]
+fn a_new_content_is_refused_when_participants_uploaded_before_it_lack_its_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), "");
+    let content = |text: &str| {
+        serde_json::json!({"channel": "email", "name": "late", "content": {"email": {
+            "from": "news@telco.test", "subject": "Hello", "text": text}}})
+    };
+    daemon.declare(
+        "late",
+        &serde_json::json!({"channel": "email", "name": "late"}),
+    );
+    let rows: String = (0..12)
+        .map(|i| {
+            let gb = if i == 5 { r#","gb":20"# } else { "" };
+            format!(
+                "{{\"customer\":\"c{i}\",\"address\":\"u{i}@example.org\",\"fields\":{{\"name\":\"N{i}\"{gb}}}}}\n"
+            )
+        })
+        .collect();
+    let r = daemon.post(
+        "/v1/campaigns/late/participants",
+        "application/x-ndjson",
+        rows.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let r = daemon.put_json(
+        "/v1/campaigns/late",
+        &content("Hi {{name}}, {{gb}} GB left"),
+    );
+    assert_eq!(r.status, 422, "{}", r.text());
+    let problems = r.json()["problems"].clone();
+    let problems = problems.as_array().unwrap();
+    assert_eq!(
+        problems.len(),
+        11,
+        "ten named, the rest counted: {problems:?}"
+    );
+    assert_eq!(
+        problems[0],
+        "content: participant `c0`, uploaded before it, cannot be sent it: missing template field(s) `gb`"
+    );
+    assert!(
+        !problems
+            .iter()
+            .any(|p| p.as_str().unwrap().contains("`c5`")),
+        "c5 has the field: {problems:?}"
+    );
+    assert_eq!(
+        problems[10],
+        "content: 1 more participants uploaded before it cannot be sent it"
+    );
+    assert_eq!(view(&daemon, "late")["content"], serde_json::Value::Null);
+
+    // A content every participant can be sent is taken.
+    daemon.declare("late", &content("Hi {{name}}"));
+
+    // Not while an upload is read against the content as it is.
+    daemon.declare("busy", &content("Hello"));
+    let stream = begin_upload(&daemon, "busy");
+    let r = daemon.put_json("/v1/campaigns/busy", &content("Hello!"));
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.text().contains("upload being read"), "{}", r.text());
+    drop(stream);
+    wait_until("the upload abandoned", Duration::from_secs(30), || {
+        view(&daemon, "busy")["uploading"] == 0
+    });
+    daemon.declare("busy", &content("Hello!"));
+}
