@@ -290,7 +290,8 @@ impl GatewayBackend {
     /// a field they lack would fail them all at send time (each a `failed`
     /// fact, which may start a fallback). At most [`UNFIT_LISTED`] are
     /// named. Refused while an upload is read, whose checks the new content
-    /// would overtake.
+    /// would overtake, or when participants came during the check (left:
+    /// those that come between its last read and the declaration's write).
     async fn participants_unfit_for(
         &self,
         existing: &CampaignRecord,
@@ -340,6 +341,14 @@ impl GatewayBackend {
                 "content: {} more participants uploaded before it cannot be sent it",
                 total - unfit.len()
             ));
+        }
+        // Participants added while they were read were checked against the
+        // content as it is, not this one.
+        let after = self.store.counts(id).await.map_err(store_error)?;
+        if (after.participants, after.staged) != (counts.participants, counts.staged) {
+            return Err(BackendError::Conflict(format!(
+                "participants were added to campaign `{id}` while they were checked against the new content: declare it again"
+            )));
         }
         Ok(unfit)
     }

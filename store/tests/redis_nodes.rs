@@ -827,6 +827,32 @@ async fn an_upload_of_a_node_taken_for_dead_counts_again_once_its_heartbeat_is_b
     assert_eq!(a.publish(upload, 5).await.expect("publish"), n as u64);
 }
 
+/// An upload of a node whose heartbeat lapsed keeps its copy of a customer
+/// that another node's upload then stages too: if that other upload is
+/// abandoned, the first still adds the customer once its node is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_staged_by_a_node_taken_for_dead_is_kept_beside_another_nodes_twin() {
+    let n = 10;
+    let redis = RedisServer::start();
+    let (a, b, mut con, a_alive) = a_and_b(&redis).await;
+    let first = a.new_upload();
+    a.stage("c1", first, people(n)).await.expect("stage");
+    lapse(&mut con, &a_alive).await;
+    let retry = b.new_upload();
+    let fresh = b.stage("c1", retry, people(n)).await.expect("stage");
+    assert!(
+        fresh.iter().all(|&f| f),
+        "the retry stages twins: {fresh:?}"
+    );
+    b.abandon(retry).await.expect("abandon");
+    assert_eq!(
+        a.publish(first, 5).await.expect("publish"),
+        n as u64,
+        "the first upload's copies were dropped while its node seemed dead"
+    );
+    each_live_once(&b, n).await;
+}
+
 /// Nodes `a` (with campaign `c1` declared) and `b` on `redis`, a
 /// connection of the test's own, and `a`'s key of being alive.
 async fn a_and_b(

@@ -49,6 +49,7 @@ pub(super) const UPLOAD_FIELDS: [&[u8]; 5] = [
 ];
 
 /// An upload being read (`upl:ID`).
+#[derive(Debug, Clone, Copy)]
 pub(super) struct Upload {
     /// The campaign it stages for.
     pub campaign: u32,
@@ -121,6 +122,8 @@ pub(super) struct Plan<'a> {
     participants: Map<MessageNo, Option<Arc<Participant>>>,
     flags: Map<MessageNo, Flags>,
     customers: Map<(u32, String), Option<Vec<u8>>>,
+    /// Uploads read (every twin of a retry's batch names its first try).
+    uploads: Map<u64, Option<Upload>>,
     upstream: Map<Vec<u8>, Option<Vec<u8>>>,
     /// Messages whose link this plan read from Redis: the write of this
     /// node that stored it may be answered but not yet in `Known` (a
@@ -157,6 +160,7 @@ impl<'a> Plan<'a> {
             participants: Map::default(),
             flags: Map::default(),
             customers: Map::default(),
+            uploads: Map::default(),
             upstream: Map::default(),
             linked_in_redis: HashSet::default(),
             numbers: Map::default(),
@@ -210,6 +214,9 @@ impl<'a> Plan<'a> {
     /// An upload's campaign and publish, while it lives, checked
     /// unchanged (one request).
     pub async fn upload(&mut self, upload: u64) -> Result<Option<Upload>> {
+        if let Some(read) = self.uploads.get(&upload) {
+            return Ok(*read);
+        }
         let values: Values = self
             .store
             .query(
@@ -218,7 +225,9 @@ impl<'a> Plan<'a> {
                     .arg(&UPLOAD_FIELDS[..]),
             )
             .await?;
-        self.checked_upload(upload, values, false)
+        let read = self.checked_upload(upload, values, false)?;
+        self.uploads.insert(upload, read);
+        Ok(read)
     }
 
     /// The same, also checking that nothing is staged under it meanwhile,
@@ -749,10 +758,10 @@ impl<'a> Plan<'a> {
                         match self.upload(twin.upload).await? {
                             // Its publish has begun: it ends whole.
                             Some(u) if u.publishing_since.is_some() => return Ok(None),
-                            Some(u) if u.lives(self.store, twin.upload).await? => {
-                                twins.push(twin);
-                            }
-                            // Abandoned, or its node died: it holds nobody.
+                            // Kept while it may yet be published, its node
+                            // seemingly dead or not: twins keep nobody out.
+                            Some(u) if !u.abandoned => twins.push(twin),
+                            // Abandoned, ended or expired: it holds nobody.
                             _ => {}
                         }
                     }
