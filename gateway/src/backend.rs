@@ -40,6 +40,15 @@ const UNFIT_LISTED: usize = 10;
 /// Participant records read at a time to check them against a new content.
 const UNFIT_READ: usize = 10_000;
 
+/// What the checks of a declaration found.
+struct DeclarationChecked {
+    problems: Vec<String>,
+    /// With a new content checked against the participants there: the
+    /// campaign's `Counts::numbered` when the check began (the declaration
+    /// is written only if no participant came since).
+    numbered: Option<u64>,
+}
+
 pub struct GatewayBackend {
     pub store: Arc<dyn Store>,
     pub returns: Arc<Returns>,
@@ -80,6 +89,9 @@ fn store_error(e: StoreError) -> BackendError {
         StoreError::UnknownCampaign(id) => BackendError::NotFound(format!("no campaign `{id}`")),
         StoreError::Unavailable(m) => BackendError::Unavailable(m),
         StoreError::Closed { campaign, state } => closed(&campaign, state),
+        StoreError::ParticipantsCame { campaign } => BackendError::Conflict(format!(
+            "participants were added to campaign `{campaign}` while the new content was checked against those there: declare it again"
+        )),
         e @ (StoreError::Open { .. }
         | StoreError::FallbackOf { .. }
         | StoreError::FallbackElsewhere { .. }
@@ -242,7 +254,7 @@ impl GatewayBackend {
         &self,
         id: &str,
         decl: &CampaignDecl,
-    ) -> BackendResult<Vec<String>> {
+    ) -> BackendResult<DeclarationChecked> {
         let existing = self.store.campaign(id).await.map_err(store_error)?;
         if let Some(existing) = &existing {
             if existing.state != CampaignState::Declared {
@@ -278,10 +290,13 @@ impl GatewayBackend {
         if let Some(f) = &decl.fallback {
             problems.extend(fallback::problems(self.store.as_ref(), id, decl, f).await?);
         }
+        let mut numbered = None;
         if let (Some(existing), true) = (&existing, problems.is_empty()) {
-            problems.extend(self.participants_unfit_for(existing, decl).await?);
+            let (unfit, checked) = self.participants_unfit_for(existing, decl).await?;
+            problems.extend(unfit);
+            numbered = checked;
         }
-        Ok(problems)
+        Ok(DeclarationChecked { problems, numbered })
     }
 
     /// Why participants already in campaign `existing` could not be sent
@@ -289,16 +304,17 @@ impl GatewayBackend {
     /// against the content at its upload (or none), and a content naming
     /// a field they lack would fail them all at send time (each a `failed`
     /// fact, which may start a fallback). At most [`UNFIT_LISTED`] are
-    /// named. Refused while an upload is read, whose checks the new content
-    /// would overtake, or when participants came during the check (left:
-    /// those that come between its last read and the declaration's write).
+    /// named. With a new content, also the campaign's `Counts::numbered`
+    /// when the check began: the declaration is written only if no
+    /// participant came since. Refused while an upload is read, whose
+    /// checks the new content would overtake.
     async fn participants_unfit_for(
         &self,
         existing: &CampaignRecord,
         decl: &CampaignDecl,
-    ) -> BackendResult<Vec<String>> {
+    ) -> BackendResult<(Vec<String>, Option<u64>)> {
         if existing.decl.content == decl.content {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         }
         let id = &existing.id;
         let counts = self.store.counts(id).await.map_err(store_error)?;
@@ -313,7 +329,7 @@ impl GatewayBackend {
         };
         // A content that cannot be parsed is refused by its own problems.
         let Ok(check) = self.channel(decl.channel)?.participant_check(&candidate) else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         };
         let members = (self.store)
             .audience(id, Status::Pending.as_str())
@@ -342,15 +358,7 @@ impl GatewayBackend {
                 total - unfit.len()
             ));
         }
-        // Participants added while they were read were checked against the
-        // content as it is, not this one.
-        let after = self.store.counts(id).await.map_err(store_error)?;
-        if (after.participants, after.staged) != (counts.participants, counts.staged) {
-            return Err(BackendError::Conflict(format!(
-                "participants were added to campaign `{id}` while they were checked against the new content: declare it again"
-            )));
-        }
-        Ok(unfit)
+        Ok((unfit, Some(counts.numbered)))
     }
 
     /// Participants became visible: counted, and the dispatcher told.
@@ -481,13 +489,13 @@ fn window_problems(w: &Window) -> Vec<String> {
 impl Backend for GatewayBackend {
     async fn declare(&self, id: &str, decl: v1::CampaignDecl) -> BackendResult<CampaignView> {
         let decl = CampaignDecl::from(decl);
-        let problems = self.declaration_refusals(id, &decl).await?;
-        if !problems.is_empty() {
-            return Err(BackendError::Invalid(problems));
+        let checked = self.declaration_refusals(id, &decl).await?;
+        if !checked.problems.is_empty() {
+            return Err(BackendError::Invalid(checked.problems));
         }
         let record = self
             .store
-            .put_campaign(id, decl)
+            .put_campaign_if(id, decl, checked.numbered)
             .await
             .map_err(store_error)?;
         self.view(record).await
@@ -500,6 +508,7 @@ impl Backend for GatewayBackend {
     ) -> BackendResult<Vec<String>> {
         self.declaration_refusals(id, &CampaignDecl::from(decl.clone()))
             .await
+            .map(|checked| checked.problems)
     }
 
     fn new_upload(&self) -> admin_api::UploadId {

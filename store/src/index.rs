@@ -544,6 +544,7 @@ impl CampaignIndex {
         Counts {
             participants: self.live,
             staged: self.staged,
+            numbered: u64::from(self.allocated),
             by_status,
             in_flight: self.leased.len() as u64,
         }

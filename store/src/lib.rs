@@ -66,6 +66,10 @@ pub enum StoreError {
         campaign: String,
         state: &'static str,
     },
+    /// A declaration conditional on the participants (`Catalog::put_campaign_if`)
+    /// found that some came since they were read.
+    #[error("participants came to campaign `{campaign}` since they were read")]
+    ParticipantsCame { campaign: String },
     #[error("corrupt record in {what}: {detail}")]
     Corrupt { what: &'static str, detail: String },
     /// The data directory's disk is (nearly) full: nothing is written
@@ -169,4 +173,9 @@ pub struct Counts {
     /// Participants of uploads still being read: not counted yet, but the
     /// campaign is not done while there are any.
     pub staged: u64,
+    /// Participant numbers given out so far (staged or live, kept or
+    /// dropped; on Redis reserved in blocks): it grows whenever a
+    /// participant comes, so a declaration can be written only if none came
+    /// since it was read ([`Catalog::put_campaign_if`]).
+    pub numbered: u64,
 }

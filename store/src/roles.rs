@@ -15,7 +15,21 @@ use crate::{Claim, Counts, Lease, MessageInfo, Result, SuppressionQuery, UploadI
 #[async_trait]
 pub trait Catalog: Send + Sync {
     /// Declares a campaign or replaces its declaration; returns the record.
-    async fn put_campaign(&self, id: &str, decl: CampaignDecl) -> Result<CampaignRecord>;
+    async fn put_campaign(&self, id: &str, decl: CampaignDecl) -> Result<CampaignRecord> {
+        self.put_campaign_if(id, decl, None).await
+    }
+
+    /// The same, and with `numbered` only if no participant came to the
+    /// campaign since its [`Counts::numbered`] was that (else
+    /// `ParticipantsCame`), checked in the same atomic write: a new content
+    /// checked against the participants there is written only if no
+    /// participant checked against the old one came meanwhile.
+    async fn put_campaign_if(
+        &self,
+        id: &str,
+        decl: CampaignDecl,
+        numbered: Option<u64>,
+    ) -> Result<CampaignRecord>;
 
     /// Moves a campaign to `to` if it is in one of `from` now, in the
     /// same atomic write as the check; else `StateChanged`. A control read

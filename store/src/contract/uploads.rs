@@ -7,7 +7,9 @@
 //! is never refused for a customer an upload has only staged: the staged
 //! one becomes the duplicate.
 
-use domain::{CampaignState, FactDetail, FactKind, Outcome, Update};
+use std::sync::Arc;
+
+use domain::{CampaignDecl, CampaignState, FactDetail, FactKind, Outcome, Update};
 
 use super::{Harness, decl, participant};
 use crate::{Claim, Store, StoreError};
@@ -344,6 +346,63 @@ pub async fn an_upload_abandoned_loses_no_customer_another_upload_staged(h: &dyn
     );
     let counts = store.counts("c1").await.expect("counts");
     assert_eq!((counts.participants, counts.staged), (7, 0));
+}
+
+/// A declaration conditional on the participants read (a new content
+/// checked against them) is written only if none came since, staged or
+/// added at once.
+pub async fn a_declaration_on_the_participants_read_is_refused_once_more_came(h: &dyn Harness) {
+    let store = h.open().await;
+    store.put_campaign("c1", decl()).await.expect("declare");
+    let numbered = |store: Arc<dyn Store>| async move {
+        Some(store.counts("c1").await.expect("counts").numbered)
+    };
+    let before = numbered(store.clone()).await;
+    store
+        .add_participants("c1", customers(&["a"]), 1)
+        .await
+        .expect("add");
+    let came = store.put_campaign_if("c1", decl(), before).await;
+    assert!(
+        matches!(&came, Err(StoreError::ParticipantsCame { campaign }) if campaign == "c1"),
+        "{came:?}"
+    );
+
+    let read = numbered(store.clone()).await;
+    let renamed = CampaignDecl {
+        name: "renamed".into(),
+        ..decl()
+    };
+    let record = store
+        .put_campaign_if("c1", renamed, read)
+        .await
+        .expect("nobody came");
+    assert_eq!(record.decl.name, "renamed");
+
+    let upload = store.new_upload();
+    store
+        .stage("c1", upload, customers(&["b"]))
+        .await
+        .expect("stage");
+    let came = store.put_campaign_if("c1", decl(), read).await;
+    assert!(
+        matches!(came, Err(StoreError::ParticipantsCame { .. })),
+        "a staged participant came: {came:?}"
+    );
+    assert_eq!(
+        store
+            .campaign("c1")
+            .await
+            .expect("read")
+            .expect("c1")
+            .decl
+            .name,
+        "renamed"
+    );
+    store
+        .put_campaign_if("c1", decl(), None)
+        .await
+        .expect("unconditional");
 }
 
 /// A batch far larger than the API's (4,096) is staged and published

@@ -35,6 +35,8 @@ pub(super) enum Op {
     PutCampaign {
         id: String,
         decl: Box<CampaignDecl>,
+        /// Written only if the campaign's participant numbers are this.
+        numbered: Option<u64>,
         reply: oneshot::Sender<Result<CampaignRecord>>,
     },
     SetState {
@@ -486,7 +488,17 @@ impl Committer {
     fn plan(&mut self, op: Op, index: &mut Index, g: &mut Group) {
         let ks = self.shared.ks.clone();
         match op {
-            Op::PutCampaign { id, decl, reply } => {
+            Op::PutCampaign {
+                id,
+                decl,
+                numbered,
+                reply,
+            } => {
+                let now_numbered = index.campaigns.get(&id).map(|c| u64::from(c.allocated));
+                if numbered.is_some_and(|n| now_numbered != Some(n)) {
+                    let _ = reply.send(Err(StoreError::ParticipantsCame { campaign: id }));
+                    return;
+                }
                 let record = match latest_record(g, index, &id) {
                     // Only a declared campaign is declared again; the API
                     // checked so, but a start may be in this very group.

@@ -17,10 +17,16 @@ use crate::{
 
 #[async_trait]
 impl Catalog for Embedded {
-    async fn put_campaign(&self, id: &str, decl: CampaignDecl) -> Result<CampaignRecord> {
+    async fn put_campaign_if(
+        &self,
+        id: &str,
+        decl: CampaignDecl,
+        numbered: Option<u64>,
+    ) -> Result<CampaignRecord> {
         self.submit(|reply| Op::PutCampaign {
             id: id.to_owned(),
             decl: Box::new(decl),
+            numbered,
             reply,
         })
         .await

@@ -23,6 +23,10 @@ use super::{
 };
 use crate::{Result, StoreError, codec, flags::Flags, upstream};
 
+/// The field of a campaign's hash (`c:N`) counting the participant
+/// numbers it reserved: the next block starts there.
+pub(super) const NEXT_NUMBER: &[u8] = b"next";
+
 /// The field of a campaign's hash (`c:N`) holding its record: there while
 /// the campaign is.
 pub(super) const RECORD: &[u8] = b"rec";
@@ -641,6 +645,14 @@ impl<'a> Plan<'a> {
         self.customers.insert((seq, customer.to_owned()), value);
     }
 
+    /// The participant numbers campaign `seq` has given out (reserved in
+    /// blocks), checked unchanged: `Counts::numbered`.
+    pub async fn numbered(&mut self, seq: u32) -> Result<u64> {
+        let key = self.keys.campaign(seq);
+        let next = self.read_checked(key, NEXT_NUMBER).await?;
+        Ok(stored_number(next).unwrap_or(0))
+    }
+
     /// A new participant number of campaign `seq`, from a block reserved
     /// for this plan (numbers of a plan not applied stay unused).
     async fn allocate(&mut self, seq: u32, wanted: usize) -> Result<u32> {
@@ -655,7 +667,7 @@ impl<'a> Plan<'a> {
             .query(
                 redis::cmd("HINCRBY")
                     .arg(self.keys.campaign(seq))
-                    .arg("next")
+                    .arg(NEXT_NUMBER)
                     .arg(block),
             )
             .await?;

@@ -15,7 +15,9 @@ use super::{
     keys::{self, Shard},
     known::KnownMessage,
     leftovers, message,
-    plan::{Admit, DELETED_MARK, Plan, RECORD, STAGE_GEN, UPLOAD_FIELDS, Upload, contended},
+    plan::{
+        Admit, DELETED_MARK, NEXT_NUMBER, Plan, RECORD, STAGE_GEN, UPLOAD_FIELDS, Upload, contended,
+    },
     publish::{STAGED, STEP},
     retention::ENDED,
     suppression_field,
@@ -449,7 +451,12 @@ impl Redis {
 
 #[async_trait]
 impl Catalog for Redis {
-    async fn put_campaign(&self, id: &str, decl: CampaignDecl) -> Result<CampaignRecord> {
+    async fn put_campaign_if(
+        &self,
+        id: &str,
+        decl: CampaignDecl,
+        numbered: Option<u64>,
+    ) -> Result<CampaignRecord> {
         // A fallback's messages are added by its sources' writes: it is in
         // their shard.
         let fallback = match &decl.fallback {
@@ -487,10 +494,22 @@ impl Catalog for Redis {
                                 state: c.state.as_str(),
                             });
                         }
+                        Some(_)
+                            if numbered.is_some() && numbered != Some(p.numbered(seq).await?) =>
+                        {
+                            return Err(StoreError::ParticipantsCame {
+                                campaign: id.to_owned(),
+                            });
+                        }
                         Some(c) => Some(CampaignRecord {
                             decl: decl.clone(),
                             ..Arc::unwrap_or_clone(c)
                         }),
+                        None if numbered.is_some() => {
+                            return Err(StoreError::ParticipantsCame {
+                                campaign: id.to_owned(),
+                            });
+                        }
                         None if p.deleted(seq).await? => None,
                         None => Some(CampaignRecord {
                             id: id.to_owned(),
@@ -913,7 +932,12 @@ impl Ledger for Redis {
             .await?
             .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
         let shard = self.shard(seq);
-        let (stored, in_flight, uploads): (HashMap<String, i64>, u64, Vec<u64>) = self
+        let (stored, in_flight, uploads, numbered): (
+            HashMap<String, i64>,
+            u64,
+            Vec<u64>,
+            Option<u64>,
+        ) = self
             .pipe(
                 ::redis::pipe()
                     .cmd("HGETALL")
@@ -921,7 +945,10 @@ impl Ledger for Redis {
                     .cmd("ZCARD")
                     .arg(shard.leases(seq))
                     .cmd("SMEMBERS")
-                    .arg(shard.uploads_of(seq)),
+                    .arg(shard.uploads_of(seq))
+                    .cmd("HGET")
+                    .arg(shard.campaign(seq))
+                    .arg(NEXT_NUMBER),
             )
             .await?;
         let count = |field: &str| stored.get(field).copied().unwrap_or(0).max(0) as u64;
@@ -941,6 +968,7 @@ impl Ledger for Redis {
             by_status,
             in_flight,
             staged: self.staged_of(seq, uploads).await?,
+            numbered: numbered.unwrap_or(0),
         })
     }
 
