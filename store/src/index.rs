@@ -224,21 +224,17 @@ impl CampaignIndex {
         });
     }
 
-    /// Marks `customer`'s staged entries, but `kept`, superseded: each is
-    /// dropped when its upload is published.
-    fn supersede_staged(&mut self, customer: &str, kept: Option<u32>) {
+    /// Marks `customer`'s staged entries superseded: each is dropped when
+    /// its upload is published.
+    fn supersede_staged(&mut self, customer: &str) {
         let hash = self.hasher.hash_one(customer);
-        for &n in self.by_customer.iter_hash(hash) {
-            if Some(n) == kept {
-                continue;
-            }
-            if let Some(entry) = self.entries.get_mut(n as usize)
-                && entry.stage == Stage::Staged
-                && self.texts.get(entry.customer) == customer
-            {
-                entry.stage = Stage::Superseded;
-            }
-        }
+        supersede(
+            &self.by_customer,
+            &mut self.entries,
+            &self.texts,
+            (hash, customer),
+            None,
+        );
     }
 
     /// Forgets `customer` if it names `participant`.
@@ -321,16 +317,24 @@ impl CampaignIndex {
         if entry.stage != Stage::Staged {
             return None;
         }
-        let customer = self.texts.get(entry.customer).to_owned();
-        let published_twin = self.numbers_of(&customer).any(|n| {
-            self.entries
-                .get(n as usize)
-                .is_some_and(|e| matches!(e.stage, Stage::Live | Stage::Publishing))
+        let customer = self.texts.get(entry.customer);
+        let hash = self.hasher.hash_one(customer);
+        let published_twin = self.by_customer.iter_hash(hash).any(|&n| {
+            self.entries.get(n as usize).is_some_and(|e| {
+                matches!(e.stage, Stage::Live | Stage::Publishing)
+                    && self.texts.get(e.customer) == customer
+            })
         });
         if published_twin {
             return None;
         }
-        self.supersede_staged(&customer, Some(participant));
+        supersede(
+            &self.by_customer,
+            &mut self.entries,
+            &self.texts,
+            (hash, customer),
+            Some(participant),
+        );
         let entry = self.entries.get_mut(participant as usize)?;
         entry.stage = Stage::Publishing;
         let entry = *entry;
@@ -356,7 +360,7 @@ impl CampaignIndex {
             }
         }
         if staged && matches!(joining, Joining::AtOnce) {
-            self.supersede_staged(customer, None);
+            self.supersede_staged(customer);
         }
         false
     }
@@ -547,6 +551,28 @@ impl CampaignIndex {
             numbered: u64::from(self.allocated),
             by_status,
             in_flight: self.leased.len() as u64,
+        }
+    }
+}
+
+/// Marks the staged entries of `customer` (with its hash), but `kept`,
+/// superseded: each is dropped when its upload is published.
+fn supersede(
+    by_customer: &HashTable<u32>,
+    entries: &mut Pages<Entry>,
+    texts: &Texts,
+    (hash, customer): (u64, &str),
+    kept: Option<u32>,
+) {
+    for &n in by_customer.iter_hash(hash) {
+        if Some(n) == kept {
+            continue;
+        }
+        if let Some(entry) = entries.get_mut(n as usize)
+            && entry.stage == Stage::Staged
+            && texts.get(entry.customer) == customer
+        {
+            entry.stage = Stage::Superseded;
         }
     }
 }
