@@ -213,6 +213,14 @@ pub fn engaged(kind: Engagement) -> Option<SuppressReason> {
     }
 }
 
+/// Whether `kind` on a message already flagged with it is recorded again:
+/// each click and open is an event of its own, but a recipient leaves
+/// (unsubscribes, opts out, complains) once, however often the notice of
+/// it comes (a provider's resent report, a retried one-click POST).
+pub fn recorded_again(kind: Engagement) -> bool {
+    engaged(kind).is_none()
+}
+
 /// The outcome of the upstream's answer to attempt number `attempt` (≥ 1).
 /// A refusal is read by `classify` (the bounce rules: verdict and the reply's
 /// fields), so a 550 5.1.1 at RCPT is a hard bounce like a returned DSN

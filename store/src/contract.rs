@@ -69,7 +69,7 @@ pub trait Harness: Send + Sync {
 #[macro_export]
 macro_rules! contract_suite {
     ($harness:expr) => {
-        $crate::contract_suite!(@each $harness; everything_acknowledged_survives_a_reopen, concurrent_uploads_of_the_same_customers_add_each_once, unknown_campaigns_are_refused, receipts_settle_messages_by_upstream_id_after_a_reopen, a_receipt_is_read_in_another_base_only_where_it_cannot_be_mistaken, a_lease_that_ran_out_gives_back_nothing_of_the_claim_after_it, engagements_of_one_message_in_one_commit_keep_every_flag, claims_read_scattered_messages_and_keep_oldest_due_first, suppressions_decided_by_the_rules_are_durable_with_their_fact, a_fallback_takes_each_undelivered_participant_once, uploads_are_seen_all_at_once_or_not_at_all, an_upload_never_doubles_a_customer_nor_lands_in_an_ended_campaign, suppressions_are_listed_in_order_a_page_at_a_time, an_ended_campaign_is_deleted_for_good_and_its_number_never_reused, a_fallback_campaign_is_deleted_only_after_its_sources, a_returned_bounce_settles_only_a_message_waiting_for_it, answers_carry_each_address_and_replies_find_their_message, participants_of_many_messages_come_in_the_order_asked, a_conditional_value_is_written_only_over_what_it_expects, a_removed_value_stays_removed, a_state_changes_only_from_the_states_named, a_large_batch_is_staged_and_published_whole, an_upload_abandoned_loses_no_customer_another_upload_staged, a_declaration_on_the_participants_read_is_refused_once_more_came);
+        $crate::contract_suite!(@each $harness; everything_acknowledged_survives_a_reopen, concurrent_uploads_of_the_same_customers_add_each_once, unknown_campaigns_are_refused, receipts_settle_messages_by_upstream_id_after_a_reopen, a_receipt_is_read_in_another_base_only_where_it_cannot_be_mistaken, a_lease_that_ran_out_gives_back_nothing_of_the_claim_after_it, engagements_of_one_message_in_one_commit_keep_every_flag, claims_read_scattered_messages_and_keep_oldest_due_first, suppressions_decided_by_the_rules_are_durable_with_their_fact, a_fallback_takes_each_undelivered_participant_once, uploads_are_seen_all_at_once_or_not_at_all, an_upload_never_doubles_a_customer_nor_lands_in_an_ended_campaign, suppressions_are_listed_in_order_a_page_at_a_time, an_ended_campaign_is_deleted_for_good_and_its_number_never_reused, a_fallback_campaign_is_deleted_only_after_its_sources, a_returned_bounce_settles_only_a_message_waiting_for_it, answers_carry_each_address_and_replies_find_their_message, participants_of_many_messages_come_in_the_order_asked, a_conditional_value_is_written_only_over_what_it_expects, a_removed_value_stays_removed, a_state_changes_only_from_the_states_named, a_large_batch_is_staged_and_published_whole, an_upload_abandoned_loses_no_customer_another_upload_staged, a_declaration_on_the_participants_read_is_refused_once_more_came, leaving_is_recorded_once_a_message_however_often_its_notice_comes);
     };
     (@each $harness:expr; $($name:ident),+) => {
         $(
@@ -482,6 +482,56 @@ pub async fn engagements_of_one_message_in_one_commit_keep_every_flag(h: &dyn Ha
             "each {outcome} row has the time of its first {outcome}: {audience:?}"
         );
     }
+}
+
+/// Clicks and opens are recorded each time; a recipient's leaving once a
+/// message, however often its notice comes (also in one commit).
+pub async fn leaving_is_recorded_once_a_message_however_often_its_notice_comes(h: &dyn Harness) {
+    use domain::{Engaged, Engagement};
+    let store = h.open().await;
+    let seq = store.put_campaign("e", decl()).await.expect("declare").seq;
+    store
+        .add_participants("e", vec![participant("a")], 1_000)
+        .await
+        .expect("add");
+    let engaged = |kind, at| Engaged {
+        msg: MessageNo {
+            campaign: seq,
+            participant: 0,
+        },
+        at,
+        kind,
+        detail: FactDetail::default(),
+    };
+    for kind in [
+        Engagement::Clicked,
+        Engagement::Complained,
+        Engagement::Unsubscribed,
+        Engagement::OptedOut,
+        Engagement::Opened,
+    ] {
+        store
+            .engage(vec![engaged(kind, 2_000), engaged(kind, 2_001)])
+            .await
+            .expect("engage");
+        store
+            .engage(vec![engaged(kind, 3_000)])
+            .await
+            .expect("engage again");
+    }
+    let kinds = fact_kinds(&*store).await;
+    let count = |kind: &str| kinds.iter().filter(|&&k| k == kind).count();
+    assert_eq!(
+        [
+            count("clicked"),
+            count("opened"),
+            count("complained"),
+            count("unsubscribed"),
+            count("opted_out")
+        ],
+        [3, 3, 1, 1, 1],
+        "{kinds:?}"
+    );
 }
 
 pub async fn claims_read_scattered_messages_and_keep_oldest_due_first(h: &dyn Harness) {

@@ -656,6 +656,9 @@ impl Committer {
                         continue;
                     };
                     let mut flags = self.flags(g, e.msg, slot.engaged);
+                    if flags.bits() & e.kind.bit() != 0 && !rules::recorded_again(e.kind) {
+                        continue;
+                    }
                     flags.set(e.kind.bit(), e.at);
                     g.engaged.insert(e.msg, flags);
                     let suppress = match rules::engaged(e.kind) {

@@ -622,8 +622,8 @@ impl<'a> Plan<'a> {
         Ok(before)
     }
 
-    /// Who holds `customer` in campaign `seq`: `number` when live,
-    /// `number/upload` while staged.
+    /// Who holds `customer` in campaign `seq`: its live participant's
+    /// number, or the twins staged for it (`holding`).
     async fn customer(&mut self, seq: u32, customer: &str) -> Result<Option<Vec<u8>>> {
         let key = (seq, customer.to_owned());
         if let Some(v) = self.customers.get(&key) {
@@ -979,7 +979,10 @@ impl<'a> Plan<'a> {
         let Some(p) = self.participant(e.msg).await? else {
             return Ok(());
         };
-        self.set_flags(e.msg, e.kind.bit(), e.at).await?;
+        let before = self.set_flags(e.msg, e.kind.bit(), e.at).await?;
+        if before.bits() & e.kind.bit() != 0 && !rules::recorded_again(e.kind) {
+            return Ok(());
+        }
         self.fact(
             e.at,
             &c.id,
