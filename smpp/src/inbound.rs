@@ -153,13 +153,18 @@ fn read(sm: &Message<'_>) -> Inbound {
     })
 }
 
+/// Final states (SMPP 3.4 5.2.28, 5.0's `SKIPPED`) settle the message.
+/// `ACCEPTED` is final there too, but SMSCs send it as an acknowledgement
+/// before the final receipt (Kannel reads it as buffered, as we do).
 fn state_of(state: MessageState) -> State {
     match state {
         MessageState::Delivered => State::Delivered,
         MessageState::Expired
         | MessageState::Deleted
         | MessageState::Undeliverable
-        | MessageState::Rejected => State::Failed,
+        | MessageState::Rejected
+        | MessageState::Unknown
+        | MessageState::Skipped => State::Failed,
         _ => State::Intermediate,
     }
 }
@@ -188,9 +193,8 @@ fn stat_word(state: MessageState) -> String {
 fn stat_state(stat: &str) -> State {
     match stat.to_ascii_uppercase().as_str() {
         "DELIVRD" | "DELIVERED" => State::Delivered,
-        "UNDELIV" | "REJECTD" | "EXPIRED" | "DELETED" | "UNDELIVERABLE" | "REJECTED" => {
-            State::Failed
-        }
+        "UNDELIV" | "REJECTD" | "EXPIRED" | "DELETED" | "UNDELIVERABLE" | "REJECTED"
+        | "UNKNOWN" | "SKIPPED" => State::Failed,
         _ => State::Intermediate,
     }
 }
@@ -309,6 +313,26 @@ mod tests {
     }
 
     #[test]
+    fn a_final_tlv_state_settles_and_an_acknowledgement_does_not() {
+        for (state, expected) in [
+            (MessageState::Unknown, State::Failed),
+            (MessageState::Skipped, State::Failed),
+            (MessageState::Accepted, State::Intermediate),
+            (MessageState::Enroute, State::Intermediate),
+        ] {
+            let mut sm = deliver(0x04, "id:7 stat:ENROUTE");
+            sm.push_tlv(MessageDeliveryRequestTlvValue::ReceiptedMessageId(
+                COctetString::from_str("7").expect("id"),
+            ));
+            sm.push_tlv(MessageDeliveryRequestTlvValue::MessageState(state));
+            let Inbound::Receipt(r) = parse(&sm) else {
+                panic!("not a receipt")
+            };
+            assert_eq!(r.state, expected, "{state:?}");
+        }
+    }
+
+    #[test]
     fn a_tlv_state_reads_as_the_stat_word_of_the_text() {
         for (state, text_stat, stat) in [
             (MessageState::Undeliverable, "UNDELIV", "UNDELIV"),
@@ -339,6 +363,8 @@ mod tests {
             ("EXPIRED", State::Failed),
             ("ENROUTE", State::Intermediate),
             ("ACCEPTD", State::Intermediate),
+            ("UNKNOWN", State::Failed),
+            ("SKIPPED", State::Failed),
         ] {
             let Inbound::Receipt(r) = parse(&deliver(0x04, &format!("id:1 stat:{stat}"))) else {
                 panic!("not a receipt")
