@@ -54,11 +54,13 @@ struct Connection {
 }
 
 /// A failing relay's: when sends may connect again, the wait after that
-/// try fails too, and the last error.
+/// try fails too, the last error, and when the failure that set it was
+/// noted.
 struct Backoff {
     until: Instant,
     wait: Duration,
     error: String,
+    noted: Instant,
 }
 
 /// A connection waiting for the next send, since when (see `MAX_IDLE`).
@@ -858,6 +860,7 @@ impl Relay {
     /// A new connection, its success or failure noted in the relay's health
     /// and back-off.
     async fn connect_noted(&self, helo: &str) -> mail_send::Result<Connection> {
+        let tried = Instant::now();
         let connected = self.connect(helo).await;
         let mut backoff = self.lock_backoff();
         match &connected {
@@ -867,12 +870,20 @@ impl Relay {
             }
             Err(e) => {
                 self.health.failed(e);
-                let wait = (backoff.as_ref())
-                    .map_or(UNREACHABLE_RETRY, |b| (b.wait * 2).min(PROBE_INTERVAL));
+                let wait = match backoff.as_ref() {
+                    None => UNREACHABLE_RETRY,
+                    // Tried before the failure that set the back-off was
+                    // noted (sends connecting at once): one failure, one
+                    // doubling.
+                    Some(b) if tried < b.noted => b.wait,
+                    Some(b) => (b.wait * 2).min(PROBE_INTERVAL),
+                };
+                let now = Instant::now();
                 *backoff = Some(Backoff {
-                    until: Instant::now() + wait,
+                    until: now + wait,
                     wait,
                     error: e.to_string(),
+                    noted: now,
                 });
             }
         }

@@ -442,6 +442,44 @@ async fn a_failing_relay_is_tried_again_only_after_its_back_off() {
     );
 }
 
+/// Sends that connect at once to a failing relay fail together: that is
+/// one failure, so the back-off is the first one's, not doubled by each.
+#[tokio::test]
+async fn sends_failing_together_double_the_back_off_once() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                // Late, so that the sends' connections overlap.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let _ = stream.write_all(b"554 5.7.1 no service\r\n").await;
+            });
+        }
+    });
+    let pool = pool_of(RelayConfig {
+        connections: 4,
+        ..config(port)
+    });
+    let sends = (0..4).map(|_| pool.send("b@x.test", "user@example.org", b"x", later()));
+    for delivery in futures_util::future::join_all(sends).await {
+        assert!(matches!(delivery, Delivery::Unsent { .. }), "{delivery:?}");
+    }
+    let together = connections.load(Ordering::Relaxed);
+    assert!(together > 1, "the sends connected at once: {together}");
+    tokio::time::sleep(UNREACHABLE_RETRY + Duration::from_millis(100)).await;
+    pool.send("b@x.test", "user@example.org", b"x", later())
+        .await;
+    assert_eq!(
+        connections.load(Ordering::Relaxed),
+        together + 1,
+        "tried again once the first back-off ran out"
+    );
+}
+
 /// Of two relays, one down: once it has failed, sends go to the other,
 /// and none is lost to it.
 #[tokio::test]
