@@ -93,7 +93,7 @@ impl Upload {
 
 /// What holds the customer of a staged participant.
 enum Holder {
-    /// The staged participant itself, beside its `other` twins staged by
+    /// The staged participant itself, beside its twins (`others`) staged by
     /// other uploads.
     Staged { others: Vec<Twin> },
     /// The same participant, made live.
