@@ -392,11 +392,9 @@ async fn a_relay_that_is_down_leaves_the_message_unsent() {
     );
 }
 
-/// A relay that keeps refusing (here its greeting is a 554) is connected
-/// to again only once its back-off has run out, not by every send: one
-/// refusing our credentials is not asked every second by each message.
-#[tokio::test]
-async fn a_failing_relay_is_tried_again_only_after_its_back_off() {
+/// A relay that greets every connection with a 554 after `greeting_after`;
+/// its port, and how many connections it took.
+async fn refusing_relay(greeting_after: Duration) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -404,9 +402,21 @@ async fn a_failing_relay_is_tried_again_only_after_its_back_off() {
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             counted.fetch_add(1, Ordering::Relaxed);
-            let _ = stream.write_all(b"554 5.7.1 no service\r\n").await;
+            tokio::spawn(async move {
+                tokio::time::sleep(greeting_after).await;
+                let _ = stream.write_all(b"554 5.7.1 no service\r\n").await;
+            });
         }
     });
+    (port, connections)
+}
+
+/// A relay that keeps refusing (here its greeting is a 554) is connected
+/// to again only once its back-off has run out, not by every send: one
+/// refusing our credentials is not asked every second by each message.
+#[tokio::test]
+async fn a_failing_relay_is_tried_again_only_after_its_back_off() {
+    let (port, connections) = refusing_relay(Duration::ZERO).await;
     let pool = pool(port);
     for _ in 0..5 {
         let delivery = pool
@@ -446,20 +456,8 @@ async fn a_failing_relay_is_tried_again_only_after_its_back_off() {
 /// one failure, so the back-off is the first one's, not doubled by each.
 #[tokio::test]
 async fn sends_failing_together_double_the_back_off_once() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = connections.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(async move {
-                // Late, so that the sends' connections overlap.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                let _ = stream.write_all(b"554 5.7.1 no service\r\n").await;
-            });
-        }
-    });
+    // Late, so that the sends' connections overlap.
+    let (port, connections) = refusing_relay(Duration::from_millis(200)).await;
     let pool = pool_of(RelayConfig {
         connections: 4,
         ..config(port)
