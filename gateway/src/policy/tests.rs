@@ -145,6 +145,14 @@ fn now() -> Millis {
     domain::now_ms()
 }
 
+/// The start of the current hour, from one reading of the clock: two
+/// readings straddling the hour's turn gave an instant off the hour, which
+/// no plan hour starts at.
+fn this_hour() -> Millis {
+    let now = now();
+    now - now % HOUR_MS
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_cap_stays_full_after_a_restart() {
     let (_dir, store) = store();
@@ -266,7 +274,7 @@ async fn a_send_whose_quota_state_was_not_written_does_not_count() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plan_gives_the_current_hour_only_its_remaining_seconds() {
     let (_dir, store) = store();
-    let hour = now() - now() % HOUR_MS;
+    let hour = this_hour();
     let limits = limits(serde_json::json!({"rate_per_sec": 2, "tz": "UTC"}));
     let policy = loaded_with(&store, limits, hour).await;
     for (late, first_hour) in [(HOUR_MS / 2, 3600), (HOUR_MS - 1000, 2)] {
@@ -293,7 +301,7 @@ async fn a_plan_gives_the_current_hour_only_its_remaining_seconds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plan_made_mid_hour_reaches_a_campaign_end_mid_hour() {
     let (_dir, store) = store();
-    let hour = now() - now() % HOUR_MS;
+    let hour = this_hour();
     let limits = limits(serde_json::json!({"rate_per_sec": 1, "tz": "UTC"}));
     let policy = loaded_with(&store, limits, hour).await;
     let (from, end) = (hour + HOUR_MS / 2, hour + 30 * HOUR_MS + HOUR_MS / 4);
@@ -435,7 +443,7 @@ fn quota_key_of(p: &Participant) -> String {
 async fn the_plan_holds_a_campaign_no_longer_than_its_end() {
     let (_dir, store) = store();
     // Ten minutes into the hour: its end comes before the next hour.
-    let hour = now() - now() % HOUR_MS;
+    let hour = this_hour();
     let now = hour + 10 * 60_000;
     store_a_plan(&store, hour).await;
     let policy = Policy::load(store, BOTH, now).await.expect("load");
