@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sluice_e2e::{DAY, Daemon, SmtpPeer, clear_of_boundary, must_reach_end, relay_config};
+use sluice_e2e::{DAY, Daemon, HOUR, SmtpPeer, clear_of_boundary, must_reach_end, relay_config};
 
 fn set_limits(daemon: &Daemon, limits: serde_json::Value) {
     let r = daemon.put_json("/v1/channels/email/limits", &limits);
@@ -307,8 +307,10 @@ fn the_dispatcher_follows_the_stored_plan() {
     let dir = tempfile::tempdir().unwrap();
     let peer = SmtpPeer::start(&end, dir.path());
     let daemon = Daemon::start(dir.path(), &relay_config(&peer));
-    // Five messages a day: the plan gives today's five to the urgent campaign.
-    clear_of_boundary(DAY, Duration::from_secs(30));
+    // Five messages a day: the plan gives today's five to the urgent
+    // campaign, all in this hour; clear of the hour's end (which is clear
+    // of the day's), or they would wait for the plan's end.
+    clear_of_boundary(HOUR, Duration::from_secs(60));
     set_limits(
         &daemon,
         json!({"rate_per_sec": 10, "tz": "UTC", "caps": [{"hours": "00:00-24:00", "max": 5}]}),

@@ -3,11 +3,12 @@
 //! server's clock), so that nodes sharing a store together keep to the
 //! channel's rate while asking Redis about once per batch, not per message.
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, sync::Mutex, time::Duration};
+
+// Tokio's clock (the system's, unless a test pauses it): tests step past a
+// keep of a few milliseconds without a loaded machine's stall making a
+// slot stale early.
+use tokio::time::Instant;
 
 use domain::{ChannelKind, Millis};
 use store::{Shared, StoreError};
@@ -232,8 +233,8 @@ mod tests {
         assert_eq!(slots_per_ask(1e6), 256);
     }
 
-    #[test]
-    fn slots_given_back_are_taken_again_until_they_go_stale() {
+    #[tokio::test(start_paused = true)]
+    async fn slots_given_back_are_taken_again_until_they_go_stale() {
         let credits = Credits::default();
         credits.hold_granted(ChannelKind::Sms, 2);
         assert!(credits.take_held(ChannelKind::Sms));
@@ -242,7 +243,7 @@ mod tests {
         assert!(credits.take_held(ChannelKind::Sms));
         assert!(!credits.take_held(ChannelKind::Email));
         assert_eq!(credits.held(ChannelKind::Sms), 2);
-        std::thread::sleep(SLOTS_KEEP + Duration::from_millis(5));
+        tokio::time::advance(SLOTS_KEEP + Duration::from_millis(5)).await;
         assert_eq!(
             credits.held(ChannelKind::Sms),
             0,
@@ -254,13 +255,13 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_slot_given_back_after_its_keep_is_dropped() {
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_given_back_after_its_keep_is_dropped() {
         let credits = Credits::default();
         credits.hold_granted(ChannelKind::Sms, 1);
         assert!(credits.take_held(ChannelKind::Sms));
         // Its message did not go, and said so only after the keep.
-        std::thread::sleep(SLOTS_KEEP + Duration::from_millis(5));
+        tokio::time::advance(SLOTS_KEEP + Duration::from_millis(5)).await;
         credits.give_back(ChannelKind::Sms, 1);
         assert_eq!(credits.held(ChannelKind::Sms), 0);
         assert!(
