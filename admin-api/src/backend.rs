@@ -9,6 +9,14 @@ use crate::types::v1::{
     MessagePreview, ParticipantIn, TestSend, UnmatchedKind, UnmatchedPage, UploadResult,
 };
 
+/// A page of an audience (`Backend::audience_page`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AudienceRows {
+    pub rows: Vec<AudienceRow>,
+    /// Where the next page starts; `None` after the last.
+    pub next: Option<u32>,
+}
+
 /// Why the daemon refused or could not do a request.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -117,8 +125,15 @@ pub trait Backend: Send + Sync + 'static {
     /// Campaigns matching `filter`, newest (last declared) first.
     async fn campaigns(&self, filter: CampaignFilter) -> BackendResult<CampaignPage>;
 
-    /// Participants whose outcome is `outcome` (one of `AUDIENCE_OUTCOMES`).
-    async fn audience(&self, campaign: &str, outcome: &str) -> BackendResult<Vec<AudienceRow>>;
+    /// A page of the participants whose outcome is `outcome` (one of
+    /// `AUDIENCE_OUTCOMES`): those numbered `from` and up, a bounded
+    /// number of them, and where the next page starts.
+    async fn audience_page(
+        &self,
+        campaign: &str,
+        outcome: &str,
+        from: u32,
+    ) -> BackendResult<AudienceRows>;
 
     async fn events(&self, after: u64, limit: usize) -> BackendResult<EventPage>;
 

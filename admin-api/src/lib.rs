@@ -16,7 +16,7 @@ pub mod strict_json;
 pub mod types;
 
 pub use auth::{Role, TokenSpecError, Tokens};
-pub use backend::{Backend, BackendError, BackendResult, Exposition, UploadId};
+pub use backend::{AudienceRows, Backend, BackendError, BackendResult, Exposition, UploadId};
 pub use error::ApiError;
 pub use ingest::BATCH as STAGE_BATCH;
 pub use routes::{ApiConfig, router};

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use admin_api::{
-    Backend, BackendError, BackendResult,
+    AudienceRows, Backend, BackendError, BackendResult,
     types::v1::{
         self, AudienceRow, AudienceSource, BounceImport, CampaignFilter, CampaignPage,
         CampaignView, Control, Event, EventPage, ParticipantIn, Rejected, UnmatchedItem,
@@ -134,6 +134,44 @@ impl Drop for Unended {
     }
 }
 
+/// The participants of an audience page (`records`, `None` where one was
+/// deleted meanwhile) as they join the next stage, numbered by their
+/// position in the audience (`position`, counted on across pages): with
+/// `source.address_field`'s value as their address, refused where it is
+/// missing or empty.
+fn addressed(
+    records: Vec<Option<Participant>>,
+    source: &AudienceSource,
+    position: &mut usize,
+) -> (Vec<(usize, Participant)>, UploadResult) {
+    let mut refused = UploadResult::default();
+    let mut part = Vec::with_capacity(records.len());
+    for record in records {
+        *position += 1;
+        let line = *position;
+        let Some(mut p) = record else {
+            continue;
+        };
+        if let Some(field) = &source.address_field {
+            match p.fields.get(field).map(FieldValue::render) {
+                Some(address) if !address.is_empty() => p.address = address.to_owned(),
+                _ => {
+                    refused.reject(Rejected::new(
+                        line,
+                        format!(
+                            "customer `{}`: field `{field}` is missing or empty",
+                            p.customer
+                        ),
+                    ));
+                    continue;
+                }
+            }
+        }
+        part.push((line, p));
+    }
+    (part, refused)
+}
+
 /// Abandons `upload`; if that fails, the store drops it when it opens
 /// again.
 async fn abandon(store: &dyn Store, upload: UploadId) {
@@ -143,36 +181,42 @@ async fn abandon(store: &dyn Store, upload: UploadId) {
 }
 
 impl GatewayBackend {
-    /// Adds `batch` to campaign `id` as one upload, staged in parts and
-    /// then published (abandoned if that fails or the request is cut
-    /// off), as an NDJSON upload is: all or nothing, and no store write as
-    /// large as a whole audience (on Redis one such script would hold
-    /// every node).
-    async fn add_as_upload(
-        &self,
-        id: &str,
-        batch: Vec<(usize, Participant)>,
-        mut result: UploadResult,
-    ) -> BackendResult<UploadResult> {
+    /// Adds the audience of `source` to campaign `id` as one upload, a page
+    /// at a time: each page staged, then the whole published (abandoned if
+    /// that fails or the request is cut off), as an NDJSON upload is: all
+    /// or nothing, no store write as large as a whole audience (on Redis
+    /// one such script would hold every node), and no audience held in
+    /// memory whole.
+    async fn add_audience(&self, id: &str, source: &AudienceSource) -> BackendResult<UploadResult> {
         let upload = self.store.new_upload();
         let mut unended = Unended {
             store: self.store.clone(),
             upload,
             ended: false,
         };
+        let mut result = UploadResult::default();
         let added = async {
-            let mut batch = batch.into_iter().peekable();
+            let mut position = 0;
             // Once at least: an empty audience still has the campaign
             // checked (404 unknown, 409 closed).
-            loop {
-                let part = batch.by_ref().take(admin_api::STAGE_BATCH).collect();
-                let staged = self
-                    .add_checked(id, Some(upload), part, UploadResult::default())
-                    .await?;
+            let mut from = Some(0);
+            while let Some(first) = from {
+                let page = self
+                    .store
+                    .audience_page(
+                        &source.campaign,
+                        &source.outcome,
+                        first,
+                        admin_api::STAGE_BATCH,
+                    )
+                    .await
+                    .map_err(store_error)?;
+                from = page.next;
+                let msgs: Vec<MessageNo> = page.members.iter().map(|m| m.msg).collect();
+                let records = self.store.participants(&msgs).await.map_err(store_error)?;
+                let (part, refused) = addressed(records, source, &mut position);
+                let staged = self.add_checked(id, Some(upload), part, refused).await?;
                 result.merge(staged);
-                if batch.peek().is_none() {
-                    break;
-                }
             }
             self.publish(upload.0).await
         }
@@ -331,14 +375,16 @@ impl GatewayBackend {
         let Ok(check) = self.channel(decl.channel)?.participant_check(&candidate) else {
             return Ok((Vec::new(), None));
         };
-        let members = (self.store)
-            .audience(id, Status::Pending.as_str())
-            .await
-            .map_err(store_error)?;
         let mut unfit = Vec::new();
         let mut total = 0usize;
-        for chunk in members.chunks(UNFIT_READ) {
-            let msgs: Vec<MessageNo> = chunk.iter().map(|m| m.msg).collect();
+        let mut from = Some(0);
+        while let Some(first) = from {
+            let page = (self.store)
+                .audience_page(id, Status::Pending.as_str(), first, UNFIT_READ)
+                .await
+                .map_err(store_error)?;
+            from = page.next;
+            let msgs: Vec<MessageNo> = page.members.iter().map(|m| m.msg).collect();
             let records = self.store.participants(&msgs).await.map_err(store_error)?;
             for p in records.into_iter().flatten() {
                 if let Some(why) = check(&p) {
@@ -546,38 +592,7 @@ impl Backend for GatewayBackend {
 
     async fn add_from(&self, id: &str, source: AudienceSource) -> BackendResult<UploadResult> {
         self.record(&source.campaign).await?;
-        let members = self
-            .store
-            .audience(&source.campaign, &source.outcome)
-            .await
-            .map_err(store_error)?;
-        let msgs: Vec<MessageNo> = members.iter().map(|m| m.msg).collect();
-        let records = self.store.participants(&msgs).await.map_err(store_error)?;
-        let mut result = UploadResult::default();
-        let mut batch = Vec::with_capacity(members.len());
-        for (i, record) in records.into_iter().enumerate() {
-            let line = i + 1;
-            let Some(mut p) = record else {
-                continue;
-            };
-            if let Some(field) = &source.address_field {
-                match p.fields.get(field).map(FieldValue::render) {
-                    Some(address) if !address.is_empty() => p.address = address.to_owned(),
-                    _ => {
-                        result.reject(Rejected::new(
-                            line,
-                            format!(
-                                "customer `{}`: field `{field}` is missing or empty",
-                                p.customer
-                            ),
-                        ));
-                        continue;
-                    }
-                }
-            }
-            batch.push((line, p));
-        }
-        self.add_as_upload(id, batch, result).await
+        self.add_audience(id, &source).await
     }
 
     async fn control(&self, id: &str, action: Control) -> BackendResult<CampaignView> {
@@ -700,16 +715,25 @@ impl Backend for GatewayBackend {
         Ok(CampaignPage { campaigns, next })
     }
 
-    async fn audience(&self, id: &str, outcome: &str) -> BackendResult<Vec<AudienceRow>> {
-        let members = self
+    async fn audience_page(
+        &self,
+        id: &str,
+        outcome: &str,
+        from: u32,
+    ) -> BackendResult<AudienceRows> {
+        let page = self
             .store
-            .audience(id, outcome)
+            .audience_page(id, outcome, from, store::AUDIENCE_PAGE)
             .await
             .map_err(store_error)?;
-        Ok(members
-            .into_iter()
-            .map(|m| AudienceRow::of(m, outcome))
-            .collect())
+        Ok(AudienceRows {
+            rows: page
+                .members
+                .into_iter()
+                .map(|m| AudienceRow::of(m, outcome))
+                .collect(),
+            next: page.next,
+        })
     }
 
     async fn events(&self, after: u64, limit: usize) -> BackendResult<EventPage> {

@@ -19,7 +19,9 @@ pub use roles::{Catalog, Intake, Ledger, LimitState, Paced, Queue, Shared, Store
 
 use std::collections::BTreeMap;
 
-use domain::{CampaignRecord, MessageNo, Millis, Participant, Status, SuppressReason};
+use domain::{
+    AudienceMember, CampaignRecord, MessageNo, Millis, Participant, Status, SuppressReason,
+};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -111,6 +113,24 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// (`Intake::stage`). Unique within one open store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct UploadId(pub u64);
+
+/// A page of a campaign's audience (`Ledger::audience_page`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AudiencePage {
+    /// Members numbered from the page's `from` on, in number order.
+    pub members: Vec<AudienceMember>,
+    /// The number to read the next page from; `None` once every number was
+    /// looked at.
+    pub next: Option<u32>,
+}
+
+/// Members in one page of an audience read whole (`Ledger::audience`).
+pub const AUDIENCE_PAGE: usize = 10_000;
+
+/// How many participant numbers one page looks at, at most, for each member
+/// it may hold: a page of a rare outcome (1 in 1,000 clicked) ends early,
+/// holding fewer members, rather than reading the whole campaign at once.
+pub const AUDIENCE_SCAN_PER_MEMBER: usize = 16;
 
 /// Which of a channel's suppressions to list (`Suppressions::suppressions`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use domain::{
     MessageNo, Millis, Participant, ReceiptIn, ReceiptMatch, SuppressReason, Update,
 };
 
-use crate::{Claim, Counts, Lease, MessageInfo, Result, SuppressionQuery, UploadId};
+use crate::{AudiencePage, Claim, Counts, Lease, MessageInfo, Result, SuppressionQuery, UploadId};
 
 /// Campaigns: their declarations and lifecycle.
 #[async_trait]
@@ -159,8 +159,38 @@ pub trait Ledger: Send + Sync {
     /// Participants per current status.
     async fn counts(&self, id: &str) -> Result<Counts>;
 
-    /// The participants of a campaign whose current outcome is `outcome`.
-    async fn audience(&self, id: &str, outcome: &str) -> Result<Vec<AudienceMember>>;
+    /// A page of the participants of a campaign whose current outcome is
+    /// `outcome`: those numbered `from` and up, in number order, at most
+    /// `limit`. A page looks at no more than `limit` times
+    /// [`AUDIENCE_SCAN_PER_MEMBER`](crate::AUDIENCE_SCAN_PER_MEMBER) numbers,
+    /// so it may hold fewer members, even none, while `next` is `Some`.
+    /// Each page is read as the campaign is then: a participant whose
+    /// outcome changes between pages is in the page read after the change
+    /// or in none, never twice.
+    async fn audience_page(
+        &self,
+        id: &str,
+        outcome: &str,
+        from: u32,
+        limit: usize,
+    ) -> Result<AudiencePage>;
+
+    /// The participants of a campaign whose current outcome is `outcome`,
+    /// read page by page (all in memory: for tests and small audiences).
+    async fn audience(&self, id: &str, outcome: &str) -> Result<Vec<AudienceMember>> {
+        let mut members = Vec::new();
+        let mut from = 0;
+        loop {
+            let page = self
+                .audience_page(id, outcome, from, crate::AUDIENCE_PAGE)
+                .await?;
+            members.extend(page.members);
+            match page.next {
+                Some(next) => from = next,
+                None => return Ok(members),
+            }
+        }
+    }
 
     /// One message, for matching what comes back (bounces, clicks).
     async fn message(&self, msg: MessageNo) -> Result<Option<MessageInfo>>;

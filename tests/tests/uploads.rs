@@ -247,3 +247,96 @@ fn a_new_content_is_refused_when_participants_uploaded_before_it_lack_its_fields
     });
     daemon.declare("busy", &content("Hello!"));
 }
+
+/// An audience larger than a page of the store (10,000) is read, checked
+/// and added a page at a time and comes whole: the audience query answers
+/// every participant once, a next stage takes every one with its address
+/// field (refusing those without, by their position in the audience), and
+/// a new content is checked against every participant.
+#[test]
+fn audiences_of_many_pages_are_answered_added_and_checked_whole() {
+    const N: usize = 25_000;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), "");
+    let declared = |name: &str| serde_json::json!({"channel": "email", "name": name});
+    daemon.declare("first", &declared("first"));
+    daemon.declare("next", &declared("next"));
+    // Every 1,000th participant has no other address.
+    let rows: String = (0..N)
+        .map(|i| {
+            let other = if i % 1_000 == 7 {
+                String::new()
+            } else {
+                format!(r#","fields":{{"other":"o{i}@example.org"}}"#)
+            };
+            format!("{{\"customer\":\"c{i}\",\"address\":\"u{i}@example.org\"{other}}}\n")
+        })
+        .collect();
+    let r = daemon.post(
+        "/v1/campaigns/first/participants",
+        "application/x-ndjson",
+        rows.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["accepted"], N);
+
+    let audience = daemon.get("/v1/campaigns/first/participants?outcome=pending");
+    assert_eq!(audience.status, 200, "{}", audience.text());
+    let customers: Vec<String> = audience
+        .text()
+        .lines()
+        .map(|line| {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            row["customer"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(customers.len(), N);
+    let distinct: std::collections::BTreeSet<&String> = customers.iter().collect();
+    assert_eq!(distinct.len(), N, "every participant once");
+
+    let r = daemon.post(
+        "/v1/campaigns/next/participants/from",
+        "application/json",
+        br#"{"campaign": "first", "outcome": "pending", "address_field": "other"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let added = r.json();
+    assert_eq!(added["accepted"], N - N / 1_000, "{added}");
+    let refused: Vec<u64> = added["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["line"].as_u64().unwrap())
+        .collect();
+    // Positions in the audience, as the audience query answers it.
+    let positions: Vec<u64> = (1..)
+        .zip(&customers)
+        .filter(|(_, c)| c[1..].parse::<usize>().unwrap() % 1_000 == 7)
+        .map(|(line, _)| line)
+        .collect();
+    assert_eq!(refused, positions, "refused by their audience position");
+    let next = daemon
+        .get("/v1/campaigns/next/participants?outcome=pending")
+        .text();
+    let lines: Vec<&str> = next.lines().collect();
+    assert_eq!(lines.len(), N - N / 1_000);
+    assert!(
+        lines[0].contains(r#""address":"o0@example.org""#),
+        "{}",
+        lines[0]
+    );
+
+    let needs_plan = serde_json::json!({"channel": "email", "name": "first", "content": {"email": {
+        "from": "news@telco.test", "subject": "Hello", "text": "{{plan}}"}}});
+    let r = daemon.put_json("/v1/campaigns/first", &needs_plan);
+    assert_eq!(r.status, 422, "{}", r.text());
+    let problems = r.json()["problems"].clone();
+    assert_eq!(
+        problems[10],
+        format!(
+            "content: {} more participants uploaded before it cannot be sent it",
+            N - 10
+        ),
+        "every participant checked"
+    );
+}

@@ -16,9 +16,10 @@ use super::{
     extract::{Authorized, Crm, Path, StrictQuery, WholeBody, json_body},
 };
 use crate::{
+    backend::{AudienceRows, BackendError},
     error::ApiError,
     ingest,
-    types::v1::{AUDIENCE_OUTCOMES, AudienceSource, UploadResult},
+    types::v1::{AUDIENCE_OUTCOMES, AudienceRow, AudienceSource, UploadResult},
 };
 
 #[derive(Deserialize)]
@@ -125,6 +126,12 @@ pub struct AudienceQuery {
     outcome: String,
 }
 
+/// The audience as NDJSON, a page of the store at a time: the first page
+/// is read before the answer, so that an unknown campaign gets its 404 and a
+/// store that does not answer its 503; the rest is streamed, so that an
+/// audience of millions is never held in memory whole. A store failing
+/// after the first page cuts the answer short (its chunked body never
+/// ends), which a client reads as an incomplete answer.
 pub async fn audience(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -133,13 +140,49 @@ pub async fn audience(
 ) -> Result<Response, ApiError> {
     check_id(&id)?;
     check_outcome(&q.outcome)?;
-    let rows = s.backend.audience(&id, &q.outcome).await?;
+    let first = s.backend.audience_page(&id, &q.outcome, 0).await?;
+    let backend = s.backend.clone();
+    let pages = futures_util::stream::try_unfold(Next::Read(first), move |next| {
+        let (backend, id, outcome) = (backend.clone(), id.clone(), q.outcome.clone());
+        async move {
+            let page = match next {
+                Next::Read(page) => page,
+                Next::From(from) => backend
+                    .audience_page(&id, &outcome, from)
+                    .await
+                    .inspect_err(|e| {
+                        tracing::warn!(campaign = %id, error = %e, "audience answer cut short");
+                    })?,
+                Next::Done => return Ok::<_, BackendError>(None),
+            };
+            let next = page.next.map_or(Next::Done, Next::From);
+            Ok(Some((ndjson(&page.rows)?, next)))
+        }
+    });
+    Ok((
+        [(CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(pages),
+    )
+        .into_response())
+}
+
+/// What the audience stream sends next.
+enum Next {
+    /// A page read already.
+    Read(AudienceRows),
+    /// The page starting at this number.
+    From(u32),
+    Done,
+}
+
+/// `rows` as NDJSON, a line each.
+fn ndjson(rows: &[AudienceRow]) -> Result<bytes::Bytes, BackendError> {
     let mut out = Vec::with_capacity(rows.len() * 96);
     for row in rows {
-        serde_json::to_writer(&mut out, &row).map_err(|e| ApiError::Internal(e.to_string()))?;
+        serde_json::to_writer(&mut out, row).map_err(|e| BackendError::Internal(e.to_string()))?;
         out.push(b'\n');
     }
-    Ok(([(CONTENT_TYPE, "application/x-ndjson")], out).into_response())
+    Ok(out.into())
 }
 
 #[cfg(test)]

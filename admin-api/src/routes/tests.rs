@@ -13,7 +13,7 @@ use tower::ServiceExt;
 use super::*;
 use crate::{
     auth::Role,
-    backend::{BackendError, BackendResult, UploadId},
+    backend::{AudienceRows, BackendError, BackendResult, UploadId},
     types::v1::*,
 };
 
@@ -122,11 +122,24 @@ impl Backend for Memory {
             _ => Err(BackendError::NotFound(format!("no campaign {c}"))),
         }
     }
-    async fn audience(&self, c: &str, _o: &str) -> BackendResult<Vec<AudienceRow>> {
-        if c == "down" {
-            return Err(BackendError::Unavailable("store cannot commit".into()));
+    /// `down` fails at once; `pages` and `cut` have a row a page, and
+    /// `cut` fails at its third page.
+    async fn audience_page(&self, c: &str, o: &str, from: u32) -> BackendResult<AudienceRows> {
+        match (c, from) {
+            ("down", _) | ("cut", 2..) => {
+                Err(BackendError::Unavailable("store cannot commit".into()))
+            }
+            ("pages" | "cut", _) => Ok(AudienceRows {
+                rows: vec![AudienceRow {
+                    customer: format!("c{from}"),
+                    address: format!("c{from}@example.org"),
+                    outcome: o.into(),
+                    at: None,
+                }],
+                next: (from < 2).then_some(from + 1),
+            }),
+            _ => Ok(AudienceRows::default()),
         }
-        Ok(vec![])
     }
     async fn events(&self, after: u64, _limit: usize) -> BackendResult<EventPage> {
         Ok(EventPage {
@@ -791,6 +804,43 @@ async fn a_store_that_cannot_commit_answers_503() {
         .body(Body::empty())
         .expect("request");
     assert_eq!(call(router, bad).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+/// An audience of several pages comes whole, a line a row; one whose store
+/// fails after the first page is cut short, never ended as if complete.
+#[tokio::test]
+async fn an_audience_is_streamed_page_by_page_and_cut_short_when_the_store_fails() {
+    let (_, router) = app(Tokens::default());
+    let get = |campaign: &str| {
+        Request::get(format!(
+            "/v1/campaigns/{campaign}/participants?outcome=pending"
+        ))
+        .body(Body::empty())
+        .expect("request")
+    };
+    let whole = router.clone().oneshot(get("pages")).await.expect("answer");
+    assert_eq!(whole.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(whole.into_body(), usize::MAX)
+        .await
+        .expect("the whole body");
+    let customers: Vec<String> = body
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let row: AudienceRow = serde_json::from_slice(line).expect("a row a line");
+            row.customer
+        })
+        .collect();
+    assert_eq!(customers, ["c0", "c1", "c2"]);
+
+    let cut = router.oneshot(get("cut")).await.expect("answer");
+    assert_eq!(cut.status(), StatusCode::OK, "the first page was read");
+    assert!(
+        axum::body::to_bytes(cut.into_body(), usize::MAX)
+            .await
+            .is_err(),
+        "the body ends in an error, not as a complete answer"
+    );
 }
 
 mod auth_first;

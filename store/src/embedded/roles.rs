@@ -11,8 +11,9 @@ use domain::{
 
 use super::{Embedded, FACT_RUN, Op, io, participant_records, read_participant, suppression_key};
 use crate::{
-    Catalog, Claim, Counts, Intake, Lease, Ledger, LimitState, MessageInfo, Queue, Result, Store,
-    StoreError, SuppressionQuery, Suppressions, UploadId, codec,
+    AUDIENCE_SCAN_PER_MEMBER, AudiencePage, Catalog, Claim, Counts, Intake, Lease, Ledger,
+    LimitState, MessageInfo, Queue, Result, Store, StoreError, SuppressionQuery, Suppressions,
+    UploadId, codec,
 };
 
 #[async_trait]
@@ -258,10 +259,16 @@ impl Ledger for Embedded {
         Ok(c.counts())
     }
 
-    async fn audience(&self, id: &str, outcome: &str) -> Result<Vec<AudienceMember>> {
-        let mut members = self.audience_without_addresses(id, outcome)?;
-        self.fill_addresses(id, &mut members)?;
-        Ok(members)
+    async fn audience_page(
+        &self,
+        id: &str,
+        outcome: &str,
+        from: u32,
+        limit: usize,
+    ) -> Result<AudiencePage> {
+        let mut page = self.audience_page_without_addresses(id, outcome, from, limit)?;
+        self.fill_addresses(id, &mut page.members)?;
+        Ok(page)
     }
 
     async fn message(&self, msg: MessageNo) -> Result<Option<MessageInfo>> {
@@ -477,7 +484,13 @@ impl Store for Embedded {
 impl Embedded {
     /// The audience with empty addresses (the index keeps none), in
     /// message order.
-    fn audience_without_addresses(&self, id: &str, outcome: &str) -> Result<Vec<AudienceMember>> {
+    fn audience_page_without_addresses(
+        &self,
+        id: &str,
+        outcome: &str,
+        from: u32,
+        limit: usize,
+    ) -> Result<AudiencePage> {
         let index = self.shared.index();
         let c = index
             .campaigns
@@ -491,27 +504,37 @@ impl Embedded {
                 .find(|e| e.as_str() == outcome)
                 .map_or(0, Engagement::bit),
         };
-        Ok(c.live_slots()
-            .filter(|(_, s)| wanted.contains(&s.status) || s.engaged & flag != 0)
-            .map(|(participant, s)| {
-                let msg = MessageNo {
-                    campaign: c.record.seq,
-                    participant,
-                };
-                // A flag's row has the time of that outcome (the click).
-                let at = if wanted.contains(&s.status) {
-                    (s.at > 0).then_some(s.at)
-                } else {
-                    self.flags_of(msg).at(flag)
-                };
-                AudienceMember {
-                    msg,
-                    customer: s.customer.to_string(),
-                    address: String::new(),
-                    at,
-                }
-            })
-            .collect())
+        // At least one member a page, so that paging moves on.
+        let limit = limit.max(1);
+        let scan = limit.saturating_mul(AUDIENCE_SCAN_PER_MEMBER);
+        let mut page = AudiencePage::default();
+        for (looked, (participant, s)) in c.live_slots_from(from).enumerate() {
+            // The page is full, or has looked at its share of numbers.
+            if page.members.len() == limit || looked == scan {
+                page.next = Some(participant);
+                break;
+            }
+            if !wanted.contains(&s.status) && s.engaged & flag == 0 {
+                continue;
+            }
+            let msg = MessageNo {
+                campaign: c.record.seq,
+                participant,
+            };
+            // A flag's row has the time of that outcome (the click).
+            let at = if wanted.contains(&s.status) {
+                (s.at > 0).then_some(s.at)
+            } else {
+                self.flags_of(msg).at(flag)
+            };
+            page.members.push(AudienceMember {
+                msg,
+                customer: s.customer.to_string(),
+                address: String::new(),
+                at,
+            });
+        }
+        Ok(page)
     }
 
     /// Reads the addresses of `members` (of campaign `id`, in message

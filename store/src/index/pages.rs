@@ -51,6 +51,22 @@ impl<T> Pages<T> {
         })
     }
 
+    /// Every item from number `first` on with its number, in number order.
+    pub fn enumerate_from(&self, first: usize) -> impl Iterator<Item = (usize, &T)> {
+        let (first_page, skipped) = (first >> PAGE_BITS, first & (PAGE - 1));
+        self.pages
+            .iter()
+            .enumerate()
+            .skip(first_page)
+            .flat_map(move |(p, page)| {
+                let skip = if p == first_page { skipped } else { 0 };
+                page.iter()
+                    .enumerate()
+                    .skip(skip)
+                    .map(move |(i, item)| ((p << PAGE_BITS) + i, item))
+            })
+    }
+
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
         self.pages.iter_mut().flatten()
     }
@@ -77,5 +93,26 @@ mod tests {
         let last = 3 * PAGE + 4;
         assert_eq!(pages.enumerate().next_back(), Some((last, &last)));
         assert!(pages.pages.iter().all(|p| p.capacity() == PAGE));
+    }
+
+    #[test]
+    fn enumerating_from_a_number_starts_there_on_any_page() {
+        let mut next = 0;
+        let mut pages = Pages::default();
+        pages.grow_to(2 * PAGE + 3, || {
+            next += 1;
+            next - 1
+        });
+        for first in [0, 1, PAGE - 1, PAGE, PAGE + 1, 2 * PAGE + 2] {
+            let from: Vec<usize> = pages.enumerate_from(first).map(|(n, _)| n).collect();
+            assert_eq!(
+                from,
+                (first..2 * PAGE + 3).collect::<Vec<_>>(),
+                "from {first}"
+            );
+            assert!(pages.enumerate_from(first).all(|(n, &v)| v == n));
+        }
+        assert_eq!(pages.enumerate_from(2 * PAGE + 3).count(), 0);
+        assert_eq!(pages.enumerate_from(5 * PAGE).count(), 0);
     }
 }

@@ -24,10 +24,14 @@ use super::{
     txn::Txn,
 };
 use crate::{
-    Catalog, Claim, Counts, Intake, Lease, Ledger, LimitState, MessageInfo, Paced, Queue, Result,
-    Shared, Store, StoreError, SuppressionQuery, Suppressions, UploadId, codec, flags::Flags,
-    upstream,
+    AUDIENCE_SCAN_PER_MEMBER, AudiencePage, Catalog, Claim, Counts, Intake, Lease, Ledger,
+    LimitState, MessageInfo, Paced, Queue, Result, Shared, Store, StoreError, SuppressionQuery,
+    Suppressions, UploadId, codec, flags::Flags, upstream,
 };
+
+/// Message states an audience page reads in one request (with their
+/// flags): one `HMGET` of each, as `participants` reads records.
+const FIELDS_PER_READ: u32 = 10_000;
 
 /// Leases due messages: gives back leases run out (due at once: they
 /// were due when claimed), then moves up to ARGV[2] messages due at ARGV[1]
@@ -972,7 +976,13 @@ impl Ledger for Redis {
         })
     }
 
-    async fn audience(&self, id: &str, outcome: &str) -> Result<Vec<AudienceMember>> {
+    async fn audience_page(
+        &self,
+        id: &str,
+        outcome: &str,
+        from: u32,
+        limit: usize,
+    ) -> Result<AudiencePage> {
         let c = self
             .campaign(id)
             .await?
@@ -986,31 +996,56 @@ impl Ledger for Redis {
                 .map_or(0, Engagement::bit),
         };
         let shard = self.shard(c.seq);
-        let states = self.hash_entries(&shard.states(c.seq)).await?;
-        let flags: HashMap<Vec<u8>, Flags> = self
-            .hash_entries(&shard.flags(c.seq))
+        // Numbers below this have been given out; none above.
+        let numbered = self
+            .hget(&shard.campaign(c.seq), NEXT_NUMBER)
             .await?
-            .into_iter()
-            .map(|(n, f)| (n, Flags::decode(&f)))
-            .collect();
-        // (number, customer filled below, when)
+            .and_then(|n| keys::parse_number(&n))
+            .unwrap_or(0);
+        // At least one member a page, so that paging moves on.
+        let limit = limit.max(1);
+        let last = u64::from(from)
+            .saturating_add((limit.saturating_mul(AUDIENCE_SCAN_PER_MEMBER)) as u64)
+            .min(u64::from(numbered)) as u32;
+        // (number, when)
         let mut chosen: Vec<(u32, Option<Millis>)> = Vec::new();
-        for (field, state) in states {
-            let Some(n) = keys::parse_number(&field) else {
-                continue;
-            };
-            let state: MessageState = codec::decode(&state)?;
-            let flags = flags.get(&field).copied().unwrap_or_default();
-            if wanted.contains(&state.status) {
-                chosen.push((n, (state.at > 0).then_some(state.at)));
-            } else if flags.bits() & flag != 0 {
-                // A flag's row has the time of that outcome (the click).
-                chosen.push((n, flags.at(flag)));
+        let mut next = (from < numbered).then_some(from);
+        while let Some(first) = next.filter(|&n| n < last && chosen.len() < limit) {
+            let end = first.saturating_add(FIELDS_PER_READ).min(last);
+            let fields: Vec<Vec<u8>> = (first..end).map(|n| keys::number(n).to_vec()).collect();
+            let (states, flags): (Values, Values) = self
+                .pipe(
+                    ::redis::pipe()
+                        .cmd("HMGET")
+                        .arg(shard.states(c.seq))
+                        .arg(&fields)
+                        .cmd("HMGET")
+                        .arg(shard.flags(c.seq))
+                        .arg(&fields),
+                )
+                .await?;
+            next = Some(end);
+            for ((n, state), flags) in (first..end).zip(states).zip(flags) {
+                let Some(state) = state else {
+                    continue;
+                };
+                let state: MessageState = codec::decode(&state)?;
+                let flags = flags.map(|f| Flags::decode(&f)).unwrap_or_default();
+                if wanted.contains(&state.status) {
+                    chosen.push((n, (state.at > 0).then_some(state.at)));
+                } else if flags.bits() & flag != 0 {
+                    // A flag's row has the time of that outcome (the click).
+                    chosen.push((n, flags.at(flag)));
+                }
+                if chosen.len() == limit {
+                    next = Some(n + 1);
+                    break;
+                }
             }
         }
         let at: HashMap<u32, Option<Millis>> = chosen.iter().copied().collect();
         let numbers = chosen.into_iter().map(|(n, _)| n).collect();
-        Ok(self
+        let members = self
             .records(c.seq, numbers)
             .await?
             .into_iter()
@@ -1023,7 +1058,11 @@ impl Ledger for Redis {
                 address: p.address,
                 at: at.get(&n).copied().flatten(),
             })
-            .collect())
+            .collect();
+        Ok(AudiencePage {
+            members,
+            next: next.filter(|&n| n < numbered),
+        })
     }
 
     async fn message(&self, msg: MessageNo) -> Result<Option<MessageInfo>> {

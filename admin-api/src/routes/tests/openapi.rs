@@ -28,7 +28,7 @@ use super::super::{ApiConfig, openapi::DOCUMENT, router};
 use crate::{
     Exposition,
     auth::{Role, Tokens},
-    backend::{Backend, BackendError, BackendResult, UploadId},
+    backend::{AudienceRows, Backend, BackendError, BackendResult, UploadId},
     types::v1::*,
 };
 
@@ -863,22 +863,34 @@ impl Backend for Fake {
             next: Some(41),
         })
     }
-    async fn audience(&self, _c: &str, outcome: &str) -> BackendResult<Vec<AudienceRow>> {
+    /// Two pages of one row each, so that the answer is streamed.
+    async fn audience_page(
+        &self,
+        _c: &str,
+        outcome: &str,
+        from: u32,
+    ) -> BackendResult<AudienceRows> {
         self.check()?;
-        Ok(vec![
-            AudienceRow {
-                customer: "c1".into(),
-                address: "ann@example.org".into(),
-                outcome: outcome.into(),
-                at: Some("2026-12-04T10:00:00.123Z".into()),
+        Ok(match from {
+            0 => AudienceRows {
+                rows: vec![AudienceRow {
+                    customer: "c1".into(),
+                    address: "ann@example.org".into(),
+                    outcome: outcome.into(),
+                    at: Some("2026-12-04T10:00:00.123Z".into()),
+                }],
+                next: Some(1),
             },
-            AudienceRow {
-                customer: "c2".into(),
-                address: "bob@example.org".into(),
-                outcome: outcome.into(),
-                at: None,
+            _ => AudienceRows {
+                rows: vec![AudienceRow {
+                    customer: "c2".into(),
+                    address: "bob@example.org".into(),
+                    outcome: outcome.into(),
+                    at: None,
+                }],
+                next: None,
             },
-        ])
+        })
     }
     async fn events(&self, _after: u64, _limit: usize) -> BackendResult<EventPage> {
         self.check()?;
