@@ -171,15 +171,39 @@ pub async fn write_events(mut rx: mpsc::Receiver<TrackingEvent>, engagements: En
 }
 
 /// Records `batch`, waiting out a store that refuses writes for now
-/// rather than dropping events already answered.
+/// rather than dropping events already answered. A batch the store cannot
+/// record for good (a corrupt record of one message) is recorded event by
+/// event, so that only what cannot be recorded is lost. (On Redis with
+/// shards, the clicks of a shard whose part of the batch was written may
+/// then be recorded twice: a click too many rather than thousands lost.)
 async fn record_when_taken(engagements: &EngagementLog, batch: &[TrackingEvent]) {
+    let Err(e) = record_once_taken(engagements, batch).await else {
+        return;
+    };
+    if batch.len() == 1 {
+        tracing::error!(error = %e, message = batch[0].message.0, "tracking event not recorded");
+        return;
+    }
+    tracing::warn!(error = %e, events = batch.len(), "tracking events recorded one by one");
+    for event in batch {
+        if let Err(e) = record_once_taken(engagements, std::slice::from_ref(event)).await {
+            tracing::error!(error = %e, message = event.message.0, "tracking event not recorded");
+        }
+    }
+}
+
+/// Records `batch` once the store takes writes; the error it cannot
+/// record it for.
+async fn record_once_taken(
+    engagements: &EngagementLog,
+    batch: &[TrackingEvent],
+) -> Result<(), StoreError> {
     let mut wait = REFUSED_FIRST;
     loop {
         match engagements
             .record(batch.iter().map(engaged).collect())
             .await
         {
-            Ok(()) => return,
             Err(e @ (StoreError::Unavailable(_) | StoreError::DiskFull { .. })) => {
                 if wait == REFUSED_FIRST {
                     tracing::warn!(error = %e, events = batch.len(), "tracking events wait for the store to take writes");
@@ -187,10 +211,7 @@ async fn record_when_taken(engagements: &EngagementLog, batch: &[TrackingEvent])
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(REFUSED_LONGEST);
             }
-            Err(e) => {
-                tracing::error!(error = %e, events = batch.len(), "tracking events not recorded");
-                return;
-            }
+            recorded => return recorded,
         }
     }
 }
