@@ -76,6 +76,27 @@ impl Api {
         Ok(())
     }
 
+    /// GETs `path` and counts the lines of its body as it streams in
+    /// (an NDJSON answer of millions of lines is not held whole); an error
+    /// unless answered 200 and whole.
+    pub async fn count_lines(&self, path: &str) -> anyhow::Result<usize> {
+        let request = Request::get(format!("{}{path}", self.base)).body(Full::new(Bytes::new()))?;
+        let response = self.client.request(request).await?;
+        anyhow::ensure!(
+            response.status() == 200,
+            "{path} answered {}",
+            response.status()
+        );
+        let mut body = response.into_body();
+        let mut lines = 0;
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                lines += data.iter().filter(|&&b| b == b'\n').count();
+            }
+        }
+        Ok(lines)
+    }
+
     pub async fn text(&self, path: &str) -> anyhow::Result<String> {
         let request = Request::get(format!("{}{path}", self.base)).body(Full::new(Bytes::new()))?;
         let response = self.client.request(request).await?;

@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod cpu;
+pub mod daemon_process;
 pub mod http;
 pub mod nodes;
 pub mod redis_server;
