@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use crate::{
     backend::{Backend, BackendError, UploadId},
     error::ApiError,
+    routes::budget::BodyBudget,
     types::v1::{ParticipantIn, Rejected, UploadResult, limits},
 };
 
@@ -27,6 +28,11 @@ pub const BATCH: usize = 4096;
 /// The longest NDJSON line taken (`docs/api.md#limits`): a longer one is
 /// rejected without being held, so no single line can fill the memory.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// The most line bytes a batch gathers before it is handed over, however
+/// few participants it has: large participants (fields of kilobytes) make
+/// smaller batches, so that what an upload holds in flight stays bounded.
+pub const BATCH_BYTES: usize = 4 << 20;
 
 /// Batches of an NDJSON upload waiting for the store at once: enough to
 /// keep group commits full, few enough that a client sending faster than
@@ -44,6 +50,14 @@ struct Uploader {
     /// Published or abandoned.
     ended: bool,
     batch: Vec<(usize, ParticipantIn)>,
+    /// The line bytes of `batch`.
+    batch_bytes: usize,
+    /// Batches gathered, with their line bytes, waiting for room in the
+    /// budget to be handed over.
+    ready: Vec<(Vec<(usize, ParticipantIn)>, usize)>,
+    /// The memory that bodies and batches in flight share
+    /// (`api.max_body_memory`).
+    budget: Arc<BodyBudget>,
     commits: JoinSet<Result<UploadResult, BackendError>>,
     /// The answers of the batches committed so far, and the lines rejected.
     done: UploadResult,
@@ -56,7 +70,12 @@ struct Uploader {
 }
 
 impl Uploader {
-    fn new(backend: Arc<dyn Backend>, campaign: &str, dry_run: bool) -> Self {
+    fn new(
+        backend: Arc<dyn Backend>,
+        budget: Arc<BodyBudget>,
+        campaign: &str,
+        dry_run: bool,
+    ) -> Self {
         Self {
             dry_run,
             upload: backend.new_upload(),
@@ -64,6 +83,9 @@ impl Uploader {
             backend,
             campaign: campaign.to_owned(),
             batch: Vec::with_capacity(BATCH),
+            batch_bytes: 0,
+            ready: Vec::new(),
+            budget,
             commits: JoinSet::new(),
             done: UploadResult::default(),
             failed: None,
@@ -86,7 +108,7 @@ impl Uploader {
             return self.reject(line, NOT_AN_OBJECT.to_owned());
         }
         match serde_json::from_slice::<ParticipantIn>(bytes) {
-            Ok(p) => self.push(line, p),
+            Ok(p) => self.push(line, p, bytes.len()),
             Err(e) => self.reject(line, line_error(&e)),
         }
     }
@@ -95,31 +117,41 @@ impl Uploader {
         self.done.reject(Rejected::new(line, error));
     }
 
-    fn push(&mut self, line: usize, p: ParticipantIn) {
+    fn push(&mut self, line: usize, p: ParticipantIn, bytes: usize) {
         if let Some(problem) = limits::participant_problem(&p) {
             return self.reject(line, problem);
         }
         self.batch.push((line, p));
-        if self.batch.len() >= BATCH {
-            self.flush();
+        self.batch_bytes += bytes;
+        if self.batch.len() >= BATCH || self.batch_bytes >= BATCH_BYTES {
+            self.close_batch();
         }
     }
 
-    fn flush(&mut self) {
-        self.flush_even_if_empty(false);
-    }
-
-    fn flush_even_if_empty(&mut self, even_if_empty: bool) {
-        if self.batch.is_empty() && !even_if_empty {
-            return;
-        }
-        self.handed_over = true;
+    /// Sets the gathered batch aside to be handed over.
+    fn close_batch(&mut self) {
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
-        let backend = self.backend.clone();
-        let campaign = self.campaign.clone();
-        let upload = self.upload;
-        self.commits
-            .spawn(async move { backend.add_participants(&campaign, upload, batch).await });
+        self.ready
+            .push((batch, std::mem::take(&mut self.batch_bytes)));
+    }
+
+    /// Hands the batches set aside to the backend, each once the budget has
+    /// room for its bytes (which it holds until it is staged): a client
+    /// sending faster than the store stages waits for room, rather than
+    /// the batches of every upload together filling the memory.
+    async fn hand_over(&mut self) {
+        for (batch, bytes) in std::mem::take(&mut self.ready) {
+            let held = self.budget.hold(bytes).await;
+            self.handed_over = true;
+            let backend = self.backend.clone();
+            let campaign = self.campaign.clone();
+            let upload = self.upload;
+            self.commits.spawn(async move {
+                let staged = backend.add_participants(&campaign, upload, batch).await;
+                drop(held);
+                staged
+            });
+        }
     }
 
     /// Waits until at most `n` batches are still being committed.
@@ -143,7 +175,10 @@ impl Uploader {
     async fn finish(mut self) -> Result<UploadResult, ApiError> {
         // A body with no participant still has its campaign checked (404
         // unknown, 409 closed): as an empty batch.
-        self.flush_even_if_empty(!self.handed_over);
+        if !self.batch.is_empty() || (!self.handed_over && self.ready.is_empty()) {
+            self.close_batch();
+        }
+        self.hand_over().await;
         self.wait_for_commits(0).await;
         if let Some(e) = self.failed.take() {
             return Err(self.fail(e).await);
@@ -203,15 +238,17 @@ impl Drop for Uploader {
 }
 
 /// NDJSON: lines are parsed as chunks arrive; memory stays bounded by one
-/// line of at most [`MAX_LINE_BYTES`].
+/// line of at most [`MAX_LINE_BYTES`], and the batches in flight by the
+/// shared budget.
 pub async fn ndjson(
     backend: Arc<dyn Backend>,
+    budget: Arc<BodyBudget>,
     campaign: &str,
     body: Body,
     limit: usize,
     dry_run: bool,
 ) -> Result<UploadResult, ApiError> {
-    let mut up = Uploader::new(backend, campaign, dry_run);
+    let mut up = Uploader::new(backend, budget, campaign, dry_run);
     let mut lines = Lines::default();
     let mut stream = body.into_data_stream();
     let mut total = 0usize;
@@ -228,6 +265,7 @@ pub async fn ndjson(
             return Err(up.fail(ApiError::PayloadTooLarge { limit }).await);
         }
         lines.feed(&chunk, &mut up);
+        up.hand_over().await;
         up.wait_for_commits(COMMITS_IN_FLIGHT).await;
         // A batch that could not be staged ends the upload: no more reading.
         if let Some(e) = up.failure() {
@@ -322,16 +360,19 @@ fn without_bom(bytes: &[u8]) -> &[u8] {
 /// own so one bad participant rejects only itself.
 pub async fn array(
     backend: Arc<dyn Backend>,
+    budget: Arc<BodyBudget>,
     campaign: &str,
     bytes: &[u8],
     dry_run: bool,
 ) -> Result<UploadResult, ApiError> {
     let items: Vec<serde_json::Value> = serde_json::from_slice(without_bom(bytes))
         .map_err(|e| ApiError::malformed("malformed JSON array", &e))?;
-    let mut up = Uploader::new(backend, campaign, dry_run);
+    let mut up = Uploader::new(backend, budget, campaign, dry_run);
     for (i, item) in items.into_iter().enumerate() {
         match crate::strict_json::from_value::<ParticipantIn>(&item) {
-            Ok(p) => up.push(i + 1, p),
+            // The body is held whole already (and counted): its batches
+            // take nothing more from the budget.
+            Ok(p) => up.push(i + 1, p, 0),
             Err(e) => up.reject(i + 1, e.to_string()),
         }
     }

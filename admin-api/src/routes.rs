@@ -2,7 +2,7 @@
 
 mod blacklist;
 mod bounces;
-mod budget;
+pub(crate) mod budget;
 mod campaigns;
 mod channels;
 mod console;

@@ -2,7 +2,10 @@
 //! (`api.max_body_memory`). A body read whole takes its bytes from the
 //! budget as they arrive and gives them back when the request is answered;
 //! a body that would go over is refused at once with 503, so a few large
-//! requests cannot fill the memory, nor wait on each other forever.
+//! requests cannot fill the memory, nor wait on each other forever. The
+//! batches of an NDJSON upload on their way to the store take their bytes
+//! from the same budget, waiting for room instead (`BodyBudget::hold`):
+//! a streamed upload slows down rather than failing.
 
 use std::{ops::Deref, sync::Arc};
 
@@ -45,6 +48,14 @@ impl BodyBudget {
             bytes: bytes.freeze(),
             _held: held,
         })
+    }
+
+    /// Waits for room for `n` bytes, then holds them until the permit is
+    /// dropped. At most the whole budget is waited for, so that something
+    /// larger than it still goes, alone.
+    pub(crate) async fn hold(&self, n: usize) -> Option<OwnedSemaphorePermit> {
+        let n = u32::try_from(n.min(self.limit)).unwrap_or(u32::MAX);
+        self.bytes.clone().acquire_many_owned(n).await.ok()
     }
 
     fn take(&self, held: &mut Option<OwnedSemaphorePermit>, n: usize) -> Result<(), ApiError> {

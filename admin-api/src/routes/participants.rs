@@ -45,11 +45,19 @@ pub async fn upload(
         .unwrap_or("");
     let result = match Upload::of(content_type) {
         Some(Upload::Lines) => {
-            ingest::ndjson(s.backend.clone(), &id, body, limit, q.dry_run).await?
+            ingest::ndjson(
+                s.backend.clone(),
+                s.bodies.clone(),
+                &id,
+                body,
+                limit,
+                q.dry_run,
+            )
+            .await?
         }
         Some(Upload::Array) => {
             let bytes = s.bodies.read_whole(body, limit).await?;
-            ingest::array(s.backend.clone(), &id, &bytes, q.dry_run).await?
+            ingest::array(s.backend.clone(), s.bodies.clone(), &id, &bytes, q.dry_run).await?
         }
         None => {
             return Err(ApiError::bad_request(format!(

@@ -29,6 +29,11 @@ struct Memory {
     blacklist_filters: Mutex<Vec<(String, BlacklistFilter)>>,
     /// Requests counted: route, method, status.
     requests: Mutex<Vec<(String, String, u16)>>,
+    /// How long staging a batch takes (a slow store).
+    stage_millis: std::sync::atomic::AtomicU64,
+    /// Participants being staged now, and the most at once.
+    staging: std::sync::atomic::AtomicUsize,
+    most_staging: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait]
@@ -54,7 +59,15 @@ impl Backend for Memory {
         upload: UploadId,
         batch: Vec<(usize, ParticipantIn)>,
     ) -> BackendResult<UploadResult> {
+        use std::sync::atomic::Ordering::SeqCst;
         let n = batch.len() as u64;
+        let now = self.staging.fetch_add(batch.len(), SeqCst) + batch.len();
+        self.most_staging.fetch_max(now, SeqCst);
+        let stall = self.stage_millis.load(SeqCst);
+        if stall > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(stall)).await;
+        }
+        self.staging.fetch_sub(batch.len(), SeqCst);
         let mut staged = self.staged.lock().expect("lock");
         staged.entry(upload).or_default().extend(batch);
         Ok(UploadResult {
@@ -840,6 +853,46 @@ async fn an_audience_is_streamed_page_by_page_and_cut_short_when_the_store_fails
             .await
             .is_err(),
         "the body ends in an error, not as a complete answer"
+    );
+}
+
+/// The batches of an NDJSON upload in flight hold at most the shared
+/// memory budget (and a batch of large participants is cut short of 4,096
+/// by its bytes): a client sending faster than the store stages waits for
+/// room, and every participant is still taken.
+#[tokio::test]
+async fn an_upload_of_large_participants_holds_no_more_than_the_budget_in_flight() {
+    use std::sync::atomic::Ordering::SeqCst;
+    const N: usize = 6_000;
+    let backend = Arc::new(Memory::default());
+    backend.stage_millis.store(20, SeqCst);
+    let router = router(
+        backend.clone(),
+        ApiConfig {
+            tokens: Tokens::default(),
+            max_body_bytes: 64 << 20,
+            max_body_memory: 8 << 20,
+        },
+    );
+    let field = "x".repeat(4_000);
+    let line = |i: usize| {
+        format!(
+            "{{\"customer\":\"c{i}\",\"address\":\"c{i}@example.org\",\"fields\":{{\"f\":\"{field}\"}}}}\n"
+        )
+    };
+    let line_bytes = line(0).len();
+    let body: String = (0..N).map(line).collect();
+    let req = Request::post("/v1/campaigns/c1/participants")
+        .header("content-type", "application/x-ndjson")
+        .body(Body::from(body))
+        .expect("request");
+    let (status, json) = call(router, req).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["accepted"], N, "{json}");
+    let most = backend.most_staging.load(SeqCst) * line_bytes;
+    assert!(
+        most <= (8 << 20) + crate::ingest::BATCH_BYTES,
+        "{most} bytes of participants staged at once"
     );
 }
 
