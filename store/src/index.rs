@@ -365,14 +365,13 @@ impl CampaignIndex {
         false
     }
 
-    /// Every live participant numbered `first` or more with its number, in
-    /// number order.
-    pub fn live_slots_from(&self, first: u32) -> impl Iterator<Item = (u32, Slot<'_>)> {
+    /// Every participant number from `first` on, in order, with its slot
+    /// if it is live (`None`: staged, superseded, or never used).
+    pub fn slots_from(&self, first: u32) -> impl Iterator<Item = (u32, Option<Slot<'_>>)> {
         // Participant numbers are u32, so the enumeration fits.
         self.entries
             .enumerate_from(first as usize)
-            .filter(|(_, e)| e.is_live())
-            .map(|(n, e)| (n as u32, self.view(e)))
+            .map(|(n, e)| (n as u32, e.is_live().then(|| self.view(e))))
     }
 
     /// Places a durable participant at its number, live (`at` its time) or
@@ -627,8 +626,8 @@ mod tests {
             "the live one keeps the customer"
         );
         assert_eq!(
-            idx.live_slots_from(0)
-                .filter(|(_, s)| s.customer == "d")
+            idx.slots_from(0)
+                .filter(|(_, s)| s.is_some_and(|s| s.customer == "d"))
                 .count(),
             1
         );
@@ -658,8 +657,8 @@ mod tests {
         );
         idx.drop_staged(3);
         assert_eq!(
-            idx.live_slots_from(0)
-                .filter(|(_, s)| s.customer == "d")
+            idx.slots_from(0)
+                .filter(|(_, s)| s.is_some_and(|s| s.customer == "d"))
                 .count(),
             1
         );
@@ -677,8 +676,8 @@ mod tests {
         idx.publish(4, 9);
         assert!(idx.takes("d", Joining::Staged(&[])));
         assert_eq!(
-            idx.live_slots_from(0)
-                .filter(|(_, s)| s.customer == "d")
+            idx.slots_from(0)
+                .filter(|(_, s)| s.is_some_and(|s| s.customer == "d"))
                 .count(),
             1
         );

@@ -165,8 +165,9 @@ pub trait Ledger: Send + Sync {
     /// [`AUDIENCE_SCAN_PER_MEMBER`](crate::AUDIENCE_SCAN_PER_MEMBER) numbers,
     /// so it may hold fewer members, even none, while `next` is `Some`.
     /// Each page is read as the campaign is then: a participant whose
-    /// outcome changes between pages is in the page read after the change
-    /// or in none, never twice.
+    /// outcome changes while the pages are read is in at most one of them
+    /// (each number is in one page), whichever its outcome was when its
+    /// page was read.
     async fn audience_page(
         &self,
         id: &str,

@@ -82,8 +82,22 @@ pub async fn an_audience_read_page_by_page_is_the_whole_audience_in_number_order
         "a page between the clicks ends after its share of numbers: {clicked:?}"
     );
 
+    // Numbers given to an upload still being read are looked at as
+    // numbers: a page does not walk a large staged upload whole.
+    let staged = (0..40).map(|i| participant(&format!("s{i}"))).collect();
+    store
+        .stage("e", store.new_upload(), staged)
+        .await
+        .expect("stage");
+    let among_staged = store
+        .audience_page("e", "pending", N, 1)
+        .await
+        .expect("page");
+    assert!(among_staged.members.is_empty(), "{among_staged:?}");
+    assert_eq!(among_staged.next, Some(N + looked_at));
+
     let past_the_end = store
-        .audience_page("e", "pending", N + 10, 10)
+        .audience_page("e", "pending", N + 100, 10)
         .await
         .expect("page");
     assert_eq!(past_the_end, AudiencePage::default());

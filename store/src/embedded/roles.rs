@@ -508,15 +508,16 @@ impl Embedded {
         let limit = limit.max(1);
         let scan = limit.saturating_mul(AUDIENCE_SCAN_PER_MEMBER);
         let mut page = AudiencePage::default();
-        for (looked, (participant, s)) in c.live_slots_from(from).enumerate() {
+        for (looked, (participant, slot)) in c.slots_from(from).enumerate() {
             // The page is full, or has looked at its share of numbers.
             if page.members.len() == limit || looked == scan {
                 page.next = Some(participant);
                 break;
             }
-            if !wanted.contains(&s.status) && s.engaged & flag == 0 {
+            let Some(s) = slot.filter(|s| wanted.contains(&s.status) || s.engaged & flag != 0)
+            else {
                 continue;
-            }
+            };
             let msg = MessageNo {
                 campaign: c.record.seq,
                 participant,

@@ -1013,17 +1013,20 @@ impl Ledger for Redis {
         while let Some(first) = next.filter(|&n| n < last && chosen.len() < limit) {
             let end = first.saturating_add(FIELDS_PER_READ).min(last);
             let fields: Vec<Vec<u8>> = (first..end).map(|n| keys::number(n).to_vec()).collect();
-            let (states, flags): (Values, Values) = self
-                .pipe(
-                    ::redis::pipe()
-                        .cmd("HMGET")
-                        .arg(shard.states(c.seq))
-                        .arg(&fields)
-                        .cmd("HMGET")
-                        .arg(shard.flags(c.seq))
-                        .arg(&fields),
-                )
-                .await?;
+            let mut read = ::redis::pipe();
+            read.cmd("HMGET").arg(shard.states(c.seq)).arg(&fields);
+            // A status outcome has no flag to read.
+            if flag != 0 {
+                read.cmd("HMGET").arg(shard.flags(c.seq)).arg(&fields);
+            }
+            let (states, flags): (Values, Option<Values>) = if flag != 0 {
+                let (states, flags) = self.pipe(&read).await?;
+                (states, Some(flags))
+            } else {
+                let (states,): (Values,) = self.pipe(&read).await?;
+                (states, None)
+            };
+            let flags = flags.unwrap_or_else(|| vec![None; fields.len()]);
             next = Some(end);
             for ((n, state), flags) in (first..end).zip(states).zip(flags) {
                 let Some(state) = state else {
