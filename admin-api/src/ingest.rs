@@ -141,7 +141,7 @@ impl Uploader {
     /// the batches of every upload together filling the memory.
     async fn hand_over(&mut self) {
         for (batch, bytes) in std::mem::take(&mut self.ready) {
-            let held = self.budget.hold(bytes).await;
+            let held = self.budget.hold_batch(bytes).await;
             self.handed_over = true;
             let backend = self.backend.clone();
             let campaign = self.campaign.clone();
@@ -375,6 +375,8 @@ pub async fn array(
             Ok(p) => up.push(i + 1, p, 0),
             Err(e) => up.reject(i + 1, e.to_string()),
         }
+        // Staged while the rest is checked.
+        up.hand_over().await;
     }
     up.finish().await
 }

@@ -34,7 +34,8 @@ pub struct ApiConfig {
     /// Largest request body accepted, in bytes (413 beyond).
     pub max_body_bytes: usize,
     /// Bytes that bodies read whole may hold at once, across every request
-    /// (503 beyond).
+    /// (503 beyond); NDJSON batches on their way to the store may hold half
+    /// as much besides (they wait for room).
     pub max_body_memory: usize,
 }
 

@@ -172,23 +172,26 @@ pub async fn write_events(mut rx: mpsc::Receiver<TrackingEvent>, engagements: En
 
 /// Records `batch`, waiting out a store that refuses writes for now
 /// rather than dropping events already answered. A batch the store cannot
-/// record for good (a corrupt record of one message) is recorded event by
-/// event, so that only what cannot be recorded is lost. (On Redis with
-/// shards, the clicks of a shard whose part of the batch was written may
-/// then be recorded twice: a click too many rather than thousands lost.)
+/// record for good (a corrupt record of one message) is split in halves,
+/// and those again, so that only the events that cannot be recorded are
+/// lost, at about twice the log of the batch's size in writes for each.
+/// (On Redis with shards, the events of a shard whose part of a failed
+/// write was written may then be recorded twice: a click too many rather
+/// than thousands lost.)
 async fn record_when_taken(engagements: &EngagementLog, batch: &[TrackingEvent]) {
-    let Err(e) = record_once_taken(engagements, batch).await else {
-        return;
-    };
-    if batch.len() == 1 {
-        tracing::error!(error = %e, message = batch[0].message.0, "tracking event not recorded");
-        return;
-    }
-    tracing::warn!(error = %e, events = batch.len(), "tracking events recorded one by one");
-    for event in batch {
-        if let Err(e) = record_once_taken(engagements, std::slice::from_ref(event)).await {
+    let mut parts = vec![batch];
+    while let Some(part) = parts.pop() {
+        let Err(e) = record_once_taken(engagements, part).await else {
+            continue;
+        };
+        if let [event] = part {
             tracing::error!(error = %e, message = event.message.0, "tracking event not recorded");
+            continue;
         }
+        tracing::warn!(error = %e, events = part.len(), "tracking events recorded in halves");
+        let (first, second) = part.split_at(part.len() / 2);
+        parts.push(second);
+        parts.push(first);
     }
 }
 

@@ -3,9 +3,9 @@
 //! budget as they arrive and gives them back when the request is answered;
 //! a body that would go over is refused at once with 503, so a few large
 //! requests cannot fill the memory, nor wait on each other forever. The
-//! batches of an NDJSON upload on their way to the store take their bytes
-//! from the same budget, waiting for room instead (`BodyBudget::hold`):
-//! a streamed upload slows down rather than failing.
+//! batches of NDJSON uploads on their way to the store share a budget of
+//! half as much, waiting for room instead (`BodyBudget::hold_batch`): a
+//! streamed upload slows down rather than failing.
 
 use std::{ops::Deref, sync::Arc};
 
@@ -20,13 +20,22 @@ use crate::error::ApiError;
 pub(crate) struct BodyBudget {
     bytes: Arc<Semaphore>,
     limit: usize,
+    /// The bytes of NDJSON batches on their way to the store: half the
+    /// limit, a semaphore of its own. Tokio's semaphore is fair: a batch
+    /// waiting in the bodies' queue would take the permits given back
+    /// first, and every body read whole would meanwhile be turned away.
+    batches: Arc<Semaphore>,
+    batches_limit: usize,
 }
 
 impl BodyBudget {
     pub(crate) fn new(limit: usize) -> Self {
+        let batches_limit = (limit / 2).max(1);
         Self {
             bytes: Arc::new(Semaphore::new(limit.min(Semaphore::MAX_PERMITS))),
             limit,
+            batches: Arc::new(Semaphore::new(batches_limit.min(Semaphore::MAX_PERMITS))),
+            batches_limit,
         }
     }
 
@@ -50,12 +59,17 @@ impl BodyBudget {
         })
     }
 
-    /// Waits for room for `n` bytes, then holds them until the permit is
-    /// dropped. At most the whole budget is waited for, so that something
-    /// larger than it still goes, alone.
-    pub(crate) async fn hold(&self, n: usize) -> Option<OwnedSemaphorePermit> {
-        let n = u32::try_from(n.min(self.limit)).unwrap_or(u32::MAX);
-        self.bytes.clone().acquire_many_owned(n).await.ok()
+    /// Waits for room for a batch of `n` bytes among the batches in flight,
+    /// then holds it until the permit is dropped. At most the batches' whole
+    /// share is waited for, so that a batch larger than it still goes,
+    /// alone.
+    pub(crate) async fn hold_batch(&self, n: usize) -> Option<OwnedSemaphorePermit> {
+        // Nothing to hold: not queued behind batches waiting for room.
+        if n == 0 {
+            return None;
+        }
+        let n = u32::try_from(n.min(self.batches_limit)).unwrap_or(u32::MAX);
+        self.batches.clone().acquire_many_owned(n).await.ok()
     }
 
     fn take(&self, held: &mut Option<OwnedSemaphorePermit>, n: usize) -> Result<(), ApiError> {
