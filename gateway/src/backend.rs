@@ -203,7 +203,7 @@ impl GatewayBackend {
             while let Some(first) = from {
                 let page = self
                     .store
-                    .audience_page(
+                    .audience_messages(
                         &source.campaign,
                         &source.outcome,
                         first,
@@ -212,7 +212,7 @@ impl GatewayBackend {
                     .await
                     .map_err(store_error)?;
                 from = page.next;
-                let msgs: Vec<MessageNo> = page.members.iter().map(|m| m.msg).collect();
+                let msgs: Vec<MessageNo> = page.messages.iter().map(|&(msg, _)| msg).collect();
                 let records = self.store.participants(&msgs).await.map_err(store_error)?;
                 let (part, refused) = addressed(records, source, &mut position);
                 let staged = self.add_checked(id, Some(upload), part, refused).await?;
@@ -380,11 +380,11 @@ impl GatewayBackend {
         let mut from = Some(0);
         while let Some(first) = from {
             let page = (self.store)
-                .audience_page(id, Status::Pending.as_str(), first, UNFIT_READ)
+                .audience_messages(id, Status::Pending.as_str(), first, UNFIT_READ)
                 .await
                 .map_err(store_error)?;
             from = page.next;
-            let msgs: Vec<MessageNo> = page.members.iter().map(|m| m.msg).collect();
+            let msgs: Vec<MessageNo> = page.messages.iter().map(|&(msg, _)| msg).collect();
             let records = self.store.participants(&msgs).await.map_err(store_error)?;
             for p in records.into_iter().flatten() {
                 if let Some(why) = check(&p) {

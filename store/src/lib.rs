@@ -124,6 +124,18 @@ pub struct AudiencePage {
     pub next: Option<u32>,
 }
 
+/// A page of the messages of a campaign's audience, without their
+/// participants (`Ledger::audience_messages`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AudienceMessages {
+    /// Messages numbered from the page's `from` on, in number order, each
+    /// with when it reached the outcome (`None` while unknown).
+    pub messages: Vec<(MessageNo, Option<Millis>)>,
+    /// The number to read the next page from; `None` once every number was
+    /// looked at.
+    pub next: Option<u32>,
+}
+
 /// Members in one page of an audience read whole (`Ledger::audience`).
 pub const AUDIENCE_PAGE: usize = 10_000;
 

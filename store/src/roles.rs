@@ -9,7 +9,10 @@ use domain::{
     MessageNo, Millis, Participant, ReceiptIn, ReceiptMatch, SuppressReason, Update,
 };
 
-use crate::{AudiencePage, Claim, Counts, Lease, MessageInfo, Result, SuppressionQuery, UploadId};
+use crate::{
+    AudienceMessages, AudiencePage, Claim, Counts, Lease, MessageInfo, Result, SuppressionQuery,
+    UploadId,
+};
 
 /// Campaigns: their declarations and lifecycle.
 #[async_trait]
@@ -159,22 +162,55 @@ pub trait Ledger: Send + Sync {
     /// Participants per current status.
     async fn counts(&self, id: &str) -> Result<Counts>;
 
-    /// A page of the participants of a campaign whose current outcome is
+    /// A page of the messages of a campaign whose current outcome is
     /// `outcome`: those numbered `from` and up, in number order, at most
     /// `limit`. A page looks at no more than `limit` times
     /// [`AUDIENCE_SCAN_PER_MEMBER`](crate::AUDIENCE_SCAN_PER_MEMBER) numbers,
-    /// so it may hold fewer members, even none, while `next` is `Some`.
+    /// so it may hold fewer messages, even none, while `next` is `Some`.
     /// Each page is read as the campaign is then: a participant whose
     /// outcome changes while the pages are read is in at most one of them
     /// (each number is in one page), whichever its outcome was when its
-    /// page was read.
+    /// page was read. Their participants are read with `participants`.
+    async fn audience_messages(
+        &self,
+        id: &str,
+        outcome: &str,
+        from: u32,
+        limit: usize,
+    ) -> Result<AudienceMessages>;
+
+    /// A page of the audience as `audience_messages` gives it, with each
+    /// member's customer and address (one whose record is gone, its
+    /// campaign deleted while the page was read, is left out).
     async fn audience_page(
         &self,
         id: &str,
         outcome: &str,
         from: u32,
         limit: usize,
-    ) -> Result<AudiencePage>;
+    ) -> Result<AudiencePage> {
+        let page = self.audience_messages(id, outcome, from, limit).await?;
+        let msgs: Vec<MessageNo> = page.messages.iter().map(|&(msg, _)| msg).collect();
+        let records = self.participants(&msgs).await?;
+        let members = page
+            .messages
+            .into_iter()
+            .zip(records)
+            .filter_map(|((msg, at), record)| {
+                let p = record?;
+                Some(AudienceMember {
+                    msg,
+                    customer: p.customer,
+                    address: p.address,
+                    at,
+                })
+            })
+            .collect();
+        Ok(AudiencePage {
+            members,
+            next: page.next,
+        })
+    }
 
     /// The participants of a campaign whose current outcome is `outcome`,
     /// read page by page (all in memory: for tests and small audiences).

@@ -4,14 +4,13 @@ use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use domain::{
-    AudienceMember, CampaignDecl, CampaignRecord, CampaignState, ChannelKind, Engaged, Engagement,
-    FELL_BACK, Fact, MessageNo, Millis, Participant, ReceiptIn, ReceiptMatch, SuppressReason,
-    Update,
+    CampaignDecl, CampaignRecord, CampaignState, ChannelKind, Engaged, Engagement, FELL_BACK, Fact,
+    MessageNo, Millis, Participant, ReceiptIn, ReceiptMatch, SuppressReason, Update,
 };
 
 use super::{Embedded, FACT_RUN, Op, io, participant_records, read_participant, suppression_key};
 use crate::{
-    AUDIENCE_SCAN_PER_MEMBER, AudiencePage, Catalog, Claim, Counts, Intake, Lease, Ledger,
+    AUDIENCE_SCAN_PER_MEMBER, AudienceMessages, Catalog, Claim, Counts, Intake, Lease, Ledger,
     LimitState, MessageInfo, Queue, Result, Store, StoreError, SuppressionQuery, Suppressions,
     UploadId, codec,
 };
@@ -259,16 +258,68 @@ impl Ledger for Embedded {
         Ok(c.counts())
     }
 
-    async fn audience_page(
+    async fn audience_messages(
         &self,
         id: &str,
         outcome: &str,
         from: u32,
         limit: usize,
-    ) -> Result<AudiencePage> {
-        let mut page = self.audience_page_without_addresses(id, outcome, from, limit)?;
-        self.fill_addresses(id, &mut page.members)?;
+    ) -> Result<AudienceMessages> {
+        let index = self.shared.index();
+        let c = index
+            .campaigns
+            .get(id)
+            .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
+        let wanted = rules::audience_statuses(outcome, c.record.decl.channel.reports_delivery());
+        let flag = match outcome {
+            "fallback" => FELL_BACK,
+            _ => Engagement::ALL
+                .into_iter()
+                .find(|e| e.as_str() == outcome)
+                .map_or(0, Engagement::bit),
+        };
+        // At least one message a page, so that paging moves on.
+        let limit = limit.max(1);
+        let scan = limit.saturating_mul(AUDIENCE_SCAN_PER_MEMBER);
+        let mut page = AudienceMessages::default();
+        for (looked, (participant, slot)) in c.slots_from(from).enumerate() {
+            // The page is full, or has looked at its share of numbers.
+            if page.messages.len() == limit || looked == scan {
+                page.next = Some(participant);
+                break;
+            }
+            let Some(s) = slot.filter(|s| wanted.contains(&s.status) || s.engaged & flag != 0)
+            else {
+                continue;
+            };
+            let msg = MessageNo {
+                campaign: c.record.seq,
+                participant,
+            };
+            // A flag's row has the time of that outcome (the click).
+            let at = if wanted.contains(&s.status) {
+                (s.at > 0).then_some(s.at)
+            } else {
+                self.flags_of(msg).at(flag)
+            };
+            page.messages.push((msg, at));
+        }
         Ok(page)
+    }
+
+    async fn participants(&self, msgs: &[MessageNo]) -> Result<Vec<Option<Participant>>> {
+        let mut records = Vec::with_capacity(msgs.len());
+        // Ascending runs of one campaign's (an audience page's) are read
+        // with range scans.
+        for run in msgs.chunk_by(|a, b| a.campaign == b.campaign && a.participant < b.participant) {
+            let numbers: Vec<u32> = run.iter().map(|m| m.participant).collect();
+            records.extend(participant_records(
+                &self.shared.ks.participants,
+                run[0].campaign,
+                &numbers,
+            )?);
+        }
+        Ok(records)
     }
 
     async fn message(&self, msg: MessageNo) -> Result<Option<MessageInfo>> {
@@ -478,79 +529,5 @@ impl Store for Embedded {
             return Some(super::POISONED.to_owned());
         }
         self.shared.space.check().err().map(|e| e.to_string())
-    }
-}
-
-impl Embedded {
-    /// The audience with empty addresses (the index keeps none), in
-    /// message order.
-    fn audience_page_without_addresses(
-        &self,
-        id: &str,
-        outcome: &str,
-        from: u32,
-        limit: usize,
-    ) -> Result<AudiencePage> {
-        let index = self.shared.index();
-        let c = index
-            .campaigns
-            .get(id)
-            .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
-        let wanted = rules::audience_statuses(outcome, c.record.decl.channel.reports_delivery());
-        let flag = match outcome {
-            "fallback" => FELL_BACK,
-            _ => Engagement::ALL
-                .into_iter()
-                .find(|e| e.as_str() == outcome)
-                .map_or(0, Engagement::bit),
-        };
-        // At least one member a page, so that paging moves on.
-        let limit = limit.max(1);
-        let scan = limit.saturating_mul(AUDIENCE_SCAN_PER_MEMBER);
-        let mut page = AudiencePage::default();
-        for (looked, (participant, slot)) in c.slots_from(from).enumerate() {
-            // The page is full, or has looked at its share of numbers.
-            if page.members.len() == limit || looked == scan {
-                page.next = Some(participant);
-                break;
-            }
-            let Some(s) = slot.filter(|s| wanted.contains(&s.status) || s.engaged & flag != 0)
-            else {
-                continue;
-            };
-            let msg = MessageNo {
-                campaign: c.record.seq,
-                participant,
-            };
-            // A flag's row has the time of that outcome (the click).
-            let at = if wanted.contains(&s.status) {
-                (s.at > 0).then_some(s.at)
-            } else {
-                self.flags_of(msg).at(flag)
-            };
-            page.members.push(AudienceMember {
-                msg,
-                customer: s.customer.to_string(),
-                address: String::new(),
-                at,
-            });
-        }
-        Ok(page)
-    }
-
-    /// Reads the addresses of `members` (of campaign `id`, in message
-    /// order) from their records (`participant_records`).
-    fn fill_addresses(&self, id: &str, members: &mut [AudienceMember]) -> Result<()> {
-        let Some(campaign) = members.first().map(|m| m.msg.campaign) else {
-            return Ok(());
-        };
-        let numbers: Vec<u32> = members.iter().map(|m| m.msg.participant).collect();
-        let records = participant_records(&self.shared.ks.participants, campaign, &numbers)?;
-        for (member, record) in members.iter_mut().zip(records) {
-            // Deleted while it was read: the campaign is gone.
-            let record = record.ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
-            member.address = record.address;
-        }
-        Ok(())
     }
 }

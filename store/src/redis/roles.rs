@@ -4,9 +4,9 @@ use std::{collections::HashMap, sync::Arc};
 
 use async_trait::async_trait;
 use domain::{
-    AudienceMember, CampaignDecl, CampaignRecord, CampaignState, ChannelKind, Engaged, Engagement,
-    FELL_BACK, Fact, MessageNo, MessageState, Millis, Participant, ReceiptIn, ReceiptMatch, Status,
-    SuppressReason, Update,
+    CampaignDecl, CampaignRecord, CampaignState, ChannelKind, Engaged, Engagement, FELL_BACK, Fact,
+    MessageNo, MessageState, Millis, Participant, ReceiptIn, ReceiptMatch, Status, SuppressReason,
+    Update,
 };
 use futures_util::future::try_join_all;
 
@@ -24,7 +24,7 @@ use super::{
     txn::Txn,
 };
 use crate::{
-    AUDIENCE_SCAN_PER_MEMBER, AudiencePage, Catalog, Claim, Counts, Intake, Lease, Ledger,
+    AUDIENCE_SCAN_PER_MEMBER, AudienceMessages, Catalog, Claim, Counts, Intake, Lease, Ledger,
     LimitState, MessageInfo, Paced, Queue, Result, Shared, Store, StoreError, SuppressionQuery,
     Suppressions, UploadId, codec, flags::Flags, upstream,
 };
@@ -976,13 +976,13 @@ impl Ledger for Redis {
         })
     }
 
-    async fn audience_page(
+    async fn audience_messages(
         &self,
         id: &str,
         outcome: &str,
         from: u32,
         limit: usize,
-    ) -> Result<AudiencePage> {
+    ) -> Result<AudienceMessages> {
         let c = self
             .campaign(id)
             .await?
@@ -1046,24 +1046,17 @@ impl Ledger for Redis {
                 }
             }
         }
-        let at: HashMap<u32, Option<Millis>> = chosen.iter().copied().collect();
-        let numbers = chosen.into_iter().map(|(n, _)| n).collect();
-        let members = self
-            .records(c.seq, numbers)
-            .await?
-            .into_iter()
-            .map(|(n, p)| AudienceMember {
-                msg: MessageNo {
-                    campaign: c.seq,
-                    participant: n,
-                },
-                customer: p.customer,
-                address: p.address,
-                at: at.get(&n).copied().flatten(),
-            })
-            .collect();
-        Ok(AudiencePage {
-            members,
+        Ok(AudienceMessages {
+            messages: chosen
+                .into_iter()
+                .map(|(participant, at)| {
+                    let msg = MessageNo {
+                        campaign: c.seq,
+                        participant,
+                    };
+                    (msg, at)
+                })
+                .collect(),
             next: next.filter(|&n| n < numbered),
         })
     }
