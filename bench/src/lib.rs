@@ -24,3 +24,16 @@ pub fn loopback_config(dir: &std::path::Path) -> gateway::config::Config {
     config.store.path = dir.join("data");
     config
 }
+
+/// Participants `from..to` as an NDJSON upload body, each with a `name`
+/// field (`cust-000000042`, `user42@example.org`).
+pub fn participants_ndjson(from: usize, to: usize) -> String {
+    let mut body = String::with_capacity((to - from) * 96);
+    for i in from..to {
+        body.push_str(&format!(
+            "{{\"customer\":\"cust-{i:09}\",\"address\":\"user{i}@example.org\",\
+             \"fields\":{{\"name\":\"Customer {i}\"}}}}\n"
+        ));
+    }
+    body
+}

@@ -181,6 +181,25 @@ async fn abandon(store: &dyn Store, upload: UploadId) {
 }
 
 impl GatewayBackend {
+    /// A page of the audience of campaign `id` for `outcome`, numbered
+    /// `from` on: its participants' records (`None` where one was deleted
+    /// meanwhile), and where the next page starts.
+    async fn audience_records(
+        &self,
+        id: &str,
+        outcome: &str,
+        from: u32,
+        limit: usize,
+    ) -> BackendResult<(Vec<Option<Participant>>, Option<u32>)> {
+        let page = (self.store)
+            .audience_messages(id, outcome, from, limit)
+            .await
+            .map_err(store_error)?;
+        let msgs: Vec<MessageNo> = page.messages.iter().map(|&(msg, _)| msg).collect();
+        let records = self.store.participants(&msgs).await.map_err(store_error)?;
+        Ok((records, page.next))
+    }
+
     /// Adds the audience of `source` to campaign `id` as one upload, a page
     /// at a time: each page staged, then the whole published (abandoned if
     /// that fails or the request is cut off), as an NDJSON upload is: all
@@ -201,19 +220,15 @@ impl GatewayBackend {
             // checked (404 unknown, 409 closed).
             let mut from = Some(0);
             while let Some(first) = from {
-                let page = self
-                    .store
-                    .audience_messages(
+                let (records, next) = self
+                    .audience_records(
                         &source.campaign,
                         &source.outcome,
                         first,
                         admin_api::STAGE_BATCH,
                     )
-                    .await
-                    .map_err(store_error)?;
-                from = page.next;
-                let msgs: Vec<MessageNo> = page.messages.iter().map(|&(msg, _)| msg).collect();
-                let records = self.store.participants(&msgs).await.map_err(store_error)?;
+                    .await?;
+                from = next;
                 let (part, refused) = addressed(records, source, &mut position);
                 let staged = self.add_checked(id, Some(upload), part, refused).await?;
                 result.merge(staged);
@@ -379,13 +394,10 @@ impl GatewayBackend {
         let mut total = 0usize;
         let mut from = Some(0);
         while let Some(first) = from {
-            let page = (self.store)
-                .audience_messages(id, Status::Pending.as_str(), first, UNFIT_READ)
-                .await
-                .map_err(store_error)?;
-            from = page.next;
-            let msgs: Vec<MessageNo> = page.messages.iter().map(|&(msg, _)| msg).collect();
-            let records = self.store.participants(&msgs).await.map_err(store_error)?;
+            let (records, next) = self
+                .audience_records(id, Status::Pending.as_str(), first, UNFIT_READ)
+                .await?;
+            from = next;
             for p in records.into_iter().flatten() {
                 if let Some(why) = check(&p) {
                     total += 1;

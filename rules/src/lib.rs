@@ -203,6 +203,18 @@ pub fn audience_statuses(outcome: &str, reports_delivery: bool) -> &'static [Sta
     }
 }
 
+/// The message flag the audience for `outcome` selects by besides its
+/// statuses (a click, ..., a fallback), or 0 for none.
+pub fn audience_flag(outcome: &str) -> u8 {
+    match outcome {
+        "fallback" => domain::FELL_BACK,
+        _ => Engagement::ALL
+            .into_iter()
+            .find(|e| e.as_str() == outcome)
+            .map_or(0, Engagement::bit),
+    }
+}
+
 /// What a recipient's action does to their address.
 pub fn engaged(kind: Engagement) -> Option<SuppressReason> {
     match kind {

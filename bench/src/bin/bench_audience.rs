@@ -19,17 +19,6 @@ use hyper::Method;
 /// Participants per upload: a body stays under the API's 256 MB limit.
 const PER_UPLOAD: usize = 1_000_000;
 
-fn ndjson(from: usize, to: usize) -> String {
-    let mut body = String::with_capacity((to - from) * 96);
-    for i in from..to {
-        body.push_str(&format!(
-            "{{\"customer\":\"cust-{i:09}\",\"address\":\"user{i}@example.org\",\
-             \"fields\":{{\"name\":\"Customer {i}\"}}}}\n"
-        ));
-    }
-    body
-}
-
 /// Runs `step`, printing its time and the daemon's peak RSS over what it
 /// held before, in all and per participant.
 async fn measured<F: std::future::Future<Output = anyhow::Result<()>>>(
@@ -80,7 +69,7 @@ async fn daemon_with(dir: &std::path::Path, sink_port: u16, n: usize) -> anyhow:
         let to = (from + PER_UPLOAD).min(n);
         daemon
             .api
-            .upload("first", ndjson(from, to), to - from)
+            .upload("first", bench::participants_ndjson(from, to), to - from)
             .await?;
     }
     Ok(daemon)

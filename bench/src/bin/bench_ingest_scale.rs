@@ -33,17 +33,6 @@ fn disk_bytes(dir: &Path) -> std::io::Result<u64> {
     Ok(total)
 }
 
-fn ndjson(from: usize, to: usize) -> String {
-    let mut body = String::with_capacity((to - from) * 96);
-    for i in from..to {
-        body.push_str(&format!(
-            "{{\"customer\":\"cust-{i:09}\",\"address\":\"user{i}@example.org\",\
-             \"fields\":{{\"name\":\"Customer {i}\"}}}}\n"
-        ));
-    }
-    body
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let n: usize = positional(1, "participants", 10_000_000)?;
@@ -59,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
     let mut uploading = Duration::ZERO;
     for from in (0..n).step_by(per_upload) {
         let to = (from + per_upload).min(n);
-        let body = ndjson(from, to);
+        let body = bench::participants_ndjson(from, to);
         let started = Instant::now();
         daemon.api.upload("scale", body, to - from).await?;
         uploading += started.elapsed();

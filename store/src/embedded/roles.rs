@@ -4,8 +4,8 @@ use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use domain::{
-    CampaignDecl, CampaignRecord, CampaignState, ChannelKind, Engaged, Engagement, FELL_BACK, Fact,
-    MessageNo, Millis, Participant, ReceiptIn, ReceiptMatch, SuppressReason, Update,
+    CampaignDecl, CampaignRecord, CampaignState, ChannelKind, Engaged, Fact, MessageNo, Millis,
+    Participant, ReceiptIn, ReceiptMatch, SuppressReason, Update,
 };
 
 use super::{Embedded, FACT_RUN, Op, io, participant_records, read_participant, suppression_key};
@@ -271,13 +271,7 @@ impl Ledger for Embedded {
             .get(id)
             .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
         let wanted = rules::audience_statuses(outcome, c.record.decl.channel.reports_delivery());
-        let flag = match outcome {
-            "fallback" => FELL_BACK,
-            _ => Engagement::ALL
-                .into_iter()
-                .find(|e| e.as_str() == outcome)
-                .map_or(0, Engagement::bit),
-        };
+        let flag = rules::audience_flag(outcome);
         // At least one message a page, so that paging moves on.
         let limit = limit.max(1);
         let scan = limit.saturating_mul(AUDIENCE_SCAN_PER_MEMBER);

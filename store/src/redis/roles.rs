@@ -988,13 +988,7 @@ impl Ledger for Redis {
             .await?
             .ok_or_else(|| StoreError::UnknownCampaign(id.to_owned()))?;
         let wanted = rules::audience_statuses(outcome, c.decl.channel.reports_delivery());
-        let flag = match outcome {
-            "fallback" => FELL_BACK,
-            _ => Engagement::ALL
-                .into_iter()
-                .find(|e| e.as_str() == outcome)
-                .map_or(0, Engagement::bit),
-        };
+        let flag = rules::audience_flag(outcome);
         let shard = self.shard(c.seq);
         // Numbers below this have been given out; none above.
         let numbered = self
